@@ -1,0 +1,327 @@
+// Package config owns gatewayd.yaml: the options of one gateway, their
+// defaults, validation, and the store URL syntax (file://DIR, s3://bucket/prefix).
+//
+// Every option has a default, so a gateway runs with no file at all. A file
+// only needs the options it changes; unknown keys are an error, so a typo is
+// reported instead of silently ignored. Relative paths are relative to the
+// data directory.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// FileName is the config file inside the data directory.
+const FileName = "gatewayd.yaml"
+
+// Config is the whole configuration of one gateway.
+type Config struct {
+	// DataDir is not read from the file: it is where the file is.
+	DataDir string `yaml:"-"`
+
+	LogLevel string `yaml:"log_level"` // debug, info, warn, error
+	Store    Store  `yaml:"store"`
+	Keys     Keys   `yaml:"keys"`
+	Meta     Meta   `yaml:"meta"`
+	Admin    Admin  `yaml:"admin"`
+	ISCSI    Listen `yaml:"iscsi"`
+	NFS      Listen `yaml:"nfs"`
+}
+
+// Store says where the gateway keeps its data.
+type Store struct {
+	// URL is file://DIR (a local directory acting as a bucket; relative DIR
+	// is under the data dir) or s3://BUCKET[/PREFIX].
+	URL string `yaml:"url"`
+	S3  S3     `yaml:"s3"`
+
+	Retry         Retry    `yaml:"retry"`
+	MaxConcurrent int      `yaml:"max_concurrent"` // in-flight requests to the store
+	UploadLimit   ByteSize `yaml:"upload_limit"`   // bytes per second, 0 = unlimited
+	DownloadLimit ByteSize `yaml:"download_limit"` // bytes per second, 0 = unlimited
+}
+
+// S3 holds the options of an s3:// store.
+type S3 struct {
+	Endpoint  string `yaml:"endpoint"` // empty = AWS for the region
+	Region    string `yaml:"region"`
+	PathStyle bool   `yaml:"path_style"` // MinIO and most on-premises servers want this
+	// Static credentials; empty means the default AWS credential chain
+	// (environment, shared config, instance role).
+	AccessKeyID     string   `yaml:"access_key_id"`
+	SecretAccessKey string   `yaml:"secret_access_key"`
+	StorageClass    string   `yaml:"storage_class"` // empty = bucket default
+	PartSize        ByteSize `yaml:"part_size"`     // multipart part size
+}
+
+// Retry is the backoff policy for retryable store errors.
+type Retry struct {
+	MaxAttempts int           `yaml:"max_attempts"`
+	BaseDelay   time.Duration `yaml:"base_delay"`
+	MaxDelay    time.Duration `yaml:"max_delay"`
+}
+
+// Keys says where the master key comes from.
+type Keys struct {
+	// MasterKeyFile holds 32 random bytes, mode 0600.
+	MasterKeyFile string `yaml:"master_key_file"`
+	// PassphraseEnv, when set, names an environment variable holding a
+	// passphrase the master key is derived from instead of the key file.
+	PassphraseEnv string `yaml:"passphrase_env"`
+}
+
+// Meta says where local metadata lives.
+type Meta struct {
+	Dir string `yaml:"dir"`
+}
+
+// Admin configures the admin API.
+type Admin struct {
+	// Socket is the unix socket (mode 0600) every CLI subcommand talks to.
+	Socket string `yaml:"socket"`
+	// TCPListen, when set, also serves the API on TCP; every request there
+	// needs the bearer token in TokenFile.
+	TCPListen string `yaml:"tcp_listen"`
+	TokenFile string `yaml:"token_file"`
+}
+
+// Listen is a frontend's listen address; empty turns the frontend off.
+type Listen struct {
+	Listen string `yaml:"listen"`
+}
+
+// Default returns the configuration used when no file sets anything:
+// local-directory store and metadata under dataDir, loopback only.
+func Default(dataDir string) *Config {
+	return &Config{
+		DataDir:  dataDir,
+		LogLevel: "info",
+		Store: Store{
+			URL: "file://objects",
+			S3: S3{
+				Region:   "us-east-1",
+				PartSize: 16 << 20,
+			},
+			Retry:         Retry{MaxAttempts: 8, BaseDelay: 200 * time.Millisecond, MaxDelay: 30 * time.Second},
+			MaxConcurrent: 32,
+		},
+		Keys:  Keys{MasterKeyFile: "master.key"},
+		Meta:  Meta{Dir: "meta"},
+		Admin: Admin{Socket: "admin.sock", TokenFile: "admin.token"},
+		ISCSI: Listen{Listen: "127.0.0.1:3260"},
+		NFS:   Listen{Listen: "127.0.0.1:2049"},
+	}
+}
+
+// ErrNoFile is returned by Load when the data directory has no config file.
+var ErrNoFile = errors.New("no " + FileName)
+
+// Load reads DataDir/gatewayd.yaml over the defaults. A missing file gives
+// the defaults and an error wrapping ErrNoFile, so callers that need an
+// initialised data directory can say so and others can go on.
+func Load(dataDir string) (*Config, error) {
+	cfg := Default(dataDir)
+	path := filepath.Join(dataDir, FileName)
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return cfg, fmt.Errorf("%s: %w", path, ErrNoFile)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	if err := Parse(b, cfg); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+// Parse decodes YAML onto cfg (which holds the defaults) and validates it.
+func Parse(b []byte, cfg *Config) error {
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("invalid config: %s", oneLine(err))
+	}
+	return cfg.Validate()
+}
+
+// Marshal renders cfg as YAML (what `gatewayd config print` shows and what
+// `gatewayd init` writes). Secrets are rendered as stored; callers that show
+// config to a person use Redacted first.
+func Marshal(cfg *Config) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := yaml.NewEncoder(&buf)
+	enc.SetIndent(2)
+	if err := enc.Encode(cfg); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), enc.Close()
+}
+
+// Redacted returns a copy of cfg with secrets replaced by "REDACTED".
+func (c *Config) Redacted() *Config {
+	cp := *c
+	if cp.Store.S3.SecretAccessKey != "" {
+		cp.Store.S3.SecretAccessKey = "REDACTED"
+	}
+	return &cp
+}
+
+// Validate reports the first invalid option with its name.
+func (c *Config) Validate() error {
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		return fmt.Errorf("log_level: %q is not one of debug, info, warn, error", c.LogLevel)
+	}
+	if _, err := c.ParseStoreURL(); err != nil {
+		return err
+	}
+	if c.Store.Retry.MaxAttempts < 1 {
+		return fmt.Errorf("store.retry.max_attempts: must be at least 1, got %d", c.Store.Retry.MaxAttempts)
+	}
+	if c.Store.Retry.BaseDelay <= 0 || c.Store.Retry.MaxDelay < c.Store.Retry.BaseDelay {
+		return fmt.Errorf("store.retry: need 0 < base_delay <= max_delay, got %v and %v", c.Store.Retry.BaseDelay, c.Store.Retry.MaxDelay)
+	}
+	if c.Store.MaxConcurrent < 1 {
+		return fmt.Errorf("store.max_concurrent: must be at least 1, got %d", c.Store.MaxConcurrent)
+	}
+	if c.Store.UploadLimit < 0 || c.Store.DownloadLimit < 0 {
+		return errors.New("store.upload_limit/download_limit: must not be negative")
+	}
+	if ps := c.Store.S3.PartSize; ps < 5<<20 || ps > 5<<30 {
+		return fmt.Errorf("store.s3.part_size: must be between 5MiB and 5GiB, got %s", ps)
+	}
+	if c.Keys.MasterKeyFile == "" && c.Keys.PassphraseEnv == "" {
+		return errors.New("keys: set master_key_file or passphrase_env")
+	}
+	if c.Meta.Dir == "" {
+		return errors.New("meta.dir: must not be empty")
+	}
+	if c.Admin.Socket == "" {
+		return errors.New("admin.socket: must not be empty")
+	}
+	for name, addr := range map[string]string{"admin.tcp_listen": c.Admin.TCPListen, "iscsi.listen": c.ISCSI.Listen, "nfs.listen": c.NFS.Listen} {
+		if addr == "" {
+			continue
+		}
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			return fmt.Errorf("%s: %q is not host:port", name, addr)
+		}
+	}
+	return nil
+}
+
+// Path resolves p against the data directory.
+func (c *Config) Path(p string) string {
+	if p == "" || filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(c.DataDir, p)
+}
+
+// StoreURL is a parsed store.url.
+type StoreURL struct {
+	Scheme string // "file" or "s3"
+	Dir    string // file: absolute directory
+	Bucket string // s3
+	Prefix string // s3: key prefix without leading or trailing slash
+}
+
+// ParseStoreURL parses store.url, resolving a relative file:// directory
+// against the data directory.
+func (c *Config) ParseStoreURL() (StoreURL, error) {
+	raw := c.Store.URL
+	scheme, rest, ok := strings.Cut(raw, "://")
+	if !ok {
+		return StoreURL{}, fmt.Errorf("store.url: %q is neither file://DIR nor s3://BUCKET/PREFIX", raw)
+	}
+	switch scheme {
+	case "file":
+		if rest == "" {
+			return StoreURL{}, errors.New("store.url: file:// needs a directory")
+		}
+		return StoreURL{Scheme: "file", Dir: c.Path(rest)}, nil
+	case "s3":
+		bucket, prefix, _ := strings.Cut(rest, "/")
+		if bucket == "" {
+			return StoreURL{}, fmt.Errorf("store.url: %q has no bucket", raw)
+		}
+		if u, err := url.Parse("s3://" + rest); err != nil || u.Host != bucket {
+			return StoreURL{}, fmt.Errorf("store.url: %q: invalid bucket name", raw)
+		}
+		return StoreURL{Scheme: "s3", Bucket: bucket, Prefix: strings.Trim(prefix, "/")}, nil
+	}
+	return StoreURL{}, fmt.Errorf("store.url: unknown scheme %q (want file or s3)", scheme)
+}
+
+// ByteSize is a size in bytes that reads "16MiB", "1G", "512k" or a plain number.
+type ByteSize int64
+
+var sizeUnits = []struct {
+	suffix string
+	mult   int64
+}{
+	{"TiB", 1 << 40}, {"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10},
+	{"TB", 1e12}, {"GB", 1e9}, {"MB", 1e6}, {"KB", 1e3},
+	{"T", 1 << 40}, {"G", 1 << 30}, {"M", 1 << 20}, {"K", 1 << 10}, {"k", 1 << 10},
+	{"B", 1},
+}
+
+// ParseByteSize parses a size such as "16MiB".
+func ParseByteSize(s string) (ByteSize, error) {
+	s = strings.TrimSpace(s)
+	mult := int64(1)
+	for _, u := range sizeUnits {
+		if strings.HasSuffix(s, u.suffix) {
+			s, mult = strings.TrimSpace(strings.TrimSuffix(s, u.suffix)), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n < 0 || (mult > 1 && n > (1<<62)/mult) {
+		return 0, fmt.Errorf("invalid size %q", s)
+	}
+	return ByteSize(n * mult), nil
+}
+
+func (b ByteSize) String() string {
+	for _, u := range []struct {
+		suffix string
+		mult   int64
+	}{{"TiB", 1 << 40}, {"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}} {
+		if b != 0 && int64(b)%u.mult == 0 {
+			return strconv.FormatInt(int64(b)/u.mult, 10) + u.suffix
+		}
+	}
+	return strconv.FormatInt(int64(b), 10)
+}
+
+// UnmarshalYAML accepts a number or a string with a unit.
+func (b *ByteSize) UnmarshalYAML(n *yaml.Node) error {
+	v, err := ParseByteSize(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: %w", n.Line, err)
+	}
+	*b = v
+	return nil
+}
+
+// MarshalYAML writes the size with the largest exact binary unit.
+func (b ByteSize) MarshalYAML() (any, error) { return b.String(), nil }
+
+func oneLine(err error) string {
+	return strings.Join(strings.Fields(strings.ReplaceAll(err.Error(), "\n", "; ")), " ")
+}
