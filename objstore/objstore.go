@@ -27,14 +27,16 @@ import (
 // Store is an object store.
 type Store interface {
 	// Put stores size bytes read from r under key, replacing any object
-	// there. r may be read more than once (after Seek(0, io.SeekStart)) when
-	// a retry or a multipart upload needs it. The object becomes visible
+	// there. The bytes are read from r's current position; r may be read
+	// more than once (after seeking back to that position) when a retry or
+	// a multipart upload needs it. The object becomes visible
 	// only once complete: a reader sees the old object or the new one.
 	Put(ctx context.Context, key string, r io.ReadSeeker, size int64) error
 
 	// Get returns a reader of length bytes of key starting at offset.
-	// length < 0 means to the end of the object. A range past the end of
-	// the object is an error. The caller closes the reader.
+	// length < 0 means to the end of the object. A range that does not lie
+	// within the object is an error wrapping ErrInvalidRange (an empty range
+	// at the very end, offset == size, is not). The caller closes the reader.
 	Get(ctx context.Context, key string, offset, length int64) (io.ReadCloser, error)
 
 	// Stat returns the object's metadata.
@@ -72,9 +74,61 @@ type StorageClasser interface {
 	SetStorageClass(ctx context.Context, key, class string) error
 }
 
+// Full is a Store with every optional capability. Decorators implement Full
+// by forwarding to the store they wrap, then hide what that store cannot do
+// with LimitCapabilities.
+type Full interface {
+	Store
+	Copier
+	StorageClasser
+}
+
+// LimitCapabilities returns outer exposing exactly the optional interfaces
+// that inner implements, so a type assertion on a decorated store answers as
+// it would on the store underneath.
+func LimitCapabilities(outer Full, inner Store) Store {
+	_, canCopy := inner.(Copier)
+	_, hasClasses := inner.(StorageClasser)
+	switch {
+	case canCopy && hasClasses:
+		return outer
+	case canCopy:
+		return struct {
+			Store
+			Copier
+		}{outer, outer}
+	case hasClasses:
+		return struct {
+			Store
+			StorageClasser
+		}{outer, outer}
+	default:
+		return struct{ Store }{outer}
+	}
+}
+
 // ErrNotFound is returned (wrapped, and marked errkind.NotFound) when a key
 // does not exist.
 var ErrNotFound = errors.New("object not found")
+
+// ErrInvalidRange is returned (wrapped, and marked errkind.Permanent) by Get
+// when the requested range does not lie within the object.
+var ErrInvalidRange = errors.New("range outside object")
+
+// RangeLength checks a Get range against an object of size bytes and returns
+// how many bytes the range covers. The error wraps ErrInvalidRange.
+func RangeLength(size, offset, length int64) (int64, error) {
+	if offset < 0 || offset > size {
+		return 0, errkind.Mark(errkind.Permanent, fmt.Errorf("offset %d of a %d-byte object: %w", offset, size, ErrInvalidRange))
+	}
+	if length < 0 {
+		return size - offset, nil
+	}
+	if length > size-offset {
+		return 0, errkind.Mark(errkind.Permanent, fmt.Errorf("%d bytes at offset %d of a %d-byte object: %w", length, offset, size, ErrInvalidRange))
+	}
+	return length, nil
+}
 
 // NotFound returns the error for a missing key in store s.
 func NotFound(s fmt.Stringer, key string) error {

@@ -1,0 +1,185 @@
+// Package mem is an in-memory object store for tests. It is safe for
+// concurrent use and implements objstore.Copier and objstore.StorageClasser.
+package mem
+
+import (
+	"bytes"
+	"context"
+	"crypto/md5"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gatewayd/gatewayd/objstore"
+)
+
+// Store keeps objects in a map. Objects are immutable once stored: Put and
+// Copy replace the map entry, so a reader keeps the version it opened.
+type Store struct {
+	name string
+	now  func() time.Time
+
+	mu      sync.RWMutex
+	objects map[string]*object
+}
+
+type object struct {
+	data    []byte
+	modTime time.Time
+	etag    string
+	class   string
+}
+
+// New returns an empty store named name in logs and errors ("mem" if empty).
+func New(name string) *Store {
+	if name == "" {
+		name = "mem"
+	}
+	return &Store{name: name, now: time.Now, objects: make(map[string]*object)}
+}
+
+func (s *Store) String() string { return "mem://" + s.name }
+
+// Put implements objstore.Store.
+func (s *Store) Put(ctx context.Context, key string, r io.ReadSeeker, size int64) error {
+	if err := objstore.ValidKey(key); err != nil {
+		return err
+	}
+	if size < 0 {
+		return fmt.Errorf("%s: put %s: negative size %d", s, key, size)
+	}
+	data := make([]byte, size)
+	if _, err := io.ReadFull(r, data); err != nil {
+		return fmt.Errorf("%s: put %s: read %d bytes: %w", s, key, size, err)
+	}
+	// A cancelled caller must not leave an object behind.
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("%s: put %s: %w", s, key, err)
+	}
+	sum := md5.Sum(data)
+	s.mu.Lock()
+	s.objects[key] = &object{data: data, modTime: s.now(), etag: hex.EncodeToString(sum[:])}
+	s.mu.Unlock()
+	return nil
+}
+
+func (s *Store) lookup(key string) (*object, error) {
+	s.mu.RLock()
+	o, ok := s.objects[key]
+	s.mu.RUnlock()
+	if !ok {
+		return nil, objstore.NotFound(s, key)
+	}
+	return o, nil
+}
+
+// Get implements objstore.Store.
+func (s *Store) Get(ctx context.Context, key string, offset, length int64) (io.ReadCloser, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("%s: get %s: %w", s, key, err)
+	}
+	o, err := s.lookup(key)
+	if err != nil {
+		return nil, err
+	}
+	n, err := objstore.RangeLength(int64(len(o.data)), offset, length)
+	if err != nil {
+		return nil, fmt.Errorf("%s: get %s: %w", s, key, err)
+	}
+	return io.NopCloser(bytes.NewReader(o.data[offset : offset+n])), nil
+}
+
+// Stat implements objstore.Store.
+func (s *Store) Stat(ctx context.Context, key string) (objstore.ObjectInfo, error) {
+	if err := ctx.Err(); err != nil {
+		return objstore.ObjectInfo{}, fmt.Errorf("%s: stat %s: %w", s, key, err)
+	}
+	o, err := s.lookup(key)
+	if err != nil {
+		return objstore.ObjectInfo{}, err
+	}
+	return o.info(key), nil
+}
+
+func (o *object) info(key string) objstore.ObjectInfo {
+	return objstore.ObjectInfo{Key: key, Size: int64(len(o.data)), ModTime: o.modTime, ETag: o.etag, StorageClass: o.class}
+}
+
+// List implements objstore.Store. It lists a snapshot taken at the start, so
+// fn may call back into the store.
+func (s *Store) List(ctx context.Context, prefix string, fn func(objstore.ObjectInfo) error) error {
+	s.mu.RLock()
+	var infos []objstore.ObjectInfo
+	for k, o := range s.objects {
+		if strings.HasPrefix(k, prefix) {
+			infos = append(infos, o.info(k))
+		}
+	}
+	s.mu.RUnlock()
+	sort.Slice(infos, func(i, j int) bool { return infos[i].Key < infos[j].Key })
+	for _, info := range infos {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("%s: list %s: %w", s, prefix, err)
+		}
+		if err := fn(info); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Delete implements objstore.Store.
+func (s *Store) Delete(ctx context.Context, key string) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("%s: delete %s: %w", s, key, err)
+	}
+	s.mu.Lock()
+	delete(s.objects, key)
+	s.mu.Unlock()
+	return nil
+}
+
+// Copy implements objstore.Copier.
+func (s *Store) Copy(ctx context.Context, srcKey, dstKey string) error {
+	if err := objstore.ValidKey(dstKey); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("%s: copy %s to %s: %w", s, srcKey, dstKey, err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	src, ok := s.objects[srcKey]
+	if !ok {
+		return objstore.NotFound(s, srcKey)
+	}
+	// The data slice is never modified in place, so sharing it is safe.
+	s.objects[dstKey] = &object{data: src.data, modTime: s.now(), etag: src.etag, class: src.class}
+	return nil
+}
+
+// SetStorageClass implements objstore.StorageClasser. Any class name is
+// accepted; "STANDARD" is stored as the empty default, as S3 reports it.
+func (s *Store) SetStorageClass(ctx context.Context, key, class string) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("%s: set storage class of %s: %w", s, key, err)
+	}
+	if class == "STANDARD" {
+		class = ""
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	o, ok := s.objects[key]
+	if !ok {
+		return objstore.NotFound(s, key)
+	}
+	c := *o
+	c.class = class
+	c.modTime = s.now()
+	s.objects[key] = &c
+	return nil
+}
