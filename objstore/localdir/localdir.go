@@ -1,0 +1,555 @@
+// Package localdir is the embedded default object store: a local directory
+// that behaves like a bucket. Writes are atomic and durable (temp file,
+// fsync, rename, fsync of the directory), concurrent use is safe, and
+// listings come in the byte order of full keys, as S3 gives them.
+//
+// # Layout
+//
+// A key's segments become nested directories, but a bucket lets "a", "a/"
+// and "a/b" exist side by side while a directory cannot hold a file and a
+// subdirectory both named "a". So the three kinds of names are kept apart
+// by their ending. In a directory, for a key segment s:
+//
+//	esc(s)      the object whose key ends in s
+//	esc(s)%2F   the object whose key ends in s/ (a directory marker)
+//	esc(s)%     the directory holding the keys that continue s/...
+//
+// esc percent-encodes '%', NUL, and a leading '.', so an escaped segment
+// never ends in a bare '%' nor contains "%2F" (a segment has no '/'), and
+// never starts with '.'. Objects with plain names are therefore plain files:
+// key "share/docs/report.txt" is the file "share%/docs%/report.txt".
+//
+// Names starting with '.' belong to the store: temp files live in ".tmp" at
+// the root, on the same filesystem as their destination so that rename is
+// atomic. Files that do not decode (put there by something else) are
+// ignored. A segment must fit in a file name (255 bytes on most
+// filesystems, counting the escaping and suffix); the filesystem must be
+// case-sensitive.
+package localdir
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/gatewayd/gatewayd/errkind"
+	"github.com/gatewayd/gatewayd/objstore"
+)
+
+const (
+	tmpDirName   = ".tmp"
+	dirSuffix    = "%"
+	markerSuffix = "%2F"
+	// staleTempAge is how old a temp file must be before Open treats it as
+	// left over by a crash and removes it.
+	staleTempAge = time.Hour
+	// commitAttempts bounds how often Put retries when a concurrent Delete
+	// removes the (then empty) directory it is about to rename into.
+	commitAttempts = 100
+)
+
+// Store is a directory used as an object store. It is safe for concurrent
+// use, also by several Stores (or processes) on the same directory.
+type Store struct {
+	root string
+	tmp  string
+}
+
+var _ objstore.Copier = (*Store)(nil)
+
+// Open returns the store in dir, creating dir if needed, and removes temp
+// files left behind by a crash.
+func Open(dir string) (*Store, error) {
+	root, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, fmt.Errorf("localdir: %w", err)
+	}
+	s := &Store{root: root, tmp: filepath.Join(root, tmpDirName)}
+	if err := os.MkdirAll(s.tmp, 0o750); err != nil {
+		return nil, classify(fmt.Errorf("localdir: create %s: %w", s.tmp, err))
+	}
+	if err := s.removeStaleTemps(time.Now().Add(-staleTempAge)); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Store) String() string { return "local:" + s.root }
+
+func (s *Store) removeStaleTemps(before time.Time) error {
+	entries, err := os.ReadDir(s.tmp)
+	if err != nil {
+		return classify(fmt.Errorf("%s: read temp dir: %w", s, err))
+	}
+	for _, e := range entries {
+		info, err := e.Info()
+		if err != nil || !info.ModTime().Before(before) {
+			continue
+		}
+		if err := os.Remove(filepath.Join(s.tmp, e.Name())); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return classify(fmt.Errorf("%s: remove stale temp file: %w", s, err))
+		}
+	}
+	return nil
+}
+
+// esc escapes one key segment for use in a file name.
+func esc(seg string) string {
+	var b strings.Builder
+	for i := 0; i < len(seg); i++ {
+		c := seg[i]
+		if c == '%' || c == 0 || c == '/' || (i == 0 && c == '.') {
+			fmt.Fprintf(&b, "%%%02X", c)
+		} else {
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
+}
+
+// unesc reverses esc. It rejects names esc would not have produced, so
+// every object has exactly one file name.
+func unesc(name string) (string, bool) {
+	if !strings.Contains(name, "%") {
+		return name, name != "" && name[0] != '.'
+	}
+	var b strings.Builder
+	for i := 0; i < len(name); i++ {
+		if name[i] != '%' {
+			b.WriteByte(name[i])
+			continue
+		}
+		if i+2 >= len(name) {
+			return "", false
+		}
+		c, err := strconv.ParseUint(name[i+1:i+3], 16, 8)
+		if err != nil {
+			return "", false
+		}
+		b.WriteByte(byte(c))
+		i += 2
+	}
+	seg := b.String()
+	return seg, seg != "" && seg != "." && seg != ".." && esc(seg) == name
+}
+
+// location returns the directory holding key's file and the file's name.
+func (s *Store) location(key string) (dir, name string, err error) {
+	if err := objstore.ValidKey(key); err != nil {
+		return "", "", err
+	}
+	marker := strings.HasSuffix(key, "/")
+	segs := strings.Split(strings.TrimSuffix(key, "/"), "/")
+	dir = s.dirOf(segs[:len(segs)-1])
+	name = esc(segs[len(segs)-1])
+	if marker {
+		name += markerSuffix
+	}
+	return dir, name, nil
+}
+
+func (s *Store) dirOf(segs []string) string {
+	parts := make([]string, 0, len(segs)+1)
+	parts = append(parts, s.root)
+	for _, seg := range segs {
+		parts = append(parts, esc(seg)+dirSuffix)
+	}
+	return filepath.Join(parts...)
+}
+
+// classify marks local I/O errors: a full disk may drain, the rest will not
+// go away by retrying. Context errors stay unmarked.
+func classify(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return err
+	case errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT):
+		return errkind.Mark(errkind.Retryable, err)
+	case errkind.Of(err) != errkind.Unknown:
+		return err
+	}
+	return errkind.Mark(errkind.Permanent, err)
+}
+
+func isMissing(err error) bool {
+	return errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR)
+}
+
+// ctxReader stops a copy when ctx ends.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
+}
+
+// Put implements objstore.Store.
+func (s *Store) Put(ctx context.Context, key string, r io.ReadSeeker, size int64) error {
+	dir, name, err := s.location(key)
+	if err != nil {
+		return err
+	}
+	if size < 0 {
+		return errkind.Mark(errkind.Permanent, fmt.Errorf("%s: put %s: negative size %d", s, key, size))
+	}
+	return s.writeAndCommit(ctx, "put", key, dir, name, func(f *os.File) error {
+		n, err := io.CopyN(f, ctxReader{ctx, r}, size)
+		if err != nil {
+			return fmt.Errorf("wrote %d of %d bytes: %w", n, size, err)
+		}
+		return nil
+	})
+}
+
+// writeAndCommit fills a temp file with write, makes it durable and renames
+// it to dir/name. The temp file never outlives a failure.
+func (s *Store) writeAndCommit(ctx context.Context, op, key, dir, name string, write func(*os.File) error) (err error) {
+	f, err := os.CreateTemp(s.tmp, op+"-*")
+	if err != nil {
+		return classify(fmt.Errorf("%s: %s %s: %w", s, op, key, err))
+	}
+	tmpPath := f.Name()
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(tmpPath)
+			err = classify(fmt.Errorf("%s: %s %s: %w", s, op, key, err))
+		}
+	}()
+	if err := write(f); err != nil {
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return s.commit(tmpPath, dir, name)
+}
+
+// commit renames a durable temp file into place and makes the rename
+// durable. A concurrent Delete may remove dir, empty, between ensureDir and
+// the rename; the loop then recreates it.
+func (s *Store) commit(tmpPath, dir, name string) error {
+	target := filepath.Join(dir, name)
+	for attempt := 0; ; attempt++ {
+		if err := s.ensureDir(dir); err != nil {
+			return err
+		}
+		err := os.Rename(tmpPath, target)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, fs.ErrNotExist) || attempt >= commitAttempts {
+			return err
+		}
+	}
+	if err := syncDir(dir); err != nil && !isMissing(err) {
+		return err
+	}
+	return nil
+}
+
+// ensureDir creates dir and its missing parents below the root, syncing
+// each parent that gained an entry.
+func (s *Store) ensureDir(dir string) error {
+	if _, err := os.Stat(dir); err == nil {
+		return nil
+	}
+	rel, err := filepath.Rel(s.root, dir)
+	if err != nil {
+		return err
+	}
+	for attempt := 0; ; attempt++ {
+		err := s.mkdirs(strings.Split(rel, string(filepath.Separator)))
+		if err == nil || !errors.Is(err, fs.ErrNotExist) || attempt >= commitAttempts {
+			return err
+		}
+	}
+}
+
+func (s *Store) mkdirs(parts []string) error {
+	parent := s.root
+	for _, p := range parts {
+		path := filepath.Join(parent, p)
+		err := os.Mkdir(path, 0o750)
+		switch {
+		case err == nil:
+			if err := syncDir(parent); err != nil {
+				return err
+			}
+		case errors.Is(err, fs.ErrExist):
+		default:
+			return err
+		}
+		parent = path
+	}
+	return nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// Get implements objstore.Store.
+func (s *Store) Get(ctx context.Context, key string, offset, length int64) (io.ReadCloser, error) {
+	dir, name, err := s.location(key)
+	if err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("%s: get %s: %w", s, key, err)
+	}
+	f, err := os.Open(filepath.Join(dir, name))
+	if err != nil {
+		if isMissing(err) {
+			return nil, objstore.NotFound(s, key)
+		}
+		return nil, classify(fmt.Errorf("%s: get %s: %w", s, key, err))
+	}
+	info, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, classify(fmt.Errorf("%s: get %s: %w", s, key, err))
+	}
+	if !info.Mode().IsRegular() {
+		f.Close()
+		return nil, objstore.NotFound(s, key)
+	}
+	n, err := objstore.RangeLength(info.Size(), offset, length)
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("%s: get %s: %w", s, key, err)
+	}
+	return &rangeReader{r: io.NewSectionReader(f, offset, n), f: f}, nil
+}
+
+// rangeReader reads a range of an open file. The file was opened before
+// any later rename replaced it, so it reads one version whole.
+type rangeReader struct {
+	r *io.SectionReader
+	f *os.File
+}
+
+func (r *rangeReader) Read(p []byte) (int, error) { return r.r.Read(p) }
+func (r *rangeReader) Close() error               { return r.f.Close() }
+
+// Stat implements objstore.Store.
+func (s *Store) Stat(ctx context.Context, key string) (objstore.ObjectInfo, error) {
+	dir, name, err := s.location(key)
+	if err != nil {
+		return objstore.ObjectInfo{}, err
+	}
+	if err := ctx.Err(); err != nil {
+		return objstore.ObjectInfo{}, fmt.Errorf("%s: stat %s: %w", s, key, err)
+	}
+	info, err := os.Lstat(filepath.Join(dir, name))
+	if err != nil {
+		if isMissing(err) {
+			return objstore.ObjectInfo{}, objstore.NotFound(s, key)
+		}
+		return objstore.ObjectInfo{}, classify(fmt.Errorf("%s: stat %s: %w", s, key, err))
+	}
+	if !info.Mode().IsRegular() {
+		return objstore.ObjectInfo{}, objstore.NotFound(s, key)
+	}
+	return objstore.ObjectInfo{Key: key, Size: info.Size(), ModTime: info.ModTime()}, nil
+}
+
+// Delete implements objstore.Store. It removes the directories the delete
+// leaves empty, up to the root.
+func (s *Store) Delete(ctx context.Context, key string) error {
+	dir, name, err := s.location(key)
+	if err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("%s: delete %s: %w", s, key, err)
+	}
+	if err := os.Remove(filepath.Join(dir, name)); err != nil {
+		if isMissing(err) {
+			return nil
+		}
+		return classify(fmt.Errorf("%s: delete %s: %w", s, key, err))
+	}
+	if err := syncDir(dir); err != nil && !isMissing(err) {
+		return classify(fmt.Errorf("%s: delete %s: %w", s, key, err))
+	}
+	for dir != s.root {
+		// Fails, harmlessly, when the directory is not empty (or a
+		// concurrent Delete got there first).
+		if err := os.Remove(dir); err != nil {
+			break
+		}
+		dir = filepath.Dir(dir)
+		if err := syncDir(dir); err != nil && !isMissing(err) {
+			return classify(fmt.Errorf("%s: delete %s: %w", s, key, err))
+		}
+	}
+	return nil
+}
+
+// Copy implements objstore.Copier: a new file with the same bytes (not a
+// hard link, so the copy has its own modification time).
+func (s *Store) Copy(ctx context.Context, srcKey, dstKey string) error {
+	srcDir, srcName, err := s.location(srcKey)
+	if err != nil {
+		return err
+	}
+	dir, name, err := s.location(dstKey)
+	if err != nil {
+		return err
+	}
+	src, err := os.Open(filepath.Join(srcDir, srcName))
+	if err != nil {
+		if isMissing(err) {
+			return objstore.NotFound(s, srcKey)
+		}
+		return classify(fmt.Errorf("%s: copy %s: %w", s, srcKey, err))
+	}
+	defer src.Close()
+	if info, err := src.Stat(); err != nil || !info.Mode().IsRegular() {
+		return objstore.NotFound(s, srcKey)
+	}
+	return s.writeAndCommit(ctx, "copy", dstKey, dir, name, func(f *os.File) error {
+		_, err := io.Copy(f, src)
+		return err
+	})
+}
+
+// entry is one decoded name in a store directory.
+type entry struct {
+	sortKey string // the key part it stands for; directories end in "/"
+	isDir   bool
+	d       fs.DirEntry
+}
+
+// List implements objstore.Store. Each directory is read whole and sorted
+// by the key part its names stand for, which yields the byte order of full
+// keys: all keys below "s/" sort together, after "s" and after every name
+// that sorts before "s/" ("s-", "s.txt") and before those after it ("s0").
+// Objects created or deleted during a listing may or may not appear.
+func (s *Store) List(ctx context.Context, prefix string, fn func(objstore.ObjectInfo) error) error {
+	// Start in the deepest directory the prefix names completely.
+	base := prefix[:strings.LastIndex(prefix, "/")+1]
+	var segs []string
+	if base != "" {
+		segs = strings.Split(strings.TrimSuffix(base, "/"), "/")
+		for _, seg := range segs {
+			if seg == "" || seg == "." || seg == ".." {
+				return nil // no valid key has this prefix
+			}
+		}
+		// The marker named by base itself sits in the parent directory.
+		if strings.HasPrefix(base, prefix) {
+			oi, err := s.Stat(ctx, base)
+			switch {
+			case err == nil:
+				if err := fn(oi); err != nil {
+					return err
+				}
+			case !objstore.IsNotFound(err):
+				return err
+			}
+		}
+	}
+	return s.walk(ctx, s.dirOf(segs), base, prefix, fn)
+}
+
+func (s *Store) walk(ctx context.Context, dir, keyPrefix, prefix string, fn func(objstore.ObjectInfo) error) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("%s: list %s: %w", s, prefix, err)
+	}
+	dirents, err := os.ReadDir(dir)
+	if err != nil {
+		if isMissing(err) {
+			return nil
+		}
+		return classify(fmt.Errorf("%s: list %s: %w", s, prefix, err))
+	}
+	entries := make([]entry, 0, len(dirents))
+	for _, d := range dirents {
+		name := d.Name()
+		var e entry
+		var seg string
+		var ok bool
+		switch {
+		case strings.HasSuffix(name, markerSuffix):
+			seg, ok = unesc(strings.TrimSuffix(name, markerSuffix))
+			e = entry{sortKey: seg + "/"}
+			ok = ok && d.Type().IsRegular()
+		case strings.HasSuffix(name, dirSuffix):
+			seg, ok = unesc(strings.TrimSuffix(name, dirSuffix))
+			e = entry{sortKey: seg + "/", isDir: true}
+			ok = ok && d.IsDir()
+		default:
+			seg, ok = unesc(name)
+			e = entry{sortKey: seg}
+			ok = ok && d.Type().IsRegular()
+		}
+		if ok {
+			e.d = d
+			entries = append(entries, e)
+		}
+	}
+	// A marker "s/" sorts before the keys below it, so before its directory.
+	sort.Slice(entries, func(i, j int) bool {
+		if entries[i].sortKey != entries[j].sortKey {
+			return entries[i].sortKey < entries[j].sortKey
+		}
+		return !entries[i].isDir && entries[j].isDir
+	})
+	for _, e := range entries {
+		key := keyPrefix + e.sortKey
+		if e.isDir {
+			if strings.HasPrefix(key, prefix) || strings.HasPrefix(prefix, key) {
+				if err := s.walk(ctx, filepath.Join(dir, e.d.Name()), key, prefix, fn); err != nil {
+					return err
+				}
+			}
+			continue
+		}
+		if !strings.HasPrefix(key, prefix) {
+			continue
+		}
+		info, err := e.d.Info()
+		if err != nil {
+			if isMissing(err) {
+				continue // deleted since ReadDir
+			}
+			return classify(fmt.Errorf("%s: list %s: %w", s, prefix, err))
+		}
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("%s: list %s: %w", s, prefix, err)
+		}
+		if err := fn(objstore.ObjectInfo{Key: key, Size: info.Size(), ModTime: info.ModTime()}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
