@@ -1,0 +1,311 @@
+// Package miniotest runs a real MinIO server for tests: on a free loopback
+// port, with a temporary data directory, stopped when the test (or the test
+// binary) ends. Tests that need S3 use it instead of a fake, so that what
+// they check is what an S3-compatible server does.
+//
+// The minio binary is looked up on PATH, then in $GOBIN and $GOPATH/bin (as
+// `go env` reports them). When it is missing the test fails with the
+// command that installs it; it is never skipped.
+package miniotest
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+)
+
+// InstallCommand installs the MinIO version the tests are known to pass with.
+const InstallCommand = "GOFLAGS=-mod=mod go install github.com/minio/minio@v0.0.0-20260212201848-7aac2a2c5b7c"
+
+const (
+	accessKey = "gatewayd-test"
+	secretKey = "gatewayd-test-secret"
+	// readyTimeout is generous: it only bounds how long a broken server
+	// takes to fail the test, never how fast a healthy one must be.
+	readyTimeout = 2 * time.Minute
+)
+
+// Server is a running MinIO server.
+type Server struct {
+	Endpoint  string // "http://127.0.0.1:PORT"
+	AccessKey string
+	SecretKey string
+	Region    string
+
+	dataDir string
+	cmd     *exec.Cmd
+	exited  chan struct{}
+	output  *syncBuffer
+	stop    sync.Once
+}
+
+// Start starts a server of its own for t and stops it when t ends.
+func Start(t testing.TB) *Server {
+	t.Helper()
+	s, err := start()
+	if err != nil {
+		t.Fatalf("miniotest: %v", err)
+	}
+	t.Cleanup(s.Stop)
+	return s
+}
+
+var shared struct {
+	once sync.Once
+	srv  *Server
+	err  error
+}
+
+// Shared returns the test binary's one shared server, starting it on first
+// use. Call Main from TestMain to stop it when the tests are done; if the
+// test binary dies first, the server dies with it.
+func Shared(t testing.TB) *Server {
+	t.Helper()
+	shared.once.Do(func() { shared.srv, shared.err = start() })
+	if shared.err != nil {
+		t.Fatalf("miniotest: %v", shared.err)
+	}
+	return shared.srv
+}
+
+// Main runs the tests and then stops the shared server. Use it as
+//
+//	func TestMain(m *testing.M) { os.Exit(miniotest.Main(m)) }
+func Main(m interface{ Run() int }) int {
+	code := m.Run()
+	if shared.srv != nil {
+		shared.srv.Stop()
+	}
+	return code
+}
+
+// Binary returns the path of the minio binary, or an error that says how to
+// install it.
+func Binary() (string, error) {
+	if p, err := exec.LookPath("minio"); err == nil {
+		return p, nil
+	}
+	var dirs []string
+	if gobin := goEnv("GOBIN"); gobin != "" {
+		dirs = append(dirs, gobin)
+	}
+	for _, gopath := range filepath.SplitList(goEnv("GOPATH")) {
+		if gopath != "" {
+			dirs = append(dirs, filepath.Join(gopath, "bin"))
+		}
+	}
+	if home, err := os.UserHomeDir(); err == nil {
+		dirs = append(dirs, filepath.Join(home, "go", "bin"))
+	}
+	for _, d := range dirs {
+		p := filepath.Join(d, "minio")
+		if info, err := os.Stat(p); err == nil && !info.IsDir() && info.Mode()&0o111 != 0 {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("the minio binary is not on PATH nor in %s; install it with:\n\t%s",
+		strings.Join(dirs, ", "), InstallCommand)
+}
+
+// goEnv returns a Go environment setting, asking the go command when the
+// environment does not say.
+func goEnv(name string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	out, err := exec.Command("go", "env", name).Output()
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(out))
+}
+
+func start() (*Server, error) {
+	bin, err := Binary()
+	if err != nil {
+		return nil, err
+	}
+	// A port picked free can be taken before MinIO binds it; try again then.
+	var lastErr error
+	for range 3 {
+		s, err := startOnce(bin)
+		if err == nil {
+			return s, nil
+		}
+		lastErr = err
+	}
+	return nil, lastErr
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+func startOnce(bin string) (*Server, error) {
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	consolePort, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	dataDir, err := os.MkdirTemp("", "miniotest-")
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{
+		Endpoint:  fmt.Sprintf("http://127.0.0.1:%d", port),
+		AccessKey: accessKey,
+		SecretKey: secretKey,
+		Region:    "us-east-1",
+		dataDir:   dataDir,
+		exited:    make(chan struct{}),
+		output:    &syncBuffer{},
+	}
+	cmd := exec.Command(bin, "server", filepath.Join(dataDir, "data"),
+		"--address", fmt.Sprintf("127.0.0.1:%d", port),
+		"--console-address", fmt.Sprintf("127.0.0.1:%d", consolePort),
+		"--certs-dir", filepath.Join(dataDir, "certs"),
+		"--quiet")
+	cmd.Env = append(os.Environ(),
+		"MINIO_ROOT_USER="+accessKey,
+		"MINIO_ROOT_PASSWORD="+secretKey,
+		"MINIO_BROWSER=off",
+		"MINIO_UPDATE=off",
+		"MINIO_CI_CD=1",
+	)
+	cmd.Stdout = s.output
+	cmd.Stderr = s.output
+	// The server must not outlive the test binary, however it ends.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
+	s.cmd = cmd
+
+	// Pdeathsig fires when the thread that started the child exits, so
+	// start it from a locked thread that lives as long as the server.
+	started := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		if err := cmd.Start(); err != nil {
+			started <- err
+			close(s.exited)
+			return
+		}
+		started <- nil
+		cmd.Wait()
+		close(s.exited)
+	}()
+	if err := <-started; err != nil {
+		os.RemoveAll(dataDir)
+		return nil, fmt.Errorf("start %s: %w", bin, err)
+	}
+	if err := s.waitReady(); err != nil {
+		s.Stop()
+		return nil, fmt.Errorf("minio server on %s: %w\n%s", s.Endpoint, err, s.output.tail())
+	}
+	return s, nil
+}
+
+func (s *Server) waitReady() error {
+	client := &http.Client{Timeout: 2 * time.Second}
+	deadline := time.Now().Add(readyTimeout)
+	for {
+		resp, err := client.Get(s.Endpoint + "/minio/health/live")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+			err = fmt.Errorf("health check: %s", resp.Status)
+		}
+		select {
+		case <-s.exited:
+			return fmt.Errorf("exited before it was ready")
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("not ready after %v: %w", readyTimeout, err)
+		}
+	}
+}
+
+// Stop stops the server and removes its data. It is safe to call twice.
+func (s *Server) Stop() {
+	s.stop.Do(func() {
+		if s.cmd.Process != nil {
+			s.cmd.Process.Signal(syscall.SIGTERM)
+			select {
+			case <-s.exited:
+			case <-time.After(10 * time.Second):
+				s.cmd.Process.Kill()
+				<-s.exited
+			}
+		}
+		os.RemoveAll(s.dataDir)
+	})
+}
+
+// Client returns an S3 client for the server.
+func (s *Server) Client() *s3.Client {
+	return s3.New(s3.Options{
+		BaseEndpoint: aws.String(s.Endpoint),
+		Region:       s.Region,
+		UsePathStyle: true,
+		Credentials:  credentials.NewStaticCredentialsProvider(s.AccessKey, s.SecretKey, ""),
+	})
+}
+
+// CreateBucket creates a bucket, failing t if it cannot.
+func (s *Server) CreateBucket(t testing.TB, name string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := s.Client().CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(name)}); err != nil {
+		t.Fatalf("miniotest: create bucket %s: %v", name, err)
+	}
+}
+
+// syncBuffer collects the server's output for error messages.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.buf.Len() > 1<<20 {
+		return len(p), nil
+	}
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) tail() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := b.buf.String()
+	if len(out) > 4000 {
+		out = "..." + out[len(out)-4000:]
+	}
+	return out
+}
