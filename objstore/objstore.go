@@ -5,11 +5,15 @@
 // only some stores can do is an optional one-method interface found by type
 // assertion: Copier, StorageClasser. Implementations live in sibling packages
 // (s3, localdir, mem); decorators that add behaviour to any Store live beside
-// them (retry, limiter). Every implementation must pass objstoretest.
+// them (retry, limiter, faulty). Every implementation must pass objstoretest.
 //
 // Keys are slash-separated relative names ("chunks/ab/abcd..."). A key never
 // starts with "/" and never contains "." or ".." segments or an empty segment;
 // it may end with "/" (file shares' directory marker objects).
+//
+// An object "a" must not coexist with keys below "a/" ("a/b"): AWS S3 allows
+// it, but MinIO then hides "a/b" from listings. A marker "a/" may coexist
+// with both "a" and "a/b".
 package objstore
 
 import (
