@@ -120,9 +120,8 @@ func NewCodec(encryptionKey, chunkIDKey [32]byte, opts CodecOptions) (*Codec, er
 		return nil, errkind.Mark(errkind.Permanent, fmt.Errorf("chunk codec: %w", err))
 	}
 	c := &Codec{frame: frame}
-	idKey := chunkIDKey // copied so the closure does not keep the caller's array
 	c.hashers.New = func() any {
-		h, err := blake3.NewKeyed(idKey[:])
+		h, err := blake3.NewKeyed(chunkIDKey[:])
 		if err != nil {
 			panic(err) // unreachable: the key is 32 bytes by type
 		}
