@@ -1,0 +1,194 @@
+// Package retry is the one retry policy for object store calls: a Store
+// decorator that retries errors marked errkind.Retryable, with exponential
+// backoff and full jitter, and nothing else. Stores below it make a single
+// attempt per call (objstore/s3 turns the SDK's retries off).
+//
+// Put rewinds its reader before each new attempt. List resumes after the
+// last object it delivered, so fn never sees an object twice. A Get is
+// retried until it returns a reader; errors while reading the body (marked
+// Retryable by the stores) are the caller's to retry, since the object may
+// have changed in between.
+package retry
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"time"
+
+	"github.com/gatewayd/gatewayd/clock"
+	"github.com/gatewayd/gatewayd/errkind"
+	"github.com/gatewayd/gatewayd/objstore"
+)
+
+// Options configures the policy. Zero values take the defaults.
+type Options struct {
+	// MaxAttempts is the number of attempts including the first (default 5).
+	MaxAttempts int
+	// BaseDelay is the backoff ceiling of the first retry (default 200ms);
+	// it doubles with each retry up to MaxDelay (default 15s). The actual
+	// wait is drawn uniformly from [0, ceiling) (full jitter).
+	BaseDelay, MaxDelay time.Duration
+	Clock               clock.Clock
+	Logger              *slog.Logger
+}
+
+// Defaults.
+const (
+	DefaultMaxAttempts = 5
+	DefaultBaseDelay   = 200 * time.Millisecond
+	DefaultMaxDelay    = 15 * time.Second
+)
+
+// New returns inner with retries. The result implements the optional
+// interfaces (Copier, StorageClasser) exactly when inner does.
+func New(inner objstore.Store, opts Options) objstore.Store {
+	if opts.MaxAttempts <= 0 {
+		opts.MaxAttempts = DefaultMaxAttempts
+	}
+	if opts.BaseDelay <= 0 {
+		opts.BaseDelay = DefaultBaseDelay
+	}
+	if opts.MaxDelay <= 0 {
+		opts.MaxDelay = DefaultMaxDelay
+	}
+	if opts.Clock == nil {
+		opts.Clock = clock.Real{}
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	return objstore.LimitCapabilities(&store{inner: inner, opts: opts}, inner)
+}
+
+type store struct {
+	inner objstore.Store
+	opts  Options
+}
+
+func (s *store) String() string { return s.inner.String() }
+
+// backoff returns the wait before retry number n (1 for the first retry).
+func (s *store) backoff(n int) time.Duration {
+	ceiling := s.opts.MaxDelay
+	if shift := n - 1; shift < 32 {
+		if d := s.opts.BaseDelay << shift; d > 0 && d < ceiling {
+			ceiling = d
+		}
+	}
+	return time.Duration(rand.Int64N(int64(ceiling)))
+}
+
+// do runs attempt until it succeeds, fails for good, or runs out of
+// attempts. before runs ahead of every attempt after the first.
+func (s *store) do(ctx context.Context, op, key string, before func() error, attempt func() error) error {
+	for n := 1; ; n++ {
+		err := attempt()
+		if err == nil || !errkind.IsRetryable(err) {
+			return err
+		}
+		if n >= s.opts.MaxAttempts {
+			s.opts.Logger.Warn("object store call failed, giving up", "op", op, "key", key, "attempts", n, "err", err)
+			return fmt.Errorf("%s %s: giving up after %d attempts: %w", op, key, n, err)
+		}
+		if ctx.Err() != nil {
+			return err
+		}
+		wait := s.backoff(n)
+		s.opts.Logger.Debug("object store call failed, retrying", "op", op, "key", key, "attempt", n, "wait", wait, "err", err)
+		if serr := clock.Sleep(ctx, s.opts.Clock, wait); serr != nil {
+			return fmt.Errorf("%s %s: %w while waiting to retry after: %v", op, key, serr, err)
+		}
+		if before != nil {
+			if berr := before(); berr != nil {
+				return berr
+			}
+		}
+	}
+}
+
+func (s *store) Put(ctx context.Context, key string, r io.ReadSeeker, size int64) error {
+	start, err := r.Seek(0, io.SeekCurrent)
+	if err != nil {
+		return errkind.Mark(errkind.Permanent, fmt.Errorf("%s: put %s: reader cannot seek: %w", s, key, err))
+	}
+	rewind := func() error {
+		if _, err := r.Seek(start, io.SeekStart); err != nil {
+			return errkind.Mark(errkind.Permanent, fmt.Errorf("%s: put %s: rewind reader: %w", s, key, err))
+		}
+		return nil
+	}
+	return s.do(ctx, "put", key, rewind, func() error { return s.inner.Put(ctx, key, r, size) })
+}
+
+func (s *store) Get(ctx context.Context, key string, offset, length int64) (io.ReadCloser, error) {
+	var rc io.ReadCloser
+	err := s.do(ctx, "get", key, nil, func() error {
+		var err error
+		rc, err = s.inner.Get(ctx, key, offset, length)
+		return err
+	})
+	return rc, err
+}
+
+func (s *store) Stat(ctx context.Context, key string) (objstore.ObjectInfo, error) {
+	var oi objstore.ObjectInfo
+	err := s.do(ctx, "stat", key, nil, func() error {
+		var err error
+		oi, err = s.inner.Stat(ctx, key)
+		return err
+	})
+	return oi, err
+}
+
+// callbackError carries fn's own error through the inner List, so that it
+// is returned as is and never retried, whatever its class.
+type callbackError struct{ err error }
+
+func (e *callbackError) Error() string { return e.err.Error() }
+
+func (s *store) List(ctx context.Context, prefix string, fn func(objstore.ObjectInfo) error) error {
+	var last string
+	delivered := false
+	var fnErr *callbackError
+	err := s.do(ctx, "list", prefix, nil, func() error {
+		return s.inner.List(ctx, prefix, func(oi objstore.ObjectInfo) error {
+			// After a retry the listing starts over; skip what fn has seen.
+			if delivered && oi.Key <= last {
+				return nil
+			}
+			if err := fn(oi); err != nil {
+				fnErr = &callbackError{err}
+				return fnErr
+			}
+			last, delivered = oi.Key, true
+			return nil
+		})
+	})
+	if fnErr != nil {
+		return fnErr.err
+	}
+	return err
+}
+
+func (s *store) Delete(ctx context.Context, key string) error {
+	return s.do(ctx, "delete", key, nil, func() error { return s.inner.Delete(ctx, key) })
+}
+
+func (s *store) Copy(ctx context.Context, srcKey, dstKey string) error {
+	c, ok := s.inner.(objstore.Copier)
+	if !ok {
+		return errkind.Mark(errkind.Permanent, fmt.Errorf("%s: copy: store cannot copy", s))
+	}
+	return s.do(ctx, "copy", srcKey, nil, func() error { return c.Copy(ctx, srcKey, dstKey) })
+}
+
+func (s *store) SetStorageClass(ctx context.Context, key, class string) error {
+	c, ok := s.inner.(objstore.StorageClasser)
+	if !ok {
+		return errkind.Mark(errkind.Permanent, fmt.Errorf("%s: set storage class: store has no storage classes", s))
+	}
+	return s.do(ctx, "set storage class", key, nil, func() error { return c.SetStorageClass(ctx, key, class) })
+}
