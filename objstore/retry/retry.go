@@ -4,7 +4,8 @@
 // attempt per call (objstore/s3 turns the SDK's retries off).
 //
 // Put rewinds its reader before each new attempt. List resumes after the
-// last object it delivered, so fn never sees an object twice. A Get is
+// last object it delivered, so fn never sees an object twice, and a listing
+// that keeps making progress keeps its attempts. A Get is
 // retried until it returns a reader; errors while reading the body (marked
 // Retryable by the stores) are the caller's to retry, since the object may
 // have changed in between.
@@ -84,10 +85,20 @@ func (s *store) backoff(n int) time.Duration {
 // do runs attempt until it succeeds, fails for good, or runs out of
 // attempts. before runs ahead of every attempt after the first.
 func (s *store) do(ctx context.Context, op, key string, before func() error, attempt func() error) error {
+	return s.doProgress(ctx, op, key, before, attempt, nil)
+}
+
+// doProgress is do for calls that can fail after partial progress: when
+// progressed reports that a failed attempt got further than any before,
+// the attempts and the backoff start over.
+func (s *store) doProgress(ctx context.Context, op, key string, before func() error, attempt func() error, progressed func() bool) error {
 	for n := 1; ; n++ {
 		err := attempt()
 		if err == nil || !errkind.IsRetryable(err) {
 			return err
+		}
+		if progressed != nil && progressed() {
+			n = 1
 		}
 		if n >= s.opts.MaxAttempts {
 			s.opts.Logger.Warn("object store call failed, giving up", "op", op, "key", key, "attempts", n, "err", err)
@@ -149,11 +160,20 @@ type callbackError struct{ err error }
 
 func (e *callbackError) Error() string { return e.err.Error() }
 
+// List retries a listing that failed partway from the start, skipping what
+// fn has seen; an attempt that delivered new objects renews the attempt
+// budget, so a long listing over a flaky link finishes.
 func (s *store) List(ctx context.Context, prefix string, fn func(objstore.ObjectInfo) error) error {
 	var last string
 	delivered := false
 	var fnErr *callbackError
-	err := s.do(ctx, "list", prefix, nil, func() error {
+	lastBefore := ""
+	progressed := func() bool {
+		p := last != lastBefore
+		lastBefore = last
+		return p
+	}
+	err := s.doProgress(ctx, "list", prefix, nil, func() error {
 		return s.inner.List(ctx, prefix, func(oi objstore.ObjectInfo) error {
 			// After a retry the listing starts over; skip what fn has seen.
 			if delivered && oi.Key <= last {
@@ -166,7 +186,7 @@ func (s *store) List(ctx context.Context, prefix string, fn func(objstore.Object
 			last, delivered = oi.Key, true
 			return nil
 		})
-	})
+	}, progressed)
 	if fnErr != nil {
 		return fnErr.err
 	}

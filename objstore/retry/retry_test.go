@@ -227,3 +227,32 @@ func TestCapabilitiesFollowInner(t *testing.T) {
 		t.Fatal("retry(store without Copy) claims to be a Copier")
 	}
 }
+
+// A listing that fails more often than MaxAttempts, but gets further each
+// time, completes.
+func TestLongListingWithProgressCompletes(t *testing.T) {
+	failAt := map[string]bool{"k1": true, "k3": true, "k5": true, "k7": true, "k9": true, "k11": true}
+	fx := newFixture(func(op faulty.Op, key string) error {
+		if op == faulty.OpListEntry && failAt[key] {
+			delete(failAt, key)
+			return errors.New("connection reset")
+		}
+		return nil
+	})
+	for i := range 12 {
+		objstore.PutBytes(t.Context(), fx.inner, fmt.Sprintf("k%d", i), nil)
+	}
+	n := 0
+	err, _ := fx.run(func() error {
+		return fx.s.List(t.Context(), "", func(objstore.ObjectInfo) error { n++; return nil })
+	})
+	if err != nil || n != 12 {
+		t.Fatalf("listed %d of 12 after 6 failures with MaxAttempts 4: %v", n, err)
+	}
+	// Without progress the budget still runs out.
+	fx = newFixture(failTimes(faulty.OpList, "", 100, errkind.Retryable))
+	err, _ = fx.run(func() error { return fx.s.List(t.Context(), "", func(objstore.ObjectInfo) error { return nil }) })
+	if !errkind.IsRetryable(err) || fx.f.Calls(faulty.OpList) != 4 {
+		t.Fatalf("list without progress: %v after %d attempts, want to give up after 4", err, fx.f.Calls(faulty.OpList))
+	}
+}
