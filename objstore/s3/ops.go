@@ -17,8 +17,12 @@ import (
 	"github.com/gatewayd/gatewayd/objstore"
 )
 
-// Get implements objstore.Store.
+// Get implements objstore.Store. Keys are validated only when written, so
+// that objects other S3 clients put under the prefix can still be read.
 func (s *Store) Get(ctx context.Context, key string, offset, length int64) (io.ReadCloser, error) {
+	if key == "" {
+		return nil, objstore.ValidKey(key)
+	}
 	if offset < 0 || length == 0 {
 		// S3 cannot express an empty range; check the bounds with a HEAD.
 		return s.emptyRange(ctx, key, offset, length)
@@ -110,6 +114,9 @@ func (b *body) Close() error { return b.rc.Close() }
 
 // Stat implements objstore.Store.
 func (s *Store) Stat(ctx context.Context, key string) (objstore.ObjectInfo, error) {
+	if key == "" {
+		return objstore.ObjectInfo{}, objstore.ValidKey(key) // would name the prefix itself
+	}
 	out, err := s.client.HeadObject(ctx, &awss3.HeadObjectInput{Bucket: aws.String(s.cfg.Bucket), Key: s.fullKey(key)})
 	if err != nil {
 		return objstore.ObjectInfo{}, s.classify(ctx, "stat", key, err)
@@ -160,6 +167,9 @@ func (s *Store) List(ctx context.Context, prefix string, fn func(objstore.Object
 
 // Delete implements objstore.Store.
 func (s *Store) Delete(ctx context.Context, key string) error {
+	if key == "" {
+		return objstore.ValidKey(key)
+	}
 	_, err := s.client.DeleteObject(ctx, &awss3.DeleteObjectInput{Bucket: aws.String(s.cfg.Bucket), Key: s.fullKey(key)})
 	if err != nil {
 		err = s.classify(ctx, "delete", key, err)

@@ -256,3 +256,22 @@ func TestPartLayout(t *testing.T) {
 		}
 	}
 }
+
+func TestEmptyKeyNeverNamesThePrefix(t *testing.T) {
+	s, srv := newStore(t)
+	if _, err := srv.Client().PutObject(t.Context(), &awss3.PutObjectInput{Bucket: aws.String(s.cfg.Bucket), Key: aws.String("gw/"), Body: strings.NewReader("prefix marker")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Stat(t.Context(), ""); err == nil {
+		t.Fatal("stat of the empty key found the prefix marker")
+	}
+	if _, err := s.Get(t.Context(), "", 0, -1); err == nil {
+		t.Fatal("get of the empty key read the prefix marker")
+	}
+	if err := s.Delete(t.Context(), ""); err == nil {
+		t.Fatal("delete of the empty key succeeded")
+	}
+	if _, err := srv.Client().HeadObject(t.Context(), &awss3.HeadObjectInput{Bucket: aws.String(s.cfg.Bucket), Key: aws.String("gw/")}); err != nil {
+		t.Fatalf("the prefix marker is gone: %v", err)
+	}
+}
