@@ -1,9 +1,9 @@
 package keys
 
 import (
+	"context"
 	"encoding/base64"
 	"encoding/hex"
-	"context"
 	"encoding/json"
 	"errors"
 	"os"
