@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 
 	"golang.org/x/crypto/argon2"
+
+	"github.com/gatewayd/gatewayd/internal/fsutil"
 )
 
 // GenerateMasterKeyFile creates a new random master key at path (mode
@@ -33,7 +35,7 @@ func WriteMasterKeyFile(path string, k MasterKey) error {
 		err = cerr
 	}
 	if err == nil {
-		err = syncDir(filepath.Dir(path))
+		err = fsutil.SyncDir(filepath.Dir(path))
 	}
 	if err != nil {
 		os.Remove(path)
@@ -62,15 +64,6 @@ func LoadMasterKeyFile(path string) (MasterKey, error) {
 	}
 	copy(k[:], b)
 	return k, nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 // KDFParams are the argon2id parameters a passphrase-derived master key was

@@ -42,6 +42,7 @@ import (
 	"time"
 
 	"github.com/gatewayd/gatewayd/errkind"
+	"github.com/gatewayd/gatewayd/internal/fsutil"
 	"github.com/gatewayd/gatewayd/objstore"
 )
 
@@ -264,7 +265,7 @@ func (s *Store) commit(tmpPath, dir, name string) error {
 			return err
 		}
 	}
-	if err := syncDir(dir); err != nil && !isMissing(err) {
+	if err := fsutil.SyncDir(dir); err != nil && !isMissing(err) {
 		return err
 	}
 	return nil
@@ -295,7 +296,7 @@ func (s *Store) mkdirs(parts []string) error {
 		err := os.Mkdir(path, 0o750)
 		switch {
 		case err == nil:
-			if err := syncDir(parent); err != nil {
+			if err := fsutil.SyncDir(parent); err != nil {
 				return err
 			}
 		case errors.Is(err, fs.ErrExist):
@@ -305,15 +306,6 @@ func (s *Store) mkdirs(parts []string) error {
 		parent = path
 	}
 	return nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 // Get implements objstore.Store.
@@ -397,7 +389,7 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 		}
 		return classify(fmt.Errorf("%s: delete %s: %w", s, key, err))
 	}
-	if err := syncDir(dir); err != nil && !isMissing(err) {
+	if err := fsutil.SyncDir(dir); err != nil && !isMissing(err) {
 		return classify(fmt.Errorf("%s: delete %s: %w", s, key, err))
 	}
 	for dir != s.root {
@@ -407,7 +399,7 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 			break
 		}
 		dir = filepath.Dir(dir)
-		if err := syncDir(dir); err != nil && !isMissing(err) {
+		if err := fsutil.SyncDir(dir); err != nil && !isMissing(err) {
 			return classify(fmt.Errorf("%s: delete %s: %w", s, key, err))
 		}
 	}
