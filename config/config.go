@@ -240,6 +240,17 @@ type StoreURL struct {
 	Prefix string // s3: key prefix without leading or trailing slash
 }
 
+// String renders the URL with an absolute directory for file stores.
+func (u StoreURL) String() string {
+	if u.Scheme == "file" {
+		return "file://" + u.Dir
+	}
+	if u.Prefix == "" {
+		return "s3://" + u.Bucket
+	}
+	return "s3://" + u.Bucket + "/" + u.Prefix
+}
+
 // ParseStoreURL parses store.url, resolving a relative file:// directory
 // against the data directory.
 func (c *Config) ParseStoreURL() (StoreURL, error) {

@@ -27,6 +27,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/smithy-go"
+	"github.com/aws/smithy-go/logging"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 
 	"github.com/gatewayd/gatewayd/errkind"
@@ -144,6 +145,11 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*Store, error) {
 		// One attempt per call: objstore/retry owns the retry policy.
 		config.WithRetryer(func() aws.Retryer { return aws.NopRetryer{} }),
 		config.WithHTTPClient(awshttp.NewBuildableClient()),
+		// The SDK's own log lines (IMDS fallbacks, ...) go to our logger,
+		// not to stderr beside the one-line errors.
+		config.WithLogger(logging.LoggerFunc(func(c logging.Classification, format string, v ...any) {
+			log.Debug(fmt.Sprintf(format, v...), "component", "aws-sdk", "class", string(c))
+		})),
 	}
 	if cfg.Region != "" {
 		opts = append(opts, config.WithRegion(cfg.Region))
@@ -158,6 +164,16 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*Store, error) {
 	}
 	if awsCfg.Region == "" {
 		awsCfg.Region = DefaultRegion
+	}
+	if cfg.AccessKeyID == "" {
+		// Resolve the default chain now, so a machine without credentials
+		// gets that said rather than an access-denied from somewhere else.
+		cctx, cancel := context.WithTimeout(ctx, openTimeout)
+		_, err := awsCfg.Credentials.Retrieve(cctx)
+		cancel()
+		if err != nil {
+			return nil, errkind.Mark(errkind.Permanent, fmt.Errorf("s3: no credentials found: set the access key and secret key (store.s3.access_key_id and secret_access_key, or --s3-access-key and --s3-secret-key) or configure the AWS credential chain (environment, shared config, instance role)"))
+		}
 	}
 	client := awss3.NewFromConfig(awsCfg, func(o *awss3.Options) {
 		if cfg.Endpoint != "" {

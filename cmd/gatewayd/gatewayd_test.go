@@ -1,0 +1,322 @@
+package main
+
+// These tests build the real binary and drive it as a user would: init,
+// serve, status, config print, SIGTERM, and the bad inputs that must give one
+// clear error line and a non-zero exit.
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gatewayd/gatewayd/admin"
+	"github.com/gatewayd/gatewayd/internal/miniotest"
+)
+
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "gatewayd-bin")
+	if err != nil {
+		panic(err)
+	}
+	binary = filepath.Join(dir, "gatewayd")
+	out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "build gatewayd: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+type result struct {
+	stdout, stderr string
+	code           int
+}
+
+// run runs the binary to completion with a generous deadline.
+func run(t *testing.T, env []string, args ...string) result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binary, args...)
+	cmd.Env = append(os.Environ(), env...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("run %v: %v", args, err)
+	}
+	return result{out.String(), errb.String(), code}
+}
+
+// mustFailClearly checks the contract for bad input: non-zero exit, exactly
+// one line on stderr that starts with "gatewayd:" and contains want, no panic.
+func mustFailClearly(t *testing.T, r result, want string) {
+	t.Helper()
+	if r.code == 0 {
+		t.Fatalf("exit 0, want failure; stdout=%q stderr=%q", r.stdout, r.stderr)
+	}
+	lines := strings.Split(strings.TrimRight(r.stderr, "\n"), "\n")
+	if len(lines) != 1 || !strings.HasPrefix(lines[0], "gatewayd: ") {
+		t.Fatalf("want one error line, got:\n%s", r.stderr)
+	}
+	if !strings.Contains(strings.ToLower(lines[0]), strings.ToLower(want)) {
+		t.Fatalf("error %q does not say %q", lines[0], want)
+	}
+	if strings.Contains(r.stderr, "panic") || strings.Contains(r.stderr, "goroutine ") {
+		t.Fatalf("panicked:\n%s", r.stderr)
+	}
+}
+
+type daemon struct {
+	cmd    *exec.Cmd
+	stderr *bytes.Buffer
+	done   chan error
+}
+
+// serve starts `gatewayd serve` and waits until its admin API answers.
+func serve(t *testing.T, dataDir string, args ...string) *daemon {
+	t.Helper()
+	cmd := exec.Command(binary, append([]string{"serve", "--data-dir", dataDir}, args...)...)
+	d := &daemon{cmd: cmd, stderr: new(bytes.Buffer), done: make(chan error, 1)}
+	cmd.Stderr = d.stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { d.done <- cmd.Wait() }()
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Kill()
+			<-d.done
+		}
+	})
+	c := admin.NewUnixClient(filepath.Join(dataDir, "admin.sock"))
+	deadline := time.Now().Add(time.Minute)
+	for {
+		if _, err := c.Status(context.Background()); err == nil {
+			return d
+		}
+		select {
+		case err := <-d.done:
+			t.Fatalf("serve exited early: %v\n%s", err, d.stderr)
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("serve never answered on its admin socket\n%s", d.stderr)
+		}
+	}
+}
+
+// stop sends SIGTERM and requires a clean exit.
+func (d *daemon) stop(t *testing.T) {
+	t.Helper()
+	if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-d.done:
+		if err != nil {
+			t.Fatalf("serve after SIGTERM: %v\n%s", err, d.stderr)
+		}
+	case <-time.After(time.Minute):
+		t.Fatalf("serve did not stop on SIGTERM\n%s", d.stderr)
+	}
+}
+
+func TestInitServeStatusStop(t *testing.T) {
+	dir := t.TempDir()
+	r := run(t, nil, "init", "--data-dir", dir)
+	if r.code != 0 {
+		t.Fatalf("init: %+v", r)
+	}
+	if fi, err := os.Stat(filepath.Join(dir, "master.key")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("master key: %v %v", fi, err)
+	}
+
+	d := serve(t, dir)
+
+	// The env variable finds the same gateway as the flag.
+	r = run(t, []string{"GATEWAYD_DATA_DIR=" + dir}, "status", "--output", "json")
+	if r.code != 0 {
+		t.Fatalf("status: %+v", r)
+	}
+	var st admin.Status
+	if err := json.Unmarshal([]byte(r.stdout), &st); err != nil {
+		t.Fatalf("status json: %v\n%s", err, r.stdout)
+	}
+	if st.GatewayID == "" || !strings.HasPrefix(st.Store, "file://") || st.Overall.String() != "ok" {
+		t.Fatalf("status = %+v", st)
+	}
+	if !strings.Contains(r.stdout, st.GatewayID) {
+		t.Fatal("gateway id missing")
+	}
+	r = run(t, nil, "status", "--data-dir", dir)
+	if r.code != 0 || !strings.Contains(r.stdout, st.GatewayID) || !strings.Contains(r.stdout, "health") {
+		t.Fatalf("text status: %+v", r)
+	}
+
+	r = run(t, nil, "config", "print", "--data-dir", dir, "--iscsi-listen", "127.0.0.1:3999")
+	if r.code != 0 || !strings.Contains(r.stdout, "url: file://objects") || !strings.Contains(r.stdout, "127.0.0.1:3999") {
+		t.Fatalf("config print: %+v", r)
+	}
+
+	// A second daemon on the same data directory is refused.
+	r = run(t, nil, "serve", "--data-dir", dir)
+	mustFailClearly(t, r, "in use")
+
+	d.stop(t)
+	if _, err := os.Stat(filepath.Join(dir, "admin.sock")); !os.IsNotExist(err) {
+		t.Fatalf("admin socket left behind: %v", err)
+	}
+	r = run(t, nil, "status", "--data-dir", dir)
+	mustFailClearly(t, r, "not running")
+
+	// Restart on the same data directory: same gateway.
+	d = serve(t, dir)
+	r = run(t, nil, "status", "--data-dir", dir, "-o", "json")
+	if !strings.Contains(r.stdout, st.GatewayID) {
+		t.Fatalf("restart changed the gateway: %s", r.stdout)
+	}
+	d.stop(t)
+}
+
+func TestBadInputFailsClearly(t *testing.T) {
+	t.Run("serve before init", func(t *testing.T) {
+		mustFailClearly(t, run(t, nil, "serve", "--data-dir", t.TempDir()), "gatewayd init")
+	})
+	t.Run("unreadable config", func(t *testing.T) {
+		dir := t.TempDir()
+		if err := os.WriteFile(filepath.Join(dir, "gatewayd.yaml"), []byte("store: [unclosed\n\x00"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		mustFailClearly(t, run(t, nil, "serve", "--data-dir", dir), "gatewayd.yaml")
+		mustFailClearly(t, run(t, nil, "config", "print", "--data-dir", dir), "gatewayd.yaml")
+	})
+	t.Run("unknown option", func(t *testing.T) {
+		dir := t.TempDir()
+		if err := os.WriteFile(filepath.Join(dir, "gatewayd.yaml"), []byte("stroe:\n  url: file://x\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		mustFailClearly(t, run(t, nil, "serve", "--data-dir", dir), "stroe")
+	})
+	t.Run("init twice", func(t *testing.T) {
+		dir := t.TempDir()
+		if r := run(t, nil, "init", "--data-dir", dir); r.code != 0 {
+			t.Fatalf("init: %+v", r)
+		}
+		mustFailClearly(t, run(t, nil, "init", "--data-dir", dir), "already initialised")
+	})
+	t.Run("wrong key", func(t *testing.T) {
+		dir := t.TempDir()
+		if r := run(t, nil, "init", "--data-dir", dir); r.code != 0 {
+			t.Fatalf("init: %+v", r)
+		}
+		other := make([]byte, 32)
+		_, _ = rand.Read(other)
+		if err := os.WriteFile(filepath.Join(dir, "master.key"), other, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		mustFailClearly(t, run(t, nil, "serve", "--data-dir", dir), "wrong master key")
+	})
+	t.Run("key readable by others", func(t *testing.T) {
+		dir := t.TempDir()
+		if r := run(t, nil, "init", "--data-dir", dir); r.code != 0 {
+			t.Fatalf("init: %+v", r)
+		}
+		if err := os.Chmod(filepath.Join(dir, "master.key"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		mustFailClearly(t, run(t, nil, "serve", "--data-dir", dir), "master.key")
+	})
+	t.Run("unreachable endpoint", func(t *testing.T) {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := ln.Addr().String()
+		ln.Close() // nothing listens there now
+		r := run(t, nil, "init", "--data-dir", t.TempDir(), "--store", "s3://bucket", "--s3-endpoint", "http://"+addr,
+			"--s3-path-style", "--s3-access-key", "k", "--s3-secret-key", "secretsecret")
+		mustFailClearly(t, r, "cannot reach")
+	})
+	t.Run("no credentials", func(t *testing.T) {
+		env := []string{"AWS_ACCESS_KEY_ID=", "AWS_SECRET_ACCESS_KEY=", "AWS_PROFILE=", "AWS_EC2_METADATA_DISABLED=true",
+			"AWS_CONFIG_FILE=/nonexistent", "AWS_SHARED_CREDENTIALS_FILE=/nonexistent", "AWS_CONTAINER_CREDENTIALS_FULL_URI=", "AWS_WEB_IDENTITY_TOKEN_FILE="}
+		r := run(t, env, "init", "--data-dir", t.TempDir(), "--store", "s3://bucket", "--s3-endpoint", "http://127.0.0.1:1")
+		mustFailClearly(t, r, "no credentials")
+	})
+	t.Run("bad flag value", func(t *testing.T) {
+		mustFailClearly(t, run(t, nil, "init", "--data-dir", t.TempDir(), "--store", "ftp://x"), "store.url")
+	})
+}
+
+func TestS3StoreWithMinIO(t *testing.T) {
+	srv := miniotest.Start(t)
+	srv.CreateBucket(t, "gw-bucket")
+	s3args := []string{"--s3-endpoint", srv.Endpoint, "--s3-path-style", "--s3-access-key", srv.AccessKey, "--s3-secret-key", srv.SecretKey}
+
+	t.Run("missing bucket", func(t *testing.T) {
+		r := run(t, nil, append([]string{"init", "--data-dir", t.TempDir(), "--store", "s3://no-such-bucket/gw"}, s3args...)...)
+		mustFailClearly(t, r, "does not exist")
+	})
+
+	dir := t.TempDir()
+	r := run(t, nil, append([]string{"init", "--data-dir", dir, "--store", "s3://gw-bucket/gw1"}, s3args...)...)
+	if r.code != 0 {
+		t.Fatalf("init: %+v", r)
+	}
+	r = run(t, nil, "config", "print", "--data-dir", dir)
+	if strings.Contains(r.stdout, srv.SecretKey) || !strings.Contains(r.stdout, "REDACTED") {
+		t.Fatalf("config print shows the secret:\n%s", r.stdout)
+	}
+	d := serve(t, dir)
+	r = run(t, nil, "status", "--data-dir", dir, "-o", "json")
+	if r.code != 0 || !strings.Contains(r.stdout, "s3://gw-bucket/gw1") {
+		t.Fatalf("status: %+v", r)
+	}
+	d.stop(t)
+
+	// Disaster recovery: a second gateway with the same key joins the bucket
+	// and is the same repository; without the key it is refused.
+	dr := t.TempDir()
+	r = run(t, nil, append([]string{"init", "--data-dir", dr, "--store", "s3://gw-bucket/gw1", "--master-key-file", filepath.Join(dir, "master.key")}, s3args...)...)
+	if r.code != 0 {
+		t.Fatalf("init with existing key: %+v", r)
+	}
+	r = run(t, nil, append([]string{"init", "--data-dir", t.TempDir(), "--store", "s3://gw-bucket/gw1"}, s3args...)...)
+	mustFailClearly(t, r, "already initialised")
+}
+
+func TestPassphraseMasterKey(t *testing.T) {
+	dir := t.TempDir()
+	env := []string{"GW_TEST_PASSPHRASE=correct horse battery staple"}
+	r := run(t, env, "init", "--data-dir", dir, "--passphrase-env", "GW_TEST_PASSPHRASE")
+	if r.code != 0 {
+		t.Fatalf("init: %+v", r)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "master.key")); !os.IsNotExist(err) {
+		t.Fatalf("a passphrase gateway wrote a key file: %v", err)
+	}
+	mustFailClearly(t, run(t, []string{"GW_TEST_PASSPHRASE="}, "serve", "--data-dir", dir), "GW_TEST_PASSPHRASE")
+	mustFailClearly(t, run(t, []string{"GW_TEST_PASSPHRASE=wrong"}, "serve", "--data-dir", dir), "wrong master key")
+
+	t.Setenv("GW_TEST_PASSPHRASE", "correct horse battery staple") // serve inherits the environment
+	d := serve(t, dir)
+	d.stop(t)
+}

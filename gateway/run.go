@@ -1,0 +1,221 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/gatewayd/gatewayd/admin"
+	"github.com/gatewayd/gatewayd/clock"
+	"github.com/gatewayd/gatewayd/config"
+	"github.com/gatewayd/gatewayd/health"
+	"github.com/gatewayd/gatewayd/keys"
+	metabadger "github.com/gatewayd/gatewayd/meta/badger"
+	"github.com/gatewayd/gatewayd/objstore"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// RunOptions are the parts of a daemon that are not configuration.
+type RunOptions struct {
+	Version string
+	Stderr  io.Writer   // log output; os.Stderr if nil
+	Clock   clock.Clock // clock.Real{} if nil
+	// StoreProbeInterval is how often the object store's reachability is
+	// checked for the health registry (default 30s).
+	StoreProbeInterval time.Duration
+}
+
+// Run serves the gateway described by cfg until ctx ends, then shuts down in
+// order. It returns an error when a subsystem cannot start.
+func Run(ctx context.Context, cfg *config.Config, opts RunOptions) error {
+	if opts.Stderr == nil {
+		opts.Stderr = os.Stderr
+	}
+	if opts.Clock == nil {
+		opts.Clock = clock.Real{}
+	}
+	if opts.StoreProbeInterval <= 0 {
+		opts.StoreProbeInterval = 30 * time.Second
+	}
+	logger := NewLogger(opts.Stderr, cfg.LogLevel)
+	started := opts.Clock.Now()
+
+	store, err := OpenStore(ctx, cfg, logger)
+	if err != nil {
+		return err
+	}
+	master, err := LoadMasterKey(ctx, cfg, store)
+	if err != nil {
+		return err
+	}
+	keyring, err := keys.OpenBucket(ctx, store, master)
+	if err != nil {
+		return fmt.Errorf("%s: %w", store, err)
+	}
+
+	md, err := metabadger.Open(cfg.Path(cfg.Meta.Dir), logger.With("subsystem", "meta"))
+	if err != nil {
+		return err
+	}
+	defer md.Close()
+
+	reg := health.New(opts.Clock)
+	metrics := newMetrics(opts.Version, keyring.Config().GatewayID, reg)
+
+	token, err := adminToken(cfg)
+	if err != nil {
+		return err
+	}
+	frontends := []admin.Frontend{
+		{Name: "admin", Listen: cfg.Path(cfg.Admin.Socket), State: "serving"},
+		{Name: "iscsi", Listen: cfg.ISCSI.Listen, State: "not available in this build"},
+		{Name: "nfs", Listen: cfg.NFS.Listen, State: "not available in this build"},
+	}
+	if cfg.Admin.TCPListen != "" {
+		frontends = append(frontends, admin.Frontend{Name: "admin-tcp", Listen: cfg.Admin.TCPListen, State: "serving"})
+	}
+	srv, err := admin.Listen(admin.Options{
+		SocketPath: cfg.Path(cfg.Admin.Socket),
+		TCPListen:  cfg.Admin.TCPListen,
+		Token:      token,
+		Health:     reg,
+		Metrics:    metrics,
+		Logger:     logger.With("subsystem", "admin"),
+		Status: func() admin.Status {
+			return admin.Status{
+				Version:   opts.Version,
+				GatewayID: keyring.Config().GatewayID,
+				DataDir:   cfg.DataDir,
+				Store:     store.String(),
+				StartedAt: started,
+				Frontends: frontends,
+			}
+		},
+	})
+	if err != nil {
+		if strings.Contains(err.Error(), "already serving") {
+			return fmt.Errorf("data directory %s is in use by another gatewayd: %w", cfg.DataDir, err)
+		}
+		return err
+	}
+
+	probeCtx, stopProbe := context.WithCancel(ctx)
+	probeDone := make(chan struct{})
+	go func() {
+		defer close(probeDone)
+		probeStore(probeCtx, store, reg.Register("objstore"), opts.Clock, opts.StoreProbeInterval, logger)
+	}()
+
+	logger.Info("gatewayd serving", "version", opts.Version, "gateway_id", keyring.Config().GatewayID,
+		"store", store.String(), "admin_socket", cfg.Path(cfg.Admin.Socket), "admin_tcp", srv.TCPAddr())
+	err = srv.Serve(ctx)
+	stopProbe()
+	<-probeDone
+	logger.Info("gatewayd stopped")
+	return err
+}
+
+// probeStore checks that the store answers, reporting into the health
+// registry, until ctx ends.
+func probeStore(ctx context.Context, store objstore.Store, rep *health.Reporter, c clock.Clock, every time.Duration, logger *slog.Logger) {
+	for {
+		pctx, cancel := context.WithTimeout(ctx, every)
+		_, err := store.Stat(pctx, keys.ConfigKey)
+		cancel()
+		switch {
+		case ctx.Err() != nil:
+			return
+		case err != nil:
+			rep.Fail("object store unreachable: " + err.Error())
+			logger.Warn("object store probe failed", "err", err)
+		default:
+			rep.OK()
+		}
+		if clock.Sleep(ctx, c, every) != nil {
+			return
+		}
+	}
+}
+
+// LoadMasterKey reads the master key from the key file, or derives it from
+// the passphrase with the KDF parameters stored in the bucket.
+func LoadMasterKey(ctx context.Context, cfg *config.Config, store objstore.Store) (keys.MasterKey, error) {
+	if cfg.Keys.PassphraseEnv != "" {
+		pass := os.Getenv(cfg.Keys.PassphraseEnv)
+		if pass == "" {
+			return keys.MasterKey{}, fmt.Errorf("keys.passphrase_env: environment variable %s is empty or unset", cfg.Keys.PassphraseEnv)
+		}
+		bc, err := keys.ReadConfig(ctx, store)
+		if err != nil {
+			return keys.MasterKey{}, fmt.Errorf("%s: %w", store, err)
+		}
+		return keys.DeriveMasterKey(pass, bc)
+	}
+	return keys.LoadMasterKeyFile(cfg.Path(cfg.Keys.MasterKeyFile))
+}
+
+// adminToken reads the admin token for the TCP listener, creating a random
+// one on first use. Without a TCP listener there is no token.
+func adminToken(cfg *config.Config) (string, error) {
+	if cfg.Admin.TCPListen == "" {
+		return "", nil
+	}
+	path := cfg.Path(cfg.Admin.TokenFile)
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		tok := randomHex(24)
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+			return "", err
+		}
+		if err := os.WriteFile(path, []byte(tok+"\n"), 0o600); err != nil {
+			return "", fmt.Errorf("admin token: %w", err)
+		}
+		return tok, nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("admin token: %w", err)
+	}
+	return strings.TrimSpace(string(b)), nil
+}
+
+func newMetrics(version, gatewayID string, reg *health.Registry) *prometheus.Registry {
+	m := prometheus.NewRegistry()
+	m.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	info := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name:        "gatewayd_build_info",
+		Help:        "Always 1; labels carry the version and gateway id.",
+		ConstLabels: prometheus.Labels{"version": version, "gateway_id": gatewayID},
+	})
+	info.Set(1)
+	m.MustRegister(info)
+	m.MustRegister(healthCollector{reg})
+	return m
+}
+
+// healthCollector exports each subsystem's health level (0 ok, 1 warning, 2 error).
+type healthCollector struct{ reg *health.Registry }
+
+var healthDesc = prometheus.NewDesc("gatewayd_health_level", "Health of each subsystem: 0 ok, 1 warning, 2 error.", []string{"subsystem"}, nil)
+
+func (h healthCollector) Describe(ch chan<- *prometheus.Desc) { ch <- healthDesc }
+
+func (h healthCollector) Collect(ch chan<- prometheus.Metric) {
+	states, _ := h.reg.Snapshot()
+	for _, s := range states {
+		ch <- prometheus.MustNewConstMetric(healthDesc, prometheus.GaugeValue, float64(s.Level), s.Subsystem)
+	}
+}
+
+// NewLogger returns the daemon's structured logger at level.
+func NewLogger(w io.Writer, level string) *slog.Logger {
+	var l slog.Level
+	_ = l.UnmarshalText([]byte(level))
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l}))
+}

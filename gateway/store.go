@@ -1,0 +1,71 @@
+package gateway
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+
+	"github.com/gatewayd/gatewayd/config"
+	"github.com/gatewayd/gatewayd/objstore"
+	"github.com/gatewayd/gatewayd/objstore/limiter"
+	"github.com/gatewayd/gatewayd/objstore/localdir"
+	"github.com/gatewayd/gatewayd/objstore/retry"
+	"github.com/gatewayd/gatewayd/objstore/s3"
+)
+
+// OpenedStore is the gateway's object store with its decorators.
+type OpenedStore struct {
+	objstore.Store                  // retry(limiter(base))
+	Limiter        *limiter.Limiter // to change bandwidth limits at runtime
+	URL            config.StoreURL  // what it was opened from
+}
+
+// String names the store as the configuration does (file://DIR, s3://BUCKET/PREFIX).
+func (s *OpenedStore) String() string { return s.URL.String() }
+
+// OpenStore opens the configured object store: the base store (checking
+// that an S3 bucket exists and is reachable), wrapped in the concurrency and
+// bandwidth limiter and the retry policy.
+func OpenStore(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*OpenedStore, error) {
+	u, err := cfg.ParseStoreURL()
+	if err != nil {
+		return nil, err
+	}
+	var base objstore.Store
+	switch u.Scheme {
+	case "file":
+		if err := os.MkdirAll(u.Dir, 0o700); err != nil {
+			return nil, fmt.Errorf("object store directory: %w", err)
+		}
+		base, err = localdir.Open(u.Dir)
+	case "s3":
+		s3cfg := cfg.Store.S3
+		base, err = s3.Open(ctx, s3.Config{
+			Bucket:          u.Bucket,
+			Prefix:          u.Prefix,
+			Endpoint:        s3cfg.Endpoint,
+			Region:          s3cfg.Region,
+			PathStyle:       s3cfg.PathStyle,
+			AccessKeyID:     s3cfg.AccessKeyID,
+			SecretAccessKey: s3cfg.SecretAccessKey,
+			StorageClass:    s3cfg.StorageClass,
+			PartSize:        int64(s3cfg.PartSize),
+		}, logger.With("subsystem", "s3"))
+	}
+	if err != nil {
+		return nil, err
+	}
+	lim := limiter.New(base, limiter.Options{
+		MaxInFlight:         cfg.Store.MaxConcurrent,
+		UploadBytesPerSec:   int64(cfg.Store.UploadLimit),
+		DownloadBytesPerSec: int64(cfg.Store.DownloadLimit),
+	})
+	r := retry.New(lim.Store(), retry.Options{
+		MaxAttempts: cfg.Store.Retry.MaxAttempts,
+		BaseDelay:   cfg.Store.Retry.BaseDelay,
+		MaxDelay:    cfg.Store.Retry.MaxDelay,
+		Logger:      logger.With("subsystem", "objstore"),
+	})
+	return &OpenedStore{Store: r, Limiter: lim, URL: u}, nil
+}
