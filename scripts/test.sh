@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Runs every check gatewayd's tests have: formatting, vet, the whole test
+# suite with the race detector, and a short fuzzing pass over each fuzz target.
+# Needs the MinIO binary (see README: Testing); .ci/run installs it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export PATH="$PATH:$(go env GOPATH)/bin"
+fuzztime="${FUZZTIME:-10s}"
+
+echo "== gofmt"
+unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
+if [ -n "$unformatted" ]; then
+	echo "gofmt needed on:"; echo "$unformatted"; exit 1
+fi
+
+echo "== go vet"
+go vet ./...
+
+echo "== go test -race"
+go test -race -count=1 -timeout 20m ./...
+
+echo "== fuzz ($fuzztime per target)"
+# Every FuzzXxx function, run from its own package for a short time.
+grep -rl --include='*_test.go' '^func Fuzz' . | while read -r f; do
+	pkg="./$(dirname "${f#./}")"
+	for fn in $(grep -o '^func Fuzz[A-Za-z0-9_]*' "$f" | sed 's/^func //'); do
+		echo "-- $pkg $fn"
+		go test -run '^$' -fuzz "^${fn}\$" -fuzztime "$fuzztime" "$pkg"
+	done
+done
+echo "== all checks passed"
