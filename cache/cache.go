@@ -1,0 +1,515 @@
+// Package cache is the local chunk cache of cached volumes: chunks kept as
+// files on local disk (through vfs), with a size limit. Clean chunks (equal
+// to what is in the object store) are evicted least recently used first;
+// dirty chunks (written, not yet uploaded) are pinned until the uploader
+// marks them clean. When the cache is full of dirty chunks, writers of new
+// chunks wait (backpressure); reads never wait for room.
+//
+// The cache is not durable and does not try to be: every acknowledged write
+// is in the upload buffer, which is replayed after a crash. So the cache
+// never fsyncs, and Open starts empty, removing whatever a previous run left.
+package cache
+
+import (
+	"container/list"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"strconv"
+	"sync"
+
+	"github.com/gatewayd/gatewayd/errkind"
+	"github.com/gatewayd/gatewayd/health"
+	"github.com/gatewayd/gatewayd/vfs"
+)
+
+// Key names a chunk: a volume and the chunk's index in it.
+type Key struct {
+	Volume string
+	Index  uint64
+}
+
+// Options configure a Cache.
+type Options struct {
+	Capacity int64 // bytes of chunk data at most
+	Logger   *slog.Logger
+	// Health, when set, warns while writers wait because the cache is
+	// full of data not yet uploaded.
+	Health *health.Reporter
+}
+
+// ErrNotCached means the chunk is not in the cache.
+var ErrNotCached = errkind.Mark(errkind.NotFound, errors.New("chunk not cached"))
+
+// Stats are the cache's figures.
+type Stats struct {
+	Capacity, Used, Dirty int64
+	Chunks, DirtyChunks   int
+	Hits, Misses          uint64
+	Evictions             uint64
+	Waits                 uint64 // writers that had to wait for room
+}
+
+type entry struct {
+	key   Key
+	size  int64
+	dirty bool
+	gen   uint64
+	// writing counts writes in progress; a chunk being written cannot be
+	// marked clean, whatever generation the caller saw.
+	writing int
+	lru     *list.Element // in Cache.clean when clean, nil when dirty
+	mu      sync.RWMutex  // guards the file's content
+}
+
+// Cache is the chunk cache. It is safe for concurrent use.
+//
+// Lock order: an entry's mu before c.mu. c.mu is only held for index
+// updates, never across file I/O or base fetches.
+type Cache struct {
+	fs   vfs.FS
+	dir  string
+	opts Options
+
+	mu      sync.Mutex
+	room    *sync.Cond // signalled when space is freed
+	entries map[Key]*entry
+	clean   *list.List // front = most recently used
+	used    int64      // bytes of all entries, including reservations
+	dirty   int64
+	nextGen uint64
+	stats   Stats
+	waiting int
+	closed  bool
+}
+
+// Open starts an empty cache in dir, removing anything there.
+func Open(fs vfs.FS, dir string, opts Options) (*Cache, error) {
+	if opts.Capacity <= 0 {
+		return nil, errors.New("cache: capacity must be positive")
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if err := removeAll(fs, dir); err != nil {
+		return nil, fmt.Errorf("cache: clear %s: %w", dir, err)
+	}
+	if err := fs.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("cache: %w", err)
+	}
+	c := &Cache{fs: fs, dir: dir, opts: opts, entries: map[Key]*entry{}, clean: list.New()}
+	c.room = sync.NewCond(&c.mu)
+	return c, nil
+}
+
+// removeAll deletes dir's contents recursively through fs.
+func removeAll(fs vfs.FS, dir string) error {
+	names, err := fs.List(dir)
+	if err != nil {
+		if _, serr := fs.Stat(dir); serr != nil {
+			return nil // no directory: nothing to remove
+		}
+		return err
+	}
+	for _, n := range names {
+		p := filepath.Join(dir, n)
+		if fi, err := fs.Stat(p); err == nil && fi.IsDir() {
+			if err := removeAll(fs, p); err != nil {
+				return err
+			}
+		}
+		if err := fs.Remove(p); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (c *Cache) volumeDir(volume string) string { return filepath.Join(c.dir, volume) }
+
+func (c *Cache) path(k Key) string {
+	return filepath.Join(c.volumeDir(k.Volume), strconv.FormatUint(k.Index, 16))
+}
+
+// ReadAt copies p from the cached chunk at off; ok is false on a miss.
+func (c *Cache) ReadAt(key Key, p []byte, off int64) (bool, error) {
+	c.mu.Lock()
+	e := c.entries[key]
+	if e == nil {
+		c.stats.Misses++
+		c.mu.Unlock()
+		return false, nil
+	}
+	c.stats.Hits++
+	if e.lru != nil {
+		c.clean.MoveToFront(e.lru)
+	}
+	c.mu.Unlock()
+	// Not under c.mu: a writer may hold e.mu while it fetches the chunk's
+	// base from the object store.
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	if off < 0 || off+int64(len(p)) > e.size {
+		return true, fmt.Errorf("cache: read [%d,%d) outside chunk of %d bytes", off, off+int64(len(p)), e.size)
+	}
+	f, err := c.fs.Open(c.path(key))
+	if err != nil {
+		if c.gone(key, e) {
+			return false, nil // evicted or dropped meanwhile: a miss
+		}
+		return true, fmt.Errorf("cache: %w", err)
+	}
+	defer f.Close()
+	if _, err := f.ReadAt(p, off); err != nil {
+		return true, fmt.Errorf("cache: read chunk: %w", err)
+	}
+	return true, nil
+}
+
+// gone reports whether e is no longer key's entry.
+func (c *Cache) gone(key Key, e *entry) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.entries[key] != e
+}
+
+// evictLocked removes LRU clean chunks until need more bytes fit. It
+// reports whether they do. Called with c.mu held.
+func (c *Cache) evictLocked(need int64) bool {
+	for c.used+need > c.opts.Capacity {
+		back := c.clean.Back()
+		if back == nil {
+			return false
+		}
+		e := back.Value.(*entry)
+		c.removeLocked(e)
+		c.stats.Evictions++
+	}
+	return true
+}
+
+// removeLocked drops e from the index and its file. Called with c.mu held.
+func (c *Cache) removeLocked(e *entry) {
+	if e.lru != nil {
+		c.clean.Remove(e.lru)
+		e.lru = nil
+	}
+	if e.dirty {
+		c.dirty -= e.size
+	}
+	delete(c.entries, e.key)
+	c.used -= e.size
+	// Readers that still hold e find the file gone and count a miss.
+	_ = c.fs.Remove(c.path(e.key))
+	c.room.Broadcast()
+}
+
+// PutClean inserts a whole clean chunk. If there is no room because the
+// cache is full of dirty data, the chunk is simply not cached. A chunk
+// already cached (perhaps dirty, with newer data) is left alone.
+func (c *Cache) PutClean(key Key, data []byte) error {
+	c.mu.Lock()
+	if c.entries[key] != nil || c.closed {
+		c.mu.Unlock()
+		return nil
+	}
+	size := int64(len(data))
+	if !c.evictLocked(size) {
+		c.mu.Unlock()
+		return nil
+	}
+	e := &entry{key: key, size: size}
+	e.mu.Lock()
+	c.entries[key] = e
+	c.used += size
+	c.mu.Unlock()
+
+	err := c.writeFile(key, data)
+	e.mu.Unlock()
+
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err != nil {
+		if c.entries[key] == e {
+			delete(c.entries, key)
+			c.used -= size
+			c.room.Broadcast()
+		}
+		return err
+	}
+	if c.entries[key] == e && !e.dirty {
+		e.lru = c.clean.PushFront(e)
+	}
+	return nil
+}
+
+func (c *Cache) writeFile(key Key, data []byte) error {
+	if err := c.fs.MkdirAll(c.volumeDir(key.Volume), 0o700); err != nil {
+		return fmt.Errorf("cache: %w", err)
+	}
+	f, err := c.fs.Create(c.path(key))
+	if err != nil {
+		return fmt.Errorf("cache: %w", err)
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return fmt.Errorf("cache: write chunk: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("cache: write chunk: %w", err)
+	}
+	return nil
+}
+
+// WriteAt writes p at off into the chunk, marking it dirty. A chunk not in
+// the cache starts from base() (nil: zeroes). Admitting a new chunk when the
+// cache is full of dirty data waits until room is freed or ctx ends.
+func (c *Cache) WriteAt(ctx context.Context, key Key, chunkSize int, p []byte, off int64, base func() ([]byte, error)) error {
+	if off < 0 || off+int64(len(p)) > int64(chunkSize) {
+		return fmt.Errorf("cache: write [%d,%d) outside chunk of %d bytes", off, off+int64(len(p)), chunkSize)
+	}
+	for {
+		c.mu.Lock()
+		e := c.entries[key]
+		if e == nil {
+			e, err := c.admitLocked(ctx, key, int64(chunkSize))
+			if errors.Is(err, errRetry) {
+				c.mu.Unlock()
+				continue
+			}
+			if err != nil {
+				c.mu.Unlock()
+				return err
+			}
+			e.writing++
+			// e is locked and reserved: fill it from base outside c.mu.
+			c.mu.Unlock()
+			err = c.fill(key, chunkSize, p, off, base)
+			c.mu.Lock()
+			e.writing--
+			c.nextGen++
+			e.gen = c.nextGen
+			if err != nil && c.entries[key] == e {
+				c.removeLocked(e)
+			}
+			c.mu.Unlock()
+			e.mu.Unlock()
+			return err
+		}
+		if e.lru != nil { // clean to dirty: pinned from now on
+			c.clean.Remove(e.lru)
+			e.lru = nil
+		}
+		if !e.dirty {
+			e.dirty = true
+			c.dirty += e.size
+		}
+		e.writing++
+		c.mu.Unlock()
+		e.mu.Lock()
+		err := c.writeInto(key, e, p, off)
+		c.mu.Lock()
+		e.writing--
+		c.nextGen++
+		e.gen = c.nextGen
+		current := c.entries[key] == e
+		c.mu.Unlock()
+		e.mu.Unlock()
+		if err == nil && !current {
+			continue // dropped while we waited for it: write into a new entry
+		}
+		return err
+	}
+}
+
+func (c *Cache) writeInto(key Key, e *entry, p []byte, off int64) error {
+	if off+int64(len(p)) > e.size {
+		return fmt.Errorf("cache: write beyond cached chunk of %d bytes", e.size)
+	}
+	f, err := c.fs.OpenReadWrite(c.path(key))
+	if err != nil {
+		return fmt.Errorf("cache: %w", err)
+	}
+	if _, err := f.WriteAt(p, off); err != nil {
+		f.Close()
+		return fmt.Errorf("cache: write chunk: %w", err)
+	}
+	return f.Close()
+}
+
+// admitLocked reserves room for a new dirty chunk, waiting for it if
+// needed, and returns its entry locked. Called and returns with c.mu held.
+func (c *Cache) admitLocked(ctx context.Context, key Key, size int64) (*entry, error) {
+	if size > c.opts.Capacity {
+		return nil, fmt.Errorf("cache: a chunk of %d bytes exceeds the cache capacity %d", size, c.opts.Capacity)
+	}
+	waited := false
+	for !c.evictLocked(size) {
+		if !waited {
+			waited = true
+			c.stats.Waits++
+			c.waiting++
+			if c.opts.Health != nil {
+				c.opts.Health.Warn("cache full of data not yet uploaded: writes wait")
+			}
+		}
+		if err := c.waitLocked(ctx); err != nil {
+			c.doneWaitingLocked()
+			return nil, err
+		}
+		if c.entries[key] != nil {
+			// Someone else admitted it meanwhile; let the caller retry as a hit.
+			c.doneWaitingLocked()
+			return nil, errRetry
+		}
+	}
+	if waited {
+		c.doneWaitingLocked()
+	}
+	e := &entry{key: key, size: size, dirty: true}
+	e.mu.Lock()
+	c.entries[key] = e
+	c.used += size
+	c.dirty += size
+	return e, nil
+}
+
+var errRetry = errors.New("cache: retry")
+
+func (c *Cache) doneWaitingLocked() {
+	c.waiting--
+	if c.waiting == 0 && c.opts.Health != nil {
+		c.opts.Health.OK()
+	}
+}
+
+// waitLocked waits for room or ctx's end. Called with c.mu held.
+func (c *Cache) waitLocked(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	stop := context.AfterFunc(ctx, func() {
+		c.mu.Lock()
+		c.room.Broadcast()
+		c.mu.Unlock()
+	})
+	c.room.Wait()
+	stop()
+	return ctx.Err()
+}
+
+func (c *Cache) fill(key Key, chunkSize int, p []byte, off int64, base func() ([]byte, error)) error {
+	data := make([]byte, chunkSize)
+	if !(off == 0 && len(p) == chunkSize) {
+		b, err := base()
+		if err != nil {
+			return err
+		}
+		copy(data, b)
+	}
+	copy(data[off:], p)
+	return c.writeFile(key, data)
+}
+
+// Dirty returns the keys of dirty chunks.
+func (c *Cache) Dirty() []Key {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []Key
+	for k, e := range c.entries {
+		if e.dirty {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+// Snapshot returns a copy of a cached chunk and its generation.
+func (c *Cache) Snapshot(key Key) ([]byte, uint64, error) {
+	c.mu.Lock()
+	e := c.entries[key]
+	if e == nil {
+		c.mu.Unlock()
+		return nil, 0, fmt.Errorf("cache: %v: %w", key, ErrNotCached)
+	}
+	c.mu.Unlock()
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	c.mu.Lock()
+	gen, current := e.gen, c.entries[key] == e
+	c.mu.Unlock()
+	if !current {
+		return nil, 0, fmt.Errorf("cache: %v: %w", key, ErrNotCached)
+	}
+	f, err := c.fs.Open(c.path(key))
+	if err != nil {
+		return nil, 0, fmt.Errorf("cache: %w", err)
+	}
+	defer f.Close()
+	data := make([]byte, e.size)
+	if _, err := f.ReadAt(data, 0); err != nil {
+		return nil, 0, fmt.Errorf("cache: read chunk: %w", err)
+	}
+	return data, gen, nil
+}
+
+// MarkClean marks key clean if no write changed it since generation gen.
+func (c *Cache) MarkClean(key Key, gen uint64) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e := c.entries[key]
+	if e == nil || e.gen != gen || e.writing > 0 {
+		return false
+	}
+	if e.dirty {
+		e.dirty = false
+		c.dirty -= e.size
+		e.lru = c.clean.PushFront(e)
+		c.room.Broadcast()
+	}
+	return true
+}
+
+// Drop removes a chunk, dirty or not.
+func (c *Cache) Drop(key Key) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e := c.entries[key]; e != nil {
+		c.removeLocked(e)
+	}
+	return nil
+}
+
+// DropVolume removes all of a volume's chunks.
+func (c *Cache) DropVolume(volume string) error {
+	c.mu.Lock()
+	for k, e := range c.entries {
+		if k.Volume == volume {
+			c.removeLocked(e)
+		}
+	}
+	c.mu.Unlock()
+	return removeAll(c.fs, c.volumeDir(volume))
+}
+
+// Stats returns the current figures.
+func (c *Cache) Stats() Stats {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s := c.stats
+	s.Capacity, s.Used, s.Dirty = c.opts.Capacity, c.used, c.dirty
+	s.Chunks = len(c.entries)
+	s.DirtyChunks = len(c.entries) - c.clean.Len()
+	return s
+}
+
+// Close releases waiters; the cache's files stay until the next Open.
+func (c *Cache) Close() error {
+	c.mu.Lock()
+	c.closed = true
+	c.room.Broadcast()
+	c.mu.Unlock()
+	return nil
+}

@@ -1,0 +1,39 @@
+// Package uploadbuffer is the upload buffer: the durable, segmented,
+// append-only log every write lands in before it is acknowledged. Append
+// returns once its record is synced (group commit: the records queued
+// while one sync runs share the next one); when the log is full, Append
+// waits until Trim releases records the layers above no longer need.
+// After a crash, Open finds the end of the log (a torn last record is cut
+// off: it was never acknowledged) and Replay hands back every record not
+// yet trimmed.
+//
+// # On-disk format
+//
+// A log is a directory of segment files named by the hex LSN of their first
+// record, "%016x.seg", and a "trim" file. All integers are big-endian.
+//
+// Segment header (16 bytes):
+//
+//	0  4  magic "GWUB"
+//	4  1  version (1)
+//	5  3  reserved, zero
+//	8  8  LSN of the segment's first record
+//
+// Record (16-byte header, then the payload):
+//
+//	0  4  payload length n
+//	4  4  CRC-32C (Castagnoli) of bytes 8..16 of this header and the payload
+//	8  8  LSN: the previous record's plus one
+//	16 n  payload
+//
+// The trim file holds the trim point (8 bytes) and its CRC-32C (4 bytes),
+// replaced atomically. Records below the trim point are not replayed. The
+// trim file is an optimisation: replaying from an earlier point re-applies
+// older writes before the newer ones, which ends in the same state, so a
+// lost trim update costs time, not data.
+//
+// A record that fails its CRC at the end of the last segment is a torn
+// write: it and everything after it are truncated away. A bad record
+// followed by a valid one, or in any segment but the last, is corruption of
+// acknowledged data and Open fails with an error marked errkind.Corrupt.
+package uploadbuffer

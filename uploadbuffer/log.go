@@ -1,0 +1,619 @@
+package uploadbuffer
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/gatewayd/gatewayd/errkind"
+	"github.com/gatewayd/gatewayd/health"
+	"github.com/gatewayd/gatewayd/vfs"
+)
+
+// LSN is a record's log sequence number: 1, 2, 3, ...
+type LSN uint64
+
+const (
+	segHeaderSize = 16
+	recHeaderSize = 16
+	segMagic      = "GWUB"
+	segVersion    = 1
+	trimFile      = "trim"
+)
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// Options configure a Log.
+type Options struct {
+	// Capacity is how many bytes of log may be on disk.
+	Capacity int64
+	// SegmentSize is the size at which a new segment file starts (default
+	// 64 MiB, at most Capacity/4).
+	SegmentSize int64
+	Logger      *slog.Logger
+	// Health, when set, warns while appends wait for space.
+	Health *health.Reporter
+}
+
+// Stats are the log's counters.
+type Stats struct {
+	Appends, Bytes, Syncs, Waits uint64
+}
+
+type segment struct {
+	first LSN
+	size  int64
+	path  string
+}
+
+type request struct {
+	rec  []byte
+	lsn  LSN
+	done chan error
+}
+
+// Log is the upload buffer. It is safe for concurrent use.
+type Log struct {
+	fs   vfs.FS
+	dir  string
+	opts Options
+	log  *slog.Logger
+
+	mu       sync.Mutex
+	space    *sync.Cond
+	segs     []segment // oldest first; the last is being appended to
+	used     int64     // bytes of segment files
+	reserved int64     // bytes promised to queued appends
+	next     LSN
+	trimmed  LSN // trim point: records below it are not needed
+	queue    []*request
+	failed   error // set after a write or sync error: the log is fail-stop
+	closed   bool
+	waiting  int
+	stats    Stats
+
+	wake chan struct{}
+	done chan struct{}
+	cur  vfs.File // the last segment, open for appending
+}
+
+// ErrTooLarge means a record does not fit in a quarter of the log.
+var ErrTooLarge = errkind.Mark(errkind.Permanent, errors.New("uploadbuffer: record too large for the log"))
+
+// ErrClosed means the log was closed.
+var ErrClosed = errkind.Mark(errkind.Permanent, errors.New("uploadbuffer: closed"))
+
+// Open opens the log in dir, creating it if needed, and finds its end.
+func Open(fs vfs.FS, dir string, opts Options) (*Log, error) {
+	if opts.Capacity < 4*(segHeaderSize+recHeaderSize+1) {
+		return nil, fmt.Errorf("uploadbuffer: capacity %d is too small", opts.Capacity)
+	}
+	if opts.SegmentSize <= 0 {
+		opts.SegmentSize = 64 << 20
+	}
+	opts.SegmentSize = min(opts.SegmentSize, opts.Capacity/4)
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if err := fs.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("uploadbuffer: %w", err)
+	}
+	l := &Log{fs: fs, dir: dir, opts: opts, log: opts.Logger, next: 1, wake: make(chan struct{}, 1), done: make(chan struct{})}
+	l.space = sync.NewCond(&l.mu)
+	if err := l.recover(); err != nil {
+		return nil, err
+	}
+	go l.writer()
+	return l, nil
+}
+
+func segName(first LSN) string { return fmt.Sprintf("%016x.seg", uint64(first)) }
+
+// recover scans the segments, cuts a torn tail and opens the last segment
+// for appending.
+func (l *Log) recover() error {
+	names, err := l.fs.List(l.dir)
+	if err != nil {
+		return fmt.Errorf("uploadbuffer: %w", err)
+	}
+	l.trimmed = l.readTrim()
+	for _, n := range names {
+		if !strings.HasSuffix(n, ".seg") {
+			continue
+		}
+		first, err := strconv.ParseUint(strings.TrimSuffix(n, ".seg"), 16, 64)
+		if err != nil || first == 0 {
+			return errkind.Mark(errkind.Corrupt, fmt.Errorf("uploadbuffer: unexpected file %s in %s", n, l.dir))
+		}
+		l.segs = append(l.segs, segment{first: LSN(first), path: filepath.Join(l.dir, n)})
+	}
+	sort.Slice(l.segs, func(i, j int) bool { return l.segs[i].first < l.segs[j].first })
+	for i := range l.segs {
+		last := i == len(l.segs)-1
+		if i > 0 && l.segs[i].first != l.next {
+			return errkind.Mark(errkind.Corrupt, fmt.Errorf("uploadbuffer: segment %s starts at LSN %d, expected %d", l.segs[i].path, l.segs[i].first, l.next))
+		}
+		if i == 0 {
+			l.next = l.segs[0].first
+		}
+		end, next, err := l.scan(l.segs[i], last, nil)
+		if err != nil {
+			return err
+		}
+		l.segs[i].size = end
+		l.next = next
+		l.used += end
+	}
+	if len(l.segs) == 0 {
+		l.next = max(l.trimmed, 1)
+		return l.newSegment()
+	}
+	lastSeg := l.segs[len(l.segs)-1]
+	f, err := l.fs.OpenReadWrite(lastSeg.path)
+	if err != nil {
+		return fmt.Errorf("uploadbuffer: %w", err)
+	}
+	fi, err := f.Stat()
+	if err == nil && fi.Size() != lastSeg.size {
+		l.log.Warn("cutting a torn write off the upload buffer", "segment", lastSeg.path, "bytes", fi.Size()-lastSeg.size)
+		if err = f.Truncate(lastSeg.size); err == nil {
+			err = f.Sync()
+		}
+	}
+	if err != nil {
+		f.Close()
+		return fmt.Errorf("uploadbuffer: %w", err)
+	}
+	l.cur = f
+	return nil
+}
+
+// scan reads a segment's records, calling fn for each (if not nil). It
+// returns the offset after the last good record and the next LSN.
+func (l *Log) scan(seg segment, last bool, fn func(LSN, []byte) error) (int64, LSN, error) {
+	f, err := l.fs.Open(seg.path)
+	if err != nil {
+		return 0, 0, fmt.Errorf("uploadbuffer: %w", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return 0, 0, fmt.Errorf("uploadbuffer: %w", err)
+	}
+	size := fi.Size()
+	corrupt := func(format string, args ...any) error {
+		return errkind.Mark(errkind.Corrupt, fmt.Errorf("uploadbuffer: %s: "+format, append([]any{seg.path}, args...)...))
+	}
+	var hdr [segHeaderSize]byte
+	if _, err := f.ReadAt(hdr[:], 0); err != nil {
+		if last && size < segHeaderSize {
+			return l.rewriteHeader(seg)
+		}
+		return 0, 0, corrupt("short segment header")
+	}
+	if string(hdr[:4]) != segMagic || hdr[4] != segVersion || LSN(binary.BigEndian.Uint64(hdr[8:])) != seg.first {
+		if last && isZero(hdr[:]) {
+			return l.rewriteHeader(seg)
+		}
+		return 0, 0, corrupt("bad segment header")
+	}
+	off, next := int64(segHeaderSize), seg.first
+	buf := make([]byte, 0, 1<<20)
+	for off < size {
+		payload, ok := readRecord(f, off, size, next, &buf)
+		if !ok {
+			if !last {
+				return 0, 0, corrupt("bad record at offset %d (LSN %d)", off, next)
+			}
+			if validRecordAfter(f, off+1, size, next) {
+				return 0, 0, corrupt("bad record at offset %d (LSN %d) followed by valid records", off, next)
+			}
+			break // a torn tail
+		}
+		if fn != nil && next >= l.trimmed {
+			if err := fn(next, payload); err != nil {
+				return 0, 0, err
+			}
+		}
+		off += recHeaderSize + int64(len(payload))
+		next++
+	}
+	return off, next, nil
+}
+
+// rewriteHeader handles a last segment whose header never made it to disk.
+func (l *Log) rewriteHeader(seg segment) (int64, LSN, error) {
+	f, err := l.fs.Create(seg.path)
+	if err != nil {
+		return 0, 0, fmt.Errorf("uploadbuffer: %w", err)
+	}
+	defer f.Close()
+	if _, err := f.Write(segmentHeader(seg.first)); err != nil {
+		return 0, 0, fmt.Errorf("uploadbuffer: %w", err)
+	}
+	return segHeaderSize, seg.first, f.Sync()
+}
+
+// readRecord reads the record at off if it is whole, has LSN want and
+// passes its CRC.
+func readRecord(f vfs.File, off, size int64, want LSN, buf *[]byte) ([]byte, bool) {
+	var h [recHeaderSize]byte
+	if off+recHeaderSize > size {
+		return nil, false
+	}
+	if _, err := f.ReadAt(h[:], off); err != nil {
+		return nil, false
+	}
+	n := int64(binary.BigEndian.Uint32(h[0:]))
+	if LSN(binary.BigEndian.Uint64(h[8:])) != want || off+recHeaderSize+n > size {
+		return nil, false
+	}
+	if int64(cap(*buf)) < n {
+		*buf = make([]byte, n)
+	}
+	p := (*buf)[:n]
+	if _, err := f.ReadAt(p, off+recHeaderSize); err != nil && !(errors.Is(err, io.EOF) && int64(len(p)) == 0) {
+		return nil, false
+	}
+	crc := crc32.Update(crc32.Checksum(h[8:16], castagnoli), castagnoli, p)
+	if crc != binary.BigEndian.Uint32(h[4:]) {
+		return nil, false
+	}
+	return p, true
+}
+
+// validRecordAfter looks for any valid record with an LSN at or past want
+// beyond off: if there is one, a bad record before it is not a torn tail.
+func validRecordAfter(f vfs.File, off, size int64, want LSN) bool {
+	var buf []byte
+	var h [recHeaderSize]byte
+	for ; off+recHeaderSize <= size; off++ {
+		if _, err := f.ReadAt(h[:], off); err != nil {
+			return false
+		}
+		lsn := LSN(binary.BigEndian.Uint64(h[8:]))
+		if lsn < want || lsn > want+1<<20 {
+			continue
+		}
+		if _, ok := readRecord(f, off, size, lsn, &buf); ok {
+			return true
+		}
+	}
+	return false
+}
+
+func isZero(b []byte) bool {
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+func segmentHeader(first LSN) []byte {
+	h := make([]byte, segHeaderSize)
+	copy(h, segMagic)
+	h[4] = segVersion
+	binary.BigEndian.PutUint64(h[8:], uint64(first))
+	return h
+}
+
+// newSegment starts a segment at l.next. Called with l.mu held or before
+// the writer runs.
+func (l *Log) newSegment() error {
+	seg := segment{first: l.next, size: segHeaderSize, path: filepath.Join(l.dir, segName(l.next))}
+	f, err := l.fs.Create(seg.path)
+	if err != nil {
+		return fmt.Errorf("uploadbuffer: new segment: %w", err)
+	}
+	if _, err = f.Write(segmentHeader(seg.first)); err == nil {
+		err = f.Sync()
+	}
+	if err == nil {
+		err = l.fs.SyncDir(l.dir)
+	}
+	if err != nil {
+		f.Close()
+		return fmt.Errorf("uploadbuffer: new segment: %w", err)
+	}
+	if l.cur != nil {
+		l.cur.Close()
+	}
+	l.cur = f
+	l.segs = append(l.segs, seg)
+	l.used += segHeaderSize
+	return nil
+}
+
+func (l *Log) readTrim() LSN {
+	f, err := l.fs.Open(filepath.Join(l.dir, trimFile))
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	var b [12]byte
+	if _, err := f.ReadAt(b[:], 0); err != nil {
+		return 0
+	}
+	if crc32.Checksum(b[:8], castagnoli) != binary.BigEndian.Uint32(b[8:]) {
+		return 0 // a torn trim file: replay from the start, which is safe
+	}
+	return LSN(binary.BigEndian.Uint64(b[:8]))
+}
+
+// Replay calls fn for each record not yet trimmed, in LSN order. Call it
+// after Open and before the first Append.
+func (l *Log) Replay(fn func(lsn LSN, rec []byte) error) error {
+	l.mu.Lock()
+	segs := append([]segment(nil), l.segs...)
+	l.mu.Unlock()
+	for i, seg := range segs {
+		if _, _, err := l.scan(seg, i == len(segs)-1, fn); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Append makes rec durable and returns its LSN. It waits while the log is
+// full, until Trim frees space or ctx ends.
+func (l *Log) Append(ctx context.Context, rec []byte) (LSN, error) {
+	need := int64(recHeaderSize + len(rec))
+	if need+segHeaderSize > l.opts.Capacity/4 {
+		return 0, fmt.Errorf("%w: %d bytes", ErrTooLarge, len(rec))
+	}
+	// A record may start a new segment: reserve for its header too.
+	need += segHeaderSize
+	l.mu.Lock()
+	waited := false
+	for l.failed == nil && !l.closed && l.used+l.reserved+need > l.opts.Capacity {
+		if !waited {
+			waited = true
+			l.stats.Waits++
+			l.waiting++
+			if l.opts.Health != nil {
+				l.opts.Health.Warn("upload buffer full: writes wait for uploads")
+			}
+		}
+		if err := l.waitLocked(ctx); err != nil {
+			l.doneWaiting()
+			l.mu.Unlock()
+			return 0, err
+		}
+	}
+	if waited {
+		l.doneWaiting()
+	}
+	if err := l.failed; err != nil {
+		l.mu.Unlock()
+		return 0, err
+	}
+	if l.closed {
+		l.mu.Unlock()
+		return 0, ErrClosed
+	}
+	l.reserved += need
+	req := &request{rec: rec, done: make(chan error, 1)}
+	l.queue = append(l.queue, req)
+	select { // under l.mu: Close cannot have closed wake yet
+	case l.wake <- struct{}{}:
+	default:
+	}
+	l.mu.Unlock()
+	// Once queued, the record will be written: wait for it whatever ctx
+	// says, so a caller never sees an error for a record that lands.
+	if err := <-req.done; err != nil {
+		return 0, err
+	}
+	return req.lsn, nil
+}
+
+func (l *Log) doneWaiting() {
+	l.waiting--
+	if l.waiting == 0 && l.opts.Health != nil {
+		l.opts.Health.OK()
+	}
+}
+
+func (l *Log) waitLocked(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	stop := context.AfterFunc(ctx, func() {
+		l.mu.Lock()
+		l.space.Broadcast()
+		l.mu.Unlock()
+	})
+	l.space.Wait()
+	stop()
+	return ctx.Err()
+}
+
+// writer is the one goroutine that writes: it takes everything queued,
+// writes it, syncs once and releases the whole batch.
+func (l *Log) writer() {
+	defer close(l.done)
+	for range l.wake {
+		for {
+			l.mu.Lock()
+			batch := l.queue
+			l.queue = nil
+			l.mu.Unlock()
+			if len(batch) == 0 {
+				break
+			}
+			err := l.writeBatch(batch)
+			for _, r := range batch {
+				r.done <- err
+			}
+		}
+	}
+}
+
+func (l *Log) writeBatch(batch []*request) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var reserved int64
+	for _, r := range batch {
+		reserved += int64(recHeaderSize+len(r.rec)) + segHeaderSize
+	}
+	defer func() { l.reserved -= reserved; l.space.Broadcast() }()
+	if l.failed != nil {
+		return l.failed
+	}
+	var buf []byte
+	flush := func() error {
+		if len(buf) == 0 {
+			return nil
+		}
+		seg := &l.segs[len(l.segs)-1]
+		if _, err := l.cur.WriteAt(buf, seg.size); err != nil {
+			return err
+		}
+		seg.size += int64(len(buf))
+		l.used += int64(len(buf))
+		buf = buf[:0]
+		return nil
+	}
+	for _, r := range batch {
+		seg := l.segs[len(l.segs)-1]
+		size := int64(recHeaderSize + len(r.rec))
+		if seg.size+int64(len(buf))+size > l.opts.SegmentSize && seg.size+int64(len(buf)) > segHeaderSize {
+			if err := flush(); err != nil {
+				return l.fail(err)
+			}
+			if err := l.cur.Sync(); err != nil {
+				return l.fail(err)
+			}
+			l.stats.Syncs++
+			if err := l.newSegment(); err != nil {
+				return l.fail(err)
+			}
+		}
+		r.lsn = l.next
+		l.next++
+		var h [recHeaderSize]byte
+		binary.BigEndian.PutUint32(h[0:], uint32(len(r.rec)))
+		binary.BigEndian.PutUint64(h[8:], uint64(r.lsn))
+		binary.BigEndian.PutUint32(h[4:], crc32.Update(crc32.Checksum(h[8:16], castagnoli), castagnoli, r.rec))
+		buf = append(buf, h[:]...)
+		buf = append(buf, r.rec...)
+		l.stats.Appends++
+		l.stats.Bytes += uint64(len(r.rec))
+	}
+	if err := flush(); err != nil {
+		return l.fail(err)
+	}
+	if err := l.cur.Sync(); err != nil {
+		return l.fail(err)
+	}
+	l.stats.Syncs++
+	return nil
+}
+
+// fail makes the log fail-stop: after a failed write or fsync the state of
+// the file is unknown, so nothing more is appended until it is reopened.
+func (l *Log) fail(err error) error {
+	l.failed = fmt.Errorf("uploadbuffer: write failed, the buffer refuses writes until gatewayd restarts: %w", err)
+	if l.opts.Health != nil {
+		l.opts.Health.Fail(l.failed.Error())
+	}
+	return l.failed
+}
+
+// Trim declares the records below upTo no longer needed and deletes the
+// segments that hold only such records.
+func (l *Log) Trim(upTo LSN) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if upTo > l.next {
+		upTo = l.next
+	}
+	if upTo <= l.trimmed {
+		return nil
+	}
+	l.trimmed = upTo
+	var b [12]byte
+	binary.BigEndian.PutUint64(b[:8], uint64(upTo))
+	binary.BigEndian.PutUint32(b[8:], crc32.Checksum(b[:8], castagnoli))
+	if err := l.writeTrim(b[:]); err != nil {
+		l.log.Warn("persist trim point", "err", err) // costs replay time only
+	}
+	// A segment is done when the next one starts at or below the trim point.
+	for len(l.segs) > 1 && l.segs[1].first <= upTo {
+		if err := l.fs.Remove(l.segs[0].path); err != nil {
+			return fmt.Errorf("uploadbuffer: remove segment: %w", err)
+		}
+		l.used -= l.segs[0].size
+		l.segs = l.segs[1:]
+	}
+	l.space.Broadcast()
+	return nil
+}
+
+func (l *Log) writeTrim(b []byte) error {
+	tmp := filepath.Join(l.dir, trimFile+".tmp")
+	f, err := l.fs.Create(tmp)
+	if err != nil {
+		return err
+	}
+	if _, err = f.Write(b); err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	return l.fs.Rename(tmp, filepath.Join(l.dir, trimFile))
+}
+
+// Used is how many bytes of log are on disk.
+func (l *Log) Used() int64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.used
+}
+
+// Capacity is the configured size of the log.
+func (l *Log) Capacity() int64 { return l.opts.Capacity }
+
+// NextLSN is the LSN the next record will get.
+func (l *Log) NextLSN() LSN {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.next
+}
+
+// Stats returns the log's counters.
+func (l *Log) Stats() Stats {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.stats
+}
+
+// Close stops the writer after the queued records are written.
+func (l *Log) Close() error {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return nil
+	}
+	l.closed = true
+	l.space.Broadcast()
+	l.mu.Unlock()
+	close(l.wake)
+	<-l.done
+	return l.cur.Close()
+}
