@@ -1,0 +1,25 @@
+// Package volume owns gatewayd's block volumes: cached volumes (primary data
+// in the object store, hot data in the local cache) and stored volumes
+// (primary data on a local file or block device, changed chunks uploaded in
+// the background). It gives frontends ReadAt, WriteAt, Flush, Unmap and Size.
+//
+// The write path: a write is appended to the upload buffer log, which makes
+// it durable (group commit), then applied to the cache (cached) or the local
+// disk (stored), and only then acknowledged. The log is the durable record
+// of every write not yet safe elsewhere, so after a crash Manager replays it
+// onto the cache or disk and the upload resumes.
+//
+// When a log record may be trimmed:
+//   - cached volume: once the chunk it wrote has been uploaded and the chunk
+//     map in meta points at the uploaded chunk;
+//   - stored volume: once the disk file has been fsynced and the chunk is in
+//     the volume's dirty set in meta (the set the uploader works from), which
+//     a checkpoint does every few seconds or when the log fills up.
+//
+// Chunks are fixed-size pieces of a volume (default 1 MiB); a chunk's index
+// is offset / chunk size. The chunk map (meta) maps an index to the id of
+// its uploaded encrypted chunk; an absent entry is a hole (zeroes). A
+// per-chunk lock orders a chunk's writes, its fetch on a cache miss and the
+// commit of its upload, so an upload of older data never overwrites a newer
+// write's map entry and a fetched chunk never replaces a newer cached one.
+package volume

@@ -1,0 +1,454 @@
+package volume
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/gatewayd/gatewayd/cache"
+	"github.com/gatewayd/gatewayd/clock"
+	"github.com/gatewayd/gatewayd/health"
+	"github.com/gatewayd/gatewayd/meta"
+	"github.com/gatewayd/gatewayd/objstore"
+	"github.com/gatewayd/gatewayd/snapshots"
+	"github.com/gatewayd/gatewayd/uploadbuffer"
+	"github.com/gatewayd/gatewayd/vfs"
+)
+
+// Options wire a Manager to the gateway's subsystems.
+type Options struct {
+	Meta  meta.Store
+	Store objstore.Store // with retry and limiter decorators
+	Codec *snapshots.Codec
+	Log   *uploadbuffer.Log
+	Cache *cache.Cache
+	FS    vfs.FS // default vfs.Default
+	// DiskDir is where stored volumes get their sparse file when no disk
+	// is given at creation.
+	DiskDir string
+
+	Uploaders      int           // parallel chunk uploads (default 4)
+	UploadInterval time.Duration // how often the uploader looks for work (default 1s)
+	// SettleTime is how long a chunk must go unwritten before it is
+	// uploaded, so a chunk written piece by piece goes up once (default
+	// 2s). Under pressure (log or cache over half full) chunks go at once.
+	SettleTime time.Duration
+
+	Clock  clock.Clock
+	Logger *slog.Logger
+	Health *health.Reporter // "volumes": upload errors
+}
+
+// Manager owns the volumes of one gateway and their uploader.
+type Manager struct {
+	opts Options
+	log  *slog.Logger
+
+	mu      sync.Mutex
+	volumes map[string]*Volume // by id
+	closed  bool
+
+	// replayFloor caps Trim while the log is being replayed: records not
+	// yet replayed are not in any pending set yet.
+	replayFloor uploadbuffer.LSN
+
+	kick     chan struct{}
+	stop     chan struct{}
+	done     chan struct{}
+	roundMu  sync.Mutex // one upload round at a time
+	counters counters
+}
+
+// New opens the volumes recorded in meta, replays the upload buffer log
+// onto them and starts the uploader.
+func New(ctx context.Context, opts Options) (*Manager, error) {
+	if opts.FS == nil {
+		opts.FS = vfs.Default
+	}
+	if opts.Uploaders <= 0 {
+		opts.Uploaders = 4
+	}
+	if opts.UploadInterval <= 0 {
+		opts.UploadInterval = time.Second
+	}
+	if opts.SettleTime <= 0 {
+		opts.SettleTime = 2 * time.Second
+	}
+	if opts.Clock == nil {
+		opts.Clock = clock.Real{}
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	m := &Manager{
+		opts:    opts,
+		log:     opts.Logger,
+		volumes: map[string]*Volume{},
+		kick:    make(chan struct{}, 1),
+		stop:    make(chan struct{}),
+		done:    make(chan struct{}),
+	}
+	var infos []Info
+	err := opts.Meta.View(ctx, func(tx meta.Txn) error {
+		return tx.Iterate([]byte("vol/"), func(_, v []byte) error {
+			var info Info
+			if err := json.Unmarshal(v, &info); err != nil {
+				return fmt.Errorf("volume metadata: %w", err)
+			}
+			infos = append(infos, info)
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, err
+	}
+	for _, info := range infos {
+		v, err := m.openVolume(info)
+		if err != nil {
+			m.closeVolumes()
+			return nil, err
+		}
+		m.volumes[info.ID] = v
+	}
+	if err := m.replay(ctx); err != nil {
+		m.closeVolumes()
+		return nil, err
+	}
+	go m.uploadLoop()
+	return m, nil
+}
+
+// replay applies every record still in the log, as if it were written now.
+func (m *Manager) replay(ctx context.Context) error {
+	m.mu.Lock()
+	m.replayFloor = 1
+	m.mu.Unlock()
+	var n int
+	err := m.opts.Log.Replay(func(lsn uploadbuffer.LSN, b []byte) error {
+		m.mu.Lock()
+		m.replayFloor = lsn
+		m.mu.Unlock()
+		rec, err := decodeRecord(b)
+		if err != nil {
+			return err
+		}
+		v := m.byID(rec.volume)
+		if v == nil {
+			return nil // volume deleted after the write
+		}
+		n++
+		if rec.typ == recWrite {
+			return v.apply(ctx, lsn, rec.data, rec.offset)
+		}
+		return v.applyUnmap(ctx, lsn, rec.offset, rec.length)
+	})
+	m.mu.Lock()
+	m.replayFloor = 0
+	m.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("replay upload buffer: %w", err)
+	}
+	if n > 0 {
+		m.log.Info("replayed upload buffer", "records", n)
+	}
+	return nil
+}
+
+func (m *Manager) byID(id string) *Volume {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.volumes[id]
+}
+
+// CreateOptions describe a new volume.
+type CreateOptions struct {
+	Name      string
+	Size      int64
+	Kind      Kind
+	ChunkSize int    // default snapshots.DefaultChunkSize
+	Disk      string // stored: existing file or block device; default a new sparse file
+}
+
+// Create makes a new, empty volume.
+func (m *Manager) Create(ctx context.Context, o CreateOptions) (Info, error) {
+	if o.ChunkSize == 0 {
+		o.ChunkSize = snapshots.DefaultChunkSize
+	}
+	if err := validateCreate(o); err != nil {
+		return Info{}, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return Info{}, ErrClosed
+	}
+	for _, v := range m.volumes {
+		if v.info.Name == o.Name {
+			return Info{}, fmt.Errorf("volume %q: %w", o.Name, ErrExists)
+		}
+	}
+	info := Info{
+		ID: newID(), Name: o.Name, Kind: o.Kind, Size: o.Size, ChunkSize: o.ChunkSize,
+		Created: m.opts.Clock.Now().UTC().Truncate(time.Second),
+	}
+	if o.Kind == Stored {
+		info.Disk = o.Disk
+		if info.Disk == "" {
+			info.Disk = filepath.Join(m.opts.DiskDir, info.ID+".img")
+			info.OwnsDisk = true
+		}
+		if err := prepareDisk(m.opts.FS, info); err != nil {
+			return Info{}, err
+		}
+	}
+	v, err := m.openVolume(info)
+	if err != nil {
+		return Info{}, err
+	}
+	if err := m.putInfo(ctx, info); err != nil {
+		v.close()
+		return Info{}, err
+	}
+	m.volumes[info.ID] = v
+	return info, nil
+}
+
+func validateCreate(o CreateOptions) error {
+	if o.Name == "" || len(o.Name) > 64 {
+		return errors.New("volume name must be 1 to 64 characters")
+	}
+	for _, r := range o.Name {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.') {
+			return fmt.Errorf("volume name %q: use letters, digits, '-', '_' and '.'", o.Name)
+		}
+	}
+	if o.Kind != Cached && o.Kind != Stored {
+		return fmt.Errorf("volume kind %q: want cached or stored", o.Kind)
+	}
+	if o.ChunkSize < snapshots.MinChunkSize || o.ChunkSize > snapshots.MaxChunkSize || o.ChunkSize&(o.ChunkSize-1) != 0 {
+		return fmt.Errorf("chunk size %d: want a power of two from %d to %d", o.ChunkSize, snapshots.MinChunkSize, snapshots.MaxChunkSize)
+	}
+	if o.Size <= 0 || o.Size%4096 != 0 {
+		return fmt.Errorf("volume size %d: want a positive multiple of 4096", o.Size)
+	}
+	if o.Kind == Cached && o.Disk != "" {
+		return errors.New("a cached volume has no local disk")
+	}
+	return nil
+}
+
+func (m *Manager) putInfo(ctx context.Context, info Info) error {
+	b, err := json.Marshal(info)
+	if err != nil {
+		return err
+	}
+	return m.opts.Meta.Update(ctx, func(tx meta.Txn) error { return tx.Set(infoKey(info.ID), b) })
+}
+
+func newID() string {
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	return "vol-" + hex.EncodeToString(b)
+}
+
+// Get returns the volume with this name or id.
+func (m *Manager) Get(nameOrID string) (*Volume, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if v := m.volumes[nameOrID]; v != nil {
+		return v, nil
+	}
+	for _, v := range m.volumes {
+		if v.info.Name == nameOrID {
+			return v, nil
+		}
+	}
+	return nil, fmt.Errorf("volume %q: %w", nameOrID, ErrNotFound)
+}
+
+// List returns every volume, by name.
+func (m *Manager) List() []*Volume {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]*Volume, 0, len(m.volumes))
+	for _, v := range m.volumes {
+		out = append(out, v)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].info.Name < out[j].info.Name })
+	return out
+}
+
+// Delete removes a volume: its metadata, cached chunks and (if the gateway
+// created it) its local disk file. Its chunks in the object store are left
+// for the garbage collector, which keeps what snapshots still use.
+func (m *Manager) Delete(ctx context.Context, nameOrID string) error {
+	v, err := m.Get(nameOrID)
+	if err != nil {
+		return err
+	}
+	m.roundMu.Lock() // no upload of this volume is in flight past here
+	defer m.roundMu.Unlock()
+	m.mu.Lock()
+	delete(m.volumes, v.info.ID)
+	m.mu.Unlock()
+	v.close()
+	if err := m.opts.Cache.DropVolume(v.info.ID); err != nil {
+		return err
+	}
+	for _, prefix := range [][]byte{mapPrefix(v.info.ID), dirtyPrefix(v.info.ID)} {
+		if err := deletePrefix(ctx, m.opts.Meta, prefix); err != nil {
+			return err
+		}
+	}
+	if err := m.opts.Meta.Update(ctx, func(tx meta.Txn) error { return tx.Delete(infoKey(v.info.ID)) }); err != nil {
+		return err
+	}
+	if v.info.OwnsDisk {
+		if err := m.opts.FS.Remove(v.info.Disk); err != nil {
+			m.log.Warn("remove volume disk file", "volume", v.info.Name, "err", err)
+		}
+	}
+	m.trim()
+	return nil
+}
+
+// deletePrefix deletes keys in batches small enough for one transaction.
+func deletePrefix(ctx context.Context, md meta.Store, prefix []byte) error {
+	for {
+		var keys [][]byte
+		err := md.View(ctx, func(tx meta.Txn) error {
+			stop := errors.New("batch full")
+			err := tx.Iterate(prefix, func(k, _ []byte) error {
+				keys = append(keys, k)
+				if len(keys) == 10000 {
+					return stop
+				}
+				return nil
+			})
+			if errors.Is(err, stop) {
+				return nil
+			}
+			return err
+		})
+		if err != nil || len(keys) == 0 {
+			return err
+		}
+		err = md.Update(ctx, func(tx meta.Txn) error {
+			for _, k := range keys {
+				if err := tx.Delete(k); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// Grow makes a volume larger. Shrinking is refused: it would drop data.
+func (m *Manager) Grow(ctx context.Context, nameOrID string, newSize int64) error {
+	v, err := m.Get(nameOrID)
+	if err != nil {
+		return err
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if newSize < v.info.Size || newSize%4096 != 0 {
+		return fmt.Errorf("volume %s: new size %d must be a multiple of 4096 and at least the current %d", v.info.Name, newSize, v.info.Size)
+	}
+	info := v.info
+	info.Size = newSize
+	if info.Kind == Stored && info.OwnsDisk {
+		if err := v.disk.Truncate(newSize); err != nil {
+			return fmt.Errorf("grow disk file: %w", err)
+		}
+	}
+	if err := m.putInfo(ctx, info); err != nil {
+		return err
+	}
+	v.info = info
+	return nil
+}
+
+// Close stops the uploader and closes the volumes. Data not yet uploaded
+// stays in the upload buffer and goes up after the next start.
+func (m *Manager) Close() error {
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return nil
+	}
+	m.closed = true
+	m.mu.Unlock()
+	close(m.stop)
+	<-m.done
+	m.closeVolumes()
+	return nil
+}
+
+func (m *Manager) closeVolumes() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, v := range m.volumes {
+		v.close()
+	}
+}
+
+// prepareDisk creates a stored volume's sparse file, or checks that a
+// given disk is large enough.
+func prepareDisk(fs vfs.FS, info Info) error {
+	if info.OwnsDisk {
+		if err := fs.MkdirAll(filepath.Dir(info.Disk), 0o700); err != nil {
+			return err
+		}
+		f, err := fs.Create(info.Disk)
+		if err != nil {
+			return fmt.Errorf("create volume disk file: %w", err)
+		}
+		defer f.Close()
+		if err := f.Truncate(info.Size); err != nil {
+			return fmt.Errorf("size volume disk file: %w", err)
+		}
+		return f.Sync()
+	}
+	f, err := fs.Open(info.Disk)
+	if err != nil {
+		return fmt.Errorf("volume disk: %w", err)
+	}
+	defer f.Close()
+	size, err := diskSize(f)
+	if err != nil {
+		return err
+	}
+	if size < info.Size {
+		return fmt.Errorf("volume disk %s holds %d bytes, smaller than the volume (%d)", info.Disk, size, info.Size)
+	}
+	return nil
+}
+
+// diskSize is a file's size, or a block device's (seek to the end).
+func diskSize(f vfs.File) (int64, error) {
+	fi, err := f.Stat()
+	if err != nil {
+		return 0, err
+	}
+	if fi.Mode().IsRegular() {
+		return fi.Size(), nil
+	}
+	if s, ok := f.(interface {
+		Seek(int64, int) (int64, error)
+	}); ok {
+		return s.Seek(0, 2)
+	}
+	return fi.Size(), nil
+}

@@ -1,0 +1,284 @@
+package volume
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gatewayd/gatewayd/cache"
+	"github.com/gatewayd/gatewayd/meta"
+	"github.com/gatewayd/gatewayd/snapshots"
+	"github.com/gatewayd/gatewayd/uploadbuffer"
+	"github.com/gatewayd/gatewayd/vfs"
+)
+
+// Volume is one block volume. Its methods are safe for concurrent use.
+type Volume struct {
+	m     *Manager
+	locks chunkLocks
+	disk  vfs.File // stored volumes
+
+	mu      sync.Mutex
+	info    Info
+	pending map[uint64]pendingChunk // chunks whose log records are still needed
+	gens    map[uint64]uint64       // write generation of chunks not yet uploaded
+	nextGen uint64
+
+	lastUpload   atomic.Int64 // unix nanoseconds
+	uploadErrors atomic.Uint64
+}
+
+// pendingChunk is a chunk with writes the log must keep.
+type pendingChunk struct {
+	minLSN    uploadbuffer.LSN // oldest record still needed
+	lastWrite time.Time        // for the settle time
+}
+
+func (m *Manager) openVolume(info Info) (*Volume, error) {
+	v := &Volume{m: m, info: info, pending: map[uint64]pendingChunk{}, gens: map[uint64]uint64{}}
+	if info.Kind == Stored {
+		f, err := m.opts.FS.OpenReadWrite(info.Disk)
+		if err != nil {
+			return nil, fmt.Errorf("volume %s: open disk: %w", info.Name, err)
+		}
+		v.disk = f
+	}
+	return v, nil
+}
+
+func (v *Volume) close() {
+	if v.disk != nil {
+		_ = v.disk.Close()
+	}
+}
+
+// Info returns the volume's description.
+func (v *Volume) Info() Info {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.info
+}
+
+// Size is the volume size in bytes.
+func (v *Volume) Size() int64 { return v.Info().Size }
+
+func (v *Volume) checkRange(off, n int64) error {
+	if off < 0 || n < 0 || off+n > v.Size() {
+		return fmt.Errorf("volume %s: [%d, %d): %w", v.info.Name, off, off+n, ErrOutOfRange)
+	}
+	return nil
+}
+
+// forEachChunk calls fn for each chunk piece of [off, off+n).
+func (v *Volume) forEachChunk(off, n int64, fn func(index uint64, chunkOff, bufOff, length int64) error) error {
+	cs := int64(v.info.ChunkSize)
+	for done := int64(0); done < n; {
+		pos := off + done
+		index, inChunk := uint64(pos/cs), pos%cs
+		length := min(cs-inChunk, n-done)
+		if err := fn(index, inChunk, done, length); err != nil {
+			return err
+		}
+		done += length
+	}
+	return nil
+}
+
+// ReadAt fills p from offset off.
+func (v *Volume) ReadAt(ctx context.Context, p []byte, off int64) error {
+	if err := v.checkRange(off, int64(len(p))); err != nil {
+		return err
+	}
+	if v.info.Kind == Stored {
+		if _, err := v.disk.ReadAt(p, off); err != nil {
+			return fmt.Errorf("volume %s: read disk: %w", v.info.Name, err)
+		}
+		return nil
+	}
+	return v.forEachChunk(off, int64(len(p)), func(index uint64, chunkOff, bufOff, length int64) error {
+		return v.readCached(ctx, index, p[bufOff:bufOff+length], chunkOff)
+	})
+}
+
+func (v *Volume) readCached(ctx context.Context, index uint64, p []byte, off int64) error {
+	c := v.m.opts.Cache
+	key := cache.Key{Volume: v.info.ID, Index: index}
+	if ok, err := c.ReadAt(key, p, off); ok || err != nil {
+		return err
+	}
+	// Miss: fetch under the chunk lock, so concurrent misses of one chunk
+	// fetch it once and no write slips in between the fetch and PutClean.
+	unlock := v.locks.lock(index)
+	defer unlock()
+	if ok, err := c.ReadAt(key, p, off); ok || err != nil {
+		return err
+	}
+	data, err := v.fetch(ctx, index)
+	if err != nil {
+		return err
+	}
+	if data == nil {
+		clear(p)
+		return nil
+	}
+	if err := c.PutClean(key, data); err != nil {
+		v.m.log.Warn("cache insert failed", "volume", v.info.Name, "chunk", index, "err", err)
+	}
+	copy(p, data[off:])
+	return nil
+}
+
+// fetch returns the uploaded content of a chunk, or nil for a hole.
+func (v *Volume) fetch(ctx context.Context, index uint64) ([]byte, error) {
+	var raw []byte
+	err := v.m.opts.Meta.View(ctx, func(tx meta.Txn) error {
+		var err error
+		raw, err = tx.Get(mapKey(v.info.ID, index))
+		return err
+	})
+	if isMetaNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	id, err := parseChunkID(raw)
+	if err != nil {
+		return nil, err
+	}
+	blob, err := objstoreGetAll(ctx, v.m, id)
+	if err != nil {
+		return nil, fmt.Errorf("volume %s chunk %d: %w", v.info.Name, index, err)
+	}
+	data, err := v.m.opts.Codec.Decode(id, blob)
+	if err != nil {
+		return nil, fmt.Errorf("volume %s chunk %d: %w", v.info.Name, index, err)
+	}
+	if len(data) != v.info.ChunkSize {
+		// Short chunks are not written; pad defensively for the last chunk.
+		data = append(data, make([]byte, v.info.ChunkSize-len(data))...)
+	}
+	return data, nil
+}
+
+// WriteAt writes p at off. It returns once the write is durable.
+func (v *Volume) WriteAt(ctx context.Context, p []byte, off int64) error {
+	if err := v.checkRange(off, int64(len(p))); err != nil {
+		return err
+	}
+	lsn, err := v.m.appendLog(ctx, encodeRecord(recWrite, v.info.ID, off, p, int64(len(p))))
+	if err != nil {
+		return err
+	}
+	v.m.counters.writes.Add(1)
+	v.m.counters.bytesWritten.Add(uint64(len(p)))
+	return v.apply(ctx, lsn, p, off)
+}
+
+// apply puts a logged write onto the cache or disk (also used by replay).
+func (v *Volume) apply(ctx context.Context, lsn uploadbuffer.LSN, p []byte, off int64) error {
+	return v.forEachChunk(off, int64(len(p)), func(index uint64, chunkOff, bufOff, length int64) error {
+		unlock := v.locks.lock(index)
+		defer unlock()
+		piece := p[bufOff : bufOff+length]
+		var err error
+		if v.info.Kind == Stored {
+			_, err = v.disk.WriteAt(piece, int64(index)*int64(v.info.ChunkSize)+chunkOff)
+		} else {
+			key := cache.Key{Volume: v.info.ID, Index: index}
+			err = v.m.opts.Cache.WriteAt(ctx, key, v.info.ChunkSize, piece, chunkOff, func() ([]byte, error) {
+				return v.fetch(ctx, index)
+			})
+		}
+		if err != nil {
+			return fmt.Errorf("volume %s: write chunk %d: %w", v.info.Name, index, err)
+		}
+		v.markPending(index, lsn)
+		return nil
+	})
+}
+
+// markPending records that chunk index changed at lsn. Called with the
+// chunk lock held.
+func (v *Volume) markPending(index uint64, lsn uploadbuffer.LSN) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	p, ok := v.pending[index]
+	if !ok || lsn < p.minLSN {
+		p.minLSN = lsn
+	}
+	p.lastWrite = v.m.opts.Clock.Now()
+	v.pending[index] = p
+	v.nextGen++
+	v.gens[index] = v.nextGen
+}
+
+// Flush makes every acknowledged write durable. WriteAt already returns
+// only once its record is synced in the upload buffer, so there is nothing
+// left to do; frontends call it for SYNCHRONIZE CACHE and FUA.
+func (v *Volume) Flush(ctx context.Context) error { return ctx.Err() }
+
+// Unmap discards [off, off+n): the range reads as zeroes afterwards, and
+// whole chunks become holes in the object store.
+func (v *Volume) Unmap(ctx context.Context, off, n int64) error {
+	if err := v.checkRange(off, n); err != nil {
+		return err
+	}
+	lsn, err := v.m.appendLog(ctx, encodeRecord(recUnmap, v.info.ID, off, nil, n))
+	if err != nil {
+		return err
+	}
+	return v.applyUnmap(ctx, lsn, off, n)
+}
+
+// zeroChunk is shared by unmaps of whole chunks.
+var zeroChunk = make([]byte, snapshots.MaxChunkSize)
+
+func (v *Volume) applyUnmap(ctx context.Context, lsn uploadbuffer.LSN, off, n int64) error {
+	cs := int64(v.info.ChunkSize)
+	return v.forEachChunk(off, n, func(index uint64, chunkOff, _, length int64) error {
+		if length < cs || v.info.Kind == Stored {
+			// A partial chunk, or a stored volume's disk: write zeroes;
+			// the uploader turns an all-zero chunk into a hole.
+			return v.apply(ctx, lsn, zeroChunk[:length], int64(index)*cs+chunkOff)
+		}
+		// A whole cached chunk: drop it and its map entry now.
+		unlock := v.locks.lock(index)
+		defer unlock()
+		if err := v.m.opts.Cache.Drop(cache.Key{Volume: v.info.ID, Index: index}); err != nil {
+			return err
+		}
+		err := v.m.opts.Meta.Update(ctx, func(tx meta.Txn) error { return tx.Delete(mapKey(v.info.ID, index)) })
+		if err != nil {
+			return err
+		}
+		v.mu.Lock()
+		delete(v.pending, index)
+		delete(v.gens, index) // an upload in flight for it will find its generation gone
+		v.mu.Unlock()
+		return nil
+	})
+}
+
+// Stats are a volume's figures for `volume info` and metrics.
+type Stats struct {
+	PendingChunks int       `json:"pending_chunks"` // chunks with writes not yet uploaded (cached) or checkpointed (stored)
+	DirtyBytes    int64     `json:"dirty_bytes"`
+	LastUpload    time.Time `json:"last_upload,omitzero"`
+	UploadErrors  uint64    `json:"upload_errors"`
+}
+
+// Stats returns the volume's current figures.
+func (v *Volume) Stats(ctx context.Context) Stats {
+	v.mu.Lock()
+	s := Stats{PendingChunks: len(v.pending), UploadErrors: v.uploadErrors.Load()}
+	dirty := len(v.gens)
+	v.mu.Unlock()
+	s.DirtyBytes = int64(dirty) * int64(v.info.ChunkSize)
+	if t := v.lastUpload.Load(); t != 0 {
+		s.LastUpload = time.Unix(0, t).UTC()
+	}
+	return s
+}
