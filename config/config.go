@@ -31,13 +31,16 @@ type Config struct {
 	// DataDir is not read from the file: it is where the file is.
 	DataDir string `yaml:"-"`
 
-	LogLevel string `yaml:"log_level"` // debug, info, warn, error
-	Store    Store  `yaml:"store"`
-	Keys     Keys   `yaml:"keys"`
-	Meta     Meta   `yaml:"meta"`
-	Admin    Admin  `yaml:"admin"`
-	ISCSI    Listen `yaml:"iscsi"`
-	NFS      Listen `yaml:"nfs"`
+	LogLevel string  `yaml:"log_level"` // debug, info, warn, error
+	Store    Store   `yaml:"store"`
+	Keys     Keys    `yaml:"keys"`
+	Meta     Meta    `yaml:"meta"`
+	Cache    Cache   `yaml:"cache"`
+	Buffer   Buffer  `yaml:"upload_buffer"`
+	Volumes  Volumes `yaml:"volumes"`
+	Admin    Admin   `yaml:"admin"`
+	ISCSI    Listen  `yaml:"iscsi"`
+	NFS      Listen  `yaml:"nfs"`
 }
 
 // Store says where the gateway keeps its data.
@@ -87,6 +90,27 @@ type Meta struct {
 	Dir string `yaml:"dir"`
 }
 
+// Cache is the local chunk cache of cached volumes.
+type Cache struct {
+	Dir  string   `yaml:"dir"`
+	Size ByteSize `yaml:"size"` // chunk data kept at most
+}
+
+// Buffer is the upload buffer: the durable log every write lands in first.
+type Buffer struct {
+	Dir  string   `yaml:"dir"`
+	Size ByteSize `yaml:"size"` // when full, writes wait for uploads
+}
+
+// Volumes tunes block volumes.
+type Volumes struct {
+	// DiskDir holds stored volumes' sparse files when no disk is given.
+	DiskDir        string        `yaml:"disk_dir"`
+	Uploaders      int           `yaml:"uploaders"`       // parallel chunk uploads
+	UploadInterval time.Duration `yaml:"upload_interval"` // how often the uploader looks for work
+	SettleTime     time.Duration `yaml:"settle_time"`     // quiet time before a chunk is uploaded
+}
+
 // Admin configures the admin API.
 type Admin struct {
 	// Socket is the unix socket (mode 0600) every CLI subcommand talks to.
@@ -117,11 +141,14 @@ func Default(dataDir string) *Config {
 			Retry:         Retry{MaxAttempts: 8, BaseDelay: 200 * time.Millisecond, MaxDelay: 30 * time.Second},
 			MaxConcurrent: 32,
 		},
-		Keys:  Keys{MasterKeyFile: "master.key"},
-		Meta:  Meta{Dir: "meta"},
-		Admin: Admin{Socket: "admin.sock", TokenFile: "admin.token"},
-		ISCSI: Listen{Listen: "127.0.0.1:3260"},
-		NFS:   Listen{Listen: "127.0.0.1:2049"},
+		Keys:    Keys{MasterKeyFile: "master.key"},
+		Meta:    Meta{Dir: "meta"},
+		Cache:   Cache{Dir: "cache", Size: 8 << 30},
+		Buffer:  Buffer{Dir: "uploadbuffer", Size: 8 << 30},
+		Volumes: Volumes{DiskDir: "disks", Uploaders: 4, UploadInterval: time.Second, SettleTime: 2 * time.Second},
+		Admin:   Admin{Socket: "admin.sock", TokenFile: "admin.token"},
+		ISCSI:   Listen{Listen: "127.0.0.1:3260"},
+		NFS:     Listen{Listen: "127.0.0.1:2049"},
 	}
 }
 
@@ -209,6 +236,18 @@ func (c *Config) Validate() error {
 	}
 	if c.Meta.Dir == "" {
 		return errors.New("meta.dir: must not be empty")
+	}
+	if c.Cache.Dir == "" || c.Buffer.Dir == "" || c.Volumes.DiskDir == "" {
+		return errors.New("cache.dir, upload_buffer.dir and volumes.disk_dir must not be empty")
+	}
+	if c.Cache.Size < 64<<20 {
+		return fmt.Errorf("cache.size: at least 64MiB, got %s", c.Cache.Size)
+	}
+	if c.Buffer.Size < 64<<20 {
+		return fmt.Errorf("upload_buffer.size: at least 64MiB, got %s", c.Buffer.Size)
+	}
+	if c.Volumes.Uploaders < 1 || c.Volumes.UploadInterval <= 0 || c.Volumes.SettleTime < 0 {
+		return errors.New("volumes: uploaders must be at least 1 and upload_interval positive")
 	}
 	if c.Admin.Socket == "" {
 		return errors.New("admin.socket: must not be empty")

@@ -11,15 +11,22 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
 	"github.com/gatewayd/gatewayd/admin"
+	"github.com/gatewayd/gatewayd/cache"
 	"github.com/gatewayd/gatewayd/clock"
 	"github.com/gatewayd/gatewayd/config"
 	"github.com/gatewayd/gatewayd/health"
 	"github.com/gatewayd/gatewayd/keys"
+	"github.com/gatewayd/gatewayd/meta"
 	metabadger "github.com/gatewayd/gatewayd/meta/badger"
 	"github.com/gatewayd/gatewayd/objstore"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/gatewayd/gatewayd/snapshots"
+	"github.com/gatewayd/gatewayd/uploadbuffer"
+	"github.com/gatewayd/gatewayd/vfs"
+	"github.com/gatewayd/gatewayd/volume"
 )
 
 // RunOptions are the parts of a daemon that are not configuration.
@@ -69,6 +76,13 @@ func Run(ctx context.Context, cfg *config.Config, opts RunOptions) error {
 	reg := health.New(opts.Clock)
 	metrics := newMetrics(opts.Version, keyring.Config().GatewayID, reg)
 
+	vm, closeData, err := openDataPath(ctx, cfg, store, md, keyring, reg, opts.Clock, logger)
+	if err != nil {
+		return err
+	}
+	defer closeData()
+	metrics.MustRegister(volumeCollector{vm})
+
 	token, err := adminToken(cfg)
 	if err != nil {
 		return err
@@ -105,6 +119,7 @@ func Run(ctx context.Context, cfg *config.Config, opts RunOptions) error {
 		}
 		return err
 	}
+	registerVolumeAPI(srv, vm)
 
 	probeCtx, stopProbe := context.WithCancel(ctx)
 	probeDone := make(chan struct{})
@@ -120,6 +135,52 @@ func Run(ctx context.Context, cfg *config.Config, opts RunOptions) error {
 	<-probeDone
 	logger.Info("gatewayd stopped")
 	return err
+}
+
+// openDataPath opens the upload buffer, the cache and the volume manager
+// (which replays the buffer). The returned func closes them in order.
+func openDataPath(ctx context.Context, cfg *config.Config, store objstore.Store, md meta.Store, keyring *keys.Keyring,
+	reg *health.Registry, c clock.Clock, logger *slog.Logger) (*volume.Manager, func(), error) {
+	ublog, err := uploadbuffer.Open(vfs.Default, cfg.Path(cfg.Buffer.Dir), uploadbuffer.Options{
+		Capacity: int64(cfg.Buffer.Size), Logger: logger.With("subsystem", "uploadbuffer"), Health: reg.Register("uploadbuffer"),
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("upload buffer: %w", err)
+	}
+	chunkCache, err := cache.Open(vfs.Default, cfg.Path(cfg.Cache.Dir), cache.Options{
+		Capacity: int64(cfg.Cache.Size), Logger: logger.With("subsystem", "cache"), Health: reg.Register("cache"),
+	})
+	if err != nil {
+		ublog.Close()
+		return nil, nil, fmt.Errorf("cache: %w", err)
+	}
+	dk := keyring.Current()
+	codec, err := snapshots.NewCodec(dk.Encryption, dk.ChunkID, snapshots.CodecOptions{})
+	if err != nil {
+		chunkCache.Close()
+		ublog.Close()
+		return nil, nil, err
+	}
+	vm, err := volume.New(ctx, volume.Options{
+		Meta: md, Store: store, Codec: codec, Log: ublog, Cache: chunkCache,
+		DiskDir:        cfg.Path(cfg.Volumes.DiskDir),
+		Uploaders:      cfg.Volumes.Uploaders,
+		UploadInterval: cfg.Volumes.UploadInterval,
+		SettleTime:     cfg.Volumes.SettleTime,
+		Clock:          c,
+		Logger:         logger.With("subsystem", "volume"),
+		Health:         reg.Register("volumes"),
+	})
+	if err != nil {
+		chunkCache.Close()
+		ublog.Close()
+		return nil, nil, err
+	}
+	return vm, func() {
+		vm.Close()
+		chunkCache.Close()
+		ublog.Close()
+	}, nil
 }
 
 // probeStore checks that the store answers, reporting into the health

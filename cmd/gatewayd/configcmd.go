@@ -1,8 +1,9 @@
 package main
 
 import (
-	"github.com/gatewayd/gatewayd/config"
 	"github.com/spf13/cobra"
+
+	"github.com/gatewayd/gatewayd/config"
 )
 
 func newConfigCmd(g *globals) *cobra.Command {

@@ -4,9 +4,10 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/gatewayd/gatewayd/config"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+
+	"github.com/gatewayd/gatewayd/config"
 )
 
 // overrides are config options that flags may set over gatewayd.yaml.

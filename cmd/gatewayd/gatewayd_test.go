@@ -10,7 +10,9 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -319,4 +321,79 @@ func TestPassphraseMasterKey(t *testing.T) {
 	t.Setenv("GW_TEST_PASSPHRASE", "correct horse battery staple") // serve inherits the environment
 	d := serve(t, dir)
 	d.stop(t)
+}
+
+func TestVolumeCommands(t *testing.T) {
+	dir := t.TempDir()
+	if r := run(t, nil, "init", "--data-dir", dir); r.code != 0 {
+		t.Fatalf("init: %+v", r)
+	}
+	d := serve(t, dir)
+	for _, args := range [][]string{
+		{"volume", "create", "--name", "c1", "--size", "64M"},
+		{"volume", "create", "--name", "s1", "--size", "32M", "--kind", "stored", "--chunk-size", "256K"},
+	} {
+		if r := run(t, nil, append(args, "--data-dir", dir)...); r.code != 0 || !strings.Contains(r.stdout, "created") {
+			t.Fatalf("%v: %+v", args, r)
+		}
+	}
+	mustFailClearly(t, run(t, nil, "volume", "create", "--data-dir", dir, "--name", "c1", "--size", "1G"), "exists")
+	mustFailClearly(t, run(t, nil, "volume", "create", "--data-dir", dir, "--name", "x", "--size", "1G", "--kind", "tape"), "kind")
+	mustFailClearly(t, run(t, nil, "volume", "info", "--data-dir", dir, "nope"), "no such volume")
+
+	r := run(t, nil, "volume", "list", "--data-dir", dir)
+	if r.code != 0 || !strings.Contains(r.stdout, "c1") || !strings.Contains(r.stdout, "stored") || !strings.Contains(r.stdout, "256KiB") {
+		t.Fatalf("list: %+v", r)
+	}
+	r = run(t, nil, "volume", "grow", "--data-dir", dir, "s1", "--size", "64M")
+	if r.code != 0 || !strings.Contains(r.stdout, "64MiB") {
+		t.Fatalf("grow: %+v", r)
+	}
+	r = run(t, nil, "volume", "info", "--data-dir", dir, "s1", "-o", "json")
+	var v struct {
+		Name, Kind, Disk string
+		Size             int64
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &v); err != nil || v.Size != 64<<20 || v.Kind != "stored" || v.Disk == "" {
+		t.Fatalf("info: %v %+v", err, r)
+	}
+	if _, err := os.Stat(v.Disk); err != nil {
+		t.Fatalf("stored volume disk file: %v", err)
+	}
+
+	// Volumes survive a restart.
+	d.stop(t)
+	d = serve(t, dir)
+	if r := run(t, nil, "volume", "delete", "--data-dir", dir, "s1"); r.code != 0 {
+		t.Fatalf("delete: %+v", r)
+	}
+	if _, err := os.Stat(v.Disk); !os.IsNotExist(err) {
+		t.Fatalf("disk file after delete: %v", err)
+	}
+	r = run(t, nil, "volume", "list", "--data-dir", dir, "-o", "json")
+	if strings.Contains(r.stdout, "s1") || !strings.Contains(r.stdout, "c1") {
+		t.Fatalf("list after delete: %+v", r)
+	}
+	// The metrics carry the AWS Storage Gateway names' counterparts.
+	resp, err := (&http.Client{Transport: unixTransport(filepath.Join(dir, "admin.sock"))}).Get("http://gatewayd/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, m := range []string{"gatewayd_cache_percent_used", "gatewayd_cache_percent_dirty", "gatewayd_cache_hit_percent",
+		"gatewayd_upload_buffer_percent_used", "gatewayd_cloud_bytes_uploaded_total", "gatewayd_cloud_bytes_downloaded_total",
+		`gatewayd_volume_queued_write_bytes{volume="c1"}`, `gatewayd_health_level{subsystem="uploadbuffer"}`} {
+		if !strings.Contains(string(body), m) {
+			t.Errorf("metrics lack %s", m)
+		}
+	}
+	d.stop(t)
+}
+
+func unixTransport(sock string) *http.Transport {
+	return &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "unix", sock)
+	}}
 }

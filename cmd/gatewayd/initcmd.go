@@ -3,9 +3,10 @@ package main
 import (
 	"fmt"
 
+	"github.com/spf13/cobra"
+
 	"github.com/gatewayd/gatewayd/config"
 	"github.com/gatewayd/gatewayd/gateway"
-	"github.com/spf13/cobra"
 )
 
 func newInitCmd(g *globals) *cobra.Command {

@@ -1,8 +1,9 @@
 package main
 
 import (
-	"github.com/gatewayd/gatewayd/gateway"
 	"github.com/spf13/cobra"
+
+	"github.com/gatewayd/gatewayd/gateway"
 )
 
 func newServeCmd(g *globals) *cobra.Command {

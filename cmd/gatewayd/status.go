@@ -6,8 +6,9 @@ import (
 	"io"
 	"time"
 
-	"github.com/gatewayd/gatewayd/admin"
 	"github.com/spf13/cobra"
+
+	"github.com/gatewayd/gatewayd/admin"
 )
 
 func newStatusCmd(g *globals) *cobra.Command {

@@ -1,0 +1,167 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/gatewayd/gatewayd/admin"
+	"github.com/gatewayd/gatewayd/errkind"
+	"github.com/gatewayd/gatewayd/volume"
+)
+
+// VolumeStatus is what the admin API says about a volume.
+type VolumeStatus struct {
+	volume.Info
+	Stats volume.Stats `json:"stats"`
+}
+
+// CreateVolumeRequest is the body of POST /v1/volumes.
+type CreateVolumeRequest struct {
+	Name      string      `json:"name"`
+	Size      int64       `json:"size"`
+	Kind      volume.Kind `json:"kind"`
+	ChunkSize int         `json:"chunk_size,omitempty"`
+	Disk      string      `json:"disk,omitempty"`
+}
+
+// GrowVolumeRequest is the body of POST /v1/volumes/{name}/grow.
+type GrowVolumeRequest struct {
+	Size int64 `json:"size"`
+}
+
+func statusOf(ctx context.Context, v *volume.Volume) VolumeStatus {
+	return VolumeStatus{Info: v.Info(), Stats: v.Stats(ctx)}
+}
+
+// registerVolumeAPI adds the /v1/volumes endpoints.
+func registerVolumeAPI(srv *admin.Server, vm *volume.Manager) {
+	srv.Handle("GET /v1/volumes", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		out := []VolumeStatus{}
+		for _, v := range vm.List() {
+			out = append(out, statusOf(r.Context(), v))
+		}
+		admin.WriteJSON(w, http.StatusOK, out)
+	}))
+	srv.Handle("POST /v1/volumes", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var req CreateVolumeRequest
+		if err := decodeBody(r, &req); err != nil {
+			admin.WriteError(w, http.StatusBadRequest, err)
+			return
+		}
+		info, err := vm.Create(r.Context(), volume.CreateOptions{Name: req.Name, Size: req.Size, Kind: req.Kind, ChunkSize: req.ChunkSize, Disk: req.Disk})
+		if err != nil {
+			admin.WriteError(w, httpCode(err), err)
+			return
+		}
+		admin.WriteJSON(w, http.StatusCreated, VolumeStatus{Info: info})
+	}))
+	srv.Handle("GET /v1/volumes/{name}", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		v, err := vm.Get(r.PathValue("name"))
+		if err != nil {
+			admin.WriteError(w, httpCode(err), err)
+			return
+		}
+		admin.WriteJSON(w, http.StatusOK, statusOf(r.Context(), v))
+	}))
+	srv.Handle("DELETE /v1/volumes/{name}", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := vm.Delete(r.Context(), r.PathValue("name")); err != nil {
+			admin.WriteError(w, httpCode(err), err)
+			return
+		}
+		admin.WriteJSON(w, http.StatusOK, map[string]string{"deleted": r.PathValue("name")})
+	}))
+	srv.Handle("POST /v1/volumes/{name}/grow", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var req GrowVolumeRequest
+		if err := decodeBody(r, &req); err != nil {
+			admin.WriteError(w, http.StatusBadRequest, err)
+			return
+		}
+		if err := vm.Grow(r.Context(), r.PathValue("name"), req.Size); err != nil {
+			admin.WriteError(w, httpCode(err), err)
+			return
+		}
+		v, err := vm.Get(r.PathValue("name"))
+		if err != nil {
+			admin.WriteError(w, httpCode(err), err)
+			return
+		}
+		admin.WriteJSON(w, http.StatusOK, statusOf(r.Context(), v))
+	}))
+}
+
+func decodeBody(r *http.Request, v any) error {
+	dec := json.NewDecoder(http.MaxBytesReader(nil, r.Body, 1<<20))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return fmt.Errorf("bad request body: %w", err)
+	}
+	return nil
+}
+
+func httpCode(err error) int {
+	switch {
+	case errors.Is(err, volume.ErrExists):
+		return http.StatusConflict
+	case errkind.IsNotFound(err):
+		return http.StatusNotFound
+	case errkind.IsRetryable(err):
+		return http.StatusServiceUnavailable
+	}
+	return http.StatusBadRequest
+}
+
+// volumeCollector exports the data-path figures under the names of the
+// AWS Storage Gateway metrics they correspond to (docs/metrics.md).
+type volumeCollector struct{ vm *volume.Manager }
+
+var (
+	descCachePercentUsed   = prometheus.NewDesc("gatewayd_cache_percent_used", "CachePercentUsed: cache space used, percent of its size.", nil, nil)
+	descCachePercentDirty  = prometheus.NewDesc("gatewayd_cache_percent_dirty", "CachePercentDirty: cache space holding data not yet uploaded, percent.", nil, nil)
+	descCacheHitPercent    = prometheus.NewDesc("gatewayd_cache_hit_percent", "CacheHitPercent: reads served from the cache, percent since start.", nil, nil)
+	descUploadBufferUsed   = prometheus.NewDesc("gatewayd_upload_buffer_percent_used", "UploadBufferPercentUsed: upload buffer used, percent of its size.", nil, nil)
+	descCloudBytesUp       = prometheus.NewDesc("gatewayd_cloud_bytes_uploaded_total", "CloudBytesUploaded: bytes uploaded to the object store.", nil, nil)
+	descCloudBytesDown     = prometheus.NewDesc("gatewayd_cloud_bytes_downloaded_total", "CloudBytesDownloaded: bytes downloaded from the object store.", nil, nil)
+	descQueuedWrites       = prometheus.NewDesc("gatewayd_volume_queued_write_bytes", "QueuedWrites: bytes of a volume written but not yet uploaded.", []string{"volume"}, nil)
+	descUploadErrors       = prometheus.NewDesc("gatewayd_upload_errors_total", "Chunk uploads that failed and will be retried.", nil, nil)
+	descVolumeLastUploadTS = prometheus.NewDesc("gatewayd_volume_last_upload_timestamp_seconds", "When a chunk of the volume was last uploaded.", []string{"volume"}, nil)
+)
+
+func (c volumeCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descCachePercentUsed, descCachePercentDirty, descCacheHitPercent, descUploadBufferUsed,
+		descCloudBytesUp, descCloudBytesDown, descQueuedWrites, descUploadErrors, descVolumeLastUploadTS} {
+		ch <- d
+	}
+}
+
+func percent(part, whole float64) float64 {
+	if whole <= 0 {
+		return 0
+	}
+	return 100 * part / whole
+}
+
+func (c volumeCollector) Collect(ch chan<- prometheus.Metric) {
+	st := c.vm.Stats()
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	gauge(descCachePercentUsed, percent(float64(st.Cache.Used), float64(st.Cache.Capacity)))
+	gauge(descCachePercentDirty, percent(float64(st.Cache.Dirty), float64(st.Cache.Capacity)))
+	gauge(descCacheHitPercent, percent(float64(st.Cache.Hits), float64(st.Cache.Hits+st.Cache.Misses)))
+	gauge(descUploadBufferUsed, percent(float64(st.LogUsed), float64(st.LogCapacity)))
+	ch <- prometheus.MustNewConstMetric(descCloudBytesUp, prometheus.CounterValue, float64(st.BytesUploaded))
+	ch <- prometheus.MustNewConstMetric(descCloudBytesDown, prometheus.CounterValue, float64(st.BytesDownloaded))
+	ch <- prometheus.MustNewConstMetric(descUploadErrors, prometheus.CounterValue, float64(st.UploadErrors))
+	for _, v := range c.vm.List() {
+		vs := v.Stats(context.Background())
+		gauge(descQueuedWrites, float64(vs.DirtyBytes), v.Info().Name)
+		if !vs.LastUpload.IsZero() {
+			gauge(descVolumeLastUploadTS, float64(vs.LastUpload.UnixNano())/1e9, v.Info().Name)
+		}
+	}
+}
