@@ -145,7 +145,7 @@ func (l *Log) recover() error {
 		if i == 0 {
 			l.next = l.segs[0].first
 		}
-		end, next, err := l.scan(l.segs[i], last, nil)
+		end, next, err := l.scan(l.segs[i], last, 0, nil)
 		if err != nil {
 			return err
 		}
@@ -179,7 +179,7 @@ func (l *Log) recover() error {
 
 // scan reads a segment's records, calling fn for each (if not nil). It
 // returns the offset after the last good record and the next LSN.
-func (l *Log) scan(seg segment, last bool, fn func(LSN, []byte) error) (int64, LSN, error) {
+func (l *Log) scan(seg segment, last bool, from LSN, fn func(LSN, []byte) error) (int64, LSN, error) {
 	f, err := l.fs.Open(seg.path)
 	if err != nil {
 		return 0, 0, fmt.Errorf("uploadbuffer: %w", err)
@@ -219,7 +219,7 @@ func (l *Log) scan(seg segment, last bool, fn func(LSN, []byte) error) (int64, L
 			}
 			break // a torn tail
 		}
-		if fn != nil && next >= l.trimmed {
+		if fn != nil && next >= from {
 			if err := fn(next, payload); err != nil {
 				return 0, 0, err
 			}
@@ -356,9 +356,10 @@ func (l *Log) readTrim() LSN {
 func (l *Log) Replay(fn func(lsn LSN, rec []byte) error) error {
 	l.mu.Lock()
 	segs := append([]segment(nil), l.segs...)
+	from := l.trimmed
 	l.mu.Unlock()
 	for i, seg := range segs {
-		if _, _, err := l.scan(seg, i == len(segs)-1, fn); err != nil {
+		if _, _, err := l.scan(seg, i == len(segs)-1, from, fn); err != nil {
 			return err
 		}
 	}

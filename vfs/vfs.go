@@ -51,11 +51,11 @@ var Default FS = osFS{}
 type osFS struct{}
 
 func (osFS) Create(name string) (File, error) {
-	return os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
+	return wrapOSFile(os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600))
 }
-func (osFS) Open(name string) (File, error) { return os.Open(name) }
+func (osFS) Open(name string) (File, error) { return wrapOSFile(os.Open(name)) }
 func (osFS) OpenReadWrite(name string) (File, error) {
-	return os.OpenFile(name, os.O_RDWR|os.O_CREATE, 0o600)
+	return wrapOSFile(os.OpenFile(name, os.O_RDWR|os.O_CREATE, 0o600))
 }
 func (osFS) Remove(name string) error                    { return os.Remove(name) }
 func (osFS) Rename(oldname, newname string) error        { return os.Rename(oldname, newname) }

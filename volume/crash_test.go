@@ -214,3 +214,43 @@ func runCrashChild(t *testing.T, dir string, kind Kind, seed uint64, after int, 
 	}
 	return cur
 }
+
+// The simulated power loss: every file write that was not synced is
+// dropped (MemFS.Crash), at many points while the uploader and, for stored
+// volumes, checkpoints run. Acknowledged writes must all survive.
+func TestPowerLossThroughFS(t *testing.T) {
+	for _, kind := range []Kind{Cached, Stored} {
+		t.Run(string(kind), func(t *testing.T) {
+			ctx := context.Background()
+			mem := vfs.NewMem()
+			e := newEnv(t, 8*mib, 2*mib)
+			e.dir = "/gw"
+			e.fs = mem
+			e.opts = func(o *Options) { o.UploadInterval = time.Millisecond; o.SettleTime = time.Millisecond }
+			e.start()
+			e.create("p", kind, 4*mib, 64*kib)
+			shadow := make([]byte, 4*mib)
+			r := rand.New(rand.NewPCG(5, uint64(len(kind))))
+			for cycle := 0; cycle < 10; cycle++ {
+				v := e.vol("p")
+				for i := 0; i < 20+r.IntN(60); i++ {
+					n := 1 + r.IntN(80*kib)
+					off := r.Int64N(4*mib - int64(n))
+					p := pattern(uint64(cycle*1000+i), n)
+					if err := v.WriteAt(ctx, p, off); err != nil {
+						t.Fatal(err)
+					}
+					copy(shadow[off:], p)
+				}
+				e.close() // writes nothing durable: closing files syncs nothing
+				mem = mem.Crash()
+				e.fs = mem
+				e.start()
+				mustEqual(t, fmt.Sprintf("cycle %d after power loss", cycle), readAll(t, e.vol("p"), 64*kib), shadow)
+			}
+			if err := e.m.Drain(ctx); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}

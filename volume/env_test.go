@@ -30,6 +30,7 @@ type env struct {
 	logCap   int64
 	cacheCap int64
 	opts     func(*Options)
+	fs       vfs.FS // default vfs.Default
 
 	log   *uploadbuffer.Log
 	cache *cache.Cache
@@ -58,16 +59,19 @@ func newEnv(t testing.TB, logCap, cacheCap int64) *env {
 func (e *env) start() {
 	e.t.Helper()
 	var err error
-	e.log, err = uploadbuffer.Open(vfs.Default, filepath.Join(e.dir, "log"), uploadbuffer.Options{Capacity: e.logCap})
+	if e.fs == nil {
+		e.fs = vfs.Default
+	}
+	e.log, err = uploadbuffer.Open(e.fs, filepath.Join(e.dir, "log"), uploadbuffer.Options{Capacity: e.logCap})
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	e.cache, err = cache.Open(vfs.Default, filepath.Join(e.dir, "cache"), cache.Options{Capacity: e.cacheCap})
+	e.cache, err = cache.Open(e.fs, filepath.Join(e.dir, "cache"), cache.Options{Capacity: e.cacheCap})
 	if err != nil {
 		e.t.Fatal(err)
 	}
 	o := Options{
-		Meta: e.md, Store: e.store, Codec: e.codec, Log: e.log, Cache: e.cache,
+		Meta: e.md, Store: e.store, Codec: e.codec, Log: e.log, Cache: e.cache, FS: e.fs,
 		DiskDir: filepath.Join(e.dir, "disks"), UploadInterval: time.Hour, SettleTime: time.Hour,
 	}
 	if e.opts != nil {

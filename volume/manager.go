@@ -118,19 +118,24 @@ func New(ctx context.Context, opts Options) (*Manager, error) {
 		}
 		m.volumes[info.ID] = v
 	}
+	// The uploader runs during replay: replayed dirty data may be more than
+	// the cache holds, and only uploads make room. Trim stays below the
+	// record being replayed (replayFloor).
+	m.mu.Lock()
+	m.replayFloor = 1
+	m.mu.Unlock()
+	go m.uploadLoop()
 	if err := m.replay(ctx); err != nil {
+		close(m.stop)
+		<-m.done
 		m.closeVolumes()
 		return nil, err
 	}
-	go m.uploadLoop()
 	return m, nil
 }
 
 // replay applies every record still in the log, as if it were written now.
 func (m *Manager) replay(ctx context.Context) error {
-	m.mu.Lock()
-	m.replayFloor = 1
-	m.mu.Unlock()
 	var n int
 	err := m.opts.Log.Replay(func(lsn uploadbuffer.LSN, b []byte) error {
 		m.mu.Lock()
@@ -419,7 +424,11 @@ func prepareDisk(fs vfs.FS, info Info) error {
 		if err := f.Truncate(info.Size); err != nil {
 			return fmt.Errorf("size volume disk file: %w", err)
 		}
-		return f.Sync()
+		if err := f.Sync(); err != nil {
+			return fmt.Errorf("sync volume disk file: %w", err)
+		}
+		// The file must outlive a power loss along with the metadata naming it.
+		return fs.SyncDir(filepath.Dir(info.Disk))
 	}
 	f, err := fs.Open(info.Disk)
 	if err != nil {
