@@ -120,6 +120,9 @@ func Run(ctx context.Context, cfg *config.Config, opts RunOptions) error {
 		return err
 	}
 	registerVolumeAPI(srv, vm)
+	registerBandwidthAPI(srv, &bandwidthControl{lim: store.Limiter, cur: Bandwidth{
+		UploadBytesPerSec: int64(cfg.Store.UploadLimit), DownloadBytesPerSec: int64(cfg.Store.DownloadLimit),
+	}})
 
 	probeCtx, stopProbe := context.WithCancel(ctx)
 	probeDone := make(chan struct{})

@@ -374,6 +374,17 @@ func TestVolumeCommands(t *testing.T) {
 	if strings.Contains(r.stdout, "s1") || !strings.Contains(r.stdout, "c1") {
 		t.Fatalf("list after delete: %+v", r)
 	}
+	// Bandwidth limits change at runtime.
+	r = run(t, nil, "bandwidth", "set", "--data-dir", dir, "--upload", "10M")
+	if r.code != 0 || !strings.Contains(r.stdout, "upload    10MiB/s") || !strings.Contains(r.stdout, "download  unlimited") {
+		t.Fatalf("bandwidth set: %+v", r)
+	}
+	r = run(t, nil, "bandwidth", "show", "--data-dir", dir)
+	if r.code != 0 || !strings.Contains(r.stdout, "10MiB/s") {
+		t.Fatalf("bandwidth show: %+v", r)
+	}
+	mustFailClearly(t, run(t, nil, "bandwidth", "set", "--data-dir", dir, "--download", "fast"), "--download")
+
 	// The metrics carry the AWS Storage Gateway names' counterparts.
 	resp, err := (&http.Client{Transport: unixTransport(filepath.Join(dir, "admin.sock"))}).Get("http://gatewayd/metrics")
 	if err != nil {
