@@ -109,6 +109,9 @@ type Volumes struct {
 	Uploaders      int           `yaml:"uploaders"`       // parallel chunk uploads
 	UploadInterval time.Duration `yaml:"upload_interval"` // how often the uploader looks for work
 	SettleTime     time.Duration `yaml:"settle_time"`     // quiet time before a chunk is uploaded
+	// RecoveryPointInterval is how often a cached volume's chunk map is
+	// written to the object store as a manifest (its recovery point).
+	RecoveryPointInterval time.Duration `yaml:"recovery_point_interval"`
 }
 
 // Admin configures the admin API.
@@ -145,7 +148,7 @@ func Default(dataDir string) *Config {
 		Meta:    Meta{Dir: "meta"},
 		Cache:   Cache{Dir: "cache", Size: 8 << 30},
 		Buffer:  Buffer{Dir: "uploadbuffer", Size: 8 << 30},
-		Volumes: Volumes{DiskDir: "disks", Uploaders: 4, UploadInterval: time.Second, SettleTime: 2 * time.Second},
+		Volumes: Volumes{DiskDir: "disks", Uploaders: 4, UploadInterval: time.Second, SettleTime: 2 * time.Second, RecoveryPointInterval: 5 * time.Minute},
 		Admin:   Admin{Socket: "admin.sock", TokenFile: "admin.token"},
 		ISCSI:   Listen{Listen: "127.0.0.1:3260"},
 		NFS:     Listen{Listen: "127.0.0.1:2049"},
@@ -246,8 +249,8 @@ func (c *Config) Validate() error {
 	if c.Buffer.Size < 64<<20 {
 		return fmt.Errorf("upload_buffer.size: at least 64MiB, got %s", c.Buffer.Size)
 	}
-	if c.Volumes.Uploaders < 1 || c.Volumes.UploadInterval <= 0 || c.Volumes.SettleTime < 0 {
-		return errors.New("volumes: uploaders must be at least 1 and upload_interval positive")
+	if c.Volumes.Uploaders < 1 || c.Volumes.UploadInterval <= 0 || c.Volumes.SettleTime < 0 || c.Volumes.RecoveryPointInterval <= 0 {
+		return errors.New("volumes: uploaders must be at least 1, upload_interval and recovery_point_interval positive")
 	}
 	if c.Admin.Socket == "" {
 		return errors.New("admin.socket: must not be empty")

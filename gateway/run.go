@@ -166,13 +166,14 @@ func openDataPath(ctx context.Context, cfg *config.Config, store objstore.Store,
 	}
 	vm, err := volume.New(ctx, volume.Options{
 		Meta: md, Store: store, Codec: codec, Log: ublog, Cache: chunkCache,
-		DiskDir:        cfg.Path(cfg.Volumes.DiskDir),
-		Uploaders:      cfg.Volumes.Uploaders,
-		UploadInterval: cfg.Volumes.UploadInterval,
-		SettleTime:     cfg.Volumes.SettleTime,
-		Clock:          c,
-		Logger:         logger.With("subsystem", "volume"),
-		Health:         reg.Register("volumes"),
+		DiskDir:               cfg.Path(cfg.Volumes.DiskDir),
+		Uploaders:             cfg.Volumes.Uploaders,
+		UploadInterval:        cfg.Volumes.UploadInterval,
+		SettleTime:            cfg.Volumes.SettleTime,
+		RecoveryPointInterval: cfg.Volumes.RecoveryPointInterval,
+		Clock:                 c,
+		Logger:                logger.With("subsystem", "volume"),
+		Health:                reg.Register("volumes"),
 	})
 	if err != nil {
 		chunkCache.Close()

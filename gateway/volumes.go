@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -128,12 +129,13 @@ var (
 	descCloudBytesDown     = prometheus.NewDesc("gatewayd_cloud_bytes_downloaded_total", "CloudBytesDownloaded: bytes downloaded from the object store.", nil, nil)
 	descQueuedWrites       = prometheus.NewDesc("gatewayd_volume_queued_write_bytes", "QueuedWrites: bytes of a volume written but not yet uploaded.", []string{"volume"}, nil)
 	descUploadErrors       = prometheus.NewDesc("gatewayd_upload_errors_total", "Chunk uploads that failed and will be retried.", nil, nil)
+	descTimeSinceRP        = prometheus.NewDesc("gatewayd_volume_time_since_last_recovery_point_seconds", "TimeSinceLastRecoveryPoint: seconds since the volume's data was last recorded in the object store.", []string{"volume"}, nil)
 	descVolumeLastUploadTS = prometheus.NewDesc("gatewayd_volume_last_upload_timestamp_seconds", "When a chunk of the volume was last uploaded.", []string{"volume"}, nil)
 )
 
 func (c volumeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descCachePercentUsed, descCachePercentDirty, descCacheHitPercent, descUploadBufferUsed,
-		descCloudBytesUp, descCloudBytesDown, descQueuedWrites, descUploadErrors, descVolumeLastUploadTS} {
+		descCloudBytesUp, descCloudBytesDown, descQueuedWrites, descUploadErrors, descVolumeLastUploadTS, descTimeSinceRP} {
 		ch <- d
 	}
 }
@@ -160,6 +162,9 @@ func (c volumeCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, v := range c.vm.List() {
 		vs := v.Stats(context.Background())
 		gauge(descQueuedWrites, float64(vs.DirtyBytes), v.Info().Name)
+		if !vs.LastRecoveryPoint.IsZero() {
+			gauge(descTimeSinceRP, time.Since(vs.LastRecoveryPoint).Seconds(), v.Info().Name)
+		}
 		if !vs.LastUpload.IsZero() {
 			gauge(descVolumeLastUploadTS, float64(vs.LastUpload.UnixNano())/1e9, v.Info().Name)
 		}

@@ -41,6 +41,9 @@ type Options struct {
 	// uploaded, so a chunk written piece by piece goes up once (default
 	// 2s). Under pressure (log or cache over half full) chunks go at once.
 	SettleTime time.Duration
+	// RecoveryPointInterval is how often a cached volume's recovery point
+	// is written (default 5 minutes).
+	RecoveryPointInterval time.Duration
 
 	Clock  clock.Clock
 	Logger *slog.Logger
@@ -81,6 +84,9 @@ func New(ctx context.Context, opts Options) (*Manager, error) {
 	}
 	if opts.SettleTime <= 0 {
 		opts.SettleTime = 2 * time.Second
+	}
+	if opts.RecoveryPointInterval <= 0 {
+		opts.RecoveryPointInterval = 5 * time.Minute
 	}
 	if opts.Clock == nil {
 		opts.Clock = clock.Real{}

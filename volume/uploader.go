@@ -8,6 +8,7 @@ import (
 	"sort"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/gatewayd/gatewayd/cache"
 	"github.com/gatewayd/gatewayd/meta"
@@ -66,6 +67,27 @@ func (m *Manager) uploadLoop() {
 		}
 		if err := m.round(ctx, false); err != nil && ctx.Err() == nil {
 			m.log.Warn("upload round", "err", err)
+		}
+		m.recoveryPointsDue(ctx)
+	}
+}
+
+// recoveryPointsDue writes the recovery points of cached volumes whose
+// interval has passed.
+func (m *Manager) recoveryPointsDue(ctx context.Context) {
+	now := m.opts.Clock.Now()
+	for _, v := range m.List() {
+		if v.info.Kind != Cached || now.Sub(time.Unix(0, v.lastRecoveryPoint.Load())) < m.opts.RecoveryPointInterval {
+			continue
+		}
+		m.mu.Lock()
+		replaying := m.replayFloor != 0
+		m.mu.Unlock()
+		if replaying {
+			return
+		}
+		if err := m.RecoveryPoint(ctx, v.info.ID); err != nil && ctx.Err() == nil {
+			m.log.Warn("recovery point", "volume", v.info.Name, "err", err)
 		}
 	}
 }

@@ -28,6 +28,10 @@ type Volume struct {
 
 	lastUpload   atomic.Int64 // unix nanoseconds
 	uploadErrors atomic.Uint64
+
+	rpMu              sync.Mutex                   // one recovery point at a time
+	rpPages           map[uint64]snapshots.ChunkID // pages of the last recovery point
+	lastRecoveryPoint atomic.Int64                 // unix nanoseconds
 }
 
 // pendingChunk is a chunk with writes the log must keep.
@@ -267,7 +271,10 @@ type Stats struct {
 	PendingChunks int       `json:"pending_chunks"` // chunks with writes not yet uploaded (cached) or checkpointed (stored)
 	DirtyBytes    int64     `json:"dirty_bytes"`
 	LastUpload    time.Time `json:"last_upload,omitzero"`
-	UploadErrors  uint64    `json:"upload_errors"`
+	// LastRecoveryPoint is when the volume's data was last recorded in the
+	// object store as a manifest (cached volumes).
+	LastRecoveryPoint time.Time `json:"last_recovery_point,omitzero"`
+	UploadErrors      uint64    `json:"upload_errors"`
 }
 
 // Stats returns the volume's current figures.
@@ -279,6 +286,9 @@ func (v *Volume) Stats(ctx context.Context) Stats {
 	s.DirtyBytes = int64(dirty) * int64(v.info.ChunkSize)
 	if t := v.lastUpload.Load(); t != 0 {
 		s.LastUpload = time.Unix(0, t).UTC()
+	}
+	if t := v.lastRecoveryPoint.Load(); t != 0 {
+		s.LastRecoveryPoint = time.Unix(0, t).UTC()
 	}
 	return s
 }

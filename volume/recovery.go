@@ -1,0 +1,135 @@
+package volume
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+
+	"github.com/gatewayd/gatewayd/meta"
+	"github.com/gatewayd/gatewayd/objstore"
+	"github.com/gatewayd/gatewayd/snapshots"
+)
+
+// A cached volume's recovery point is a manifest at volumes/<id>/head
+// naming the map pages of its uploaded chunks, written at an interval, so
+// the volume can be rebuilt from the bucket alone.
+
+// RecoveryPointKey is where a volume's latest recovery point is stored.
+func RecoveryPointKey(volumeID string) string { return "volumes/" + volumeID + "/head" }
+
+// RecoveryPoint uploads everything pending, then writes the volume's
+// recovery point. Pages equal to those of the previous recovery point are
+// not uploaded again.
+func (m *Manager) RecoveryPoint(ctx context.Context, nameOrID string) error {
+	v, err := m.Get(nameOrID)
+	if err != nil {
+		return err
+	}
+	if err := m.Drain(ctx); err != nil {
+		return fmt.Errorf("volume %s: recovery point: %w", v.info.Name, err)
+	}
+	return v.writeRecoveryPoint(ctx)
+}
+
+func (v *Volume) writeRecoveryPoint(ctx context.Context) error {
+	m := v.m
+	v.rpMu.Lock()
+	defer v.rpMu.Unlock()
+	info := v.Info()
+	created := m.opts.Clock.Now().UTC()
+	man := snapshots.Manifest{
+		Version: 1, Kind: "recovery-point", VolumeID: info.ID, VolumeName: info.Name,
+		Size: info.Size, ChunkSize: info.ChunkSize, Created: created,
+	}
+	pages := map[uint64]snapshots.ChunkID{}
+	cur := snapshots.Page{First: ^uint64(0)}
+	flush := func() error {
+		if len(cur.Entries) == 0 {
+			return nil
+		}
+		id, blob, err := m.opts.Codec.SealPage(cur)
+		if err != nil {
+			return err
+		}
+		if v.rpPages[cur.First] != id {
+			if err := m.opts.Store.Put(ctx, snapshots.PageKey(id), bytes.NewReader(blob), int64(len(blob))); err != nil {
+				return err
+			}
+		}
+		pages[cur.First] = id
+		man.Pages = append(man.Pages, snapshots.PageRef{First: cur.First, ID: id})
+		return nil
+	}
+	prefix := mapPrefix(info.ID)
+	// The map is read in one consistent view; pages go up as they fill,
+	// in index order, so memory holds one page at a time.
+	err := m.opts.Meta.View(ctx, func(tx meta.Txn) error {
+		return tx.Iterate(prefix, func(k, val []byte) error {
+			index, err := indexFromKey(prefix, k)
+			if err != nil {
+				return err
+			}
+			id, err := parseChunkID(val)
+			if err != nil {
+				return err
+			}
+			first := index - index%snapshots.PageEntries
+			if first != cur.First {
+				if err := flush(); err != nil {
+					return err
+				}
+				cur = snapshots.Page{First: first, Entries: map[uint32]snapshots.ChunkID{}}
+			}
+			cur.Entries[uint32(index-first)] = id
+			return nil
+		})
+	})
+	if err == nil {
+		err = flush()
+	}
+	if err != nil {
+		return fmt.Errorf("volume %s: recovery point pages: %w", info.Name, err)
+	}
+	blob, err := m.opts.Codec.SealManifest(RecoveryPointKey(info.ID), man)
+	if err != nil {
+		return err
+	}
+	if err := objstore.PutBytes(ctx, m.opts.Store, RecoveryPointKey(info.ID), blob); err != nil {
+		return fmt.Errorf("volume %s: recovery point manifest: %w", info.Name, err)
+	}
+	v.rpPages = pages
+	v.lastRecoveryPoint.Store(created.UnixNano())
+	return nil
+}
+
+// ReadRecoveryPoint reads a volume's latest recovery point from the object
+// store alone: its manifest and the chunk id of every index that is not a hole.
+func ReadRecoveryPoint(ctx context.Context, store objstore.Store, codec *snapshots.Codec, volumeID string) (snapshots.Manifest, map[uint64]snapshots.ChunkID, error) {
+	key := RecoveryPointKey(volumeID)
+	blob, err := objstore.GetAll(ctx, store, key)
+	if err != nil {
+		return snapshots.Manifest{}, nil, err
+	}
+	man, err := codec.OpenManifest(key, blob)
+	if err != nil {
+		return man, nil, err
+	}
+	ids := map[uint64]snapshots.ChunkID{}
+	for _, ref := range man.Pages {
+		b, err := objstore.GetAll(ctx, store, snapshots.PageKey(ref.ID))
+		if err != nil {
+			return man, nil, err
+		}
+		p, err := codec.OpenPage(ref.ID, b)
+		if err != nil {
+			return man, nil, err
+		}
+		if p.First != ref.First {
+			return man, nil, fmt.Errorf("recovery point %s: page %s covers %d, manifest says %d", key, ref.ID, p.First, ref.First)
+		}
+		for off, id := range p.Entries {
+			ids[p.First+uint64(off)] = id
+		}
+	}
+	return man, ids, nil
+}
