@@ -63,6 +63,11 @@ type Manager struct {
 	// yet replayed are not in any pending set yet.
 	replayFloor uploadbuffer.LSN
 
+	// inflight counts writes logged but not yet recorded as pending, by a
+	// lower bound of their LSN: trim stays below them.
+	inflightMu sync.Mutex
+	inflight   map[uploadbuffer.LSN]int
+
 	kick     chan struct{}
 	stop     chan struct{}
 	done     chan struct{}
@@ -95,12 +100,13 @@ func New(ctx context.Context, opts Options) (*Manager, error) {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	m := &Manager{
-		opts:    opts,
-		log:     opts.Logger,
-		volumes: map[string]*Volume{},
-		kick:    make(chan struct{}, 1),
-		stop:    make(chan struct{}),
-		done:    make(chan struct{}),
+		opts:     opts,
+		log:      opts.Logger,
+		volumes:  map[string]*Volume{},
+		inflight: map[uploadbuffer.LSN]int{},
+		kick:     make(chan struct{}, 1),
+		stop:     make(chan struct{}),
+		done:     make(chan struct{}),
 	}
 	var infos []Info
 	err := opts.Meta.View(ctx, func(tx meta.Txn) error {

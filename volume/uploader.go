@@ -25,15 +25,29 @@ type counters struct {
 	uploadErrors                atomic.Uint64
 }
 
-func (m *Manager) appendLog(ctx context.Context, rec []byte) (uploadbuffer.LSN, error) {
+// logAndApply appends rec to the log and then runs apply with its LSN.
+// Until apply has recorded the write as pending, trim must not pass it: the
+// record is registered as in flight from before it gets its LSN.
+func (m *Manager) logAndApply(ctx context.Context, rec []byte, apply func(uploadbuffer.LSN) error) error {
 	if m.opts.Log.Used() > m.opts.Log.Capacity()/2 {
 		m.kickUploader() // under pressure: do not wait for the next tick
 	}
+	floor := m.opts.Log.NextLSN() // the record's LSN will be at least this
+	m.inflightMu.Lock()
+	m.inflight[floor]++
+	m.inflightMu.Unlock()
+	defer func() {
+		m.inflightMu.Lock()
+		if m.inflight[floor]--; m.inflight[floor] == 0 {
+			delete(m.inflight, floor)
+		}
+		m.inflightMu.Unlock()
+	}()
 	lsn, err := m.opts.Log.Append(ctx, rec)
 	if err != nil {
-		return 0, fmt.Errorf("upload buffer: %w", err)
+		return fmt.Errorf("upload buffer: %w", err)
 	}
-	return lsn, nil
+	return apply(lsn)
 }
 
 func (m *Manager) kickUploader() {
@@ -198,6 +212,13 @@ func (m *Manager) trim() {
 		vols = append(vols, v)
 	}
 	m.mu.Unlock()
+	m.inflightMu.Lock()
+	for floor := range m.inflight {
+		if floor < upTo {
+			upTo = floor
+		}
+	}
+	m.inflightMu.Unlock()
 	for _, v := range vols {
 		v.mu.Lock()
 		for _, p := range v.pending {

@@ -172,13 +172,11 @@ func (v *Volume) WriteAt(ctx context.Context, p []byte, off int64) error {
 	if err := v.checkRange(off, int64(len(p))); err != nil {
 		return err
 	}
-	lsn, err := v.m.appendLog(ctx, encodeRecord(recWrite, v.info.ID, off, p, int64(len(p))))
-	if err != nil {
-		return err
-	}
 	v.m.counters.writes.Add(1)
 	v.m.counters.bytesWritten.Add(uint64(len(p)))
-	return v.apply(ctx, lsn, p, off)
+	return v.m.logAndApply(ctx, encodeRecord(recWrite, v.info.ID, off, p, int64(len(p))), func(lsn uploadbuffer.LSN) error {
+		return v.apply(ctx, lsn, p, off)
+	})
 }
 
 // apply puts a logged write onto the cache or disk (also used by replay).
@@ -230,11 +228,9 @@ func (v *Volume) Unmap(ctx context.Context, off, n int64) error {
 	if err := v.checkRange(off, n); err != nil {
 		return err
 	}
-	lsn, err := v.m.appendLog(ctx, encodeRecord(recUnmap, v.info.ID, off, nil, n))
-	if err != nil {
-		return err
-	}
-	return v.applyUnmap(ctx, lsn, off, n)
+	return v.m.logAndApply(ctx, encodeRecord(recUnmap, v.info.ID, off, nil, n), func(lsn uploadbuffer.LSN) error {
+		return v.applyUnmap(ctx, lsn, off, n)
+	})
 }
 
 // zeroChunk is shared by unmaps of whole chunks.
