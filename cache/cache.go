@@ -20,6 +20,8 @@ import (
 	"strconv"
 	"sync"
 
+	"github.com/gatewayd/gatewayd/internal/backpressure"
+
 	"github.com/gatewayd/gatewayd/errkind"
 	"github.com/gatewayd/gatewayd/health"
 	"github.com/gatewayd/gatewayd/vfs"
@@ -74,14 +76,13 @@ type Cache struct {
 	opts Options
 
 	mu      sync.Mutex
-	room    *sync.Cond // signalled when space is freed
+	room    *backpressure.Waiters // woken when space is freed
 	entries map[Key]*entry
 	clean   *list.List // front = most recently used
 	used    int64      // bytes of all entries, including reservations
 	dirty   int64
 	nextGen uint64
 	stats   Stats
-	waiting int
 	closed  bool
 }
 
@@ -100,7 +101,7 @@ func Open(fs vfs.FS, dir string, opts Options) (*Cache, error) {
 		return nil, fmt.Errorf("cache: %w", err)
 	}
 	c := &Cache{fs: fs, dir: dir, opts: opts, entries: map[Key]*entry{}, clean: list.New()}
-	c.room = sync.NewCond(&c.mu)
+	c.room = backpressure.New(&c.mu, opts.Health, "cache full of data not yet uploaded: writes wait")
 	return c, nil
 }
 
@@ -345,28 +346,19 @@ func (c *Cache) admitLocked(ctx context.Context, key Key, size int64) (*entry, e
 	if size > c.opts.Capacity {
 		return nil, fmt.Errorf("cache: a chunk of %d bytes exceeds the cache capacity %d", size, c.opts.Capacity)
 	}
-	waited := false
-	for !c.evictLocked(size) {
-		if !waited {
-			waited = true
-			c.stats.Waits++
-			c.waiting++
-			if c.opts.Health != nil {
-				c.opts.Health.Warn("cache full of data not yet uploaded: writes wait")
-			}
-		}
-		if err := c.waitLocked(ctx); err != nil {
-			c.doneWaitingLocked()
-			return nil, err
-		}
-		if c.entries[key] != nil {
-			// Someone else admitted it meanwhile; let the caller retry as a hit.
-			c.doneWaitingLocked()
-			return nil, errRetry
-		}
+	taken := false
+	err := c.room.Wait(ctx, func() bool {
+		taken = c.entries[key] != nil
+		return taken || c.closed || c.evictLocked(size)
+	})
+	if err != nil {
+		return nil, err
 	}
-	if waited {
-		c.doneWaitingLocked()
+	if taken {
+		return nil, errRetry // someone else admitted it meanwhile: a hit now
+	}
+	if c.closed {
+		return nil, errors.New("cache: closed")
 	}
 	e := &entry{key: key, size: size, dirty: true}
 	e.mu.Lock()
@@ -377,28 +369,6 @@ func (c *Cache) admitLocked(ctx context.Context, key Key, size int64) (*entry, e
 }
 
 var errRetry = errors.New("cache: retry")
-
-func (c *Cache) doneWaitingLocked() {
-	c.waiting--
-	if c.waiting == 0 && c.opts.Health != nil {
-		c.opts.Health.OK()
-	}
-}
-
-// waitLocked waits for room or ctx's end. Called with c.mu held.
-func (c *Cache) waitLocked(ctx context.Context) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	stop := context.AfterFunc(ctx, func() {
-		c.mu.Lock()
-		c.room.Broadcast()
-		c.mu.Unlock()
-	})
-	c.room.Wait()
-	stop()
-	return ctx.Err()
-}
 
 func (c *Cache) fill(key Key, chunkSize int, p []byte, off int64, base func() ([]byte, error)) error {
 	data := make([]byte, chunkSize)
@@ -499,6 +469,7 @@ func (c *Cache) Stats() Stats {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	s := c.stats
+	s.Waits = c.room.Total()
 	s.Capacity, s.Used, s.Dirty = c.opts.Capacity, c.used, c.dirty
 	s.Chunks = len(c.entries)
 	s.DirtyChunks = len(c.entries) - c.clean.Len()

@@ -14,6 +14,8 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/gatewayd/gatewayd/internal/backpressure"
+
 	"github.com/gatewayd/gatewayd/errkind"
 	"github.com/gatewayd/gatewayd/health"
 	"github.com/gatewayd/gatewayd/vfs"
@@ -69,7 +71,7 @@ type Log struct {
 	log  *slog.Logger
 
 	mu       sync.Mutex
-	space    *sync.Cond
+	space    *backpressure.Waiters
 	segs     []segment // oldest first; the last is being appended to
 	used     int64     // bytes of segment files
 	reserved int64     // bytes promised to queued appends
@@ -78,7 +80,6 @@ type Log struct {
 	queue    []*request
 	failed   error // set after a write or sync error: the log is fail-stop
 	closed   bool
-	waiting  int
 	stats    Stats
 
 	wake chan struct{}
@@ -108,7 +109,7 @@ func Open(fs vfs.FS, dir string, opts Options) (*Log, error) {
 		return nil, fmt.Errorf("uploadbuffer: %w", err)
 	}
 	l := &Log{fs: fs, dir: dir, opts: opts, log: opts.Logger, next: 1, wake: make(chan struct{}, 1), done: make(chan struct{})}
-	l.space = sync.NewCond(&l.mu)
+	l.space = backpressure.New(&l.mu, opts.Health, "upload buffer full: writes wait for uploads")
 	if err := l.recover(); err != nil {
 		return nil, err
 	}
@@ -376,24 +377,12 @@ func (l *Log) Append(ctx context.Context, rec []byte) (LSN, error) {
 	// A record may start a new segment: reserve for its header too.
 	need += segHeaderSize
 	l.mu.Lock()
-	waited := false
-	for l.failed == nil && !l.closed && l.used+l.reserved+need > l.opts.Capacity {
-		if !waited {
-			waited = true
-			l.stats.Waits++
-			l.waiting++
-			if l.opts.Health != nil {
-				l.opts.Health.Warn("upload buffer full: writes wait for uploads")
-			}
-		}
-		if err := l.waitLocked(ctx); err != nil {
-			l.doneWaiting()
-			l.mu.Unlock()
-			return 0, err
-		}
-	}
-	if waited {
-		l.doneWaiting()
+	err := l.space.Wait(ctx, func() bool {
+		return l.failed != nil || l.closed || l.used+l.reserved+need <= l.opts.Capacity
+	})
+	if err != nil {
+		l.mu.Unlock()
+		return 0, err
 	}
 	if err := l.failed; err != nil {
 		l.mu.Unlock()
@@ -417,27 +406,6 @@ func (l *Log) Append(ctx context.Context, rec []byte) (LSN, error) {
 		return 0, err
 	}
 	return req.lsn, nil
-}
-
-func (l *Log) doneWaiting() {
-	l.waiting--
-	if l.waiting == 0 && l.opts.Health != nil {
-		l.opts.Health.OK()
-	}
-}
-
-func (l *Log) waitLocked(ctx context.Context) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	stop := context.AfterFunc(ctx, func() {
-		l.mu.Lock()
-		l.space.Broadcast()
-		l.mu.Unlock()
-	})
-	l.space.Wait()
-	stop()
-	return ctx.Err()
 }
 
 // writer is the one goroutine that writes: it takes everything queued,
@@ -601,7 +569,9 @@ func (l *Log) NextLSN() LSN {
 func (l *Log) Stats() Stats {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.stats
+	st := l.stats
+	st.Waits = l.space.Total()
+	return st
 }
 
 // Close stops the writer after the queued records are written.

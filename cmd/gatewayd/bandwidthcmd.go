@@ -5,6 +5,8 @@ import (
 	"io"
 	"net/http"
 
+	"github.com/gatewayd/gatewayd/admin"
+
 	"github.com/spf13/cobra"
 
 	"github.com/gatewayd/gatewayd/config"
@@ -18,12 +20,8 @@ func newBandwidthCmd(g *globals) *cobra.Command {
 		Short: "Show the current limits",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := adminClient(cmd, g)
+			_, bw, err := currentBandwidth(cmd, g)
 			if err != nil {
-				return err
-			}
-			var bw gateway.Bandwidth
-			if err := c.Do(cmd.Context(), http.MethodGet, "/v1/bandwidth", nil, &bw); err != nil {
 				return err
 			}
 			printBandwidth(cmd.OutOrStdout(), bw)
@@ -36,12 +34,8 @@ func newBandwidthCmd(g *globals) *cobra.Command {
 		Short: "Change the limits now (bytes per second, e.g. 50M; 0 = unlimited); the config file's limits apply again after a restart",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := adminClient(cmd, g)
+			c, bw, err := currentBandwidth(cmd, g)
 			if err != nil {
-				return err
-			}
-			var bw gateway.Bandwidth
-			if err := c.Do(cmd.Context(), http.MethodGet, "/v1/bandwidth", nil, &bw); err != nil {
 				return err
 			}
 			for _, f := range []struct {
@@ -69,6 +63,17 @@ func newBandwidthCmd(g *globals) *cobra.Command {
 	set.Flags().StringVar(&down, "download", "", "download limit in bytes per second (0 = unlimited)")
 	cmd.AddCommand(show, set)
 	return cmd
+}
+
+// currentBandwidth asks the running gateway for its limits.
+func currentBandwidth(cmd *cobra.Command, g *globals) (*admin.Client, gateway.Bandwidth, error) {
+	var bw gateway.Bandwidth
+	c, err := adminClient(cmd, g)
+	if err != nil {
+		return nil, bw, err
+	}
+	err = c.Do(cmd.Context(), http.MethodGet, "/v1/bandwidth", nil, &bw)
+	return c, bw, err
 }
 
 func printBandwidth(w io.Writer, bw gateway.Bandwidth) {
