@@ -19,6 +19,9 @@ import (
 type VolumeStatus struct {
 	volume.Info
 	Stats volume.Stats `json:"stats"`
+	// Gateway-wide figures shown beside the volume's own.
+	CacheHitPercent  float64 `json:"cache_hit_percent"`
+	UploadBufferUsed int64   `json:"upload_buffer_used"`
 }
 
 // CreateVolumeRequest is the body of POST /v1/volumes.
@@ -35,8 +38,13 @@ type GrowVolumeRequest struct {
 	Size int64 `json:"size"`
 }
 
-func statusOf(ctx context.Context, v *volume.Volume) VolumeStatus {
-	return VolumeStatus{Info: v.Info(), Stats: v.Stats(ctx)}
+func statusOf(ctx context.Context, vm *volume.Manager, v *volume.Volume) VolumeStatus {
+	st := vm.Stats()
+	return VolumeStatus{
+		Info: v.Info(), Stats: v.Stats(ctx),
+		CacheHitPercent:  percent(float64(st.Cache.Hits), float64(st.Cache.Hits+st.Cache.Misses)),
+		UploadBufferUsed: st.LogUsed,
+	}
 }
 
 // registerVolumeAPI adds the /v1/volumes endpoints.
@@ -44,7 +52,7 @@ func registerVolumeAPI(srv *admin.Server, vm *volume.Manager) {
 	srv.Handle("GET /v1/volumes", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		out := []VolumeStatus{}
 		for _, v := range vm.List() {
-			out = append(out, statusOf(r.Context(), v))
+			out = append(out, statusOf(r.Context(), vm, v))
 		}
 		admin.WriteJSON(w, http.StatusOK, out)
 	}))
@@ -67,7 +75,7 @@ func registerVolumeAPI(srv *admin.Server, vm *volume.Manager) {
 			admin.WriteError(w, httpCode(err), err)
 			return
 		}
-		admin.WriteJSON(w, http.StatusOK, statusOf(r.Context(), v))
+		admin.WriteJSON(w, http.StatusOK, statusOf(r.Context(), vm, v))
 	}))
 	srv.Handle("DELETE /v1/volumes/{name}", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if err := vm.Delete(r.Context(), r.PathValue("name")); err != nil {
@@ -91,7 +99,7 @@ func registerVolumeAPI(srv *admin.Server, vm *volume.Manager) {
 			admin.WriteError(w, httpCode(err), err)
 			return
 		}
-		admin.WriteJSON(w, http.StatusOK, statusOf(r.Context(), v))
+		admin.WriteJSON(w, http.StatusOK, statusOf(r.Context(), vm, v))
 	}))
 }
 

@@ -147,3 +147,39 @@ func TestCachedVolumeLargerThanCache(t *testing.T) {
 		t.Fatalf("cache stats %+v: expected evictions within 1 MiB", st)
 	}
 }
+
+func TestConcurrentMissesFetchOnce(t *testing.T) {
+	ctx := context.Background()
+	e, _, inj := outageEnv(t, 64*mib, 64*mib)
+	e.start()
+	v := e.create("v", Cached, 1*mib, 64*kib)
+	want := pattern(7, 64*kib)
+	if err := v.WriteAt(ctx, want, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.m.Drain(ctx); err != nil {
+		t.Fatal(err)
+	}
+	e.restart() // empty cache
+	v = e.vol("v")
+	before := inj.Calls(faulty.OpGet)
+	errs := make(chan error, 8)
+	for i := 0; i < 8; i++ {
+		go func() {
+			got := make([]byte, 4*kib)
+			err := v.ReadAt(ctx, got, 8*kib)
+			if err == nil && string(got) != string(want[8*kib:12*kib]) {
+				err = errors.New("wrong data")
+			}
+			errs <- err
+		}()
+	}
+	for i := 0; i < 8; i++ {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := inj.Calls(faulty.OpGet) - before; n != 1 {
+		t.Fatalf("8 concurrent misses of one chunk fetched it %d times", n)
+	}
+}

@@ -108,6 +108,7 @@ func newVolumeCmd(g *globals) *cobra.Command {
 			if v.Kind == volume.Stored {
 				fmt.Fprintf(w, "disk          %s\n", v.Disk)
 			}
+			fmt.Fprintf(w, "cache hits    %.1f%% (gateway)\nupload buffer %s used (gateway)\n", v.CacheHitPercent, config.ByteSize(v.UploadBufferUsed))
 			fmt.Fprintf(w, "not uploaded  %s in %d chunks waiting\nlast upload   %s\nrecovery pt   %s\nupload errors %d\ncreated       %s\n",
 				config.ByteSize(v.Stats.DirtyBytes), v.Stats.PendingChunks, ago(v.Stats.LastUpload), ago(v.Stats.LastRecoveryPoint),
 				v.Stats.UploadErrors, v.Created.Format(time.RFC3339))
