@@ -94,16 +94,37 @@ func Open(fs vfs.FS, dir string, opts Options) (*Cache, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
+	// Only a directory this cache made (it holds the marker) or an empty
+	// one is cleared: a mistyped cache.dir must not wipe someone's files.
+	if names, err := fs.List(dir); err == nil && len(names) > 0 {
+		if _, err := fs.Stat(filepath.Join(dir, markerFile)); err != nil {
+			return nil, fmt.Errorf("cache: directory %s is not empty and was not made by gatewayd's cache; choose an empty or new directory", dir)
+		}
+	}
 	if err := removeAll(fs, dir); err != nil {
 		return nil, fmt.Errorf("cache: clear %s: %w", dir, err)
 	}
 	if err := fs.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("cache: %w", err)
 	}
+	marker, err := fs.Create(filepath.Join(dir, markerFile))
+	if err == nil {
+		err = marker.Sync()
+		marker.Close()
+	}
+	if err == nil {
+		err = fs.SyncDir(dir) // the marker must outlive a crash, or the next Open refuses the directory
+	}
+	if err != nil {
+		return nil, fmt.Errorf("cache: %w", err)
+	}
 	c := &Cache{fs: fs, dir: dir, opts: opts, entries: map[Key]*entry{}, clean: list.New()}
 	c.room = backpressure.New(&c.mu, opts.Health, "cache full of data not yet uploaded: writes wait")
 	return c, nil
 }
+
+// markerFile marks a directory as this cache's own, safe to clear.
+const markerFile = ".gatewayd-cache"
 
 // removeAll deletes dir's contents recursively through fs.
 func removeAll(fs vfs.FS, dir string) error {

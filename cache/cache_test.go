@@ -231,8 +231,18 @@ func TestOpenWipesAndDiskErrorsSurface(t *testing.T) {
 	if ok, _ := c.ReadAt(key(0), make([]byte, 1), 0); ok {
 		t.Fatal("a reopened cache kept old chunks")
 	}
-	if names, _ := mem.List("/cache"); len(names) != 0 {
+	if names, _ := mem.List("/cache"); len(names) != 1 || names[0] != markerFile {
 		t.Fatalf("leftovers: %v", names)
+	}
+	// A directory with someone else's files is refused, not wiped.
+	mem.MkdirAll("/other", 0o700)
+	f, _ := mem.Create("/other/precious")
+	f.Close()
+	if _, err := Open(mem, "/other", Options{Capacity: chunk}); err == nil {
+		t.Fatal("opened a cache over a directory of other files")
+	}
+	if _, err := mem.Stat("/other/precious"); err != nil {
+		t.Fatal("the cache removed a file it did not make")
 	}
 
 	full := vfs.NewErrorFS(vfs.NewMem(), vfs.InjectAfter(vfs.OpWrite, 0, vfs.ErrNoSpace))
