@@ -8,6 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
+
 	"github.com/gatewayd/gatewayd/objstore"
 	"github.com/gatewayd/gatewayd/objstore/faulty"
 	"github.com/gatewayd/gatewayd/objstore/limiter"
@@ -63,6 +66,20 @@ func BenchmarkPutGet(b *testing.B) {
 				}
 			}
 		})
+		// The peer, in the same run: one bare SDK PutObject of the same
+		// bytes with the same client (no store code around it).
+		b.Run(fmt.Sprintf("Put-bare-sdk/%dMiB", size>>20), func(b *testing.B) {
+			b.SetBytes(int64(size))
+			for i := 0; b.Loop(); i++ {
+				_, err := s.client.PutObject(b.Context(), &awss3.PutObjectInput{
+					Bucket: aws.String(bucket), Key: aws.String(fmt.Sprint(s.prefix, "bare-", size, "-", i%4)),
+					Body: bytes.NewReader(data), ContentLength: aws.Int64(int64(size)),
+				})
+				if err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 		b.Run(fmt.Sprintf("Get/%dMiB", size>>20), func(b *testing.B) {
 			b.SetBytes(int64(size))
 			for b.Loop() {
@@ -72,6 +89,22 @@ func BenchmarkPutGet(b *testing.B) {
 				}
 				n, err := io.Copy(io.Discard, rc)
 				rc.Close()
+				if err != nil || n != int64(size) {
+					b.Fatalf("read %d bytes: %v", n, err)
+				}
+			}
+		})
+		b.Run(fmt.Sprintf("Get-bare-sdk/%dMiB", size>>20), func(b *testing.B) {
+			b.SetBytes(int64(size))
+			for b.Loop() {
+				out, err := s.client.GetObject(b.Context(), &awss3.GetObjectInput{
+					Bucket: aws.String(bucket), Key: aws.String(fmt.Sprint(s.prefix, "bench-", size, "-0")),
+				})
+				if err != nil {
+					b.Fatal(err)
+				}
+				n, err := io.Copy(io.Discard, out.Body)
+				out.Body.Close()
 				if err != nil || n != int64(size) {
 					b.Fatalf("read %d bytes: %v", n, err)
 				}
