@@ -154,24 +154,7 @@ func (s *Store) putMultipart(ctx context.Context, key string, r io.ReadSeeker, s
 			return nil
 		})
 	}
-	if err := runner.wait(ctx); err != nil {
-		s.abort(ctx, key, uploadID)
-		if ctx.Err() != nil {
-			return fmt.Errorf("%s: put %s: %w", s, key, ctx.Err())
-		}
-		return err
-	}
-	_, err = s.client.CompleteMultipartUpload(ctx, &awss3.CompleteMultipartUploadInput{
-		Bucket:          aws.String(s.cfg.Bucket),
-		Key:             s.fullKey(key),
-		UploadId:        aws.String(uploadID),
-		MultipartUpload: &types.CompletedMultipartUpload{Parts: parts},
-	})
-	if err != nil {
-		s.abort(ctx, key, uploadID)
-		return s.classify(ctx, "put (complete)", key, err)
-	}
-	return nil
+	return s.finishMultipart(ctx, runner, "put", key, key, uploadID, parts)
 }
 
 // abort cancels a multipart upload, even when ctx has ended, so that its
@@ -231,22 +214,29 @@ func (s *Store) multipartCopy(ctx context.Context, op, srcKey, dstKey, class str
 			return nil
 		})
 	}
+	return s.finishMultipart(ctx, runner, op, srcKey, dstKey, uploadID, parts)
+}
+
+// finishMultipart waits for the part uploads, then completes the upload of
+// key; on any failure it aborts the upload so no parts are left behind.
+// subject names the object in a cancellation error (the source of a copy).
+func (s *Store) finishMultipart(ctx context.Context, runner *partRunner, op, subject, key, uploadID string, parts []types.CompletedPart) error {
 	if err := runner.wait(ctx); err != nil {
-		s.abort(ctx, dstKey, uploadID)
+		s.abort(ctx, key, uploadID)
 		if ctx.Err() != nil {
-			return fmt.Errorf("%s: %s %s: %w", s, op, srcKey, ctx.Err())
+			return fmt.Errorf("%s: %s %s: %w", s, op, subject, ctx.Err())
 		}
 		return err
 	}
-	_, err = s.client.CompleteMultipartUpload(ctx, &awss3.CompleteMultipartUploadInput{
+	_, err := s.client.CompleteMultipartUpload(ctx, &awss3.CompleteMultipartUploadInput{
 		Bucket:          aws.String(s.cfg.Bucket),
-		Key:             s.fullKey(dstKey),
+		Key:             s.fullKey(key),
 		UploadId:        aws.String(uploadID),
 		MultipartUpload: &types.CompletedMultipartUpload{Parts: parts},
 	})
 	if err != nil {
-		s.abort(ctx, dstKey, uploadID)
-		return s.classify(ctx, op+" (complete)", dstKey, err)
+		s.abort(ctx, key, uploadID)
+		return s.classify(ctx, op+" (complete)", key, err)
 	}
 	return nil
 }
