@@ -1,6 +1,7 @@
 // Package badger is the metadata store on badger v4: durable (every commit
 // is fsynced before Update returns), small in memory, its own logs routed to
-// slog, and value-log garbage collection in the background.
+// slog at warning and above, and value-log garbage collection in the
+// background.
 package badger
 
 import (
@@ -15,77 +16,139 @@ import (
 
 	bdg "github.com/dgraph-io/badger/v4"
 
+	"github.com/gatewayd/gatewayd/errkind"
 	"github.com/gatewayd/gatewayd/meta"
 )
 
 // gcInterval is how often the value log is garbage collected.
 const gcInterval = 10 * time.Minute
 
+// gcDiscardRatio: a value-log file is rewritten when at least this share of
+// it is stale. Values under 1 MiB live in the LSM tree, so the value log is
+// mostly the write-ahead log and GC rarely has work.
+const gcDiscardRatio = 0.5
+
 // Store is a meta.Store on badger.
 type Store struct {
 	db     *bdg.DB
 	dir    string
-	stop   chan struct{}
-	done   chan struct{}
-	closer sync.Once
-	err    error
+	logger *slog.Logger
+
+	mu       sync.Mutex
+	closed   bool
+	inflight sync.WaitGroup // running View and Update calls
+
+	stopGC    chan struct{}
+	gcDone    chan struct{}
+	closeOnce sync.Once
+	closeErr  error
 }
 
 var _ meta.Store = (*Store)(nil)
 
+// options are the settings Open uses: durable commits and a footprint of
+// roughly 60 MiB (two 16 MiB memtables, 16 MiB block cache, 8 MiB index
+// cache) whatever the database size.
+func options(dir string, logger *slog.Logger) bdg.Options {
+	return bdg.DefaultOptions(dir).
+		WithSyncWrites(true). // an acknowledged commit survives power loss
+		WithMemTableSize(16 << 20).
+		WithNumMemtables(2).
+		WithValueLogFileSize(64 << 20).
+		WithBlockCacheSize(16 << 20).
+		WithIndexCacheSize(8 << 20).
+		WithNumCompactors(2).
+		// Last: WithLoggingLevel would replace the logger with badger's
+		// own stderr logger, so the level filter lives in the adapter.
+		WithLogger(slogAdapter{logger.With("component", "badger")})
+}
+
 // Open opens (creating if needed) the badger database in dir. It fails with
-// a clear error when another process has it open.
+// a clear, permanent error when another process has it open. A nil logger
+// discards logs.
 func Open(dir string, logger *slog.Logger) (*Store, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	opts := bdg.DefaultOptions(dir).
-		WithSyncWrites(true). // an acknowledged commit survives power loss
-		WithLogger(slogAdapter{logger}).
-		WithLoggingLevel(bdg.WARNING).
-		WithMemTableSize(16 << 20).
-		WithValueLogFileSize(64 << 20).
-		WithBlockCacheSize(32 << 20).
-		WithIndexCacheSize(16 << 20).
-		WithNumMemtables(2).
-		WithNumCompactors(2)
-	db, err := bdg.Open(opts)
+	db, err := bdg.Open(options(dir, logger))
 	if err != nil {
-		if strings.Contains(err.Error(), "Cannot acquire directory lock") || strings.Contains(err.Error(), "resource temporarily unavailable") {
-			return nil, fmt.Errorf("metadata directory %s is in use by another gatewayd", dir)
+		// badger flattens the flock error to text, so match its message.
+		if strings.Contains(err.Error(), "Cannot acquire directory lock") {
+			return nil, errkind.Mark(errkind.Permanent, fmt.Errorf("metadata directory %s is in use by another gatewayd", dir))
 		}
 		return nil, fmt.Errorf("open metadata directory %s: %w", dir, err)
 	}
-	s := &Store{db: db, dir: dir, stop: make(chan struct{}), done: make(chan struct{})}
-	go s.gcLoop(logger)
+	s := &Store{db: db, dir: dir, logger: logger, stopGC: make(chan struct{}), gcDone: make(chan struct{})}
+	go s.gcLoop()
 	return s, nil
 }
 
-func (s *Store) gcLoop(logger *slog.Logger) {
-	defer close(s.done)
+func (s *Store) gcLoop() {
+	defer close(s.gcDone)
 	t := time.NewTicker(gcInterval)
 	defer t.Stop()
 	for {
 		select {
-		case <-s.stop:
+		case <-s.stopGC:
 			return
 		case <-t.C:
-			// Rewrite value-log files until one is not worth it.
-			for s.db.RunValueLogGC(0.5) == nil {
-			}
-			logger.Debug("value log gc done")
+			s.collectValueLog()
 		}
 	}
 }
 
-// Close stops the GC loop and closes the database.
+// collectValueLog rewrites value-log files until one is not worth it.
+func (s *Store) collectValueLog() {
+	rewritten := 0
+	for {
+		select {
+		case <-s.stopGC:
+			return
+		default:
+		}
+		err := s.db.RunValueLogGC(gcDiscardRatio)
+		switch {
+		case err == nil:
+			rewritten++
+			continue
+		case errors.Is(err, bdg.ErrNoRewrite), errors.Is(err, bdg.ErrRejected):
+		default:
+			s.logger.Warn("metadata value log gc failed", "dir", s.dir, "err", err)
+		}
+		if rewritten > 0 {
+			s.logger.Info("metadata value log gc", "dir", s.dir, "files_rewritten", rewritten)
+		}
+		return
+	}
+}
+
+// Close waits for running transactions, stops the GC loop and closes the
+// database.
 func (s *Store) Close() error {
-	s.closer.Do(func() {
-		close(s.stop)
-		<-s.done
-		s.err = s.db.Close()
+	s.closeOnce.Do(func() {
+		s.mu.Lock()
+		s.closed = true
+		s.mu.Unlock()
+		close(s.stopGC)
+		<-s.gcDone
+		s.inflight.Wait()
+		if err := s.db.Close(); err != nil {
+			s.closeErr = fmt.Errorf("close metadata directory %s: %w", s.dir, err)
+		}
 	})
-	return s.err
+	return s.closeErr
+}
+
+// enter registers a View or Update call, so Close waits for it; the caller
+// must call s.inflight.Done when enter returned nil.
+func (s *Store) enter() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return meta.ErrClosed
+	}
+	s.inflight.Add(1)
+	return nil
 }
 
 // View implements meta.Store.
@@ -93,55 +156,79 @@ func (s *Store) View(ctx context.Context, fn func(meta.Txn) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if s.db.IsClosed() {
-		return meta.ErrClosed
+	if err := s.enter(); err != nil {
+		return err
 	}
-	return s.db.View(func(txn *bdg.Txn) error { return fn(&tx{txn: txn, readOnly: true}) })
+	defer s.inflight.Done()
+	txn := s.db.NewTransaction(false)
+	defer txn.Discard()
+	return fn(&tx{txn: txn, readOnly: true})
 }
 
 // Update implements meta.Store.
 func (s *Store) Update(ctx context.Context, fn func(meta.Txn) error) error {
-	for attempt := 0; attempt < meta.MaxConflictRetries; attempt++ {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		if s.db.IsClosed() {
-			return meta.ErrClosed
-		}
-		txn := s.db.NewTransaction(true)
-		err := fn(&tx{txn: txn})
-		if err == nil {
-			err = txn.Commit()
-		}
-		txn.Discard()
-		switch {
-		case errors.Is(err, bdg.ErrConflict):
-			// Let the winner finish; spread retries of many losers apart.
-			time.Sleep(time.Duration(rand.IntN(100*(attempt+1))) * time.Microsecond)
-			continue
-		case errors.Is(err, bdg.ErrTxnTooBig):
-			return fmt.Errorf("%w (%v)", meta.ErrTooBig, err)
-		}
+	if err := s.enter(); err != nil {
 		return err
 	}
-	return meta.ErrConflict
+	defer s.inflight.Done()
+	for attempt := 0; attempt < meta.MaxConflictRetries; attempt++ {
+		if attempt > 0 {
+			// Let the winner finish; spread the retries of many losers apart.
+			time.Sleep(time.Duration(rand.IntN(100*attempt)) * time.Microsecond)
+		}
+		err := s.attempt(ctx, fn)
+		if !errors.Is(err, bdg.ErrConflict) {
+			return err
+		}
+	}
+	return fmt.Errorf("%w (%d attempts)", meta.ErrConflict, meta.MaxConflictRetries)
+}
+
+// attempt runs fn once in a fresh transaction and commits it.
+func (s *Store) attempt(ctx context.Context, fn func(meta.Txn) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	txn := s.db.NewTransaction(true)
+	defer txn.Discard()
+	t := &tx{txn: txn}
+	if err := fn(t); err != nil {
+		return err
+	}
+	// fn may have ignored a refused write: committing the rest would not be atomic.
+	if err := t.size.Err(); err != nil {
+		return err
+	}
+	if t.refused != nil {
+		return t.refused
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	err := txn.Commit()
+	if errors.Is(err, bdg.ErrTxnTooBig) {
+		return fmt.Errorf("%w (%v)", meta.ErrTooBig, err)
+	}
+	return err
 }
 
 type tx struct {
 	txn      *bdg.Txn
 	readOnly bool
+	size     meta.TxnSize
+	refused  error // badger refused a write for size
 }
 
 func (t *tx) Get(key []byte) ([]byte, error) {
+	if len(key) == 0 {
+		return nil, meta.ErrEmptyKey
+	}
 	item, err := t.txn.Get(key)
 	if errors.Is(err, bdg.ErrKeyNotFound) {
 		return nil, fmt.Errorf("%q: %w", key, meta.ErrNotFound)
 	}
-	if errors.Is(err, bdg.ErrEmptyKey) {
-		return nil, meta.ErrEmptyKey
-	}
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("get %q: %w", key, err)
 	}
 	return item.ValueCopy(nil)
 }
@@ -150,26 +237,30 @@ func (t *tx) Set(key, value []byte) error {
 	if t.readOnly {
 		return meta.ErrReadOnly
 	}
-	if len(key) == 0 {
-		return meta.ErrEmptyKey
+	if err := t.size.Add(key, value); err != nil {
+		return err
 	}
 	// badger keeps the slices until commit: give it copies the caller cannot change.
-	return t.wrap(t.txn.Set(clone(key), clone(value)))
+	return t.refuse(t.txn.Set(clone(key), clone(value)))
 }
 
 func (t *tx) Delete(key []byte) error {
 	if t.readOnly {
 		return meta.ErrReadOnly
 	}
-	if len(key) == 0 {
-		return meta.ErrEmptyKey
+	if err := t.size.Add(key, nil); err != nil {
+		return err
 	}
-	return t.wrap(t.txn.Delete(clone(key)))
+	return t.refuse(t.txn.Delete(clone(key)))
 }
 
-func (t *tx) wrap(err error) error {
+// refuse maps badger's own size limit to meta.ErrTooBig and remembers it.
+// The limits in meta are below badger's with the options above, so this is
+// a backstop.
+func (t *tx) refuse(err error) error {
 	if errors.Is(err, bdg.ErrTxnTooBig) {
-		return fmt.Errorf("%w (%v)", meta.ErrTooBig, err)
+		t.refused = fmt.Errorf("%w (%v)", meta.ErrTooBig, err)
+		return t.refused
 	}
 	return err
 }
@@ -177,13 +268,14 @@ func (t *tx) wrap(err error) error {
 func (t *tx) Iterate(prefix []byte, fn func(key, value []byte) error) error {
 	opts := bdg.DefaultIteratorOptions
 	opts.Prefix = prefix
+	opts.PrefetchValues = false // values are copied one by one below
 	it := t.txn.NewIterator(opts)
 	defer it.Close()
 	for it.Seek(prefix); it.ValidForPrefix(prefix); it.Next() {
 		item := it.Item()
 		v, err := item.ValueCopy(nil)
 		if err != nil {
-			return err
+			return fmt.Errorf("read %q: %w", item.Key(), err)
 		}
 		if err := fn(item.KeyCopy(nil), v); err != nil {
 			return err
@@ -194,18 +286,15 @@ func (t *tx) Iterate(prefix []byte, fn func(key, value []byte) error) error {
 
 func clone(b []byte) []byte { return append([]byte(nil), b...) }
 
-// slogAdapter routes badger's printf-style logs to slog.
+// slogAdapter routes badger's printf-style logs to slog, dropping its
+// chatty info and debug lines.
 type slogAdapter struct{ l *slog.Logger }
 
 func (a slogAdapter) Errorf(f string, args ...any) {
-	a.l.Error(strings.TrimSpace(fmt.Sprintf(f, args...)), "component", "badger")
+	a.l.Error(strings.TrimSpace(fmt.Sprintf(f, args...)))
 }
 func (a slogAdapter) Warningf(f string, args ...any) {
-	a.l.Warn(strings.TrimSpace(fmt.Sprintf(f, args...)), "component", "badger")
+	a.l.Warn(strings.TrimSpace(fmt.Sprintf(f, args...)))
 }
-func (a slogAdapter) Infof(f string, args ...any) {
-	a.l.Info(strings.TrimSpace(fmt.Sprintf(f, args...)), "component", "badger")
-}
-func (a slogAdapter) Debugf(f string, args ...any) {
-	a.l.Debug(strings.TrimSpace(fmt.Sprintf(f, args...)), "component", "badger")
-}
+func (a slogAdapter) Infof(string, ...any)  {}
+func (a slogAdapter) Debugf(string, ...any) {}
