@@ -46,9 +46,10 @@ type Store struct {
 
 var _ meta.Store = (*Store)(nil)
 
-// options are the settings Open uses: durable commits and a footprint of
-// roughly 60 MiB (two 16 MiB memtables, 16 MiB block cache, 8 MiB index
-// cache) whatever the database size.
+// options are the settings Open uses: durable commits, and caches sized for
+// a metadata store rather than badger's defaults (two 16 MiB memtables
+// instead of five 64 MiB ones, a 16 MiB block cache instead of 256 MiB, and
+// an 8 MiB index cache instead of every table index held in memory).
 func options(dir string, logger *slog.Logger) bdg.Options {
 	return bdg.DefaultOptions(dir).
 		WithSyncWrites(true). // an acknowledged commit survives power loss

@@ -129,6 +129,15 @@ func (s *Store) begin(readOnly bool) *tx {
 func (s *Store) end(t *tx) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.release(t)
+}
+
+// release forgets t's snapshot; s.mu must be held.
+func (s *Store) release(t *tx) {
+	if t.ended {
+		return
+	}
+	t.ended = true
 	if s.open[t.start]--; s.open[t.start] == 0 {
 		delete(s.open, t.start)
 	}
@@ -147,6 +156,7 @@ func (s *Store) commit(t *tx) error {
 		}
 	}
 	s.now++
+	s.release(t) // its snapshot is not read again
 	oldest := s.oldestOpen()
 	for k, v := range t.writes {
 		vs, ok := s.versions[k]
@@ -208,6 +218,7 @@ type tx struct {
 	writes   map[string][]byte // nil value: deleted
 	reads    map[string]bool
 	size     meta.TxnSize
+	ended    bool // its snapshot is released
 }
 
 func (t *tx) Get(key []byte) ([]byte, error) {
