@@ -177,3 +177,35 @@ func BenchmarkView(b *testing.B) {
 		}
 	}
 }
+
+// A GC round with nothing worth rewriting is quiet: it must not warn every
+// ten minutes on an idle gateway.
+func TestValueLogGCWithNothingToDoIsQuiet(t *testing.T) {
+	rec := &recorder{}
+	s, err := Open(t.TempDir(), slog.New(rec))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	big := make([]byte, 2<<20) // above the value threshold: stored in the value log
+	for i := 0; i < 3; i++ {
+		if err := s.Update(context.Background(), func(tx meta.Txn) error { return tx.Set([]byte("big"), big[:1<<20+i]) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.collectValueLog()
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	for _, r := range rec.records {
+		t.Errorf("gc logged %s %q", r.Level, r.Message)
+	}
+	if err := s.View(context.Background(), func(tx meta.Txn) error {
+		v, err := tx.Get([]byte("big"))
+		if err == nil && len(v) != 1<<20+2 {
+			err = fmt.Errorf("value of %d bytes after gc", len(v))
+		}
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
