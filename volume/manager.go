@@ -345,7 +345,7 @@ func deletePrefix(ctx context.Context, md meta.Store, prefix []byte) error {
 			stop := errors.New("batch full")
 			err := tx.Iterate(prefix, func(k, _ []byte) error {
 				keys = append(keys, k)
-				if len(keys) == 10000 {
+				if len(keys) == meta.MaxTxnWrites {
 					return stop
 				}
 				return nil

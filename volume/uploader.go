@@ -352,7 +352,7 @@ func (v *Volume) checkpoint(ctx context.Context) error {
 		indexes = append(indexes, i)
 	}
 	for len(indexes) > 0 {
-		batch := indexes[:min(len(indexes), 10000)]
+		batch := indexes[:min(len(indexes), meta.MaxTxnWrites)]
 		indexes = indexes[len(batch):]
 		err := v.m.opts.Meta.Update(ctx, func(tx meta.Txn) error {
 			for _, i := range batch {
