@@ -34,9 +34,7 @@ type Store struct {
 	dir    string
 	logger *slog.Logger
 
-	mu       sync.Mutex
-	closed   bool
-	inflight sync.WaitGroup // running View and Update calls
+	gate meta.Gate // Close waits for running View and Update calls
 
 	stopGC    chan struct{}
 	gcDone    chan struct{}
@@ -127,12 +125,9 @@ func (s *Store) collectValueLog() {
 // database.
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
-		s.mu.Lock()
-		s.closed = true
-		s.mu.Unlock()
+		s.gate.Close()
 		close(s.stopGC)
 		<-s.gcDone
-		s.inflight.Wait()
 		if err := s.db.Close(); err != nil {
 			s.closeErr = fmt.Errorf("close metadata directory %s: %w", s.dir, err)
 		}
@@ -140,27 +135,15 @@ func (s *Store) Close() error {
 	return s.closeErr
 }
 
-// enter registers a View or Update call, so Close waits for it; the caller
-// must call s.inflight.Done when enter returned nil.
-func (s *Store) enter() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return meta.ErrClosed
-	}
-	s.inflight.Add(1)
-	return nil
-}
-
 // View implements meta.Store.
 func (s *Store) View(ctx context.Context, fn func(meta.Txn) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if err := s.enter(); err != nil {
+	if err := s.gate.Enter(); err != nil {
 		return err
 	}
-	defer s.inflight.Done()
+	defer s.gate.Exit()
 	txn := s.db.NewTransaction(false)
 	defer txn.Discard()
 	return fn(&tx{txn: txn, readOnly: true})
@@ -168,10 +151,10 @@ func (s *Store) View(ctx context.Context, fn func(meta.Txn) error) error {
 
 // Update implements meta.Store.
 func (s *Store) Update(ctx context.Context, fn func(meta.Txn) error) error {
-	if err := s.enter(); err != nil {
+	if err := s.gate.Enter(); err != nil {
 		return err
 	}
-	defer s.inflight.Done()
+	defer s.gate.Exit()
 	for attempt := 0; attempt < meta.MaxConflictRetries; attempt++ {
 		if attempt > 0 {
 			// Let the winner finish; spread the retries of many losers apart.

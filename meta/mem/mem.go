@@ -36,8 +36,7 @@ type Store struct {
 	versions map[string][]version // per key, oldest first
 	now      uint64               // the latest commit
 	open     map[uint64]int       // snapshot → transactions reading it
-	closed   bool
-	inflight sync.WaitGroup // running View and Update calls
+	gate     meta.Gate            // Close waits for running View and Update calls
 }
 
 var _ meta.Store = (*Store)(nil)
@@ -52,20 +51,7 @@ func New() *Store {
 
 // Close waits for running transactions and closes the store.
 func (s *Store) Close() error {
-	s.mu.Lock()
-	s.closed = true
-	s.mu.Unlock()
-	s.inflight.Wait()
-	return nil
-}
-
-func (s *Store) enter() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return meta.ErrClosed
-	}
-	s.inflight.Add(1)
+	s.gate.Close()
 	return nil
 }
 
@@ -74,10 +60,10 @@ func (s *Store) View(ctx context.Context, fn func(meta.Txn) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if err := s.enter(); err != nil {
+	if err := s.gate.Enter(); err != nil {
 		return err
 	}
-	defer s.inflight.Done()
+	defer s.gate.Exit()
 	t := s.begin(true)
 	defer s.end(t)
 	return fn(t)
@@ -85,10 +71,10 @@ func (s *Store) View(ctx context.Context, fn func(meta.Txn) error) error {
 
 // Update implements meta.Store.
 func (s *Store) Update(ctx context.Context, fn func(meta.Txn) error) error {
-	if err := s.enter(); err != nil {
+	if err := s.gate.Enter(); err != nil {
 		return err
 	}
-	defer s.inflight.Done()
+	defer s.gate.Exit()
 	for attempt := 0; attempt < meta.MaxConflictRetries; attempt++ {
 		if attempt > 0 {
 			time.Sleep(time.Duration(rand.IntN(100*attempt)) * time.Microsecond)
