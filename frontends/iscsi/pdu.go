@@ -213,3 +213,53 @@ func (p *PDU) Marshal(dg Digests) ([]byte, error) {
 	}
 	return b, nil
 }
+
+// writeTo writes p to w with the negotiated digests without copying its
+// data segment.
+func (p *PDU) writeTo(w io.Writer, dg Digests) error {
+	if len(p.AHS)%4 != 0 || len(p.AHS)/4 > 255 || len(p.Data) > maxDataSegmentLength {
+		return fmt.Errorf("iscsi: PDU too large to send")
+	}
+	p.BHS[4] = byte(len(p.AHS) / 4)
+	n := len(p.Data)
+	p.BHS[5], p.BHS[6], p.BHS[7] = byte(n>>16), byte(n>>8), byte(n)
+	var hdr [bhsLen + digestLen]byte
+	copy(hdr[:], p.BHS[:])
+	if _, err := w.Write(hdr[:bhsLen]); err != nil {
+		return err
+	}
+	if len(p.AHS) > 0 {
+		if _, err := w.Write(p.AHS); err != nil {
+			return err
+		}
+	}
+	if dg.Header {
+		sum := crc32.Update(crc32.Checksum(p.BHS[:], castagnoli), castagnoli, p.AHS)
+		var d [digestLen]byte
+		binary.LittleEndian.PutUint32(d[:], sum)
+		if _, err := w.Write(d[:]); err != nil {
+			return err
+		}
+	}
+	if n == 0 {
+		return nil
+	}
+	var padding [4]byte
+	if _, err := w.Write(p.Data); err != nil {
+		return err
+	}
+	if k := pad4(n); k > 0 {
+		if _, err := w.Write(padding[:k]); err != nil {
+			return err
+		}
+	}
+	if dg.Data {
+		sum := crc32.Update(crc32.Checksum(p.Data, castagnoli), castagnoli, padding[:pad4(n)])
+		var d [digestLen]byte
+		binary.LittleEndian.PutUint32(d[:], sum)
+		if _, err := w.Write(d[:]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
