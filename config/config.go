@@ -39,7 +39,7 @@ type Config struct {
 	Buffer   Buffer  `yaml:"upload_buffer"`
 	Volumes  Volumes `yaml:"volumes"`
 	Admin    Admin   `yaml:"admin"`
-	ISCSI    Listen  `yaml:"iscsi"`
+	ISCSI    ISCSI   `yaml:"iscsi"`
 	NFS      Listen  `yaml:"nfs"`
 }
 
@@ -124,6 +124,18 @@ type Admin struct {
 	TokenFile string `yaml:"token_file"`
 }
 
+// ISCSI configures the iSCSI target portal.
+type ISCSI struct {
+	// Listen is the portal address; empty turns iSCSI off.
+	Listen string `yaml:"listen"`
+	// IQNPrefix names targets: a volume V is served as <IQNPrefix>:<V>.
+	IQNPrefix string `yaml:"iqn_prefix"`
+	// NOPInterval: a session silent this long gets a NOP-In ping;
+	// NOPTimeout: a ping unanswered this long drops the connection.
+	NOPInterval time.Duration `yaml:"nop_interval"`
+	NOPTimeout  time.Duration `yaml:"nop_timeout"`
+}
+
 // Listen is a frontend's listen address; empty turns the frontend off.
 type Listen struct {
 	Listen string `yaml:"listen"`
@@ -150,7 +162,7 @@ func Default(dataDir string) *Config {
 		Buffer:  Buffer{Dir: "uploadbuffer", Size: 8 << 30},
 		Volumes: Volumes{DiskDir: "disks", Uploaders: 4, UploadInterval: time.Second, SettleTime: 2 * time.Second, RecoveryPointInterval: 5 * time.Minute},
 		Admin:   Admin{Socket: "admin.sock", TokenFile: "admin.token"},
-		ISCSI:   Listen{Listen: "127.0.0.1:3260"},
+		ISCSI:   ISCSI{Listen: "127.0.0.1:3260", IQNPrefix: "iqn.2024-01.io.gatewayd", NOPInterval: 5 * time.Second, NOPTimeout: 30 * time.Second},
 		NFS:     Listen{Listen: "127.0.0.1:2049"},
 	}
 }
@@ -254,6 +266,12 @@ func (c *Config) Validate() error {
 	}
 	if c.Admin.Socket == "" {
 		return errors.New("admin.socket: must not be empty")
+	}
+	if err := validIQNPrefix(c.ISCSI.IQNPrefix); err != nil {
+		return err
+	}
+	if c.ISCSI.NOPInterval <= 0 || c.ISCSI.NOPTimeout <= 0 {
+		return errors.New("iscsi: nop_interval and nop_timeout must be positive")
 	}
 	for name, addr := range map[string]string{"admin.tcp_listen": c.Admin.TCPListen, "iscsi.listen": c.ISCSI.Listen, "nfs.listen": c.NFS.Listen} {
 		if addr == "" {
@@ -377,4 +395,18 @@ func (b ByteSize) MarshalYAML() (any, error) { return b.String(), nil }
 
 func oneLine(err error) string {
 	return strings.Join(strings.Fields(strings.ReplaceAll(err.Error(), "\n", "; ")), " ")
+}
+
+// validIQNPrefix checks iscsi.iqn_prefix: an iqn. name (RFC 3720 section
+// 3.2.6.3.1) without the ":" suffix part that volume names fill in.
+func validIQNPrefix(p string) error {
+	if !strings.HasPrefix(p, "iqn.") || len(p) > 160 {
+		return fmt.Errorf("iscsi.iqn_prefix: %q must start with iqn. and be at most 160 bytes", p)
+	}
+	for _, r := range p {
+		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '.' || r == '-') {
+			return fmt.Errorf("iscsi.iqn_prefix: %q may hold only a-z, 0-9, '.' and '-'", p)
+		}
+	}
+	return nil
 }

@@ -87,13 +87,29 @@ func Run(ctx context.Context, cfg *config.Config, opts RunOptions) error {
 	if err != nil {
 		return err
 	}
-	frontends := []admin.Frontend{
-		{Name: "admin", Listen: cfg.Path(cfg.Admin.Socket), State: "serving"},
-		{Name: "iscsi", Listen: cfg.ISCSI.Listen, State: "not available in this build"},
-		{Name: "nfs", Listen: cfg.NFS.Listen, State: "not available in this build"},
+	var iscsiFE *iscsiFrontend
+	if cfg.ISCSI.Listen != "" {
+		iscsiFE, err = startISCSI(ctx, cfg, vm, md, logger.With("subsystem", "iscsi"))
+		if err != nil {
+			return err
+		}
+		// Deferred after closeData, so sessions end before the volumes close.
+		defer iscsiFE.close()
 	}
-	if cfg.Admin.TCPListen != "" {
-		frontends = append(frontends, admin.Frontend{Name: "admin-tcp", Listen: cfg.Admin.TCPListen, State: "serving"})
+	frontends := func() []admin.Frontend {
+		iscsiState, iscsiAddr := "off (iscsi.listen is empty)", ""
+		if iscsiFE != nil {
+			iscsiState, iscsiAddr = iscsiFE.state(), iscsiFE.addr
+		}
+		fs := []admin.Frontend{
+			{Name: "admin", Listen: cfg.Path(cfg.Admin.Socket), State: "serving"},
+			{Name: "iscsi", Listen: iscsiAddr, State: iscsiState},
+			{Name: "nfs", Listen: cfg.NFS.Listen, State: "not available in this build"},
+		}
+		if cfg.Admin.TCPListen != "" {
+			fs = append(fs, admin.Frontend{Name: "admin-tcp", Listen: cfg.Admin.TCPListen, State: "serving"})
+		}
+		return fs
 	}
 	srv, err := admin.Listen(admin.Options{
 		SocketPath: cfg.Path(cfg.Admin.Socket),
@@ -109,7 +125,7 @@ func Run(ctx context.Context, cfg *config.Config, opts RunOptions) error {
 				DataDir:   cfg.DataDir,
 				Store:     store.String(),
 				StartedAt: started,
-				Frontends: frontends,
+				Frontends: frontends(),
 			}
 		},
 	})
@@ -119,7 +135,10 @@ func Run(ctx context.Context, cfg *config.Config, opts RunOptions) error {
 		}
 		return err
 	}
-	registerVolumeAPI(srv, vm)
+	registerVolumeAPI(srv, vm, iscsiFE)
+	if iscsiFE != nil {
+		registerISCSIAPI(srv, iscsiFE)
+	}
 	registerBandwidthAPI(srv, &bandwidthControl{lim: store.Limiter, cur: Bandwidth{
 		UploadBytesPerSec: int64(cfg.Store.UploadLimit), DownloadBytesPerSec: int64(cfg.Store.DownloadLimit),
 	}})

@@ -31,6 +31,8 @@ type CreateVolumeRequest struct {
 	Kind      volume.Kind `json:"kind"`
 	ChunkSize int         `json:"chunk_size,omitempty"`
 	Disk      string      `json:"disk,omitempty"`
+	// ISCSI sets the volume's iSCSI access control (CHAP, allowed initiators).
+	ISCSI *ISCSIAccess `json:"iscsi,omitempty"`
 }
 
 // GrowVolumeRequest is the body of POST /v1/volumes/{name}/grow.
@@ -47,8 +49,9 @@ func statusOf(ctx context.Context, vm *volume.Manager, v *volume.Volume) VolumeS
 	}
 }
 
-// registerVolumeAPI adds the /v1/volumes endpoints.
-func registerVolumeAPI(srv *admin.Server, vm *volume.Manager) {
+// registerVolumeAPI adds the /v1/volumes endpoints. iscsiFE is nil when
+// the iSCSI frontend is off.
+func registerVolumeAPI(srv *admin.Server, vm *volume.Manager, iscsiFE *iscsiFrontend) {
 	srv.Handle("GET /v1/volumes", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		out := []VolumeStatus{}
 		for _, v := range vm.List() {
@@ -62,10 +65,49 @@ func registerVolumeAPI(srv *admin.Server, vm *volume.Manager) {
 			admin.WriteError(w, http.StatusBadRequest, err)
 			return
 		}
+		if req.ISCSI != nil {
+			if err := req.ISCSI.Validate(); err != nil {
+				admin.WriteError(w, http.StatusBadRequest, err)
+				return
+			}
+			if iscsiFE == nil {
+				admin.WriteError(w, http.StatusBadRequest, errors.New("iSCSI settings given but the iSCSI frontend is off (iscsi.listen is empty)"))
+				return
+			}
+		}
+		if iscsiFE != nil {
+			if err := iscsiFE.checkName(req.Name); err != nil {
+				admin.WriteError(w, http.StatusConflict, err)
+				return
+			}
+		}
 		info, err := vm.Create(r.Context(), volume.CreateOptions{Name: req.Name, Size: req.Size, Kind: req.Kind, ChunkSize: req.ChunkSize, Disk: req.Disk})
 		if err != nil {
 			admin.WriteError(w, httpCode(err), err)
 			return
+		}
+		if iscsiFE != nil {
+			err := func() error {
+				if req.ISCSI != nil {
+					if err := iscsiFE.setAccess(r.Context(), info.ID, *req.ISCSI); err != nil {
+						return err
+					}
+				}
+				v, err := vm.Get(info.ID)
+				if err != nil {
+					return err
+				}
+				return iscsiFE.serve(r.Context(), v)
+			}()
+			if err != nil {
+				// Without its access settings the volume must not be
+				// served: undo the create.
+				if derr := vm.Delete(r.Context(), info.ID); derr != nil {
+					err = fmt.Errorf("%w (and removing the half-created volume failed: %v)", err, derr)
+				}
+				admin.WriteError(w, httpCode(err), err)
+				return
+			}
 		}
 		admin.WriteJSON(w, http.StatusCreated, VolumeStatus{Info: info})
 	}))
@@ -78,9 +120,28 @@ func registerVolumeAPI(srv *admin.Server, vm *volume.Manager) {
 		admin.WriteJSON(w, http.StatusOK, statusOf(r.Context(), vm, v))
 	}))
 	srv.Handle("DELETE /v1/volumes/{name}", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if err := vm.Delete(r.Context(), r.PathValue("name")); err != nil {
+		v, err := vm.Get(r.PathValue("name"))
+		if err != nil {
 			admin.WriteError(w, httpCode(err), err)
 			return
+		}
+		info := v.Info()
+		if iscsiFE != nil {
+			if n := iscsiFE.sessionsOf(info); len(n) > 0 && r.URL.Query().Get("force") != "1" {
+				admin.WriteError(w, http.StatusConflict, fmt.Errorf("volume %s is in use by %d iSCSI session(s) (initiator %s); log them out first or delete with --force", info.Name, len(n), n[0]))
+				return
+			}
+			iscsiFE.srv.RemoveTarget(TargetName(iscsiFE.prefix, info.Name))
+		}
+		if err := vm.Delete(r.Context(), info.ID); err != nil {
+			if iscsiFE != nil {
+				iscsiFE.serve(r.Context(), v)
+			}
+			admin.WriteError(w, httpCode(err), err)
+			return
+		}
+		if iscsiFE != nil {
+			iscsiFE.removed(r.Context(), info)
 		}
 		admin.WriteJSON(w, http.StatusOK, map[string]string{"deleted": r.PathValue("name")})
 	}))
@@ -98,6 +159,9 @@ func registerVolumeAPI(srv *admin.Server, vm *volume.Manager) {
 		if err != nil {
 			admin.WriteError(w, httpCode(err), err)
 			return
+		}
+		if iscsiFE != nil {
+			iscsiFE.grown(v.Info())
 		}
 		admin.WriteJSON(w, http.StatusOK, statusOf(r.Context(), vm, v))
 	}))

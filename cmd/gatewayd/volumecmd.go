@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -21,6 +22,7 @@ func newVolumeCmd(g *globals) *cobra.Command {
 
 	var create gateway.CreateVolumeRequest
 	var size, chunk string
+	var access gateway.ISCSIAccess
 	createCmd := &cobra.Command{
 		Use:   "create",
 		Short: "Create a volume",
@@ -31,6 +33,9 @@ func newVolumeCmd(g *globals) *cobra.Command {
 				return fmt.Errorf("--size: %w", err)
 			}
 			create.Size = int64(s)
+			if access.CHAPUser != "" || access.CHAPSecret != "" || access.MutualUser != "" || access.MutualSecret != "" || len(access.Initiators) > 0 {
+				create.ISCSI = &access
+			}
 			if chunk != "" {
 				cs, err := config.ParseByteSize(chunk)
 				if err != nil {
@@ -55,6 +60,7 @@ func newVolumeCmd(g *globals) *cobra.Command {
 	createCmd.Flags().StringVar((*string)(&create.Kind), "kind", "cached", "cached (primary data in S3) or stored (primary data on a local disk)")
 	createCmd.Flags().StringVar(&create.Disk, "disk", "", "stored volumes: existing file or block device (default: a new sparse file in the data dir)")
 	createCmd.Flags().StringVar(&chunk, "chunk-size", "", "chunk size, a power of two from 64K to 4M (default 1M)")
+	accessFlags(createCmd, &access)
 	_ = createCmd.MarkFlagRequired("name")
 	_ = createCmd.MarkFlagRequired("size")
 
@@ -117,6 +123,7 @@ func newVolumeCmd(g *globals) *cobra.Command {
 	}
 	infoCmd.Flags().StringVarP(&output, "output", "o", "text", "text or json")
 
+	var force bool
 	deleteCmd := &cobra.Command{
 		Use:   "delete NAME",
 		Short: "Delete a volume (its data in S3 is released for garbage collection)",
@@ -126,13 +133,19 @@ func newVolumeCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if err := c.Do(cmd.Context(), http.MethodDelete, "/v1/volumes/"+url.PathEscape(args[0]), nil, nil); err != nil {
+			path := "/v1/volumes/" + url.PathEscape(args[0])
+			if force {
+				path += "?force=1"
+			}
+			if err := c.Do(cmd.Context(), http.MethodDelete, path, nil, nil); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "deleted volume %s\n", args[0])
 			return nil
 		},
 	}
+
+	deleteCmd.Flags().BoolVar(&force, "force", false, "delete even while iSCSI initiators are logged in (their sessions end)")
 
 	var growSize string
 	growCmd := &cobra.Command{
@@ -159,8 +172,110 @@ func newVolumeCmd(g *globals) *cobra.Command {
 	growCmd.Flags().StringVar(&growSize, "size", "", "new size, e.g. 200G")
 	_ = growCmd.MarkFlagRequired("size")
 
-	cmd.AddCommand(createCmd, listCmd, infoCmd, deleteCmd, growCmd)
+	cmd.AddCommand(createCmd, listCmd, infoCmd, deleteCmd, growCmd, newAttachInfoCmd(g), newAccessCmd(g))
 	return cmd
+}
+
+func accessFlags(cmd *cobra.Command, a *gateway.ISCSIAccess) {
+	cmd.Flags().StringVar(&a.CHAPUser, "chap-user", "", "iSCSI: CHAP user name initiators must log in with")
+	cmd.Flags().StringVar(&a.CHAPSecret, "chap-secret", "", "iSCSI: CHAP secret, 12 to 255 bytes")
+	cmd.Flags().StringVar(&a.MutualUser, "mutual-user", "", "iSCSI: name the target answers mutual CHAP with")
+	cmd.Flags().StringVar(&a.MutualSecret, "mutual-secret", "", "iSCSI: secret the target answers mutual CHAP with (not the CHAP secret)")
+	cmd.Flags().StringArrayVar(&a.Initiators, "initiator", nil, "iSCSI: an initiator name allowed to log in (repeat; default: any)")
+}
+
+func newAccessCmd(g *globals) *cobra.Command {
+	var a gateway.ISCSIAccess
+	cmd := &cobra.Command{
+		Use:   "access NAME",
+		Short: "Set a volume's iSCSI access control: CHAP and allowed initiators (no flags: open to any initiator without CHAP)",
+		Long: "Replaces the volume's iSCSI access settings as a whole. Logged-in sessions of the volume end\n" +
+			"and initiators log in again under the new settings.",
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := adminClient(cmd, g)
+			if err != nil {
+				return err
+			}
+			var ai gateway.AttachInfo
+			if err := c.Do(cmd.Context(), http.MethodPut, "/v1/volumes/"+url.PathEscape(args[0])+"/iscsi", a, &ai); err != nil {
+				return err
+			}
+			printAttachInfo(cmd.OutOrStdout(), ai)
+			return nil
+		},
+	}
+	accessFlags(cmd, &a)
+	return cmd
+}
+
+func newAttachInfoCmd(g *globals) *cobra.Command {
+	var output string
+	var showSecret bool
+	cmd := &cobra.Command{
+		Use:   "attach-info NAME",
+		Short: "Show how an initiator reaches a volume: target name, portal, iscsiadm commands, iscsi:// URL",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := adminClient(cmd, g)
+			if err != nil {
+				return err
+			}
+			path := "/v1/volumes/" + url.PathEscape(args[0]) + "/attach-info"
+			if showSecret {
+				path += "?secrets=1"
+			}
+			var ai gateway.AttachInfo
+			if err := c.Do(cmd.Context(), http.MethodGet, path, nil, &ai); err != nil {
+				return err
+			}
+			if output == "json" {
+				return writeJSON(cmd.OutOrStdout(), ai)
+			}
+			printAttachInfo(cmd.OutOrStdout(), ai)
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&output, "output", "o", "text", "text or json")
+	cmd.Flags().BoolVar(&showSecret, "show-secret", false, "print the CHAP secrets (they are hidden by default)")
+	return cmd
+}
+
+func printAttachInfo(w io.Writer, ai gateway.AttachInfo) {
+	fmt.Fprintf(w, "volume   %s\ntarget   %s\nportal   %s\nlun      %d\n", ai.Volume, ai.Target, ai.Portal, ai.LUN)
+	secret := ai.CHAPSecret
+	if ai.CHAPUser != "" {
+		if secret == "" {
+			secret = "SECRET"
+			fmt.Fprintf(w, "chap     user %s (secret hidden: --show-secret prints it)\n", ai.CHAPUser)
+		} else {
+			fmt.Fprintf(w, "chap     user %s secret %s\n", ai.CHAPUser, secret)
+		}
+		if ai.MutualUser != "" {
+			fmt.Fprintf(w, "mutual   user %s\n", ai.MutualUser)
+		}
+	} else {
+		fmt.Fprintf(w, "chap     none: any initiator may log in without authentication\n")
+	}
+	if len(ai.Initiators) > 0 {
+		fmt.Fprintf(w, "allowed  %s\n", strings.Join(ai.Initiators, ", "))
+	}
+	node := fmt.Sprintf("iscsiadm -m node -T %s -p %s", ai.Target, ai.Portal)
+	fmt.Fprintf(w, "\nLinux (open-iscsi):\n  iscsiadm -m discovery -t sendtargets -p %s\n", ai.Portal)
+	if ai.CHAPUser != "" {
+		fmt.Fprintf(w, "  %s --op update -n node.session.auth.authmethod -v CHAP\n", node)
+		fmt.Fprintf(w, "  %s --op update -n node.session.auth.username -v %s\n", node, ai.CHAPUser)
+		fmt.Fprintf(w, "  %s --op update -n node.session.auth.password -v '%s'\n", node, secret)
+		if ai.MutualUser != "" {
+			mutual := ai.MutualSecret
+			if mutual == "" {
+				mutual = "MUTUAL-SECRET"
+			}
+			fmt.Fprintf(w, "  %s --op update -n node.session.auth.username_in -v %s\n", node, ai.MutualUser)
+			fmt.Fprintf(w, "  %s --op update -n node.session.auth.password_in -v '%s'\n", node, mutual)
+		}
+	}
+	fmt.Fprintf(w, "  %s --login\n\nlibiscsi / qemu URL:\n  %s\n", node, ai.URL)
 }
 
 func writeJSON(w io.Writer, v any) error {

@@ -13,8 +13,9 @@ import (
 // CHAP with MD5 (RFC 1994, RFC 7143 section 12.1.3): the response to
 // identifier I and challenge C under secret S is MD5(I || S || C).
 
-// chapResponse computes the CHAP response.
-func chapResponse(id byte, secret string, challenge []byte) []byte {
+// CHAPResponse computes the CHAP (MD5) response to identifier id and
+// challenge under secret; initiators use it, and the target to verify.
+func CHAPResponse(id byte, secret string, challenge []byte) []byte {
 	h := md5.New()
 	h.Write([]byte{id})
 	h.Write([]byte(secret))
@@ -24,16 +25,16 @@ func chapResponse(id byte, secret string, challenge []byte) []byte {
 
 // chapVerify compares a response in constant time.
 func chapVerify(id byte, secret string, challenge, response []byte) bool {
-	want := chapResponse(id, secret, challenge)
+	want := CHAPResponse(id, secret, challenge)
 	return subtle.ConstantTimeCompare(want, response) == 1
 }
 
-// encodeBinary is the hex form of an iSCSI binary value.
-func encodeBinary(b []byte) string { return "0x" + hex.EncodeToString(b) }
+// EncodeBinary is the hex form of an iSCSI binary value.
+func EncodeBinary(b []byte) string { return "0x" + hex.EncodeToString(b) }
 
-// decodeBinary accepts the hex (0x) and base64 (0b) forms of RFC 7143
+// DecodeBinary accepts the hex (0x) and base64 (0b) forms of RFC 7143
 // section 6.1.
-func decodeBinary(s string) ([]byte, error) {
+func DecodeBinary(s string) ([]byte, error) {
 	switch {
 	case len(s) > 2 && (strings.HasPrefix(s, "0x") || strings.HasPrefix(s, "0X")):
 		h := s[2:]
@@ -55,8 +56,8 @@ func decodeBinary(s string) ([]byte, error) {
 	return nil, fmt.Errorf("%w: binary value without 0x or 0b prefix", ErrText)
 }
 
-// newChallenge returns a fresh identifier and 16-byte challenge.
-func newChallenge() (byte, []byte) {
+// NewChallenge returns a fresh CHAP identifier and 16-byte challenge.
+func NewChallenge() (byte, []byte) {
 	b := make([]byte, 17)
 	if _, err := rand.Read(b); err != nil {
 		panic("iscsi: no randomness: " + err.Error())

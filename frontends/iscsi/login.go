@@ -20,16 +20,23 @@ const (
 
 // Login status class and detail (RFC 7143 section 11.13.5).
 const (
-	statusSuccess          = 0x0000
-	statusInitiatorError   = 0x0200
-	statusAuthFailure      = 0x0201
-	statusAuthzFailure     = 0x0202
-	statusNotFound         = 0x0203
-	statusMissingParameter = 0x0207
-	statusCantIncludeConn  = 0x0208
-	statusSessionNotFound  = 0x020a
-	statusUnsupportedVer   = 0x0205
-	statusTargetError      = 0x0300
+	LoginSuccess          = 0x0000
+	LoginInitiatorError   = 0x0200
+	LoginAuthFailure      = 0x0201 // authentication failed (CHAP)
+	LoginAuthzFailure     = 0x0202 // the initiator may not use this target
+	LoginNotFound         = 0x0203 // no such target
+	LoginUnsupportedVer   = 0x0205
+	LoginMissingParameter = 0x0207
+	LoginSessionNotFound  = 0x020a
+	LoginTargetError      = 0x0300
+
+	statusInitiatorError   = LoginInitiatorError
+	statusAuthFailure      = LoginAuthFailure
+	statusAuthzFailure     = LoginAuthzFailure
+	statusNotFound         = LoginNotFound
+	statusMissingParameter = LoginMissingParameter
+	statusSessionNotFound  = LoginSessionNotFound
+	statusUnsupportedVer   = LoginUnsupportedVer
 )
 
 // loginTimeout bounds a whole login, so a silent peer cannot hold a
@@ -55,6 +62,7 @@ type loginState struct {
 	neg        negotiator
 	stage      int
 	authDone   bool
+	chapPassed bool // the initiator answered a CHAP challenge correctly
 	firstReply bool
 	// CHAP progress.
 	chapAlgo      bool
@@ -242,6 +250,13 @@ func (ls *loginState) step(req *PDU, kvs []KV, first bool) (*PDU, bool, error) {
 		out = append(out, KV{"MaxRecvDataSegmentLength", strconv.Itoa(TargetMaxRecv)})
 		ls.neg.declared = true
 	}
+	if canTransit && csg == stageSecurity || csg == stageOperational {
+		// A target with CHAP admits no one who skipped or failed it,
+		// whichever stage the initiator started in.
+		if ls.auth().CHAPUser != "" && !ls.chapPassed {
+			return nil, false, refuse(statusAuthFailure, "target requires CHAP; the initiator did not authenticate")
+		}
+	}
 	resp := ls.response(req, canTransit)
 	done := false
 	if canTransit {
@@ -344,9 +359,9 @@ func (ls *loginState) security(kvs []KV, out []KV) ([]KV, error) {
 				return nil, refuse(statusAuthFailure, "no common CHAP algorithm in %q", kv.Value)
 			}
 			ls.chapAlgo = true
-			ls.chapID, ls.chapChallenge = newChallenge()
+			ls.chapID, ls.chapChallenge = NewChallenge()
 			out = append(out, KV{"CHAP_A", "5"}, KV{"CHAP_I", strconv.Itoa(int(ls.chapID))},
-				KV{"CHAP_C", encodeBinary(ls.chapChallenge)})
+				KV{"CHAP_C", EncodeBinary(ls.chapChallenge)})
 		case "CHAP_N", "CHAP_R", "CHAP_I", "CHAP_C":
 			// handled together below
 		default:
@@ -380,7 +395,7 @@ func (ls *loginState) security(kvs []KV, out []KV) ([]KV, error) {
 	if !ls.chapAlgo {
 		return nil, refuse(statusAuthFailure, "CHAP response before challenge")
 	}
-	resp, err := decodeBinary(vals["CHAP_R"])
+	resp, err := DecodeBinary(vals["CHAP_R"])
 	if err != nil {
 		return nil, refuse(statusAuthFailure, "CHAP_R: %v", err)
 	}
@@ -388,6 +403,7 @@ func (ls *loginState) security(kvs []KV, out []KV) ([]KV, error) {
 		return nil, refuse(statusAuthFailure, "CHAP authentication failed for user %q", vals["CHAP_N"])
 	}
 	ls.chapChallenge = nil // a challenge answers once
+	ls.chapPassed = true
 	if cs, ok := vals["CHAP_C"]; ok {
 		if auth.MutualUser == "" {
 			return nil, refuse(statusAuthFailure, "initiator asked for mutual CHAP; target has no mutual secret")
@@ -396,11 +412,11 @@ func (ls *loginState) security(kvs []KV, out []KV) ([]KV, error) {
 		if err != nil {
 			return nil, refuse(statusAuthFailure, "bad CHAP_I %q", vals["CHAP_I"])
 		}
-		c, err := decodeBinary(cs)
+		c, err := DecodeBinary(cs)
 		if err != nil || len(c) == 0 || len(c) > 1024 {
 			return nil, refuse(statusAuthFailure, "bad CHAP_C")
 		}
-		out = append(out, KV{"CHAP_N", auth.MutualUser}, KV{"CHAP_R", encodeBinary(chapResponse(byte(id), auth.MutualSecret, c))})
+		out = append(out, KV{"CHAP_N", auth.MutualUser}, KV{"CHAP_R", EncodeBinary(CHAPResponse(byte(id), auth.MutualSecret, c))})
 	}
 	ls.authDone = true
 	return out, nil

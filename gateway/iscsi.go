@@ -1,0 +1,290 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+
+	"github.com/gatewayd/gatewayd/admin"
+	"github.com/gatewayd/gatewayd/config"
+	"github.com/gatewayd/gatewayd/errkind"
+	"github.com/gatewayd/gatewayd/frontends/iscsi"
+	"github.com/gatewayd/gatewayd/frontends/iscsi/sbc"
+	"github.com/gatewayd/gatewayd/frontends/iscsi/scsi"
+	"github.com/gatewayd/gatewayd/meta"
+	"github.com/gatewayd/gatewayd/volume"
+)
+
+// ISCSIAccess is a volume's iSCSI access control, kept in meta under
+// iscsi/<volume id>. Secrets stay on the gateway (its data directory is
+// private to it); the admin API never returns them unless asked.
+type ISCSIAccess struct {
+	CHAPUser     string   `json:"chap_user,omitempty"`
+	CHAPSecret   string   `json:"chap_secret,omitempty"`
+	MutualUser   string   `json:"mutual_user,omitempty"`
+	MutualSecret string   `json:"mutual_secret,omitempty"`
+	Initiators   []string `json:"initiators,omitempty"`
+}
+
+// Validate checks the settings before they are stored.
+func (a ISCSIAccess) Validate() error {
+	if a.CHAPUser != "" || a.CHAPSecret != "" {
+		if err := iscsi.ValidateCHAP(a.CHAPUser, a.CHAPSecret); err != nil {
+			return err
+		}
+	}
+	if a.MutualUser != "" || a.MutualSecret != "" {
+		if a.CHAPUser == "" {
+			return errors.New("iscsi: mutual CHAP needs one-way CHAP (--chap-user, --chap-secret) too")
+		}
+		if err := iscsi.ValidateCHAP(a.MutualUser, a.MutualSecret); err != nil {
+			return fmt.Errorf("mutual: %w", err)
+		}
+		if a.MutualSecret == a.CHAPSecret {
+			return errors.New("iscsi: the mutual CHAP secret must differ from the initiator's (RFC 7143 section 12.1.3)")
+		}
+	}
+	for _, i := range a.Initiators {
+		if err := iscsi.ValidName(strings.ToLower(i)); err != nil {
+			return fmt.Errorf("allowed initiator: %w", err)
+		}
+	}
+	return nil
+}
+
+func (a ISCSIAccess) auth() iscsi.Auth {
+	return iscsi.Auth{CHAPUser: a.CHAPUser, CHAPSecret: a.CHAPSecret, MutualUser: a.MutualUser,
+		MutualSecret: a.MutualSecret, Initiators: a.Initiators}
+}
+
+func accessKey(volumeID string) []byte { return []byte("iscsi/" + volumeID) }
+
+// TargetName is the IQN a volume is served as: the configured prefix and
+// the volume name in lower case with '_' turned into '-' (iSCSI names
+// allow neither upper case nor '_').
+func TargetName(prefix, volumeName string) string {
+	return prefix + ":" + strings.ReplaceAll(strings.ToLower(volumeName), "_", "-")
+}
+
+// iscsiFrontend serves every volume as a target with one LUN (0).
+type iscsiFrontend struct {
+	srv    *iscsi.Server
+	vm     *volume.Manager
+	md     meta.Store
+	prefix string
+	log    *slog.Logger
+	addr   string
+
+	mu   sync.Mutex
+	luns map[string]*scsi.LU // by volume id
+}
+
+func startISCSI(ctx context.Context, cfg *config.Config, vm *volume.Manager, md meta.Store, log *slog.Logger) (*iscsiFrontend, error) {
+	f := &iscsiFrontend{vm: vm, md: md, prefix: cfg.ISCSI.IQNPrefix, log: log, luns: map[string]*scsi.LU{}}
+	f.srv = iscsi.NewServer(iscsi.Config{Logger: log, NOPInterval: cfg.ISCSI.NOPInterval, NOPTimeout: cfg.ISCSI.NOPTimeout})
+	for _, v := range vm.List() {
+		if err := f.serve(ctx, v); err != nil {
+			return nil, err
+		}
+	}
+	ln, err := net.Listen("tcp", cfg.ISCSI.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("iscsi: listen on %s: %w", cfg.ISCSI.Listen, err)
+	}
+	f.addr = ln.Addr().String()
+	go func() {
+		if err := f.srv.Serve(ln); err != nil {
+			log.Error("iscsi: portal stopped", "err", err)
+		}
+	}()
+	log.Info("iscsi: portal listening", "addr", f.addr, "targets", len(f.srv.Targets()))
+	return f, nil
+}
+
+func (f *iscsiFrontend) close() { f.srv.Close() }
+
+func (f *iscsiFrontend) access(ctx context.Context, volumeID string) (ISCSIAccess, error) {
+	var a ISCSIAccess
+	err := f.md.View(ctx, func(tx meta.Txn) error {
+		b, err := tx.Get(accessKey(volumeID))
+		if errors.Is(err, meta.ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		return json.Unmarshal(b, &a)
+	})
+	return a, err
+}
+
+func (f *iscsiFrontend) setAccess(ctx context.Context, volumeID string, a ISCSIAccess) error {
+	b, err := json.Marshal(a)
+	if err != nil {
+		return err
+	}
+	return f.md.Update(ctx, func(tx meta.Txn) error { return tx.Set(accessKey(volumeID), b) })
+}
+
+// serve (re)publishes v's target with its current access settings.
+func (f *iscsiFrontend) serve(ctx context.Context, v *volume.Volume) error {
+	info := v.Info()
+	a, err := f.access(ctx, info.ID)
+	if err != nil {
+		return err
+	}
+	f.mu.Lock()
+	lu := f.luns[info.ID]
+	if lu == nil {
+		lu = sbc.NewLU(v, sbc.Options{Name: info.Name, Serial: info.ID, OptimalBytes: info.ChunkSize},
+			f.log.With("volume", info.Name))
+		f.luns[info.ID] = lu
+	}
+	f.mu.Unlock()
+	return f.srv.SetTarget(&iscsi.Target{Name: TargetName(f.prefix, info.Name), Alias: info.Name,
+		LUNs: map[uint64]*scsi.LU{0: lu}, Auth: a.auth()})
+}
+
+// checkName refuses a volume name whose target name another volume has.
+func (f *iscsiFrontend) checkName(name string) error {
+	want := TargetName(f.prefix, name)
+	for _, v := range f.vm.List() {
+		if v.Info().Name != name && TargetName(f.prefix, v.Info().Name) == want {
+			return errkind.Mark(errkind.Permanent, fmt.Errorf("volume name %q would be served as iSCSI target %s, which volume %q already is", name, want, v.Info().Name))
+		}
+	}
+	return nil
+}
+
+func (f *iscsiFrontend) removed(ctx context.Context, info volume.Info) {
+	f.srv.RemoveTarget(TargetName(f.prefix, info.Name))
+	f.mu.Lock()
+	delete(f.luns, info.ID)
+	f.mu.Unlock()
+	if err := f.md.Update(ctx, func(tx meta.Txn) error { return tx.Delete(accessKey(info.ID)) }); err != nil {
+		f.log.Warn("iscsi: could not remove a deleted volume's access settings", "volume", info.Name, "err", err)
+	}
+}
+
+// grown tells initiators the capacity changed (unit attention 2A/09).
+func (f *iscsiFrontend) grown(info volume.Info) {
+	f.mu.Lock()
+	lu := f.luns[info.ID]
+	f.mu.Unlock()
+	if lu != nil {
+		lu.UnitAttention(scsi.ASCCapacityDataChanged, "")
+	}
+}
+
+// sessionsOf lists the initiators logged in to info's target.
+func (f *iscsiFrontend) sessionsOf(info volume.Info) []string {
+	name := TargetName(f.prefix, info.Name)
+	var out []string
+	for _, s := range f.srv.Sessions() {
+		if s.Target == name {
+			out = append(out, s.Initiator)
+		}
+	}
+	return out
+}
+
+func (f *iscsiFrontend) state() string {
+	return fmt.Sprintf("serving %d targets, %d sessions", len(f.srv.Targets()), len(f.srv.Sessions()))
+}
+
+// AttachInfo is what an initiator needs to reach a volume.
+type AttachInfo struct {
+	Volume       string   `json:"volume"`
+	Target       string   `json:"target"`
+	Portal       string   `json:"portal"`
+	LUN          int      `json:"lun"`
+	CHAPUser     string   `json:"chap_user,omitempty"`
+	CHAPSecret   string   `json:"chap_secret,omitempty"` // only with ?secrets=1
+	MutualUser   string   `json:"mutual_user,omitempty"`
+	MutualSecret string   `json:"mutual_secret,omitempty"` // only with ?secrets=1
+	Initiators   []string `json:"initiators,omitempty"`
+	URL          string   `json:"url"` // libiscsi / qemu form
+}
+
+func (f *iscsiFrontend) attachInfo(ctx context.Context, v *volume.Volume, secrets bool) (AttachInfo, error) {
+	info := v.Info()
+	a, err := f.access(ctx, info.ID)
+	if err != nil {
+		return AttachInfo{}, err
+	}
+	ai := AttachInfo{Volume: info.Name, Target: TargetName(f.prefix, info.Name), Portal: f.addr,
+		CHAPUser: a.CHAPUser, MutualUser: a.MutualUser, Initiators: a.Initiators}
+	user := ""
+	if a.CHAPUser != "" {
+		secret := "SECRET"
+		if secrets {
+			ai.CHAPSecret, ai.MutualSecret = a.CHAPSecret, a.MutualSecret
+			secret = a.CHAPSecret
+		}
+		user = a.CHAPUser + "%" + secret + "@"
+	}
+	ai.URL = fmt.Sprintf("iscsi://%s%s/%s/0", user, f.addr, ai.Target)
+	return ai, nil
+}
+
+// registerISCSIAPI adds the iSCSI endpoints of /v1/volumes.
+func registerISCSIAPI(srv *admin.Server, f *iscsiFrontend) {
+	srv.Handle("GET /v1/volumes/{name}/attach-info", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		v, err := f.vm.Get(r.PathValue("name"))
+		if err != nil {
+			admin.WriteError(w, httpCode(err), err)
+			return
+		}
+		ai, err := f.attachInfo(r.Context(), v, r.URL.Query().Get("secrets") == "1")
+		if err != nil {
+			admin.WriteError(w, httpCode(err), err)
+			return
+		}
+		admin.WriteJSON(w, http.StatusOK, ai)
+	}))
+	srv.Handle("PUT /v1/volumes/{name}/iscsi", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var a ISCSIAccess
+		if err := decodeBody(r, &a); err != nil {
+			admin.WriteError(w, http.StatusBadRequest, err)
+			return
+		}
+		if err := a.Validate(); err != nil {
+			admin.WriteError(w, http.StatusBadRequest, err)
+			return
+		}
+		v, err := f.vm.Get(r.PathValue("name"))
+		if err != nil {
+			admin.WriteError(w, httpCode(err), err)
+			return
+		}
+		if err := f.setAccess(r.Context(), v.Info().ID, a); err != nil {
+			admin.WriteError(w, httpCode(err), err)
+			return
+		}
+		// Republishing the target ends its sessions: initiators log in
+		// again under the new rules.
+		if err := f.serve(r.Context(), v); err != nil {
+			admin.WriteError(w, httpCode(err), err)
+			return
+		}
+		ai, err := f.attachInfo(r.Context(), v, false)
+		if err != nil {
+			admin.WriteError(w, httpCode(err), err)
+			return
+		}
+		admin.WriteJSON(w, http.StatusOK, ai)
+	}))
+	srv.Handle("GET /v1/iscsi/sessions", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		out := f.srv.Sessions()
+		if out == nil {
+			out = []iscsi.SessionInfo{}
+		}
+		admin.WriteJSON(w, http.StatusOK, out)
+	}))
+}
