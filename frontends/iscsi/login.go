@@ -104,12 +104,22 @@ func (s *Server) login(nc net.Conn, log *slog.Logger) (*session, error) {
 		if err != nil {
 			return nil, ls.refuseWith(req, err)
 		}
+		var ss *session
+		if done {
+			// Registered before the initiator hears of it, so an older
+			// session of the same initiator port is gone first.
+			ss = newSession(ls)
+			s.register(ss)
+		}
 		if err := ls.send(resp); err != nil {
+			if ss != nil {
+				s.unregister(ss)
+			}
 			return nil, err
 		}
 		if done {
 			nc.SetDeadline(time.Time{})
-			return ls.newSession(), nil
+			return ss, nil
 		}
 	}
 }
@@ -466,8 +476,4 @@ func (s *Server) allocTSIH() uint16 {
 		s.nextTSIH = 1
 	}
 	return s.nextTSIH
-}
-
-func (ls *loginState) newSession() *session {
-	return newSession(ls)
 }

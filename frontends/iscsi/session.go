@@ -22,6 +22,11 @@ import (
 // before anything is allocated.
 const maxTaskData = 33 << 20
 
+// maxSessionBuffered bounds the write data one session may have solicited
+// or hold in buffers at once; R2Ts for more wait until commands finish, so
+// a flood of large writes costs the target at most this much memory.
+const maxSessionBuffered = 128 << 20
+
 const reservedTag = 0xffffffff
 
 // Reject reasons (RFC 7143 section 11.17.1).
@@ -54,6 +59,13 @@ type session struct {
 	wmu    sync.Mutex
 	w      *bufio.Writer
 	statSN uint32
+
+	// dataMu guards the data-out state of tasks (buffers, R2Ts) and the
+	// session's buffer budget; the reader holds it while handling command
+	// and Data-Out PDUs, finishing commands hold it to release budget.
+	dataMu   sync.Mutex
+	buffered int64
+	r2tWait  []*task
 
 	mu       sync.Mutex
 	expCmdSN uint32
@@ -104,7 +116,6 @@ func (ss *session) waitDone() { <-ss.done }
 
 // run serves the session until the connection ends.
 func (ss *session) run(ctx context.Context) {
-	ss.s.register(ss)
 	ss.log.Info("iscsi: session started", "discovery", ss.discovery,
 		"header_digest", ss.digests.Header, "data_digest", ss.digests.Data,
 		"max_burst", ss.params.MaxBurstLength, "immediate_data", ss.params.ImmediateData, "initial_r2t", ss.params.InitialR2T)
@@ -331,17 +342,20 @@ func (ss *session) pinger() {
 
 func (ss *session) logout(p *PDU) {
 	reason := p.BHS[1] & 0x7f
+	// Let running commands finish so their responses precede the logout
+	// response. Commands still waiting for data will never run. (The
+	// reader goroutine, which this is, alone sets started.)
+	ss.mu.Lock()
+	var waits []chan struct{}
+	for _, t := range ss.tasks {
+		if t.started {
+			waits = append(waits, t.done)
+		}
+	}
+	ss.mu.Unlock()
 	ss.wg.Add(1)
 	go func() {
 		defer ss.wg.Done()
-		// Let running commands finish so their responses precede the
-		// logout response.
-		ss.mu.Lock()
-		var waits []chan struct{}
-		for _, t := range ss.tasks {
-			waits = append(waits, t.done)
-		}
-		ss.mu.Unlock()
 		deadline := time.After(10 * time.Second)
 		for _, w := range waits {
 			select {

@@ -30,6 +30,7 @@ type task struct {
 	r2ts            map[uint32]*r2tState
 	r2tSN           uint32
 	started         bool
+	reserved        int64 // bytes of the session budget this task holds
 
 	ctx     context.Context
 	cancel  context.CancelFunc
@@ -70,7 +71,9 @@ func (ss *session) scsiCommand(p *PDU) error {
 	if t.write && t.edtl > maxTaskData {
 		t.refused = true
 	} else if t.write {
-		t.buf = make([]byte, t.edtl)
+		// Room for immediate and unsolicited data only; the rest is
+		// allocated against the session budget when it is solicited.
+		t.buf = make([]byte, min(t.edtl, uint32(ss.params.FirstBurstLength)))
 		copy(t.buf, p.Data)
 	}
 	t.received = uint32(len(p.Data))
@@ -95,6 +98,8 @@ func (ss *session) scsiCommand(p *PDU) error {
 	ss.tasks[t.itt] = t
 	ss.inflight++
 	ss.mu.Unlock()
+	ss.dataMu.Lock()
+	defer ss.dataMu.Unlock()
 	return ss.advance(t)
 }
 
@@ -116,15 +121,27 @@ func extendedCDB(ahs []byte) []byte {
 
 // advance moves a write towards execution: once the unsolicited data is
 // in, it solicits the rest with R2Ts, MaxOutstandingR2T at a time, and
-// starts the command when all data has arrived.
+// starts the command when all data has arrived. ss.dataMu is held.
 func (ss *session) advance(t *task) error {
-	if !t.unsolicitedDone || t.started {
+	if !t.unsolicitedDone || t.started || t.aborted.Load() {
 		return nil
 	}
 	if t.received >= t.edtl || !t.write || t.refused {
 		t.started = true
 		ss.execute(t)
 		return nil
+	}
+	if t.reserved == 0 {
+		need := int64(t.edtl)
+		if ss.buffered > 0 && ss.buffered+need > maxSessionBuffered {
+			ss.r2tWait = append(ss.r2tWait, t)
+			return nil
+		}
+		ss.buffered += need
+		t.reserved = need
+		buf := make([]byte, t.edtl)
+		copy(buf, t.buf)
+		t.buf = buf
 	}
 	for len(t.r2ts) < ss.params.MaxOutstandingR2T && t.nextOffset < t.edtl {
 		length := min(t.edtl-t.nextOffset, uint32(ss.params.MaxBurstLength))
@@ -154,7 +171,29 @@ func (ss *session) advance(t *task) error {
 	return nil
 }
 
+// release returns a finished task's buffer to the session budget and
+// solicits data for writes that were waiting for room.
+func (ss *session) release(t *task) {
+	ss.dataMu.Lock()
+	defer ss.dataMu.Unlock()
+	ss.buffered -= t.reserved
+	t.reserved = 0
+	t.buf = nil
+	for len(ss.r2tWait) > 0 {
+		next := ss.r2tWait[0]
+		if !next.aborted.Load() && ss.buffered > 0 && ss.buffered+int64(next.edtl) > maxSessionBuffered {
+			return
+		}
+		ss.r2tWait = ss.r2tWait[1:]
+		if err := ss.advance(next); err != nil {
+			return
+		}
+	}
+}
+
 func (ss *session) dataOut(p *PDU) error {
+	ss.dataMu.Lock()
+	defer ss.dataMu.Unlock()
 	ss.mu.Lock()
 	t := ss.tasks[p.TaskTag()]
 	ss.mu.Unlock()
@@ -225,7 +264,7 @@ func (ss *session) failDataSequence(t *task, why string) {
 const ascDataPhaseError scsi.ASC = 0x4b00
 
 func (t *task) store(off uint32, data []byte) {
-	if t.buf != nil {
+	if int(off)+len(data) <= len(t.buf) {
 		copy(t.buf[off:], data)
 	}
 }
@@ -253,7 +292,13 @@ func (ss *session) run1(t *task) scsi.Result {
 	if t.lu == nil {
 		return noLU(t)
 	}
-	return t.lu.Execute(t.ctx, &scsi.Command{CDB: t.cdb, DataOut: t.buf, Nexus: ss.nexus})
+	limit := -1
+	if t.read {
+		limit = int(t.edtl)
+	} else if !t.write {
+		limit = 0
+	}
+	return t.lu.Execute(t.ctx, &scsi.Command{CDB: t.cdb, DataOut: t.buf, Nexus: ss.nexus, DataInLimit: limit})
 }
 
 func senseFixed(e *scsi.Error) []byte { return e.Bytes(false) }
@@ -325,6 +370,7 @@ func (ss *session) complete(t *task, res scsi.Result) {
 	}
 	ss.inflight--
 	ss.mu.Unlock()
+	ss.release(t)
 	if t.aborted.Load() {
 		return
 	}
@@ -339,7 +385,7 @@ func (ss *session) complete(t *task, res scsi.Result) {
 			under, residual = true, t.edtl-want
 		}
 	case res.Status == scsi.StatusGood && t.read:
-		n := uint32(len(res.Data))
+		n := uint32(max(len(res.Data), res.DataInLen))
 		if n > t.edtl {
 			over, residual = true, n-t.edtl
 			res.Data = res.Data[:t.edtl]
@@ -438,9 +484,10 @@ const (
 // be sent for them), cancels them and returns their done channels. Tasks
 // still collecting data are dropped at once.
 func (ss *session) abortTasks(match func(*task) bool) []chan struct{} {
+	ss.dataMu.Lock()
 	ss.mu.Lock()
-	defer ss.mu.Unlock()
 	var waits []chan struct{}
+	var dropped []*task
 	for itt, t := range ss.tasks {
 		if !match(t) {
 			continue
@@ -450,9 +497,15 @@ func (ss *session) abortTasks(match func(*task) bool) []chan struct{} {
 		if !t.started {
 			delete(ss.tasks, itt)
 			ss.inflight--
+			dropped = append(dropped, t)
 			continue
 		}
 		waits = append(waits, t.done)
+	}
+	ss.mu.Unlock()
+	ss.dataMu.Unlock()
+	for _, t := range dropped {
+		ss.release(t)
 	}
 	return waits
 }

@@ -73,7 +73,7 @@ type pending struct {
 	tmf     chan byte
 	nop     chan []byte
 	text    chan *iscsi.PDU
-	logout  chan struct{}
+	logout  chan bool
 }
 
 // Conn is a logged-in session.
@@ -652,7 +652,7 @@ func (c *Conn) handle(p *iscsi.PDU) error {
 	case iscsi.OpLogoutResp:
 		c.updateSN(p, true)
 		if t := c.take(p.TaskTag(), true); t != nil && t.logout != nil {
-			close(t.logout)
+			t.logout <- p.BHS[2] == 0
 		}
 	case iscsi.OpReject:
 		c.updateSN(p, true)
@@ -837,7 +837,7 @@ func cutEq(s string) (string, string, bool) {
 
 // Logout ends the session cleanly.
 func (c *Conn) Logout(ctx context.Context) error {
-	t := &pending{logout: make(chan struct{})}
+	t := &pending{logout: make(chan bool, 1)}
 	itt, cmdSN, exp, err := c.newTask(ctx, t, true)
 	if err != nil {
 		return err
@@ -852,11 +852,16 @@ func (c *Conn) Logout(ctx context.Context) error {
 		return err
 	}
 	select {
-	case <-t.logout:
+	case ok, open := <-t.logout:
+		c.Close()
+		if !open {
+			return fmt.Errorf("initiator: connection lost before the logout response: %w", c.Err())
+		}
+		if !ok {
+			return errors.New("initiator: the target refused the logout")
+		}
+		return nil
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	err = c.Err()
-	c.Close()
-	return err
 }

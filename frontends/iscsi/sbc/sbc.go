@@ -288,11 +288,21 @@ func (d *Device) read(ctx context.Context, t *scsi.Task) ([]byte, error) {
 	if n == 0 {
 		return nil, nil
 	}
-	buf := make([]byte, int(n)*BlockSize)
+	size := int(n) * BlockSize
+	if lim := t.DataInLimit; lim >= 0 && lim < size {
+		// The initiator takes only lim bytes: read just the blocks they
+		// fall in, and let the transport report the overflow.
+		t.DataInLen = size
+		size = lim
+	}
+	if size == 0 {
+		return nil, nil
+	}
+	buf := make([]byte, (size+BlockSize-1)/BlockSize*BlockSize)
 	if err := d.b.ReadAt(ctx, buf, int64(lba)*BlockSize); err != nil {
 		return nil, mediumError(err, scsi.ASCUnrecoveredReadError)
 	}
-	return buf, nil
+	return buf[:size], nil
 }
 
 // mediumError maps a backend failure to sense: cancellation passes

@@ -23,6 +23,11 @@ type Command struct {
 	CDB     []byte
 	DataOut []byte // the data-out buffer the initiator sent (Expected Data Transfer Length)
 	Nexus   Nexus
+	// DataInLimit is the most data-in the transport will deliver (its
+	// expected transfer length); a device may return only that much of
+	// a larger read and say the full length in Task.DataInLen. Negative:
+	// no limit.
+	DataInLimit int
 }
 
 // Result is a command's outcome.
@@ -34,6 +39,9 @@ type Result struct {
 	// transport can report overflow or underflow against what it received.
 	// -1 means the command takes no data-out.
 	DataOutLen int
+	// DataInLen, when larger than len(Data), is the data-in length the CDB
+	// called for (the device returned only DataInLimit bytes of it).
+	DataInLen int
 }
 
 // Access classifies a command for reservation checks (SPC-4 5.13.1).
@@ -59,6 +67,9 @@ type Task struct {
 	// DataOutLen is set by handlers taking data-out: the length the CDB
 	// implies (see Result.DataOutLen).
 	DataOutLen int
+	// DataInLen is set by handlers that return less data-in than the CDB
+	// asked for because of DataInLimit (see Result.DataInLen).
+	DataInLen int
 }
 
 // Handler runs one command and returns its data-in or an error; an *Error
@@ -222,7 +233,7 @@ func (lu *LU) Execute(ctx context.Context, cmd *Command) (res Result) {
 	}
 	t := &Task{Command: cmd, LU: lu, DataOutLen: -1}
 	data, err := spec.Run(ctx, t)
-	res = Result{Status: StatusGood, Data: data, DataOutLen: t.DataOutLen}
+	res = Result{Status: StatusGood, Data: data, DataOutLen: t.DataOutLen, DataInLen: t.DataInLen}
 	if errors.Is(err, ErrReservationConflict) {
 		return Result{Status: StatusReservationConflict, DataOutLen: t.DataOutLen}
 	}
