@@ -292,11 +292,9 @@ func (ss *session) run1(t *task) scsi.Result {
 	if t.lu == nil {
 		return noLU(t)
 	}
-	limit := -1
+	limit := 0
 	if t.read {
 		limit = int(t.edtl)
-	} else if !t.write {
-		limit = 0
 	}
 	return t.lu.Execute(t.ctx, &scsi.Command{CDB: t.cdb, DataOut: t.buf, Nexus: ss.nexus, DataInLimit: limit})
 }

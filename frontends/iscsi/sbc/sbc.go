@@ -289,7 +289,7 @@ func (d *Device) read(ctx context.Context, t *scsi.Task) ([]byte, error) {
 		return nil, nil
 	}
 	size := int(n) * BlockSize
-	if lim := t.DataInLimit; lim >= 0 && lim < size {
+	if lim := t.DataInLimit; lim > 0 && lim < size {
 		// The initiator takes only lim bytes: read just the blocks they
 		// fall in, and let the transport report the overflow.
 		t.DataInLen = size

@@ -23,10 +23,10 @@ type Command struct {
 	CDB     []byte
 	DataOut []byte // the data-out buffer the initiator sent (Expected Data Transfer Length)
 	Nexus   Nexus
-	// DataInLimit is the most data-in the transport will deliver (its
-	// expected transfer length); a device may return only that much of
-	// a larger read and say the full length in Task.DataInLen. Negative:
-	// no limit.
+	// DataInLimit, when positive, is the most data-in the transport will
+	// deliver (its expected transfer length); a device may return only
+	// that much of a larger read and say the full length in
+	// Task.DataInLen. Zero: no limit.
 	DataInLimit int
 }
 
