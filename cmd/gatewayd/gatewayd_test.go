@@ -95,6 +95,11 @@ type daemon struct {
 // serve starts `gatewayd serve` and waits until its admin API answers.
 func serve(t *testing.T, dataDir string, args ...string) *daemon {
 	t.Helper()
+	// Tests run side by side: the iSCSI portal takes a free port unless
+	// the test chooses one.
+	if !strings.Contains(strings.Join(args, " "), "--iscsi-listen") {
+		args = append(args, "--iscsi-listen", "127.0.0.1:0")
+	}
 	cmd := exec.Command(binary, append([]string{"serve", "--data-dir", dataDir}, args...)...)
 	d := &daemon{cmd: cmd, stderr: new(bytes.Buffer), done: make(chan error, 1)}
 	cmd.Stderr = d.stderr
