@@ -52,7 +52,9 @@ func conformance(t *testing.T, url string) (ran, passed int, out string) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	b, _ := exec.CommandContext(ctx, bin, "-d", "-t", "ALL", url).CombinedOutput()
+	// The URL twice: a second session to the same LU runs the multipath
+	// tests too.
+	b, _ := exec.CommandContext(ctx, bin, "-d", "-t", "ALL", url, url).CombinedOutput()
 	out = string(b)
 	m := regexp.MustCompile(`tests\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)`).FindStringSubmatch(out)
 	if m == nil {

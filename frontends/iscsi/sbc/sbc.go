@@ -178,6 +178,9 @@ const (
 	opPrefetch16     = 0x90
 	opSyncCache16    = 0x91
 	opWriteSame16    = 0x93
+	opOrWrite16      = 0x8b
+	opReadDefect10   = 0x37
+	opReadDefect12   = 0xb7
 	opServiceIn16    = 0x9e
 	saReadCapacity16 = 0x10
 	saGetLBAStatus   = 0x12
@@ -216,6 +219,9 @@ func (d *Device) Commands() []scsi.CommandSpec {
 		{Opcode: opServiceIn16, ServiceAction: saReadCapacity16, HasSA: true, Name: "READ CAPACITY(16)", CDBLen: 16, Access: scsi.AccessPR, Run: d.readCapacity16},
 		{Opcode: opServiceIn16, ServiceAction: saGetLBAStatus, HasSA: true, Name: "GET LBA STATUS", CDBLen: 16, Access: r, Run: d.getLBAStatus},
 		{Opcode: opCompareWrite, Name: "COMPARE AND WRITE", CDBLen: 16, Access: w, Run: d.compareAndWrite},
+		{Opcode: opOrWrite16, Name: "ORWRITE(16)", CDBLen: 16, Access: w, Run: d.orWrite},
+		{Opcode: opReadDefect10, Name: "READ DEFECT DATA(10)", CDBLen: 10, Access: r, Run: d.readDefectData},
+		{Opcode: opReadDefect12, Name: "READ DEFECT DATA(12)", CDBLen: 12, Access: r, Run: d.readDefectData},
 		{Opcode: opStartStopUnit, Name: "START STOP UNIT", CDBLen: 6, Access: w, Run: d.startStop},
 		{Opcode: opPreventAllow, Name: "PREVENT ALLOW MEDIUM REMOVAL", CDBLen: 6, Access: scsi.AccessPR, Run: d.preventAllow},
 	}
@@ -659,4 +665,50 @@ func (d *Device) startStop(_ context.Context, t *scsi.Task) ([]byte, error) {
 
 func (d *Device) preventAllow(_ context.Context, t *scsi.Task) ([]byte, error) {
 	return nil, nil
+}
+
+// orWrite is ORWRITE(16): each block becomes the OR of its contents and
+// the data sent, atomically with respect to other writes.
+func (d *Device) orWrite(ctx context.Context, t *scsi.Task) ([]byte, error) {
+	cdb := t.CDB
+	lba, n := lbaAndLength(cdb)
+	t.DataOutLen = int(n) * BlockSize
+	if err := protectField(cdb); err != nil {
+		return nil, err
+	}
+	if err := d.checkRange(lba, n, true, lengthField(cdb)); err != nil {
+		return nil, err
+	}
+	if err := d.writable(); err != nil {
+		return nil, err
+	}
+	data, err := dataOut(t, int(n)*BlockSize)
+	if err != nil || n == 0 {
+		return nil, err
+	}
+	d.cawMu.Lock()
+	defer d.cawMu.Unlock()
+	buf := make([]byte, len(data))
+	if err := d.b.ReadAt(ctx, buf, int64(lba)*BlockSize); err != nil {
+		return nil, mediumError(err, scsi.ASCUnrecoveredReadError)
+	}
+	for i := range buf {
+		buf[i] |= data[i]
+	}
+	if err := d.b.WriteAt(ctx, buf, int64(lba)*BlockSize); err != nil {
+		return nil, mediumError(err, scsi.ASCWriteError)
+	}
+	return nil, nil
+}
+
+// readDefectData reports an empty defect list in the format asked for: a
+// volume has no media defects.
+func (d *Device) readDefectData(_ context.Context, t *scsi.Task) ([]byte, error) {
+	cdb := t.CDB
+	if cdb[0] == opReadDefect10 {
+		b := []byte{0, cdb[2] & 0x1f, 0, 0}
+		return scsi.Truncate(b, int(scsi.U16(cdb[7:]))), nil
+	}
+	b := []byte{0, cdb[1] & 0x1f, 0, 0, 0, 0, 0, 0}
+	return scsi.Truncate(b, int(scsi.U32(cdb[6:]))), nil
 }
