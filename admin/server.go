@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"strings"
 	"syscall"
@@ -112,7 +113,16 @@ func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, 
 // Serve answers requests until ctx ends, then shuts down, letting requests in
 // flight finish for a few seconds.
 func (s *Server) Serve(ctx context.Context) error {
-	servers := []*http.Server{{Handler: s.mux, ReadHeaderTimeout: 10 * time.Second}}
+	// The unix socket (owner only) also serves Go's profiler, for
+	// diagnosing a slow gateway in place: curl --unix-socket ... /debug/pprof/.
+	local := http.NewServeMux()
+	local.Handle("/", s.mux)
+	local.HandleFunc("/debug/pprof/", pprof.Index)
+	local.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	local.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	local.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	local.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	servers := []*http.Server{{Handler: local, ReadHeaderTimeout: 10 * time.Second}}
 	listeners := []net.Listener{s.unix}
 	if s.tcp != nil {
 		servers = append(servers, &http.Server{Handler: s.requireToken(s.mux), ReadHeaderTimeout: 10 * time.Second})

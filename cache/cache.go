@@ -71,9 +71,10 @@ type entry struct {
 // Lock order: an entry's mu before c.mu. c.mu is only held for index
 // updates, never across file I/O or base fetches.
 type Cache struct {
-	fs   vfs.FS
-	dir  string
-	opts Options
+	fs    vfs.FS
+	dir   string
+	opts  Options
+	files *handles
 
 	mu      sync.Mutex
 	room    *backpressure.Waiters // woken when space is freed
@@ -118,7 +119,7 @@ func Open(fs vfs.FS, dir string, opts Options) (*Cache, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cache: %w", err)
 	}
-	c := &Cache{fs: fs, dir: dir, opts: opts, entries: map[Key]*entry{}, clean: list.New()}
+	c := &Cache{fs: fs, dir: dir, opts: opts, entries: map[Key]*entry{}, clean: list.New(), files: newHandles(fs)}
 	c.room = backpressure.New(&c.mu, opts.Health, "cache full of data not yet uploaded: writes wait")
 	return c, nil
 }
@@ -176,15 +177,19 @@ func (c *Cache) ReadAt(key Key, p []byte, off int64) (bool, error) {
 	if off < 0 || off+int64(len(p)) > e.size {
 		return true, fmt.Errorf("cache: read [%d,%d) outside chunk of %d bytes", off, off+int64(len(p)), e.size)
 	}
-	f, err := c.fs.Open(c.path(key))
+	h, err := c.files.acquire(e, c.path(key))
 	if err != nil {
 		if c.gone(key, e) {
 			return false, nil // evicted or dropped meanwhile: a miss
 		}
 		return true, fmt.Errorf("cache: %w", err)
 	}
-	defer f.Close()
-	if _, err := f.ReadAt(p, off); err != nil {
+	_, err = h.f.ReadAt(p, off)
+	c.files.release(h)
+	if err != nil {
+		if c.gone(key, e) {
+			return false, nil
+		}
 		return true, fmt.Errorf("cache: read chunk: %w", err)
 	}
 	return true, nil
@@ -224,6 +229,7 @@ func (c *Cache) removeLocked(e *entry) {
 	delete(c.entries, e.key)
 	c.used -= e.size
 	// Readers that still hold e find the file gone and count a miss.
+	c.files.forget(e)
 	_ = c.fs.Remove(c.path(e.key))
 	c.room.Broadcast()
 }
@@ -350,15 +356,15 @@ func (c *Cache) writeInto(key Key, e *entry, p []byte, off int64) error {
 	if off+int64(len(p)) > e.size {
 		return fmt.Errorf("cache: write beyond cached chunk of %d bytes", e.size)
 	}
-	f, err := c.fs.OpenReadWrite(c.path(key))
+	h, err := c.files.acquire(e, c.path(key))
 	if err != nil {
 		return fmt.Errorf("cache: %w", err)
 	}
-	if _, err := f.WriteAt(p, off); err != nil {
-		f.Close()
+	defer c.files.release(h)
+	if _, err := h.f.WriteAt(p, off); err != nil {
 		return fmt.Errorf("cache: write chunk: %w", err)
 	}
-	return f.Close()
+	return nil
 }
 
 // admitLocked reserves room for a new dirty chunk, waiting for it if
@@ -434,13 +440,13 @@ func (c *Cache) Snapshot(key Key) ([]byte, uint64, error) {
 	if !current {
 		return nil, 0, fmt.Errorf("cache: %v: %w", key, ErrNotCached)
 	}
-	f, err := c.fs.Open(c.path(key))
+	h, err := c.files.acquire(e, c.path(key))
 	if err != nil {
 		return nil, 0, fmt.Errorf("cache: %w", err)
 	}
-	defer f.Close()
+	defer c.files.release(h)
 	data := make([]byte, e.size)
-	if _, err := f.ReadAt(data, 0); err != nil {
+	if _, err := h.f.ReadAt(data, 0); err != nil {
 		return nil, 0, fmt.Errorf("cache: read chunk: %w", err)
 	}
 	return data, gen, nil
@@ -503,5 +509,6 @@ func (c *Cache) Close() error {
 	c.closed = true
 	c.room.Broadcast()
 	c.mu.Unlock()
+	c.files.closeAll()
 	return nil
 }

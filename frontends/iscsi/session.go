@@ -56,9 +56,15 @@ type session struct {
 	nexus     scsi.Nexus
 	depth     uint32
 
-	wmu    sync.Mutex
-	w      *bufio.Writer
-	statSN uint32
+	// Responses go through one writer goroutine, which sets the sequence
+	// numbers in the order PDUs go out and writes whatever is queued with
+	// one flush: responses finishing together share a system call.
+	out        chan outgoing
+	outMu      sync.RWMutex
+	outClosed  bool
+	writerDone chan struct{}
+	w          *bufio.Writer
+	statSN     uint32 // the writer's alone
 
 	// dataMu guards the data-out state of tasks (buffers, R2Ts) and the
 	// session's buffer budget; the reader holds it while handling command
@@ -71,6 +77,7 @@ type session struct {
 	expCmdSN uint32
 	inflight int
 	maxSent  uint32 // the largest MaxCmdSN advertised: the window never shrinks below it
+	ahead    map[uint32]bool // CmdSNs received beyond a gap at ExpCmdSN
 	tasks    map[uint32]*task
 	nextTTT  uint32
 	text     *textContinuation
@@ -89,8 +96,9 @@ func newSession(ls *loginState) *session {
 		s: ls.s, nc: ls.nc, r: ls.r, initiator: ls.initiator, isid: ls.isid, tsih: ls.tsih,
 		target: ls.target, discovery: ls.discovery, remote: ls.nc.RemoteAddr().String(),
 		params: ls.neg.finish(), depth: uint32(ls.s.cfg.QueueDepth),
-		w: bufio.NewWriterSize(ls.nc, 64<<10), statSN: ls.statSN + 1, expCmdSN: ls.cmdSN,
-		tasks: map[uint32]*task{}, ctx: ctx, cancel: cancel, done: make(chan struct{}),
+		w: bufio.NewWriterSize(ls.nc, 256<<10), statSN: ls.statSN + 1, expCmdSN: ls.cmdSN,
+		out: make(chan outgoing, 1024), writerDone: make(chan struct{}),
+		tasks: map[uint32]*task{}, ahead: map[uint32]bool{}, ctx: ctx, cancel: cancel, done: make(chan struct{}),
 	}
 	ss.digests = Digests{Header: ss.params.HeaderDigest, Data: ss.params.DataDigest}
 	ss.nexus = scsi.Nexus{InitiatorPort: fmt.Sprintf("%s,i,0x%x", ss.initiator, ss.isid[:]), TargetPortID: 1}
@@ -119,9 +127,17 @@ func (ss *session) run(ctx context.Context) {
 	ss.log.Info("iscsi: session started", "discovery", ss.discovery,
 		"header_digest", ss.digests.Header, "data_digest", ss.digests.Data,
 		"max_burst", ss.params.MaxBurstLength, "immediate_data", ss.params.ImmediateData, "initial_r2t", ss.params.InitialR2T)
+	go ss.writer()
 	defer func() {
-		ss.close()
+		// Commands end (nobody reads their answers any more), queued
+		// PDUs such as a Reject or a logout response still go out, then
+		// the connection closes.
+		ss.cancel()
 		ss.wg.Wait()
+		ss.nc.SetWriteDeadline(time.Now().Add(5 * time.Second))
+		ss.closeOut()
+		<-ss.writerDone
+		ss.close()
 		ss.s.unregister(ss)
 		if ss.target != nil {
 			for _, lu := range ss.target.LUNs {
@@ -217,7 +233,11 @@ func serialLT(a, b uint32) bool { return a != b && int32(a-b) < 0 }
 
 // acceptCmdSN applies the command window to a request: immediate requests
 // always pass and consume no sequence number; others must fall in
-// [ExpCmdSN, MaxCmdSN] or are silently ignored (RFC 7143 section 4.2.2.1).
+// [ExpCmdSN, MaxCmdSN] and not repeat one already received, or are
+// silently ignored (RFC 7143 section 4.2.2.1). ExpCmdSN moves past every
+// number received without a gap; numbers received beyond a gap wait in
+// ahead. Commands run as they arrive: they are all simple tasks, which
+// SAM lets the target reorder.
 func (ss *session) acceptCmdSN(p *PDU) bool {
 	if p.Immediate() {
 		return true
@@ -225,11 +245,19 @@ func (ss *session) acceptCmdSN(p *PDU) bool {
 	sn := p.Uint32(24)
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
-	if serialLT(sn, ss.expCmdSN) || serialLT(ss.maxCmdSNLocked(), sn) {
+	if serialLT(sn, ss.expCmdSN) || serialLT(ss.maxCmdSNLocked(), sn) || ss.ahead[sn] {
 		ss.log.Debug("iscsi: command outside the window ignored", "cmdsn", sn, "expcmdsn", ss.expCmdSN)
 		return false
 	}
-	ss.expCmdSN = sn + 1
+	if sn != ss.expCmdSN {
+		ss.ahead[sn] = true
+		return true
+	}
+	ss.expCmdSN++
+	for ss.ahead[ss.expCmdSN] {
+		delete(ss.ahead, ss.expCmdSN)
+		ss.expCmdSN++
+	}
 	return true
 }
 
@@ -245,31 +273,100 @@ func (ss *session) maxCmdSNLocked() uint32 {
 	return m
 }
 
-// send writes p, filling in StatSN (advanced when advance is set),
-// ExpCmdSN and MaxCmdSN.
+type outgoing struct {
+	p       *PDU
+	advance bool          // the PDU takes a StatSN
+	flushed chan struct{} // closed once written (or the connection failed)
+}
+
+// send queues p for the writer, which fills in StatSN (advanced when
+// advance is set), ExpCmdSN and MaxCmdSN.
 func (ss *session) send(p *PDU, advance bool) error {
+	return ss.enqueue(outgoing{p: p, advance: advance})
+}
+
+// sendAndFlush is send that waits until p is on the wire, for responses
+// after which the connection closes.
+func (ss *session) sendAndFlush(p *PDU, advance bool) {
+	o := outgoing{p: p, advance: advance, flushed: make(chan struct{})}
+	if ss.enqueue(o) == nil {
+		<-o.flushed
+	}
+}
+
+func (ss *session) enqueue(o outgoing) error {
+	ss.outMu.RLock()
+	defer ss.outMu.RUnlock()
+	if ss.outClosed {
+		return net.ErrClosed
+	}
+	ss.out <- o // the writer drains the queue until it is closed
+	return nil
+}
+
+func (ss *session) closeOut() {
+	ss.outMu.Lock()
+	defer ss.outMu.Unlock()
+	if !ss.outClosed {
+		ss.outClosed = true
+		close(ss.out)
+	}
+}
+
+func (ss *session) writer() {
+	defer close(ss.writerDone)
+	var err error
+	var waiting []chan struct{}
+	for o := range ss.out {
+		batch := []outgoing{o}
+	more:
+		for len(batch) < 256 {
+			select {
+			case o, ok := <-ss.out:
+				if !ok {
+					break more
+				}
+				batch = append(batch, o)
+			default:
+				break more
+			}
+		}
+		for _, o := range batch {
+			if err == nil {
+				err = ss.write1(o)
+			}
+			if o.flushed != nil {
+				waiting = append(waiting, o.flushed)
+			}
+		}
+		if err == nil {
+			err = ss.w.Flush()
+		}
+		if err != nil {
+			ss.nc.Close() // the reader sees it and ends the session
+		}
+		for _, ch := range waiting {
+			close(ch)
+		}
+		waiting = waiting[:0]
+	}
+}
+
+func (ss *session) write1(o outgoing) error {
+	p := o.p
 	ss.mu.Lock()
 	exp, maxSN := ss.expCmdSN, ss.maxCmdSNLocked()
 	ss.maxSent = maxSN
 	ss.mu.Unlock()
-	ss.wmu.Lock()
-	defer ss.wmu.Unlock()
-	if p.Opcode() != OpDataIn || advance {
+	if p.Opcode() != OpDataIn || o.advance {
 		p.SetUint32(24, ss.statSN)
 	}
-	if advance {
+	if o.advance {
 		ss.statSN++
 	}
 	p.SetUint32(28, exp)
 	p.SetUint32(32, maxSN)
-	if err := p.writeTo(ss.w, ss.digests); err != nil {
-		return err
-	}
-	if err := ss.w.Flush(); err != nil {
-		ss.nc.Close()
-		return err
-	}
-	return nil
+	return p.writeTo(ss.w, ss.digests)
 }
 
 func (ss *session) reject(p *PDU, reason byte) {
@@ -370,7 +467,7 @@ func (ss *session) logout(p *PDU) {
 		if reason > 2 {
 			r.BHS[2] = 2 // connection recovery is not supported
 		}
-		ss.send(r, true)
+		ss.sendAndFlush(r, true)
 		ss.log.Info("iscsi: logout", "reason", reason)
 		ss.close()
 	}()

@@ -538,12 +538,16 @@ func (ss *session) taskManagement(p *PDU) {
 	if lunOK && ss.target != nil {
 		lu = ss.target.LUNs[lun]
 	}
-	respond := func(code byte) {
+	respond := func(code byte, flush bool) {
 		r := &PDU{}
 		r.SetOpcode(OpTaskMgmtResp, false)
 		r.SetFinal(true)
 		r.BHS[2] = code
 		r.SetTaskTag(p.TaskTag())
+		if flush {
+			ss.sendAndFlush(r, true)
+			return
+		}
 		ss.send(r, true)
 	}
 	var waits []chan struct{}
@@ -613,9 +617,11 @@ func (ss *session) taskManagement(p *PDU) {
 			<-w
 		}
 		after()
-		respond(code)
 		if fn == tmfTargetCold && code == tmfComplete {
+			respond(code, true)
 			ss.close()
+			return
 		}
+		respond(code, false)
 	}()
 }

@@ -91,6 +91,9 @@ type Conn struct {
 	initialR2T  bool
 
 	wmu sync.Mutex
+	// cmdMu keeps commands on the wire in CmdSN order: it is held from
+	// taking a CmdSN until the PDU carrying it is written.
+	cmdMu sync.Mutex
 
 	mu        sync.Mutex
 	cmdSN     uint32
@@ -438,8 +441,10 @@ func (c *Conn) CommandEDTL(ctx context.Context, lun uint64, cdb []byte, dataOut 
 		return nil, errors.New("initiator: CDBs longer than 16 bytes are not supported")
 	}
 	p := &pending{readLen: readLen, out: dataOut, lun: lun, done: make(chan error, 1)}
+	c.cmdMu.Lock()
 	itt, cmdSN, expStatSN, err := c.newTask(ctx, p, false)
 	if err != nil {
+		c.cmdMu.Unlock()
 		return nil, err
 	}
 	pdu := &iscsi.PDU{}
@@ -481,7 +486,9 @@ func (c *Conn) CommandEDTL(ctx context.Context, lun uint64, cdb []byte, dataOut 
 		flags &^= 0x80 // unsolicited Data-Out follows
 	}
 	pdu.BHS[1] = flags
-	if err := c.write(pdu); err != nil {
+	err = c.write(pdu)
+	c.cmdMu.Unlock()
+	if err != nil {
 		return nil, err
 	}
 	if len(unsolicited) > 0 {
@@ -668,8 +675,10 @@ func (c *Conn) handle(p *iscsi.PDU) error {
 // NOP sends a NOP-Out carrying data and waits for the echo.
 func (c *Conn) NOP(ctx context.Context, immediate bool, data []byte) ([]byte, error) {
 	t := &pending{nop: make(chan []byte, 1)}
+	c.cmdMu.Lock()
 	itt, cmdSN, exp, err := c.newTask(ctx, t, immediate)
 	if err != nil {
+		c.cmdMu.Unlock()
 		return nil, err
 	}
 	p := &iscsi.PDU{}
@@ -680,7 +689,9 @@ func (c *Conn) NOP(ctx context.Context, immediate bool, data []byte) ([]byte, er
 	p.SetUint32(24, cmdSN)
 	p.SetUint32(28, exp)
 	p.Data = data
-	if err := c.write(p); err != nil {
+	err = c.write(p)
+	c.cmdMu.Unlock()
+	if err != nil {
 		return nil, err
 	}
 	select {

@@ -1,0 +1,115 @@
+package cache
+
+import (
+	"container/list"
+	"sync"
+
+	"github.com/gatewayd/gatewayd/vfs"
+)
+
+// maxOpenChunks bounds the chunk files kept open between reads. Opening a
+// file per 4 KiB read cost more than the read itself (open, fcntl, close:
+// three system calls for one pread), so hot chunks keep their descriptor.
+const maxOpenChunks = 256
+
+// handles keeps recently used chunk files open. A handle belongs to one
+// cache entry, never to a key: a chunk dropped and cached again is a new
+// entry with a new file, so a reader can never be handed a descriptor of
+// the deleted one.
+type handles struct {
+	fs vfs.FS
+
+	mu  sync.Mutex
+	m   map[*entry]*handle
+	lru *list.List // front: most recently used
+}
+
+type handle struct {
+	e      *entry
+	f      vfs.File
+	refs   int
+	doomed bool // forgotten: close when the last user releases it
+	el     *list.Element
+}
+
+func newHandles(fs vfs.FS) *handles {
+	return &handles{fs: fs, m: map[*entry]*handle{}, lru: list.New()}
+}
+
+// acquire returns an open handle on e's file (at path); release it after use.
+func (h *handles) acquire(e *entry, path string) (*handle, error) {
+	h.mu.Lock()
+	if x := h.m[e]; x != nil {
+		x.refs++
+		h.lru.MoveToFront(x.el)
+		h.mu.Unlock()
+		return x, nil
+	}
+	h.mu.Unlock()
+	f, err := h.fs.OpenReadWrite(path)
+	if err != nil {
+		return nil, err
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if x := h.m[e]; x != nil { // opened by another reader meanwhile
+		x.refs++
+		f.Close()
+		return x, nil
+	}
+	x := &handle{e: e, f: f, refs: 1}
+	x.el = h.lru.PushFront(x)
+	h.m[e] = x
+	for el := h.lru.Back(); el != nil && len(h.m) > maxOpenChunks; {
+		prev := el.Prev()
+		if y := el.Value.(*handle); y.refs == 0 {
+			h.removeLocked(y)
+			y.f.Close()
+		}
+		el = prev
+	}
+	return x, nil
+}
+
+func (h *handles) release(x *handle) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	x.refs--
+	if x.refs == 0 && x.doomed {
+		x.f.Close()
+	}
+}
+
+func (h *handles) removeLocked(x *handle) {
+	delete(h.m, x.e)
+	h.lru.Remove(x.el)
+}
+
+// forget closes e's handle (once its users are done): e's file is being
+// removed or the entry dropped.
+func (h *handles) forget(e *entry) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	x := h.m[e]
+	if x == nil {
+		return
+	}
+	h.removeLocked(x)
+	x.doomed = true
+	if x.refs == 0 {
+		x.f.Close()
+	}
+}
+
+// closeAll closes every idle handle and dooms the rest.
+func (h *handles) closeAll() {
+	h.mu.Lock()
+	var all []*entry
+	for e := range h.m {
+		all = append(all, e)
+	}
+	h.mu.Unlock()
+	for _, e := range all {
+		h.forget(e)
+	}
+}
