@@ -76,7 +76,7 @@ type session struct {
 	mu       sync.Mutex
 	expCmdSN uint32
 	inflight int
-	maxSent  uint32 // the largest MaxCmdSN advertised: the window never shrinks below it
+	maxSent  uint32          // the largest MaxCmdSN advertised: the window never shrinks below it
 	ahead    map[uint32]bool // CmdSNs received beyond a gap at ExpCmdSN
 	tasks    map[uint32]*task
 	nextTTT  uint32
