@@ -217,6 +217,13 @@ func (lu *LU) Execute(ctx context.Context, cmd *Command) (res Result) {
 	if spec != nil && len(cmd.CDB) < spec.CDBLen {
 		return lu.fail(cmd, Sense(KeyIllegalRequest, ASCInvalidFieldInCDB))
 	}
+	if spec != nil && len(cmd.CDB) > spec.CDBLen {
+		// Handlers see exactly their CDB; a transport may pad it (an
+		// iSCSI CDB field is 16 bytes).
+		c := *cmd
+		c.CDB = cmd.CDB[:spec.CDBLen]
+		cmd = &c
+	}
 	if spec == nil || !spec.NoUA {
 		if asc, ok := lu.takeUA(cmd.Nexus.InitiatorPort); ok {
 			return lu.fail(cmd, Sense(KeyUnitAttention, asc))
