@@ -132,6 +132,10 @@ type Manifest struct {
 	Created    time.Time `json:"created"`
 	Pages      []PageRef `json:"pages"` // sorted by First; pages that are all holes are absent
 	Parent     string    `json:"parent,omitempty"`
+	// Snapshots only: what the user or the schedule said of it.
+	Description string `json:"description,omitempty"`
+	Schedule    string `json:"schedule,omitempty"` // set when a schedule took it ("every 1h0m0s")
+	VolumeKind  string `json:"volume_kind,omitempty"`
 }
 
 // PageRef names one page of a manifest.

@@ -45,6 +45,12 @@ type Options struct {
 	// is written (default 5 minutes).
 	RecoveryPointInterval time.Duration
 
+	// HydrateParallel is how many chunks a restored stored volume copies
+	// at once in the background (default 4); HydrateBytesPerSec caps the
+	// background copy's rate (0: no cap). Reads never wait for either.
+	HydrateParallel    int
+	HydrateBytesPerSec int64
+
 	Clock  clock.Clock
 	Logger *slog.Logger
 	Health *health.Reporter // "volumes": upload errors
@@ -68,6 +74,17 @@ type Manager struct {
 	inflightMu sync.Mutex
 	inflight   map[uploadbuffer.LSN]int
 
+	// pins are the ids snapshots and restores in progress depend on.
+	pinsMu    sync.Mutex
+	pins      map[*pinSet]bool
+	gcRunning bool
+	retired   []*pinSet // unpinned while a collection ran
+	gcMu      sync.Mutex
+
+	bg sync.WaitGroup // hydrators
+
+	afterCapture func() // tests: runs between a snapshot's instant and its upload
+
 	kick     chan struct{}
 	stop     chan struct{}
 	done     chan struct{}
@@ -83,6 +100,9 @@ func New(ctx context.Context, opts Options) (*Manager, error) {
 	}
 	if opts.Uploaders <= 0 {
 		opts.Uploaders = 4
+	}
+	if opts.HydrateParallel <= 0 {
+		opts.HydrateParallel = 4
 	}
 	if opts.UploadInterval <= 0 {
 		opts.UploadInterval = time.Second
@@ -104,6 +124,7 @@ func New(ctx context.Context, opts Options) (*Manager, error) {
 		log:      opts.Logger,
 		volumes:  map[string]*Volume{},
 		inflight: map[uploadbuffer.LSN]int{},
+		pins:     map[*pinSet]bool{},
 		kick:     make(chan struct{}, 1),
 		stop:     make(chan struct{}),
 		done:     make(chan struct{}),
@@ -124,6 +145,9 @@ func New(ctx context.Context, opts Options) (*Manager, error) {
 	}
 	for _, info := range infos {
 		v, err := m.openVolume(info)
+		if err == nil && info.Kind == Stored {
+			err = v.loadHydration(ctx)
+		}
 		if err != nil {
 			m.closeVolumes()
 			return nil, err
@@ -142,6 +166,12 @@ func New(ctx context.Context, opts Options) (*Manager, error) {
 		<-m.done
 		m.closeVolumes()
 		return nil, err
+	}
+	for _, v := range m.List() {
+		if v.hydrating() {
+			m.bg.Add(1)
+			go m.hydrate(v)
+		}
 	}
 	return m, nil
 }
@@ -192,10 +222,44 @@ type CreateOptions struct {
 	Kind      Kind
 	ChunkSize int    // default snapshots.DefaultChunkSize
 	Disk      string // stored: existing file or block device; default a new sparse file
+	// FromSnapshot restores the volume from a snapshot: the volume is
+	// usable at once, its chunks fetched on demand (and, for a stored
+	// volume, copied onto its disk in the background). Size 0 means the
+	// snapshot's size; ChunkSize is the snapshot's.
+	FromSnapshot string
 }
 
-// Create makes a new, empty volume.
+// Create makes a new volume, empty or restored from a snapshot.
 func (m *Manager) Create(ctx context.Context, o CreateOptions) (Info, error) {
+	var from snapshots.ChunkMap
+	if o.FromSnapshot != "" {
+		pin := m.pin()
+		defer m.unpin(pin)
+		man, err := snapshots.OpenSnapshot(ctx, m.opts.Store, m.opts.Codec, o.FromSnapshot)
+		if err != nil {
+			return Info{}, err
+		}
+		if o.ChunkSize != 0 && o.ChunkSize != man.ChunkSize {
+			return Info{}, fmt.Errorf("snapshot %s has %d-byte chunks; a volume restored from it has the same", o.FromSnapshot, man.ChunkSize)
+		}
+		o.ChunkSize = man.ChunkSize
+		if o.Size == 0 {
+			o.Size = man.Size
+		}
+		if o.Size < man.Size {
+			return Info{}, fmt.Errorf("volume size %d is smaller than snapshot %s (%d bytes)", o.Size, o.FromSnapshot, man.Size)
+		}
+		for _, ref := range man.Pages {
+			pin.add(ref.ID)
+		}
+		from, err = snapshots.ReadChunkMap(ctx, m.opts.Store, m.opts.Codec, man)
+		if err != nil {
+			return Info{}, fmt.Errorf("snapshot %s: %w", o.FromSnapshot, err)
+		}
+		for _, id := range from {
+			pin.add(id)
+		}
+	}
 	if o.ChunkSize == 0 {
 		o.ChunkSize = snapshots.DefaultChunkSize
 	}
@@ -214,7 +278,11 @@ func (m *Manager) Create(ctx context.Context, o CreateOptions) (Info, error) {
 	}
 	info := Info{
 		ID: newID(), Name: o.Name, Kind: o.Kind, Size: o.Size, ChunkSize: o.ChunkSize,
-		Created: m.opts.Clock.Now().UTC().Truncate(time.Second),
+		Created:      m.opts.Clock.Now().UTC().Truncate(time.Second),
+		FromSnapshot: o.FromSnapshot,
+	}
+	if o.Kind == Stored {
+		info.HydrationTotal = len(from)
 	}
 	if o.Kind == Stored {
 		info.Disk = o.Disk
@@ -230,12 +298,60 @@ func (m *Manager) Create(ctx context.Context, o CreateOptions) (Info, error) {
 	if err != nil {
 		return Info{}, err
 	}
+	// The chunk map (and hydration set) first, the volume record last: a
+	// crash in between leaves keys of no volume, never a half-made one.
+	if err := m.seed(ctx, info, from); err != nil {
+		v.close()
+		return Info{}, err
+	}
 	if err := m.putInfo(ctx, info); err != nil {
 		v.close()
 		return Info{}, err
 	}
 	m.volumes[info.ID] = v
+	if len(from) > 0 && info.Kind == Stored {
+		pending := make(map[uint64]bool, len(from))
+		for i := range from {
+			pending[i] = true
+		}
+		v.hyd = newHydration(pending, len(from))
+		m.bg.Add(1)
+		go m.hydrate(v)
+	}
 	return info, nil
+}
+
+// seed writes a restored volume's chunk map, and for a stored volume the
+// chunks still to hydrate, in transactions of bounded size.
+func (m *Manager) seed(ctx context.Context, info Info, from snapshots.ChunkMap) error {
+	indexes := make([]uint64, 0, len(from))
+	for i := range from {
+		indexes = append(indexes, i)
+	}
+	sort.Slice(indexes, func(a, b int) bool { return indexes[a] < indexes[b] })
+	per := meta.MaxTxnWrites / 2
+	for len(indexes) > 0 {
+		batch := indexes[:min(len(indexes), per)]
+		indexes = indexes[len(batch):]
+		err := m.opts.Meta.Update(ctx, func(tx meta.Txn) error {
+			for _, i := range batch {
+				id := from[i]
+				if err := tx.Set(mapKey(info.ID, i), id[:]); err != nil {
+					return err
+				}
+				if info.Kind == Stored {
+					if err := tx.Set(hydrationKey(info.ID, i), nil); err != nil {
+						return err
+					}
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("volume %s: record restored chunk map: %w", info.Name, err)
+		}
+	}
+	return nil
 }
 
 func validateCreate(o CreateOptions) error {
@@ -320,13 +436,19 @@ func (m *Manager) Delete(ctx context.Context, nameOrID string) error {
 	if err := m.opts.Cache.DropVolume(v.info.ID); err != nil {
 		return err
 	}
-	for _, prefix := range [][]byte{mapPrefix(v.info.ID), dirtyPrefix(v.info.ID)} {
+	for _, prefix := range [][]byte{mapPrefix(v.info.ID), dirtyPrefix(v.info.ID), hydrationPrefix(v.info.ID)} {
 		if err := deletePrefix(ctx, m.opts.Meta, prefix); err != nil {
 			return err
 		}
 	}
 	if err := m.opts.Meta.Update(ctx, func(tx meta.Txn) error { return tx.Delete(infoKey(v.info.ID)) }); err != nil {
 		return err
+	}
+	if v.info.Kind == Cached {
+		// The recovery point would keep the volume's chunks from GC.
+		if err := m.opts.Store.Delete(ctx, RecoveryPointKey(v.info.ID)); err != nil {
+			m.log.Warn("delete volume recovery point", "volume", v.info.Name, "err", err)
+		}
 	}
 	if v.info.OwnsDisk {
 		if err := m.opts.FS.Remove(v.info.Disk); err != nil {
@@ -409,6 +531,7 @@ func (m *Manager) Close() error {
 	m.mu.Unlock()
 	close(m.stop)
 	<-m.done
+	m.bg.Wait()
 	m.closeVolumes()
 	return nil
 }

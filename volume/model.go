@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/gatewayd/gatewayd/errkind"
+	"github.com/gatewayd/gatewayd/meta"
 	"github.com/gatewayd/gatewayd/snapshots"
 )
 
@@ -30,6 +31,11 @@ type Info struct {
 	Disk      string    `json:"disk,omitempty"`      // stored: the local file or device
 	OwnsDisk  bool      `json:"owns_disk,omitempty"` // stored: the gateway created Disk and removes it on delete
 	Created   time.Time `json:"created"`
+	// FromSnapshot is the snapshot the volume was restored from.
+	FromSnapshot string `json:"from_snapshot,omitempty"`
+	// HydrationTotal is how many chunks a restored stored volume had to
+	// copy onto its disk.
+	HydrationTotal int `json:"hydration_total,omitempty"`
 }
 
 // Errors callers tell apart.
@@ -45,12 +51,16 @@ var (
 //	vol/<id>                 JSON Info
 //	vmap/<id>/<index BE64>   32-byte chunk id of the uploaded chunk (absent: hole)
 //	vdirty/<id>/<index BE64> empty: stored-volume chunk changed, not yet uploaded
+//	vhyd/<id>/<index BE64>   empty: restored stored-volume chunk not yet on the disk
+//	snap/<snapshot id>       JSON SnapshotInfo
 func infoKey(id string) []byte { return []byte("vol/" + id) }
 
 func mapPrefix(id string) []byte { return []byte("vmap/" + id + "/") }
 
-func mapKey(id string, index uint64) []byte {
-	return binary.BigEndian.AppendUint64(mapPrefix(id), index)
+func mapKey(id string, index uint64) []byte { return binaryKey(mapPrefix(id), index) }
+
+func binaryKey(prefix []byte, index uint64) []byte {
+	return binary.BigEndian.AppendUint64(prefix, index)
 }
 
 func dirtyPrefix(id string) []byte { return []byte("vdirty/" + id + "/") }
@@ -64,6 +74,22 @@ func indexFromKey(prefix, key []byte) (uint64, error) {
 		return 0, errkind.Mark(errkind.Corrupt, fmt.Errorf("volume: malformed meta key %q", key))
 	}
 	return binary.BigEndian.Uint64(key[len(prefix):]), nil
+}
+
+// iterateMap calls fn for each uploaded chunk of a volume, in index order.
+func iterateMap(tx meta.Txn, volumeID string, fn func(index uint64, id snapshots.ChunkID) error) error {
+	prefix := mapPrefix(volumeID)
+	return tx.Iterate(prefix, func(k, val []byte) error {
+		index, err := indexFromKey(prefix, k)
+		if err != nil {
+			return err
+		}
+		id, err := parseChunkID(val)
+		if err != nil {
+			return err
+		}
+		return fn(index, id)
+	})
 }
 
 func parseChunkID(b []byte) (snapshots.ChunkID, error) {

@@ -43,6 +43,8 @@ func (v *Volume) writeRecoveryPoint(ctx context.Context) error {
 	}
 	pages := map[uint64]snapshots.ChunkID{}
 	cur := snapshots.Page{First: ^uint64(0)}
+	pin := m.pin() // pages are live before the manifest names them
+	defer m.unpin(pin)
 	flush := func() error {
 		if len(cur.Entries) == 0 {
 			return nil
@@ -51,6 +53,7 @@ func (v *Volume) writeRecoveryPoint(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		pin.add(id)
 		if v.rpPages[cur.First] != id {
 			if err := m.opts.Store.Put(ctx, snapshots.PageKey(id), bytes.NewReader(blob), int64(len(blob))); err != nil {
 				return err
@@ -60,19 +63,10 @@ func (v *Volume) writeRecoveryPoint(ctx context.Context) error {
 		man.Pages = append(man.Pages, snapshots.PageRef{First: cur.First, ID: id})
 		return nil
 	}
-	prefix := mapPrefix(info.ID)
 	// The map is read in one consistent view; pages go up as they fill,
 	// in index order, so memory holds one page at a time.
 	err := m.opts.Meta.View(ctx, func(tx meta.Txn) error {
-		return tx.Iterate(prefix, func(k, val []byte) error {
-			index, err := indexFromKey(prefix, k)
-			if err != nil {
-				return err
-			}
-			id, err := parseChunkID(val)
-			if err != nil {
-				return err
-			}
+		return iterateMap(tx, info.ID, func(index uint64, id snapshots.ChunkID) error {
 			first := index - index%snapshots.PageEntries
 			if first != cur.First {
 				if err := flush(); err != nil {

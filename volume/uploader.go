@@ -23,6 +23,7 @@ type counters struct {
 	bytesUploaded, chunksUp     atomic.Uint64
 	bytesDownloaded, chunksDown atomic.Uint64
 	uploadErrors                atomic.Uint64
+	chunksHydrated              atomic.Uint64
 }
 
 // logAndApply appends rec to the log and then runs apply with its LSN.
@@ -169,7 +170,7 @@ func (m *Manager) round(ctx context.Context, all bool) error {
 		go func() {
 			defer wg.Done()
 			for j := range work {
-				if err := j.v.uploadChunk(ctx, j.index); err != nil {
+				if _, err := j.v.uploadChunk(ctx, j.index); err != nil {
 					j.v.uploadErrors.Add(1)
 					m.counters.uploadErrors.Add(1)
 					mu.Lock()
@@ -266,35 +267,45 @@ func (v *Volume) chunkData(index uint64) (data []byte, gen uint64, cacheGen uint
 }
 
 // uploadChunk uploads one chunk and, if no write changed it meanwhile,
-// records it in the chunk map and releases it.
-func (v *Volume) uploadChunk(ctx context.Context, index uint64) error {
+// records it in the chunk map and releases it. It returns the bytes it put.
+func (v *Volume) uploadChunk(ctx context.Context, index uint64) (int64, error) {
 	m := v.m
 	data, gen, cacheGen, ok, err := v.chunkData(index)
 	if err != nil || !ok {
-		return err
+		return 0, err
 	}
+	var put int64
 	var id snapshots.ChunkID
 	hole := snapshots.IsZero(data)
 	if !hole {
 		var blob []byte
 		id, blob, err = m.opts.Codec.Encode(data)
 		if err != nil {
-			return err
+			return 0, err
 		}
+		// Pinned from before the upload until the map records it, so a
+		// concurrent garbage collection keeps it.
+		pin := m.pin()
+		pin.add(id)
+		defer m.unpin(pin)
 		if err := m.opts.Store.Put(ctx, id.ObjectKey(), bytes.NewReader(blob), int64(len(blob))); err != nil {
-			return fmt.Errorf("volume %s: upload chunk %d: %w", v.info.Name, index, err)
+			return 0, fmt.Errorf("volume %s: upload chunk %d: %w", v.info.Name, index, err)
 		}
 		m.counters.bytesUploaded.Add(uint64(len(blob)))
 		m.counters.chunksUp.Add(1)
+		put = int64(len(blob))
 	}
 
+	// The barrier before the chunk lock, the order writes take them in.
+	v.barrier.RLock()
+	defer v.barrier.RUnlock()
 	unlock := v.locks.lock(index)
 	defer unlock()
 	v.mu.Lock()
 	current := v.gens[index]
 	v.mu.Unlock()
 	if current != gen {
-		return nil // written again since: the newer data goes up next round
+		return put, nil // written again since: the newer data goes up next round
 	}
 	err = m.opts.Meta.Update(ctx, func(tx meta.Txn) error {
 		if hole {
@@ -310,7 +321,7 @@ func (v *Volume) uploadChunk(ctx context.Context, index uint64) error {
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("volume %s: record chunk %d: %w", v.info.Name, index, err)
+		return put, fmt.Errorf("volume %s: record chunk %d: %w", v.info.Name, index, err)
 	}
 	v.mu.Lock()
 	delete(v.gens, index)
@@ -327,7 +338,7 @@ func (v *Volume) uploadChunk(ctx context.Context, index uint64) error {
 		}
 	}
 	v.lastUpload.Store(m.opts.Clock.Now().UnixNano())
-	return nil
+	return put, nil
 }
 
 // checkpoint makes a stored volume's pending writes safe on its disk: fsync
@@ -344,6 +355,11 @@ func (v *Volume) checkpoint(ctx context.Context) error {
 		snap[i] = v.gens[i]
 	}
 	v.mu.Unlock()
+	// Chunks hydrated before these writes must be recorded as on the disk
+	// before the log forgets the writes (see hydrate.go).
+	if err := v.commitHydrated(ctx); err != nil {
+		return err
+	}
 	if err := v.disk.Sync(); err != nil {
 		return fmt.Errorf("volume %s: sync disk: %w", v.info.Name, err)
 	}

@@ -29,6 +29,18 @@ type Volume struct {
 	lastUpload   atomic.Int64 // unix nanoseconds
 	uploadErrors atomic.Uint64
 
+	// barrier orders changes against a snapshot's capture: writes, unmaps
+	// and upload commits hold it shared; the capture holds it alone, so
+	// the chunk map and the dirty set it reads are one instant's.
+	barrier sync.RWMutex
+	snapMu  sync.Mutex // one snapshot of the volume at a time
+	cow     *cowState  // the snapshot being taken, under mu
+
+	hyd *hydration // stored volumes restored from a snapshot and not yet hydrated at open
+
+	gone      chan struct{} // closed when the volume is closed or deleted
+	closeOnce sync.Once
+
 	rpMu              sync.Mutex                   // one recovery point at a time
 	rpPages           map[uint64]snapshots.ChunkID // pages of the last recovery point
 	lastRecoveryPoint atomic.Int64                 // unix nanoseconds
@@ -41,7 +53,7 @@ type pendingChunk struct {
 }
 
 func (m *Manager) openVolume(info Info) (*Volume, error) {
-	v := &Volume{m: m, info: info, pending: map[uint64]pendingChunk{}, gens: map[uint64]uint64{}}
+	v := &Volume{m: m, info: info, pending: map[uint64]pendingChunk{}, gens: map[uint64]uint64{}, gone: make(chan struct{})}
 	if info.Kind == Stored {
 		f, err := m.opts.FS.OpenReadWrite(info.Disk)
 		if err != nil {
@@ -53,6 +65,7 @@ func (m *Manager) openVolume(info Info) (*Volume, error) {
 }
 
 func (v *Volume) close() {
+	v.closeOnce.Do(func() { close(v.gone) })
 	if v.disk != nil {
 		_ = v.disk.Close()
 	}
@@ -96,6 +109,18 @@ func (v *Volume) ReadAt(ctx context.Context, p []byte, off int64) error {
 		return err
 	}
 	if v.info.Kind == Stored {
+		if v.hydrating() {
+			// Chunks not yet on the disk are fetched first, ahead of the
+			// background hydration.
+			err := v.forEachChunk(off, int64(len(p)), func(index uint64, _, _, _ int64) error {
+				unlock := v.locks.lock(index)
+				defer unlock()
+				return v.ensureHydrated(ctx, index)
+			})
+			if err != nil {
+				return err
+			}
+		}
 		if _, err := v.disk.ReadAt(p, off); err != nil {
 			return fmt.Errorf("volume %s: read disk: %w", v.info.Name, err)
 		}
@@ -181,9 +206,18 @@ func (v *Volume) WriteAt(ctx context.Context, p []byte, off int64) error {
 
 // apply puts a logged write onto the cache or disk (also used by replay).
 func (v *Volume) apply(ctx context.Context, lsn uploadbuffer.LSN, p []byte, off int64) error {
+	v.barrier.RLock()
+	defer v.barrier.RUnlock()
+	return v.applyWrite(ctx, lsn, p, off)
+}
+
+func (v *Volume) applyWrite(ctx context.Context, lsn uploadbuffer.LSN, p []byte, off int64) error {
 	return v.forEachChunk(off, int64(len(p)), func(index uint64, chunkOff, bufOff, length int64) error {
 		unlock := v.locks.lock(index)
 		defer unlock()
+		if err := v.beforeChange(ctx, index); err != nil {
+			return err
+		}
 		piece := p[bufOff : bufOff+length]
 		var err error
 		if v.info.Kind == Stored {
@@ -237,16 +271,21 @@ func (v *Volume) Unmap(ctx context.Context, off, n int64) error {
 var zeroChunk = make([]byte, snapshots.MaxChunkSize)
 
 func (v *Volume) applyUnmap(ctx context.Context, lsn uploadbuffer.LSN, off, n int64) error {
+	v.barrier.RLock()
+	defer v.barrier.RUnlock()
 	cs := int64(v.info.ChunkSize)
 	return v.forEachChunk(off, n, func(index uint64, chunkOff, _, length int64) error {
 		if length < cs || v.info.Kind == Stored {
 			// A partial chunk, or a stored volume's disk: write zeroes;
 			// the uploader turns an all-zero chunk into a hole.
-			return v.apply(ctx, lsn, zeroChunk[:length], int64(index)*cs+chunkOff)
+			return v.applyWrite(ctx, lsn, zeroChunk[:length], int64(index)*cs+chunkOff)
 		}
 		// A whole cached chunk: drop it and its map entry now.
 		unlock := v.locks.lock(index)
 		defer unlock()
+		if err := v.beforeChange(ctx, index); err != nil {
+			return err
+		}
 		if err := v.m.opts.Cache.Drop(cache.Key{Volume: v.info.ID, Index: index}); err != nil {
 			return err
 		}
@@ -271,6 +310,9 @@ type Stats struct {
 	// object store as a manifest (cached volumes).
 	LastRecoveryPoint time.Time `json:"last_recovery_point,omitzero"`
 	UploadErrors      uint64    `json:"upload_errors"`
+	// Hydration is a restored stored volume's copy of its snapshot onto
+	// its disk; absent for other volumes.
+	Hydration *HydrationStatus `json:"hydration,omitempty"`
 }
 
 // Stats returns the volume's current figures.
@@ -280,6 +322,7 @@ func (v *Volume) Stats(ctx context.Context) Stats {
 	dirty := len(v.gens)
 	v.mu.Unlock()
 	s.DirtyBytes = int64(dirty) * int64(v.info.ChunkSize)
+	s.Hydration = v.hydrationStatus()
 	if t := v.lastUpload.Load(); t != 0 {
 		s.LastUpload = time.Unix(0, t).UTC()
 	}

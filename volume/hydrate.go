@@ -1,0 +1,243 @@
+package volume
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/gatewayd/gatewayd/meta"
+)
+
+// A stored volume restored from a snapshot starts with an empty disk and
+// the snapshot's chunk map. Hydration copies every chunk onto the disk:
+// a background pass in parallel, rate-limited, and on demand, ahead of the
+// pass, for a chunk a read or write touches first.
+//
+// Which chunks are still to copy is kept in meta (vhyd/<id>/<index>), so
+// hydration resumes after a restart. A key is deleted only after the disk
+// holding the chunk has been fsynced; a checkpoint, which lets the upload
+// buffer forget writes to a chunk, first deletes the chunk's key the same
+// way, so a restart never copies the snapshot's chunk over newer writes.
+
+func hydrationPrefix(id string) []byte { return []byte("vhyd/" + id + "/") }
+
+func hydrationKey(id string, index uint64) []byte {
+	return binaryKey(hydrationPrefix(id), index)
+}
+
+type hydration struct {
+	mu       sync.Mutex
+	pending  map[uint64]bool // not yet on the disk
+	unsynced []uint64        // on the disk, key not yet deleted
+	total    int
+	left     atomic.Int64
+}
+
+// hydrating says whether some chunks are not yet on the disk.
+func (v *Volume) hydrating() bool { return v.hyd != nil && v.hyd.left.Load() > 0 }
+
+// loadHydration reads a stored volume's chunks still to hydrate.
+func (v *Volume) loadHydration(ctx context.Context) error {
+	prefix := hydrationPrefix(v.info.ID)
+	pending := map[uint64]bool{}
+	err := v.m.opts.Meta.View(ctx, func(tx meta.Txn) error {
+		return tx.Iterate(prefix, func(k, _ []byte) error {
+			i, err := indexFromKey(prefix, k)
+			if err != nil {
+				return err
+			}
+			pending[i] = true
+			return nil
+		})
+	})
+	if err != nil || len(pending) == 0 {
+		return err
+	}
+	v.hyd = newHydration(pending, v.info.HydrationTotal)
+	return nil
+}
+
+func newHydration(pending map[uint64]bool, total int) *hydration {
+	h := &hydration{pending: pending, total: max(total, len(pending))}
+	h.left.Store(int64(len(pending)))
+	return h
+}
+
+// ensureHydrated copies chunk index onto the disk if it is not there yet.
+// Called with the chunk locked.
+func (v *Volume) ensureHydrated(ctx context.Context, index uint64) error {
+	h := v.hyd
+	if h == nil {
+		return nil
+	}
+	h.mu.Lock()
+	need := h.pending[index]
+	h.mu.Unlock()
+	if !need {
+		return nil
+	}
+	data, err := v.fetch(ctx, index)
+	if err != nil {
+		return fmt.Errorf("volume %s: hydrate chunk %d: %w", v.info.Name, index, err)
+	}
+	if data != nil {
+		cs := int64(v.info.ChunkSize)
+		start := int64(index) * cs
+		n := min(cs, v.Size()-start)
+		if n > 0 {
+			if _, err := v.disk.WriteAt(data[:n], start); err != nil {
+				return fmt.Errorf("volume %s: hydrate chunk %d: write disk: %w", v.info.Name, index, err)
+			}
+		}
+	}
+	h.mu.Lock()
+	delete(h.pending, index)
+	h.unsynced = append(h.unsynced, index)
+	h.mu.Unlock()
+	h.left.Add(-1)
+	v.m.counters.chunksHydrated.Add(1)
+	return nil
+}
+
+// commitHydrated makes the chunks hydrated so far durable: fsync the disk,
+// then forget their hydration keys.
+func (v *Volume) commitHydrated(ctx context.Context) error {
+	h := v.hyd
+	if h == nil {
+		return nil
+	}
+	h.mu.Lock()
+	list := h.unsynced
+	h.unsynced = nil
+	h.mu.Unlock()
+	if len(list) == 0 {
+		return nil
+	}
+	restore := func() {
+		h.mu.Lock()
+		h.unsynced = append(h.unsynced, list...)
+		h.mu.Unlock()
+	}
+	if err := v.disk.Sync(); err != nil {
+		restore()
+		return fmt.Errorf("volume %s: sync disk: %w", v.info.Name, err)
+	}
+	for done := 0; done < len(list); {
+		batch := list[done:min(len(list), done+meta.MaxTxnWrites)]
+		err := v.m.opts.Meta.Update(ctx, func(tx meta.Txn) error {
+			for _, i := range batch {
+				if err := tx.Delete(hydrationKey(v.info.ID, i)); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			h.mu.Lock()
+			h.unsynced = append(h.unsynced, list[done:]...)
+			h.mu.Unlock()
+			return fmt.Errorf("volume %s: record hydration: %w", v.info.Name, err)
+		}
+		done += len(batch)
+	}
+	return nil
+}
+
+// hydrate is the background pass over a stored volume's missing chunks.
+func (m *Manager) hydrate(v *Volume) {
+	defer m.bg.Done()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-m.stop:
+		case <-v.gone:
+		}
+		cancel()
+	}()
+	h := v.hyd
+	h.mu.Lock()
+	work := make([]uint64, 0, len(h.pending))
+	for i := range h.pending {
+		work = append(work, i)
+	}
+	h.mu.Unlock()
+	sort.Slice(work, func(a, b int) bool { return work[a] < work[b] })
+	m.log.Info("hydrating volume", "volume", v.info.Name, "chunks", len(work))
+
+	var lim *rate.Limiter
+	if m.opts.HydrateBytesPerSec > 0 {
+		lim = rate.NewLimiter(rate.Limit(m.opts.HydrateBytesPerSec), max(int(m.opts.HydrateBytesPerSec), v.info.ChunkSize))
+	}
+	jobs := make(chan uint64)
+	var wg sync.WaitGroup
+	var failures atomic.Int64
+	for range m.opts.HydrateParallel {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for index := range jobs {
+				if lim != nil {
+					if lim.WaitN(ctx, v.info.ChunkSize) != nil {
+						continue
+					}
+				}
+				unlock := v.locks.lock(index)
+				err := v.ensureHydrated(ctx, index)
+				unlock()
+				if err != nil && ctx.Err() == nil {
+					failures.Add(1)
+					m.log.Warn("hydrate", "volume", v.info.Name, "chunk", index, "err", err)
+				}
+			}
+		}()
+	}
+	lastCommit := m.opts.Clock.Now()
+	for _, index := range work {
+		if ctx.Err() != nil {
+			break
+		}
+		jobs <- index
+		if now := m.opts.Clock.Now(); now.Sub(lastCommit) >= time.Second {
+			lastCommit = now
+			if err := v.commitHydrated(ctx); err != nil {
+				m.log.Warn("hydrate", "volume", v.info.Name, "err", err)
+			}
+		}
+	}
+	close(jobs)
+	wg.Wait()
+	if err := v.commitHydrated(context.WithoutCancel(ctx)); err != nil {
+		m.log.Warn("hydrate", "volume", v.info.Name, "err", err)
+	}
+	if ctx.Err() == nil && failures.Load() == 0 {
+		m.log.Info("volume hydrated", "volume", v.info.Name)
+	} else if ctx.Err() == nil {
+		// Chunks that failed are fetched on first use, and the pass
+		// runs again at the next start.
+		m.log.Warn("hydration incomplete", "volume", v.info.Name, "failed_chunks", failures.Load())
+	}
+}
+
+// HydrationStatus is a restored stored volume's progress.
+type HydrationStatus struct {
+	TotalChunks int  `json:"total_chunks"`
+	DoneChunks  int  `json:"done_chunks"`
+	Complete    bool `json:"complete"`
+}
+
+func (v *Volume) hydrationStatus() *HydrationStatus {
+	if v.hyd == nil {
+		if v.info.HydrationTotal == 0 {
+			return nil
+		}
+		return &HydrationStatus{TotalChunks: v.info.HydrationTotal, DoneChunks: v.info.HydrationTotal, Complete: true}
+	}
+	left := int(v.hyd.left.Load())
+	return &HydrationStatus{TotalChunks: v.hyd.total, DoneChunks: v.hyd.total - left, Complete: left == 0}
+}
