@@ -31,16 +31,17 @@ type Config struct {
 	// DataDir is not read from the file: it is where the file is.
 	DataDir string `yaml:"-"`
 
-	LogLevel string  `yaml:"log_level"` // debug, info, warn, error
-	Store    Store   `yaml:"store"`
-	Keys     Keys    `yaml:"keys"`
-	Meta     Meta    `yaml:"meta"`
-	Cache    Cache   `yaml:"cache"`
-	Buffer   Buffer  `yaml:"upload_buffer"`
-	Volumes  Volumes `yaml:"volumes"`
-	Admin    Admin   `yaml:"admin"`
-	ISCSI    ISCSI   `yaml:"iscsi"`
-	NFS      Listen  `yaml:"nfs"`
+	LogLevel  string    `yaml:"log_level"` // debug, info, warn, error
+	Store     Store     `yaml:"store"`
+	Keys      Keys      `yaml:"keys"`
+	Meta      Meta      `yaml:"meta"`
+	Cache     Cache     `yaml:"cache"`
+	Buffer    Buffer    `yaml:"upload_buffer"`
+	Volumes   Volumes   `yaml:"volumes"`
+	Snapshots Snapshots `yaml:"snapshots"`
+	Admin     Admin     `yaml:"admin"`
+	ISCSI     ISCSI     `yaml:"iscsi"`
+	NFS       Listen    `yaml:"nfs"`
 }
 
 // Store says where the gateway keeps its data.
@@ -112,6 +113,19 @@ type Volumes struct {
 	// RecoveryPointInterval is how often a cached volume's chunk map is
 	// written to the object store as a manifest (its recovery point).
 	RecoveryPointInterval time.Duration `yaml:"recovery_point_interval"`
+	// HydrateParallel and HydrateRate pace the background copy of a
+	// stored volume restored from a snapshot (rate 0: no limit).
+	HydrateParallel int      `yaml:"hydrate_parallel"`
+	HydrateRate     ByteSize `yaml:"hydrate_rate"`
+}
+
+// Snapshots tunes snapshot garbage collection.
+type Snapshots struct {
+	// GCInterval is how often unreferenced chunks and pages are collected
+	// (0: only when asked, with gatewayd gc).
+	GCInterval time.Duration `yaml:"gc_interval"`
+	// GCGrace keeps unreferenced objects younger than this.
+	GCGrace time.Duration `yaml:"gc_grace"`
 }
 
 // Admin configures the admin API.
@@ -156,14 +170,15 @@ func Default(dataDir string) *Config {
 			Retry:         Retry{MaxAttempts: 8, BaseDelay: 200 * time.Millisecond, MaxDelay: 30 * time.Second},
 			MaxConcurrent: 32,
 		},
-		Keys:    Keys{MasterKeyFile: "master.key"},
-		Meta:    Meta{Dir: "meta"},
-		Cache:   Cache{Dir: "cache", Size: 8 << 30},
-		Buffer:  Buffer{Dir: "uploadbuffer", Size: 8 << 30},
-		Volumes: Volumes{DiskDir: "disks", Uploaders: 4, UploadInterval: time.Second, SettleTime: 2 * time.Second, RecoveryPointInterval: 5 * time.Minute},
-		Admin:   Admin{Socket: "admin.sock", TokenFile: "admin.token"},
-		ISCSI:   ISCSI{Listen: "127.0.0.1:3260", IQNPrefix: "iqn.2024-01.io.gatewayd", NOPInterval: 5 * time.Second, NOPTimeout: 30 * time.Second},
-		NFS:     Listen{Listen: "127.0.0.1:2049"},
+		Keys:      Keys{MasterKeyFile: "master.key"},
+		Meta:      Meta{Dir: "meta"},
+		Cache:     Cache{Dir: "cache", Size: 8 << 30},
+		Buffer:    Buffer{Dir: "uploadbuffer", Size: 8 << 30},
+		Volumes:   Volumes{DiskDir: "disks", Uploaders: 4, UploadInterval: time.Second, SettleTime: 2 * time.Second, RecoveryPointInterval: 5 * time.Minute, HydrateParallel: 4},
+		Snapshots: Snapshots{GCInterval: 24 * time.Hour, GCGrace: time.Hour},
+		Admin:     Admin{Socket: "admin.sock", TokenFile: "admin.token"},
+		ISCSI:     ISCSI{Listen: "127.0.0.1:3260", IQNPrefix: "iqn.2024-01.io.gatewayd", NOPInterval: 5 * time.Second, NOPTimeout: 30 * time.Second},
+		NFS:       Listen{Listen: "127.0.0.1:2049"},
 	}
 }
 
@@ -263,6 +278,12 @@ func (c *Config) Validate() error {
 	}
 	if c.Volumes.Uploaders < 1 || c.Volumes.UploadInterval <= 0 || c.Volumes.SettleTime < 0 || c.Volumes.RecoveryPointInterval <= 0 {
 		return errors.New("volumes: uploaders must be at least 1, upload_interval and recovery_point_interval positive")
+	}
+	if c.Volumes.HydrateParallel < 1 {
+		return errors.New("volumes.hydrate_parallel: at least 1")
+	}
+	if c.Snapshots.GCInterval < 0 || c.Snapshots.GCGrace < 0 {
+		return errors.New("snapshots: gc_interval and gc_grace must not be negative")
 	}
 	if c.Admin.Socket == "" {
 		return errors.New("admin.socket: must not be empty")

@@ -51,6 +51,11 @@ type Options struct {
 	HydrateParallel    int
 	HydrateBytesPerSec int64
 
+	// GCInterval is how often garbage collection runs (0: never on its
+	// own); GCGrace keeps unreferenced objects younger than it.
+	GCInterval time.Duration
+	GCGrace    time.Duration
+
 	Clock  clock.Clock
 	Logger *slog.Logger
 	Health *health.Reporter // "volumes": upload errors
@@ -173,6 +178,8 @@ func New(ctx context.Context, opts Options) (*Manager, error) {
 			go m.hydrate(v)
 		}
 	}
+	m.bg.Add(1)
+	go m.scheduleLoop()
 	return m, nil
 }
 

@@ -3,15 +3,18 @@ package volume
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/gatewayd/gatewayd/clock"
 	"github.com/gatewayd/gatewayd/objstore"
 	"github.com/gatewayd/gatewayd/snapshots"
 )
@@ -487,5 +490,148 @@ func TestGCDuringSnapshots(t *testing.T) {
 	}
 	if !bytes.Equal(readAll(t, v, 256<<10), cur) {
 		t.Fatal("volume changed")
+	}
+}
+
+// A schedule takes a snapshot each interval of the (fake) clock and keeps
+// the newest Keep of them; snapshots taken by hand stay.
+func TestSnapshotSchedule(t *testing.T) {
+	clk := clock.NewFake(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	e := newEnv(t, 64<<20, 64<<20)
+	e.opts = func(o *Options) { o.Clock = clk }
+	e.start()
+	v := e.create("s", Cached, 1<<20, 64<<10)
+	ctx := context.Background()
+	if _, err := e.m.SetSchedule(ctx, "s", 30*time.Second, 3); err == nil {
+		t.Fatal("a 30s schedule was accepted")
+	}
+	if _, err := e.m.SetSchedule(ctx, "s", time.Hour, 3); err != nil {
+		t.Fatal(err)
+	}
+	manual, err := e.m.CreateSnapshot(ctx, "s", SnapshotOptions{Description: "by hand"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.m.RunSchedules(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(mustSnapshots(t, e.m)); n != 1 {
+		t.Fatalf("%d snapshots before the first interval", n)
+	}
+	for i := range 5 {
+		if err := v.WriteAt(ctx, pattern(uint64(i), 4096), int64(i)*4096); err != nil {
+			t.Fatal(err)
+		}
+		clk.Advance(time.Hour)
+		if err := e.m.RunSchedules(ctx); err != nil {
+			t.Fatal(err)
+		}
+		clk.Advance(time.Minute) // not due again yet
+		if err := e.m.RunSchedules(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	snaps := mustSnapshots(t, e.m)
+	if len(snaps) != 4 || snaps[0].ID != manual.ID {
+		t.Fatalf("after 5 runs keeping 3: %d snapshots (%+v)", len(snaps), snaps)
+	}
+	for _, si := range snaps[1:] {
+		if si.Schedule != "every 1h0m0s" {
+			t.Errorf("scheduled snapshot %s tagged %q", si.ID, si.Schedule)
+		}
+	}
+	scheds, err := e.m.Schedules(ctx)
+	if err != nil || len(scheds) != 1 || !scheds[0].NextRun.Equal(clk.Now().Add(-time.Minute).Add(time.Hour).UTC()) {
+		t.Fatalf("schedules %+v %v", scheds, err)
+	}
+	if err := e.m.RemoveSchedule(ctx, "s"); err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(2 * time.Hour)
+	if err := e.m.RunSchedules(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(mustSnapshots(t, e.m)); n != 4 {
+		t.Fatalf("%d snapshots after the schedule was removed", n)
+	}
+}
+
+func mustSnapshots(t *testing.T, m *Manager) []SnapshotInfo {
+	t.Helper()
+	s, err := m.Snapshots(context.Background(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// failingGets fails chunk downloads after the first n.
+type failingGets struct {
+	objstore.Store
+	left atomic.Int64
+}
+
+func (f *failingGets) Get(ctx context.Context, key string, off, n int64) (io.ReadCloser, error) {
+	if strings.HasPrefix(key, "chunks/") && f.left.Add(-1) < 0 {
+		return nil, fmt.Errorf("injected: store went away")
+	}
+	return f.Store.Get(ctx, key, off, n)
+}
+
+// Disaster recovery writes a snapshot to a file from the bucket alone,
+// skips holes on a new file, zeroes them on an old one, and resumes after
+// an interruption.
+func TestRestoreToFile(t *testing.T) {
+	const size, chunk = 8 << 20, 64 << 10
+	e := newEnv(t, 64<<20, 64<<20)
+	e.start()
+	v := e.create("dr", Cached, size, chunk)
+	a := pattern(11, size)
+	clear(a[2*chunk : 10*chunk])
+	writeAll(t, v, a, 1<<20)
+	si, err := e.m.CreateSnapshot(context.Background(), "dr", SnapshotOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	target := dir + "/disk.img"
+	fg := &failingGets{Store: e.store}
+	fg.left.Store(30)
+	_, err = snapshots.RestoreToFile(context.Background(), fg, e.codec, si.ID, target, snapshots.RestoreOptions{Parallel: 3})
+	if err == nil || !strings.Contains(err.Error(), "run it again to resume") {
+		t.Fatalf("interrupted restore: %v", err)
+	}
+	var last snapshots.RestoreProgress
+	prog, err := snapshots.RestoreToFile(context.Background(), e.store, e.codec, si.ID, target, snapshots.RestoreOptions{
+		Parallel: 3, Progress: func(p snapshots.RestoreProgress) { last = p }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if prog.Resumed < 20 || prog.Holes != 8 || prog.DoneChunks != size/chunk-8 || last.DoneBytes != prog.TotalBytes {
+		t.Fatalf("resumed restore: %+v (last progress %+v)", prog, last)
+	}
+	got, err := os.ReadFile(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustEqual(t, "restored file", got, a)
+	if _, err := os.Stat(target + snapshots.RestoreStateSuffix); !os.IsNotExist(err) {
+		t.Fatalf("state file left behind: %v", err)
+	}
+	// Onto an existing file full of other data: holes are written as zeroes.
+	if err := os.WriteFile(target, pattern(12, size), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := snapshots.RestoreToFile(context.Background(), e.store, e.codec, si.ID, target, snapshots.RestoreOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	got, _ = os.ReadFile(target)
+	mustEqual(t, "restored over old data", got, a)
+	// A wrong snapshot id and an unknown one.
+	if _, err := snapshots.RestoreToFile(context.Background(), e.store, e.codec, "snap-nope", target, snapshots.RestoreOptions{}); err == nil {
+		t.Fatal("bad id accepted")
+	}
+	if _, err := snapshots.RestoreToFile(context.Background(), e.store, e.codec, "snap-0000000000000000", target, snapshots.RestoreOptions{}); !errors.Is(err, snapshots.ErrSnapshotNotFound) {
+		t.Fatalf("unknown snapshot: %v", err)
 	}
 }
