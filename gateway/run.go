@@ -76,7 +76,7 @@ func Run(ctx context.Context, cfg *config.Config, opts RunOptions) error {
 	reg := health.New(opts.Clock)
 	metrics := newMetrics(opts.Version, keyring.Config().GatewayID, reg)
 
-	vm, closeData, err := openDataPath(ctx, cfg, store, md, keyring, reg, opts.Clock, logger)
+	vm, codec, closeData, err := openDataPath(ctx, cfg, store, md, keyring, reg, opts.Clock, logger)
 	if err != nil {
 		return err
 	}
@@ -136,6 +136,7 @@ func Run(ctx context.Context, cfg *config.Config, opts RunOptions) error {
 		return err
 	}
 	registerVolumeAPI(srv, vm, iscsiFE)
+	registerSnapshotAPI(srv, vm, store, codec, cfg.Snapshots.GCGrace)
 	if iscsiFE != nil {
 		registerISCSIAPI(srv, iscsiFE)
 	}
@@ -162,26 +163,26 @@ func Run(ctx context.Context, cfg *config.Config, opts RunOptions) error {
 // openDataPath opens the upload buffer, the cache and the volume manager
 // (which replays the buffer). The returned func closes them in order.
 func openDataPath(ctx context.Context, cfg *config.Config, store objstore.Store, md meta.Store, keyring *keys.Keyring,
-	reg *health.Registry, c clock.Clock, logger *slog.Logger) (*volume.Manager, func(), error) {
+	reg *health.Registry, c clock.Clock, logger *slog.Logger) (*volume.Manager, *snapshots.Codec, func(), error) {
 	ublog, err := uploadbuffer.Open(vfs.Default, cfg.Path(cfg.Buffer.Dir), uploadbuffer.Options{
 		Capacity: int64(cfg.Buffer.Size), Logger: logger.With("subsystem", "uploadbuffer"), Health: reg.Register("uploadbuffer"),
 	})
 	if err != nil {
-		return nil, nil, fmt.Errorf("upload buffer: %w", err)
+		return nil, nil, nil, fmt.Errorf("upload buffer: %w", err)
 	}
 	chunkCache, err := cache.Open(vfs.Default, cfg.Path(cfg.Cache.Dir), cache.Options{
 		Capacity: int64(cfg.Cache.Size), Logger: logger.With("subsystem", "cache"), Health: reg.Register("cache"),
 	})
 	if err != nil {
 		ublog.Close()
-		return nil, nil, fmt.Errorf("cache: %w", err)
+		return nil, nil, nil, fmt.Errorf("cache: %w", err)
 	}
 	dk := keyring.Current()
 	codec, err := snapshots.NewCodec(dk.Encryption, dk.ChunkID, snapshots.CodecOptions{})
 	if err != nil {
 		chunkCache.Close()
 		ublog.Close()
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	vm, err := volume.New(ctx, volume.Options{
 		Meta: md, Store: store, Codec: codec, Log: ublog, Cache: chunkCache,
@@ -190,6 +191,10 @@ func openDataPath(ctx context.Context, cfg *config.Config, store objstore.Store,
 		UploadInterval:        cfg.Volumes.UploadInterval,
 		SettleTime:            cfg.Volumes.SettleTime,
 		RecoveryPointInterval: cfg.Volumes.RecoveryPointInterval,
+		HydrateParallel:       cfg.Volumes.HydrateParallel,
+		HydrateBytesPerSec:    int64(cfg.Volumes.HydrateRate),
+		GCInterval:            cfg.Snapshots.GCInterval,
+		GCGrace:               cfg.Snapshots.GCGrace,
 		Clock:                 c,
 		Logger:                logger.With("subsystem", "volume"),
 		Health:                reg.Register("volumes"),
@@ -197,9 +202,9 @@ func openDataPath(ctx context.Context, cfg *config.Config, store objstore.Store,
 	if err != nil {
 		chunkCache.Close()
 		ublog.Close()
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	return vm, func() {
+	return vm, codec, func() {
 		vm.Close()
 		chunkCache.Close()
 		ublog.Close()

@@ -31,6 +31,9 @@ type CreateVolumeRequest struct {
 	Kind      volume.Kind `json:"kind"`
 	ChunkSize int         `json:"chunk_size,omitempty"`
 	Disk      string      `json:"disk,omitempty"`
+	// FromSnapshot restores the new volume from a snapshot (Size 0: the
+	// snapshot's size).
+	FromSnapshot string `json:"from_snapshot,omitempty"`
 	// ISCSI sets the volume's iSCSI access control (CHAP, allowed initiators).
 	ISCSI *ISCSIAccess `json:"iscsi,omitempty"`
 }
@@ -81,7 +84,7 @@ func registerVolumeAPI(srv *admin.Server, vm *volume.Manager, iscsiFE *iscsiFron
 				return
 			}
 		}
-		info, err := vm.Create(r.Context(), volume.CreateOptions{Name: req.Name, Size: req.Size, Kind: req.Kind, ChunkSize: req.ChunkSize, Disk: req.Disk})
+		info, err := vm.Create(r.Context(), volume.CreateOptions{Name: req.Name, Size: req.Size, Kind: req.Kind, ChunkSize: req.ChunkSize, Disk: req.Disk, FromSnapshot: req.FromSnapshot})
 		if err != nil {
 			admin.WriteError(w, httpCode(err), err)
 			return

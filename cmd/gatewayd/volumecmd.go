@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -28,11 +29,16 @@ func newVolumeCmd(g *globals) *cobra.Command {
 		Short: "Create a volume",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			s, err := config.ParseByteSize(size)
-			if err != nil {
-				return fmt.Errorf("--size: %w", err)
+			if size == "" && create.FromSnapshot == "" {
+				return errors.New("--size: how large the volume is, e.g. 100G")
 			}
-			create.Size = int64(s)
+			if size != "" {
+				s, err := config.ParseByteSize(size)
+				if err != nil {
+					return fmt.Errorf("--size: %w", err)
+				}
+				create.Size = int64(s)
+			}
 			if access.CHAPUser != "" || access.CHAPSecret != "" || access.MutualUser != "" || access.MutualSecret != "" || len(access.Initiators) > 0 {
 				create.ISCSI = &access
 			}
@@ -52,17 +58,20 @@ func newVolumeCmd(g *globals) *cobra.Command {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "created %s volume %s (%s, id %s)\n", st.Kind, st.Name, config.ByteSize(st.Size), st.ID)
+			if st.FromSnapshot != "" {
+				fmt.Fprintf(cmd.OutOrStdout(), "restored from snapshot %s: usable now, data arrives on demand\n", st.FromSnapshot)
+			}
 			return nil
 		},
 	}
 	createCmd.Flags().StringVar(&create.Name, "name", "", "volume name (letters, digits, '-', '_', '.')")
-	createCmd.Flags().StringVar(&size, "size", "", "volume size, e.g. 100G")
+	createCmd.Flags().StringVar(&size, "size", "", "volume size, e.g. 100G (with --from-snapshot: default the snapshot's)")
+	createCmd.Flags().StringVar(&create.FromSnapshot, "from-snapshot", "", "restore the new volume from this snapshot (usable at once; data is fetched on demand)")
 	createCmd.Flags().StringVar((*string)(&create.Kind), "kind", "cached", "cached (primary data in S3) or stored (primary data on a local disk)")
 	createCmd.Flags().StringVar(&create.Disk, "disk", "", "stored volumes: existing file or block device (default: a new sparse file in the data dir)")
 	createCmd.Flags().StringVar(&chunk, "chunk-size", "", "chunk size, a power of two from 64K to 4M (default 1M)")
 	accessFlags(createCmd, &access)
 	_ = createCmd.MarkFlagRequired("name")
-	_ = createCmd.MarkFlagRequired("size")
 
 	var output string
 	listCmd := &cobra.Command{
@@ -113,6 +122,17 @@ func newVolumeCmd(g *globals) *cobra.Command {
 				v.Name, v.ID, v.Kind, config.ByteSize(v.Size), config.ByteSize(v.ChunkSize))
 			if v.Kind == volume.Stored {
 				fmt.Fprintf(w, "disk          %s\n", v.Disk)
+			}
+			if v.FromSnapshot != "" {
+				fmt.Fprintf(w, "from snapshot %s\n", v.FromSnapshot)
+			}
+			if h := v.Stats.Hydration; h != nil {
+				state := "complete"
+				if !h.Complete {
+					state = "in progress"
+				}
+				fmt.Fprintf(w, "hydration     %s: %d of %d chunks on the local disk (%.1f%%)\n", state, h.DoneChunks, h.TotalChunks,
+					100*float64(h.DoneChunks)/float64(max(h.TotalChunks, 1)))
 			}
 			fmt.Fprintf(w, "cache hits    %.1f%% (gateway)\nupload buffer %s used (gateway)\n", v.CacheHitPercent, config.ByteSize(v.UploadBufferUsed))
 			fmt.Fprintf(w, "not uploaded  %s in %d chunks waiting\nlast upload   %s\nrecovery pt   %s\nupload errors %d\ncreated       %s\n",

@@ -1,0 +1,457 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/gatewayd/gatewayd/config"
+	"github.com/gatewayd/gatewayd/gateway"
+	"github.com/gatewayd/gatewayd/keys"
+	"github.com/gatewayd/gatewayd/objstore"
+	"github.com/gatewayd/gatewayd/snapshots"
+	"github.com/gatewayd/gatewayd/volume"
+)
+
+func newSnapshotCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "snapshot", Short: "Take, list, verify and schedule volume snapshots"}
+	var output string
+
+	var desc string
+	createCmd := &cobra.Command{
+		Use:   "create VOLUME",
+		Short: "Take a point-in-time snapshot of a volume and upload it (writes continue meanwhile)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var si volume.SnapshotInfo
+			if err := call(cmd, g, http.MethodPost, "/v1/volumes/"+url.PathEscape(args[0])+"/snapshots",
+				gateway.CreateSnapshotRequest{Description: desc}, &si); err != nil {
+				return err
+			}
+			if output == "json" {
+				return writeJSON(cmd.OutOrStdout(), si)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "snapshot %s of volume %s: %d chunks, uploaded %s in %d new chunks\n",
+				si.ID, si.VolumeName, si.Chunks, config.ByteSize(si.UploadedBytes), si.UploadedChunks)
+			return nil
+		},
+	}
+	createCmd.Flags().StringVar(&desc, "description", "", "what the snapshot is for")
+	createCmd.Flags().StringVarP(&output, "output", "o", "text", "text or json")
+
+	var vol string
+	var bucketOnly bool
+	var repo repoFlags
+	listCmd := &cobra.Command{
+		Use:   "list",
+		Short: "List snapshots (--bucket-only: from the object store alone, no daemon needed)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if bucketOnly {
+				return listFromBucket(cmd, g, &repo, vol, output)
+			}
+			path := "/v1/snapshots"
+			if vol != "" {
+				path += "?volume=" + url.QueryEscape(vol)
+			}
+			var list []volume.SnapshotInfo
+			if err := call(cmd, g, http.MethodGet, path, nil, &list); err != nil {
+				return err
+			}
+			if output == "json" {
+				return writeJSON(cmd.OutOrStdout(), list)
+			}
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "ID\tVOLUME\tCREATED\tSIZE\tUPLOADED\tBY\tDESCRIPTION")
+			for _, si := range list {
+				by := "hand"
+				if si.Schedule != "" {
+					by = si.Schedule
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", si.ID, si.VolumeName, si.Created.Format(time.RFC3339),
+					config.ByteSize(si.Size), config.ByteSize(si.UploadedBytes), by, si.Description)
+			}
+			return tw.Flush()
+		},
+	}
+	listCmd.Flags().StringVar(&vol, "volume", "", "only this volume's snapshots")
+	listCmd.Flags().BoolVar(&bucketOnly, "bucket-only", false, "read the snapshot manifests from the object store, without a running gatewayd")
+	listCmd.Flags().StringVarP(&output, "output", "o", "text", "text or json")
+	repo.register(listCmd)
+
+	infoCmd := &cobra.Command{
+		Use:   "info ID",
+		Short: "Show a snapshot",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var si volume.SnapshotInfo
+			if err := call(cmd, g, http.MethodGet, "/v1/snapshots/"+url.PathEscape(args[0]), nil, &si); err != nil {
+				return err
+			}
+			if output == "json" {
+				return writeJSON(cmd.OutOrStdout(), si)
+			}
+			w := cmd.OutOrStdout()
+			fmt.Fprintf(w, "id            %s\nvolume        %s (%s, %s)\ncreated       %s\nsize          %s\nchunk size    %s\n",
+				si.ID, si.VolumeName, si.VolumeID, si.VolumeKind, si.Created.Format(time.RFC3339), config.ByteSize(si.Size), config.ByteSize(si.ChunkSize))
+			fmt.Fprintf(w, "chunks        %d (the rest are holes)\nuploaded      %s in %d new chunks\nmap pages     %d\n",
+				si.Chunks, config.ByteSize(si.UploadedBytes), si.UploadedChunks, len(si.Pages))
+			if si.Parent != "" {
+				fmt.Fprintf(w, "parent        %s\n", si.Parent)
+			}
+			if si.Schedule != "" {
+				fmt.Fprintf(w, "taken by      schedule (%s)\n", si.Schedule)
+			}
+			if si.Description != "" {
+				fmt.Fprintf(w, "description   %s\n", si.Description)
+			}
+			return nil
+		},
+	}
+	infoCmd.Flags().StringVarP(&output, "output", "o", "text", "text or json")
+
+	deleteCmd := &cobra.Command{
+		Use:   "delete ID",
+		Short: "Delete a snapshot (garbage collection frees the data no other snapshot or volume uses)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := call(cmd, g, http.MethodDelete, "/v1/snapshots/"+url.PathEscape(args[0]), nil, nil); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "deleted snapshot %s\n", args[0])
+			return nil
+		},
+	}
+
+	var parallel int
+	verifyCmd := &cobra.Command{
+		Use:   "verify ID",
+		Short: "Fetch and authenticate every chunk and map page of a snapshot; report what is missing or corrupt",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var rep snapshots.VerifyReport
+			path := fmt.Sprintf("/v1/snapshots/%s/verify?parallel=%d", url.PathEscape(args[0]), parallel)
+			if err := call(cmd, g, http.MethodPost, path, nil, &rep); err != nil {
+				return err
+			}
+			return printVerify(cmd.OutOrStdout(), args[0], rep, output)
+		},
+	}
+	verifyCmd.Flags().IntVar(&parallel, "parallel", 8, "chunks fetched at once")
+	verifyCmd.Flags().StringVarP(&output, "output", "o", "text", "text or json")
+
+	cmd.AddCommand(createCmd, listCmd, infoCmd, deleteCmd, verifyCmd, newScheduleCmd(g), newSchedulesCmd(g))
+	return cmd
+}
+
+func printVerify(w io.Writer, id string, rep snapshots.VerifyReport, output string) error {
+	if output == "json" {
+		if err := writeJSON(w, rep); err != nil {
+			return err
+		}
+	} else {
+		for _, p := range rep.Problems {
+			where := ""
+			if p.Chunk != nil {
+				where = fmt.Sprintf(" (chunk %d)", *p.Chunk)
+			}
+			fmt.Fprintf(w, "%s %s%s: %s\n", strings.ToUpper(p.What), p.Object, where, p.Err)
+		}
+		fmt.Fprintf(w, "snapshot %s: %d map pages, %d chunks, %s checked, %d problems\n",
+			id, rep.Pages, rep.Chunks, config.ByteSize(rep.BytesChecked), len(rep.Problems))
+	}
+	if !rep.OK() {
+		return fmt.Errorf("snapshot %s failed verification: %d objects missing or corrupt", id, len(rep.Problems))
+	}
+	return nil
+}
+
+func newScheduleCmd(g *globals) *cobra.Command {
+	var every time.Duration
+	var keep int
+	var off bool
+	cmd := &cobra.Command{
+		Use:   "schedule VOLUME --every 1h --keep 24",
+		Short: "Snapshot a volume on a schedule, keeping the newest --keep of the scheduled snapshots (--off stops it)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			path := "/v1/volumes/" + url.PathEscape(args[0]) + "/schedule"
+			if off {
+				if err := call(cmd, g, http.MethodDelete, path, nil, nil); err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "volume %s: no schedule (its snapshots stay)\n", args[0])
+				return nil
+			}
+			if every == 0 || keep == 0 {
+				return errors.New("give --every and --keep, or --off")
+			}
+			var s volume.Schedule
+			if err := call(cmd, g, http.MethodPut, path, gateway.ScheduleRequest{Every: volume.Duration(every), Keep: keep}, &s); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "volume %s: a snapshot every %s, keeping %d\n", s.VolumeName, time.Duration(s.Every), s.Keep)
+			return nil
+		},
+	}
+	cmd.Flags().DurationVar(&every, "every", 0, "interval, e.g. 1h (at least 1m)")
+	cmd.Flags().IntVar(&keep, "keep", 0, "how many scheduled snapshots to keep")
+	cmd.Flags().BoolVar(&off, "off", false, "remove the volume's schedule")
+	return cmd
+}
+
+func newSchedulesCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "schedules",
+		Short: "List snapshot schedules",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var list []volume.Schedule
+			if err := call(cmd, g, http.MethodGet, "/v1/schedules", nil, &list); err != nil {
+				return err
+			}
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "VOLUME\tEVERY\tKEEP\tLAST RUN\tNEXT RUN\tLAST ERROR")
+			for _, s := range list {
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\n", s.VolumeName, time.Duration(s.Every), s.Keep, ago(s.LastRun),
+					s.NextRun.Format(time.RFC3339), s.LastError)
+			}
+			return tw.Flush()
+		},
+	}
+}
+
+func newGCCmd(g *globals) *cobra.Command {
+	var req gateway.GCRequest
+	var grace time.Duration
+	cmd := &cobra.Command{
+		Use:   "gc",
+		Short: "Delete chunks and map pages no snapshot or volume references (older than the grace period)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if cmd.Flags().Changed("grace") {
+				d := volume.Duration(grace)
+				req.Grace = &d
+			}
+			var st snapshots.GCStats
+			if err := call(cmd, g, http.MethodPost, "/v1/gc", req, &st); err != nil {
+				return err
+			}
+			verb := "deleted"
+			if st.DryRun {
+				verb = "would delete"
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%d manifests, %d objects: %d live, %d unreferenced but young; %s %d (%s)\n",
+				st.Manifests, st.Candidates, st.Live, st.KeptYoung, verb, st.Deleted, config.ByteSize(st.BytesDeleted))
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&req.DryRun, "dry-run", false, "count what would be deleted, delete nothing")
+	cmd.Flags().DurationVar(&grace, "grace", 0, "keep unreferenced objects younger than this (default snapshots.gc_grace)")
+	return cmd
+}
+
+// repoFlags are what the commands that read the object store without a
+// daemon need beyond the data directory's config: where the bucket is and
+// where the key comes from.
+type repoFlags struct {
+	o             overrides
+	keyFile       string
+	passphraseEnv string
+}
+
+func (r *repoFlags) register(cmd *cobra.Command) {
+	fs := cmd.Flags()
+	fs.StringVar(&r.o.storeURL, "store", "", "object store: file://DIR or s3://BUCKET[/PREFIX] (default: the data directory's config)")
+	fs.StringVar(&r.o.s3Endpoint, "s3-endpoint", "", "S3 endpoint URL (empty: AWS)")
+	fs.StringVar(&r.o.s3Region, "s3-region", "", "S3 region")
+	fs.BoolVar(&r.o.s3PathStyle, "s3-path-style", false, "path-style S3 addressing")
+	fs.StringVar(&r.o.s3AccessKey, "s3-access-key", "", "S3 access key id (empty: default AWS credential chain)")
+	fs.StringVar(&r.o.s3SecretKey, "s3-secret-key", "", "S3 secret access key")
+	fs.StringVar(&r.keyFile, "key-file", "", "master key file (default: the data directory's)")
+	fs.StringVar(&r.passphraseEnv, "passphrase-env", "", "environment variable holding the passphrase the master key derives from")
+}
+
+// open opens the object store and the keys the way serve does, without
+// metadata or a daemon.
+func (r *repoFlags) open(cmd *cobra.Command, g *globals) (objstore.Store, *snapshots.Codec, error) {
+	cfg, err := loadConfig(cmd, g, nil, false)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := r.o.apply(cmd, cfg); err != nil {
+		return nil, nil, err
+	}
+	if r.keyFile != "" {
+		abs, err := filepath.Abs(r.keyFile)
+		if err != nil {
+			return nil, nil, err
+		}
+		cfg.Keys.MasterKeyFile, cfg.Keys.PassphraseEnv = abs, ""
+	}
+	if r.passphraseEnv != "" {
+		cfg.Keys.PassphraseEnv = r.passphraseEnv
+	}
+	logger := gateway.NewLogger(cmd.ErrOrStderr(), "warn")
+	store, err := gateway.OpenStore(cmd.Context(), cfg, logger)
+	if err != nil {
+		return nil, nil, err
+	}
+	master, err := gateway.LoadMasterKey(cmd.Context(), cfg, store)
+	if err != nil {
+		return nil, nil, err
+	}
+	keyring, err := keys.OpenBucket(cmd.Context(), store, master)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", store, err)
+	}
+	dk := keyring.Current()
+	codec, err := snapshots.NewCodec(dk.Encryption, dk.ChunkID, snapshots.CodecOptions{})
+	return store, codec, err
+}
+
+func listFromBucket(cmd *cobra.Command, g *globals, repo *repoFlags, vol, output string) error {
+	store, codec, err := repo.open(cmd, g)
+	if err != nil {
+		return err
+	}
+	good, bad, err := snapshots.ListSnapshots(cmd.Context(), store, codec)
+	if err != nil {
+		return err
+	}
+	var rows []snapshots.Listed
+	for _, l := range good {
+		if vol == "" || l.Manifest.VolumeName == vol || l.Manifest.VolumeID == vol {
+			rows = append(rows, l)
+		}
+	}
+	if output == "json" {
+		type row struct {
+			ID string `json:"id"`
+			snapshots.Manifest
+		}
+		out := []row{}
+		for _, l := range rows {
+			out = append(out, row{l.ID, l.Manifest})
+		}
+		if err := writeJSON(cmd.OutOrStdout(), out); err != nil {
+			return err
+		}
+	} else {
+		tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "ID\tVOLUME\tCREATED\tSIZE\tDESCRIPTION")
+		for _, l := range rows {
+			m := l.Manifest
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", l.ID, m.VolumeName, m.Created.Format(time.RFC3339), config.ByteSize(m.Size), m.Description)
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
+	for _, l := range bad {
+		fmt.Fprintf(cmd.ErrOrStderr(), "gatewayd: snapshot %s: %v\n", l.ID, l.Err)
+	}
+	if len(bad) > 0 {
+		return fmt.Errorf("%d snapshot manifests could not be read", len(bad))
+	}
+	return nil
+}
+
+func newRestoreCmd(g *globals) *cobra.Command {
+	var repo repoFlags
+	var to string
+	var parallel int
+	var quiet bool
+	cmd := &cobra.Command{
+		Use:   "restore SNAPSHOT --to PATH",
+		Short: "Disaster recovery: write a snapshot onto a local disk or image file from the bucket alone (no daemon)",
+		Long: "Reads the snapshot from the object store with the master key (or passphrase) and writes it to PATH:\n" +
+			"a block device, an existing file (overwritten) or a new file (sparse: holes are skipped).\n" +
+			"Every chunk is authenticated before it is written. An interrupted restore resumes when run again\n" +
+			"(progress is kept in PATH" + snapshots.RestoreStateSuffix + ").",
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if to == "" {
+				return errors.New("--to: where to write the snapshot")
+			}
+			store, codec, err := repo.open(cmd, g)
+			if err != nil {
+				return err
+			}
+			bar := &progressBar{w: cmd.ErrOrStderr(), quiet: quiet}
+			prog, err := snapshots.RestoreToFile(cmd.Context(), store, codec, args[0], to, snapshots.RestoreOptions{
+				Parallel: parallel, Progress: bar.update,
+			})
+			bar.done()
+			if err != nil {
+				return err
+			}
+			rate := float64(prog.DoneBytes-resumedBytes(prog)) / max(prog.Elapsed.Seconds(), 0.001)
+			fmt.Fprintf(cmd.OutOrStdout(), "restored snapshot %s to %s: %s in %d chunks (%d holes skipped), %s/s, %s\n",
+				args[0], to, config.ByteSize(prog.DoneBytes), prog.DoneChunks, prog.Holes, config.ByteSize(int64(rate)), prog.Elapsed.Round(time.Millisecond))
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&to, "to", "", "block device or image file to write")
+	cmd.Flags().IntVar(&parallel, "parallel", 8, "chunks downloaded at once")
+	cmd.Flags().BoolVar(&quiet, "quiet", false, "no progress bar")
+	repo.register(cmd)
+	return cmd
+}
+
+func resumedBytes(p snapshots.RestoreProgress) int64 {
+	if p.TotalChunks == 0 {
+		return 0
+	}
+	return p.TotalBytes * int64(p.Resumed) / int64(p.TotalChunks)
+}
+
+// progressBar draws one line on a terminal: percent, bytes, rate and ETA.
+type progressBar struct {
+	w     io.Writer
+	quiet bool
+	drawn bool
+}
+
+func (b *progressBar) update(p snapshots.RestoreProgress) {
+	if b.quiet {
+		return
+	}
+	pct := 100.0
+	if p.TotalBytes > 0 {
+		pct = 100 * float64(p.DoneBytes) / float64(p.TotalBytes)
+	}
+	rate := float64(p.DoneBytes-resumedBytes(p)) / max(p.Elapsed.Seconds(), 0.001)
+	eta := "--"
+	if rate > 0 {
+		eta = (time.Duration(float64(p.TotalBytes-p.DoneBytes)/rate) * time.Second).Round(time.Second).String()
+	}
+	const width = 30
+	filled := int(pct / 100 * width)
+	fmt.Fprintf(b.w, "\r[%s%s] %5.1f%% %s / %s  %s/s  ETA %s   ", strings.Repeat("#", filled), strings.Repeat(".", width-filled),
+		pct, config.ByteSize(p.DoneBytes), config.ByteSize(p.TotalBytes), config.ByteSize(int64(rate)), eta)
+	b.drawn = true
+}
+
+func (b *progressBar) done() {
+	if b.drawn {
+		fmt.Fprintln(b.w)
+	}
+}
+
+// call sends one admin API request and decodes the answer into out.
+func call(cmd *cobra.Command, g *globals, method, path string, body, out any) error {
+	c, err := adminClient(cmd, g)
+	if err != nil {
+		return err
+	}
+	return c.Do(cmd.Context(), method, path, body, out)
+}
