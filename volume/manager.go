@@ -88,6 +88,10 @@ type Manager struct {
 
 	bg sync.WaitGroup // hydrators
 
+	schedMu       sync.Mutex // one RunSchedules at a time
+	lastSchedules time.Time  // uploader loop only
+	lastGC        time.Time  // uploader loop only
+
 	afterCapture func() // tests: runs between a snapshot's instant and its upload
 
 	kick     chan struct{}
@@ -178,8 +182,6 @@ func New(ctx context.Context, opts Options) (*Manager, error) {
 			go m.hydrate(v)
 		}
 	}
-	m.bg.Add(1)
-	go m.scheduleLoop()
 	return m, nil
 }
 
@@ -311,6 +313,14 @@ func (m *Manager) Create(ctx context.Context, o CreateOptions) (Info, error) {
 		v.close()
 		return Info{}, err
 	}
+	if info.Kind == Stored && !info.OwnsDisk && o.FromSnapshot == "" {
+		// An existing disk holds data the object store has never seen:
+		// every chunk goes up (all-zero ones become holes).
+		if err := m.markAllDirty(ctx, info); err != nil {
+			v.close()
+			return Info{}, err
+		}
+	}
 	if err := m.putInfo(ctx, info); err != nil {
 		v.close()
 		return Info{}, err
@@ -326,6 +336,24 @@ func (m *Manager) Create(ctx context.Context, o CreateOptions) (Info, error) {
 		go m.hydrate(v)
 	}
 	return info, nil
+}
+
+func (m *Manager) markAllDirty(ctx context.Context, info Info) error {
+	chunks := uint64((info.Size + int64(info.ChunkSize) - 1) / int64(info.ChunkSize))
+	for first := uint64(0); first < chunks; first += meta.MaxTxnWrites {
+		err := m.opts.Meta.Update(ctx, func(tx meta.Txn) error {
+			for i := first; i < min(chunks, first+meta.MaxTxnWrites); i++ {
+				if err := tx.Set(dirtyKey(info.ID, i), nil); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("volume %s: record the disk's chunks for upload: %w", info.Name, err)
+		}
+	}
+	return nil
 }
 
 // seed writes a restored volume's chunk map, and for a stored volume the

@@ -110,6 +110,8 @@ func (s Schedule) next() time.Time {
 // schedule no longer keeps. The manager runs it every few seconds of its
 // clock; tests call it after moving a fake clock.
 func (m *Manager) RunSchedules(ctx context.Context) error {
+	m.schedMu.Lock()
+	defer m.schedMu.Unlock()
 	all, err := m.Schedules(ctx)
 	if err != nil {
 		return err
@@ -162,28 +164,23 @@ func (m *Manager) prune(ctx context.Context, s Schedule) error {
 	return nil
 }
 
-// scheduleLoop runs the schedules and, every gcInterval, garbage
-// collection, until the manager closes.
-func (m *Manager) scheduleLoop() {
-	defer m.bg.Done()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go func() { <-m.stop; cancel() }()
-	lastGC := m.opts.Clock.Now()
-	for {
-		select {
-		case <-m.stop:
-			return
-		case <-m.opts.Clock.After(10 * time.Second):
-		}
+// housekeeping runs, from the uploader's loop, the snapshot schedules
+// and, every GCInterval, garbage collection.
+func (m *Manager) housekeeping(ctx context.Context) {
+	now := m.opts.Clock.Now()
+	if now.Sub(m.lastSchedules) >= 10*time.Second {
+		m.lastSchedules = now
 		if err := m.RunSchedules(ctx); err != nil && ctx.Err() == nil {
 			m.log.Warn("snapshot schedules", "err", err)
 		}
-		if m.opts.GCInterval > 0 && m.opts.Clock.Now().Sub(lastGC) >= m.opts.GCInterval {
-			lastGC = m.opts.Clock.Now()
-			if _, err := m.CollectGarbage(ctx, m.opts.GCGrace, false); err != nil && ctx.Err() == nil {
-				m.log.Warn("garbage collection", "err", err)
-			}
+	}
+	if m.lastGC.IsZero() {
+		m.lastGC = now
+	}
+	if m.opts.GCInterval > 0 && now.Sub(m.lastGC) >= m.opts.GCInterval {
+		m.lastGC = now
+		if _, err := m.CollectGarbage(ctx, m.opts.GCGrace, false); err != nil && ctx.Err() == nil {
+			m.log.Warn("garbage collection", "err", err)
 		}
 	}
 }

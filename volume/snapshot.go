@@ -87,6 +87,15 @@ func (m *Manager) CreateSnapshot(ctx context.Context, nameOrID string, o Snapsho
 		pin.add(ref.ID)
 	}
 
+	// The snapshot does this round's uploading: the uploader waits rather
+	// than upload the same chunks beside it.
+	m.roundMu.Lock()
+	roundHeld := true
+	defer func() {
+		if roundHeld {
+			m.roundMu.Unlock()
+		}
+	}()
 	if v.info.Kind == Stored {
 		// Move pending writes to the dirty set first, so chunks the
 		// snapshot uploads are not queued for upload again.
@@ -112,7 +121,10 @@ func (m *Manager) CreateSnapshot(ctx context.Context, nameOrID string, o Snapsho
 		Description: o.Description, Schedule: o.Schedule, Parent: parent.ID,
 	}
 	si.Created = m.opts.Clock.Now().UTC()
-	if err := v.takeFrozen(ctx, cow, ids, pin, &si); err != nil {
+	err = v.takeFrozen(ctx, cow, ids, pin, &si)
+	m.roundMu.Unlock()
+	roundHeld = false
+	if err != nil {
 		return SnapshotInfo{}, fmt.Errorf("volume %s: snapshot: %w", info.Name, err)
 	}
 	si.Chunks = len(ids)

@@ -635,3 +635,28 @@ func TestRestoreToFile(t *testing.T) {
 		t.Fatalf("unknown snapshot: %v", err)
 	}
 }
+
+// A stored volume made on an existing disk snapshots the data already on
+// it, not an empty map.
+func TestSnapshotOfExistingDisk(t *testing.T) {
+	const size, chunk = 4 << 20, 64 << 10
+	e := newEnv(t, 64<<20, 64<<20)
+	e.start()
+	data := pattern(21, size)
+	clear(data[chunk : 2*chunk])
+	path := t.TempDir() + "/existing.img"
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.m.Create(context.Background(), CreateOptions{Name: "ex", Kind: Stored, Size: size, ChunkSize: chunk, Disk: path}); err != nil {
+		t.Fatal(err)
+	}
+	si, err := e.m.CreateSnapshot(context.Background(), "ex", SnapshotOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if si.Chunks != size/chunk-1 {
+		t.Fatalf("snapshot of an existing disk has %d chunks, want %d", si.Chunks, size/chunk-1)
+	}
+	mustEqual(t, "restored existing disk", readAll(t, e.restore("exr", si.ID, Cached), 1<<20), data)
+}

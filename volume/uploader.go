@@ -84,6 +84,7 @@ func (m *Manager) uploadLoop() {
 			m.log.Warn("upload round", "err", err)
 		}
 		m.recoveryPointsDue(ctx)
+		m.housekeeping(ctx)
 	}
 }
 
