@@ -309,3 +309,11 @@ func (b *syncBuffer) tail() string {
 	}
 	return out
 }
+
+// StartServer starts a server outside a test (benchmarks); the caller
+// stops it.
+func StartServer() (*Server, error) { return start() }
+
+// BucketDir is where the server keeps a bucket's objects on disk, for
+// measuring how much a writer stored.
+func (s *Server) BucketDir(bucket string) string { return filepath.Join(s.dataDir, "data", bucket) }
