@@ -19,7 +19,7 @@ import (
 )
 
 // A snapshot is the volume's data at the instant CreateSnapshot takes the
-// barrier. At that instant the snapshot records the chunk map (chunks
+// volume's lock (see capture). At that instant the snapshot records the chunk map (chunks
 // already uploaded, by id) and the set of chunks changed but not yet
 // uploaded ("frozen"). Frozen chunks are then uploaded as they were at the
 // instant: a write that reaches a frozen chunk first copies the chunk's
@@ -87,15 +87,6 @@ func (m *Manager) CreateSnapshot(ctx context.Context, nameOrID string, o Snapsho
 		pin.add(ref.ID)
 	}
 
-	// The snapshot does this round's uploading: the uploader waits rather
-	// than upload the same chunks beside it.
-	m.roundMu.Lock()
-	roundHeld := true
-	defer func() {
-		if roundHeld {
-			m.roundMu.Unlock()
-		}
-	}()
 	if v.info.Kind == Stored {
 		// Move pending writes to the dirty set first, so chunks the
 		// snapshot uploads are not queued for upload again.
@@ -122,8 +113,6 @@ func (m *Manager) CreateSnapshot(ctx context.Context, nameOrID string, o Snapsho
 	}
 	si.Created = m.opts.Clock.Now().UTC()
 	err = v.takeFrozen(ctx, cow, ids, pin, &si)
-	m.roundMu.Unlock()
-	roundHeld = false
 	if err != nil {
 		return SnapshotInfo{}, fmt.Errorf("volume %s: snapshot: %w", info.Name, err)
 	}
@@ -159,31 +148,37 @@ func (m *Manager) CreateSnapshot(ctx context.Context, nameOrID string, o Snapsho
 
 // capture records the volume's state at one instant: the uploaded chunk
 // map and the chunks changed since, which become copy-on-write.
+//
+// It holds v.mu throughout, which makes the instant: every change records
+// itself in meta first and in v.mu's maps after (an upload commits the map
+// entry, then forgets the chunk's generation; a checkpoint records the
+// dirty set, then forgets the pending writes), so a chunk whose change is
+// not yet in the map read here is still in gens, pending or the dirty set.
 func (v *Volume) capture(ctx context.Context, pin *pinSet) (Info, snapshots.ChunkMap, *cowState, error) {
-	v.barrier.Lock()
-	defer v.barrier.Unlock()
-	info := v.Info()
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	info := v.info
 	ids := snapshots.ChunkMap{}
+	cow := &cowState{frozen: map[uint64]bool{}, saved: map[uint64][]byte{}}
+	// One view for the map and the dirty set: an upload commits both at once.
 	err := v.m.opts.Meta.View(ctx, func(tx meta.Txn) error {
-		return iterateMap(tx, info.ID, func(index uint64, id snapshots.ChunkID) error {
+		err := iterateMap(tx, info.ID, func(index uint64, id snapshots.ChunkID) error {
 			ids[index] = id
 			return nil
+		})
+		if err != nil || info.Kind != Stored {
+			return err
+		}
+		prefix := dirtyPrefix(info.ID)
+		return tx.Iterate(prefix, func(k, _ []byte) error {
+			i, err := indexFromKey(prefix, k)
+			cow.frozen[i] = true
+			return err
 		})
 	})
 	if err != nil {
 		return info, nil, nil, err
 	}
-	cow := &cowState{frozen: map[uint64]bool{}, saved: map[uint64][]byte{}}
-	if info.Kind == Stored {
-		dirty, err := v.dirtySet(ctx)
-		if err != nil {
-			return info, nil, nil, err
-		}
-		for _, i := range dirty {
-			cow.frozen[i] = true
-		}
-	}
-	v.mu.Lock()
 	for i := range v.pending {
 		cow.frozen[i] = true
 	}
@@ -191,7 +186,6 @@ func (v *Volume) capture(ctx context.Context, pin *pinSet) (Info, snapshots.Chun
 		cow.frozen[i] = true
 	}
 	v.cow = cow
-	v.mu.Unlock()
 	for _, id := range ids {
 		pin.add(id)
 	}

@@ -660,3 +660,64 @@ func TestSnapshotOfExistingDisk(t *testing.T) {
 	}
 	mustEqual(t, "restored existing disk", readAll(t, e.restore("exr", si.ID, Cached), 1<<20), data)
 }
+
+// Snapshots taken while the cache is full of data not yet uploaded and
+// writes wait for room finish, and so do the writes.
+func TestSnapshotUnderCachePressure(t *testing.T) {
+	const size, chunk = 8 << 20, 64 << 10
+	e := newEnv(t, 64<<20, 1<<20) // the cache holds 16 of the 128 chunks
+	e.opts = func(o *Options) { o.UploadInterval, o.SettleTime = 10*time.Millisecond, time.Millisecond }
+	e.start()
+	v := e.create("p", Cached, size, chunk)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	werr := make(chan error, 1)
+	var writes atomic.Int64
+	go func() {
+		r := rand.New(rand.NewPCG(30, 30))
+		for ctx.Err() == nil {
+			off := int64(r.IntN(size/4096)) * 4096
+			if err := v.WriteAt(context.Background(), pattern(r.Uint64(), 16<<10)[:min(16<<10, size-int(off))], off); err != nil {
+				werr <- err
+				return
+			}
+			writes.Add(1)
+		}
+		werr <- nil
+	}()
+	done := make(chan error, 1)
+	go func() {
+		for i := range 3 {
+			for writes.Load() < int64(100*(i+1)) { // the cache is full and writes wait
+				time.Sleep(time.Millisecond)
+			}
+			si, err := e.m.CreateSnapshot(context.Background(), "p", SnapshotOptions{})
+			if err != nil {
+				done <- err
+				return
+			}
+			rep, err := snapshots.Verify(context.Background(), e.store, e.codec, snapshots.SnapshotKey(si.ID), 2)
+			if err == nil && !rep.OK() {
+				err = fmt.Errorf("verify: %+v", rep)
+			}
+			if err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(2 * time.Minute): // a deadlock, not a slow machine
+		t.Fatal("snapshots under cache pressure did not finish")
+	}
+	cancel()
+	if err := <-werr; err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d writes during 3 snapshots", writes.Load())
+}

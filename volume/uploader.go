@@ -271,6 +271,28 @@ func (v *Volume) chunkData(index uint64) (data []byte, gen uint64, cacheGen uint
 // records it in the chunk map and releases it. It returns the bytes it put.
 func (v *Volume) uploadChunk(ctx context.Context, index uint64) (int64, error) {
 	m := v.m
+	for {
+		v.mu.Lock()
+		busy := v.uploading[index]
+		if busy == nil {
+			done := make(chan struct{})
+			v.uploading[index] = done
+			v.mu.Unlock()
+			defer func() {
+				v.mu.Lock()
+				delete(v.uploading, index)
+				v.mu.Unlock()
+				close(done)
+			}()
+			break
+		}
+		v.mu.Unlock()
+		select { // another upload of it is running: wait, then look again
+		case <-busy:
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		}
+	}
 	data, gen, cacheGen, ok, err := v.chunkData(index)
 	if err != nil || !ok {
 		return 0, err
@@ -297,9 +319,6 @@ func (v *Volume) uploadChunk(ctx context.Context, index uint64) (int64, error) {
 		put = int64(len(blob))
 	}
 
-	// The barrier before the chunk lock, the order writes take them in.
-	v.barrier.RLock()
-	defer v.barrier.RUnlock()
 	unlock := v.locks.lock(index)
 	defer unlock()
 	v.mu.Lock()

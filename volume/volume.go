@@ -29,12 +29,13 @@ type Volume struct {
 	lastUpload   atomic.Int64 // unix nanoseconds
 	uploadErrors atomic.Uint64
 
-	// barrier orders changes against a snapshot's capture: writes, unmaps
-	// and upload commits hold it shared; the capture holds it alone, so
-	// the chunk map and the dirty set it reads are one instant's.
-	barrier sync.RWMutex
-	snapMu  sync.Mutex // one snapshot of the volume at a time
-	cow     *cowState  // the snapshot being taken, under mu
+	snapMu sync.Mutex // one snapshot of the volume at a time
+	cow    *cowState  // the snapshot being taken, under mu
+
+	// uploading holds a channel per chunk being uploaded, closed when the
+	// upload ends, so the uploader and a snapshot never upload one chunk
+	// twice at once.
+	uploading map[uint64]chan struct{}
 
 	hyd *hydration // stored volumes restored from a snapshot and not yet hydrated at open
 
@@ -53,7 +54,8 @@ type pendingChunk struct {
 }
 
 func (m *Manager) openVolume(info Info) (*Volume, error) {
-	v := &Volume{m: m, info: info, pending: map[uint64]pendingChunk{}, gens: map[uint64]uint64{}, gone: make(chan struct{})}
+	v := &Volume{m: m, info: info, pending: map[uint64]pendingChunk{}, gens: map[uint64]uint64{}, gone: make(chan struct{}),
+		uploading: map[uint64]chan struct{}{}}
 	if info.Kind == Stored {
 		f, err := m.opts.FS.OpenReadWrite(info.Disk)
 		if err != nil {
@@ -206,8 +208,6 @@ func (v *Volume) WriteAt(ctx context.Context, p []byte, off int64) error {
 
 // apply puts a logged write onto the cache or disk (also used by replay).
 func (v *Volume) apply(ctx context.Context, lsn uploadbuffer.LSN, p []byte, off int64) error {
-	v.barrier.RLock()
-	defer v.barrier.RUnlock()
 	return v.applyWrite(ctx, lsn, p, off)
 }
 
@@ -271,8 +271,6 @@ func (v *Volume) Unmap(ctx context.Context, off, n int64) error {
 var zeroChunk = make([]byte, snapshots.MaxChunkSize)
 
 func (v *Volume) applyUnmap(ctx context.Context, lsn uploadbuffer.LSN, off, n int64) error {
-	v.barrier.RLock()
-	defer v.barrier.RUnlock()
 	cs := int64(v.info.ChunkSize)
 	return v.forEachChunk(off, n, func(index uint64, chunkOff, _, length int64) error {
 		if length < cs || v.info.Kind == Stored {
