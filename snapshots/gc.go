@@ -28,8 +28,8 @@ import (
 
 // Roots are ids live outside the repository's manifests.
 type Roots struct {
-	Chunks map[ChunkID]bool
-	Pages  map[ChunkID]bool
+	Chunks map[ChunkID]bool // live ids (chunks, or pages whose chunks are live otherwise)
+	Pages  map[ChunkID]bool // live map pages: GC reads them and keeps their chunks too
 }
 
 // GCOptions tune a collection.
@@ -131,6 +131,22 @@ func CollectGarbage(ctx context.Context, store objstore.Store, codec *Codec, opt
 		}
 		for id := range roots.Pages {
 			live[id] = true
+			if seenPages[id] {
+				continue
+			}
+			seenPages[id] = true
+			b, err := objstore.GetAll(ctx, store, PageKey(id))
+			if err == nil {
+				var p Page
+				if p, err = codec.OpenPage(id, b); err == nil {
+					for _, cid := range p.Entries {
+						live[cid] = true
+					}
+				}
+			}
+			if err != nil {
+				return st, fmt.Errorf("gc: stopped without deleting anything: map page %s of a restored volume: %w", id, err)
+			}
 		}
 	}
 

@@ -72,7 +72,8 @@ type WriteStats struct {
 
 // WritePages seals m's pages and uploads those not in known (page ids the
 // caller knows exist, such as the parent manifest's), returning the refs
-// for a manifest. pin, if not nil, is told each page id before its upload.
+// for a manifest. pin, if not nil, is told each page id before its upload
+// or its existence check, so garbage collection keeps it.
 func WritePages(ctx context.Context, store objstore.Store, codec *Codec, m ChunkMap, known map[ChunkID]bool, pin func(ChunkID)) ([]PageRef, WriteStats, error) {
 	var st WriteStats
 	var refs []PageRef
@@ -85,6 +86,12 @@ func WritePages(ctx context.Context, store objstore.Store, codec *Codec, m Chunk
 			pin(id)
 		}
 		if !known[id] {
+			// A page equal to one already stored (another volume's, a
+			// restored volume's source) is not uploaded again.
+			if _, err := store.Stat(ctx, PageKey(id)); err == nil {
+				refs = append(refs, PageRef{First: p.First, ID: id})
+				continue
+			}
 			if err := store.Put(ctx, PageKey(id), bytes.NewReader(blob), int64(len(blob))); err != nil {
 				return nil, st, fmt.Errorf("upload map page: %w", err)
 			}

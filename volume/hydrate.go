@@ -55,16 +55,24 @@ func (v *Volume) loadHydration(ctx context.Context) error {
 			return nil
 		})
 	})
-	if err != nil || len(pending) == 0 {
+	if err != nil {
 		return err
 	}
-	v.hyd = newHydration(pending, v.info.HydrationTotal)
+	v.mu.Lock()
+	_, inBase := v.baseRefsLocked()
+	v.mu.Unlock()
+	if len(pending)+inBase == 0 {
+		return nil
+	}
+	v.hyd = newHydration(pending, len(pending)+inBase, v.info.HydrationTotal)
 	return nil
 }
 
-func newHydration(pending map[uint64]bool, total int) *hydration {
-	h := &hydration{pending: pending, total: max(total, len(pending))}
-	h.left.Store(int64(len(pending)))
+// newHydration tracks left chunks still to copy (those in pending and in
+// unexpanded base pages) out of total.
+func newHydration(pending map[uint64]bool, left, total int) *hydration {
+	h := &hydration{pending: pending, total: max(total, left)}
+	h.left.Store(int64(left))
 	return h
 }
 
@@ -74,6 +82,9 @@ func (v *Volume) ensureHydrated(ctx context.Context, index uint64) error {
 	h := v.hyd
 	if h == nil {
 		return nil
+	}
+	if err := v.expandPageOf(ctx, index); err != nil {
+		return err
 	}
 	h.mu.Lock()
 	need := h.pending[index]
@@ -148,7 +159,8 @@ func (v *Volume) commitHydrated(ctx context.Context) error {
 	return nil
 }
 
-// hydrate is the background pass over a stored volume's missing chunks.
+// hydrate is the background pass over a stored volume's missing chunks:
+// the chunks of pages already expanded, then one base page at a time.
 func (m *Manager) hydrate(v *Volume) {
 	defer m.bg.Done()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -161,66 +173,86 @@ func (m *Manager) hydrate(v *Volume) {
 		cancel()
 	}()
 	h := v.hyd
-	h.mu.Lock()
-	work := make([]uint64, 0, len(h.pending))
-	for i := range h.pending {
-		work = append(work, i)
-	}
-	h.mu.Unlock()
-	sort.Slice(work, func(a, b int) bool { return work[a] < work[b] })
-	m.log.Info("hydrating volume", "volume", v.info.Name, "chunks", len(work))
-
+	m.log.Info("hydrating volume", "volume", v.info.Name, "chunks", h.left.Load())
 	var lim *rate.Limiter
 	if m.opts.HydrateBytesPerSec > 0 {
 		lim = rate.NewLimiter(rate.Limit(m.opts.HydrateBytesPerSec), max(int(m.opts.HydrateBytesPerSec), v.info.ChunkSize))
 	}
-	jobs := make(chan uint64)
-	var wg sync.WaitGroup
 	var failures atomic.Int64
-	for range m.opts.HydrateParallel {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for index := range jobs {
-				if lim != nil {
-					if lim.WaitN(ctx, v.info.ChunkSize) != nil {
-						continue
-					}
-				}
-				unlock := v.locks.lock(index)
-				err := v.ensureHydrated(ctx, index)
-				unlock()
-				if err != nil && ctx.Err() == nil {
-					failures.Add(1)
-					m.log.Warn("hydrate", "volume", v.info.Name, "chunk", index, "err", err)
-				}
-			}
-		}()
+	fail := func(err error, args ...any) {
+		if ctx.Err() == nil {
+			failures.Add(1)
+			m.log.Warn("hydrate", append([]any{"volume", v.info.Name, "err", err}, args...)...)
+		}
 	}
 	lastCommit := m.opts.Clock.Now()
-	for _, index := range work {
-		if ctx.Err() != nil {
-			break
+	// copyAll hydrates a batch of chunks with HydrateParallel workers.
+	copyAll := func(work []uint64) {
+		jobs := make(chan uint64)
+		var wg sync.WaitGroup
+		for range m.opts.HydrateParallel {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for index := range jobs {
+					if lim != nil && lim.WaitN(ctx, v.info.ChunkSize) != nil {
+						continue
+					}
+					unlock := v.locks.lock(index)
+					err := v.ensureHydrated(ctx, index)
+					unlock()
+					if err != nil {
+						fail(err, "chunk", index)
+					}
+				}
+			}()
 		}
-		jobs <- index
-		if now := m.opts.Clock.Now(); now.Sub(lastCommit) >= time.Second {
-			lastCommit = now
-			if err := v.commitHydrated(ctx); err != nil {
-				m.log.Warn("hydrate", "volume", v.info.Name, "err", err)
+		for _, index := range work {
+			if ctx.Err() != nil {
+				break
+			}
+			jobs <- index
+			if now := m.opts.Clock.Now(); now.Sub(lastCommit) >= time.Second {
+				lastCommit = now
+				if err := v.commitHydrated(ctx); err != nil {
+					fail(err)
+				}
 			}
 		}
+		close(jobs)
+		wg.Wait()
 	}
-	close(jobs)
-	wg.Wait()
+	for ctx.Err() == nil && failures.Load() == 0 {
+		h.mu.Lock()
+		work := make([]uint64, 0, len(h.pending))
+		for i := range h.pending {
+			work = append(work, i)
+		}
+		h.mu.Unlock()
+		if len(work) > 0 {
+			sort.Slice(work, func(a, b int) bool { return work[a] < work[b] })
+			copyAll(work)
+			continue
+		}
+		v.mu.Lock()
+		refs, _ := v.baseRefsLocked()
+		v.mu.Unlock()
+		if len(refs) == 0 {
+			break
+		}
+		if err := v.expandPageOf(ctx, refs[0].First); err != nil {
+			fail(err)
+		}
+	}
 	if err := v.commitHydrated(context.WithoutCancel(ctx)); err != nil {
 		m.log.Warn("hydrate", "volume", v.info.Name, "err", err)
 	}
 	if ctx.Err() == nil && failures.Load() == 0 {
 		m.log.Info("volume hydrated", "volume", v.info.Name)
 	} else if ctx.Err() == nil {
-		// Chunks that failed are fetched on first use, and the pass
-		// runs again at the next start.
-		m.log.Warn("hydration incomplete", "volume", v.info.Name, "failed_chunks", failures.Load())
+		// What failed is fetched on first use, and the pass runs again at
+		// the next start.
+		m.log.Warn("hydration incomplete", "volume", v.info.Name, "failures", failures.Load())
 	}
 }
 

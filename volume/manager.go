@@ -154,6 +154,9 @@ func New(ctx context.Context, opts Options) (*Manager, error) {
 	}
 	for _, info := range infos {
 		v, err := m.openVolume(info)
+		if err == nil {
+			err = v.loadBase(ctx)
+		}
 		if err == nil && info.Kind == Stored {
 			err = v.loadHydration(ctx)
 		}
@@ -240,7 +243,8 @@ type CreateOptions struct {
 
 // Create makes a new volume, empty or restored from a snapshot.
 func (m *Manager) Create(ctx context.Context, o CreateOptions) (Info, error) {
-	var from snapshots.ChunkMap
+	var base map[uint64]basePage
+	baseChunks := 0
 	if o.FromSnapshot != "" {
 		pin := m.pin()
 		defer m.unpin(pin)
@@ -261,12 +265,13 @@ func (m *Manager) Create(ctx context.Context, o CreateOptions) (Info, error) {
 		for _, ref := range man.Pages {
 			pin.add(ref.ID)
 		}
-		from, err = snapshots.ReadChunkMap(ctx, m.opts.Store, m.opts.Codec, man)
+		// The pages only, not the chunks: one GET per 4096 chunks.
+		base, err = m.readBase(ctx, man)
 		if err != nil {
 			return Info{}, fmt.Errorf("snapshot %s: %w", o.FromSnapshot, err)
 		}
-		for _, id := range from {
-			pin.add(id)
+		for _, bp := range base {
+			baseChunks += bp.Entries
 		}
 	}
 	if o.ChunkSize == 0 {
@@ -291,7 +296,7 @@ func (m *Manager) Create(ctx context.Context, o CreateOptions) (Info, error) {
 		FromSnapshot: o.FromSnapshot,
 	}
 	if o.Kind == Stored {
-		info.HydrationTotal = len(from)
+		info.HydrationTotal = baseChunks
 	}
 	if o.Kind == Stored {
 		info.Disk = o.Disk
@@ -307,12 +312,13 @@ func (m *Manager) Create(ctx context.Context, o CreateOptions) (Info, error) {
 	if err != nil {
 		return Info{}, err
 	}
-	// The chunk map (and hydration set) first, the volume record last: a
-	// crash in between leaves keys of no volume, never a half-made one.
-	if err := m.seed(ctx, info, from); err != nil {
+	// The base pages first, the volume record last: a crash in between
+	// leaves keys of no volume, never a half-made one.
+	if err := m.writeBase(ctx, info.ID, base); err != nil {
 		v.close()
-		return Info{}, err
+		return Info{}, fmt.Errorf("volume %s: %w", info.Name, err)
 	}
+	v.base = base
 	if info.Kind == Stored && !info.OwnsDisk && o.FromSnapshot == "" {
 		// An existing disk holds data the object store has never seen:
 		// every chunk goes up (all-zero ones become holes).
@@ -326,12 +332,8 @@ func (m *Manager) Create(ctx context.Context, o CreateOptions) (Info, error) {
 		return Info{}, err
 	}
 	m.volumes[info.ID] = v
-	if len(from) > 0 && info.Kind == Stored {
-		pending := make(map[uint64]bool, len(from))
-		for i := range from {
-			pending[i] = true
-		}
-		v.hyd = newHydration(pending, len(from))
+	if baseChunks > 0 && info.Kind == Stored {
+		v.hyd = newHydration(map[uint64]bool{}, baseChunks, baseChunks)
 		m.bg.Add(1)
 		go m.hydrate(v)
 	}
@@ -351,39 +353,6 @@ func (m *Manager) markAllDirty(ctx context.Context, info Info) error {
 		})
 		if err != nil {
 			return fmt.Errorf("volume %s: record the disk's chunks for upload: %w", info.Name, err)
-		}
-	}
-	return nil
-}
-
-// seed writes a restored volume's chunk map, and for a stored volume the
-// chunks still to hydrate, in transactions of bounded size.
-func (m *Manager) seed(ctx context.Context, info Info, from snapshots.ChunkMap) error {
-	indexes := make([]uint64, 0, len(from))
-	for i := range from {
-		indexes = append(indexes, i)
-	}
-	sort.Slice(indexes, func(a, b int) bool { return indexes[a] < indexes[b] })
-	per := meta.MaxTxnWrites / 2
-	for len(indexes) > 0 {
-		batch := indexes[:min(len(indexes), per)]
-		indexes = indexes[len(batch):]
-		err := m.opts.Meta.Update(ctx, func(tx meta.Txn) error {
-			for _, i := range batch {
-				id := from[i]
-				if err := tx.Set(mapKey(info.ID, i), id[:]); err != nil {
-					return err
-				}
-				if info.Kind == Stored {
-					if err := tx.Set(hydrationKey(info.ID, i), nil); err != nil {
-						return err
-					}
-				}
-			}
-			return nil
-		})
-		if err != nil {
-			return fmt.Errorf("volume %s: record restored chunk map: %w", info.Name, err)
 		}
 	}
 	return nil
@@ -471,7 +440,7 @@ func (m *Manager) Delete(ctx context.Context, nameOrID string) error {
 	if err := m.opts.Cache.DropVolume(v.info.ID); err != nil {
 		return err
 	}
-	for _, prefix := range [][]byte{mapPrefix(v.info.ID), dirtyPrefix(v.info.ID), hydrationPrefix(v.info.ID)} {
+	for _, prefix := range [][]byte{mapPrefix(v.info.ID), dirtyPrefix(v.info.ID), hydrationPrefix(v.info.ID), basePrefix(v.info.ID)} {
 		if err := deletePrefix(ctx, m.opts.Meta, prefix); err != nil {
 			return err
 		}

@@ -84,6 +84,14 @@ func (v *Volume) writeRecoveryPoint(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("volume %s: recovery point pages: %w", info.Name, err)
 	}
+	v.mu.Lock()
+	base, _ := v.baseRefsLocked()
+	v.mu.Unlock()
+	man.Pages = withBase(man.Pages, base)
+	for _, r := range base {
+		pin.add(r.ID)
+		pages[r.First] = r.ID
+	}
 	blob, err := m.opts.Codec.SealManifest(RecoveryPointKey(info.ID), man)
 	if err != nil {
 		return err

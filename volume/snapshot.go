@@ -31,6 +31,8 @@ import (
 type cowState struct {
 	frozen map[uint64]bool   // changed at the instant, content not yet taken
 	saved  map[uint64][]byte // content at the instant of frozen chunks written since (nil: hole)
+
+	baseChunks int // chunks in the unexpanded base pages the snapshot names
 }
 
 // SnapshotOptions describe a snapshot to take.
@@ -94,7 +96,7 @@ func (m *Manager) CreateSnapshot(ctx context.Context, nameOrID string, o Snapsho
 			return SnapshotInfo{}, err
 		}
 	}
-	info, ids, cow, err := v.capture(ctx, pin)
+	info, ids, base, cow, err := v.capture(ctx, pin)
 	if err != nil {
 		return SnapshotInfo{}, err
 	}
@@ -116,12 +118,13 @@ func (m *Manager) CreateSnapshot(ctx context.Context, nameOrID string, o Snapsho
 	if err != nil {
 		return SnapshotInfo{}, fmt.Errorf("volume %s: snapshot: %w", info.Name, err)
 	}
-	si.Chunks = len(ids)
+	si.Chunks = len(ids) + cow.baseChunks
 
 	refs, st, err := snapshots.WritePages(ctx, m.opts.Store, m.opts.Codec, ids, known, pin.add)
 	if err != nil {
 		return SnapshotInfo{}, fmt.Errorf("volume %s: snapshot: %w", info.Name, err)
 	}
+	refs = withBase(refs, base)
 	si.Pages = refs
 	si.UploadedBytes += st.BytesWritten
 	man := snapshots.Manifest{
@@ -154,7 +157,7 @@ func (m *Manager) CreateSnapshot(ctx context.Context, nameOrID string, o Snapsho
 // entry, then forgets the chunk's generation; a checkpoint records the
 // dirty set, then forgets the pending writes), so a chunk whose change is
 // not yet in the map read here is still in gens, pending or the dirty set.
-func (v *Volume) capture(ctx context.Context, pin *pinSet) (Info, snapshots.ChunkMap, *cowState, error) {
+func (v *Volume) capture(ctx context.Context, pin *pinSet) (Info, snapshots.ChunkMap, []snapshots.PageRef, *cowState, error) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	info := v.info
@@ -177,7 +180,19 @@ func (v *Volume) capture(ctx context.Context, pin *pinSet) (Info, snapshots.Chun
 		})
 	})
 	if err != nil {
-		return info, nil, nil, err
+		return info, nil, nil, nil, err
+	}
+	// Unexpanded base pages are named as they are; map entries in their
+	// range (an expansion in progress) are the same chunks.
+	base, baseChunks := v.baseRefsLocked()
+	cow.baseChunks = baseChunks
+	for _, r := range base {
+		pin.add(r.ID)
+		for i := r.First; i < r.First+snapshots.PageEntries; i++ {
+			if _, ok := ids[i]; ok {
+				delete(ids, i)
+			}
+		}
 	}
 	for i := range v.pending {
 		cow.frozen[i] = true
@@ -189,13 +204,16 @@ func (v *Volume) capture(ctx context.Context, pin *pinSet) (Info, snapshots.Chun
 	for _, id := range ids {
 		pin.add(id)
 	}
-	return info, ids, cow, nil
+	return info, ids, base, cow, nil
 }
 
 // beforeChange runs with chunk index locked, before a write or unmap
 // changes it: a stored volume's chunk is hydrated first, and a chunk a
 // snapshot still needs is copied aside.
 func (v *Volume) beforeChange(ctx context.Context, index uint64) error {
+	if err := v.expandPageOf(ctx, index); err != nil {
+		return err
+	}
 	if v.info.Kind == Stored && v.hydrating() {
 		if err := v.ensureHydrated(ctx, index); err != nil {
 			return err
@@ -512,6 +530,13 @@ func (m *Manager) GCRoots(ctx context.Context) (snapshots.Roots, error) {
 		p.mu.Unlock()
 	}
 	m.pinsMu.Unlock()
+	for _, v := range m.List() {
+		v.mu.Lock()
+		for _, bp := range v.base {
+			roots.Pages[bp.ID] = true // GC reads it for its chunks
+		}
+		v.mu.Unlock()
+	}
 	err := m.opts.Meta.View(ctx, func(tx meta.Txn) error {
 		return tx.Iterate([]byte("vmap/"), func(k, val []byte) error {
 			id, err := parseChunkID(val)
@@ -522,6 +547,7 @@ func (m *Manager) GCRoots(ctx context.Context) (snapshots.Roots, error) {
 			return nil
 		})
 	})
-	// Pins hold page ids too: GC treats every root as live whatever its kind.
+	// Pins hold page ids too: GC treats every root as live whatever its
+	// kind, and reads the pages in roots.Pages for the chunks they name.
 	return roots, err
 }

@@ -721,3 +721,115 @@ func TestSnapshotUnderCachePressure(t *testing.T) {
 	}
 	t.Logf("%d writes during 3 snapshots", writes.Load())
 }
+
+// A restored volume keeps the snapshot's map pages as its base until a
+// chunk in a page is touched: snapshots of it name untouched pages as
+// they are, GC keeps their chunks after the source snapshot is gone, and
+// writes, unmaps and restarts expand pages without losing anything.
+func TestRestoredVolumeBasePages(t *testing.T) {
+	const chunk = 64 << 10
+	const page = snapshots.PageEntries * chunk // 256 MiB of volume per map page
+	const size = 2 * page
+	e := newEnv(t, 64<<20, 64<<20)
+	cs := &countingStore{Store: e.store}
+	e.store = cs
+	e.start()
+	ctx := context.Background()
+	src := e.create("src", Cached, size, chunk)
+	want := map[int64][]byte{} // offset -> 64 KiB written there
+	for i, off := range []int64{0, 5 * chunk, page - chunk, page, page + 7*chunk, size - chunk} {
+		data := pattern(uint64(40+i), chunk)
+		if err := src.WriteAt(ctx, data, off); err != nil {
+			t.Fatal(err)
+		}
+		want[off] = data
+	}
+	si, err := e.m.CreateSnapshot(ctx, "src", SnapshotOptions{})
+	if err != nil || len(si.Pages) != 2 {
+		t.Fatalf("source snapshot: %+v %v", si, err)
+	}
+	check := func(v *Volume, what string) {
+		t.Helper()
+		for off := int64(0); off < size; off += chunk {
+			got := make([]byte, chunk)
+			if err := v.ReadAt(ctx, got, off); err != nil {
+				t.Fatalf("%s: read at %d: %v", what, off, err)
+			}
+			exp := want[off]
+			if exp == nil {
+				exp = make([]byte, chunk)
+			}
+			mustEqual(t, fmt.Sprintf("%s at %d", what, off), got, exp)
+		}
+	}
+	for _, kind := range []Kind{Cached, Stored} {
+		name := "r-" + string(kind)
+		r := e.restore(name, si.ID, kind)
+		if n := countPrefix(t, e.md, mapPrefix(r.info.ID)); kind == Cached && n != 0 {
+			t.Fatalf("%s: %d chunk map entries right after create; want the pages only", kind, n)
+		}
+		// A snapshot of the untouched volume names the same pages.
+		before := cs.put.Load()
+		s2, err := e.m.CreateSnapshot(ctx, name, SnapshotOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s2.Pages[0] != si.Pages[0] || s2.Pages[1] != si.Pages[1] || s2.Chunks != si.Chunks {
+			t.Fatalf("%s: snapshot of an untouched restored volume: %+v, source %+v", kind, s2, si)
+		}
+		if n := cs.put.Load() - before; n > 4096 {
+			t.Fatalf("%s: snapshot of an untouched restored volume put %d bytes", kind, n)
+		}
+	}
+	// The source snapshot and volume go; GC must keep what the restored
+	// volumes' base pages name.
+	if err := e.m.DeleteSnapshot(ctx, si.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.m.Delete(ctx, "src"); err != nil {
+		t.Fatal(err)
+	}
+	snaps := mustSnapshots(t, e.m)
+	for _, s := range snaps {
+		if err := e.m.DeleteSnapshot(ctx, s.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := e.m.CollectGarbage(ctx, 0, false); err != nil {
+		t.Fatal(err)
+	}
+	rc := e.vol("r-cached")
+	// A write in the second page and an unmap in the first; the first
+	// page's other chunks stay as they were.
+	w := pattern(50, chunk)
+	if err := rc.WriteAt(ctx, w, page+7*chunk); err != nil {
+		t.Fatal(err)
+	}
+	want[page+7*chunk] = w
+	if err := rc.Unmap(ctx, 5*chunk, chunk); err != nil {
+		t.Fatal(err)
+	}
+	delete(want, 5*chunk)
+	check(rc, "cached after write and unmap")
+	e.restart()
+	check(e.vol("r-cached"), "cached after restart")
+	waitFor(t, "hydration", func() bool { return e.vol("r-stored").Stats(ctx).Hydration.Complete })
+	if err := e.m.Drain(ctx); err != nil {
+		t.Fatal(err)
+	}
+	s3, err := e.m.CreateSnapshot(ctx, "r-cached", SnapshotOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	check(e.restore("again", s3.ID, Cached), "restored from the restored volume")
+	if _, err := e.m.CollectGarbage(ctx, 0, false); err != nil {
+		t.Fatal(err)
+	}
+	e.restart()
+	check(e.vol("again"), "after GC")
+	// The stored one's data is as it was at its restore.
+	delete(want, page+7*chunk)
+	want[5*chunk] = pattern(41, chunk)
+	want[page+7*chunk] = pattern(44, chunk)
+	check(e.vol("r-stored"), "stored after hydration")
+}

@@ -237,14 +237,24 @@ func (m *Manager) trim() {
 
 // chunkData reads a chunk's current content for upload, with its
 // generation. ok is false when there is nothing to upload.
-func (v *Volume) chunkData(index uint64) (data []byte, gen uint64, cacheGen uint64, ok bool, err error) {
+func (v *Volume) chunkData(ctx context.Context, index uint64) (data []byte, gen uint64, cacheGen uint64, ok bool, err error) {
 	unlock := v.locks.lock(index)
 	defer unlock()
 	v.mu.Lock()
 	gen = v.gens[index]
+	_, pending := v.pending[index]
 	size := v.info.Size
 	v.mu.Unlock()
 	if v.info.Kind == Stored {
+		if gen == 0 && !pending {
+			// Not written since its last upload, unless it is in the
+			// dirty set from before a restart (or from the disk it was
+			// made on): another upload may have taken it already.
+			dirty, err := v.isDirty(ctx, index)
+			if err != nil || !dirty {
+				return nil, 0, 0, false, err
+			}
+		}
 		cs := int64(v.info.ChunkSize)
 		data = make([]byte, cs)
 		start := int64(index) * cs
@@ -293,7 +303,7 @@ func (v *Volume) uploadChunk(ctx context.Context, index uint64) (int64, error) {
 			return 0, ctx.Err()
 		}
 	}
-	data, gen, cacheGen, ok, err := v.chunkData(index)
+	data, gen, cacheGen, ok, err := v.chunkData(ctx, index)
 	if err != nil || !ok {
 		return 0, err
 	}
@@ -411,6 +421,17 @@ func (v *Volume) checkpoint(ctx context.Context) error {
 	}
 	v.mu.Unlock()
 	return nil
+}
+
+func (v *Volume) isDirty(ctx context.Context, index uint64) (bool, error) {
+	err := v.m.opts.Meta.View(ctx, func(tx meta.Txn) error {
+		_, err := tx.Get(dirtyKey(v.info.ID, index))
+		return err
+	})
+	if isMetaNotFound(err) {
+		return false, nil
+	}
+	return err == nil, err
 }
 
 // dirtySet lists a stored volume's chunks waiting for upload.

@@ -29,6 +29,11 @@ type Volume struct {
 	lastUpload   atomic.Int64 // unix nanoseconds
 	uploadErrors atomic.Uint64
 
+	// base holds the snapshot pages a restored volume has not yet
+	// expanded into its chunk map, by first chunk index (base.go); under mu.
+	base      map[uint64]basePage
+	pageLocks chunkLocks
+
 	snapMu sync.Mutex // one snapshot of the volume at a time
 	cow    *cowState  // the snapshot being taken, under mu
 
@@ -163,6 +168,9 @@ func (v *Volume) readCached(ctx context.Context, index uint64, p []byte, off int
 
 // fetch returns the uploaded content of a chunk, or nil for a hole.
 func (v *Volume) fetch(ctx context.Context, index uint64) ([]byte, error) {
+	if err := v.expandPageOf(ctx, index); err != nil {
+		return nil, err
+	}
 	var raw []byte
 	err := v.m.opts.Meta.View(ctx, func(tx meta.Txn) error {
 		var err error
