@@ -287,7 +287,7 @@ func (l *lunConn) cmd(op byte, off int64, data []byte, n int) []byte {
 }
 
 func (l *lunConn) write(off int64, data []byte) { l.cmd(0x8a, off, data, len(data)) }
-func (l *lunConn) read(off int64, n int) []byte  { return l.cmd(0x88, off, nil, n) }
+func (l *lunConn) read(off int64, n int) []byte { return l.cmd(0x88, off, nil, n) }
 
 type extent struct {
 	off  int64
