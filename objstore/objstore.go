@@ -64,6 +64,61 @@ type ObjectInfo struct {
 	ModTime      time.Time
 	ETag         string // opaque; may be empty
 	StorageClass string // may be empty (store default)
+	// Metadata is the object's user metadata, filled by Stat on stores
+	// that keep it (MetadataPutter); List leaves it nil.
+	Metadata map[string]string
+}
+
+// MetadataPutter is implemented by stores that keep user metadata with an
+// object (S3's x-amz-meta-* headers). PutMeta is Put with metadata; Stat
+// returns it in ObjectInfo.Metadata and Copy copies it with the object.
+// Names are lower-case ASCII letters, digits and '-'; values printable
+// ASCII (ValidMetadata), which every S3-compatible server keeps as given.
+type MetadataPutter interface {
+	PutMeta(ctx context.Context, key string, r io.ReadSeeker, size int64, meta map[string]string) error
+}
+
+// MaxMetadataBytes bounds an object's user metadata, names and values
+// together: S3 allows 2 KiB.
+const MaxMetadataBytes = 2048
+
+// ValidMetadata checks user metadata against what every S3-compatible
+// store keeps unchanged.
+func ValidMetadata(meta map[string]string) error {
+	n := 0
+	for k, v := range meta {
+		n += len(k) + len(v)
+		if k == "" {
+			return errkind.Mark(errkind.Permanent, errors.New("metadata: empty name"))
+		}
+		for _, c := range []byte(k) {
+			if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+				return errkind.Mark(errkind.Permanent, fmt.Errorf("metadata name %q: use lower-case letters, digits and '-'", k))
+			}
+		}
+		for _, c := range []byte(v) {
+			if c < 0x20 || c > 0x7e {
+				return errkind.Mark(errkind.Permanent, fmt.Errorf("metadata %s: value must be printable ASCII", k))
+			}
+		}
+	}
+	if n > MaxMetadataBytes {
+		return errkind.Mark(errkind.Permanent, fmt.Errorf("metadata of %d bytes: at most %d", n, MaxMetadataBytes))
+	}
+	return nil
+}
+
+// PutWith puts an object with metadata through MetadataPutter, or with
+// plain Put when meta is empty.
+func PutWith(ctx context.Context, s Store, key string, r io.ReadSeeker, size int64, meta map[string]string) error {
+	if len(meta) == 0 {
+		return s.Put(ctx, key, r, size)
+	}
+	mp, ok := s.(MetadataPutter)
+	if !ok {
+		return errkind.Mark(errkind.Permanent, fmt.Errorf("%s: put %s: the store keeps no object metadata", s, key))
+	}
+	return mp.PutMeta(ctx, key, r, size, meta)
 }
 
 // Copier is implemented by stores that copy objects without moving the data
@@ -85,6 +140,7 @@ type Full interface {
 	Store
 	Copier
 	StorageClasser
+	MetadataPutter
 }
 
 // LimitCapabilities returns outer exposing exactly the optional interfaces
@@ -93,18 +149,47 @@ type Full interface {
 func LimitCapabilities(outer Full, inner Store) Store {
 	_, canCopy := inner.(Copier)
 	_, hasClasses := inner.(StorageClasser)
+	_, hasMeta := inner.(MetadataPutter)
+	type (
+		c  = Copier
+		sc = StorageClasser
+		mp = MetadataPutter
+	)
 	switch {
-	case canCopy && hasClasses:
+	case canCopy && hasClasses && hasMeta:
 		return outer
+	case canCopy && hasClasses:
+		return struct {
+			Store
+			c
+			sc
+		}{outer, outer, outer}
+	case canCopy && hasMeta:
+		return struct {
+			Store
+			c
+			mp
+		}{outer, outer, outer}
+	case hasClasses && hasMeta:
+		return struct {
+			Store
+			sc
+			mp
+		}{outer, outer, outer}
 	case canCopy:
 		return struct {
 			Store
-			Copier
+			c
 		}{outer, outer}
 	case hasClasses:
 		return struct {
 			Store
-			StorageClasser
+			sc
+		}{outer, outer}
+	case hasMeta:
+		return struct {
+			Store
+			mp
 		}{outer, outer}
 	default:
 		return struct{ Store }{outer}

@@ -173,15 +173,19 @@ func (s *store) mutate(op Op, key string, call func() error) error {
 }
 
 func (s *store) Put(ctx context.Context, key string, r io.ReadSeeker, size int64) error {
+	return s.PutMeta(ctx, key, r, size, nil)
+}
+
+func (s *store) PutMeta(ctx context.Context, key string, r io.ReadSeeker, size int64, meta map[string]string) error {
 	if !s.f.opts.AfterCall {
 		if err := s.f.fault(OpPut, key); err != nil {
 			// Like a connection dropped mid-upload: part of the body is gone.
 			io.CopyN(io.Discard, r, size/2+1)
 			return err
 		}
-		return s.f.inner.Put(ctx, key, r, size)
+		return objstore.PutWith(ctx, s.f.inner, key, r, size, meta)
 	}
-	return s.mutate(OpPut, key, func() error { return s.f.inner.Put(ctx, key, r, size) })
+	return s.mutate(OpPut, key, func() error { return objstore.PutWith(ctx, s.f.inner, key, r, size, meta) })
 }
 
 func (s *store) Get(ctx context.Context, key string, offset, length int64) (io.ReadCloser, error) {

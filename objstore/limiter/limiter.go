@@ -162,11 +162,15 @@ type store struct{ l *Limiter }
 func (s *store) String() string { return s.l.inner.String() }
 
 func (s *store) Put(ctx context.Context, key string, r io.ReadSeeker, size int64) error {
+	return s.PutMeta(ctx, key, r, size, nil)
+}
+
+func (s *store) PutMeta(ctx context.Context, key string, r io.ReadSeeker, size int64, meta map[string]string) error {
 	if err := s.l.acquire(ctx); err != nil {
 		return err
 	}
 	defer s.l.release()
-	return s.l.inner.Put(ctx, key, limitedUpload(ctx, r, s.l.up), size)
+	return objstore.PutWith(ctx, s.l.inner, key, limitedUpload(ctx, r, s.l.up), size, meta)
 }
 
 func (s *store) Get(ctx context.Context, key string, offset, length int64) (io.ReadCloser, error) {

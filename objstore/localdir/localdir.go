@@ -29,6 +29,7 @@ package localdir
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -40,6 +41,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/gatewayd/gatewayd/errkind"
 	"github.com/gatewayd/gatewayd/internal/fsutil"
@@ -65,7 +68,10 @@ type Store struct {
 	tmp  string
 }
 
-var _ objstore.Copier = (*Store)(nil)
+var (
+	_ objstore.Copier         = (*Store)(nil)
+	_ objstore.MetadataPutter = (*Store)(nil)
+)
 
 // Open returns the store in dir, creating dir if needed, and removes temp
 // files left behind by a crash.
@@ -202,6 +208,14 @@ func (c ctxReader) Read(p []byte) (int, error) {
 
 // Put implements objstore.Store.
 func (s *Store) Put(ctx context.Context, key string, r io.ReadSeeker, size int64) error {
+	return s.PutMeta(ctx, key, r, size, nil)
+}
+
+// PutMeta implements objstore.MetadataPutter. The metadata is kept as JSON
+// in the file's extended attribute user.gatewayd.meta, set before the file
+// is synced and renamed into place, so it appears with the data at once.
+// A filesystem without user extended attributes refuses metadata.
+func (s *Store) PutMeta(ctx context.Context, key string, r io.ReadSeeker, size int64, meta map[string]string) error {
 	dir, name, err := s.location(key)
 	if err != nil {
 		return err
@@ -209,13 +223,52 @@ func (s *Store) Put(ctx context.Context, key string, r io.ReadSeeker, size int64
 	if size < 0 {
 		return errkind.Mark(errkind.Permanent, fmt.Errorf("%s: put %s: negative size %d", s, key, size))
 	}
+	if err := objstore.ValidMetadata(meta); err != nil {
+		return fmt.Errorf("%s: put %s: %w", s, key, err)
+	}
 	return s.writeAndCommit(ctx, "put", key, dir, name, func(f *os.File) error {
 		n, err := io.CopyN(f, ctxReader{ctx, r}, size)
 		if err != nil {
 			return fmt.Errorf("wrote %d of %d bytes: %w", n, size, err)
 		}
-		return nil
+		return setMeta(f, meta)
 	})
+}
+
+const metaXattr = "user.gatewayd.meta"
+
+func setMeta(f *os.File, meta map[string]string) error {
+	if len(meta) == 0 {
+		return nil
+	}
+	b, err := json.Marshal(meta)
+	if err != nil {
+		return err
+	}
+	if err := unix.Fsetxattr(int(f.Fd()), metaXattr, b, 0); err != nil {
+		if errors.Is(err, unix.ENOTSUP) {
+			return errkind.Mark(errkind.Permanent, fmt.Errorf("object metadata needs user extended attributes, which this filesystem does not support: %w", err))
+		}
+		return fmt.Errorf("set metadata: %w", err)
+	}
+	return nil
+}
+
+// getMeta reads the metadata of the file at path; none is not an error.
+func getMeta(path string) (map[string]string, error) {
+	buf := make([]byte, objstore.MaxMetadataBytes*4)
+	n, err := unix.Lgetxattr(path, metaXattr, buf)
+	if errors.Is(err, unix.ENODATA) || errors.Is(err, unix.ENOTSUP) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var meta map[string]string
+	if err := json.Unmarshal(buf[:n], &meta); err != nil {
+		return nil, errkind.Mark(errkind.Corrupt, fmt.Errorf("metadata of %s: %w", path, err))
+	}
+	return meta, nil
 }
 
 // writeAndCommit fills a temp file with write, makes it durable and renames
@@ -370,7 +423,14 @@ func (s *Store) Stat(ctx context.Context, key string) (objstore.ObjectInfo, erro
 	if !info.Mode().IsRegular() {
 		return objstore.ObjectInfo{}, objstore.NotFound(s, key)
 	}
-	return objstore.ObjectInfo{Key: key, Size: info.Size(), ModTime: info.ModTime()}, nil
+	meta, err := getMeta(filepath.Join(dir, name))
+	if err != nil {
+		if isMissing(err) {
+			return objstore.ObjectInfo{}, objstore.NotFound(s, key)
+		}
+		return objstore.ObjectInfo{}, classify(fmt.Errorf("%s: stat %s: %w", s, key, err))
+	}
+	return objstore.ObjectInfo{Key: key, Size: info.Size(), ModTime: info.ModTime(), Metadata: meta}, nil
 }
 
 // Delete implements objstore.Store. It removes the directories the delete
@@ -428,9 +488,15 @@ func (s *Store) Copy(ctx context.Context, srcKey, dstKey string) error {
 	if info, err := src.Stat(); err != nil || !info.Mode().IsRegular() {
 		return objstore.NotFound(s, srcKey)
 	}
+	meta, err := getMeta(filepath.Join(srcDir, srcName))
+	if err != nil {
+		return classify(fmt.Errorf("%s: copy %s: %w", s, srcKey, err))
+	}
 	return s.writeAndCommit(ctx, "copy", dstKey, dir, name, func(f *os.File) error {
-		_, err := io.Copy(f, src)
-		return err
+		if _, err := io.Copy(f, src); err != nil {
+			return err
+		}
+		return setMeta(f, meta)
 	})
 }
 

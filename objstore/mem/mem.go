@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"maps"
 	"sort"
 	"strings"
 	"sync"
@@ -32,6 +33,7 @@ type object struct {
 	modTime time.Time
 	etag    string
 	class   string
+	meta    map[string]string // never modified once stored
 }
 
 // New returns an empty store named name in logs and errors ("mem" if empty).
@@ -46,8 +48,16 @@ func (s *Store) String() string { return "mem://" + s.name }
 
 // Put implements objstore.Store.
 func (s *Store) Put(ctx context.Context, key string, r io.ReadSeeker, size int64) error {
+	return s.PutMeta(ctx, key, r, size, nil)
+}
+
+// PutMeta implements objstore.MetadataPutter.
+func (s *Store) PutMeta(ctx context.Context, key string, r io.ReadSeeker, size int64, meta map[string]string) error {
 	if err := objstore.ValidKey(key); err != nil {
 		return err
+	}
+	if err := objstore.ValidMetadata(meta); err != nil {
+		return fmt.Errorf("%s: put %s: %w", s, key, err)
 	}
 	if size < 0 {
 		return fmt.Errorf("%s: put %s: negative size %d", s, key, size)
@@ -62,7 +72,7 @@ func (s *Store) Put(ctx context.Context, key string, r io.ReadSeeker, size int64
 	}
 	sum := md5.Sum(data)
 	s.mu.Lock()
-	s.objects[key] = &object{data: data, modTime: s.now(), etag: hex.EncodeToString(sum[:])}
+	s.objects[key] = &object{data: data, modTime: s.now(), etag: hex.EncodeToString(sum[:]), meta: maps.Clone(meta)}
 	s.mu.Unlock()
 	return nil
 }
@@ -102,7 +112,11 @@ func (s *Store) Stat(ctx context.Context, key string) (objstore.ObjectInfo, erro
 	if err != nil {
 		return objstore.ObjectInfo{}, err
 	}
-	return o.info(key), nil
+	oi := o.info(key)
+	if len(o.meta) > 0 {
+		oi.Metadata = maps.Clone(o.meta)
+	}
+	return oi, nil
 }
 
 func (o *object) info(key string) objstore.ObjectInfo {
@@ -158,7 +172,7 @@ func (s *Store) Copy(ctx context.Context, srcKey, dstKey string) error {
 		return objstore.NotFound(s, srcKey)
 	}
 	// The data slice is never modified in place, so sharing it is safe.
-	s.objects[dstKey] = &object{data: src.data, modTime: s.now(), etag: src.etag, class: src.class}
+	s.objects[dstKey] = &object{data: src.data, modTime: s.now(), etag: src.etag, class: src.class, meta: src.meta}
 	return nil
 }
 

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"sort"
@@ -54,6 +55,7 @@ func Run(t *testing.T, newStore func(t *testing.T) objstore.Store) {
 		{"ContextCancel", testContextCancel},
 		{"Copy", testCopy},
 		{"StorageClass", testStorageClass},
+		{"Metadata", testMetadata},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -668,4 +670,55 @@ func testStorageClass(t *testing.T, s objstore.Store) {
 	if err := sc.SetStorageClass(ctxT(t), "class/missing", class); !objstore.IsNotFound(err) {
 		t.Fatalf("SetStorageClass of a missing key: got %v, want not-found", err)
 	}
+}
+
+func testMetadata(t *testing.T, s objstore.Store) {
+	mp, ok := s.(objstore.MetadataPutter)
+	if !ok {
+		t.Logf("%s does not implement objstore.MetadataPutter", s)
+		if err := objstore.PutWith(ctxT(t), s, "meta/x", bytes.NewReader(nil), 0, map[string]string{"a": "b"}); err == nil {
+			t.Fatal("PutWith metadata on a store without metadata succeeded")
+		}
+		return
+	}
+	meta := map[string]string{"mode": "100644", "uid": "1000", "mtime": "1763958000.123456789", "x-y": "a b=c/d"}
+	data := randBytes(11, 1500)
+	if err := mp.PutMeta(ctxT(t), "meta/file", bytes.NewReader(data), int64(len(data)), meta); err != nil {
+		t.Fatal(err)
+	}
+	oi, err := s.Stat(ctxT(t), "meta/file")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !maps.Equal(oi.Metadata, meta) {
+		t.Fatalf("stat metadata %v, want %v", oi.Metadata, meta)
+	}
+	mustEqual(t, "data put with metadata", getRange(t, s, "meta/file", 0, -1), data)
+	// A plain Put over it drops the metadata: an object's metadata is
+	// replaced with the object.
+	put(t, s, "meta/file", []byte("plain"))
+	if oi, err := s.Stat(ctxT(t), "meta/file"); err != nil || len(oi.Metadata) != 0 {
+		t.Fatalf("metadata after a plain put: %v (%v)", oi.Metadata, err)
+	}
+	// Copy keeps it, for small and large objects.
+	large := randBytes(12, LargeObjectSize)
+	for _, d := range [][]byte{data, large} {
+		if err := mp.PutMeta(ctxT(t), "meta/src", bytes.NewReader(d), int64(len(d)), meta); err != nil {
+			t.Fatal(err)
+		}
+		if c, ok := s.(objstore.Copier); ok {
+			if err := c.Copy(ctxT(t), "meta/src", "meta/dst"); err != nil {
+				t.Fatal(err)
+			}
+			if oi, err := s.Stat(ctxT(t), "meta/dst"); err != nil || !maps.Equal(oi.Metadata, meta) {
+				t.Fatalf("metadata after copying %d bytes: %v (%v)", len(d), oi.Metadata, err)
+			}
+		}
+	}
+	for _, bad := range []map[string]string{{"Upper": "x"}, {"a_b": "x"}, {"a": "caf\u00e9"}, {"a": "line\nbreak"}, {"big": strings.Repeat("x", objstore.MaxMetadataBytes)}} {
+		if err := mp.PutMeta(ctxT(t), "meta/bad", bytes.NewReader(nil), 0, bad); err == nil {
+			t.Fatalf("metadata %q accepted", bad)
+		}
+	}
+	mustNotFound(t, s, "meta/bad")
 }

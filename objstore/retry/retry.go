@@ -121,6 +121,10 @@ func (s *store) doProgress(ctx context.Context, op, key string, before func() er
 }
 
 func (s *store) Put(ctx context.Context, key string, r io.ReadSeeker, size int64) error {
+	return s.PutMeta(ctx, key, r, size, nil)
+}
+
+func (s *store) PutMeta(ctx context.Context, key string, r io.ReadSeeker, size int64, meta map[string]string) error {
 	start, err := r.Seek(0, io.SeekCurrent)
 	if err != nil {
 		return errkind.Mark(errkind.Permanent, fmt.Errorf("%s: put %s: reader cannot seek: %w", s, key, err))
@@ -131,7 +135,7 @@ func (s *store) Put(ctx context.Context, key string, r io.ReadSeeker, size int64
 		}
 		return nil
 	}
-	return s.do(ctx, "put", key, rewind, func() error { return s.inner.Put(ctx, key, r, size) })
+	return s.do(ctx, "put", key, rewind, func() error { return objstore.PutWith(ctx, s.inner, key, r, size, meta) })
 }
 
 func (s *store) Get(ctx context.Context, key string, offset, length int64) (io.ReadCloser, error) {

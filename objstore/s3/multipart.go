@@ -83,12 +83,13 @@ func (p *partRunner) wait(parent context.Context) error {
 // time. Readers with ReadAt are read in place, concurrently; others are
 // read in turn into part buffers. On any failure the upload is aborted, so
 // no part lingers and the old object (if any) stays.
-func (s *Store) putMultipart(ctx context.Context, key string, r io.ReadSeeker, start, size int64) error {
+func (s *Store) putMultipart(ctx context.Context, key string, r io.ReadSeeker, start, size int64, meta map[string]string) error {
 	partSize, nParts := partLayout(size, s.cfg.PartSize)
 	create := &awss3.CreateMultipartUploadInput{
 		Bucket:            aws.String(s.cfg.Bucket),
 		Key:               s.fullKey(key),
 		ChecksumAlgorithm: types.ChecksumAlgorithmCrc32,
+		Metadata:          meta,
 	}
 	if s.cfg.StorageClass != "" {
 		create.StorageClass = types.StorageClass(s.cfg.StorageClass)
@@ -177,9 +178,11 @@ func (s *Store) abort(ctx context.Context, key, uploadID string) {
 
 // multipartCopy copies an object too large for CopyObject with
 // UploadPartCopy, several parts at a time.
-func (s *Store) multipartCopy(ctx context.Context, op, srcKey, dstKey, class string, size int64) error {
+func (s *Store) multipartCopy(ctx context.Context, op, srcKey, dstKey, class string, size int64, meta map[string]string) error {
 	partSize, nParts := partLayout(size, s.copyPartSize)
-	create := &awss3.CreateMultipartUploadInput{Bucket: aws.String(s.cfg.Bucket), Key: s.fullKey(dstKey)}
+	// UploadPartCopy copies bytes only: the source's metadata goes on the
+	// new upload.
+	create := &awss3.CreateMultipartUploadInput{Bucket: aws.String(s.cfg.Bucket), Key: s.fullKey(dstKey), Metadata: meta}
 	if class != "" {
 		create.StorageClass = types.StorageClass(class)
 	}

@@ -127,7 +127,15 @@ func (s *Store) Stat(ctx context.Context, key string) (objstore.ObjectInfo, erro
 		ModTime:      aws.ToTime(out.LastModified),
 		ETag:         trimETag(out.ETag),
 		StorageClass: normalizeClass(string(out.StorageClass)),
+		Metadata:     nonEmpty(out.Metadata),
 	}, nil
+}
+
+func nonEmpty(m map[string]string) map[string]string {
+	if len(m) == 0 {
+		return nil
+	}
+	return m
 }
 
 // List implements objstore.Store.
@@ -206,7 +214,7 @@ func (s *Store) copyObject(ctx context.Context, op, srcKey, dstKey, class string
 		return err
 	}
 	if src.Size > s.copyThreshold {
-		return s.multipartCopy(ctx, op, srcKey, dstKey, class, src.Size)
+		return s.multipartCopy(ctx, op, srcKey, dstKey, class, src.Size, src.Metadata)
 	}
 	in := &awss3.CopyObjectInput{
 		Bucket:            aws.String(s.cfg.Bucket),
@@ -239,8 +247,17 @@ func (s *Store) copySource(key string) string {
 
 // Put implements objstore.Store.
 func (s *Store) Put(ctx context.Context, key string, r io.ReadSeeker, size int64) error {
+	return s.PutMeta(ctx, key, r, size, nil)
+}
+
+// PutMeta implements objstore.MetadataPutter: metadata goes as
+// x-amz-meta-* headers.
+func (s *Store) PutMeta(ctx context.Context, key string, r io.ReadSeeker, size int64, meta map[string]string) error {
 	if err := objstore.ValidKey(key); err != nil {
 		return err
+	}
+	if err := objstore.ValidMetadata(meta); err != nil {
+		return fmt.Errorf("%s: put %s: %w", s, key, err)
 	}
 	if size < 0 {
 		return errkind.Mark(errkind.Permanent, fmt.Errorf("%s: put %s: negative size %d", s, key, size))
@@ -250,13 +267,14 @@ func (s *Store) Put(ctx context.Context, key string, r io.ReadSeeker, size int64
 		return errkind.Mark(errkind.Permanent, fmt.Errorf("%s: put %s: reader cannot seek: %w", s, key, err))
 	}
 	if size > s.cfg.MultipartThreshold {
-		return s.putMultipart(ctx, key, r, start, size)
+		return s.putMultipart(ctx, key, r, start, size, meta)
 	}
 	in := &awss3.PutObjectInput{
 		Bucket:        aws.String(s.cfg.Bucket),
 		Key:           s.fullKey(key),
 		Body:          &window{r: r, start: start, size: size},
 		ContentLength: aws.Int64(size),
+		Metadata:      meta,
 	}
 	if s.cfg.StorageClass != "" {
 		in.StorageClass = types.StorageClass(s.cfg.StorageClass)

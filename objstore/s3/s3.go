@@ -101,6 +101,7 @@ type Store struct {
 var (
 	_ objstore.Copier         = (*Store)(nil)
 	_ objstore.StorageClasser = (*Store)(nil)
+	_ objstore.MetadataPutter = (*Store)(nil)
 )
 
 // Open connects to the bucket and checks that it is there and usable. Its
