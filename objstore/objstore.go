@@ -76,6 +76,45 @@ type ObjectInfo struct {
 // ASCII (ValidMetadata), which every S3-compatible server keeps as given.
 type MetadataPutter interface {
 	PutMeta(ctx context.Context, key string, r io.ReadSeeker, size int64, meta map[string]string) error
+	// SetMeta replaces an existing object's metadata, keeping its data
+	// (S3: a copy onto itself). It may change the object's ETag and
+	// modification time.
+	SetMeta(ctx context.Context, key string, meta map[string]string) error
+}
+
+// DirLister is implemented by stores that list one level below a prefix,
+// as S3's ListObjectsV2 with delimiter "/" does.
+type DirLister interface {
+	// ListDir calls fn, in lexical key order, for each object whose key
+	// starts with prefix and has no "/" after it (prefix itself included,
+	// when it is an object), and, with isPrefix set and only Key filled
+	// in, for each distinct "prefix + name + /" that keys continue below.
+	// prefix is "" or ends in "/".
+	ListDir(ctx context.Context, prefix string, fn func(oi ObjectInfo, isPrefix bool) error) error
+}
+
+// ListDir lists one level below prefix, with the store's DirLister when it
+// has one, else by listing everything below prefix and folding it.
+func ListDir(ctx context.Context, s Store, prefix string, fn func(oi ObjectInfo, isPrefix bool) error) error {
+	if prefix != "" && !strings.HasSuffix(prefix, "/") {
+		return errkind.Mark(errkind.Permanent, fmt.Errorf("%s: list dir %q: prefix must end in /", s, prefix))
+	}
+	if dl, ok := s.(DirLister); ok {
+		return dl.ListDir(ctx, prefix, fn)
+	}
+	last := ""
+	return s.List(ctx, prefix, func(oi ObjectInfo) error {
+		rest := oi.Key[len(prefix):]
+		if i := strings.IndexByte(rest, '/'); i >= 0 {
+			p := prefix + rest[:i+1]
+			if p == last {
+				return nil
+			}
+			last = p
+			return fn(ObjectInfo{Key: p}, true)
+		}
+		return fn(oi, false)
+	})
 }
 
 // MaxMetadataBytes bounds an object's user metadata, names and values
@@ -141,11 +180,13 @@ type Full interface {
 	Copier
 	StorageClasser
 	MetadataPutter
+	DirLister
 }
 
 // LimitCapabilities returns outer exposing exactly the optional interfaces
 // that inner implements, so a type assertion on a decorated store answers as
-// it would on the store underneath.
+// it would on the store underneath. DirLister is always exposed: a
+// decorator's ListDir folds a full listing when inner cannot list a level.
 func LimitCapabilities(outer Full, inner Store) Store {
 	_, canCopy := inner.(Copier)
 	_, hasClasses := inner.(StorageClasser)
@@ -154,6 +195,7 @@ func LimitCapabilities(outer Full, inner Store) Store {
 		c  = Copier
 		sc = StorageClasser
 		mp = MetadataPutter
+		dl = DirLister
 	)
 	switch {
 	case canCopy && hasClasses && hasMeta:
@@ -161,38 +203,47 @@ func LimitCapabilities(outer Full, inner Store) Store {
 	case canCopy && hasClasses:
 		return struct {
 			Store
+			dl
 			c
 			sc
-		}{outer, outer, outer}
+		}{outer, outer, outer, outer}
 	case canCopy && hasMeta:
 		return struct {
 			Store
+			dl
 			c
 			mp
-		}{outer, outer, outer}
+		}{outer, outer, outer, outer}
 	case hasClasses && hasMeta:
 		return struct {
 			Store
+			dl
 			sc
 			mp
-		}{outer, outer, outer}
+		}{outer, outer, outer, outer}
 	case canCopy:
 		return struct {
 			Store
+			dl
 			c
-		}{outer, outer}
+		}{outer, outer, outer}
 	case hasClasses:
 		return struct {
 			Store
+			dl
 			sc
-		}{outer, outer}
+		}{outer, outer, outer}
 	case hasMeta:
 		return struct {
 			Store
+			dl
 			mp
-		}{outer, outer}
+		}{outer, outer, outer}
 	default:
-		return struct{ Store }{outer}
+		return struct {
+			Store
+			dl
+		}{outer, outer}
 	}
 }
 

@@ -255,6 +255,21 @@ func (s *store) Delete(ctx context.Context, key string) error {
 	return s.mutate(OpDelete, key, func() error { return s.f.inner.Delete(ctx, key) })
 }
 
+func (s *store) SetMeta(ctx context.Context, key string, meta map[string]string) error {
+	mp, ok := s.f.inner.(objstore.MetadataPutter)
+	if !ok {
+		return fmt.Errorf("%s: set metadata: inner store keeps no metadata", s)
+	}
+	return s.mutate(OpPut, key, func() error { return mp.SetMeta(ctx, key, meta) })
+}
+
+func (s *store) ListDir(ctx context.Context, prefix string, fn func(objstore.ObjectInfo, bool) error) error {
+	if err := s.f.fault(OpList, prefix); err != nil {
+		return err
+	}
+	return objstore.ListDir(ctx, s.f.inner, prefix, fn)
+}
+
 func (s *store) Copy(ctx context.Context, srcKey, dstKey string) error {
 	c, ok := s.f.inner.(objstore.Copier)
 	if !ok {

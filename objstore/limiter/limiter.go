@@ -223,6 +223,26 @@ func (s *store) Delete(ctx context.Context, key string) error {
 	return s.l.inner.Delete(ctx, key)
 }
 
+func (s *store) SetMeta(ctx context.Context, key string, meta map[string]string) error {
+	mp, ok := s.l.inner.(objstore.MetadataPutter)
+	if !ok {
+		return fmt.Errorf("%s: set metadata of %s: the store keeps no object metadata", s, key)
+	}
+	if err := s.l.acquire(ctx); err != nil {
+		return err
+	}
+	defer s.l.release()
+	return mp.SetMeta(ctx, key, meta)
+}
+
+func (s *store) ListDir(ctx context.Context, prefix string, fn func(objstore.ObjectInfo, bool) error) error {
+	if err := s.l.acquire(ctx); err != nil {
+		return err
+	}
+	defer s.l.release()
+	return objstore.ListDir(ctx, s.l.inner, prefix, fn)
+}
+
 func (s *store) Copy(ctx context.Context, srcKey, dstKey string) error {
 	c, ok := s.l.inner.(objstore.Copier)
 	if !ok {

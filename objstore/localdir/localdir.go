@@ -71,6 +71,7 @@ type Store struct {
 var (
 	_ objstore.Copier         = (*Store)(nil)
 	_ objstore.MetadataPutter = (*Store)(nil)
+	_ objstore.DirLister      = (*Store)(nil)
 )
 
 // Open returns the store in dir, creating dir if needed, and removes temp
@@ -233,6 +234,126 @@ func (s *Store) PutMeta(ctx context.Context, key string, r io.ReadSeeker, size i
 		}
 		return setMeta(f, meta)
 	})
+}
+
+// SetMeta implements objstore.MetadataPutter: the attribute is replaced
+// in place and synced; a reader sees the old metadata or the new.
+func (s *Store) SetMeta(ctx context.Context, key string, meta map[string]string) error {
+	dir, name, err := s.location(key)
+	if err != nil {
+		return err
+	}
+	if err := objstore.ValidMetadata(meta); err != nil {
+		return fmt.Errorf("%s: set metadata of %s: %w", s, key, err)
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("%s: set metadata of %s: %w", s, key, err)
+	}
+	f, err := os.OpenFile(filepath.Join(dir, name), os.O_WRONLY, 0)
+	if err != nil {
+		if isMissing(err) {
+			return objstore.NotFound(s, key)
+		}
+		return classify(fmt.Errorf("%s: set metadata of %s: %w", s, key, err))
+	}
+	defer f.Close()
+	if len(meta) == 0 {
+		err = unix.Fremovexattr(int(f.Fd()), metaXattr)
+		if errors.Is(err, unix.ENODATA) || errors.Is(err, unix.ENOTSUP) {
+			err = nil
+		}
+	} else {
+		err = setMeta(f, meta)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if err != nil {
+		return classify(fmt.Errorf("%s: set metadata of %s: %w", s, key, err))
+	}
+	return nil
+}
+
+// ListDir implements objstore.DirLister by reading one directory.
+func (s *Store) ListDir(ctx context.Context, prefix string, fn func(objstore.ObjectInfo, bool) error) error {
+	if prefix != "" && !strings.HasSuffix(prefix, "/") {
+		return errkind.Mark(errkind.Permanent, fmt.Errorf("%s: list dir %q: prefix must end in /", s, prefix))
+	}
+	var segs []string
+	if prefix != "" {
+		segs = strings.Split(strings.TrimSuffix(prefix, "/"), "/")
+		for _, seg := range segs {
+			if seg == "" || seg == "." || seg == ".." {
+				return nil
+			}
+		}
+		// The marker named by prefix itself sits in the parent directory.
+		oi, err := s.Stat(ctx, prefix)
+		switch {
+		case err == nil:
+			oi.Metadata = nil // List gives no metadata
+			if err := fn(oi, false); err != nil {
+				return err
+			}
+		case !objstore.IsNotFound(err):
+			return err
+		}
+	}
+	dir := s.dirOf(segs)
+	dirents, err := os.ReadDir(dir)
+	if err != nil {
+		if isMissing(err) {
+			return nil
+		}
+		return classify(fmt.Errorf("%s: list %s: %w", s, prefix, err))
+	}
+	type item struct {
+		name     string
+		isPrefix bool
+		d        fs.DirEntry
+	}
+	seen := map[string]bool{}
+	var items []item
+	for _, d := range dirents {
+		name := d.Name()
+		switch {
+		case strings.HasSuffix(name, markerSuffix), strings.HasSuffix(name, dirSuffix):
+			// A marker "x/" or a directory of keys below "x/": both are
+			// the common prefix "x/" one level down.
+			seg, ok := unesc(strings.TrimSuffix(strings.TrimSuffix(name, markerSuffix), dirSuffix))
+			if ok && !seen[seg] {
+				seen[seg] = true
+				items = append(items, item{name: seg + "/", isPrefix: true})
+			}
+		default:
+			if seg, ok := unesc(name); ok && d.Type().IsRegular() {
+				items = append(items, item{name: seg, d: d})
+			}
+		}
+	}
+	sort.Slice(items, func(i, j int) bool { return items[i].name < items[j].name })
+	for _, it := range items {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("%s: list %s: %w", s, prefix, err)
+		}
+		if it.isPrefix {
+			if err := fn(objstore.ObjectInfo{Key: prefix + it.name}, true); err != nil {
+				return err
+			}
+			continue
+		}
+		info, err := it.d.Info()
+		if err != nil {
+			if isMissing(err) {
+				continue
+			}
+			return classify(fmt.Errorf("%s: list %s: %w", s, prefix, err))
+		}
+		if err := fn(objstore.ObjectInfo{Key: prefix + it.name, Size: info.Size(), ModTime: info.ModTime()}, false); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 const metaXattr = "user.gatewayd.meta"

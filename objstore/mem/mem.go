@@ -157,6 +157,33 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 	return nil
 }
 
+// SetMeta implements objstore.MetadataPutter.
+func (s *Store) SetMeta(ctx context.Context, key string, meta map[string]string) error {
+	if err := objstore.ValidMetadata(meta); err != nil {
+		return fmt.Errorf("%s: set metadata of %s: %w", s, key, err)
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("%s: set metadata of %s: %w", s, key, err)
+	}
+	meta = maps.Clone(meta)
+	return s.modify(key, func(o *object) { o.meta = meta })
+}
+
+// modify replaces key's object with a changed copy (readers keep theirs).
+func (s *Store) modify(key string, change func(*object)) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	o, ok := s.objects[key]
+	if !ok {
+		return objstore.NotFound(s, key)
+	}
+	c := *o
+	change(&c)
+	c.modTime = s.now()
+	s.objects[key] = &c
+	return nil
+}
+
 // Copy implements objstore.Copier.
 func (s *Store) Copy(ctx context.Context, srcKey, dstKey string) error {
 	if err := objstore.ValidKey(dstKey); err != nil {
@@ -185,15 +212,5 @@ func (s *Store) SetStorageClass(ctx context.Context, key, class string) error {
 	if class == "STANDARD" {
 		class = ""
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	o, ok := s.objects[key]
-	if !ok {
-		return objstore.NotFound(s, key)
-	}
-	c := *o
-	c.class = class
-	c.modTime = s.now()
-	s.objects[key] = &c
-	return nil
+	return s.modify(key, func(o *object) { o.class = class })
 }

@@ -56,6 +56,7 @@ func Run(t *testing.T, newStore func(t *testing.T) objstore.Store) {
 		{"Copy", testCopy},
 		{"StorageClass", testStorageClass},
 		{"Metadata", testMetadata},
+		{"ListDir", testListDir},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -715,10 +716,75 @@ func testMetadata(t *testing.T, s objstore.Store) {
 			}
 		}
 	}
+	// SetMeta replaces the metadata and keeps the data.
+	newMeta := map[string]string{"mode": "100600"}
+	if err := mp.SetMeta(ctxT(t), "meta/src", newMeta); err != nil {
+		t.Fatal(err)
+	}
+	if oi, err := s.Stat(ctxT(t), "meta/src"); err != nil || !maps.Equal(oi.Metadata, newMeta) {
+		t.Fatalf("metadata after SetMeta: %v (%v)", oi.Metadata, err)
+	}
+	if got := getRange(t, s, "meta/src", 0, -1); sha256.Sum256(got) != sha256.Sum256(large) {
+		t.Fatal("SetMeta changed the data")
+	}
+	if err := mp.SetMeta(ctxT(t), "meta/missing", newMeta); !objstore.IsNotFound(err) {
+		t.Fatalf("SetMeta of a missing key: %v", err)
+	}
 	for _, bad := range []map[string]string{{"Upper": "x"}, {"a_b": "x"}, {"a": "caf\u00e9"}, {"a": "line\nbreak"}, {"big": strings.Repeat("x", objstore.MaxMetadataBytes)}} {
 		if err := mp.PutMeta(ctxT(t), "meta/bad", bytes.NewReader(nil), 0, bad); err == nil {
 			t.Fatalf("metadata %q accepted", bad)
 		}
 	}
 	mustNotFound(t, s, "meta/bad")
+}
+
+// noDirLister hides a store's DirLister, so objstore.ListDir folds a full
+// listing: the reference the store's own ListDir must agree with.
+type noDirLister struct{ objstore.Store }
+
+func testListDir(t *testing.T, s objstore.Store) {
+	// No object shares its name with a prefix ("x" and "x/y"): MinIO does
+	// not list the prefix then, and a file share never makes both.
+	for _, k := range []string{"ld/", "ld/a", "ld/b/", "ld/b/c", "ld/b/d/e", "ld/c", "ld/d/x", "ld/e-", "ld/e.", "ld/e0/f", "ld0", "le/z"} {
+		put(t, s, k, []byte(k))
+	}
+	list := func(st objstore.Store, prefix string) []string {
+		var out []string
+		err := objstore.ListDir(ctxT(t), st, prefix, func(oi objstore.ObjectInfo, isPrefix bool) error {
+			if isPrefix {
+				out = append(out, "P:"+oi.Key)
+			} else {
+				if oi.Size != int64(len(oi.Key)) {
+					t.Errorf("list dir %q: %s has size %d", prefix, oi.Key, oi.Size)
+				}
+				out = append(out, oi.Key)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	want := []string{"ld/", "ld/a", "P:ld/b/", "ld/c", "P:ld/d/", "ld/e-", "ld/e.", "P:ld/e0/"}
+	for _, st := range []objstore.Store{s, noDirLister{s}} {
+		if got := list(st, "ld/"); !slices.Equal(got, want) {
+			t.Fatalf("list dir ld/ (%T): %q, want %q", st, got, want)
+		}
+		if got := list(st, "ld/b/"); !slices.Equal(got, []string{"ld/b/", "ld/b/c", "P:ld/b/d/"}) {
+			t.Fatalf("list dir ld/b/ (%T): %q", st, got)
+		}
+		if got := list(st, "nothing/"); len(got) != 0 {
+			t.Fatalf("list dir of an empty prefix: %q", got)
+		}
+	}
+	root := list(s, "")
+	for _, w := range []string{"P:ld/", "ld0", "P:le/"} {
+		if !slices.Contains(root, w) {
+			t.Fatalf("list dir of the root lacks %q: %q", w, root)
+		}
+	}
+	if err := objstore.ListDir(ctxT(t), s, "ld", func(objstore.ObjectInfo, bool) error { return nil }); err == nil {
+		t.Fatal("list dir of a prefix without a trailing / succeeded")
+	}
 }

@@ -201,6 +201,20 @@ func (s *store) Delete(ctx context.Context, key string) error {
 	return s.do(ctx, "delete", key, nil, func() error { return s.inner.Delete(ctx, key) })
 }
 
+func (s *store) SetMeta(ctx context.Context, key string, meta map[string]string) error {
+	mp, ok := s.inner.(objstore.MetadataPutter)
+	if !ok {
+		return errkind.Mark(errkind.Permanent, fmt.Errorf("%s: set metadata of %s: the store keeps no object metadata", s, key))
+	}
+	return s.do(ctx, "set metadata", key, nil, func() error { return mp.SetMeta(ctx, key, meta) })
+}
+
+// ListDir lists one level; a failed page restarts the listing, so fn may
+// see entries again after a retry, as with List.
+func (s *store) ListDir(ctx context.Context, prefix string, fn func(objstore.ObjectInfo, bool) error) error {
+	return s.do(ctx, "list", prefix, nil, func() error { return objstore.ListDir(ctx, s.inner, prefix, fn) })
+}
+
 func (s *store) Copy(ctx context.Context, srcKey, dstKey string) error {
 	c, ok := s.inner.(objstore.Copier)
 	if !ok {

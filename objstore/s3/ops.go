@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"sort"
 	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -173,6 +174,50 @@ func (s *Store) List(ctx context.Context, prefix string, fn func(objstore.Object
 	}
 }
 
+// ListDir implements objstore.DirLister with ListObjectsV2 and delimiter "/".
+func (s *Store) ListDir(ctx context.Context, prefix string, fn func(objstore.ObjectInfo, bool) error) error {
+	in := &awss3.ListObjectsV2Input{
+		Bucket:    aws.String(s.cfg.Bucket),
+		Prefix:    aws.String(s.prefix + prefix),
+		Delimiter: aws.String("/"),
+		MaxKeys:   aws.Int32(s.cfg.ListPageSize),
+	}
+	type item struct {
+		oi       objstore.ObjectInfo
+		isPrefix bool
+	}
+	for {
+		out, err := s.client.ListObjectsV2(ctx, in)
+		if err != nil {
+			return s.classify(ctx, "list", prefix, err)
+		}
+		// A page's objects and prefixes are each sorted and together a
+		// contiguous run of keys: merge them.
+		items := make([]item, 0, len(out.Contents)+len(out.CommonPrefixes))
+		for _, o := range out.Contents {
+			if key, ok := strings.CutPrefix(aws.ToString(o.Key), s.prefix); ok {
+				items = append(items, item{oi: objstore.ObjectInfo{Key: key, Size: aws.ToInt64(o.Size), ModTime: aws.ToTime(o.LastModified),
+					ETag: trimETag(o.ETag), StorageClass: normalizeClass(string(o.StorageClass))}})
+			}
+		}
+		for _, p := range out.CommonPrefixes {
+			if key, ok := strings.CutPrefix(aws.ToString(p.Prefix), s.prefix); ok {
+				items = append(items, item{oi: objstore.ObjectInfo{Key: key}, isPrefix: true})
+			}
+		}
+		sort.Slice(items, func(i, j int) bool { return items[i].oi.Key < items[j].oi.Key })
+		for _, it := range items {
+			if err := fn(it.oi, it.isPrefix); err != nil {
+				return err
+			}
+		}
+		if !aws.ToBool(out.IsTruncated) || aws.ToString(out.NextContinuationToken) == "" {
+			return nil
+		}
+		in.ContinuationToken = out.NextContinuationToken
+	}
+}
+
 // Delete implements objstore.Store.
 func (s *Store) Delete(ctx context.Context, key string) error {
 	if key == "" {
@@ -208,19 +253,44 @@ func (s *Store) SetStorageClass(ctx context.Context, key, class string) error {
 	return s.copyObject(ctx, "set storage class of", key, key, class)
 }
 
+// SetMeta implements objstore.MetadataPutter by copying the object onto
+// itself with the new metadata.
+func (s *Store) SetMeta(ctx context.Context, key string, meta map[string]string) error {
+	if err := objstore.ValidMetadata(meta); err != nil {
+		return fmt.Errorf("%s: set metadata of %s: %w", s, key, err)
+	}
+	if meta == nil {
+		meta = map[string]string{}
+	}
+	return s.copyWith(ctx, "set metadata of", key, key, s.cfg.StorageClass, meta)
+}
+
 func (s *Store) copyObject(ctx context.Context, op, srcKey, dstKey, class string) error {
+	return s.copyWith(ctx, op, srcKey, dstKey, class, nil)
+}
+
+// copyWith copies srcKey to dstKey; meta nil keeps the source's metadata,
+// otherwise meta replaces it.
+func (s *Store) copyWith(ctx context.Context, op, srcKey, dstKey, class string, meta map[string]string) error {
 	src, err := s.Stat(ctx, srcKey)
 	if err != nil {
 		return err
 	}
 	if src.Size > s.copyThreshold {
-		return s.multipartCopy(ctx, op, srcKey, dstKey, class, src.Size, src.Metadata)
+		m := src.Metadata
+		if meta != nil {
+			m = meta
+		}
+		return s.multipartCopy(ctx, op, srcKey, dstKey, class, src.Size, m)
 	}
 	in := &awss3.CopyObjectInput{
 		Bucket:            aws.String(s.cfg.Bucket),
 		Key:               s.fullKey(dstKey),
 		CopySource:        aws.String(s.copySource(srcKey)),
 		MetadataDirective: types.MetadataDirectiveCopy,
+	}
+	if meta != nil {
+		in.MetadataDirective, in.Metadata = types.MetadataDirectiveReplace, meta
 	}
 	if class != "" {
 		in.StorageClass = types.StorageClass(class)

@@ -102,6 +102,7 @@ var (
 	_ objstore.Copier         = (*Store)(nil)
 	_ objstore.StorageClasser = (*Store)(nil)
 	_ objstore.MetadataPutter = (*Store)(nil)
+	_ objstore.DirLister      = (*Store)(nil)
 )
 
 // Open connects to the bucket and checks that it is there and usable. Its
