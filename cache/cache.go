@@ -491,6 +491,25 @@ func (c *Cache) DropVolume(volume string) error {
 	return removeAll(c.fs, c.volumeDir(volume))
 }
 
+// DropVolumes removes the chunks of every volume match accepts.
+func (c *Cache) DropVolumes(match func(volume string) bool) error {
+	c.mu.Lock()
+	vols := map[string]bool{}
+	for k, e := range c.entries {
+		if match(k.Volume) {
+			c.removeLocked(e)
+			vols[k.Volume] = true
+		}
+	}
+	c.mu.Unlock()
+	for v := range vols {
+		if err := removeAll(c.fs, c.volumeDir(v)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // Stats returns the current figures.
 func (c *Cache) Stats() Stats {
 	c.mu.Lock()

@@ -125,3 +125,39 @@ func (s *TxnSize) Add(key, value []byte) error {
 // Err returns the ErrTooBig error of the first write refused for size, or
 // nil if none was.
 func (s *TxnSize) Err() error { return s.err }
+
+// DeletePrefix deletes every key under prefix, in transactions small
+// enough to commit.
+func DeletePrefix(ctx context.Context, md Store, prefix []byte) error {
+	for {
+		var keys [][]byte
+		err := md.View(ctx, func(tx Txn) error {
+			stop := errors.New("batch full")
+			err := tx.Iterate(prefix, func(k, _ []byte) error {
+				keys = append(keys, k)
+				if len(keys) == MaxTxnWrites {
+					return stop
+				}
+				return nil
+			})
+			if errors.Is(err, stop) {
+				return nil
+			}
+			return err
+		})
+		if err != nil || len(keys) == 0 {
+			return err
+		}
+		err = md.Update(ctx, func(tx Txn) error {
+			for _, k := range keys {
+				if err := tx.Delete(k); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+}

@@ -441,7 +441,7 @@ func (m *Manager) Delete(ctx context.Context, nameOrID string) error {
 		return err
 	}
 	for _, prefix := range [][]byte{mapPrefix(v.info.ID), dirtyPrefix(v.info.ID), hydrationPrefix(v.info.ID), basePrefix(v.info.ID)} {
-		if err := deletePrefix(ctx, m.opts.Meta, prefix); err != nil {
+		if err := meta.DeletePrefix(ctx, m.opts.Meta, prefix); err != nil {
 			return err
 		}
 	}
@@ -461,41 +461,6 @@ func (m *Manager) Delete(ctx context.Context, nameOrID string) error {
 	}
 	m.trim()
 	return nil
-}
-
-// deletePrefix deletes keys in batches small enough for one transaction.
-func deletePrefix(ctx context.Context, md meta.Store, prefix []byte) error {
-	for {
-		var keys [][]byte
-		err := md.View(ctx, func(tx meta.Txn) error {
-			stop := errors.New("batch full")
-			err := tx.Iterate(prefix, func(k, _ []byte) error {
-				keys = append(keys, k)
-				if len(keys) == meta.MaxTxnWrites {
-					return stop
-				}
-				return nil
-			})
-			if errors.Is(err, stop) {
-				return nil
-			}
-			return err
-		})
-		if err != nil || len(keys) == 0 {
-			return err
-		}
-		err = md.Update(ctx, func(tx meta.Txn) error {
-			for _, k := range keys {
-				if err := tx.Delete(k); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
-		if err != nil {
-			return err
-		}
-	}
 }
 
 // Grow makes a volume larger. Shrinking is refused: it would drop data.

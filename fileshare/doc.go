@@ -1,0 +1,26 @@
+// Package fileshare owns gatewayd's file shares: a tree of files and
+// directories where every file is one plain object in the object store, at
+// <share prefix><path>, readable and writable by any S3 application.
+//
+// Mapping:
+//   - a file is the object <prefix><path>; its POSIX attributes (mode,
+//     owner, times) are the object's user metadata (gwd-mode, gwd-uid,
+//     gwd-gid, gwd-mtime, gwd-ctime); an object without them gets the
+//     share's defaults;
+//   - a directory is the marker object <prefix><path>/ (carrying its
+//     attributes) or, without a marker, any key below <prefix><path>/;
+//   - a symbolic link is a small object holding the target, with metadata
+//     gwd-type=symlink; hard links and special files are refused.
+//
+// Every file and directory has a number (its inode) kept in meta, so NFS
+// file handles stay valid across restarts and renames.
+//
+// Writes: a write is appended to the share upload buffer log (durable,
+// group commit) and applied to the local cache, in blocks of 1 MiB, before
+// it is acknowledged. Once a file has been quiet for the settle time the
+// whole file is uploaded as its object (multipart when large) with its
+// metadata, and the log records it needed are released. After a crash the
+// log is replayed onto the files it names and the uploads resume. Reads of
+// data not in the cache fetch the needed block-sized ranges of the object,
+// never the whole object.
+package fileshare

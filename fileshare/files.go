@@ -1,0 +1,708 @@
+package fileshare
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gatewayd/gatewayd/cache"
+	"github.com/gatewayd/gatewayd/errkind"
+	"github.com/gatewayd/gatewayd/objstore"
+	"github.com/gatewayd/gatewayd/uploadbuffer"
+)
+
+// BlockSize is the unit in which file data is cached and fetched.
+const BlockSize = 1 << 20
+
+// MaxFileSize bounds a file: S3's largest object.
+const MaxFileSize = 5 << 40
+
+func errorsIs(err, target error) bool { return errors.Is(err, target) }
+
+type fileKey struct {
+	share string
+	ino   uint64
+}
+
+// fileState is a file with writes the object store has not seen yet.
+type fileState struct {
+	mu        sync.Mutex
+	attr      Attr // size, mode, owner and times as written
+	base      Attr // the object the writes apply to (size, etag)
+	minLSN    uploadbuffer.LSN
+	lastWrite time.Time
+	gen       uint64 // bumped by every change
+	uploading bool
+	cancelled bool
+}
+
+func (st *fileState) overlay(a *Attr) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	a.Size, a.Mode, a.UID, a.GID, a.Mtime, a.Ctime = st.attr.Size, st.attr.Mode, st.attr.UID, st.attr.GID, st.attr.Mtime, st.attr.Ctime
+}
+
+// cacheVolume names a file in the cache; "~" cannot occur in share names.
+func cacheVolume(share string, ino uint64) string { return fmt.Sprintf("fs~%s~%d", share, ino) }
+
+func (m *Manager) dirtyState(share string, ino uint64) *fileState {
+	m.filesMu.Lock()
+	defer m.filesMu.Unlock()
+	return m.files[fileKey{share, ino}]
+}
+
+// nsLocks order namespace changes (remove, rename) against uploads, which
+// must not write an object at a path being moved or removed.
+var nsLocks sync.Map // share name -> *sync.RWMutex
+
+func (m *Manager) ns(share string) *sync.RWMutex {
+	l, _ := nsLocks.LoadOrStore(share, &sync.RWMutex{})
+	return l.(*sync.RWMutex)
+}
+
+// cancel forgets a file's pending writes (it is being removed).
+func (m *Manager) cancel(share string, ino uint64) {
+	m.filesMu.Lock()
+	st := m.files[fileKey{share, ino}]
+	delete(m.files, fileKey{share, ino})
+	m.filesMu.Unlock()
+	if st != nil {
+		st.mu.Lock()
+		st.cancelled = true
+		st.mu.Unlock()
+	}
+}
+
+// Log records (big-endian): type (1 write, 2 truncate, 3 setattr), share
+// name length and name, inode, then
+//
+//	write:    offset (8), data
+//	truncate: size (8)
+//	setattr:  mode, uid, gid (4 each), mtime unix nanoseconds (8)
+const (
+	recWrite    byte = 1
+	recTruncate byte = 2
+	recSetattr  byte = 3
+)
+
+type record struct {
+	typ    byte
+	share  string
+	ino    uint64
+	offset int64 // write; truncate: the size
+	data   []byte
+	attr   Attr // setattr
+}
+
+func (r record) encode() []byte {
+	b := make([]byte, 0, 2+len(r.share)+8+28+len(r.data))
+	b = append(b, r.typ, byte(len(r.share)))
+	b = append(b, r.share...)
+	b = binary.BigEndian.AppendUint64(b, r.ino)
+	switch r.typ {
+	case recWrite:
+		b = binary.BigEndian.AppendUint64(b, uint64(r.offset))
+		b = append(b, r.data...)
+	case recTruncate:
+		b = binary.BigEndian.AppendUint64(b, uint64(r.offset))
+	case recSetattr:
+		b = binary.BigEndian.AppendUint32(b, r.attr.Mode)
+		b = binary.BigEndian.AppendUint32(b, r.attr.UID)
+		b = binary.BigEndian.AppendUint32(b, r.attr.GID)
+		b = binary.BigEndian.AppendUint64(b, uint64(r.attr.Mtime.UnixNano()))
+	}
+	return b
+}
+
+func decodeRecord(b []byte) (record, error) {
+	bad := func(why string) (record, error) {
+		return record{}, errkind.Mark(errkind.Corrupt, fmt.Errorf("file share log record: %s", why))
+	}
+	if len(b) < 2 {
+		return bad("short")
+	}
+	r := record{typ: b[0]}
+	n := int(b[1])
+	if len(b) < 2+n+8 {
+		return bad("short header")
+	}
+	r.share = string(b[2 : 2+n])
+	r.ino = binary.BigEndian.Uint64(b[2+n:])
+	rest := b[2+n+8:]
+	switch r.typ {
+	case recWrite:
+		if len(rest) < 8 {
+			return bad("short write")
+		}
+		r.offset = int64(binary.BigEndian.Uint64(rest))
+		r.data = rest[8:]
+	case recTruncate:
+		if len(rest) != 8 {
+			return bad("bad truncate")
+		}
+		r.offset = int64(binary.BigEndian.Uint64(rest))
+	case recSetattr:
+		if len(rest) != 20 {
+			return bad("bad setattr")
+		}
+		r.attr.Mode = binary.BigEndian.Uint32(rest)
+		r.attr.UID = binary.BigEndian.Uint32(rest[4:])
+		r.attr.GID = binary.BigEndian.Uint32(rest[8:])
+		r.attr.Mtime = time.Unix(0, int64(binary.BigEndian.Uint64(rest[12:])))
+	default:
+		return bad(fmt.Sprintf("type %d", r.typ))
+	}
+	if r.offset < 0 || r.offset > MaxFileSize {
+		return bad("offset out of range")
+	}
+	return r, nil
+}
+
+// logAndApply makes rec durable, then applies it; trim stays below the
+// record until apply has registered it with its file.
+func (m *Manager) logAndApply(ctx context.Context, rec record, apply func(uploadbuffer.LSN) error) error {
+	if m.opts.Log.Used() > m.opts.Log.Capacity()/2 {
+		select {
+		case m.kick <- struct{}{}:
+		default:
+		}
+	}
+	floor := m.opts.Log.NextLSN()
+	m.filesMu.Lock()
+	m.inflight[floor]++
+	m.filesMu.Unlock()
+	defer func() {
+		m.filesMu.Lock()
+		if m.inflight[floor]--; m.inflight[floor] == 0 {
+			delete(m.inflight, floor)
+		}
+		m.filesMu.Unlock()
+	}()
+	lsn, err := m.opts.Log.Append(ctx, rec.encode())
+	if err != nil {
+		return fmt.Errorf("upload buffer: %w", err)
+	}
+	return apply(lsn)
+}
+
+// state returns the file's pending-write state, creating it from the
+// object's current attributes.
+func (m *Manager) state(s *Share, ino uint64, a Attr) *fileState {
+	m.filesMu.Lock()
+	defer m.filesMu.Unlock()
+	k := fileKey{s.cfg.Name, ino}
+	st := m.files[k]
+	if st == nil {
+		st = &fileState{attr: a, base: a, minLSN: ^uploadbuffer.LSN(0)}
+		m.files[k] = st
+	}
+	return st
+}
+
+func (st *fileState) touched(lsn uploadbuffer.LSN, now time.Time) {
+	if lsn < st.minLSN {
+		st.minLSN = lsn
+	}
+	st.lastWrite = now
+	st.gen++
+}
+
+// blockBase returns the base content of block index of the file's object:
+// what the object held there before the pending writes (nil: zeroes).
+func (m *Manager) blockBase(ctx context.Context, s *Share, p string, base Attr, index int64) ([]byte, error) {
+	start := index * BlockSize
+	if start >= base.Size || base.etag == "" && base.Size == 0 {
+		return nil, nil
+	}
+	n := min(BlockSize, base.Size-start)
+	rc, err := m.opts.Store.Get(ctx, s.key(p), start, n)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	buf := make([]byte, BlockSize)
+	if _, err := io.ReadFull(rc, buf[:n]); err != nil {
+		return nil, fmt.Errorf("read %s [%d, %d): %w", p, start, start+n, err)
+	}
+	return buf, nil
+}
+
+// WriteAt writes p at off into a file and returns once it is durable.
+func (s *Share) WriteAt(ctx context.Context, path string, p []byte, off int64) (Attr, error) {
+	path, err := cleanPath(path)
+	if err != nil {
+		return Attr{}, err
+	}
+	if err := s.writable(); err != nil {
+		return Attr{}, err
+	}
+	a, err := s.Stat(ctx, path)
+	if err != nil {
+		return Attr{}, err
+	}
+	if a.Type != TypeFile {
+		return Attr{}, fmt.Errorf("%s: %w", path, ErrIsDir)
+	}
+	if off < 0 || off+int64(len(p)) > MaxFileSize {
+		return Attr{}, fmt.Errorf("write at %d: %w", off, ErrInvalid)
+	}
+	rec := record{typ: recWrite, share: s.cfg.Name, ino: a.Ino, offset: off, data: p}
+	var out Attr
+	err = s.m.logAndApply(ctx, rec, func(lsn uploadbuffer.LSN) error {
+		st := s.m.state(s, a.Ino, a)
+		if err := s.m.applyWrite(ctx, s, path, a.Ino, st, off, p); err != nil {
+			return err
+		}
+		st.mu.Lock()
+		st.touched(lsn, s.now())
+		st.attr.Mtime, st.attr.Ctime = s.now(), s.now()
+		out = st.attr
+		st.mu.Unlock()
+		return nil
+	})
+	out.Ino, out.Type = a.Ino, TypeFile
+	return out, err
+}
+
+func (m *Manager) applyWrite(ctx context.Context, s *Share, path string, ino uint64, st *fileState, off int64, p []byte) error {
+	st.mu.Lock()
+	base := st.base
+	st.mu.Unlock()
+	for done := 0; done < len(p); {
+		pos := off + int64(done)
+		index, in := pos/BlockSize, pos%BlockSize
+		n := min(int64(len(p)-done), BlockSize-in)
+		key := cache.Key{Volume: cacheVolume(s.cfg.Name, ino), Index: uint64(index)}
+		err := m.opts.Cache.WriteAt(ctx, key, BlockSize, p[done:done+int(n)], in, func() ([]byte, error) {
+			return m.blockBase(ctx, s, path, base, index)
+		})
+		if err != nil {
+			return fmt.Errorf("%s: cache write: %w", path, err)
+		}
+		done += int(n)
+	}
+	st.mu.Lock()
+	if end := off + int64(len(p)); end > st.attr.Size {
+		st.attr.Size = end
+	}
+	st.mu.Unlock()
+	return nil
+}
+
+// truncate sets a file's size: blocks past it are dropped, the tail of
+// the last one zeroed.
+func (m *Manager) applyTruncate(ctx context.Context, s *Share, path string, ino uint64, st *fileState, size int64) error {
+	st.mu.Lock()
+	old, base := st.attr.Size, st.base
+	st.attr.Size = size
+	st.mu.Unlock()
+	if size < old {
+		vol := cacheVolume(s.cfg.Name, ino)
+		for index := (size + BlockSize - 1) / BlockSize; index*BlockSize < old; index++ {
+			if err := m.opts.Cache.Drop(cache.Key{Volume: vol, Index: uint64(index)}); err != nil {
+				return err
+			}
+		}
+		if in := size % BlockSize; in != 0 {
+			index := size / BlockSize
+			zero := make([]byte, BlockSize-in)
+			err := m.opts.Cache.WriteAt(ctx, cache.Key{Volume: vol, Index: uint64(index)}, BlockSize, zero, in, func() ([]byte, error) {
+				return m.blockBase(ctx, s, path, base, index)
+			})
+			if err != nil {
+				return err
+			}
+		}
+		// Blocks past the new end must not come back from the old object
+		// if the file grows again.
+		st.mu.Lock()
+		if st.base.Size > size {
+			st.base.Size = size
+		}
+		st.mu.Unlock()
+	}
+	return nil
+}
+
+// setattrLogged changes a file with pending writes (or its size) through
+// the log, so the change and the data go up together.
+func (m *Manager) setattrLogged(ctx context.Context, s *Share, path string, a Attr, ch SetAttr) (Attr, error) {
+	var out Attr
+	err := func() error {
+		if ch.Size != nil {
+			rec := record{typ: recTruncate, share: s.cfg.Name, ino: a.Ino, offset: *ch.Size}
+			err := m.logAndApply(ctx, rec, func(lsn uploadbuffer.LSN) error {
+				st := m.state(s, a.Ino, a)
+				if err := m.applyTruncate(ctx, s, path, a.Ino, st, *ch.Size); err != nil {
+					return err
+				}
+				st.mu.Lock()
+				st.touched(lsn, s.now())
+				st.attr.Mtime, st.attr.Ctime = s.now(), s.now()
+				st.mu.Unlock()
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+		}
+		if ch.Mode == nil && ch.UID == nil && ch.GID == nil && ch.Mtime == nil {
+			return nil
+		}
+		st := m.state(s, a.Ino, a)
+		st.mu.Lock()
+		na := st.attr
+		st.mu.Unlock()
+		if ch.Mode != nil {
+			na.Mode = *ch.Mode & 0o7777
+		}
+		if ch.UID != nil {
+			na.UID = *ch.UID
+		}
+		if ch.GID != nil {
+			na.GID = *ch.GID
+		}
+		if ch.Mtime != nil {
+			na.Mtime = *ch.Mtime
+		}
+		rec := record{typ: recSetattr, share: s.cfg.Name, ino: a.Ino, attr: na}
+		return m.logAndApply(ctx, rec, func(lsn uploadbuffer.LSN) error {
+			st.mu.Lock()
+			st.attr.Mode, st.attr.UID, st.attr.GID, st.attr.Mtime = na.Mode, na.UID, na.GID, na.Mtime
+			st.attr.Ctime = s.now()
+			st.touched(lsn, s.now())
+			st.mu.Unlock()
+			return nil
+		})
+	}()
+	if err != nil {
+		return Attr{}, err
+	}
+	out, err = s.Stat(ctx, path)
+	return out, err
+}
+
+// ReadAt reads from a file at off; it returns fewer bytes at the end.
+func (s *Share) ReadAt(ctx context.Context, path string, p []byte, off int64) (int, error) {
+	a, err := s.Stat(ctx, path)
+	if err != nil {
+		return 0, err
+	}
+	if a.Type != TypeFile {
+		return 0, fmt.Errorf("%s: %w", path, ErrIsDir)
+	}
+	path, _ = cleanPath(path)
+	if off >= a.Size {
+		return 0, io.EOF
+	}
+	want := min(int64(len(p)), a.Size-off)
+	base := a
+	if st := s.m.dirtyState(s.cfg.Name, a.Ino); st != nil {
+		st.mu.Lock()
+		base = st.base
+		st.mu.Unlock()
+	}
+	vol := cacheVolume(s.cfg.Name, a.Ino)
+	for done := int64(0); done < want; {
+		pos := off + done
+		index, in := pos/BlockSize, pos%BlockSize
+		n := min(want-done, BlockSize-in)
+		key := cache.Key{Volume: vol, Index: uint64(index)}
+		buf := p[done : done+n]
+		ok, err := s.m.opts.Cache.ReadAt(key, buf, in)
+		if err != nil {
+			return int(done), err
+		}
+		if !ok {
+			data, err := s.m.blockBase(ctx, s, path, base, index)
+			if err != nil {
+				return int(done), err
+			}
+			if data == nil {
+				clear(buf)
+			} else {
+				copy(buf, data[in:])
+				_ = s.m.opts.Cache.PutClean(key, data)
+			}
+		}
+		done += n
+	}
+	if want < int64(len(p)) {
+		return int(want), io.EOF
+	}
+	return int(want), nil
+}
+
+// replay applies the log's records to the files they name, as if written
+// now; the files are then uploaded as usual.
+func (m *Manager) replay(ctx context.Context) error {
+	n := 0
+	err := m.opts.Log.Replay(func(lsn uploadbuffer.LSN, b []byte) error {
+		r, err := decodeRecord(b)
+		if err != nil {
+			return err
+		}
+		s, err := m.Get(r.share)
+		if err != nil {
+			return nil // share deleted since
+		}
+		path, err := s.PathOf(ctx, r.ino)
+		if err != nil {
+			if errors.Is(err, ErrStale) {
+				return nil // file removed since
+			}
+			return err
+		}
+		a, err := s.Stat(ctx, path)
+		if err != nil {
+			if isNotExist(err) {
+				return nil
+			}
+			return err
+		}
+		st := m.state(s, r.ino, a)
+		switch r.typ {
+		case recWrite:
+			err = m.applyWrite(ctx, s, path, r.ino, st, r.offset, r.data)
+		case recTruncate:
+			err = m.applyTruncate(ctx, s, path, r.ino, st, r.offset)
+		case recSetattr:
+			st.mu.Lock()
+			st.attr.Mode, st.attr.UID, st.attr.GID, st.attr.Mtime = r.attr.Mode, r.attr.UID, r.attr.GID, r.attr.Mtime
+			st.mu.Unlock()
+		}
+		if err != nil {
+			return err
+		}
+		st.mu.Lock()
+		st.touched(lsn, m.opts.Clock.Now())
+		st.mu.Unlock()
+		n++
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("replay file share upload buffer: %w", err)
+	}
+	if n > 0 {
+		m.log.Info("replayed file share upload buffer", "records", n)
+	}
+	return nil
+}
+
+func (m *Manager) uploadLoop() {
+	defer close(m.done)
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() { <-m.stop; cancel() }()
+	for {
+		select {
+		case <-m.stop:
+			return
+		case <-m.kick:
+		case <-m.opts.Clock.After(m.opts.UploadInterval):
+		}
+		if err := m.round(ctx, false, nil); err != nil && ctx.Err() == nil {
+			m.log.Warn("file share upload round", "err", err)
+		}
+	}
+}
+
+// Flush uploads every pending file of a share (all shares if name is
+// empty) now, ignoring the settle time.
+func (m *Manager) Flush(ctx context.Context, name string) error {
+	return m.round(ctx, true, func(k fileKey, _ string) bool { return name == "" || k.share == name })
+}
+
+func (m *Manager) flushTree(ctx context.Context, s *Share, dir string) error {
+	return m.round(ctx, true, func(k fileKey, path string) bool {
+		return k.share == s.cfg.Name && strings.HasPrefix(path, dir+"/")
+	})
+}
+
+// round uploads the files that are due and trims the log.
+func (m *Manager) round(ctx context.Context, all bool, pick func(fileKey, string) bool) error {
+	now := m.opts.Clock.Now()
+	pressure := m.opts.Log.Used() > m.opts.Log.Capacity()/2
+	m.filesMu.Lock()
+	var due []fileKey
+	for k, st := range m.files {
+		st.mu.Lock()
+		quiet := now.Sub(st.lastWrite) >= m.opts.SettleTime
+		st.mu.Unlock()
+		if all || pressure || quiet {
+			due = append(due, k)
+		}
+	}
+	m.filesMu.Unlock()
+	sort.Slice(due, func(i, j int) bool { return due[i].ino < due[j].ino })
+	var mu sync.Mutex
+	var firstErr error
+	sem := make(chan struct{}, m.opts.Uploaders)
+	var wg sync.WaitGroup
+	for _, k := range due {
+		s, err := m.Get(k.share)
+		if err != nil {
+			continue
+		}
+		if pick != nil {
+			path, err := s.PathOf(ctx, k.ino)
+			if err != nil || !pick(k, path) {
+				continue
+			}
+		}
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			if err := m.upload(ctx, s, k); err != nil {
+				mu.Lock()
+				if firstErr == nil {
+					firstErr = err
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	m.trim()
+	return firstErr
+}
+
+// upload puts a file's current content as its object. If nothing changed
+// it meanwhile, the file is clean: its log records are released.
+func (m *Manager) upload(ctx context.Context, s *Share, k fileKey) error {
+	ns := m.ns(k.share)
+	ns.RLock()
+	defer ns.RUnlock()
+	m.filesMu.Lock()
+	st := m.files[k]
+	m.filesMu.Unlock()
+	if st == nil {
+		return nil
+	}
+	st.mu.Lock()
+	if st.uploading || st.cancelled {
+		st.mu.Unlock()
+		return nil
+	}
+	st.uploading = true
+	gen, attr, base := st.gen, st.attr, st.base
+	st.mu.Unlock()
+	defer func() {
+		st.mu.Lock()
+		st.uploading = false
+		st.mu.Unlock()
+	}()
+	path, err := s.PathOf(ctx, k.ino)
+	if err != nil {
+		return err
+	}
+	r := &fileReader{ctx: ctx, m: m, s: s, path: path, vol: cacheVolume(k.share, k.ino), size: attr.Size, base: base, gens: map[int64]uint64{}}
+	attr.Type = TypeFile
+	if err := objstore.PutWith(ctx, m.opts.Store, s.key(path), r, attr.Size, attr.metadata()); err != nil {
+		return fmt.Errorf("share %s: upload %s: %w", k.share, path, err)
+	}
+	oi, err := m.opts.Store.Stat(ctx, s.key(path))
+	if err != nil {
+		return err
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	st.base = attr
+	st.base.Size, st.base.etag = oi.Size, oi.ETag
+	for index, g := range r.gens {
+		m.opts.Cache.MarkClean(cache.Key{Volume: r.vol, Index: uint64(index)}, g)
+	}
+	if st.gen != gen {
+		return nil // written meanwhile: it goes up again
+	}
+	m.filesMu.Lock()
+	delete(m.files, k)
+	m.filesMu.Unlock()
+	a := attr
+	a.Size, a.etag = oi.Size, oi.ETag
+	s.remember(path, a, true)
+	s.attrMu.Lock()
+	delete(s.dirs, parentOf(path))
+	s.attrMu.Unlock()
+	return nil
+}
+
+// fileReader reads a file's content for upload: cached blocks (dirty ones
+// are pinned), the old object for the rest. It can seek, for retries.
+type fileReader struct {
+	ctx  context.Context
+	m    *Manager
+	s    *Share
+	path string
+	vol  string
+	size int64
+	base Attr
+	pos  int64
+	gens map[int64]uint64 // cache generation of each block read
+	cur  []byte
+	curI int64
+}
+
+func (r *fileReader) Read(p []byte) (int, error) {
+	if r.pos >= r.size {
+		return 0, io.EOF
+	}
+	index, in := r.pos/BlockSize, r.pos%BlockSize
+	if r.cur == nil || r.curI != index {
+		data, gen, err := r.m.opts.Cache.Snapshot(cache.Key{Volume: r.vol, Index: uint64(index)})
+		if errors.Is(err, cache.ErrNotCached) {
+			data, err = r.m.blockBase(r.ctx, r.s, r.path, r.base, index)
+			if data == nil && err == nil {
+				data = make([]byte, BlockSize)
+			}
+		} else if err == nil {
+			r.gens[index] = gen
+		}
+		if err != nil {
+			return 0, err
+		}
+		r.cur, r.curI = data, index
+	}
+	n := copy(p, r.cur[in:min(int64(len(r.cur)), r.size-index*BlockSize)])
+	r.pos += int64(n)
+	return n, nil
+}
+
+func (r *fileReader) Seek(off int64, whence int) (int64, error) {
+	switch whence {
+	case io.SeekStart:
+	case io.SeekCurrent:
+		off += r.pos
+	case io.SeekEnd:
+		off += r.size
+	}
+	if off < 0 {
+		return 0, errors.New("seek before start")
+	}
+	r.pos = off
+	return off, nil
+}
+
+// trim releases log records no file needs any more.
+func (m *Manager) trim() {
+	upTo := m.opts.Log.NextLSN()
+	m.filesMu.Lock()
+	for floor := range m.inflight {
+		upTo = min(upTo, floor)
+	}
+	for _, st := range m.files {
+		st.mu.Lock()
+		upTo = min(upTo, st.minLSN)
+		st.mu.Unlock()
+	}
+	m.filesMu.Unlock()
+	if err := m.opts.Log.Trim(upTo); err != nil {
+		m.log.Warn("trim file share upload buffer", "err", err)
+	}
+}

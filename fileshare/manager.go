@@ -1,0 +1,218 @@
+package fileshare
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gatewayd/gatewayd/cache"
+	"github.com/gatewayd/gatewayd/clock"
+	"github.com/gatewayd/gatewayd/meta"
+	"github.com/gatewayd/gatewayd/objstore"
+	"github.com/gatewayd/gatewayd/uploadbuffer"
+)
+
+// Options wire a Manager to the gateway.
+type Options struct {
+	Meta  meta.Store
+	Store objstore.Store // needs MetadataPutter and Copier
+	Cache *cache.Cache
+	Log   *uploadbuffer.Log // the file shares' own upload buffer
+	// SettleTime is how long a file must go unwritten before it is
+	// uploaded (default 2s); UploadInterval how often the uploader looks
+	// (default 1s); Uploaders how many files go up at once (default 4).
+	SettleTime     time.Duration
+	UploadInterval time.Duration
+	Uploaders      int
+	// AttrTTL is how long a listing or an object's attributes read from
+	// the store are trusted before the store is asked again (default 10s):
+	// how soon changes made directly in S3 appear.
+	AttrTTL time.Duration
+	Clock   clock.Clock
+	Logger  *slog.Logger
+}
+
+// Manager owns the shares of one gateway and their uploader.
+type Manager struct {
+	opts Options
+	log  *slog.Logger
+
+	mu     sync.Mutex
+	shares map[string]*Share
+
+	filesMu  sync.Mutex
+	files    map[fileKey]*fileState // files with writes not yet uploaded
+	inflight map[uploadbuffer.LSN]int
+
+	kick chan struct{}
+	stop chan struct{}
+	done chan struct{}
+}
+
+// Share is one file share.
+type Share struct {
+	m   *Manager
+	cfg Config
+
+	inoMu  sync.Mutex
+	byPath map[string]uint64
+	byIno  map[uint64]string
+
+	attrMu sync.Mutex
+	attrs  map[string]cachedAttr // path -> attributes read from the store
+	dirs   map[string]cachedDir  // path -> listing
+}
+
+// New opens the shares recorded in meta, replays the log and starts the
+// uploader.
+func New(ctx context.Context, opts Options) (*Manager, error) {
+	if opts.SettleTime <= 0 {
+		opts.SettleTime = 2 * time.Second
+	}
+	if opts.UploadInterval <= 0 {
+		opts.UploadInterval = time.Second
+	}
+	if opts.Uploaders <= 0 {
+		opts.Uploaders = 4
+	}
+	if opts.AttrTTL <= 0 {
+		opts.AttrTTL = 10 * time.Second
+	}
+	if opts.Clock == nil {
+		opts.Clock = clock.Real{}
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if _, ok := opts.Store.(objstore.MetadataPutter); !ok {
+		return nil, fmt.Errorf("file shares need an object store with object metadata; %s has none", opts.Store)
+	}
+	m := &Manager{
+		opts: opts, log: opts.Logger, shares: map[string]*Share{},
+		files: map[fileKey]*fileState{}, inflight: map[uploadbuffer.LSN]int{},
+		kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{}),
+	}
+	err := opts.Meta.View(ctx, func(tx meta.Txn) error {
+		return tx.Iterate([]byte("fshare/"), func(_, v []byte) error {
+			var c Config
+			if err := json.Unmarshal(v, &c); err != nil {
+				return fmt.Errorf("share metadata: %w", err)
+			}
+			m.shares[c.Name] = m.newShare(c)
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := m.replay(ctx); err != nil {
+		return nil, err
+	}
+	go m.uploadLoop()
+	return m, nil
+}
+
+func (m *Manager) newShare(c Config) *Share {
+	return &Share{m: m, cfg: c, byPath: map[string]uint64{}, byIno: map[uint64]string{},
+		attrs: map[string]cachedAttr{}, dirs: map[string]cachedDir{}}
+}
+
+// Create adds a share.
+func (m *Manager) Create(ctx context.Context, c Config) (Config, error) {
+	if err := c.Normalize(); err != nil {
+		return Config{}, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, ok := m.shares[c.Name]; ok {
+		return Config{}, fmt.Errorf("share %q: %w", c.Name, ErrShareExists)
+	}
+	for _, s := range m.shares {
+		p, q := s.cfg.Prefix, c.Prefix
+		if len(p) > len(q) {
+			p, q = q, p
+		}
+		if q[:len(p)] == p {
+			return Config{}, fmt.Errorf("share prefix %q overlaps share %s (%q)", c.Prefix, s.cfg.Name, s.cfg.Prefix)
+		}
+	}
+	c.Created = m.opts.Clock.Now().UTC().Truncate(time.Second)
+	b, err := c.marshal()
+	if err != nil {
+		return Config{}, err
+	}
+	if err := m.opts.Meta.Update(ctx, func(tx meta.Txn) error { return tx.Set(shareKey(c.Name), b) }); err != nil {
+		return Config{}, err
+	}
+	m.shares[c.Name] = m.newShare(c)
+	return c, nil
+}
+
+// Get returns a share by name.
+func (m *Manager) Get(name string) (*Share, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	s := m.shares[name]
+	if s == nil {
+		return nil, fmt.Errorf("share %q: %w", name, ErrNoShare)
+	}
+	return s, nil
+}
+
+// List returns the shares' configurations, by name.
+func (m *Manager) List() []Config {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]Config, 0, len(m.shares))
+	for _, s := range m.shares {
+		out = append(out, s.cfg)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// Delete removes a share from the gateway: its inode table and cached
+// data. Writes not yet uploaded are uploaded first; the objects stay in
+// the bucket.
+func (m *Manager) Delete(ctx context.Context, name string) error {
+	s, err := m.Get(name)
+	if err != nil {
+		return err
+	}
+	if err := m.Flush(ctx, name); err != nil {
+		return fmt.Errorf("share %s: upload pending writes before deleting: %w", name, err)
+	}
+	m.mu.Lock()
+	delete(m.shares, name)
+	m.mu.Unlock()
+	for _, prefix := range [][]byte{inoPrefix(name), pathPrefix(name), nextKey(name), shareKey(name)} {
+		if err := meta.DeletePrefix(ctx, m.opts.Meta, prefix); err != nil {
+			return err
+		}
+	}
+	s.attrMu.Lock()
+	s.attrs, s.dirs = map[string]cachedAttr{}, map[string]cachedDir{}
+	s.attrMu.Unlock()
+	return m.opts.Cache.DropVolumes(func(v string) bool { return strings.HasPrefix(v, "fs~"+name+"~") })
+}
+
+// Config returns the share's configuration.
+func (s *Share) Config() Config { return s.cfg }
+
+// Close stops the uploader. Writes not yet uploaded stay in the log and go
+// up after the next start.
+func (m *Manager) Close() error {
+	select {
+	case <-m.stop:
+		return nil
+	default:
+	}
+	close(m.stop)
+	<-m.done
+	return nil
+}

@@ -1,0 +1,257 @@
+package fileshare
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gatewayd/gatewayd/errkind"
+)
+
+// Config describes a share.
+type Config struct {
+	Name string `json:"name"`
+	// Prefix is where the share's objects live, relative to the gateway's
+	// store root: "" or ending in "/".
+	Prefix   string   `json:"prefix"`
+	ReadOnly bool     `json:"read_only,omitempty"`
+	Clients  []string `json:"clients,omitempty"` // CIDRs allowed to mount; empty: any
+	// Squash maps the caller's identity for files it creates and changes:
+	// "none", "root" (uid 0 becomes the anonymous uid) or "all".
+	Squash  string `json:"squash"`
+	AnonUID uint32 `json:"anon_uid"`
+	AnonGID uint32 `json:"anon_gid"`
+	// Defaults for objects that carry no metadata.
+	FileMode uint32    `json:"file_mode"`
+	DirMode  uint32    `json:"dir_mode"`
+	UID      uint32    `json:"uid"`
+	GID      uint32    `json:"gid"`
+	Created  time.Time `json:"created"`
+}
+
+// Errors callers tell apart; NFS maps each to its status.
+var (
+	ErrNotExist    = errkind.Mark(errkind.NotFound, errors.New("no such file or directory"))
+	ErrExist       = errkind.Mark(errkind.Permanent, errors.New("file exists"))
+	ErrNotDir      = errkind.Mark(errkind.Permanent, errors.New("not a directory"))
+	ErrIsDir       = errkind.Mark(errkind.Permanent, errors.New("is a directory"))
+	ErrNotEmpty    = errkind.Mark(errkind.Permanent, errors.New("directory not empty"))
+	ErrReadOnly    = errkind.Mark(errkind.Permanent, errors.New("read-only share"))
+	ErrNotSupp     = errkind.Mark(errkind.Permanent, errors.New("not supported by a file share (hard links and special files)"))
+	ErrInvalid     = errkind.Mark(errkind.Permanent, errors.New("invalid argument"))
+	ErrNameTooLong = errkind.Mark(errkind.Permanent, errors.New("file name too long"))
+	ErrShareExists = errkind.Mark(errkind.Permanent, errors.New("a share with that name exists"))
+	ErrNoShare     = errkind.Mark(errkind.NotFound, errors.New("no such share"))
+)
+
+// reservedPrefixes hold the gateway's own objects (docs/format.md).
+var reservedPrefixes = []string{"chunks/", "maps/", "snapshots/", "volumes/", "keys/", "tapes/", "config"}
+
+// Normalize fills defaults and checks c.
+func (c *Config) Normalize() error {
+	if c.Name == "" || len(c.Name) > 64 {
+		return fmt.Errorf("share name must be 1 to 64 characters")
+	}
+	for _, r := range c.Name {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.') {
+			return fmt.Errorf("share name %q: use letters, digits, '-', '_' and '.'", c.Name)
+		}
+	}
+	if c.Prefix == "" {
+		c.Prefix = c.Name + "/"
+	}
+	if !strings.HasSuffix(c.Prefix, "/") || strings.HasPrefix(c.Prefix, "/") || strings.Contains(c.Prefix, "//") {
+		return fmt.Errorf("share prefix %q: a key prefix ending in '/', not starting with one", c.Prefix)
+	}
+	for _, seg := range strings.Split(strings.TrimSuffix(c.Prefix, "/"), "/") {
+		if seg == "." || seg == ".." {
+			return fmt.Errorf("share prefix %q: no '.' or '..' segments", c.Prefix)
+		}
+	}
+	for _, r := range reservedPrefixes {
+		if strings.HasPrefix(c.Prefix, r) || strings.HasPrefix(r, c.Prefix) {
+			return fmt.Errorf("share prefix %q overlaps the gateway's own objects (%s)", c.Prefix, r)
+		}
+	}
+	switch c.Squash {
+	case "":
+		c.Squash = "none"
+	case "none", "root", "all":
+	default:
+		return fmt.Errorf("squash %q: want none, root or all", c.Squash)
+	}
+	for _, cidr := range c.Clients {
+		if _, err := netip.ParsePrefix(cidr); err != nil {
+			if _, err2 := netip.ParseAddr(cidr); err2 != nil {
+				return fmt.Errorf("client %q: want a CIDR (10.0.0.0/8) or an address", cidr)
+			}
+		}
+	}
+	if c.FileMode == 0 {
+		c.FileMode = 0o644
+	}
+	if c.DirMode == 0 {
+		c.DirMode = 0o755
+	}
+	if c.AnonUID == 0 && c.AnonGID == 0 {
+		c.AnonUID, c.AnonGID = 65534, 65534
+	}
+	if c.FileMode > 0o7777 || c.DirMode > 0o7777 {
+		return errors.New("file_mode and dir_mode are permission bits (at most 07777)")
+	}
+	return nil
+}
+
+// Allows says whether a client address may mount the share.
+func (c *Config) Allows(addr netip.Addr) bool {
+	if len(c.Clients) == 0 {
+		return true
+	}
+	addr = addr.Unmap()
+	for _, cidr := range c.Clients {
+		if p, err := netip.ParsePrefix(cidr); err == nil && p.Contains(addr) {
+			return true
+		}
+		if a, err := netip.ParseAddr(cidr); err == nil && a.Unmap() == addr {
+			return true
+		}
+	}
+	return false
+}
+
+// MapOwner applies the share's squash to a caller's uid and gid.
+func (c *Config) MapOwner(uid, gid uint32) (uint32, uint32) {
+	switch c.Squash {
+	case "all":
+		return c.AnonUID, c.AnonGID
+	case "root":
+		if uid == 0 {
+			uid = c.AnonUID
+		}
+		if gid == 0 {
+			gid = c.AnonGID
+		}
+	}
+	return uid, gid
+}
+
+// FileType is what a path names.
+type FileType uint8
+
+// File types.
+const (
+	TypeFile FileType = iota + 1
+	TypeDir
+	TypeSymlink
+)
+
+// Attr are a file's attributes.
+type Attr struct {
+	Ino    uint64
+	Type   FileType
+	Mode   uint32 // permission bits
+	UID    uint32
+	GID    uint32
+	Size   int64
+	Mtime  time.Time
+	Ctime  time.Time
+	Target string // symlinks
+	etag   string
+}
+
+// Metadata names on objects.
+const (
+	metaMode  = "gwd-mode"
+	metaUID   = "gwd-uid"
+	metaGID   = "gwd-gid"
+	metaMtime = "gwd-mtime"
+	metaCtime = "gwd-ctime"
+	metaType  = "gwd-type"
+)
+
+func (a Attr) metadata() map[string]string {
+	m := map[string]string{
+		metaMode:  strconv.FormatUint(uint64(a.Mode), 8),
+		metaUID:   strconv.FormatUint(uint64(a.UID), 10),
+		metaGID:   strconv.FormatUint(uint64(a.GID), 10),
+		metaMtime: strconv.FormatInt(a.Mtime.UnixNano(), 10),
+		metaCtime: strconv.FormatInt(a.Ctime.UnixNano(), 10),
+	}
+	if a.Type == TypeSymlink {
+		m[metaType] = "symlink"
+	}
+	return m
+}
+
+// applyMetadata fills a from object metadata, keeping defaults for what is
+// missing or malformed (objects written by other S3 applications).
+func (a *Attr) applyMetadata(m map[string]string) {
+	if v, err := strconv.ParseUint(m[metaMode], 8, 32); err == nil && v <= 0o7777 {
+		a.Mode = uint32(v)
+	}
+	if v, err := strconv.ParseUint(m[metaUID], 10, 32); err == nil {
+		a.UID = uint32(v)
+	}
+	if v, err := strconv.ParseUint(m[metaGID], 10, 32); err == nil {
+		a.GID = uint32(v)
+	}
+	if v, err := strconv.ParseInt(m[metaMtime], 10, 64); err == nil {
+		a.Mtime = time.Unix(0, v)
+	}
+	if v, err := strconv.ParseInt(m[metaCtime], 10, 64); err == nil {
+		a.Ctime = time.Unix(0, v)
+	}
+	if m[metaType] == "symlink" && a.Type == TypeFile {
+		a.Type = TypeSymlink
+	}
+}
+
+func (c Config) marshal() ([]byte, error) { return json.Marshal(c) }
+
+// cleanPath checks a share path: slash-separated names, no "", "." or
+// "..", at most 1024 bytes, each name at most 255. "" is the root.
+func cleanPath(p string) (string, error) {
+	p = strings.Trim(p, "/")
+	if p == "" {
+		return "", nil
+	}
+	if len(p) > 1024 {
+		return "", ErrNameTooLong
+	}
+	for _, name := range strings.Split(p, "/") {
+		if err := checkName(name); err != nil {
+			return "", err
+		}
+	}
+	return p, nil
+}
+
+func checkName(name string) error {
+	switch {
+	case name == "" || name == "." || name == "..":
+		return fmt.Errorf("name %q: %w", name, ErrInvalid)
+	case len(name) > 255:
+		return ErrNameTooLong
+	case strings.ContainsAny(name, "/\x00"):
+		return fmt.Errorf("name %q: %w", name, ErrInvalid)
+	}
+	return nil
+}
+
+func parentOf(p string) string {
+	if i := strings.LastIndexByte(p, '/'); i >= 0 {
+		return p[:i]
+	}
+	return ""
+}
+
+func joinPath(dir, name string) string {
+	if dir == "" {
+		return name
+	}
+	return dir + "/" + name
+}
