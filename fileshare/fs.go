@@ -36,7 +36,7 @@ func (s *Share) key(p string) string { return s.cfg.Prefix + p }
 func (s *Share) now() time.Time { return s.m.opts.Clock.Now() }
 
 func (s *Share) defaults(t FileType) Attr {
-	a := Attr{Type: t, Mode: s.cfg.FileMode, UID: s.cfg.UID, GID: s.cfg.GID}
+	a := Attr{Type: t, Mode: s.cfg.FileMode, UID: s.cfg.UID, GID: s.cfg.GID, Mtime: s.cfg.Created, Ctime: s.cfg.Created}
 	if t == TypeDir {
 		a.Mode = s.cfg.DirMode
 	}

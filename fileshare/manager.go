@@ -142,6 +142,10 @@ func (m *Manager) Create(ctx context.Context, c Config) (Config, error) {
 		}
 	}
 	c.Created = m.opts.Clock.Now().UTC().Truncate(time.Second)
+	c.ID = 1
+	for _, s := range m.shares {
+		c.ID = max(c.ID, s.cfg.ID+1)
+	}
 	b, err := c.marshal()
 	if err != nil {
 		return Config{}, err
@@ -162,6 +166,18 @@ func (m *Manager) Get(name string) (*Share, error) {
 		return nil, fmt.Errorf("share %q: %w", name, ErrNoShare)
 	}
 	return s, nil
+}
+
+// ByID returns the share with handle id id.
+func (m *Manager) ByID(id uint32) (*Share, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, s := range m.shares {
+		if s.cfg.ID == id {
+			return s, nil
+		}
+	}
+	return nil, fmt.Errorf("share id %d: %w", id, ErrNoShare)
 }
 
 // List returns the shares' configurations, by name.

@@ -15,6 +15,9 @@ import (
 // Config describes a share.
 type Config struct {
 	Name string `json:"name"`
+	// ID is a small number naming the share in NFS file handles, assigned
+	// at creation and never reused while the share exists.
+	ID uint32 `json:"id"`
 	// Prefix is where the share's objects live, relative to the gateway's
 	// store root: "" or ending in "/".
 	Prefix   string   `json:"prefix"`

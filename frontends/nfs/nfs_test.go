@@ -1,0 +1,255 @@
+package nfs
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	nfsc "github.com/willscott/go-nfs-client/nfs"
+	"github.com/willscott/go-nfs-client/nfs/rpc"
+
+	"github.com/gatewayd/gatewayd/cache"
+	"github.com/gatewayd/gatewayd/fileshare"
+	metamem "github.com/gatewayd/gatewayd/meta/mem"
+	"github.com/gatewayd/gatewayd/objstore"
+	"github.com/gatewayd/gatewayd/objstore/mem"
+	"github.com/gatewayd/gatewayd/uploadbuffer"
+	"github.com/gatewayd/gatewayd/vfs"
+)
+
+type fixture struct {
+	t      *testing.T
+	store  objstore.Store
+	shares *fileshare.Manager
+	addr   string
+	port   int
+}
+
+func start(t *testing.T, configs ...fileshare.Config) *fixture {
+	t.Helper()
+	dir := t.TempDir()
+	log, err := uploadbuffer.Open(vfs.Default, filepath.Join(dir, "log"), uploadbuffer.Options{Capacity: 256 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := cache.Open(vfs.Default, filepath.Join(dir, "cache"), cache.Options{Capacity: 256 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := mem.New("nfs")
+	m, err := fileshare.New(context.Background(), fileshare.Options{Meta: metamem.New(), Store: store, Cache: c, Log: log,
+		SettleTime: 50 * time.Millisecond, UploadInterval: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, cfg := range configs {
+		if _, err := m.Create(context.Background(), cfg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := New(m, nil)
+	done := make(chan struct{})
+	go func() { defer close(done); srv.Serve(l) }()
+	t.Cleanup(func() {
+		srv.Close()
+		<-done
+		m.Close()
+		c.Close()
+		log.Close()
+	})
+	return &fixture{t: t, store: store, shares: m, addr: l.Addr().String(), port: l.Addr().(*net.TCPAddr).Port}
+}
+
+// url is the libnfs URL of a path in a share (go-nfs has no portmapper).
+func (f *fixture) url(share, p string) string {
+	return fmt.Sprintf("nfs://127.0.0.1/%s/%s?nfsport=%d&mountport=%d&auto-traverse-mounts=0", share, p, f.port, f.port)
+}
+
+func libnfs(t *testing.T, tool string, args ...string) (string, error) {
+	t.Helper()
+	bin, err := exec.LookPath(tool)
+	if err != nil {
+		t.Fatalf("%s not found: install Debian's libnfs-utils (.ci/run does)", tool)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, bin, args...).CombinedOutput()
+	return string(out), err
+}
+
+func (f *fixture) mount(share string) (*nfsc.Target, func()) {
+	f.t.Helper()
+	c, err := rpc.DialTCP("tcp", f.addr, false)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	var m nfsc.Mount
+	m.Client = c
+	target, err := m.Mount("/"+share, rpc.AuthNull)
+	if err != nil {
+		c.Close()
+		f.t.Fatal(err)
+	}
+	return target, func() { m.Unmount(); c.Close() }
+}
+
+func randomBytes(seed uint64, n int) []byte {
+	r := rand.New(rand.NewPCG(seed, seed))
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(r.Uint32())
+	}
+	return b
+}
+
+// The libnfs tools copy files in and out, list them, and the files are
+// objects in the store with the same bytes.
+func TestLibnfsTools(t *testing.T) {
+	f := start(t, fileshare.Config{Name: "docs"})
+	local := filepath.Join(t.TempDir(), "in.bin")
+	want := randomBytes(1, 3<<20+777)
+	if err := os.WriteFile(local, want, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := libnfs(t, "nfs-cp", local, f.url("docs", "in.bin")); err != nil {
+		t.Fatalf("nfs-cp in: %v\n%s", err, out)
+	}
+	back := filepath.Join(t.TempDir(), "out.bin")
+	if out, err := libnfs(t, "nfs-cp", f.url("docs", "in.bin"), back); err != nil {
+		t.Fatalf("nfs-cp out: %v\n%s", err, out)
+	}
+	if got, _ := os.ReadFile(back); !bytes.Equal(got, want) {
+		t.Fatal("file copied out differs")
+	}
+	out, err := libnfs(t, "nfs-ls", f.url("docs", ""))
+	if err != nil || !strings.Contains(out, "in.bin") {
+		t.Fatalf("nfs-ls: %v\n%s", err, out)
+	}
+	if err := f.shares.Flush(context.Background(), ""); err != nil {
+		t.Fatal(err)
+	}
+	obj, err := objstore.GetAll(context.Background(), f.store, "docs/in.bin")
+	if err != nil || !bytes.Equal(obj, want) {
+		t.Fatalf("object docs/in.bin: %d bytes, %v", len(obj), err)
+	}
+	small := filepath.Join(t.TempDir(), "note.txt")
+	os.WriteFile(small, []byte("hello from nfs\n"), 0o644)
+	if out, err := libnfs(t, "nfs-cp", small, f.url("docs", "note.txt")); err != nil {
+		t.Fatalf("nfs-cp: %v\n%s", err, out)
+	}
+	if out, err := libnfs(t, "nfs-cat", f.url("docs", "note.txt")); err != nil || out != "hello from nfs\n" {
+		t.Fatalf("nfs-cat: %q %v", out, err)
+	}
+	// An unknown export is refused.
+	if out, err := libnfs(t, "nfs-ls", f.url("nope", "")); err == nil {
+		t.Fatalf("nfs-ls of an unknown share succeeded:\n%s", out)
+	}
+}
+
+// The Go client drives every namespace operation; handles survive renames.
+func TestOperations(t *testing.T) {
+	f := start(t, fileshare.Config{Name: "s"})
+	v, done := f.mount("s")
+	defer done()
+	if _, err := v.Mkdir("dir", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	w, err := v.OpenFile("dir/a.txt", 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := randomBytes(2, 200000)
+	if _, err := w.Write(want); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	_, fh, err := v.Lookup("dir/a.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := v.Rename("dir/a.txt", "dir/b.txt"); err != nil {
+		t.Fatal(err)
+	}
+	if err := v.Rename("dir", "moved"); err != nil {
+		t.Fatal(err)
+	}
+	// The handle taken before both renames still names the file.
+	attr, err := v.GetAttr(fh)
+	if err != nil || attr.Filesize != uint64(len(want)) {
+		t.Fatalf("getattr by an old handle: %+v %v", attr, err)
+	}
+	r, err := v.Open("moved/b.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(r)
+	r.Close()
+	if err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("read after renames: %d bytes, %v", len(got), err)
+	}
+	if _, err := v.SetAttr(fh, nfsc.Sattr3{Mode: nfsc.SetMode{SetIt: true, Mode: 0o600}, UID: nfsc.SetUID{SetIt: true, UID: 1234}}); err != nil {
+		t.Fatal(err)
+	}
+	if attr, err := v.GetAttr(fh); err != nil || attr.FileMode&0o777 != 0o600 || attr.UID != 1234 {
+		t.Fatalf("after chmod and chown: mode %o uid %d, %v", attr.FileMode, attr.UID, err)
+	}
+	entries, err := v.ReadDirPlus("moved")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range entries {
+		if e.FileName != "." && e.FileName != ".." {
+			names = append(names, e.FileName)
+		}
+	}
+	if strings.Join(names, ",") != "b.txt" {
+		t.Fatalf("readdirplus: %q", names)
+	}
+	if err := v.RmDir("moved"); err == nil {
+		t.Fatal("rmdir of a non-empty directory succeeded")
+	}
+	if err := v.Remove("moved/b.txt"); err != nil {
+		t.Fatal(err)
+	}
+	if err := v.RmDir("moved"); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := v.Lookup("moved"); err == nil {
+		t.Fatal("lookup after rmdir succeeded")
+	}
+}
+
+// Export options: a read-only share refuses writes; a share open only to
+// another address refuses this client's mount.
+func TestExportOptions(t *testing.T) {
+	f := start(t, fileshare.Config{Name: "ro", ReadOnly: true}, fileshare.Config{Name: "other", Clients: []string{"127.0.0.2/32"}})
+	v, done := f.mount("ro")
+	defer done()
+	if _, err := v.Create("x", 0o644); err == nil {
+		t.Fatal("create on a read-only share succeeded")
+	}
+	c, err := rpc.DialTCP("tcp", f.addr, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var m nfsc.Mount
+	m.Client = c
+	if _, err := m.Mount("/other", rpc.AuthNull); err == nil || !strings.Contains(err.Error(), "ACCES") {
+		t.Fatalf("mount from a client not allowed: %v", err)
+	}
+}

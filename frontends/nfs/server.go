@@ -1,0 +1,160 @@
+// Package nfs serves gatewayd's file shares over NFSv3 and MOUNT, on
+// go-nfs. The gateway supplies the file system (a billy.Filesystem over
+// fileshare.Share) and its own file handles: share id and inode number,
+// which fileshare keeps in meta, so a handle stays valid across renames and
+// daemon restarts. Export options (allowed clients, read-only) are checked
+// at MOUNT and on every call.
+//
+// go-nfs serves NFS and MOUNT on one TCP port and has no portmapper:
+// clients give the port for both (libnfs: ?nfsport=N&mountport=N; Linux:
+// -o port=N,mountport=N,nolock,vers=3,proto=tcp).
+package nfs
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+
+	billy "github.com/go-git/go-billy/v5"
+	gonfs "github.com/willscott/go-nfs"
+
+	"github.com/gatewayd/gatewayd/fileshare"
+)
+
+// Server is the NFS frontend.
+type Server struct {
+	shares *fileshare.Manager
+	log    *slog.Logger
+
+	mu sync.Mutex
+	l  net.Listener
+	wg sync.WaitGroup
+}
+
+// New returns a server for the manager's shares.
+func New(shares *fileshare.Manager, logger *slog.Logger) *Server {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return &Server{shares: shares, log: logger}
+}
+
+// Serve accepts NFS and MOUNT calls on l until Close.
+func (s *Server) Serve(l net.Listener) error {
+	s.mu.Lock()
+	s.l = l
+	s.mu.Unlock()
+	gonfs.Log.SetLevel(gonfs.ErrorLevel) // go-nfs has its own logger: errors only
+	err := gonfs.Serve(l, &handler{s: s})
+	if errors.Is(err, net.ErrClosed) {
+		return nil
+	}
+	return err
+}
+
+// Close stops accepting connections.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.l != nil {
+		return s.l.Close()
+	}
+	return nil
+}
+
+// handler implements go-nfs's Handler.
+type handler struct{ s *Server }
+
+// Mount resolves "/<share>" (or "<share>") and checks the export options.
+func (h *handler) Mount(ctx context.Context, conn net.Conn, req gonfs.MountRequest) (gonfs.MountStatus, billy.Filesystem, []gonfs.AuthFlavor) {
+	name := strings.Trim(string(req.Dirpath), "/")
+	share, err := h.s.shares.Get(name)
+	if err != nil {
+		h.s.log.Info("nfs: mount of an unknown share", "path", string(req.Dirpath), "client", conn.RemoteAddr())
+		return gonfs.MountStatusErrNoEnt, nil, nil
+	}
+	if !allowed(share, conn.RemoteAddr()) {
+		h.s.log.Warn("nfs: mount refused: client not allowed", "share", name, "client", conn.RemoteAddr())
+		return gonfs.MountStatusErrAcces, nil, nil
+	}
+	h.s.log.Info("nfs: mount", "share", name, "client", conn.RemoteAddr())
+	return gonfs.MountStatusOk, &shareFS{share: share, ctx: context.Background()}, []gonfs.AuthFlavor{gonfs.AuthFlavorNull}
+}
+
+func allowed(share *fileshare.Share, addr net.Addr) bool {
+	cfg := share.Config()
+	ap, err := netip.ParseAddrPort(addr.String())
+	if err != nil {
+		return len(cfg.Clients) == 0
+	}
+	return cfg.Allows(ap.Addr())
+}
+
+// Change allows SETATTR's mode, owner and times changes.
+func (h *handler) Change(fs billy.Filesystem) billy.Change {
+	if sf, ok := fs.(*shareFS); ok && !sf.share.Config().ReadOnly {
+		return sf
+	}
+	return nil
+}
+
+// FSStat reports an object store's room: practically unbounded.
+func (h *handler) FSStat(ctx context.Context, fs billy.Filesystem, st *gonfs.FSStat) error {
+	const petabyte = 1 << 50
+	st.TotalSize, st.FreeSize, st.AvailableSize = petabyte, petabyte, petabyte
+	st.TotalFiles, st.FreeFiles, st.AvailableFiles = 1<<40, 1<<40, 1<<40
+	return nil
+}
+
+// File handles: "gw", version 1, a zero byte, share id (4 bytes), inode
+// (8 bytes). 16 bytes: XDR pads opaque data to 4, and go-nfs reads the
+// argument after a handle without skipping the padding.
+const handleLen = 16
+
+// ToHandle names a path by its share and inode.
+func (h *handler) ToHandle(fs billy.Filesystem, path []string) []byte {
+	sf, ok := fs.(*shareFS)
+	if !ok {
+		return nil
+	}
+	a, err := sf.share.Stat(sf.ctx, strings.Join(path, "/"))
+	if err != nil {
+		return nil
+	}
+	b := make([]byte, 0, handleLen)
+	b = append(b, 'g', 'w', 1, 0)
+	b = binary.BigEndian.AppendUint32(b, sf.share.Config().ID)
+	return binary.BigEndian.AppendUint64(b, a.Ino)
+}
+
+// FromHandle resolves a handle to its share and the inode's current path.
+func (h *handler) FromHandle(fh []byte) (billy.Filesystem, []string, error) {
+	if len(fh) != handleLen || fh[0] != 'g' || fh[1] != 'w' || fh[2] != 1 || fh[3] != 0 {
+		return nil, nil, fmt.Errorf("nfs: not a gatewayd file handle: %w", fileshare.ErrStale)
+	}
+	share, err := h.s.shares.ByID(binary.BigEndian.Uint32(fh[4:]))
+	if err != nil {
+		return nil, nil, fmt.Errorf("nfs: %v: %w", err, fileshare.ErrStale)
+	}
+	p, err := share.PathOf(context.Background(), binary.BigEndian.Uint64(fh[8:]))
+	if err != nil {
+		return nil, nil, err
+	}
+	var path []string
+	if p != "" {
+		path = strings.Split(p, "/")
+	}
+	return &shareFS{share: share, ctx: context.Background()}, path, nil
+}
+
+// InvalidateHandle: handles live in the inode table, nothing to drop.
+func (h *handler) InvalidateHandle(billy.Filesystem, []byte) error { return nil }
+
+// HandleLimit is how many handles go-nfs may assume stay valid: all.
+func (h *handler) HandleLimit() int { return 1 << 30 }
