@@ -42,6 +42,19 @@ type Config struct {
 	Admin     Admin     `yaml:"admin"`
 	ISCSI     ISCSI     `yaml:"iscsi"`
 	NFS       Listen    `yaml:"nfs"`
+	Shares    Shares    `yaml:"shares"`
+}
+
+// Shares tunes file shares (NFS).
+type Shares struct {
+	// BufferDir and BufferSize are the file shares' own upload buffer:
+	// every write to a file is durable there before it is acknowledged.
+	BufferDir  string        `yaml:"buffer_dir"`
+	BufferSize ByteSize      `yaml:"buffer_size"`
+	SettleTime time.Duration `yaml:"settle_time"` // quiet time before a file is uploaded
+	// AttrTTL is how long listings and attributes read from S3 are trusted:
+	// how soon objects changed directly in the bucket appear.
+	AttrTTL time.Duration `yaml:"attr_ttl"`
 }
 
 // Store says where the gateway keeps its data.
@@ -179,6 +192,7 @@ func Default(dataDir string) *Config {
 		Admin:     Admin{Socket: "admin.sock", TokenFile: "admin.token"},
 		ISCSI:     ISCSI{Listen: "127.0.0.1:3260", IQNPrefix: "iqn.2024-01.io.gatewayd", NOPInterval: 5 * time.Second, NOPTimeout: 30 * time.Second},
 		NFS:       Listen{Listen: "127.0.0.1:2049"},
+		Shares:    Shares{BufferDir: "sharebuffer", BufferSize: 2 << 30, SettleTime: 2 * time.Second, AttrTTL: 10 * time.Second},
 	}
 }
 
@@ -278,6 +292,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Volumes.Uploaders < 1 || c.Volumes.UploadInterval <= 0 || c.Volumes.SettleTime < 0 || c.Volumes.RecoveryPointInterval <= 0 {
 		return errors.New("volumes: uploaders must be at least 1, upload_interval and recovery_point_interval positive")
+	}
+	if c.Shares.BufferDir == "" || c.Shares.BufferSize < 64<<20 || c.Shares.SettleTime < 0 || c.Shares.AttrTTL <= 0 {
+		return errors.New("shares: buffer_dir must not be empty, buffer_size at least 64MiB, attr_ttl positive")
 	}
 	if c.Volumes.HydrateParallel < 1 {
 		return errors.New("volumes.hydrate_parallel: at least 1")

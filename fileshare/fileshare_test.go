@@ -307,7 +307,7 @@ func TestObjectsFromOtherApplications(t *testing.T) {
 	if _, err := s.Stat(ctx, "dir"); !errors.Is(err, ErrNotExist) {
 		t.Fatalf("a new object is visible before refresh or the TTL: %v", err)
 	}
-	if err := s.Refresh(""); err != nil {
+	if err := s.Refresh("", false); err != nil {
 		t.Fatal(err)
 	}
 	a := must[Attr](t)(s.Stat(ctx, "dir/big.bin"))
@@ -330,7 +330,7 @@ func TestObjectsFromOtherApplications(t *testing.T) {
 	if err := e.store.Delete(ctx, "s/dir/big.bin"); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Refresh("dir"); err != nil {
+	if err := s.Refresh("dir", true); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.Stat(ctx, "dir/big.bin"); !errors.Is(err, ErrNotExist) {

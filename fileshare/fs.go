@@ -159,12 +159,28 @@ func (s *Share) invalidateTree(p string) {
 	s.attrMu.Unlock()
 }
 
-// Refresh forgets cached attributes and listings at or below p, so the
-// next look at them asks the store (objects changed directly in S3).
-func (s *Share) Refresh(p string) error {
+// Refresh forgets the cached attributes and listing of p (with
+// recursive, of everything below it too), so the next look asks the store:
+// objects put, changed or deleted directly in S3 appear at once.
+func (s *Share) Refresh(p string, recursive bool) error {
 	p, err := cleanPath(p)
 	if err != nil {
 		return err
+	}
+	if !recursive {
+		s.attrMu.Lock()
+		delete(s.attrs, p)
+		delete(s.dirs, p)
+		if p != "" {
+			delete(s.dirs, parentOf(p))
+		}
+		for k := range s.attrs {
+			if parentOf(k) == p && k != p {
+				delete(s.attrs, k) // the entries the listing shows
+			}
+		}
+		s.attrMu.Unlock()
+		return nil
 	}
 	if p == "" {
 		s.attrMu.Lock()

@@ -18,6 +18,7 @@ import (
 	"github.com/gatewayd/gatewayd/cache"
 	"github.com/gatewayd/gatewayd/clock"
 	"github.com/gatewayd/gatewayd/config"
+	"github.com/gatewayd/gatewayd/fileshare"
 	"github.com/gatewayd/gatewayd/health"
 	"github.com/gatewayd/gatewayd/keys"
 	"github.com/gatewayd/gatewayd/meta"
@@ -76,11 +77,12 @@ func Run(ctx context.Context, cfg *config.Config, opts RunOptions) error {
 	reg := health.New(opts.Clock)
 	metrics := newMetrics(opts.Version, keyring.Config().GatewayID, reg)
 
-	vm, codec, closeData, err := openDataPath(ctx, cfg, store, md, keyring, reg, opts.Clock, logger)
+	dp, closeData, err := openDataPath(ctx, cfg, store, md, keyring, reg, opts.Clock, logger)
 	if err != nil {
 		return err
 	}
 	defer closeData()
+	vm, codec := dp.vm, dp.codec
 	metrics.MustRegister(volumeCollector{vm})
 
 	token, err := adminToken(cfg)
@@ -96,15 +98,27 @@ func Run(ctx context.Context, cfg *config.Config, opts RunOptions) error {
 		// Deferred after closeData, so sessions end before the volumes close.
 		defer iscsiFE.close()
 	}
+	var nfsFE *nfsFrontend
+	if cfg.NFS.Listen != "" {
+		nfsFE, err = startNFS(cfg, dp.shares, logger.With("subsystem", "nfs"))
+		if err != nil {
+			return err
+		}
+		defer nfsFE.close()
+	}
 	frontends := func() []admin.Frontend {
 		iscsiState, iscsiAddr := "off (iscsi.listen is empty)", ""
 		if iscsiFE != nil {
 			iscsiState, iscsiAddr = iscsiFE.state(), iscsiFE.addr
 		}
+		nfsState, nfsAddr := "off (nfs.listen is empty)", ""
+		if nfsFE != nil {
+			nfsState, nfsAddr = nfsFE.state(), nfsFE.addr
+		}
 		fs := []admin.Frontend{
 			{Name: "admin", Listen: cfg.Path(cfg.Admin.Socket), State: "serving"},
 			{Name: "iscsi", Listen: iscsiAddr, State: iscsiState},
-			{Name: "nfs", Listen: cfg.NFS.Listen, State: "not available in this build"},
+			{Name: "nfs", Listen: nfsAddr, State: nfsState},
 		}
 		if cfg.Admin.TCPListen != "" {
 			fs = append(fs, admin.Frontend{Name: "admin-tcp", Listen: cfg.Admin.TCPListen, State: "serving"})
@@ -137,6 +151,7 @@ func Run(ctx context.Context, cfg *config.Config, opts RunOptions) error {
 	}
 	registerVolumeAPI(srv, vm, iscsiFE)
 	registerSnapshotAPI(srv, vm, store, codec, cfg.Snapshots.GCGrace)
+	registerShareAPI(srv, dp.shares, nfsFE)
 	if iscsiFE != nil {
 		registerISCSIAPI(srv, iscsiFE)
 	}
@@ -160,29 +175,37 @@ func Run(ctx context.Context, cfg *config.Config, opts RunOptions) error {
 	return err
 }
 
-// openDataPath opens the upload buffer, the cache and the volume manager
-// (which replays the buffer). The returned func closes them in order.
+// dataPath is what serves data: volumes, their codec, file shares.
+type dataPath struct {
+	vm     *volume.Manager
+	codec  *snapshots.Codec
+	shares *fileshare.Manager
+}
+
+// openDataPath opens the upload buffers, the cache, the volume manager and
+// the file shares (which replay their buffers). The returned func closes
+// them in order.
 func openDataPath(ctx context.Context, cfg *config.Config, store objstore.Store, md meta.Store, keyring *keys.Keyring,
-	reg *health.Registry, c clock.Clock, logger *slog.Logger) (*volume.Manager, *snapshots.Codec, func(), error) {
+	reg *health.Registry, c clock.Clock, logger *slog.Logger) (dataPath, func(), error) {
 	ublog, err := uploadbuffer.Open(vfs.Default, cfg.Path(cfg.Buffer.Dir), uploadbuffer.Options{
 		Capacity: int64(cfg.Buffer.Size), Logger: logger.With("subsystem", "uploadbuffer"), Health: reg.Register("uploadbuffer"),
 	})
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("upload buffer: %w", err)
+		return dataPath{}, nil, fmt.Errorf("upload buffer: %w", err)
 	}
 	chunkCache, err := cache.Open(vfs.Default, cfg.Path(cfg.Cache.Dir), cache.Options{
 		Capacity: int64(cfg.Cache.Size), Logger: logger.With("subsystem", "cache"), Health: reg.Register("cache"),
 	})
 	if err != nil {
 		ublog.Close()
-		return nil, nil, nil, fmt.Errorf("cache: %w", err)
+		return dataPath{}, nil, fmt.Errorf("cache: %w", err)
 	}
 	dk := keyring.Current()
 	codec, err := snapshots.NewCodec(dk.Encryption, dk.ChunkID, snapshots.CodecOptions{})
 	if err != nil {
 		chunkCache.Close()
 		ublog.Close()
-		return nil, nil, nil, err
+		return dataPath{}, nil, err
 	}
 	vm, err := volume.New(ctx, volume.Options{
 		Meta: md, Store: store, Codec: codec, Log: ublog, Cache: chunkCache,
@@ -202,9 +225,17 @@ func openDataPath(ctx context.Context, cfg *config.Config, store objstore.Store,
 	if err != nil {
 		chunkCache.Close()
 		ublog.Close()
-		return nil, nil, nil, err
+		return dataPath{}, nil, err
 	}
-	return vm, codec, func() {
+	shares, closeShares, err := openShares(ctx, cfg, store, md, chunkCache, reg, c, logger)
+	if err != nil {
+		vm.Close()
+		chunkCache.Close()
+		ublog.Close()
+		return dataPath{}, nil, err
+	}
+	return dataPath{vm: vm, codec: codec, shares: shares}, func() {
+		closeShares()
 		vm.Close()
 		chunkCache.Close()
 		ublog.Close()

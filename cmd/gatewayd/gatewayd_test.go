@@ -100,6 +100,9 @@ func serve(t *testing.T, dataDir string, args ...string) *daemon {
 	if !strings.Contains(strings.Join(args, " "), "--iscsi-listen") {
 		args = append(args, "--iscsi-listen", "127.0.0.1:0")
 	}
+	if !strings.Contains(strings.Join(args, " "), "--nfs-listen") {
+		args = append(args, "--nfs-listen", "127.0.0.1:0")
+	}
 	cmd := exec.Command(binary, append([]string{"serve", "--data-dir", dataDir}, args...)...)
 	d := &daemon{cmd: cmd, stderr: new(bytes.Buffer), done: make(chan error, 1)}
 	cmd.Stderr = d.stderr

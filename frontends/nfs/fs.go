@@ -21,7 +21,20 @@ import (
 // relative to the share's root; every call goes straight to the share.
 type shareFS struct {
 	share *fileshare.Share
+	root  string // the mounted directory within the share ("" for its root)
 	ctx   context.Context
+}
+
+// full is the share path of a name relative to the mounted directory.
+func (f *shareFS) full(name string) string {
+	p := clean(name)
+	if f.root == "" {
+		return p
+	}
+	if p == "" {
+		return f.root
+	}
+	return f.root + "/" + p
 }
 
 // osErr turns a share error into the os error go-nfs maps to an NFS status.
@@ -71,7 +84,7 @@ func (f *shareFS) Create(name string) (billy.File, error) {
 func (f *shareFS) Open(name string) (billy.File, error) { return f.OpenFile(name, os.O_RDONLY, 0) }
 
 func (f *shareFS) OpenFile(name string, flag int, perm os.FileMode) (billy.File, error) {
-	p := clean(name)
+	p := f.full(name)
 	a, err := f.share.Stat(f.ctx, p)
 	switch {
 	case err == nil:
@@ -99,21 +112,21 @@ func (f *shareFS) OpenFile(name string, flag int, perm os.FileMode) (billy.File,
 }
 
 func (f *shareFS) Stat(name string) (os.FileInfo, error) {
-	a, err := f.share.Stat(f.ctx, clean(name))
+	a, err := f.share.Stat(f.ctx, f.full(name))
 	if err != nil {
 		return nil, osErr("stat", name, err)
 	}
-	return info{name: path.Base("/" + clean(name)), a: a}, nil
+	return info{name: path.Base("/" + f.full(name)), a: a}, nil
 }
 
 func (f *shareFS) Lstat(name string) (os.FileInfo, error) { return f.Stat(name) }
 
 func (f *shareFS) Rename(oldpath, newpath string) error {
-	return osErr("rename", oldpath, f.share.Rename(f.ctx, clean(oldpath), clean(newpath)))
+	return osErr("rename", oldpath, f.share.Rename(f.ctx, f.full(oldpath), f.full(newpath)))
 }
 
 func (f *shareFS) Remove(name string) error {
-	return osErr("remove", name, f.share.Remove(f.ctx, clean(name)))
+	return osErr("remove", name, f.share.Remove(f.ctx, f.full(name)))
 }
 
 func (f *shareFS) Join(elem ...string) string { return path.Join(elem...) }
@@ -123,7 +136,7 @@ func (f *shareFS) TempFile(dir, prefix string) (billy.File, error) {
 }
 
 func (f *shareFS) ReadDir(name string) ([]os.FileInfo, error) {
-	entries, err := f.share.ReadDir(f.ctx, clean(name))
+	entries, err := f.share.ReadDir(f.ctx, f.full(name))
 	if err != nil {
 		return nil, osErr("readdir", name, err)
 	}
@@ -138,18 +151,18 @@ func (f *shareFS) ReadDir(name string) ([]os.FileInfo, error) {
 // exists.
 func (f *shareFS) MkdirAll(name string, perm os.FileMode) error {
 	uid, gid := f.owner()
-	_, err := f.share.Mkdir(f.ctx, clean(name), uint32(perm.Perm()), uid, gid)
+	_, err := f.share.Mkdir(f.ctx, f.full(name), uint32(perm.Perm()), uid, gid)
 	return osErr("mkdir", name, err)
 }
 
 func (f *shareFS) Symlink(target, link string) error {
 	uid, gid := f.owner()
-	_, err := f.share.Symlink(f.ctx, clean(link), target, uid, gid)
+	_, err := f.share.Symlink(f.ctx, f.full(link), target, uid, gid)
 	return osErr("symlink", link, err)
 }
 
 func (f *shareFS) Readlink(link string) (string, error) {
-	t, err := f.share.Readlink(f.ctx, clean(link))
+	t, err := f.share.Readlink(f.ctx, f.full(link))
 	return t, osErr("readlink", link, err)
 }
 
@@ -171,7 +184,7 @@ func (f *shareFS) Capabilities() billy.Capability {
 
 func (f *shareFS) Chmod(name string, mode os.FileMode) error {
 	m := uint32(mode.Perm())
-	_, err := f.share.SetAttr(f.ctx, clean(name), fileshare.SetAttr{Mode: &m})
+	_, err := f.share.SetAttr(f.ctx, f.full(name), fileshare.SetAttr{Mode: &m})
 	return osErr("chmod", name, err)
 }
 
@@ -180,12 +193,12 @@ func (f *shareFS) Lchown(name string, uid, gid int) error { return f.Chown(name,
 func (f *shareFS) Chown(name string, uid, gid int) error {
 	c := f.share.Config()
 	u, g := c.MapOwner(uint32(uid), uint32(gid))
-	_, err := f.share.SetAttr(f.ctx, clean(name), fileshare.SetAttr{UID: &u, GID: &g})
+	_, err := f.share.SetAttr(f.ctx, f.full(name), fileshare.SetAttr{UID: &u, GID: &g})
 	return osErr("chown", name, err)
 }
 
 func (f *shareFS) Chtimes(name string, atime, mtime time.Time) error {
-	_, err := f.share.SetAttr(f.ctx, clean(name), fileshare.SetAttr{Mtime: &mtime})
+	_, err := f.share.SetAttr(f.ctx, f.full(name), fileshare.SetAttr{Mtime: &mtime})
 	return osErr("chtimes", name, err)
 }
 

@@ -71,9 +71,9 @@ func (s *Server) Close() error {
 // handler implements go-nfs's Handler.
 type handler struct{ s *Server }
 
-// Mount resolves "/<share>" (or "<share>") and checks the export options.
+// Mount resolves "/<share>[/<dir>]" and checks the export options.
 func (h *handler) Mount(ctx context.Context, conn net.Conn, req gonfs.MountRequest) (gonfs.MountStatus, billy.Filesystem, []gonfs.AuthFlavor) {
-	name := strings.Trim(string(req.Dirpath), "/")
+	name, sub, _ := strings.Cut(strings.Trim(string(req.Dirpath), "/"), "/")
 	share, err := h.s.shares.Get(name)
 	if err != nil {
 		h.s.log.Info("nfs: mount of an unknown share", "path", string(req.Dirpath), "client", conn.RemoteAddr())
@@ -83,8 +83,17 @@ func (h *handler) Mount(ctx context.Context, conn net.Conn, req gonfs.MountReque
 		h.s.log.Warn("nfs: mount refused: client not allowed", "share", name, "client", conn.RemoteAddr())
 		return gonfs.MountStatusErrAcces, nil, nil
 	}
-	h.s.log.Info("nfs: mount", "share", name, "client", conn.RemoteAddr())
-	return gonfs.MountStatusOk, &shareFS{share: share, ctx: context.Background()}, []gonfs.AuthFlavor{gonfs.AuthFlavorNull}
+	if sub != "" {
+		a, err := share.Stat(ctx, sub)
+		switch {
+		case err != nil:
+			return gonfs.MountStatusErrNoEnt, nil, nil
+		case a.Type != fileshare.TypeDir:
+			return gonfs.MountStatusErrNotDir, nil, nil
+		}
+	}
+	h.s.log.Info("nfs: mount", "share", name, "dir", "/"+sub, "client", conn.RemoteAddr())
+	return gonfs.MountStatusOk, &shareFS{share: share, root: clean(sub), ctx: context.Background()}, []gonfs.AuthFlavor{gonfs.AuthFlavorNull}
 }
 
 func allowed(share *fileshare.Share, addr net.Addr) bool {
@@ -123,7 +132,7 @@ func (h *handler) ToHandle(fs billy.Filesystem, path []string) []byte {
 	if !ok {
 		return nil
 	}
-	a, err := sf.share.Stat(sf.ctx, strings.Join(path, "/"))
+	a, err := sf.share.Stat(sf.ctx, sf.full(strings.Join(path, "/")))
 	if err != nil {
 		return nil
 	}

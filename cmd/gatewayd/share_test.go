@@ -1,0 +1,236 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
+	nfsc "github.com/willscott/go-nfs-client/nfs"
+	"github.com/willscott/go-nfs-client/nfs/rpc"
+
+	"github.com/gatewayd/gatewayd/admin"
+	"github.com/gatewayd/gatewayd/gateway"
+	"github.com/gatewayd/gatewayd/internal/miniotest"
+)
+
+func nfsAddr(t *testing.T, dataDir string) string {
+	t.Helper()
+	var st admin.Status
+	if err := json.Unmarshal([]byte(mustRun(t, "status", "--data-dir", dataDir, "-o", "json")), &st); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range st.Frontends {
+		if f.Name == "nfs" && strings.HasPrefix(f.State, "serving") {
+			return f.Listen
+		}
+	}
+	t.Fatalf("no serving nfs frontend in %+v", st.Frontends)
+	return ""
+}
+
+func shareInfo(t *testing.T, dataDir, name string) gateway.ShareStatus {
+	t.Helper()
+	var s gateway.ShareStatus
+	if err := json.Unmarshal([]byte(mustRun(t, "share", "info", "--data-dir", dataDir, name, "-o", "json")), &s); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func nfsTool(t *testing.T, tool string, args ...string) string {
+	t.Helper()
+	bin, err := exec.LookPath(tool)
+	if err != nil {
+		t.Fatalf("%s not found: install Debian's libnfs-utils (.ci/run does)", tool)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, bin, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s %v: %v\n%s", tool, args, err, out)
+	}
+	return string(out)
+}
+
+func nfsMount(t *testing.T, addr, share string) (*nfsc.Target, func()) {
+	t.Helper()
+	c, err := rpc.DialTCP("tcp", addr, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m nfsc.Mount
+	m.Client = c
+	v, err := m.Mount("/"+share, rpc.AuthNull)
+	if err != nil {
+		c.Close()
+		t.Fatal(err)
+	}
+	return v, func() { m.Unmount(); c.Close() }
+}
+
+// waitObject waits until the bucket holds want at key (uploads follow the
+// settle time) and returns its metadata.
+func waitObject(t *testing.T, srv *miniotest.Server, bucket, key string, want []byte) map[string]string {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	wantSum := sha256.Sum256(want)
+	for {
+		out, err := srv.Client().GetObject(context.Background(), &awss3.GetObjectInput{Bucket: aws.String(bucket), Key: aws.String(key)})
+		if err == nil {
+			h := sha256.New()
+			_, err = io.Copy(h, out.Body)
+			out.Body.Close()
+			if err == nil && bytes.Equal(h.Sum(nil), wantSum[:]) {
+				return out.Metadata
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("object %s/%s never held the %d bytes written (last error %v)", bucket, key, len(want), err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestSharesEndToEnd drives the real daemon on MinIO with libnfs's tools
+// and a Go NFS client: files are objects with their metadata, objects put
+// and deleted directly in S3 show after a refresh, handles survive a
+// restart, acknowledged writes survive kill -9, and export options hold.
+func TestSharesEndToEnd(t *testing.T) {
+	srv := miniotest.Start(t)
+	srv.CreateBucket(t, "files")
+	s3args := []string{"--s3-endpoint", srv.Endpoint, "--s3-path-style", "--s3-access-key", srv.AccessKey, "--s3-secret-key", srv.SecretKey}
+	dir := t.TempDir()
+	mustRun(t, append([]string{"init", "--data-dir", dir, "--store", "s3://files/gw"}, s3args...)...)
+	d := serve(t, dir)
+	mustRun(t, "share", "create", "--data-dir", dir, "--name", "docs", "--squash", "root")
+	info := shareInfo(t, dir, "docs")
+	if info.Mount == nil || !strings.Contains(info.Mount.Command, "mount -t nfs") {
+		t.Fatalf("share info gives no mount command: %+v", info)
+	}
+	url := func(p string) string { return strings.Replace(info.Mount.URL, "/docs/", "/docs/"+p, 1) }
+
+	// A 1 GiB file through libnfs, back by checksum, and as an object.
+	size := 1 << 30
+	if testing.Short() {
+		size = 32 << 20
+	}
+	big := randomBytes(7, size)
+	local := filepath.Join(t.TempDir(), "big.bin")
+	if err := os.WriteFile(local, big, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	nfsTool(t, "nfs-cp", local, url("big.bin"))
+	back := filepath.Join(t.TempDir(), "back.bin")
+	nfsTool(t, "nfs-cp", url("big.bin"), back)
+	if got, _ := os.ReadFile(back); sha256.Sum256(got) != sha256.Sum256(big) {
+		t.Fatal("large file read back differs")
+	}
+	md := waitObject(t, srv, "files", "gw/docs/big.bin", big)
+	if md["gwd-mode"] == "" || md["gwd-mtime"] == "" {
+		t.Fatalf("object metadata %v lacks the file's attributes", md)
+	}
+
+	// Objects from other S3 applications.
+	if _, err := srv.Client().PutObject(context.Background(), &awss3.PutObjectInput{Bucket: aws.String("files"),
+		Key: aws.String("gw/docs/from-s3/hello.txt"), Body: strings.NewReader("put directly\n")}); err != nil {
+		t.Fatal(err)
+	}
+	mustRun(t, "share", "refresh", "--data-dir", dir, "docs")
+	if out := nfsTool(t, "nfs-ls", url("from-s3")); !strings.Contains(out, "hello.txt") {
+		t.Fatalf("object put in S3 not listed after refresh:\n%s", out)
+	}
+	if out := nfsTool(t, "nfs-cat", url("from-s3/hello.txt")); out != "put directly\n" {
+		t.Fatalf("nfs-cat of an object put in S3: %q", out)
+	}
+	if _, err := srv.Client().DeleteObject(context.Background(), &awss3.DeleteObjectInput{Bucket: aws.String("files"), Key: aws.String("gw/docs/from-s3/hello.txt")}); err != nil {
+		t.Fatal(err)
+	}
+	mustRun(t, "share", "refresh", "--data-dir", dir, "docs", "--path", "from-s3", "--recursive")
+	if out := nfsTool(t, "nfs-ls", url("")); strings.Contains(out, "from-s3") {
+		t.Fatalf("directory of an object deleted in S3 still listed:\n%s", out)
+	}
+
+	// Writes through the Go client, a handle kept across kill -9.
+	addr := nfsAddr(t, dir)
+	v, done := nfsMount(t, addr, "docs")
+	f, err := v.OpenFile("notes.txt", 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []byte
+	for i := range 50 {
+		line := []byte(fmt.Sprintf("line %d of notes, acknowledged before the crash\n", i))
+		if _, err := f.Write(line); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, line...)
+	}
+	f.Close()
+	_, fh, err := v.Lookup("notes.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// root squash: a chown to root becomes the anonymous owner.
+	if _, err := v.SetAttr(fh, nfsc.Sattr3{UID: nfsc.SetUID{SetIt: true, UID: 0}}); err != nil {
+		t.Fatal(err)
+	}
+	if a, err := v.GetAttr(fh); err != nil || a.UID != 65534 {
+		t.Fatalf("root-squashed chown: uid %d, %v", a.UID, err)
+	}
+	done()
+	if err := d.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-d.done
+	serve(t, dir)
+	addr = nfsAddr(t, dir)
+	v, done = nfsMount(t, addr, "docs")
+	defer done()
+	a, err := v.GetAttr(fh) // the handle from before the crash
+	if err != nil || a.Filesize != uint64(len(want)) {
+		t.Fatalf("old handle after kill -9 and restart: %+v %v", a, err)
+	}
+	r, err := v.Open("notes.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(r)
+	r.Close()
+	if err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("after kill -9: %d bytes (%v), want %d", len(got), err, len(want))
+	}
+	waitObject(t, srv, "files", "gw/docs/notes.txt", want)
+
+	// Export options.
+	mustRun(t, "share", "create", "--data-dir", dir, "--name", "ro", "--read-only")
+	mustRun(t, "share", "create", "--data-dir", dir, "--name", "other", "--clients", "127.0.0.2/32")
+	ro, roDone := nfsMount(t, addr, "ro")
+	defer roDone()
+	if _, err := ro.Create("x", 0o644); err == nil {
+		t.Fatal("create on a read-only share succeeded")
+	}
+	c, err := rpc.DialTCP("tcp", addr, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	m := nfsc.Mount{Client: c}
+	if _, err := m.Mount("/other", rpc.AuthNull); err == nil || !strings.Contains(err.Error(), "ACCES") {
+		t.Fatalf("mount from 127.0.0.1 of a share for 127.0.0.2: %v", err)
+	}
+	mustFailClearly(t, run(t, nil, "share", "create", "--data-dir", dir, "--name", "docs"), "exists")
+	mustFailClearly(t, run(t, nil, "share", "create", "--data-dir", dir, "--name", "bad", "--prefix", "chunks/"), "overlaps")
+	mustFailClearly(t, run(t, nil, "share", "info", "--data-dir", dir, "nope"), "no such share")
+}

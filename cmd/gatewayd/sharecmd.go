@@ -1,0 +1,158 @@
+package main
+
+import (
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/gatewayd/gatewayd/gateway"
+)
+
+func newShareCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "share", Short: "Manage NFS file shares (each file a plain S3 object)"}
+	var output string
+
+	var c gateway.ShareStatus
+	var clients, fileMode, dirMode string
+	createCmd := &cobra.Command{
+		Use:   "create --name NAME",
+		Short: "Create a file share",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if clients != "" {
+				for _, cl := range strings.Split(clients, ",") {
+					c.Clients = append(c.Clients, strings.TrimSpace(cl))
+				}
+			}
+			for _, m := range []struct {
+				flag string
+				dst  *uint32
+			}{{fileMode, &c.FileMode}, {dirMode, &c.DirMode}} {
+				if m.flag != "" {
+					v, err := strconv.ParseUint(m.flag, 8, 32)
+					if err != nil {
+						return fmt.Errorf("mode %q: want octal, e.g. 0644", m.flag)
+					}
+					*m.dst = uint32(v)
+				}
+			}
+			var st gateway.ShareStatus
+			if err := call(cmd, g, http.MethodPost, "/v1/shares", c.Config, &st); err != nil {
+				return err
+			}
+			if output == "json" {
+				return writeJSON(cmd.OutOrStdout(), st)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "created share %s (objects under %q)\n", st.Name, st.Prefix)
+			if st.Mount != nil {
+				fmt.Fprintf(cmd.OutOrStdout(), "mount it with:\n  %s\n", st.Mount.Command)
+			}
+			return nil
+		},
+	}
+	f := createCmd.Flags()
+	f.StringVar(&c.Name, "name", "", "share name (the NFS export is /NAME)")
+	f.StringVar(&c.Prefix, "prefix", "", "key prefix of the share's objects, ending in / (default NAME/)")
+	f.StringVar(&clients, "clients", "", "comma-separated CIDRs allowed to mount (default: any)")
+	f.StringVar(&c.Squash, "squash", "none", "owner mapping: none, root (uid 0 becomes the anonymous uid) or all")
+	f.Uint32Var(&c.AnonUID, "anon-uid", 65534, "the anonymous uid for squash")
+	f.Uint32Var(&c.AnonGID, "anon-gid", 65534, "the anonymous gid for squash")
+	f.BoolVar(&c.ReadOnly, "read-only", false, "refuse every change")
+	f.StringVar(&fileMode, "file-mode", "", "mode of objects without metadata (default 0644)")
+	f.StringVar(&dirMode, "dir-mode", "", "mode of directories without metadata (default 0755)")
+	f.Uint32Var(&c.UID, "uid", 0, "owner of objects without metadata, and of new files")
+	f.Uint32Var(&c.GID, "gid", 0, "group of objects without metadata, and of new files")
+	f.StringVarP(&output, "output", "o", "text", "text or json")
+	_ = createCmd.MarkFlagRequired("name")
+
+	listCmd := &cobra.Command{
+		Use:   "list",
+		Short: "List file shares",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var list []gateway.ShareStatus
+			if err := call(cmd, g, http.MethodGet, "/v1/shares", nil, &list); err != nil {
+				return err
+			}
+			if output == "json" {
+				return writeJSON(cmd.OutOrStdout(), list)
+			}
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "NAME\tPREFIX\tCLIENTS\tSQUASH\tREAD-ONLY")
+			for _, s := range list {
+				cl := strings.Join(s.Clients, ",")
+				if cl == "" {
+					cl = "any"
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%v\n", s.Name, s.Prefix, cl, s.Squash, s.ReadOnly)
+			}
+			return tw.Flush()
+		},
+	}
+	listCmd.Flags().StringVarP(&output, "output", "o", "text", "text or json")
+
+	infoCmd := &cobra.Command{
+		Use:   "info NAME",
+		Short: "Show a share and how to mount it",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var s gateway.ShareStatus
+			if err := call(cmd, g, http.MethodGet, "/v1/shares/"+url.PathEscape(args[0]), nil, &s); err != nil {
+				return err
+			}
+			if output == "json" {
+				return writeJSON(cmd.OutOrStdout(), s)
+			}
+			w := cmd.OutOrStdout()
+			cl := strings.Join(s.Clients, ", ")
+			if cl == "" {
+				cl = "any"
+			}
+			fmt.Fprintf(w, "name        %s\nprefix      %s\nclients     %s\nsquash      %s (anonymous %d:%d)\nread-only   %v\ndefaults    files %04o, directories %04o, owner %d:%d\n",
+				s.Name, s.Prefix, cl, s.Squash, s.AnonUID, s.AnonGID, s.ReadOnly, s.FileMode, s.DirMode, s.UID, s.GID)
+			if s.Mount != nil {
+				fmt.Fprintf(w, "export      %s:%s (NFSv3 and MOUNT on port %d)\nmount       %s\nlibnfs      %s\n",
+					s.Mount.Server, s.Mount.Export, s.Mount.Port, s.Mount.Command, s.Mount.URL)
+			}
+			return nil
+		},
+	}
+	infoCmd.Flags().StringVarP(&output, "output", "o", "text", "text or json")
+
+	deleteCmd := &cobra.Command{
+		Use:   "delete NAME",
+		Short: "Delete a share from the gateway (pending writes are uploaded first; the objects stay in the bucket)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := call(cmd, g, http.MethodDelete, "/v1/shares/"+url.PathEscape(args[0]), nil, nil); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "deleted share %s\n", args[0])
+			return nil
+		},
+	}
+
+	var refresh gateway.RefreshRequest
+	refreshCmd := &cobra.Command{
+		Use:   "refresh NAME [--path P] [--recursive]",
+		Short: "Show objects added, changed or removed directly in S3 now, not after the attribute TTL",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := call(cmd, g, http.MethodPost, "/v1/shares/"+url.PathEscape(args[0])+"/refresh", refresh, nil); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "refreshed share %s at /%s\n", args[0], strings.Trim(refresh.Path, "/"))
+			return nil
+		},
+	}
+	refreshCmd.Flags().StringVar(&refresh.Path, "path", "", "directory to refresh (default the root)")
+	refreshCmd.Flags().BoolVar(&refresh.Recursive, "recursive", false, "refresh everything below the path too")
+
+	cmd.AddCommand(createCmd, listCmd, infoCmd, deleteCmd, refreshCmd)
+	return cmd
+}

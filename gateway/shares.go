@@ -1,0 +1,181 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/gatewayd/gatewayd/admin"
+	"github.com/gatewayd/gatewayd/cache"
+	"github.com/gatewayd/gatewayd/clock"
+	"github.com/gatewayd/gatewayd/config"
+	"github.com/gatewayd/gatewayd/fileshare"
+	"github.com/gatewayd/gatewayd/frontends/nfs"
+	"github.com/gatewayd/gatewayd/health"
+	"github.com/gatewayd/gatewayd/meta"
+	"github.com/gatewayd/gatewayd/objstore"
+	"github.com/gatewayd/gatewayd/uploadbuffer"
+	"github.com/gatewayd/gatewayd/vfs"
+)
+
+// openShares opens the file shares' upload buffer and manager (which
+// replays the buffer). The returned func closes them.
+func openShares(ctx context.Context, cfg *config.Config, store objstore.Store, md meta.Store, c *cache.Cache,
+	reg *health.Registry, clk clock.Clock, logger *slog.Logger) (*fileshare.Manager, func(), error) {
+	if o, ok := store.(*OpenedStore); ok {
+		store = o.Store // the decorated store, with its optional capabilities
+	}
+	log, err := uploadbuffer.Open(vfs.Default, cfg.Path(cfg.Shares.BufferDir), uploadbuffer.Options{
+		Capacity: int64(cfg.Shares.BufferSize), Logger: logger.With("subsystem", "sharebuffer"), Health: reg.Register("sharebuffer"),
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("file share upload buffer: %w", err)
+	}
+	m, err := fileshare.New(ctx, fileshare.Options{
+		Meta: md, Store: store, Cache: c, Log: log,
+		SettleTime: cfg.Shares.SettleTime, UploadInterval: cfg.Volumes.UploadInterval, Uploaders: cfg.Volumes.Uploaders,
+		AttrTTL: cfg.Shares.AttrTTL, Clock: clk, Logger: logger.With("subsystem", "fileshare"),
+	})
+	if err != nil {
+		log.Close()
+		return nil, nil, err
+	}
+	return m, func() { m.Close(); log.Close() }, nil
+}
+
+// nfsFrontend is the NFS server and where it listens.
+type nfsFrontend struct {
+	srv    *nfs.Server
+	addr   string
+	shares *fileshare.Manager
+}
+
+func startNFS(cfg *config.Config, shares *fileshare.Manager, logger *slog.Logger) (*nfsFrontend, error) {
+	ln, err := net.Listen("tcp", cfg.NFS.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("nfs: listen on %s: %w", cfg.NFS.Listen, err)
+	}
+	f := &nfsFrontend{srv: nfs.New(shares, logger), addr: ln.Addr().String(), shares: shares}
+	go func() {
+		if err := f.srv.Serve(ln); err != nil {
+			logger.Error("nfs: server stopped", "err", err)
+		}
+	}()
+	logger.Info("nfs: listening", "addr", f.addr, "shares", len(shares.List()))
+	return f, nil
+}
+
+func (f *nfsFrontend) close() { f.srv.Close() }
+
+func (f *nfsFrontend) state() string { return fmt.Sprintf("serving %d shares", len(f.shares.List())) }
+
+// ShareStatus is what the admin API says about a share.
+type ShareStatus struct {
+	fileshare.Config
+	Mount *MountInfo `json:"mount,omitempty"`
+}
+
+// MountInfo is what an NFS client needs to mount a share.
+type MountInfo struct {
+	Server  string `json:"server"`
+	Port    int    `json:"port"`
+	Export  string `json:"export"`
+	Command string `json:"command"` // Linux mount(8)
+	URL     string `json:"url"`     // libnfs
+}
+
+func mountInfo(f *nfsFrontend, name string) *MountInfo {
+	if f == nil {
+		return nil
+	}
+	host, port, err := net.SplitHostPort(f.addr)
+	if err != nil {
+		return nil
+	}
+	p, _ := strconv.Atoi(port)
+	if strings.Contains(host, ":") {
+		host = "[" + host + "]"
+	}
+	return &MountInfo{
+		Server: host, Port: p, Export: "/" + name,
+		// go-nfs has no portmapper and no lock manager: the client is told
+		// the port for both NFS and MOUNT, and locks locally.
+		Command: fmt.Sprintf("mount -t nfs -o vers=3,proto=tcp,port=%d,mountport=%d,mountproto=tcp,nolock %s:/%s /mnt/%s", p, p, host, name, name),
+		URL:     fmt.Sprintf("nfs://%s/%s/?nfsport=%d&mountport=%d&auto-traverse-mounts=0", host, name, p, p),
+	}
+}
+
+// RefreshRequest is the body of POST /v1/shares/{name}/refresh.
+type RefreshRequest struct {
+	Path      string `json:"path,omitempty"`
+	Recursive bool   `json:"recursive,omitempty"`
+}
+
+func registerShareAPI(srv *admin.Server, shares *fileshare.Manager, nfsFE *nfsFrontend) {
+	status := func(c fileshare.Config) ShareStatus { return ShareStatus{Config: c, Mount: mountInfo(nfsFE, c.Name)} }
+	shareCode := func(err error) int {
+		switch {
+		case errors.Is(err, fileshare.ErrShareExists):
+			return http.StatusConflict
+		case errors.Is(err, fileshare.ErrNoShare):
+			return http.StatusNotFound
+		}
+		return httpCode(err)
+	}
+	srv.Handle("GET /v1/shares", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		out := []ShareStatus{}
+		for _, c := range shares.List() {
+			out = append(out, status(c))
+		}
+		admin.WriteJSON(w, http.StatusOK, out)
+	}))
+	srv.Handle("POST /v1/shares", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var c fileshare.Config
+		if err := decodeBody(r, &c); err != nil {
+			admin.WriteError(w, http.StatusBadRequest, err)
+			return
+		}
+		c, err := shares.Create(r.Context(), c)
+		if err != nil {
+			admin.WriteError(w, shareCode(err), err)
+			return
+		}
+		admin.WriteJSON(w, http.StatusCreated, status(c))
+	}))
+	srv.Handle("GET /v1/shares/{name}", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s, err := shares.Get(r.PathValue("name"))
+		if err != nil {
+			admin.WriteError(w, shareCode(err), err)
+			return
+		}
+		admin.WriteJSON(w, http.StatusOK, status(s.Config()))
+	}))
+	srv.Handle("DELETE /v1/shares/{name}", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := shares.Delete(r.Context(), r.PathValue("name")); err != nil {
+			admin.WriteError(w, shareCode(err), err)
+			return
+		}
+		admin.WriteJSON(w, http.StatusOK, map[string]string{"deleted": r.PathValue("name")})
+	}))
+	srv.Handle("POST /v1/shares/{name}/refresh", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var req RefreshRequest
+		if err := decodeBody(r, &req); err != nil {
+			admin.WriteError(w, http.StatusBadRequest, err)
+			return
+		}
+		s, err := shares.Get(r.PathValue("name"))
+		if err == nil {
+			err = s.Refresh(req.Path, req.Recursive)
+		}
+		if err != nil {
+			admin.WriteError(w, shareCode(err), err)
+			return
+		}
+		admin.WriteJSON(w, http.StatusOK, map[string]string{"refreshed": r.PathValue("name"), "path": "/" + strings.Trim(req.Path, "/")})
+	}))
+}
