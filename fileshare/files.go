@@ -611,6 +611,9 @@ func (m *Manager) upload(ctx context.Context, s *Share, k fileKey) error {
 	if err != nil {
 		return err
 	}
+	s.attrMu.Lock()
+	s.etags[k.ino] = oi.ETag // the cached blocks are this object's
+	s.attrMu.Unlock()
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	st.base = attr

@@ -327,6 +327,21 @@ func TestObjectsFromOtherApplications(t *testing.T) {
 	if st := e.cache.Stats(); st.Used != BlockSize {
 		t.Fatalf("a 4 KiB read of a 5 MiB object cached %d bytes, want one block", st.Used)
 	}
+	// Overwritten in the store: after a refresh the new bytes are read,
+	// not the blocks cached from the old object.
+	big2 := data(4, 5*BlockSize)
+	if err := objstore.PutBytes(ctx, e.store, "s/dir/big.bin", big2); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Refresh("dir", false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.ReadAt(ctx, "dir/big.bin", buf, 3*BlockSize+10); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(buf, big2[3*BlockSize+10:3*BlockSize+10+4096]) {
+		t.Fatal("read after the object was overwritten in the store gives the old data")
+	}
 	if err := e.store.Delete(ctx, "s/dir/big.bin"); err != nil {
 		t.Fatal(err)
 	}

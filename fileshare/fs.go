@@ -59,9 +59,26 @@ func (s *Share) Stat(ctx context.Context, p string) (Attr, error) {
 	if a.Type == TypeFile {
 		if st := s.m.dirtyState(s.cfg.Name, a.Ino); st != nil {
 			st.overlay(&a)
+		} else {
+			s.checkETag(a)
 		}
 	}
 	return a, nil
+}
+
+// checkETag drops the cached blocks of a file whose object changed in the
+// store since they were read (another application overwrote it).
+func (s *Share) checkETag(a Attr) {
+	if a.etag == "" {
+		return
+	}
+	s.attrMu.Lock()
+	old := s.etags[a.Ino]
+	s.etags[a.Ino] = a.etag
+	s.attrMu.Unlock()
+	if old != "" && old != a.etag {
+		_ = s.m.opts.Cache.DropVolume(cacheVolume(s.cfg.Name, a.Ino))
+	}
 }
 
 func (s *Share) stat(ctx context.Context, p string) (Attr, error) {

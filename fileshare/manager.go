@@ -66,6 +66,7 @@ type Share struct {
 	attrMu sync.Mutex
 	attrs  map[string]cachedAttr // path -> attributes read from the store
 	dirs   map[string]cachedDir  // path -> listing
+	etags  map[uint64]string     // inode -> ETag of the object its cached blocks came from
 }
 
 // New opens the shares recorded in meta, replays the log and starts the
@@ -119,7 +120,7 @@ func New(ctx context.Context, opts Options) (*Manager, error) {
 
 func (m *Manager) newShare(c Config) *Share {
 	return &Share{m: m, cfg: c, byPath: map[string]uint64{}, byIno: map[uint64]string{},
-		attrs: map[string]cachedAttr{}, dirs: map[string]cachedDir{}}
+		attrs: map[string]cachedAttr{}, dirs: map[string]cachedDir{}, etags: map[uint64]string{}}
 }
 
 // Create adds a share.
