@@ -41,8 +41,16 @@ type Config struct {
 	Snapshots Snapshots `yaml:"snapshots"`
 	Admin     Admin     `yaml:"admin"`
 	ISCSI     ISCSI     `yaml:"iscsi"`
-	NFS       Listen    `yaml:"nfs"`
+	NFS       NFS       `yaml:"nfs"`
 	Shares    Shares    `yaml:"shares"`
+}
+
+// NFS configures the NFS frontend.
+type NFS struct {
+	Listen string `yaml:"listen"`
+	// Rpcbind registers NFS and MOUNT with the system's rpcbind, when one
+	// runs on this host, so clients need no port options.
+	Rpcbind bool `yaml:"rpcbind"`
 }
 
 // Shares tunes file shares (NFS).
@@ -191,7 +199,7 @@ func Default(dataDir string) *Config {
 		Snapshots: Snapshots{GCInterval: 24 * time.Hour, GCGrace: time.Hour},
 		Admin:     Admin{Socket: "admin.sock", TokenFile: "admin.token"},
 		ISCSI:     ISCSI{Listen: "127.0.0.1:3260", IQNPrefix: "iqn.2024-01.io.gatewayd", NOPInterval: 5 * time.Second, NOPTimeout: 30 * time.Second},
-		NFS:       Listen{Listen: "127.0.0.1:2049"},
+		NFS:       NFS{Listen: "127.0.0.1:2049", Rpcbind: true},
 		Shares:    Shares{BufferDir: "sharebuffer", BufferSize: 2 << 30, SettleTime: 2 * time.Second, AttrTTL: 10 * time.Second},
 	}
 }

@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"syscall"
+	"time"
 
 	"github.com/gatewayd/gatewayd/admin"
 	"github.com/gatewayd/gatewayd/cache"
@@ -50,9 +52,11 @@ func openShares(ctx context.Context, cfg *config.Config, store objstore.Store, m
 
 // nfsFrontend is the NFS server and where it listens.
 type nfsFrontend struct {
-	srv    *nfs.Server
-	addr   string
-	shares *fileshare.Manager
+	srv        *nfs.Server
+	addr       string
+	shares     *fileshare.Manager
+	unregister func()
+	rpcbind    string // what registration with rpcbind came to
 }
 
 func startNFS(cfg *config.Config, shares *fileshare.Manager, logger *slog.Logger) (*nfsFrontend, error) {
@@ -67,12 +71,37 @@ func startNFS(cfg *config.Config, shares *fileshare.Manager, logger *slog.Logger
 		}
 	}()
 	logger.Info("nfs: listening", "addr", f.addr, "shares", len(shares.List()))
+	f.rpcbind = "off (nfs.rpcbind)"
+	if cfg.NFS.Rpcbind {
+		port := ln.Addr().(*net.TCPAddr).Port
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		unregister, err := nfs.Register(ctx, "127.0.0.1:111", port)
+		cancel()
+		switch {
+		case err == nil:
+			f.unregister = unregister
+			f.rpcbind = "registered with rpcbind"
+			logger.Info("nfs: registered with rpcbind", "port", port)
+		case errors.Is(err, syscall.ECONNREFUSED):
+			f.rpcbind = "no rpcbind on this host: clients give the port"
+		default:
+			f.rpcbind = "rpcbind registration failed: " + err.Error()
+			logger.Warn("nfs: rpcbind registration failed; clients must give the port", "err", err)
+		}
+	}
 	return f, nil
 }
 
-func (f *nfsFrontend) close() { f.srv.Close() }
+func (f *nfsFrontend) close() {
+	if f.unregister != nil {
+		f.unregister()
+	}
+	f.srv.Close()
+}
 
-func (f *nfsFrontend) state() string { return fmt.Sprintf("serving %d shares", len(f.shares.List())) }
+func (f *nfsFrontend) state() string {
+	return fmt.Sprintf("serving %d shares; %s", len(f.shares.List()), f.rpcbind)
+}
 
 // ShareStatus is what the admin API says about a share.
 type ShareStatus struct {

@@ -13,7 +13,7 @@ import (
 // overrides are config options that flags may set over gatewayd.yaml.
 type overrides struct {
 	storeURL, s3Endpoint, s3Region, s3AccessKey, s3SecretKey string
-	s3PathStyle                                              bool
+	s3PathStyle, nfsRpcbind                                  bool
 	adminSocket, adminListen, iscsiListen, nfsListen         string
 	logLevel                                                 string
 }
@@ -29,6 +29,7 @@ func (o *overrides) register(fs *pflag.FlagSet) {
 	fs.StringVar(&o.adminListen, "admin-listen", "", "also serve the admin API on this TCP address (needs the token)")
 	fs.StringVar(&o.iscsiListen, "iscsi-listen", "", "iSCSI portal address")
 	fs.StringVar(&o.nfsListen, "nfs-listen", "", "NFS listen address")
+	fs.BoolVar(&o.nfsRpcbind, "nfs-rpcbind", true, "register NFS and MOUNT with the host's rpcbind when one runs")
 	fs.StringVar(&o.logLevel, "log-level", "", "debug, info, warn or error")
 }
 
@@ -51,6 +52,9 @@ func (o *overrides) apply(cmd *cobra.Command, cfg *config.Config) error {
 	set("log-level", &cfg.LogLevel, o.logLevel)
 	if cmd.Flags().Changed("s3-path-style") {
 		cfg.Store.S3.PathStyle = o.s3PathStyle
+	}
+	if cmd.Flags().Changed("nfs-rpcbind") {
+		cfg.NFS.Rpcbind = o.nfsRpcbind
 	}
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("invalid option: %w", err)

@@ -103,6 +103,11 @@ func serve(t *testing.T, dataDir string, args ...string) *daemon {
 	if !strings.Contains(strings.Join(args, " "), "--nfs-listen") {
 		args = append(args, "--nfs-listen", "127.0.0.1:0")
 	}
+	// Ephemeral test ports stay out of the host's rpcbind unless a test
+	// asks for it.
+	if !strings.Contains(strings.Join(args, " "), "--nfs-rpcbind") {
+		args = append(args, "--nfs-rpcbind=false")
+	}
 	cmd := exec.Command(binary, append([]string{"serve", "--data-dir", dataDir}, args...)...)
 	d := &daemon{cmd: cmd, stderr: new(bytes.Buffer), done: make(chan error, 1)}
 	cmd.Stderr = d.stderr

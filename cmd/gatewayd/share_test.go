@@ -234,3 +234,54 @@ func TestSharesEndToEnd(t *testing.T) {
 	mustFailClearly(t, run(t, nil, "share", "create", "--data-dir", dir, "--name", "bad", "--prefix", "chunks/"), "overlaps")
 	mustFailClearly(t, run(t, nil, "share", "info", "--data-dir", dir, "nope"), "no such share")
 }
+
+// TestNFSRegistersWithRpcbind: with the host's rpcbind running, the daemon
+// registers NFS and MOUNT, so a client needs no port options, and removes
+// the mappings when it stops.
+func TestNFSRegistersWithRpcbind(t *testing.T) {
+	for _, tool := range []string{"rpcbind", "rpcinfo"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Fatalf("%s not found: install Debian's rpcbind (.ci/run does)", tool)
+		}
+	}
+	if exec.Command("rpcinfo", "-p", "127.0.0.1").Run() != nil {
+		rb := exec.Command("rpcbind", "-f", "-w", "-i")
+		if err := rb.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { rb.Process.Kill(); rb.Wait() })
+		for i := 0; exec.Command("rpcinfo", "-p", "127.0.0.1").Run() != nil; i++ {
+			if i > 100 {
+				t.Fatal("rpcbind did not start")
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	dir := t.TempDir()
+	mustRun(t, "init", "--data-dir", dir)
+	d := serve(t, dir, "--nfs-rpcbind")
+	mustRun(t, "share", "create", "--data-dir", dir, "--name", "pub")
+	addr := nfsAddr(t, dir)
+	port := addr[strings.LastIndexByte(addr, ':')+1:]
+	out, err := exec.Command("rpcinfo", "-p", "127.0.0.1").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "100003    3   tcp  "+fmt.Sprintf("%5s", port)) ||
+		!strings.Contains(string(out), "100005    3   tcp  "+fmt.Sprintf("%5s", port)) {
+		t.Fatalf("rpcinfo after serve (port %s): %v\n%s", port, err, out)
+	}
+	if st := mustRun(t, "status", "--data-dir", dir); !strings.Contains(st, "registered with rpcbind") {
+		t.Fatalf("status does not say the server is registered:\n%s", st)
+	}
+	// No port options: libnfs asks rpcbind (auto-traverse-mounts=0: go-nfs
+	// has no MOUNT EXPORT procedure).
+	local := filepath.Join(t.TempDir(), "f.txt")
+	os.WriteFile(local, []byte("found through rpcbind\n"), 0o644)
+	nfsTool(t, "nfs-cp", local, "nfs://127.0.0.1/pub/f.txt?auto-traverse-mounts=0")
+	if got := nfsTool(t, "nfs-cat", "nfs://127.0.0.1/pub/f.txt?auto-traverse-mounts=0"); got != "found through rpcbind\n" {
+		t.Fatalf("nfs-cat through rpcbind: %q", got)
+	}
+	d.stop(t)
+	out, _ = exec.Command("rpcinfo", "-p", "127.0.0.1").CombinedOutput()
+	if strings.Contains(string(out), "100003    3   tcp  "+fmt.Sprintf("%5s", port)) {
+		t.Fatalf("mapping left in rpcbind after stop:\n%s", out)
+	}
+}
