@@ -206,6 +206,39 @@ func TestOperations(t *testing.T) {
 	if attr, err := v.GetAttr(fh); err != nil || attr.FileMode&0o777 != 0o600 || attr.UID != 1234 {
 		t.Fatalf("after chmod and chown: mode %o uid %d, %v", attr.FileMode, attr.UID, err)
 	}
+	// Append, truncate and set the modification time.
+	w, err = v.OpenFile("moved/b.txt", 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Seek(int64(len(want)), io.SeekStart); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write([]byte("appended")); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	want = append(want, []byte("appended")...)
+	if attr, err := v.GetAttr(fh); err != nil || attr.Filesize != uint64(len(want)) {
+		t.Fatalf("after append: %+v %v", attr, err)
+	}
+	mtime := nfsc.NFS3Time{Seconds: 1700000000}
+	if _, err := v.SetAttr(fh, nfsc.Sattr3{Size: nfsc.SetSize{SetIt: true, Size: 1000}, Mtime: nfsc.SetTime{SetIt: nfsc.SetToClientTime, Time: mtime}}); err != nil {
+		t.Fatal(err)
+	}
+	attr, err = v.GetAttr(fh)
+	if err != nil || attr.Filesize != 1000 || attr.Mtime.Seconds != 1700000000 {
+		t.Fatalf("after truncate and utimes: size %d mtime %d, %v", attr.Filesize, attr.Mtime.Seconds, err)
+	}
+	r, err = v.Open("moved/b.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err = io.ReadAll(r)
+	r.Close()
+	if err != nil || !bytes.Equal(got, want[:1000]) {
+		t.Fatalf("read after truncate: %d bytes, %v", len(got), err)
+	}
 	entries, err := v.ReadDirPlus("moved")
 	if err != nil {
 		t.Fatal(err)
