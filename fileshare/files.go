@@ -38,8 +38,8 @@ type fileState struct {
 	minLSN    uploadbuffer.LSN
 	lastWrite time.Time
 	gen       uint64 // bumped by every change
-	uploading bool
 	cancelled bool
+	upMu      sync.Mutex // held by the upload of the file
 }
 
 func (st *fileState) overlay(a *Attr) {
@@ -585,19 +585,20 @@ func (m *Manager) upload(ctx context.Context, s *Share, k fileKey) error {
 	if st == nil {
 		return nil
 	}
+	// One upload of a file at a time; a second caller (a flush while the
+	// uploader runs) waits for the first, then uploads what is still dirty.
+	st.upMu.Lock()
+	defer st.upMu.Unlock()
+	m.filesMu.Lock()
+	current := m.files[k] == st
+	m.filesMu.Unlock()
 	st.mu.Lock()
-	if st.uploading || st.cancelled {
+	if !current || st.cancelled {
 		st.mu.Unlock()
 		return nil
 	}
-	st.uploading = true
 	gen, attr, base := st.gen, st.attr, st.base
 	st.mu.Unlock()
-	defer func() {
-		st.mu.Lock()
-		st.uploading = false
-		st.mu.Unlock()
-	}()
 	path, err := s.PathOf(ctx, k.ino)
 	if err != nil {
 		return err
