@@ -23,6 +23,7 @@ import (
 	"github.com/gatewayd/gatewayd/admin"
 	"github.com/gatewayd/gatewayd/gateway"
 	"github.com/gatewayd/gatewayd/internal/miniotest"
+	"github.com/gatewayd/gatewayd/internal/nfstest"
 )
 
 func nfsAddr(t *testing.T, dataDir string) string {
@@ -162,8 +163,14 @@ func TestSharesEndToEnd(t *testing.T) {
 		t.Fatalf("directory of an object deleted in S3 still listed:\n%s", out)
 	}
 
-	// Writes through the Go client, a handle kept across kill -9.
+	// Every namespace operation through the Go client, on MinIO.
 	addr := nfsAddr(t, dir)
+	mustRun(t, "share", "create", "--data-dir", dir, "--name", "ops")
+	ov, opsDone := nfsMount(t, addr, "ops")
+	nfstest.Operations(t, ov)
+	opsDone()
+
+	// Writes through the Go client, a handle kept across kill -9.
 	v, done := nfsMount(t, addr, "docs")
 	f, err := v.OpenFile("notes.txt", 0o644)
 	if err != nil {
