@@ -5,10 +5,11 @@ import (
 	"context"
 	"errors"
 	"io"
-	"math/rand/v2"
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/gatewayd/gatewayd/internal/testrand"
 
 	"github.com/gatewayd/gatewayd/cache"
 	"github.com/gatewayd/gatewayd/meta"
@@ -78,15 +79,6 @@ func (e *env) share(name string) *Share {
 	return s
 }
 
-func data(seed uint64, n int) []byte {
-	r := rand.New(rand.NewPCG(seed, seed))
-	b := make([]byte, n)
-	for i := range b {
-		b[i] = byte(r.Uint32())
-	}
-	return b
-}
-
 func must[T any](t testing.TB) func(T, error) T {
 	return func(v T, err error) T {
 		t.Helper()
@@ -132,7 +124,7 @@ func TestFilesAreObjects(t *testing.T) {
 		t.Fatalf("exclusive create of an existing file: %v", err)
 	}
 	// Write across a block boundary, overwrite, append.
-	want := data(1, BlockSize+5000)
+	want := testrand.Bytes(1, BlockSize+5000)
 	must[Attr](t)(s.WriteAt(ctx, "a/f.txt", want, 0))
 	copy(want[100:], []byte("overwritten"))
 	must[Attr](t)(s.WriteAt(ctx, "a/f.txt", []byte("overwritten"), 100))
@@ -264,7 +256,7 @@ func TestWritesSurviveRestart(t *testing.T) {
 	must[Config](t)(e.m.Create(ctx, Config{Name: "s", Prefix: "share/"}))
 	s := e.share("s")
 	f := must[Attr](t)(s.Create(ctx, "f", 0o644, 0, 0, true))
-	want := data(2, 3*BlockSize+123)
+	want := testrand.Bytes(2, 3*BlockSize+123)
 	for off := 0; off < len(want); off += 70000 {
 		must[Attr](t)(s.WriteAt(ctx, "f", want[off:min(off+70000, len(want))], int64(off)))
 	}
@@ -300,7 +292,7 @@ func TestObjectsFromOtherApplications(t *testing.T) {
 	if _, err := s.Stat(ctx, "dir"); !errors.Is(err, ErrNotExist) {
 		t.Fatalf("stat of nothing: %v", err)
 	}
-	big := data(3, 5*BlockSize)
+	big := testrand.Bytes(3, 5*BlockSize)
 	if err := objstore.PutBytes(ctx, e.store, "s/dir/big.bin", big); err != nil {
 		t.Fatal(err)
 	}
@@ -329,7 +321,7 @@ func TestObjectsFromOtherApplications(t *testing.T) {
 	}
 	// Overwritten in the store: after a refresh the new bytes are read,
 	// not the blocks cached from the old object.
-	big2 := data(4, 5*BlockSize)
+	big2 := testrand.Bytes(4, 5*BlockSize)
 	if err := objstore.PutBytes(ctx, e.store, "s/dir/big.bin", big2); err != nil {
 		t.Fatal(err)
 	}

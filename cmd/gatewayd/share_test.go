@@ -24,6 +24,7 @@ import (
 	"github.com/gatewayd/gatewayd/gateway"
 	"github.com/gatewayd/gatewayd/internal/miniotest"
 	"github.com/gatewayd/gatewayd/internal/nfstest"
+	"github.com/gatewayd/gatewayd/internal/testrand"
 )
 
 func nfsAddr(t *testing.T, dataDir string) string {
@@ -127,7 +128,7 @@ func TestSharesEndToEnd(t *testing.T) {
 	if testing.Short() {
 		size = 32 << 20
 	}
-	big := randomBytes(7, size)
+	big := testrand.Bytes(7, size)
 	local := filepath.Join(t.TempDir(), "big.bin")
 	if err := os.WriteFile(local, big, 0o644); err != nil {
 		t.Fatal(err)
@@ -313,7 +314,7 @@ func TestShareKillDuringWrites(t *testing.T) {
 	go func() {
 		defer close(acked)
 		for i := 0; ; i++ {
-			if _, err := f.Write(randomBytes(uint64(i), rec)); err != nil {
+			if _, err := f.Write(testrand.Bytes(uint64(i), rec)); err != nil {
 				return
 			}
 			acked <- i
@@ -351,7 +352,7 @@ func TestShareKillDuringWrites(t *testing.T) {
 		t.Fatalf("after kill -9: %d bytes, but %d records of %d bytes were acknowledged", len(got), n, rec)
 	}
 	for i := range n {
-		if !bytes.Equal(got[i*rec:(i+1)*rec], randomBytes(uint64(i), rec)) {
+		if !bytes.Equal(got[i*rec:(i+1)*rec], testrand.Bytes(uint64(i), rec)) {
 			t.Fatalf("acknowledged record %d differs after kill -9", i)
 		}
 	}

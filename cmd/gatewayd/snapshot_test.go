@@ -5,12 +5,13 @@ import (
 	"context"
 	enc "encoding/binary"
 	"encoding/json"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gatewayd/gatewayd/internal/testrand"
 
 	"github.com/gatewayd/gatewayd/frontends/iscsi/initiator"
 	"github.com/gatewayd/gatewayd/internal/miniotest"
@@ -68,15 +69,6 @@ func (l *lun) read(off int64, n int) []byte {
 	return out
 }
 
-func randomBytes(seed uint64, n int) []byte {
-	r := rand.New(rand.NewPCG(seed, seed))
-	b := make([]byte, n)
-	for i := range b {
-		b[i] = byte(r.Uint32())
-	}
-	return b
-}
-
 // TestSnapshotsEndToEnd drives the real daemon on MinIO: snapshot a volume
 // written over iSCSI, verify it, list it from the bucket alone, restore it
 // to new volumes of both kinds and, on a second gateway with a fresh data
@@ -94,7 +86,7 @@ func TestSnapshotsEndToEnd(t *testing.T) {
 
 	const size = 24 << 20
 	mustRun(t, "volume", "create", "--data-dir", dirA, "--name", "db", "--size", "24M")
-	want := randomBytes(1, size)
+	want := testrand.Bytes(1, size)
 	clear(want[4<<20 : 8<<20]) // holes
 	disk := attach(t, ctx, dirA, "db")
 	disk.write(0, want)
@@ -103,7 +95,7 @@ func TestSnapshotsEndToEnd(t *testing.T) {
 	if err := json.Unmarshal([]byte(mustRun(t, "snapshot", "create", "--data-dir", dirA, "db", "--description", "before upgrade", "-o", "json")), &si); err != nil {
 		t.Fatal(err)
 	}
-	disk.write(0, randomBytes(2, 1<<20)) // the volume moves on
+	disk.write(0, testrand.Bytes(2, 1<<20)) // the volume moves on
 
 	out := mustRun(t, "snapshot", "verify", "--data-dir", dirA, si.ID)
 	if !strings.Contains(out, "0 problems") {

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -12,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gatewayd/gatewayd/internal/testrand"
 
 	nfsc "github.com/willscott/go-nfs-client/nfs"
 	"github.com/willscott/go-nfs-client/nfs/rpc"
@@ -106,21 +107,12 @@ func (f *fixture) mount(share string) (*nfsc.Target, func()) {
 	return target, func() { m.Unmount(); c.Close() }
 }
 
-func randomBytes(seed uint64, n int) []byte {
-	r := rand.New(rand.NewPCG(seed, seed))
-	b := make([]byte, n)
-	for i := range b {
-		b[i] = byte(r.Uint32())
-	}
-	return b
-}
-
 // The libnfs tools copy files in and out, list them, and the files are
 // objects in the store with the same bytes.
 func TestLibnfsTools(t *testing.T) {
 	f := start(t, fileshare.Config{Name: "docs"})
 	local := filepath.Join(t.TempDir(), "in.bin")
-	want := randomBytes(1, 3<<20+777)
+	want := testrand.Bytes(1, 3<<20+777)
 	if err := os.WriteFile(local, want, 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -6,21 +6,13 @@ package nfstest
 import (
 	"bytes"
 	"io"
-	"math/rand/v2"
 	"strings"
 	"testing"
 
+	"github.com/gatewayd/gatewayd/internal/testrand"
+
 	nfsc "github.com/willscott/go-nfs-client/nfs"
 )
-
-func randomBytes(seed uint64, n int) []byte {
-	r := rand.New(rand.NewPCG(seed, seed))
-	b := make([]byte, n)
-	for i := range b {
-		b[i] = byte(r.Uint32())
-	}
-	return b
-}
 
 // Operations creates, writes, renames (file and directory), reads by an
 // old handle, changes mode, owner, size and times, appends, lists and
@@ -34,7 +26,7 @@ func Operations(t *testing.T, v *nfsc.Target) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := randomBytes(2, 200000)
+	want := testrand.Bytes(2, 200000)
 	if _, err := w.Write(want); err != nil {
 		t.Fatal(err)
 	}
