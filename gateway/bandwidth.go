@@ -1,9 +1,14 @@
 package gateway
 
 import (
+	"context"
+	"time"
+
 	"errors"
 	"net/http"
 	"sync"
+
+	"github.com/gatewayd/gatewayd/meta"
 
 	"github.com/gatewayd/gatewayd/admin"
 	"github.com/gatewayd/gatewayd/objstore/limiter"
@@ -16,31 +21,60 @@ type Bandwidth struct {
 	DownloadBytesPerSec int64 `json:"download_bytes_per_sec"`
 }
 
-// bandwidthControl changes the limiter's limits at runtime and remembers
-// them for GET.
+// BandwidthStatus is what GET /v1/bandwidth says: the base limits, and
+// the limits in force now (a schedule window's, or the base).
+type BandwidthStatus struct {
+	Bandwidth           // base limits
+	Effective Bandwidth `json:"effective"`
+	Window    int       `json:"window,omitempty"` // 1-based schedule window in force; 0: none
+}
+
+// bandwidthControl changes the limiter's limits at runtime: the base
+// limits, and the schedule that overrides them in its windows.
 type bandwidthControl struct {
-	mu  sync.Mutex
-	cur Bandwidth
-	lim *limiter.Limiter
+	mu       sync.Mutex
+	cur      Bandwidth // base
+	schedule BandwidthSchedule
+	applied  Bandwidth // what the limiter has
+	window   int
+	lim      *limiter.Limiter
+	md       meta.Store
+	now      func() time.Time
 }
 
 func (b *bandwidthControl) set(bw Bandwidth) {
 	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.lim.SetUploadLimit(bw.UploadBytesPerSec)
-	b.lim.SetDownloadLimit(bw.DownloadBytesPerSec)
 	b.cur = bw
+	b.window = -1 // force apply
+	b.mu.Unlock()
+	b.apply(b.now(), nil)
 }
 
-func (b *bandwidthControl) get() Bandwidth {
+func (b *bandwidthControl) get() BandwidthStatus {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return b.cur
+	return BandwidthStatus{Bandwidth: b.cur, Effective: b.applied, Window: max(b.window, 0)}
 }
 
-// registerBandwidthAPI adds GET and PUT /v1/bandwidth. Changes apply at
-// once to transfers in flight; they last until the daemon restarts (the
-// config file holds the limits it starts with).
+func (b *bandwidthControl) setSchedule(ctx context.Context, s BandwidthSchedule) error {
+	if err := s.Validate(); err != nil {
+		return err
+	}
+	if err := saveBandwidthSchedule(ctx, b.md, s); err != nil {
+		return err
+	}
+	b.mu.Lock()
+	b.schedule = s
+	b.window = -1
+	b.mu.Unlock()
+	b.apply(b.now(), nil)
+	return nil
+}
+
+// registerBandwidthAPI adds GET and PUT /v1/bandwidth (the base limits)
+// and /v1/bandwidth/schedule. Changes apply at once to transfers in
+// flight. Base limits set here last until the daemon restarts (the config
+// file holds the limits it starts with); the schedule is kept in meta.
 func registerBandwidthAPI(srv *admin.Server, b *bandwidthControl) {
 	srv.Handle("GET /v1/bandwidth", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		admin.WriteJSON(w, http.StatusOK, b.get())
@@ -56,6 +90,27 @@ func registerBandwidthAPI(srv *admin.Server, b *bandwidthControl) {
 			return
 		}
 		b.set(bw)
+		admin.WriteJSON(w, http.StatusOK, b.get())
+	}))
+	srv.Handle("GET /v1/bandwidth/schedule", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b.mu.Lock()
+		s := b.schedule
+		b.mu.Unlock()
+		if s.Windows == nil {
+			s.Windows = []Window{}
+		}
+		admin.WriteJSON(w, http.StatusOK, s)
+	}))
+	srv.Handle("PUT /v1/bandwidth/schedule", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var s BandwidthSchedule
+		if err := decodeBody(r, &s); err != nil {
+			admin.WriteError(w, http.StatusBadRequest, err)
+			return
+		}
+		if err := b.setSchedule(r.Context(), s); err != nil {
+			admin.WriteError(w, http.StatusBadRequest, err)
+			return
+		}
 		admin.WriteJSON(w, http.StatusOK, b.get())
 	}))
 }

@@ -155,9 +155,16 @@ func Run(ctx context.Context, cfg *config.Config, opts RunOptions) error {
 	if iscsiFE != nil {
 		registerISCSIAPI(srv, iscsiFE)
 	}
-	registerBandwidthAPI(srv, &bandwidthControl{lim: store.Limiter, cur: Bandwidth{
+	bw := &bandwidthControl{lim: store.Limiter, md: md, now: opts.Clock.Now, window: -1, cur: Bandwidth{
 		UploadBytesPerSec: int64(cfg.Store.UploadLimit), DownloadBytesPerSec: int64(cfg.Store.DownloadLimit),
-	}})
+	}}
+	if bw.schedule, err = loadBandwidthSchedule(ctx, md); err != nil {
+		return fmt.Errorf("bandwidth schedule: %w", err)
+	}
+	registerBandwidthAPI(srv, bw)
+	schedCtx, stopSched := context.WithCancel(ctx)
+	defer stopSched()
+	go bw.runSchedule(schedCtx, opts.Clock, time.Local, logger.With("subsystem", "bandwidth"))
 
 	probeCtx, stopProbe := context.WithCancel(ctx)
 	probeDone := make(chan struct{})

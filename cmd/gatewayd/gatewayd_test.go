@@ -397,6 +397,19 @@ func TestVolumeCommands(t *testing.T) {
 		t.Fatalf("bandwidth show: %+v", r)
 	}
 	mustFailClearly(t, run(t, nil, "bandwidth", "set", "--data-dir", dir, "--download", "fast"), "--download")
+	// A schedule whose window covers every moment applies at once.
+	out := mustRun(t, "bandwidth", "schedule", "--data-dir", dir, "--window", "mon-sun 00:00-24:00 up=3M down=4M", "--window", "sat,sun 10:00-12:00 up=1M")
+	if !strings.Contains(out, "1  mon,tue,wed,thu,fri,sat,sun 00:00-24:00") || !strings.Contains(out, "2  sat,sun 10:00-12:00") {
+		t.Fatalf("bandwidth schedule:\n%s", out)
+	}
+	if out := mustRun(t, "bandwidth", "show", "--data-dir", dir); !strings.Contains(out, "now, by schedule window 1") || !strings.Contains(out, "3MiB/s") {
+		t.Fatalf("bandwidth show with a schedule:\n%s", out)
+	}
+	mustFailClearly(t, run(t, nil, "bandwidth", "schedule", "--data-dir", dir, "--window", "someday 10:00-12:00"), "days are")
+	mustRun(t, "bandwidth", "schedule", "--data-dir", dir, "--clear")
+	if out := mustRun(t, "bandwidth", "show", "--data-dir", dir); strings.Contains(out, "schedule window") {
+		t.Fatalf("bandwidth show after clearing the schedule:\n%s", out)
+	}
 
 	// The metrics carry the AWS Storage Gateway names' counterparts.
 	resp, err := (&http.Client{Transport: unixTransport(filepath.Join(dir, "admin.sock"))}).Get("http://gatewayd/metrics")

@@ -67,6 +67,12 @@ func (l *Limiter) SetUploadLimit(bytesPerSec int64) { l.up.set(bytesPerSec) }
 // means unlimited).
 func (l *Limiter) SetDownloadLimit(bytesPerSec int64) { l.down.set(bytesPerSec) }
 
+// UploadLimit is the upload limit in force, bytes per second (0: none).
+func (l *Limiter) UploadLimit() int64 { return l.up.limit() }
+
+// DownloadLimit is the download limit in force, bytes per second (0: none).
+func (l *Limiter) DownloadLimit() int64 { return l.down.limit() }
+
 // InFlight reports how many calls hold a slot.
 func (l *Limiter) InFlight() int { return len(l.slots) }
 
@@ -125,6 +131,13 @@ func (b *bandwidth) set(bytesPerSec int64) {
 	}
 	b.lim.SetBurstAt(now, burstFor(bytesPerSec))
 	b.lim.SetLimitAt(now, rate.Limit(bytesPerSec))
+}
+
+func (b *bandwidth) limit() int64 {
+	if l := b.lim.Limit(); l != rate.Inf {
+		return int64(l)
+	}
+	return 0
 }
 
 // chunk is the most a single read may move before it is charged.
