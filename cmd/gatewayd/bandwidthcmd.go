@@ -16,6 +16,7 @@ import (
 
 func newBandwidthCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "bandwidth", Short: "Show or change the object store bandwidth limits of a running gateway"}
+	var output string
 	show := &cobra.Command{
 		Use:   "show",
 		Short: "Show the current limits",
@@ -25,6 +26,9 @@ func newBandwidthCmd(g *globals) *cobra.Command {
 			if err := call(cmd, g, http.MethodGet, "/v1/bandwidth", nil, &st); err != nil {
 				return err
 			}
+			if output == "json" {
+				return writeJSON(cmd.OutOrStdout(), st)
+			}
 			printBandwidth(cmd.OutOrStdout(), st.Bandwidth)
 			if st.Effective != st.Bandwidth || st.Window != 0 {
 				fmt.Fprintf(cmd.OutOrStdout(), "now, by schedule window %d:\n", st.Window)
@@ -33,6 +37,7 @@ func newBandwidthCmd(g *globals) *cobra.Command {
 			return nil
 		},
 	}
+	show.Flags().StringVarP(&output, "output", "o", "text", "text or json")
 	var up, down string
 	set := &cobra.Command{
 		Use:   "set",
@@ -73,6 +78,7 @@ func newBandwidthCmd(g *globals) *cobra.Command {
 func newBandwidthScheduleCmd(g *globals) *cobra.Command {
 	var windows []string
 	var clear bool
+	var output string
 	cmd := &cobra.Command{
 		Use:   "schedule [--window 'mon-fri 08:00-18:00 up=10M down=50M']... | --clear",
 		Short: "Show or set limits by day of week and time of day (first matching window wins; outside them the base limits apply)",
@@ -98,6 +104,9 @@ func newBandwidthScheduleCmd(g *globals) *cobra.Command {
 					return err
 				}
 			}
+			if output == "json" {
+				return writeJSON(cmd.OutOrStdout(), s)
+			}
 			if len(s.Windows) == 0 {
 				fmt.Fprintln(cmd.OutOrStdout(), "no schedule: the base limits apply at all times")
 			}
@@ -114,6 +123,7 @@ func newBandwidthScheduleCmd(g *globals) *cobra.Command {
 	}
 	cmd.Flags().StringArrayVar(&windows, "window", nil, "a window: [DAYS] HH:MM-HH:MM [up=RATE] [down=RATE]; DAYS like mon-fri, sat,sun or daily; RATE 0 = unlimited")
 	cmd.Flags().BoolVar(&clear, "clear", false, "remove the schedule")
+	cmd.Flags().StringVarP(&output, "output", "o", "text", "text or json")
 	return cmd
 }
 

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/gatewayd/gatewayd/admin"
+	"github.com/gatewayd/gatewayd/gateway"
 	"github.com/gatewayd/gatewayd/internal/miniotest"
 )
 
@@ -406,6 +407,11 @@ func TestVolumeCommands(t *testing.T) {
 		t.Fatalf("bandwidth show with a schedule:\n%s", out)
 	}
 	mustFailClearly(t, run(t, nil, "bandwidth", "schedule", "--data-dir", dir, "--window", "someday 10:00-12:00"), "days are")
+	mustFailClearly(t, run(t, nil, "volume", "list", "--data-dir", dir, "-o", "yaml"), "want text or json")
+	var bw gateway.BandwidthStatus
+	if err := json.Unmarshal([]byte(mustRun(t, "bandwidth", "show", "--data-dir", dir, "-o", "json")), &bw); err != nil || bw.Window != 1 || bw.Effective.UploadBytesPerSec != 3<<20 {
+		t.Fatalf("bandwidth show -o json: %+v %v", bw, err)
+	}
 	mustRun(t, "bandwidth", "schedule", "--data-dir", dir, "--clear")
 	if out := mustRun(t, "bandwidth", "show", "--data-dir", dir); strings.Contains(out, "schedule window") {
 		t.Fatalf("bandwidth show after clearing the schedule:\n%s", out)

@@ -43,6 +43,13 @@ func newRootCmd() *cobra.Command {
 		SilenceErrors: true,
 		Version:       version,
 	}
+	// Every listing takes -o text|json; anything else is a mistake.
+	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
+		if f := cmd.Flags().Lookup("output"); f != nil && f.Value.String() != "text" && f.Value.String() != "json" {
+			return fmt.Errorf("--output %q: want text or json", f.Value.String())
+		}
+		return nil
+	}
 	root.PersistentFlags().StringVar(&g.dataDir, "data-dir", defaultDataDir(),
 		"data directory (config, keys, metadata, admin socket); env GATEWAYD_DATA_DIR")
 	root.AddCommand(newInitCmd(g), newServeCmd(g), newStatusCmd(g), newConfigCmd(g), newVolumeCmd(g), newBandwidthCmd(g),

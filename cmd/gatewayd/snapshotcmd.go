@@ -209,7 +209,8 @@ func newScheduleCmd(g *globals) *cobra.Command {
 }
 
 func newSchedulesCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
+	var output string
+	cmd := &cobra.Command{
 		Use:   "schedules",
 		Short: "List snapshot schedules",
 		Args:  cobra.NoArgs,
@@ -217,6 +218,9 @@ func newSchedulesCmd(g *globals) *cobra.Command {
 			var list []volume.Schedule
 			if err := call(cmd, g, http.MethodGet, "/v1/schedules", nil, &list); err != nil {
 				return err
+			}
+			if output == "json" {
+				return writeJSON(cmd.OutOrStdout(), list)
 			}
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "VOLUME\tEVERY\tKEEP\tLAST RUN\tNEXT RUN\tLAST ERROR")
@@ -227,11 +231,14 @@ func newSchedulesCmd(g *globals) *cobra.Command {
 			return tw.Flush()
 		},
 	}
+	cmd.Flags().StringVarP(&output, "output", "o", "text", "text or json")
+	return cmd
 }
 
 func newGCCmd(g *globals) *cobra.Command {
 	var req gateway.GCRequest
 	var grace time.Duration
+	var output string
 	cmd := &cobra.Command{
 		Use:   "gc",
 		Short: "Delete chunks and map pages no snapshot or volume references (older than the grace period)",
@@ -245,6 +252,9 @@ func newGCCmd(g *globals) *cobra.Command {
 			if err := call(cmd, g, http.MethodPost, "/v1/gc", req, &st); err != nil {
 				return err
 			}
+			if output == "json" {
+				return writeJSON(cmd.OutOrStdout(), st)
+			}
 			verb := "deleted"
 			if st.DryRun {
 				verb = "would delete"
@@ -256,6 +266,7 @@ func newGCCmd(g *globals) *cobra.Command {
 	}
 	cmd.Flags().BoolVar(&req.DryRun, "dry-run", false, "count what would be deleted, delete nothing")
 	cmd.Flags().DurationVar(&grace, "grace", 0, "keep unreferenced objects younger than this (default snapshots.gc_grace)")
+	cmd.Flags().StringVarP(&output, "output", "o", "text", "text or json")
 	return cmd
 }
 
