@@ -38,6 +38,8 @@ type fileState struct {
 	minLSN    uploadbuffer.LSN
 	lastWrite time.Time
 	gen       uint64 // bumped by every change
+	truncs    uint64 // bumped by every truncation
+	changing  int    // changes under way (state), which keep the state dirty
 	cancelled bool
 	upMu      sync.Mutex // held by the upload of the file
 }
@@ -192,7 +194,9 @@ func (m *Manager) logAndApply(ctx context.Context, rec record, apply func(upload
 }
 
 // state returns the file's pending-write state, creating it from the
-// object's current attributes.
+// object's current attributes, and holds it for a change: an upload that
+// ends meanwhile cannot retire it. The caller calls release when its
+// change is recorded (touched).
 func (m *Manager) state(s *Share, ino uint64, a Attr) *fileState {
 	m.filesMu.Lock()
 	defer m.filesMu.Unlock()
@@ -202,7 +206,16 @@ func (m *Manager) state(s *Share, ino uint64, a Attr) *fileState {
 		st = &fileState{attr: a, base: a, minLSN: ^uploadbuffer.LSN(0)}
 		m.files[k] = st
 	}
+	st.mu.Lock()
+	st.changing++
+	st.mu.Unlock()
 	return st
+}
+
+func (st *fileState) release() {
+	st.mu.Lock()
+	st.changing--
+	st.mu.Unlock()
 }
 
 func (st *fileState) touched(lsn uploadbuffer.LSN, now time.Time) {
@@ -256,6 +269,7 @@ func (s *Share) WriteAt(ctx context.Context, path string, p []byte, off int64) (
 	var out Attr
 	err = s.m.logAndApply(ctx, rec, func(lsn uploadbuffer.LSN) error {
 		st := s.m.state(s, a.Ino, a)
+		defer st.release()
 		if err := s.m.applyWrite(ctx, s, path, a.Ino, st, off, p); err != nil {
 			return err
 		}
@@ -301,6 +315,7 @@ func (m *Manager) applyTruncate(ctx context.Context, s *Share, path string, ino 
 	st.mu.Lock()
 	old, base := st.attr.Size, st.base
 	st.attr.Size = size
+	st.truncs++
 	st.mu.Unlock()
 	if size < old {
 		vol := cacheVolume(s.cfg.Name, ino)
@@ -339,6 +354,7 @@ func (m *Manager) setattrLogged(ctx context.Context, s *Share, path string, a At
 			rec := record{typ: recTruncate, share: s.cfg.Name, ino: a.Ino, offset: *ch.Size}
 			err := m.logAndApply(ctx, rec, func(lsn uploadbuffer.LSN) error {
 				st := m.state(s, a.Ino, a)
+				defer st.release()
 				if err := m.applyTruncate(ctx, s, path, a.Ino, st, *ch.Size); err != nil {
 					return err
 				}
@@ -356,6 +372,7 @@ func (m *Manager) setattrLogged(ctx context.Context, s *Share, path string, a At
 			return nil
 		}
 		st := m.state(s, a.Ino, a)
+		defer st.release()
 		st.mu.Lock()
 		na := st.attr
 		st.mu.Unlock()
@@ -467,6 +484,7 @@ func (m *Manager) replay(ctx context.Context) error {
 			return err
 		}
 		st := m.state(s, r.ino, a)
+		defer st.release()
 		switch r.typ {
 		case recWrite:
 			err = m.applyWrite(ctx, s, path, r.ino, st, r.offset, r.data)
@@ -597,7 +615,7 @@ func (m *Manager) upload(ctx context.Context, s *Share, k fileKey) error {
 		st.mu.Unlock()
 		return nil
 	}
-	gen, attr, base := st.gen, st.attr, st.base
+	gen, truncs, attr, base := st.gen, st.truncs, st.attr, st.base
 	st.mu.Unlock()
 	path, err := s.PathOf(ctx, k.ino)
 	if err != nil {
@@ -615,19 +633,29 @@ func (m *Manager) upload(ctx context.Context, s *Share, k fileKey) error {
 	s.attrMu.Lock()
 	s.etags[k.ino] = oi.ETag // the cached blocks are this object's
 	s.attrMu.Unlock()
+	// The state is retired under filesMu, the lock state() takes to hold
+	// it, so a change either holds the state first (and it stays) or finds
+	// it gone and starts a new one on the uploaded object.
+	m.filesMu.Lock()
+	defer m.filesMu.Unlock()
 	st.mu.Lock()
 	defer st.mu.Unlock()
+	// Blocks not in the cache now come from the uploaded object, up to its
+	// size, unless a truncation meanwhile cut the file shorter: past that
+	// point the object still holds what the truncation removed.
+	size := oi.Size
+	if st.truncs != truncs {
+		size = min(size, st.base.Size, st.attr.Size)
+	}
 	st.base = attr
-	st.base.Size, st.base.etag = oi.Size, oi.ETag
+	st.base.Size, st.base.etag = size, oi.ETag
 	for index, g := range r.gens {
 		m.opts.Cache.MarkClean(cache.Key{Volume: r.vol, Index: uint64(index)}, g)
 	}
-	if st.gen != gen {
-		return nil // written meanwhile: it goes up again
+	if st.gen != gen || st.changing > 0 {
+		return nil // changed meanwhile: it goes up again
 	}
-	m.filesMu.Lock()
 	delete(m.files, k)
-	m.filesMu.Unlock()
 	a := attr
 	a.Size, a.etag = oi.Size, oi.ETag
 	s.remember(path, a, true)

@@ -4,8 +4,11 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
+	"math/rand/v2"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -379,4 +382,126 @@ func TestShareConfig(t *testing.T) {
 	if len(e.m.List()) != 0 {
 		t.Fatal("share survived delete")
 	}
+}
+
+// A random sequence of operations, with uploads, flushes and restarts in
+// between, always leaves the share, and after a flush the objects, equal
+// to a model of what was written.
+func TestRandomizedAgainstModel(t *testing.T) {
+	for seed := uint64(1); seed <= 4; seed++ {
+		t.Run(fmt.Sprint(seed), func(t *testing.T) {
+			e := newEnv(t)
+			// Uploads in the background too, racing the operations.
+			e.opts = func(o *Options) { o.SettleTime, o.UploadInterval = time.Millisecond, 3*time.Millisecond }
+			e.restart()
+			ctx := context.Background()
+			must[Config](t)(e.m.Create(ctx, Config{Name: "m"}))
+			r := rand.New(rand.NewPCG(seed, seed))
+			model := map[string][]byte{} // file path -> content
+			dirs := map[string]bool{"": true}
+			names := []string{"a", "b", "c"}
+			pick := func() string {
+				p := names[r.IntN(len(names))]
+				if r.IntN(3) == 0 {
+					p = names[r.IntN(len(names))] + "/" + p
+				}
+				return p
+			}
+			for step := range 300 {
+				s := e.share("m")
+				p := pick()
+				_, isFile := model[p]
+				switch op := r.IntN(10); {
+				case op < 2 && !isFile && !dirs[p] && dirs[parentOf(p)]:
+					must[Attr](t)(s.Create(ctx, p, 0o644, 0, 0, true))
+					model[p] = []byte{}
+				case op < 5 && isFile:
+					off := r.IntN(len(model[p]) + 3*BlockSize/2 + 1)
+					d := testrand.Bytes(r.Uint64(), 1+r.IntN(BlockSize+100))
+					must[Attr](t)(s.WriteAt(ctx, p, d, int64(off)))
+					if need := off + len(d); need > len(model[p]) {
+						model[p] = append(model[p], make([]byte, need-len(model[p]))...)
+					}
+					copy(model[p][off:], d)
+				case op == 5 && isFile:
+					size := int64(r.IntN(len(model[p]) + BlockSize))
+					must[Attr](t)(s.SetAttr(ctx, p, SetAttr{Size: &size}))
+					if int(size) <= len(model[p]) {
+						model[p] = model[p][:size]
+					} else {
+						model[p] = append(model[p], make([]byte, int(size)-len(model[p]))...)
+					}
+				case op == 6 && isFile:
+					to := pick()
+					if _, exists := model[to]; to == p || dirs[to] || !dirs[parentOf(to)] || exists {
+						continue
+					}
+					if err := s.Rename(ctx, p, to); err != nil {
+						t.Fatalf("step %d: rename %s to %s: %v", step, p, to, err)
+					}
+					model[to] = model[p]
+					delete(model, p)
+				case op == 7 && isFile:
+					if err := s.Remove(ctx, p); err != nil {
+						t.Fatalf("step %d: remove %s: %v", step, p, err)
+					}
+					delete(model, p)
+				case op == 8 && !isFile && !dirs[p] && !strings.Contains(p, "/"):
+					must[Attr](t)(s.Mkdir(ctx, p, 0o755, 0, 0))
+					dirs[p] = true
+				case op == 9:
+					switch r.IntN(3) {
+					case 0:
+						if err := e.m.Flush(ctx, ""); err != nil {
+							t.Fatal(err)
+						}
+					case 1:
+						e.restart()
+					default:
+						if err := e.m.round(ctx, false, nil); err != nil {
+							t.Fatal(err)
+						}
+					}
+				}
+			}
+			check := func(what string) {
+				s := e.share("m")
+				for p, want := range model {
+					if got := readFile(t, s, p); !bytes.Equal(got, want) {
+						t.Fatalf("%s: %s has %d bytes, the model %d (first difference at %d)", what, p, len(got), len(want), firstDiff(got, want))
+					}
+				}
+			}
+			check("end")
+			e.restart()
+			check("after restart")
+			if err := e.m.Flush(ctx, ""); err != nil {
+				t.Fatal(err)
+			}
+			for p, want := range model {
+				if b, _ := object(t, e.store, "m/"+p); !bytes.Equal(b, want) {
+					t.Fatalf("object m/%s has %d bytes, the model %d", p, len(b), len(want))
+				}
+			}
+			var keys []string
+			_ = e.store.List(ctx, "m/", func(oi objstore.ObjectInfo) error {
+				if !strings.HasSuffix(oi.Key, "/") {
+					keys = append(keys, oi.Key)
+				}
+				return nil
+			})
+			if len(keys) != len(model) {
+				t.Fatalf("store holds %d files %q, the model %d", len(keys), keys, len(model))
+			}
+		})
+	}
+}
+
+func firstDiff(a, b []byte) int {
+	for i := range min(len(a), len(b)) {
+		if a[i] != b[i] {
+			return i
+		}
+	}
+	return min(len(a), len(b))
 }
