@@ -87,10 +87,12 @@ func (m *Manager) cancel(share string, ino uint64) {
 //	write:    offset (8), data
 //	truncate: size (8)
 //	setattr:  mode, uid, gid (4 each), mtime unix nanoseconds (8)
+//	create:   as setattr, for a new empty file (its object comes with the upload)
 const (
 	recWrite    byte = 1
 	recTruncate byte = 2
 	recSetattr  byte = 3
+	recCreate   byte = 4 // as setattr: the new file's mode, owner and time
 )
 
 type record struct {
@@ -113,7 +115,7 @@ func (r record) encode() []byte {
 		b = append(b, r.data...)
 	case recTruncate:
 		b = binary.BigEndian.AppendUint64(b, uint64(r.offset))
-	case recSetattr:
+	case recSetattr, recCreate:
 		b = binary.BigEndian.AppendUint32(b, r.attr.Mode)
 		b = binary.BigEndian.AppendUint32(b, r.attr.UID)
 		b = binary.BigEndian.AppendUint32(b, r.attr.GID)
@@ -149,7 +151,7 @@ func decodeRecord(b []byte) (record, error) {
 			return bad("bad truncate")
 		}
 		r.offset = int64(binary.BigEndian.Uint64(rest))
-	case recSetattr:
+	case recSetattr, recCreate:
 		if len(rest) != 20 {
 			return bad("bad setattr")
 		}
@@ -191,6 +193,41 @@ func (m *Manager) logAndApply(ctx context.Context, rec record, apply func(upload
 		return fmt.Errorf("upload buffer: %w", err)
 	}
 	return apply(lsn)
+}
+
+// create makes a new empty file without touching the store: the creation
+// is durable in the log, and the object appears with the file's upload.
+// Until then the share lists and stats the file from its state.
+func (m *Manager) create(ctx context.Context, s *Share, p string, mode, uid, gid uint32) (Attr, error) {
+	ino, err := s.inode(ctx, p)
+	if err != nil {
+		return Attr{}, err
+	}
+	now := s.now()
+	a := Attr{Ino: ino, Type: TypeFile, Mode: mode & 0o7777, UID: uid, GID: gid, Mtime: now, Ctime: now}
+	rec := record{typ: recCreate, share: s.cfg.Name, ino: ino, attr: a}
+	err = m.logAndApply(ctx, rec, func(lsn uploadbuffer.LSN) error {
+		m.born(s, p, ino, a, lsn)
+		return nil
+	})
+	if err != nil {
+		return Attr{}, err
+	}
+	s.invalidate(p)
+	return a, nil
+}
+
+// born records a created file's state (also from replay).
+func (m *Manager) born(s *Share, p string, ino uint64, a Attr, lsn uploadbuffer.LSN) {
+	st := m.state(s, ino, Attr{Ino: ino, Type: TypeFile})
+	st.mu.Lock()
+	st.attr = a
+	st.touched(lsn, s.now())
+	st.mu.Unlock()
+	st.release()
+	s.attrMu.Lock()
+	s.unborn[p] = ino
+	s.attrMu.Unlock()
 }
 
 // state returns the file's pending-write state, creating it from the
@@ -476,6 +513,19 @@ func (m *Manager) replay(ctx context.Context) error {
 			}
 			return err
 		}
+		if r.typ == recCreate {
+			if _, err := m.opts.Store.Stat(ctx, s.key(path)); err == nil {
+				// Uploaded before the crash: the records after this one
+				// apply to the object.
+				return nil
+			} else if !objstore.IsNotFound(err) {
+				return err
+			}
+			r.attr.Ino, r.attr.Type = r.ino, TypeFile
+			m.born(s, path, r.ino, r.attr, lsn)
+			n++
+			return nil
+		}
 		a, err := s.Stat(ctx, path)
 		if err != nil {
 			if isNotExist(err) {
@@ -652,6 +702,11 @@ func (m *Manager) upload(ctx context.Context, s *Share, k fileKey) error {
 	for index, g := range r.gens {
 		m.opts.Cache.MarkClean(cache.Key{Volume: r.vol, Index: uint64(index)}, g)
 	}
+	s.attrMu.Lock()
+	if s.unborn[path] == k.ino {
+		delete(s.unborn, path) // the object exists now
+	}
+	s.attrMu.Unlock()
 	if st.gen != gen || st.changing > 0 {
 		return nil // changed meanwhile: it goes up again
 	}

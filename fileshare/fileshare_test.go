@@ -139,9 +139,13 @@ func TestFilesAreObjects(t *testing.T) {
 	if got := readFile(t, s, "a/f.txt"); !bytes.Equal(got, want) {
 		t.Fatal("read back differs before upload")
 	}
-	// Durable but not uploaded yet: the object is still empty.
-	if b, _ := object(t, e.store, "docs/a/f.txt"); len(b) != 0 {
-		t.Fatalf("object has %d bytes before the upload", len(b))
+	// Durable but not uploaded yet: the object does not exist yet, and the
+	// share still lists the file.
+	if _, err := e.store.Stat(ctx, "docs/a/f.txt"); !objstore.IsNotFound(err) {
+		t.Fatalf("object of a new file before its upload: %v", err)
+	}
+	if ents := must[[]DirEntry](t)(s.ReadDir(ctx, "a")); len(ents) != 1 || ents[0].Name != "f.txt" || ents[0].Attr.Size != int64(len(want)) {
+		t.Fatalf("listing before the upload: %+v", ents)
 	}
 	if err := e.m.Flush(ctx, ""); err != nil {
 		t.Fatal(err)
@@ -470,6 +474,35 @@ func TestRandomizedAgainstModel(t *testing.T) {
 					if got := readFile(t, s, p); !bytes.Equal(got, want) {
 						t.Fatalf("%s: %s has %d bytes, the model %d (first difference at %d)", what, p, len(got), len(want), firstDiff(got, want))
 					}
+				}
+				// The listings name exactly the model's files (and its
+				// directories).
+				if err := s.Refresh("", true); err != nil {
+					t.Fatal(err)
+				}
+				listed := map[string]bool{}
+				var walk func(dir string)
+				walk = func(dir string) {
+					for _, e := range must[[]DirEntry](t)(s.ReadDir(context.Background(), dir)) {
+						p := joinPath(dir, e.Name)
+						if e.Attr.Type == TypeDir {
+							walk(p)
+							continue
+						}
+						listed[p] = true
+						if int(e.Attr.Size) != len(model[p]) {
+							t.Fatalf("%s: %s listed with %d bytes, the model %d", what, p, e.Attr.Size, len(model[p]))
+						}
+					}
+				}
+				walk("")
+				for p := range model {
+					if !listed[p] {
+						t.Fatalf("%s: %s not listed", what, p)
+					}
+				}
+				if len(listed) != len(model) {
+					t.Fatalf("%s: %d files listed, the model has %d", what, len(listed), len(model))
 				}
 			}
 			check("end")

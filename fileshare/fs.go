@@ -84,7 +84,13 @@ func (s *Share) checkETag(a Attr) {
 func (s *Share) stat(ctx context.Context, p string) (Attr, error) {
 	s.attrMu.Lock()
 	c, ok := s.attrs[p]
+	_, unborn := s.unborn[p]
 	s.attrMu.Unlock()
+	if unborn {
+		// Created, not yet uploaded: the store has no object yet.
+		a := s.defaults(TypeFile)
+		return a, nil
+	}
 	if ok && s.now().Sub(c.at) < s.m.opts.AttrTTL {
 		if !c.exists {
 			return Attr{}, fmt.Errorf("%s: %w", p, ErrNotExist)
@@ -257,6 +263,20 @@ func (s *Share) ReadDir(ctx context.Context, p string) ([]DirEntry, error) {
 		s.dirs[p] = cachedDir{entries: append([]DirEntry(nil), entries...), at: s.now()}
 		s.attrMu.Unlock()
 	}
+	s.attrMu.Lock()
+	for up := range s.unborn {
+		if parentOf(up) == p {
+			name := up[strings.LastIndexByte(up, '/')+1:]
+			found := false
+			for _, e := range entries {
+				found = found || e.Name == name
+			}
+			if !found {
+				entries = append(entries, DirEntry{Name: name, Attr: s.defaults(TypeFile)})
+			}
+		}
+	}
+	s.attrMu.Unlock()
 	paths := make([]string, len(entries))
 	for i, e := range entries {
 		paths[i] = joinPath(p, e.Name)
@@ -333,7 +353,7 @@ func (s *Share) Create(ctx context.Context, p string, mode, uid, gid uint32, exc
 		}
 		return Attr{}, err
 	}
-	return s.put(ctx, p, TypeFile, mode, uid, gid, nil)
+	return s.m.create(ctx, s, p, mode, uid, gid)
 }
 
 // Mkdir makes a directory (a marker object carrying its attributes).
@@ -460,6 +480,9 @@ func (s *Share) Remove(ctx context.Context, p string) error {
 		}
 	} else {
 		s.m.cancel(s.cfg.Name, a.Ino)
+		s.attrMu.Lock()
+		delete(s.unborn, p)
+		s.attrMu.Unlock()
 		if err := s.m.opts.Store.Delete(ctx, s.key(p)); err != nil {
 			return err
 		}
@@ -524,14 +547,22 @@ func (s *Share) Rename(ctx context.Context, from, to string) error {
 	if !ok {
 		return fmt.Errorf("rename needs an object store that copies: %w", ErrNotSupp)
 	}
-	if src.Type != TypeDir {
+	s.attrMu.Lock()
+	ino, unborn := s.unborn[from]
+	if unborn {
+		// No object yet: the upload will put it at the new path.
+		delete(s.unborn, from)
+		s.unborn[to] = ino
+	}
+	s.attrMu.Unlock()
+	if src.Type != TypeDir && !unborn {
 		if err := copier.Copy(ctx, s.key(from), s.key(to)); err != nil {
 			return err
 		}
 		if err := s.m.opts.Store.Delete(ctx, s.key(from)); err != nil {
 			return err
 		}
-	} else {
+	} else if src.Type == TypeDir {
 		var keys []string
 		if err := s.m.opts.Store.List(ctx, s.key(from)+"/", func(oi objstore.ObjectInfo) error {
 			keys = append(keys, oi.Key)

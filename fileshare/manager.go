@@ -67,6 +67,7 @@ type Share struct {
 	attrs  map[string]cachedAttr // path -> attributes read from the store
 	dirs   map[string]cachedDir  // path -> listing
 	etags  map[uint64]string     // inode -> ETag of the object its cached blocks came from
+	unborn map[string]uint64     // files created but not yet uploaded: no object yet
 }
 
 // New opens the shares recorded in meta, replays the log and starts the
@@ -120,7 +121,7 @@ func New(ctx context.Context, opts Options) (*Manager, error) {
 
 func (m *Manager) newShare(c Config) *Share {
 	return &Share{m: m, cfg: c, byPath: map[string]uint64{}, byIno: map[uint64]string{},
-		attrs: map[string]cachedAttr{}, dirs: map[string]cachedDir{}, etags: map[uint64]string{}}
+		attrs: map[string]cachedAttr{}, dirs: map[string]cachedDir{}, etags: map[uint64]string{}, unborn: map[string]uint64{}}
 }
 
 // Create adds a share.
