@@ -674,8 +674,11 @@ func (m *Manager) upload(ctx context.Context, s *Share, k fileKey) error {
 	r := &fileReader{ctx: ctx, m: m, s: s, path: path, vol: cacheVolume(k.share, k.ino), size: attr.Size, base: base, gens: map[int64]uint64{}}
 	attr.Type = TypeFile
 	if err := objstore.PutWith(ctx, m.opts.Store, s.key(path), r, attr.Size, attr.metadata()); err != nil {
+		m.uploadErrors.Add(1)
 		return fmt.Errorf("share %s: upload %s: %w", k.share, path, err)
 	}
+	m.bytesUploaded.Add(uint64(attr.Size))
+	m.filesUploaded.Add(1)
 	oi, err := m.opts.Store.Stat(ctx, s.key(path))
 	if err != nil {
 		return err

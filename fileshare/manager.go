@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gatewayd/gatewayd/cache"
@@ -52,6 +53,32 @@ type Manager struct {
 	kick chan struct{}
 	stop chan struct{}
 	done chan struct{}
+
+	bytesUploaded, filesUploaded, uploadErrors atomic.Uint64
+}
+
+// Stats are the file shares' figures for metrics.
+type Stats struct {
+	LogUsed, LogCapacity int64
+	Pending              map[string]int // share -> files with writes not yet uploaded
+	BytesUploaded        uint64
+	FilesUploaded        uint64
+	UploadErrors         uint64
+}
+
+// Stats returns the current figures.
+func (m *Manager) Stats() Stats {
+	st := Stats{LogUsed: m.opts.Log.Used(), LogCapacity: m.opts.Log.Capacity(), Pending: map[string]int{},
+		BytesUploaded: m.bytesUploaded.Load(), FilesUploaded: m.filesUploaded.Load(), UploadErrors: m.uploadErrors.Load()}
+	for _, c := range m.List() {
+		st.Pending[c.Name] = 0
+	}
+	m.filesMu.Lock()
+	for k := range m.files {
+		st.Pending[k.share]++
+	}
+	m.filesMu.Unlock()
+	return st
 }
 
 // Share is one file share.

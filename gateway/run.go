@@ -83,7 +83,7 @@ func Run(ctx context.Context, cfg *config.Config, opts RunOptions) error {
 	}
 	defer closeData()
 	vm, codec := dp.vm, dp.codec
-	metrics.MustRegister(volumeCollector{vm})
+	metrics.MustRegister(volumeCollector{vm}, shareCollector{dp.shares})
 
 	token, err := adminToken(cfg)
 	if err != nil {

@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/gatewayd/gatewayd/admin"
 	"github.com/gatewayd/gatewayd/cache"
 	"github.com/gatewayd/gatewayd/clock"
@@ -207,4 +209,32 @@ func registerShareAPI(srv *admin.Server, shares *fileshare.Manager, nfsFE *nfsFr
 		}
 		admin.WriteJSON(w, http.StatusOK, map[string]string{"refreshed": r.PathValue("name"), "path": "/" + strings.Trim(req.Path, "/")})
 	}))
+}
+
+// shareCollector exports the file shares' figures.
+type shareCollector struct{ m *fileshare.Manager }
+
+var (
+	descShareBufferUsed   = prometheus.NewDesc("gatewayd_share_upload_buffer_percent_used", "UploadBufferPercentUsed for file shares: their upload buffer in use, percent of shares.buffer_size.", nil, nil)
+	descShareFilesPending = prometheus.NewDesc("gatewayd_share_files_pending", "Files of the share with writes not yet uploaded.", []string{"share"}, nil)
+	descShareBytesUp      = prometheus.NewDesc("gatewayd_share_bytes_uploaded_total", "CloudBytesUploaded for file shares: file bytes put to the object store.", nil, nil)
+	descShareFilesUp      = prometheus.NewDesc("gatewayd_share_files_uploaded_total", "Files put to the object store.", nil, nil)
+	descShareUploadErrors = prometheus.NewDesc("gatewayd_share_upload_errors_total", "File uploads that failed and will be retried.", nil, nil)
+)
+
+func (c shareCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descShareBufferUsed, descShareFilesPending, descShareBytesUp, descShareFilesUp, descShareUploadErrors} {
+		ch <- d
+	}
+}
+
+func (c shareCollector) Collect(ch chan<- prometheus.Metric) {
+	st := c.m.Stats()
+	ch <- prometheus.MustNewConstMetric(descShareBufferUsed, prometheus.GaugeValue, percent(float64(st.LogUsed), float64(st.LogCapacity)))
+	for name, n := range st.Pending {
+		ch <- prometheus.MustNewConstMetric(descShareFilesPending, prometheus.GaugeValue, float64(n), name)
+	}
+	ch <- prometheus.MustNewConstMetric(descShareBytesUp, prometheus.CounterValue, float64(st.BytesUploaded))
+	ch <- prometheus.MustNewConstMetric(descShareFilesUp, prometheus.CounterValue, float64(st.FilesUploaded))
+	ch <- prometheus.MustNewConstMetric(descShareUploadErrors, prometheus.CounterValue, float64(st.UploadErrors))
 }

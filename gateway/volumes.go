@@ -206,11 +206,15 @@ var (
 	descUploadErrors       = prometheus.NewDesc("gatewayd_upload_errors_total", "Chunk uploads that failed and will be retried.", nil, nil)
 	descTimeSinceRP        = prometheus.NewDesc("gatewayd_volume_time_since_last_recovery_point_seconds", "TimeSinceLastRecoveryPoint: seconds since the volume's data was last recorded in the object store.", []string{"volume"}, nil)
 	descVolumeLastUploadTS = prometheus.NewDesc("gatewayd_volume_last_upload_timestamp_seconds", "When a chunk of the volume was last uploaded.", []string{"volume"}, nil)
+	descHydrationLeft      = prometheus.NewDesc("gatewayd_volume_hydration_chunks_remaining", "Chunks of a restored stored volume not yet copied onto its disk.", []string{"volume"}, nil)
+	descSnapshots          = prometheus.NewDesc("gatewayd_volume_snapshots", "Snapshots of the volume in the catalog.", []string{"volume"}, nil)
+	descTimeSinceSnapshot  = prometheus.NewDesc("gatewayd_volume_time_since_last_snapshot_seconds", "Seconds since the volume's newest snapshot was taken.", []string{"volume"}, nil)
 )
 
 func (c volumeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descCachePercentUsed, descCachePercentDirty, descCacheHitPercent, descUploadBufferUsed,
-		descCloudBytesUp, descCloudBytesDown, descQueuedWrites, descUploadErrors, descVolumeLastUploadTS, descTimeSinceRP} {
+		descCloudBytesUp, descCloudBytesDown, descQueuedWrites, descUploadErrors, descVolumeLastUploadTS, descTimeSinceRP,
+		descHydrationLeft, descSnapshots, descTimeSinceSnapshot} {
 		ch <- d
 	}
 }
@@ -242,6 +246,24 @@ func (c volumeCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		if !vs.LastUpload.IsZero() {
 			gauge(descVolumeLastUploadTS, float64(vs.LastUpload.UnixNano())/1e9, v.Info().Name)
+		}
+		if h := vs.Hydration; h != nil {
+			gauge(descHydrationLeft, float64(h.TotalChunks-h.DoneChunks), v.Info().Name)
+		}
+	}
+	// Snapshots per volume, and the age of each volume's newest.
+	if snaps, err := c.vm.Snapshots(context.Background(), ""); err == nil {
+		count := map[string]int{}
+		newest := map[string]time.Time{}
+		for _, si := range snaps {
+			count[si.VolumeName]++
+			if si.Created.After(newest[si.VolumeName]) {
+				newest[si.VolumeName] = si.Created
+			}
+		}
+		for name, n := range count {
+			gauge(descSnapshots, float64(n), name)
+			gauge(descTimeSinceSnapshot, time.Since(newest[name]).Seconds(), name)
 		}
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -439,4 +440,23 @@ func unixTransport(sock string) *http.Transport {
 		var d net.Dialer
 		return d.DialContext(ctx, "unix", sock)
 	}}
+}
+
+// metric reads one sample from the daemon's /metrics: the value of the
+// line that starts with name (labels included, as printed).
+func metric(t *testing.T, dataDir, name string) (float64, bool) {
+	t.Helper()
+	resp, err := (&http.Client{Transport: unixTransport(filepath.Join(dataDir, "admin.sock"))}).Get("http://gatewayd/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	for _, line := range strings.Split(string(body), "\n") {
+		if rest, ok := strings.CutPrefix(line, name+" "); ok {
+			v, err := strconv.ParseFloat(strings.TrimSpace(rest), 64)
+			return v, err == nil
+		}
+	}
+	return 0, false
 }

@@ -139,7 +139,18 @@ func TestSharesEndToEnd(t *testing.T) {
 	if got, _ := os.ReadFile(back); sha256.Sum256(got) != sha256.Sum256(big) {
 		t.Fatal("large file read back differs")
 	}
+	before, _ := metric(t, dir, "gatewayd_share_bytes_uploaded_total")
 	md := waitObject(t, srv, "files", "gw/docs/big.bin", big)
+	for {
+		// The counter follows the upload (it is counted just after the PUT).
+		if up, ok := metric(t, dir, "gatewayd_share_bytes_uploaded_total"); ok && up >= before+float64(len(big)) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if n, ok := metric(t, dir, `gatewayd_share_files_pending{share="docs"}`); !ok || n != 0 {
+		t.Fatalf("files pending after the upload: %v %v", n, ok)
+	}
 	if md["gwd-mode"] == "" || md["gwd-mtime"] == "" {
 		t.Fatalf("object metadata %v lacks the file's attributes", md)
 	}

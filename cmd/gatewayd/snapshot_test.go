@@ -96,6 +96,12 @@ func TestSnapshotsEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	disk.write(0, testrand.Bytes(2, 1<<20)) // the volume moves on
+	if n, ok := metric(t, dirA, `gatewayd_volume_snapshots{volume="db"}`); !ok || n != 1 {
+		t.Fatalf("gatewayd_volume_snapshots for db: %v %v", n, ok)
+	}
+	if age, ok := metric(t, dirA, `gatewayd_volume_time_since_last_snapshot_seconds{volume="db"}`); !ok || age < 0 || age > 600 {
+		t.Fatalf("time since the last snapshot: %v %v", age, ok)
+	}
 
 	out := mustRun(t, "snapshot", "verify", "--data-dir", dirA, si.ID)
 	if !strings.Contains(out, "0 problems") {
@@ -113,6 +119,9 @@ func TestSnapshotsEndToEnd(t *testing.T) {
 	}
 	if out := mustRun(t, "volume", "info", "--data-dir", dirA, "db-stored"); !strings.Contains(out, "from snapshot "+si.ID) || !strings.Contains(out, "hydration") {
 		t.Fatalf("volume info of a restored volume:\n%s", out)
+	}
+	if _, ok := metric(t, dirA, `gatewayd_volume_hydration_chunks_remaining{volume="db-stored"}`); !ok {
+		t.Fatal("no hydration metric for a restored stored volume")
 	}
 	a.stop(t)
 
