@@ -2,20 +2,13 @@ package vtl
 
 import (
 	"context"
-	"errors"
+
+	"github.com/gatewayd/gatewayd/tapes"
 )
 
 // The seams between the SCSI devices of this package and the tape
 // library that keeps tapes and inventory (package tapes implements both
 // interfaces; tests use in-memory twins).
-
-// Object is one logical object on a tape: a record (a block of data as one
-// WRITE delivered it) or a filemark. SSC numbers logical objects from 0 at
-// beginning of partition; end-of-data is the position after the last one.
-type Object struct {
-	Filemark bool
-	Size     int // record length in bytes; 0 for a filemark
-}
 
 // Medium is one virtual tape as a loaded drive sees it. Positions are
 // logical object identifiers; the drive keeps the current position, the
@@ -39,7 +32,7 @@ type Medium interface {
 	// end-of-data.
 	EOD() uint64
 	// Stat describes object i (i < EOD()).
-	Stat(ctx context.Context, i uint64) (Object, error)
+	Stat(ctx context.Context, i uint64) (tapes.Object, error)
 	// ReadRecord copies record i into p (at most len(p) bytes) and returns
 	// the record's full length. Reading a filemark is an error.
 	ReadRecord(ctx context.Context, i uint64, p []byte) (int, error)
@@ -52,7 +45,7 @@ type Medium interface {
 	// WriteRecord makes data the object at position at (at <= EOD()) and
 	// end-of-data at+1. compress asks for hardware compression (the data
 	// compression mode page's DCE bit). A write that would pass Capacity
-	// returns ErrEndOfMedium and writes nothing.
+	// returns tapes.ErrEndOfMedium and writes nothing.
 	WriteRecord(ctx context.Context, at uint64, data []byte, compress bool) error
 	// WriteFilemarks writes n filemarks at position at; end-of-data
 	// becomes at+n. n == 0 only truncates at at.
@@ -63,57 +56,19 @@ type Medium interface {
 	Close(ctx context.Context) error
 }
 
-// ErrEndOfMedium is returned by writes that do not fit on the tape.
-var ErrEndOfMedium = errors.New("vtl: end of medium")
-
-// ErrWriteProtected is returned by writes to a read-only tape.
-var ErrWriteProtected = errors.New("vtl: tape is write protected")
-
-// ElementType is an SMC element type code (SMC-3 table 8).
-type ElementType byte
-
-// SMC element types.
-const (
-	ElementTransport ElementType = 1 // medium transport (the robot)
-	ElementSlot      ElementType = 2 // storage element
-	ElementIE        ElementType = 3 // import/export element
-	ElementDrive     ElementType = 4 // data transfer element
-)
-
-// Element names one element of the library by type and index (0-based
-// within its type); the changer maps indexes to element addresses.
-type Element struct {
-	Type  ElementType
-	Index int
-}
-
-// Inventory is where every tape of the library is: for each slot, drive
-// and import/export element, the barcode it holds or "" when empty.
-type Inventory struct {
-	Slots  []string
-	Drives []string
-	IE     []string
-}
-
 // Shelf keeps the library's tapes and their places; the changer moves
 // tapes through it and drives open the tape they were given.
 type Shelf interface {
 	// Inventory returns the current places of all tapes. The number of
 	// slots, drives and import/export elements never changes while the
 	// library runs.
-	Inventory(ctx context.Context) (Inventory, error)
+	Inventory(ctx context.Context) (tapes.Inventory, error)
 	// Move records that the tape in from is now in to. from must hold a
-	// tape and to be empty (ErrSourceEmpty, ErrDestinationFull). Moving a
+	// tape and to be empty (tapes.ErrSourceEmpty, tapes.ErrDestinationFull). Moving a
 	// tape into an import/export element archives it: the tape leaves the
 	// library (the element reads empty once Move returns) and its data
 	// goes to the archive storage class.
-	Move(ctx context.Context, from, to Element) error
+	Move(ctx context.Context, from, to tapes.Element) error
 	// Open returns the medium of a tape, for the drive it was moved into.
 	Open(ctx context.Context, barcode string) (Medium, error)
 }
-
-// Errors a Shelf returns from Move.
-var (
-	ErrSourceEmpty     = errors.New("vtl: source element is empty")
-	ErrDestinationFull = errors.New("vtl: destination element is full")
-)
