@@ -382,7 +382,9 @@ func (ss *session) complete(t *task, res scsi.Result) {
 		} else if want < t.edtl {
 			under, residual = true, t.edtl-want
 		}
-	case res.Status == scsi.StatusGood && t.read:
+	case t.read && (res.Status == scsi.StatusGood || len(res.Data) > 0):
+		// Data-in goes with GOOD, or with a CHECK CONDITION that
+		// transferred some (a tape read ending at a filemark).
 		n := uint32(max(len(res.Data), res.DataInLen))
 		if n > t.edtl {
 			over, residual = true, n-t.edtl

@@ -74,7 +74,9 @@ type Task struct {
 
 // Handler runs one command and returns its data-in or an error; an *Error
 // becomes CHECK CONDITION with its sense, any other error a HARDWARE ERROR
-// (internal target failure), logged.
+// (internal target failure), logged. Data returned together with an
+// *Error is sent before the CHECK CONDITION (a tape read that transfers a
+// short record and reports the incorrect length).
 type Handler func(ctx context.Context, t *Task) ([]byte, error)
 
 // CommandSpec is one entry of a device type's command table.
@@ -116,6 +118,18 @@ type DeviceType interface {
 	// parameter header; BlockDescriptor the block descriptor or nil.
 	ModeDeviceSpecific() byte
 	BlockDescriptor() []byte
+}
+
+// ModeSelector is implemented by device types that take more than mode
+// pages from MODE SELECT: the device-specific byte of the mode parameter
+// header and the block descriptor (a tape drive's buffered mode, density
+// and block length). CheckModeSelect validates them before any page is
+// changed; bdOff is the block descriptor's offset in the parameter list,
+// for field pointers, and bd is empty when the list has none. It returns
+// the change to make once every page has been validated too (nil when
+// nothing changes); the LU calls it without holding its own lock.
+type ModeSelector interface {
+	CheckModeSelect(devSpecific byte, bd []byte, bdOff int) (apply func(), err error)
 }
 
 // Resetter is implemented by device types that drop state on LUN or
@@ -247,6 +261,10 @@ func (lu *LU) Execute(ctx context.Context, cmd *Command) (res Result) {
 	if err != nil {
 		r := lu.fail(cmd, err)
 		r.DataOutLen = t.DataOutLen
+		var se *Error
+		if r.Status == StatusCheckCondition && errors.As(err, &se) {
+			r.Data, r.DataInLen = data, t.DataInLen
+		}
 		return r
 	}
 	return res

@@ -6,7 +6,10 @@ import (
 )
 
 // ModePage is one mode page: its current, default and changeable values,
-// each the whole page including its two-byte header.
+// each the whole page including its two-byte header. A page with code 0
+// and no bytes makes MODE SENSE of page 0 answer the mode parameter
+// header and block descriptor alone (what a tape driver asks to learn the
+// block size and density).
 type ModePage struct {
 	Code, Subpage byte
 	Current       []byte
@@ -98,6 +101,9 @@ func (lu *LU) modeSense(_ context.Context, t *Task) ([]byte, error) {
 			continue
 		}
 		found = true
+		if len(p.Current) == 0 {
+			continue // page 0 answered by the header and block descriptor alone
+		}
 		switch pc {
 		case 0:
 			pages = append(pages, p.Current...)
@@ -181,6 +187,31 @@ func (lu *LU) modeSelect(_ context.Context, t *Task) ([]byte, error) {
 	if off > len(data) {
 		return nil, ErrParamLength()
 	}
+	var apply func()
+	if ms, ok := lu.dev.(ModeSelector); ok {
+		devSpecific := data[2]
+		if ten {
+			devSpecific = data[3]
+		}
+		var err error
+		if apply, err = ms.CheckModeSelect(devSpecific, data[hdr:off], hdr); err != nil {
+			return nil, err
+		}
+	}
+	if err := lu.selectPages(data, off, t.Nexus.InitiatorPort, apply != nil); err != nil {
+		return nil, err
+	}
+	if apply != nil {
+		apply()
+	}
+	return nil, nil
+}
+
+// selectPages validates the mode pages of a MODE SELECT parameter list
+// from off and, when all are valid, changes them; it queues MODE
+// PARAMETERS CHANGED for the other nexuses when anything changed (pages,
+// or the device's header and block descriptor when more is set).
+func (lu *LU) selectPages(data []byte, off int, port string, more bool) error {
 	// Validate every page before changing any.
 	type change struct {
 		page *ModePage
@@ -191,14 +222,14 @@ func (lu *LU) modeSelect(_ context.Context, t *Task) ([]byte, error) {
 	defer lu.mu.Unlock()
 	for off < len(data) {
 		if off+2 > len(data) {
-			return nil, ErrParamLength()
+			return ErrParamLength()
 		}
 		code := data[off] & 0x3f
 		var sub byte
 		n := int(data[off+1]) + 2
 		if data[off]&0x40 != 0 {
 			if off+4 > len(data) {
-				return nil, ErrParamLength()
+				return ErrParamLength()
 			}
 			sub = data[off+1]
 			n = int(U16(data[off+2:])) + 4
@@ -210,10 +241,10 @@ func (lu *LU) modeSelect(_ context.Context, t *Task) ([]byte, error) {
 			}
 		}
 		if page == nil {
-			return nil, InvalidParamField(off, 5)
+			return InvalidParamField(off, 5)
 		}
 		if n != len(page.Current) || off+n > len(data) {
-			return nil, InvalidParamField(off+1, -1)
+			return InvalidParamField(off+1, -1)
 		}
 		in := data[off : off+n]
 		hdrLen := 2
@@ -222,7 +253,7 @@ func (lu *LU) modeSelect(_ context.Context, t *Task) ([]byte, error) {
 		}
 		for i := hdrLen; i < n; i++ {
 			if (in[i]^page.Current[i])&^page.Changeable[i] != 0 {
-				return nil, InvalidParamField(off+i, -1)
+				return InvalidParamField(off+i, -1)
 			}
 		}
 		changes = append(changes, change{page, in})
@@ -239,8 +270,8 @@ func (lu *LU) modeSelect(_ context.Context, t *Task) ([]byte, error) {
 			lu.dsense = c.page.Current[2]&controlDSense != 0
 		}
 	}
-	if len(changes) > 0 {
-		lu.queueUALocked(ASCModeParametersChanged, t.Nexus.InitiatorPort)
+	if len(changes) > 0 || more {
+		lu.queueUALocked(ASCModeParametersChanged, port)
 	}
-	return nil, nil
+	return nil
 }
