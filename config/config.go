@@ -43,6 +43,38 @@ type Config struct {
 	ISCSI     ISCSI     `yaml:"iscsi"`
 	NFS       NFS       `yaml:"nfs"`
 	Shares    Shares    `yaml:"shares"`
+	VTL       VTL       `yaml:"vtl"`
+}
+
+// VTL configures the virtual tape library: one medium changer and its
+// tape drives, served over iSCSI, tapes kept in the object store.
+type VTL struct {
+	// Enabled serves the library (needs iscsi.listen).
+	Enabled bool `yaml:"enabled"`
+	// Slots and Drives are the library's geometry, fixed when the library
+	// is first opened (later changes are refused at start).
+	Slots  int `yaml:"slots"`
+	Drives int `yaml:"drives"`
+	// BufferDir and BufferSize are the tapes' own upload buffer: every
+	// record written is durable there before it is acknowledged.
+	BufferDir  string   `yaml:"buffer_dir"`
+	BufferSize ByteSize `yaml:"buffer_size"`
+	// ChangerVendor and ChangerProduct are what the changer reports in
+	// INQUIRY: STK L700 by default, AWS Gateway-VTL like AWS Storage
+	// Gateway's.
+	ChangerVendor  string `yaml:"changer_vendor"`
+	ChangerProduct string `yaml:"changer_product"`
+	// Targets is "library" (one target, changer at LUN 0, drives at LUN
+	// 1..N) or "per-device" (one target per device, each at LUN 0).
+	Targets string `yaml:"targets"`
+	// CHAPUser and CHAPSecret, when set, are required of initiators;
+	// Initiators, when set, are the only initiator names allowed.
+	CHAPUser   string   `yaml:"chap_user"`
+	CHAPSecret string   `yaml:"chap_secret"`
+	Initiators []string `yaml:"initiators"`
+	// ArchiveStorageClass is where archived tapes' objects go, on stores
+	// with storage classes (S3: GLACIER, DEEP_ARCHIVE, ...).
+	ArchiveStorageClass string `yaml:"archive_storage_class"`
 }
 
 // NFS configures the NFS frontend.
@@ -201,6 +233,8 @@ func Default(dataDir string) *Config {
 		ISCSI:     ISCSI{Listen: "127.0.0.1:3260", IQNPrefix: "iqn.2024-01.io.gatewayd", NOPInterval: 5 * time.Second, NOPTimeout: 30 * time.Second},
 		NFS:       NFS{Listen: "127.0.0.1:2049", Rpcbind: true},
 		Shares:    Shares{BufferDir: "sharebuffer", BufferSize: 2 << 30, SettleTime: 2 * time.Second, AttrTTL: 10 * time.Second},
+		VTL: VTL{Enabled: true, Slots: 1600, Drives: 10, BufferDir: "tapebuffer", BufferSize: 4 << 30,
+			ChangerVendor: "STK", ChangerProduct: "L700", Targets: "library", ArchiveStorageClass: "GLACIER"},
 	}
 }
 
@@ -303,6 +337,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Shares.BufferDir == "" || c.Shares.BufferSize < 64<<20 || c.Shares.SettleTime < 0 || c.Shares.AttrTTL <= 0 {
 		return errors.New("shares: buffer_dir must not be empty, buffer_size at least 64MiB, attr_ttl positive")
+	}
+	if err := c.VTL.validate(); err != nil {
+		return err
 	}
 	if c.Volumes.HydrateParallel < 1 {
 		return errors.New("volumes.hydrate_parallel: at least 1")
@@ -453,6 +490,24 @@ func validIQNPrefix(p string) error {
 		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '.' || r == '-') {
 			return fmt.Errorf("iscsi.iqn_prefix: %q may hold only a-z, 0-9, '.' and '-'", p)
 		}
+	}
+	return nil
+}
+
+func (v VTL) validate() error {
+	switch {
+	case v.Slots < 1 || v.Slots > 8000:
+		return fmt.Errorf("vtl.slots: 1 to 8000, got %d", v.Slots)
+	case v.Drives < 1 || v.Drives > 64:
+		return fmt.Errorf("vtl.drives: 1 to 64, got %d", v.Drives)
+	case v.BufferDir == "" || v.BufferSize < 64<<20:
+		return errors.New("vtl: buffer_dir must not be empty, buffer_size at least 64MiB")
+	case v.Targets != "library" && v.Targets != "per-device":
+		return fmt.Errorf("vtl.targets: \"library\" or \"per-device\", got %q", v.Targets)
+	case (v.CHAPUser == "") != (v.CHAPSecret == ""):
+		return errors.New("vtl: chap_user and chap_secret go together")
+	case len(v.ChangerVendor) > 8 || len(v.ChangerProduct) > 16:
+		return errors.New("vtl: changer_vendor is at most 8 characters, changer_product at most 16")
 	}
 	return nil
 }

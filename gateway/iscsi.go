@@ -83,6 +83,8 @@ type iscsiFrontend struct {
 
 	mu   sync.Mutex
 	luns map[string]*scsi.LU // by volume id
+	// reserved are target names other subsystems serve (the tape library).
+	reserved map[string]bool
 }
 
 func startISCSI(ctx context.Context, cfg *config.Config, vm *volume.Manager, md meta.Store, log *slog.Logger) (*iscsiFrontend, error) {
@@ -154,12 +156,38 @@ func (f *iscsiFrontend) serve(ctx context.Context, v *volume.Volume) error {
 // checkName refuses a volume name whose target name another volume has.
 func (f *iscsiFrontend) checkName(name string) error {
 	want := TargetName(f.prefix, name)
+	f.mu.Lock()
+	taken := f.reserved[want]
+	f.mu.Unlock()
+	if taken {
+		return errkind.Mark(errkind.Permanent, fmt.Errorf("volume name %q would be served as iSCSI target %s, which the tape library is", name, want))
+	}
 	for _, v := range f.vm.List() {
 		if v.Info().Name != name && TargetName(f.prefix, v.Info().Name) == want {
 			return errkind.Mark(errkind.Permanent, fmt.Errorf("volume name %q would be served as iSCSI target %s, which volume %q already is", name, want, v.Info().Name))
 		}
 	}
 	return nil
+}
+
+// reserve keeps a target name from volumes.
+func (f *iscsiFrontend) reserve(target string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.reserved == nil {
+		f.reserved = map[string]bool{}
+	}
+	f.reserved[target] = true
+}
+
+// volumeServedAs returns the name of the volume served as target, if any.
+func (f *iscsiFrontend) volumeServedAs(target string) string {
+	for _, v := range f.vm.List() {
+		if TargetName(f.prefix, v.Info().Name) == target {
+			return v.Info().Name
+		}
+	}
+	return ""
 }
 
 func (f *iscsiFrontend) removed(ctx context.Context, info volume.Info) {

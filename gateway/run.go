@@ -84,6 +84,17 @@ func Run(ctx context.Context, cfg *config.Config, opts RunOptions) error {
 	defer closeData()
 	vm, codec := dp.vm, dp.codec
 	metrics.MustRegister(volumeCollector{vm}, shareCollector{dp.shares})
+	var tl *tapeLibrary
+	if cfg.VTL.Enabled {
+		var closeTapes func()
+		tl, closeTapes, err = openTapes(ctx, cfg, store, md, keyring, reg, opts.Clock, logger)
+		if err != nil {
+			return err
+		}
+		// Deferred before the iSCSI portal's close, so sessions end first.
+		defer closeTapes()
+		metrics.MustRegister(tapeCollector{tl})
+	}
 
 	token, err := adminToken(cfg)
 	if err != nil {
@@ -97,6 +108,11 @@ func Run(ctx context.Context, cfg *config.Config, opts RunOptions) error {
 		}
 		// Deferred after closeData, so sessions end before the volumes close.
 		defer iscsiFE.close()
+		if tl != nil {
+			if err := tl.serve(iscsiFE); err != nil {
+				return err
+			}
+		}
 	}
 	var nfsFE *nfsFrontend
 	if cfg.NFS.Listen != "" {
@@ -115,10 +131,15 @@ func Run(ctx context.Context, cfg *config.Config, opts RunOptions) error {
 		if nfsFE != nil {
 			nfsState, nfsAddr = nfsFE.state(), nfsFE.addr
 		}
+		vtlState := "off (vtl.enabled is false)"
+		if tl != nil {
+			vtlState = tl.state()
+		}
 		fs := []admin.Frontend{
 			{Name: "admin", Listen: cfg.Path(cfg.Admin.Socket), State: "serving"},
 			{Name: "iscsi", Listen: iscsiAddr, State: iscsiState},
 			{Name: "nfs", Listen: nfsAddr, State: nfsState},
+			{Name: "vtl", Listen: iscsiAddr, State: vtlState},
 		}
 		if cfg.Admin.TCPListen != "" {
 			fs = append(fs, admin.Frontend{Name: "admin-tcp", Listen: cfg.Admin.TCPListen, State: "serving"})
@@ -152,6 +173,7 @@ func Run(ctx context.Context, cfg *config.Config, opts RunOptions) error {
 	registerVolumeAPI(srv, vm, iscsiFE)
 	registerSnapshotAPI(srv, vm, store, codec, cfg.Snapshots.GCGrace)
 	registerShareAPI(srv, dp.shares, nfsFE)
+	registerTapeAPI(srv, tl)
 	if iscsiFE != nil {
 		registerISCSIAPI(srv, iscsiFE)
 	}
