@@ -446,7 +446,17 @@ func unixTransport(sock string) *http.Transport {
 // line that starts with name (labels included, as printed).
 func metric(t *testing.T, dataDir, name string) (float64, bool) {
 	t.Helper()
-	resp, err := (&http.Client{Transport: unixTransport(filepath.Join(dataDir, "admin.sock"))}).Get("http://gatewayd/metrics")
+	var resp *http.Response
+	var err error
+	// A loaded machine can drop the admin connection; try a few times.
+	for range 5 {
+		tr := unixTransport(filepath.Join(dataDir, "admin.sock"))
+		tr.DisableKeepAlives = true
+		if resp, err = (&http.Client{Transport: tr}).Get("http://gatewayd/metrics"); err == nil {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -141,10 +141,14 @@ func TestSharesEndToEnd(t *testing.T) {
 	}
 	before, _ := metric(t, dir, "gatewayd_share_bytes_uploaded_total")
 	md := waitObject(t, srv, "files", "gw/docs/big.bin", big)
-	for {
+	for deadline := time.Now().Add(time.Minute); ; {
 		// The counter follows the upload (it is counted just after the PUT).
-		if up, ok := metric(t, dir, "gatewayd_share_bytes_uploaded_total"); ok && up >= before+float64(len(big)) {
+		up, ok := metric(t, dir, "gatewayd_share_bytes_uploaded_total")
+		if ok && up >= before+float64(len(big)) {
 			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("gatewayd_share_bytes_uploaded_total: %v (%v), want at least %v", up, ok, before+float64(len(big)))
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

@@ -230,13 +230,22 @@ func (s *Server) waitReady() error {
 	client := &http.Client{Timeout: 2 * time.Second}
 	deadline := time.Now().Add(readyTimeout)
 	for {
+		// Live means the process answers; the object layer may still be
+		// initialising ("Server not initialized yet"), so a listing must
+		// work too before tests use it.
 		resp, err := client.Get(s.Endpoint + "/minio/health/live")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return nil
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				_, err = s.Client().ListBuckets(ctx, &s3.ListBucketsInput{})
+				cancel()
+				if err == nil {
+					return nil
+				}
+			} else {
+				err = fmt.Errorf("health check: %s", resp.Status)
 			}
-			err = fmt.Errorf("health check: %s", resp.Status)
 		}
 		select {
 		case <-s.exited:
