@@ -130,6 +130,12 @@ func New(ctx context.Context, opts Options) (*Library, error) {
 	if opts.RetrieveClass == "" {
 		opts.RetrieveClass = "STANDARD"
 	}
+	if opts.Log.Capacity()/4 < MaxRecord+64<<10 {
+		return nil, fmt.Errorf("tapes: the upload buffer of %d bytes cannot hold the largest record (it needs 4 × %d)", opts.Log.Capacity(), MaxRecord+64<<10)
+	}
+	if opts.SegmentSize > 1<<30 {
+		return nil, fmt.Errorf("tapes: segment size %d exceeds 1 GiB", opts.SegmentSize)
+	}
 	if opts.Slots > 10000 || opts.Drives > 256 {
 		return nil, fmt.Errorf("tapes: at most 10000 slots and 256 drives (asked %d and %d)", opts.Slots, opts.Drives)
 	}
