@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -23,7 +24,13 @@ import (
 	"github.com/gatewayd/gatewayd/vfs"
 )
 
-func TestMain(m *testing.M) { os.Exit(miniotest.Main(m)) }
+func TestMain(m *testing.M) {
+	if dir := os.Getenv(killEnvDir); dir != "" {
+		seed, _ := strconv.ParseUint(os.Getenv(killEnvSeed), 10, 64)
+		killChild(dir, seed) // never returns
+	}
+	os.Exit(miniotest.Main(m))
+}
 
 // getCounter counts the store's GETs by kind of tape object.
 type getCounter struct {

@@ -285,6 +285,9 @@ func (t *tape) apply(o logOp, lsn uploadbuffer.LSN) bool {
 			sf = sealFlagZstd
 		}
 		blob := t.lib.seal.seal(kindBlock, sf, blockBinding(t.barcode, t.open.id, off, o.at), o.payload)
+		if cap(t.open.data) == 0 {
+			t.open.data = make([]byte, 0, max(t.lib.opts.SegmentSize, len(blob))+len(blob))
+		}
 		t.open.data = append(t.open.data, blob...)
 		t.appendEntry(entry{flags: o.flags & entZstd, size: o.size, stored: uint32(len(o.payload)), seg: t.open.id, off: off})
 	case opFilemarks:
