@@ -1,0 +1,183 @@
+package tapes
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+
+	"github.com/gatewayd/gatewayd/errkind"
+)
+
+// Tape is an open tape: the medium a drive reads and writes (it
+// implements frontends/vtl's Medium). Handles of one tape share its state.
+type Tape struct {
+	t      *tape
+	closed atomic.Bool
+}
+
+var errClosed = errkind.Mark(errkind.Permanent, errors.New("tapes: tape handle is closed"))
+
+// Open implements Shelf: the medium of a tape in the library (in a slot or
+// a drive; an archived tape must be retrieved first).
+func (l *Library) Open(ctx context.Context, barcode string) (*Tape, error) {
+	for {
+		t, err := l.load(ctx, barcode)
+		if err != nil {
+			return nil, err
+		}
+		t.mu.Lock()
+		if t.gone == nil {
+			t.users++
+			t.mu.Unlock()
+			return &Tape{t: t}, nil
+		}
+		t.mu.Unlock()
+		// Deleted or archived: load again, which reports it.
+		l.mu.Lock()
+		if l.tapes[barcode] == t {
+			delete(l.tapes, barcode)
+		}
+		l.mu.Unlock()
+	}
+}
+
+func (h *Tape) check() error {
+	if h.closed.Load() {
+		return errClosed
+	}
+	return nil
+}
+
+// Barcode is the tape's barcode.
+func (h *Tape) Barcode() string { return h.t.barcode }
+
+// ReadOnly is true for a tape retrieved from the archive.
+func (h *Tape) ReadOnly() bool {
+	h.t.mu.Lock()
+	defer h.t.mu.Unlock()
+	return h.t.readOnly
+}
+
+// Capacity is the tape's size in bytes.
+func (h *Tape) Capacity() int64 { return h.t.capacity }
+
+// EarlyWarning is how many bytes before Capacity writes report early
+// warning.
+func (h *Tape) EarlyWarning() int64 { return min(h.t.lib.opts.EarlyWarning, h.t.capacity/4) }
+
+// Used is the bytes stored up to end-of-data (compressed sizes).
+func (h *Tape) Used() int64 {
+	h.t.mu.Lock()
+	defer h.t.mu.Unlock()
+	return h.t.used
+}
+
+// EOD is the number of objects on the tape.
+func (h *Tape) EOD() uint64 {
+	h.t.mu.Lock()
+	defer h.t.mu.Unlock()
+	return h.t.eod
+}
+
+// Stat describes object i.
+func (h *Tape) Stat(ctx context.Context, i uint64) (Object, error) {
+	if err := h.check(); err != nil {
+		return Object{}, err
+	}
+	t := h.t
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.gone != nil {
+		return Object{}, t.gone
+	}
+	if i >= t.eod {
+		return Object{}, errkind.Mark(errkind.Permanent, fmt.Errorf("tape %s: object %d at or beyond end-of-data %d", t.barcode, i, t.eod))
+	}
+	e, err := t.entry(ctx, i)
+	if err != nil {
+		return Object{}, err
+	}
+	return Object{Filemark: e.filemark(), Size: int(e.size)}, nil
+}
+
+// ReadRecord copies record i into p and returns its full length.
+func (h *Tape) ReadRecord(ctx context.Context, i uint64, p []byte) (int, error) {
+	if err := h.check(); err != nil {
+		return 0, err
+	}
+	return h.t.record(ctx, i, p)
+}
+
+// NextFilemark returns the first filemark at or after from.
+func (h *Tape) NextFilemark(ctx context.Context, from uint64) (uint64, bool, error) {
+	if err := h.check(); err != nil {
+		return 0, false, err
+	}
+	return h.t.nextFilemark(ctx, from)
+}
+
+// PrevFilemark returns the last filemark before before.
+func (h *Tape) PrevFilemark(ctx context.Context, before uint64) (uint64, bool, error) {
+	if err := h.check(); err != nil {
+		return 0, false, err
+	}
+	return h.t.prevFilemark(ctx, before)
+}
+
+// WriteRecord makes data object at and end-of-data at+1; compress stores
+// it zstd-compressed when that is smaller. It is durable when it returns.
+func (h *Tape) WriteRecord(ctx context.Context, at uint64, data []byte, compress bool) error {
+	if err := h.check(); err != nil {
+		return err
+	}
+	if len(data) == 0 || len(data) > MaxRecord {
+		return fmt.Errorf("%w: record of %d bytes (1 to %d)", ErrBadInput, len(data), MaxRecord)
+	}
+	o := logOp{op: opRecord, barcode: h.t.barcode, at: at, size: uint32(len(data)), payload: data}
+	if compress {
+		if c := h.t.lib.enc.EncodeAll(data, make([]byte, 0, len(data))); len(c) < len(data) {
+			o.payload, o.flags = c, entZstd
+		}
+	}
+	return h.t.write(ctx, o)
+}
+
+// WriteFilemarks writes n filemarks at at (n == 0 only truncates).
+func (h *Tape) WriteFilemarks(ctx context.Context, at uint64, n int) error {
+	if err := h.check(); err != nil {
+		return err
+	}
+	if n < 0 || n > 1<<20 {
+		return fmt.Errorf("%w: %d filemarks", ErrBadInput, n)
+	}
+	op := byte(opFilemarks)
+	if n == 0 {
+		op = opErase
+	}
+	return h.t.write(ctx, logOp{op: op, barcode: h.t.barcode, at: at, size: uint32(n)})
+}
+
+// Erase makes at end-of-data.
+func (h *Tape) Erase(ctx context.Context, at uint64) error {
+	if err := h.check(); err != nil {
+		return err
+	}
+	return h.t.write(ctx, logOp{op: opErase, barcode: h.t.barcode, at: at})
+}
+
+// Close uploads the tape's data and index and releases the handle.
+func (h *Tape) Close(ctx context.Context) error {
+	if h.closed.Swap(true) {
+		return nil
+	}
+	t := h.t
+	err := t.flush(ctx, true)
+	t.mu.Lock()
+	t.users--
+	t.mu.Unlock()
+	if err == nil {
+		t.lib.release(t)
+	}
+	return err
+}

@@ -1,0 +1,610 @@
+package tapes
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"strconv"
+	"time"
+
+	"github.com/gatewayd/gatewayd/errkind"
+	"github.com/gatewayd/gatewayd/meta"
+	"github.com/gatewayd/gatewayd/objstore"
+)
+
+// State is where a tape is in its life.
+type State string
+
+const (
+	StateLibrary   State = "library"   // in a storage slot, writable
+	StateDrive     State = "drive"     // in a drive (ReadOnly tells a retrieved tape)
+	StateArchived  State = "archived"  // out of the library, in the archive storage class
+	StateRetrieved State = "retrieved" // back from the archive in a slot, read-only
+)
+
+// Info describes one tape.
+type Info struct {
+	Barcode  string
+	Capacity int64
+	State    State
+	ReadOnly bool
+	// Place is the slot or drive holding the tape; Type 0 when archived.
+	Place Element
+	// Used and EOD as of the tape's last upload (Medium has live figures).
+	Used     int64
+	EOD      uint64
+	Created  time.Time
+	Archived time.Time `json:",omitzero"`
+	// ArchivePending: the tape left the library but not all of its
+	// objects are in the archive class yet (retried on every tick).
+	ArchivePending bool `json:",omitempty"`
+}
+
+// SpareRule keeps Count blank writable tapes in the slots, creating tapes
+// of Size bytes with barcodes of Prefix when there are fewer.
+type SpareRule struct {
+	Count  int
+	Prefix string
+	Size   int64
+}
+
+// Errors of the inventory.
+var (
+	ErrNoTape   = errkind.Mark(errkind.NotFound, errors.New("tapes: no such tape"))
+	ErrNoSlot   = errkind.Mark(errkind.Permanent, errors.New("tapes: no free slot"))
+	ErrInDrive  = errkind.Mark(errkind.Permanent, errors.New("tapes: tape is in a drive"))
+	ErrBadInput = errkind.Mark(errkind.Permanent, errors.New("tapes: invalid argument"))
+)
+
+// Tape sizes Create accepts.
+const (
+	MinTapeSize = 1 << 20
+	MaxTapeSize = 1 << 50
+)
+
+const (
+	keyGeometry = "tapes/geometry"
+	keyTape     = "tapes/tape/"
+	keySpare    = "tapes/spare"
+)
+
+var prefixRE = regexp.MustCompile(`^[A-Z0-9]{1,6}$`)
+
+// Barcode returns the barcode of tape number n (1..9999) of prefix:
+// prefix, four digits, "L5" (LTO-5).
+func Barcode(prefix string, n int) string { return fmt.Sprintf("%s%04dL5", prefix, n) }
+
+var barcodeRE = regexp.MustCompile(`^([A-Z0-9]{1,6})([0-9]{4})L5$`)
+
+func (l *Library) loadGeometry(ctx context.Context) (Geometry, error) {
+	want := Geometry{Slots: l.opts.Slots, Drives: l.opts.Drives, IE: 1}
+	var g Geometry
+	err := l.opts.Meta.Update(ctx, func(tx meta.Txn) error {
+		b, err := tx.Get([]byte(keyGeometry))
+		if errors.Is(err, meta.ErrNotFound) {
+			g = want
+			b, _ = json.Marshal(g)
+			return tx.Set([]byte(keyGeometry), b)
+		}
+		if err != nil {
+			return err
+		}
+		return json.Unmarshal(b, &g)
+	})
+	if err != nil {
+		return g, fmt.Errorf("tapes: library geometry: %w", err)
+	}
+	if g != want {
+		l.log.Warn("tape library geometry is fixed at creation; options ignored", "slots", g.Slots, "drives", g.Drives)
+	}
+	return g, nil
+}
+
+func getInfo(tx meta.Txn, barcode string) (Info, error) {
+	var in Info
+	b, err := tx.Get([]byte(keyTape + barcode))
+	if errors.Is(err, meta.ErrNotFound) {
+		return in, fmt.Errorf("tape %s: %w", barcode, ErrNoTape)
+	}
+	if err != nil {
+		return in, err
+	}
+	if err := json.Unmarshal(b, &in); err != nil {
+		return in, errkind.Mark(errkind.Corrupt, fmt.Errorf("tape %s: meta record: %w", barcode, err))
+	}
+	return in, nil
+}
+
+func putInfo(tx meta.Txn, in Info) error {
+	b, err := json.Marshal(in)
+	if err != nil {
+		return err
+	}
+	return tx.Set([]byte(keyTape+in.Barcode), b)
+}
+
+func listInfos(tx meta.Txn) ([]Info, error) {
+	var out []Info
+	err := tx.Iterate([]byte(keyTape), func(k, v []byte) error {
+		var in Info
+		if err := json.Unmarshal(v, &in); err != nil {
+			return errkind.Mark(errkind.Corrupt, fmt.Errorf("meta record %s: %w", k, err))
+		}
+		out = append(out, in)
+		return nil
+	})
+	return out, err
+}
+
+// Info returns what the library records about a tape, with live Used and
+// EOD when the tape is loaded.
+func (l *Library) Info(ctx context.Context, barcode string) (Info, error) {
+	var in Info
+	err := l.opts.Meta.View(ctx, func(tx meta.Txn) (err error) {
+		in, err = getInfo(tx, barcode)
+		return err
+	})
+	if err != nil {
+		return in, err
+	}
+	l.live(&in)
+	return in, nil
+}
+
+func (l *Library) live(in *Info) {
+	l.mu.Lock()
+	t := l.tapes[in.Barcode]
+	l.mu.Unlock()
+	if t != nil {
+		t.mu.Lock()
+		in.Used, in.EOD = t.used, t.eod
+		t.mu.Unlock()
+	}
+}
+
+// List returns every tape, by barcode.
+func (l *Library) List(ctx context.Context) ([]Info, error) {
+	var out []Info
+	err := l.opts.Meta.View(ctx, func(tx meta.Txn) (err error) {
+		out, err = listInfos(tx)
+		return err
+	})
+	for i := range out {
+		l.live(&out[i])
+	}
+	return out, err
+}
+
+// recordUsage writes a tape's EOD and used bytes to meta (after an upload).
+func (l *Library) recordUsage(ctx context.Context, barcode string, eod uint64, used int64) error {
+	return l.opts.Meta.Update(ctx, func(tx meta.Txn) error {
+		in, err := getInfo(tx, barcode)
+		if err != nil {
+			return err
+		}
+		in.EOD, in.Used = eod, used
+		return putInfo(tx, in)
+	})
+}
+
+// Create makes count blank tapes of size bytes, numbered after the highest
+// number of prefix in use, in the lowest free slots, and returns their
+// barcodes.
+func (l *Library) Create(ctx context.Context, count int, prefix string, size int64) ([]string, error) {
+	l.invMu.Lock()
+	defer l.invMu.Unlock()
+	return l.create(ctx, count, prefix, size)
+}
+
+func (l *Library) create(ctx context.Context, count int, prefix string, size int64) ([]string, error) {
+	if !prefixRE.MatchString(prefix) {
+		return nil, fmt.Errorf("%w: barcode prefix %q: 1 to 6 upper-case letters or digits", ErrBadInput, prefix)
+	}
+	if size < MinTapeSize || size > MaxTapeSize {
+		return nil, fmt.Errorf("%w: tape size %d: between %d and %d bytes", ErrBadInput, size, int64(MinTapeSize), int64(MaxTapeSize))
+	}
+	if count <= 0 || count > l.geo.Slots {
+		return nil, fmt.Errorf("%w: count %d", ErrBadInput, count)
+	}
+	var infos []Info
+	if err := l.opts.Meta.View(ctx, func(tx meta.Txn) (err error) { infos, err = listInfos(tx); return err }); err != nil {
+		return nil, err
+	}
+	used := make([]bool, l.geo.Slots)
+	next := 1
+	for _, in := range infos {
+		if in.Place.Type == ElementSlot && in.Place.Index < len(used) {
+			used[in.Place.Index] = true
+		}
+		if m := barcodeRE.FindStringSubmatch(in.Barcode); m != nil && m[1] == prefix {
+			n, _ := strconv.Atoi(m[2])
+			next = max(next, n+1)
+		}
+	}
+	var slots []int
+	for i := 0; i < len(used) && len(slots) < count; i++ {
+		if !used[i] {
+			slots = append(slots, i)
+		}
+	}
+	if len(slots) < count {
+		return nil, fmt.Errorf("%w: %d tapes asked, %d slots free", ErrNoSlot, count, len(slots))
+	}
+	if next+count-1 > 9999 {
+		return nil, fmt.Errorf("%w: barcode numbers of prefix %s run out at 9999", ErrBadInput, prefix)
+	}
+	var out []string
+	for i, slot := range slots {
+		bc := Barcode(prefix, next+i)
+		// The index first: a tape in meta always has one in the store.
+		if err := l.writeEmptyRoot(ctx, bc, size); err != nil {
+			return out, fmt.Errorf("tape %s: %w", bc, err)
+		}
+		in := Info{Barcode: bc, Capacity: size, State: StateLibrary, Place: Element{ElementSlot, slot}, Created: l.opts.Clock.Now().UTC()}
+		if err := l.opts.Meta.Update(ctx, func(tx meta.Txn) error { return putInfo(tx, in) }); err != nil {
+			return out, err
+		}
+		out = append(out, bc)
+	}
+	l.log.Info("tapes created", "count", len(out), "first", out[0], "size", size)
+	return out, nil
+}
+
+// Delete removes a tape that is not in a drive, with all of its objects.
+func (l *Library) Delete(ctx context.Context, barcode string) error {
+	l.invMu.Lock()
+	defer l.invMu.Unlock()
+	in, err := l.Info(ctx, barcode)
+	if err != nil {
+		return err
+	}
+	if in.Place.Type == ElementDrive {
+		return fmt.Errorf("tape %s: %w", barcode, ErrInDrive)
+	}
+	l.mu.Lock()
+	if t := l.tapes[barcode]; t != nil {
+		t.mu.Lock()
+		busy := t.users > 0
+		if !busy {
+			t.gone = fmt.Errorf("tape %s: %w", barcode, ErrNoTape)
+			t.ops = nil // its logged writes go with it
+		}
+		t.mu.Unlock()
+		if busy {
+			l.mu.Unlock()
+			return fmt.Errorf("tape %s: %w (open)", barcode, ErrInDrive)
+		}
+		delete(l.tapes, barcode)
+	}
+	l.mu.Unlock()
+	// Meta first: once the record is gone, replay skips the tape's writes.
+	if err := l.opts.Meta.Update(ctx, func(tx meta.Txn) error { return tx.Delete([]byte(keyTape + barcode)) }); err != nil {
+		return err
+	}
+	var keys []string
+	err = l.opts.Store.List(ctx, tapePrefix(barcode), func(oi objstore.ObjectInfo) error {
+		keys = append(keys, oi.Key)
+		return nil
+	})
+	for _, k := range keys {
+		if err == nil {
+			err = l.opts.Store.Delete(ctx, k)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("tape %s: delete objects: %w", barcode, err)
+	}
+	l.trim()
+	l.spareCheck()
+	return nil
+}
+
+// Archive takes a tape out of the library (as moving it to the
+// import/export element does): its data is uploaded, the tape is listed as
+// archived and its objects move to the archive storage class, where the
+// store has storage classes. If that move fails the tape is still
+// archived; the move is retried on every tick and the error returned.
+func (l *Library) Archive(ctx context.Context, barcode string) error {
+	l.invMu.Lock()
+	defer l.invMu.Unlock()
+	in, err := l.Info(ctx, barcode)
+	if err != nil {
+		return err
+	}
+	return l.archive(ctx, in)
+}
+
+func (l *Library) archive(ctx context.Context, in Info) error {
+	if in.State == StateArchived {
+		return fmt.Errorf("tape %s: %w", in.Barcode, errArchived)
+	}
+	l.mu.Lock()
+	t := l.tapes[in.Barcode]
+	l.mu.Unlock()
+	if t != nil {
+		t.wmu.Lock()
+		err := t.flush(ctx, true)
+		if err == nil {
+			t.mu.Lock()
+			if len(t.ops) > 0 || len(t.sealed) > 0 || len(t.open.data) > 0 {
+				err = fmt.Errorf("tape %s: data still waits for upload", in.Barcode)
+			} else {
+				t.gone = fmt.Errorf("tape %s: %w", in.Barcode, errArchived)
+			}
+			t.mu.Unlock()
+		}
+		t.wmu.Unlock()
+		if err != nil {
+			return err
+		}
+		l.mu.Lock()
+		delete(l.tapes, in.Barcode)
+		l.mu.Unlock()
+		in.EOD, in.Used = t.eod, t.used
+	}
+	in.State, in.Place, in.ReadOnly = StateArchived, Element{}, false
+	in.Archived = l.opts.Clock.Now().UTC()
+	_, classes := l.opts.Store.(objstore.StorageClasser)
+	in.ArchivePending = classes
+	if err := l.opts.Meta.Update(ctx, func(tx meta.Txn) error { return putInfo(tx, in) }); err != nil {
+		return err
+	}
+	l.log.Info("tape archived", "tape", in.Barcode)
+	l.spareCheck()
+	if classes {
+		return l.finishArchive(ctx, in.Barcode)
+	}
+	return nil
+}
+
+// setClass moves every object of a tape to class.
+func (l *Library) setClass(ctx context.Context, barcode, class string) error {
+	sc, ok := l.opts.Store.(objstore.StorageClasser)
+	if !ok {
+		return nil
+	}
+	var keys []string
+	err := l.opts.Store.List(ctx, tapePrefix(barcode), func(oi objstore.ObjectInfo) error {
+		if oi.StorageClass != class && !(class == "STANDARD" && oi.StorageClass == "") {
+			keys = append(keys, oi.Key)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, k := range keys {
+		if err := sc.SetStorageClass(ctx, k, class); err != nil {
+			return fmt.Errorf("tape %s: storage class %s: %w", barcode, class, err)
+		}
+	}
+	return nil
+}
+
+func (l *Library) finishArchive(ctx context.Context, barcode string) error {
+	if err := l.setClass(ctx, barcode, l.opts.ArchiveClass); err != nil {
+		return err
+	}
+	return l.opts.Meta.Update(ctx, func(tx meta.Txn) error {
+		in, err := getInfo(tx, barcode)
+		if err != nil || in.State != StateArchived {
+			return err
+		}
+		in.ArchivePending = false
+		return putInfo(tx, in)
+	})
+}
+
+// finishArchives retries unfinished moves to the archive class.
+func (l *Library) finishArchives(ctx context.Context) {
+	l.invMu.Lock()
+	defer l.invMu.Unlock()
+	infos, err := l.List(ctx)
+	if err != nil {
+		return
+	}
+	for _, in := range infos {
+		if in.ArchivePending {
+			if err := l.finishArchive(ctx, in.Barcode); err != nil && ctx.Err() == nil {
+				l.log.Warn("archive tape", "tape", in.Barcode, "err", err)
+			}
+		}
+	}
+}
+
+// Retrieve brings an archived tape back into the lowest free slot,
+// read-only: its objects move back to the retrieve class first.
+func (l *Library) Retrieve(ctx context.Context, barcode string) (Info, error) {
+	l.invMu.Lock()
+	defer l.invMu.Unlock()
+	in, err := l.Info(ctx, barcode)
+	if err != nil {
+		return in, err
+	}
+	if in.State != StateArchived {
+		return in, fmt.Errorf("%w: tape %s is not archived", ErrBadInput, barcode)
+	}
+	inv, err := l.Inventory(ctx)
+	if err != nil {
+		return in, err
+	}
+	slot := -1
+	for i, bc := range inv.Slots {
+		if bc == "" {
+			slot = i
+			break
+		}
+	}
+	if slot < 0 {
+		return in, fmt.Errorf("tape %s: %w", barcode, ErrNoSlot)
+	}
+	if err := l.setClass(ctx, barcode, l.opts.RetrieveClass); err != nil {
+		return in, err
+	}
+	in.State, in.Place, in.ReadOnly, in.ArchivePending = StateRetrieved, Element{ElementSlot, slot}, true, false
+	if err := l.opts.Meta.Update(ctx, func(tx meta.Txn) error { return putInfo(tx, in) }); err != nil {
+		return in, err
+	}
+	l.log.Info("tape retrieved", "tape", barcode, "slot", slot)
+	return in, nil
+}
+
+// SetSpareRule sets the automatic creation rule (Count 0 turns it off) and
+// applies it at once.
+func (l *Library) SetSpareRule(ctx context.Context, r SpareRule) error {
+	if r.Count < 0 || r.Count > l.geo.Slots {
+		return fmt.Errorf("%w: spare count %d", ErrBadInput, r.Count)
+	}
+	if r.Count > 0 && (!prefixRE.MatchString(r.Prefix) || r.Size < MinTapeSize || r.Size > MaxTapeSize) {
+		return fmt.Errorf("%w: spare rule prefix %q size %d", ErrBadInput, r.Prefix, r.Size)
+	}
+	b, _ := json.Marshal(r)
+	if err := l.opts.Meta.Update(ctx, func(tx meta.Txn) error { return tx.Set([]byte(keySpare), b) }); err != nil {
+		return err
+	}
+	return l.ensureSpares(ctx)
+}
+
+// SpareRule returns the automatic creation rule.
+func (l *Library) SpareRule(ctx context.Context) (SpareRule, error) {
+	var r SpareRule
+	err := l.opts.Meta.View(ctx, func(tx meta.Txn) error {
+		b, err := tx.Get([]byte(keySpare))
+		if errors.Is(err, meta.ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		return json.Unmarshal(b, &r)
+	})
+	return r, err
+}
+
+// ensureSpares creates blank tapes until the rule's count of blank
+// writable tapes sits in the slots, as far as free slots allow.
+func (l *Library) ensureSpares(ctx context.Context) error {
+	r, err := l.SpareRule(ctx)
+	if err != nil || r.Count == 0 {
+		return err
+	}
+	l.invMu.Lock()
+	defer l.invMu.Unlock()
+	infos, err := l.List(ctx)
+	if err != nil {
+		return err
+	}
+	blank, occupied := 0, 0
+	for _, in := range infos {
+		if in.Place.Type == ElementSlot {
+			occupied++
+			if !in.ReadOnly && in.EOD == 0 {
+				blank++
+			}
+		}
+	}
+	n := min(r.Count-blank, l.geo.Slots-occupied)
+	if n <= 0 {
+		return nil
+	}
+	_, err = l.create(ctx, n, r.Prefix, r.Size)
+	if err != nil {
+		l.log.Warn("create spare tapes", "err", err)
+	}
+	return err
+}
+
+// Inventory implements Shelf: the barcode in every slot, drive and
+// import/export element.
+func (l *Library) Inventory(ctx context.Context) (Inventory, error) {
+	inv := Inventory{Slots: make([]string, l.geo.Slots), Drives: make([]string, l.geo.Drives), IE: make([]string, l.geo.IE)}
+	infos, err := l.List(ctx)
+	if err != nil {
+		return inv, err
+	}
+	for _, in := range infos {
+		switch {
+		case in.Place.Type == ElementSlot && in.Place.Index < len(inv.Slots):
+			inv.Slots[in.Place.Index] = in.Barcode
+		case in.Place.Type == ElementDrive && in.Place.Index < len(inv.Drives):
+			inv.Drives[in.Place.Index] = in.Barcode
+		}
+	}
+	return inv, nil
+}
+
+func (l *Library) checkElement(e Element) error {
+	n := 0
+	switch e.Type {
+	case ElementSlot:
+		n = l.geo.Slots
+	case ElementDrive:
+		n = l.geo.Drives
+	case ElementIE:
+		n = l.geo.IE
+	}
+	if e.Index < 0 || e.Index >= n {
+		return fmt.Errorf("%w: element type %d index %d", ErrBadInput, e.Type, e.Index)
+	}
+	return nil
+}
+
+// Move implements Shelf: the tape in from is now in to. Moving a tape to
+// the import/export element archives it.
+func (l *Library) Move(ctx context.Context, from, to Element) error {
+	if err := l.move(ctx, from, to); err != nil {
+		return err
+	}
+	if err := l.ensureSpares(ctx); err != nil {
+		l.log.Warn("spare tapes", "err", err)
+	}
+	return nil
+}
+
+func (l *Library) move(ctx context.Context, from, to Element) error {
+	if err := l.checkElement(from); err != nil {
+		return err
+	}
+	if err := l.checkElement(to); err != nil {
+		return err
+	}
+	l.invMu.Lock()
+	defer l.invMu.Unlock()
+	infos, err := l.List(ctx)
+	if err != nil {
+		return err
+	}
+	var src *Info
+	for i := range infos {
+		if infos[i].Place == from && from.Type != ElementIE {
+			src = &infos[i]
+		}
+	}
+	if src == nil {
+		return ErrSourceEmpty
+	}
+	if from == to {
+		return nil
+	}
+	for _, in := range infos {
+		if in.Place == to && to.Type != ElementIE {
+			return ErrDestinationFull
+		}
+	}
+	if to.Type == ElementIE {
+		return l.archive(ctx, *src)
+	}
+	in := *src
+	in.Place = to
+	switch {
+	case to.Type == ElementDrive:
+		in.State = StateDrive
+	case in.ReadOnly:
+		in.State = StateRetrieved
+	default:
+		in.State = StateLibrary
+	}
+	return l.opts.Meta.Update(ctx, func(tx meta.Txn) error { return putInfo(tx, in) })
+}

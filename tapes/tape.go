@@ -1,0 +1,533 @@
+package tapes
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"sync"
+
+	"github.com/gatewayd/gatewayd/errkind"
+	"github.com/gatewayd/gatewayd/objstore"
+	"github.com/gatewayd/gatewayd/uploadbuffer"
+)
+
+// segBuf is a segment being filled or waiting for upload: sealed blocks
+// back to back.
+type segBuf struct {
+	id   uint64
+	data []byte
+}
+
+type page struct {
+	info    pageInfo
+	loaded  bool
+	entries []entry
+}
+
+type opRef struct {
+	seq uint64
+	lsn uploadbuffer.LSN
+}
+
+type cachedRange struct {
+	seg   uint64
+	start int64
+	data  []byte
+}
+
+// tape is the state of one tape while the library holds it: its index
+// (pages loaded on demand), the open segment and the segments waiting for
+// upload. Every Tape handle of one barcode shares it.
+type tape struct {
+	lib     *Library
+	barcode string
+
+	wmu  sync.Mutex // writers, in log order
+	upMu sync.Mutex // one upload at a time
+
+	mu       sync.Mutex
+	capacity int64
+	readOnly bool
+	gone     error // set once the tape left the library: handles fail with it
+	users    int
+
+	seq, gen  uint64
+	eod       uint64
+	used      int64
+	pages     []*page
+	runs      []segRun
+	dirty     bool
+	dirtyFrom uint64
+	open      *segBuf
+	sealed    []*segBuf
+
+	garbageSegs  []uint64
+	garbagePages []string
+	ops          []opRef // log operations not yet in the stored index, in order
+	rcache       []cachedRange
+	metaEOD      uint64 // EOD and used as last written to meta
+	metaUsed     int64
+}
+
+func newTape(lib *Library, barcode string, r *root, readOnly bool) *tape {
+	t := &tape{lib: lib, barcode: barcode, capacity: r.capacity, readOnly: readOnly,
+		seq: r.seq, gen: r.gen, eod: r.eod, used: r.used, runs: append([]segRun(nil), r.runs...),
+		open: &segBuf{id: r.nextSeg}, dirtyFrom: math.MaxUint64, metaEOD: r.eod, metaUsed: r.used}
+	for _, pi := range r.pages {
+		t.pages = append(t.pages, &page{info: pi})
+	}
+	return t
+}
+
+// loadPage returns page p, reading it from the store if needed. t.mu held.
+func (t *tape) loadPage(ctx context.Context, p uint64) (*page, error) {
+	pg := t.pages[p]
+	if pg.loaded {
+		return pg, nil
+	}
+	key := pageKey(t.barcode, uint32(p), pg.info.gen)
+	blob, err := objstore.GetAll(ctx, t.lib.opts.Store, key)
+	if err != nil {
+		return nil, fmt.Errorf("tape %s: read index page %d: %w", t.barcode, p, err)
+	}
+	plain, _, err := t.lib.seal.open(kindPage, pageBinding(t.barcode, uint32(p), pg.info.gen), blob)
+	if err == nil {
+		pg.entries, err = decodePage(plain, int(pg.info.count))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("tape %s: index page %d (%s): %w", t.barcode, p, key, err)
+	}
+	var fm uint32
+	var used int64
+	for _, e := range pg.entries {
+		if e.filemark() {
+			fm++
+		}
+		used += int64(e.stored)
+	}
+	if fm != pg.info.filemarks || used != pg.info.used {
+		return nil, fmt.Errorf("tape %s: index page %d: %w", t.barcode, p, corruptf("counts differ from the index root"))
+	}
+	pg.loaded = true
+	return pg, nil
+}
+
+// entry returns object i (i < eod). t.mu held.
+func (t *tape) entry(ctx context.Context, i uint64) (entry, error) {
+	pg, err := t.loadPage(ctx, i/PageObjects)
+	if err != nil {
+		return entry{}, err
+	}
+	return pg.entries[i%PageObjects], nil
+}
+
+// usedBefore is the stored bytes of objects before at. t.mu held; the page
+// of at is loaded (prepare).
+func (t *tape) usedBefore(at uint64) int64 {
+	if at == t.eod {
+		return t.used
+	}
+	p := at / PageObjects
+	var u int64
+	for _, pg := range t.pages[:p] {
+		u += pg.info.used
+	}
+	for _, e := range t.pages[p].entries[:at%PageObjects] {
+		u += int64(e.stored)
+	}
+	return u
+}
+
+// prepare checks that a write at at is possible and loads every page
+// applying it will touch, so that apply cannot fail. t.mu held.
+func (t *tape) prepare(ctx context.Context, at uint64) error {
+	if t.gone != nil {
+		return t.gone
+	}
+	if t.readOnly {
+		return fmt.Errorf("tape %s: %w", t.barcode, ErrWriteProtected)
+	}
+	if at > t.eod {
+		return errkind.Mark(errkind.Permanent, fmt.Errorf("tape %s: write at object %d beyond end-of-data %d", t.barcode, at, t.eod))
+	}
+	var need []uint64
+	if t.eod > 0 {
+		need = append(need, (t.eod-1)/PageObjects)
+	}
+	if at < t.eod {
+		need = append(need, at/PageObjects)
+		if at > 0 {
+			need = append(need, (at-1)/PageObjects)
+		}
+	}
+	for _, p := range need {
+		if _, err := t.loadPage(ctx, p); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// truncate makes at end-of-data. t.mu held, prepare(at) done.
+func (t *tape) truncate(at uint64) {
+	if at >= t.eod {
+		return
+	}
+	used := t.usedBefore(at)
+	hasPrev := at > 0
+	var keep uint64
+	if hasPrev {
+		keep = t.pages[(at-1)/PageObjects].entries[(at-1)%PageObjects].seg
+	}
+	first := t.pages[at/PageObjects].entries[at%PageObjects]
+	if hasPrev && keep == t.open.id {
+		t.open.data = t.open.data[:first.off]
+	} else {
+		// Every object of the open segment is dropped: start a new one,
+		// so a segment id once garbage is never written again.
+		t.open = &segBuf{id: t.open.id + 1}
+	}
+	kept := t.sealed[:0]
+	for _, s := range t.sealed {
+		if hasPrev && s.id <= keep {
+			kept = append(kept, s)
+		}
+	}
+	t.sealed = kept
+	// Live segments are non-decreasing with position: those above the
+	// last kept object's segment are garbage once an index says so.
+	var runs []segRun
+	for _, r := range t.runs {
+		if hasPrev && r.first <= keep {
+			nr := segRun{r.first, min(r.last, keep)}
+			runs = append(runs, nr)
+			for s := nr.last + 1; s <= r.last; s++ {
+				t.garbageSegs = append(t.garbageSegs, s)
+			}
+			continue
+		}
+		for s := r.first; s <= r.last; s++ {
+			t.garbageSegs = append(t.garbageSegs, s)
+		}
+	}
+	t.runs = runs
+	p := at / PageObjects
+	for q := p + 1; q < uint64(len(t.pages)); q++ {
+		if g := t.pages[q].info.gen; g != 0 {
+			t.garbagePages = append(t.garbagePages, pageKey(t.barcode, uint32(q), g))
+		}
+	}
+	pg := t.pages[p]
+	t.pages = t.pages[:p+1]
+	k := at % PageObjects
+	if k == 0 {
+		if pg.info.gen != 0 {
+			t.garbagePages = append(t.garbagePages, pageKey(t.barcode, uint32(p), pg.info.gen))
+		}
+		t.pages = t.pages[:p]
+	} else {
+		// A fresh page object replaces the old one at the next upload.
+		np := &page{loaded: true, entries: append(make([]entry, 0, PageObjects), pg.entries[:k]...), info: pageInfo{gen: pg.info.gen}}
+		for _, e := range np.entries {
+			np.info.count++
+			np.info.used += int64(e.stored)
+			if e.filemark() {
+				np.info.filemarks++
+			}
+		}
+		t.pages[p] = np
+	}
+	t.eod, t.used = at, used
+	t.markDirty(at)
+	t.rcache = nil
+}
+
+func (t *tape) markDirty(at uint64) {
+	t.dirty = true
+	t.dirtyFrom = min(t.dirtyFrom, at)
+}
+
+// appendEntry adds e at end-of-data. t.mu held, the last page loaded.
+func (t *tape) appendEntry(e entry) {
+	if t.eod%PageObjects == 0 {
+		t.pages = append(t.pages, &page{loaded: true, entries: make([]entry, 0, 64)})
+	}
+	pg := t.pages[len(t.pages)-1]
+	pg.entries = append(pg.entries, e)
+	pg.info.count++
+	pg.info.used += int64(e.stored)
+	if e.filemark() {
+		pg.info.filemarks++
+	}
+	t.markDirty(t.eod)
+	t.eod++
+	t.used += int64(e.stored)
+	switch n := len(t.runs); {
+	case n > 0 && t.runs[n-1].last >= e.seg:
+	case n > 0 && t.runs[n-1].last+1 == e.seg:
+		t.runs[n-1].last = e.seg
+	default:
+		t.runs = append(t.runs, segRun{e.seg, e.seg})
+	}
+}
+
+// apply performs a logged operation. t.mu held, prepare(o.at) done.
+// It reports whether a segment filled up.
+func (t *tape) apply(o logOp, lsn uploadbuffer.LSN) bool {
+	t.truncate(o.at)
+	switch o.op {
+	case opRecord:
+		off := uint32(len(t.open.data))
+		var sf byte
+		if o.flags&entZstd != 0 {
+			sf = sealFlagZstd
+		}
+		blob := t.lib.seal.seal(kindBlock, sf, blockBinding(t.barcode, t.open.id, off, o.at), o.payload)
+		if cap(t.open.data) == 0 {
+			t.open.data = make([]byte, 0, max(t.lib.opts.SegmentSize, len(blob))+len(blob))
+		}
+		t.open.data = append(t.open.data, blob...)
+		t.appendEntry(entry{flags: o.flags & entZstd, size: o.size, stored: uint32(len(o.payload)), seg: t.open.id, off: off})
+	case opFilemarks:
+		for range o.size {
+			t.appendEntry(entry{flags: entFilemark, seg: t.open.id, off: uint32(len(t.open.data))})
+		}
+	case opErase:
+		t.markDirty(o.at)
+	}
+	t.seq = o.seq
+	t.ops = append(t.ops, opRef{o.seq, lsn})
+	if len(t.open.data) >= t.lib.opts.SegmentSize {
+		t.sealOpen()
+		return true
+	}
+	return false
+}
+
+// sealOpen queues the open segment for upload and opens the next. t.mu held.
+func (t *tape) sealOpen() {
+	if len(t.open.data) > 0 {
+		t.sealed = append(t.sealed, t.open)
+	}
+	if len(t.open.data) > 0 || t.referencesOpen() {
+		t.open = &segBuf{id: t.open.id + 1}
+	}
+}
+
+// referencesOpen says whether an object (a filemark) names the open segment.
+func (t *tape) referencesOpen() bool {
+	n := len(t.runs)
+	return n > 0 && t.runs[n-1].last == t.open.id
+}
+
+// write logs o and applies it: the write is durable in the log when it
+// returns.
+func (t *tape) write(ctx context.Context, o logOp) error {
+	if err := t.room(ctx); err != nil {
+		return err
+	}
+	t.wmu.Lock()
+	defer t.wmu.Unlock()
+	t.mu.Lock()
+	err := t.prepare(ctx, o.at)
+	if err == nil && o.op == opRecord && t.usedBefore(o.at)+int64(len(o.payload)) > t.capacity {
+		err = fmt.Errorf("tape %s: %d bytes at object %d: %w", t.barcode, len(o.payload), o.at, ErrEndOfMedium)
+	}
+	o.seq = t.seq + 1
+	t.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	full := false
+	err = t.lib.logAndApply(ctx, encodeLogOp(o), func(lsn uploadbuffer.LSN) {
+		t.mu.Lock()
+		full = t.apply(o, lsn)
+		t.mu.Unlock()
+	})
+	if err != nil {
+		return fmt.Errorf("tape %s: %w", t.barcode, err)
+	}
+	if full {
+		t.lib.kickUploader()
+	}
+	return nil
+}
+
+// room waits (uploading itself) while too many segments wait for upload.
+func (t *tape) room(ctx context.Context) error {
+	t.mu.Lock()
+	n := len(t.sealed)
+	t.mu.Unlock()
+	if n < t.lib.opts.MaxPendingSegments {
+		return nil
+	}
+	return t.flush(ctx, false)
+}
+
+// readBlock returns the sealed block of object i and its entry.
+func (t *tape) read(ctx context.Context, i uint64) (entry, []byte, error) {
+	t.mu.Lock()
+	if t.gone != nil {
+		t.mu.Unlock()
+		return entry{}, nil, t.gone
+	}
+	if i >= t.eod {
+		t.mu.Unlock()
+		return entry{}, nil, errkind.Mark(errkind.Permanent, fmt.Errorf("tape %s: object %d at or beyond end-of-data %d", t.barcode, i, t.eod))
+	}
+	e, err := t.entry(ctx, i)
+	if err != nil || e.filemark() {
+		t.mu.Unlock()
+		return e, nil, err
+	}
+	n := e.sealedLen()
+	find := func(s *segBuf) []byte {
+		if s.id == e.seg && int64(e.off)+n <= int64(len(s.data)) {
+			return append([]byte(nil), s.data[e.off:int64(e.off)+n]...)
+		}
+		return nil
+	}
+	if b := find(t.open); b != nil {
+		t.mu.Unlock()
+		return e, b, nil
+	}
+	for _, s := range t.sealed {
+		if b := find(s); b != nil {
+			t.mu.Unlock()
+			return e, b, nil
+		}
+	}
+	for _, c := range t.rcache {
+		if c.seg == e.seg && int64(e.off) >= c.start && int64(e.off)+n <= c.start+int64(len(c.data)) {
+			b := c.data[int64(e.off)-c.start : int64(e.off)-c.start+n]
+			t.mu.Unlock()
+			return e, b, nil
+		}
+	}
+	// Read ahead: the blocks after this one in the same segment, up to
+	// ReadAhead bytes, as one range read.
+	end := int64(e.off) + n
+	pg := t.pages[i/PageObjects]
+	for j := i%PageObjects + 1; j < uint64(len(pg.entries)); j++ {
+		f := pg.entries[j]
+		if f.filemark() {
+			continue
+		}
+		if f.seg != e.seg || int64(f.off)+f.sealedLen()-int64(e.off) > int64(t.lib.opts.ReadAhead) {
+			break
+		}
+		end = int64(f.off) + f.sealedLen()
+	}
+	t.mu.Unlock()
+
+	key := segKey(t.barcode, e.seg)
+	rc, err := t.lib.opts.Store.Get(ctx, key, int64(e.off), end-int64(e.off))
+	if err != nil {
+		if errors.Is(err, objstore.ErrInvalidRange) {
+			err = corruptf("segment %s is shorter than its index says: %v", key, err)
+		}
+		return e, nil, fmt.Errorf("tape %s: object %d: %w", t.barcode, i, err)
+	}
+	data, err := io.ReadAll(rc)
+	rc.Close()
+	if err != nil {
+		return e, nil, fmt.Errorf("tape %s: object %d: read %s: %w", t.barcode, i, key, err)
+	}
+	if int64(len(data)) != end-int64(e.off) {
+		return e, nil, fmt.Errorf("tape %s: object %d: %w", t.barcode, i, corruptf("short read of %s", key))
+	}
+	t.mu.Lock()
+	t.rcache = append(t.rcache, cachedRange{seg: e.seg, start: int64(e.off), data: data})
+	if len(t.rcache) > 4 {
+		t.rcache = t.rcache[1:]
+	}
+	t.mu.Unlock()
+	return e, data[:n], nil
+}
+
+// record reads object i into p and returns its length.
+func (t *tape) record(ctx context.Context, i uint64, p []byte) (int, error) {
+	e, blob, err := t.read(ctx, i)
+	if err != nil {
+		return 0, err
+	}
+	if e.filemark() {
+		return 0, errkind.Mark(errkind.Permanent, fmt.Errorf("tape %s: object %d is a filemark, not a record", t.barcode, i))
+	}
+	payload, sf, err := t.lib.seal.open(kindBlock, blockBinding(t.barcode, e.seg, e.off, i), blob)
+	if err == nil && (sf&sealFlagZstd != 0) != (e.flags&entZstd != 0) {
+		err = corruptf("compression flag differs from the index")
+	}
+	if err == nil && len(payload) != int(e.stored) {
+		err = corruptf("block of %d bytes, index says %d", len(payload), e.stored)
+	}
+	if err == nil && e.flags&entZstd != 0 {
+		payload, err = t.lib.dec.DecodeAll(payload, make([]byte, 0, e.size))
+		if err != nil {
+			err = corruptf("decompress: %v", err)
+		}
+	}
+	if err == nil && len(payload) != int(e.size) {
+		err = corruptf("record of %d bytes, index says %d", len(payload), e.size)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("tape %s: object %d (segment %016x offset %d): %w", t.barcode, i, e.seg, e.off, err)
+	}
+	copy(p, payload)
+	return int(e.size), nil
+}
+
+// nextFilemark scans forward from from, skipping pages without filemarks.
+func (t *tape) nextFilemark(ctx context.Context, from uint64) (uint64, bool, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.gone != nil {
+		return 0, false, t.gone
+	}
+	for i := from; i < t.eod; {
+		p := i / PageObjects
+		if t.pages[p].info.filemarks == 0 {
+			i = (p + 1) * PageObjects
+			continue
+		}
+		pg, err := t.loadPage(ctx, p)
+		if err != nil {
+			return 0, false, err
+		}
+		for ; i < t.eod && i/PageObjects == p; i++ {
+			if pg.entries[i%PageObjects].filemark() {
+				return i, true, nil
+			}
+		}
+	}
+	return 0, false, nil
+}
+
+// prevFilemark scans backward from before-1.
+func (t *tape) prevFilemark(ctx context.Context, before uint64) (uint64, bool, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.gone != nil {
+		return 0, false, t.gone
+	}
+	i := min(before, t.eod)
+	for i > 0 {
+		p := (i - 1) / PageObjects
+		if t.pages[p].info.filemarks == 0 {
+			i = p * PageObjects
+			continue
+		}
+		pg, err := t.loadPage(ctx, p)
+		if err != nil {
+			return 0, false, err
+		}
+		for ; i > 0 && (i-1)/PageObjects == p; i-- {
+			if pg.entries[(i-1)%PageObjects].filemark() {
+				return i - 1, true, nil
+			}
+		}
+	}
+	return 0, false, nil
+}

@@ -1,0 +1,495 @@
+package tapes_test
+
+import (
+	"errors"
+	"math/rand/v2"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/gatewayd/gatewayd/errkind"
+	"github.com/gatewayd/gatewayd/objstore"
+	"github.com/gatewayd/gatewayd/objstore/faulty"
+	"github.com/gatewayd/gatewayd/tapes"
+)
+
+// writeMixed writes records of many sizes and filemarks at end-of-data.
+func writeMixed(t testing.TB, tp *tapes.Tape, m *model, seed uint64, n int) {
+	t.Helper()
+	r := rand.New(rand.NewPCG(seed, 1))
+	sizes := []int{1, 80, 512, 4096, 65536, 100000, 262144, 300001}
+	for i := 0; i < n; i++ {
+		at := uint64(len(m.objs))
+		if r.IntN(6) == 0 {
+			k := 1 + r.IntN(2)
+			if err := tp.WriteFilemarks(ctx, at, k); err != nil {
+				t.Fatal(err)
+			}
+			m.filemarks(at, k)
+			continue
+		}
+		d := record(seed*1000+uint64(i), sizes[r.IntN(len(sizes))])
+		if err := tp.WriteRecord(ctx, at, d, r.IntN(2) == 0); err != nil {
+			t.Fatal(err)
+		}
+		m.write(at, d)
+	}
+}
+
+func TestWriteReadReopen(t *testing.T) {
+	e := newEnv(t)
+	e.start()
+	bc := e.create(1, 1<<30)[0]
+	if bc != "GW0001L5" {
+		t.Fatalf("barcode %q", bc)
+	}
+	tp := e.open(bc)
+	var m model
+	writeMixed(t, tp, &m, 1, 60)
+	m.check(t, tp) // from the log's twin in memory and the uploaded segments
+	if err := e.lib.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	m.check(t, tp)
+	used := tp.Used()
+	if err := tp.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// A new library with an empty log and nothing in memory reads the
+	// tape from the store alone.
+	e.restart()
+	tp = e.open(bc)
+	m.check(t, tp)
+	if tp.Used() != used {
+		t.Fatalf("used %d after reopen, %d before", tp.Used(), used)
+	}
+	in, err := e.lib.Info(ctx, bc)
+	if err != nil || in.EOD != uint64(len(m.objs)) || in.Used != used {
+		t.Fatalf("info %+v %v", in, err)
+	}
+	// Append after reopen, then truncate into the middle and rewrite.
+	writeMixed(t, tp, &m, 2, 20)
+	at := uint64(len(m.objs) / 3)
+	d := record(77, 5000)
+	if err := tp.WriteRecord(ctx, at, d, false); err != nil {
+		t.Fatal(err)
+	}
+	m.write(at, d)
+	m.check(t, tp)
+	if err := tp.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	e.restart()
+	tp = e.open(bc)
+	m.check(t, tp)
+	checkNoOrphans(t, e, bc)
+	tp.Close(ctx)
+}
+
+// checkNoOrphans checks that the tape's objects are exactly those its index
+// names: no segment or index page outlives a truncation.
+func checkNoOrphans(t testing.TB, e *env, bc string) {
+	t.Helper()
+	if err := e.lib.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	refs, may, err := e.lib.Referenced(ctx, bc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var extra []string
+	err = e.store.List(ctx, "tapes/"+bc+"/", func(oi objstore.ObjectInfo) error {
+		if !refs[oi.Key] && !may[oi.Key] {
+			extra = append(extra, oi.Key)
+		}
+		delete(refs, oi.Key)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(extra) > 0 {
+		t.Errorf("objects the index does not name: %v", extra)
+	}
+	if len(refs) > 0 {
+		t.Errorf("objects the index names that are missing: %v", refs)
+	}
+}
+
+// TestRandomAgainstModel writes, rewrites, erases and flushes at random,
+// with restarts and crashes, and checks the tape against a model.
+func TestRandomAgainstModel(t *testing.T) {
+	for seed := uint64(1); seed <= 4; seed++ {
+		e := newEnv(t)
+		e.opts = func(o *tapes.Options) { o.SegmentSize = 64 << 10 }
+		e.start()
+		bc := e.create(1, 1<<30)[0]
+		tp := e.open(bc)
+		r := rand.New(rand.NewPCG(seed, 2))
+		var m model
+		for step := 0; step < 300; step++ {
+			eod := uint64(len(m.objs))
+			at := eod
+			if eod > 0 && r.IntN(5) == 0 {
+				at = uint64(r.IntN(int(eod) + 1))
+			}
+			switch k := r.IntN(100); {
+			case k < 60:
+				d := record(seed<<32|uint64(step), 1+r.IntN(40000))
+				if err := tp.WriteRecord(ctx, at, d, r.IntN(2) == 0); err != nil {
+					t.Fatal(err)
+				}
+				m.write(at, d)
+			case k < 75:
+				n := r.IntN(3)
+				if err := tp.WriteFilemarks(ctx, at, n); err != nil {
+					t.Fatal(err)
+				}
+				m.filemarks(at, n)
+			case k < 80:
+				if err := tp.Erase(ctx, at); err != nil {
+					t.Fatal(err)
+				}
+				m.filemarks(at, 0)
+			case k < 88:
+				if err := e.lib.Flush(ctx); err != nil {
+					t.Fatal(err)
+				}
+			case k < 92:
+				tp.Close(ctx)
+				e.restart()
+				tp = e.open(bc)
+			case k < 95:
+				e.crash()
+				tp = e.open(bc)
+			case k < 97:
+				// Die in the middle of an upload: some puts land.
+				var puts atomic.Int32
+				allow := int32(r.IntN(4))
+				e.cut.SetHook(func(op faulty.Op, _ string) error {
+					if op == faulty.OpPut && puts.Add(1) > allow {
+						return errDead
+					}
+					return nil
+				})
+				e.lib.Flush(ctx)
+				e.crash()
+				tp = e.open(bc)
+			default:
+				m.check(t, tp)
+			}
+		}
+		m.check(t, tp)
+		checkNoOrphans(t, e, bc)
+		e.crash()
+		tp = e.open(bc)
+		m.check(t, tp)
+		tp.Close(ctx)
+		e.close()
+	}
+}
+
+func TestCapacityAndEarlyWarning(t *testing.T) {
+	e := newEnv(t)
+	e.start()
+	bc := e.create(1, 1<<20)[0]
+	tp := e.open(bc)
+	if tp.Capacity() != 1<<20 || tp.EarlyWarning() != 64<<10 {
+		t.Fatalf("capacity %d early warning %d", tp.Capacity(), tp.EarlyWarning())
+	}
+	var m model
+	d := record(1, 100000) // incompressible
+	for {
+		at := uint64(len(m.objs))
+		err := tp.WriteRecord(ctx, at, d, true)
+		if errors.Is(err, tapes.ErrEndOfMedium) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.write(at, d)
+	}
+	if len(m.objs) != 10 || tp.Used() != 10*100000 || tp.EOD() != 10 {
+		t.Fatalf("%d records, used %d, EOD %d", len(m.objs), tp.Used(), tp.EOD())
+	}
+	if tp.Used() <= tp.Capacity()-tp.EarlyWarning() {
+		t.Fatalf("used %d is not in the early-warning zone", tp.Used())
+	}
+	// A record that fits still goes in; rewriting over the end frees room.
+	small := record(3, 48576)
+	if err := tp.WriteRecord(ctx, 10, small, false); err != nil {
+		t.Fatal(err)
+	}
+	m.write(10, small)
+	if err := tp.WriteRecord(ctx, 11, []byte{1}, false); !errors.Is(err, tapes.ErrEndOfMedium) {
+		t.Fatalf("write past capacity: %v", err)
+	}
+	if err := tp.WriteRecord(ctx, 9, small, false); err != nil {
+		t.Fatal(err)
+	}
+	m.write(9, small)
+	m.check(t, tp)
+	// Compressible data counts its compressed size.
+	z := record(4, 200000)
+	if err := tp.WriteRecord(ctx, 0, z, true); err != nil {
+		t.Fatal(err)
+	}
+	m.write(0, z)
+	if u := tp.Used(); u <= 0 || u >= 100000 {
+		t.Fatalf("compressed record of %d bytes uses %d", len(z), u)
+	}
+	if err := tp.WriteRecord(ctx, 1, z, false); err != nil {
+		t.Fatal(err)
+	}
+	m.write(1, z)
+	if u := tp.Used(); u < 200000 {
+		t.Fatalf("uncompressed record counted %d", u)
+	}
+	tp.Close(ctx)
+	e.restart()
+	tp = e.open(bc)
+	m.check(t, tp)
+	tp.Close(ctx)
+}
+
+func TestBadInput(t *testing.T) {
+	e := newEnv(t)
+	e.start()
+	bc := e.create(1, 1<<20)[0]
+	tp := e.open(bc)
+	defer tp.Close(ctx)
+	for name, err := range map[string]error{
+		"beyond EOD":   tp.WriteRecord(ctx, 1, []byte{1}, false),
+		"empty record": tp.WriteRecord(ctx, 0, nil, false),
+		"huge record":  tp.WriteRecord(ctx, 0, make([]byte, tapes.MaxRecord+1), false),
+		"filemarks":    tp.WriteFilemarks(ctx, 3, 1),
+		"erase":        tp.Erase(ctx, 2),
+	} {
+		if err == nil || errkind.Of(err) != errkind.Permanent {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	if _, err := tp.Stat(ctx, 0); err == nil {
+		t.Error("stat beyond EOD succeeded")
+	}
+	if _, err := tp.ReadRecord(ctx, 0, nil); err == nil {
+		t.Error("read beyond EOD succeeded")
+	}
+	for _, c := range []struct {
+		n      int
+		prefix string
+		size   int64
+	}{{1, "gw", 1 << 20}, {1, "TOOLONGX", 1 << 20}, {1, "GW", 1000}, {0, "GW", 1 << 20}, {21, "GW", 1 << 20}} {
+		if _, err := e.lib.Create(ctx, c.n, c.prefix, c.size); !errors.Is(err, tapes.ErrBadInput) && !errors.Is(err, tapes.ErrNoSlot) {
+			t.Errorf("create %v: %v", c, err)
+		}
+	}
+	if _, err := e.lib.Open(ctx, "NOPE0001L5"); !errors.Is(err, tapes.ErrNoTape) {
+		t.Errorf("open missing tape: %v", err)
+	}
+}
+
+func TestCorruptSegment(t *testing.T) {
+	e := newEnv(t)
+	e.start()
+	bc := e.create(1, 1<<30)[0]
+	tp := e.open(bc)
+	var m model
+	writeMixed(t, tp, &m, 5, 10)
+	tp.Close(ctx)
+	e.restart()
+	var seg string
+	e.store.List(ctx, "tapes/"+bc+"/seg/", func(oi objstore.ObjectInfo) error {
+		if seg == "" {
+			seg = oi.Key
+		}
+		return nil
+	})
+	b, err := objstore.GetAll(ctx, e.store, seg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[30] ^= 1 // inside the first block's ciphertext
+	objstore.PutBytes(ctx, e.store, seg, b)
+	tp = e.open(bc)
+	defer tp.Close(ctx)
+	first := uint64(0)
+	for m.objs[first].Filemark {
+		first++
+	}
+	_, err = tp.ReadRecord(ctx, first, make([]byte, tapes.MaxRecord))
+	if !errors.Is(err, tapes.ErrCorrupt) || errkind.Of(err) != errkind.Corrupt {
+		t.Fatalf("reading a tampered block: %v", err)
+	}
+	// The index root under another tape's name does not open either.
+	root, _ := objstore.GetAll(ctx, e.store, "tapes/"+bc+"/index")
+	other := e.create(1, 1<<30)[0]
+	objstore.PutBytes(ctx, e.store, "tapes/"+other+"/index", root)
+	if _, err := e.lib.Open(ctx, other); !errors.Is(err, tapes.ErrCorrupt) {
+		t.Fatalf("open with a swapped index: %v", err)
+	}
+}
+
+func TestInventory(t *testing.T) {
+	e := newEnv(t)
+	e.start()
+	bcs := e.create(3, 4<<20)
+	if strings.Join(bcs, " ") != "GW0001L5 GW0002L5 GW0003L5" {
+		t.Fatalf("barcodes %v", bcs)
+	}
+	sh := shelf{e.lib}
+	inv, err := sh.Inventory(ctx)
+	if err != nil || len(inv.Slots) != 20 || len(inv.Drives) != 2 || len(inv.IE) != 1 || inv.Slots[0] != bcs[0] || inv.Slots[2] != bcs[2] {
+		t.Fatalf("inventory %+v %v", inv, err)
+	}
+	slot := func(i int) tapes.Element { return tapes.Element{Type: tapes.ElementSlot, Index: i} }
+	drive := func(i int) tapes.Element { return tapes.Element{Type: tapes.ElementDrive, Index: i} }
+	ie := tapes.Element{Type: tapes.ElementIE}
+	if err := sh.Move(ctx, slot(5), drive(0)); !errors.Is(err, tapes.ErrSourceEmpty) {
+		t.Fatalf("move from empty slot: %v", err)
+	}
+	if err := sh.Move(ctx, slot(0), slot(1)); !errors.Is(err, tapes.ErrDestinationFull) {
+		t.Fatalf("move to full slot: %v", err)
+	}
+	if err := sh.Move(ctx, ie, slot(9)); !errors.Is(err, tapes.ErrSourceEmpty) {
+		t.Fatalf("move from the I/E element: %v", err)
+	}
+	if err := sh.Move(ctx, slot(0), tapes.Element{Type: tapes.ElementDrive, Index: 2}); !errors.Is(err, tapes.ErrBadInput) {
+		t.Fatalf("move to a drive that does not exist: %v", err)
+	}
+	if err := sh.Move(ctx, slot(0), drive(1)); err != nil {
+		t.Fatal(err)
+	}
+	if err := sh.Move(ctx, slot(2), slot(7)); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.lib.Delete(ctx, bcs[0]); !errors.Is(err, tapes.ErrInDrive) {
+		t.Fatalf("delete a tape in a drive: %v", err)
+	}
+	med, err := sh.Open(ctx, bcs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m model
+	writeMixed(t, med.(*tapes.Tape), &m, 9, 12)
+	if err := med.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := sh.Move(ctx, drive(1), slot(0)); err != nil {
+		t.Fatal(err)
+	}
+	// Archive: the tape leaves through the I/E element, its objects go
+	// to the archive class.
+	if err := sh.Move(ctx, slot(0), ie); err != nil {
+		t.Fatal(err)
+	}
+	inv, _ = sh.Inventory(ctx)
+	if inv.Slots[0] != "" || inv.IE[0] != "" || inv.Slots[7] != bcs[2] {
+		t.Fatalf("inventory after archive %+v", inv)
+	}
+	in, _ := e.lib.Info(ctx, bcs[0])
+	if in.State != tapes.StateArchived || in.ArchivePending || in.EOD != uint64(len(m.objs)) {
+		t.Fatalf("archived tape: %+v", in)
+	}
+	n := 0
+	e.store.List(ctx, "tapes/"+bcs[0]+"/", func(oi objstore.ObjectInfo) error {
+		n++
+		if oi.StorageClass != "GLACIER" {
+			t.Errorf("%s in class %q", oi.Key, oi.StorageClass)
+		}
+		return nil
+	})
+	if n < 3 {
+		t.Fatalf("%d objects", n)
+	}
+	if _, err := e.lib.Open(ctx, bcs[0]); err == nil {
+		t.Fatal("opened an archived tape")
+	}
+	// Retrieve: back in the lowest free slot, read-only, same bytes.
+	in, err = e.lib.Retrieve(ctx, bcs[0])
+	if err != nil || in.Place != slot(0) || !in.ReadOnly || in.State != tapes.StateRetrieved {
+		t.Fatalf("retrieve: %+v %v", in, err)
+	}
+	e.restart()
+	tp := e.open(bcs[0])
+	if !tp.ReadOnly() {
+		t.Fatal("retrieved tape is writable")
+	}
+	m.check(t, tp)
+	if err := tp.WriteRecord(ctx, tp.EOD(), []byte("x"), false); !errors.Is(err, tapes.ErrWriteProtected) {
+		t.Fatalf("write to a retrieved tape: %v", err)
+	}
+	if err := tp.WriteFilemarks(ctx, 0, 1); !errors.Is(err, tapes.ErrWriteProtected) {
+		t.Fatalf("filemark on a retrieved tape: %v", err)
+	}
+	tp.Close(ctx)
+	// Delete removes the tape and every object of it.
+	if err := e.lib.Delete(ctx, bcs[0]); err != nil {
+		t.Fatal(err)
+	}
+	e.store.List(ctx, "tapes/"+bcs[0]+"/", func(oi objstore.ObjectInfo) error {
+		t.Errorf("left after delete: %s", oi.Key)
+		return nil
+	})
+	list, _ := e.lib.List(ctx)
+	if len(list) != 2 {
+		t.Fatalf("list %+v", list)
+	}
+	// Numbers continue after the highest in use.
+	if more := e.create(1, 4<<20); more[0] != "GW0004L5" {
+		t.Fatalf("next barcode %v", more)
+	}
+}
+
+func TestSpareRule(t *testing.T) {
+	e := newEnv(t)
+	e.start()
+	if err := e.lib.SetSpareRule(ctx, tapes.SpareRule{Count: 2, Prefix: "SP", Size: 2 << 20}); err != nil {
+		t.Fatal(err)
+	}
+	blank := func() (n int) {
+		list, _ := e.lib.List(ctx)
+		for _, in := range list {
+			if in.State == tapes.StateLibrary && in.EOD == 0 {
+				n++
+			}
+		}
+		return n
+	}
+	if n := blank(); n != 2 {
+		t.Fatalf("%d spare tapes", n)
+	}
+	// Loading one into a drive leaves one spare: the rule adds one.
+	if err := e.lib.Move(ctx, tapes.Element{Type: tapes.ElementSlot, Index: 0}, tapes.Element{Type: tapes.ElementDrive, Index: 0}); err != nil {
+		t.Fatal(err)
+	}
+	if n := blank(); n != 2 {
+		t.Fatalf("%d spare tapes after a load", n)
+	}
+	// Writing a spare in place makes it no longer blank; the next tick
+	// adds one.
+	tp := e.open("SP0002L5")
+	if err := tp.WriteRecord(ctx, 0, []byte("data"), false); err != nil {
+		t.Fatal(err)
+	}
+	waitIdle(e)
+	e.clk.Advance(10 * time.Second)
+	waitIdle(e)
+	if n := blank(); n != 2 {
+		t.Fatalf("%d spare tapes after a tick", n)
+	}
+	list, _ := e.lib.List(ctx)
+	if len(list) != 4 {
+		t.Fatalf("%d tapes", len(list))
+	}
+	tp.Close(ctx)
+}
+
+// waitIdle waits until the library's loop waits on the clock again.
+func waitIdle(e *env) {
+	for e.clk.Waiters() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+}

@@ -1,0 +1,243 @@
+package tapes
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+
+	"github.com/gatewayd/gatewayd/objstore"
+)
+
+type pageWrite struct {
+	p    uint32
+	pg   *page
+	data []byte
+}
+
+// flush uploads the segments waiting for upload. With full set it first
+// closes the open segment and then writes the index (changed pages, then
+// the root), deletes what the new index no longer references and releases
+// the log records it covers.
+func (t *tape) flush(ctx context.Context, full bool) error {
+	t.upMu.Lock()
+	defer t.upMu.Unlock()
+	t.mu.Lock()
+	if errors.Is(t.gone, ErrNoTape) {
+		t.mu.Unlock()
+		return nil // deleted: nothing of it goes to the store again
+	}
+	if full {
+		t.sealOpen()
+	}
+	segs := append([]*segBuf(nil), t.sealed...)
+	var (
+		r          *root
+		writes     []pageWrite
+		garbage    []string
+		oldPages   []string
+		savedFrom  uint64
+		savedSegs  []uint64
+		savedPages []string
+	)
+	if full && (t.dirty || len(t.garbageSegs) > 0 || len(t.garbagePages) > 0) {
+		gen := t.gen + 1
+		r = &root{keyID: t.lib.seal.keyID, capacity: t.capacity, seq: t.seq, gen: gen, nextSeg: t.open.id,
+			eod: t.eod, used: t.used, runs: append([]segRun(nil), t.runs...)}
+		for i, pg := range t.pages {
+			info := pg.info
+			if uint64(i+1)*PageObjects > t.dirtyFrom || info.gen == 0 {
+				writes = append(writes, pageWrite{p: uint32(i), pg: pg, data: encodePage(pg.entries)})
+				if info.gen != 0 {
+					oldPages = append(oldPages, pageKey(t.barcode, uint32(i), info.gen))
+				}
+				info.gen = gen
+			}
+			r.pages = append(r.pages, info)
+		}
+		savedFrom, savedSegs, savedPages = t.dirtyFrom, t.garbageSegs, t.garbagePages
+		for _, s := range t.garbageSegs {
+			garbage = append(garbage, segKey(t.barcode, s))
+		}
+		garbage = append(append(garbage, t.garbagePages...), oldPages...)
+		t.dirty, t.dirtyFrom, t.garbageSegs, t.garbagePages = false, math.MaxUint64, nil, nil
+	}
+	t.mu.Unlock()
+
+	st := t.lib.opts.Store
+	for _, s := range segs {
+		if err := objstore.PutBytes(ctx, st, segKey(t.barcode, s.id), s.data); err != nil {
+			t.restore(r, writes, savedFrom, savedSegs, savedPages)
+			return fmt.Errorf("tape %s: upload segment %016x: %w", t.barcode, s.id, err)
+		}
+		t.lib.stats.segmentsUp.Add(1)
+		t.lib.stats.bytesUp.Add(uint64(len(s.data)))
+	}
+	t.mu.Lock()
+	kept := t.sealed[:0]
+	for _, s := range t.sealed {
+		up := false
+		for _, u := range segs {
+			up = up || u == s
+		}
+		if !up {
+			kept = append(kept, s)
+		}
+	}
+	t.sealed = kept
+	t.mu.Unlock()
+	if r == nil {
+		return nil
+	}
+	err := t.writeIndex(ctx, r, writes)
+	if err != nil {
+		t.restore(r, writes, savedFrom, savedSegs, savedPages)
+		return err
+	}
+	t.mu.Lock()
+	t.gen = r.gen
+	for _, w := range writes {
+		if int(w.p) < len(t.pages) && t.pages[w.p] == w.pg {
+			w.pg.info.gen = r.gen
+		} else {
+			// Dropped since: the root just written names it, the next
+			// one will not.
+			t.garbagePages = append(t.garbagePages, pageKey(t.barcode, w.p, r.gen))
+		}
+	}
+	n := 0
+	for n < len(t.ops) && t.ops[n].seq <= r.seq {
+		n++
+	}
+	t.ops = t.ops[n:]
+	eodChanged := t.metaEOD != r.eod || t.metaUsed != r.used
+	wasBlank := t.metaEOD == 0
+	t.metaEOD, t.metaUsed = r.eod, r.used
+	t.mu.Unlock()
+	for _, k := range garbage {
+		if err := st.Delete(ctx, k); err != nil {
+			t.lib.log.Warn("delete unreferenced tape object", "key", k, "err", err)
+		}
+	}
+	if eodChanged {
+		if err := t.lib.recordUsage(ctx, t.barcode, r.eod, r.used); err != nil {
+			t.lib.log.Warn("record tape usage", "tape", t.barcode, "err", err)
+		}
+		if wasBlank != (r.eod == 0) {
+			t.lib.spareCheck()
+		}
+	}
+	t.lib.trim()
+	return nil
+}
+
+// writeIndex writes the changed pages, then the root that names them.
+func (t *tape) writeIndex(ctx context.Context, r *root, writes []pageWrite) error {
+	st := t.lib.opts.Store
+	for _, w := range writes {
+		blob := t.lib.seal.seal(kindPage, 0, pageBinding(t.barcode, w.p, r.gen), w.data)
+		if err := objstore.PutBytes(ctx, st, pageKey(t.barcode, w.p, r.gen), blob); err != nil {
+			return fmt.Errorf("tape %s: write index page %d: %w", t.barcode, w.p, err)
+		}
+	}
+	blob := t.lib.seal.seal(kindRoot, 0, rootBinding(t.barcode), encodeRoot(r))
+	if err := objstore.PutBytes(ctx, st, rootKey(t.barcode), blob); err != nil {
+		return fmt.Errorf("tape %s: write index root: %w", t.barcode, err)
+	}
+	return nil
+}
+
+// restore puts back what a failed flush took out of the tape's state.
+func (t *tape) restore(r *root, writes []pageWrite, from uint64, segs []uint64, pages []string) {
+	if r == nil {
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.dirty = true
+	t.dirtyFrom = min(t.dirtyFrom, from)
+	t.garbageSegs = append(segs, t.garbageSegs...)
+	t.garbagePages = append(pages, t.garbagePages...)
+	for _, w := range writes { // some may have been written
+		t.garbagePages = append(t.garbagePages, pageKey(t.barcode, w.p, r.gen))
+	}
+}
+
+// sweep deletes the tape's objects that its index does not name: leftovers
+// of uploads a crash interrupted.
+func (t *tape) sweep(ctx context.Context) error {
+	t.upMu.Lock()
+	defer t.upMu.Unlock()
+	t.mu.Lock()
+	runs := append([]segRun(nil), t.runs...)
+	open := t.open.id
+	live := map[string]bool{rootKey(t.barcode): true}
+	for i, pg := range t.pages {
+		if pg.info.gen != 0 {
+			live[pageKey(t.barcode, uint32(i), pg.info.gen)] = true
+		}
+	}
+	t.mu.Unlock()
+	prefix := tapePrefix(t.barcode)
+	var dead []string
+	err := t.lib.opts.Store.List(ctx, prefix, func(oi objstore.ObjectInfo) error {
+		rest := oi.Key[len(prefix):]
+		if s, ok := strings.CutPrefix(rest, "seg/"); ok {
+			id, err := strconv.ParseUint(s, 16, 64)
+			if err != nil || len(s) != 16 {
+				return nil // not ours: leave it
+			}
+			for _, r := range runs {
+				if id >= r.first && id <= r.last {
+					return nil
+				}
+			}
+			if id != open {
+				dead = append(dead, oi.Key)
+			}
+			return nil
+		}
+		if strings.HasPrefix(rest, "idx/") && !live[oi.Key] {
+			dead = append(dead, oi.Key)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("tape %s: sweep: %w", t.barcode, err)
+	}
+	for _, k := range dead {
+		if err := t.lib.opts.Store.Delete(ctx, k); err != nil {
+			return fmt.Errorf("tape %s: sweep: %w", t.barcode, err)
+		}
+	}
+	return nil
+}
+
+// readRoot reads and authenticates a tape's index root.
+func (l *Library) readRoot(ctx context.Context, barcode string) (*root, error) {
+	blob, err := objstore.GetAll(ctx, l.opts.Store, rootKey(barcode))
+	if err != nil {
+		return nil, fmt.Errorf("tape %s: read index: %w", barcode, err)
+	}
+	plain, _, err := l.seal.open(kindRoot, rootBinding(barcode), blob)
+	if err != nil {
+		return nil, fmt.Errorf("tape %s: index root: %w", barcode, err)
+	}
+	r, err := decodeRoot(plain)
+	if err != nil {
+		return nil, fmt.Errorf("tape %s: %w", barcode, err)
+	}
+	if r.keyID != l.seal.keyID {
+		return nil, fmt.Errorf("tape %s: written with data key %q, the library has %q", barcode, r.keyID, l.seal.keyID)
+	}
+	return r, nil
+}
+
+// writeEmptyRoot writes the index of a blank tape.
+func (l *Library) writeEmptyRoot(ctx context.Context, barcode string, capacity int64) error {
+	r := &root{keyID: l.seal.keyID, capacity: capacity, gen: 1, nextSeg: 1}
+	blob := l.seal.seal(kindRoot, 0, rootBinding(barcode), encodeRoot(r))
+	return objstore.PutBytes(ctx, l.opts.Store, rootKey(barcode), blob)
+}
