@@ -29,6 +29,7 @@ import (
 //	cmd dev=changer|driveN [nexus=A] [out=<hex>|fill=<byte>x<count>,...] [limit=N]
 //	<CDB in hex; spaces and '.' ignored>  limit: the transport's data-in limit
 //	contents barcode=B                   a tape's objects: R<size> or F
+//	compressed barcode=B                 how many records asked for compression
 //	inventory                            where the tapes are
 //	reset dev=D                          LUN reset
 //	fail barcode=B [off]                 make a tape's medium fail (or heal)
@@ -89,6 +90,10 @@ func TestGolden(t *testing.T) {
 					return "empty\n"
 				}
 				return strings.Join(objs, " ") + "\n"
+			case "compressed":
+				var barcode string
+				d.ScanArgs(t, "barcode", &barcode)
+				return fmt.Sprintf("%d records written compressed\n", shelf.Tape(barcode).Compressed())
 			case "inventory":
 				inv, err := shelf.Inventory(ctx)
 				if err != nil {
