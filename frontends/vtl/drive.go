@@ -121,6 +121,21 @@ func (d *Drive) Eject(ctx context.Context) error {
 	return d.unloadLocked(ctx)
 }
 
+// reload loads the tape again after an Eject whose move failed; the
+// position is lost, so initiators hear of a medium change.
+func (d *Drive) reload(ctx context.Context) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.barcode == "" || d.m != nil {
+		return nil
+	}
+	if err := d.loadLocked(ctx); err != nil {
+		return err
+	}
+	d.lu.UnitAttention(scsi.ASCMediumMayHaveChanged, "")
+	return nil
+}
+
 // Remove is told by the changer that the (ejected) tape left the drive.
 func (d *Drive) Remove() {
 	d.mu.Lock()

@@ -264,6 +264,7 @@ type Shelf struct {
 	tapes    map[string]*Tape
 	archived []string
 	fail     error
+	failOpen error
 }
 
 var _ vtl.Shelf = (*Shelf)(nil)
@@ -301,11 +302,18 @@ func (s *Shelf) Archived() []string {
 	return append([]string(nil), s.archived...)
 }
 
-// Fail makes Move and Open return err (nil: heal).
-func (s *Shelf) Fail(err error) {
+// FailMove makes Move return err (nil: heal).
+func (s *Shelf) FailMove(err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.fail = err
+}
+
+// FailOpen makes only Open return err (nil: heal).
+func (s *Shelf) FailOpen(err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.failOpen = err
 }
 
 func (s *Shelf) Inventory(context.Context) (tapes.Inventory, error) {
@@ -376,8 +384,8 @@ func (s *Shelf) Move(_ context.Context, from, to tapes.Element) error {
 func (s *Shelf) Open(_ context.Context, barcode string) (vtl.Medium, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.fail != nil {
-		return nil, s.fail
+	if s.failOpen != nil {
+		return nil, s.failOpen
 	}
 	inDrive := false
 	for _, b := range s.inv.Drives {
