@@ -198,6 +198,11 @@ func (t *Tape) write(at uint64, objs ...object) error {
 	if at > uint64(len(t.objs)) {
 		return fmt.Errorf("vtltest: write at %d past end-of-data %d", at, len(t.objs))
 	}
+	// The twin holds at most one object per byte of capacity, so that a
+	// huge filemark count fails as a full tape instead of filling memory.
+	if int64(at)+int64(len(objs)) > t.capacity {
+		return tapes.ErrEndOfMedium
+	}
 	used := t.usedTo(int(at))
 	for _, o := range objs {
 		used += o.stored
@@ -233,6 +238,9 @@ func (t *Tape) WriteFilemarks(_ context.Context, at uint64, n int) error {
 	defer t.mu.Unlock()
 	if n < 0 {
 		return fmt.Errorf("vtltest: %d filemarks", n)
+	}
+	if int64(n) > t.capacity {
+		return tapes.ErrEndOfMedium
 	}
 	fms := make([]object, n)
 	for i := range fms {
