@@ -150,6 +150,13 @@ func (c *Changer) Reset() {
 	clear(c.prevent)
 }
 
+// ForgetNexus implements scsi.NexusForgetter.
+func (c *Changer) ForgetNexus(port string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.prevent, port)
+}
+
 // ModePages implements scsi.DeviceType: Element Address Assignment,
 // Transport Geometry Parameters and Device Capabilities.
 func (c *Changer) ModePages() []*scsi.ModePage {

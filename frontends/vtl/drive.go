@@ -189,6 +189,14 @@ func (d *Drive) Reset() {
 	clear(d.prevent)
 }
 
+// ForgetNexus implements scsi.NexusForgetter: a lost nexus no longer
+// prevents medium removal.
+func (d *Drive) ForgetNexus(port string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	delete(d.prevent, port)
+}
+
 // Identity implements scsi.DeviceType.
 func (d *Drive) Identity() scsi.Identity {
 	return identity(0x01, d.opts.Vendor, d.opts.Product, d.opts.Revision, d.opts.Serial)

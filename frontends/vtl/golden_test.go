@@ -34,6 +34,7 @@ import (
 //	compressed barcode=B                 how many records asked for compression
 //	inventory                            where the tapes are
 //	reset dev=D                          LUN reset
+//	lost dev=D [nexus=A]                 the nexus's session ended
 //	fail barcode=B [off]                 make a tape's medium fail (or heal)
 //	shelf fail=none|open|move            make the shelf's Open or Move fail
 func TestGolden(t *testing.T) {
@@ -128,6 +129,11 @@ func TestGolden(t *testing.T) {
 				list("ie", inv.IE)
 				list("archived", shelf.Archived())
 				return b.String()
+			case "lost":
+				var dev string
+				d.ScanArgs(t, "dev", &dev)
+				device(t, lib, dev).NexusLost(goldenNexus(t, d).InitiatorPort)
+				return ""
 			case "reset":
 				var dev string
 				d.ScanArgs(t, "dev", &dev)
