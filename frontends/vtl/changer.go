@@ -150,6 +150,13 @@ func (c *Changer) Reset() {
 	clear(c.prevent)
 }
 
+// ForgetNexus implements scsi.NexusForgetter.
+func (c *Changer) ForgetNexus(port string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.prevent, port)
+}
+
 // ModePages implements scsi.DeviceType: Element Address Assignment,
 // Transport Geometry Parameters and Device Capabilities.
 func (c *Changer) ModePages() []*scsi.ModePage {
@@ -301,12 +308,19 @@ func (c *Changer) moveMedium(ctx context.Context, t *scsi.Task) ([]byte, error) 
 			return nil, err
 		}
 	}
-	switch err := c.opts.Shelf.Move(ctx, src.Element, dst.Element); {
-	case errors.Is(err, tapes.ErrSourceEmpty):
-		return nil, scsi.Sense(scsi.KeyIllegalRequest, scsi.ASCMediumSourceElementEmpty)
-	case errors.Is(err, tapes.ErrDestinationFull):
-		return nil, scsi.Sense(scsi.KeyIllegalRequest, scsi.ASCMediumDestinationElementFull)
-	case err != nil:
+	if err := c.opts.Shelf.Move(ctx, src.Element, dst.Element); err != nil {
+		if from != nil {
+			// The tape stays in the drive: load it again.
+			if rerr := from.reload(ctx); rerr != nil {
+				c.log.Error("vtl: tape not moved out of a drive did not load again", "barcode", barcode, "err", rerr)
+			}
+		}
+		switch {
+		case errors.Is(err, tapes.ErrSourceEmpty):
+			return nil, scsi.Sense(scsi.KeyIllegalRequest, scsi.ASCMediumSourceElementEmpty)
+		case errors.Is(err, tapes.ErrDestinationFull):
+			return nil, scsi.Sense(scsi.KeyIllegalRequest, scsi.ASCMediumDestinationElementFull)
+		}
 		return nil, fmt.Errorf("vtl: move %s from element %d to %d: %w", barcode, src.addr, dst.addr, err)
 	}
 	if from != nil {

@@ -121,6 +121,21 @@ func (d *Drive) Eject(ctx context.Context) error {
 	return d.unloadLocked(ctx)
 }
 
+// reload loads the tape again after an Eject whose move failed; the
+// position is lost, so initiators hear of a medium change.
+func (d *Drive) reload(ctx context.Context) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.barcode == "" || d.m != nil {
+		return nil
+	}
+	if err := d.loadLocked(ctx); err != nil {
+		return err
+	}
+	d.lu.UnitAttention(scsi.ASCMediumMayHaveChanged, "")
+	return nil
+}
+
 // Remove is told by the changer that the (ejected) tape left the drive.
 func (d *Drive) Remove() {
 	d.mu.Lock()
@@ -172,6 +187,14 @@ func (d *Drive) Reset() {
 	defer d.mu.Unlock()
 	d.blockLen, d.bufMode = 0, 0
 	clear(d.prevent)
+}
+
+// ForgetNexus implements scsi.NexusForgetter: a lost nexus no longer
+// prevents medium removal.
+func (d *Drive) ForgetNexus(port string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	delete(d.prevent, port)
 }
 
 // Identity implements scsi.DeviceType.

@@ -23,15 +23,20 @@ import (
 // written under each command. Regenerate with -rewrite only after checking
 // every changed answer against the standards.
 //
-//	library slots=N drives=N ie=N        a fresh library of empty elements
+//	library slots=N drives=N ie=N [vendor=V product=P]
+//	                                     a fresh library of empty elements
 //	tape slot=N barcode=B [capacity=S] [ew=S] [readonly]
 //	                                     a tape in slot N (0-based)
 //	cmd dev=changer|driveN [nexus=A] [out=<hex>|fill=<byte>x<count>,...] [limit=N]
-//	<CDB in hex; spaces and '.' ignored>  limit: the transport's data-in limit
+//	<CDB in hex; spaces and '.' ignored>  limit: the transport's data-in limit;
+//	                                     elements: decode READ ELEMENT STATUS data
 //	contents barcode=B                   a tape's objects: R<size> or F
+//	compressed barcode=B                 how many records asked for compression
 //	inventory                            where the tapes are
 //	reset dev=D                          LUN reset
+//	lost dev=D [nexus=A]                 the nexus's session ended
 //	fail barcode=B [off]                 make a tape's medium fail (or heal)
+//	shelf fail=none|open|move            make the shelf's Open or Move fail
 func TestGolden(t *testing.T) {
 	datadriven.Walk(t, "testdata/golden", func(t *testing.T, path string) {
 		var shelf *vtltest.Shelf
@@ -45,8 +50,13 @@ func TestGolden(t *testing.T) {
 				scanInt(t, d, "drives", &drives)
 				scanInt(t, d, "ie", &ie)
 				shelf = vtltest.NewShelf(slots, drives, ie)
+				opts := vtl.LibraryOptions{Shelf: shelf, Serial: "GOLDEN"}
+				if d.HasArg("vendor") {
+					d.ScanArgs(t, "vendor", &opts.ChangerVendor)
+					d.ScanArgs(t, "product", &opts.ChangerProduct)
+				}
 				var err error
-				lib, err = vtl.NewLibrary(ctx, vtl.LibraryOptions{Shelf: shelf, Serial: "GOLDEN"})
+				lib, err = vtl.NewLibrary(ctx, opts)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -80,7 +90,13 @@ func TestGolden(t *testing.T) {
 					cmd.DataOut = parseFill(t, s)
 				}
 				scanInt(t, d, "limit", &cmd.DataInLimit)
-				return render(device(t, lib, dev).Execute(ctx, cmd))
+				res := device(t, lib, dev).Execute(ctx, cmd)
+				if d.HasArg("elements") && len(res.Data) > 0 {
+					data := res.Data
+					res.Data = nil
+					return render(res) + elementStatus(data)
+				}
+				return render(res)
 			case "contents":
 				var barcode string
 				d.ScanArgs(t, "barcode", &barcode)
@@ -89,6 +105,10 @@ func TestGolden(t *testing.T) {
 					return "empty\n"
 				}
 				return strings.Join(objs, " ") + "\n"
+			case "compressed":
+				var barcode string
+				d.ScanArgs(t, "barcode", &barcode)
+				return fmt.Sprintf("%d records written compressed\n", shelf.Tape(barcode).Compressed())
 			case "inventory":
 				inv, err := shelf.Inventory(ctx)
 				if err != nil {
@@ -109,10 +129,28 @@ func TestGolden(t *testing.T) {
 				list("ie", inv.IE)
 				list("archived", shelf.Archived())
 				return b.String()
+			case "lost":
+				var dev string
+				d.ScanArgs(t, "dev", &dev)
+				device(t, lib, dev).NexusLost(goldenNexus(t, d).InitiatorPort)
+				return ""
 			case "reset":
 				var dev string
 				d.ScanArgs(t, "dev", &dev)
 				device(t, lib, dev).Reset(scsi.ASCBusDeviceResetOccurred)
+				return ""
+			case "shelf":
+				var mode string
+				d.ScanArgs(t, "fail", &mode)
+				injected := fmt.Errorf("injected shelf failure")
+				shelf.FailMove(nil)
+				shelf.FailOpen(nil)
+				switch mode {
+				case "open":
+					shelf.FailOpen(injected)
+				case "move":
+					shelf.FailMove(injected)
+				}
 				return ""
 			case "fail":
 				var barcode string
@@ -310,4 +348,90 @@ func dump(b []byte) string {
 		out.WriteString("  ...\n")
 	}
 	return out.String()
+}
+
+var elementTypes = map[byte]string{1: "transport", 2: "slot", 3: "import/export", 4: "drive"}
+
+// elementStatus decodes READ ELEMENT STATUS data as far as it goes (an
+// allocation length may cut it anywhere): the header's counts, each
+// page's header, each descriptor's address, flags, source, volume tag
+// and identifier.
+func elementStatus(b []byte) string {
+	var out strings.Builder
+	fmt.Fprintf(&out, "data %d bytes:\n", len(b))
+	if len(b) < 8 {
+		fmt.Fprintf(&out, "  % x (cut)\n", b)
+		return out.String()
+	}
+	fmt.Fprintf(&out, "  header: first address %d, %d elements, %d bytes of pages\n",
+		binary.BigEndian.Uint16(b), binary.BigEndian.Uint16(b[2:]), uint32(b[5])<<16|uint32(b[6])<<8|uint32(b[7]))
+	for p := b[8:]; len(p) > 0; {
+		if len(p) < 8 {
+			fmt.Fprintf(&out, "  % x (cut)\n", p)
+			break
+		}
+		descLen := int(binary.BigEndian.Uint16(p[2:]))
+		n := int(uint32(p[5])<<16 | uint32(p[6])<<8 | uint32(p[7]))
+		tags := ""
+		if p[1]&0x80 != 0 {
+			tags += " PVOLTAG"
+		}
+		if p[1]&0x40 != 0 {
+			tags += " AVOLTAG"
+		}
+		fmt.Fprintf(&out, "  page %s%s: descriptors of %d bytes, %d bytes\n", elementTypes[p[0]], tags, descLen, n)
+		p = p[8:]
+		for i := 0; i < n && len(p) > 0; i += descLen {
+			if descLen < 16 || len(p) < descLen {
+				fmt.Fprintf(&out, "    % x (cut)\n", p[:min(len(p), max(descLen, 1))])
+				p = nil
+				break
+			}
+			out.WriteString("    " + descriptorText(p[:descLen], strings.Contains(tags, "PVOLTAG")) + "\n")
+			p = p[descLen:]
+		}
+	}
+	return out.String()
+}
+
+// descriptorText is one element descriptor: address, flags, ASC, source,
+// medium type, primary volume tag, identifier.
+func descriptorText(d []byte, voltag bool) string {
+	s := fmt.Sprintf("%d:", binary.BigEndian.Uint16(d))
+	for _, f := range []struct {
+		bit  byte
+		name string
+	}{{0x01, "full"}, {0x02, "impexp"}, {0x04, "except"}, {0x08, "access"}, {0x10, "exenab"}, {0x20, "inenab"}} {
+		if d[2]&f.bit != 0 {
+			s += " " + f.name
+		}
+	}
+	if d[2]&0x01 == 0 {
+		s += " empty"
+	}
+	if d[4] != 0 || d[5] != 0 {
+		s += fmt.Sprintf(" asc 0x%02x/0x%02x", d[4], d[5])
+	}
+	if d[9]&0x07 != 0 {
+		s += fmt.Sprintf(" medium %d", d[9]&0x07)
+	}
+	if d[9]&0x80 != 0 {
+		s += fmt.Sprintf(" source %d", binary.BigEndian.Uint16(d[10:]))
+	}
+	rest := d[12:]
+	if voltag {
+		tag := rest[:36]
+		if bytes.Equal(tag, make([]byte, 36)) {
+			s += " tag (zeros)"
+		} else {
+			s += fmt.Sprintf(" tag %q seq %d", tag[:32], binary.BigEndian.Uint16(tag[34:]))
+		}
+		rest = rest[36:]
+	}
+	if n := int(rest[3]); n > 0 {
+		s += fmt.Sprintf(" ident codeset %d type %d %q", rest[0]&0x0f, rest[1]&0x0f, rest[4:min(len(rest), 4+n)])
+	} else if !bytes.Equal(rest[:4], make([]byte, 4)) {
+		s += fmt.Sprintf(" ident header % x", rest[:4])
+	}
+	return s
 }

@@ -351,15 +351,24 @@ func (lu *LU) queueUAForLocked(port string, asc ASC) {
 	}
 }
 
+// NexusForgetter is implemented by device types that keep state per
+// I_T nexus (medium removal prevention); the LU tells them when a nexus
+// is lost.
+type NexusForgetter interface{ ForgetNexus(port string) }
+
 // NexusLost drops what SPC ties to an I_T nexus when its session ends:
-// an SPC-2 reservation it held. Persistent reservations stay.
+// an SPC-2 reservation it held, and the device's own state for it.
+// Persistent reservations stay.
 func (lu *LU) NexusLost(port string) {
 	lu.mu.Lock()
-	defer lu.mu.Unlock()
 	if lu.reserve2 != nil && *lu.reserve2 == port {
 		lu.reserve2 = nil
 	}
 	delete(lu.sense, port)
+	lu.mu.Unlock()
+	if f, ok := lu.dev.(NexusForgetter); ok {
+		f.ForgetNexus(port)
+	}
 }
 
 // Reset is a LUN reset (or part of a target reset): SPC-2 reservations

@@ -198,6 +198,11 @@ func (t *Tape) write(at uint64, objs ...object) error {
 	if at > uint64(len(t.objs)) {
 		return fmt.Errorf("vtltest: write at %d past end-of-data %d", at, len(t.objs))
 	}
+	// The twin holds at most one object per byte of capacity, so that a
+	// huge filemark count fails as a full tape instead of filling memory.
+	if int64(at)+int64(len(objs)) > t.capacity {
+		return tapes.ErrEndOfMedium
+	}
 	used := t.usedTo(int(at))
 	for _, o := range objs {
 		used += o.stored
@@ -234,6 +239,9 @@ func (t *Tape) WriteFilemarks(_ context.Context, at uint64, n int) error {
 	if n < 0 {
 		return fmt.Errorf("vtltest: %d filemarks", n)
 	}
+	if int64(n) > t.capacity {
+		return tapes.ErrEndOfMedium
+	}
 	fms := make([]object, n)
 	for i := range fms {
 		fms[i].filemark = true
@@ -264,6 +272,7 @@ type Shelf struct {
 	tapes    map[string]*Tape
 	archived []string
 	fail     error
+	failOpen error
 }
 
 var _ vtl.Shelf = (*Shelf)(nil)
@@ -301,11 +310,18 @@ func (s *Shelf) Archived() []string {
 	return append([]string(nil), s.archived...)
 }
 
-// Fail makes Move and Open return err (nil: heal).
-func (s *Shelf) Fail(err error) {
+// FailMove makes Move return err (nil: heal).
+func (s *Shelf) FailMove(err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.fail = err
+}
+
+// FailOpen makes only Open return err (nil: heal).
+func (s *Shelf) FailOpen(err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.failOpen = err
 }
 
 func (s *Shelf) Inventory(context.Context) (tapes.Inventory, error) {
@@ -376,8 +392,8 @@ func (s *Shelf) Move(_ context.Context, from, to tapes.Element) error {
 func (s *Shelf) Open(_ context.Context, barcode string) (vtl.Medium, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.fail != nil {
-		return nil, s.fail
+	if s.failOpen != nil {
+		return nil, s.failOpen
 	}
 	inDrive := false
 	for _, b := range s.inv.Drives {
