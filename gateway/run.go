@@ -106,6 +106,7 @@ func Run(ctx context.Context, cfg *config.Config, opts RunOptions) error {
 		}
 		defer nfsFE.close()
 	}
+	var smbFE *smbFrontend // started once the data directory is known to be this daemon's
 	frontends := func() []admin.Frontend {
 		iscsiState, iscsiAddr := "off (iscsi.listen is empty)", ""
 		if iscsiFE != nil {
@@ -119,6 +120,7 @@ func Run(ctx context.Context, cfg *config.Config, opts RunOptions) error {
 			{Name: "admin", Listen: cfg.Path(cfg.Admin.Socket), State: "serving"},
 			{Name: "iscsi", Listen: iscsiAddr, State: iscsiState},
 			{Name: "nfs", Listen: nfsAddr, State: nfsState},
+			smbFE.frontend(),
 		}
 		if cfg.Admin.TCPListen != "" {
 			fs = append(fs, admin.Frontend{Name: "admin-tcp", Listen: cfg.Admin.TCPListen, State: "serving"})
@@ -151,7 +153,12 @@ func Run(ctx context.Context, cfg *config.Config, opts RunOptions) error {
 	}
 	registerVolumeAPI(srv, vm, iscsiFE)
 	registerSnapshotAPI(srv, vm, store, codec, cfg.Snapshots.GCGrace)
-	registerShareAPI(srv, dp.shares, nfsFE)
+	// smbd and the FUSE views start only now: a second daemon on the same
+	// data directory has failed above, before touching the first one's.
+	smbFE = startSMB(ctx, cfg, dp.shares, opts.Clock, logger.With("subsystem", "smb"))
+	defer smbFE.close() // before the shares close
+	registerShareAPI(srv, dp.shares, nfsFE, smbFE)
+	registerSMBAPI(srv, smbFE)
 	if iscsiFE != nil {
 		registerISCSIAPI(srv, iscsiFE)
 	}

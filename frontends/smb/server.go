@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -160,9 +161,10 @@ func (s *Server) setState(st string) {
 
 // Sync makes smbd serve exactly the shares that list smb among their
 // protocols: views are mounted for new ones and unmounted for removed
-// ones, smb.conf is rewritten and smbd started or told to reload.
-func (s *Server) Sync(ctx context.Context) error {
-	started, err := s.sync()
+// ones, smb.conf is rewritten and smbd started or told to reload. Shares
+// named in except are left out (they are about to be deleted).
+func (s *Server) Sync(ctx context.Context, except ...string) error {
+	started, err := s.sync(except)
 	if err != nil || !started {
 		return err
 	}
@@ -178,7 +180,7 @@ func (s *Server) Sync(ctx context.Context) error {
 }
 
 // sync does Sync's work; it reports whether it started smbd.
-func (s *Server) sync() (bool, error) {
+func (s *Server) sync(except []string) (bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.stopping {
@@ -186,7 +188,7 @@ func (s *Server) sync() (bool, error) {
 	}
 	want := map[string]*fileshare.Share{}
 	for _, c := range s.opts.Shares.List() {
-		if c.Serves("smb") {
+		if c.Serves("smb") && !slices.Contains(except, c.Name) {
 			if sh, err := s.opts.Shares.Get(c.Name); err == nil {
 				want[c.Name] = sh
 			}
