@@ -47,8 +47,9 @@ type Server struct {
 	mu        sync.Mutex
 	views     map[string]*View // share name -> mounted view
 	proc      *os.Process      // running smbd, nil when none
-	state     string
-	started   bool // the supervisor loop runs
+	state     string           // what it is doing when not serving
+	serving   int              // pid of the smbd accepting connections
+	started   bool             // the supervisor loop runs
 	stopping  bool
 	stop      chan struct{}
 	done      chan struct{}
@@ -65,7 +66,7 @@ var ErrNotInstalled = errors.New("Samba's smbd is not installed")
 func FindSmbd(path string) (string, error) {
 	if path != "" {
 		if _, err := exec.LookPath(path); err != nil {
-			return "", fmt.Errorf("smb.smbd %s: %w", path, ErrNotInstalled)
+			return "", fmt.Errorf("smb.smbd %s: %w (install it: %s)", path, ErrNotInstalled, InstallHint)
 		}
 		return path, nil
 	}
@@ -150,13 +151,14 @@ func (s *Server) ConfPath() string { return s.opts.Settings.ConfPath() }
 func (s *Server) State() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.state
-}
-
-func (s *Server) setState(st string) {
-	s.mu.Lock()
-	s.state = st
-	s.mu.Unlock()
+	if s.proc == nil || s.proc.Pid != s.serving {
+		return s.state
+	}
+	st := fmt.Sprintf("serving %d shares (smbd pid %d", len(s.views), s.serving)
+	if s.restarts > 0 {
+		st += fmt.Sprintf(", restarted %d times", s.restarts)
+	}
+	return st + ")"
 }
 
 // Sync makes smbd serve exactly the shares that list smb among their
@@ -321,13 +323,7 @@ func (s *Server) waitReady(pid int, stop <-chan struct{}) {
 		if err == nil {
 			c.Close()
 			s.mu.Lock()
-			if s.proc != nil && s.proc.Pid == pid {
-				s.state = fmt.Sprintf("serving %d shares (smbd pid %d", len(s.views), pid)
-				if s.restarts > 0 {
-					s.state += fmt.Sprintf(", restarted %d times", s.restarts)
-				}
-				s.state += ")"
-			}
+			s.serving = pid
 			s.mu.Unlock()
 			s.readyOnce.Do(func() { close(s.ready) })
 			return
