@@ -42,6 +42,7 @@ type Config struct {
 	Admin     Admin     `yaml:"admin"`
 	ISCSI     ISCSI     `yaml:"iscsi"`
 	NFS       NFS       `yaml:"nfs"`
+	SMB       SMB       `yaml:"smb"`
 	Shares    Shares    `yaml:"shares"`
 	VTL       VTL       `yaml:"vtl"`
 }
@@ -75,6 +76,31 @@ type VTL struct {
 	// ArchiveStorageClass is where archived tapes' objects go, on stores
 	// with storage classes (S3: GLACIER, DEEP_ARCHIVE, ...).
 	ArchiveStorageClass string `yaml:"archive_storage_class"`
+}
+
+// SMB configures the SMB frontend: Samba's smbd, run and configured by
+// gatewayd over FUSE views of the shares (docs/smb.md).
+type SMB struct {
+	// Listen is smbd's address (one port; smbd cannot choose one); empty
+	// turns SMB off. smbd starts with the first share served over SMB.
+	Listen string `yaml:"listen"`
+	// Smbd is the smbd binary; empty looks on PATH and in /usr/sbin.
+	Smbd string `yaml:"smbd"`
+	// StateDir holds smb.conf, the passdb and smbd's state; MountDir the
+	// shares' FUSE views.
+	StateDir string `yaml:"state_dir"`
+	MountDir string `yaml:"mount_dir"`
+	// Signing is mandatory (default), desired or auto.
+	Signing string `yaml:"signing"`
+}
+
+// defaultSMBListen is port 445, where every SMB client looks, when the
+// gateway runs as root; 4450 otherwise (445 needs privilege).
+func defaultSMBListen() string {
+	if os.Geteuid() == 0 {
+		return "127.0.0.1:445"
+	}
+	return "127.0.0.1:4450"
 }
 
 // NFS configures the NFS frontend.
@@ -232,6 +258,7 @@ func Default(dataDir string) *Config {
 		Admin:     Admin{Socket: "admin.sock", TokenFile: "admin.token"},
 		ISCSI:     ISCSI{Listen: "127.0.0.1:3260", IQNPrefix: "iqn.2024-01.io.gatewayd", NOPInterval: 5 * time.Second, NOPTimeout: 30 * time.Second},
 		NFS:       NFS{Listen: "127.0.0.1:2049", Rpcbind: true},
+		SMB:       SMB{Listen: defaultSMBListen(), StateDir: "smb", MountDir: "smb/mnt", Signing: "mandatory"},
 		Shares:    Shares{BufferDir: "sharebuffer", BufferSize: 2 << 30, SettleTime: 2 * time.Second, AttrTTL: 10 * time.Second},
 		VTL: VTL{Enabled: true, Slots: 1600, Drives: 10, BufferDir: "tapebuffer", BufferSize: 4 << 30,
 			ChangerVendor: "STK", ChangerProduct: "L700", Targets: "library", ArchiveStorageClass: "GLACIER"},
@@ -355,6 +382,19 @@ func (c *Config) Validate() error {
 	}
 	if c.ISCSI.NOPInterval <= 0 || c.ISCSI.NOPTimeout <= 0 {
 		return errors.New("iscsi: nop_interval and nop_timeout must be positive")
+	}
+	if c.SMB.Listen != "" {
+		if _, port, err := net.SplitHostPort(c.SMB.Listen); err != nil || port == "0" {
+			return fmt.Errorf("smb.listen: %q is not host:port with a port (smbd cannot pick one)", c.SMB.Listen)
+		}
+	}
+	switch c.SMB.Signing {
+	case "mandatory", "desired", "auto":
+	default:
+		return fmt.Errorf("smb.signing: %q is not one of mandatory, desired, auto", c.SMB.Signing)
+	}
+	if c.SMB.StateDir == "" || c.SMB.MountDir == "" {
+		return errors.New("smb.state_dir and smb.mount_dir must not be empty")
 	}
 	for name, addr := range map[string]string{"admin.tcp_listen": c.Admin.TCPListen, "iscsi.listen": c.ISCSI.Listen, "nfs.listen": c.NFS.Listen} {
 		if addr == "" {

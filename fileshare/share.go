@@ -34,6 +34,27 @@ type Config struct {
 	UID      uint32    `json:"uid"`
 	GID      uint32    `json:"gid"`
 	Created  time.Time `json:"created"`
+	// Protocols are the frontends that serve the share: "nfs", "smb"
+	// (default nfs alone).
+	Protocols []string `json:"protocols,omitempty"`
+	// SMBGuest lets SMB clients in without a user (off by default);
+	// SMBEncrypt requires SMB3 encryption on the share.
+	SMBGuest   bool `json:"smb_guest,omitempty"`
+	SMBEncrypt bool `json:"smb_encrypt,omitempty"`
+}
+
+// Serves says whether a frontend ("nfs", "smb") serves the share. Shares
+// made before there was a choice are NFS shares.
+func (c Config) Serves(protocol string) bool {
+	if len(c.Protocols) == 0 {
+		return protocol == "nfs"
+	}
+	for _, p := range c.Protocols {
+		if p == protocol {
+			return true
+		}
+	}
+	return false
 }
 
 // Errors callers tell apart; NFS maps each to its status.
@@ -93,6 +114,25 @@ func (c *Config) Normalize() error {
 				return fmt.Errorf("client %q: want a CIDR (10.0.0.0/8) or an address", cidr)
 			}
 		}
+	}
+	if len(c.Protocols) == 0 {
+		c.Protocols = []string{"nfs"}
+	}
+	seen := map[string]bool{}
+	var protocols []string
+	for _, p := range c.Protocols {
+		p = strings.ToLower(strings.TrimSpace(p))
+		if p != "nfs" && p != "smb" {
+			return fmt.Errorf("protocol %q: want nfs or smb", p)
+		}
+		if !seen[p] {
+			seen[p] = true
+			protocols = append(protocols, p)
+		}
+	}
+	c.Protocols = protocols
+	if (c.SMBGuest || c.SMBEncrypt) && !seen["smb"] {
+		return errors.New("smb_guest and smb_encrypt need smb among the share's protocols")
 	}
 	if c.FileMode == 0 {
 		c.FileMode = 0o644

@@ -122,6 +122,7 @@ func Run(ctx context.Context, cfg *config.Config, opts RunOptions) error {
 		}
 		defer nfsFE.close()
 	}
+	var smbFE *smbFrontend // started once the data directory is known to be this daemon's
 	frontends := func() []admin.Frontend {
 		iscsiState, iscsiAddr := "off (iscsi.listen is empty)", ""
 		if iscsiFE != nil {
@@ -140,6 +141,7 @@ func Run(ctx context.Context, cfg *config.Config, opts RunOptions) error {
 			{Name: "iscsi", Listen: iscsiAddr, State: iscsiState},
 			{Name: "nfs", Listen: nfsAddr, State: nfsState},
 			{Name: "vtl", Listen: iscsiAddr, State: vtlState},
+			smbFE.frontend(),
 		}
 		if cfg.Admin.TCPListen != "" {
 			fs = append(fs, admin.Frontend{Name: "admin-tcp", Listen: cfg.Admin.TCPListen, State: "serving"})
@@ -172,7 +174,12 @@ func Run(ctx context.Context, cfg *config.Config, opts RunOptions) error {
 	}
 	registerVolumeAPI(srv, vm, iscsiFE)
 	registerSnapshotAPI(srv, vm, store, codec, cfg.Snapshots.GCGrace)
-	registerShareAPI(srv, dp.shares, nfsFE)
+	// smbd and the FUSE views start only now: a second daemon on the same
+	// data directory has failed above, before touching the first one's.
+	smbFE = startSMB(ctx, cfg, dp.shares, opts.Clock, logger.With("subsystem", "smb"))
+	defer smbFE.close() // before the shares close
+	registerShareAPI(srv, dp.shares, nfsFE, smbFE)
+	registerSMBAPI(srv, smbFE)
 	registerTapeAPI(srv, tl)
 	if iscsiFE != nil {
 		registerISCSIAPI(srv, iscsiFE)

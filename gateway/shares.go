@@ -109,6 +109,7 @@ func (f *nfsFrontend) state() string {
 type ShareStatus struct {
 	fileshare.Config
 	Mount *MountInfo `json:"mount,omitempty"`
+	SMB   *SMBInfo   `json:"smb,omitempty"`
 }
 
 // MountInfo is what an NFS client needs to mount a share.
@@ -120,8 +121,9 @@ type MountInfo struct {
 	URL     string `json:"url"`     // libnfs
 }
 
-func mountInfo(f *nfsFrontend, name string) *MountInfo {
-	if f == nil {
+func mountInfo(f *nfsFrontend, c fileshare.Config) *MountInfo {
+	name := c.Name
+	if f == nil || !c.Serves("nfs") {
 		return nil
 	}
 	host, port, err := net.SplitHostPort(f.addr)
@@ -147,8 +149,10 @@ type RefreshRequest struct {
 	Recursive bool   `json:"recursive,omitempty"`
 }
 
-func registerShareAPI(srv *admin.Server, shares *fileshare.Manager, nfsFE *nfsFrontend) {
-	status := func(c fileshare.Config) ShareStatus { return ShareStatus{Config: c, Mount: mountInfo(nfsFE, c.Name)} }
+func registerShareAPI(srv *admin.Server, shares *fileshare.Manager, nfsFE *nfsFrontend, smbFE *smbFrontend) {
+	status := func(c fileshare.Config) ShareStatus {
+		return ShareStatus{Config: c, Mount: mountInfo(nfsFE, c), SMB: smbInfo(smbFE, c)}
+	}
 	shareCode := func(err error) int {
 		switch {
 		case errors.Is(err, fileshare.ErrShareExists):
@@ -176,6 +180,7 @@ func registerShareAPI(srv *admin.Server, shares *fileshare.Manager, nfsFE *nfsFr
 			admin.WriteError(w, shareCode(err), err)
 			return
 		}
+		smbFE.sync(r.Context())
 		admin.WriteJSON(w, http.StatusCreated, status(c))
 	}))
 	srv.Handle("GET /v1/shares/{name}", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -187,7 +192,12 @@ func registerShareAPI(srv *admin.Server, shares *fileshare.Manager, nfsFE *nfsFr
 		admin.WriteJSON(w, http.StatusOK, status(s.Config()))
 	}))
 	srv.Handle("DELETE /v1/shares/{name}", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if err := shares.Delete(r.Context(), r.PathValue("name")); err != nil {
+		if _, err := shares.Get(r.PathValue("name")); err == nil {
+			smbFE.sync(r.Context(), r.PathValue("name")) // smbd lets go of it first
+		}
+		err := shares.Delete(r.Context(), r.PathValue("name"))
+		smbFE.sync(r.Context())
+		if err != nil {
 			admin.WriteError(w, shareCode(err), err)
 			return
 		}

@@ -12,10 +12,10 @@ import (
 
 // overrides are config options that flags may set over gatewayd.yaml.
 type overrides struct {
-	storeURL, s3Endpoint, s3Region, s3AccessKey, s3SecretKey string
-	s3PathStyle, nfsRpcbind                                  bool
-	adminSocket, adminListen, iscsiListen, nfsListen         string
-	logLevel                                                 string
+	storeURL, s3Endpoint, s3Region, s3AccessKey, s3SecretKey    string
+	s3PathStyle, nfsRpcbind                                     bool
+	adminSocket, adminListen, iscsiListen, nfsListen, smbListen string
+	logLevel                                                    string
 }
 
 func (o *overrides) register(fs *pflag.FlagSet) {
@@ -29,6 +29,7 @@ func (o *overrides) register(fs *pflag.FlagSet) {
 	fs.StringVar(&o.adminListen, "admin-listen", "", "also serve the admin API on this TCP address (needs the token)")
 	fs.StringVar(&o.iscsiListen, "iscsi-listen", "", "iSCSI portal address")
 	fs.StringVar(&o.nfsListen, "nfs-listen", "", "NFS listen address")
+	fs.StringVar(&o.smbListen, "smb-listen", "", "SMB (smbd) listen address; empty turns SMB off")
 	fs.BoolVar(&o.nfsRpcbind, "nfs-rpcbind", true, "register NFS and MOUNT with the host's rpcbind when one runs")
 	fs.StringVar(&o.logLevel, "log-level", "", "debug, info, warn or error")
 }
@@ -49,6 +50,7 @@ func (o *overrides) apply(cmd *cobra.Command, cfg *config.Config) error {
 	set("admin-listen", &cfg.Admin.TCPListen, o.adminListen)
 	set("iscsi-listen", &cfg.ISCSI.Listen, o.iscsiListen)
 	set("nfs-listen", &cfg.NFS.Listen, o.nfsListen)
+	set("smb-listen", &cfg.SMB.Listen, o.smbListen)
 	set("log-level", &cfg.LogLevel, o.logLevel)
 	if cmd.Flags().Changed("s3-path-style") {
 		cfg.Store.S3.PathStyle = o.s3PathStyle

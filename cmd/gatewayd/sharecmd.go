@@ -14,11 +14,11 @@ import (
 )
 
 func newShareCmd(g *globals) *cobra.Command {
-	cmd := &cobra.Command{Use: "share", Short: "Manage NFS file shares (each file a plain S3 object)"}
+	cmd := &cobra.Command{Use: "share", Short: "Manage NFS and SMB file shares (each file a plain S3 object)"}
 	var output string
 
 	var c gateway.ShareStatus
-	var clients, fileMode, dirMode string
+	var clients, fileMode, dirMode, protocols string
 	createCmd := &cobra.Command{
 		Use:   "create --name NAME",
 		Short: "Create a file share",
@@ -27,6 +27,11 @@ func newShareCmd(g *globals) *cobra.Command {
 			if clients != "" {
 				for _, cl := range strings.Split(clients, ",") {
 					c.Clients = append(c.Clients, strings.TrimSpace(cl))
+				}
+			}
+			for _, p := range strings.Split(protocols, ",") {
+				if p = strings.TrimSpace(p); p != "" {
+					c.Protocols = append(c.Protocols, p)
 				}
 			}
 			for _, m := range []struct {
@@ -52,6 +57,9 @@ func newShareCmd(g *globals) *cobra.Command {
 			if st.Mount != nil {
 				fmt.Fprintf(cmd.OutOrStdout(), "mount it with:\n  %s\n", st.Mount.Command)
 			}
+			if st.SMB != nil {
+				fmt.Fprintf(cmd.OutOrStdout(), "over SMB: %s (port %d)\n  %s\n", st.SMB.UNC, st.SMB.Port, st.SMB.Smbclient)
+			}
 			return nil
 		},
 	}
@@ -67,6 +75,9 @@ func newShareCmd(g *globals) *cobra.Command {
 	f.StringVar(&dirMode, "dir-mode", "", "mode of directories without metadata (default 0755)")
 	f.Uint32Var(&c.UID, "uid", 0, "owner of objects without metadata, and of new files")
 	f.Uint32Var(&c.GID, "gid", 0, "group of objects without metadata, and of new files")
+	f.StringVar(&protocols, "protocols", "nfs", "comma-separated frontends serving the share: nfs, smb")
+	f.BoolVar(&c.SMBGuest, "smb-guest", false, "let SMB clients in without a user (guest)")
+	f.BoolVar(&c.SMBEncrypt, "smb-encrypt", false, "require SMB3 encryption")
 	f.StringVarP(&output, "output", "o", "text", "text or json")
 	_ = createCmd.MarkFlagRequired("name")
 
@@ -83,13 +94,13 @@ func newShareCmd(g *globals) *cobra.Command {
 				return writeJSON(cmd.OutOrStdout(), list)
 			}
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "NAME\tPREFIX\tCLIENTS\tSQUASH\tREAD-ONLY")
+			fmt.Fprintln(tw, "NAME\tPREFIX\tCLIENTS\tSQUASH\tREAD-ONLY\tPROTOCOLS")
 			for _, s := range list {
 				cl := strings.Join(s.Clients, ",")
 				if cl == "" {
 					cl = "any"
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%v\n", s.Name, s.Prefix, cl, s.Squash, s.ReadOnly)
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%v\t%s\n", s.Name, s.Prefix, cl, s.Squash, s.ReadOnly, strings.Join(s.Protocols, ","))
 			}
 			return tw.Flush()
 		},
@@ -118,6 +129,10 @@ func newShareCmd(g *globals) *cobra.Command {
 			if s.Mount != nil {
 				fmt.Fprintf(w, "export      %s:%s (NFSv3 and MOUNT on port %d)\nmount       %s\nlibnfs      %s\n",
 					s.Mount.Server, s.Mount.Export, s.Mount.Port, s.Mount.Command, s.Mount.URL)
+			}
+			if s.SMB != nil {
+				fmt.Fprintf(w, "smb         %s on port %d (guest %v, encryption required %v)\nsmbclient   %s\ncifs        %s\n",
+					s.SMB.UNC, s.SMB.Port, s.SMBGuest, s.SMBEncrypt, s.SMB.Smbclient, s.SMB.Command)
 			}
 			return nil
 		},

@@ -75,6 +75,9 @@ type handler struct{ s *Server }
 func (h *handler) Mount(ctx context.Context, conn net.Conn, req gonfs.MountRequest) (gonfs.MountStatus, billy.Filesystem, []gonfs.AuthFlavor) {
 	name, sub, _ := strings.Cut(strings.Trim(string(req.Dirpath), "/"), "/")
 	share, err := h.s.shares.Get(name)
+	if err == nil && !share.Config().Serves("nfs") {
+		err = fileshare.ErrNoShare // an SMB-only share
+	}
 	if err != nil {
 		h.s.log.Info("nfs: mount of an unknown share", "path", string(req.Dirpath), "client", conn.RemoteAddr())
 		return gonfs.MountStatusErrNoEnt, nil, nil

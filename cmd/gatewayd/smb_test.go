@@ -1,0 +1,311 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/gatewayd/gatewayd/admin"
+	"github.com/gatewayd/gatewayd/frontends/smb"
+	"github.com/gatewayd/gatewayd/internal/miniotest"
+	"github.com/gatewayd/gatewayd/internal/smbtest"
+	"github.com/gatewayd/gatewayd/internal/testrand"
+)
+
+const smbPassword = "gatewayd-smb-pw"
+
+// smbFrontend returns the smb line of status.
+func smbFrontend(t *testing.T, dataDir string) admin.Frontend {
+	t.Helper()
+	var st admin.Status
+	if err := json.Unmarshal([]byte(mustRun(t, "status", "--data-dir", dataDir, "-o", "json")), &st); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range st.Frontends {
+		if f.Name == "smb" {
+			return f
+		}
+	}
+	t.Fatalf("no smb frontend in status: %+v", st.Frontends)
+	return admin.Frontend{}
+}
+
+var smbdPid = regexp.MustCompile(`smbd pid (\d+)`)
+
+// mountsUnder lists the mount points below dir.
+func mountsUnder(t *testing.T, dir string) []string {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) > 4 && strings.HasPrefix(f[4], dir+"/") {
+			out = append(out, f[4])
+		}
+	}
+	return out
+}
+
+// TestSMBEndToEnd drives the real daemon on MinIO over SMB with smbclient
+// and go-smb2: the CLI, files crossing SMB, NFS and S3 both ways, smbd
+// killed and restarted, gatewayd killed and its stale mount cleaned.
+func TestSMBEndToEnd(t *testing.T) {
+	smbtest.Require(t)
+	srv := miniotest.Start(t)
+	srv.CreateBucket(t, "smb")
+	s3args := []string{"--s3-endpoint", srv.Endpoint, "--s3-path-style", "--s3-access-key", srv.AccessKey, "--s3-secret-key", srv.SecretKey}
+	dir := t.TempDir()
+	// After the daemon is killed at the end, before dir is removed.
+	t.Cleanup(func() { _, _ = smb.CleanStale(dir) })
+	mustRun(t, append([]string{"init", "--data-dir", dir, "--store", "s3://smb/gw"}, s3args...)...)
+	addr := smbtest.FreeAddr(t)
+	d := serve(t, dir, "--smb-listen", addr)
+	if f := smbFrontend(t, dir); f.Listen != addr || !strings.Contains(f.State, "no share") {
+		t.Fatalf("smb before any SMB share: %+v", f)
+	}
+
+	// Users and shares through the CLI.
+	r := run(t, []string{}, "smb", "user", "add", "--data-dir", dir, "no-such-account-x", "--password", "x")
+	mustFailClearly(t, r, "no Unix account")
+	mustRun(t, "smb", "user", "add", "--data-dir", dir, "root", "--password", smbPassword)
+	if out := mustRun(t, "smb", "user", "list", "--data-dir", dir); strings.TrimSpace(out) != "root" {
+		t.Fatalf("smb user list: %q", out)
+	}
+	mustFailClearly(t, run(t, nil, "share", "create", "--data-dir", dir, "--name", "x", "--protocols", "nfs,ftp"), `protocol "ftp"`)
+	mustFailClearly(t, run(t, nil, "share", "create", "--data-dir", dir, "--name", "x", "--smb-encrypt"), "need smb among")
+	out := mustRun(t, "share", "create", "--data-dir", dir, "--name", "docs", "--protocols", "nfs,smb")
+	if !strings.Contains(out, `\\127.0.0.1\docs`) {
+		t.Fatalf("share create says nothing of SMB:\n%s", out)
+	}
+	mustRun(t, "share", "create", "--data-dir", dir, "--name", "sealed", "--protocols", "smb", "--smb-encrypt")
+	if info := shareInfo(t, dir, "sealed"); info.SMB == nil || info.Mount != nil {
+		t.Fatalf("an SMB-only share: %+v", info)
+	}
+	if f := smbFrontend(t, dir); !strings.Contains(f.State, "serving 2 shares") {
+		t.Fatalf("smb after two SMB shares: %+v", f)
+	}
+
+	smbtest.SmbclientOps(t, addr, "docs", "root", smbPassword)
+	big := 1 << 30
+	if testing.Short() {
+		big = 32 << 20
+	}
+	// go-smb2 on the encrypted share (see frontends/smb's TestGoSMB2).
+	smbtest.GoClientOps(t, addr, "sealed", "root", smbPassword, big)
+	waitObjectSum(t, srv, "smb", "gw/sealed/big.bin", bigSum(big))
+
+	// SMB -> NFS and S3.
+	local := t.TempDir()
+	fromSMB := testrand.Bytes(21, 300<<10)
+	if err := os.WriteFile(filepath.Join(local, "from-smb.bin"), fromSMB, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := smbtest.Smbclient(addr, "docs", "root", smbPassword, "put from-smb.bin", local); err != nil {
+		t.Fatal(err)
+	}
+	v, nfsDone := nfsMount(t, nfsAddr(t, dir), "docs")
+	f, err := v.Open("from-smb.bin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(f)
+	f.Close()
+	if err != nil || !bytes.Equal(got, fromSMB) {
+		t.Fatalf("NFS read of a file put over SMB: %d bytes, %v", len(got), err)
+	}
+	waitObject(t, srv, "smb", "gw/docs/from-smb.bin", fromSMB)
+
+	// NFS -> SMB.
+	fromNFS := testrand.Bytes(22, 200<<10)
+	w, err := v.OpenFile("from-nfs.bin", 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write(fromNFS); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	nfsDone()
+	fs, smbDone := smbtest.MustDial(t, addr, "docs", "root", smbPassword)
+	smbtest.Eventually(t, "file written over NFS read over SMB", func() error {
+		return sameFile(fs.ReadFile, "from-nfs.bin", fromNFS)
+	})
+	smbDone()
+
+	// S3 -> SMB, after a refresh.
+	fromS3 := []byte("put directly in S3\n")
+	if _, err := srv.Client().PutObject(context.Background(), &awss3.PutObjectInput{Bucket: aws.String("smb"),
+		Key: aws.String("gw/docs/s3dir/from-s3.txt"), Body: bytes.NewReader(fromS3)}); err != nil {
+		t.Fatal(err)
+	}
+	mustRun(t, "share", "refresh", "--data-dir", dir, "docs")
+	smbtest.Eventually(t, "object put in S3 read over SMB", func() error {
+		return smbtest.Smbclient(addr, "docs", "root", smbPassword, `get s3dir\from-s3.txt from-s3.txt`, local)
+	})
+	if got, _ := os.ReadFile(filepath.Join(local, "from-s3.txt")); !bytes.Equal(got, fromS3) {
+		t.Fatalf("object put in S3, over SMB: %q", got)
+	}
+
+	// smbd killed: gatewayd starts another; clients reconnect.
+	m := smbdPid.FindStringSubmatch(smbFrontend(t, dir).State)
+	if m == nil {
+		t.Fatalf("status names no smbd pid: %+v", smbFrontend(t, dir))
+	}
+	pid, _ := strconv.Atoi(m[1])
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	smbtest.Eventually(t, "smbd restarted by gatewayd", func() error {
+		st := smbFrontend(t, dir).State
+		if m := smbdPid.FindStringSubmatch(st); m == nil || m[1] == strconv.Itoa(pid) {
+			return fmt.Errorf("state %q", st)
+		}
+		return nil
+	})
+	smbtest.Eventually(t, "go-smb2 reconnects after the restart", func() error {
+		fs, done, err := smbtest.Dial(addr, "docs", "root", smbPassword)
+		if err != nil {
+			return err
+		}
+		defer done()
+		return sameFile(fs.ReadFile, "from-smb.bin", fromSMB)
+	})
+
+	// gatewayd killed: the dead FUSE mounts stay until the next start
+	// cleans them; writes acknowledged over SMB survive.
+	acked := testrand.Bytes(23, 1<<20)
+	fs, smbDone = smbtest.MustDial(t, addr, "sealed", "root", smbPassword)
+	af, err := fs.Create("acked.bin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := af.Write(acked); err != nil {
+		t.Fatal(err)
+	}
+	if err := af.Close(); err != nil {
+		t.Fatal(err)
+	}
+	smbDone()
+	mnt := filepath.Join(dir, "smb", "mnt")
+	if err := d.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-d.done
+	if left := mountsUnder(t, mnt); len(left) != 2 {
+		t.Fatalf("mounts after kill -9: %v, want the two dead views", left)
+	}
+	d = serve(t, dir, "--smb-listen", addr)
+	smbtest.Eventually(t, "SMB served after kill -9 and restart", func() error {
+		fs, done, err := smbtest.Dial(addr, "sealed", "root", smbPassword)
+		if err != nil {
+			return err
+		}
+		defer done()
+		return sameFile(fs.ReadFile, "acked.bin", acked)
+	})
+	if left := mountsUnder(t, mnt); len(left) != 2 {
+		t.Fatalf("mounts after the restart: %v, want one live view per share", left)
+	}
+	waitObject(t, srv, "smb", "gw/sealed/acked.bin", acked)
+
+	// Delete a share: smbd stops serving it and its view goes.
+	mustRun(t, "share", "delete", "--data-dir", dir, "sealed")
+	if left := mountsUnder(t, mnt); len(left) != 1 {
+		t.Fatalf("mounts after deleting a share: %v", left)
+	}
+	smbtest.Eventually(t, "deleted share refused over SMB", func() error {
+		if smbtest.Smbclient(addr, "sealed", "root", smbPassword, "ls") == nil {
+			return errors.New("still served")
+		}
+		return nil
+	})
+	d.stop(t)
+	if left := mountsUnder(t, mnt); len(left) != 0 {
+		t.Fatalf("mounts after a clean stop: %v", left)
+	}
+}
+
+// bigSum is the checksum of the big file smbtest.GoClientOps writes.
+func bigSum(size int) [sha256.Size]byte {
+	h := sha256.New()
+	for off := 0; off < size; off += 1 << 20 {
+		h.Write(testrand.Bytes(uint64(off>>20), min(1<<20, size-off)))
+	}
+	return [sha256.Size]byte(h.Sum(nil))
+}
+
+// waitObjectSum waits until the bucket holds an object with checksum sum
+// at key (the upload follows the settle time).
+func waitObjectSum(t *testing.T, srv *miniotest.Server, bucket, key string, sum [sha256.Size]byte) {
+	t.Helper()
+	smbtest.Eventually(t, "object "+key+" uploaded", func() error {
+		out, err := srv.Client().GetObject(context.Background(), &awss3.GetObjectInput{Bucket: aws.String(bucket), Key: aws.String(key)})
+		if err != nil {
+			return err
+		}
+		defer out.Body.Close()
+		h := sha256.New()
+		if _, err := io.Copy(h, out.Body); err != nil {
+			return err
+		}
+		if [sha256.Size]byte(h.Sum(nil)) != sum {
+			return errors.New("checksum differs (upload not done)")
+		}
+		return nil
+	})
+}
+
+func sameFile(read func(string) ([]byte, error), name string, want []byte) error {
+	got, err := read(name)
+	if err != nil {
+		return err
+	}
+	if !bytes.Equal(got, want) {
+		return fmt.Errorf("%s: %d bytes, want the %d written", name, len(got), len(want))
+	}
+	return nil
+}
+
+// TestSMBWithoutSamba: with no smbd the gateway serves the rest, and
+// status says SMB is off and how to install Samba.
+func TestSMBWithoutSamba(t *testing.T) {
+	dir := t.TempDir()
+	mustRun(t, "init", "--data-dir", dir)
+	path := filepath.Join(dir, "gatewayd.yaml")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b = bytes.Replace(b, []byte(`smbd: ""`), []byte("smbd: /nonexistent/smbd"), 1)
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	serve(t, dir, "--smb-listen", "127.0.0.1:4450")
+	f := smbFrontend(t, dir)
+	if !strings.Contains(f.State, "not installed") || !strings.Contains(f.State, "apt-get install samba") {
+		t.Fatalf("status of SMB without Samba: %+v", f)
+	}
+	out := mustRun(t, "status", "--data-dir", dir)
+	if !strings.Contains(out, "apt-get install samba") {
+		t.Fatalf("status text does not say how to install Samba:\n%s", out)
+	}
+	mustFailClearly(t, run(t, nil, "smb", "user", "list", "--data-dir", dir), "not installed")
+	// NFS shares still work.
+	mustRun(t, "share", "create", "--data-dir", dir, "--name", "n")
+}

@@ -1,0 +1,22 @@
+// Package smb serves file shares over SMB. gatewayd does not speak SMB
+// itself: Samba's smbd is the reference server. This package owns what
+// stands between smbd and a share:
+//
+//   - a FUSE view (View) of each share's fileshare filesystem, mounted
+//     under the data directory, through which smbd reads and writes; every
+//     call goes to the same fileshare API the NFS frontend uses, so NFS,
+//     SMB and S3 see the same files and a write is durable in the share
+//     upload buffer before the kernel is told it is done;
+//   - smb.conf, generated from the share list (Conf);
+//   - smbd as the daemon's child (Supervisor): started with its own state
+//     directories, restarted when it dies, reloaded when shares change,
+//     stopped on shutdown; FUSE mounts left by a killed gatewayd are
+//     removed at the next start (CleanStale);
+//   - Samba's user database (Users), through smbpasswd and pdbedit.
+//
+// Samba keeps DOS attributes, creation times and alternate data streams
+// in extended attributes by default. The view does not store extended
+// attributes; the generated smb.conf tells Samba not to need them
+// (store dos attributes, ea support and the map options off, no streams
+// module). docs/smb.md says what that costs.
+package smb

@@ -1,0 +1,442 @@
+package smb
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"log/slog"
+	"os"
+	"syscall"
+	"time"
+
+	"github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/gatewayd/gatewayd/fileshare"
+)
+
+// attrTimeout is how long the kernel trusts attributes and names it got
+// from the view. Changes made over SMB go through the view and are seen at
+// once; changes made over NFS or in S3 show in smbd within this time (plus
+// the share's own attribute TTL for S3). Failed lookups are not cached, so
+// a file created elsewhere is found as soon as it exists.
+const attrTimeout = time.Second
+
+// View is a share mounted as a FUSE filesystem.
+type View struct {
+	share  *fileshare.Share
+	dir    string
+	server *fuse.Server
+}
+
+// Mount mounts share at dir (which must exist and be empty) and serves it
+// until Unmount. allow_other lets smbd's processes in whatever user they
+// run as.
+func Mount(share *fileshare.Share, dir string, logger *slog.Logger) (*View, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	t := attrTimeout
+	var zero time.Duration
+	root := &node{share: share}
+	opts := &fs.Options{
+		MountOptions: fuse.MountOptions{
+			AllowOther:   true,
+			FsName:       "gatewayd:" + share.Config().Name,
+			Name:         "gatewayd",
+			MaxWrite:     1 << 20,
+			MaxReadAhead: 1 << 20,
+			DirectMount:  true, // mount(2) as root; fusermount3 otherwise
+			Logger:       log.New(io.Discard, "", 0),
+		},
+		EntryTimeout:    &t,
+		AttrTimeout:     &t,
+		NegativeTimeout: &zero,
+		UID:             share.Config().UID,
+		GID:             share.Config().GID,
+		Logger:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	srv, err := fs.Mount(dir, root, opts)
+	if err != nil {
+		return nil, fmt.Errorf("share %s: FUSE mount on %s: %w", share.Config().Name, dir, err)
+	}
+	return &View{share: share, dir: dir, server: srv}, nil
+}
+
+// Dir is where the view is mounted.
+func (v *View) Dir() string { return v.dir }
+
+// Unmount detaches the view; files still open in smbd fail from then on.
+func (v *View) Unmount() error {
+	if err := v.server.Unmount(); err != nil {
+		// Busy (smbd still holds files): detach it lazily.
+		if err2 := unmount(v.dir); err2 != nil {
+			return fmt.Errorf("unmount %s: %w (lazy unmount: %v)", v.dir, err, err2)
+		}
+	}
+	v.server.Wait()
+	return nil
+}
+
+// node is a file or directory of the view. Its share path is its place in
+// the tree go-fuse keeps (renames move nodes there).
+type node struct {
+	fs.Inode
+	share *fileshare.Share
+}
+
+var (
+	_ fs.NodeLookuper      = (*node)(nil)
+	_ fs.NodeGetattrer     = (*node)(nil)
+	_ fs.NodeSetattrer     = (*node)(nil)
+	_ fs.NodeReaddirer     = (*node)(nil)
+	_ fs.NodeCreater       = (*node)(nil)
+	_ fs.NodeOpener        = (*node)(nil)
+	_ fs.NodeReader        = (*node)(nil)
+	_ fs.NodeWriter        = (*node)(nil)
+	_ fs.NodeFsyncer       = (*node)(nil)
+	_ fs.NodeFlusher       = (*node)(nil)
+	_ fs.NodeReleaser      = (*node)(nil)
+	_ fs.NodeRenamer       = (*node)(nil)
+	_ fs.NodeUnlinker      = (*node)(nil)
+	_ fs.NodeMkdirer       = (*node)(nil)
+	_ fs.NodeRmdirer       = (*node)(nil)
+	_ fs.NodeSymlinker     = (*node)(nil)
+	_ fs.NodeReadlinker    = (*node)(nil)
+	_ fs.NodeStatfser      = (*node)(nil)
+	_ fs.NodeGetxattrer    = (*node)(nil)
+	_ fs.NodeSetxattrer    = (*node)(nil)
+	_ fs.NodeListxattrer   = (*node)(nil)
+	_ fs.NodeRemovexattrer = (*node)(nil)
+)
+
+func (n *node) path() string { return n.Path(n.Root()) }
+
+func (n *node) child(name string) string {
+	if p := n.path(); p != "" {
+		return p + "/" + name
+	}
+	return name
+}
+
+// owner is who new files belong to: the share's owner, squashed as the
+// share says, whoever smbd runs as (the same rule as over NFS).
+func (n *node) owner() (uint32, uint32) {
+	c := n.share.Config()
+	return c.MapOwner(c.UID, c.GID)
+}
+
+// errno maps a share error to what the kernel returns to smbd.
+func errno(err error) syscall.Errno {
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, fileshare.ErrNotExist), errors.Is(err, fileshare.ErrStale):
+		return syscall.ENOENT
+	case errors.Is(err, fileshare.ErrExist):
+		return syscall.EEXIST
+	case errors.Is(err, fileshare.ErrReadOnly):
+		return syscall.EROFS
+	case errors.Is(err, fileshare.ErrNotEmpty):
+		return syscall.ENOTEMPTY
+	case errors.Is(err, fileshare.ErrNotDir):
+		return syscall.ENOTDIR
+	case errors.Is(err, fileshare.ErrIsDir):
+		return syscall.EISDIR
+	case errors.Is(err, fileshare.ErrNotSupp):
+		return syscall.ENOTSUP
+	case errors.Is(err, fileshare.ErrNameTooLong):
+		return syscall.ENAMETOOLONG
+	case errors.Is(err, fileshare.ErrInvalid):
+		return syscall.EINVAL
+	case errors.Is(err, context.Canceled):
+		return syscall.EINTR
+	}
+	return syscall.EIO
+}
+
+func typeBits(t fileshare.FileType) uint32 {
+	switch t {
+	case fileshare.TypeDir:
+		return syscall.S_IFDIR
+	case fileshare.TypeSymlink:
+		return syscall.S_IFLNK
+	}
+	return syscall.S_IFREG
+}
+
+func fillAttr(a fileshare.Attr, out *fuse.Attr) {
+	out.Ino = a.Ino
+	out.Mode = typeBits(a.Type) | a.Mode&0o7777
+	out.Size = uint64(a.Size)
+	if a.Type == fileshare.TypeSymlink {
+		out.Size = uint64(len(a.Target))
+	}
+	out.Blocks = (out.Size + 511) / 512
+	out.Blksize = fileshare.BlockSize
+	out.Nlink = 1
+	if a.Type == fileshare.TypeDir {
+		out.Nlink = 2
+	}
+	out.Uid, out.Gid = a.UID, a.GID
+	mtime, ctime := a.Mtime, a.Ctime
+	out.SetTimes(&mtime, &mtime, &ctime)
+}
+
+// newChild makes (or finds, by inode number) the node of a share entry.
+func (n *node) newChild(ctx context.Context, a fileshare.Attr, out *fuse.EntryOut) *fs.Inode {
+	fillAttr(a, &out.Attr)
+	return n.NewInode(ctx, &node{share: n.share}, fs.StableAttr{Mode: typeBits(a.Type), Ino: a.Ino})
+}
+
+func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	a, err := n.share.Stat(ctx, n.child(name))
+	if err != nil {
+		return nil, errno(err)
+	}
+	return n.newChild(ctx, a, out), 0
+}
+
+func (n *node) Getattr(ctx context.Context, _ fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	a, err := n.share.Stat(ctx, n.path())
+	if err != nil {
+		return errno(err)
+	}
+	fillAttr(a, &out.Attr)
+	return 0
+}
+
+// Setattr: mode, owner, size and mtime go to the share; an access time
+// alone is accepted and not kept (a share keeps no atime).
+func (n *node) Setattr(ctx context.Context, _ fs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
+	var ch fileshare.SetAttr
+	if m, ok := in.GetMode(); ok {
+		m &= 0o7777
+		ch.Mode = &m
+	}
+	uid, uok := in.GetUID()
+	gid, gok := in.GetGID()
+	if uok || gok {
+		c := n.share.Config()
+		a, err := n.share.Stat(ctx, n.path())
+		if err != nil {
+			return errno(err)
+		}
+		if !uok {
+			uid = a.UID
+		}
+		if !gok {
+			gid = a.GID
+		}
+		uid, gid = c.MapOwner(uid, gid)
+		ch.UID, ch.GID = &uid, &gid
+	}
+	if sz, ok := in.GetSize(); ok {
+		s := int64(sz)
+		ch.Size = &s
+	}
+	if mt, ok := in.GetMTime(); ok {
+		ch.Mtime = &mt
+	}
+	var a fileshare.Attr
+	var err error
+	if ch == (fileshare.SetAttr{}) {
+		a, err = n.share.Stat(ctx, n.path())
+	} else {
+		a, err = n.share.SetAttr(ctx, n.path(), ch)
+	}
+	if err != nil {
+		return errno(err)
+	}
+	fillAttr(a, &out.Attr)
+	return 0
+}
+
+func (n *node) Readdir(ctx context.Context) (fs.DirStream, syscall.Errno) {
+	entries, err := n.share.ReadDir(ctx, n.path())
+	if err != nil {
+		return nil, errno(err)
+	}
+	list := make([]fuse.DirEntry, len(entries))
+	for i, e := range entries {
+		list[i] = fuse.DirEntry{Name: e.Name, Ino: e.Attr.Ino, Mode: typeBits(e.Attr.Type)}
+	}
+	return fs.NewListDirStream(list), 0
+}
+
+func (n *node) Create(ctx context.Context, name string, flags, mode uint32, out *fuse.EntryOut) (*fs.Inode, fs.FileHandle, uint32, syscall.Errno) {
+	uid, gid := n.owner()
+	p := n.child(name)
+	a, err := n.share.Create(ctx, p, mode&0o7777, uid, gid, flags&syscall.O_EXCL != 0)
+	if err != nil {
+		return nil, nil, 0, errno(err)
+	}
+	if flags&syscall.O_TRUNC != 0 && a.Size != 0 {
+		zero := int64(0)
+		if a, err = n.share.SetAttr(ctx, p, fileshare.SetAttr{Size: &zero}); err != nil {
+			return nil, nil, 0, errno(err)
+		}
+	}
+	return n.newChild(ctx, a, out), nil, 0, 0
+}
+
+func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
+	if flags&syscall.O_TRUNC != 0 {
+		zero := int64(0)
+		if _, err := n.share.SetAttr(ctx, n.path(), fileshare.SetAttr{Size: &zero}); err != nil {
+			return nil, 0, errno(err)
+		}
+	}
+	return nil, 0, 0
+}
+
+func (n *node) Read(ctx context.Context, _ fs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	got, err := n.share.ReadAt(ctx, n.path(), dest, off)
+	if err != nil && err != io.EOF {
+		return nil, errno(err)
+	}
+	return fuse.ReadResultData(dest[:got]), 0
+}
+
+// Write returns once the data is durable in the share upload buffer, so
+// whatever smbd acknowledges (a write, a flush, a close) is never lost.
+func (n *node) Write(ctx context.Context, _ fs.FileHandle, data []byte, off int64) (uint32, syscall.Errno) {
+	if _, err := n.share.WriteAt(ctx, n.path(), data, off); err != nil {
+		return 0, errno(err)
+	}
+	return uint32(len(data)), 0
+}
+
+// Fsync, Flush and Release have nothing to do: every write was durable
+// before it returned.
+func (n *node) Fsync(context.Context, fs.FileHandle, uint32) syscall.Errno { return 0 }
+func (n *node) Flush(context.Context, fs.FileHandle) syscall.Errno         { return 0 }
+func (n *node) Release(context.Context, fs.FileHandle) syscall.Errno       { return 0 }
+
+// rename flags (renameat2).
+const (
+	renameNoReplace = 1
+	renameExchange  = 2
+)
+
+func (n *node) Rename(ctx context.Context, name string, newParent fs.InodeEmbedder, newName string, flags uint32) syscall.Errno {
+	np, ok := newParent.(*node)
+	if !ok {
+		return syscall.EXDEV
+	}
+	from, to := n.child(name), np.child(newName)
+	if flags&renameExchange != 0 {
+		return syscall.EINVAL
+	}
+	if flags&renameNoReplace != 0 {
+		if _, err := n.share.Stat(ctx, to); err == nil {
+			return syscall.EEXIST
+		} else if !errors.Is(err, fileshare.ErrNotExist) {
+			return errno(err)
+		}
+	}
+	return errno(n.share.Rename(ctx, from, to))
+}
+
+func (n *node) Unlink(ctx context.Context, name string) syscall.Errno {
+	p := n.child(name)
+	a, err := n.share.Stat(ctx, p)
+	if err != nil {
+		return errno(err)
+	}
+	if a.Type == fileshare.TypeDir {
+		return syscall.EISDIR
+	}
+	return errno(n.share.Remove(ctx, p))
+}
+
+func (n *node) Rmdir(ctx context.Context, name string) syscall.Errno {
+	p := n.child(name)
+	a, err := n.share.Stat(ctx, p)
+	if err != nil {
+		return errno(err)
+	}
+	if a.Type != fileshare.TypeDir {
+		return syscall.ENOTDIR
+	}
+	return errno(n.share.Remove(ctx, p))
+}
+
+func (n *node) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	uid, gid := n.owner()
+	a, err := n.share.Mkdir(ctx, n.child(name), mode&0o7777, uid, gid)
+	if err != nil {
+		return nil, errno(err)
+	}
+	return n.newChild(ctx, a, out), 0
+}
+
+func (n *node) Symlink(ctx context.Context, target, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	uid, gid := n.owner()
+	a, err := n.share.Symlink(ctx, n.child(name), target, uid, gid)
+	if err != nil {
+		return nil, errno(err)
+	}
+	return n.newChild(ctx, a, out), 0
+}
+
+func (n *node) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
+	t, err := n.share.Readlink(ctx, n.path())
+	if err != nil {
+		return nil, errno(err)
+	}
+	return []byte(t), 0
+}
+
+// Statfs reports an object store's room: as good as unlimited.
+func (n *node) Statfs(_ context.Context, out *fuse.StatfsOut) syscall.Errno {
+	const bsize = 4096
+	out.Bsize, out.Frsize = bsize, bsize
+	out.Blocks = 1 << 50 / bsize // 1 PiB
+	out.Bfree, out.Bavail = out.Blocks, out.Blocks
+	out.Files, out.Ffree = 1<<40, 1<<40
+	out.NameLen = 255
+	return 0
+}
+
+// Extended attributes: a share keeps none (its objects carry only the
+// POSIX attributes), and smb.conf tells Samba not to store any.
+
+func (n *node) Getxattr(context.Context, string, []byte) (uint32, syscall.Errno) {
+	return 0, syscall.ENODATA
+}
+
+func (n *node) Listxattr(context.Context, []byte) (uint32, syscall.Errno) { return 0, 0 }
+
+func (n *node) Setxattr(context.Context, string, []byte, uint32) syscall.Errno {
+	return syscall.ENOTSUP
+}
+
+func (n *node) Removexattr(context.Context, string) syscall.Errno { return syscall.ENODATA }
+
+// isMountpoint reports whether dir is mounted on, per mountinfo.
+func isMountpoint(dir string) bool {
+	points, err := mountpoints()
+	if err != nil {
+		return false
+	}
+	for _, p := range points {
+		if p == dir {
+			return true
+		}
+	}
+	return false
+}
+
+// ensureDir makes dir as a mount point: an empty directory. A dead FUSE
+// mount on it (transport endpoint not connected) is detached first.
+func ensureDir(dir string) error {
+	if isMountpoint(dir) {
+		if err := unmount(dir); err != nil {
+			return err
+		}
+	}
+	return os.MkdirAll(dir, 0o755)
+}

@@ -1,0 +1,417 @@
+package smb
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/gatewayd/gatewayd/clock"
+	"github.com/gatewayd/gatewayd/fileshare"
+)
+
+// InstallHint says how to get Samba where it is missing.
+const InstallHint = "apt-get install samba smbclient"
+
+// Options wire a Server to the gateway.
+type Options struct {
+	Settings Settings
+	// Smbd is the smbd binary; empty looks for smbd on PATH and in
+	// /usr/sbin. smbpasswd and pdbedit are looked for beside it, then on PATH.
+	Smbd     string
+	MountDir string // where the shares' views are mounted, one directory each
+	Shares   *fileshare.Manager
+	Clock    clock.Clock
+	Logger   *slog.Logger
+}
+
+// Server supervises smbd and the views it serves.
+type Server struct {
+	opts                     Options
+	smbd, smbpasswd, pdbedit string
+	log                      *slog.Logger
+
+	mu        sync.Mutex
+	views     map[string]*View // share name -> mounted view
+	proc      *os.Process      // running smbd, nil when none
+	state     string           // what it is doing when not serving
+	serving   int              // pid of the smbd accepting connections
+	started   bool             // the supervisor loop runs
+	stopping  bool
+	stop      chan struct{}
+	done      chan struct{}
+	restarts  int
+	ready     chan struct{} // closed when smbd first accepts connections
+	readyOnce sync.Once
+}
+
+// ErrNotInstalled is returned by New when smbd cannot be found.
+var ErrNotInstalled = errors.New("Samba's smbd is not installed")
+
+// FindSmbd returns the smbd binary to run: path if set, else smbd on PATH
+// or in /usr/sbin.
+func FindSmbd(path string) (string, error) {
+	if path != "" {
+		if _, err := exec.LookPath(path); err != nil {
+			return "", fmt.Errorf("smb.smbd %s: %w (install it: %s)", path, ErrNotInstalled, InstallHint)
+		}
+		return path, nil
+	}
+	if p, err := exec.LookPath("smbd"); err == nil {
+		return p, nil
+	}
+	if _, err := os.Stat("/usr/sbin/smbd"); err == nil {
+		return "/usr/sbin/smbd", nil
+	}
+	return "", fmt.Errorf("%w (install it: %s)", ErrNotInstalled, InstallHint)
+}
+
+func findTool(smbd, name string) string {
+	if p := filepath.Join(filepath.Dir(smbd), name); isExec(p) {
+		return p
+	}
+	for _, d := range []string{"/usr/bin", "/usr/sbin"} {
+		if p := filepath.Join(d, name); isExec(p) {
+			return p
+		}
+	}
+	if p, err := exec.LookPath(name); err == nil {
+		return p
+	}
+	return name
+}
+
+func isExec(p string) bool {
+	st, err := os.Stat(p)
+	return err == nil && !st.IsDir() && st.Mode()&0o111 != 0
+}
+
+// New prepares the server: it finds Samba, removes what a killed gatewayd
+// left (smbd processes started on this state directory, FUSE mounts below
+// MountDir) and writes smb.conf. smbd starts with the first share served
+// over SMB (Sync).
+func New(opts Options) (*Server, error) {
+	if err := opts.Settings.Normalize(); err != nil {
+		return nil, err
+	}
+	if opts.Clock == nil {
+		opts.Clock = clock.Real{}
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	smbd, err := FindSmbd(opts.Smbd)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{
+		opts: opts, smbd: smbd, smbpasswd: findTool(smbd, "smbpasswd"), pdbedit: findTool(smbd, "pdbedit"),
+		log: opts.Logger, views: map[string]*View{}, state: "no share is served over SMB yet",
+		stop: make(chan struct{}), done: make(chan struct{}), ready: make(chan struct{}),
+	}
+	if n := killStale(s.opts.Settings.ConfPath()); n > 0 {
+		s.log.Warn("smb: stopped smbd processes a previous gatewayd left running", "processes", n)
+	}
+	if err := os.MkdirAll(opts.MountDir, 0o755); err != nil {
+		return nil, err
+	}
+	cleaned, err := CleanStale(opts.MountDir)
+	if err != nil {
+		return nil, err
+	}
+	for _, d := range cleaned {
+		s.log.Warn("smb: removed a stale FUSE mount", "dir", d)
+	}
+	if err := writeConf(opts.Settings, nil); err != nil {
+		return nil, fmt.Errorf("smb.conf: %w", err)
+	}
+	return s, nil
+}
+
+// Addr is where smbd listens.
+func (s *Server) Addr() string { return s.opts.Settings.Listen }
+
+// ConfPath is the generated smb.conf.
+func (s *Server) ConfPath() string { return s.opts.Settings.ConfPath() }
+
+// State says what the server is doing, for status.
+func (s *Server) State() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.proc == nil || s.proc.Pid != s.serving {
+		return s.state
+	}
+	st := fmt.Sprintf("serving %d shares (smbd pid %d", len(s.views), s.serving)
+	if s.restarts > 0 {
+		st += fmt.Sprintf(", restarted %d times", s.restarts)
+	}
+	return st + ")"
+}
+
+// Sync makes smbd serve exactly the shares that list smb among their
+// protocols: views are mounted for new ones and unmounted for removed
+// ones, smb.conf is rewritten and smbd started or told to reload. Shares
+// named in except are left out (they are about to be deleted).
+func (s *Server) Sync(ctx context.Context, except ...string) error {
+	started, err := s.sync(except)
+	if err != nil || !started {
+		return err
+	}
+	// The first start: answer once smbd accepts connections.
+	select {
+	case <-s.ready:
+		return nil
+	case <-s.done:
+		return fmt.Errorf("smb: smbd stopped: %s", s.State())
+	case <-ctx.Done():
+		return fmt.Errorf("smb: smbd not accepting connections yet (%s): %w", s.State(), ctx.Err())
+	}
+}
+
+// sync does Sync's work; it reports whether it started smbd.
+func (s *Server) sync(except []string) (bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stopping {
+		return false, errors.New("smb: shutting down")
+	}
+	want := map[string]*fileshare.Share{}
+	for _, c := range s.opts.Shares.List() {
+		if c.Serves("smb") && !slices.Contains(except, c.Name) {
+			if sh, err := s.opts.Shares.Get(c.Name); err == nil {
+				want[c.Name] = sh
+			}
+		}
+	}
+	var errs []error
+	for name, sh := range want {
+		if s.views[name] != nil {
+			continue
+		}
+		dir := filepath.Join(s.opts.MountDir, name)
+		if err := ensureDir(dir); err != nil {
+			errs = append(errs, fmt.Errorf("share %s: mount point: %w", name, err))
+			continue
+		}
+		v, err := Mount(sh, dir, s.log.With("share", name))
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		s.views[name] = v
+		s.log.Info("smb: share view mounted", "share", name, "dir", dir)
+	}
+	var confs []ShareConf
+	var gone []*View
+	for name, v := range s.views {
+		if want[name] == nil {
+			gone = append(gone, v)
+			delete(s.views, name)
+			continue
+		}
+		c := want[name].Config()
+		confs = append(confs, ShareConf{Name: name, Path: v.Dir(), ReadOnly: c.ReadOnly, Guest: c.SMBGuest, Encrypt: c.SMBEncrypt, UID: c.UID, GID: c.GID})
+	}
+	if err := writeConf(s.opts.Settings, confs); err != nil {
+		return false, fmt.Errorf("smb.conf: %w", err)
+	}
+	start := len(confs) > 0 && !s.started
+	if start {
+		s.started = true
+		go s.supervise()
+	} else if s.proc != nil {
+		// smbd rereads smb.conf on SIGHUP and tells its children.
+		_ = s.proc.Signal(syscall.SIGHUP)
+	}
+	// Views of removed shares go after smbd has let go of them.
+	for _, v := range gone {
+		if err := v.Unmount(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return start, errors.Join(errs...)
+}
+
+// supervise runs smbd until Close, restarting it when it exits.
+func (s *Server) supervise() {
+	defer close(s.done)
+	// smbd gets SIGKILL when the thread that started it ends, i.e. when
+	// gatewayd dies: the thread stays locked to this goroutine.
+	runtime.LockOSThread()
+	backoff := time.Second
+	for {
+		startedAt := s.opts.Clock.Now()
+		err := s.runOnce()
+		select {
+		case <-s.stop:
+			return
+		default:
+		}
+		s.mu.Lock()
+		s.restarts++
+		s.state = fmt.Sprintf("smbd exited (%v); restarting it", err)
+		s.mu.Unlock()
+		s.log.Error("smb: smbd exited; restarting it", "err", err, "after", backoff)
+		if s.opts.Clock.Now().Sub(startedAt) > time.Minute {
+			backoff = time.Second
+		}
+		select {
+		case <-s.stop:
+			return
+		case <-s.opts.Clock.After(backoff):
+		}
+		backoff = min(2*backoff, 30*time.Second)
+	}
+}
+
+// runOnce starts smbd and waits for it to exit.
+func (s *Server) runOnce() error {
+	cmd := exec.Command(s.smbd, "--foreground", "--no-process-group", "--debug-stdout", "--debuglevel=0", "-s", s.ConfPath())
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.Env = append(os.Environ(), "LC_ALL=C")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return err
+	}
+	cmd.Stderr = cmd.Stdout
+	s.mu.Lock()
+	if s.stopping {
+		s.mu.Unlock()
+		return errors.New("stopping")
+	}
+	if err := cmd.Start(); err != nil {
+		s.mu.Unlock()
+		return fmt.Errorf("start %s: %w", s.smbd, err)
+	}
+	s.proc = cmd.Process
+	s.state = "starting smbd"
+	s.mu.Unlock()
+	s.log.Info("smb: smbd started", "pid", cmd.Process.Pid, "listen", s.Addr(), "conf", s.ConfPath())
+	ready := make(chan struct{})
+	go s.waitReady(cmd.Process.Pid, ready)
+	logLines(out, s.log)
+	err = cmd.Wait()
+	close(ready)
+	s.mu.Lock()
+	s.proc = nil
+	s.mu.Unlock()
+	// Children left in smbd's process group go with it.
+	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	if err == nil {
+		err = errors.New("exit status 0")
+	}
+	return err
+}
+
+// waitReady marks the server serving once smbd accepts connections.
+func (s *Server) waitReady(pid int, stop <-chan struct{}) {
+	for {
+		c, err := net.DialTimeout("tcp", s.Addr(), time.Second)
+		if err == nil {
+			c.Close()
+			s.mu.Lock()
+			s.serving = pid
+			s.mu.Unlock()
+			s.readyOnce.Do(func() { close(s.ready) })
+			return
+		}
+		select {
+		case <-stop:
+			return
+		case <-s.opts.Clock.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func logLines(r io.Reader, log *slog.Logger) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		if line := strings.TrimSpace(sc.Text()); line != "" {
+			log.Info("smbd: " + line)
+		}
+	}
+}
+
+// Close stops smbd (SIGTERM, then SIGKILL) and unmounts the views.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	if s.stopping {
+		s.mu.Unlock()
+		return nil
+	}
+	s.stopping = true
+	started := s.started
+	close(s.stop)
+	if s.proc != nil {
+		_ = s.proc.Signal(syscall.SIGTERM)
+	}
+	proc := s.proc
+	s.mu.Unlock()
+	if started {
+		select {
+		case <-s.done:
+		case <-time.After(10 * time.Second):
+			if proc != nil {
+				_ = syscall.Kill(-proc.Pid, syscall.SIGKILL)
+			}
+			<-s.done
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var errs []error
+	for name, v := range s.views {
+		if err := v.Unmount(); err != nil {
+			errs = append(errs, err)
+		}
+		delete(s.views, name)
+	}
+	s.state = "stopped"
+	return errors.Join(errs...)
+}
+
+// killStale kills smbd processes still running on conf: children of a
+// gatewayd that was killed. It returns how many it found.
+func killStale(conf string) int {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return 0
+	}
+	n := 0
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil {
+			continue
+		}
+		args := strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
+		if len(args) < 2 || filepath.Base(args[0]) != "smbd" {
+			continue
+		}
+		for i := 1; i+1 < len(args); i++ {
+			if args[i] == "-s" && args[i+1] == conf {
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+				n++
+				break
+			}
+		}
+	}
+	return n
+}
