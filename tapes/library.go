@@ -193,8 +193,8 @@ func (l *Library) replay(ctx context.Context) error {
 		}
 		t.mu.Lock()
 		defer t.mu.Unlock()
-		if o.seq <= t.seq {
-			return nil
+		if o.tapeID != t.id || o.seq <= t.seq {
+			return nil // an earlier tape of that barcode, or already stored
 		}
 		if o.seq != t.seq+1 {
 			l.log.Warn("tape log records missing", "tape", o.barcode, "after", t.seq, "next", o.seq)

@@ -43,6 +43,7 @@ type cachedRange struct {
 type tape struct {
 	lib     *Library
 	barcode string
+	id      uint64 // incarnation (root.id)
 
 	wmu  sync.Mutex // writers, in log order
 	upMu sync.Mutex // one upload at a time
@@ -72,7 +73,7 @@ type tape struct {
 }
 
 func newTape(lib *Library, barcode string, r *root, readOnly bool) *tape {
-	t := &tape{lib: lib, barcode: barcode, capacity: r.capacity, readOnly: readOnly,
+	t := &tape{lib: lib, barcode: barcode, id: r.id, capacity: r.capacity, readOnly: readOnly,
 		seq: r.seq, gen: r.gen, eod: r.eod, used: r.used, runs: append([]segRun(nil), r.runs...),
 		open: &segBuf{id: r.nextSeg}, dirtyFrom: math.MaxUint64, metaEOD: r.eod, metaUsed: r.used}
 	for _, pi := range r.pages {
@@ -335,7 +336,7 @@ func (t *tape) write(ctx context.Context, o logOp) error {
 	if err == nil && o.op == opRecord && t.usedBefore(o.at)+int64(len(o.payload)) > t.capacity {
 		err = fmt.Errorf("tape %s: %d bytes at object %d: %w", t.barcode, len(o.payload), o.at, ErrEndOfMedium)
 	}
-	o.seq = t.seq + 1
+	o.seq, o.tapeID = t.seq+1, t.id
 	t.mu.Unlock()
 	if err != nil {
 		return err
