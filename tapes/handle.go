@@ -26,18 +26,24 @@ func (l *Library) Open(ctx context.Context, barcode string) (*Tape, error) {
 		if err != nil {
 			return nil, err
 		}
+		// Registered under l.mu, so release cannot drop the tape's
+		// state between load and here and leave two of it.
+		l.mu.Lock()
 		t.mu.Lock()
-		if t.gone == nil {
+		current, gone := l.tapes[barcode] == t, t.gone
+		if current && gone == nil {
 			t.users++
-			t.mu.Unlock()
-			return &Tape{t: t}, nil
 		}
 		t.mu.Unlock()
-		// Deleted or archived: load again, which reports it.
-		l.mu.Lock()
-		if l.tapes[barcode] == t {
-			delete(l.tapes, barcode)
+		if !current || gone == nil {
+			l.mu.Unlock()
+			if current {
+				return &Tape{t: t}, nil
+			}
+			continue
 		}
+		// Deleted or archived: load again, which reports it.
+		delete(l.tapes, barcode)
 		l.mu.Unlock()
 	}
 }

@@ -529,3 +529,70 @@ func TestRecreatedBarcode(t *testing.T) {
 	m.check(t, tp)
 	tp.Close(ctx)
 }
+
+// TestConcurrentDrives writes several tapes at once while uploads run
+// and other readers look on, then checks every tape.
+func TestConcurrentDrives(t *testing.T) {
+	e := newEnv(t)
+	e.opts = func(o *tapes.Options) { o.SegmentSize = 32 << 10; o.MaxPendingSegments = 1 }
+	e.start()
+	bcs := e.create(3, 1<<30)
+	models := make([]model, len(bcs))
+	done := make(chan error, len(bcs))
+	stop := make(chan struct{})
+	for i, bc := range bcs {
+		tp := e.open(bc)
+		go func() {
+			r := rand.New(rand.NewPCG(uint64(i), 9))
+			m := &models[i]
+			for step := 0; step < 60; step++ {
+				at := uint64(len(m.objs))
+				if at > 2 && r.IntN(6) == 0 {
+					at -= 2
+				}
+				d := record(uint64(i)<<20|uint64(step), 1+r.IntN(50000))
+				if err := tp.WriteRecord(ctx, at, d, r.IntN(2) == 0); err != nil {
+					done <- err
+					return
+				}
+				m.write(at, d)
+				if r.IntN(10) == 0 {
+					if err := tp.WriteFilemarks(ctx, uint64(len(m.objs)), 1); err != nil {
+						done <- err
+						return
+					}
+					m.filemarks(uint64(len(m.objs)), 1)
+				}
+			}
+			done <- tp.Close(ctx)
+		}()
+	}
+	flushed := make(chan struct{})
+	go func() {
+		defer close(flushed)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			e.lib.Flush(ctx)
+			e.lib.List(ctx)
+			e.clk.Advance(10 * time.Second)
+		}
+	}()
+	for range bcs {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(stop)
+	<-flushed
+	e.restart()
+	for i, bc := range bcs {
+		tp := e.open(bc)
+		models[i].check(t, tp)
+		tp.Close(ctx)
+		checkNoOrphans(t, e, bc)
+	}
+}
