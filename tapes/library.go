@@ -154,8 +154,20 @@ func New(ctx context.Context, opts Options) (*Library, error) {
 	l := &Library{opts: opts, log: opts.Logger, seal: s, enc: enc, dec: dec, tapes: map[string]*tape{},
 		inflight: map[uploadbuffer.LSN]int{}, kick: make(chan struct{}, 1), spares: make(chan struct{}, 1),
 		stop: make(chan struct{}), done: make(chan struct{})}
-	if l.geo, err = l.loadGeometry(ctx); err != nil {
+	geo, fresh, err := l.loadGeometry(ctx)
+	if err != nil {
 		return nil, err
+	}
+	l.geo = geo
+	if fresh {
+		// New metadata: the tapes already in the store are the
+		// library's. The geometry is recorded once they are.
+		if _, err := l.adopt(ctx); err != nil {
+			return nil, err
+		}
+		if err := l.saveGeometry(ctx); err != nil {
+			return nil, fmt.Errorf("tapes: library geometry: %w", err)
+		}
 	}
 	if err := l.replay(ctx); err != nil {
 		return nil, err

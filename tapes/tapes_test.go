@@ -9,9 +9,11 @@ import (
 	"time"
 
 	"github.com/gatewayd/gatewayd/errkind"
+	metamem "github.com/gatewayd/gatewayd/meta/mem"
 	"github.com/gatewayd/gatewayd/objstore"
 	"github.com/gatewayd/gatewayd/objstore/faulty"
 	"github.com/gatewayd/gatewayd/tapes"
+	"github.com/gatewayd/gatewayd/vfs"
 )
 
 // writeMixed writes records of many sizes and filemarks at end-of-data.
@@ -594,5 +596,45 @@ func TestConcurrentDrives(t *testing.T) {
 		models[i].check(t, tp)
 		tp.Close(ctx)
 		checkNoOrphans(t, e, bc)
+	}
+}
+
+// TestAdoptFromStore: a library opened on new metadata over a bucket that
+// holds tapes lists them and reads them; an archived one stays archived.
+func TestAdoptFromStore(t *testing.T) {
+	e := newEnv(t)
+	e.start()
+	bcs := e.create(3, 1<<30)
+	tp := e.open(bcs[1])
+	var m model
+	writeMixed(t, tp, &m, 21, 15)
+	tp.Close(ctx)
+	if err := e.lib.Archive(ctx, bcs[2]); err != nil {
+		t.Fatal(err)
+	}
+	e.close()
+	e.md = metamem.New()
+	e.fs = vfs.NewMem() // and no log either
+	e.start()
+	list, err := e.lib.List(ctx)
+	if err != nil || len(list) != 3 {
+		t.Fatalf("adopted %+v %v", list, err)
+	}
+	if list[1].EOD != uint64(len(m.objs)) || list[1].Place.Type != tapes.ElementSlot || list[2].State != tapes.StateArchived {
+		t.Fatalf("adopted %+v", list)
+	}
+	tp = e.open(bcs[1])
+	m.check(t, tp)
+	tp.Close(ctx)
+	if _, err := e.lib.Retrieve(ctx, bcs[2]); err != nil {
+		t.Fatal(err)
+	}
+	// Adoption happens once: a deleted tape is not adopted again.
+	if err := e.lib.Delete(ctx, bcs[0]); err != nil {
+		t.Fatal(err)
+	}
+	e.restart()
+	if list, _ := e.lib.List(ctx); len(list) != 2 {
+		t.Fatalf("after restart %+v", list)
 	}
 }
