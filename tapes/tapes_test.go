@@ -638,3 +638,58 @@ func TestAdoptFromStore(t *testing.T) {
 		t.Fatalf("after restart %+v", list)
 	}
 }
+
+// TestPageBoundaries writes a tape of several index pages and truncates it
+// at, before and across page boundaries.
+func TestPageBoundaries(t *testing.T) {
+	e := newEnv(t)
+	e.start()
+	bc := e.create(1, 1<<30)[0]
+	tp := e.open(bc)
+	var m model
+	fms := map[int]bool{100: true, tapes.PageObjects - 1: true, tapes.PageObjects: true, 2*tapes.PageObjects - 1: true, 8500: true}
+	appendN := func(n int, seed uint64) {
+		for i := 0; i < n; i++ {
+			at := uint64(len(m.objs))
+			if fms[len(m.objs)] {
+				if err := tp.WriteFilemarks(ctx, at, 1); err != nil {
+					t.Fatal(err)
+				}
+				m.filemarks(at, 1)
+				continue
+			}
+			d := record(seed+uint64(i), 1+i%9)
+			if err := tp.WriteRecord(ctx, at, d, false); err != nil {
+				t.Fatal(err)
+			}
+			m.write(at, d)
+		}
+	}
+	reopen := func() {
+		t.Helper()
+		tp.Close(ctx)
+		e.restart()
+		tp = e.open(bc)
+		m.check(t, tp)
+		checkNoOrphans(t, e, bc)
+	}
+	appendN(9000, 1)
+	m.check(t, tp)
+	reopen()
+	for _, at := range []uint64{2 * tapes.PageObjects, tapes.PageObjects, tapes.PageObjects - 10} {
+		d := record(at, 33)
+		if err := tp.WriteRecord(ctx, at, d, true); err != nil {
+			t.Fatal(err)
+		}
+		m.write(at, d)
+		appendN(300, at<<8)
+		m.check(t, tp)
+		reopen()
+	}
+	if err := tp.Erase(ctx, 0); err != nil {
+		t.Fatal(err)
+	}
+	m.filemarks(0, 0)
+	reopen()
+	tp.Close(ctx)
+}
