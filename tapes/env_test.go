@@ -70,7 +70,7 @@ var errDead = errors.New("process is dead")
 func (e *env) start() {
 	e.t.Helper()
 	var err error
-	e.log, err = uploadbuffer.Open(e.fs, "/log", uploadbuffer.Options{Capacity: 80 << 20, SegmentSize: 512 << 10})
+	e.log, err = uploadbuffer.Open(e.fs, "/log", uploadbuffer.Options{Capacity: 80 << 20, SegmentSize: 128 << 10})
 	if err != nil {
 		e.t.Fatal(err)
 	}

@@ -647,7 +647,7 @@ func TestPageBoundaries(t *testing.T) {
 	bc := e.create(1, 1<<30)[0]
 	tp := e.open(bc)
 	var m model
-	fms := map[int]bool{100: true, tapes.PageObjects - 1: true, tapes.PageObjects: true, 2*tapes.PageObjects - 1: true, 8500: true}
+	fms := map[int]bool{100: true, tapes.PageObjects - 1: true, tapes.PageObjects: true, 2*tapes.PageObjects - 1: true, 8250: true}
 	appendN := func(n int, seed uint64) {
 		for i := 0; i < n; i++ {
 			at := uint64(len(m.objs))
@@ -673,7 +673,7 @@ func TestPageBoundaries(t *testing.T) {
 		m.check(t, tp)
 		checkNoOrphans(t, e, bc)
 	}
-	appendN(9000, 1)
+	appendN(8300, 1)
 	m.check(t, tp)
 	reopen()
 	for _, at := range []uint64{2 * tapes.PageObjects, tapes.PageObjects, tapes.PageObjects - 10} {
@@ -682,7 +682,7 @@ func TestPageBoundaries(t *testing.T) {
 			t.Fatal(err)
 		}
 		m.write(at, d)
-		appendN(300, at<<8)
+		appendN(100, at<<8)
 		m.check(t, tp)
 		reopen()
 	}
