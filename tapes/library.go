@@ -14,6 +14,7 @@ import (
 
 	"github.com/gatewayd/gatewayd/clock"
 	"github.com/gatewayd/gatewayd/errkind"
+	"github.com/gatewayd/gatewayd/health"
 	"github.com/gatewayd/gatewayd/keys"
 	"github.com/gatewayd/gatewayd/meta"
 	"github.com/gatewayd/gatewayd/objstore"
@@ -32,6 +33,8 @@ type Options struct {
 	Key    keys.DataKey
 	Clock  clock.Clock
 	Logger *slog.Logger
+	// Health, when set, warns while uploads fail ("tapes").
+	Health *health.Reporter
 
 	// Library geometry, recorded in meta when the library is first opened
 	// and fixed from then on: storage slots (default 1600) and drives
@@ -388,12 +391,21 @@ func (l *Library) loop() {
 		case <-tick:
 			full = true
 		}
+		var failed error
 		for _, t := range l.loaded() {
 			if err := t.flush(ctx, full); err != nil && ctx.Err() == nil {
 				l.log.Warn("tape upload", "tape", t.barcode, "err", err)
+				failed = err
 			}
 			if full {
 				l.release(t)
+			}
+		}
+		if h := l.opts.Health; h != nil && ctx.Err() == nil {
+			if failed != nil {
+				h.Warn("tape uploads failing, data waits in the upload buffer: " + failed.Error())
+			} else if full {
+				h.OK()
 			}
 		}
 		if full {

@@ -7,7 +7,9 @@ import (
 	"io"
 	"math"
 	"sync"
+	"time"
 
+	"github.com/gatewayd/gatewayd/clock"
 	"github.com/gatewayd/gatewayd/errkind"
 	"github.com/gatewayd/gatewayd/objstore"
 	"github.com/gatewayd/gatewayd/uploadbuffer"
@@ -356,15 +358,29 @@ func (t *tape) write(ctx context.Context, o logOp) error {
 	return nil
 }
 
-// room waits (uploading itself) while too many segments wait for upload.
+// room waits while too many segments of the tape wait for upload: it
+// uploads them itself, and while the store fails it retries every second
+// (the write waits; it does not fail while the store is away).
 func (t *tape) room(ctx context.Context) error {
-	t.mu.Lock()
-	n := len(t.sealed)
-	t.mu.Unlock()
-	if n < t.lib.opts.MaxPendingSegments {
-		return nil
+	for {
+		t.mu.Lock()
+		n, gone := len(t.sealed), t.gone
+		t.mu.Unlock()
+		if gone != nil {
+			return gone
+		}
+		if n < t.lib.opts.MaxPendingSegments {
+			return nil
+		}
+		err := t.flush(ctx, false)
+		if err == nil {
+			continue
+		}
+		t.lib.log.Warn("tape write waits for uploads", "tape", t.barcode, "err", err)
+		if err := clock.Sleep(ctx, t.lib.opts.Clock, time.Second); err != nil {
+			return err
+		}
 	}
-	return t.flush(ctx, false)
 }
 
 // readBlock returns the sealed block of object i and its entry.

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/gatewayd/gatewayd/errkind"
+	"github.com/gatewayd/gatewayd/health"
 	metamem "github.com/gatewayd/gatewayd/meta/mem"
 	"github.com/gatewayd/gatewayd/objstore"
 	"github.com/gatewayd/gatewayd/objstore/faulty"
@@ -162,10 +163,10 @@ func TestRandomAgainstModel(t *testing.T) {
 				tp.Close(ctx)
 				e.restart()
 				tp = e.open(bc)
-			case k < 95:
+			case k < 94:
 				e.crash()
 				tp = e.open(bc)
-			case k < 97:
+			case k < 96:
 				// Die in the middle of an upload: some puts land.
 				var puts atomic.Int32
 				allow := int32(r.IntN(4))
@@ -178,6 +179,18 @@ func TestRandomAgainstModel(t *testing.T) {
 				e.lib.Flush(ctx)
 				e.crash()
 				tp = e.open(bc)
+			case k < 99:
+				// An upload fails midway and the library carries on.
+				var puts atomic.Int32
+				allow := int32(r.IntN(4))
+				e.cut.SetHook(func(op faulty.Op, _ string) error {
+					if op == faulty.OpPut && puts.Add(1) > allow {
+						return errDead
+					}
+					return nil
+				})
+				e.lib.Flush(ctx)
+				e.cut.SetHook(nil)
 			default:
 				m.check(t, tp)
 			}
@@ -691,5 +704,71 @@ func TestPageBoundaries(t *testing.T) {
 	}
 	m.filemarks(0, 0)
 	reopen()
+	tp.Close(ctx)
+}
+
+// TestUploadsFailing: while the store refuses writes, writes still land
+// (in the log) until too many segments wait, then they wait; health
+// warns, and once the store is back it all goes up.
+func TestUploadsFailing(t *testing.T) {
+	e := newEnv(t)
+	reg := health.New(e.clk)
+	e.opts = func(o *tapes.Options) {
+		o.Health = reg.Register("tapes")
+		o.SegmentSize = 64 << 10
+		o.MaxPendingSegments = 2
+	}
+	e.start()
+	bc := e.create(1, 1<<30)[0]
+	tp := e.open(bc)
+	e.cut.SetHook(func(op faulty.Op, _ string) error {
+		if op == faulty.OpPut {
+			return errDead
+		}
+		return nil
+	})
+	var m model
+	d := record(1, 40<<10)
+	for i := range 3 { // two segments closed, the third open
+		if err := tp.WriteRecord(ctx, uint64(i), d, false); err != nil {
+			t.Fatal(err)
+		}
+		m.write(uint64(i), d)
+	}
+	waitIdle(e)
+	e.clk.Advance(10 * time.Second)
+	waitIdle(e)
+	if _, level := reg.Snapshot(); level != health.Warning {
+		t.Fatalf("health %v while uploads fail", level)
+	}
+	m.check(t, tp)
+	// The next write waits for the store: it is blocked on the clock
+	// beside the uploader.
+	wrote := make(chan error, 1)
+	go func() { wrote <- tp.WriteRecord(ctx, 3, d, false) }()
+	for e.clk.Waiters() < 2 {
+		time.Sleep(time.Millisecond)
+	}
+	select {
+	case err := <-wrote:
+		t.Fatalf("write returned while the store is away: %v", err)
+	default:
+	}
+	e.cut.SetHook(nil)
+	e.clk.Advance(time.Second)
+	if err := <-wrote; err != nil {
+		t.Fatal(err)
+	}
+	m.write(3, d)
+	waitIdle(e)
+	e.clk.Advance(10 * time.Second)
+	waitIdle(e)
+	if states, level := reg.Snapshot(); level != health.OK {
+		t.Fatalf("health %v after the store is back: %+v", level, states)
+	}
+	tp.Close(ctx)
+	e.crash() // nothing needed from the log any more
+	tp = e.open(bc)
+	m.check(t, tp)
 	tp.Close(ctx)
 }

@@ -45,7 +45,10 @@ func (t *tape) flush(ctx context.Context, full bool) error {
 		savedPages []string
 	)
 	if full && (t.dirty || len(t.garbageSegs) > 0 || len(t.garbagePages) > 0) {
+		// Generations are never reused, not even after a failed upload,
+		// so the garbage of one attempt never names a live page.
 		gen := t.gen + 1
+		t.gen = gen
 		r = &root{keyID: t.lib.seal.keyID, id: t.id, capacity: t.capacity, seq: t.seq, gen: gen, nextSeg: t.open.id,
 			eod: t.eod, used: t.used, runs: append([]segRun(nil), t.runs...)}
 		for i, pg := range t.pages {
@@ -99,7 +102,6 @@ func (t *tape) flush(ctx context.Context, full bool) error {
 		return err
 	}
 	t.mu.Lock()
-	t.gen = r.gen
 	for _, w := range writes {
 		if int(w.p) < len(t.pages) && t.pages[w.p] == w.pg {
 			w.pg.info.gen = r.gen
