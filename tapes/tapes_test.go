@@ -120,6 +120,19 @@ func checkNoOrphans(t testing.TB, e *env, bc string) {
 	}
 }
 
+// flushFailingAfter flushes with the store failing every put after the
+// first n, and leaves it failing.
+func (e *env) flushFailingAfter(n int) {
+	var puts atomic.Int32
+	e.cut.SetHook(func(op faulty.Op, _ string) error {
+		if op == faulty.OpPut && puts.Add(1) > int32(n) {
+			return errDead
+		}
+		return nil
+	})
+	e.lib.Flush(ctx)
+}
+
 // TestRandomAgainstModel writes, rewrites, erases and flushes at random,
 // with restarts and crashes, and checks the tape against a model.
 func TestRandomAgainstModel(t *testing.T) {
@@ -168,28 +181,12 @@ func TestRandomAgainstModel(t *testing.T) {
 				tp = e.open(bc)
 			case k < 96:
 				// Die in the middle of an upload: some puts land.
-				var puts atomic.Int32
-				allow := int32(r.IntN(4))
-				e.cut.SetHook(func(op faulty.Op, _ string) error {
-					if op == faulty.OpPut && puts.Add(1) > allow {
-						return errDead
-					}
-					return nil
-				})
-				e.lib.Flush(ctx)
+				e.flushFailingAfter(r.IntN(4))
 				e.crash()
 				tp = e.open(bc)
 			case k < 99:
 				// An upload fails midway and the library carries on.
-				var puts atomic.Int32
-				allow := int32(r.IntN(4))
-				e.cut.SetHook(func(op faulty.Op, _ string) error {
-					if op == faulty.OpPut && puts.Add(1) > allow {
-						return errDead
-					}
-					return nil
-				})
-				e.lib.Flush(ctx)
+				e.flushFailingAfter(r.IntN(4))
 				e.cut.SetHook(nil)
 			default:
 				m.check(t, tp)
