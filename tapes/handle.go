@@ -16,11 +16,16 @@ type Tape struct {
 	closed atomic.Bool
 }
 
+var errLibraryClosed = errkind.Mark(errkind.Permanent, errors.New("tapes: library is closed"))
+
 var errClosed = errkind.Mark(errkind.Permanent, errors.New("tapes: tape handle is closed"))
 
 // Open implements Shelf: the medium of a tape in the library (in a slot or
 // a drive; an archived tape must be retrieved first).
 func (l *Library) Open(ctx context.Context, barcode string) (*Tape, error) {
+	if l.closed.Load() {
+		return nil, errLibraryClosed
+	}
 	for {
 		t, err := l.load(ctx, barcode)
 		if err != nil {

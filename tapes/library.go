@@ -91,6 +91,7 @@ type Library struct {
 	kick, spares chan struct{}
 	stop, done   chan struct{}
 	closeOnce    sync.Once
+	closed       atomic.Bool
 }
 
 // New opens the library: reads (or records) its geometry, replays the
@@ -444,11 +445,13 @@ func (l *Library) UploadStats() UploadStats {
 func (l *Library) Close(ctx context.Context) error {
 	var err error
 	l.closeOnce.Do(func() {
+		l.closed.Store(true)
 		close(l.stop)
 		<-l.done
+		// The zstd coder runs no goroutines for EncodeAll and DecodeAll
+		// and is left to the collector, so a straggling handle cannot
+		// use a closed one.
 		err = l.Flush(ctx)
-		l.enc.Close()
-		l.dec.Close()
 	})
 	return err
 }

@@ -769,3 +769,48 @@ func TestUploadsFailing(t *testing.T) {
 	m.check(t, tp)
 	tp.Close(ctx)
 }
+
+// TestArchiveRetried: when moving a tape's objects to the archive class
+// fails, the tape has left the library all the same and the move is
+// finished on a later tick.
+func TestArchiveRetried(t *testing.T) {
+	e := newEnv(t)
+	e.start()
+	bc := e.create(1, 1<<30)[0]
+	tp := e.open(bc)
+	var m model
+	writeMixed(t, tp, &m, 41, 10)
+	tp.Close(ctx)
+	e.cut.SetHook(func(op faulty.Op, _ string) error {
+		if op == faulty.OpSetStorageClass {
+			return errDead
+		}
+		return nil
+	})
+	if err := e.lib.Archive(ctx, bc); !errors.Is(err, errDead) {
+		t.Fatalf("archive with the class move failing: %v", err)
+	}
+	in, _ := e.lib.Info(ctx, bc)
+	if in.State != tapes.StateArchived || !in.ArchivePending || in.Place.Type != 0 {
+		t.Fatalf("after a failed class move: %+v", in)
+	}
+	e.cut.SetHook(nil)
+	waitIdle(e)
+	e.clk.Advance(10 * time.Second)
+	waitIdle(e)
+	if in, _ := e.lib.Info(ctx, bc); in.ArchivePending {
+		t.Fatalf("still pending after a tick: %+v", in)
+	}
+	e.store.List(ctx, "tapes/"+bc+"/", func(oi objstore.ObjectInfo) error {
+		if oi.StorageClass != "GLACIER" {
+			t.Errorf("%s in class %q", oi.Key, oi.StorageClass)
+		}
+		return nil
+	})
+	if _, err := e.lib.Retrieve(ctx, bc); err != nil {
+		t.Fatal(err)
+	}
+	tp = e.open(bc)
+	m.check(t, tp)
+	tp.Close(ctx)
+}
