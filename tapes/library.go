@@ -208,25 +208,19 @@ func (l *Library) replay(ctx context.Context) error {
 			return err
 		}
 		t.mu.Lock()
-		defer t.mu.Unlock()
-		if o.tapeID != t.id || o.seq <= t.seq {
-			return nil // an earlier tape of that barcode, or already stored
+		full, err := l.replayOne(ctx, t, o, lsn)
+		pending := len(t.sealed)
+		t.mu.Unlock()
+		if err != nil {
+			return err
 		}
-		if o.seq != t.seq+1 {
-			l.log.Warn("tape log records missing", "tape", o.barcode, "after", t.seq, "next", o.seq)
-		}
-		if o.at > t.eod {
-			l.log.Warn("tape log record beyond end-of-data, skipped", "tape", o.barcode, "at", o.at, "eod", t.eod)
-			return nil
-		}
-		if err := t.prepare(ctx, o.at); err != nil {
-			if errors.Is(err, ErrWriteProtected) {
-				return nil
-			}
-			return fmt.Errorf("tapes: replay: %w", err)
-		}
-		t.apply(o, lsn)
 		touched[o.barcode] = t
+		if full && pending >= l.opts.MaxPendingSegments {
+			// Bounded memory: upload the closed segments now.
+			if err := t.flush(ctx, false); err != nil {
+				return err
+			}
+		}
 		return nil
 	})
 	if err != nil {
@@ -246,6 +240,28 @@ func (l *Library) replay(ctx context.Context) error {
 	}
 	l.trim()
 	return nil
+}
+
+// replayOne applies one logged operation unless the tape's stored index
+// holds it already. t.mu held.
+func (l *Library) replayOne(ctx context.Context, t *tape, o logOp, lsn uploadbuffer.LSN) (bool, error) {
+	if o.tapeID != t.id || o.seq <= t.seq {
+		return false, nil // an earlier tape of that barcode, or already stored
+	}
+	if o.seq != t.seq+1 {
+		l.log.Warn("tape log records missing", "tape", o.barcode, "after", t.seq, "next", o.seq)
+	}
+	if o.at > t.eod {
+		l.log.Warn("tape log record beyond end-of-data, skipped", "tape", o.barcode, "at", o.at, "eod", t.eod)
+		return false, nil
+	}
+	if err := t.prepare(ctx, o.at); err != nil {
+		if errors.Is(err, ErrWriteProtected) {
+			return false, nil
+		}
+		return false, fmt.Errorf("tapes: replay: %w", err)
+	}
+	return t.apply(o, lsn), nil
 }
 
 // load returns the tape's state, reading its index root if the library
