@@ -790,9 +790,14 @@ func (d *Drive) loadUnload(ctx context.Context, t *scsi.Task) ([]byte, error) {
 		return nil, errNoMedium()
 	}
 	if load {
+		wasLoaded := d.m != nil
 		if err := d.loadLocked(ctx); err != nil {
 			d.log.Error("vtl: load failed", "drive", d.opts.Serial, "err", err)
 			return nil, scsi.Sense(scsi.KeyNotReady, ascLogicalUnitNotReady)
+		}
+		if !wasLoaded {
+			// Not ready to ready: the other nexuses hear of it.
+			d.lu.UnitAttention(scsi.ASCMediumMayHaveChanged, t.Nexus.InitiatorPort)
 		}
 		return nil, nil
 	}
