@@ -296,6 +296,18 @@ func (s *Shelf) Put(slot int, t *Tape) {
 	s.tapes[t.barcode] = t
 }
 
+// PutDrive places tape in drive i (it must be empty), as a library
+// restarting with a tape in a drive finds it.
+func (s *Shelf) PutDrive(i int, t *Tape) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.inv.Drives[i] != "" {
+		panic(fmt.Sprintf("vtltest: drive %d is full", i))
+	}
+	s.inv.Drives[i] = t.barcode
+	s.tapes[t.barcode] = t
+}
+
 // Tape returns the tape of barcode, archived ones included.
 func (s *Shelf) Tape(barcode string) *Tape {
 	s.mu.Lock()
