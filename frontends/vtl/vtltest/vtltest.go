@@ -286,25 +286,19 @@ func NewShelf(slots, drives, ie int) *Shelf {
 }
 
 // Put places tape in slot (it must be empty).
-func (s *Shelf) Put(slot int, t *Tape) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.inv.Slots[slot] != "" {
-		panic(fmt.Sprintf("vtltest: slot %d is full", slot))
-	}
-	s.inv.Slots[slot] = t.barcode
-	s.tapes[t.barcode] = t
-}
+func (s *Shelf) Put(slot int, t *Tape) { s.place(s.inv.Slots, slot, t) }
 
 // PutDrive places tape in drive i (it must be empty), as a library
 // restarting with a tape in a drive finds it.
-func (s *Shelf) PutDrive(i int, t *Tape) {
+func (s *Shelf) PutDrive(i int, t *Tape) { s.place(s.inv.Drives, i, t) }
+
+func (s *Shelf) place(list []string, i int, t *Tape) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.inv.Drives[i] != "" {
-		panic(fmt.Sprintf("vtltest: drive %d is full", i))
+	if list[i] != "" {
+		panic(fmt.Sprintf("vtltest: element %d is full", i))
 	}
-	s.inv.Drives[i] = t.barcode
+	list[i] = t.barcode
 	s.tapes[t.barcode] = t
 }
 
