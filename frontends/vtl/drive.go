@@ -468,9 +468,10 @@ func (d *Drive) atEOD(m Medium, residual int64) error {
 	return nil
 }
 
-// readObject reads the object at the position into p and moves past it;
-// isFilemark reports a filemark (nothing read).
-func (d *Drive) readObject(ctx context.Context, m Medium, p []byte) (n int, isFilemark bool, err error) {
+// readObject reads the object at the position into the buffer buf
+// returns for the record's size, and moves past it; isFilemark reports a
+// filemark (nothing read).
+func (d *Drive) readObject(ctx context.Context, m Medium, buf func(size int) []byte) (n int, isFilemark bool, err error) {
 	o, err := m.Stat(ctx, d.pos)
 	if err != nil {
 		return 0, false, mediumError(err, scsi.ASCUnrecoveredReadError)
@@ -479,7 +480,7 @@ func (d *Drive) readObject(ctx context.Context, m Medium, p []byte) (n int, isFi
 		d.pos++
 		return 0, true, nil
 	}
-	n, err = m.ReadRecord(ctx, d.pos, p)
+	n, err = m.ReadRecord(ctx, d.pos, buf(o.Size))
 	if err != nil {
 		return 0, false, mediumError(err, scsi.ASCUnrecoveredReadError)
 	}
@@ -491,13 +492,19 @@ func (d *Drive) readVariable(ctx context.Context, m Medium, n int, sili bool, bl
 	if err := d.atEOD(m, int64(n)); err != nil {
 		return nil, err
 	}
-	buf := make([]byte, n)
-	size, fm, err := d.readObject(ctx, m, buf)
+	var buf []byte
+	size, fm, err := d.readObject(ctx, m, func(size int) []byte {
+		buf = make([]byte, min(n, size)) // no more than the record
+		return buf
+	})
 	switch {
 	case err != nil:
 		return nil, err
 	case fm:
 		return nil, errFilemark(int64(n))
+	case len(buf) < min(size, n):
+		// The medium's record is not the size its Stat said.
+		return nil, mediumError(fmt.Errorf("vtl: record %d read as %d bytes, not %d", d.pos-1, size, len(buf)), scsi.ASCUnrecoveredReadError)
 	case size == n:
 		return buf, nil
 	case size < n:
@@ -524,7 +531,7 @@ func (d *Drive) readFixed(ctx context.Context, m Medium, n, blockLen int) ([]byt
 		if err := d.atEOD(m, int64(n-i)); err != nil {
 			return buf[:i*blockLen], err
 		}
-		size, fm, err := d.readObject(ctx, m, buf[i*blockLen:(i+1)*blockLen])
+		size, fm, err := d.readObject(ctx, m, func(int) []byte { return buf[i*blockLen : (i+1)*blockLen] })
 		switch {
 		case err != nil:
 			return buf[:i*blockLen], err
