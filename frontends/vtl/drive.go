@@ -874,7 +874,7 @@ func (d *Drive) locate(ctx context.Context, t *scsi.Task) ([]byte, error) {
 	case 0:
 		if target > eod {
 			d.pos = eod
-			return nil, errEOD(0, inEarlyWarning(m))
+			return nil, errEODLocate(inEarlyWarning(m))
 		}
 		d.pos = target
 	case 1:
@@ -886,7 +886,7 @@ func (d *Drive) locate(ctx context.Context, t *scsi.Task) ([]byte, error) {
 			}
 			if !ok {
 				d.pos = eod
-				return nil, errEOD(0, inEarlyWarning(m))
+				return nil, errEODLocate(inEarlyWarning(m))
 			}
 			pos = fm + 1
 		}
