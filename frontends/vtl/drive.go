@@ -526,11 +526,12 @@ func (d *Drive) readVariable(ctx context.Context, m Medium, n int, sili bool, bl
 // readFixed reads n blocks of blockLen bytes, stopping at a filemark,
 // end-of-data or a record of another length; the residual counts blocks.
 func (d *Drive) readFixed(ctx context.Context, m Medium, n, blockLen int) ([]byte, error) {
-	buf := make([]byte, n*blockLen)
+	var buf []byte // grows block by block: a tape may hold fewer
 	for i := 0; i < n; i++ {
 		if err := d.atEOD(m, int64(n-i)); err != nil {
 			return buf[:i*blockLen], err
 		}
+		buf = append(buf, make([]byte, blockLen)...)
 		size, fm, err := d.readObject(ctx, m, func(int) []byte { return buf[i*blockLen : (i+1)*blockLen] })
 		switch {
 		case err != nil:
