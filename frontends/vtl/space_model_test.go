@@ -130,3 +130,110 @@ func TestSpaceAgainstModel(t *testing.T) {
 		}
 	}
 }
+
+// readModel is READ(6) as SSC-4 describes it over records of sizes
+// (-1: a filemark), in variable-block mode (fixed false) or with FIXED
+// and block length blockLen: the position after, the data length and
+// the sense ("" for GOOD).
+func readModel(sizes []int, pos, n int, sili, fixed bool, blockLen int) (int, int, string) {
+	if n == 0 {
+		return pos, 0, ""
+	}
+	if !fixed {
+		switch {
+		case pos == len(sizes):
+			return pos, 0, fmt.Sprintf("BLANK CHECK %d", n)
+		case sizes[pos] < 0:
+			return pos + 1, 0, fmt.Sprintf("FILEMARK %d", n)
+		}
+		l := sizes[pos]
+		if l == n || l < n && sili || l > n && sili && blockLen == 0 {
+			return pos + 1, min(l, n), ""
+		}
+		return pos + 1, min(l, n), fmt.Sprintf("ILI %d", n-l)
+	}
+	for i := 0; i < n; i++ {
+		switch {
+		case pos == len(sizes):
+			return pos, i * blockLen, fmt.Sprintf("BLANK CHECK %d", n-i)
+		case sizes[pos] < 0:
+			return pos + 1, i * blockLen, fmt.Sprintf("FILEMARK %d", n-i)
+		case sizes[pos] != blockLen:
+			return pos + 1, i*blockLen + min(sizes[pos], blockLen), fmt.Sprintf("ILI %d", n-i)
+		}
+		pos++
+	}
+	return pos, n * blockLen, ""
+}
+
+// TestReadAgainstModel reads random tapes with random lengths, SILI,
+// fixed and variable modes, and compares position, data and sense with
+// the model.
+func TestReadAgainstModel(t *testing.T) {
+	ctx := context.Background()
+	rng := rand.New(rand.NewPCG(3, 4))
+	nexus := scsi.Nexus{InitiatorPort: "model"}
+	for tapeNo := 0; tapeNo < 20; tapeNo++ {
+		shelf := vtltest.NewShelf(1, 1, 1)
+		shelf.PutDrive(0, vtltest.NewTape("M", vtltest.TapeOptions{}))
+		lib, err := vtl.NewLibrary(ctx, vtl.LibraryOptions{Shelf: shelf})
+		if err != nil {
+			t.Fatal(err)
+		}
+		lu := lib.Drives()[0].LU()
+		run := func(cdb []byte, out []byte) scsi.Result {
+			return lu.Execute(ctx, &scsi.Command{CDB: cdb, DataOut: out, Nexus: nexus})
+		}
+		run([]byte{0, 0, 0, 0, 0, 0}, nil)
+		var sizes []int
+		for i, n := 0, rng.IntN(30); i < n; i++ {
+			if rng.IntN(4) == 0 {
+				sizes = append(sizes, -1)
+				run([]byte{0x10, 0, 0, 0, 1, 0}, nil)
+				continue
+			}
+			size := []int{4, 8, 1 + rng.IntN(12)}[rng.IntN(3)]
+			sizes = append(sizes, size)
+			run([]byte{0x0a, 0, 0, 0, byte(size), 0}, make([]byte, size))
+		}
+		for op := 0; op < 100; op++ {
+			blockLen := []int{0, 4, 8}[rng.IntN(3)]
+			sel := run([]byte{0x15, 0x10, 0, 0, 12, 0}, []byte{0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 0, byte(blockLen)})
+			if sel.Status != scsi.StatusGood {
+				t.Fatalf("MODE SELECT: % x", sel.Sense)
+			}
+			pos := rng.IntN(len(sizes) + 1)
+			run([]byte{0x2b, 0, 0, 0, 0, byte(pos >> 8), byte(pos), 0, 0, 0}, nil)
+			fixed := blockLen > 0 && rng.IntN(2) == 0
+			sili := !fixed && rng.IntN(2) == 0
+			n := rng.IntN(16)
+			var b1 byte
+			if fixed {
+				b1 |= 0x01
+				n = rng.IntN(4)
+			}
+			if sili {
+				b1 |= 0x02
+			}
+			res := run([]byte{0x08, b1, 0, 0, byte(n), 0}, nil)
+			wantPos, wantLen, wantSense := readModel(sizes, pos, n, sili, fixed, blockLen)
+			got := ""
+			if res.Status != scsi.StatusGood {
+				key, asc, _ := scsi.ParseSense(res.Sense)
+				info := int32(binary.BigEndian.Uint32(res.Sense[3:]))
+				switch {
+				case key == scsi.KeyNoSense && asc == scsi.ASCNoAdditionalSense && res.Sense[2]&0x20 != 0:
+					got = fmt.Sprintf("ILI %d", info)
+				default:
+					got = senseSummary(res)
+				}
+			}
+			rp := run([]byte{0x34, 0, 0, 0, 0, 0, 0, 0, 0, 0}, nil)
+			gotPos := int(binary.BigEndian.Uint32(rp.Data[4:]))
+			if got != wantSense || gotPos != wantPos || len(res.Data) != wantLen {
+				t.Fatalf("tape %v from %d READ fixed=%v sili=%v n=%d block %d: at %d, %d bytes, %q; want at %d, %d bytes, %q",
+					sizes, pos, fixed, sili, n, blockLen, gotPos, len(res.Data), got, wantPos, wantLen, wantSense)
+			}
+		}
+	}
+}
