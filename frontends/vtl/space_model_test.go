@@ -79,25 +79,32 @@ func senseSummary(res scsi.Result) string {
 	return fmt.Sprintf("sense % x", res.Sense)
 }
 
+// modelDrive is a drive with an empty tape loaded and the power-on unit
+// attention taken; run executes one command on it.
+func modelDrive(t *testing.T) (*vtltest.Tape, func(cdb, out []byte) scsi.Result) {
+	ctx := context.Background()
+	shelf := vtltest.NewShelf(1, 1, 1)
+	tape := vtltest.NewTape("M", vtltest.TapeOptions{})
+	shelf.PutDrive(0, tape)
+	lib, err := vtl.NewLibrary(ctx, vtl.LibraryOptions{Shelf: shelf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lu := lib.Drives()[0].LU()
+	nexus := scsi.Nexus{InitiatorPort: "model"}
+	run := func(cdb, out []byte) scsi.Result {
+		return lu.Execute(ctx, &scsi.Command{CDB: cdb, DataOut: out, Nexus: nexus})
+	}
+	run([]byte{0, 0, 0, 0, 0, 0}, nil)
+	return tape, run
+}
+
 // TestSpaceAgainstModel spaces over random tapes from random positions
 // and compares the drive's position and sense with the model.
 func TestSpaceAgainstModel(t *testing.T) {
-	ctx := context.Background()
 	rng := rand.New(rand.NewPCG(1, 2))
-	nexus := scsi.Nexus{InitiatorPort: "model"}
 	for tapeNo := 0; tapeNo < 20; tapeNo++ {
-		shelf := vtltest.NewShelf(1, 1, 1)
-		tape := vtltest.NewTape("M", vtltest.TapeOptions{})
-		shelf.PutDrive(0, tape)
-		lib, err := vtl.NewLibrary(ctx, vtl.LibraryOptions{Shelf: shelf})
-		if err != nil {
-			t.Fatal(err)
-		}
-		lu := lib.Drives()[0].LU()
-		run := func(cdb []byte, out []byte) scsi.Result {
-			return lu.Execute(ctx, &scsi.Command{CDB: cdb, DataOut: out, Nexus: nexus})
-		}
-		run([]byte{0, 0, 0, 0, 0, 0}, nil) // power-on unit attention
+		tape, run := modelDrive(t)
 		var objs []bool
 		for i, n := 0, rng.IntN(30); i < n; i++ {
 			if rng.IntN(3) == 0 {
@@ -170,21 +177,9 @@ func readModel(sizes []int, pos, n int, sili, fixed bool, blockLen int) (int, in
 // fixed and variable modes, and compares position, data and sense with
 // the model.
 func TestReadAgainstModel(t *testing.T) {
-	ctx := context.Background()
 	rng := rand.New(rand.NewPCG(3, 4))
-	nexus := scsi.Nexus{InitiatorPort: "model"}
 	for tapeNo := 0; tapeNo < 20; tapeNo++ {
-		shelf := vtltest.NewShelf(1, 1, 1)
-		shelf.PutDrive(0, vtltest.NewTape("M", vtltest.TapeOptions{}))
-		lib, err := vtl.NewLibrary(ctx, vtl.LibraryOptions{Shelf: shelf})
-		if err != nil {
-			t.Fatal(err)
-		}
-		lu := lib.Drives()[0].LU()
-		run := func(cdb []byte, out []byte) scsi.Result {
-			return lu.Execute(ctx, &scsi.Command{CDB: cdb, DataOut: out, Nexus: nexus})
-		}
-		run([]byte{0, 0, 0, 0, 0, 0}, nil)
+		_, run := modelDrive(t)
 		var sizes []int
 		for i, n := 0, rng.IntN(30); i < n; i++ {
 			if rng.IntN(4) == 0 {
