@@ -201,13 +201,24 @@ func TestKillWhileWriting(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer d.close()
 	tp, _ := d.lib.Open(ctx, killBarcode)
 	m.check(t, tp)
-	if d.log.Used() > 1<<20 {
-		t.Fatalf("log holds %d bytes after a clean close", d.log.Used())
-	}
 	tp.Close(ctx)
+	if err := d.close(); err != nil {
+		t.Fatal(err)
+	}
+	// After a clean close every write is in the store: nothing is left
+	// to replay.
+	log, err := uploadbuffer.Open(vfs.Default, filepath.Join(dir, "log"), uploadbuffer.Options{Capacity: 128 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer log.Close()
+	n := 0
+	log.Replay(func(uploadbuffer.LSN, []byte) error { n++; return nil })
+	if n != 0 {
+		t.Fatalf("%d log records left after a clean close", n)
+	}
 }
 
 // landed says whether the last object of tp is the last object of m (for

@@ -70,7 +70,7 @@ var errDead = errors.New("process is dead")
 func (e *env) start() {
 	e.t.Helper()
 	var err error
-	e.log, err = uploadbuffer.Open(e.fs, "/log", uploadbuffer.Options{Capacity: 80 << 20, SegmentSize: 512 << 10})
+	e.log, err = uploadbuffer.Open(e.fs, "/log", uploadbuffer.Options{Capacity: 80 << 20, SegmentSize: 128 << 10})
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -174,6 +174,9 @@ func (m *model) check(t testing.TB, tp *tapes.Tape) {
 		}
 	}
 	for from := 0; from <= len(m.objs); from++ {
+		if len(m.objs) > 600 && from%97 != 0 && from%tapes.PageObjects > 2 && from%tapes.PageObjects < tapes.PageObjects-2 && from < len(m.objs)-2 {
+			continue // long tapes: a sample, and around every page boundary
+		}
 		want, wok := -1, false
 		for j := from; j < len(m.objs); j++ {
 			if m.objs[j].Filemark {

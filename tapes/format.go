@@ -225,6 +225,7 @@ type segRun struct{ first, last uint64 }
 // root is the index root of a tape.
 type root struct {
 	keyID    string
+	id       uint64 // the tape's incarnation: a barcode deleted and made again gets a new one
 	capacity int64
 	seq      uint64 // last log operation reflected
 	gen      uint64
@@ -240,6 +241,7 @@ const rootVersion = 1
 func encodeRoot(r *root) []byte {
 	b := []byte{rootVersion, byte(len(r.keyID))}
 	b = append(b, r.keyID...)
+	b = binary.BigEndian.AppendUint64(b, r.id)
 	b = binary.BigEndian.AppendUint64(b, uint64(r.capacity))
 	b = binary.BigEndian.AppendUint64(b, r.seq)
 	b = binary.BigEndian.AppendUint64(b, r.gen)
@@ -287,6 +289,7 @@ func decodeRoot(b []byte) (*root, error) {
 		return nil, corruptf("index root version %d", v)
 	}
 	r := &root{keyID: string(rd.take(int(rd.u8())))}
+	r.id = rd.u64()
 	r.capacity = int64(rd.u64())
 	r.seq, r.gen, r.nextSeg, r.eod = rd.u64(), rd.u64(), rd.u64(), rd.u64()
 	r.used = int64(rd.u64())
@@ -332,6 +335,7 @@ type logOp struct {
 	op      byte
 	flags   byte // entZstd for a compressed record
 	barcode string
+	tapeID  uint64 // root.id of the tape written
 	seq     uint64
 	at      uint64
 	size    uint32 // record length (opRecord) or filemark count (opFilemarks)
@@ -339,9 +343,10 @@ type logOp struct {
 }
 
 func encodeLogOp(o logOp) []byte {
-	b := make([]byte, 0, 4+len(o.barcode)+24+len(o.payload))
+	b := make([]byte, 0, 3+len(o.barcode)+28+len(o.payload))
 	b = append(b, o.op, o.flags, byte(len(o.barcode)))
 	b = append(b, o.barcode...)
+	b = binary.BigEndian.AppendUint64(b, o.tapeID)
 	b = binary.BigEndian.AppendUint64(b, o.seq)
 	b = binary.BigEndian.AppendUint64(b, o.at)
 	b = binary.BigEndian.AppendUint32(b, o.size)
@@ -352,6 +357,7 @@ func decodeLogOp(b []byte) (logOp, error) {
 	rd := &reader{b: b}
 	o := logOp{op: rd.u8(), flags: rd.u8()}
 	o.barcode = string(rd.take(int(rd.u8())))
+	o.tapeID = rd.u64()
 	o.seq, o.at, o.size = rd.u64(), rd.u64(), rd.u32()
 	o.payload = rd.b
 	if rd.bad || o.op < opRecord || o.op > opErase || o.flags&^entZstd != 0 || o.op != opRecord && len(o.payload) > 0 {

@@ -16,28 +16,39 @@ type Tape struct {
 	closed atomic.Bool
 }
 
+var errLibraryClosed = errkind.Mark(errkind.Permanent, errors.New("tapes: library is closed"))
+
 var errClosed = errkind.Mark(errkind.Permanent, errors.New("tapes: tape handle is closed"))
 
 // Open implements Shelf: the medium of a tape in the library (in a slot or
 // a drive; an archived tape must be retrieved first).
 func (l *Library) Open(ctx context.Context, barcode string) (*Tape, error) {
+	if l.closed.Load() {
+		return nil, errLibraryClosed
+	}
 	for {
 		t, err := l.load(ctx, barcode)
 		if err != nil {
 			return nil, err
 		}
+		// Registered under l.mu, so release cannot drop the tape's
+		// state between load and here and leave two of it.
+		l.mu.Lock()
 		t.mu.Lock()
-		if t.gone == nil {
+		current, gone := l.tapes[barcode] == t, t.gone
+		if current && gone == nil {
 			t.users++
-			t.mu.Unlock()
-			return &Tape{t: t}, nil
 		}
 		t.mu.Unlock()
-		// Deleted or archived: load again, which reports it.
-		l.mu.Lock()
-		if l.tapes[barcode] == t {
-			delete(l.tapes, barcode)
+		if !current || gone == nil {
+			l.mu.Unlock()
+			if current {
+				return &Tape{t: t}, nil
+			}
+			continue
 		}
+		// Deleted or archived: load again, which reports it.
+		delete(l.tapes, barcode)
 		l.mu.Unlock()
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"regexp"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/gatewayd/gatewayd/errkind"
@@ -78,15 +79,15 @@ func Barcode(prefix string, n int) string { return fmt.Sprintf("%s%04dL5", prefi
 
 var barcodeRE = regexp.MustCompile(`^([A-Z0-9]{1,6})([0-9]{4})L5$`)
 
-func (l *Library) loadGeometry(ctx context.Context) (Geometry, error) {
+// loadGeometry reads the library's geometry; fresh says meta has none yet
+// and g is the options' (saveGeometry records it).
+func (l *Library) loadGeometry(ctx context.Context) (g Geometry, fresh bool, err error) {
 	want := Geometry{Slots: l.opts.Slots, Drives: l.opts.Drives, IE: 1}
-	var g Geometry
-	err := l.opts.Meta.Update(ctx, func(tx meta.Txn) error {
+	err = l.opts.Meta.View(ctx, func(tx meta.Txn) error {
 		b, err := tx.Get([]byte(keyGeometry))
 		if errors.Is(err, meta.ErrNotFound) {
-			g = want
-			b, _ = json.Marshal(g)
-			return tx.Set([]byte(keyGeometry), b)
+			g, fresh = want, true
+			return nil
 		}
 		if err != nil {
 			return err
@@ -94,12 +95,73 @@ func (l *Library) loadGeometry(ctx context.Context) (Geometry, error) {
 		return json.Unmarshal(b, &g)
 	})
 	if err != nil {
-		return g, fmt.Errorf("tapes: library geometry: %w", err)
+		return g, false, fmt.Errorf("tapes: library geometry: %w", err)
 	}
 	if g != want {
 		l.log.Warn("tape library geometry is fixed at creation; options ignored", "slots", g.Slots, "drives", g.Drives)
 	}
-	return g, nil
+	return g, fresh, nil
+}
+
+func (l *Library) saveGeometry(ctx context.Context) error {
+	b, _ := json.Marshal(l.geo)
+	return l.opts.Meta.Update(ctx, func(tx meta.Txn) error { return tx.Set([]byte(keyGeometry), b) })
+}
+
+// adopt records in meta the tapes the store holds and meta does not know
+// (a library opened on new metadata over an existing bucket): each goes to
+// the lowest free slot, or is listed as archived when its index is in the
+// archive class or no slot is free. Places in drives are not kept in the
+// store: adopted tapes start in slots.
+func (l *Library) adopt(ctx context.Context) ([]string, error) {
+	var bcs []string
+	err := objstore.ListDir(ctx, l.opts.Store, "tapes/", func(oi objstore.ObjectInfo, isPrefix bool) error {
+		if bc := strings.TrimSuffix(strings.TrimPrefix(oi.Key, "tapes/"), "/"); isPrefix && barcodeRE.MatchString(bc) {
+			bcs = append(bcs, bc)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("tapes: look for tapes in the store: %w", err)
+	}
+	inv, err := l.Inventory(ctx)
+	if err != nil {
+		return nil, err
+	}
+	free := 0
+	var adopted []string
+	for _, bc := range bcs {
+		if _, err := l.Info(ctx, bc); err == nil {
+			continue
+		}
+		r, err := l.readRoot(ctx, bc)
+		if err != nil {
+			l.log.Warn("tape in the store not adopted", "tape", bc, "err", err)
+			continue
+		}
+		oi, err := l.opts.Store.Stat(ctx, rootKey(bc))
+		if err != nil {
+			return adopted, err
+		}
+		for free < len(inv.Slots) && inv.Slots[free] != "" {
+			free++
+		}
+		in := Info{Barcode: bc, Capacity: r.capacity, EOD: r.eod, Used: r.used, Created: l.opts.Clock.Now().UTC()}
+		if _, classes := l.opts.Store.(objstore.StorageClasser); classes && oi.StorageClass == l.opts.ArchiveClass || free == len(inv.Slots) {
+			in.State, in.Archived = StateArchived, in.Created
+		} else {
+			in.State, in.Place = StateLibrary, Element{ElementSlot, free}
+			inv.Slots[free] = bc
+		}
+		if err := l.opts.Meta.Update(ctx, func(tx meta.Txn) error { return putInfo(tx, in) }); err != nil {
+			return adopted, err
+		}
+		adopted = append(adopted, bc)
+	}
+	if len(adopted) > 0 {
+		l.log.Info("tapes found in the store adopted", "count", len(adopted))
+	}
+	return adopted, nil
 }
 
 func getInfo(tx meta.Txn, barcode string) (Info, error) {

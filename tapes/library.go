@@ -14,6 +14,7 @@ import (
 
 	"github.com/gatewayd/gatewayd/clock"
 	"github.com/gatewayd/gatewayd/errkind"
+	"github.com/gatewayd/gatewayd/health"
 	"github.com/gatewayd/gatewayd/keys"
 	"github.com/gatewayd/gatewayd/meta"
 	"github.com/gatewayd/gatewayd/objstore"
@@ -32,6 +33,8 @@ type Options struct {
 	Key    keys.DataKey
 	Clock  clock.Clock
 	Logger *slog.Logger
+	// Health, when set, warns while uploads fail ("tapes").
+	Health *health.Reporter
 
 	// Library geometry, recorded in meta when the library is first opened
 	// and fixed from then on: storage slots (default 1600) and drives
@@ -88,6 +91,7 @@ type Library struct {
 	kick, spares chan struct{}
 	stop, done   chan struct{}
 	closeOnce    sync.Once
+	closed       atomic.Bool
 }
 
 // New opens the library: reads (or records) its geometry, replays the
@@ -154,8 +158,20 @@ func New(ctx context.Context, opts Options) (*Library, error) {
 	l := &Library{opts: opts, log: opts.Logger, seal: s, enc: enc, dec: dec, tapes: map[string]*tape{},
 		inflight: map[uploadbuffer.LSN]int{}, kick: make(chan struct{}, 1), spares: make(chan struct{}, 1),
 		stop: make(chan struct{}), done: make(chan struct{})}
-	if l.geo, err = l.loadGeometry(ctx); err != nil {
+	geo, fresh, err := l.loadGeometry(ctx)
+	if err != nil {
 		return nil, err
+	}
+	l.geo = geo
+	if fresh {
+		// New metadata: the tapes already in the store are the
+		// library's. The geometry is recorded once they are.
+		if _, err := l.adopt(ctx); err != nil {
+			return nil, err
+		}
+		if err := l.saveGeometry(ctx); err != nil {
+			return nil, fmt.Errorf("tapes: library geometry: %w", err)
+		}
 	}
 	if err := l.replay(ctx); err != nil {
 		return nil, err
@@ -192,25 +208,19 @@ func (l *Library) replay(ctx context.Context) error {
 			return err
 		}
 		t.mu.Lock()
-		defer t.mu.Unlock()
-		if o.seq <= t.seq {
-			return nil
+		full, err := l.replayOne(ctx, t, o, lsn)
+		pending := len(t.sealed)
+		t.mu.Unlock()
+		if err != nil {
+			return err
 		}
-		if o.seq != t.seq+1 {
-			l.log.Warn("tape log records missing", "tape", o.barcode, "after", t.seq, "next", o.seq)
-		}
-		if o.at > t.eod {
-			l.log.Warn("tape log record beyond end-of-data, skipped", "tape", o.barcode, "at", o.at, "eod", t.eod)
-			return nil
-		}
-		if err := t.prepare(ctx, o.at); err != nil {
-			if errors.Is(err, ErrWriteProtected) {
-				return nil
-			}
-			return fmt.Errorf("tapes: replay: %w", err)
-		}
-		t.apply(o, lsn)
 		touched[o.barcode] = t
+		if full && pending >= l.opts.MaxPendingSegments {
+			// Bounded memory: upload the closed segments now.
+			if err := t.flush(ctx, false); err != nil {
+				return err
+			}
+		}
 		return nil
 	})
 	if err != nil {
@@ -230,6 +240,28 @@ func (l *Library) replay(ctx context.Context) error {
 	}
 	l.trim()
 	return nil
+}
+
+// replayOne applies one logged operation unless the tape's stored index
+// holds it already. t.mu held.
+func (l *Library) replayOne(ctx context.Context, t *tape, o logOp, lsn uploadbuffer.LSN) (bool, error) {
+	if o.tapeID != t.id || o.seq <= t.seq {
+		return false, nil // an earlier tape of that barcode, or already stored
+	}
+	if o.seq != t.seq+1 {
+		l.log.Warn("tape log records missing", "tape", o.barcode, "after", t.seq, "next", o.seq)
+	}
+	if o.at > t.eod {
+		l.log.Warn("tape log record beyond end-of-data, skipped", "tape", o.barcode, "at", o.at, "eod", t.eod)
+		return false, nil
+	}
+	if err := t.prepare(ctx, o.at); err != nil {
+		if errors.Is(err, ErrWriteProtected) {
+			return false, nil
+		}
+		return false, fmt.Errorf("tapes: replay: %w", err)
+	}
+	return t.apply(o, lsn), nil
 }
 
 // load returns the tape's state, reading its index root if the library
@@ -376,12 +408,21 @@ func (l *Library) loop() {
 		case <-tick:
 			full = true
 		}
+		var failed error
 		for _, t := range l.loaded() {
 			if err := t.flush(ctx, full); err != nil && ctx.Err() == nil {
 				l.log.Warn("tape upload", "tape", t.barcode, "err", err)
+				failed = err
 			}
 			if full {
 				l.release(t)
+			}
+		}
+		if h := l.opts.Health; h != nil && ctx.Err() == nil {
+			if failed != nil {
+				h.Warn("tape uploads failing, data waits in the upload buffer: " + failed.Error())
+			} else if full {
+				h.OK()
 			}
 		}
 		if full {
@@ -420,11 +461,13 @@ func (l *Library) UploadStats() UploadStats {
 func (l *Library) Close(ctx context.Context) error {
 	var err error
 	l.closeOnce.Do(func() {
+		l.closed.Store(true)
 		close(l.stop)
 		<-l.done
+		// The zstd coder runs no goroutines for EncodeAll and DecodeAll
+		// and is left to the collector, so a straggling handle cannot
+		// use a closed one.
 		err = l.Flush(ctx)
-		l.enc.Close()
-		l.dec.Close()
 	})
 	return err
 }

@@ -7,7 +7,9 @@ import (
 	"io"
 	"math"
 	"sync"
+	"time"
 
+	"github.com/gatewayd/gatewayd/clock"
 	"github.com/gatewayd/gatewayd/errkind"
 	"github.com/gatewayd/gatewayd/objstore"
 	"github.com/gatewayd/gatewayd/uploadbuffer"
@@ -43,6 +45,7 @@ type cachedRange struct {
 type tape struct {
 	lib     *Library
 	barcode string
+	id      uint64 // incarnation (root.id)
 
 	wmu  sync.Mutex // writers, in log order
 	upMu sync.Mutex // one upload at a time
@@ -72,7 +75,7 @@ type tape struct {
 }
 
 func newTape(lib *Library, barcode string, r *root, readOnly bool) *tape {
-	t := &tape{lib: lib, barcode: barcode, capacity: r.capacity, readOnly: readOnly,
+	t := &tape{lib: lib, barcode: barcode, id: r.id, capacity: r.capacity, readOnly: readOnly,
 		seq: r.seq, gen: r.gen, eod: r.eod, used: r.used, runs: append([]segRun(nil), r.runs...),
 		open: &segBuf{id: r.nextSeg}, dirtyFrom: math.MaxUint64, metaEOD: r.eod, metaUsed: r.used}
 	for _, pi := range r.pages {
@@ -335,7 +338,7 @@ func (t *tape) write(ctx context.Context, o logOp) error {
 	if err == nil && o.op == opRecord && t.usedBefore(o.at)+int64(len(o.payload)) > t.capacity {
 		err = fmt.Errorf("tape %s: %d bytes at object %d: %w", t.barcode, len(o.payload), o.at, ErrEndOfMedium)
 	}
-	o.seq = t.seq + 1
+	o.seq, o.tapeID = t.seq+1, t.id
 	t.mu.Unlock()
 	if err != nil {
 		return err
@@ -355,15 +358,29 @@ func (t *tape) write(ctx context.Context, o logOp) error {
 	return nil
 }
 
-// room waits (uploading itself) while too many segments wait for upload.
+// room waits while too many segments of the tape wait for upload: it
+// uploads them itself, and while the store fails it retries every second
+// (the write waits; it does not fail while the store is away).
 func (t *tape) room(ctx context.Context) error {
-	t.mu.Lock()
-	n := len(t.sealed)
-	t.mu.Unlock()
-	if n < t.lib.opts.MaxPendingSegments {
-		return nil
+	for {
+		t.mu.Lock()
+		n, gone := len(t.sealed), t.gone
+		t.mu.Unlock()
+		if gone != nil {
+			return gone
+		}
+		if n < t.lib.opts.MaxPendingSegments {
+			return nil
+		}
+		err := t.flush(ctx, false)
+		if err == nil {
+			continue
+		}
+		t.lib.log.Warn("tape write waits for uploads", "tape", t.barcode, "err", err)
+		if err := clock.Sleep(ctx, t.lib.opts.Clock, time.Second); err != nil {
+			return err
+		}
 	}
-	return t.flush(ctx, false)
 }
 
 // readBlock returns the sealed block of object i and its entry.

@@ -9,9 +9,12 @@ import (
 	"time"
 
 	"github.com/gatewayd/gatewayd/errkind"
+	"github.com/gatewayd/gatewayd/health"
+	metamem "github.com/gatewayd/gatewayd/meta/mem"
 	"github.com/gatewayd/gatewayd/objstore"
 	"github.com/gatewayd/gatewayd/objstore/faulty"
 	"github.com/gatewayd/gatewayd/tapes"
+	"github.com/gatewayd/gatewayd/vfs"
 )
 
 // writeMixed writes records of many sizes and filemarks at end-of-data.
@@ -117,6 +120,19 @@ func checkNoOrphans(t testing.TB, e *env, bc string) {
 	}
 }
 
+// flushFailingAfter flushes with the store failing every put after the
+// first n, and leaves it failing.
+func (e *env) flushFailingAfter(n int) {
+	var puts atomic.Int32
+	e.cut.SetHook(func(op faulty.Op, _ string) error {
+		if op == faulty.OpPut && puts.Add(1) > int32(n) {
+			return errDead
+		}
+		return nil
+	})
+	e.lib.Flush(ctx)
+}
+
 // TestRandomAgainstModel writes, rewrites, erases and flushes at random,
 // with restarts and crashes, and checks the tape against a model.
 func TestRandomAgainstModel(t *testing.T) {
@@ -160,22 +176,18 @@ func TestRandomAgainstModel(t *testing.T) {
 				tp.Close(ctx)
 				e.restart()
 				tp = e.open(bc)
-			case k < 95:
+			case k < 94:
 				e.crash()
 				tp = e.open(bc)
-			case k < 97:
+			case k < 96:
 				// Die in the middle of an upload: some puts land.
-				var puts atomic.Int32
-				allow := int32(r.IntN(4))
-				e.cut.SetHook(func(op faulty.Op, _ string) error {
-					if op == faulty.OpPut && puts.Add(1) > allow {
-						return errDead
-					}
-					return nil
-				})
-				e.lib.Flush(ctx)
+				e.flushFailingAfter(r.IntN(4))
 				e.crash()
 				tp = e.open(bc)
+			case k < 99:
+				// An upload fails midway and the library carries on.
+				e.flushFailingAfter(r.IntN(4))
+				e.cut.SetHook(nil)
 			default:
 				m.check(t, tp)
 			}
@@ -492,4 +504,313 @@ func waitIdle(e *env) {
 	for e.clk.Waiters() == 0 {
 		time.Sleep(time.Millisecond)
 	}
+}
+
+// TestRecreatedBarcode: a tape deleted while the log still holds its
+// writes, and made again under the same barcode, starts blank after a
+// crash: the old writes are not replayed onto it.
+func TestRecreatedBarcode(t *testing.T) {
+	e := newEnv(t)
+	e.start()
+	bcs := e.create(2, 1<<30)
+	a, b := e.open(bcs[0]), e.open(bcs[1])
+	if err := a.WriteRecord(ctx, 0, []byte("kept"), false); err != nil { // holds the log below b's writes
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		if err := b.WriteRecord(ctx, uint64(i), []byte("gone"), false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b.Close(ctx)
+	if err := e.lib.Delete(ctx, bcs[1]); err != nil {
+		t.Fatal(err)
+	}
+	if again := e.create(1, 1<<30); again[0] != bcs[1] {
+		t.Fatalf("recreated as %v", again)
+	}
+	e.crash()
+	tp := e.open(bcs[1])
+	if tp.EOD() != 0 || tp.Used() != 0 {
+		t.Fatalf("recreated tape has EOD %d, used %d", tp.EOD(), tp.Used())
+	}
+	tp.Close(ctx)
+	m := model{}
+	m.write(0, []byte("kept"))
+	tp = e.open(bcs[0])
+	m.check(t, tp)
+	tp.Close(ctx)
+}
+
+// TestConcurrentDrives writes several tapes at once while uploads run
+// and other readers look on, then checks every tape.
+func TestConcurrentDrives(t *testing.T) {
+	e := newEnv(t)
+	e.opts = func(o *tapes.Options) { o.SegmentSize = 32 << 10; o.MaxPendingSegments = 1 }
+	e.start()
+	bcs := e.create(3, 1<<30)
+	models := make([]model, len(bcs))
+	done := make(chan error, len(bcs))
+	stop := make(chan struct{})
+	for i, bc := range bcs {
+		tp := e.open(bc)
+		go func() {
+			r := rand.New(rand.NewPCG(uint64(i), 9))
+			m := &models[i]
+			for step := 0; step < 60; step++ {
+				at := uint64(len(m.objs))
+				if at > 2 && r.IntN(6) == 0 {
+					at -= 2
+				}
+				d := record(uint64(i)<<20|uint64(step), 1+r.IntN(50000))
+				if err := tp.WriteRecord(ctx, at, d, r.IntN(2) == 0); err != nil {
+					done <- err
+					return
+				}
+				m.write(at, d)
+				if r.IntN(10) == 0 {
+					if err := tp.WriteFilemarks(ctx, uint64(len(m.objs)), 1); err != nil {
+						done <- err
+						return
+					}
+					m.filemarks(uint64(len(m.objs)), 1)
+				}
+			}
+			done <- tp.Close(ctx)
+		}()
+	}
+	flushed := make(chan struct{})
+	go func() {
+		defer close(flushed)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			e.lib.Flush(ctx)
+			e.lib.List(ctx)
+			e.clk.Advance(10 * time.Second)
+		}
+	}()
+	for range bcs {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(stop)
+	<-flushed
+	e.restart()
+	for i, bc := range bcs {
+		tp := e.open(bc)
+		models[i].check(t, tp)
+		tp.Close(ctx)
+		checkNoOrphans(t, e, bc)
+	}
+}
+
+// TestAdoptFromStore: a library opened on new metadata over a bucket that
+// holds tapes lists them and reads them; an archived one stays archived.
+func TestAdoptFromStore(t *testing.T) {
+	e := newEnv(t)
+	e.start()
+	bcs := e.create(3, 1<<30)
+	tp := e.open(bcs[1])
+	var m model
+	writeMixed(t, tp, &m, 21, 15)
+	tp.Close(ctx)
+	if err := e.lib.Archive(ctx, bcs[2]); err != nil {
+		t.Fatal(err)
+	}
+	e.close()
+	e.md = metamem.New()
+	e.fs = vfs.NewMem() // and no log either
+	e.start()
+	list, err := e.lib.List(ctx)
+	if err != nil || len(list) != 3 {
+		t.Fatalf("adopted %+v %v", list, err)
+	}
+	if list[1].EOD != uint64(len(m.objs)) || list[1].Place.Type != tapes.ElementSlot || list[2].State != tapes.StateArchived {
+		t.Fatalf("adopted %+v", list)
+	}
+	tp = e.open(bcs[1])
+	m.check(t, tp)
+	tp.Close(ctx)
+	if _, err := e.lib.Retrieve(ctx, bcs[2]); err != nil {
+		t.Fatal(err)
+	}
+	// Adoption happens once: a deleted tape is not adopted again.
+	if err := e.lib.Delete(ctx, bcs[0]); err != nil {
+		t.Fatal(err)
+	}
+	e.restart()
+	if list, _ := e.lib.List(ctx); len(list) != 2 {
+		t.Fatalf("after restart %+v", list)
+	}
+}
+
+// TestPageBoundaries writes a tape of several index pages and truncates it
+// at, before and across page boundaries.
+func TestPageBoundaries(t *testing.T) {
+	e := newEnv(t)
+	e.start()
+	bc := e.create(1, 1<<30)[0]
+	tp := e.open(bc)
+	var m model
+	fms := map[int]bool{100: true, tapes.PageObjects - 1: true, tapes.PageObjects: true, 2*tapes.PageObjects - 1: true, 8250: true}
+	appendN := func(n int, seed uint64) {
+		for i := 0; i < n; i++ {
+			at := uint64(len(m.objs))
+			if fms[len(m.objs)] {
+				if err := tp.WriteFilemarks(ctx, at, 1); err != nil {
+					t.Fatal(err)
+				}
+				m.filemarks(at, 1)
+				continue
+			}
+			d := record(seed+uint64(i), 1+i%9)
+			if err := tp.WriteRecord(ctx, at, d, false); err != nil {
+				t.Fatal(err)
+			}
+			m.write(at, d)
+		}
+	}
+	reopen := func() {
+		t.Helper()
+		tp.Close(ctx)
+		e.restart()
+		tp = e.open(bc)
+		m.check(t, tp)
+		checkNoOrphans(t, e, bc)
+	}
+	appendN(8300, 1)
+	m.check(t, tp)
+	reopen()
+	for _, at := range []uint64{2 * tapes.PageObjects, tapes.PageObjects, tapes.PageObjects - 10} {
+		d := record(at, 33)
+		if err := tp.WriteRecord(ctx, at, d, true); err != nil {
+			t.Fatal(err)
+		}
+		m.write(at, d)
+		appendN(100, at<<8)
+		m.check(t, tp)
+		reopen()
+	}
+	if err := tp.Erase(ctx, 0); err != nil {
+		t.Fatal(err)
+	}
+	m.filemarks(0, 0)
+	reopen()
+	tp.Close(ctx)
+}
+
+// TestUploadsFailing: while the store refuses writes, writes still land
+// (in the log) until too many segments wait, then they wait; health
+// warns, and once the store is back it all goes up.
+func TestUploadsFailing(t *testing.T) {
+	e := newEnv(t)
+	reg := health.New(e.clk)
+	e.opts = func(o *tapes.Options) {
+		o.Health = reg.Register("tapes")
+		o.SegmentSize = 64 << 10
+		o.MaxPendingSegments = 2
+	}
+	e.start()
+	bc := e.create(1, 1<<30)[0]
+	tp := e.open(bc)
+	e.cut.SetHook(func(op faulty.Op, _ string) error {
+		if op == faulty.OpPut {
+			return errDead
+		}
+		return nil
+	})
+	var m model
+	d := record(1, 40<<10)
+	for i := range 3 { // two segments closed, the third open
+		if err := tp.WriteRecord(ctx, uint64(i), d, false); err != nil {
+			t.Fatal(err)
+		}
+		m.write(uint64(i), d)
+	}
+	waitIdle(e)
+	e.clk.Advance(10 * time.Second)
+	waitIdle(e)
+	if _, level := reg.Snapshot(); level != health.Warning {
+		t.Fatalf("health %v while uploads fail", level)
+	}
+	m.check(t, tp)
+	// The next write waits for the store: it is blocked on the clock
+	// beside the uploader.
+	wrote := make(chan error, 1)
+	go func() { wrote <- tp.WriteRecord(ctx, 3, d, false) }()
+	for e.clk.Waiters() < 2 {
+		time.Sleep(time.Millisecond)
+	}
+	select {
+	case err := <-wrote:
+		t.Fatalf("write returned while the store is away: %v", err)
+	default:
+	}
+	e.cut.SetHook(nil)
+	e.clk.Advance(time.Second)
+	if err := <-wrote; err != nil {
+		t.Fatal(err)
+	}
+	m.write(3, d)
+	waitIdle(e)
+	e.clk.Advance(10 * time.Second)
+	waitIdle(e)
+	if states, level := reg.Snapshot(); level != health.OK {
+		t.Fatalf("health %v after the store is back: %+v", level, states)
+	}
+	tp.Close(ctx)
+	e.crash() // nothing needed from the log any more
+	tp = e.open(bc)
+	m.check(t, tp)
+	tp.Close(ctx)
+}
+
+// TestArchiveRetried: when moving a tape's objects to the archive class
+// fails, the tape has left the library all the same and the move is
+// finished on a later tick.
+func TestArchiveRetried(t *testing.T) {
+	e := newEnv(t)
+	e.start()
+	bc := e.create(1, 1<<30)[0]
+	tp := e.open(bc)
+	var m model
+	writeMixed(t, tp, &m, 41, 10)
+	tp.Close(ctx)
+	e.cut.SetHook(func(op faulty.Op, _ string) error {
+		if op == faulty.OpSetStorageClass {
+			return errDead
+		}
+		return nil
+	})
+	if err := e.lib.Archive(ctx, bc); !errors.Is(err, errDead) {
+		t.Fatalf("archive with the class move failing: %v", err)
+	}
+	in, _ := e.lib.Info(ctx, bc)
+	if in.State != tapes.StateArchived || !in.ArchivePending || in.Place.Type != 0 {
+		t.Fatalf("after a failed class move: %+v", in)
+	}
+	e.cut.SetHook(nil)
+	waitIdle(e)
+	e.clk.Advance(10 * time.Second)
+	waitIdle(e)
+	if in, _ := e.lib.Info(ctx, bc); in.ArchivePending {
+		t.Fatalf("still pending after a tick: %+v", in)
+	}
+	e.store.List(ctx, "tapes/"+bc+"/", func(oi objstore.ObjectInfo) error {
+		if oi.StorageClass != "GLACIER" {
+			t.Errorf("%s in class %q", oi.Key, oi.StorageClass)
+		}
+		return nil
+	})
+	if _, err := e.lib.Retrieve(ctx, bc); err != nil {
+		t.Fatal(err)
+	}
+	tp = e.open(bc)
+	m.check(t, tp)
+	tp.Close(ctx)
 }

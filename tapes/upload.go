@@ -2,6 +2,8 @@ package tapes
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
@@ -43,8 +45,11 @@ func (t *tape) flush(ctx context.Context, full bool) error {
 		savedPages []string
 	)
 	if full && (t.dirty || len(t.garbageSegs) > 0 || len(t.garbagePages) > 0) {
+		// Generations are never reused, not even after a failed upload,
+		// so the garbage of one attempt never names a live page.
 		gen := t.gen + 1
-		r = &root{keyID: t.lib.seal.keyID, capacity: t.capacity, seq: t.seq, gen: gen, nextSeg: t.open.id,
+		t.gen = gen
+		r = &root{keyID: t.lib.seal.keyID, id: t.id, capacity: t.capacity, seq: t.seq, gen: gen, nextSeg: t.open.id,
 			eod: t.eod, used: t.used, runs: append([]segRun(nil), t.runs...)}
 		for i, pg := range t.pages {
 			info := pg.info
@@ -97,7 +102,6 @@ func (t *tape) flush(ctx context.Context, full bool) error {
 		return err
 	}
 	t.mu.Lock()
-	t.gen = r.gen
 	for _, w := range writes {
 		if int(w.p) < len(t.pages) && t.pages[w.p] == w.pg {
 			w.pg.info.gen = r.gen
@@ -237,7 +241,13 @@ func (l *Library) readRoot(ctx context.Context, barcode string) (*root, error) {
 
 // writeEmptyRoot writes the index of a blank tape.
 func (l *Library) writeEmptyRoot(ctx context.Context, barcode string, capacity int64) error {
-	r := &root{keyID: l.seal.keyID, capacity: capacity, gen: 1, nextSeg: 1}
+	var id [8]byte
+	for binary.BigEndian.Uint64(id[:]) == 0 {
+		if _, err := rand.Read(id[:]); err != nil {
+			return err
+		}
+	}
+	r := &root{keyID: l.seal.keyID, id: binary.BigEndian.Uint64(id[:]), capacity: capacity, gen: 1, nextSeg: 1}
 	blob := l.seal.seal(kindRoot, 0, rootBinding(barcode), encodeRoot(r))
 	return objstore.PutBytes(ctx, l.opts.Store, rootKey(barcode), blob)
 }

@@ -384,7 +384,7 @@ func (ss *session) complete(t *task, res scsi.Result) {
 		}
 	case t.read && (res.Status == scsi.StatusGood || len(res.Data) > 0):
 		// Data-in goes with GOOD, or with a CHECK CONDITION that
-		// transferred some (a tape read ending at a filemark).
+		// transferred some (a tape read of a short record).
 		n := uint32(max(len(res.Data), res.DataInLen))
 		if n > t.edtl {
 			over, residual = true, n-t.edtl

@@ -468,9 +468,10 @@ func (d *Drive) atEOD(m Medium, residual int64) error {
 	return nil
 }
 
-// readObject reads the object at the position into p and moves past it;
-// isFilemark reports a filemark (nothing read).
-func (d *Drive) readObject(ctx context.Context, m Medium, p []byte) (n int, isFilemark bool, err error) {
+// readObject reads the object at the position into the buffer buf
+// returns for the record's size, and moves past it; isFilemark reports a
+// filemark (nothing read).
+func (d *Drive) readObject(ctx context.Context, m Medium, buf func(size int) []byte) (n int, isFilemark bool, err error) {
 	o, err := m.Stat(ctx, d.pos)
 	if err != nil {
 		return 0, false, mediumError(err, scsi.ASCUnrecoveredReadError)
@@ -479,7 +480,7 @@ func (d *Drive) readObject(ctx context.Context, m Medium, p []byte) (n int, isFi
 		d.pos++
 		return 0, true, nil
 	}
-	n, err = m.ReadRecord(ctx, d.pos, p)
+	n, err = m.ReadRecord(ctx, d.pos, buf(o.Size))
 	if err != nil {
 		return 0, false, mediumError(err, scsi.ASCUnrecoveredReadError)
 	}
@@ -491,13 +492,19 @@ func (d *Drive) readVariable(ctx context.Context, m Medium, n int, sili bool, bl
 	if err := d.atEOD(m, int64(n)); err != nil {
 		return nil, err
 	}
-	buf := make([]byte, n)
-	size, fm, err := d.readObject(ctx, m, buf)
+	var buf []byte
+	size, fm, err := d.readObject(ctx, m, func(size int) []byte {
+		buf = make([]byte, min(n, size)) // no more than the record
+		return buf
+	})
 	switch {
 	case err != nil:
 		return nil, err
 	case fm:
 		return nil, errFilemark(int64(n))
+	case len(buf) < min(size, n):
+		// The medium's record is not the size its Stat said.
+		return nil, mediumError(fmt.Errorf("vtl: record %d read as %d bytes, not %d", d.pos-1, size, len(buf)), scsi.ASCUnrecoveredReadError)
 	case size == n:
 		return buf, nil
 	case size < n:
@@ -519,12 +526,13 @@ func (d *Drive) readVariable(ctx context.Context, m Medium, n int, sili bool, bl
 // readFixed reads n blocks of blockLen bytes, stopping at a filemark,
 // end-of-data or a record of another length; the residual counts blocks.
 func (d *Drive) readFixed(ctx context.Context, m Medium, n, blockLen int) ([]byte, error) {
-	buf := make([]byte, n*blockLen)
+	var buf []byte // grows block by block: a tape may hold fewer
 	for i := 0; i < n; i++ {
 		if err := d.atEOD(m, int64(n-i)); err != nil {
 			return buf[:i*blockLen], err
 		}
-		size, fm, err := d.readObject(ctx, m, buf[i*blockLen:(i+1)*blockLen])
+		buf = append(buf, make([]byte, blockLen)...)
+		size, fm, err := d.readObject(ctx, m, func(int) []byte { return buf[i*blockLen : (i+1)*blockLen] })
 		switch {
 		case err != nil:
 			return buf[:i*blockLen], err
@@ -790,9 +798,14 @@ func (d *Drive) loadUnload(ctx context.Context, t *scsi.Task) ([]byte, error) {
 		return nil, errNoMedium()
 	}
 	if load {
+		wasLoaded := d.m != nil
 		if err := d.loadLocked(ctx); err != nil {
 			d.log.Error("vtl: load failed", "drive", d.opts.Serial, "err", err)
 			return nil, scsi.Sense(scsi.KeyNotReady, ascLogicalUnitNotReady)
+		}
+		if !wasLoaded {
+			// Not ready to ready: the other nexuses hear of it.
+			d.lu.UnitAttention(scsi.ASCMediumMayHaveChanged, t.Nexus.InitiatorPort)
 		}
 		return nil, nil
 	}
@@ -862,7 +875,7 @@ func (d *Drive) locate(ctx context.Context, t *scsi.Task) ([]byte, error) {
 	case 0:
 		if target > eod {
 			d.pos = eod
-			return nil, errEOD(0, inEarlyWarning(m))
+			return nil, errEODLocate(inEarlyWarning(m))
 		}
 		d.pos = target
 	case 1:
@@ -874,7 +887,7 @@ func (d *Drive) locate(ctx context.Context, t *scsi.Task) ([]byte, error) {
 			}
 			if !ok {
 				d.pos = eod
-				return nil, errEOD(0, inEarlyWarning(m))
+				return nil, errEODLocate(inEarlyWarning(m))
 			}
 			pos = fm + 1
 		}

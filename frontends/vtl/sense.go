@@ -33,11 +33,16 @@ func errFilemark(residual int64) *scsi.Error {
 	return e
 }
 
-// errEOD is end-of-data met by a read, space or locate: BLANK CHECK,
-// END-OF-DATA DETECTED, with EOM when end-of-data lies past early
-// warning.
+// errEOD is end-of-data met by a read or space: BLANK CHECK,
+// END-OF-DATA DETECTED, with the residual, and EOM when end-of-data lies
+// past early warning.
 func errEOD(residual int64, eom bool) *scsi.Error {
-	e := withInfo(scsi.Sense(scsi.KeyBlankCheck, scsi.ASCEndOfDataDetected), residual)
+	return withInfo(errEODLocate(eom), residual)
+}
+
+// errEODLocate is end-of-data met by a locate: no residual.
+func errEODLocate(eom bool) *scsi.Error {
+	e := scsi.Sense(scsi.KeyBlankCheck, scsi.ASCEndOfDataDetected)
 	e.EOM = eom
 	return e
 }

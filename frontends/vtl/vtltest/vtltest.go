@@ -286,13 +286,19 @@ func NewShelf(slots, drives, ie int) *Shelf {
 }
 
 // Put places tape in slot (it must be empty).
-func (s *Shelf) Put(slot int, t *Tape) {
+func (s *Shelf) Put(slot int, t *Tape) { s.place(s.inv.Slots, slot, t) }
+
+// PutDrive places tape in drive i (it must be empty), as a library
+// restarting with a tape in a drive finds it.
+func (s *Shelf) PutDrive(i int, t *Tape) { s.place(s.inv.Drives, i, t) }
+
+func (s *Shelf) place(list []string, i int, t *Tape) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.inv.Slots[slot] != "" {
-		panic(fmt.Sprintf("vtltest: slot %d is full", slot))
+	if list[i] != "" {
+		panic(fmt.Sprintf("vtltest: element %d is full", i))
 	}
-	s.inv.Slots[slot] = t.barcode
+	list[i] = t.barcode
 	s.tapes[t.barcode] = t
 }
 
