@@ -33,6 +33,12 @@ const password = "gatewayd-test-pw"
 
 func start(t *testing.T, configs ...fileshare.Config) *fixture {
 	t.Helper()
+	return startWith(t, "", configs...)
+}
+
+// startWith is start with smbd's signing setting.
+func startWith(t *testing.T, signing string, configs ...fileshare.Config) *fixture {
+	t.Helper()
 	smbtest.Require(t)
 	dir := t.TempDir()
 	log, err := uploadbuffer.Open(vfs.Default, filepath.Join(dir, "log"), uploadbuffer.Options{Capacity: 256 << 20})
@@ -54,7 +60,7 @@ func start(t *testing.T, configs ...fileshare.Config) *fixture {
 		}
 	}
 	addr := smbtest.FreeAddr(t)
-	srv, err := New(Options{Settings: Settings{Listen: addr, StateDir: filepath.Join(dir, "smb")}, MountDir: filepath.Join(dir, "mnt"), Shares: m})
+	srv, err := New(Options{Settings: Settings{Listen: addr, StateDir: filepath.Join(dir, "smb"), Signing: signing}, MountDir: filepath.Join(dir, "mnt"), Shares: m})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -338,5 +344,31 @@ func TestSettingsRejectBadInput(t *testing.T) {
 		if !strings.Contains(conf, want) {
 			t.Fatalf("conf lacks %q:\n%s", want, conf)
 		}
+	}
+}
+
+// TestGuestAndReadOnly: a guest share lets a user smbd does not know in
+// (smbclient, signing mandatory as by default), a share without guest
+// access does not, and a read-only share refuses writes.
+func TestGuestAndReadOnly(t *testing.T) {
+	f := startWith(t, "mandatory",
+		fileshare.Config{Name: "open", Protocols: []string{"smb"}, SMBGuest: true},
+		fileshare.Config{Name: "closed", Protocols: []string{"smb"}},
+		fileshare.Config{Name: "ro", Protocols: []string{"smb"}, ReadOnly: true})
+	local := t.TempDir()
+	if err := os.WriteFile(filepath.Join(local, "g.txt"), []byte("guest\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := smbtest.Smbclient(f.addr, "open", "someone-unknown", "x", "put g.txt; ls g.txt", local); err != nil {
+		t.Fatalf("guest on a guest share: %v", err)
+	}
+	if err := smbtest.Smbclient(f.addr, "closed", "someone-unknown", "x", "ls", local); err == nil {
+		t.Fatal("guest let into a share without guest access")
+	}
+	if err := smbtest.Smbclient(f.addr, "ro", "root", password, "ls", local); err != nil {
+		t.Fatal(err)
+	}
+	if err := smbtest.Smbclient(f.addr, "ro", "root", password, "put g.txt", local); err == nil {
+		t.Fatal("put to a read-only share succeeded")
 	}
 }
