@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -72,7 +73,7 @@ func TestSMBEndToEnd(t *testing.T) {
 	s3args := []string{"--s3-endpoint", srv.Endpoint, "--s3-path-style", "--s3-access-key", srv.AccessKey, "--s3-secret-key", srv.SecretKey}
 	dir := t.TempDir()
 	// After the daemon is killed at the end, before dir is removed.
-	t.Cleanup(func() { _, _ = smb.CleanStale(dir) })
+	t.Cleanup(func() { cleanSMB(dir) })
 	mustRun(t, append([]string{"init", "--data-dir", dir, "--store", "s3://smb/gw"}, s3args...)...)
 	addr := smbtest.FreeAddr(t)
 	d := serve(t, dir, "--smb-listen", addr)
@@ -203,6 +204,11 @@ func TestSMBEndToEnd(t *testing.T) {
 	}
 	smbDone()
 	mnt := filepath.Join(dir, "smb", "mnt")
+	conf := filepath.Join(dir, "smb", "smb.conf")
+	// A client connected at the kill keeps its smbd process alive.
+	_, lingerDone := smbtest.MustDial(t, addr, "docs", "root", smbPassword)
+	defer lingerDone()
+	before := smb.Processes(conf)
 	if err := d.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -221,6 +227,11 @@ func TestSMBEndToEnd(t *testing.T) {
 	})
 	if left := mountsUnder(t, mnt); len(left) != 2 {
 		t.Fatalf("mounts after the restart: %v, want one live view per share", left)
+	}
+	for _, pid := range before {
+		if syscall.Kill(pid, 0) == nil && slices.Contains(smb.Processes(conf), pid) {
+			t.Fatalf("smbd process %d of the killed gatewayd still runs", pid)
+		}
 	}
 	waitObject(t, srv, "smb", "gw/sealed/acked.bin", acked)
 
@@ -242,6 +253,13 @@ func TestSMBEndToEnd(t *testing.T) {
 }
 
 // bigSum is the checksum of the big file smbtest.GoClientOps writes.
+// cleanSMB removes what a daemon killed at the end of a test leaves: smbd
+// processes serving clients, dead FUSE mounts.
+func cleanSMB(dataDir string) {
+	smb.KillStale(filepath.Join(dataDir, "smb", "smb.conf"))
+	_, _ = smb.CleanStale(dataDir)
+}
+
 func bigSum(size int) [sha256.Size]byte {
 	h := sha256.New()
 	for off := 0; off < size; off += 1 << 20 {
@@ -324,7 +342,7 @@ func TestSMBTorture(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	t.Cleanup(func() { _, _ = smb.CleanStale(dir) })
+	t.Cleanup(func() { cleanSMB(dir) })
 	mustRun(t, "init", "--data-dir", dir)
 	addr := smbtest.FreeAddr(t)
 	serve(t, dir, "--smb-listen", addr)

@@ -68,13 +68,15 @@ func Mount(share *fileshare.Share, dir string, logger *slog.Logger) (*View, erro
 // Dir is where the view is mounted.
 func (v *View) Dir() string { return v.dir }
 
-// Unmount detaches the view; files still open in smbd fail from then on.
+// Unmount detaches the view. When smbd still holds files in it, the
+// mount is detached lazily and goes when they are closed; Unmount does not
+// wait for that.
 func (v *View) Unmount() error {
 	if err := v.server.Unmount(); err != nil {
-		// Busy (smbd still holds files): detach it lazily.
 		if err2 := unmount(v.dir); err2 != nil {
 			return fmt.Errorf("unmount %s: %w (lazy unmount: %v)", v.dir, err, err2)
 		}
+		return nil
 	}
 	v.server.Wait()
 	return nil

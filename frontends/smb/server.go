@@ -122,7 +122,7 @@ func New(opts Options) (*Server, error) {
 		log: opts.Logger, views: map[string]*View{}, state: "no share is served over SMB yet",
 		stop: make(chan struct{}), done: make(chan struct{}), ready: make(chan struct{}),
 	}
-	if n := killStale(s.opts.Settings.ConfPath()); n > 0 {
+	if n := KillStale(s.opts.Settings.ConfPath()); n > 0 {
 		s.log.Warn("smb: stopped smbd processes a previous gatewayd left running", "processes", n)
 	}
 	if err := os.MkdirAll(opts.MountDir, 0o755); err != nil {
@@ -384,14 +384,24 @@ func (s *Server) Close() error {
 	return errors.Join(errs...)
 }
 
-// killStale kills smbd processes still running on conf: children of a
-// gatewayd that was killed. It returns how many it found.
-func killStale(conf string) int {
+// KillStale kills smbd processes still running on conf: those a killed
+// gatewayd left (smbd itself dies with gatewayd, but the processes it
+// forked for client connections may not). It returns how many it found.
+func KillStale(conf string) int {
+	pids := Processes(conf)
+	for _, pid := range pids {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
+	return len(pids)
+}
+
+// Processes lists the smbd processes running on conf.
+func Processes(conf string) []int {
 	entries, err := os.ReadDir("/proc")
 	if err != nil {
-		return 0
+		return nil
 	}
-	n := 0
+	var pids []int
 	for _, e := range entries {
 		pid, err := strconv.Atoi(e.Name())
 		if err != nil || pid == os.Getpid() {
@@ -407,11 +417,10 @@ func killStale(conf string) int {
 		}
 		for i := 1; i+1 < len(args); i++ {
 			if args[i] == "-s" && args[i+1] == conf {
-				_ = syscall.Kill(pid, syscall.SIGKILL)
-				n++
+				pids = append(pids, pid)
 				break
 			}
 		}
 	}
-	return n
+	return pids
 }
