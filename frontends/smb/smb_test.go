@@ -243,6 +243,15 @@ func TestSyncAndRestart(t *testing.T) {
 	f.srv.mu.Lock()
 	pid := f.srv.proc.Pid
 	f.srv.mu.Unlock()
+	// smbd holds no FUSE device of the views: they must die with gatewayd.
+	for _, p := range Processes(f.srv.ConfPath()) {
+		fds, _ := os.ReadDir(filepath.Join("/proc", strconv.Itoa(p), "fd"))
+		for _, fd := range fds {
+			if target, _ := os.Readlink(filepath.Join("/proc", strconv.Itoa(p), "fd", fd.Name())); target == "/dev/fuse" {
+				t.Fatalf("smbd process %d holds /dev/fuse (fd %s), inherited from the views", p, fd.Name())
+			}
+		}
+	}
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
