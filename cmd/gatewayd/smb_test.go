@@ -90,6 +90,7 @@ func TestSMBEndToEnd(t *testing.T) {
 	}
 	mustFailClearly(t, run(t, nil, "share", "create", "--data-dir", dir, "--name", "x", "--protocols", "nfs,ftp"), `protocol "ftp"`)
 	mustFailClearly(t, run(t, nil, "share", "create", "--data-dir", dir, "--name", "x", "--smb-encrypt"), "need smb among")
+	mustFailClearly(t, run(t, nil, "share", "create", "--data-dir", dir, "--name", "Global", "--protocols", "smb"), "Samba reserves")
 	out := mustRun(t, "share", "create", "--data-dir", dir, "--name", "docs", "--protocols", "nfs,smb")
 	if !strings.Contains(out, `\\127.0.0.1\docs`) {
 		t.Fatalf("share create says nothing of SMB:\n%s", out)

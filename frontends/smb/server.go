@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -189,14 +190,24 @@ func (s *Server) sync(except []string) (bool, error) {
 		return false, errors.New("smb: shutting down")
 	}
 	want := map[string]*fileshare.Share{}
-	for _, c := range s.opts.Shares.List() {
-		if c.Serves("smb") && !slices.Contains(except, c.Name) {
-			if sh, err := s.opts.Shares.Get(c.Name); err == nil {
-				want[c.Name] = sh
-			}
+	folded := map[string]string{} // SMB share names ignore case
+	var errs []error
+	list := s.opts.Shares.List()
+	// Shares served already keep their name against newcomers.
+	sort.SliceStable(list, func(i, j int) bool { return s.views[list[i].Name] != nil && s.views[list[j].Name] == nil })
+	for _, c := range list {
+		if !c.Serves("smb") || slices.Contains(except, c.Name) {
+			continue
+		}
+		if other, dup := folded[strings.ToLower(c.Name)]; dup {
+			errs = append(errs, fmt.Errorf("share %s: not served over SMB: its name differs from share %s only in case", c.Name, other))
+			continue
+		}
+		if sh, err := s.opts.Shares.Get(c.Name); err == nil {
+			want[c.Name] = sh
+			folded[strings.ToLower(c.Name)] = c.Name
 		}
 	}
-	var errs []error
 	for name, sh := range want {
 		if s.views[name] != nil {
 			continue

@@ -381,3 +381,22 @@ func TestGuestAndReadOnly(t *testing.T) {
 		t.Fatal("put to a read-only share succeeded")
 	}
 }
+
+// TestNamesDifferingInCase: SMB share names ignore case, so of two shares
+// whose names differ only in case the one served first stays served.
+func TestNamesDifferingInCase(t *testing.T) {
+	f := start(t, fileshare.Config{Name: "team", Protocols: []string{"smb"}})
+	if _, err := f.shares.Create(context.Background(), fileshare.Config{Name: "Team", Protocols: []string{"smb"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.srv.Sync(context.Background()); err == nil || !strings.Contains(err.Error(), "only in case") {
+		t.Fatalf("Sync with two names differing in case: %v", err)
+	}
+	conf, _ := os.ReadFile(f.srv.ConfPath())
+	if !strings.Contains(string(conf), "[team]") || strings.Contains(string(conf), "[Team]") {
+		t.Fatalf("smb.conf:\n%s", conf)
+	}
+	if err := smbtest.Smbclient(f.addr, "team", "root", password, "ls"); err != nil {
+		t.Fatal(err)
+	}
+}
