@@ -8,6 +8,7 @@ import (
 	"log"
 	"log/slog"
 	"os"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -62,19 +63,44 @@ func Mount(share *fileshare.Share, dir string, logger *slog.Logger) (*View, erro
 	if err != nil {
 		return nil, fmt.Errorf("share %s: FUSE mount on %s: %w", share.Config().Name, dir, err)
 	}
+	closeFuseOnExec()
 	return &View{share: share, dir: dir, server: srv}, nil
+}
+
+// closeFuseOnExec marks this process's /dev/fuse descriptors close-on-exec.
+// go-fuse's direct mount opens the device without it, and an smbd that
+// inherited one would keep the view's connection open after gatewayd
+// died: its own close of a file on the view would then wait forever for
+// an answer only gatewayd could give. The caller holds the lock under
+// which smbd is started.
+func closeFuseOnExec() {
+	entries, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		fd, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if target, err := os.Readlink("/proc/self/fd/" + e.Name()); err == nil && target == "/dev/fuse" {
+			syscall.CloseOnExec(fd)
+		}
+	}
 }
 
 // Dir is where the view is mounted.
 func (v *View) Dir() string { return v.dir }
 
-// Unmount detaches the view; files still open in smbd fail from then on.
+// Unmount detaches the view. When smbd still holds files in it, the
+// mount is detached lazily and goes when they are closed; Unmount does not
+// wait for that.
 func (v *View) Unmount() error {
 	if err := v.server.Unmount(); err != nil {
-		// Busy (smbd still holds files): detach it lazily.
 		if err2 := unmount(v.dir); err2 != nil {
 			return fmt.Errorf("unmount %s: %w (lazy unmount: %v)", v.dir, err, err2)
 		}
+		return nil
 	}
 	v.server.Wait()
 	return nil

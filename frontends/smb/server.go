@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -122,7 +123,7 @@ func New(opts Options) (*Server, error) {
 		log: opts.Logger, views: map[string]*View{}, state: "no share is served over SMB yet",
 		stop: make(chan struct{}), done: make(chan struct{}), ready: make(chan struct{}),
 	}
-	if n := killStale(s.opts.Settings.ConfPath()); n > 0 {
+	if n := KillStale(s.opts.Settings.ConfPath()); n > 0 {
 		s.log.Warn("smb: stopped smbd processes a previous gatewayd left running", "processes", n)
 	}
 	if err := os.MkdirAll(opts.MountDir, 0o755); err != nil {
@@ -189,14 +190,24 @@ func (s *Server) sync(except []string) (bool, error) {
 		return false, errors.New("smb: shutting down")
 	}
 	want := map[string]*fileshare.Share{}
-	for _, c := range s.opts.Shares.List() {
-		if c.Serves("smb") && !slices.Contains(except, c.Name) {
-			if sh, err := s.opts.Shares.Get(c.Name); err == nil {
-				want[c.Name] = sh
-			}
+	folded := map[string]string{} // SMB share names ignore case
+	var errs []error
+	list := s.opts.Shares.List()
+	// Shares served already keep their name against newcomers.
+	sort.SliceStable(list, func(i, j int) bool { return s.views[list[i].Name] != nil && s.views[list[j].Name] == nil })
+	for _, c := range list {
+		if !c.Serves("smb") || slices.Contains(except, c.Name) {
+			continue
+		}
+		if other, dup := folded[strings.ToLower(c.Name)]; dup {
+			errs = append(errs, fmt.Errorf("share %s: not served over SMB: its name differs from share %s only in case", c.Name, other))
+			continue
+		}
+		if sh, err := s.opts.Shares.Get(c.Name); err == nil {
+			want[c.Name] = sh
+			folded[strings.ToLower(c.Name)] = c.Name
 		}
 	}
-	var errs []error
 	for name, sh := range want {
 		if s.views[name] != nil {
 			continue
@@ -384,14 +395,24 @@ func (s *Server) Close() error {
 	return errors.Join(errs...)
 }
 
-// killStale kills smbd processes still running on conf: children of a
-// gatewayd that was killed. It returns how many it found.
-func killStale(conf string) int {
+// KillStale kills smbd processes still running on conf: those a killed
+// gatewayd left (smbd itself dies with gatewayd, but the processes it
+// forked for client connections may not). It returns how many it found.
+func KillStale(conf string) int {
+	pids := Processes(conf)
+	for _, pid := range pids {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
+	return len(pids)
+}
+
+// Processes lists the smbd processes running on conf.
+func Processes(conf string) []int {
 	entries, err := os.ReadDir("/proc")
 	if err != nil {
-		return 0
+		return nil
 	}
-	n := 0
+	var pids []int
 	for _, e := range entries {
 		pid, err := strconv.Atoi(e.Name())
 		if err != nil || pid == os.Getpid() {
@@ -407,11 +428,10 @@ func killStale(conf string) int {
 		}
 		for i := 1; i+1 < len(args); i++ {
 			if args[i] == "-s" && args[i+1] == conf {
-				_ = syscall.Kill(pid, syscall.SIGKILL)
-				n++
+				pids = append(pids, pid)
 				break
 			}
 		}
 	}
-	return n
+	return pids
 }

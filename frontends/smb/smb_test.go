@@ -33,6 +33,12 @@ const password = "gatewayd-test-pw"
 
 func start(t *testing.T, configs ...fileshare.Config) *fixture {
 	t.Helper()
+	return startWith(t, "", configs...)
+}
+
+// startWith is start with smbd's signing setting.
+func startWith(t *testing.T, signing string, configs ...fileshare.Config) *fixture {
+	t.Helper()
 	smbtest.Require(t)
 	dir := t.TempDir()
 	log, err := uploadbuffer.Open(vfs.Default, filepath.Join(dir, "log"), uploadbuffer.Options{Capacity: 256 << 20})
@@ -54,7 +60,7 @@ func start(t *testing.T, configs ...fileshare.Config) *fixture {
 		}
 	}
 	addr := smbtest.FreeAddr(t)
-	srv, err := New(Options{Settings: Settings{Listen: addr, StateDir: filepath.Join(dir, "smb")}, MountDir: filepath.Join(dir, "mnt"), Shares: m})
+	srv, err := New(Options{Settings: Settings{Listen: addr, StateDir: filepath.Join(dir, "smb"), Signing: signing}, MountDir: filepath.Join(dir, "mnt"), Shares: m})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -237,6 +243,15 @@ func TestSyncAndRestart(t *testing.T) {
 	f.srv.mu.Lock()
 	pid := f.srv.proc.Pid
 	f.srv.mu.Unlock()
+	// smbd holds no FUSE device of the views: they must die with gatewayd.
+	for _, p := range Processes(f.srv.ConfPath()) {
+		fds, _ := os.ReadDir(filepath.Join("/proc", strconv.Itoa(p), "fd"))
+		for _, fd := range fds {
+			if target, _ := os.Readlink(filepath.Join("/proc", strconv.Itoa(p), "fd", fd.Name())); target == "/dev/fuse" {
+				t.Fatalf("smbd process %d holds /dev/fuse (fd %s), inherited from the views", p, fd.Name())
+			}
+		}
+	}
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -338,5 +353,50 @@ func TestSettingsRejectBadInput(t *testing.T) {
 		if !strings.Contains(conf, want) {
 			t.Fatalf("conf lacks %q:\n%s", want, conf)
 		}
+	}
+}
+
+// TestGuestAndReadOnly: a guest share lets a user smbd does not know in
+// (smbclient, signing mandatory as by default), a share without guest
+// access does not, and a read-only share refuses writes.
+func TestGuestAndReadOnly(t *testing.T) {
+	f := startWith(t, "mandatory",
+		fileshare.Config{Name: "open", Protocols: []string{"smb"}, SMBGuest: true},
+		fileshare.Config{Name: "closed", Protocols: []string{"smb"}},
+		fileshare.Config{Name: "ro", Protocols: []string{"smb"}, ReadOnly: true})
+	local := t.TempDir()
+	if err := os.WriteFile(filepath.Join(local, "g.txt"), []byte("guest\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := smbtest.Smbclient(f.addr, "open", "someone-unknown", "x", "put g.txt; ls g.txt", local); err != nil {
+		t.Fatalf("guest on a guest share: %v", err)
+	}
+	if err := smbtest.Smbclient(f.addr, "closed", "someone-unknown", "x", "ls", local); err == nil {
+		t.Fatal("guest let into a share without guest access")
+	}
+	if err := smbtest.Smbclient(f.addr, "ro", "root", password, "ls", local); err != nil {
+		t.Fatal(err)
+	}
+	if err := smbtest.Smbclient(f.addr, "ro", "root", password, "put g.txt", local); err == nil {
+		t.Fatal("put to a read-only share succeeded")
+	}
+}
+
+// TestNamesDifferingInCase: SMB share names ignore case, so of two shares
+// whose names differ only in case the one served first stays served.
+func TestNamesDifferingInCase(t *testing.T) {
+	f := start(t, fileshare.Config{Name: "team", Protocols: []string{"smb"}})
+	if _, err := f.shares.Create(context.Background(), fileshare.Config{Name: "Team", Protocols: []string{"smb"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.srv.Sync(context.Background()); err == nil || !strings.Contains(err.Error(), "only in case") {
+		t.Fatalf("Sync with two names differing in case: %v", err)
+	}
+	conf, _ := os.ReadFile(f.srv.ConfPath())
+	if !strings.Contains(string(conf), "[team]") || strings.Contains(string(conf), "[Team]") {
+		t.Fatalf("smb.conf:\n%s", conf)
+	}
+	if err := smbtest.Smbclient(f.addr, "team", "root", password, "ls"); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -20,6 +20,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -316,4 +317,106 @@ func GoClientOps(t testing.TB, addr, share, user, password string, bigSize int) 
 			must(fs.Remove(name))
 		}
 	}
+}
+
+// PlainConf is smb.conf for a plain smbd exporting dir as share: Samba's
+// defaults for everything but where it listens and keeps its state, the
+// reference the gateway's shares are compared with.
+func PlainConf(state, addr, share, dir string) string {
+	host, port, _ := net.SplitHostPort(addr)
+	var b strings.Builder
+	fmt.Fprintf(&b, "[global]\n\tsmb ports = %s\n\tinterfaces = %s\n\tbind interfaces only = yes\n\tdisable netbios = yes\n", port, host)
+	b.WriteString("\tserver signing = mandatory\n\tload printers = no\n\tprintcap name = /dev/null\n\tdisable spoolss = yes\n")
+	fmt.Fprintf(&b, "\tpassdb backend = tdbsam:%s\n", filepath.Join(state, "private", "passdb.tdb"))
+	for _, d := range [][2]string{{"private dir", "private"}, {"lock directory", "lock"}, {"state directory", "state"},
+		{"cache directory", "cache"}, {"pid directory", "run"}, {"ncalrpc dir", "ncalrpc"}, {"binddns dir", "bind-dns"}} {
+		fmt.Fprintf(&b, "\t%s = %s\n", d[0], filepath.Join(state, d[1]))
+	}
+	fmt.Fprintf(&b, "\tlog file = %s\n", filepath.Join(state, "smbd.log"))
+	fmt.Fprintf(&b, "\n[%s]\n\tpath = %s\n\tread only = no\n", share, dir)
+	return b.String()
+}
+
+// StartPlain runs a plain smbd (PlainConf) on a new directory for t, with
+// user root and password, and returns its address and the directory.
+func StartPlain(t testing.TB, share, password string) (addr, dir string) {
+	t.Helper()
+	Require(t)
+	state, dir := t.TempDir(), t.TempDir()
+	addr = FreeAddr(t)
+	for _, d := range []string{"private", "lock", "state", "cache", "run", "ncalrpc", "bind-dns"} {
+		if err := os.MkdirAll(filepath.Join(state, d), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	conf := filepath.Join(state, "smb.conf")
+	if err := os.WriteFile(conf, []byte(PlainConf(state, addr, share, dir)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	pw := exec.Command(samba("smbpasswd"), "-c", conf, "-s", "-a", "root")
+	pw.Stdin = strings.NewReader(password + "\n" + password + "\n")
+	if out, err := pw.CombinedOutput(); err != nil {
+		t.Fatalf("smbpasswd: %v\n%s", err, out)
+	}
+	cmd := exec.Command(samba("smbd"), "--foreground", "--no-process-group", "--debug-stdout", "-s", conf)
+	var log bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &log, &log
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		<-exited
+	})
+	Eventually(t, "plain smbd accepting connections", func() error {
+		select {
+		case <-exited:
+			t.Fatalf("plain smbd exited:\n%s", log.String())
+		default:
+		}
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
+			c.Close()
+		}
+		return err
+	})
+	return addr, dir
+}
+
+func samba(tool string) string {
+	if p, err := exec.LookPath(tool); err == nil {
+		return p
+	}
+	return filepath.Join("/usr/sbin", tool)
+}
+
+// Torture runs one smbtorture suite against //addr/share and returns each
+// test's result by full name ("smb2.read.eof": "success", "failure",
+// "error" or "skip").
+func Torture(t testing.TB, addr, share, user, password, suite string) map[string]string {
+	t.Helper()
+	bin, err := exec.LookPath("smbtorture")
+	if err != nil {
+		t.Fatalf("smbtorture not found: install it with `%s`", InstallCommand)
+	}
+	host, port, _ := net.SplitHostPort(addr)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	defer cancel()
+	out, _ := exec.CommandContext(ctx, bin, "//"+host+"/"+share, "-p", port, "-U", user+"%"+password, suite).CombinedOutput()
+	res := map[string]string{}
+	for _, line := range strings.Split(string(out), "\n") {
+		for _, kind := range []string{"success", "failure", "error", "skip", "xfail"} {
+			if name, ok := strings.CutPrefix(line, kind+": "); ok {
+				name = strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(name), "["))
+				res[suite+"."+name] = kind
+			}
+		}
+	}
+	if len(res) == 0 {
+		t.Fatalf("smbtorture %s ran no test:\n%s", suite, out)
+	}
+	return res
 }

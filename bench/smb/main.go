@@ -1,0 +1,275 @@
+// Command smb benchmarks gatewayd's SMB shares against plain smbd on a
+// local directory, one after the other in one run: a large file put and
+// got with smbclient, and many small files written, read and removed with
+// the go-smb2 client. It prints a table with the ratios.
+//
+//	go run ./bench/smb                      # 1 GiB file, 2000 small files
+//	go run ./bench/smb -size 256M -files 500
+//
+// See bench/smb/README.md for what each row measures.
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/gatewayd/gatewayd/config"
+	"github.com/gatewayd/gatewayd/internal/smbtest"
+)
+
+var (
+	sizeFlag  = flag.String("size", "1G", "size of the large file")
+	filesFlag = flag.Int("files", 2000, "number of small files")
+	smallFlag = flag.String("small", "4K", "size of each small file")
+	workFlag  = flag.String("work", "", "scratch directory (default: a new one under $TMPDIR)")
+)
+
+const password = "bench-password"
+
+// server is one SMB server under test: a share for smbclient (signed) and
+// an encrypted one for go-smb2 (see docs/smb.md: go-smb2 v1.1.0 and
+// smbd's unsigned interim responses).
+type server struct {
+	name                 string
+	addr                 string
+	share, sealed        string
+	stop                 func()
+	put, get             time.Duration
+	create, read, remove time.Duration
+}
+
+func main() {
+	log.SetFlags(0)
+	flag.Parse()
+	size, err := config.ParseByteSize(*sizeFlag)
+	if err != nil {
+		log.Fatal(err)
+	}
+	small, err := config.ParseByteSize(*smallFlag)
+	if err != nil {
+		log.Fatal(err)
+	}
+	work := *workFlag
+	if work == "" {
+		if work, err = os.MkdirTemp("", "bench-smb"); err != nil {
+			log.Fatal(err)
+		}
+		defer os.RemoveAll(work)
+	}
+	for _, tool := range []string{"smbclient", "smbpasswd"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			log.Fatalf("%s not found: %s", tool, smbtest.InstallCommand)
+		}
+	}
+	big := filepath.Join(work, "big.bin")
+	writeRandom(big, int64(size))
+
+	gw := startGateway(work)
+	defer gw.stop()
+	plain := startPlain(work)
+	defer plain.stop()
+
+	for _, s := range []*server{gw, plain} {
+		log.Printf("== %s on %s", s.name, s.addr)
+		s.put = timed(func() { smbclient(s, work, "put big.bin big.bin") })
+		s.get = timed(func() { smbclient(s, work, "get big.bin /dev/null") })
+		smallFiles(s, *filesFlag, int(small))
+	}
+	mb := func(d time.Duration) float64 { return float64(size) / 1e6 / d.Seconds() }
+	fps := func(d time.Duration) float64 { return float64(*filesFlag) / d.Seconds() }
+	fmt.Printf("\ngatewayd SMB share vs plain smbd (Samba %s) on a local directory, same run, %s\n\n", sambaVersion(), time.Now().UTC().Format("2006-01-02"))
+	fmt.Println("| workload | unit | gatewayd | plain smbd | ratio |")
+	fmt.Println("|---|---|---|---|---|")
+	row := func(name, unit string, f func(time.Duration) float64, g, p time.Duration) {
+		fmt.Printf("| %s | %s | %.0f | %.0f | %.2f |\n", name, unit, f(g), f(p), f(g)/f(p))
+	}
+	row(fmt.Sprintf("smbclient put (%s)", config.ByteSize(size)), "MB/s", mb, gw.put, plain.put)
+	row(fmt.Sprintf("smbclient get (%s)", config.ByteSize(size)), "MB/s", mb, gw.get, plain.get)
+	row(fmt.Sprintf("go-smb2 create+write+close (%d x %s)", *filesFlag, config.ByteSize(small)), "files/s", fps, gw.create, plain.create)
+	row(fmt.Sprintf("go-smb2 open+read+close (%d x %s)", *filesFlag, config.ByteSize(small)), "files/s", fps, gw.read, plain.read)
+	row(fmt.Sprintf("go-smb2 remove (%d files)", *filesFlag), "files/s", fps, gw.remove, plain.remove)
+}
+
+func timed(f func()) time.Duration {
+	start := time.Now()
+	f()
+	return time.Since(start)
+}
+
+func writeRandom(path string, size int64) {
+	f, err := os.Create(path)
+	if err != nil {
+		log.Fatal(err)
+	}
+	if _, err := io.CopyN(f, rand.Reader, size); err != nil {
+		log.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		log.Fatal(err)
+	}
+}
+
+func smbclient(s *server, dir, cmds string) {
+	if err := smbtest.Smbclient(s.addr, s.share, "root", password, cmds, dir); err != nil {
+		log.Fatal(err)
+	}
+}
+
+// smallFiles writes, reads back and removes n files of size bytes, each
+// its own create, write and close, through one go-smb2 connection.
+func smallFiles(s *server, n, size int) {
+	fs, done, err := smbtest.Dial(s.addr, s.sealed, "root", password)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer done()
+	data := make([]byte, size)
+	_, _ = rand.Read(data)
+	if err := fs.Mkdir("small", 0o755); err != nil {
+		log.Fatal(err)
+	}
+	name := func(i int) string { return fmt.Sprintf(`small\f%05d`, i) }
+	s.create = timed(func() {
+		for i := range n {
+			if err := fs.WriteFile(name(i), data, 0o644); err != nil {
+				log.Fatal(err)
+			}
+		}
+	})
+	s.read = timed(func() {
+		for i := range n {
+			got, err := fs.ReadFile(name(i))
+			if err != nil || !bytes.Equal(got, data) {
+				log.Fatalf("%s: read back %d bytes, %v", name(i), len(got), err)
+			}
+		}
+	})
+	s.remove = timed(func() {
+		for i := range n {
+			if err := fs.Remove(name(i)); err != nil {
+				log.Fatal(err)
+			}
+		}
+	})
+}
+
+func freeAddr() string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func run(name string, args ...string) string {
+	out, err := exec.Command(name, args...).CombinedOutput()
+	if err != nil {
+		log.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// startGateway builds gatewayd and serves a data directory with the
+// embedded defaults (local-directory store, badger) and two SMB shares.
+func startGateway(work string) *server {
+	bin := filepath.Join(work, "gatewayd")
+	run("go", "build", "-o", bin, "./cmd/gatewayd")
+	dir := filepath.Join(work, "gw")
+	run(bin, "init", "--data-dir", dir)
+	s := &server{name: "gatewayd", addr: freeAddr(), share: "bench", sealed: "sealed"}
+	cmd := exec.Command(bin, "serve", "--data-dir", dir, "--smb-listen", s.addr,
+		"--iscsi-listen", "127.0.0.1:0", "--nfs-listen", "127.0.0.1:0", "--nfs-rpcbind=false")
+	logf, err := os.Create(filepath.Join(work, "gatewayd.log"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		log.Fatal(err)
+	}
+	s.stop = func() { _ = cmd.Process.Signal(syscall.SIGTERM); _ = cmd.Wait() }
+	deadline := time.Now().Add(time.Minute)
+	for exec.Command(bin, "status", "--data-dir", dir).Run() != nil {
+		if time.Now().After(deadline) {
+			log.Fatalf("gatewayd did not start; see %s", logf.Name())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	run(bin, "smb", "user", "add", "--data-dir", dir, "root", "--password", password)
+	run(bin, "share", "create", "--data-dir", dir, "--name", s.share, "--protocols", "smb")
+	run(bin, "share", "create", "--data-dir", dir, "--name", s.sealed, "--protocols", "smb", "--smb-encrypt")
+	return s
+}
+
+// startPlain runs smbd with Samba's defaults on a local directory.
+func startPlain(work string) *server {
+	s := &server{name: "plain smbd", addr: freeAddr(), share: "plain", sealed: "sealed"}
+	state, dir := filepath.Join(work, "plain-state"), filepath.Join(work, "plain-dir")
+	for _, d := range []string{"private", "lock", "state", "cache", "run", "ncalrpc", "bind-dns"} {
+		if err := os.MkdirAll(filepath.Join(state, d), 0o700); err != nil {
+			log.Fatal(err)
+		}
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "sealed"), 0o755); err != nil {
+		log.Fatal(err)
+	}
+	conf := smbtest.PlainConf(state, s.addr, s.share, dir) +
+		fmt.Sprintf("\n[%s]\n\tpath = %s\n\tread only = no\n\tsmb encrypt = required\n", s.sealed, filepath.Join(dir, "sealed"))
+	confPath := filepath.Join(state, "smb.conf")
+	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
+		log.Fatal(err)
+	}
+	pw := exec.Command("smbpasswd", "-c", confPath, "-s", "-a", "root")
+	pw.Stdin = strings.NewReader(password + "\n" + password + "\n")
+	if out, err := pw.CombinedOutput(); err != nil {
+		log.Fatalf("smbpasswd: %v\n%s", err, out)
+	}
+	smbd := "smbd"
+	if _, err := exec.LookPath(smbd); err != nil {
+		smbd = "/usr/sbin/smbd"
+	}
+	cmd := exec.Command(smbd, "--foreground", "--no-process-group", "--debug-stdout", "-s", confPath)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		log.Fatal(err)
+	}
+	s.stop = func() { _ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM); _ = cmd.Wait() }
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for {
+		if c, err := net.Dial("tcp", s.addr); err == nil {
+			c.Close()
+			return s
+		}
+		select {
+		case <-ctx.Done():
+			log.Fatal("plain smbd did not start")
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func sambaVersion() string {
+	smbd := "smbd"
+	if _, err := exec.LookPath(smbd); err != nil {
+		smbd = "/usr/sbin/smbd"
+	}
+	out, err := exec.Command(smbd, "--version").Output()
+	if err != nil {
+		return "?"
+	}
+	return strings.TrimPrefix(strings.TrimSpace(string(out)), "Version ")
+}
