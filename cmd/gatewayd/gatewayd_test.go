@@ -446,13 +446,7 @@ func unixTransport(sock string) *http.Transport {
 // line that starts with name (labels included, as printed).
 func metric(t *testing.T, dataDir, name string) (float64, bool) {
 	t.Helper()
-	resp, err := (&http.Client{Transport: unixTransport(filepath.Join(dataDir, "admin.sock"))}).Get("http://gatewayd/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	for _, line := range strings.Split(string(body), "\n") {
+	for _, line := range strings.Split(metricsText(t, dataDir), "\n") {
 		if rest, ok := strings.CutPrefix(line, name+" "); ok {
 			v, err := strconv.ParseFloat(strings.TrimSpace(rest), 64)
 			return v, err == nil
