@@ -2,8 +2,9 @@ package main
 
 // The web console, driven by a real headless Chromium (chromedp) against
 // the real daemon: log in, see a volume created with the CLI, press
-// "Snapshot now" and see the snapshot, create a volume from the form,
-// refresh a share, set a bandwidth limit, see the charts draw; then the
+// "Snapshot now" and see the snapshot, watch a restore hydrate, create a
+// volume from the form, refresh a share, set a bandwidth limit and a
+// schedule window, see the charts draw; then the
 // same listener probed as another site's page would: no token, no
 // session, no CSRF token, a foreign Origin.
 
@@ -25,6 +26,7 @@ import (
 
 	"github.com/gatewayd/gatewayd/admin"
 	"github.com/gatewayd/gatewayd/gateway"
+	"github.com/gatewayd/gatewayd/internal/testrand"
 	"github.com/gatewayd/gatewayd/volume"
 )
 
@@ -84,6 +86,8 @@ func TestConsoleInBrowser(t *testing.T) {
 	chrome := chromium(t)
 	dir := t.TempDir()
 	mustRun(t, "init", "--data-dir", dir)
+	// A restore slow enough to watch: 16 chunks at 128 KiB/s.
+	setConfig(t, dir, map[string]map[string]any{"volumes": {"hydrate_rate": "128KiB"}})
 	d := serve(t, dir, "--admin-listen", "127.0.0.1:0")
 	base := consoleURL(t, dir)
 	tokenBytes, err := os.ReadFile(filepath.Join(dir, "admin.token"))
@@ -91,7 +95,8 @@ func TestConsoleInBrowser(t *testing.T) {
 		t.Fatal(err)
 	}
 	token := strings.TrimSpace(string(tokenBytes))
-	mustRun(t, "volume", "create", "--data-dir", dir, "--name", "vol1", "--size", "64M")
+	mustRun(t, "volume", "create", "--data-dir", dir, "--name", "vol1", "--size", "64M", "--chunk-size", "64K")
+	attach(t, context.Background(), dir, "vol1").write(0, testrand.Bytes(3, 1<<20))
 	mustRun(t, "share", "create", "--data-dir", dir, "--name", "docs")
 
 	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(), append(chromedp.DefaultExecAllocatorOptions[:],
@@ -106,8 +111,14 @@ func TestConsoleInBrowser(t *testing.T) {
 	defer cancel()
 	fail := func(what string, err error) {
 		t.Helper()
-		page, _ := chromedp.Run(context.WithoutCancel(ctx), chromedp.OuterHTML("body"))
-		t.Fatalf("%s: %v\ndaemon log:\n%s\npage:\n%.4000s", what, err, d.stderr, page)
+		dumpCtx, cancelDump := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancelDump()
+		page, perr := chromedp.Run(dumpCtx, chromedp.OuterHTML("body"))
+		// The daemon's log is read once it has exited.
+		_ = d.cmd.Process.Kill()
+		<-d.done
+		saveArtifact(t, "console-failure.html", []byte(page))
+		t.Fatalf("%s: %v\ndaemon log:\n%s\n(the page, %v, is in console-failure.html)", what, err, d.stderr, perr)
 	}
 	step := func(what string, actions ...chromedp.Action[chromedp.Void]) {
 		t.Helper()
@@ -118,7 +129,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	// waitJS waits until the expression is true in the page.
 	waitJS := func(what, expr string) {
 		t.Helper()
-		if _, err := chromedp.Run(ctx, chromedp.Poll[chromedp.Void](expr, chromedp.WithPollingInterval(100*time.Millisecond), chromedp.WithPollingTimeout(3*time.Minute))); err != nil {
+		if _, err := chromedp.Run(ctx, chromedp.Poll[chromedp.Void](expr, chromedp.WithPollingInterval(100*time.Millisecond), chromedp.WithPollingTimeout(2*time.Minute))); err != nil {
 			fail("waiting for "+what, err)
 		}
 	}
@@ -161,6 +172,11 @@ func TestConsoleInBrowser(t *testing.T) {
 		t.Fatalf("snapshot row %q", row)
 	}
 
+	// A stored volume restored from it: its hydration shows as a bar.
+	mustRun(t, "volume", "create", "--data-dir", dir, "--name", "r1", "--kind", "stored", "--from-snapshot", snaps[0].ID)
+	waitJS("the hydration bar", `document.querySelector('#panel-volumes tr[data-key="r1"] [role="progressbar"]') !== null`)
+	waitJS("the hydration complete", `document.querySelector('#panel-volumes tr[data-key="r1"]').textContent.includes('complete')`)
+
 	// Create a volume from the form.
 	step("create a volume", chromedp.SendKeys(`form[data-form="volumes"] input[name="name"]`, "web1"),
 		chromedp.SendKeys(`form[data-form="volumes"] input[name="size"]`, "32M"),
@@ -168,7 +184,7 @@ func TestConsoleInBrowser(t *testing.T) {
 		chromedp.Click(`form[data-form="volumes"] button[type="submit"]`),
 		chromedp.WaitVisible(`#panel-volumes tr[data-key="web1"]`))
 	var vols []gateway.VolumeStatus
-	if err := json.Unmarshal([]byte(mustRun(t, "volume", "list", "--data-dir", dir, "-o", "json")), &vols); err != nil || len(vols) != 2 {
+	if err := json.Unmarshal([]byte(mustRun(t, "volume", "list", "--data-dir", dir, "-o", "json")), &vols); err != nil || len(vols) != 3 {
 		t.Fatalf("volumes: %+v %v", vols, err)
 	}
 	for _, v := range vols {
@@ -194,6 +210,24 @@ func TestConsoleInBrowser(t *testing.T) {
 	var bw gateway.BandwidthStatus
 	if err := json.Unmarshal([]byte(mustRun(t, "bandwidth", "show", "--data-dir", dir, "-o", "json")), &bw); err != nil || bw.UploadBytesPerSec != 5<<20 || bw.DownloadBytesPerSec != 0 {
 		t.Fatalf("bandwidth after the console set it: %+v %v", bw, err)
+	}
+
+	// A schedule window that covers every moment applies at once; removing
+	// it brings the base limit back.
+	step("add a schedule window", chromedp.SendKeys(`form[data-form="window"] input[name="days"]`, "mon-sun"),
+		chromedp.SendKeys(`form[data-form="window"] input[name="start"]`, "00:00"),
+		chromedp.SendKeys(`form[data-form="window"] input[name="end"]`, "24:00"),
+		chromedp.SendKeys(`form[data-form="window"] input[name="upload"]`, "2M"),
+		chromedp.Click(`form[data-form="window"] button[type="submit"]`))
+	waitJS("the window in force", `document.querySelector('#bandwidth-facts').textContent.includes('2MiB/s (schedule window 1)')`)
+	if err := json.Unmarshal([]byte(mustRun(t, "bandwidth", "show", "--data-dir", dir, "-o", "json")), &bw); err != nil || bw.Window != 1 || bw.Effective.UploadBytesPerSec != 2<<20 {
+		t.Fatalf("bandwidth after the console added a window: %+v %v", bw, err)
+	}
+	step("remove the window", chromedp.Click(`#bandwidth-schedule tr[data-key="1"] button[data-action="remove"]`))
+	waitJS("the schedule empty", `document.querySelector('#bandwidth-schedule').textContent.includes('No schedule')`)
+	bw = gateway.BandwidthStatus{} // window is left out of the JSON when 0
+	if err := json.Unmarshal([]byte(mustRun(t, "bandwidth", "show", "--data-dir", dir, "-o", "json")), &bw); err != nil || bw.Window != 0 || bw.Effective.UploadBytesPerSec != 5<<20 {
+		t.Fatalf("bandwidth after the console removed the window: %+v %v", bw, err)
 	}
 
 	// The charts: every series drawn from several samples.

@@ -67,6 +67,7 @@
   }
   function notice(text, kind) {
     const d = el('div', { class: kind || '' }, text);
+    document.body.dataset.lastNotice = text; // stays after the notice fades
     $('#notice').append(d);
     setTimeout(() => d.remove(), 8000);
   }
@@ -398,14 +399,64 @@
         notice('bandwidth: ' + e.message, 'error');
       }
     });
+    const win = el('form', { class: 'inline', 'data-form': 'window' },
+      el('label', {}, 'Days', el('input', { name: 'days', placeholder: 'mon-fri, sat,sun or daily', required: true })),
+      el('label', {}, 'From', el('input', { name: 'start', placeholder: '08:00', required: true })),
+      el('label', {}, 'To', el('input', { name: 'end', placeholder: '18:00', required: true })),
+      el('label', {}, 'Upload', el('input', { name: 'upload', placeholder: '10M (0 = unlimited)' })),
+      el('label', {}, 'Download', el('input', { name: 'download', placeholder: '0 = unlimited' })),
+      el('button', { type: 'submit' }, 'Add window'));
+    win.addEventListener('submit', async (ev) => {
+      ev.preventDefault();
+      try {
+        const v = (n) => win.elements[n].value.trim();
+        const w = { days: parseDays(v('days')), start: v('start'), end: v('end'),
+          upload_bytes_per_sec: v('upload') ? parseSize(v('upload')) : 0, download_bytes_per_sec: v('download') ? parseSize(v('download')) : 0 };
+        const sched = await api('GET', '/v1/bandwidth/schedule');
+        await api('PUT', '/v1/bandwidth/schedule', { windows: sched.windows.concat([w]) });
+        notice('bandwidth schedule: window ' + (sched.windows.length + 1) + ' added');
+        win.reset();
+        await renderBandwidth();
+      } catch (e) {
+        notice('bandwidth schedule: ' + e.message, 'error');
+      }
+    });
     return el('section', { class: 'card', id: 'panel-bandwidth' },
       el('h2', {}, 'Bandwidth to S3'),
       el('dl', { class: 'facts', id: 'bandwidth-facts' }),
+      form,
       el('h3', {}, 'Schedule (gateway local time; first matching window wins)'),
       el('table', { id: 'bandwidth-schedule' },
-        el('thead', {}, el('tr', {}, ['#', 'Days', 'From', 'To', 'Upload', 'Download'].map((h) => el('th', {}, h)))),
+        el('thead', {}, el('tr', {}, ['#', 'Days', 'From', 'To', 'Upload', 'Download', ''].map((h) => el('th', {}, h)))),
         el('tbody')),
-      form);
+      win);
+  }
+
+  // parseDays reads days as the CLI does: daily, mon-fri, sat,sun, wed.
+  const DAYS = ['mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun'];
+  function parseDays(s) {
+    s = s.toLowerCase().replace(/\s+/g, '');
+    if (s === 'daily' || s === '') return [];
+    const out = [];
+    for (const part of s.split(',')) {
+      const [a, b] = part.split('-');
+      const i = DAYS.indexOf(a), j = b === undefined ? i : DAYS.indexOf(b);
+      if (i < 0 || j < 0) throw new Error('days ' + JSON.stringify(part) + ': want mon..sun, a range like mon-fri, or daily');
+      for (let k = i; ; k = (k + 1) % 7) { out.push(DAYS[k]); if (k === j) break; }
+    }
+    return out;
+  }
+
+  async function removeWindow(index) {
+    try {
+      const sched = await api('GET', '/v1/bandwidth/schedule');
+      sched.windows.splice(index, 1);
+      await api('PUT', '/v1/bandwidth/schedule', { windows: sched.windows });
+      notice('bandwidth schedule: window ' + (index + 1) + ' removed');
+      await renderBandwidth();
+    } catch (e) {
+      notice('bandwidth schedule: ' + e.message, 'error');
+    }
   }
 
   async function renderBandwidth() {
@@ -417,12 +468,13 @@
     ]);
     const body = $('#bandwidth-schedule tbody');
     if (!sched.windows.length) {
-      body.replaceChildren(el('tr', {}, el('td', { class: 'empty', colspan: 6 }, 'No schedule: the base limits apply at all times.')));
+      body.replaceChildren(el('tr', {}, el('td', { class: 'empty', colspan: 7 }, 'No schedule: the base limits apply at all times.')));
       return;
     }
     body.replaceChildren(...sched.windows.map((w, i) => el('tr', { 'data-key': String(i + 1), class: bw.window === i + 1 ? 'current' : '' },
       el('td', {}, String(i + 1) + (bw.window === i + 1 ? ' (now)' : '')), el('td', {}, (w.days || []).join(',') || 'daily'),
-      el('td', {}, w.start), el('td', {}, w.end), el('td', {}, rate(w.upload_bytes_per_sec)), el('td', {}, rate(w.download_bytes_per_sec)))));
+      el('td', {}, w.start), el('td', {}, w.end), el('td', {}, rate(w.upload_bytes_per_sec)), el('td', {}, rate(w.download_bytes_per_sec)),
+      el('td', {}, el('button', { type: 'button', 'data-action': 'remove', onclick: () => removeWindow(i) }, 'Remove')))));
   }
 
   function facts(dl, rows) {
