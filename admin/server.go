@@ -4,12 +4,12 @@
 //
 // It serves /healthz (the health registry), /metrics (Prometheus) and
 // /v1/status; subsystems add their own /v1/... handlers with Handle. The
-// package also holds the Client the CLI uses.
+// TCP listener also serves the web console (admin/console) and its
+// logins (console.go). The package also holds the Client the CLI uses.
 package admin
 
 import (
 	"context"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -22,6 +22,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/gatewayd/gatewayd/clock"
 	"github.com/gatewayd/gatewayd/health"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -57,6 +58,10 @@ type Options struct {
 	// filled in by the server.
 	Status func() Status
 	Logger *slog.Logger
+	// Console is who the web console on the TCP listener serves:
+	// ConsoleLoopback (the default when empty), ConsoleAny or ConsoleOff.
+	Console string
+	Clock   clock.Clock // sessions expire on it; clock.Real{} if nil
 }
 
 // Server is the admin API server.
@@ -65,6 +70,8 @@ type Server struct {
 	mux  *http.ServeMux
 	unix net.Listener
 	tcp  net.Listener
+
+	sessions *sessions
 }
 
 // Listen opens the unix socket (and the TCP listener when configured). It
@@ -76,7 +83,17 @@ func Listen(opts Options) (*Server, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{opts: opts, mux: http.NewServeMux()}
+	if opts.Clock == nil {
+		opts.Clock = clock.Real{}
+	}
+	switch opts.Console {
+	case "":
+		opts.Console = ConsoleLoopback
+	case ConsoleLoopback, ConsoleAny, ConsoleOff:
+	default:
+		return nil, fmt.Errorf("admin: console %q: want loopback, any or off", opts.Console)
+	}
+	s := &Server{opts: opts, mux: http.NewServeMux(), sessions: &sessions{m: map[string]Session{}, now: opts.Clock.Now}}
 	s.mux.HandleFunc("GET /healthz", s.healthz)
 	s.mux.HandleFunc("GET /v1/status", s.status)
 	if opts.Metrics != nil {
@@ -125,7 +142,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	servers := []*http.Server{{Handler: local, ReadHeaderTimeout: 10 * time.Second}}
 	listeners := []net.Listener{s.unix}
 	if s.tcp != nil {
-		servers = append(servers, &http.Server{Handler: s.requireToken(s.mux), ReadHeaderTimeout: 10 * time.Second})
+		servers = append(servers, &http.Server{Handler: s.tcpHandler(), ReadHeaderTimeout: 10 * time.Second})
 		listeners = append(listeners, s.tcp)
 	}
 	errc := make(chan error, len(servers))
@@ -150,19 +167,6 @@ func (s *Server) Serve(ctx context.Context) error {
 	}
 	_ = os.Remove(s.opts.SocketPath)
 	return serveErr
-}
-
-func (s *Server) requireToken(next http.Handler) http.Handler {
-	want := []byte("Bearer " + s.opts.Token)
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		got := []byte(r.Header.Get("Authorization"))
-		if subtle.ConstantTimeCompare(got, want) != 1 {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="gatewayd"`)
-			writeError(w, http.StatusUnauthorized, errors.New("missing or wrong admin token"))
-			return
-		}
-		next.ServeHTTP(w, r)
-	})
 }
 
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {

@@ -215,6 +215,9 @@ type Admin struct {
 	// needs the bearer token in TokenFile.
 	TCPListen string `yaml:"tcp_listen"`
 	TokenFile string `yaml:"token_file"`
+	// Console is who the web console on the TCP listener serves:
+	// "loopback" (clients on a loopback address only), "any" or "off".
+	Console string `yaml:"console"`
 }
 
 // ISCSI configures the iSCSI target portal.
@@ -255,7 +258,7 @@ func Default(dataDir string) *Config {
 		Buffer:    Buffer{Dir: "uploadbuffer", Size: 8 << 30},
 		Volumes:   Volumes{DiskDir: "disks", Uploaders: 4, UploadInterval: time.Second, SettleTime: 2 * time.Second, RecoveryPointInterval: 5 * time.Minute, HydrateParallel: 4},
 		Snapshots: Snapshots{GCInterval: 24 * time.Hour, GCGrace: time.Hour},
-		Admin:     Admin{Socket: "admin.sock", TokenFile: "admin.token"},
+		Admin:     Admin{Socket: "admin.sock", TokenFile: "admin.token", Console: "loopback"},
 		ISCSI:     ISCSI{Listen: "127.0.0.1:3260", IQNPrefix: "iqn.2024-01.io.gatewayd", NOPInterval: 5 * time.Second, NOPTimeout: 30 * time.Second},
 		NFS:       NFS{Listen: "127.0.0.1:2049", Rpcbind: true},
 		SMB:       SMB{Listen: defaultSMBListen(), StateDir: "smb", MountDir: "smb/mnt", Signing: "mandatory"},
@@ -376,6 +379,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Admin.Socket == "" {
 		return errors.New("admin.socket: must not be empty")
+	}
+	if c.Admin.Console != "loopback" && c.Admin.Console != "any" && c.Admin.Console != "off" {
+		return fmt.Errorf("admin.console: %q: want loopback, any or off", c.Admin.Console)
 	}
 	if err := validIQNPrefix(c.ISCSI.IQNPrefix); err != nil {
 		return err

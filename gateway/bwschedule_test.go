@@ -2,11 +2,16 @@ package gateway
 
 import (
 	"context"
+	"fmt"
+	"io"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/gatewayd/gatewayd/clock"
 	metamem "github.com/gatewayd/gatewayd/meta/mem"
+	"github.com/gatewayd/gatewayd/objstore"
 	"github.com/gatewayd/gatewayd/objstore/limiter"
 	"github.com/gatewayd/gatewayd/objstore/mem"
 )
@@ -101,5 +106,80 @@ func TestBandwidthScheduleFollowsClock(t *testing.T) {
 	got, err := loadBandwidthSchedule(context.Background(), md)
 	if err != nil || len(got.Windows) != 1 || got.Windows[0].Start != "08:00" {
 		t.Fatalf("schedule read back from meta: %+v %v", got, err)
+	}
+}
+
+// countingStore counts the bytes of completed puts.
+type countingStore struct {
+	objstore.Store
+	put atomic.Int64
+}
+
+func (s *countingStore) Put(ctx context.Context, key string, r io.ReadSeeker, size int64) error {
+	err := s.Store.Put(ctx, key, r, size)
+	if err == nil {
+		s.put.Add(size)
+	}
+	return err
+}
+
+// The bytes actually uploaded follow the schedule: an upload running
+// without pause across a window moves at the base rate before it, at the
+// window's rate inside it and at the base rate after it, all on one fake
+// clock shared by the limiter and the schedule loop.
+func TestUploadRateFollowsSchedule(t *testing.T) {
+	start := time.Date(2026, 11, 23, 7, 59, 0, 0, time.UTC) // Monday 07:59
+	clk := clock.NewFake(start)
+	inner := &countingStore{Store: mem.New("bw")}
+	const baseRate, windowRate = 256 << 10, 64 << 10
+	lim := limiter.New(inner, limiter.Options{Clock: clk})
+	b := &bandwidthControl{lim: lim, md: metamem.New(), now: clk.Now, window: -1, cur: Bandwidth{UploadBytesPerSec: baseRate},
+		schedule: BandwidthSchedule{Windows: []Window{{Days: []string{"mon"}, Start: "08:00", End: "08:01", Bandwidth: Bandwidth{UploadBytesPerSec: windowRate}}}}}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); b.runSchedule(ctx, clk, time.UTC, nil) }()
+	go func() { // the uploader: one 16 KiB object after another
+		defer wg.Done()
+		store := lim.Store()
+		obj := make([]byte, 16<<10)
+		for i := 0; ctx.Err() == nil; i++ {
+			_ = objstore.PutBytes(ctx, store, fmt.Sprintf("o/%d", i), obj)
+		}
+	}()
+	defer wg.Wait()
+	defer cancel()
+
+	// Step the clock whenever both the schedule loop and the uploader wait
+	// on it, noting the bytes uploaded at each mark.
+	marks := []time.Duration{10 * time.Second, 50 * time.Second, // before the window
+		80 * time.Second, 110 * time.Second, // in it (after the schedule's 15 s look)
+		140 * time.Second, 170 * time.Second} // after it
+	at := make([]int64, len(marks))
+	deadline := time.Now().Add(2 * time.Minute)
+	for next := 0; next < len(marks); {
+		for clk.Waiters() < 2 {
+			if time.Now().After(deadline) {
+				t.Fatalf("gave up at %v of fake time: %d waiters", clk.Now().Sub(start), clk.Waiters())
+			}
+			time.Sleep(20 * time.Microsecond)
+		}
+		if clk.Now().Sub(start) >= marks[next] {
+			at[next] = inner.put.Load()
+			next++
+			continue
+		}
+		clk.Advance(50 * time.Millisecond)
+	}
+	for i, c := range []struct {
+		what string
+		rate float64
+	}{{"before the window", baseRate}, {"in the window", windowRate}, {"after the window", baseRate}} {
+		span := (marks[2*i+1] - marks[2*i]).Seconds()
+		got := float64(at[2*i+1]-at[2*i]) / span
+		if got < 0.9*c.rate || got > 1.1*c.rate {
+			t.Errorf("%s: uploaded %.0f bytes/s of fake time, want %.0f", c.what, got, c.rate)
+		}
 	}
 }

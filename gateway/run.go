@@ -123,6 +123,7 @@ func Run(ctx context.Context, cfg *config.Config, opts RunOptions) error {
 		defer nfsFE.close()
 	}
 	var smbFE *smbFrontend // started once the data directory is known to be this daemon's
+	var srv *admin.Server // set below, before anything asks for the frontends
 	frontends := func() []admin.Frontend {
 		iscsiState, iscsiAddr := "off (iscsi.listen is empty)", ""
 		if iscsiFE != nil {
@@ -144,17 +145,23 @@ func Run(ctx context.Context, cfg *config.Config, opts RunOptions) error {
 			smbFE.frontend(),
 		}
 		if cfg.Admin.TCPListen != "" {
-			fs = append(fs, admin.Frontend{Name: "admin-tcp", Listen: cfg.Admin.TCPListen, State: "serving"})
+			state := "serving; web console at http://" + srv.TCPAddr() + "/console/ (" + cfg.Admin.Console + ")"
+			if cfg.Admin.Console == admin.ConsoleOff {
+				state = "serving; web console off"
+			}
+			fs = append(fs, admin.Frontend{Name: "admin-tcp", Listen: srv.TCPAddr(), State: state})
 		}
 		return fs
 	}
-	srv, err := admin.Listen(admin.Options{
+	srv, err = admin.Listen(admin.Options{
 		SocketPath: cfg.Path(cfg.Admin.Socket),
 		TCPListen:  cfg.Admin.TCPListen,
 		Token:      token,
 		Health:     reg,
 		Metrics:    metrics,
 		Logger:     logger.With("subsystem", "admin"),
+		Console:    cfg.Admin.Console,
+		Clock:      opts.Clock,
 		Status: func() admin.Status {
 			return admin.Status{
 				Version:   opts.Version,
@@ -181,6 +188,7 @@ func Run(ctx context.Context, cfg *config.Config, opts RunOptions) error {
 	registerShareAPI(srv, dp.shares, nfsFE, smbFE)
 	registerSMBAPI(srv, smbFE)
 	registerTapeAPI(srv, tl)
+	registerStatsAPI(srv, opts.Clock, vm, dp.shares)
 	if iscsiFE != nil {
 		registerISCSIAPI(srv, iscsiFE)
 	}

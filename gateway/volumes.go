@@ -209,12 +209,18 @@ var (
 	descHydrationLeft      = prometheus.NewDesc("gatewayd_volume_hydration_chunks_remaining", "Chunks of a restored stored volume not yet copied onto its disk.", []string{"volume"}, nil)
 	descSnapshots          = prometheus.NewDesc("gatewayd_volume_snapshots", "Snapshots of the volume in the catalog.", []string{"volume"}, nil)
 	descTimeSinceSnapshot  = prometheus.NewDesc("gatewayd_volume_time_since_last_snapshot_seconds", "Seconds since the volume's newest snapshot was taken.", []string{"volume"}, nil)
+	descCacheUsedBytes     = prometheus.NewDesc("gatewayd_cache_used_bytes", "CacheUsed: bytes of the cache in use.", nil, nil)
+	descCacheFreeBytes     = prometheus.NewDesc("gatewayd_cache_free_bytes", "CacheFree: bytes of the cache not in use.", nil, nil)
+	descBufferUsedBytes    = prometheus.NewDesc("gatewayd_upload_buffer_used_bytes", "UploadBufferUsed: bytes of the upload buffer in use.", nil, nil)
+	descBufferFreeBytes    = prometheus.NewDesc("gatewayd_upload_buffer_free_bytes", "UploadBufferFree: bytes of the upload buffer not in use.", nil, nil)
+	descWriteBytes         = prometheus.NewDesc("gatewayd_write_bytes_total", "WriteBytes: bytes written to volumes by their initiators.", nil, nil)
 )
 
 func (c volumeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descCachePercentUsed, descCachePercentDirty, descCacheHitPercent, descUploadBufferUsed,
 		descCloudBytesUp, descCloudBytesDown, descQueuedWrites, descUploadErrors, descVolumeLastUploadTS, descTimeSinceRP,
-		descHydrationLeft, descSnapshots, descTimeSinceSnapshot} {
+		descHydrationLeft, descSnapshots, descTimeSinceSnapshot, descCacheUsedBytes, descCacheFreeBytes, descBufferUsedBytes,
+		descBufferFreeBytes, descWriteBytes} {
 		ch <- d
 	}
 }
@@ -235,6 +241,11 @@ func (c volumeCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge(descCachePercentDirty, percent(float64(st.Cache.Dirty), float64(st.Cache.Capacity)))
 	gauge(descCacheHitPercent, percent(float64(st.Cache.Hits), float64(st.Cache.Hits+st.Cache.Misses)))
 	gauge(descUploadBufferUsed, percent(float64(st.LogUsed), float64(st.LogCapacity)))
+	gauge(descCacheUsedBytes, float64(st.Cache.Used))
+	gauge(descCacheFreeBytes, float64(max(st.Cache.Capacity-st.Cache.Used, 0)))
+	gauge(descBufferUsedBytes, float64(st.LogUsed))
+	gauge(descBufferFreeBytes, float64(max(st.LogCapacity-st.LogUsed, 0)))
+	ch <- prometheus.MustNewConstMetric(descWriteBytes, prometheus.CounterValue, float64(st.BytesWritten))
 	ch <- prometheus.MustNewConstMetric(descCloudBytesUp, prometheus.CounterValue, float64(st.BytesUploaded))
 	ch <- prometheus.MustNewConstMetric(descCloudBytesDown, prometheus.CounterValue, float64(st.BytesDownloaded))
 	ch <- prometheus.MustNewConstMetric(descUploadErrors, prometheus.CounterValue, float64(st.UploadErrors))

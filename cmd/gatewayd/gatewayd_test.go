@@ -446,23 +446,7 @@ func unixTransport(sock string) *http.Transport {
 // line that starts with name (labels included, as printed).
 func metric(t *testing.T, dataDir, name string) (float64, bool) {
 	t.Helper()
-	var resp *http.Response
-	var err error
-	// A loaded machine can drop the admin connection; try a few times.
-	for range 5 {
-		tr := unixTransport(filepath.Join(dataDir, "admin.sock"))
-		tr.DisableKeepAlives = true
-		if resp, err = (&http.Client{Transport: tr}).Get("http://gatewayd/metrics"); err == nil {
-			break
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	for _, line := range strings.Split(string(body), "\n") {
+	for _, line := range strings.Split(metricsText(t, dataDir), "\n") {
 		if rest, ok := strings.CutPrefix(line, name+" "); ok {
 			v, err := strconv.ParseFloat(strings.TrimSpace(rest), 64)
 			return v, err == nil

@@ -54,6 +54,7 @@ func newRootCmd() *cobra.Command {
 		"data directory (config, keys, metadata, admin socket); env GATEWAYD_DATA_DIR")
 	root.AddCommand(newInitCmd(g), newServeCmd(g), newStatusCmd(g), newConfigCmd(g), newVolumeCmd(g), newBandwidthCmd(g),
 		newSnapshotCmd(g), newGCCmd(g), newRestoreCmd(g), newShareCmd(g), newTapeCmd(g), newVTLCmd(g), newSMBCmd(g))
+	addCompletions(root, g)
 	return root
 }
 

@@ -26,14 +26,25 @@ func newSnapshotCmd(g *globals) *cobra.Command {
 	var output string
 
 	var desc string
+	var showProgress bool
 	createCmd := &cobra.Command{
 		Use:   "create VOLUME",
 		Short: "Take a point-in-time snapshot of a volume and upload it (writes continue meanwhile)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := adminClient(cmd, g)
+			if err != nil {
+				return err
+			}
+			stop := func() {}
+			if showProgress || isTerminal(cmd.ErrOrStderr()) {
+				stop = watchUploads(cmd.Context(), c, args[0], &progressBar{w: cmd.ErrOrStderr()})
+			}
 			var si volume.SnapshotInfo
-			if err := call(cmd, g, http.MethodPost, "/v1/volumes/"+url.PathEscape(args[0])+"/snapshots",
-				gateway.CreateSnapshotRequest{Description: desc}, &si); err != nil {
+			err = c.Do(cmd.Context(), http.MethodPost, "/v1/volumes/"+url.PathEscape(args[0])+"/snapshots",
+				gateway.CreateSnapshotRequest{Description: desc}, &si)
+			stop()
+			if err != nil {
 				return err
 			}
 			if output == "json" {
@@ -45,6 +56,7 @@ func newSnapshotCmd(g *globals) *cobra.Command {
 		},
 	}
 	createCmd.Flags().StringVar(&desc, "description", "", "what the snapshot is for")
+	createCmd.Flags().BoolVar(&showProgress, "progress", false, "draw the upload's progress on stderr (the default on a terminal)")
 	createCmd.Flags().StringVarP(&output, "output", "o", "text", "text or json")
 
 	var vol string
@@ -399,7 +411,7 @@ func newRestoreCmd(g *globals) *cobra.Command {
 			}
 			bar := &progressBar{w: cmd.ErrOrStderr(), quiet: quiet}
 			prog, err := snapshots.RestoreToFile(cmd.Context(), store, codec, args[0], to, snapshots.RestoreOptions{
-				Parallel: parallel, Progress: bar.update,
+				Parallel: parallel, Progress: bar.restore,
 			})
 			bar.done()
 			if err != nil {
@@ -423,39 +435,6 @@ func resumedBytes(p snapshots.RestoreProgress) int64 {
 		return 0
 	}
 	return p.TotalBytes * int64(p.Resumed) / int64(p.TotalChunks)
-}
-
-// progressBar draws one line on a terminal: percent, bytes, rate and ETA.
-type progressBar struct {
-	w     io.Writer
-	quiet bool
-	drawn bool
-}
-
-func (b *progressBar) update(p snapshots.RestoreProgress) {
-	if b.quiet {
-		return
-	}
-	pct := 100.0
-	if p.TotalBytes > 0 {
-		pct = 100 * float64(p.DoneBytes) / float64(p.TotalBytes)
-	}
-	rate := float64(p.DoneBytes-resumedBytes(p)) / max(p.Elapsed.Seconds(), 0.001)
-	eta := "--"
-	if rate > 0 {
-		eta = (time.Duration(float64(p.TotalBytes-p.DoneBytes)/rate) * time.Second).Round(time.Second).String()
-	}
-	const width = 30
-	filled := int(pct / 100 * width)
-	fmt.Fprintf(b.w, "\r[%s%s] %5.1f%% %s / %s  %s/s  ETA %s   ", strings.Repeat("#", filled), strings.Repeat(".", width-filled),
-		pct, config.ByteSize(p.DoneBytes), config.ByteSize(p.TotalBytes), config.ByteSize(int64(rate)), eta)
-	b.drawn = true
-}
-
-func (b *progressBar) done() {
-	if b.drawn {
-		fmt.Fprintln(b.w)
-	}
 }
 
 // call sends one admin API request and decodes the answer into out.

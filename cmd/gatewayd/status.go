@@ -1,35 +1,53 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
+	"net/http"
+	"sort"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/gatewayd/gatewayd/admin"
+	"github.com/gatewayd/gatewayd/config"
+	"github.com/gatewayd/gatewayd/gateway"
+	"github.com/gatewayd/gatewayd/volume"
 )
+
+// summary is what `gatewayd status` shows: the daemon's status and, from
+// the other endpoints, the data path at a glance.
+type summary struct {
+	admin.Status
+	Stats     *gateway.GatewayStats    `json:"stats,omitempty"`
+	Bandwidth *gateway.BandwidthStatus `json:"bandwidth,omitempty"`
+	Volumes   []gateway.VolumeStatus   `json:"volumes"`
+	Shares    []gateway.ShareStatus    `json:"shares"`
+	Snapshots []volume.SnapshotInfo    `json:"snapshots"`
+}
 
 func newStatusCmd(g *globals) *cobra.Command {
 	var output string
 	cmd := &cobra.Command{
 		Use:   "status",
-		Short: "Show a running gateway's state and health",
+		Short: "Show a running gateway on one screen: health, store, cache, buffers, bandwidth, volumes, shares, snapshots",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := adminClient(cmd, g)
 			if err != nil {
 				return err
 			}
-			st, err := c.Status(cmd.Context())
+			s, err := fetchSummary(cmd.Context(), c)
 			if err != nil {
 				return err
 			}
 			switch output {
 			case "json":
-				return writeJSON(cmd.OutOrStdout(), st)
+				return writeJSON(cmd.OutOrStdout(), s)
 			case "text":
-				printStatus(cmd.OutOrStdout(), st)
+				printStatus(cmd.OutOrStdout(), s)
 				return nil
 			}
 			return fmt.Errorf("--output: %q is not text or json", output)
@@ -39,12 +57,104 @@ func newStatusCmd(g *globals) *cobra.Command {
 	return cmd
 }
 
-func printStatus(w io.Writer, st *admin.Status) {
-	fmt.Fprintf(w, "gatewayd %s  id %s  up %s\n", st.Version, st.GatewayID, time.Since(st.StartedAt).Round(time.Second))
-	fmt.Fprintf(w, "data dir  %s\n", st.DataDir)
-	fmt.Fprintf(w, "store     %s\n", st.Store)
-	fmt.Fprintf(w, "health    %s\n", st.Overall)
-	for _, h := range st.Health {
+func fetchSummary(ctx context.Context, c *admin.Client) (*summary, error) {
+	st, err := c.Status(ctx)
+	if err != nil {
+		return nil, err
+	}
+	s := &summary{Status: *st, Stats: &gateway.GatewayStats{}, Bandwidth: &gateway.BandwidthStatus{}}
+	for _, r := range []struct {
+		path string
+		out  any
+	}{{"/v1/stats", s.Stats}, {"/v1/bandwidth", s.Bandwidth}, {"/v1/volumes", &s.Volumes}, {"/v1/shares", &s.Shares}, {"/v1/snapshots", &s.Snapshots}} {
+		if err := c.Do(ctx, http.MethodGet, r.path, nil, r.out); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+func pct(part, whole int64) float64 {
+	if whole <= 0 {
+		return 0
+	}
+	return 100 * float64(part) / float64(whole)
+}
+
+// maxListed is how many volumes and shares status names before "and N more".
+const maxListed = 8
+
+func printStatus(w io.Writer, s *summary) {
+	fmt.Fprintf(w, "gatewayd %s  id %s  up %s  health %s\n", s.Version, s.GatewayID, time.Since(s.StartedAt).Round(time.Second), strings.ToUpper(s.Overall.String()))
+	fmt.Fprintf(w, "data dir   %s\n", s.DataDir)
+	store := "not checked yet"
+	for _, h := range s.Health {
+		if h.Subsystem == "objstore" {
+			store = "reachable"
+			if h.Level.String() != "ok" {
+				store = "UNREACHABLE: " + h.Message
+			}
+		}
+	}
+	fmt.Fprintf(w, "store      %s  %s\n", s.Store, store)
+	if st := s.Stats; st != nil {
+		cs := st.Cache
+		fmt.Fprintf(w, "cache      %s of %s used (%.1f%%), %s dirty (%.1f%%), %.1f%% of reads hit\n",
+			config.ByteSize(cs.Used), config.ByteSize(cs.Capacity), pct(cs.Used, cs.Capacity), config.ByteSize(cs.Dirty), pct(cs.Dirty, cs.Capacity), cs.HitPercent)
+		fmt.Fprintf(w, "buffers    volumes %s of %s (%.1f%%), file shares %s of %s (%.1f%%)\n",
+			config.ByteSize(st.UploadBuffer.Used), config.ByteSize(st.UploadBuffer.Capacity), pct(st.UploadBuffer.Used, st.UploadBuffer.Capacity),
+			config.ByteSize(st.ShareBuffer.Used), config.ByteSize(st.ShareBuffer.Capacity), pct(st.ShareBuffer.Used, st.ShareBuffer.Capacity))
+		fmt.Fprintf(w, "moved      %s up, %s down since start; %d upload errors\n",
+			config.ByteSize(int64(st.BytesUploaded)), config.ByteSize(int64(st.BytesDownloaded)), st.UploadErrors)
+	}
+	if bw := s.Bandwidth; bw != nil {
+		by := ""
+		if bw.Window > 0 {
+			by = fmt.Sprintf(" (schedule window %d)", bw.Window)
+		}
+		fmt.Fprintf(w, "bandwidth  upload %s, download %s%s\n", rateString(bw.Effective.UploadBytesPerSec), rateString(bw.Effective.DownloadBytesPerSec), by)
+	}
+
+	var notUploaded int64
+	for _, v := range s.Volumes {
+		notUploaded += v.Stats.DirtyBytes
+	}
+	fmt.Fprintf(w, "volumes    %d, %s not yet uploaded\n", len(s.Volumes), config.ByteSize(notUploaded))
+	for i, v := range s.Volumes {
+		if i == maxListed {
+			fmt.Fprintf(w, "  ... and %d more (gatewayd volume list)\n", len(s.Volumes)-maxListed)
+			break
+		}
+		line := fmt.Sprintf("  %-16s %-6s %8s  not uploaded %-8s", v.Name, v.Kind, config.ByteSize(v.Size), config.ByteSize(v.Stats.DirtyBytes))
+		if v.Kind == volume.Cached {
+			line += "  recovery point " + ago(v.Stats.LastRecoveryPoint)
+		}
+		if h := v.Stats.Hydration; h != nil && !h.Complete {
+			line += fmt.Sprintf("  hydrating %.1f%%", pct(int64(h.DoneChunks), int64(h.TotalChunks)))
+		}
+		fmt.Fprintln(w, line)
+	}
+	pending := 0
+	names := []string{}
+	for _, sh := range s.Shares {
+		names = append(names, sh.Name)
+		if s.Stats != nil {
+			pending += s.Stats.SharesPending[sh.Name]
+		}
+	}
+	if len(names) > maxListed {
+		names = append(names[:maxListed], fmt.Sprintf("and %d more", len(s.Shares)-maxListed))
+	}
+	fmt.Fprintf(w, "shares     %d %s, %d files not yet uploaded\n", len(s.Shares), paren(strings.Join(names, ", ")), pending)
+	snaps := "none"
+	if len(s.Snapshots) > 0 {
+		sort.Slice(s.Snapshots, func(i, j int) bool { return s.Snapshots[i].Created.After(s.Snapshots[j].Created) })
+		newest := s.Snapshots[0]
+		snaps = fmt.Sprintf("%d, newest %s of %s", len(s.Snapshots), ago(newest.Created), newest.VolumeName)
+	}
+	fmt.Fprintf(w, "snapshots  %s\n", snaps)
+	fmt.Fprintln(w, "health")
+	for _, h := range s.Health {
 		line := fmt.Sprintf("  %-14s %-8s", h.Subsystem, h.Level)
 		if h.Message != "" {
 			line += " " + h.Message
@@ -52,9 +162,16 @@ func printStatus(w io.Writer, st *admin.Status) {
 		fmt.Fprintln(w, line)
 	}
 	fmt.Fprintln(w, "frontends")
-	for _, f := range st.Frontends {
+	for _, f := range s.Frontends {
 		fmt.Fprintf(w, "  %-14s %-22s %s\n", f.Name, f.Listen, f.State)
 	}
+}
+
+func paren(s string) string {
+	if s == "" {
+		return ""
+	}
+	return "(" + s + ")"
 }
 
 // adminClient finds the admin socket of the gateway in --data-dir.

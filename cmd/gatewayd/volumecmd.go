@@ -23,6 +23,7 @@ func newVolumeCmd(g *globals) *cobra.Command {
 
 	var create gateway.CreateVolumeRequest
 	var size, chunk string
+	var wait bool
 	var access gateway.ISCSIAccess
 	createCmd := &cobra.Command{
 		Use:   "create",
@@ -61,6 +62,9 @@ func newVolumeCmd(g *globals) *cobra.Command {
 			if st.FromSnapshot != "" {
 				fmt.Fprintf(cmd.OutOrStdout(), "restored from snapshot %s: usable now, data arrives on demand\n", st.FromSnapshot)
 			}
+			if wait {
+				return waitHydrated(cmd, c, st.Name, false)
+			}
 			return nil
 		},
 	}
@@ -70,6 +74,7 @@ func newVolumeCmd(g *globals) *cobra.Command {
 	createCmd.Flags().StringVar((*string)(&create.Kind), "kind", "cached", "cached (primary data in S3) or stored (primary data on a local disk)")
 	createCmd.Flags().StringVar(&create.Disk, "disk", "", "stored volumes: existing file or block device (default: a new sparse file in the data dir)")
 	createCmd.Flags().StringVar(&chunk, "chunk-size", "", "chunk size, a power of two from 64K to 4M (default 1M)")
+	createCmd.Flags().BoolVar(&wait, "wait", false, "with --from-snapshot and --kind stored: wait, with progress, until all the data is on the local disk")
 	accessFlags(createCmd, &access)
 	_ = createCmd.MarkFlagRequired("name")
 
@@ -192,7 +197,7 @@ func newVolumeCmd(g *globals) *cobra.Command {
 	growCmd.Flags().StringVar(&growSize, "size", "", "new size, e.g. 200G")
 	_ = growCmd.MarkFlagRequired("size")
 
-	cmd.AddCommand(createCmd, listCmd, infoCmd, deleteCmd, growCmd, newAttachInfoCmd(g), newAccessCmd(g))
+	cmd.AddCommand(createCmd, listCmd, infoCmd, deleteCmd, growCmd, newAttachInfoCmd(g), newAccessCmd(g), newVolumeWaitCmd(g))
 	return cmd
 }
 
