@@ -123,7 +123,7 @@ func Run(ctx context.Context, cfg *config.Config, opts RunOptions) error {
 		defer nfsFE.close()
 	}
 	var smbFE *smbFrontend // started once the data directory is known to be this daemon's
-	var srv *admin.Server // set below, before anything asks for the frontends
+	var srv *admin.Server  // set below, before anything asks for the frontends
 	frontends := func() []admin.Frontend {
 		iscsiState, iscsiAddr := "off (iscsi.listen is empty)", ""
 		if iscsiFE != nil {

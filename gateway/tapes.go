@@ -65,7 +65,7 @@ func openTapes(ctx context.Context, cfg *config.Config, store objstore.Store, md
 	lib, err := tapes.New(ctx, tapes.Options{
 		Store: store, Meta: md, Log: log, Key: keyring.Current(), Clock: clk, Logger: logger.With("subsystem", "tapes"),
 		Health: reg.Register("tapes"),
-		Slots: cfg.VTL.Slots, Drives: cfg.VTL.Drives, ArchiveClass: cfg.VTL.ArchiveStorageClass,
+		Slots:  cfg.VTL.Slots, Drives: cfg.VTL.Drives, ArchiveClass: cfg.VTL.ArchiveStorageClass,
 	})
 	if err != nil {
 		log.Close()
