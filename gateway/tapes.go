@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -215,6 +216,33 @@ func (t *tapeLibrary) info(ctx context.Context) (VTLInfo, error) {
 	return in, nil
 }
 
+// TapeStatus is what the admin API says about a tape.
+type TapeStatus struct {
+	Barcode  string      `json:"barcode"`
+	Capacity int64       `json:"capacity"`
+	Used     int64       `json:"used"` // bytes after compression, as of the tape's last upload
+	Objects  uint64      `json:"objects"`
+	State    tapes.State `json:"state"`
+	ReadOnly bool        `json:"read_only"`
+	// Location is "slot N", "drive N" (1-based, in element order) or "".
+	Location       string    `json:"location,omitempty"`
+	Created        time.Time `json:"created"`
+	Archived       time.Time `json:"archived,omitzero"`
+	ArchivePending bool      `json:"archive_pending,omitempty"`
+}
+
+func tapeStatus(in tapes.Info) TapeStatus {
+	st := TapeStatus{Barcode: in.Barcode, Capacity: in.Capacity, Used: in.Used, Objects: in.EOD, State: in.State,
+		ReadOnly: in.ReadOnly, Created: in.Created, Archived: in.Archived, ArchivePending: in.ArchivePending}
+	switch in.Place.Type {
+	case tapes.ElementSlot:
+		st.Location = fmt.Sprintf("slot %d", in.Place.Index+1)
+	case tapes.ElementDrive:
+		st.Location = fmt.Sprintf("drive %d", in.Place.Index+1)
+	}
+	return st
+}
+
 // TapeCreateRequest is the body of POST /v1/tapes.
 type TapeCreateRequest struct {
 	Count         int    `json:"count"`
@@ -263,10 +291,11 @@ func registerTapeAPI(srv *admin.Server, t *tapeLibrary) {
 	})
 	handle("GET /v1/tapes", func(w http.ResponseWriter, r *http.Request) (int, any, error) {
 		list, err := t.lib.List(r.Context())
-		if list == nil {
-			list = []tapes.Info{}
+		out := []TapeStatus{}
+		for _, in := range list {
+			out = append(out, tapeStatus(in))
 		}
-		return tapeCode(err), list, err
+		return tapeCode(err), out, err
 	})
 	handle("POST /v1/tapes", func(w http.ResponseWriter, r *http.Request) (int, any, error) {
 		var req TapeCreateRequest
@@ -277,19 +306,19 @@ func registerTapeAPI(srv *admin.Server, t *tapeLibrary) {
 		if err != nil {
 			return tapeCode(err), nil, err
 		}
-		out := []tapes.Info{}
+		out := []TapeStatus{}
 		for _, bc := range created {
 			in, err := t.lib.Info(r.Context(), bc)
 			if err != nil {
 				return tapeCode(err), nil, err
 			}
-			out = append(out, in)
+			out = append(out, tapeStatus(in))
 		}
 		return http.StatusCreated, out, nil
 	})
 	handle("GET /v1/tapes/{barcode}", func(w http.ResponseWriter, r *http.Request) (int, any, error) {
 		in, err := t.lib.Info(r.Context(), r.PathValue("barcode"))
-		return tapeCode(err), in, err
+		return tapeCode(err), tapeStatus(in), err
 	})
 	handle("DELETE /v1/tapes/{barcode}", func(w http.ResponseWriter, r *http.Request) (int, any, error) {
 		err := t.lib.Delete(r.Context(), r.PathValue("barcode"))
@@ -300,11 +329,11 @@ func registerTapeAPI(srv *admin.Server, t *tapeLibrary) {
 			return tapeCode(err), nil, err
 		}
 		in, err := t.lib.Info(r.Context(), r.PathValue("barcode"))
-		return tapeCode(err), in, err
+		return tapeCode(err), tapeStatus(in), err
 	})
 	handle("POST /v1/tapes/{barcode}/retrieve", func(w http.ResponseWriter, r *http.Request) (int, any, error) {
 		in, err := t.lib.Retrieve(r.Context(), r.PathValue("barcode"))
-		return tapeCode(err), in, err
+		return tapeCode(err), tapeStatus(in), err
 	})
 	handle("GET /v1/vtl/spares", func(w http.ResponseWriter, r *http.Request) (int, any, error) {
 		rule, err := t.lib.SpareRule(r.Context())

@@ -159,7 +159,16 @@ func TestConsoleInBrowser(t *testing.T) {
 	step("the volume created with the CLI", chromedp.WaitVisible(`#panel-volumes tr[data-key="vol1"]`))
 	waitJS("the S3 endpoint reachable", `(document.querySelector('#s3-state') || {textContent: ''}).textContent.includes('reachable')`)
 	waitJS("subsystem health", `document.querySelector('#health tr[data-key="uploadbuffer"]') !== null`)
-	waitJS("no tape library", `document.querySelector('#panel-tapes').dataset.state === 'absent' && document.querySelector('#panel-tapes tbody').textContent.includes('No tape library') && document.querySelector('form[data-form="tapes"]').offsetParent === null`)
+	// Create tapes from the form: they are listed with their slots.
+	step("create tapes", chromedp.SendKeys(`form[data-form="tapes"] input[name="count"]`, "2"),
+		chromedp.SendKeys(`form[data-form="tapes"] input[name="size"]`, "1G"),
+		chromedp.SendKeys(`form[data-form="tapes"] input[name="barcode_prefix"]`, "WEB"),
+		chromedp.Click(`form[data-form="tapes"] button[type="submit"]`),
+		chromedp.WaitVisible(`#panel-tapes tr[data-key="WEB0002L5"]`))
+	waitJS("the tape's slot", `document.querySelector('#panel-tapes tr[data-key="WEB0001L5"]').textContent.includes('slot 1')`)
+	if tl := tapeList(t, dir); len(tl) != 2 || tl["WEB0002L5"].Capacity != 1<<30 {
+		t.Fatalf("tapes made by the console: %+v", tl)
+	}
 
 	// Snapshot now: the snapshot appears in the list, and in the catalog.
 	step("press Snapshot now", chromedp.Click(`#panel-volumes tr[data-key="vol1"] button[data-action="snapshot"]`))

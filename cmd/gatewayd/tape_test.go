@@ -44,13 +44,13 @@ func editConfig(t *testing.T, dataDir string, oldNew ...string) {
 	}
 }
 
-func tapeList(t *testing.T, dataDir string) map[string]tapes.Info {
+func tapeList(t *testing.T, dataDir string) map[string]gateway.TapeStatus {
 	t.Helper()
-	var list []tapes.Info
+	var list []gateway.TapeStatus
 	if err := json.Unmarshal([]byte(mustRun(t, "tape", "list", "--data-dir", dataDir, "-o", "json")), &list); err != nil {
 		t.Fatal(err)
 	}
-	out := map[string]tapes.Info{}
+	out := map[string]gateway.TapeStatus{}
 	for _, in := range list {
 		out[in.Barcode] = in
 	}

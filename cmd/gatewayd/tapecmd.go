@@ -31,7 +31,7 @@ func newTapeCmd(g *globals) *cobra.Command {
 				return fmt.Errorf("--size: %w", err)
 			}
 			req.Size = int64(n)
-			var created []tapes.Info
+			var created []gateway.TapeStatus
 			if err := call(cmd, g, http.MethodPost, "/v1/tapes", req, &created); err != nil {
 				return err
 			}
@@ -52,7 +52,7 @@ func newTapeCmd(g *globals) *cobra.Command {
 		Short: "List the tapes and where each is",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var list []tapes.Info
+			var list []gateway.TapeStatus
 			if err := call(cmd, g, http.MethodGet, "/v1/tapes", nil, &list); err != nil {
 				return err
 			}
@@ -69,7 +69,7 @@ func newTapeCmd(g *globals) *cobra.Command {
 		Short: "Show one tape",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var in tapes.Info
+			var in gateway.TapeStatus
 			if err := call(cmd, g, http.MethodGet, "/v1/tapes/"+url.PathEscape(args[0]), nil, &in); err != nil {
 				return err
 			}
@@ -78,7 +78,7 @@ func newTapeCmd(g *globals) *cobra.Command {
 			}
 			w := cmd.OutOrStdout()
 			fmt.Fprintf(w, "barcode     %s\nstate       %s\nplace       %s\ncapacity    %s\nused        %s (%d logical objects)\nread-only   %v\ncreated     %s\n",
-				in.Barcode, in.State, place(in), config.ByteSize(in.Capacity), config.ByteSize(in.Used), in.EOD, in.ReadOnly,
+				in.Barcode, in.State, place(in), config.ByteSize(in.Capacity), config.ByteSize(in.Used), in.Objects, in.ReadOnly,
 				in.Created.Format(time.RFC3339))
 			if !in.Archived.IsZero() {
 				pending := ""
@@ -147,19 +147,14 @@ func newTapeCmd(g *globals) *cobra.Command {
 	return cmd
 }
 
-func place(in tapes.Info) string {
-	switch in.Place.Type {
-	case tapes.ElementSlot:
-		return fmt.Sprintf("slot %d", in.Place.Index+1)
-	case tapes.ElementDrive:
-		return fmt.Sprintf("drive %d", in.Place.Index+1)
-	case tapes.ElementIE:
-		return "import/export"
+func place(in gateway.TapeStatus) string {
+	if in.Location == "" {
+		return "-"
 	}
-	return "-"
+	return in.Location
 }
 
-func printTapes(w io.Writer, list []tapes.Info) error {
+func printTapes(w io.Writer, list []gateway.TapeStatus) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "BARCODE\tSTATE\tPLACE\tCAPACITY\tUSED\tREAD-ONLY")
 	for _, in := range list {

@@ -174,7 +174,7 @@
       absent: 'No tape library on this gateway.',
       columns: [
         ['Barcode', (t) => t.barcode],
-        ['Size', (t) => bytes(t.size)],
+        ['Size', (t) => bytes(t.capacity)],
         ['Used', (t) => bytes(t.used)],
         ['State', (t) => t.state],
         ['Where', (t) => t.location || ''],
@@ -358,23 +358,43 @@
       body.replaceChildren(el('tr', {}, el('td', { class: 'empty', colspan: cols }, p.empty)));
       return;
     }
-    body.replaceChildren(...list.map((item) => el('tr', { 'data-key': p.key(item) },
-      p.columns.map(([, f]) => el('td', {}, f(item))),
-      p.actions ? el('td', {}, p.actions.map((a) => el('button', {
-        type: 'button', 'data-action': a.name,
-        onclick: async (ev) => {
-          ev.target.disabled = true;
-          try {
-            const out = await a.run(item);
-            notice(a.done(item, out));
-            await poll();
-          } catch (e) {
-            notice(a.label + ': ' + e.message, 'error');
-          } finally {
-            ev.target.disabled = false;
-          }
-        },
-      }, a.label))) : null)));
+    // Rows are kept and updated in place, keyed by item: a row replaced on
+    // every poll would swallow a click that lands between two polls.
+    const old = new Map([...body.querySelectorAll('tr[data-key]')].map((r) => [r.dataset.key, r]));
+    card.items = new Map();
+    const rows = list.map((item) => {
+      const key = p.key(item);
+      card.items.set(key, item);
+      const cells = p.columns.map(([, f]) => f(item));
+      let tr = old.get(key);
+      if (!tr) {
+        tr = el('tr', { 'data-key': key }, cells.map((c) => el('td', {}, c)),
+          p.actions ? el('td', {}, p.actions.map((a) => el('button', {
+            type: 'button', 'data-action': a.name,
+            onclick: async (ev) => {
+              const current = card.items.get(key);
+              ev.target.disabled = true;
+              try {
+                const out = await a.run(current);
+                notice(a.done(current, out));
+                await poll();
+              } catch (e) {
+                notice(a.label + ': ' + e.message, 'error');
+              } finally {
+                ev.target.disabled = false;
+              }
+            },
+          }, a.label))) : null);
+        return tr;
+      }
+      cells.forEach((c, i) => {
+        const td = tr.children[i];
+        const text = c instanceof Node ? c.textContent : String(c ?? '');
+        if (td.textContent !== text) td.replaceChildren(c instanceof Node ? c : text);
+      });
+      return tr;
+    });
+    if (rows.length !== body.children.length || rows.some((tr, i) => body.children[i] !== tr)) body.replaceChildren(...rows);
   }
 
   // ---- bandwidth: base limits and the schedule ----
