@@ -361,7 +361,9 @@ func StartPlain(t testing.TB, share, password string) (addr, dir string) {
 	cmd := exec.Command(samba("smbd"), "--foreground", "--no-process-group", "--debug-stdout", "-s", conf)
 	var log bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &log, &log
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// Its own process group, killed at cleanup; smbd also dies with the
+	// test binary (a test timeout runs no cleanups).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
