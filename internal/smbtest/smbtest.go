@@ -361,7 +361,9 @@ func StartPlain(t testing.TB, share, password string) (addr, dir string) {
 	cmd := exec.Command(samba("smbd"), "--foreground", "--no-process-group", "--debug-stdout", "-s", conf)
 	var log bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &log, &log
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// Its own process group, killed at cleanup; smbd also dies with the
+	// test binary (a test timeout runs no cleanups).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -395,12 +397,11 @@ func samba(tool string) string {
 
 // Torture runs one smbtorture suite against //addr/share and returns each
 // test's result by full name ("smb2.read.eof": "success", "failure",
-// "error" or "skip").
-func Torture(t testing.TB, addr, share, user, password, suite string) map[string]string {
-	t.Helper()
+// "error" or "skip"). It may run on any goroutine.
+func Torture(addr, share, user, password, suite string) (map[string]string, error) {
 	bin, err := exec.LookPath("smbtorture")
 	if err != nil {
-		t.Fatalf("smbtorture not found: install it with `%s`", InstallCommand)
+		return nil, fmt.Errorf("smbtorture not found: install it with `%s`", InstallCommand)
 	}
 	host, port, _ := net.SplitHostPort(addr)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
@@ -416,7 +417,7 @@ func Torture(t testing.TB, addr, share, user, password, suite string) map[string
 		}
 	}
 	if len(res) == 0 {
-		t.Fatalf("smbtorture %s ran no test:\n%s", suite, out)
+		return nil, fmt.Errorf("smbtorture %s on //%s/%s ran no test:\n%s", suite, addr, share, out)
 	}
-	return res
+	return res, nil
 }
