@@ -313,7 +313,7 @@ scenario_nfs() {
 # VTL helpers.
 tape_read() { dd if=/dev/nst0 bs=64k status=none | md5sum | cut -d' ' -f1; }
 tell() { mt -f /dev/nst0 tell 2>&1 | awk '/At block/{gsub("\\.","",$3); print $3}'; }
-slot_of() { mtx -f "$CHG" status | awk -v b="$1" '/Storage Element/ && $0 ~ "VolumeTag *= *"b {sub(":.*","",$3); print $3; exit}'; }
+slot_of() { mtx -f "$CHG" status | awk -v b="$1" '/^ *Storage Element/ && $0 ~ "VolumeTag *= *"b {sub(":.*","",$3); print $3; exit}'; }
 
 scenario_vtl() {
 	step "4. VTL: mtx, tar archives with filemarks on /dev/nst0, positioning, archive and retrieve"
