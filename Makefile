@@ -8,7 +8,7 @@ VM_OUT ?= deploy/vm/out
 # Debian packages the image build and the qemu boot need on the host.
 vm-deps:
 	apt-get install -y -o DPkg::Lock::Timeout=600 --no-install-recommends \
-		debootstrap qemu-system-x86 qemu-utils e2fsprogs grub-pc-bin grub2-common
+		debootstrap qemu-system-x86 qemu-utils e2fsprogs grub-pc-bin fdisk
 
 # The appliance: rootfs.ext4, vmlinuz, initrd.img, gatewayd.raw, .qcow2, .vmdk
 # in $(VM_OUT) (the base image is cached, see docs/appliance.md).

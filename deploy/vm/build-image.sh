@@ -106,7 +106,7 @@ fi
 [ "$BASE_ONLY" -eq 1 ] && exit 0
 
 # Stage 2: the appliance, base + gatewayd.
-need_host_tools go qemu-img grub-install sfdisk losetup
+need_host_tools go qemu-img grub-mkimage sfdisk
 t0=$(now)
 mkdir -p "$OUT"
 echo "== gatewayd (static)"
