@@ -19,16 +19,15 @@ DATA=$GATEWAYD_DATA_DIR
 OBJ=$DATA/objects
 LOG=/share/gatewayd.log
 SCENARIOS=${SCENARIOS:-$(cat /share/scenarios 2>/dev/null || echo "iscsi durability nfs vtl smb")}
-FAILS=0
 GW_PID=
 
 up() { cut -d' ' -f1 /proc/uptime; }
 step() { echo; echo "===== [$(up)s] $*"; }
-pass() { echo "RESULT $1 PASS"; }
+# Results go to stdout and to /tmp/results (scenarios run in subshells).
+pass() { echo "RESULT $1 PASS" | tee -a /tmp/results; }
 fail() {
 	local n=$1; shift
-	echo "RESULT $n FAIL ${*:-}"
-	FAILS=$((FAILS + 1))
+	echo "RESULT $n FAIL ${*:-}" | tee -a /tmp/results
 }
 # check NAME CMD...: PASS when CMD succeeds.
 check() {
@@ -55,27 +54,36 @@ mkdata() {
 }
 
 gw() { timeout 300 gatewayd "$@"; }
+# alive PID: running (a zombie is not: gatewayd may be a child of PID 1).
+alive() { [ -r /proc/$1/status ] && ! grep -q '^State:[[:space:]]*Z' /proc/$1/status; }
+# No tape or changer command may hang a run.
+mt() { timeout 300 /bin/mt "$@"; }
+mtx() { timeout 300 /usr/sbin/mtx "$@"; }
+smbclient() { timeout 120 /usr/bin/smbclient "$@"; }
 start_gw() {
 	echo "--- [$(up)s] gatewayd serve" >>"$LOG"
 	gatewayd serve >>"$LOG" 2>&1 &
 	GW_PID=$!
+	echo "$GW_PID" >/run/gatewayd.pid
 	local i
 	for i in $(seq 1 120); do
 		if gatewayd status >/dev/null 2>&1; then return 0; fi
-		kill -0 "$GW_PID" 2>/dev/null || { echo "gatewayd exited"; tail -20 "$LOG"; return 1; }
+		alive "$GW_PID" || { echo "gatewayd exited"; tail -20 "$LOG"; return 1; }
 		sleep 1
 	done
 	echo "gatewayd not ready after 120s"
 	return 1
 }
 stop_gw() {
+	GW_PID=$(cat /run/gatewayd.pid 2>/dev/null)
 	[ -n "$GW_PID" ] || return 0
 	kill -TERM "$GW_PID" 2>/dev/null
 	local i
-	for i in $(seq 1 90); do kill -0 "$GW_PID" 2>/dev/null || break; sleep 1; done
+	for i in $(seq 1 90); do alive "$GW_PID" || break; sleep 1; done
 	kill -KILL "$GW_PID" 2>/dev/null
 	wait "$GW_PID" 2>/dev/null
 	GW_PID=
+	rm -f /run/gatewayd.pid
 }
 
 # iSCSI helpers. login TARGET [USER SECRET]: discovery was done; sets DEV.
@@ -218,10 +226,12 @@ scenario_durability() {
 	local before
 	before=$(wc -l </tmp/acked)
 	if [ "$before" -gt 0 ]; then pass durability-writes-before-kill; else fail durability-writes-before-kill "no fsync completed in 12s"; fi
+	GW_PID=$(cat /run/gatewayd.pid)
 	echo "kill -9 gatewayd ($GW_PID) with $before files acknowledged"
 	kill -KILL "$GW_PID"
 	wait "$GW_PID" 2>/dev/null
 	GW_PID=
+	rm -f /run/gatewayd.pid
 	sleep 3
 	start_gw || { notrun "gatewayd did not restart" "${checks[@]:1}"; touch /tmp/stop-writer; kill $FPID $WPID; return; }
 	# The kernel's session recovers by itself (iscsid logs in again) and the
@@ -310,7 +320,7 @@ scenario_nfs() {
 }
 
 # VTL helpers.
-tape_read() { dd if=/dev/nst0 bs=64k status=none | md5sum | cut -d' ' -f1; }
+tape_read() { timeout 300 dd if=/dev/nst0 bs=64k status=none | md5sum | cut -d' ' -f1; }
 tell() { mt -f /dev/nst0 tell 2>&1 | awk '/At block/{gsub("\\.","",$3); print $3}'; }
 slot_of() { mtx -f "$CHG" status | awk -v b="$1" '/^ *Storage Element/ && $0 ~ "VolumeTag *= *"b {sub(":.*","",$3); print $3; exit}'; }
 
@@ -451,9 +461,28 @@ scenario_smb() {
 }
 
 echo "gatewayd end-to-end in the appliance: $(date -u), kernel $(uname -r)"
+# run_scenario NAME SECONDS: one scenario in a subshell, given up after
+# SECONDS (a FAIL) so that one hang does not cost the others.
+run_scenario() {
+	local s=$1 limit=$2
+	("scenario_$s") &
+	local p=$! t=0
+	while kill -0 $p 2>/dev/null; do
+		if [ $t -ge "$limit" ]; then
+			kill -KILL $p 2>/dev/null
+			fail "$s-scenario" "timed out after ${limit}s"
+			break
+		fi
+		sleep 5; t=$((t + 5))
+	done
+	wait $p 2>/dev/null
+	return 0
+}
+
+: >/tmp/results
 if setup; then
 	for s in $SCENARIOS; do
-		"scenario_$s"
+		run_scenario "$s" 900
 	done
 else
 	fail setup "gatewayd could not be set up (see above and gatewayd.log)"
@@ -463,6 +492,7 @@ umount /mnt/nfs 2>/dev/null
 stop_gw
 dmesg | grep -iE 'error|fail|stale|call trace' | tail -20 >/share/dmesg-errors.log
 dmesg >/share/dmesg.log
+FAILS=$(grep -c ' FAIL' /tmp/results)
 echo "failures: $FAILS"
-[ $FAILS -gt 100 ] && FAILS=100
-exit $FAILS
+[ "$FAILS" -gt 100 ] && FAILS=100
+exit "$FAILS"
