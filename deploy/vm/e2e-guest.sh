@@ -57,9 +57,9 @@ gw() { timeout 300 gatewayd "$@"; }
 # alive PID: running (a zombie is not: gatewayd may be a child of PID 1).
 alive() { [ -r /proc/$1/status ] && ! grep -q '^State:[[:space:]]*Z' /proc/$1/status; }
 # No tape or changer command may hang a run.
-mt() { timeout 300 /bin/mt "$@"; }
-mtx() { timeout 300 /usr/sbin/mtx "$@"; }
-smbclient() { timeout 120 /usr/bin/smbclient "$@"; }
+mt() { timeout 300 mt "$@"; }
+mtx() { timeout 300 mtx "$@"; }
+smbclient() { timeout 120 smbclient "$@"; }
 start_gw() {
 	echo "--- [$(up)s] gatewayd serve" >>"$LOG"
 	gatewayd serve >>"$LOG" 2>&1 &
