@@ -43,7 +43,7 @@ notrun() {
 tree_sums() { (cd "$1" && find . -type f ! -path './lost+found/*' -print0 | LC_ALL=C sort -z | xargs -0 -r md5sum); }
 # mkdata DIR SEED: a small tree of files (random data, text, empty, nested).
 mkdata() {
-	local d=$1 s=$2
+	local d=$1 s=$2 i
 	mkdir -p "$d/a/b/c" "$d/empty-dir" "$d/docs"
 	dd if=/dev/urandom of="$d/rand-$s.bin" bs=64k count=$((16 + s)) status=none
 	dd if=/dev/urandom of="$d/a/b/c/deep-$s.bin" bs=4k count=7 status=none
@@ -134,7 +134,7 @@ setup() {
 
 scenario_iscsi() {
 	step "1. iSCSI: CHAP login to a cached volume, snapshot, volume from the snapshot, restore to a disk"
-	local checks=(iscsi-discovery iscsi-chap-refused iscsi-chap-login iscsi-mkfs-mount iscsi-snapshot iscsi-from-snapshot-login iscsi-from-snapshot-content iscsi-restore-to-disk)
+	local checks=(${CHECKS[iscsi]})
 	gw volume create --name vol1 --size 256M --chap-user e2e --chap-secret e2e-chap-secret-1 || { notrun "volume create failed" "${checks[@]}"; return; }
 	local T
 	T=$(target_of vol1)
@@ -196,7 +196,7 @@ scenario_iscsi() {
 
 scenario_durability() {
 	step "2. durability: kill -9 gatewayd during fsync'd writes on the iSCSI-mounted ext4"
-	local checks=(durability-writes-before-kill durability-session-recovered durability-relogin durability-fsck durability-acked-files)
+	local checks=(${CHECKS[durability]})
 	local T
 	T=$(target_of vol1)
 	if ! mountpoint -q /mnt/v1; then notrun "vol1 is not mounted (iSCSI scenario failed)" "${checks[@]}"; return; fi
@@ -269,7 +269,7 @@ scenario_durability() {
 
 scenario_nfs() {
 	step "3. NFS v3: file operations, cp -a by checksum, objects in the bucket, restart while mounted"
-	local checks=(nfs-mount nfs-write-read nfs-rename-delete nfs-cp-tree nfs-objects-in-bucket nfs-restart-mounted)
+	local checks=(${CHECKS[nfs]})
 	gw share create --name e2e --protocols nfs,smb || { notrun "share create failed" "${checks[@]}"; return; }
 	gw share info e2e
 	mkdir -p /mnt/nfs
@@ -326,7 +326,7 @@ slot_of() { mtx -f "$CHG" status | awk -v b="$1" '/^ *Storage Element/ && $0 ~ "
 
 scenario_vtl() {
 	step "4. VTL: mtx, tar archives with filemarks on /dev/nst0, positioning, archive and retrieve"
-	local checks=(vtl-login vtl-mtx-status vtl-mtx-load vtl-write-archives vtl-read-archives vtl-tell-seek vtl-fsf-bsf vtl-tar-extract vtl-mtx-unload vtl-archive vtl-retrieve vtl-read-retrieved)
+	local checks=(${CHECKS[vtl]})
 	gw tape create --count 3 --barcode-prefix GW --size 1G && gw vtl info | tee /tmp/vtl.info ||
 		{ notrun "tape create / vtl info failed" "${checks[@]}"; return; }
 	local T
@@ -433,7 +433,7 @@ scenario_vtl() {
 
 scenario_smb() {
 	step "5. SMB: smbclient to the share"
-	local checks=(smb-user smb-put-get smb-list smb-cross-protocol)
+	local checks=(${CHECKS[smb]})
 	gw share info e2e >/dev/null 2>&1 || gw share create --name e2e --protocols nfs,smb ||
 		{ notrun "no share" "${checks[@]}"; return; }
 	id e2e >/dev/null 2>&1 || useradd -M -s /usr/sbin/nologin e2e
@@ -461,6 +461,14 @@ scenario_smb() {
 }
 
 echo "gatewayd end-to-end in the appliance: $(date -u), kernel $(uname -r)"
+# The checks of each scenario: every one must print a RESULT line.
+declare -A CHECKS
+CHECKS[iscsi]="iscsi-discovery iscsi-chap-refused iscsi-chap-login iscsi-mkfs-mount iscsi-snapshot iscsi-from-snapshot-login iscsi-from-snapshot-content iscsi-restore-to-disk"
+CHECKS[durability]="durability-writes-before-kill durability-session-recovered durability-relogin durability-fsck durability-acked-files"
+CHECKS[nfs]="nfs-mount nfs-write-read nfs-rename-delete nfs-cp-tree nfs-objects-in-bucket nfs-restart-mounted"
+CHECKS[vtl]="vtl-login vtl-mtx-status vtl-mtx-load vtl-write-archives vtl-read-archives vtl-tell-seek vtl-fsf-bsf vtl-tar-extract vtl-mtx-unload vtl-archive vtl-retrieve vtl-read-retrieved"
+CHECKS[smb]="smb-user smb-put-get smb-list smb-cross-protocol"
+
 # run_scenario NAME SECONDS: one scenario in a subshell, given up after
 # SECONDS (a FAIL) so that one hang does not cost the others.
 run_scenario() {
@@ -476,6 +484,10 @@ run_scenario() {
 		sleep 5; t=$((t + 5))
 	done
 	wait $p 2>/dev/null
+	local c
+	for c in ${CHECKS[$s]}; do
+		grep -q "^RESULT $c " /tmp/results || fail "$c" "not run: the $s scenario ended before it"
+	done
 	return 0
 }
 
