@@ -106,7 +106,7 @@ fi
 [ "$BASE_ONLY" -eq 1 ] && exit 0
 
 # Stage 2: the appliance, base + gatewayd.
-need_host_tools go qemu-img grub-mkimage sfdisk
+need_host_tools go qemu-img grub-mkimage sfdisk openssl
 t0=$(now)
 mkdir -p "$OUT"
 echo "== gatewayd (static)"
@@ -120,6 +120,21 @@ set_inode_field /usr/local/bin/gatewayd mode 0100755
 set_inode_field /usr/local/bin/gatewayd uid 0
 set_inode_field /usr/local/bin/gatewayd gid 0
 DBG
+# The console login: root with the password "gatewayd", expired, so the
+# first login must set a new one (the image has no SSH server).
+work2=$(mktemp -d)
+debugfs -R "dump /etc/shadow $work2/shadow" "$OUT/rootfs.ext4" 2>/dev/null
+shadow_gid=$(debugfs -R 'stat /etc/shadow' "$OUT/rootfs.ext4" 2>/dev/null | awk '/Group:/{print $4; exit}')
+hash=$(openssl passwd -6 gatewayd)
+awk -F: -v OFS=: -v h="$hash" '$1=="root"{$2=h; $3=0} {print}' "$work2/shadow" >"$work2/shadow.new"
+debugfs -w "$OUT/rootfs.ext4" -f - >/dev/null <<DBG
+rm /etc/shadow
+write $work2/shadow.new /etc/shadow
+set_inode_field /etc/shadow mode 0100640
+set_inode_field /etc/shadow uid 0
+set_inode_field /etc/shadow gid $shadow_gid
+DBG
+rm -rf "$work2"
 e2fsck -fn "$OUT/rootfs.ext4" >/dev/null
 
 echo "== bootable disk"

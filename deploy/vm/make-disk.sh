@@ -26,7 +26,7 @@ terminal_input console serial
 terminal_output console serial
 echo "gatewayd appliance: booting"
 search --no-floppy --label gatewayd-root --set=root
-linux /vmlinuz root=LABEL=gatewayd-root ro console=tty0 console=ttyS0,115200n8
+linux /vmlinuz root=LABEL=gatewayd-root ro console=ttyS0,115200n8 console=tty0
 initrd /initrd.img
 boot
 CFG
