@@ -86,7 +86,7 @@ stop_gw() {
 	rm -f /run/gatewayd.pid
 }
 
-# iSCSI helpers. login TARGET [USER SECRET]: discovery was done; sets DEV.
+# iSCSI: login TARGET [USER SECRET]: discovery was done; sets DEV.
 iscsi_login() {
 	local t=$1 user=${2:-} secret=${3:-}
 	local node=(iscsiadm -m node -T "$t" -p 127.0.0.1:3260)
@@ -319,7 +319,7 @@ scenario_nfs() {
 	# The share stays mounted for the SMB scenario's cross-protocol check.
 }
 
-# VTL helpers.
+# The tape library.
 tape_read() { timeout 300 dd if=/dev/nst0 bs=64k status=none | md5sum | cut -d' ' -f1; }
 tell() { mt -f /dev/nst0 tell 2>&1 | awk '/At block/{gsub("\\.","",$3); print $3}'; }
 slot_of() { mtx -f "$CHG" status | awk -v b="$1" '/^ *Storage Element/ && $0 ~ "VolumeTag *= *"b {sub(":.*","",$3); print $3; exit}'; }
