@@ -1,0 +1,510 @@
+#!/bin/bash
+# The end-to-end scenarios, run inside the appliance (by e2e-init, as the
+# child of PID 1) against gatewayd on 127.0.0.1, with the guest kernel's own
+# clients: open-iscsi, ext4, st/sg with mt and mtx, the NFS client, and
+# Samba's smbclient. The host's folder is at /share: gatewayd comes from
+# there, logs and the RESULT lines go back there.
+#
+# Disks: /dev/vda the image (copy-on-write, discarded), /dev/vdb gatewayd's
+# state (data directory, embedded object store), /dev/vdc the target of
+# `gatewayd restore`.
+#
+# Every check prints one line "RESULT <name> PASS" or "RESULT <name> FAIL
+# <why>"; a check that cannot run because an earlier step failed is a FAIL
+# too, never a pass. The exit status is the number of failures (capped).
+set -u
+export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+export GATEWAYD_DATA_DIR=/var/lib/gatewayd
+DATA=$GATEWAYD_DATA_DIR
+OBJ=$DATA/objects
+LOG=/share/gatewayd.log
+SCENARIOS=${SCENARIOS:-$(cat /share/scenarios 2>/dev/null || echo "iscsi durability nfs vtl smb")}
+GW_PID=
+
+up() { cut -d' ' -f1 /proc/uptime; }
+step() { echo; echo "===== [$(up)s] $*"; }
+# Results go to stdout and to /tmp/results (scenarios run in subshells).
+pass() { echo "RESULT $1 PASS" | tee -a /tmp/results; }
+fail() {
+	local n=$1; shift
+	echo "RESULT $n FAIL ${*:-}" | tee -a /tmp/results
+}
+# check NAME CMD...: PASS when CMD succeeds.
+check() {
+	local n=$1; shift
+	if "$@"; then pass "$n"; else fail "$n" "$* (exit $?)"; fi
+}
+# notrun WHY NAME...: checks that could not run.
+notrun() {
+	local why=$1; shift
+	for n in "$@"; do fail "$n" "not run: $why"; done
+}
+# tree_sums DIR: checksums of every file under DIR, by relative path.
+tree_sums() { (cd "$1" && find . -type f ! -path './lost+found/*' -print0 | LC_ALL=C sort -z | xargs -0 -r md5sum); }
+# mkdata DIR SEED: a small tree of files (random data, text, empty, nested).
+mkdata() {
+	local d=$1 s=$2 i
+	mkdir -p "$d/a/b/c" "$d/empty-dir" "$d/docs"
+	dd if=/dev/urandom of="$d/rand-$s.bin" bs=64k count=$((16 + s)) status=none
+	dd if=/dev/urandom of="$d/a/b/c/deep-$s.bin" bs=4k count=7 status=none
+	head -c 1000000 /dev/urandom >"$d/a/odd-size-$s"
+	: >"$d/a/empty-$s"
+	for i in $(seq 1 20); do echo "file $i of seed $s" >"$d/docs/note-$s-$i.txt"; done
+	cp -a /usr/share/doc/util-linux "$d/docs/" 2>/dev/null || true
+}
+
+gw() { timeout 300 gatewayd "$@"; }
+# alive PID: running (a zombie is not: gatewayd may be a child of PID 1).
+alive() { [ -r /proc/$1/status ] && ! grep -q '^State:[[:space:]]*Z' /proc/$1/status; }
+# No tape or changer command may hang a run.
+mt() { timeout 300 mt "$@"; }
+mtx() { timeout 300 mtx "$@"; }
+smbclient() { timeout 120 smbclient "$@"; }
+start_gw() {
+	echo "--- [$(up)s] gatewayd serve" >>"$LOG"
+	gatewayd serve >>"$LOG" 2>&1 &
+	GW_PID=$!
+	echo "$GW_PID" >/run/gatewayd.pid
+	local i
+	for i in $(seq 1 120); do
+		if gatewayd status >/dev/null 2>&1; then return 0; fi
+		alive "$GW_PID" || { echo "gatewayd exited"; tail -20 "$LOG"; return 1; }
+		sleep 1
+	done
+	echo "gatewayd not ready after 120s"
+	return 1
+}
+stop_gw() {
+	GW_PID=$(cat /run/gatewayd.pid 2>/dev/null)
+	[ -n "$GW_PID" ] || return 0
+	kill -TERM "$GW_PID" 2>/dev/null
+	local i
+	for i in $(seq 1 90); do alive "$GW_PID" || break; sleep 1; done
+	kill -KILL "$GW_PID" 2>/dev/null
+	wait "$GW_PID" 2>/dev/null
+	GW_PID=
+	rm -f /run/gatewayd.pid
+}
+
+# iSCSI: login TARGET [USER SECRET]: discovery was done; sets DEV.
+iscsi_login() {
+	local t=$1 user=${2:-} secret=${3:-}
+	local node=(iscsiadm -m node -T "$t" -p 127.0.0.1:3260)
+	if [ -n "$user" ]; then
+		"${node[@]}" --op update -n node.session.auth.authmethod -v CHAP >/dev/null &&
+			"${node[@]}" --op update -n node.session.auth.username -v "$user" >/dev/null &&
+			"${node[@]}" --op update -n node.session.auth.password -v "$secret" >/dev/null || return 1
+	fi
+	"${node[@]}" --login || return 1
+	udevadm settle -t 30
+	local p=/dev/disk/by-path/ip-127.0.0.1:3260-iscsi-$t-lun-0 i
+	for i in $(seq 1 30); do [ -b "$p" ] && break; sleep 1; done
+	[ -b "$p" ] || { echo "no $p"; ls -l /dev/disk/by-path/; return 1; }
+	DEV=$(readlink -f "$p")
+	echo "$t is $DEV"
+}
+iscsi_logout() { iscsiadm -m node -T "$1" -p 127.0.0.1:3260 --logout; }
+target_of() { gw volume attach-info "$1" | awk '$1=="target"{print $2; exit}'; }
+
+setup() {
+	step "setup: devices, state disk, gatewayd's first boot"
+	uname -r
+	/lib/systemd/systemd-udevd --daemon
+	udevadm trigger --action=add >/dev/null 2>&1
+	udevadm settle -t 30
+	for m in iscsi_tcp sd_mod st sg ch nfs nfsv3 fuse ext4; do modprobe $m || echo "modprobe $m failed"; done
+	mkfs.ext4 -q -F -L gatewayd-state /dev/vdb || return 1
+	mkdir -p "$DATA" && mount /dev/vdb "$DATA" || return 1
+	install -m 0755 /share/gatewayd /usr/local/bin/gatewayd || return 1
+	gatewayd --version 2>/dev/null || true
+	# What systemd would do: the unit's first-boot step, then serve.
+	/usr/lib/gatewayd/first-boot || return 1
+	grep -nE 'listen' "$DATA/gatewayd.yaml"
+	# Small buffers: the state disk is small and TCG is slow.
+	sed -i -e '/^upload_buffer:/,/^[a-z]/s/^\(  size:\).*/\1 512MiB/' \
+		-e '/^cache:/,/^[a-z]/s/^\(  size:\).*/\1 512MiB/' \
+		-e '/^shares:/,/^[a-z]/s/^\(  buffer_size:\).*/\1 256MiB/' \
+		-e '/^vtl:/,/^[a-z]/s/^\(  buffer_size:\).*/\1 512MiB/' "$DATA/gatewayd.yaml"
+	echo "InitiatorName=iqn.2004-10.com.debian:gatewayd-e2e" >/etc/iscsi/initiatorname.iscsi
+	mkdir -p /run/lock/iscsi /var/lib/iscsi /etc/iscsi/nodes
+	iscsid || return 1
+	start_gw || return 1
+	gw status
+}
+
+scenario_iscsi() {
+	step "1. iSCSI: CHAP login to a cached volume, snapshot, volume from the snapshot, restore to a disk"
+	local checks=(${CHECKS[iscsi]})
+	gw volume create --name vol1 --size 256M --chap-user e2e --chap-secret e2e-chap-secret-1 || { notrun "volume create failed" "${checks[@]}"; return; }
+	local T
+	T=$(target_of vol1)
+	echo "target $T"
+	if iscsiadm -m discovery -t sendtargets -p 127.0.0.1:3260 | tee /tmp/disc | grep -q " $T\$"; then pass iscsi-discovery; else fail iscsi-discovery "$T not in: $(cat /tmp/disc)"; fi
+	if iscsi_login "$T" e2e wrong-secret-00000 2>/dev/null; then
+		fail iscsi-chap-refused "login with a wrong secret succeeded"; iscsi_logout "$T"
+	else pass iscsi-chap-refused; fi
+	if ! iscsi_login "$T" e2e e2e-chap-secret-1; then
+		fail iscsi-chap-login "login failed"; notrun "no login" "${checks[@]:3}"; return
+	fi
+	pass iscsi-chap-login
+	local D1=$DEV
+	mkdir -p /mnt/v1 /mnt/v1r /mnt/vdc
+	if mkfs.ext4 -q -F "$D1" && mount "$D1" /mnt/v1; then pass iscsi-mkfs-mount
+	else fail iscsi-mkfs-mount "mkfs/mount $D1"; notrun "no filesystem" "${checks[@]:4}"; return; fi
+	mkdata /mnt/v1 1
+	sync
+	tree_sums /mnt/v1 >/tmp/snapA.sum
+	echo "$(wc -l </tmp/snapA.sum) files, $(du -sh /mnt/v1 | cut -f1) at the snapshot"
+	# The filesystem is frozen (flushed, journal clean) at the snapshot's
+	# moment, as a backup tool would.
+	fsfreeze -f /mnt/v1
+	gw snapshot create vol1 --description e2e >/tmp/snap.out 2>&1
+	local rc=$?
+	fsfreeze -u /mnt/v1
+	cat /tmp/snap.out
+	SNAP=$(awk '$1=="snapshot"{print $2; exit}' /tmp/snap.out)
+	if [ $rc -eq 0 ] && [ -n "$SNAP" ]; then pass iscsi-snapshot
+	else fail iscsi-snapshot "snapshot create exit $rc"; notrun "no snapshot" "${checks[@]:5}"; return; fi
+	# Writes after the snapshot: new files, a changed one, a deleted one.
+	mkdata /mnt/v1 2
+	echo changed >/mnt/v1/docs/note-1-1.txt
+	rm -f /mnt/v1/a/empty-1
+	sync
+	tree_sums /mnt/v1 >/tmp/after.sum
+
+	if gw volume create --name vol1r --from-snapshot "$SNAP" && gw volume info vol1r &&
+		iscsiadm -m discovery -t sendtargets -p 127.0.0.1:3260 >/dev/null &&
+		iscsi_login "$(target_of vol1r)"; then
+		pass iscsi-from-snapshot-login
+		local D2=$DEV
+		if mount "$D2" /mnt/v1r && tree_sums /mnt/v1r >/tmp/v1r.sum && cmp -s /tmp/snapA.sum /tmp/v1r.sum &&
+			! cmp -s /tmp/after.sum /tmp/v1r.sum; then pass iscsi-from-snapshot-content
+		else fail iscsi-from-snapshot-content "$(diff /tmp/snapA.sum /tmp/v1r.sum 2>&1 | head -5)"; fi
+		umount /mnt/v1r 2>/dev/null
+		iscsi_logout "$(target_of vol1r)"
+	else
+		fail iscsi-from-snapshot-login "volume from $SNAP"; notrun "no restored volume" iscsi-from-snapshot-content
+	fi
+
+	blockdev --getsize64 /dev/vdc
+	if gw restore "$SNAP" --to /dev/vdc --quiet && mount -o ro /dev/vdc /mnt/vdc &&
+		tree_sums /mnt/vdc >/tmp/vdc.sum && cmp -s /tmp/snapA.sum /tmp/vdc.sum; then pass iscsi-restore-to-disk
+	else fail iscsi-restore-to-disk "$(diff /tmp/snapA.sum /tmp/vdc.sum 2>&1 | head -5)"; fi
+	umount /mnt/vdc 2>/dev/null
+	# vol1 stays mounted for the durability scenario.
+}
+
+scenario_durability() {
+	step "2. durability: kill -9 gatewayd during fsync'd writes on the iSCSI-mounted ext4"
+	local checks=(${CHECKS[durability]})
+	local T
+	T=$(target_of vol1)
+	if ! mountpoint -q /mnt/v1; then notrun "vol1 is not mounted (iSCSI scenario failed)" "${checks[@]}"; return; fi
+	iscsiadm -m node -T "$T" -p 127.0.0.1:3260 --op update -n node.session.timeo.replacement_timeout -v 300 >/dev/null
+	for s in /sys/class/iscsi_session/session*/recovery_tmo; do echo 300 >"$s" 2>/dev/null; done
+	mkdir -p /mnt/v1/dur /mnt/v1/fio
+	: >/tmp/acked
+	rm -f /tmp/stop-writer
+	# The writer: each file is written and fsync'd (dd conv=fsync), its
+	# directory too; only then is it recorded as acknowledged.
+	(
+		i=0
+		while [ ! -e /tmp/stop-writer ]; do
+			i=$((i + 1))
+			f=/mnt/v1/dur/f$i
+			head -c $((65536 + (i % 7) * 4096)) /dev/urandom >/tmp/w.bin
+			if dd if=/tmp/w.bin of="$f" bs=64k conv=fsync status=none && sync -f /mnt/v1/dur; then
+				echo "$(md5sum </tmp/w.bin | cut -d' ' -f1) f$i" >>/tmp/acked
+			fi
+		done
+	) &
+	local WPID=$!
+	fio --name=dur --directory=/mnt/v1/fio --rw=write --bs=16k --size=24m --nrfiles=4 --fsync=1 \
+		--ioengine=psync --time_based --runtime=600 >/tmp/fio.out 2>&1 &
+	local FPID=$!
+	sleep 12
+	local before
+	before=$(wc -l </tmp/acked)
+	if [ "$before" -gt 0 ]; then pass durability-writes-before-kill; else fail durability-writes-before-kill "no fsync completed in 12s"; fi
+	GW_PID=$(cat /run/gatewayd.pid)
+	echo "kill -9 gatewayd ($GW_PID) with $before files acknowledged"
+	kill -KILL "$GW_PID"
+	wait "$GW_PID" 2>/dev/null
+	GW_PID=
+	rm -f /run/gatewayd.pid
+	sleep 3
+	start_gw || { notrun "gatewayd did not restart" "${checks[@]:1}"; touch /tmp/stop-writer; kill $FPID $WPID; return; }
+	# The kernel's session recovers by itself (iscsid logs in again) and the
+	# writes it held are sent again: writing goes on.
+	local i n
+	for i in $(seq 1 90); do
+		n=$(wc -l </tmp/acked)
+		[ "$n" -gt $((before + 2)) ] && break
+		sleep 2
+	done
+	if [ "$n" -gt $((before + 2)) ]; then pass durability-session-recovered; else fail durability-session-recovered "no acknowledged write in 180s after the restart"; fi
+	touch /tmp/stop-writer
+	kill -INT $FPID 2>/dev/null
+	wait $WPID $FPID 2>/dev/null
+	grep -E 'err=|WRITE:' /tmp/fio.out
+	echo "$(wc -l </tmp/acked) files acknowledged in all"
+	umount /mnt/v1 || { sleep 5; umount -l /mnt/v1; }
+	iscsi_logout "$T"
+	# A fresh login: nothing read from now on comes from the guest's cache.
+	if iscsi_login "$T" e2e e2e-chap-secret-1; then pass durability-relogin
+	else fail durability-relogin "login after restart"; notrun "no login" durability-fsck durability-acked-files; return; fi
+	if fsck.ext4 -f -n "$DEV" >/tmp/fsck.out 2>&1; then pass durability-fsck
+	else fail durability-fsck "$(tail -5 /tmp/fsck.out | tr '\n' ' ')"; fi
+	local bad=0
+	if mount -o ro "$DEV" /mnt/v1; then
+		while read -r sum f; do
+			[ "$(md5sum </mnt/v1/dur/"$f" 2>/dev/null | cut -d' ' -f1)" = "$sum" ] || { bad=$((bad + 1)); echo "bad $f"; }
+		done </tmp/acked
+		if [ "$bad" -eq 0 ] && [ -s /tmp/acked ]; then pass durability-acked-files
+		else fail durability-acked-files "$bad of $(wc -l </tmp/acked) acknowledged files differ"; fi
+		umount /mnt/v1
+	else fail durability-acked-files "mount failed"; fi
+	iscsi_logout "$T"
+}
+
+scenario_nfs() {
+	step "3. NFS v3: file operations, cp -a by checksum, objects in the bucket, restart while mounted"
+	local checks=(${CHECKS[nfs]})
+	gw share create --name e2e --protocols nfs,smb || { notrun "share create failed" "${checks[@]}"; return; }
+	gw share info e2e
+	mkdir -p /mnt/nfs
+	local opts=vers=3,proto=tcp,port=2049,mountport=2049,mountproto=tcp,nolock
+	if mount -t nfs -o $opts 127.0.0.1:/e2e /mnt/nfs; then pass nfs-mount
+	else fail nfs-mount "mount -t nfs -o $opts"; notrun "not mounted" "${checks[@]:1}"; return; fi
+	grep ' /mnt/nfs ' /proc/mounts
+	head -c 3000000 /dev/urandom >/tmp/n1
+	cp /tmp/n1 /mnt/nfs/file1 && echo "hello over nfs" >/mnt/nfs/hello.txt
+	if cmp -s /tmp/n1 /mnt/nfs/file1 && [ "$(cat /mnt/nfs/hello.txt)" = "hello over nfs" ]; then pass nfs-write-read
+	else fail nfs-write-read "content differs"; fi
+	echo gone >/mnt/nfs/to-delete
+	if mv /mnt/nfs/hello.txt /mnt/nfs/renamed.txt && rm /mnt/nfs/to-delete &&
+		[ ! -e /mnt/nfs/hello.txt ] && [ ! -e /mnt/nfs/to-delete ] && [ "$(cat /mnt/nfs/renamed.txt)" = "hello over nfs" ]; then
+		pass nfs-rename-delete
+	else fail nfs-rename-delete "$(ls -la /mnt/nfs)"; fi
+	rm -rf /tmp/tree && mkdata /tmp/tree 3 && tree_sums /tmp/tree >/tmp/tree.sum
+	# cp -a, then read back through a fresh mount (no client cache).
+	cp -a /tmp/tree /mnt/nfs/tree
+	umount /mnt/nfs && mount -t nfs -o $opts 127.0.0.1:/e2e /mnt/nfs
+	if tree_sums /mnt/nfs/tree >/tmp/nfstree.sum && cmp -s /tmp/tree.sum /tmp/nfstree.sum &&
+		[ "$(stat -c %a /mnt/nfs/tree/docs/note-3-1.txt)" = "$(stat -c %a /tmp/tree/docs/note-3-1.txt)" ] &&
+		[ "$(stat -c %Y /mnt/nfs/tree/a/odd-size-3)" = "$(stat -c %Y /tmp/tree/a/odd-size-3)" ]; then pass nfs-cp-tree
+	else fail nfs-cp-tree "$(diff /tmp/tree.sum /tmp/nfstree.sum | head -5)"; fi
+	# The objects: plain files in the embedded store (localdir layout: a key
+	# a/b/c is the file a%/b%/c), uploaded after the settle time.
+	local i okb=1
+	for i in $(seq 1 60); do
+		okb=1
+		cmp -s /tmp/n1 "$OBJ/e2e%/file1" || okb=0
+		[ "$(cat "$OBJ/e2e%/renamed.txt" 2>/dev/null)" = "hello over nfs" ] || okb=0
+		[ ! -e "$OBJ/e2e%/hello.txt" ] && [ ! -e "$OBJ/e2e%/to-delete" ] || okb=0
+		cmp -s /tmp/tree/a/b/c/deep-3.bin "$OBJ/e2e%/tree%/a%/b%/c%/deep-3.bin" || okb=0
+		[ $okb -eq 1 ] && break
+		sleep 2
+	done
+	if [ $okb -eq 1 ]; then pass nfs-objects-in-bucket
+	else fail nfs-objects-in-bucket "$(cd "$OBJ" && find e2e% -maxdepth 1 | head -20 | tr '\n' ' ')"; fi
+	# Restart while mounted: file handles survive, no ESTALE.
+	cd /mnt/nfs/tree/docs || true
+	stop_gw
+	if start_gw && sleep 2 && cmp -s /tmp/n1 /mnt/nfs/file1 && ls . >/dev/null && cat note-3-2.txt >/dev/null &&
+		echo after-restart >/mnt/nfs/after-restart.txt && [ "$(cat /mnt/nfs/after-restart.txt)" = after-restart ] &&
+		tree_sums /mnt/nfs/tree >/tmp/nfstree2.sum && cmp -s /tmp/tree.sum /tmp/nfstree2.sum; then pass nfs-restart-mounted
+	else fail nfs-restart-mounted "$(dmesg | grep -i -E 'stale|nfs' | tail -3 | tr '\n' ' ')"; fi
+	cd /
+	# The share stays mounted for the SMB scenario's cross-protocol check.
+}
+
+# The tape library.
+tape_read() { timeout 300 dd if=/dev/nst0 bs=64k status=none | md5sum | cut -d' ' -f1; }
+tell() { mt -f /dev/nst0 tell 2>&1 | awk '/At block/{gsub("\\.","",$3); print $3}'; }
+slot_of() { mtx -f "$CHG" status | awk -v b="$1" '/^ *Storage Element/ && $0 ~ "VolumeTag *= *"b {sub(":.*","",$3); print $3; exit}'; }
+
+scenario_vtl() {
+	step "4. VTL: mtx, tar archives with filemarks on /dev/nst0, positioning, archive and retrieve"
+	local checks=(${CHECKS[vtl]})
+	gw tape create --count 3 --barcode-prefix GW --size 1G && gw vtl info | tee /tmp/vtl.info ||
+		{ notrun "tape create / vtl info failed" "${checks[@]}"; return; }
+	local T
+	T=$(awk '$1=="target"{print $2; exit}' /tmp/vtl.info)
+	if iscsiadm -m discovery -t sendtargets -p 127.0.0.1:3260 >/dev/null && iscsiadm -m node -T "$T" -p 127.0.0.1:3260 --login; then
+		udevadm settle -t 30; sleep 2
+		lsscsi -g
+		CHG=$(lsscsi -g | awk '$2=="mediumx"{print $NF; exit}')
+		if [ -n "$CHG" ] && [ -c /dev/nst0 ]; then pass vtl-login
+		else fail vtl-login "changer '$CHG', $(ls /dev/nst* 2>&1)"; notrun "no devices" "${checks[@]:1}"; return; fi
+	else fail vtl-login "iscsiadm login $T"; notrun "no login" "${checks[@]:1}"; return; fi
+	mtx -f "$CHG" inquiry
+	if mtx -f "$CHG" status | tee /tmp/mtx.status | head -8 && grep -q 'VolumeTag *= *GW0001L5' /tmp/mtx.status; then pass vtl-mtx-status
+	else fail vtl-mtx-status "$(head -5 /tmp/mtx.status)"; fi
+	local S
+	S=$(slot_of GW0001L5)
+	echo "GW0001L5 in slot $S"
+	if [ -n "$S" ] && mtx -f "$CHG" load "$S" 0 && mtx -f "$CHG" status | grep -q 'Data Transfer Element 0:Full.*GW0001L5'; then pass vtl-mtx-load
+	else fail vtl-mtx-load "load slot '$S'"; notrun "no tape loaded" "${checks[@]:3}"; return; fi
+	local i
+	for i in $(seq 1 30); do mt -f /dev/nst0 status >/dev/null 2>&1 && break; sleep 1; done
+	mt -f /dev/nst0 status
+	mt -f /dev/nst0 rewind
+	# Three archives, each closed with a filemark (st writes one at close).
+	declare -A SUM BLK
+	rm -rf /tmp/ta && mkdir -p /tmp/ta
+	local okw=1
+	for i in 1 2 3; do
+		mkdata /tmp/ta/t$i $((10 + i))
+		tar -C /tmp/ta -b 128 -cf /tmp/ta/a$i.tar t$i
+		SUM[$i]=$(md5sum </tmp/ta/a$i.tar | cut -d' ' -f1)
+		BLK[$i]=$(($(stat -c %s /tmp/ta/a$i.tar) / 65536))
+		dd if=/tmp/ta/a$i.tar of=/dev/nst0 bs=64k status=none || okw=0
+	done
+	mt -f /dev/nst0 status
+	local eod=$(tell)
+	echo "archives of ${BLK[1]}, ${BLK[2]}, ${BLK[3]} blocks; position $eod"
+	if [ $okw -eq 1 ] && [ "$eod" = $((BLK[1] + BLK[2] + BLK[3] + 3)) ]; then pass vtl-write-archives
+	else fail vtl-write-archives "write ok=$okw, position '$eod' after 3 archives and 3 filemarks"; fi
+	mt -f /dev/nst0 rewind
+	local okr=1 got
+	for i in 1 2 3; do
+		got=$(tape_read)
+		[ "$got" = "${SUM[$i]}" ] || { okr=0; echo "archive $i: $got, want ${SUM[$i]}"; }
+	done
+	if [ $okr -eq 1 ]; then pass vtl-read-archives; else fail vtl-read-archives "checksums differ"; fi
+	# mt tell / mt seek: archive 2 starts at block BLK1+1 (the blocks of
+	# archive 1 and its filemark).
+	mt -f /dev/nst0 rewind && mt -f /dev/nst0 fsf 1
+	local p2=$(tell)
+	mt -f /dev/nst0 rewind && mt -f /dev/nst0 seek "$p2"
+	got=$(tape_read)
+	if [ "$p2" = $((BLK[1] + 1)) ] && [ "$(tell)" = $((BLK[1] + BLK[2] + 2)) ] && [ "$got" = "${SUM[2]}" ]; then pass vtl-tell-seek
+	else fail vtl-tell-seek "tell after fsf 1: '$p2' (want $((BLK[1] + 1))), archive 2 after seek: $got"; fi
+	# mt fsf / mt bsf. fsf 2 from the start: archive 3. Having read it (and
+	# its filemark), bsf 2 stops before the filemark ending archive 2 and
+	# fsf 1 steps over it: archive 3 again, at block BLK1+BLK2+2. Then bsf 3
+	# and fsf 1: archive 2.
+	mt -f /dev/nst0 rewind && mt -f /dev/nst0 fsf 2
+	local a3=$(tape_read)
+	mt -f /dev/nst0 bsf 2 && mt -f /dev/nst0 fsf 1
+	local p=$(tell) a3b=$(tape_read)
+	mt -f /dev/nst0 bsf 3 && mt -f /dev/nst0 fsf 1
+	local a2=$(tape_read)
+	if [ "$a3" = "${SUM[3]}" ] && [ "$p" = $((BLK[1] + BLK[2] + 2)) ] && [ "$a3b" = "${SUM[3]}" ] && [ "$a2" = "${SUM[2]}" ]; then
+		pass vtl-fsf-bsf
+	else fail vtl-fsf-bsf "fsf 2 read $( [ "$a3" = "${SUM[3]}" ] && echo archive 3 || echo other data); bsf 2, fsf 1 at '$p' (want $((BLK[1] + BLK[2] + 2))) read $( [ "$a3b" = "${SUM[3]}" ] && echo archive 3 || echo other data); bsf 3, fsf 1 read $( [ "$a2" = "${SUM[2]}" ] && echo archive 2 || echo other data)"; fi
+	# tar reading the tape itself.
+	mt -f /dev/nst0 rewind && mt -f /dev/nst0 fsf 1
+	rm -rf /tmp/tx && mkdir -p /tmp/tx
+	if tar -C /tmp/tx -b 128 -xf /dev/nst0 && diff -r /tmp/ta/t2 /tmp/tx/t2 >/dev/null; then pass vtl-tar-extract
+	else fail vtl-tar-extract "tar xf /dev/nst0 (archive 2)"; fi
+	mt -f /dev/nst0 rewind
+	mt -f /dev/nst0 offline 2>/dev/null
+	if mtx -f "$CHG" unload "$S" 0 && [ "$(slot_of GW0001L5)" = "$S" ]; then pass vtl-mtx-unload
+	else fail vtl-mtx-unload "unload to slot $S"; fi
+	# Archive: the tape moves to the import/export element (mtx numbers it
+	# after the storage slots).
+	local IE
+	IE=$(mtx -f "$CHG" status | awk '/IMPORT\/EXPORT/{sub(":.*","",$3); print $3; exit}')
+	echo "import/export element is mtx slot $IE"
+	if [ -n "$IE" ] && mtx -f "$CHG" transfer "$S" "$IE"; then
+		for i in $(seq 1 60); do gw tape info GW0001L5 | grep -qi 'state *archived' && break; sleep 2; done
+		gw tape info GW0001L5
+		if gw tape info GW0001L5 | grep -qi 'state *archived' && [ -z "$(slot_of GW0001L5)" ]; then pass vtl-archive
+		else fail vtl-archive "tape not archived"; fi
+	else fail vtl-archive "mtx transfer $S $IE"; fi
+	if gw tape retrieve GW0001L5; then
+		for i in $(seq 1 60); do S=$(slot_of GW0001L5); [ -n "$S" ] && break; sleep 2; done
+		gw tape info GW0001L5
+		if [ -n "$S" ]; then pass vtl-retrieve; else fail vtl-retrieve "not back in a slot"; fi
+	else fail vtl-retrieve "gatewayd tape retrieve"; S=; fi
+	if [ -n "$S" ] && mtx -f "$CHG" load "$S" 0; then
+		for i in $(seq 1 30); do mt -f /dev/nst0 status >/dev/null 2>&1 && break; sleep 1; done
+		mt -f /dev/nst0 rewind
+		okr=1
+		for i in 1 2 3; do [ "$(tape_read)" = "${SUM[$i]}" ] || okr=0; done
+		if [ $okr -eq 1 ]; then pass vtl-read-retrieved; else fail vtl-read-retrieved "checksums differ after retrieve"; fi
+		mt -f /dev/nst0 rewind
+		mtx -f "$CHG" unload "$S" 0
+	else fail vtl-read-retrieved "cannot load the retrieved tape"; fi
+	iscsiadm -m node -T "$T" -p 127.0.0.1:3260 --logout
+}
+
+scenario_smb() {
+	step "5. SMB: smbclient to the share"
+	local checks=(${CHECKS[smb]})
+	gw share info e2e >/dev/null 2>&1 || gw share create --name e2e --protocols nfs,smb ||
+		{ notrun "no share" "${checks[@]}"; return; }
+	id e2e >/dev/null 2>&1 || useradd -M -s /usr/sbin/nologin e2e
+	if gw smb user add e2e --password 'e2e-Smb-pass1'; then pass smb-user
+	else fail smb-user "smb user add"; notrun "no user" "${checks[@]:1}"; return; fi
+	gw status | grep -i -A3 smb
+	local S=(smbclient //127.0.0.1/e2e -p 445 -U 'e2e%e2e-Smb-pass1' -m SMB3)
+	local i
+	for i in $(seq 1 30); do "${S[@]}" -c ls >/dev/null 2>&1 && break; sleep 2; done
+	head -c 2000000 /dev/urandom >/tmp/s1
+	rm -f /tmp/s1.back
+	if "${S[@]}" -c 'put /tmp/s1 smb-file; get smb-file /tmp/s1.back' && cmp -s /tmp/s1 /tmp/s1.back; then pass smb-put-get
+	else fail smb-put-get "put/get differ"; fi
+	if "${S[@]}" -c 'ls' | tee /tmp/smb.ls | grep -q smb-file; then pass smb-list; else fail smb-list "$(cat /tmp/smb.ls)"; fi
+	# A file written over NFS read over SMB, and the SMB file seen over NFS.
+	rm -f /tmp/n1.smb
+	local okx=1
+	"${S[@]}" -c 'get file1 /tmp/n1.smb' >/dev/null && cmp -s /tmp/n1 /tmp/n1.smb || okx=0
+	if mountpoint -q /mnt/nfs; then
+		# (the NFS client may cache the directory's old listing for a minute)
+		for i in $(seq 1 45); do cmp -s /tmp/s1 /mnt/nfs/smb-file && break; sleep 2; done
+		cmp -s /tmp/s1 /mnt/nfs/smb-file || okx=0
+	else okx=0; fi
+	if [ $okx -eq 1 ]; then pass smb-cross-protocol; else fail smb-cross-protocol "NFS file over SMB or SMB file over NFS differs"; fi
+}
+
+echo "gatewayd end-to-end in the appliance: $(date -u), kernel $(uname -r)"
+# The checks of each scenario: every one must print a RESULT line.
+declare -A CHECKS
+CHECKS[iscsi]="iscsi-discovery iscsi-chap-refused iscsi-chap-login iscsi-mkfs-mount iscsi-snapshot iscsi-from-snapshot-login iscsi-from-snapshot-content iscsi-restore-to-disk"
+CHECKS[durability]="durability-writes-before-kill durability-session-recovered durability-relogin durability-fsck durability-acked-files"
+CHECKS[nfs]="nfs-mount nfs-write-read nfs-rename-delete nfs-cp-tree nfs-objects-in-bucket nfs-restart-mounted"
+CHECKS[vtl]="vtl-login vtl-mtx-status vtl-mtx-load vtl-write-archives vtl-read-archives vtl-tell-seek vtl-fsf-bsf vtl-tar-extract vtl-mtx-unload vtl-archive vtl-retrieve vtl-read-retrieved"
+CHECKS[smb]="smb-user smb-put-get smb-list smb-cross-protocol"
+
+# run_scenario NAME SECONDS: one scenario in a subshell, given up after
+# SECONDS (a FAIL) so that one hang does not cost the others.
+run_scenario() {
+	local s=$1 limit=$2
+	("scenario_$s") &
+	local p=$! t=0
+	while kill -0 $p 2>/dev/null; do
+		if [ $t -ge "$limit" ]; then
+			kill -KILL $p 2>/dev/null
+			fail "$s-scenario" "timed out after ${limit}s"
+			break
+		fi
+		sleep 5; t=$((t + 5))
+	done
+	wait $p 2>/dev/null
+	local c
+	for c in ${CHECKS[$s]}; do
+		grep -q "^RESULT $c " /tmp/results || fail "$c" "not run: the $s scenario ended before it"
+	done
+	return 0
+}
+
+: >/tmp/results
+if setup; then
+	for s in $SCENARIOS; do
+		run_scenario "$s" 900
+	done
+else
+	fail setup "gatewayd could not be set up (see above and gatewayd.log)"
+fi
+step "teardown"
+umount /mnt/nfs 2>/dev/null
+stop_gw
+dmesg | grep -iE 'error|fail|stale|call trace' | tail -20 >/share/dmesg-errors.log
+dmesg >/share/dmesg.log
+FAILS=$(grep -c ' FAIL' /tmp/results)
+echo "failures: $FAILS"
+[ "$FAILS" -gt 100 ] && FAILS=100
+exit "$FAILS"
