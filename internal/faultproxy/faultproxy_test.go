@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -169,10 +170,10 @@ func TestMixedRatesAreSeeded(t *testing.T) {
 	a, n := draw(7)
 	b, _ := draw(7)
 	c, _ := draw(8)
-	if !equal(a, b) {
+	if !slices.Equal(a, b) {
 		t.Fatal("the same seed drew different faults")
 	}
-	if equal(a, c) {
+	if slices.Equal(a, c) {
 		t.Fatal("different seeds drew the same faults")
 	}
 	for d, want := range map[decision]float64{slowDown: 0.1, internalError: 0.05, resetBefore: 0.05, resetAfter: 0.05, truncate: 0.05, pass: 0.7} {
@@ -181,18 +182,6 @@ func TestMixedRatesAreSeeded(t *testing.T) {
 			t.Errorf("decision %d: share %.3f, want about %.2f", d, got, want)
 		}
 	}
-}
-
-func equal(a, b []decision) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 func TestStartRefusesBadTarget(t *testing.T) {
