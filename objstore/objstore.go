@@ -299,6 +299,9 @@ func ValidKey(key string) error {
 // GetAll reads a whole object into memory. For small objects (manifests,
 // keys, config).
 func GetAll(ctx context.Context, s Store, key string) ([]byte, error) {
+	if ga, ok := s.(WholeGetter); ok {
+		return ga.GetAll(ctx, key)
+	}
 	rc, err := s.Get(ctx, key, 0, -1)
 	if err != nil {
 		return nil, err
@@ -309,6 +312,12 @@ func GetAll(ctx context.Context, s Store, key string) ([]byte, error) {
 		return nil, fmt.Errorf("%s: read %s: %w", s, key, err)
 	}
 	return b, nil
+}
+
+// WholeGetter is a store that reads whole objects its own way: the retry
+// decorator reads the object again from its start when the body breaks.
+type WholeGetter interface {
+	GetAll(ctx context.Context, key string) ([]byte, error)
 }
 
 // PutBytes stores b under key.
