@@ -24,6 +24,12 @@ type OpenedStore struct {
 // String names the store as the configuration does (file://DIR, s3://BUCKET/PREFIX).
 func (s *OpenedStore) String() string { return s.URL.String() }
 
+// GetAll reads a whole object through the decorated store, so its retry
+// policy covers a body that breaks mid-transfer (objstore.WholeGetter).
+func (s *OpenedStore) GetAll(ctx context.Context, key string) ([]byte, error) {
+	return objstore.GetAll(ctx, s.Store, key)
+}
+
 // OpenStore opens the configured object store: the base store (checking
 // that an S3 bucket exists and is reachable), wrapped in the concurrency and
 // bandwidth limiter and the retry policy.
