@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/gatewayd/gatewayd/errkind"
+	"github.com/gatewayd/gatewayd/objstore"
 )
 
 // headServer answers HeadBucket with fail for the first n requests (all
@@ -83,4 +84,32 @@ func TestOpenAsksAnUnwellServerAgain(t *testing.T) {
 			t.Fatalf("Open of a closed port: %v", err)
 		}
 	})
+}
+
+// TestCutListingIsRetryable: a listing whose body is cut short after its
+// 200 fails to decode; that is a broken transfer, worth another try (it
+// stopped garbage collection behind a flaky network).
+func TestCutListingIsRetryable(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodHead {
+			w.WriteHeader(http.StatusOK)
+			return
+		}
+		w.Header().Set("Content-Type", "application/xml")
+		w.Header().Set("Content-Length", "2000")
+		w.WriteHeader(http.StatusOK)
+		w.Write([]byte(`<?xml version="1.0" encoding="UTF-8"?><ListBucketResult><Name>bucket</Name><Contents><Key>gw/a</Key>`))
+		w.(http.Flusher).Flush()
+		conn, _, _ := w.(http.Hijacker).Hijack()
+		conn.Close()
+	}))
+	defer srv.Close()
+	s, err := Open(t.Context(), Config{Bucket: "bucket", Prefix: "gw", Endpoint: srv.URL, PathStyle: true, AccessKeyID: "k", SecretAccessKey: "s"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = s.List(t.Context(), "", func(objstore.ObjectInfo) error { return nil })
+	if err == nil || !errkind.IsRetryable(err) {
+		t.Fatalf("list cut short: %v (kind %v), want a retryable error", err, errkind.Of(err))
+	}
 }

@@ -341,7 +341,9 @@ func classifyStatus(err, wrapped error) error {
 	case status >= 500, status == http.StatusTooManyRequests, status == http.StatusRequestTimeout,
 		retryableCodes[apiCode(err)],
 		sdkRetryables.IsErrorRetryable(err) == aws.TrueTernary,
-		status == 0 && isNetworkError(err):
+		// A 2xx whose body broke (a listing cut short fails to decode
+		// after its 200) is a transfer failure too.
+		status < 300 && isNetworkError(err):
 		return errkind.Mark(errkind.Retryable, wrapped)
 	}
 	return errkind.Mark(errkind.Permanent, wrapped)
