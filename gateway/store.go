@@ -24,10 +24,10 @@ type OpenedStore struct {
 // String names the store as the configuration does (file://DIR, s3://BUCKET/PREFIX).
 func (s *OpenedStore) String() string { return s.URL.String() }
 
-// GetAll reads a whole object through the decorated store, so its retry
-// policy covers a body that breaks mid-transfer (objstore.WholeGetter).
-func (s *OpenedStore) GetAll(ctx context.Context, key string) ([]byte, error) {
-	return objstore.GetAll(ctx, s.Store, key)
+// ReadRange reads through the decorated store, so its retry policy covers
+// a body that breaks mid-transfer (objstore.RangeReader).
+func (s *OpenedStore) ReadRange(ctx context.Context, key string, offset, length int64) ([]byte, error) {
+	return objstore.ReadRange(ctx, s.Store, key, offset, length)
 }
 
 // OpenStore opens the configured object store: the base store (checking

@@ -299,10 +299,16 @@ func ValidKey(key string) error {
 // GetAll reads a whole object into memory. For small objects (manifests,
 // keys, config).
 func GetAll(ctx context.Context, s Store, key string) ([]byte, error) {
-	if ga, ok := s.(WholeGetter); ok {
-		return ga.GetAll(ctx, key)
+	return ReadRange(ctx, s, key, 0, -1)
+}
+
+// ReadRange reads length bytes of key from offset (length -1: to the end)
+// into memory. A store that is a RangeReader reads them its own way.
+func ReadRange(ctx context.Context, s Store, key string, offset, length int64) ([]byte, error) {
+	if rr, ok := s.(RangeReader); ok {
+		return rr.ReadRange(ctx, key, offset, length)
 	}
-	rc, err := s.Get(ctx, key, 0, -1)
+	rc, err := s.Get(ctx, key, offset, length)
 	if err != nil {
 		return nil, err
 	}
@@ -314,10 +320,11 @@ func GetAll(ctx context.Context, s Store, key string) ([]byte, error) {
 	return b, nil
 }
 
-// WholeGetter is a store that reads whole objects its own way: the retry
-// decorator reads the object again from its start when the body breaks.
-type WholeGetter interface {
-	GetAll(ctx context.Context, key string) ([]byte, error)
+// RangeReader is a store that reads objects into memory its own way: the
+// retry decorator reads the range again from its start when the body
+// breaks, so the bytes always come from one read.
+type RangeReader interface {
+	ReadRange(ctx context.Context, key string, offset, length int64) ([]byte, error)
 }
 
 // PutBytes stores b under key.

@@ -148,13 +148,14 @@ func (s *store) Get(ctx context.Context, key string, offset, length int64) (io.R
 	return rc, err
 }
 
-// GetAll reads a whole object; a body that breaks with a retryable error
-// (a connection reset or cut short mid-transfer) is read again from the
-// start, so the bytes returned always come from one read of the object.
-func (s *store) GetAll(ctx context.Context, key string) ([]byte, error) {
+// ReadRange reads a range into memory; a body that breaks with a
+// retryable error (a connection reset or cut short mid-transfer) is read
+// again from the range's start, so the bytes returned always come from one
+// read of the object.
+func (s *store) ReadRange(ctx context.Context, key string, offset, length int64) ([]byte, error) {
 	var b []byte
 	err := s.do(ctx, "get", key, nil, func() error {
-		rc, err := s.inner.Get(ctx, key, 0, -1)
+		rc, err := s.inner.Get(ctx, key, offset, length)
 		if err != nil {
 			return err
 		}
