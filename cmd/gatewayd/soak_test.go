@@ -285,15 +285,18 @@ func (g *soakGateway) attach(ctx context.Context, name string) *initiator.Conn {
 	return c
 }
 
-// waitUploaded waits until the volume and the share have nothing left to
-// upload.
+// waitUploaded waits until the volume and the share (unless "") have
+// nothing left to upload.
 func (g *soakGateway) waitUploaded(vol, share string) {
 	g.t.Helper()
 	deadline := time.Now().Add(5 * time.Minute)
 	for {
 		var vs gateway.VolumeStatus
 		err := json.Unmarshal([]byte(mustRun(g.t, "volume", "info", "--data-dir", g.dir, vol, "-o", "json")), &vs)
-		pending, ok := metric(g.t, g.dir, `gatewayd_share_files_pending{share="`+share+`"}`)
+		pending, ok := 0.0, true
+		if share != "" {
+			pending, ok = metric(g.t, g.dir, `gatewayd_share_files_pending{share="`+share+`"}`)
+		}
 		if err == nil && vs.Stats.PendingChunks == 0 && ok && pending == 0 {
 			return
 		}
