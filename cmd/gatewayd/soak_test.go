@@ -408,7 +408,7 @@ func TestSoak(t *testing.T) {
 		wr := rand.New(rand.NewPCG(rng.Uint64(), 1))
 		go func() { model.writeLoop(ctx, c, wr, stop, acks); close(done) }()
 		for n := 0; n < 10+rng.IntN(20); n++ {
-			<-acks
+			waitAck(t, acks, "volume write")
 		}
 		close(stop)
 		<-done
@@ -441,13 +441,13 @@ func TestSoak(t *testing.T) {
 		// Every other cycle the store goes away while writes go on.
 		outage := cycle%2 == 1
 		if outage {
-			<-vacks
-			<-facks
+			waitAck(t, vacks, "volume write")
+			waitAck(t, facks, "share append")
 			proxy.SetOutage(true)
 		}
 		for n := 0; n < 10+rng.IntN(40); n++ {
-			<-vacks
-			<-facks
+			waitAck(t, vacks, "volume write")
+			waitAck(t, facks, "share append")
 		}
 		g.kill()
 		tally.kills++
@@ -584,6 +584,18 @@ func TestSoak(t *testing.T) {
 		time.Since(start).Round(time.Second))
 	if st.Injected() == 0 {
 		t.Fatal("the proxy injected no faults: the run proves nothing about them")
+	}
+}
+
+// waitAck waits for a writer's next acknowledgement, with a generous
+// deadline: a writer that stops being acknowledged fails the run rather
+// than hanging it.
+func waitAck(t *testing.T, acks <-chan struct{}, what string) {
+	t.Helper()
+	select {
+	case <-acks:
+	case <-time.After(5 * time.Minute):
+		t.Fatalf("no %s acknowledged in 5 minutes", what)
 	}
 }
 
