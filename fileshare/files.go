@@ -271,15 +271,17 @@ func (m *Manager) blockBase(ctx context.Context, s *Share, p string, base Attr, 
 		return nil, nil
 	}
 	n := min(BlockSize, base.Size-start)
-	rc, err := m.opts.Store.Get(ctx, s.key(p), start, n)
+	// Read into memory through the store's retry policy: a body cut
+	// short is read again rather than failing the client's read.
+	b, err := objstore.ReadRange(ctx, m.opts.Store, s.key(p), start, n)
 	if err != nil {
 		return nil, err
 	}
-	defer rc.Close()
-	buf := make([]byte, BlockSize)
-	if _, err := io.ReadFull(rc, buf[:n]); err != nil {
-		return nil, fmt.Errorf("read %s [%d, %d): %w", p, start, start+n, err)
+	if int64(len(b)) != n {
+		return nil, fmt.Errorf("read %s [%d, %d): %d bytes: %w", p, start, start+n, len(b), io.ErrUnexpectedEOF)
 	}
+	buf := make([]byte, BlockSize)
+	copy(buf, b)
 	return buf, nil
 }
 

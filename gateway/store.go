@@ -24,6 +24,12 @@ type OpenedStore struct {
 // String names the store as the configuration does (file://DIR, s3://BUCKET/PREFIX).
 func (s *OpenedStore) String() string { return s.URL.String() }
 
+// ReadRange reads through the decorated store, so its retry policy covers
+// a body that breaks mid-transfer (objstore.RangeReader).
+func (s *OpenedStore) ReadRange(ctx context.Context, key string, offset, length int64) ([]byte, error) {
+	return objstore.ReadRange(ctx, s.Store, key, offset, length)
+}
+
 // OpenStore opens the configured object store: the base store (checking
 // that an S3 bucket exists and is reachable), wrapped in the concurrency and
 // bandwidth limiter and the retry policy.

@@ -299,7 +299,16 @@ func ValidKey(key string) error {
 // GetAll reads a whole object into memory. For small objects (manifests,
 // keys, config).
 func GetAll(ctx context.Context, s Store, key string) ([]byte, error) {
-	rc, err := s.Get(ctx, key, 0, -1)
+	return ReadRange(ctx, s, key, 0, -1)
+}
+
+// ReadRange reads length bytes of key from offset (length -1: to the end)
+// into memory. A store that is a RangeReader reads them its own way.
+func ReadRange(ctx context.Context, s Store, key string, offset, length int64) ([]byte, error) {
+	if rr, ok := s.(RangeReader); ok {
+		return rr.ReadRange(ctx, key, offset, length)
+	}
+	rc, err := s.Get(ctx, key, offset, length)
 	if err != nil {
 		return nil, err
 	}
@@ -309,6 +318,13 @@ func GetAll(ctx context.Context, s Store, key string) ([]byte, error) {
 		return nil, fmt.Errorf("%s: read %s: %w", s, key, err)
 	}
 	return b, nil
+}
+
+// RangeReader is a store that reads objects into memory its own way: the
+// retry decorator reads the range again from its start when the body
+// breaks, so the bytes always come from one read.
+type RangeReader interface {
+	ReadRange(ctx context.Context, key string, offset, length int64) ([]byte, error)
 }
 
 // PutBytes stores b under key.

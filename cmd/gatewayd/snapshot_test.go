@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	enc "encoding/binary"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -39,18 +38,11 @@ func attach(t *testing.T, ctx context.Context, dataDir, volume string) *lun {
 
 func (l *lun) rw(write bool, off int64, data []byte, n int) []byte {
 	l.t.Helper()
-	cdb := make([]byte, 16)
-	cdb[0] = 0x88
-	if write {
-		cdb[0], n = 0x8a, len(data)
+	b, err := scsiRW(l.ctx, l.c, write, off, data, n)
+	if err != nil {
+		l.t.Fatalf("iSCSI write=%v at %d: %v", write, off, err)
 	}
-	enc.BigEndian.PutUint64(cdb[2:], uint64(off/512))
-	enc.BigEndian.PutUint32(cdb[10:], uint32(n/512))
-	r, err := l.c.Command(l.ctx, 0, cdb, data, map[bool]int{true: 0, false: n}[write])
-	if err != nil || r.Status != 0 {
-		l.t.Fatalf("iSCSI %x at %d: %v %+v", cdb[0], off, err, r)
-	}
-	return r.Data
+	return b
 }
 
 func (l *lun) write(off int64, data []byte) {

@@ -148,6 +148,27 @@ func (s *store) Get(ctx context.Context, key string, offset, length int64) (io.R
 	return rc, err
 }
 
+// ReadRange reads a range into memory; a body that breaks with a
+// retryable error (a connection reset or cut short mid-transfer) is read
+// again from the range's start, so the bytes returned always come from one
+// read of the object.
+func (s *store) ReadRange(ctx context.Context, key string, offset, length int64) ([]byte, error) {
+	var b []byte
+	err := s.do(ctx, "get", key, nil, func() error {
+		rc, err := s.inner.Get(ctx, key, offset, length)
+		if err != nil {
+			return err
+		}
+		defer rc.Close()
+		b, err = io.ReadAll(rc)
+		if err != nil {
+			return fmt.Errorf("%s: read %s: %w", s.inner, key, err)
+		}
+		return nil
+	})
+	return b, err
+}
+
 func (s *store) Stat(ctx context.Context, key string) (objstore.ObjectInfo, error) {
 	var oi objstore.ObjectInfo
 	err := s.do(ctx, "stat", key, nil, func() error {

@@ -256,3 +256,34 @@ func TestLongListingWithProgressCompletes(t *testing.T) {
 		t.Fatalf("list without progress: %v after %d attempts, want to give up after 4", err, fx.f.Calls(faulty.OpList))
 	}
 }
+
+// TestGetAllRereadsABrokenBody: a body that breaks mid-transfer is read
+// again from its start, so GetAll returns the whole object (a chunk read
+// behind a flaky network used to fail with the first cut body).
+func TestGetAllRereadsABrokenBody(t *testing.T) {
+	fx := newFixture(failTimes(faulty.OpTruncate, "k", 2, errkind.Retryable))
+	data := bytes.Repeat([]byte("0123456789"), 1000)
+	if err := objstore.PutBytes(t.Context(), fx.inner, "k", data); err != nil {
+		t.Fatal(err)
+	}
+	var got []byte
+	err, _ := fx.run(func() error {
+		var err error
+		got, err = objstore.GetAll(t.Context(), fx.s, "k")
+		return err
+	})
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("GetAll over two broken bodies: %d bytes, %v", len(got), err)
+	}
+	if fx.f.Calls(faulty.OpGet) != 3 {
+		t.Fatalf("%d gets, want 3", fx.f.Calls(faulty.OpGet))
+	}
+
+	// A body that keeps breaking gives up after MaxAttempts.
+	fx = newFixture(failTimes(faulty.OpTruncate, "k", 100, errkind.Retryable))
+	objstore.PutBytes(t.Context(), fx.inner, "k", data)
+	err, _ = fx.run(func() error { _, err := objstore.GetAll(t.Context(), fx.s, "k"); return err })
+	if err == nil || !strings.Contains(err.Error(), "giving up after 4 attempts") {
+		t.Fatalf("GetAll of a body that always breaks: %v", err)
+	}
+}

@@ -210,9 +210,22 @@ func (s *Store) String() string { return "s3://" + s.cfg.Bucket + "/" + s.prefix
 func (s *Store) checkBucket(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, openTimeout)
 	defer cancel()
-	_, err := s.client.HeadBucket(ctx, &awss3.HeadBucketInput{Bucket: aws.String(s.cfg.Bucket)})
-	if err == nil {
-		return nil
+	var err error
+	// A server that answers but is briefly unwell (503 SlowDown, 500, a
+	// connection reset mid-answer) is asked again within openTimeout: one
+	// such answer must not stop a gateway from starting after a crash.
+	// An endpoint that does not answer at all still fails at once.
+	for delay := openRetryDelay; ; delay *= 2 {
+		_, err = s.client.HeadBucket(ctx, &awss3.HeadBucketInput{Bucket: aws.String(s.cfg.Bucket)})
+		if err == nil {
+			return nil
+		}
+		if status := httpStatus(err); status < 500 && !isConnReset(err) {
+			break
+		}
+		if !sleepCtx(ctx, delay) {
+			break
+		}
 	}
 	var sendErr *smithyhttp.RequestSendError
 	switch status := httpStatus(err); {
@@ -230,6 +243,27 @@ func (s *Store) checkBucket(ctx context.Context) error {
 		return errkind.Mark(errkind.Retryable, fmt.Errorf("s3: cannot reach S3 endpoint %s: no answer within %v", s.endpoint, openTimeout))
 	}
 	return errkind.Mark(errkind.Permanent, fmt.Errorf("s3: cannot use bucket %s at %s: %w", s.cfg.Bucket, s.endpoint, err))
+}
+
+// openRetryDelay is the first pause before asking an unwell server again.
+var openRetryDelay = 100 * time.Millisecond
+
+// isConnReset says whether a connection that was open broke: the server
+// was reached, so the failure is its passing trouble, not a wrong address.
+func isConnReset(err error) bool {
+	return errors.Is(err, syscall.ECONNRESET) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF)
+}
+
+// sleepCtx waits d, or less if ctx ends first (then false).
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }
 
 // networkCause is the innermost useful part of a transport error, without
@@ -307,7 +341,9 @@ func classifyStatus(err, wrapped error) error {
 	case status >= 500, status == http.StatusTooManyRequests, status == http.StatusRequestTimeout,
 		retryableCodes[apiCode(err)],
 		sdkRetryables.IsErrorRetryable(err) == aws.TrueTernary,
-		status == 0 && isNetworkError(err):
+		// A 2xx whose body broke (a listing cut short fails to decode
+		// after its 200) is a transfer failure too.
+		status < 300 && isNetworkError(err):
 		return errkind.Mark(errkind.Retryable, wrapped)
 	}
 	return errkind.Mark(errkind.Permanent, wrapped)
