@@ -14,6 +14,7 @@ import (
 	"github.com/gatewayd/gatewayd/admin"
 	"github.com/gatewayd/gatewayd/config"
 	"github.com/gatewayd/gatewayd/gateway"
+	"github.com/gatewayd/gatewayd/tapes"
 	"github.com/gatewayd/gatewayd/volume"
 )
 
@@ -26,6 +27,8 @@ type summary struct {
 	Volumes   []gateway.VolumeStatus   `json:"volumes"`
 	Shares    []gateway.ShareStatus    `json:"shares"`
 	Snapshots []volume.SnapshotInfo    `json:"snapshots"`
+	// Tapes is nil when the gateway has no tape library.
+	Tapes *gateway.VTLInfo `json:"tapes,omitempty"`
 }
 
 func newStatusCmd(g *globals) *cobra.Command {
@@ -70,6 +73,10 @@ func fetchSummary(ctx context.Context, c *admin.Client) (*summary, error) {
 		if err := c.Do(ctx, http.MethodGet, r.path, nil, r.out); err != nil {
 			return nil, err
 		}
+	}
+	var vtl gateway.VTLInfo
+	if err := c.Do(ctx, http.MethodGet, "/v1/vtl", nil, &vtl); err == nil {
+		s.Tapes = &vtl
 	}
 	return s, nil
 }
@@ -145,7 +152,7 @@ func printStatus(w io.Writer, s *summary) {
 	if len(names) > maxListed {
 		names = append(names[:maxListed], fmt.Sprintf("and %d more", len(s.Shares)-maxListed))
 	}
-	fmt.Fprintf(w, "shares     %d %s, %d files not yet uploaded\n", len(s.Shares), paren(strings.Join(names, ", ")), pending)
+	fmt.Fprintf(w, "shares     %d%s, %d files not yet uploaded\n", len(s.Shares), paren(strings.Join(names, ", ")), pending)
 	snaps := "none"
 	if len(s.Snapshots) > 0 {
 		sort.Slice(s.Snapshots, func(i, j int) bool { return s.Snapshots[i].Created.After(s.Snapshots[j].Created) })
@@ -153,6 +160,11 @@ func printStatus(w io.Writer, s *summary) {
 		snaps = fmt.Sprintf("%d, newest %s of %s", len(s.Snapshots), ago(newest.Created), newest.VolumeName)
 	}
 	fmt.Fprintf(w, "snapshots  %s\n", snaps)
+	if t := s.Tapes; t != nil {
+		fmt.Fprintf(w, "tapes      %d in slots, %d in drives, %d archived, %d retrieved; %d drives, %d slots\n",
+			t.Tapes[string(tapes.StateLibrary)], t.Tapes[string(tapes.StateDrive)], t.Tapes[string(tapes.StateArchived)],
+			t.Tapes[string(tapes.StateRetrieved)], t.Geometry.Drives, t.Geometry.Slots)
+	}
 	fmt.Fprintln(w, "health")
 	for _, h := range s.Health {
 		line := fmt.Sprintf("  %-14s %-8s", h.Subsystem, h.Level)
@@ -171,7 +183,7 @@ func paren(s string) string {
 	if s == "" {
 		return ""
 	}
-	return "(" + s + ")"
+	return " (" + s + ")"
 }
 
 // adminClient finds the admin socket of the gateway in --data-dir.
