@@ -133,6 +133,14 @@ func TestConsoleInBrowser(t *testing.T) {
 			fail("waiting for "+what, err)
 		}
 	}
+	// clickRow clicks a button in a table row in one step in the page: the
+	// console re-renders tables as it polls, so a node looked up by one
+	// protocol call may be gone by the next (a real user's click has no
+	// such gap).
+	clickRow := func(what, sel string) {
+		t.Helper()
+		waitJS(what, fmt.Sprintf(`(() => { const b = document.querySelector(%q); if (!b || b.disabled) return false; b.click(); return true; })()`, sel))
+	}
 	// setValue sets a form field's value as a script would.
 	setValue := func(sel, v string) chromedp.Action[chromedp.Void] {
 		return func(ctx context.Context, tg *chromedp.Target) (chromedp.Void, error) {
@@ -171,7 +179,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	}
 
 	// Snapshot now: the snapshot appears in the list, and in the catalog.
-	step("press Snapshot now", chromedp.Click(`#panel-volumes tr[data-key="vol1"] button[data-action="snapshot"]`))
+	clickRow("press Snapshot now", `#panel-volumes tr[data-key="vol1"] button[data-action="snapshot"]`)
 	waitJS("the snapshot in the list", `[...document.querySelectorAll('#panel-snapshots tbody tr[data-key]')].some(r => r.textContent.includes('vol1'))`)
 	snaps := snapshotList(t, dir)
 	if len(snaps) != 1 || snaps[0].VolumeName != "vol1" {
@@ -208,8 +216,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	waitJS("the bad size refused", `document.querySelector('#notice').textContent.includes('want a number')`)
 
 	// Refresh a share.
-	step("refresh the share", chromedp.WaitVisible(`#panel-shares tr[data-key="docs"]`),
-		chromedp.Click(`#panel-shares tr[data-key="docs"] button[data-action="refresh"]`))
+	clickRow("refresh the share", `#panel-shares tr[data-key="docs"] button[data-action="refresh"]`)
 	waitJS("the refresh done", `document.querySelector('#notice').textContent.includes('share docs refreshed')`)
 
 	// Set a bandwidth limit: the daemon has it.
@@ -232,7 +239,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	if err := json.Unmarshal([]byte(mustRun(t, "bandwidth", "show", "--data-dir", dir, "-o", "json")), &bw); err != nil || bw.Window != 1 || bw.Effective.UploadBytesPerSec != 2<<20 {
 		t.Fatalf("bandwidth after the console added a window: %+v %v", bw, err)
 	}
-	step("remove the window", chromedp.Click(`#bandwidth-schedule tr[data-key="1"] button[data-action="remove"]`))
+	clickRow("remove the window", `#bandwidth-schedule tr[data-key="1"] button[data-action="remove"]`)
 	waitJS("the schedule empty", `document.querySelector('#bandwidth-schedule').textContent.includes('No schedule')`)
 	bw = gateway.BandwidthStatus{} // window is left out of the JSON when 0
 	if err := json.Unmarshal([]byte(mustRun(t, "bandwidth", "show", "--data-dir", dir, "-o", "json")), &bw); err != nil || bw.Window != 0 || bw.Effective.UploadBytesPerSec != 5<<20 {
@@ -266,7 +273,7 @@ func TestConsoleInBrowser(t *testing.T) {
 
 	// A reload keeps the session (the cookie), and the CSRF token with it.
 	step("reload", chromedp.Reload(), chromedp.WaitVisible(`#panel-volumes tr[data-key="web1"]`))
-	step("snapshot after the reload", chromedp.Click(`#panel-volumes tr[data-key="web1"] button[data-action="snapshot"]`))
+	clickRow("snapshot after the reload", `#panel-volumes tr[data-key="web1"] button[data-action="snapshot"]`)
 	waitJS("the second snapshot", `[...document.querySelectorAll('#panel-snapshots tbody tr[data-key]')].some(r => r.textContent.includes('web1'))`)
 	// The cookie is out of the page's reach.
 	cookies, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.cookie`))

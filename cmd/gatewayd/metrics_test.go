@@ -241,6 +241,30 @@ func TestMetricsTable(t *testing.T) {
 	left := w.waitChange("hydration under way", `gatewayd_volume_hydration_chunks_remaining{volume="s2"}`, above(0))
 	w.waitChange("hydration progressing", `gatewayd_volume_hydration_chunks_remaining{volume="s2"}`, below(left))
 
+	// Tapes: created, one moved into a drive by the changer and written.
+	mustRun(t, "tape", "create", "--data-dir", dir, "--count", "2", "--barcode-prefix", "MET", "--size", "1G")
+	w.waitChange("tapes in slots", `gatewayd_tapes{state="library"}`, func(v float64, ok bool) bool { return ok && v == 2 })
+	changer, drive, logout := library(t, dir)
+	defer logout()
+	tctx := context.Background()
+	must(t, changer.Ready(tctx))
+	slot, err := changer.FirstFull(tctx, 2)
+	must(t, err)
+	empty, err := changer.FirstEmpty(tctx, 4)
+	must(t, err)
+	must(t, changer.Move(tctx, slot.Address, empty.Address))
+	w.waitChange("a tape in a drive", `gatewayd_tapes{state="drive"}`, func(v float64, ok bool) bool { return ok && v == 1 })
+	w.waitChange("a drive loaded", "gatewayd_tape_drives_loaded", func(v float64, ok bool) bool { return ok && v == 1 })
+	must(t, drive.Ready(tctx))
+	must(t, drive.VariableMode(tctx))
+	for i := range 8 {
+		must(t, drive.Write(tctx, testrand.Bytes(uint64(50+i), 256<<10)))
+	}
+	must(t, drive.WriteFilemarks(tctx, 1))
+	w.waitChange("tape segments uploaded", "gatewayd_tape_segments_uploaded_total", above(0))
+	w.waitChange("tape bytes uploaded", "gatewayd_tape_bytes_uploaded_total", above(2<<20-1))
+	w.waitChange("tape bytes used", "gatewayd_tape_used_bytes", above(2<<20-1))
+
 	// MinIO goes away: uploads fail, and the volumes report it.
 	f, err = nfs.OpenFile("after.bin", 0o644) // looked up while S3 answers
 	if err != nil {

@@ -133,13 +133,13 @@ func TestSharesEndToEnd(t *testing.T) {
 	if err := os.WriteFile(local, big, 0o644); err != nil {
 		t.Fatal(err)
 	}
+	before, _ := metric(t, dir, "gatewayd_share_bytes_uploaded_total") // the counter before the file goes up
 	nfsTool(t, "nfs-cp", local, url("big.bin"))
 	back := filepath.Join(t.TempDir(), "back.bin")
 	nfsTool(t, "nfs-cp", url("big.bin"), back)
 	if got, _ := os.ReadFile(back); sha256.Sum256(got) != sha256.Sum256(big) {
 		t.Fatal("large file read back differs")
 	}
-	before, _ := metric(t, dir, "gatewayd_share_bytes_uploaded_total")
 	md := waitObject(t, srv, "files", "gw/docs/big.bin", big)
 	for deadline := time.Now().Add(time.Minute); ; {
 		// The counter follows the upload (it is counted just after the PUT).
