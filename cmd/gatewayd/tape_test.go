@@ -5,8 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -22,27 +20,6 @@ import (
 	"github.com/gatewayd/gatewayd/internal/testrand"
 	"github.com/gatewayd/gatewayd/tapes"
 )
-
-// editConfig replaces lines of the data directory's gatewayd.yaml; each
-// old line must be there.
-func editConfig(t *testing.T, dataDir string, oldNew ...string) {
-	t.Helper()
-	path := filepath.Join(dataDir, "gatewayd.yaml")
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := string(b)
-	for i := 0; i < len(oldNew); i += 2 {
-		if !strings.Contains(s, oldNew[i]) {
-			t.Fatalf("gatewayd.yaml has no line %q", oldNew[i])
-		}
-		s = strings.Replace(s, oldNew[i], oldNew[i+1], 1)
-	}
-	if err := os.WriteFile(path, []byte(s), 0o600); err != nil {
-		t.Fatal(err)
-	}
-}
 
 func tapeList(t *testing.T, dataDir string) map[string]gateway.TapeStatus {
 	t.Helper()
@@ -107,8 +84,7 @@ func TestTapeLibraryEndToEnd(t *testing.T) {
 	dir := t.TempDir()
 	mustRun(t, append([]string{"init", "--data-dir", dir, "--store", "s3://tapes/gw"}, s3args...)...)
 	// MinIO knows no GLACIER class; REDUCED_REDUNDANCY shows the move.
-	editConfig(t, dir, "  slots: 1600\n", "  slots: 20\n", "  drives: 10\n", "  drives: 2\n",
-		"  archive_storage_class: GLACIER\n", "  archive_storage_class: REDUCED_REDUNDANCY\n")
+	setConfig(t, dir, map[string]map[string]any{"vtl": {"slots": 20, "drives": 2, "archive_storage_class": "REDUCED_REDUNDANCY"}})
 	d := serve(t, dir)
 
 	out := mustRun(t, "tape", "create", "--data-dir", dir, "--count", "3", "--barcode-prefix", "E2E", "--size", "2G")
