@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/gatewayd/gatewayd/errkind"
+	"github.com/gatewayd/gatewayd/names"
 )
 
 // Config describes a share.
@@ -77,13 +78,8 @@ var reservedPrefixes = []string{"chunks/", "maps/", "snapshots/", "volumes/", "k
 
 // Normalize fills defaults and checks c.
 func (c *Config) Normalize() error {
-	if c.Name == "" || len(c.Name) > 64 {
-		return fmt.Errorf("share name must be 1 to 64 characters")
-	}
-	for _, r := range c.Name {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.') {
-			return fmt.Errorf("share name %q: use letters, digits, '-', '_' and '.'", c.Name)
-		}
+	if err := names.CheckIdent("share name", c.Name, 64); err != nil {
+		return err
 	}
 	if c.Prefix == "" {
 		c.Prefix = c.Name + "/"

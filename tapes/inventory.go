@@ -12,6 +12,7 @@ import (
 
 	"github.com/gatewayd/gatewayd/errkind"
 	"github.com/gatewayd/gatewayd/meta"
+	"github.com/gatewayd/gatewayd/names"
 	"github.com/gatewayd/gatewayd/objstore"
 )
 
@@ -261,6 +262,9 @@ func (l *Library) Create(ctx context.Context, count int, prefix string, size int
 }
 
 func (l *Library) create(ctx context.Context, count int, prefix string, size int64) ([]string, error) {
+	if err := names.Check("barcode prefix", prefix); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrBadInput, err)
+	}
 	if !prefixRE.MatchString(prefix) {
 		return nil, fmt.Errorf("%w: barcode prefix %q: 1 to 6 upper-case letters or digits", ErrBadInput, prefix)
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/gatewayd/gatewayd/clock"
 	"github.com/gatewayd/gatewayd/health"
 	"github.com/gatewayd/gatewayd/meta"
+	"github.com/gatewayd/gatewayd/names"
 	"github.com/gatewayd/gatewayd/objstore"
 	"github.com/gatewayd/gatewayd/snapshots"
 	"github.com/gatewayd/gatewayd/uploadbuffer"
@@ -359,13 +360,8 @@ func (m *Manager) markAllDirty(ctx context.Context, info Info) error {
 }
 
 func validateCreate(o CreateOptions) error {
-	if o.Name == "" || len(o.Name) > 64 {
-		return errors.New("volume name must be 1 to 64 characters")
-	}
-	for _, r := range o.Name {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.') {
-			return fmt.Errorf("volume name %q: use letters, digits, '-', '_' and '.'", o.Name)
-		}
+	if err := names.CheckIdent("volume name", o.Name, 64); err != nil {
+		return err
 	}
 	if o.Kind != Cached && o.Kind != Stored {
 		return fmt.Errorf("volume kind %q: want cached or stored", o.Kind)

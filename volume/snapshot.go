@@ -14,6 +14,7 @@ import (
 	"github.com/gatewayd/gatewayd/cache"
 	"github.com/gatewayd/gatewayd/errkind"
 	"github.com/gatewayd/gatewayd/meta"
+	"github.com/gatewayd/gatewayd/names"
 	"github.com/gatewayd/gatewayd/objstore"
 	"github.com/gatewayd/gatewayd/snapshots"
 )
@@ -71,6 +72,11 @@ func snapKey(id string) []byte { return []byte("snap/" + id) }
 // CreateSnapshot takes a point-in-time, crash-consistent snapshot of a
 // volume and uploads it. Writes continue meanwhile.
 func (m *Manager) CreateSnapshot(ctx context.Context, nameOrID string, o SnapshotOptions) (SnapshotInfo, error) {
+	if o.Description != "" {
+		if err := names.Check("snapshot description", o.Description); err != nil {
+			return SnapshotInfo{}, err
+		}
+	}
 	v, err := m.Get(nameOrID)
 	if err != nil {
 		return SnapshotInfo{}, err

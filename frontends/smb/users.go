@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/gatewayd/gatewayd/errkind"
+	"github.com/gatewayd/gatewayd/names"
 )
 
 // ErrBadUser is returned for a user name or password smbd cannot take.
@@ -20,13 +21,8 @@ var ErrBadUser = errkind.Mark(errkind.Permanent, errors.New("invalid SMB user"))
 var ErrNoUser = errkind.Mark(errkind.NotFound, errors.New("no such SMB user"))
 
 func checkUserName(name string) error {
-	if name == "" || len(name) > 32 {
-		return fmt.Errorf("user name must be 1 to 32 characters: %w", ErrBadUser)
-	}
-	for _, r := range name {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.') {
-			return fmt.Errorf("user name %q: use letters, digits, '-', '_' and '.': %w", name, ErrBadUser)
-		}
+	if err := names.CheckIdent("SMB user name", name, 32); err != nil {
+		return fmt.Errorf("%w: %w", ErrBadUser, err)
 	}
 	return nil
 }
