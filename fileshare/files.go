@@ -1,6 +1,7 @@
 package fileshare
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -47,6 +48,9 @@ type fileState struct {
 func (st *fileState) overlay(a *Attr) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
+	if st.attr.Type != 0 {
+		a.Type = st.attr.Type
+	}
 	a.Size, a.Mode, a.UID, a.GID, a.Mtime, a.Ctime = st.attr.Size, st.attr.Mode, st.attr.UID, st.attr.GID, st.attr.Mtime, st.attr.Ctime
 }
 
@@ -81,18 +85,20 @@ func (m *Manager) cancel(share string, ino uint64) {
 	}
 }
 
-// Log records (big-endian): type (1 write, 2 truncate, 3 setattr), share
-// name length and name, inode, then
+// Log records (big-endian): type (1 write, 2 truncate, 3 setattr,
+// 4 create, 5 mkdir), share name length and name, inode, then
 //
 //	write:    offset (8), data
 //	truncate: size (8)
 //	setattr:  mode, uid, gid (4 each), mtime unix nanoseconds (8)
 //	create:   as setattr, for a new empty file (its object comes with the upload)
+//	mkdir:    as setattr, for a new directory (its marker comes with the upload)
 const (
 	recWrite    byte = 1
 	recTruncate byte = 2
 	recSetattr  byte = 3
 	recCreate   byte = 4 // as setattr: the new file's mode, owner and time
+	recMkdir    byte = 5 // as setattr: the new directory's
 )
 
 type record struct {
@@ -115,7 +121,7 @@ func (r record) encode() []byte {
 		b = append(b, r.data...)
 	case recTruncate:
 		b = binary.BigEndian.AppendUint64(b, uint64(r.offset))
-	case recSetattr, recCreate:
+	case recSetattr, recCreate, recMkdir:
 		b = binary.BigEndian.AppendUint32(b, r.attr.Mode)
 		b = binary.BigEndian.AppendUint32(b, r.attr.UID)
 		b = binary.BigEndian.AppendUint32(b, r.attr.GID)
@@ -151,7 +157,7 @@ func decodeRecord(b []byte) (record, error) {
 			return bad("bad truncate")
 		}
 		r.offset = int64(binary.BigEndian.Uint64(rest))
-	case recSetattr, recCreate:
+	case recSetattr, recCreate, recMkdir:
 		if len(rest) != 20 {
 			return bad("bad setattr")
 		}
@@ -195,17 +201,21 @@ func (m *Manager) logAndApply(ctx context.Context, rec record, apply func(upload
 	return apply(lsn)
 }
 
-// create makes a new empty file without touching the store: the creation
-// is durable in the log, and the object appears with the file's upload.
-// Until then the share lists and stats the file from its state.
-func (m *Manager) create(ctx context.Context, s *Share, p string, mode, uid, gid uint32) (Attr, error) {
+// create makes a new empty file or directory without touching the store:
+// the creation is durable in the log, and the object (a directory's
+// marker) appears with the upload. Until then the share lists and stats
+// it from its state, so creating works while the store is away.
+func (m *Manager) create(ctx context.Context, s *Share, p string, t FileType, mode, uid, gid uint32) (Attr, error) {
 	ino, err := s.inode(ctx, p)
 	if err != nil {
 		return Attr{}, err
 	}
 	now := s.now()
-	a := Attr{Ino: ino, Type: TypeFile, Mode: mode & 0o7777, UID: uid, GID: gid, Mtime: now, Ctime: now}
+	a := Attr{Ino: ino, Type: t, Mode: mode & 0o7777, UID: uid, GID: gid, Mtime: now, Ctime: now}
 	rec := record{typ: recCreate, share: s.cfg.Name, ino: ino, attr: a}
+	if t == TypeDir {
+		rec.typ = recMkdir
+	}
 	err = m.logAndApply(ctx, rec, func(lsn uploadbuffer.LSN) error {
 		m.born(s, p, ino, a, lsn)
 		return nil
@@ -213,13 +223,19 @@ func (m *Manager) create(ctx context.Context, s *Share, p string, mode, uid, gid
 	if err != nil {
 		return Attr{}, err
 	}
-	s.invalidate(p)
+	s.attrMu.Lock()
+	delete(s.attrs, p)
+	s.noteEntry(p, t, true)
+	if t == TypeDir {
+		s.known(p)
+	}
+	s.attrMu.Unlock()
 	return a, nil
 }
 
-// born records a created file's state (also from replay).
+// born records a created file's or directory's state (also from replay).
 func (m *Manager) born(s *Share, p string, ino uint64, a Attr, lsn uploadbuffer.LSN) {
-	st := m.state(s, ino, Attr{Ino: ino, Type: TypeFile})
+	st := m.state(s, ino, Attr{Ino: ino, Type: a.Type})
 	st.mu.Lock()
 	st.attr = a
 	st.touched(lsn, s.now())
@@ -515,15 +531,22 @@ func (m *Manager) replay(ctx context.Context) error {
 			}
 			return err
 		}
-		if r.typ == recCreate {
-			if _, err := m.opts.Store.Stat(ctx, s.key(path)); err == nil {
+		if r.typ == recCreate || r.typ == recMkdir {
+			r.attr.Ino, r.attr.Type = r.ino, TypeFile
+			key := s.key(path)
+			if r.typ == recMkdir {
+				r.attr.Type, key = TypeDir, key+"/"
+			}
+			if _, err := m.opts.Store.Stat(ctx, key); err == nil {
 				// Uploaded before the crash: the records after this one
 				// apply to the object.
 				return nil
 			} else if !objstore.IsNotFound(err) {
-				return err
+				// The store is away. Every record of the file since its
+				// creation is still in the log (trimming keeps a suffix),
+				// so it is rebuilt whole from them and uploaded again.
+				m.log.Warn("file share replay: store away, replaying a created file from the log", "share", r.share, "path", path, "err", err)
 			}
-			r.attr.Ino, r.attr.Type = r.ino, TypeFile
 			m.born(s, path, r.ino, r.attr, lsn)
 			n++
 			return nil
@@ -674,14 +697,23 @@ func (m *Manager) upload(ctx context.Context, s *Share, k fileKey) error {
 		return err
 	}
 	r := &fileReader{ctx: ctx, m: m, s: s, path: path, vol: cacheVolume(k.share, k.ino), size: attr.Size, base: base, gens: map[int64]uint64{}}
-	attr.Type = TypeFile
-	if err := objstore.PutWith(ctx, m.opts.Store, s.key(path), r, attr.Size, attr.metadata()); err != nil {
+	key := s.key(path)
+	var body io.ReadSeeker = r
+	switch attr.Type {
+	case TypeDir:
+		// A new directory: its marker, carrying its attributes.
+		key, body, attr.Size = key+"/", bytes.NewReader(nil), 0
+	default:
+		attr.Type = TypeFile
+	}
+	if err := objstore.PutWith(ctx, m.opts.Store, key, body, attr.Size, attr.metadata()); err != nil {
 		m.uploadErrors.Add(1)
 		return fmt.Errorf("share %s: upload %s: %w", k.share, path, err)
 	}
+	m.storeBack()
 	m.bytesUploaded.Add(uint64(attr.Size))
 	m.filesUploaded.Add(1)
-	oi, err := m.opts.Store.Stat(ctx, s.key(path))
+	oi, err := m.opts.Store.Stat(ctx, key)
 	if err != nil {
 		return err
 	}
@@ -718,9 +750,12 @@ func (m *Manager) upload(ctx context.Context, s *Share, k fileKey) error {
 	delete(m.files, k)
 	a := attr
 	a.Size, a.etag = oi.Size, oi.ETag
+	if a.Type == TypeDir {
+		a.etag = ""
+	}
 	s.remember(path, a, true)
 	s.attrMu.Lock()
-	delete(s.dirs, parentOf(path))
+	s.noteEntry(path, a.Type, true)
 	s.attrMu.Unlock()
 	return nil
 }

@@ -7,22 +7,32 @@ import (
 	"io"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gatewayd/gatewayd/objstore"
 )
 
 // Attributes and listings read from the store are trusted for AttrTTL;
-// the share's own changes update them at once.
+// the share's own changes update them at once. While the store is away
+// (a call failed after its retries) they are trusted at any age: the
+// gateway keeps working from what it knows.
 type cachedAttr struct {
 	attr   Attr
 	exists bool
 	at     time.Time
 }
 
+// cachedDir is a directory's listing: its names and what each is. The
+// share's own changes keep it whole, so a name it lacks does not exist.
 type cachedDir struct {
-	entries []DirEntry
+	entries map[string]FileType
 	at      time.Time
+}
+
+// fresh says whether what was read from the store at at may be used.
+func (s *Share) fresh(at time.Time) bool {
+	return s.now().Sub(at) < s.m.opts.AttrTTL || s.m.storeAway()
 }
 
 // DirEntry is one name in a directory.
@@ -56,12 +66,10 @@ func (s *Share) Stat(ctx context.Context, p string) (Attr, error) {
 	if a.Ino, err = s.inode(ctx, p); err != nil {
 		return Attr{}, err
 	}
-	if a.Type == TypeFile {
-		if st := s.m.dirtyState(s.cfg.Name, a.Ino); st != nil {
-			st.overlay(&a)
-		} else {
-			s.checkETag(a)
-		}
+	if st := s.m.dirtyState(s.cfg.Name, a.Ino); st != nil {
+		st.overlay(&a)
+	} else if a.Type == TypeFile {
+		s.checkETag(a)
 	}
 	return a, nil
 }
@@ -84,23 +92,41 @@ func (s *Share) checkETag(a Attr) {
 func (s *Share) stat(ctx context.Context, p string) (Attr, error) {
 	s.attrMu.Lock()
 	c, ok := s.attrs[p]
-	_, unborn := s.unborn[p]
+	ino, unborn := s.unborn[p]
+	absent := !ok && !unborn && s.unlisted(p)
 	s.attrMu.Unlock()
 	if unborn {
-		// Created, not yet uploaded: the store has no object yet.
-		a := s.defaults(TypeFile)
-		return a, nil
+		// Created, not yet uploaded: the store has no object yet; the
+		// file's state holds its attributes.
+		if st := s.m.dirtyState(s.cfg.Name, ino); st != nil {
+			var a Attr
+			st.overlay(&a)
+			return a, nil
+		}
+		return s.defaults(TypeFile), nil
 	}
-	if ok && s.now().Sub(c.at) < s.m.opts.AttrTTL {
+	if ok && s.fresh(c.at) {
 		if !c.exists {
 			return Attr{}, fmt.Errorf("%s: %w", p, ErrNotExist)
 		}
 		return c.attr, nil
 	}
+	if absent {
+		// The parent's listing, kept whole, lacks the name.
+		return Attr{}, fmt.Errorf("%s: %w", p, ErrNotExist)
+	}
 	a, exists, err := s.statStore(ctx, p)
 	if err != nil {
+		if s.m.storeFailed(ctx, err) && ok {
+			// The store is away: what the share last knew.
+			if !c.exists {
+				return Attr{}, fmt.Errorf("%s: %w", p, ErrNotExist)
+			}
+			return c.attr, nil
+		}
 		return Attr{}, err
 	}
+	s.m.storeBack()
 	s.remember(p, a, exists)
 	if !exists {
 		return Attr{}, fmt.Errorf("%s: %w", p, ErrNotExist)
@@ -123,18 +149,12 @@ func (s *Share) statStore(ctx context.Context, p string) (Attr, bool, error) {
 			return Attr{}, false, err
 		}
 	}
-	a := s.defaults(TypeDir)
-	oi, err := s.m.opts.Store.Stat(ctx, s.key(p)+"/")
-	if p == "" {
-		oi, err = s.m.opts.Store.Stat(ctx, s.cfg.Prefix)
-	}
+	a, marked, err := s.marker(ctx, p)
 	switch {
-	case err == nil:
-		a.Mtime, a.Ctime = oi.ModTime, oi.ModTime
-		a.applyMetadata(oi.Metadata)
-		return a, true, nil
-	case !objstore.IsNotFound(err):
+	case err != nil:
 		return Attr{}, false, err
+	case marked:
+		return a, true, nil
 	}
 	if p == "" {
 		return a, true, nil // the root always exists
@@ -151,21 +171,80 @@ func (s *Share) statStore(ctx context.Context, p string) (Attr, bool, error) {
 	return a, found, nil
 }
 
+// marker reads directory p's attributes from its marker object; without
+// one (a directory implied by the keys below it) they are the defaults.
+func (s *Share) marker(ctx context.Context, p string) (a Attr, marked bool, err error) {
+	a = s.defaults(TypeDir)
+	key := s.key(p) + "/"
+	if p == "" {
+		key = s.cfg.Prefix
+	}
+	oi, err := s.m.opts.Store.Stat(ctx, key)
+	switch {
+	case err == nil:
+		a.Mtime, a.Ctime = oi.ModTime, oi.ModTime
+		a.applyMetadata(oi.Metadata)
+		return a, true, nil
+	case objstore.IsNotFound(err):
+		return a, false, nil
+	}
+	return Attr{}, false, err
+}
+
+// statMarker is marker for a directory known to exist (a listing shows it).
+func (s *Share) statMarker(ctx context.Context, p string) (Attr, error) {
+	a, _, err := s.marker(ctx, p)
+	return a, err
+}
+
+// unlisted says whether p's parent has a listing that may be used and
+// that lacks p's name. The caller holds attrMu.
+func (s *Share) unlisted(p string) bool {
+	if p == "" {
+		return false
+	}
+	d, ok := s.dirs[parentOf(p)]
+	if !ok || !s.fresh(d.at) {
+		return false
+	}
+	_, listed := d.entries[baseName(p)]
+	return !listed
+}
+
+func baseName(p string) string { return p[strings.LastIndexByte(p, '/')+1:] }
+
+// noteEntry keeps the cached listing of p's parent whole after a change
+// the share made itself: p is now there (as t) or gone. The caller holds
+// attrMu.
+func (s *Share) noteEntry(p string, t FileType, present bool) {
+	if p == "" {
+		return
+	}
+	d, ok := s.dirs[parentOf(p)]
+	if !ok {
+		return
+	}
+	if present {
+		d.entries[baseName(p)] = t
+	} else {
+		delete(d.entries, baseName(p))
+	}
+}
+
+// known records that the share made directory p itself: it is empty, a
+// listing the share keeps whole from then on.
+func (s *Share) known(p string) {
+	s.dirs[p] = cachedDir{entries: map[string]FileType{}, at: s.now()}
+}
+
 func (s *Share) remember(p string, a Attr, exists bool) {
 	s.attrMu.Lock()
 	s.attrs[p] = cachedAttr{attr: a, exists: exists, at: s.now()}
 	s.attrMu.Unlock()
 }
 
-// invalidate forgets what is cached of p and of its parent's listing.
-func (s *Share) invalidate(p string) {
-	s.attrMu.Lock()
-	delete(s.attrs, p)
-	delete(s.dirs, parentOf(p))
-	s.attrMu.Unlock()
-}
-
-// invalidateTree forgets everything cached at or below p.
+// invalidateTree forgets everything cached at or below p; the parent's
+// listing loses p's name.
 func (s *Share) invalidateTree(p string) {
 	s.attrMu.Lock()
 	for k := range s.attrs {
@@ -178,7 +257,7 @@ func (s *Share) invalidateTree(p string) {
 			delete(s.dirs, k)
 		}
 	}
-	delete(s.dirs, parentOf(p))
+	s.noteEntry(p, 0, false)
 	s.attrMu.Unlock()
 }
 
@@ -215,7 +294,9 @@ func (s *Share) Refresh(p string, recursive bool) error {
 	return nil
 }
 
-// ReadDir lists a directory, by name.
+// ReadDir lists a directory, by name. Every entry carries the attributes
+// Stat gives for it (the stored mode, owner and times, not the share's
+// defaults): clients decide access from what a listing says.
 func (s *Share) ReadDir(ctx context.Context, p string) ([]DirEntry, error) {
 	p, err := cleanPath(p)
 	if err != nil {
@@ -228,81 +309,158 @@ func (s *Share) ReadDir(ctx context.Context, p string) ([]DirEntry, error) {
 	if a.Type != TypeDir {
 		return nil, fmt.Errorf("%s: %w", p, ErrNotDir)
 	}
-	s.attrMu.Lock()
-	c, ok := s.dirs[p]
-	s.attrMu.Unlock()
-	var entries []DirEntry
-	if ok && s.now().Sub(c.at) < s.m.opts.AttrTTL {
-		entries = append(entries, c.entries...)
-	} else {
-		prefix := s.key(p)
-		if p != "" {
-			prefix += "/"
-		}
-		seen := map[string]bool{}
-		err := objstore.ListDir(ctx, s.m.opts.Store, prefix, func(oi objstore.ObjectInfo, isPrefix bool) error {
-			name := strings.TrimSuffix(oi.Key[len(prefix):], "/")
-			if name == "" || checkName(name) != nil || seen[name] {
-				return nil // the marker itself, or a key no path can name
-			}
-			seen[name] = true
-			e := DirEntry{Name: name}
-			if isPrefix {
-				e.Attr = s.defaults(TypeDir)
-			} else {
-				e.Attr = s.defaults(TypeFile)
-				e.Attr.Size, e.Attr.Mtime, e.Attr.Ctime, e.Attr.etag = oi.Size, oi.ModTime, oi.ModTime, oi.ETag
-			}
-			entries = append(entries, e)
-			return nil
-		})
-		if err != nil {
-			return nil, err
-		}
-		s.attrMu.Lock()
-		s.dirs[p] = cachedDir{entries: append([]DirEntry(nil), entries...), at: s.now()}
-		s.attrMu.Unlock()
+	names, err := s.listing(ctx, p)
+	if err != nil {
+		return nil, err
 	}
 	s.attrMu.Lock()
 	for up := range s.unborn {
-		if parentOf(up) == p {
-			name := up[strings.LastIndexByte(up, '/')+1:]
-			found := false
-			for _, e := range entries {
-				found = found || e.Name == name
-			}
-			if !found {
-				entries = append(entries, DirEntry{Name: name, Attr: s.defaults(TypeFile)})
-			}
+		if up != "" && parentOf(up) == p {
+			names[baseName(up)] = 0 // its type comes from its state
 		}
 	}
 	s.attrMu.Unlock()
-	paths := make([]string, len(entries))
-	for i, e := range entries {
-		paths[i] = joinPath(p, e.Name)
+	entries := make([]DirEntry, 0, len(names))
+	paths := make([]string, 0, len(names))
+	for name := range names {
+		entries = append(entries, DirEntry{Name: name})
+		paths = append(paths, joinPath(p, name))
 	}
 	inos, err := s.inodes(ctx, paths)
 	if err != nil {
 		return nil, err
 	}
-	s.attrMu.Lock()
+	// Attributes not known (or too old) are read from the store, a few at
+	// a time.
+	var (
+		wg       sync.WaitGroup
+		mu       sync.Mutex
+		firstErr error
+		gone     = make([]bool, len(entries))
+		sem      = make(chan struct{}, 8)
+	)
 	for i := range entries {
-		entries[i].Attr.Ino = inos[i]
-		// What the share knows better than a listing: attributes it read
-		// or wrote itself.
-		if c, ok := s.attrs[paths[i]]; ok && c.exists && s.now().Sub(c.at) < s.m.opts.AttrTTL {
-			entries[i].Attr = c.attr
-			entries[i].Attr.Ino = inos[i]
-		}
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			a, err := s.entryAttr(ctx, paths[i], names[entries[i].Name])
+			switch {
+			case isNotExist(err):
+				gone[i] = true // deleted since the listing
+			case err != nil:
+				mu.Lock()
+				if firstErr == nil {
+					firstErr = err
+				}
+				mu.Unlock()
+			default:
+				entries[i].Attr = a
+			}
+		}()
 	}
-	s.attrMu.Unlock()
-	for i := range entries {
+	wg.Wait()
+	if firstErr != nil {
+		return nil, firstErr
+	}
+	out := entries[:0]
+	for i, e := range entries {
+		if gone[i] {
+			continue
+		}
+		e.Attr.Ino = inos[i]
 		if st := s.m.dirtyState(s.cfg.Name, inos[i]); st != nil {
-			st.overlay(&entries[i].Attr)
+			st.overlay(&e.Attr)
+		}
+		out = append(out, e)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
+// listing returns the names in directory p and what each is: the cached
+// listing while it may be used, else the store's.
+func (s *Share) listing(ctx context.Context, p string) (map[string]FileType, error) {
+	s.attrMu.Lock()
+	c, ok := s.dirs[p]
+	s.attrMu.Unlock()
+	if ok && s.fresh(c.at) {
+		return s.copyListing(p), nil
+	}
+	prefix := s.key(p)
+	if p != "" {
+		prefix += "/"
+	}
+	names := map[string]FileType{}
+	err := objstore.ListDir(ctx, s.m.opts.Store, prefix, func(oi objstore.ObjectInfo, isPrefix bool) error {
+		name := strings.TrimSuffix(oi.Key[len(prefix):], "/")
+		if _, seen := names[name]; name == "" || checkName(name) != nil || seen {
+			return nil // the marker itself, or a key no path can name
+		}
+		names[name] = TypeFile // or a symlink: its metadata says
+		if isPrefix {
+			names[name] = TypeDir
+		}
+		return nil
+	})
+	if err != nil {
+		if s.m.storeFailed(ctx, err) && ok {
+			return s.copyListing(p), nil // the store is away: what the share last knew
+		}
+		return nil, err
+	}
+	s.m.storeBack()
+	s.attrMu.Lock()
+	s.dirs[p] = cachedDir{entries: names, at: s.now()}
+	s.attrMu.Unlock()
+	return s.copyListing(p), nil
+}
+
+func (s *Share) copyListing(p string) map[string]FileType {
+	s.attrMu.Lock()
+	defer s.attrMu.Unlock()
+	out := map[string]FileType{}
+	for k, v := range s.dirs[p].entries {
+		out[k] = v
+	}
+	return out
+}
+
+// entryAttr returns the attributes of a listed entry, as stat does, asking
+// the store only for what a listing says it is (one HEAD).
+func (s *Share) entryAttr(ctx context.Context, p string, t FileType) (Attr, error) {
+	s.attrMu.Lock()
+	c, ok := s.attrs[p]
+	_, unborn := s.unborn[p]
+	s.attrMu.Unlock()
+	if unborn || t == 0 || ok && s.fresh(c.at) {
+		return s.stat(ctx, p)
+	}
+	var a Attr
+	var err error
+	if t == TypeDir {
+		a, err = s.statMarker(ctx, p)
+	} else {
+		a = s.defaults(TypeFile)
+		var oi objstore.ObjectInfo
+		if oi, err = s.m.opts.Store.Stat(ctx, s.key(p)); err == nil {
+			a.Size, a.Mtime, a.Ctime, a.etag = oi.Size, oi.ModTime, oi.ModTime, oi.ETag
+			a.applyMetadata(oi.Metadata)
 		}
 	}
-	sort.Slice(entries, func(i, j int) bool { return entries[i].Name < entries[j].Name })
-	return entries, nil
+	switch {
+	case objstore.IsNotFound(err):
+		s.remember(p, Attr{}, false)
+		return Attr{}, fmt.Errorf("%s: %w", p, ErrNotExist)
+	case err != nil:
+		if s.m.storeFailed(ctx, err) && ok && c.exists {
+			return c.attr, nil
+		}
+		return Attr{}, err
+	}
+	s.m.storeBack()
+	s.remember(p, a, true)
+	return a, nil
 }
 
 func (s *Share) writable() error {
@@ -353,10 +511,12 @@ func (s *Share) Create(ctx context.Context, p string, mode, uid, gid uint32, exc
 		}
 		return Attr{}, err
 	}
-	return s.m.create(ctx, s, p, mode, uid, gid)
+	return s.m.create(ctx, s, p, TypeFile, mode, uid, gid)
 }
 
-// Mkdir makes a directory (a marker object carrying its attributes).
+// Mkdir makes a directory: a marker object carrying its attributes, put
+// by the uploader like a new file's object (so it works while the store is
+// away).
 func (s *Share) Mkdir(ctx context.Context, p string, mode, uid, gid uint32) (Attr, error) {
 	p, err := cleanPath(p)
 	if err != nil {
@@ -368,7 +528,7 @@ func (s *Share) Mkdir(ctx context.Context, p string, mode, uid, gid uint32) (Att
 	if err := s.checkNew(ctx, p); err != nil {
 		return Attr{}, err
 	}
-	return s.put(ctx, p, TypeDir, mode, uid, gid, nil)
+	return s.m.create(ctx, s, p, TypeDir, mode, uid, gid)
 }
 
 // Symlink makes a symbolic link holding target.
@@ -403,7 +563,9 @@ func (s *Share) put(ctx context.Context, p string, t FileType, mode, uid, gid ui
 	if err := objstore.PutWith(ctx, s.m.opts.Store, key, bytes.NewReader(data), int64(len(data)), a.metadata()); err != nil {
 		return Attr{}, err
 	}
-	s.invalidate(p)
+	s.attrMu.Lock()
+	s.noteEntry(p, t, true)
+	s.attrMu.Unlock()
 	s.remember(p, a, true)
 	ino, err := s.inode(ctx, p)
 	if err != nil {
@@ -458,39 +620,73 @@ func (s *Share) Remove(ctx context.Context, p string) error {
 	}
 	s.m.ns(s.cfg.Name).Lock() // no upload of the share runs meanwhile
 	defer s.m.ns(s.cfg.Name).Unlock()
+	s.attrMu.Lock()
+	_, unborn := s.unborn[p] // no object yet: nothing to delete in the store
+	s.attrMu.Unlock()
+	key := s.key(p)
 	if a.Type == TypeDir {
-		empty := true
-		stop := fmt.Errorf("not empty")
-		prefix := s.key(p) + "/"
-		err := objstore.ListDir(ctx, s.m.opts.Store, prefix, func(oi objstore.ObjectInfo, _ bool) error {
-			if oi.Key != prefix {
-				empty = false
-				return stop
-			}
-			return nil
-		})
-		if err != nil && err != stop {
+		key += "/"
+		if err := s.checkEmpty(ctx, p); err != nil {
 			return err
 		}
-		if !empty {
-			return fmt.Errorf("%s: %w", p, ErrNotEmpty)
-		}
-		if err := s.m.opts.Store.Delete(ctx, prefix); err != nil {
+	}
+	s.m.cancel(s.cfg.Name, a.Ino)
+	s.attrMu.Lock()
+	delete(s.unborn, p)
+	s.attrMu.Unlock()
+	if !unborn {
+		if err := s.m.opts.Store.Delete(ctx, key); err != nil {
 			return err
 		}
-	} else {
-		s.m.cancel(s.cfg.Name, a.Ino)
-		s.attrMu.Lock()
-		delete(s.unborn, p)
-		s.attrMu.Unlock()
-		if err := s.m.opts.Store.Delete(ctx, s.key(p)); err != nil {
-			return err
-		}
+	}
+	if a.Type != TypeDir {
 		_ = s.m.opts.Cache.DropVolume(cacheVolume(s.cfg.Name, a.Ino))
 	}
 	s.invalidateTree(p)
 	s.remember(p, Attr{}, false)
 	return s.forget(ctx, p)
+}
+
+// checkEmpty says whether directory p holds nothing: no object below it
+// and no file or directory made in it that is not uploaded yet. The
+// caller holds the namespace lock, so no upload ends meanwhile.
+func (s *Share) checkEmpty(ctx context.Context, p string) error {
+	s.attrMu.Lock()
+	for up := range s.unborn {
+		if strings.HasPrefix(up, p+"/") {
+			s.attrMu.Unlock()
+			return fmt.Errorf("%s: %w", p, ErrNotEmpty)
+		}
+	}
+	s.attrMu.Unlock()
+	prefix := s.key(p) + "/"
+	empty := true
+	stop := fmt.Errorf("not empty")
+	err := objstore.ListDir(ctx, s.m.opts.Store, prefix, func(oi objstore.ObjectInfo, _ bool) error {
+		if oi.Key != prefix {
+			empty = false
+			return stop
+		}
+		return nil
+	})
+	if err != nil && err != stop {
+		if !s.m.storeFailed(ctx, err) {
+			return err
+		}
+		// The store is away: the listing the share keeps whole, if it has one.
+		s.attrMu.Lock()
+		d, ok := s.dirs[p]
+		n := len(d.entries)
+		s.attrMu.Unlock()
+		if !ok {
+			return err
+		}
+		empty = n == 0
+	}
+	if !empty {
+		return fmt.Errorf("%s: %w", p, ErrNotEmpty)
+	}
+	return nil
 }
 
 // Rename moves a file or directory. A file over an existing file replaces
@@ -521,7 +717,11 @@ func (s *Share) Rename(ctx context.Context, from, to string) error {
 	if pa.Type != TypeDir {
 		return fmt.Errorf("%s: %w", parentOf(to), ErrNotDir)
 	}
+	var replaced uint64 // the inode of a file rename replaces
 	if dst, err := s.Stat(ctx, to); err == nil {
+		if dst.Type != TypeDir {
+			replaced = dst.Ino
+		}
 		switch {
 		case src.Type == TypeDir && dst.Type != TypeDir:
 			return fmt.Errorf("%s: %w", to, ErrNotDir)
@@ -546,6 +746,13 @@ func (s *Share) Rename(ctx context.Context, from, to string) error {
 	copier, ok := s.m.opts.Store.(objstore.Copier)
 	if !ok {
 		return fmt.Errorf("rename needs an object store that copies: %w", ErrNotSupp)
+	}
+	if replaced != 0 {
+		// Its pending writes must not go up at the path it no longer has.
+		s.m.cancel(s.cfg.Name, replaced)
+		s.attrMu.Lock()
+		delete(s.unborn, to)
+		s.attrMu.Unlock()
 	}
 	s.attrMu.Lock()
 	ino, unborn := s.unborn[from]
@@ -585,6 +792,9 @@ func (s *Share) Rename(ctx context.Context, from, to string) error {
 	}
 	s.invalidateTree(from)
 	s.invalidateTree(to)
+	s.attrMu.Lock()
+	s.noteEntry(to, src.Type, true)
+	s.attrMu.Unlock()
 	return s.moveInodes(ctx, from, to)
 }
 
@@ -618,8 +828,9 @@ func (s *Share) SetAttr(ctx context.Context, p string, ch SetAttr) (Attr, error)
 			return Attr{}, ErrInvalid
 		}
 	}
-	if a.Type == TypeFile && (ch.Size != nil || s.m.dirtyState(s.cfg.Name, a.Ino) != nil) {
-		// Through the log, with the file's data.
+	if ch.Size != nil || s.m.dirtyState(s.cfg.Name, a.Ino) != nil {
+		// Through the log, with the file's data (or a new directory's
+		// marker).
 		return s.m.setattrLogged(ctx, s, p, a, ch)
 	}
 	if ch.Mode != nil {

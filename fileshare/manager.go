@@ -55,6 +55,8 @@ type Manager struct {
 	done chan struct{}
 
 	bytesUploaded, filesUploaded, uploadErrors atomic.Uint64
+
+	awayUntil atomic.Int64 // unix ns until which the store counts as away (away.go)
 }
 
 // Stats are the file shares' figures for metrics.
