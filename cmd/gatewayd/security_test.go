@@ -22,6 +22,7 @@ import (
 	"github.com/willscott/go-nfs-client/nfs/rpc"
 
 	"github.com/gatewayd/gatewayd/frontends/iscsi/initiator"
+	"github.com/gatewayd/gatewayd/internal/nfstest"
 )
 
 func freeAddr(t *testing.T) string {
@@ -145,17 +146,7 @@ func TestSecurityAccessControl(t *testing.T) {
 		mustRun(t, "share", "create", "--data-dir", dir, "--name", "plain")
 		addr := nfsAddr(t, dir)
 		mount := func(share string, auth rpc.Auth) (*nfsc.Target, func(), error) {
-			c, err := rpc.DialTCP("tcp", addr, false)
-			if err != nil {
-				t.Fatal(err)
-			}
-			m := &nfsc.Mount{Client: c}
-			v, err := m.Mount("/"+share, auth)
-			if err != nil {
-				c.Close()
-				return nil, nil, err
-			}
-			return v, func() { m.Unmount(); c.Close() }, nil
+			return nfstest.Mount(t, addr, share, auth)
 		}
 		if _, _, err := mount("elsewhere", rpc.AuthNull); err == nil || !strings.Contains(err.Error(), "ACCES") {
 			t.Fatalf("mount from 127.0.0.1 of a share for 10.0.0.0/8 and 127.0.0.2: %v", err)

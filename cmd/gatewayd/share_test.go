@@ -68,18 +68,7 @@ func nfsTool(t *testing.T, tool string, args ...string) string {
 
 func nfsMount(t *testing.T, addr, share string) (*nfsc.Target, func()) {
 	t.Helper()
-	c, err := rpc.DialTCP("tcp", addr, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var m nfsc.Mount
-	m.Client = c
-	v, err := m.Mount("/"+share, rpc.AuthNull)
-	if err != nil {
-		c.Close()
-		t.Fatal(err)
-	}
-	return v, func() { m.Unmount(); c.Close() }
+	return nfstest.MustMount(t, addr, share)
 }
 
 // waitObject waits until the bucket holds want at key (uploads follow the
@@ -244,13 +233,7 @@ func TestSharesEndToEnd(t *testing.T) {
 	if _, err := ro.Create("x", 0o644); err == nil {
 		t.Fatal("create on a read-only share succeeded")
 	}
-	c, err := rpc.DialTCP("tcp", addr, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	m := nfsc.Mount{Client: c}
-	if _, err := m.Mount("/other", rpc.AuthNull); err == nil || !strings.Contains(err.Error(), "ACCES") {
+	if _, _, err := nfstest.Mount(t, addr, "other", rpc.AuthNull); err == nil || !strings.Contains(err.Error(), "ACCES") {
 		t.Fatalf("mount from 127.0.0.1 of a share for 127.0.0.2: %v", err)
 	}
 	mustFailClearly(t, run(t, nil, "share", "create", "--data-dir", dir, "--name", "docs"), "exists")

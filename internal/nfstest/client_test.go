@@ -1,0 +1,161 @@
+package nfstest
+
+import (
+	"encoding/binary"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/willscott/go-nfs-client/nfs/rpc"
+)
+
+// slowServer answers NFS NULL calls, each after delay(n) for the n-th
+// call received (from 0), and counts the calls.
+type slowServer struct {
+	ln    net.Listener
+	calls atomic.Int32
+	delay func(n int32) time.Duration
+	wg    sync.WaitGroup
+}
+
+func startSlowServer(t *testing.T, delay func(n int32) time.Duration) *slowServer {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &slowServer{ln: ln, delay: delay}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			s.wg.Add(1)
+			go func() { defer s.wg.Done(); s.serve(c) }()
+		}
+	}()
+	t.Cleanup(func() { ln.Close() })
+	return s
+}
+
+func (s *slowServer) serve(c net.Conn) {
+	defer c.Close()
+	var mu sync.Mutex // replies go out whole
+	for {
+		var hdr [4]byte
+		if _, err := io.ReadFull(c, hdr[:]); err != nil {
+			return
+		}
+		body := make([]byte, binary.BigEndian.Uint32(hdr[:])&^(1<<31))
+		if _, err := io.ReadFull(c, body); err != nil {
+			return
+		}
+		n := s.calls.Add(1) - 1
+		xid := binary.BigEndian.Uint32(body)
+		go func() {
+			d := s.delay(n)
+			if d < 0 {
+				return // never answered
+			}
+			time.Sleep(d)
+			// xid, REPLY, MSG_ACCEPTED, verifier AUTH_NULL, SUCCESS
+			reply := binary.BigEndian.AppendUint32(nil, 1<<31|24)
+			for _, v := range []uint32{xid, 1, 0, 0, 0, 0} {
+				reply = binary.BigEndian.AppendUint32(reply, v)
+			}
+			mu.Lock()
+			c.Write(reply)
+			mu.Unlock()
+		}()
+	}
+}
+
+func null(c *rpc.Client) error {
+	_, err := c.Call(&rpc.Header{Rpcvers: 2, Prog: 100003, Vers: 3, Proc: 0, Cred: rpc.AuthNull, Verf: rpc.AuthNull})
+	return err
+}
+
+// callWithin runs a call and fails the test if it has not returned after
+// a generous deadline (the point of the client is that calls return).
+func callWithin(t *testing.T, c *rpc.Client) error {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- null(c) }()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(5 * time.Minute):
+		t.Fatal("an NFS call never returned: the client is wedged")
+		return nil
+	}
+}
+
+// A reply slower than the go-nfs-client's own 5 s timeout is waited for,
+// once: the call is not sent again, and the connection still works.
+func TestSlowReplyIsWaitedFor(t *testing.T) {
+	s := startSlowServer(t, func(n int32) time.Duration {
+		if n == 0 {
+			return 6 * time.Second
+		}
+		return 0
+	})
+	c, err := Dial(t, s.ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := callWithin(t, c); err != nil {
+		t.Fatalf("a call answered after 6 s: %v", err)
+	}
+	if n := s.calls.Load(); n != 1 {
+		t.Fatalf("the server received the call %d times: the client sent it again", n)
+	}
+	if err := callWithin(t, c); err != nil {
+		t.Fatalf("the call after a slow one: %v", err)
+	}
+}
+
+// recorder keeps what a test would report with Errorf.
+type recorder struct {
+	*testing.T
+	mu   sync.Mutex
+	errs []string
+}
+
+func (r *recorder) Errorf(format string, args ...any) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.errs = append(r.errs, fmt.Sprintf(format, args...))
+}
+
+func (r *recorder) reported() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return strings.Join(r.errs, "\n")
+}
+
+// A call that never gets its reply fails, reported with the procedure,
+// once CallTimeout has passed; it does not hang.
+func TestUnansweredCallFails(t *testing.T) {
+	old := CallTimeout
+	CallTimeout = 2 * time.Second // the server below never answers
+	defer func() { CallTimeout = old }()
+	s := startSlowServer(t, func(int32) time.Duration { return -1 })
+	rec := &recorder{T: t}
+	c, err := Dial(rec, s.ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := callWithin(t, c); err == nil {
+		t.Fatal("a call the server never answered succeeded")
+	}
+	if got := rec.reported(); !strings.Contains(got, "NULL") || !strings.Contains(got, "no reply after") {
+		t.Fatalf("report of the unanswered call: %q", got)
+	}
+}
