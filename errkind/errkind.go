@@ -23,6 +23,10 @@ const (
 	NotFound
 	// Corrupt means data was read but failed to authenticate or decode.
 	Corrupt
+	// PreconditionFailed means a conditional write found the object not
+	// in the state it required (someone else wrote it first). Retrying
+	// the same call cannot succeed; the caller reads the object again.
+	PreconditionFailed
 )
 
 func (k Kind) String() string {
@@ -35,6 +39,8 @@ func (k Kind) String() string {
 		return "not-found"
 	case Corrupt:
 		return "corrupt"
+	case PreconditionFailed:
+		return "precondition-failed"
 	}
 	return "unknown"
 }
@@ -72,6 +78,9 @@ func IsNotFound(err error) bool { return Of(err) == NotFound }
 
 // IsCorrupt reports whether err is marked Corrupt.
 func IsCorrupt(err error) bool { return Of(err) == Corrupt }
+
+// IsPreconditionFailed reports whether err is marked PreconditionFailed.
+func IsPreconditionFailed(err error) bool { return Of(err) == PreconditionFailed }
 
 // IsPermanent reports whether err is marked Permanent.
 func IsPermanent(err error) bool { return Of(err) == Permanent }

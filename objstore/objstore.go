@@ -3,7 +3,7 @@
 //
 // Store is deliberately small (restic's backend.Backend is the model). What
 // only some stores can do is an optional one-method interface found by type
-// assertion: Copier, StorageClasser. Implementations live in sibling packages
+// assertion: Copier, StorageClasser, ConditionalPutter. Implementations live in sibling packages
 // (s3, localdir, mem); decorators that add behaviour to any Store live beside
 // them (retry, limiter, faulty). Every implementation must pass objstoretest.
 //
@@ -93,6 +93,23 @@ type DirLister interface {
 	ListDir(ctx context.Context, prefix string, fn func(oi ObjectInfo, isPrefix bool) error) error
 }
 
+type listStartKey struct{}
+
+// WithListStart returns ctx asking List (and ListDir) to begin after key,
+// as S3's StartAfter does, so that a listing broken off partway resumes
+// where it stopped instead of reading everything again. It is a hint that
+// passes unchanged through decorators: a store may still list keys up to
+// key, so the caller skips them itself.
+func WithListStart(ctx context.Context, after string) context.Context {
+	return context.WithValue(ctx, listStartKey{}, after)
+}
+
+// ListStart is the key a listing under ctx may begin after ("" for none).
+func ListStart(ctx context.Context) string {
+	after, _ := ctx.Value(listStartKey{}).(string)
+	return after
+}
+
 // ListDir lists one level below prefix, with the store's DirLister when it
 // has one, else by listing everything below prefix and folding it.
 func ListDir(ctx context.Context, s Store, prefix string, fn func(oi ObjectInfo, isPrefix bool) error) error {
@@ -172,6 +189,86 @@ type StorageClasser interface {
 	SetStorageClass(ctx context.Context, key, class string) error
 }
 
+// ConditionalPutter is implemented by stores that write an object only
+// when it is in the state the caller expects (S3's If-None-Match and
+// If-Match on PutObject). It is meant for small coordination objects (a
+// lease), not data: stores may refuse objects too large for a single
+// request. A write that finds the object in another state fails with an
+// error wrapping ErrPreconditionFailed and marked
+// errkind.PreconditionFailed; retrying it cannot succeed.
+//
+// After a retried attempt, a precondition failure may mean that an earlier
+// attempt, whose answer was lost, wrote the object: callers that must know
+// read it back. The guarantee holds between conditional writers: a plain
+// Put or Delete of the same key is not ordered against them.
+type ConditionalPutter interface {
+	// PutIfAbsent stores the object only if no object exists under key,
+	// and returns the new object's ETag.
+	PutIfAbsent(ctx context.Context, key string, r io.ReadSeeker, size int64) (etag string, err error)
+	// PutIfMatch replaces the object only if its ETag is etag (as Stat
+	// or an earlier conditional put returned it); a missing object is a
+	// precondition failure too. It returns the new object's ETag.
+	PutIfMatch(ctx context.Context, key string, r io.ReadSeeker, size int64, etag string) (newETag string, err error)
+}
+
+// ErrPreconditionFailed is wrapped by the error of a conditional write
+// that found the object in another state than required.
+var ErrPreconditionFailed = errors.New("precondition failed")
+
+// PreconditionFailed returns the error of a conditional write to key that
+// lost: what says what was required ("object exists", "ETag is now X").
+func PreconditionFailed(s fmt.Stringer, op, key, what string) error {
+	return errkind.Mark(errkind.PreconditionFailed, fmt.Errorf("%s: %s %s: %s: %w", s, op, key, what, ErrPreconditionFailed))
+}
+
+// IsPreconditionFailed reports whether err is a lost conditional write.
+func IsPreconditionFailed(err error) bool {
+	return errors.Is(err, ErrPreconditionFailed) || errkind.IsPreconditionFailed(err)
+}
+
+// ErrNoConditionalPuts is wrapped by the error of a conditional write on
+// a store that cannot make one.
+var ErrNoConditionalPuts = errors.New("the store cannot write conditionally")
+
+// PutIfAbsent writes b under key only if no object is there, through s's
+// ConditionalPutter.
+func PutIfAbsent(ctx context.Context, s Store, key string, b []byte) (string, error) {
+	cp, ok := s.(ConditionalPutter)
+	if !ok {
+		return "", errkind.Mark(errkind.Permanent, fmt.Errorf("%s: put %s: %w", s, key, ErrNoConditionalPuts))
+	}
+	return cp.PutIfAbsent(ctx, key, bytes.NewReader(b), int64(len(b)))
+}
+
+// PutIfMatch replaces key with b only if its ETag is etag, through s's
+// ConditionalPutter.
+func PutIfMatch(ctx context.Context, s Store, key string, b []byte, etag string) (string, error) {
+	cp, ok := s.(ConditionalPutter)
+	if !ok {
+		return "", errkind.Mark(errkind.Permanent, fmt.Errorf("%s: put %s: %w", s, key, ErrNoConditionalPuts))
+	}
+	return cp.PutIfMatch(ctx, key, bytes.NewReader(b), int64(len(b)), etag)
+}
+
+// InnerConditionalPutter returns inner's ConditionalPutter for a decorator
+// to forward to, or one that fails every call with ErrNoConditionalPuts.
+func InnerConditionalPutter(inner Store) ConditionalPutter {
+	if cp, ok := inner.(ConditionalPutter); ok {
+		return cp
+	}
+	return noConditionalPuts{inner}
+}
+
+type noConditionalPuts struct{ s Store }
+
+func (n noConditionalPuts) PutIfAbsent(ctx context.Context, key string, r io.ReadSeeker, size int64) (string, error) {
+	return "", errkind.Mark(errkind.Permanent, fmt.Errorf("%s: put %s: %w", n.s, key, ErrNoConditionalPuts))
+}
+
+func (n noConditionalPuts) PutIfMatch(ctx context.Context, key string, r io.ReadSeeker, size int64, etag string) (string, error) {
+	return "", errkind.Mark(errkind.Permanent, fmt.Errorf("%s: put %s: %w", n.s, key, ErrNoConditionalPuts))
+}
+
 // Full is a Store with every optional capability. Decorators implement Full
 // by forwarding to the store they wrap, then hide what that store cannot do
 // with LimitCapabilities.
@@ -181,12 +278,16 @@ type Full interface {
 	StorageClasser
 	MetadataPutter
 	DirLister
+	ConditionalPutter
 }
 
 // LimitCapabilities returns outer exposing exactly the optional interfaces
 // that inner implements, so a type assertion on a decorated store answers as
 // it would on the store underneath. DirLister is always exposed: a
 // decorator's ListDir folds a full listing when inner cannot list a level.
+// ConditionalPutter is always exposed too (every store of gatewayd has it);
+// through a decorator on a store without it, its calls fail with an error
+// wrapping ErrNoConditionalPuts.
 func LimitCapabilities(outer Full, inner Store) Store {
 	_, canCopy := inner.(Copier)
 	_, hasClasses := inner.(StorageClasser)
@@ -196,6 +297,7 @@ func LimitCapabilities(outer Full, inner Store) Store {
 		sc = StorageClasser
 		mp = MetadataPutter
 		dl = DirLister
+		cp = ConditionalPutter
 	)
 	switch {
 	case canCopy && hasClasses && hasMeta:
@@ -204,46 +306,53 @@ func LimitCapabilities(outer Full, inner Store) Store {
 		return struct {
 			Store
 			dl
+			cp
 			c
 			sc
-		}{outer, outer, outer, outer}
+		}{outer, outer, outer, outer, outer}
 	case canCopy && hasMeta:
 		return struct {
 			Store
 			dl
+			cp
 			c
 			mp
-		}{outer, outer, outer, outer}
+		}{outer, outer, outer, outer, outer}
 	case hasClasses && hasMeta:
 		return struct {
 			Store
 			dl
+			cp
 			sc
 			mp
-		}{outer, outer, outer, outer}
+		}{outer, outer, outer, outer, outer}
 	case canCopy:
 		return struct {
 			Store
 			dl
+			cp
 			c
-		}{outer, outer, outer}
+		}{outer, outer, outer, outer}
 	case hasClasses:
 		return struct {
 			Store
 			dl
+			cp
 			sc
-		}{outer, outer, outer}
+		}{outer, outer, outer, outer}
 	case hasMeta:
 		return struct {
 			Store
 			dl
+			cp
 			mp
-		}{outer, outer, outer}
+		}{outer, outer, outer, outer}
 	default:
 		return struct {
 			Store
 			dl
-		}{outer, outer}
+			cp
+		}{outer, outer, outer}
 	}
 }
 

@@ -188,6 +188,26 @@ func (s *store) PutMeta(ctx context.Context, key string, r io.ReadSeeker, size i
 	return s.mutate(OpPut, key, func() error { return objstore.PutWith(ctx, s.f.inner, key, r, size, meta) })
 }
 
+// PutIfAbsent implements objstore.ConditionalPutter; its faults are OpPut's.
+func (s *store) PutIfAbsent(ctx context.Context, key string, r io.ReadSeeker, size int64) (etag string, err error) {
+	cp := objstore.InnerConditionalPutter(s.f.inner)
+	err = s.mutate(OpPut, key, func() (err error) {
+		etag, err = cp.PutIfAbsent(ctx, key, r, size)
+		return err
+	})
+	return etag, err
+}
+
+// PutIfMatch implements objstore.ConditionalPutter; its faults are OpPut's.
+func (s *store) PutIfMatch(ctx context.Context, key string, r io.ReadSeeker, size int64, etag string) (newETag string, err error) {
+	cp := objstore.InnerConditionalPutter(s.f.inner)
+	err = s.mutate(OpPut, key, func() (err error) {
+		newETag, err = cp.PutIfMatch(ctx, key, r, size, etag)
+		return err
+	})
+	return newETag, err
+}
+
 func (s *store) Get(ctx context.Context, key string, offset, length int64) (io.ReadCloser, error) {
 	if err := s.f.fault(OpGet, key); err != nil {
 		return nil, err

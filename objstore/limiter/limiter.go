@@ -186,6 +186,24 @@ func (s *store) PutMeta(ctx context.Context, key string, r io.ReadSeeker, size i
 	return objstore.PutWith(ctx, s.l.inner, key, limitedUpload(ctx, r, s.l.up), size, meta)
 }
 
+// PutIfAbsent implements objstore.ConditionalPutter, limited as Put is.
+func (s *store) PutIfAbsent(ctx context.Context, key string, r io.ReadSeeker, size int64) (string, error) {
+	if err := s.l.acquire(ctx); err != nil {
+		return "", err
+	}
+	defer s.l.release()
+	return objstore.InnerConditionalPutter(s.l.inner).PutIfAbsent(ctx, key, limitedUpload(ctx, r, s.l.up), size)
+}
+
+// PutIfMatch implements objstore.ConditionalPutter, limited as Put is.
+func (s *store) PutIfMatch(ctx context.Context, key string, r io.ReadSeeker, size int64, etag string) (string, error) {
+	if err := s.l.acquire(ctx); err != nil {
+		return "", err
+	}
+	defer s.l.release()
+	return objstore.InnerConditionalPutter(s.l.inner).PutIfMatch(ctx, key, limitedUpload(ctx, r, s.l.up), size, etag)
+}
+
 func (s *store) Get(ctx context.Context, key string, offset, length int64) (io.ReadCloser, error) {
 	if err := s.l.acquire(ctx); err != nil {
 		return nil, err

@@ -21,8 +21,10 @@
 //
 // Names starting with '.' belong to the store: temp files live in ".tmp" at
 // the root, on the same filesystem as their destination so that rename is
-// atomic. Files that do not decode (put there by something else) are
-// ignored. A segment must fit in a file name (255 bytes on most
+// atomic; ".lock" at the root is the lock that makes conditional puts
+// (objstore.ConditionalPutter) atomic between processes. An object's ETag
+// names its file's inode, change time and size. Files that do not decode
+// (put there by something else) are ignored. A segment must fit in a file name (255 bytes on most
 // filesystems, counting the escaping and suffix); the filesystem must be
 // case-sensitive.
 package localdir
@@ -69,9 +71,10 @@ type Store struct {
 }
 
 var (
-	_ objstore.Copier         = (*Store)(nil)
-	_ objstore.MetadataPutter = (*Store)(nil)
-	_ objstore.DirLister      = (*Store)(nil)
+	_ objstore.Copier            = (*Store)(nil)
+	_ objstore.MetadataPutter    = (*Store)(nil)
+	_ objstore.DirLister         = (*Store)(nil)
+	_ objstore.ConditionalPutter = (*Store)(nil)
 )
 
 // Open returns the store in dir, creating dir if needed, and removes temp
@@ -394,7 +397,13 @@ func getMeta(path string) (map[string]string, error) {
 
 // writeAndCommit fills a temp file with write, makes it durable and renames
 // it to dir/name. The temp file never outlives a failure.
-func (s *Store) writeAndCommit(ctx context.Context, op, key, dir, name string, write func(*os.File) error) (err error) {
+func (s *Store) writeAndCommit(ctx context.Context, op, key, dir, name string, write func(*os.File) error) error {
+	return s.writeThen(ctx, op, key, write, func(tmpPath string) error { return s.commit(tmpPath, dir, name) })
+}
+
+// writeThen fills a temp file with write, makes it durable and hands it to
+// commit. The temp file never outlives a failure.
+func (s *Store) writeThen(ctx context.Context, op, key string, write func(*os.File) error, commit func(tmpPath string) error) (err error) {
 	f, err := os.CreateTemp(s.tmp, op+"-*")
 	if err != nil {
 		return classify(fmt.Errorf("%s: %s %s: %w", s, op, key, err))
@@ -419,7 +428,7 @@ func (s *Store) writeAndCommit(ctx context.Context, op, key, dir, name string, w
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	return s.commit(tmpPath, dir, name)
+	return commit(tmpPath)
 }
 
 // commit renames a durable temp file into place and makes the rename
@@ -551,7 +560,114 @@ func (s *Store) Stat(ctx context.Context, key string) (objstore.ObjectInfo, erro
 		}
 		return objstore.ObjectInfo{}, classify(fmt.Errorf("%s: stat %s: %w", s, key, err))
 	}
-	return objstore.ObjectInfo{Key: key, Size: info.Size(), ModTime: info.ModTime(), Metadata: meta}, nil
+	return objstore.ObjectInfo{Key: key, Size: info.Size(), ModTime: info.ModTime(), ETag: etagOf(info), Metadata: meta}, nil
+}
+
+// etagOf names one version of an object's file: every Put renames a new
+// file (a new inode) into place, and renaming or changing the metadata
+// changes its ctime.
+func etagOf(info os.FileInfo) string {
+	st, ok := info.Sys().(*syscall.Stat_t)
+	if !ok {
+		return ""
+	}
+	return fmt.Sprintf("%x-%x-%x", st.Ino, st.Ctim.Nano(), info.Size())
+}
+
+// lockName is the file conditional puts lock, in the store's root, so that
+// they are atomic also between processes sharing the directory.
+const lockName = ".lock"
+
+// PutIfAbsent implements objstore.ConditionalPutter.
+func (s *Store) PutIfAbsent(ctx context.Context, key string, r io.ReadSeeker, size int64) (string, error) {
+	return s.putIf(ctx, "put if absent", key, r, size, func(cur os.FileInfo) string {
+		if cur != nil {
+			return "an object exists"
+		}
+		return ""
+	})
+}
+
+// PutIfMatch implements objstore.ConditionalPutter.
+func (s *Store) PutIfMatch(ctx context.Context, key string, r io.ReadSeeker, size int64, etag string) (string, error) {
+	return s.putIf(ctx, "put if match", key, r, size, func(cur os.FileInfo) string {
+		if cur == nil {
+			return "no object"
+		}
+		if now := etagOf(cur); now != etag {
+			return fmt.Sprintf("ETag is %s, not %s", now, etag)
+		}
+		return ""
+	})
+}
+
+// putIf writes the temp file, then, holding the store's lock, checks the
+// object in place with refuse (nil when there is none) and renames the
+// temp file over it unless refuse says why not.
+func (s *Store) putIf(ctx context.Context, op, key string, r io.ReadSeeker, size int64, refuse func(cur os.FileInfo) string) (string, error) {
+	dir, name, err := s.location(key)
+	if err != nil {
+		return "", err
+	}
+	if size < 0 {
+		return "", errkind.Mark(errkind.Permanent, fmt.Errorf("%s: %s %s: negative size %d", s, op, key, size))
+	}
+	target := filepath.Join(dir, name)
+	var etag string
+	err = s.writeThen(ctx, op, key, func(f *os.File) error {
+		n, err := io.CopyN(f, ctxReader{ctx, r}, size)
+		if err != nil {
+			return fmt.Errorf("wrote %d of %d bytes: %w", n, size, err)
+		}
+		return nil
+	}, func(tmpPath string) error {
+		unlock, err := s.lock()
+		if err != nil {
+			return err
+		}
+		defer unlock()
+		cur, err := os.Lstat(target)
+		switch {
+		case isMissing(err):
+			cur = nil
+		case err != nil:
+			return err
+		case !cur.Mode().IsRegular():
+			cur = nil
+		}
+		if why := refuse(cur); why != "" {
+			return errkind.Mark(errkind.PreconditionFailed, fmt.Errorf("%s: %w", why, objstore.ErrPreconditionFailed))
+		}
+		if err := s.commit(tmpPath, dir, name); err != nil {
+			return err
+		}
+		info, err := os.Lstat(target)
+		if err != nil {
+			return err
+		}
+		etag = etagOf(info)
+		return nil
+	})
+	return etag, err
+}
+
+// lock takes the store's lock file, shared with other processes.
+func (s *Store) lock() (unlock func(), err error) {
+	f, err := os.OpenFile(filepath.Join(s.root, lockName), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	for {
+		err = unix.Flock(int(f.Fd()), unix.LOCK_EX)
+		if !errors.Is(err, unix.EINTR) {
+			break
+		}
+	}
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { f.Close() }, nil
 }
 
 // Delete implements objstore.Store. It removes the directories the delete

@@ -1,5 +1,6 @@
 // Package mem is an in-memory object store for tests. It is safe for
-// concurrent use and implements objstore.Copier and objstore.StorageClasser.
+// concurrent use and implements objstore.Copier, objstore.StorageClasser and
+// objstore.ConditionalPutter.
 package mem
 
 import (
@@ -53,28 +54,64 @@ func (s *Store) Put(ctx context.Context, key string, r io.ReadSeeker, size int64
 
 // PutMeta implements objstore.MetadataPutter.
 func (s *Store) PutMeta(ctx context.Context, key string, r io.ReadSeeker, size int64, meta map[string]string) error {
+	_, err := s.put(ctx, "put", key, r, size, meta, nil)
+	return err
+}
+
+// PutIfAbsent implements objstore.ConditionalPutter.
+func (s *Store) PutIfAbsent(ctx context.Context, key string, r io.ReadSeeker, size int64) (string, error) {
+	return s.put(ctx, "put if absent", key, r, size, nil, func(o *object) string {
+		if o != nil {
+			return "an object exists"
+		}
+		return ""
+	})
+}
+
+// PutIfMatch implements objstore.ConditionalPutter.
+func (s *Store) PutIfMatch(ctx context.Context, key string, r io.ReadSeeker, size int64, etag string) (string, error) {
+	return s.put(ctx, "put if match", key, r, size, nil, func(o *object) string {
+		switch {
+		case o == nil:
+			return "no object"
+		case o.etag != etag:
+			return fmt.Sprintf("ETag is %s, not %s", o.etag, etag)
+		}
+		return ""
+	})
+}
+
+// put stores an object if refuse, called under the lock with the object
+// there (nil if none), returns "", and returns the new object's ETag.
+func (s *Store) put(ctx context.Context, op, key string, r io.ReadSeeker, size int64, meta map[string]string, refuse func(*object) string) (string, error) {
 	if err := objstore.ValidKey(key); err != nil {
-		return err
+		return "", err
 	}
 	if err := objstore.ValidMetadata(meta); err != nil {
-		return fmt.Errorf("%s: put %s: %w", s, key, err)
+		return "", fmt.Errorf("%s: %s %s: %w", s, op, key, err)
 	}
 	if size < 0 {
-		return fmt.Errorf("%s: put %s: negative size %d", s, key, size)
+		return "", fmt.Errorf("%s: %s %s: negative size %d", s, op, key, size)
 	}
 	data := make([]byte, size)
 	if _, err := io.ReadFull(r, data); err != nil {
-		return fmt.Errorf("%s: put %s: read %d bytes: %w", s, key, size, err)
+		return "", fmt.Errorf("%s: %s %s: read %d bytes: %w", s, op, key, size, err)
 	}
 	// A cancelled caller must not leave an object behind.
 	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("%s: put %s: %w", s, key, err)
+		return "", fmt.Errorf("%s: %s %s: %w", s, op, key, err)
 	}
 	sum := md5.Sum(data)
+	etag := hex.EncodeToString(sum[:])
 	s.mu.Lock()
-	s.objects[key] = &object{data: data, modTime: s.now(), etag: hex.EncodeToString(sum[:]), meta: maps.Clone(meta)}
-	s.mu.Unlock()
-	return nil
+	defer s.mu.Unlock()
+	if refuse != nil {
+		if why := refuse(s.objects[key]); why != "" {
+			return "", objstore.PreconditionFailed(s, op, key, why)
+		}
+	}
+	s.objects[key] = &object{data: data, modTime: s.now(), etag: etag, meta: maps.Clone(meta)}
+	return etag, nil
 }
 
 func (s *Store) lookup(key string) (*object, error) {
@@ -126,10 +163,11 @@ func (o *object) info(key string) objstore.ObjectInfo {
 // List implements objstore.Store. It lists a snapshot taken at the start, so
 // fn may call back into the store.
 func (s *Store) List(ctx context.Context, prefix string, fn func(objstore.ObjectInfo) error) error {
+	after := objstore.ListStart(ctx)
 	s.mu.RLock()
 	var infos []objstore.ObjectInfo
 	for k, o := range s.objects {
-		if strings.HasPrefix(k, prefix) {
+		if strings.HasPrefix(k, prefix) && k > after {
 			infos = append(infos, o.info(k))
 		}
 	}

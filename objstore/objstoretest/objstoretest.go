@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gatewayd/gatewayd/errkind"
 	"github.com/gatewayd/gatewayd/objstore"
 )
 
@@ -57,6 +58,8 @@ func Run(t *testing.T, newStore func(t *testing.T) objstore.Store) {
 		{"StorageClass", testStorageClass},
 		{"Metadata", testMetadata},
 		{"ListDir", testListDir},
+		{"ConditionalPut", testConditionalPut},
+		{"ConditionalPutRace", testConditionalPutRace},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -787,4 +790,162 @@ func testListDir(t *testing.T, s objstore.Store) {
 	if err := objstore.ListDir(ctxT(t), s, "ld", func(objstore.ObjectInfo, bool) error { return nil }); err == nil {
 		t.Fatal("list dir of a prefix without a trailing / succeeded")
 	}
+}
+
+func conditional(t *testing.T, s objstore.Store) objstore.ConditionalPutter {
+	t.Helper()
+	cp, ok := s.(objstore.ConditionalPutter)
+	if !ok {
+		t.Fatalf("%s does not implement objstore.ConditionalPutter", s)
+	}
+	return cp
+}
+
+func mustPreconditionFailed(t *testing.T, what string, err error) {
+	t.Helper()
+	if !objstore.IsPreconditionFailed(err) || !errors.Is(err, objstore.ErrPreconditionFailed) {
+		t.Fatalf("%s: got %v, want a precondition failure", what, err)
+	}
+	if errkind.IsRetryable(err) {
+		t.Fatalf("%s: a precondition failure is marked retryable: %v", what, err)
+	}
+}
+
+func statETag(t *testing.T, s objstore.Store, key string) string {
+	t.Helper()
+	oi, err := s.Stat(ctxT(t), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if oi.ETag == "" {
+		t.Fatalf("stat %s: empty ETag on a store with conditional puts", key)
+	}
+	return oi.ETag
+}
+
+func testConditionalPut(t *testing.T, s objstore.Store) {
+	cp := conditional(t, s)
+	ctx := ctxT(t)
+	putIfAbsent := func(key string, b []byte) (string, error) {
+		return cp.PutIfAbsent(ctx, key, bytes.NewReader(b), int64(len(b)))
+	}
+	putIfMatch := func(key string, b []byte, etag string) (string, error) {
+		return cp.PutIfMatch(ctx, key, bytes.NewReader(b), int64(len(b)), etag)
+	}
+
+	// Create when absent; the ETag returned is the one Stat reports.
+	first := []byte(`{"holder":"a"}`)
+	etag1, err := putIfAbsent("cond/lease", first)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if etag1 == "" || etag1 != statETag(t, s, "cond/lease") {
+		t.Fatalf("put if absent returned ETag %q, stat says %q", etag1, statETag(t, s, "cond/lease"))
+	}
+	mustEqual(t, "created", getRange(t, s, "cond/lease", 0, -1), first)
+
+	// A second create fails and leaves the object alone.
+	_, err = putIfAbsent("cond/lease", []byte("second"))
+	mustPreconditionFailed(t, "put if absent over an object", err)
+	mustEqual(t, "after a refused create", getRange(t, s, "cond/lease", 0, -1), first)
+
+	// Replace with the current ETag.
+	second := []byte(`{"holder":"a","renewed":1}`)
+	etag2, err := putIfMatch("cond/lease", second, etag1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if etag2 == "" || etag2 == etag1 || etag2 != statETag(t, s, "cond/lease") {
+		t.Fatalf("put if match returned ETag %q (before %q), stat says %q", etag2, etag1, statETag(t, s, "cond/lease"))
+	}
+	mustEqual(t, "replaced", getRange(t, s, "cond/lease", 0, -1), second)
+
+	// A stale ETag loses.
+	_, err = putIfMatch("cond/lease", []byte("stale"), etag1)
+	mustPreconditionFailed(t, "put if match with a stale ETag", err)
+	mustEqual(t, "after a refused replace", getRange(t, s, "cond/lease", 0, -1), second)
+
+	// A plain Put in between changes the ETag the next If-Match needs.
+	third := []byte(`{"holder":"b"}`)
+	put(t, s, "cond/lease", third)
+	_, err = putIfMatch("cond/lease", []byte("after a put"), etag2)
+	mustPreconditionFailed(t, "put if match after a plain put", err)
+	etag3, err := putIfMatch("cond/lease", []byte(`{"holder":"a"}`), statETag(t, s, "cond/lease"))
+	if err != nil {
+		t.Fatalf("put if match with the ETag stat gave: %v", err)
+	}
+	// The same bytes again still need the current ETag.
+	if _, err := putIfMatch("cond/lease", []byte(`{"holder":"a"}`), etag3); err != nil {
+		t.Fatalf("put if match of the same bytes: %v", err)
+	}
+
+	// If-Match on a missing key fails and creates nothing.
+	_, err = putIfMatch("cond/missing", []byte("x"), etag1)
+	mustPreconditionFailed(t, "put if match of a missing key", err)
+	mustNotFound(t, s, "cond/missing")
+
+	// After a delete the key can be created again.
+	if err := s.Delete(ctx, "cond/lease"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := putIfAbsent("cond/lease", first); err != nil {
+		t.Fatalf("put if absent after delete: %v", err)
+	}
+	mustEqual(t, "recreated", getRange(t, s, "cond/lease", 0, -1), first)
+
+	if _, err := putIfAbsent("cond/../x", first); err == nil {
+		t.Fatal("put if absent of an invalid key succeeded")
+	}
+}
+
+// Of writers racing on one key with the same condition, at most one wins,
+// and what the key holds is the winner's. (At most: through a retrying
+// decorator, a winner whose answer was lost retries and then loses.)
+func testConditionalPutRace(t *testing.T, s objstore.Store) {
+	cp := conditional(t, s)
+	ctx := ctxT(t)
+	const writers = 8
+	race := func(what string, write func(i int, b []byte) error) {
+		t.Helper()
+		var mu sync.Mutex
+		winners := []int{}
+		var wg sync.WaitGroup
+		for i := range writers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				// Payloads differ between rounds: an ETag may be the
+				// bytes' hash, and the same bytes again would match.
+				err := write(i, []byte(fmt.Sprintf("%s: writer %d", what, i)))
+				switch {
+				case err == nil:
+					mu.Lock()
+					winners = append(winners, i)
+					mu.Unlock()
+				case !objstore.IsPreconditionFailed(err):
+					t.Errorf("%s: writer %d: %v", what, i, err)
+				}
+			}()
+		}
+		wg.Wait()
+		if len(winners) > 1 {
+			t.Fatalf("%s: writers %v all won", what, winners)
+		}
+		got := string(getRange(t, s, "race/lease", 0, -1))
+		if len(winners) == 1 && got != fmt.Sprintf("%s: writer %d", what, winners[0]) {
+			t.Fatalf("%s: writer %d won, the object holds %q", what, winners[0], got)
+		}
+		if !strings.HasPrefix(got, what+": writer ") {
+			t.Fatalf("%s: the object holds %q", what, got)
+		}
+	}
+	race("put if absent", func(i int, b []byte) error {
+		_, err := cp.PutIfAbsent(ctx, "race/lease", bytes.NewReader(b), int64(len(b)))
+		return err
+	})
+	etag := statETag(t, s, "race/lease")
+	race("put if match", func(i int, b []byte) error {
+		_, err := cp.PutIfMatch(ctx, "race/lease", bytes.NewReader(b), int64(len(b)), etag)
+		return err
+	})
 }

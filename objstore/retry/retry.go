@@ -138,6 +138,41 @@ func (s *store) PutMeta(ctx context.Context, key string, r io.ReadSeeker, size i
 	return s.do(ctx, "put", key, rewind, func() error { return objstore.PutWith(ctx, s.inner, key, r, size, meta) })
 }
 
+// PutIfAbsent implements objstore.ConditionalPutter. A precondition
+// failure is not retryable, so it comes back at once.
+func (s *store) PutIfAbsent(ctx context.Context, key string, r io.ReadSeeker, size int64) (etag string, err error) {
+	cp := objstore.InnerConditionalPutter(s.inner)
+	err = s.putRewinding(ctx, "put if absent", key, r, func() (err error) {
+		etag, err = cp.PutIfAbsent(ctx, key, r, size)
+		return err
+	})
+	return etag, err
+}
+
+// PutIfMatch implements objstore.ConditionalPutter.
+func (s *store) PutIfMatch(ctx context.Context, key string, r io.ReadSeeker, size int64, etag string) (newETag string, err error) {
+	cp := objstore.InnerConditionalPutter(s.inner)
+	err = s.putRewinding(ctx, "put if match", key, r, func() (err error) {
+		newETag, err = cp.PutIfMatch(ctx, key, r, size, etag)
+		return err
+	})
+	return newETag, err
+}
+
+// putRewinding retries attempt, rewinding r before each new one.
+func (s *store) putRewinding(ctx context.Context, op, key string, r io.ReadSeeker, attempt func() error) error {
+	start, err := r.Seek(0, io.SeekCurrent)
+	if err != nil {
+		return errkind.Mark(errkind.Permanent, fmt.Errorf("%s: %s %s: reader cannot seek: %w", s, op, key, err))
+	}
+	return s.do(ctx, op, key, func() error {
+		if _, err := r.Seek(start, io.SeekStart); err != nil {
+			return errkind.Mark(errkind.Permanent, fmt.Errorf("%s: %s %s: rewind reader: %w", s, op, key, err))
+		}
+		return nil
+	}, attempt)
+}
+
 func (s *store) Get(ctx context.Context, key string, offset, length int64) (io.ReadCloser, error) {
 	var rc io.ReadCloser
 	err := s.do(ctx, "get", key, nil, func() error {

@@ -146,6 +146,9 @@ func (s *Store) List(ctx context.Context, prefix string, fn func(objstore.Object
 		Prefix:  aws.String(s.prefix + prefix),
 		MaxKeys: aws.Int32(s.cfg.ListPageSize),
 	}
+	if after := objstore.ListStart(ctx); after != "" {
+		in.StartAfter = aws.String(s.prefix + after) // a retry resuming a listing
+	}
 	for {
 		out, err := s.client.ListObjectsV2(ctx, in)
 		if err != nil {
@@ -181,6 +184,9 @@ func (s *Store) ListDir(ctx context.Context, prefix string, fn func(objstore.Obj
 		Prefix:    aws.String(s.prefix + prefix),
 		Delimiter: aws.String("/"),
 		MaxKeys:   aws.Int32(s.cfg.ListPageSize),
+	}
+	if after := objstore.ListStart(ctx); after != "" {
+		in.StartAfter = aws.String(s.prefix + after)
 	}
 	type item struct {
 		oi       objstore.ObjectInfo
@@ -401,4 +407,60 @@ func (w *window) Seek(offset int64, whence int) (int64, error) {
 	w.pos = offset
 	w.seeked = false
 	return offset, nil
+}
+
+// PutIfAbsent implements objstore.ConditionalPutter with If-None-Match: *.
+func (s *Store) PutIfAbsent(ctx context.Context, key string, r io.ReadSeeker, size int64) (string, error) {
+	return s.putIf(ctx, "put if absent", key, r, size, func(in *awss3.PutObjectInput) { in.IfNoneMatch = aws.String("*") })
+}
+
+// PutIfMatch implements objstore.ConditionalPutter with If-Match.
+func (s *Store) PutIfMatch(ctx context.Context, key string, r io.ReadSeeker, size int64, etag string) (string, error) {
+	if etag == "" {
+		return "", errkind.Mark(errkind.Permanent, fmt.Errorf("%s: put if match %s: empty ETag", s, key))
+	}
+	return s.putIf(ctx, "put if match", key, r, size, func(in *awss3.PutObjectInput) { in.IfMatch = aws.String(`"` + etag + `"`) })
+}
+
+// putIf is a single PutObject with the condition set by cond: S3 checks
+// conditions on PutObject and CompleteMultipartUpload only, and these
+// objects are small.
+func (s *Store) putIf(ctx context.Context, op, key string, r io.ReadSeeker, size int64, cond func(*awss3.PutObjectInput)) (string, error) {
+	if err := objstore.ValidKey(key); err != nil {
+		return "", err
+	}
+	if size < 0 || size > s.cfg.MultipartThreshold {
+		return "", errkind.Mark(errkind.Permanent, fmt.Errorf("%s: %s %s: %d bytes: conditional puts take at most %d", s, op, key, size, s.cfg.MultipartThreshold))
+	}
+	start, err := r.Seek(0, io.SeekCurrent)
+	if err != nil {
+		return "", errkind.Mark(errkind.Permanent, fmt.Errorf("%s: %s %s: reader cannot seek: %w", s, op, key, err))
+	}
+	in := &awss3.PutObjectInput{
+		Bucket:        aws.String(s.cfg.Bucket),
+		Key:           s.fullKey(key),
+		Body:          &window{r: r, start: start, size: size},
+		ContentLength: aws.Int64(size),
+	}
+	if s.cfg.StorageClass != "" {
+		in.StorageClass = types.StorageClass(s.cfg.StorageClass)
+	}
+	cond(in)
+	out, err := s.client.PutObject(ctx, in)
+	if err != nil {
+		if ctx.Err() == nil {
+			switch status := httpStatus(err); {
+			case status == http.StatusPreconditionFailed:
+				return "", objstore.PreconditionFailed(s, op, key, apiCode(err))
+			case status == http.StatusNotFound && in.IfMatch != nil && !notKeyCodes[apiCode(err)]:
+				// If-Match on a missing key.
+				return "", objstore.PreconditionFailed(s, op, key, "no object")
+			case status == http.StatusConflict && apiCode(err) == "ConditionalRequestConflict":
+				// Another conditional write to the key is in progress.
+				return "", errkind.Mark(errkind.Retryable, fmt.Errorf("%s: %s %s: %w", s, op, key, err))
+			}
+		}
+		return "", s.classify(ctx, op, key, err)
+	}
+	return trimETag(out.ETag), nil
 }
