@@ -38,6 +38,15 @@ func NewTCPClient(addr, token string) *Client {
 	return &Client{base: "http://" + addr, token: token, hc: &http.Client{}, where: addr}
 }
 
+// APIError is an error answer of the API. Its message is the service's
+// own, without a prefix: the CLI adds its one "gatewayd:".
+type APIError struct {
+	Code    int // HTTP status
+	Message string
+}
+
+func (e *APIError) Error() string { return e.Message }
+
 // ErrNotRunning means no gateway answers on the socket.
 var ErrNotRunning = errors.New("gatewayd is not running")
 
@@ -78,9 +87,9 @@ func (c *Client) Do(ctx context.Context, method, path string, in, out any) error
 	if resp.StatusCode >= 400 {
 		var e apiError
 		if json.Unmarshal(b, &e) == nil && e.Error != "" {
-			return fmt.Errorf("gatewayd: %s", e.Error)
+			return &APIError{Code: resp.StatusCode, Message: e.Error}
 		}
-		return fmt.Errorf("gatewayd: %s", resp.Status)
+		return &APIError{Code: resp.StatusCode, Message: fmt.Sprintf("admin API at %s: %s", c.where, resp.Status)}
 	}
 	if out != nil {
 		if err := json.Unmarshal(b, out); err != nil {

@@ -119,6 +119,7 @@ func (s *Server) tcpHandler() http.Handler {
 		mux.Handle("POST /console/logout", s.consoleClient(http.HandlerFunc(s.logout)))
 		mux.Handle("GET /console/session", s.consoleClient(http.HandlerFunc(s.session)))
 	}
+	mux.Handle("GET /healthz", s.loopbackHealthz(s.authorize(s.mux)))
 	mux.Handle("/", s.authorize(s.mux))
 	return mux
 }

@@ -5,7 +5,9 @@
 // It serves /healthz (the health registry), /metrics (Prometheus) and
 // /v1/status; subsystems add their own /v1/... handlers with Handle. The
 // TCP listener also serves the web console (admin/console) and its
-// logins (console.go). The package also holds the Client the CLI uses.
+// logins (console.go); of the API it answers only /healthz without the
+// token, and only to clients on a loopback address. The package also
+// holds the Client the CLI uses.
 package admin
 
 import (
@@ -72,6 +74,10 @@ type Server struct {
 	tcp  net.Listener
 
 	sessions *sessions
+
+	// life ends when Serve's context does (see Detach).
+	life    context.Context
+	endLife context.CancelFunc
 }
 
 // Listen opens the unix socket (and the TCP listener when configured). It
@@ -94,6 +100,7 @@ func Listen(opts Options) (*Server, error) {
 		return nil, fmt.Errorf("admin: console %q: want loopback, any or off", opts.Console)
 	}
 	s := &Server{opts: opts, mux: http.NewServeMux(), sessions: &sessions{m: map[string]Session{}, now: opts.Clock.Now}}
+	s.life, s.endLife = context.WithCancel(context.Background())
 	s.mux.HandleFunc("GET /healthz", s.healthz)
 	s.mux.HandleFunc("GET /v1/status", s.status)
 	if opts.Metrics != nil {
@@ -130,6 +137,8 @@ func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, 
 // Serve answers requests until ctx ends, then shuts down, letting requests in
 // flight finish for a few seconds.
 func (s *Server) Serve(ctx context.Context) error {
+	stopLife := context.AfterFunc(ctx, s.endLife)
+	defer stopLife()
 	// The unix socket (owner only) also serves Go's profiler, for
 	// diagnosing a slow gateway in place: curl --unix-socket ... /debug/pprof/.
 	local := http.NewServeMux()
@@ -169,6 +178,16 @@ func (s *Server) Serve(ctx context.Context) error {
 	return serveErr
 }
 
+// Detach returns a context for work a request starts that must go on when
+// its client goes away (a snapshot the user pressed Ctrl-C on): it keeps
+// r's values, is not cancelled with r, and ends when the server stops
+// serving. Call cancel when the work is done.
+func (s *Server) Detach(r *http.Request) (ctx context.Context, cancel context.CancelFunc) {
+	ctx, cancel = context.WithCancel(context.WithoutCancel(r.Context()))
+	stop := context.AfterFunc(s.life, cancel)
+	return ctx, func() { stop(); cancel() }
+}
+
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 	states, worst := s.health()
 	code := http.StatusOK
@@ -176,6 +195,19 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 		code = http.StatusServiceUnavailable
 	}
 	writeJSON(w, code, map[string]any{"overall": worst, "subsystems": states})
+}
+
+// loopbackHealthz answers /healthz on the TCP listener without the token
+// to clients on a loopback address (a local load balancer's or
+// supervisor's probe); other clients go through authorized.
+func (s *Server) loopbackHealthz(authorized http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if fromLoopback(r) && r.Header.Get("Authorization") == "" {
+			s.healthz(w, r)
+			return
+		}
+		authorized.ServeHTTP(w, r)
+	})
 }
 
 func (s *Server) status(w http.ResponseWriter, r *http.Request) {

@@ -128,3 +128,43 @@ func TestSocketOwnership(t *testing.T) {
 		t.Fatalf("client of a missing gateway: %v", err)
 	}
 }
+
+// /healthz on the TCP listener answers a loopback client without the
+// token (a local probe), and nothing else does.
+func TestTCPHealthzWithoutTokenOnLoopback(t *testing.T) {
+	for _, mode := range []string{ConsoleLoopback, ConsoleOff} {
+		_, h := consoleServer(t, mode, nil)
+		const remote, local, local6 = "192.0.2.7:40000", "127.0.0.1:40000", "[::1]:40000"
+		for _, c := range []struct {
+			method, path, from string
+			hdr                map[string]string
+			want               int
+		}{
+			{"GET", "/healthz", local, nil, http.StatusOK},
+			{"GET", "/healthz", local6, nil, http.StatusOK},
+			{"GET", "/healthz", remote, nil, http.StatusUnauthorized},
+			{"GET", "/healthz", remote, map[string]string{"Authorization": "Bearer 0123456789abcdef0123"}, http.StatusOK},
+			{"GET", "/healthz", local, map[string]string{"Authorization": "Bearer wrong"}, http.StatusUnauthorized},
+			{"GET", "/v1/status", local, nil, http.StatusUnauthorized},
+			{"GET", "/v1/thing", local, nil, http.StatusUnauthorized},
+			{"POST", "/healthz", local, nil, http.StatusUnauthorized},
+		} {
+			if w := send(h, c.method, c.path, c.from, c.hdr, ""); w.Code != c.want {
+				t.Errorf("console %s: %s %s from %s: %d, want %d (%s)", mode, c.method, c.path, c.from, w.Code, c.want, w.Body)
+			}
+		}
+	}
+}
+
+// Error answers carry the service's message alone: the CLI adds the one
+// "gatewayd:" prefix.
+func TestClientErrorHasNoPrefix(t *testing.T) {
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "admin.sock")
+	startServer(t, Options{SocketPath: sock})
+	err := NewUnixClient(sock).Do(context.Background(), http.MethodGet, "/v1/nothing-here", nil, nil)
+	var ae *APIError
+	if !errors.As(err, &ae) || ae.Code != http.StatusNotFound || strings.HasPrefix(err.Error(), "gatewayd") {
+		t.Fatalf("error answer: %#v", err)
+	}
+}

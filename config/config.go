@@ -470,31 +470,86 @@ func (c *Config) ParseStoreURL() (StoreURL, error) {
 // ByteSize is a size in bytes that reads "16MiB", "1G", "512k" or a plain number.
 type ByteSize int64
 
+// sizeUnits are the units ParseByteSize takes, in any letter case: a
+// bare letter or "iB" is binary (5G = 5GiB = 5×2³⁰), "B" after the
+// letter is decimal (5GB = 5×10⁹), as disks are sold.
 var sizeUnits = []struct {
 	suffix string
 	mult   int64
 }{
-	{"TiB", 1 << 40}, {"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10},
-	{"TB", 1e12}, {"GB", 1e9}, {"MB", 1e6}, {"KB", 1e3},
-	{"T", 1 << 40}, {"G", 1 << 30}, {"M", 1 << 20}, {"K", 1 << 10}, {"k", 1 << 10},
-	{"B", 1},
+	{"pib", 1 << 50}, {"tib", 1 << 40}, {"gib", 1 << 30}, {"mib", 1 << 20}, {"kib", 1 << 10},
+	{"pb", 1e15}, {"tb", 1e12}, {"gb", 1e9}, {"mb", 1e6}, {"kb", 1e3},
+	{"p", 1 << 50}, {"t", 1 << 40}, {"g", 1 << 30}, {"m", 1 << 20}, {"k", 1 << 10},
+	{"b", 1},
 }
 
-// ParseByteSize parses a size such as "16MiB".
-func ParseByteSize(s string) (ByteSize, error) {
-	s = strings.TrimSpace(s)
+// SizeSyntax says what ParseByteSize takes; its errors end with it.
+const SizeSyntax = "want a whole number of bytes with an optional unit: 512M, 5G or 5GiB (binary), 5GB (decimal)"
+
+// ParseByteSize parses a size such as "16MiB", "5g", "5GB" or "4096". Its
+// error quotes the input as given.
+func ParseByteSize(in string) (ByteSize, error) {
+	s := strings.TrimSpace(in)
 	mult := int64(1)
+	lower := strings.ToLower(s)
 	for _, u := range sizeUnits {
-		if strings.HasSuffix(s, u.suffix) {
-			s, mult = strings.TrimSpace(strings.TrimSuffix(s, u.suffix)), u.mult
+		if strings.HasSuffix(lower, u.suffix) {
+			s, mult = strings.TrimSpace(s[:len(s)-len(u.suffix)]), u.mult
 			break
 		}
 	}
+	if strings.HasPrefix(s, "-") {
+		return 0, fmt.Errorf("invalid size %q: a size cannot be negative", in)
+	}
+	if s == "" || strings.HasPrefix(s, "+") {
+		return 0, fmt.Errorf("invalid size %q: %s", in, SizeSyntax)
+	}
 	n, err := strconv.ParseInt(s, 10, 64)
-	if err != nil || n < 0 || (mult > 1 && n > (1<<62)/mult) {
-		return 0, fmt.Errorf("invalid size %q", s)
+	if err != nil {
+		return 0, fmt.Errorf("invalid size %q: %s", in, SizeSyntax)
+	}
+	if n > (1<<62)/mult {
+		return 0, fmt.Errorf("invalid size %q: more than 4EiB", in)
 	}
 	return ByteSize(n * mult), nil
+}
+
+// RoundUp rounds b up to a multiple of align.
+func (b ByteSize) RoundUp(align int64) ByteSize {
+	if align <= 1 || int64(b)%align == 0 {
+		return b
+	}
+	return ByteSize((int64(b)/align + 1) * align)
+}
+
+// Human is b for people to read: exact in the largest binary unit that
+// divides it ("8GiB", "16B"), else to three significant digits
+// ("128MiB", "1.50GiB"). Machine output (JSON, the config file) keeps
+// exact bytes.
+func (b ByteSize) Human() string {
+	n := int64(b)
+	sign := ""
+	if n < 0 {
+		sign, n = "-", -n
+	}
+	units := []string{"B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"}
+	i := 0
+	for i+1 < len(units) && n >= int64(1)<<(10*(i+1)) {
+		i++
+	}
+	div := int64(1) << (10 * i)
+	if n%div == 0 {
+		return sign + strconv.FormatInt(n/div, 10) + units[i]
+	}
+	v := float64(n) / float64(div)
+	prec := 0
+	switch {
+	case v < 10:
+		prec = 2
+	case v < 100:
+		prec = 1
+	}
+	return sign + strconv.FormatFloat(v, 'f', prec, 64) + units[i]
 }
 
 func (b ByteSize) String() string {

@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -92,15 +93,44 @@ func TestLoadMissingAndUnreadable(t *testing.T) {
 }
 
 func TestByteSize(t *testing.T) {
-	for in, want := range map[string]ByteSize{"0": 0, "512": 512, "4k": 4096, "16MiB": 16 << 20, "1G": 1 << 30, "2GB": 2e9} {
+	for in, want := range map[string]ByteSize{"0": 0, "512": 512, "512B": 512, "4k": 4096, "100k": 100 << 10, "100K": 100 << 10,
+		"16MiB": 16 << 20, "512M": 512 << 20, "512m": 512 << 20, "1G": 1 << 30, "2GB": 2e9,
+		"5g": 5 << 30, "5G": 5 << 30, "5GiB": 5 << 30, "5gib": 5 << 30, "5GB": 5e9, "5gb": 5e9, "5 G": 5 << 30, " 7T ": 7 << 40, "1KB": 1000} {
 		got, err := ParseByteSize(in)
 		if err != nil || got != want {
 			t.Errorf("ParseByteSize(%q) = %v, %v; want %v", in, got, err, want)
 		}
 	}
-	for _, in := range []string{"", "-1", "1.5G", "99999999999T", "MiB"} {
-		if _, err := ParseByteSize(in); err == nil {
+	// Errors quote the input as typed and say what is wanted.
+	for in, why := range map[string]string{"": "whole number", "-1": "negative", "-5G": "negative", "1.5G": "whole number",
+		"99999999999T": "more than", "MiB": "whole number", "5X": "whole number", "G5": "whole number", "+5G": "whole number", "5 GiBs": "whole number"} {
+		_, err := ParseByteSize(in)
+		if err == nil {
 			t.Errorf("ParseByteSize(%q) accepted", in)
+			continue
+		}
+		if want := fmt.Sprintf("invalid size %q", in); !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), why) {
+			t.Errorf("ParseByteSize(%q): %q, want %q and %q", in, err, want, why)
+		}
+	}
+	// The config file takes the same sizes.
+	c := Default("/data")
+	if err := Parse([]byte("cache:\n  size: 5g\nstore:\n  upload_limit: 10MB\n"), c); err != nil || c.Cache.Size != 5<<30 || c.Store.UploadLimit != 10e6 {
+		t.Fatalf("sizes in gatewayd.yaml: %v %+v", err, c)
+	}
+}
+
+func TestByteSizeRoundUpHuman(t *testing.T) {
+	if got := ByteSize(5000).RoundUp(4096); got != 8192 {
+		t.Errorf("RoundUp(5000, 4096) = %d", got)
+	}
+	if got := ByteSize(8192).RoundUp(4096); got != 8192 {
+		t.Errorf("RoundUp(8192, 4096) = %d", got)
+	}
+	for n, want := range map[int64]string{0: "0B", 16: "16B", 1023: "1023B", 1024: "1KiB", 1536: "1.50KiB", 8 << 30: "8GiB",
+		134221232: "128MiB", 3 << 20: "3MiB", 15*(1<<20) + 1: "15.0MiB", 1 << 40: "1TiB", -2048: "-2KiB"} {
+		if got := ByteSize(n).Human(); got != want {
+			t.Errorf("ByteSize(%d).Human() = %q, want %q", n, got, want)
 		}
 	}
 }

@@ -38,7 +38,11 @@ func registerSnapshotAPI(srv *admin.Server, vm *volume.Manager, store objstore.S
 			admin.WriteError(w, http.StatusBadRequest, err)
 			return
 		}
-		si, err := vm.CreateSnapshot(r.Context(), r.PathValue("name"), volume.SnapshotOptions{Description: req.Description})
+		// The snapshot goes on if its client goes away (Ctrl-C on
+		// `gatewayd snapshot create`); it stops only with the gateway.
+		ctx, cancel := srv.Detach(r)
+		defer cancel()
+		si, err := vm.CreateSnapshot(ctx, r.PathValue("name"), volume.SnapshotOptions{Description: req.Description})
 		if err != nil {
 			admin.WriteError(w, httpCode(err), err)
 			return
