@@ -181,7 +181,7 @@ func decodeBody(r *http.Request, v any) error {
 
 func httpCode(err error) int {
 	switch {
-	case errors.Is(err, volume.ErrExists):
+	case errors.Is(err, volume.ErrExists), errors.Is(err, volume.ErrDiskInUse):
 		return http.StatusConflict
 	case errkind.IsNotFound(err):
 		return http.StatusNotFound

@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/gatewayd/gatewayd/internal/diskclaim"
 	"github.com/gatewayd/gatewayd/objstore"
 )
 
@@ -23,12 +24,27 @@ import (
 // and written as zeroes on an existing one. Progress is kept in a state
 // file beside the target (<target>.gatewayd-restore), written after the
 // target is fsynced, so an interrupted restore resumes where it stopped.
+//
+// The target is held while it is written (diskclaim: flock on a file,
+// O_EXCL on a block device), the same hold a gateway keeps on its stored
+// volumes' disks, so a restore never writes a disk a gateway on this host
+// serves, nor one another restore is writing. A target that already holds
+// data is refused unless Force is set (see targetEmpty).
 
 // RestoreOptions tune RestoreToFile.
 type RestoreOptions struct {
 	Parallel int                   // chunk downloads at once (default 8)
 	Progress func(RestoreProgress) // called about twice a second and at the end
+	// Force writes over a target that already holds data.
+	Force bool
 }
+
+// ErrTargetNotEmpty says a restore target holds data and Force was not set.
+var ErrTargetNotEmpty = errors.New("holds data; restore writes over all of it only with --force")
+
+// emptyProbe is how much of each end of an existing target is read to
+// tell whether it holds data.
+const emptyProbe = 1 << 20
 
 // RestoreProgress is how far a restore has come.
 type RestoreProgress struct {
@@ -76,7 +92,8 @@ func RestoreToFile(ctx context.Context, store objstore.Store, codec *Codec, id, 
 	if st != nil && (st.Snapshot != id || st.Chunks != nChunks || len(st.Done) != (nChunks+7)/8) {
 		return prog, fmt.Errorf("%s holds an interrupted restore of %s, not %s: finish it, or remove the file to start over", statePath, st.Snapshot, id)
 	}
-	f, fresh, err := openTarget(path, man.Size)
+	// A resumed restore's target holds the part written before: it is ours.
+	f, fresh, err := openTarget(path, man.Size, opts.Force || st != nil)
 	if err != nil {
 		return prog, err
 	}
@@ -249,47 +266,85 @@ func chunkLength(man Manifest, index uint64) int64 {
 	return min(int64(man.ChunkSize), man.Size-start)
 }
 
-// openTarget opens or creates the restore target. fresh says the target
-// reads as zeroes wherever nothing is written (a new or empty file).
-func openTarget(path string, size int64) (*os.File, bool, error) {
-	fi, err := os.Stat(path)
+// openTarget opens or creates the restore target and holds it. fresh
+// says the target reads as zeroes wherever nothing is written (a new or
+// empty file). Unless overwrite, an existing target that holds data is
+// refused.
+func openTarget(path string, size int64, overwrite bool) (*os.File, bool, error) {
+	d, err := diskclaim.Open(path)
 	if errors.Is(err, os.ErrNotExist) {
-		f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+		d, err = diskclaim.Create(path, 0o600)
 		if err != nil {
 			return nil, false, err
 		}
+		if err := d.File.Truncate(size); err != nil {
+			d.Close()
+			return nil, false, err
+		}
+		return d.File, true, nil
+	}
+	if errors.Is(err, diskclaim.ErrBusy) {
+		return nil, false, fmt.Errorf("restore target %w", err)
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	f := d.File
+	end, err := d.Size()
+	if err != nil {
+		f.Close()
+		return nil, false, err
+	}
+	if !overwrite {
+		empty, err := targetEmpty(f, end)
+		if err != nil {
+			f.Close()
+			return nil, false, err
+		}
+		if !empty {
+			f.Close()
+			return nil, false, fmt.Errorf("restore target %s (%s) %w", path, d.ID, ErrTargetNotEmpty)
+		}
+	}
+	if d.ID.Block {
+		if end < size {
+			f.Close()
+			return nil, false, fmt.Errorf("%s holds %d bytes, less than the snapshot's %d", path, end, size)
+		}
+		return f, false, nil
+	}
+	if end < size {
 		if err := f.Truncate(size); err != nil {
 			f.Close()
 			return nil, false, err
 		}
-		return f, true, nil
 	}
-	if err != nil {
-		return nil, false, err
+	return f, end == 0, nil
+}
+
+// targetEmpty tells whether an existing target holds no data: a file of
+// length 0, or a file or device whose first and last MiB read as zeroes.
+// The ends are where partition tables (MBR, GPT and its backup), file
+// system superblocks and LVM, RAID and LUKS labels live, so a disk in use
+// is caught without reading all of it; a disk whose ends are zero but
+// whose middle holds data is not, which is what --force is about.
+func targetEmpty(f *os.File, size int64) (bool, error) {
+	if size == 0 {
+		return true, nil
 	}
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
-	if err != nil {
-		return nil, false, err
-	}
-	if fi.Mode().IsRegular() {
-		if fi.Size() < size {
-			if err := f.Truncate(size); err != nil {
-				f.Close()
-				return nil, false, err
+	buf := make([]byte, min(size, emptyProbe))
+	for _, off := range []int64{0, max(0, size-emptyProbe)} {
+		n, err := f.ReadAt(buf, off)
+		if err != nil && !errors.Is(err, io.EOF) {
+			return false, fmt.Errorf("read %s: %w", f.Name(), err)
+		}
+		for _, b := range buf[:n] {
+			if b != 0 {
+				return false, nil
 			}
 		}
-		return f, fi.Size() == 0, nil
 	}
-	end, err := f.Seek(0, io.SeekEnd)
-	if err != nil {
-		f.Close()
-		return nil, false, err
-	}
-	if end < size {
-		f.Close()
-		return nil, false, fmt.Errorf("%s holds %d bytes, less than the snapshot's %d", path, end, size)
-	}
-	return f, false, nil
+	return true, nil
 }
 
 func readRestoreState(path string) (*restoreState, error) {

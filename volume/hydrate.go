@@ -102,6 +102,7 @@ func (v *Volume) ensureHydrated(ctx context.Context, index uint64) error {
 		n := min(cs, v.Size()-start)
 		if n > 0 {
 			if _, err := v.disk.WriteAt(data[:n], start); err != nil {
+				v.m.localWriteFailed(v, fmt.Sprintf("hydrate chunk %d", index), err)
 				return fmt.Errorf("volume %s: hydrate chunk %d: write disk: %w", v.info.Name, index, err)
 			}
 		}
@@ -135,6 +136,7 @@ func (v *Volume) commitHydrated(ctx context.Context) error {
 		h.mu.Unlock()
 	}
 	if err := v.disk.Sync(); err != nil {
+		v.m.localWriteFailed(v, "sync", err)
 		restore()
 		return fmt.Errorf("volume %s: sync disk: %w", v.info.Name, err)
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/gatewayd/gatewayd/cache"
 	"github.com/gatewayd/gatewayd/clock"
+	"github.com/gatewayd/gatewayd/config"
 	"github.com/gatewayd/gatewayd/health"
 	"github.com/gatewayd/gatewayd/meta"
 	"github.com/gatewayd/gatewayd/names"
@@ -94,6 +95,12 @@ type Manager struct {
 	lastGC        time.Time  // uploader loop only
 
 	afterCapture func() // tests: runs between a snapshot's instant and its upload
+
+	// healthMu orders the health reports of upload rounds and local disk
+	// failures (disk.go), so neither hides the other.
+	healthMu    sync.Mutex
+	diskFault   string // the last failed local write; kept until restart
+	uploadFault string // the last upload round's failure
 
 	kick     chan struct{}
 	stop     chan struct{}
@@ -233,8 +240,11 @@ type CreateOptions struct {
 	Name      string
 	Size      int64
 	Kind      Kind
-	ChunkSize int    // default snapshots.DefaultChunkSize
-	Disk      string // stored: existing file or block device; default a new sparse file
+	ChunkSize int // default snapshots.DefaultChunkSize
+	// Disk is a stored volume's existing file or block device (an absolute
+	// path; default a new sparse file). It must be no other volume's disk
+	// (disk.go).
+	Disk string
 	// FromSnapshot restores the volume from a snapshot: the volume is
 	// usable at once, its chunks fetched on demand (and, for a stored
 	// volume, copied onto its disk in the background). Size 0 means the
@@ -285,6 +295,13 @@ func (m *Manager) Create(ctx context.Context, o CreateOptions) (Info, error) {
 	defer m.mu.Unlock()
 	if m.closed {
 		return Info{}, ErrClosed
+	}
+	if o.Disk != "" {
+		// Before anything reads or sizes it: a disk that is another
+		// volume's is refused by name.
+		if _, err := m.checkDiskFree(o.Disk); err != nil {
+			return Info{}, err
+		}
 	}
 	for _, v := range m.volumes {
 		if v.info.Name == o.Name {
@@ -374,6 +391,9 @@ func validateCreate(o CreateOptions) error {
 	}
 	if o.Kind == Cached && o.Disk != "" {
 		return errors.New("a cached volume has no local disk")
+	}
+	if o.Disk != "" && !filepath.IsAbs(o.Disk) {
+		return fmt.Errorf("disk %q: want an absolute path", o.Disk)
 	}
 	return nil
 }
@@ -472,9 +492,22 @@ func (m *Manager) Grow(ctx context.Context, nameOrID string, newSize int64) erro
 	}
 	info := v.info
 	info.Size = newSize
-	if info.Kind == Stored && info.OwnsDisk {
-		if err := v.disk.Truncate(newSize); err != nil {
-			return fmt.Errorf("grow disk file: %w", err)
+	if info.Kind == Stored {
+		capacity, err := v.diskCapacity()
+		if err != nil {
+			return fmt.Errorf("volume %s: size of disk %s: %w", info.Name, info.Disk, err)
+		}
+		switch {
+		case newSize <= capacity:
+		case info.OwnsDisk:
+			// The gateway made this file; it may make it larger.
+			if err := v.disk.Truncate(newSize); err != nil {
+				return fmt.Errorf("grow disk file: %w", err)
+			}
+		case v.claim != nil && v.claim.ID.Block:
+			return fmt.Errorf("volume %s: block device %s holds %s (%d bytes), less than %d: grow the device first", info.Name, info.Disk, config.ByteSize(capacity), capacity, newSize)
+		default:
+			return fmt.Errorf("volume %s: disk file %s holds %s (%d bytes), less than %d, and gatewayd extends only the files it created: extend the file first (e.g. truncate -s), then grow the volume", info.Name, info.Disk, config.ByteSize(capacity), capacity, newSize)
 		}
 	}
 	if err := m.putInfo(ctx, info); err != nil {

@@ -618,11 +618,18 @@ func TestRestoreToFile(t *testing.T) {
 	if _, err := os.Stat(target + snapshots.RestoreStateSuffix); !os.IsNotExist(err) {
 		t.Fatalf("state file left behind: %v", err)
 	}
-	// Onto an existing file full of other data: holes are written as zeroes.
-	if err := os.WriteFile(target, pattern(12, size), 0o600); err != nil {
+	// Onto an existing file full of other data: refused without Force;
+	// with it, holes are written as zeroes.
+	old := pattern(12, size)
+	if err := os.WriteFile(target, old, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := snapshots.RestoreToFile(context.Background(), e.store, e.codec, si.ID, target, snapshots.RestoreOptions{}); err != nil {
+	if _, err := snapshots.RestoreToFile(context.Background(), e.store, e.codec, si.ID, target, snapshots.RestoreOptions{}); !errors.Is(err, snapshots.ErrTargetNotEmpty) {
+		t.Fatalf("restore over a file holding data without Force: %v", err)
+	}
+	got, _ = os.ReadFile(target)
+	mustEqual(t, "file after a refused restore", got, old)
+	if _, err := snapshots.RestoreToFile(context.Background(), e.store, e.codec, si.ID, target, snapshots.RestoreOptions{Force: true}); err != nil {
 		t.Fatal(err)
 	}
 	got, _ = os.ReadFile(target)

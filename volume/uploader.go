@@ -24,6 +24,7 @@ type counters struct {
 	bytesDownloaded, chunksDown atomic.Uint64
 	uploadErrors                atomic.Uint64
 	chunksHydrated              atomic.Uint64
+	localWriteErrors            atomic.Uint64
 }
 
 // logAndApply appends rec to the log and then runs apply with its LSN.
@@ -192,13 +193,7 @@ func (m *Manager) round(ctx context.Context, all bool) error {
 	close(work)
 	wg.Wait()
 	m.trim()
-	if m.opts.Health != nil {
-		if firstErr != nil {
-			m.opts.Health.Warn("uploads failing, data waits in the upload buffer: " + firstErr.Error())
-		} else {
-			m.opts.Health.OK()
-		}
-	}
+	m.reportUploads(firstErr)
 	return firstErr
 }
 
@@ -391,6 +386,7 @@ func (v *Volume) checkpoint(ctx context.Context) error {
 		return err
 	}
 	if err := v.disk.Sync(); err != nil {
+		v.m.localWriteFailed(v, "sync", err)
 		return fmt.Errorf("volume %s: sync disk: %w", v.info.Name, err)
 	}
 	indexes := make([]uint64, 0, len(snap))
@@ -457,6 +453,7 @@ type ManagerStats struct {
 	BytesUploaded, ChunksUploaded     uint64
 	BytesDownloaded, ChunksDownloaded uint64
 	UploadErrors                      uint64
+	LocalWriteErrors                  uint64 // failed writes and syncs of stored volumes' disks and the cache
 	LogUsed, LogCapacity              int64
 	Cache                             cache.Stats
 }
@@ -467,8 +464,8 @@ func (m *Manager) Stats() ManagerStats {
 		Writes: m.counters.writes.Load(), BytesWritten: m.counters.bytesWritten.Load(),
 		BytesUploaded: m.counters.bytesUploaded.Load(), ChunksUploaded: m.counters.chunksUp.Load(),
 		BytesDownloaded: m.counters.bytesDownloaded.Load(), ChunksDownloaded: m.counters.chunksDown.Load(),
-		UploadErrors: m.counters.uploadErrors.Load(),
-		LogUsed:      m.opts.Log.Used(), LogCapacity: m.opts.Log.Capacity(),
+		UploadErrors: m.counters.uploadErrors.Load(), LocalWriteErrors: m.counters.localWriteErrors.Load(),
+		LogUsed: m.opts.Log.Used(), LogCapacity: m.opts.Log.Capacity(),
 		Cache: m.opts.Cache.Stats(),
 	}
 }

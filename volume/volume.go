@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/gatewayd/gatewayd/cache"
+	"github.com/gatewayd/gatewayd/internal/diskclaim"
 	"github.com/gatewayd/gatewayd/meta"
 	"github.com/gatewayd/gatewayd/snapshots"
 	"github.com/gatewayd/gatewayd/uploadbuffer"
@@ -19,6 +20,10 @@ type Volume struct {
 	m     *Manager
 	locks chunkLocks
 	disk  vfs.File // stored volumes
+	// claim holds a stored volume's disk while it is open (disk.go);
+	// nil on an FS other than the operating system's.
+	claim   *diskclaim.Disk
+	diskKey string // the disk's identity (disk.go), stored volumes
 
 	mu      sync.Mutex
 	info    Info
@@ -26,8 +31,9 @@ type Volume struct {
 	gens    map[uint64]uint64       // write generation of chunks not yet uploaded
 	nextGen uint64
 
-	lastUpload   atomic.Int64 // unix nanoseconds
-	uploadErrors atomic.Uint64
+	lastUpload       atomic.Int64 // unix nanoseconds
+	uploadErrors     atomic.Uint64
+	localWriteErrors atomic.Uint64
 
 	// base holds the snapshot pages a restored volume has not yet
 	// expanded into its chunk map, by first chunk index (base.go); under mu.
@@ -62,8 +68,12 @@ func (m *Manager) openVolume(info Info) (*Volume, error) {
 	v := &Volume{m: m, info: info, pending: map[uint64]pendingChunk{}, gens: map[uint64]uint64{}, gone: make(chan struct{}),
 		uploading: map[uint64]chan struct{}{}}
 	if info.Kind == Stored {
+		if err := m.claimDisk(v); err != nil {
+			return nil, err
+		}
 		f, err := m.opts.FS.OpenReadWrite(info.Disk)
 		if err != nil {
+			v.close()
 			return nil, fmt.Errorf("volume %s: open disk: %w", info.Name, err)
 		}
 		v.disk = f
@@ -75,6 +85,9 @@ func (v *Volume) close() {
 	v.closeOnce.Do(func() { close(v.gone) })
 	if v.disk != nil {
 		_ = v.disk.Close()
+	}
+	if v.claim != nil {
+		_ = v.claim.Close() // after the disk: the claim outlives every write
 	}
 }
 
@@ -237,6 +250,9 @@ func (v *Volume) applyWrite(ctx context.Context, lsn uploadbuffer.LSN, p []byte,
 			})
 		}
 		if err != nil {
+			if v.info.Kind == Stored || isLocalIOError(err) {
+				v.m.localWriteFailed(v, fmt.Sprintf("write chunk %d", index), err)
+			}
 			return fmt.Errorf("volume %s: write chunk %d: %w", v.info.Name, index, err)
 		}
 		v.markPending(index, lsn)
@@ -316,6 +332,9 @@ type Stats struct {
 	// object store as a manifest (cached volumes).
 	LastRecoveryPoint time.Time `json:"last_recovery_point,omitzero"`
 	UploadErrors      uint64    `json:"upload_errors"`
+	// LocalWriteErrors counts failed writes and syncs of the volume's data
+	// on local disk (its disk, or the cache) since the gateway started.
+	LocalWriteErrors uint64 `json:"local_write_errors"`
 	// Hydration is a restored stored volume's copy of its snapshot onto
 	// its disk; absent for other volumes.
 	Hydration *HydrationStatus `json:"hydration,omitempty"`
@@ -324,7 +343,7 @@ type Stats struct {
 // Stats returns the volume's current figures.
 func (v *Volume) Stats(ctx context.Context) Stats {
 	v.mu.Lock()
-	s := Stats{PendingChunks: len(v.pending), UploadErrors: v.uploadErrors.Load()}
+	s := Stats{PendingChunks: len(v.pending), UploadErrors: v.uploadErrors.Load(), LocalWriteErrors: v.localWriteErrors.Load()}
 	dirty := len(v.gens)
 	v.mu.Unlock()
 	s.DirtyBytes = int64(dirty) * int64(v.info.ChunkSize)
