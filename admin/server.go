@@ -182,8 +182,8 @@ func (s *Server) Serve(ctx context.Context) error {
 // its client goes away (a snapshot the user pressed Ctrl-C on): it keeps
 // r's values, is not cancelled with r, and ends when the server stops
 // serving. Call cancel when the work is done.
-func (s *Server) Detach(r *http.Request) (ctx context.Context, cancel context.CancelFunc) {
-	ctx, cancel = context.WithCancel(context.WithoutCancel(r.Context()))
+func (s *Server) Detach(r *http.Request) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
 	stop := context.AfterFunc(s.life, cancel)
 	return ctx, func() { stop(); cancel() }
 }

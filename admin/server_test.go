@@ -168,3 +168,23 @@ func TestClientErrorHasNoPrefix(t *testing.T) {
 		t.Fatalf("error answer: %#v", err)
 	}
 }
+
+// Detach outlives its request and ends with the server.
+func TestDetach(t *testing.T) {
+	s, cancelServe := startServer(t, Options{SocketPath: filepath.Join(t.TempDir(), "a.sock")})
+	reqCtx, endRequest := context.WithCancel(context.Background())
+	r, _ := http.NewRequestWithContext(reqCtx, http.MethodGet, "/", nil)
+	ctx, cancel := s.Detach(r)
+	endRequest()
+	if ctx.Err() != nil {
+		t.Fatal("detached context ended with its request")
+	}
+	cancel()
+	if ctx.Err() == nil {
+		t.Fatal("cancel did not end it")
+	}
+	ctx, cancel = s.Detach(r)
+	defer cancel()
+	cancelServe()
+	<-ctx.Done()
+}
