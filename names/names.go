@@ -23,10 +23,6 @@ const MaxLen = 255
 // Rule is what every name must be; every refusal quotes it.
 const Rule = `a name is 1 to 255 bytes of UTF-8, not "." or "..", without '/', '\' or control characters`
 
-// identChars is the narrower rule of names that become part of protocol
-// identifiers (iSCSI target names, smb.conf sections, Unix accounts).
-const identChars = `letters, digits, '-', '_' and '.'`
-
 // Error is a refused name. Services return it marked errkind.Permanent.
 type Error struct {
 	What   string // what the name is for: "volume name"
@@ -86,11 +82,11 @@ func CheckIdent(what, name string, max int) error {
 		return err
 	}
 	if len(name) > max {
-		return refuse(what, name, fmt.Sprintf("it is %d bytes; a %s is at most %d bytes of %s", len(name), what, max, identChars))
+		return refuse(what, name, fmt.Sprintf("it is %d bytes; a %s is at most %d bytes of letters, digits, '-', '_' and '.'", len(name), what, max))
 	}
 	for _, r := range name {
 		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.') {
-			return refuse(what, name, fmt.Sprintf("a %s uses only %s", what, identChars))
+			return refuse(what, name, fmt.Sprintf("use letters, digits, '-', '_' and '.' only in a %s", what))
 		}
 	}
 	return nil
