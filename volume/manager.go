@@ -513,7 +513,8 @@ func (m *Manager) Grow(ctx context.Context, nameOrID string, newSize int64) erro
 	if err := m.putInfo(ctx, info); err != nil {
 		return err
 	}
-	v.info = info
+	// Only the size changes: the other fields are read without v.mu.
+	v.info.Size = info.Size
 	return nil
 }
 
