@@ -60,7 +60,7 @@ type Options struct {
 
 	Clock  clock.Clock
 	Logger *slog.Logger
-	Health *health.Reporter // "volumes": upload errors
+	Health *health.Reporter // "volumes": upload errors, failed local disk writes (disk.go)
 }
 
 // Manager owns the volumes of one gateway and their uploader.
