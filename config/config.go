@@ -134,6 +134,10 @@ type Store struct {
 	MaxConcurrent int      `yaml:"max_concurrent"` // in-flight requests to the store
 	UploadLimit   ByteSize `yaml:"upload_limit"`   // bytes per second, 0 = unlimited
 	DownloadLimit ByteSize `yaml:"download_limit"` // bytes per second, 0 = unlimited
+	// LeaseTTL is how long the gateway's lease on the bucket prefix lasts
+	// unless renewed (every third of it): how soon another gateway may
+	// take the prefix over after this one died (docs/lease.md).
+	LeaseTTL time.Duration `yaml:"lease_ttl"`
 }
 
 // S3 holds the options of an s3:// store.
@@ -251,6 +255,7 @@ func Default(dataDir string) *Config {
 			},
 			Retry:         Retry{MaxAttempts: 8, BaseDelay: 200 * time.Millisecond, MaxDelay: 30 * time.Second},
 			MaxConcurrent: 32,
+			LeaseTTL:      time.Minute,
 		},
 		Keys:      Keys{MasterKeyFile: "master.key"},
 		Meta:      Meta{Dir: "meta"},
@@ -343,6 +348,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Store.UploadLimit < 0 || c.Store.DownloadLimit < 0 {
 		return errors.New("store.upload_limit/download_limit: must not be negative")
+	}
+	if c.Store.LeaseTTL < time.Second || c.Store.LeaseTTL > time.Hour {
+		return fmt.Errorf("store.lease_ttl: must be between 1s and 1h, got %v", c.Store.LeaseTTL)
 	}
 	if ps := c.Store.S3.PartSize; ps < 5<<20 || ps > 5<<30 {
 		return fmt.Errorf("store.s3.part_size: must be between 5MiB and 5GiB, got %s", ps)

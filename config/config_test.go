@@ -59,6 +59,8 @@ func TestBadConfigGivesOneClearLine(t *testing.T) {
 		"bad duration":  "store:\n  retry:\n    base_delay: soon\n",
 		"tiny part":     "store:\n  s3:\n    part_size: 1MiB\n",
 		"zero attempts": "store:\n  retry:\n    max_attempts: 0\n",
+		"short lease":   "store:\n  lease_ttl: 500ms\n",
+		"long lease":    "store:\n  lease_ttl: 2h\n",
 	}
 	for name, text := range cases {
 		err := Parse([]byte(text), Default("/d"))

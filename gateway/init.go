@@ -8,10 +8,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/gatewayd/gatewayd/config"
 	"github.com/gatewayd/gatewayd/internal/fsutil"
 	"github.com/gatewayd/gatewayd/keys"
+	"github.com/gatewayd/gatewayd/lease"
 )
 
 // InitOptions are the choices of `gatewayd init` that are not config options.
@@ -51,6 +53,12 @@ func Init(ctx context.Context, cfg *config.Config, opts InitOptions) (*InitResul
 	fresh := errors.Is(err, keys.ErrNotInitialized)
 	if err != nil && !fresh {
 		return nil, fmt.Errorf("%s: %w", store, err)
+	}
+	if !fresh {
+		// Joining a prefix a live gateway serves would make two writers.
+		if err := lease.Check(ctx, store.Lease, time.Now()); err != nil {
+			return nil, err
+		}
 	}
 
 	res := &InitResult{Store: store.String(), BucketState: "new repository"}

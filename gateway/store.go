@@ -8,6 +8,7 @@ import (
 
 	"github.com/gatewayd/gatewayd/config"
 	"github.com/gatewayd/gatewayd/objstore"
+	"github.com/gatewayd/gatewayd/objstore/fenced"
 	"github.com/gatewayd/gatewayd/objstore/limiter"
 	"github.com/gatewayd/gatewayd/objstore/localdir"
 	"github.com/gatewayd/gatewayd/objstore/retry"
@@ -16,9 +17,15 @@ import (
 
 // OpenedStore is the gateway's object store with its decorators.
 type OpenedStore struct {
-	objstore.Store                  // retry(limiter(base))
+	objstore.Store                  // fenced(retry(limiter(base)))
 	Limiter        *limiter.Limiter // to change bandwidth limits at runtime
 	URL            config.StoreURL  // what it was opened from
+	// Fence stops every write through Store when the gateway loses its
+	// lease on the prefix (lowered until then).
+	Fence *fenced.Fence
+	// Lease is where the lease itself is written: retry(base), neither
+	// fenced nor queued behind data transfers in the limiter.
+	Lease objstore.Store
 }
 
 // String names the store as the configuration does (file://DIR, s3://BUCKET/PREFIX).
@@ -32,7 +39,8 @@ func (s *OpenedStore) ReadRange(ctx context.Context, key string, offset, length 
 
 // OpenStore opens the configured object store: the base store (checking
 // that an S3 bucket exists and is reachable), wrapped in the concurrency and
-// bandwidth limiter and the retry policy.
+// bandwidth limiter, the retry policy and the fence that the lease on the
+// prefix raises when it is lost.
 func OpenStore(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*OpenedStore, error) {
 	u, err := cfg.ParseStoreURL()
 	if err != nil {
@@ -67,11 +75,12 @@ func OpenStore(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*O
 		UploadBytesPerSec:   int64(cfg.Store.UploadLimit),
 		DownloadBytesPerSec: int64(cfg.Store.DownloadLimit),
 	})
-	r := retry.New(lim.Store(), retry.Options{
+	retryOpts := retry.Options{
 		MaxAttempts: cfg.Store.Retry.MaxAttempts,
 		BaseDelay:   cfg.Store.Retry.BaseDelay,
 		MaxDelay:    cfg.Store.Retry.MaxDelay,
 		Logger:      logger.With("subsystem", "objstore"),
-	})
-	return &OpenedStore{Store: r, Limiter: lim, URL: u}, nil
+	}
+	fence := fenced.New(retry.New(lim.Store(), retryOpts))
+	return &OpenedStore{Store: fence.Store(), Limiter: lim, URL: u, Fence: fence, Lease: retry.New(base, retryOpts)}, nil
 }

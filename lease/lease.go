@@ -123,6 +123,7 @@ type HeldError struct {
 	Record    *Record
 	Now       time.Time
 	TakeOver  bool // the caller asked to take over
+	Joining   bool // the caller is a gateway being initialised on the prefix
 	Remaining time.Duration
 }
 
@@ -132,6 +133,8 @@ func (e *HeldError) Error() string {
 	fmt.Fprintf(&b, "%s is in use by %s; its lease was last renewed %s (%s ago)",
 		e.Store, r.Holder(), r.Renewed.UTC().Format(time.RFC3339), e.Now.Sub(r.Renewed).Round(time.Second))
 	switch {
+	case e.Joining:
+		fmt.Fprintf(&b, ": a second gateway on one prefix would take over its volumes, shares and tapes; give this one another prefix, or stop that gateway first")
 	case e.Remaining > 0 && e.TakeOver:
 		fmt.Fprintf(&b, " and expires in %s: --take-over takes only an expired lease; stop that gateway first", roundUp(e.Remaining))
 	case e.Remaining > 0:
@@ -274,6 +277,24 @@ func (l *Lease) acquire(ctx context.Context) error {
 	}
 	l.held(rec, etag, now)
 	return nil
+}
+
+// Check returns a *HeldError when a gateway holds a live lease on s: one
+// neither released nor expired at now. An unreadable lease is left for
+// Acquire to report.
+func Check(ctx context.Context, s objstore.Store, now time.Time) error {
+	b, err := objstore.GetAll(ctx, s, Key)
+	if objstore.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("read the lease %s: %w", Key, err)
+	}
+	r, err := Parse(b)
+	if err != nil || r.Released != nil || !now.Before(r.Expires) {
+		return nil
+	}
+	return &HeldError{Store: s.String(), Record: r, Now: now, Joining: true, Remaining: r.Expires.Sub(now)}
 }
 
 // ownWriteOrErr turns a precondition failure into success when the lease

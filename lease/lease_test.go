@@ -196,12 +196,19 @@ func TestReleasedLeaseIsFree(t *testing.T) {
 	c := clock.NewFake(start)
 	a := newGateway(s, c, "aaaa", "host-a")
 	b := newGateway(s, c, "bbbb", "host-b")
+	if err := Check(t.Context(), s, c.Now()); err != nil {
+		t.Fatalf("check of a prefix without a lease: %v", err)
+	}
 	la, err := a.acquire(t, false)
 	if err != nil {
 		t.Fatal(err)
 	}
+	mustHeld(t, Check(t.Context(), s, c.Now()), "host-a", "give this one another prefix")
 	if err := la.Release(t.Context()); err != nil {
 		t.Fatal(err)
+	}
+	if err := Check(t.Context(), s, c.Now()); err != nil {
+		t.Fatalf("check of a released lease: %v", err)
 	}
 	if _, err := b.acquire(t, false); err != nil {
 		t.Fatalf("a released lease: %v", err)
