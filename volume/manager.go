@@ -60,7 +60,7 @@ type Options struct {
 
 	Clock  clock.Clock
 	Logger *slog.Logger
-	Health *health.Reporter // "volumes": upload errors
+	Health *health.Reporter // "volumes": upload errors, failed local disk writes (disk.go)
 }
 
 // Manager owns the volumes of one gateway and their uploader.
@@ -513,7 +513,8 @@ func (m *Manager) Grow(ctx context.Context, nameOrID string, newSize int64) erro
 	if err := m.putInfo(ctx, info); err != nil {
 		return err
 	}
-	v.info = info
+	// Only the size changes: the other fields are read without v.mu.
+	v.info.Size = info.Size
 	return nil
 }
 
