@@ -205,5 +205,5 @@ func rateString(v int64) string {
 	if v == 0 {
 		return "unlimited"
 	}
-	return config.ByteSize(v).String() + "/s"
+	return config.ByteSize(v).Human() + "/s"
 }

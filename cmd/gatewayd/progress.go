@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -24,11 +25,13 @@ type progressBar struct {
 	w     io.Writer
 	quiet bool
 	// unit formats amounts (bytes by default).
-	unit  func(int64) string
+	unit func(int64) string
+
+	mu    sync.Mutex // draw and note come from different goroutines
 	drawn bool
 }
 
-func bytesUnit(n int64) string { return config.ByteSize(n).String() }
+func bytesUnit(n int64) string { return config.ByteSize(n).Human() }
 
 // draw shows done of total after elapsed; base is what was done before
 // this run started (a resumed restore), which the rate leaves out.
@@ -40,8 +43,21 @@ func (b *progressBar) draw(done, total, base int64, elapsed time.Duration) {
 	if unit == nil {
 		unit = bytesUnit
 	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
 	fmt.Fprintf(b.w, "\r%s   ", progressLine(done, total, base, elapsed, unit))
 	b.drawn = true
+}
+
+// note prints a line of its own above the bar.
+func (b *progressBar) note(msg string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.drawn {
+		fmt.Fprintln(b.w)
+		b.drawn = false
+	}
+	fmt.Fprintln(b.w, msg)
 }
 
 // progressLine is the text of the bar.
@@ -71,6 +87,8 @@ func (b *progressBar) restore(p snapshots.RestoreProgress) {
 
 // done ends the bar's line.
 func (b *progressBar) done() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
 	if b.drawn {
 		fmt.Fprintln(b.w)
 		b.drawn = false

@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptrace"
 	"net/url"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"text/tabwriter"
 	"time"
 
@@ -37,13 +39,32 @@ func newSnapshotCmd(g *globals) *cobra.Command {
 				return err
 			}
 			stop := func() {}
+			var bar *progressBar
 			if showProgress || isTerminal(cmd.ErrOrStderr()) {
-				stop = watchUploads(cmd.Context(), c, args[0], &progressBar{w: cmd.ErrOrStderr()})
+				bar = &progressBar{w: cmd.ErrOrStderr()}
+				stop = watchUploads(cmd.Context(), c, args[0], bar)
 			}
+			// Ctrl-C leaves a snapshot the gateway was asked for running
+			// there (the gateway does not tie it to this connection); the
+			// trace tells whether the request was sent.
+			var sent atomic.Bool
+			ctx := httptrace.WithClientTrace(cmd.Context(), &httptrace.ClientTrace{WroteRequest: func(i httptrace.WroteRequestInfo) {
+				if i.Err == nil && !sent.Swap(true) && bar != nil {
+					bar.note(fmt.Sprintf("snapshot of %s started in the gateway (Ctrl-C leaves it running there)", args[0]))
+				}
+			}})
 			var si volume.SnapshotInfo
-			err = c.Do(cmd.Context(), http.MethodPost, "/v1/volumes/"+url.PathEscape(args[0])+"/snapshots",
+			err = c.Do(ctx, http.MethodPost, "/v1/volumes/"+url.PathEscape(args[0])+"/snapshots",
 				gateway.CreateSnapshotRequest{Description: desc}, &si)
 			stop()
+			if err != nil && cmd.Context().Err() != nil {
+				if sent.Load() {
+					err = fmt.Errorf("interrupted: the snapshot of %s goes on in the gateway; `gatewayd snapshot list --volume %s` shows it when it is done", args[0], args[0])
+				} else {
+					err = fmt.Errorf("interrupted before the request reached the gateway: no snapshot of %s was taken", args[0])
+				}
+				return &exitCodeError{code: exitInterrupted, err: err}
+			}
 			if err != nil {
 				return err
 			}
@@ -51,7 +72,7 @@ func newSnapshotCmd(g *globals) *cobra.Command {
 				return writeJSON(cmd.OutOrStdout(), si)
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "snapshot %s of volume %s: %d chunks, uploaded %s in %d new chunks\n",
-				si.ID, si.VolumeName, si.Chunks, config.ByteSize(si.UploadedBytes), si.UploadedChunks)
+				si.ID, si.VolumeName, si.Chunks, config.ByteSize(si.UploadedBytes).Human(), si.UploadedChunks)
 			return nil
 		},
 	}
@@ -89,7 +110,7 @@ func newSnapshotCmd(g *globals) *cobra.Command {
 					by = si.Schedule
 				}
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", si.ID, si.VolumeName, si.Created.Format(time.RFC3339),
-					config.ByteSize(si.Size), config.ByteSize(si.UploadedBytes), by, si.Description)
+					config.ByteSize(si.Size).Human(), config.ByteSize(si.UploadedBytes).Human(), by, si.Description)
 			}
 			return tw.Flush()
 		},
@@ -113,9 +134,9 @@ func newSnapshotCmd(g *globals) *cobra.Command {
 			}
 			w := cmd.OutOrStdout()
 			fmt.Fprintf(w, "id            %s\nvolume        %s (%s, %s)\ncreated       %s\nsize          %s\nchunk size    %s\n",
-				si.ID, si.VolumeName, si.VolumeID, si.VolumeKind, si.Created.Format(time.RFC3339), config.ByteSize(si.Size), config.ByteSize(si.ChunkSize))
+				si.ID, si.VolumeName, si.VolumeID, si.VolumeKind, si.Created.Format(time.RFC3339), config.ByteSize(si.Size).Human(), config.ByteSize(si.ChunkSize).Human())
 			fmt.Fprintf(w, "chunks        %d (the rest are holes)\nuploaded      %s in %d new chunks\nmap pages     %d\n",
-				si.Chunks, config.ByteSize(si.UploadedBytes), si.UploadedChunks, len(si.Pages))
+				si.Chunks, config.ByteSize(si.UploadedBytes).Human(), si.UploadedChunks, len(si.Pages))
 			if si.Parent != "" {
 				fmt.Fprintf(w, "parent        %s\n", si.Parent)
 			}
@@ -178,7 +199,7 @@ func printVerify(w io.Writer, id string, rep snapshots.VerifyReport, output stri
 			fmt.Fprintf(w, "%s %s%s: %s\n", strings.ToUpper(p.What), p.Object, where, p.Err)
 		}
 		fmt.Fprintf(w, "snapshot %s: %d map pages, %d chunks, %s checked, %d problems\n",
-			id, rep.Pages, rep.Chunks, config.ByteSize(rep.BytesChecked), len(rep.Problems))
+			id, rep.Pages, rep.Chunks, config.ByteSize(rep.BytesChecked).Human(), len(rep.Problems))
 	}
 	if !rep.OK() {
 		return fmt.Errorf("snapshot %s failed verification: %d objects missing or corrupt", id, len(rep.Problems))
@@ -272,7 +293,7 @@ func newGCCmd(g *globals) *cobra.Command {
 				verb = "would delete"
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%d manifests, %d objects: %d live, %d unreferenced but young; %s %d (%s)\n",
-				st.Manifests, st.Candidates, st.Live, st.KeptYoung, verb, st.Deleted, config.ByteSize(st.BytesDeleted))
+				st.Manifests, st.Candidates, st.Live, st.KeptYoung, verb, st.Deleted, config.ByteSize(st.BytesDeleted).Human())
 			return nil
 		},
 	}
@@ -373,7 +394,7 @@ func listFromBucket(cmd *cobra.Command, g *globals, repo *repoFlags, vol, output
 		fmt.Fprintln(tw, "ID\tVOLUME\tCREATED\tSIZE\tDESCRIPTION")
 		for _, l := range rows {
 			m := l.Manifest
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", l.ID, m.VolumeName, m.Created.Format(time.RFC3339), config.ByteSize(m.Size), m.Description)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", l.ID, m.VolumeName, m.Created.Format(time.RFC3339), config.ByteSize(m.Size).Human(), m.Description)
 		}
 		if err := tw.Flush(); err != nil {
 			return err
@@ -392,15 +413,12 @@ func newRestoreCmd(g *globals) *cobra.Command {
 	var repo repoFlags
 	var to string
 	var parallel int
-	var quiet, force bool
+	var quiet bool
 	cmd := &cobra.Command{
-		Use:   "restore SNAPSHOT --to PATH [--force]",
+		Use:   "restore SNAPSHOT --to PATH",
 		Short: "Disaster recovery: write a snapshot onto a local disk or image file from the bucket alone (no daemon)",
 		Long: "Reads the snapshot from the object store with the master key (or passphrase) and writes it to PATH:\n" +
-			"a block device, an existing file or a new file (sparse: holes are skipped).\n" +
-			"A PATH a gateway on this host serves as a stored volume's disk is refused, and so is one\n" +
-			"that holds data (its first or last MiB is not all zeroes: a partition table, a file system)\n" +
-			"unless --force is given.\n" +
+			"a block device, an existing file (overwritten) or a new file (sparse: holes are skipped).\n" +
 			"Every chunk is authenticated before it is written. An interrupted restore resumes when run again\n" +
 			"(progress is kept in PATH" + snapshots.RestoreStateSuffix + ").",
 		Args: cobra.ExactArgs(1),
@@ -414,7 +432,7 @@ func newRestoreCmd(g *globals) *cobra.Command {
 			}
 			bar := &progressBar{w: cmd.ErrOrStderr(), quiet: quiet}
 			prog, err := snapshots.RestoreToFile(cmd.Context(), store, codec, args[0], to, snapshots.RestoreOptions{
-				Parallel: parallel, Progress: bar.restore, Force: force,
+				Parallel: parallel, Progress: bar.restore,
 			})
 			bar.done()
 			if err != nil {
@@ -422,14 +440,13 @@ func newRestoreCmd(g *globals) *cobra.Command {
 			}
 			rate := float64(prog.DoneBytes-resumedBytes(prog)) / max(prog.Elapsed.Seconds(), 0.001)
 			fmt.Fprintf(cmd.OutOrStdout(), "restored snapshot %s to %s: %s in %d chunks (%d holes skipped), %s/s, %s\n",
-				args[0], to, config.ByteSize(prog.DoneBytes), prog.DoneChunks, prog.Holes, config.ByteSize(int64(rate)), prog.Elapsed.Round(time.Millisecond))
+				args[0], to, config.ByteSize(prog.DoneBytes).Human(), prog.DoneChunks, prog.Holes, config.ByteSize(int64(rate)).Human(), prog.Elapsed.Round(time.Millisecond))
 			return nil
 		},
 	}
 	cmd.Flags().StringVar(&to, "to", "", "block device or image file to write")
 	cmd.Flags().IntVar(&parallel, "parallel", 8, "chunks downloaded at once")
 	cmd.Flags().BoolVar(&quiet, "quiet", false, "no progress bar")
-	cmd.Flags().BoolVar(&force, "force", false, "write over a target that already holds data")
 	repo.register(cmd)
 	return cmd
 }

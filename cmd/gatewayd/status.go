@@ -14,6 +14,7 @@ import (
 	"github.com/gatewayd/gatewayd/admin"
 	"github.com/gatewayd/gatewayd/config"
 	"github.com/gatewayd/gatewayd/gateway"
+	"github.com/gatewayd/gatewayd/health"
 	"github.com/gatewayd/gatewayd/tapes"
 	"github.com/gatewayd/gatewayd/volume"
 )
@@ -36,28 +37,60 @@ func newStatusCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "status",
 		Short: "Show a running gateway on one screen: health, store, cache, buffers, bandwidth, volumes, shares, snapshots",
-		Args:  cobra.NoArgs,
+		Long: "Show a running gateway on one screen: health, store, cache, buffers, bandwidth, volumes, shares, snapshots.\n\n" +
+			"The exit code is the gateway's health, for scripts and monitoring (as Nagios plugins count):\n" +
+			"  0  healthy: every subsystem ok\n" +
+			"  1  degraded: a subsystem warns (e.g. writes wait for a full cache or buffer); data is served\n" +
+			"  2  failed: a subsystem fails (e.g. the object store is unreachable)\n" +
+			"  3  unknown: the gateway does not answer (not running) or status itself failed",
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			unknown := func(err error) error { return &exitCodeError{code: statusUnknown, err: err} }
 			c, err := adminClient(cmd, g)
 			if err != nil {
-				return err
+				return unknown(err)
 			}
 			s, err := fetchSummary(cmd.Context(), c)
 			if err != nil {
-				return err
+				return unknown(err)
 			}
 			switch output {
 			case "json":
-				return writeJSON(cmd.OutOrStdout(), s)
-			case "text":
+				if err := writeJSON(cmd.OutOrStdout(), s); err != nil {
+					return unknown(err)
+				}
+			default:
 				printStatus(cmd.OutOrStdout(), s)
-				return nil
 			}
-			return fmt.Errorf("--output: %q is not text or json", output)
+			switch s.Overall {
+			case health.OK:
+				return nil
+			case health.Warning:
+				return &exitCodeError{code: statusDegraded, err: fmt.Errorf("health DEGRADED: %s", unhealthy(s.Health))}
+			}
+			return &exitCodeError{code: statusFailed, err: fmt.Errorf("health FAILED: %s", unhealthy(s.Health))}
 		},
 	}
 	cmd.Flags().StringVarP(&output, "output", "o", "text", "text or json")
 	return cmd
+}
+
+// Exit codes of `gatewayd status` (its --help and the README list them).
+const (
+	statusDegraded = 1
+	statusFailed   = 2
+	statusUnknown  = 3
+)
+
+// unhealthy names the subsystems that are not ok, with their messages.
+func unhealthy(states []health.State) string {
+	var parts []string
+	for _, h := range states {
+		if h.Level != health.OK {
+			parts = append(parts, fmt.Sprintf("%s %s: %s", h.Subsystem, h.Level, h.Message))
+		}
+	}
+	return strings.Join(parts, "; ")
 }
 
 func fetchSummary(ctx context.Context, c *admin.Client) (*summary, error) {
@@ -107,12 +140,12 @@ func printStatus(w io.Writer, s *summary) {
 	if st := s.Stats; st != nil {
 		cs := st.Cache
 		fmt.Fprintf(w, "cache      %s of %s used (%.1f%%), %s dirty (%.1f%%), %.1f%% of reads hit\n",
-			config.ByteSize(cs.Used), config.ByteSize(cs.Capacity), pct(cs.Used, cs.Capacity), config.ByteSize(cs.Dirty), pct(cs.Dirty, cs.Capacity), cs.HitPercent)
+			config.ByteSize(cs.Used).Human(), config.ByteSize(cs.Capacity).Human(), pct(cs.Used, cs.Capacity), config.ByteSize(cs.Dirty).Human(), pct(cs.Dirty, cs.Capacity), cs.HitPercent)
 		fmt.Fprintf(w, "buffers    volumes %s of %s (%.1f%%), file shares %s of %s (%.1f%%)\n",
-			config.ByteSize(st.UploadBuffer.Used), config.ByteSize(st.UploadBuffer.Capacity), pct(st.UploadBuffer.Used, st.UploadBuffer.Capacity),
-			config.ByteSize(st.ShareBuffer.Used), config.ByteSize(st.ShareBuffer.Capacity), pct(st.ShareBuffer.Used, st.ShareBuffer.Capacity))
+			config.ByteSize(st.UploadBuffer.Used).Human(), config.ByteSize(st.UploadBuffer.Capacity).Human(), pct(st.UploadBuffer.Used, st.UploadBuffer.Capacity),
+			config.ByteSize(st.ShareBuffer.Used).Human(), config.ByteSize(st.ShareBuffer.Capacity).Human(), pct(st.ShareBuffer.Used, st.ShareBuffer.Capacity))
 		fmt.Fprintf(w, "moved      %s up, %s down since start; %d upload errors\n",
-			config.ByteSize(int64(st.BytesUploaded)), config.ByteSize(int64(st.BytesDownloaded)), st.UploadErrors)
+			config.ByteSize(int64(st.BytesUploaded)).Human(), config.ByteSize(int64(st.BytesDownloaded)).Human(), st.UploadErrors)
 	}
 	if bw := s.Bandwidth; bw != nil {
 		by := ""
@@ -126,13 +159,13 @@ func printStatus(w io.Writer, s *summary) {
 	for _, v := range s.Volumes {
 		notUploaded += v.Stats.DirtyBytes
 	}
-	fmt.Fprintf(w, "volumes    %d, %s not yet uploaded\n", len(s.Volumes), config.ByteSize(notUploaded))
+	fmt.Fprintf(w, "volumes    %d, %s not yet uploaded\n", len(s.Volumes), config.ByteSize(notUploaded).Human())
 	for i, v := range s.Volumes {
 		if i == maxListed {
 			fmt.Fprintf(w, "  ... and %d more (gatewayd volume list)\n", len(s.Volumes)-maxListed)
 			break
 		}
-		line := fmt.Sprintf("  %-16s %-6s %8s  not uploaded %-8s", v.Name, v.Kind, config.ByteSize(v.Size), config.ByteSize(v.Stats.DirtyBytes))
+		line := fmt.Sprintf("  %-16s %-6s %8s  not uploaded %-8s", v.Name, v.Kind, config.ByteSize(v.Size).Human(), config.ByteSize(v.Stats.DirtyBytes).Human())
 		if v.Kind == volume.Cached {
 			line += "  recovery point " + ago(v.Stats.LastRecoveryPoint)
 		}

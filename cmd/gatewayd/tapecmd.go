@@ -78,7 +78,7 @@ func newTapeCmd(g *globals) *cobra.Command {
 			}
 			w := cmd.OutOrStdout()
 			fmt.Fprintf(w, "barcode     %s\nstate       %s\nplace       %s\ncapacity    %s\nused        %s (%d logical objects)\nread-only   %v\ncreated     %s\n",
-				in.Barcode, in.State, place(in), config.ByteSize(in.Capacity), config.ByteSize(in.Used), in.Objects, in.ReadOnly,
+				in.Barcode, in.State, place(in), config.ByteSize(in.Capacity).Human(), config.ByteSize(in.Used).Human(), in.Objects, in.ReadOnly,
 				in.Created.Format(time.RFC3339))
 			if !in.Archived.IsZero() {
 				pending := ""
@@ -124,7 +124,7 @@ func newTapeCmd(g *globals) *cobra.Command {
 					fmt.Fprintln(cmd.OutOrStdout(), "no spare tape rule")
 					return nil
 				}
-				fmt.Fprintf(cmd.OutOrStdout(), "keeping %d blank tapes of %s with barcodes %s....\n", cur.Count, config.ByteSize(cur.Size), cur.Prefix)
+				fmt.Fprintf(cmd.OutOrStdout(), "keeping %d blank tapes of %s with barcodes %s....\n", cur.Count, config.ByteSize(cur.Size).Human(), cur.Prefix)
 				return nil
 			}
 			n, err := config.ParseByteSize(spareSize)
@@ -158,7 +158,7 @@ func printTapes(w io.Writer, list []gateway.TapeStatus) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "BARCODE\tSTATE\tPLACE\tCAPACITY\tUSED\tREAD-ONLY")
 	for _, in := range list {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%v\n", in.Barcode, in.State, place(in), config.ByteSize(in.Capacity), config.ByteSize(in.Used), in.ReadOnly)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%v\n", in.Barcode, in.State, place(in), config.ByteSize(in.Capacity).Human(), config.ByteSize(in.Used).Human(), in.ReadOnly)
 	}
 	return tw.Flush()
 }

@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -35,22 +34,14 @@ func newVolumeCmd(g *globals) *cobra.Command {
 				return errors.New("--size: how large the volume is, e.g. 100G")
 			}
 			if size != "" {
-				s, err := config.ParseByteSize(size)
+				s, err := volumeSize(cmd, size)
 				if err != nil {
-					return fmt.Errorf("--size: %w", err)
+					return err
 				}
-				create.Size = int64(s)
+				create.Size = s
 			}
 			if access.CHAPUser != "" || access.CHAPSecret != "" || access.MutualUser != "" || access.MutualSecret != "" || len(access.Initiators) > 0 {
 				create.ISCSI = &access
-			}
-			if create.Disk != "" {
-				// The gateway resolves the path, not this shell's directory.
-				abs, err := filepath.Abs(create.Disk)
-				if err != nil {
-					return fmt.Errorf("--disk: %w", err)
-				}
-				create.Disk = abs
 			}
 			if chunk != "" {
 				cs, err := config.ParseByteSize(chunk)
@@ -67,7 +58,7 @@ func newVolumeCmd(g *globals) *cobra.Command {
 			if err := c.Do(cmd.Context(), http.MethodPost, "/v1/volumes", create, &st); err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "created %s volume %s (%s, id %s)\n", st.Kind, st.Name, config.ByteSize(st.Size), st.ID)
+			fmt.Fprintf(cmd.OutOrStdout(), "created %s volume %s (%s, id %s)\n", st.Kind, st.Name, config.ByteSize(st.Size).Human(), st.ID)
 			if st.FromSnapshot != "" {
 				fmt.Fprintf(cmd.OutOrStdout(), "restored from snapshot %s: usable now, data arrives on demand\n", st.FromSnapshot)
 			}
@@ -81,7 +72,7 @@ func newVolumeCmd(g *globals) *cobra.Command {
 	createCmd.Flags().StringVar(&size, "size", "", "volume size, e.g. 100G (with --from-snapshot: default the snapshot's)")
 	createCmd.Flags().StringVar(&create.FromSnapshot, "from-snapshot", "", "restore the new volume from this snapshot (usable at once; data is fetched on demand)")
 	createCmd.Flags().StringVar((*string)(&create.Kind), "kind", "cached", "cached (primary data in S3) or stored (primary data on a local disk)")
-	createCmd.Flags().StringVar(&create.Disk, "disk", "", "stored volumes: existing file or block device, which no other volume may use (default: a new sparse file in the data dir)")
+	createCmd.Flags().StringVar(&create.Disk, "disk", "", "stored volumes: existing file or block device (default: a new sparse file in the data dir)")
 	createCmd.Flags().StringVar(&chunk, "chunk-size", "", "chunk size, a power of two from 64K to 4M (default 1M)")
 	createCmd.Flags().BoolVar(&wait, "wait", false, "with --from-snapshot and --kind stored: wait, with progress, until all the data is on the local disk")
 	accessFlags(createCmd, &access)
@@ -107,8 +98,8 @@ func newVolumeCmd(g *globals) *cobra.Command {
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "NAME\tKIND\tSIZE\tCHUNK\tNOT UPLOADED\tLAST UPLOAD")
 			for _, v := range vols {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", v.Name, v.Kind, config.ByteSize(v.Size), config.ByteSize(v.ChunkSize),
-					config.ByteSize(v.Stats.DirtyBytes), ago(v.Stats.LastUpload))
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", v.Name, v.Kind, config.ByteSize(v.Size).Human(), config.ByteSize(v.ChunkSize).Human(),
+					config.ByteSize(v.Stats.DirtyBytes).Human(), ago(v.Stats.LastUpload))
 			}
 			return tw.Flush()
 		},
@@ -133,7 +124,7 @@ func newVolumeCmd(g *globals) *cobra.Command {
 			}
 			w := cmd.OutOrStdout()
 			fmt.Fprintf(w, "name          %s\nid            %s\nkind          %s\nsize          %s\nchunk size    %s\n",
-				v.Name, v.ID, v.Kind, config.ByteSize(v.Size), config.ByteSize(v.ChunkSize))
+				v.Name, v.ID, v.Kind, config.ByteSize(v.Size).Human(), config.ByteSize(v.ChunkSize).Human())
 			if v.Kind == volume.Stored {
 				fmt.Fprintf(w, "disk          %s\n", v.Disk)
 			}
@@ -148,9 +139,9 @@ func newVolumeCmd(g *globals) *cobra.Command {
 				fmt.Fprintf(w, "hydration     %s: %d of %d chunks on the local disk (%.1f%%)\n", state, h.DoneChunks, h.TotalChunks,
 					100*float64(h.DoneChunks)/float64(max(h.TotalChunks, 1)))
 			}
-			fmt.Fprintf(w, "cache hits    %.1f%% (gateway)\nupload buffer %s used (gateway)\n", v.CacheHitPercent, config.ByteSize(v.UploadBufferUsed))
+			fmt.Fprintf(w, "cache hits    %.1f%% (gateway)\nupload buffer %s used (gateway)\n", v.CacheHitPercent, config.ByteSize(v.UploadBufferUsed).Human())
 			fmt.Fprintf(w, "not uploaded  %s in %d chunks waiting\nlast upload   %s\nrecovery pt   %s\nupload errors %d\ncreated       %s\n",
-				config.ByteSize(v.Stats.DirtyBytes), v.Stats.PendingChunks, ago(v.Stats.LastUpload), ago(v.Stats.LastRecoveryPoint),
+				config.ByteSize(v.Stats.DirtyBytes).Human(), v.Stats.PendingChunks, ago(v.Stats.LastUpload), ago(v.Stats.LastRecoveryPoint),
 				v.Stats.UploadErrors, v.Created.Format(time.RFC3339))
 			return nil
 		},
@@ -187,19 +178,19 @@ func newVolumeCmd(g *globals) *cobra.Command {
 		Short: "Make a volume larger",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			s, err := config.ParseByteSize(growSize)
+			s, err := volumeSize(cmd, growSize)
 			if err != nil {
-				return fmt.Errorf("--size: %w", err)
+				return err
 			}
 			c, err := adminClient(cmd, g)
 			if err != nil {
 				return err
 			}
 			var v gateway.VolumeStatus
-			if err := c.Do(cmd.Context(), http.MethodPost, "/v1/volumes/"+url.PathEscape(args[0])+"/grow", gateway.GrowVolumeRequest{Size: int64(s)}, &v); err != nil {
+			if err := c.Do(cmd.Context(), http.MethodPost, "/v1/volumes/"+url.PathEscape(args[0])+"/grow", gateway.GrowVolumeRequest{Size: s}, &v); err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "volume %s is now %s\n", v.Name, config.ByteSize(v.Size))
+			fmt.Fprintf(cmd.OutOrStdout(), "volume %s is now %s\n", v.Name, config.ByteSize(v.Size).Human())
 			return nil
 		},
 	}
@@ -208,6 +199,26 @@ func newVolumeCmd(g *globals) *cobra.Command {
 
 	cmd.AddCommand(createCmd, listCmd, infoCmd, deleteCmd, growCmd, newAttachInfoCmd(g), newAccessCmd(g), newVolumeWaitCmd(g))
 	return cmd
+}
+
+// volumeAlign is what a volume's size is a multiple of: its 4 KiB blocks.
+const volumeAlign = 4096
+
+// volumeSize parses --size and rounds it up to whole blocks, saying so
+// on stderr when it does.
+func volumeSize(cmd *cobra.Command, in string) (int64, error) {
+	s, err := config.ParseByteSize(in)
+	if err != nil {
+		return 0, fmt.Errorf("--size: %w", err)
+	}
+	if s <= 0 {
+		return 0, fmt.Errorf("--size: %q: a volume needs a size above 0", in)
+	}
+	if r := s.RoundUp(volumeAlign); r != s {
+		fmt.Fprintf(cmd.ErrOrStderr(), "size %s rounded up to %d bytes (%s), a whole number of the volume's %s blocks\n", in, int64(r), r.Human(), config.ByteSize(volumeAlign).Human())
+		s = r
+	}
+	return int64(s), nil
 }
 
 func accessFlags(cmd *cobra.Command, a *gateway.ISCSIAccess) {
@@ -220,13 +231,22 @@ func accessFlags(cmd *cobra.Command, a *gateway.ISCSIAccess) {
 
 func newAccessCmd(g *globals) *cobra.Command {
 	var a gateway.ISCSIAccess
+	var clear bool
 	cmd := &cobra.Command{
-		Use:   "access NAME",
-		Short: "Set a volume's iSCSI access control: CHAP and allowed initiators (no flags: open to any initiator without CHAP)",
+		Use:   "access NAME {--chap-user U --chap-secret S | --initiator IQN ... | --clear}",
+		Short: "Set a volume's iSCSI access control: CHAP and allowed initiators (--clear: open to any initiator without CHAP)",
 		Long: "Replaces the volume's iSCSI access settings as a whole. Logged-in sessions of the volume end\n" +
-			"and initiators log in again under the new settings.",
+			"and initiators log in again under the new settings. --clear removes CHAP and the initiator\n" +
+			"list, so that any initiator may log in; without flags nothing is changed and the command fails.",
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			given := a.CHAPUser != "" || a.CHAPSecret != "" || a.MutualUser != "" || a.MutualSecret != "" || len(a.Initiators) > 0
+			switch {
+			case clear && given:
+				return errors.New("--clear removes all access control: give it alone, or the settings without it")
+			case !clear && !given:
+				return fmt.Errorf("no access settings given: set --chap-user and --chap-secret and/or --initiator, or --clear to remove CHAP and the initiator list of %s (any initiator may then log in)", args[0])
+			}
 			c, err := adminClient(cmd, g)
 			if err != nil {
 				return err
@@ -240,6 +260,7 @@ func newAccessCmd(g *globals) *cobra.Command {
 		},
 	}
 	accessFlags(cmd, &a)
+	cmd.Flags().BoolVar(&clear, "clear", false, "remove CHAP and the initiator list: any initiator may log in without authentication")
 	return cmd
 }
 

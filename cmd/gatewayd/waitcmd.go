@@ -61,7 +61,7 @@ func waitHydrated(cmd *cobra.Command, c *admin.Client, name string, quiet bool) 
 		bar.draw(done, total, base, time.Since(start))
 		if h.Complete {
 			bar.done()
-			fmt.Fprintf(cmd.OutOrStdout(), "volume %s hydrated: %d chunks (%s) on its disk\n", v.Name, h.TotalChunks, config.ByteSize(total))
+			fmt.Fprintf(cmd.OutOrStdout(), "volume %s hydrated: %d chunks (%s) on its disk\n", v.Name, h.TotalChunks, config.ByteSize(total).Human())
 			return nil
 		}
 		select {
