@@ -87,9 +87,9 @@ type iscsiFrontend struct {
 	reserved map[string]bool
 }
 
-func startISCSI(ctx context.Context, cfg *config.Config, vm *volume.Manager, md meta.Store, log *slog.Logger) (*iscsiFrontend, error) {
+func startISCSI(ctx context.Context, cfg *config.Config, vm *volume.Manager, md meta.Store, lat latency, log *slog.Logger) (*iscsiFrontend, error) {
 	f := &iscsiFrontend{vm: vm, md: md, prefix: cfg.ISCSI.IQNPrefix, log: log, luns: map[string]*scsi.LU{}}
-	f.srv = iscsi.NewServer(iscsi.Config{Logger: log, NOPInterval: cfg.ISCSI.NOPInterval, NOPTimeout: cfg.ISCSI.NOPTimeout})
+	f.srv = iscsi.NewServer(iscsi.Config{Logger: log, NOPInterval: cfg.ISCSI.NOPInterval, NOPTimeout: cfg.ISCSI.NOPTimeout, Latency: lat.observeISCSI})
 	for _, v := range vm.List() {
 		if err := f.serve(ctx, v); err != nil {
 			return nil, err

@@ -38,9 +38,6 @@ type RunOptions struct {
 	// StoreProbeInterval is how often the object store's reachability is
 	// checked for the health registry (default 30s).
 	StoreProbeInterval time.Duration
-	// TakeOver takes the lease on the bucket prefix from a gateway that
-	// let it expire (serve --take-over).
-	TakeOver bool
 }
 
 // Run serves the gateway described by cfg until ctx ends, then shuts down in
@@ -82,14 +79,6 @@ func Run(ctx context.Context, cfg *config.Config, opts RunOptions) error {
 	lat := newLatency()
 	metrics.MustRegister(lat.nfs, lat.iscsi)
 
-	// Nothing is written to the bucket before the lease is held; it is
-	// released after the data path closed.
-	releaseLease, err := holdLease(ctx, cfg, store, reg, opts.Clock, opts.TakeOver, logger)
-	if err != nil {
-		return err
-	}
-	defer releaseLease()
-
 	dp, closeData, err := openDataPath(ctx, cfg, store, md, keyring, reg, opts.Clock, logger)
 	if err != nil {
 		return err
@@ -115,7 +104,7 @@ func Run(ctx context.Context, cfg *config.Config, opts RunOptions) error {
 	}
 	var iscsiFE *iscsiFrontend
 	if cfg.ISCSI.Listen != "" {
-		iscsiFE, err = startISCSI(ctx, cfg, vm, md, logger.With("subsystem", "iscsi"))
+		iscsiFE, err = startISCSI(ctx, cfg, vm, md, lat, logger.With("subsystem", "iscsi"))
 		if err != nil {
 			return err
 		}
@@ -129,7 +118,7 @@ func Run(ctx context.Context, cfg *config.Config, opts RunOptions) error {
 	}
 	var nfsFE *nfsFrontend
 	if cfg.NFS.Listen != "" {
-		nfsFE, err = startNFS(cfg, dp.shares, logger.With("subsystem", "nfs"))
+		nfsFE, err = startNFS(cfg, dp.shares, lat, logger.With("subsystem", "nfs"))
 		if err != nil {
 			return err
 		}

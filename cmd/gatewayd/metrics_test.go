@@ -5,7 +5,8 @@ package main
 // and each one changes when the thing it measures happens, on the real
 // daemon over MinIO: writes over iSCSI and NFS held back by a bandwidth
 // limit, then uploaded; reads that hit and miss the cache; snapshots; a
-// restore that hydrates; recovery points; and MinIO going away.
+// restore that hydrates; recovery points; the NFS and iSCSI calls timed;
+// and MinIO going away.
 
 import (
 	"bufio"
@@ -104,7 +105,8 @@ type metricWatch struct {
 }
 
 // waitChange waits until series satisfies cond (v is 0 and ok false while
-// the series is absent), and records its metric as changed.
+// the series is absent), and records its metric as changed (a histogram's
+// _count series stands for the histogram).
 func (w *metricWatch) waitChange(what, series string, cond func(v float64, ok bool) bool) float64 {
 	w.t.Helper()
 	deadline := time.Now().Add(3 * time.Minute)
@@ -113,7 +115,7 @@ func (w *metricWatch) waitChange(what, series string, cond func(v float64, ok bo
 		v, ok := m[series]
 		if cond(v, ok) {
 			name, _, _ := strings.Cut(series, "{")
-			w.changed[name] = true
+			w.changed[strings.TrimSuffix(name, "_count")] = true
 			return v
 		}
 		if time.Now().After(deadline) {
@@ -176,6 +178,8 @@ func TestMetricsTable(t *testing.T) {
 	data := testrand.Bytes(7, 2<<20)
 	l.write(0, data)
 	w.waitChange("written bytes", "gatewayd_write_bytes_total", above(base["gatewayd_write_bytes_total"]+float64(len(data))-1))
+	iscsiWrites := `gatewayd_iscsi_command_duration_seconds_count{op="write"}`
+	w.waitChange("iSCSI writes timed", iscsiWrites, above(base[iscsiWrites]))
 	w.waitChange("cache in use", "gatewayd_cache_percent_used", above(0))
 	w.waitChange("cache in use", "gatewayd_cache_used_bytes", above(float64(len(data))-1))
 	w.waitChange("cache free", "gatewayd_cache_free_bytes", below(base["gatewayd_cache_free_bytes"]))
@@ -197,6 +201,7 @@ func TestMetricsTable(t *testing.T) {
 	}
 	f.Close()
 	w.waitChange("a file waiting", `gatewayd_share_files_pending{share="docs"}`, above(0))
+	w.waitChange("NFS writes timed", `gatewayd_nfs_request_duration_seconds_count{proc="WRITE"}`, above(0))
 	w.waitChange("share buffer", "gatewayd_share_upload_buffer_percent_used", above(0))
 
 	// The limit lifted: everything goes up and the figures fall back.
@@ -219,14 +224,20 @@ func TestMetricsTable(t *testing.T) {
 		t.Fatal("read back different data")
 	}
 	w.waitChange("cache hits", "gatewayd_cache_hit_percent", above(0))
+	iscsiReads := `gatewayd_iscsi_command_duration_seconds_count{op="read"}`
+	w.waitChange("iSCSI reads timed", iscsiReads, above(base[iscsiReads]))
 
-	// Snapshots: counted per volume; a newer one makes the age fall.
+	// Snapshots: counted per volume; a newer one makes the age fall
+	// below the first one's (2 s apart at least, however slow a scrape).
 	mustRun(t, "snapshot", "create", "--data-dir", dir, "c1")
 	w.waitChange("one snapshot", `gatewayd_volume_snapshots{volume="c1"}`, func(v float64, ok bool) bool { return ok && v == 1 })
-	age := w.waitChange("snapshot ageing", `gatewayd_volume_time_since_last_snapshot_seconds{volume="c1"}`, above(0.5))
+	w.waitChange("snapshot ageing", `gatewayd_volume_time_since_last_snapshot_seconds{volume="c1"}`, above(2))
+	first := snapshotList(t, dir)[0].Created
 	mustRun(t, "snapshot", "create", "--data-dir", dir, "c1")
 	w.waitChange("two snapshots", `gatewayd_volume_snapshots{volume="c1"}`, func(v float64, ok bool) bool { return ok && v == 2 })
-	w.waitChange("a newer snapshot", `gatewayd_volume_time_since_last_snapshot_seconds{volume="c1"}`, below(age))
+	w.waitChange("a newer snapshot", `gatewayd_volume_time_since_last_snapshot_seconds{volume="c1"}`, func(v float64, ok bool) bool {
+		return ok && v < time.Since(first).Seconds()-1
+	})
 	list := snapshotList(t, dir)
 
 	// A cached volume restored from the snapshot reads from the bucket; a

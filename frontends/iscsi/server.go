@@ -55,6 +55,9 @@ type Config struct {
 	NOPInterval, NOPTimeout time.Duration
 	// QueueDepth is the command window per session (MaxCmdSN-ExpCmdSN+1).
 	QueueDepth int
+	// Latency, if set, is told how long each SCSI command took from its
+	// arrival to its status going out, by class (see OpClass).
+	Latency func(op string, d time.Duration)
 }
 
 // Server is an iSCSI target portal: it accepts connections, runs logins

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"sync/atomic"
+	"time"
 
 	"github.com/gatewayd/gatewayd/frontends/iscsi/scsi"
 )
@@ -36,6 +37,7 @@ type task struct {
 	cancel  context.CancelFunc
 	aborted atomic.Bool
 	done    chan struct{}
+	arrived time.Time
 }
 
 type r2tState struct {
@@ -49,7 +51,7 @@ func (ss *session) scsiCommand(p *PDU) error {
 	flags := p.BHS[1]
 	t := &task{
 		itt: p.TaskTag(), lunRaw: p.LUN(), read: flags&0x40 != 0, write: flags&0x20 != 0,
-		edtl: p.Uint32(20), done: make(chan struct{}),
+		edtl: p.Uint32(20), done: make(chan struct{}), arrived: time.Now(),
 	}
 	cdb := append([]byte(nil), p.BHS[32:48]...)
 	if ext := extendedCDB(p.AHS); ext != nil {
@@ -372,6 +374,9 @@ func (ss *session) complete(t *task, res scsi.Result) {
 	if t.aborted.Load() {
 		return
 	}
+	if ss.s.cfg.Latency != nil {
+		defer func() { ss.s.cfg.Latency(OpClass(t.cdb), time.Since(t.arrived)) }()
+	}
 	var over, under bool
 	var residual uint32
 	switch {
@@ -626,4 +631,20 @@ func (ss *session) taskManagement(p *PDU) {
 		}
 		respond(code, false)
 	}()
+}
+
+// OpClass sorts a command for latency figures: "read" and "write" for the
+// READ and WRITE commands of disks and tapes (and WRITE AND VERIFY),
+// "other" for the rest.
+func OpClass(cdb []byte) string {
+	if len(cdb) == 0 {
+		return "other"
+	}
+	switch cdb[0] {
+	case 0x08, 0x28, 0xa8, 0x88: // READ (6), (10), (12), (16)
+		return "read"
+	case 0x0a, 0x2a, 0xaa, 0x8a, 0x2e, 0xae, 0x8e: // WRITE (6), (10), (12), (16), WRITE AND VERIFY (10), (12), (16)
+		return "write"
+	}
+	return "other"
 }

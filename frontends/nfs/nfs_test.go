@@ -33,6 +33,7 @@ type fixture struct {
 	shares *fileshare.Manager
 	addr   string
 	port   int
+	calls  *calls
 }
 
 func start(t *testing.T, configs ...fileshare.Config) *fixture {
@@ -62,6 +63,8 @@ func start(t *testing.T, configs ...fileshare.Config) *fixture {
 		t.Fatal(err)
 	}
 	srv := New(m, nil)
+	calls := &calls{n: map[string]int{}}
+	srv.Latency = calls.observe
 	done := make(chan struct{})
 	go func() { defer close(done); srv.Serve(l) }()
 	t.Cleanup(func() {
@@ -71,7 +74,7 @@ func start(t *testing.T, configs ...fileshare.Config) *fixture {
 		c.Close()
 		log.Close()
 	})
-	return &fixture{t: t, store: store, shares: m, addr: l.Addr().String(), port: l.Addr().(*net.TCPAddr).Port}
+	return &fixture{t: t, store: store, shares: m, addr: l.Addr().String(), port: l.Addr().(*net.TCPAddr).Port, calls: calls}
 }
 
 // url is the libnfs URL of a path in a share (go-nfs has no portmapper).
@@ -93,18 +96,7 @@ func libnfs(t *testing.T, tool string, args ...string) (string, error) {
 
 func (f *fixture) mount(share string) (*nfsc.Target, func()) {
 	f.t.Helper()
-	c, err := rpc.DialTCP("tcp", f.addr, false)
-	if err != nil {
-		f.t.Fatal(err)
-	}
-	var m nfsc.Mount
-	m.Client = c
-	target, err := m.Mount("/"+share, rpc.AuthNull)
-	if err != nil {
-		c.Close()
-		f.t.Fatal(err)
-	}
-	return target, func() { m.Unmount(); c.Close() }
+	return nfstest.MustMount(f.t, f.addr, share)
 }
 
 // The libnfs tools copy files in and out, list them, and the files are
@@ -168,14 +160,7 @@ func TestExportOptions(t *testing.T) {
 	if _, err := v.Create("x", 0o644); err == nil {
 		t.Fatal("create on a read-only share succeeded")
 	}
-	c, err := rpc.DialTCP("tcp", f.addr, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	var m nfsc.Mount
-	m.Client = c
-	if _, err := m.Mount("/other", rpc.AuthNull); err == nil || !strings.Contains(err.Error(), "ACCES") {
+	if _, _, err := nfstest.Mount(t, f.addr, "other", rpc.AuthNull); err == nil || !strings.Contains(err.Error(), "ACCES") {
 		t.Fatalf("mount from a client not allowed: %v", err)
 	}
 }

@@ -20,6 +20,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"time"
 
 	billy "github.com/go-git/go-billy/v5"
 	gonfs "github.com/willscott/go-nfs"
@@ -31,6 +32,10 @@ import (
 type Server struct {
 	shares *fileshare.Manager
 	log    *slog.Logger
+
+	// Latency, when set before Serve, is told how long each call took,
+	// from its arrival to its reply, by procedure name (procs.Name).
+	Latency func(proc string, d time.Duration)
 
 	mu sync.Mutex
 	l  net.Listener
@@ -51,6 +56,9 @@ func (s *Server) Serve(l net.Listener) error {
 	s.l = l
 	s.mu.Unlock()
 	gonfs.Log.SetLevel(gonfs.ErrorLevel) // go-nfs has its own logger: errors only
+	if s.Latency != nil {
+		l = timedListener{Listener: l, observe: s.Latency}
+	}
 	err := gonfs.Serve(l, &handler{s: s})
 	if errors.Is(err, net.ErrClosed) {
 		return nil
