@@ -38,6 +38,9 @@ type RunOptions struct {
 	// StoreProbeInterval is how often the object store's reachability is
 	// checked for the health registry (default 30s).
 	StoreProbeInterval time.Duration
+	// TakeOver takes the lease on the bucket prefix from a gateway that
+	// let it expire (serve --take-over).
+	TakeOver bool
 }
 
 // Run serves the gateway described by cfg until ctx ends, then shuts down in
@@ -78,6 +81,14 @@ func Run(ctx context.Context, cfg *config.Config, opts RunOptions) error {
 	metrics := newMetrics(opts.Version, keyring.Config().GatewayID, reg)
 	lat := newLatency()
 	metrics.MustRegister(lat.nfs, lat.iscsi)
+
+	// Nothing is written to the bucket before the lease is held; it is
+	// released after the data path closed.
+	releaseLease, err := holdLease(ctx, cfg, store, reg, opts.Clock, opts.TakeOver, logger)
+	if err != nil {
+		return err
+	}
+	defer releaseLease()
 
 	dp, closeData, err := openDataPath(ctx, cfg, store, md, keyring, reg, opts.Clock, logger)
 	if err != nil {
