@@ -5,7 +5,8 @@
 // only some stores can do is an optional one-method interface found by type
 // assertion: Copier, StorageClasser, ConditionalPutter. Implementations live in sibling packages
 // (s3, localdir, mem); decorators that add behaviour to any Store live beside
-// them (retry, limiter, faulty). Every implementation must pass objstoretest.
+// them (retry, limiter, faulty, fenced). Every implementation must pass
+// objstoretest.
 //
 // Keys are slash-separated relative names ("chunks/ab/abcd..."). A key never
 // starts with "/" and never contains "." or ".." segments or an empty segment;
