@@ -1,7 +1,9 @@
 // Package miniotest runs a real MinIO server for tests: on a free loopback
 // port, with a temporary data directory, stopped when the test (or the test
 // binary) ends. Tests that need S3 use it instead of a fake, so that what
-// they check is what an S3-compatible server does.
+// they check is what an S3-compatible server does. StartCluster runs a
+// distributed, erasure-coded MinIO of several nodes instead, whose nodes a
+// test can kill and restart.
 //
 // The minio binary is looked up on PATH, then in $GOBIN and $GOPATH/bin (as
 // `go env` reports them). When it is missing the test fails with the
@@ -40,18 +42,24 @@ const (
 	readyTimeout = 2 * time.Minute
 )
 
-// Server is a running MinIO server.
+// Server is a running MinIO server, alone or one node of a Cluster.
 type Server struct {
 	Endpoint  string // "http://127.0.0.1:PORT"
 	AccessKey string
 	SecretKey string
 	Region    string
 
-	dataDir string
-	cmd     *exec.Cmd
-	exited  chan struct{}
+	dataDir string // removed by Stop; a cluster's nodes share the cluster's
+	drive   string // where the server keeps its objects
+	bin     string
+	args    []string // for `minio`, to start it again the same way
 	output  *syncBuffer
 	stop    sync.Once
+	cluster bool // a node of a Cluster
+
+	mu     sync.Mutex
+	cmd    *exec.Cmd
+	exited chan struct{} // closed when cmd has exited
 }
 
 // Start starts a server of its own for t and stops it when t ends.
@@ -152,21 +160,23 @@ func start() (*Server, error) {
 	return nil, lastErr
 }
 
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
+// freePorts returns n distinct ports free now; they are all held open
+// until the last is found, so none is handed out twice.
+func freePorts(n int) ([]int, error) {
+	var ports []int
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		defer l.Close()
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	return ports, nil
 }
 
 func startOnce(bin string) (*Server, error) {
-	port, err := freePort()
-	if err != nil {
-		return nil, err
-	}
-	consolePort, err := freePort()
+	ports, err := freePorts(2)
 	if err != nil {
 		return nil, err
 	}
@@ -174,61 +184,105 @@ func startOnce(bin string) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{
-		Endpoint:  fmt.Sprintf("http://127.0.0.1:%d", port),
-		AccessKey: accessKey,
-		SecretKey: secretKey,
-		Region:    "us-east-1",
-		dataDir:   dataDir,
-		exited:    make(chan struct{}),
-		output:    &syncBuffer{},
-	}
-	cmd := exec.Command(bin, "server", filepath.Join(dataDir, "data"),
-		"--address", fmt.Sprintf("127.0.0.1:%d", port),
-		"--console-address", fmt.Sprintf("127.0.0.1:%d", consolePort),
-		"--certs-dir", filepath.Join(dataDir, "certs"),
-		"--quiet")
-	cmd.Env = append(os.Environ(),
-		"MINIO_ROOT_USER="+accessKey,
-		"MINIO_ROOT_PASSWORD="+secretKey,
-		"MINIO_BROWSER=off",
-		"MINIO_UPDATE=off",
-		"MINIO_CI_CD=1",
-	)
-	cmd.Stdout = s.output
-	cmd.Stderr = s.output
-	// The server must not outlive the test binary, however it ends.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
-	s.cmd = cmd
-
-	// Pdeathsig fires when the thread that started the child exits, so
-	// start it from a locked thread that lives as long as the server.
-	started := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		if err := cmd.Start(); err != nil {
-			started <- err
-			close(s.exited)
-			return
-		}
-		started <- nil
-		cmd.Wait()
-		close(s.exited)
-	}()
-	if err := <-started; err != nil {
+	drive := filepath.Join(dataDir, "data")
+	s := newServer(bin, dataDir, drive, ports[0], ports[1], drive)
+	if err := s.launch(); err != nil {
 		os.RemoveAll(dataDir)
-		return nil, fmt.Errorf("start %s: %w", bin, err)
+		return nil, err
 	}
-	if err := s.waitReady(); err != nil {
+	if err := s.waitReady(time.Now().Add(readyTimeout)); err != nil {
 		s.Stop()
 		return nil, fmt.Errorf("minio server on %s: %w\n%s", s.Endpoint, err, s.output.tail())
 	}
 	return s, nil
 }
 
-func (s *Server) waitReady() error {
+// newServer describes a server on port serving drives (paths, or the URLs
+// of a cluster's drives); launch starts it.
+func newServer(bin, dataDir, drive string, port, consolePort int, drives ...string) *Server {
+	args := []string{"server",
+		"--address", fmt.Sprintf("127.0.0.1:%d", port),
+		"--console-address", fmt.Sprintf("127.0.0.1:%d", consolePort),
+		"--certs-dir", drive + ".certs",
+		"--quiet"}
+	return &Server{
+		Endpoint:  fmt.Sprintf("http://127.0.0.1:%d", port),
+		AccessKey: accessKey,
+		SecretKey: secretKey,
+		Region:    "us-east-1",
+		dataDir:   dataDir,
+		drive:     drive,
+		bin:       bin,
+		args:      append(args, drives...),
+		output:    &syncBuffer{},
+	}
+}
+
+// launch starts the minio process; it does not wait for it to be ready.
+func (s *Server) launch() error {
+	cmd := exec.Command(s.bin, s.args...)
+	cmd.Env = append(os.Environ(),
+		"MINIO_ROOT_USER="+accessKey,
+		"MINIO_ROOT_PASSWORD="+secretKey,
+		"MINIO_BROWSER=off",
+		"MINIO_UPDATE=off",
+		"MINIO_CI_CD=1",
+		// In a container MinIO takes no loopback address for its own
+		// until told which is: a cluster's nodes differ only by port.
+		"_MINIO_SERVER_LOCAL="+strings.TrimPrefix(s.Endpoint, "http://"),
+	)
+	cmd.Stdout = s.output
+	cmd.Stderr = s.output
+	// The server must not outlive the test binary, however it ends.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
+
+	// Pdeathsig fires when the thread that started the child exits, so
+	// start it from a locked thread that lives as long as the server.
+	exited := make(chan struct{})
+	started := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		if err := cmd.Start(); err != nil {
+			started <- err
+			close(exited)
+			return
+		}
+		started <- nil
+		cmd.Wait()
+		close(exited)
+	}()
+	if err := <-started; err != nil {
+		return fmt.Errorf("start %s: %w", s.bin, err)
+	}
+	s.mu.Lock()
+	s.cmd, s.exited = cmd, exited
+	s.mu.Unlock()
+	return nil
+}
+
+// halt stops the process with sig, and with SIGKILL if it is still there
+// after grace; it returns once the process has exited.
+func (s *Server) halt(sig syscall.Signal, grace time.Duration) {
+	s.mu.Lock()
+	cmd, exited := s.cmd, s.exited
+	s.mu.Unlock()
+	if cmd == nil || cmd.Process == nil {
+		return
+	}
+	cmd.Process.Signal(sig)
+	select {
+	case <-exited:
+	case <-time.After(grace):
+		cmd.Process.Kill()
+		<-exited
+	}
+}
+
+func (s *Server) waitReady(deadline time.Time) error {
 	client := &http.Client{Timeout: 2 * time.Second}
-	deadline := time.Now().Add(readyTimeout)
+	s.mu.Lock()
+	exited := s.exited
+	s.mu.Unlock()
 	for {
 		// Live means the process answers; the object layer may still be
 		// initialising ("Server not initialized yet"), so a listing must
@@ -240,6 +294,9 @@ func (s *Server) waitReady() error {
 				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 				_, err = s.Client().ListBuckets(ctx, &s3.ListBucketsInput{})
 				cancel()
+				if err == nil && s.cluster {
+					err = s.clusterHealthy(client)
+				}
 				if err == nil {
 					return nil
 				}
@@ -248,29 +305,24 @@ func (s *Server) waitReady() error {
 			}
 		}
 		select {
-		case <-s.exited:
+		case <-exited:
 			return fmt.Errorf("exited before it was ready")
 		case <-time.After(50 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("not ready after %v: %w", readyTimeout, err)
+			return fmt.Errorf("not ready in time: %w", err)
 		}
 	}
 }
 
 // Stop stops the server and removes its data. It is safe to call twice.
+// A cluster's nodes are stopped by the cluster.
 func (s *Server) Stop() {
 	s.stop.Do(func() {
-		if s.cmd.Process != nil {
-			s.cmd.Process.Signal(syscall.SIGTERM)
-			select {
-			case <-s.exited:
-			case <-time.After(10 * time.Second):
-				s.cmd.Process.Kill()
-				<-s.exited
-			}
+		s.halt(syscall.SIGTERM, 10*time.Second)
+		if s.dataDir != "" {
+			os.RemoveAll(s.dataDir)
 		}
-		os.RemoveAll(s.dataDir)
 	})
 }
 
@@ -325,4 +377,4 @@ func StartServer() (*Server, error) { return start() }
 
 // BucketDir is where the server keeps a bucket's objects on disk, for
 // measuring how much a writer stored.
-func (s *Server) BucketDir(bucket string) string { return filepath.Join(s.dataDir, "data", bucket) }
+func (s *Server) BucketDir(bucket string) string { return filepath.Join(s.drive, bucket) }
