@@ -177,7 +177,9 @@ func TestWorksWhileStoreAway(t *testing.T) {
 		}
 		return nil
 	}})
+	fake := clock.NewFake(time.Unix(1_700_000_000, 0))
 	e := &env{t: t, dir: t.TempDir(), store: inj.Store(), md: metamem.New()}
+	e.opts = func(o *Options) { o.Clock, o.AttrTTL = fake, time.Minute }
 	t.Cleanup(e.close)
 	e.start()
 	ctx := context.Background()
@@ -192,6 +194,9 @@ func TestWorksWhileStoreAway(t *testing.T) {
 	must[[]DirEntry](t)(s.ReadDir(ctx, ""))
 	must[[]DirEntry](t)(s.ReadDir(ctx, "d"))
 
+	// What the share knows is old when the store goes away: the first
+	// call finds it away, and from then on the share answers from it.
+	fake.Advance(2 * time.Minute)
 	away.Store(true)
 	must[Attr](t)(s.Create(ctx, "d/new", 0o640, 7, 8, true))
 	must[Attr](t)(s.WriteAt(ctx, "d/new", []byte("written in the outage"), 0))

@@ -117,12 +117,19 @@ func (s *Share) stat(ctx context.Context, p string) (Attr, error) {
 	}
 	a, exists, err := s.statStore(ctx, p)
 	if err != nil {
-		if s.m.storeFailed(ctx, err) && ok {
-			// The store is away: what the share last knew.
-			if !c.exists {
-				return Attr{}, fmt.Errorf("%s: %w", p, ErrNotExist)
-			}
+		if !s.m.storeFailed(ctx, err) {
+			return Attr{}, err
+		}
+		// The store is away: what the share last knew of p, or of its
+		// parent's names.
+		if ok && c.exists {
 			return c.attr, nil
+		}
+		s.attrMu.Lock()
+		absent = s.unlisted(p)
+		s.attrMu.Unlock()
+		if ok || absent {
+			return Attr{}, fmt.Errorf("%s: %w", p, ErrNotExist)
 		}
 		return Attr{}, err
 	}
