@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/gatewayd/gatewayd/cache"
 	"github.com/gatewayd/gatewayd/health"
 	"github.com/gatewayd/gatewayd/internal/diskclaim"
 	"github.com/gatewayd/gatewayd/snapshots"
@@ -378,5 +379,43 @@ func TestRestoreToBlockDevice(t *testing.T) {
 	mustEqual(t, "restored device", got, want)
 	if _, err := snapshots.RestoreToFile(ctx, e.store, e.codec, si.ID, link, snapshots.RestoreOptions{}); !errors.Is(err, snapshots.ErrTargetNotEmpty) {
 		t.Fatalf("second restore onto the device without Force: %v", err)
+	}
+}
+
+// A chunk fetched for a read that the cache fails to keep is served all
+// the same, and the failing cache disk shows in health.
+func TestFailedCacheFillDegradesHealth(t *testing.T) {
+	ctx := context.Background()
+	var failing atomic.Bool
+	e := newEnv(t, 16*mib, 16*mib)
+	cacheDir := filepath.Join(e.dir, "cache")
+	e.fs = vfs.NewErrorFS(vfs.Default, func(op vfs.Op, path string) error {
+		if failing.Load() && (op == vfs.OpWrite || op == vfs.OpCreate) && strings.HasPrefix(path, cacheDir) {
+			return errors.New("injected I/O error")
+		}
+		return nil
+	})
+	reg := health.New(nil)
+	e.opts = func(o *Options) { o.Health = reg.Register("volumes") }
+	e.start()
+	v := e.create("v", Cached, 1*mib, 64*kib)
+	want := pattern(5, 64*kib)
+	if err := v.WriteAt(ctx, want, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.m.Drain(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.cache.Drop(cache.Key{Volume: v.Info().ID, Index: 0}); err != nil {
+		t.Fatal(err)
+	}
+	failing.Store(true)
+	got := make([]byte, 64*kib)
+	if err := v.ReadAt(ctx, got, 0); err != nil {
+		t.Fatalf("read with a failing cache disk: %v", err)
+	}
+	mustEqual(t, "read through a failing cache", got, want)
+	if states, lvl := reg.Snapshot(); lvl != health.Warning || !strings.Contains(states[0].Message, "local disk write failed") {
+		t.Fatalf("health after a failed cache fill: %v %+v", lvl, states)
 	}
 }

@@ -173,7 +173,13 @@ func (v *Volume) readCached(ctx context.Context, index uint64, p []byte, off int
 		return nil
 	}
 	if err := c.PutClean(key, data); err != nil {
-		v.m.log.Warn("cache insert failed", "volume", v.info.Name, "chunk", index, "err", err)
+		// The read is served from data all the same; a failing cache
+		// disk still shows in health.
+		if isLocalIOError(err) {
+			v.m.localWriteFailed(v, fmt.Sprintf("cache chunk %d", index), err)
+		} else {
+			v.m.log.Warn("cache insert failed", "volume", v.info.Name, "chunk", index, "err", err)
+		}
 	}
 	copy(p, data[off:])
 	return nil
