@@ -25,10 +25,13 @@ func TestMarkSurvivesWrapping(t *testing.T) {
 	if Mark(NotFound, nil) != nil {
 		t.Fatal("Mark(nil) is not nil")
 	}
+	if pf := fmt.Errorf("renew: %w", Mark(PreconditionFailed, base)); !IsPreconditionFailed(pf) || IsRetryable(pf) || IsPermanent(pf) {
+		t.Fatalf("kind of a precondition failure = %v", Of(pf))
+	}
 	if Of(base) != Unknown || Of(nil) != Unknown {
 		t.Fatal("unmarked errors must be Unknown")
 	}
-	for k, s := range map[Kind]string{Unknown: "unknown", Retryable: "retryable", Permanent: "permanent", NotFound: "not-found", Corrupt: "corrupt"} {
+	for k, s := range map[Kind]string{Unknown: "unknown", Retryable: "retryable", Permanent: "permanent", NotFound: "not-found", Corrupt: "corrupt", PreconditionFailed: "precondition-failed"} {
 		if k.String() != s {
 			t.Errorf("%d.String() = %q", k, k.String())
 		}
