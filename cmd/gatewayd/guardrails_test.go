@@ -325,3 +325,45 @@ func TestSMBUserNameRule(t *testing.T) {
 		}
 	}
 }
+
+// status exits 1 while the gateway is degraded: writes wait for room in a
+// cache full of data the upload limit holds back; 0 once they go on.
+func TestStatusExitCodeDegraded(t *testing.T) {
+	dir := t.TempDir()
+	mustRun(t, "init", "--data-dir", dir)
+	setConfig(t, dir, map[string]map[string]any{
+		"cache":   {"size": "64MiB"},
+		"volumes": {"settle_time": "100ms", "upload_interval": "100ms"},
+	})
+	serve(t, dir)
+	mustRun(t, "volume", "create", "--data-dir", dir, "--name", "c1", "--size", "256M", "--chunk-size", "1M")
+	mustRun(t, "bandwidth", "set", "--data-dir", dir, "--upload", "1K")
+	l := attach(t, context.Background(), dir, "c1")
+	data := testrand.Bytes(23, 1<<20)
+	written := make(chan error, 1)
+	go func() { // 96 MiB into a 64 MiB cache: the writes wait
+		for off := int64(0); off < 96<<20; off += 1 << 20 {
+			if _, err := scsiRW(l.ctx, l.c, true, off, data, 0); err != nil {
+				written <- err
+				return
+			}
+		}
+		written <- nil
+	}()
+	var r result
+	smbtest.Eventually(t, "status to report writes waiting", until(func() bool { r = run(t, nil, "status", "--data-dir", dir); return r.code != 0 }))
+	if r.code != statusDegraded || !strings.Contains(r.stdout, "health WARNING") {
+		t.Fatalf("status while writes wait: %+v", r)
+	}
+	mustFailClearly(t, r, "health DEGRADED: cache warning")
+	mustRun(t, "bandwidth", "set", "--data-dir", dir, "--upload", "0")
+	select {
+	case err := <-written:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(3 * time.Minute):
+		t.Fatal("the writes did not go on after the upload limit was lifted")
+	}
+	smbtest.Eventually(t, "status healthy again", until(func() bool { return run(t, nil, "status", "--data-dir", dir).code == 0 }))
+}
