@@ -297,21 +297,37 @@ func Check(ctx context.Context, s objstore.Store, now time.Time) error {
 	return &HeldError{Store: s.String(), Record: r, Now: now, Joining: true, Remaining: r.Expires.Sub(now)}
 }
 
-// ownWriteOrErr turns a precondition failure into success when the lease
-// holds exactly rec: a retried write whose first answer was lost.
+// ownWriteOrErr handles a precondition failure of writing rec. When the
+// lease object names this holder with rec's taken time, the write that
+// changed it was this gateway's own, whose answer was lost (a retried
+// attempt, or an earlier renewal that timed out but landed): the object's
+// ETag is adopted, and rec written once more unless it is there already.
+// Otherwise err stands: someone else wrote the lease.
 func (l *Lease) ownWriteOrErr(ctx context.Context, rec *Record, err error) error {
 	if !objstore.IsPreconditionFailed(err) {
 		return fmt.Errorf("write the lease %s: %w", Key, err)
 	}
+	// Stat before reading: if the object changes in between, the write
+	// below, conditional on the older ETag, fails.
 	oi, serr := l.opts.Store.Stat(ctx, Key)
 	if serr != nil {
 		return err
 	}
 	b, gerr := objstore.GetAll(ctx, l.opts.Store, Key)
-	if gerr != nil || !bytes.Equal(b, rec.Marshal()) {
+	if gerr != nil {
 		return err
 	}
-	l.held(*rec, oi.ETag, rec.Renewed)
+	cur, perr := Parse(b)
+	if perr != nil || cur.HolderID != rec.HolderID || !cur.Taken.Equal(rec.Taken) {
+		return err
+	}
+	etag := oi.ETag
+	if want := rec.Marshal(); !bytes.Equal(b, want) {
+		if etag, err = objstore.PutIfMatch(ctx, l.opts.Store, Key, want, oi.ETag); err != nil {
+			return fmt.Errorf("write the lease %s: %w", Key, err)
+		}
+	}
+	l.held(*rec, etag, rec.Renewed)
 	return nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -267,6 +268,43 @@ func TestUnrenewableLeaseFencesUntilRenewed(t *testing.T) {
 	}
 	if la.Lost() != nil {
 		t.Fatalf("still lost after a renewal: %v", la.Lost())
+	}
+}
+
+// A renewal that landed but whose answer was lost leaves the gateway with
+// an old ETag; the next renewal finds its own write there and goes on.
+func TestRenewalWithLostAnswerKeepsTheLease(t *testing.T) {
+	var loseAnswer atomic.Bool
+	inj := faulty.New(mem.New("bucket"), faulty.Options{AfterCall: true, Hook: func(op faulty.Op, key string) error {
+		if op == faulty.OpPut && loseAnswer.CompareAndSwap(true, false) {
+			return errors.New("answer lost")
+		}
+		return nil
+	}})
+	s := inj.Store()
+	c := clock.NewFake(start)
+	a := newGateway(s, c, "aaaa", "host-a")
+	la, err := a.acquire(t, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wait(t, a.states, "state")
+	go la.Run(t.Context())
+
+	loseAnswer.Store(true)
+	advance(t, c, ttl/3)
+	if st := wait(t, a.states, "state"); !strings.HasPrefix(st, "warn: ") {
+		t.Fatalf("state after a renewal without answer: %q", st)
+	}
+	if r := readRecord(t, s); !r.Renewed.Equal(c.Now()) {
+		t.Fatalf("the renewal did not land: %+v", r)
+	}
+	advance(t, c, ttl/12)
+	if st := wait(t, a.states, "state"); st != "ok: " {
+		t.Fatalf("state after the next renewal: %q (lost: %v)", st, la.Lost())
+	}
+	if r := readRecord(t, s); !r.Renewed.Equal(c.Now()) || r.HolderID != "aaaa" {
+		t.Fatalf("lease after the next renewal: %+v", r)
 	}
 }
 
