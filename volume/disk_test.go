@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -14,6 +13,7 @@ import (
 	"github.com/gatewayd/gatewayd/cache"
 	"github.com/gatewayd/gatewayd/health"
 	"github.com/gatewayd/gatewayd/internal/diskclaim"
+	"github.com/gatewayd/gatewayd/internal/testdisk"
 	"github.com/gatewayd/gatewayd/snapshots"
 	"github.com/gatewayd/gatewayd/vfs"
 )
@@ -29,16 +29,6 @@ func mustRefuse(t *testing.T, what string, err error, holder string) {
 	}
 }
 
-func imageFile(t *testing.T, path string, size int64) {
-	t.Helper()
-	if err := os.WriteFile(path, nil, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Truncate(path, size); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // A disk holds one volume, however it is named: by its path, through a
 // symlink, with "..", or as another volume's own image file.
 func TestDiskClaimedByOneVolume(t *testing.T) {
@@ -47,7 +37,7 @@ func TestDiskClaimedByOneVolume(t *testing.T) {
 	e.start()
 	dir := t.TempDir()
 	img := filepath.Join(dir, "user.img")
-	imageFile(t, img, 4*mib)
+	testdisk.Sparse(t, img, 4*mib)
 	if _, err := e.m.Create(ctx, CreateOptions{Name: "c", Kind: Stored, Size: 4 * mib, Disk: img}); err != nil {
 		t.Fatal(err)
 	}
@@ -118,7 +108,7 @@ func TestGrowStoredImageFile(t *testing.T) {
 	e := newEnv(t, 16*mib, 16*mib)
 	e.start()
 	img := filepath.Join(t.TempDir(), "user.img")
-	imageFile(t, img, 4*mib)
+	testdisk.Sparse(t, img, 4*mib)
 	if _, err := e.m.Create(ctx, CreateOptions{Name: "u", Kind: Stored, Size: 2 * mib, Disk: img}); err != nil {
 		t.Fatal(err)
 	}
@@ -152,32 +142,11 @@ func TestGrowStoredImageFile(t *testing.T) {
 	}
 }
 
-// loopDevice attaches a loop device to a new file of size bytes.
-func loopDevice(t *testing.T, size int64) string {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("loop devices need root")
-	}
-	img := filepath.Join(t.TempDir(), "loop.img")
-	imageFile(t, img, size)
-	out, err := exec.Command("losetup", "-f", "--show", img).CombinedOutput()
-	if err != nil {
-		t.Fatalf("losetup: %v: %s", err, out)
-	}
-	dev := strings.TrimSpace(string(out))
-	t.Cleanup(func() {
-		if out, err := exec.Command("losetup", "-d", dev).CombinedOutput(); err != nil {
-			t.Errorf("losetup -d %s: %v: %s", dev, err, out)
-		}
-	})
-	return dev
-}
-
 // A stored volume on a block device: claimed by major:minor (through a
 // symlink too) and O_EXCL, and never grown past the device.
 func TestStoredVolumeOnBlockDevice(t *testing.T) {
 	ctx := context.Background()
-	dev := loopDevice(t, 64*mib)
+	dev := testdisk.Loop(t, 64*mib)
 	e := newEnv(t, 16*mib, 16*mib)
 	e.start()
 	if _, err := e.m.Create(ctx, CreateOptions{Name: "big", Kind: Stored, Size: 128 * mib, Disk: dev}); err == nil {
@@ -293,7 +262,7 @@ func TestRestoreRefusesHeldOrUsedTarget(t *testing.T) {
 	}
 	dir := t.TempDir()
 	img := filepath.Join(dir, "served.img")
-	imageFile(t, img, 1*mib)
+	testdisk.Sparse(t, img, 1*mib)
 	if _, err := e.m.Create(ctx, CreateOptions{Name: "served", Kind: Stored, Size: 1 * mib, Disk: img}); err != nil {
 		t.Fatal(err)
 	}
@@ -317,12 +286,12 @@ func TestRestoreRefusesHeldOrUsedTarget(t *testing.T) {
 
 	// A pre-sized, all-zero file is empty; a file with data at its end is not.
 	sized := filepath.Join(dir, "sized.img")
-	imageFile(t, sized, 4*mib)
+	testdisk.Sparse(t, sized, 4*mib)
 	if _, err := snapshots.RestoreToFile(ctx, e.store, e.codec, si.ID, sized, snapshots.RestoreOptions{}); err != nil {
 		t.Fatalf("restore onto an all-zero file: %v", err)
 	}
 	tail := filepath.Join(dir, "tail.img")
-	imageFile(t, tail, 4*mib)
+	testdisk.Sparse(t, tail, 4*mib)
 	f, err := os.OpenFile(tail, os.O_RDWR, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -340,7 +309,7 @@ func TestRestoreRefusesHeldOrUsedTarget(t *testing.T) {
 // device; an unused one is written, and then holds data.
 func TestRestoreToBlockDevice(t *testing.T) {
 	ctx := context.Background()
-	dev := loopDevice(t, 64*mib)
+	dev := testdisk.Loop(t, 64*mib)
 	e := newEnv(t, 16*mib, 16*mib)
 	e.start()
 	src := e.create("src", Cached, 1*mib, 64*kib)

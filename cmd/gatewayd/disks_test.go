@@ -18,28 +18,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gatewayd/gatewayd/internal/testdisk"
 	"github.com/gatewayd/gatewayd/internal/testrand"
 	"github.com/gatewayd/gatewayd/volume"
 )
-
-// sizedFile makes a sparse file of size bytes.
-func sizedFile(t *testing.T, path string, size int64) {
-	t.Helper()
-	if err := os.WriteFile(path, nil, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Truncate(path, size); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// needRoot skips a test that needs loop devices or mounts.
-func needRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root (loop devices, mounts)")
-	}
-}
 
 func TestStoredVolumeDisks(t *testing.T) {
 	dir := t.TempDir()
@@ -49,7 +31,7 @@ func TestStoredVolumeDisks(t *testing.T) {
 	defer cancel()
 	disks := t.TempDir()
 	img := filepath.Join(disks, "user.img")
-	sizedFile(t, img, 16<<20)
+	testdisk.Sparse(t, img, 16<<20)
 	link := filepath.Join(disks, "by-id-link")
 	if err := os.Symlink(img, link); err != nil {
 		t.Fatal(err)
@@ -126,29 +108,11 @@ func TestStoredVolumeDisks(t *testing.T) {
 	mustRun(t, "volume", "create", "--data-dir", dir, "--name", "second", "--kind", "stored", "--size", "16M", "--disk", link)
 }
 
-// loopDev attaches a loop device to a new sparse file of size bytes.
-func loopDev(t *testing.T, size int64) string {
-	t.Helper()
-	img := filepath.Join(t.TempDir(), "loop.img")
-	sizedFile(t, img, size)
-	out, err := exec.Command("losetup", "-f", "--show", img).CombinedOutput()
-	if err != nil {
-		t.Fatalf("losetup: %v: %s", err, out)
-	}
-	dev := strings.TrimSpace(string(out))
-	t.Cleanup(func() {
-		if out, err := exec.Command("losetup", "-d", dev).CombinedOutput(); err != nil {
-			t.Errorf("losetup -d %s: %v: %s", dev, err, out)
-		}
-	})
-	return dev
-}
-
 // A stored volume on a 64MiB block device does not grow past it, and the
 // device is the volume's alone while the daemon serves it.
 func TestStoredVolumeOnLoopDevice(t *testing.T) {
-	needRoot(t)
-	dev := loopDev(t, 64<<20) // before serve: detached after the daemon is gone
+	testdisk.NeedRoot(t)
+	dev := testdisk.Loop(t, 64<<20) // before serve: detached after the daemon is gone
 	dir := t.TempDir()
 	mustRun(t, "init", "--data-dir", dir)
 	d := serve(t, dir)
@@ -177,7 +141,7 @@ func TestStoredVolumeOnLoopDevice(t *testing.T) {
 // system that fills up) fails at the initiator, and status and /healthz
 // say the gateway is degraded and why.
 func TestFailedLocalWriteDegradesHealth(t *testing.T) {
-	needRoot(t)
+	testdisk.NeedRoot(t)
 	mnt := t.TempDir()
 	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", mnt).CombinedOutput(); err != nil {
 		t.Fatalf("mount tmpfs: %v: %s", err, out)
@@ -188,7 +152,7 @@ func TestFailedLocalWriteDegradesHealth(t *testing.T) {
 		}
 	})
 	img := filepath.Join(mnt, "thin.img")
-	sizedFile(t, img, 16<<20) // promises more than the file system holds
+	testdisk.Sparse(t, img, 16<<20) // promises more than the file system holds
 	dir := t.TempDir()
 	mustRun(t, "init", "--data-dir", dir)
 	serve(t, dir)
