@@ -18,7 +18,17 @@ echo "== go vet"
 go vet ./...
 
 echo "== go test -race"
-go test -race -count=1 -timeout 45m ./...
+# go test -json, summarised as go test prints it (failed tests' output, one
+# line per package) with each package's tests run, passed, failed and
+# skipped. In CI (CI=true) a skipped test fails the run: .ci/run installs
+# every tool the tests need, and a test that lacks one fails, never skips.
+bindir="$(mktemp -d)"
+trap 'rm -rf "$bindir"' EXIT
+summary="$bindir/testsummary"
+go build -o "$summary" ./scripts/testsummary
+skipflag=""
+[ "${CI:-}" = "true" ] && skipflag="-fail-on-skip"
+go test -race -count=1 -timeout 45m -json ./... | "$summary" $skipflag
 
 echo "== fuzz ($fuzztime per target)"
 # Every FuzzXxx function, run from its own package for a short time.

@@ -1,0 +1,135 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// sample is a package with a passing test, a failing one, a skipped one
+// and a test with three subtests (one skipped).
+const sample = `package sample
+
+import "testing"
+
+func TestPass(t *testing.T) {}
+
+func TestFail(t *testing.T) { t.Fatal("this one fails") }
+
+func TestSkip(t *testing.T) { t.Skip("needs something missing") }
+
+func TestSubtests(t *testing.T) {
+	t.Run("a", func(t *testing.T) {})
+	t.Run("b", func(t *testing.T) {})
+	t.Run("c", func(t *testing.T) { t.Skip("skipped subtest") })
+}
+`
+
+// goTestJSON runs the real go test -json on a module made of files and
+// returns its output (go test itself exits non-zero when a test fails).
+func goTestJSON(t *testing.T, files map[string]string) []byte {
+	t.Helper()
+	dir := t.TempDir()
+	files["go.mod"] = "module example.com/sample\n\ngo 1.22\n"
+	for name, text := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cmd := exec.Command("go", "test", "-json", "-count=1", ".")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "GOFLAGS=", "GOTOOLCHAIN=local")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if len(out) == 0 {
+		t.Fatalf("go test -json: %v\n%s", err, stderr.String())
+	}
+	return out
+}
+
+func TestSummarise(t *testing.T) {
+	stream := goTestJSON(t, map[string]string{"sample_test.go": sample})
+	var out bytes.Buffer
+	if status := summarise(bytes.NewReader(stream), &out, false); status != 1 {
+		t.Errorf("exit status %d with a failed test, want 1", status)
+	}
+	got := out.String()
+	t.Logf("summary:\n%s", got)
+	for _, want := range []string{
+		"FAIL\texample.com/sample\t", // go test's own line, kept
+		"\ttests: 7 run, 4 passed, 1 failed, 2 skipped\n",
+		"this one fails",          // a failed test's output
+		"needs something missing", // a skip's reason
+		"skipped subtest",
+		"== 1 packages, tests: 7 run, 4 passed, 1 failed, 2 skipped\n",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("summary lacks %q", want)
+		}
+	}
+	if strings.Contains(got, "=== RUN") {
+		t.Error("summary has go test's progress lines")
+	}
+}
+
+func TestSummariseSkips(t *testing.T) {
+	stream := goTestJSON(t, map[string]string{"sample_test.go": `package sample
+
+import "testing"
+
+func TestPass(t *testing.T) {}
+
+func TestSkip(t *testing.T) { t.Skip("tool not installed") }
+`})
+	var out bytes.Buffer
+	if status := summarise(bytes.NewReader(stream), &out, false); status != 0 {
+		t.Errorf("exit status %d with only a skip and skips allowed, want 0\n%s", status, out.String())
+	}
+	if !strings.Contains(out.String(), "ok  \texample.com/sample\t") || !strings.Contains(out.String(), "tests: 2 run, 1 passed, 0 failed, 1 skipped") {
+		t.Errorf("summary:\n%s", out.String())
+	}
+	out.Reset()
+	if status := summarise(bytes.NewReader(stream), &out, true); status != 1 {
+		t.Errorf("exit status %d with a skip and -fail-on-skip, want 1", status)
+	}
+	if !strings.Contains(out.String(), "1 tests skipped") || !strings.Contains(out.String(), "example.com/sample TestSkip") {
+		t.Errorf("summary does not name the skipped test:\n%s", out.String())
+	}
+}
+
+func TestSummariseNoTests(t *testing.T) {
+	stream := goTestJSON(t, map[string]string{"sample.go": "package sample\n"})
+	var out bytes.Buffer
+	if status := summarise(bytes.NewReader(stream), &out, true); status != 0 {
+		t.Errorf("exit status %d for a package without tests\n%s", status, out.String())
+	}
+	if !strings.Contains(out.String(), "?   \texample.com/sample\t[no test files]\n") {
+		t.Errorf("summary:\n%s", out.String())
+	}
+}
+
+func TestSummariseBuildFailure(t *testing.T) {
+	stream := goTestJSON(t, map[string]string{"sample_test.go": "package sample\n\nfunc TestX(t *testing.T) { undefined() }\n"})
+	var out bytes.Buffer
+	if status := summarise(bytes.NewReader(stream), &out, false); status != 1 {
+		t.Errorf("exit status %d after a build failure, want 1\n%s", status, out.String())
+	}
+	if !strings.Contains(out.String(), "undefined") {
+		t.Errorf("summary does not show the compiler's error:\n%s", out.String())
+	}
+}
+
+// A stream cut off in the middle of a package (go test killed) fails.
+func TestSummariseCutOff(t *testing.T) {
+	stream := goTestJSON(t, map[string]string{"sample_test.go": sample})
+	cut := stream[:bytes.Index(stream, []byte(`"Test":"TestSkip"`))]
+	cut = cut[:bytes.LastIndexByte(cut, '\n')+1]
+	var out bytes.Buffer
+	if status := summarise(bytes.NewReader(cut), &out, false); status != 1 {
+		t.Errorf("exit status %d for a cut-off stream, want 1\n%s", status, out.String())
+	}
+}
