@@ -231,7 +231,22 @@ func (n *node) Getattr(ctx context.Context, _ fs.FileHandle, out *fuse.AttrOut) 
 		return errno(err)
 	}
 	fillAttr(a, &out.Attr)
+	if n.IsRoot() {
+		subSecondRoot(&out.Attr)
+	}
 	return 0
+}
+
+// subSecondRoot gives the root's atime a nanosecond when none of its times
+// has one. smbd takes a share whose root times are all whole seconds for
+// a filesystem that keeps only seconds, and then rounds every time it
+// reports to whole seconds. A share's root has the whole-second times of
+// the share's creation, and a share keeps no atime, so this changes
+// nothing a client relies on.
+func subSecondRoot(out *fuse.Attr) {
+	if out.Atimensec == 0 && out.Mtimensec == 0 && out.Ctimensec == 0 {
+		out.Atimensec = 1
+	}
 }
 
 // Setattr: mode, owner, size and mtime go to the share; an access time
@@ -239,8 +254,21 @@ func (n *node) Getattr(ctx context.Context, _ fs.FileHandle, out *fuse.AttrOut) 
 func (n *node) Setattr(ctx context.Context, _ fs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
 	var ch fileshare.SetAttr
 	if m, ok := in.GetMode(); ok {
+		// smbd sets the mode of each file it creates to the mode the file
+		// already has. Setting a mode the file has is no change, so its
+		// ctime stays: smbd derives a creation time from the earliest of
+		// a file's times taken field by field (seconds, nanoseconds), and
+		// a ctime in the next second than the creation gave the file a
+		// creation time in listings before the one its create returned
+		// (smbtorture's smb2.dir.find).
 		m &= 0o7777
-		ch.Mode = &m
+		a, err := n.share.Stat(ctx, n.path())
+		if err != nil {
+			return errno(err)
+		}
+		if a.Mode != m {
+			ch.Mode = &m
+		}
 	}
 	uid, uok := in.GetUID()
 	gid, gok := in.GetGID()

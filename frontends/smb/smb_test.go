@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hirochachacha/go-smb2"
+
 	"github.com/gatewayd/gatewayd/cache"
 	"github.com/gatewayd/gatewayd/fileshare"
 	"github.com/gatewayd/gatewayd/internal/smbtest"
@@ -399,4 +401,90 @@ func TestNamesDifferingInCase(t *testing.T) {
 	if err := smbtest.Smbclient(f.addr, "team", "root", password, "ls"); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestSubsecondTimes: times reach SMB clients whole, to SMB's 100 ns,
+// the same in a file's information and in a directory listing. smbd
+// keeps whole seconds only if the share's root has none finer, and the
+// root's times (the share's creation) are whole seconds; it then rounded
+// times to seconds, in a create's reply and a listing differently.
+func TestSubsecondTimes(t *testing.T) {
+	// Encrypted: go-smb2 (see TestGoSMB2).
+	f := start(t, fileshare.Config{Name: "times", Protocols: []string{"smb"}, SMBEncrypt: true})
+	root := filepath.Join(f.dir, "mnt", "times")
+	mt := time.Date(2021, 3, 4, 5, 6, 7, 700_000_000, time.UTC)
+	if err := os.WriteFile(filepath.Join(root, "t.txt"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(filepath.Join(root, "t.txt"), mt, mt); err != nil {
+		t.Fatal(err)
+	}
+	fs, done := smbtest.MustDial(t, f.addr, "times", "root", password)
+	defer done()
+	st, err := fs.Stat("t.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := st.(*smb2.FileStat).LastWriteTime; !got.Equal(mt) {
+		t.Errorf("file information: write time %v, want %v", got, mt)
+	}
+	if got := listed(t, fs, "", "t.txt").LastWriteTime; !got.Equal(mt) {
+		t.Errorf("listing: write time %v, want %v", got, mt)
+	}
+}
+
+// TestCreationTimeStable: a file created over SMB has one creation time,
+// the same in its create's reply, its information and every listing.
+// smbd sets the mode of each file it creates, to the mode the file has,
+// and computes a creation time from the earliest of the file's times
+// field by field (seconds, then nanoseconds, separately); a ctime moved
+// by that chmod into the next second made listings report a creation
+// time before the file's creation (smbtorture's smb2.dir.find).
+func TestCreationTimeStable(t *testing.T) {
+	f := start(t, fileshare.Config{Name: "ctime", Protocols: []string{"smb"}, SMBEncrypt: true})
+	fs, done := smbtest.MustDial(t, f.addr, "ctime", "root", password)
+	defer done()
+	w, err := fs.Create("new.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	sh, _ := f.shares.Get("ctime")
+	a, err := sh.Stat(context.Background(), "new.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// No change but the creation: ctime is the creation's.
+	if !a.Ctime.Equal(a.Mtime) {
+		t.Errorf("after a create over SMB the share has mtime %v, ctime %v: something changed it", a.Mtime, a.Ctime)
+	}
+	created := a.Mtime.Truncate(100 * time.Nanosecond) // SMB's resolution
+	st, err := fs.Stat("new.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := st.(*smb2.FileStat).CreationTime; !got.Equal(created) {
+		t.Errorf("file information: creation time %v, want %v", got, created)
+	}
+	if got := listed(t, fs, "", "new.txt").CreationTime; !got.Equal(created) {
+		t.Errorf("listing: creation time %v, want %v", got, created)
+	}
+}
+
+// listed returns name's entry in the SMB listing of dir.
+func listed(t *testing.T, fs *smb2.Share, dir, name string) *smb2.FileStat {
+	t.Helper()
+	list, err := fs.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range list {
+		if e.Name() == name {
+			return e.(*smb2.FileStat)
+		}
+	}
+	t.Fatalf("%s not listed in %q", name, dir)
+	return nil
 }
