@@ -188,6 +188,8 @@ func TestWorksWhileStoreAway(t *testing.T) {
 	must[Attr](t)(s.Mkdir(ctx, "d", 0o755, 0, 0))
 	must[Attr](t)(s.Create(ctx, "d/old", 0o644, 0, 0, true))
 	must[Attr](t)(s.WriteAt(ctx, "d/old", []byte("before"), 0))
+	must[Attr](t)(s.Create(ctx, "d/again", 0o644, 0, 0, true))
+	must[Attr](t)(s.WriteAt(ctx, "d/again", []byte("before"), 0))
 	if err := e.m.Flush(ctx, ""); err != nil {
 		t.Fatal(err)
 	}
@@ -212,6 +214,15 @@ func TestWorksWhileStoreAway(t *testing.T) {
 	must[Attr](t)(s.SetAttr(ctx, "d/new", SetAttr{Mode: &mode}))
 	must[Attr](t)(s.Mkdir(ctx, "d/rmd", 0o755, 0, 0))
 	must[error](t)(nil, s.Remove(ctx, "d/rmd"))
+	// Objects uploaded before the outage: one removed, one removed and
+	// made again.
+	must[error](t)(nil, s.Remove(ctx, "d/old"))
+	must[error](t)(nil, s.Remove(ctx, "d/again"))
+	must[Attr](t)(s.Create(ctx, "d/again", 0o644, 0, 0, true))
+	must[Attr](t)(s.WriteAt(ctx, "d/again", []byte("made again in the outage"), 0))
+	if _, err := s.Stat(ctx, "d/old"); !errors.Is(err, ErrNotExist) {
+		t.Fatalf("stat of a file removed in the outage: %v", err)
+	}
 	if _, err := s.Stat(ctx, "d/nothing"); !errors.Is(err, ErrNotExist) {
 		t.Fatalf("stat of a name the share does not know, in the outage: %v", err)
 	}
@@ -222,7 +233,7 @@ func TestWorksWhileStoreAway(t *testing.T) {
 		}
 		return out
 	}
-	wantNames := []string{"moved", "new", "old", "sub"}
+	wantNames := []string{"again", "moved", "new", "sub"}
 	if got := names(); !equalStrings(got, wantNames) {
 		t.Fatalf("listing in the outage: %v", got)
 	}
@@ -231,7 +242,8 @@ func TestWorksWhileStoreAway(t *testing.T) {
 	// is cmd/gatewayd's TestShareWorksThroughOutage).
 	e.restart()
 	s = e.share("docs")
-	want := map[string]string{"d/new": "written in the outage", "d/moved": "renamed in the outage", "d/sub/deep": "deep"}
+	want := map[string]string{"d/new": "written in the outage", "d/moved": "renamed in the outage", "d/sub/deep": "deep",
+		"d/again": "made again in the outage"}
 	for p, w := range want {
 		if got := readFile(t, s, p); string(got) != w {
 			t.Fatalf("%s after a restart in the outage: %q", p, got)
@@ -242,6 +254,16 @@ func TestWorksWhileStoreAway(t *testing.T) {
 	}
 
 	away.Store(false)
+	// The deletes go first, then (here) one upload, then a restart while
+	// the log still holds every record: the replay must not undo either.
+	if err := e.m.round(ctx, true, func(_ fileKey, p string) bool { return p == "d/again" }); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := object(t, e.store, "docs/d/again"); string(b) != want["d/again"] {
+		t.Fatalf("d/again after its upload: %q", b)
+	}
+	e.restart()
+	s = e.share("docs")
 	if err := e.m.Flush(ctx, ""); err != nil {
 		t.Fatal(err)
 	}
@@ -256,7 +278,7 @@ func TestWorksWhileStoreAway(t *testing.T) {
 	if _, md := object(t, e.store, "docs/d/sub/"); md[metaMode] != "710" {
 		t.Fatalf("marker of d/sub: %v", md)
 	}
-	for _, k := range []string{"docs/d/tmp", "docs/d/gone", "docs/d/rmd/"} {
+	for _, k := range []string{"docs/d/tmp", "docs/d/gone", "docs/d/rmd/", "docs/d/old"} {
 		if _, err := e.store.Stat(ctx, k); !objstore.IsNotFound(err) {
 			t.Fatalf("%s after the outage: %v", k, err)
 		}

@@ -121,6 +121,8 @@ func (r record) encode() []byte {
 		b = append(b, r.data...)
 	case recTruncate:
 		b = binary.BigEndian.AppendUint64(b, uint64(r.offset))
+	case recRemove, recRemoved:
+		b = append(b, r.data...)
 	case recSetattr, recCreate, recMkdir:
 		b = binary.BigEndian.AppendUint32(b, r.attr.Mode)
 		b = binary.BigEndian.AppendUint32(b, r.attr.UID)
@@ -157,6 +159,11 @@ func decodeRecord(b []byte) (record, error) {
 			return bad("bad truncate")
 		}
 		r.offset = int64(binary.BigEndian.Uint64(rest))
+	case recRemove, recRemoved:
+		if len(rest) == 0 {
+			return bad("no key")
+		}
+		r.data = rest
 	case recSetattr, recCreate, recMkdir:
 		if len(rest) != 20 {
 			return bad("bad setattr")
@@ -524,6 +531,18 @@ func (m *Manager) replay(ctx context.Context) error {
 		if err != nil {
 			return nil // share deleted since
 		}
+		switch r.typ {
+		case recRemove, recRemoved:
+			m.filesMu.Lock()
+			if r.typ == recRemove {
+				m.deletes[deleteKey(r.share, string(r.data))] = lsn
+			} else {
+				delete(m.deletes, deleteKey(r.share, string(r.data)))
+			}
+			m.filesMu.Unlock()
+			n++
+			return nil
+		}
 		path, err := s.PathOf(ctx, r.ino)
 		if err != nil {
 			if errors.Is(err, ErrStale) {
@@ -537,11 +556,11 @@ func (m *Manager) replay(ctx context.Context) error {
 			if r.typ == recMkdir {
 				r.attr.Type, key = TypeDir, key+"/"
 			}
-			if _, err := m.opts.Store.Stat(ctx, key); err == nil {
+			if _, err := m.opts.Store.Stat(ctx, key); err == nil && !m.deleting(r.share, key) {
 				// Uploaded before the crash: the records after this one
 				// apply to the object.
 				return nil
-			} else if !objstore.IsNotFound(err) {
+			} else if err != nil && !objstore.IsNotFound(err) {
 				// The store is away. Every record of the file since its
 				// creation is still in the log (trimming keeps a suffix),
 				// so it is rebuilt whole from them and uploaded again.
@@ -635,6 +654,16 @@ func (m *Manager) round(ctx context.Context, all bool, pick func(fileKey, string
 	sort.Slice(due, func(i, j int) bool { return due[i].ino < due[j].ino })
 	var mu sync.Mutex
 	var firstErr error
+	// Removed objects go first: an upload may write where one was.
+	for _, c := range m.List() {
+		ns := m.ns(c.Name)
+		ns.RLock()
+		err := m.settleDeletes(ctx, c.Name, "")
+		ns.RUnlock()
+		if err != nil && firstErr == nil {
+			firstErr = err
+		}
+	}
 	sem := make(chan struct{}, m.opts.Uploaders)
 	var wg sync.WaitGroup
 	for _, k := range due {
@@ -705,6 +734,9 @@ func (m *Manager) upload(ctx context.Context, s *Share, k fileKey) error {
 		key, body, attr.Size = key+"/", bytes.NewReader(nil), 0
 	default:
 		attr.Type = TypeFile
+	}
+	if m.deleting(k.share, key) {
+		return fmt.Errorf("share %s: upload %s: the removed object there is not deleted yet", k.share, path)
 	}
 	if err := objstore.PutWith(ctx, m.opts.Store, key, body, attr.Size, attr.metadata()); err != nil {
 		m.uploadErrors.Add(1)
@@ -822,6 +854,9 @@ func (m *Manager) trim() {
 	m.filesMu.Lock()
 	for floor := range m.inflight {
 		upTo = min(upTo, floor)
+	}
+	for _, lsn := range m.deletes {
+		upTo = min(upTo, lsn)
 	}
 	for _, st := range m.files {
 		st.mu.Lock()

@@ -3,6 +3,7 @@ package fileshare
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"sort"
@@ -146,13 +147,16 @@ func (s *Share) stat(ctx context.Context, p string) (Attr, error) {
 func (s *Share) statStore(ctx context.Context, p string) (Attr, bool, error) {
 	if p != "" {
 		oi, err := s.m.opts.Store.Stat(ctx, s.key(p))
+		if err == nil && s.m.deleting(s.cfg.Name, s.key(p)) {
+			err = errRemoved
+		}
 		if err == nil {
 			a := s.defaults(TypeFile)
 			a.Size, a.Mtime, a.Ctime, a.etag = oi.Size, oi.ModTime, oi.ModTime, oi.ETag
 			a.applyMetadata(oi.Metadata)
 			return a, true, nil
 		}
-		if !objstore.IsNotFound(err) {
+		if !objstore.IsNotFound(err) && err != errRemoved {
 			return Attr{}, false, err
 		}
 	}
@@ -168,7 +172,10 @@ func (s *Share) statStore(ctx context.Context, p string) (Attr, bool, error) {
 	}
 	found := false
 	stop := fmt.Errorf("found")
-	err = objstore.ListDir(ctx, s.m.opts.Store, s.key(p)+"/", func(objstore.ObjectInfo, bool) error {
+	err = objstore.ListDir(ctx, s.m.opts.Store, s.key(p)+"/", func(oi objstore.ObjectInfo, _ bool) error {
+		if s.m.deleting(s.cfg.Name, oi.Key) {
+			return nil
+		}
 		found = true
 		return stop
 	})
@@ -188,6 +195,8 @@ func (s *Share) marker(ctx context.Context, p string) (a Attr, marked bool, err 
 	}
 	oi, err := s.m.opts.Store.Stat(ctx, key)
 	switch {
+	case err == nil && s.m.deleting(s.cfg.Name, key):
+		return a, false, nil
 	case err == nil:
 		a.Mtime, a.Ctime = oi.ModTime, oi.ModTime
 		a.applyMetadata(oi.Metadata)
@@ -217,6 +226,10 @@ func (s *Share) unlisted(p string) bool {
 	_, listed := d.entries[baseName(p)]
 	return !listed
 }
+
+// errRemoved stands for "not found" for an object removed whose delete in
+// the store is not done yet.
+var errRemoved = errors.New("removed")
 
 func baseName(p string) string { return p[strings.LastIndexByte(p, '/')+1:] }
 
@@ -404,6 +417,9 @@ func (s *Share) listing(ctx context.Context, p string) (map[string]FileType, err
 		if _, seen := names[name]; name == "" || checkName(name) != nil || seen {
 			return nil // the marker itself, or a key no path can name
 		}
+		if s.m.deleting(s.cfg.Name, oi.Key) {
+			return nil // removed, its delete not done yet (for a prefix: its marker)
+		}
 		names[name] = TypeFile // or a symlink: its metadata says
 		if isPrefix {
 			names[name] = TypeDir
@@ -450,13 +466,16 @@ func (s *Share) entryAttr(ctx context.Context, p string, t FileType) (Attr, erro
 	} else {
 		a = s.defaults(TypeFile)
 		var oi objstore.ObjectInfo
-		if oi, err = s.m.opts.Store.Stat(ctx, s.key(p)); err == nil {
+		if oi, err = s.m.opts.Store.Stat(ctx, s.key(p)); err == nil && s.m.deleting(s.cfg.Name, s.key(p)) {
+			err = errRemoved
+		}
+		if err == nil {
 			a.Size, a.Mtime, a.Ctime, a.etag = oi.Size, oi.ModTime, oi.ModTime, oi.ETag
 			a.applyMetadata(oi.Metadata)
 		}
 	}
 	switch {
-	case objstore.IsNotFound(err):
+	case objstore.IsNotFound(err) || err == errRemoved:
 		s.remember(p, Attr{}, false)
 		return Attr{}, fmt.Errorf("%s: %w", p, ErrNotExist)
 	case err != nil:
@@ -567,6 +586,9 @@ func (s *Share) put(ctx context.Context, p string, t FileType, mode, uid, gid ui
 	if t == TypeSymlink {
 		a.Target = string(data)
 	}
+	if err := s.m.settleDeletes(ctx, s.cfg.Name, key); err != nil {
+		return Attr{}, err
+	}
 	if err := objstore.PutWith(ctx, s.m.opts.Store, key, bytes.NewReader(data), int64(len(data)), a.metadata()); err != nil {
 		return Attr{}, err
 	}
@@ -641,9 +663,15 @@ func (s *Share) Remove(ctx context.Context, p string) error {
 	s.attrMu.Lock()
 	delete(s.unborn, p)
 	s.attrMu.Unlock()
-	if !unborn {
+	if !unborn && !s.m.deleting(s.cfg.Name, key) {
 		if err := s.m.opts.Store.Delete(ctx, key); err != nil {
-			return err
+			if !s.m.storeFailed(ctx, err) {
+				return err
+			}
+			// The store is away: the delete waits in the log.
+			if err := s.m.deferDelete(ctx, s.cfg.Name, key); err != nil {
+				return err
+			}
 		}
 	}
 	if a.Type != TypeDir {
@@ -670,7 +698,7 @@ func (s *Share) checkEmpty(ctx context.Context, p string) error {
 	empty := true
 	stop := fmt.Errorf("not empty")
 	err := objstore.ListDir(ctx, s.m.opts.Store, prefix, func(oi objstore.ObjectInfo, _ bool) error {
-		if oi.Key != prefix {
+		if oi.Key != prefix && !s.m.deleting(s.cfg.Name, oi.Key) {
 			empty = false
 			return stop
 		}
@@ -769,6 +797,13 @@ func (s *Share) Rename(ctx context.Context, from, to string) error {
 		s.unborn[to] = ino
 	}
 	s.attrMu.Unlock()
+	if src.Type == TypeDir || !unborn {
+		// Objects removed at the destination are deleted before anything
+		// is copied there (a new file's upload does that itself).
+		if err := s.m.settleDeletes(ctx, s.cfg.Name, s.key(to)); err != nil {
+			return err
+		}
+	}
 	if src.Type != TypeDir && !unborn {
 		if err := copier.Copy(ctx, s.key(from), s.key(to)); err != nil {
 			return err
@@ -779,7 +814,9 @@ func (s *Share) Rename(ctx context.Context, from, to string) error {
 	} else if src.Type == TypeDir {
 		var keys []string
 		if err := s.m.opts.Store.List(ctx, s.key(from)+"/", func(oi objstore.ObjectInfo) error {
-			keys = append(keys, oi.Key)
+			if !s.m.deleting(s.cfg.Name, oi.Key) {
+				keys = append(keys, oi.Key)
+			}
 			return nil
 		}); err != nil {
 			return err

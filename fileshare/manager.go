@@ -49,6 +49,7 @@ type Manager struct {
 	filesMu  sync.Mutex
 	files    map[fileKey]*fileState // files with writes not yet uploaded
 	inflight map[uploadbuffer.LSN]int
+	deletes  map[string]uploadbuffer.LSN // removed objects not yet deleted in the store (deletes.go)
 
 	kick chan struct{}
 	stop chan struct{}
@@ -125,7 +126,7 @@ func New(ctx context.Context, opts Options) (*Manager, error) {
 	}
 	m := &Manager{
 		opts: opts, log: opts.Logger, shares: map[string]*Share{},
-		files: map[fileKey]*fileState{}, inflight: map[uploadbuffer.LSN]int{},
+		files: map[fileKey]*fileState{}, inflight: map[uploadbuffer.LSN]int{}, deletes: map[string]uploadbuffer.LSN{},
 		kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{}),
 	}
 	err := opts.Meta.View(ctx, func(tx meta.Txn) error {

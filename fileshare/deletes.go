@@ -1,0 +1,83 @@
+package fileshare
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/gatewayd/gatewayd/uploadbuffer"
+)
+
+// Removing an object the store cannot take right now (it is away) is a
+// record in the share log, like a write: the share acts as if the object
+// were gone, and the uploader deletes it when the store is back, before
+// anything else goes to that key. A second record says the delete was
+// done, so a replay after a crash does not repeat it over a newer object.
+//
+//	remove:  the object's key
+//	removed: the object's key (the remove before it is done)
+const (
+	recRemove  byte = 6
+	recRemoved byte = 7
+)
+
+func deleteKey(share, key string) string { return share + "\x00" + key }
+
+// deferDelete records that key is removed, to be deleted in the store
+// later.
+func (m *Manager) deferDelete(ctx context.Context, share, key string) error {
+	rec := record{typ: recRemove, share: share, data: []byte(key)}
+	return m.logAndApply(ctx, rec, func(lsn uploadbuffer.LSN) error {
+		m.filesMu.Lock()
+		m.deletes[deleteKey(share, key)] = lsn
+		m.filesMu.Unlock()
+		return nil
+	})
+}
+
+// deleting says whether key of share is removed and not yet deleted in
+// the store: reads of the store must not show it.
+func (m *Manager) deleting(share, key string) bool {
+	m.filesMu.Lock()
+	defer m.filesMu.Unlock()
+	if len(m.deletes) == 0 {
+		return false
+	}
+	_, ok := m.deletes[deleteKey(share, key)]
+	return ok
+}
+
+// settleDeletes deletes in the store the removed objects of share at key
+// or below key+"/" (all of the share's with key ""), and records each as
+// done. It runs before anything is written at those keys.
+func (m *Manager) settleDeletes(ctx context.Context, share, key string) error {
+	m.filesMu.Lock()
+	var keys []string
+	for dk := range m.deletes {
+		sh, k, _ := strings.Cut(dk, "\x00")
+		if sh == share && (key == "" || k == key || strings.HasPrefix(k, strings.TrimSuffix(key, "/")+"/")) {
+			keys = append(keys, k)
+		}
+	}
+	m.filesMu.Unlock()
+	sort.Strings(keys)
+	for _, k := range keys {
+		if err := m.opts.Store.Delete(ctx, k); err != nil {
+			m.storeFailed(ctx, err)
+			return fmt.Errorf("share %s: delete %s: %w", share, k, err)
+		}
+		m.storeBack()
+		rec := record{typ: recRemoved, share: share, data: []byte(k)}
+		err := m.logAndApply(ctx, rec, func(uploadbuffer.LSN) error {
+			m.filesMu.Lock()
+			delete(m.deletes, deleteKey(share, k))
+			m.filesMu.Unlock()
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
