@@ -15,10 +15,13 @@
 // Every file and directory has a number (its inode) kept in meta, so NFS
 // file handles stay valid across restarts and renames.
 //
-// Writes: a write (and the creation of a file) is appended to the share
-// upload buffer log (durable, group commit) and applied to the local
-// cache, in blocks of 1 MiB, before it is acknowledged; a new file's object
-// appears with its first upload. Once a file has been quiet for the settle time the
+// Writes: a write (and the creation of a file or directory) is appended
+// to the share upload buffer log (durable, group commit) and applied to
+// the local cache, in blocks of 1 MiB, before it is acknowledged; a new
+// file's object (a directory's marker) appears with its first upload. A
+// remove the store cannot take (it is away) is a log record too, done by
+// the uploader when the store is back; meanwhile the share answers from
+// the attributes and listings it last read (away.go, deletes.go). Once a file has been quiet for the settle time the
 // whole file is uploaded as its object (multipart when large) with its
 // metadata, and the log records it needed are released. After a crash the
 // log is replayed onto the files it names and the uploads resume. Reads of
