@@ -210,7 +210,7 @@ func TestShareAttributesEveryPath(t *testing.T) {
 
 // TestShareWorksThroughOutage: with the store behind a proxy in outage,
 // creates, writes, renames, removes and mkdir over NFS in a directory the
-// gateway knows succeed; a kill -9 after them loses nothing the server
+// gateway knows succeed (the remove of a file uploaded before, too); a kill -9 after them loses nothing the server
 // acknowledged; after the outage everything reaches the bucket.
 func TestShareWorksThroughOutage(t *testing.T) {
 	srv := miniotest.Start(t)
@@ -278,6 +278,9 @@ func TestShareWorksThroughOutage(t *testing.T) {
 	if err := v.RmDir("d/rmd"); err != nil {
 		t.Fatalf("rmdir in the outage: %v", err)
 	}
+	if err := v.Remove("d/old"); err != nil {
+		t.Fatalf("remove of a file uploaded before the outage: %v", err)
+	}
 	if err := v.RmDir("d/sub"); err == nil {
 		t.Fatal("rmdir of a directory holding a file not uploaded succeeded")
 	}
@@ -289,7 +292,7 @@ func TestShareWorksThroughOutage(t *testing.T) {
 	for _, e := range ents {
 		names = append(names, e.FileName)
 	}
-	if got := strings.Join(names, " "); !strings.Contains(got, "moved") || !strings.Contains(got, "new") || strings.Contains(got, "tmp") || strings.Contains(got, "gone") {
+	if got := strings.Join(names, " "); !strings.Contains(got, "moved") || !strings.Contains(got, "new") || strings.Contains(got, "tmp") || strings.Contains(got, "gone") || strings.Contains(got, "old") {
 		t.Fatalf("listing in the outage: %s", got)
 	}
 	readAll := func(v *nfsc.Target, p string) string {
@@ -336,9 +339,16 @@ func TestShareWorksThroughOutage(t *testing.T) {
 	if out, err := srv.Client().HeadObject(ctx, &awss3.HeadObjectInput{Bucket: aws.String("away"), Key: aws.String("gw/w/d/sub/")}); err != nil || out.Metadata["gwd-mode"] != "750" {
 		t.Fatalf("marker of the directory made in the outage: %v %v", out, err)
 	}
-	for _, k := range []string{"gw/w/d/tmp", "gw/w/d/gone", "gw/w/d/rmd/"} {
-		if _, err := srv.Client().HeadObject(ctx, &awss3.HeadObjectInput{Bucket: aws.String("away"), Key: aws.String(k)}); err == nil {
-			t.Fatalf("%s is in the bucket after the outage", k)
+	for _, k := range []string{"gw/w/d/tmp", "gw/w/d/gone", "gw/w/d/rmd/", "gw/w/d/old"} {
+		// The delete of d/old waited in the log; the uploader does it.
+		for deadline := time.Now().Add(3 * time.Minute); ; time.Sleep(200 * time.Millisecond) {
+			_, err := srv.Client().HeadObject(ctx, &awss3.HeadObjectInput{Bucket: aws.String("away"), Key: aws.String(k)})
+			if err != nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s is in the bucket 3 minutes after the outage", k)
+			}
 		}
 	}
 	mustRun(t, "share", "refresh", "--data-dir", dir, "w")
