@@ -46,10 +46,7 @@ func chromium(t *testing.T) string {
 // consoleURL is the daemon's admin TCP listener, from its status.
 func consoleURL(t *testing.T, dataDir string) string {
 	t.Helper()
-	var st admin.Status
-	if err := json.Unmarshal([]byte(mustRun(t, "status", "--data-dir", dataDir, "-o", "json")), &st); err != nil {
-		t.Fatal(err)
-	}
+	st := statusJSON(t, dataDir)
 	for _, f := range st.Frontends {
 		if f.Name == "admin-tcp" {
 			if !strings.Contains(f.State, "/console/") {

@@ -24,6 +24,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gatewayd/gatewayd/admin"
 	"github.com/gatewayd/gatewayd/gateway"
 	"github.com/gatewayd/gatewayd/internal/smbtest"
 	"github.com/gatewayd/gatewayd/internal/testrand"
@@ -366,4 +367,19 @@ func TestStatusExitCodeDegraded(t *testing.T) {
 		t.Fatal("the writes did not go on after the upload limit was lifted")
 	}
 	smbtest.Eventually(t, "status healthy again", until(func() bool { return run(t, nil, "status", "--data-dir", dir).code == 0 }))
+}
+
+// statusJSON is `status -o json` of a gateway in any health: its exit code
+// tells the health (0 to 2), anything else is a failure.
+func statusJSON(t *testing.T, dataDir string) admin.Status {
+	t.Helper()
+	r := run(t, nil, "status", "--data-dir", dataDir, "-o", "json")
+	var st admin.Status
+	if r.code > statusFailed {
+		t.Fatalf("status -o json: %+v", r)
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &st); err != nil {
+		t.Fatalf("status -o json: %v\n%+v", err, r)
+	}
+	return st
 }

@@ -20,7 +20,6 @@ import (
 	nfsc "github.com/willscott/go-nfs-client/nfs"
 	"github.com/willscott/go-nfs-client/nfs/rpc"
 
-	"github.com/gatewayd/gatewayd/admin"
 	"github.com/gatewayd/gatewayd/gateway"
 	"github.com/gatewayd/gatewayd/internal/miniotest"
 	"github.com/gatewayd/gatewayd/internal/nfstest"
@@ -29,10 +28,7 @@ import (
 
 func nfsAddr(t *testing.T, dataDir string) string {
 	t.Helper()
-	var st admin.Status
-	if err := json.Unmarshal([]byte(mustRun(t, "status", "--data-dir", dataDir, "-o", "json")), &st); err != nil {
-		t.Fatal(err)
-	}
+	st := statusJSON(t, dataDir)
 	for _, f := range st.Frontends {
 		if f.Name == "nfs" && strings.HasPrefix(f.State, "serving") {
 			return f.Listen

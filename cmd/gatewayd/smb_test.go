@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -31,10 +30,7 @@ const smbPassword = "gatewayd-smb-pw"
 // smbFrontend returns the smb line of status.
 func smbFrontend(t *testing.T, dataDir string) admin.Frontend {
 	t.Helper()
-	var st admin.Status
-	if err := json.Unmarshal([]byte(mustRun(t, "status", "--data-dir", dataDir, "-o", "json")), &st); err != nil {
-		t.Fatal(err)
-	}
+	st := statusJSON(t, dataDir)
 	for _, f := range st.Frontends {
 		if f.Name == "smb" {
 			return f
