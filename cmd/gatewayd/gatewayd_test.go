@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -35,7 +36,14 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	binary = filepath.Join(dir, "gatewayd")
-	out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput()
+	build := []string{"build", "-o", binary}
+	if raceEnabled {
+		// The daemon is race-checked with the tests, and stops at its
+		// first race: raceReport makes that fail the test.
+		build = append(build, "-race")
+		os.Setenv("GORACE", strings.TrimSpace(os.Getenv("GORACE")+" halt_on_error=1"))
+	}
+	out, err := exec.Command("go", append(build, ".")...).CombinedOutput()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "build gatewayd: %v\n%s", err, out)
 		os.Exit(1)
@@ -60,6 +68,7 @@ func run(t *testing.T, env []string, args ...string) result {
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
+	raceReport(t, strings.Join(args, " "), errb.String())
 	code := 0
 	if ee, ok := err.(*exec.ExitError); ok {
 		code = ee.ExitCode()
@@ -88,10 +97,38 @@ func mustFailClearly(t *testing.T, r result, want string) {
 	}
 }
 
+// raceReport fails the test if a process of the race-enabled binary
+// reported a data race on its stderr.
+func raceReport(t *testing.T, what, stderr string) {
+	t.Helper()
+	if strings.Contains(stderr, "WARNING: DATA RACE") {
+		t.Errorf("gatewayd %s: data race:\n%s", what, stderr)
+	}
+}
+
 type daemon struct {
 	cmd    *exec.Cmd
-	stderr *bytes.Buffer
+	stderr *syncBuffer
 	done   chan error
+}
+
+// syncBuffer is the daemon's stderr: written by the process's copier,
+// read by the test while it runs.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
 }
 
 // serve starts `gatewayd serve` and waits until its admin API answers.
@@ -111,7 +148,7 @@ func serve(t *testing.T, dataDir string, args ...string) *daemon {
 		args = append(args, "--nfs-rpcbind=false")
 	}
 	cmd := exec.Command(binary, append([]string{"serve", "--data-dir", dataDir}, args...)...)
-	d := &daemon{cmd: cmd, stderr: new(bytes.Buffer), done: make(chan error, 1)}
+	d := &daemon{cmd: cmd, stderr: new(syncBuffer), done: make(chan error, 1)}
 	cmd.Stderr = d.stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -122,6 +159,7 @@ func serve(t *testing.T, dataDir string, args ...string) *daemon {
 			_ = cmd.Process.Kill()
 			<-d.done
 		}
+		raceReport(t, "serve", d.stderr.String())
 	})
 	c := admin.NewUnixClient(filepath.Join(dataDir, "admin.sock"))
 	deadline := time.Now().Add(time.Minute)
