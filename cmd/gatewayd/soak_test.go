@@ -10,9 +10,12 @@ package main
 // emptied of chunks and pages by deleting everything and collecting.
 //
 // The short run below is part of the normal suite; `go test -tags soak`
-// makes it long (soak_long_test.go). GATEWAYD_SOAK_CYCLES,
-// GATEWAYD_SOAK_MINUTES and GATEWAYD_SOAK_SEED override either.
-// Both are bounded in cycles and in time and stop by themselves.
+// makes it long (soak_long_test.go), on a distributed MinIO of 4 nodes
+// one of which is killed and restarted now and then. GATEWAYD_SOAK_CYCLES,
+// GATEWAYD_SOAK_MINUTES, GATEWAYD_SOAK_SEED and GATEWAYD_SOAK_NODES
+// (1: one MinIO server; 4 or more: a cluster) override either. Both are
+// bounded in cycles and in time and stop by themselves, but never before
+// minSoakCycles kill cycles: a run with fewer fails.
 
 import (
 	"bytes"
@@ -44,11 +47,26 @@ import (
 
 type soakParams struct {
 	cycles  int           // kill -9 cycles at most
-	minutes time.Duration // no new cycle starts after this
+	minutes time.Duration // no new cycle starts after this (once minSoakCycles ran)
 	seed    uint64
 	volSize int64
+	nodes   int // MinIO servers: 1, or a cluster of miniotest.MinClusterNodes or more
 	faults  faultproxy.Faults
 }
+
+// minSoakCycles is the fewest kill cycles a soak run may end with: the
+// time bound does not stop a run before, and a run that did fewer fails.
+const minSoakCycles = 3
+
+// A node of the cluster is killed in the writes of cycles that are
+// nodeDownCycle modulo nodeCyclePeriod, and restarted at the start of those
+// that are nodeUpCycle: it stays down through a gateway kill and restart,
+// a restore, garbage collection and a store outage.
+const (
+	nodeCyclePeriod = 6
+	nodeDownCycle   = 2
+	nodeUpCycle     = 4
+)
 
 // soak is the short run's size; soak_long_test.go replaces it.
 var soak = soakParams{
@@ -56,6 +74,7 @@ var soak = soakParams{
 	minutes: 2 * time.Minute,
 	seed:    1,
 	volSize: 24 << 20,
+	nodes:   1,
 	faults: faultproxy.Faults{SlowDown: 0.03, InternalError: 0.02, ResetBefore: 0.02, ResetAfter: 0.02, Truncate: 0.02,
 		Latency: 0.1, MaxLatency: 100 * time.Millisecond},
 }
@@ -71,6 +90,7 @@ const (
 // soakTally is what RELIABILITY.md reports.
 type soakTally struct {
 	cycles, kills, snapshots, restores, gcs int
+	nodeKills, nodeRestarts                 int
 	acked, verified, lost                   int64
 }
 
@@ -312,11 +332,40 @@ func TestSoak(t *testing.T) {
 	p.cycles = envInt("GATEWAYD_SOAK_CYCLES", p.cycles)
 	p.minutes = time.Duration(envInt("GATEWAYD_SOAK_MINUTES", int(p.minutes/time.Minute))) * time.Minute
 	p.seed = uint64(envInt("GATEWAYD_SOAK_SEED", int(p.seed)))
-	t.Logf("soak: at most %d cycles, %v, seed %d, volume %d MiB, faults %+v", p.cycles, p.minutes, p.seed, p.volSize>>20, p.faults)
+	p.nodes = envInt("GATEWAYD_SOAK_NODES", p.nodes)
+	if p.cycles < minSoakCycles {
+		t.Fatalf("%d cycles asked for: a soak run has at least %d", p.cycles, minSoakCycles)
+	}
+	if p.nodes != 1 && p.nodes < miniotest.MinClusterNodes {
+		t.Fatalf("%d MinIO nodes asked for: 1, or a cluster of at least %d", p.nodes, miniotest.MinClusterNodes)
+	}
+	t.Logf("soak: at most %d cycles, %v, seed %d, volume %d MiB, %d MinIO node(s), faults %+v", p.cycles, p.minutes, p.seed, p.volSize>>20, p.nodes, p.faults)
 	start := time.Now()
 	rng := rand.New(rand.NewPCG(p.seed, 99))
+	var tally soakTally
 
-	srv := miniotest.Start(t)
+	// On a cluster the gateway talks to node 0, and the other nodes take
+	// turns being killed: a restarted node may answer NoSuchKey for a
+	// while for objects written while it was down (miniotest.RestartNode),
+	// which a client of node 0 never sees.
+	var cluster *miniotest.Cluster
+	var srv *miniotest.Server
+	if p.nodes > 1 {
+		cluster = miniotest.StartCluster(t, p.nodes)
+		srv = cluster.Nodes[0]
+	} else {
+		srv = miniotest.Start(t)
+	}
+	downNode := -1 // the cluster's node that is down, if any
+	restartNode := func() {
+		t.Helper()
+		if err := cluster.RestartNode(downNode); err != nil {
+			t.Fatal(err)
+		}
+		tally.nodeRestarts++
+		t.Logf("MinIO node %d restarted", downNode)
+		downNode = -1
+	}
 	srv.CreateBucket(t, "soak")
 	proxy, err := faultproxy.Start(srv.Endpoint, p.seed)
 	if err != nil {
@@ -382,11 +431,13 @@ func TestSoak(t *testing.T) {
 	var files []*shareFile
 	snaps := map[string][32]byte{} // live snapshots and the image each holds
 	var snapOrder []string
-	var tally soakTally
 	localDir := t.TempDir()
 
-	for cycle := 0; cycle < p.cycles && (cycle == 0 || time.Since(start) < p.minutes); cycle++ {
+	for cycle := 0; cycle < p.cycles && (cycle < minSoakCycles || time.Since(start) < p.minutes); cycle++ {
 		tally.cycles++
+		if cluster != nil && downNode >= 0 && cycle%nodeCyclePeriod == nodeUpCycle {
+			restartNode()
+		}
 		c := g.attach(ctx, vol)
 		v, unmount := nfsMount(t, nfsAddr(t, g.dir), share)
 
@@ -445,7 +496,17 @@ func TestSoak(t *testing.T) {
 			waitAck(t, facks, "share append")
 			proxy.SetOutage(true)
 		}
+		nodeDown := cluster != nil && cycle%nodeCyclePeriod == nodeDownCycle
 		for n := 0; n < 10+rng.IntN(40); n++ {
+			if nodeDown && n == 5 {
+				// Nodes 1.. in turn; node 0 is the gateway's.
+				downNode = 1 + tally.nodeKills%(p.nodes-1)
+				if err := cluster.KillNode(downNode); err != nil {
+					t.Fatal(err)
+				}
+				tally.nodeKills++
+				t.Logf("MinIO node %d killed", downNode)
+			}
 			waitAck(t, vacks, "volume write")
 			waitAck(t, facks, "share append")
 		}
@@ -526,7 +587,11 @@ func TestSoak(t *testing.T) {
 		t.Logf("cycle %d: %d writes acknowledged, %d bytes verified so far; proxy: %v", cycle, model.writes, tally.verified, proxy.Stats())
 	}
 
-	// The end: faults off, everything uploaded, checked in the bucket.
+	// The end: every node up, faults off, everything uploaded, checked in
+	// the bucket.
+	if downNode >= 0 {
+		restartNode()
+	}
 	proxy.SetFaults(faultproxy.Faults{})
 	c := g.attach(ctx, vol)
 	var si volume.SnapshotInfo
@@ -578,10 +643,16 @@ func TestSoak(t *testing.T) {
 	}
 
 	st := proxy.Stats()
-	t.Logf("soak result: %d cycles, %d kill -9, %d snapshots, %d restores, %d gc runs under faults; %d faults injected (%v); "+
+	t.Logf("soak result: %d cycles, %d kill -9, %d snapshots, %d restores, %d gc runs under faults; %d MinIO node(s), %d node kills, %d node restarts; %d faults injected (%v); "+
 		"%d bytes acknowledged, %d bytes verified, %d bytes lost; %v",
-		tally.cycles, tally.kills, tally.snapshots, tally.restores, tally.gcs, st.Injected(), st, tally.acked, tally.verified, tally.lost,
+		tally.cycles, tally.kills, tally.snapshots, tally.restores, tally.gcs, p.nodes, tally.nodeKills, tally.nodeRestarts, st.Injected(), st, tally.acked, tally.verified, tally.lost,
 		time.Since(start).Round(time.Second))
+	if tally.kills < minSoakCycles {
+		t.Fatalf("%d kill cycles ran: a soak run needs at least %d", tally.kills, minSoakCycles)
+	}
+	if cluster != nil && tally.nodeKills == 0 {
+		t.Fatal("no MinIO node was killed: the run proves nothing about a cluster losing a node")
+	}
 	if st.Injected() == 0 {
 		t.Fatal("the proxy injected no faults: the run proves nothing about them")
 	}
