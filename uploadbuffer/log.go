@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
+	"time"
 
 	"github.com/gatewayd/gatewayd/internal/backpressure"
 
@@ -58,7 +60,9 @@ type segment struct {
 }
 
 type request struct {
+	ctx  context.Context
 	rec  []byte
+	need int64 // bytes reserved for it
 	lsn  LSN
 	done chan error
 }
@@ -79,13 +83,25 @@ type Log struct {
 	trimmed  LSN // trim point: records below it are not needed
 	queue    []*request
 	failed   error // set after a write or sync error: the log is fail-stop
+	noSpace  error // set while the writer waits for its filesystem to have room
+	torn     bool  // the last segment may hold bytes past its size: cut them before writing
 	closed   bool
 	stats    Stats
 
-	wake chan struct{}
-	done chan struct{}
-	cur  vfs.File // the last segment, open for appending
+	wake  chan struct{}
+	retry chan struct{} // space may have returned: the writer tries again
+	stop  chan struct{} // closed by Close
+	done  chan struct{}
+	cur   vfs.File // the last segment, open for appending
 }
+
+// Bounds of the writer's wait between attempts while its filesystem is
+// full: Trim wakes it at once, space an operator frees is found within
+// maxSpaceRetry.
+const (
+	minSpaceRetry = 100 * time.Millisecond
+	maxSpaceRetry = 2 * time.Second
+)
 
 // ErrTooLarge means a record does not fit in a quarter of the log.
 var ErrTooLarge = errkind.Mark(errkind.Permanent, errors.New("uploadbuffer: record too large for the log"))
@@ -108,7 +124,8 @@ func Open(fs vfs.FS, dir string, opts Options) (*Log, error) {
 	if err := fs.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("uploadbuffer: %w", err)
 	}
-	l := &Log{fs: fs, dir: dir, opts: opts, log: opts.Logger, next: 1, wake: make(chan struct{}, 1), done: make(chan struct{})}
+	l := &Log{fs: fs, dir: dir, opts: opts, log: opts.Logger, next: 1,
+		wake: make(chan struct{}, 1), retry: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
 	l.space = backpressure.New(&l.mu, opts.Health, "upload buffer full: writes wait for uploads")
 	if err := l.recover(); err != nil {
 		return nil, err
@@ -153,6 +170,17 @@ func (l *Log) recover() error {
 		l.segs[i].size = end
 		l.next = next
 		l.used += end
+	}
+	if len(l.segs) > 0 && l.next < l.trimmed {
+		// The log was emptied after its trim point was saved (a full
+		// disk made Trim restart the last segment): every record left
+		// is below the trim point, so none is needed.
+		for _, seg := range l.segs {
+			if err := l.fs.Remove(seg.path); err != nil {
+				return fmt.Errorf("uploadbuffer: %w", err)
+			}
+		}
+		l.segs, l.used = nil, 0
 	}
 	if len(l.segs) == 0 {
 		l.next = max(l.trimmed, 1)
@@ -325,6 +353,9 @@ func (l *Log) newSegment() error {
 	}
 	if err != nil {
 		f.Close()
+		// Give back what the file took; if it stays, it is a last
+		// segment without records, which Open accepts.
+		l.fs.Remove(seg.path)
 		return fmt.Errorf("uploadbuffer: new segment: %w", err)
 	}
 	if l.cur != nil {
@@ -368,7 +399,9 @@ func (l *Log) Replay(fn func(lsn LSN, rec []byte) error) error {
 }
 
 // Append makes rec durable and returns its LSN. It waits while the log is
-// full, until Trim frees space or ctx ends.
+// full, until Trim frees space or ctx ends, and while the filesystem under
+// the log is full, until space returns (Trim frees some, or the operator
+// does) or ctx ends.
 func (l *Log) Append(ctx context.Context, rec []byte) (LSN, error) {
 	need := int64(recHeaderSize + len(rec))
 	if need+segHeaderSize > l.opts.Capacity/4 {
@@ -378,7 +411,7 @@ func (l *Log) Append(ctx context.Context, rec []byte) (LSN, error) {
 	need += segHeaderSize
 	l.mu.Lock()
 	err := l.space.Wait(ctx, func() bool {
-		return l.failed != nil || l.closed || l.used+l.reserved+need <= l.opts.Capacity
+		return l.failed != nil || l.closed || !l.space.Blocked() && l.used+l.reserved+need <= l.opts.Capacity
 	})
 	if err != nil {
 		l.mu.Unlock()
@@ -393,110 +426,244 @@ func (l *Log) Append(ctx context.Context, rec []byte) (LSN, error) {
 		return 0, ErrClosed
 	}
 	l.reserved += need
-	req := &request{rec: rec, done: make(chan error, 1)}
+	req := &request{ctx: ctx, rec: rec, need: need, done: make(chan error, 1)}
 	l.queue = append(l.queue, req)
 	select { // under l.mu: Close cannot have closed wake yet
 	case l.wake <- struct{}{}:
 	default:
 	}
 	l.mu.Unlock()
-	// Once queued, the record will be written: wait for it whatever ctx
-	// says, so a caller never sees an error for a record that lands.
+	// Once queued, the record is written unless the filesystem is full
+	// and ctx ends first: wait for the writer's answer, which is an error
+	// only for a record that will not land.
 	if err := <-req.done; err != nil {
 		return 0, err
 	}
 	return req.lsn, nil
 }
 
+// answer tells r's caller how its append ended and releases its
+// reservation. Called with l.mu held, once per request.
+func (l *Log) answer(r *request, err error) {
+	l.reserved -= r.need
+	r.done <- err
+}
+
 // writer is the one goroutine that writes: it takes everything queued,
-// writes it, syncs once and releases the whole batch.
+// writes it, syncs once and releases the whole batch. When the filesystem
+// is full it keeps the batch and tries again once space may have returned.
 func (l *Log) writer() {
 	defer close(l.done)
+	var pending []*request
+	delay := minSpaceRetry
 	for range l.wake {
 		for {
 			l.mu.Lock()
-			batch := l.queue
+			batch := append(pending, l.queue...)
 			l.queue = nil
 			l.mu.Unlock()
 			if len(batch) == 0 {
 				break
 			}
-			err := l.writeBatch(batch)
-			for _, r := range batch {
-				r.done <- err
+			pending = l.writeBatch(batch)
+			if len(pending) == 0 {
+				delay = minSpaceRetry
+				continue
 			}
+			pending = l.awaitSpace(pending, delay)
+			delay = min(2*delay, maxSpaceRetry)
 		}
 	}
 }
 
-func (l *Log) writeBatch(batch []*request) error {
+// writeBatch writes batch with one sync per segment and answers each
+// request. If the filesystem is full it cuts off what it wrote of the
+// failed part and returns the requests not written, to be tried again.
+func (l *Log) writeBatch(batch []*request) []*request {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	var reserved int64
-	for _, r := range batch {
-		reserved += int64(recHeaderSize+len(r.rec)) + segHeaderSize
-	}
-	defer func() { l.reserved -= reserved; l.space.Broadcast() }()
+	defer l.space.Broadcast()
 	if l.failed != nil {
-		return l.failed
-	}
-	var buf []byte
-	flush := func() error {
-		if len(buf) == 0 {
-			return nil
+		for _, r := range batch {
+			l.answer(r, l.failed)
 		}
-		seg := &l.segs[len(l.segs)-1]
-		if _, err := l.cur.WriteAt(buf, seg.size); err != nil {
-			return err
-		}
-		seg.size += int64(len(buf))
-		l.used += int64(len(buf))
-		buf = buf[:0]
 		return nil
 	}
-	for _, r := range batch {
+	if l.torn {
+		if err := l.cutTail(); err != nil {
+			return l.writeFailed(err, batch)
+		}
+	}
+	if l.segs[len(l.segs)-1].size < segHeaderSize {
+		if err := l.writeHeader(); err != nil {
+			return l.writeFailed(err, batch)
+		}
+	}
+	var buf []byte
+	var inBuf []*request // the requests whose records are in buf
+	commit := func() error {
+		seg := &l.segs[len(l.segs)-1]
+		if len(buf) > 0 {
+			l.torn = true // until synced, a failure may leave part of buf
+			if _, err := l.cur.WriteAt(buf, seg.size); err != nil {
+				return err
+			}
+		}
+		if err := l.cur.Sync(); err != nil {
+			return err
+		}
+		l.torn = false
+		l.stats.Syncs++
+		seg.size += int64(len(buf))
+		l.used += int64(len(buf))
+		l.next += LSN(len(inBuf))
+		for _, r := range inBuf {
+			l.stats.Appends++
+			l.stats.Bytes += uint64(len(r.rec))
+			l.answer(r, nil)
+		}
+		buf, inBuf = buf[:0], inBuf[:0]
+		return nil
+	}
+	for i, r := range batch {
 		seg := l.segs[len(l.segs)-1]
 		size := int64(recHeaderSize + len(r.rec))
 		if seg.size+int64(len(buf))+size > l.opts.SegmentSize && seg.size+int64(len(buf)) > segHeaderSize {
-			if err := flush(); err != nil {
-				return l.fail(err)
+			if len(buf) > 0 {
+				if err := commit(); err != nil {
+					return l.writeFailed(err, batch[i-len(inBuf):])
+				}
 			}
-			if err := l.cur.Sync(); err != nil {
-				return l.fail(err)
-			}
-			l.stats.Syncs++
 			if err := l.newSegment(); err != nil {
-				return l.fail(err)
+				return l.writeFailed(err, batch[i:])
 			}
 		}
-		r.lsn = l.next
-		l.next++
-		var h [recHeaderSize]byte
-		binary.BigEndian.PutUint32(h[0:], uint32(len(r.rec)))
-		binary.BigEndian.PutUint64(h[8:], uint64(r.lsn))
-		binary.BigEndian.PutUint32(h[4:], crc32.Update(crc32.Checksum(h[8:16], castagnoli), castagnoli, r.rec))
-		buf = append(buf, h[:]...)
-		buf = append(buf, r.rec...)
-		l.stats.Appends++
-		l.stats.Bytes += uint64(len(r.rec))
+		r.lsn = l.next + LSN(len(inBuf))
+		buf = appendRecord(buf, r.lsn, r.rec)
+		inBuf = append(inBuf, r)
 	}
-	if err := flush(); err != nil {
-		return l.fail(err)
+	if err := commit(); err != nil {
+		return l.writeFailed(err, batch[len(batch)-len(inBuf):])
+	}
+	if l.noSpace != nil {
+		l.log.Info("upload buffer writes go on: its filesystem has room again")
+		l.noSpace = nil
+		l.space.Unblock()
+	}
+	return nil
+}
+
+// appendRecord appends the record of rec with LSN lsn to buf.
+func appendRecord(buf []byte, lsn LSN, rec []byte) []byte {
+	var h [recHeaderSize]byte
+	binary.BigEndian.PutUint32(h[0:], uint32(len(rec)))
+	binary.BigEndian.PutUint64(h[8:], uint64(lsn))
+	binary.BigEndian.PutUint32(h[4:], crc32.Update(crc32.Checksum(h[8:16], castagnoli), castagnoli, rec))
+	return append(append(buf, h[:]...), rec...)
+}
+
+// writeFailed handles a failed write or sync; left are the requests not
+// written. A full filesystem (ENOSPC, EDQUOT) is waited out: what was
+// written of the failed part is cut off and left is returned to be tried
+// again. Any other error makes the log fail-stop. Called with l.mu held.
+func (l *Log) writeFailed(err error, left []*request) []*request {
+	if !outOfSpace(err) {
+		err = l.fail(err)
+		for _, r := range left {
+			l.answer(r, err)
+		}
+		return nil
+	}
+	if l.torn {
+		if cerr := l.cutTail(); cerr != nil && !outOfSpace(cerr) {
+			return l.writeFailed(cerr, left)
+		}
+	}
+	if l.noSpace == nil {
+		l.log.Warn("upload buffer filesystem full: writes wait for space", "dir", l.dir, "err", err)
+		l.space.Block(fmt.Sprintf("upload buffer filesystem full (%v): writes wait until uploads or the operator free space", err))
+	}
+	l.noSpace = err
+	return left
+}
+
+// outOfSpace reports whether err means the filesystem has no room for the
+// write: a state that passes, unlike an I/O error.
+func outOfSpace(err error) bool {
+	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)
+}
+
+// cutTail truncates the last segment to its last synced record, so that
+// bytes of a failed append are never read as records. Called with l.mu
+// held.
+func (l *Log) cutTail() error {
+	seg := l.segs[len(l.segs)-1]
+	if err := l.cur.Truncate(seg.size); err != nil {
+		return err
 	}
 	if err := l.cur.Sync(); err != nil {
-		return l.fail(err)
+		return err
 	}
-	l.stats.Syncs++
+	l.torn = false
 	return nil
+}
+
+// awaitSpace waits, without the lock, until space may have returned: Trim
+// freed some, delay passed (an operator may have freed some), or a caller
+// gave up. It returns the requests to try again, having answered those
+// whose ctx ended (their records were cut off, so they will not land) and,
+// after Close, all of them.
+func (l *Log) awaitSpace(pending []*request, delay time.Duration) []*request {
+	stops := make([]func() bool, len(pending))
+	for i, r := range pending {
+		stops[i] = context.AfterFunc(r.ctx, l.kickRetry)
+	}
+	t := time.NewTimer(delay)
+	select {
+	case <-l.retry:
+	case <-t.C:
+	case <-l.stop:
+	}
+	t.Stop()
+	for _, stop := range stops {
+		stop()
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	left := pending[:0]
+	for _, r := range pending {
+		switch {
+		case l.closed:
+			l.answer(r, fmt.Errorf("%w while waiting for space on its filesystem", ErrClosed))
+		case r.ctx.Err() != nil:
+			l.answer(r, fmt.Errorf("uploadbuffer: waiting for space on its filesystem: %w", r.ctx.Err()))
+		default:
+			left = append(left, r)
+		}
+	}
+	if len(left) == 0 && l.noSpace != nil {
+		// No one is left to find out when space returns: the next
+		// append tries, and waits again if there is still none.
+		l.noSpace = nil
+		l.space.Unblock()
+	}
+	l.space.Broadcast()
+	return left
+}
+
+// kickRetry wakes a writer waiting for space to try again.
+func (l *Log) kickRetry() {
+	select {
+	case l.retry <- struct{}{}:
+	default:
+	}
 }
 
 // fail makes the log fail-stop: after a failed write or fsync the state of
 // the file is unknown, so nothing more is appended until it is reopened.
 func (l *Log) fail(err error) error {
 	l.failed = fmt.Errorf("uploadbuffer: write failed, the buffer refuses writes until gatewayd restarts: %w", err)
-	if l.opts.Health != nil {
-		l.opts.Health.Fail(l.failed.Error())
-	}
+	l.space.Fail(l.failed.Error())
 	return l.failed
 }
 
@@ -515,9 +682,11 @@ func (l *Log) Trim(upTo LSN) error {
 	var b [12]byte
 	binary.BigEndian.PutUint64(b[:8], uint64(upTo))
 	binary.BigEndian.PutUint32(b[8:], crc32.Checksum(b[:8], castagnoli))
-	if err := l.writeTrim(b[:]); err != nil {
-		l.log.Warn("persist trim point", "err", err) // costs replay time only
+	trimErr := l.writeTrim(b[:])
+	if trimErr != nil {
+		l.log.Warn("persist trim point", "err", trimErr) // costs replay time only
 	}
+	freed := false
 	// A segment is done when the next one starts at or below the trim point.
 	for len(l.segs) > 1 && l.segs[1].first <= upTo {
 		if err := l.fs.Remove(l.segs[0].path); err != nil {
@@ -525,8 +694,74 @@ func (l *Log) Trim(upTo LSN) error {
 		}
 		l.used -= l.segs[0].size
 		l.segs = l.segs[1:]
+		freed = true
+	}
+	if l.noSpace != nil && upTo == l.next && l.segs[0].size > segHeaderSize {
+		// The writer waits for space and every record is trimmed, but
+		// the segment being appended to still holds them: on a full
+		// filesystem emptying it is the only way to free its space.
+		if err := l.restartSegment(); err != nil {
+			return err
+		}
+		freed = true
+		if trimErr != nil {
+			if err := l.writeTrim(b[:]); err != nil {
+				l.log.Warn("persist trim point", "err", err)
+			}
+		}
+	}
+	if freed {
+		l.kickRetry()
 	}
 	l.space.Broadcast()
+	return nil
+}
+
+// restartSegment empties the last (and only) segment, all of whose records
+// are trimmed, and makes it start at l.next. The truncation is durable
+// before the rename, so a crash leaves either the old name (Open starts at
+// the trim point) or the new one, empty or with its header. Called with
+// l.mu held.
+func (l *Log) restartSegment() error {
+	seg := &l.segs[len(l.segs)-1]
+	if err := l.cur.Truncate(0); err != nil {
+		return fmt.Errorf("uploadbuffer: empty trimmed segment: %w", err)
+	}
+	l.used -= seg.size
+	seg.size = 0
+	l.torn = false
+	path := filepath.Join(l.dir, segName(l.next))
+	if err := l.cur.Sync(); err != nil {
+		return l.fail(err)
+	}
+	if err := l.fs.Rename(seg.path, path); err != nil {
+		return l.fail(err)
+	}
+	seg.first, seg.path = l.next, path
+	if err := l.fs.SyncDir(l.dir); err != nil {
+		l.log.Warn("sync upload buffer directory", "err", err) // the old name is safe too
+	}
+	if err := l.writeHeader(); err != nil && !outOfSpace(err) {
+		return l.fail(err)
+	}
+	l.log.Info("emptied the upload buffer's trimmed segment to free its filesystem", "segment", path)
+	return nil
+}
+
+// writeHeader writes the header of a last segment that has none yet (a
+// segment restarted by Trim). Called with l.mu held.
+func (l *Log) writeHeader() error {
+	seg := &l.segs[len(l.segs)-1]
+	l.torn = true
+	if _, err := l.cur.WriteAt(segmentHeader(seg.first), 0); err != nil {
+		return err
+	}
+	if err := l.cur.Sync(); err != nil {
+		return err
+	}
+	l.torn = false
+	seg.size = segHeaderSize
+	l.used += segHeaderSize
 	return nil
 }
 
@@ -543,6 +778,7 @@ func (l *Log) writeTrim(b []byte) error {
 		err = cerr
 	}
 	if err != nil {
+		l.fs.Remove(tmp) // give back its space (the filesystem may be full)
 		return err
 	}
 	return l.fs.Rename(tmp, filepath.Join(l.dir, trimFile))
@@ -574,7 +810,8 @@ func (l *Log) Stats() Stats {
 	return st
 }
 
-// Close stops the writer after the queued records are written.
+// Close stops the writer after the queued records are written; records
+// waiting for space on a full filesystem fail with ErrClosed.
 func (l *Log) Close() error {
 	l.mu.Lock()
 	if l.closed {
@@ -584,6 +821,7 @@ func (l *Log) Close() error {
 	l.closed = true
 	l.space.Broadcast()
 	l.mu.Unlock()
+	close(l.stop)
 	close(l.wake)
 	<-l.done
 	return l.cur.Close()

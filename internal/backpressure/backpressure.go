@@ -1,7 +1,8 @@
 // Package backpressure is the one way gatewayd makes writers wait for room
 // (in the upload buffer, in the cache): a condition variable that also
-// wakes on context cancellation, a count of waits, and a health warning
-// while anyone waits.
+// wakes on context cancellation, a count of waits, and the owner's health:
+// a warning while anyone waits or while the owner is blocked for a reason
+// of its own (a full filesystem), an error once it has failed for good.
 package backpressure
 
 import (
@@ -19,6 +20,8 @@ type Waiters struct {
 	warning string
 	waiting int
 	total   uint64
+	blocked string // why the owner has no room whatever its accounting says
+	failed  string
 }
 
 // New returns Waiters guarded by mu (the owner's lock). While anyone waits,
@@ -35,14 +38,10 @@ func (w *Waiters) Wait(ctx context.Context, ready func() bool) error {
 	}
 	w.total++
 	w.waiting++
-	if w.health != nil {
-		w.health.Warn(w.warning)
-	}
+	w.report()
 	defer func() {
 		w.waiting--
-		if w.waiting == 0 && w.health != nil {
-			w.health.OK()
-		}
+		w.report()
 	}()
 	stop := context.AfterFunc(ctx, func() {
 		w.mu.Lock()
@@ -64,3 +63,48 @@ func (w *Waiters) Broadcast() { w.cond.Broadcast() }
 
 // Total is how many calls of Wait had to wait. Call with the lock held.
 func (w *Waiters) Total() uint64 { return w.total }
+
+// Block records that the owner has no room for a reason outside its own
+// accounting (its filesystem is full): health carries reason, whether or
+// not anyone waits, until Unblock. The owner's ready func consults
+// Blocked. Call with the lock held.
+func (w *Waiters) Block(reason string) {
+	w.blocked = reason
+	w.report()
+}
+
+// Unblock ends Block and wakes the waiters. Call with the lock held.
+func (w *Waiters) Unblock() {
+	w.blocked = ""
+	w.report()
+	w.cond.Broadcast()
+}
+
+// Blocked reports whether Block is in force. Call with the lock held.
+func (w *Waiters) Blocked() bool { return w.blocked != "" }
+
+// Fail records that the owner cannot work any more: health carries msg as
+// an error from now on, whatever waiters come and go. Call with the lock
+// held.
+func (w *Waiters) Fail(msg string) {
+	w.failed = msg
+	w.report()
+	w.cond.Broadcast()
+}
+
+// report sets health from the state: failed, blocked, waited on, or fine.
+func (w *Waiters) report() {
+	if w.health == nil {
+		return
+	}
+	switch {
+	case w.failed != "":
+		w.health.Fail(w.failed)
+	case w.blocked != "":
+		w.health.Warn(w.blocked)
+	case w.waiting > 0:
+		w.health.Warn(w.warning)
+	default:
+		w.health.OK()
+	}
+}
