@@ -223,11 +223,10 @@ func TestReleasedLeaseIsFree(t *testing.T) {
 	}
 }
 
-// A store that stays away past the deadline stops the writes; a renewal
-// that gets through later lifts the stop, since nobody took the lease.
-func TestUnrenewableLeaseFencesUntilRenewed(t *testing.T) {
-	inj := faulty.New(mem.New("bucket"), faulty.Options{})
-	s := inj.Store()
+// holdAndRenew takes the lease on s for gateway "aaaa" and renews it on a
+// fake clock until the test ends.
+func holdAndRenew(t *testing.T, s objstore.Store) (*clock.Fake, *gateway, *Lease) {
+	t.Helper()
 	c := clock.NewFake(start)
 	a := newGateway(s, c, "aaaa", "host-a")
 	la, err := a.acquire(t, false)
@@ -236,6 +235,15 @@ func TestUnrenewableLeaseFencesUntilRenewed(t *testing.T) {
 	}
 	wait(t, a.states, "state")
 	go la.Run(t.Context())
+	return c, a, la
+}
+
+// A store that stays away past the deadline stops the writes; a renewal
+// that gets through later lifts the stop, since nobody took the lease.
+func TestUnrenewableLeaseFencesUntilRenewed(t *testing.T) {
+	inj := faulty.New(mem.New("bucket"), faulty.Options{})
+	s := inj.Store()
+	c, a, la := holdAndRenew(t, s)
 
 	inj.SetRate(faulty.OpPut, 1)
 	advance(t, c, ttl/3) // first failure: a warning
@@ -282,14 +290,7 @@ func TestRenewalWithLostAnswerKeepsTheLease(t *testing.T) {
 		return nil
 	}})
 	s := inj.Store()
-	c := clock.NewFake(start)
-	a := newGateway(s, c, "aaaa", "host-a")
-	la, err := a.acquire(t, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	wait(t, a.states, "state")
-	go la.Run(t.Context())
+	c, a, la := holdAndRenew(t, s)
 
 	loseAnswer.Store(true)
 	advance(t, c, ttl/3)
