@@ -68,7 +68,8 @@ func holdLease(ctx context.Context, cfg *config.Config, store *OpenedStore, reg 
 		cancel()
 		<-done
 		store.Fence.Raise(errors.New("the gateway stopped"))
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		// Bounded: with the store away, the lease simply expires.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
 		defer cancel()
 		if err := l.Release(rctx); err != nil {
 			logger.Warn("could not release the lease; another gateway can take the prefix over once it expires", "err", err)
