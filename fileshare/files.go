@@ -774,6 +774,10 @@ func (m *Manager) upload(ctx context.Context, s *Share, k fileKey) error {
 	s.attrMu.Lock()
 	if s.unborn[path] == k.ino {
 		delete(s.unborn, path) // the object exists now
+		if s.listings > 0 {
+			s.landed[path] = attr.Type
+		}
+		s.noteEntry(path, attr.Type, true)
 	}
 	s.attrMu.Unlock()
 	if st.gen != gen || st.changing > 0 {

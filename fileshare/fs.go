@@ -411,6 +411,20 @@ func (s *Share) listing(ctx context.Context, p string) (map[string]FileType, err
 	if p != "" {
 		prefix += "/"
 	}
+	// A file whose first upload ends while the store is listed may be
+	// missing from what the listing read, and is no longer among the files
+	// not yet uploaded that ReadDir adds: the upload notes it in landed
+	// while a listing is under way, and the listing adds it.
+	s.attrMu.Lock()
+	s.listings++
+	s.attrMu.Unlock()
+	defer func() {
+		s.attrMu.Lock()
+		if s.listings--; s.listings == 0 {
+			clear(s.landed)
+		}
+		s.attrMu.Unlock()
+	}()
 	names := map[string]FileType{}
 	err := objstore.ListDir(ctx, s.m.opts.Store, prefix, func(oi objstore.ObjectInfo, isPrefix bool) error {
 		name := strings.TrimSuffix(oi.Key[len(prefix):], "/")
@@ -433,7 +447,26 @@ func (s *Share) listing(ctx context.Context, p string) (map[string]FileType, err
 		return nil, err
 	}
 	s.m.storeBack()
+	// Landed files removed since are left out (deleting takes filesMu,
+	// which comes before attrMu).
 	s.attrMu.Lock()
+	var late []string
+	for lp := range s.landed {
+		if parentOf(lp) == p {
+			late = append(late, lp)
+		}
+	}
+	s.attrMu.Unlock()
+	removed := map[string]bool{}
+	for _, lp := range late {
+		removed[lp] = s.m.deleting(s.cfg.Name, s.key(lp))
+	}
+	s.attrMu.Lock()
+	for lp, t := range s.landed {
+		if _, ok := names[baseName(lp)]; !ok && parentOf(lp) == p && !removed[lp] {
+			names[baseName(lp)] = t
+		}
+	}
 	s.dirs[p] = cachedDir{entries: names, at: s.now()}
 	s.attrMu.Unlock()
 	return s.copyListing(p), nil

@@ -98,6 +98,11 @@ type Share struct {
 	dirs   map[string]cachedDir  // path -> listing
 	etags  map[uint64]string     // inode -> ETag of the object its cached blocks came from
 	unborn map[string]uint64     // files created but not yet uploaded: no object yet
+	// listings counts listings of the store under way; landed holds the
+	// files whose first upload ended meanwhile, which such a listing may
+	// have read the store too early to see (see listing).
+	listings int
+	landed   map[string]FileType
 }
 
 // New opens the shares recorded in meta, replays the log and starts the
@@ -151,7 +156,8 @@ func New(ctx context.Context, opts Options) (*Manager, error) {
 
 func (m *Manager) newShare(c Config) *Share {
 	return &Share{m: m, cfg: c, byPath: map[string]uint64{}, byIno: map[uint64]string{},
-		attrs: map[string]cachedAttr{}, dirs: map[string]cachedDir{}, etags: map[uint64]string{}, unborn: map[string]uint64{}}
+		attrs: map[string]cachedAttr{}, dirs: map[string]cachedDir{}, etags: map[uint64]string{}, unborn: map[string]uint64{},
+		landed: map[string]FileType{}}
 }
 
 // Create adds a share.
