@@ -413,12 +413,15 @@ func newRestoreCmd(g *globals) *cobra.Command {
 	var repo repoFlags
 	var to string
 	var parallel int
-	var quiet bool
+	var quiet, force bool
 	cmd := &cobra.Command{
-		Use:   "restore SNAPSHOT --to PATH",
+		Use:   "restore SNAPSHOT --to PATH [--force]",
 		Short: "Disaster recovery: write a snapshot onto a local disk or image file from the bucket alone (no daemon)",
 		Long: "Reads the snapshot from the object store with the master key (or passphrase) and writes it to PATH:\n" +
-			"a block device, an existing file (overwritten) or a new file (sparse: holes are skipped).\n" +
+			"a block device, an existing file or a new file (sparse: holes are skipped).\n" +
+			"A PATH a gateway on this host serves as a stored volume's disk is refused, and so is one\n" +
+			"that holds data (its first or last MiB is not all zeroes: a partition table, a file system)\n" +
+			"unless --force is given.\n" +
 			"Every chunk is authenticated before it is written. An interrupted restore resumes when run again\n" +
 			"(progress is kept in PATH" + snapshots.RestoreStateSuffix + ").",
 		Args: cobra.ExactArgs(1),
@@ -432,7 +435,7 @@ func newRestoreCmd(g *globals) *cobra.Command {
 			}
 			bar := &progressBar{w: cmd.ErrOrStderr(), quiet: quiet}
 			prog, err := snapshots.RestoreToFile(cmd.Context(), store, codec, args[0], to, snapshots.RestoreOptions{
-				Parallel: parallel, Progress: bar.restore,
+				Parallel: parallel, Progress: bar.restore, Force: force,
 			})
 			bar.done()
 			if err != nil {
@@ -447,6 +450,7 @@ func newRestoreCmd(g *globals) *cobra.Command {
 	cmd.Flags().StringVar(&to, "to", "", "block device or image file to write")
 	cmd.Flags().IntVar(&parallel, "parallel", 8, "chunks downloaded at once")
 	cmd.Flags().BoolVar(&quiet, "quiet", false, "no progress bar")
+	cmd.Flags().BoolVar(&force, "force", false, "write over a target that already holds data")
 	repo.register(cmd)
 	return cmd
 }

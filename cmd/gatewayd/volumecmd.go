@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -43,6 +44,14 @@ func newVolumeCmd(g *globals) *cobra.Command {
 			if access.CHAPUser != "" || access.CHAPSecret != "" || access.MutualUser != "" || access.MutualSecret != "" || len(access.Initiators) > 0 {
 				create.ISCSI = &access
 			}
+			if create.Disk != "" {
+				// The gateway resolves the path, not this shell's directory.
+				abs, err := filepath.Abs(create.Disk)
+				if err != nil {
+					return fmt.Errorf("--disk: %w", err)
+				}
+				create.Disk = abs
+			}
 			if chunk != "" {
 				cs, err := config.ParseByteSize(chunk)
 				if err != nil {
@@ -72,7 +81,7 @@ func newVolumeCmd(g *globals) *cobra.Command {
 	createCmd.Flags().StringVar(&size, "size", "", "volume size, e.g. 100G (with --from-snapshot: default the snapshot's)")
 	createCmd.Flags().StringVar(&create.FromSnapshot, "from-snapshot", "", "restore the new volume from this snapshot (usable at once; data is fetched on demand)")
 	createCmd.Flags().StringVar((*string)(&create.Kind), "kind", "cached", "cached (primary data in S3) or stored (primary data on a local disk)")
-	createCmd.Flags().StringVar(&create.Disk, "disk", "", "stored volumes: existing file or block device (default: a new sparse file in the data dir)")
+	createCmd.Flags().StringVar(&create.Disk, "disk", "", "stored volumes: existing file or block device, which no other volume may use (default: a new sparse file in the data dir)")
 	createCmd.Flags().StringVar(&chunk, "chunk-size", "", "chunk size, a power of two from 64K to 4M (default 1M)")
 	createCmd.Flags().BoolVar(&wait, "wait", false, "with --from-snapshot and --kind stored: wait, with progress, until all the data is on the local disk")
 	accessFlags(createCmd, &access)
