@@ -213,11 +213,12 @@ func Acquire(ctx context.Context, opts Options) (*Lease, error) {
 	// is decided again on the new state.
 	for attempt := 0; ; attempt++ {
 		err := l.acquire(ctx)
-		if err == nil || !objstore.IsPreconditionFailed(err) || attempt >= 5 {
-			if err == nil {
-				opts.OnState(0, "")
-			}
-			return l, err
+		switch {
+		case err == nil:
+			opts.OnState(0, "")
+			return l, nil
+		case !objstore.IsPreconditionFailed(err) || attempt >= 5:
+			return nil, err
 		}
 	}
 }
