@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 
+	"github.com/gatewayd/gatewayd/errkind"
 	"github.com/gatewayd/gatewayd/objstore"
 )
 
@@ -13,11 +14,12 @@ import (
 // store again, for AttrTTL; then the next call that needs the store tries
 // it again. Any call that succeeds ends this at once.
 
-// storeFailed says whether err is the store failing (rather than an
-// answer such as "not found", or the caller giving up), and if so notes
-// that the store is away.
+// storeFailed says whether err is the store being away (a transient
+// error that outlasted the store's retries, rather than an answer such as
+// "not found" or "access denied", or the caller giving up), and if so
+// notes it.
 func (m *Manager) storeFailed(ctx context.Context, err error) bool {
-	if err == nil || objstore.IsNotFound(err) || ctx.Err() != nil ||
+	if err == nil || !errkind.IsRetryable(err) || objstore.IsNotFound(err) || ctx.Err() != nil ||
 		errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return false
 	}

@@ -225,7 +225,13 @@ func TestShareWorksThroughOutage(t *testing.T) {
 		"--s3-access-key", srv.AccessKey, "--s3-secret-key", srv.SecretKey)
 	// A store call gives up after a few quick attempts (the test client
 	// waits 5 s for a reply), then the share answers from what it knows.
-	setConfig(t, dir, map[string]map[string]any{"store": {"retry": map[string]any{"max_attempts": 3, "base_delay": "50ms", "max_delay": "200ms"}}})
+	// What the share read from the store is soon old (attr_ttl), so calls
+	// in the outage do find the store away.
+	const ttl = time.Second
+	setConfig(t, dir, map[string]map[string]any{
+		"store":  {"retry": map[string]any{"max_attempts": 3, "base_delay": "50ms", "max_delay": "200ms"}},
+		"shares": {"attr_ttl": ttl.String()},
+	})
 	d := serve(t, dir)
 	mustRun(t, "share", "create", "--data-dir", dir, "--name", "w")
 	v, done := nfsMount(t, nfsAddr(t, dir), "w")
@@ -254,16 +260,26 @@ func TestShareWorksThroughOutage(t *testing.T) {
 	}
 
 	proxy.SetOutage(true)
+	time.Sleep(ttl) // the condition under test: all the share knows is older than attr_ttl
+	// How long each step takes in the outage (the first waits for the
+	// store's retries), for the log.
+	last := time.Now()
+	mark := func(step string) {
+		t.Logf("in the outage: %s took %v", step, time.Since(last).Round(time.Millisecond))
+		last = time.Now()
+	}
 	want := map[string]string{
 		"d/new":      "created and written in the outage\n",
 		"d/moved":    "renamed in the outage\n",
 		"d/sub/deep": "in a directory made in the outage\n",
 	}
 	write("d/new", want["d/new"])
+	mark("create and write d/new")
 	write("d/tmp", want["d/moved"])
 	if err := v.Rename("d/tmp", "d/moved"); err != nil {
 		t.Fatalf("rename in the outage: %v", err)
 	}
+	mark("create, write, rename d/tmp")
 	write("d/gone", "removed in the outage\n")
 	if err := v.Remove("d/gone"); err != nil {
 		t.Fatalf("remove in the outage: %v", err)
@@ -278,9 +294,11 @@ func TestShareWorksThroughOutage(t *testing.T) {
 	if err := v.RmDir("d/rmd"); err != nil {
 		t.Fatalf("rmdir in the outage: %v", err)
 	}
+	mark("remove, mkdir, rmdir, create, write")
 	if err := v.Remove("d/old"); err != nil {
 		t.Fatalf("remove of a file uploaded before the outage: %v", err)
 	}
+	mark("remove d/old")
 	if err := v.RmDir("d/sub"); err == nil {
 		t.Fatal("rmdir of a directory holding a file not uploaded succeeded")
 	}
@@ -288,6 +306,7 @@ func TestShareWorksThroughOutage(t *testing.T) {
 	if err != nil {
 		t.Fatalf("READDIRPLUS in the outage: %v", err)
 	}
+	mark("rmdir d/sub, READDIRPLUS d")
 	var names []string
 	for _, e := range ents {
 		names = append(names, e.FileName)
@@ -353,11 +372,11 @@ func TestShareWorksThroughOutage(t *testing.T) {
 	}
 	mustRun(t, "share", "refresh", "--data-dir", dir, "w")
 	v, done = nfsMount(t, nfsAddr(t, dir), "w")
-	defer done()
 	for p, w := range want {
 		if got := readAll(v, p); got != w {
 			t.Fatalf("%s from the bucket after the outage: %q", p, got)
 		}
 	}
+	done() // before the server goes: the test client cannot outlive it
 	d.stop(t)
 }
