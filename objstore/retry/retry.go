@@ -3,12 +3,13 @@
 // backoff and full jitter, and nothing else. Stores below it make a single
 // attempt per call (objstore/s3 turns the SDK's retries off).
 //
-// Put rewinds its reader before each new attempt. List resumes after the
-// last object it delivered, so fn never sees an object twice, and a listing
-// that keeps making progress keeps its attempts. A Get is
-// retried until it returns a reader; errors while reading the body (marked
-// Retryable by the stores) are the caller's to retry, since the object may
-// have changed in between.
+// Put rewinds its reader before each new attempt. List and ListDir resume
+// after the last entry they delivered (objstore.WithListStart), so fn
+// never sees an entry twice, a retry does not read the listing again from
+// its start, and a listing that keeps making progress keeps its attempts.
+// A Get is retried until it returns a reader; errors while reading the
+// body (marked Retryable by the stores) are the caller's to retry, since
+// the object may have changed in between.
 package retry
 
 import (
@@ -220,37 +221,60 @@ type callbackError struct{ err error }
 
 func (e *callbackError) Error() string { return e.err.Error() }
 
-// List retries a listing that failed partway from the start, skipping what
-// fn has seen; an attempt that delivered new objects renews the attempt
-// budget, so a long listing over a flaky link finishes.
-func (s *store) List(ctx context.Context, prefix string, fn func(objstore.ObjectInfo) error) error {
-	var last string
-	delivered := false
-	var fnErr *callbackError
-	lastBefore := ""
+// listing is one retried listing: it remembers the last key fn received,
+// so that a retry resumes after it.
+type listing struct {
+	last, lastBefore string
+	delivered        bool
+	fnErr            *callbackError
+}
+
+// resumeListing makes attempts at list until it completes; each attempt
+// after the first gets a context asking the store to start after the last
+// key fn received (objstore.WithListStart). An attempt that delivered new
+// entries renews the attempt budget.
+func (s *store) resumeListing(ctx context.Context, prefix string, l *listing, list func(ctx context.Context) error) error {
 	progressed := func() bool {
-		p := last != lastBefore
-		lastBefore = last
+		p := l.last != l.lastBefore
+		l.lastBefore = l.last
 		return p
 	}
 	err := s.doProgress(ctx, "list", prefix, nil, func() error {
-		return s.inner.List(ctx, prefix, func(oi objstore.ObjectInfo) error {
-			// After a retry the listing starts over; skip what fn has seen.
-			if delivered && oi.Key <= last {
-				return nil
-			}
-			if err := fn(oi); err != nil {
-				fnErr = &callbackError{err}
-				return fnErr
-			}
-			last, delivered = oi.Key, true
-			return nil
-		})
+		if l.delivered {
+			return list(objstore.WithListStart(ctx, l.last))
+		}
+		return list(ctx)
 	}, progressed)
-	if fnErr != nil {
-		return fnErr.err
+	if l.fnErr != nil {
+		return l.fnErr.err
 	}
 	return err
+}
+
+// deliver calls fn for key unless fn has seen it before a retry (a store
+// may ignore the start hint and list from the beginning).
+func (l *listing) deliver(key string, fn func() error) error {
+	if l.delivered && key <= l.last {
+		return nil
+	}
+	if err := fn(); err != nil {
+		l.fnErr = &callbackError{err}
+		return l.fnErr
+	}
+	l.last, l.delivered = key, true
+	return nil
+}
+
+// List resumes a listing that failed partway after the last object fn
+// received (S3's StartAfter), so a retry reads only what is left and a
+// long listing over a flaky link finishes.
+func (s *store) List(ctx context.Context, prefix string, fn func(objstore.ObjectInfo) error) error {
+	var l listing
+	return s.resumeListing(ctx, prefix, &l, func(ctx context.Context) error {
+		return s.inner.List(ctx, prefix, func(oi objstore.ObjectInfo) error {
+			return l.deliver(oi.Key, func() error { return fn(oi) })
+		})
+	})
 }
 
 func (s *store) Delete(ctx context.Context, key string) error {
@@ -265,10 +289,15 @@ func (s *store) SetMeta(ctx context.Context, key string, meta map[string]string)
 	return s.do(ctx, "set metadata", key, nil, func() error { return mp.SetMeta(ctx, key, meta) })
 }
 
-// ListDir lists one level; a failed page restarts the listing, so fn may
-// see entries again after a retry, as with List.
+// ListDir lists one level and, like List, resumes a failed listing after
+// the last entry fn received.
 func (s *store) ListDir(ctx context.Context, prefix string, fn func(objstore.ObjectInfo, bool) error) error {
-	return s.do(ctx, "list", prefix, nil, func() error { return objstore.ListDir(ctx, s.inner, prefix, fn) })
+	var l listing
+	return s.resumeListing(ctx, prefix, &l, func(ctx context.Context) error {
+		return objstore.ListDir(ctx, s.inner, prefix, func(oi objstore.ObjectInfo, isPrefix bool) error {
+			return l.deliver(oi.Key, func() error { return fn(oi, isPrefix) })
+		})
+	})
 }
 
 func (s *store) Copy(ctx context.Context, srcKey, dstKey string) error {

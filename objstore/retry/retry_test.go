@@ -287,3 +287,62 @@ func TestGetAllRereadsABrokenBody(t *testing.T) {
 		t.Fatalf("GetAll of a body that always breaks: %v", err)
 	}
 }
+
+// TestListResumesAfterLastKey: a listing of many pages over a link that
+// breaks on every third page completes with fewer attempts than pages,
+// because a retry resumes after the last key received instead of starting
+// over (which meets the same broken page again every time). ListDir too.
+func TestListResumesAfterLastKey(t *testing.T) {
+	const keys, pageSize, everyNth = 200, 10, 3 // 20 pages, MaxAttempts 4
+	for _, dir := range []bool{false, true} {
+		listed, pages := 0, 0
+		fx := newFixture(func(op faulty.Op, key string) error {
+			if op != faulty.OpListEntry {
+				return nil
+			}
+			// Each page's first entry stands for fetching the page.
+			if listed%pageSize == 0 {
+				pages++
+				if pages%everyNth == 0 {
+					listed = 0 // the page is fetched again, whole
+					return errkind.Mark(errkind.Retryable, errors.New("connection reset"))
+				}
+			}
+			listed++
+			return nil
+		})
+		for i := range keys {
+			objstore.PutBytes(t.Context(), fx.inner, fmt.Sprintf("d/k%04d", i), nil)
+		}
+		s := fx.s
+		if dir {
+			// Hide the faulty store's ListDir (one call, faulted
+			// whole), so ListDir folds its List, page by page.
+			s = New(struct{ objstore.Store }{fx.f.Store()}, Options{MaxAttempts: 4, BaseDelay: baseDelay, MaxDelay: maxDelay, Clock: fx.clk})
+		}
+		var seen []string
+		err, _ := fx.run(func() error {
+			if dir {
+				return s.(objstore.DirLister).ListDir(t.Context(), "d/", func(oi objstore.ObjectInfo, _ bool) error {
+					seen = append(seen, oi.Key)
+					return nil
+				})
+			}
+			return s.List(t.Context(), "d/", func(oi objstore.ObjectInfo) error { seen = append(seen, oi.Key); return nil })
+		})
+		if err != nil {
+			t.Fatalf("list (dir %v) of %d keys, %d per page, one page in %d failing: %v", dir, keys, pageSize, everyNth, err)
+		}
+		if len(seen) != keys || seen[0] != "d/k0000" || seen[keys-1] != fmt.Sprintf("d/k%04d", keys-1) {
+			t.Fatalf("list (dir %v) delivered %d keys, want %d once each", dir, len(seen), keys)
+		}
+		for i := 1; i < len(seen); i++ {
+			if seen[i] <= seen[i-1] {
+				t.Fatalf("list (dir %v) delivered %s after %s", dir, seen[i], seen[i-1])
+			}
+		}
+		if calls := fx.f.Calls(faulty.OpList); calls >= 2*keys/pageSize {
+			t.Fatalf("list (dir %v) took %d attempts for %d pages: retries read the listing again", dir, calls, keys/pageSize)
+		}
+	}
+}

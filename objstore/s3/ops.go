@@ -170,11 +170,31 @@ func (s *Store) List(ctx context.Context, prefix string, fn func(objstore.Object
 				return err
 			}
 		}
-		if !aws.ToBool(out.IsTruncated) || aws.ToString(out.NextContinuationToken) == "" {
+		var lastRaw string
+		if n := len(out.Contents); n > 0 {
+			lastRaw = aws.ToString(out.Contents[n-1].Key)
+		}
+		if !moreToList(in, out, len(out.Contents), lastRaw) {
 			return nil
 		}
-		in.ContinuationToken = out.NextContinuationToken
 	}
+}
+
+// moreToList reports whether a listing goes on after the page out, of n
+// entries up to the full key lastRaw, and sets in up for the next page: by
+// its continuation token, or, when a listing that started after a key ends
+// with a full page, by one more request after the page's last key: MinIO
+// ends such a listing early, with a full page that claims to be the last.
+func moreToList(in *awss3.ListObjectsV2Input, out *awss3.ListObjectsV2Output, n int, lastRaw string) bool {
+	if aws.ToBool(out.IsTruncated) && aws.ToString(out.NextContinuationToken) != "" {
+		in.ContinuationToken = out.NextContinuationToken
+		return true
+	}
+	if in.StartAfter == nil || n < int(aws.ToInt32(in.MaxKeys)) || lastRaw == "" {
+		return false
+	}
+	in.StartAfter, in.ContinuationToken = aws.String(lastRaw), nil
+	return true
 }
 
 // ListDir implements objstore.DirLister with ListObjectsV2 and delimiter "/".
@@ -192,6 +212,7 @@ func (s *Store) ListDir(ctx context.Context, prefix string, fn func(objstore.Obj
 		oi       objstore.ObjectInfo
 		isPrefix bool
 	}
+	last := "" // the last key delivered: a prefix may come again after a full page
 	for {
 		out, err := s.client.ListObjectsV2(ctx, in)
 		if err != nil {
@@ -213,14 +234,21 @@ func (s *Store) ListDir(ctx context.Context, prefix string, fn func(objstore.Obj
 		}
 		sort.Slice(items, func(i, j int) bool { return items[i].oi.Key < items[j].oi.Key })
 		for _, it := range items {
+			if last != "" && it.oi.Key <= last {
+				continue
+			}
 			if err := fn(it.oi, it.isPrefix); err != nil {
 				return err
 			}
+			last = it.oi.Key
 		}
-		if !aws.ToBool(out.IsTruncated) || aws.ToString(out.NextContinuationToken) == "" {
+		var lastRaw string
+		if len(items) > 0 {
+			lastRaw = s.prefix + items[len(items)-1].oi.Key
+		}
+		if !moreToList(in, out, len(out.Contents)+len(out.CommonPrefixes), lastRaw) {
 			return nil
 		}
-		in.ContinuationToken = out.NextContinuationToken
 	}
 }
 
