@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
 	"path"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -17,6 +19,7 @@ import (
 
 	"github.com/gatewayd/gatewayd/internal/faultproxy"
 	"github.com/gatewayd/gatewayd/internal/miniotest"
+	"github.com/gatewayd/gatewayd/internal/smbtest"
 )
 
 // stored is what a test set on a path over NFS.
@@ -121,6 +124,54 @@ func checkAttrs(t *testing.T, addr, share, url string, tree map[string]stored, w
 	}
 }
 
+// checkView compares what the share's SMB view (the FUSE mount smbd
+// serves) says of every path, looked up and listed, with what was stored.
+func checkView(t *testing.T, view string, tree map[string]stored, when string) {
+	t.Helper()
+	listed := map[string]os.FileInfo{}
+	for p, s := range tree {
+		if !s.dir {
+			continue
+		}
+		for _, d := range []string{p, path.Dir(p)} {
+			ents, err := os.ReadDir(filepath.Join(view, d))
+			if err != nil {
+				t.Fatalf("%s: SMB view: readdir %s: %v", when, d, err)
+			}
+			for _, e := range ents {
+				fi, err := e.Info()
+				if err != nil {
+					t.Fatalf("%s: SMB view: %s/%s: %v", when, d, e.Name(), err)
+				}
+				listed[path.Join(d, e.Name())] = fi
+			}
+		}
+	}
+	for p, s := range tree {
+		st, err := os.Lstat(filepath.Join(view, p))
+		if err != nil {
+			t.Fatalf("%s: SMB view: lstat %s: %v", when, p, err)
+		}
+		l, ok := listed[p]
+		if !ok {
+			t.Fatalf("%s: SMB view: %s not listed", when, p)
+		}
+		for _, got := range []struct {
+			how string
+			fi  os.FileInfo
+		}{{"lstat", st}, {"listing", l}} {
+			sys := got.fi.Sys().(*syscall.Stat_t)
+			if uint32(got.fi.Mode().Perm()) != s.mode || sys.Uid != s.uid || sys.Gid != s.gid || !got.fi.ModTime().Equal(s.mtime) {
+				t.Errorf("%s: SMB view %s %s: mode %o uid %d gid %d mtime %v; stored mode %o uid %d gid %d mtime %v",
+					when, got.how, p, got.fi.Mode().Perm(), sys.Uid, sys.Gid, got.fi.ModTime(), s.mode, s.uid, s.gid, s.mtime)
+			}
+		}
+	}
+	if t.Failed() {
+		t.FailNow()
+	}
+}
+
 // modeString is ls -l's rendering of permission bits.
 func modeString(mode uint32, dir bool) string {
 	b := []byte("-rwxrwxrwx")
@@ -137,7 +188,8 @@ func modeString(mode uint32, dir bool) string {
 
 // TestShareAttributesEveryPath: a tree of files and directories with
 // distinct modes, owners and times shows the same stored attributes over
-// GETATTR, LOOKUP and READDIRPLUS (Go client and libnfs), as written,
+// GETATTR, LOOKUP and READDIRPLUS (Go client and libnfs) and in the SMB
+// view (lookup and listing), as written,
 // after a daemon restart, after `share refresh` and after the attribute
 // TTL expired. Listings used to show the share's defaults.
 func TestShareAttributesEveryPath(t *testing.T) {
@@ -148,12 +200,20 @@ func TestShareAttributesEveryPath(t *testing.T) {
 		"--s3-access-key", srv.AccessKey, "--s3-secret-key", srv.SecretKey)
 	const ttl = 2 * time.Second
 	setConfig(t, dir, map[string]map[string]any{"shares": {"attr_ttl": ttl.String()}})
-	d := serve(t, dir)
-	mustRun(t, "share", "create", "--data-dir", dir, "--name", "tree")
+	smbtest.Require(t)
+	t.Cleanup(func() { cleanSMB(dir) })
+	d := serve(t, dir, "--smb-listen", smbtest.FreeAddr(t))
+	mustRun(t, "share", "create", "--data-dir", dir, "--name", "tree", "--protocols", "nfs,smb")
+	view := filepath.Join(dir, "smb", "mnt", "tree")
+	tree := map[string]stored{}
+	check := func(addr, url, when string) {
+		t.Helper()
+		checkAttrs(t, addr, "tree", url, tree, when)
+		checkView(t, view, tree, when)
+	}
 	url := shareInfo(t, dir, "tree").Mount.URL
 	addr := nfsAddr(t, dir)
 
-	tree := map[string]stored{}
 	v, done := nfsMount(t, addr, "tree")
 	set := func(p string, s stored) {
 		t.Helper()
@@ -190,21 +250,21 @@ func TestShareAttributesEveryPath(t *testing.T) {
 	}
 	done()
 	waitUploaded(t, dir, "tree")
-	checkAttrs(t, addr, "tree", url, tree, "as written")
+	check(addr, url, "as written")
 
 	d.stop(t)
 	d = serve(t, dir)
 	addr = nfsAddr(t, dir)
 	url = shareInfo(t, dir, "tree").Mount.URL
-	checkAttrs(t, addr, "tree", url, tree, "after a restart")
+	check(addr, url, "after a restart")
 
 	mustRun(t, "share", "refresh", "--data-dir", dir, "tree")
-	checkAttrs(t, addr, "tree", url, tree, "after share refresh")
+	check(addr, url, "after share refresh")
 
 	// The condition under test is time itself: what the share read from
 	// the store is older than attr_ttl, so it reads it again.
 	time.Sleep(ttl + time.Second)
-	checkAttrs(t, addr, "tree", url, tree, "after the attribute TTL")
+	check(addr, url, "after the attribute TTL")
 	d.stop(t)
 }
 
