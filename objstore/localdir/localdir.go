@@ -404,7 +404,7 @@ func (s *Store) writeAndCommit(ctx context.Context, op, key, dir, name string, w
 // writeThen fills a temp file with write, makes it durable and hands it to
 // commit. The temp file never outlives a failure.
 func (s *Store) writeThen(ctx context.Context, op, key string, write func(*os.File) error, commit func(tmpPath string) error) (err error) {
-	f, err := os.CreateTemp(s.tmp, op+"-*")
+	f, err := os.CreateTemp(s.tmp, strings.ReplaceAll(op, " ", "-")+"-*")
 	if err != nil {
 		return classify(fmt.Errorf("%s: %s %s: %w", s, op, key, err))
 	}
