@@ -7,6 +7,18 @@
 // off: it was never acknowledged) and Replay hands back every record not
 // yet trimmed.
 //
+// A full filesystem under the log (ENOSPC or EDQUOT from a write or a
+// sync) is backpressure too, not a failure: the bytes of the failed
+// attempt are truncated away (so no part of an unacknowledged record can
+// be replayed), health carries the reason, and the writer tries again
+// when Trim frees a segment or, for space freed by anyone else, after a
+// short wait (100 ms, doubling to 2 s); appends wait meanwhile until their
+// context ends. Once every record is trimmed, Trim empties the segment
+// being appended to and renames it to the next LSN: with one large
+// segment filling the disk, that is the only way uploads can free it.
+// Other write or sync errors make the log fail-stop: it refuses appends
+// until it is reopened.
+//
 // # On-disk format
 //
 // A log is a directory of segment files named by the hex LSN of their first

@@ -6,7 +6,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -31,20 +30,20 @@ func mountTmpfs(t *testing.T, dir, size string) {
 	t.Cleanup(func() { exec.Command("umount", "-l", dir).Run() })
 }
 
-func freeBytes(t *testing.T, dir string) int64 {
+// bufferFull reports whether status says the upload buffer's filesystem
+// is full (status may exit non-zero while health is degraded).
+func bufferFull(t *testing.T, dir string) bool {
 	t.Helper()
-	var st syscall.Statfs_t
-	if err := syscall.Statfs(dir, &st); err != nil {
-		t.Fatal(err)
-	}
-	return int64(st.Bavail) * st.Bsize
+	r := run(t, nil, "status", "--data-dir", dir)
+	return strings.Contains(r.stdout, "upload buffer filesystem full")
 }
 
 // TestUploadBufferDiskFull: the upload buffer's filesystem fills while the
-// store is away. Writes fail clearly (the buffer then refuses writes until
-// a restart) or wait; none is acknowledged and then lost; when space and
-// the store return, writes go on, everything acknowledged reads back,
-// uploads drain, and a kill -9 loses nothing.
+// store is away. The write that finds it full waits (it is not refused),
+// and health says why; when the operator frees space (a filler file goes),
+// and again when the store comes back and uploads trim the buffer, the
+// held write lands and writes go on without a restart. Everything
+// acknowledged reads back, uploads drain, and a kill -9 loses nothing.
 func TestUploadBufferDiskFull(t *testing.T) {
 	srv := miniotest.Start(t)
 	srv.CreateBucket(t, "full")
@@ -56,12 +55,18 @@ func TestUploadBufferDiskFull(t *testing.T) {
 	dir := t.TempDir()
 	mustRun(t, "init", "--data-dir", dir, "--store", "s3://full/gw", "--s3-endpoint", proxy.URL(), "--s3-path-style",
 		"--s3-access-key", srv.AccessKey, "--s3-secret-key", srv.SecretKey)
-	// The buffer may grow to 8 GiB by configuration; its filesystem holds 40 MiB.
-	mountTmpfs(t, filepath.Join(dir, "uploadbuffer"), "40m")
+	// The buffer may grow to 8 GiB by configuration; its filesystem holds
+	// 40 MiB, 8 of them taken by a file the operator removes later.
+	bufDir := filepath.Join(dir, "uploadbuffer")
+	mountTmpfs(t, bufDir, "40m")
+	filler := filepath.Join(bufDir, "filler")
+	if err := os.WriteFile(filler, make([]byte, 8<<20), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	d := serve(t, dir)
 	g := &soakGateway{t: t, dir: dir, d: d}
 	mustRun(t, "volume", "create", "--data-dir", dir, "--name", "full", "--size", "128M")
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
 	c := g.attach(ctx, "full")
 	proxy.SetOutage(true)
@@ -79,64 +84,73 @@ func TestUploadBufferDiskFull(t *testing.T) {
 			results <- result{off, err}
 		}
 	}()
-	// Write 1 MiB at a time until a write fails, or the filesystem is full
-	// and a write is held back.
-	var failed, waiting bool
-	var acked int
-	for off := int64(0); off < 128<<20 && !failed && !waiting; off += 1 << 20 {
-		next <- off
-		for {
-			select {
-			case r := <-results:
-				if r.err != nil {
-					t.Logf("write at %d MiB on a full buffer: %v", off>>20, r.err)
-					failed = true
-				} else {
-					copy(model[r.off:], testrand.Bytes(uint64(r.off), 1<<20))
-					acked++
-				}
-			case <-time.After(time.Second):
-				if freeBytes(t, filepath.Join(dir, "uploadbuffer")) < 1<<20 {
-					waiting = true // full, and the write is held back
-				}
-				continue
-			}
-			break
-		}
-	}
-	if !failed && !waiting {
-		t.Fatal("128 MiB went into a 40 MiB upload buffer filesystem with the store away")
-	}
-	t.Logf("%d MiB acknowledged before the buffer filesystem filled (failed %v, waiting %v)", acked, failed, waiting)
-
-	// Space and the store come back.
-	if out, err := exec.Command("mount", "-o", "remount,size=512m", filepath.Join(dir, "uploadbuffer")).CombinedOutput(); err != nil {
-		t.Fatalf("grow the tmpfs: %v\n%s", err, out)
-	}
-	proxy.SetOutage(false)
-	if waiting {
-		r := <-results
+	acked := 0
+	landed := func(r result) {
 		if r.err != nil {
-			t.Logf("the held-back write ended with %v", r.err)
-		} else {
-			copy(model[r.off:], testrand.Bytes(uint64(r.off), 1<<20))
-			acked++
+			t.Fatalf("write at %d MiB on a full upload buffer filesystem was refused instead of waiting: %v", r.off>>20, r.err)
+		}
+		copy(model[r.off:], testrand.Bytes(uint64(r.off), 1<<20))
+		acked++
+	}
+	// fill writes 1 MiB at a time from off until a write is held back on
+	// the full filesystem, and returns that write's offset.
+	fill := func(off int64) int64 {
+		for ; off < 128<<20; off += 1 << 20 {
+			next <- off
+		wait:
+			for {
+				select {
+				case r := <-results:
+					landed(r)
+					break wait
+				case <-time.After(time.Second):
+					if bufferFull(t, dir) {
+						return off
+					}
+				}
+			}
+		}
+		t.Fatal("128 MiB went into a 40 MiB upload buffer filesystem with the store away")
+		return 0
+	}
+	// awaitHeld waits for the held write to land once space returns.
+	awaitHeld := func(why string) {
+		select {
+		case r := <-results:
+			landed(r)
+		case <-time.After(5 * time.Minute):
+			t.Fatalf("the write held on a full filesystem did not land 5 minutes after %s", why)
 		}
 	}
+
+	held := fill(0)
+	t.Logf("%d MiB acknowledged before the buffer filesystem filled; the write at %d MiB waits", acked, held>>20)
+	select {
+	case r := <-results:
+		landed(r) // fails the test if it was refused
+		t.Fatalf("the write at %d MiB returned while the filesystem was full", r.off>>20)
+	case <-time.After(5 * time.Second):
+	}
+	// The operator frees space: the held write lands, more writes fit.
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	awaitHeld("the filler file was removed")
+	held = fill(held + 1<<20)
+	t.Logf("%d MiB acknowledged when the filesystem filled again; the write at %d MiB waits", acked, held>>20)
+	// The store comes back: uploads trim the buffer, which frees its
+	// filesystem, and the held write lands.
+	proxy.SetOutage(false)
+	awaitHeld("the store came back")
 	close(next)
-	c.Close()
-	if failed {
-		// The buffer is fail-stop after a failed write (the file's state
-		// is unknown until it is replayed): status says so, and a
-		// restart, here a kill -9, brings it back.
-		if st := run(t, nil, "status", "--data-dir", dir).stdout; !strings.Contains(st, "refuses writes until gatewayd restarts") {
-			t.Fatalf("status after the buffer filesystem filled does not say why writes fail:\n%s", st)
+	deadline := time.Now().Add(5 * time.Minute)
+	for bufferFull(t, dir) {
+		if time.Now().After(deadline) {
+			t.Fatalf("status still says the buffer filesystem is full after writes went on:\n%s", run(t, nil, "status", "--data-dir", dir).stdout)
 		}
-		g.kill()
-		g.d = serve(t, dir)
+		time.Sleep(time.Second)
 	}
-	c = g.attach(ctx, "full")
-	// Writes go on once there is room.
+	// Writes go on.
 	for off := int64(100 << 20); off < 104<<20; off += 1 << 20 {
 		data := testrand.Bytes(uint64(off), 1<<20)
 		if _, err := scsiRW(ctx, c, true, off, data, 0); err != nil {
