@@ -2,6 +2,7 @@ package nfstest
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -85,6 +86,12 @@ func MustMount(t testing.TB, addr, share string) (*nfsc.Target, func()) {
 // reported, and the relay then drops its connections and accepts no more.
 // Calls pending on a connection that closes are forgotten: the client
 // sends them again on its next connection.
+//
+// Once the server cannot be reached (it was killed), the relay stops
+// listening before it drops the client's connection, so the client's
+// reconnection is refused as it would be by the dead server. Accepting it
+// and closing it at once instead would make the client tear down the same
+// connection twice, and it panics closing its reply channels again.
 type relay struct {
 	ln      net.Listener
 	server  string
@@ -156,8 +163,9 @@ func (r *relay) accept() {
 		}
 		server, err := net.Dial("tcp", r.server)
 		if err != nil {
+			r.ln.Close()
 			client.Close()
-			continue
+			return
 		}
 		l := &link{client: client, server: server, pending: map[uint32]pendingCall{}}
 		r.mu.Lock()
@@ -179,27 +187,43 @@ func (r *relay) accept() {
 			delete(r.links, l)
 			r.mu.Unlock()
 		}()
-		go func() { defer both.Done(); r.copy(server, client, l.called) }()
-		go func() { defer both.Done(); r.copy(client, server, l.replied) }()
+		go func() { defer both.Done(); r.copy(server, client, l.called, nil) }()
+		go func() { defer both.Done(); r.copy(client, server, l.replied, r.serverLost) }()
 	}
+}
+
+// serverLost stops the relay listening if the server no longer accepts
+// connections.
+func (r *relay) serverLost() {
+	if c, err := net.Dial("tcp", r.server); err == nil {
+		c.Close()
+		return
+	}
+	r.ln.Close()
 }
 
 // copy forwards records from src to dst, passing each record's start to
 // note under the relay's lock, until either side closes; then it closes
-// both.
-func (r *relay) copy(dst, src net.Conn, note func([]byte)) {
+// both. If src ends by itself, lost runs first.
+func (r *relay) copy(dst, src net.Conn, note func([]byte), lost func()) {
 	defer dst.Close()
 	defer src.Close()
 	var hdr [4]byte
 	first := true // the next fragment starts a record
 	for {
 		if _, err := io.ReadFull(src, hdr[:]); err != nil {
+			if lost != nil && !errors.Is(err, net.ErrClosed) {
+				lost()
+			}
 			return
 		}
 		v := binary.BigEndian.Uint32(hdr[:])
 		frag := make([]byte, 4+int(v&^(1<<31)))
 		copy(frag, hdr[:])
 		if _, err := io.ReadFull(src, frag[4:]); err != nil {
+			if lost != nil && !errors.Is(err, net.ErrClosed) {
+				lost()
+			}
 			return
 		}
 		if first {

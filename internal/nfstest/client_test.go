@@ -21,6 +21,20 @@ type slowServer struct {
 	calls atomic.Int32
 	delay func(n int32) time.Duration
 	wg    sync.WaitGroup
+
+	mu    sync.Mutex
+	conns []net.Conn
+}
+
+// kill stops the server as kill -9 would: the port refuses connections
+// and the open ones drop.
+func (s *slowServer) kill() {
+	s.ln.Close()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, c := range s.conns {
+		c.Close()
+	}
 }
 
 func startSlowServer(t *testing.T, delay func(n int32) time.Duration) *slowServer {
@@ -37,6 +51,9 @@ func startSlowServer(t *testing.T, delay func(n int32) time.Duration) *slowServe
 			if err != nil {
 				return
 			}
+			s.mu.Lock()
+			s.conns = append(s.conns, c)
+			s.mu.Unlock()
 			s.wg.Add(1)
 			go func() { defer s.wg.Done(); s.serve(c) }()
 		}
@@ -157,5 +174,38 @@ func TestUnansweredCallFails(t *testing.T) {
 	}
 	if got := rec.reported(); !strings.Contains(got, "NULL") || !strings.Contains(got, "no reply after") {
 		t.Fatalf("report of the unanswered call: %q", got)
+	}
+}
+
+// Calls pending when the server dies fail, as they do on a direct
+// connection: the client's reconnections are refused, not accepted and
+// dropped (which made the client library panic on its second teardown).
+func TestServerKilledCallFails(t *testing.T) {
+	s := startSlowServer(t, func(int32) time.Duration { return -1 })
+	c, err := Dial(t, s.ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 50
+	done := make(chan error, n)
+	for range n {
+		go func() { done <- null(c) }()
+	}
+	for deadline := time.Now().Add(2 * time.Minute); s.calls.Load() < n; {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d calls reached the server", s.calls.Load(), n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	s.kill()
+	for range n {
+		select {
+		case err := <-done:
+			if err == nil {
+				t.Fatal("a call to a killed server succeeded")
+			}
+		case <-time.After(5 * time.Minute):
+			t.Fatal("a call to a killed server never returned")
+		}
 	}
 }
