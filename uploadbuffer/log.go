@@ -710,7 +710,7 @@ func (l *Log) Trim(upTo LSN) error {
 			}
 		}
 	}
-	if freed {
+	if freed && l.noSpace != nil {
 		l.kickRetry()
 	}
 	l.space.Broadcast()
