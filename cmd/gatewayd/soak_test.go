@@ -50,9 +50,13 @@ type soakParams struct {
 	minutes time.Duration // no new cycle starts after this (once minSoakCycles ran)
 	seed    uint64
 	volSize int64
-	nodes   int // MinIO servers: 1, or a cluster of miniotest.MinClusterNodes or more
+	nodes   int    // MinIO servers: 1, or a cluster of miniotest.MinClusterNodes or more
+	cache   string // the volume cache's size
 	faults  faultproxy.Faults
 }
+
+// soakOutageMax is the longest a store outage lasts.
+const soakOutageMax = 30 * time.Second
 
 // minSoakCycles is the fewest kill cycles a soak run may end with: the
 // time bound does not stop a run before, and a run that did fewer fails.
@@ -75,6 +79,7 @@ var soak = soakParams{
 	seed:    1,
 	volSize: 24 << 20,
 	nodes:   1,
+	cache:   "64MiB",
 	faults: faultproxy.Faults{SlowDown: 0.03, InternalError: 0.02, ResetBefore: 0.02, ResetAfter: 0.02, Truncate: 0.02,
 		Latency: 0.1, MaxLatency: 100 * time.Millisecond},
 }
@@ -91,6 +96,7 @@ const (
 type soakTally struct {
 	cycles, kills, snapshots, restores, gcs int
 	nodeKills, nodeRestarts                 int
+	longOutages                             int // outages that lasted soakOutageMax
 	acked, verified, lost                   int64
 }
 
@@ -339,7 +345,7 @@ func TestSoak(t *testing.T) {
 	if p.nodes != 1 && p.nodes < miniotest.MinClusterNodes {
 		t.Fatalf("%d MinIO nodes asked for: 1, or a cluster of at least %d", p.nodes, miniotest.MinClusterNodes)
 	}
-	t.Logf("soak: at most %d cycles, %v, seed %d, volume %d MiB, %d MinIO node(s), faults %+v", p.cycles, p.minutes, p.seed, p.volSize>>20, p.nodes, p.faults)
+	t.Logf("soak: at most %d cycles, %v, seed %d, volume %d MiB, cache %s, %d MinIO node(s), faults %+v", p.cycles, p.minutes, p.seed, p.volSize>>20, p.cache, p.nodes, p.faults)
 	start := time.Now()
 	rng := rand.New(rand.NewPCG(p.seed, 99))
 	var tally soakTally
@@ -375,9 +381,9 @@ func TestSoak(t *testing.T) {
 	creds := []string{"--s3-path-style", "--s3-access-key", srv.AccessKey, "--s3-secret-key", srv.SecretKey}
 	g := &soakGateway{t: t, dir: t.TempDir()}
 	mustRun(t, append([]string{"init", "--data-dir", g.dir, "--store", "s3://soak/gw", "--s3-endpoint", proxy.URL()}, creds...)...)
-	// The smallest cache; restored volumes read from the bucket through the
-	// faults. Short
-	// settle times and recovery points keep uploads going all the time.
+	// A small cache; restored volumes read from the bucket through the
+	// faults. Short settle times and recovery points keep uploads going
+	// all the time.
 	cfgPath := filepath.Join(g.dir, "gatewayd.yaml")
 	cfg, err := os.ReadFile(cfgPath)
 	if err != nil {
@@ -385,7 +391,7 @@ func TestSoak(t *testing.T) {
 	}
 	s := string(cfg)
 	for old, nw := range map[string]string{
-		"cache:\n  dir: cache\n  size: 8GiB": "cache:\n  dir: cache\n  size: 64MiB",
+		"cache:\n  dir: cache\n  size: 8GiB": "cache:\n  dir: cache\n  size: " + p.cache,
 		"log_level: info":                    "log_level: debug",
 		"max_attempts: 8":                    "max_attempts: 12",
 		"max_delay: 30s":                     "max_delay: 1s",
@@ -489,12 +495,17 @@ func TestSoak(t *testing.T) {
 		vdone, fdone := make(chan struct{}), make(chan struct{})
 		go func() { model.writeLoop(ctx, c, wr, stop, vacks); close(vdone) }()
 		go func() { appendLoop(f, p.seed<<8|uint64(cycle), lf, &fmu, &finflight, stop, facks); close(fdone) }()
-		// Every other cycle the store goes away while writes go on.
+		// Every other cycle the store goes away while writes go on, until
+		// the kill or for soakOutageMax: writes may rightly wait for the
+		// store (a cache full of chunks not yet uploaded, uploads fenced
+		// once the lease is overdue), and must go on once it is back.
 		outage := cycle%2 == 1
+		var outageEnd *time.Timer
 		if outage {
 			waitAck(t, vacks, "volume write")
 			waitAck(t, facks, "share append")
 			proxy.SetOutage(true)
+			outageEnd = time.AfterFunc(soakOutageMax, func() { proxy.SetOutage(false) })
 		}
 		nodeDown := cluster != nil && cycle%nodeCyclePeriod == nodeDownCycle
 		for n := 0; n < 10+rng.IntN(40); n++ {
@@ -517,9 +528,10 @@ func TestSoak(t *testing.T) {
 		<-fdone
 		unmount()
 		c.Close()
-		if outage {
-			proxy.SetOutage(false)
+		if outage && !outageEnd.Stop() {
+			tally.longOutages++
 		}
+		proxy.SetOutage(false)
 		model.mu.Lock()
 		tally.acked = model.acked + sumFiles(files)
 		model.mu.Unlock()
@@ -643,9 +655,9 @@ func TestSoak(t *testing.T) {
 	}
 
 	st := proxy.Stats()
-	t.Logf("soak result: %d cycles, %d kill -9, %d snapshots, %d restores, %d gc runs under faults; %d MinIO node(s), %d node kills, %d node restarts; %d faults injected (%v); "+
+	t.Logf("soak result: %d cycles, %d kill -9, %d snapshots, %d restores, %d gc runs under faults; %d MinIO node(s), %d node kills, %d node restarts; %d outages ended by their time limit; %d faults injected (%v); "+
 		"%d bytes acknowledged, %d bytes verified, %d bytes lost; %v",
-		tally.cycles, tally.kills, tally.snapshots, tally.restores, tally.gcs, p.nodes, tally.nodeKills, tally.nodeRestarts, st.Injected(), st, tally.acked, tally.verified, tally.lost,
+		tally.cycles, tally.kills, tally.snapshots, tally.restores, tally.gcs, p.nodes, tally.nodeKills, tally.nodeRestarts, tally.longOutages, st.Injected(), st, tally.acked, tally.verified, tally.lost,
 		time.Since(start).Round(time.Second))
 	if tally.kills < minSoakCycles {
 		t.Fatalf("%d kill cycles ran: a soak run needs at least %d", tally.kills, minSoakCycles)
