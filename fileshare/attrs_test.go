@@ -237,6 +237,10 @@ func TestWorksWhileStoreAway(t *testing.T) {
 	if got := names(); !equalStrings(got, wantNames) {
 		t.Fatalf("listing in the outage: %v", got)
 	}
+	// new, moved, sub, sub/deep, again; the removes of old and again.
+	if n := e.m.Stats().Pending["docs"]; n != 7 {
+		t.Fatalf("changes pending in the outage: %d, want 7", n)
+	}
 
 	// A restart in the outage replays the log without the store (kill -9
 	// is cmd/gatewayd's TestShareWorksThroughOutage).
@@ -288,5 +292,8 @@ func TestWorksWhileStoreAway(t *testing.T) {
 	}
 	if got := names(); !equalStrings(got, wantNames) {
 		t.Fatalf("listing from the store after the outage: %v", got)
+	}
+	if n := e.m.Stats().Pending["docs"]; n != 0 {
+		t.Fatalf("changes pending after the outage: %d", n)
 	}
 }

@@ -63,7 +63,7 @@ type Manager struct {
 // Stats are the file shares' figures for metrics.
 type Stats struct {
 	LogUsed, LogCapacity int64
-	Pending              map[string]int // share -> files with writes not yet uploaded
+	Pending              map[string]int // share -> files and directories with changes not yet in the store
 	BytesUploaded        uint64
 	FilesUploaded        uint64
 	UploadErrors         uint64
@@ -79,6 +79,10 @@ func (m *Manager) Stats() Stats {
 	m.filesMu.Lock()
 	for k := range m.files {
 		st.Pending[k.share]++
+	}
+	for dk := range m.deletes {
+		share, _, _ := strings.Cut(dk, "\x00")
+		st.Pending[share]++ // a remove waiting for the store
 	}
 	m.filesMu.Unlock()
 	return st
