@@ -100,7 +100,7 @@ func (s *Share) stat(ctx context.Context, p string) (Attr, error) {
 		// Created, not yet uploaded: the store has no object yet; the
 		// file's state holds its attributes.
 		if st := s.m.dirtyState(s.cfg.Name, ino); st != nil {
-			var a Attr
+			a := Attr{Type: TypeFile}
 			st.overlay(&a)
 			return a, nil
 		}
