@@ -2,6 +2,7 @@ package nfs
 
 import (
 	"encoding/binary"
+	"log/slog"
 	"net"
 	"sync"
 	"time"
@@ -16,10 +17,15 @@ import (
 // time, so the time includes waiting behind the calls sent before it on
 // the same connection: what the client sees.
 
+// slowCall is how long a call may take before it is logged: a Linux
+// client over TCP resends after 60 s (timeo=600).
+const slowCall = 10 * time.Second
+
 // timedListener hands out connections that time each call.
 type timedListener struct {
 	net.Listener
 	observe func(proc string, d time.Duration)
+	log     *slog.Logger
 }
 
 func (l timedListener) Accept() (net.Conn, error) {
@@ -27,7 +33,7 @@ func (l timedListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	tc := &timedConn{Conn: c, observe: l.observe, pending: map[uint32]pendingCall{}}
+	tc := &timedConn{Conn: c, observe: l.observe, log: l.log, pending: map[uint32]pendingCall{}}
 	tc.in = recordScanner{want: 24, onHead: tc.called}
 	tc.out = recordScanner{want: 4, onEnd: tc.replied}
 	return tc, nil
@@ -43,6 +49,7 @@ type pendingCall struct {
 type timedConn struct {
 	net.Conn
 	observe func(proc string, d time.Duration)
+	log     *slog.Logger
 	in, out recordScanner // the reader's and the writer's alone
 
 	mu      sync.Mutex
@@ -87,8 +94,13 @@ func (c *timedConn) replied(head []byte) {
 	call, ok := c.pending[xid]
 	delete(c.pending, xid)
 	c.mu.Unlock()
-	if ok {
-		c.observe(call.proc, time.Since(call.since))
+	if !ok {
+		return
+	}
+	d := time.Since(call.since)
+	c.observe(call.proc, d)
+	if d >= slowCall {
+		c.log.Warn("nfs: slow call", "proc", call.proc, "seconds", d.Seconds(), "client", c.RemoteAddr())
 	}
 }
 

@@ -34,7 +34,8 @@ type Server struct {
 	log    *slog.Logger
 
 	// Latency, when set before Serve, is told how long each call took,
-	// from its arrival to its reply, by procedure name (procs.Name).
+	// from its arrival to its reply, by procedure name (procs.Name);
+	// calls over 10 s are logged too.
 	Latency func(proc string, d time.Duration)
 
 	mu sync.Mutex
@@ -57,7 +58,7 @@ func (s *Server) Serve(l net.Listener) error {
 	s.mu.Unlock()
 	gonfs.Log.SetLevel(gonfs.ErrorLevel) // go-nfs has its own logger: errors only
 	if s.Latency != nil {
-		l = timedListener{Listener: l, observe: s.Latency}
+		l = timedListener{Listener: l, observe: s.Latency, log: s.log}
 	}
 	err := gonfs.Serve(l, &handler{s: s})
 	if errors.Is(err, net.ErrClosed) {
