@@ -26,6 +26,7 @@ type timedListener struct {
 	net.Listener
 	observe func(proc string, d time.Duration)
 	log     *slog.Logger
+	slow    time.Duration // calls as long are logged: slowCall, shorter in tests
 }
 
 func (l timedListener) Accept() (net.Conn, error) {
@@ -33,10 +34,14 @@ func (l timedListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	tc := &timedConn{Conn: c, observe: l.observe, log: l.log, pending: map[uint32]pendingCall{}}
+	return l.wrap(c), nil
+}
+
+func (l timedListener) wrap(c net.Conn) *timedConn {
+	tc := &timedConn{Conn: c, observe: l.observe, log: l.log, slow: l.slow, pending: map[uint32]pendingCall{}}
 	tc.in = recordScanner{want: 24, onHead: tc.called}
 	tc.out = recordScanner{want: 4, onEnd: tc.replied}
-	return tc, nil
+	return tc
 }
 
 type pendingCall struct {
@@ -50,6 +55,7 @@ type timedConn struct {
 	net.Conn
 	observe func(proc string, d time.Duration)
 	log     *slog.Logger
+	slow    time.Duration
 	in, out recordScanner // the reader's and the writer's alone
 
 	mu      sync.Mutex
@@ -99,7 +105,7 @@ func (c *timedConn) replied(head []byte) {
 	}
 	d := time.Since(call.since)
 	c.observe(call.proc, d)
-	if d >= slowCall {
+	if d >= c.slow {
 		c.log.Warn("nfs: slow call", "proc", call.proc, "seconds", d.Seconds(), "client", c.RemoteAddr())
 	}
 }

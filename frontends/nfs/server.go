@@ -58,7 +58,7 @@ func (s *Server) Serve(l net.Listener) error {
 	s.mu.Unlock()
 	gonfs.Log.SetLevel(gonfs.ErrorLevel) // go-nfs has its own logger: errors only
 	if s.Latency != nil {
-		l = timedListener{Listener: l, observe: s.Latency, log: s.log}
+		l = timedListener{Listener: l, observe: s.Latency, log: s.log, slow: slowCall}
 	}
 	err := gonfs.Serve(l, &handler{s: s})
 	if errors.Is(err, net.ErrClosed) {
