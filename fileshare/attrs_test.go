@@ -190,6 +190,12 @@ func TestWorksWhileStoreAway(t *testing.T) {
 	must[Attr](t)(s.WriteAt(ctx, "d/old", []byte("before"), 0))
 	must[Attr](t)(s.Create(ctx, "d/again", 0o644, 0, 0, true))
 	must[Attr](t)(s.WriteAt(ctx, "d/again", []byte("before"), 0))
+	// Uploaded before the outage, renamed and changed in it.
+	must[Attr](t)(s.Create(ctx, "d/keep", 0o640, 7, 8, true))
+	must[Attr](t)(s.WriteAt(ctx, "d/keep", []byte("renamed after its upload"), 0))
+	must[Attr](t)(s.Create(ctx, "d/chm", 0o644, 7, 8, true))
+	must[Attr](t)(s.WriteAt(ctx, "d/chm", []byte("chmod after its upload"), 0))
+	must[Attr](t)(s.Mkdir(ctx, "d/edir", 0o750, 7, 8))
 	if err := e.m.Flush(ctx, ""); err != nil {
 		t.Fatal(err)
 	}
@@ -218,6 +224,30 @@ func TestWorksWhileStoreAway(t *testing.T) {
 	// made again.
 	must[error](t)(nil, s.Remove(ctx, "d/old"))
 	must[error](t)(nil, s.Remove(ctx, "d/again"))
+	if err := s.Rename(ctx, "d/keep", "d/kept"); err != nil {
+		t.Fatalf("rename of an uploaded file in the outage: %v", err)
+	}
+	if err := s.Rename(ctx, "d/edir", "d/edir2"); err != nil {
+		t.Fatalf("rename of an uploaded empty directory in the outage: %v", err)
+	}
+	chm := uint32(0o600)
+	if _, err := s.SetAttr(ctx, "d/chm", SetAttr{Mode: &chm}); err != nil {
+		t.Fatalf("chmod of an uploaded file in the outage: %v", err)
+	}
+	if a, err := s.Stat(ctx, "d/kept"); err != nil || a.Mode != 0o640 || a.UID != 7 || a.Size != int64(len("renamed after its upload")) {
+		t.Fatalf("stat of a file renamed in the outage: %+v %v", a, err)
+	}
+	if a, err := s.Stat(ctx, "d/chm"); err != nil || a.Mode != 0o600 {
+		t.Fatalf("stat of a file changed in the outage: %+v %v", a, err)
+	}
+	for _, p := range []string{"d/keep", "d/edir"} {
+		if _, err := s.Stat(ctx, p); !errors.Is(err, ErrNotExist) {
+			t.Fatalf("stat of the old name %s in the outage: %v", p, err)
+		}
+	}
+	if got := string(readFile(t, s, "d/kept")); got != "renamed after its upload" {
+		t.Fatalf("d/kept in the outage (its data is cached): %q", got)
+	}
 	must[Attr](t)(s.Create(ctx, "d/again", 0o644, 0, 0, true))
 	must[Attr](t)(s.WriteAt(ctx, "d/again", []byte("made again in the outage"), 0))
 	if _, err := s.Stat(ctx, "d/old"); !errors.Is(err, ErrNotExist) {
@@ -233,13 +263,19 @@ func TestWorksWhileStoreAway(t *testing.T) {
 		}
 		return out
 	}
-	wantNames := []string{"again", "moved", "new", "sub"}
+	wantNames := []string{"again", "chm", "edir2", "kept", "moved", "new", "sub"}
+	for _, e := range must[[]DirEntry](t)(s.ReadDir(ctx, "d")) {
+		if e.Name == "kept" && (e.Attr.Mode != 0o640 || e.Attr.UID != 7) || e.Name == "chm" && e.Attr.Mode != 0o600 {
+			t.Fatalf("listing in the outage: %s: %+v", e.Name, e.Attr)
+		}
+	}
 	if got := names(); !equalStrings(got, wantNames) {
 		t.Fatalf("listing in the outage: %v", got)
 	}
-	// new, moved, sub, sub/deep, again; the removes of old and again.
-	if n := e.m.Stats().Pending["docs"]; n != 7 {
-		t.Fatalf("changes pending in the outage: %d, want 7", n)
+	// new, moved, sub, sub/deep, again, chm; the removes of old and
+	// again; the renames of keep and edir.
+	if n := e.m.Stats().Pending["docs"]; n != 10 {
+		t.Fatalf("changes pending in the outage: %d, want 10", n)
 	}
 
 	// A restart in the outage replays the log without the store (kill -9
@@ -248,6 +284,7 @@ func TestWorksWhileStoreAway(t *testing.T) {
 	s = e.share("docs")
 	want := map[string]string{"d/new": "written in the outage", "d/moved": "renamed in the outage", "d/sub/deep": "deep",
 		"d/again": "made again in the outage"}
+	uploaded := map[string]string{"d/kept": "renamed after its upload", "d/chm": "chmod after its upload"}
 	for p, w := range want {
 		if got := readFile(t, s, p); string(got) != w {
 			t.Fatalf("%s after a restart in the outage: %q", p, got)
@@ -276,13 +313,30 @@ func TestWorksWhileStoreAway(t *testing.T) {
 			t.Fatalf("object %s after the outage: %q", p, b)
 		}
 	}
+	for p, w := range uploaded {
+		if got := string(readFile(t, s, p)); got != w {
+			t.Fatalf("%s after the outage: %q", p, got)
+		}
+		if b, _ := object(t, e.store, "docs/"+p); string(b) != w {
+			t.Fatalf("object %s after the outage: %q", p, b)
+		}
+	}
+	if _, md := object(t, e.store, "docs/d/kept"); md[metaMode] != "640" || md[metaUID] != "7" {
+		t.Fatalf("metadata of d/kept: %v", md)
+	}
+	if _, md := object(t, e.store, "docs/d/chm"); md[metaMode] != "600" || md[metaUID] != "7" {
+		t.Fatalf("metadata of d/chm: %v", md)
+	}
+	if _, md := object(t, e.store, "docs/d/edir2/"); md[metaMode] != "750" {
+		t.Fatalf("marker of d/edir2: %v", md)
+	}
 	if _, md := object(t, e.store, "docs/d/new"); md[metaMode] != "604" || md[metaUID] != "7" {
 		t.Fatalf("metadata of d/new: %v", md)
 	}
 	if _, md := object(t, e.store, "docs/d/sub/"); md[metaMode] != "710" {
 		t.Fatalf("marker of d/sub: %v", md)
 	}
-	for _, k := range []string{"docs/d/tmp", "docs/d/gone", "docs/d/rmd/", "docs/d/old"} {
+	for _, k := range []string{"docs/d/tmp", "docs/d/gone", "docs/d/rmd/", "docs/d/old", "docs/d/keep", "docs/d/edir/"} {
 		if _, err := e.store.Stat(ctx, k); !objstore.IsNotFound(err) {
 			t.Fatalf("%s after the outage: %v", k, err)
 		}

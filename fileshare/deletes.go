@@ -36,33 +36,49 @@ func (m *Manager) deferDelete(ctx context.Context, share, key string) error {
 	})
 }
 
-// deleting says whether key of share is removed and not yet deleted in
-// the store: reads of the store must not show it.
+// deleting says whether key of share is removed (or moved away) and not
+// yet deleted in the store: reads of the store must not show it.
 func (m *Manager) deleting(share, key string) bool {
 	m.filesMu.Lock()
 	defer m.filesMu.Unlock()
-	if len(m.deletes) == 0 {
+	if len(m.deletes) == 0 && len(m.moves) == 0 {
 		return false
 	}
-	_, ok := m.deletes[deleteKey(share, key)]
-	return ok
+	hidden, _ := m.keyState(share, key)
+	return hidden
 }
 
-// settleDeletes deletes in the store the removed objects of share at key
-// or below key+"/" (all of the share's with key ""), and records each as
-// done. It runs before anything is written at those keys.
-func (m *Manager) settleDeletes(ctx context.Context, share, key string) error {
+// settleDeletes does in the store, in log order, the removes and moves
+// of share that wait for it (moves.go), and records each as done. It runs
+// before anything is written at those keys.
+func (m *Manager) settleDeletes(ctx context.Context, share string) error {
+	type op struct {
+		lsn uploadbuffer.LSN
+		key string // a remove
+		mv  move   // else a move
+	}
 	m.filesMu.Lock()
-	var keys []string
-	for dk := range m.deletes {
-		sh, k, _ := strings.Cut(dk, "\x00")
-		if sh == share && (key == "" || k == key || strings.HasPrefix(k, strings.TrimSuffix(key, "/")+"/")) {
-			keys = append(keys, k)
+	var ops []op
+	for dk, lsn := range m.deletes {
+		if sh, k, _ := strings.Cut(dk, "\x00"); sh == share {
+			ops = append(ops, op{lsn: lsn, key: k})
+		}
+	}
+	for lsn, mv := range m.moves {
+		if mv.share == share {
+			ops = append(ops, op{lsn: lsn, mv: mv})
 		}
 	}
 	m.filesMu.Unlock()
-	sort.Strings(keys)
-	for _, k := range keys {
+	sort.Slice(ops, func(i, j int) bool { return ops[i].lsn < ops[j].lsn })
+	for _, o := range ops {
+		if o.key == "" {
+			if err := m.settleMove(ctx, o.mv); err != nil {
+				return err
+			}
+			continue
+		}
+		k := o.key
 		if err := m.opts.Store.Delete(ctx, k); err != nil {
 			m.storeFailed(ctx, err)
 			return fmt.Errorf("share %s: delete %s: %w", share, k, err)
@@ -71,7 +87,9 @@ func (m *Manager) settleDeletes(ctx context.Context, share, key string) error {
 		rec := record{typ: recRemoved, share: share, data: []byte(k)}
 		err := m.logAndApply(ctx, rec, func(uploadbuffer.LSN) error {
 			m.filesMu.Lock()
-			delete(m.deletes, deleteKey(share, k))
+			if m.deletes[deleteKey(share, k)] == o.lsn {
+				delete(m.deletes, deleteKey(share, k))
+			}
 			m.filesMu.Unlock()
 			return nil
 		})

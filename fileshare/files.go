@@ -40,6 +40,7 @@ type fileState struct {
 	lastWrite time.Time
 	gen       uint64 // bumped by every change
 	truncs    uint64 // bumped by every truncation
+	data      bool   // the content changed (else only attributes: the upload sets the object's metadata)
 	changing  int    // changes under way (state), which keep the state dirty
 	cancelled bool
 	upMu      sync.Mutex // held by the upload of the file
@@ -121,7 +122,7 @@ func (r record) encode() []byte {
 		b = append(b, r.data...)
 	case recTruncate:
 		b = binary.BigEndian.AppendUint64(b, uint64(r.offset))
-	case recRemove, recRemoved:
+	case recRemove, recRemoved, recRename, recRenamed:
 		b = append(b, r.data...)
 	case recSetattr, recCreate, recMkdir:
 		b = binary.BigEndian.AppendUint32(b, r.attr.Mode)
@@ -162,6 +163,11 @@ func decodeRecord(b []byte) (record, error) {
 	case recRemove, recRemoved:
 		if len(rest) == 0 {
 			return bad("no key")
+		}
+		r.data = rest
+	case recRename, recRenamed:
+		if _, _, ok := decodeMove(rest); !ok {
+			return bad("bad rename")
 		}
 		r.data = rest
 	case recSetattr, recCreate, recMkdir:
@@ -296,7 +302,7 @@ func (m *Manager) blockBase(ctx context.Context, s *Share, p string, base Attr, 
 	n := min(BlockSize, base.Size-start)
 	// Read into memory through the store's retry policy: a body cut
 	// short is read again rather than failing the client's read.
-	b, err := objstore.ReadRange(ctx, m.opts.Store, s.key(p), start, n)
+	b, err := objstore.ReadRange(ctx, m.opts.Store, m.source(s.cfg.Name, s.key(p)), start, n)
 	if err != nil {
 		return nil, err
 	}
@@ -364,6 +370,7 @@ func (m *Manager) applyWrite(ctx context.Context, s *Share, path string, ino uin
 		done += int(n)
 	}
 	st.mu.Lock()
+	st.data = true
 	if end := off + int64(len(p)); end > st.attr.Size {
 		st.attr.Size = end
 	}
@@ -378,6 +385,7 @@ func (m *Manager) applyTruncate(ctx context.Context, s *Share, path string, ino 
 	old, base := st.attr.Size, st.base
 	st.attr.Size = size
 	st.truncs++
+	st.data = true
 	st.mu.Unlock()
 	if size < old {
 		vol := cacheVolume(s.cfg.Name, ino)
@@ -522,6 +530,7 @@ func (s *Share) ReadAt(ctx context.Context, path string, p []byte, off int64) (i
 // now; the files are then uploaded as usual.
 func (m *Manager) replay(ctx context.Context) error {
 	n := 0
+	waits := map[fileKey]bool{} // files whose records wait for the store
 	err := m.opts.Log.Replay(func(lsn uploadbuffer.LSN, b []byte) error {
 		r, err := decodeRecord(b)
 		if err != nil {
@@ -542,6 +551,35 @@ func (m *Manager) replay(ctx context.Context) error {
 			m.filesMu.Unlock()
 			n++
 			return nil
+		case recRename:
+			from, to, _ := decodeMove(r.data)
+			m.filesMu.Lock()
+			m.moves[lsn] = move{share: r.share, from: from, to: to, lsn: lsn}
+			m.filesMu.Unlock()
+			n++
+			return nil
+		case recRenamed:
+			from, to, _ := decodeMove(r.data)
+			m.moveDone(r.share, from, to)
+			n++
+			return nil
+		}
+		if r.typ != recCreate && r.typ != recMkdir {
+			if !waits[fileKey{r.share, r.ino}] {
+				wait, err := m.replayFileRecord(ctx, lsn, r)
+				if err != nil || !wait {
+					n++
+					return err
+				}
+			}
+			// The store is away and the file is not known without it:
+			// this record and the file's next ones wait for it.
+			waits[fileKey{r.share, r.ino}] = true
+			m.filesMu.Lock()
+			m.later = append(m.later, laterRecord{lsn: lsn, rec: r})
+			m.filesMu.Unlock()
+			n++
+			return nil
 		}
 		path, err := s.PathOf(ctx, r.ino)
 		if err != nil {
@@ -550,51 +588,22 @@ func (m *Manager) replay(ctx context.Context) error {
 			}
 			return err
 		}
-		if r.typ == recCreate || r.typ == recMkdir {
-			r.attr.Ino, r.attr.Type = r.ino, TypeFile
-			key := s.key(path)
-			if r.typ == recMkdir {
-				r.attr.Type, key = TypeDir, key+"/"
-			}
-			if _, err := m.opts.Store.Stat(ctx, key); err == nil && !m.deleting(r.share, key) {
-				// Uploaded before the crash: the records after this one
-				// apply to the object.
-				return nil
-			} else if err != nil && !objstore.IsNotFound(err) {
-				// The store is away. Every record of the file since its
-				// creation is still in the log (trimming keeps a suffix),
-				// so it is rebuilt whole from them and uploaded again.
-				m.log.Warn("file share replay: store away, replaying a created file from the log", "share", r.share, "path", path, "err", err)
-			}
-			m.born(s, path, r.ino, r.attr, lsn)
-			n++
+		r.attr.Ino, r.attr.Type = r.ino, TypeFile
+		key := s.key(path)
+		if r.typ == recMkdir {
+			r.attr.Type, key = TypeDir, key+"/"
+		}
+		if _, err := m.opts.Store.Stat(ctx, key); err == nil && !m.deleting(r.share, key) {
+			// Uploaded before the crash: the records after this one
+			// apply to the object.
 			return nil
+		} else if err != nil && !objstore.IsNotFound(err) {
+			// The store is away. Every record of the file since its
+			// creation is still in the log (trimming keeps a suffix),
+			// so it is rebuilt whole from them and uploaded again.
+			m.log.Warn("file share replay: store away, replaying a created file from the log", "share", r.share, "path", path, "err", err)
 		}
-		a, err := s.Stat(ctx, path)
-		if err != nil {
-			if isNotExist(err) {
-				return nil
-			}
-			return err
-		}
-		st := m.state(s, r.ino, a)
-		defer st.release()
-		switch r.typ {
-		case recWrite:
-			err = m.applyWrite(ctx, s, path, r.ino, st, r.offset, r.data)
-		case recTruncate:
-			err = m.applyTruncate(ctx, s, path, r.ino, st, r.offset)
-		case recSetattr:
-			st.mu.Lock()
-			st.attr.Mode, st.attr.UID, st.attr.GID, st.attr.Mtime = r.attr.Mode, r.attr.UID, r.attr.GID, r.attr.Mtime
-			st.mu.Unlock()
-		}
-		if err != nil {
-			return err
-		}
-		st.mu.Lock()
-		st.touched(lsn, m.opts.Clock.Now())
-		st.mu.Unlock()
+		m.born(s, path, r.ino, r.attr, lsn)
 		n++
 		return nil
 	})
@@ -605,6 +614,52 @@ func (m *Manager) replay(ctx context.Context) error {
 		m.log.Info("replayed file share upload buffer", "records", n)
 	}
 	return nil
+}
+
+// replayFileRecord applies a write, truncate or setattr record to its
+// file. wait says the store is away and the file not known without it:
+// the record is to be applied later.
+func (m *Manager) replayFileRecord(ctx context.Context, lsn uploadbuffer.LSN, r record) (wait bool, err error) {
+	s, err := m.Get(r.share)
+	if err != nil {
+		return false, nil // share deleted since
+	}
+	path, err := s.PathOf(ctx, r.ino)
+	if err != nil {
+		if errors.Is(err, ErrStale) {
+			return false, nil // file removed since
+		}
+		return false, err
+	}
+	a, err := s.Stat(ctx, path)
+	if err != nil {
+		if isNotExist(err) {
+			return false, nil
+		}
+		if m.storeFailed(ctx, err) {
+			return true, nil
+		}
+		return false, err
+	}
+	st := m.state(s, r.ino, a)
+	defer st.release()
+	switch r.typ {
+	case recWrite:
+		err = m.applyWrite(ctx, s, path, r.ino, st, r.offset, r.data)
+	case recTruncate:
+		err = m.applyTruncate(ctx, s, path, r.ino, st, r.offset)
+	case recSetattr:
+		st.mu.Lock()
+		st.attr.Mode, st.attr.UID, st.attr.GID, st.attr.Mtime = r.attr.Mode, r.attr.UID, r.attr.GID, r.attr.Mtime
+		st.mu.Unlock()
+	}
+	if err != nil {
+		return false, err
+	}
+	st.mu.Lock()
+	st.touched(lsn, m.opts.Clock.Now())
+	st.mu.Unlock()
+	return false, nil
 }
 
 func (m *Manager) uploadLoop() {
@@ -654,11 +709,15 @@ func (m *Manager) round(ctx context.Context, all bool, pick func(fileKey, string
 	sort.Slice(due, func(i, j int) bool { return due[i].ino < due[j].ino })
 	var mu sync.Mutex
 	var firstErr error
-	// Removed objects go first: an upload may write where one was.
+	// Changes replayed while the store was away, then removed and moved
+	// objects go first: an upload may write where one was.
+	if err := m.applyLater(ctx); err != nil {
+		firstErr = err
+	}
 	for _, c := range m.List() {
 		ns := m.ns(c.Name)
 		ns.RLock()
-		err := m.settleDeletes(ctx, c.Name, "")
+		err := m.settleDeletes(ctx, c.Name)
 		ns.RUnlock()
 		if err != nil && firstErr == nil {
 			firstErr = err
@@ -719,7 +778,7 @@ func (m *Manager) upload(ctx context.Context, s *Share, k fileKey) error {
 		st.mu.Unlock()
 		return nil
 	}
-	gen, truncs, attr, base := st.gen, st.truncs, st.attr, st.base
+	gen, truncs, attr, base, data := st.gen, st.truncs, st.attr, st.base, st.data
 	st.mu.Unlock()
 	path, err := s.PathOf(ctx, k.ino)
 	if err != nil {
@@ -735,10 +794,17 @@ func (m *Manager) upload(ctx context.Context, s *Share, k fileKey) error {
 	default:
 		attr.Type = TypeFile
 	}
-	if m.deleting(k.share, key) {
-		return fmt.Errorf("share %s: upload %s: the removed object there is not deleted yet", k.share, path)
+	if m.pendingKey(k.share, key) {
+		return fmt.Errorf("share %s: upload %s: a remove or rename there is not done in the store yet", k.share, path)
 	}
-	if err := objstore.PutWith(ctx, m.opts.Store, key, body, attr.Size, attr.metadata()); err != nil {
+	if attr.Type == TypeFile && !data && base.etag != "" && attr.Size == base.Size {
+		// Only attributes changed (a chmod while the store was away): the
+		// object's metadata, as SetAttr does.
+		err = m.opts.Store.(objstore.MetadataPutter).SetMeta(ctx, key, attr.metadata())
+	} else {
+		err = objstore.PutWith(ctx, m.opts.Store, key, body, attr.Size, attr.metadata())
+	}
+	if err != nil {
 		m.uploadErrors.Add(1)
 		return fmt.Errorf("share %s: upload %s: %w", k.share, path, err)
 	}
@@ -861,6 +927,12 @@ func (m *Manager) trim() {
 	}
 	for _, lsn := range m.deletes {
 		upTo = min(upTo, lsn)
+	}
+	for lsn := range m.moves {
+		upTo = min(upTo, lsn)
+	}
+	for _, lr := range m.later {
+		upTo = min(upTo, lr.lsn)
 	}
 	for _, st := range m.files {
 		st.mu.Lock()

@@ -146,7 +146,7 @@ func (s *Share) stat(ctx context.Context, p string) (Attr, error) {
 // marker p/ or any key below p/ (a directory).
 func (s *Share) statStore(ctx context.Context, p string) (Attr, bool, error) {
 	if p != "" {
-		oi, err := s.m.opts.Store.Stat(ctx, s.key(p))
+		oi, err := s.m.opts.Store.Stat(ctx, s.m.source(s.cfg.Name, s.key(p)))
 		if err == nil && s.m.deleting(s.cfg.Name, s.key(p)) {
 			err = errRemoved
 		}
@@ -193,7 +193,7 @@ func (s *Share) marker(ctx context.Context, p string) (a Attr, marked bool, err 
 	if p == "" {
 		key = s.cfg.Prefix
 	}
-	oi, err := s.m.opts.Store.Stat(ctx, key)
+	oi, err := s.m.opts.Store.Stat(ctx, s.m.source(s.cfg.Name, key))
 	switch {
 	case err == nil && s.m.deleting(s.cfg.Name, key):
 		return a, false, nil
@@ -230,6 +230,10 @@ func (s *Share) unlisted(p string) bool {
 // errRemoved stands for "not found" for an object removed whose delete in
 // the store is not done yet.
 var errRemoved = errors.New("removed")
+
+// errPending stands for a store call not made: a change of the same key
+// waits in the log, and this one goes after it.
+var errPending = errors.New("pending")
 
 func baseName(p string) string { return p[strings.LastIndexByte(p, '/')+1:] }
 
@@ -447,6 +451,16 @@ func (s *Share) listing(ctx context.Context, p string) (map[string]FileType, err
 		return nil, err
 	}
 	s.m.storeBack()
+	// Objects renamed here whose move waits for the store are here.
+	for _, k := range s.m.movedIn(s.cfg.Name, prefix) {
+		name, t := strings.TrimPrefix(k, prefix), TypeFile
+		if strings.HasSuffix(name, "/") {
+			name, t = strings.TrimSuffix(name, "/"), TypeDir
+		}
+		if name != "" && !strings.Contains(name, "/") {
+			names[name] = t
+		}
+	}
 	// Landed files removed since are left out (deleting takes filesMu,
 	// which comes before attrMu).
 	s.attrMu.Lock()
@@ -499,7 +513,7 @@ func (s *Share) entryAttr(ctx context.Context, p string, t FileType) (Attr, erro
 	} else {
 		a = s.defaults(TypeFile)
 		var oi objstore.ObjectInfo
-		if oi, err = s.m.opts.Store.Stat(ctx, s.key(p)); err == nil && s.m.deleting(s.cfg.Name, s.key(p)) {
+		if oi, err = s.m.opts.Store.Stat(ctx, s.m.source(s.cfg.Name, s.key(p))); err == nil && s.m.deleting(s.cfg.Name, s.key(p)) {
 			err = errRemoved
 		}
 		if err == nil {
@@ -619,7 +633,7 @@ func (s *Share) put(ctx context.Context, p string, t FileType, mode, uid, gid ui
 	if t == TypeSymlink {
 		a.Target = string(data)
 	}
-	if err := s.m.settleDeletes(ctx, s.cfg.Name, key); err != nil {
+	if err := s.m.settleDeletes(ctx, s.cfg.Name); err != nil {
 		return Attr{}, err
 	}
 	if err := objstore.PutWith(ctx, s.m.opts.Store, key, bytes.NewReader(data), int64(len(data)), a.metadata()); err != nil {
@@ -649,7 +663,7 @@ func (s *Share) Readlink(ctx context.Context, p string) (string, error) {
 	if a.Target != "" {
 		return a.Target, nil
 	}
-	rc, err := s.m.opts.Store.Get(ctx, s.key(strings.Trim(p, "/")), 0, -1)
+	rc, err := s.m.opts.Store.Get(ctx, s.m.source(s.cfg.Name, s.key(strings.Trim(p, "/"))), 0, -1)
 	if err != nil {
 		return "", err
 	}
@@ -697,8 +711,12 @@ func (s *Share) Remove(ctx context.Context, p string) error {
 	delete(s.unborn, p)
 	s.attrMu.Unlock()
 	if !unborn && !s.m.deleting(s.cfg.Name, key) {
-		if err := s.m.opts.Store.Delete(ctx, key); err != nil {
-			if !s.m.storeFailed(ctx, err) {
+		err := errPending // a move there waits for the store: the delete comes after it
+		if !s.m.pendingKey(s.cfg.Name, key) {
+			err = s.m.opts.Store.Delete(ctx, key)
+		}
+		if err != nil {
+			if err != errPending && !s.m.storeFailed(ctx, err) {
 				return err
 			}
 			// The store is away: the delete waits in the log.
@@ -728,6 +746,11 @@ func (s *Share) checkEmpty(ctx context.Context, p string) error {
 	}
 	s.attrMu.Unlock()
 	prefix := s.key(p) + "/"
+	for _, k := range s.m.movedIn(s.cfg.Name, prefix) {
+		if k != prefix {
+			return fmt.Errorf("%s: %w", p, ErrNotEmpty)
+		}
+	}
 	empty := true
 	stop := fmt.Errorf("not empty")
 	err := objstore.ListDir(ctx, s.m.opts.Store, prefix, func(oi objstore.ObjectInfo, _ bool) error {
@@ -803,10 +826,16 @@ func (s *Share) Rename(ctx context.Context, from, to string) error {
 	} else if !isNotExist(err) {
 		return err
 	}
+	// While the store is away, a file or an empty directory the store
+	// holds is renamed through the log (moves.go); storeErr is why.
+	var storeErr error
 	if src.Type == TypeDir {
 		// Pending writes below go up first: the copy must carry them.
 		if err := s.m.flushTree(ctx, s, from); err != nil {
-			return err
+			if !s.m.storeFailed(ctx, err) {
+				return err
+			}
+			storeErr = err
 		}
 	}
 	s.m.ns(s.cfg.Name).Lock()
@@ -814,6 +843,11 @@ func (s *Share) Rename(ctx context.Context, from, to string) error {
 	copier, ok := s.m.opts.Store.(objstore.Copier)
 	if !ok {
 		return fmt.Errorf("rename needs an object store that copies: %w", ErrNotSupp)
+	}
+	if src.Type == TypeDir && storeErr != nil {
+		if err := s.checkEmpty(ctx, from); err != nil {
+			return fmt.Errorf("rename %s, a directory with contents, while the store is away: %w", from, storeErr)
+		}
 	}
 	if replaced != 0 {
 		// Its pending writes must not go up at the path it no longer has.
@@ -830,30 +864,69 @@ func (s *Share) Rename(ctx context.Context, from, to string) error {
 		s.unborn[to] = ino
 	}
 	s.attrMu.Unlock()
-	if src.Type == TypeDir || !unborn {
-		// Objects removed at the destination are deleted before anything
-		// is copied there (a new file's upload does that itself).
-		if err := s.m.settleDeletes(ctx, s.cfg.Name, s.key(to)); err != nil {
-			return err
+	if (src.Type == TypeDir || !unborn) && storeErr == nil {
+		// Removes and moves waiting for the store are done before anything
+		// is copied (a new file's upload does that itself).
+		if err := s.m.settleDeletes(ctx, s.cfg.Name); err != nil {
+			if !s.m.storeFailed(ctx, err) {
+				return err
+			}
+			storeErr = err
 		}
 	}
-	if src.Type != TypeDir && !unborn {
-		if err := copier.Copy(ctx, s.key(from), s.key(to)); err != nil {
-			return err
-		}
-		if err := s.m.opts.Store.Delete(ctx, s.key(from)); err != nil {
-			return err
-		}
-	} else if src.Type == TypeDir {
+	moved := false // through the log
+	var dirKeys []string
+	fromKey, toKey := s.key(from), s.key(to)
+	if src.Type == TypeDir {
+		fromKey, toKey = fromKey+"/", toKey+"/"
+	}
+	if src.Type == TypeDir && storeErr == nil {
+		// The directory's objects, to copy.
 		var keys []string
-		if err := s.m.opts.Store.List(ctx, s.key(from)+"/", func(oi objstore.ObjectInfo) error {
+		err := s.m.opts.Store.List(ctx, s.key(from)+"/", func(oi objstore.ObjectInfo) error {
 			if !s.m.deleting(s.cfg.Name, oi.Key) {
 				keys = append(keys, oi.Key)
 			}
 			return nil
-		}); err != nil {
+		})
+		switch {
+		case err == nil:
+			dirKeys = keys
+		case !s.m.storeFailed(ctx, err):
+			return err
+		case s.checkEmpty(ctx, from) != nil:
+			return fmt.Errorf("rename %s, a directory with contents, while the store is away: %w", from, err)
+		default:
+			storeErr = err
+		}
+	}
+	switch {
+	case unborn && (src.Type != TypeDir || storeErr != nil):
+	case storeErr != nil:
+		if err := s.m.deferMove(ctx, s.cfg.Name, fromKey, toKey); err != nil {
 			return err
 		}
+		moved = true
+	case src.Type != TypeDir:
+		if err := copier.Copy(ctx, fromKey, toKey); err != nil {
+			if !s.m.storeFailed(ctx, err) {
+				return err
+			}
+			if err := s.m.deferMove(ctx, s.cfg.Name, fromKey, toKey); err != nil {
+				return err
+			}
+			moved = true
+		} else if err := s.m.opts.Store.Delete(ctx, fromKey); err != nil {
+			if !s.m.storeFailed(ctx, err) {
+				return err
+			}
+			// Copied; the delete of the old key waits in the log.
+			if err := s.m.deferDelete(ctx, s.cfg.Name, fromKey); err != nil {
+				return err
+			}
+		}
+	default:
+		keys := dirKeys
 		// Copy everything, then delete the sources: an interruption
 		// leaves both trees, never neither.
 		for _, k := range keys {
@@ -866,6 +939,19 @@ func (s *Share) Rename(ctx context.Context, from, to string) error {
 				return err
 			}
 		}
+	}
+	if moved {
+		// The store cannot be asked for either name until the move is
+		// done: the share answers from what it knows.
+		defer func() {
+			s.remember(to, src, true)
+			s.remember(from, Attr{}, false)
+			if src.Type == TypeDir {
+				s.attrMu.Lock()
+				s.known(to)
+				s.attrMu.Unlock()
+			}
+		}()
 	}
 	s.invalidateTree(from)
 	s.invalidateTree(to)
@@ -910,6 +996,14 @@ func (s *Share) SetAttr(ctx context.Context, p string, ch SetAttr) (Attr, error)
 		// marker).
 		return s.m.setattrLogged(ctx, s, p, a, ch)
 	}
+	// A file or directory may also change through the log when the store
+	// cannot take the change now (it is away, or a remove or rename of the
+	// object waits for it): the uploader sets the object's metadata later.
+	canLog := p != "" && (a.Type == TypeFile || a.Type == TypeDir)
+	orig := a
+	if canLog && s.m.pendingKey(s.cfg.Name, s.objectKey(p, a.Type)) {
+		return s.m.setattrLogged(ctx, s, p, orig, ch)
+	}
 	if ch.Mode != nil {
 		a.Mode = *ch.Mode & 0o7777
 	}
@@ -937,8 +1031,19 @@ func (s *Share) SetAttr(ctx context.Context, p string, ch SetAttr) (Attr, error)
 		err = mp.PutMeta(ctx, key, bytes.NewReader(nil), 0, a.metadata())
 	}
 	if err != nil {
+		if canLog && s.m.storeFailed(ctx, err) {
+			return s.m.setattrLogged(ctx, s, p, orig, ch)
+		}
 		return Attr{}, err
 	}
 	s.remember(p, a, true)
 	return a, nil
+}
+
+// objectKey is the key of p's object (a directory's marker).
+func (s *Share) objectKey(p string, t FileType) string {
+	if t == TypeDir {
+		return s.key(p) + "/"
+	}
+	return s.key(p)
 }

@@ -50,6 +50,8 @@ type Manager struct {
 	files    map[fileKey]*fileState // files with writes not yet uploaded
 	inflight map[uploadbuffer.LSN]int
 	deletes  map[string]uploadbuffer.LSN // removed objects not yet deleted in the store (deletes.go)
+	moves    map[uploadbuffer.LSN]move   // renamed objects not yet moved in the store (moves.go)
+	later    []laterRecord               // replayed records waiting for the store (moves.go)
 
 	kick chan struct{}
 	stop chan struct{}
@@ -83,6 +85,9 @@ func (m *Manager) Stats() Stats {
 	for dk := range m.deletes {
 		share, _, _ := strings.Cut(dk, "\x00")
 		st.Pending[share]++ // a remove waiting for the store
+	}
+	for _, mv := range m.moves {
+		st.Pending[mv.share]++ // a rename waiting for the store
 	}
 	m.filesMu.Unlock()
 	return st
@@ -136,7 +141,8 @@ func New(ctx context.Context, opts Options) (*Manager, error) {
 	m := &Manager{
 		opts: opts, log: opts.Logger, shares: map[string]*Share{},
 		files: map[fileKey]*fileState{}, inflight: map[uploadbuffer.LSN]int{}, deletes: map[string]uploadbuffer.LSN{},
-		kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{}),
+		moves: map[uploadbuffer.LSN]move{},
+		kick:  make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{}),
 	}
 	err := opts.Meta.View(ctx, func(tx meta.Txn) error {
 		return tx.Iterate([]byte("fshare/"), func(_, v []byte) error {
