@@ -148,7 +148,9 @@ func (s *Server) Addr() string { return s.opts.Settings.Listen }
 // ConfPath is the generated smb.conf.
 func (s *Server) ConfPath() string { return s.opts.Settings.ConfPath() }
 
-// State says what the server is doing, for status.
+// State says what the server is doing, for status. It says serving once
+// the supervisor has connected to smbd itself, which may be a little after
+// the first client did.
 func (s *Server) State() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
