@@ -351,3 +351,88 @@ func TestWorksWhileStoreAway(t *testing.T) {
 		t.Fatalf("changes pending after the outage: %d", n)
 	}
 }
+
+// TestMoveReplay: a rename made while the store is away is done once the
+// store is back, whatever crash comes between: a replay after the copy
+// (the old key still there) copies again, then deletes; a replay after
+// the delete (the old key gone, the move not recorded done) leaves the new
+// key alone. Renames in a chain are done in order, and until they are the
+// share shows each file at its last name, from the store.
+func TestMoveReplay(t *testing.T) {
+	var away, failDelete atomic.Bool
+	under := mem.New("fs")
+	inj := faulty.New(under, faulty.Options{Hook: func(op faulty.Op, key string) error {
+		if away.Load() || failDelete.Load() && op == faulty.OpDelete {
+			return errkind.Mark(errkind.Retryable, fmt.Errorf("store away"))
+		}
+		return nil
+	}})
+	fake := clock.NewFake(time.Unix(1_700_000_000, 0))
+	e := &env{t: t, dir: t.TempDir(), store: inj.Store(), md: metamem.New()}
+	e.opts = func(o *Options) { o.Clock, o.AttrTTL = fake, time.Minute }
+	t.Cleanup(e.close)
+	e.start()
+	ctx := context.Background()
+	must[Config](t)(e.m.Create(ctx, Config{Name: "docs"}))
+	s := e.share("docs")
+	content := map[string]string{"a": "first file", "b": "second file"}
+	for p, c := range content {
+		must[Attr](t)(s.Create(ctx, p, 0o640, 7, 8, true))
+		must[Attr](t)(s.WriteAt(ctx, p, []byte(c), 0))
+	}
+	if err := e.m.Flush(ctx, ""); err != nil {
+		t.Fatal(err)
+	}
+	must[[]DirEntry](t)(s.ReadDir(ctx, ""))
+
+	fake.Advance(2 * time.Minute)
+	away.Store(true)
+	must[error](t)(nil, s.Rename(ctx, "a", "a2"))
+	must[error](t)(nil, s.Rename(ctx, "a2", "a3"))
+	must[error](t)(nil, s.Rename(ctx, "b", "b2"))
+	away.Store(false)
+	// The first copy is done, the delete of its old key fails: a crash.
+	failDelete.Store(true)
+	if err := e.m.Flush(ctx, ""); err == nil {
+		t.Fatal("the moves were done with every delete failing")
+	}
+	if _, err := under.Stat(ctx, "docs/a2"); err != nil {
+		t.Fatalf("the first copy: %v", err)
+	}
+	e.restart()
+	failDelete.Store(false)
+	// b's move is done in the store, as if the gateway crashed after it
+	// and before recording it.
+	must[error](t)(nil, under.Copy(ctx, "docs/b", "docs/b2"))
+	must[error](t)(nil, under.Delete(ctx, "docs/b"))
+	s = e.share("docs")
+	var names []string
+	for _, de := range must[[]DirEntry](t)(s.ReadDir(ctx, "")) {
+		names = append(names, de.Name)
+		if de.Attr.Mode != 0o640 || de.Attr.UID != 7 {
+			t.Fatalf("listing before the moves are done: %s: %+v", de.Name, de.Attr)
+		}
+	}
+	if !equalStrings(names, []string{"a3", "b2"}) {
+		t.Fatalf("listing before the moves are done: %v", names)
+	}
+	if got := string(readFile(t, s, "a3")); got != content["a"] {
+		t.Fatalf("a3 before its move is done: %q", got)
+	}
+	if err := e.m.Flush(ctx, ""); err != nil {
+		t.Fatal(err)
+	}
+	for k, c := range map[string]string{"docs/a3": content["a"], "docs/b2": content["b"]} {
+		if b, md := object(t, under, k); string(b) != c || md[metaMode] != "640" {
+			t.Fatalf("%s after the moves: %q %v", k, b, md)
+		}
+	}
+	for _, k := range []string{"docs/a", "docs/a2", "docs/b"} {
+		if _, err := under.Stat(ctx, k); !objstore.IsNotFound(err) {
+			t.Fatalf("%s after the moves: %v", k, err)
+		}
+	}
+	if n := e.m.Stats().Pending["docs"]; n != 0 {
+		t.Fatalf("changes pending after the moves: %d", n)
+	}
+}

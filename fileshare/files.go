@@ -302,7 +302,11 @@ func (m *Manager) blockBase(ctx context.Context, s *Share, p string, base Attr, 
 	n := min(BlockSize, base.Size-start)
 	// Read into memory through the store's retry policy: a body cut
 	// short is read again rather than failing the client's read.
-	b, err := objstore.ReadRange(ctx, m.opts.Store, m.source(s.cfg.Name, s.key(p)), start, n)
+	key := s.key(p)
+	b, err := objstore.ReadRange(ctx, m.opts.Store, m.source(s.cfg.Name, key), start, n)
+	if objstore.IsNotFound(err) && m.source(s.cfg.Name, key) != key {
+		b, err = objstore.ReadRange(ctx, m.opts.Store, key, start, n) // moved already
+	}
 	if err != nil {
 		return nil, err
 	}

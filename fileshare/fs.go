@@ -146,7 +146,7 @@ func (s *Share) stat(ctx context.Context, p string) (Attr, error) {
 // marker p/ or any key below p/ (a directory).
 func (s *Share) statStore(ctx context.Context, p string) (Attr, bool, error) {
 	if p != "" {
-		oi, err := s.m.opts.Store.Stat(ctx, s.m.source(s.cfg.Name, s.key(p)))
+		oi, err := s.m.statObject(ctx, s.cfg.Name, s.key(p))
 		if err == nil && s.m.deleting(s.cfg.Name, s.key(p)) {
 			err = errRemoved
 		}
@@ -193,7 +193,7 @@ func (s *Share) marker(ctx context.Context, p string) (a Attr, marked bool, err 
 	if p == "" {
 		key = s.cfg.Prefix
 	}
-	oi, err := s.m.opts.Store.Stat(ctx, s.m.source(s.cfg.Name, key))
+	oi, err := s.m.statObject(ctx, s.cfg.Name, key)
 	switch {
 	case err == nil && s.m.deleting(s.cfg.Name, key):
 		return a, false, nil
@@ -513,7 +513,7 @@ func (s *Share) entryAttr(ctx context.Context, p string, t FileType) (Attr, erro
 	} else {
 		a = s.defaults(TypeFile)
 		var oi objstore.ObjectInfo
-		if oi, err = s.m.opts.Store.Stat(ctx, s.m.source(s.cfg.Name, s.key(p))); err == nil && s.m.deleting(s.cfg.Name, s.key(p)) {
+		if oi, err = s.m.statObject(ctx, s.cfg.Name, s.key(p)); err == nil && s.m.deleting(s.cfg.Name, s.key(p)) {
 			err = errRemoved
 		}
 		if err == nil {
@@ -663,7 +663,11 @@ func (s *Share) Readlink(ctx context.Context, p string) (string, error) {
 	if a.Target != "" {
 		return a.Target, nil
 	}
-	rc, err := s.m.opts.Store.Get(ctx, s.m.source(s.cfg.Name, s.key(strings.Trim(p, "/"))), 0, -1)
+	key := s.key(strings.Trim(p, "/"))
+	rc, err := s.m.opts.Store.Get(ctx, s.m.source(s.cfg.Name, key), 0, -1)
+	if objstore.IsNotFound(err) {
+		rc, err = s.m.opts.Store.Get(ctx, key, 0, -1) // moved already
+	}
 	if err != nil {
 		return "", err
 	}

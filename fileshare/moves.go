@@ -139,6 +139,18 @@ func (m *Manager) source(share, key string) string {
 	return k
 }
 
+// statObject stats the store object shown at key: for a pending move to
+// key, the object it moves, or the one at key once the move is done (a
+// move done before a crash and not recorded).
+func (m *Manager) statObject(ctx context.Context, share, key string) (objstore.ObjectInfo, error) {
+	src := m.source(share, key)
+	oi, err := m.opts.Store.Stat(ctx, src)
+	if src != key && objstore.IsNotFound(err) {
+		oi, err = m.opts.Store.Stat(ctx, key)
+	}
+	return oi, err
+}
+
 // movedIn returns the keys of share that pending moves show at, whatever
 // is in the store there, with the key prefix given.
 func (m *Manager) movedIn(share, prefix string) []string {
