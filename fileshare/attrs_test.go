@@ -169,19 +169,27 @@ func TestRemoveCountsFilesNotUploaded(t *testing.T) {
 // chmod in directories the share knows succeed while every store call
 // fails; a restart in the outage loses nothing; the changes reach the
 // store after it.
-func TestWorksWhileStoreAway(t *testing.T) {
-	var away atomic.Bool
-	inj := faulty.New(mem.New("fs"), faulty.Options{Hook: func(op faulty.Op, key string) error {
-		if away.Load() {
+// awayEnv is an env whose store is away while away is set, or when fail
+// (if not nil) says so; under is the store behind the faults.
+func awayEnv(t *testing.T, fail func(op faulty.Op) bool) (e *env, away *atomic.Bool, fake *clock.Fake, under objstore.Store) {
+	away = new(atomic.Bool)
+	under = mem.New("fs")
+	inj := faulty.New(under, faulty.Options{Hook: func(op faulty.Op, key string) error {
+		if away.Load() || fail != nil && fail(op) {
 			return errkind.Mark(errkind.Retryable, fmt.Errorf("store away"))
 		}
 		return nil
 	}})
-	fake := clock.NewFake(time.Unix(1_700_000_000, 0))
-	e := &env{t: t, dir: t.TempDir(), store: inj.Store(), md: metamem.New()}
+	fake = clock.NewFake(time.Unix(1_700_000_000, 0))
+	e = &env{t: t, dir: t.TempDir(), store: inj.Store(), md: metamem.New()}
 	e.opts = func(o *Options) { o.Clock, o.AttrTTL = fake, time.Minute }
 	t.Cleanup(e.close)
 	e.start()
+	return e, away, fake, under
+}
+
+func TestWorksWhileStoreAway(t *testing.T) {
+	e, away, fake, _ := awayEnv(t, nil)
 	ctx := context.Background()
 	must[Config](t)(e.m.Create(ctx, Config{Name: "docs"}))
 	s := e.share("docs")
@@ -359,19 +367,8 @@ func TestWorksWhileStoreAway(t *testing.T) {
 // key alone. Renames in a chain are done in order, and until they are the
 // share shows each file at its last name, from the store.
 func TestMoveReplay(t *testing.T) {
-	var away, failDelete atomic.Bool
-	under := mem.New("fs")
-	inj := faulty.New(under, faulty.Options{Hook: func(op faulty.Op, key string) error {
-		if away.Load() || failDelete.Load() && op == faulty.OpDelete {
-			return errkind.Mark(errkind.Retryable, fmt.Errorf("store away"))
-		}
-		return nil
-	}})
-	fake := clock.NewFake(time.Unix(1_700_000_000, 0))
-	e := &env{t: t, dir: t.TempDir(), store: inj.Store(), md: metamem.New()}
-	e.opts = func(o *Options) { o.Clock, o.AttrTTL = fake, time.Minute }
-	t.Cleanup(e.close)
-	e.start()
+	var failDelete atomic.Bool
+	e, away, fake, under := awayEnv(t, func(op faulty.Op) bool { return failDelete.Load() && op == faulty.OpDelete })
 	ctx := context.Background()
 	must[Config](t)(e.m.Create(ctx, Config{Name: "docs"}))
 	s := e.share("docs")
@@ -403,7 +400,7 @@ func TestMoveReplay(t *testing.T) {
 	failDelete.Store(false)
 	// b's move is done in the store, as if the gateway crashed after it
 	// and before recording it.
-	must[error](t)(nil, under.Copy(ctx, "docs/b", "docs/b2"))
+	must[error](t)(nil, under.(objstore.Copier).Copy(ctx, "docs/b", "docs/b2"))
 	must[error](t)(nil, under.Delete(ctx, "docs/b"))
 	s = e.share("docs")
 	var names []string
