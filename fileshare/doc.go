@@ -20,8 +20,10 @@
 // the local cache, in blocks of 1 MiB, before it is acknowledged; a new
 // file's object (a directory's marker) appears with its first upload. A
 // remove the store cannot take (it is away) is a log record too, done by
-// the uploader when the store is back; meanwhile the share answers from
-// the attributes and listings it last read (away.go, deletes.go). Once a file has been quiet for the settle time the
+// the uploader when the store is back, and so is a rename (a copy to the
+// new key, then the delete of the old one) and a change of attributes of
+// an uploaded file; meanwhile the share answers from the attributes and
+// listings it last read (away.go, deletes.go, moves.go). Once a file has been quiet for the settle time the
 // whole file is uploaded as its object (multipart when large) with its
 // metadata, and the log records it needed are released. After a crash the
 // log is replayed onto the files it names and the uploads resume. Reads of
