@@ -635,7 +635,7 @@ func (m *Manager) replayFileRecord(ctx context.Context, lsn uploadbuffer.LSN, r 
 		}
 		return false, err
 	}
-	a, err := s.Stat(ctx, path)
+	a, err := s.statNow(ctx, path)
 	if err != nil {
 		if isNotExist(err) {
 			return false, nil

@@ -56,6 +56,14 @@ func (s *Share) defaults(t FileType) Attr {
 
 // Stat returns p's attributes.
 func (s *Share) Stat(ctx context.Context, p string) (Attr, error) {
+	// Changes replayed while the store was away come before any new one
+	// (every change of a file starts with its Stat).
+	s.m.applyLaterIfAny(ctx)
+	return s.statNow(ctx, p)
+}
+
+// statNow is Stat without applying the replayed changes that wait.
+func (s *Share) statNow(ctx context.Context, p string) (Attr, error) {
 	p, err := cleanPath(p)
 	if err != nil {
 		return Attr{}, err

@@ -52,6 +52,7 @@ type Manager struct {
 	deletes  map[string]uploadbuffer.LSN // removed objects not yet deleted in the store (deletes.go)
 	moves    map[uploadbuffer.LSN]move   // renamed objects not yet moved in the store (moves.go)
 	later    []laterRecord               // replayed records waiting for the store (moves.go)
+	laterMu  sync.Mutex                  // held while later records are applied
 
 	kick chan struct{}
 	stop chan struct{}
@@ -88,6 +89,13 @@ func (m *Manager) Stats() Stats {
 	}
 	for _, mv := range m.moves {
 		st.Pending[mv.share]++ // a rename waiting for the store
+	}
+	waiting := map[fileKey]bool{}
+	for _, lr := range m.later {
+		waiting[fileKey{lr.rec.share, lr.rec.ino}] = true
+	}
+	for k := range waiting {
+		st.Pending[k.share]++ // a file whose replayed changes wait for the store
 	}
 	m.filesMu.Unlock()
 	return st

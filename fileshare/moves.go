@@ -210,9 +210,22 @@ type laterRecord struct {
 	rec record
 }
 
+// applyLaterIfAny applies the replayed records that wait for the store,
+// if there are any; those it cannot apply yet keep waiting.
+func (m *Manager) applyLaterIfAny(ctx context.Context) {
+	m.filesMu.Lock()
+	n := len(m.later)
+	m.filesMu.Unlock()
+	if n > 0 && !m.storeAway() { // else a later round tries again
+		_ = m.applyLater(ctx)
+	}
+}
+
 // applyLater applies the replayed records that waited for the store, in
 // log order, until one still cannot be applied.
 func (m *Manager) applyLater(ctx context.Context) error {
+	m.laterMu.Lock() // one at a time: a record is applied once
+	defer m.laterMu.Unlock()
 	m.filesMu.Lock()
 	later := m.later
 	m.filesMu.Unlock()
