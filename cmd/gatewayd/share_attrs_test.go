@@ -7,6 +7,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -313,6 +314,14 @@ func TestShareWorksThroughOutage(t *testing.T) {
 	}
 	write("d/old", "before the outage\n")
 	waitObject(t, srv, "away", "gw/w/d/old", []byte("before the outage\n"))
+	// Uploaded before the outage, renamed or changed in it.
+	uploaded := map[string]string{"d/kept": "renamed in the outage after its upload\n", "d/chm": "chmod in the outage after its upload\n"}
+	write("d/keep", uploaded["d/kept"])
+	write("d/chm", uploaded["d/chm"])
+	if _, err := v.Mkdir("d/edir", 0o710); err != nil {
+		t.Fatal(err)
+	}
+	waitUploaded(t, dir, "w")
 	for _, p := range []string{".", "d"} {
 		if _, err := v.ReadDirPlus(p); err != nil { // the gateway knows the directories
 			t.Fatal(err)
@@ -367,9 +376,51 @@ func TestShareWorksThroughOutage(t *testing.T) {
 		t.Fatalf("READDIRPLUS in the outage: %v", err)
 	}
 	mark("rmdir d/sub, READDIRPLUS d")
+	if err := v.Rename("d/keep", "d/kept"); err != nil {
+		t.Fatalf("rename of a file uploaded before the outage: %v", err)
+	}
+	mark("rename d/keep")
+	if err := v.Rename("d/edir", "d/edir2"); err != nil {
+		t.Fatalf("rename of an empty directory uploaded before the outage: %v", err)
+	}
+	mark("rename d/edir")
+	if err := v.Setattr("d/chm", nfsc.Sattr3{Mode: nfsc.SetMode{SetIt: true, Mode: 0o600}}); err != nil {
+		t.Fatalf("chmod of a file uploaded before the outage: %v", err)
+	}
+	mark("chmod d/chm")
+	modes := map[string]uint32{"d/kept": 0o640, "d/chm": 0o600, "d/edir2": 0o710}
+	checkModes := func(when string) {
+		t.Helper()
+		for p, mode := range modes {
+			a, err := v.Getattr(p)
+			if err != nil || a.FileMode&0o7777 != mode {
+				t.Fatalf("GETATTR %s %s: %+v %v, want mode %o", p, when, a, err, mode)
+			}
+		}
+		if _, _, err := v.Lookup("d/keep"); err == nil {
+			t.Fatalf("LOOKUP of d/keep %s: it is still there", when)
+		}
+	}
+	checkModes("in the outage")
+	if ents, err = v.ReadDirPlus("d"); err != nil {
+		t.Fatalf("READDIRPLUS in the outage: %v", err)
+	}
 	var names []string
 	for _, e := range ents {
 		names = append(names, e.FileName)
+		if mode, ok := modes["d/"+e.FileName]; ok && (!e.Attr.IsSet || e.Attr.Attr.FileMode&0o7777 != mode) {
+			t.Fatalf("READDIRPLUS in the outage: %s: %+v, want mode %o", e.FileName, e.Attr, mode)
+		}
+	}
+	for _, n := range []string{"kept", "chm", "edir2"} {
+		if !slices.Contains(names, n) {
+			t.Fatalf("listing in the outage: %v lacks %s", names, n)
+		}
+	}
+	for _, n := range []string{"keep", "edir"} {
+		if slices.Contains(names, n) {
+			t.Fatalf("listing in the outage: %v has %s", names, n)
+		}
 	}
 	if got := strings.Join(names, " "); !strings.Contains(got, "moved") || !strings.Contains(got, "new") || strings.Contains(got, "tmp") || strings.Contains(got, "gone") || strings.Contains(got, "old") {
 		t.Fatalf("listing in the outage: %s", got)
@@ -392,6 +443,12 @@ func TestShareWorksThroughOutage(t *testing.T) {
 			t.Fatalf("%s in the outage: %q", p, got)
 		}
 	}
+	// The gateway wrote these, so their data is in its cache.
+	for p, w := range uploaded {
+		if got := readAll(v, p); got != w {
+			t.Fatalf("%s in the outage: %q", p, got)
+		}
+	}
 
 	// kill -9 in the outage. serve checks that it reaches the store before
 	// it starts, so the restart comes with the store back; the log
@@ -409,6 +466,12 @@ func TestShareWorksThroughOutage(t *testing.T) {
 			t.Fatalf("%s after kill -9 in the outage: %q", p, got)
 		}
 	}
+	for p, w := range uploaded {
+		if got := readAll(v, p); got != w {
+			t.Fatalf("%s after kill -9 in the outage: %q", p, got)
+		}
+	}
+	checkModes("after kill -9 in the outage")
 	done()
 	for p, w := range want {
 		waitObject(t, srv, "away", "gw/w/"+p, []byte(w))
@@ -418,7 +481,16 @@ func TestShareWorksThroughOutage(t *testing.T) {
 	if out, err := srv.Client().HeadObject(ctx, &awss3.HeadObjectInput{Bucket: aws.String("away"), Key: aws.String("gw/w/d/sub/")}); err != nil || out.Metadata["gwd-mode"] != "750" {
 		t.Fatalf("marker of the directory made in the outage: %v %v", out, err)
 	}
-	for _, k := range []string{"gw/w/d/tmp", "gw/w/d/gone", "gw/w/d/rmd/", "gw/w/d/old"} {
+	for p, w := range uploaded {
+		md := waitObject(t, srv, "away", "gw/w/"+p, []byte(w))
+		if md["gwd-mode"] != strconv.FormatUint(uint64(modes[p]), 8) {
+			t.Fatalf("%s in the bucket after the outage: metadata %v, want mode %o", p, md, modes[p])
+		}
+	}
+	if out, err := srv.Client().HeadObject(ctx, &awss3.HeadObjectInput{Bucket: aws.String("away"), Key: aws.String("gw/w/d/edir2/")}); err != nil || out.Metadata["gwd-mode"] != "710" {
+		t.Fatalf("marker of the directory renamed in the outage: %v %v", out, err)
+	}
+	for _, k := range []string{"gw/w/d/tmp", "gw/w/d/gone", "gw/w/d/rmd/", "gw/w/d/old", "gw/w/d/keep", "gw/w/d/edir/"} {
 		// The delete of d/old waited in the log; the uploader does it.
 		for deadline := time.Now().Add(3 * time.Minute); ; time.Sleep(200 * time.Millisecond) {
 			_, err := srv.Client().HeadObject(ctx, &awss3.HeadObjectInput{Bucket: aws.String("away"), Key: aws.String(k)})
@@ -437,6 +509,12 @@ func TestShareWorksThroughOutage(t *testing.T) {
 			t.Fatalf("%s from the bucket after the outage: %q", p, got)
 		}
 	}
+	for p, w := range uploaded {
+		if got := readAll(v, p); got != w {
+			t.Fatalf("%s from the bucket after the outage: %q", p, got)
+		}
+	}
+	checkModes("from the bucket after the outage")
 	done() // before the server goes: the test client cannot outlive it
 	d.stop(t)
 }
