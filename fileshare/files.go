@@ -64,13 +64,11 @@ func (m *Manager) dirtyState(share string, ino uint64) *fileState {
 	return m.files[fileKey{share, ino}]
 }
 
-// nsLocks order namespace changes (remove, rename) against uploads, which
-// must not write an object at a path being moved or removed.
-var nsLocks sync.Map // share name -> *sync.RWMutex
-
-func (m *Manager) ns(share string) *sync.RWMutex {
-	l, _ := nsLocks.LoadOrStore(share, &sync.RWMutex{})
-	return l.(*sync.RWMutex)
+// ns is a share's path locks, which order its namespace changes (remove,
+// rename) against its uploads (pathlock.go).
+func (m *Manager) ns(share string) *pathLocks {
+	l, _ := m.nsLocks.LoadOrStore(share, newPathLocks())
+	return l.(*pathLocks)
 }
 
 // cancel forgets a file's pending writes (it is being removed).
@@ -719,11 +717,7 @@ func (m *Manager) round(ctx context.Context, all bool, pick func(fileKey, string
 		firstErr = err
 	}
 	for _, c := range m.List() {
-		ns := m.ns(c.Name)
-		ns.RLock()
-		err := m.settleDeletes(ctx, c.Name)
-		ns.RUnlock()
-		if err != nil && firstErr == nil {
+		if err := m.settleDeletes(ctx, c.Name); err != nil && firstErr == nil {
 			firstErr = err
 		}
 	}
@@ -761,9 +755,6 @@ func (m *Manager) round(ctx context.Context, all bool, pick func(fileKey, string
 // upload puts a file's current content as its object. If nothing changed
 // it meanwhile, the file is clean: its log records are released.
 func (m *Manager) upload(ctx context.Context, s *Share, k fileKey) error {
-	ns := m.ns(k.share)
-	ns.RLock()
-	defer ns.RUnlock()
 	m.filesMu.Lock()
 	st := m.files[k]
 	m.filesMu.Unlock()
@@ -774,20 +765,40 @@ func (m *Manager) upload(ctx context.Context, s *Share, k fileKey) error {
 	// uploader runs) waits for the first, then uploads what is still dirty.
 	st.upMu.Lock()
 	defer st.upMu.Unlock()
-	m.filesMu.Lock()
-	current := m.files[k] == st
-	m.filesMu.Unlock()
-	st.mu.Lock()
-	if !current || st.cancelled {
-		st.mu.Unlock()
+	isCurrent := func() bool {
+		m.filesMu.Lock()
+		current := m.files[k] == st
+		m.filesMu.Unlock()
+		st.mu.Lock()
+		defer st.mu.Unlock()
+		return current && !st.cancelled
+	}
+	// Hold the file's path against a remove or rename of it (or of a
+	// directory above it) for the upload; one may have moved it before
+	// the hold was granted, so the path is looked up again under it.
+	var path string
+	for {
+		p, err := s.PathOf(ctx, k.ino)
+		if err != nil {
+			if !isCurrent() {
+				return nil // removed meanwhile
+			}
+			return err
+		}
+		unlock := m.ns(k.share).upload(p)
+		if q, err := s.PathOf(ctx, k.ino); err == nil && q == p {
+			defer unlock()
+			path = p
+			break
+		}
+		unlock()
+	}
+	if !isCurrent() {
 		return nil
 	}
+	st.mu.Lock()
 	gen, truncs, attr, base, data := st.gen, st.truncs, st.attr, st.base, st.data
 	st.mu.Unlock()
-	path, err := s.PathOf(ctx, k.ino)
-	if err != nil {
-		return err
-	}
 	r := &fileReader{ctx: ctx, m: m, s: s, path: path, vol: cacheVolume(k.share, k.ino), size: attr.Size, base: base, gens: map[int64]uint64{}}
 	key := s.key(path)
 	var body io.ReadSeeker = r
@@ -801,6 +812,7 @@ func (m *Manager) upload(ctx context.Context, s *Share, k fileKey) error {
 	if m.pendingKey(k.share, key) {
 		return fmt.Errorf("share %s: upload %s: a remove or rename there is not done in the store yet", k.share, path)
 	}
+	var err error
 	if attr.Type == TypeFile && !data && base.etag != "" && attr.Size == base.Size {
 		// Only attributes changed (a chmod while the store was away): the
 		// object's metadata, as SetAttr does.

@@ -706,8 +706,7 @@ func (s *Share) Remove(ctx context.Context, p string) error {
 	if err != nil {
 		return err
 	}
-	s.m.ns(s.cfg.Name).Lock() // no upload of the share runs meanwhile
-	defer s.m.ns(s.cfg.Name).Unlock()
+	defer s.m.ns(s.cfg.Name).change(p)() // no upload at or below p runs meanwhile
 	s.attrMu.Lock()
 	_, unborn := s.unborn[p] // no object yet: nothing to delete in the store
 	s.attrMu.Unlock()
@@ -747,7 +746,7 @@ func (s *Share) Remove(ctx context.Context, p string) error {
 
 // checkEmpty says whether directory p holds nothing: no object below it
 // and no file or directory made in it that is not uploaded yet. The
-// caller holds the namespace lock, so no upload ends meanwhile.
+// caller holds p's path lock, so no upload below it ends meanwhile.
 func (s *Share) checkEmpty(ctx context.Context, p string) error {
 	s.attrMu.Lock()
 	for up := range s.unborn {
@@ -850,8 +849,7 @@ func (s *Share) Rename(ctx context.Context, from, to string) error {
 			storeErr = err
 		}
 	}
-	s.m.ns(s.cfg.Name).Lock()
-	defer s.m.ns(s.cfg.Name).Unlock()
+	defer s.m.ns(s.cfg.Name).change(from, to)() // no upload at or below either runs meanwhile
 	copier, ok := s.m.opts.Store.(objstore.Copier)
 	if !ok {
 		return fmt.Errorf("rename needs an object store that copies: %w", ErrNotSupp)

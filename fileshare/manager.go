@@ -53,6 +53,7 @@ type Manager struct {
 	moves    map[uploadbuffer.LSN]move   // renamed objects not yet moved in the store (moves.go)
 	later    []laterRecord               // replayed records waiting for the store (moves.go)
 	laterMu  sync.Mutex                  // held while later records are applied
+	nsLocks  sync.Map                    // share name -> *pathLocks
 
 	kick chan struct{}
 	stop chan struct{}
