@@ -53,7 +53,9 @@ func nfsTool(t *testing.T, tool string, args ...string) string {
 	if err != nil {
 		t.Fatalf("%s not found: install Debian's libnfs-utils (.ci/run does)", tool)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	// A bound for a wedged tool, not a speed check: a 1 GiB copy through a
+	// race-checked daemon on a busy 2-core machine takes minutes.
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
 	out, err := exec.CommandContext(ctx, bin, args...).CombinedOutput()
 	if err != nil {
