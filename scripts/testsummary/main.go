@@ -3,7 +3,8 @@
 // each package's ok, FAIL or "no test files" line. To each package's line it
 // adds how many tests (subtests included) ran, passed, failed and were
 // skipped, and it prints the output of every skipped test, so a skip is
-// seen. It ends with the totals and exits non-zero when a test or package
+// seen. It ends with the slowest top-level tests (where the run's time
+// went) and the totals, and exits non-zero when a test or package
 // failed or, with -fail-on-skip, when any test was skipped.
 //
 //	go test -json ./... | go run ./scripts/testsummary -fail-on-skip
@@ -34,6 +35,7 @@ type event struct {
 	ImportPath string // build-output and build-fail events
 	Test       string
 	Output     string
+	Elapsed    float64 // seconds, on a test's pass, fail or skip
 }
 
 // counts are a package's (or the run's) test results.
@@ -73,6 +75,7 @@ func summarise(in io.Reader, out io.Writer, failOnSkip bool) int {
 	}
 	var total counts
 	var skipped []string
+	var timed []timing // top-level tests, for the slowest
 	npkgs, failedPkgs := 0, 0
 	sc := bufio.NewScanner(in)
 	sc.Buffer(make([]byte, 1<<20), 64<<20)
@@ -94,6 +97,9 @@ func summarise(in io.Reader, out io.Writer, failOnSkip bool) int {
 		p := get(e.Package)
 		if e.Test != "" {
 			buf := p.tests[e.Test]
+			if (e.Action == "pass" || e.Action == "fail") && !strings.Contains(e.Test, "/") {
+				timed = append(timed, timing{e.Package + " " + e.Test, e.Elapsed})
+			}
 			switch e.Action {
 			case "run":
 				p.run++
@@ -172,6 +178,7 @@ func summarise(in io.Reader, out io.Writer, failOnSkip bool) int {
 		failedPkgs++
 		total.add(p.counts)
 	}
+	printSlowest(out, timed, 10)
 	fmt.Fprintf(out, "== %d packages, %s\n", npkgs, total)
 	status := 0
 	if failedPkgs > 0 || total.failed > 0 {
@@ -215,4 +222,25 @@ func withoutProgress(b []byte) []byte {
 	}
 	head.Write(body.Bytes())
 	return head.Bytes()
+}
+
+// timing is how long one top-level test took.
+type timing struct {
+	name    string
+	seconds float64
+}
+
+// printSlowest prints the n slowest tests.
+func printSlowest(out io.Writer, timed []timing, n int) {
+	if len(timed) == 0 {
+		return
+	}
+	sort.SliceStable(timed, func(i, j int) bool { return timed[i].seconds > timed[j].seconds })
+	if len(timed) > n {
+		timed = timed[:n]
+	}
+	fmt.Fprintf(out, "== slowest tests\n")
+	for _, t := range timed {
+		fmt.Fprintf(out, "%8.1fs  %s\n", t.seconds, t.name)
+	}
 }

@@ -66,6 +66,8 @@ func TestSummarise(t *testing.T) {
 		"needs something missing", // a skip's reason
 		"skipped subtest",
 		"== 1 packages, tests: 7 run, 4 passed, 1 failed, 2 skipped\n",
+		"== slowest tests\n",
+		"s  example.com/sample TestFail\n", // top-level tests that ran are timed
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("summary lacks %q", want)
