@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"sort"
 	"strings"
 	"sync"
@@ -345,13 +346,9 @@ func (s *Share) ReadDir(ctx context.Context, p string) ([]DirEntry, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.attrMu.Lock()
-	for up := range s.unborn {
-		if up != "" && parentOf(up) == p {
-			names[baseName(up)] = 0 // its type comes from its state
-		}
+	if listedHook != nil {
+		listedHook()
 	}
-	s.attrMu.Unlock()
 	entries := make([]DirEntry, 0, len(names))
 	paths := make([]string, 0, len(names))
 	for name := range names {
@@ -410,22 +407,27 @@ func (s *Share) ReadDir(ctx context.Context, p string) ([]DirEntry, error) {
 	return out, nil
 }
 
+// listedHook, when a test sets it, runs in ReadDir once the names are read.
+var listedHook func()
+
 // listing returns the names in directory p and what each is: the cached
-// listing while it may be used, else the store's.
+// listing while it may be used, else the store's; with the files made in p
+// not yet uploaded (type 0: their state says).
 func (s *Share) listing(ctx context.Context, p string) (map[string]FileType, error) {
 	s.attrMu.Lock()
-	c, ok := s.dirs[p]
-	s.attrMu.Unlock()
-	if ok && s.fresh(c.at) {
-		return s.copyListing(p), nil
+	if c, ok := s.dirs[p]; ok && s.fresh(c.at) {
+		defer s.attrMu.Unlock()
+		return s.names(p), nil
 	}
+	_, ok := s.dirs[p]
+	s.attrMu.Unlock()
 	prefix := s.key(p)
 	if p != "" {
 		prefix += "/"
 	}
 	// A file whose first upload ends while the store is listed may be
 	// missing from what the listing read, and is no longer among the files
-	// not yet uploaded that ReadDir adds: the upload notes it in landed
+	// not yet uploaded that names adds: the upload notes it in landed
 	// while a listing is under way, and the listing adds it.
 	s.attrMu.Lock()
 	s.listings++
@@ -454,7 +456,10 @@ func (s *Share) listing(ctx context.Context, p string) (map[string]FileType, err
 	})
 	if err != nil {
 		if s.m.storeFailed(ctx, err) && ok {
-			return s.copyListing(p), nil // the store is away: what the share last knew
+			// The store is away: what the share last knew.
+			s.attrMu.Lock()
+			defer s.attrMu.Unlock()
+			return s.names(p), nil
 		}
 		return nil, err
 	}
@@ -490,16 +495,24 @@ func (s *Share) listing(ctx context.Context, p string) (map[string]FileType, err
 		}
 	}
 	s.dirs[p] = cachedDir{entries: names, at: s.now()}
-	s.attrMu.Unlock()
-	return s.copyListing(p), nil
+	defer s.attrMu.Unlock()
+	return s.names(p), nil
 }
 
-func (s *Share) copyListing(p string) map[string]FileType {
-	s.attrMu.Lock()
-	defer s.attrMu.Unlock()
-	out := map[string]FileType{}
-	for k, v := range s.dirs[p].entries {
-		out[k] = v
+// names copies directory p's cached listing and adds the files made in p
+// not yet uploaded, in one hold of attrMu (the caller's). The end of a
+// file's first upload moves it from the second set to the first under
+// attrMu, so it is in one of them; read one after the other, the file
+// could end its upload between the two reads and be in neither.
+func (s *Share) names(p string) map[string]FileType {
+	out := maps.Clone(s.dirs[p].entries)
+	if out == nil {
+		out = map[string]FileType{}
+	}
+	for up := range s.unborn {
+		if up != "" && parentOf(up) == p {
+			out[baseName(up)] = 0 // its type comes from its state
+		}
 	}
 	return out
 }
