@@ -379,7 +379,7 @@ func TestSMBTorture(t *testing.T) {
 	mustRun(t, "share", "create", "--data-dir", dir, "--name", "torture", "--protocols", "smb")
 	plainAddr, _ := smbtest.StartPlain(t, "plain", smbPassword)
 
-	plain, gw := map[string]string{}, map[string]string{}
+	plain, gw, gwLines := map[string]string{}, map[string]string{}, map[string]string{}
 	for _, suite := range tortureSuites {
 		// Both servers at once: the comparison is of results, not speed.
 		var p map[string]string
@@ -387,9 +387,9 @@ func TestSMBTorture(t *testing.T) {
 		plainDone := make(chan struct{})
 		go func() {
 			defer close(plainDone)
-			p, plainErr = smbtest.Torture(plainAddr, "plain", "root", smbPassword, suite)
+			p, _, plainErr = smbtest.Torture(plainAddr, "plain", "root", smbPassword, suite)
 		}()
-		g, err := smbtest.Torture(addr, "torture", "root", smbPassword, suite)
+		g, lines, err := smbtest.Torture(addr, "torture", "root", smbPassword, suite)
 		<-plainDone
 		if err != nil {
 			t.Fatal(err)
@@ -399,6 +399,7 @@ func TestSMBTorture(t *testing.T) {
 		}
 		maps.Copy(plain, p)
 		maps.Copy(gw, g)
+		maps.Copy(gwLines, lines)
 	}
 	total, passedPlain, passedGW, problems := checkTorture(plain, gw, tortureDifferences, tortureMinPassed)
 	t.Logf("smbtorture %s: %d tests; plain smbd passes %d, the gateway %d (%d listed differences)",
@@ -414,7 +415,14 @@ func TestSMBTorture(t *testing.T) {
 		t.Logf("passing on the gateway only: %v", better)
 	}
 	if len(problems) > 0 {
-		t.Fatalf("smbtorture against tortureDifferences:\n  %s", strings.Join(problems, "\n  "))
+		// smbtorture's own lines for each new failure say which check failed.
+		var why []string
+		for _, name := range slices.Sorted(maps.Keys(gw)) {
+			if _, listed := tortureDifferences[name]; gw[name] != "success" && plain[name] == "success" && !listed {
+				why = append(why, fmt.Sprintf("smbtorture on the gateway, %s:\n%s", name, gwLines[name]))
+			}
+		}
+		t.Fatalf("smbtorture against tortureDifferences:\n  %s\n%s", strings.Join(problems, "\n  "), strings.Join(why, ""))
 	}
 }
 

@@ -397,27 +397,35 @@ func samba(tool string) string {
 
 // Torture runs one smbtorture suite against //addr/share and returns each
 // test's result by full name ("smb2.read.eof": "success", "failure",
-// "error" or "skip"). It may run on any goroutine.
-func Torture(addr, share, user, password, suite string) (map[string]string, error) {
+// "error" or "skip"), and smbtorture's lines for each test, from its
+// "test:" line to its result and reason. It may run on any goroutine.
+func Torture(addr, share, user, password, suite string) (results, lines map[string]string, err error) {
 	bin, err := exec.LookPath("smbtorture")
 	if err != nil {
-		return nil, fmt.Errorf("smbtorture not found: install it with `%s`", InstallCommand)
+		return nil, nil, fmt.Errorf("smbtorture not found: install it with `%s`", InstallCommand)
 	}
 	host, port, _ := net.SplitHostPort(addr)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
 	out, _ := exec.CommandContext(ctx, bin, "//"+host+"/"+share, "-p", port, "-U", user+"%"+password, suite).CombinedOutput()
-	res := map[string]string{}
+	results, lines = map[string]string{}, map[string]string{}
+	cur := ""
 	for _, line := range strings.Split(string(out), "\n") {
+		if name, ok := strings.CutPrefix(line, "test: "); ok {
+			cur = suite + "." + strings.TrimSpace(name)
+		}
+		if cur != "" {
+			lines[cur] += line + "\n"
+		}
 		for _, kind := range []string{"success", "failure", "error", "skip", "xfail"} {
 			if name, ok := strings.CutPrefix(line, kind+": "); ok {
 				name = strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(name), "["))
-				res[suite+"."+name] = kind
+				results[suite+"."+name] = kind
 			}
 		}
 	}
-	if len(res) == 0 {
-		return nil, fmt.Errorf("smbtorture %s on //%s/%s ran no test:\n%s", suite, addr, share, out)
+	if len(results) == 0 {
+		return nil, nil, fmt.Errorf("smbtorture %s on //%s/%s ran no test:\n%s", suite, addr, share, out)
 	}
-	return res, nil
+	return results, lines, nil
 }
