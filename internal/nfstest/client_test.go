@@ -177,9 +177,9 @@ func TestUnansweredCallFails(t *testing.T) {
 	}
 }
 
-// Calls pending when the server dies fail, as they do on a direct
-// connection: the client's reconnections are refused, not accepted and
-// dropped (which made the client library panic on its second teardown).
+// Calls pending when the server dies fail at once with an RPC error; the
+// client's own connection does not break (the client library panics when
+// it tears one down twice while calls are in flight).
 func TestServerKilledCallFails(t *testing.T) {
 	s := startSlowServer(t, func(int32) time.Duration { return -1 })
 	c, err := Dial(t, s.ln.Addr().String())
@@ -207,5 +207,71 @@ func TestServerKilledCallFails(t *testing.T) {
 		case <-time.After(5 * time.Minute):
 			t.Fatal("a call to a killed server never returned")
 		}
+	}
+}
+
+// Closing the client right after its server died with calls in flight,
+// and closing it again (as a test's unmount and its cleanup both do), does
+// not panic the client library: before, the relay dropped the client's
+// connection when the server died, the library closed the calls' reply
+// channels, and Close closed them a second time ("close of closed
+// channel"), killing the whole test binary. Repeated, since the window is
+// a race.
+func TestCloseAfterServerDeathDoesNotPanic(t *testing.T) {
+	for i := 0; i < 20; i++ {
+		s := startSlowServer(t, func(int32) time.Duration { return -1 })
+		c, _, err := dial(t, s.ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		const n = 20
+		done := make(chan error, n)
+		for range n {
+			go func() { done <- null(c) }()
+		}
+		for deadline := time.Now().Add(2 * time.Minute); s.calls.Load() < n; {
+			if time.Now().After(deadline) {
+				t.Fatalf("%d of %d calls reached the server", s.calls.Load(), n)
+			}
+			time.Sleep(time.Millisecond)
+		}
+		s.kill()
+		closeClient := sync.OnceFunc(func() { closeWhenIdle(t, c) })
+		closeClient()
+		closeClient()
+		for range n {
+			select {
+			case <-done:
+			case <-time.After(5 * time.Minute):
+				t.Fatal("a call never returned")
+			}
+		}
+	}
+}
+
+// A server that drops a connection but still listens is dialled again:
+// the next call goes through.
+func TestServerDropsConnectionCallsGoOn(t *testing.T) {
+	s := startSlowServer(t, func(int32) time.Duration { return 0 })
+	c, err := Dial(t, s.ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := callWithin(t, c); err != nil {
+		t.Fatal(err)
+	}
+	s.mu.Lock()
+	for _, conn := range s.conns {
+		conn.Close()
+	}
+	s.mu.Unlock()
+	// The call right after the drop may meet the broken connection and
+	// fail; one after that goes to a new connection.
+	ok := false
+	for i := 0; i < 100 && !ok; i++ {
+		ok = callWithin(t, c) == nil
+	}
+	if !ok {
+		t.Fatal("no call went through after the server dropped the connection")
 	}
 }
