@@ -2,11 +2,13 @@ package nfstest
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"reflect"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -59,7 +61,12 @@ func dial(t testing.TB, addr string) (*rpc.Client, func(), error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	// The client library binds a random local port and, unprivileged,
+	// does not try another when it is taken.
 	c, err := rpc.DialTCP("tcp", r.addr(), false)
+	for i := 0; i < 20 && errors.Is(err, syscall.EADDRINUSE); i++ {
+		c, err = rpc.DialTCP("tcp", r.addr(), false)
+	}
 	if err != nil {
 		r.close()
 		return nil, nil, err
