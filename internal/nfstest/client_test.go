@@ -187,16 +187,7 @@ func TestServerKilledCallFails(t *testing.T) {
 		t.Fatal(err)
 	}
 	const n = 50
-	done := make(chan error, n)
-	for range n {
-		go func() { done <- null(c) }()
-	}
-	for deadline := time.Now().Add(2 * time.Minute); s.calls.Load() < n; {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d of %d calls reached the server", s.calls.Load(), n)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	done := inFlight(t, s, c, n)
 	s.kill()
 	for range n {
 		select {
@@ -225,16 +216,7 @@ func TestCloseAfterServerDeathDoesNotPanic(t *testing.T) {
 			t.Fatal(err)
 		}
 		const n = 20
-		done := make(chan error, n)
-		for range n {
-			go func() { done <- null(c) }()
-		}
-		for deadline := time.Now().Add(2 * time.Minute); s.calls.Load() < n; {
-			if time.Now().After(deadline) {
-				t.Fatalf("%d of %d calls reached the server", s.calls.Load(), n)
-			}
-			time.Sleep(time.Millisecond)
-		}
+		done := inFlight(t, s, c, n)
 		s.kill()
 		closeClient := sync.OnceFunc(func() { closeWhenIdle(t, c) })
 		closeClient()
@@ -274,4 +256,21 @@ func TestServerDropsConnectionCallsGoOn(t *testing.T) {
 	if !ok {
 		t.Fatal("no call went through after the server dropped the connection")
 	}
+}
+
+// inFlight starts n NULL calls on c and returns once the server s has
+// received them all; each call's result arrives on the channel.
+func inFlight(t *testing.T, s *slowServer, c *rpc.Client, n int) chan error {
+	t.Helper()
+	done := make(chan error, n)
+	for range n {
+		go func() { done <- null(c) }()
+	}
+	for deadline := time.Now().Add(2 * time.Minute); s.calls.Load() < int32(n); {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d calls reached the server", s.calls.Load(), n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return done
 }
