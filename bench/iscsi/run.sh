@@ -129,7 +129,7 @@ bench_gatewayd() {
 	(cd "$repo" && go build -o "$work/gatewayd" ./cmd/gatewayd)
 	local g="$work/gatewayd --data-dir $d"
 	$g init >/dev/null
-	$g serve --iscsi-listen "127.0.0.1:$port" >"$work/gatewayd.log" 2>&1 &
+	$g serve --iscsi-listen "127.0.0.1:$port" --nfs-listen "" --smb-listen "" >"$work/gatewayd.log" 2>&1 &
 	pids+=($!)
 	for _ in $(seq 100); do $g status >/dev/null 2>&1 && break; sleep 0.1; done
 	$g volume create --name bench --size "${size_mib}M" --kind cached >/dev/null

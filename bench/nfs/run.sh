@@ -59,7 +59,7 @@ bench_gatewayd() {
 	(cd "$repo" && go build -o "$work/gatewayd" ./cmd/gatewayd)
 	local g="$work/gatewayd --data-dir $d"
 	$g init >/dev/null
-	$g serve --nfs-listen "127.0.0.1:$port" --iscsi-listen "" >"$work/gatewayd.log" 2>&1 &
+	$g serve --nfs-listen "127.0.0.1:$port" --nfs-rpcbind=false --iscsi-listen "" --smb-listen "" >"$work/gatewayd.log" 2>&1 &
 	pids+=($!)
 	for _ in $(seq 100); do $g status >/dev/null 2>&1 && break; sleep 0.1; done
 	$g share create --name bench >/dev/null

@@ -158,7 +158,9 @@ func (b *bench) setup() {
 	check(err)
 	b.portal = l.Addr().String()
 	l.Close()
-	b.daemon = exec.Command(b.bin, "serve", "--data-dir", b.dataDir, "--iscsi-listen", b.portal)
+	// Every listener on a free port or off: another server on the machine
+	// must not break the run.
+	b.daemon = exec.Command(b.bin, "serve", "--data-dir", b.dataDir, "--iscsi-listen", b.portal, "--nfs-listen", "", "--smb-listen", "")
 	logf, err := os.Create(filepath.Join(b.work, "gatewayd.log"))
 	check(err)
 	b.daemon.Stderr = logf

@@ -47,7 +47,7 @@ stop_tgtd() {
 gw="$work/gw"
 gwport=$(free_port)
 "$work/gatewayd" init --data-dir "$gw" >/dev/null
-"$work/gatewayd" serve --data-dir "$gw" --iscsi-listen "127.0.0.1:$gwport" --nfs-listen 127.0.0.1:0 --nfs-rpcbind=false >"$work/gatewayd.log" 2>&1 &
+"$work/gatewayd" serve --data-dir "$gw" --iscsi-listen "127.0.0.1:$gwport" --nfs-listen "" --smb-listen "" >"$work/gatewayd.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 100); do "$work/gatewayd" status --data-dir "$gw" >/dev/null 2>&1 && break; sleep 0.1; done
 tape_gib=$(( $(python3 -c "import sys; s='$size'; m={'K':1<<10,'M':1<<20,'G':1<<30}; print(int(s[:-1])*m[s[-1]] if s[-1] in m else int(s))") / (1<<30) + 2 ))
