@@ -8,6 +8,17 @@
 // The cache is not durable and does not try to be: every acknowledged write
 // is in the upload buffer, which is replayed after a crash. So the cache
 // never fsyncs, and Open starts empty, removing whatever a previous run left.
+//
+// A write need not read the chunk it changes (WriteAt with a nil base): a
+// chunk not cached becomes a partial entry, the bytes written plus the list
+// of extents written, the rest of its file zeroes. A read of written bytes
+// is served from it; any other read is a miss, and the caller fetches the
+// chunk's base (its uploaded content) and merges it in (Merge: written
+// extents win), after which the entry is whole. A partial entry is always
+// dirty, so it is pinned, and Snapshot refuses it: the uploader merges
+// first. The extent list lives in memory only. After a crash the cache
+// starts empty and the upload buffer's replay writes every record again,
+// which rebuilds the partial entries and their extents from the records.
 package cache
 
 import (
@@ -45,10 +56,15 @@ type Options struct {
 // ErrNotCached means the chunk is not in the cache.
 var ErrNotCached = errkind.Mark(errkind.NotFound, errors.New("chunk not cached"))
 
+// ErrPartial means the chunk is cached only in the places written: its
+// base must be merged first (Merge).
+var ErrPartial = errors.New("chunk cached only where written, base not merged")
+
 // Stats are the cache's figures.
 type Stats struct {
 	Capacity, Used, Dirty int64
 	Chunks, DirtyChunks   int
+	PartialChunks         int // written in places, base not merged yet
 	Hits, Misses          uint64
 	Evictions             uint64
 	Waits                 uint64 // writers that had to wait for room
@@ -63,7 +79,12 @@ type entry struct {
 	// marked clean, whatever generation the caller saw.
 	writing int
 	lru     *list.Element // in Cache.clean when clean, nil when dirty
-	mu      sync.RWMutex  // guards the file's content
+	mu      sync.RWMutex  // guards the file's content and written
+	// partial is set while the entry holds only the extents in written
+	// and the rest of the chunk is its base, not merged yet; a partial
+	// entry is dirty. Changed under both mu and Cache.mu.
+	partial bool
+	written extents // under mu; nil when whole
 }
 
 // Cache is the chunk cache. It is safe for concurrent use.
@@ -84,6 +105,7 @@ type Cache struct {
 	dirty   int64
 	nextGen uint64
 	stats   Stats
+	partial int // partial entries
 	closed  bool
 }
 
@@ -156,7 +178,8 @@ func (c *Cache) path(k Key) string {
 	return filepath.Join(c.volumeDir(k.Volume), strconv.FormatUint(k.Index, 16))
 }
 
-// ReadAt copies p from the cached chunk at off; ok is false on a miss.
+// ReadAt copies p from the cached chunk at off; ok is false on a miss,
+// which includes a partial entry that does not hold all of [off, off+len(p)).
 func (c *Cache) ReadAt(key Key, p []byte, off int64) (bool, error) {
 	c.mu.Lock()
 	e := c.entries[key]
@@ -165,7 +188,10 @@ func (c *Cache) ReadAt(key Key, p []byte, off int64) (bool, error) {
 		c.mu.Unlock()
 		return false, nil
 	}
-	c.stats.Hits++
+	counted := !e.partial // a whole entry stays whole: a hit
+	if counted {
+		c.stats.Hits++
+	}
 	if e.lru != nil {
 		c.clean.MoveToFront(e.lru)
 	}
@@ -176,6 +202,19 @@ func (c *Cache) ReadAt(key Key, p []byte, off int64) (bool, error) {
 	defer e.mu.RUnlock()
 	if off < 0 || off+int64(len(p)) > e.size {
 		return true, fmt.Errorf("cache: read [%d,%d) outside chunk of %d bytes", off, off+int64(len(p)), e.size)
+	}
+	if !counted {
+		hit := !e.partial || e.written.covers(off, off+int64(len(p)))
+		c.mu.Lock()
+		if hit {
+			c.stats.Hits++
+		} else {
+			c.stats.Misses++
+		}
+		c.mu.Unlock()
+		if !hit {
+			return false, nil
+		}
 	}
 	h, err := c.files.acquire(e, c.path(key))
 	if err != nil {
@@ -226,6 +265,9 @@ func (c *Cache) removeLocked(e *entry) {
 	if e.dirty {
 		c.dirty -= e.size
 	}
+	if e.partial {
+		c.partial--
+	}
 	delete(c.entries, e.key)
 	c.used -= e.size
 	// Readers that still hold e find the file gone and count a miss.
@@ -274,26 +316,16 @@ func (c *Cache) PutClean(key Key, data []byte) error {
 }
 
 func (c *Cache) writeFile(key Key, data []byte) error {
-	if err := c.fs.MkdirAll(c.volumeDir(key.Volume), 0o700); err != nil {
-		return fmt.Errorf("cache: %w", err)
-	}
-	f, err := c.fs.Create(c.path(key))
-	if err != nil {
-		return fmt.Errorf("cache: %w", err)
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return fmt.Errorf("cache: write chunk: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("cache: write chunk: %w", err)
-	}
-	return nil
+	return c.writeSparse(key, len(data), data, 0)
 }
 
 // WriteAt writes p at off into the chunk, marking it dirty. A chunk not in
-// the cache starts from base() (nil: zeroes). Admitting a new chunk when the
-// cache is full of dirty data waits until room is freed or ctx ends.
+// the cache starts from base() (which returns nil for zeroes); with a nil
+// base it is not read at all: the chunk becomes a partial entry holding the
+// extent written, unless p covers it all. A write to a partial entry adds
+// its extent, and the entry is whole once the extents cover the chunk.
+// Admitting a new chunk when the cache is full of dirty data waits until
+// room is freed or ctx ends.
 func (c *Cache) WriteAt(ctx context.Context, key Key, chunkSize int, p []byte, off int64, base func() ([]byte, error)) error {
 	if off < 0 || off+int64(len(p)) > int64(chunkSize) {
 		return fmt.Errorf("cache: write [%d,%d) outside chunk of %d bytes", off, off+int64(len(p)), chunkSize)
@@ -314,8 +346,17 @@ func (c *Cache) WriteAt(ctx context.Context, key Key, chunkSize int, p []byte, o
 			e.writing++
 			// e is locked and reserved: fill it from base outside c.mu.
 			c.mu.Unlock()
-			err = c.fill(key, chunkSize, p, off, base)
+			partial := base == nil && !(off == 0 && len(p) == chunkSize)
+			if partial {
+				err = c.writeSparse(key, chunkSize, p, off)
+			} else {
+				err = c.fill(key, chunkSize, p, off, base)
+			}
 			c.mu.Lock()
+			if err == nil && partial && c.entries[key] == e {
+				e.partial, e.written = true, extents{{off, off + int64(len(p))}}
+				c.partial++
+			}
 			e.writing--
 			c.nextGen++
 			e.gen = c.nextGen
@@ -338,7 +379,18 @@ func (c *Cache) WriteAt(ctx context.Context, key Key, chunkSize int, p []byte, o
 		c.mu.Unlock()
 		e.mu.Lock()
 		err := c.writeInto(key, e, p, off)
+		whole := false
+		if err == nil && e.partial {
+			e.written = e.written.add(off, off+int64(len(p)))
+			whole = e.written.covers(0, e.size)
+		}
 		c.mu.Lock()
+		if whole && e.partial {
+			e.partial, e.written = false, nil
+			if c.entries[key] == e {
+				c.partial--
+			}
+		}
 		e.writing--
 		c.nextGen++
 		e.gen = c.nextGen
@@ -410,6 +462,88 @@ func (c *Cache) fill(key Key, chunkSize int, p []byte, off int64, base func() ([
 	return c.writeFile(key, data)
 }
 
+// writeSparse makes a chunk file of chunkSize bytes holding p at off and
+// zeroes (a sparse file where the filesystem can) elsewhere.
+func (c *Cache) writeSparse(key Key, chunkSize int, p []byte, off int64) error {
+	if err := c.fs.MkdirAll(c.volumeDir(key.Volume), 0o700); err != nil {
+		return fmt.Errorf("cache: %w", err)
+	}
+	f, err := c.fs.Create(c.path(key))
+	if err != nil {
+		return fmt.Errorf("cache: %w", err)
+	}
+	if _, err := f.WriteAt(p, off); err != nil {
+		f.Close()
+		return fmt.Errorf("cache: write chunk: %w", err)
+	}
+	if off+int64(len(p)) < int64(chunkSize) {
+		if err := f.Truncate(int64(chunkSize)); err != nil {
+			f.Close()
+			return fmt.Errorf("cache: write chunk: %w", err)
+		}
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("cache: write chunk: %w", err)
+	}
+	return nil
+}
+
+// Partial reports whether key is cached as a partial entry.
+func (c *Cache) Partial(key Key) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e := c.entries[key]
+	return e != nil && e.partial
+}
+
+// Merge completes a partial entry with its base, the chunk's content before
+// the writes the entry holds (nil: zeroes): the base fills every range not
+// written, and the entry is whole from then on, still dirty. It reports
+// whether key had a partial entry. The caller must make sure base is the
+// content the entry's writes were made on (the volume checks its chunk map
+// did not change while it fetched base).
+func (c *Cache) Merge(key Key, base []byte) (bool, error) {
+	c.mu.Lock()
+	e := c.entries[key]
+	c.mu.Unlock()
+	if e == nil {
+		return false, nil
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	c.mu.Lock()
+	ok := c.entries[key] == e && e.partial
+	c.mu.Unlock()
+	if !ok {
+		return false, nil
+	}
+	// The ranges not written are zeroes in the file: a hole needs no write.
+	if base != nil {
+		h, err := c.files.acquire(e, c.path(key))
+		if err != nil {
+			return false, fmt.Errorf("cache: %w", err)
+		}
+		for _, g := range e.written.gaps(e.size) {
+			end := min(g.End, int64(len(base)))
+			if g.Off >= end {
+				continue
+			}
+			if _, err := h.f.WriteAt(base[g.Off:end], g.Off); err != nil {
+				c.files.release(h)
+				return false, fmt.Errorf("cache: merge chunk: %w", err)
+			}
+		}
+		c.files.release(h)
+	}
+	c.mu.Lock()
+	e.partial, e.written = false, nil
+	if c.entries[key] == e {
+		c.partial--
+	}
+	c.mu.Unlock()
+	return true, nil
+}
+
 // Dirty returns the keys of dirty chunks.
 func (c *Cache) Dirty() []Key {
 	c.mu.Lock()
@@ -440,6 +574,9 @@ func (c *Cache) Snapshot(key Key) ([]byte, uint64, error) {
 	if !current {
 		return nil, 0, fmt.Errorf("cache: %v: %w", key, ErrNotCached)
 	}
+	if e.partial {
+		return nil, 0, fmt.Errorf("cache: %v: %w", key, ErrPartial)
+	}
 	h, err := c.files.acquire(e, c.path(key))
 	if err != nil {
 		return nil, 0, fmt.Errorf("cache: %w", err)
@@ -457,7 +594,7 @@ func (c *Cache) MarkClean(key Key, gen uint64) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e := c.entries[key]
-	if e == nil || e.gen != gen || e.writing > 0 {
+	if e == nil || e.gen != gen || e.writing > 0 || e.partial {
 		return false
 	}
 	if e.dirty {
@@ -519,6 +656,7 @@ func (c *Cache) Stats() Stats {
 	s.Capacity, s.Used, s.Dirty = c.opts.Capacity, c.used, c.dirty
 	s.Chunks = len(c.entries)
 	s.DirtyChunks = len(c.entries) - c.clean.Len()
+	s.PartialChunks = c.partial
 	return s
 }
 
