@@ -19,6 +19,39 @@
 // Other write or sync errors make the log fail-stop: it refuses appends
 // until it is reopened.
 //
+// # Journal
+//
+// A Journal (journal.go, scheduler.go) is the one write path of every
+// service on a log: volumes, file shares and tapes each supply a Client,
+// which says only how a record is applied and how a unit (a chunk, a file,
+// a tape) goes to the object store. The journal does the rest:
+//
+//   - Append makes a record durable (group commit), then applies it. From
+//     before the record has an LSN until the apply returns, the log is
+//     pinned below it.
+//   - A service pins (Pin) the LSN of the oldest record each unit still
+//     needs and releases the pin once the unit is in the store. The one
+//     trimming rule: the log is trimmed below the lowest pin, below every
+//     append not yet applied and below the record being replayed (Trim,
+//     TrimPoint). Nothing is trimmed before Replay has started.
+//   - Replay, after a restart, hands every record the log holds to the
+//     client's Apply in order. Uploads may run meanwhile: the replay's pin
+//     keeps the rest of the log.
+//   - The scheduler uploads: a background round every Interval, or at
+//     once when kicked (an append kicks it when the log is over half
+//     full), takes the client's pending units that have gone SettleTime
+//     unchanged (all of them under pressure: the log, or what the client
+//     reports, over half full) and uploads them with Parallel workers, one
+//     upload of a unit at a time. Flush (a snapshot, a recovery point, a
+//     file needed in the store now) uploads everything it picks at once,
+//     and its units go before any background unit waiting. Pace is the
+//     bandwidth limit's hook; when the log is full, Append waits
+//     (backpressure, above). Each round ends with a trim. Stats is the one
+//     set of figures: rounds, kicks, uploads, errors, bytes, queue, pins.
+//
+// The journal adds nothing to the log's format: records stay the
+// services' own bytes.
+//
 // # On-disk format
 //
 // A log is a directory of segment files named by the hex LSN of their first
