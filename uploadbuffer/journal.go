@@ -30,6 +30,17 @@ type Client interface {
 	Upload(ctx context.Context, u Unit) (int64, error)
 }
 
+// Needer is a Client that keeps, in its own state, the oldest record each
+// of its units still needs (a chunk's, a file's, a tape's first write not
+// yet in the store) instead of holding a Pin for it. The trimming rule asks
+// it at every trim, after the pins: a change records what it needs before
+// its apply returns and the append's pin goes.
+type Needer interface {
+	// Needs returns the lowest LSN the client still needs; ok is false
+	// when it needs none.
+	Needs() (lsn LSN, ok bool)
+}
+
 // Unit is one thing a service uploads: a chunk, a file, a tape.
 type Unit struct {
 	// Key names the unit: the scheduler runs one upload of a key at a
@@ -194,7 +205,8 @@ func (j *Journal) unhold(lsn LSN) {
 
 // TrimPoint is where the one trimming rule puts the trim point now: below
 // every pin (pinned records, appends not yet applied, the record being
-// replayed) and below every record not yet appended. Before Replay has
+// replayed), below what the client needs (Needer) and below every record
+// not yet appended. Before Replay has
 // started it is 0: nothing may be trimmed.
 func (j *Journal) TrimPoint() LSN {
 	// The log's end first: a record appended after this read was pinned
@@ -205,6 +217,13 @@ func (j *Journal) TrimPoint() LSN {
 		upTo = min(upTo, lsn)
 	}
 	j.pinMu.Unlock()
+	// Then what the client says it needs: a change that released its
+	// append's pin before the read above had recorded it already.
+	if n, ok := j.c.(Needer); ok {
+		if lsn, ok := n.Needs(); ok {
+			upTo = min(upTo, lsn)
+		}
+	}
 	return upTo
 }
 

@@ -48,21 +48,37 @@ type modelUnit struct {
 	val     uint64
 	gen     uint64
 	pin     *Pin
+	minLSN  LSN // the oldest record needed, for a client that is a Needer
 	changed time.Time
 }
 
 // modelClient is a service on the journal: Apply sets a key, Upload puts
 // it in the store and unpins it if it did not change meanwhile.
 type modelClient struct {
-	j      *Journal
-	store  *modelStore
-	rnd    *rand.Rand // set: replay runs rounds now and then
-	ctx    context.Context
-	mu     sync.Mutex
-	units  map[byte]*modelUnit
-	clk    *clock.Fake
-	fs     vfs.FS
-	upHook func(key byte) // runs inside Upload, before the put
+	j     *Journal
+	store *modelStore
+	rnd   *rand.Rand // set: replay runs rounds now and then
+	mu    sync.Mutex
+	units map[byte]*modelUnit
+	clk   *clock.Fake
+	fs    vfs.FS
+	needs bool // the client says what it needs (Needer) instead of pinning
+}
+
+// needer is the model client as a Needer.
+type needer struct{ *modelClient }
+
+func (c needer) Needs() (LSN, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var lsn LSN
+	ok := false
+	for _, u := range c.units {
+		if !ok || u.minLSN < lsn {
+			lsn, ok = u.minLSN, true
+		}
+	}
+	return lsn, ok
 }
 
 func encodeModel(key byte, seq uint64, pad int) []byte {
@@ -91,7 +107,11 @@ func (c *modelClient) Apply(ctx context.Context, lsn LSN, rec []byte) error {
 		u = &modelUnit{}
 		c.units[key] = u
 	}
-	if u.pin == nil {
+	if c.needs {
+		if u.gen == 0 || lsn < u.minLSN {
+			u.minLSN = lsn
+		}
+	} else if u.pin == nil {
 		u.pin = c.j.Pin(lsn)
 	}
 	u.val = seq
@@ -122,9 +142,6 @@ func (c *modelClient) Upload(ctx context.Context, un Unit) (int64, error) {
 	}
 	val, gen := u.val, u.gen
 	c.mu.Unlock()
-	if c.upHook != nil {
-		c.upHook(k)
-	}
 	c.store.mu.Lock()
 	if c.store.down {
 		c.store.mu.Unlock()
@@ -160,14 +177,18 @@ const (
 	modelSegment  = 8 << 10
 )
 
-func openModel(t *testing.T, fs vfs.FS, store *modelStore, rnd *rand.Rand) (*Log, *Journal, *modelClient) {
+func openModel(t *testing.T, fs vfs.FS, store *modelStore, rnd *rand.Rand, needs bool) (*Log, *Journal, *modelClient) {
 	t.Helper()
 	l, err := Open(fs, "/log", Options{Capacity: modelCapacity, SegmentSize: modelSegment})
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &modelClient{store: store, units: map[byte]*modelUnit{}, rnd: rnd, fs: fs, clk: clock.NewFake(time.Unix(1e9, 0))}
-	c.j = NewJournal(l, c, JournalOptions{Name: "model", Parallel: 3, SettleTime: 5 * time.Second, Clock: c.clk})
+	c := &modelClient{store: store, units: map[byte]*modelUnit{}, rnd: rnd, fs: fs, clk: clock.NewFake(time.Unix(1e9, 0)), needs: needs}
+	var client Client = c
+	if needs {
+		client = needer{c}
+	}
+	c.j = NewJournal(l, client, JournalOptions{Name: "model", Parallel: 3, SettleTime: 5 * time.Second, Clock: c.clk})
 	if err := c.j.Replay(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -272,7 +293,7 @@ type crashPoint struct {
 
 // runModel runs the workload of seed, taking a crash at sync point crashAt
 // (0: none). It returns the crash and how many sync points the run had.
-func runModel(t *testing.T, seed uint64, crashAt int) (*crashPoint, int) {
+func runModel(t *testing.T, seed uint64, crashAt int, needs bool) (*crashPoint, int) {
 	mem := vfs.NewMem()
 	var (
 		syncs int
@@ -292,7 +313,7 @@ func runModel(t *testing.T, seed uint64, crashAt int) (*crashPoint, int) {
 		}
 		return nil
 	})
-	l, j, c := openModel(t, fs, store, nil)
+	l, j, c := openModel(t, fs, store, nil, needs)
 	run.ops(l, j, c, 300)
 	check(t, "without a crash", c, run.ackedCopy())
 	j.Close()
@@ -301,29 +322,34 @@ func runModel(t *testing.T, seed uint64, crashAt int) (*crashPoint, int) {
 }
 
 func TestJournalModelCrashAtEverySync(t *testing.T) {
+	t.Run("pins", func(t *testing.T) { modelCrashes(t, false) })
+	t.Run("needer", func(t *testing.T) { modelCrashes(t, true) })
+}
+
+func modelCrashes(t *testing.T, needs bool) {
 	seeds := []uint64{1, 2, 3}
 	if testing.Short() {
 		seeds = seeds[:1]
 	}
 	for _, seed := range seeds {
-		_, total := runModel(t, seed, 0)
+		_, total := runModel(t, seed, 0, needs)
 		if total < 50 {
 			t.Fatalf("seed %d: only %d sync points", seed, total)
 		}
 		for at := 1; at <= total; at++ {
-			cp, _ := runModel(t, seed, at)
+			cp, _ := runModel(t, seed, at, needs)
 			if cp == nil {
 				t.Fatalf("seed %d: no crash at sync %d of %d", seed, at, total)
 			}
 			what := fmt.Sprintf("seed %d, crash at sync %d of %d", seed, at, total)
 			rnd := rand.New(rand.NewPCG(seed, uint64(at)))
-			l, j, c := openModel(t, cp.fs, cp.store, rnd)
+			l, j, c := openModel(t, cp.fs, cp.store, rnd, needs)
 			c.rnd = nil
 			check(t, what+", after replay", c, cp.acked)
 			if err := cp.fs.SyncDir("/log"); err != nil { // what the replay trimmed is gone
 				t.Fatal(err)
 			}
-			l2, j2, c2 := openModel(t, cp.fs.Crash(), cp.store.copy(), nil)
+			l2, j2, c2 := openModel(t, cp.fs.Crash(), cp.store.copy(), nil, needs)
 			check(t, what+", then a crash after the replay", c2, cp.acked)
 			j2.Close()
 			l2.Close()
@@ -333,7 +359,7 @@ func TestJournalModelCrashAtEverySync(t *testing.T) {
 			acked := run.ackedCopy()
 			j.Close()
 			l.Close()
-			l, j, c = openModel(t, cp.fs.Crash(), c.store.copy(), rnd)
+			l, j, c = openModel(t, cp.fs.Crash(), c.store.copy(), rnd, needs)
 			check(t, what+", then a second crash", c, acked)
 			j.Close()
 			l.Close()
