@@ -3,6 +3,11 @@
 // returns once its record is synced (group commit: the records queued
 // while one sync runs share the next one); when the log is full, Append
 // waits until Trim releases records the layers above no longer need.
+// The writer holds no lock that appends need while it writes and syncs,
+// so they queue meanwhile and join the next group commit; Used and
+// NextLSN take no lock at all. AppendBuffered queues a record without
+// waiting for its sync and Sync (or Flush) waits until records are
+// durable: the flush of a write-back cache.
 // After a crash, Open finds the end of the log (a torn last record is cut
 // off: it was never acknowledged) and Replay hands back every record not
 // yet trimmed.

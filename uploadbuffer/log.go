@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -60,39 +61,57 @@ type segment struct {
 }
 
 type request struct {
-	ctx  context.Context
-	rec  []byte
-	need int64 // bytes reserved for it
-	lsn  LSN
-	done chan error
+	ctx      context.Context
+	rec      []byte
+	need     int64 // bytes reserved for it
+	lsn      LSN   // given when queued
+	buffered bool  // AppendBuffered: its caller does not wait for the sync
+	answered bool  // its caller has had its answer
+	done     chan error
 }
 
 // Log is the upload buffer. It is safe for concurrent use.
+//
+// Locks: mu guards the log's state and is held only for short updates,
+// never across a write or a sync, so appends queue while the writer
+// syncs and join its next group commit. The writer holds wmu across its
+// writes and syncs; Trim takes it (before mu) only to empty a segment on
+// a full filesystem. trimMu orders Trims.
 type Log struct {
 	fs   vfs.FS
 	dir  string
 	opts Options
 	log  *slog.Logger
 
+	// used (bytes of segment files) and next (every record below it is
+	// synced) change under mu and are read without it.
+	used atomic.Int64
+	next atomic.Uint64
+
 	mu       sync.Mutex
 	space    *backpressure.Waiters
 	segs     []segment // oldest first; the last is being appended to
-	used     int64     // bytes of segment files
 	reserved int64     // bytes promised to queued appends
-	next     LSN
-	trimmed  LSN // trim point: records below it are not needed
+	assigned LSN       // the LSN the next queued record gets
+	trimmed  LSN       // trim point: records below it are not needed
 	queue    []*request
 	failed   error // set after a write or sync error: the log is fail-stop
 	noSpace  error // set while the writer waits for its filesystem to have room
-	torn     bool  // the last segment may hold bytes past its size: cut them before writing
 	closed   bool
+	stopped  bool          // the writer is gone: nothing queued will be written
+	synced   chan struct{} // closed and replaced when next moves, the log fails or the writer stops
 	stats    Stats
+
+	wmu  sync.Mutex
+	cur  vfs.File // the last segment, open for appending (wmu)
+	torn bool     // the last segment may hold bytes past its size: cut them before writing (wmu)
+
+	trimMu sync.Mutex
 
 	wake  chan struct{}
 	retry chan struct{} // space may have returned: the writer tries again
 	stop  chan struct{} // closed by Close
 	done  chan struct{}
-	cur   vfs.File // the last segment, open for appending
 }
 
 // Bounds of the writer's wait between attempts while its filesystem is
@@ -124,12 +143,14 @@ func Open(fs vfs.FS, dir string, opts Options) (*Log, error) {
 	if err := fs.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("uploadbuffer: %w", err)
 	}
-	l := &Log{fs: fs, dir: dir, opts: opts, log: opts.Logger, next: 1,
+	l := &Log{fs: fs, dir: dir, opts: opts, log: opts.Logger, synced: make(chan struct{}),
 		wake: make(chan struct{}, 1), retry: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+	l.next.Store(1)
 	l.space = backpressure.New(&l.mu, opts.Health, "upload buffer full: writes wait for uploads")
 	if err := l.recover(); err != nil {
 		return nil, err
 	}
+	l.assigned = LSN(l.next.Load())
 	go l.writer()
 	return l, nil
 }
@@ -155,23 +176,25 @@ func (l *Log) recover() error {
 		l.segs = append(l.segs, segment{first: LSN(first), path: filepath.Join(l.dir, n)})
 	}
 	sort.Slice(l.segs, func(i, j int) bool { return l.segs[i].first < l.segs[j].first })
+	next := LSN(1)
 	for i := range l.segs {
 		last := i == len(l.segs)-1
-		if i > 0 && l.segs[i].first != l.next {
-			return errkind.Mark(errkind.Corrupt, fmt.Errorf("uploadbuffer: segment %s starts at LSN %d, expected %d", l.segs[i].path, l.segs[i].first, l.next))
+		if i > 0 && l.segs[i].first != next {
+			return errkind.Mark(errkind.Corrupt, fmt.Errorf("uploadbuffer: segment %s starts at LSN %d, expected %d", l.segs[i].path, l.segs[i].first, next))
 		}
 		if i == 0 {
-			l.next = l.segs[0].first
+			next = l.segs[0].first
 		}
-		end, next, err := l.scan(l.segs[i], last, 0, nil)
+		end, n, err := l.scan(l.segs[i], last, 0, nil)
 		if err != nil {
 			return err
 		}
 		l.segs[i].size = end
-		l.next = next
-		l.used += end
+		next = n
+		l.used.Add(end)
 	}
-	if len(l.segs) > 0 && l.next < l.trimmed {
+	l.next.Store(uint64(next))
+	if len(l.segs) > 0 && next < l.trimmed {
 		// The log was emptied after its trim point was saved (a full
 		// disk made Trim restart the last segment): every record left
 		// is below the trim point, so none is needed.
@@ -180,11 +203,12 @@ func (l *Log) recover() error {
 				return fmt.Errorf("uploadbuffer: %w", err)
 			}
 		}
-		l.segs, l.used = nil, 0
+		l.segs = nil
+		l.used.Store(0)
 	}
 	if len(l.segs) == 0 {
-		l.next = max(l.trimmed, 1)
-		return l.newSegment()
+		l.next.Store(uint64(max(l.trimmed, 1)))
+		return l.newSegment(LSN(l.next.Load()))
 	}
 	lastSeg := l.segs[len(l.segs)-1]
 	f, err := l.fs.OpenReadWrite(lastSeg.path)
@@ -337,10 +361,10 @@ func segmentHeader(first LSN) []byte {
 	return h
 }
 
-// newSegment starts a segment at l.next. Called with l.mu held or before
-// the writer runs.
-func (l *Log) newSegment() error {
-	seg := segment{first: l.next, size: segHeaderSize, path: filepath.Join(l.dir, segName(l.next))}
+// newSegment starts a segment at first. Called by the writer (with wmu
+// held, without mu) or before it runs.
+func (l *Log) newSegment(first LSN) error {
+	seg := segment{first: first, size: segHeaderSize, path: filepath.Join(l.dir, segName(first))}
 	f, err := l.fs.Create(seg.path)
 	if err != nil {
 		return fmt.Errorf("uploadbuffer: new segment: %w", err)
@@ -362,8 +386,10 @@ func (l *Log) newSegment() error {
 		l.cur.Close()
 	}
 	l.cur = f
+	l.mu.Lock()
 	l.segs = append(l.segs, seg)
-	l.used += segHeaderSize
+	l.used.Add(segHeaderSize)
+	l.mu.Unlock()
 	return nil
 }
 
@@ -403,57 +429,154 @@ func (l *Log) Replay(fn func(lsn LSN, rec []byte) error) error {
 // the log is full, until space returns (Trim frees some, or the operator
 // does) or ctx ends.
 func (l *Log) Append(ctx context.Context, rec []byte) (LSN, error) {
-	need := int64(recHeaderSize + len(rec))
-	if need+segHeaderSize > l.opts.Capacity/4 {
-		return 0, fmt.Errorf("%w: %d bytes", ErrTooLarge, len(rec))
-	}
-	// A record may start a new segment: reserve for its header too.
-	need += segHeaderSize
-	l.mu.Lock()
-	err := l.space.Wait(ctx, func() bool {
-		return l.failed != nil || l.closed || !l.space.Blocked() && l.used+l.reserved+need <= l.opts.Capacity
-	})
+	req, err := l.enqueue(ctx, rec, false)
 	if err != nil {
-		l.mu.Unlock()
 		return 0, err
 	}
-	if err := l.failed; err != nil {
-		l.mu.Unlock()
-		return 0, err
-	}
-	if l.closed {
-		l.mu.Unlock()
-		return 0, ErrClosed
-	}
-	l.reserved += need
-	req := &request{ctx: ctx, rec: rec, need: need, done: make(chan error, 1)}
-	l.queue = append(l.queue, req)
-	select { // under l.mu: Close cannot have closed wake yet
-	case l.wake <- struct{}{}:
-	default:
-	}
-	l.mu.Unlock()
 	// Once queued, the record is written unless the filesystem is full
 	// and ctx ends first: wait for the writer's answer, which is an error
-	// only for a record that will not land.
+	// only for a record that will not land (see awaitSpace for the one
+	// exception).
 	if err := <-req.done; err != nil {
 		return 0, err
 	}
 	return req.lsn, nil
 }
 
-// answer tells r's caller how its append ended and releases its
-// reservation. Called with l.mu held, once per request.
+// AppendBuffered queues rec and returns its LSN without waiting for it to
+// be written: the record is durable once Sync for its LSN returns nil. It
+// waits for space as Append does; once it has returned, ctx no longer
+// matters and the record is written unless the log fails or is closed
+// while its filesystem is full (Sync then says so). The log keeps rec
+// until the record is written: the caller must not change it before Sync
+// for its LSN returns.
+//
+// A buffered record costs no extra sync: it is written with the next
+// group commit, the one that is running or that the next Append or Sync
+// starts.
+func (l *Log) AppendBuffered(ctx context.Context, rec []byte) (LSN, error) {
+	req, err := l.enqueue(ctx, rec, true)
+	if err != nil {
+		return 0, err
+	}
+	return req.lsn, nil
+}
+
+// enqueue reserves space for rec (waiting for it as Append documents),
+// gives it the next LSN and queues it for the writer.
+func (l *Log) enqueue(ctx context.Context, rec []byte, buffered bool) (*request, error) {
+	need := int64(recHeaderSize + len(rec))
+	if need+segHeaderSize > l.opts.Capacity/4 {
+		return nil, fmt.Errorf("%w: %d bytes", ErrTooLarge, len(rec))
+	}
+	// A record may start a new segment: reserve for its header too.
+	need += segHeaderSize
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	err := l.space.Wait(ctx, func() bool {
+		return l.failed != nil || l.closed || !l.space.Blocked() && l.used.Load()+l.reserved+need <= l.opts.Capacity
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := l.failed; err != nil {
+		return nil, err
+	}
+	if l.closed {
+		return nil, ErrClosed
+	}
+	l.reserved += need
+	req := &request{ctx: ctx, rec: rec, need: need, lsn: l.assigned, buffered: buffered, answered: buffered, done: make(chan error, 1)}
+	if buffered {
+		req.ctx = context.Background() // its caller has gone: only Close or a failure stops it now
+	}
+	l.assigned++
+	l.queue = append(l.queue, req)
+	select { // under l.mu: Close cannot have closed wake yet
+	case l.wake <- struct{}{}:
+	default:
+	}
+	return req, nil
+}
+
+// Sync returns once every record up to and including lsn is durable, or
+// with an error when one of them will never be (the log failed, or it was
+// closed with the record still waiting for space on a full filesystem),
+// or when ctx ends. With buffered appends, it is the flush of a write-back
+// cache.
+func (l *Log) Sync(ctx context.Context, lsn LSN) error {
+	for {
+		l.mu.Lock()
+		switch {
+		case LSN(l.next.Load()) > lsn:
+			l.mu.Unlock()
+			return nil
+		case l.failed != nil:
+			err := l.failed
+			l.mu.Unlock()
+			return err
+		case l.stopped:
+			l.mu.Unlock()
+			return fmt.Errorf("%w before LSN %d was written", ErrClosed, lsn)
+		case lsn >= l.assigned:
+			assigned := l.assigned
+			l.mu.Unlock()
+			return fmt.Errorf("uploadbuffer: sync of LSN %d, which was never appended (next %d)", lsn, assigned)
+		}
+		ch := l.synced
+		l.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// Flush makes every record appended so far durable (Sync of the last one).
+func (l *Log) Flush(ctx context.Context) error {
+	l.mu.Lock()
+	last := l.assigned - 1
+	l.mu.Unlock()
+	if last == 0 {
+		return nil
+	}
+	return l.Sync(ctx, last)
+}
+
+// progress wakes the callers of Sync to look again. Called with l.mu held.
+func (l *Log) progress() {
+	close(l.synced)
+	l.synced = make(chan struct{})
+}
+
+// answer tells r's caller how its append ended (unless it has been told)
+// and releases its reservation. Called with l.mu held, once per request.
 func (l *Log) answer(r *request, err error) {
 	l.reserved -= r.need
-	r.done <- err
+	l.reply(r, err)
+}
+
+// reply tells r's caller how its append ended, once. Called with l.mu held.
+func (l *Log) reply(r *request, err error) {
+	if !r.answered {
+		r.answered = true
+		r.done <- err
+	}
 }
 
 // writer is the one goroutine that writes: it takes everything queued,
-// writes it, syncs once and releases the whole batch. When the filesystem
-// is full it keeps the batch and tries again once space may have returned.
+// writes it, syncs once and releases the whole batch; what is queued
+// meanwhile forms the next batch. When the filesystem is full it keeps
+// the batch and tries again once space may have returned.
 func (l *Log) writer() {
-	defer close(l.done)
+	defer func() {
+		l.mu.Lock()
+		l.stopped = true
+		l.progress()
+		l.mu.Unlock()
+		close(l.done)
+	}()
 	var pending []*request
 	delay := minSpaceRetry
 	for range l.wake {
@@ -479,30 +602,43 @@ func (l *Log) writer() {
 // writeBatch writes batch with one sync per segment and answers each
 // request. If the filesystem is full it cuts off what it wrote of the
 // failed part and returns the requests not written, to be tried again.
+// It holds wmu, and mu only to read and publish state: appends queue
+// while it writes and syncs.
 func (l *Log) writeBatch(batch []*request) []*request {
+	l.wmu.Lock()
+	defer l.wmu.Unlock()
 	l.mu.Lock()
-	defer l.mu.Unlock()
-	defer l.space.Broadcast()
-	if l.failed != nil {
+	failed := l.failed
+	seg := l.segs[len(l.segs)-1] // only this goroutine changes the last segment
+	l.mu.Unlock()
+	if failed != nil {
+		l.mu.Lock()
 		for _, r := range batch {
-			l.answer(r, l.failed)
+			l.answer(r, failed)
 		}
+		l.space.Broadcast()
+		l.mu.Unlock()
 		return nil
 	}
 	if l.torn {
-		if err := l.cutTail(); err != nil {
+		if err := l.cutTail(seg.size); err != nil {
 			return l.writeFailed(err, batch)
 		}
 	}
-	if l.segs[len(l.segs)-1].size < segHeaderSize {
-		if err := l.writeHeader(); err != nil {
+	if seg.size < segHeaderSize {
+		if err := l.writeHeader(seg.first); err != nil {
 			return l.writeFailed(err, batch)
 		}
+		seg.size = segHeaderSize
+		l.mu.Lock()
+		l.segs[len(l.segs)-1].size = seg.size
+		l.used.Add(segHeaderSize)
+		l.mu.Unlock()
 	}
+	next := LSN(l.next.Load())
 	var buf []byte
 	var inBuf []*request // the requests whose records are in buf
 	commit := func() error {
-		seg := &l.segs[len(l.segs)-1]
 		if len(buf) > 0 {
 			l.torn = true // until synced, a failure may leave part of buf
 			if _, err := l.cur.WriteAt(buf, seg.size); err != nil {
@@ -513,20 +649,26 @@ func (l *Log) writeBatch(batch []*request) []*request {
 			return err
 		}
 		l.torn = false
-		l.stats.Syncs++
 		seg.size += int64(len(buf))
-		l.used += int64(len(buf))
-		l.next += LSN(len(inBuf))
+		next += LSN(len(inBuf))
+		l.mu.Lock()
+		l.segs[len(l.segs)-1].size = seg.size
+		l.used.Add(int64(len(buf)))
+		l.next.Store(uint64(next))
+		l.stats.Syncs++
 		for _, r := range inBuf {
 			l.stats.Appends++
 			l.stats.Bytes += uint64(len(r.rec))
 			l.answer(r, nil)
+			r.rec = nil
 		}
+		l.progress()
+		l.space.Broadcast()
+		l.mu.Unlock()
 		buf, inBuf = buf[:0], inBuf[:0]
 		return nil
 	}
 	for i, r := range batch {
-		seg := l.segs[len(l.segs)-1]
 		size := int64(recHeaderSize + len(r.rec))
 		if seg.size+int64(len(buf))+size > l.opts.SegmentSize && seg.size+int64(len(buf)) > segHeaderSize {
 			if len(buf) > 0 {
@@ -534,22 +676,28 @@ func (l *Log) writeBatch(batch []*request) []*request {
 					return l.writeFailed(err, batch[i-len(inBuf):])
 				}
 			}
-			if err := l.newSegment(); err != nil {
+			if err := l.newSegment(next); err != nil {
 				return l.writeFailed(err, batch[i:])
 			}
+			seg = segment{first: next, size: segHeaderSize}
 		}
-		r.lsn = l.next + LSN(len(inBuf))
+		if want := next + LSN(len(inBuf)); r.lsn != want {
+			// Cannot happen: LSNs are given in queue order.
+			return l.writeFailed(fmt.Errorf("uploadbuffer: record queued with LSN %d where %d is next", r.lsn, want), batch[i-len(inBuf):])
+		}
 		buf = appendRecord(buf, r.lsn, r.rec)
 		inBuf = append(inBuf, r)
 	}
 	if err := commit(); err != nil {
 		return l.writeFailed(err, batch[len(batch)-len(inBuf):])
 	}
+	l.mu.Lock()
 	if l.noSpace != nil {
 		l.log.Info("upload buffer writes go on: its filesystem has room again")
 		l.noSpace = nil
 		l.space.Unblock()
 	}
+	l.mu.Unlock()
 	return nil
 }
 
@@ -565,9 +713,12 @@ func appendRecord(buf []byte, lsn LSN, rec []byte) []byte {
 // writeFailed handles a failed write or sync; left are the requests not
 // written. A full filesystem (ENOSPC, EDQUOT) is waited out: what was
 // written of the failed part is cut off and left is returned to be tried
-// again. Any other error makes the log fail-stop. Called with l.mu held.
+// again. Any other error makes the log fail-stop. Called by the writer
+// with wmu held and mu not held.
 func (l *Log) writeFailed(err error, left []*request) []*request {
 	if !outOfSpace(err) {
+		l.mu.Lock()
+		defer l.mu.Unlock()
 		err = l.fail(err)
 		for _, r := range left {
 			l.answer(r, err)
@@ -575,10 +726,15 @@ func (l *Log) writeFailed(err error, left []*request) []*request {
 		return nil
 	}
 	if l.torn {
-		if cerr := l.cutTail(); cerr != nil && !outOfSpace(cerr) {
+		l.mu.Lock()
+		size := l.segs[len(l.segs)-1].size
+		l.mu.Unlock()
+		if cerr := l.cutTail(size); cerr != nil && !outOfSpace(cerr) {
 			return l.writeFailed(cerr, left)
 		}
 	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	if l.noSpace == nil {
 		l.log.Warn("upload buffer filesystem full: writes wait for space", "dir", l.dir, "err", err)
 		l.space.Block(fmt.Sprintf("upload buffer filesystem full (%v): writes wait until uploads or the operator free space", err))
@@ -593,12 +749,11 @@ func outOfSpace(err error) bool {
 	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)
 }
 
-// cutTail truncates the last segment to its last synced record, so that
-// bytes of a failed append are never read as records. Called with l.mu
-// held.
-func (l *Log) cutTail() error {
-	seg := l.segs[len(l.segs)-1]
-	if err := l.cur.Truncate(seg.size); err != nil {
+// cutTail truncates the last segment to size, its last synced record, so
+// that bytes of a failed append are never read as records. Called with
+// wmu held.
+func (l *Log) cutTail(size int64) error {
+	if err := l.cur.Truncate(size); err != nil {
 		return err
 	}
 	if err := l.cur.Sync(); err != nil {
@@ -608,11 +763,17 @@ func (l *Log) cutTail() error {
 	return nil
 }
 
-// awaitSpace waits, without the lock, until space may have returned: Trim
+// awaitSpace waits, without the locks, until space may have returned: Trim
 // freed some, delay passed (an operator may have freed some), or a caller
 // gave up. It returns the requests to try again, having answered those
 // whose ctx ended (their records were cut off, so they will not land) and,
 // after Close, all of them.
+//
+// A record that is dropped frees its LSN: the records queued after it
+// move down by one, for LSNs follow each other without gaps on disk. The
+// LSN of a buffered record was returned to its caller and cannot move: a
+// cancelled Append queued before one is still written, and its caller
+// is told its ctx ended and that the record may land.
 func (l *Log) awaitSpace(pending []*request, delay time.Duration) []*request {
 	stops := make([]func() bool, len(pending))
 	for i, r := range pending {
@@ -630,24 +791,48 @@ func (l *Log) awaitSpace(pending []*request, delay time.Duration) []*request {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	left := pending[:0]
-	for _, r := range pending {
-		switch {
-		case l.closed:
+	defer l.space.Broadcast()
+	if l.closed {
+		// Nothing queued after these is written either: it would leave a
+		// gap where they were.
+		for _, r := range append(pending, l.queue...) {
 			l.answer(r, fmt.Errorf("%w while waiting for space on its filesystem", ErrClosed))
-		case r.ctx.Err() != nil:
-			l.answer(r, fmt.Errorf("uploadbuffer: waiting for space on its filesystem: %w", r.ctx.Err()))
-		default:
+		}
+		l.queue = nil
+		l.progress()
+		return nil
+	}
+	all := append(append([]*request(nil), pending...), l.queue...)
+	bufferedAfter := make([]bool, len(all)) // a buffered record comes after all[i]
+	for i := len(all) - 2; i >= 0; i-- {
+		bufferedAfter[i] = bufferedAfter[i+1] || all[i+1].buffered
+	}
+	var shift LSN
+	left := pending[:0]
+	for i, r := range all {
+		if i < len(pending) && r.ctx.Err() != nil {
+			err := fmt.Errorf("uploadbuffer: waiting for space on its filesystem: %w", r.ctx.Err())
+			if !bufferedAfter[i] {
+				l.answer(r, err)
+				shift++
+				continue
+			}
+			l.reply(r, fmt.Errorf("%w (the record may still be written: a buffered record after it holds its LSN)", err))
+		}
+		if shift > 0 {
+			r.lsn -= shift
+		}
+		if i < len(pending) {
 			left = append(left, r)
 		}
 	}
-	if len(left) == 0 && l.noSpace != nil {
+	l.assigned -= shift
+	if len(left) == 0 && len(l.queue) == 0 && l.noSpace != nil {
 		// No one is left to find out when space returns: the next
 		// append tries, and waits again if there is still none.
 		l.noSpace = nil
 		l.space.Unblock()
 	}
-	l.space.Broadcast()
 	return left
 }
 
@@ -661,24 +846,28 @@ func (l *Log) kickRetry() {
 
 // fail makes the log fail-stop: after a failed write or fsync the state of
 // the file is unknown, so nothing more is appended until it is reopened.
+// Called with l.mu held.
 func (l *Log) fail(err error) error {
 	l.failed = fmt.Errorf("uploadbuffer: write failed, the buffer refuses writes until gatewayd restarts: %w", err)
 	l.space.Fail(l.failed.Error())
+	l.progress()
 	return l.failed
 }
 
 // Trim declares the records below upTo no longer needed and deletes the
-// segments that hold only such records.
+// segments that hold only such records. It writes and syncs the trim file
+// and removes segments without holding the log's lock: appends go on.
 func (l *Log) Trim(upTo LSN) error {
+	l.trimMu.Lock()
+	defer l.trimMu.Unlock()
 	l.mu.Lock()
-	defer l.mu.Unlock()
-	if upTo > l.next {
-		upTo = l.next
-	}
+	upTo = min(upTo, LSN(l.next.Load()))
 	if upTo <= l.trimmed {
+		l.mu.Unlock()
 		return nil
 	}
 	l.trimmed = upTo
+	l.mu.Unlock()
 	var b [12]byte
 	binary.BigEndian.PutUint64(b[:8], uint64(upTo))
 	binary.BigEndian.PutUint32(b[8:], crc32.Checksum(b[:8], castagnoli))
@@ -687,81 +876,109 @@ func (l *Log) Trim(upTo LSN) error {
 		l.log.Warn("persist trim point", "err", trimErr) // costs replay time only
 	}
 	freed := false
-	// A segment is done when the next one starts at or below the trim point.
-	for len(l.segs) > 1 && l.segs[1].first <= upTo {
-		if err := l.fs.Remove(l.segs[0].path); err != nil {
+	// A segment is done when the next one starts at or below the trim
+	// point. Only Trim removes segments, and never the last one, which
+	// the writer appends to.
+	for {
+		l.mu.Lock()
+		if len(l.segs) < 2 || l.segs[1].first > upTo {
+			l.mu.Unlock()
+			break
+		}
+		first := l.segs[0]
+		l.mu.Unlock()
+		if err := l.fs.Remove(first.path); err != nil {
 			return fmt.Errorf("uploadbuffer: remove segment: %w", err)
 		}
-		l.used -= l.segs[0].size
+		l.mu.Lock()
 		l.segs = l.segs[1:]
+		l.used.Add(-first.size)
+		l.mu.Unlock()
 		freed = true
 	}
-	if l.noSpace != nil && upTo == l.next && l.segs[0].size > segHeaderSize {
-		// The writer waits for space and every record is trimmed, but
-		// the segment being appended to still holds them: on a full
-		// filesystem emptying it is the only way to free its space.
-		if err := l.restartSegment(); err != nil {
-			return err
-		}
-		freed = true
-		if trimErr != nil {
-			if err := l.writeTrim(b[:]); err != nil {
-				l.log.Warn("persist trim point", "err", err)
+	l.mu.Lock()
+	full := l.noSpace != nil
+	l.mu.Unlock()
+	if full {
+		// The writer waits for space. If every record is trimmed but the
+		// segment being appended to still holds them, emptying it is
+		// the only way to free its space on a full filesystem.
+		l.wmu.Lock()
+		l.mu.Lock()
+		if l.noSpace != nil && upTo == LSN(l.next.Load()) && l.segs[0].size > segHeaderSize {
+			if err := l.restartSegment(); err != nil {
+				l.mu.Unlock()
+				l.wmu.Unlock()
+				return err
+			}
+			freed = true
+			if trimErr != nil {
+				if err := l.writeTrim(b[:]); err != nil {
+					l.log.Warn("persist trim point", "err", err)
+				}
 			}
 		}
+		l.mu.Unlock()
+		l.wmu.Unlock()
 	}
+	l.mu.Lock()
 	if freed && l.noSpace != nil {
 		l.kickRetry()
 	}
 	l.space.Broadcast()
+	l.mu.Unlock()
 	return nil
 }
 
 // restartSegment empties the last (and only) segment, all of whose records
-// are trimmed, and makes it start at l.next. The truncation is durable
-// before the rename, so a crash leaves either the old name (Open starts at
-// the trim point) or the new one, empty or with its header. Called with
-// l.mu held.
+// are trimmed, and makes it start at the next LSN. The truncation is
+// durable before the rename, so a crash leaves either the old name (Open
+// starts at the trim point) or the new one, empty or with its header.
+// Called with wmu and mu held (the writer is waiting for space).
 func (l *Log) restartSegment() error {
 	seg := &l.segs[len(l.segs)-1]
 	if err := l.cur.Truncate(0); err != nil {
 		return fmt.Errorf("uploadbuffer: empty trimmed segment: %w", err)
 	}
-	l.used -= seg.size
+	l.used.Add(-seg.size)
 	seg.size = 0
 	l.torn = false
-	path := filepath.Join(l.dir, segName(l.next))
+	next := LSN(l.next.Load())
+	path := filepath.Join(l.dir, segName(next))
 	if err := l.cur.Sync(); err != nil {
 		return l.fail(err)
 	}
 	if err := l.fs.Rename(seg.path, path); err != nil {
 		return l.fail(err)
 	}
-	seg.first, seg.path = l.next, path
+	seg.first, seg.path = next, path
 	if err := l.fs.SyncDir(l.dir); err != nil {
 		l.log.Warn("sync upload buffer directory", "err", err) // the old name is safe too
 	}
-	if err := l.writeHeader(); err != nil && !outOfSpace(err) {
-		return l.fail(err)
+	if err := l.writeHeader(next); err != nil {
+		if !outOfSpace(err) {
+			return l.fail(err)
+		}
+	} else {
+		seg.size = segHeaderSize
+		l.used.Add(segHeaderSize)
 	}
 	l.log.Info("emptied the upload buffer's trimmed segment to free its filesystem", "segment", path)
 	return nil
 }
 
 // writeHeader writes the header of a last segment that has none yet (a
-// segment restarted by Trim). Called with l.mu held.
-func (l *Log) writeHeader() error {
-	seg := &l.segs[len(l.segs)-1]
+// segment restarted by Trim); the caller records its size. Called with
+// wmu held.
+func (l *Log) writeHeader(first LSN) error {
 	l.torn = true
-	if _, err := l.cur.WriteAt(segmentHeader(seg.first), 0); err != nil {
+	if _, err := l.cur.WriteAt(segmentHeader(first), 0); err != nil {
 		return err
 	}
 	if err := l.cur.Sync(); err != nil {
 		return err
 	}
 	l.torn = false
-	seg.size = segHeaderSize
-	l.used += segHeaderSize
 	return nil
 }
 
@@ -784,22 +1001,16 @@ func (l *Log) writeTrim(b []byte) error {
 	return l.fs.Rename(tmp, filepath.Join(l.dir, trimFile))
 }
 
-// Used is how many bytes of log are on disk.
-func (l *Log) Used() int64 {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.used
-}
+// Used is how many bytes of log are on disk. It takes no lock.
+func (l *Log) Used() int64 { return l.used.Load() }
 
 // Capacity is the configured size of the log.
 func (l *Log) Capacity() int64 { return l.opts.Capacity }
 
-// NextLSN is the LSN the next record will get.
-func (l *Log) NextLSN() LSN {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.next
-}
+// NextLSN is the LSN after the last synced record: every record below it
+// is durable, and every record appended from now on gets an LSN at or
+// above it. It takes no lock.
+func (l *Log) NextLSN() LSN { return LSN(l.next.Load()) }
 
 // Stats returns the log's counters.
 func (l *Log) Stats() Stats {
