@@ -4,14 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"sort"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/gatewayd/gatewayd/cache"
 	"github.com/gatewayd/gatewayd/errkind"
 	"github.com/gatewayd/gatewayd/meta"
 	"github.com/gatewayd/gatewayd/names"
@@ -263,11 +261,7 @@ func (v *Volume) currentChunk(ctx context.Context, index uint64) ([]byte, error)
 		}
 		return data, nil
 	}
-	data, _, err := v.m.opts.Cache.Snapshot(cache.Key{Volume: v.info.ID, Index: index})
-	if errors.Is(err, cache.ErrNotCached) {
-		return v.fetch(ctx, index)
-	}
-	return data, err
+	return v.cachedChunk(ctx, index)
 }
 
 // takeFrozen uploads the frozen chunks as they were at the instant and

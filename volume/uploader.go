@@ -298,6 +298,9 @@ func (v *Volume) uploadChunk(ctx context.Context, index uint64) (int64, error) {
 			return 0, ctx.Err()
 		}
 	}
+	if err := v.mergeBase(ctx, index); err != nil {
+		return 0, err
+	}
 	data, gen, cacheGen, ok, err := v.chunkData(ctx, index)
 	if err != nil || !ok {
 		return 0, err

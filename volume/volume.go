@@ -1,7 +1,9 @@
 package volume
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -19,7 +21,11 @@ import (
 type Volume struct {
 	m     *Manager
 	locks chunkLocks
-	disk  vfs.File // stored volumes
+	// fetches orders the store reads of a chunk's base by cache misses
+	// and merges, so concurrent misses of one chunk fetch it once; they
+	// happen without the chunk lock, so writes never wait for the store.
+	fetches chunkLocks
+	disk    vfs.File // stored volumes
 	// claim holds a stored volume's disk while it is open (disk.go);
 	// nil on an FS other than the operating system's.
 	claim   *diskclaim.Disk
@@ -157,32 +163,126 @@ func (v *Volume) readCached(ctx context.Context, index uint64, p []byte, off int
 	if ok, err := c.ReadAt(key, p, off); ok || err != nil {
 		return err
 	}
-	// Miss: fetch under the chunk lock, so concurrent misses of one chunk
-	// fetch it once and no write slips in between the fetch and PutClean.
-	unlock := v.locks.lock(index)
+	// Miss (or bytes a partial chunk does not hold): one fetch of a chunk
+	// at a time, so concurrent misses of one chunk fetch it once.
+	unlock := v.fetches.lock(index)
 	defer unlock()
 	if ok, err := c.ReadAt(key, p, off); ok || err != nil {
 		return err
 	}
-	data, err := v.fetch(ctx, index)
-	if err != nil {
+	return v.withBase(ctx, index, func(base []byte) error {
+		// A partial chunk becomes whole and serves the read.
+		if _, err := c.Merge(key, base); err != nil {
+			return v.cacheFailed(index, err)
+		}
+		if ok, err := c.ReadAt(key, p, off); ok || err != nil {
+			return err
+		}
+		// Not cached: the base is the chunk.
+		if base == nil {
+			clear(p)
+			return nil
+		}
+		if err := c.PutClean(key, base); err != nil {
+			// The read is served from base all the same; a failing cache
+			// disk still shows in health.
+			_ = v.cacheFailed(index, err)
+		}
+		copy(p, base[off:])
+		return nil
+	})
+}
+
+// cacheFailed reports a failed cache write and returns it.
+func (v *Volume) cacheFailed(index uint64, err error) error {
+	if isLocalIOError(err) {
+		v.m.localWriteFailed(v, fmt.Sprintf("cache chunk %d", index), err)
+	} else {
+		v.m.log.Warn("cache insert failed", "volume", v.info.Name, "chunk", index, "err", err)
+	}
+	return err
+}
+
+// withBase fetches a cached volume's chunk base, its content in the
+// object store (nil for a hole: the chunk map has no entry, and the store
+// is not asked), and calls use with it under the chunk lock. The store read
+// happens without the chunk lock, so writes to the chunk go on meanwhile;
+// if the chunk's map entry changed during the read (an upload or an unmap
+// of the chunk), the base is fetched again. While the map entry stays, it
+// is the base of whatever the cache holds of the chunk: writes change the
+// cache, and only an upload of the merged chunk or an unmap, both under
+// the chunk lock, change the map.
+func (v *Volume) withBase(ctx context.Context, index uint64, use func(base []byte) error) error {
+	if err := v.expandPageOf(ctx, index); err != nil {
 		return err
 	}
-	if data == nil {
-		clear(p)
-		return nil
-	}
-	if err := c.PutClean(key, data); err != nil {
-		// The read is served from data all the same; a failing cache
-		// disk still shows in health.
-		if isLocalIOError(err) {
-			v.m.localWriteFailed(v, fmt.Sprintf("cache chunk %d", index), err)
-		} else {
-			v.m.log.Warn("cache insert failed", "volume", v.info.Name, "chunk", index, "err", err)
+	for {
+		unlock := v.locks.lock(index)
+		raw, err := v.mapEntry(ctx, index)
+		unlock()
+		if err != nil {
+			return err
+		}
+		var base []byte
+		if raw != nil {
+			if base, err = v.fetchChunk(ctx, index, raw); err != nil {
+				return err
+			}
+		}
+		unlock = v.locks.lock(index)
+		now, err := v.mapEntry(ctx, index)
+		if err == nil && bytes.Equal(now, raw) {
+			err = use(base)
+			unlock()
+			return err
+		}
+		unlock()
+		if err != nil {
+			return err
 		}
 	}
-	copy(p, data[off:])
-	return nil
+}
+
+// mergeBase makes a partly written cached chunk whole, merging it with its
+// base, for an upload. A write meanwhile waits for no store read.
+func (v *Volume) mergeBase(ctx context.Context, index uint64) error {
+	if v.info.Kind != Cached {
+		return nil
+	}
+	key := cache.Key{Volume: v.info.ID, Index: index}
+	if !v.m.opts.Cache.Partial(key) {
+		return nil
+	}
+	unlock := v.fetches.lock(index)
+	defer unlock()
+	return v.withBase(ctx, index, func(base []byte) error {
+		if _, err := v.m.opts.Cache.Merge(key, base); err != nil {
+			return v.cacheFailed(index, err)
+		}
+		return nil
+	})
+}
+
+// cachedChunk returns a copy of a cached chunk's content, merging a partly
+// written one with its base first: called with the chunk locked, when the
+// content is needed at once (a snapshot's copy of a chunk about to change).
+func (v *Volume) cachedChunk(ctx context.Context, index uint64) ([]byte, error) {
+	key := cache.Key{Volume: v.info.ID, Index: index}
+	data, _, err := v.m.opts.Cache.Snapshot(key)
+	if errors.Is(err, cache.ErrNotCached) {
+		return v.fetch(ctx, index)
+	}
+	if errors.Is(err, cache.ErrPartial) {
+		base, ferr := v.fetch(ctx, index)
+		if ferr != nil {
+			return nil, ferr
+		}
+		if _, err := v.m.opts.Cache.Merge(key, base); err != nil {
+			return nil, v.cacheFailed(index, err)
+		}
+		data, _, err = v.m.opts.Cache.Snapshot(key)
+	}
+	return data, err
 }
 
 // fetch returns the uploaded content of a chunk, or nil for a hole.
@@ -190,6 +290,16 @@ func (v *Volume) fetch(ctx context.Context, index uint64) ([]byte, error) {
 	if err := v.expandPageOf(ctx, index); err != nil {
 		return nil, err
 	}
+	raw, err := v.mapEntry(ctx, index)
+	if err != nil || raw == nil {
+		return nil, err
+	}
+	return v.fetchChunk(ctx, index, raw)
+}
+
+// mapEntry returns a chunk's map entry, nil for a hole. The chunk's base
+// page must be expanded.
+func (v *Volume) mapEntry(ctx context.Context, index uint64) ([]byte, error) {
 	var raw []byte
 	err := v.m.opts.Meta.View(ctx, func(tx meta.Txn) error {
 		var err error
@@ -199,9 +309,11 @@ func (v *Volume) fetch(ctx context.Context, index uint64) ([]byte, error) {
 	if isMetaNotFound(err) {
 		return nil, nil
 	}
-	if err != nil {
-		return nil, err
-	}
+	return raw, err
+}
+
+// fetchChunk reads and decodes the chunk a map entry names.
+func (v *Volume) fetchChunk(ctx context.Context, index uint64, raw []byte) ([]byte, error) {
 	id, err := parseChunkID(raw)
 	if err != nil {
 		return nil, err
@@ -250,10 +362,11 @@ func (v *Volume) applyWrite(ctx context.Context, lsn uploadbuffer.LSN, p []byte,
 		if v.info.Kind == Stored {
 			_, err = v.disk.WriteAt(piece, int64(index)*int64(v.info.ChunkSize)+chunkOff)
 		} else {
+			// No base: a chunk not cached records the extent written and
+			// is merged with its base when it is read or uploaded, so a
+			// write never waits for the object store.
 			key := cache.Key{Volume: v.info.ID, Index: index}
-			err = v.m.opts.Cache.WriteAt(ctx, key, v.info.ChunkSize, piece, chunkOff, func() ([]byte, error) {
-				return v.fetch(ctx, index)
-			})
+			err = v.m.opts.Cache.WriteAt(ctx, key, v.info.ChunkSize, piece, chunkOff, nil)
 		}
 		if err != nil {
 			if v.info.Kind == Stored || isLocalIOError(err) {
