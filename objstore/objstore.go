@@ -3,7 +3,7 @@
 //
 // Store is deliberately small (restic's backend.Backend is the model). What
 // only some stores can do is an optional one-method interface found by type
-// assertion: Copier, StorageClasser, ConditionalPutter. Implementations live in sibling packages
+// assertion: Copier, StorageClasser, ConditionalPutter, Composer. Implementations live in sibling packages
 // (s3, localdir, mem); decorators that add behaviour to any Store live beside
 // them (retry, limiter, faulty, fenced). Every implementation must pass
 // objstoretest.
@@ -270,6 +270,151 @@ func (n noConditionalPuts) PutIfMatch(ctx context.Context, key string, r io.Read
 	return "", errkind.Mark(errkind.Permanent, fmt.Errorf("%s: put %s: %w", n.s, key, ErrNoConditionalPuts))
 }
 
+// Composer is implemented by stores that build an object from ranges of
+// objects they hold and new data, without the copied ranges passing through
+// the gateway (S3: a multipart upload of UploadPartCopy and UploadPart
+// parts). It is how a large object changed in a few places is written
+// without sending it whole.
+type Composer interface {
+	// Compose stores under key the concatenation of parts, in order, with
+	// user metadata meta (as PutMeta; nil for none), replacing any object
+	// there. Like Put, the new object appears whole or not at all: on any
+	// failure (a missing source, a range outside its source, a failed data
+	// reader, an ended ctx) key keeps the object it had and nothing is left
+	// behind (no partial object, no unfinished upload). A source may be key
+	// itself: its version before the Compose is read. No parts make an
+	// empty object.
+	//
+	// Copied ranges come from the source as it is when they are copied: a
+	// source written meanwhile may give parts of two versions, unless the
+	// parts name its ETag (Part.SrcETag). Data readers may be read more
+	// than once (after seeking back), as Put's.
+	Compose(ctx context.Context, key string, parts []Part, meta map[string]string) error
+}
+
+// Part is one stretch of an object built by Composer.Compose: Size bytes
+// of the object SrcKey from SrcOffset (a copy inside the store), or, when
+// Data is set, Size bytes read from Data's current position.
+type Part struct {
+	SrcKey    string
+	SrcOffset int64
+	// SrcETag, when set, is the ETag SrcKey must have (as Stat returned
+	// it): otherwise Compose fails with an error wrapping
+	// ErrPreconditionFailed and changes nothing. It makes sure the copied
+	// ranges all come from the version the caller knows.
+	SrcETag string
+	Data    io.ReadSeeker
+	Size    int64
+}
+
+// CopyPart is a Part of size bytes copied from key at offset, which must
+// have ETag etag unless etag is empty.
+func CopyPart(key string, offset, size int64, etag string) Part {
+	return Part{SrcKey: key, SrcOffset: offset, SrcETag: etag, Size: size}
+}
+
+// DataPart is a Part of size bytes read from r.
+func DataPart(r io.ReadSeeker, size int64) Part { return Part{Data: r, Size: size} }
+
+// ErrNoCompose is wrapped by the error of a Compose on a store that
+// cannot compose.
+var ErrNoCompose = errors.New("the store cannot compose objects")
+
+// Compose builds key from parts through s's Composer.
+func Compose(ctx context.Context, s Store, key string, parts []Part, meta map[string]string) error {
+	c, ok := s.(Composer)
+	if !ok {
+		return errkind.Mark(errkind.Permanent, fmt.Errorf("%s: compose %s: %w", s, key, ErrNoCompose))
+	}
+	return c.Compose(ctx, key, parts, meta)
+}
+
+// CheckCompose checks a Compose call's key, metadata and parts, as a
+// Composer does before anything else (the sources are its to check, with
+// CheckParts).
+func CheckCompose(s fmt.Stringer, key string, parts []Part, meta map[string]string) error {
+	if err := ValidKey(key); err != nil {
+		return err
+	}
+	if err := ValidMetadata(meta); err != nil {
+		return fmt.Errorf("%s: compose %s: %w", s, key, err)
+	}
+	_, err := CheckParts(s, key, parts, nil)
+	return err
+}
+
+// CheckParts checks parts for Compose on a store whose objects each
+// part's source size reports (nil: skip the range checks): each part is
+// a copy or data, of a size >= 0, copies within their source. The sum of
+// the sizes is returned.
+func CheckParts(s fmt.Stringer, key string, parts []Part, sourceSize func(Part) (int64, error)) (int64, error) {
+	total := int64(0)
+	for i, p := range parts {
+		bad := func(why string) error {
+			return errkind.Mark(errkind.Permanent, fmt.Errorf("%s: compose %s: part %d: %s", s, key, i+1, why))
+		}
+		switch {
+		case p.Size < 0:
+			return 0, bad(fmt.Sprintf("negative size %d", p.Size))
+		case p.Data != nil && p.SrcKey != "":
+			return 0, bad("both data and a source")
+		case p.Data == nil && p.SrcKey == "":
+			return 0, bad("neither data nor a source")
+		case p.Data == nil:
+			if err := ValidKey(p.SrcKey); err != nil {
+				return 0, err
+			}
+			if sourceSize != nil {
+				size, err := sourceSize(p)
+				if err != nil {
+					return 0, err
+				}
+				if _, err := RangeLength(size, p.SrcOffset, p.Size); err != nil {
+					return 0, fmt.Errorf("%s: compose %s: part %d from %s: %w", s, key, i+1, p.SrcKey, err)
+				}
+			}
+		}
+		total += p.Size
+	}
+	if total > MaxObjectSize {
+		return 0, errkind.Mark(errkind.Permanent, fmt.Errorf("%s: compose %s: %d bytes: objects hold at most %d", s, key, total, int64(MaxObjectSize)))
+	}
+	return total, nil
+}
+
+// MaxObjectSize is the largest object (S3's limit).
+const MaxObjectSize = 5 << 40
+
+// DataStarts returns the current position of each data part's reader (0
+// for copies), for a caller that may read them more than once.
+func DataStarts(s fmt.Stringer, key string, parts []Part) ([]int64, error) {
+	starts := make([]int64, len(parts))
+	for i, p := range parts {
+		if p.Data == nil {
+			continue
+		}
+		pos, err := p.Data.Seek(0, io.SeekCurrent)
+		if err != nil {
+			return nil, errkind.Mark(errkind.Permanent, fmt.Errorf("%s: compose %s: part %d: reader cannot seek: %w", s, key, i+1, err))
+		}
+		starts[i] = pos
+	}
+	return starts, nil
+}
+
+// RewindParts seeks each data part's reader back to its start.
+func RewindParts(s fmt.Stringer, key string, parts []Part, starts []int64) error {
+	for i, p := range parts {
+		if p.Data == nil {
+			continue
+		}
+		if _, err := p.Data.Seek(starts[i], io.SeekStart); err != nil {
+			return errkind.Mark(errkind.Permanent, fmt.Errorf("%s: compose %s: part %d: rewind reader: %w", s, key, i+1, err))
+		}
+	}
+	return nil
+}
+
 // Full is a Store with every optional capability. Decorators implement Full
 // by forwarding to the store they wrap, then hide what that store cannot do
 // with LimitCapabilities.
@@ -280,6 +425,7 @@ type Full interface {
 	MetadataPutter
 	DirLister
 	ConditionalPutter
+	Composer
 }
 
 // LimitCapabilities returns outer exposing exactly the optional interfaces
@@ -290,70 +436,155 @@ type Full interface {
 // through a decorator on a store without it, its calls fail with an error
 // wrapping ErrNoConditionalPuts.
 func LimitCapabilities(outer Full, inner Store) Store {
-	_, canCopy := inner.(Copier)
-	_, hasClasses := inner.(StorageClasser)
-	_, hasMeta := inner.(MetadataPutter)
+	const (
+		canCopy = 1 << iota
+		hasClasses
+		hasMeta
+		canCompose
+	)
+	caps := 0
+	if _, ok := inner.(Copier); ok {
+		caps |= canCopy
+	}
+	if _, ok := inner.(StorageClasser); ok {
+		caps |= hasClasses
+	}
+	if _, ok := inner.(MetadataPutter); ok {
+		caps |= hasMeta
+	}
+	if _, ok := inner.(Composer); ok {
+		caps |= canCompose
+	}
 	type (
 		c  = Copier
 		sc = StorageClasser
 		mp = MetadataPutter
 		dl = DirLister
 		cp = ConditionalPutter
+		co = Composer
 	)
-	switch {
-	case canCopy && hasClasses && hasMeta:
+	o := outer
+	switch caps {
+	case canCopy | hasClasses | hasMeta | canCompose:
 		return outer
-	case canCopy && hasClasses:
+	case canCopy | hasClasses | hasMeta:
 		return struct {
 			Store
 			dl
 			cp
 			c
 			sc
-		}{outer, outer, outer, outer, outer}
-	case canCopy && hasMeta:
+			mp
+		}{o, o, o, o, o, o}
+	case canCopy | hasClasses | canCompose:
+		return struct {
+			Store
+			dl
+			cp
+			c
+			sc
+			co
+		}{o, o, o, o, o, o}
+	case canCopy | hasMeta | canCompose:
 		return struct {
 			Store
 			dl
 			cp
 			c
 			mp
-		}{outer, outer, outer, outer, outer}
-	case hasClasses && hasMeta:
+			co
+		}{o, o, o, o, o, o}
+	case hasClasses | hasMeta | canCompose:
 		return struct {
 			Store
 			dl
 			cp
 			sc
 			mp
-		}{outer, outer, outer, outer, outer}
+			co
+		}{o, o, o, o, o, o}
+	case canCopy | hasClasses:
+		return struct {
+			Store
+			dl
+			cp
+			c
+			sc
+		}{o, o, o, o, o}
+	case canCopy | hasMeta:
+		return struct {
+			Store
+			dl
+			cp
+			c
+			mp
+		}{o, o, o, o, o}
+	case canCopy | canCompose:
+		return struct {
+			Store
+			dl
+			cp
+			c
+			co
+		}{o, o, o, o, o}
+	case hasClasses | hasMeta:
+		return struct {
+			Store
+			dl
+			cp
+			sc
+			mp
+		}{o, o, o, o, o}
+	case hasClasses | canCompose:
+		return struct {
+			Store
+			dl
+			cp
+			sc
+			co
+		}{o, o, o, o, o}
+	case hasMeta | canCompose:
+		return struct {
+			Store
+			dl
+			cp
+			mp
+			co
+		}{o, o, o, o, o}
 	case canCopy:
 		return struct {
 			Store
 			dl
 			cp
 			c
-		}{outer, outer, outer, outer}
+		}{o, o, o, o}
 	case hasClasses:
 		return struct {
 			Store
 			dl
 			cp
 			sc
-		}{outer, outer, outer, outer}
+		}{o, o, o, o}
 	case hasMeta:
 		return struct {
 			Store
 			dl
 			cp
 			mp
-		}{outer, outer, outer, outer}
+		}{o, o, o, o}
+	case canCompose:
+		return struct {
+			Store
+			dl
+			cp
+			co
+		}{o, o, o, o}
 	default:
 		return struct {
 			Store
 			dl
 			cp
-		}{outer, outer, outer}
+		}{o, o, o}
 	}
 }
 

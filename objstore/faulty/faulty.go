@@ -29,6 +29,7 @@ const (
 	OpDelete          Op = "delete"
 	OpCopy            Op = "copy"
 	OpSetStorageClass Op = "set-storage-class"
+	OpCompose         Op = "compose"
 	// OpTruncate is checked for each Get that succeeds; a fault breaks its
 	// body (see Options.TruncateAfter).
 	OpTruncate Op = "truncate"
@@ -50,10 +51,11 @@ type Options struct {
 	// injected (marked with Kind unless already classified); nil falls
 	// through to Rates.
 	Hook func(op Op, key string) error
-	// AfterCall makes faults of Put, Delete, Copy and SetStorageClass
-	// happen after the inner store did the work, like a response lost on
-	// the way back. By default they happen before, and a failing Put
-	// first reads part of its reader, so a retry must rewind it.
+	// AfterCall makes faults of Put, Delete, Copy, SetStorageClass and
+	// Compose happen after the inner store did the work, like a response
+	// lost on the way back. By default they happen before, and a failing
+	// Put (Compose) first reads part of its reader (of each data part's),
+	// so a retry must rewind it.
 	AfterCall bool
 	// TruncateAfter is how many bytes a broken Get body delivers before its
 	// error (default 100); it breaks at its end if that comes first, and
@@ -304,4 +306,19 @@ func (s *store) SetStorageClass(ctx context.Context, key, class string) error {
 		return fmt.Errorf("%s: set storage class: inner store has no storage classes", s)
 	}
 	return s.mutate(OpSetStorageClass, key, func() error { return c.SetStorageClass(ctx, key, class) })
+}
+
+func (s *store) Compose(ctx context.Context, key string, parts []objstore.Part, meta map[string]string) error {
+	if !s.f.opts.AfterCall {
+		if err := s.f.fault(OpCompose, key); err != nil {
+			for _, p := range parts {
+				if p.Data != nil {
+					io.CopyN(io.Discard, p.Data, p.Size/2+1)
+				}
+			}
+			return err
+		}
+		return objstore.Compose(ctx, s.f.inner, key, parts, meta)
+	}
+	return s.mutate(OpCompose, key, func() error { return objstore.Compose(ctx, s.f.inner, key, parts, meta) })
 }

@@ -190,3 +190,9 @@ func (s *store) List(ctx context.Context, prefix string, fn func(objstore.Object
 func (s *store) ListDir(ctx context.Context, prefix string, fn func(objstore.ObjectInfo, bool) error) error {
 	return objstore.ListDir(ctx, s.f.inner, prefix, fn)
 }
+
+func (s *store) Compose(ctx context.Context, key string, parts []objstore.Part, meta map[string]string) error {
+	return s.f.write(ctx, "compose", key, func(ctx context.Context) error {
+		return objstore.Compose(ctx, s.f.inner, key, parts, meta)
+	})
+}

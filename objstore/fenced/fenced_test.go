@@ -54,6 +54,7 @@ func TestRaisedFenceRefusesWritesOnly(t *testing.T) {
 	mustFenced(t, "copy", s.(objstore.Copier).Copy(ctx, "a", "c"))
 	mustFenced(t, "set storage class", s.(objstore.StorageClasser).SetStorageClass(ctx, "a", "GLACIER"))
 	mustFenced(t, "set metadata", s.(objstore.MetadataPutter).SetMeta(ctx, "a", map[string]string{"k": "v"}))
+	mustFenced(t, "compose", objstore.Compose(ctx, s, "c", []objstore.Part{objstore.CopyPart("a", 0, 1, "")}, nil))
 	_, err = objstore.PutIfAbsent(ctx, s, "other", []byte("x"))
 	mustFenced(t, "put if absent", err)
 	_, err = objstore.PutIfMatch(ctx, s, "lease", []byte("2"), etag)

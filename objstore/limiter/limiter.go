@@ -379,3 +379,22 @@ func (d *download) Close() error {
 	d.once.Do(d.release)
 	return err
 }
+
+// Compose implements objstore.Composer in one slot; the data parts are
+// charged against the upload bandwidth. Copied ranges do not cross the
+// link; bytes a store reads back to fill out parts (objstore/s3 does for
+// small changes) are not charged.
+func (s *store) Compose(ctx context.Context, key string, parts []objstore.Part, meta map[string]string) error {
+	if err := s.l.acquire(ctx); err != nil {
+		return err
+	}
+	defer s.l.release()
+	limited := make([]objstore.Part, len(parts))
+	for i, p := range parts {
+		if p.Data != nil {
+			p.Data = limitedUpload(ctx, p.Data, s.l.up)
+		}
+		limited[i] = p
+	}
+	return objstore.Compose(ctx, s.l.inner, key, limited, meta)
+}

@@ -1,6 +1,6 @@
 // Package mem is an in-memory object store for tests. It is safe for
-// concurrent use and implements objstore.Copier, objstore.StorageClasser and
-// objstore.ConditionalPutter.
+// concurrent use and implements objstore.Copier, objstore.StorageClasser,
+// objstore.ConditionalPutter and objstore.Composer.
 package mem
 
 import (
@@ -251,4 +251,52 @@ func (s *Store) SetStorageClass(ctx context.Context, key, class string) error {
 		class = ""
 	}
 	return s.modify(key, func(o *object) { o.class = class })
+}
+
+// Compose implements objstore.Composer: the data parts are read first,
+// then the object is assembled and stored under the lock, so its copied
+// ranges come from one state of the store.
+func (s *Store) Compose(ctx context.Context, key string, parts []objstore.Part, meta map[string]string) error {
+	if err := objstore.CheckCompose(s, key, parts, meta); err != nil {
+		return err
+	}
+	data := make([][]byte, len(parts))
+	for i, p := range parts {
+		if p.Data == nil {
+			continue
+		}
+		data[i] = make([]byte, p.Size)
+		if _, err := io.ReadFull(p.Data, data[i]); err != nil {
+			return fmt.Errorf("%s: compose %s: read part %d: %w", s, key, i+1, err)
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("%s: compose %s: %w", s, key, err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	size, err := objstore.CheckParts(s, key, parts, func(p objstore.Part) (int64, error) {
+		o, ok := s.objects[p.SrcKey]
+		switch {
+		case !ok:
+			return 0, objstore.NotFound(s, p.SrcKey)
+		case p.SrcETag != "" && o.etag != p.SrcETag:
+			return 0, objstore.PreconditionFailed(s, "compose", key, fmt.Sprintf("source %s: ETag is %s, not %s", p.SrcKey, o.etag, p.SrcETag))
+		}
+		return int64(len(o.data)), nil
+	})
+	if err != nil {
+		return err
+	}
+	b := make([]byte, 0, size)
+	for i, p := range parts {
+		if p.Data != nil {
+			b = append(b, data[i]...)
+		} else {
+			b = append(b, s.objects[p.SrcKey].data[p.SrcOffset:p.SrcOffset+p.Size]...)
+		}
+	}
+	sum := md5.Sum(b)
+	s.objects[key] = &object{data: b, modTime: s.now(), etag: hex.EncodeToString(sum[:]), meta: maps.Clone(meta)}
+	return nil
 }

@@ -60,6 +60,7 @@ func Run(t *testing.T, newStore func(t *testing.T) objstore.Store) {
 		{"ListDir", testListDir},
 		{"ConditionalPut", testConditionalPut},
 		{"ConditionalPutRace", testConditionalPutRace},
+		{"Compose", testCompose},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -315,3 +315,14 @@ func (s *store) SetStorageClass(ctx context.Context, key, class string) error {
 	}
 	return s.do(ctx, "set storage class", key, nil, func() error { return c.SetStorageClass(ctx, key, class) })
 }
+
+// Compose implements objstore.Composer: a failed attempt is retried whole
+// (the store left nothing of it behind), with every data reader rewound.
+func (s *store) Compose(ctx context.Context, key string, parts []objstore.Part, meta map[string]string) error {
+	starts, err := objstore.DataStarts(s, key, parts)
+	if err != nil {
+		return err
+	}
+	return s.do(ctx, "compose", key, func() error { return objstore.RewindParts(s, key, parts, starts) },
+		func() error { return objstore.Compose(ctx, s.inner, key, parts, meta) })
+}
