@@ -26,7 +26,7 @@ func TestConformanceDecoratedWithFaults(t *testing.T) {
 	objstoretest.Run(t, func(t *testing.T) objstore.Store {
 		s, _ := newStore(t)
 		rates := map[faulty.Op]float64{}
-		for _, op := range []faulty.Op{faulty.OpPut, faulty.OpGet, faulty.OpStat, faulty.OpList, faulty.OpDelete, faulty.OpCopy, faulty.OpSetStorageClass} {
+		for _, op := range []faulty.Op{faulty.OpPut, faulty.OpGet, faulty.OpStat, faulty.OpList, faulty.OpDelete, faulty.OpCopy, faulty.OpSetStorageClass, faulty.OpCompose} {
 			rates[op] = 0.2
 		}
 		// Per object rather than per page: a listing of a few dozen
