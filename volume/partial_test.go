@@ -228,3 +228,41 @@ func TestSmallWritesCoalesceIntoOneUploadPerChunk(t *testing.T) {
 		})
 	}
 }
+
+// A snapshot taken while chunks are cached only where written holds them
+// merged with their bases: those written again after the instant (their
+// copy-on-write merges at once) and those not (merged by their upload).
+func TestSnapshotOfPartialChunks(t *testing.T) {
+	ctx := context.Background()
+	e, _, _ := countingEnv(t)
+	e.start()
+	v, shadow := uploadedVolume(t, e)
+	for i := range 8 {
+		off := int64(i)*64*kib + int64(i)*3*kib
+		p := pattern(uint64(20+i), 5*kib)
+		if err := v.WriteAt(ctx, p, off); err != nil {
+			t.Fatal(err)
+		}
+		copy(shadow[off:], p)
+	}
+	if st := e.cache.Stats(); st.PartialChunks != 8 {
+		t.Fatalf("%d partial chunks before the snapshot, want 8", st.PartialChunks)
+	}
+	atInstant := append([]byte(nil), shadow...)
+	e.m.afterCapture = func() {
+		for i := range 4 { // chunks 0, 2, 4, 6 change before they are taken
+			off := int64(2*i)*64*kib + 40*kib
+			p := pattern(uint64(40+i), 2*kib)
+			if err := v.WriteAt(ctx, p, off); err != nil {
+				t.Error(err)
+			}
+			copy(shadow[off:], p)
+		}
+	}
+	si, err := e.m.CreateSnapshot(ctx, "v", SnapshotOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustEqual(t, "volume after the snapshot", readAll(t, v, 64*kib), shadow)
+	mustEqual(t, "snapshot", readAll(t, e.restore("r", si.ID, Cached), 64*kib), atInstant)
+}
