@@ -7,17 +7,27 @@ import (
 	"github.com/gatewayd/gatewayd/vfs"
 )
 
-// maxOpenChunks bounds the chunk files kept open between reads. Opening a
-// file per 4 KiB read cost more than the read itself (open, fcntl, close:
-// three system calls for one pread), so hot chunks keep their descriptor.
-const maxOpenChunks = 256
+// Chunk files kept open between reads and writes. Opening a file per 4 KiB
+// I/O cost more than the I/O itself (open, fcntl, close: three system
+// calls for one pread or pwrite), so hot chunks keep their descriptor.
+// The bound is an eighth of the process's descriptor limit (Go raises the
+// soft limit to the hard one at start), between minOpenChunks and
+// maxOpenChunks: with 1 MiB chunks, 8192 descriptors keep an 8 GiB working
+// set open. 256, the bound before, was a quarter of a 1 GiB volume's
+// chunks, and random I/O over such a volume reopened a file for most
+// requests.
+const (
+	minOpenChunks = 256
+	maxOpenChunks = 8192
+)
 
 // handles keeps recently used chunk files open. A handle belongs to one
 // cache entry, never to a key: a chunk dropped and cached again is a new
 // entry with a new file, so a reader can never be handed a descriptor of
 // the deleted one.
 type handles struct {
-	fs vfs.FS
+	fs  vfs.FS
+	max int // handles kept open at most
 
 	mu  sync.Mutex
 	m   map[*entry]*handle
@@ -33,7 +43,7 @@ type handle struct {
 }
 
 func newHandles(fs vfs.FS) *handles {
-	return &handles{fs: fs, m: map[*entry]*handle{}, lru: list.New()}
+	return &handles{fs: fs, max: openChunkLimit(), m: map[*entry]*handle{}, lru: list.New()}
 }
 
 // acquire returns an open handle on e's file (at path); release it after use.
@@ -60,7 +70,7 @@ func (h *handles) acquire(e *entry, path string) (*handle, error) {
 	x := &handle{e: e, f: f, refs: 1}
 	x.el = h.lru.PushFront(x)
 	h.m[e] = x
-	for el := h.lru.Back(); el != nil && len(h.m) > maxOpenChunks; {
+	for el := h.lru.Back(); el != nil && len(h.m) > h.max; {
 		prev := el.Prev()
 		if y := el.Value.(*handle); y.refs == 0 {
 			h.removeLocked(y)
