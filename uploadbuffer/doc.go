@@ -7,7 +7,8 @@
 // so they queue meanwhile and join the next group commit; Used and
 // NextLSN take no lock at all. AppendBuffered queues a record without
 // waiting for its sync and Sync (or Flush) waits until records are
-// durable: the flush of a write-back cache.
+// durable: the flush of a write-back cache. Yield lets background work
+// (uploads) step aside until the appends waiting now are durable.
 // After a crash, Open finds the end of the log (a torn last record is cut
 // off: it was never acknowledged) and Replay hands back every record not
 // yet trimmed.

@@ -52,6 +52,7 @@ type Options struct {
 // Stats are the log's counters.
 type Stats struct {
 	Appends, Bytes, Syncs, Waits uint64
+	Yields                       uint64 // calls of Yield that waited for appends
 }
 
 type segment struct {
@@ -85,8 +86,9 @@ type Log struct {
 
 	// used (bytes of segment files) and next (every record below it is
 	// synced) change under mu and are read without it.
-	used atomic.Int64
-	next atomic.Uint64
+	used   atomic.Int64
+	next   atomic.Uint64
+	yields atomic.Uint64 // calls of Yield that waited
 
 	mu       sync.Mutex
 	space    *backpressure.Waiters
@@ -531,6 +533,28 @@ func (l *Log) Sync(ctx context.Context, lsn LSN) error {
 			return ctx.Err()
 		}
 	}
+}
+
+// Yield is for background work that competes with appends for CPU and
+// disk (uploads): called before each unit of such work, it waits until
+// the appends waiting now are durable, so their group commit goes first,
+// for at most max. It returns at once when no append waits, and when the
+// log is more than half full: then the background work is what frees the
+// space appends wait for. It returns an error only when ctx ends.
+func (l *Log) Yield(ctx context.Context, max time.Duration) error {
+	l.mu.Lock()
+	last := l.assigned - 1
+	l.mu.Unlock()
+	if LSN(l.next.Load()) > last || l.used.Load() > l.opts.Capacity/2 {
+		return nil
+	}
+	l.yields.Add(1)
+	wctx, cancel := context.WithTimeout(ctx, max)
+	defer cancel()
+	if err := l.Sync(wctx, last); err != nil && ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return nil // durable, failed, closed or max passed: the caller goes on
 }
 
 // Flush makes every record appended so far durable (Sync of the last one).
@@ -1018,6 +1042,7 @@ func (l *Log) Stats() Stats {
 	defer l.mu.Unlock()
 	st := l.stats
 	st.Waits = l.space.Total()
+	st.Yields = l.yields.Load()
 	return st
 }
 

@@ -524,3 +524,72 @@ func TestSyncReportsFailureAndClose(t *testing.T) {
 		t.Fatalf("Sync of a record dropped by Close: %v", err)
 	}
 }
+
+// Yield lets the appends waiting when it is called go first: it returns
+// once they are durable, after max, or at once when none waits or the log
+// is more than half full.
+func TestYieldWaitsForWaitingAppends(t *testing.T) {
+	g := newGatedFS()
+	l := open(t, g, "/log", 1<<20, 64<<10)
+	defer l.Close()
+	ctx := context.Background()
+	if err := l.Yield(ctx, long); err != nil || l.Stats().Yields != 0 {
+		t.Fatalf("Yield with no append waiting: %v, %d yields", err, l.Stats().Yields)
+	}
+	release := g.hold()
+	defer release()
+	lsn, err := l.AppendBuffered(ctx, []byte("foreground"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the writer in its sync", g.entered)
+	// max passes while the sync is held: Yield gives up waiting, no error.
+	if err := l.Yield(ctx, time.Millisecond); err != nil || l.NextLSN() > lsn {
+		t.Fatalf("Yield bounded by max: %v, NextLSN %d", err, l.NextLSN())
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	if err := l.Yield(cctx, long); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Yield with its context ended: %v", err)
+	}
+	after := make(chan LSN, 1)
+	go func() {
+		if err := l.Yield(ctx, long); err != nil {
+			t.Error(err)
+		}
+		after <- l.NextLSN()
+	}()
+	deadline := time.Now().Add(long)
+	for l.Stats().Yields < 3 {
+		if time.Now().After(deadline) {
+			t.Fatal("Yield never waited")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	release()
+	select {
+	case next := <-after:
+		if next <= lsn {
+			t.Fatalf("Yield returned before the waiting append was durable (NextLSN %d, append %d)", next, lsn)
+		}
+	case <-time.After(long):
+		t.Fatal("Yield never returned")
+	}
+
+	// More than half full: uploads must not wait, they free the space.
+	for l.Used() <= l.Capacity()/2 {
+		if _, err := l.Append(ctx, make([]byte, 16<<10)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	release = g.hold()
+	defer release()
+	if _, err := l.AppendBuffered(ctx, []byte("foreground")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the writer in its sync", g.entered)
+	yields := l.Stats().Yields
+	if err := l.Yield(ctx, long); err != nil || l.Stats().Yields != yields {
+		t.Fatalf("Yield on a log more than half full waited: %v", err)
+	}
+}
