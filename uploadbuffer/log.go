@@ -107,6 +107,7 @@ type Log struct {
 	wmu  sync.Mutex
 	cur  vfs.File // the last segment, open for appending (wmu)
 	torn bool     // the last segment may hold bytes past its size: cut them before writing (wmu)
+	wbuf []byte   // the writer's buffer, kept between batches (wmu)
 
 	trimMu sync.Mutex
 
@@ -115,6 +116,9 @@ type Log struct {
 	stop  chan struct{} // closed by Close
 	done  chan struct{}
 }
+
+// maxKeptBuffer bounds the writer's buffer kept from one batch to the next.
+const maxKeptBuffer = 32 << 20
 
 // Bounds of the writer's wait between attempts while its filesystem is
 // full: Trim wakes it at once, space an operator frees is found within
@@ -660,7 +664,12 @@ func (l *Log) writeBatch(batch []*request) []*request {
 		l.mu.Unlock()
 	}
 	next := LSN(l.next.Load())
-	var buf []byte
+	buf := l.wbuf[:0]
+	defer func() {
+		if cap(buf) <= maxKeptBuffer {
+			l.wbuf = buf[:0]
+		}
+	}()
 	var inBuf []*request // the requests whose records are in buf
 	commit := func() error {
 		if len(buf) > 0 {
