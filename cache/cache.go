@@ -557,13 +557,29 @@ func (c *Cache) Dirty() []Key {
 	return out
 }
 
-// Snapshot returns a copy of a cached chunk and its generation.
+// Snapshot returns a copy of a cached chunk and its generation. A partial
+// entry is refused (ErrPartial).
 func (c *Cache) Snapshot(key Key) ([]byte, uint64, error) {
+	data, _, gen, err := c.snapshot(key, false)
+	return data, gen, err
+}
+
+// SnapshotPartial returns a copy of a cached chunk and, for a partial
+// entry, the extents it holds (nil for a whole entry): the rest of the copy
+// is zeroes, for the caller to fill from the chunk's base.
+func (c *Cache) SnapshotPartial(key Key) ([]byte, []Extent, error) {
+	data, written, _, err := c.snapshot(key, true)
+	return data, written, err
+}
+
+// snapshot copies a chunk, and a partial entry's extents if partialOK
+// (else it refuses the entry).
+func (c *Cache) snapshot(key Key, partialOK bool) ([]byte, []Extent, uint64, error) {
 	c.mu.Lock()
 	e := c.entries[key]
 	if e == nil {
 		c.mu.Unlock()
-		return nil, 0, fmt.Errorf("cache: %v: %w", key, ErrNotCached)
+		return nil, nil, 0, fmt.Errorf("cache: %v: %w", key, ErrNotCached)
 	}
 	c.mu.Unlock()
 	e.mu.RLock()
@@ -572,21 +588,25 @@ func (c *Cache) Snapshot(key Key) ([]byte, uint64, error) {
 	gen, current := e.gen, c.entries[key] == e
 	c.mu.Unlock()
 	if !current {
-		return nil, 0, fmt.Errorf("cache: %v: %w", key, ErrNotCached)
+		return nil, nil, 0, fmt.Errorf("cache: %v: %w", key, ErrNotCached)
 	}
+	var written []Extent
 	if e.partial {
-		return nil, 0, fmt.Errorf("cache: %v: %w", key, ErrPartial)
+		if !partialOK {
+			return nil, nil, 0, fmt.Errorf("cache: %v: %w", key, ErrPartial)
+		}
+		written = e.written.clone()
 	}
 	h, err := c.files.acquire(e, c.path(key))
 	if err != nil {
-		return nil, 0, fmt.Errorf("cache: %w", err)
+		return nil, nil, 0, fmt.Errorf("cache: %w", err)
 	}
 	defer c.files.release(h)
 	data := make([]byte, e.size)
 	if _, err := h.f.ReadAt(data, 0); err != nil {
-		return nil, 0, fmt.Errorf("cache: read chunk: %w", err)
+		return nil, nil, 0, fmt.Errorf("cache: read chunk: %w", err)
 	}
-	return data, gen, nil
+	return data, written, gen, nil
 }
 
 // MarkClean marks key clean if no write changed it since generation gen.

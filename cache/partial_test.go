@@ -50,6 +50,13 @@ func TestPartialWriteReadsWhatItHoldsAndMerges(t *testing.T) {
 	if _, _, err := c.Snapshot(key(1)); !errors.Is(err, ErrPartial) {
 		t.Fatalf("snapshot of a partial entry: %v", err)
 	}
+	data, written, err := c.SnapshotPartial(key(1))
+	wantData := make([]byte, chunk)
+	copy(wantData[100:], "abcde")
+	wantData[2000] = 'Z'
+	if err != nil || !bytes.Equal(data, wantData) || len(written) != 2 || written[0] != (Extent{100, 105}) || written[1] != (Extent{2000, 2001}) {
+		t.Fatalf("partial copy: extents %v, err %v", written, err)
+	}
 	if d := c.Dirty(); len(d) != 1 {
 		t.Fatalf("dirty %v", d)
 	}
@@ -75,6 +82,9 @@ func TestPartialWriteReadsWhatItHoldsAndMerges(t *testing.T) {
 	data, gen, err := c.Snapshot(key(1))
 	if err != nil || !bytes.Equal(data, want) {
 		t.Fatalf("snapshot after merge: %v", err)
+	}
+	if data, written, err = c.SnapshotPartial(key(1)); err != nil || written != nil || !bytes.Equal(data, want) {
+		t.Fatalf("partial copy after merge: extents %v, err %v", written, err)
 	}
 	if merged, _ := c.Merge(key(1), fill('x')); merged {
 		t.Fatal("merged twice")

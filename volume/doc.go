@@ -19,7 +19,19 @@
 // Chunks are fixed-size pieces of a volume (default 1 MiB); a chunk's index
 // is offset / chunk size. The chunk map (meta) maps an index to the id of
 // its uploaded encrypted chunk; an absent entry is a hole (zeroes). A
-// per-chunk lock orders a chunk's writes, its fetch on a cache miss and the
-// commit of its upload, so an upload of older data never overwrites a newer
-// write's map entry and a fetched chunk never replaces a newer cached one.
+// per-chunk lock orders a chunk's writes, the commit of its upload and the
+// use of a chunk fetched from the store, so an upload of older data never
+// overwrites a newer write's map entry and a fetched chunk never replaces a
+// newer cached one.
+//
+// A write never reads the object store. A write to part of a chunk that is
+// not cached leaves a partial cache entry (the bytes written and their
+// extents; see package cache); the chunk's base, its uploaded content, is
+// fetched when a read needs bytes not written or before the upload, without
+// the chunk lock, and merged in (written bytes win) under the chunk lock if
+// the chunk's map entry did not change meanwhile. A hole's base is zeroes
+// and is never fetched. The extents are not stored anywhere: after a crash
+// the log's replay writes the records again, which rebuilds them. A
+// snapshot's copy-on-write of a partial chunk keeps the bytes written and
+// the base's id, and merges them when the snapshot takes the chunk.
 package volume

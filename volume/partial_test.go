@@ -231,10 +231,12 @@ func TestSmallWritesCoalesceIntoOneUploadPerChunk(t *testing.T) {
 
 // A snapshot taken while chunks are cached only where written holds them
 // merged with their bases: those written again after the instant (their
-// copy-on-write merges at once) and those not (merged by their upload).
+// copy-on-write keeps the bytes written and the base's id, and the
+// snapshot merges them when it takes the chunk: the write reads nothing
+// from the store) and those not (merged by their upload).
 func TestSnapshotOfPartialChunks(t *testing.T) {
 	ctx := context.Background()
-	e, _, _ := countingEnv(t)
+	e, _, inj := countingEnv(t)
 	e.start()
 	v, shadow := uploadedVolume(t, e)
 	for i := range 8 {
@@ -250,6 +252,12 @@ func TestSnapshotOfPartialChunks(t *testing.T) {
 	}
 	atInstant := append([]byte(nil), shadow...)
 	e.m.afterCapture = func() {
+		gets := inj.Calls(faulty.OpGet)
+		defer func() {
+			if n := inj.Calls(faulty.OpGet) - gets; n != 0 {
+				t.Errorf("writes to partial chunks during a snapshot read the store %d times", n)
+			}
+		}()
 		for i := range 4 { // chunks 0, 2, 4, 6 change before they are taken
 			off := int64(2*i)*64*kib + 40*kib
 			p := pattern(uint64(40+i), 2*kib)

@@ -30,6 +30,10 @@ import (
 type cowState struct {
 	frozen map[uint64]bool   // changed at the instant, content not yet taken
 	saved  map[uint64][]byte // content at the instant of frozen chunks written since (nil: hole)
+	// partial completes the saved copies of chunks that were cached only
+	// where written: their bases are fetched when the chunk is taken.
+	partial map[uint64]partialCopy
+	pin     *pinSet // the snapshot's: holds the bases of partial copies
 
 	baseChunks int // chunks in the unexpanded base pages the snapshot names
 }
@@ -166,7 +170,7 @@ func (v *Volume) capture(ctx context.Context, pin *pinSet) (Info, snapshots.Chun
 	defer v.mu.Unlock()
 	info := v.info
 	ids := snapshots.ChunkMap{}
-	cow := &cowState{frozen: map[uint64]bool{}, saved: map[uint64][]byte{}}
+	cow := &cowState{frozen: map[uint64]bool{}, saved: map[uint64][]byte{}, partial: map[uint64]partialCopy{}, pin: pin}
 	// One view for the map and the dirty set: an upload commits both at once.
 	err := v.m.opts.Meta.View(ctx, func(tx meta.Txn) error {
 		err := iterateMap(tx, info.ID, func(index uint64, id snapshots.ChunkID) error {
@@ -234,13 +238,19 @@ func (v *Volume) beforeChange(ctx context.Context, index uint64) error {
 	if !need {
 		return nil
 	}
-	data, err := v.currentChunk(ctx, index)
+	data, pc, err := v.keepChunk(ctx, index)
 	if err != nil {
 		return fmt.Errorf("volume %s: keep chunk %d for a snapshot: %w", v.info.Name, index, err)
+	}
+	if pc != nil && !pc.hole {
+		c.pin.add(pc.base) // before the upload of the change replaces it in the map
 	}
 	v.mu.Lock()
 	if v.cow == c {
 		c.saved[index] = data
+		if pc != nil {
+			c.partial[index] = *pc
+		}
 	}
 	v.mu.Unlock()
 	return nil
@@ -336,7 +346,9 @@ func (v *Volume) takeOne(ctx context.Context, cow *cowState, pin *pinSet, index 
 	unlock := v.locks.lock(index)
 	v.mu.Lock()
 	data, saved := cow.saved[index]
+	pc, partial := cow.partial[index]
 	delete(cow.saved, index)
+	delete(cow.partial, index)
 	delete(cow.frozen, index)
 	gen := v.gens[index]
 	v.mu.Unlock()
@@ -366,6 +378,9 @@ func (v *Volume) takeOne(ctx context.Context, cow *cowState, pin *pinSet, index 
 		return id, false, put, err
 	}
 	unlock()
+	if err == nil && partial {
+		data, err = v.complete(ctx, index, data, pc)
+	}
 	if err != nil {
 		return id, false, put, err
 	}

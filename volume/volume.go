@@ -285,6 +285,59 @@ func (v *Volume) cachedChunk(ctx context.Context, index uint64) ([]byte, error) 
 	return data, err
 }
 
+// partialCopy is what a snapshot keeps of a chunk cached only where
+// written, besides the copy of its bytes: the extents written and the
+// chunk's base at that moment, fetched and merged when the snapshot takes
+// the chunk, not in the latency of the write that made the copy.
+type partialCopy struct {
+	written []cache.Extent
+	base    snapshots.ChunkID
+	hole    bool // the base is zeroes
+}
+
+// keepChunk returns a copy of a chunk's content for a snapshot, called
+// with the chunk locked before it changes: of a chunk cached only where
+// written, the bytes written and, in pc, how to complete them.
+func (v *Volume) keepChunk(ctx context.Context, index uint64) (data []byte, pc *partialCopy, err error) {
+	if v.info.Kind == Cached {
+		data, written, err := v.m.opts.Cache.SnapshotPartial(cache.Key{Volume: v.info.ID, Index: index})
+		if err == nil && written != nil {
+			// The map entry is the base of what the cache holds (see withBase).
+			raw, err := v.mapEntry(ctx, index)
+			if err != nil {
+				return nil, nil, err
+			}
+			pc = &partialCopy{written: written, hole: raw == nil}
+			if raw != nil {
+				if pc.base, err = parseChunkID(raw); err != nil {
+					return nil, nil, err
+				}
+			}
+			return data, pc, nil
+		}
+		if !errors.Is(err, cache.ErrNotCached) {
+			return data, nil, err
+		}
+	}
+	data, err = v.currentChunk(ctx, index)
+	return data, nil, err
+}
+
+// complete merges a kept partial copy with its base.
+func (v *Volume) complete(ctx context.Context, index uint64, data []byte, pc partialCopy) ([]byte, error) {
+	if pc.hole {
+		return data, nil // zeroes around the writes already
+	}
+	base, err := v.fetchChunk(ctx, index, pc.base[:])
+	if err != nil {
+		return nil, err
+	}
+	for _, x := range pc.written {
+		copy(base[x.Off:x.End], data[x.Off:x.End])
+	}
+	return base, nil
+}
+
 // fetch returns the uploaded content of a chunk, or nil for a hole.
 func (v *Volume) fetch(ctx context.Context, index uint64) ([]byte, error) {
 	if err := v.expandPageOf(ctx, index); err != nil {
