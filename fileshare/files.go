@@ -813,19 +813,20 @@ func (m *Manager) upload(ctx context.Context, s *Share, k fileKey) error {
 		return fmt.Errorf("share %s: upload %s: a remove or rename there is not done in the store yet", k.share, path)
 	}
 	var err error
+	sent := attr.Size
 	if attr.Type == TypeFile && !data && base.etag != "" && attr.Size == base.Size {
 		// Only attributes changed (a chmod while the store was away): the
 		// object's metadata, as SetAttr does.
 		err = m.opts.Store.(objstore.MetadataPutter).SetMeta(ctx, key, attr.metadata())
 	} else {
-		err = objstore.PutWith(ctx, m.opts.Store, key, body, attr.Size, attr.metadata())
+		sent, err = m.putFile(ctx, s, key, body, r, attr, base) // ranges.go: only the changed blocks, when it can
 	}
 	if err != nil {
 		m.uploadErrors.Add(1)
 		return fmt.Errorf("share %s: upload %s: %w", k.share, path, err)
 	}
 	m.storeBack()
-	m.bytesUploaded.Add(uint64(attr.Size))
+	m.bytesUploaded.Add(uint64(sent))
 	m.filesUploaded.Add(1)
 	oi, err := m.opts.Store.Stat(ctx, key)
 	if err != nil {
