@@ -25,7 +25,9 @@
 // an uploaded file; meanwhile the share answers from the attributes and
 // listings it last read (away.go, deletes.go, moves.go). Once a file has been quiet for the settle time the
 // whole file is uploaded as its object (multipart when large) with its
-// metadata, and the log records it needed are released. After a crash the
+// metadata, and the log records it needed are released; a file uploaded
+// before and changed in a few blocks sends only those, the store copying
+// the rest of its object (ranges.go). After a crash the
 // log is replayed onto the files it names and the uploads resume. Reads of
 // data not in the cache fetch the needed block-sized ranges of the object,
 // never the whole object.
