@@ -21,7 +21,9 @@ import (
 // so blocks past it, zeroes now, are sent). The copies name the base's
 // ETag: if the object changed beside the share, the compose is refused and
 // the file is sent whole, as it is without a Composer, so the outcome is
-// what it always was. On S3 a small change costs a part of at least 5 MiB
+// what it always was (also when the refusal comes from a retry after an
+// attempt that composed the object and lost its answer: the file is then
+// sent whole over an object that already holds it). On S3 a small change costs a part of at least 5 MiB
 // (objstore/s3 fills it with copied bytes it reads), so a 4 KiB change in
 // a 1 GiB file sends 5 MiB, not 1 GiB.
 

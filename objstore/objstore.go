@@ -301,7 +301,9 @@ type Part struct {
 	// SrcETag, when set, is the ETag SrcKey must have (as Stat returned
 	// it): otherwise Compose fails with an error wrapping
 	// ErrPreconditionFailed and changes nothing. It makes sure the copied
-	// ranges all come from the version the caller knows.
+	// ranges all come from the version the caller knows. A compose onto
+	// its own source retried after an attempt whose answer was lost finds
+	// the new ETag and fails so, though the object was made.
 	SrcETag string
 	Data    io.ReadSeeker
 	Size    int64
