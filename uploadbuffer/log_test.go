@@ -132,15 +132,31 @@ func TestGroupCommitSharesSyncs(t *testing.T) {
 func TestCrashKeepsAcknowledgedRecords(t *testing.T) {
 	mem := vfs.NewMem()
 	l := open(t, mem, "/log", 8<<20, 128<<10)
+	acked := appendConcurrently(t, l, 4, 300, rec)
+	crashed := mem.Crash() // the old log is abandoned, as after a power loss
+	l2 := open(t, crashed, "/log", 8<<20, 128<<10)
+	defer l2.Close()
+	got := replayAll(t, l2)
+	for lsn, r := range acked {
+		if !bytes.Equal(got[lsn], r) {
+			t.Fatalf("acknowledged record %d lost or changed in the crash", lsn)
+		}
+	}
+}
+
+// appendConcurrently appends n records from each of writers goroutines,
+// record i of writer w being mk(w*1000+i), and returns those acknowledged.
+func appendConcurrently(t *testing.T, l *Log, writers, n int, mk func(int) []byte) map[LSN][]byte {
+	t.Helper()
 	var mu sync.Mutex
 	acked := map[LSN][]byte{}
 	var wg sync.WaitGroup
-	for w := 0; w < 4; w++ {
+	for w := 0; w < writers; w++ {
 		wg.Add(1)
 		go func(w int) {
 			defer wg.Done()
-			for i := 0; i < 300; i++ {
-				r := rec(w*1000 + i)
+			for i := 0; i < n; i++ {
+				r := mk(w*1000 + i)
 				lsn, err := l.Append(context.Background(), r)
 				if err != nil {
 					t.Error(err)
@@ -153,15 +169,7 @@ func TestCrashKeepsAcknowledgedRecords(t *testing.T) {
 		}(w)
 	}
 	wg.Wait()
-	crashed := mem.Crash() // the old log is abandoned, as after a power loss
-	l2 := open(t, crashed, "/log", 8<<20, 128<<10)
-	defer l2.Close()
-	got := replayAll(t, l2)
-	for lsn, r := range acked {
-		if !bytes.Equal(got[lsn], r) {
-			t.Fatalf("acknowledged record %d lost or changed in the crash", lsn)
-		}
-	}
+	return acked
 }
 
 func lastSegment(t *testing.T, fs vfs.FS, dir string) string {
