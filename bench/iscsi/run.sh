@@ -1,36 +1,47 @@
 #!/usr/bin/env bash
 # iSCSI benchmark: the same fio jobs (libiscsi engine, no kernel initiator)
 # against gatewayd (cached volume, hot cache), tgtd (file LUN, with and
-# without O_SYNC) and gotgt v0.2.2 (memory LUN), one after another in one
-# run, then a table with the ratios. See bench/iscsi/README.md.
+# without O_SYNC) and gotgt v0.2.2 (memory LUN), all serving at once and the
+# jobs interleaved (each job runs on every target before the next job), plus
+# the disk's own limit (fio on a file on the same disk, fdatasync per write
+# and per 16 writes), then a table with the ratios. See bench/iscsi/README.md.
 #
 #   bench/iscsi/run.sh                 # all targets, 10 s per job
-#   RUNTIME=5 TARGETS="gatewayd tgtd" bench/iscsi/run.sh
-#   OUT=/some/dir bench/iscsi/run.sh   # keep fio's JSON there
+#   RUNTIME=5 TARGETS="gatewayd tgtd-sync" bench/iscsi/run.sh
+#   OUT=/some/dir bench/iscsi/run.sh   # keep fio's JSON (and profiles) there
+#   LOAD=0 bench/iscsi/run.sh          # no loaded-latency job
+#   PROFILE=1 bench/iscsi/run.sh       # gatewayd CPU profiles of the write jobs
+#   SRC_base=/other/tree TARGETS="gatewayd gatewayd-base tgtd-sync" bench/iscsi/run.sh
+#                                      # gatewayd-NAME: built from the tree in $SRC_NAME
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
 runtime="${RUNTIME:-10}"
 targets="${TARGETS:-gatewayd tgtd tgtd-sync gotgt}"
+load="${LOAD:-8}" # CPU-bound processes beside the loaded job; 0: no such job
+profile="${PROFILE:-}"
 size_mib=1024
 work="$(mktemp -d)"
 out="${OUT:-$work/out}"
 mkdir -p "$out"
 pids=()
-tgtd_ctl=""
+tgtd_ctls=()
+load_pids=()
+declare -A url
 
 cleanup() {
 	set +e
-	if [ -n "$tgtd_ctl" ]; then stop_tgtd; fi
+	stop_load
+	for c in "${tgtd_ctls[@]}"; do stop_tgtd "$c"; done
 	for p in "${pids[@]}"; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
 	rm -rf "$work"
 }
 trap cleanup EXIT
 
 fio="$("$here/build-fio.sh")"
-for tool in tgtd tgtadm iscsi-inq python3; do
-	command -v "$tool" >/dev/null || { echo "run.sh: $tool not found (apt-get install tgt libiscsi-bin python3)" >&2; exit 1; }
+for tool in tgtd tgtadm iscsi-inq python3 curl; do
+	command -v "$tool" >/dev/null || { echo "run.sh: $tool not found (apt-get install tgt libiscsi-bin python3 curl)" >&2; exit 1; }
 done
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -44,145 +55,195 @@ wait_lun() { # URL: wait until the LUN answers INQUIRY
 	return 1
 }
 
-# fio_job NAME URL RW BS IODEPTH [extra fio args]: one job, JSON to $out.
+# The jobs: NAME RW BS IODEPTH.
+jobs=(
+	"randread-4k-qd16 randread 4k 16"
+	"randread-4k-qd32 randread 4k 32"
+	"randwrite-4k-qd16 randwrite 4k 16"
+	"randwrite-4k-qd32 randwrite 4k 32"
+	"write-1m-qd16 write 1m 16"
+)
+[ "$load" -gt 0 ] && jobs+=("randwrite-4k-qd16-loaded randwrite 4k 16")
+
+start_load() { # $load CPU-bound processes at normal priority
+	for _ in $(seq "$load"); do
+		python3 -c 'while True: pass' &
+		load_pids+=($!)
+	done
+}
+
+stop_load() {
+	for p in "${load_pids[@]}"; do
+		kill "$p" 2>/dev/null || true
+		wait "$p" 2>/dev/null || true
+	done
+	load_pids=()
+}
+
+# fio_job TARGET JOB RW BS IODEPTH: one job on TARGET's LUN, JSON to $out.
 fio_job() {
-	local name=$1 url=$2 rw=$3 bs=$4 qd=$5
-	shift 5
-	local file="${url//:/\\:}"
-	"$fio" --name="$name" --ioengine=libiscsi --filename="$file" --rw="$rw" --bs="$bs" --iodepth="$qd" \
+	local t=$1 name=$2 rw=$3 bs=$4 qd=$5
+	local file="${url[$t]//:/\\:}"
+	"$fio" --name="$t-$name" --ioengine=libiscsi --filename="$file" --rw="$rw" --bs="$bs" --iodepth="$qd" \
 		--size="${size_mib}m" --runtime="$runtime" --time_based --randrepeat=0 --norandommap \
-		--output-format=json --output="$out/$name.json" "$@" >/dev/null
+		--output-format=json --output="$out/$t-$name.json" >/dev/null
 }
 
-settle=true # a command run after the warm-up, until the target is idle
-
-run_suite() { # TARGET URL
-	local t=$1 url=$2
-	echo "== $t: $url" >&2
-	# Warm-up: write every block once, so reads find written data (and,
-	# for gatewayd, a hot cache).
-	"$fio" --name=warm --ioengine=libiscsi --filename="${url//:/\\:}" --rw=write --bs=1m --iodepth=8 \
-		--size="${size_mib}m" --output-format=json --output="$out/$t-warmup.json" >/dev/null
-	$settle
-	fio_job "$t-randread-4k-qd16" "$url" randread 4k 16
-	fio_job "$t-randread-4k-qd32" "$url" randread 4k 32
-	fio_job "$t-randwrite-4k-qd16" "$url" randwrite 4k 16
-	fio_job "$t-randwrite-4k-qd32" "$url" randwrite 4k 32
-	fio_job "$t-write-1m-qd16" "$url" write 1m 16
+# disk_job NAME RW BS SYNCEVERY: the physical limit, fio's psync engine on
+# a file on the same disk, one writer, fdatasync after every SYNCEVERY writes.
+disk_job() {
+	local name=$1 rw=$2 bs=$3 every=$4
+	"$fio" --name="disk-$name" --ioengine=psync --filename="$work/disk.img" --rw="$rw" --bs="$bs" \
+		--size="${size_mib}m" --runtime="$runtime" --time_based --randrepeat=0 --norandommap \
+		--fdatasync="$every" --output-format=json --output="$out/disk-$name.json" >/dev/null
 }
 
-stop_tgtd() {
-	tgtadm -C "$tgtd_ctl" --op update --mode sys --name State -v offline >/dev/null 2>&1
-	tgt-admin -C "$tgtd_ctl" --offline ALL >/dev/null 2>&1
-	tgt-admin -C "$tgtd_ctl" --update ALL -c /dev/null -f >/dev/null 2>&1
-	tgtadm -C "$tgtd_ctl" --op delete --mode system >/dev/null 2>&1
-	tgtd_ctl=""
+stop_tgtd() { # CONTROL-PORT
+	tgtadm -C "$1" --op update --mode sys --name State -v offline >/dev/null 2>&1
+	tgt-admin -C "$1" --offline ALL >/dev/null 2>&1
+	tgt-admin -C "$1" --update ALL -c /dev/null -f >/dev/null 2>&1
+	tgtadm -C "$1" --op delete --mode system >/dev/null 2>&1
 }
 
-bench_tgtd() { # NAME BSOFLAGS
-	local name=$1 flags=$2 port
+start_tgtd() { # NAME BSOFLAGS
+	local name=$1 flags=$2 port ctl
 	port=$(free_port)
-	tgtd_ctl=$((RANDOM % 1000 + 100))
+	ctl=$((RANDOM % 1000 + 100))
+	while [ -e "/var/run/tgtd/socket.$ctl" ]; do ctl=$((RANDOM % 1000 + 100)); done
+	tgtd_ctls+=("$ctl")
 	truncate -s "${size_mib}M" "$work/$name.img"
-	tgtd -f -C "$tgtd_ctl" --iscsi portal="127.0.0.1:$port" >"$work/$name.log" 2>&1 &
+	tgtd -f -C "$ctl" --iscsi portal="127.0.0.1:$port" >"$work/$name.log" 2>&1 &
 	pids+=($!)
 	sleep 0.5
-	tgtadm -C "$tgtd_ctl" --lld iscsi --op new --mode target --tid 1 -T iqn.2024-01.io.gatewayd:tgtd
+	tgtadm -C "$ctl" --lld iscsi --op new --mode target --tid 1 -T iqn.2024-01.io.gatewayd:tgtd
 	if [ -n "$flags" ]; then
-		tgtadm -C "$tgtd_ctl" --lld iscsi --op new --mode logicalunit --tid 1 --lun 1 -b "$work/$name.img" --bsoflags "$flags"
+		tgtadm -C "$ctl" --lld iscsi --op new --mode logicalunit --tid 1 --lun 1 -b "$work/$name.img" --bsoflags "$flags"
 	else
-		tgtadm -C "$tgtd_ctl" --lld iscsi --op new --mode logicalunit --tid 1 --lun 1 -b "$work/$name.img"
+		tgtadm -C "$ctl" --lld iscsi --op new --mode logicalunit --tid 1 --lun 1 -b "$work/$name.img"
 	fi
-	tgtadm -C "$tgtd_ctl" --lld iscsi --op bind --mode target --tid 1 -I ALL
-	local url="iscsi://127.0.0.1:$port/iqn.2024-01.io.gatewayd:tgtd/1"
-	wait_lun "$url"
-	run_suite "$name" "$url"
-	stop_tgtd
-	rm -f "$work/$name.img"
+	tgtadm -C "$ctl" --lld iscsi --op bind --mode target --tid 1 -I ALL
+	url[$name]="iscsi://127.0.0.1:$port/iqn.2024-01.io.gatewayd:tgtd/1"
+	wait_lun "${url[$name]}"
 }
 
-bench_gotgt() {
+start_gotgt() {
 	local port
 	port=$(free_port)
 	(cd "$here/gotgtpeer" && go build -o "$work/gotgtpeer" .)
 	"$work/gotgtpeer" -port "$port" -size $((size_mib << 20)) >"$work/gotgt.log" 2>&1 &
 	pids+=($!)
-	local url="iscsi://127.0.0.1:$port/iqn.2024-01.io.gatewayd:gotgt/1"
-	wait_lun "$url"
-	run_suite gotgt "$url"
+	url[gotgt]="iscsi://127.0.0.1:$port/iqn.2024-01.io.gatewayd:gotgt/1"
+	wait_lun "${url[gotgt]}"
 }
 
-wait_uploaded() { # GATEWAYD-COMMAND...: until volume bench has nothing left to upload
-	for _ in $(seq 600); do
-		if "$@" volume info bench -o json | python3 -c 'import json,sys; sys.exit(json.load(sys.stdin)["stats"]["dirty_bytes"] != 0)'; then
-			return 0
-		fi
-		sleep 0.5
-	done
-	echo "run.sh: gatewayd did not finish uploading the warm-up data" >&2
-	return 1
-}
+declare -A gw gw_pid # per gatewayd target: its command line, its process
 
-bench_gatewayd() {
-	local port d="$work/gatewayd-data"
+start_gatewayd() { # NAME SOURCE-TREE
+	local name=$1 src=$2 port d="$work/$1-data"
 	port=$(free_port)
-	(cd "$repo" && go build -o "$work/gatewayd" ./cmd/gatewayd)
-	local g="$work/gatewayd --data-dir $d"
-	$g init >/dev/null
-	$g serve --iscsi-listen "127.0.0.1:$port" --nfs-listen "" --smb-listen "" >"$work/gatewayd.log" 2>&1 &
+	(cd "$src" && go build -o "$work/$name" ./cmd/gatewayd)
+	gw[$name]="$work/$name --data-dir $d"
+	${gw[$name]} init >/dev/null
+	# iSCSI on a free port, NFS and SMB off: another server on the machine
+	# must not break the run.
+	${gw[$name]} serve --iscsi-listen "127.0.0.1:$port" --nfs-listen "" --smb-listen "" >"$work/$name.log" 2>&1 &
+	gw_pid[$name]=$!
 	pids+=($!)
-	for _ in $(seq 100); do $g status >/dev/null 2>&1 && break; sleep 0.1; done
-	$g volume create --name bench --size "${size_mib}M" --kind cached >/dev/null
-	local url="iscsi://127.0.0.1:$port/iqn.2024-01.io.gatewayd:bench/0"
-	wait_lun "$url"
-	# The warm-up's data goes on to the object store in the background;
-	# measure once that is done, as a steady state.
-	settle="wait_uploaded $g"
-	run_suite gatewayd "$url"
-	settle=true
+	for _ in $(seq 100); do ${gw[$name]} status >/dev/null 2>&1 && break; sleep 0.1; done
+	${gw[$name]} volume create --name bench --size "${size_mib}M" --kind cached >/dev/null
+	url[$name]="iscsi://127.0.0.1:$port/iqn.2024-01.io.gatewayd:bench/0"
+	wait_lun "${url[$name]}"
+}
+
+wait_uploaded() { # until no gatewayd has anything left to upload
+	local g
+	for g in "${!gw[@]}"; do
+		for _ in $(seq 1200); do
+			if ${gw[$g]} volume info bench -o json | python3 -c 'import json,sys; sys.exit(json.load(sys.stdin)["stats"]["dirty_bytes"] != 0)'; then
+				continue 2
+			fi
+			sleep 0.5
+		done
+		echo "run.sh: $g did not finish uploading" >&2
+		return 1
+	done
 }
 
 for t in $targets; do
 	case "$t" in
-	gatewayd) bench_gatewayd ;;
-	tgtd) bench_tgtd tgtd "" ;;
-	tgtd-sync) bench_tgtd tgtd-sync sync ;;
-	gotgt) bench_gotgt ;;
+	gatewayd) start_gatewayd gatewayd "${GATEWAYD_SRC:-$repo}" ;;
+	gatewayd-*)
+		src="SRC_${t#gatewayd-}"
+		start_gatewayd "$t" "${!src:?$src: the tree to build $t from}"
+		;;
+	tgtd) start_tgtd tgtd "" ;;
+	tgtd-sync) start_tgtd tgtd-sync sync ;;
+	gotgt) start_gotgt ;;
 	*) echo "run.sh: unknown target $t" >&2; exit 2 ;;
 	esac
 done
 
-python3 - "$out" $targets <<'EOF'
-import json, os, sys
-out, targets = sys.argv[1], sys.argv[2:]
-jobs = ["randread-4k-qd16", "randread-4k-qd32", "randwrite-4k-qd16", "randwrite-4k-qd32", "write-1m-qd16"]
-def figure(t, j):
-    p = os.path.join(out, f"{t}-{j}.json")
-    if not os.path.exists(p):
-        return None
-    d = json.load(open(p))["jobs"][0]
-    side = d["read"] if "read" in j else d["write"]
-    if d.get("error"):
-        return None
-    return side["iops"], side["bw_bytes"] / 1e6
-head = "| job | " + " | ".join(f"{t} IOPS | {t} MB/s" for t in targets)
-others = [t for t in targets if t != "gatewayd"]
-if "gatewayd" in targets:
-    head += " | " + " | ".join(f"gatewayd/{t}" for t in others)
-print(head + " |")
-print("|" + "---|" * (1 + 2 * len(targets) + (len(others) if "gatewayd" in targets else 0)))
-for j in jobs:
-    row = [j]
-    figs = {t: figure(t, j) for t in targets}
-    for t in targets:
-        f = figs[t]
-        row += [f"{f[0]:.0f}", f"{f[1]:.1f}"] if f else ["error", "error"]
-    if "gatewayd" in targets:
-        g = figs["gatewayd"]
-        for t in others:
-            f = figs[t]
-            row.append(f"{g[0] / f[0]:.2f}" if g and f and f[0] else "-")
-    print("| " + " | ".join(row) + " |")
-EOF
+# Warm-up: write every block once, so reads find written data (and, for
+# gatewayd, a hot cache once its uploads are done).
+for t in $targets; do
+	echo "== warm-up $t: ${url[$t]}" >&2
+	"$fio" --name=warm --ioengine=libiscsi --filename="${url[$t]//:/\\:}" --rw=write --bs=1m --iodepth=8 \
+		--size="${size_mib}m" --output-format=json --output="$out/$t-warmup.json" >/dev/null
+done
+fallocate -l "${size_mib}M" "$work/disk.img" 2>/dev/null || dd if=/dev/zero of="$work/disk.img" bs=1M count="$size_mib" status=none
+sync
+
+# run_job TARGET JOB RW BS QD: the job, with gatewayd idle before it starts
+# (its uploads from the job before are done, so they weigh on no target);
+# for gatewayd also its fsync and fdatasync calls, and its CPU profile.
+run_job() {
+	local t=$1 name=$2
+	[ ${#gw[@]} -gt 0 ] && wait_uploaded
+	echo "== $t $name" >&2
+	local bg=()
+	if [ -n "${gw[$t]:-}" ]; then
+		perf stat -x, -e syscalls:sys_enter_fdatasync,syscalls:sys_enter_fsync -p "${gw_pid[$t]}" \
+			-o "$out/$t-$name.syncs" -- sleep "$runtime" >/dev/null 2>&1 &
+		bg+=($!)
+		if [ -n "$profile" ] && [[ "$name" == *write* ]]; then
+			curl -s --unix-socket "$work/$t-data/admin.sock" -o "$out/$t-$name.pprof" \
+				"http://gatewayd/debug/pprof/profile?seconds=$((runtime - 1))" &
+			bg+=($!)
+		fi
+	fi
+	if [[ "$name" == *loaded ]]; then start_load; fi
+	fio_job "$@"
+	if [[ "$name" == *loaded ]]; then stop_load; fi
+	for p in "${bg[@]}"; do wait "$p" || true; done
+}
+
+for j in "${jobs[@]}"; do
+	# shellcheck disable=SC2086
+	set -- $j
+	for t in $targets; do run_job "$t" "$@"; done
+	case "$1" in
+	randwrite-4k-qd16)
+		disk_job randwrite-4k-sync1 randwrite 4k 1
+		disk_job randwrite-4k-sync16 randwrite 4k 16
+		;;
+	write-1m-qd16)
+		disk_job write-1m-sync1 write 1m 1
+		disk_job write-1m-sync16 write 1m 16
+		;;
+	esac
+done
+uptime >"$out/uptime"
+
+python3 "$here/report.py" "$out" $targets
+if [ -n "$profile" ]; then
+	for g in "${!gw[@]}"; do
+		cp "$work/$g" "$out/$g.bin"
+		for p in "$out/$g"-*.pprof; do
+			[ -s "$p" ] || continue
+			echo "== $(basename "$p")"
+			go tool pprof -top -nodecount=25 "$out/$g.bin" "$p" 2>/dev/null | head -32
+		done
+	done
+fi
 [ -n "${OUT:-}" ] && echo "fio JSON in $out" >&2
 true
