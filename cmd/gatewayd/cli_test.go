@@ -17,6 +17,7 @@ import (
 )
 
 func TestStatusCompletionProgress(t *testing.T) {
+	t.Parallel() // waits on servers: beside the others (see TestMain)
 	dir := t.TempDir()
 	mustRun(t, "init", "--data-dir", dir)
 	setConfig(t, dir, map[string]map[string]any{

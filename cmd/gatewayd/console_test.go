@@ -80,11 +80,13 @@ func saveArtifact(t *testing.T, name string, data []byte) {
 }
 
 func TestConsoleInBrowser(t *testing.T) {
+	t.Parallel() // waits on servers: beside the others (see TestMain)
 	chrome := chromium(t)
 	dir := t.TempDir()
 	mustRun(t, "init", "--data-dir", dir)
-	// A restore slow enough to watch: 16 chunks at 128 KiB/s.
-	setConfig(t, dir, map[string]map[string]any{"volumes": {"hydrate_rate": "128KiB"}})
+	// A restore slow enough to watch, also when the page polls slowly on a
+	// busy machine: 16 chunks at 32 KiB/s, half a minute.
+	setConfig(t, dir, map[string]map[string]any{"volumes": {"hydrate_rate": "32KiB"}})
 	d := serve(t, dir, "--admin-listen", "127.0.0.1:0")
 	base := consoleURL(t, dir)
 	tokenBytes, err := os.ReadFile(filepath.Join(dir, "admin.token"))
@@ -104,7 +106,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	defer cancelAlloc()
 	ctx, cancelCtx := chromedp.NewContext(alloc, chromedp.WithLogf(t.Logf))
 	defer cancelCtx()
-	ctx, cancel := context.WithTimeout(ctx, 4*time.Minute) // an overall deadline; every step waits for its condition
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute) // an overall deadline; every step waits for its condition
 	defer cancel()
 	fail := func(what string, err error) {
 		t.Helper()

@@ -45,6 +45,7 @@ func bufferFull(t *testing.T, dir string) bool {
 // held write lands and writes go on without a restart. Everything
 // acknowledged reads back, uploads drain, and a kill -9 loses nothing.
 func TestUploadBufferDiskFull(t *testing.T) {
+	t.Parallel() // waits on servers: beside the others (see TestMain)
 	srv := miniotest.Start(t)
 	srv.CreateBucket(t, "full")
 	proxy, err := faultproxy.Start(srv.Endpoint, 3)

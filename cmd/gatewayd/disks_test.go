@@ -24,6 +24,7 @@ import (
 )
 
 func TestStoredVolumeDisks(t *testing.T) {
+	t.Parallel() // waits on servers: beside the others (see TestMain)
 	dir := t.TempDir()
 	mustRun(t, "init", "--data-dir", dir)
 	serve(t, dir)

@@ -29,6 +29,14 @@ import (
 
 var binary string
 
+// TestMain builds the daemon once for every test. The end-to-end tests
+// that spend their time waiting (on health probes, settle times, upload
+// limits, client suites such as iscsi-test-cu and smbtorture) call
+// t.Parallel and run side by side (scripts/test.sh runs them with
+// -parallel 8): each has its own data directory, daemon, MinIO and ports
+// on 127.0.0.1:0, and sets no environment. Tests that use state of the
+// whole host (the environment, the host's rpcbind, a fixed port, loop
+// devices) or take seconds stay sequential; go test runs them first.
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "gatewayd-bin")
 	if err != nil {
@@ -57,10 +65,12 @@ type result struct {
 	code           int
 }
 
-// run runs the binary to completion with a generous deadline.
+// run runs the binary to completion with a generous deadline: a bound for
+// a wedged command, not a speed check (the end-to-end tests run side by
+// side on what may be a busy 2-core machine).
 func run(t *testing.T, env []string, args ...string) result {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, binary, args...)
 	cmd.Env = append(os.Environ(), env...)
@@ -142,7 +152,7 @@ func serve(t *testing.T, dataDir string, args ...string) *daemon {
 		raceReport(t, "serve", d.stderr.String())
 	})
 	c := admin.NewUnixClient(filepath.Join(dataDir, "admin.sock"))
-	deadline := time.Now().Add(time.Minute)
+	deadline := time.Now().Add(5 * time.Minute)
 	for {
 		if _, err := c.Status(context.Background()); err == nil {
 			return d
@@ -169,7 +179,7 @@ func (d *daemon) stop(t *testing.T) {
 		if err != nil {
 			t.Fatalf("serve after SIGTERM: %v\n%s", err, d.stderr)
 		}
-	case <-time.After(time.Minute):
+	case <-time.After(5 * time.Minute):
 		t.Fatalf("serve did not stop on SIGTERM\n%s", d.stderr)
 	}
 }
@@ -357,6 +367,7 @@ func TestPassphraseMasterKey(t *testing.T) {
 }
 
 func TestVolumeCommands(t *testing.T) {
+	t.Parallel() // waits on servers: beside the others (see TestMain)
 	dir := t.TempDir()
 	if r := run(t, nil, "init", "--data-dir", dir); r.code != 0 {
 		t.Fatalf("init: %+v", r)

@@ -41,6 +41,7 @@ var refusedNames = map[string]string{
 }
 
 func TestCLIGuardRails(t *testing.T) {
+	t.Parallel() // waits on servers: beside the others (see TestMain)
 	dir := t.TempDir()
 	mustRun(t, "init", "--data-dir", dir)
 	setConfig(t, dir, map[string]map[string]any{"vtl": {"slots": 8, "drives": 1}})
@@ -277,6 +278,7 @@ func TestSnapshotCreateInterrupted(t *testing.T) {
 // status exits 0 when healthy, 2 when a subsystem fails (the store it
 // points at is gone), 3 when no gateway answers.
 func TestStatusExitCodes(t *testing.T) {
+	t.Parallel() // waits on servers: beside the others (see TestMain)
 	dir := t.TempDir()
 	mustRun(t, "init", "--data-dir", dir)
 	d := serve(t, dir)
@@ -341,6 +343,7 @@ func TestSMBUserNameRule(t *testing.T) {
 // status exits 1 while the gateway is degraded: writes wait for room in a
 // cache full of data the upload limit holds back; 0 once they go on.
 func TestStatusExitCodeDegraded(t *testing.T) {
+	t.Parallel() // waits on servers: beside the others (see TestMain)
 	dir := t.TempDir()
 	mustRun(t, "init", "--data-dir", dir)
 	setConfig(t, dir, map[string]map[string]any{

@@ -53,7 +53,9 @@ func conformance(t *testing.T, url string) string {
 	if err != nil {
 		t.Fatal("iscsi-test-cu not found: install Debian's libiscsi-bin (.ci/run does)")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	// A bound for a wedged suite: both volumes' runs go side by side with
+	// the other end-to-end tests, on what may be a busy machine.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
 	// The URL twice: a second session to the same LU runs the multipath
 	// tests too.
@@ -220,6 +222,7 @@ func checkConformance(results []cuResult, skips map[string]string) (passed, skip
 // conformanceSkips (tgtd passes 222 of 230 on the same suite, counting its
 // skips as passes).
 func TestISCSIConformance(t *testing.T) {
+	t.Parallel() // waits on servers: beside the others (see TestMain)
 	dir := t.TempDir()
 	mustRun(t, "init", "--data-dir", dir)
 	serve(t, dir)
@@ -233,6 +236,7 @@ func TestISCSIConformance(t *testing.T) {
 	}
 	for name, url := range urls {
 		t.Run(name, func(t *testing.T) {
+			t.Parallel() // each volume is its own target: the runs do not meet
 			out := conformance(t, url)
 			results, err := parseConformance(out)
 			if err != nil {

@@ -112,6 +112,7 @@ func leaseHealth(t *testing.T, dataDir string) health.State {
 // stolen stops writing to the bucket at once, says so, and keeps what it
 // acknowledged in its buffer until it holds the lease again.
 func TestTwoGatewaysOnOnePrefix(t *testing.T) {
+	t.Parallel() // waits on servers: beside the others (see TestMain)
 	srv := miniotest.Start(t)
 	srv.CreateBucket(t, "lease")
 	s3args := []string{"--s3-endpoint", srv.Endpoint, "--s3-path-style", "--s3-access-key", srv.AccessKey, "--s3-secret-key", srv.SecretKey}

@@ -142,6 +142,7 @@ func below(x float64) func(float64, bool) bool {
 }
 
 func TestMetricsTable(t *testing.T) {
+	t.Parallel() // waits on servers: beside the others (see TestMain)
 	documented := documentedMetrics(t)
 	srv := miniotest.Start(t)
 	srv.CreateBucket(t, "meterbucket")

@@ -36,6 +36,7 @@ func freeAddr(t *testing.T) string {
 }
 
 func TestSecurityAccessControl(t *testing.T) {
+	t.Parallel() // waits on servers: beside the others (see TestMain)
 	dir := t.TempDir()
 	mustRun(t, "init", "--data-dir", dir)
 	adminAddr := freeAddr(t)
@@ -104,7 +105,7 @@ func TestSecurityAccessControl(t *testing.T) {
 		mustRun(t, "volume", "create", "--data-dir", dir, "--name", "locked", "--size", "8M",
 			"--chap-user", "alice", "--chap-secret", "alice-secret-123", "--initiator", allowed)
 		portal := iscsiPortal(t, dir)
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute) // a bound for a wedged target
 		defer cancel()
 		iqn := "iqn.2024-01.io.gatewayd:locked"
 		for name, o := range map[string]initiator.Options{

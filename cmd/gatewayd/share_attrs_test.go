@@ -194,6 +194,7 @@ func modeString(mode uint32, dir bool) string {
 // after a daemon restart, after `share refresh` and after the attribute
 // TTL expired. Listings used to show the share's defaults.
 func TestShareAttributesEveryPath(t *testing.T) {
+	t.Parallel() // waits on servers: beside the others (see TestMain)
 	srv := miniotest.Start(t)
 	srv.CreateBucket(t, "attrs")
 	dir := t.TempDir()
@@ -274,6 +275,7 @@ func TestShareAttributesEveryPath(t *testing.T) {
 // gateway knows succeed (the remove of a file uploaded before, too); a kill -9 after them loses nothing the server
 // acknowledged; after the outage everything reaches the bucket.
 func TestShareWorksThroughOutage(t *testing.T) {
+	t.Parallel() // waits on servers: beside the others (see TestMain)
 	srv := miniotest.Start(t)
 	srv.CreateBucket(t, "away")
 	proxy, err := faultproxy.Start(srv.Endpoint, 5)

@@ -70,10 +70,12 @@ func nfsMount(t *testing.T, addr, share string) (*nfsc.Target, func()) {
 }
 
 // waitObject waits until the bucket holds want at key (uploads follow the
-// settle time) and returns its metadata.
+// settle time) and returns its metadata. The deadline bounds a stuck
+// upload: a 1 GiB file through the race-checked daemon, beside the other
+// end-to-end tests on a busy machine, takes minutes.
 func waitObject(t *testing.T, srv *miniotest.Server, bucket, key string, want []byte) map[string]string {
 	t.Helper()
-	deadline := time.Now().Add(2 * time.Minute)
+	deadline := time.Now().Add(10 * time.Minute)
 	wantSum := sha256.Sum256(want)
 	for {
 		out, err := srv.Client().GetObject(context.Background(), &awss3.GetObjectInput{Bucket: aws.String(bucket), Key: aws.String(key)})
@@ -92,11 +94,29 @@ func waitObject(t *testing.T, srv *miniotest.Server, bucket, key string, want []
 	}
 }
 
+// fileSum is the SHA-256 of a file, read as a stream (a 1 GiB copy is
+// not held in memory a second time).
+func fileSum(t *testing.T, name string) (sum [sha256.Size]byte) {
+	t.Helper()
+	f, err := os.Open(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		t.Fatal(err)
+	}
+	copy(sum[:], h.Sum(nil))
+	return sum
+}
+
 // TestSharesEndToEnd drives the real daemon on MinIO with libnfs's tools
 // and a Go NFS client: files are objects with their metadata, objects put
 // and deleted directly in S3 show after a refresh, handles survive a
 // restart, acknowledged writes survive kill -9, and export options hold.
 func TestSharesEndToEnd(t *testing.T) {
+	t.Parallel() // waits on servers: beside the others (see TestMain)
 	srv := miniotest.Start(t)
 	srv.CreateBucket(t, "files")
 	s3args := []string{"--s3-endpoint", srv.Endpoint, "--s3-path-style", "--s3-access-key", srv.AccessKey, "--s3-secret-key", srv.SecretKey}
@@ -124,11 +144,11 @@ func TestSharesEndToEnd(t *testing.T) {
 	nfsTool(t, "nfs-cp", local, url("big.bin"))
 	back := filepath.Join(t.TempDir(), "back.bin")
 	nfsTool(t, "nfs-cp", url("big.bin"), back)
-	if got, _ := os.ReadFile(back); sha256.Sum256(got) != sha256.Sum256(big) {
+	if sum := fileSum(t, back); sum != sha256.Sum256(big) {
 		t.Fatal("large file read back differs")
 	}
 	md := waitObject(t, srv, "files", "gw/docs/big.bin", big)
-	for deadline := time.Now().Add(time.Minute); ; {
+	for deadline := time.Now().Add(5 * time.Minute); ; {
 		// The counter follows the upload (it is counted just after the PUT).
 		up, ok := metric(t, dir, "gatewayd_share_bytes_uploaded_total")
 		if ok && up >= before+float64(len(big)) {
@@ -293,6 +313,7 @@ func TestNFSRegistersWithRpcbind(t *testing.T) {
 // TestShareKillDuringWrites: kill -9 while a client is writing; every write
 // the server acknowledged is in the file after the restart, and then in S3.
 func TestShareKillDuringWrites(t *testing.T) {
+	t.Parallel() // waits on servers: beside the others (see TestMain)
 	srv := miniotest.Start(t)
 	srv.CreateBucket(t, "crash")
 	s3args := []string{"--s3-endpoint", srv.Endpoint, "--s3-path-style", "--s3-access-key", srv.AccessKey, "--s3-secret-key", srv.SecretKey}

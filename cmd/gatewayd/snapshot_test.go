@@ -67,6 +67,7 @@ func (l *lun) read(off int64, n int) []byte {
 // directory and the same key, to a volume and to a file with no daemon at
 // all; a wrong key is refused.
 func TestSnapshotsEndToEnd(t *testing.T) {
+	t.Parallel() // waits on servers: beside the others (see TestMain)
 	srv := miniotest.Start(t)
 	srv.CreateBucket(t, "snaps")
 	s3args := []string{"--s3-endpoint", srv.Endpoint, "--s3-path-style", "--s3-access-key", srv.AccessKey, "--s3-secret-key", srv.SecretKey}

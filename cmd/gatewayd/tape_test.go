@@ -78,6 +78,7 @@ func must(t *testing.T, err error) {
 // CLI) leaves the library and its objects change storage class; retrieved,
 // it reads back the same bytes and refuses writes.
 func TestTapeLibraryEndToEnd(t *testing.T) {
+	t.Parallel() // waits on servers: beside the others (see TestMain)
 	srv := miniotest.Start(t)
 	srv.CreateBucket(t, "tapes")
 	s3args := []string{"--s3-endpoint", srv.Endpoint, "--s3-path-style", "--s3-access-key", srv.AccessKey, "--s3-secret-key", srv.SecretKey}
