@@ -28,9 +28,15 @@ summary="$bindir/testsummary"
 go build -o "$summary" ./scripts/testsummary
 skipflag=""
 [ "${CI:-}" = "true" ] && skipflag="-fail-on-skip"
-go test -race -count=1 -timeout 45m -json ./... | "$summary" $skipflag
+# -parallel 8: cmd/gatewayd's end-to-end tests that wait on servers run
+# side by side (each with its own daemon; see its TestMain). The default,
+# the number of CPUs, would run two at a time on a 2-core machine.
+start=$SECONDS
+go test -race -count=1 -parallel 8 -timeout 45m -json ./... | "$summary" $skipflag
+echo "== go test -race: $((SECONDS - start))s"
 
 echo "== fuzz ($fuzztime per target)"
+start=$SECONDS
 # Every FuzzXxx function, run from its own package for a short time.
 grep -rl --include='*_test.go' '^func Fuzz' . | while read -r f; do
 	pkg="./$(dirname "${f#./}")"
@@ -53,4 +59,5 @@ grep -rl --include='*_test.go' '^func Fuzz' . | while read -r f; do
 		rm -f "$log"
 	done
 done
+echo "== fuzz: $((SECONDS - start))s"
 echo "== all checks passed"
