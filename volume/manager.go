@@ -72,14 +72,9 @@ type Manager struct {
 	volumes map[string]*Volume // by id
 	closed  bool
 
-	// replayFloor caps Trim while the log is being replayed: records not
-	// yet replayed are not in any pending set yet.
-	replayFloor uploadbuffer.LSN
-
-	// inflight counts writes logged but not yet recorded as pending, by a
-	// lower bound of their LSN: trim stays below them.
-	inflightMu sync.Mutex
-	inflight   map[uploadbuffer.LSN]int
+	// j is the write path: the log, replay, trimming and the uploader.
+	j           *uploadbuffer.Journal
+	checkpoints checkpointLock // uploader.go
 
 	// pins are the ids snapshots and restores in progress depend on.
 	pinsMu    sync.Mutex
@@ -102,10 +97,7 @@ type Manager struct {
 	diskFault   string // the last failed local write; kept until restart
 	uploadFault string // the last upload round's failure
 
-	kick     chan struct{}
-	stop     chan struct{}
-	done     chan struct{}
-	roundMu  sync.Mutex // one upload round at a time
+	stop     chan struct{} // closed by Close: hydrators stop
 	counters counters
 }
 
@@ -137,15 +129,16 @@ func New(ctx context.Context, opts Options) (*Manager, error) {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	m := &Manager{
-		opts:     opts,
-		log:      opts.Logger,
-		volumes:  map[string]*Volume{},
-		inflight: map[uploadbuffer.LSN]int{},
-		pins:     map[*pinSet]bool{},
-		kick:     make(chan struct{}, 1),
-		stop:     make(chan struct{}),
-		done:     make(chan struct{}),
+		opts:    opts,
+		log:     opts.Logger,
+		volumes: map[string]*Volume{},
+		pins:    map[*pinSet]bool{},
+		stop:    make(chan struct{}),
 	}
+	m.j = uploadbuffer.NewJournal(opts.Log, journalClient{m}, uploadbuffer.JournalOptions{
+		Name: "volumes", Interval: opts.UploadInterval, SettleTime: opts.SettleTime, Parallel: opts.Uploaders,
+		Pressure: m.underPressure, AfterRound: m.afterRound, Clock: opts.Clock, Logger: opts.Logger,
+	})
 	var infos []Info
 	err := opts.Meta.View(ctx, func(tx meta.Txn) error {
 		return tx.Iterate([]byte("vol/"), func(_, v []byte) error {
@@ -175,15 +168,12 @@ func New(ctx context.Context, opts Options) (*Manager, error) {
 		m.volumes[info.ID] = v
 	}
 	// The uploader runs during replay: replayed dirty data may be more than
-	// the cache holds, and only uploads make room. Trim stays below the
-	// record being replayed (replayFloor).
-	m.mu.Lock()
-	m.replayFloor = 1
-	m.mu.Unlock()
-	go m.uploadLoop()
-	if err := m.replay(ctx); err != nil {
+	// the cache holds, and only uploads make room. The journal keeps the
+	// log from the record being replayed on.
+	m.j.Start()
+	if err := m.j.Replay(ctx); err != nil {
+		m.j.Close()
 		close(m.stop)
-		<-m.done
 		m.closeVolumes()
 		return nil, err
 	}
@@ -194,39 +184,6 @@ func New(ctx context.Context, opts Options) (*Manager, error) {
 		}
 	}
 	return m, nil
-}
-
-// replay applies every record still in the log, as if it were written now.
-func (m *Manager) replay(ctx context.Context) error {
-	var n int
-	err := m.opts.Log.Replay(func(lsn uploadbuffer.LSN, b []byte) error {
-		m.mu.Lock()
-		m.replayFloor = lsn
-		m.mu.Unlock()
-		rec, err := decodeRecord(b)
-		if err != nil {
-			return err
-		}
-		v := m.byID(rec.volume)
-		if v == nil {
-			return nil // volume deleted after the write
-		}
-		n++
-		if rec.typ == recWrite {
-			return v.apply(ctx, lsn, rec.data, rec.offset)
-		}
-		return v.applyUnmap(ctx, lsn, rec.offset, rec.length)
-	})
-	m.mu.Lock()
-	m.replayFloor = 0
-	m.mu.Unlock()
-	if err != nil {
-		return fmt.Errorf("replay upload buffer: %w", err)
-	}
-	if n > 0 {
-		m.log.Info("replayed upload buffer", "records", n)
-	}
-	return nil
 }
 
 func (m *Manager) byID(id string) *Volume {
@@ -447,8 +404,8 @@ func (m *Manager) Delete(ctx context.Context, nameOrID string) error {
 	if err != nil {
 		return err
 	}
-	m.roundMu.Lock() // no upload of this volume is in flight past here
-	defer m.roundMu.Unlock()
+	resume := m.j.Pause() // no upload of this volume is in flight past here
+	defer resume()
 	m.mu.Lock()
 	delete(m.volumes, v.info.ID)
 	m.mu.Unlock()
@@ -475,7 +432,7 @@ func (m *Manager) Delete(ctx context.Context, nameOrID string) error {
 			m.log.Warn("remove volume disk file", "volume", v.info.Name, "err", err)
 		}
 	}
-	m.trim()
+	m.j.Trim()
 	return nil
 }
 
@@ -528,8 +485,8 @@ func (m *Manager) Close() error {
 	}
 	m.closed = true
 	m.mu.Unlock()
+	m.j.Close()
 	close(m.stop)
-	<-m.done
 	m.bg.Wait()
 	m.closeVolumes()
 	return nil

@@ -17,6 +17,10 @@ import (
 	"github.com/gatewayd/gatewayd/uploadbuffer"
 )
 
+// checkpointLock orders stored volumes' checkpoints against the ends of
+// their chunk uploads.
+type checkpointLock = sync.RWMutex
+
 // counters are the manager-wide figures behind the metrics.
 type counters struct {
 	writes, bytesWritten        atomic.Uint64
@@ -27,36 +31,12 @@ type counters struct {
 	localWriteErrors            atomic.Uint64
 }
 
-// logAndApply appends rec to the log and then runs apply with its LSN.
-// Until apply has recorded the write as pending, trim must not pass it: the
-// record is registered as in flight from before it gets its LSN.
+// logAndApply makes rec durable in the journal, then runs apply with its
+// LSN; the journal keeps the log from being trimmed past the record until
+// apply has recorded the write as pending.
 func (m *Manager) logAndApply(ctx context.Context, rec []byte, apply func(uploadbuffer.LSN) error) error {
-	if m.opts.Log.Used() > m.opts.Log.Capacity()/2 {
-		m.kickUploader() // under pressure: do not wait for the next tick
-	}
-	floor := m.opts.Log.NextLSN() // the record's LSN will be at least this
-	m.inflightMu.Lock()
-	m.inflight[floor]++
-	m.inflightMu.Unlock()
-	defer func() {
-		m.inflightMu.Lock()
-		if m.inflight[floor]--; m.inflight[floor] == 0 {
-			delete(m.inflight, floor)
-		}
-		m.inflightMu.Unlock()
-	}()
-	lsn, err := m.opts.Log.Append(ctx, rec)
-	if err != nil {
-		return fmt.Errorf("upload buffer: %w", err)
-	}
-	return apply(lsn)
-}
-
-func (m *Manager) kickUploader() {
-	select {
-	case m.kick <- struct{}{}:
-	default:
-	}
+	_, err := m.j.Append(ctx, rec, apply)
+	return err
 }
 
 func objstoreGetAll(ctx context.Context, m *Manager, id snapshots.ChunkID) ([]byte, error) {
@@ -70,23 +50,95 @@ func objstoreGetAll(ctx context.Context, m *Manager, id snapshots.ChunkID) ([]by
 
 func isMetaNotFound(err error) bool { return errors.Is(err, meta.ErrNotFound) }
 
-func (m *Manager) uploadLoop() {
-	defer close(m.done)
-	ctx, cancel := context.WithCancel(context.Background())
-	go func() { <-m.stop; cancel() }()
-	for {
-		select {
-		case <-m.stop:
-			return
-		case <-m.kick:
-		case <-m.opts.Clock.After(m.opts.UploadInterval):
-		}
-		if err := m.round(ctx, false); err != nil && ctx.Err() == nil {
-			m.log.Warn("upload round", "err", err)
-		}
-		m.recoveryPointsDue(ctx)
-		m.housekeeping(ctx)
+// journalClient is the volumes' side of the journal: how a record is
+// applied, which chunks wait for upload and how one goes up.
+type journalClient struct{ m *Manager }
+
+// Apply applies a replayed record to its volume.
+func (c journalClient) Apply(ctx context.Context, lsn uploadbuffer.LSN, b []byte) error {
+	rec, err := decodeRecord(b)
+	if err != nil {
+		return err
 	}
+	v := c.m.byID(rec.volume)
+	if v == nil {
+		return nil // volume deleted after the write
+	}
+	if rec.typ == recWrite {
+		return v.apply(ctx, lsn, rec.data, rec.offset)
+	}
+	return v.applyUnmap(ctx, lsn, rec.offset, rec.length)
+}
+
+// Needs is the oldest record a pending chunk still needs.
+func (c journalClient) Needs() (uploadbuffer.LSN, bool) {
+	var lsn uploadbuffer.LSN
+	ok := false
+	for _, v := range c.m.List() {
+		v.mu.Lock()
+		for _, p := range v.pending {
+			if !ok || p.minLSN < lsn {
+				lsn, ok = p.minLSN, true
+			}
+		}
+		v.mu.Unlock()
+	}
+	return lsn, ok
+}
+
+// Pending checkpoints stored volumes and lists the chunks waiting for
+// upload: a stored volume's dirty set, a cached volume's pending chunks.
+func (c journalClient) Pending(ctx context.Context) ([]uploadbuffer.Unit, error) {
+	var units []uploadbuffer.Unit
+	var firstErr error
+	for _, v := range c.m.List() {
+		if v.info.Kind == Stored {
+			if err := v.checkpoint(ctx); err != nil && firstErr == nil {
+				firstErr = err
+			}
+			idx, err := v.dirtySet(ctx)
+			if err != nil && firstErr == nil {
+				firstErr = err
+			}
+			for _, i := range idx {
+				units = append(units, chunkUnit(v, i, time.Time{}))
+			}
+			continue
+		}
+		v.mu.Lock()
+		for i, p := range v.pending {
+			units = append(units, chunkUnit(v, i, p.lastWrite))
+		}
+		v.mu.Unlock()
+	}
+	sort.Slice(units, func(a, b int) bool { return units[a].Value.(uploadJob).index < units[b].Value.(uploadJob).index })
+	return units, firstErr
+}
+
+func chunkUnit(v *Volume, index uint64, changed time.Time) uploadbuffer.Unit {
+	return uploadbuffer.Unit{Key: fmt.Sprintf("%s/%d", v.info.ID, index), Changed: changed, Value: uploadJob{v, index}}
+}
+
+// Upload uploads one chunk.
+func (c journalClient) Upload(ctx context.Context, u uploadbuffer.Unit) (int64, error) {
+	j := u.Value.(uploadJob)
+	if c.m.byID(j.v.info.ID) != j.v {
+		return 0, nil // deleted since it was listed
+	}
+	n, err := j.v.uploadChunk(ctx, j.index)
+	if err != nil {
+		j.v.uploadErrors.Add(1)
+		c.m.counters.uploadErrors.Add(1)
+	}
+	return n, err
+}
+
+// afterRound runs after each background round: health, recovery points,
+// snapshot schedules and garbage collection.
+func (m *Manager) afterRound(ctx context.Context, r uploadbuffer.RoundResult) {
+	m.reportUploads(r.Err)
+	m.recoveryPointsDue(ctx)
+	m.housekeeping(ctx)
 }
 
 // recoveryPointsDue writes the recovery points of cached volumes whose
@@ -97,10 +149,7 @@ func (m *Manager) recoveryPointsDue(ctx context.Context) {
 		if v.info.Kind != Cached || now.Sub(time.Unix(0, v.lastRecoveryPoint.Load())) < m.opts.RecoveryPointInterval {
 			continue
 		}
-		m.mu.Lock()
-		replaying := m.replayFloor != 0
-		m.mu.Unlock()
-		if replaying {
+		if m.j.Replaying() {
 			return
 		}
 		if err := m.RecoveryPoint(ctx, v.info.ID); err != nil && ctx.Err() == nil {
@@ -109,19 +158,26 @@ func (m *Manager) recoveryPointsDue(ctx context.Context) {
 	}
 }
 
-// Drain uploads every pending chunk now, ignoring the settle time, and
-// trims the log. It returns the first upload error. Snapshots and tests use it.
+// Drain uploads every pending chunk now, ignoring the settle time and
+// before any background upload, and trims the log. It returns the first
+// upload error. Snapshots and tests use it.
 func (m *Manager) Drain(ctx context.Context) error {
-	return m.round(ctx, true)
+	return m.j.Flush(ctx, nil)
 }
 
-// underPressure says whether the log or the cache is more than half full
-// of data waiting for upload, when waiting for chunks to settle costs more
-// than it saves.
-func (m *Manager) underPressure() bool {
-	if m.opts.Log.Used() > m.opts.Log.Capacity()/2 {
-		return true
+// round runs one upload round now: every pending chunk with all set (as
+// Drain), else those that are due.
+func (m *Manager) round(ctx context.Context, all bool) error {
+	if all {
+		return m.j.Flush(ctx, nil)
 	}
+	return m.j.Round(ctx)
+}
+
+// underPressure says whether the cache is more than half full of data
+// waiting for upload, when waiting for chunks to settle costs more than
+// it saves (the journal looks at the log itself).
+func (m *Manager) underPressure() bool {
 	st := m.opts.Cache.Stats()
 	return st.Capacity > 0 && st.Dirty > st.Capacity/2
 }
@@ -129,105 +185,6 @@ func (m *Manager) underPressure() bool {
 type uploadJob struct {
 	v     *Volume
 	index uint64
-}
-
-// round checkpoints stored volumes, uploads due chunks in parallel and
-// trims the log.
-func (m *Manager) round(ctx context.Context, all bool) error {
-	m.roundMu.Lock()
-	defer m.roundMu.Unlock()
-	all = all || m.underPressure()
-	now := m.opts.Clock.Now()
-	var jobs []uploadJob
-	var firstErr error
-	for _, v := range m.List() {
-		if v.info.Kind == Stored {
-			if err := v.checkpoint(ctx); err != nil && firstErr == nil {
-				firstErr = err
-			}
-			idx, err := v.dirtySet(ctx)
-			if err != nil && firstErr == nil {
-				firstErr = err
-			}
-			for _, i := range idx {
-				jobs = append(jobs, uploadJob{v, i})
-			}
-			continue
-		}
-		v.mu.Lock()
-		for i, p := range v.pending {
-			if all || now.Sub(p.lastWrite) >= m.opts.SettleTime {
-				jobs = append(jobs, uploadJob{v, i})
-			}
-		}
-		v.mu.Unlock()
-	}
-	sort.Slice(jobs, func(a, b int) bool { return jobs[a].index < jobs[b].index })
-
-	var mu sync.Mutex
-	var wg sync.WaitGroup
-	work := make(chan uploadJob)
-	for w := 0; w < m.opts.Uploaders; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for j := range work {
-				if _, err := j.v.uploadChunk(ctx, j.index); err != nil {
-					j.v.uploadErrors.Add(1)
-					m.counters.uploadErrors.Add(1)
-					mu.Lock()
-					if firstErr == nil {
-						firstErr = err
-					}
-					mu.Unlock()
-				}
-			}
-		}()
-	}
-	for _, j := range jobs {
-		if ctx.Err() != nil {
-			break
-		}
-		work <- j
-	}
-	close(work)
-	wg.Wait()
-	m.trim()
-	m.reportUploads(firstErr)
-	return firstErr
-}
-
-// trim releases log records no volume needs any more.
-func (m *Manager) trim() {
-	upTo := m.opts.Log.NextLSN()
-	m.mu.Lock()
-	if m.replayFloor != 0 && m.replayFloor < upTo {
-		upTo = m.replayFloor
-	}
-	vols := make([]*Volume, 0, len(m.volumes))
-	for _, v := range m.volumes {
-		vols = append(vols, v)
-	}
-	m.mu.Unlock()
-	m.inflightMu.Lock()
-	for floor := range m.inflight {
-		if floor < upTo {
-			upTo = floor
-		}
-	}
-	m.inflightMu.Unlock()
-	for _, v := range vols {
-		v.mu.Lock()
-		for _, p := range v.pending {
-			if p.minLSN < upTo {
-				upTo = p.minLSN
-			}
-		}
-		v.mu.Unlock()
-	}
-	if err := m.opts.Log.Trim(upTo); err != nil {
-		m.log.Warn("trim upload buffer", "err", err)
-	}
 }
 
 // chunkData reads a chunk's current content for upload, with its
@@ -327,6 +284,12 @@ func (v *Volume) uploadChunk(ctx context.Context, index uint64) (int64, error) {
 		put = int64(len(blob))
 	}
 
+	if v.info.Kind == Stored {
+		// A checkpoint compares generations across its disk sync: the
+		// generation is not dropped in between (checkpoint).
+		m.checkpoints.RLock()
+		defer m.checkpoints.RUnlock()
+	}
 	unlock := v.locks.lock(index)
 	defer unlock()
 	v.mu.Lock()
@@ -373,6 +336,11 @@ func (v *Volume) uploadChunk(ctx context.Context, index uint64) (int64, error) {
 // the disk, record the chunks in the dirty set in meta, and release their
 // log records.
 func (v *Volume) checkpoint(ctx context.Context) error {
+	// Uploads of other rounds run meanwhile; one that dropped a chunk's
+	// generation between the copy below and the comparison at the end
+	// would keep the chunk pending past this checkpoint.
+	v.m.checkpoints.Lock()
+	defer v.m.checkpoints.Unlock()
 	v.mu.Lock()
 	if len(v.pending) == 0 {
 		v.mu.Unlock()
