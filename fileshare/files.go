@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -185,31 +186,12 @@ func decodeRecord(b []byte) (record, error) {
 	return r, nil
 }
 
-// logAndApply makes rec durable, then applies it; trim stays below the
-// record until apply has registered it with its file.
+// logAndApply makes rec durable in the journal, then applies it; the
+// journal keeps the log from being trimmed past the record until apply
+// has registered it with its file.
 func (m *Manager) logAndApply(ctx context.Context, rec record, apply func(uploadbuffer.LSN) error) error {
-	if m.opts.Log.Used() > m.opts.Log.Capacity()/2 {
-		select {
-		case m.kick <- struct{}{}:
-		default:
-		}
-	}
-	floor := m.opts.Log.NextLSN()
-	m.filesMu.Lock()
-	m.inflight[floor]++
-	m.filesMu.Unlock()
-	defer func() {
-		m.filesMu.Lock()
-		if m.inflight[floor]--; m.inflight[floor] == 0 {
-			delete(m.inflight, floor)
-		}
-		m.filesMu.Unlock()
-	}()
-	lsn, err := m.opts.Log.Append(ctx, rec.encode())
-	if err != nil {
-		return fmt.Errorf("upload buffer: %w", err)
-	}
-	return apply(lsn)
+	_, err := m.j.Append(ctx, rec.encode(), apply)
+	return err
 }
 
 // create makes a new empty file or directory without touching the store:
@@ -528,93 +510,81 @@ func (s *Share) ReadAt(ctx context.Context, path string, p []byte, off int64) (i
 	return int(want), nil
 }
 
-// replay applies the log's records to the files they name, as if written
+// journalClient is the file shares' side of the journal: how a record is
+// applied, which files wait for upload and how one goes up.
+type journalClient struct{ m *Manager }
+
+// Apply applies a replayed record to the file it names, as if written
 // now; the files are then uploaded as usual.
-func (m *Manager) replay(ctx context.Context) error {
-	n := 0
-	waits := map[fileKey]bool{} // files whose records wait for the store
-	err := m.opts.Log.Replay(func(lsn uploadbuffer.LSN, b []byte) error {
-		r, err := decodeRecord(b)
-		if err != nil {
-			return err
-		}
-		s, err := m.Get(r.share)
-		if err != nil {
-			return nil // share deleted since
-		}
-		switch r.typ {
-		case recRemove, recRemoved:
-			m.filesMu.Lock()
-			if r.typ == recRemove {
-				m.deletes[deleteKey(r.share, string(r.data))] = lsn
-			} else {
-				delete(m.deletes, deleteKey(r.share, string(r.data)))
-			}
-			m.filesMu.Unlock()
-			n++
-			return nil
-		case recRename:
-			from, to, _ := decodeMove(r.data)
-			m.filesMu.Lock()
-			m.moves[lsn] = move{share: r.share, from: from, to: to, lsn: lsn}
-			m.filesMu.Unlock()
-			n++
-			return nil
-		case recRenamed:
-			from, to, _ := decodeMove(r.data)
-			m.moveDone(r.share, from, to)
-			n++
-			return nil
-		}
-		if r.typ != recCreate && r.typ != recMkdir {
-			if !waits[fileKey{r.share, r.ino}] {
-				wait, err := m.replayFileRecord(ctx, lsn, r)
-				if err != nil || !wait {
-					n++
-					return err
-				}
-			}
-			// The store is away and the file is not known without it:
-			// this record and the file's next ones wait for it.
-			waits[fileKey{r.share, r.ino}] = true
-			m.filesMu.Lock()
-			m.later = append(m.later, laterRecord{lsn: lsn, rec: r})
-			m.filesMu.Unlock()
-			n++
-			return nil
-		}
-		path, err := s.PathOf(ctx, r.ino)
-		if err != nil {
-			if errors.Is(err, ErrStale) {
-				return nil // file removed since
-			}
-			return err
-		}
-		r.attr.Ino, r.attr.Type = r.ino, TypeFile
-		key := s.key(path)
-		if r.typ == recMkdir {
-			r.attr.Type, key = TypeDir, key+"/"
-		}
-		if _, err := m.opts.Store.Stat(ctx, key); err == nil && !m.deleting(r.share, key) {
-			// Uploaded before the crash: the records after this one
-			// apply to the object.
-			return nil
-		} else if err != nil && !objstore.IsNotFound(err) {
-			// The store is away. Every record of the file since its
-			// creation is still in the log (trimming keeps a suffix),
-			// so it is rebuilt whole from them and uploaded again.
-			m.log.Warn("file share replay: store away, replaying a created file from the log", "share", r.share, "path", path, "err", err)
-		}
-		m.born(s, path, r.ino, r.attr, lsn)
-		n++
-		return nil
-	})
+func (c journalClient) Apply(ctx context.Context, lsn uploadbuffer.LSN, b []byte) error {
+	m := c.m
+	r, err := decodeRecord(b)
 	if err != nil {
-		return fmt.Errorf("replay file share upload buffer: %w", err)
+		return err
 	}
-	if n > 0 {
-		m.log.Info("replayed file share upload buffer", "records", n)
+	s, err := m.Get(r.share)
+	if err != nil {
+		return nil // share deleted since
 	}
+	switch r.typ {
+	case recRemove, recRemoved:
+		m.filesMu.Lock()
+		if r.typ == recRemove {
+			m.deletes[deleteKey(r.share, string(r.data))] = lsn
+		} else {
+			delete(m.deletes, deleteKey(r.share, string(r.data)))
+		}
+		m.filesMu.Unlock()
+		return nil
+	case recRename:
+		from, to, _ := decodeMove(r.data)
+		m.filesMu.Lock()
+		m.moves[lsn] = move{share: r.share, from: from, to: to, lsn: lsn}
+		m.filesMu.Unlock()
+		return nil
+	case recRenamed:
+		from, to, _ := decodeMove(r.data)
+		m.moveDone(r.share, from, to)
+		return nil
+	}
+	if r.typ != recCreate && r.typ != recMkdir {
+		if !m.replayWaits[fileKey{r.share, r.ino}] {
+			wait, err := m.replayFileRecord(ctx, lsn, r)
+			if err != nil || !wait {
+				return err
+			}
+		}
+		// The store is away and the file is not known without it:
+		// this record and the file's next ones wait for it.
+		m.replayWaits[fileKey{r.share, r.ino}] = true
+		m.filesMu.Lock()
+		m.later = append(m.later, laterRecord{lsn: lsn, rec: r})
+		m.filesMu.Unlock()
+		return nil
+	}
+	path, err := s.PathOf(ctx, r.ino)
+	if err != nil {
+		if errors.Is(err, ErrStale) {
+			return nil // file removed since
+		}
+		return err
+	}
+	r.attr.Ino, r.attr.Type = r.ino, TypeFile
+	key := s.key(path)
+	if r.typ == recMkdir {
+		r.attr.Type, key = TypeDir, key+"/"
+	}
+	if _, err := m.opts.Store.Stat(ctx, key); err == nil && !m.deleting(r.share, key) {
+		// Uploaded before the crash: the records after this one
+		// apply to the object.
+		return nil
+	} else if err != nil && !objstore.IsNotFound(err) {
+		// The store is away. Every record of the file since its
+		// creation is still in the log (trimming keeps a suffix),
+		// so it is rebuilt whole from them and uploaded again.
+		m.log.Warn("file share replay: store away, replaying a created file from the log", "share", r.share, "path", path, "err", err)
+	}
+	m.born(s, path, r.ino, r.attr, lsn)
 	return nil
 }
 
@@ -664,27 +634,10 @@ func (m *Manager) replayFileRecord(ctx context.Context, lsn uploadbuffer.LSN, r 
 	return false, nil
 }
 
-func (m *Manager) uploadLoop() {
-	defer close(m.done)
-	ctx, cancel := context.WithCancel(context.Background())
-	go func() { <-m.stop; cancel() }()
-	for {
-		select {
-		case <-m.stop:
-			return
-		case <-m.kick:
-		case <-m.opts.Clock.After(m.opts.UploadInterval):
-		}
-		if err := m.round(ctx, false, nil); err != nil && ctx.Err() == nil {
-			m.log.Warn("file share upload round", "err", err)
-		}
-	}
-}
-
 // Flush uploads every pending file of a share (all shares if name is
-// empty) now, ignoring the settle time.
+// empty) now, ignoring the settle time, before any background upload.
 func (m *Manager) Flush(ctx context.Context, name string) error {
-	return m.round(ctx, true, func(k fileKey, _ string) bool { return name == "" || k.share == name })
+	return m.j.Flush(ctx, func(u uploadbuffer.Unit) bool { return name == "" || u.Value.(fileKey).share == name })
 }
 
 func (m *Manager) flushTree(ctx context.Context, s *Share, dir string) error {
@@ -693,73 +646,66 @@ func (m *Manager) flushTree(ctx context.Context, s *Share, dir string) error {
 	})
 }
 
-// round uploads the files that are due and trims the log.
+// round runs one upload round now: with all set, of every pending file
+// pick accepts (given its path); else a background round of the files
+// that are due.
 func (m *Manager) round(ctx context.Context, all bool, pick func(fileKey, string) bool) error {
-	now := m.opts.Clock.Now()
-	pressure := m.opts.Log.Used() > m.opts.Log.Capacity()/2
-	m.filesMu.Lock()
-	var due []fileKey
-	for k, st := range m.files {
-		st.mu.Lock()
-		quiet := now.Sub(st.lastWrite) >= m.opts.SettleTime
-		st.mu.Unlock()
-		if all || pressure || quiet {
-			due = append(due, k)
+	if !all && pick == nil {
+		return m.j.Round(ctx)
+	}
+	return m.j.Flush(ctx, func(u uploadbuffer.Unit) bool {
+		k := u.Value.(fileKey)
+		s, err := m.Get(k.share)
+		if err != nil {
+			return false
 		}
-	}
-	m.filesMu.Unlock()
-	sort.Slice(due, func(i, j int) bool { return due[i].ino < due[j].ino })
-	var mu sync.Mutex
-	var firstErr error
-	// Changes replayed while the store was away, then removed and moved
-	// objects go first: an upload may write where one was.
-	if err := m.applyLater(ctx); err != nil {
-		firstErr = err
-	}
-	for _, c := range m.List() {
-		if err := m.settleDeletes(ctx, c.Name); err != nil && firstErr == nil {
+		path, err := s.PathOf(ctx, k.ino)
+		return err == nil && pick(k, path)
+	})
+}
+
+// Pending applies the replayed changes that waited for the store and
+// does the removes and moves that wait for it (an upload may write where
+// one was), then lists the files with changes not yet uploaded.
+func (c journalClient) Pending(ctx context.Context) ([]uploadbuffer.Unit, error) {
+	m := c.m
+	firstErr := m.applyLater(ctx)
+	for _, cfg := range m.List() {
+		if err := m.settleDeletes(ctx, cfg.Name); err != nil && firstErr == nil {
 			firstErr = err
 		}
 	}
-	sem := make(chan struct{}, m.opts.Uploaders)
-	var wg sync.WaitGroup
-	for _, k := range due {
-		s, err := m.Get(k.share)
-		if err != nil {
-			continue
-		}
-		if pick != nil {
-			path, err := s.PathOf(ctx, k.ino)
-			if err != nil || !pick(k, path) {
-				continue
-			}
-		}
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			if err := m.upload(ctx, s, k); err != nil {
-				mu.Lock()
-				if firstErr == nil {
-					firstErr = err
-				}
-				mu.Unlock()
-			}
-		}()
+	m.filesMu.Lock()
+	units := make([]uploadbuffer.Unit, 0, len(m.files))
+	for k, st := range m.files {
+		st.mu.Lock()
+		units = append(units, uploadbuffer.Unit{Key: k.share + "\x00" + strconv.FormatUint(k.ino, 10), Changed: st.lastWrite, Value: k})
+		st.mu.Unlock()
 	}
-	wg.Wait()
-	m.trim()
-	return firstErr
+	m.filesMu.Unlock()
+	sort.Slice(units, func(i, j int) bool { return units[i].Value.(fileKey).ino < units[j].Value.(fileKey).ino })
+	return units, firstErr
 }
 
-// upload puts a file's current content as its object. If nothing changed
-// it meanwhile, the file is clean: its log records are released.
-func (m *Manager) upload(ctx context.Context, s *Share, k fileKey) error {
+// Upload uploads one file.
+func (c journalClient) Upload(ctx context.Context, u uploadbuffer.Unit) (int64, error) {
+	k := u.Value.(fileKey)
+	s, err := c.m.Get(k.share)
+	if err != nil {
+		return 0, nil // share deleted since
+	}
+	return c.m.upload(ctx, s, k)
+}
+
+// upload puts a file's current content as its object and returns its
+// size. If nothing changed it meanwhile, the file is clean: its log
+// records are released.
+func (m *Manager) upload(ctx context.Context, s *Share, k fileKey) (int64, error) {
 	m.filesMu.Lock()
 	st := m.files[k]
 	m.filesMu.Unlock()
 	if st == nil {
-		return nil
+		return 0, nil
 	}
 	// One upload of a file at a time; a second caller (a flush while the
 	// uploader runs) waits for the first, then uploads what is still dirty.
@@ -781,9 +727,9 @@ func (m *Manager) upload(ctx context.Context, s *Share, k fileKey) error {
 		p, err := s.PathOf(ctx, k.ino)
 		if err != nil {
 			if !isCurrent() {
-				return nil // removed meanwhile
+				return 0, nil // removed meanwhile
 			}
-			return err
+			return 0, err
 		}
 		unlock := m.ns(k.share).upload(p)
 		if q, err := s.PathOf(ctx, k.ino); err == nil && q == p {
@@ -794,7 +740,7 @@ func (m *Manager) upload(ctx context.Context, s *Share, k fileKey) error {
 		unlock()
 	}
 	if !isCurrent() {
-		return nil
+		return 0, nil
 	}
 	st.mu.Lock()
 	gen, truncs, attr, base, data := st.gen, st.truncs, st.attr, st.base, st.data
@@ -810,7 +756,7 @@ func (m *Manager) upload(ctx context.Context, s *Share, k fileKey) error {
 		attr.Type = TypeFile
 	}
 	if m.pendingKey(k.share, key) {
-		return fmt.Errorf("share %s: upload %s: a remove or rename there is not done in the store yet", k.share, path)
+		return 0, fmt.Errorf("share %s: upload %s: a remove or rename there is not done in the store yet", k.share, path)
 	}
 	var err error
 	sent := attr.Size
@@ -823,14 +769,14 @@ func (m *Manager) upload(ctx context.Context, s *Share, k fileKey) error {
 	}
 	if err != nil {
 		m.uploadErrors.Add(1)
-		return fmt.Errorf("share %s: upload %s: %w", k.share, path, err)
+		return 0, fmt.Errorf("share %s: upload %s: %w", k.share, path, err)
 	}
 	m.storeBack()
 	m.bytesUploaded.Add(uint64(sent))
 	m.filesUploaded.Add(1)
 	oi, err := m.opts.Store.Stat(ctx, key)
 	if err != nil {
-		return err
+		return attr.Size, err
 	}
 	s.attrMu.Lock()
 	s.etags[k.ino] = oi.ETag // the cached blocks are this object's
@@ -864,7 +810,7 @@ func (m *Manager) upload(ctx context.Context, s *Share, k fileKey) error {
 	}
 	s.attrMu.Unlock()
 	if st.gen != gen || st.changing > 0 {
-		return nil // changed meanwhile: it goes up again
+		return attr.Size, nil // changed meanwhile: it goes up again
 	}
 	delete(m.files, k)
 	a := attr
@@ -876,7 +822,7 @@ func (m *Manager) upload(ctx context.Context, s *Share, k fileKey) error {
 	s.attrMu.Lock()
 	s.noteEntry(path, a.Type, true)
 	s.attrMu.Unlock()
-	return nil
+	return attr.Size, nil
 }
 
 // fileReader reads a file's content for upload: cached blocks (dirty ones
@@ -935,13 +881,12 @@ func (r *fileReader) Seek(off int64, whence int) (int64, error) {
 	return off, nil
 }
 
-// trim releases log records no file needs any more.
-func (m *Manager) trim() {
-	upTo := m.opts.Log.NextLSN()
+// Needs is the oldest record a file, a remove, a move or a replayed
+// change waiting for the store still needs.
+func (c journalClient) Needs() (uploadbuffer.LSN, bool) {
+	m := c.m
+	upTo := ^uploadbuffer.LSN(0)
 	m.filesMu.Lock()
-	for floor := range m.inflight {
-		upTo = min(upTo, floor)
-	}
 	for _, lsn := range m.deletes {
 		upTo = min(upTo, lsn)
 	}
@@ -957,7 +902,5 @@ func (m *Manager) trim() {
 		st.mu.Unlock()
 	}
 	m.filesMu.Unlock()
-	if err := m.opts.Log.Trim(upTo); err != nil {
-		m.log.Warn("trim file share upload buffer", "err", err)
-	}
+	return upTo, upTo != ^uploadbuffer.LSN(0)
 }

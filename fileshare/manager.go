@@ -46,18 +46,20 @@ type Manager struct {
 	mu     sync.Mutex
 	shares map[string]*Share
 
-	filesMu  sync.Mutex
-	files    map[fileKey]*fileState // files with writes not yet uploaded
-	inflight map[uploadbuffer.LSN]int
-	deletes  map[string]uploadbuffer.LSN // removed objects not yet deleted in the store (deletes.go)
-	moves    map[uploadbuffer.LSN]move   // renamed objects not yet moved in the store (moves.go)
-	later    []laterRecord               // replayed records waiting for the store (moves.go)
-	laterMu  sync.Mutex                  // held while later records are applied
-	nsLocks  sync.Map                    // share name -> *pathLocks
+	filesMu sync.Mutex
+	files   map[fileKey]*fileState      // files with writes not yet uploaded
+	deletes map[string]uploadbuffer.LSN // removed objects not yet deleted in the store (deletes.go)
+	moves   map[uploadbuffer.LSN]move   // renamed objects not yet moved in the store (moves.go)
+	later   []laterRecord               // replayed records waiting for the store (moves.go)
+	laterMu sync.Mutex                  // held while later records are applied
+	nsLocks sync.Map                    // share name -> *pathLocks
 
-	kick chan struct{}
-	stop chan struct{}
-	done chan struct{}
+	// j is the write path: the log, replay, trimming and the uploader.
+	j *uploadbuffer.Journal
+	// replayWaits are the files whose replayed records wait for the
+	// store (during replay only).
+	replayWaits map[fileKey]bool
+	closeOnce   sync.Once
 
 	bytesUploaded, filesUploaded, uploadErrors atomic.Uint64
 
@@ -149,10 +151,13 @@ func New(ctx context.Context, opts Options) (*Manager, error) {
 	}
 	m := &Manager{
 		opts: opts, log: opts.Logger, shares: map[string]*Share{},
-		files: map[fileKey]*fileState{}, inflight: map[uploadbuffer.LSN]int{}, deletes: map[string]uploadbuffer.LSN{},
-		moves: map[uploadbuffer.LSN]move{},
-		kick:  make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{}),
+		files: map[fileKey]*fileState{}, deletes: map[string]uploadbuffer.LSN{},
+		moves: map[uploadbuffer.LSN]move{}, replayWaits: map[fileKey]bool{},
 	}
+	m.j = uploadbuffer.NewJournal(opts.Log, journalClient{m}, uploadbuffer.JournalOptions{
+		Name: "shares", Interval: opts.UploadInterval, SettleTime: opts.SettleTime, Parallel: opts.Uploaders,
+		Clock: opts.Clock, Logger: opts.Logger,
+	})
 	err := opts.Meta.View(ctx, func(tx meta.Txn) error {
 		return tx.Iterate([]byte("fshare/"), func(_, v []byte) error {
 			var c Config
@@ -166,10 +171,12 @@ func New(ctx context.Context, opts Options) (*Manager, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := m.replay(ctx); err != nil {
-		return nil, err
+	if err := m.j.Replay(ctx); err != nil {
+		m.j.Close()
+		return nil, fmt.Errorf("file shares: %w", err)
 	}
-	go m.uploadLoop()
+	m.replayWaits = nil
+	m.j.Start()
 	return m, nil
 }
 
@@ -280,12 +287,6 @@ func (s *Share) Config() Config { return s.cfg }
 // Close stops the uploader. Writes not yet uploaded stay in the log and go
 // up after the next start.
 func (m *Manager) Close() error {
-	select {
-	case <-m.stop:
-		return nil
-	default:
-	}
-	close(m.stop)
-	<-m.done
+	m.closeOnce.Do(m.j.Close)
 	return nil
 }
