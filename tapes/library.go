@@ -80,18 +80,21 @@ type Library struct {
 
 	mu    sync.Mutex
 	tapes map[string]*tape
-	// replayFloor caps trim while the log is being replayed.
-	replayFloor uploadbuffer.LSN
+	// fullAt is when each loaded tape's data and index last went to the
+	// store whole (or it was loaded): it goes again FlushInterval later.
+	fullAt map[string]time.Time
 
-	inflightMu sync.Mutex
-	inflight   map[uploadbuffer.LSN]int
+	// j is the write path: the log, replay, trimming and the uploader.
+	j *uploadbuffer.Journal
+	// During replay: tapes replayed onto, tapes whose writes are skipped.
+	replayTouched map[string]*tape
+	replaySkip    map[string]bool
 
 	stats struct{ segmentsUp, bytesUp atomic.Uint64 }
 
-	kick, spares chan struct{}
-	stop, done   chan struct{}
-	closeOnce    sync.Once
-	closed       atomic.Bool
+	sparesDue atomic.Bool // spare tapes to check after the next round
+	closeOnce sync.Once
+	closed    atomic.Bool
 }
 
 // New opens the library: reads (or records) its geometry, replays the
@@ -155,9 +158,11 @@ func New(ctx context.Context, opts Options) (*Library, error) {
 	if err != nil {
 		return nil, err
 	}
-	l := &Library{opts: opts, log: opts.Logger, seal: s, enc: enc, dec: dec, tapes: map[string]*tape{},
-		inflight: map[uploadbuffer.LSN]int{}, kick: make(chan struct{}, 1), spares: make(chan struct{}, 1),
-		stop: make(chan struct{}), done: make(chan struct{})}
+	l := &Library{opts: opts, log: opts.Logger, seal: s, enc: enc, dec: dec, tapes: map[string]*tape{}, fullAt: map[string]time.Time{}}
+	l.j = uploadbuffer.NewJournal(opts.Log, journalClient{l}, uploadbuffer.JournalOptions{
+		Name: "tapes", Interval: opts.FlushInterval, SettleTime: opts.FlushInterval,
+		AfterRound: l.afterRound, Clock: opts.Clock, Logger: opts.Logger,
+	})
 	geo, fresh, err := l.loadGeometry(ctx)
 	if err != nil {
 		return nil, err
@@ -174,9 +179,10 @@ func New(ctx context.Context, opts Options) (*Library, error) {
 		}
 	}
 	if err := l.replay(ctx); err != nil {
+		l.j.Close()
 		return nil, err
 	}
-	go l.loop()
+	l.j.Start()
 	return l, nil
 }
 
@@ -186,49 +192,12 @@ func (l *Library) Geometry() Geometry { return l.geo }
 // replay applies the log records not yet in a tape's stored index, then
 // uploads every tape it touched.
 func (l *Library) replay(ctx context.Context) error {
-	l.mu.Lock()
-	l.replayFloor = 1
-	l.mu.Unlock()
-	touched := map[string]*tape{}
-	skip := map[string]bool{}
-	err := l.opts.Log.Replay(func(lsn uploadbuffer.LSN, rec []byte) error {
-		o, err := decodeLogOp(rec)
-		if err != nil {
-			return err
-		}
-		if skip[o.barcode] {
-			return nil
-		}
-		t, err := l.load(ctx, o.barcode)
-		if errors.Is(err, ErrNoTape) || errors.Is(err, errArchived) {
-			skip[o.barcode] = true // deleted or archived since: its writes went with it
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		t.mu.Lock()
-		full, err := l.replayOne(ctx, t, o, lsn)
-		pending := len(t.sealed)
-		t.mu.Unlock()
-		if err != nil {
-			return err
-		}
-		touched[o.barcode] = t
-		if full && pending >= l.opts.MaxPendingSegments {
-			// Bounded memory: upload the closed segments now.
-			if err := t.flush(ctx, false); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("tapes: replay: %w", err)
+	l.replayTouched, l.replaySkip = map[string]*tape{}, map[string]bool{}
+	if err := l.j.Replay(ctx); err != nil {
+		return fmt.Errorf("tapes: %w", err)
 	}
-	l.mu.Lock()
-	l.replayFloor = 0
-	l.mu.Unlock()
+	touched := l.replayTouched
+	l.replayTouched, l.replaySkip = nil, nil
 	for _, t := range touched {
 		if err := t.flush(ctx, true); err != nil {
 			return fmt.Errorf("tapes: after replay: %w", err)
@@ -240,6 +209,92 @@ func (l *Library) replay(ctx context.Context) error {
 	}
 	l.trim()
 	return nil
+}
+
+// journalClient is the library's side of the journal: how a logged tape
+// operation is applied, which tapes have data to upload and how.
+type journalClient struct{ l *Library }
+
+// Apply applies a replayed operation to its tape.
+func (c journalClient) Apply(ctx context.Context, lsn uploadbuffer.LSN, rec []byte) error {
+	l := c.l
+	o, err := decodeLogOp(rec)
+	if err != nil {
+		return err
+	}
+	if l.replaySkip[o.barcode] {
+		return nil
+	}
+	t, err := l.load(ctx, o.barcode)
+	if errors.Is(err, ErrNoTape) || errors.Is(err, errArchived) {
+		l.replaySkip[o.barcode] = true // deleted or archived since: its writes went with it
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	t.mu.Lock()
+	full, err := l.replayOne(ctx, t, o, lsn)
+	pending := len(t.sealed)
+	t.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	l.replayTouched[o.barcode] = t
+	if full && pending >= l.opts.MaxPendingSegments {
+		// Bounded memory: upload the closed segments now.
+		return t.flush(ctx, false)
+	}
+	return nil
+}
+
+// Needs is the oldest logged operation not yet in a tape's stored index.
+func (c journalClient) Needs() (uploadbuffer.LSN, bool) {
+	var lsn uploadbuffer.LSN
+	ok := false
+	for _, t := range c.l.loaded() {
+		t.mu.Lock()
+		if len(t.ops) > 0 && (!ok || t.ops[0].lsn < lsn) {
+			lsn, ok = t.ops[0].lsn, true
+		}
+		t.mu.Unlock()
+	}
+	return lsn, ok
+}
+
+// Pending lists the loaded tapes: those with closed segments are ready
+// for a partial upload; each goes up whole (data and index) once
+// FlushInterval has passed since it last did.
+func (c journalClient) Pending(context.Context) ([]uploadbuffer.Unit, error) {
+	l := c.l
+	var units []uploadbuffer.Unit
+	for _, t := range l.loaded() {
+		t.mu.Lock()
+		ready := len(t.sealed) > 0
+		t.mu.Unlock()
+		l.mu.Lock()
+		at := l.fullAt[t.barcode]
+		l.mu.Unlock()
+		units = append(units, uploadbuffer.Unit{Key: t.barcode, Changed: at, Ready: ready, Value: t})
+	}
+	return units, nil
+}
+
+// Upload uploads a tape's closed segments, or all of it (its open segment
+// and index too) when the unit is settled.
+func (c journalClient) Upload(ctx context.Context, u uploadbuffer.Unit) (int64, error) {
+	l, t := c.l, u.Value.(*tape)
+	before := l.stats.bytesUp.Load()
+	err := t.flush(ctx, u.Settled)
+	if err == nil && u.Settled {
+		l.mu.Lock()
+		if l.tapes[t.barcode] == t {
+			l.fullAt[t.barcode] = l.opts.Clock.Now()
+		}
+		l.mu.Unlock()
+		l.release(t)
+	}
+	return int64(l.stats.bytesUp.Load() - before), err
 }
 
 // replayOne applies one logged operation unless the tape's stored index
@@ -294,6 +349,7 @@ func (l *Library) load(ctx context.Context, barcode string) (*tape, error) {
 	}
 	t = newTape(l, barcode, r, info.ReadOnly)
 	l.tapes[barcode] = t
+	l.fullAt[barcode] = l.opts.Clock.Now()
 	return t, nil
 }
 
@@ -306,6 +362,7 @@ func (l *Library) release(t *tape) {
 	defer t.mu.Unlock()
 	if t.users == 0 && len(t.ops) == 0 && len(t.sealed) == 0 && len(t.open.data) == 0 && !t.dirty && l.tapes[t.barcode] == t {
 		delete(l.tapes, t.barcode)
+		delete(l.fullAt, t.barcode)
 	}
 }
 
@@ -320,132 +377,55 @@ func (l *Library) loaded() []*tape {
 	return ts
 }
 
-// logAndApply appends rec to the log and then runs apply with its LSN.
-// Until apply has recorded the write, trim must not pass it.
+// logAndApply makes rec durable in the journal, then runs apply with its
+// LSN; the journal keeps the log from being trimmed past the record until
+// apply has recorded the write.
 func (l *Library) logAndApply(ctx context.Context, rec []byte, apply func(uploadbuffer.LSN)) error {
-	if l.opts.Log.Used() > l.opts.Log.Capacity()/2 {
-		l.kickUploader()
-	}
-	floor := l.opts.Log.NextLSN()
-	l.inflightMu.Lock()
-	l.inflight[floor]++
-	l.inflightMu.Unlock()
-	defer func() {
-		l.inflightMu.Lock()
-		if l.inflight[floor]--; l.inflight[floor] == 0 {
-			delete(l.inflight, floor)
-		}
-		l.inflightMu.Unlock()
-	}()
-	lsn, err := l.opts.Log.Append(ctx, rec)
-	if err != nil {
-		return fmt.Errorf("upload buffer: %w", err)
-	}
-	apply(lsn)
-	return nil
+	_, err := l.j.Append(ctx, rec, func(lsn uploadbuffer.LSN) error {
+		apply(lsn)
+		return nil
+	})
+	return err
 }
 
 // trim releases the log records no tape needs any more.
-func (l *Library) trim() {
-	upTo := l.opts.Log.NextLSN()
-	l.mu.Lock()
-	if l.replayFloor != 0 {
-		l.mu.Unlock()
-		return
-	}
-	l.mu.Unlock()
-	l.inflightMu.Lock()
-	for floor := range l.inflight {
-		upTo = min(upTo, floor)
-	}
-	l.inflightMu.Unlock()
-	for _, t := range l.loaded() {
-		t.mu.Lock()
-		if len(t.ops) > 0 {
-			upTo = min(upTo, t.ops[0].lsn)
-		}
-		t.mu.Unlock()
-	}
-	if err := l.opts.Log.Trim(upTo); err != nil {
-		l.log.Warn("trim tape upload buffer", "err", err)
-	}
-}
+func (l *Library) trim() { l.j.Trim() }
 
-func (l *Library) kickUploader() {
-	select {
-	case l.kick <- struct{}{}:
-	default:
-	}
-}
+func (l *Library) kickUploader() { l.j.Kick() }
 
+// spareCheck has the spare tapes checked after the next round.
 func (l *Library) spareCheck() {
-	select {
-	case l.spares <- struct{}{}:
-	default:
-	}
+	l.sparesDue.Store(true)
+	l.j.Kick()
 }
 
-// loop uploads closed segments when kicked and everything on each tick,
-// and keeps the spare tapes and unfinished archive moves in order.
-func (l *Library) loop() {
-	defer close(l.done)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go func() { <-l.stop; cancel() }()
-	tick := l.opts.Clock.After(l.opts.FlushInterval)
-	for {
-		full := false
-		select {
-		case <-l.stop:
-			return
-		case <-l.kick:
-			full = l.opts.Log.Used() > l.opts.Log.Capacity()/2
-		case <-l.spares:
-			if err := l.ensureSpares(ctx); err != nil && ctx.Err() == nil {
-				l.log.Warn("spare tapes", "err", err)
-			}
-			continue
-		case <-tick:
-			full = true
+// afterRound runs after each background round: health, and on the
+// interval the release of idle tapes, unfinished archive moves and the
+// spare tapes (those also when asked for).
+func (l *Library) afterRound(ctx context.Context, r uploadbuffer.RoundResult) {
+	if h := l.opts.Health; h != nil {
+		if r.Err != nil {
+			h.Warn("tape uploads failing, data waits in the upload buffer: " + r.Err.Error())
+		} else if r.Tick {
+			h.OK()
 		}
-		var failed error
+	}
+	if r.Tick {
 		for _, t := range l.loaded() {
-			if err := t.flush(ctx, full); err != nil && ctx.Err() == nil {
-				l.log.Warn("tape upload", "tape", t.barcode, "err", err)
-				failed = err
-			}
-			if full {
-				l.release(t)
-			}
+			l.release(t)
 		}
-		if h := l.opts.Health; h != nil && ctx.Err() == nil {
-			if failed != nil {
-				h.Warn("tape uploads failing, data waits in the upload buffer: " + failed.Error())
-			} else if full {
-				h.OK()
-			}
-		}
-		if full {
-			l.finishArchives(ctx)
-			if err := l.ensureSpares(ctx); err != nil && ctx.Err() == nil {
-				l.log.Warn("spare tapes", "err", err)
-			}
-			// Armed again only now: a test that sees the clock waited on
-			// knows the tick's work is done.
-			tick = l.opts.Clock.After(l.opts.FlushInterval)
+		l.finishArchives(ctx)
+	}
+	if l.sparesDue.Swap(false) || r.Tick {
+		if err := l.ensureSpares(ctx); err != nil && ctx.Err() == nil {
+			l.log.Warn("spare tapes", "err", err)
 		}
 	}
 }
 
 // Flush uploads every tape's data and index now and trims the log.
 func (l *Library) Flush(ctx context.Context) error {
-	var first error
-	for _, t := range l.loaded() {
-		if err := t.flush(ctx, true); err != nil && first == nil {
-			first = err
-		}
-	}
-	return first
+	return l.j.Flush(ctx, nil)
 }
 
 // UploadStats are the uploader's counters.
@@ -462,12 +442,12 @@ func (l *Library) Close(ctx context.Context) error {
 	var err error
 	l.closeOnce.Do(func() {
 		l.closed.Store(true)
-		close(l.stop)
-		<-l.done
+		l.j.Stop()
 		// The zstd coder runs no goroutines for EncodeAll and DecodeAll
 		// and is left to the collector, so a straggling handle cannot
 		// use a closed one.
 		err = l.Flush(ctx)
+		l.j.Close()
 	})
 	return err
 }
