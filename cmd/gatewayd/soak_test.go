@@ -15,7 +15,8 @@ package main
 // GATEWAYD_SOAK_MINUTES, GATEWAYD_SOAK_SEED and GATEWAYD_SOAK_NODES
 // (1: one MinIO server; 4 or more: a cluster) override either. Both are
 // bounded in cycles and in time and stop by themselves, but never before
-// minSoakCycles kill cycles: a run with fewer fails.
+// minSoakCycles kill cycles: a run with fewer fails. GATEWAYD_SOAK_LOG names
+// a file that gets the daemon's whole log when a run fails.
 
 import (
 	"bytes"
@@ -139,6 +140,14 @@ type blockModel struct {
 	inflight *extent
 	acked    int64
 	writes   int
+	err      error // why the writer stopped, if a write failed
+}
+
+// failed says why the volume writer stopped, or nil.
+func (m *blockModel) failed() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.err
 }
 
 type extent struct {
@@ -170,7 +179,10 @@ func (m *blockModel) writeLoop(ctx context.Context, c *initiator.Conn, r *rand.R
 		m.inflight = &e
 		m.mu.Unlock()
 		if _, err := scsiRW(ctx, c, true, e.off, e.data, 0); err != nil {
-			return // the daemon died: e stays in flight
+			m.mu.Lock()
+			m.err = fmt.Errorf("write of %d bytes at %d: %w", len(e.data), e.off, err)
+			m.mu.Unlock()
+			return // the daemon died (or the write failed): e stays in flight
 		}
 		m.mu.Lock()
 		copy(m.data[e.off:], e.data)
@@ -235,7 +247,7 @@ type shareFile struct {
 
 // appendLoop appends records to f until stop closes or a write fails; the
 // file model gets each acknowledged record, pending the one in flight.
-func appendLoop(f *nfsc.File, seed uint64, sf *shareFile, mu *sync.Mutex, inflight *[]byte, stop <-chan struct{}, acks chan<- struct{}) {
+func appendLoop(f *nfsc.File, seed uint64, sf *shareFile, mu *sync.Mutex, inflight *[]byte, failed *error, stop <-chan struct{}, acks chan<- struct{}) {
 	const rec = 16 << 10
 	for i := uint64(0); ; i++ {
 		select {
@@ -249,6 +261,9 @@ func appendLoop(f *nfsc.File, seed uint64, sf *shareFile, mu *sync.Mutex, inflig
 		*inflight = b
 		mu.Unlock()
 		if _, err := f.Write(b); err != nil {
+			mu.Lock()
+			*failed = fmt.Errorf("append of %d bytes at %d: %w", len(b), len(sf.data), err)
+			mu.Unlock()
 			return
 		}
 		mu.Lock()
@@ -334,6 +349,7 @@ func (g *soakGateway) waitUploaded(vol, share string) {
 }
 
 func TestSoak(t *testing.T) {
+	t.Parallel() // waits on the workload's time bound: beside the other end-to-end tests
 	p := soak
 	p.cycles = envInt("GATEWAYD_SOAK_CYCLES", p.cycles)
 	p.minutes = time.Duration(envInt("GATEWAYD_SOAK_MINUTES", int(p.minutes/time.Minute))) * time.Minute
@@ -423,6 +439,12 @@ func TestSoak(t *testing.T) {
 			}
 			log := b.String()
 			t.Logf("the daemon's warnings and errors:\n%s", log[max(0, len(log)-8000):])
+			// The whole log, for a run that failed after hours.
+			if name := os.Getenv("GATEWAYD_SOAK_LOG"); name != "" {
+				if err := os.WriteFile(name, []byte(g.d.stderr.String()), 0o644); err != nil {
+					t.Log(err)
+				}
+			}
 		}
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), p.minutes+10*time.Minute)
@@ -465,7 +487,7 @@ func TestSoak(t *testing.T) {
 		wr := rand.New(rand.NewPCG(rng.Uint64(), 1))
 		go func() { model.writeLoop(ctx, c, wr, stop, acks); close(done) }()
 		for n := 0; n < 10+rng.IntN(20); n++ {
-			waitAck(t, acks, "volume write")
+			waitAck(t, acks, "volume write", model.failed)
 		}
 		close(stop)
 		<-done
@@ -490,11 +512,13 @@ func TestSoak(t *testing.T) {
 		files = append(files, lf)
 		var fmu sync.Mutex
 		var finflight []byte
+		var ferr error
+		appendFailed := func() error { fmu.Lock(); defer fmu.Unlock(); return ferr }
 		stop = make(chan struct{})
 		vacks, facks := make(chan struct{}, 1), make(chan struct{}, 1)
 		vdone, fdone := make(chan struct{}), make(chan struct{})
 		go func() { model.writeLoop(ctx, c, wr, stop, vacks); close(vdone) }()
-		go func() { appendLoop(f, p.seed<<8|uint64(cycle), lf, &fmu, &finflight, stop, facks); close(fdone) }()
+		go func() { appendLoop(f, p.seed<<8|uint64(cycle), lf, &fmu, &finflight, &ferr, stop, facks); close(fdone) }()
 		// Every other cycle the store goes away while writes go on, until
 		// the kill or for soakOutageMax: writes may rightly wait for the
 		// store (a cache full of chunks not yet uploaded, uploads fenced
@@ -502,8 +526,8 @@ func TestSoak(t *testing.T) {
 		outage := cycle%2 == 1
 		var outageEnd *time.Timer
 		if outage {
-			waitAck(t, vacks, "volume write")
-			waitAck(t, facks, "share append")
+			waitAck(t, vacks, "volume write", model.failed)
+			waitAck(t, facks, "share append", appendFailed)
 			proxy.SetOutage(true)
 			outageEnd = time.AfterFunc(soakOutageMax, func() { proxy.SetOutage(false) })
 		}
@@ -518,8 +542,8 @@ func TestSoak(t *testing.T) {
 				tally.nodeKills++
 				t.Logf("MinIO node %d killed", downNode)
 			}
-			waitAck(t, vacks, "volume write")
-			waitAck(t, facks, "share append")
+			waitAck(t, vacks, "volume write", model.failed)
+			waitAck(t, facks, "share append", appendFailed)
 		}
 		g.kill()
 		tally.kills++
@@ -673,12 +697,13 @@ func TestSoak(t *testing.T) {
 // waitAck waits for a writer's next acknowledgement, with a generous
 // deadline: a writer that stops being acknowledged fails the run rather
 // than hanging it.
-func waitAck(t *testing.T, acks <-chan struct{}, what string) {
+// failed says why the writer stopped, if it did.
+func waitAck(t *testing.T, acks <-chan struct{}, what string, failed func() error) {
 	t.Helper()
 	select {
 	case <-acks:
 	case <-time.After(5 * time.Minute):
-		t.Fatalf("no %s acknowledged in 5 minutes", what)
+		t.Fatalf("no %s acknowledged in 5 minutes; the writer's error: %v", what, failed())
 	}
 }
 
