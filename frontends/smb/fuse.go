@@ -308,16 +308,64 @@ func (n *node) Setattr(ctx context.Context, _ fs.FileHandle, in *fuse.SetAttrIn,
 	return 0
 }
 
+// Readdir lists the directory once for an open handle: reads that go on
+// from an offset continue in that listing, so files that end their upload
+// (or are made or removed) meanwhile shift no entry past another. A
+// rewind (smbd's restart of a search) lists the directory again.
 func (n *node) Readdir(ctx context.Context) (fs.DirStream, syscall.Errno) {
-	entries, err := n.share.ReadDir(ctx, n.path())
+	d := &dirStream{n: n}
+	if errno := d.list(ctx); errno != 0 {
+		return nil, errno
+	}
+	return d, 0
+}
+
+// dirStream is an open directory's listing and the place reached in it.
+// Offsets are places in the listing (entry i ends at offset i+1).
+type dirStream struct {
+	n       *node
+	entries []fuse.DirEntry
+	idx     int
+}
+
+var _ fs.FileSeekdirer = (*dirStream)(nil)
+
+func (d *dirStream) list(ctx context.Context) syscall.Errno {
+	entries, err := d.n.share.ReadDir(ctx, d.n.path())
 	if err != nil {
-		return nil, errno(err)
+		return errno(err)
 	}
-	list := make([]fuse.DirEntry, len(entries))
+	d.entries = make([]fuse.DirEntry, len(entries))
 	for i, e := range entries {
-		list[i] = fuse.DirEntry{Name: e.Name, Ino: e.Attr.Ino, Mode: typeBits(e.Attr.Type)}
+		d.entries[i] = fuse.DirEntry{Name: e.Name, Ino: e.Attr.Ino, Mode: typeBits(e.Attr.Type)}
 	}
-	return fs.NewListDirStream(list), 0
+	d.idx = 0
+	return 0
+}
+
+func (d *dirStream) HasNext() bool { return d.idx < len(d.entries) }
+
+func (d *dirStream) Next() (fuse.DirEntry, syscall.Errno) {
+	e := d.entries[d.idx]
+	d.idx++
+	e.Off = uint64(d.idx)
+	return e, 0
+}
+
+func (d *dirStream) Close() {}
+
+// Seekdir to 0 is a rewind: the directory as it is now, as rewinddir(3)
+// gives on a local filesystem. Another offset is a place in the listing
+// the handle has.
+func (d *dirStream) Seekdir(ctx context.Context, off uint64) syscall.Errno {
+	if off == 0 {
+		return d.list(ctx)
+	}
+	if off > uint64(len(d.entries)) {
+		return syscall.EINVAL
+	}
+	d.idx = int(off)
+	return 0
 }
 
 func (n *node) Create(ctx context.Context, name string, flags, mode uint32, out *fuse.EntryOut) (*fs.Inode, fs.FileHandle, uint32, syscall.Errno) {
