@@ -298,8 +298,31 @@ func (m *Manager) blockBase(ctx context.Context, s *Share, p string, base Attr, 
 	return buf, nil
 }
 
+// Durability says when a write is durable.
+type Durability int
+
+const (
+	// Durable: the write is durable when it returns.
+	Durable Durability = iota
+	// Buffered: the write is applied (reads see it) when it returns, and
+	// durable once a Sync called after it returns, or a later durable
+	// write of any file of the manager's shares. A crash before that may
+	// lose it.
+	Buffered
+)
+
 // WriteAt writes p at off into a file and returns once it is durable.
 func (s *Share) WriteAt(ctx context.Context, path string, p []byte, off int64) (Attr, error) {
+	return s.Write(ctx, path, p, off, Durable)
+}
+
+// Sync returns once every write that returned before it was called, of
+// any file of the manager's shares, is durable (Buffered writes).
+func (s *Share) Sync(ctx context.Context) error { return s.m.j.Sync(ctx) }
+
+// Write writes p at off into a file; d says whether it is durable when
+// Write returns or at the next Sync. p may be reused once Write returns.
+func (s *Share) Write(ctx context.Context, path string, p []byte, off int64, d Durability) (Attr, error) {
 	path, err := cleanPath(path)
 	if err != nil {
 		return Attr{}, err
@@ -319,7 +342,11 @@ func (s *Share) WriteAt(ctx context.Context, path string, p []byte, off int64) (
 	}
 	rec := record{typ: recWrite, share: s.cfg.Name, ino: a.Ino, offset: off, data: p}
 	var out Attr
-	err = s.m.logAndApply(ctx, rec, func(lsn uploadbuffer.LSN) error {
+	appendRec := s.m.j.Append
+	if d == Buffered {
+		appendRec = s.m.j.AppendBuffered
+	}
+	_, err = appendRec(ctx, rec.encode(), func(lsn uploadbuffer.LSN) error {
 		st := s.m.state(s, a.Ino, a)
 		defer st.release()
 		if err := s.m.applyWrite(ctx, s, path, a.Ino, st, off, p); err != nil {

@@ -142,13 +142,36 @@ func (j *Journal) Log() *Log { return j.log }
 // it keeps. An error from apply is returned with the LSN: the record is
 // durable and a replay applies it again.
 func (j *Journal) Append(ctx context.Context, rec []byte, apply func(LSN) error) (LSN, error) {
+	return j.append(ctx, rec, apply, j.log.Append)
+}
+
+// AppendBuffered is Append for a write-back cache: it applies rec as soon
+// as the log has queued it, without waiting for its sync. The record is
+// durable once Sync (or a later Append, whose group commit writes every
+// record queued before it) returns; a crash before that may lose it, and
+// then also every record queued after it. The log keeps rec until it is
+// written: the caller must not change it.
+func (j *Journal) AppendBuffered(ctx context.Context, rec []byte, apply func(LSN) error) (LSN, error) {
+	return j.append(ctx, rec, apply, j.log.AppendBuffered)
+}
+
+// Sync returns once every record appended (or buffered) before it was
+// called is durable.
+func (j *Journal) Sync(ctx context.Context) error {
+	if err := j.log.Flush(ctx); err != nil {
+		return fmt.Errorf("upload buffer: %w", err)
+	}
+	return nil
+}
+
+func (j *Journal) append(ctx context.Context, rec []byte, apply func(LSN) error, add func(context.Context, []byte) (LSN, error)) (LSN, error) {
 	if j.underPressure() {
 		j.Kick() // do not wait for the next interval
 	}
 	floor := j.log.NextLSN() // the record's LSN is at least this
 	j.hold(floor)
 	defer j.unhold(floor)
-	lsn, err := j.log.Append(ctx, rec)
+	lsn, err := add(ctx, rec)
 	if err != nil {
 		return 0, fmt.Errorf("upload buffer: %w", err)
 	}
