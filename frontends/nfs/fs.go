@@ -262,7 +262,8 @@ func (f *file) ReadAt(p []byte, off int64) (int, error) {
 	return n, osErr("read", f.name, err)
 }
 
-// Write returns once the data is durable (go-nfs answers FILE_SYNC).
+// Write returns once the data is durable. NFS WRITE calls do not come
+// here: stable.go serves them.
 func (f *file) Write(p []byte) (int, error) {
 	if f.flag&(os.O_WRONLY|os.O_RDWR) == 0 {
 		return 0, osErr("write", f.name, syscall.EBADF)

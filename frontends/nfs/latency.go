@@ -160,6 +160,9 @@ func (s *recordScanner) feed(p []byte) {
 	}
 }
 
+// atEnd says whether the bytes fed so far end with a whole record.
+func (s *recordScanner) atEnd() bool { return s.nhdr == 0 && s.left == 0 && s.last }
+
 func (s *recordScanner) end() {
 	if !s.headDone && s.onHead != nil {
 		s.onHead(s.head)

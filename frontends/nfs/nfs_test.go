@@ -34,12 +34,20 @@ type fixture struct {
 	addr   string
 	port   int
 	calls  *calls
+	srv    *Server
+	log    *uploadbuffer.Log
 }
 
 func start(t *testing.T, configs ...fileshare.Config) *fixture {
 	t.Helper()
+	return startOn(t, vfs.Default, filepath.Join(t.TempDir(), "log"), configs...)
+}
+
+// startOn is start with the share's upload buffer in logDir on logFS.
+func startOn(t *testing.T, logFS vfs.FS, logDir string, configs ...fileshare.Config) *fixture {
+	t.Helper()
 	dir := t.TempDir()
-	log, err := uploadbuffer.Open(vfs.Default, filepath.Join(dir, "log"), uploadbuffer.Options{Capacity: 256 << 20})
+	log, err := uploadbuffer.Open(logFS, logDir, uploadbuffer.Options{Capacity: 256 << 20})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,7 +82,7 @@ func start(t *testing.T, configs ...fileshare.Config) *fixture {
 		c.Close()
 		log.Close()
 	})
-	return &fixture{t: t, store: store, shares: m, addr: l.Addr().String(), port: l.Addr().(*net.TCPAddr).Port, calls: calls}
+	return &fixture{t: t, store: store, shares: m, addr: l.Addr().String(), port: l.Addr().(*net.TCPAddr).Port, calls: calls, srv: srv, log: log}
 }
 
 // url is the libnfs URL of a path in a share (go-nfs has no portmapper).

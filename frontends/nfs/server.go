@@ -5,6 +5,11 @@
 // daemon restarts. Export options (allowed clients, read-only) are checked
 // at MOUNT and on every call.
 //
+// WRITE and COMMIT are served below go-nfs (stable.go), to honour a
+// WRITE's stable_how: an UNSTABLE write is answered without waiting for a
+// sync and is durable at COMMIT; the write verifier changes when the
+// daemon restarts, so that a client sends uncommitted data again.
+//
 // go-nfs serves NFS and MOUNT on one TCP port and has no portmapper:
 // clients give the port for both (libnfs: ?nfsport=N&mountport=N; Linux:
 // -o port=N,mountport=N,nolock,vers=3,proto=tcp).
@@ -12,6 +17,7 @@ package nfs
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -38,6 +44,10 @@ type Server struct {
 	// calls over 10 s are logged too.
 	Latency func(proc string, d time.Duration)
 
+	// verifier is the write verifier of WRITE and COMMIT replies: drawn
+	// when the server is made, so it changes when the daemon restarts.
+	verifier [8]byte
+
 	mu sync.Mutex
 	l  net.Listener
 	wg sync.WaitGroup
@@ -48,8 +58,14 @@ func New(shares *fileshare.Manager, logger *slog.Logger) *Server {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &Server{shares: shares, log: logger}
+	s := &Server{shares: shares, log: logger}
+	rand.Read(s.verifier[:])
+	return s
 }
+
+// Verifier is the write verifier the server's WRITE and COMMIT replies
+// carry.
+func (s *Server) Verifier() [8]byte { return s.verifier }
 
 // Serve accepts NFS and MOUNT calls on l until Close.
 func (s *Server) Serve(l net.Listener) error {
@@ -60,7 +76,9 @@ func (s *Server) Serve(l net.Listener) error {
 	if s.Latency != nil {
 		l = timedListener{Listener: l, observe: s.Latency, log: s.log, slow: slowCall}
 	}
-	err := gonfs.Serve(l, &handler{s: s})
+	h := &handler{s: s}
+	srv := &gonfs.Server{Handler: h, ID: s.verifier}
+	err := srv.Serve(stableListener{Listener: l, h: h})
 	if errors.Is(err, net.ErrClosed) {
 		return nil
 	}
