@@ -53,6 +53,8 @@ type env struct {
 	fs    *vfs.MemFS
 	clk   *clock.Fake
 	opts  func(*tapes.Options)
+	// wrap, when set, is the log's filesystem over fs (to hold its syncs).
+	wrap func(vfs.FS) vfs.FS
 
 	cut *faulty.Injector // the running library's view of the store
 	log *uploadbuffer.Log
@@ -70,7 +72,11 @@ var errDead = errors.New("process is dead")
 func (e *env) start() {
 	e.t.Helper()
 	var err error
-	e.log, err = uploadbuffer.Open(e.fs, "/log", uploadbuffer.Options{Capacity: 80 << 20, SegmentSize: 128 << 10})
+	var fsys vfs.FS = e.fs
+	if e.wrap != nil {
+		fsys = e.wrap(e.fs)
+	}
+	e.log, err = uploadbuffer.Open(fsys, "/log", uploadbuffer.Options{Capacity: 80 << 20, SegmentSize: 128 << 10})
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -103,9 +109,13 @@ func (e *env) restart() {
 
 // crash drops the process: the old library loses the store, its log
 // keeps only what was synced, and a new library starts on what survived.
-func (e *env) crash() {
+func (e *env) crash() { e.crashTo(e.fs.Crash()) }
+
+// crashTo is crash with the log's filesystem as a power loss left it
+// earlier (a MemFS.Crash taken then).
+func (e *env) crashTo(survived *vfs.MemFS) {
 	e.cut.SetHook(func(faulty.Op, string) error { return errDead })
-	e.fs = e.fs.Crash()
+	e.fs = survived
 	e.lib, e.log = nil, nil
 	e.start()
 }

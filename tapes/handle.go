@@ -12,8 +12,9 @@ import (
 // Tape is an open tape: the medium a drive reads and writes (it
 // implements frontends/vtl's Medium). Handles of one tape share its state.
 type Tape struct {
-	t      *tape
-	closed atomic.Bool
+	t        *tape
+	closed   atomic.Bool
+	buffered atomic.Bool
 }
 
 var errLibraryClosed = errkind.Mark(errkind.Permanent, errors.New("tapes: library is closed"))
@@ -136,8 +137,32 @@ func (h *Tape) PrevFilemark(ctx context.Context, before uint64) (uint64, bool, e
 	return h.t.prevFilemark(ctx, before)
 }
 
+// SetBuffered chooses when the writes of this handle are durable. Off
+// (the default): each write (WriteRecord, WriteFilemarks, Erase) is
+// durable in the upload buffer when it returns. On: a write returns once
+// it is applied, readable through every handle, and queued for the upload
+// buffer; it is durable once Sync returns, once a later write made
+// without buffering returns (the log is written in order), or once Close
+// returns. A crash loses at most the last buffered writes, never one
+// before a write that is kept: after a restart the tape ends at its last
+// durable write, as if the later ones had never been made.
+func (h *Tape) SetBuffered(on bool) { h.buffered.Store(on) }
+
+// Sync makes every write made before it durable (buffered ones too, and
+// those of the other tapes of the library).
+func (h *Tape) Sync(ctx context.Context) error {
+	if err := h.check(); err != nil {
+		return err
+	}
+	if err := h.t.lib.j.Sync(ctx); err != nil {
+		return fmt.Errorf("tape %s: %w", h.t.barcode, err)
+	}
+	return nil
+}
+
 // WriteRecord makes data object at and end-of-data at+1; compress stores
-// it zstd-compressed when that is smaller. It is durable when it returns.
+// it zstd-compressed when that is smaller. It is durable when it returns,
+// or once Sync returns when the handle is buffered (SetBuffered).
 func (h *Tape) WriteRecord(ctx context.Context, at uint64, data []byte, compress bool) error {
 	if err := h.check(); err != nil {
 		return err
@@ -151,7 +176,7 @@ func (h *Tape) WriteRecord(ctx context.Context, at uint64, data []byte, compress
 			o.payload, o.flags = c, entZstd
 		}
 	}
-	return h.t.write(ctx, o)
+	return h.t.write(ctx, o, h.buffered.Load())
 }
 
 // WriteFilemarks writes n filemarks at at (n == 0 only truncates).
@@ -166,7 +191,7 @@ func (h *Tape) WriteFilemarks(ctx context.Context, at uint64, n int) error {
 	if n == 0 {
 		op = opErase
 	}
-	return h.t.write(ctx, logOp{op: op, barcode: h.t.barcode, at: at, size: uint32(n)})
+	return h.t.write(ctx, logOp{op: op, barcode: h.t.barcode, at: at, size: uint32(n)}, h.buffered.Load())
 }
 
 // Erase makes at end-of-data.
@@ -174,16 +199,24 @@ func (h *Tape) Erase(ctx context.Context, at uint64) error {
 	if err := h.check(); err != nil {
 		return err
 	}
-	return h.t.write(ctx, logOp{op: opErase, barcode: h.t.barcode, at: at})
+	return h.t.write(ctx, logOp{op: opErase, barcode: h.t.barcode, at: at}, h.buffered.Load())
 }
 
-// Close uploads the tape's data and index and releases the handle.
+// Close uploads the tape's data and index, which makes every write
+// durable (buffered ones too), and releases the handle. When the upload
+// fails, the writes are still made durable in the upload buffer, and the
+// error says why the upload failed.
 func (h *Tape) Close(ctx context.Context) error {
 	if h.closed.Swap(true) {
 		return nil
 	}
 	t := h.t
+	// The log first: what the upload fails to store stays durable there.
+	serr := t.lib.j.Sync(ctx)
 	err := t.flush(ctx, true)
+	if err != nil && serr != nil {
+		err = fmt.Errorf("%w (and the upload buffer: %v)", err, serr)
+	}
 	t.mu.Lock()
 	t.users--
 	t.mu.Unlock()

@@ -377,11 +377,15 @@ func (l *Library) loaded() []*tape {
 	return ts
 }
 
-// logAndApply makes rec durable in the journal, then runs apply with its
-// LSN; the journal keeps the log from being trimmed past the record until
-// apply has recorded the write.
-func (l *Library) logAndApply(ctx context.Context, rec []byte, apply func(uploadbuffer.LSN)) error {
-	_, err := l.j.Append(ctx, rec, func(lsn uploadbuffer.LSN) error {
+// logAndApply makes rec durable in the journal (buffered: queues it
+// there), then runs apply with its LSN; the journal keeps the log from
+// being trimmed past the record until apply has recorded the write.
+func (l *Library) logAndApply(ctx context.Context, rec []byte, buffered bool, apply func(uploadbuffer.LSN)) error {
+	add := l.j.Append
+	if buffered {
+		add = l.j.AppendBuffered
+	}
+	_, err := add(ctx, rec, func(lsn uploadbuffer.LSN) error {
 		apply(lsn)
 		return nil
 	})

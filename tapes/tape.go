@@ -326,8 +326,8 @@ func (t *tape) referencesOpen() bool {
 }
 
 // write logs o and applies it: the write is durable in the log when it
-// returns.
-func (t *tape) write(ctx context.Context, o logOp) error {
+// returns, or, buffered, once the log has written it (Tape.Sync).
+func (t *tape) write(ctx context.Context, o logOp, buffered bool) error {
 	if err := t.room(ctx); err != nil {
 		return err
 	}
@@ -344,7 +344,7 @@ func (t *tape) write(ctx context.Context, o logOp) error {
 		return err
 	}
 	full := false
-	err = t.lib.logAndApply(ctx, encodeLogOp(o), func(lsn uploadbuffer.LSN) {
+	err = t.lib.logAndApply(ctx, encodeLogOp(o), buffered, func(lsn uploadbuffer.LSN) {
 		t.mu.Lock()
 		full = t.apply(o, lsn)
 		t.mu.Unlock()

@@ -13,6 +13,10 @@ import (
 	"github.com/gatewayd/gatewayd/tapes"
 )
 
+// defaultBufMode is the buffered mode a drive starts in and returns to
+// on reset: 1, as LTO drives.
+const defaultBufMode = 1
+
 // Limits of the tape drive.
 const (
 	// MaxBlockBytes is the largest record (READ BLOCK LIMITS).
@@ -40,6 +44,14 @@ type DriveOptions struct {
 // Drive is an SSC tape drive (SSC-4) that reads and writes the Medium of
 // the tape the changer moved into it. Commands run one at a time: a tape
 // is sequential.
+//
+// Buffered mode 1, the default as on LTO drives, acknowledges a WRITE once
+// its records are in the medium's memory and queued for its log; they are
+// made durable (a synchronize operation, Medium.Sync) by WRITE FILEMARKS
+// without IMMED (a count of 0 too), by every command that moves the
+// tape or reads it (REWIND, SPACE, LOCATE, READ, LOAD UNLOAD, ERASE), by
+// an unload and by a MODE SELECT to buffered mode 0. In mode 0 every
+// record is durable when its WRITE completes.
 type Drive struct {
 	opts DriveOptions
 	lu   *scsi.LU
@@ -51,7 +63,9 @@ type Drive struct {
 	pos     uint64
 	// Mode parameters from the block descriptor and header.
 	blockLen uint32 // 0: variable-block mode
-	bufMode  byte
+	bufMode  byte   // 1 (the default): buffered; 0: unbuffered
+	// unsynced: the medium may hold buffered writes not yet durable.
+	unsynced bool
 	prevent  map[string]bool // nexuses preventing medium removal
 	// Counters for LOG SENSE since the drive started.
 	bytesWritten, bytesRead int64
@@ -71,7 +85,7 @@ func NewDrive(opts DriveOptions) *Drive {
 	if opts.Log == nil {
 		opts.Log = slog.New(slog.DiscardHandler)
 	}
-	d := &Drive{opts: opts, log: opts.Log, prevent: map[string]bool{}}
+	d := &Drive{opts: opts, log: opts.Log, prevent: map[string]bool{}, bufMode: defaultBufMode}
 	d.lu = scsi.NewLU(d, opts.Log)
 	return d
 }
@@ -156,7 +170,8 @@ func (d *Drive) loadLocked(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("vtl: open tape %s: %w", d.barcode, err)
 	}
-	d.m, d.pos = m, 0
+	m.SetBuffered(d.bufMode == 1)
+	d.m, d.pos, d.unsynced = m, 0, false
 	return nil
 }
 
@@ -165,7 +180,7 @@ func (d *Drive) unloadLocked(ctx context.Context) error {
 		return nil
 	}
 	m := d.m
-	d.m, d.pos = nil, 0
+	d.m, d.pos, d.unsynced = nil, 0, false // Close makes every write durable
 	if err := m.Close(ctx); err != nil {
 		return fmt.Errorf("vtl: close tape %s: %w", d.barcode, err)
 	}
@@ -181,11 +196,15 @@ func (d *Drive) Close(ctx context.Context) error {
 }
 
 // Reset implements scsi.Resetter: mode parameters return to their
-// defaults and removal is allowed again; the position is kept.
+// defaults and removal is allowed again; the position is kept, and so are
+// the records in the buffer (they are written all the same).
 func (d *Drive) Reset() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.blockLen, d.bufMode = 0, 0
+	d.blockLen, d.bufMode = 0, defaultBufMode
+	if d.m != nil {
+		d.m.SetBuffered(d.bufMode == 1)
+	}
 	clear(d.prevent)
 }
 
@@ -274,10 +293,10 @@ func (d *Drive) BlockDescriptor() []byte {
 	return b
 }
 
-// CheckModeSelect implements scsi.ModeSelector: buffered mode 0 or 1 (the
-// drive is unbuffered either way: every write is durable when it
-// completes, which both modes allow), speed 0, a density the drive writes
-// (or 0 / 0x7f: no change) and a block length up to MaxBlockBytes.
+// CheckModeSelect implements scsi.ModeSelector: buffered mode 0 or 1 (a
+// change to 0 first makes the buffered records durable), speed 0, a
+// density the drive writes (or 0 / 0x7f: no change) and a block length up
+// to MaxBlockBytes.
 func (d *Drive) CheckModeSelect(devSpecific byte, bd []byte, bdOff int) (func(), error) {
 	devOff, bdLenOff := 2, 3
 	if bdOff == 8 {
@@ -293,6 +312,14 @@ func (d *Drive) CheckModeSelect(devSpecific byte, bd []byte, bdOff int) (func(),
 	d.mu.Lock()
 	blockLen := d.blockLen
 	changed := mode != d.bufMode
+	if changed && mode == 0 && d.m != nil {
+		// To unbuffered: the buffer goes to the medium before the
+		// answer, so a failure to write it is reported here.
+		if err := d.synchronize(context.Background(), d.m); err != nil {
+			d.mu.Unlock()
+			return nil, err
+		}
+	}
 	d.mu.Unlock()
 	switch len(bd) {
 	case 0:
@@ -318,6 +345,13 @@ func (d *Drive) CheckModeSelect(devSpecific byte, bd []byte, bdOff int) (func(),
 		d.mu.Lock()
 		defer d.mu.Unlock()
 		d.bufMode, d.blockLen = mode, blockLen
+		if d.m != nil {
+			d.m.SetBuffered(mode == 1)
+			// A write between the check and here is durable too.
+			if err := d.synchronize(context.Background(), d.m); err != nil {
+				d.log.Error("vtl: write buffered records", "drive", d.opts.Serial, "err", err)
+			}
+		}
 	}, nil
 }
 
@@ -377,6 +411,29 @@ func (d *Drive) loaded() (Medium, error) {
 	return d.m, nil
 }
 
+// synchronize is SSC's synchronize operation: the buffered records go to
+// the medium (are made durable) before the command goes on. In unbuffered
+// mode, or with nothing written since the last one, there is nothing to
+// do. Callers hold d.mu.
+func (d *Drive) synchronize(ctx context.Context, m Medium) error {
+	if !d.unsynced {
+		return nil
+	}
+	if err := m.Sync(ctx); err != nil {
+		return mediumError(err, scsi.ASCWriteError)
+	}
+	d.unsynced = false
+	return nil
+}
+
+// written notes a write to the medium: in buffered mode it may not be
+// durable yet. Callers hold d.mu.
+func (d *Drive) written() {
+	if d.bufMode == 1 {
+		d.unsynced = true
+	}
+}
+
 // inEarlyWarning reports whether the tape's data reaches into the
 // early-warning zone.
 func inEarlyWarning(m Medium) bool { return m.Used() > m.Capacity()-m.EarlyWarning() }
@@ -388,10 +445,16 @@ func (d *Drive) testUnitReady(context.Context, *scsi.Task) ([]byte, error) {
 	return nil, err
 }
 
-func (d *Drive) rewind(_ context.Context, _ *scsi.Task) ([]byte, error) {
+// rewind is REWIND: the buffered records are made durable first (with
+// IMMED too, as LTO drives do), then the position is beginning-of-partition.
+func (d *Drive) rewind(ctx context.Context, _ *scsi.Task) ([]byte, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if _, err := d.loaded(); err != nil {
+	m, err := d.loaded()
+	if err != nil {
+		return nil, err
+	}
+	if err := d.synchronize(ctx, m); err != nil {
 		return nil, err
 	}
 	d.pos = 0
@@ -448,6 +511,9 @@ func (d *Drive) read(ctx context.Context, t *scsi.Task) ([]byte, error) {
 	}
 	if !fixed && n > MaxBlockBytes || fixed && uint64(n)*uint64(blockLen) > MaxTransferBytes {
 		return nil, scsi.InvalidCDBField(2, -1)
+	}
+	if err := d.synchronize(ctx, m); err != nil {
+		return nil, err
 	}
 	var data []byte
 	if fixed {
@@ -619,6 +685,7 @@ func (d *Drive) write(ctx context.Context, t *scsi.Task) ([]byte, error) {
 		size = int(blockLen)
 	}
 	compress := d.compress()
+	d.written()
 	for i := 0; i < len(data)/size; i++ {
 		err := m.WriteRecord(ctx, d.pos, data[i*size:(i+1)*size], compress)
 		residual := int64(len(data) - i*size) // bytes, or blocks below
@@ -637,23 +704,34 @@ func (d *Drive) write(ctx context.Context, t *scsi.Task) ([]byte, error) {
 	return nil, afterWrite(m)
 }
 
-// writeFilemarks is WRITE FILEMARKS(6); zero filemarks only flushes, and
-// the drive has nothing buffered. Setmarks are not offered.
+// writeFilemarks is WRITE FILEMARKS(6). Without IMMED it is a
+// synchronize operation: the filemarks and every record buffered before
+// them are durable when it completes (a count of 0 only does that); with
+// IMMED, in buffered mode, the filemarks are buffered like records.
+// Setmarks are not offered.
 func (d *Drive) writeFilemarks(ctx context.Context, t *scsi.Task) ([]byte, error) {
 	cdb := t.CDB
 	if cdb[1]&0x02 != 0 { // WSMK
 		return nil, scsi.InvalidCDBField(1, 1)
 	}
+	immed := cdb[1]&0x01 != 0
 	n := scsi.U24(cdb[2:])
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	m, err := d.loaded()
-	if err != nil || n == 0 {
+	if err != nil {
 		return nil, err
+	}
+	if n == 0 {
+		if immed {
+			return nil, nil
+		}
+		return nil, d.synchronize(ctx, m)
 	}
 	if err := d.writable(m); err != nil {
 		return nil, err
 	}
+	d.written()
 	err = m.WriteFilemarks(ctx, d.pos, int(n))
 	switch {
 	case errors.Is(err, tapes.ErrEndOfMedium):
@@ -662,6 +740,11 @@ func (d *Drive) writeFilemarks(ctx context.Context, t *scsi.Task) ([]byte, error
 		return nil, writeFailure(err, int64(n))
 	}
 	d.pos += uint64(n)
+	if !immed {
+		if err := d.synchronize(ctx, m); err != nil {
+			return nil, err
+		}
+	}
 	return nil, afterWrite(m)
 }
 
@@ -681,6 +764,9 @@ func (d *Drive) space(ctx context.Context, t *scsi.Task) ([]byte, error) {
 	defer d.mu.Unlock()
 	m, err := d.loaded()
 	if err != nil {
+		return nil, err
+	}
+	if err := d.synchronize(ctx, m); err != nil {
 		return nil, err
 	}
 	switch {
@@ -766,7 +852,8 @@ func (d *Drive) spaceFilemarksBack(ctx context.Context, m Medium, count uint64) 
 	return nil
 }
 
-// erase is ERASE(6), short or long: end-of-data at the position.
+// erase is ERASE(6), short or long: end-of-data at the position, made
+// durable with the records buffered before it.
 func (d *Drive) erase(ctx context.Context, _ *scsi.Task) ([]byte, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -777,15 +864,17 @@ func (d *Drive) erase(ctx context.Context, _ *scsi.Task) ([]byte, error) {
 	if err := d.writable(m); err != nil {
 		return nil, err
 	}
+	d.written()
 	if err := m.Erase(ctx, d.pos); err != nil {
 		return nil, mediumError(err, scsi.ASCWriteError)
 	}
-	return nil, nil
+	return nil, d.synchronize(ctx, m)
 }
 
 // loadUnload is LOAD UNLOAD: load (or reload after an unload) positions
-// at beginning-of-partition; unload closes the medium, the tape staying in
-// the drive for the changer to take. RETEN and HOLD change nothing here.
+// at beginning-of-partition; unload closes the medium (which makes every
+// buffered record durable), the tape staying in the drive for the changer
+// to take. Both synchronize first. RETEN and HOLD change nothing here.
 func (d *Drive) loadUnload(ctx context.Context, t *scsi.Task) ([]byte, error) {
 	b := t.CDB[4]
 	load, eot := b&0x01 != 0, b&0x04 != 0
@@ -799,6 +888,11 @@ func (d *Drive) loadUnload(ctx context.Context, t *scsi.Task) ([]byte, error) {
 	}
 	if load {
 		wasLoaded := d.m != nil
+		if wasLoaded {
+			if err := d.synchronize(ctx, d.m); err != nil {
+				return nil, err
+			}
+		}
 		if err := d.loadLocked(ctx); err != nil {
 			d.log.Error("vtl: load failed", "drive", d.opts.Serial, "err", err)
 			return nil, scsi.Sense(scsi.KeyNotReady, ascLogicalUnitNotReady)
@@ -870,6 +964,9 @@ func (d *Drive) locate(ctx context.Context, t *scsi.Task) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := d.synchronize(ctx, m); err != nil {
+		return nil, err
+	}
 	eod := m.EOD()
 	switch dest {
 	case 0:
@@ -900,7 +997,10 @@ func (d *Drive) locate(ctx context.Context, t *scsi.Task) ([]byte, error) {
 
 // readPosition is READ POSITION in short (block id and vendor-specific
 // block id, both the logical object identifier), long and extended form.
-// The drive is unbuffered: nothing is ever in its buffer. EOP is set when
+// The object buffer is reported empty (the last logical object location
+// equals the first, no objects or bytes in it): in buffered mode a record
+// leaves for the medium's log as soon as it is acknowledged, and the
+// position is the initiator's, whatever is still on its way. EOP is set when
 // positioned at end-of-data inside the early-warning zone.
 func (d *Drive) readPosition(ctx context.Context, t *scsi.Task) ([]byte, error) {
 	cdb := t.CDB

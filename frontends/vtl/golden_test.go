@@ -31,6 +31,8 @@ import (
 //	<CDB in hex; spaces and '.' ignored>  limit: the transport's data-in limit;
 //	                                     elements: decode READ ELEMENT STATUS data
 //	contents barcode=B                   a tape's objects: R<size> or F
+//	crash barcode=B                      drop the tape's writes not yet durable
+//	                                     (buffered since its last sync)
 //	compressed barcode=B                 how many records asked for compression
 //	inventory                            where the tapes are
 //	reset dev=D                          LUN reset
@@ -105,6 +107,12 @@ func TestGolden(t *testing.T) {
 					return "empty\n"
 				}
 				return strings.Join(objs, " ") + "\n"
+			case "crash":
+				var barcode string
+				d.ScanArgs(t, "barcode", &barcode)
+				tp := shelf.Tape(barcode)
+				tp.Crash()
+				return fmt.Sprintf("%d syncs; buffered %v\n", tp.Syncs(), tp.Buffered())
 			case "compressed":
 				var barcode string
 				d.ScanArgs(t, "barcode", &barcode)

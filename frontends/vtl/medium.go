@@ -12,9 +12,12 @@ import (
 
 // Medium is one virtual tape as a loaded drive sees it. Positions are
 // logical object identifiers; the drive keeps the current position, the
-// medium keeps the objects. Every write is durable when it returns (the
-// drive reports unbuffered mode), and writing at a position discards every
-// object from there on, as on a real tape.
+// medium keeps the objects. Writing at a position discards every object
+// from there on, as on a real tape. A write is durable when it returns,
+// unless the medium is buffered (the drive's buffered mode 1): then it is
+// durable once Sync returns, or once a later unbuffered write or Close
+// returns, and a crash may lose the buffered writes made since, the tape
+// then ending at its last durable write.
 type Medium interface {
 	Barcode() string
 	// ReadOnly is true for a write-protected tape (one retrieved from the
@@ -52,7 +55,13 @@ type Medium interface {
 	WriteFilemarks(ctx context.Context, at uint64, n int) error
 	// Erase makes at end-of-data, discarding everything after it.
 	Erase(ctx context.Context, at uint64) error
-	// Close releases the medium when the drive unloads it.
+	// SetBuffered switches the medium's writes between durable when they
+	// return (off) and durable at the next Sync (on).
+	SetBuffered(on bool)
+	// Sync makes every write made before it durable.
+	Sync(ctx context.Context) error
+	// Close makes every write durable and releases the medium when the
+	// drive unloads it.
 	Close(ctx context.Context) error
 }
 

@@ -37,6 +37,11 @@ type Tape struct {
 	fail     error
 	// Compressed counts the writes that asked for compression.
 	compressed int
+	// buffered: writes are durable at the next Sync; durable is what a
+	// crash keeps.
+	buffered bool
+	durable  []object
+	syncs    int
 }
 
 // TapeOptions describe a new tape.
@@ -71,6 +76,28 @@ func (t *Tape) Compressed() int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return t.compressed
+}
+
+// Crash drops the writes that are not durable yet (buffered since the
+// last Sync), as a power loss would.
+func (t *Tape) Crash() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.objs = append([]object(nil), t.durable...)
+}
+
+// Syncs counts the calls of Sync.
+func (t *Tape) Syncs() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.syncs
+}
+
+// Buffered reports whether the medium's writes are buffered.
+func (t *Tape) Buffered() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.buffered
 }
 
 // Open reports whether a drive holds the medium open.
@@ -211,6 +238,28 @@ func (t *Tape) write(at uint64, objs ...object) error {
 		return tapes.ErrEndOfMedium
 	}
 	t.objs = append(t.objs[:at:at], objs...)
+	if !t.buffered {
+		t.durable = t.objs
+	}
+	return nil
+}
+
+// SetBuffered implements vtl.Medium.
+func (t *Tape) SetBuffered(on bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.buffered = on
+}
+
+// Sync implements vtl.Medium: every write so far becomes durable.
+func (t *Tape) Sync(context.Context) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if err := t.usable(); err != nil {
+		return err
+	}
+	t.syncs++
+	t.durable = t.objs
 	return nil
 }
 
@@ -262,6 +311,7 @@ func (t *Tape) Close(context.Context) error {
 		return ErrClosed
 	}
 	t.open = false
+	t.durable = t.objs
 	return nil
 }
 
@@ -414,6 +464,6 @@ func (s *Shelf) Open(_ context.Context, barcode string) (vtl.Medium, error) {
 	if t.open {
 		return nil, fmt.Errorf("vtltest: tape %s opened twice", barcode)
 	}
-	t.open = true
+	t.open, t.buffered = true, false // a new handle writes durably until told otherwise
 	return t, nil
 }

@@ -1,0 +1,140 @@
+package tapes_test
+
+import (
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gatewayd/gatewayd/vfs"
+)
+
+// syncGate holds the log's segment syncs: while held, the log's writer
+// has written its batch (the bytes are in the file, not durable) and
+// waits in the sync.
+type syncGate struct {
+	mu      sync.Mutex
+	release chan struct{} // nil: not held
+	entered chan struct{}
+}
+
+func (g *syncGate) wrap(fsys vfs.FS) vfs.FS {
+	return vfs.NewErrorFS(fsys, func(op vfs.Op, path string) error {
+		if op != vfs.OpSync || !strings.HasSuffix(path, ".seg") {
+			return nil
+		}
+		g.mu.Lock()
+		release := g.release
+		g.mu.Unlock()
+		if release != nil {
+			g.entered <- struct{}{}
+			<-release
+		}
+		return nil
+	})
+}
+
+func (g *syncGate) hold() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.release = make(chan struct{})
+}
+
+func (g *syncGate) open() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	close(g.release)
+	g.release = nil
+}
+
+// Buffered writes are acknowledged before they are durable and are
+// durable once Sync returns: a power loss while the log's sync of the
+// last records is held loses exactly those (the tape ends at the last
+// durable record, readable and writable), and one at the moment Sync
+// returns loses nothing. The second check fails if Sync returns before
+// the records are synced.
+func TestBufferedWritesDurableAtSync(t *testing.T) {
+	e := newEnv(t)
+	g := &syncGate{entered: make(chan struct{}, 1000)}
+	e.wrap = g.wrap
+	e.start()
+	bc := e.create(1, 1<<30)[0]
+	tp := e.open(bc)
+	tp.SetBuffered(true)
+	var durable model
+	for i := range 12 {
+		if i%5 == 4 {
+			durable.filemarks(tp.EOD(), 1)
+			if err := tp.WriteFilemarks(ctx, tp.EOD(), 1); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		d := record(uint64(i), 1000+i*997)
+		durable.write(tp.EOD(), d)
+		if err := tp.WriteRecord(ctx, tp.EOD(), d, i%2 == 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tp.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	// Now the log's syncs are held: these writes are acknowledged, and
+	// readable, while none of them is durable.
+	g.hold()
+	all := model{objs: append(durable.objs[:0:0], durable.objs...), data: append(durable.data[:0:0], durable.data...)}
+	for i := 100; i < 106; i++ {
+		d := record(uint64(i), 3000+i)
+		all.write(tp.EOD(), d)
+		if err := tp.WriteRecord(ctx, tp.EOD(), d, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	all.filemarks(tp.EOD(), 1)
+	if err := tp.WriteFilemarks(ctx, tp.EOD(), 1); err != nil {
+		t.Fatal(err)
+	}
+	all.check(t, tp)
+	select {
+	case <-g.entered:
+	case <-time.After(2 * time.Minute):
+		t.Fatal("the log's writer never reached its sync")
+	}
+	beforeSync := e.fs.Crash() // power lost while the sync is held
+	synced := make(chan *vfs.MemFS, 1)
+	syncErr := make(chan error, 1)
+	go func() {
+		err := tp.Sync(ctx)
+		synced <- e.fs.Crash() // power lost the moment Sync returned
+		syncErr <- err
+	}()
+	g.open()
+	atSync := <-synced
+	if err := <-syncErr; err != nil {
+		t.Fatal(err)
+	}
+
+	e.crashTo(beforeSync)
+	tp = e.open(bc)
+	durable.check(t, tp)
+	tp.Close(ctx)
+
+	e.crashTo(atSync)
+	tp = e.open(bc)
+	all.check(t, tp)
+	// Still a tape: writes go on at its end, and are kept.
+	tp.SetBuffered(true)
+	d := record(999, 5000)
+	all.write(tp.EOD(), d)
+	if err := tp.WriteRecord(ctx, tp.EOD(), d, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := tp.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	e.crash()
+	tp = e.open(bc)
+	all.check(t, tp)
+	tp.Close(ctx)
+}
