@@ -6,7 +6,6 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/gatewayd/gatewayd/internal/miniotest"
 	"github.com/gatewayd/gatewayd/internal/nfstest"
 	"github.com/gatewayd/gatewayd/internal/testrand"
 )
@@ -18,13 +17,7 @@ import (
 // uncommitted data again.
 func TestNFSStableHowKill(t *testing.T) {
 	t.Parallel() // waits on servers: beside the others (see TestMain)
-	srv := miniotest.Start(t)
-	srv.CreateBucket(t, "stable")
-	s3args := []string{"--s3-endpoint", srv.Endpoint, "--s3-path-style", "--s3-access-key", srv.AccessKey, "--s3-secret-key", srv.SecretKey}
-	dir := t.TempDir()
-	mustRun(t, append([]string{"init", "--data-dir", dir, "--store", "s3://stable/gw"}, s3args...)...)
-	d := serve(t, dir)
-	mustRun(t, "share", "create", "--data-dir", dir, "--name", "w")
+	srv, dir, d := shareOnMinIO(t, "stable", "w")
 	v, done := nfsMount(t, nfsAddr(t, dir), "w")
 	fh, err := v.Create("f.bin", 0o644)
 	if err != nil {

@@ -310,17 +310,25 @@ func TestNFSRegistersWithRpcbind(t *testing.T) {
 	}
 }
 
+// shareOnMinIO starts a daemon storing in a new bucket of a MinIO server,
+// with a share.
+func shareOnMinIO(t *testing.T, bucket, share string) (*miniotest.Server, string, *daemon) {
+	t.Helper()
+	srv := miniotest.Start(t)
+	srv.CreateBucket(t, bucket)
+	s3args := []string{"--s3-endpoint", srv.Endpoint, "--s3-path-style", "--s3-access-key", srv.AccessKey, "--s3-secret-key", srv.SecretKey}
+	dir := t.TempDir()
+	mustRun(t, append([]string{"init", "--data-dir", dir, "--store", "s3://" + bucket + "/gw"}, s3args...)...)
+	d := serve(t, dir)
+	mustRun(t, "share", "create", "--data-dir", dir, "--name", share)
+	return srv, dir, d
+}
+
 // TestShareKillDuringWrites: kill -9 while a client is writing; every write
 // the server acknowledged is in the file after the restart, and then in S3.
 func TestShareKillDuringWrites(t *testing.T) {
 	t.Parallel() // waits on servers: beside the others (see TestMain)
-	srv := miniotest.Start(t)
-	srv.CreateBucket(t, "crash")
-	s3args := []string{"--s3-endpoint", srv.Endpoint, "--s3-path-style", "--s3-access-key", srv.AccessKey, "--s3-secret-key", srv.SecretKey}
-	dir := t.TempDir()
-	mustRun(t, append([]string{"init", "--data-dir", dir, "--store", "s3://crash/gw"}, s3args...)...)
-	d := serve(t, dir)
-	mustRun(t, "share", "create", "--data-dir", dir, "--name", "w")
+	srv, dir, d := shareOnMinIO(t, "crash", "w")
 	v, done := nfsMount(t, nfsAddr(t, dir), "w")
 	f, err := v.OpenFile("log.bin", 0o644)
 	if err != nil {
