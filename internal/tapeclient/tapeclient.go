@@ -255,13 +255,31 @@ func (c Changer) first(ctx context.Context, typ byte, full bool) (Element, error
 type Drive struct{ Device }
 
 // VariableMode sets block length 0 (variable) in the mode block
-// descriptor, as st does for a variable-block device.
-func (d Drive) VariableMode(ctx context.Context) error {
+// descriptor, as st does for a variable-block device, in buffered mode 1.
+func (d Drive) VariableMode(ctx context.Context) error { return d.SelectMode(ctx, 1, 0) }
+
+// SelectMode sets the buffered mode (0: unbuffered, 1: buffered) and the
+// block length (0: variable) with MODE SELECT(6).
+func (d Drive) SelectMode(ctx context.Context, bufferedMode byte, blockLen uint32) error {
 	param := make([]byte, 12)
-	param[2] = 0x10 // buffered mode 1
-	param[3] = 8    // block descriptor length
+	param[2] = bufferedMode << 4
+	param[3] = 8 // block descriptor length
+	param[9], param[10], param[11] = byte(blockLen>>16), byte(blockLen>>8), byte(blockLen)
 	_, err := d.Command(ctx, []byte{0x15, 0x10, 0, 0, byte(len(param)), 0}, param, 0)
 	return err
+}
+
+// BufferedMode returns the buffered mode the drive reports in the mode
+// parameter header (MODE SENSE(6)).
+func (d Drive) BufferedMode(ctx context.Context) (byte, error) {
+	data, err := d.Command(ctx, []byte{0x1a, 0, 0, 0, 12, 0}, nil, 12)
+	if err != nil {
+		return 0, err
+	}
+	if len(data) < 4 {
+		return 0, errors.New("MODE SENSE: short answer")
+	}
+	return data[2] >> 4 & 0x07, nil
 }
 
 // Write writes one record.
@@ -277,9 +295,17 @@ func (d Drive) Read(ctx context.Context, max int) ([]byte, error) {
 	return d.Command(ctx, []byte{0x08, 0, byte(max >> 16), byte(max >> 8), byte(max), 0}, nil, max)
 }
 
-// WriteFilemarks writes n filemarks.
+// WriteFilemarks writes n filemarks; in buffered mode they and every
+// record before them are written to the medium before it returns.
 func (d Drive) WriteFilemarks(ctx context.Context, n int) error {
 	_, err := d.Command(ctx, []byte{0x10, 0, byte(n >> 16), byte(n >> 8), byte(n), 0}, nil, 0)
+	return err
+}
+
+// WriteFilemarksImmed writes n filemarks with IMMED: in buffered mode the
+// drive may answer before they are written to the medium.
+func (d Drive) WriteFilemarksImmed(ctx context.Context, n int) error {
+	_, err := d.Command(ctx, []byte{0x10, 1, byte(n >> 16), byte(n >> 8), byte(n), 0}, nil, 0)
 	return err
 }
 
