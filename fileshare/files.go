@@ -165,7 +165,7 @@ func decodeRecord(b []byte) (record, error) {
 		}
 		r.data = rest
 	case recRename, recRenamed:
-		if _, _, ok := decodeMove(rest); !ok {
+		if _, ok := decodeMoves(rest); !ok {
 			return bad("bad rename")
 		}
 		r.data = rest
@@ -563,15 +563,8 @@ func (c journalClient) Apply(ctx context.Context, lsn uploadbuffer.LSN, b []byte
 		}
 		m.filesMu.Unlock()
 		return nil
-	case recRename:
-		from, to, _ := decodeMove(r.data)
-		m.filesMu.Lock()
-		m.moves[lsn] = move{share: r.share, from: from, to: to, lsn: lsn}
-		m.filesMu.Unlock()
-		return nil
-	case recRenamed:
-		from, to, _ := decodeMove(r.data)
-		m.moveDone(r.share, from, to)
+	case recRename, recRenamed:
+		m.replayMove(r.share, lsn, r)
 		return nil
 	}
 	if r.typ != recCreate && r.typ != recMkdir {

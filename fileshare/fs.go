@@ -179,6 +179,9 @@ func (s *Share) statStore(ctx context.Context, p string) (Attr, bool, error) {
 	if p == "" {
 		return a, true, nil // the root always exists
 	}
+	if len(s.m.movedIn(s.cfg.Name, s.key(p)+"/")) > 0 {
+		return a, true, nil // objects renamed into it wait for the store
+	}
 	found := false
 	stop := fmt.Errorf("found")
 	err = objstore.ListDir(ctx, s.m.opts.Store, s.key(p)+"/", func(oi objstore.ObjectInfo, _ bool) error {
@@ -867,9 +870,10 @@ func (s *Share) Rename(ctx context.Context, from, to string) error {
 	if !ok {
 		return fmt.Errorf("rename needs an object store that copies: %w", ErrNotSupp)
 	}
+	var treeKeys []keyMove // a directory's objects, when moved through the log
 	if src.Type == TypeDir && storeErr != nil {
-		if err := s.checkEmpty(ctx, from); err != nil {
-			return fmt.Errorf("rename %s, a directory with contents, while the store is away: %w", from, storeErr)
+		if treeKeys, err = s.knownTree(from, to, storeErr); err != nil {
+			return err
 		}
 	}
 	if replaced != 0 {
@@ -917,17 +921,24 @@ func (s *Share) Rename(ctx context.Context, from, to string) error {
 			dirKeys = keys
 		case !s.m.storeFailed(ctx, err):
 			return err
-		case s.checkEmpty(ctx, from) != nil:
-			return fmt.Errorf("rename %s, a directory with contents, while the store is away: %w", from, err)
 		default:
 			storeErr = err
+			if treeKeys, err = s.knownTree(from, to, storeErr); err != nil {
+				return err
+			}
 		}
 	}
 	switch {
-	case unborn && (src.Type != TypeDir || storeErr != nil):
+	case unborn && src.Type != TypeDir:
 	case storeErr != nil:
-		if err := s.m.deferMove(ctx, s.cfg.Name, fromKey, toKey); err != nil {
-			return err
+		keys := []keyMove{{fromKey, toKey}}
+		if src.Type == TypeDir {
+			keys = treeKeys // none for a new empty directory
+		}
+		if len(keys) > 0 {
+			if err := s.m.deferMoves(ctx, s.cfg.Name, keys); err != nil {
+				return err
+			}
 		}
 		moved = true
 	case src.Type != TypeDir:
@@ -952,15 +963,29 @@ func (s *Share) Rename(ctx context.Context, from, to string) error {
 		keys := dirKeys
 		// Copy everything, then delete the sources: an interruption
 		// leaves both trees, never neither.
-		for _, k := range keys {
-			if err := copier.Copy(ctx, k, s.key(to)+strings.TrimPrefix(k, s.key(from))); err != nil {
+		err := func() error {
+			for _, k := range keys {
+				if err := copier.Copy(ctx, k, s.key(to)+strings.TrimPrefix(k, s.key(from))); err != nil {
+					return err
+				}
+			}
+			for _, k := range keys {
+				if err := s.m.opts.Store.Delete(ctx, k); err != nil {
+					return err
+				}
+			}
+			return nil
+		}()
+		if err != nil {
+			if !s.m.storeFailed(ctx, err) {
 				return err
 			}
-		}
-		for _, k := range keys {
-			if err := s.m.opts.Store.Delete(ctx, k); err != nil {
+			// The store went away in the middle: the rest of the move
+			// (all of it: a move done is skipped) waits in the log.
+			if err := s.m.deferMoves(ctx, s.cfg.Name, storeMoves(keys, s.key(from), s.key(to))); err != nil {
 				return err
 			}
+			moved = true
 		}
 	}
 	if moved {
@@ -969,15 +994,13 @@ func (s *Share) Rename(ctx context.Context, from, to string) error {
 		defer func() {
 			s.remember(to, src, true)
 			s.remember(from, Attr{}, false)
-			if src.Type == TypeDir {
-				s.attrMu.Lock()
-				s.known(to)
-				s.attrMu.Unlock()
-			}
 		}()
 	}
-	s.invalidateTree(from)
 	s.invalidateTree(to)
+	if moved && src.Type == TypeDir {
+		s.moveCached(from, to) // what it knows of the tree, under the new name
+	}
+	s.invalidateTree(from)
 	s.attrMu.Lock()
 	s.noteEntry(to, src.Type, true)
 	s.attrMu.Unlock()

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 
 	"github.com/gatewayd/gatewayd/objstore"
@@ -20,56 +22,123 @@ import (
 // the old key is gone (the move was done before the crash; nothing is
 // written at a key with a move pending).
 //
-//	rename:  length of the old key (2), the old key, the new key
+// A directory with contents is one record holding every object of its
+// tree (each file, symlink and directory marker), so a crash keeps the
+// whole rename or none of it; its objects are moved one by one, each as
+// above, and a replay after a crash in the middle repeats the move of
+// those not done yet and skips those done.
+//
+//	rename:  length of the old key (2), the old key, the new key;
+//	         or, for several objects, 0 (2), then for each: length of the
+//	         old key (2), the old key, length of the new key (2), the new key
 //	renamed: the same (the rename before it is done)
 const (
 	recRename  byte = 8
 	recRenamed byte = 9
 )
 
-// move is a rename waiting for the store.
+// keyMove is one object's move: from its old key to its new one.
+type keyMove struct{ from, to string }
+
+// move is a rename waiting for the store: one record, one or more objects.
 type move struct {
-	share, from, to string
-	lsn             uploadbuffer.LSN
+	share string
+	keys  []keyMove
+	lsn   uploadbuffer.LSN
 }
 
-func encodeMove(from, to string) []byte {
-	b := binary.BigEndian.AppendUint16(nil, uint16(len(from)))
-	return append(append(b, from...), to...)
+func encodeMoves(keys []keyMove) []byte {
+	if len(keys) == 1 {
+		b := binary.BigEndian.AppendUint16(nil, uint16(len(keys[0].from)))
+		return append(append(b, keys[0].from...), keys[0].to...)
+	}
+	b := binary.BigEndian.AppendUint16(nil, 0)
+	for _, k := range keys {
+		b = binary.BigEndian.AppendUint16(b, uint16(len(k.from)))
+		b = append(b, k.from...)
+		b = binary.BigEndian.AppendUint16(b, uint16(len(k.to)))
+		b = append(b, k.to...)
+	}
+	return b
 }
 
-func decodeMove(b []byte) (from, to string, ok bool) {
+func decodeMoves(b []byte) ([]keyMove, bool) {
 	if len(b) < 2 {
-		return "", "", false
+		return nil, false
 	}
 	n := int(binary.BigEndian.Uint16(b))
-	if n == 0 || len(b) < 2+n+1 {
-		return "", "", false
+	if n != 0 {
+		if len(b) < 2+n+1 {
+			return nil, false
+		}
+		return []keyMove{{from: string(b[2 : 2+n]), to: string(b[2+n:])}}, true
 	}
-	return string(b[2 : 2+n]), string(b[2+n:]), true
+	var keys []keyMove
+	key := func() (string, bool) {
+		if len(b) < 2 {
+			return "", false
+		}
+		n := int(binary.BigEndian.Uint16(b))
+		if n == 0 || len(b) < 2+n {
+			return "", false
+		}
+		k := string(b[2 : 2+n])
+		b = b[2+n:]
+		return k, true
+	}
+	for b = b[2:]; len(b) > 0; {
+		from, ok1 := key()
+		to, ok2 := key()
+		if !ok1 || !ok2 {
+			return nil, false
+		}
+		keys = append(keys, keyMove{from, to})
+	}
+	return keys, len(keys) > 0
 }
 
 // deferMove records that the object at from is now at to, to be moved in
 // the store later.
 func (m *Manager) deferMove(ctx context.Context, share, from, to string) error {
-	rec := record{typ: recRename, share: share, data: encodeMove(from, to)}
+	return m.deferMoves(ctx, share, []keyMove{{from, to}})
+}
+
+// deferMoves records, in one record, that each object of keys is now at
+// its new key, to be moved in the store later.
+func (m *Manager) deferMoves(ctx context.Context, share string, keys []keyMove) error {
+	rec := record{typ: recRename, share: share, data: encodeMoves(keys)}
 	return m.logAndApply(ctx, rec, func(lsn uploadbuffer.LSN) error {
-		m.filesMu.Lock()
-		m.moves[lsn] = move{share: share, from: from, to: to, lsn: lsn}
-		m.filesMu.Unlock()
+		m.addMove(share, lsn, keys)
 		return nil
 	})
 }
 
-// moveDone forgets the oldest pending move of share from from to to (a
-// renamed record, live or replayed).
-func (m *Manager) moveDone(share, from, to string) {
+// addMove notes a rename waiting for the store (recorded now or replayed).
+func (m *Manager) addMove(share string, lsn uploadbuffer.LSN, keys []keyMove) {
+	m.filesMu.Lock()
+	m.moves[lsn] = move{share: share, keys: keys, lsn: lsn}
+	m.filesMu.Unlock()
+}
+
+// replayMove applies a replayed rename or renamed record.
+func (m *Manager) replayMove(share string, lsn uploadbuffer.LSN, r record) {
+	keys, _ := decodeMoves(r.data) // checked by decodeRecord
+	if r.typ == recRename {
+		m.addMove(share, lsn, keys)
+	} else {
+		m.moveDone(share, keys)
+	}
+}
+
+// moveDone forgets the oldest pending move of share of the objects keys
+// (a renamed record, live or replayed).
+func (m *Manager) moveDone(share string, keys []keyMove) {
 	m.filesMu.Lock()
 	defer m.filesMu.Unlock()
 	var first uploadbuffer.LSN
 	found := false
 	for lsn, mv := range m.moves {
-		if mv.share == share && mv.from == from && mv.to == to && (!found || lsn < first) {
+		if mv.share == share && slices.Equal(mv.keys, keys) && (!found || lsn < first) {
 			first, found = lsn, true
 		}
 	}
@@ -91,11 +160,13 @@ func (m *Manager) keyState(share, key string) (hidden, pending bool) {
 		if mv.share != share {
 			continue
 		}
-		if mv.from == key && (!hasGone || lsn > gone) {
-			gone, hasGone = lsn, true
-		}
-		if mv.to == key && (!hasInto || lsn > into) {
-			into, hasInto = lsn, true
+		for _, k := range mv.keys {
+			if k.from == key && (!hasGone || lsn > gone) {
+				gone, hasGone = lsn, true
+			}
+			if k.to == key && (!hasInto || lsn > into) {
+				into, hasInto = lsn, true
+			}
 		}
 	}
 	return hasGone && (!hasInto || gone > into), hasGone || hasInto
@@ -124,17 +195,24 @@ func (m *Manager) source(share, key string) string {
 	}
 	k, before := key, ^uploadbuffer.LSN(0)
 	for range len(m.moves) {
-		var best move
+		var from string
+		var at uploadbuffer.LSN
 		found := false
 		for lsn, mv := range m.moves {
-			if mv.share == share && mv.to == k && lsn < before && (!found || lsn > best.lsn) {
-				best, found = mv, true
+			if mv.share != share || lsn >= before || found && lsn <= at {
+				continue
+			}
+			for _, km := range mv.keys {
+				if km.to == k {
+					from, at, found = km.from, lsn, true
+					break
+				}
 			}
 		}
 		if !found {
 			break
 		}
-		k, before = best.from, best.lsn
+		k, before = from, at
 	}
 	return k
 }
@@ -151,49 +229,68 @@ func (m *Manager) statObject(ctx context.Context, share, key string) (objstore.O
 	return oi, err
 }
 
-// movedIn returns the keys of share that pending moves show at, whatever
-// is in the store there, with the key prefix given.
+// movedIn returns what pending moves show directly in the directory
+// whose keys start with prefix, whatever is in the store there: the key
+// of each object moved there, and for an object moved deeper, the key
+// of the directory holding it here (ending in "/").
 func (m *Manager) movedIn(share, prefix string) []string {
 	m.filesMu.Lock()
 	defer m.filesMu.Unlock()
-	var out []string
+	in := map[string]bool{}
 	for _, mv := range m.moves {
-		if mv.share == share && strings.HasPrefix(mv.to, prefix) {
-			if hidden, _ := m.keyState(share, mv.to); !hidden {
-				out = append(out, mv.to)
+		if mv.share != share {
+			continue
+		}
+		for _, km := range mv.keys {
+			if !strings.HasPrefix(km.to, prefix) {
+				continue
 			}
+			if hidden, _ := m.keyState(share, km.to); hidden {
+				continue
+			}
+			k := km.to
+			if i := strings.IndexByte(k[len(prefix):], '/'); i >= 0 {
+				k = k[:len(prefix)+i+1] // a directory here, or the directory itself
+			}
+			in[k] = true
 		}
 	}
-	return out
+	return slices.Collect(maps.Keys(in))
 }
 
-// settleMove copies the object of a pending move to its new key, confirms
-// the copy, deletes the old key and records the move done.
+// settleMove copies each object of a pending move to its new key,
+// confirms the copy and deletes the old key, then records the move done.
 func (m *Manager) settleMove(ctx context.Context, mv move) error {
 	copier, ok := m.opts.Store.(objstore.Copier)
 	if !ok {
 		return fmt.Errorf("rename needs an object store that copies: %w", ErrNotSupp)
 	}
-	err := copier.Copy(ctx, mv.from, mv.to)
-	switch {
-	case objstore.IsNotFound(err):
-		// The old key is gone: the move was done before a crash (or the
-		// object was deleted outside the gateway). Nothing to delete.
-	case err != nil:
-		m.storeFailed(ctx, err)
-		return fmt.Errorf("share %s: move %s to %s: %w", mv.share, mv.from, mv.to, err)
-	default:
-		if _, err := m.opts.Store.Stat(ctx, mv.to); err != nil {
+	for _, k := range mv.keys {
+		err := copier.Copy(ctx, k.from, k.to)
+		switch {
+		case objstore.IsNotFound(err):
+			// The old key is gone: the move was done before a crash (or
+			// the object was deleted outside the gateway, or a
+			// directory has no marker). Nothing to delete.
+		case err != nil:
 			m.storeFailed(ctx, err)
-			return fmt.Errorf("share %s: move %s to %s: the copy: %w", mv.share, mv.from, mv.to, err)
+			return fmt.Errorf("share %s: move %s to %s: %w", mv.share, k.from, k.to, err)
+		default:
+			if _, err := m.opts.Store.Stat(ctx, k.to); err != nil {
+				m.storeFailed(ctx, err)
+				return fmt.Errorf("share %s: move %s to %s: the copy: %w", mv.share, k.from, k.to, err)
+			}
+			if err := m.opts.Store.Delete(ctx, k.from); err != nil {
+				m.storeFailed(ctx, err)
+				return fmt.Errorf("share %s: move %s to %s: delete: %w", mv.share, k.from, k.to, err)
+			}
 		}
-		if err := m.opts.Store.Delete(ctx, mv.from); err != nil {
-			m.storeFailed(ctx, err)
-			return fmt.Errorf("share %s: move %s to %s: delete: %w", mv.share, mv.from, mv.to, err)
+		if moveHook != nil {
+			moveHook(k)
 		}
 	}
 	m.storeBack()
-	rec := record{typ: recRenamed, share: mv.share, data: encodeMove(mv.from, mv.to)}
+	rec := record{typ: recRenamed, share: mv.share, data: encodeMoves(mv.keys)}
 	return m.logAndApply(ctx, rec, func(uploadbuffer.LSN) error {
 		m.filesMu.Lock()
 		delete(m.moves, mv.lsn)
@@ -201,6 +298,10 @@ func (m *Manager) settleMove(ctx context.Context, mv move) error {
 		return nil
 	})
 }
+
+// moveHook, when a test sets it, runs after each object of a move is
+// moved in the store.
+var moveHook func(keyMove)
 
 // laterRecord is a replayed record of a file the store could not tell
 // about (a restart while it is away); it is applied when the store is
@@ -248,4 +349,89 @@ func (m *Manager) applyLater(ctx context.Context) error {
 	m.later = m.later[done:]
 	m.filesMu.Unlock()
 	return err
+}
+
+// knownTree returns the objects of directory from, and their keys under
+// to, from what the share knows of the tree while the store is away: the
+// listings it keeps of from and of every directory below (at any age),
+// and the files and directories made there and not uploaded yet (these
+// have no object: their upload puts them at their new path). If part of
+// the tree was never listed, what it holds is not known: the rename is
+// refused, with storeErr, and nothing changes.
+func (s *Share) knownTree(from, to string, storeErr error) ([]keyMove, error) {
+	s.attrMu.Lock()
+	defer s.attrMu.Unlock()
+	var keys []keyMove
+	var walk func(d string) error
+	walk = func(d string) error {
+		nd := to + d[len(from):]
+		if _, unborn := s.unborn[d]; !unborn {
+			keys = append(keys, keyMove{s.key(d) + "/", s.key(nd) + "/"}) // its marker, if it has one
+		}
+		c, ok := s.dirs[d]
+		if !ok {
+			return fmt.Errorf("rename %s, a directory with contents: the object store is unreachable and %s was never listed, so what it holds is not known; nothing changed: %w", from, d, storeErr)
+		}
+		for name, t := range s.names(d) {
+			p := joinPath(d, name)
+			if t == 0 {
+				t = c.entries[name] // made here, not uploaded yet
+			}
+			_, unborn := s.unborn[p]
+			_, listed := s.dirs[p]
+			switch {
+			case t == TypeDir || t == 0 && listed:
+				if err := walk(p); err != nil {
+					return err
+				}
+			case !unborn:
+				keys = append(keys, keyMove{s.key(p), s.key(joinPath(nd, name))})
+			}
+		}
+		return nil
+	}
+	if err := walk(from); err != nil {
+		return nil, err
+	}
+	return keys, nil
+}
+
+// storeMoves maps the keys of a directory's objects, which start with
+// fromPrefix, to the same keys under toPrefix.
+func storeMoves(keys []string, fromPrefix, toPrefix string) []keyMove {
+	out := make([]keyMove, len(keys))
+	for i, k := range keys {
+		out[i] = keyMove{k, toPrefix + strings.TrimPrefix(k, fromPrefix)}
+	}
+	return out
+}
+
+// moveCached moves what the share keeps of directory from and everything
+// below it (attributes, listings, files not uploaded yet) to the same
+// paths under to, for a rename the store has not seen yet. Nothing at or
+// below to is cached (the caller forgot it).
+func (s *Share) moveCached(from, to string) {
+	s.attrMu.Lock()
+	defer s.attrMu.Unlock()
+	under := func(k string) (string, bool) {
+		if k == from || strings.HasPrefix(k, from+"/") {
+			return to + k[len(from):], true
+		}
+		return "", false
+	}
+	rekey(s.attrs, under)
+	rekey(s.dirs, under)
+	rekey(s.unborn, under)
+}
+
+// rekey moves the entries of m whose keys under maps to their new keys.
+func rekey[V any](m map[string]V, under func(string) (string, bool)) {
+	moved := map[string]V{}
+	for k, v := range m {
+		if nk, ok := under(k); ok {
+			moved[nk] = v
+			delete(m, k)
+		}
+	}
+	maps.Copy(m, moved)
 }
