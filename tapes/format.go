@@ -80,7 +80,15 @@ func newSealer(dk keys.DataKey) (*sealer, error) {
 // seal returns header || ciphertext || tag of payload, authenticated
 // together with binding.
 func (s *sealer) seal(kind, flags byte, binding, payload []byte) []byte {
-	out := make([]byte, sealHeaderLen, sealHeaderLen+len(payload)+sealTagLen)
+	return s.sealTo(make([]byte, 0, sealHeaderLen+len(payload)+sealTagLen), kind, flags, binding, payload)
+}
+
+// sealTo is seal appending the sealed object to dst (a segment being
+// filled: no copy of the block on the way).
+func (s *sealer) sealTo(dst []byte, kind, flags byte, binding, payload []byte) []byte {
+	start := len(dst)
+	dst = append(dst, make([]byte, sealHeaderLen)...)
+	out := dst[start:]
 	copy(out, sealMagic)
 	out[4] = sealVersion
 	out[5] = kind
@@ -89,8 +97,9 @@ func (s *sealer) seal(kind, flags byte, binding, payload []byte) []byte {
 	if _, err := rand.Read(out[12:24]); err != nil {
 		panic(err) // crypto/rand does not fail on Linux
 	}
-	ad := append(append([]byte(nil), out[:sealHeaderLen]...), binding...)
-	return s.aead.Seal(out, out[12:24], payload, ad)
+	var adBuf [sealHeaderLen + 64]byte
+	ad := append(append(adBuf[:0], out[:sealHeaderLen]...), binding...)
+	return s.aead.Seal(dst, out[12:24], payload, ad)
 }
 
 // open authenticates blob as an object of kind bound to binding and

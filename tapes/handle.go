@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 
 	"github.com/gatewayd/gatewayd/errkind"
@@ -172,12 +173,23 @@ func (h *Tape) WriteRecord(ctx context.Context, at uint64, data []byte, compress
 	}
 	o := logOp{op: opRecord, barcode: h.t.barcode, at: at, size: uint32(len(data)), payload: data}
 	if compress {
-		if c := h.t.lib.enc.EncodeAll(data, make([]byte, 0, len(data))); len(c) < len(data) {
+		// The compressed copy is needed only until the write returns:
+		// the log record and the segment hold copies of it.
+		bp := zbufs.Get().(*[]byte)
+		defer zbufs.Put(bp)
+		c := h.t.lib.enc.EncodeAll(data, (*bp)[:0])
+		if cap(c) > cap(*bp) {
+			*bp = c[:0]
+		}
+		if len(c) < len(data) {
 			o.payload, o.flags = c, entZstd
 		}
 	}
 	return h.t.write(ctx, o, h.buffered.Load())
 }
+
+// zbufs are the buffers records are compressed into.
+var zbufs = sync.Pool{New: func() any { return new([]byte) }}
 
 // WriteFilemarks writes n filemarks at at (n == 0 only truncates).
 func (h *Tape) WriteFilemarks(ctx context.Context, at uint64, n int) error {

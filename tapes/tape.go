@@ -287,11 +287,11 @@ func (t *tape) apply(o logOp, lsn uploadbuffer.LSN) bool {
 		if o.flags&entZstd != 0 {
 			sf = sealFlagZstd
 		}
-		blob := t.lib.seal.seal(kindBlock, sf, blockBinding(t.barcode, t.open.id, off, o.at), o.payload)
+		n := len(o.payload) + sealOverhead
 		if cap(t.open.data) == 0 {
-			t.open.data = make([]byte, 0, max(t.lib.opts.SegmentSize, len(blob))+len(blob))
+			t.open.data = make([]byte, 0, max(t.lib.opts.SegmentSize, n)+n)
 		}
-		t.open.data = append(t.open.data, blob...)
+		t.open.data = t.lib.seal.sealTo(t.open.data, kindBlock, sf, blockBinding(t.barcode, t.open.id, off, o.at), o.payload)
 		t.appendEntry(entry{flags: o.flags & entZstd, size: o.size, stored: uint32(len(o.payload)), seg: t.open.id, off: off})
 	case opFilemarks:
 		for range o.size {
