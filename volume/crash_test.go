@@ -74,38 +74,49 @@ func init() {
 	if dir == "" {
 		return
 	}
-	seed, _ := strconv.ParseUint(os.Getenv(crashEnvSeed), 10, 64)
-	st := openCrashState(fatalTB{}, dir)
+	v, seed := crashChildVolume(dir, false)
 	ctx := context.Background()
-	v, err := st.m.Get("crash")
-	if err != nil {
-		_, err = st.m.Create(ctx, CreateOptions{Name: "crash", Kind: Kind(os.Getenv(crashEnvKind)), Size: crashVolSize, ChunkSize: crashChunk})
-		if err == nil {
-			v, err = st.m.Get("crash")
-		}
-	}
-	if err != nil {
-		fmt.Println("error:", err)
-		os.Exit(2)
-	}
-	fmt.Println("ready")
 	r := rand.New(rand.NewPCG(seed, 7))
 	for i := uint64(0); ; i++ {
 		n := 1 + r.IntN(100*kib)
 		off := r.Int64N(crashVolSize - int64(n))
 		id := seed<<32 | i
 		fmt.Printf("begin %d %d %d\n", id, off, n)
-		if err := v.WriteAt(ctx, pattern(id, n), off); err != nil {
-			fmt.Println("error:", err)
-			os.Exit(2)
-		}
+		childCheck(v.WriteAt(ctx, pattern(id, n), off))
 		if i%7 == 0 {
-			if err := v.Flush(ctx); err != nil {
-				fmt.Println("error:", err)
-				os.Exit(2)
-			}
+			childCheck(v.Flush(ctx))
 		}
 		fmt.Printf("ack %d %d %d\n", id, off, n)
+	}
+}
+
+// crashChildVolume opens a crash test child's state in dir and its volume
+// (made on the first run, with its write cache on or off), says "ready"
+// and returns the volume and the child's seed.
+func crashChildVolume(dir string, writeCache bool) (*Volume, uint64) {
+	seed, _ := strconv.ParseUint(os.Getenv(crashEnvSeed), 10, 64)
+	st := openCrashState(fatalTB{}, dir)
+	v, err := st.m.Get("crash")
+	if err != nil {
+		_, err = st.m.Create(context.Background(), CreateOptions{Name: "crash", Kind: Kind(os.Getenv(crashEnvKind)),
+			Size: crashVolSize, ChunkSize: crashChunk, WriteCache: writeCache})
+		if err == nil {
+			v, err = st.m.Get("crash")
+		}
+	}
+	if err == nil && v.Info().WriteCache != writeCache {
+		err = fmt.Errorf("volume reopened with its write cache %v", v.Info().WriteCache)
+	}
+	childCheck(err)
+	fmt.Println("ready")
+	return v, seed
+}
+
+// childCheck ends a crash test child that met an error, saying so.
+func childCheck(err error) {
+	if err != nil {
+		fmt.Println("error:", err)
+		os.Exit(2)
 	}
 }
 
@@ -171,18 +182,8 @@ func TestCrashSIGKILLKeepsAcknowledgedWrites(t *testing.T) {
 // runCrashChild starts a writer, applies its acknowledged writes to shadow,
 // kills it after `after` acks and returns the write in flight, if any.
 func runCrashChild(t *testing.T, dir string, kind Kind, seed uint64, after int, shadow []byte) *crashWrite {
-	cmd := exec.Command(os.Args[0], "-test.run", "^$")
-	cmd.Env = append(os.Environ(), crashEnvDir+"="+dir, crashEnvKind+"="+string(kind), crashEnvSeed+"="+strconv.FormatUint(seed, 10))
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	cmd, sc := startCrashChild(t, crashEnvDir+"="+dir, crashEnvKind+"="+string(kind), crashEnvSeed+"="+strconv.FormatUint(seed, 10))
 	defer cmd.Wait()
-	sc := bufio.NewScanner(out)
 	var cur *crashWrite
 	acks := 0
 	for sc.Scan() {
@@ -213,6 +214,22 @@ func runCrashChild(t *testing.T, dir string, kind Kind, seed uint64, after int, 
 		t.Fatalf("child stopped after %d acks, before the kill", acks)
 	}
 	return cur
+}
+
+// startCrashChild starts this test binary as a crash test's child with
+// env added, and returns it and a scanner of its output.
+func startCrashChild(t *testing.T, env ...string) (*exec.Cmd, *bufio.Scanner) {
+	cmd := exec.Command(os.Args[0], "-test.run", "^$")
+	cmd.Env = append(os.Environ(), env...)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return cmd, bufio.NewScanner(out)
 }
 
 // The simulated power loss: every file write that was not synced is

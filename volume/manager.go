@@ -207,6 +207,8 @@ type CreateOptions struct {
 	// volume, copied onto its disk in the background). Size 0 means the
 	// snapshot's size; ChunkSize is the snapshot's.
 	FromSnapshot string
+	// WriteCache turns the volume's write cache on (Info.WriteCache).
+	WriteCache bool
 }
 
 // Create makes a new volume, empty or restored from a snapshot.
@@ -269,6 +271,7 @@ func (m *Manager) Create(ctx context.Context, o CreateOptions) (Info, error) {
 		ID: newID(), Name: o.Name, Kind: o.Kind, Size: o.Size, ChunkSize: o.ChunkSize,
 		Created:      m.opts.Clock.Now().UTC().Truncate(time.Second),
 		FromSnapshot: o.FromSnapshot,
+		WriteCache:   o.WriteCache,
 	}
 	if o.Kind == Stored {
 		info.HydrationTotal = baseChunks

@@ -36,6 +36,11 @@ type Info struct {
 	// HydrationTotal is how many chunks a restored stored volume had to
 	// copy onto its disk.
 	HydrationTotal int `json:"hydration_total,omitempty"`
+	// WriteCache is the volume's volatile write cache (write-back): a
+	// write is acknowledged once applied and is durable at the next Flush
+	// (SYNCHRONIZE CACHE) or when written through (FUA). Off (the
+	// default), every write is durable when acknowledged.
+	WriteCache bool `json:"write_cache"`
 }
 
 // Errors callers tell apart.

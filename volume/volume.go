@@ -37,6 +37,13 @@ type Volume struct {
 	gens    map[uint64]uint64       // write generation of chunks not yet uploaded
 	nextGen uint64
 
+	// writeCache mirrors info.WriteCache for the write path, which reads
+	// it without mu; buffered is the LSN of the volume's last write
+	// acknowledged before its sync (0: none since the volume opened), the
+	// one Flush makes durable.
+	writeCache atomic.Bool
+	buffered   atomic.Uint64
+
 	lastUpload       atomic.Int64 // unix nanoseconds
 	uploadErrors     atomic.Uint64
 	localWriteErrors atomic.Uint64
@@ -73,6 +80,7 @@ type pendingChunk struct {
 func (m *Manager) openVolume(info Info) (*Volume, error) {
 	v := &Volume{m: m, info: info, pending: map[uint64]pendingChunk{}, gens: map[uint64]uint64{}, gone: make(chan struct{}),
 		uploading: map[uint64]chan struct{}{}}
+	v.writeCache.Store(info.WriteCache)
 	if info.Kind == Stored {
 		if err := m.claimDisk(v); err != nil {
 			return nil, err
@@ -386,29 +394,65 @@ func (v *Volume) fetchChunk(ctx context.Context, index uint64, raw []byte) ([]by
 	return data, nil
 }
 
-// WriteAt writes p at off. It returns once the write is durable.
+// WriteAt writes p at off. It returns once the write is durable, or, with
+// the volume's write cache on (Info.WriteCache), once it is applied: it is
+// then durable when the next Flush returns (or a later WriteThrough, or an
+// Unmap: the log is written in order).
 func (v *Volume) WriteAt(ctx context.Context, p []byte, off int64) error {
+	return v.write(ctx, p, off, v.writeCache.Load())
+}
+
+// WriteThrough writes p at off and returns once the write, and every
+// write acknowledged before it, is durable, write cache or not (a write
+// with FUA).
+func (v *Volume) WriteThrough(ctx context.Context, p []byte, off int64) error {
+	return v.write(ctx, p, off, false)
+}
+
+// write logs and applies a write: its record synced before the apply, or
+// buffered (applied at once, synced with the next group commit).
+func (v *Volume) write(ctx context.Context, p []byte, off int64, buffered bool) error {
 	if err := v.checkRange(off, int64(len(p))); err != nil {
 		return err
 	}
 	v.m.counters.writes.Add(1)
 	v.m.counters.bytesWritten.Add(uint64(len(p)))
-	return v.m.logAndApply(ctx, encodeRecord(recWrite, v.info.ID, off, p, int64(len(p))), func(lsn uploadbuffer.LSN) error {
-		return v.apply(ctx, lsn, p, off)
+	rec := encodeRecord(recWrite, v.info.ID, off, p, int64(len(p)))
+	if !buffered {
+		return v.m.logAndApply(ctx, rec, func(lsn uploadbuffer.LSN) error { return v.apply(ctx, lsn, p, off) })
+	}
+	lsn, err := v.m.j.AppendBuffered(ctx, rec, func(lsn uploadbuffer.LSN) error {
+		return v.applyWrite(ctx, lsn, p, off, true)
 	})
+	for last := v.buffered.Load(); uint64(lsn) > last && !v.buffered.CompareAndSwap(last, uint64(lsn)); {
+		last = v.buffered.Load()
+	}
+	return err
 }
 
 // apply puts a logged write onto the cache or disk (also used by replay).
 func (v *Volume) apply(ctx context.Context, lsn uploadbuffer.LSN, p []byte, off int64) error {
-	return v.applyWrite(ctx, lsn, p, off)
+	return v.applyWrite(ctx, lsn, p, off, false)
 }
 
-func (v *Volume) applyWrite(ctx context.Context, lsn uploadbuffer.LSN, p []byte, off int64) error {
+// applyWrite puts a write onto the cache or disk; buffered says its
+// record may not be durable yet.
+func (v *Volume) applyWrite(ctx context.Context, lsn uploadbuffer.LSN, p []byte, off int64, buffered bool) error {
 	return v.forEachChunk(off, int64(len(p)), func(index uint64, chunkOff, bufOff, length int64) error {
 		unlock := v.locks.lock(index)
 		defer unlock()
 		if err := v.beforeChange(ctx, index); err != nil {
 			return err
+		}
+		if buffered && v.info.Kind == Stored && !v.isPending(index) {
+			// A stored volume's disk is its data, and survives a crash
+			// that loses the record: a chunk not yet known to differ
+			// from its upload changes on the disk only once a record
+			// saying so is durable, so a replay marks it again.
+			if err := v.m.j.Log().Sync(ctx, lsn); err != nil {
+				return fmt.Errorf("volume %s: write chunk %d: %w", v.info.Name, index, err)
+			}
+			buffered = false
 		}
 		piece := p[bufOff : bufOff+length]
 		var err error
@@ -432,6 +476,15 @@ func (v *Volume) applyWrite(ctx context.Context, lsn uploadbuffer.LSN, p []byte,
 	})
 }
 
+// isPending says whether chunk index has writes the log still holds.
+// Called with the chunk lock held.
+func (v *Volume) isPending(index uint64) bool {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	_, ok := v.pending[index]
+	return ok
+}
+
 // markPending records that chunk index changed at lsn. Called with the
 // chunk lock held.
 func (v *Volume) markPending(index uint64, lsn uploadbuffer.LSN) {
@@ -447,10 +500,44 @@ func (v *Volume) markPending(index uint64, lsn uploadbuffer.LSN) {
 	v.gens[index] = v.nextGen
 }
 
-// Flush makes every acknowledged write durable. WriteAt already returns
-// only once its record is synced in the upload buffer, so there is nothing
-// left to do; frontends call it for SYNCHRONIZE CACHE and FUA.
-func (v *Volume) Flush(ctx context.Context) error { return ctx.Err() }
+// Flush makes every write acknowledged before it durable: it waits for
+// the sync of the volume's last buffered write (write cache on). Without
+// buffered writes there is nothing to wait for: each write was durable
+// when acknowledged. Frontends call it for SYNCHRONIZE CACHE.
+func (v *Volume) Flush(ctx context.Context) error {
+	lsn := uploadbuffer.LSN(v.buffered.Load())
+	if lsn == 0 {
+		return ctx.Err()
+	}
+	if err := v.m.j.Log().Sync(ctx, lsn); err != nil {
+		return fmt.Errorf("volume %s: flush: %w", v.info.Name, err)
+	}
+	return nil
+}
+
+// SetWriteCache turns the volume's write cache on or off and records it
+// with the volume. Turned off, it returns once the writes acknowledged
+// before are durable.
+func (m *Manager) SetWriteCache(ctx context.Context, nameOrID string, on bool) (Info, error) {
+	v, err := m.Get(nameOrID)
+	if err != nil {
+		return Info{}, err
+	}
+	v.mu.Lock()
+	info := v.info
+	info.WriteCache = on
+	if err := m.putInfo(ctx, info); err != nil {
+		v.mu.Unlock()
+		return Info{}, err
+	}
+	v.info.WriteCache = on
+	v.writeCache.Store(on)
+	v.mu.Unlock()
+	if !on {
+		return info, v.Flush(ctx)
+	}
+	return info, nil
+}
 
 // Unmap discards [off, off+n): the range reads as zeroes afterwards, and
 // whole chunks become holes in the object store.
@@ -472,7 +559,7 @@ func (v *Volume) applyUnmap(ctx context.Context, lsn uploadbuffer.LSN, off, n in
 		if length < cs || v.info.Kind == Stored {
 			// A partial chunk, or a stored volume's disk: write zeroes;
 			// the uploader turns an all-zero chunk into a hole.
-			return v.applyWrite(ctx, lsn, zeroChunk[:length], int64(index)*cs+chunkOff)
+			return v.applyWrite(ctx, lsn, zeroChunk[:length], int64(index)*cs+chunkOff, false)
 		}
 		// A whole cached chunk: drop it and its map entry now.
 		unlock := v.locks.lock(index)
