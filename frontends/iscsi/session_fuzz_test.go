@@ -39,6 +39,11 @@ func (d *fuzzDisk) Unmap(_ context.Context, off, n int64) error {
 	return nil
 }
 
+// WriteThrough is WriteAt: the disk has no write cache.
+func (d *fuzzDisk) WriteThrough(ctx context.Context, p []byte, off int64) error {
+	return d.WriteAt(ctx, p, off)
+}
+
 func (d *fuzzDisk) Flush(context.Context) error { return nil }
 func (d *fuzzDisk) Size() int64                 { return int64(len(d.b)) }
 

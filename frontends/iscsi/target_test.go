@@ -55,6 +55,11 @@ func (m *memDisk) Unmap(_ context.Context, off, n int64) error {
 	return nil
 }
 
+// WriteThrough is WriteAt: the disk has no write cache.
+func (m *memDisk) WriteThrough(ctx context.Context, p []byte, off int64) error {
+	return m.WriteAt(ctx, p, off)
+}
+
 func (m *memDisk) Flush(context.Context) error { return nil }
 func (m *memDisk) Size() int64                 { return int64(len(m.b)) }
 

@@ -12,11 +12,16 @@ import (
 
 // memBackend is an sbc.Backend in memory that records any access outside
 // its size instead of panicking, so the fuzz target can report it.
+// With cached set it has a write cache: WriteAt changes b only, and
+// durable (what a crash would leave) catches up at Flush, WriteThrough and
+// Unmap, as a volume with its write cache on.
 type memBackend struct {
-	mu   sync.Mutex
-	b    []byte
-	bad  error
-	fail error // injected: every read and write returns it
+	mu      sync.Mutex
+	b       []byte
+	cached  bool
+	durable []byte
+	bad     error
+	fail    error // injected: every read and write returns it
 }
 
 func (m *memBackend) check(off, n int64) bool {
@@ -48,7 +53,17 @@ func (m *memBackend) WriteAt(_ context.Context, p []byte, off int64) error {
 	if m.check(off, int64(len(p))) {
 		copy(m.b[off:], p)
 	}
+	if !m.cached {
+		m.sync()
+	}
 	return nil
+}
+
+func (m *memBackend) WriteThrough(ctx context.Context, p []byte, off int64) error {
+	if err := m.WriteAt(ctx, p, off); err != nil {
+		return err
+	}
+	return m.Flush(ctx)
 }
 
 func (m *memBackend) Unmap(_ context.Context, off, n int64) error {
@@ -57,11 +72,28 @@ func (m *memBackend) Unmap(_ context.Context, off, n int64) error {
 	if m.check(off, n) {
 		clear(m.b[off : off+n])
 	}
+	m.sync()
 	return nil
 }
 
-func (m *memBackend) Flush(context.Context) error { return nil }
-func (m *memBackend) Size() int64                 { return int64(len(m.b)) }
+func (m *memBackend) Flush(context.Context) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.fail != nil {
+		return m.fail
+	}
+	m.sync()
+	return nil
+}
+
+// sync makes everything written durable. Called with m.mu held.
+func (m *memBackend) sync() {
+	if m.durable == nil {
+		m.durable = make([]byte, len(m.b))
+	}
+	copy(m.durable, m.b)
+}
+func (m *memBackend) Size() int64 { return int64(len(m.b)) }
 
 // seedCDBs is one valid CDB of every command the device and the LU
 // answer, and a few malformed ones.

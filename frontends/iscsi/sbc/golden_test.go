@@ -22,13 +22,15 @@ import (
 // for written under each command. Regenerate with -rewrite only after
 // checking every changed answer against the standards.
 //
-//	new size=1MiB              a fresh LU on an in-memory volume
+//	new size=1MiB [writecache=true]  a fresh LU on an in-memory volume (with a write cache)
+//	writecache on=true|false   the volume's write cache set by its administrator
 //	cmd nexus=A out=<hex, '.' between groups>|fill=<byte>x<count>[,<byte>x<count>...]
 //	<CDB in hex; spaces ignored>
 //	reset                      LUN reset
 //	lost nexus=A               the nexus's session ended
 //	backend fail=true|false    make the volume's reads and writes fail
-//	peek offset=N len=N        the volume's bytes, bypassing SCSI
+//	peek offset=N len=N [durable=true]  the volume's bytes, bypassing SCSI
+//	                           (durable: what a crash would leave)
 func TestGolden(t *testing.T) {
 	datadriven.Walk(t, "testdata/golden", func(t *testing.T, path string) {
 		var lu *scsi.LU
@@ -42,8 +44,23 @@ func TestGolden(t *testing.T) {
 					d.ScanArgs(t, "size", &s)
 					size = parseSize(t, s)
 				}
-				backend = &memBackend{b: make([]byte, size)}
-				lu = sbc.NewLU(backend, sbc.Options{Name: "golden", Serial: "vol-golden"}, nil)
+				var wc bool
+				if d.HasArg("writecache") {
+					d.ScanArgs(t, "writecache", &wc)
+				}
+				backend = &memBackend{b: make([]byte, size), durable: make([]byte, size), cached: wc}
+				lu = sbc.NewLU(backend, sbc.Options{Name: "golden", Serial: "vol-golden", WriteCache: wc}, nil)
+				return ""
+			case "writecache":
+				var on bool
+				d.ScanArgs(t, "on", &on)
+				backend.mu.Lock()
+				backend.cached = on
+				backend.mu.Unlock()
+				if !on {
+					backend.Flush(context.Background())
+				}
+				lu.Device().(*sbc.Device).SetWriteCache(on)
 				return ""
 			case "cmd":
 				cmd := &scsi.Command{CDB: mustHex(t, d.Input), Nexus: nexus(t, d)}
@@ -80,6 +97,11 @@ func TestGolden(t *testing.T) {
 				var off, n int
 				d.ScanArgs(t, "offset", &off)
 				d.ScanArgs(t, "len", &n)
+				if d.HasArg("durable") {
+					backend.mu.Lock()
+					defer backend.mu.Unlock()
+					return hexdump(backend.durable[off : off+n])
+				}
 				return hexdump(backend.b[off : off+n])
 			}
 			t.Fatalf("unknown command %q", d.Cmd)

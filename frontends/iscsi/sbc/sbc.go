@@ -1,9 +1,16 @@
 // Package sbc is the SCSI block device (SBC-3) gatewayd serves for each
 // volume: reads, writes, verify, write same, unmap, compare and write and
 // the capacity and provisioning reports, on top of a Backend (a
-// volume.Volume). Writes are durable when the Backend returns, so the
-// device reports no volatile write cache, FUA is implied and SYNCHRONIZE
-// CACHE has nothing to wait for.
+// volume.Volume). By default writes are durable when the Backend returns:
+// the device reports no volatile write cache (WCE=0 in the Caching mode
+// page), FUA is implied and SYNCHRONIZE CACHE has nothing to wait for.
+// With the volume's write cache on (Options.WriteCache) it reports WCE=1:
+// a write is acknowledged once the Backend has applied it, and is durable
+// at the next SYNCHRONIZE CACHE (Backend.Flush) or at once when it has
+// FUA, or is a WRITE AND VERIFY or COMPARE AND WRITE (Backend.WriteThrough).
+// WCE is the volume's setting: MODE SELECT cannot change it (the page is
+// not changeable, and a MODE SELECT that changes it is refused with
+// ILLEGAL REQUEST, INVALID FIELD IN PARAMETER LIST); SetWriteCache does.
 package sbc
 
 import (
@@ -21,8 +28,14 @@ import (
 // Backend is the storage under a block device; volume.Volume implements it.
 type Backend interface {
 	ReadAt(ctx context.Context, p []byte, off int64) error
+	// WriteAt returns once the write is durable, or, with the write cache
+	// on, once it is applied (durable at the next Flush).
 	WriteAt(ctx context.Context, p []byte, off int64) error
+	// WriteThrough returns once the write, and every write acknowledged
+	// before it, is durable, write cache or not.
+	WriteThrough(ctx context.Context, p []byte, off int64) error
 	Unmap(ctx context.Context, off, n int64) error
+	// Flush returns once every write acknowledged before it is durable.
 	Flush(ctx context.Context) error
 	Size() int64
 }
@@ -45,6 +58,9 @@ type Options struct {
 	// OptimalBytes is the preferred I/O size (the volume's chunk size);
 	// it becomes the optimal transfer and unmap granularity.
 	OptimalBytes int
+	// WriteCache reports a volatile write cache (WCE=1): the Backend's
+	// WriteAt acknowledges writes before they are durable.
+	WriteCache bool
 }
 
 // Device is an SBC block device on a Backend.
@@ -113,11 +129,36 @@ func (d *Device) BlockDescriptor() []byte {
 	return b
 }
 
-// ModePages implements scsi.DeviceType: the Caching page, reporting no
-// write cache (writes are durable when acknowledged).
+// Caching mode page: its code, and WCE in its byte 2.
+const (
+	pageCaching = 0x08
+	cachingWCE  = 0x04
+)
+
+// ModePages implements scsi.DeviceType: the Caching page, reporting the
+// volume's write cache (WCE), which MODE SELECT cannot change.
 func (d *Device) ModePages() []*scsi.ModePage {
 	caching := make([]byte, 20)
-	return []*scsi.ModePage{scsi.NewModePage(0x08, 0, caching, nil)}
+	if d.opts.WriteCache {
+		caching[2] |= cachingWCE
+	}
+	return []*scsi.ModePage{scsi.NewModePage(pageCaching, 0, caching, nil)}
+}
+
+// SetWriteCache reports the volume's write cache as now on or off: WCE
+// in the Caching page, and MODE PARAMETERS CHANGED for every nexus when it
+// changed. The Backend's own setting decides how its writes are made
+// durable; this tells initiators.
+func (d *Device) SetWriteCache(on bool) {
+	if d.lu == nil {
+		return
+	}
+	d.lu.SetModePage(pageCaching, 0, func(p []byte) {
+		p[2] &^= cachingWCE
+		if on {
+			p[2] |= cachingWCE
+		}
+	})
 }
 
 // VPD implements scsi.DeviceType: Block Limits, Block Device
@@ -365,10 +406,34 @@ func (d *Device) write(ctx context.Context, t *scsi.Task) ([]byte, error) {
 	}
 	d.cawMu.RLock()
 	defer d.cawMu.RUnlock()
-	if err := d.b.WriteAt(ctx, data, int64(lba)*BlockSize); err != nil {
+	if err := d.writeAt(ctx, cdb, data, int64(lba)*BlockSize); err != nil {
 		return nil, mediumError(err, scsi.ASCWriteError)
 	}
 	return nil, nil
+}
+
+// writeAt writes for a command: through to durable storage when the
+// command asks for it (FUA, or a WRITE AND VERIFY, which verifies what is
+// on the medium), else into the write cache, if on.
+func (d *Device) writeAt(ctx context.Context, cdb, p []byte, off int64) error {
+	if fua(cdb) {
+		return d.b.WriteThrough(ctx, p, off)
+	}
+	return d.b.WriteAt(ctx, p, off)
+}
+
+// fua says whether a write must be durable when it completes: the FUA bit
+// of WRITE(10/12/16) and ORWRITE(16), and every WRITE AND VERIFY (its
+// BYTCHK compares with the medium). COMPARE AND WRITE always writes
+// through (compareAndWrite).
+func fua(cdb []byte) bool {
+	switch cdb[0] {
+	case opWriteVerify10, opWriteVerify12, opWriteVerify16:
+		return true
+	case opWrite10, opWrite12, opWrite16, opOrWrite16:
+		return cdb[1]&0x08 != 0
+	}
+	return false // WRITE(6) has no FUA bit
 }
 
 func (d *Device) verify(ctx context.Context, t *scsi.Task) ([]byte, error) {
@@ -650,7 +715,9 @@ func (d *Device) compareAndWrite(ctx context.Context, t *scsi.Task) ([]byte, err
 		e.InfoValid, e.Info = true, uint64(i)
 		return nil, e
 	}
-	if err := d.b.WriteAt(ctx, data[size:], int64(lba)*BlockSize); err != nil {
+	// Write-through whatever its FUA bit: the compare and the write are
+	// one atomic operation, and an initiator relies on the result.
+	if err := d.b.WriteThrough(ctx, data[size:], int64(lba)*BlockSize); err != nil {
 		return nil, mediumError(err, scsi.ASCWriteError)
 	}
 	return nil, nil
@@ -695,7 +762,7 @@ func (d *Device) orWrite(ctx context.Context, t *scsi.Task) ([]byte, error) {
 	for i := range buf {
 		buf[i] |= data[i]
 	}
-	if err := d.b.WriteAt(ctx, buf, int64(lba)*BlockSize); err != nil {
+	if err := d.writeAt(ctx, cdb, buf, int64(lba)*BlockSize); err != nil {
 		return nil, mediumError(err, scsi.ASCWriteError)
 	}
 	return nil, nil

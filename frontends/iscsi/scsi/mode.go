@@ -48,6 +48,29 @@ func (lu *LU) Page(code, subpage byte) []byte {
 	return nil
 }
 
+// SetModePage changes the current and default values of the LU's mode
+// page code/subpage with set, under the LU's lock, for a setting the
+// device takes from elsewhere than MODE SELECT (a volume's write cache,
+// set by its administrator). When the page changed, every nexus gets MODE
+// PARAMETERS CHANGED. It reports whether the LU has the page.
+func (lu *LU) SetModePage(code, subpage byte, set func(page []byte)) bool {
+	lu.mu.Lock()
+	defer lu.mu.Unlock()
+	for _, p := range lu.modePages {
+		if p.Code != code || p.Subpage != subpage {
+			continue
+		}
+		before := append([]byte(nil), p.Current...)
+		set(p.Current)
+		set(p.Default)
+		if string(before) != string(p.Current) {
+			lu.queueUALocked(ASCModeParametersChanged, "")
+		}
+		return true
+	}
+	return false
+}
+
 // Control mode page fields the LU acts on.
 const (
 	controlDSense = 0x04 // byte 2: descriptor-format sense
