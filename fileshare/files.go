@@ -574,9 +574,11 @@ func (c journalClient) Apply(ctx context.Context, lsn uploadbuffer.LSN, b []byte
 				return err
 			}
 		}
-		// The store is away and the file is not known without it:
-		// this record and the file's next ones wait for it.
+		// The store is away and the file is not known without it (or
+		// its object is not where the log read so far puts it): this
+		// record and the file's next ones wait.
 		m.replayWaits[fileKey{r.share, r.ino}] = true
+		r.data = bytes.Clone(r.data) // b is the replay's buffer, read again for the next record
 		m.filesMu.Lock()
 		m.later = append(m.later, laterRecord{lsn: lsn, rec: r})
 		m.filesMu.Unlock()
@@ -625,6 +627,12 @@ func (m *Manager) replayFileRecord(ctx context.Context, lsn uploadbuffer.LSN, r 
 	}
 	a, err := s.statNow(ctx, path)
 	if err != nil {
+		if isNotExist(err) && m.replayWaits != nil {
+			// A rename later in the log may bring the file's object here
+			// (moves.go): the record waits until the whole log is read.
+			s.forgetAttr(path)
+			return true, nil
+		}
 		if isNotExist(err) {
 			return false, nil
 		}

@@ -643,7 +643,11 @@ func (s *Share) Symlink(ctx context.Context, p, target string, uid, gid uint32) 
 	if err := s.checkNew(ctx, p); err != nil {
 		return Attr{}, err
 	}
-	return s.put(ctx, p, TypeSymlink, 0o777, uid, gid, []byte(target))
+	a, err := s.put(ctx, p, TypeSymlink, 0o777, uid, gid, []byte(target))
+	if err != nil && s.m.storeFailed(ctx, err) {
+		return Attr{}, fmt.Errorf("symlink %s: a symbolic link is made in the object store at once, and the store is unreachable; nothing changed: %w", p, err)
+	}
+	return a, err
 }
 
 func (s *Share) put(ctx context.Context, p string, t FileType, mode, uid, gid uint32, data []byte) (Attr, error) {

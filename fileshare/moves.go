@@ -372,8 +372,9 @@ func (s *Share) knownTree(from, to string, storeErr error) ([]keyMove, error) {
 		if !ok {
 			return fmt.Errorf("rename %s, a directory with contents: the object store is unreachable and %s was never listed, so what it holds is not known; nothing changed: %w", from, d, storeErr)
 		}
-		for name, t := range s.names(d) {
-			p := joinPath(d, name)
+		names := s.names(d)
+		for _, name := range slices.Sorted(maps.Keys(names)) {
+			p, t := joinPath(d, name), names[name]
 			if t == 0 {
 				t = c.entries[name] // made here, not uploaded yet
 			}
@@ -434,4 +435,13 @@ func rekey[V any](m map[string]V, under func(string) (string, bool)) {
 		}
 	}
 	maps.Copy(m, moved)
+}
+
+// forgetAttr drops what the share cached of p: a look during replay,
+// before the log's later records (a rename that brings an object to p)
+// are known.
+func (s *Share) forgetAttr(p string) {
+	s.attrMu.Lock()
+	delete(s.attrs, p)
+	s.attrMu.Unlock()
 }

@@ -272,8 +272,11 @@ func TestShareAttributesEveryPath(t *testing.T) {
 
 // TestShareWorksThroughOutage: with the store behind a proxy in outage,
 // creates, writes, renames, removes and mkdir over NFS in a directory the
-// gateway knows succeed (the remove of a file uploaded before, too); a kill -9 after them loses nothing the server
-// acknowledged; after the outage everything reaches the bucket.
+// gateway knows succeed (the remove of a file uploaded before, too, and
+// the rename of a directory tree the gateway has listed, with files
+// uploaded before and made in the outage); a kill -9 after them loses
+// nothing the server acknowledged; after the outage everything reaches the
+// bucket, the tree under its new keys only.
 func TestShareWorksThroughOutage(t *testing.T) {
 	t.Parallel() // waits on servers: beside the others (see TestMain)
 	srv := miniotest.Start(t)
@@ -323,11 +326,33 @@ func TestShareWorksThroughOutage(t *testing.T) {
 	if _, err := v.Mkdir("d/edir", 0o710); err != nil {
 		t.Fatal(err)
 	}
+	// A tree uploaded before the outage, renamed in it (d/tree to
+	// d/renamed) with a file made in it: what each holds under d/renamed.
+	tree := map[string]string{
+		"a":          "top of the tree, changed in the outage\n",
+		"sub/b":      "one level down\n",
+		"sub/deep/c": "two levels down\n",
+		"sub/fresh":  "made in the outage, then the tree renamed\n",
+	}
+	treeDirs := map[string]uint32{"": 0o750, "sub": 0o751, "sub/deep": 0o755}
+	for _, p := range []string{"", "sub", "sub/deep"} {
+		if _, err := v.Mkdir(path.Join("d/tree", p), os.FileMode(treeDirs[p])); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("d/tree/a", "top of the tree\n")
+	for _, p := range []string{"sub/b", "sub/deep/c"} {
+		write("d/tree/"+p, tree[p])
+	}
 	waitUploaded(t, dir, "w")
-	for _, p := range []string{".", "d"} {
+	for _, p := range []string{".", "d", "d/tree", "d/tree/sub", "d/tree/sub/deep"} {
 		if _, err := v.ReadDirPlus(p); err != nil { // the gateway knows the directories
 			t.Fatal(err)
 		}
+	}
+	_, fhB, err := v.Lookup("d/tree/sub/b") // a handle taken before the rename
+	if err != nil {
+		t.Fatal(err)
 	}
 
 	proxy.SetOutage(true)
@@ -390,6 +415,45 @@ func TestShareWorksThroughOutage(t *testing.T) {
 		t.Fatalf("chmod of a file uploaded before the outage: %v", err)
 	}
 	mark("chmod d/chm")
+	write("d/tree/a", tree["a"]) // uploaded before, changed in the outage
+	write("d/tree/sub/fresh", tree["sub/fresh"])
+	if err := v.Rename("d/tree", "d/renamed"); err != nil {
+		t.Fatalf("rename of a directory tree in the outage: %v", err)
+	}
+	mark("write d/tree/a, create d/tree/sub/fresh, rename d/tree")
+	treeNames := map[string][]string{"d/renamed": {"a", "sub"}, "d/renamed/sub": {"b", "deep", "fresh"}, "d/renamed/sub/deep": {"c"}}
+	checkTree := func(v *nfsc.Target, when string) {
+		t.Helper()
+		for d, want := range treeNames {
+			ents, err := v.ReadDirPlus(d)
+			if err != nil {
+				t.Fatalf("READDIRPLUS %s %s: %v", d, when, err)
+			}
+			var got []string
+			for _, e := range ents {
+				if e.FileName != "." && e.FileName != ".." {
+					got = append(got, e.FileName)
+				}
+				if mode, ok := treeDirs[strings.TrimPrefix(path.Join(strings.TrimPrefix(d, "d/renamed"), e.FileName), "/")]; ok && e.Attr.IsSet && e.Attr.Attr.FileMode&0o7777 != mode {
+					t.Fatalf("READDIRPLUS %s %s: %s: mode %o, want %o", d, when, e.FileName, e.Attr.Attr.FileMode&0o7777, mode)
+				}
+			}
+			slices.Sort(got)
+			if !slices.Equal(got, want) {
+				t.Fatalf("READDIRPLUS %s %s: %v, want %v", d, when, got, want)
+			}
+		}
+		if _, _, err := v.Lookup("d/tree"); err == nil {
+			t.Fatalf("LOOKUP of d/tree %s: it is still there", when)
+		}
+		if a, err := v.GetAttr(fhB); err != nil || a.Filesize != uint64(len(tree["sub/b"])) {
+			t.Fatalf("GETATTR of d/tree/sub/b's handle %s: %+v %v", when, a, err)
+		}
+	}
+	checkTree(v, "in the outage")
+	for p, w := range tree {
+		want["d/renamed/"+p] = w
+	}
 	modes := map[string]uint32{"d/kept": 0o640, "d/chm": 0o600, "d/edir2": 0o710}
 	checkModes := func(when string) {
 		t.Helper()
@@ -414,12 +478,12 @@ func TestShareWorksThroughOutage(t *testing.T) {
 			t.Fatalf("READDIRPLUS in the outage: %s: %+v, want mode %o", e.FileName, e.Attr, mode)
 		}
 	}
-	for _, n := range []string{"kept", "chm", "edir2"} {
+	for _, n := range []string{"kept", "chm", "edir2", "renamed"} {
 		if !slices.Contains(names, n) {
 			t.Fatalf("listing in the outage: %v lacks %s", names, n)
 		}
 	}
-	for _, n := range []string{"keep", "edir"} {
+	for _, n := range []string{"keep", "edir", "tree"} {
 		if slices.Contains(names, n) {
 			t.Fatalf("listing in the outage: %v has %s", names, n)
 		}
@@ -474,6 +538,7 @@ func TestShareWorksThroughOutage(t *testing.T) {
 		}
 	}
 	checkModes("after kill -9 in the outage")
+	checkTree(v, "after kill -9 in the outage")
 	done()
 	for p, w := range want {
 		waitObject(t, srv, "away", "gw/w/"+p, []byte(w))
@@ -492,7 +557,8 @@ func TestShareWorksThroughOutage(t *testing.T) {
 	if out, err := srv.Client().HeadObject(ctx, &awss3.HeadObjectInput{Bucket: aws.String("away"), Key: aws.String("gw/w/d/edir2/")}); err != nil || out.Metadata["gwd-mode"] != "710" {
 		t.Fatalf("marker of the directory renamed in the outage: %v %v", out, err)
 	}
-	for _, k := range []string{"gw/w/d/tmp", "gw/w/d/gone", "gw/w/d/rmd/", "gw/w/d/old", "gw/w/d/keep", "gw/w/d/edir/"} {
+	for _, k := range []string{"gw/w/d/tmp", "gw/w/d/gone", "gw/w/d/rmd/", "gw/w/d/old", "gw/w/d/keep", "gw/w/d/edir/",
+		"gw/w/d/tree/", "gw/w/d/tree/a", "gw/w/d/tree/sub/", "gw/w/d/tree/sub/b", "gw/w/d/tree/sub/deep/", "gw/w/d/tree/sub/deep/c"} {
 		// The delete of d/old waited in the log; the uploader does it.
 		for deadline := time.Now().Add(3 * time.Minute); ; time.Sleep(200 * time.Millisecond) {
 			_, err := srv.Client().HeadObject(ctx, &awss3.HeadObjectInput{Bucket: aws.String("away"), Key: aws.String(k)})
@@ -504,8 +570,22 @@ func TestShareWorksThroughOutage(t *testing.T) {
 			}
 		}
 	}
+	// The tree is under its new keys only, each object once, the
+	// directories' markers with their modes.
+	wantKeys := []string{"gw/w/d/renamed/", "gw/w/d/renamed/a", "gw/w/d/renamed/sub/", "gw/w/d/renamed/sub/b",
+		"gw/w/d/renamed/sub/deep/", "gw/w/d/renamed/sub/deep/c", "gw/w/d/renamed/sub/fresh"}
+	if got := listKeys(t, srv, "away", "gw/w/d/renamed/", "gw/w/d/tree/"); !slices.Equal(got, wantKeys) {
+		t.Fatalf("the renamed tree in the bucket after the outage:\n%v\nwant\n%v", got, wantKeys)
+	}
+	for p, mode := range treeDirs {
+		k := strings.TrimSuffix("gw/w/d/renamed/"+p, "/") + "/"
+		if out, err := srv.Client().HeadObject(ctx, &awss3.HeadObjectInput{Bucket: aws.String("away"), Key: aws.String(k)}); err != nil || out.Metadata["gwd-mode"] != strconv.FormatUint(uint64(mode), 8) {
+			t.Fatalf("marker %s after the outage: %v %v, want mode %o", k, out, err, mode)
+		}
+	}
 	mustRun(t, "share", "refresh", "--data-dir", dir, "w")
 	v, done = nfsMount(t, nfsAddr(t, dir), "w")
+	checkTree(v, "from the bucket after the outage")
 	for p, w := range want {
 		if got := readAll(v, p); got != w {
 			t.Fatalf("%s from the bucket after the outage: %q", p, got)
