@@ -450,14 +450,15 @@ func (c *Cache) admitLocked(ctx context.Context, key Key, size int64) (*entry, e
 var errRetry = errors.New("cache: retry")
 
 func (c *Cache) fill(key Key, chunkSize int, p []byte, off int64, base func() ([]byte, error)) error {
-	data := make([]byte, chunkSize)
-	if !(off == 0 && len(p) == chunkSize) {
-		b, err := base()
-		if err != nil {
-			return err
-		}
-		copy(data, b)
+	if off == 0 && len(p) == chunkSize {
+		return c.writeFile(key, p) // the whole chunk: no copy
 	}
+	b, err := base()
+	if err != nil {
+		return err
+	}
+	data := make([]byte, chunkSize)
+	copy(data, b)
 	copy(data[off:], p)
 	return c.writeFile(key, data)
 }
