@@ -6,12 +6,27 @@
 #
 #   bench/nfs/run.sh                   # both servers, 10 s per job
 #   RUNTIME=5 SERVERS=gatewayd bench/nfs/run.sh
+#   PROFILE=1 bench/nfs/run.sh         # gatewayd's CPU profile of write-1m
+#   ROUNDS=5 bench/nfs/run.sh          # write-1m rounds (default 3)
+#
+# Both servers serve at once. write-1m runs ROUNDS times, the servers and
+# the disk's own limit (fio on a file on the same disk: no sync, fdatasync
+# per 16 writes, per write) taking turns in each round, each after the
+# page cache is written back and gatewayd has uploaded what it holds; the
+# table gives the median. fio's libnfs engine sends UNSTABLE writes and no
+# COMMIT; after write-1m, commit.py COMMITs the file, as a Linux client
+# does at close, and the table also gives write-1m with that COMMIT's
+# time. gatewayd's fsync and fdatasync calls during write-1m and its
+# COMMIT (perf) are printed beside it. The other jobs run once per server.
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
 runtime="${RUNTIME:-10}"
 servers="${SERVERS:-gatewayd ganesha}"
+profile="${PROFILE:-}"
+rounds="${ROUNDS:-3}"
+declare -A urls
 size_mib=1024
 files=10000
 work="$(mktemp -d)"
@@ -27,8 +42,8 @@ cleanup() {
 trap cleanup EXIT
 
 fio="$("$repo/bench/iscsi/build-fio.sh")"
-for tool in ganesha.nfsd rpcbind nfs-ls python3; do
-	command -v "$tool" >/dev/null || { echo "run.sh: $tool not found (apt-get install nfs-ganesha nfs-ganesha-vfs rpcbind libnfs-utils python3)" >&2; exit 1; }
+for tool in ganesha.nfsd rpcbind nfs-ls python3 perf curl; do
+	command -v "$tool" >/dev/null || { echo "run.sh: $tool not found (apt-get install nfs-ganesha nfs-ganesha-vfs rpcbind libnfs-utils python3 linux-perf curl)" >&2; exit 1; }
 done
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -41,10 +56,67 @@ fio_job() {
 		--size="${size_mib}m" --output-format=json --output="$out/$name.json" "$@" >/dev/null
 }
 
-run_suite() { # SERVER URL
-	local s=$1 url=$2
+# settle: the page cache written back, and gatewayd's share uploaded.
+settle() {
+	sync
+	[ -n "${urls[gatewayd]:-}" ] || return 0
+	for _ in $(seq 1200); do
+		curl -s --unix-socket "$work/gatewayd-data/admin.sock" http://gatewayd/metrics |
+			grep -q '^gatewayd_share_files_pending{share="bench"} 0$' && return 0
+		sleep 0.5
+	done
+	echo "run.sh: gatewayd did not finish uploading" >&2
+	return 1
+}
+
+# write_job SERVER ROUND: write-1m, then a COMMIT of the file (commit.py:
+# seconds and verifier to $out/SERVER-commit.ROUND); for gatewayd its
+# fsync and fdatasync calls meanwhile (perf, to
+# $out/gatewayd-write-1m.ROUND.syncs) and, with PROFILE, its CPU profile
+# (first round).
+write_job() {
+	local s=$1 r=$2 perf_pid="" prof_pid=""
+	local url=${urls[$s]}
+	settle
+	echo "== $s write-1m, round $r" >&2
+	if [ "$s" = gatewayd ]; then
+		perf stat -x, -e syscalls:sys_enter_fdatasync,syscalls:sys_enter_fsync -p "$gw_pid" \
+			-o "$out/$s-write-1m.$r.syncs" >/dev/null 2>&1 &
+		perf_pid=$!
+		if [ -n "$profile" ] && [ "$r" = 1 ]; then
+			curl -s --unix-socket "$work/gatewayd-data/admin.sock" -o "$out/$s-write-1m.pprof" \
+				"http://gatewayd/debug/pprof/profile?seconds=2" &
+			prof_pid=$!
+		fi
+	fi
+	fio_job "$s-write-1m.$r" "$url" write 1m 8
+	# nfs://HOST/EXPORT?nfsport=N&mountport=M&...
+	local host path nfsport mountport
+	host=${url#nfs://}; host=${host%%/*}
+	path=${url#nfs://"$host"}; path=${path%%\?*}
+	nfsport=${url#*nfsport=}; nfsport=${nfsport%%&*}
+	mountport=${url#*mountport=}; mountport=${mountport%%&*}
+	python3 "$here/commit.py" "$host" "$nfsport" "$mountport" "$path" bench.bin >"$out/$s-commit.$r"
+	if [ -n "$perf_pid" ]; then kill -INT "$perf_pid"; wait "$perf_pid" || true; fi
+	if [ -n "$prof_pid" ]; then wait "$prof_pid" || true; fi
+}
+
+# disk_job NAME SYNCEVERY: the disk's limit, fio's psync engine writing
+# 1 MiB blocks to a file on the same disk, fdatasync after every SYNCEVERY
+# writes (0: never).
+disk_job() {
+	settle
+	echo "== disk $1" >&2
+	"$fio" --name="disk-$1" --ioengine=psync --filename="$work/disk.img" --rw=write --bs=1m \
+		--size="${size_mib}m" --fdatasync="$2" --output-format=json --output="$out/disk-$1.json" >/dev/null
+	rm -f "$work/disk.img"
+}
+
+run_suite() { # SERVER: the jobs after write-1m
+	local s=$1
+	local url=${urls[$s]}
+	settle
 	echo "== $s: $url" >&2
-	fio_job "$s-write-1m" "$url" write 1m 8
 	fio_job "$s-read-1m" "$url" read 1m 8 --runtime="$runtime" --time_based
 	fio_job "$s-randread-4k" "$url" randread 4k 16 --runtime="$runtime" --time_based --randrepeat=0 --norandommap
 	# Many small files: $files files of 4 KiB, each created, written, closed.
@@ -53,20 +125,21 @@ run_suite() { # SERVER URL
 		--create_on_open=1 --output-format=json --output="$out/$s-create.json" >/dev/null
 }
 
-bench_gatewayd() {
+start_gatewayd() {
 	local port d="$work/gatewayd-data"
 	port=$(free_port)
 	(cd "$repo" && go build -o "$work/gatewayd" ./cmd/gatewayd)
 	local g="$work/gatewayd --data-dir $d"
 	$g init >/dev/null
 	$g serve --nfs-listen "127.0.0.1:$port" --nfs-rpcbind=false --iscsi-listen "" --smb-listen "" >"$work/gatewayd.log" 2>&1 &
+	gw_pid=$!
 	pids+=($!)
 	for _ in $(seq 100); do $g status >/dev/null 2>&1 && break; sleep 0.1; done
 	$g share create --name bench >/dev/null
-	run_suite gatewayd "nfs://127.0.0.1/bench?nfsport=$port&mountport=$port&auto-traverse-mounts=0"
+	urls[gatewayd]="nfs://127.0.0.1/bench?nfsport=$port&mountport=$port&auto-traverse-mounts=0"
 }
 
-bench_ganesha() {
+start_ganesha() {
 	local nfs mnt dir="$work/ganesha-export"
 	nfs=$(free_port)
 	mnt=$(free_port)
@@ -97,30 +170,58 @@ bench_ganesha() {
 	EOF
 	ganesha.nfsd -F -f "$work/ganesha/ganesha.conf" -L "$work/ganesha/log" -p "$work/ganesha/pid" &
 	pids+=($!)
-	local url="nfs://127.0.0.1$dir?nfsport=$nfs&mountport=$mnt&auto-traverse-mounts=0"
-	for _ in $(seq 100); do nfs-ls "$url" >/dev/null 2>&1 && break; sleep 0.2; done
-	run_suite ganesha "$url"
+	urls[ganesha]="nfs://127.0.0.1$dir?nfsport=$nfs&mountport=$mnt&auto-traverse-mounts=0"
+	for _ in $(seq 100); do nfs-ls "${urls[ganesha]}" >/dev/null 2>&1 && break; sleep 0.2; done
 }
 
 for s in $servers; do
 	case "$s" in
-	gatewayd) bench_gatewayd ;;
-	ganesha) bench_ganesha ;;
+	gatewayd) start_gatewayd ;;
+	ganesha) start_ganesha ;;
 	*) echo "run.sh: unknown server $s" >&2; exit 2 ;;
 	esac
 done
+for r in $(seq "$rounds"); do
+	for s in $servers; do write_job "$s" "$r"; done
+	disk_job "write-1m-nosync.$r" 0
+	disk_job "write-1m-sync16.$r" 16
+	disk_job "write-1m-sync1.$r" 1
+done
+for s in $servers; do run_suite "$s"; done
 
-python3 - "$out" $servers <<'EOF'
-import json, os, sys
-out, servers = sys.argv[1], sys.argv[2:]
-jobs = [("write-1m", "write", "MB/s"), ("read-1m", "read", "MB/s"), ("randread-4k", "read", "IOPS"), ("create", "write", "files/s")]
-def figure(s, j, side, unit):
-    p = os.path.join(out, f"{s}-{j}.json")
+if [ -n "$profile" ] && [ -f "$out/gatewayd-write-1m.pprof" ]; then
+	echo "== gatewayd CPU profile of write-1m" >&2
+	go tool pprof -top -nodecount=30 "$work/gatewayd" "$out/gatewayd-write-1m.pprof" 2>/dev/null | head -38 >&2
+fi
+
+python3 - "$out" "$size_mib" "$rounds" $servers <<'EOF'
+import json, os, statistics, sys
+out, size_mib, rounds, servers = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4:]
+jobs = [("write-1m", "write", "MB/s"), ("write-1m+commit", "write", "MB/s"), ("read-1m", "read", "MB/s"), ("randread-4k", "read", "IOPS"), ("create", "write", "files/s")]
+def job(name):
+    p = os.path.join(out, f"{name}.json")
     if not os.path.exists(p):
         return None
     text = open(p).read()
     d = json.loads(text[text.index("{"):])["jobs"][0]  # fio's nfs engine may print warnings first
-    if d.get("error"):
+    return None if d.get("error") else d
+def commit_seconds(s, r):
+    p = os.path.join(out, f"{s}-commit.{r}")
+    return float(open(p).read().split()[0]) if os.path.exists(p) else None
+def median(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+def write_figure(s, r, commit):
+    d = job(f"{s}-write-1m.{r}")
+    c = commit_seconds(s, r) if commit else 0
+    if d is None or c is None:
+        return None
+    return d["write"]["io_bytes"] / (d["job_runtime"] / 1000 + c) / 1e6
+def figure(s, j, side, unit):
+    if j.startswith("write-1m"):
+        return median([write_figure(s, r, j == "write-1m+commit") for r in range(1, rounds + 1)])
+    d = job(f"{s}-{j}")
+    if d is None:
         return None
     x = d[side]
     if unit == "MB/s":
@@ -136,5 +237,34 @@ for j, side, unit in jobs:
     if len(servers) == 2:
         row.append(f"{figs[0] / figs[1]:.2f}" if None not in figs and figs[1] else "-")
     print("| " + " | ".join(row) + " |")
+print()
+print("write-1m by round, MB/s (with COMMIT):")
+for r in range(1, rounds + 1):
+    row = []
+    for s in servers:
+        a, b = write_figure(s, r, False), write_figure(s, r, True)
+        row.append(f"{s} {a or 0:.0f} ({b or 0:.0f}, COMMIT {1000 * (commit_seconds(s, r) or 0):.1f} ms)")
+    for name in ["write-1m-nosync", "write-1m-sync16", "write-1m-sync1"]:
+        d = job(f"disk-{name}.{r}")
+        row.append(f"disk {name[9:]} {d['write']['bw_bytes'] / 1e6 if d else 0:.0f}")
+    print(f"  round {r}: " + ", ".join(row))
+for name in ["write-1m-nosync", "write-1m-sync16", "write-1m-sync1"]:
+    m = median([job(f"disk-{name}.{r}")["write"]["bw_bytes"] / 1e6 for r in range(1, rounds + 1) if job(f"disk-{name}.{r}")])
+    if m:
+        print(f"disk limit, {name} (median): {m:.0f} MB/s")
+def syncs(r):
+    p = os.path.join(out, f"gatewayd-write-1m.{r}.syncs")
+    if not os.path.exists(p):
+        return None
+    n = 0
+    for line in open(p):
+        f = line.split(",")
+        if len(f) > 2 and f[2].startswith("syscalls:") and f[0].strip().isdigit():
+            n += int(f[0])
+    return n
+ns = [syncs(r) for r in range(1, rounds + 1)]
+if any(n is not None for n in ns):
+    print("gatewayd fsync+fdatasync calls during write-1m and its COMMIT, by round: " +
+          ", ".join(f"{n} ({n / size_mib:.3f} per MiB)" for n in ns if n is not None))
 EOF
 true
