@@ -144,7 +144,7 @@ func (f *iscsiFrontend) serve(ctx context.Context, v *volume.Volume) error {
 	f.mu.Lock()
 	lu := f.luns[info.ID]
 	if lu == nil {
-		lu = sbc.NewLU(v, sbc.Options{Name: info.Name, Serial: info.ID, OptimalBytes: info.ChunkSize},
+		lu = sbc.NewLU(v, sbc.Options{Name: info.Name, Serial: info.ID, OptimalBytes: info.ChunkSize, WriteCache: info.WriteCache},
 			f.log.With("volume", info.Name))
 		f.luns[info.ID] = lu
 	}
@@ -207,6 +207,20 @@ func (f *iscsiFrontend) grown(info volume.Info) {
 	f.mu.Unlock()
 	if lu != nil {
 		lu.UnitAttention(scsi.ASCCapacityDataChanged, "")
+	}
+}
+
+// writeCacheChanged tells initiators the volume's write cache is now on
+// or off (WCE in the Caching page, unit attention 2A/01).
+func (f *iscsiFrontend) writeCacheChanged(info volume.Info) {
+	f.mu.Lock()
+	lu := f.luns[info.ID]
+	f.mu.Unlock()
+	if lu == nil {
+		return
+	}
+	if d, ok := lu.Device().(*sbc.Device); ok {
+		d.SetWriteCache(info.WriteCache)
 	}
 }
 

@@ -36,6 +36,14 @@ type CreateVolumeRequest struct {
 	FromSnapshot string `json:"from_snapshot,omitempty"`
 	// ISCSI sets the volume's iSCSI access control (CHAP, allowed initiators).
 	ISCSI *ISCSIAccess `json:"iscsi,omitempty"`
+	// WriteCache turns the volume's write cache on (volume.Info.WriteCache).
+	WriteCache bool `json:"write_cache,omitempty"`
+}
+
+// UpdateVolumeRequest is the body of PATCH /v1/volumes/{name}: the
+// settings to change (nil: unchanged).
+type UpdateVolumeRequest struct {
+	WriteCache *bool `json:"write_cache,omitempty"`
 }
 
 // GrowVolumeRequest is the body of POST /v1/volumes/{name}/grow.
@@ -84,7 +92,7 @@ func registerVolumeAPI(srv *admin.Server, vm *volume.Manager, iscsiFE *iscsiFron
 				return
 			}
 		}
-		info, err := vm.Create(r.Context(), volume.CreateOptions{Name: req.Name, Size: req.Size, Kind: req.Kind, ChunkSize: req.ChunkSize, Disk: req.Disk, FromSnapshot: req.FromSnapshot})
+		info, err := vm.Create(r.Context(), volume.CreateOptions{Name: req.Name, Size: req.Size, Kind: req.Kind, ChunkSize: req.ChunkSize, Disk: req.Disk, FromSnapshot: req.FromSnapshot, WriteCache: req.WriteCache})
 		if err != nil {
 			admin.WriteError(w, httpCode(err), err)
 			return
@@ -116,6 +124,31 @@ func registerVolumeAPI(srv *admin.Server, vm *volume.Manager, iscsiFE *iscsiFron
 	}))
 	srv.Handle("GET /v1/volumes/{name}", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		v, err := vm.Get(r.PathValue("name"))
+		if err != nil {
+			admin.WriteError(w, httpCode(err), err)
+			return
+		}
+		admin.WriteJSON(w, http.StatusOK, statusOf(r.Context(), vm, v))
+	}))
+	srv.Handle("PATCH /v1/volumes/{name}", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var req UpdateVolumeRequest
+		if err := decodeBody(r, &req); err != nil {
+			admin.WriteError(w, http.StatusBadRequest, err)
+			return
+		}
+		if req.WriteCache == nil {
+			admin.WriteError(w, http.StatusBadRequest, errors.New("no setting to change (write_cache)"))
+			return
+		}
+		info, err := vm.SetWriteCache(r.Context(), r.PathValue("name"), *req.WriteCache)
+		if err != nil {
+			admin.WriteError(w, httpCode(err), err)
+			return
+		}
+		if iscsiFE != nil {
+			iscsiFE.writeCacheChanged(info)
+		}
+		v, err := vm.Get(info.ID)
 		if err != nil {
 			admin.WriteError(w, httpCode(err), err)
 			return

@@ -66,7 +66,7 @@ func addCompletions(root *cobra.Command, g *globals) {
 	byArg := map[string]func(*cobra.Command) ([]string, error){
 		"volume info": volumeNames(g), "volume delete": volumeNames(g), "volume grow": volumeNames(g),
 		"volume attach-info": volumeNames(g), "volume access": volumeNames(g), "volume wait": volumeNames(g),
-		"snapshot create": volumeNames(g), "snapshot schedule": volumeNames(g),
+		"snapshot create": volumeNames(g), "snapshot schedule": volumeNames(g), "volume set": volumeNames(g),
 		"snapshot info": snapshotIDs(g), "snapshot delete": snapshotIDs(g), "snapshot verify": snapshotIDs(g),
 		"share info": shareNames(g), "share delete": shareNames(g), "share refresh": shareNames(g),
 	}

@@ -216,11 +216,11 @@ func checkConformance(results []cuResult, skips map[string]string) (passed, skip
 	return passed, skipped, failed, problems
 }
 
-// TestISCSIConformance serves a cached and a stored volume from the real
-// daemon and runs libiscsi's conformance suite against both, the stored
-// one through CHAP. Every test must pass except the skips listed in
-// conformanceSkips (tgtd passes 222 of 230 on the same suite, counting its
-// skips as passes).
+// TestISCSIConformance serves a cached and a stored volume and a cached one
+// with its write cache on (WCE=1) from the real daemon and runs libiscsi's
+// conformance suite against each, the stored one through CHAP. Every test
+// must pass except the skips listed in conformanceSkips (tgtd passes 222 of
+// 230 on the same suite, counting its skips as passes).
 func TestISCSIConformance(t *testing.T) {
 	t.Parallel() // waits on servers: beside the others (see TestMain)
 	dir := t.TempDir()
@@ -230,9 +230,11 @@ func TestISCSIConformance(t *testing.T) {
 	mustRun(t, "volume", "create", "--data-dir", dir, "--name", "cached1", "--size", "256M")
 	mustRun(t, "volume", "create", "--data-dir", dir, "--name", "stored1", "--size", "256M", "--kind", "stored",
 		"--chap-user", "tester", "--chap-secret", "tester-secret-1")
+	mustRun(t, "volume", "create", "--data-dir", dir, "--name", "wcache1", "--size", "256M", "--write-cache")
 	urls := map[string]string{
-		"cached":      "iscsi://" + portal + "/iqn.2024-01.io.gatewayd:cached1/0",
-		"stored+CHAP": "iscsi://tester%tester-secret-1@" + portal + "/iqn.2024-01.io.gatewayd:stored1/0",
+		"cached":             "iscsi://" + portal + "/iqn.2024-01.io.gatewayd:cached1/0",
+		"stored+CHAP":        "iscsi://tester%tester-secret-1@" + portal + "/iqn.2024-01.io.gatewayd:stored1/0",
+		"cached+write-cache": "iscsi://" + portal + "/iqn.2024-01.io.gatewayd:wcache1/0",
 	}
 	for name, url := range urls {
 		t.Run(name, func(t *testing.T) {

@@ -83,6 +83,7 @@ func newVolumeCmd(g *globals) *cobra.Command {
 	createCmd.Flags().StringVar((*string)(&create.Kind), "kind", "cached", "cached (primary data in S3) or stored (primary data on a local disk)")
 	createCmd.Flags().StringVar(&create.Disk, "disk", "", "stored volumes: existing file or block device, which no other volume may use (default: a new sparse file in the data dir)")
 	createCmd.Flags().StringVar(&chunk, "chunk-size", "", "chunk size, a power of two from 64K to 4M (default 1M)")
+	createCmd.Flags().BoolVar(&create.WriteCache, "write-cache", false, writeCacheHelp)
 	createCmd.Flags().BoolVar(&wait, "wait", false, "with --from-snapshot and --kind stored: wait, with progress, until all the data is on the local disk")
 	accessFlags(createCmd, &access)
 	_ = createCmd.MarkFlagRequired("name")
@@ -140,6 +141,7 @@ func newVolumeCmd(g *globals) *cobra.Command {
 			if v.FromSnapshot != "" {
 				fmt.Fprintf(w, "from snapshot %s\n", v.FromSnapshot)
 			}
+			fmt.Fprintf(w, "write cache   %s\n", writeCacheState(v.WriteCache))
 			if h := v.Stats.Hydration; h != nil {
 				state := "complete"
 				if !h.Complete {
@@ -206,8 +208,46 @@ func newVolumeCmd(g *globals) *cobra.Command {
 	growCmd.Flags().StringVar(&growSize, "size", "", "new size, e.g. 200G")
 	_ = growCmd.MarkFlagRequired("size")
 
-	cmd.AddCommand(createCmd, listCmd, infoCmd, deleteCmd, growCmd, newAttachInfoCmd(g), newAccessCmd(g), newVolumeWaitCmd(g))
+	var writeCache bool
+	setCmd := &cobra.Command{
+		Use:   "set NAME --write-cache[=false]",
+		Short: "Change a volume's settings: its write cache",
+		Long: "Changes the settings given and leaves the others. --write-cache turns the volume's write cache\n" +
+			"on: initiators see a volatile write cache (WCE=1) and a write is durable at the next SYNCHRONIZE\n" +
+			"CACHE or when it has FUA. --write-cache=false turns it off: writes acknowledged before are made\n" +
+			"durable first, and every write is durable when acknowledged. Initiators logged in stay logged in\n" +
+			"and are told the mode parameters changed.",
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if !cmd.Flags().Changed("write-cache") {
+				return fmt.Errorf("no setting given: --write-cache to turn the write cache of %s on, --write-cache=false to turn it off", args[0])
+			}
+			c, err := adminClient(cmd, g)
+			if err != nil {
+				return err
+			}
+			var v gateway.VolumeStatus
+			if err := c.Do(cmd.Context(), http.MethodPatch, "/v1/volumes/"+url.PathEscape(args[0]), gateway.UpdateVolumeRequest{WriteCache: &writeCache}, &v); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "volume %s: write cache %s\n", v.Name, writeCacheState(v.WriteCache))
+			return nil
+		},
+	}
+	setCmd.Flags().BoolVar(&writeCache, "write-cache", false, writeCacheHelp)
+
+	cmd.AddCommand(createCmd, listCmd, infoCmd, deleteCmd, growCmd, setCmd, newAttachInfoCmd(g), newAccessCmd(g), newVolumeWaitCmd(g))
 	return cmd
+}
+
+const writeCacheHelp = "a volatile write cache (write-back): a write is durable at the next SYNCHRONIZE CACHE or when it has FUA (default off: every write durable when acknowledged)"
+
+// writeCacheState says what a volume's write cache setting means.
+func writeCacheState(on bool) string {
+	if on {
+		return "on (write-back: a write is durable at the next SYNCHRONIZE CACHE, or at once with FUA)"
+	}
+	return "off (write-through: every write is durable when acknowledged)"
 }
 
 // volumeAlign is what a volume's size is a multiple of: its 4 KiB blocks.
