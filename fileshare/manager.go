@@ -53,6 +53,8 @@ type Manager struct {
 	later   []laterRecord               // replayed records waiting for the store (moves.go)
 	laterMu sync.Mutex                  // held while later records are applied
 	nsLocks sync.Map                    // share name -> *pathLocks
+	// moveRefs holds the pending moves by the keys they name (moves.go).
+	moveRefs map[string][]keyRef
 
 	// j is the write path: the log, replay, trimming and the uploader.
 	j *uploadbuffer.Journal

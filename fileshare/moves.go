@@ -113,11 +113,48 @@ func (m *Manager) deferMoves(ctx context.Context, share string, keys []keyMove) 
 	})
 }
 
+// keyRef is a pending move that names a key: out of it or into it, and
+// the key at the other end. Manager.moveRefs holds them by key, so the
+// state of one key does not take a look at every object of every move.
+type keyRef struct {
+	lsn   uploadbuffer.LSN
+	out   bool
+	other string
+}
+
 // addMove notes a rename waiting for the store (recorded now or replayed).
 func (m *Manager) addMove(share string, lsn uploadbuffer.LSN, keys []keyMove) {
 	m.filesMu.Lock()
+	defer m.filesMu.Unlock()
 	m.moves[lsn] = move{share: share, keys: keys, lsn: lsn}
-	m.filesMu.Unlock()
+	if m.moveRefs == nil {
+		m.moveRefs = map[string][]keyRef{}
+	}
+	for _, k := range keys {
+		from, to := deleteKey(share, k.from), deleteKey(share, k.to)
+		m.moveRefs[from] = append(m.moveRefs[from], keyRef{lsn: lsn, out: true, other: k.to})
+		m.moveRefs[to] = append(m.moveRefs[to], keyRef{lsn: lsn, other: k.from})
+	}
+}
+
+// dropMove forgets a pending move (done). The caller holds filesMu.
+func (m *Manager) dropMove(lsn uploadbuffer.LSN) {
+	mv, ok := m.moves[lsn]
+	if !ok {
+		return
+	}
+	delete(m.moves, lsn)
+	for _, k := range mv.keys {
+		for _, key := range []string{k.from, k.to} {
+			dk := deleteKey(mv.share, key)
+			refs := slices.DeleteFunc(m.moveRefs[dk], func(r keyRef) bool { return r.lsn == lsn })
+			if len(refs) == 0 {
+				delete(m.moveRefs, dk)
+			} else {
+				m.moveRefs[dk] = refs
+			}
+		}
+	}
 }
 
 // replayMove applies a replayed rename or renamed record.
@@ -143,7 +180,7 @@ func (m *Manager) moveDone(share string, keys []keyMove) {
 		}
 	}
 	if found {
-		delete(m.moves, first)
+		m.dropMove(first)
 	}
 }
 
@@ -156,17 +193,12 @@ func (m *Manager) keyState(share, key string) (hidden, pending bool) {
 	if lsn, ok := m.deletes[deleteKey(share, key)]; ok {
 		gone, hasGone = lsn, true
 	}
-	for lsn, mv := range m.moves {
-		if mv.share != share {
-			continue
+	for _, r := range m.moveRefs[deleteKey(share, key)] {
+		if r.out && (!hasGone || r.lsn > gone) {
+			gone, hasGone = r.lsn, true
 		}
-		for _, k := range mv.keys {
-			if k.from == key && (!hasGone || lsn > gone) {
-				gone, hasGone = lsn, true
-			}
-			if k.to == key && (!hasInto || lsn > into) {
-				into, hasInto = lsn, true
-			}
+		if !r.out && (!hasInto || r.lsn > into) {
+			into, hasInto = r.lsn, true
 		}
 	}
 	return hasGone && (!hasInto || gone > into), hasGone || hasInto
@@ -195,24 +227,17 @@ func (m *Manager) source(share, key string) string {
 	}
 	k, before := key, ^uploadbuffer.LSN(0)
 	for range len(m.moves) {
-		var from string
-		var at uploadbuffer.LSN
+		var best keyRef
 		found := false
-		for lsn, mv := range m.moves {
-			if mv.share != share || lsn >= before || found && lsn <= at {
-				continue
-			}
-			for _, km := range mv.keys {
-				if km.to == k {
-					from, at, found = km.from, lsn, true
-					break
-				}
+		for _, r := range m.moveRefs[deleteKey(share, k)] {
+			if !r.out && r.lsn < before && (!found || r.lsn > best.lsn) {
+				best, found = r, true
 			}
 		}
 		if !found {
 			break
 		}
-		k, before = from, at
+		k, before = best.other, best.lsn
 	}
 	return k
 }
@@ -293,7 +318,7 @@ func (m *Manager) settleMove(ctx context.Context, mv move) error {
 	rec := record{typ: recRenamed, share: mv.share, data: encodeMoves(mv.keys)}
 	return m.logAndApply(ctx, rec, func(uploadbuffer.LSN) error {
 		m.filesMu.Lock()
-		delete(m.moves, mv.lsn)
+		m.dropMove(mv.lsn)
 		m.filesMu.Unlock()
 		return nil
 	})
