@@ -169,6 +169,9 @@ func printStatus(w io.Writer, s *summary) {
 		if v.Kind == volume.Cached {
 			line += "  recovery point " + ago(v.Stats.LastRecoveryPoint)
 		}
+		if v.WriteCache {
+			line += "  write cache on"
+		}
 		if h := v.Stats.Hydration; h != nil && !h.Complete {
 			line += fmt.Sprintf("  hydrating %.1f%%", pct(int64(h.DoneChunks), int64(h.TotalChunks)))
 		}

@@ -326,7 +326,7 @@ func TestISCSIWriteCacheKill(t *testing.T) {
 }
 
 // checkWriteCacheShown checks that `volume info` shows the write cache
-// setting, in JSON and in text.
+// setting, in JSON and in text, and `status` too.
 func checkWriteCacheShown(t *testing.T, dir, name string, on bool) {
 	t.Helper()
 	var vs gateway.VolumeStatus
@@ -343,4 +343,14 @@ func checkWriteCacheShown(t *testing.T, dir, name string, on bool) {
 	if text := mustRun(t, "volume", "info", "--data-dir", dir, name); !strings.Contains(text, want) {
 		t.Fatalf("volume info of %s lacks %q:\n%s", name, want, text)
 	}
+	status := run(t, nil, "status", "--data-dir", dir).stdout
+	for _, line := range strings.Split(status, "\n") {
+		if f := strings.Fields(line); len(f) > 0 && f[0] == name {
+			if strings.Contains(line, "write cache on") != on {
+				t.Fatalf("status says of %s %q; its write cache is %v", name, line, on)
+			}
+			return
+		}
+	}
+	t.Fatalf("status does not list volume %s:\n%s", name, status)
 }
