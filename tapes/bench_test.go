@@ -1,6 +1,7 @@
 package tapes_test
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -46,6 +47,45 @@ func BenchmarkWrite256K(b *testing.B) {
 				}
 			}
 			if err := tp.Close(ctx); err != nil { // everything in the store
+				b.Fatal(err)
+			}
+		})
+	}
+}
+
+// BenchmarkWriteBuffered writes records as a drive in buffered mode
+// does (acknowledged once queued in the upload buffer), with the
+// daemon's defaults (16 MiB segments, a 4 GiB upload buffer), and syncs
+// at the end as a filemark does.
+func BenchmarkWriteBuffered(b *testing.B) {
+	for _, size := range []int{256 << 10, 1 << 20} {
+		b.Run(fmt.Sprintf("%dK", size>>10), func(b *testing.B) {
+			d, err := openOnDiskSized(b.TempDir(), 5*time.Second, 16<<20, 4<<30)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer d.close()
+			if _, err := d.lib.Create(ctx, 1, "GW", 1<<40); err != nil {
+				b.Fatal(err)
+			}
+			tp, err := d.lib.Open(ctx, killBarcode)
+			if err != nil {
+				b.Fatal(err)
+			}
+			tp.SetBuffered(true)
+			data := record(1, size)
+			b.SetBytes(int64(size))
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if err := tp.WriteRecord(ctx, uint64(i), data, false); err != nil {
+					b.Fatal(err)
+				}
+			}
+			if err := tp.Sync(ctx); err != nil {
+				b.Fatal(err)
+			}
+			b.StopTimer()
+			if err := tp.Close(ctx); err != nil {
 				b.Fatal(err)
 			}
 		})

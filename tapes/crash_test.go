@@ -38,6 +38,12 @@ type onDisk struct {
 }
 
 func openOnDisk(dir string, interval time.Duration) (*onDisk, error) {
+	return openOnDiskSized(dir, interval, 256<<10, 128<<20)
+}
+
+// openOnDiskSized is openOnDisk with segments of segSize bytes and an
+// upload buffer of logSize.
+func openOnDiskSized(dir string, interval time.Duration, segSize int, logSize int64) (*onDisk, error) {
 	st, err := localdir.Open(filepath.Join(dir, "bucket"))
 	if err != nil {
 		return nil, err
@@ -46,13 +52,13 @@ func openOnDisk(dir string, interval time.Duration) (*onDisk, error) {
 	if err != nil {
 		return nil, err
 	}
-	log, err := uploadbuffer.Open(vfs.Default, filepath.Join(dir, "log"), uploadbuffer.Options{Capacity: 128 << 20, SegmentSize: 4 << 20})
+	log, err := uploadbuffer.Open(vfs.Default, filepath.Join(dir, "log"), uploadbuffer.Options{Capacity: logSize, SegmentSize: 4 << 20})
 	if err != nil {
 		md.Close()
 		return nil, err
 	}
 	lib, err := tapes.New(ctx, tapes.Options{Store: st, Meta: md, Log: log, Key: testKey(), Clock: clock.Real{},
-		Slots: 10, Drives: 1, SegmentSize: 256 << 10, FlushInterval: interval})
+		Slots: 10, Drives: 1, SegmentSize: segSize, FlushInterval: interval})
 	if err != nil {
 		log.Close()
 		md.Close()

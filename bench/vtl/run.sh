@@ -2,19 +2,30 @@
 # Tape benchmark: write then read SIZE bytes in 256 KiB and 1 MiB records
 # through iSCSI, the way a backup server streams to a tape drive (one
 # command at a time, variable-block mode), against gatewayd's tape library
-# (embedded defaults: tapes in a local-directory object store) and tgtd's
-# tape emulation (a tape file on the same disk), one after the other in one
-# run, then a table with the ratios. See bench/vtl/README.md.
+# (embedded defaults: tapes in a local-directory object store) in buffered
+# mode 1 and in unbuffered mode 0, and tgtd's tape emulation (a tape file
+# on the same disk), one after the other in one run; beside them the
+# disk's own limit (fio writing a file on the same disk with fdatasync
+# after every write and after every 16), then a table with the ratios.
+# See bench/vtl/README.md.
 #
 #   bench/vtl/run.sh                 # 4 GiB per block size
 #   SIZE=1G bench/vtl/run.sh         # quicker
+#   MODES=1 bench/vtl/run.sh         # gatewayd in buffered mode only
+#   ROUNDS=3 bench/vtl/run.sh        # every job three times, alternating; medians
+#   PROFILE=1 OUT=/some/dir bench/vtl/run.sh
+#                                    # CPU profiles of gatewayd's buffered writes, kept in OUT
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
 size="${SIZE:-4G}"
 sizes="${BLOCKS:-256K 1M}"
+modes="${MODES:-1 0}"
+profile="${PROFILE:-}"
 work="$(mktemp -d)"
+keep="${OUT:-$work}"
+mkdir -p "$keep"
 out="$work/results.jsonl"
 pids=()
 tgtd_ctl=""
@@ -27,9 +38,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
-for tool in tgtd tgtadm tgtimg python3; do
-	command -v "$tool" >/dev/null || { echo "run.sh: $tool not found (apt-get install tgt python3)" >&2; exit 1; }
+for tool in tgtd tgtadm tgtimg python3 fio curl; do
+	command -v "$tool" >/dev/null || { echo "run.sh: $tool not found (apt-get install tgt python3 fio curl)" >&2; exit 1; }
 done
+echo "load before: $(uptime)" >&2
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 echo "== building gatewayd and tapebench" >&2
@@ -43,7 +55,13 @@ stop_tgtd() {
 	tgtd_ctl=""
 }
 
-# gatewayd: one tape per block size, each in its own slot.
+# Both targets run side by side, idle but for the job being timed; the
+# jobs alternate (each record size: gatewayd in each mode, then tgtd), and
+# ROUNDS repeats them: the table shows each job's median, so a change in
+# the machine's load hits both targets alike.
+rounds="${ROUNDS:-1}"
+
+# gatewayd: one tape, moved into the drive and back by each job.
 gw="$work/gw"
 gwport=$(free_port)
 "$work/gatewayd" init --data-dir "$gw" >/dev/null
@@ -52,13 +70,6 @@ pids+=($!)
 for _ in $(seq 100); do "$work/gatewayd" status --data-dir "$gw" >/dev/null 2>&1 && break; sleep 0.1; done
 tape_gib=$(( $(python3 -c "import sys; s='$size'; m={'K':1<<10,'M':1<<20,'G':1<<30}; print(int(s[:-1])*m[s[-1]] if s[-1] in m else int(s))") / (1<<30) + 2 ))
 "$work/gatewayd" tape create --data-dir "$gw" --count 1 --barcode-prefix BENCH --size "${tape_gib}G" >/dev/null
-for bs in $sizes; do
-	echo "== gatewayd: $bs records, $size" >&2
-	"$work/tapebench" -addr "127.0.0.1:$gwport" -target iqn.2024-01.io.gatewayd:vtl -changer 0 -drive 1 \
-		-bs "$bs" -size "$size" -label gatewayd >>"$out"
-done
-kill "${pids[0]}"; wait "${pids[0]}" 2>/dev/null || true
-pids=()
 
 # tgtd: a changer and one drive, one tape file (README.vtl's layout).
 tgtd_ctl=$((RANDOM % 1000 + 100))
@@ -83,22 +94,69 @@ ta --mode logicalunit --op update --tid 1 --lun 2 --params element_type=1,start_
 ta --mode logicalunit --op update --tid 1 --lun 2 --params element_type=2,start_address=3,quantity=1
 ta --mode logicalunit --op update --tid 1 --lun 2 --params element_type=2,address=3,barcode=BENCH001,sides=1
 ta --op bind --mode target --tid 1 -I ALL
-for bs in $sizes; do
-	echo "== tgtd: $bs records, $size" >&2
-	"$work/tapebench" -addr "127.0.0.1:$tport" -target "$iqn" -changer 2 -drive 1 \
-		-bs "$bs" -size "$size" -label tgtd >>"$out"
+
+for round in $(seq "$rounds"); do
+	for bs in $sizes; do
+		for mode in $modes; do
+			echo "== round $round: gatewayd: $bs records, $size, buffered mode $mode; $(uptime)" >&2
+			prof=""
+			if [ -n "$profile" ] && [ "$mode" = 1 ] && [ "$round" = 1 ]; then
+				# The write phase comes first: profile its first PROFILE_SECONDS.
+				curl -s --unix-socket "$gw/admin.sock" -o "$keep/gatewayd-write-$bs.pprof" \
+					"http://gatewayd/debug/pprof/profile?seconds=${PROFILE_SECONDS:-20}" &
+				prof=$!
+			fi
+			"$work/tapebench" -addr "127.0.0.1:$gwport" -target iqn.2024-01.io.gatewayd:vtl -changer 0 -drive 1 \
+				-bs "$bs" -size "$size" -buffered "$mode" -label "gatewayd-$mode" >>"$out"
+			if [ -n "$prof" ]; then wait "$prof" || true; fi
+		done
+		echo "== round $round: tgtd: $bs records, $size; $(uptime)" >&2
+		"$work/tapebench" -addr "127.0.0.1:$tport" -target "$iqn" -changer 2 -drive 1 \
+			-bs "$bs" -size "$size" -label tgtd >>"$out"
+	done
 done
+if [ -n "$profile" ]; then cp "$work/gatewayd" "$keep/gatewayd.bin"; fi
+kill "${pids[0]}"; wait "${pids[0]}" 2>/dev/null || true
+stop_tgtd # tgtd exits
+wait "${pids[1]}" 2>/dev/null || true
+pids=()
+
+# The disk's limit: fio writing a file on the same disk, one writer,
+# fdatasync after every write and after every 16.
+for bs in $sizes; do
+	for every in 1 16; do
+		echo "== disk: $bs writes, fdatasync every $every" >&2
+		fio --name=disk --ioengine=psync --filename="$work/disk.img" --rw=write --bs="$bs" --size=1g \
+			--runtime="${DISK_RUNTIME:-20}" --time_based --fdatasync="$every" --output-format=json |
+			python3 -c 'import json,sys; j=json.load(sys.stdin)["jobs"][0]["write"]; bs=sys.argv[1]; m={"K":1<<10,"M":1<<20}; print(json.dumps({"label":"disk-"+sys.argv[2],"phase":"write","record_bytes":int(bs[:-1])*m[bs[-1]],"mb_per_s":j["bw_bytes"]/1e6}))' "$bs" "$every" >>"$out"
+		rm -f "$work/disk.img"
+	done
+done
+echo "load after: $(uptime)" >&2
 
 python3 - "$out" "$size" <<'PY'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
-r = {(x["label"], x["phase"], x["record_bytes"]): x["mb_per_s"] for x in rows}
-print(f"\nwrite then read {sys.argv[2]} per record size, one command at a time (MB/s)\n")
-print("| job | gatewayd | tgtd | gatewayd/tgtd |")
-print("|---|---|---|---|")
+import statistics
+runs = {}
+for x in rows:
+    runs.setdefault((x["label"], x["phase"], x["record_bytes"]), []).append(x["mb_per_s"])
+r = {k: statistics.median(v) for k, v in runs.items()}
+print("\nevery run (MB/s): " + "; ".join(f"{k[0]} {k[1]} {k[2] // 1024} KiB: " + " ".join(f"{v:.0f}" for v in vs) for k, vs in sorted(runs.items())))
+print(f"\nwrite then read {sys.argv[2]} per record size, one command at a time (MB/s, median of the rounds)\n")
+print("| job | gatewayd buffered (mode 1) | gatewayd unbuffered (mode 0) | tgtd | mode 1/tgtd | mode 0/tgtd | disk, fdatasync per write | disk, fdatasync per 16 writes |")
+print("|---|---|---|---|---|---|---|---|")
+f = lambda v: "-" if v is None else f"{v:.0f}"
+q = lambda a, b: "-" if a is None or not b else f"{a / b:.2f}"
 for bs in sorted({k[2] for k in r}):
     for ph in ("write", "read"):
-        g, t = r.get(("gatewayd", ph, bs)), r.get(("tgtd", ph, bs))
-        if g and t:
-            print(f"| {ph} {bs // 1024} KiB records | {g:.0f} | {t:.0f} | {g / t:.2f} |")
+        g1, g0, t = r.get(("gatewayd-1", ph, bs)), r.get(("gatewayd-0", ph, bs)), r.get(("tgtd", ph, bs))
+        d1, d16 = r.get(("disk-1", ph, bs)), r.get(("disk-16", ph, bs))
+        print(f"| {ph} {bs // 1024} KiB records | {f(g1)} | {f(g0)} | {f(t)} | {q(g1, t)} | {q(g0, t)} | {f(d1)} | {f(d16)} |")
 PY
+if [ -n "$profile" ]; then
+	for p in "$keep"/gatewayd-write-*.pprof; do
+		echo "== $p" >&2
+		go tool pprof -top -nodecount=25 "$keep/gatewayd.bin" "$p" 2>/dev/null | head -34
+	done
+fi

@@ -1,9 +1,11 @@
 // Command tapebench writes and reads a tape through an iSCSI tape library
 // the way a backup server does: it moves a tape from a storage slot into
 // the first empty drive with the changer, switches the drive to
-// variable-block mode, writes records of one size with WRITE(6), a
-// filemark, rewinds and reads every record back with READ(6), checking
-// each one, one command at a time (tape I/O is sequential). It prints one
+// variable-block mode in the buffered mode asked for (-buffered 1, the
+// default of LTO drives, or 0), writes records of one size with WRITE(6),
+// a filemark (which, buffered, makes them durable and is timed with
+// them), rewinds and reads every record back with READ(6), checking each
+// one, one command at a time (tape I/O is sequential). It prints one
 // JSON line per phase. It speaks SCSI through gatewayd's own initiator,
 // so it runs the same against gatewayd and against tgtd.
 //
@@ -35,6 +37,7 @@ func main() {
 	bsFlag := flag.String("bs", "256K", "record size (K, M suffixes)")
 	sizeFlag := flag.String("size", "4G", "bytes to write and read (M, G suffixes)")
 	label := flag.String("label", "", "name of the run in the output")
+	buffered := flag.Int("buffered", 1, "buffered mode to select: 1 (records durable at the filemark) or 0 (each record durable when acknowledged)")
 	flag.Parse()
 	bs64, err := config.ParseByteSize(*bsFlag)
 	bs := int(bs64)
@@ -77,7 +80,10 @@ func main() {
 	must(err)
 	must(changer.Move(ctx, slot.Address, dst.Address))
 	must(drive.Ready(ctx))
-	must(drive.VariableMode(ctx))
+	if *buffered != 0 && *buffered != 1 {
+		log.Fatalf("tapebench: -buffered %d: 0 or 1", *buffered)
+	}
+	must(drive.SelectMode(ctx, byte(*buffered), 0))
 	must(drive.Rewind(ctx))
 
 	records := int64(size) / int64(bs)
@@ -94,7 +100,7 @@ func main() {
 		}
 	}
 	must(drive.WriteFilemarks(ctx, 1))
-	report(*label, "write", bs, records, time.Since(start))
+	report(*label, "write", bs, *buffered, records, time.Since(start))
 
 	must(drive.Rewind(ctx))
 	start = time.Now()
@@ -107,14 +113,14 @@ func main() {
 			log.Fatalf("tapebench: record %d read back differs", i)
 		}
 	}
-	report(*label, "read", bs, records, time.Since(start))
+	report(*label, "read", bs, *buffered, records, time.Since(start))
 	must(drive.Unload(ctx))
 	must(changer.Move(ctx, dst.Address, slot.Address))
 }
 
-func report(label, phase string, bs int, records int64, d time.Duration) {
+func report(label, phase string, bs, buffered int, records int64, d time.Duration) {
 	mb := float64(int64(bs)*records) / 1e6
-	out, _ := json.Marshal(map[string]any{"label": label, "phase": phase, "record_bytes": bs,
+	out, _ := json.Marshal(map[string]any{"label": label, "phase": phase, "record_bytes": bs, "buffered_mode": buffered,
 		"records": records, "seconds": d.Seconds(), "mb_per_s": mb / d.Seconds()})
 	fmt.Println(string(out))
 }
