@@ -89,6 +89,24 @@ for j in jobs:
             row.append(f"{r:.2f}" if r is not None else "-")
     print("| " + " | ".join(row) + " |")
 
+# Each gatewayd beside the peer that makes the same promise: write-through
+# against tgtd with O_SYNC, the write cache on (gatewayd-wc) against tgtd
+# without it (both acknowledge a write before it is durable).
+PAIRS = [("gatewayd", "tgtd-sync"), ("gatewayd-wc", "tgtd")]
+pairs = [(a, b) for a, b in PAIRS if a in targets and b in targets]
+if pairs:
+    print()
+    print("| job | target | IOPS | p99 ms | peer | IOPS | p99 ms | target/peer |")
+    print("|---|---|---|---|---|---|---|---|")
+    for j in jobs:
+        if "write" not in j:
+            continue
+        for a, b in pairs:
+            fa, fb, r = figure(a, j), figure(b, j), ratio(a, b, j)
+            if fa and fb:
+                rs = f"{r:.2f}" if r is not None else "-"
+                print(f"| {j} | {a} | {fa[0]:.0f} | {fa[2]:.2f} | {b} | {fb[0]:.0f} | {fb[2]:.2f} | {rs} |")
+
 disk = [(j, figure("disk", j)) for j in DISK]
 if any(f for _, f in disk):
     print()

@@ -13,6 +13,8 @@
 #   PROFILE=1 bench/iscsi/run.sh       # gatewayd CPU profiles of the write jobs
 #   SRC_base=/other/tree TARGETS="gatewayd gatewayd-base tgtd-sync" bench/iscsi/run.sh
 #                                      # gatewayd-NAME: built from the tree in $SRC_NAME
+#   TARGETS="gatewayd-wc tgtd" JOBS="randwrite-4k-qd16 randwrite-4k-qd32" bench/iscsi/run.sh
+#                                      # gatewayd-wc: the volume's write cache on; JOBS: some jobs only
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -64,6 +66,14 @@ jobs=(
 	"write-1m-qd16 write 1m 16"
 )
 [ "$load" -gt 0 ] && jobs+=("randwrite-4k-qd16-loaded randwrite 4k 16")
+if [ -n "${JOBS:-}" ]; then # only the jobs named
+	picked=()
+	for j in "${jobs[@]}"; do
+		for want in $JOBS; do [ "${j%% *}" = "$want" ] && picked+=("$j"); done
+	done
+	[ ${#picked[@]} -gt 0 ] || { echo "run.sh: no job in JOBS=\"$JOBS\"" >&2; exit 2; }
+	jobs=("${picked[@]}")
+fi
 
 start_load() { # $load CPU-bound processes at normal priority
 	for _ in $(seq "$load"); do
@@ -138,8 +148,9 @@ start_gotgt() {
 
 declare -A gw gw_pid # per gatewayd target: its command line, its process
 
-start_gatewayd() { # NAME SOURCE-TREE
+start_gatewayd() { # NAME SOURCE-TREE [VOLUME-CREATE-FLAGS...]
 	local name=$1 src=$2 port d="$work/$1-data"
+	shift 2
 	port=$(free_port)
 	(cd "$src" && go build -o "$work/$name" ./cmd/gatewayd)
 	gw[$name]="$work/$name --data-dir $d"
@@ -150,7 +161,7 @@ start_gatewayd() { # NAME SOURCE-TREE
 	gw_pid[$name]=$!
 	pids+=($!)
 	for _ in $(seq 100); do ${gw[$name]} status >/dev/null 2>&1 && break; sleep 0.1; done
-	${gw[$name]} volume create --name bench --size "${size_mib}M" --kind cached >/dev/null
+	${gw[$name]} volume create --name bench --size "${size_mib}M" --kind cached "$@" >/dev/null
 	url[$name]="iscsi://127.0.0.1:$port/iqn.2024-01.io.gatewayd:bench/0"
 	wait_lun "${url[$name]}"
 }
@@ -172,6 +183,7 @@ wait_uploaded() { # until no gatewayd has anything left to upload
 for t in $targets; do
 	case "$t" in
 	gatewayd) start_gatewayd gatewayd "${GATEWAYD_SRC:-$repo}" ;;
+	gatewayd-wc) start_gatewayd gatewayd-wc "${GATEWAYD_SRC:-$repo}" --write-cache ;;
 	gatewayd-*)
 		src="SRC_${t#gatewayd-}"
 		start_gatewayd "$t" "${!src:?$src: the tree to build $t from}"
