@@ -73,7 +73,7 @@ func (l stableListener) Accept() (net.Conn, error) {
 type stableConn struct {
 	net.Conn // the socket (or timedConn over it)
 	h        *handler
-	ctx      context.Context // ends when the connection is closed
+	ctx      context.Context // ends when the connection is closed: stats and COMMIT's wait
 	cancel   context.CancelFunc
 	r        *bufio.Reader
 
@@ -325,7 +325,10 @@ func (c *stableConn) write(w *replyWriter, fh []byte, offset uint64, data []byte
 	if how == stableUnstable {
 		d, committed = fileshare.Buffered, stableUnstable
 	}
-	post, err := share.Write(c.ctx, p, data, int64(offset), d)
+	// Not c.ctx: a write cut off between its record and its apply would
+	// leave the cache behind the log until a restart (as go-nfs's own
+	// WRITE, which uses the share's background context).
+	post, err := share.Write(context.Background(), p, data, int64(offset), d)
 	if err != nil {
 		c.h.s.log.Warn("nfs: write", "share", share.Config().Name, "path", p, "err", err)
 		w.fail(writeStatus(err), &pre)
