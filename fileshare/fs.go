@@ -905,7 +905,8 @@ func (s *Share) Rename(ctx context.Context, from, to string) error {
 			storeErr = err
 		}
 	}
-	moved := false // through the log
+	moved := false  // through the log
+	intent := false // noted in the inode table (moves.go)
 	var dirKeys []string
 	fromKey, toKey := s.key(from), s.key(to)
 	if src.Type == TypeDir {
@@ -939,26 +940,28 @@ func (s *Share) Rename(ctx context.Context, from, to string) error {
 		if src.Type == TypeDir {
 			keys = treeKeys // none for a new empty directory
 		}
-		if len(keys) > 0 {
-			if err := s.m.deferMoves(ctx, s.cfg.Name, keys); err != nil {
-				return err
-			}
+		if err := s.logMove(ctx, from, to, keys); err != nil {
+			return err
 		}
-		moved = true
+		moved, intent = true, true
 	case src.Type != TypeDir:
 		if err := copier.Copy(ctx, fromKey, toKey); err != nil {
 			if !s.m.storeFailed(ctx, err) {
 				return err
 			}
-			if err := s.m.deferMove(ctx, s.cfg.Name, fromKey, toKey); err != nil {
+			if err := s.logMove(ctx, from, to, []keyMove{{fromKey, toKey}}); err != nil {
 				return err
 			}
-			moved = true
+			moved, intent = true, true
 		} else if err := s.m.opts.Store.Delete(ctx, fromKey); err != nil {
 			if !s.m.storeFailed(ctx, err) {
 				return err
 			}
 			// Copied; the delete of the old key waits in the log.
+			if err := s.noteMoveIntent(ctx, from, to); err != nil {
+				return err
+			}
+			intent = true
 			if err := s.m.deferDelete(ctx, s.cfg.Name, fromKey); err != nil {
 				return err
 			}
@@ -986,10 +989,10 @@ func (s *Share) Rename(ctx context.Context, from, to string) error {
 			}
 			// The store went away in the middle: the rest of the move
 			// (all of it: a move done is skipped) waits in the log.
-			if err := s.m.deferMoves(ctx, s.cfg.Name, storeMoves(keys, s.key(from), s.key(to))); err != nil {
+			if err := s.logMove(ctx, from, to, storeMoves(keys, s.key(from), s.key(to))); err != nil {
 				return err
 			}
-			moved = true
+			moved, intent = true, true
 		}
 	}
 	if moved {
@@ -1008,7 +1011,7 @@ func (s *Share) Rename(ctx context.Context, from, to string) error {
 	s.attrMu.Lock()
 	s.noteEntry(to, src.Type, true)
 	s.attrMu.Unlock()
-	return s.moveInodes(ctx, from, to)
+	return s.finishRename(ctx, from, to, intent)
 }
 
 // SetAttr changes what is not nil.

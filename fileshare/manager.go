@@ -178,6 +178,10 @@ func New(ctx context.Context, opts Options) (*Manager, error) {
 		return nil, fmt.Errorf("file shares: %w", err)
 	}
 	m.replayWaits = nil
+	if err := m.finishMoves(ctx); err != nil { // renames a crash cut (moves.go)
+		m.j.Close()
+		return nil, fmt.Errorf("file shares: %w", err)
+	}
 	m.j.Start()
 	return m, nil
 }

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/gatewayd/gatewayd/meta"
 	"github.com/gatewayd/gatewayd/objstore"
 	"github.com/gatewayd/gatewayd/uploadbuffer"
 )
@@ -95,12 +96,6 @@ func decodeMoves(b []byte) ([]keyMove, bool) {
 		keys = append(keys, keyMove{from, to})
 	}
 	return keys, len(keys) > 0
-}
-
-// deferMove records that the object at from is now at to, to be moved in
-// the store later.
-func (m *Manager) deferMove(ctx context.Context, share, from, to string) error {
-	return m.deferMoves(ctx, share, []keyMove{{from, to}})
 }
 
 // deferMoves records, in one record, that each object of keys is now at
@@ -469,4 +464,158 @@ func (s *Share) forgetAttr(p string) {
 	s.attrMu.Lock()
 	delete(s.attrs, p)
 	s.attrMu.Unlock()
+}
+
+// A rename the store has not seen is a record in the log, then a change
+// of the inode table (in the metadata store): a crash between the two
+// would leave the log moving the objects while the table still names the
+// old paths, and the replayed changes of the files inside would find no
+// file at those paths. So the rename first notes its intent in the table
+// (fsm/<share>/<from>: to), and clears it once the table is changed; a
+// start after a crash completes the table's change when the log holds the
+// rename (finishMoves), else (nothing was moved, nothing acknowledged)
+// drops the intent.
+func intentPrefix(share string) []byte { return []byte("fsm/" + share + "/") }
+
+func (s *Share) noteMoveIntent(ctx context.Context, from, to string) error {
+	return s.m.opts.Meta.Update(ctx, func(tx meta.Txn) error {
+		return tx.Set(append(intentPrefix(s.cfg.Name), from...), []byte(to))
+	})
+}
+
+// logMove records a rename the store has not seen: its intent in the
+// inode table, then the moves of its objects (if any) in the log.
+func (s *Share) logMove(ctx context.Context, from, to string, keys []keyMove) error {
+	if err := s.noteMoveIntent(ctx, from, to); err != nil {
+		return err
+	}
+	if len(keys) == 0 {
+		return nil
+	}
+	return s.m.deferMoves(ctx, s.cfg.Name, keys)
+}
+
+// renameCutHook, when a test sets it, runs before a rename that went
+// through the log changes the inode table; an error ends the rename there,
+// as a crash would.
+var renameCutHook func() error
+
+// finishRename gives the inodes of from and below the paths under to, then
+// clears the rename's intent if it noted one.
+func (s *Share) finishRename(ctx context.Context, from, to string, intent bool) error {
+	if intent && renameCutHook != nil {
+		if err := renameCutHook(); err != nil {
+			return err
+		}
+	}
+	if err := s.moveInodes(ctx, from, to); err != nil {
+		return err
+	}
+	if !intent {
+		return nil
+	}
+	return s.m.opts.Meta.Update(ctx, func(tx meta.Txn) error {
+		return tx.Delete(append(intentPrefix(s.cfg.Name), from...))
+	})
+}
+
+// finishMoves settles the renames a crash cut between their log record
+// and the inode table, once the log is replayed: a rename the log holds
+// (a move or a delete of an object from its old key still pending) gets
+// its inodes moved; the intents of the others are dropped.
+func (m *Manager) finishMoves(ctx context.Context) error {
+	for _, cfg := range m.List() {
+		s, err := m.Get(cfg.Name)
+		if err != nil {
+			continue
+		}
+		prefix := intentPrefix(cfg.Name)
+		var intents [][2]string
+		err = m.opts.Meta.View(ctx, func(tx meta.Txn) error {
+			return tx.Iterate(prefix, func(k, v []byte) error {
+				intents = append(intents, [2]string{string(k[len(prefix):]), string(v)})
+				return nil
+			})
+		})
+		if err != nil {
+			return err
+		}
+		for _, in := range intents {
+			from, to := in[0], in[1]
+			if m.moveLogged(cfg.Name, s.key(from), s.key(to)) {
+				m.log.Warn("file share: completing a rename a crash cut before its inodes moved", "share", cfg.Name, "from", from, "to", to)
+				if err := s.completeMove(ctx, from, to); err != nil {
+					return err
+				}
+				// What the replay cached and made of the old paths is
+				// under the new ones, or forgotten.
+				s.moveCached(from, to)
+				_ = s.Refresh("", true)
+			}
+			err := m.opts.Meta.Update(ctx, func(tx meta.Txn) error { return tx.Delete(append(prefix, from...)) })
+			if err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// moveLogged says whether the log holds, pending, the rename of path
+// fromKey (a file's key, or a directory's prefix) to toKey: a move of
+// that object or of one below it, or the delete of the old key of a file
+// already copied.
+func (m *Manager) moveLogged(share, fromKey, toKey string) bool {
+	m.filesMu.Lock()
+	defer m.filesMu.Unlock()
+	if _, ok := m.deletes[deleteKey(share, fromKey)]; ok {
+		return true
+	}
+	for _, mv := range m.moves {
+		if mv.share != share {
+			continue
+		}
+		for _, k := range mv.keys {
+			if k.from == fromKey && k.to == toKey ||
+				strings.HasPrefix(k.from, fromKey+"/") && k.to == toKey+k.from[len(fromKey):] {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// completeMove does the inode table's part of a rename cut by a crash: as
+// moveInodes if it had not begun (from is still in the table; a file the
+// rename replaced at to is forgotten, and its replayed changes with it),
+// else the rest of it.
+func (s *Share) completeMove(ctx context.Context, from, to string) error {
+	var began bool
+	var replaced uint64
+	err := s.m.opts.Meta.View(ctx, func(tx meta.Txn) error {
+		_, err := tx.Get(pathKey(s.cfg.Name, from))
+		if isNotFound(err) {
+			began, err = true, nil
+		}
+		if err != nil {
+			return err
+		}
+		if b, err := tx.Get(pathKey(s.cfg.Name, to)); err == nil && len(b) == 8 {
+			replaced = binary.BigEndian.Uint64(b)
+		} else if err != nil && !isNotFound(err) {
+			return err
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if began {
+		return s.movePaths(ctx, from, to, false)
+	}
+	if replaced != 0 {
+		s.m.cancel(s.cfg.Name, replaced)
+		_ = s.m.opts.Cache.DropVolume(cacheVolume(s.cfg.Name, replaced))
+	}
+	return s.moveInodes(ctx, from, to)
 }

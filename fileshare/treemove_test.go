@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gatewayd/gatewayd/meta"
 	"github.com/gatewayd/gatewayd/objstore"
 	"github.com/gatewayd/gatewayd/objstore/faulty"
 )
@@ -196,5 +197,95 @@ func TestRenameTreeWhileStoreAway(t *testing.T) {
 	checkNames("from the store after the move")
 	if n := e.m.Stats().Pending["docs"]; n != 0 {
 		t.Fatalf("changes pending after the move: %d", n)
+	}
+}
+
+// TestRenameCutByCrash: a crash after a rename's log record and before its
+// inode table change (the rename not answered yet) loses none of the
+// changes made before it to the files it moves: the next start completes
+// the table's change, so those changes stay with their files, under the
+// new names, and reach the store there.
+func TestRenameCutByCrash(t *testing.T) {
+	e, away, fake, under := awayEnv(t, nil)
+	ctx := context.Background()
+	must[Config](t)(e.m.Create(ctx, Config{Name: "docs"}))
+	s := e.share("docs")
+	for _, d := range []string{"d", "d/t", "d/t/sub"} {
+		must[Attr](t)(s.Mkdir(ctx, d, 0o750, 7, 8))
+	}
+	for _, p := range []string{"d/t/f1", "d/t/sub/f2", "d/x"} {
+		must[Attr](t)(s.Create(ctx, p, 0o640, 7, 8, true))
+		must[Attr](t)(s.WriteAt(ctx, p, []byte("before"), 0))
+	}
+	if err := e.m.Flush(ctx, ""); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []string{"", "d", "d/t", "d/t/sub"} {
+		must[[]DirEntry](t)(s.ReadDir(ctx, d))
+	}
+	inos := map[string]uint64{}
+	for _, p := range []string{"d/t/f1", "d/t/sub/f2", "d/x"} {
+		inos[p] = must[Attr](t)(s.Stat(ctx, p)).Ino
+	}
+
+	fake.Advance(2 * time.Minute)
+	away.Store(true)
+	want := map[string]string{"d/r/f1": "changed in the outage", "d/r/sub/f2": "before", "d/x2": "changed in the outage too"}
+	must[Attr](t)(s.WriteAt(ctx, "d/t/f1", []byte(want["d/r/f1"]), 0))
+	must[Attr](t)(s.WriteAt(ctx, "d/x", []byte(want["d/x2"]), 0))
+	crash := errors.New("crash")
+	renameCutHook = func() error { return crash }
+	t.Cleanup(func() { renameCutHook = nil })
+	if err := s.Rename(ctx, "d/t", "d/r"); !errors.Is(err, crash) {
+		t.Fatalf("rename cut by the hook: %v", err)
+	}
+	if err := s.Rename(ctx, "d/x", "d/x2"); !errors.Is(err, crash) {
+		t.Fatalf("rename cut by the hook: %v", err)
+	}
+	renameCutHook = nil
+
+	away.Store(false)
+	e.restart()
+	s = e.share("docs")
+	check := func(when string) {
+		t.Helper()
+		for p, w := range want {
+			if got := string(readFile(t, s, p)); got != w {
+				t.Fatalf("%s %s: %q, want %q", p, when, got, w)
+			}
+		}
+		for p, ino := range map[string]uint64{"d/r/f1": inos["d/t/f1"], "d/r/sub/f2": inos["d/t/sub/f2"], "d/x2": inos["d/x"]} {
+			if a, err := s.Stat(ctx, p); err != nil || a.Ino != ino {
+				t.Fatalf("%s %s: %+v %v, want inode %d", p, when, a, err, ino)
+			}
+		}
+		for _, p := range []string{"d/t", "d/x"} {
+			if _, err := s.Stat(ctx, p); !errors.Is(err, ErrNotExist) {
+				t.Fatalf("%s %s: %v", p, when, err)
+			}
+		}
+	}
+	check("after the restart")
+	if err := e.m.Flush(ctx, ""); err != nil {
+		t.Fatal(err)
+	}
+	check("after the uploads")
+	var keys []string
+	must[error](t)(nil, under.List(ctx, "docs/", func(oi objstore.ObjectInfo) error { keys = append(keys, oi.Key); return nil }))
+	wantKeys := []string{"docs/d/", "docs/d/r/", "docs/d/r/f1", "docs/d/r/sub/", "docs/d/r/sub/f2", "docs/d/x2"}
+	if !equalStrings(keys, wantKeys) {
+		t.Fatalf("objects after the uploads: %v, want %v", keys, wantKeys)
+	}
+	for p, w := range want {
+		if b, _ := object(t, under, "docs/"+p); string(b) != w {
+			t.Fatalf("object %s: %q", p, b)
+		}
+	}
+	n := 0
+	must[error](t)(nil, e.md.View(ctx, func(tx meta.Txn) error {
+		return tx.Iterate(intentPrefix("docs"), func(_, _ []byte) error { n++; return nil })
+	}))
+	if n != 0 {
+		t.Fatalf("%d rename intents left in the inode table", n)
 	}
 }
