@@ -55,6 +55,7 @@ func TestRenameTreeWhileStoreAway(t *testing.T) {
 	write("d/t/sub/f2", want["sub/f2"], 0o600)
 	write("d/t/sub/deep/f3", want["sub/deep/f3"], 0o644)
 	write("d/outside", want["sub/in"], 0o604)
+	must[Attr](t)(s.Symlink(ctx, "d/t/sub/ln", "f2", 7, 8)) // moves with the tree
 	if err := e.m.Flush(ctx, ""); err != nil {
 		t.Fatal(err)
 	}
@@ -106,7 +107,7 @@ func TestRenameTreeWhileStoreAway(t *testing.T) {
 	wantNames := map[string][]string{
 		"d":            {"r", "u"},
 		"d/r":          {"f1", "imp", "nd", "new", "sub"},
-		"d/r/sub":      {"deep", "f2", "in"},
+		"d/r/sub":      {"deep", "f2", "in", "ln"},
 		"d/r/sub/deep": {"f3"},
 		"d/r/imp":      {"f4"},
 		"d/r/nd":       {"f5"},
@@ -171,7 +172,7 @@ func TestRenameTreeWhileStoreAway(t *testing.T) {
 	}
 	var keys []string
 	must[error](t)(nil, under.List(ctx, "docs/", func(oi objstore.ObjectInfo) error { keys = append(keys, oi.Key); return nil }))
-	wantKeys := []string{"docs/d/", "docs/d/r/", "docs/d/r/sub/", "docs/d/r/sub/deep/", "docs/d/r/nd/", "docs/d/u/", "docs/d/u/x/y"}
+	wantKeys := []string{"docs/d/", "docs/d/r/", "docs/d/r/sub/", "docs/d/r/sub/deep/", "docs/d/r/nd/", "docs/d/r/sub/ln", "docs/d/u/", "docs/d/u/x/y"}
 	for p := range want {
 		wantKeys = append(wantKeys, "docs/d/r/"+p)
 	}
@@ -195,6 +196,12 @@ func TestRenameTreeWhileStoreAway(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkNames("from the store after the move")
+	if b, md := object(t, under, "docs/d/r/sub/ln"); string(b) != "f2" || md[metaType] != "symlink" {
+		t.Fatalf("the symbolic link's object after the move: %q %v", b, md)
+	}
+	if target, err := s.Readlink(ctx, "d/r/sub/ln"); err != nil || target != "f2" {
+		t.Fatalf("the symbolic link moved with the tree: %q %v", target, err)
+	}
 	if n := e.m.Stats().Pending["docs"]; n != 0 {
 		t.Fatalf("changes pending after the move: %d", n)
 	}
