@@ -8,6 +8,8 @@
 #   RUNTIME=5 SERVERS=gatewayd bench/nfs/run.sh
 #   PROFILE=1 bench/nfs/run.sh         # gatewayd's CPU profile of write-1m
 #   ROUNDS=5 bench/nfs/run.sh          # write-1m rounds (default 3)
+#   SRC_base=/other/tree SERVERS="gatewayd gatewayd-base ganesha" bench/nfs/run.sh
+#                                      # gatewayd-NAME: gatewayd built from $SRC_NAME
 #
 # Both servers serve at once. write-1m runs ROUNDS times, the servers and
 # the disk's own limit (fio on a file on the same disk: no sync, fdatasync
@@ -26,7 +28,7 @@ runtime="${RUNTIME:-10}"
 servers="${SERVERS:-gatewayd ganesha}"
 profile="${PROFILE:-}"
 rounds="${ROUNDS:-3}"
-declare -A urls
+declare -A urls gw_pid
 size_mib=1024
 files=10000
 work="$(mktemp -d)"
@@ -56,35 +58,37 @@ fio_job() {
 		--size="${size_mib}m" --output-format=json --output="$out/$name.json" "$@" >/dev/null
 }
 
-# settle: the page cache written back, and gatewayd's share uploaded.
+# settle: the page cache written back, and every gatewayd's share uploaded.
 settle() {
 	sync
-	[ -n "${urls[gatewayd]:-}" ] || return 0
-	for _ in $(seq 1200); do
-		curl -s --unix-socket "$work/gatewayd-data/admin.sock" http://gatewayd/metrics |
-			grep -q '^gatewayd_share_files_pending{share="bench"} 0$' && return 0
-		sleep 0.5
+	local g
+	for g in "${!gw_pid[@]}"; do
+		for _ in $(seq 1200); do
+			curl -s --unix-socket "$work/$g-data/admin.sock" http://gatewayd/metrics |
+				grep -q '^gatewayd_share_files_pending{share="bench"} 0$' && continue 2
+			sleep 0.5
+		done
+		echo "run.sh: $g did not finish uploading" >&2
+		return 1
 	done
-	echo "run.sh: gatewayd did not finish uploading" >&2
-	return 1
 }
 
 # write_job SERVER ROUND: write-1m, then a COMMIT of the file (commit.py:
-# seconds and verifier to $out/SERVER-commit.ROUND); for gatewayd its
+# seconds and verifier to $out/SERVER-commit.ROUND); for a gatewayd its
 # fsync and fdatasync calls meanwhile (perf, to
-# $out/gatewayd-write-1m.ROUND.syncs) and, with PROFILE, its CPU profile
+# $out/SERVER-write-1m.ROUND.syncs) and, with PROFILE, its CPU profile
 # (first round).
 write_job() {
 	local s=$1 r=$2 perf_pid="" prof_pid=""
 	local url=${urls[$s]}
 	settle
 	echo "== $s write-1m, round $r" >&2
-	if [ "$s" = gatewayd ]; then
-		perf stat -x, -e syscalls:sys_enter_fdatasync,syscalls:sys_enter_fsync -p "$gw_pid" \
+	if [ -n "${gw_pid[$s]:-}" ]; then
+		perf stat -x, -e syscalls:sys_enter_fdatasync,syscalls:sys_enter_fsync -p "${gw_pid[$s]}" \
 			-o "$out/$s-write-1m.$r.syncs" >/dev/null 2>&1 &
 		perf_pid=$!
 		if [ -n "$profile" ] && [ "$r" = 1 ]; then
-			curl -s --unix-socket "$work/gatewayd-data/admin.sock" -o "$out/$s-write-1m.pprof" \
+			curl -s --unix-socket "$work/$s-data/admin.sock" -o "$out/$s-write-1m.pprof" \
 				"http://gatewayd/debug/pprof/profile?seconds=2" &
 			prof_pid=$!
 		fi
@@ -125,18 +129,18 @@ run_suite() { # SERVER: the jobs after write-1m
 		--create_on_open=1 --output-format=json --output="$out/$s-create.json" >/dev/null
 }
 
-start_gatewayd() {
-	local port d="$work/gatewayd-data"
+start_gatewayd() { # NAME SRC
+	local name=$1 src=$2 port d="$work/$1-data"
 	port=$(free_port)
-	(cd "$repo" && go build -o "$work/gatewayd" ./cmd/gatewayd)
-	local g="$work/gatewayd --data-dir $d"
+	(cd "$src" && go build -o "$work/$name" ./cmd/gatewayd)
+	local g="$work/$name --data-dir $d"
 	$g init >/dev/null
-	$g serve --nfs-listen "127.0.0.1:$port" --nfs-rpcbind=false --iscsi-listen "" --smb-listen "" >"$work/gatewayd.log" 2>&1 &
-	gw_pid=$!
+	$g serve --nfs-listen "127.0.0.1:$port" --nfs-rpcbind=false --iscsi-listen "" --smb-listen "" >"$work/$name.log" 2>&1 &
+	gw_pid[$name]=$!
 	pids+=($!)
 	for _ in $(seq 100); do $g status >/dev/null 2>&1 && break; sleep 0.1; done
 	$g share create --name bench >/dev/null
-	urls[gatewayd]="nfs://127.0.0.1/bench?nfsport=$port&mountport=$port&auto-traverse-mounts=0"
+	urls[$name]="nfs://127.0.0.1/bench?nfsport=$port&mountport=$port&auto-traverse-mounts=0"
 }
 
 start_ganesha() {
@@ -176,7 +180,11 @@ start_ganesha() {
 
 for s in $servers; do
 	case "$s" in
-	gatewayd) start_gatewayd ;;
+	gatewayd) start_gatewayd gatewayd "$repo" ;;
+	gatewayd-*)
+		src="SRC_${s#gatewayd-}"
+		start_gatewayd "$s" "${!src:?$src: the tree to build $s from}"
+		;;
 	ganesha) start_ganesha ;;
 	*) echo "run.sh: unknown server $s" >&2; exit 2 ;;
 	esac
@@ -189,10 +197,11 @@ for r in $(seq "$rounds"); do
 done
 for s in $servers; do run_suite "$s"; done
 
-if [ -n "$profile" ] && [ -f "$out/gatewayd-write-1m.pprof" ]; then
-	echo "== gatewayd CPU profile of write-1m" >&2
-	go tool pprof -top -nodecount=30 "$work/gatewayd" "$out/gatewayd-write-1m.pprof" 2>/dev/null | head -38 >&2
-fi
+for g in "${!gw_pid[@]}"; do
+	[ -n "$profile" ] && [ -f "$out/$g-write-1m.pprof" ] || continue
+	echo "== $g CPU profile of write-1m" >&2
+	go tool pprof -top -nodecount=30 "$work/$g" "$out/$g-write-1m.pprof" 2>/dev/null | head -38 >&2
+done
 
 python3 - "$out" "$size_mib" "$rounds" $servers <<'EOF'
 import json, os, statistics, sys
@@ -229,13 +238,16 @@ def figure(s, j, side, unit):
     if unit == "files/s":
         return x["total_ios"] / (d["job_runtime"] / 1000)
     return x["iops"]
-print("| job | unit | " + " | ".join(servers) + (" | gatewayd/ganesha" if len(servers) == 2 else "") + " |")
-print("|---|---|" + "---|" * len(servers) + ("---|" if len(servers) == 2 else ""))
+gws = [s for s in servers if s.startswith("gatewayd")]
+peer = "ganesha" if "ganesha" in servers else None
+ratios = [g for g in gws if peer]
+print("| job | unit | " + " | ".join(servers) + "".join(f" | {g}/{peer}" for g in ratios) + " |")
+print("|---|---|" + "---|" * (len(servers) + len(ratios)))
 for j, side, unit in jobs:
-    figs = [figure(s, j, side, unit) for s in servers]
-    row = [j, unit] + [f"{f:.0f}" if f is not None else "error" for f in figs]
-    if len(servers) == 2:
-        row.append(f"{figs[0] / figs[1]:.2f}" if None not in figs and figs[1] else "-")
+    figs = {s: figure(s, j, side, unit) for s in servers}
+    row = [j, unit] + [f"{figs[s]:.0f}" if figs[s] is not None else "error" for s in servers]
+    for g in ratios:
+        row.append(f"{figs[g] / figs[peer]:.2f}" if figs[g] is not None and figs[peer] else "-")
     print("| " + " | ".join(row) + " |")
 print()
 print("write-1m by round, MB/s (with COMMIT):")
@@ -252,8 +264,8 @@ for name in ["write-1m-nosync", "write-1m-sync16", "write-1m-sync1"]:
     m = median([job(f"disk-{name}.{r}")["write"]["bw_bytes"] / 1e6 for r in range(1, rounds + 1) if job(f"disk-{name}.{r}")])
     if m:
         print(f"disk limit, {name} (median): {m:.0f} MB/s")
-def syncs(r):
-    p = os.path.join(out, f"gatewayd-write-1m.{r}.syncs")
+def syncs(g, r):
+    p = os.path.join(out, f"{g}-write-1m.{r}.syncs")
     if not os.path.exists(p):
         return None
     n = 0
@@ -262,9 +274,10 @@ def syncs(r):
         if len(f) > 2 and f[2].startswith("syscalls:") and f[0].strip().isdigit():
             n += int(f[0])
     return n
-ns = [syncs(r) for r in range(1, rounds + 1)]
-if any(n is not None for n in ns):
-    print("gatewayd fsync+fdatasync calls during write-1m and its COMMIT, by round: " +
-          ", ".join(f"{n} ({n / size_mib:.3f} per MiB)" for n in ns if n is not None))
+for g in gws:
+    ns = [syncs(g, r) for r in range(1, rounds + 1)]
+    if any(n is not None for n in ns):
+        print(f"{g} fsync+fdatasync calls during write-1m and its COMMIT, by round: " +
+              ", ".join(f"{n} ({n / size_mib:.3f} per MiB)" for n in ns if n is not None))
 EOF
 true

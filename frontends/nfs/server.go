@@ -26,6 +26,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	billy "github.com/go-git/go-billy/v5"
@@ -47,6 +48,7 @@ type Server struct {
 	// verifier is the write verifier of WRITE and COMMIT replies: drawn
 	// when the server is made, so it changes when the daemon restarts.
 	verifier [8]byte
+	unsynced atomic.Int64 // UNSTABLE bytes written since the last sync (maxUnsynced)
 
 	mu sync.Mutex
 	l  net.Listener

@@ -56,6 +56,13 @@ const (
 	maxServed = 16
 )
 
+// maxUnsynced bounds the UNSTABLE bytes written since the last sync: past
+// it, a WRITE waits for the upload buffer's sync before it is answered
+// (still UNSTABLE). The buffer keeps a record in memory until it is
+// synced, so without a bound a disk slower than the clients would let
+// memory grow to the buffer's size. (A variable for tests.)
+var maxUnsynced int64 = 64 << 20
+
 // stableListener hands out stableConns.
 type stableListener struct {
 	net.Listener
@@ -329,6 +336,11 @@ func (c *stableConn) write(w *replyWriter, fh []byte, offset uint64, data []byte
 	// leave the cache behind the log until a restart (as go-nfs's own
 	// WRITE, which uses the share's background context).
 	post, err := share.Write(context.Background(), p, data, int64(offset), d)
+	if err == nil && d == fileshare.Buffered && c.h.s.unsynced.Add(int64(len(data))) > maxUnsynced {
+		if err = share.Sync(c.ctx); err == nil {
+			c.h.s.unsynced.Store(0)
+		}
+	}
 	if err != nil {
 		c.h.s.log.Warn("nfs: write", "share", share.Config().Name, "path", p, "err", err)
 		w.fail(writeStatus(err), &pre)
@@ -353,6 +365,7 @@ func (c *stableConn) commit(w *replyWriter, fh []byte) {
 			w.fail(gonfs.NFSStatusIO, nil)
 			return
 		}
+		c.h.s.unsynced.Store(0)
 	}
 	w.u32(uint32(gonfs.NFSStatusOk))
 	var post *fileshare.Attr

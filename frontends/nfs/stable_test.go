@@ -2,6 +2,7 @@ package nfs
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"runtime"
 	"strings"
@@ -200,9 +201,9 @@ func holding(recs [][]byte, data [][]byte) int {
 	return n
 }
 
-// commitWaitsForSync says whether a goroutine serving COMMIT waits in the
-// upload buffer's Sync.
-func commitWaitsForSync() bool {
+// waitsForSync says whether a goroutine serving a call in fn (of
+// stableConn: "commit", "write") waits in the upload buffer's Sync.
+func waitsForSync(fn string) bool {
 	buf := make([]byte, 1<<20)
 	for {
 		n := runtime.Stack(buf, true)
@@ -213,7 +214,7 @@ func commitWaitsForSync() bool {
 		buf = make([]byte, 2*len(buf))
 	}
 	for _, g := range strings.Split(string(buf), "\n\n") {
-		if strings.Contains(g, "(*stableConn).commit") && strings.Contains(g, "uploadbuffer.(*Log).Sync") {
+		if strings.Contains(g, "(*stableConn)."+fn+"(") && strings.Contains(g, "uploadbuffer.(*Log).Sync") {
 			return true
 		}
 	}
@@ -271,7 +272,7 @@ wait:
 			break wait
 		case <-time.After(10 * time.Millisecond):
 		}
-		if gate.isShut() && commitWaitsForSync() {
+		if gate.isShut() && waitsForSync("commit") {
 			gate.release()
 		}
 		if time.Now().After(deadline) {
@@ -296,5 +297,51 @@ wait:
 	}
 	if k := holding(durable(t, mem, logDir), [][]byte{d}); k != 1 {
 		t.Fatal("a FILE_SYNC write answered is not durable")
+	}
+}
+
+// UNSTABLE writes pile up unsynced only up to maxUnsynced: the WRITE past
+// it waits for the upload buffer's sync (its records stay in memory until
+// then), and is answered, UNSTABLE, once the sync is done.
+func TestUnstableBytesBounded(t *testing.T) {
+	defer func(old int64) { maxUnsynced = old }(maxUnsynced)
+	maxUnsynced = 8 << 20
+	gate := &syncGate{}
+	f := startOn(t, vfs.NewErrorFS(vfs.NewMem(), gate.inject), "/buffer", fileshare.Config{Name: "s"})
+	defer gate.release()
+	v, fh := f.newFile("s", "f.bin")
+	gate.close()
+	const size = 1 << 20
+	answered := make(chan error, 1)
+	var n int
+	go func() {
+		for n = 0; ; n++ {
+			r, err := nfstest.WriteStable(v, fh, uint64(n*size), testrand.Bytes(uint64(n), size), nfstest.Unstable)
+			if err == nil && r.Committed != nfstest.Unstable {
+				err = fmt.Errorf("answered %s", r.Committed)
+			}
+			if err != nil || !gate.isShut() {
+				answered <- err
+				return
+			}
+		}
+	}()
+	deadline := time.Now().Add(5 * time.Minute)
+	for !waitsForSync("write") {
+		select {
+		case err := <-answered:
+			t.Fatalf("writes answered while every sync was held ended: %v", err)
+		case <-time.After(10 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no WRITE waits for a sync")
+		}
+	}
+	gate.release()
+	if err := <-answered; err != nil {
+		t.Fatal(err)
+	}
+	if mib := int64(n + 1); mib*size <= maxUnsynced || mib*size > maxUnsynced+maxServed*size {
+		t.Fatalf("the WRITE that waited for a sync was number %d of 1 MiB; the bound is %d MiB", mib, maxUnsynced>>20)
 	}
 }
