@@ -53,6 +53,38 @@ type Options struct {
 type Stats struct {
 	Appends, Bytes, Syncs, Waits uint64
 	Yields                       uint64 // calls of Yield that waited for appends
+	// SyncedBytes is the bytes written to segments by the group commits
+	// (records with their headers). SyncBytes and SyncRecords count the
+	// commits by their size: bucket i holds those of at most
+	// SyncBytesBound(i) bytes and SyncRecordsBound(i) records, the last
+	// one the rest.
+	SyncedBytes uint64
+	SyncBytes   [SyncBuckets]uint64
+	SyncRecords [SyncBuckets]uint64
+	// Trims counts the trims that moved the trim point; TrimmedRecords
+	// the records they released. Replayed counts the records handed to
+	// Replay's function.
+	Trims, TrimmedRecords, Replayed uint64
+}
+
+// SyncBuckets is the number of buckets of Stats.SyncBytes and SyncRecords.
+const SyncBuckets = 9
+
+// SyncBytesBound is the upper bound of bucket i of Stats.SyncBytes: 4 KiB
+// times a power of 4, up to 256 MiB.
+func SyncBytesBound(i int) int64 { return 4 << 10 << (2 * i) }
+
+// SyncRecordsBound is the upper bound of bucket i of Stats.SyncRecords: a
+// power of 2 from 1 to 256.
+func SyncRecordsBound(i int) int64 { return 1 << i }
+
+// syncBucket is the bucket of Stats.SyncBytes or SyncRecords for n.
+func syncBucket(n int64, bound func(int) int64) int {
+	i := 0
+	for i < SyncBuckets-1 && n > bound(i) {
+		i++
+	}
+	return i
 }
 
 type segment struct {
@@ -428,8 +460,14 @@ func (l *Log) Replay(fn func(lsn LSN, rec []byte) error) error {
 	segs := append([]segment(nil), l.segs...)
 	from := l.trimmed
 	l.mu.Unlock()
+	count := func(lsn LSN, rec []byte) error {
+		l.mu.Lock()
+		l.stats.Replayed++
+		l.mu.Unlock()
+		return fn(lsn, rec)
+	}
 	for i, seg := range segs {
-		if _, _, err := l.scan(seg, i == len(segs)-1, from, fn); err != nil {
+		if _, _, err := l.scan(seg, i == len(segs)-1, from, count); err != nil {
 			return err
 		}
 	}
@@ -552,19 +590,25 @@ func (l *Log) Sync(ctx context.Context, lsn LSN) error {
 // log is more than half full: then the background work is what frees the
 // space appends wait for. It returns an error only when ctx ends.
 func (l *Log) Yield(ctx context.Context, max time.Duration) error {
+	_, err := l.yield(ctx, max)
+	return err
+}
+
+// yield is Yield; waited says whether appends were waiting.
+func (l *Log) yield(ctx context.Context, max time.Duration) (waited bool, err error) {
 	l.mu.Lock()
 	last := l.assigned - 1
 	l.mu.Unlock()
 	if LSN(l.next.Load()) > last || l.used.Load() > l.opts.Capacity/2 {
-		return nil
+		return false, nil
 	}
 	l.yields.Add(1)
 	wctx, cancel := context.WithTimeout(ctx, max)
 	defer cancel()
 	if err := l.Sync(wctx, last); err != nil && ctx.Err() != nil {
-		return ctx.Err()
+		return true, ctx.Err()
 	}
-	return nil // durable, failed, closed or max passed: the caller goes on
+	return true, nil // durable, failed, closed or max passed: the caller goes on
 }
 
 // Flush makes every record appended so far durable (Sync of the last one).
@@ -709,6 +753,9 @@ func (l *Log) writeBatch(batch []*request) []*request {
 		l.used.Add(pend)
 		l.next.Store(uint64(next))
 		l.stats.Syncs++
+		l.stats.SyncedBytes += uint64(pend)
+		l.stats.SyncBytes[syncBucket(pend, SyncBytesBound)]++
+		l.stats.SyncRecords[syncBucket(int64(len(inBuf)), SyncRecordsBound)]++
 		for _, r := range inBuf {
 			l.stats.Appends++
 			l.stats.Bytes += uint64(len(r.rec))
@@ -936,6 +983,8 @@ func (l *Log) Trim(upTo LSN) error {
 		l.mu.Unlock()
 		return nil
 	}
+	l.stats.Trims++
+	l.stats.TrimmedRecords += uint64(upTo - l.trimmed)
 	l.trimmed = upTo
 	l.mu.Unlock()
 	var b [12]byte

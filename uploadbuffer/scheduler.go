@@ -4,6 +4,7 @@ import (
 	"context"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // Priorities of upload rounds: a flush (a snapshot's uploads, a recovery
@@ -14,6 +15,10 @@ const (
 	background
 	nPriorities
 )
+
+// defaultYieldMax bounds how long a background upload waits for the
+// appends queued before it (yieldToAppends).
+const defaultYieldMax = 100 * time.Millisecond
 
 // scheduler runs the journal's uploads: Parallel workers take units from
 // one queue per priority. A unit asked for while it waits joins the wait
@@ -45,8 +50,15 @@ type scheduler struct {
 	started  bool
 	stopOnce sync.Once
 
+	// yieldMax bounds a background upload's wait for appends; negative:
+	// no wait.
+	yieldMax time.Duration
+	// busy holds the one background upload that goes while appends wait.
+	busy chan struct{}
+
 	stats struct {
-		rounds, uploads, errors, bytes, kicks atomic.Uint64
+		rounds, uploads, errors, bytes, kicks, yields atomic.Uint64
+		busyWaits                                     atomic.Uint64 // waits for the busy place
 	}
 }
 
@@ -77,6 +89,8 @@ func (s *scheduler) init(j *Journal) {
 	s.kick = make(chan struct{}, 1)
 	s.stop = make(chan struct{})
 	s.loopDone = make(chan struct{})
+	s.yieldMax = defaultYieldMax
+	s.busy = make(chan struct{}, 1)
 	for range j.opts.Parallel {
 		s.wg.Add(1)
 		go s.worker()
@@ -147,7 +161,12 @@ func (s *scheduler) worker() {
 		if jb == nil {
 			return
 		}
+		release := func() {}
+		if jb.prio == background {
+			release = s.yieldToAppends()
+		}
 		jb.n, jb.err = s.j.c.Upload(s.ctx, jb.u)
+		release()
 		s.stats.uploads.Add(1)
 		s.stats.bytes.Add(uint64(max(jb.n, 0)))
 		if jb.err != nil {
@@ -169,6 +188,55 @@ func (s *scheduler) worker() {
 		}
 		s.mu.Unlock()
 		close(jb.done)
+	}
+}
+
+// yieldToAppends puts the foreground first: before a background upload it
+// waits while appends are queued or committing (Log.Yield), so that their
+// group commit does not compete with the upload's hashing, encryption and
+// I/O. It waits for yieldMax at most in all. When appends still wait then
+// (writes go on without a pause), the upload goes, but only one such
+// upload at a time: the others leave the CPUs and the disk to the writes.
+// Under pressure (the log over half full, or the client's Pressure) it
+// does not wait at all: then the uploads are what frees the space appends
+// wait for, and they must drain at full speed. A flush's units never wait:
+// a snapshot or a recovery point is a foreground operation. It returns
+// what the worker calls once the upload has ended.
+func (s *scheduler) yieldToAppends() (release func()) {
+	release = func() {}
+	if s.yieldMax < 0 {
+		return release
+	}
+	deadline := time.Now().Add(s.yieldMax)
+	for !s.j.underPressure() {
+		left := time.Until(deadline)
+		if left <= 0 {
+			return s.busyUpload()
+		}
+		waited, err := s.j.log.yield(s.ctx, left)
+		if !waited || err != nil {
+			return release
+		}
+		s.stats.yields.Add(1)
+	}
+	return release
+}
+
+// busyUpload takes the one place for a background upload while writes go
+// on, and returns its release. It waits for the upload holding it, not
+// for appends: the wait is as long as one upload at most.
+func (s *scheduler) busyUpload() (release func()) {
+	select {
+	case s.busy <- struct{}{}:
+		return func() { <-s.busy }
+	default:
+	}
+	s.stats.busyWaits.Add(1)
+	select {
+	case s.busy <- struct{}{}:
+		return func() { <-s.busy }
+	case <-s.ctx.Done():
+		return func() {}
 	}
 }
 
@@ -350,7 +418,9 @@ func (j *Journal) Pause() (resume func()) {
 
 // JournalStats are a journal's figures, one set for every service.
 type JournalStats struct {
+	Name           string // JournalOptions.Name
 	Rounds, Kicks  uint64
+	Yields         uint64 // waits of background uploads for queued appends
 	Uploads        uint64 // units uploaded (attempts)
 	UploadErrors   uint64
 	UploadedBytes  uint64
@@ -361,16 +431,18 @@ type JournalStats struct {
 	LogCapacity    int64
 	NextLSN, Trim  LSN // the next record's LSN; where the trim rule stands
 	ReplayFinished bool
+	Log            Stats // the log's counters: appends, syncs, trims, replay
 }
 
 // Stats returns the journal's figures.
 func (j *Journal) Stats() JournalStats {
 	s := &j.sched
 	st := JournalStats{
+		Name:   j.opts.Name,
 		Rounds: s.stats.rounds.Load(), Kicks: s.stats.kicks.Load(), Uploads: s.stats.uploads.Load(),
-		UploadErrors: s.stats.errors.Load(), UploadedBytes: s.stats.bytes.Load(),
+		UploadErrors: s.stats.errors.Load(), UploadedBytes: s.stats.bytes.Load(), Yields: s.stats.yields.Load(),
 		LogUsed: j.log.Used(), LogCapacity: j.log.Capacity(), NextLSN: j.log.NextLSN(), Trim: j.TrimPoint(),
-		ReplayFinished: j.replayed.Load(),
+		ReplayFinished: j.replayed.Load(), Log: j.log.Stats(),
 	}
 	s.mu.Lock()
 	st.Queued, st.Running = len(s.waiting), len(s.running)
