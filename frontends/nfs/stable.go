@@ -48,9 +48,13 @@ const (
 	stableFileSync = 2
 
 	// maxCall is the largest call record read; a larger one closes the
-	// connection. Clients send at most 1 MiB of data per WRITE (Linux,
-	// libnfs).
-	maxCall = 64 << 20
+	// connection. go-nfs's FSINFO offers writes of up to 1 GiB; Linux and
+	// libnfs send at most 1 MiB per WRITE, the go-nfs-client what it is
+	// given.
+	maxCall = 1<<30 + 64<<10
+	// bigCall: a call larger than this is served before the next call of
+	// its connection is read, and its buffer is not kept for another.
+	bigCall = 4 << 20
 	// maxServed is how many WRITE and COMMIT calls of one connection are
 	// served at once; the connection is not read further meanwhile.
 	maxServed = 16
@@ -127,7 +131,11 @@ func (c *stableConn) Read(p []byte) (int, error) {
 
 var records = sync.Pool{New: func() any { return new([]byte) }}
 
-func putRecord(b *[]byte) { records.Put(b) }
+func putRecord(b *[]byte) {
+	if cap(*b) <= bigCall+64<<10 {
+		records.Put(b)
+	}
+}
 
 // readCall reads one record, all its fragments.
 func (c *stableConn) readCall() (*[]byte, error) {
@@ -191,12 +199,17 @@ func (c *stableConn) serve(rec *[]byte) bool {
 		putRecord(rec)
 		return true
 	}
-	go func() {
+	serve := func() {
 		defer func() { <-c.served }()
 		body := c.call(proc, &x)
 		putRecord(rec) // the data is in the journal's record or the cache now
 		c.reply(xid, body)
-	}()
+	}
+	if len(*rec) > bigCall {
+		serve() // one at a time: memory stays near one call's size
+	} else {
+		go serve()
+	}
 	return true
 }
 

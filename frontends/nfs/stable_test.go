@@ -32,13 +32,15 @@ func TestWriteStableHow(t *testing.T) {
 	var want []byte
 	for i, c := range []struct {
 		how, committed nfstest.Stable
+		size           int
 	}{
-		{nfstest.Unstable, nfstest.Unstable},
-		{nfstest.DataSync, nfstest.FileSync},
-		{nfstest.FileSync, nfstest.FileSync},
-		{nfstest.Unstable, nfstest.Unstable},
+		{nfstest.Unstable, nfstest.Unstable, 100000},
+		{nfstest.DataSync, nfstest.FileSync, 100001},
+		{nfstest.FileSync, nfstest.FileSync, 100002},
+		{nfstest.Unstable, nfstest.Unstable, bigCall + 1}, // served before the next call is read
+		{nfstest.Unstable, nfstest.Unstable, 100004},
 	} {
-		data := testrand.Bytes(uint64(i), 100000+i)
+		data := testrand.Bytes(uint64(i), c.size)
 		r, err := nfstest.WriteStable(v, fh, uint64(len(want)), data, c.how)
 		if err != nil {
 			t.Fatal(err)
