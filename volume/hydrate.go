@@ -36,6 +36,54 @@ type hydration struct {
 	unsynced []uint64        // on the disk, key not yet deleted
 	total    int
 	left     atomic.Int64
+	// demand counts the chunks being copied on demand (a read or write
+	// touched them first); idle is closed when it drops to zero. The
+	// background pass starts no chunk while demand is above zero.
+	demand int
+	idle   chan struct{}
+	yields atomic.Int64 // waits of the background pass for on-demand copies
+}
+
+// demandStart and demandEnd bracket an on-demand copy.
+func (h *hydration) demandStart() {
+	h.mu.Lock()
+	if h.demand == 0 {
+		h.idle = make(chan struct{})
+	}
+	h.demand++
+	h.mu.Unlock()
+}
+
+func (h *hydration) demandEnd() {
+	h.mu.Lock()
+	if h.demand--; h.demand == 0 {
+		close(h.idle)
+	}
+	h.mu.Unlock()
+}
+
+// yieldToDemand is how hydration yields to on-demand reads: before the
+// background pass copies a chunk, it waits until no on-demand copy is
+// under way, so that a read of a chunk not yet copied shares the store
+// and the disk with as few background copies as possible (those already
+// under way), never with a queue of them. The background pass may wait
+// as long as reads keep arriving; what they touch they copy themselves.
+func (h *hydration) yieldToDemand(ctx context.Context) error {
+	for {
+		h.mu.Lock()
+		if h.demand == 0 {
+			h.mu.Unlock()
+			return ctx.Err()
+		}
+		idle := h.idle
+		h.mu.Unlock()
+		h.yields.Add(1)
+		select {
+		case <-idle:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 }
 
 // hydrating says whether some chunks are not yet on the disk.
@@ -76,9 +124,16 @@ func newHydration(pending map[uint64]bool, left, total int) *hydration {
 	return h
 }
 
-// ensureHydrated copies chunk index onto the disk if it is not there yet.
-// Called with the chunk locked.
+// ensureHydrated copies chunk index onto the disk if it is not there yet,
+// on demand: the background pass waits meanwhile. Called with the chunk
+// locked.
 func (v *Volume) ensureHydrated(ctx context.Context, index uint64) error {
+	return v.hydrateChunk(ctx, index, true)
+}
+
+// hydrateChunk copies chunk index onto the disk if it is not there yet.
+// Called with the chunk locked.
+func (v *Volume) hydrateChunk(ctx context.Context, index uint64, onDemand bool) error {
 	h := v.hyd
 	if h == nil {
 		return nil
@@ -91,6 +146,10 @@ func (v *Volume) ensureHydrated(ctx context.Context, index uint64) error {
 	h.mu.Unlock()
 	if !need {
 		return nil
+	}
+	if onDemand {
+		h.demandStart()
+		defer h.demandEnd()
 	}
 	data, err := v.fetch(ctx, index)
 	if err != nil {
@@ -200,8 +259,11 @@ func (m *Manager) hydrate(v *Volume) {
 					if lim != nil && lim.WaitN(ctx, v.info.ChunkSize) != nil {
 						continue
 					}
+					if h.yieldToDemand(ctx) != nil {
+						continue
+					}
 					unlock := v.locks.lock(index)
-					err := v.ensureHydrated(ctx, index)
+					err := v.hydrateChunk(ctx, index, false)
 					unlock()
 					if err != nil {
 						fail(err, "chunk", index)
