@@ -138,3 +138,31 @@ func TestBufferedWritesDurableAtSync(t *testing.T) {
 	all.check(t, tp)
 	tp.Close(ctx)
 }
+
+// A record whose samples do not compress is stored as it is; one that
+// compresses anywhere in its start, middle or end is compressed.
+func TestCompressionSample(t *testing.T) {
+	e := newEnv(t)
+	e.start()
+	tp := e.open(e.create(1, 1<<30)[0])
+	const n = 300000
+	random := record(1, n) // odd seed: incompressible
+	if err := tp.WriteRecord(ctx, 0, random, true); err != nil {
+		t.Fatal(err)
+	}
+	if u := tp.Used(); u != n {
+		t.Fatalf("random record uses %d", u)
+	}
+	// Random but for its last 4 KiB, which are zeros.
+	tail := append(append([]byte(nil), random[:n-4096]...), make([]byte, 4096)...)
+	if err := tp.WriteRecord(ctx, 0, tail, true); err != nil {
+		t.Fatal(err)
+	}
+	if u := tp.Used(); u >= n-2048 {
+		t.Fatalf("record with a compressible end uses %d", u)
+	}
+	var m model
+	m.write(0, tail)
+	m.check(t, tp)
+	tp.Close(ctx)
+}

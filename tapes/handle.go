@@ -172,7 +172,7 @@ func (h *Tape) WriteRecord(ctx context.Context, at uint64, data []byte, compress
 		return fmt.Errorf("%w: record of %d bytes (1 to %d)", ErrBadInput, len(data), MaxRecord)
 	}
 	o := logOp{op: opRecord, barcode: h.t.barcode, at: at, size: uint32(len(data)), payload: data}
-	if compress {
+	if compress && h.t.lib.mayCompress(data) {
 		// The compressed copy is needed only until the write returns:
 		// the log record and the segment hold copies of it.
 		bp := zbufs.Get().(*[]byte)
@@ -186,6 +186,33 @@ func (h *Tape) WriteRecord(ctx context.Context, at uint64, data []byte, compress
 		}
 	}
 	return h.t.write(ctx, o, h.buffered.Load())
+}
+
+// Compression sample: a record larger than three windows is compressed
+// only when its windows at the start, the middle and the end, compressed
+// together, come out smaller by at least a twentieth.
+const sampleWindow = 4 << 10
+
+// mayCompress says whether compressing data may pay: a record whose
+// samples do not compress (encrypted, compressed or random data) is
+// stored as it is without the cost of compressing it whole. A drive's
+// own compression (SLDC, with a 1 KiB history) sees no further.
+func (l *Library) mayCompress(data []byte) bool {
+	if len(data) <= 3*sampleWindow {
+		return true
+	}
+	var sample [3 * sampleWindow]byte
+	mid := len(data)/2 - sampleWindow/2
+	copy(sample[:], data[:sampleWindow])
+	copy(sample[sampleWindow:], data[mid:mid+sampleWindow])
+	copy(sample[2*sampleWindow:], data[len(data)-sampleWindow:])
+	bp := zbufs.Get().(*[]byte)
+	defer zbufs.Put(bp)
+	c := l.enc.EncodeAll(sample[:], (*bp)[:0])
+	if cap(c) > cap(*bp) {
+		*bp = c[:0]
+	}
+	return len(c) < len(sample)-len(sample)/20
 }
 
 // zbufs are the buffers records are compressed into.
