@@ -637,11 +637,17 @@ func writeFailure(err error, residual int64) error {
 }
 
 // afterWrite reports the early-warning condition once a write succeeded.
-func afterWrite(m Medium) error {
-	if inEarlyWarning(m) {
-		return errEarlyWarning()
+// There the buffer is synchronized first: the Device Configuration page
+// says SEW (synchronize at early warning), so an initiator that meets
+// early warning knows everything it wrote is on the medium.
+func (d *Drive) afterWrite(ctx context.Context, m Medium) error {
+	if !inEarlyWarning(m) {
+		return nil
 	}
-	return nil
+	if err := d.synchronize(ctx, m); err != nil {
+		return err
+	}
+	return errEarlyWarning()
 }
 
 // write is WRITE(6): one record of the transfer length (variable-block),
@@ -701,7 +707,7 @@ func (d *Drive) write(ctx context.Context, t *scsi.Task) ([]byte, error) {
 		d.pos++
 		d.bytesWritten += int64(size)
 	}
-	return nil, afterWrite(m)
+	return nil, d.afterWrite(ctx, m)
 }
 
 // writeFilemarks is WRITE FILEMARKS(6). Without IMMED it is a
@@ -745,7 +751,7 @@ func (d *Drive) writeFilemarks(ctx context.Context, t *scsi.Task) ([]byte, error
 			return nil, err
 		}
 	}
-	return nil, afterWrite(m)
+	return nil, d.afterWrite(ctx, m)
 }
 
 // space is SPACE(6) over logical blocks, filemarks, or to end-of-data.
