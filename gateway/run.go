@@ -108,6 +108,11 @@ func Run(ctx context.Context, cfg *config.Config, opts RunOptions) error {
 		defer closeTapes()
 		metrics.MustRegister(tapeCollector{tl})
 	}
+	journals := journalCollector{[]journalSource{{"volume", vm.JournalStats}, {"share", dp.shares.JournalStats}}}
+	if tl != nil {
+		journals.journals = append(journals.journals, journalSource{"tape", tl.lib.JournalStats})
+	}
+	metrics.MustRegister(journals)
 
 	token, err := adminToken(cfg)
 	if err != nil {

@@ -304,7 +304,8 @@ func TestMetricsTable(t *testing.T) {
 		if !exported[name] {
 			t.Errorf("docs/metrics.md lists %s, which the daemon does not export", name)
 		}
-		if !w.changed[name] {
+		// TestJournalMetrics checks the journal's metrics on each service.
+		if !w.changed[name] && !strings.HasPrefix(name, "gatewayd_journal_") {
 			t.Errorf("docs/metrics.md lists %s, and no check here saw it change", name)
 		}
 		delete(exported, name)

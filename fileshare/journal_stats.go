@@ -1,0 +1,6 @@
+package fileshare
+
+import "github.com/gatewayd/gatewayd/uploadbuffer"
+
+// JournalStats are the figures of the shares' journal (/metrics).
+func (m *Manager) JournalStats() uploadbuffer.JournalStats { return m.j.Stats() }
