@@ -71,6 +71,16 @@ def syncs(out, t, j):
     return n / f[3]
 
 
+def cpu(out, t, j):
+    """CPU time of target t's serving process per I/O of job j, in µs."""
+    p = os.path.join(out, f"{t}-{j}.cpu")
+    f = one(out, f"{t}-{j}", "read" if "read" in j else "write")
+    if not os.path.exists(p) or not f or not f[3]:
+        return None
+    ticks, hz = open(p).read().split()
+    return int(ticks) / int(hz) / f[3] * 1e6
+
+
 jobs = [j for j in JOBS if any(figure(t, j) for t in targets)]
 others = [t for t in targets if t != "gatewayd"]
 head = "| job | " + " | ".join(f"{t} IOPS | {t} MB/s | {t} p99 ms" for t in targets)
@@ -125,6 +135,14 @@ if any(s is not None for _, _, s in rows):
     for g, j, s in rows:
         if s is not None:
             print(f"| {g} | {j} | {s:.3f} |")
+
+rows = [(j, [median([cpu(o, t, j) for o in outs]) for t in targets]) for j in jobs]
+if any(c is not None for _, cs in rows for c in cs):
+    print()
+    print("| job (CPU time of the serving process per I/O, µs) | " + " | ".join(targets) + " |")
+    print("|---|" + "---|" * len(targets))
+    for j, cs in rows:
+        print(f"| {j} | " + " | ".join(f"{c:.0f}" if c is not None else "-" for c in cs) + " |")
 
 if "randwrite-4k-qd16-loaded" in jobs:
     print()

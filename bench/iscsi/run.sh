@@ -31,6 +31,7 @@ pids=()
 tgtd_ctls=()
 load_pids=()
 declare -A url
+declare -A tpid # each target's serving process, for its CPU time per job
 
 cleanup() {
 	set +e
@@ -124,6 +125,7 @@ start_tgtd() { # NAME BSOFLAGS
 	truncate -s "${size_mib}M" "$work/$name.img"
 	tgtd -f -C "$ctl" --iscsi portal="127.0.0.1:$port" >"$work/$name.log" 2>&1 &
 	pids+=($!)
+	tpid[$name]=$!
 	sleep 0.5
 	tgtadm -C "$ctl" --lld iscsi --op new --mode target --tid 1 -T iqn.2024-01.io.gatewayd:tgtd
 	if [ -n "$flags" ]; then
@@ -142,6 +144,7 @@ start_gotgt() {
 	(cd "$here/gotgtpeer" && go build -o "$work/gotgtpeer" .)
 	"$work/gotgtpeer" -port "$port" -size $((size_mib << 20)) >"$work/gotgt.log" 2>&1 &
 	pids+=($!)
+	tpid[gotgt]=$!
 	url[gotgt]="iscsi://127.0.0.1:$port/iqn.2024-01.io.gatewayd:gotgt/1"
 	wait_lun "${url[gotgt]}"
 }
@@ -159,6 +162,7 @@ start_gatewayd() { # NAME SOURCE-TREE [VOLUME-CREATE-FLAGS...]
 	# must not break the run.
 	${gw[$name]} serve --iscsi-listen "127.0.0.1:$port" --nfs-listen "" --smb-listen "" >"$work/$name.log" 2>&1 &
 	gw_pid[$name]=$!
+	tpid[$name]=$!
 	pids+=($!)
 	for _ in $(seq 100); do ${gw[$name]} status >/dev/null 2>&1 && break; sleep 0.1; done
 	${gw[$name]} volume create --name bench --size "${size_mib}M" --kind cached "$@" >/dev/null
@@ -205,6 +209,10 @@ done
 fallocate -l "${size_mib}M" "$work/disk.img" 2>/dev/null || dd if=/dev/zero of="$work/disk.img" bs=1M count="$size_mib" status=none
 sync
 
+cpu_ticks() { # PID: user+system clock ticks of the process and its threads so far
+	awk '{print $14 + $15}' "/proc/$1/stat"
+}
+
 # run_job TARGET JOB RW BS QD: the job, with gatewayd idle before it starts
 # (its uploads from the job before are done, so they weigh on no target);
 # for gatewayd also its fsync and fdatasync calls, and its CPU profile.
@@ -224,7 +232,10 @@ run_job() {
 		fi
 	fi
 	if [[ "$name" == *loaded ]]; then start_load; fi
+	local t0
+	t0=$(cpu_ticks "${tpid[$t]}")
 	fio_job "$@"
+	echo "$(($(cpu_ticks "${tpid[$t]}") - t0)) $(getconf CLK_TCK)" >"$out/$t-$name.cpu"
 	if [[ "$name" == *loaded ]]; then stop_load; fi
 	for p in "${bg[@]}"; do wait "$p" || true; done
 }
