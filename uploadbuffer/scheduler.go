@@ -224,7 +224,8 @@ func (s *scheduler) yieldToAppends() (release func()) {
 
 // busyUpload takes the one place for a background upload while writes go
 // on, and returns its release. It waits for the upload holding it, not
-// for appends: the wait is as long as one upload at most.
+// for appends: the wait is as long as one upload at most, and ends when
+// pressure comes (looked at every yieldMax).
 func (s *scheduler) busyUpload() (release func()) {
 	select {
 	case s.busy <- struct{}{}:
@@ -232,11 +233,19 @@ func (s *scheduler) busyUpload() (release func()) {
 	default:
 	}
 	s.stats.busyWaits.Add(1)
-	select {
-	case s.busy <- struct{}{}:
-		return func() { <-s.busy }
-	case <-s.ctx.Done():
-		return func() {}
+	tick := time.NewTicker(max(s.yieldMax, time.Millisecond))
+	defer tick.Stop()
+	for {
+		select {
+		case s.busy <- struct{}{}:
+			return func() { <-s.busy }
+		case <-tick.C:
+			if s.j.underPressure() {
+				return func() {}
+			}
+		case <-s.ctx.Done():
+			return func() {}
+		}
 	}
 }
 

@@ -3,6 +3,7 @@ package uploadbuffer
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -153,5 +154,35 @@ func TestOneBackgroundUploadWhileAppendsWait(t *testing.T) {
 	}
 	openGate()
 	<-c.began
+	roundDone(t, "the round", done)
+}
+
+// A background upload waiting for the one place goes when pressure comes:
+// a full buffer drains with every worker, whatever upload holds the place.
+func TestBackgroundUploadWaitEndsUnderPressure(t *testing.T) {
+	var pressure atomic.Bool
+	j, c, _, _ := yieldSetup(t, JournalOptions{Parallel: 2, Pressure: pressure.Load}, time.Millisecond)
+	c.units = []Unit{{Key: "a"}, {Key: "b"}}
+	c.gate = make(chan struct{})
+	var once sync.Once
+	openGate := func() { once.Do(func() { close(c.gate) }) }
+	t.Cleanup(openGate)
+	done := make(chan error, 1)
+	go func() { done <- j.Round(context.Background()) }()
+	<-c.began // one of them, held by the gate, holding the place
+	deadline := time.Now().Add(long)
+	for j.sched.stats.busyWaits.Load() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the second upload never waited for the place")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	pressure.Store(true)
+	select {
+	case <-c.began:
+	case <-time.After(long):
+		t.Fatal("the waiting upload did not go under pressure")
+	}
+	openGate()
 	roundDone(t, "the round", done)
 }
