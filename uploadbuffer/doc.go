@@ -50,8 +50,12 @@
 //     reports, over half full) and uploads them with Parallel workers, one
 //     upload of a unit at a time. Flush (a snapshot, a recovery point, a
 //     file needed in the store now) uploads everything it picks at once,
-//     and its units go before any background unit waiting. Pace is the
-//     bandwidth limit's hook; when the log is full, Append waits
+//     and its units go before any background unit waiting. A background
+//     upload first yields to the writes: it waits while appends are queued
+//     or committing (Log.Yield), 100 ms at most, and if writes still go on
+//     then, only one background upload runs at a time; under pressure
+//     neither applies, so a full log drains at full parallelism. Pace is
+//     the bandwidth limit's hook; when the log is full, Append waits
 //     (backpressure, above). Each round ends with a trim. Stats is the one
 //     set of figures: rounds, kicks, uploads, errors, bytes, queue, pins.
 //
