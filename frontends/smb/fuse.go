@@ -114,28 +114,28 @@ type node struct {
 }
 
 var (
-	_ fs.NodeLookuper      = (*node)(nil)
-	_ fs.NodeGetattrer     = (*node)(nil)
-	_ fs.NodeSetattrer     = (*node)(nil)
-	_ fs.NodeReaddirer     = (*node)(nil)
-	_ fs.NodeCreater       = (*node)(nil)
-	_ fs.NodeOpener        = (*node)(nil)
-	_ fs.NodeReader        = (*node)(nil)
-	_ fs.NodeWriter        = (*node)(nil)
-	_ fs.NodeFsyncer       = (*node)(nil)
-	_ fs.NodeFlusher       = (*node)(nil)
-	_ fs.NodeReleaser      = (*node)(nil)
-	_ fs.NodeRenamer       = (*node)(nil)
-	_ fs.NodeUnlinker      = (*node)(nil)
-	_ fs.NodeMkdirer       = (*node)(nil)
-	_ fs.NodeRmdirer       = (*node)(nil)
-	_ fs.NodeSymlinker     = (*node)(nil)
-	_ fs.NodeReadlinker    = (*node)(nil)
-	_ fs.NodeStatfser      = (*node)(nil)
-	_ fs.NodeGetxattrer    = (*node)(nil)
-	_ fs.NodeSetxattrer    = (*node)(nil)
-	_ fs.NodeListxattrer   = (*node)(nil)
-	_ fs.NodeRemovexattrer = (*node)(nil)
+	_ fs.NodeLookuper       = (*node)(nil)
+	_ fs.NodeGetattrer      = (*node)(nil)
+	_ fs.NodeSetattrer      = (*node)(nil)
+	_ fs.NodeOpendirHandler = (*node)(nil)
+	_ fs.NodeCreater        = (*node)(nil)
+	_ fs.NodeOpener         = (*node)(nil)
+	_ fs.NodeReader         = (*node)(nil)
+	_ fs.NodeWriter         = (*node)(nil)
+	_ fs.NodeFsyncer        = (*node)(nil)
+	_ fs.NodeFlusher        = (*node)(nil)
+	_ fs.NodeReleaser       = (*node)(nil)
+	_ fs.NodeRenamer        = (*node)(nil)
+	_ fs.NodeUnlinker       = (*node)(nil)
+	_ fs.NodeMkdirer        = (*node)(nil)
+	_ fs.NodeRmdirer        = (*node)(nil)
+	_ fs.NodeSymlinker      = (*node)(nil)
+	_ fs.NodeReadlinker     = (*node)(nil)
+	_ fs.NodeStatfser       = (*node)(nil)
+	_ fs.NodeGetxattrer     = (*node)(nil)
+	_ fs.NodeSetxattrer     = (*node)(nil)
+	_ fs.NodeListxattrer    = (*node)(nil)
+	_ fs.NodeRemovexattrer  = (*node)(nil)
 )
 
 func (n *node) path() string { return n.Path(n.Root()) }
@@ -308,29 +308,32 @@ func (n *node) Setattr(ctx context.Context, _ fs.FileHandle, in *fuse.SetAttrIn,
 	return 0
 }
 
-// Readdir lists the directory once for an open handle: reads that go on
-// from an offset continue in that listing, so files that end their upload
-// (or are made or removed) meanwhile shift no entry past another. A
-// rewind (smbd's restart of a search) lists the directory again.
-func (n *node) Readdir(ctx context.Context) (fs.DirStream, syscall.Errno) {
-	d := &dirStream{n: n}
-	if errno := d.list(ctx); errno != 0 {
-		return nil, errno
-	}
-	return d, 0
+// OpendirHandle gives each open directory a listing of its own
+// (dirHandle): reads that go on from an offset continue in that listing,
+// so files that end their upload (or are made or removed) meanwhile shift
+// no entry past another. A rewind (smbd's restart of a search) lists the
+// directory again.
+func (n *node) OpendirHandle(context.Context, uint32) (fs.FileHandle, uint32, syscall.Errno) {
+	return &dirHandle{n: n}, 0, 0
 }
 
-// dirStream is an open directory's listing and the place reached in it.
-// Offsets are places in the listing (entry i ends at offset i+1).
-type dirStream struct {
+// dirHandle is an open directory's listing and the place reached in it.
+// Offsets are places in the listing (entry i ends at offset i+1). The
+// listing is read at the first read; go-fuse serializes the calls on one
+// handle.
+type dirHandle struct {
 	n       *node
+	listed  bool
 	entries []fuse.DirEntry
 	idx     int
 }
 
-var _ fs.FileSeekdirer = (*dirStream)(nil)
+var (
+	_ fs.FileReaddirenter = (*dirHandle)(nil)
+	_ fs.FileSeekdirer    = (*dirHandle)(nil)
+)
 
-func (d *dirStream) list(ctx context.Context) syscall.Errno {
+func (d *dirHandle) list(ctx context.Context) syscall.Errno {
 	entries, err := d.n.share.ReadDir(ctx, d.n.path())
 	if err != nil {
 		return errno(err)
@@ -339,27 +342,38 @@ func (d *dirStream) list(ctx context.Context) syscall.Errno {
 	for i, e := range entries {
 		d.entries[i] = fuse.DirEntry{Name: e.Name, Ino: e.Attr.Ino, Mode: typeBits(e.Attr.Type)}
 	}
-	d.idx = 0
+	d.idx, d.listed = 0, true
 	return 0
 }
 
-func (d *dirStream) HasNext() bool { return d.idx < len(d.entries) }
-
-func (d *dirStream) Next() (fuse.DirEntry, syscall.Errno) {
+// Readdirent returns the next entry, nil at the end. An empty listing is
+// read again at each read: a read from offset 0 is then either the first
+// or a rewind (go-fuse tells a rewind by a change of offset, and a
+// listing that gave nothing stays at offset 0), and a rewind must show
+// the files made since.
+func (d *dirHandle) Readdirent(ctx context.Context) (*fuse.DirEntry, syscall.Errno) {
+	if !d.listed || len(d.entries) == 0 {
+		if errno := d.list(ctx); errno != 0 {
+			return nil, errno
+		}
+	}
+	if d.idx >= len(d.entries) {
+		return nil, 0
+	}
 	e := d.entries[d.idx]
 	d.idx++
 	e.Off = uint64(d.idx)
-	return e, 0
+	return &e, 0
 }
-
-func (d *dirStream) Close() {}
 
 // Seekdir to 0 is a rewind: the directory as it is now, as rewinddir(3)
 // gives on a local filesystem. Another offset is a place in the listing
 // the handle has.
-func (d *dirStream) Seekdir(ctx context.Context, off uint64) syscall.Errno {
-	if off == 0 {
-		return d.list(ctx)
+func (d *dirHandle) Seekdir(ctx context.Context, off uint64) syscall.Errno {
+	if off == 0 || !d.listed {
+		if errno := d.list(ctx); errno != 0 {
+			return errno
+		}
 	}
 	if off > uint64(len(d.entries)) {
 		return syscall.EINVAL

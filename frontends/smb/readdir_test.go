@@ -122,3 +122,40 @@ func TestReaddirWhileUploading(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestReaddirRewindAfterEmpty reads a directory to its end while it is
+// empty, makes files in it, rewinds the same handle and reads again: the
+// files show, as on a local filesystem. An SMB client's restarted search
+// on a directory handle it listed while empty is such a rewind; the kernel
+// asks again from offset 0, the offset the empty listing ended at.
+func TestReaddirRewindAfterEmpty(t *testing.T) {
+	f := start(t, fileshare.Config{Name: "v", Protocols: []string{"smb"}})
+	dir := filepath.Join(f.dir, "mnt", "v", "later")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	fd, err := syscall.Open(dir, syscall.O_RDONLY|syscall.O_DIRECTORY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Close(fd)
+	if names := readNames(t, fd, 0); len(names) != 0 {
+		t.Fatalf("a new directory lists %q", names)
+	}
+	want := map[string]bool{}
+	for i := range 40 {
+		name := fmt.Sprintf("f%02d.txt", i)
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(name), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		want[name] = true
+	}
+	if _, err := syscall.Seek(fd, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	checkOnce(t, "read after a rewind of an empty listing", readNames(t, fd, 0), want)
+	// Read again at the end without a rewind: nothing more.
+	if names := readNames(t, fd, 0); len(names) != 0 {
+		t.Fatalf("a read at the end lists %q", names)
+	}
+}
