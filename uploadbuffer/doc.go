@@ -52,9 +52,10 @@
 //     file needed in the store now) uploads everything it picks at once,
 //     and its units go before any background unit waiting. A background
 //     upload first yields to the writes: it waits while appends are queued
-//     or committing (Log.Yield), 100 ms at most, and if writes still go on
-//     then, only one background upload runs at a time; under pressure
-//     neither applies, so a full log drains at full parallelism. Pace is
+//     or committing (Log.Yield), and if they were, background uploads go
+//     one at a time, each after up to 100 ms more of waiting for the
+//     writes; under pressure neither applies, so a full log drains at full
+//     parallelism. Pace is
 //     the bandwidth limit's hook; when the log is full, Append waits
 //     (backpressure, above). Each round ends with a trim. Stats is the one
 //     set of figures: rounds, kicks, uploads, errors, bytes, queue, pins.

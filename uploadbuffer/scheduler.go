@@ -194,28 +194,34 @@ func (s *scheduler) worker() {
 // yieldToAppends puts the foreground first: before a background upload it
 // waits while appends are queued or committing (Log.Yield), so that their
 // group commit does not compete with the upload's hashing, encryption and
-// I/O. It waits for yieldMax at most in all. When appends still wait then
-// (writes go on without a pause), the upload goes, but only one such
-// upload at a time: the others leave the CPUs and the disk to the writes.
-// Under pressure (the log over half full, or the client's Pressure) it
-// does not wait at all: then the uploads are what frees the space appends
-// wait for, and they must drain at full speed. A flush's units never wait:
-// a snapshot or a recovery point is a foreground operation. It returns
-// what the worker calls once the upload has ended.
+// I/O. If appends were waiting (writes go on), background uploads go one
+// at a time, each after a wait for the appends of up to yieldMax more:
+// the other workers leave the CPUs and the disk to the writes. Under
+// pressure (the log over half full, or the client's Pressure) it does not
+// wait at all: then the uploads are what frees the space appends wait
+// for, and they must drain at full parallelism. A flush's units never
+// wait: a snapshot or a recovery point is a foreground operation. It
+// returns what the worker calls once the upload has ended.
 func (s *scheduler) yieldToAppends() (release func()) {
 	release = func() {}
-	if s.yieldMax < 0 {
+	if s.yieldMax < 0 || s.j.underPressure() {
 		return release
 	}
+	waited, err := s.j.log.yield(s.ctx, s.yieldMax)
+	if !waited || err != nil {
+		return release
+	}
+	s.stats.yields.Add(1)
+	release = s.busyUpload()
 	deadline := time.Now().Add(s.yieldMax)
 	for !s.j.underPressure() {
 		left := time.Until(deadline)
 		if left <= 0 {
-			return s.busyUpload()
+			break
 		}
 		waited, err := s.j.log.yield(s.ctx, left)
 		if !waited || err != nil {
-			return release
+			break
 		}
 		s.stats.yields.Add(1)
 	}
