@@ -188,6 +188,22 @@ func awayEnv(t *testing.T, fail func(op faulty.Op) bool) (e *env, away *atomic.B
 	return e, away, fake, under
 }
 
+// goAway uploads everything, lists dirs, then sends the store away once
+// what the share knows is old: the first call finds it away, and from then
+// on the share answers from it.
+func goAway(t *testing.T, e *env, s *Share, fake *clock.Fake, away *atomic.Bool, dirs ...string) {
+	t.Helper()
+	ctx := context.Background()
+	if err := e.m.Flush(ctx, ""); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range dirs {
+		must[[]DirEntry](t)(s.ReadDir(ctx, d))
+	}
+	fake.Advance(2 * time.Minute)
+	away.Store(true)
+}
+
 func TestWorksWhileStoreAway(t *testing.T) {
 	e, away, fake, _ := awayEnv(t, nil)
 	ctx := context.Background()
@@ -204,16 +220,7 @@ func TestWorksWhileStoreAway(t *testing.T) {
 	must[Attr](t)(s.Create(ctx, "d/chm", 0o644, 7, 8, true))
 	must[Attr](t)(s.WriteAt(ctx, "d/chm", []byte("chmod after its upload"), 0))
 	must[Attr](t)(s.Mkdir(ctx, "d/edir", 0o750, 7, 8))
-	if err := e.m.Flush(ctx, ""); err != nil {
-		t.Fatal(err)
-	}
-	must[[]DirEntry](t)(s.ReadDir(ctx, ""))
-	must[[]DirEntry](t)(s.ReadDir(ctx, "d"))
-
-	// What the share knows is old when the store goes away: the first
-	// call finds it away, and from then on the share answers from it.
-	fake.Advance(2 * time.Minute)
-	away.Store(true)
+	goAway(t, e, s, fake, away, "", "d")
 	must[Attr](t)(s.Create(ctx, "d/new", 0o640, 7, 8, true))
 	must[Attr](t)(s.WriteAt(ctx, "d/new", []byte("written in the outage"), 0))
 	must[Attr](t)(s.Create(ctx, "d/tmp", 0o644, 0, 0, true))

@@ -52,8 +52,8 @@ func (m *Manager) deleting(share, key string) bool {
 // of share that wait for it (moves.go), and records each as done. It runs
 // before anything is written at those keys.
 func (m *Manager) settleDeletes(ctx context.Context, share string) error {
-	// One settling of a share at a time: the uploader, a rename and a
-	// symlink's put may each ask for it.
+	// One settling of a share at a time: the uploader and a rename may
+	// each ask for it.
 	settle := &m.ns(share).settle
 	settle.Lock()
 	defer settle.Unlock()

@@ -15,10 +15,11 @@
 // Every file and directory has a number (its inode) kept in meta, so NFS
 // file handles stay valid across restarts and renames.
 //
-// Writes: a write (and the creation of a file or directory) is appended
-// to the share upload buffer log (durable, group commit) and applied to
-// the local cache, in blocks of 1 MiB, before it is acknowledged; a new
-// file's object (a directory's marker) appears with its first upload. A
+// Writes: a write (and the creation of a file, directory or symbolic
+// link) is appended to the share upload buffer log (durable, group
+// commit) and applied to the local cache, in blocks of 1 MiB, before it is
+// acknowledged; a new file's object (a directory's marker, a link's
+// object) appears with its first upload. A
 // remove the store cannot take (it is away) is a log record too, done by
 // the uploader when the store is back, and so is a rename (a copy to the
 // new key, then the delete of the old one) and a change of attributes of

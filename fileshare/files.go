@@ -53,6 +53,9 @@ func (st *fileState) overlay(a *Attr) {
 	if st.attr.Type != 0 {
 		a.Type = st.attr.Type
 	}
+	if st.attr.Target != "" {
+		a.Target = st.attr.Target
+	}
 	a.Size, a.Mode, a.UID, a.GID, a.Mtime, a.Ctime = st.attr.Size, st.attr.Mode, st.attr.UID, st.attr.GID, st.attr.Mtime, st.attr.Ctime
 }
 
@@ -86,20 +89,29 @@ func (m *Manager) cancel(share string, ino uint64) {
 }
 
 // Log records (big-endian): type (1 write, 2 truncate, 3 setattr,
-// 4 create, 5 mkdir), share name length and name, inode, then
+// 4 create, 5 mkdir, 10 symlink; 6 to 9 in deletes.go and moves.go),
+// share name length and name, inode, then
 //
 //	write:    offset (8), data
 //	truncate: size (8)
 //	setattr:  mode, uid, gid (4 each), mtime unix nanoseconds (8)
 //	create:   as setattr, for a new empty file (its object comes with the upload)
 //	mkdir:    as setattr, for a new directory (its marker comes with the upload)
+//	symlink:  as setattr, then the target (1 to 4096 bytes), for a new
+//	          symbolic link (its object comes with the upload)
+//
+// docs/format.md specifies them byte by byte.
 const (
 	recWrite    byte = 1
 	recTruncate byte = 2
 	recSetattr  byte = 3
-	recCreate   byte = 4 // as setattr: the new file's mode, owner and time
-	recMkdir    byte = 5 // as setattr: the new directory's
+	recCreate   byte = 4  // as setattr: the new file's mode, owner and time
+	recMkdir    byte = 5  // as setattr: the new directory's
+	recSymlink  byte = 10 // as setattr, then the target
 )
+
+// maxTarget bounds a symbolic link's target.
+const maxTarget = 4096
 
 type record struct {
 	typ    byte
@@ -123,11 +135,14 @@ func (r record) encode() []byte {
 		b = binary.BigEndian.AppendUint64(b, uint64(r.offset))
 	case recRemove, recRemoved, recRename, recRenamed:
 		b = append(b, r.data...)
-	case recSetattr, recCreate, recMkdir:
+	case recSetattr, recCreate, recMkdir, recSymlink:
 		b = binary.BigEndian.AppendUint32(b, r.attr.Mode)
 		b = binary.BigEndian.AppendUint32(b, r.attr.UID)
 		b = binary.BigEndian.AppendUint32(b, r.attr.GID)
 		b = binary.BigEndian.AppendUint64(b, uint64(r.attr.Mtime.UnixNano()))
+		if r.typ == recSymlink {
+			b = append(b, r.attr.Target...)
+		}
 	}
 	return b
 }
@@ -169,7 +184,13 @@ func decodeRecord(b []byte) (record, error) {
 			return bad("bad rename")
 		}
 		r.data = rest
-	case recSetattr, recCreate, recMkdir:
+	case recSetattr, recCreate, recMkdir, recSymlink:
+		if r.typ == recSymlink {
+			if len(rest) <= 20 || len(rest) > 20+maxTarget {
+				return bad("bad symlink")
+			}
+			r.attr.Target, rest = string(rest[20:]), rest[:20]
+		}
 		if len(rest) != 20 {
 			return bad("bad setattr")
 		}
@@ -194,11 +215,12 @@ func (m *Manager) logAndApply(ctx context.Context, rec record, apply func(upload
 	return err
 }
 
-// create makes a new empty file or directory without touching the store:
-// the creation is durable in the log, and the object (a directory's
-// marker) appears with the upload. Until then the share lists and stats
-// it from its state, so creating works while the store is away.
-func (m *Manager) create(ctx context.Context, s *Share, p string, t FileType, mode, uid, gid uint32) (Attr, error) {
+// create makes a new empty file, a directory or a symbolic link (holding
+// target) without touching the store: the creation is durable in the log,
+// and the object (a directory's marker) appears with the upload. Until
+// then the share lists and stats it from its state, so creating works
+// while the store is away.
+func (m *Manager) create(ctx context.Context, s *Share, p string, t FileType, mode, uid, gid uint32, target string) (Attr, error) {
 	ino, err := s.inode(ctx, p)
 	if err != nil {
 		return Attr{}, err
@@ -206,8 +228,13 @@ func (m *Manager) create(ctx context.Context, s *Share, p string, t FileType, mo
 	now := s.now()
 	a := Attr{Ino: ino, Type: t, Mode: mode & 0o7777, UID: uid, GID: gid, Mtime: now, Ctime: now}
 	rec := record{typ: recCreate, share: s.cfg.Name, ino: ino, attr: a}
-	if t == TypeDir {
+	switch t {
+	case TypeDir:
 		rec.typ = recMkdir
+	case TypeSymlink:
+		rec.typ = recSymlink
+		a.Target, a.Size = target, int64(len(target))
+		rec.attr = a
 	}
 	err = m.logAndApply(ctx, rec, func(lsn uploadbuffer.LSN) error {
 		m.born(s, p, ino, a, lsn)
@@ -567,7 +594,7 @@ func (c journalClient) Apply(ctx context.Context, lsn uploadbuffer.LSN, b []byte
 		m.replayMove(r.share, lsn, r)
 		return nil
 	}
-	if r.typ != recCreate && r.typ != recMkdir {
+	if r.typ != recCreate && r.typ != recMkdir && r.typ != recSymlink {
 		if !m.replayWaits[fileKey{r.share, r.ino}] {
 			wait, err := m.replayFileRecord(ctx, lsn, r)
 			if err != nil || !wait {
@@ -593,8 +620,11 @@ func (c journalClient) Apply(ctx context.Context, lsn uploadbuffer.LSN, b []byte
 	}
 	r.attr.Ino, r.attr.Type = r.ino, TypeFile
 	key := s.key(path)
-	if r.typ == recMkdir {
+	switch r.typ {
+	case recMkdir:
 		r.attr.Type, key = TypeDir, key+"/"
+	case recSymlink:
+		r.attr.Type, r.attr.Size = TypeSymlink, int64(len(r.attr.Target))
 	}
 	if _, err := m.opts.Store.Stat(ctx, key); err == nil && !m.deleting(r.share, key) {
 		// Uploaded before the crash: the records after this one
@@ -780,6 +810,9 @@ func (m *Manager) upload(ctx context.Context, s *Share, k fileKey) (int64, error
 	case TypeDir:
 		// A new directory: its marker, carrying its attributes.
 		key, body, attr.Size = key+"/", bytes.NewReader(nil), 0
+	case TypeSymlink:
+		// A new symbolic link: an object holding the target.
+		body, attr.Size = strings.NewReader(attr.Target), int64(len(attr.Target))
 	default:
 		attr.Type = TypeFile
 	}

@@ -608,7 +608,7 @@ func (s *Share) Create(ctx context.Context, p string, mode, uid, gid uint32, exc
 		}
 		return Attr{}, err
 	}
-	return s.m.create(ctx, s, p, TypeFile, mode, uid, gid)
+	return s.m.create(ctx, s, p, TypeFile, mode, uid, gid, "")
 }
 
 // Mkdir makes a directory: a marker object carrying its attributes, put
@@ -625,10 +625,12 @@ func (s *Share) Mkdir(ctx context.Context, p string, mode, uid, gid uint32) (Att
 	if err := s.checkNew(ctx, p); err != nil {
 		return Attr{}, err
 	}
-	return s.m.create(ctx, s, p, TypeDir, mode, uid, gid)
+	return s.m.create(ctx, s, p, TypeDir, mode, uid, gid, "")
 }
 
-// Symlink makes a symbolic link holding target.
+// Symlink makes a symbolic link holding target: an object holding the
+// target, with gwd-type=symlink in its metadata, put by the uploader like a
+// new file's object (so it works while the store is away).
 func (s *Share) Symlink(ctx context.Context, p, target string, uid, gid uint32) (Attr, error) {
 	p, err := cleanPath(p)
 	if err != nil {
@@ -637,46 +639,13 @@ func (s *Share) Symlink(ctx context.Context, p, target string, uid, gid uint32) 
 	if err := s.writable(); err != nil {
 		return Attr{}, err
 	}
-	if target == "" || len(target) > 4096 {
+	if target == "" || len(target) > maxTarget {
 		return Attr{}, fmt.Errorf("symlink target of %d bytes: %w", len(target), ErrInvalid)
 	}
 	if err := s.checkNew(ctx, p); err != nil {
 		return Attr{}, err
 	}
-	a, err := s.put(ctx, p, TypeSymlink, 0o777, uid, gid, []byte(target))
-	if err != nil && s.m.storeFailed(ctx, err) {
-		return Attr{}, fmt.Errorf("symlink %s: a symbolic link is made in the object store at once, and the store is unreachable; nothing changed: %w", p, err)
-	}
-	return a, err
-}
-
-func (s *Share) put(ctx context.Context, p string, t FileType, mode, uid, gid uint32, data []byte) (Attr, error) {
-	now := s.now()
-	a := Attr{Type: t, Mode: mode & 0o7777, UID: uid, GID: gid, Size: int64(len(data)), Mtime: now, Ctime: now}
-	key := s.key(p)
-	if t == TypeDir {
-		key += "/"
-		a.Size = 0
-	}
-	if t == TypeSymlink {
-		a.Target = string(data)
-	}
-	if err := s.m.settleDeletes(ctx, s.cfg.Name); err != nil {
-		return Attr{}, err
-	}
-	if err := objstore.PutWith(ctx, s.m.opts.Store, key, bytes.NewReader(data), int64(len(data)), a.metadata()); err != nil {
-		return Attr{}, err
-	}
-	s.attrMu.Lock()
-	s.noteEntry(p, t, true)
-	s.attrMu.Unlock()
-	s.remember(p, a, true)
-	ino, err := s.inode(ctx, p)
-	if err != nil {
-		return Attr{}, err
-	}
-	a.Ino = ino
-	return a, nil
+	return s.m.create(ctx, s, p, TypeSymlink, 0o777, uid, gid, target)
 }
 
 // Readlink returns a symbolic link's target.
@@ -700,11 +669,11 @@ func (s *Share) Readlink(ctx context.Context, p string) (string, error) {
 		return "", err
 	}
 	defer rc.Close()
-	b, err := io.ReadAll(io.LimitReader(rc, 4097))
+	b, err := io.ReadAll(io.LimitReader(rc, maxTarget+1))
 	if err != nil {
 		return "", err
 	}
-	if len(b) > 4096 {
+	if len(b) > maxTarget {
 		return "", fmt.Errorf("%s: symlink target over 4096 bytes: %w", p, ErrInvalid)
 	}
 	return string(b), nil
