@@ -271,8 +271,8 @@ func TestShareAttributesEveryPath(t *testing.T) {
 }
 
 // TestShareWorksThroughOutage: with the store behind a proxy in outage,
-// creates, writes, renames, removes and mkdir over NFS in a directory the
-// gateway knows succeed (the remove of a file uploaded before, too, and
+// creates, writes, renames, removes, mkdir and symlink over NFS in a
+// directory the gateway knows succeed (the remove of a file uploaded before, too, and
 // the rename of a directory tree the gateway has listed, with files
 // uploaded before and made in the outage); a kill -9 after them loses
 // nothing the server acknowledged; after the outage everything reaches the
@@ -415,6 +415,52 @@ func TestShareWorksThroughOutage(t *testing.T) {
 		t.Fatalf("chmod of a file uploaded before the outage: %v", err)
 	}
 	mark("chmod d/chm")
+	// Symbolic links made in the outage: one kept, one renamed and one
+	// removed before their upload.
+	links := map[string]string{"d/ln": "new", "d/lnmoved": "../d/renamed/sub/deep"}
+	if err := v.Symlink(links["d/ln"], "d/ln"); err != nil {
+		t.Fatalf("symlink in the outage: %v", err)
+	}
+	if err := v.Symlink(links["d/lnmoved"], "d/lntmp"); err != nil {
+		t.Fatalf("symlink in the outage: %v", err)
+	}
+	if err := v.Rename("d/lntmp", "d/lnmoved"); err != nil {
+		t.Fatalf("rename of a symlink made in the outage: %v", err)
+	}
+	if err := v.Symlink("removed in the outage", "d/lngone"); err != nil {
+		t.Fatalf("symlink in the outage: %v", err)
+	}
+	if err := v.Remove("d/lngone"); err != nil {
+		t.Fatalf("remove of a symlink made in the outage: %v", err)
+	}
+	mark("symlink d/ln, d/lntmp, d/lngone, rename d/lntmp, remove d/lngone")
+	checkLinks := func(v *nfsc.Target, when string) {
+		t.Helper()
+		for p, target := range links {
+			fi, _, err := v.Lookup(p)
+			if err != nil {
+				t.Fatalf("LOOKUP %s %s: %v", p, when, err)
+			}
+			if a, ok := fi.(*nfsc.Fattr); !ok || a.Type != nfsc.NF3Lnk || a.Filesize != uint64(len(target)) {
+				t.Fatalf("LOOKUP %s %s: %+v, want a symbolic link of %d bytes", p, when, fi, len(target))
+			}
+			f, err := v.Open(p)
+			if err != nil {
+				t.Fatalf("open %s %s: %v", p, when, err)
+			}
+			got, err := f.Readlink()
+			f.Close()
+			if err != nil || got != target {
+				t.Fatalf("READLINK %s %s: %q %v, want %q", p, when, got, err, target)
+			}
+		}
+		for _, p := range []string{"d/lntmp", "d/lngone"} {
+			if _, _, err := v.Lookup(p); err == nil {
+				t.Fatalf("LOOKUP of %s %s: it is there", p, when)
+			}
+		}
+	}
+	checkLinks(v, "in the outage")
 	write("d/tree/a", tree["a"]) // uploaded before, changed in the outage
 	write("d/tree/sub/fresh", tree["sub/fresh"])
 	if err := v.Rename("d/tree", "d/renamed"); err != nil {
@@ -477,13 +523,16 @@ func TestShareWorksThroughOutage(t *testing.T) {
 		if mode, ok := modes["d/"+e.FileName]; ok && (!e.Attr.IsSet || e.Attr.Attr.FileMode&0o7777 != mode) {
 			t.Fatalf("READDIRPLUS in the outage: %s: %+v, want mode %o", e.FileName, e.Attr, mode)
 		}
+		if target, ok := links["d/"+e.FileName]; ok && (!e.Attr.IsSet || e.Attr.Attr.Type != nfsc.NF3Lnk || e.Attr.Attr.Filesize != uint64(len(target))) {
+			t.Fatalf("READDIRPLUS in the outage: %s: %+v, want a symbolic link of %d bytes", e.FileName, e.Attr, len(target))
+		}
 	}
-	for _, n := range []string{"kept", "chm", "edir2", "renamed"} {
+	for _, n := range []string{"kept", "chm", "edir2", "renamed", "ln", "lnmoved"} {
 		if !slices.Contains(names, n) {
 			t.Fatalf("listing in the outage: %v lacks %s", names, n)
 		}
 	}
-	for _, n := range []string{"keep", "edir", "tree"} {
+	for _, n := range []string{"keep", "edir", "tree", "lntmp", "lngone"} {
 		if slices.Contains(names, n) {
 			t.Fatalf("listing in the outage: %v has %s", names, n)
 		}
@@ -539,9 +588,16 @@ func TestShareWorksThroughOutage(t *testing.T) {
 	}
 	checkModes("after kill -9 in the outage")
 	checkTree(v, "after kill -9 in the outage")
+	checkLinks(v, "after kill -9 in the outage")
 	done()
 	for p, w := range want {
 		waitObject(t, srv, "away", "gw/w/"+p, []byte(w))
+	}
+	// A symbolic link's object: the target, flagged in its metadata.
+	for p, target := range links {
+		if md := waitObject(t, srv, "away", "gw/w/"+p, []byte(target)); md["gwd-type"] != "symlink" || md["gwd-mode"] != "777" {
+			t.Fatalf("symbolic link %s in the bucket after the outage: metadata %v", p, md)
+		}
 	}
 	waitUploaded(t, dir, "w")
 	ctx := context.Background()
@@ -558,7 +614,8 @@ func TestShareWorksThroughOutage(t *testing.T) {
 		t.Fatalf("marker of the directory renamed in the outage: %v %v", out, err)
 	}
 	for _, k := range []string{"gw/w/d/tmp", "gw/w/d/gone", "gw/w/d/rmd/", "gw/w/d/old", "gw/w/d/keep", "gw/w/d/edir/",
-		"gw/w/d/tree/", "gw/w/d/tree/a", "gw/w/d/tree/sub/", "gw/w/d/tree/sub/b", "gw/w/d/tree/sub/deep/", "gw/w/d/tree/sub/deep/c"} {
+		"gw/w/d/tree/", "gw/w/d/tree/a", "gw/w/d/tree/sub/", "gw/w/d/tree/sub/b", "gw/w/d/tree/sub/deep/", "gw/w/d/tree/sub/deep/c",
+		"gw/w/d/lntmp", "gw/w/d/lngone"} {
 		// The delete of d/old waited in the log; the uploader does it.
 		for deadline := time.Now().Add(3 * time.Minute); ; time.Sleep(200 * time.Millisecond) {
 			_, err := srv.Client().HeadObject(ctx, &awss3.HeadObjectInput{Bucket: aws.String("away"), Key: aws.String(k)})
@@ -597,6 +654,7 @@ func TestShareWorksThroughOutage(t *testing.T) {
 		}
 	}
 	checkModes("from the bucket after the outage")
+	checkLinks(v, "from the bucket after the outage")
 	done() // before the server goes: the test client cannot outlive it
 	d.stop(t)
 }
