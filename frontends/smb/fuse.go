@@ -41,7 +41,7 @@ func Mount(share *fileshare.Share, dir string, logger *slog.Logger) (*View, erro
 	}
 	t := attrTimeout
 	var zero time.Duration
-	root := &node{share: share}
+	root := &node{share: share, log: logger}
 	opts := &fs.Options{
 		MountOptions: fuse.MountOptions{
 			AllowOther:   true,
@@ -111,6 +111,7 @@ func (v *View) Unmount() error {
 type node struct {
 	fs.Inode
 	share *fileshare.Share
+	log   *slog.Logger
 }
 
 var (
@@ -214,12 +215,14 @@ func fillAttr(a fileshare.Attr, out *fuse.Attr) {
 // newChild makes (or finds, by inode number) the node of a share entry.
 func (n *node) newChild(ctx context.Context, a fileshare.Attr, out *fuse.EntryOut) *fs.Inode {
 	fillAttr(a, &out.Attr)
-	return n.NewInode(ctx, &node{share: n.share}, fs.StableAttr{Mode: typeBits(a.Type), Ino: a.Ino})
+	return n.NewInode(ctx, &node{share: n.share, log: n.log}, fs.StableAttr{Mode: typeBits(a.Type), Ino: a.Ino})
 }
 
 func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
 	a, err := n.share.Stat(ctx, n.child(name))
 	if err != nil {
+		// smbd leaves out of a listing a listed name it cannot look up.
+		n.log.Debug("view: lookup failed", "path", n.child(name), "err", err)
 		return nil, errno(err)
 	}
 	return n.newChild(ctx, a, out), 0
@@ -228,6 +231,7 @@ func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs
 func (n *node) Getattr(ctx context.Context, _ fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
 	a, err := n.share.Stat(ctx, n.path())
 	if err != nil {
+		n.log.Debug("view: getattr failed", "path", n.path(), "err", err)
 		return errno(err)
 	}
 	fillAttr(a, &out.Attr)
@@ -336,8 +340,10 @@ var (
 func (d *dirHandle) list(ctx context.Context) syscall.Errno {
 	entries, err := d.n.share.ReadDir(ctx, d.n.path())
 	if err != nil {
+		d.n.log.Debug("view: listing failed", "path", d.n.path(), "err", err)
 		return errno(err)
 	}
+	d.n.log.Debug("view: listed", "path", d.n.path(), "entries", len(entries))
 	d.entries = make([]fuse.DirEntry, len(entries))
 	for i, e := range entries {
 		d.entries[i] = fuse.DirEntry{Name: e.Name, Ino: e.Attr.Ino, Mode: typeBits(e.Attr.Type)}
