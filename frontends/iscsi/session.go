@@ -55,6 +55,9 @@ type session struct {
 	digests   Digests
 	nexus     scsi.Nexus
 	depth     uint32
+	// nexusGone ends the I_T nexus once: at logout, before the response,
+	// or when the connection ends.
+	nexusGone sync.Once
 
 	// Responses go through one writer goroutine, which sets the sequence
 	// numbers in the order PDUs go out and writes whatever is queued with
@@ -139,11 +142,7 @@ func (ss *session) run(ctx context.Context) {
 		<-ss.writerDone
 		ss.close()
 		ss.s.unregister(ss)
-		if ss.target != nil {
-			for _, lu := range ss.target.LUNs {
-				lu.NexusLost(ss.nexus.InitiatorPort)
-			}
-		}
+		ss.loseNexus()
 		close(ss.done)
 		ss.log.Info("iscsi: session ended")
 	}()
@@ -460,6 +459,10 @@ func (ss *session) logout(p *PDU) {
 			case <-deadline:
 			}
 		}
+		// What the nexus held (an SPC-2 reservation) is released before
+		// the initiator hears the logout is done: another initiator may
+		// act on it at once.
+		ss.loseNexus()
 		r := &PDU{}
 		r.SetOpcode(OpLogoutResp, false)
 		r.SetFinal(true)
@@ -471,6 +474,18 @@ func (ss *session) logout(p *PDU) {
 		ss.log.Info("iscsi: logout", "reason", reason)
 		ss.close()
 	}()
+}
+
+// loseNexus tells every LU of the session's target that its I_T nexus
+// is gone, once.
+func (ss *session) loseNexus() {
+	ss.nexusGone.Do(func() {
+		if ss.target != nil {
+			for _, lu := range ss.target.LUNs {
+				lu.NexusLost(ss.nexus.InitiatorPort)
+			}
+		}
+	})
 }
 
 // lunOf decodes the LUN field (SAM-5 single level: peripheral or flat
