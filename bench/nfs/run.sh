@@ -8,6 +8,7 @@
 #   RUNTIME=5 SERVERS=gatewayd bench/nfs/run.sh
 #   PROFILE=1 bench/nfs/run.sh         # gatewayd's CPU profile of write-1m
 #   ROUNDS=5 bench/nfs/run.sh          # write-1m rounds (default 3)
+#   JOBS=write bench/nfs/run.sh        # only the write-1m rounds and the disk's limit
 #   SRC_base=/other/tree SERVERS="gatewayd gatewayd-base ganesha" bench/nfs/run.sh
 #                                      # gatewayd-NAME: gatewayd built from $SRC_NAME
 #
@@ -28,6 +29,8 @@ runtime="${RUNTIME:-10}"
 servers="${SERVERS:-gatewayd ganesha}"
 profile="${PROFILE:-}"
 rounds="${ROUNDS:-3}"
+jobs="${JOBS:-all}"
+profile_seconds="${PROFILE_SECONDS:-2}"
 declare -A urls gw_pid
 size_mib=1024
 files=10000
@@ -83,13 +86,14 @@ write_job() {
 	local url=${urls[$s]}
 	settle
 	echo "== $s write-1m, round $r" >&2
+	uptime >>"$out/uptime.$r"
 	if [ -n "${gw_pid[$s]:-}" ]; then
 		perf stat -x, -e syscalls:sys_enter_fdatasync,syscalls:sys_enter_fsync -p "${gw_pid[$s]}" \
 			-o "$out/$s-write-1m.$r.syncs" >/dev/null 2>&1 &
 		perf_pid=$!
 		if [ -n "$profile" ] && [ "$r" = 1 ]; then
 			curl -s --unix-socket "$work/$s-data/admin.sock" -o "$out/$s-write-1m.pprof" \
-				"http://gatewayd/debug/pprof/profile?seconds=2" &
+				"http://gatewayd/debug/pprof/profile?seconds=$profile_seconds" &
 			prof_pid=$!
 		fi
 	fi
@@ -195,7 +199,9 @@ for r in $(seq "$rounds"); do
 	disk_job "write-1m-sync16.$r" 16
 	disk_job "write-1m-sync1.$r" 1
 done
-for s in $servers; do run_suite "$s"; done
+if [ "$jobs" = all ]; then
+	for s in $servers; do run_suite "$s"; done
+fi
 
 for g in "${!gw_pid[@]}"; do
 	[ -n "$profile" ] && [ -f "$out/$g-write-1m.pprof" ] || continue
@@ -260,6 +266,9 @@ for r in range(1, rounds + 1):
         d = job(f"disk-{name}.{r}")
         row.append(f"disk {name[9:]} {d['write']['bw_bytes'] / 1e6 if d else 0:.0f}")
     print(f"  round {r}: " + ", ".join(row))
+    p = os.path.join(out, f"uptime.{r}")
+    if os.path.exists(p):
+        print("    load average before each write-1m (uptime): " + "; ".join(l.split("load average:")[-1].strip() for l in open(p)))
 for name in ["write-1m-nosync", "write-1m-sync16", "write-1m-sync1"]:
     m = median([job(f"disk-{name}.{r}")["write"]["bw_bytes"] / 1e6 for r in range(1, rounds + 1) if job(f"disk-{name}.{r}")])
     if m:
