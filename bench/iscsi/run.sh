@@ -15,6 +15,8 @@
 #                                      # gatewayd-NAME: built from the tree in $SRC_NAME
 #   TARGETS="gatewayd-wc tgtd" JOBS="randwrite-4k-qd16 randwrite-4k-qd32" bench/iscsi/run.sh
 #                                      # gatewayd-wc: the volume's write cache on; JOBS: some jobs only
+#   SRC_base=/other/tree TARGETS="gatewayd-wc gatewayd-wc-base tgtd" bench/iscsi/run.sh
+#                                      # gatewayd-wc-NAME: write cache on, built from $SRC_NAME
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -188,6 +190,10 @@ for t in $targets; do
 	case "$t" in
 	gatewayd) start_gatewayd gatewayd "${GATEWAYD_SRC:-$repo}" ;;
 	gatewayd-wc) start_gatewayd gatewayd-wc "${GATEWAYD_SRC:-$repo}" --write-cache ;;
+	gatewayd-wc-*)
+		src="SRC_${t#gatewayd-wc-}"
+		start_gatewayd "$t" "${!src:?$src: the tree to build $t from}" --write-cache
+		;;
 	gatewayd-*)
 		src="SRC_${t#gatewayd-}"
 		start_gatewayd "$t" "${!src:?$src: the tree to build $t from}"
