@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"io"
 	"syscall"
 	"testing"
 
@@ -70,15 +69,7 @@ func TestNFSStableHowKill(t *testing.T) {
 	if after == verf {
 		t.Fatalf("write verifier %x unchanged after a restart: a client would not send uncommitted data again", verf)
 	}
-	r, err := v.Open("f.bin")
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, err := io.ReadAll(r)
-	r.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
+	got := readNFS(t, v, "f.bin")
 	if len(got) != len(want) {
 		t.Fatalf("after kill -9: %d bytes, want the %d committed or written FILE_SYNC", len(got), len(want))
 	}

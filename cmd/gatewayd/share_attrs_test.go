@@ -540,27 +540,14 @@ func TestShareWorksThroughOutage(t *testing.T) {
 	if got := strings.Join(names, " "); !strings.Contains(got, "moved") || !strings.Contains(got, "new") || strings.Contains(got, "tmp") || strings.Contains(got, "gone") || strings.Contains(got, "old") {
 		t.Fatalf("listing in the outage: %s", got)
 	}
-	readAll := func(v *nfsc.Target, p string) string {
-		t.Helper()
-		f, err := v.Open(p)
-		if err != nil {
-			t.Fatalf("open %s: %v", p, err)
-		}
-		defer f.Close()
-		b, err := io.ReadAll(f)
-		if err != nil {
-			t.Fatalf("read %s: %v", p, err)
-		}
-		return string(b)
-	}
 	for p, w := range want {
-		if got := readAll(v, p); got != w {
+		if got := string(readNFS(t, v, p)); got != w {
 			t.Fatalf("%s in the outage: %q", p, got)
 		}
 	}
 	// The gateway wrote these, so their data is in its cache.
 	for p, w := range uploaded {
-		if got := readAll(v, p); got != w {
+		if got := string(readNFS(t, v, p)); got != w {
 			t.Fatalf("%s in the outage: %q", p, got)
 		}
 	}
@@ -577,12 +564,12 @@ func TestShareWorksThroughOutage(t *testing.T) {
 	d = serve(t, dir)
 	v, done = nfsMount(t, nfsAddr(t, dir), "w")
 	for p, w := range want {
-		if got := readAll(v, p); got != w {
+		if got := string(readNFS(t, v, p)); got != w {
 			t.Fatalf("%s after kill -9 in the outage: %q", p, got)
 		}
 	}
 	for p, w := range uploaded {
-		if got := readAll(v, p); got != w {
+		if got := string(readNFS(t, v, p)); got != w {
 			t.Fatalf("%s after kill -9 in the outage: %q", p, got)
 		}
 	}
@@ -644,12 +631,12 @@ func TestShareWorksThroughOutage(t *testing.T) {
 	v, done = nfsMount(t, nfsAddr(t, dir), "w")
 	checkTree(v, "from the bucket after the outage")
 	for p, w := range want {
-		if got := readAll(v, p); got != w {
+		if got := string(readNFS(t, v, p)); got != w {
 			t.Fatalf("%s from the bucket after the outage: %q", p, got)
 		}
 	}
 	for p, w := range uploaded {
-		if got := readAll(v, p); got != w {
+		if got := string(readNFS(t, v, p)); got != w {
 			t.Fatalf("%s from the bucket after the outage: %q", p, got)
 		}
 	}

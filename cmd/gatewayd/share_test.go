@@ -73,6 +73,21 @@ func nfsMount(t *testing.T, addr, share string) (*nfsc.Target, func()) {
 // settle time) and returns its metadata. The deadline bounds a stuck
 // upload: a 1 GiB file through the race-checked daemon, beside the other
 // end-to-end tests on a busy machine, takes minutes.
+// readNFS reads the whole of a file over NFS.
+func readNFS(t *testing.T, v *nfsc.Target, name string) []byte {
+	t.Helper()
+	r, err := v.Open(name)
+	if err != nil {
+		t.Fatalf("open %s over NFS: %v", name, err)
+	}
+	defer r.Close()
+	got, err := io.ReadAll(r)
+	if err != nil {
+		t.Fatalf("read %s over NFS: %v", name, err)
+	}
+	return got
+}
+
 func waitObject(t *testing.T, srv *miniotest.Server, bucket, key string, want []byte) map[string]string {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Minute)
@@ -232,14 +247,8 @@ func TestSharesEndToEnd(t *testing.T) {
 	if err != nil || a.Filesize != uint64(len(want)) {
 		t.Fatalf("old handle after kill -9 and restart: %+v %v", a, err)
 	}
-	r, err := v.Open("notes.txt")
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, err := io.ReadAll(r)
-	r.Close()
-	if err != nil || !bytes.Equal(got, want) {
-		t.Fatalf("after kill -9: %d bytes (%v), want %d", len(got), err, len(want))
+	if got := readNFS(t, v, "notes.txt"); !bytes.Equal(got, want) {
+		t.Fatalf("after kill -9: %d bytes, want %d", len(got), len(want))
 	}
 	waitObject(t, srv, "files", "gw/docs/notes.txt", want)
 
@@ -363,15 +372,7 @@ func TestShareKillDuringWrites(t *testing.T) {
 	serve(t, dir)
 	v, done = nfsMount(t, nfsAddr(t, dir), "w")
 	defer done()
-	r, err := v.Open("log.bin")
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, err := io.ReadAll(r)
-	r.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
+	got := readNFS(t, v, "log.bin")
 	n := last + 1
 	if len(got) < n*rec {
 		t.Fatalf("after kill -9: %d bytes, but %d records of %d bytes were acknowledged", len(got), n, rec)

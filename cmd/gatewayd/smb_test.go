@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"maps"
 	"os"
 	"path/filepath"
@@ -120,14 +119,8 @@ func TestSMBEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	v, nfsDone := nfsMount(t, nfsAddr(t, dir), "docs")
-	f, err := v.Open("from-smb.bin")
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, err := io.ReadAll(f)
-	f.Close()
-	if err != nil || !bytes.Equal(got, fromSMB) {
-		t.Fatalf("NFS read of a file put over SMB: %d bytes, %v", len(got), err)
+	if got := readNFS(t, v, "from-smb.bin"); !bytes.Equal(got, fromSMB) {
+		t.Fatalf("NFS read of a file put over SMB: %d bytes, want %d", len(got), len(fromSMB))
 	}
 	waitObject(t, srv, "smb", "gw/docs/from-smb.bin", fromSMB)
 

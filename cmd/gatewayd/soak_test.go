@@ -25,7 +25,6 @@ import (
 	enc "encoding/binary"
 	"encoding/json"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -275,20 +274,6 @@ func appendLoop(f *nfsc.File, seed uint64, sf *shareFile, mu *sync.Mutex, inflig
 		default:
 		}
 	}
-}
-
-func readNFS(t *testing.T, v *nfsc.Target, name string) []byte {
-	t.Helper()
-	r, err := v.Open(name)
-	if err != nil {
-		t.Fatalf("open %s over NFS: %v", name, err)
-	}
-	defer r.Close()
-	got, err := io.ReadAll(r)
-	if err != nil {
-		t.Fatalf("read %s over NFS: %v", name, err)
-	}
-	return got
 }
 
 func countDiff(got, want []byte) int64 {
