@@ -13,6 +13,13 @@
 // off: it was never acknowledged) and Replay hands back every record not
 // yet trimmed.
 //
+// ReadRecord reads part of a record back, synced or still queued, also
+// after a restart: a service can serve reads of written bytes from the
+// log until it uploads them, instead of writing them a second time (the
+// chunk cache's overlay). Each segment keeps where its records start (4
+// bytes a record, so SegmentSize is at most 4 GiB) and a read handle,
+// closed when Trim removes it.
+//
 // A full filesystem under the log (ENOSPC or EDQUOT from a write or a
 // sync) is backpressure too, not a failure: the bytes of the failed
 // attempt are truncated away (so no part of an unacknowledged record can

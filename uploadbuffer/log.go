@@ -91,6 +91,7 @@ type segment struct {
 	first LSN
 	size  int64
 	path  string
+	idx   *segIndex // where its records are, and a handle to read them (read.go)
 }
 
 type request struct {
@@ -129,8 +130,9 @@ type Log struct {
 	assigned LSN       // the LSN the next queued record gets
 	trimmed  LSN       // trim point: records below it are not needed
 	queue    []*request
-	failed   error // set after a write or sync error: the log is fail-stop
-	noSpace  error // set while the writer waits for its filesystem to have room
+	inflight []*request // the writer's batch: records of it not yet synced are read from here
+	failed   error      // set after a write or sync error: the log is fail-stop
+	noSpace  error      // set while the writer waits for its filesystem to have room
 	closed   bool
 	stopped  bool          // the writer is gone: nothing queued will be written
 	synced   chan struct{} // closed and replaced when next moves, the log fails or the writer stops
@@ -180,7 +182,7 @@ func Open(fs vfs.FS, dir string, opts Options) (*Log, error) {
 	if opts.SegmentSize <= 0 {
 		opts.SegmentSize = 64 << 20
 	}
-	opts.SegmentSize = min(opts.SegmentSize, opts.Capacity/4)
+	opts.SegmentSize = min(opts.SegmentSize, opts.Capacity/4, maxSegmentSize)
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -217,7 +219,7 @@ func (l *Log) recover() error {
 		if err != nil || first == 0 {
 			return errkind.Mark(errkind.Corrupt, fmt.Errorf("uploadbuffer: unexpected file %s in %s", n, l.dir))
 		}
-		l.segs = append(l.segs, segment{first: LSN(first), path: filepath.Join(l.dir, n)})
+		l.segs = append(l.segs, segment{first: LSN(first), path: filepath.Join(l.dir, n), idx: &segIndex{}})
 	}
 	sort.Slice(l.segs, func(i, j int) bool { return l.segs[i].first < l.segs[j].first })
 	next := LSN(1)
@@ -229,7 +231,7 @@ func (l *Log) recover() error {
 		if i == 0 {
 			next = l.segs[0].first
 		}
-		end, n, err := l.scan(l.segs[i], last, 0, nil)
+		end, n, err := l.scan(l.segs[i], last, 0, l.segs[i].idx, nil)
 		if err != nil {
 			return err
 		}
@@ -274,9 +276,10 @@ func (l *Log) recover() error {
 	return nil
 }
 
-// scan reads a segment's records, calling fn for each (if not nil). It
-// returns the offset after the last good record and the next LSN.
-func (l *Log) scan(seg segment, last bool, from LSN, fn func(LSN, []byte) error) (int64, LSN, error) {
+// scan reads a segment's records, calling fn for each (if not nil) and
+// noting where each starts in idx (if not nil). It returns the offset
+// after the last good record and the next LSN.
+func (l *Log) scan(seg segment, last bool, from LSN, idx *segIndex, fn func(LSN, []byte) error) (int64, LSN, error) {
 	f, err := l.fs.Open(seg.path)
 	if err != nil {
 		return 0, 0, fmt.Errorf("uploadbuffer: %w", err)
@@ -320,6 +323,9 @@ func (l *Log) scan(seg segment, last bool, from LSN, fn func(LSN, []byte) error)
 			if err := fn(next, payload); err != nil {
 				return 0, 0, err
 			}
+		}
+		if idx != nil {
+			idx.add(off)
 		}
 		off += recHeaderSize + int64(len(payload))
 		next++
@@ -408,7 +414,7 @@ func segmentHeader(first LSN) []byte {
 // newSegment starts a segment at first. Called by the writer (with wmu
 // held, without mu) or before it runs.
 func (l *Log) newSegment(first LSN) error {
-	seg := segment{first: first, size: segHeaderSize, path: filepath.Join(l.dir, segName(first))}
+	seg := segment{first: first, size: segHeaderSize, path: filepath.Join(l.dir, segName(first)), idx: &segIndex{}}
 	f, err := l.fs.Create(seg.path)
 	if err != nil {
 		return fmt.Errorf("uploadbuffer: new segment: %w", err)
@@ -467,7 +473,7 @@ func (l *Log) Replay(fn func(lsn LSN, rec []byte) error) error {
 		return fn(lsn, rec)
 	}
 	for i, seg := range segs {
-		if _, _, err := l.scan(seg, i == len(segs)-1, from, count); err != nil {
+		if _, _, err := l.scan(seg, i == len(segs)-1, from, nil, count); err != nil {
 			return err
 		}
 	}
@@ -477,7 +483,8 @@ func (l *Log) Replay(fn func(lsn LSN, rec []byte) error) error {
 // Append makes rec durable and returns its LSN. It waits while the log is
 // full, until Trim frees space or ctx ends, and while the filesystem under
 // the log is full, until space returns (Trim frees some, or the operator
-// does) or ctx ends.
+// does) or ctx ends. The caller must not change rec before Append
+// returns: until it is written, ReadRecord reads the record from rec.
 func (l *Log) Append(ctx context.Context, rec []byte) (LSN, error) {
 	req, err := l.enqueue(ctx, rec, false)
 	if err != nil {
@@ -498,8 +505,8 @@ func (l *Log) Append(ctx context.Context, rec []byte) (LSN, error) {
 // waits for space as Append does; once it has returned, ctx no longer
 // matters and the record is written unless the log fails or is closed
 // while its filesystem is full (Sync then says so). The log keeps rec
-// until the record is written: the caller must not change it before Sync
-// for its LSN returns.
+// until the record is written, and ReadRecord reads it from rec until
+// then: the caller must not change it before Sync for its LSN returns.
 //
 // A buffered record costs no extra sync: it is written with the next
 // group commit, the one that is running or that the next Append or Sync
@@ -662,6 +669,9 @@ func (l *Log) writer() {
 			l.mu.Lock()
 			batch := append(pending, l.queue...)
 			l.queue = nil
+			if len(batch) > 0 {
+				l.inflight = batch
+			}
 			l.mu.Unlock()
 			if len(batch) == 0 {
 				break
@@ -721,6 +731,7 @@ func (l *Log) writeBatch(batch []*request) []*request {
 		}
 	}()
 	var inBuf []*request // the requests whose records are written or in buf, not synced
+	var offs []int64     // where each of them starts in the segment
 	var pend int64       // bytes of them written past seg.size
 	write := func(b []byte) error {
 		l.torn = true // until synced, a failure may leave part of b
@@ -750,6 +761,9 @@ func (l *Log) writeBatch(batch []*request) []*request {
 		next += LSN(len(inBuf))
 		l.mu.Lock()
 		l.segs[len(l.segs)-1].size = seg.size
+		for _, off := range offs {
+			l.segs[len(l.segs)-1].idx.add(off)
+		}
 		l.used.Add(pend)
 		l.next.Store(uint64(next))
 		l.stats.Syncs++
@@ -765,7 +779,7 @@ func (l *Log) writeBatch(batch []*request) []*request {
 		l.progress()
 		l.space.Broadcast()
 		l.mu.Unlock()
-		inBuf, pend = inBuf[:0], 0
+		inBuf, offs, pend = inBuf[:0], offs[:0], 0
 		return nil
 	}
 	for i, r := range batch {
@@ -785,6 +799,7 @@ func (l *Log) writeBatch(batch []*request) []*request {
 			// Cannot happen: LSNs are given in queue order.
 			return l.writeFailed(fmt.Errorf("uploadbuffer: record queued with LSN %d where %d is next", r.lsn, want), batch[i-len(inBuf):])
 		}
+		offs = append(offs, seg.size+pend+int64(len(buf)))
 		if len(r.rec) < directWrite {
 			buf = appendRecord(buf, r.lsn, r.rec)
 		} else {
@@ -915,7 +930,7 @@ func (l *Log) awaitSpace(pending []*request, delay time.Duration) []*request {
 		for _, r := range append(pending, l.queue...) {
 			l.answer(r, fmt.Errorf("%w while waiting for space on its filesystem", ErrClosed))
 		}
-		l.queue = nil
+		l.queue, l.inflight = nil, nil
 		l.progress()
 		return nil
 	}
@@ -944,6 +959,7 @@ func (l *Log) awaitSpace(pending []*request, delay time.Duration) []*request {
 		}
 	}
 	l.assigned -= shift
+	l.inflight = left // the dropped are not read back: their LSNs went to others
 	if len(left) == 0 && len(l.queue) == 0 && l.noSpace != nil {
 		// No one is left to find out when space returns: the next
 		// append tries, and waits again if there is still none.
@@ -1012,6 +1028,7 @@ func (l *Log) Trim(upTo LSN) error {
 		l.mu.Lock()
 		l.segs = l.segs[1:]
 		l.used.Add(-first.size)
+		first.idx.retire()
 		l.mu.Unlock()
 		freed = true
 	}
@@ -1071,6 +1088,8 @@ func (l *Log) restartSegment() error {
 		return l.fail(err)
 	}
 	seg.first, seg.path = next, path
+	seg.idx.retire() // every record it had is trimmed
+	seg.idx = &segIndex{}
 	if err := l.fs.SyncDir(l.dir); err != nil {
 		l.log.Warn("sync upload buffer directory", "err", err) // the old name is safe too
 	}
@@ -1155,5 +1174,10 @@ func (l *Log) Close() error {
 	close(l.stop)
 	close(l.wake)
 	<-l.done
+	l.mu.Lock()
+	for _, seg := range l.segs {
+		seg.idx.retire()
+	}
+	l.mu.Unlock()
 	return l.cur.Close()
 }

@@ -1,0 +1,194 @@
+package uploadbuffer
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"sort"
+	"sync"
+	"sync/atomic"
+
+	"github.com/gatewayd/gatewayd/errkind"
+	"github.com/gatewayd/gatewayd/vfs"
+)
+
+// Reading records back (ReadRecord) lets a service keep the bytes of a
+// write where they already are, in the log, until it uploads them, instead
+// of writing them a second time elsewhere (the chunk cache's overlay).
+//
+// A record the writer has not written yet is read from the request that
+// queued it (its caller never changes it). A written record is found by a
+// per-segment index of where each record starts, filled as the writer
+// commits and when Open scans the segments, so records replayed after a
+// restart are readable too; a segment is read through a handle opened on
+// the first read and closed when Trim removes the segment.
+
+// maxSegmentSize bounds Options.SegmentSize so that every record of a
+// segment the log writes starts at an offset a uint32 holds.
+const maxSegmentSize = math.MaxUint32
+
+// ErrNoRecord means ReadRecord was asked for a record the log does not
+// hold: trimmed, never appended, or dropped before it was written.
+var ErrNoRecord = errkind.Mark(errkind.NotFound, errors.New("uploadbuffer: no such record"))
+
+// segIndex is where a segment's records start (by LSN - first) and a read
+// handle on it.
+type segIndex struct {
+	offs []uint32 // under Log.mu
+	wide []int64  // instead of offs once an offset does not fit (a segment of an older, larger SegmentSize)
+
+	refs   atomic.Int64 // reads under way; taken under Log.mu
+	doomed atomic.Bool  // set under Log.mu: the segment is gone, close the handle after the last read
+
+	fmu sync.Mutex
+	f   vfs.File // opened by the first read
+}
+
+// add notes that the next record starts at off. Called with Log.mu held,
+// or before the log is shared.
+func (x *segIndex) add(off int64) {
+	if x.wide == nil && off <= math.MaxUint32 {
+		x.offs = append(x.offs, uint32(off))
+		return
+	}
+	if x.wide == nil {
+		x.wide = make([]int64, len(x.offs), len(x.offs)+1)
+		for i, o := range x.offs {
+			x.wide[i] = int64(o)
+		}
+		x.offs = nil
+	}
+	x.wide = append(x.wide, off)
+}
+
+func (x *segIndex) len() int { return len(x.offs) + len(x.wide) }
+
+func (x *segIndex) at(i int) int64 {
+	if x.wide != nil {
+		return x.wide[i]
+	}
+	return int64(x.offs[i])
+}
+
+// file returns the read handle, opening it on first use.
+func (x *segIndex) file(fs vfs.FS, path string) (vfs.File, error) {
+	x.fmu.Lock()
+	defer x.fmu.Unlock()
+	if x.f == nil {
+		f, err := fs.Open(path)
+		if err != nil {
+			return nil, err
+		}
+		x.f = f
+	}
+	return x.f, nil
+}
+
+func (x *segIndex) closeFile() {
+	x.fmu.Lock()
+	defer x.fmu.Unlock()
+	if x.f != nil {
+		x.f.Close()
+		x.f = nil
+	}
+}
+
+// release ends a read.
+func (x *segIndex) release() {
+	if x.refs.Add(-1) == 0 && x.doomed.Load() {
+		x.closeFile()
+	}
+}
+
+// retire marks the segment gone: its handle closes after the last read.
+// Called with Log.mu held.
+func (x *segIndex) retire() {
+	x.doomed.Store(true)
+	if x.refs.Load() == 0 {
+		x.closeFile()
+	}
+}
+
+// ReadRecord copies bytes [off, off+len(p)) of the payload of record lsn
+// into p. The record may be synced or not yet (an AppendBuffered record,
+// or an Append still waiting for its group commit), and may come from
+// before a restart. A record trimmed, never appended or dropped (a
+// cancelled append) is ErrNoRecord, and a range outside the payload an
+// error: never other bytes.
+//
+// A caller that reads a record back keeps it from being trimmed (a pin, or
+// what its Needer reports) for as long as it may read it.
+func (l *Log) ReadRecord(lsn LSN, p []byte, off int64) error {
+	if off < 0 {
+		return fmt.Errorf("uploadbuffer: read of record %d at negative offset %d", lsn, off)
+	}
+	l.mu.Lock()
+	if lsn == 0 || lsn < l.trimmed {
+		trimmed := l.trimmed
+		l.mu.Unlock()
+		return fmt.Errorf("%w: LSN %d is trimmed (trim point %d)", ErrNoRecord, lsn, trimmed)
+	}
+	if lsn >= LSN(l.next.Load()) {
+		rec, ok := l.unwritten(lsn)
+		l.mu.Unlock()
+		if !ok {
+			return fmt.Errorf("%w: LSN %d was never appended, or was dropped", ErrNoRecord, lsn)
+		}
+		if off+int64(len(p)) > int64(len(rec)) {
+			return recordRange(lsn, off, len(p), int64(len(rec)))
+		}
+		copy(p, rec[off:]) // outside the lock: rec does not change
+		return nil
+	}
+	i := sort.Search(len(l.segs), func(i int) bool { return l.segs[i].first > lsn }) - 1
+	if i < 0 {
+		l.mu.Unlock()
+		return fmt.Errorf("%w: LSN %d is before the log's first segment", ErrNoRecord, lsn)
+	}
+	seg := l.segs[i]
+	x := seg.idx
+	k := int(lsn - seg.first)
+	if k >= x.len() || x.doomed.Load() {
+		l.mu.Unlock()
+		return fmt.Errorf("%w: LSN %d is not indexed in segment %s", ErrNoRecord, lsn, seg.path)
+	}
+	start := x.at(k)
+	end := seg.size // the segment's synced end
+	if k+1 < x.len() {
+		end = x.at(k + 1)
+	}
+	x.refs.Add(1)
+	l.mu.Unlock()
+	defer x.release()
+	size := end - start - recHeaderSize
+	if off+int64(len(p)) > size {
+		return recordRange(lsn, off, len(p), size)
+	}
+	f, err := x.file(l.fs, seg.path)
+	if err != nil {
+		return fmt.Errorf("uploadbuffer: read record %d: %w", lsn, err)
+	}
+	if _, err := f.ReadAt(p, start+recHeaderSize+off); err != nil {
+		return fmt.Errorf("uploadbuffer: read record %d: %w", lsn, err)
+	}
+	return nil
+}
+
+func recordRange(lsn LSN, off int64, n int, size int64) error {
+	return fmt.Errorf("uploadbuffer: read [%d, %d) of record %d, which has %d bytes", off, off+int64(n), lsn, size)
+}
+
+// unwritten returns the record of lsn while it is queued or in the
+// writer's batch, not yet synced. Called with l.mu held.
+func (l *Log) unwritten(lsn LSN) ([]byte, bool) {
+	for _, q := range [2][]*request{l.inflight, l.queue} {
+		if len(q) == 0 || lsn < q[0].lsn {
+			continue
+		}
+		// LSNs follow each other in the writer's batch and in the queue.
+		if i := lsn - q[0].lsn; i < LSN(len(q)) && q[i].lsn == lsn && q[i].rec != nil {
+			return q[i].rec, true
+		}
+	}
+	return nil, false
+}
