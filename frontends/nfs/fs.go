@@ -12,6 +12,7 @@ import (
 	"time"
 
 	billy "github.com/go-git/go-billy/v5"
+	gonfs "github.com/willscott/go-nfs"
 	nfsfile "github.com/willscott/go-nfs/file"
 
 	"github.com/gatewayd/gatewayd/fileshare"
@@ -37,35 +38,56 @@ func (f *shareFS) full(name string) string {
 	return f.root + "/" + p
 }
 
+// shareErrors is how the frontend answers a share's errors: as the os
+// error go-nfs maps to an NFS status (osErr, for the procedures go-nfs
+// serves), and as the NFS status the procedures served here answer
+// (nfsStatus). A file a handle named that is gone is NFS3ERR_STALE there;
+// go-nfs answers a missing name NFS3ERR_NOENT.
+var shareErrors = []struct {
+	err error
+	os  error
+	st  gonfs.NFSStatus
+}{
+	{fileshare.ErrNotExist, os.ErrNotExist, gonfs.NFSStatusStale},
+	{fileshare.ErrStale, os.ErrNotExist, gonfs.NFSStatusStale},
+	{fileshare.ErrExist, os.ErrExist, gonfs.NFSStatusExist},
+	{fileshare.ErrReadOnly, syscall.EROFS, gonfs.NFSStatusROFS},
+	{fileshare.ErrNotEmpty, syscall.ENOTEMPTY, gonfs.NFSStatusNotEmpty},
+	{fileshare.ErrNotDir, syscall.ENOTDIR, gonfs.NFSStatusNotDir},
+	{fileshare.ErrIsDir, syscall.EISDIR, gonfs.NFSStatusIsDir},
+	{fileshare.ErrNotSupp, syscall.ENOTSUP, gonfs.NFSStatusNotSupp},
+	{fileshare.ErrNameTooLong, syscall.ENAMETOOLONG, gonfs.NFSStatusNameTooLong},
+	{fileshare.ErrInvalid, syscall.EINVAL, gonfs.NFSStatusInval},
+	{syscall.ENOSPC, syscall.ENOSPC, gonfs.NFSStatusNoSPC},
+	{syscall.EDQUOT, syscall.EDQUOT, gonfs.NFSStatusDQuot},
+}
+
+// shareError finds err in shareErrors: the os error and NFS status it
+// maps to, or nil and NFS3ERR_IO.
+func shareError(err error) (error, gonfs.NFSStatus) {
+	for _, e := range shareErrors {
+		if errors.Is(err, e.err) {
+			return e.os, e.st
+		}
+	}
+	return nil, gonfs.NFSStatusIO
+}
+
 // osErr turns a share error into the os error go-nfs maps to an NFS status.
 func osErr(op, name string, err error) error {
 	if err == nil {
 		return nil
 	}
-	var target error
-	switch {
-	case errors.Is(err, fileshare.ErrNotExist), errors.Is(err, fileshare.ErrStale):
-		target = os.ErrNotExist
-	case errors.Is(err, fileshare.ErrExist):
-		target = os.ErrExist
-	case errors.Is(err, fileshare.ErrReadOnly):
-		target = syscall.EROFS
-	case errors.Is(err, fileshare.ErrNotEmpty):
-		target = syscall.ENOTEMPTY
-	case errors.Is(err, fileshare.ErrNotDir):
-		target = syscall.ENOTDIR
-	case errors.Is(err, fileshare.ErrIsDir):
-		target = syscall.EISDIR
-	case errors.Is(err, fileshare.ErrNotSupp):
-		target = syscall.ENOTSUP
-	case errors.Is(err, fileshare.ErrNameTooLong):
-		target = syscall.ENAMETOOLONG
-	case errors.Is(err, fileshare.ErrInvalid):
-		target = syscall.EINVAL
-	default:
-		return &os.PathError{Op: op, Path: name, Err: err}
+	if target, _ := shareError(err); target != nil {
+		err = target
 	}
-	return &os.PathError{Op: op, Path: name, Err: target}
+	return &os.PathError{Op: op, Path: name, Err: err}
+}
+
+// nfsStatus is the NFS status of a failed call served here.
+func nfsStatus(err error) gonfs.NFSStatus {
+	_, st := shareError(err)
+	return st
 }
 
 func clean(name string) string { return strings.Trim(path.Clean("/"+name), "/") }

@@ -57,6 +57,7 @@ type timedConn struct {
 	log     *slog.Logger
 	slow    time.Duration
 	in, out recordScanner // the reader's and the writer's alone
+	wbufs   [][]byte      // the writer's: what WriteBuffers writes
 
 	mu      sync.Mutex
 	pending map[uint32]pendingCall // by XID
@@ -75,6 +76,21 @@ func (c *timedConn) Write(p []byte) (int, error) {
 	if n > 0 {
 		c.out.feed(p[:n])
 	}
+	return n, err
+}
+
+// WriteBuffers writes several buffers at once (writev on a socket), for
+// rpcConn's writer.
+func (c *timedConn) WriteBuffers(b *net.Buffers) (int64, error) {
+	c.wbufs = append(c.wbufs[:0], *b...)
+	n, err := b.WriteTo(c.Conn)
+	left := n
+	for _, p := range c.wbufs {
+		k := min(left, int64(len(p)))
+		c.out.feed(p[:k])
+		left -= k
+	}
+	clear(c.wbufs)
 	return n, err
 }
 

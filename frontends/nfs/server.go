@@ -5,10 +5,16 @@
 // daemon restarts. Export options (allowed clients, read-only) are checked
 // at MOUNT and on every call.
 //
-// WRITE and COMMIT are served below go-nfs (stable.go), to honour a
-// WRITE's stable_how: an UNSTABLE write is answered without waiting for a
-// sync and is durable at COMMIT; the write verifier changes when the
-// daemon restarts, so that a client sends uncommitted data again.
+// The connection's RPC layer is gatewayd's own (rpc.go): it reads the
+// calls, serves READ, GETATTR, ACCESS, WRITE and COMMIT itself, several
+// of a connection's at once, and hands the other calls to go-nfs, which
+// serves them one at a time; one writer writes every reply whole, in the
+// order they are ready. READ reads the data straight into a pooled reply
+// buffer (read.go). WRITE honours stable_how (stable.go): an UNSTABLE
+// write is answered without waiting for a sync and is durable at COMMIT;
+// the write verifier changes when the daemon restarts, so that a client
+// sends uncommitted data again. docs/nfs.md says why go-nfs stays for the
+// rest.
 //
 // go-nfs serves NFS and MOUNT on one TCP port and has no portmapper:
 // clients give the port for both (libnfs: ?nfsport=N&mountport=N; Linux:
@@ -74,18 +80,22 @@ func (s *Server) Serve(l net.Listener) error {
 	s.mu.Lock()
 	s.l = l
 	s.mu.Unlock()
-	gonfs.Log.SetLevel(gonfs.ErrorLevel) // go-nfs has its own logger: errors only
+	quietGoNFS()
 	if s.Latency != nil {
 		l = timedListener{Listener: l, observe: s.Latency, log: s.log, slow: slowCall}
 	}
 	h := &handler{s: s}
 	srv := &gonfs.Server{Handler: h, ID: s.verifier}
-	err := srv.Serve(stableListener{Listener: l, h: h})
+	err := srv.Serve(rpcListener{Listener: l, h: h})
 	if errors.Is(err, net.ErrClosed) {
 		return nil
 	}
 	return err
 }
+
+// quietGoNFS sets go-nfs's own logger to errors only, once: its
+// connections of an earlier server read the level.
+var quietGoNFS = sync.OnceFunc(func() { gonfs.Log.SetLevel(gonfs.ErrorLevel) })
 
 // Close stops accepting connections.
 func (s *Server) Close() error {

@@ -204,7 +204,7 @@ func holding(recs [][]byte, data [][]byte) int {
 }
 
 // waitsForSync says whether a goroutine serving a call in fn (of
-// stableConn: "commit", "write") waits in the upload buffer's Sync.
+// rpcConn: "commit", "write") waits in the upload buffer's Sync.
 func waitsForSync(fn string) bool {
 	buf := make([]byte, 1<<20)
 	for {
@@ -216,7 +216,7 @@ func waitsForSync(fn string) bool {
 		buf = make([]byte, 2*len(buf))
 	}
 	for _, g := range strings.Split(string(buf), "\n\n") {
-		if strings.Contains(g, "(*stableConn)."+fn+"(") && strings.Contains(g, "uploadbuffer.(*Log).Sync") {
+		if strings.Contains(g, "(*rpcConn)."+fn+"(") && strings.Contains(g, "uploadbuffer.(*Log).Sync") {
 			return true
 		}
 	}
