@@ -5,73 +5,19 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"io"
-	"net/http"
-	"net/http/httptest"
-	"net/http/httputil"
-	"net/url"
 	"os"
 	"strconv"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	metamem "github.com/gatewayd/gatewayd/meta/mem"
 
+	"github.com/gatewayd/gatewayd/internal/faultproxy"
 	"github.com/gatewayd/gatewayd/internal/miniotest"
 	"github.com/gatewayd/gatewayd/objstore"
 	"github.com/gatewayd/gatewayd/objstore/retry"
 	"github.com/gatewayd/gatewayd/objstore/s3"
 )
-
-// wireCounter is a reverse proxy in front of S3 that counts the body bytes
-// that cross it each way, and the requests.
-type wireCounter struct {
-	srv                *httptest.Server
-	up, down, requests atomic.Int64
-}
-
-type countingBody struct {
-	io.ReadCloser
-	n *atomic.Int64
-}
-
-func (b countingBody) Read(p []byte) (int, error) {
-	n, err := b.ReadCloser.Read(p)
-	b.n.Add(int64(n))
-	return n, err
-}
-
-type countingWriter struct {
-	http.ResponseWriter
-	n *atomic.Int64
-}
-
-func (w countingWriter) Write(p []byte) (int, error) {
-	n, err := w.ResponseWriter.Write(p)
-	w.n.Add(int64(n))
-	return n, err
-}
-
-func startWireCounter(t *testing.T, target string) *wireCounter {
-	u, err := url.Parse(target)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// The Host header stays the proxy's: the request is signed for it.
-	rp := httputil.NewSingleHostReverseProxy(u)
-	c := &wireCounter{}
-	c.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		c.requests.Add(1)
-		if r.Body != nil {
-			r.Body = countingBody{r.Body, &c.up}
-		}
-		rp.ServeHTTP(countingWriter{w, &c.down}, r)
-	}))
-	t.Cleanup(c.srv.Close)
-	return c
-}
-
-func (c *wireCounter) reset() { c.up.Store(0); c.down.Store(0); c.requests.Store(0) }
 
 // pattern is size bytes of a fixed sequence, without holding them.
 type pattern struct{ pos, size int64 }
@@ -146,7 +92,12 @@ func TestComposeBytesOnTheWire(t *testing.T) {
 	}
 	run := func(bucket string, compose bool) result {
 		srv.CreateBucket(t, bucket)
-		wire := startWireCounter(t, srv.Endpoint)
+		// The bytes on the wire are counted by a proxy that injects no fault.
+		wire, err := faultproxy.Start(srv.Endpoint, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { wire.Close() })
 		open := func(endpoint string) *s3.Store {
 			st, err := s3.Open(t.Context(), s3.Config{Bucket: bucket, Endpoint: endpoint, Region: srv.Region, PathStyle: true,
 				AccessKeyID: srv.AccessKey, SecretAccessKey: srv.SecretKey}, nil)
@@ -160,7 +111,7 @@ func TestComposeBytesOnTheWire(t *testing.T) {
 		if err := direct.Put(t.Context(), "docs/big", &pattern{size: size}, size); err != nil {
 			t.Fatal(err)
 		}
-		var st objstore.Store = retry.New(open(wire.srv.URL), retry.Options{})
+		var st objstore.Store = retry.New(open(wire.URL()), retry.Options{})
 		if !compose {
 			st = withoutComposer{st, st.(objstore.MetadataPutter), st.(objstore.DirLister), st.(objstore.Copier)}
 		}
@@ -171,12 +122,12 @@ func TestComposeBytesOnTheWire(t *testing.T) {
 		must[Config](t)(e.m.Create(ctx, Config{Name: "docs"}))
 		s := e.share("docs")
 		must[Attr](t)(s.WriteAt(ctx, "big", change, at))
-		wire.reset()
-		start := time.Now()
+		was, start := wire.Stats(), time.Now()
 		if err := e.m.Flush(ctx, ""); err != nil {
 			t.Fatal(err)
 		}
-		r := result{up: wire.up.Load(), down: wire.down.Load(), requests: wire.requests.Load(), took: time.Since(start)}
+		now := wire.Stats()
+		r := result{up: now.BytesUp - was.BytesUp, down: now.BytesDown - was.BytesDown, requests: now.Requests - was.Requests, took: time.Since(start)}
 		rc, err := direct.Get(t.Context(), "docs/big", 0, -1)
 		if err != nil {
 			t.Fatal(err)

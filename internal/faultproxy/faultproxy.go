@@ -5,7 +5,8 @@
 // work (the response lost), latency, response bodies cut short, and whole
 // outage windows in which every request is reset. Each fault comes at its
 // own rate from a seeded random source, so a run can be repeated; rates can
-// be changed while the proxy runs.
+// be changed while the proxy runs. Stats counts the requests, the faults
+// and the body bytes that cross the proxy each way.
 //
 // The proxy forwards requests unchanged, Host header included, so SigV4
 // signatures made for the proxy's address verify at the server behind it.
@@ -49,6 +50,11 @@ type Stats struct {
 	Truncated     int64
 	Delayed       int64
 	OutageResets  int64 // requests reset inside an outage window
+	// BytesUp is the request body bytes sent on to the server, BytesDown
+	// the response body bytes of the server passed back to the client
+	// (the proxy's own error responses not counted): what crosses the
+	// wire to the object store and back.
+	BytesUp, BytesDown int64
 }
 
 // Injected is the number of faults injected (delays not counted).
@@ -57,8 +63,8 @@ func (s Stats) Injected() int64 {
 }
 
 func (s Stats) String() string {
-	return fmt.Sprintf("%d requests, %d forwarded; faults: %d slowdown, %d internal error, %d reset before, %d reset after, %d truncated, %d outage resets; %d delayed",
-		s.Requests, s.Forwarded, s.SlowDown, s.InternalError, s.ResetBefore, s.ResetAfter, s.Truncated, s.OutageResets, s.Delayed)
+	return fmt.Sprintf("%d requests, %d forwarded; faults: %d slowdown, %d internal error, %d reset before, %d reset after, %d truncated, %d outage resets; %d delayed; %d bytes up, %d down",
+		s.Requests, s.Forwarded, s.SlowDown, s.InternalError, s.ResetBefore, s.ResetAfter, s.Truncated, s.OutageResets, s.Delayed, s.BytesUp, s.BytesDown)
 }
 
 // Proxy is a running fault-injecting proxy.
@@ -75,6 +81,7 @@ type Proxy struct {
 	outageOn    bool
 
 	requests, forwarded, slowDown, internalError, resetBefore, resetAfter, truncated, delayed, outageResets atomic.Int64
+	bytesUp, bytesDown                                                                                      atomic.Int64
 }
 
 // Start starts a proxy on a free loopback port forwarding to target (for
@@ -135,6 +142,7 @@ func (p *Proxy) Stats() Stats {
 		SlowDown: p.slowDown.Load(), InternalError: p.internalError.Load(),
 		ResetBefore: p.resetBefore.Load(), ResetAfter: p.resetAfter.Load(),
 		Truncated: p.truncated.Load(), Delayed: p.delayed.Load(), OutageResets: p.outageResets.Load(),
+		BytesUp: p.bytesUp.Load(), BytesDown: p.bytesDown.Load(),
 	}
 }
 
@@ -234,7 +242,8 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		n := int64(cut * float64(resp.ContentLength))
 		w.Header().Set("Content-Length", strconv.FormatInt(resp.ContentLength, 10))
 		w.WriteHeader(resp.StatusCode)
-		io.CopyN(w, resp.Body, n)
+		n, _ = io.CopyN(w, resp.Body, n)
+		p.bytesDown.Add(n)
 		if fl, ok := w.(http.Flusher); ok {
 			fl.Flush()
 		}
@@ -244,7 +253,8 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		panic(http.ErrAbortHandler)
 	}
 	w.WriteHeader(resp.StatusCode)
-	io.Copy(w, resp.Body)
+	n, _ := io.Copy(w, resp.Body)
+	p.bytesDown.Add(n)
 	p.forwarded.Add(1)
 }
 
@@ -257,9 +267,23 @@ func (p *Proxy) forward(r *http.Request) (*http.Response, error) {
 	out.Host = r.Host // the signature covers the Host the client used
 	if r.ContentLength == 0 {
 		out.Body = nil
+	} else {
+		out.Body = countingBody{out.Body, &p.bytesUp}
 	}
 	out.Header.Del("Connection")
 	return p.tr.RoundTrip(out)
+}
+
+// countingBody adds the bytes read through it to n.
+type countingBody struct {
+	io.ReadCloser
+	n *atomic.Int64
+}
+
+func (b countingBody) Read(buf []byte) (int, error) {
+	n, err := b.ReadCloser.Read(buf)
+	b.n.Add(int64(n))
+	return n, err
 }
 
 // reset closes the client's connection with a TCP RST.

@@ -63,20 +63,27 @@ func isConnError(err error) bool {
 		strings.Contains(err.Error(), "connection reset") || strings.Contains(err.Error(), "EOF")
 }
 
-// TestFaultsOnMinIO drives each fault through the proxy against a real
-// MinIO and checks what a client sees and what the server did.
-func TestFaultsOnMinIO(t *testing.T) {
+// onMinIO starts a MinIO with a bucket "faults" and a proxy in front of
+// it, and returns them with a client of the proxy and a context that
+// bounds the test.
+func onMinIO(t *testing.T) (*miniotest.Server, *Proxy, *s3.Client, context.Context) {
 	srv := miniotest.Start(t)
 	srv.CreateBucket(t, "faults")
 	p, err := Start(srv.Endpoint, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer p.Close()
-	c := client(srv, p.URL())
-	direct := srv.Client()
+	t.Cleanup(func() { p.Close() })
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
+	t.Cleanup(cancel)
+	return srv, p, client(srv, p.URL()), ctx
+}
+
+// TestFaultsOnMinIO drives each fault through the proxy against a real
+// MinIO and checks what a client sees and what the server did.
+func TestFaultsOnMinIO(t *testing.T) {
+	srv, p, c, ctx := onMinIO(t)
+	direct := srv.Client()
 	data := testrand.Bytes(1, 1<<20)
 
 	// No faults: everything passes, signatures included.
@@ -190,5 +197,50 @@ func TestStartRefusesBadTarget(t *testing.T) {
 			p.Close()
 			t.Errorf("Start(%q) accepted", target)
 		}
+	}
+}
+
+// TestCountsBytes: the body bytes that cross the proxy each way are
+// counted, those of requests the proxy refuses and of its own error
+// responses not.
+func TestCountsBytes(t *testing.T) {
+	_, p, c, ctx := onMinIO(t)
+	const size = 1 << 20
+	data := testrand.Bytes(2, size)
+
+	if err := put(ctx, c, "counted", data); err != nil {
+		t.Fatal(err)
+	}
+	s := p.Stats()
+	// The client may frame the body (aws-chunked signatures and a
+	// checksum trailer): a little more than the data, never less.
+	if s.BytesUp < size || s.BytesUp > size+16<<10 || s.BytesDown != 0 {
+		t.Fatalf("after a put of %d bytes: %d bytes up, %d down", size, s.BytesUp, s.BytesDown)
+	}
+	up := s.BytesUp
+	if got, err := get(ctx, c, "counted"); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("get: %d bytes, %v", len(got), err)
+	}
+	if s = p.Stats(); s.BytesUp != up || s.BytesDown != size {
+		t.Fatalf("after a get of %d bytes: %d bytes up (%d before), %d down", size, s.BytesUp, up, s.BytesDown)
+	}
+
+	// Refused by the proxy: nothing reaches the server or comes back from it.
+	p.SetFaults(Faults{SlowDown: 1})
+	if err := put(ctx, c, "refused", data); apiCode(err) != "SlowDown" {
+		t.Fatalf("put with SlowDown: %v", err)
+	}
+	if _, err := get(ctx, c, "counted"); apiCode(err) != "SlowDown" {
+		t.Fatalf("get with SlowDown: %v", err)
+	}
+	p.SetFaults(Faults{ResetBefore: 1})
+	if err := put(ctx, c, "reset", data); err == nil || !isConnError(err) {
+		t.Fatalf("put with a reset before: %v", err)
+	}
+	if s = p.Stats(); s.BytesUp != up || s.BytesDown != size {
+		t.Fatalf("after refused requests: %d bytes up (%d before), %d down (%d before)", s.BytesUp, up, s.BytesDown, size)
+	}
+	if s.Requests != 5 {
+		t.Fatalf("%d requests counted, want 5", s.Requests)
 	}
 }
