@@ -6,9 +6,11 @@
 #
 #   bench/nfs/run.sh                   # both servers, 10 s per job
 #   RUNTIME=5 SERVERS=gatewayd bench/nfs/run.sh
-#   PROFILE=1 bench/nfs/run.sh         # gatewayd's CPU profile of write-1m
+#   PROFILE=1 bench/nfs/run.sh         # gatewayd's CPU profiles of write-1m and read-1m
 #   ROUNDS=5 bench/nfs/run.sh          # write-1m rounds (default 3)
 #   JOBS=write bench/nfs/run.sh        # only the write-1m rounds and the disk's limit
+#   JOBS=read bench/nfs/run.sh         # only read-1m and randread-4k (the file written once,
+#                                      # untimed); with PROFILE, a CPU profile of read-1m
 #   SRC_base=/other/tree SERVERS="gatewayd gatewayd-base ganesha" bench/nfs/run.sh
 #                                      # gatewayd-NAME: gatewayd built from $SRC_NAME
 #
@@ -121,12 +123,21 @@ disk_job() {
 }
 
 run_suite() { # SERVER: the jobs after write-1m
-	local s=$1
+	local s=$1 prof_pid=""
 	local url=${urls[$s]}
 	settle
-	echo "== $s: $url" >&2
+	echo "== $s read-1m: $url" >&2
+	echo "$s read-1m: $(uptime)" >>"$out/uptime.reads"
+	if [ -n "$profile" ] && [ -n "${gw_pid[$s]:-}" ]; then
+		curl -s --unix-socket "$work/$s-data/admin.sock" -o "$out/$s-read-1m.pprof" \
+			"http://gatewayd/debug/pprof/profile?seconds=$profile_seconds" &
+		prof_pid=$!
+	fi
 	fio_job "$s-read-1m" "$url" read 1m 8 --runtime="$runtime" --time_based
+	if [ -n "$prof_pid" ]; then wait "$prof_pid" || true; fi
+	echo "$s randread-4k: $(uptime)" >>"$out/uptime.reads"
 	fio_job "$s-randread-4k" "$url" randread 4k 16 --runtime="$runtime" --time_based --randrepeat=0 --norandommap
+	[ "$jobs" = all ] || return 0
 	# Many small files: $files files of 4 KiB, each created, written, closed.
 	"$fio" --name="$s-create" --ioengine=nfs --nfs_url="$url" --filename_format='small.$filenum' \
 		--nrfiles="$files" --filesize=4k --bs=4k --rw=write --openfiles=1 --file_service_type=sequential \
@@ -193,20 +204,29 @@ for s in $servers; do
 	*) echo "run.sh: unknown server $s" >&2; exit 2 ;;
 	esac
 done
+if [ "$jobs" = read ]; then
+	rounds=0
+	for s in $servers; do
+		echo "== $s: writing the file to read (untimed)" >&2
+		fio_job "$s-fill" "${urls[$s]}" write 1m 8
+	done
+fi
 for r in $(seq "$rounds"); do
 	for s in $servers; do write_job "$s" "$r"; done
 	disk_job "write-1m-nosync.$r" 0
 	disk_job "write-1m-sync16.$r" 16
 	disk_job "write-1m-sync1.$r" 1
 done
-if [ "$jobs" = all ]; then
+if [ "$jobs" != write ]; then
 	for s in $servers; do run_suite "$s"; done
 fi
 
 for g in "${!gw_pid[@]}"; do
-	[ -n "$profile" ] && [ -f "$out/$g-write-1m.pprof" ] || continue
-	echo "== $g CPU profile of write-1m" >&2
-	go tool pprof -top -nodecount=30 "$work/$g" "$out/$g-write-1m.pprof" 2>/dev/null | head -38 >&2
+	for j in write-1m read-1m; do
+		[ -n "$profile" ] && [ -f "$out/$g-$j.pprof" ] || continue
+		echo "== $g CPU profile of $j" >&2
+		go tool pprof -top -nodecount=30 "$work/$g" "$out/$g-$j.pprof" 2>/dev/null | head -38 >&2
+	done
 done
 
 python3 - "$out" "$size_mib" "$rounds" $servers <<'EOF'
@@ -269,6 +289,9 @@ for r in range(1, rounds + 1):
     p = os.path.join(out, f"uptime.{r}")
     if os.path.exists(p):
         print("    load average before each write-1m (uptime): " + "; ".join(l.split("load average:")[-1].strip() for l in open(p)))
+p = os.path.join(out, "uptime.reads")
+if os.path.exists(p):
+    print("load average before each read job (uptime): " + "; ".join(l.split(":")[0] + " " + l.split("load average:")[-1].strip() for l in open(p)))
 for name in ["write-1m-nosync", "write-1m-sync16", "write-1m-sync1"]:
     m = median([job(f"disk-{name}.{r}")["write"]["bw_bytes"] / 1e6 for r in range(1, rounds + 1) if job(f"disk-{name}.{r}")])
     if m:
