@@ -69,6 +69,10 @@ type PDU struct {
 	BHS  [bhsLen]byte
 	AHS  []byte // a multiple of 4 bytes
 	Data []byte
+
+	// dataRef, when set, returns Data's storage to its pool (see
+	// buffers.go): whoever takes Data over takes this with it.
+	dataRef *[]byte
 }
 
 func (p *PDU) Opcode() Opcode        { return Opcode(p.BHS[0] & opcodeMask) }
@@ -125,6 +129,17 @@ func pad4(n int) int { return (4 - n%4) % 4 }
 // peer sent beyond that bound. A data digest error still returns the PDU,
 // so the caller can reject it by its task tag.
 func ReadPDU(r io.Reader, dg Digests, maxData int) (*PDU, error) {
+	return readPDU(r, dg, maxData, false)
+}
+
+// pooledData says whether the data segment of a PDU with opcode op is
+// read into a pooled buffer: for SCSI Command and Data-Out PDUs, whose
+// data the session copies or hands to the command.
+func pooledData(op Opcode) bool { return op == OpSCSICommand || op == OpDataOut }
+
+// readPDU is ReadPDU; with pool set, a SCSI Command's or Data-Out's data
+// segment is read into a pooled buffer (p.dataRef).
+func readPDU(r io.Reader, dg Digests, maxData int, pool bool) (*PDU, error) {
 	p := &PDU{}
 	if _, err := io.ReadFull(r, p.BHS[:]); err != nil {
 		return nil, err
@@ -153,7 +168,12 @@ func ReadPDU(r io.Reader, dg Digests, maxData int) (*PDU, error) {
 	if dataLen == 0 {
 		return p, nil
 	}
-	buf := make([]byte, dataLen+pad4(dataLen))
+	var buf []byte
+	if pool && pooledData(p.Opcode()) {
+		buf, p.dataRef = getBuf(dataLen + pad4(dataLen))
+	} else {
+		buf = make([]byte, dataLen+pad4(dataLen))
+	}
 	if _, err := io.ReadFull(r, buf); err != nil {
 		return nil, unexpected(err)
 	}

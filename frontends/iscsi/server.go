@@ -32,6 +32,12 @@ type Target struct {
 	Alias string
 	LUNs  map[uint64]*scsi.LU
 	Auth  Auth
+	// ReuseDataOut says the LUs keep no reference to a command's
+	// data-out buffer (scsi.Command.DataOut) once Execute has returned
+	// (a disk whose backend copies what it writes, as io.WriterAt
+	// requires): the target then reuses the buffer for a later command
+	// instead of allocating one for each.
+	ReuseDataOut bool
 }
 
 func (t *Target) allows(initiator string) bool {

@@ -91,6 +91,7 @@ type session struct {
 	lastRecv atomic.Int64 // unix nanoseconds
 	wg       sync.WaitGroup
 	done     chan struct{}
+	workers  commandWorkers
 }
 
 func newSession(ls *loginState) *session {
@@ -104,6 +105,7 @@ func newSession(ls *loginState) *session {
 		tasks: map[uint32]*task{}, ahead: map[uint32]bool{}, ctx: ctx, cancel: cancel, done: make(chan struct{}),
 	}
 	ss.digests = Digests{Header: ss.params.HeaderDigest, Data: ss.params.DataDigest}
+	ss.workers = commandWorkers{work: make(chan *task), maxIdle: int32(ss.depth)}
 	ss.nexus = scsi.Nexus{InitiatorPort: fmt.Sprintf("%s,i,0x%x", ss.initiator, ss.isid[:]), TargetPortID: 1}
 	target := ""
 	if ss.target != nil {
@@ -153,7 +155,7 @@ func (ss *session) run(ctx context.Context) {
 		ss.pinger()
 	}()
 	for {
-		p, err := ReadPDU(ss.r, ss.digests, TargetMaxRecv)
+		p, err := readPDU(ss.r, ss.digests, TargetMaxRecv, true)
 		if errors.Is(err, ErrDataDigest) {
 			// Error recovery level 0 cannot recover the command's data.
 			ss.reject(p, rejectDataDigest)
@@ -167,7 +169,12 @@ func (ss *session) run(ctx context.Context) {
 			return
 		}
 		ss.lastRecv.Store(time.Now().UnixNano())
-		if err := ss.dispatch(p); err != nil {
+		err = ss.dispatch(p)
+		// A Data-Out's data is in its command's buffer now; a command
+		// that took its PDU's data took the reference with it.
+		putBuf(p.dataRef)
+		p.dataRef = nil
+		if err != nil {
 			ss.log.Warn("iscsi: protocol error; dropping the connection", "err", err)
 			return
 		}

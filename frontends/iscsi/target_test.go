@@ -74,9 +74,17 @@ type fixture struct {
 func start(t *testing.T, cfg iscsi.Config, auth iscsi.Auth) *fixture {
 	t.Helper()
 	disk := &memDisk{b: make([]byte, 64<<20)}
+	return serve(t, cfg, disk, disk, iscsi.Target{Auth: auth})
+}
+
+// serve serves target (named targetName, LUN 0 a disk on b) on a local
+// port.
+func serve(t *testing.T, cfg iscsi.Config, b sbc.Backend, disk *memDisk, target iscsi.Target) *fixture {
+	t.Helper()
 	srv := iscsi.NewServer(cfg)
-	lu := sbc.NewLU(disk, sbc.Options{Name: "test", Serial: "vol-test"}, nil)
-	if err := srv.SetTarget(&iscsi.Target{Name: targetName, LUNs: map[uint64]*scsi.LU{0: lu}, Auth: auth}); err != nil {
+	target.Name = targetName
+	target.LUNs = map[uint64]*scsi.LU{0: sbc.NewLU(b, sbc.Options{Name: "test", Serial: "vol-test"}, nil)}
+	if err := srv.SetTarget(&target); err != nil {
 		t.Fatal(err)
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

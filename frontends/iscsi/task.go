@@ -21,7 +21,8 @@ type task struct {
 	write   bool
 	edtl    uint32
 	buf     []byte
-	refused bool // EDTL above maxTaskData: absorb the data, answer CHECK CONDITION
+	bufRef  *[]byte // returns buf to its pool when the command is done
+	refused bool    // EDTL above maxTaskData: absorb the data, answer CHECK CONDITION
 
 	// Data-out collection, touched only by the connection's reader.
 	received        uint32
@@ -38,6 +39,11 @@ type task struct {
 	aborted atomic.Bool
 	done    chan struct{}
 	arrived time.Time
+
+	// Room for what every command has, so it costs no allocation of
+	// its own: the CDB (unless an AHS extends it) and the response.
+	cdbSpace [16]byte
+	resp     PDU
 }
 
 type r2tState struct {
@@ -53,7 +59,7 @@ func (ss *session) scsiCommand(p *PDU) error {
 		itt: p.TaskTag(), lunRaw: p.LUN(), read: flags&0x40 != 0, write: flags&0x20 != 0,
 		edtl: p.Uint32(20), done: make(chan struct{}), arrived: time.Now(),
 	}
-	cdb := append([]byte(nil), p.BHS[32:48]...)
+	cdb := append(t.cdbSpace[:0], p.BHS[32:48]...)
 	if ext := extendedCDB(p.AHS); ext != nil {
 		cdb = append(cdb, ext...)
 	}
@@ -75,8 +81,18 @@ func (ss *session) scsiCommand(p *PDU) error {
 	} else if t.write {
 		// Room for immediate and unsolicited data only; the rest is
 		// allocated against the session budget when it is solicited.
-		t.buf = make([]byte, min(t.edtl, uint32(ss.params.FirstBurstLength)))
-		copy(t.buf, p.Data)
+		// When the immediate data is all of it, the PDU's data segment,
+		// read for this PDU alone, is the buffer.
+		if n := min(t.edtl, uint32(ss.params.FirstBurstLength)); uint32(len(p.Data)) == n {
+			t.buf = p.Data
+			if ss.reuseDataOut() {
+				t.bufRef = p.dataRef
+			}
+			p.dataRef = nil
+		} else {
+			ss.taskBuf(t, int(n))
+			copy(t.buf, p.Data)
+		}
 	}
 	t.received = uint32(len(p.Data))
 	t.unsolicitedDone = !t.write || flags&0x80 != 0 || ss.params.InitialR2T
@@ -141,9 +157,10 @@ func (ss *session) advance(t *task) error {
 		}
 		ss.buffered += need
 		t.reserved = need
-		buf := make([]byte, t.edtl)
-		copy(buf, t.buf)
-		t.buf = buf
+		old, oldRef := t.buf, t.bufRef
+		ss.taskBuf(t, int(t.edtl))
+		copy(t.buf, old)
+		putBuf(oldRef) // the command has not run: only this reader saw it
 	}
 	for len(t.r2ts) < ss.params.MaxOutstandingR2T && t.nextOffset < t.edtl {
 		length := min(t.edtl-t.nextOffset, uint32(ss.params.MaxBurstLength))
@@ -180,7 +197,10 @@ func (ss *session) release(t *task) {
 	defer ss.dataMu.Unlock()
 	ss.buffered -= t.reserved
 	t.reserved = 0
-	t.buf = nil
+	// The command is done with its buffer: it completed (its LU's
+	// Execute returned) or never ran.
+	putBuf(t.bufRef)
+	t.buf, t.bufRef = nil, nil
 	for len(ss.r2tWait) > 0 {
 		next := ss.r2tWait[0]
 		if !next.aborted.Load() && ss.buffered > 0 && ss.buffered+int64(next.edtl) > maxSessionBuffered {
@@ -265,21 +285,23 @@ func (ss *session) failDataSequence(t *task, why string) {
 
 const ascDataPhaseError scsi.ASC = 0x4b00
 
+// taskBuf gives t a data-out buffer of n bytes, from a pool when the
+// target lets its buffers be reused. Its contents are not cleared: a
+// command runs only once Data-Out PDUs have filled all of it.
+func (ss *session) taskBuf(t *task, n int) {
+	if ss.reuseDataOut() {
+		t.buf, t.bufRef = getBuf(n)
+		return
+	}
+	t.buf, t.bufRef = make([]byte, n), nil
+}
+
+func (ss *session) reuseDataOut() bool { return ss.target != nil && ss.target.ReuseDataOut }
+
 func (t *task) store(off uint32, data []byte) {
 	if int(off)+len(data) <= len(t.buf) {
 		copy(t.buf[off:], data)
 	}
-}
-
-// execute runs the command on its LU in its own goroutine, so a slow
-// command (an object store miss) does not hold up the others.
-func (ss *session) execute(t *task) {
-	ss.wg.Add(1)
-	go func() {
-		defer ss.wg.Done()
-		res := ss.run1(t)
-		ss.complete(t, res)
-	}()
 }
 
 func (ss *session) run1(t *task) scsi.Result {
@@ -411,13 +433,16 @@ func (ss *session) complete(t *task, res scsi.Result) {
 		for off := uint32(0); off < total; {
 			n := min(seg, total-off, burst-off%burst)
 			last := off+n == total
-			p := &PDU{}
+			collapse := last && res.Status == scsi.StatusGood
+			p := &t.resp // the status goes with this PDU, not a SCSI Response
+			if !collapse {
+				p = &PDU{}
+			}
 			p.SetOpcode(OpDataIn, false)
 			flags := byte(0)
 			if last || (off+n)%burst == 0 {
 				flags |= 0x80
 			}
-			collapse := last && res.Status == scsi.StatusGood
 			if collapse {
 				flags |= 0x01
 				if over {
@@ -445,7 +470,7 @@ func (ss *session) complete(t *task, res scsi.Result) {
 			}
 		}
 	}
-	r := &PDU{}
+	r := &t.resp
 	r.SetOpcode(OpSCSIResponse, false)
 	r.BHS[1] = 0x80
 	if over {
