@@ -149,8 +149,11 @@ func (f *iscsiFrontend) serve(ctx context.Context, v *volume.Volume) error {
 		f.luns[info.ID] = lu
 	}
 	f.mu.Unlock()
+	// A volume's writes copy their data into the log record before
+	// returning (volume.WriteAt keeps no reference to it, as io.WriterAt
+	// requires), so the target may reuse its data-out buffers.
 	return f.srv.SetTarget(&iscsi.Target{Name: TargetName(f.prefix, info.Name), Alias: info.Name,
-		LUNs: map[uint64]*scsi.LU{0: lu}, Auth: a.auth()})
+		LUNs: map[uint64]*scsi.LU{0: lu}, Auth: a.auth(), ReuseDataOut: true})
 }
 
 // checkName refuses a volume name whose target name another volume has.
