@@ -19,6 +19,21 @@
 // first. The extent list lives in memory only. After a crash the cache
 // starts empty and the upload buffer's replay writes every record again,
 // which rebuilds the partial entries and their extents from the records.
+//
+// Bytes written once locally: a write whose bytes are durable in an upload
+// buffer record already (WriteLogged, with the record's place) is not
+// written into the chunk file. The entry keeps an overlay instead, spans of
+// the chunk whose bytes are in records (newer spans cut older ones away),
+// and reads, copies, merges and the partial extents see those bytes as if
+// they were in the file; a chunk written only so has no file at all.
+// MarkClean, after the upload, writes the overlay into the file (runs of
+// touching spans with one write each; bytes overwritten meanwhile are not
+// written at all) before it returns, so that the caller may then release
+// the records; a dirty entry is never evicted, so the overlay lives only
+// while its records are held. Past 256 spans an entry writes its overlay
+// into its file at once, which bounds the overlay's memory. After a crash
+// the replay's writes rebuild the overlay from the records, as they do
+// the partial entries.
 package cache
 
 import (
@@ -30,6 +45,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 
 	"github.com/gatewayd/gatewayd/internal/backpressure"
 
@@ -68,10 +84,15 @@ type Stats struct {
 	Hits, Misses          uint64
 	Evictions             uint64
 	Waits                 uint64 // writers that had to wait for room
+	// Materialized is the bytes of overlay (writes kept in the upload
+	// buffer) written into chunk files, at MarkClean or when an entry's
+	// overlay grew past its bound.
+	Materialized uint64
 }
 
 type entry struct {
 	key   Key
+	path  string // its file's
 	size  int64
 	dirty bool
 	gen   uint64
@@ -85,6 +106,15 @@ type entry struct {
 	// entry is dirty. Changed under both mu and Cache.mu.
 	partial bool
 	written extents // under mu; nil when whole
+	// spans are the overlay (overlay.go): ranges whose bytes are in log
+	// records, not in the file. Under mu; only a dirty entry has any.
+	spans spans
+	// file says the chunk file exists, size bytes long; without it every
+	// byte outside spans is zero. Under mu.
+	file bool
+	// forgotten is set (under handles.mu) when the entry leaves the
+	// cache: its path is no longer its own.
+	forgotten bool
 }
 
 // Cache is the chunk cache. It is safe for concurrent use.
@@ -107,6 +137,8 @@ type Cache struct {
 	stats   Stats
 	partial int // partial entries
 	closed  bool
+
+	materialized atomic.Uint64 // bytes of overlay written into chunk files
 }
 
 // Open starts an empty cache in dir, removing anything there.
@@ -178,6 +210,11 @@ func (c *Cache) path(k Key) string {
 	return filepath.Join(c.volumeDir(k.Volume), strconv.FormatUint(k.Index, 16))
 }
 
+// newEntry makes the entry of key (its path is computed once, not per I/O).
+func (c *Cache) newEntry(key Key, size int64, dirty bool) *entry {
+	return &entry{key: key, path: c.path(key), size: size, dirty: dirty}
+}
+
 // ReadAt copies p from the cached chunk at off; ok is false on a miss,
 // which includes a partial entry that does not hold all of [off, off+len(p)).
 func (c *Cache) ReadAt(key Key, p []byte, off int64) (bool, error) {
@@ -216,20 +253,11 @@ func (c *Cache) ReadAt(key Key, p []byte, off int64) (bool, error) {
 			return false, nil
 		}
 	}
-	h, err := c.files.acquire(e, c.path(key))
-	if err != nil {
+	if err := c.readEntry(e, p, off); err != nil {
 		if c.gone(key, e) {
 			return false, nil // evicted or dropped meanwhile: a miss
 		}
-		return true, fmt.Errorf("cache: %w", err)
-	}
-	_, err = h.f.ReadAt(p, off)
-	c.files.release(h)
-	if err != nil {
-		if c.gone(key, e) {
-			return false, nil
-		}
-		return true, fmt.Errorf("cache: read chunk: %w", err)
+		return true, err
 	}
 	return true, nil
 }
@@ -272,7 +300,7 @@ func (c *Cache) removeLocked(e *entry) {
 	c.used -= e.size
 	// Readers that still hold e find the file gone and count a miss.
 	c.files.forget(e)
-	_ = c.fs.Remove(c.path(e.key))
+	_ = c.fs.Remove(e.path)
 	c.room.Broadcast()
 }
 
@@ -290,13 +318,13 @@ func (c *Cache) PutClean(key Key, data []byte) error {
 		c.mu.Unlock()
 		return nil
 	}
-	e := &entry{key: key, size: size}
+	e := c.newEntry(key, size, false)
 	e.mu.Lock()
 	c.entries[key] = e
 	c.used += size
 	c.mu.Unlock()
 
-	err := c.writeFile(key, data)
+	err := c.writeFile(e, data)
 	e.mu.Unlock()
 
 	c.mu.Lock()
@@ -315,8 +343,8 @@ func (c *Cache) PutClean(key Key, data []byte) error {
 	return nil
 }
 
-func (c *Cache) writeFile(key Key, data []byte) error {
-	return c.writeSparse(key, len(data), data, 0)
+func (c *Cache) writeFile(e *entry, data []byte) error {
+	return c.writeSparse(e, len(data), data, 0)
 }
 
 // WriteAt writes p at off into the chunk, marking it dirty. A chunk not in
@@ -327,8 +355,23 @@ func (c *Cache) writeFile(key Key, data []byte) error {
 // Admitting a new chunk when the cache is full of dirty data waits until
 // room is freed or ctx ends.
 func (c *Cache) WriteAt(ctx context.Context, key Key, chunkSize int, p []byte, off int64, base func() ([]byte, error)) error {
-	if off < 0 || off+int64(len(p)) > int64(chunkSize) {
-		return fmt.Errorf("cache: write [%d,%d) outside chunk of %d bytes", off, off+int64(len(p)), chunkSize)
+	return c.write(ctx, key, chunkSize, p, off, base, nil)
+}
+
+// WriteLogged is WriteAt for bytes that are durable in a log record
+// already (src): the chunk's file is not written, the cache notes where
+// the bytes are (its overlay) and reads them from there, until MarkClean
+// writes them into the file. p must hold the bytes src names; the cache
+// does not keep it. A base a partial write needs is written into the file
+// as WriteAt does (it is in no record).
+func (c *Cache) WriteLogged(ctx context.Context, key Key, chunkSize int, p []byte, off int64, base func() ([]byte, error), src Source) error {
+	return c.write(ctx, key, chunkSize, p, off, base, &src)
+}
+
+func (c *Cache) write(ctx context.Context, key Key, chunkSize int, p []byte, off int64, base func() ([]byte, error), src *Source) error {
+	end := off + int64(len(p))
+	if off < 0 || end > int64(chunkSize) {
+		return fmt.Errorf("cache: write [%d,%d) outside chunk of %d bytes", off, end, chunkSize)
 	}
 	for {
 		c.mu.Lock()
@@ -346,15 +389,24 @@ func (c *Cache) WriteAt(ctx context.Context, key Key, chunkSize int, p []byte, o
 			e.writing++
 			// e is locked and reserved: fill it from base outside c.mu.
 			c.mu.Unlock()
-			partial := base == nil && !(off == 0 && len(p) == chunkSize)
-			if partial {
-				err = c.writeSparse(key, chunkSize, p, off)
-			} else {
-				err = c.fill(key, chunkSize, p, off, base)
+			whole := off == 0 && len(p) == chunkSize
+			partial := base == nil && !whole
+			switch {
+			case src != nil:
+				if !partial && !whole {
+					err = c.fillBase(e, base)
+				}
+				if err == nil {
+					e.spans = spans{{off, end, *src}}
+				}
+			case partial:
+				err = c.writeSparse(e, chunkSize, p, off)
+			default:
+				err = c.fill(e, chunkSize, p, off, base)
 			}
 			c.mu.Lock()
 			if err == nil && partial && c.entries[key] == e {
-				e.partial, e.written = true, extents{{off, off + int64(len(p))}}
+				e.partial, e.written = true, extents{{off, end}}
 				c.partial++
 			}
 			e.writing--
@@ -378,10 +430,23 @@ func (c *Cache) WriteAt(ctx context.Context, key Key, chunkSize int, p []byte, o
 		e.writing++
 		c.mu.Unlock()
 		e.mu.Lock()
-		err := c.writeInto(key, e, p, off)
+		var err error
+		switch {
+		case end > e.size:
+			err = fmt.Errorf("cache: write beyond cached chunk of %d bytes", e.size)
+		case src != nil:
+			e.spans = e.spans.add(off, end, *src)
+			if len(e.spans) > maxSpans {
+				err = c.materialize(e)
+			}
+		default:
+			if err = c.writeInto(e, p, off); err == nil {
+				e.spans = e.spans.cut(off, end)
+			}
+		}
 		whole := false
 		if err == nil && e.partial {
-			e.written = e.written.add(off, off+int64(len(p)))
+			e.written = e.written.add(off, end)
 			whole = e.written.covers(0, e.size)
 		}
 		c.mu.Lock()
@@ -397,20 +462,18 @@ func (c *Cache) WriteAt(ctx context.Context, key Key, chunkSize int, p []byte, o
 		current := c.entries[key] == e
 		c.mu.Unlock()
 		e.mu.Unlock()
-		if err == nil && !current {
+		if !current && (err == nil || errors.Is(err, errForgotten)) {
 			continue // dropped while we waited for it: write into a new entry
 		}
 		return err
 	}
 }
 
-func (c *Cache) writeInto(key Key, e *entry, p []byte, off int64) error {
-	if off+int64(len(p)) > e.size {
-		return fmt.Errorf("cache: write beyond cached chunk of %d bytes", e.size)
-	}
-	h, err := c.files.acquire(e, c.path(key))
+// writeInto writes p at off into e's file. Called with e.mu held (write).
+func (c *Cache) writeInto(e *entry, p []byte, off int64) error {
+	h, err := c.ensureFile(e)
 	if err != nil {
-		return fmt.Errorf("cache: %w", err)
+		return err
 	}
 	defer c.files.release(h)
 	if _, err := h.f.WriteAt(p, off); err != nil {
@@ -439,7 +502,7 @@ func (c *Cache) admitLocked(ctx context.Context, key Key, size int64) (*entry, e
 	if c.closed {
 		return nil, errors.New("cache: closed")
 	}
-	e := &entry{key: key, size: size, dirty: true}
+	e := c.newEntry(key, size, true)
 	e.mu.Lock()
 	c.entries[key] = e
 	c.used += size
@@ -449,9 +512,9 @@ func (c *Cache) admitLocked(ctx context.Context, key Key, size int64) (*entry, e
 
 var errRetry = errors.New("cache: retry")
 
-func (c *Cache) fill(key Key, chunkSize int, p []byte, off int64, base func() ([]byte, error)) error {
+func (c *Cache) fill(e *entry, chunkSize int, p []byte, off int64, base func() ([]byte, error)) error {
 	if off == 0 && len(p) == chunkSize {
-		return c.writeFile(key, p) // the whole chunk: no copy
+		return c.writeFile(e, p) // the whole chunk: no copy
 	}
 	b, err := base()
 	if err != nil {
@@ -460,16 +523,26 @@ func (c *Cache) fill(key Key, chunkSize int, p []byte, off int64, base func() ([
 	data := make([]byte, chunkSize)
 	copy(data, b)
 	copy(data[off:], p)
-	return c.writeFile(key, data)
+	return c.writeFile(e, data)
 }
 
-// writeSparse makes a chunk file of chunkSize bytes holding p at off and
+// fillBase writes a new entry's base into its file; a nil base (zeroes)
+// needs no file.
+func (c *Cache) fillBase(e *entry, base func() ([]byte, error)) error {
+	b, err := base()
+	if err != nil || b == nil {
+		return err
+	}
+	return c.writeSparse(e, int(e.size), b[:min(len(b), int(e.size))], 0)
+}
+
+// writeSparse makes e's chunk file of chunkSize bytes holding p at off and
 // zeroes (a sparse file where the filesystem can) elsewhere.
-func (c *Cache) writeSparse(key Key, chunkSize int, p []byte, off int64) error {
-	if err := c.fs.MkdirAll(c.volumeDir(key.Volume), 0o700); err != nil {
+func (c *Cache) writeSparse(e *entry, chunkSize int, p []byte, off int64) error {
+	if err := c.fs.MkdirAll(c.volumeDir(e.key.Volume), 0o700); err != nil {
 		return fmt.Errorf("cache: %w", err)
 	}
-	f, err := c.fs.Create(c.path(key))
+	f, err := c.fs.Create(e.path)
 	if err != nil {
 		return fmt.Errorf("cache: %w", err)
 	}
@@ -486,6 +559,7 @@ func (c *Cache) writeSparse(key Key, chunkSize int, p []byte, off int64) error {
 	if err := f.Close(); err != nil {
 		return fmt.Errorf("cache: write chunk: %w", err)
 	}
+	e.file = true
 	return nil
 }
 
@@ -520,9 +594,9 @@ func (c *Cache) Merge(key Key, base []byte) (bool, error) {
 	}
 	// The ranges not written are zeroes in the file: a hole needs no write.
 	if base != nil {
-		h, err := c.files.acquire(e, c.path(key))
+		h, err := c.ensureFile(e)
 		if err != nil {
-			return false, fmt.Errorf("cache: %w", err)
+			return false, err
 		}
 		for _, g := range e.written.gaps(e.size) {
 			end := min(g.End, int64(len(base)))
@@ -598,24 +672,43 @@ func (c *Cache) snapshot(key Key, partialOK bool) ([]byte, []Extent, uint64, err
 		}
 		written = e.written.clone()
 	}
-	h, err := c.files.acquire(e, c.path(key))
-	if err != nil {
-		return nil, nil, 0, fmt.Errorf("cache: %w", err)
-	}
-	defer c.files.release(h)
 	data := make([]byte, e.size)
-	if _, err := h.f.ReadAt(data, 0); err != nil {
-		return nil, nil, 0, fmt.Errorf("cache: read chunk: %w", err)
+	if err := c.readEntry(e, data, 0); err != nil {
+		return nil, nil, 0, err
 	}
 	return data, written, gen, nil
 }
 
 // MarkClean marks key clean if no write changed it since generation gen.
+// Either way it first writes the entry's overlay into its file, so that
+// once it returns the cache reads none of the log records the entry's
+// writes were kept in: the caller may release them. If that write fails,
+// an entry still at gen is dropped (the caller uploaded it as it is) and
+// MarkClean reports false; a newer one keeps its overlay, and the records
+// of its writes must stay.
 func (c *Cache) MarkClean(key Key, gen uint64) bool {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	e := c.entries[key]
-	if e == nil || e.gen != gen || e.writing > 0 || e.partial {
+	c.mu.Unlock()
+	if e == nil {
+		return false
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	err := c.materialize(e)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.entries[key] != e {
+		return false
+	}
+	if err != nil {
+		c.opts.Logger.Warn("cache: write of logged bytes into a chunk file failed", "volume", key.Volume, "chunk", key.Index, "err", err)
+		if e.gen == gen && e.writing == 0 {
+			c.removeLocked(e)
+		}
+		return false
+	}
+	if e.gen != gen || e.writing > 0 || e.partial {
 		return false
 	}
 	if e.dirty {
@@ -678,6 +771,7 @@ func (c *Cache) Stats() Stats {
 	s.Chunks = len(c.entries)
 	s.DirtyChunks = len(c.entries) - c.clean.Len()
 	s.PartialChunks = c.partial
+	s.Materialized = c.materialized.Load()
 	return s
 }
 

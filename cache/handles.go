@@ -2,6 +2,7 @@ package cache
 
 import (
 	"container/list"
+	"errors"
 	"sync"
 
 	"github.com/gatewayd/gatewayd/vfs"
@@ -46,8 +47,12 @@ func newHandles(fs vfs.FS) *handles {
 	return &handles{fs: fs, max: openChunkLimit(), m: map[*entry]*handle{}, lru: list.New()}
 }
 
-// acquire returns an open handle on e's file (at path); release it after use.
-func (h *handles) acquire(e *entry, path string) (*handle, error) {
+// errForgotten means the entry was removed from the cache: its path may
+// be another entry's file by now.
+var errForgotten = errors.New("chunk removed from the cache")
+
+// acquire returns an open handle on e's file (at e.path); release it after use.
+func (h *handles) acquire(e *entry) (*handle, error) {
 	h.mu.Lock()
 	if x := h.m[e]; x != nil {
 		x.refs++
@@ -55,13 +60,21 @@ func (h *handles) acquire(e *entry, path string) (*handle, error) {
 		h.mu.Unlock()
 		return x, nil
 	}
+	forgotten := e.forgotten
 	h.mu.Unlock()
-	f, err := h.fs.OpenReadWrite(path)
+	if forgotten {
+		return nil, errForgotten
+	}
+	f, err := h.fs.OpenReadWrite(e.path)
 	if err != nil {
 		return nil, err
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if e.forgotten { // removed while we opened it
+		f.Close()
+		return nil, errForgotten
+	}
 	if x := h.m[e]; x != nil { // opened by another reader meanwhile
 		x.refs++
 		f.Close()
@@ -100,6 +113,13 @@ func (h *handles) removeLocked(x *handle) {
 func (h *handles) forget(e *entry) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	e.forgotten = true
+	h.closeLocked(e)
+}
+
+// closeLocked closes e's handle (once its users are done). Called with
+// h.mu held.
+func (h *handles) closeLocked(e *entry) {
 	x := h.m[e]
 	if x == nil {
 		return
@@ -114,12 +134,8 @@ func (h *handles) forget(e *entry) {
 // closeAll closes every idle handle and dooms the rest.
 func (h *handles) closeAll() {
 	h.mu.Lock()
-	var all []*entry
-	for e := range h.m {
-		all = append(all, e)
-	}
-	h.mu.Unlock()
-	for _, e := range all {
-		h.forget(e)
+	defer h.mu.Unlock()
+	for e := range h.m { // deleting while ranging is allowed
+		h.closeLocked(e)
 	}
 }

@@ -35,7 +35,7 @@ func TestHandlesKeepA1GiBWorkingSetOpen(t *testing.T) {
 		}
 		entries := make([]*entry, chunks)
 		for i := range entries {
-			entries[i] = &entry{}
+			entries[i] = &entry{path: fmt.Sprintf("/c%d", i)}
 			f, err := mem.Create(fmt.Sprintf("/c%d", i))
 			if err != nil {
 				t.Fatal(err)
@@ -44,7 +44,7 @@ func TestHandlesKeepA1GiBWorkingSetOpen(t *testing.T) {
 		}
 		for range 4 * chunks {
 			i := rand.IntN(chunks)
-			x, err := h.acquire(entries[i], fmt.Sprintf("/c%d", i))
+			x, err := h.acquire(entries[i])
 			if err != nil {
 				t.Fatal(err)
 			}
