@@ -483,8 +483,9 @@ func (l *Log) Replay(fn func(lsn LSN, rec []byte) error) error {
 // Append makes rec durable and returns its LSN. It waits while the log is
 // full, until Trim frees space or ctx ends, and while the filesystem under
 // the log is full, until space returns (Trim frees some, or the operator
-// does) or ctx ends. The caller must not change rec before Append
-// returns: until it is written, ReadRecord reads the record from rec.
+// does) or ctx ends. The caller must not change rec before it is
+// written (Append returns): until then ReadRecord reads the record from
+// rec.
 func (l *Log) Append(ctx context.Context, rec []byte) (LSN, error) {
 	req, err := l.enqueue(ctx, rec, false)
 	if err != nil {

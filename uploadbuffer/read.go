@@ -17,7 +17,9 @@ import (
 // of writing them a second time elsewhere (the chunk cache's overlay).
 //
 // A record the writer has not written yet is read from the request that
-// queued it (its caller never changes it). A written record is found by a
+// queued it (its caller does not change it before it is written; the copy
+// is made under the log's lock, since the caller may reuse it as soon as
+// it is). A written record is found by a
 // per-segment index of where each record starts, filled as the writer
 // commits and when Open scans the segments, so records replayed after a
 // restart are readable too; a segment is read through a handle opened on
@@ -129,15 +131,17 @@ func (l *Log) ReadRecord(lsn LSN, p []byte, off int64) error {
 		return fmt.Errorf("%w: LSN %d is trimmed (trim point %d)", ErrNoRecord, lsn, trimmed)
 	}
 	if lsn >= LSN(l.next.Load()) {
+		// Copied under the lock: once the record is written (next moves,
+		// under the lock) its caller may reuse rec.
+		defer l.mu.Unlock()
 		rec, ok := l.unwritten(lsn)
-		l.mu.Unlock()
 		if !ok {
 			return fmt.Errorf("%w: LSN %d was never appended, or was dropped", ErrNoRecord, lsn)
 		}
 		if off+int64(len(p)) > int64(len(rec)) {
 			return recordRange(lsn, off, len(p), int64(len(rec)))
 		}
-		copy(p, rec[off:]) // outside the lock: rec does not change
+		copy(p, rec[off:])
 		return nil
 	}
 	i := sort.Search(len(l.segs), func(i int) bool { return l.segs[i].first > lsn }) - 1
