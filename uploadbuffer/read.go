@@ -134,6 +134,11 @@ func (l *Log) ReadRecord(lsn LSN, p []byte, off int64) error {
 		// Copied under the lock: once the record is written (next moves,
 		// under the lock) its caller may reuse rec.
 		defer l.mu.Unlock()
+		if l.failed != nil || l.stopped {
+			// It will never be written, and its caller may have been
+			// told so and reused rec.
+			return fmt.Errorf("%w: LSN %d will not be written: the log failed or was closed", ErrNoRecord, lsn)
+		}
 		rec, ok := l.unwritten(lsn)
 		if !ok {
 			return fmt.Errorf("%w: LSN %d was never appended, or was dropped", ErrNoRecord, lsn)

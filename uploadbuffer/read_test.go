@@ -6,6 +6,7 @@ import (
 	"errors"
 	"math/rand"
 	"sync"
+	"syscall"
 	"testing"
 
 	"github.com/gatewayd/gatewayd/vfs"
@@ -237,4 +238,40 @@ func TestReadRecordRacesTrim(t *testing.T) {
 	if segs > 10 {
 		t.Fatalf("%d segments left: trims removed too few for the race to matter", segs)
 	}
+}
+
+// A buffered record the log will never write (its sync failed: the log is
+// fail-stop) is not read back from its caller's buffer, which the caller
+// may reuse once told; written records still read.
+func TestReadRecordOfAFailedWrite(t *testing.T) {
+	var failing sync.Mutex
+	fail := false
+	fs := vfs.NewErrorFS(vfs.NewMem(), func(op vfs.Op, path string) error {
+		failing.Lock()
+		defer failing.Unlock()
+		if fail && op == vfs.OpSync {
+			return syscall.EIO
+		}
+		return nil
+	})
+	l := open(t, fs, "/log", 1<<20, 0)
+	defer l.Close()
+	ctx := context.Background()
+	if _, err := l.Append(ctx, []byte("fine")); err != nil {
+		t.Fatal(err)
+	}
+	failing.Lock()
+	fail = true
+	failing.Unlock()
+	lsn, err := l.AppendBuffered(ctx, []byte("lost"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Sync(ctx, lsn); !errors.Is(err, syscall.EIO) {
+		t.Fatalf("sync on a failing disk: %v", err)
+	}
+	if err := l.ReadRecord(lsn, make([]byte, 4), 0); !errors.Is(err, ErrNoRecord) {
+		t.Fatalf("read of a record the log will not write: %v, want ErrNoRecord", err)
+	}
+	checkRead(t, l, map[LSN][]byte{1: []byte("fine")})
 }
