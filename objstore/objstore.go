@@ -2,8 +2,10 @@
 // holds its data: AWS S3, any S3-compatible server, or a local directory.
 //
 // Store is deliberately small (restic's backend.Backend is the model). What
-// only some stores can do is an optional one-method interface found by type
-// assertion: Copier, StorageClasser, ConditionalPutter, Composer. Implementations live in sibling packages
+// only some stores can do is an optional interface found by type assertion:
+// Copier, StorageClasser, MetadataPutter, DirLister, ConditionalPutter,
+// Composer. Decorators keep the answer true with LimitCapabilities.
+// Implementations live in sibling packages
 // (s3, localdir, mem); decorators that add behaviour to any Store live beside
 // them (retry, limiter, faulty, fenced). Every implementation must pass
 // objstoretest.
@@ -438,156 +440,181 @@ type Full interface {
 // through a decorator on a store without it, its calls fail with an error
 // wrapping ErrNoConditionalPuts.
 func LimitCapabilities(outer Full, inner Store) Store {
-	const (
-		canCopy = 1 << iota
-		hasClasses
-		hasMeta
-		canCompose
-	)
-	caps := 0
-	if _, ok := inner.(Copier); ok {
-		caps |= canCopy
+	return limitedViews[capabilitiesOf(inner)](outer)
+}
+
+// capability is one optional interface that a decorator exposes only when
+// the store it wraps has it; a set of them is a bit mask. A new optional
+// interface of this kind is one more bit here and in capabilitiesOf; the
+// table of views then doubles, and TestLimitCapabilities fails until each
+// new set has its view.
+type capability uint8
+
+const (
+	canCopy capability = 1 << iota
+	hasClasses
+	hasMeta
+	canCompose
+	allCapabilities = canCopy | hasClasses | hasMeta | canCompose
+)
+
+// capabilitiesOf is the set of capabilities s has.
+func capabilitiesOf(s Store) capability {
+	var set capability
+	if _, ok := s.(Copier); ok {
+		set |= canCopy
 	}
-	if _, ok := inner.(StorageClasser); ok {
-		caps |= hasClasses
+	if _, ok := s.(StorageClasser); ok {
+		set |= hasClasses
 	}
-	if _, ok := inner.(MetadataPutter); ok {
-		caps |= hasMeta
+	if _, ok := s.(MetadataPutter); ok {
+		set |= hasMeta
 	}
-	if _, ok := inner.(Composer); ok {
-		caps |= canCompose
+	if _, ok := s.(Composer); ok {
+		set |= canCompose
 	}
-	type (
-		c  = Copier
-		sc = StorageClasser
-		mp = MetadataPutter
-		dl = DirLister
-		cp = ConditionalPutter
-		co = Composer
-	)
-	o := outer
-	switch caps {
-	case canCopy | hasClasses | hasMeta | canCompose:
-		return outer
-	case canCopy | hasClasses | hasMeta:
+	return set
+}
+
+// limitedViews holds, for each set of capabilities, a view of a Full with
+// exactly that set beside Store, DirLister and ConditionalPutter. A type
+// assertion sees the static method set of a value's type, and Go makes no
+// type from parts at run time, so each set has a struct type of its own.
+var limitedViews = [allCapabilities + 1]func(Full) Store{
+	0: func(o Full) Store {
 		return struct {
 			Store
-			dl
-			cp
-			c
-			sc
-			mp
-		}{o, o, o, o, o, o}
-	case canCopy | hasClasses | canCompose:
-		return struct {
-			Store
-			dl
-			cp
-			c
-			sc
-			co
-		}{o, o, o, o, o, o}
-	case canCopy | hasMeta | canCompose:
-		return struct {
-			Store
-			dl
-			cp
-			c
-			mp
-			co
-		}{o, o, o, o, o, o}
-	case hasClasses | hasMeta | canCompose:
-		return struct {
-			Store
-			dl
-			cp
-			sc
-			mp
-			co
-		}{o, o, o, o, o, o}
-	case canCopy | hasClasses:
-		return struct {
-			Store
-			dl
-			cp
-			c
-			sc
-		}{o, o, o, o, o}
-	case canCopy | hasMeta:
-		return struct {
-			Store
-			dl
-			cp
-			c
-			mp
-		}{o, o, o, o, o}
-	case canCopy | canCompose:
-		return struct {
-			Store
-			dl
-			cp
-			c
-			co
-		}{o, o, o, o, o}
-	case hasClasses | hasMeta:
-		return struct {
-			Store
-			dl
-			cp
-			sc
-			mp
-		}{o, o, o, o, o}
-	case hasClasses | canCompose:
-		return struct {
-			Store
-			dl
-			cp
-			sc
-			co
-		}{o, o, o, o, o}
-	case hasMeta | canCompose:
-		return struct {
-			Store
-			dl
-			cp
-			mp
-			co
-		}{o, o, o, o, o}
-	case canCopy:
-		return struct {
-			Store
-			dl
-			cp
-			c
-		}{o, o, o, o}
-	case hasClasses:
-		return struct {
-			Store
-			dl
-			cp
-			sc
-		}{o, o, o, o}
-	case hasMeta:
-		return struct {
-			Store
-			dl
-			cp
-			mp
-		}{o, o, o, o}
-	case canCompose:
-		return struct {
-			Store
-			dl
-			cp
-			co
-		}{o, o, o, o}
-	default:
-		return struct {
-			Store
-			dl
-			cp
+			DirLister
+			ConditionalPutter
 		}{o, o, o}
-	}
+	},
+	canCopy: func(o Full) Store {
+		return struct {
+			Store
+			DirLister
+			ConditionalPutter
+			Copier
+		}{o, o, o, o}
+	},
+	hasClasses: func(o Full) Store {
+		return struct {
+			Store
+			DirLister
+			ConditionalPutter
+			StorageClasser
+		}{o, o, o, o}
+	},
+	canCopy | hasClasses: func(o Full) Store {
+		return struct {
+			Store
+			DirLister
+			ConditionalPutter
+			Copier
+			StorageClasser
+		}{o, o, o, o, o}
+	},
+	hasMeta: func(o Full) Store {
+		return struct {
+			Store
+			DirLister
+			ConditionalPutter
+			MetadataPutter
+		}{o, o, o, o}
+	},
+	canCopy | hasMeta: func(o Full) Store {
+		return struct {
+			Store
+			DirLister
+			ConditionalPutter
+			Copier
+			MetadataPutter
+		}{o, o, o, o, o}
+	},
+	hasClasses | hasMeta: func(o Full) Store {
+		return struct {
+			Store
+			DirLister
+			ConditionalPutter
+			StorageClasser
+			MetadataPutter
+		}{o, o, o, o, o}
+	},
+	canCopy | hasClasses | hasMeta: func(o Full) Store {
+		return struct {
+			Store
+			DirLister
+			ConditionalPutter
+			Copier
+			StorageClasser
+			MetadataPutter
+		}{o, o, o, o, o, o}
+	},
+	canCompose: func(o Full) Store {
+		return struct {
+			Store
+			DirLister
+			ConditionalPutter
+			Composer
+		}{o, o, o, o}
+	},
+	canCopy | canCompose: func(o Full) Store {
+		return struct {
+			Store
+			DirLister
+			ConditionalPutter
+			Copier
+			Composer
+		}{o, o, o, o, o}
+	},
+	hasClasses | canCompose: func(o Full) Store {
+		return struct {
+			Store
+			DirLister
+			ConditionalPutter
+			StorageClasser
+			Composer
+		}{o, o, o, o, o}
+	},
+	canCopy | hasClasses | canCompose: func(o Full) Store {
+		return struct {
+			Store
+			DirLister
+			ConditionalPutter
+			Copier
+			StorageClasser
+			Composer
+		}{o, o, o, o, o, o}
+	},
+	hasMeta | canCompose: func(o Full) Store {
+		return struct {
+			Store
+			DirLister
+			ConditionalPutter
+			MetadataPutter
+			Composer
+		}{o, o, o, o, o}
+	},
+	canCopy | hasMeta | canCompose: func(o Full) Store {
+		return struct {
+			Store
+			DirLister
+			ConditionalPutter
+			Copier
+			MetadataPutter
+			Composer
+		}{o, o, o, o, o, o}
+	},
+	hasClasses | hasMeta | canCompose: func(o Full) Store {
+		return struct {
+			Store
+			DirLister
+			ConditionalPutter
+			StorageClasser
+			MetadataPutter
+			Composer
+		}{o, o, o, o, o, o}
+	},
+	canCopy | hasClasses | hasMeta | canCompose: func(o Full) Store { return o },
 }
 
 // ErrNotFound is returned (wrapped, and marked errkind.NotFound) when a key
