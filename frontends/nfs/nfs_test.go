@@ -46,6 +46,12 @@ func start(t *testing.T, configs ...fileshare.Config) *fixture {
 // startOn is start with the share's upload buffer in logDir on logFS.
 func startOn(t *testing.T, logFS vfs.FS, logDir string, configs ...fileshare.Config) *fixture {
 	t.Helper()
+	return startStore(t, mem.New("nfs"), logFS, logDir, configs...)
+}
+
+// startStore is startOn with the shares' object store.
+func startStore(t *testing.T, store objstore.Store, logFS vfs.FS, logDir string, configs ...fileshare.Config) *fixture {
+	t.Helper()
 	dir := t.TempDir()
 	log, err := uploadbuffer.Open(logFS, logDir, uploadbuffer.Options{Capacity: 256 << 20})
 	if err != nil {
@@ -55,7 +61,6 @@ func startOn(t *testing.T, logFS vfs.FS, logDir string, configs ...fileshare.Con
 	if err != nil {
 		t.Fatal(err)
 	}
-	store := mem.New("nfs")
 	m, err := fileshare.New(context.Background(), fileshare.Options{Meta: metamem.New(), Store: store, Cache: c, Log: log,
 		SettleTime: 50 * time.Millisecond, UploadInterval: 20 * time.Millisecond})
 	if err != nil {

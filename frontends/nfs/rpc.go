@@ -446,17 +446,16 @@ func (w *replyWriter) reserve(n int) {
 	if cap(w.b)-len(w.b) >= n {
 		return
 	}
-	nb := getReply(len(w.b) + n)
-	if nb == nil {
-		b := make([]byte, len(w.b), len(w.b)+n)
-		copy(b, w.b)
-		putReply(w.buf)
-		w.b, w.buf = b, nil
-		return
+	old := w.buf
+	if nb := getReply(len(w.b) + n); nb != nil {
+		*nb = append((*nb)[:0], w.b...)
+		w.b, w.buf = *nb, nb
+	} else {
+		w.b, w.buf = append(make([]byte, 0, len(w.b)+n), w.b...), nil
 	}
-	*nb = append((*nb)[:0], w.b...)
-	putReply(w.buf)
-	w.b, w.buf = *nb, nb
+	if old != nil {
+		putReply(old)
+	}
 }
 
 // garbage makes the reply GARBAGE_ARGS.
