@@ -65,12 +65,14 @@ func (g *gatedFS) hold() (open func()) {
 	}
 }
 
-func waitFor(t *testing.T, what string, ch <-chan struct{}) {
+func waitFor[T any](t *testing.T, what string, ch <-chan T) T {
 	t.Helper()
 	select {
-	case <-ch:
+	case v := <-ch:
+		return v
 	case <-time.After(long):
 		t.Fatalf("gave up waiting: %s", what)
+		panic("unreachable")
 	}
 }
 

@@ -80,7 +80,7 @@ func TestBackgroundUploadYieldsToAppends(t *testing.T) {
 		time.Sleep(time.Millisecond)
 	}
 	release()
-	if next := <-c.began; next <= lsn {
+	if next := waitFor(t, "the upload", c.began); next <= lsn {
 		t.Fatalf("the upload began before the append was durable (NextLSN %d, append %d)", next, lsn)
 	}
 	roundDone(t, "the round", done)
@@ -98,14 +98,14 @@ func TestUploadsDoNotYieldUnderPressureOrFlush(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- j.Round(context.Background()) }()
 	roundDone(t, "a round under pressure", done)
-	if next := <-c.began; next > lsn {
+	if next := waitFor(t, "the upload under pressure", c.began); next > lsn {
 		t.Fatalf("the append was durable: the test did not hold its sync")
 	}
 
 	j, c, lsn, _ = yieldSetup(t, JournalOptions{}, long)
 	go func() { done <- j.Flush(context.Background(), nil) }()
 	roundDone(t, "a flush", done)
-	if next := <-c.began; next > lsn {
+	if next := waitFor(t, "the flush's upload", c.began); next > lsn {
 		t.Fatalf("the append was durable: the test did not hold its sync")
 	}
 	if st := j.Stats(); st.Yields != 0 {
@@ -120,7 +120,7 @@ func TestBackgroundUploadYieldIsBounded(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- j.Round(context.Background()) }()
 	roundDone(t, "the round", done)
-	if next := <-c.began; next > lsn {
+	if next := waitFor(t, "the upload", c.began); next > lsn {
 		t.Fatalf("the append was durable: the test did not hold its sync")
 	}
 	if st := j.Stats(); st.Yields == 0 {
@@ -139,7 +139,7 @@ func TestOneBackgroundUploadWhileAppendsWait(t *testing.T) {
 	t.Cleanup(openGate) // before the journal closes: its workers wait here
 	done := make(chan error, 1)
 	go func() { done <- j.Round(context.Background()) }()
-	<-c.began // one of them, held by the gate
+	waitFor(t, "an upload", c.began) // one of them, held by the gate
 	deadline := time.Now().Add(long)
 	for j.sched.stats.busyWaits.Load() == 0 {
 		select {
@@ -153,7 +153,7 @@ func TestOneBackgroundUploadWhileAppendsWait(t *testing.T) {
 		time.Sleep(time.Millisecond)
 	}
 	openGate()
-	<-c.began
+	waitFor(t, "the second upload", c.began)
 	roundDone(t, "the round", done)
 }
 
@@ -169,7 +169,7 @@ func TestBackgroundUploadWaitEndsUnderPressure(t *testing.T) {
 	t.Cleanup(openGate)
 	done := make(chan error, 1)
 	go func() { done <- j.Round(context.Background()) }()
-	<-c.began // one of them, held by the gate, holding the place
+	waitFor(t, "an upload", c.began) // one of them, held by the gate, holding the place
 	deadline := time.Now().Add(long)
 	for j.sched.stats.busyWaits.Load() == 0 {
 		if time.Now().After(deadline) {
