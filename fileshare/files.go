@@ -122,11 +122,19 @@ type record struct {
 	attr   Attr // setattr
 }
 
-func (r record) encode() []byte {
-	b := make([]byte, 0, 2+len(r.share)+8+28+len(r.data))
+// head appends the header every record starts with: type, share and
+// inode.
+func (r record) head(b []byte) []byte {
 	b = append(b, r.typ, byte(len(r.share)))
 	b = append(b, r.share...)
-	b = binary.BigEndian.AppendUint64(b, r.ino)
+	return binary.BigEndian.AppendUint64(b, r.ino)
+}
+
+// writeHeadSize is the size of a write record before its data.
+func writeHeadSize(share string) int { return 2 + len(share) + 8 + 8 }
+
+func (r record) encode() []byte {
+	b := r.head(make([]byte, 0, 2+len(r.share)+8+28+len(r.data)))
 	switch r.typ {
 	case recWrite:
 		b = binary.BigEndian.AppendUint64(b, uint64(r.offset))
@@ -350,58 +358,127 @@ func (s *Share) Sync(ctx context.Context) error { return s.m.j.Sync(ctx) }
 // Write writes p at off into a file; d says whether it is durable when
 // Write returns or at the next Sync. p may be reused once Write returns.
 func (s *Share) Write(ctx context.Context, path string, p []byte, off int64, d Durability) (Attr, error) {
-	path, err := cleanPath(path)
+	_, post, err := s.write(ctx, path, nil, p, off, d, nil)
+	return post, err
+}
+
+// WriteFrom is Write for a caller that hands its buffer over, so that the
+// data is not copied again on its way to the log: buf[head:] is the data,
+// and buf[:head] is room the share may overwrite (the log record's header
+// goes there when it fits). release is called once the share no longer
+// reads buf, which for a Buffered write is when its log record has been
+// written, perhaps after WriteFrom returns; buf must not change before.
+// If that cannot be known (a Durable write whose ctx ended while the log
+// waited for space on its filesystem: the record may still be written),
+// release is not called and buf is left to the garbage collector.
+//
+// It also returns the file's attributes before the write (as Stat gives
+// them), whenever the file was found, with an error too: an NFS reply
+// carries both.
+func (s *Share) WriteFrom(ctx context.Context, path string, buf []byte, head int, off int64, d Durability, release func()) (pre, post Attr, err error) {
+	return s.write(ctx, path, buf[:head], buf[head:], off, d, release)
+}
+
+// write is Write and WriteFrom: room, when not nil, is the part of p's
+// array just before p that may be overwritten, and release is then called
+// as WriteFrom says.
+func (s *Share) write(ctx context.Context, path string, room, p []byte, off int64, d Durability, release func()) (pre, post Attr, err error) {
+	var lsn uploadbuffer.LSN
+	if release != nil {
+		defer func() { s.m.released(ctx, lsn, d, release) }()
+	}
+	path, err = cleanPath(path)
 	if err != nil {
-		return Attr{}, err
+		return Attr{}, Attr{}, err
 	}
 	if err := s.writable(); err != nil {
-		return Attr{}, err
+		return Attr{}, Attr{}, err
 	}
 	a, err := s.Stat(ctx, path)
 	if err != nil {
-		return Attr{}, err
+		return Attr{}, Attr{}, err
 	}
 	if a.Type != TypeFile {
-		return Attr{}, fmt.Errorf("%s: %w", path, ErrIsDir)
+		return a, Attr{}, fmt.Errorf("%s: %w", path, ErrIsDir)
 	}
 	if off < 0 || off+int64(len(p)) > MaxFileSize {
-		return Attr{}, fmt.Errorf("write at %d: %w", off, ErrInvalid)
+		return a, Attr{}, fmt.Errorf("write at %d: %w", off, ErrInvalid)
 	}
 	rec := record{typ: recWrite, share: s.cfg.Name, ino: a.Ino, offset: off, data: p}
-	var out Attr
+	var b []byte
+	if n := writeHeadSize(s.cfg.Name); room != nil && len(room) >= n {
+		// The header in the room before the data: the record is the
+		// caller's buffer from there on, with no copy.
+		h := binary.BigEndian.AppendUint64(rec.head(room[len(room)-n:len(room)-n:len(room)]), uint64(off))
+		b = room[len(room)-n : len(room)+len(p)]
+		if len(h) != n || &h[0] != &b[0] {
+			panic("fileshare: write record header misplaced") // cannot happen: h has exactly n bytes of room
+		}
+	} else {
+		b = rec.encode()
+	}
 	appendRec := s.m.j.Append
 	if d == Buffered {
 		appendRec = s.m.j.AppendBuffered
 	}
-	_, err = appendRec(ctx, rec.encode(), func(lsn uploadbuffer.LSN) error {
+	lsn, err = appendRec(ctx, b, func(lsn uploadbuffer.LSN) error {
 		st := s.m.state(s, a.Ino, a)
 		defer st.release()
-		if err := s.m.applyWrite(ctx, s, path, a.Ino, st, off, p); err != nil {
+		if err := s.m.applyWrite(ctx, s, path, a.Ino, st, off, p, lsn); err != nil {
 			return err
 		}
+		now := s.now()
 		st.mu.Lock()
-		st.touched(lsn, s.now())
-		st.attr.Mtime, st.attr.Ctime = s.now(), s.now()
-		out = st.attr
+		st.touched(lsn, now)
+		st.attr.Mtime, st.attr.Ctime = now, now
+		post = st.attr
 		st.mu.Unlock()
 		return nil
 	})
-	out.Ino, out.Type = a.Ino, TypeFile
-	return out, err
+	post.Ino, post.Type = a.Ino, TypeFile
+	return a, post, err
 }
 
-func (m *Manager) applyWrite(ctx context.Context, s *Share, path string, ino uint64, st *fileState, off int64, p []byte) error {
+// released calls release once the log no longer reads a write's record:
+// at once if it was not queued (lsn 0) or was durable when appended, else
+// once the log has written it. A durable append cut off by its ctx may
+// still be written (see WriteFrom): then never.
+func (m *Manager) released(ctx context.Context, lsn uploadbuffer.LSN, d Durability, release func()) {
+	switch {
+	case lsn == 0 && d == Durable && ctx.Err() != nil:
+	case lsn == 0, d == Durable:
+		release()
+	default:
+		go func() {
+			// Returns once the record is written, or will never be (the
+			// log failed or was closed): either way the log is done with it.
+			_ = m.j.Log().Sync(context.Background(), lsn)
+			release()
+		}()
+	}
+}
+
+// writeDataOffset is where a write record's data starts in it (encode).
+func writeDataOffset(share string) int64 { return int64(2 + len(share) + 8 + 8) }
+
+// applyWrite puts p, the data of write record lsn, into the file's cached
+// blocks. The bytes stay in the record until the file is uploaded: the
+// cache reads them from there and writes them into its block files once,
+// after the upload (MarkClean).
+func (m *Manager) applyWrite(ctx context.Context, s *Share, path string, ino uint64, st *fileState, off int64, p []byte, lsn uploadbuffer.LSN) error {
 	st.mu.Lock()
 	base := st.base
 	st.mu.Unlock()
+	src := cache.Source{R: m.j.Log(), LSN: lsn, Off: writeDataOffset(s.cfg.Name)}
 	for done := 0; done < len(p); {
 		pos := off + int64(done)
 		index, in := pos/BlockSize, pos%BlockSize
 		n := min(int64(len(p)-done), BlockSize-in)
 		key := cache.Key{Volume: cacheVolume(s.cfg.Name, ino), Index: uint64(index)}
-		err := m.opts.Cache.WriteAt(ctx, key, BlockSize, p[done:done+int(n)], in, func() ([]byte, error) {
+		err := m.opts.Cache.WriteLogged(ctx, key, BlockSize, p[done:done+int(n)], in, func() ([]byte, error) {
 			return m.blockBase(ctx, s, path, base, index)
-		})
+		}, src)
+		src.Off += n
 		if err != nil {
 			return fmt.Errorf("%s: cache write: %w", path, err)
 		}
@@ -675,7 +752,7 @@ func (m *Manager) replayFileRecord(ctx context.Context, lsn uploadbuffer.LSN, r 
 	defer st.release()
 	switch r.typ {
 	case recWrite:
-		err = m.applyWrite(ctx, s, path, r.ino, st, r.offset, r.data)
+		err = m.applyWrite(ctx, s, path, r.ino, st, r.offset, r.data, lsn)
 	case recTruncate:
 		err = m.applyTruncate(ctx, s, path, r.ino, st, r.offset)
 	case recSetattr:

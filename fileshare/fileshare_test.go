@@ -33,6 +33,7 @@ type env struct {
 	cache *cache.Cache
 	m     *Manager
 	opts  func(*Options)
+	logFS vfs.FS // the log's filesystem (nil: the operating system's)
 }
 
 func newEnv(t testing.TB) *env {
@@ -44,7 +45,11 @@ func newEnv(t testing.TB) *env {
 
 func (e *env) start() {
 	var err error
-	e.log, err = uploadbuffer.Open(vfs.Default, filepath.Join(e.dir, "log"), uploadbuffer.Options{Capacity: 256 << 20})
+	logFS := e.logFS
+	if logFS == nil {
+		logFS = vfs.Default
+	}
+	e.log, err = uploadbuffer.Open(logFS, filepath.Join(e.dir, "log"), uploadbuffer.Options{Capacity: 256 << 20})
 	if err != nil {
 		e.t.Fatal(err)
 	}
