@@ -355,7 +355,7 @@ func grow(b []byte, n int) []byte {
 // RPC version 2, program, version, procedure, credential and verifier
 // (both ignored, as go-nfs does).
 func (c *rpcConn) serve(rec *[]byte) bool {
-	x := xdrReader{b: (*rec)[4:]}
+	x := xdrReader{b: (*rec)[4:], rec: rec}
 	xid, mtype, rpcvers, prog, vers, proc := x.u32(), x.u32(), x.u32(), x.u32(), x.u32(), x.u32()
 	x.u32()
 	x.opaque(400) // credential
@@ -374,7 +374,9 @@ func (c *rpcConn) serve(rec *[]byte) bool {
 	run := func() {
 		w := newReply(xid)
 		fn(c, &x, w)
-		putRecord(rec) // a WRITE's data is in the journal's record or the cache now
+		if x.rec != nil { // not taken (WRITE takes it: its data goes to the log from it)
+			putRecord(x.rec)
+		}
 		c.send(w.done())
 	}
 	if len(*rec) > bigCall {
@@ -511,6 +513,15 @@ func (w *replyWriter) postOp(a *gonfs.FileAttribute) {
 type xdrReader struct {
 	b   []byte
 	bad bool
+	rec *[]byte // the call record b is in, until a procedure takes it
+}
+
+// take hands the call record over to the procedure serving it, which puts
+// it back (putRecord) once nothing reads it, perhaps after its reply.
+func (x *xdrReader) take() *[]byte {
+	rec := x.rec
+	x.rec = nil
+	return rec
 }
 
 func (x *xdrReader) u32() uint32 {

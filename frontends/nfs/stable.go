@@ -40,13 +40,17 @@ const (
 func (c *rpcConn) write(x *xdrReader, w *replyWriter) {
 	fh := x.opaque(maxHandle)
 	offset, count, how := x.u64(), x.u32(), x.u32()
+	rec := x.take()
+	head := len(*rec) - len(x.b) + 4 // where the data starts in rec
 	data := x.opaque(maxCall)
 	if x.bad || how > stableFileSync {
+		putRecord(rec)
 		w.garbage()
 		return
 	}
 	w.u32(acceptSuccess)
-	c.writeData(w, fh, offset, data[:min(int(count), len(data))], how)
+	n := min(int(count), len(data))
+	c.writeData(w, fh, offset, (*rec)[:head+n], head, how, func() { putRecord(rec) })
 }
 
 // commit serves COMMIT3 (its offset and count are not looked at).
@@ -79,31 +83,24 @@ func (c *rpcConn) resolve(fh []byte) (*fileshare.Share, string, gonfs.NFSStatus)
 	return sf.share, strings.Join(path, "/"), gonfs.NFSStatusOk
 }
 
-func (c *rpcConn) writeData(w *replyWriter, fh []byte, offset uint64, data []byte, how uint32) {
+// writeData writes buf[head:] at offset. buf[:head] is the rest of the
+// call, which the share may overwrite: the data goes to the upload
+// buffer's log from buf, its record's header just before it, with no
+// copy. release is called once nothing reads buf: for an UNSTABLE write,
+// once the log has written the record, perhaps after the reply.
+func (c *rpcConn) writeData(w *replyWriter, fh []byte, offset uint64, buf []byte, head int, how uint32, release func()) {
+	data := buf[head:]
 	share, p, st := c.resolve(fh)
+	switch {
+	case st != gonfs.NFSStatusOk:
+	case share.Config().ReadOnly:
+		st = gonfs.NFSStatusROFS
+	case offset > fileshare.MaxFileSize || offset+uint64(len(data)) > fileshare.MaxFileSize:
+		st = gonfs.NFSStatusFBig
+	}
 	if st != gonfs.NFSStatusOk {
+		release()
 		w.fail(st, nil)
-		return
-	}
-	if share.Config().ReadOnly {
-		w.fail(gonfs.NFSStatusROFS, nil)
-		return
-	}
-	pre, err := share.Stat(c.ctx, p)
-	if err != nil {
-		w.fail(nfsStatus(err), nil)
-		return
-	}
-	if pre.Type != fileshare.TypeFile {
-		st := gonfs.NFSStatusInval
-		if pre.Type == fileshare.TypeDir {
-			st = gonfs.NFSStatusIsDir
-		}
-		w.fail(st, &pre)
-		return
-	}
-	if offset > fileshare.MaxFileSize || offset+uint64(len(data)) > fileshare.MaxFileSize {
-		w.fail(gonfs.NFSStatusFBig, &pre)
 		return
 	}
 	d, committed := fileshare.Durable, uint32(stableFileSync)
@@ -113,13 +110,24 @@ func (c *rpcConn) writeData(w *replyWriter, fh []byte, offset uint64, data []byt
 	// Not c.ctx: a write cut off between its record and its apply would
 	// leave the cache behind the log until a restart (as go-nfs's own
 	// WRITE, which uses the share's background context).
-	post, err := share.Write(context.Background(), p, data, int64(offset), d)
+	pre, post, err := share.WriteFrom(context.Background(), p, buf, head, int64(offset), d, release)
 	if err == nil && d == fileshare.Buffered && c.h.s.unsynced.Add(int64(len(data))) > maxUnsynced {
 		if err = share.Sync(c.ctx); err == nil {
 			c.h.s.unsynced.Store(0)
 		}
 	}
-	if err != nil {
+	switch {
+	case err == nil:
+	case pre.Type == 0: // not found
+		w.fail(nfsStatus(err), nil)
+		return
+	case pre.Type == fileshare.TypeDir:
+		w.fail(gonfs.NFSStatusIsDir, &pre)
+		return
+	case pre.Type != fileshare.TypeFile:
+		w.fail(gonfs.NFSStatusInval, &pre)
+		return
+	default:
 		c.h.s.log.Warn("nfs: write", "share", share.Config().Name, "path", p, "err", err)
 		w.fail(nfsStatus(err), &pre)
 		return

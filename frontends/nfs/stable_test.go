@@ -129,15 +129,17 @@ func (f *fixture) newFile(share, name string) (*nfsc.Target, []byte) {
 	return v, fh
 }
 
-// syncGate holds every sync of the upload buffer's files while it is shut.
+// syncGate holds every sync of the upload buffer's files (every op, when
+// set) while it is shut.
 type syncGate struct {
 	mu   sync.Mutex
 	shut bool
 	open chan struct{}
+	op   vfs.Op
 }
 
 func (g *syncGate) inject(op vfs.Op, path string) error {
-	if op != vfs.OpSync {
+	if op != vfs.OpSync && (g.op == "" || op != g.op) {
 		return nil
 	}
 	g.mu.Lock()
