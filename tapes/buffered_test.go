@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gatewayd/gatewayd/objstore/faulty"
+	"github.com/gatewayd/gatewayd/tapes"
 	"github.com/gatewayd/gatewayd/vfs"
 )
 
@@ -163,6 +165,105 @@ func TestCompressionSample(t *testing.T) {
 	}
 	var m model
 	m.write(0, tail)
+	m.check(t, tp)
+	tp.Close(ctx)
+}
+
+// A stream of buffered records, with rewrites and filemarks, goes on
+// while segments upload behind it: when the store holds the uploads the
+// writer waits for them (and goes on once they are done), the buffers of
+// log records and segments are reused as the stream goes, and after a
+// power loss at the sync every record is back as written. A buffer
+// reused before the log wrote its record, or a segment's before it was
+// stored, shows as a record that differs.
+func TestBufferedStreamUploadsBehind(t *testing.T) {
+	e := newEnv(t)
+	var (
+		gmu     sync.Mutex
+		gate    chan struct{} // nil: segment uploads go
+		entered = make(chan struct{}, 1000)
+	)
+	e.start()
+	e.cut.SetHook(func(op faulty.Op, key string) error {
+		if op != faulty.OpPut || !strings.Contains(key, "/seg/") {
+			return nil
+		}
+		gmu.Lock()
+		g := gate
+		gmu.Unlock()
+		if g != nil {
+			entered <- struct{}{}
+			<-g
+		}
+		return nil
+	})
+	bc := e.create(1, 1<<30)[0]
+	tp := e.open(bc)
+	tp.SetBuffered(true)
+	var m model
+	seed := uint64(1)
+	write := func(tp *tapes.Tape, at uint64, n int) error {
+		seed++
+		d := record(seed, n)
+		m.write(at, d)
+		return tp.WriteRecord(ctx, at, d, seed%3 == 0)
+	}
+	for i := range 60 {
+		at := tp.EOD()
+		switch {
+		case i%10 == 9:
+			m.filemarks(at, 1)
+			if err := tp.WriteFilemarks(ctx, at, 1); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		case i%15 == 14:
+			at -= 3 // a rewrite: the tape ends after it
+		}
+		if err := write(tp, at, 20000+i*2731); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m.check(t, tp)
+
+	// The store holds segment uploads: the writer fills the segments it
+	// may keep in memory, then waits.
+	gmu.Lock()
+	gate = make(chan struct{})
+	gmu.Unlock()
+	done := make(chan error, 1)
+	go func() {
+		for range 16 { // 1.6 MB: six segments of 256 KiB
+			if err := write(tp, tp.EOD(), 100000); err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	select {
+	case <-entered:
+	case <-time.After(2 * time.Minute):
+		t.Fatal("no segment upload started while the tape was written")
+	}
+	gmu.Lock()
+	close(gate)
+	gate = nil
+	gmu.Unlock()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(2 * time.Minute):
+		t.Fatal("the writer did not go on once the uploads could")
+	}
+	if err := tp.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	m.check(t, tp)
+	e.crash()
+	tp = e.open(bc)
 	m.check(t, tp)
 	tp.Close(ctx)
 }

@@ -351,8 +351,13 @@ type logOp struct {
 	payload []byte // record payload as stored (compressed when flags say so)
 }
 
-func encodeLogOp(o logOp) []byte {
-	b := make([]byte, 0, 3+len(o.barcode)+28+len(o.payload))
+func encodeLogOp(o logOp) []byte { return appendLogOp(make([]byte, 0, logOpLen(o)), o) }
+
+// logOpLen is the length of o's log record.
+func logOpLen(o logOp) int { return 3 + len(o.barcode) + 28 + len(o.payload) }
+
+// appendLogOp appends o's log record to b.
+func appendLogOp(b []byte, o logOp) []byte {
 	b = append(b, o.op, o.flags, byte(len(o.barcode)))
 	b = append(b, o.barcode...)
 	b = binary.BigEndian.AppendUint64(b, o.tapeID)

@@ -49,7 +49,7 @@ type Options struct {
 	// and uploaded (default 16 MiB).
 	SegmentSize int
 	// MaxPendingSegments is how many closed segments of one tape may wait
-	// for upload before its writes upload them themselves (default 2).
+	// for upload before its writes wait for them (default 2).
 	MaxPendingSegments int
 	// ReadAhead is how many bytes of a segment one read fetches (default 8 MiB).
 	ReadAhead int
@@ -91,6 +91,17 @@ type Library struct {
 	replaySkip    map[string]bool
 
 	stats struct{ segmentsUp, bytesUp atomic.Uint64 }
+
+	logBufs logBufs // log records' buffers, reused once written
+	segBufs segBufs // segments' buffers, reused once uploaded
+
+	// Segment uploads started when a segment fills (tape.uploadSealed):
+	// bgCtx ends and bgWG is waited for at Close.
+	bgMu     sync.Mutex
+	bgCtx    context.Context
+	bgCancel context.CancelFunc
+	bgWG     sync.WaitGroup
+	bgDone   bool
 
 	sparesDue atomic.Bool // spare tapes to check after the next round
 	closeOnce sync.Once
@@ -159,6 +170,8 @@ func New(ctx context.Context, opts Options) (*Library, error) {
 		return nil, err
 	}
 	l := &Library{opts: opts, log: opts.Logger, seal: s, enc: enc, dec: dec, tapes: map[string]*tape{}, fullAt: map[string]time.Time{}}
+	l.logBufs.log = opts.Log
+	l.bgCtx, l.bgCancel = context.WithCancel(context.Background())
 	l.j = uploadbuffer.NewJournal(opts.Log, journalClient{l}, uploadbuffer.JournalOptions{
 		Name: "tapes", Interval: opts.FlushInterval, SettleTime: opts.FlushInterval,
 		AfterRound: l.afterRound, Clock: opts.Clock, Logger: opts.Logger,
@@ -392,10 +405,34 @@ func (l *Library) logAndApply(ctx context.Context, rec []byte, buffered bool, ap
 	return err
 }
 
+// background runs fn in a goroutine that Close ends (through ctx) and
+// waits for; after Close it does not run fn.
+func (l *Library) background(fn func(ctx context.Context)) bool {
+	l.bgMu.Lock()
+	defer l.bgMu.Unlock()
+	if l.bgDone {
+		return false
+	}
+	l.bgWG.Add(1)
+	go func() {
+		defer l.bgWG.Done()
+		fn(l.bgCtx)
+	}()
+	return true
+}
+
+// stopBackground ends the goroutines background started and waits for
+// them.
+func (l *Library) stopBackground() {
+	l.bgMu.Lock()
+	l.bgDone = true
+	l.bgMu.Unlock()
+	l.bgCancel()
+	l.bgWG.Wait()
+}
+
 // trim releases the log records no tape needs any more.
 func (l *Library) trim() { l.j.Trim() }
-
-func (l *Library) kickUploader() { l.j.Kick() }
 
 // spareCheck has the spare tapes checked after the next round.
 func (l *Library) spareCheck() {
@@ -418,6 +455,8 @@ func (l *Library) afterRound(ctx context.Context, r uploadbuffer.RoundResult) {
 		for _, t := range l.loaded() {
 			l.release(t)
 		}
+		l.logBufs.release()
+		l.segBufs.release()
 		l.finishArchives(ctx)
 	}
 	if l.sparesDue.Swap(false) || r.Tick {
@@ -446,6 +485,7 @@ func (l *Library) Close(ctx context.Context) error {
 	var err error
 	l.closeOnce.Do(func() {
 		l.closed.Store(true)
+		l.stopBackground()
 		l.j.Stop()
 		// The zstd coder runs no goroutines for EncodeAll and DecodeAll
 		// and is left to the collector, so a straggling handle cannot

@@ -65,6 +65,10 @@ type tape struct {
 	dirtyFrom uint64
 	open      *segBuf
 	sealed    []*segBuf
+	// uploading: a goroutine uploads the sealed segments (uploadSealed);
+	// uploaded is closed (and replaced) whenever segments leave sealed.
+	uploading bool
+	uploaded  chan struct{}
 
 	garbageSegs  []uint64
 	garbagePages []string
@@ -77,7 +81,8 @@ type tape struct {
 func newTape(lib *Library, barcode string, r *root, readOnly bool) *tape {
 	t := &tape{lib: lib, barcode: barcode, id: r.id, capacity: r.capacity, readOnly: readOnly,
 		seq: r.seq, gen: r.gen, eod: r.eod, used: r.used, runs: append([]segRun(nil), r.runs...),
-		open: &segBuf{id: r.nextSeg}, dirtyFrom: math.MaxUint64, metaEOD: r.eod, metaUsed: r.used}
+		open: &segBuf{id: r.nextSeg}, dirtyFrom: math.MaxUint64, metaEOD: r.eod, metaUsed: r.used,
+		uploaded: make(chan struct{})}
 	for _, pi := range r.pages {
 		t.pages = append(t.pages, &page{info: pi})
 	}
@@ -289,7 +294,7 @@ func (t *tape) apply(o logOp, lsn uploadbuffer.LSN) bool {
 		}
 		n := len(o.payload) + sealOverhead
 		if cap(t.open.data) == 0 {
-			t.open.data = make([]byte, 0, max(t.lib.opts.SegmentSize, n)+n)
+			t.open.data = t.lib.segBufs.get(max(t.lib.opts.SegmentSize, n) + n)
 		}
 		t.open.data = t.lib.seal.sealTo(t.open.data, kindBlock, sf, blockBinding(t.barcode, t.open.id, off, o.at), o.payload)
 		t.appendEntry(entry{flags: o.flags & entZstd, size: o.size, stored: uint32(len(o.payload)), seg: t.open.id, off: off})
@@ -344,33 +349,86 @@ func (t *tape) write(ctx context.Context, o logOp, buffered bool) error {
 		return err
 	}
 	full := false
-	err = t.lib.logAndApply(ctx, encodeLogOp(o), buffered, func(lsn uploadbuffer.LSN) {
+	rec := appendLogOp(t.lib.logBufs.get(logOpLen(o)), o)
+	err = t.lib.logAndApply(ctx, rec, buffered, func(lsn uploadbuffer.LSN) {
 		t.mu.Lock()
 		full = t.apply(o, lsn)
 		t.mu.Unlock()
+		t.lib.logBufs.put(lsn, rec)
 	})
 	if err != nil {
 		return fmt.Errorf("tape %s: %w", t.barcode, err)
 	}
 	if full {
-		t.lib.kickUploader()
+		t.uploadSealed()
 	}
 	return nil
 }
 
-// room waits while too many segments of the tape wait for upload: it
-// uploads them itself, and while the store fails it retries every second
-// (the write waits; it does not fail while the store is away).
+// uploadSealed starts uploading the tape's sealed segments in the
+// background unless that is under way: the next segment fills while the
+// last goes to the store. The goroutine goes on while segments are sealed
+// and stops at the first error (the uploader's rounds and room retry).
+func (t *tape) uploadSealed() {
+	t.mu.Lock()
+	if t.uploading || len(t.sealed) == 0 || t.gone != nil {
+		t.mu.Unlock()
+		return
+	}
+	t.uploading = true
+	t.mu.Unlock()
+	started := t.lib.background(func(ctx context.Context) {
+		for {
+			err := t.flush(ctx, false)
+			t.mu.Lock()
+			if err != nil || len(t.sealed) == 0 || t.gone != nil {
+				t.uploading = false
+				t.segmentsLeft()
+				t.mu.Unlock()
+				if err != nil && ctx.Err() == nil {
+					t.lib.log.Warn("tape segment upload", "tape", t.barcode, "err", err)
+				}
+				return
+			}
+			t.mu.Unlock()
+		}
+	})
+	if !started { // the library is closing
+		t.mu.Lock()
+		t.uploading = false
+		t.segmentsLeft()
+		t.mu.Unlock()
+	}
+}
+
+// segmentsLeft wakes the writers waiting for room. t.mu held.
+func (t *tape) segmentsLeft() {
+	close(t.uploaded)
+	t.uploaded = make(chan struct{})
+}
+
+// room waits while too many segments of the tape wait for upload: for
+// the upload under way (uploadSealed) to take them, or, when none is,
+// it uploads them itself, and while the store fails it retries every
+// second (the write waits; it does not fail while the store is away).
 func (t *tape) room(ctx context.Context) error {
 	for {
 		t.mu.Lock()
-		n, gone := len(t.sealed), t.gone
+		n, gone, up, uploaded := len(t.sealed), t.gone, t.uploading, t.uploaded
 		t.mu.Unlock()
 		if gone != nil {
 			return gone
 		}
 		if n < t.lib.opts.MaxPendingSegments {
 			return nil
+		}
+		if up {
+			select {
+			case <-uploaded:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			continue
 		}
 		err := t.flush(ctx, false)
 		if err == nil {

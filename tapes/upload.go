@@ -92,7 +92,16 @@ func (t *tape) flush(ctx context.Context, full bool) error {
 		}
 	}
 	t.sealed = kept
+	if len(segs) > 0 {
+		t.segmentsLeft()
+	}
 	t.mu.Unlock()
+	// In the store now, and no longer in the tape's state: nothing reads
+	// the segments' buffers any more.
+	for _, s := range segs {
+		t.lib.segBufs.put(s.data)
+		s.data = nil
+	}
 	if r == nil {
 		return nil
 	}
