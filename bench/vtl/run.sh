@@ -15,6 +15,10 @@
 #   ROUNDS=3 bench/vtl/run.sh        # every job three times, alternating; medians
 #   PROFILE=1 OUT=/some/dir bench/vtl/run.sh
 #                                    # CPU profiles of gatewayd's buffered writes, kept in OUT
+#   TRACE=1 OUT=/some/dir bench/vtl/run.sh
+#                                    # an execution trace of them too (TRACE_SECONDS=5, after 5 s)
+#   GATEWAYD_SRC=/some/tree bench/vtl/run.sh
+#                                    # gatewayd (and tapebench) built from another source tree
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -23,6 +27,7 @@ size="${SIZE:-4G}"
 sizes="${BLOCKS:-256K 1M}"
 modes="${MODES:-1 0}"
 profile="${PROFILE:-}"
+trace_on="${TRACE:-}"
 work="$(mktemp -d)"
 keep="${OUT:-$work}"
 mkdir -p "$keep"
@@ -45,7 +50,7 @@ echo "load before: $(uptime)" >&2
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 echo "== building gatewayd and tapebench" >&2
-(cd "$repo" && go build -o "$work/gatewayd" ./cmd/gatewayd && go build -o "$work/tapebench" ./bench/vtl/tapebench)
+(cd "${GATEWAYD_SRC:-$repo}" && go build -o "$work/gatewayd" ./cmd/gatewayd && go build -o "$work/tapebench" ./bench/vtl/tapebench)
 
 stop_tgtd() {
 	tgtadm -C "$tgtd_ctl" --op update --mode sys --name State -v offline >/dev/null 2>&1
@@ -106,16 +111,23 @@ for round in $(seq "$rounds"); do
 					"http://gatewayd/debug/pprof/profile?seconds=${PROFILE_SECONDS:-20}" &
 				prof=$!
 			fi
+			trace=""
+			if [ -n "$trace_on" ] && [ "$mode" = 1 ] && [ "$round" = 1 ]; then
+				(sleep 5; curl -s --unix-socket "$gw/admin.sock" -o "$keep/gatewayd-write-$bs.trace" \
+					"http://gatewayd/debug/pprof/trace?seconds=${TRACE_SECONDS:-5}") &
+				trace=$!
+			fi
 			"$work/tapebench" -addr "127.0.0.1:$gwport" -target iqn.2024-01.io.gatewayd:vtl -changer 0 -drive 1 \
 				-bs "$bs" -size "$size" -buffered "$mode" -label "gatewayd-$mode" >>"$out"
 			if [ -n "$prof" ]; then wait "$prof" || true; fi
+			if [ -n "$trace" ]; then wait "$trace" || true; fi
 		done
 		echo "== round $round: tgtd: $bs records, $size; $(uptime)" >&2
 		"$work/tapebench" -addr "127.0.0.1:$tport" -target "$iqn" -changer 2 -drive 1 \
 			-bs "$bs" -size "$size" -label tgtd >>"$out"
 	done
 done
-if [ -n "$profile" ]; then cp "$work/gatewayd" "$keep/gatewayd.bin"; fi
+if [ -n "$profile$trace_on" ]; then cp "$work/gatewayd" "$keep/gatewayd.bin"; fi
 kill "${pids[0]}"; wait "${pids[0]}" 2>/dev/null || true
 stop_tgtd # tgtd exits
 wait "${pids[1]}" 2>/dev/null || true
