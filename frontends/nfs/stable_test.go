@@ -240,18 +240,7 @@ func TestCommitMakesUnstableWritesDurable(t *testing.T) {
 
 	gate.close()
 	const n, size = 8, 64 << 10
-	var data [][]byte
-	for i := range n {
-		d := testrand.Bytes(uint64(100+i), size)
-		r, err := nfstest.WriteStable(v, fh, uint64(i*size), d, nfstest.Unstable)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if r.Committed != nfstest.Unstable || r.Verifier != verf {
-			t.Fatalf("UNSTABLE WRITE %d answered %s with verifier %x (server's %x)", i, r.Committed, r.Verifier, verf)
-		}
-		data = append(data, d)
-	}
+	data := writeUnstable(t, v, fh, verf, 100, n, size)
 	if k := holding(durable(t, mem, logDir), data); k != 0 {
 		t.Fatalf("%d of %d UNSTABLE writes durable while every sync was held", k, n)
 	}

@@ -5,11 +5,33 @@ import (
 	"io"
 	"testing"
 
+	nfsc "github.com/willscott/go-nfs-client/nfs"
+
 	"github.com/gatewayd/gatewayd/fileshare"
 	"github.com/gatewayd/gatewayd/internal/nfstest"
 	"github.com/gatewayd/gatewayd/internal/testrand"
 	"github.com/gatewayd/gatewayd/vfs"
 )
+
+// writeUnstable writes n blocks of size bytes (random, from seed on) one
+// after the other from offset 0, UNSTABLE, checks each answer (UNSTABLE,
+// the whole count, verf), and returns the blocks.
+func writeUnstable(t *testing.T, v *nfsc.Target, fh []byte, verf [8]byte, seed uint64, n, size int) [][]byte {
+	t.Helper()
+	var data [][]byte
+	for i := range n {
+		d := testrand.Bytes(seed+uint64(i), size)
+		r, err := nfstest.WriteStable(v, fh, uint64(i*size), d, nfstest.Unstable)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Committed != nfstest.Unstable || r.Count != uint32(size) || r.Verifier != verf {
+			t.Fatalf("UNSTABLE WRITE %d answered %s, count %d, verifier %x (server's %x)", i, r.Committed, r.Count, r.Verifier, verf)
+		}
+		data = append(data, d)
+	}
+	return data
+}
 
 // A WRITE's data goes to the upload buffer's log from the call's own
 // buffer, so an UNSTABLE WRITE's buffer is not read into again until the
@@ -27,19 +49,8 @@ func TestUnstableWriteKeepsItsBufferUntilLogged(t *testing.T) {
 
 	gate.close()
 	const n, size = 24, 256 << 10
-	var data [][]byte
-	var want []byte
-	for i := range n {
-		d := testrand.Bytes(uint64(300+i), size)
-		r, err := nfstest.WriteStable(v, fh, uint64(i*size), d, nfstest.Unstable)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if r.Committed != nfstest.Unstable || r.Count != size {
-			t.Fatalf("UNSTABLE WRITE %d answered %s, count %d", i, r.Committed, r.Count)
-		}
-		data, want = append(data, d), append(want, d...)
-	}
+	data := writeUnstable(t, v, fh, f.srv.Verifier(), 300, n, size)
+	want := bytes.Join(data, nil)
 	gate.release()
 	if _, err := nfstest.Commit(v, fh); err != nil {
 		t.Fatal(err)
