@@ -113,7 +113,19 @@ func (s *Share) stat(ctx context.Context, p string) (Attr, error) {
 			st.overlay(&a)
 			return a, nil
 		}
-		return s.defaults(TypeFile), nil
+		// No state: the first upload ended since unborn was read (it
+		// retires the state and takes the path off unborn in one hold
+		// of filesMu, which dirtyState took after it). The path is
+		// known as uploaded now: what was made, not a file with the
+		// share's defaults (a directory read as a regular file).
+		s.attrMu.Lock()
+		c, ok = s.attrs[p]
+		_, unborn = s.unborn[p]
+		absent = !ok && !unborn && s.unlisted(p)
+		s.attrMu.Unlock()
+		if unborn {
+			return s.defaults(TypeFile), nil
+		}
 	}
 	if ok && s.fresh(c.at) {
 		if !c.exists {
