@@ -683,15 +683,16 @@ func (c *Cache) snapshot(key Key, partialOK bool) ([]byte, []Extent, uint64, err
 // Either way it first writes the entry's overlay into its file, so that
 // once it returns the cache reads none of the log records the entry's
 // writes were kept in: the caller may release them. If that write fails,
-// an entry still at gen is dropped (the caller uploaded it as it is) and
-// MarkClean reports false; a newer one keeps its overlay, and the records
-// of its writes must stay.
-func (c *Cache) MarkClean(key Key, gen uint64) bool {
+// MarkClean returns the error (a local disk's: the chunk is still in the
+// store) and an entry still at gen is dropped, since the caller uploaded
+// it as it is; a newer one keeps its overlay, and the records of its
+// writes must stay.
+func (c *Cache) MarkClean(key Key, gen uint64) (bool, error) {
 	c.mu.Lock()
 	e := c.entries[key]
 	c.mu.Unlock()
 	if e == nil {
-		return false
+		return false, nil
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -699,17 +700,16 @@ func (c *Cache) MarkClean(key Key, gen uint64) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.entries[key] != e {
-		return false
+		return false, nil
 	}
 	if err != nil {
-		c.opts.Logger.Warn("cache: write of logged bytes into a chunk file failed", "volume", key.Volume, "chunk", key.Index, "err", err)
 		if e.gen == gen && e.writing == 0 {
 			c.removeLocked(e)
 		}
-		return false
+		return false, err
 	}
 	if e.gen != gen || e.writing > 0 || e.partial {
-		return false
+		return false, nil
 	}
 	if e.dirty {
 		e.dirty = false
@@ -717,7 +717,7 @@ func (c *Cache) MarkClean(key Key, gen uint64) bool {
 		e.lru = c.clean.PushFront(e)
 		c.room.Broadcast()
 	}
-	return true
+	return true, nil
 }
 
 // Drop removes a chunk, dirty or not.

@@ -150,7 +150,7 @@ func TestFullOfDirtyWritersWaitReadersDoNot(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !c.MarkClean(key(1), gen) {
+	if !markClean(t, c, key(1), gen) {
 		t.Fatal("MarkClean with the current generation refused")
 	}
 	if err := <-done; err != nil {
@@ -170,7 +170,7 @@ func TestStaleGenerationStaysDirty(t *testing.T) {
 		t.Fatalf("snapshot %q %v", data[:2], err)
 	}
 	c.WriteAt(ctx, key(0), chunk, []byte("v2"), 0, noBase)
-	if c.MarkClean(key(0), gen) {
+	if markClean(t, c, key(0), gen) {
 		t.Fatal("marked clean with a generation older than the last write")
 	}
 	if d := c.Dirty(); len(d) != 1 || d[0] != key(0) {
@@ -208,7 +208,7 @@ func TestConcurrentChunksKeepTheirData(t *testing.T) {
 					return
 				}
 				if data, gen, err := c.Snapshot(k); err == nil && bytes.Equal(data, p) {
-					c.MarkClean(k, gen)
+					markClean(t, c, k, gen)
 				}
 			}
 		}(w)

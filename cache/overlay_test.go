@@ -3,6 +3,7 @@ package cache
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"strings"
@@ -189,7 +190,7 @@ func TestLoggedWriteTouchesNoFileUntilMarkClean(t *testing.T) {
 		if err != nil || !bytes.Equal(data, w) {
 			t.Fatalf("copy of chunk %d before MarkClean: equal %v, err %v", i, bytes.Equal(data, w), err)
 		}
-		if !c.MarkClean(key(i), gen) {
+		if !markClean(t, c, key(i), gen) {
 			t.Fatalf("chunk %d not marked clean", i)
 		}
 	}
@@ -209,6 +210,16 @@ func TestLoggedWriteTouchesNoFileUntilMarkClean(t *testing.T) {
 	if lg.readCount() != reads {
 		t.Fatal("the cache read records after MarkClean")
 	}
+}
+
+// markClean is MarkClean for tests, which expect no error.
+func markClean(t *testing.T, c *Cache, k Key, gen uint64) bool {
+	t.Helper()
+	ok, err := c.MarkClean(k, gen)
+	if err != nil {
+		t.Errorf("mark %v clean: %v", k, err)
+	}
+	return ok
 }
 
 func bytesOf(x extents) int64 {
@@ -234,7 +245,7 @@ func TestMarkCleanOfAStaleGenerationStillMaterializes(t *testing.T) {
 	}
 	q := []byte("second")
 	c.WriteLogged(ctx, key(1), chunk, q, 100, noBase, lg.log(2, q))
-	if c.MarkClean(key(1), gen) {
+	if markClean(t, c, key(1), gen) {
 		t.Fatal("a stale generation marked the chunk clean")
 	}
 	lg.trimAll()
@@ -379,7 +390,7 @@ func TestOverlayAgainstAModel(t *testing.T) {
 			if err != nil || !bytes.Equal(data, m.data) {
 				t.Fatalf("step %d: copy of chunk %d: equal %v, err %v", step, k, bytes.Equal(data, m.data), err)
 			}
-			if !c.MarkClean(key(k), gen) {
+			if !markClean(t, c, key(k), gen) {
 				t.Fatalf("step %d: chunk %d not marked clean", step, k)
 			}
 			if len(c.Dirty()) == 0 {
@@ -392,5 +403,46 @@ func TestOverlayAgainstAModel(t *testing.T) {
 				lg.trimAll()
 			}
 		}
+	}
+}
+
+// A failed write of the overlay into the file is MarkClean's error: an
+// entry at the generation uploaded is dropped (the store has it; a later
+// read fetches it), a newer one keeps its overlay and stays dirty.
+func TestMarkCleanWriteFailure(t *testing.T) {
+	ctx := context.Background()
+	var failing atomic.Bool
+	fs := vfs.NewErrorFS(vfs.NewMem(), func(op vfs.Op, path string) error {
+		if failing.Load() && op == vfs.OpWrite {
+			return errors.New("injected I/O error")
+		}
+		return nil
+	})
+	c := openCache(t, fs, 10*chunk)
+	lg := newFakeLog()
+	p := []byte("uploaded")
+	c.WriteLogged(ctx, key(1), chunk, p, 0, noBase, lg.log(1, p))
+	c.WriteLogged(ctx, key(2), chunk, p, 0, noBase, lg.log(1, p))
+	_, gen1, _ := c.Snapshot(key(1))
+	_, gen2, _ := c.Snapshot(key(2))
+	q := []byte("newer")
+	c.WriteLogged(ctx, key(2), chunk, q, 100, noBase, lg.log(1, q))
+	failing.Store(true)
+	if ok, err := c.MarkClean(key(1), gen1); ok || err == nil {
+		t.Fatalf("MarkClean on a failing disk: %v %v", ok, err)
+	}
+	if ok, err := c.MarkClean(key(2), gen2); ok || err == nil {
+		t.Fatalf("MarkClean of a stale generation on a failing disk: %v %v", ok, err)
+	}
+	if ok, _ := c.ReadAt(key(1), make([]byte, 1), 0); ok {
+		t.Fatal("the chunk whose overlay could not be written is still cached")
+	}
+	failing.Store(false)
+	if got := readOK(t, c, key(2), 100, 5); string(got) != "newer" {
+		t.Fatalf("the newer chunk reads %q", got)
+	}
+	_, gen2, _ = c.Snapshot(key(2))
+	if !markClean(t, c, key(2), gen2) {
+		t.Fatal("not marked clean once the disk works")
 	}
 }

@@ -60,7 +60,7 @@ func TestPartialWriteReadsWhatItHoldsAndMerges(t *testing.T) {
 	if d := c.Dirty(); len(d) != 1 {
 		t.Fatalf("dirty %v", d)
 	}
-	if c.MarkClean(key(1), c.entries[key(1)].gen) {
+	if markClean(t, c, key(1), c.entries[key(1)].gen) {
 		t.Fatal("a partial entry was marked clean")
 	}
 	st := c.Stats()
@@ -89,7 +89,7 @@ func TestPartialWriteReadsWhatItHoldsAndMerges(t *testing.T) {
 	if merged, _ := c.Merge(key(1), fill('x')); merged {
 		t.Fatal("merged twice")
 	}
-	if !c.MarkClean(key(1), gen) {
+	if !markClean(t, c, key(1), gen) {
 		t.Fatal("a merged entry could not be marked clean")
 	}
 	if st := c.Stats(); st.PartialChunks != 0 || st.DirtyChunks != 0 {
