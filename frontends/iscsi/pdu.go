@@ -129,7 +129,7 @@ func pad4(n int) int { return (4 - n%4) % 4 }
 // peer sent beyond that bound. A data digest error still returns the PDU,
 // so the caller can reject it by its task tag.
 func ReadPDU(r io.Reader, dg Digests, maxData int) (*PDU, error) {
-	return readPDU(r, dg, maxData, false)
+	return readPDU(r, dg, maxData, &PDU{}, false)
 }
 
 // pooledData says whether the data segment of a PDU with opcode op is
@@ -137,10 +137,10 @@ func ReadPDU(r io.Reader, dg Digests, maxData int) (*PDU, error) {
 // data the session copies or hands to the command.
 func pooledData(op Opcode) bool { return op == OpSCSICommand || op == OpDataOut }
 
-// readPDU is ReadPDU; with pool set, a SCSI Command's or Data-Out's data
-// segment is read into a pooled buffer (p.dataRef).
-func readPDU(r io.Reader, dg Digests, maxData int, pool bool) (*PDU, error) {
-	p := &PDU{}
+// readPDU is ReadPDU into p; with pool set, a SCSI Command's or
+// Data-Out's data segment is read into a pooled buffer (p.dataRef).
+func readPDU(r io.Reader, dg Digests, maxData int, p *PDU, pool bool) (*PDU, error) {
+	*p = PDU{}
 	if _, err := io.ReadFull(r, p.BHS[:]); err != nil {
 		return nil, err
 	}

@@ -154,8 +154,17 @@ func (ss *session) run(ctx context.Context) {
 		defer ss.wg.Done()
 		ss.pinger()
 	}()
+	// SCSI Command and Data-Out PDUs are read into the same PDU each
+	// time: their handlers keep nothing of it but the data segment
+	// (p.dataRef says whether they took it). Other PDUs get their own,
+	// which a handler's goroutine may keep.
+	var scratch PDU
 	for {
-		p, err := readPDU(ss.r, ss.digests, TargetMaxRecv, true)
+		p, err := readPDU(ss.r, ss.digests, TargetMaxRecv, &scratch, true)
+		if err == nil && !pooledData(p.Opcode()) {
+			own := *p
+			p = &own
+		}
 		if errors.Is(err, ErrDataDigest) {
 			// Error recovery level 0 cannot recover the command's data.
 			ss.reject(p, rejectDataDigest)
