@@ -184,6 +184,19 @@ func (d *daemon) stop(t *testing.T) {
 	}
 }
 
+// kill sends SIGKILL (kill -9) and waits for the process to end.
+func (d *daemon) kill(t *testing.T) {
+	t.Helper()
+	if err := d.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-d.done:
+	case <-time.After(5 * time.Minute):
+		t.Fatal("serve did not end on SIGKILL")
+	}
+}
+
 func TestInitServeStatusStop(t *testing.T) {
 	dir := t.TempDir()
 	r := run(t, nil, "init", "--data-dir", dir)

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"syscall"
 	"testing"
 
 	"github.com/gatewayd/gatewayd/internal/nfstest"
@@ -54,10 +53,7 @@ func TestNFSStableHowKill(t *testing.T) {
 		write(unstable+i, nfstest.FileSync)
 	}
 	done()
-	if err := d.cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	<-d.done
+	d.kill(t)
 
 	serve(t, dir)
 	v, done = nfsMount(t, nfsAddr(t, dir), "w")

@@ -540,39 +540,29 @@ func TestShareWorksThroughOutage(t *testing.T) {
 	if got := strings.Join(names, " "); !strings.Contains(got, "moved") || !strings.Contains(got, "new") || strings.Contains(got, "tmp") || strings.Contains(got, "gone") || strings.Contains(got, "old") {
 		t.Fatalf("listing in the outage: %s", got)
 	}
-	for p, w := range want {
-		if got := string(readNFS(t, v, p)); got != w {
-			t.Fatalf("%s in the outage: %q", p, got)
+	// checkFiles reads every file of want and uploaded over NFS (the
+	// gateway wrote uploaded's, so in the outage their data is in its cache).
+	checkFiles := func(v *nfsc.Target, when string) {
+		t.Helper()
+		for _, files := range []map[string]string{want, uploaded} {
+			for p, w := range files {
+				if got := string(readNFS(t, v, p)); got != w {
+					t.Fatalf("%s %s: %q", p, when, got)
+				}
+			}
 		}
 	}
-	// The gateway wrote these, so their data is in its cache.
-	for p, w := range uploaded {
-		if got := string(readNFS(t, v, p)); got != w {
-			t.Fatalf("%s in the outage: %q", p, got)
-		}
-	}
+	checkFiles(v, "in the outage")
 
 	// kill -9 in the outage. serve checks that it reaches the store before
 	// it starts, so the restart comes with the store back; the log
 	// replays what was acknowledged.
 	done() // the test client cannot outlive its server
-	if err := d.cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	<-d.done
+	d.kill(t)
 	proxy.SetOutage(false)
 	d = serve(t, dir)
 	v, done = nfsMount(t, nfsAddr(t, dir), "w")
-	for p, w := range want {
-		if got := string(readNFS(t, v, p)); got != w {
-			t.Fatalf("%s after kill -9 in the outage: %q", p, got)
-		}
-	}
-	for p, w := range uploaded {
-		if got := string(readNFS(t, v, p)); got != w {
-			t.Fatalf("%s after kill -9 in the outage: %q", p, got)
-		}
-	}
+	checkFiles(v, "after kill -9 in the outage")
 	checkModes("after kill -9 in the outage")
 	checkTree(v, "after kill -9 in the outage")
 	checkLinks(v, "after kill -9 in the outage")
@@ -630,16 +620,7 @@ func TestShareWorksThroughOutage(t *testing.T) {
 	mustRun(t, "share", "refresh", "--data-dir", dir, "w")
 	v, done = nfsMount(t, nfsAddr(t, dir), "w")
 	checkTree(v, "from the bucket after the outage")
-	for p, w := range want {
-		if got := string(readNFS(t, v, p)); got != w {
-			t.Fatalf("%s from the bucket after the outage: %q", p, got)
-		}
-	}
-	for p, w := range uploaded {
-		if got := string(readNFS(t, v, p)); got != w {
-			t.Fatalf("%s from the bucket after the outage: %q", p, got)
-		}
-	}
+	checkFiles(v, "from the bucket after the outage")
 	checkModes("from the bucket after the outage")
 	checkLinks(v, "from the bucket after the outage")
 	done() // before the server goes: the test client cannot outlive it

@@ -11,7 +11,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -235,10 +234,7 @@ func TestSharesEndToEnd(t *testing.T) {
 		t.Fatalf("root-squashed chown: uid %d, %v", a.UID, err)
 	}
 	done()
-	if err := d.cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	<-d.done
+	d.kill(t)
 	serve(t, dir)
 	addr = nfsAddr(t, dir)
 	v, done = nfsMount(t, addr, "docs")
@@ -355,19 +351,30 @@ func TestShareKillDuringWrites(t *testing.T) {
 		}
 	}()
 	// Let some writes land, and some uploads happen, then kill.
+	timeout := time.After(5 * time.Minute)
 	for n := 0; n < 300; n++ {
-		if _, ok := <-acked; !ok {
-			t.Fatal("writes failed before the kill")
+		select {
+		case _, ok := <-acked:
+			if !ok {
+				t.Fatal("writes failed before the kill")
+			}
+		case <-timeout:
+			t.Fatalf("%d writes acknowledged in 5 minutes, want 300 before the kill", n)
 		}
 	}
-	if err := d.cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	<-d.done
+	d.kill(t)
 	done() // the writer's next call fails at once
 	last := 299
-	for i := range acked {
-		last = i
+	for ended := false; !ended; {
+		select {
+		case i, ok := <-acked:
+			if ok {
+				last = i
+			}
+			ended = !ok
+		case <-time.After(5 * time.Minute):
+			t.Fatal("the writer did not stop 5 minutes after its server was killed")
+		}
 	}
 	serve(t, dir)
 	v, done = nfsMount(t, nfsAddr(t, dir), "w")

@@ -201,10 +201,7 @@ func TestSMBEndToEnd(t *testing.T) {
 	_, lingerDone := smbtest.MustDial(t, addr, "docs", "root", smbPassword)
 	defer lingerDone()
 	before := smb.Processes(conf)
-	if err := d.cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	<-d.done
+	d.kill(t)
 	if left := mountsUnder(t, mnt); len(left) != 2 {
 		t.Fatalf("mounts after kill -9: %v, want the two dead views", left)
 	}

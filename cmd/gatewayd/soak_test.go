@@ -31,7 +31,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -293,12 +292,7 @@ type soakGateway struct {
 	d   *daemon
 }
 
-func (g *soakGateway) kill() {
-	if err := g.d.cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		g.t.Fatal(err)
-	}
-	<-g.d.done
-}
+func (g *soakGateway) kill() { g.d.kill(g.t) }
 
 func (g *soakGateway) attach(ctx context.Context, name string) *initiator.Conn {
 	g.t.Helper()
