@@ -54,7 +54,7 @@ type Server struct {
 	// verifier is the write verifier of WRITE and COMMIT replies: drawn
 	// when the server is made, so it changes when the daemon restarts.
 	verifier [8]byte
-	unsynced atomic.Int64 // UNSTABLE bytes written since the last sync (maxUnsynced)
+	unsynced atomic.Int64 // UNSTABLE bytes whose log records are not written yet (maxUnsynced)
 
 	mu sync.Mutex
 	l  net.Listener

@@ -24,11 +24,12 @@ import (
 //     an UNSTABLE WRITE and its COMMIT (the daemon restarted: what was not
 //     committed may be lost) sends that data again.
 
-// maxUnsynced bounds the UNSTABLE bytes written since the last sync: past
-// it, a WRITE waits for the upload buffer's sync before it is answered
-// (still UNSTABLE). The buffer keeps a record in memory until it is
-// synced, so without a bound a disk slower than the clients would let
-// memory grow to the buffer's size. (A variable for tests.)
+// maxUnsynced bounds the UNSTABLE bytes whose log records are not yet
+// written (synced): past it, a WRITE waits for the upload buffer's sync
+// before it is answered (still UNSTABLE). The call's buffer is the
+// record, kept until the log has written it, so without a bound a disk
+// slower than the clients would let memory grow to the buffer's size. (A
+// variable for tests.)
 var maxUnsynced int64 = 64 << 20
 
 const (
@@ -106,15 +107,22 @@ func (c *rpcConn) writeData(w *replyWriter, fh []byte, offset uint64, buf []byte
 	d, committed := fileshare.Durable, uint32(stableFileSync)
 	if how == stableUnstable {
 		d, committed = fileshare.Buffered, stableUnstable
+		// The data counts against maxUnsynced until the log has written
+		// its record and handed the call's buffer back.
+		n := int64(len(data))
+		c.h.s.unsynced.Add(n)
+		done := release
+		release = func() {
+			c.h.s.unsynced.Add(-n)
+			done()
+		}
 	}
 	// Not c.ctx: a write cut off between its record and its apply would
 	// leave the cache behind the log until a restart (as go-nfs's own
 	// WRITE, which uses the share's background context).
 	pre, post, err := share.WriteFrom(context.Background(), p, buf, head, int64(offset), d, release)
-	if err == nil && d == fileshare.Buffered && c.h.s.unsynced.Add(int64(len(data))) > maxUnsynced {
-		if err = share.Sync(c.ctx); err == nil {
-			c.h.s.unsynced.Store(0)
-		}
+	if err == nil && d == fileshare.Buffered && c.h.s.unsynced.Load() > maxUnsynced {
+		err = share.Sync(c.ctx)
 	}
 	switch {
 	case err == nil:
@@ -151,7 +159,6 @@ func (c *rpcConn) commitFile(w *replyWriter, fh []byte) {
 			w.fail(gonfs.NFSStatusIO, nil)
 			return
 		}
-		c.h.s.unsynced.Store(0)
 	}
 	w.u32(uint32(gonfs.NFSStatusOk))
 	var post *fileshare.Attr

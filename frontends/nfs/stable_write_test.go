@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"io"
 	"testing"
+	"time"
 
 	nfsc "github.com/willscott/go-nfs-client/nfs"
 
@@ -38,7 +39,8 @@ func writeUnstable(t *testing.T, v *nfsc.Target, fh []byte, verf [8]byte, seed u
 // log has written its record, though the WRITE is answered before: with
 // the log's writes held, every UNSTABLE WRITE is answered, then each
 // record the log writes holds its own WRITE's data, and the file reads
-// back as written, also after the calls' buffers are reused.
+// back as written, also after the calls' buffers are reused; the UNSTABLE
+// bytes counted against maxUnsynced go back to none once all are written.
 func TestUnstableWriteKeepsItsBufferUntilLogged(t *testing.T) {
 	mem := vfs.NewMem()
 	gate := &syncGate{op: vfs.OpWrite}
@@ -68,6 +70,13 @@ func TestUnstableWriteKeepsItsBufferUntilLogged(t *testing.T) {
 	}
 	if _, err := nfstest.Commit(v, fh); err != nil {
 		t.Fatal(err)
+	}
+	// Every buffer is handed back once its record is written: none
+	// counts against the bound any more.
+	for deadline := time.Now().Add(5 * time.Minute); f.srv.unsynced.Load() != 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d UNSTABLE bytes still counted as not written after COMMIT", f.srv.unsynced.Load())
+		}
 	}
 	r, err := v.Open("f.bin")
 	if err != nil {
