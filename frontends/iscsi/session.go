@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -334,6 +335,7 @@ func (ss *session) writer() {
 	var waiting []chan struct{}
 	for o := range ss.out {
 		batch := []outgoing{o}
+		yielded := false
 	more:
 		for len(batch) < 256 {
 			select {
@@ -343,6 +345,14 @@ func (ss *session) writer() {
 				}
 				batch = append(batch, o)
 			default:
+				// Before writing, let commands that are running finish
+				// once, so their responses share this system call
+				// rather than each making one.
+				if !yielded && ss.workers.busy.Load() > 0 {
+					yielded = true
+					runtime.Gosched()
+					continue
+				}
 				break more
 			}
 		}

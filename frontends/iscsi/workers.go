@@ -19,11 +19,13 @@ type commandWorkers struct {
 	work    chan *task   // unbuffered: a send succeeds only when a goroutine is idle
 	idle    atomic.Int32 // goroutines waiting on work
 	maxIdle int32
+	busy    atomic.Int32 // commands their LU is running
 }
 
 // execute runs t on its LU in a command goroutine of the session: an idle
 // one if there is one, else a new one.
 func (ss *session) execute(t *task) {
+	ss.workers.busy.Add(1)
 	select {
 	case ss.workers.work <- t:
 	default:
@@ -38,7 +40,9 @@ func (ss *session) commandLoop(t *task) {
 	defer ss.wg.Done()
 	w := &ss.workers
 	for {
-		ss.complete(t, ss.run1(t))
+		res := ss.run1(t)
+		ss.workers.busy.Add(-1)
+		ss.complete(t, res)
 		t = nil
 		if w.idle.Add(1) > w.maxIdle {
 			w.idle.Add(-1)
