@@ -330,11 +330,15 @@ type dirHandle struct {
 	listed  bool
 	entries []fuse.DirEntry
 	idx     int
+	// What the handle did, logged when it is closed: listings read,
+	// entries given, seeks.
+	listings, given, seeks int
 }
 
 var (
 	_ fs.FileReaddirenter = (*dirHandle)(nil)
 	_ fs.FileSeekdirer    = (*dirHandle)(nil)
+	_ fs.FileReleasedirer = (*dirHandle)(nil)
 )
 
 func (d *dirHandle) list(ctx context.Context) syscall.Errno {
@@ -349,6 +353,7 @@ func (d *dirHandle) list(ctx context.Context) syscall.Errno {
 		d.entries[i] = fuse.DirEntry{Name: e.Name, Ino: e.Attr.Ino, Mode: typeBits(e.Attr.Type)}
 	}
 	d.idx, d.listed = 0, true
+	d.listings++
 	return 0
 }
 
@@ -368,6 +373,7 @@ func (d *dirHandle) Readdirent(ctx context.Context) (*fuse.DirEntry, syscall.Err
 	}
 	e := d.entries[d.idx]
 	d.idx++
+	d.given++
 	e.Off = uint64(d.idx)
 	return &e, 0
 }
@@ -376,16 +382,23 @@ func (d *dirHandle) Readdirent(ctx context.Context) (*fuse.DirEntry, syscall.Err
 // gives on a local filesystem. Another offset is a place in the listing
 // the handle has.
 func (d *dirHandle) Seekdir(ctx context.Context, off uint64) syscall.Errno {
+	d.seeks++
 	if off == 0 || !d.listed {
 		if errno := d.list(ctx); errno != 0 {
 			return errno
 		}
 	}
 	if off > uint64(len(d.entries)) {
+		d.n.log.Debug("view: seek past a listing's end", "path", d.n.path(), "offset", off, "entries", len(d.entries))
 		return syscall.EINVAL
 	}
 	d.idx = int(off)
 	return 0
+}
+
+// Releasedir logs what the handle did.
+func (d *dirHandle) Releasedir(context.Context, uint32) {
+	d.n.log.Debug("view: directory closed", "path", d.n.path(), "listings", d.listings, "entries", len(d.entries), "given", d.given, "seeks", d.seeks)
 }
 
 func (n *node) Create(ctx context.Context, name string, flags, mode uint32, out *fuse.EntryOut) (*fs.Inode, fs.FileHandle, uint32, syscall.Errno) {
