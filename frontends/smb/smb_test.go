@@ -38,24 +38,40 @@ func start(t *testing.T, configs ...fileshare.Config) *fixture {
 	return startWith(t, "", configs...)
 }
 
-// startWith is start with smbd's signing setting.
-func startWith(t *testing.T, signing string, configs ...fileshare.Config) *fixture {
+// newManager opens file shares on o.Store with the upload buffer, cache
+// and metadata store the tests use, in dir; they close when the test ends.
+func newManager(t *testing.T, dir string, o fileshare.Options) *fileshare.Manager {
 	t.Helper()
-	smbtest.Require(t)
-	dir := t.TempDir()
 	log, err := uploadbuffer.Open(vfs.Default, filepath.Join(dir, "log"), uploadbuffer.Options{Capacity: 256 << 20})
 	if err != nil {
 		t.Fatal(err)
 	}
 	c, err := cache.Open(vfs.Default, filepath.Join(dir, "cache"), cache.Options{Capacity: 256 << 20})
 	if err != nil {
+		log.Close()
 		t.Fatal(err)
 	}
-	m, err := fileshare.New(context.Background(), fileshare.Options{Meta: metamem.New(), Store: mem.New("smb"), Cache: c, Log: log,
-		SettleTime: 50 * time.Millisecond, UploadInterval: 20 * time.Millisecond})
+	o.Meta, o.Cache, o.Log = metamem.New(), c, log
+	m, err := fileshare.New(context.Background(), o)
 	if err != nil {
+		c.Close()
+		log.Close()
 		t.Fatal(err)
 	}
+	t.Cleanup(func() {
+		m.Close()
+		c.Close()
+		log.Close()
+	})
+	return m
+}
+
+// startWith is start with smbd's signing setting.
+func startWith(t *testing.T, signing string, configs ...fileshare.Config) *fixture {
+	t.Helper()
+	smbtest.Require(t)
+	dir := t.TempDir()
+	m := newManager(t, dir, fileshare.Options{Store: mem.New("smb"), SettleTime: 50 * time.Millisecond, UploadInterval: 20 * time.Millisecond})
 	for _, cfg := range configs {
 		if _, err := m.Create(context.Background(), cfg); err != nil {
 			t.Fatal(err)
@@ -70,9 +86,6 @@ func startWith(t *testing.T, signing string, configs ...fileshare.Config) *fixtu
 		if err := srv.Close(); err != nil {
 			t.Error(err)
 		}
-		m.Close()
-		c.Close()
-		log.Close()
 	})
 	if err := srv.AddUser(context.Background(), "root", password); err != nil {
 		t.Fatal(err)
