@@ -19,6 +19,9 @@
 #                                    # an execution trace of them too (TRACE_SECONDS=5, after 5 s)
 #   GATEWAYD_SRC=/some/tree bench/vtl/run.sh
 #                                    # gatewayd (and tapebench) built from another source tree
+#   GATEWAYD_BASE_SRC=/other/tree bench/vtl/run.sh
+#                                    # and, beside it, gatewayd built from this tree in buffered mode 1
+#                                    # ("before": a change against the build without it, in one run)
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -51,6 +54,8 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 
 echo "== building gatewayd and tapebench" >&2
 (cd "${GATEWAYD_SRC:-$repo}" && go build -o "$work/gatewayd" ./cmd/gatewayd && go build -o "$work/tapebench" ./bench/vtl/tapebench)
+base_src="${GATEWAYD_BASE_SRC:-}"
+if [ -n "$base_src" ]; then (cd "$base_src" && go build -o "$work/gatewayd-base" ./cmd/gatewayd); fi
 
 stop_tgtd() {
 	tgtadm -C "$tgtd_ctl" --op update --mode sys --name State -v offline >/dev/null 2>&1
@@ -100,6 +105,17 @@ ta --mode logicalunit --op update --tid 1 --lun 2 --params element_type=2,start_
 ta --mode logicalunit --op update --tid 1 --lun 2 --params element_type=2,address=3,barcode=BENCH001,sides=1
 ta --op bind --mode target --tid 1 -I ALL
 
+# gatewayd before a change (GATEWAYD_BASE_SRC), the same way.
+if [ -n "$base_src" ]; then
+	gwb="$work/gwb"
+	gwbport=$(free_port)
+	"$work/gatewayd-base" init --data-dir "$gwb" >/dev/null
+	"$work/gatewayd-base" serve --data-dir "$gwb" --iscsi-listen "127.0.0.1:$gwbport" --nfs-listen "" --smb-listen "" >"$work/gatewayd-base.log" 2>&1 &
+	pids+=($!)
+	for _ in $(seq 100); do "$work/gatewayd-base" status --data-dir "$gwb" >/dev/null 2>&1 && break; sleep 0.1; done
+	"$work/gatewayd-base" tape create --data-dir "$gwb" --count 1 --barcode-prefix BENCH --size "${tape_gib}G" >/dev/null
+fi
+
 for round in $(seq "$rounds"); do
 	for bs in $sizes; do
 		for mode in $modes; do
@@ -122,6 +138,11 @@ for round in $(seq "$rounds"); do
 			if [ -n "$prof" ]; then wait "$prof" || true; fi
 			if [ -n "$trace" ]; then wait "$trace" || true; fi
 		done
+		if [ -n "$base_src" ]; then
+			echo "== round $round: gatewayd before: $bs records, $size, buffered mode 1; $(uptime)" >&2
+			"$work/tapebench" -addr "127.0.0.1:$gwbport" -target iqn.2024-01.io.gatewayd:vtl -changer 0 -drive 1 \
+				-bs "$bs" -size "$size" -buffered 1 -label "gatewayd-base-1" >>"$out"
+		fi
 		echo "== round $round: tgtd: $bs records, $size; $(uptime)" >&2
 		"$work/tapebench" -addr "127.0.0.1:$tport" -target "$iqn" -changer 2 -drive 1 \
 			-bs "$bs" -size "$size" -label tgtd >>"$out"
@@ -131,6 +152,7 @@ if [ -n "$profile$trace_on" ]; then cp "$work/gatewayd" "$keep/gatewayd.bin"; fi
 kill "${pids[0]}"; wait "${pids[0]}" 2>/dev/null || true
 stop_tgtd # tgtd exits
 wait "${pids[1]}" 2>/dev/null || true
+if [ -n "$base_src" ]; then kill "${pids[2]}"; wait "${pids[2]}" 2>/dev/null || true; fi
 pids=()
 
 # The disk's limit: fio writing a file on the same disk, one writer,
@@ -156,15 +178,17 @@ for x in rows:
 r = {k: statistics.median(v) for k, v in runs.items()}
 print("\nevery run (MB/s): " + "; ".join(f"{k[0]} {k[1]} {k[2] // 1024} KiB: " + " ".join(f"{v:.0f}" for v in vs) for k, vs in sorted(runs.items())))
 print(f"\nwrite then read {sys.argv[2]} per record size, one command at a time (MB/s, median of the rounds)\n")
-print("| job | gatewayd buffered (mode 1) | gatewayd unbuffered (mode 0) | tgtd | mode 1/tgtd | mode 0/tgtd | disk, fdatasync per write | disk, fdatasync per 16 writes |")
-print("|---|---|---|---|---|---|---|---|")
+base = any(k[0] == "gatewayd-base-1" for k in r)
+print("| job | gatewayd buffered (mode 1) | gatewayd unbuffered (mode 0) | tgtd | mode 1/tgtd | mode 0/tgtd | disk, fdatasync per write | disk, fdatasync per 16 writes |" + (" before, mode 1 | before/tgtd |" if base else ""))
+print("|---|---|---|---|---|---|---|---|" + ("---|---|" if base else ""))
 f = lambda v: "-" if v is None else f"{v:.0f}"
 q = lambda a, b: "-" if a is None or not b else f"{a / b:.2f}"
 for bs in sorted({k[2] for k in r}):
     for ph in ("write", "read"):
         g1, g0, t = r.get(("gatewayd-1", ph, bs)), r.get(("gatewayd-0", ph, bs)), r.get(("tgtd", ph, bs))
         d1, d16 = r.get(("disk-1", ph, bs)), r.get(("disk-16", ph, bs))
-        print(f"| {ph} {bs // 1024} KiB records | {f(g1)} | {f(g0)} | {f(t)} | {q(g1, t)} | {q(g0, t)} | {f(d1)} | {f(d16)} |")
+        b1 = r.get(("gatewayd-base-1", ph, bs))
+        print(f"| {ph} {bs // 1024} KiB records | {f(g1)} | {f(g0)} | {f(t)} | {q(g1, t)} | {q(g0, t)} | {f(d1)} | {f(d16)} |" + (f" {f(b1)} | {q(b1, t)} |" if base else ""))
 PY
 if [ -n "$profile" ]; then
 	for p in "$keep"/gatewayd-write-*.pprof; do
