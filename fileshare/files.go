@@ -130,9 +130,6 @@ func (r record) head(b []byte) []byte {
 	return binary.BigEndian.AppendUint64(b, r.ino)
 }
 
-// writeHeadSize is the size of a write record before its data.
-func writeHeadSize(share string) int { return 2 + len(share) + 8 + 8 }
-
 func (r record) encode() []byte {
 	b := r.head(make([]byte, 0, 2+len(r.share)+8+28+len(r.data)))
 	switch r.typ {
@@ -406,7 +403,7 @@ func (s *Share) write(ctx context.Context, path string, room, p []byte, off int6
 	}
 	rec := record{typ: recWrite, share: s.cfg.Name, ino: a.Ino, offset: off, data: p}
 	var b []byte
-	if n := writeHeadSize(s.cfg.Name); room != nil && len(room) >= n {
+	if n := int(writeDataOffset(s.cfg.Name)); room != nil && len(room) >= n {
 		// The header in the room before the data: the record is the
 		// caller's buffer from there on, with no copy.
 		h := binary.BigEndian.AppendUint64(rec.head(room[len(room)-n:len(room)-n:len(room)]), uint64(off))

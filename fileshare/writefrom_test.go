@@ -88,7 +88,7 @@ func TestWriteFromKeepsBufferUntilLogged(t *testing.T) {
 		t.Fatal("buffer handed back before the log wrote its record")
 	}
 	// The record's header went into the room before the data.
-	n := writeHeadSize("s")
+	n := int(writeDataOffset("s"))
 	want := writeHead(record{typ: recWrite, share: "s", ino: pre.Ino, offset: BlockSize})
 	if !bytes.Equal(buf[head-n:head], want) || !bytes.Equal(buf[:head-n], bytes.Repeat([]byte{0xaa}, head-n)) {
 		t.Fatalf("room before the data: %x, want %x after %d bytes of aa", buf[:head], want, head-n)
@@ -114,7 +114,7 @@ func TestWriteFromKeepsBufferUntilLogged(t *testing.T) {
 }
 
 // writeHead is the header of a write record as encode writes it.
-func writeHead(r record) []byte { return r.encode()[:writeHeadSize(r.share)] }
+func writeHead(r record) []byte { return r.encode()[:writeDataOffset(r.share)] }
 
 // Without room for the header, WriteFrom copies (the room is left alone);
 // a durable WriteFrom hands the buffer back before it returns; a write to
