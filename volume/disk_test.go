@@ -199,7 +199,9 @@ func TestStoredVolumeOnBlockDevice(t *testing.T) {
 
 // A failed write to local disk is logged, fails the write and turns the
 // volumes' health degraded, and an upload round that succeeds afterwards
-// does not hide it.
+// does not hide it. A cached volume's write goes to the upload buffer
+// only: the cache writes its chunk file after the upload, and a failure
+// then degrades health all the same (the chunk is in the store).
 func TestLocalWriteFailureDegradesHealth(t *testing.T) {
 	for _, kind := range []Kind{Stored, Cached} {
 		t.Run(string(kind), func(t *testing.T) {
@@ -223,12 +225,22 @@ func TestLocalWriteFailureDegradesHealth(t *testing.T) {
 			if err := v.WriteAt(ctx, pattern(1, 4096), 0); err != nil {
 				t.Fatal(err)
 			}
+			if err := e.m.Drain(ctx); err != nil {
+				t.Fatal(err)
+			}
 			if _, lvl := reg.Snapshot(); lvl != health.OK {
 				t.Fatalf("health %v before any failure", lvl)
 			}
 			failing.Store(true)
-			if err := v.WriteAt(ctx, pattern(2, 4096), 1*mib); err == nil {
+			if err := v.WriteAt(ctx, pattern(2, 4096), 1*mib); kind == Stored && err == nil {
 				t.Fatal("write acknowledged though the local disk failed it")
+			} else if kind == Cached {
+				if err != nil {
+					t.Fatalf("write to a cached volume, which the cache's disk does not hold: %v", err)
+				}
+				if err := e.m.Drain(ctx); err != nil {
+					t.Fatalf("upload with the cache's disk failing: %v", err)
+				}
 			}
 			failing.Store(false)
 			states, lvl := reg.Snapshot()
@@ -237,6 +249,10 @@ func TestLocalWriteFailureDegradesHealth(t *testing.T) {
 			}
 			if n := v.Stats(ctx).LocalWriteErrors; n != 1 {
 				t.Fatalf("local write errors %d, want 1", n)
+			}
+			got := make([]byte, 4096)
+			if err := v.ReadAt(ctx, got, 1*mib); kind == Cached && (err != nil || !bytes.Equal(got, pattern(2, 4096))) {
+				t.Fatalf("read of the write whose chunk the cache failed to keep: %v", err)
 			}
 			if err := e.m.Drain(ctx); err != nil {
 				t.Fatal(err)

@@ -127,8 +127,12 @@ type record struct {
 	data   []byte // write: aliases the encoded record
 }
 
+// recordDataOffset is where a write record's data starts in it: the cache
+// reads the written bytes back from there until they are uploaded.
+func recordDataOffset(volume string) int64 { return int64(18 + len(volume)) }
+
 func encodeRecord(typ byte, volume string, offset int64, data []byte, length int64) []byte {
-	b := make([]byte, 0, 18+len(volume)+len(data))
+	b := make([]byte, 0, recordDataOffset(volume)+int64(len(data)))
 	b = append(b, typ, byte(len(volume)))
 	b = append(b, volume...)
 	b = binary.BigEndian.AppendUint64(b, uint64(offset))
@@ -154,7 +158,7 @@ func decodeRecord(b []byte) (record, error) {
 	r.volume = string(b[2 : 2+n])
 	r.offset = int64(binary.BigEndian.Uint64(b[2+n:]))
 	r.length = int64(binary.BigEndian.Uint64(b[10+n:]))
-	rest := b[18+n:]
+	rest := b[recordDataOffset(r.volume):]
 	if r.offset < 0 || r.length < 0 {
 		return bad("negative range")
 	}

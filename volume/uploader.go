@@ -65,7 +65,7 @@ func (c journalClient) Apply(ctx context.Context, lsn uploadbuffer.LSN, b []byte
 		return nil // volume deleted after the write
 	}
 	if rec.typ == recWrite {
-		return v.apply(ctx, lsn, rec.data, rec.offset)
+		return v.apply(ctx, lsn, rec.data, rec.offset, recordDataOffset(rec.volume))
 	}
 	return v.applyUnmap(ctx, lsn, rec.offset, rec.length)
 }
@@ -314,20 +314,25 @@ func (v *Volume) uploadChunk(ctx context.Context, index uint64) (int64, error) {
 	if err != nil {
 		return put, fmt.Errorf("volume %s: record chunk %d: %w", v.info.Name, index, err)
 	}
+	if v.info.Kind == Cached {
+		// Before the chunk stops being pending, which lets the log be
+		// trimmed past its writes: MarkClean writes the bytes the cache
+		// kept in the log into the chunk file first.
+		if hole {
+			// Nothing to keep: a hole reads as zeroes from the map.
+			_ = m.opts.Cache.Drop(cache.Key{Volume: v.info.ID, Index: index})
+		} else if _, err := m.opts.Cache.MarkClean(cache.Key{Volume: v.info.ID, Index: index}, cacheGen); err != nil {
+			// The chunk is in the store and the cache dropped it: the
+			// failing disk only shows in health.
+			_ = v.cacheFailed(index, err)
+		}
+	}
 	v.mu.Lock()
 	delete(v.gens, index)
 	if v.info.Kind == Cached {
 		delete(v.pending, index)
 	}
 	v.mu.Unlock()
-	if v.info.Kind == Cached {
-		if hole {
-			// Nothing to keep: a hole reads as zeroes from the map.
-			_ = m.opts.Cache.Drop(cache.Key{Volume: v.info.ID, Index: index})
-		} else {
-			m.opts.Cache.MarkClean(cache.Key{Volume: v.info.ID, Index: index}, cacheGen)
-		}
-	}
 	v.lastUpload.Store(m.opts.Clock.Now().UnixNano())
 	return put, nil
 }

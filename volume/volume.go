@@ -418,11 +418,12 @@ func (v *Volume) write(ctx context.Context, p []byte, off int64, buffered bool) 
 	v.m.counters.writes.Add(1)
 	v.m.counters.bytesWritten.Add(uint64(len(p)))
 	rec := encodeRecord(recWrite, v.info.ID, off, p, int64(len(p)))
+	dataOff := recordDataOffset(v.info.ID)
 	if !buffered {
-		return v.m.logAndApply(ctx, rec, func(lsn uploadbuffer.LSN) error { return v.apply(ctx, lsn, p, off) })
+		return v.m.logAndApply(ctx, rec, func(lsn uploadbuffer.LSN) error { return v.apply(ctx, lsn, p, off, dataOff) })
 	}
 	lsn, err := v.m.j.AppendBuffered(ctx, rec, func(lsn uploadbuffer.LSN) error {
-		return v.applyWrite(ctx, lsn, p, off, true)
+		return v.applyWrite(ctx, lsn, p, off, dataOff, true)
 	})
 	for last := v.buffered.Load(); uint64(lsn) > last && !v.buffered.CompareAndSwap(last, uint64(lsn)); {
 		last = v.buffered.Load()
@@ -430,14 +431,19 @@ func (v *Volume) write(ctx context.Context, p []byte, off int64, buffered bool) 
 	return err
 }
 
-// apply puts a logged write onto the cache or disk (also used by replay).
-func (v *Volume) apply(ctx context.Context, lsn uploadbuffer.LSN, p []byte, off int64) error {
-	return v.applyWrite(ctx, lsn, p, off, false)
+// apply puts a logged write onto the cache or disk (also used by replay);
+// p is at dataOff in record lsn.
+func (v *Volume) apply(ctx context.Context, lsn uploadbuffer.LSN, p []byte, off, dataOff int64) error {
+	return v.applyWrite(ctx, lsn, p, off, dataOff, false)
 }
 
-// applyWrite puts a write onto the cache or disk; buffered says its
-// record may not be durable yet.
-func (v *Volume) applyWrite(ctx context.Context, lsn uploadbuffer.LSN, p []byte, off int64, buffered bool) error {
+// noRecord is the dataOff of bytes that are in no record (an unmap's zeroes).
+const noRecord = -1
+
+// applyWrite puts a write onto the cache or disk; p is at dataOff in
+// record lsn (noRecord: in none), and buffered says the record may not be
+// durable yet.
+func (v *Volume) applyWrite(ctx context.Context, lsn uploadbuffer.LSN, p []byte, off, dataOff int64, buffered bool) error {
 	return v.forEachChunk(off, int64(len(p)), func(index uint64, chunkOff, bufOff, length int64) error {
 		unlock := v.locks.lock(index)
 		defer unlock()
@@ -461,9 +467,17 @@ func (v *Volume) applyWrite(ctx context.Context, lsn uploadbuffer.LSN, p []byte,
 		} else {
 			// No base: a chunk not cached records the extent written and
 			// is merged with its base when it is read or uploaded, so a
-			// write never waits for the object store.
+			// write never waits for the object store. The bytes stay in
+			// the log record until the chunk is uploaded: the cache reads
+			// them from there, and writes them into its file once, after
+			// the upload (MarkClean).
 			key := cache.Key{Volume: v.info.ID, Index: index}
-			err = v.m.opts.Cache.WriteAt(ctx, key, v.info.ChunkSize, piece, chunkOff, nil)
+			if dataOff == noRecord {
+				err = v.m.opts.Cache.WriteAt(ctx, key, v.info.ChunkSize, piece, chunkOff, nil)
+			} else {
+				src := cache.Source{R: v.m.j.Log(), LSN: lsn, Off: dataOff + bufOff}
+				err = v.m.opts.Cache.WriteLogged(ctx, key, v.info.ChunkSize, piece, chunkOff, nil, src)
+			}
 		}
 		if err != nil {
 			if v.info.Kind == Stored || isLocalIOError(err) {
@@ -559,7 +573,7 @@ func (v *Volume) applyUnmap(ctx context.Context, lsn uploadbuffer.LSN, off, n in
 		if length < cs || v.info.Kind == Stored {
 			// A partial chunk, or a stored volume's disk: write zeroes;
 			// the uploader turns an all-zero chunk into a hole.
-			return v.applyWrite(ctx, lsn, zeroChunk[:length], int64(index)*cs+chunkOff, false)
+			return v.applyWrite(ctx, lsn, zeroChunk[:length], int64(index)*cs+chunkOff, noRecord, false)
 		}
 		// A whole cached chunk: drop it and its map entry now.
 		unlock := v.locks.lock(index)
