@@ -10,7 +10,8 @@
 #   ROUNDS=5 bench/nfs/run.sh          # write-1m rounds (default 3)
 #   JOBS=write bench/nfs/run.sh        # only the write-1m rounds and the disk's limit
 #   JOBS=read bench/nfs/run.sh         # only read-1m and randread-4k (the file written once,
-#                                      # untimed); with PROFILE, a CPU profile of read-1m
+#                                      # untimed), read by readload, not fio; with PROFILE,
+#                                      # a CPU profile of read-1m
 #   SRC_base=/other/tree SERVERS="gatewayd gatewayd-base ganesha" bench/nfs/run.sh
 #                                      # gatewayd-NAME: gatewayd built from $SRC_NAME
 #
@@ -49,6 +50,8 @@ cleanup() {
 trap cleanup EXIT
 
 fio="$("$repo/bench/iscsi/build-fio.sh")"
+readload="$work/readload"
+(cd "$repo" && go build -o "$readload" ./bench/nfs/readload)
 for tool in ganesha.nfsd rpcbind nfs-ls python3 perf curl; do
 	command -v "$tool" >/dev/null || { echo "run.sh: $tool not found (apt-get install nfs-ganesha nfs-ganesha-vfs rpcbind libnfs-utils python3 linux-perf curl)" >&2; exit 1; }
 done
@@ -61,6 +64,22 @@ fio_job() {
 	shift 5
 	"$fio" --name="$name" --ioengine=nfs --nfs_url="$url" --filename=bench.bin --rw="$rw" --bs="$bs" --iodepth="$qd" \
 		--size="${size_mib}m" --output-format=json --output="$out/$name.json" "$@" >/dev/null
+}
+
+# read_job NAME URL BS IODEPTH [-random]: readload (raw ONC RPC, one
+# connection, IODEPTH READs in flight, replies taken in any order) reads
+# bench.bin for RUNTIME seconds; fio-style JSON to $out. fio's libnfs
+# engine at times hangs at the end of a read job against a server that
+# answers out of order (in libnfs's synchronous wait after the job).
+read_job() {
+	local name=$1 url=$2 bs=$3 qd=$4 host path nfsport mountport
+	shift 4
+	host=${url#nfs://}; host=${host%%/*}
+	path=${url#nfs://"$host"}; path=${path%%\?*}
+	nfsport=${url#*nfsport=}; nfsport=${nfsport%%&*}
+	mountport=${url#*mountport=}; mountport=${mountport%%&*}
+	"$readload" -nfs "$host:$nfsport" -mount "$host:$mountport" -export "$path" -file bench.bin \
+		-bs "$bs" -qd "$qd" -seconds "$runtime" -name "$name" "$@" >"$out/$name.json"
 }
 
 # settle: the page cache written back, and every gatewayd's share uploaded.
@@ -133,10 +152,18 @@ run_suite() { # SERVER: the jobs after write-1m
 			"http://gatewayd/debug/pprof/profile?seconds=$profile_seconds" &
 		prof_pid=$!
 	fi
-	fio_job "$s-read-1m" "$url" read 1m 8 --runtime="$runtime" --time_based
+	if [ "$jobs" = read ]; then
+		read_job "$s-read-1m" "$url" 1048576 8
+	else
+		fio_job "$s-read-1m" "$url" read 1m 8 --runtime="$runtime" --time_based
+	fi
 	if [ -n "$prof_pid" ]; then wait "$prof_pid" || true; fi
 	echo "$s randread-4k: $(uptime)" >>"$out/uptime.reads"
-	fio_job "$s-randread-4k" "$url" randread 4k 16 --runtime="$runtime" --time_based --randrepeat=0 --norandommap
+	if [ "$jobs" = read ]; then
+		read_job "$s-randread-4k" "$url" 4096 16 -random
+	else
+		fio_job "$s-randread-4k" "$url" randread 4k 16 --runtime="$runtime" --time_based --randrepeat=0 --norandommap
+	fi
 	[ "$jobs" = all ] || return 0
 	# Many small files: $files files of 4 KiB, each created, written, closed.
 	"$fio" --name="$s-create" --ioengine=nfs --nfs_url="$url" --filename_format='small.$filenum' \
