@@ -267,3 +267,97 @@ func TestBufferedStreamUploadsBehind(t *testing.T) {
 	m.check(t, tp)
 	tp.Close(ctx)
 }
+
+// Deleting what a rewrite left behind (the old segments of a tape written
+// again from its beginning) does not hold up the uploads of the new
+// writes: with the deletes held, the writer goes on past the segments it
+// may keep in memory.
+func TestDeletesDoNotHoldUploads(t *testing.T) {
+	e := newEnv(t)
+	var (
+		gmu     sync.Mutex
+		gate    chan struct{} // nil: deletes go
+		entered = make(chan struct{}, 1000)
+	)
+	e.start()
+	e.cut.SetHook(func(op faulty.Op, key string) error {
+		if op != faulty.OpDelete {
+			return nil
+		}
+		gmu.Lock()
+		g := gate
+		gmu.Unlock()
+		if g != nil {
+			entered <- struct{}{}
+			<-g
+		}
+		return nil
+	})
+	bc := e.create(1, 1<<30)[0]
+	tp := e.open(bc)
+	var m model
+	for i := range 12 { // 1.2 MB: four segments
+		d := record(uint64(i), 100000)
+		m.write(uint64(i), d)
+		if err := tp.WriteRecord(ctx, uint64(i), d, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tp.Close(ctx); err != nil { // all of it in the store
+		t.Fatal(err)
+	}
+
+	tp = e.open(bc)
+	tp.SetBuffered(true)
+	d := record(100, 100000)
+	m.write(0, d)
+	if err := tp.WriteRecord(ctx, 0, d, false); err != nil { // the old segments are garbage
+		t.Fatal(err)
+	}
+	gmu.Lock()
+	gate = make(chan struct{})
+	gmu.Unlock()
+	other := e.open(bc)
+	closed := make(chan error, 1)
+	go func() { closed <- other.Close(ctx) }() // uploads the index, then deletes
+	select {
+	case <-entered:
+	case <-time.After(2 * time.Minute):
+		t.Fatal("no delete after the rewrite")
+	}
+	wrote := make(chan error, 1)
+	go func() {
+		for i := 1; i < 20; i++ { // 1.9 MB: seven segments
+			d := record(uint64(100+i), 100000)
+			m.write(uint64(i), d)
+			if err := tp.WriteRecord(ctx, uint64(i), d, false); err != nil {
+				wrote <- err
+				return
+			}
+		}
+		wrote <- nil
+	}()
+	select {
+	case err := <-wrote:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(2 * time.Minute):
+		t.Fatal("the writes waited for the deletes")
+	}
+	gmu.Lock()
+	close(gate)
+	gate = nil
+	gmu.Unlock()
+	if err := <-closed; err != nil {
+		t.Fatal(err)
+	}
+	m.check(t, tp)
+	if err := tp.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	e.crash()
+	tp = e.open(bc)
+	m.check(t, tp)
+	tp.Close(ctx)
+}

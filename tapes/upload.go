@@ -21,15 +21,29 @@ type pageWrite struct {
 
 // flush uploads the segments waiting for upload. With full set it first
 // closes the open segment and then writes the index (changed pages, then
-// the root), deletes what the new index no longer references and releases
-// the log records it covers.
+// the root), releases the log records it covers and deletes what the new
+// index no longer references. The deletes come after the next upload
+// may start: no upload writes a key the garbage names again (segment ids
+// and page generations are not reused), and deleting the segments of a
+// rewritten tape takes long.
 func (t *tape) flush(ctx context.Context, full bool) error {
+	garbage, err := t.upload(ctx, full)
+	for _, k := range garbage {
+		if err := t.lib.opts.Store.Delete(ctx, k); err != nil {
+			t.lib.log.Warn("delete unreferenced tape object", "key", k, "err", err)
+		}
+	}
+	return err
+}
+
+// upload is flush but for the deletes: it returns what to delete.
+func (t *tape) upload(ctx context.Context, full bool) ([]string, error) {
 	t.upMu.Lock()
 	defer t.upMu.Unlock()
 	t.mu.Lock()
 	if errors.Is(t.gone, ErrNoTape) {
 		t.mu.Unlock()
-		return nil // deleted: nothing of it goes to the store again
+		return nil, nil // deleted: nothing of it goes to the store again
 	}
 	if full {
 		t.sealOpen()
@@ -75,7 +89,7 @@ func (t *tape) flush(ctx context.Context, full bool) error {
 	for _, s := range segs {
 		if err := objstore.PutBytes(ctx, st, segKey(t.barcode, s.id), s.data); err != nil {
 			t.restore(r, writes, savedFrom, savedSegs, savedPages)
-			return fmt.Errorf("tape %s: upload segment %016x: %w", t.barcode, s.id, err)
+			return nil, fmt.Errorf("tape %s: upload segment %016x: %w", t.barcode, s.id, err)
 		}
 		t.lib.stats.segmentsUp.Add(1)
 		t.lib.stats.bytesUp.Add(uint64(len(s.data)))
@@ -103,12 +117,12 @@ func (t *tape) flush(ctx context.Context, full bool) error {
 		s.data = nil
 	}
 	if r == nil {
-		return nil
+		return nil, nil
 	}
 	err := t.writeIndex(ctx, r, writes)
 	if err != nil {
 		t.restore(r, writes, savedFrom, savedSegs, savedPages)
-		return err
+		return nil, err
 	}
 	t.mu.Lock()
 	for _, w := range writes {
@@ -129,11 +143,6 @@ func (t *tape) flush(ctx context.Context, full bool) error {
 	wasBlank := t.metaEOD == 0
 	t.metaEOD, t.metaUsed = r.eod, r.used
 	t.mu.Unlock()
-	for _, k := range garbage {
-		if err := st.Delete(ctx, k); err != nil {
-			t.lib.log.Warn("delete unreferenced tape object", "key", k, "err", err)
-		}
-	}
 	if eodChanged {
 		if err := t.lib.recordUsage(ctx, t.barcode, r.eod, r.used); err != nil {
 			t.lib.log.Warn("record tape usage", "tape", t.barcode, "err", err)
@@ -143,7 +152,7 @@ func (t *tape) flush(ctx context.Context, full bool) error {
 		}
 	}
 	t.lib.trim()
-	return nil
+	return garbage, nil
 }
 
 // writeIndex writes the changed pages, then the root that names them.
