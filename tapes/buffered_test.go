@@ -49,6 +49,41 @@ func (g *syncGate) open() {
 	g.release = nil
 }
 
+// storeGate holds the store operations it matches while held: each waits
+// until the gate opens, after telling entered.
+type storeGate struct {
+	syncGate
+	match func(op faulty.Op, key string) bool
+}
+
+func newStoreGate(match func(op faulty.Op, key string) bool) *storeGate {
+	return &storeGate{syncGate: syncGate{entered: make(chan struct{}, 1000)}, match: match}
+}
+
+func (g *storeGate) hook(op faulty.Op, key string) error {
+	if !g.match(op, key) {
+		return nil
+	}
+	g.mu.Lock()
+	release := g.release
+	g.mu.Unlock()
+	if release != nil {
+		g.entered <- struct{}{}
+		<-release
+	}
+	return nil
+}
+
+// await waits for a held operation.
+func (g *storeGate) await(t *testing.T, what string) {
+	t.Helper()
+	select {
+	case <-g.entered:
+	case <-time.After(2 * time.Minute):
+		t.Fatal(what)
+	}
+}
+
 // Buffered writes are acknowledged before they are durable and are
 // durable once Sync returns: a power loss while the log's sync of the
 // last records is held loses exactly those (the tape ends at the last
@@ -178,25 +213,9 @@ func TestCompressionSample(t *testing.T) {
 // stored, shows as a record that differs.
 func TestBufferedStreamUploadsBehind(t *testing.T) {
 	e := newEnv(t)
-	var (
-		gmu     sync.Mutex
-		gate    chan struct{} // nil: segment uploads go
-		entered = make(chan struct{}, 1000)
-	)
+	g := newStoreGate(func(op faulty.Op, key string) bool { return op == faulty.OpPut && strings.Contains(key, "/seg/") })
 	e.start()
-	e.cut.SetHook(func(op faulty.Op, key string) error {
-		if op != faulty.OpPut || !strings.Contains(key, "/seg/") {
-			return nil
-		}
-		gmu.Lock()
-		g := gate
-		gmu.Unlock()
-		if g != nil {
-			entered <- struct{}{}
-			<-g
-		}
-		return nil
-	})
+	e.cut.SetHook(g.hook)
 	bc := e.create(1, 1<<30)[0]
 	tp := e.open(bc)
 	tp.SetBuffered(true)
@@ -228,9 +247,7 @@ func TestBufferedStreamUploadsBehind(t *testing.T) {
 
 	// The store holds segment uploads: the writer fills the segments it
 	// may keep in memory, then waits.
-	gmu.Lock()
-	gate = make(chan struct{})
-	gmu.Unlock()
+	g.hold()
 	done := make(chan error, 1)
 	go func() {
 		for range 16 { // 1.6 MB: six segments of 256 KiB
@@ -241,15 +258,8 @@ func TestBufferedStreamUploadsBehind(t *testing.T) {
 		}
 		done <- nil
 	}()
-	select {
-	case <-entered:
-	case <-time.After(2 * time.Minute):
-		t.Fatal("no segment upload started while the tape was written")
-	}
-	gmu.Lock()
-	close(gate)
-	gate = nil
-	gmu.Unlock()
+	g.await(t, "no segment upload started while the tape was written")
+	g.open()
 	select {
 	case err := <-done:
 		if err != nil {
@@ -274,25 +284,9 @@ func TestBufferedStreamUploadsBehind(t *testing.T) {
 // may keep in memory.
 func TestDeletesDoNotHoldUploads(t *testing.T) {
 	e := newEnv(t)
-	var (
-		gmu     sync.Mutex
-		gate    chan struct{} // nil: deletes go
-		entered = make(chan struct{}, 1000)
-	)
+	g := newStoreGate(func(op faulty.Op, _ string) bool { return op == faulty.OpDelete })
 	e.start()
-	e.cut.SetHook(func(op faulty.Op, key string) error {
-		if op != faulty.OpDelete {
-			return nil
-		}
-		gmu.Lock()
-		g := gate
-		gmu.Unlock()
-		if g != nil {
-			entered <- struct{}{}
-			<-g
-		}
-		return nil
-	})
+	e.cut.SetHook(g.hook)
 	bc := e.create(1, 1<<30)[0]
 	tp := e.open(bc)
 	var m model
@@ -314,17 +308,11 @@ func TestDeletesDoNotHoldUploads(t *testing.T) {
 	if err := tp.WriteRecord(ctx, 0, d, false); err != nil { // the old segments are garbage
 		t.Fatal(err)
 	}
-	gmu.Lock()
-	gate = make(chan struct{})
-	gmu.Unlock()
+	g.hold()
 	other := e.open(bc)
 	closed := make(chan error, 1)
 	go func() { closed <- other.Close(ctx) }() // uploads the index, then deletes
-	select {
-	case <-entered:
-	case <-time.After(2 * time.Minute):
-		t.Fatal("no delete after the rewrite")
-	}
+	g.await(t, "no delete after the rewrite")
 	wrote := make(chan error, 1)
 	go func() {
 		for i := 1; i < 20; i++ { // 1.9 MB: seven segments
@@ -345,10 +333,7 @@ func TestDeletesDoNotHoldUploads(t *testing.T) {
 	case <-time.After(2 * time.Minute):
 		t.Fatal("the writes waited for the deletes")
 	}
-	gmu.Lock()
-	close(gate)
-	gate = nil
-	gmu.Unlock()
+	g.open()
 	if err := <-closed; err != nil {
 		t.Fatal(err)
 	}
