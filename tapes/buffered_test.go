@@ -22,18 +22,22 @@ type syncGate struct {
 
 func (g *syncGate) wrap(fsys vfs.FS) vfs.FS {
 	return vfs.NewErrorFS(fsys, func(op vfs.Op, path string) error {
-		if op != vfs.OpSync || !strings.HasSuffix(path, ".seg") {
-			return nil
-		}
-		g.mu.Lock()
-		release := g.release
-		g.mu.Unlock()
-		if release != nil {
-			g.entered <- struct{}{}
-			<-release
+		if op == vfs.OpSync && strings.HasSuffix(path, ".seg") {
+			g.pass()
 		}
 		return nil
 	})
+}
+
+// pass waits while the gate is held, after telling entered.
+func (g *syncGate) pass() {
+	g.mu.Lock()
+	release := g.release
+	g.mu.Unlock()
+	if release != nil {
+		g.entered <- struct{}{}
+		<-release
+	}
 }
 
 func (g *syncGate) hold() {
@@ -61,15 +65,8 @@ func newStoreGate(match func(op faulty.Op, key string) bool) *storeGate {
 }
 
 func (g *storeGate) hook(op faulty.Op, key string) error {
-	if !g.match(op, key) {
-		return nil
-	}
-	g.mu.Lock()
-	release := g.release
-	g.mu.Unlock()
-	if release != nil {
-		g.entered <- struct{}{}
-		<-release
+	if g.match(op, key) {
+		g.pass()
 	}
 	return nil
 }
