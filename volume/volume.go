@@ -43,6 +43,11 @@ type Volume struct {
 	// one Flush makes durable.
 	writeCache atomic.Bool
 	buffered   atomic.Uint64
+	// inFlight is held for reading by a write from the moment it finds
+	// the write cache on until its LSN is in buffered; SetWriteCache
+	// takes it for writing before it flushes, so that flush covers every
+	// buffered write acknowledged before it returns.
+	inFlight sync.RWMutex
 
 	lastUpload       atomic.Int64 // unix nanoseconds
 	uploadErrors     atomic.Uint64
@@ -399,7 +404,13 @@ func (v *Volume) fetchChunk(ctx context.Context, index uint64, raw []byte) ([]by
 // then durable when the next Flush returns (or a later WriteThrough, or an
 // Unmap: the log is written in order).
 func (v *Volume) WriteAt(ctx context.Context, p []byte, off int64) error {
-	return v.write(ctx, p, off, v.writeCache.Load())
+	v.inFlight.RLock()
+	if !v.writeCache.Load() {
+		v.inFlight.RUnlock()
+		return v.write(ctx, p, off, false)
+	}
+	defer v.inFlight.RUnlock()
+	return v.write(ctx, p, off, true)
 }
 
 // WriteThrough writes p at off and returns once the write, and every
@@ -531,7 +542,8 @@ func (v *Volume) Flush(ctx context.Context) error {
 
 // SetWriteCache turns the volume's write cache on or off and records it
 // with the volume. Turned off, it returns once the writes acknowledged
-// before are durable.
+// before are durable: it waits for the buffered writes in flight (begun
+// with the cache on) to be acknowledged, then flushes.
 func (m *Manager) SetWriteCache(ctx context.Context, nameOrID string, on bool) (Info, error) {
 	v, err := m.Get(nameOrID)
 	if err != nil {
@@ -548,6 +560,9 @@ func (m *Manager) SetWriteCache(ctx context.Context, nameOrID string, on bool) (
 	v.writeCache.Store(on)
 	v.mu.Unlock()
 	if !on {
+		v.inFlight.Lock()
+		// Held for writing once: every buffered write in flight has ended.
+		v.inFlight.Unlock()
 		return info, v.Flush(ctx)
 	}
 	return info, nil

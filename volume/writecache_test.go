@@ -5,9 +5,14 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
+
+	"github.com/gatewayd/gatewayd/vfs"
 )
 
 // The write-back crash test: like TestCrashSIGKILLKeepsAcknowledgedWrites,
@@ -179,5 +184,90 @@ func runWBCrashChild(t *testing.T, dir string, kind Kind, seed uint64, after int
 	}
 	if !killed {
 		t.Fatalf("child stopped after %d acks, before the kill", acks)
+	}
+}
+
+// Turning the write cache off returns only once every buffered write in
+// flight is acknowledged and durable: a write that found the cache on and
+// is still being applied when the cache is turned off must not be
+// acknowledged after the flush that SetWriteCache makes. The write is held
+// in its apply (the stored volume's disk write); SetWriteCache must wait
+// for it.
+func TestWriteCacheOffWaitsForBufferedWritesInFlight(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, 16*mib, 16*mib)
+	var armed atomic.Bool
+	entered, release := make(chan struct{}), make(chan struct{})
+	disks := filepath.Join(e.dir, "disks")
+	e.fs = vfs.NewErrorFS(vfs.Default, func(op vfs.Op, path string) error {
+		if op == vfs.OpWrite && strings.HasPrefix(path, disks) && armed.CompareAndSwap(true, false) {
+			close(entered)
+			<-release
+		}
+		return nil
+	})
+	e.start()
+	v := e.create("v", Stored, 4*mib, 64*kib)
+	if _, err := e.m.SetWriteCache(ctx, "v", true); err != nil {
+		t.Fatal(err)
+	}
+	// Written through: the chunk has a pending write, so the buffered
+	// write below changes the disk without a sync of its own.
+	if err := v.WriteThrough(ctx, pattern(1, 4096), 0); err != nil {
+		t.Fatal(err)
+	}
+	armed.Store(true)
+	var acked atomic.Bool
+	writeDone := make(chan error, 1)
+	go func() {
+		err := v.WriteAt(ctx, pattern(2, 4096), 4096)
+		acked.Store(true)
+		writeDone <- err
+	}()
+	receive(t, "the buffered write to reach the disk", entered)
+	type setResult struct {
+		err        error
+		writeAcked bool
+	}
+	setDone := make(chan setResult, 1)
+	go func() {
+		_, err := e.m.SetWriteCache(ctx, "v", false)
+		setDone <- setResult{err, acked.Load()}
+	}()
+	// Without the wait for writes in flight SetWriteCache returns now,
+	// with the write still held. With it, it cannot return until the
+	// write is released: the bound only decides when to release it, so
+	// the test never fails because of it.
+	var res setResult
+	returned := false
+	select {
+	case res = <-setDone:
+		returned = true
+	case <-time.After(3 * time.Second):
+	}
+	close(release)
+	if err := receive(t, "the buffered write", writeDone); err != nil {
+		t.Fatal(err)
+	}
+	if !returned {
+		res = receive(t, "SetWriteCache", setDone)
+	}
+	if res.err != nil {
+		t.Fatal(res.err)
+	}
+	if !res.writeAcked {
+		t.Fatal("SetWriteCache(false) returned before a buffered write in flight was acknowledged: that write was not covered by its flush")
+	}
+}
+
+// receive waits, with a generous deadline, for a value on c.
+func receive[T any](t *testing.T, what string, c <-chan T) T {
+	t.Helper()
+	select {
+	case x := <-c:
+		return x
+	case <-time.After(2 * time.Minute):
+		t.Fatalf("timed out waiting for %s", what)
+		panic("unreachable")
 	}
 }
