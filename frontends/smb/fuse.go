@@ -55,9 +55,10 @@ func Mount(share *fileshare.Share, dir string, logger *slog.Logger) (*View, erro
 			// after smbd's seek back at the end of each SMB reply (its
 			// buffer of the directory's 1 MiB block size takes the whole
 			// rest of the listing) looked up every remaining entry again:
-			// a search of 700 files made 5,000 to 8,000 lookups instead
-			// of 700, and smbtorture's smb2.dir.many took two to three
-			// times as long on a loaded machine.
+			// a search of n files made O(n²) lookups (5,000 to 8,000
+			// for smbtorture's 700 files instead of 700), and the
+			// searches that lost files on a loaded machine were far
+			// slower than usual (docs/smb.md).
 			DisableReadDirPlus: true,
 			Logger:             log.New(io.Discard, "", 0),
 		},
