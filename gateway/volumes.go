@@ -141,12 +141,14 @@ func registerVolumeAPI(srv *admin.Server, vm *volume.Manager, iscsiFE *iscsiFron
 			return
 		}
 		info, err := vm.SetWriteCache(r.Context(), r.PathValue("name"), *req.WriteCache)
+		if info.ID != "" && iscsiFE != nil {
+			// The setting is stored, even if the flush after it failed:
+			// initiators learn of it either way.
+			iscsiFE.writeCacheChanged(info)
+		}
 		if err != nil {
 			admin.WriteError(w, httpCode(err), err)
 			return
-		}
-		if iscsiFE != nil {
-			iscsiFE.writeCacheChanged(info)
 		}
 		v, err := vm.Get(info.ID)
 		if err != nil {

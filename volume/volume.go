@@ -543,7 +543,9 @@ func (v *Volume) Flush(ctx context.Context) error {
 // SetWriteCache turns the volume's write cache on or off and records it
 // with the volume. Turned off, it returns once the writes acknowledged
 // before are durable: it waits for the buffered writes in flight (begun
-// with the cache on) to be acknowledged, then flushes.
+// with the cache on) to be acknowledged, then flushes. If that flush
+// fails, the setting is stored all the same: it returns the volume's Info
+// with the error (a zero Info when the setting was not stored).
 func (m *Manager) SetWriteCache(ctx context.Context, nameOrID string, on bool) (Info, error) {
 	v, err := m.Get(nameOrID)
 	if err != nil {
