@@ -314,10 +314,14 @@ func (m *Manager) blockBase(ctx context.Context, s *Share, p string, base Attr, 
 	n := min(BlockSize, base.Size-start)
 	// Read into memory through the store's retry policy: a body cut
 	// short is read again rather than failing the client's read.
+	// The source is taken once: a move that settles during the read
+	// leaves the old key gone and the source asked again pointing at the
+	// new key, which must then be read.
 	key := s.key(p)
-	b, err := objstore.ReadRange(ctx, m.opts.Store, m.source(s.cfg.Name, key), start, n)
-	if objstore.IsNotFound(err) && m.source(s.cfg.Name, key) != key {
-		b, err = objstore.ReadRange(ctx, m.opts.Store, key, start, n) // moved already
+	src := m.source(s.cfg.Name, key)
+	b, err := objstore.ReadRange(ctx, m.opts.Store, src, start, n)
+	if objstore.IsNotFound(err) && src != key {
+		b, err = objstore.ReadRange(ctx, m.opts.Store, key, start, n) // moved meanwhile
 	}
 	if err != nil {
 		return nil, err
