@@ -920,6 +920,34 @@ func (m *Manager) upload(ctx context.Context, s *Share, k fileKey) (int64, error
 	s.attrMu.Lock()
 	s.etags[k.ino] = oi.ETag // the cached blocks are this object's
 	s.attrMu.Unlock()
+	// Blocks not in the cache now come from the uploaded object, up to its
+	// size, unless a truncation meanwhile cut the file shorter: past that
+	// point the object still holds what the truncation removed.
+	m.filesMu.Lock()
+	st.mu.Lock()
+	size := oi.Size
+	if st.truncs != truncs {
+		size = min(size, st.base.Size, st.attr.Size)
+	}
+	st.base = attr
+	st.base.Size, st.base.etag = size, oi.ETag
+	st.mu.Unlock()
+	m.filesMu.Unlock()
+	// The blocks read for the upload are clean, unless written since.
+	// MarkClean writes the bytes the cache keeps in log records into the
+	// block files, so it runs before the state is retired below, which
+	// releases those records; and after the base above, since a clean
+	// block may be evicted and then read from the base. It writes files,
+	// so it runs without filesMu, which every change takes: the state
+	// stays meanwhile (only this upload, which holds upMu, and a remove,
+	// which the path hold keeps out, retire it).
+	for index, g := range r.gens {
+		if _, err := m.opts.Cache.MarkClean(cache.Key{Volume: r.vol, Index: uint64(index)}, g); err != nil {
+			// The block is in the store and the cache dropped it: the
+			// failing disk only shows in health.
+			m.localWriteFailed(k.share, fmt.Sprintf("%s block %d", path, index), err)
+		}
+	}
 	// The state is retired under filesMu, the lock state() takes to hold
 	// it, so a change either holds the state first (and it stays) or finds
 	// it gone and starts a new one on the uploaded object.
@@ -927,18 +955,6 @@ func (m *Manager) upload(ctx context.Context, s *Share, k fileKey) (int64, error
 	defer m.filesMu.Unlock()
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	// Blocks not in the cache now come from the uploaded object, up to its
-	// size, unless a truncation meanwhile cut the file shorter: past that
-	// point the object still holds what the truncation removed.
-	size := oi.Size
-	if st.truncs != truncs {
-		size = min(size, st.base.Size, st.attr.Size)
-	}
-	st.base = attr
-	st.base.Size, st.base.etag = size, oi.ETag
-	for index, g := range r.gens {
-		m.opts.Cache.MarkClean(cache.Key{Volume: r.vol, Index: uint64(index)}, g)
-	}
 	s.attrMu.Lock()
 	if s.unborn[path] == k.ino {
 		delete(s.unborn, path) // the object exists now

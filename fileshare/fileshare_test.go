@@ -25,15 +25,16 @@ import (
 
 // env is a file share data path with a real log and cache on disk.
 type env struct {
-	t     testing.TB
-	dir   string
-	store objstore.Store
-	md    meta.Store
-	log   *uploadbuffer.Log
-	cache *cache.Cache
-	m     *Manager
-	opts  func(*Options)
-	logFS vfs.FS // the log's filesystem (nil: the operating system's)
+	t       testing.TB
+	dir     string
+	store   objstore.Store
+	md      meta.Store
+	log     *uploadbuffer.Log
+	cache   *cache.Cache
+	m       *Manager
+	opts    func(*Options)
+	logFS   vfs.FS // the log's filesystem (nil: the operating system's)
+	cacheFS vfs.FS // the cache's filesystem (nil: the operating system's)
 }
 
 func newEnv(t testing.TB) *env {
@@ -53,7 +54,11 @@ func (e *env) start() {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	e.cache, err = cache.Open(vfs.Default, filepath.Join(e.dir, "cache"), cache.Options{Capacity: 256 << 20})
+	cacheFS := e.cacheFS
+	if cacheFS == nil {
+		cacheFS = vfs.Default
+	}
+	e.cache, err = cache.Open(cacheFS, filepath.Join(e.dir, "cache"), cache.Options{Capacity: 256 << 20})
 	if err != nil {
 		e.t.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/gatewayd/gatewayd/cache"
 	"github.com/gatewayd/gatewayd/clock"
+	"github.com/gatewayd/gatewayd/health"
 	"github.com/gatewayd/gatewayd/meta"
 	"github.com/gatewayd/gatewayd/objstore"
 	"github.com/gatewayd/gatewayd/uploadbuffer"
@@ -36,6 +37,8 @@ type Options struct {
 	AttrTTL time.Duration
 	Clock   clock.Clock
 	Logger  *slog.Logger
+	// Health, when set, warns once a write of the cache's files failed.
+	Health *health.Reporter
 }
 
 // Manager owns the shares of one gateway and their uploader.
@@ -64,6 +67,7 @@ type Manager struct {
 	closeOnce   sync.Once
 
 	bytesUploaded, filesUploaded, uploadErrors atomic.Uint64
+	localWriteErrors                           atomic.Uint64
 
 	awayUntil atomic.Int64 // unix ns until which the store counts as away (away.go)
 }
@@ -75,12 +79,14 @@ type Stats struct {
 	BytesUploaded        uint64
 	FilesUploaded        uint64
 	UploadErrors         uint64
+	LocalWriteErrors     uint64 // writes of the cache's files that failed
 }
 
 // Stats returns the current figures.
 func (m *Manager) Stats() Stats {
 	st := Stats{LogUsed: m.opts.Log.Used(), LogCapacity: m.opts.Log.Capacity(), Pending: map[string]int{},
-		BytesUploaded: m.bytesUploaded.Load(), FilesUploaded: m.filesUploaded.Load(), UploadErrors: m.uploadErrors.Load()}
+		BytesUploaded: m.bytesUploaded.Load(), FilesUploaded: m.filesUploaded.Load(), UploadErrors: m.uploadErrors.Load(),
+		LocalWriteErrors: m.localWriteErrors.Load()}
 	for _, c := range m.List() {
 		st.Pending[c.Name] = 0
 	}
@@ -104,6 +110,18 @@ func (m *Manager) Stats() Stats {
 	}
 	m.filesMu.Unlock()
 	return st
+}
+
+// localWriteFailed logs a failed write of local disk data and turns the
+// file shares' health degraded. The warning stays until the gateway
+// restarts: a disk that failed a write once is not to be trusted silently
+// again.
+func (m *Manager) localWriteFailed(share, what string, err error) {
+	m.localWriteErrors.Add(1)
+	m.log.Error("local disk write failed", "share", share, "what", what, "err", err)
+	if m.opts.Health != nil {
+		m.opts.Health.Warn(fmt.Sprintf("local disk write failed (share %s, %s, %s): %v", share, what, m.opts.Clock.Now().UTC().Format(time.RFC3339), err))
+	}
 }
 
 // Share is one file share.

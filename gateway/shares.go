@@ -43,7 +43,7 @@ func openShares(ctx context.Context, cfg *config.Config, store objstore.Store, m
 	m, err := fileshare.New(ctx, fileshare.Options{
 		Meta: md, Store: store, Cache: c, Log: log,
 		SettleTime: cfg.Shares.SettleTime, UploadInterval: cfg.Volumes.UploadInterval, Uploaders: cfg.Volumes.Uploaders,
-		AttrTTL: cfg.Shares.AttrTTL, Clock: clk, Logger: logger.With("subsystem", "fileshare"),
+		AttrTTL: cfg.Shares.AttrTTL, Clock: clk, Logger: logger.With("subsystem", "fileshare"), Health: reg.Register("shares"),
 	})
 	if err != nil {
 		log.Close()
