@@ -293,11 +293,12 @@ func (d *Drive) BlockDescriptor() []byte {
 	return b
 }
 
-// CheckModeSelect implements scsi.ModeSelector: buffered mode 0 or 1 (a
-// change to 0 first makes the buffered records durable), speed 0, a
-// density the drive writes (or 0 / 0x7f: no change) and a block length up
-// to MaxBlockBytes.
-func (d *Drive) CheckModeSelect(devSpecific byte, bd []byte, bdOff int) (func(), error) {
+// CheckModeSelect implements scsi.ModeSelector: buffered mode 0 or 1,
+// speed 0, a density the drive writes (or 0 / 0x7f: no change) and a block
+// length up to MaxBlockBytes. A change is a synchronize point: the
+// buffered records are made durable first, and if that fails the change
+// is not made and MODE SELECT fails with the write error.
+func (d *Drive) CheckModeSelect(devSpecific byte, bd []byte, bdOff int) (func() error, error) {
 	devOff, bdLenOff := 2, 3
 	if bdOff == 8 {
 		devOff, bdLenOff = 3, 6
@@ -312,14 +313,6 @@ func (d *Drive) CheckModeSelect(devSpecific byte, bd []byte, bdOff int) (func(),
 	d.mu.Lock()
 	blockLen := d.blockLen
 	changed := mode != d.bufMode
-	if changed && mode == 0 && d.m != nil {
-		// To unbuffered: the buffer goes to the medium before the
-		// answer, so a failure to write it is reported here.
-		if err := d.synchronize(context.Background(), d.m); err != nil {
-			d.mu.Unlock()
-			return nil, err
-		}
-	}
 	d.mu.Unlock()
 	switch len(bd) {
 	case 0:
@@ -341,17 +334,19 @@ func (d *Drive) CheckModeSelect(devSpecific byte, bd []byte, bdOff int) (func(),
 	if !changed {
 		return nil, nil
 	}
-	return func() {
+	return func() error {
 		d.mu.Lock()
 		defer d.mu.Unlock()
-		d.bufMode, d.blockLen = mode, blockLen
 		if d.m != nil {
-			d.m.SetBuffered(mode == 1)
 			// A write between the check and here is durable too.
 			if err := d.synchronize(context.Background(), d.m); err != nil {
 				d.log.Error("vtl: write buffered records", "drive", d.opts.Serial, "err", err)
+				return err
 			}
+			d.m.SetBuffered(mode == 1)
 		}
+		d.bufMode, d.blockLen = mode, blockLen
+		return nil
 	}, nil
 }
 

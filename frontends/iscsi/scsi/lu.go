@@ -127,9 +127,11 @@ type DeviceType interface {
 // changed; bdOff is the block descriptor's offset in the parameter list,
 // for field pointers, and bd is empty when the list has none. It returns
 // the change to make once every page has been validated too (nil when
-// nothing changes); the LU calls it without holding its own lock.
+// nothing changes); the LU calls it without holding its own lock, before
+// it changes the pages. If the change fails, it must leave the device as
+// it was: MODE SELECT fails with its error and changes no page.
 type ModeSelector interface {
-	CheckModeSelect(devSpecific byte, bd []byte, bdOff int) (apply func(), err error)
+	CheckModeSelect(devSpecific byte, bd []byte, bdOff int) (apply func() error, err error)
 }
 
 // Resetter is implemented by device types that drop state on LUN or

@@ -210,7 +210,7 @@ func (lu *LU) modeSelect(_ context.Context, t *Task) ([]byte, error) {
 	if off > len(data) {
 		return nil, ErrParamLength()
 	}
-	var apply func()
+	var apply func() error
 	if ms, ok := lu.dev.(ModeSelector); ok {
 		devSpecific := data[2]
 		if ten {
@@ -221,38 +221,44 @@ func (lu *LU) modeSelect(_ context.Context, t *Task) ([]byte, error) {
 			return nil, err
 		}
 	}
-	if err := lu.selectPages(data, off, t.Nexus.InitiatorPort, apply != nil); err != nil {
+	changes, err := lu.checkPages(data, off)
+	if err != nil {
 		return nil, err
 	}
+	// The device's change, which may fail (a tape drive's buffered records
+	// written out), goes before the pages: a MODE SELECT that fails
+	// changes nothing.
 	if apply != nil {
-		apply()
+		if err := apply(); err != nil {
+			return nil, err
+		}
 	}
+	lu.selectPages(changes, t.Nexus.InitiatorPort, apply != nil)
 	return nil, nil
 }
 
-// selectPages validates the mode pages of a MODE SELECT parameter list
-// from off and, when all are valid, changes them; it queues MODE
-// PARAMETERS CHANGED for the other nexuses when anything changed (pages,
-// or the device's header and block descriptor when more is set).
-func (lu *LU) selectPages(data []byte, off int, port string, more bool) error {
-	// Validate every page before changing any.
-	type change struct {
-		page *ModePage
-		data []byte
-	}
-	var changes []change
+// pageChange is a mode page of a MODE SELECT parameter list, validated.
+type pageChange struct {
+	page *ModePage
+	data []byte
+}
+
+// checkPages validates the mode pages of a MODE SELECT parameter list
+// from off, and returns them once all are valid.
+func (lu *LU) checkPages(data []byte, off int) ([]pageChange, error) {
+	var changes []pageChange
 	lu.mu.Lock()
 	defer lu.mu.Unlock()
 	for off < len(data) {
 		if off+2 > len(data) {
-			return ErrParamLength()
+			return nil, ErrParamLength()
 		}
 		code := data[off] & 0x3f
 		var sub byte
 		n := int(data[off+1]) + 2
 		if data[off]&0x40 != 0 {
 			if off+4 > len(data) {
-				return ErrParamLength()
+				return nil, ErrParamLength()
 			}
 			sub = data[off+1]
 			n = int(U16(data[off+2:])) + 4
@@ -264,10 +270,10 @@ func (lu *LU) selectPages(data []byte, off int, port string, more bool) error {
 			}
 		}
 		if page == nil {
-			return InvalidParamField(off, 5)
+			return nil, InvalidParamField(off, 5)
 		}
 		if n != len(page.Current) || off+n > len(data) {
-			return InvalidParamField(off+1, -1)
+			return nil, InvalidParamField(off+1, -1)
 		}
 		in := data[off : off+n]
 		hdrLen := 2
@@ -276,12 +282,23 @@ func (lu *LU) selectPages(data []byte, off int, port string, more bool) error {
 		}
 		for i := hdrLen; i < n; i++ {
 			if (in[i]^page.Current[i])&^page.Changeable[i] != 0 {
-				return InvalidParamField(off+i, -1)
+				return nil, InvalidParamField(off+i, -1)
 			}
 		}
-		changes = append(changes, change{page, in})
+		changes = append(changes, pageChange{page, in})
 		off += n
 	}
+	return changes, nil
+}
+
+// selectPages changes the validated pages and queues MODE PARAMETERS
+// CHANGED for the other nexuses when anything changed (pages, or the
+// device's header and block descriptor when more is set). Bits a MODE
+// SELECT cannot change are not written, so pages validated before stay
+// valid whatever changed meanwhile.
+func (lu *LU) selectPages(changes []pageChange, port string, more bool) {
+	lu.mu.Lock()
+	defer lu.mu.Unlock()
 	for _, c := range changes {
 		for i := range c.page.Current {
 			if i < 2 {
@@ -296,5 +313,4 @@ func (lu *LU) selectPages(data []byte, off int, port string, more bool) error {
 	if len(changes) > 0 || more {
 		lu.queueUALocked(ASCModeParametersChanged, port)
 	}
-	return nil
 }
