@@ -144,9 +144,19 @@ func TestBufferedWritesDurableAtSync(t *testing.T) {
 		syncErr <- err
 	}()
 	g.open()
-	atSync := <-synced
-	if err := <-syncErr; err != nil {
-		t.Fatal(err)
+	var atSync *vfs.MemFS
+	select {
+	case atSync = <-synced:
+	case <-time.After(2 * time.Minute):
+		t.Fatal("Sync did not return once the log's sync was let go")
+	}
+	select {
+	case err := <-syncErr:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(2 * time.Minute):
+		t.Fatal("Sync's result never came")
 	}
 
 	e.crashTo(beforeSync)

@@ -331,8 +331,13 @@ func TestUnstableBytesBounded(t *testing.T) {
 		}
 	}
 	gate.release()
-	if err := <-answered; err != nil {
-		t.Fatal(err)
+	select {
+	case err := <-answered:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Minute):
+		t.Fatal("the writes were not answered once the syncs were let go")
 	}
 	if mib := int64(n + 1); mib*size <= maxUnsynced || mib*size > maxUnsynced+maxServed*size {
 		t.Fatalf("the WRITE that waited for a sync was number %d of 1 MiB; the bound is %d MiB", mib, maxUnsynced>>20)
