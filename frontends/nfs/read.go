@@ -14,11 +14,10 @@ import (
 // (rpc.go), several of a connection's at once, with the replies go-nfs
 // gave: the same attributes (attrOf), the same access bits.
 
-// maxReadCount is the most a READ returns; a READ asking for more gets
-// this much, not at the end of the file (a short read: the client asks for
-// the rest). go-nfs's FSINFO offers reads of up to 1 GiB; Linux and
-// libnfs ask for at most 1 MiB.
-const maxReadCount = 1 << 20
+// maxReadCount is the most a READ returns, the rtmax FSINFO offers; a
+// READ asking for more gets this much, not at the end of the file (a short
+// read: the client asks for the rest).
+const maxReadCount = maxTransfer
 
 // read serves READ3: the data is read from the share straight into the
 // reply's buffer, after the header.

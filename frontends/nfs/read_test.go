@@ -177,7 +177,7 @@ func TestManyReadsOnOneConnection(t *testing.T) {
 		case 0:
 			k = call{proc: procGetattr}
 		case 1:
-			k = call{proc: 19} // FSINFO: go-nfs
+			k = call{proc: procFsinfo}
 		case 2: // to the end of the file, or past it
 			off := size - uint64(rng.IntN(3<<20))
 			if i%20 == 2 {

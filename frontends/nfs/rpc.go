@@ -22,9 +22,10 @@ import (
 // rpcConn sits between the socket and go-nfs:
 //
 //   - a reader goroutine reads each call record off the socket, whole;
-//   - NFSv3 READ, GETATTR, ACCESS, WRITE and COMMIT it serves itself, up
-//     to maxServed of a connection at once, each on its own goroutine;
-//     the reader stops reading while maxServed are being served;
+//   - NFSv3 READ, GETATTR, ACCESS, WRITE, COMMIT and FSINFO it serves
+//     itself, up to maxServed of a connection at once, each on its own
+//     goroutine; the reader stops reading while maxServed are being
+//     served;
 //   - every other call (the namespace procedures, MOUNT, NULL) it hands to
 //     go-nfs, in order, as the bytes go-nfs's Read returns: go-nfs serves
 //     those one at a time, as before, beside the calls served here;
@@ -48,15 +49,18 @@ const (
 	procAccess  = 4
 	procRead    = 6
 	procWrite   = 7
+	procFsinfo  = 19
 	procCommit  = 21
 
-	// maxCall is the largest call record read; a larger one closes the
-	// connection. go-nfs's FSINFO offers writes of up to 1 GiB; Linux and
-	// libnfs send at most 1 MiB per WRITE, the go-nfs-client what it is
-	// given.
-	maxCall = 1<<30 + 64<<10
-	// bigCall: a call larger than this is served before the next call of
-	// its connection is read, and its buffer is not kept for another.
+	// maxCall is the largest call record read: a WRITE of the wtmax
+	// FSINFO offers (maxTransfer) with its arguments and the largest
+	// credential and verifier (400 bytes each), rounded up. A larger
+	// record closes the connection (and is logged), so one connection
+	// holds at most maxServed records of this size.
+	maxCall = maxTransfer + 64<<10
+	// bigCall: a buffer larger than this (a call record grown over
+	// several fragments, a reply of go-nfs's gathered) is not kept for
+	// another.
 	bigCall = 4 << 20
 	// maxServed is how many calls of one connection are served here at
 	// once (replies not yet written included); the connection is not
@@ -82,6 +86,7 @@ var served = map[uint32]func(c *rpcConn, x *xdrReader, w *replyWriter){
 	procRead:    (*rpcConn).read,
 	procWrite:   (*rpcConn).write,
 	procCommit:  (*rpcConn).commit,
+	procFsinfo:  (*rpcConn).fsinfo,
 }
 
 // rpcListener hands out rpcConns, the connections go-nfs serves.
@@ -371,19 +376,14 @@ func (c *rpcConn) serve(rec *[]byte) bool {
 		putRecord(rec)
 		return true
 	}
-	run := func() {
+	go func() { // at most maxServed at once, each at most maxCall
 		w := newReply(xid)
 		fn(c, &x, w)
 		if x.rec != nil { // not taken (WRITE takes it: its data goes to the log from it)
 			putRecord(x.rec)
 		}
 		c.send(w.done())
-	}
-	if len(*rec) > bigCall {
-		run() // one at a time: memory stays near one call's size
-	} else {
-		go run()
-	}
+	}()
 	return true
 }
 

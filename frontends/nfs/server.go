@@ -6,7 +6,7 @@
 // at MOUNT and on every call.
 //
 // The connection's RPC layer is gatewayd's own (rpc.go): it reads the
-// calls, serves READ, GETATTR, ACCESS, WRITE and COMMIT itself, several
+// calls, serves READ, GETATTR, ACCESS, WRITE, COMMIT and FSINFO itself, several
 // of a connection's at once, and hands the other calls to go-nfs, which
 // serves them one at a time; one writer writes every reply whole, in the
 // order they are ready. READ reads the data straight into a pooled reply

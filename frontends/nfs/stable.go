@@ -37,7 +37,12 @@ const (
 	stableFileSync = 2
 )
 
-// write serves WRITE3.
+// write serves WRITE3. A WRITE carries at most the record bound's worth of
+// data (maxCall); one whose count is above the wtmax FSINFO offers
+// (maxTransfer), which Linux and libnfs never send, is written whole and
+// answered with its count, as any other: RFC 1813 would allow writing
+// less, but writing it all costs nothing more (the call is in memory
+// already) and needs nothing of the client.
 func (c *rpcConn) write(x *xdrReader, w *replyWriter) {
 	fh := x.opaque(maxHandle)
 	offset, count, how := x.u64(), x.u32(), x.u32()

@@ -37,7 +37,7 @@ func TestWriteStableHow(t *testing.T) {
 		{nfstest.Unstable, nfstest.Unstable, 100000},
 		{nfstest.DataSync, nfstest.FileSync, 100001},
 		{nfstest.FileSync, nfstest.FileSync, 100002},
-		{nfstest.Unstable, nfstest.Unstable, bigCall + 1}, // served before the next call is read
+		{nfstest.Unstable, nfstest.Unstable, maxTransfer}, // the most a WRITE carries (FSINFO's wtmax)
 		{nfstest.Unstable, nfstest.Unstable, 100004},
 	} {
 		data := testrand.Bytes(uint64(i), c.size)

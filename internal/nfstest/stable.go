@@ -47,7 +47,9 @@ func header(proc uint32) rpc.Header {
 }
 
 // WriteStable sends one WRITE of data at off to the file fh with
-// stable_how how.
+// stable_how how. data must be at most the server's wtmax (FSINFO: 1 MiB
+// for gatewayd, which closes the connection of a larger call); write more
+// in several calls, as Target's Write does (it splits at wtpref).
 func WriteStable(v *nfsc.Target, fh []byte, off uint64, data []byte, how Stable) (WriteResult, error) {
 	type args struct {
 		rpc.Header
