@@ -4,8 +4,12 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
+	"log/slog"
 	"net"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -141,14 +145,47 @@ func writeCall(xid uint32, fh []byte, credLen int, data []byte) []byte {
 	return b
 }
 
+// logBuffer collects a server's log lines.
+type logBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
 // The largest legal call, a WRITE of wtmax with the largest credential
 // and verifier, is served. A call record over the bound, whole or in
-// fragments, closes its connection before its body is read, and the
-// server goes on serving the other connections.
+// fragments, closes its connection before its body is read, with a
+// warning naming the client and the size, and the server goes on serving
+// the other connections.
 func TestCallOverBoundClosesConnection(t *testing.T) {
 	f := start(t, fileshare.Config{Name: "s"})
 	_, fh := f.newFile("s", "f")
-	other := dialRaw(t, f.addr)
+	// A second server of the same shares, with its log kept.
+	var log logBuffer
+	srv := New(f.shares, slog.New(slog.NewTextHandler(&log, nil)))
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan struct{})
+	go func() { defer close(served); srv.Serve(l) }()
+	t.Cleanup(func() {
+		srv.Close()
+		<-served
+	})
+	addr := l.Addr().String()
+	other := dialRaw(t, addr)
 	getattr := func(c *rawConn, xid uint32) {
 		t.Helper()
 		if err := c.send(xid, procGetattr, xdrOpaque(nil, fh)); err != nil {
@@ -161,7 +198,7 @@ func TestCallOverBoundClosesConnection(t *testing.T) {
 	}
 	getattr(other, 1)
 
-	big := dialRaw(t, f.addr)
+	big := dialRaw(t, addr)
 	data := bytes.Repeat([]byte{7}, maxTransfer)
 	if _, err := big.c.Write(writeCall(2, fh, 400, data)); err != nil {
 		t.Fatal(err)
@@ -176,7 +213,7 @@ func TestCallOverBoundClosesConnection(t *testing.T) {
 		{maxCall / 2, 1<<31 | maxCall/2 + 8}, // two: the second crosses the bound
 		{1<<31 | 1<<31 - 1},                  // the largest a mark can say
 	} {
-		c := dialRaw(t, f.addr)
+		c := dialRaw(t, addr)
 		var b []byte
 		for j, m := range marks {
 			b = binary.BigEndian.AppendUint32(b, m)
@@ -199,7 +236,20 @@ func TestCallOverBoundClosesConnection(t *testing.T) {
 		if err != io.EOF && !errors.Is(err, net.ErrClosed) {
 			t.Logf("case %d: closed with %v", i, err)
 		}
+		warn := fmt.Sprintf("level=WARN msg=\"nfs: call too large: connection closed\" bytes=%d client=%s", total(marks), c.c.LocalAddr())
+		if !strings.Contains(log.String(), warn) {
+			t.Errorf("case %d: no warning %q in the log:\n%s", i, warn, log.String())
+		}
 		getattr(other, uint32(10+i))
-		getattr(dialRaw(t, f.addr), uint32(20+i))
+		getattr(dialRaw(t, addr), uint32(20+i))
 	}
+}
+
+// total is the size of a record of fragments with these marks.
+func total(marks []uint32) int {
+	n := 0
+	for _, m := range marks {
+		n += int(m &^ (1 << 31))
+	}
+	return n
 }
