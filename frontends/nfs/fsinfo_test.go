@@ -43,17 +43,7 @@ type fsinfoRes struct {
 func TestFSInfo(t *testing.T) {
 	f := start(t, fileshare.Config{Name: "s"}, fileshare.Config{Name: "ro", ReadOnly: true})
 	c := dialRaw(t, f.addr)
-	call := func(xid, proc uint32, args []byte) (uint32, []byte) {
-		t.Helper()
-		if err := c.send(xid, proc, args); err != nil {
-			t.Fatal(err)
-		}
-		got, accept, body, err := c.reply()
-		if err != nil || got != xid {
-			t.Fatalf("call %d: reply %d, %v", xid, got, err)
-		}
-		return accept, body
-	}
+	call := c.call
 	for i, k := range []struct {
 		share string
 		props uint32

@@ -58,6 +58,20 @@ func (r *rawConn) send(xid, proc uint32, args []byte) error {
 	return err
 }
 
+// call sends one call and reads its reply, which must be the next: the
+// accept_stat and the body after it.
+func (r *rawConn) call(xid, proc uint32, args []byte) (accept uint32, body []byte) {
+	r.t.Helper()
+	if err := r.send(xid, proc, args); err != nil {
+		r.t.Fatal(err)
+	}
+	got, accept, body, err := r.reply()
+	if err != nil || got != xid {
+		r.t.Fatalf("call %d: reply %d, %v", xid, got, err)
+	}
+	return accept, body
+}
+
 // reply reads the next reply record: its XID and, for an accepted reply
 // with AUTH_NONE, the accept_stat and body after it.
 func (r *rawConn) reply() (xid, accept uint32, body []byte, err error) {
@@ -392,13 +406,7 @@ func TestReadErrors(t *testing.T) {
 	c := dialRaw(t, f.addr)
 	status := func(xid, proc uint32, args []byte) (uint32, []byte) {
 		t.Helper()
-		if err := c.send(xid, proc, args); err != nil {
-			t.Fatal(err)
-		}
-		got, accept, body, err := c.reply()
-		if err != nil || got != xid {
-			t.Fatalf("call %d: reply %d, %v", xid, got, err)
-		}
+		accept, body := c.call(xid, proc, args)
 		if accept != acceptSuccess {
 			return 1000 + accept, nil
 		}
