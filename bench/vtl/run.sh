@@ -71,15 +71,22 @@ stop_tgtd() {
 # the machine's load hits both targets alike.
 rounds="${ROUNDS:-1}"
 
-# gatewayd: one tape, moved into the drive and back by each job.
+tape_gib=$(( $(python3 -c "import sys; s='$size'; m={'K':1<<10,'M':1<<20,'G':1<<30}; print(int(s[:-1])*m[s[-1]] if s[-1] in m else int(s))") / (1<<30) + 2 ))
+
+# start_gatewayd BIN DATA-DIR PORT: a gateway with one tape, moved into
+# the drive and back by each job.
+start_gatewayd() {
+	local bin=$1 dir=$2 port=$3
+	"$bin" init --data-dir "$dir" >/dev/null
+	"$bin" serve --data-dir "$dir" --iscsi-listen "127.0.0.1:$port" --nfs-listen "" --smb-listen "" >"$bin.log" 2>&1 &
+	pids+=($!)
+	for _ in $(seq 100); do "$bin" status --data-dir "$dir" >/dev/null 2>&1 && break; sleep 0.1; done
+	"$bin" tape create --data-dir "$dir" --count 1 --barcode-prefix BENCH --size "${tape_gib}G" >/dev/null
+}
+
 gw="$work/gw"
 gwport=$(free_port)
-"$work/gatewayd" init --data-dir "$gw" >/dev/null
-"$work/gatewayd" serve --data-dir "$gw" --iscsi-listen "127.0.0.1:$gwport" --nfs-listen "" --smb-listen "" >"$work/gatewayd.log" 2>&1 &
-pids+=($!)
-for _ in $(seq 100); do "$work/gatewayd" status --data-dir "$gw" >/dev/null 2>&1 && break; sleep 0.1; done
-tape_gib=$(( $(python3 -c "import sys; s='$size'; m={'K':1<<10,'M':1<<20,'G':1<<30}; print(int(s[:-1])*m[s[-1]] if s[-1] in m else int(s))") / (1<<30) + 2 ))
-"$work/gatewayd" tape create --data-dir "$gw" --count 1 --barcode-prefix BENCH --size "${tape_gib}G" >/dev/null
+start_gatewayd "$work/gatewayd" "$gw" "$gwport"
 
 # tgtd: a changer and one drive, one tape file (README.vtl's layout).
 tgtd_ctl=$((RANDOM % 1000 + 100))
@@ -109,11 +116,7 @@ ta --op bind --mode target --tid 1 -I ALL
 if [ -n "$base_src" ]; then
 	gwb="$work/gwb"
 	gwbport=$(free_port)
-	"$work/gatewayd-base" init --data-dir "$gwb" >/dev/null
-	"$work/gatewayd-base" serve --data-dir "$gwb" --iscsi-listen "127.0.0.1:$gwbport" --nfs-listen "" --smb-listen "" >"$work/gatewayd-base.log" 2>&1 &
-	pids+=($!)
-	for _ in $(seq 100); do "$work/gatewayd-base" status --data-dir "$gwb" >/dev/null 2>&1 && break; sleep 0.1; done
-	"$work/gatewayd-base" tape create --data-dir "$gwb" --count 1 --barcode-prefix BENCH --size "${tape_gib}G" >/dev/null
+	start_gatewayd "$work/gatewayd-base" "$gwb" "$gwbport"
 fi
 
 for round in $(seq "$rounds"); do
