@@ -81,6 +81,7 @@ func (s *Share) statNow(ctx context.Context, p string) (Attr, error) {
 	} else if a.Type == TypeFile {
 		s.checkETag(a)
 	}
+	s.overlayTimes(&a)
 	return a, nil
 }
 
@@ -416,6 +417,7 @@ func (s *Share) ReadDir(ctx context.Context, p string) ([]DirEntry, error) {
 		if st := s.m.dirtyState(s.cfg.Name, inos[i]); st != nil {
 			st.overlay(&e.Attr)
 		}
+		s.overlayTimes(&e.Attr)
 		out = append(out, e)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
@@ -620,7 +622,7 @@ func (s *Share) Create(ctx context.Context, p string, mode, uid, gid uint32, exc
 		}
 		return Attr{}, err
 	}
-	return s.m.create(ctx, s, p, TypeFile, mode, uid, gid, "")
+	return s.made(ctx, p)(s.m.create(ctx, s, p, TypeFile, mode, uid, gid, ""))
 }
 
 // Mkdir makes a directory: a marker object carrying its attributes, put
@@ -637,7 +639,7 @@ func (s *Share) Mkdir(ctx context.Context, p string, mode, uid, gid uint32) (Att
 	if err := s.checkNew(ctx, p); err != nil {
 		return Attr{}, err
 	}
-	return s.m.create(ctx, s, p, TypeDir, mode, uid, gid, "")
+	return s.made(ctx, p)(s.m.create(ctx, s, p, TypeDir, mode, uid, gid, ""))
 }
 
 // Symlink makes a symbolic link holding target: an object holding the
@@ -657,7 +659,7 @@ func (s *Share) Symlink(ctx context.Context, p, target string, uid, gid uint32) 
 	if err := s.checkNew(ctx, p); err != nil {
 		return Attr{}, err
 	}
-	return s.m.create(ctx, s, p, TypeSymlink, 0o777, uid, gid, target)
+	return s.made(ctx, p)(s.m.create(ctx, s, p, TypeSymlink, 0o777, uid, gid, target))
 }
 
 // Readlink returns a symbolic link's target.
@@ -742,7 +744,22 @@ func (s *Share) Remove(ctx context.Context, p string) error {
 	}
 	s.invalidateTree(p)
 	s.remember(p, Attr{}, false)
+	if a.Type == TypeDir {
+		s.dropTimes(a.Ino)
+	}
+	s.entriesChanged(ctx, parentOf(p))
 	return s.forget(ctx, p)
+}
+
+// made returns what passes a create's result on, noting first, when it
+// succeeded, the change of p's directory.
+func (s *Share) made(ctx context.Context, p string) func(Attr, error) (Attr, error) {
+	return func(a Attr, err error) (Attr, error) {
+		if err == nil {
+			s.entriesChanged(ctx, parentOf(p))
+		}
+		return a, err
+	}
 }
 
 // checkEmpty says whether directory p holds nothing: no object below it
@@ -992,6 +1009,7 @@ func (s *Share) Rename(ctx context.Context, from, to string) error {
 	s.attrMu.Lock()
 	s.noteEntry(to, src.Type, true)
 	s.attrMu.Unlock()
+	s.entriesChanged(ctx, parentOf(from), parentOf(to))
 	return s.finishRename(ctx, from, to, intent)
 }
 
@@ -1006,6 +1024,27 @@ type SetAttr struct {
 // SetAttr changes p's attributes; a size change truncates or extends a
 // file.
 func (s *Share) SetAttr(ctx context.Context, p string, ch SetAttr) (Attr, error) {
+	a, err := s.setAttr(ctx, p, &ch)
+	if err != nil || a.Type != TypeDir {
+		return a, err
+	}
+	// What was set is the directory's times now, also over the ones its
+	// entry changes gave it (dirtimes.go).
+	if st := s.m.dirtyState(s.cfg.Name, a.Ino); st != nil {
+		st.mu.Lock()
+		a.Ctime = st.attr.Ctime
+		st.mu.Unlock()
+	}
+	if ch.Mtime != nil {
+		a.Mtime = *ch.Mtime
+	}
+	s.timesSet(a)
+	return a, nil
+}
+
+// setAttr is SetAttr; for a directory whose entries changed, ch gets its
+// current mtime when it sets none, so a change through the log keeps it.
+func (s *Share) setAttr(ctx context.Context, p string, ch *SetAttr) (Attr, error) {
 	p, err := cleanPath(p)
 	if err != nil {
 		return Attr{}, err
@@ -1016,6 +1055,10 @@ func (s *Share) SetAttr(ctx context.Context, p string, ch SetAttr) (Attr, error)
 	a, err := s.Stat(ctx, p)
 	if err != nil {
 		return Attr{}, err
+	}
+	if a.Type == TypeDir && ch.Mtime == nil && s.keepsTimes(a.Ino) {
+		mt := a.Mtime
+		ch.Mtime = &mt
 	}
 	if ch.Size != nil {
 		if a.Type != TypeFile {
@@ -1028,7 +1071,7 @@ func (s *Share) SetAttr(ctx context.Context, p string, ch SetAttr) (Attr, error)
 	if ch.Size != nil || s.m.dirtyState(s.cfg.Name, a.Ino) != nil {
 		// Through the log, with the file's data (or a new directory's
 		// marker).
-		return s.m.setattrLogged(ctx, s, p, a, ch)
+		return s.m.setattrLogged(ctx, s, p, a, *ch)
 	}
 	// A file or directory may also change through the log when the store
 	// cannot take the change now (it is away, or a remove or rename of the
@@ -1036,7 +1079,7 @@ func (s *Share) SetAttr(ctx context.Context, p string, ch SetAttr) (Attr, error)
 	canLog := p != "" && (a.Type == TypeFile || a.Type == TypeDir)
 	orig := a
 	if canLog && s.m.pendingKey(s.cfg.Name, s.objectKey(p, a.Type)) {
-		return s.m.setattrLogged(ctx, s, p, orig, ch)
+		return s.m.setattrLogged(ctx, s, p, orig, *ch)
 	}
 	if ch.Mode != nil {
 		a.Mode = *ch.Mode & 0o7777
@@ -1066,7 +1109,7 @@ func (s *Share) SetAttr(ctx context.Context, p string, ch SetAttr) (Attr, error)
 	}
 	if err != nil {
 		if canLog && s.m.storeFailed(ctx, err) {
-			return s.m.setattrLogged(ctx, s, p, orig, ch)
+			return s.m.setattrLogged(ctx, s, p, orig, *ch)
 		}
 		return Attr{}, err
 	}

@@ -143,6 +143,9 @@ type Share struct {
 	// have read the store too early to see (see listing).
 	listings int
 	landed   map[string]FileType
+	// times are the directories' times changed by entry changes, by
+	// inode, until their markers carry them (dirtimes.go).
+	times map[uint64]*dirTime
 }
 
 // New opens the shares recorded in meta, replays the log and starts the
@@ -177,6 +180,11 @@ func New(ctx context.Context, opts Options) (*Manager, error) {
 	m.j = uploadbuffer.NewJournal(opts.Log, journalClient{m}, uploadbuffer.JournalOptions{
 		Name: "shares", Interval: opts.UploadInterval, SettleTime: opts.SettleTime, Parallel: opts.Uploaders,
 		Clock: opts.Clock, Logger: opts.Logger,
+		AfterRound: func(ctx context.Context, _ uploadbuffer.RoundResult) {
+			if err := m.uploadDirTimes(ctx, ""); err != nil {
+				m.log.Warn("file shares: directory times", "err", err)
+			}
+		},
 	})
 	err := opts.Meta.View(ctx, func(tx meta.Txn) error {
 		return tx.Iterate([]byte("fshare/"), func(_, v []byte) error {
@@ -190,6 +198,11 @@ func New(ctx context.Context, opts Options) (*Manager, error) {
 	})
 	if err != nil {
 		return nil, err
+	}
+	for _, s := range m.shares {
+		if err := s.loadDirTimes(ctx); err != nil {
+			return nil, fmt.Errorf("file share %s: %w", s.cfg.Name, err)
+		}
 	}
 	if err := m.j.Replay(ctx); err != nil {
 		m.j.Close()
@@ -207,7 +220,7 @@ func New(ctx context.Context, opts Options) (*Manager, error) {
 func (m *Manager) newShare(c Config) *Share {
 	return &Share{m: m, cfg: c, byPath: map[string]uint64{}, byIno: map[uint64]string{},
 		attrs: map[string]cachedAttr{}, dirs: map[string]cachedDir{}, etags: map[uint64]string{}, unborn: map[string]uint64{},
-		landed: map[string]FileType{}}
+		landed: map[string]FileType{}, times: map[uint64]*dirTime{}}
 }
 
 // Create adds a share.
@@ -294,7 +307,7 @@ func (m *Manager) Delete(ctx context.Context, name string) error {
 	m.mu.Lock()
 	delete(m.shares, name)
 	m.mu.Unlock()
-	for _, prefix := range [][]byte{inoPrefix(name), pathPrefix(name), nextKey(name), shareKey(name)} {
+	for _, prefix := range [][]byte{inoPrefix(name), pathPrefix(name), nextKey(name), dirTimesPrefix(name), shareKey(name)} {
 		if err := meta.DeletePrefix(ctx, m.opts.Meta, prefix); err != nil {
 			return err
 		}
@@ -311,6 +324,17 @@ func (s *Share) Config() Config { return s.cfg }
 // Close stops the uploader. Writes not yet uploaded stay in the log and go
 // up after the next start.
 func (m *Manager) Close() error {
-	m.closeOnce.Do(m.j.Close)
+	m.closeOnce.Do(func() {
+		m.j.Close()
+		// Directory times not in their markers yet are kept for the next
+		// start (dirtimes.go).
+		for _, c := range m.List() {
+			if s, err := m.Get(c.Name); err == nil {
+				if err := s.saveTimes(context.Background()); err != nil {
+					m.log.Warn("file shares: directory times not kept", "share", c.Name, "err", err)
+				}
+			}
+		}
+	})
 	return nil
 }

@@ -1,0 +1,175 @@
+package fileshare
+
+import (
+	"context"
+	"strconv"
+	"testing"
+	"time"
+)
+
+// dirTimes returns directory p's times as Stat gives them, after checking
+// that its parent's listing gives the same.
+func dirTimes(t *testing.T, s *Share, p string) (mtime, ctime time.Time) {
+	t.Helper()
+	ctx := context.Background()
+	a := must[Attr](t)(s.Stat(ctx, p))
+	if a.Type != TypeDir {
+		t.Fatalf("%s: type %d, want a directory", p, a.Type)
+	}
+	if p != "" {
+		found := false
+		for _, e := range must[[]DirEntry](t)(s.ReadDir(ctx, parentOf(p))) {
+			if e.Name == baseName(p) {
+				found = true
+				if !e.Attr.Mtime.Equal(a.Mtime) || !e.Attr.Ctime.Equal(a.Ctime) {
+					t.Fatalf("%s: the listing gives mtime %v ctime %v, Stat %v %v", p, e.Attr.Mtime, e.Attr.Ctime, a.Mtime, a.Ctime)
+				}
+			}
+		}
+		if !found {
+			t.Fatalf("%s: not in its parent's listing", p)
+		}
+	}
+	return a.Mtime, a.Ctime
+}
+
+// flushAll uploads every file and then, as an upload round does after
+// its uploads, the directories' times.
+func flushAll(t *testing.T, e *env) {
+	t.Helper()
+	ctx := context.Background()
+	if err := e.m.Flush(ctx, ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.m.uploadDirTimes(ctx, ""); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// wantMoved checks that directories dirs have both times at now.
+func wantMoved(t *testing.T, s *Share, now time.Time, what string, dirs ...string) {
+	t.Helper()
+	for _, d := range dirs {
+		mt, ct := dirTimes(t, s, d)
+		if !mt.Equal(now) || !ct.Equal(now) {
+			t.Errorf("after %s: %q has mtime %v ctime %v, want both %v", what, d, mt, ct, now)
+		}
+	}
+}
+
+// TestDirectoryTimesMove: a directory's mtime and ctime become the time
+// of each entry added, removed or renamed in or out of it; Stat and the
+// parent's listing give the same; they reach the marker's metadata with
+// the uploads and survive a restart before and after; a time set on the
+// directory wins over the ones before it.
+func TestDirectoryTimesMove(t *testing.T) {
+	e, _, fake := countedEnv(t)
+	st := e.store
+	ctx := context.Background()
+	must[Config](t)(e.m.Create(ctx, Config{Name: "docs"}))
+	s := e.share("docs")
+	must[Attr](t)(s.Mkdir(ctx, "d", 0o755, 0, 0))
+	must[Attr](t)(s.Mkdir(ctx, "e", 0o755, 0, 0))
+	must[Attr](t)(s.Create(ctx, "d/old", 0o644, 0, 0, true))
+	if err := e.m.Flush(ctx, ""); err != nil {
+		t.Fatal(err)
+	}
+	step := func() time.Time {
+		fake.Advance(time.Second)
+		return fake.Now()
+	}
+
+	now := step()
+	must[Attr](t)(s.Create(ctx, "d/f", 0o644, 0, 0, true))
+	wantMoved(t, s, now, "a create", "d")
+	if mt, _ := dirTimes(t, s, "e"); mt.Equal(now) {
+		t.Errorf("a create in d moved e's mtime")
+	}
+	now = step()
+	must[Attr](t)(s.Mkdir(ctx, "d/sub", 0o755, 0, 0))
+	wantMoved(t, s, now, "a mkdir", "d")
+	now = step()
+	must[Attr](t)(s.Symlink(ctx, "d/link", "f", 0, 0))
+	wantMoved(t, s, now, "a symlink", "d")
+	now = step()
+	if err := s.Rename(ctx, "d/f", "d/g"); err != nil {
+		t.Fatal(err)
+	}
+	wantMoved(t, s, now, "a rename within d", "d")
+	now = step()
+	if err := s.Rename(ctx, "d/g", "e/g"); err != nil {
+		t.Fatal(err)
+	}
+	wantMoved(t, s, now, "a rename from d to e", "d", "e")
+	now = step()
+	if err := s.Remove(ctx, "d/old"); err != nil { // uploaded: a delete in the store
+		t.Fatal(err)
+	}
+	wantMoved(t, s, now, "a remove", "d")
+	now = step()
+	must[Attr](t)(s.Create(ctx, "top", 0o644, 0, 0, true))
+	wantMoved(t, s, now, "a create in the root", "")
+
+	// A restart before the upload keeps them.
+	e.restart()
+	s = e.share("docs")
+	wantMoved(t, s, now, "a restart before the upload", "")
+	if mt, _ := dirTimes(t, s, "d"); !mt.Equal(now.Add(-time.Second)) {
+		t.Errorf("after a restart, d's mtime is %v, want %v", mt, now.Add(-time.Second))
+	}
+
+	// An upload round puts them in the markers; the root has none, and
+	// does not get one.
+	flushAll(t, e)
+	if _, err := st.Stat(ctx, "docs/"); err == nil {
+		t.Errorf("the root got a marker")
+	}
+	for p, want := range map[string]time.Time{"docs/d/": now.Add(-time.Second), "docs/e/": now.Add(-2 * time.Second)} {
+		_, md := object(t, st, p)
+		if md[metaMtime] != strconv.FormatInt(want.UnixNano(), 10) || md[metaCtime] != md[metaMtime] {
+			t.Errorf("marker %s: metadata %v, want mtime and ctime %d", p, md, want.UnixNano())
+		}
+	}
+	fake.Advance(2 * time.Minute) // what the share cached is old now: the store says
+	e.restart()
+	s = e.share("docs")
+	wantMoved(t, s, now.Add(-2*time.Second), "an upload and a restart", "e")
+	wantMoved(t, s, now, "an upload and a restart", "")
+
+	// A time set on the directory wins; a chmod keeps the mtime entries gave.
+	now = step()
+	must[Attr](t)(s.Create(ctx, "e/h", 0o644, 0, 0, true))
+	set := time.Unix(1_500_000_000, 0)
+	a := must[Attr](t)(s.SetAttr(ctx, "e", SetAttr{Mtime: &set}))
+	if !a.Mtime.Equal(set) {
+		t.Errorf("SetAttr gave mtime %v, want %v", a.Mtime, set)
+	}
+	if mt, _ := dirTimes(t, s, "e"); !mt.Equal(set) {
+		t.Errorf("after a set mtime, e's mtime is %v, want %v", mt, set)
+	}
+	now = step()
+	must[Attr](t)(s.Create(ctx, "e/i", 0o644, 0, 0, true))
+	mode := uint32(0o700)
+	step()
+	a = must[Attr](t)(s.SetAttr(ctx, "e", SetAttr{Mode: &mode}))
+	if mt, _ := dirTimes(t, s, "e"); !mt.Equal(now) || !a.Mtime.Equal(now) {
+		t.Errorf("after a chmod, e's mtime is %v (SetAttr gave %v), want %v", mt, a.Mtime, now)
+	}
+	// The same in a new directory, not uploaded yet (its change goes
+	// through the log with its marker).
+	now = step()
+	must[Attr](t)(s.Mkdir(ctx, "n", 0o755, 0, 0))
+	must[Attr](t)(s.Create(ctx, "n/x", 0o644, 0, 0, true))
+	step()
+	a = must[Attr](t)(s.SetAttr(ctx, "n", SetAttr{Mode: &mode}))
+	if mt, _ := dirTimes(t, s, "n"); !mt.Equal(now) || !a.Mtime.Equal(now) || a.Mode != mode {
+		t.Errorf("after a chmod of a new directory, its mtime is %v (SetAttr gave %v, mode %o), want %v", mt, a.Mtime, a.Mode, now)
+	}
+	flushAll(t, e)
+	fake.Advance(2 * time.Minute)
+	e.restart()
+	s = e.share("docs")
+	if mt, _ := dirTimes(t, s, "n"); !mt.Equal(now) {
+		t.Errorf("after the upload of a new directory and a restart, its mtime is %v, want %v", mt, now)
+	}
+}
