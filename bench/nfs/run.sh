@@ -12,6 +12,8 @@
 #   JOBS=read bench/nfs/run.sh         # only read-1m and randread-4k (the file written once,
 #                                      # untimed), read by readload, not fio; with PROFILE,
 #                                      # a CPU profile of read-1m
+#   JOBS=tree bench/nfs/run.sh         # a source tree copied, a directory of 100,000 files
+#                                      # listed (bench/nfs/tree.sh)
 #   SRC_base=/other/tree SERVERS="gatewayd gatewayd-base ganesha" bench/nfs/run.sh
 #                                      # gatewayd-NAME: gatewayd built from $SRC_NAME
 #
@@ -231,6 +233,10 @@ for s in $servers; do
 	*) echo "run.sh: unknown server $s" >&2; exit 2 ;;
 	esac
 done
+if [ "$jobs" = tree ]; then
+	. "$here/tree.sh" # the tree copy and the listing, their own table
+	exit 0
+fi
 if [ "$jobs" = read ]; then
 	rounds=0
 	for s in $servers; do

@@ -48,6 +48,12 @@ type server struct {
 	stop                 func()
 	put, get             time.Duration
 	create, read, remove time.Duration
+	// view: the FUSE mount of the go-smb2 share (gatewayd, whose data
+	// directory is dataDir), whose requests are counted during each
+	// small-file phase.
+	dataDir string
+	view    *fuseTrace
+	counts  map[string]map[string]int // phase -> FUSE request -> count
 }
 
 func main() {
@@ -81,8 +87,15 @@ func main() {
 	plain := startPlain(work)
 	defer plain.stop()
 
+	view, err := newFuseTrace(gw.dataDir, "gatewayd:"+gw.sealed)
+	if err != nil {
+		log.Printf("the view's FUSE requests are not counted: %v", err)
+	} else {
+		defer view.close()
+		gw.view = view
+	}
 	for _, s := range []*server{gw, plain} {
-		log.Printf("== %s on %s", s.name, s.addr)
+		log.Printf("== %s on %s (load average %s)", s.name, s.addr, loadAverage())
 		s.put = timed(func() { smbclient(s, work, "put big.bin big.bin") })
 		s.get = timed(func() { smbclient(s, work, "get big.bin /dev/null") })
 		smallFiles(s, *filesFlag, int(small))
@@ -100,6 +113,23 @@ func main() {
 	row(fmt.Sprintf("go-smb2 create+write+close (%d x %s)", *filesFlag, config.ByteSize(small)), "files/s", fps, gw.create, plain.create)
 	row(fmt.Sprintf("go-smb2 open+read+close (%d x %s)", *filesFlag, config.ByteSize(small)), "files/s", fps, gw.read, plain.read)
 	row(fmt.Sprintf("go-smb2 remove (%d files)", *filesFlag), "files/s", fps, gw.remove, plain.remove)
+	if gw.counts != nil {
+		printCounts(gw.counts, *filesFlag)
+	}
+	fmt.Printf("\nload average at the end (uptime): %s\n", loadAverage())
+}
+
+// loadAverage is the load average, as uptime prints it.
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "?"
+	}
+	return strings.Join(f[:3], ", ")
 }
 
 func timed(f func()) time.Duration {
@@ -141,14 +171,31 @@ func smallFiles(s *server, n, size int) {
 		log.Fatal(err)
 	}
 	name := func(i int) string { return fmt.Sprintf(`small\f%05d`, i) }
-	s.create = timed(func() {
+	// The FUSE requests of each phase are counted while it runs (the
+	// count costs the kernel a trace event per request).
+	counted := func(phase string, f func()) time.Duration {
+		if s.view == nil {
+			return timed(f)
+		}
+		var d time.Duration
+		c, err := s.view.count(func() { d = timed(f) })
+		if err != nil {
+			log.Printf("counting the view's requests during %s: %v", phase, err)
+		}
+		if s.counts == nil {
+			s.counts = map[string]map[string]int{}
+		}
+		s.counts[phase] = c
+		return d
+	}
+	s.create = counted("create+write+close", func() {
 		for i := range n {
 			if err := fs.WriteFile(name(i), data, 0o644); err != nil {
 				log.Fatal(err)
 			}
 		}
 	})
-	s.read = timed(func() {
+	s.read = counted("open+read+close", func() {
 		for i := range n {
 			got, err := fs.ReadFile(name(i))
 			if err != nil || !bytes.Equal(got, data) {
@@ -156,7 +203,7 @@ func smallFiles(s *server, n, size int) {
 			}
 		}
 	})
-	s.remove = timed(func() {
+	s.remove = counted("remove", func() {
 		for i := range n {
 			if err := fs.Remove(name(i)); err != nil {
 				log.Fatal(err)
@@ -189,7 +236,7 @@ func startGateway(work string) *server {
 	run("go", "build", "-o", bin, "./cmd/gatewayd")
 	dir := filepath.Join(work, "gw")
 	run(bin, "init", "--data-dir", dir)
-	s := &server{name: "gatewayd", addr: freeAddr(), share: "bench", sealed: "sealed"}
+	s := &server{name: "gatewayd", addr: freeAddr(), share: "bench", sealed: "sealed", dataDir: dir}
 	cmd := exec.Command(bin, "serve", "--data-dir", dir, "--smb-listen", s.addr,
 		"--iscsi-listen", "127.0.0.1:0", "--nfs-listen", "127.0.0.1:0", "--nfs-rpcbind=false")
 	logf, err := os.Create(filepath.Join(work, "gatewayd.log"))

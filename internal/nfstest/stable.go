@@ -42,15 +42,16 @@ type WriteResult struct {
 	Verifier  [8]byte
 }
 
-func header(proc uint32) rpc.Header {
-	return rpc.Header{Rpcvers: 2, Prog: nfsc.Nfs3Prog, Vers: nfsc.Nfs3Vers, Proc: proc, Cred: rpc.AuthNull, Verf: rpc.AuthNull}
-}
-
 // WriteStable sends one WRITE of data at off to the file fh with
 // stable_how how. data must be at most the server's wtmax (FSINFO: 1 MiB
 // for gatewayd, which closes the connection of a larger call); write more
 // in several calls, as Target's Write does (it splits at wtpref).
 func WriteStable(v *nfsc.Target, fh []byte, off uint64, data []byte, how Stable) (WriteResult, error) {
+	return Handles{V: v}.Write(fh, off, data, how)
+}
+
+// Write is WriteStable with h's credential.
+func (h Handles) Write(fh []byte, off uint64, data []byte, how Stable) (WriteResult, error) {
 	type args struct {
 		rpc.Header
 		FH       []byte
@@ -65,7 +66,7 @@ func WriteStable(v *nfsc.Target, fh []byte, off uint64, data []byte, how Stable)
 		How       uint32
 		WriteVerf uint64
 	}
-	res, err := call(v, &args{Header: header(nfsc.NFSProc3Write), FH: fh, Offset: off, Count: uint32(len(data)), How: uint32(how), Contents: data})
+	res, err := h.call(&args{Header: h.header(nfsc.NFSProc3Write), FH: fh, Offset: off, Count: uint32(len(data)), How: uint32(how), Contents: data})
 	if err != nil {
 		return WriteResult{}, fmt.Errorf("write %s at %d: %w", how, off, err)
 	}
@@ -80,18 +81,17 @@ func WriteStable(v *nfsc.Target, fh []byte, off uint64, data []byte, how Stable)
 
 // Commit sends COMMIT for all of the file fh and returns the verifier.
 func Commit(v *nfsc.Target, fh []byte) ([8]byte, error) {
-	type args struct {
-		rpc.Header
-		FH     []byte
-		Offset uint64
-		Count  uint32
-	}
+	return Handles{V: v}.Commit(fh)
+}
+
+// Commit is the package's Commit with h's credential.
+func (h Handles) Commit(fh []byte) ([8]byte, error) {
 	type result struct {
 		Wcc       nfsc.WccData
 		WriteVerf uint64
 	}
 	var verf [8]byte
-	res, err := call(v, &args{Header: header(nfsc.NFSProc3Commit), FH: fh})
+	res, err := h.call(&rangeArgs{Header: h.header(nfsc.NFSProc3Commit), FH: fh})
 	if err != nil {
 		return verf, fmt.Errorf("commit: %w", err)
 	}
