@@ -89,16 +89,20 @@ func (m *Manager) cancel(share string, ino uint64) {
 }
 
 // Log records (big-endian): type (1 write, 2 truncate, 3 setattr,
-// 4 create, 5 mkdir, 10 symlink; 6 to 9 in deletes.go and moves.go),
-// share name length and name, inode, then
+// 11 new; 6 to 9 in deletes.go and moves.go; 4 create, 5 mkdir and 10
+// symlink are only replayed), share name length and name, inode, then
 //
 //	write:    offset (8), data
 //	truncate: size (8)
 //	setattr:  mode, uid, gid (4 each), mtime unix nanoseconds (8)
-//	create:   as setattr, for a new empty file (its object comes with the upload)
-//	mkdir:    as setattr, for a new directory (its marker comes with the upload)
-//	symlink:  as setattr, then the target (1 to 4096 bytes), for a new
-//	          symbolic link (its object comes with the upload)
+//	new:      as setattr, then the kind (1: file, 2: directory, 3:
+//	          symbolic link), the path's length (2) and the path, and for
+//	          a symbolic link the target (1 to 4096 bytes): a new empty
+//	          file, directory or link (its object or marker comes with the
+//	          upload), and its inode's mapping to the path (inodes.go)
+//	create:   as setattr, for a new empty file
+//	mkdir:    as setattr, for a new directory
+//	symlink:  as setattr, then the target, for a new symbolic link
 //
 // docs/format.md specifies them byte by byte.
 const (
@@ -108,7 +112,11 @@ const (
 	recCreate   byte = 4  // as setattr: the new file's mode, owner and time
 	recMkdir    byte = 5  // as setattr: the new directory's
 	recSymlink  byte = 10 // as setattr, then the target
+	recNew      byte = 11 // as setattr, then the kind, the path and a link's target
 )
+
+// The kinds of a new record.
+var newKinds = map[FileType]byte{TypeFile: 1, TypeDir: 2, TypeSymlink: 3}
 
 // maxTarget bounds a symbolic link's target.
 const maxTarget = 4096
@@ -119,7 +127,8 @@ type record struct {
 	ino    uint64
 	offset int64 // write; truncate: the size
 	data   []byte
-	attr   Attr // setattr
+	attr   Attr   // setattr, new
+	path   string // new
 }
 
 // head appends the header every record starts with: type, share and
@@ -140,12 +149,17 @@ func (r record) encode() []byte {
 		b = binary.BigEndian.AppendUint64(b, uint64(r.offset))
 	case recRemove, recRemoved, recRename, recRenamed:
 		b = append(b, r.data...)
-	case recSetattr, recCreate, recMkdir, recSymlink:
+	case recSetattr, recCreate, recMkdir, recSymlink, recNew:
 		b = binary.BigEndian.AppendUint32(b, r.attr.Mode)
 		b = binary.BigEndian.AppendUint32(b, r.attr.UID)
 		b = binary.BigEndian.AppendUint32(b, r.attr.GID)
 		b = binary.BigEndian.AppendUint64(b, uint64(r.attr.Mtime.UnixNano()))
-		if r.typ == recSymlink {
+		if r.typ == recNew {
+			b = append(b, newKinds[r.attr.Type])
+			b = binary.BigEndian.AppendUint16(b, uint16(len(r.path)))
+			b = append(b, r.path...)
+		}
+		if r.typ == recSymlink || r.typ == recNew && r.attr.Type == TypeSymlink {
 			b = append(b, r.attr.Target...)
 		}
 	}
@@ -189,6 +203,34 @@ func decodeRecord(b []byte) (record, error) {
 			return bad("bad rename")
 		}
 		r.data = rest
+	case recNew:
+		if len(rest) < 23 {
+			return bad("short new")
+		}
+		kind, n := rest[20], int(binary.BigEndian.Uint16(rest[21:]))
+		if n == 0 || len(rest) < 23+n {
+			return bad("bad new path")
+		}
+		r.path = string(rest[23 : 23+n])
+		for t, k := range newKinds {
+			if k == kind {
+				r.attr.Type = t
+			}
+		}
+		target := rest[23+n:]
+		switch {
+		case r.attr.Type == 0:
+			return bad(fmt.Sprintf("new of kind %d", kind))
+		case r.attr.Type == TypeSymlink && (len(target) == 0 || len(target) > maxTarget):
+			return bad("bad new symlink")
+		case r.attr.Type != TypeSymlink && len(target) != 0:
+			return bad("bad new")
+		}
+		r.attr.Target = string(target)
+		r.attr.Mode = binary.BigEndian.Uint32(rest)
+		r.attr.UID = binary.BigEndian.Uint32(rest[4:])
+		r.attr.GID = binary.BigEndian.Uint32(rest[8:])
+		r.attr.Mtime = time.Unix(0, int64(binary.BigEndian.Uint64(rest[12:])))
 	case recSetattr, recCreate, recMkdir, recSymlink:
 		if r.typ == recSymlink {
 			if len(rest) <= 20 || len(rest) > 20+maxTarget {
@@ -226,22 +268,20 @@ func (m *Manager) logAndApply(ctx context.Context, rec record, apply func(upload
 // then the share lists and stats it from its state, so creating works
 // while the store is away.
 func (m *Manager) create(ctx context.Context, s *Share, p string, t FileType, mode, uid, gid uint32, target string) (Attr, error) {
-	ino, err := s.inode(ctx, p)
+	// The inode reaches the table later, with those of other new paths:
+	// the record carries it with the path (inodes.go).
+	ino, err := s.newInode(ctx, p)
 	if err != nil {
 		return Attr{}, err
 	}
 	now := s.now()
 	a := Attr{Ino: ino, Type: t, Mode: mode & 0o7777, UID: uid, GID: gid, Mtime: now, Ctime: now}
-	rec := record{typ: recCreate, share: s.cfg.Name, ino: ino, attr: a}
-	switch t {
-	case TypeDir:
-		rec.typ = recMkdir
-	case TypeSymlink:
-		rec.typ = recSymlink
+	if t == TypeSymlink {
 		a.Target, a.Size = target, int64(len(target))
-		rec.attr = a
 	}
+	rec := record{typ: recNew, share: s.cfg.Name, ino: ino, attr: a, path: p}
 	err = m.logAndApply(ctx, rec, func(lsn uploadbuffer.LSN) error {
+		s.logged(p, ino, lsn)
 		m.born(s, p, ino, a, lsn)
 		return nil
 	})
@@ -574,6 +614,14 @@ func (m *Manager) setattrLogged(ctx context.Context, s *Share, path string, a At
 		if ch.Mtime != nil {
 			na.Mtime = *ch.Mtime
 		}
+		st.mu.Lock()
+		same := na.Mode == st.attr.Mode && na.UID == st.attr.UID && na.GID == st.attr.GID && na.Mtime.Equal(st.attr.Mtime)
+		st.mu.Unlock()
+		if same {
+			// Nothing changes (smbd sets a file's write time again at
+			// close): no record, and the ctime stays.
+			return nil
+		}
 		rec := record{typ: recSetattr, share: s.cfg.Name, ino: a.Ino, attr: na}
 		return m.logAndApply(ctx, rec, func(lsn uploadbuffer.LSN) error {
 			st.mu.Lock()
@@ -672,7 +720,7 @@ func (c journalClient) Apply(ctx context.Context, lsn uploadbuffer.LSN, b []byte
 		m.replayMove(r.share, lsn, r)
 		return nil
 	}
-	if r.typ != recCreate && r.typ != recMkdir && r.typ != recSymlink {
+	if r.typ != recCreate && r.typ != recMkdir && r.typ != recSymlink && r.typ != recNew {
 		if !m.replayWaits[fileKey{r.share, r.ino}] {
 			wait, err := m.replayFileRecord(ctx, lsn, r)
 			if err != nil || !wait {
@@ -690,19 +738,35 @@ func (c journalClient) Apply(ctx context.Context, lsn uploadbuffer.LSN, b []byte
 		return nil
 	}
 	path, err := s.PathOf(ctx, r.ino)
-	if err != nil {
+	if errors.Is(err, ErrStale) && r.typ == recNew {
+		// Not in the inode table: removed since, or its mapping was not
+		// written before the crash (inodes.go).
+		restored, err := s.restoreInode(ctx, r.path, r.ino, lsn)
+		if err != nil || !restored {
+			return err
+		}
+		path = r.path
+	} else if err != nil {
 		if errors.Is(err, ErrStale) {
 			return nil // file removed since
 		}
 		return err
 	}
-	r.attr.Ino, r.attr.Type = r.ino, TypeFile
-	key := s.key(path)
+	r.attr.Ino, r.attr.Ctime = r.ino, r.attr.Mtime // made then
 	switch r.typ {
+	case recCreate:
+		r.attr.Type = TypeFile
 	case recMkdir:
-		r.attr.Type, key = TypeDir, key+"/"
+		r.attr.Type = TypeDir
 	case recSymlink:
-		r.attr.Type, r.attr.Size = TypeSymlink, int64(len(r.attr.Target))
+		r.attr.Type = TypeSymlink
+	}
+	key := s.key(path)
+	switch r.attr.Type {
+	case TypeDir:
+		key += "/"
+	case TypeSymlink:
+		r.attr.Size = int64(len(r.attr.Target))
 	}
 	if _, err := m.opts.Store.Stat(ctx, key); err == nil && !m.deleting(r.share, key) {
 		// Uploaded before the crash: the records after this one
@@ -806,6 +870,15 @@ func (m *Manager) round(ctx context.Context, all bool, pick func(fileKey, string
 func (c journalClient) Pending(ctx context.Context) ([]uploadbuffer.Unit, error) {
 	m := c.m
 	firstErr := m.applyLater(ctx)
+	for _, cfg := range m.List() {
+		// The inodes of the paths made since the last round, in one
+		// transaction a share (inodes.go).
+		if s, err := m.Get(cfg.Name); err == nil {
+			if err := s.saveInodes(ctx); err != nil && firstErr == nil {
+				firstErr = err
+			}
+		}
+	}
 	for _, cfg := range m.List() {
 		if err := m.settleDeletes(ctx, cfg.Name); err != nil && firstErr == nil {
 			firstErr = err
@@ -1041,6 +1114,13 @@ func (r *fileReader) Seek(off int64, whence int) (int64, error) {
 func (c journalClient) Needs() (uploadbuffer.LSN, bool) {
 	m := c.m
 	upTo := ^uploadbuffer.LSN(0)
+	for _, cfg := range m.List() {
+		if s, err := m.Get(cfg.Name); err == nil {
+			if lsn, ok := s.needs(); ok {
+				upTo = min(upTo, lsn) // creations whose inodes are not in the table yet
+			}
+		}
+	}
 	m.filesMu.Lock()
 	for _, lsn := range m.deletes {
 		upTo = min(upTo, lsn)

@@ -5,10 +5,12 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"sort"
 	"strings"
 
 	"github.com/gatewayd/gatewayd/errkind"
 	"github.com/gatewayd/gatewayd/meta"
+	"github.com/gatewayd/gatewayd/uploadbuffer"
 )
 
 // The inode table gives every path of a share a number that stays with it
@@ -40,8 +42,224 @@ func be64(v uint64) []byte { return binary.BigEndian.AppendUint64(nil, v) }
 
 func isNotFound(err error) bool { return errors.Is(err, meta.ErrNotFound) }
 
-// inodes returns the inode of each path, assigning new ones in one
-// transaction for paths that have none.
+// New paths get their inodes without a metadata transaction of their own:
+// the creation's log record carries the inode and the path, and the share
+// writes the mappings of the paths made since (in newInodes) to the table
+// in one transaction at the next upload round, or before anything that
+// reads or changes the table's entries in the store (a rename, a remove,
+// inodes for paths found in the store). Until then the log keeps the
+// creation's record (Needs), and a replay puts a mapping a crash lost back
+// (restoreInode).
+//
+// The table's next inode number (fsn) is written only with the mappings,
+// and only up to the lowest inode not yet written, so that it also says
+// which mappings are durable: every inode below it had its mapping
+// written (it may have been renamed or removed since), none at or above
+// it did. A replayed creation whose inode the table lacks was removed
+// when its inode is below fsn, else its mapping was lost in a crash.
+
+// newInodes are a share's inodes given since its table was last written
+// (under inoMu).
+type newInodes struct {
+	next    uint64                  // the next inode to give; 0: not read from the table yet
+	pending map[string]pendingInode // path -> inode not in the table yet
+}
+
+type pendingInode struct {
+	ino uint64
+	lsn uploadbuffer.LSN // the creation's record (0: not logged yet)
+}
+
+// nextIno returns the next inode number to give, reading the table's at
+// the first call (inoMu held).
+func (s *Share) nextIno(ctx context.Context) (uint64, error) {
+	if s.newIno.next == 0 {
+		next, err := s.tableNext(ctx)
+		if err != nil {
+			return 0, err
+		}
+		s.newIno.next = max(s.newIno.next, next)
+	}
+	return s.newIno.next, nil
+}
+
+// tableNext reads the table's next inode number.
+func (s *Share) tableNext(ctx context.Context) (uint64, error) {
+	next := uint64(RootIno + 1)
+	err := s.m.opts.Meta.View(ctx, func(tx meta.Txn) error {
+		b, err := tx.Get(nextKey(s.cfg.Name))
+		if err == nil && len(b) == 8 {
+			next = max(next, binary.BigEndian.Uint64(b))
+		} else if err != nil && !isNotFound(err) {
+			return err
+		}
+		return nil
+	})
+	return next, err
+}
+
+// allocate gives p the next inode number, to be written to the table
+// later (inoMu held).
+func (s *Share) allocate(ctx context.Context, p string) (uint64, error) {
+	ino, err := s.nextIno(ctx)
+	if err != nil {
+		return 0, err
+	}
+	s.newIno.next++
+	if s.newIno.pending == nil {
+		s.newIno.pending = map[string]pendingInode{}
+	}
+	s.newIno.pending[p] = pendingInode{ino: ino}
+	s.byPath[p], s.byIno[ino] = ino, p
+	return ino, nil
+}
+
+// newInode returns the inode of a path being created: the one it has if
+// the table names it already, else a new one that reaches the table
+// later. The caller logs the creation with it and then calls logged.
+func (s *Share) newInode(ctx context.Context, p string) (uint64, error) {
+	s.inoMu.Lock()
+	defer s.inoMu.Unlock()
+	if ino, ok := s.byPath[p]; ok {
+		return ino, nil
+	}
+	found, err := s.tableInodes(ctx, []string{p})
+	if err != nil {
+		return 0, err
+	}
+	if ino := found[0]; ino != 0 {
+		s.byPath[p], s.byIno[ino] = ino, p
+		return ino, nil
+	}
+	return s.allocate(ctx, p)
+}
+
+// tableInodes reads the inode the table maps each path to (0: none).
+func (s *Share) tableInodes(ctx context.Context, paths []string) ([]uint64, error) {
+	out := make([]uint64, len(paths))
+	err := s.m.opts.Meta.View(ctx, func(tx meta.Txn) error {
+		for i, p := range paths {
+			if b, err := tx.Get(pathKey(s.cfg.Name, p)); err == nil && len(b) == 8 {
+				out[i] = binary.BigEndian.Uint64(b)
+			} else if err != nil && !isNotFound(err) {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("share %s: inode table: %w", s.cfg.Name, err)
+	}
+	return out, nil
+}
+
+// logged notes the record of p's creation: the log keeps it until p's
+// inode is in the table.
+func (s *Share) logged(p string, ino uint64, lsn uploadbuffer.LSN) {
+	s.inoMu.Lock()
+	defer s.inoMu.Unlock()
+	if pi, ok := s.newIno.pending[p]; ok && pi.ino == ino && pi.lsn == 0 {
+		pi.lsn = lsn
+		s.newIno.pending[p] = pi
+	}
+}
+
+// restoreInode puts back, during replay, the mapping of a path whose
+// creation record lsn the log holds and the table lacks. It reports false
+// when the inode was removed since (the table's next number is past it).
+func (s *Share) restoreInode(ctx context.Context, p string, ino uint64, lsn uploadbuffer.LSN) (bool, error) {
+	s.inoMu.Lock()
+	defer s.inoMu.Unlock()
+	durable, err := s.tableNext(ctx)
+	if err != nil {
+		return false, err
+	}
+	if ino < durable {
+		return false, nil
+	}
+	if _, err := s.nextIno(ctx); err != nil {
+		return false, err
+	}
+	s.newIno.next = max(s.newIno.next, ino+1)
+	if old, ok := s.byPath[p]; ok && old != ino {
+		delete(s.byIno, old)
+	}
+	if s.newIno.pending == nil {
+		s.newIno.pending = map[string]pendingInode{}
+	}
+	s.newIno.pending[p] = pendingInode{ino: ino, lsn: lsn}
+	s.byPath[p], s.byIno[ino] = ino, p
+	return true, nil
+}
+
+// needs returns the oldest creation record whose inode is not in the
+// table yet.
+func (s *Share) needs() (uploadbuffer.LSN, bool) {
+	s.inoMu.Lock()
+	defer s.inoMu.Unlock()
+	upTo, ok := ^uploadbuffer.LSN(0), false
+	for _, pi := range s.newIno.pending {
+		if pi.lsn != 0 {
+			upTo, ok = min(upTo, pi.lsn), true
+		}
+	}
+	return upTo, ok
+}
+
+// saveInodes writes the inodes given since the last write to the table.
+func (s *Share) saveInodes(ctx context.Context) error {
+	s.inoMu.Lock()
+	defer s.inoMu.Unlock()
+	return s.saveInodesLocked(ctx)
+}
+
+// saveInodesLocked is saveInodes with inoMu held. The mappings go in
+// inode order, each transaction setting the table's next number to the
+// lowest inode still to write (or past every inode given, the last).
+func (s *Share) saveInodesLocked(ctx context.Context) error {
+	if len(s.newIno.pending) == 0 {
+		return nil
+	}
+	type entry struct {
+		path string
+		ino  uint64
+	}
+	all := make([]entry, 0, len(s.newIno.pending))
+	for p, pi := range s.newIno.pending {
+		all = append(all, entry{p, pi.ino})
+	}
+	sort.Slice(all, func(i, j int) bool { return all[i].ino < all[j].ino })
+	for len(all) > 0 {
+		batch := all[:min(len(all), meta.MaxTxnWrites/2-1)]
+		all = all[len(batch):]
+		next := s.newIno.next
+		if len(all) > 0 {
+			next = all[0].ino
+		}
+		err := s.m.opts.Meta.Update(ctx, func(tx meta.Txn) error {
+			for _, e := range batch {
+				if err := tx.Set(pathKey(s.cfg.Name, e.path), be64(e.ino)); err != nil {
+					return err
+				}
+				if err := tx.Set(inoKey(s.cfg.Name, e.ino), []byte(e.path)); err != nil {
+					return err
+				}
+			}
+			return tx.Set(nextKey(s.cfg.Name), be64(next))
+		})
+		if err != nil {
+			return fmt.Errorf("share %s: inode table: %w", s.cfg.Name, err)
+		}
+		for _, e := range batch {
+			delete(s.newIno.pending, e.path)
+		}
+	}
+	return nil
+}
+
+// inodes returns the inode of each path, giving new ones to paths that
+// have none and writing them to the table (with every other new one)
+// before it returns.
 func (s *Share) inodes(ctx context.Context, paths []string) ([]uint64, error) {
 	out := make([]uint64, len(paths))
 	var missing []int
@@ -61,42 +279,30 @@ func (s *Share) inodes(ctx context.Context, paths []string) ([]uint64, error) {
 	if len(missing) == 0 {
 		return out, nil
 	}
-	for len(missing) > 0 {
-		batch := missing[:min(len(missing), meta.MaxTxnWrites/3)]
-		missing = missing[len(batch):]
-		err := s.m.opts.Meta.Update(ctx, func(tx meta.Txn) error {
-			next := uint64(RootIno + 1)
-			if b, err := tx.Get(nextKey(s.cfg.Name)); err == nil && len(b) == 8 {
-				next = binary.BigEndian.Uint64(b)
-			} else if err != nil && !isNotFound(err) {
-				return err
-			}
-			for _, i := range batch {
-				p := paths[i]
-				if b, err := tx.Get(pathKey(s.cfg.Name, p)); err == nil && len(b) == 8 {
-					out[i] = binary.BigEndian.Uint64(b)
-					continue
-				} else if err != nil && !isNotFound(err) {
-					return err
-				}
-				out[i] = next
-				next++
-				if err := tx.Set(pathKey(s.cfg.Name, p), be64(out[i])); err != nil {
-					return err
-				}
-				if err := tx.Set(inoKey(s.cfg.Name, out[i]), []byte(p)); err != nil {
-					return err
-				}
-			}
-			return tx.Set(nextKey(s.cfg.Name), be64(next))
-		})
-		if err != nil {
+	lookup := make([]string, len(missing))
+	for j, i := range missing {
+		lookup[j] = paths[i]
+	}
+	found, err := s.tableInodes(ctx, lookup)
+	if err != nil {
+		return nil, err
+	}
+	for j, i := range missing {
+		p := paths[i]
+		if out[i] = found[j]; out[i] != 0 {
+			s.byPath[p], s.byIno[out[i]] = out[i], p
+			continue
+		}
+		if ino, ok := s.byPath[p]; ok { // the same path twice in paths
+			out[i] = ino
+			continue
+		}
+		if out[i], err = s.allocate(ctx, p); err != nil {
 			return nil, fmt.Errorf("share %s: inode table: %w", s.cfg.Name, err)
 		}
-		for _, i := range batch {
-			s.byPath[paths[i]] = out[i]
-			s.byIno[out[i]] = paths[i]
-		}
+	}
+	if err := s.saveInodesLocked(ctx); err != nil {
+		return nil, err
 	}
 	return out, nil
 }
@@ -154,6 +360,10 @@ func (s *Share) moveInodes(ctx context.Context, from, to string) error {
 func (s *Share) movePaths(ctx context.Context, from, to string, drop bool) error {
 	s.inoMu.Lock()
 	defer s.inoMu.Unlock()
+	// The entries to change are read from the table: the new ones first.
+	if err := s.saveInodesLocked(ctx); err != nil {
+		return err
+	}
 	type pair struct {
 		path string
 		ino  uint64

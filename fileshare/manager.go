@@ -132,6 +132,7 @@ type Share struct {
 	inoMu  sync.Mutex
 	byPath map[string]uint64
 	byIno  map[uint64]string
+	newIno newInodes // inodes given, not yet in the table (inodes.go)
 
 	attrMu sync.Mutex
 	attrs  map[string]cachedAttr // path -> attributes read from the store

@@ -1,0 +1,414 @@
+package fileshare
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"maps"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/gatewayd/gatewayd/meta"
+	metamem "github.com/gatewayd/gatewayd/meta/mem"
+	"github.com/gatewayd/gatewayd/objstore"
+	"github.com/gatewayd/gatewayd/objstore/mem"
+	"github.com/gatewayd/gatewayd/uploadbuffer"
+	"github.com/gatewayd/gatewayd/vfs"
+)
+
+// countingMeta counts the metadata transactions that write: on badger each
+// is a synced commit.
+type countingMeta struct {
+	meta.Store
+	updates atomic.Int64
+}
+
+func (c *countingMeta) Update(ctx context.Context, fn func(meta.Txn) error) error {
+	c.updates.Add(1)
+	return c.Store.Update(ctx, fn)
+}
+
+// smallFileOps are the share calls a client's create, write of 4 KiB and
+// close of a new file make.
+var smallFileOps = map[string]func(ctx context.Context, s *Share, p string, data []byte) error{
+	// NFSv3 (fio's libnfs engine, a Linux client): LOOKUP, CREATE, an
+	// UNSTABLE WRITE; the close sends nothing.
+	"nfs": func(ctx context.Context, s *Share, p string, data []byte) error {
+		if _, err := s.Stat(ctx, p); !isNotExist(err) {
+			return fmt.Errorf("lookup of a new file: %v", err)
+		}
+		if _, err := s.Create(ctx, p, 0o644, 1000, 100, true); err != nil {
+			return err
+		}
+		_, err := s.Write(ctx, p, data, 0, Buffered)
+		return err
+	},
+	// SMB through the view (frontends/smb/fuse.go): a create, a write
+	// durable when it returns, and the write time smbd sets at close
+	// (twice, the same time).
+	"smb": func(ctx context.Context, s *Share, p string, data []byte) error {
+		if _, err := s.Create(ctx, p, 0o644, 1000, 100, true); err != nil {
+			return err
+		}
+		if _, err := s.WriteAt(ctx, p, data, 0); err != nil {
+			return err
+		}
+		mt := time.Unix(1700000000, 123456789)
+		for range 2 {
+			if _, err := s.SetAttr(ctx, p, SetAttr{Mtime: &mt}); err != nil {
+				return err
+			}
+		}
+		return nil
+	},
+}
+
+type smallFileCounts struct {
+	logSyncs, logRecords, metaUpdates float64
+}
+
+// countSmallFiles runs n small files of a protocol one after the other and
+// returns the syncs of the upload buffer, its records and the metadata
+// transactions per file.
+func countSmallFiles(t *testing.T, proto string, n int) smallFileCounts {
+	md := &countingMeta{Store: metamem.New()}
+	e := &env{t: t, dir: t.TempDir(), store: mem.New("fs"), md: md}
+	t.Cleanup(e.close)
+	e.start()
+	ctx := context.Background()
+	must[Config](t)(e.m.Create(ctx, Config{Name: "docs"}))
+	s := e.share("docs")
+	must[Attr](t)(s.Mkdir(ctx, "d", 0o755, 0, 0))
+	data := make([]byte, 4096)
+	if err := s.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	before, updates := e.log.Stats(), md.updates.Load()
+	for i := range n {
+		if err := smallFileOps[proto](ctx, s, fmt.Sprintf("d/small.%d", i), data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	after := e.log.Stats()
+	c := smallFileCounts{
+		logSyncs:    float64(after.Syncs-before.Syncs) / float64(n),
+		logRecords:  float64(after.Appends-before.Appends) / float64(n),
+		metaUpdates: float64(md.updates.Load()-updates) / float64(n),
+	}
+	t.Logf("%s, %d files one after the other, per file: %.2f syncs of the upload buffer, %.2f records, %.2f metadata transactions",
+		proto, n, c.logSyncs, c.logRecords, c.metaUpdates)
+	return c
+}
+
+// A small file costs one durable step for each acknowledgement the client
+// waits for, and no metadata transaction of its own: the inode and its
+// path are in the create's record and reach the metadata store with those
+// of other files.
+func TestSmallFileSyncs(t *testing.T) {
+	const n = 50
+	nfs := countSmallFiles(t, "nfs", n)
+	if nfs.logSyncs > 1.1 || nfs.metaUpdates > 0 {
+		t.Errorf("nfs: %.2f syncs and %.2f metadata transactions a file, want at most 1 and 0", nfs.logSyncs, nfs.metaUpdates)
+	}
+	smb := countSmallFiles(t, "smb", n)
+	if smb.logSyncs > 3 || smb.metaUpdates > 0 {
+		t.Errorf("smb: %.2f syncs and %.2f metadata transactions a file, want at most 3 and 0", smb.logSyncs, smb.metaUpdates)
+	}
+}
+
+// crashMeta is a metadata store whose every transaction that writes is a
+// sync point: before it commits, hook may take a crash there.
+type crashMeta struct {
+	meta.Store
+	hook func()
+}
+
+func (c *crashMeta) Update(ctx context.Context, fn func(meta.Txn) error) error {
+	if c.hook != nil {
+		c.hook()
+	}
+	return c.Store.Update(ctx, fn)
+}
+
+// copyMeta returns a copy of every key of md.
+func copyMeta(t *testing.T, md meta.Store) *metamem.Store {
+	out := metamem.New()
+	var kvs [][2][]byte
+	err := md.View(context.Background(), func(tx meta.Txn) error {
+		return tx.Iterate(nil, func(k, v []byte) error {
+			kvs = append(kvs, [2][]byte{k, v})
+			return nil
+		})
+	})
+	if err == nil {
+		err = out.Update(context.Background(), func(tx meta.Txn) error {
+			for _, kv := range kvs {
+				if err := tx.Set(kv[0], kv[1]); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
+	if err != nil {
+		t.Error(err)
+	}
+	return out
+}
+
+// copyStore returns a copy of every object of st, with its metadata.
+func copyStore(t *testing.T, st objstore.Store) objstore.Store {
+	ctx := context.Background()
+	out := mem.New("fs")
+	var keys []string
+	_ = st.List(ctx, "", func(oi objstore.ObjectInfo) error { keys = append(keys, oi.Key); return nil })
+	for _, k := range keys {
+		oi, err := st.Stat(ctx, k)
+		if err != nil {
+			continue // removed meanwhile
+		}
+		b, err := objstore.GetAll(ctx, st, k)
+		if err != nil {
+			continue
+		}
+		if err := out.PutMeta(ctx, k, bytes.NewReader(b), int64(len(b)), oi.Metadata); err != nil {
+			t.Error(err)
+		}
+	}
+	return out
+}
+
+// smallFile is what a client was told of a small file.
+type smallFile struct {
+	ino     uint64
+	data    []byte
+	mtime   time.Time // set by a SETATTR (zero: none acknowledged)
+	removed bool
+}
+
+type smallCrash struct {
+	fs    *vfs.MemFS
+	md    *metamem.Store
+	store objstore.Store
+	acked map[string]smallFile
+}
+
+// smallFileRun creates files with a write and a SETATTR of their times
+// each, with upload rounds and removes among them, taking a crash just
+// before sync point crashAt (of the log, the cache, the metadata store;
+// 0: none). It returns the crash and the number of sync points.
+func smallFileRun(t *testing.T, crashAt int) (*smallCrash, int) {
+	ctx := context.Background()
+	memFS := vfs.NewMem()
+	var (
+		mu    sync.Mutex
+		acked = map[string]smallFile{}
+		syncs int
+		cp    *smallCrash
+		e     *env
+		md    = &crashMeta{Store: metamem.New()}
+		armed bool
+	)
+	crash := func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if !armed {
+			return
+		}
+		syncs++
+		if syncs != crashAt {
+			return
+		}
+		// Power lost just before this sync: the disk, then the metadata
+		// store and the object store, which only move on.
+		cp = &smallCrash{fs: memFS.Crash(), md: copyMeta(t, md.Store), store: copyStore(t, e.store), acked: maps.Clone(acked)}
+	}
+	fs := vfs.NewErrorFS(memFS, func(op vfs.Op, _ string) error {
+		if op == vfs.OpSync || op == vfs.OpSyncDir {
+			crash()
+		}
+		return nil
+	})
+	e = &env{t: t, dir: "/d", store: mem.New("fs"), md: md, logFS: fs, cacheFS: fs}
+	e.start()
+	defer e.close()
+	md.hook = crash
+	must[Config](t)(e.m.Create(ctx, Config{Name: "docs"}))
+	s := e.share("docs")
+	must[Attr](t)(s.Mkdir(ctx, "d", 0o755, 0, 0))
+	if err := e.m.Flush(ctx, ""); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	armed = true // crashes from here on
+	mu.Unlock()
+	ack := func(p string, f smallFile) {
+		mu.Lock()
+		acked[p] = f
+		mu.Unlock()
+	}
+	for i := range 12 {
+		p := fmt.Sprintf("d/f%d", i)
+		a := must[Attr](t)(s.Create(ctx, p, 0o640, 1000, 100, true))
+		f := smallFile{ino: a.Ino, data: []byte{}}
+		ack(p, f)
+		f.data = bytes.Repeat([]byte{byte(i + 1)}, 4096+i)
+		must[Attr](t)(s.WriteAt(ctx, p, f.data, 0))
+		ack(p, f)
+		f.mtime = time.Unix(1700000000+int64(i), int64(i))
+		must[Attr](t)(s.SetAttr(ctx, p, SetAttr{Mtime: &f.mtime}))
+		ack(p, f)
+		switch i % 4 {
+		case 1: // an upload round: inodes to the table, objects up, a trim
+			if err := e.m.Flush(ctx, ""); err != nil {
+				t.Fatal(err)
+			}
+		case 2: // a remove of a file made before the last round
+			q := fmt.Sprintf("d/f%d", i-2)
+			if err := s.Remove(ctx, q); err != nil {
+				t.Fatal(err)
+			}
+			ack(q, smallFile{removed: true})
+		case 3: // a remove of a file not uploaded, its inode not in the table
+			if err := s.Remove(ctx, p); err != nil {
+				t.Fatal(err)
+			}
+			ack(p, smallFile{removed: true})
+		}
+	}
+	md.hook = nil
+	checkSmallFiles(t, "without a crash", s, acked)
+	return cp, syncs
+}
+
+func checkSmallFiles(t *testing.T, what string, s *Share, acked map[string]smallFile) {
+	t.Helper()
+	ctx := context.Background()
+	for p, f := range acked {
+		a, err := s.Stat(ctx, p)
+		if f.removed {
+			if !isNotExist(err) {
+				t.Errorf("%s: %s was removed, stat gives %+v, %v", what, p, a, err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("%s: %s: %v", what, p, err)
+			continue
+		}
+		if a.Ino != f.ino {
+			t.Errorf("%s: %s has inode %d, was given %d", what, p, a.Ino, f.ino)
+		}
+		if got := readFile(t, s, p); !bytes.Equal(got, f.data) {
+			t.Errorf("%s: %s holds %d bytes, %d acknowledged", what, p, len(got), len(f.data))
+		}
+		if !f.mtime.IsZero() && !a.Mtime.Equal(f.mtime) {
+			t.Errorf("%s: %s has mtime %v, %v acknowledged", what, p, a.Mtime, f.mtime)
+		}
+		if got, err := s.PathOf(ctx, f.ino); err != nil || got != p {
+			t.Errorf("%s: inode %d names %q (%v), want %s", what, f.ino, got, err, p)
+		}
+	}
+}
+
+// Every acknowledged create, write and SETATTR of a small file survives a
+// power loss at any sync point of the log, the cache or the metadata
+// store, with the inode it was given; a removed file stays removed.
+func TestSmallFilesCrashAtEverySync(t *testing.T) {
+	_, total := smallFileRun(t, 0)
+	if total < 40 {
+		t.Fatalf("only %d sync points", total)
+	}
+	for at := 1; at <= total; at++ {
+		cp, _ := smallFileRun(t, at)
+		if cp == nil {
+			t.Fatalf("no crash at sync %d of %d", at, total)
+		}
+		what := fmt.Sprintf("crash at sync %d of %d", at, total)
+		e := &env{t: t, dir: "/d", store: cp.store, md: cp.md, logFS: cp.fs, cacheFS: cp.fs}
+		e.start()
+		s := e.share("docs")
+		checkSmallFiles(t, what+", after replay", s, cp.acked)
+		// The replay's state uploads and its inodes reach the table; then
+		// the files are what they were, from the store, after a restart.
+		if err := e.m.Flush(context.Background(), ""); err != nil {
+			t.Fatalf("%s: flush: %v", what, err)
+		}
+		checkSmallFiles(t, what+", after the uploads", s, cp.acked)
+		e.restart()
+		checkSmallFiles(t, what+", after the uploads and a restart", e.share("docs"), cp.acked)
+		e.close()
+		if t.Failed() {
+			return
+		}
+	}
+}
+
+// Creation records of the earlier format (create, mkdir, symlink: the
+// inode's mapping in the table before the record) are still replayed.
+func TestOldCreateRecordsReplay(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	must[Config](t)(e.m.Create(ctx, Config{Name: "docs"}))
+	s := e.share("docs")
+	mt := time.Unix(1700000000, 5)
+	recs := map[string]record{
+		"old-file": {typ: recCreate, attr: Attr{Mode: 0o600, UID: 7, GID: 8, Mtime: mt}},
+		"old-dir":  {typ: recMkdir, attr: Attr{Mode: 0o750, Mtime: mt}},
+		"old-link": {typ: recSymlink, attr: Attr{Mode: 0o777, Mtime: mt, Target: "old-file"}},
+	}
+	inos := map[string]uint64{}
+	for p, r := range recs {
+		inos[p] = must[uint64](t)(s.inode(ctx, p))
+		r.share, r.ino = "docs", inos[p]
+		if _, err := e.m.j.Append(ctx, r.encode(), func(uploadbuffer.LSN) error { return nil }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.restart()
+	s = e.share("docs")
+	for p, r := range recs {
+		a, err := s.Stat(ctx, p)
+		if err != nil {
+			t.Fatalf("%s after replay: %v", p, err)
+		}
+		want := map[byte]FileType{recCreate: TypeFile, recMkdir: TypeDir, recSymlink: TypeSymlink}[r.typ]
+		if a.Ino != inos[p] || a.Type != want || a.Mode != r.attr.Mode || !a.Mtime.Equal(mt) || a.Target != r.attr.Target {
+			t.Errorf("%s after replay: %+v", p, a)
+		}
+	}
+	if err := e.m.Flush(ctx, ""); err != nil {
+		t.Fatal(err)
+	}
+	if b, md := object(t, e.store, "docs/old-file"); len(b) != 0 || md[metaMode] != "600" {
+		t.Errorf("old-file's object: %q %v", b, md)
+	}
+}
+
+func TestNewRecordRoundTrip(t *testing.T) {
+	mt := time.Unix(1700000000, 5)
+	for _, r := range []record{
+		{typ: recNew, share: "docs", ino: 9, path: "a/b", attr: Attr{Type: TypeFile, Mode: 0o644, UID: 1, GID: 2, Mtime: mt}},
+		{typ: recNew, share: "docs", ino: 10, path: "a/c", attr: Attr{Type: TypeDir, Mode: 0o755, Mtime: mt}},
+		{typ: recNew, share: "docs", ino: 11, path: "a/l", attr: Attr{Type: TypeSymlink, Mode: 0o777, Mtime: mt, Target: "b"}},
+	} {
+		got, err := decodeRecord(r.encode())
+		if err != nil || got.path != r.path || got.ino != r.ino || got.attr.Type != r.attr.Type || got.attr.Mode != r.attr.Mode ||
+			got.attr.UID != r.attr.UID || !got.attr.Mtime.Equal(mt) || got.attr.Target != r.attr.Target {
+			t.Errorf("%+v decodes as %+v, %v", r, got, err)
+		}
+		b := r.encode()
+		for n := range len(b) {
+			if _, err := decodeRecord(b[:n]); err == nil {
+				t.Errorf("%+v cut to %d bytes decodes", r, n)
+			}
+		}
+	}
+	bad := record{typ: recNew, share: "docs", ino: 9, path: "a", attr: Attr{Type: TypeFile, Mtime: mt}}.encode()
+	bad[2+4+8+20] = 9 // no such kind
+	if _, err := decodeRecord(bad); err == nil {
+		t.Error("a new record of kind 9 decodes")
+	}
+}
