@@ -12,6 +12,8 @@
 #   JOBS=read bench/nfs/run.sh         # only read-1m and randread-4k (the file written once,
 #                                      # untimed), read by readload, not fio; with PROFILE,
 #                                      # a CPU profile of read-1m
+#   JOBS=create bench/nfs/run.sh       # only the creation of 10,000 files of 4 KiB, with
+#                                      # gatewayd's fdatasync, fsync and msync calls (perf)
 #   JOBS=tree bench/nfs/run.sh         # a source tree copied, a directory of 100,000 files
 #                                      # listed (bench/nfs/tree.sh)
 #   SRC_base=/other/tree SERVERS="gatewayd gatewayd-base ganesha" bench/nfs/run.sh
@@ -167,10 +169,26 @@ run_suite() { # SERVER: the jobs after write-1m
 		fio_job "$s-randread-4k" "$url" randread 4k 16 --runtime="$runtime" --time_based --randrepeat=0 --norandommap
 	fi
 	[ "$jobs" = all ] || return 0
-	# Many small files: $files files of 4 KiB, each created, written, closed.
-	"$fio" --name="$s-create" --ioengine=nfs --nfs_url="$url" --filename_format='small.$filenum' \
+	create_job "$s"
+}
+
+# create_job SERVER: $files files of 4 KiB, each created, written, closed;
+# for a gatewayd its fdatasync, fsync and msync calls meanwhile (perf, to
+# $out/SERVER-create.syncs).
+create_job() {
+	local s=$1 perf_pid=""
+	settle
+	echo "== $s create" >&2
+	echo "$s create: $(uptime)" >>"$out/uptime.create"
+	if [ -n "${gw_pid[$s]:-}" ]; then
+		perf stat -x, -e syscalls:sys_enter_fdatasync,syscalls:sys_enter_fsync,syscalls:sys_enter_msync -p "${gw_pid[$s]}" \
+			-o "$out/$s-create.syncs" >/dev/null 2>&1 &
+		perf_pid=$!
+	fi
+	"$fio" --name="$s-create" --ioengine=nfs --nfs_url="${urls[$s]}" --filename_format='small.$filenum' \
 		--nrfiles="$files" --filesize=4k --bs=4k --rw=write --openfiles=1 --file_service_type=sequential \
 		--create_on_open=1 --output-format=json --output="$out/$s-create.json" >/dev/null
+	if [ -n "$perf_pid" ]; then kill -INT "$perf_pid"; wait "$perf_pid" || true; fi
 }
 
 start_gatewayd() { # NAME SRC
@@ -237,6 +255,10 @@ if [ "$jobs" = tree ]; then
 	. "$here/tree.sh" # the tree copy and the listing, their own table
 	exit 0
 fi
+if [ "$jobs" = create ]; then
+	rounds=0
+	for s in $servers; do create_job "$s"; done
+fi
 if [ "$jobs" = read ]; then
 	rounds=0
 	for s in $servers; do
@@ -250,7 +272,7 @@ for r in $(seq "$rounds"); do
 	disk_job "write-1m-sync16.$r" 16
 	disk_job "write-1m-sync1.$r" 1
 done
-if [ "$jobs" != write ]; then
+if [ "$jobs" != write ] && [ "$jobs" != create ]; then
 	for s in $servers; do run_suite "$s"; done
 fi
 
@@ -344,5 +366,16 @@ for g in gws:
     if any(n is not None for n in ns):
         print(f"{g} fsync+fdatasync calls during write-1m and its COMMIT, by round: " +
               ", ".join(f"{n} ({n / size_mib:.3f} per MiB)" for n in ns if n is not None))
+    p = os.path.join(out, f"{g}-create.syncs")
+    if os.path.exists(p):
+        counts = {}
+        for line in open(p):
+            f = line.split(",")
+            if len(f) > 2 and f[2].startswith("syscalls:") and f[0].strip().isdigit():
+                counts[f[2].split("sys_enter_")[-1]] = int(f[0])
+        print(f"{g} calls during create, per file: " + ", ".join(f"{k} {v / 10000:.2f}" for k, v in sorted(counts.items())))
+p = os.path.join(out, "uptime.create")
+if os.path.exists(p):
+    print("load average before each create job (uptime): " + "; ".join(l.split(":")[0] + " " + l.split("load average:")[-1].strip() for l in open(p)))
 EOF
 true
