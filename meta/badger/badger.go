@@ -1,7 +1,18 @@
 // Package badger is the metadata store on badger v4: durable (every commit
-// is fsynced before Update returns), small in memory, its own logs routed to
+// is synced before Update returns, the commits of concurrent Updates
+// sharing one sync: group commit), small in memory, its own logs routed to
 // slog at warning and above, and value-log garbage collection in the
 // background.
+//
+// Group commit: badger runs with SyncWrites off, so a commit lands in its
+// write-ahead files (memory-mapped: a killed process loses nothing) without
+// a sync, and Update then waits for a sync that began after its commit.
+// One sync at a time runs; the Updates that commit meanwhile wait for the
+// next, which covers all of them. A sync is badger's own (the write-ahead
+// log of the memtable being written and the value-log file being written)
+// plus an fsync of each write-ahead or value-log file badger has stopped
+// writing to since the last sync (badger does not sync those itself when
+// SyncWrites is off), and of the directory when its files changed.
 package badger
 
 import (
@@ -10,8 +21,13 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	bdg "github.com/dgraph-io/badger/v4"
@@ -36,6 +52,17 @@ type Store struct {
 
 	gate meta.Gate // Close waits for running View and Update calls
 
+	// Group commit (the package comment).
+	syncMu   sync.Mutex
+	syncing  bool
+	waiters  []chan error    // wait for the next sync
+	synced   map[string]bool // files badger stopped writing, synced since; the newest of each kind is not in it
+	dirFiles []string        // the directory's write-ahead and value-log files at the last sync
+	syncs    atomic.Uint64   // syncs done
+	commits  atomic.Uint64   // commits synced
+	oldFiles atomic.Uint64   // files fsynced after badger stopped writing them
+	syncHook func()          // tests: runs as each sync begins
+
 	stopGC    chan struct{}
 	gcDone    chan struct{}
 	closeOnce sync.Once
@@ -50,7 +77,7 @@ var _ meta.Store = (*Store)(nil)
 // an 8 MiB index cache instead of every table index held in memory).
 func options(dir string, logger *slog.Logger) bdg.Options {
 	return bdg.DefaultOptions(dir).
-		WithSyncWrites(true). // an acknowledged commit survives power loss
+		WithSyncWrites(false). // Update syncs, one sync for concurrent commits (group commit)
 		WithMemTableSize(16 << 20).
 		WithNumMemtables(2).
 		WithValueLogFileSize(64 << 20).
@@ -77,7 +104,7 @@ func Open(dir string, logger *slog.Logger) (*Store, error) {
 		}
 		return nil, fmt.Errorf("open metadata directory %s: %w", dir, err)
 	}
-	s := &Store{db: db, dir: dir, logger: logger, stopGC: make(chan struct{}), gcDone: make(chan struct{})}
+	s := &Store{db: db, dir: dir, logger: logger, stopGC: make(chan struct{}), gcDone: make(chan struct{}), synced: map[string]bool{}}
 	go s.gcLoop()
 	return s, nil
 }
@@ -161,11 +188,116 @@ func (s *Store) Update(ctx context.Context, fn func(meta.Txn) error) error {
 			time.Sleep(time.Duration(rand.IntN(100*attempt)) * time.Microsecond)
 		}
 		err := s.attempt(ctx, fn)
+		if err == nil {
+			return s.sync()
+		}
 		if !errors.Is(err, bdg.ErrConflict) {
 			return err
 		}
 	}
 	return fmt.Errorf("%w (%d attempts)", meta.ErrConflict, meta.MaxConflictRetries)
+}
+
+// sync returns once a sync that began after it was called has ended: the
+// commits made before it are durable.
+func (s *Store) sync() error {
+	done := make(chan error, 1)
+	s.syncMu.Lock()
+	s.waiters = append(s.waiters, done)
+	if !s.syncing {
+		s.syncing = true
+		go s.syncer()
+	}
+	s.syncMu.Unlock()
+	return <-done
+}
+
+// syncer runs syncs while Updates wait for one, each for the Updates
+// waiting when it begins.
+func (s *Store) syncer() {
+	for {
+		s.syncMu.Lock()
+		batch := s.waiters
+		s.waiters = nil
+		if len(batch) == 0 {
+			s.syncing = false
+			s.syncMu.Unlock()
+			return
+		}
+		s.syncMu.Unlock()
+		err := s.syncFiles()
+		if err != nil {
+			err = fmt.Errorf("sync metadata directory %s: %w", s.dir, err)
+		} else {
+			s.syncs.Add(1)
+			s.commits.Add(uint64(len(batch)))
+		}
+		for _, w := range batch {
+			w <- err
+		}
+	}
+}
+
+// syncFiles makes every commit made before it durable: badger's own sync,
+// then the files badger stopped writing since the last sync, and the
+// directory if its files changed.
+func (s *Store) syncFiles() error {
+	if s.syncHook != nil {
+		s.syncHook()
+	}
+	if err := s.db.Sync(); err != nil {
+		return err
+	}
+	entries, err := os.ReadDir(s.dir)
+	if err != nil {
+		return err
+	}
+	var files []string
+	newest := map[string]int64{} // extension -> number of the newest file (the one being written)
+	for _, e := range entries {
+		ext := filepath.Ext(e.Name())
+		n, err := strconv.ParseInt(strings.TrimSuffix(e.Name(), ext), 10, 64)
+		if ext != ".mem" && ext != ".vlog" || err != nil {
+			continue
+		}
+		files = append(files, e.Name())
+		newest[ext] = max(newest[ext], n)
+	}
+	for _, name := range files {
+		ext := filepath.Ext(name)
+		if n, _ := strconv.ParseInt(strings.TrimSuffix(name, ext), 10, 64); n == newest[ext] || s.synced[name] {
+			continue // the newest is synced by badger above
+		}
+		if err := fsyncPath(filepath.Join(s.dir, name)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+		s.synced[name] = true
+		s.oldFiles.Add(1)
+	}
+	for name := range s.synced {
+		if !slices.Contains(files, name) {
+			delete(s.synced, name) // removed by badger
+		}
+	}
+	if !slices.Equal(files, s.dirFiles) {
+		if err := fsyncPath(s.dir); err != nil {
+			return err
+		}
+		s.dirFiles = files
+	}
+	return nil
+}
+
+func fsyncPath(p string) error {
+	f, err := os.Open(p)
+	if err != nil {
+		return err
+	}
+	err = f.Sync()
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // attempt runs fn once in a fresh transaction and commits it.
