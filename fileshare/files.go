@@ -491,9 +491,10 @@ func (m *Manager) released(ctx context.Context, lsn uploadbuffer.LSN, d Durabili
 		release()
 	default:
 		go func() {
-			// Returns once the record is written, or will never be (the
-			// log failed or was closed): either way the log is done with it.
-			_ = m.j.Log().Sync(context.Background(), lsn)
+			// Returns once the record is written (not synced: that is
+			// COMMIT's), or will never be (the log failed or was closed):
+			// either way the log is done with it.
+			_ = m.j.Log().Written(context.Background(), lsn)
 			release()
 		}()
 	}

@@ -19,8 +19,9 @@ const maxKeptLogBufs = 32 << 20
 
 // logBufs recycles the buffers log records are encoded into. The log
 // keeps a record's buffer until the record is written (AppendBuffered):
-// a buffer goes back to use once the log's synced LSN has passed its
-// record's.
+// a buffer goes back to use once the log's written LSN has passed its
+// record's (written, perhaps not synced: a buffered record has no sync of
+// its own).
 type logBufs struct {
 	log *uploadbuffer.Log
 
@@ -39,9 +40,9 @@ type heldBuf struct {
 func (p *logBufs) get(n int) []byte {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	synced := p.log.NextLSN()
+	written := p.log.WrittenLSN()
 	i := 0
-	for ; i < len(p.held) && p.held[i].lsn < synced; i++ {
+	for ; i < len(p.held) && p.held[i].lsn < written; i++ {
 		p.free = append(p.free, p.held[i].buf)
 	}
 	if i > 0 {

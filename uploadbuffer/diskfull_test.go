@@ -308,7 +308,7 @@ func TestNoSpaceOnWriteOrSyncIsCutAndRetried(t *testing.T) {
 			// 5: if its bytes stayed in the file, a later short record
 			// would be followed by that ghost on replay.
 			setFull(true)
-			ghost := appendRecord(make([]byte, 5), 5, []byte("ghost, never acknowledged"))
+			ghost := appendRecord(make([]byte, 5), 5, 4, []byte("ghost, never acknowledged"))
 			ctx, cancel := context.WithCancel(context.Background())
 			errs := make(chan error, 1)
 			go func() { _, err := l.Append(ctx, ghost); errs <- err }()

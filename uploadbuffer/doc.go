@@ -7,11 +7,15 @@
 // so they queue meanwhile and join the next group commit; Used and
 // NextLSN take no lock at all. AppendBuffered queues a record without
 // waiting for its sync and Sync (or Flush) waits until records are
-// durable: the flush of a write-back cache. Yield lets background work
-// (uploads) step aside until the appends waiting now are durable.
-// After a crash, Open finds the end of the log (a torn last record is cut
-// off: it was never acknowledged) and Replay hands back every record not
-// yet trimmed.
+// durable: the flush of a write-back cache. A group made only of buffered
+// records is written without a sync of its own (Written says when a
+// record is written and its buffer free); the next sync covers it: a
+// Sync or Flush (the writer syncs what is written when one waits), a
+// durable Append's group commit, a new segment, Close. Yield lets
+// background work (uploads) step aside until the appends waiting now are
+// written. After a crash, Open finds the end of the log (a torn tail is
+// cut off: it was never acknowledged durable) and Replay hands back every
+// record not yet trimmed.
 //
 // ReadRecord reads part of a record back, synced or still queued, also
 // after a restart: a service can serve reads of written bytes from the
@@ -74,20 +78,26 @@
 //
 // A log is a directory of segment files named by the hex LSN of their first
 // record, "%016x.seg", and a "trim" file. All integers are big-endian.
+// docs/format.md has the same, byte by byte.
 //
 // Segment header (16 bytes):
 //
 //	0  4  magic "GWUB"
-//	4  1  version (1)
+//	4  1  version (2; version 1 segments are read, never written)
 //	5  3  reserved, zero
 //	8  8  LSN of the segment's first record
 //
-// Record (16-byte header, then the payload):
+// Record (24-byte header, then the payload):
 //
 //	0  4  payload length n
-//	4  4  CRC-32C (Castagnoli) of bytes 8..16 of this header and the payload
+//	4  4  CRC-32C (Castagnoli) of bytes 8..24 of this header and the payload
 //	8  8  LSN: the previous record's plus one
-//	16 n  payload
+//	16 8  durable mark: every record below this LSN was synced when this record was written
+//	24 n  payload
+//
+// A version 1 segment's records have a 16-byte header: length, CRC of bytes
+// 8..16 and the payload, LSN; no durable mark. Open appends to a new
+// version 2 segment after a version 1 one.
 //
 // The trim file holds the trim point (8 bytes) and its CRC-32C (4 bytes),
 // replaced atomically. Records below the trim point are not replayed. The
@@ -95,8 +105,16 @@
 // older writes before the newer ones, which ends in the same state, so a
 // lost trim update costs time, not data.
 //
-// A record that fails its CRC at the end of the last segment is a torn
-// write: it and everything after it are truncated away. A bad record
-// followed by a valid one, or in any segment but the last, is corruption of
-// acknowledged data and Open fails with an error marked errkind.Corrupt.
+// Every segment but the last is synced whole before the next one is
+// made, so a bad record there is corruption. In the last segment, records
+// written without a sync may reach the disk in part and in any order
+// after a power loss: a bad record (short, of another LSN, failing its
+// CRC) is the end of the log, and it and everything after it are
+// truncated away, unless a valid record after it carries a durable mark
+// past its LSN: then it had been synced, and Open fails with an error
+// marked errkind.Corrupt. (In a version 1 segment, any valid record after
+// it makes it corruption.) A record synced by the last sync, with no
+// record written after it to say so, cannot be told from a torn one: its
+// corruption is cut like a torn tail. Open syncs what it keeps of the last
+// segment before anything is appended, so the marks of new records hold.
 package uploadbuffer

@@ -29,10 +29,15 @@ type LSN uint64
 
 const (
 	segHeaderSize = 16
-	recHeaderSize = 16
+	recHeaderSize = 24 // version 2; version 1's is recHeaderSizeV1
 	segMagic      = "GWUB"
-	segVersion    = 1
+	segVersion    = 2
 	trimFile      = "trim"
+
+	// Version 1 segments (read, never written): records without the
+	// durable mark, every group commit synced.
+	segVersionV1    = 1
+	recHeaderSizeV1 = 16
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
@@ -53,11 +58,14 @@ type Options struct {
 type Stats struct {
 	Appends, Bytes, Syncs, Waits uint64
 	Yields                       uint64 // calls of Yield that waited for appends
-	// SyncedBytes is the bytes written to segments by the group commits
-	// (records with their headers). SyncBytes and SyncRecords count the
-	// commits by their size: bucket i holds those of at most
-	// SyncBytesBound(i) bytes and SyncRecordsBound(i) records, the last
-	// one the rest.
+	// Syncs counts the syncs of segments that made records durable;
+	// Unsynced the groups of buffered records written without a sync of
+	// their own (a later sync covers them). SyncedBytes is the bytes the
+	// syncs made durable (records with their headers). SyncBytes and
+	// SyncRecords count the syncs by what they made durable: bucket i
+	// holds those of at most SyncBytesBound(i) bytes and
+	// SyncRecordsBound(i) records, the last one the rest.
+	Unsynced    uint64
 	SyncedBytes uint64
 	SyncBytes   [SyncBuckets]uint64
 	SyncRecords [SyncBuckets]uint64
@@ -88,10 +96,11 @@ func syncBucket(n int64, bound func(int) int64) int {
 }
 
 type segment struct {
-	first LSN
-	size  int64
-	path  string
-	idx   *segIndex // where its records are, and a handle to read them (read.go)
+	first  LSN
+	size   int64 // the end of its last record written (the last segment's may not be synced yet)
+	path   string
+	recHdr int64     // its records' header size: recHeaderSize, or recHeaderSizeV1 in a version 1 segment
+	idx    *segIndex // where its records are, and a handle to read them (read.go)
 }
 
 type request struct {
@@ -117,11 +126,14 @@ type Log struct {
 	opts Options
 	log  *slog.Logger
 
-	// used (bytes of segment files) and next (every record below it is
-	// synced) change under mu and are read without it.
-	used   atomic.Int64
-	next   atomic.Uint64
-	yields atomic.Uint64 // calls of Yield that waited
+	// used (bytes of segment files), next (every record below it is
+	// synced) and written (every record below it is written to its
+	// segment, perhaps not synced: next <= written) change under mu and
+	// are read without it.
+	used    atomic.Int64
+	next    atomic.Uint64
+	written atomic.Uint64
+	yields  atomic.Uint64 // calls of Yield that waited
 
 	mu       sync.Mutex
 	space    *backpressure.Waiters
@@ -135,13 +147,16 @@ type Log struct {
 	noSpace  error      // set while the writer waits for its filesystem to have room
 	closed   bool
 	stopped  bool          // the writer is gone: nothing queued will be written
-	synced   chan struct{} // closed and replaced when next moves, the log fails or the writer stops
+	synced   chan struct{} // closed and replaced when next or written moves, the log fails or the writer stops
+	syncWant LSN           // the highest LSN Sync waits for: the writer syncs until next is past it
 	stats    Stats
 
 	wmu  sync.Mutex
 	cur  vfs.File // the last segment, open for appending (wmu)
 	torn bool     // the last segment may hold bytes past its size: cut them before writing (wmu)
 	wbuf []byte   // the writer's buffer, kept between batches (wmu)
+	// unsyncedBytes is the bytes written since the last sync (wmu).
+	unsyncedBytes int64
 
 	trimMu sync.Mutex
 
@@ -203,8 +218,9 @@ func Open(fs vfs.FS, dir string, opts Options) (*Log, error) {
 
 func segName(first LSN) string { return fmt.Sprintf("%016x.seg", uint64(first)) }
 
-// recover scans the segments, cuts a torn tail and opens the last segment
-// for appending.
+// recover scans the segments, cuts a torn tail, makes what is left of the
+// last segment durable and opens it for appending (after a version 1
+// segment, a new one).
 func (l *Log) recover() error {
 	names, err := l.fs.List(l.dir)
 	if err != nil {
@@ -231,7 +247,7 @@ func (l *Log) recover() error {
 		if i == 0 {
 			next = l.segs[0].first
 		}
-		end, n, err := l.scan(l.segs[i], last, 0, l.segs[i].idx, nil)
+		end, n, err := l.scan(&l.segs[i], last, 0, l.segs[i].idx, nil)
 		if err != nil {
 			return err
 		}
@@ -254,9 +270,11 @@ func (l *Log) recover() error {
 	}
 	if len(l.segs) == 0 {
 		l.next.Store(uint64(max(l.trimmed, 1)))
+		l.written.Store(l.next.Load())
 		return l.newSegment(LSN(l.next.Load()))
 	}
-	lastSeg := l.segs[len(l.segs)-1]
+	l.written.Store(uint64(next))
+	lastSeg := &l.segs[len(l.segs)-1]
 	f, err := l.fs.OpenReadWrite(lastSeg.path)
 	if err != nil {
 		return fmt.Errorf("uploadbuffer: %w", err)
@@ -264,22 +282,52 @@ func (l *Log) recover() error {
 	fi, err := f.Stat()
 	if err == nil && fi.Size() != lastSeg.size {
 		l.log.Warn("cutting a torn write off the upload buffer", "segment", lastSeg.path, "bytes", fi.Size()-lastSeg.size)
-		if err = f.Truncate(lastSeg.size); err == nil {
+		err = f.Truncate(lastSeg.size)
+	}
+	if err == nil {
+		// What was found may not be on the disk yet (the process that
+		// wrote it was killed before a sync): the records appended from
+		// now on say every record below next is durable, so make it so.
+		err = f.Sync()
+	}
+	if err == nil && lastSeg.recHdr == recHeaderSizeV1 && lastSeg.size == segHeaderSize {
+		// A version 1 segment without records: it becomes a version 2 one.
+		_, err = f.WriteAt(segmentHeader(lastSeg.first), 0)
+		if err == nil {
 			err = f.Sync()
 		}
+		lastSeg.recHdr = recHeaderSize
 	}
 	if err != nil {
 		f.Close()
 		return fmt.Errorf("uploadbuffer: %w", err)
 	}
 	l.cur = f
+	if lastSeg.recHdr != recHeaderSize {
+		// Records of two versions never share a segment: appends go to
+		// a new one.
+		return l.newSegment(next)
+	}
 	return nil
 }
 
 // scan reads a segment's records, calling fn for each (if not nil) and
-// noting where each starts in idx (if not nil). It returns the offset
-// after the last good record and the next LSN.
-func (l *Log) scan(seg segment, last bool, from LSN, idx *segIndex, fn func(LSN, []byte) error) (int64, LSN, error) {
+// noting where each starts in idx (if not nil), and sets seg.recHdr from
+// its header. It returns the offset after the last good record and the
+// next LSN.
+//
+// A bad record (short, of another LSN, or failing its CRC) ends the
+// records of the last segment when it may be a torn write, and is
+// corruption otherwise: in any other segment (each was synced whole
+// before the next one was made); in a version 1 segment, when a valid
+// record follows it (every group commit was synced before another was
+// written); in a version 2 segment, when a valid record follows it whose
+// durable mark is past it, for the bad record was durable when that one
+// was written. Records written without a sync of their own may persist
+// in any order and in part after a power loss: a bad record followed only
+// by records that do not say it was durable is the end of what reached
+// the disk, and what follows it was never durable.
+func (l *Log) scan(seg *segment, last bool, from LSN, idx *segIndex, fn func(LSN, []byte) error) (int64, LSN, error) {
 	f, err := l.fs.Open(seg.path)
 	if err != nil {
 		return 0, 0, fmt.Errorf("uploadbuffer: %w", err)
@@ -300,7 +348,15 @@ func (l *Log) scan(seg segment, last bool, from LSN, idx *segIndex, fn func(LSN,
 		}
 		return 0, 0, corrupt("short segment header")
 	}
-	if string(hdr[:4]) != segMagic || hdr[4] != segVersion || LSN(binary.BigEndian.Uint64(hdr[8:])) != seg.first {
+	seg.recHdr = 0
+	switch {
+	case string(hdr[:4]) != segMagic || LSN(binary.BigEndian.Uint64(hdr[8:])) != seg.first:
+	case hdr[4] == segVersion:
+		seg.recHdr = recHeaderSize
+	case hdr[4] == segVersionV1:
+		seg.recHdr = recHeaderSizeV1
+	}
+	if seg.recHdr == 0 {
 		if last && isZero(hdr[:]) {
 			return l.rewriteHeader(seg)
 		}
@@ -309,13 +365,14 @@ func (l *Log) scan(seg segment, last bool, from LSN, idx *segIndex, fn func(LSN,
 	off, next := int64(segHeaderSize), seg.first
 	buf := make([]byte, 0, 1<<20)
 	for off < size {
-		payload, ok := readRecord(f, off, size, next, &buf)
+		payload, _, ok := readRecord(f, off, size, next, seg.recHdr, &buf)
 		if !ok {
 			if !last {
 				return 0, 0, corrupt("bad record at offset %d (LSN %d)", off, next)
 			}
-			if validRecordAfter(f, off+1, size, next) {
-				return 0, 0, corrupt("bad record at offset %d (LSN %d) followed by valid records", off, next)
+			found, durable := validRecordsAfter(f, off+1, size, next, seg.recHdr)
+			if found && (seg.recHdr == recHeaderSizeV1 || durable > next) {
+				return 0, 0, corrupt("bad record at offset %d (LSN %d) followed by valid records written after it was durable", off, next)
 			}
 			break // a torn tail
 		}
@@ -327,14 +384,14 @@ func (l *Log) scan(seg segment, last bool, from LSN, idx *segIndex, fn func(LSN,
 		if idx != nil {
 			idx.add(off)
 		}
-		off += recHeaderSize + int64(len(payload))
+		off += seg.recHdr + int64(len(payload))
 		next++
 	}
 	return off, next, nil
 }
 
 // rewriteHeader handles a last segment whose header never made it to disk.
-func (l *Log) rewriteHeader(seg segment) (int64, LSN, error) {
+func (l *Log) rewriteHeader(seg *segment) (int64, LSN, error) {
 	f, err := l.fs.Create(seg.path)
 	if err != nil {
 		return 0, 0, fmt.Errorf("uploadbuffer: %w", err)
@@ -343,55 +400,80 @@ func (l *Log) rewriteHeader(seg segment) (int64, LSN, error) {
 	if _, err := f.Write(segmentHeader(seg.first)); err != nil {
 		return 0, 0, fmt.Errorf("uploadbuffer: %w", err)
 	}
+	seg.recHdr = recHeaderSize
 	return segHeaderSize, seg.first, f.Sync()
 }
 
-// readRecord reads the record at off if it is whole, has LSN want and
-// passes its CRC.
-func readRecord(f vfs.File, off, size int64, want LSN, buf *[]byte) ([]byte, bool) {
-	var h [recHeaderSize]byte
-	if off+recHeaderSize > size {
-		return nil, false
+// readRecord reads the record at off, with headers of hdrSize bytes, if it
+// is whole, has LSN want and passes its CRC. It returns the payload and
+// the record's durable mark (0 in a version 1 segment).
+func readRecord(f vfs.File, off, size int64, want LSN, hdrSize int64, buf *[]byte) ([]byte, LSN, bool) {
+	var hb [recHeaderSize]byte
+	h := hb[:hdrSize]
+	if off+hdrSize > size {
+		return nil, 0, false
 	}
-	if _, err := f.ReadAt(h[:], off); err != nil {
-		return nil, false
+	if _, err := f.ReadAt(h, off); err != nil {
+		return nil, 0, false
 	}
 	n := int64(binary.BigEndian.Uint32(h[0:]))
-	if LSN(binary.BigEndian.Uint64(h[8:])) != want || off+recHeaderSize+n > size {
-		return nil, false
+	if LSN(binary.BigEndian.Uint64(h[8:])) != want || off+hdrSize+n > size {
+		return nil, 0, false
 	}
 	if int64(cap(*buf)) < n {
 		*buf = make([]byte, n)
 	}
 	p := (*buf)[:n]
-	if _, err := f.ReadAt(p, off+recHeaderSize); err != nil && !(errors.Is(err, io.EOF) && int64(len(p)) == 0) {
-		return nil, false
+	if _, err := f.ReadAt(p, off+hdrSize); err != nil && !(errors.Is(err, io.EOF) && int64(len(p)) == 0) {
+		return nil, 0, false
 	}
-	crc := crc32.Update(crc32.Checksum(h[8:16], castagnoli), castagnoli, p)
+	crc := crc32.Update(crc32.Checksum(h[8:], castagnoli), castagnoli, p)
 	if crc != binary.BigEndian.Uint32(h[4:]) {
-		return nil, false
+		return nil, 0, false
 	}
-	return p, true
+	var durable LSN
+	if hdrSize == recHeaderSize {
+		durable = LSN(binary.BigEndian.Uint64(h[16:]))
+	}
+	return p, durable, true
 }
 
-// validRecordAfter looks for any valid record with an LSN at or past want
-// beyond off: if there is one, a bad record before it is not a torn tail.
-func validRecordAfter(f vfs.File, off, size int64, want LSN) bool {
-	var buf []byte
-	var h [recHeaderSize]byte
-	for ; off+recHeaderSize <= size; off++ {
-		if _, err := f.ReadAt(h[:], off); err != nil {
-			return false
+// validRecordsAfter looks for valid records with an LSN at or past want
+// beyond off, at any offset: whether there is one, and the highest
+// durable mark among them. It reads the segment a window at a time (after
+// a power loss the unsynced part of a segment may be long: up to the
+// segment) and follows a valid record to the one after it.
+func validRecordsAfter(f vfs.File, off, size int64, want LSN, hdrSize int64) (found bool, durable LSN) {
+	const window = 1 << 20
+	var buf, win []byte
+	winOff := int64(0)
+	for off+hdrSize <= size {
+		if off < winOff || off+hdrSize > winOff+int64(len(win)) {
+			n := min(window, size-off)
+			if cap(win) < int(n) {
+				win = make([]byte, n)
+			}
+			win = win[:n]
+			if _, err := f.ReadAt(win, off); err != nil && !errors.Is(err, io.EOF) {
+				return found, durable
+			}
+			winOff = off
 		}
+		h := win[off-winOff:]
 		lsn := LSN(binary.BigEndian.Uint64(h[8:]))
-		if lsn < want || lsn > want+1<<20 {
+		if lsn < want || lsn > want+LSN(size/hdrSize) {
+			off++
 			continue
 		}
-		if _, ok := readRecord(f, off, size, lsn, &buf); ok {
-			return true
+		p, d, ok := readRecord(f, off, size, lsn, hdrSize, &buf)
+		if !ok {
+			off++
+			continue
 		}
+		found, durable = true, max(durable, d)
+		off += hdrSize + int64(len(p))
 	}
-	return false
+	return found, durable
 }
 
 func isZero(b []byte) bool {
@@ -414,7 +496,7 @@ func segmentHeader(first LSN) []byte {
 // newSegment starts a segment at first. Called by the writer (with wmu
 // held, without mu) or before it runs.
 func (l *Log) newSegment(first LSN) error {
-	seg := segment{first: first, size: segHeaderSize, path: filepath.Join(l.dir, segName(first)), idx: &segIndex{}}
+	seg := segment{first: first, size: segHeaderSize, path: filepath.Join(l.dir, segName(first)), recHdr: recHeaderSize, idx: &segIndex{}}
 	f, err := l.fs.Create(seg.path)
 	if err != nil {
 		return fmt.Errorf("uploadbuffer: new segment: %w", err)
@@ -473,7 +555,7 @@ func (l *Log) Replay(fn func(lsn LSN, rec []byte) error) error {
 		return fn(lsn, rec)
 	}
 	for i, seg := range segs {
-		if _, _, err := l.scan(seg, i == len(segs)-1, from, nil, count); err != nil {
+		if _, _, err := l.scan(&seg, i == len(segs)-1, from, nil, count); err != nil {
 			return err
 		}
 	}
@@ -506,12 +588,15 @@ func (l *Log) Append(ctx context.Context, rec []byte) (LSN, error) {
 // waits for space as Append does; once it has returned, ctx no longer
 // matters and the record is written unless the log fails or is closed
 // while its filesystem is full (Sync then says so). The log keeps rec
-// until the record is written, and ReadRecord reads it from rec until
-// then: the caller must not change it before Sync for its LSN returns.
+// until the record is written (Written for its LSN returns), and
+// ReadRecord reads it from rec until then: the caller must not change it
+// before.
 //
-// A buffered record costs no extra sync: it is written with the next
-// group commit, the one that is running or that the next Append or Sync
-// starts.
+// A buffered record costs no sync of its own: the writer writes a group
+// made only of buffered records without one, and the next sync makes them
+// durable (Sync, Flush, an Append, a new segment, Close). A power loss
+// before that may lose the record, and with it every record written after
+// it without a sync; Open then finds the log's end before them.
 func (l *Log) AppendBuffered(ctx context.Context, rec []byte) (LSN, error) {
 	req, err := l.enqueue(ctx, rec, true)
 	if err != nil {
@@ -561,12 +646,27 @@ func (l *Log) enqueue(ctx context.Context, rec []byte, buffered bool) (*request,
 // with an error when one of them will never be (the log failed, or it was
 // closed with the record still waiting for space on a full filesystem),
 // or when ctx ends. With buffered appends, it is the flush of a write-back
-// cache.
+// cache: if the records are written but not synced, the writer syncs
+// them now.
 func (l *Log) Sync(ctx context.Context, lsn LSN) error {
+	return l.await(ctx, lsn, &l.next, true)
+}
+
+// Written returns once record lsn and every one before it is written to
+// its segment, so the log no longer reads the caller's buffer (it may
+// not be durable yet), or will never be (the log failed or was closed:
+// then an error), or when ctx ends. It starts no sync.
+func (l *Log) Written(ctx context.Context, lsn LSN) error {
+	return l.await(ctx, lsn, &l.written, false)
+}
+
+// await waits until mark (next or written) is past lsn; sync says to ask
+// the writer for a sync of the records written meanwhile.
+func (l *Log) await(ctx context.Context, lsn LSN, mark *atomic.Uint64, sync bool) error {
 	for {
 		l.mu.Lock()
 		switch {
-		case LSN(l.next.Load()) > lsn:
+		case LSN(mark.Load()) > lsn:
 			l.mu.Unlock()
 			return nil
 		case l.failed != nil:
@@ -581,6 +681,15 @@ func (l *Log) Sync(ctx context.Context, lsn LSN) error {
 			l.mu.Unlock()
 			return fmt.Errorf("uploadbuffer: sync of LSN %d, which was never appended (next %d)", lsn, assigned)
 		}
+		if sync && l.syncWant < lsn {
+			l.syncWant = lsn
+			if !l.closed { // Close closes wake after setting closed under l.mu; the writer syncs as it stops
+				select {
+				case l.wake <- struct{}{}:
+				default:
+				}
+			}
+		}
 		ch := l.synced
 		l.mu.Unlock()
 		select {
@@ -593,8 +702,8 @@ func (l *Log) Sync(ctx context.Context, lsn LSN) error {
 
 // Yield is for background work that competes with appends for CPU and
 // disk (uploads): called before each unit of such work, it waits until
-// the appends waiting now are durable, so their group commit goes first,
-// for at most max. It returns at once when no append waits, and when the
+// the appends waiting now are written (a durable append once synced), so
+// their group commit goes first, for at most max. It returns at once when no append waits, and when the
 // log is more than half full: then the background work is what frees the
 // space appends wait for. It returns an error only when ctx ends.
 func (l *Log) Yield(ctx context.Context, max time.Duration) error {
@@ -607,13 +716,15 @@ func (l *Log) yield(ctx context.Context, max time.Duration) (waited bool, err er
 	l.mu.Lock()
 	last := l.assigned - 1
 	l.mu.Unlock()
-	if LSN(l.next.Load()) > last || l.used.Load() > l.opts.Capacity/2 {
+	if LSN(l.written.Load()) > last || l.used.Load() > l.opts.Capacity/2 {
 		return false, nil
 	}
 	l.yields.Add(1)
 	wctx, cancel := context.WithTimeout(ctx, max)
 	defer cancel()
-	if err := l.Sync(wctx, last); err != nil && ctx.Err() != nil {
+	// Written, not Sync: a durable append is written once synced, and a
+	// buffered one needs no sync now.
+	if err := l.Written(wctx, last); err != nil && ctx.Err() != nil {
 		return true, ctx.Err()
 	}
 	return true, nil // durable, failed, closed or max passed: the caller goes on
@@ -652,11 +763,14 @@ func (l *Log) reply(r *request, err error) {
 }
 
 // writer is the one goroutine that writes: it takes everything queued,
-// writes it, syncs once and releases the whole batch; what is queued
-// meanwhile forms the next batch. When the filesystem is full it keeps
-// the batch and tries again once space may have returned.
+// writes it, syncs once if it must (below) and releases the whole batch;
+// what is queued meanwhile forms the next batch. When the filesystem is
+// full it keeps the batch and tries again once space may have returned.
+// When nothing is queued and Sync waits for records written without a
+// sync, it syncs them. As it stops (Close) it syncs what it wrote.
 func (l *Log) writer() {
 	defer func() {
+		l.syncWritten(func() bool { return true })
 		l.mu.Lock()
 		l.stopped = true
 		l.progress()
@@ -675,6 +789,7 @@ func (l *Log) writer() {
 			}
 			l.mu.Unlock()
 			if len(batch) == 0 {
+				l.syncWritten(l.syncWanted)
 				break
 			}
 			pending = l.writeBatch(batch)
@@ -688,17 +803,80 @@ func (l *Log) writer() {
 	}
 }
 
-// writeBatch writes batch with one sync per segment and answers each
-// request. If the filesystem is full it cuts off what it wrote of the
-// failed part and returns the requests not written, to be tried again.
-// It holds wmu, and mu only to read and publish state: appends queue
-// while it writes and syncs.
+// syncWanted says whether Sync waits for a record not yet durable. Called
+// without l.mu.
+func (l *Log) syncWanted() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.syncWant >= LSN(l.next.Load())
+}
+
+// syncWritten syncs the records written without a sync, if there are any
+// and want says so. A failed sync makes the log fail-stop, also on a full
+// filesystem: the records' buffers went back to their callers when they
+// were written, so they cannot be written again. Called by the writer,
+// without the locks.
+func (l *Log) syncWritten(want func() bool) {
+	l.wmu.Lock()
+	defer l.wmu.Unlock()
+	if l.written.Load() == l.next.Load() || !want() {
+		return
+	}
+	l.mu.Lock()
+	failed := l.failed
+	l.mu.Unlock()
+	if failed != nil {
+		return
+	}
+	err := l.cur.Sync()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err != nil {
+		l.fail(err)
+		return
+	}
+	l.publishSync()
+	l.space.Broadcast()
+}
+
+// publishSync records that every record written is durable. Called with
+// wmu and mu held, after a sync of the last segment.
+func (l *Log) publishSync() {
+	written := l.written.Load()
+	recs := int64(written - l.next.Load())
+	l.next.Store(written)
+	l.stats.Syncs++
+	l.stats.SyncedBytes += uint64(l.unsyncedBytes)
+	l.stats.SyncBytes[syncBucket(l.unsyncedBytes, SyncBytesBound)]++
+	l.stats.SyncRecords[syncBucket(recs, SyncRecordsBound)]++
+	l.unsyncedBytes = 0
+	l.progress()
+}
+
+// syncError is a failed sync, as opposed to a failed write.
+type syncError struct{ error }
+
+func (e syncError) Unwrap() error { return e.error }
+
+// writeBatch writes batch and answers each request. It syncs once per
+// segment if a record of the batch is a durable Append's or Sync waits
+// for one not yet durable, and before it starts a new segment (so every
+// segment but the last is durable whole); a batch of buffered records
+// only is written without a sync. If the filesystem is full it cuts off
+// what it wrote of the failed part and returns the requests not written,
+// to be tried again. It holds wmu, and mu only to read and publish state:
+// appends queue while it writes and syncs.
+//
+// Each record carries the log's durable mark when it is written (next:
+// every record below it is synced), which is how Open tells a torn
+// unsynced tail from corruption.
 func (l *Log) writeBatch(batch []*request) []*request {
 	l.wmu.Lock()
 	defer l.wmu.Unlock()
 	l.mu.Lock()
 	failed := l.failed
 	seg := l.segs[len(l.segs)-1] // only this goroutine changes the last segment
+	syncIt := l.syncWant >= LSN(l.next.Load())
 	l.mu.Unlock()
 	if failed != nil {
 		l.mu.Lock()
@@ -708,6 +886,9 @@ func (l *Log) writeBatch(batch []*request) []*request {
 		l.space.Broadcast()
 		l.mu.Unlock()
 		return nil
+	}
+	for _, r := range batch {
+		syncIt = syncIt || !r.buffered
 	}
 	if l.torn {
 		if err := l.cutTail(seg.size); err != nil {
@@ -724,18 +905,18 @@ func (l *Log) writeBatch(batch []*request) []*request {
 		l.used.Add(segHeaderSize)
 		l.mu.Unlock()
 	}
-	next := LSN(l.next.Load())
+	written := LSN(l.written.Load())
 	buf := l.wbuf[:0]
 	defer func() {
 		if cap(buf) <= maxKeptBuffer {
 			l.wbuf = buf[:0]
 		}
 	}()
-	var inBuf []*request // the requests whose records are written or in buf, not synced
+	var inBuf []*request // the requests whose records are written or in buf, not published
 	var offs []int64     // where each of them starts in the segment
 	var pend int64       // bytes of them written past seg.size
 	write := func(b []byte) error {
-		l.torn = true // until synced, a failure may leave part of b
+		l.torn = true // until published, a failure may leave part of b
 		if _, err := l.cur.WriteAt(b, seg.size+pend); err != nil {
 			return err
 		}
@@ -750,34 +931,41 @@ func (l *Log) writeBatch(batch []*request) []*request {
 		buf = buf[:0]
 		return err
 	}
-	commit := func() error {
+	// commit writes what is in buf, syncs if sync says so, and publishes
+	// the records written: their callers' buffers go back, a durable
+	// Append's caller has its answer once synced.
+	commit := func(sync bool) error {
 		if err := flush(); err != nil {
 			return err
 		}
-		if err := l.cur.Sync(); err != nil {
-			return err
+		if sync {
+			if err := l.cur.Sync(); err != nil {
+				return syncError{err}
+			}
 		}
 		l.torn = false
 		seg.size += pend
-		next += LSN(len(inBuf))
+		written += LSN(len(inBuf))
+		l.unsyncedBytes += pend
 		l.mu.Lock()
 		l.segs[len(l.segs)-1].size = seg.size
 		for _, off := range offs {
 			l.segs[len(l.segs)-1].idx.add(off)
 		}
 		l.used.Add(pend)
-		l.next.Store(uint64(next))
-		l.stats.Syncs++
-		l.stats.SyncedBytes += uint64(pend)
-		l.stats.SyncBytes[syncBucket(pend, SyncBytesBound)]++
-		l.stats.SyncRecords[syncBucket(int64(len(inBuf)), SyncRecordsBound)]++
+		l.written.Store(uint64(written))
+		if sync {
+			l.publishSync()
+		} else {
+			l.stats.Unsynced++
+			l.progress()
+		}
 		for _, r := range inBuf {
 			l.stats.Appends++
 			l.stats.Bytes += uint64(len(r.rec))
-			l.answer(r, nil)
+			l.answer(r, nil) // a buffered request's caller has had its answer: this releases its reservation
 			r.rec = nil
 		}
-		l.progress()
 		l.space.Broadcast()
 		l.mu.Unlock()
 		inBuf, offs, pend = inBuf[:0], offs[:0], 0
@@ -786,27 +974,29 @@ func (l *Log) writeBatch(batch []*request) []*request {
 	for i, r := range batch {
 		size := int64(recHeaderSize + len(r.rec))
 		if at := seg.size + pend + int64(len(buf)); at+size > l.opts.SegmentSize && at > segHeaderSize {
-			if len(inBuf) > 0 {
-				if err := commit(); err != nil {
+			// The segment is synced whole before the next one starts.
+			if len(inBuf) > 0 || written > LSN(l.next.Load()) {
+				if err := commit(true); err != nil {
 					return l.writeFailed(err, batch[i-len(inBuf):])
 				}
 			}
-			if err := l.newSegment(next); err != nil {
+			if err := l.newSegment(written); err != nil {
 				return l.writeFailed(err, batch[i:])
 			}
-			seg = segment{first: next, size: segHeaderSize}
+			seg = segment{first: written, size: segHeaderSize}
 		}
-		if want := next + LSN(len(inBuf)); r.lsn != want {
+		if want := written + LSN(len(inBuf)); r.lsn != want {
 			// Cannot happen: LSNs are given in queue order.
 			return l.writeFailed(fmt.Errorf("uploadbuffer: record queued with LSN %d where %d is next", r.lsn, want), batch[i-len(inBuf):])
 		}
 		offs = append(offs, seg.size+pend+int64(len(buf)))
+		durable := LSN(l.next.Load())
 		if len(r.rec) < directWrite {
-			buf = appendRecord(buf, r.lsn, r.rec)
+			buf = appendRecord(buf, r.lsn, durable, r.rec)
 		} else {
 			// A large record goes to the file from the caller's buffer,
 			// not copied into buf first.
-			buf = appendHeader(buf, r.lsn, r.rec)
+			buf = appendHeader(buf, r.lsn, durable, r.rec)
 			if err := flush(); err != nil {
 				return l.writeFailed(err, batch[i-len(inBuf):])
 			}
@@ -816,7 +1006,7 @@ func (l *Log) writeBatch(batch []*request) []*request {
 		}
 		inBuf = append(inBuf, r)
 	}
-	if err := commit(); err != nil {
+	if err := commit(syncIt); err != nil {
 		return l.writeFailed(err, batch[len(batch)-len(inBuf):])
 	}
 	l.mu.Lock()
@@ -829,17 +1019,20 @@ func (l *Log) writeBatch(batch []*request) []*request {
 	return nil
 }
 
-// appendRecord appends the record of rec with LSN lsn to buf.
-func appendRecord(buf []byte, lsn LSN, rec []byte) []byte {
-	return append(appendHeader(buf, lsn, rec), rec...)
+// appendRecord appends the record of rec with LSN lsn and durable mark
+// durable to buf.
+func appendRecord(buf []byte, lsn, durable LSN, rec []byte) []byte {
+	return append(appendHeader(buf, lsn, durable, rec), rec...)
 }
 
-// appendHeader appends the header of the record of rec with LSN lsn to buf.
-func appendHeader(buf []byte, lsn LSN, rec []byte) []byte {
+// appendHeader appends the header of the record of rec with LSN lsn and
+// durable mark durable to buf.
+func appendHeader(buf []byte, lsn, durable LSN, rec []byte) []byte {
 	var h [recHeaderSize]byte
 	binary.BigEndian.PutUint32(h[0:], uint32(len(rec)))
 	binary.BigEndian.PutUint64(h[8:], uint64(lsn))
-	binary.BigEndian.PutUint32(h[4:], crc32.Update(crc32.Checksum(h[8:16], castagnoli), castagnoli, rec))
+	binary.BigEndian.PutUint64(h[16:], uint64(durable))
+	binary.BigEndian.PutUint32(h[4:], crc32.Update(crc32.Checksum(h[8:], castagnoli), castagnoli, rec))
 	return append(buf, h[:]...)
 }
 
@@ -848,21 +1041,43 @@ func appendHeader(buf []byte, lsn LSN, rec []byte) []byte {
 // written of the failed part is cut off and left is returned to be tried
 // again. Any other error makes the log fail-stop. Called by the writer
 // with wmu held and mu not held.
+//
+// A failed sync while records written earlier without one are not yet
+// durable is fail-stop even on a full filesystem: after a failed sync the
+// kernel may have dropped their pages, and their buffers went back to
+// their callers when they were written, so they cannot be written again.
 func (l *Log) writeFailed(err error, left []*request) []*request {
-	if !outOfSpace(err) {
-		l.mu.Lock()
-		defer l.mu.Unlock()
-		err = l.fail(err)
-		for _, r := range left {
-			l.answer(r, err)
-		}
-		return nil
+	lost := l.lostWritten(err)
+	if lost {
+		err = fmt.Errorf("%w (records written before it without a sync cannot be written again)", err)
+	} else if outOfSpace(err) {
+		return l.awaitRoom(err, left)
 	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	err = l.fail(err)
+	for _, r := range left {
+		l.answer(r, err)
+	}
+	return nil
+}
+
+// lostWritten says whether err is a failed sync while records written
+// earlier without one were not yet durable. Called with wmu held.
+func (l *Log) lostWritten(err error) bool {
+	var se syncError
+	return errors.As(err, &se) && l.written.Load() != l.next.Load()
+}
+
+// awaitRoom handles a full filesystem: what was written of the failed
+// part is cut off and left is returned to be tried again. Called by the
+// writer with wmu held and mu not held.
+func (l *Log) awaitRoom(err error, left []*request) []*request {
 	if l.torn {
 		l.mu.Lock()
 		size := l.segs[len(l.segs)-1].size
 		l.mu.Unlock()
-		if cerr := l.cutTail(size); cerr != nil && !outOfSpace(cerr) {
+		if cerr := l.cutTail(size); cerr != nil && (!outOfSpace(cerr) || l.lostWritten(cerr)) {
 			return l.writeFailed(cerr, left)
 		}
 	}
@@ -882,17 +1097,24 @@ func outOfSpace(err error) bool {
 	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)
 }
 
-// cutTail truncates the last segment to size, its last synced record, so
-// that bytes of a failed append are never read as records. Called with
-// wmu held.
+// cutTail truncates the last segment to size, the end of its last record
+// written, so that bytes of a failed append are never read as records.
+// Its sync makes the records written before durable. Called with wmu
+// held, not after a failed sync of records written before (writeFailed).
 func (l *Log) cutTail(size int64) error {
 	if err := l.cur.Truncate(size); err != nil {
 		return err
 	}
 	if err := l.cur.Sync(); err != nil {
-		return err
+		return syncError{err}
 	}
 	l.torn = false
+	if l.written.Load() != l.next.Load() {
+		l.mu.Lock()
+		l.publishSync()
+		l.space.Broadcast()
+		l.mu.Unlock()
+	}
 	return nil
 }
 
@@ -1042,7 +1264,7 @@ func (l *Log) Trim(upTo LSN) error {
 		// the only way to free its space on a full filesystem.
 		l.wmu.Lock()
 		l.mu.Lock()
-		if l.noSpace != nil && upTo == LSN(l.next.Load()) && l.segs[0].size > segHeaderSize {
+		if l.noSpace != nil && upTo == LSN(l.next.Load()) && l.written.Load() == l.next.Load() && l.segs[0].size > segHeaderSize {
 			if err := l.restartSegment(); err != nil {
 				l.mu.Unlock()
 				l.wmu.Unlock()
@@ -1150,6 +1372,11 @@ func (l *Log) Capacity() int64 { return l.opts.Capacity }
 // is durable, and every record appended from now on gets an LSN at or
 // above it. It takes no lock.
 func (l *Log) NextLSN() LSN { return LSN(l.next.Load()) }
+
+// WrittenLSN is the LSN after the last record written to its segment,
+// synced or not: the log no longer reads the buffers of the records below
+// it. It takes no lock.
+func (l *Log) WrittenLSN() LSN { return LSN(l.written.Load()) }
 
 // Stats returns the log's counters.
 func (l *Log) Stats() Stats {

@@ -16,14 +16,14 @@ import (
 // write where they already are, in the log, until it uploads them, instead
 // of writing them a second time elsewhere (the chunk cache's overlay).
 //
-// A record the writer has not written yet is read from the request that
-// queued it (its caller does not change it before it is written; the copy
-// is made under the log's lock, since the caller may reuse it as soon as
-// it is). A written record is found by a
-// per-segment index of where each record starts, filled as the writer
-// commits and when Open scans the segments, so records replayed after a
-// restart are readable too; a segment is read through a handle opened on
-// the first read and closed when Trim removes the segment.
+// A record the writer has not written yet (not below Log.written) is read
+// from the request that queued it (its caller does not change it before
+// it is written; the copy is made under the log's lock, since the caller
+// may reuse it as soon as it is). A written record, synced or not, is
+// found by a per-segment index of where each record starts, filled as the
+// writer writes and when Open scans the segments, so records replayed
+// after a restart are readable too; a segment is read through a handle
+// opened on the first read and closed when Trim removes the segment.
 
 // maxSegmentSize bounds Options.SegmentSize so that every record of a
 // segment the log writes starts at an offset a uint32 holds.
@@ -130,9 +130,9 @@ func (l *Log) ReadRecord(lsn LSN, p []byte, off int64) error {
 		l.mu.Unlock()
 		return fmt.Errorf("%w: LSN %d is trimmed (trim point %d)", ErrNoRecord, lsn, trimmed)
 	}
-	if lsn >= LSN(l.next.Load()) {
-		// Copied under the lock: once the record is written (next moves,
-		// under the lock) its caller may reuse rec.
+	if lsn >= LSN(l.written.Load()) {
+		// Copied under the lock: once the record is written (written
+		// moves, under the lock) its caller may reuse rec.
 		defer l.mu.Unlock()
 		if l.failed != nil || l.stopped {
 			// It will never be written, and its caller may have been
@@ -162,14 +162,14 @@ func (l *Log) ReadRecord(lsn LSN, p []byte, off int64) error {
 		return fmt.Errorf("%w: LSN %d is not indexed in segment %s", ErrNoRecord, lsn, seg.path)
 	}
 	start := x.at(k)
-	end := seg.size // the segment's synced end
+	end := seg.size // the end of the segment's last record written
 	if k+1 < x.len() {
 		end = x.at(k + 1)
 	}
 	x.refs.Add(1)
 	l.mu.Unlock()
 	defer x.release()
-	size := end - start - recHeaderSize
+	size := end - start - seg.recHdr
 	if off+int64(len(p)) > size {
 		return recordRange(lsn, off, len(p), size)
 	}
@@ -177,7 +177,7 @@ func (l *Log) ReadRecord(lsn LSN, p []byte, off int64) error {
 	if err != nil {
 		return fmt.Errorf("uploadbuffer: read record %d: %w", lsn, err)
 	}
-	if _, err := f.ReadAt(p, start+recHeaderSize+off); err != nil {
+	if _, err := f.ReadAt(p, start+seg.recHdr+off); err != nil {
 		return fmt.Errorf("uploadbuffer: read record %d: %w", lsn, err)
 	}
 	return nil
@@ -188,7 +188,7 @@ func recordRange(lsn LSN, off int64, n int, size int64) error {
 }
 
 // unwritten returns the record of lsn while it is queued or in the
-// writer's batch, not yet synced. Called with l.mu held.
+// writer's batch, not yet written. Called with l.mu held.
 func (l *Log) unwritten(lsn LSN) ([]byte, bool) {
 	for _, q := range [2][]*request{l.inflight, l.queue} {
 		if len(q) == 0 || lsn < q[0].lsn {

@@ -106,12 +106,8 @@ func TestReadRecordNotYetSynced(t *testing.T) {
 	release := g.hold()
 	defer release()
 	want := map[LSN][]byte{1: []byte("synced first")}
-	inBatch, err := l.AppendBuffered(ctx, rec(1))
-	if err != nil {
-		t.Fatal(err)
-	}
+	inBatch := appendInSync(t, g, l, rec(1))
 	want[inBatch] = rec(1)
-	waitFor(t, "the writer in its sync", g.entered)
 	// The writer waits in the sync of the batch with inBatch: these queue.
 	var queued []LSN
 	for i := 2; i < 6; i++ {

@@ -90,6 +90,19 @@ func (l *Log) queued() int {
 	return len(l.queue)
 }
 
+// appendInSync starts a durable Append of rec, which is alone in the log's
+// queue, and waits until the writer is in its sync (held by g); it returns
+// the record's LSN.
+func appendInSync(t *testing.T, g *gatedFS, l *Log, rec []byte) LSN {
+	t.Helper()
+	l.mu.Lock()
+	lsn := l.assigned
+	l.mu.Unlock()
+	go func() { l.Append(context.Background(), rec) }()
+	waitFor(t, "the append in its sync", g.entered)
+	return lsn
+}
+
 // waitQueued waits until n appends wait in the queue for the writer.
 func waitQueued(t *testing.T, l *Log, n int) {
 	t.Helper()
@@ -241,13 +254,20 @@ func TestCrashDropsUnsyncedBufferedRecords(t *testing.T) {
 		}
 		unsynced = append(unsynced, lsn)
 	}
-	waitFor(t, "the writer in its sync", g.entered)
-	// The written, unsynced bytes are in the file now; the machine loses
-	// power before the sync completes.
-	crashed := g.mem.Crash()
+	// Written without a sync of their own.
+	if err := l.Written(ctx, unsynced[len(unsynced)-1]); err != nil {
+		t.Fatal(err)
+	}
+	if l.NextLSN() != unsynced[0] {
+		t.Fatalf("NextLSN %d once buffered records are written, want %d: they were synced", l.NextLSN(), unsynced[0])
+	}
+	// Sync has the writer sync them; the machine loses power before the
+	// sync completes.
 	syncErr := make(chan error, 1)
 	sctx, cancel := context.WithCancel(ctx)
 	go func() { syncErr <- l.Sync(sctx, unsynced[len(unsynced)-1]) }()
+	waitFor(t, "the writer in its sync", g.entered)
+	crashed := g.mem.Crash()
 	cancel()
 	if err := <-syncErr; !errors.Is(err, context.Canceled) {
 		t.Fatalf("Sync of records held in a sync, cancelled: %v", err)
@@ -541,11 +561,7 @@ func TestYieldWaitsForWaitingAppends(t *testing.T) {
 	}
 	release := g.hold()
 	defer release()
-	lsn, err := l.AppendBuffered(ctx, []byte("foreground"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "the writer in its sync", g.entered)
+	lsn := appendInSync(t, g, l, []byte("foreground"))
 	// max passes while the sync is held: Yield gives up waiting, no error.
 	if err := l.Yield(ctx, time.Millisecond); err != nil || l.NextLSN() > lsn {
 		t.Fatalf("Yield bounded by max: %v, NextLSN %d", err, l.NextLSN())
@@ -587,10 +603,7 @@ func TestYieldWaitsForWaitingAppends(t *testing.T) {
 	}
 	release = g.hold()
 	defer release()
-	if _, err := l.AppendBuffered(ctx, []byte("foreground")); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "the writer in its sync", g.entered)
+	appendInSync(t, g, l, []byte("foreground"))
 	yields := l.Stats().Yields
 	if err := l.Yield(ctx, long); err != nil || l.Stats().Yields != yields {
 		t.Fatalf("Yield on a log more than half full waited: %v", err)

@@ -41,11 +41,7 @@ func yieldSetup(t *testing.T, opts JournalOptions, yieldMax time.Duration) (*Jou
 	j.sched.yieldMax = yieldMax
 	release := g.hold()
 	t.Cleanup(func() { release(); j.Close(); l.Close() })
-	lsn, err := l.AppendBuffered(context.Background(), []byte("foreground"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "the append in its sync", g.entered)
+	lsn := appendInSync(t, g, l, []byte("foreground"))
 	return j, c, lsn, release
 }
 
