@@ -1,0 +1,283 @@
+// Package nfs4 is gatewayd's NFSv4.1 server (RFC 8881): the COMPOUND
+// procedure of program 100003 version 4, over the same file shares and the
+// same persistent file handles as the NFSv3 frontend, which reads the RPC
+// records and hands the version 4 calls here (Server.Call).
+//
+// What it serves: sessions (EXCHANGE_ID, CREATE_SESSION with its replay,
+// SEQUENCE with a slot table and reply cache, BIND_CONN_TO_SESSION,
+// DESTROY_SESSION, DESTROY_CLIENTID, RECLAIM_COMPLETE, leases renewed by
+// SEQUENCE and expired when not), a pseudo file system whose root lists
+// the shares the client may see, and the operations that read: PUTFH,
+// PUTROOTFH, PUTPUBFH, GETFH, LOOKUP, LOOKUPP, GETATTR, ACCESS, READDIR,
+// READLINK, SAVEFH, RESTOREFH, SECINFO, SECINFO_NO_NAME and READ with
+// the anonymous stateids. Every other operation of minor version 1 is
+// NFS4ERR_NOTSUPP; minor versions 0 and 2 are NFS4ERR_MINOR_VERS_MISMATCH.
+package nfs4
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/gatewayd/gatewayd/fileshare"
+)
+
+// Version is the NFS program version served here.
+const Version = 4
+
+// Handles turns a share's inode into the NFS file handle both NFS
+// versions use, and back.
+type Handles interface {
+	// Handle is the file handle of inode ino of share.
+	Handle(share *fileshare.Share, ino uint64) []byte
+	// Resolve is a handle's share and the inode's current path in it. An
+	// error wrapping ErrBadHandle says the bytes are no handle of
+	// gatewayd's; another one that the file is gone.
+	Resolve(fh []byte) (*fileshare.Share, string, error)
+}
+
+// ErrBadHandle: the bytes are not a file handle of this server.
+var ErrBadHandle = errors.New("nfs4: not a file handle of gatewayd")
+
+// Options tune a Server; the zero value is the defaults.
+type Options struct {
+	// Lease is the lease time offered (lease_time) and after which a client
+	// that sent nothing loses its state; default 90 s.
+	Lease time.Duration
+	// Now is the clock (time.Now if nil).
+	Now func() time.Time
+	// MaxSlots is the most slots a session's fore channel gets (default
+	// 64).
+	MaxSlots uint32
+}
+
+// Server serves NFSv4.1 COMPOUNDs.
+type Server struct {
+	shares  *fileshare.Manager
+	handles Handles
+	log     *slog.Logger
+	opts    Options
+	boot    uint32    // the server's instance: in client and session ids
+	started time.Time // the pseudo root's times
+	owner   []byte    // server_owner major id and server scope
+
+	mu        sync.Mutex
+	clients   map[uint64]*client
+	owners    map[string]*owner // by client_owner4 ownerid
+	sessions  map[sessionID]*session
+	lastID    uint32
+	lastSessN uint32
+}
+
+// New returns a server for the manager's shares (nil serves the session
+// operations and an empty pseudo root: for tests of the layer).
+func New(shares *fileshare.Manager, handles Handles, logger *slog.Logger, opts Options) *Server {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Lease <= 0 {
+		opts.Lease = 90 * time.Second
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.MaxSlots == 0 {
+		opts.MaxSlots = 64
+	}
+	var b [4]byte
+	rand.Read(b[:])
+	host, _ := os.Hostname()
+	s := &Server{shares: shares, handles: handles, log: logger, opts: opts,
+		boot: binary.BigEndian.Uint32(b[:]), started: opts.Now(),
+		owner:   []byte("gatewayd:" + host),
+		clients: map[uint64]*client{}, owners: map[string]*owner{}, sessions: map[sessionID]*session{}}
+	return s
+}
+
+// Conn is one client connection, as the RPC layer knows it.
+type Conn struct {
+	addr netip.Addr
+}
+
+// NewConn describes a connection from addr.
+func NewConn(addr net.Addr) *Conn {
+	c := &Conn{}
+	if ap, err := netip.ParseAddrPort(addr.String()); err == nil {
+		c.addr = ap.Addr().Unmap()
+	}
+	return c
+}
+
+// Cred is a call's credential: its flavour and body (RFC 5531).
+type Cred struct {
+	Flavor uint32
+	Body   []byte
+}
+
+// principal names who sent a call, for EXCHANGE_ID's checks: the AUTH_SYS
+// uid, or "none".
+func (c Cred) principal() string {
+	if c.Flavor != authSys {
+		return "none"
+	}
+	d := &dec{b: c.Body}
+	d.u32()        // stamp
+	d.opaque(255)  // machine name
+	uid := d.u32() // uid
+	if d.bad {
+		return "sys:?"
+	}
+	return fmt.Sprintf("sys:%d", uid)
+}
+
+// Call serves one call of the NFS program, version 4: procedure proc with
+// its arguments (what follows the RPC header). It returns the accept_stat
+// and, when it is success, the reply's body. args is not kept.
+func (s *Server) Call(ctx context.Context, conn *Conn, proc uint32, cred Cred, args []byte) (uint32, []byte) {
+	switch proc {
+	case procNull:
+		return AcceptSuccess, nil
+	case procCompound:
+		return AcceptSuccess, s.compound(ctx, conn, cred, args)
+	}
+	return AcceptProcUnavail, nil
+}
+
+// exec is one COMPOUND being served.
+type exec struct {
+	s     *Server
+	ctx   context.Context
+	conn  *Conn
+	cred  Cred
+	c     *compound
+	raw   []byte // the arguments as sent (the reply cache's check)
+	cur   *fh
+	saved *fh
+	sess  *session
+	slot  *slot
+	// cacheThis: SEQUENCE asked for the reply to be cached.
+	cacheThis bool
+	opIndex   int // the operation running
+	out       enc // the results
+	n         uint32
+}
+
+// sessionless are the operations a COMPOUND may carry without SEQUENCE,
+// each alone.
+var sessionless = map[uint32]bool{opExchangeID: true, opCreateSession: true, opDestroySession: true,
+	opBindConnToSession: true, opDestroyClientID: true}
+
+func (s *Server) compound(ctx context.Context, conn *Conn, cred Cred, args []byte) []byte {
+	c := decodeCompound(args)
+	x := &exec{s: s, ctx: ctx, conn: conn, cred: cred, c: c, raw: args}
+	status := c.status
+	if status == ok {
+		var cached []byte
+		status, cached = x.run()
+		if cached != nil {
+			return cached
+		}
+	}
+	var h enc
+	h.b = make([]byte, 0, 12+len(c.tag)+len(x.out.b))
+	h.u32(status)
+	h.opaque(c.tag)
+	h.u32(x.n)
+	reply := append(h.b, x.out.b...)
+	if x.slot != nil {
+		s.finish(x, reply)
+	}
+	return reply
+}
+
+// run runs the operations in order until one fails: the compound's status
+// is the last one's. A retransmission SEQUENCE recognises returns the
+// cached reply instead.
+func (x *exec) run() (uint32, []byte) {
+	status := uint32(ok)
+	for i, o := range x.c.ops {
+		x.opIndex = i
+		start := len(x.out.b)
+		code := o.code
+		x.out.u32(code)
+		x.out.u32(0)
+		x.n++
+		st := o.err
+		if st == ok {
+			switch {
+			case i == 0 && o.code == opSequence:
+				var cached []byte
+				st, cached = x.sequence(o.args.(sequenceArgs))
+				if cached != nil {
+					return ok, cached
+				}
+			case o.code == opSequence:
+				st = errSequencePos
+			case i == 0 && sessionless[o.code] && len(x.c.ops) > 1:
+				st = errNotOnlyOp
+			case i == 0 && !sessionless[o.code]:
+				st = errOpNotInSession
+			default:
+				st = x.op(o)
+			}
+		}
+		if st != ok {
+			x.out.b = x.out.b[:start+8]
+		}
+		switch {
+		case x.sess == nil:
+		case uint32(len(x.out.b))+64 > x.sess.fore.maxResponse:
+			x.out.b = x.out.b[:start+8]
+			st = errRepTooBig
+		case x.cacheThis && uint32(len(x.out.b))+len32(x.c.tag)+12 > x.sess.fore.maxResponseCached:
+			x.out.b = x.out.b[:start+8]
+			st = errRepTooBigToCache
+		}
+		putU32(x.out.b[start+4:], st)
+		status = st
+		if st != ok {
+			break
+		}
+	}
+	return status, nil
+}
+
+func len32(b []byte) uint32 { return uint32(len(b)) }
+
+func putU32(b []byte, v uint32) { binary.BigEndian.PutUint32(b, v) }
+
+// op runs one operation after the first, appending its result body.
+func (x *exec) op(o op) uint32 {
+	switch o.code {
+	case opExchangeID:
+		return x.exchangeID(o.args.(exchangeIDArgs))
+	case opCreateSession:
+		return x.createSession(o.args.(createSessionArgs))
+	case opDestroySession:
+		return x.destroySession(o.args.(sessionArgs))
+	case opBindConnToSession:
+		return x.bindConn(o.args.(bindConnArgs))
+	case opDestroyClientID:
+		return x.destroyClientID(o.args.(clientIDArgs))
+	case opReclaimComplete:
+		return x.reclaimComplete(o.args.(reclaimCompleteArgs))
+	}
+	return x.fileOp(o)
+}
+
+// hashArgs identifies a request, to tell a retransmission from another
+// request sent on the same slot with the same sequence id.
+func hashArgs(b []byte) uint64 {
+	h := fnv.New64a()
+	h.Write(b)
+	return h.Sum64()
+}
