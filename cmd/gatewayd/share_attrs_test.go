@@ -230,12 +230,11 @@ func TestShareAttributesEveryPath(t *testing.T) {
 		}
 		tree[p] = s
 	}
-	for i, p := range []string{"d1", "d1/d2", "d3"} {
+	dirs := []string{"d1", "d1/d2", "d3"}
+	for _, p := range dirs {
 		if _, err := v.Mkdir(p, 0o755); err != nil {
 			t.Fatalf("MKDIR %s: %v", p, err)
 		}
-		set(p, stored{dir: true, mode: 0o700 + uint32(i)*0o10, uid: 2000 + uint32(i), gid: 3000 + uint32(i),
-			mtime: time.Unix(1_500_000_000+int64(i)*1000, int64(i)*1000)})
 	}
 	for i, p := range []string{"f0", "d1/f1", "d1/f2", "d1/d2/f3", "d3/f4", "d3/f5"} {
 		f, err := v.OpenFile(p, 0o644)
@@ -249,6 +248,11 @@ func TestShareAttributesEveryPath(t *testing.T) {
 		f.Close()
 		set(p, stored{mode: 0o600 + uint32(i)*0o10 + uint32(i%2)*4, uid: 1000 + uint32(i), gid: 100 + uint32(i),
 			mtime: time.Unix(1_600_000_000+int64(i)*1000, int64(i)*7), size: uint64(len(content))})
+	}
+	// The directories' attributes last: a create in a directory moves its times.
+	for i, p := range dirs {
+		set(p, stored{dir: true, mode: 0o700 + uint32(i)*0o10, uid: 2000 + uint32(i), gid: 3000 + uint32(i),
+			mtime: time.Unix(1_500_000_000+int64(i)*1000, int64(i)*1000)})
 	}
 	done()
 	waitUploaded(t, dir, "tree")
