@@ -115,7 +115,8 @@ func TestBufferedWritesDurableAtSync(t *testing.T) {
 	}
 
 	// Now the log's syncs are held: these writes are acknowledged, and
-	// readable, while none of them is durable.
+	// readable, while none of them is durable (not in the log, nor in a
+	// stored index: they wait for the next sync point).
 	g.hold()
 	all := model{objs: append(durable.objs[:0:0], durable.objs...), data: append(durable.data[:0:0], durable.data...)}
 	for i := 100; i < 106; i++ {
@@ -130,12 +131,6 @@ func TestBufferedWritesDurableAtSync(t *testing.T) {
 		t.Fatal(err)
 	}
 	all.check(t, tp)
-	select {
-	case <-g.entered:
-	case <-time.After(2 * time.Minute):
-		t.Fatal("the log's writer never reached its sync")
-	}
-	beforeSync := e.fs.Crash() // power lost while the sync is held
 	synced := make(chan *vfs.MemFS, 1)
 	syncErr := make(chan error, 1)
 	go func() {
@@ -143,6 +138,12 @@ func TestBufferedWritesDurableAtSync(t *testing.T) {
 		synced <- e.fs.Crash() // power lost the moment Sync returned
 		syncErr <- err
 	}()
+	select {
+	case <-g.entered:
+	case <-time.After(2 * time.Minute):
+		t.Fatal("the log's writer never reached its sync")
+	}
+	beforeSync := e.fs.Crash() // power lost while the sync is held
 	g.open()
 	var atSync *vfs.MemFS
 	select {

@@ -10,7 +10,10 @@
 // through a one-method adapter in the wiring, see docs/tapes.md).
 //
 // A write is acknowledged once its record is synced in the library's
-// upload buffer. It lands in the tape's open segment in memory, which is
+// upload buffer; a buffered one (a drive in buffered mode) once it is
+// applied, and it is durable once the index of the segment it filled is
+// stored or a sync point logs it, so a buffered stream is written locally
+// once. It lands in the tape's open segment in memory, which is
 // sealed and uploaded when full; on every tick, when a tape is unloaded
 // and before it is archived, the open segment and the index (pages that
 // changed, then the root) go up and the log is trimmed. After a crash New

@@ -146,6 +146,10 @@ type model struct {
 	data [][]byte
 }
 
+func (m *model) clone() model {
+	return model{objs: append([]tapes.Object(nil), m.objs...), data: append([][]byte(nil), m.data...)}
+}
+
 func (m *model) write(at uint64, d []byte) {
 	m.objs = append(m.objs[:at], tapes.Object{Size: len(d)})
 	m.data = append(m.data[:at], d)

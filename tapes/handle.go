@@ -141,21 +141,23 @@ func (h *Tape) PrevFilemark(ctx context.Context, before uint64) (uint64, bool, e
 // SetBuffered chooses when the writes of this handle are durable. Off
 // (the default): each write (WriteRecord, WriteFilemarks, Erase) is
 // durable in the upload buffer when it returns. On: a write returns once
-// it is applied, readable through every handle, and queued for the upload
-// buffer; it is durable once Sync returns, once a later write made
-// without buffering returns (the log is written in order), or once Close
-// returns. A crash loses at most the last buffered writes, never one
-// before a write that is kept: after a restart the tape ends at its last
-// durable write, as if the later ones had never been made.
+// it is applied, readable through every handle, without going to the
+// upload buffer; it is durable once an index in the store holds it (the
+// segment it filled went up), once Sync returns, once a later write to
+// the tape made without buffering returns, or once Close returns. A crash
+// loses at most the last buffered writes, never one before a write that
+// is kept: after a restart the tape ends at its last durable write, as if
+// the later ones had never been made.
 func (h *Tape) SetBuffered(on bool) { h.buffered.Store(on) }
 
 // Sync makes every write made before it durable (buffered ones too, and
-// those of the other tapes of the library).
+// those of the other tapes of the library): it logs the buffered writes
+// no stored index holds yet and syncs the upload buffer.
 func (h *Tape) Sync(ctx context.Context) error {
 	if err := h.check(); err != nil {
 		return err
 	}
-	if err := h.t.lib.j.Sync(ctx); err != nil {
+	if err := h.t.lib.logBuffered(ctx); err != nil {
 		return fmt.Errorf("tape %s: %w", h.t.barcode, err)
 	}
 	return nil
@@ -250,11 +252,18 @@ func (h *Tape) Close(ctx context.Context) error {
 		return nil
 	}
 	t := h.t
-	// The log first: what the upload fails to store stays durable there.
-	serr := t.lib.j.Sync(ctx)
 	err := t.flush(ctx, true)
-	if err != nil && serr != nil {
-		err = fmt.Errorf("%w (and the upload buffer: %v)", err, serr)
+	if err != nil {
+		// What the upload failed to store goes to the log, durable there.
+		t.wmu.Lock()
+		serr := t.logUnlogged(ctx)
+		t.wmu.Unlock()
+		if serr == nil {
+			serr = t.lib.j.Sync(ctx)
+		}
+		if serr != nil {
+			err = fmt.Errorf("%w (and the upload buffer: %v)", err, serr)
+		}
 	}
 	t.mu.Lock()
 	t.users--

@@ -335,7 +335,7 @@ func (l *Library) Delete(ctx context.Context, barcode string) error {
 		busy := t.users > 0
 		if !busy {
 			t.gone = fmt.Errorf("tape %s: %w", barcode, ErrNoTape)
-			t.ops = nil // its logged writes go with it
+			t.ops, t.unlogged = nil, nil // its writes go with it
 		}
 		t.mu.Unlock()
 		if busy {
@@ -394,7 +394,7 @@ func (l *Library) archive(ctx context.Context, in Info) error {
 		err := t.flush(ctx, true)
 		if err == nil {
 			t.mu.Lock()
-			if len(t.ops) > 0 || len(t.sealed) > 0 || len(t.open.data) > 0 {
+			if len(t.ops) > 0 || len(t.unlogged) > 0 || len(t.sealed) > 0 || len(t.open.data) > 0 {
 				err = fmt.Errorf("tape %s: data still waits for upload", in.Barcode)
 			} else {
 				t.gone = fmt.Errorf("tape %s: %w", in.Barcode, errArchived)

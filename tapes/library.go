@@ -76,7 +76,8 @@ type Library struct {
 	dec  *zstd.Decoder
 	geo  Geometry
 
-	invMu sync.Mutex // inventory changes, one at a time
+	invMu  sync.Mutex // inventory changes, one at a time
+	loadMu sync.Mutex // tapes loaded, one at a time
 
 	mu    sync.Mutex
 	tapes map[string]*tape
@@ -215,7 +216,7 @@ func (l *Library) replay(ctx context.Context) error {
 		if err := t.flush(ctx, true); err != nil {
 			return fmt.Errorf("tapes: after replay: %w", err)
 		}
-		if err := t.sweep(ctx); err != nil {
+		if err := t.sweep(ctx, true); err != nil {
 			return err
 		}
 		l.release(t)
@@ -329,7 +330,7 @@ func (l *Library) replayOne(ctx context.Context, t *tape, o logOp, lsn uploadbuf
 		}
 		return false, fmt.Errorf("tapes: replay: %w", err)
 	}
-	return t.apply(o, lsn), nil
+	return t.apply(o, lsn, true), nil
 }
 
 // load returns the tape's state, reading its index root if the library
@@ -337,6 +338,16 @@ func (l *Library) replayOne(ctx context.Context, t *tape, o logOp, lsn uploadbuf
 func (l *Library) load(ctx context.Context, barcode string) (*tape, error) {
 	l.mu.Lock()
 	t := l.tapes[barcode]
+	l.mu.Unlock()
+	if t != nil {
+		return t, nil
+	}
+	// One load at a time: the sweep below runs before anyone writes to
+	// the tape.
+	l.loadMu.Lock()
+	defer l.loadMu.Unlock()
+	l.mu.Lock()
+	t = l.tapes[barcode]
 	l.mu.Unlock()
 	if t != nil {
 		return t, nil
@@ -355,12 +366,21 @@ func (l *Library) load(ctx context.Context, barcode string) (*tape, error) {
 	if r.capacity != info.Capacity {
 		return nil, corruptf("tape %s: index says capacity %d, the library %d", barcode, r.capacity, info.Capacity)
 	}
+	t = newTape(l, barcode, r, info.ReadOnly)
+	// Segments a writer uploaded after its last stored index and before
+	// it died (buffered writes no index or log record held) are named by
+	// no root: the segment the index says comes next is there then.
+	if !info.ReadOnly {
+		if _, err := l.opts.Store.Stat(ctx, segKey(barcode, r.nextSeg)); err == nil {
+			if err := t.sweep(ctx, false); err != nil {
+				return nil, err
+			}
+		} else if !errors.Is(err, objstore.ErrNotFound) {
+			return nil, fmt.Errorf("tape %s: %w", barcode, err)
+		}
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if t := l.tapes[barcode]; t != nil {
-		return t, nil
-	}
-	t = newTape(l, barcode, r, info.ReadOnly)
 	l.tapes[barcode] = t
 	l.fullAt[barcode] = l.opts.Clock.Now()
 	return t, nil
@@ -373,7 +393,7 @@ func (l *Library) release(t *tape) {
 	defer l.mu.Unlock()
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.users == 0 && len(t.ops) == 0 && len(t.sealed) == 0 && len(t.open.data) == 0 && !t.dirty && l.tapes[t.barcode] == t {
+	if t.users == 0 && len(t.ops) == 0 && len(t.unlogged) == 0 && len(t.unreferenced) == 0 && len(t.sealed) == 0 && len(t.open.data) == 0 && !t.dirty && l.tapes[t.barcode] == t {
 		delete(l.tapes, t.barcode)
 		delete(l.fullAt, t.barcode)
 	}
@@ -403,6 +423,28 @@ func (l *Library) logAndApply(ctx context.Context, rec []byte, buffered bool, ap
 		return nil
 	})
 	return err
+}
+
+// unloggedMax bounds the payload bytes of a tape's buffered writes that
+// wait out of the log for an index: the segments in memory and one being
+// indexed. Past it (the store fails, say) writes go to the log again.
+func (l *Library) unloggedMax() int64 {
+	return int64(l.opts.MaxPendingSegments+3) * int64(l.opts.SegmentSize)
+}
+
+// logBuffered logs the buffered writes of every tape that no stored index
+// holds yet, then syncs the log: every write made before it is durable
+// when it returns.
+func (l *Library) logBuffered(ctx context.Context) error {
+	for _, t := range l.loaded() {
+		t.wmu.Lock()
+		err := t.logUnlogged(ctx)
+		t.wmu.Unlock()
+		if err != nil {
+			return err
+		}
+	}
+	return l.j.Sync(ctx)
 }
 
 // background runs fn in a goroutine that Close ends (through ctx) and
@@ -491,6 +533,12 @@ func (l *Library) Close(ctx context.Context) error {
 		// and is left to the collector, so a straggling handle cannot
 		// use a closed one.
 		err = l.Flush(ctx)
+		if err != nil {
+			// What did not go up stays durable in the log.
+			if lerr := l.logBuffered(ctx); lerr != nil {
+				err = fmt.Errorf("%w (and the upload buffer: %v)", err, lerr)
+			}
+		}
 		l.j.Close()
 	})
 	return err

@@ -27,7 +27,7 @@ import (
 func TestMain(m *testing.M) {
 	if dir := os.Getenv(killEnvDir); dir != "" {
 		seed, _ := strconv.ParseUint(os.Getenv(killEnvSeed), 10, 64)
-		killChild(dir, seed) // never returns
+		killChild(dir, seed, os.Getenv(killEnvBuffered) != "") // never returns
 	}
 	os.Exit(miniotest.Main(m))
 }

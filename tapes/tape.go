@@ -20,6 +20,28 @@ import (
 type segBuf struct {
 	id   uint64
 	data []byte
+	// unlogged counts the buffered writes in the segment that are neither
+	// in the log nor in a stored index: the buffer is kept until none is.
+	unlogged int
+}
+
+// pendingOp is a buffered write applied to the tape but not logged: a
+// stored index that holds it makes it durable, or a sync point logs it
+// (logUnlogged) from the sealed block in its segment.
+type pendingOp struct {
+	o      logOp // without its payload
+	seg    *segBuf
+	off    uint32
+	stored uint32
+}
+
+// sealMark is the tape's state when a segment filled with buffered writes
+// not logged: once the segments up to it are in the store, an index of
+// that state makes those writes durable (upload), without the log.
+type sealMark struct {
+	seq, eod, nextSeg uint64
+	used              int64
+	runs              []segRun
 }
 
 type page struct {
@@ -72,16 +94,25 @@ type tape struct {
 
 	garbageSegs  []uint64
 	garbagePages []string
-	ops          []opRef // log operations not yet in the stored index, in order
-	rcache       []cachedRange
-	metaEOD      uint64 // EOD and used as last written to meta
-	metaUsed     int64
+	unreferenced []string // keys no stored root names, deleted by the next full upload
+	ops          []opRef  // log operations not yet in the stored index, in order
+	// unlogged are the buffered operations applied but neither logged nor
+	// in a stored index, in order (unloggedBytes their payloads); mark is
+	// the state an index can be written of once the sealed segments are
+	// up; storedSeq is the sequence number of the last stored root.
+	unlogged      []pendingOp
+	unloggedBytes int64
+	mark          *sealMark
+	storedSeq     uint64
+	rcache        []cachedRange
+	metaEOD       uint64 // EOD and used as last written to meta
+	metaUsed      int64
 }
 
 func newTape(lib *Library, barcode string, r *root, readOnly bool) *tape {
 	t := &tape{lib: lib, barcode: barcode, id: r.id, capacity: r.capacity, readOnly: readOnly,
 		seq: r.seq, gen: r.gen, eod: r.eod, used: r.used, runs: append([]segRun(nil), r.runs...),
-		open: &segBuf{id: r.nextSeg}, dirtyFrom: math.MaxUint64, metaEOD: r.eod, metaUsed: r.used,
+		open: &segBuf{id: r.nextSeg}, dirtyFrom: math.MaxUint64, metaEOD: r.eod, metaUsed: r.used, storedSeq: r.seq,
 		uploaded: make(chan struct{})}
 	for _, pi := range r.pages {
 		t.pages = append(t.pages, &page{info: pi})
@@ -183,6 +214,7 @@ func (t *tape) truncate(at uint64) {
 	if at >= t.eod {
 		return
 	}
+	t.mark = nil // no index of a state before the cut
 	used := t.usedBefore(at)
 	hasPrev := at > 0
 	var keep uint64
@@ -281,10 +313,12 @@ func (t *tape) appendEntry(e entry) {
 	}
 }
 
-// apply performs a logged operation. t.mu held, prepare(o.at) done.
-// It reports whether a segment filled up.
-func (t *tape) apply(o logOp, lsn uploadbuffer.LSN) bool {
+// apply performs an operation, logged at lsn or (logged false) a
+// buffered one kept unlogged. t.mu held, prepare(o.at) done; an unlogged
+// operation does not truncate. It reports whether a segment filled up.
+func (t *tape) apply(o logOp, lsn uploadbuffer.LSN, logged bool) bool {
 	t.truncate(o.at)
+	p := pendingOp{o: o}
 	switch o.op {
 	case opRecord:
 		off := uint32(len(t.open.data))
@@ -297,6 +331,7 @@ func (t *tape) apply(o logOp, lsn uploadbuffer.LSN) bool {
 			t.open.data = t.lib.segBufs.get(max(t.lib.opts.SegmentSize, n) + n)
 		}
 		t.open.data = t.lib.seal.sealTo(t.open.data, kindBlock, sf, blockBinding(t.barcode, t.open.id, off, o.at), o.payload)
+		p.seg, p.off, p.stored = t.open, off, uint32(len(o.payload))
 		t.appendEntry(entry{flags: o.flags & entZstd, size: o.size, stored: uint32(len(o.payload)), seg: t.open.id, off: off})
 	case opFilemarks:
 		for range o.size {
@@ -306,12 +341,78 @@ func (t *tape) apply(o logOp, lsn uploadbuffer.LSN) bool {
 		t.markDirty(o.at)
 	}
 	t.seq = o.seq
-	t.ops = append(t.ops, opRef{o.seq, lsn})
+	if logged {
+		t.ops = append(t.ops, opRef{o.seq, lsn})
+	} else {
+		p.o.payload = nil
+		if p.seg != nil {
+			p.seg.unlogged++
+			t.unloggedBytes += int64(p.stored)
+		}
+		t.unlogged = append(t.unlogged, p)
+	}
 	if len(t.open.data) >= t.lib.opts.SegmentSize {
 		t.sealOpen()
+		if len(t.unlogged) > 0 {
+			t.mark = &sealMark{seq: t.seq, eod: t.eod, used: t.used, nextSeg: t.open.id, runs: append([]segRun(nil), t.runs...)}
+		}
 		return true
 	}
 	return false
+}
+
+// dropUnlogged forgets the unlogged operations up to seq: they are in the
+// log or in a stored index now. t.mu held.
+func (t *tape) dropUnlogged(seq uint64) {
+	n := 0
+	for ; n < len(t.unlogged) && t.unlogged[n].o.seq <= seq; n++ {
+		if p := t.unlogged[n]; p.seg != nil {
+			p.seg.unlogged--
+			t.unloggedBytes -= int64(p.stored)
+		}
+	}
+	if n > 0 {
+		t.unlogged = append(t.unlogged[:0], t.unlogged[n:]...)
+	}
+}
+
+// logUnlogged makes the tape's unlogged operations durable in the log:
+// each is queued there (AppendBuffered) in order, its payload opened from
+// the sealed block in its segment; a later log sync makes them durable.
+// t.wmu held.
+func (t *tape) logUnlogged(ctx context.Context) error {
+	for {
+		t.mu.Lock()
+		if len(t.unlogged) == 0 || t.gone != nil {
+			t.mu.Unlock()
+			return nil
+		}
+		p := t.unlogged[0]
+		o := p.o
+		if o.op == opRecord {
+			blob := p.seg.data[p.off : p.off+p.stored+sealOverhead]
+			payload, _, err := t.lib.seal.open(kindBlock, blockBinding(t.barcode, p.seg.id, p.off, o.at), blob)
+			if err != nil {
+				t.mu.Unlock()
+				return fmt.Errorf("tape %s: log buffered record %d: %w", t.barcode, o.at, err)
+			}
+			o.payload = payload
+		}
+		t.mu.Unlock()
+		rec := appendLogOp(t.lib.logBufs.get(logOpLen(o)), o)
+		err := t.lib.logAndApply(ctx, rec, true, func(lsn uploadbuffer.LSN) {
+			t.mu.Lock()
+			t.dropUnlogged(o.seq)
+			if o.seq > t.storedSeq {
+				t.ops = append(t.ops, opRef{o.seq, lsn})
+			}
+			t.mu.Unlock()
+			t.lib.logBufs.put(lsn, rec)
+		})
+		if err != nil {
+			return fmt.Errorf("tape %s: %w", t.barcode, err)
+		}
+	}
 }
 
 // sealOpen queues the open segment for upload and opens the next. t.mu held.
@@ -331,7 +432,8 @@ func (t *tape) referencesOpen() bool {
 }
 
 // write logs o and applies it: the write is durable in the log when it
-// returns, or, buffered, once the log has written it (Tape.Sync).
+// returns, or, buffered, once a stored index holds it or a sync point
+// has logged it (Tape.Sync).
 func (t *tape) write(ctx context.Context, o logOp, buffered bool) error {
 	if err := t.room(ctx); err != nil {
 		return err
@@ -344,20 +446,38 @@ func (t *tape) write(ctx context.Context, o logOp, buffered bool) error {
 		err = fmt.Errorf("tape %s: %d bytes at object %d: %w", t.barcode, len(o.payload), o.at, ErrEndOfMedium)
 	}
 	o.seq, o.tapeID = t.seq+1, t.id
+	// A buffered write at end-of-data stays out of the log: an index
+	// stored before the next sync point makes it durable, or that sync
+	// point logs it. A write that truncates, one made without buffering,
+	// or one past the bound of what may wait so, is logged, after every
+	// unlogged write before it.
+	keep := buffered && o.at >= t.eod && t.unloggedBytes <= t.lib.unloggedMax()
+	logFirst := !keep && len(t.unlogged) > 0
 	t.mu.Unlock()
 	if err != nil {
 		return err
 	}
+	if logFirst {
+		if err := t.logUnlogged(ctx); err != nil {
+			return err
+		}
+	}
 	full := false
-	rec := appendLogOp(t.lib.logBufs.get(logOpLen(o)), o)
-	err = t.lib.logAndApply(ctx, rec, buffered, func(lsn uploadbuffer.LSN) {
+	if keep {
 		t.mu.Lock()
-		full = t.apply(o, lsn)
+		full = t.apply(o, 0, false)
 		t.mu.Unlock()
-		t.lib.logBufs.put(lsn, rec)
-	})
-	if err != nil {
-		return fmt.Errorf("tape %s: %w", t.barcode, err)
+	} else {
+		rec := appendLogOp(t.lib.logBufs.get(logOpLen(o)), o)
+		err = t.lib.logAndApply(ctx, rec, buffered, func(lsn uploadbuffer.LSN) {
+			t.mu.Lock()
+			full = t.apply(o, lsn, true)
+			t.mu.Unlock()
+			t.lib.logBufs.put(lsn, rec)
+		})
+		if err != nil {
+			return fmt.Errorf("tape %s: %w", t.barcode, err)
+		}
 	}
 	if full {
 		t.uploadSealed()

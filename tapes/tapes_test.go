@@ -137,69 +137,119 @@ func (e *env) flushFailingAfter(n int) {
 // with restarts and crashes, and checks the tape against a model.
 func TestRandomAgainstModel(t *testing.T) {
 	for seed := uint64(1); seed <= 4; seed++ {
-		e := newEnv(t)
-		e.opts = func(o *tapes.Options) { o.SegmentSize = 64 << 10 }
-		e.start()
-		bc := e.create(1, 1<<30)[0]
-		tp := e.open(bc)
-		r := rand.New(rand.NewPCG(seed, 2))
-		var m model
-		for step := 0; step < 300; step++ {
-			eod := uint64(len(m.objs))
-			at := eod
-			if eod > 0 && r.IntN(5) == 0 {
-				at = uint64(r.IntN(int(eod) + 1))
+		randomAgainstModel(t, seed, false)
+	}
+}
+
+// TestRandomBufferedAgainstModel is TestRandomAgainstModel with the
+// handle buffered and syncs among the steps: after a crash the tape is
+// what it was at the last durable point (a sync, a flush, a close) and
+// some of the writes after it, in order.
+func TestRandomBufferedAgainstModel(t *testing.T) {
+	for seed := uint64(5); seed <= 8; seed++ {
+		randomAgainstModel(t, seed, true)
+	}
+}
+
+func randomAgainstModel(t *testing.T, seed uint64, buffered bool) {
+	e := newEnv(t)
+	e.opts = func(o *tapes.Options) { o.SegmentSize = 64 << 10 }
+	e.start()
+	bc := e.create(1, 1<<30)[0]
+	tp := e.open(bc)
+	tp.SetBuffered(buffered)
+	r := rand.New(rand.NewPCG(seed, 2))
+	var m model
+	// Buffered: the model at the last durable point and the writes since.
+	durable, since := m.clone(), []func(*model){}
+	done := func(f func(*model)) {
+		f(&m)
+		since = append(since, f)
+	}
+	settle := func() { durable, since = m.clone(), nil }
+	crashed := func() {
+		t.Helper()
+		tp = e.open(bc)
+		tp.SetBuffered(buffered)
+		for k := len(since); k >= 0; k-- {
+			w := durable.clone()
+			for _, f := range since[:k] {
+				f(&w)
 			}
-			switch k := r.IntN(100); {
-			case k < 60:
-				d := record(seed<<32|uint64(step), 1+r.IntN(40000))
-				if err := tp.WriteRecord(ctx, at, d, r.IntN(2) == 0); err != nil {
-					t.Fatal(err)
-				}
-				m.write(at, d)
-			case k < 75:
-				n := r.IntN(3)
-				if err := tp.WriteFilemarks(ctx, at, n); err != nil {
-					t.Fatal(err)
-				}
-				m.filemarks(at, n)
-			case k < 80:
-				if err := tp.Erase(ctx, at); err != nil {
-					t.Fatal(err)
-				}
-				m.filemarks(at, 0)
-			case k < 88:
-				if err := e.lib.Flush(ctx); err != nil {
-					t.Fatal(err)
-				}
-			case k < 92:
-				tp.Close(ctx)
-				e.restart()
-				tp = e.open(bc)
-			case k < 94:
-				e.crash()
-				tp = e.open(bc)
-			case k < 96:
-				// Die in the middle of an upload: some puts land.
-				e.flushFailingAfter(r.IntN(4))
-				e.crash()
-				tp = e.open(bc)
-			case k < 99:
-				// An upload fails midway and the library carries on.
-				e.flushFailingAfter(r.IntN(4))
-				e.cut.SetHook(nil)
-			default:
-				m.check(t, tp)
+			if matches(tp, w) {
+				m = w
+				settle()
+				return
 			}
 		}
-		m.check(t, tp)
-		checkNoOrphans(t, e, bc)
-		e.crash()
-		tp = e.open(bc)
-		m.check(t, tp)
-		tp.Close(ctx)
-		e.close()
+		t.Fatalf("seed %d: after a crash the tape (EOD %d) is not the last durable state (EOD %d) and some of the %d writes after it", seed, tp.EOD(), len(durable.objs), len(since))
 	}
+	for step := 0; step < 300; step++ {
+		eod := uint64(len(m.objs))
+		at := eod
+		if eod > 0 && r.IntN(5) == 0 {
+			at = uint64(r.IntN(int(eod) + 1))
+		}
+		switch k := r.IntN(100); {
+		case k < 60:
+			d := record(seed<<32|uint64(step), 1+r.IntN(40000))
+			if err := tp.WriteRecord(ctx, at, d, r.IntN(2) == 0); err != nil {
+				t.Fatal(err)
+			}
+			done(func(m *model) { m.write(at, d) })
+		case k < 75:
+			n := r.IntN(3)
+			if err := tp.WriteFilemarks(ctx, at, n); err != nil {
+				t.Fatal(err)
+			}
+			done(func(m *model) { m.filemarks(at, n) })
+		case k < 80:
+			if err := tp.Erase(ctx, at); err != nil {
+				t.Fatal(err)
+			}
+			done(func(m *model) { m.filemarks(at, 0) })
+		case k < 85:
+			if err := e.lib.Flush(ctx); err != nil {
+				t.Fatal(err)
+			}
+			settle()
+		case k < 88:
+			if err := tp.Sync(ctx); err != nil {
+				t.Fatal(err)
+			}
+			settle()
+		case k < 92:
+			tp.Close(ctx)
+			e.restart()
+			settle()
+			tp = e.open(bc)
+			tp.SetBuffered(buffered)
+		case k < 94:
+			e.crash()
+			crashed()
+		case k < 96:
+			// Die in the middle of an upload: some puts land.
+			e.flushFailingAfter(r.IntN(4))
+			e.crash()
+			crashed()
+		case k < 99:
+			// An upload fails midway and the library carries on.
+			e.flushFailingAfter(r.IntN(4))
+			e.cut.SetHook(nil)
+		default:
+			m.check(t, tp)
+		}
+		if !buffered {
+			settle()
+		}
+	}
+	m.check(t, tp)
+	checkNoOrphans(t, e, bc)
+	e.crash()
+	tp = e.open(bc)
+	m.check(t, tp)
+	tp.Close(ctx)
+	e.close()
 }
 
 func TestCapacityAndEarlyWarning(t *testing.T) {

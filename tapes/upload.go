@@ -22,10 +22,12 @@ type pageWrite struct {
 // flush uploads the segments waiting for upload. With full set it first
 // closes the open segment and then writes the index (changed pages, then
 // the root), releases the log records it covers and deletes what the new
-// index no longer references. The deletes come after the next upload
-// may start: no upload writes a key the garbage names again (segment ids
-// and page generations are not reused), and deleting the segments of a
-// rewritten tape takes long.
+// index no longer references. Without full, when a segment filled with
+// buffered writes not logged (t.mark), it writes the index of the tape as
+// it was then, which makes those writes durable. The deletes come after
+// the next upload may start: no upload writes a key the garbage names
+// again (segment ids and page generations are not reused), and deleting
+// the segments of a rewritten tape takes long.
 func (t *tape) flush(ctx context.Context, full bool) error {
 	garbage, err := t.upload(ctx, full)
 	for _, k := range garbage {
@@ -49,6 +51,23 @@ func (t *tape) upload(ctx context.Context, full bool) ([]string, error) {
 		t.sealOpen()
 	}
 	segs := append([]*segBuf(nil), t.sealed...)
+	// The state the index is written of: the tape's now (full), or as it
+	// was when the last of the segments filled (mark).
+	var v *sealMark
+	switch {
+	case full && (t.dirty || len(t.garbageSegs) > 0 || len(t.garbagePages) > 0):
+		v = &sealMark{seq: t.seq, eod: t.eod, used: t.used, nextSeg: t.open.id, runs: t.runs}
+	case !full && t.mark != nil:
+		v = t.mark
+	}
+	if full || v != nil {
+		t.mark = nil
+	}
+	var taken []string
+	if full {
+		// What indexes written of a mark left unreferenced goes now.
+		taken, t.unreferenced = t.unreferenced, nil
+	}
 	var (
 		r          *root
 		writes     []pageWrite
@@ -58,17 +77,31 @@ func (t *tape) upload(ctx context.Context, full bool) ([]string, error) {
 		savedSegs  []uint64
 		savedPages []string
 	)
-	if full && (t.dirty || len(t.garbageSegs) > 0 || len(t.garbagePages) > 0) {
+	if v != nil {
 		// Generations are never reused, not even after a failed upload,
 		// so the garbage of one attempt never names a live page.
 		gen := t.gen + 1
 		t.gen = gen
-		r = &root{keyID: t.lib.seal.keyID, id: t.id, capacity: t.capacity, seq: t.seq, gen: gen, nextSeg: t.open.id,
-			eod: t.eod, used: t.used, runs: append([]segRun(nil), t.runs...)}
-		for i, pg := range t.pages {
+		r = &root{keyID: t.lib.seal.keyID, id: t.id, capacity: t.capacity, seq: v.seq, gen: gen, nextSeg: v.nextSeg,
+			eod: v.eod, used: v.used, runs: append([]segRun(nil), v.runs...)}
+		for i := uint64(0); i*PageObjects < v.eod; i++ {
+			pg := t.pages[i]
 			info := pg.info
-			if uint64(i+1)*PageObjects > t.dirtyFrom || info.gen == 0 {
-				writes = append(writes, pageWrite{p: uint32(i), pg: pg, data: encodePage(pg.entries)})
+			// Of a page written to since the mark, what it held then
+			// (no truncation comes after a mark: only appends).
+			k := min(PageObjects, v.eod-i*PageObjects)
+			if uint64(info.count) != k {
+				info = pageInfo{gen: info.gen}
+				for _, e := range pg.entries[:k] {
+					info.count++
+					info.used += int64(e.stored)
+					if e.filemark() {
+						info.filemarks++
+					}
+				}
+			}
+			if (i+1)*PageObjects > t.dirtyFrom || info.gen == 0 {
+				writes = append(writes, pageWrite{p: uint32(i), pg: pg, data: encodePage(pg.entries[:k])})
 				if info.gen != 0 {
 					oldPages = append(oldPages, pageKey(t.barcode, uint32(i), info.gen))
 				}
@@ -82,6 +115,10 @@ func (t *tape) upload(ctx context.Context, full bool) ([]string, error) {
 		}
 		garbage = append(append(garbage, t.garbagePages...), oldPages...)
 		t.dirty, t.dirtyFrom, t.garbageSegs, t.garbagePages = false, math.MaxUint64, nil, nil
+		if t.seq > v.seq {
+			// Written to since the mark: from its end on.
+			t.dirty, t.dirtyFrom = true, v.eod
+		}
 	}
 	t.mu.Unlock()
 
@@ -89,7 +126,7 @@ func (t *tape) upload(ctx context.Context, full bool) ([]string, error) {
 	for _, s := range segs {
 		if err := objstore.PutBytes(ctx, st, segKey(t.barcode, s.id), s.data); err != nil {
 			t.restore(r, writes, savedFrom, savedSegs, savedPages)
-			return nil, fmt.Errorf("tape %s: upload segment %016x: %w", t.barcode, s.id, err)
+			return taken, fmt.Errorf("tape %s: upload segment %016x: %w", t.barcode, s.id, err)
 		}
 		t.lib.stats.segmentsUp.Add(1)
 		t.lib.stats.bytesUp.Add(uint64(len(s.data)))
@@ -110,19 +147,15 @@ func (t *tape) upload(ctx context.Context, full bool) ([]string, error) {
 		t.segmentsLeft()
 	}
 	t.mu.Unlock()
-	// In the store now, and no longer in the tape's state: nothing reads
-	// the segments' buffers any more.
-	for _, s := range segs {
-		t.lib.segBufs.put(s.data)
-		s.data = nil
-	}
 	if r == nil {
-		return nil, nil
+		t.recycle(segs)
+		return taken, nil
 	}
 	err := t.writeIndex(ctx, r, writes)
 	if err != nil {
 		t.restore(r, writes, savedFrom, savedSegs, savedPages)
-		return nil, err
+		t.recycle(segs)
+		return taken, err
 	}
 	t.mu.Lock()
 	for _, w := range writes {
@@ -139,6 +172,8 @@ func (t *tape) upload(ctx context.Context, full bool) ([]string, error) {
 		n++
 	}
 	t.ops = t.ops[n:]
+	t.dropUnlogged(r.seq)
+	t.storedSeq = max(t.storedSeq, r.seq)
 	eodChanged := t.metaEOD != r.eod || t.metaUsed != r.used
 	wasBlank := t.metaEOD == 0
 	t.metaEOD, t.metaUsed = r.eod, r.used
@@ -151,8 +186,33 @@ func (t *tape) upload(ctx context.Context, full bool) ([]string, error) {
 			t.lib.spareCheck()
 		}
 	}
+	t.mu.Lock()
+	if !full {
+		// An index of a mark is written by the uploads the writes wait
+		// for: what it no longer names is deleted by the next full
+		// upload (no root names it again).
+		t.unreferenced = append(t.unreferenced, garbage...)
+		garbage = nil
+	}
+	t.mu.Unlock()
+	garbage = append(garbage, taken...)
+	t.recycle(segs)
 	t.lib.trim()
 	return garbage, nil
+}
+
+// recycle keeps the buffers of uploaded segments for reuse, but for those
+// holding buffered writes neither logged nor in a stored index: a sync
+// point logs those from there.
+func (t *tape) recycle(segs []*segBuf) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, s := range segs {
+		if s.unlogged == 0 && s.data != nil {
+			t.lib.segBufs.put(s.data)
+			s.data = nil
+		}
+	}
 }
 
 // writeIndex writes the changed pages, then the root that names them.
@@ -188,8 +248,9 @@ func (t *tape) restore(r *root, writes []pageWrite, from uint64, segs []uint64, 
 }
 
 // sweep deletes the tape's objects that its index does not name: leftovers
-// of uploads a crash interrupted.
-func (t *tape) sweep(ctx context.Context) error {
+// of uploads a crash interrupted. keepOpen keeps the open segment's id
+// (the replay may have written it).
+func (t *tape) sweep(ctx context.Context, keepOpen bool) error {
 	t.upMu.Lock()
 	defer t.upMu.Unlock()
 	t.mu.Lock()
@@ -216,7 +277,7 @@ func (t *tape) sweep(ctx context.Context) error {
 					return nil
 				}
 			}
-			if id != open {
+			if id != open || !keepOpen {
 				dead = append(dead, oi.Key)
 			}
 			return nil
