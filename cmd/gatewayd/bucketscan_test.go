@@ -18,22 +18,29 @@ import (
 // server.
 func listKeys(t *testing.T, srv *miniotest.Server, bucket string, prefixes ...string) []string {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
 	var keys []string
 	for _, prefix := range prefixes {
-		pg := awss3.NewListObjectsV2Paginator(srv.Client(), &awss3.ListObjectsV2Input{Bucket: aws.String(bucket), Prefix: aws.String(prefix)})
-		for pg.HasMorePages() {
-			page, err := pg.NextPage(ctx)
-			if err != nil {
-				t.Fatalf("list %s/%s: %v", bucket, prefix, err)
-			}
-			for _, o := range page.Contents {
-				keys = append(keys, aws.ToString(o.Key))
-			}
-		}
+		listObjects(t, srv, bucket, prefix, func(key string, _ int64) { keys = append(keys, key) })
 	}
 	return keys
+}
+
+// listObjects calls fn with the key and size of each object in bucket
+// under prefix, straight from the server.
+func listObjects(t *testing.T, srv *miniotest.Server, bucket, prefix string, fn func(key string, size int64)) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	pg := awss3.NewListObjectsV2Paginator(srv.Client(), &awss3.ListObjectsV2Input{Bucket: aws.String(bucket), Prefix: aws.String(prefix)})
+	for pg.HasMorePages() {
+		page, err := pg.NextPage(ctx)
+		if err != nil {
+			t.Fatalf("list %s/%s: %v", bucket, prefix, err)
+		}
+		for _, o := range page.Contents {
+			fn(aws.ToString(o.Key), aws.ToInt64(o.Size))
+		}
+	}
 }
 
 // scanForMarkers reads every object in bucket and fails t if one holds a
