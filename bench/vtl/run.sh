@@ -87,6 +87,22 @@ start_gatewayd() {
 gw="$work/gw"
 gwport=$(free_port)
 start_gatewayd "$work/gatewayd" "$gw" "$gwport"
+gwpid=${pids[-1]}
+
+# Bytes a process has written to the disk (dirtied in the page cache, less
+# what was deleted before it reached the disk), from /proc/PID/io.
+disk_written() { awk '/^write_bytes/ {w=$2} /^cancelled_write_bytes/ {c=$2} END {print w-c}' "/proc/$1/io"; }
+# timed_job PID LABEL BS TAPEBENCH-ARGS...: one tapebench job, and the
+# bytes its target process wrote to the disk during it.
+timed_job() {
+	local pid=$1 label=$2 bs=$3
+	shift 3
+	local before after
+	before=$(disk_written "$pid")
+	"$work/tapebench" "$@" -bs "$bs" -size "$size" -label "$label" >>"$out"
+	after=$(disk_written "$pid")
+	echo "{\"label\":\"$label\",\"phase\":\"disk\",\"record_bytes\":$(python3 -c "m={'K':1<<10,'M':1<<20}; s='$bs'; print(int(s[:-1])*m[s[-1]])"),\"disk_bytes\":$((after - before)),\"mb_per_s\":0}" >>"$out"
+}
 
 # tgtd: a changer and one drive, one tape file (README.vtl's layout).
 tgtd_ctl=$((RANDOM % 1000 + 100))
@@ -97,6 +113,7 @@ dd if=/dev/zero of="$tw/smc" bs=1k count=1 2>/dev/null
 tgtimg --op new --device-type tape --barcode BENCH001 --size $((tape_gib * 1024)) --type data --file "$tw/BENCH001" >/dev/null
 tgtd -f -C "$tgtd_ctl" --iscsi portal="127.0.0.1:$tport" >"$work/tgtd.log" 2>&1 &
 pids+=($!)
+tgtpid=$!
 sleep 1
 iqn=iqn.2026-01.bench:vtl
 ta() { tgtadm -C "$tgtd_ctl" --lld iscsi "$@"; }
@@ -117,6 +134,7 @@ if [ -n "$base_src" ]; then
 	gwb="$work/gwb"
 	gwbport=$(free_port)
 	start_gatewayd "$work/gatewayd-base" "$gwb" "$gwbport"
+	gwbpid=${pids[-1]}
 fi
 
 for round in $(seq "$rounds"); do
@@ -136,19 +154,18 @@ for round in $(seq "$rounds"); do
 					"http://gatewayd/debug/pprof/trace?seconds=${TRACE_SECONDS:-5}") &
 				trace=$!
 			fi
-			"$work/tapebench" -addr "127.0.0.1:$gwport" -target iqn.2024-01.io.gatewayd:vtl -changer 0 -drive 1 \
-				-bs "$bs" -size "$size" -buffered "$mode" -label "gatewayd-$mode" >>"$out"
+			timed_job "$gwpid" "gatewayd-$mode" "$bs" -addr "127.0.0.1:$gwport" -target iqn.2024-01.io.gatewayd:vtl \
+				-changer 0 -drive 1 -buffered "$mode"
 			if [ -n "$prof" ]; then wait "$prof" || true; fi
 			if [ -n "$trace" ]; then wait "$trace" || true; fi
 		done
 		if [ -n "$base_src" ]; then
 			echo "== round $round: gatewayd before: $bs records, $size, buffered mode 1; $(uptime)" >&2
-			"$work/tapebench" -addr "127.0.0.1:$gwbport" -target iqn.2024-01.io.gatewayd:vtl -changer 0 -drive 1 \
-				-bs "$bs" -size "$size" -buffered 1 -label "gatewayd-base-1" >>"$out"
+			timed_job "$gwbpid" gatewayd-base-1 "$bs" -addr "127.0.0.1:$gwbport" -target iqn.2024-01.io.gatewayd:vtl \
+				-changer 0 -drive 1 -buffered 1
 		fi
 		echo "== round $round: tgtd: $bs records, $size; $(uptime)" >&2
-		"$work/tapebench" -addr "127.0.0.1:$tport" -target "$iqn" -changer 2 -drive 1 \
-			-bs "$bs" -size "$size" -label tgtd >>"$out"
+		timed_job "$tgtpid" tgtd "$bs" -addr "127.0.0.1:$tport" -target "$iqn" -changer 2 -drive 1
 	done
 done
 if [ -n "$profile$trace_on" ]; then cp "$work/gatewayd" "$keep/gatewayd.bin"; fi
@@ -175,6 +192,11 @@ python3 - "$out" "$size" <<'PY'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
 import statistics
+disk = {}
+for x in rows:
+    if x["phase"] == "disk":
+        disk.setdefault((x["label"], x["record_bytes"]), []).append(x["disk_bytes"])
+rows = [x for x in rows if x["phase"] != "disk"]
 runs = {}
 for x in rows:
     runs.setdefault((x["label"], x["phase"], x["record_bytes"]), []).append(x["mb_per_s"])
@@ -192,6 +214,11 @@ for bs in sorted({k[2] for k in r}):
         d1, d16 = r.get(("disk-1", ph, bs)), r.get(("disk-16", ph, bs))
         b1 = r.get(("gatewayd-base-1", ph, bs))
         print(f"| {ph} {bs // 1024} KiB records | {f(g1)} | {f(g0)} | {f(t)} | {q(g1, t)} | {q(g0, t)} | {f(d1)} | {f(d16)} |" + (f" {f(b1)} | {q(b1, t)} |" if base else ""))
+m = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+s = sys.argv[2]
+written = int(s[:-1]) * m[s[-1]] if s[-1] in m else int(s)
+print("\nbytes written to the disk by the target process per byte of the tape written (write and read-back job, /proc/PID/io, median of the rounds): " +
+      "; ".join(f"{k[0]} {k[1] // 1024} KiB: {statistics.median(v) / written:.2f}" for k, v in sorted(disk.items())))
 PY
 if [ -n "$profile" ]; then
 	for p in "$keep"/gatewayd-write-*.pprof; do
