@@ -3,7 +3,9 @@
 # settle, then their table. See bench/nfs/README.md.
 #
 #   JOBS=tree bench/nfs/run.sh
-#   JOBS=tree TREE_FILES=20000 LIST_ENTRIES=100000 bench/nfs/run.sh
+#   JOBS=tree TREE_FILES=20000 LIST_ENTRIES=100000 LIST_SECONDS=300 bench/nfs/run.sh
+#                     # a listing that takes longer than LIST_SECONDS is stopped
+#                     # there; the table says how far it got
 tree_bin="$work/tree"
 (cd "$repo" && go build -o "$tree_bin" ./bench/nfs/tree)
 for s in $servers; do
@@ -16,7 +18,8 @@ for s in $servers; do
 	settle
 	echo "== $s listing" >&2
 	echo "$s list: $(uptime)" >>"$out/uptime.tree"
-	"$tree_bin" -url "${urls[$s]}" -do list -entries "${LIST_ENTRIES:-100000}" -pid "$pid" >"$out/$s-tree-list.json"
+	"$tree_bin" -url "${urls[$s]}" -do list -entries "${LIST_ENTRIES:-100000}" -pid "$pid" \
+		-list-seconds "${LIST_SECONDS:-300}" >"$out/$s-tree-list.json"
 done
 python3 - "$out" $servers <<'PY'
 import json, os, sys
@@ -39,10 +42,30 @@ row("tree copy", "s", lambda c, l: c["seconds"], False)
 row("tree copy", "files/s", lambda c, l: c["files"] / c["seconds"], True)
 row("tree copy", "MB/s", lambda c, l: c["bytes"] / 1e6 / c["seconds"], True)
 row("listing: create the files", "files/s", lambda c, l: l["entries"] / l["create_seconds"], True)
-for i in range(len(l0["seconds"])):
-    row(f"listing {i + 1} (READDIRPLUS)", "s", lambda c, l: l["seconds"][i], False)
-    row(f"listing {i + 1}: server RSS before", "MiB", lambda c, l: l["rss_before_kib"][i] / 1024, False)
-    row(f"listing {i + 1}: server RSS peak", "MiB", lambda c, l: l["rss_peak_kib"][i] / 1024, False)
+for i in range(max(len(r[s][1]["seconds"]) for s in servers)):
+    cells, done = [], {}
+    for s in servers:
+        l = r[s][1]
+        if i >= len(l["seconds"]):
+            cells.append("not run")
+        elif l["listed"][i] < l["entries"]:
+            cells.append(f"stopped after {l['seconds'][i]:.0f} s: {l['listed'][i]} of {l['entries']} entries, {l['calls'][i]} calls")
+        else:
+            done[s] = l["seconds"][i]
+            cells.append(f"{l['seconds'][i]:.3f} ({l['calls'][i]} calls)")
+    if peer:
+        for g in gws:
+            if g in done and peer in done:
+                cells.append(f"{done[peer] / done[g]:.2f}")
+            elif peer in done and i < len(r[g][1]["seconds"]):
+                l = r[g][1]
+                cells.append(f"~{done[peer] / (l['seconds'][i] * l['entries'] / max(1, l['listed'][i])):.4f} (projected)")
+            else:
+                cells.append("-")
+    print(f"| listing {i + 1} (READDIRPLUS) | s | " + " | ".join(cells) + " |")
+    if all(i < len(r[s][1]["seconds"]) for s in servers):
+        row(f"listing {i + 1}: server RSS before", "MiB", lambda c, l: l["rss_before_kib"][i] / 1024, False)
+        row(f"listing {i + 1}: server RSS peak", "MiB", lambda c, l: l["rss_peak_kib"][i] / 1024, False)
 print()
 print("ratios: gatewayd's speed / ganesha's (time: ganesha's / gatewayd's; memory: ganesha's / gatewayd's): above 1 gatewayd is better")
 print("load average before each job (uptime):")

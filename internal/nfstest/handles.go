@@ -228,6 +228,17 @@ func (h Handles) ReadAll(fh []byte) ([]byte, error) {
 // ReadDirPlus lists the directory dir with READDIRPLUS, 64 KiB replies,
 // with each entry's attributes and handle ("." and ".." left out).
 func (h Handles) ReadDirPlus(dir []byte) ([]nfsc.EntryPlus, error) {
+	var out []nfsc.EntryPlus
+	err := h.ReadDirPlusEach(dir, func(page []nfsc.EntryPlus) error {
+		out = append(out, page...)
+		return nil
+	})
+	return out, err
+}
+
+// ReadDirPlusEach is ReadDirPlus calling fn with each reply's entries as
+// it comes; an error from fn ends the listing with it.
+func (h Handles) ReadDirPlusEach(dir []byte, fn func([]nfsc.EntryPlus) error) error {
 	type args struct {
 		rpc.Header
 		FH         []byte
@@ -244,22 +255,22 @@ func (h Handles) ReadDirPlus(dir []byte) ([]nfsc.EntryPlus, error) {
 		IsSet bool           `xdr:"union"`
 		Entry nfsc.EntryPlus `xdr:"unioncase=1"`
 	}
-	var out []nfsc.EntryPlus
 	var cookie, verf uint64
-	for {
+	for total := 0; ; {
 		res, err := h.call(&args{h.header(nfsc.NFSProc3ReadDirPlus), dir, cookie, verf, 16 << 10, 64 << 10})
 		if err != nil {
-			return out, fmt.Errorf("readdirplus after %d entries: %w", len(out), err)
+			return fmt.Errorf("readdirplus after %d entries: %w", total, err)
 		}
 		var hd head
 		if err := xdr.Read(res, &hd); err != nil {
-			return out, fmt.Errorf("readdirplus: reply: %w", err)
+			return fmt.Errorf("readdirplus: reply: %w", err)
 		}
+		var page []nfsc.EntryPlus
 		n := 0
 		for {
 			var it item
 			if err := xdr.Read(res, &it); err != nil {
-				return out, fmt.Errorf("readdirplus: entry: %w", err)
+				return fmt.Errorf("readdirplus: entry: %w", err)
 			}
 			if !it.IsSet {
 				break
@@ -267,18 +278,22 @@ func (h Handles) ReadDirPlus(dir []byte) ([]nfsc.EntryPlus, error) {
 			n++
 			cookie = it.Entry.Cookie
 			if it.Entry.FileName != "." && it.Entry.FileName != ".." {
-				out = append(out, it.Entry)
+				page = append(page, it.Entry)
 			}
 		}
+		total += len(page)
 		eof, err := xdr.ReadUint32(res)
 		if err != nil {
-			return out, fmt.Errorf("readdirplus: end: %w", err)
+			return fmt.Errorf("readdirplus: end: %w", err)
+		}
+		if err := fn(page); err != nil {
+			return err
 		}
 		if eof != 0 {
-			return out, nil
+			return nil
 		}
 		if n == 0 {
-			return out, errors.New("readdirplus: a reply with no entries and no end")
+			return errors.New("readdirplus: a reply with no entries and no end")
 		}
 		verf = hd.CookieVerf
 	}

@@ -17,10 +17,14 @@
 // too), then the directory listed whole with READDIRPLUS (64 KiB replies)
 // on a new connection, twice; the server's resident memory (the process
 // -pid) before and at its peak during each listing, sampled every 10 ms.
+// A listing that takes longer than -list-seconds is stopped there, and
+// how far it got is reported (entries and calls); the second listing is
+// then left out.
 package main
 
 import (
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"net/url"
@@ -48,6 +52,7 @@ func main() {
 	entries := flag.Int("entries", 100000, "list: files in the directory")
 	workers := flag.Int("workers", 4, "clients at once")
 	pid := flag.Int("pid", 0, "list: the server's process, for its memory")
+	listSeconds := flag.Float64("list-seconds", 300, "list: the longest a listing may take")
 	flag.Parse()
 	var out any
 	var err error
@@ -55,7 +60,7 @@ func main() {
 	case "copy":
 		out, err = copyTree(*u, *files, *workers)
 	case "list":
-		out, err = list(*u, *entries, *workers, *pid)
+		out, err = list(*u, *entries, *workers, *pid, time.Duration(*listSeconds*float64(time.Second)))
 	default:
 		err = fmt.Errorf("-do %q: copy or list", *do)
 	}
@@ -210,9 +215,13 @@ type listResult struct {
 	Entries       int       `json:"entries"`
 	CreateSeconds float64   `json:"create_seconds"`
 	Seconds       []float64 `json:"seconds"`
+	Listed        []int     `json:"listed"` // entries, fewer when stopped
+	Calls         []int     `json:"calls"`
 	RSSBeforeKiB  []int     `json:"rss_before_kib"`
 	RSSPeakKiB    []int     `json:"rss_peak_kib"`
 }
+
+var errTooLong = errors.New("stopped: the listing took too long")
 
 // rss is the resident memory of process pid in KiB (0 without one).
 func rss(pid int) int {
@@ -229,7 +238,7 @@ func rss(pid int) int {
 	return 0
 }
 
-func list(u string, n, workers, pid int) (*listResult, error) {
+func list(u string, n, workers, pid int, limit time.Duration) (*listResult, error) {
 	start := time.Now()
 	e, hs, dir, err := clients(u, workers, "list")
 	if err != nil {
@@ -263,19 +272,32 @@ func list(u string, n, workers, pid int) (*listResult, error) {
 			}
 		}()
 		t0 := time.Now()
-		got, err := h.ReadDirPlus(dir)
+		listed, calls := 0, 0
+		err = h.ReadDirPlusEach(dir, func(page []nfsc.EntryPlus) error {
+			listed += len(page)
+			calls++
+			if time.Since(t0) > limit {
+				return errTooLong
+			}
+			return nil
+		})
 		d := time.Since(t0)
 		close(stop)
 		<-sampled
-		if err != nil {
+		if err != nil && err != errTooLong {
 			return nil, err
 		}
-		if len(got) != n {
-			return nil, fmt.Errorf("listing of list/: %d entries, want %d", len(got), n)
+		if err == nil && listed != n {
+			return nil, fmt.Errorf("listing of list/: %d entries, want %d", listed, n)
 		}
 		r.Seconds = append(r.Seconds, d.Seconds())
+		r.Listed = append(r.Listed, listed)
+		r.Calls = append(r.Calls, calls)
 		r.RSSBeforeKiB = append(r.RSSBeforeKiB, before)
 		r.RSSPeakKiB = append(r.RSSPeakKiB, peak)
+		if err != nil {
+			break
+		}
 	}
 	return r, nil
 }
