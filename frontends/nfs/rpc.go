@@ -10,6 +10,8 @@ import (
 	"sync"
 
 	gonfs "github.com/willscott/go-nfs"
+
+	"github.com/gatewayd/gatewayd/frontends/nfs/nfs4"
 )
 
 // The connection's ONC RPC layer (RFC 5531) is gatewayd's own; go-nfs
@@ -122,6 +124,8 @@ type rpcConn struct {
 	out     recordScanner
 	gdone   chan struct{} // the writer has written go-nfs's reply
 
+	v4 *nfs4.Conn // the connection as NFSv4.1 knows it
+
 	// The writer's queue.
 	wmu     sync.Mutex
 	wcond   *sync.Cond
@@ -142,7 +146,7 @@ func newRPCConn(nc net.Conn, h *handler) *rpcConn {
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &rpcConn{Conn: nc, h: h, ctx: ctx, cancel: cancel, r: bufio.NewReaderSize(nc, 64<<10),
 		tokens: make(chan struct{}, maxServed), closed: make(chan struct{}),
-		calls: make(chan *[]byte, toGoNFS), gdone: make(chan struct{}, 1)}
+		calls: make(chan *[]byte, toGoNFS), gdone: make(chan struct{}, 1), v4: nfs4.NewConn(nc.RemoteAddr())}
 	c.wcond = sync.NewCond(&c.wmu)
 	go c.readCalls()
 	go c.writeReplies()
@@ -362,12 +366,17 @@ func grow(b []byte, n int) []byte {
 func (c *rpcConn) serve(rec *[]byte) bool {
 	x := xdrReader{b: (*rec)[4:], rec: rec}
 	xid, mtype, rpcvers, prog, vers, proc := x.u32(), x.u32(), x.u32(), x.u32(), x.u32(), x.u32()
-	x.u32()
-	x.opaque(400) // credential
+	flavor := x.u32()
+	cred := x.opaque(400) // credential
 	x.u32()
 	x.opaque(400) // verifier
 	fn := served[proc]
-	if x.bad || mtype != 0 || rpcvers != 2 || prog != nfsProgram || vers != nfsVersion || fn == nil {
+	if vers == nfs4.Version {
+		fn = serve4(proc, flavor, cred)
+	} else if vers != nfsVersion {
+		fn = nil
+	}
+	if x.bad || mtype != 0 || rpcvers != 2 || prog != nfsProgram || fn == nil {
 		return false
 	}
 	select {

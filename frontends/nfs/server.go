@@ -39,6 +39,7 @@ import (
 	gonfs "github.com/willscott/go-nfs"
 
 	"github.com/gatewayd/gatewayd/fileshare"
+	"github.com/gatewayd/gatewayd/frontends/nfs/nfs4"
 )
 
 // Server is the NFS frontend.
@@ -54,6 +55,7 @@ type Server struct {
 	// verifier is the write verifier of WRITE and COMMIT replies: drawn
 	// when the server is made, so it changes when the daemon restarts.
 	verifier [8]byte
+	v4       *nfs4.Server // NFSv4.1
 	unsynced atomic.Int64 // UNSTABLE bytes whose log records are not written yet (maxUnsynced)
 
 	mu sync.Mutex
@@ -68,6 +70,7 @@ func New(shares *fileshare.Manager, logger *slog.Logger) *Server {
 	}
 	s := &Server{shares: shares, log: logger}
 	rand.Read(s.verifier[:])
+	s.v4 = nfs4.New(shares, handles4{&handler{s: s}}, logger, nfs4.Options{WriteVerifier: s.verifier})
 	return s
 }
 
@@ -178,10 +181,7 @@ func (h *handler) ToHandle(fs billy.Filesystem, path []string) []byte {
 	if err != nil {
 		return nil
 	}
-	b := make([]byte, 0, handleLen)
-	b = append(b, 'g', 'w', 1, 0)
-	b = binary.BigEndian.AppendUint32(b, sf.share.Config().ID)
-	return binary.BigEndian.AppendUint64(b, a.Ino)
+	return fileHandle(sf.share.Config().ID, a.Ino)
 }
 
 // FromHandle resolves a handle to its share and the inode's current path.

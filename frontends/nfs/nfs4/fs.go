@@ -42,6 +42,12 @@ type object struct {
 // fileOp runs an operation on files.
 func (x *exec) fileOp(o op) uint32 {
 	switch o.code {
+	case opPutRootFH, opPutPubFH, opPutFH, opLookup, opLookupP, opRestoreFH, opCreate:
+		// A new current file: the current stateid is no more (RFC 8881
+		// section 16.2.3.1.2).
+		x.curState = nil
+	}
+	switch o.code {
 	case opPutRootFH, opPutPubFH:
 		x.cur = &fh{raw: rootHandle}
 		return ok
@@ -59,6 +65,9 @@ func (x *exec) fileOp(o op) uint32 {
 		}
 		x.cur = x.saved
 		return ok
+	}
+	if st, handled := x.writeOp(o); handled {
+		return st
 	}
 	if x.cur == nil {
 		return errNoFileHandle
@@ -317,11 +326,11 @@ func (x *exec) readlink() uint32 {
 	return ok
 }
 
-// read serves READ with a special stateid (anonymous or read bypass):
-// there are no opens yet, so any other stateid is unknown.
+// read serves READ with an open's stateid or a special one (anonymous or
+// read bypass).
 func (x *exec) read(a readArgs) uint32 {
-	if !a.stateid.special() {
-		return errBadStateID
+	if st := x.checkIO(a.stateid, false); st != ok {
+		return st
 	}
 	o, st := x.stat(x.cur)
 	switch {

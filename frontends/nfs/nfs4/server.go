@@ -58,6 +58,9 @@ type Options struct {
 	// MaxSlots is the most slots a session's fore channel gets (default
 	// 64).
 	MaxSlots uint32
+	// WriteVerifier is the verifier of WRITE and COMMIT results: NFSv3's,
+	// which changes when the daemon restarts.
+	WriteVerifier [8]byte
 }
 
 // Server serves NFSv4.1 COMPOUNDs.
@@ -76,6 +79,7 @@ type Server struct {
 	sessions  map[sessionID]*session
 	lastID    uint32
 	lastSessN uint32
+	open      opens
 }
 
 // New returns a server for the manager's shares (nil serves the session
@@ -99,7 +103,8 @@ func New(shares *fileshare.Manager, handles Handles, logger *slog.Logger, opts O
 	s := &Server{shares: shares, handles: handles, log: logger, opts: opts,
 		boot: binary.BigEndian.Uint32(b[:]), started: opts.Now(),
 		owner:   []byte("gatewayd:" + host),
-		clients: map[uint64]*client{}, owners: map[string]*owner{}, sessions: map[sessionID]*session{}}
+		clients: map[uint64]*client{}, owners: map[string]*owner{}, sessions: map[sessionID]*session{},
+		open: opens{byOther: map[[12]byte]*openState{}, byFile: map[fileKey][]*openState{}, exclusive: map[fileKey][8]byte{}}}
 	return s
 }
 
@@ -167,8 +172,11 @@ type exec struct {
 	// cacheThis: SEQUENCE asked for the reply to be cached.
 	cacheThis bool
 	opIndex   int // the operation running
-	out       enc // the results
-	n         uint32
+	// keepBody: the operation's result has a body also when it fails.
+	keepBody bool
+	curState *openState // the current stateid's open
+	out      enc        // the results
+	n        uint32
 }
 
 // sessionless are the operations a COMPOUND may carry without SEQUENCE,
@@ -230,9 +238,10 @@ func (x *exec) run() (uint32, []byte) {
 				st = x.op(o)
 			}
 		}
-		if st != ok {
+		if st != ok && !x.keepBody {
 			x.out.b = x.out.b[:start+8]
 		}
+		x.keepBody = false
 		switch {
 		case x.sess == nil:
 		case uint32(len(x.out.b))+64 > x.sess.fore.maxResponse:

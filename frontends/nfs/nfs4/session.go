@@ -91,6 +91,7 @@ func (s *Server) expire(now time.Time) {
 
 // dropClient forgets a client record and its sessions (under mu).
 func (s *Server) dropClient(c *client) {
+	s.dropOpens(c)
 	for id := range c.sessions {
 		delete(s.sessions, id)
 	}

@@ -1,0 +1,371 @@
+package nfs4
+
+import (
+	"encoding/binary"
+	"time"
+)
+
+// Opens (RFC 8881 sections 9 and 18.16): open owners, their stateids and
+// share reservations. An open is kept per open owner and file; a second
+// OPEN by the owner of the same file adds its access and deny bits to the
+// same stateid (its seqid grows). Share reservations are checked between
+// all opens of a file. The records are plain values held by their client
+// so that a later step can persist them for reclaim after a restart.
+
+// Operations of this file.
+const (
+	opClose         = 4
+	opCommit        = 5
+	opCreate        = 6
+	opOpen          = 18
+	opOpenDowngrade = 21
+	opRemove        = 28
+	opRename        = 29
+	opSetattr       = 34
+	opWrite         = 38
+	opTestStateID   = 55
+	opFreeStateID   = 45
+)
+
+// Status codes of this file.
+const (
+	errShareDenied = 10015
+	errOldStateID  = 10024
+	errOpenMode    = 10038
+	errBadType     = 10007
+	errAttrNotSupp = 10032
+	errXDev        = 18
+	errLocksHeld   = 10037
+)
+
+// Share access and deny bits.
+const (
+	shareAccessRead  = 1
+	shareAccessWrite = 2
+	shareAccessBoth  = 3
+	shareWantMask    = 0xff00 | 0x10000 | 0x20000
+)
+
+// OPEN's create modes and claims.
+const (
+	createUnchecked   = 0
+	createGuarded     = 1
+	createExclusive   = 2
+	createExclusive41 = 3
+
+	claimNull = 0
+	claimFH   = 4
+)
+
+type openArgs struct {
+	access, deny uint32
+	clientID     uint64
+	owner        []byte
+	create       bool
+	mode         uint32 // createhow4 mode
+	attrs        fattr
+	verifier     [8]byte
+	claim        uint32
+	name         []byte
+}
+
+type closeArgs struct {
+	seq     uint32
+	stateid stateid
+}
+
+type downgradeArgs struct {
+	stateid      stateid
+	seq          uint32
+	access, deny uint32
+}
+
+type writeArgs struct {
+	stateid stateid
+	offset  uint64
+	stable  uint32
+	data    []byte
+}
+
+type commitArgs struct {
+	offset uint64
+	count  uint32
+}
+
+type createArgs struct {
+	ftype  uint32
+	target []byte
+	name   []byte
+	attrs  fattr
+}
+
+type renameArgs struct{ from, to []byte }
+
+type setattrArgs struct {
+	stateid stateid
+	attrs   fattr
+}
+
+type stateidsArgs struct{ ids []stateid }
+
+// fattr is a fattr4 a client sets: which attributes and their values, as
+// far as this server sets them (size, mode, owner, group, times).
+type fattr struct {
+	mask  bitmap
+	bad   uint32 // not ok: an attribute that cannot be set (INVAL or ATTRNOTSUPP)
+	size  *uint64
+	mode  *uint32
+	uid   *uint32
+	gid   *uint32
+	mtime *time.Time // or now (setToServer)
+	atime bool       // time_access_set: accepted, not kept
+}
+
+func init() {
+	decoders[opOpen] = decodeOpen
+	decoders[opClose] = func(d *dec) any { return closeArgs{seq: d.u32(), stateid: d.stateid()} }
+	decoders[opOpenDowngrade] = func(d *dec) any {
+		return downgradeArgs{stateid: d.stateid(), seq: d.u32(), access: d.u32(), deny: d.u32()}
+	}
+	decoders[opWrite] = func(d *dec) any {
+		return writeArgs{stateid: d.stateid(), offset: d.u64(), stable: d.u32(), data: d.opaque(maxRequest)}
+	}
+	decoders[opCommit] = func(d *dec) any { return commitArgs{offset: d.u64(), count: d.u32()} }
+	decoders[opCreate] = func(d *dec) any {
+		a := createArgs{ftype: d.u32()}
+		switch a.ftype {
+		case typeLnk:
+			a.target = d.opaque(4096)
+		case 3, 4: // block, character device: specdata4
+			d.u32()
+			d.u32()
+		}
+		a.name = d.opaque(maxName)
+		a.attrs = d.fattr()
+		return a
+	}
+	decoders[opRemove] = func(d *dec) any { return nameArgs{d.opaque(maxName)} }
+	decoders[opRename] = func(d *dec) any { return renameArgs{from: d.opaque(maxName), to: d.opaque(maxName)} }
+	decoders[opSetattr] = func(d *dec) any { return setattrArgs{stateid: d.stateid(), attrs: d.fattr()} }
+	decoders[opTestStateID] = func(d *dec) any {
+		var a stateidsArgs
+		for i, n := 0, d.count(maxOps, 16); i < n; i++ {
+			a.ids = append(a.ids, d.stateid())
+		}
+		return a
+	}
+	decoders[opFreeStateID] = func(d *dec) any { return stateidsArgs{ids: []stateid{d.stateid()}} }
+}
+
+func decodeOpen(d *dec) any {
+	a := openArgs{}
+	d.u32() // seqid: unused in 4.1
+	a.access, a.deny = d.u32(), d.u32()
+	a.clientID, a.owner = d.u64(), d.opaque(opaqueLimit)
+	if d.u32() == 1 { // OPEN4_CREATE
+		a.create = true
+		a.mode = d.u32()
+		switch a.mode {
+		case createUnchecked, createGuarded:
+			a.attrs = d.fattr()
+		case createExclusive:
+			copy(a.verifier[:], d.fixed(8))
+		case createExclusive41:
+			copy(a.verifier[:], d.fixed(8))
+			a.attrs = d.fattr()
+		default:
+			d.bad = true
+		}
+	}
+	a.claim = d.u32()
+	switch a.claim {
+	case claimNull, 3: // CLAIM_NULL, CLAIM_DELEGATE_PREV: a name
+		a.name = d.opaque(maxName)
+	case 1: // CLAIM_PREVIOUS: delegation type
+		d.u32()
+	case 2: // CLAIM_DELEGATE_CUR: stateid and name
+		d.stateid()
+		a.name = d.opaque(maxName)
+	case claimFH, 5:
+	case 6: // CLAIM_DELEG_CUR_FH
+		d.stateid()
+	default:
+		d.bad = true
+	}
+	return a
+}
+
+// fattr reads a fattr4 to set.
+func (d *dec) fattr() fattr {
+	f := fattr{mask: d.bitmap()}
+	v := &dec{b: d.opaque(maxRequest)}
+	for _, n := range f.mask.bits() {
+		switch n {
+		case attrSize:
+			s := v.u64()
+			f.size = &s
+		case attrMode:
+			m := v.u32()
+			f.mode = &m
+		case attrOwner, attrOwnerGroup:
+			s := v.opaque(opaqueLimit)
+			id, err := parseID(s)
+			if err != nil && f.bad == ok {
+				f.bad = errBadOwner
+			}
+			if n == attrOwner {
+				f.uid = &id
+			} else {
+				f.gid = &id
+			}
+		case attrTimeAccessSet, attrTimeModifySet:
+			var t time.Time
+			if v.u32() == 1 { // SET_TO_CLIENT_TIME4
+				sec, nsec := int64(v.u64()), v.u32()
+				if nsec >= 1e9 && f.bad == ok {
+					f.bad = errInval
+				}
+				t = time.Unix(sec, int64(nsec))
+			}
+			if n == attrTimeAccessSet {
+				f.atime = true
+			} else {
+				f.mtime = &t
+			}
+		default:
+			if f.bad == ok {
+				if supported.has(n) {
+					f.bad = errInval // read only
+				} else {
+					f.bad = errAttrNotSupp
+				}
+			}
+			v.bad = true // the rest cannot be read
+		}
+		if v.bad {
+			break
+		}
+	}
+	if v.bad && f.bad == ok {
+		f.bad = errBadXDR
+	}
+	return f
+}
+
+const errBadOwner = 10039
+
+// parseID reads an owner or group: a decimal id, or "id@domain".
+func parseID(b []byte) (uint32, error) {
+	s := string(b)
+	for i := range len(s) {
+		if s[i] == '@' {
+			s = s[:i]
+			break
+		}
+	}
+	var id uint64
+	if s == "" || len(s) > 10 {
+		return 0, errNotNumeric
+	}
+	for i := range len(s) {
+		if s[i] < '0' || s[i] > '9' {
+			return 0, errNotNumeric
+		}
+		id = id*10 + uint64(s[i]-'0')
+	}
+	if id > 1<<32-1 {
+		return 0, errNotNumeric
+	}
+	return uint32(id), nil
+}
+
+type idError struct{}
+
+func (idError) Error() string { return "nfs4: owner is not a numeric id" }
+
+var errNotNumeric = idError{}
+
+// fileKey names a file across shares: share id and inode.
+type fileKey struct {
+	share uint32
+	ino   uint64
+}
+
+// openState is an open of one file by one open owner.
+type openState struct {
+	other        [12]byte
+	seq          uint32
+	client       *client
+	owner        string
+	file         fileKey
+	access, deny uint32
+}
+
+func (o *openState) stateid() stateid { return stateid{seq: o.seq, other: o.other} }
+
+// opens is the server's open state (under Server.mu).
+type opens struct {
+	byOther map[[12]byte]*openState
+	byFile  map[fileKey][]*openState
+	last    uint64
+	// exclusive are the verifiers of files made by exclusive creates, so
+	// that a retry of one finds its file.
+	exclusive map[fileKey][8]byte
+}
+
+func (s *Server) newOther() [12]byte {
+	s.open.last++
+	var o [12]byte
+	binary.BigEndian.PutUint32(o[:], s.boot)
+	binary.BigEndian.PutUint64(o[4:], s.open.last)
+	return o
+}
+
+// dropOpens forgets a client's opens (under mu).
+func (s *Server) dropOpens(c *client) {
+	for _, o := range s.open.byOther {
+		if o.client == c {
+			s.removeOpen(o)
+		}
+	}
+}
+
+func (s *Server) removeOpen(o *openState) {
+	delete(s.open.byOther, o.other)
+	list := s.open.byFile[o.file]
+	for i, p := range list {
+		if p == o {
+			list = append(list[:i], list[i+1:]...)
+			break
+		}
+	}
+	if len(list) == 0 {
+		delete(s.open.byFile, o.file)
+	} else {
+		s.open.byFile[o.file] = list
+	}
+}
+
+// findState resolves a stateid of the current client: the special ones
+// give nil and ok.
+func (x *exec) findState(id stateid) (*openState, uint32) {
+	if id.special() {
+		return nil, ok
+	}
+	if id.seq == 1 && id.other == [12]byte{} { // the current stateid
+		if x.curState == nil {
+			return nil, errBadStateID
+		}
+		id = stateid{other: x.curState.other}
+	}
+	o := x.s.open.byOther[id.other]
+	switch {
+	case o == nil || x.sess == nil || o.client != x.sess.client:
+		return nil, errBadStateID
+	case id.seq != 0 && id.seq < o.seq:
+		return nil, errOldStateID
+	case id.seq > o.seq:
+		return nil, errBadStateID
+	}
+	return o, ok
+}
