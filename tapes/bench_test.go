@@ -54,7 +54,8 @@ func BenchmarkWrite256K(b *testing.B) {
 }
 
 // BenchmarkWriteBuffered writes records as a drive in buffered mode
-// does (acknowledged once queued in the upload buffer), with the
+// does (acknowledged once applied, durable once the index of their
+// segment is stored or the sync at the end logs them), with the
 // daemon's defaults (16 MiB segments, a 4 GiB upload buffer), and syncs
 // at the end as a filemark does.
 func BenchmarkWriteBuffered(b *testing.B) {
