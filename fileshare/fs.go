@@ -25,13 +25,6 @@ type cachedAttr struct {
 	at     time.Time
 }
 
-// cachedDir is a directory's listing: its names and what each is. The
-// share's own changes keep it whole, so a name it lacks does not exist.
-type cachedDir struct {
-	entries map[string]FileType
-	at      time.Time
-}
-
 // fresh says whether what was read from the store at at may be used.
 func (s *Share) fresh(at time.Time) bool {
 	return s.now().Sub(at) < s.m.opts.AttrTTL || s.m.storeAway()
@@ -104,7 +97,8 @@ func (s *Share) stat(ctx context.Context, p string) (Attr, error) {
 	s.attrMu.Lock()
 	c, ok := s.attrs[p]
 	ino, unborn := s.unborn[p]
-	absent := !ok && !unborn && s.unlisted(p)
+	lt, found, known := s.listedAs(p)
+	absent := !ok && !unborn && known && !found
 	s.attrMu.Unlock()
 	if unborn {
 		// Created, not yet uploaded: the store has no object yet; the
@@ -137,6 +131,11 @@ func (s *Share) stat(ctx context.Context, p string) (Attr, error) {
 	if absent {
 		// The parent's listing, kept whole, lacks the name.
 		return Attr{}, fmt.Errorf("%s: %w", p, ErrNotExist)
+	}
+	if !ok && !unborn && found && lt != 0 && lt != goneEntry {
+		// The parent's listing says what p is: one HEAD of its object or
+		// marker, not a listing to see whether a directory has keys.
+		return s.entryAttr(ctx, p, lt)
 	}
 	a, exists, err := s.statStore(ctx, p)
 	if err != nil {
@@ -241,15 +240,23 @@ func (s *Share) statMarker(ctx context.Context, p string) (Attr, error) {
 // unlisted says whether p's parent has a listing that may be used and
 // that lacks p's name. The caller holds attrMu.
 func (s *Share) unlisted(p string) bool {
+	_, found, known := s.listedAs(p)
+	return known && !found
+}
+
+// listedAs says what the listing of p's parent says of p, when the share
+// has one that may be used (known): whether it holds p's name, and as
+// what (0: not known). The caller holds attrMu.
+func (s *Share) listedAs(p string) (t FileType, found, known bool) {
 	if p == "" {
-		return false
+		return 0, false, false
 	}
-	d, ok := s.dirs[parentOf(p)]
-	if !ok || !s.fresh(d.at) {
-		return false
+	at, ok := s.dirs.at(parentOf(p))
+	if !ok || !s.fresh(at) {
+		return 0, false, false
 	}
-	_, listed := d.entries[baseName(p)]
-	return !listed
+	t, found = s.dirs.lookup(parentOf(p), baseName(p))
+	return t, found, true
 }
 
 // errRemoved stands for "not found" for an object removed whose delete in
@@ -269,21 +276,13 @@ func (s *Share) noteEntry(p string, t FileType, present bool) {
 	if p == "" {
 		return
 	}
-	d, ok := s.dirs[parentOf(p)]
-	if !ok {
-		return
-	}
-	if present {
-		d.entries[baseName(p)] = t
-	} else {
-		delete(d.entries, baseName(p))
-	}
+	s.dirs.note(parentOf(p), baseName(p), t, present)
 }
 
 // known records that the share made directory p itself: it is empty, a
 // listing the share keeps whole from then on.
 func (s *Share) known(p string) {
-	s.dirs[p] = cachedDir{entries: map[string]FileType{}, at: s.now()}
+	s.dirs.set(p, map[string]FileType{}, s.now())
 }
 
 func (s *Share) remember(p string, a Attr, exists bool) {
@@ -301,11 +300,7 @@ func (s *Share) invalidateTree(p string) {
 			delete(s.attrs, k)
 		}
 	}
-	for k := range s.dirs {
-		if k == p || strings.HasPrefix(k, p+"/") {
-			delete(s.dirs, k)
-		}
-	}
+	s.dirs.dropTree(p)
 	s.noteEntry(p, 0, false)
 	s.attrMu.Unlock()
 }
@@ -321,9 +316,9 @@ func (s *Share) Refresh(p string, recursive bool) error {
 	if !recursive {
 		s.attrMu.Lock()
 		delete(s.attrs, p)
-		delete(s.dirs, p)
+		s.dirs.drop(p)
 		if p != "" {
-			delete(s.dirs, parentOf(p))
+			s.dirs.drop(parentOf(p))
 		}
 		for k := range s.attrs {
 			if parentOf(k) == p && k != p {
@@ -335,7 +330,8 @@ func (s *Share) Refresh(p string, recursive bool) error {
 	}
 	if p == "" {
 		s.attrMu.Lock()
-		s.attrs, s.dirs = map[string]cachedAttr{}, map[string]cachedDir{}
+		s.attrs = map[string]cachedAttr{}
+		s.dirs.clear()
 		s.attrMu.Unlock()
 		return nil
 	}
@@ -432,11 +428,13 @@ var listedHook func()
 // not yet uploaded (type 0: their state says).
 func (s *Share) listing(ctx context.Context, p string) (map[string]FileType, error) {
 	s.attrMu.Lock()
-	if c, ok := s.dirs[p]; ok && s.fresh(c.at) {
-		defer s.attrMu.Unlock()
-		return s.names(p), nil
+	at, ok := s.dirs.at(p)
+	if ok && s.fresh(at) {
+		if names := s.names(p); names != nil {
+			s.attrMu.Unlock()
+			return names, nil
+		}
 	}
-	_, ok := s.dirs[p]
 	s.attrMu.Unlock()
 	prefix := s.key(p)
 	if p != "" {
@@ -475,8 +473,11 @@ func (s *Share) listing(ctx context.Context, p string) (map[string]FileType, err
 		if s.m.storeFailed(ctx, err) && ok {
 			// The store is away: what the share last knew.
 			s.attrMu.Lock()
-			defer s.attrMu.Unlock()
-			return s.names(p), nil
+			names := s.names(p)
+			s.attrMu.Unlock()
+			if names != nil {
+				return names, nil
+			}
 		}
 		return nil, err
 	}
@@ -505,33 +506,56 @@ func (s *Share) listing(ctx context.Context, p string) (map[string]FileType, err
 	for _, lp := range late {
 		removed[lp] = s.m.deleting(s.cfg.Name, s.key(lp))
 	}
-	s.attrMu.Lock()
-	for lp, t := range s.landed {
-		if _, ok := names[baseName(lp)]; !ok && parentOf(lp) == p && !removed[lp] {
-			names[baseName(lp)] = t
+	// The files that landed meanwhile join the listing, and the ones made
+	// in p not yet uploaded join what is returned, in one hold of attrMu.
+	var out map[string]FileType
+	put := func() {
+		for lp, t := range s.landed {
+			if _, ok := names[baseName(lp)]; !ok && parentOf(lp) == p && !removed[lp] {
+				s.dirs.note(p, baseName(lp), t, true)
+				names[baseName(lp)] = t
+			}
 		}
+		out = maps.Clone(names)
+		s.addUnborn(p, out)
 	}
-	s.dirs[p] = cachedDir{entries: names, at: s.now()}
+	if len(names) > bigListing {
+		// Too big to hold in memory: into the metadata store.
+		if err := s.dirs.keep(ctx, p, names, s.now(), put); err != nil {
+			return nil, err
+		}
+		return out, nil
+	}
+	s.attrMu.Lock()
 	defer s.attrMu.Unlock()
-	return s.names(p), nil
+	s.dirs.set(p, names, s.now())
+	put()
+	return out, nil
 }
 
 // names copies directory p's cached listing and adds the files made in p
 // not yet uploaded, in one hold of attrMu (the caller's). The end of a
 // file's first upload moves it from the second set to the first under
 // attrMu, so it is in one of them; read one after the other, the file
-// could end its upload between the two reads and be in neither.
+// could end its upload between the two reads and be in neither. Without
+// a listing (or one that cannot be read) it returns nil.
 func (s *Share) names(p string) map[string]FileType {
-	out := maps.Clone(s.dirs[p].entries)
+	out := s.dirs.names(p)
 	if out == nil {
-		out = map[string]FileType{}
+		return nil
 	}
+	s.addUnborn(p, out)
+	return out
+}
+
+// addUnborn adds to out the files made in p not yet uploaded (type 0:
+// their state says). The caller holds attrMu.
+func (s *Share) addUnborn(p string, out map[string]FileType) {
 	for up := range s.unborn {
 		if up != "" && parentOf(up) == p {
 			out[baseName(up)] = 0 // its type comes from its state
 		}
 	}
-	return out
 }
 
 // entryAttr returns the attributes of a listed entry, as stat does, asking
@@ -795,10 +819,9 @@ func (s *Share) checkEmpty(ctx context.Context, p string) error {
 		}
 		// The store is away: the listing the share keeps whole, if it has one.
 		s.attrMu.Lock()
-		d, ok := s.dirs[p]
-		n := len(d.entries)
+		n := s.dirs.count(p)
 		s.attrMu.Unlock()
-		if !ok {
+		if n < 0 {
 			return err
 		}
 		empty = n == 0

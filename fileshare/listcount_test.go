@@ -1,12 +1,14 @@
 package fileshare
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"testing"
 	"time"
 
 	"github.com/gatewayd/gatewayd/clock"
+	"github.com/gatewayd/gatewayd/meta"
 	metamem "github.com/gatewayd/gatewayd/meta/mem"
 	"github.com/gatewayd/gatewayd/objstore/faulty"
 	"github.com/gatewayd/gatewayd/objstore/mem"
@@ -86,4 +88,143 @@ func TestCreatesInAListedDirectoryDoNotListIt(t *testing.T) {
 	if lists != lists0 {
 		t.Errorf("%d creates in a listed directory of %d entries listed the store %d times, want 0", N, M, lists-lists0)
 	}
+
+	// A lookup of a name the listing lacks asks the store nothing.
+	lists0, heads0 = storeCalls(inj)
+	for i := range 100 {
+		if _, err := s.Stat(ctx, fmt.Sprintf("big/none%04d", i)); !isNotExist(err) {
+			t.Fatalf("lookup of a missing name: %v", err)
+		}
+	}
+	if lists, heads := storeCalls(inj); lists != lists0 || heads != heads0 {
+		t.Errorf("100 lookups of missing names: %d listings and %d stats of the store, want none", lists-lists0, heads-heads0)
+	}
+
+	// A restart keeps the listing: creates after it do not list either.
+	e.restart()
+	s = e.share("docs")
+	lists0, _ = storeCalls(inj)
+	for i := range 10 {
+		p := fmt.Sprintf("big/after%04d", i)
+		if _, err := s.Stat(ctx, p); !isNotExist(err) {
+			t.Fatalf("lookup of %s before its create, after a restart: %v", p, err)
+		}
+		must[Attr](t)(s.Create(ctx, p, 0o644, 0, 0, true))
+	}
+	if got := len(must[[]DirEntry](t)(s.ReadDir(ctx, "big"))); got != M+N-5+10 {
+		t.Fatalf("listing after a restart and 10 creates: %d entries, want %d", got, M+N-5+10)
+	}
+	if lists, _ := storeCalls(inj); lists != lists0 {
+		t.Errorf("creates in a listed directory after a restart listed the store %d times, want 0", lists-lists0)
+	}
+}
+
+// TestListingsBoundedAndKept: a listing over bigListing entries, and the
+// least recently used ones once memory holds more than maxListedInMemory
+// entries, go to the metadata store; lookups, creates, removes and
+// listings keep working from there without listing the store again, also
+// after a restart; a start after a crash (no clean stop) drops them.
+func TestListingsBoundedAndKept(t *testing.T) {
+	oldMax, oldBig := maxListedInMemory, bigListing
+	maxListedInMemory, bigListing = 400, 300
+	t.Cleanup(func() { maxListedInMemory, bigListing = oldMax, oldBig })
+	e, inj, _ := countedEnv(t)
+	ctx := context.Background()
+	must[Config](t)(e.m.Create(ctx, Config{Name: "docs"}))
+	s := e.share("docs")
+	// Made by another application: objects only.
+	put := func(key string) {
+		t.Helper()
+		if err := e.store.Put(ctx, key, bytes.NewReader(nil), 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const big, small, smalls = 1000, 50, 20
+	for i := range big {
+		put(fmt.Sprintf("docs/big/f%05d", i))
+	}
+	for d := range smalls {
+		for i := range small {
+			put(fmt.Sprintf("docs/s%02d/f%03d", d, i))
+		}
+	}
+	listAll := func(when string, wantLists int) {
+		t.Helper()
+		lists0, _ := storeCalls(inj)
+		if got := len(must[[]DirEntry](t)(s.ReadDir(ctx, ""))); got != 1+smalls {
+			t.Fatalf("%s: the root lists %d entries, want %d", when, got, 1+smalls)
+		}
+		if got := len(must[[]DirEntry](t)(s.ReadDir(ctx, "big"))); got != big {
+			t.Fatalf("%s: big lists %d entries, want %d", when, got, big)
+		}
+		for d := range smalls {
+			if got := len(must[[]DirEntry](t)(s.ReadDir(ctx, fmt.Sprintf("s%02d", d)))); got != small {
+				t.Fatalf("%s: s%02d lists %d entries, want %d", when, d, got, small)
+			}
+		}
+		if lists, _ := storeCalls(inj); lists-lists0 != wantLists {
+			t.Errorf("%s: %d listings of the store, want %d", when, lists-lists0, wantLists)
+		}
+	}
+	listAll("first listing", 2+smalls)
+	if err := s.dirs.save(ctx, false); err != nil { // as after an upload round
+		t.Fatal(err)
+	}
+	s.attrMu.Lock()
+	n, _, kept := s.dirs.n, len(s.dirs.mem), len(s.dirs.kept)
+	s.attrMu.Unlock()
+	if n > maxListedInMemory || kept < 2 {
+		t.Errorf("after saving: %d entries in memory (bound %d), %d listings in the metadata store", n, maxListedInMemory, kept)
+	}
+	listAll("listed again", 0)
+
+	// Changes in a kept listing.
+	lists0, heads0 := storeCalls(inj)
+	if _, err := s.Stat(ctx, "big/none"); !isNotExist(err) {
+		t.Fatalf("lookup of a missing name in a kept listing: %v", err)
+	}
+	if _, err := s.Stat(ctx, "big/f00007"); err != nil {
+		t.Fatalf("lookup of a listed name in a kept listing: %v", err)
+	}
+	must[Attr](t)(s.Create(ctx, "big/new", 0o644, 0, 0, true))
+	if err := s.Remove(ctx, "big/f00003"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Stat(ctx, "big/f00003"); !isNotExist(err) {
+		t.Fatalf("lookup of a removed name in a kept listing: %v", err)
+	}
+	names := map[string]bool{}
+	for _, de := range must[[]DirEntry](t)(s.ReadDir(ctx, "big")) {
+		names[de.Name] = true
+	}
+	if len(names) != big || !names["new"] || names["f00003"] {
+		t.Fatalf("kept listing after a create and a remove: %d names, new %v, f00003 %v", len(names), names["new"], names["f00003"])
+	}
+	if lists, heads := storeCalls(inj); lists != lists0 || heads-heads0 > 2 {
+		t.Errorf("changes in a kept listing: %d listings, %d stats of the store; want 0 and at most 2", lists-lists0, heads-heads0)
+	}
+	if err := e.m.Flush(ctx, ""); err != nil {
+		t.Fatal(err)
+	}
+
+	// A clean restart keeps every listing.
+	e.restart()
+	s = e.share("docs")
+	listAll("after a restart", 0)
+	lists0, _ = storeCalls(inj)
+	if _, err := s.Stat(ctx, "big/f00003"); !isNotExist(err) {
+		t.Fatalf("after a restart, lookup of a removed name: %v", err)
+	}
+	if lists, _ := storeCalls(inj); lists != lists0 {
+		t.Errorf("after a restart, a lookup listed the store")
+	}
+
+	// A crash: the listings may lack changes made before it; dropped.
+	e.close()
+	if err := e.md.Update(ctx, func(tx meta.Txn) error { return tx.Delete(listCleanKey("docs")) }); err != nil {
+		t.Fatal(err)
+	}
+	e.start()
+	s = e.share("docs")
+	listAll("after a crash", 2+smalls)
 }

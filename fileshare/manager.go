@@ -136,7 +136,7 @@ type Share struct {
 
 	attrMu sync.Mutex
 	attrs  map[string]cachedAttr // path -> attributes read from the store
-	dirs   map[string]cachedDir  // path -> listing
+	dirs   *dirCache             // path -> listing (listings.go)
 	etags  map[uint64]string     // inode -> ETag of the object its cached blocks came from
 	unborn map[string]uint64     // files created but not yet uploaded: no object yet
 	// listings counts listings of the store under way; landed holds the
@@ -185,6 +185,13 @@ func New(ctx context.Context, opts Options) (*Manager, error) {
 			if err := m.uploadDirTimes(ctx, ""); err != nil {
 				m.log.Warn("file shares: directory times", "err", err)
 			}
+			for _, c := range m.List() {
+				if s, err := m.Get(c.Name); err == nil {
+					if err := s.dirs.save(ctx, false); err != nil {
+						m.log.Warn("file shares: listings not saved", "share", c.Name, "err", err)
+					}
+				}
+			}
 		},
 	})
 	err := opts.Meta.View(ctx, func(tx meta.Txn) error {
@@ -204,6 +211,9 @@ func New(ctx context.Context, opts Options) (*Manager, error) {
 		if err := s.loadDirTimes(ctx); err != nil {
 			return nil, fmt.Errorf("file share %s: %w", s.cfg.Name, err)
 		}
+		if err := s.dirs.load(ctx); err != nil {
+			return nil, fmt.Errorf("file share %s: listings: %w", s.cfg.Name, err)
+		}
 	}
 	if err := m.j.Replay(ctx); err != nil {
 		m.j.Close()
@@ -219,9 +229,11 @@ func New(ctx context.Context, opts Options) (*Manager, error) {
 }
 
 func (m *Manager) newShare(c Config) *Share {
-	return &Share{m: m, cfg: c, byPath: map[string]uint64{}, byIno: map[uint64]string{},
-		attrs: map[string]cachedAttr{}, dirs: map[string]cachedDir{}, etags: map[uint64]string{}, unborn: map[string]uint64{},
+	s := &Share{m: m, cfg: c, byPath: map[string]uint64{}, byIno: map[uint64]string{},
+		attrs: map[string]cachedAttr{}, etags: map[uint64]string{}, unborn: map[string]uint64{},
 		landed: map[string]FileType{}, times: map[uint64]*dirTime{}}
+	s.dirs = newDirCache(s)
+	return s
 }
 
 // Create adds a share.
@@ -308,13 +320,18 @@ func (m *Manager) Delete(ctx context.Context, name string) error {
 	m.mu.Lock()
 	delete(m.shares, name)
 	m.mu.Unlock()
-	for _, prefix := range [][]byte{inoPrefix(name), pathPrefix(name), nextKey(name), dirTimesPrefix(name), shareKey(name)} {
+	s.attrMu.Lock()
+	s.dirs.clear()
+	s.dirs.stopped = true // nothing of it is saved again
+	s.attrMu.Unlock()
+	for _, prefix := range [][]byte{inoPrefix(name), pathPrefix(name), nextKey(name), dirTimesPrefix(name),
+		listHeadPrefix(name), listEntryPrefix(name), listCleanKey(name), shareKey(name)} {
 		if err := meta.DeletePrefix(ctx, m.opts.Meta, prefix); err != nil {
 			return err
 		}
 	}
 	s.attrMu.Lock()
-	s.attrs, s.dirs = map[string]cachedAttr{}, map[string]cachedDir{}
+	s.attrs = map[string]cachedAttr{}
 	s.attrMu.Unlock()
 	return m.opts.Cache.DropVolumes(func(v string) bool { return strings.HasPrefix(v, "fs~"+name+"~") })
 }
@@ -333,6 +350,10 @@ func (m *Manager) Close() error {
 			if s, err := m.Get(c.Name); err == nil {
 				if err := s.saveTimes(context.Background()); err != nil {
 					m.log.Warn("file shares: directory times not kept", "share", c.Name, "err", err)
+				}
+				// The listings, for the next start (listings.go).
+				if err := s.dirs.close(context.Background()); err != nil {
+					m.log.Warn("file shares: listings not kept", "share", c.Name, "err", err)
 				}
 			}
 		}

@@ -388,18 +388,19 @@ func (s *Share) knownTree(from, to string, storeErr error) ([]keyMove, error) {
 		if _, unborn := s.unborn[d]; !unborn {
 			keys = append(keys, keyMove{s.key(d) + "/", s.key(nd) + "/"}) // its marker, if it has one
 		}
-		c, ok := s.dirs[d]
-		if !ok {
+		listed := s.dirs.names(d)
+		if listed == nil {
 			return fmt.Errorf("rename %s, a directory with contents: the object store is unreachable and %s was never listed, so what it holds is not known; nothing changed: %w", from, d, storeErr)
 		}
-		names := s.names(d)
+		names := maps.Clone(listed)
+		s.addUnborn(d, names)
 		for _, name := range slices.Sorted(maps.Keys(names)) {
 			p, t := joinPath(d, name), names[name]
 			if t == 0 {
-				t = c.entries[name] // made here, not uploaded yet
+				t = listed[name] // made here, not uploaded yet
 			}
 			_, unborn := s.unborn[p]
-			_, listed := s.dirs[p]
+			_, listed := s.dirs.at(p)
 			switch {
 			case t == TypeDir || t == 0 && listed:
 				if err := walk(p); err != nil {
@@ -441,7 +442,7 @@ func (s *Share) moveCached(from, to string) {
 		return "", false
 	}
 	rekey(s.attrs, under)
-	rekey(s.dirs, under)
+	s.dirs.move(from, to)
 	rekey(s.unborn, under)
 }
 
