@@ -647,24 +647,34 @@ func (c *Cache) SnapshotPartial(key Key) ([]byte, []Extent, error) {
 	return data, written, err
 }
 
-// snapshot copies a chunk, and a partial entry's extents if partialOK
-// (else it refuses the entry).
-func (c *Cache) snapshot(key Key, partialOK bool) ([]byte, []Extent, uint64, error) {
+// rlockEntry returns key's entry with its mu read-locked, and its
+// generation, or nil when key is not cached.
+func (c *Cache) rlockEntry(key Key) (*entry, uint64) {
 	c.mu.Lock()
 	e := c.entries[key]
-	if e == nil {
-		c.mu.Unlock()
-		return nil, nil, 0, fmt.Errorf("cache: %v: %w", key, ErrNotCached)
-	}
 	c.mu.Unlock()
+	if e == nil {
+		return nil, 0
+	}
 	e.mu.RLock()
-	defer e.mu.RUnlock()
 	c.mu.Lock()
 	gen, current := e.gen, c.entries[key] == e
 	c.mu.Unlock()
 	if !current {
+		e.mu.RUnlock()
+		return nil, 0
+	}
+	return e, gen
+}
+
+// snapshot copies a chunk, and a partial entry's extents if partialOK
+// (else it refuses the entry).
+func (c *Cache) snapshot(key Key, partialOK bool) ([]byte, []Extent, uint64, error) {
+	e, gen := c.rlockEntry(key)
+	if e == nil {
 		return nil, nil, 0, fmt.Errorf("cache: %v: %w", key, ErrNotCached)
 	}
+	defer e.mu.RUnlock()
 	var written []Extent
 	if e.partial {
 		if !partialOK {
@@ -677,6 +687,37 @@ func (c *Cache) snapshot(key Key, partialOK bool) ([]byte, []Extent, uint64, err
 		return nil, nil, 0, err
 	}
 	return data, written, gen, nil
+}
+
+// ReadExtents returns the bytes of a cached chunk in each of xs, one
+// after the other in one buffer, and the entry's generation (for
+// MarkClean): what a patch of the chunk uploads. ok is false when the
+// chunk is not cached or, partial, does not hold all of xs.
+func (c *Cache) ReadExtents(key Key, xs []Extent) (data []byte, gen uint64, ok bool, err error) {
+	e, gen := c.rlockEntry(key)
+	if e == nil {
+		return nil, 0, false, nil
+	}
+	defer e.mu.RUnlock()
+	n := int64(0)
+	for _, x := range xs {
+		if x.Off < 0 || x.End > e.size || x.Off >= x.End {
+			return nil, 0, false, fmt.Errorf("cache: extent [%d,%d) outside chunk of %d bytes", x.Off, x.End, e.size)
+		}
+		if e.partial && !e.written.covers(x.Off, x.End) {
+			return nil, 0, false, nil
+		}
+		n += x.End - x.Off
+	}
+	data = make([]byte, n)
+	at := int64(0)
+	for _, x := range xs {
+		if err := c.readEntry(e, data[at:at+x.End-x.Off], x.Off); err != nil {
+			return nil, 0, false, err
+		}
+		at += x.End - x.Off
+	}
+	return data, gen, true, nil
 }
 
 // MarkClean marks key clean if no write changed it since generation gen.

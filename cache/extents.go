@@ -59,3 +59,7 @@ func (x extents) gaps(size int64) []Extent {
 
 // clone returns a copy of x that does not share its array.
 func (x extents) clone() []Extent { return append([]Extent(nil), x...) }
+
+// AddExtent returns x (sorted, neither overlapping nor touching, as the
+// cache keeps extents) with [off, end) added; x's array may be reused.
+func AddExtent(x []Extent, off, end int64) []Extent { return extents(x).add(off, end) }

@@ -66,6 +66,7 @@ const (
 	objectChunk    objectType = 1
 	objectMapPage  objectType = 2
 	objectManifest objectType = 3
+	objectPatch    objectType = 4
 )
 
 func (t objectType) String() string {
@@ -76,6 +77,8 @@ func (t objectType) String() string {
 		return "map page"
 	case objectManifest:
 		return "manifest"
+	case objectPatch:
+		return "patch"
 	}
 	return fmt.Sprintf("object type %d", byte(t))
 }

@@ -9,8 +9,9 @@ import (
 	"github.com/gatewayd/gatewayd/objstore"
 )
 
-// Garbage collection removes chunks and map pages that no manifest and no
-// live volume references.
+// Garbage collection removes chunks, map pages and patches that no manifest
+// and no live volume references. Manifests never name patches: a patch is
+// live only while a volume's chunk map (a root from ExtraRoots) names it.
 //
 // The rules that make it safe while snapshots are taken and volumes written
 // (docs/format.md, "Garbage collection"):
@@ -67,7 +68,7 @@ func CollectGarbage(ctx context.Context, store objstore.Store, codec *Codec, opt
 	}
 	st := GCStats{DryRun: opts.DryRun}
 	cands := map[ChunkID]candidate{}
-	for _, prefix := range []string{"chunks/", "maps/"} {
+	for _, prefix := range []string{"chunks/", "maps/", "patches/"} {
 		err := store.List(ctx, prefix, func(oi objstore.ObjectInfo) error {
 			id, err := ParseChunkID(path.Base(oi.Key))
 			if err != nil || oi.Key != objectKeyFor(prefix, id) {
@@ -174,8 +175,11 @@ func CollectGarbage(ctx context.Context, store objstore.Store, codec *Codec, opt
 }
 
 func objectKeyFor(prefix string, id ChunkID) string {
-	if prefix == "maps/" {
+	switch prefix {
+	case "maps/":
 		return PageKey(id)
+	case "patches/":
+		return PatchKey(id)
 	}
 	return id.ObjectKey()
 }

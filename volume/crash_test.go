@@ -40,7 +40,10 @@ type crashState struct {
 
 // openCrashState opens the on-disk gateway state in dir with the uploader
 // running fast, so kills land in every phase (appending, uploading, trimming).
-func openCrashState(t testing.TB, dir string) *crashState {
+func openCrashState(t testing.TB, dir string) *crashState { return openCrashStateWith(t, dir, nil) }
+
+// openCrashStateWith is openCrashState with options changed by set.
+func openCrashStateWith(t testing.TB, dir string, set func(*Options)) *crashState {
 	md, err := metabadger.Open(filepath.Join(dir, "meta"), nil)
 	if err != nil {
 		t.Fatal(err)
@@ -57,10 +60,14 @@ func openCrashState(t testing.TB, dir string) *crashState {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := New(context.Background(), Options{
+	o := Options{
 		Meta: md, Store: store, Codec: testCodec(t), Log: log, Cache: c,
 		DiskDir: filepath.Join(dir, "disks"), UploadInterval: 2 * time.Millisecond, SettleTime: time.Millisecond,
-	})
+	}
+	if set != nil {
+		set(&o)
+	}
+	m, err := New(context.Background(), o)
 	if err != nil {
 		t.Fatal(err)
 	}

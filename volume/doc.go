@@ -34,4 +34,19 @@
 // the log's replay writes the records again, which rebuilds them. A
 // snapshot's copy-on-write of a partial chunk keeps the bytes written and
 // the base's id, and merges them when the snapshot takes the chunk.
+//
+// Small writes upload small (patch.go, docs/format.md "Patch objects"). A
+// cached volume keeps, per chunk, the extents written since its last
+// upload (in memory; the replay rebuilds them). When they are small (at
+// most a quarter of the chunk, the patch list shorter than 8, all patches
+// at most half the chunk), the upload is a patch: those bytes, encrypted
+// and bound to the volume, chunk, base and position in the list; the map
+// entry becomes the base plus its patches. Otherwise the whole chunk goes
+// up and the entry is one chunk id again (compaction). Reads from the
+// store apply the patches over the base. Snapshots and recovery points
+// name whole chunks only: they compact patched chunks and record the
+// compaction in the map if the entry did not change. A patch or a
+// compacted chunk is put before the map names it, and an entry is only
+// ever replaced after comparing it in the same transaction; superseded
+// patches go with garbage collection, which marks what the maps name.
 package volume

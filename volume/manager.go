@@ -53,6 +53,10 @@ type Options struct {
 	HydrateParallel    int
 	HydrateBytesPerSec int64
 
+	// WholeChunkUploads turns patches off: every upload of a cached
+	// chunk is the whole chunk, however little of it changed (patch.go).
+	WholeChunkUploads bool
+
 	// GCInterval is how often garbage collection runs (0: never on its
 	// own); GCGrace keeps unreferenced objects younger than it.
 	GCInterval time.Duration
@@ -90,6 +94,9 @@ type Manager struct {
 	lastGC        time.Time  // uploader loop only
 
 	afterCapture func() // tests: runs between a snapshot's instant and its upload
+	// tests: run after a patch is put and before the map names it, and
+	// after a compaction is recorded in the map (patch.go)
+	afterPatchPut, afterCompaction func()
 
 	// healthMu orders the health reports of upload rounds and local disk
 	// failures (disk.go), so neither hides the other.

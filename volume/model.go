@@ -54,7 +54,8 @@ var (
 // Meta key layout.
 //
 //	vol/<id>                 JSON Info
-//	vmap/<id>/<index BE64>   32-byte chunk id of the uploaded chunk (absent: hole)
+//	vmap/<id>/<index BE64>   32-byte chunk id of the uploaded chunk (absent: hole),
+//	                         or a patched entry: base and patches (patch.go)
 //	vdirty/<id>/<index BE64> empty: stored-volume chunk changed, not yet uploaded
 //	vhyd/<id>/<index BE64>   empty: restored stored-volume chunk not yet on the disk
 //	snap/<snapshot id>       JSON SnapshotInfo
@@ -81,19 +82,19 @@ func indexFromKey(prefix, key []byte) (uint64, error) {
 	return binary.BigEndian.Uint64(key[len(prefix):]), nil
 }
 
-// iterateMap calls fn for each uploaded chunk of a volume, in index order.
-func iterateMap(tx meta.Txn, volumeID string, fn func(index uint64, id snapshots.ChunkID) error) error {
+// iterateMap calls fn for each map entry of a volume, in index order.
+func iterateMap(tx meta.Txn, volumeID string, fn func(index uint64, e chunkEntry) error) error {
 	prefix := mapPrefix(volumeID)
 	return tx.Iterate(prefix, func(k, val []byte) error {
 		index, err := indexFromKey(prefix, k)
 		if err != nil {
 			return err
 		}
-		id, err := parseChunkID(val)
+		e, err := parseEntry(val)
 		if err != nil {
 			return err
 		}
-		return fn(index, id)
+		return fn(index, e)
 	})
 }
 

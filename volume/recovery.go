@@ -64,9 +64,26 @@ func (v *Volume) writeRecoveryPoint(ctx context.Context) error {
 		return nil
 	}
 	// The map is read in one consistent view; pages go up as they fill,
-	// in index order, so memory holds one page at a time.
+	// in index order, so memory holds one page at a time. A patched chunk
+	// is compacted: the manifest names whole chunks only.
+	var compacted []compaction
 	err := m.opts.Meta.View(ctx, func(tx meta.Txn) error {
-		return iterateMap(tx, info.ID, func(index uint64, id snapshots.ChunkID) error {
+		return iterateMap(tx, info.ID, func(index uint64, e chunkEntry) error {
+			id := e.base
+			if !e.whole() {
+				for _, pid := range e.ids() {
+					pin.add(pid)
+				}
+				var hole bool
+				var err error
+				if id, hole, _, err = v.wholeChunk(ctx, index, e, pin); err != nil {
+					return err
+				}
+				compacted = append(compacted, compaction{index, e.encode(), id, hole})
+				if hole {
+					return nil
+				}
+			}
 			first := index - index%snapshots.PageEntries
 			if first != cur.First {
 				if err := flush(); err != nil {
@@ -101,7 +118,22 @@ func (v *Volume) writeRecoveryPoint(ctx context.Context) error {
 	}
 	v.rpPages = pages
 	v.lastRecoveryPoint.Store(created.UnixNano())
+	// The map keeps the compacted chunks, so the next recovery point does
+	// not compact them again; the patches become garbage.
+	for _, c := range compacted {
+		if err := v.commitCompaction(ctx, c.index, c.raw, c.id, c.hole); err != nil {
+			return fmt.Errorf("volume %s: record compacted chunk %d: %w", info.Name, c.index, err)
+		}
+	}
 	return nil
+}
+
+// compaction is a patched map entry (raw) uploaded whole as id.
+type compaction struct {
+	index uint64
+	raw   []byte
+	id    snapshots.ChunkID
+	hole  bool
 }
 
 // ReadRecoveryPoint reads a volume's latest recovery point from the object

@@ -34,6 +34,10 @@ type cowState struct {
 	// where written: their bases are fetched when the chunk is taken.
 	partial map[uint64]partialCopy
 	pin     *pinSet // the snapshot's: holds the bases of partial copies
+	// patched are the chunks whose map entry at the instant has patches
+	// and that were not changed since their upload: the snapshot compacts
+	// them from that entry (pinned), so a write meanwhile copies nothing.
+	patched map[uint64]chunkEntry
 
 	baseChunks int // chunks in the unexpanded base pages the snapshot names
 }
@@ -170,11 +174,21 @@ func (v *Volume) capture(ctx context.Context, pin *pinSet) (Info, snapshots.Chun
 	defer v.mu.Unlock()
 	info := v.info
 	ids := snapshots.ChunkMap{}
-	cow := &cowState{frozen: map[uint64]bool{}, saved: map[uint64][]byte{}, partial: map[uint64]partialCopy{}, pin: pin}
+	cow := &cowState{frozen: map[uint64]bool{}, saved: map[uint64][]byte{}, partial: map[uint64]partialCopy{}, pin: pin,
+		patched: map[uint64]chunkEntry{}}
 	// One view for the map and the dirty set: an upload commits both at once.
 	err := v.m.opts.Meta.View(ctx, func(tx meta.Txn) error {
-		err := iterateMap(tx, info.ID, func(index uint64, id snapshots.ChunkID) error {
-			ids[index] = id
+		err := iterateMap(tx, info.ID, func(index uint64, e chunkEntry) error {
+			if !e.whole() {
+				// A patched chunk: compacted when the snapshot takes
+				// it, from what it names now (pinned: kept by GC).
+				cow.patched[index] = e
+				for _, id := range e.ids() {
+					pin.add(id)
+				}
+				return nil
+			}
+			ids[index] = e.base
 			return nil
 		})
 		if err != nil || info.Kind != Stored {
@@ -207,6 +221,9 @@ func (v *Volume) capture(ctx context.Context, pin *pinSet) (Info, snapshots.Chun
 	}
 	for i := range v.gens {
 		cow.frozen[i] = true
+	}
+	for i := range cow.frozen {
+		delete(cow.patched, i) // changed since: taken as frozen chunks are
 	}
 	v.cow = cow
 	for _, id := range ids {
@@ -243,7 +260,9 @@ func (v *Volume) beforeChange(ctx context.Context, index uint64) error {
 		return fmt.Errorf("volume %s: keep chunk %d for a snapshot: %w", v.info.Name, index, err)
 	}
 	if pc != nil && !pc.hole {
-		c.pin.add(pc.base) // before the upload of the change replaces it in the map
+		for _, id := range pc.base.ids() {
+			c.pin.add(id) // before the upload of the change replaces it in the map
+		}
 	}
 	v.mu.Lock()
 	if v.cow == c {
@@ -280,8 +299,11 @@ func (v *Volume) currentChunk(ctx context.Context, index uint64) ([]byte, error)
 // written since is uploaded from the copy kept aside.
 func (v *Volume) takeFrozen(ctx context.Context, cow *cowState, ids snapshots.ChunkMap, pin *pinSet, si *SnapshotInfo) error {
 	v.mu.Lock()
-	work := make([]uint64, 0, len(cow.frozen))
+	work := make([]uint64, 0, len(cow.frozen)+len(cow.patched))
 	for i := range cow.frozen {
+		work = append(work, i)
+	}
+	for i := range cow.patched {
 		work = append(work, i)
 	}
 	v.mu.Unlock()
@@ -339,7 +361,13 @@ func (v *Volume) takeOne(ctx context.Context, cow *cowState, pin *pinSet, index 
 	if index*uint64(v.info.ChunkSize) >= uint64(v.Size()) {
 		return id, true, 0, nil
 	}
-	put, err = v.uploadChunk(ctx, index)
+	v.mu.Lock()
+	e, patched := cow.patched[index]
+	v.mu.Unlock()
+	if patched {
+		return v.takeEntry(ctx, index, e.encode(), pin, 0)
+	}
+	put, err = v.uploadChunk(ctx, index, true)
 	if err != nil {
 		return id, false, 0, err
 	}
@@ -374,8 +402,7 @@ func (v *Volume) takeOne(ctx context.Context, cow *cowState, pin *pinSet, index 
 		if err != nil {
 			return id, false, put, err
 		}
-		id, err = parseChunkID(raw)
-		return id, false, put, err
+		return v.takeEntry(ctx, index, raw, pin, put)
 	}
 	unlock()
 	if err == nil && partial {
@@ -398,6 +425,27 @@ func (v *Volume) takeOne(ctx context.Context, cow *cowState, pin *pinSet, index 
 	v.m.counters.bytesUploaded.Add(uint64(len(blob)))
 	v.m.counters.chunksUp.Add(1)
 	return id, false, put + int64(len(blob)), nil
+}
+
+// takeEntry returns the whole chunk a map entry names for a snapshot: a
+// patched one is compacted (uploaded merged, and recorded in the map if
+// the entry did not change meanwhile).
+func (v *Volume) takeEntry(ctx context.Context, index uint64, raw []byte, pin *pinSet, put int64) (snapshots.ChunkID, bool, int64, error) {
+	e, err := parseEntry(raw)
+	if err != nil {
+		return snapshots.ChunkID{}, false, put, err
+	}
+	if e.whole() {
+		return e.base, false, put, nil
+	}
+	for _, id := range e.ids() {
+		pin.add(id)
+	}
+	id, hole, n, err := v.wholeChunk(ctx, index, e, pin)
+	if err == nil {
+		err = v.commitCompaction(ctx, index, raw, id, hole)
+	}
+	return id, hole, put + n, err
 }
 
 func (m *Manager) putSnapshotInfo(ctx context.Context, si SnapshotInfo) error {
@@ -554,11 +602,13 @@ func (m *Manager) GCRoots(ctx context.Context) (snapshots.Roots, error) {
 	}
 	err := m.opts.Meta.View(ctx, func(tx meta.Txn) error {
 		return tx.Iterate([]byte("vmap/"), func(k, val []byte) error {
-			id, err := parseChunkID(val)
+			e, err := parseEntry(val)
 			if err != nil {
 				return fmt.Errorf("%w (key %q)", err, strings.ToValidUTF8(string(k), "?"))
 			}
-			roots.Chunks[id] = true
+			for _, id := range e.ids() {
+				roots.Chunks[id] = true // a patched chunk's base and patches
+			}
 			return nil
 		})
 	})

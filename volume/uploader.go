@@ -28,6 +28,7 @@ type counters struct {
 	bytesDownloaded, chunksDown atomic.Uint64
 	uploadErrors                atomic.Uint64
 	chunksHydrated              atomic.Uint64
+	patchesUp, compactions      atomic.Uint64
 	localWriteErrors            atomic.Uint64
 }
 
@@ -125,7 +126,7 @@ func (c journalClient) Upload(ctx context.Context, u uploadbuffer.Unit) (int64, 
 	if c.m.byID(j.v.info.ID) != j.v {
 		return 0, nil // deleted since it was listed
 	}
-	n, err := j.v.uploadChunk(ctx, j.index)
+	n, err := j.v.uploadChunk(ctx, j.index, false)
 	if err != nil {
 		j.v.uploadErrors.Add(1)
 		c.m.counters.uploadErrors.Add(1)
@@ -231,7 +232,9 @@ func (v *Volume) chunkData(ctx context.Context, index uint64) (data []byte, gen 
 
 // uploadChunk uploads one chunk and, if no write changed it meanwhile,
 // records it in the chunk map and releases it. It returns the bytes it put.
-func (v *Volume) uploadChunk(ctx context.Context, index uint64) (int64, error) {
+// A cached chunk with small changes goes up as a patch (patch.go), unless
+// whole is set.
+func (v *Volume) uploadChunk(ctx context.Context, index uint64, whole bool) (int64, error) {
 	m := v.m
 	for {
 		v.mu.Lock()
@@ -253,6 +256,11 @@ func (v *Volume) uploadChunk(ctx context.Context, index uint64) (int64, error) {
 		case <-busy:
 		case <-ctx.Done():
 			return 0, ctx.Err()
+		}
+	}
+	if !whole {
+		if put, done, err := v.uploadPatch(ctx, index); done || err != nil {
+			return put, err
 		}
 	}
 	if err := v.mergeBase(ctx, index); err != nil {
@@ -314,26 +322,7 @@ func (v *Volume) uploadChunk(ctx context.Context, index uint64) (int64, error) {
 	if err != nil {
 		return put, fmt.Errorf("volume %s: record chunk %d: %w", v.info.Name, index, err)
 	}
-	if v.info.Kind == Cached {
-		// Before the chunk stops being pending, which lets the log be
-		// trimmed past its writes: MarkClean writes the bytes the cache
-		// kept in the log into the chunk file first.
-		if hole {
-			// Nothing to keep: a hole reads as zeroes from the map.
-			_ = m.opts.Cache.Drop(cache.Key{Volume: v.info.ID, Index: index})
-		} else if _, err := m.opts.Cache.MarkClean(cache.Key{Volume: v.info.ID, Index: index}, cacheGen); err != nil {
-			// The chunk is in the store and the cache dropped it: the
-			// failing disk only shows in health.
-			_ = v.cacheFailed(index, err)
-		}
-	}
-	v.mu.Lock()
-	delete(v.gens, index)
-	if v.info.Kind == Cached {
-		delete(v.pending, index)
-	}
-	v.mu.Unlock()
-	v.lastUpload.Store(m.opts.Clock.Now().UnixNano())
+	v.uploaded(index, cacheGen, hole)
 	return put, nil
 }
 
@@ -427,6 +416,7 @@ func (v *Volume) dirtySet(ctx context.Context) ([]uint64, error) {
 type ManagerStats struct {
 	Writes, BytesWritten              uint64
 	BytesUploaded, ChunksUploaded     uint64
+	PatchesUploaded, Compactions      uint64 // patch objects put; patched chunks uploaded whole by snapshots and recovery points
 	BytesDownloaded, ChunksDownloaded uint64
 	UploadErrors                      uint64
 	LocalWriteErrors                  uint64 // failed writes and syncs of stored volumes' disks and the cache
@@ -439,6 +429,7 @@ func (m *Manager) Stats() ManagerStats {
 	return ManagerStats{
 		Writes: m.counters.writes.Load(), BytesWritten: m.counters.bytesWritten.Load(),
 		BytesUploaded: m.counters.bytesUploaded.Load(), ChunksUploaded: m.counters.chunksUp.Load(),
+		PatchesUploaded: m.counters.patchesUp.Load(), Compactions: m.counters.compactions.Load(),
 		BytesDownloaded: m.counters.bytesDownloaded.Load(), ChunksDownloaded: m.counters.chunksDown.Load(),
 		UploadErrors: m.counters.uploadErrors.Load(), LocalWriteErrors: m.counters.localWriteErrors.Load(),
 		LogUsed: m.opts.Log.Used(), LogCapacity: m.opts.Log.Capacity(),

@@ -35,6 +35,9 @@ type Volume struct {
 	info    Info
 	pending map[uint64]pendingChunk // chunks whose log records are still needed
 	gens    map[uint64]uint64       // write generation of chunks not yet uploaded
+	// dirty are the byte ranges of cached chunks written since their
+	// last upload (patch.go). Not stored: a replay rebuilds them.
+	dirty   map[uint64][]cache.Extent
 	nextGen uint64
 
 	// writeCache mirrors info.WriteCache for the write path, which reads
@@ -83,7 +86,7 @@ type pendingChunk struct {
 }
 
 func (m *Manager) openVolume(info Info) (*Volume, error) {
-	v := &Volume{m: m, info: info, pending: map[uint64]pendingChunk{}, gens: map[uint64]uint64{}, gone: make(chan struct{}),
+	v := &Volume{m: m, info: info, pending: map[uint64]pendingChunk{}, gens: map[uint64]uint64{}, dirty: map[uint64][]cache.Extent{}, gone: make(chan struct{}),
 		uploading: map[uint64]chan struct{}{}}
 	v.writeCache.Store(info.WriteCache)
 	if info.Kind == Stored {
@@ -304,7 +307,7 @@ func (v *Volume) cachedChunk(ctx context.Context, index uint64) ([]byte, error) 
 // the chunk, not in the latency of the write that made the copy.
 type partialCopy struct {
 	written []cache.Extent
-	base    snapshots.ChunkID
+	base    chunkEntry
 	hole    bool // the base is zeroes
 }
 
@@ -322,7 +325,7 @@ func (v *Volume) keepChunk(ctx context.Context, index uint64) (data []byte, pc *
 			}
 			pc = &partialCopy{written: written, hole: raw == nil}
 			if raw != nil {
-				if pc.base, err = parseChunkID(raw); err != nil {
+				if pc.base, err = parseEntry(raw); err != nil {
 					return nil, nil, err
 				}
 			}
@@ -341,7 +344,7 @@ func (v *Volume) complete(ctx context.Context, index uint64, data []byte, pc par
 	if pc.hole {
 		return data, nil // zeroes around the writes already
 	}
-	base, err := v.fetchChunk(ctx, index, pc.base[:])
+	base, err := v.readEntry(ctx, index, pc.base)
 	if err != nil {
 		return nil, err
 	}
@@ -378,25 +381,14 @@ func (v *Volume) mapEntry(ctx context.Context, index uint64) ([]byte, error) {
 	return raw, err
 }
 
-// fetchChunk reads and decodes the chunk a map entry names.
+// fetchChunk reads the chunk a map entry names: its chunk, or its base
+// with its patches applied.
 func (v *Volume) fetchChunk(ctx context.Context, index uint64, raw []byte) ([]byte, error) {
-	id, err := parseChunkID(raw)
-	if err != nil {
-		return nil, err
-	}
-	blob, err := objstoreGetAll(ctx, v.m, id)
+	e, err := parseEntry(raw)
 	if err != nil {
 		return nil, fmt.Errorf("volume %s chunk %d: %w", v.info.Name, index, err)
 	}
-	data, err := v.m.opts.Codec.Decode(id, blob)
-	if err != nil {
-		return nil, fmt.Errorf("volume %s chunk %d: %w", v.info.Name, index, err)
-	}
-	if len(data) != v.info.ChunkSize {
-		// Short chunks are not written; pad defensively for the last chunk.
-		data = append(data, make([]byte, v.info.ChunkSize-len(data))...)
-	}
-	return data, nil
+	return v.readEntry(ctx, index, e)
 }
 
 // WriteAt writes p at off. It returns once the write is durable, or, with
@@ -488,6 +480,9 @@ func (v *Volume) applyWrite(ctx context.Context, lsn uploadbuffer.LSN, p []byte,
 			} else {
 				src := cache.Source{R: v.m.j.Log(), LSN: lsn, Off: dataOff + bufOff}
 				err = v.m.opts.Cache.WriteLogged(ctx, key, v.info.ChunkSize, piece, chunkOff, nil, src)
+			}
+			if err == nil {
+				v.addDirty(index, chunkOff, chunkOff+length)
 			}
 		}
 		if err != nil {
@@ -608,6 +603,7 @@ func (v *Volume) applyUnmap(ctx context.Context, lsn uploadbuffer.LSN, off, n in
 		v.mu.Lock()
 		delete(v.pending, index)
 		delete(v.gens, index) // an upload in flight for it will find its generation gone
+		delete(v.dirty, index)
 		v.mu.Unlock()
 		return nil
 	})
