@@ -230,8 +230,19 @@ func (s *Share) saveInodesLocked(ctx context.Context) error {
 	}
 	sort.Slice(all, func(i, j int) bool { return all[i].ino < all[j].ino })
 	for len(all) > 0 {
-		batch := all[:min(len(all), meta.MaxTxnWrites/2-1)]
-		all = all[len(batch):]
+		// As many as one transaction takes: two writes each, and the
+		// next number.
+		n, size := 0, len(nextKey(s.cfg.Name))+8
+		for n < len(all) && n < meta.MaxTxnWrites/2-1 {
+			e := all[n]
+			size += len(pathKey(s.cfg.Name, e.path)) + 8 + len(inoKey(s.cfg.Name, e.ino)) + len(e.path)
+			if size > meta.MaxTxnBytes && n > 0 {
+				break
+			}
+			n++
+		}
+		batch := all[:n]
+		all = all[n:]
 		next := s.newIno.next
 		if len(all) > 0 {
 			next = all[0].ino

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -410,5 +411,37 @@ func TestNewRecordRoundTrip(t *testing.T) {
 	bad[2+4+8+20] = 9 // no such kind
 	if _, err := decodeRecord(bad); err == nil {
 		t.Error("a new record of kind 9 decodes")
+	}
+}
+
+// The inodes of many new files with long paths reach the table in as many
+// transactions as their size needs, and their records are then released.
+func TestManyLongPathInodesSaved(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	must[Config](t)(e.m.Create(ctx, Config{Name: "docs"}))
+	s := e.share("docs")
+	dir := ""
+	for i := range 4 {
+		dir = joinPath(dir, strings.Repeat(string(rune('a'+i)), 240))
+		must[Attr](t)(s.Mkdir(ctx, dir, 0o755, 0, 0))
+	}
+	const n = 1500 // about 3 MiB of table entries: more than one transaction
+	inos := make([]uint64, n)
+	for i := range n {
+		inos[i] = must[Attr](t)(s.Create(ctx, joinPath(dir, fmt.Sprintf("file-%014d", i)), 0o644, 0, 0, true)).Ino
+	}
+	if err := s.saveInodes(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := s.needs(); ok {
+		t.Fatal("records of creations still needed after the inodes were saved")
+	}
+	e.restart()
+	s = e.share("docs")
+	for i, ino := range inos {
+		if p, err := s.PathOf(ctx, ino); err != nil || p != joinPath(dir, fmt.Sprintf("file-%014d", i)) {
+			t.Fatalf("inode %d after a restart: %q, %v", ino, p, err)
+		}
 	}
 }
