@@ -13,7 +13,9 @@
 //     gwd-type=symlink; hard links and special files are refused.
 //
 // Every file and directory has a number (its inode) kept in meta, so NFS
-// file handles stay valid across restarts and renames.
+// file handles stay valid across restarts and renames. A new one's number
+// is in its creation's log record and reaches meta with those of the other
+// paths made since, at the next upload round (inodes.go).
 //
 // Writes: a write (and the creation of a file, directory or symbolic
 // link) is appended to the share upload buffer log (durable, group
