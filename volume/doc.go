@@ -41,8 +41,10 @@
 // most a quarter of the chunk, the patch list shorter than 8, all patches
 // at most half the chunk), the upload is a patch: those bytes, encrypted
 // and bound to the volume, chunk, base and position in the list; the map
-// entry becomes the base plus its patches. Otherwise the whole chunk goes
-// up and the entry is one chunk id again (compaction). Reads from the
+// entry becomes the base plus its patches. A full list is merged with the
+// new writes into one patch over the same base while that patch stays
+// within half the chunk; otherwise the whole chunk goes up and the entry
+// is one chunk id again (compaction). Reads from the
 // store apply the patches over the base. Snapshots and recovery points
 // name whole chunks only: they compact patched chunks and record the
 // compaction in the map if the entry did not change. A patch or a

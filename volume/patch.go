@@ -18,11 +18,12 @@ import (
 // extents, snapshots.Patch) instead of the whole chunk, and its map entry
 // becomes a patched entry: the base (the chunk id of the last whole
 // upload, or a hole) and the list of patches over it, in order. A read
-// from the store fetches the base and applies the patches. When the
-// changes are large, or the list is long, the uploader uploads the whole
-// chunk again (compaction) and the entry becomes a plain chunk id; the
-// superseded patches are garbage once no map names them, and garbage
-// collection removes them.
+// from the store fetches the base and applies the patches. When the list
+// is long (or its bytes many), the uploader merges it and the new writes
+// into one patch over the same base; when the changes are large, or the
+// merged patch would be, it uploads the whole chunk again (compaction) and
+// the entry becomes a plain chunk id. Superseded patches are garbage once
+// no map names them, and garbage collection removes them.
 //
 // Snapshots and recovery points name whole chunks only, as they did before
 // patches: they compact a patched chunk (fetch base and patches, upload the
@@ -41,10 +42,14 @@ const (
 	// patchMaxFraction: a chunk whose dirty bytes exceed 1/patchMaxFraction
 	// of the chunk goes up whole.
 	patchMaxFraction = 4
-	// maxPatches is the longest patch list; the next upload compacts.
+	// maxPatches is the longest patch list (a read from the store fetches
+	// the base and every patch); the next upload merges the list and the
+	// new writes into one patch.
 	maxPatches = 8
 	// patchBudgetFraction: when the patches of a chunk, with the new one,
-	// would exceed 1/patchBudgetFraction of the chunk, the upload compacts.
+	// would exceed 1/patchBudgetFraction of the chunk, the upload merges
+	// them into one patch; when that one would too, the whole chunk goes
+	// up (compaction).
 	patchBudgetFraction = 2
 )
 
@@ -158,19 +163,60 @@ func (v *Volume) readEntry(ctx context.Context, index uint64, e chunkEntry) ([]b
 			data = append(data, make([]byte, v.info.ChunkSize-len(data))...)
 		}
 	}
-	for seq, p := range e.patches {
-		blob, err := objstore.GetAll(ctx, v.m.opts.Store, snapshots.PatchKey(p.id))
+	for seq := range e.patches {
+		pt, err := v.readPatch(ctx, index, e, seq)
 		if err != nil {
-			return nil, fmt.Errorf("volume %s chunk %d: patch %d: %w", v.info.Name, index, seq, err)
-		}
-		v.m.counters.bytesDownloaded.Add(uint64(len(blob)))
-		pt, err := v.m.opts.Codec.OpenPatch(p.id, blob, v.target(index, e, seq))
-		if err != nil {
-			return nil, fmt.Errorf("volume %s chunk %d: %w", v.info.Name, index, err)
+			return nil, err
 		}
 		pt.Apply(data)
 	}
 	return data, nil
+}
+
+// readPatch reads and opens patch number seq of a map entry.
+func (v *Volume) readPatch(ctx context.Context, index uint64, e chunkEntry, seq int) (snapshots.Patch, error) {
+	id := e.patches[seq].id
+	blob, err := objstore.GetAll(ctx, v.m.opts.Store, snapshots.PatchKey(id))
+	if err != nil {
+		return snapshots.Patch{}, fmt.Errorf("volume %s chunk %d: patch %d: %w", v.info.Name, index, seq, err)
+	}
+	v.m.counters.bytesDownloaded.Add(uint64(len(blob)))
+	p, err := v.m.opts.Codec.OpenPatch(id, blob, v.target(index, e, seq))
+	if err != nil {
+		return p, fmt.Errorf("volume %s chunk %d: %w", v.info.Name, index, err)
+	}
+	return p, nil
+}
+
+// mergePatches returns the extents of one patch equal to e's patches
+// followed by the new writes (dirty, their bytes one after the other in
+// data), and its size in bytes: what replaces a full patch list.
+func (v *Volume) mergePatches(ctx context.Context, index uint64, e chunkEntry, dirty []cache.Extent, data []byte) ([]snapshots.PatchExtent, int64, error) {
+	buf := make([]byte, v.info.ChunkSize)
+	var xs []cache.Extent
+	for seq := range e.patches {
+		p, err := v.readPatch(ctx, index, e, seq)
+		if err != nil {
+			return nil, 0, err
+		}
+		p.Apply(buf)
+		for _, x := range p.Extents {
+			xs = cache.AddExtent(xs, int64(x.Off), int64(x.Off+len(x.Data)))
+		}
+	}
+	for _, x := range dirty { // newest last: they win
+		l := x.End - x.Off
+		copy(buf[x.Off:x.End], data[:l])
+		data = data[l:]
+		xs = cache.AddExtent(xs, x.Off, x.End)
+	}
+	out := make([]snapshots.PatchExtent, 0, len(xs))
+	size := int64(0)
+	for _, x := range xs {
+		out = append(out, snapshots.PatchExtent{Off: int(x.Off), Data: buf[x.Off:x.End]})
+		size += x.End - x.Off
+	}
+	return out, size, nil
 }
 
 // uploadPatch uploads the dirty extents of a cached chunk as a patch and
@@ -216,20 +262,31 @@ func (v *Volume) uploadPatch(ctx context.Context, index uint64) (put int64, done
 	for _, x := range dirty {
 		n += x.End - x.Off
 	}
-	if n == 0 || n*patchMaxFraction > cs || len(e.patches) >= maxPatches || (e.patchBytes()+n)*patchBudgetFraction > cs {
+	if n == 0 || n*patchMaxFraction > cs {
 		unlock()
 		return 0, false, nil
 	}
+	// A full list, or one past its budget, is merged with the new writes
+	// into one patch over the same base, if that patch fits the budget.
+	merge := len(e.patches) >= maxPatches || (e.patchBytes()+n)*patchBudgetFraction > cs
 	data, cacheGen, ok, err := m.opts.Cache.ReadExtents(key, dirty)
 	unlock()
 	if err != nil || !ok {
 		return 0, false, err
 	}
 	p := snapshots.Patch{Target: v.target(index, e, len(e.patches))}
-	for _, x := range dirty {
-		l := x.End - x.Off
-		p.Extents = append(p.Extents, snapshots.PatchExtent{Off: int(x.Off), Data: data[:l]})
-		data = data[l:]
+	if merge {
+		var size int64
+		if p.Extents, size, err = v.mergePatches(ctx, index, e, dirty, data); err != nil || size*patchBudgetFraction > cs {
+			return 0, false, err // too much changed: the whole chunk goes up
+		}
+		p.Target.Seq, n = 0, size
+	} else {
+		for _, x := range dirty {
+			l := x.End - x.Off
+			p.Extents = append(p.Extents, snapshots.PatchExtent{Off: int(x.Off), Data: data[:l]})
+			data = data[l:]
+		}
 	}
 	id, blob, err := m.opts.Codec.SealPatch(p)
 	if err != nil {
@@ -255,6 +312,10 @@ func (v *Volume) uploadPatch(ctx context.Context, index uint64) (put int64, done
 	v.mu.Unlock()
 	if current != gen {
 		return put, true, nil // written again since: the newer data goes up next round
+	}
+	if merge {
+		e.patches = nil // the merged patch replaces them
+		m.counters.patchMerges.Add(1)
 	}
 	e.patches = append(e.patches, patchRef{id: id, size: uint32(n)})
 	ok, err = v.casEntry(ctx, index, raw, e.encode())

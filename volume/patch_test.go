@@ -34,8 +34,10 @@ type putFigures struct {
 	written, put, rpPut int64
 }
 
-func measureSmallWrites(t *testing.T, whole, fresh bool) putFigures {
-	const size, chunk, rounds, perRound = 32 << 20, 1 << 20, 8, 16
+// measureSmallWrites: hot writes the same blocks every round instead of
+// random ones.
+func measureSmallWrites(t *testing.T, whole, fresh, hot bool, rounds int) putFigures {
+	const size, chunk, perRound = 32 << 20, 1 << 20, 16
 	e := newEnv(t, 256<<20, 256<<20)
 	cs := &countingStore{Store: e.store}
 	e.store = cs
@@ -53,8 +55,21 @@ func measureSmallWrites(t *testing.T, whole, fresh bool) putFigures {
 	before := cs.put.Load()
 	r := rand.New(rand.NewPCG(22, 22))
 	var f putFigures
+	hotBlocks := rand.New(rand.NewPCG(23, 23))
 	for range rounds {
-		scatter(t, v, r, model, perRound)
+		if hot {
+			*hotBlocks = *rand.New(rand.NewPCG(23, 23)) // the same offsets every round
+			for range perRound {
+				off := int64(hotBlocks.IntN(size/4096)) * 4096
+				data := pattern(r.Uint64(), 4096)
+				if err := v.WriteAt(context.Background(), data, off); err != nil {
+					t.Fatal(err)
+				}
+				copy(model[off:], data)
+			}
+		} else {
+			scatter(t, v, r, model, perRound)
+		}
 		f.written += perRound * 4096
 		if err := e.m.Drain(context.Background()); err != nil {
 			t.Fatal(err)
@@ -79,20 +94,29 @@ func measureSmallWrites(t *testing.T, whole, fresh bool) putFigures {
 // is a whole chunk, and about one with patches.
 func TestSmallWritesUploadSmall(t *testing.T) {
 	for _, c := range []struct {
-		name         string
-		whole, fresh bool
-		min, max     float64
+		name              string
+		whole, fresh, hot bool
+		rounds            int
+		min, max          float64
 	}{
-		{"whole-chunks", true, false, 200, 300},
-		{"patches", false, false, 1, 1.5},
-		{"whole-chunks-fresh-volume", true, true, 200, 300},
-		{"patches-fresh-volume", false, true, 1, 1.5},
+		{"whole-chunks", true, false, false, 8, 150, 300},
+		{"patches", false, false, false, 8, 1, 1.5},
+		{"whole-chunks-fresh-volume", true, true, false, 8, 150, 300},
+		{"patches-fresh-volume", false, true, false, 8, 1, 1.5},
+		// Past the patch list's length: merged patches.
+		{"whole-chunks-40-rounds", true, false, false, 40, 150, 300},
+		{"patches-40-rounds", false, false, false, 40, 1, 4},
+		{"whole-chunks-same-blocks-40-rounds", true, false, true, 40, 150, 300},
+		{"patches-same-blocks-40-rounds", false, false, true, 40, 1, 2},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			f := measureSmallWrites(t, c.whole, c.fresh)
+			if c.whole && c.rounds > 8 && testing.Short() {
+				t.Skip("the whole-chunk figure is the same as over 8 rounds")
+			}
+			f := measureSmallWrites(t, c.whole, c.fresh, c.hot, c.rounds)
 			ratio := float64(f.put) / float64(f.written)
-			t.Logf("%s: %d bytes written in 4 KiB writes over 8 upload rounds, %d bytes PUT: %.2f per byte written; the recovery point after them put %d more (%.1f per byte written)",
-				c.name, f.written, f.put, ratio, f.rpPut, float64(f.rpPut)/float64(f.written))
+			t.Logf("%s: %d bytes written in 4 KiB writes over %d upload rounds, %d bytes PUT: %.2f per byte written; the recovery point after them put %d more (%.1f per byte written)",
+				c.name, f.written, c.rounds, f.put, ratio, f.rpPut, float64(f.rpPut)/float64(f.written))
 			if ratio < c.min || ratio > c.max {
 				t.Errorf("%.2f bytes PUT per byte written, want %.0f to %.1f", ratio, c.min, c.max)
 			}
@@ -132,8 +156,8 @@ func TestPatchedChunksCompactAndRestore(t *testing.T) {
 	// maxPatches, and reads from the store see every write.
 	r := rand.New(rand.NewPCG(32, 32))
 	for round := range 3 * maxPatches {
-		off := int64(chunk) + int64(r.IntN(chunk/4096))*4096
-		data := pattern(r.Uint64(), 4096)
+		off := int64(chunk) + int64(r.IntN(chunk/4096-1))*4096
+		data := pattern(r.Uint64(), 8192)
 		if err := v.WriteAt(ctx, data, off); err != nil {
 			t.Fatal(err)
 		}
@@ -150,8 +174,8 @@ func TestPatchedChunksCompactAndRestore(t *testing.T) {
 		}
 		mustEqual(t, "chunk from the store", got, model[chunk:2*chunk])
 	}
-	if st := e.m.Stats(); st.PatchesUploaded == 0 || st.ChunksUploaded <= size/chunk {
-		t.Fatalf("no patches or no compaction: %+v", st)
+	if st := e.m.Stats(); st.PatchesUploaded == 0 || st.PatchMerges == 0 || st.ChunksUploaded <= size/chunk {
+		t.Fatalf("no patches, no merged patch or no compaction: %+v", st)
 	}
 	// Leave chunks 1 and 3 patched, and one written (pending) at the snapshot.
 	for _, off := range []int64{chunk + 8192, 3*chunk + 4096} {

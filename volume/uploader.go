@@ -29,6 +29,7 @@ type counters struct {
 	uploadErrors                atomic.Uint64
 	chunksHydrated              atomic.Uint64
 	patchesUp, compactions      atomic.Uint64
+	patchMerges                 atomic.Uint64
 	localWriteErrors            atomic.Uint64
 }
 
@@ -417,6 +418,7 @@ type ManagerStats struct {
 	Writes, BytesWritten              uint64
 	BytesUploaded, ChunksUploaded     uint64
 	PatchesUploaded, Compactions      uint64 // patch objects put; patched chunks uploaded whole by snapshots and recovery points
+	PatchMerges                       uint64 // patch lists merged into one patch
 	BytesDownloaded, ChunksDownloaded uint64
 	UploadErrors                      uint64
 	LocalWriteErrors                  uint64 // failed writes and syncs of stored volumes' disks and the cache
@@ -429,7 +431,7 @@ func (m *Manager) Stats() ManagerStats {
 	return ManagerStats{
 		Writes: m.counters.writes.Load(), BytesWritten: m.counters.bytesWritten.Load(),
 		BytesUploaded: m.counters.bytesUploaded.Load(), ChunksUploaded: m.counters.chunksUp.Load(),
-		PatchesUploaded: m.counters.patchesUp.Load(), Compactions: m.counters.compactions.Load(),
+		PatchesUploaded: m.counters.patchesUp.Load(), Compactions: m.counters.compactions.Load(), PatchMerges: m.counters.patchMerges.Load(),
 		BytesDownloaded: m.counters.bytesDownloaded.Load(), ChunksDownloaded: m.counters.chunksDown.Load(),
 		UploadErrors: m.counters.uploadErrors.Load(), LocalWriteErrors: m.counters.localWriteErrors.Load(),
 		LogUsed: m.opts.Log.Used(), LogCapacity: m.opts.Log.Capacity(),
