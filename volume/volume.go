@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/gatewayd/gatewayd/cache"
+	"github.com/gatewayd/gatewayd/errkind"
 	"github.com/gatewayd/gatewayd/internal/diskclaim"
 	"github.com/gatewayd/gatewayd/meta"
 	"github.com/gatewayd/gatewayd/snapshots"
@@ -227,7 +228,9 @@ func (v *Volume) cacheFailed(index uint64, err error) error {
 // of the chunk), the base is fetched again. While the map entry stays, it
 // is the base of whatever the cache holds of the chunk: writes change the
 // cache, and only an upload of the merged chunk or an unmap, both under
-// the chunk lock, change the map.
+// the chunk lock, change the map's content (a compaction by a snapshot or
+// a recovery point replaces a patched entry by a chunk of the same
+// content, without the lock).
 func (v *Volume) withBase(ctx context.Context, index uint64, use func(base []byte) error) error {
 	if err := v.expandPageOf(ctx, index); err != nil {
 		return err
@@ -240,13 +243,28 @@ func (v *Volume) withBase(ctx context.Context, index uint64, use func(base []byt
 			return err
 		}
 		var base []byte
+		var ferr error
 		if raw != nil {
-			if base, err = v.fetchChunk(ctx, index, raw); err != nil {
-				return err
+			base, ferr = v.fetchChunk(ctx, index, raw)
+			if ferr != nil && !errkind.IsNotFound(ferr) {
+				return ferr
 			}
 		}
 		unlock = v.locks.lock(index)
 		now, err := v.mapEntry(ctx, index)
+		if ferr != nil {
+			// An object of an entry replaced meanwhile (a compaction's
+			// patches, an older chunk) may be collected: look again. Of
+			// the current entry, it is missing.
+			unlock()
+			if err == nil && bytes.Equal(now, raw) {
+				return ferr
+			}
+			if err != nil {
+				return err
+			}
+			continue
+		}
 		if err == nil && bytes.Equal(now, raw) {
 			err = use(base)
 			unlock()
