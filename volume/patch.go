@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/gatewayd/gatewayd/cache"
 	"github.com/gatewayd/gatewayd/errkind"
@@ -147,6 +149,15 @@ func (v *Volume) target(index uint64, e chunkEntry, seq int) snapshots.PatchTarg
 // readEntry reads and assembles the chunk a map entry names: its base
 // (zeroes for a hole) with its patches applied.
 func (v *Volume) readEntry(ctx context.Context, index uint64, e chunkEntry) ([]byte, error) {
+	// The patches are fetched while the base is.
+	var patches []snapshots.Patch
+	var perr error
+	fetched := make(chan struct{})
+	go func() {
+		defer close(fetched)
+		patches, perr = v.readPatches(ctx, index, e)
+	}()
+	defer func() { <-fetched }()
 	var data []byte
 	if e.baseHole {
 		data = make([]byte, v.info.ChunkSize)
@@ -163,14 +174,30 @@ func (v *Volume) readEntry(ctx context.Context, index uint64, e chunkEntry) ([]b
 			data = append(data, make([]byte, v.info.ChunkSize-len(data))...)
 		}
 	}
-	for seq := range e.patches {
-		pt, err := v.readPatch(ctx, index, e, seq)
-		if err != nil {
-			return nil, err
-		}
-		pt.Apply(data)
+	<-fetched
+	if perr != nil {
+		return nil, perr
+	}
+	for _, p := range patches {
+		p.Apply(data)
 	}
 	return data, nil
+}
+
+// readPatches reads and opens the patches of a map entry, all at once.
+func (v *Volume) readPatches(ctx context.Context, index uint64, e chunkEntry) ([]snapshots.Patch, error) {
+	out := make([]snapshots.Patch, len(e.patches))
+	errs := make([]error, len(e.patches))
+	var wg sync.WaitGroup
+	for seq := range e.patches {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			out[seq], errs[seq] = v.readPatch(ctx, index, e, seq)
+		}()
+	}
+	wg.Wait()
+	return out, errors.Join(errs...)
 }
 
 // readPatch reads and opens patch number seq of a map entry.
@@ -194,11 +221,11 @@ func (v *Volume) readPatch(ctx context.Context, index uint64, e chunkEntry, seq 
 func (v *Volume) mergePatches(ctx context.Context, index uint64, e chunkEntry, dirty []cache.Extent, data []byte) ([]snapshots.PatchExtent, int64, error) {
 	buf := make([]byte, v.info.ChunkSize)
 	var xs []cache.Extent
-	for seq := range e.patches {
-		p, err := v.readPatch(ctx, index, e, seq)
-		if err != nil {
-			return nil, 0, err
-		}
+	patches, err := v.readPatches(ctx, index, e)
+	if err != nil {
+		return nil, 0, err
+	}
+	for _, p := range patches {
 		p.Apply(buf)
 		for _, x := range p.Extents {
 			xs = cache.AddExtent(xs, int64(x.Off), int64(x.Off+len(x.Data)))
