@@ -42,10 +42,10 @@ type object struct {
 // fileOp runs an operation on files.
 func (x *exec) fileOp(o op) uint32 {
 	switch o.code {
-	case opPutRootFH, opPutPubFH, opPutFH, opLookup, opLookupP, opRestoreFH, opCreate:
+	case opPutRootFH, opPutPubFH, opPutFH, opLookup, opLookupP, opCreate:
 		// A new current file: the current stateid is no more (RFC 8881
 		// section 16.2.3.1.2).
-		x.curState = nil
+		x.curState, x.curLock = nil, nil
 	}
 	switch o.code {
 	case opPutRootFH, opPutPubFH:
@@ -58,12 +58,14 @@ func (x *exec) fileOp(o op) uint32 {
 			return errNoFileHandle
 		}
 		x.saved = x.cur
+		x.savedState, x.savedLock = x.curState, x.curLock
 		return ok
 	case opRestoreFH:
 		if x.saved == nil {
 			return errRestoreFH
 		}
 		x.cur = x.saved
+		x.curState, x.curLock = x.savedState, x.savedLock
 		return ok
 	}
 	if st, handled := x.writeOp(o); handled {
@@ -94,6 +96,8 @@ func (x *exec) fileOp(o op) uint32 {
 		return x.secinfo(o.args.(nameArgs).name)
 	case opSecinfoNoName:
 		return x.secinfoNoName(o.args.(secinfoNoArg).style)
+	case opVerify, opNVerify:
+		return x.verify(o.args.(verifyArgs), o.code == opVerify)
 	}
 	return errNotSupp
 }
@@ -332,14 +336,9 @@ func (x *exec) read(a readArgs) uint32 {
 	if st := x.checkIO(a.stateid, false); st != ok {
 		return st
 	}
-	o, st := x.stat(x.cur)
-	switch {
-	case st != ok:
+	o, st := x.regularFile()
+	if st != ok {
 		return st
-	case o.attr.Type == fileshare.TypeDir:
-		return errIsDir
-	case o.attr.Type != fileshare.TypeFile:
-		return errInval
 	}
 	n := int64(min(a.count, maxIO))
 	if x.sess != nil {
@@ -371,6 +370,21 @@ func (x *exec) read(a readArgs) uint32 {
 	x.out.b = x.out.b[:len(x.out.b)+got]
 	x.out.b = append(x.out.b, make([]byte, (4-got%4)%4)...)
 	return ok
+}
+
+// regularFile reads the current file's attributes and checks that it is a
+// regular file (NFS4ERR_ISDIR for a directory, NFS4ERR_INVAL for others).
+func (x *exec) regularFile() (object, uint32) {
+	o, st := x.stat(x.cur)
+	switch {
+	case st != ok:
+		return o, st
+	case o.attr.Type == fileshare.TypeDir:
+		return o, errIsDir
+	case o.attr.Type != fileshare.TypeFile:
+		return o, errInval
+	}
+	return o, ok
 }
 
 // special says whether a stateid is the anonymous one (all zeros) or the
@@ -519,6 +533,51 @@ func (x *exec) secinfoList() {
 	x.out.u32(2)
 	x.out.u32(authSys)
 	x.out.u32(authNone)
+}
+
+const (
+	opNVerify = 17
+	opVerify  = 37
+	errSame   = 10009
+)
+
+type verifyArgs struct {
+	mask bitmap
+	vals []byte
+}
+
+func init() {
+	dv := func(d *dec) any { return verifyArgs{mask: d.bitmap(), vals: d.opaque(maxRequest)} }
+	decoders[opVerify], decoders[opNVerify] = dv, dv
+}
+
+// verify serves VERIFY (same: the attributes given are the file's) and
+// NVERIFY (not the same).
+func (x *exec) verify(a verifyArgs, same bool) uint32 {
+	for _, n := range a.mask.bits() {
+		switch {
+		case n == attrRdattrError || n == attrTimeAccessSet || n == attrTimeModifySet:
+			return errInval
+		case !supported.has(n):
+			return errAttrNotSupp
+		}
+	}
+	o, st := x.stat(x.cur)
+	if st != ok {
+		return st
+	}
+	var e enc
+	x.s.encodeAttrs(&e, a.mask, o)
+	d := &dec{b: e.b}
+	d.bitmap()
+	equal := bytes.Equal(d.opaque(maxRequest), a.vals)
+	switch {
+	case same && !equal:
+		return errNotSame
+	case !same && equal:
+		return errSame
+	}
+	return ok
 }
 
 // owner strings are numeric ids, which Linux clients take as they are.

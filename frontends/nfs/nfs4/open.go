@@ -53,8 +53,9 @@ const (
 	createExclusive   = 2
 	createExclusive41 = 3
 
-	claimNull = 0
-	claimFH   = 4
+	claimNull     = 0
+	claimPrevious = 1
+	claimFH       = 4
 )
 
 type openArgs struct {
@@ -299,6 +300,7 @@ type openState struct {
 	owner        string
 	file         fileKey
 	access, deny uint32
+	locks        []*lockState // its lock owners' locks
 }
 
 func (o *openState) stateid() stateid { return stateid{seq: o.seq, other: o.other} }
@@ -307,6 +309,7 @@ func (o *openState) stateid() stateid { return stateid{seq: o.seq, other: o.othe
 type opens struct {
 	byOther map[[12]byte]*openState
 	byFile  map[fileKey][]*openState
+	locks   map[[12]byte]*lockState
 	last    uint64
 	// exclusive are the verifiers of files made by exclusive creates, so
 	// that a retry of one finds its file.
@@ -332,6 +335,9 @@ func (s *Server) dropOpens(c *client) {
 
 func (s *Server) removeOpen(o *openState) {
 	delete(s.open.byOther, o.other)
+	for _, l := range o.locks {
+		delete(s.open.locks, l.other)
+	}
 	list := s.open.byFile[o.file]
 	for i, p := range list {
 		if p == o {
@@ -353,10 +359,21 @@ func (x *exec) findState(id stateid) (*openState, uint32) {
 		return nil, ok
 	}
 	if id.seq == 1 && id.other == [12]byte{} { // the current stateid
-		if x.curState == nil {
+		switch {
+		case x.curState != nil:
+			id = stateid{other: x.curState.other}
+		case x.curLock != nil:
+			id = stateid{other: x.curLock.other}
+		default:
 			return nil, errBadStateID
 		}
-		id = stateid{other: x.curState.other}
+	}
+	if _, isLock := x.s.open.locks[id.other]; isLock {
+		l, st := x.findLock(id)
+		if st != ok {
+			return nil, st
+		}
+		return l.open, ok
 	}
 	o := x.s.open.byOther[id.other]
 	switch {

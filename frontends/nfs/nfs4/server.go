@@ -104,7 +104,8 @@ func New(shares *fileshare.Manager, handles Handles, logger *slog.Logger, opts O
 		boot: binary.BigEndian.Uint32(b[:]), started: opts.Now(),
 		owner:   []byte("gatewayd:" + host),
 		clients: map[uint64]*client{}, owners: map[string]*owner{}, sessions: map[sessionID]*session{},
-		open: opens{byOther: map[[12]byte]*openState{}, byFile: map[fileKey][]*openState{}, exclusive: map[fileKey][8]byte{}}}
+		open: opens{byOther: map[[12]byte]*openState{}, byFile: map[fileKey][]*openState{},
+			locks: map[[12]byte]*lockState{}, exclusive: map[fileKey][8]byte{}}}
 	return s
 }
 
@@ -174,9 +175,13 @@ type exec struct {
 	opIndex   int // the operation running
 	// keepBody: the operation's result has a body also when it fails.
 	keepBody bool
-	curState *openState // the current stateid's open
-	out      enc        // the results
-	n        uint32
+	curState *openState // the current stateid's open, or
+	curLock  *lockState // its lock stateid
+	// The saved file handle's stateid (SAVEFH, RESTOREFH).
+	savedState *openState
+	savedLock  *lockState
+	out        enc // the results
+	n          uint32
 }
 
 // sessionless are the operations a COMPOUND may carry without SEQUENCE,

@@ -17,7 +17,8 @@ func (x *exec) writeOp(o op) (st uint32, handled bool) {
 		return x.testStateIDs(o.args.(stateidsArgs)), true
 	case opFreeStateID:
 		return x.freeStateID(o.args.(stateidsArgs).ids[0]), true
-	case opOpen, opClose, opOpenDowngrade, opWrite, opCommit, opSetattr, opCreate, opRemove, opRename:
+	case opOpen, opClose, opOpenDowngrade, opWrite, opCommit, opSetattr, opCreate, opRemove, opRename,
+		opLock, opLockT, opLockU:
 	default:
 		return 0, false
 	}
@@ -37,6 +38,12 @@ func (x *exec) writeOp(o op) (st uint32, handled bool) {
 		return x.commit(), true
 	case opSetattr:
 		return x.setattr(o.args.(setattrArgs)), true
+	case opLock:
+		return x.lock(o.args.(lockArgs)), true
+	case opLockT:
+		return x.lockT(o.args.(locktArgs)), true
+	case opLockU:
+		return x.lockU(o.args.(lockuArgs)), true
 	}
 	// The namespace operations: the current file is a directory of a
 	// writable share.
@@ -126,8 +133,10 @@ func (x *exec) openFile(a openArgs) uint32 {
 		if st != ok {
 			return st
 		}
+	case claimPrevious:
+		return errNoGrace // no state survives a restart yet: nothing to reclaim
 	default:
-		return errNotSupp // reclaims and delegations: none yet
+		return errNotSupp // delegations: none yet
 	}
 	o, st := x.stat(f)
 	switch {
@@ -314,8 +323,13 @@ func (x *exec) closeFile(a closeArgs) uint32 {
 	switch {
 	case st != ok:
 		return st
-	case o == nil:
+	case o == nil || s.open.locks[a.stateid.other] != nil:
 		return errBadStateID
+	}
+	for _, l := range o.locks {
+		if len(l.ranges) > 0 {
+			return errLocksHeld
+		}
 	}
 	s.removeOpen(o)
 	x.curState = nil
@@ -369,14 +383,10 @@ func (x *exec) write(a writeArgs) uint32 {
 	if st := x.checkIO(a.stateid, true); st != ok {
 		return st
 	}
-	o, st := x.stat(x.cur)
-	switch {
-	case st != ok:
+	if _, st := x.regularFile(); st != ok {
 		return st
-	case o.attr.Type == fileshare.TypeDir:
-		return errIsDir
-	case o.attr.Type != fileshare.TypeFile:
-		return errInval
+	}
+	switch {
 	case x.cur.share.Config().ReadOnly:
 		return errROFS
 	case a.offset > fileshare.MaxFileSize || a.offset+uint64(len(a.data)) > fileshare.MaxFileSize:
@@ -399,14 +409,8 @@ func (x *exec) write(a writeArgs) uint32 {
 }
 
 func (x *exec) commit() uint32 {
-	o, st := x.stat(x.cur)
-	switch {
-	case st != ok:
+	if _, st := x.regularFile(); st != ok {
 		return st
-	case o.attr.Type == fileshare.TypeDir:
-		return errIsDir
-	case o.attr.Type != fileshare.TypeFile:
-		return errInval
 	}
 	if !x.cur.share.Config().ReadOnly {
 		if err := x.cur.share.Sync(x.ctx); err != nil {
@@ -595,5 +599,16 @@ func (x *exec) freeStateID(id stateid) uint32 {
 	case o == nil:
 		return errBadStateID
 	}
-	return errLocksHeld
+	l := s.open.locks[id.other]
+	if l == nil || len(l.ranges) > 0 {
+		return errLocksHeld // an open is freed by CLOSE, a lock stateid once it holds nothing
+	}
+	delete(s.open.locks, l.other)
+	for i, p := range o.locks {
+		if p == l {
+			o.locks = append(o.locks[:i], o.locks[i+1:]...)
+			break
+		}
+	}
+	return ok
 }
