@@ -114,7 +114,8 @@ func tornRec(rnd *rand.Rand) []byte {
 // way: every record acknowledged durable (its Append returned, or a Sync
 // or Flush covering it did) survives with its bytes, the log always
 // opens, and what it replays past them is records as they were appended,
-// in a gapless run. The log then goes on, and loses power again.
+// in a gapless run, each also read back by ReadRecord. The log then goes
+// on, and loses power again.
 func TestTornCrashKeepsDurableRecords(t *testing.T) {
 	seeds := 40
 	if testing.Short() {
@@ -143,6 +144,7 @@ func TestTornCrashKeepsDurableRecords(t *testing.T) {
 					t.Fatalf("%s: record %d replayed with other bytes", what, lsn)
 				}
 			}
+			checkRead(t, l, got) // through the offset index Open rebuilt
 			if l.NextLSN() < durable {
 				t.Fatalf("%s: NextLSN %d below the durable %d", what, l.NextLSN(), durable)
 			}
