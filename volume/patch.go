@@ -462,6 +462,16 @@ func (v *Volume) addDirty(index uint64, off, end int64) {
 		return
 	}
 	v.mu.Lock()
-	v.dirty[index] = cache.AddExtent(v.dirty[index], off, end)
+	x := cache.AddExtent(v.dirty[index], off, end)
+	if len(x) > maxDirtyExtents {
+		// Bounded memory: one extent over them all. More than was
+		// written goes up (the chunk's current bytes, so nothing wrong),
+		// or, partly cached, the whole chunk does.
+		x = append(x[:0], cache.Extent{Off: x[0].Off, End: x[len(x)-1].End})
+	}
+	v.dirty[index] = x
 	v.mu.Unlock()
 }
+
+// maxDirtyExtents bounds the extents kept per chunk.
+const maxDirtyExtents = 256

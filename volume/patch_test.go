@@ -414,3 +414,40 @@ func TestGCAndPatches(t *testing.T) {
 	e.restart()
 	mustEqual(t, "after compaction and garbage collection", readAll(t, e.vol("g"), 1<<20), model)
 }
+
+// Many small writes scattered over one chunk keep a bounded list of dirty
+// extents, and the chunk still uploads and reads back right.
+func TestDirtyExtentsBounded(t *testing.T) {
+	const size, chunk = 1 << 20, 1 << 20
+	ctx := context.Background()
+	e := newEnv(t, 64<<20, 64<<20)
+	e.start()
+	v := e.create("d", Cached, size, chunk)
+	model := pattern(61, size)
+	writeAll(t, v, model, 1<<20)
+	if err := e.m.Drain(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2 * maxDirtyExtents {
+		off := int64(i) * 512 // 16 bytes every 512: at most 1/32 of the span changes
+		data := pattern(uint64(i), 16)
+		if err := v.WriteAt(ctx, data, off); err != nil {
+			t.Fatal(err)
+		}
+		copy(model[off:], data)
+	}
+	v.mu.Lock()
+	n := len(v.dirty[0])
+	v.mu.Unlock()
+	if n > maxDirtyExtents {
+		t.Fatalf("%d dirty extents kept", n)
+	}
+	if err := e.m.Drain(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if ent := entryOf(t, v, 0); len(ent.patches) != 1 {
+		t.Fatalf("entry with %d patches, want 1", len(ent.patches))
+	}
+	e.restart()
+	mustEqual(t, "from the store", readAll(t, e.vol("d"), 1<<20), model)
+}
