@@ -69,12 +69,40 @@ func Mount(share *fileshare.Share, dir string, logger *slog.Logger) (*View, erro
 		GID:             share.Config().GID,
 		Logger:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
-	srv, err := fs.Mount(dir, root, opts)
+	raw := &tracedFS{RawFileSystem: fs.NewNodeFS(root, opts), log: logger, debug: logger.Enabled(context.Background(), slog.LevelDebug)}
+	srv, err := fuse.NewServer(raw, dir, &opts.MountOptions)
+	if err == nil {
+		go srv.Serve()
+		err = srv.WaitMount()
+	}
 	if err != nil {
 		return nil, fmt.Errorf("share %s: FUSE mount on %s: %w", share.Config().Name, dir, err)
 	}
 	closeFuseOnExec()
 	return &View{share: share, dir: dir, server: srv}, nil
+}
+
+// tracedFS logs the directory reads the kernel asks of the view: a read
+// that fails as a warning (smbd takes it for the end of the directory and
+// ends the search there), and at debug level every read: the directory,
+// the handle, the offset asked for, the offset reached (entries given)
+// and the status. With smbd's own directory calls (strace) it shows what
+// each read returned.
+type tracedFS struct {
+	fuse.RawFileSystem
+	log   *slog.Logger
+	debug bool
+}
+
+func (t *tracedFS) ReadDir(cancel <-chan struct{}, in *fuse.ReadIn, out *fuse.DirEntryList) fuse.Status {
+	st := t.RawFileSystem.ReadDir(cancel, in, out)
+	switch {
+	case !st.Ok():
+		t.log.Warn("view: a directory read failed", "node", in.NodeId, "fh", in.Fh, "offset", in.Offset, "status", st)
+	case t.debug:
+		t.log.Debug("view: readdir", "node", in.NodeId, "fh", in.Fh, "offset", in.Offset, "size", in.Size, "reached", out.Offset)
+	}
+	return st
 }
 
 // closeFuseOnExec marks this process's /dev/fuse descriptors close-on-exec.
@@ -232,16 +260,33 @@ func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs
 	a, err := n.share.Stat(ctx, n.child(name))
 	if err != nil {
 		// smbd leaves out of a listing a listed name it cannot look up.
-		n.log.Debug("view: lookup failed", "path", n.child(name), "err", err)
+		n.logFailure("view: lookup failed", n.child(name), err)
 		return nil, errno(err)
 	}
+	if old := n.GetChild(name); old != nil && (old.Mode() != typeBits(a.Type) || old.StableAttr().Ino != a.Ino) {
+		n.log.Debug("view: lookup changed node", "path", n.child(name), "was", old.Mode(), "now", typeBits(a.Type), "ino", old.StableAttr().Ino, "newino", a.Ino)
+	}
 	return n.newChild(ctx, a, out), 0
+}
+
+// logFailure logs a failed lookup or getattr: at debug level when the
+// path does not exist or cannot (smbd looks for every name before it
+// makes it, and clients try names no file can have), as a warning when
+// the gateway failed (smbd leaves a name it cannot look up out of a
+// search without a word).
+func (n *node) logFailure(msg, p string, err error) {
+	switch e := errno(err); e {
+	case syscall.ENOENT, syscall.ENOTDIR, syscall.ENAMETOOLONG, syscall.EINVAL:
+		n.log.Debug(msg, "path", p, "errno", e, "err", err)
+	default:
+		n.log.Warn(msg, "path", p, "errno", e, "err", err)
+	}
 }
 
 func (n *node) Getattr(ctx context.Context, _ fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
 	a, err := n.share.Stat(ctx, n.path())
 	if err != nil {
-		n.log.Debug("view: getattr failed", "path", n.path(), "err", err)
+		n.logFailure("view: getattr failed", n.path(), err)
 		return errno(err)
 	}
 	fillAttr(a, &out.Attr)
@@ -393,6 +438,7 @@ func (d *dirHandle) Readdirent(ctx context.Context) (*fuse.DirEntry, syscall.Err
 // the handle has.
 func (d *dirHandle) Seekdir(ctx context.Context, off uint64) syscall.Errno {
 	d.seeks++
+	d.n.log.Debug("view: seek", "path", d.n.path(), "offset", off, "entries", len(d.entries))
 	if off == 0 || !d.listed {
 		if errno := d.list(ctx); errno != 0 {
 			return errno
