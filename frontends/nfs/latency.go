@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/gatewayd/gatewayd/frontends/nfs/nfs4"
 	"github.com/gatewayd/gatewayd/frontends/nfs/procs"
 )
 
@@ -101,7 +102,14 @@ func (c *timedConn) called(head []byte) {
 		return
 	}
 	xid := binary.BigEndian.Uint32(head)
-	proc := procs.Name(binary.BigEndian.Uint32(head[12:]), binary.BigEndian.Uint32(head[20:]))
+	prog, num := binary.BigEndian.Uint32(head[12:]), binary.BigEndian.Uint32(head[20:])
+	proc := procs.Name(prog, num)
+	if prog == procs.NFS && binary.BigEndian.Uint32(head[16:]) == nfs4.Version {
+		proc = "other"
+		if num <= 1 {
+			proc = [...]string{"NULL", "COMPOUND"}[num] // NFSv4.1
+		}
+	}
 	c.mu.Lock()
 	c.pending[xid] = pendingCall{proc: proc, since: time.Now()}
 	c.mu.Unlock()

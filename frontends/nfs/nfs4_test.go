@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"testing"
+	"time"
 
 	"github.com/gatewayd/gatewayd/fileshare"
 	"github.com/gatewayd/gatewayd/internal/testrand"
@@ -252,5 +253,12 @@ func TestNFS4Locks(t *testing.T) {
 	}
 	if st, _ := lock(b, openB); st != 0 {
 		t.Fatalf("LOCK once unlocked: %d", st)
+	}
+	// The calls are timed as COMPOUNDs, not as the v3 procedure of the
+	// same number (GETATTR). A reply is timed once written: wait for one.
+	for deadline := time.Now().Add(time.Minute); f.calls.count("COMPOUND") == 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no call timed as COMPOUND: %v", f.calls.n)
+		}
 	}
 }
