@@ -239,6 +239,9 @@ var (
 	descCloudBytesDown     = prometheus.NewDesc("gatewayd_cloud_bytes_downloaded_total", "CloudBytesDownloaded: bytes downloaded from the object store.", nil, nil)
 	descQueuedWrites       = prometheus.NewDesc("gatewayd_volume_queued_write_bytes", "QueuedWrites: bytes of a volume written but not yet uploaded.", []string{"volume"}, nil)
 	descUploadErrors       = prometheus.NewDesc("gatewayd_upload_errors_total", "Chunk uploads that failed and will be retried.", nil, nil)
+	descChunksUp           = prometheus.NewDesc("gatewayd_volume_chunks_uploaded_total", "Whole chunks put to the object store.", nil, nil)
+	descPatchesUp          = prometheus.NewDesc("gatewayd_volume_patches_uploaded_total", "Patches put to the object store instead of whole chunks (small changes).", nil, nil)
+	descCompactions        = prometheus.NewDesc("gatewayd_volume_compactions_total", "Patched chunks uploaded whole by snapshots and recovery points.", nil, nil)
 	descTimeSinceRP        = prometheus.NewDesc("gatewayd_volume_time_since_last_recovery_point_seconds", "TimeSinceLastRecoveryPoint: seconds since the volume's data was last recorded in the object store.", []string{"volume"}, nil)
 	descVolumeLastUploadTS = prometheus.NewDesc("gatewayd_volume_last_upload_timestamp_seconds", "When a chunk of the volume was last uploaded.", []string{"volume"}, nil)
 	descHydrationLeft      = prometheus.NewDesc("gatewayd_volume_hydration_chunks_remaining", "Chunks of a restored stored volume not yet copied onto its disk.", []string{"volume"}, nil)
@@ -255,7 +258,7 @@ func (c volumeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descCachePercentUsed, descCachePercentDirty, descCacheHitPercent, descUploadBufferUsed,
 		descCloudBytesUp, descCloudBytesDown, descQueuedWrites, descUploadErrors, descVolumeLastUploadTS, descTimeSinceRP,
 		descHydrationLeft, descSnapshots, descTimeSinceSnapshot, descCacheUsedBytes, descCacheFreeBytes, descBufferUsedBytes,
-		descBufferFreeBytes, descWriteBytes} {
+		descBufferFreeBytes, descWriteBytes, descChunksUp, descPatchesUp, descCompactions} {
 		ch <- d
 	}
 }
@@ -284,6 +287,9 @@ func (c volumeCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descCloudBytesUp, prometheus.CounterValue, float64(st.BytesUploaded))
 	ch <- prometheus.MustNewConstMetric(descCloudBytesDown, prometheus.CounterValue, float64(st.BytesDownloaded))
 	ch <- prometheus.MustNewConstMetric(descUploadErrors, prometheus.CounterValue, float64(st.UploadErrors))
+	ch <- prometheus.MustNewConstMetric(descChunksUp, prometheus.CounterValue, float64(st.ChunksUploaded))
+	ch <- prometheus.MustNewConstMetric(descPatchesUp, prometheus.CounterValue, float64(st.PatchesUploaded))
+	ch <- prometheus.MustNewConstMetric(descCompactions, prometheus.CounterValue, float64(st.Compactions))
 	for _, v := range c.vm.List() {
 		vs := v.Stats(context.Background())
 		gauge(descQueuedWrites, float64(vs.DirtyBytes), v.Info().Name)

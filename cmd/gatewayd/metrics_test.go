@@ -214,6 +214,15 @@ func TestMetricsTable(t *testing.T) {
 	w.waitChange("file uploaded", "gatewayd_share_files_uploaded_total", above(base["gatewayd_share_files_uploaded_total"]))
 	w.waitChange("file bytes uploaded", "gatewayd_share_bytes_uploaded_total", above(base["gatewayd_share_bytes_uploaded_total"]+float64(len(file))-1))
 	w.waitChange("no file waiting", `gatewayd_share_files_pending{share="docs"}`, func(v float64, ok bool) bool { return ok && v == 0 })
+	w.waitChange("chunks uploaded", "gatewayd_volume_chunks_uploaded_total", above(base["gatewayd_volume_chunks_uploaded_total"]))
+
+	// A small write to an uploaded chunk goes up as a patch; a recovery
+	// point (every 2 s here) names whole chunks, so it compacts the chunk.
+	small := testrand.Bytes(10, 4096)
+	l.write(64<<10, small)
+	copy(data[64<<10:], small)
+	w.waitChange("a patch uploaded", "gatewayd_volume_patches_uploaded_total", above(base["gatewayd_volume_patches_uploaded_total"]))
+	w.waitChange("a patched chunk compacted", "gatewayd_volume_compactions_total", above(base["gatewayd_volume_compactions_total"]))
 
 	// Recovery points every 2s: the age grows, then falls back.
 	rp := `gatewayd_volume_time_since_last_recovery_point_seconds{volume="c1"}`
