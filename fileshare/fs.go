@@ -98,7 +98,10 @@ func (s *Share) stat(ctx context.Context, p string) (Attr, error) {
 	c, ok := s.attrs[p]
 	ino, unborn := s.unborn[p]
 	lt, found, known := s.listedAs(p)
-	absent := !ok && !unborn && known && !found
+	// What the parent's listing says counts when p's own attributes are
+	// not known, or older than it may be used.
+	useListing := (!ok || !s.fresh(c.at)) && !unborn && known
+	absent := useListing && !found
 	s.attrMu.Unlock()
 	if unborn {
 		// Created, not yet uploaded: the store has no object yet; the
@@ -116,7 +119,7 @@ func (s *Share) stat(ctx context.Context, p string) (Attr, error) {
 		s.attrMu.Lock()
 		c, ok = s.attrs[p]
 		_, unborn = s.unborn[p]
-		absent = !ok && !unborn && s.unlisted(p)
+		absent = (!ok || !s.fresh(c.at)) && !unborn && s.unlisted(p)
 		s.attrMu.Unlock()
 		if unborn {
 			return s.defaults(TypeFile), nil
@@ -132,7 +135,7 @@ func (s *Share) stat(ctx context.Context, p string) (Attr, error) {
 		// The parent's listing, kept whole, lacks the name.
 		return Attr{}, fmt.Errorf("%s: %w", p, ErrNotExist)
 	}
-	if !ok && !unborn && found && lt != 0 && lt != goneEntry {
+	if useListing && found && lt != 0 && lt != goneEntry {
 		// The parent's listing says what p is: one HEAD of its object or
 		// marker, not a listing to see whether a directory has keys.
 		return s.entryAttr(ctx, p, lt)

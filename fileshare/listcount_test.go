@@ -128,7 +128,7 @@ func TestListingsBoundedAndKept(t *testing.T) {
 	oldMax, oldBig := maxListedInMemory, bigListing
 	maxListedInMemory, bigListing = 400, 300
 	t.Cleanup(func() { maxListedInMemory, bigListing = oldMax, oldBig })
-	e, inj, _ := countedEnv(t)
+	e, inj, fake := countedEnv(t)
 	ctx := context.Background()
 	must[Config](t)(e.m.Create(ctx, Config{Name: "docs"}))
 	s := e.share("docs")
@@ -217,6 +217,28 @@ func TestListingsBoundedAndKept(t *testing.T) {
 	}
 	if lists, _ := storeCalls(inj); lists != lists0 {
 		t.Errorf("after a restart, a lookup listed the store")
+	}
+
+	// Read again after the TTL, with changes made beside the share: the
+	// kept listing is what the store holds now.
+	if err := e.store.Delete(ctx, "docs/big/f00010"); err != nil {
+		t.Fatal(err)
+	}
+	put("docs/big/zz-ext")
+	fake.Advance(2 * time.Minute)
+	names = map[string]bool{}
+	for _, de := range must[[]DirEntry](t)(s.ReadDir(ctx, "big")) {
+		names[de.Name] = true
+	}
+	if len(names) != big || !names["zz-ext"] || names["f00010"] || names["f00003"] || !names["new"] {
+		t.Fatalf("kept listing read again: %d names, zz-ext %v, f00010 %v, f00003 %v, new %v", len(names), names["zz-ext"], names["f00010"], names["f00003"], names["new"])
+	}
+	lists0, heads0 = storeCalls(inj)
+	if _, err := s.Stat(ctx, "big/f00010"); !isNotExist(err) {
+		t.Fatalf("lookup of a name removed beside the share, after the listing was read again: %v", err)
+	}
+	if lists, heads := storeCalls(inj); lists != lists0 || heads != heads0 {
+		t.Errorf("lookup of a name the listing read again lacks: %d listings, %d stats of the store; want none", lists-lists0, heads-heads0)
 	}
 
 	// A crash: the listings may lack changes made before it; dropped.

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"maps"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -368,16 +369,48 @@ func (c *dirCache) keep(ctx context.Context, p string, entries map[string]FileTy
 	return nil
 }
 
-// write replaces directory p's listing in the metadata store. The caller
-// holds saveMu.
+// write replaces directory p's listing in the metadata store, writing
+// only what differs from what the store holds there (a listing read again
+// after the attribute TTL changes little). The caller holds saveMu.
 func (c *dirCache) write(ctx context.Context, p string, entries map[string]FileType, at time.Time) error {
-	if err := meta.DeletePrefix(ctx, c.s.m.opts.Meta, c.entriesKey(p)); err != nil {
+	prefix := c.entriesKey(p)
+	names := slices.Sorted(maps.Keys(entries))
+	var gone [][]byte // keys of names no longer there
+	var changed []int // indexes in names of names new or of another type
+	i := 0
+	err := c.s.m.opts.Meta.View(ctx, func(tx meta.Txn) error {
+		// Both in bytewise order: merged as they come.
+		return tx.Iterate(prefix, func(k, v []byte) error {
+			name := string(k[len(prefix):])
+			for ; i < len(names) && names[i] < name; i++ {
+				changed = append(changed, i)
+			}
+			switch {
+			case i < len(names) && names[i] == name:
+				if typeOfByte(v) != entries[name] {
+					changed = append(changed, i)
+				}
+				i++
+			default:
+				gone = append(gone, k)
+			}
+			return nil
+		})
+	})
+	if err != nil {
 		return err
 	}
-	prefix := c.entriesKey(p)
+	for ; i < len(names); i++ {
+		changed = append(changed, i)
+	}
 	w := c.batch(ctx)
-	for name, t := range entries {
-		if err := w.set(append(append([]byte(nil), prefix...), name...), []byte{typeBytes[t]}); err != nil {
+	for _, k := range gone {
+		if err := w.del(k); err != nil {
+			return err
+		}
+	}
+	for _, j := range changed {
+		if err := w.set(append(append([]byte(nil), prefix...), names[j]...), []byte{typeBytes[entries[names[j]]]}); err != nil {
 			return err
 		}
 	}
@@ -521,6 +554,9 @@ func (c *dirCache) batch(ctx context.Context) *batchWriter {
 	return &batchWriter{ctx: ctx, md: c.s.m.opts.Meta}
 }
 
+// del deletes k (a nil value in kvs).
+func (w *batchWriter) del(k []byte) error { return w.set(k, nil) }
+
 func (w *batchWriter) set(k, v []byte) error {
 	w.kvs = append(w.kvs, [2][]byte{k, v})
 	if w.size += len(k) + len(v); len(w.kvs) == meta.MaxTxnWrites || w.size > meta.MaxTxnBytes/2 {
@@ -535,7 +571,13 @@ func (w *batchWriter) flush() error {
 	}
 	err := w.md.Update(w.ctx, func(tx meta.Txn) error {
 		for _, kv := range w.kvs {
-			if err := tx.Set(kv[0], kv[1]); err != nil {
+			var err error
+			if kv[1] == nil {
+				err = tx.Delete(kv[0])
+			} else {
+				err = tx.Set(kv[0], kv[1])
+			}
+			if err != nil {
 				return err
 			}
 		}

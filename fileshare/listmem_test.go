@@ -164,9 +164,20 @@ func TestListingMemoryOfAHugeDirectory(t *testing.T) {
 	s = e.share("docs")
 	creates(1000)
 	rss3, heap3 := settledMemory(t)
+	// Read again (as after the attribute TTL, or share refresh): what the
+	// metadata store holds is compared, not written again.
+	if err := s.Refresh("big", false); err != nil {
+		t.Fatal(err)
+	}
+	start = time.Now()
+	if names, err = s.listing(ctx, "big"); err != nil || len(names) != n+2000 {
+		t.Fatalf("listing read again: %d names (%v), want %d", len(names), err, n+2000)
+	}
+	names = nil
+	again := time.Since(start)
 	s.attrMu.Lock()
 	inMem := s.dirs.n
 	s.attrMu.Unlock()
-	t.Logf("a directory of %d entries: listing read in %v; resident MiB (live heap MiB): before %.0f (%.0f), after the listing %.0f (%.0f), after 1,000 lookups and creates %.0f (%.0f), after a restart (%v) and 1,000 more %.0f (%.0f); %d listed entries in memory",
-		n, took.Round(time.Millisecond), rss0, heap0, rss1, heap1, rss2, heap2, restart.Round(time.Millisecond), rss3, heap3, inMem)
+	t.Logf("a directory of %d entries: listing read in %v, again in %v; resident MiB (live heap MiB): before %.0f (%.0f), after the listing %.0f (%.0f), after 1,000 lookups and creates %.0f (%.0f), after a restart (%v) and 1,000 more %.0f (%.0f); %d listed entries in memory",
+		n, took.Round(time.Millisecond), again.Round(time.Millisecond), rss0, heap0, rss1, heap1, rss2, heap2, restart.Round(time.Millisecond), rss3, heap3, inMem)
 }
