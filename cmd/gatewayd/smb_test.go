@@ -364,7 +364,7 @@ func TestSMBTorture(t *testing.T) {
 	t.Cleanup(func() { cleanSMB(dir) })
 	mustRun(t, "init", "--data-dir", dir)
 	addr := smbtest.FreeAddr(t)
-	serve(t, dir, "--smb-listen", addr)
+	d := serve(t, dir, "--smb-listen", addr)
 	mustRun(t, "smb", "user", "add", "--data-dir", dir, "root", "--password", smbPassword)
 	mustRun(t, "share", "create", "--data-dir", dir, "--name", "torture", "--protocols", "smb")
 	plainAddr, _ := smbtest.StartPlain(t, "plain", smbPassword)
@@ -412,8 +412,24 @@ func TestSMBTorture(t *testing.T) {
 				why = append(why, fmt.Sprintf("smbtorture on the gateway, %s:\n%s", name, gwLines[name]))
 			}
 		}
-		t.Fatalf("smbtorture against tortureDifferences:\n  %s\n%s", strings.Join(problems, "\n  "), strings.Join(why, ""))
+		t.Fatalf("smbtorture against tortureDifferences:\n  %s\n%s%s", strings.Join(problems, "\n  "), strings.Join(why, ""), warnings(d.stderr.String()))
 	}
+}
+
+// warnings picks the gateway's warnings and errors out of its log, for the
+// report of a failed run: what the gateway saw go wrong beside what
+// smbtorture saw.
+func warnings(log string) string {
+	var out []string
+	for _, line := range strings.Split(log, "\n") {
+		if strings.Contains(line, "level=WARN") || strings.Contains(line, "level=ERROR") {
+			out = append(out, line)
+		}
+	}
+	if len(out) == 0 {
+		return "the gateway logged no warning\n"
+	}
+	return "the gateway's warnings:\n" + strings.Join(out, "\n") + "\n"
 }
 
 func TestCheckTorture(t *testing.T) {
@@ -439,5 +455,15 @@ func TestCheckTorture(t *testing.T) {
 		if !strings.Contains(strings.Join(p, "\n"), c.wants) {
 			t.Errorf("%s: problems %q, want one with %q", c.what, p, c.wants)
 		}
+	}
+}
+
+func TestWarnings(t *testing.T) {
+	log := "time=1 level=INFO msg=a\ntime=2 level=WARN msg=\"view: a directory read failed\"\ntime=3 level=DEBUG msg=b\ntime=4 level=ERROR msg=c\n"
+	if got, want := warnings(log), "the gateway's warnings:\ntime=2 level=WARN msg=\"view: a directory read failed\"\ntime=4 level=ERROR msg=c\n"; got != want {
+		t.Fatalf("warnings: %q, want %q", got, want)
+	}
+	if got := warnings("time=1 level=INFO msg=a\n"); got != "the gateway logged no warning\n" {
+		t.Fatalf("warnings of a log without any: %q", got)
 	}
 }
