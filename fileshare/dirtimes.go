@@ -150,7 +150,10 @@ func (m *Manager) uploadDirTimes(ctx context.Context, share string) error {
 		if err != nil {
 			continue
 		}
-		if err := s.uploadTimes(ctx); err != nil && firstErr == nil {
+		if m.storeAway() {
+			// The store failed within the TTL: the times wait (kept below)
+			// rather than make a call bound to fail every round.
+		} else if err := s.uploadTimes(ctx); err != nil && firstErr == nil {
 			firstErr = err
 		}
 		if err := s.saveTimes(ctx); err != nil && firstErr == nil {

@@ -173,3 +173,39 @@ func TestDirectoryTimesMove(t *testing.T) {
 		t.Errorf("after the upload of a new directory and a restart, its mtime is %v, want %v", mt, now)
 	}
 }
+
+// TestDirectoryTimesWhileStoreAway: entry changes made while the store is
+// away move their directories' times at once; a restart in the outage
+// keeps them; once the store is back, an upload round puts them in the
+// markers.
+func TestDirectoryTimesWhileStoreAway(t *testing.T) {
+	e, away, fake, under := awayEnv(t, nil)
+	ctx := context.Background()
+	must[Config](t)(e.m.Create(ctx, Config{Name: "docs"}))
+	s := e.share("docs")
+	must[Attr](t)(s.Mkdir(ctx, "d", 0o755, 0, 0))
+	must[Attr](t)(s.Create(ctx, "d/old", 0o644, 0, 0, true))
+	goAway(t, e, s, fake, away, "", "d")
+	fake.Advance(time.Second)
+	now := fake.Now()
+	must[Attr](t)(s.Create(ctx, "d/new", 0o644, 0, 0, true))
+	if err := s.Remove(ctx, "d/old"); err != nil { // through the log
+		t.Fatal(err)
+	}
+	wantMoved(t, s, now, "changes in the outage", "d")
+	if err := e.m.uploadDirTimes(ctx, ""); err != nil {
+		t.Fatalf("an upload round of directory times in the outage: %v", err)
+	}
+	e.restart()
+	s = e.share("docs")
+	// The share's attributes of d are not kept across restarts: it asks
+	// the store, so d's times are looked at once the store is back.
+	away.Store(false)
+	fake.Advance(2 * time.Minute)
+	wantMoved(t, s, now, "a restart in the outage", "d")
+	flushAll(t, e)
+	_, md := object(t, under, "docs/d/")
+	if md[metaMtime] != strconv.FormatInt(now.UnixNano(), 10) || md[metaCtime] != md[metaMtime] {
+		t.Errorf("marker after the outage: metadata %v, want mtime and ctime %d", md, now.UnixNano())
+	}
+}
