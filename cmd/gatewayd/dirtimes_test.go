@@ -207,5 +207,19 @@ func TestDirectoryTimesOverNFSAndSMB(t *testing.T) {
 			time.Sleep(100 * time.Millisecond)
 		}
 	}
+	// A directory with no entry changes carries the times of its making.
+	sub := getattr("a/sub")
+	wantNs := strconv.FormatInt(sub.mtime.UnixNano(), 10)
+	deadline := time.Now().Add(3 * time.Minute)
+	for {
+		out, err := srv.Client().HeadObject(context.Background(), &awss3.HeadObjectInput{Bucket: aws.String("dirtimes"), Key: aws.String("gw/dt/a/sub/")})
+		if err == nil && out.Metadata["gwd-mtime"] == wantNs && out.Metadata["gwd-ctime"] == strconv.FormatInt(sub.ctime.UnixNano(), 10) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("marker gw/dt/a/sub/: %v (err %v), want gwd-mtime %s and gwd-ctime %d", out, err, wantNs, sub.ctime.UnixNano())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 	d.stop(t)
 }
