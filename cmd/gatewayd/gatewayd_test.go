@@ -124,6 +124,14 @@ type daemon struct {
 // serve starts `gatewayd serve` and waits until its admin API answers.
 func serve(t *testing.T, dataDir string, args ...string) *daemon {
 	t.Helper()
+	return serveWithin(t, 5*time.Minute, dataDir, args...)
+}
+
+// serveWithin is serve waiting up to wait for the admin API: longer for a
+// start that replays much (a restart after kill -9 with thousands of
+// files not uploaded yet).
+func serveWithin(t *testing.T, wait time.Duration, dataDir string, args ...string) *daemon {
+	t.Helper()
 	// Tests run side by side: the iSCSI portal takes a free port unless
 	// the test chooses one.
 	if !strings.Contains(strings.Join(args, " "), "--iscsi-listen") {
@@ -152,7 +160,7 @@ func serve(t *testing.T, dataDir string, args ...string) *daemon {
 		raceReport(t, "serve", d.stderr.String())
 	})
 	c := admin.NewUnixClient(filepath.Join(dataDir, "admin.sock"))
-	deadline := time.Now().Add(5 * time.Minute)
+	deadline := time.Now().Add(wait)
 	for {
 		if _, err := c.Status(context.Background()); err == nil {
 			return d
