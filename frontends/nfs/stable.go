@@ -25,7 +25,7 @@ import (
 //     committed may be lost) sends that data again.
 
 // maxUnsynced bounds the UNSTABLE bytes whose log records are not yet
-// written (synced): past it, a WRITE waits for the upload buffer's sync
+// written (a group of them is written without a sync): past it, a WRITE waits for the upload buffer's sync
 // before it is answered (still UNSTABLE). The call's buffer is the
 // record, kept until the log has written it, so without a bound a disk
 // slower than the clients would let memory grow to the buffer's size. (A

@@ -299,7 +299,11 @@ wait:
 func TestUnstableBytesBounded(t *testing.T) {
 	defer func(old int64) { maxUnsynced = old }(maxUnsynced)
 	maxUnsynced = 8 << 20
-	gate := &syncGate{}
+	// The disk stalls (writes and syncs held): the log cannot write the
+	// records, so the calls' buffers pile up until the bound makes a
+	// WRITE wait. Holding syncs alone would not: a group of UNSTABLE
+	// records is written without a sync of its own.
+	gate := &syncGate{op: vfs.OpWrite}
 	f := startOn(t, vfs.NewErrorFS(vfs.NewMem(), gate.inject), "/buffer", fileshare.Config{Name: "s"})
 	defer gate.release()
 	v, fh := f.newFile("s", "f.bin")
