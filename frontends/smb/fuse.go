@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"strconv"
+	"sync"
 	"syscall"
 	"time"
 
@@ -69,8 +70,7 @@ func Mount(share *fileshare.Share, dir string, logger *slog.Logger) (*View, erro
 		GID:             share.Config().GID,
 		Logger:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
-	raw := &tracedFS{RawFileSystem: fs.NewNodeFS(root, opts), log: logger, debug: logger.Enabled(context.Background(), slog.LevelDebug)}
-	srv, err := fuse.NewServer(raw, dir, &opts.MountOptions)
+	srv, err := fuse.NewServer(newRawFS(root, opts), dir, &opts.MountOptions)
 	if err == nil {
 		go srv.Serve()
 		err = srv.WaitMount()
@@ -82,20 +82,76 @@ func Mount(share *fileshare.Share, dir string, logger *slog.Logger) (*View, erro
 	return &View{share: share, dir: dir, server: srv}, nil
 }
 
-// tracedFS logs the directory reads the kernel asks of the view: a read
-// that fails as a warning (smbd takes it for the end of the directory and
-// ends the search there), and at debug level every read: the directory,
-// the handle, the offset asked for, the offset reached (entries given)
-// and the status. With smbd's own directory calls (strace) it shows what
-// each read returned.
+// newRawFS is the view's root as the FUSE server serves it.
+func newRawFS(root *node, opts *fs.Options) fuse.RawFileSystem {
+	root.dirs = &dirTable{open: map[dirKey]*dirHandle{}}
+	return &tracedFS{RawFileSystem: fs.NewNodeFS(root, opts), dirs: root.dirs, log: root.log, debug: root.log.Enabled(context.Background(), slog.LevelDebug)}
+}
+
+// tracedFS serves the directory reads the kernel asks of the view itself,
+// each from the offset asked in the listing of the open directory
+// (dirHandle.readAt), and logs them: a read that fails as a warning (smbd
+// takes it for the end of the directory and ends the search there), and
+// at debug level every read: the directory, the handle, the offset asked
+// for, the offset reached (entries given) and the status.
+//
+// go-fuse (v2.12.1) answers a read at an offset inside its last reply
+// from that reply, without asking the handle, and when that answer does
+// not fit the read's buffer it drops the entries after the ones it sent:
+// the next reads end the directory. smbd seeks back into the last reply
+// after every SMB reply of a search, and the kernel reads with smbd's
+// buffer (1 MiB) but now and then, on a loaded machine, with one page:
+// traced in a failed smbtorture smb2.dir.many, a read at offset 90 of a
+// 1 MiB read's 700 entries came with 4096 bytes, took entries 91 to 192,
+// and the search ended at 193 of 700.
 type tracedFS struct {
 	fuse.RawFileSystem
+	dirs  *dirTable
 	log   *slog.Logger
 	debug bool
 }
 
+// dirKey names an open directory as FUSE requests do.
+type dirKey struct{ node, fh uint64 }
+
+// dirTable maps the open directories to their handles. OpendirHandle
+// leaves the handle it makes in made, which OpenDir, serialized by mu,
+// files under the handle number go-fuse gave it.
+type dirTable struct {
+	mu   sync.Mutex
+	made *dirHandle
+	open map[dirKey]*dirHandle
+}
+
+func (t *tracedFS) OpenDir(cancel <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut) fuse.Status {
+	t.dirs.mu.Lock()
+	defer t.dirs.mu.Unlock()
+	t.dirs.made = nil
+	st := t.RawFileSystem.OpenDir(cancel, in, out)
+	if st.Ok() && t.dirs.made != nil {
+		t.dirs.open[dirKey{in.NodeId, out.Fh}] = t.dirs.made
+	}
+	t.dirs.made = nil
+	return st
+}
+
+func (t *tracedFS) ReleaseDir(in *fuse.ReleaseIn) {
+	t.dirs.mu.Lock()
+	delete(t.dirs.open, dirKey{in.NodeId, in.Fh})
+	t.dirs.mu.Unlock()
+	t.RawFileSystem.ReleaseDir(in)
+}
+
 func (t *tracedFS) ReadDir(cancel <-chan struct{}, in *fuse.ReadIn, out *fuse.DirEntryList) fuse.Status {
-	st := t.RawFileSystem.ReadDir(cancel, in, out)
+	t.dirs.mu.Lock()
+	d := t.dirs.open[dirKey{in.NodeId, in.Fh}]
+	t.dirs.mu.Unlock()
+	var st fuse.Status
+	if d != nil {
+		st = fuse.Status(d.readAt(&fuse.Context{Caller: in.Caller, Cancel: cancel}, in.Offset, out))
+	} else {
+		st = t.RawFileSystem.ReadDir(cancel, in, out)
+	}
 	switch {
 	case !st.Ok():
 		t.log.Warn("view: a directory read failed", "node", in.NodeId, "fh", in.Fh, "offset", in.Offset, "status", st)
@@ -150,6 +206,7 @@ type node struct {
 	fs.Inode
 	share *fileshare.Share
 	log   *slog.Logger
+	dirs  *dirTable
 }
 
 var (
@@ -253,7 +310,7 @@ func fillAttr(a fileshare.Attr, out *fuse.Attr) {
 // newChild makes (or finds, by inode number) the node of a share entry.
 func (n *node) newChild(ctx context.Context, a fileshare.Attr, out *fuse.EntryOut) *fs.Inode {
 	fillAttr(a, &out.Attr)
-	return n.NewInode(ctx, &node{share: n.share, log: n.log}, fs.StableAttr{Mode: typeBits(a.Type), Ino: a.Ino})
+	return n.NewInode(ctx, &node{share: n.share, log: n.log, dirs: n.dirs}, fs.StableAttr{Mode: typeBits(a.Type), Ino: a.Ino})
 }
 
 func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
@@ -373,7 +430,11 @@ func (n *node) Setattr(ctx context.Context, _ fs.FileHandle, in *fuse.SetAttrIn,
 // no entry past another. A rewind (smbd's restart of a search) lists the
 // directory again.
 func (n *node) OpendirHandle(context.Context, uint32) (fs.FileHandle, uint32, syscall.Errno) {
-	return &dirHandle{n: n}, 0, 0
+	d := &dirHandle{n: n}
+	if n.dirs != nil {
+		n.dirs.made = d // OpenDir holds n.dirs.mu
+	}
+	return d, 0, 0
 }
 
 // dirHandle is an open directory's listing and the place reached in it.
@@ -381,10 +442,12 @@ func (n *node) OpendirHandle(context.Context, uint32) (fs.FileHandle, uint32, sy
 // listing is read at the first read; go-fuse serializes the calls on one
 // handle.
 type dirHandle struct {
+	mu      sync.Mutex // readAt's, which serves the kernel's reads
 	n       *node
 	listed  bool
 	entries []fuse.DirEntry
 	idx     int
+	next    uint64 // the offset readAt's last read reached
 	// What the handle did, logged when it is closed: listings read,
 	// entries given, seeks.
 	listings, given, seeks int
@@ -431,6 +494,36 @@ func (d *dirHandle) Readdirent(ctx context.Context) (*fuse.DirEntry, syscall.Err
 	d.given++
 	e.Off = uint64(d.idx)
 	return &e, 0
+}
+
+// readAt fills out with the entries from offset off on, as many as fit:
+// every read is answered from the offset it asks, so a read after a seek
+// back, of whatever size, goes on in the listing. A read at offset 0 is
+// the first or a rewind (a listing that gave nothing ends at offset 0 as
+// well): it lists the directory again, as rewinddir(3) gives on a local
+// filesystem. An offset past the listing's end (a seek there) reads
+// nothing.
+func (d *dirHandle) readAt(ctx context.Context, off uint64, out *fuse.DirEntryList) syscall.Errno {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if off == 0 || !d.listed {
+		if errno := d.list(ctx); errno != 0 {
+			return errno
+		}
+	}
+	if off != d.next {
+		d.seeks++
+	}
+	for i := off; i < uint64(len(d.entries)); i++ {
+		e := d.entries[i]
+		e.Off = i + 1
+		if !out.AddDirEntry(e) {
+			break
+		}
+		d.given++
+		d.next = e.Off
+	}
+	return 0
 }
 
 // Seekdir to 0 is a rewind: the directory as it is now, as rewinddir(3)

@@ -49,7 +49,7 @@ func TestViewLogsDirectoryReads(t *testing.T) {
 		{"a read at debug level", fuse.OK, slog.LevelDebug, []string{"level=DEBUG", `msg="view: readdir"`, "offset=30", "reached=33"}},
 	} {
 		logger, b := logTo(c.level)
-		fs := &tracedFS{RawFileSystem: readDirFS{RawFileSystem: fuse.NewDefaultRawFileSystem(), status: c.status, n: 3}, log: logger, debug: c.level <= slog.LevelDebug}
+		fs := &tracedFS{RawFileSystem: readDirFS{RawFileSystem: fuse.NewDefaultRawFileSystem(), status: c.status, n: 3}, dirs: &dirTable{open: map[dirKey]*dirHandle{}}, log: logger, debug: c.level <= slog.LevelDebug}
 		in := &fuse.ReadIn{Offset: 30, Size: 4096}
 		in.NodeId, in.Fh = 7, 1
 		if st := fs.ReadDir(nil, in, fuse.NewDirEntryList(make([]byte, 4096), 30)); st != c.status {
