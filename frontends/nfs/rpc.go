@@ -24,10 +24,10 @@ import (
 // rpcConn sits between the socket and go-nfs:
 //
 //   - a reader goroutine reads each call record off the socket, whole;
-//   - NFSv3 READ, GETATTR, ACCESS, WRITE, COMMIT and FSINFO it serves
-//     itself, up to maxServed of a connection at once, each on its own
-//     goroutine; the reader stops reading while maxServed are being
-//     served;
+//   - NFSv3 READ, GETATTR, ACCESS, WRITE, COMMIT, FSINFO, READDIR and
+//     READDIRPLUS it serves itself, up to maxServed of a connection at
+//     once, each on its own goroutine; the reader stops reading while
+//     maxServed are being served;
 //   - every other call (the namespace procedures, MOUNT, NULL) it hands to
 //     go-nfs, in order, as the bytes go-nfs's Read returns: go-nfs serves
 //     those one at a time, as before, beside the calls served here;
@@ -89,6 +89,9 @@ var served = map[uint32]func(c *rpcConn, x *xdrReader, w *replyWriter){
 	procWrite:   (*rpcConn).write,
 	procCommit:  (*rpcConn).commit,
 	procFsinfo:  (*rpcConn).fsinfo,
+
+	procReaddir:     (*rpcConn).readdir, // readdir.go
+	procReaddirplus: (*rpcConn).readdirplus,
 }
 
 // rpcListener hands out rpcConns, the connections go-nfs serves.
