@@ -99,7 +99,7 @@ func newRawFS(root *node, opts *fs.Options) fuse.RawFileSystem {
 // from that reply, without asking the handle, and when that answer does
 // not fit the read's buffer it drops the entries after the ones it sent:
 // the next reads end the directory. smbd seeks back into the last reply
-// after every SMB reply of a search, and the kernel reads with smbd's
+// after every SMB reply of a search, and the reads come with smbd's
 // buffer (1 MiB) but now and then, on a loaded machine, with one page:
 // traced in a failed smbtorture smb2.dir.many, a read at offset 90 of a
 // 1 MiB read's 700 entries came with 4096 bytes, took entries 91 to 192,
