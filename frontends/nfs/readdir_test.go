@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	gonfs "github.com/willscott/go-nfs"
 	"github.com/willscott/go-nfs-client/nfs/xdr"
@@ -379,5 +380,26 @@ func TestReaddirLibnfs(t *testing.T) {
 	}
 	if len(seen) > len(names)+2 {
 		t.Errorf("nfs-ls: %d names, want %d (and . ..)", len(seen), len(names))
+	}
+}
+
+// The snapshots kept stay within their bounds: past maxSnapshots
+// directories the least recently used goes; one idle past snapshotIdle
+// goes at the next put; the entries counted are those kept.
+func TestReaddirSnapshotBounds(t *testing.T) {
+	sc := snapshotCache{m: map[snapshotKey]*snapshot{}}
+	t0 := time.Now()
+	key := func(i int) snapshotKey { return snapshotKey{ino: uint64(i), verf: 1} }
+	for i := range maxSnapshots + 10 {
+		sc.put(key(i), &snapshot{entries: make([]fileshare.DirEntry, 3), used: t0.Add(time.Duration(i) * time.Millisecond)})
+	}
+	if len(sc.m) != maxSnapshots || sc.entries != 3*maxSnapshots || sc.m[key(9)] != nil || sc.m[key(10)] == nil {
+		t.Fatalf("%d snapshots, %d entries; the 10th kept %v, the 11th %v", len(sc.m), sc.entries, sc.m[key(9)] != nil, sc.m[key(10)] != nil)
+	}
+	later := t0.Add(snapshotIdle + time.Second)
+	sc.m[key(100)].used = later
+	sc.put(key(-1), &snapshot{entries: make([]fileshare.DirEntry, 5), used: later})
+	if len(sc.m) != 2 || sc.entries != 8 || sc.m[key(100)] == nil {
+		t.Fatalf("after the idle ones expired: %d snapshots, %d entries", len(sc.m), sc.entries)
 	}
 }
