@@ -91,7 +91,7 @@ gwpid=${pids[-1]}
 
 # Bytes a process has written to the disk (dirtied in the page cache, less
 # what was deleted before it reached the disk), from /proc/PID/io.
-disk_written() { awk '/^write_bytes/ {w=$2} /^cancelled_write_bytes/ {c=$2} END {printf "%d\n", w-c}' "/proc/$1/io"; }
+disk_written() { awk '/^write_bytes/ {w=$2} /^cancelled_write_bytes/ {c=$2} END {printf "%.0f\n", w-c}' "/proc/$1/io"; }
 # timed_job PID LABEL BS TAPEBENCH-ARGS...: one tapebench job, and the
 # bytes its target process wrote to the disk during it.
 timed_job() {
