@@ -74,6 +74,45 @@ func FuzzCompound(f *testing.F) {
 		e.u64(0)
 		e.u32(10)
 	}).e.b)
+	// The decoders of the operations that change files and lock.
+	f.Add(newCall("t").op(opSequence, sequenceOp(id, 1, 3, false)).op(opPutRootFH, nil).op(opOpen, func(e *enc) {
+		e.u32(0)
+		e.u32(shareAccessBoth)
+		e.u32(0)
+		e.u64(clientID)
+		e.str("owner")
+		e.u32(1) // create
+		e.u32(createExclusive41)
+		e.fixed(make([]byte, 8))
+		e.bitmap(bitmap{1 << attrSize, 1<<(attrMode-32) | 1<<(attrOwner-32)})
+		e.opaque([]byte{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0xa4, 0, 0, 0, 1, '0', 0, 0, 0})
+		e.u32(claimNull)
+		e.str("f")
+	}).op(opLock, func(e *enc) {
+		e.u32(writeLT)
+		e.bool(false)
+		e.u64(0)
+		e.u64(100)
+		e.bool(true)
+		e.u32(0)
+		e.u32(1)
+		e.fixed(make([]byte, 12))
+		e.u32(0)
+		e.u64(clientID)
+		e.str("lock owner")
+	}).e.b)
+	f.Add(newCall("t").op(opSequence, sequenceOp(id, 1, 3, false)).op(opWrite, func(e *enc) {
+		e.u32(0)
+		e.fixed(make([]byte, 12))
+		e.u64(0)
+		e.u32(0)
+		e.opaque([]byte("data"))
+	}).op(opSetattr, func(e *enc) {
+		e.u32(0)
+		e.fixed(make([]byte, 12))
+		e.bitmap(bitmap{0, 1<<(attrTimeModifySet-32) | 1<<(attrTimeAccessSet-32)})
+		e.opaque([]byte{0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 0, 0})
+	}).e.b)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		c := decodeCompound(b)
 		if c.status == ok {
