@@ -33,15 +33,11 @@ func dirTimes(t *testing.T, s *Share, p string) (mtime, ctime time.Time) {
 	return a.Mtime, a.Ctime
 }
 
-// flushAll uploads every file and then, as an upload round does after
-// its uploads, the directories' times.
+// flushAll flushes every share: Flush uploads every file and then, as an
+// upload round does after its uploads, the directories' times.
 func flushAll(t *testing.T, e *env) {
 	t.Helper()
-	ctx := context.Background()
-	if err := e.m.Flush(ctx, ""); err != nil {
-		t.Fatal(err)
-	}
-	if err := e.m.uploadDirTimes(ctx, ""); err != nil {
+	if err := e.m.Flush(context.Background(), ""); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -838,7 +838,12 @@ func (m *Manager) replayFileRecord(ctx context.Context, lsn uploadbuffer.LSN, r 
 // Flush uploads every pending file of a share (all shares if name is
 // empty) now, ignoring the settle time, before any background upload.
 func (m *Manager) Flush(ctx context.Context, name string) error {
-	return m.j.Flush(ctx, func(u uploadbuffer.Unit) bool { return name == "" || u.Value.(fileKey).share == name })
+	if err := m.j.Flush(ctx, func(u uploadbuffer.Unit) bool { return name == "" || u.Value.(fileKey).share == name }); err != nil {
+		return err
+	}
+	// Then the directories' times the entry changes moved, as an upload
+	// round does after its uploads: a flushed share's markers are current.
+	return m.uploadDirTimes(ctx, name)
 }
 
 func (m *Manager) flushTree(ctx context.Context, s *Share, dir string) error {
