@@ -219,6 +219,8 @@ func (s *Share) uploadTime(ctx context.Context, ino, gen uint64) error {
 		}
 		unlock()
 	}
+	s.dirMetaMu.Lock()
+	defer s.dirMetaMu.Unlock()
 	s.attrMu.Lock()
 	_, unborn := s.unborn[p]
 	s.attrMu.Unlock()

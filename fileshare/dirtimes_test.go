@@ -2,9 +2,17 @@ package fileshare
 
 import (
 	"context"
+	"runtime"
 	"strconv"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/gatewayd/gatewayd/clock"
+	metamem "github.com/gatewayd/gatewayd/meta/mem"
+	"github.com/gatewayd/gatewayd/objstore/faulty"
+	"github.com/gatewayd/gatewayd/objstore/mem"
 )
 
 // dirTimes returns directory p's times as Stat gives them, after checking
@@ -204,4 +212,111 @@ func TestDirectoryTimesWhileStoreAway(t *testing.T) {
 	if md[metaMtime] != strconv.FormatInt(now.UnixNano(), 10) || md[metaCtime] != md[metaMtime] {
 		t.Errorf("marker after the outage: metadata %v, want mtime and ctime %d", md, now.UnixNano())
 	}
+}
+
+// TestDirectoryTimesSetDuringRound: a SetAttr of a directory's times that
+// comes while an upload round is writing the times its entry changes gave
+// it ends in the marker, not the round's older times (seen on a loaded
+// machine: after a restart the directory showed its last create's time).
+func TestDirectoryTimesSetDuringRound(t *testing.T) {
+	var hook atomic.Pointer[func(faulty.Op, string)]
+	inj := faulty.New(mem.New("fs"), faulty.Options{Hook: func(op faulty.Op, key string) error {
+		if h := hook.Load(); h != nil {
+			(*h)(op, key)
+		}
+		return nil
+	}})
+	fake := clock.NewFake(time.Unix(1_700_000_000, 0))
+	e := &env{t: t, dir: t.TempDir(), store: inj.Store(), md: metamem.New()}
+	e.opts = func(o *Options) { o.Clock, o.AttrTTL = fake, time.Minute }
+	t.Cleanup(e.close)
+	e.start()
+	var blocked atomic.Bool
+	entered, release := make(chan struct{}), make(chan struct{})
+	ctx := context.Background()
+	must[Config](t)(e.m.Create(ctx, Config{Name: "docs"}))
+	s := e.share("docs")
+	must[Attr](t)(s.Mkdir(ctx, "d", 0o755, 0, 0))
+	must[Attr](t)(s.Create(ctx, "d/old", 0o644, 0, 0, true))
+	flushAll(t, e)
+	fake.Advance(time.Second)
+	must[Attr](t)(s.Create(ctx, "d/new", 0o644, 0, 0, true))
+	block := func(op faulty.Op, key string) {
+		if op == faulty.OpPut && key == "docs/d/" && blocked.CompareAndSwap(false, true) {
+			close(entered) // the round's SetMeta of d's marker
+			<-release
+		}
+	}
+	hook.Store(&block)
+	defer close(release)
+	round := make(chan error, 1)
+	go func() { round <- e.m.uploadDirTimes(ctx, "") }()
+	select {
+	case <-entered:
+	case err := <-round:
+		t.Fatalf("the round ended (%v) without writing d's times", err)
+	case <-time.After(5 * time.Minute):
+		t.Fatal("the round did not write d's times in 5 minutes")
+	}
+	set := time.Date(2017, 7, 14, 2, 40, 0, 0, time.UTC)
+	setDone := make(chan error, 1)
+	go func() {
+		_, err := s.SetAttr(ctx, "d", SetAttr{Mtime: &set})
+		setDone <- err
+	}()
+	// Let the round go on once the SetAttr has either finished or waits
+	// for it.
+	deadline := time.Now().Add(5 * time.Minute)
+	for done := false; !done; {
+		select {
+		case err := <-setDone:
+			if err != nil {
+				t.Fatal(err)
+			}
+			setDone <- nil
+			done = true
+		case <-time.After(10 * time.Millisecond):
+			done = stackHas("(*Share).SetAttr(", "sync.(*Mutex).Lock")
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the SetAttr neither ended nor waited")
+		}
+	}
+	release <- struct{}{} // unblocks the round's write (close at the end is for a failed test)
+	if err := <-round; err != nil {
+		t.Fatal(err)
+	}
+	if err := <-setDone; err != nil {
+		t.Fatal(err)
+	}
+	flushAll(t, e)
+	e.restart()
+	s = e.share("docs")
+	fake.Advance(2 * time.Minute) // what the share cached is old: the marker says
+	if mt, _ := dirTimes(t, s, "d"); !mt.Equal(set) {
+		t.Errorf("after a restart: d's mtime is %v, want the %v set during the round", mt, set)
+	}
+}
+
+// stackHas says whether a goroutine's stack has every one of parts.
+func stackHas(parts ...string) bool {
+	buf := make([]byte, 1<<20)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			buf = buf[:n]
+			break
+		}
+		buf = make([]byte, 2*len(buf))
+	}
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		has := true
+		for _, p := range parts {
+			has = has && strings.Contains(g, p)
+		}
+		if has {
+			return true
+		}
+	}
+	return false
 }

@@ -1050,6 +1050,12 @@ type SetAttr struct {
 // SetAttr changes p's attributes; a size change truncates or extends a
 // file.
 func (s *Share) SetAttr(ctx context.Context, p string, ch SetAttr) (Attr, error) {
+	if a, err := s.Stat(ctx, p); err == nil && a.Type == TypeDir {
+		// Not between an upload round's read of the directory's times
+		// and its write of them to the marker (dirtimes.go).
+		s.dirMetaMu.Lock()
+		defer s.dirMetaMu.Unlock()
+	}
 	a, err := s.setAttr(ctx, p, &ch)
 	if err != nil || a.Type != TypeDir {
 		return a, err

@@ -134,6 +134,11 @@ type Share struct {
 	byIno  map[uint64]string
 	newIno newInodes // inodes given, not yet in the table (inodes.go)
 
+	// dirMetaMu orders the writes of directories' marker metadata: an
+	// upload round's times (dirtimes.go) against a SetAttr, so that the
+	// marker ends with the one the share took last.
+	dirMetaMu sync.Mutex
+
 	attrMu sync.Mutex
 	attrs  map[string]cachedAttr // path -> attributes read from the store
 	dirs   *dirCache             // path -> listing (listings.go)
