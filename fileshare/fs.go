@@ -747,6 +747,10 @@ func (s *Share) Remove(ctx context.Context, p string) error {
 			return err
 		}
 	}
+	// From here the remove runs to its end: a caller that gives up (an
+	// interrupted FUSE call, a cancelled request) must not leave the file
+	// half removed, its unuploaded writes dropped and its old object kept.
+	ctx = context.WithoutCancel(ctx)
 	s.m.cancel(s.cfg.Name, a.Ino)
 	s.attrMu.Lock()
 	delete(s.unborn, p)
