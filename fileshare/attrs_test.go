@@ -173,19 +173,27 @@ func TestRemoveCountsFilesNotUploaded(t *testing.T) {
 // (if not nil) says so; under is the store behind the faults.
 func awayEnv(t *testing.T, fail func(op faulty.Op) bool) (e *env, away *atomic.Bool, fake *clock.Fake, under objstore.Store) {
 	away = new(atomic.Bool)
-	under = mem.New("fs")
-	inj := faulty.New(under, faulty.Options{Hook: func(op faulty.Op, key string) error {
+	e, fake, under = hookedEnv(t, func(op faulty.Op, key string) error {
 		if away.Load() || fail != nil && fail(op) {
 			return errkind.Mark(errkind.Retryable, fmt.Errorf("store away"))
 		}
 		return nil
-	}})
+	})
+	return e, away, fake, under
+}
+
+// hookedEnv starts a share manager on a fake clock (AttrTTL a minute)
+// whose store calls hook before each operation; under is the store
+// behind the hook.
+func hookedEnv(t *testing.T, hook func(op faulty.Op, key string) error) (e *env, fake *clock.Fake, under objstore.Store) {
+	under = mem.New("fs")
+	inj := faulty.New(under, faulty.Options{Hook: hook})
 	fake = clock.NewFake(time.Unix(1_700_000_000, 0))
 	e = &env{t: t, dir: t.TempDir(), store: inj.Store(), md: metamem.New()}
 	e.opts = func(o *Options) { o.Clock, o.AttrTTL = fake, time.Minute }
 	t.Cleanup(e.close)
 	e.start()
-	return e, away, fake, under
+	return e, fake, under
 }
 
 // goAway uploads everything, lists dirs, then sends the store away once

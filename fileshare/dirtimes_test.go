@@ -9,10 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gatewayd/gatewayd/clock"
-	metamem "github.com/gatewayd/gatewayd/meta/mem"
 	"github.com/gatewayd/gatewayd/objstore/faulty"
-	"github.com/gatewayd/gatewayd/objstore/mem"
 )
 
 // dirTimes returns directory p's times as Stat gives them, after checking
@@ -220,17 +217,12 @@ func TestDirectoryTimesWhileStoreAway(t *testing.T) {
 // machine: after a restart the directory showed its last create's time).
 func TestDirectoryTimesSetDuringRound(t *testing.T) {
 	var hook atomic.Pointer[func(faulty.Op, string)]
-	inj := faulty.New(mem.New("fs"), faulty.Options{Hook: func(op faulty.Op, key string) error {
+	e, fake, _ := hookedEnv(t, func(op faulty.Op, key string) error {
 		if h := hook.Load(); h != nil {
 			(*h)(op, key)
 		}
 		return nil
-	}})
-	fake := clock.NewFake(time.Unix(1_700_000_000, 0))
-	e := &env{t: t, dir: t.TempDir(), store: inj.Store(), md: metamem.New()}
-	e.opts = func(o *Options) { o.Clock, o.AttrTTL = fake, time.Minute }
-	t.Cleanup(e.close)
-	e.start()
+	})
 	var blocked atomic.Bool
 	entered, release := make(chan struct{}), make(chan struct{})
 	ctx := context.Background()

@@ -8,11 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gatewayd/gatewayd/clock"
 	"github.com/gatewayd/gatewayd/errkind"
-	metamem "github.com/gatewayd/gatewayd/meta/mem"
 	"github.com/gatewayd/gatewayd/objstore/faulty"
-	"github.com/gatewayd/gatewayd/objstore/mem"
 )
 
 // A read of a file whose rename waits in the log, when the rename is
@@ -22,8 +19,7 @@ func TestReadWhileItsMoveSettles(t *testing.T) {
 	var away, armed atomic.Bool
 	var oldKey string
 	var settle func()
-	under := mem.New("fs")
-	inj := faulty.New(under, faulty.Options{Hook: func(op faulty.Op, key string) error {
+	e, fake, under := hookedEnv(t, func(op faulty.Op, key string) error {
 		if away.Load() {
 			return errkind.Mark(errkind.Retryable, fmt.Errorf("store away"))
 		}
@@ -31,12 +27,7 @@ func TestReadWhileItsMoveSettles(t *testing.T) {
 			settle()
 		}
 		return nil
-	}})
-	fake := clock.NewFake(time.Unix(1_700_000_000, 0))
-	e := &env{t: t, dir: t.TempDir(), store: inj.Store(), md: metamem.New()}
-	e.opts = func(o *Options) { o.Clock, o.AttrTTL = fake, time.Minute }
-	t.Cleanup(e.close)
-	e.start()
+	})
 	ctx := context.Background()
 	must[Config](t)(e.m.Create(ctx, Config{Name: "docs"}))
 	s := e.share("docs")

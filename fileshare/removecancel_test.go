@@ -6,13 +6,9 @@ import (
 	"errors"
 	"sync/atomic"
 	"testing"
-	"time"
 
-	"github.com/gatewayd/gatewayd/clock"
-	metamem "github.com/gatewayd/gatewayd/meta/mem"
 	"github.com/gatewayd/gatewayd/objstore"
 	"github.com/gatewayd/gatewayd/objstore/faulty"
-	"github.com/gatewayd/gatewayd/objstore/mem"
 )
 
 // TestRemoveCancelledMidway: a caller that gives up while a remove deletes
@@ -21,20 +17,14 @@ import (
 // its acknowledged content, not the object uploaded before it.
 func TestRemoveCancelledMidway(t *testing.T) {
 	var cancelOnDelete atomic.Pointer[context.CancelFunc]
-	under := mem.New("fs")
-	inj := faulty.New(under, faulty.Options{Hook: func(op faulty.Op, key string) error {
+	e, _, under := hookedEnv(t, func(op faulty.Op, key string) error {
 		if op == faulty.OpDelete && key == "docs/f" {
 			if c := cancelOnDelete.Load(); c != nil {
 				(*c)() // the caller gives up as the delete starts
 			}
 		}
 		return nil
-	}})
-	fake := clock.NewFake(time.Unix(1_700_000_000, 0))
-	e := &env{t: t, dir: t.TempDir(), store: inj.Store(), md: metamem.New()}
-	e.opts = func(o *Options) { o.Clock, o.AttrTTL = fake, time.Minute }
-	t.Cleanup(e.close)
-	e.start()
+	})
 	ctx := context.Background()
 	must[Config](t)(e.m.Create(ctx, Config{Name: "docs"}))
 	s := e.share("docs")
