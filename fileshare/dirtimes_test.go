@@ -2,13 +2,12 @@ package fileshare
 
 import (
 	"context"
-	"runtime"
 	"strconv"
-	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/gatewayd/gatewayd/internal/stacks"
 	"github.com/gatewayd/gatewayd/objstore/faulty"
 )
 
@@ -268,7 +267,7 @@ func TestDirectoryTimesSetDuringRound(t *testing.T) {
 			setDone <- nil
 			done = true
 		case <-time.After(10 * time.Millisecond):
-			done = stackHas("(*Share).SetAttr(", "sync.(*Mutex).Lock")
+			done = stacks.Has("(*Share).SetAttr(", "sync.(*Mutex).Lock")
 		}
 		if time.Now().After(deadline) {
 			t.Fatal("the SetAttr neither ended nor waited")
@@ -288,27 +287,4 @@ func TestDirectoryTimesSetDuringRound(t *testing.T) {
 	if mt, _ := dirTimes(t, s, "d"); !mt.Equal(set) {
 		t.Errorf("after a restart: d's mtime is %v, want the %v set during the round", mt, set)
 	}
-}
-
-// stackHas says whether a goroutine's stack has every one of parts.
-func stackHas(parts ...string) bool {
-	buf := make([]byte, 1<<20)
-	for {
-		n := runtime.Stack(buf, true)
-		if n < len(buf) {
-			buf = buf[:n]
-			break
-		}
-		buf = make([]byte, 2*len(buf))
-	}
-	for _, g := range strings.Split(string(buf), "\n\n") {
-		has := true
-		for _, p := range parts {
-			has = has && strings.Contains(g, p)
-		}
-		if has {
-			return true
-		}
-	}
-	return false
 }

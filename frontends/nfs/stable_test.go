@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"fmt"
 	"io"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/gatewayd/gatewayd/fileshare"
 	"github.com/gatewayd/gatewayd/internal/nfstest"
+	"github.com/gatewayd/gatewayd/internal/stacks"
 	"github.com/gatewayd/gatewayd/internal/testrand"
 	"github.com/gatewayd/gatewayd/uploadbuffer"
 	"github.com/gatewayd/gatewayd/vfs"
@@ -208,21 +208,7 @@ func holding(recs [][]byte, data [][]byte) int {
 // waitsForSync says whether a goroutine serving a call in fn (of
 // rpcConn: "commit", "write") waits in the upload buffer's Sync.
 func waitsForSync(fn string) bool {
-	buf := make([]byte, 1<<20)
-	for {
-		n := runtime.Stack(buf, true)
-		if n < len(buf) {
-			buf = buf[:n]
-			break
-		}
-		buf = make([]byte, 2*len(buf))
-	}
-	for _, g := range strings.Split(string(buf), "\n\n") {
-		if strings.Contains(g, "(*rpcConn)."+fn+"(") && strings.Contains(g, "uploadbuffer.(*Log).Sync") {
-			return true
-		}
-	}
-	return false
+	return stacks.Has("(*rpcConn)."+fn+"(", "uploadbuffer.(*Log).Sync")
 }
 
 // UNSTABLE writes are answered while no sync of the upload buffer can
