@@ -7,6 +7,8 @@
 #   bench/nfs/run.sh                   # both servers, 10 s per job
 #   RUNTIME=5 SERVERS=gatewayd bench/nfs/run.sh
 #   PROFILE=1 bench/nfs/run.sh         # gatewayd's CPU profiles of write-1m and read-1m
+#   TRACE=1 bench/nfs/run.sh           # gatewayd's execution trace of the first write-1m
+#                                      # (go tool trace OUT/gatewayd-write-1m.trace)
 #   ROUNDS=5 bench/nfs/run.sh          # write-1m rounds (default 3)
 #   JOBS=write bench/nfs/run.sh        # only the write-1m rounds and the disk's limit
 #   JOBS=read bench/nfs/run.sh         # only read-1m and randread-4k (the file written once,
@@ -38,6 +40,8 @@ profile="${PROFILE:-}"
 rounds="${ROUNDS:-3}"
 jobs="${JOBS:-all}"
 profile_seconds="${PROFILE_SECONDS:-2}"
+trace="${TRACE:-}"
+trace_seconds="${TRACE_SECONDS:-2}"
 declare -A urls gw_pid
 size_mib=1024
 files=10000
@@ -104,10 +108,11 @@ settle() {
 # write_job SERVER ROUND: write-1m, then a COMMIT of the file (commit.py:
 # seconds and verifier to $out/SERVER-commit.ROUND); for a gatewayd its
 # fsync and fdatasync calls meanwhile (perf, to
-# $out/SERVER-write-1m.ROUND.syncs) and, with PROFILE, its CPU profile
+# $out/SERVER-write-1m.ROUND.syncs) and, with PROFILE, its CPU profile and,
+# with TRACE, its execution trace
 # (first round).
 write_job() {
-	local s=$1 r=$2 perf_pid="" prof_pid=""
+	local s=$1 r=$2 perf_pid="" prof_pid="" trace_pid=""
 	local url=${urls[$s]}
 	settle
 	echo "== $s write-1m, round $r" >&2
@@ -121,6 +126,11 @@ write_job() {
 				"http://gatewayd/debug/pprof/profile?seconds=$profile_seconds" &
 			prof_pid=$!
 		fi
+		if [ -n "$trace" ] && [ "$r" = 1 ]; then
+			curl -s --unix-socket "$work/$s-data/admin.sock" -o "$out/$s-write-1m.trace" \
+				"http://gatewayd/debug/pprof/trace?seconds=$trace_seconds" &
+			trace_pid=$!
+		fi
 	fi
 	fio_job "$s-write-1m.$r" "$url" write 1m 8
 	# nfs://HOST/EXPORT?nfsport=N&mountport=M&...
@@ -132,6 +142,7 @@ write_job() {
 	python3 "$here/commit.py" "$host" "$nfsport" "$mountport" "$path" bench.bin >"$out/$s-commit.$r"
 	if [ -n "$perf_pid" ]; then kill -INT "$perf_pid"; wait "$perf_pid" || true; fi
 	if [ -n "$prof_pid" ]; then wait "$prof_pid" || true; fi
+	if [ -n "$trace_pid" ]; then wait "$trace_pid" || true; fi
 }
 
 # disk_job NAME SYNCEVERY: the disk's limit, fio's psync engine writing
