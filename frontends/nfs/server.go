@@ -1,13 +1,14 @@
 // Package nfs serves gatewayd's file shares over NFSv3 and MOUNT, on
-// go-nfs. The gateway supplies the file system (a billy.Filesystem over
+// go-nfs, and over NFSv4.1 (package nfs4) on the same port. The gateway supplies the file system (a billy.Filesystem over
 // fileshare.Share) and its own file handles: share id and inode number,
 // which fileshare keeps in meta, so a handle stays valid across renames and
 // daemon restarts. Export options (allowed clients, read-only) are checked
 // at MOUNT and on every call.
 //
 // The connection's RPC layer is gatewayd's own (rpc.go): it reads the
-// calls, serves READ, GETATTR, ACCESS, WRITE, COMMIT and FSINFO itself, several
-// of a connection's at once, and hands the other calls to go-nfs, which
+// calls, serves READ, GETATTR, ACCESS, WRITE, COMMIT, FSINFO, READDIR and
+// READDIRPLUS itself, several of a connection's at once, hands NFSv4.1
+// calls to nfs4, and hands the other calls to go-nfs, which
 // serves them one at a time; one writer writes every reply whole, in the
 // order they are ready. READ reads the data straight into a pooled reply
 // buffer (read.go). WRITE honours stable_how (stable.go): an UNSTABLE
@@ -40,6 +41,7 @@ import (
 
 	"github.com/gatewayd/gatewayd/fileshare"
 	"github.com/gatewayd/gatewayd/frontends/nfs/nfs4"
+	"github.com/gatewayd/gatewayd/meta"
 )
 
 // Server is the NFS frontend.
@@ -72,6 +74,14 @@ func New(shares *fileshare.Manager, logger *slog.Logger) *Server {
 	rand.Read(s.verifier[:])
 	s.v4 = nfs4.New(shares, handles4{&handler{s: s}}, logger, nfs4.Options{WriteVerifier: s.verifier})
 	return s
+}
+
+// KeepV4State keeps the NFSv4.1 client records in md, so that after a
+// restart the clients that held opens and locks reclaim them in a grace
+// period of grace (at least the lease time, 90 s; 0 is that). It is called
+// before Serve.
+func (s *Server) KeepV4State(ctx context.Context, md meta.Store, grace time.Duration) error {
+	return s.v4.Recover(ctx, md, grace)
 }
 
 // Verifier is the write verifier the server's WRITE and COMMIT replies
