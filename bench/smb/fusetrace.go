@@ -124,7 +124,6 @@ func (f *fuseTrace) close() {
 
 // printCounts prints the view's FUSE requests per file of each phase.
 func printCounts(counts map[string]map[string]int, files int) {
-	phases := []string{"create+write+close", "open+read+close", "remove"}
 	kinds := map[string]bool{}
 	for _, c := range counts {
 		for k := range c {

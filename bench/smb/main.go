@@ -18,6 +18,7 @@ import (
 	"io"
 	"log"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -34,9 +35,14 @@ var (
 	filesFlag = flag.Int("files", 2000, "number of small files")
 	smallFlag = flag.String("small", "4K", "size of each small file")
 	workFlag  = flag.String("work", "", "scratch directory (default: a new one under $TMPDIR)")
+	profFlag  = flag.String("profile", "", "directory for gatewayd's CPU profiles of the small-file rows (PHASE.pprof); none without it")
+	profSecs  = flag.Int("profile-seconds", 10, "length of each CPU profile, from the start of its row (the next row waits for it)")
 )
 
 const password = "bench-password"
+
+// phases are the small-file rows, in order.
+var phases = []string{"create+write+close", "open+read+close", "remove"}
 
 // server is one SMB server under test: a share for smbclient (signed) and
 // an encrypted one for go-smb2 (see docs/smb.md: go-smb2 v1.1.0 and
@@ -54,6 +60,11 @@ type server struct {
 	dataDir string
 	view    *fuseTrace
 	counts  map[string]map[string]int // phase -> FUSE request -> count
+	// pid is the server's process (gatewayd, or plain smbd's parent);
+	// cpu and wall are what each small-file row took.
+	pid  int
+	cpu  map[string]cpuTimes
+	wall map[string]time.Duration
 }
 
 func main() {
@@ -116,6 +127,7 @@ func main() {
 	if gw.counts != nil {
 		printCounts(gw.counts, *filesFlag)
 	}
+	printCPU([]*server{gw, plain}, phases, *filesFlag)
 	fmt.Printf("\nload average at the end (uptime): %s\n", loadAverage())
 }
 
@@ -173,12 +185,20 @@ func smallFiles(s *server, n, size int) {
 	name := func(i int) string { return fmt.Sprintf(`small\f%05d`, i) }
 	// The FUSE requests of each phase are counted while it runs (the
 	// count costs the kernel a trace event per request).
-	counted := func(phase string, f func()) time.Duration {
+	count := func(phase string, f func()) time.Duration {
+		if s.cpu == nil {
+			s.cpu, s.wall = map[string]cpuTimes{}, map[string]time.Duration{}
+		}
+		before := sampleCPU(s.pid)
+		defer func() { s.cpu[phase] = sampleCPU(s.pid).sub(before) }()
 		if s.view == nil {
-			return timed(f)
+			d := timed(f)
+			s.wall[phase] = d
+			return d
 		}
 		var d time.Duration
 		c, err := s.view.count(func() { d = timed(f) })
+		s.wall[phase] = d
 		if err != nil {
 			log.Printf("counting the view's requests during %s: %v", phase, err)
 		}
@@ -186,6 +206,19 @@ func smallFiles(s *server, n, size int) {
 			s.counts = map[string]map[string]int{}
 		}
 		s.counts[phase] = c
+		return d
+	}
+	// With -profile, gatewayd's CPU profile of each row's first
+	// seconds; the next row starts once it is written (not timed).
+	counted := func(phase string, f func()) time.Duration {
+		if *profFlag == "" || s.dataDir == "" {
+			return count(phase, f)
+		}
+		done := startProfile(filepath.Join(s.dataDir, "admin.sock"), filepath.Join(*profFlag, strings.ReplaceAll(phase, "+", "-")+".pprof"), *profSecs)
+		d := count(phase, f)
+		if err := done(); err != nil {
+			log.Printf("CPU profile of %s: %v", phase, err)
+		}
 		return d
 	}
 	s.create = counted("create+write+close", func() {
@@ -210,6 +243,36 @@ func smallFiles(s *server, n, size int) {
 			}
 		}
 	})
+}
+
+// startProfile asks gatewayd (its admin socket) for a CPU profile of
+// seconds and writes it to out; done waits for it.
+func startProfile(socket, out string, seconds int) (done func() error) {
+	errc := make(chan error, 1)
+	go func() {
+		c := http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "unix", socket)
+		}}}
+		resp, err := c.Get(fmt.Sprintf("http://gatewayd/debug/pprof/profile?seconds=%d", seconds))
+		if err != nil {
+			errc <- err
+			return
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			errc <- fmt.Errorf("%s", resp.Status)
+			return
+		}
+		f, err := os.Create(out)
+		if err == nil {
+			_, err = io.Copy(f, resp.Body)
+			if cerr := f.Close(); err == nil {
+				err = cerr
+			}
+		}
+		errc <- err
+	}()
+	return func() error { return <-errc }
 }
 
 func freeAddr() string {
@@ -247,6 +310,7 @@ func startGateway(work string) *server {
 	if err := cmd.Start(); err != nil {
 		log.Fatal(err)
 	}
+	s.pid = cmd.Process.Pid
 	s.stop = func() { _ = cmd.Process.Signal(syscall.SIGTERM); _ = cmd.Wait() }
 	deadline := time.Now().Add(time.Minute)
 	for exec.Command(bin, "status", "--data-dir", dir).Run() != nil {
@@ -293,6 +357,7 @@ func startPlain(work string) *server {
 	if err := cmd.Start(); err != nil {
 		log.Fatal(err)
 	}
+	s.pid = cmd.Process.Pid
 	s.stop = func() { _ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM); _ = cmd.Wait() }
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()

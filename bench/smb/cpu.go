@@ -1,0 +1,98 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+)
+
+// clockTicks is the unit of /proc/PID/stat's CPU times (USER_HZ; 100 on
+// Linux for every architecture the benchmark runs on).
+const clockTicks = 100
+
+// cpuTimes is the CPU time (user and system, seconds) used so far by the
+// server's own process (root, gatewayd or plain smbd's parent), by its
+// smbd processes, and by this program (the go-smb2 client).
+type cpuTimes struct{ server, smbd, client float64 }
+
+// sampleCPU reads the CPU times of root, of every smbd below it, and of
+// this process. A process that ended meanwhile is not counted (the
+// client's smbd lives as long as its connection, the whole row).
+func sampleCPU(root int) cpuTimes {
+	var c cpuTimes
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) == nil {
+		c.client = float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e9
+	}
+	parent, comm, cpu := map[int]int{}, map[int]string{}, map[int]float64{}
+	dirs, _ := filepath.Glob("/proc/[0-9]*")
+	for _, d := range dirs {
+		pid, err := strconv.Atoi(filepath.Base(d))
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(d, "stat"))
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ... utime(14) stime(15)
+		s := string(b)
+		open, end := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
+		if open < 0 || end < open {
+			continue
+		}
+		f := strings.Fields(s[end+1:])
+		if len(f) < 13 {
+			continue
+		}
+		ppid, _ := strconv.Atoi(f[1])
+		ut, _ := strconv.ParseFloat(f[11], 64)
+		st, _ := strconv.ParseFloat(f[12], 64)
+		parent[pid], comm[pid], cpu[pid] = ppid, s[open+1:end], (ut+st)/clockTicks
+	}
+	below := func(pid int) bool {
+		for i := 0; i < 64 && pid > 1; i++ {
+			if pid = parent[pid]; pid == root {
+				return true
+			}
+		}
+		return false
+	}
+	for pid := range cpu {
+		switch {
+		case pid == root && comm[pid] != "smbd":
+			c.server += cpu[pid]
+		case comm[pid] == "smbd" && (pid == root || below(pid)):
+			c.smbd += cpu[pid]
+		}
+	}
+	return c
+}
+
+func (c cpuTimes) sub(o cpuTimes) cpuTimes {
+	return cpuTimes{c.server - o.server, c.smbd - o.smbd, c.client - o.client}
+}
+
+// printCPU prints the CPU time per file each row took, by process.
+func printCPU(servers []*server, phases []string, files int) {
+	fmt.Printf("\nCPU time per file (ms; /proc/PID/stat and getrusage: wall is the row's time per file)\n\n")
+	fmt.Println("| row | server | wall | gatewayd | smbd | client (go-smb2) |")
+	fmt.Println("|---|---|---|---|---|---|")
+	ms := func(sec float64) string { return fmt.Sprintf("%.2f", sec*1000/float64(files)) }
+	for _, p := range phases {
+		for _, s := range servers {
+			c, ok := s.cpu[p]
+			if !ok {
+				continue
+			}
+			gw := ms(c.server)
+			if s.dataDir == "" {
+				gw = "-"
+			}
+			fmt.Printf("| %s | %s | %s | %s | %s | %s |\n", p, s.name, ms(s.wall[p].Seconds()), gw, ms(c.smbd), ms(c.client))
+		}
+	}
+}
