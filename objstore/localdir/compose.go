@@ -55,7 +55,7 @@ func (s *Store) Compose(ctx context.Context, key string, parts []objstore.Part, 
 			if err := ctx.Err(); err != nil {
 				return err
 			}
-			var r io.Reader = ctxReader{ctx, p.Data}
+			var r io.Reader = p.Data
 			if p.Data == nil {
 				src := sources[p.SrcKey]
 				if _, err := src.Seek(p.SrcOffset, io.SeekStart); err != nil {
@@ -63,8 +63,8 @@ func (s *Store) Compose(ctx context.Context, key string, parts []objstore.Part, 
 				}
 				r = src // as itself, so that the copy stays in the kernel
 			}
-			if n, err := io.CopyN(f, r, p.Size); err != nil {
-				return fmt.Errorf("part %d: wrote %d of %d bytes: %w", i+1, n, p.Size, err)
+			if err := copyIn(ctx, f, r, p.Size); err != nil {
+				return fmt.Errorf("part %d: %w", i+1, err)
 			}
 		}
 		return setMeta(f, meta)

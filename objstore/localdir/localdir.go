@@ -1,7 +1,8 @@
 // Package localdir is the embedded default object store: a local directory
 // that behaves like a bucket. Writes are atomic and durable (temp file,
-// fsync, rename, fsync of the directory), concurrent use is safe, and
-// listings come in the byte order of full keys, as S3 gives them.
+// fsync, rename, fsync of the directory; concurrent writes share their
+// syncs, see syncGroup), concurrent use is safe, and listings come in the
+// byte order of full keys, as S3 gives them.
 //
 // # Layout
 //
@@ -41,13 +42,13 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/gatewayd/gatewayd/errkind"
-	"github.com/gatewayd/gatewayd/internal/fsutil"
 	"github.com/gatewayd/gatewayd/objstore"
 )
 
@@ -66,8 +67,9 @@ const (
 // Store is a directory used as an object store. It is safe for concurrent
 // use, also by several Stores (or processes) on the same directory.
 type Store struct {
-	root string
-	tmp  string
+	root  string
+	tmp   string
+	group *syncGroup // the syncs of concurrent writes, shared (groupsync.go)
 }
 
 var (
@@ -84,7 +86,7 @@ func Open(dir string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("localdir: %w", err)
 	}
-	s := &Store{root: root, tmp: filepath.Join(root, tmpDirName)}
+	s := &Store{root: root, tmp: filepath.Join(root, tmpDirName), group: newSyncGroup()}
 	if err := os.MkdirAll(s.tmp, 0o750); err != nil {
 		return nil, classify(fmt.Errorf("localdir: create %s: %w", s.tmp, err))
 	}
@@ -197,6 +199,36 @@ func isMissing(err error) bool {
 	return errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR)
 }
 
+// copyBufs are the buffers copies into the store's files go through, 1 MiB
+// so that a large object is written in few calls (io.Copy's own buffer is
+// 32 KiB).
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 1<<20); return &b }}
+
+// writerOnly hides a file's ReadFrom, which for a reader that is not a
+// file would copy through a 32 KiB buffer of its own.
+type writerOnly struct{ io.Writer }
+
+// copyIn copies size bytes of r to f: in the kernel when r is a file
+// (copy_file_range), else through a pooled buffer, stopping when ctx ends.
+func copyIn(ctx context.Context, f *os.File, r io.Reader, size int64) error {
+	var n int64
+	var err error
+	if src, ok := r.(*os.File); ok {
+		n, err = io.CopyN(f, src, size)
+	} else {
+		bp := copyBufs.Get().(*[]byte)
+		n, err = io.CopyBuffer(writerOnly{f}, io.LimitReader(ctxReader{ctx, r}, size), *bp)
+		copyBufs.Put(bp)
+		if err == nil && n < size {
+			err = io.ErrUnexpectedEOF
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("wrote %d of %d bytes: %w", n, size, err)
+	}
+	return nil
+}
+
 // ctxReader stops a copy when ctx ends.
 type ctxReader struct {
 	ctx context.Context
@@ -231,9 +263,8 @@ func (s *Store) PutMeta(ctx context.Context, key string, r io.ReadSeeker, size i
 		return fmt.Errorf("%s: put %s: %w", s, key, err)
 	}
 	return s.writeAndCommit(ctx, "put", key, dir, name, func(f *os.File) error {
-		n, err := io.CopyN(f, ctxReader{ctx, r}, size)
-		if err != nil {
-			return fmt.Errorf("wrote %d of %d bytes: %w", n, size, err)
+		if err := copyIn(ctx, f, r, size); err != nil {
+			return err
 		}
 		return setMeta(f, meta)
 	})
@@ -269,7 +300,7 @@ func (s *Store) SetMeta(ctx context.Context, key string, meta map[string]string)
 		err = setMeta(f, meta)
 	}
 	if err == nil {
-		err = f.Sync()
+		err = s.group.file(f)
 	}
 	if err != nil {
 		return classify(fmt.Errorf("%s: set metadata of %s: %w", s, key, err))
@@ -401,8 +432,9 @@ func (s *Store) writeAndCommit(ctx context.Context, op, key, dir, name string, w
 	return s.writeThen(ctx, op, key, write, func(tmpPath string) error { return s.commit(tmpPath, dir, name) })
 }
 
-// writeThen fills a temp file with write, makes it durable and hands it to
-// commit. The temp file never outlives a failure.
+// writeThen fills a temp file with write, makes it durable (in a group
+// with the other writes under way) and hands it to commit. The temp file
+// never outlives a failure.
 func (s *Store) writeThen(ctx context.Context, op, key string, write func(*os.File) error, commit func(tmpPath string) error) (err error) {
 	f, err := os.CreateTemp(s.tmp, strings.ReplaceAll(op, " ", "-")+"-*")
 	if err != nil {
@@ -419,7 +451,7 @@ func (s *Store) writeThen(ctx context.Context, op, key string, write func(*os.Fi
 	if err := write(f); err != nil {
 		return err
 	}
-	if err := f.Sync(); err != nil {
+	if err := s.group.file(f); err != nil {
 		return err
 	}
 	if err := f.Close(); err != nil {
@@ -432,7 +464,7 @@ func (s *Store) writeThen(ctx context.Context, op, key string, write func(*os.Fi
 }
 
 // commit renames a durable temp file into place and makes the rename
-// durable. A concurrent Delete may remove dir, empty, between ensureDir and
+// durable (in a group with the other writes under way). A concurrent Delete may remove dir, empty, between ensureDir and
 // the rename; the loop then recreates it.
 func (s *Store) commit(tmpPath, dir, name string) error {
 	target := filepath.Join(dir, name)
@@ -448,7 +480,7 @@ func (s *Store) commit(tmpPath, dir, name string) error {
 			return err
 		}
 	}
-	if err := fsutil.SyncDir(dir); err != nil && !isMissing(err) {
+	if err := s.group.dir(dir); err != nil && !isMissing(err) {
 		return err
 	}
 	return nil
@@ -479,7 +511,7 @@ func (s *Store) mkdirs(parts []string) error {
 		err := os.Mkdir(path, 0o750)
 		switch {
 		case err == nil:
-			if err := fsutil.SyncDir(parent); err != nil {
+			if err := s.group.dir(parent); err != nil {
 				return err
 			}
 		case errors.Is(err, fs.ErrExist):
@@ -615,11 +647,7 @@ func (s *Store) putIf(ctx context.Context, op, key string, r io.ReadSeeker, size
 	target := filepath.Join(dir, name)
 	var etag string
 	err = s.writeThen(ctx, op, key, func(f *os.File) error {
-		n, err := io.CopyN(f, ctxReader{ctx, r}, size)
-		if err != nil {
-			return fmt.Errorf("wrote %d of %d bytes: %w", n, size, err)
-		}
-		return nil
+		return copyIn(ctx, f, r, size)
 	}, func(tmpPath string) error {
 		unlock, err := s.lock()
 		if err != nil {
@@ -686,7 +714,7 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 		}
 		return classify(fmt.Errorf("%s: delete %s: %w", s, key, err))
 	}
-	if err := fsutil.SyncDir(dir); err != nil && !isMissing(err) {
+	if err := s.group.dir(dir); err != nil && !isMissing(err) {
 		return classify(fmt.Errorf("%s: delete %s: %w", s, key, err))
 	}
 	for dir != s.root {
@@ -696,7 +724,7 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 			break
 		}
 		dir = filepath.Dir(dir)
-		if err := fsutil.SyncDir(dir); err != nil && !isMissing(err) {
+		if err := s.group.dir(dir); err != nil && !isMissing(err) {
 			return classify(fmt.Errorf("%s: delete %s: %w", s, key, err))
 		}
 	}

@@ -254,3 +254,31 @@ func TestFailedPutLeavesNoTempFile(t *testing.T) {
 		t.Fatalf("after failed puts: %q", got)
 	}
 }
+
+// countingReader counts the reads a copy makes of it.
+type countingReader struct {
+	r     *bytes.Reader
+	reads int
+}
+
+func (c *countingReader) Read(p []byte) (int, error) { c.reads++; return c.r.Read(p) }
+func (c *countingReader) Seek(off int64, whence int) (int64, error) {
+	return c.r.Seek(off, whence)
+}
+
+// A put copies from a reader that is not a file in 1 MiB pieces, not in
+// io.Copy's 32 KiB ones.
+func TestPutCopiesInLargePieces(t *testing.T) {
+	s := open(t, t.TempDir())
+	data := bytes.Repeat([]byte("0123456789abcdef"), 4<<20/16)
+	r := &countingReader{r: bytes.NewReader(data)}
+	if err := s.Put(t.Context(), "big", r, int64(len(data))); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := objstore.GetAll(t.Context(), s, "big"); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("get: %d bytes, %v", len(got), err)
+	}
+	if r.reads > 8 {
+		t.Fatalf("%d reads for 4 MiB, want at most 8 (1 MiB pieces)", r.reads)
+	}
+}
