@@ -9,8 +9,9 @@ import "math"
 // new range replaces what it held of that range (POSIX: a write lock over
 // a read lock converts it; an unlock of the middle splits it). Blocking
 // locks are answered as the others: NFS4ERR_DENIED while in conflict,
-// and the client asks again. The records are plain values, kept beside
-// the opens for a later step to persist.
+// and the client asks again. Locks live in memory beside the opens: after
+// a restart their clients reclaim them (LOCK with reclaim) in the grace
+// period (state.go).
 
 const (
 	opLock  = 12
@@ -171,12 +172,17 @@ func (x *exec) lock(a lockArgs) uint32 {
 	if st != ok {
 		return st
 	}
-	if a.reclaim {
-		return errNoGrace // nothing survives a restart yet: no grace period
-	}
 	s := x.s
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if a.reclaim {
+		st = x.mayReclaim(s.opts.Now())
+	} else {
+		st = x.mayLock(s.opts.Now())
+	}
+	if st != ok {
+		return st
+	}
 	var l *lockState
 	if a.newOwner {
 		o, st := x.findState(a.openStateid)
@@ -206,6 +212,9 @@ func (x *exec) lock(a lockArgs) uint32 {
 		return errOpenMode
 	}
 	if cl, r, found := s.conflict(o.file, o.client, l.owner, start, end, write); found {
+		if a.reclaim {
+			return errReclaimConflict
+		}
 		x.denied(cl, r)
 		return errDenied
 	}
@@ -221,8 +230,6 @@ func (x *exec) lock(a lockArgs) uint32 {
 	return ok
 }
 
-const errNoGrace = 10033
-
 func (x *exec) lockT(a locktArgs) uint32 {
 	start, end, st := lockSpan(a.ltype, a.offset, a.length)
 	if st != ok {
@@ -235,6 +242,9 @@ func (x *exec) lockT(a locktArgs) uint32 {
 	s := x.s
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.inGrace(s.opts.Now()) {
+		return errGrace
+	}
 	write := a.ltype == writeLT || a.ltype == writeWLT
 	key := fileKey{x.cur.share.Config().ID, o.attr.Ino}
 	if cl, r, found := s.conflict(key, x.sess.client, string(a.owner.owner), start, end, write); found {

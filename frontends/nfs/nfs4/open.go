@@ -9,8 +9,9 @@ import (
 // share reservations. An open is kept per open owner and file; a second
 // OPEN by the owner of the same file adds its access and deny bits to the
 // same stateid (its seqid grows). Share reservations are checked between
-// all opens of a file. The records are plain values held by their client
-// so that a later step can persist them for reclaim after a restart.
+// all opens of a file. Opens live in memory: after a restart their
+// clients reclaim them (OPEN with CLAIM_PREVIOUS) in the grace period
+// (state.go).
 
 // Operations of this file.
 const (

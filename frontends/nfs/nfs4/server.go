@@ -6,12 +6,14 @@
 // What it serves: sessions (EXCHANGE_ID, CREATE_SESSION with its replay,
 // SEQUENCE with a slot table and reply cache, BIND_CONN_TO_SESSION,
 // DESTROY_SESSION, DESTROY_CLIENTID, RECLAIM_COMPLETE, leases renewed by
-// SEQUENCE and expired when not), a pseudo file system whose root lists
-// the shares the client may see, and the operations that read: PUTFH,
-// PUTROOTFH, PUTPUBFH, GETFH, LOOKUP, LOOKUPP, GETATTR, ACCESS, READDIR,
-// READLINK, SAVEFH, RESTOREFH, SECINFO, SECINFO_NO_NAME and READ with
-// the anonymous stateids. Every other operation of minor version 1 is
-// NFS4ERR_NOTSUPP; minor versions 0 and 2 are NFS4ERR_MINOR_VERS_MISMATCH.
+// SEQUENCE and expired when not), a grace period after a restart in which
+// the clients reclaim their opens and locks (state.go), a pseudo file
+// system whose root lists the shares the client may see, and the
+// operations that read: PUTFH, PUTROOTFH, PUTPUBFH, GETFH, LOOKUP,
+// LOOKUPP, GETATTR, ACCESS, READDIR, READLINK, SAVEFH, RESTOREFH, SECINFO,
+// SECINFO_NO_NAME and READ with the anonymous stateids. Every other
+// operation of minor version 1 is NFS4ERR_NOTSUPP; minor versions 0 and 2
+// are NFS4ERR_MINOR_VERS_MISMATCH.
 package nfs4
 
 import (
@@ -26,9 +28,11 @@ import (
 	"net/netip"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gatewayd/gatewayd/fileshare"
+	"github.com/gatewayd/gatewayd/meta"
 )
 
 // Version is the NFS program version served here.
@@ -69,17 +73,27 @@ type Server struct {
 	handles Handles
 	log     *slog.Logger
 	opts    Options
-	boot    uint32    // the server's instance: in client and session ids
 	started time.Time // the pseudo root's times
 	owner   []byte    // server_owner major id and server scope
+	// store keeps the client records (state.go); nil keeps none. Set by
+	// Recover before the first call.
+	store meta.Store
+	// recordMu orders the writes of client records.
+	recordMu sync.Mutex
+	// pendingWrites: records wait to be deleted (forget, purge).
+	pendingWrites atomic.Bool
 
 	mu        sync.Mutex
+	boot      uint32 // the server's instance (epoch): in client and session ids and stateids
 	clients   map[uint64]*client
 	owners    map[string]*owner // by client_owner4 ownerid
 	sessions  map[sessionID]*session
 	lastID    uint32
 	lastSessN uint32
 	open      opens
+	grace     *grace   // the grace period, while it runs
+	forget    []forget // records of clients dropped, to delete
+	purge     bool     // a grace period ended: delete the records of the clients that did not come back
 }
 
 // New returns a server for the manager's shares (nil serves the session
@@ -209,6 +223,7 @@ func (s *Server) compound(ctx context.Context, conn *Conn, cred Cred, args []byt
 	if x.slot != nil {
 		s.finish(x, reply)
 	}
+	s.writeRecords(context.WithoutCancel(ctx))
 	return reply
 }
 

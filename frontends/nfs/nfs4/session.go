@@ -9,8 +9,8 @@ import (
 // Clients and sessions (RFC 8881 sections 2.4, 2.10, 18.35-18.37, 18.46).
 // The state lives in memory under Server.mu: client records by id and by
 // owner, sessions by id, each session's slot table with its reply cache.
-// It is kept in plain records so that a later step can persist the
-// confirmed clients for reclaim after a restart.
+// What outlives a restart is one record per client in the metadata store
+// (state.go), so that its client may reclaim.
 
 // client is a client record (a client ID).
 type client struct {
@@ -29,6 +29,9 @@ type client struct {
 	sessions map[sessionID]*session
 	// reclaimed: RECLAIM_COMPLETE was done.
 	reclaimed bool
+	// kept: its record is in the store, written in this epoch (state.go);
+	// gone: the record was dropped.
+	kept, gone bool
 }
 
 // owner is what a client_owner4 names: its confirmed record, and an
@@ -91,6 +94,11 @@ func (s *Server) expire(now time.Time) {
 
 // dropClient forgets a client record and its sessions (under mu).
 func (s *Server) dropClient(c *client) {
+	c.gone = true
+	if c.kept {
+		s.forget = append(s.forget, forget{c.owner, c.id})
+		s.pendingWrites.Store(true)
+	}
 	s.dropOpens(c)
 	for id := range c.sessions {
 		delete(s.sessions, id)
@@ -423,19 +431,40 @@ func (x *exec) destroyClientID(a clientIDArgs) uint32 {
 	return ok
 }
 
-// reclaimComplete serves RECLAIM_COMPLETE. No state survives a restart yet,
-// so there is nothing to reclaim: it is recorded, once.
+// reclaimComplete serves RECLAIM_COMPLETE: the client reclaims nothing
+// more, and may take new opens and locks once no grace period runs. The
+// client's record is written first (state.go): the client may reclaim
+// after the next restart. The last client of the grace period's records to
+// send it ends the period.
 func (x *exec) reclaimComplete(a reclaimCompleteArgs) uint32 {
-	s := x.s
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	c := x.sess.client
 	if a.oneFS {
 		return ok // per file system: nothing to do
 	}
+	s, c := x.s, x.sess.client
+	s.mu.Lock()
+	done := c.reclaimed
+	s.mu.Unlock()
+	if done {
+		return errCompleteAlready
+	}
+	if st := x.keep(c); st != ok {
+		return st
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if c.reclaimed {
 		return errCompleteAlready
 	}
 	c.reclaimed = true
+	if s.inGrace(s.opts.Now()) {
+		g := s.grace
+		if done, known := g.known[c.owner]; known && !done {
+			g.known[c.owner] = true
+			g.pending--
+			if g.pending == 0 {
+				s.endGrace("every client of the last instance sent RECLAIM_COMPLETE")
+			}
+		}
+	}
 	return ok
 }

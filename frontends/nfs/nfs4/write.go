@@ -104,6 +104,18 @@ func (x *exec) openFile(a openArgs) uint32 {
 	if a.create && a.attrs.bad != ok {
 		return a.attrs.bad
 	}
+	reclaim := a.claim == claimPrevious
+	switch a.claim {
+	case claimNull, claimFH, claimPrevious:
+		if st := x.mayOpen(reclaim); st != ok {
+			return st
+		}
+		// The client's record is in the store before its first open is
+		// answered (state.go).
+		if st := x.keep(x.sess.client); st != ok {
+			return st
+		}
+	}
 	dir := x.cur
 	var f *fh
 	var created bool
@@ -134,7 +146,10 @@ func (x *exec) openFile(a openArgs) uint32 {
 			return st
 		}
 	case claimPrevious:
-		return errNoGrace // no state survives a restart yet: nothing to reclaim
+		// A reclaim after a restart: of the current file, which the
+		// client had open; nothing is created or truncated.
+		a.create = false
+		f = x.cur
 	default:
 		return errNotSupp // delegations: none yet
 	}
@@ -166,6 +181,9 @@ func (x *exec) openFile(a openArgs) uint32 {
 		}
 		if access&p.deny != 0 || deny&p.access != 0 {
 			s.mu.Unlock()
+			if reclaim {
+				return errReclaimConflict
+			}
 			return errShareDenied
 		}
 	}
