@@ -109,6 +109,10 @@ type NFS struct {
 	// Rpcbind registers NFS and MOUNT with the system's rpcbind, when one
 	// runs on this host, so clients need no port options.
 	Rpcbind bool `yaml:"rpcbind"`
+	// Grace is the NFSv4.1 grace period after a restart, in which clients
+	// reclaim their opens and locks and new ones wait; at least the lease
+	// time (90 s), which 0 means.
+	Grace time.Duration `yaml:"grace"`
 }
 
 // Shares tunes file shares (NFS).
@@ -372,6 +376,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Volumes.Uploaders < 1 || c.Volumes.UploadInterval <= 0 || c.Volumes.SettleTime < 0 || c.Volumes.RecoveryPointInterval <= 0 {
 		return errors.New("volumes: uploaders must be at least 1, upload_interval and recovery_point_interval positive")
+	}
+	if c.NFS.Grace < 0 {
+		return fmt.Errorf("nfs.grace: must not be negative, got %s", c.NFS.Grace)
 	}
 	if c.Shares.BufferDir == "" || c.Shares.BufferSize < 64<<20 || c.Shares.SettleTime < 0 || c.Shares.AttrTTL <= 0 {
 		return errors.New("shares: buffer_dir must not be empty, buffer_size at least 64MiB, attr_ttl positive")

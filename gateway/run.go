@@ -134,7 +134,7 @@ func Run(ctx context.Context, cfg *config.Config, opts RunOptions) error {
 	}
 	var nfsFE *nfsFrontend
 	if cfg.NFS.Listen != "" {
-		nfsFE, err = startNFS(cfg, dp.shares, lat, logger.With("subsystem", "nfs"))
+		nfsFE, err = startNFS(ctx, cfg, dp.shares, md, lat, logger.With("subsystem", "nfs"))
 		if err != nil {
 			return err
 		}

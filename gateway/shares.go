@@ -61,12 +61,16 @@ type nfsFrontend struct {
 	rpcbind    string // what registration with rpcbind came to
 }
 
-func startNFS(cfg *config.Config, shares *fileshare.Manager, lat latency, logger *slog.Logger) (*nfsFrontend, error) {
+func startNFS(ctx context.Context, cfg *config.Config, shares *fileshare.Manager, md meta.Store, lat latency, logger *slog.Logger) (*nfsFrontend, error) {
 	ln, err := net.Listen("tcp", cfg.NFS.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("nfs: listen on %s: %w", cfg.NFS.Listen, err)
 	}
 	f := &nfsFrontend{srv: nfs.New(shares, logger), addr: ln.Addr().String(), shares: shares}
+	if err := f.srv.KeepV4State(ctx, md, cfg.NFS.Grace); err != nil {
+		ln.Close()
+		return nil, err
+	}
 	f.srv.Latency = lat.observeNFS
 	go func() {
 		if err := f.srv.Serve(ln); err != nil {
