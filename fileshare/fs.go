@@ -346,18 +346,7 @@ func (s *Share) Refresh(p string, recursive bool) error {
 // Stat gives for it (the stored mode, owner and times, not the share's
 // defaults): clients decide access from what a listing says.
 func (s *Share) ReadDir(ctx context.Context, p string) ([]DirEntry, error) {
-	p, err := cleanPath(p)
-	if err != nil {
-		return nil, err
-	}
-	a, err := s.stat(ctx, p)
-	if err != nil {
-		return nil, err
-	}
-	if a.Type != TypeDir {
-		return nil, fmt.Errorf("%s: %w", p, ErrNotDir)
-	}
-	names, err := s.listing(ctx, p)
+	p, names, err := s.dirNames(ctx, p)
 	if err != nil {
 		return nil, err
 	}
