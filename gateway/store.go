@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 
@@ -26,6 +27,9 @@ type OpenedStore struct {
 	// Lease is where the lease itself is written: retry(base), neither
 	// fenced nor queued behind data transfers in the limiter.
 	Lease objstore.Store
+	// Base is the store underneath the decorators, for the capabilities
+	// they do not carry (objstore.Restorer).
+	Base objstore.Store
 }
 
 // String names the store as the configuration does (file://DIR, s3://BUCKET/PREFIX).
@@ -82,5 +86,36 @@ func OpenStore(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*O
 		Logger:      logger.With("subsystem", "objstore"),
 	}
 	fence := fenced.New(retry.New(lim.Store(), retryOpts))
-	return &OpenedStore{Store: fence.Store(), Limiter: lim, URL: u, Fence: fence, Lease: retry.New(base, retryOpts)}, nil
+	return &OpenedStore{Store: fence.Store(), Limiter: lim, URL: u, Fence: fence, Lease: retry.New(base, retryOpts), Base: base}, nil
+}
+
+// OpenedStore is an objstore.Retainer through its decorators, so that
+// snapshots and tapes reach the bucket's Object Lock with the store they
+// are given (the embedded Store's other optional interfaces are not
+// visible through the embedding).
+var _ objstore.Retainer = (*OpenedStore)(nil)
+
+// ObjectLock implements objstore.Retainer.
+func (s *OpenedStore) ObjectLock(ctx context.Context) (objstore.LockConfig, error) {
+	return objstore.ObjectLock(ctx, s.Store)
+}
+
+// PutRetained implements objstore.Retainer.
+func (s *OpenedStore) PutRetained(ctx context.Context, key string, r io.ReadSeeker, size int64, ret objstore.Retention) error {
+	return objstore.PutRetained(ctx, s.Store, key, r, size, ret)
+}
+
+// Retain implements objstore.Retainer.
+func (s *OpenedStore) Retain(ctx context.Context, key string, ret objstore.Retention) error {
+	return objstore.Retain(ctx, s.Store, key, ret)
+}
+
+// Retention implements objstore.Retainer.
+func (s *OpenedStore) Retention(ctx context.Context, key string) (objstore.Retention, error) {
+	return objstore.GetRetention(ctx, s.Store, key)
+}
+
+// Purge implements objstore.Retainer.
+func (s *OpenedStore) Purge(ctx context.Context, key string) error {
+	return objstore.Purge(ctx, s.Store, key)
 }

@@ -8,8 +8,31 @@ import (
 	"github.com/gatewayd/gatewayd/objstore/fenced"
 	"github.com/gatewayd/gatewayd/objstore/limiter"
 	"github.com/gatewayd/gatewayd/objstore/mem"
+	"github.com/gatewayd/gatewayd/objstore/objstoretest"
 	"github.com/gatewayd/gatewayd/objstore/retry"
 )
+
+var decorators = map[string]func(objstore.Store) objstore.Store{
+	"retry":   func(s objstore.Store) objstore.Store { return retry.New(s, retry.Options{}) },
+	"limiter": func(s objstore.Store) objstore.Store { return limiter.New(s, limiter.Options{}).Store() },
+	"faulty":  func(s objstore.Store) objstore.Store { return faulty.New(s, faulty.Options{}).Store() },
+	"fenced":  func(s objstore.Store) objstore.Store { return fenced.New(s).Store() },
+}
+
+// TestRetainerThroughDecorators: Object Lock works through each decorator
+// and through the daemon's stack of them, on the model of a locked bucket.
+func TestRetainerThroughDecorators(t *testing.T) {
+	for name, decorate := range decorators {
+		t.Run(name, func(t *testing.T) {
+			objstoretest.RunObjectLock(t, func(t *testing.T) objstore.Store { return decorate(mem.NewLocked(t.Name())) })
+		})
+	}
+	t.Run("stacked", func(t *testing.T) {
+		objstoretest.RunObjectLock(t, func(t *testing.T) objstore.Store {
+			return decorators["fenced"](decorators["retry"](decorators["limiter"](mem.NewLocked(t.Name()))))
+		})
+	})
+}
 
 // capabilities names, bit by bit as LimitTo takes them, what a type
 // assertion on s finds.
@@ -30,6 +53,9 @@ func capabilities(s objstore.Store) (set uint8, always string) {
 	if !is[objstore.ConditionalPutter](s) {
 		always += " no ConditionalPutter"
 	}
+	if !is[objstore.Retainer](s) {
+		always += " no Retainer"
+	}
 	return set, always
 }
 
@@ -40,14 +66,8 @@ func is[T any](s objstore.Store) bool {
 
 // TestLimitCapabilities: for every set of optional capabilities a store
 // may have, each decorator on such a store has exactly that set, and
-// DirLister and ConditionalPutter always.
+// DirLister, ConditionalPutter and Retainer always.
 func TestLimitCapabilities(t *testing.T) {
-	decorators := map[string]func(objstore.Store) objstore.Store{
-		"retry":   func(s objstore.Store) objstore.Store { return retry.New(s, retry.Options{}) },
-		"limiter": func(s objstore.Store) objstore.Store { return limiter.New(s, limiter.Options{}).Store() },
-		"faulty":  func(s objstore.Store) objstore.Store { return faulty.New(s, faulty.Options{}).Store() },
-		"fenced":  func(s objstore.Store) objstore.Store { return fenced.New(s).Store() },
-	}
 	// A decorator on a store with every capability has them all.
 	full, ok := decorators["retry"](mem.New("")).(objstore.Full)
 	if !ok {

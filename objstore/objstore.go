@@ -4,7 +4,7 @@
 // Store is deliberately small (restic's backend.Backend is the model). What
 // only some stores can do is an optional interface found by type assertion:
 // Copier, StorageClasser, MetadataPutter, DirLister, ConditionalPutter,
-// Composer. Decorators keep the answer true with LimitCapabilities.
+// Composer, Retainer. Decorators keep the answer true with LimitCapabilities.
 // Implementations live in sibling packages
 // (s3, localdir, mem); decorators that add behaviour to any Store live beside
 // them (retry, limiter, faulty, fenced). Every implementation must pass
@@ -430,6 +430,7 @@ type Full interface {
 	DirLister
 	ConditionalPutter
 	Composer
+	Retainer
 }
 
 // LimitCapabilities returns outer exposing exactly the optional interfaces
@@ -438,7 +439,9 @@ type Full interface {
 // decorator's ListDir folds a full listing when inner cannot list a level.
 // ConditionalPutter is always exposed too (every store of gatewayd has it);
 // through a decorator on a store without it, its calls fail with an error
-// wrapping ErrNoConditionalPuts.
+// wrapping ErrNoConditionalPuts. So is Retainer: whether a bucket has
+// Object Lock is known only by asking it (Retainer.ObjectLock), and through
+// a decorator on a store without it, the bucket has none.
 func LimitCapabilities(outer Full, inner Store) Store {
 	return limitedViews[capabilitiesOf(inner)](outer)
 }
@@ -477,7 +480,7 @@ func capabilitiesOf(s Store) capability {
 }
 
 // limitedViews holds, for each set of capabilities, a view of a Full with
-// exactly that set beside Store, DirLister and ConditionalPutter. A type
+// exactly that set beside Store, DirLister, ConditionalPutter and Retainer. A type
 // assertion sees the static method set of a value's type, and Go makes no
 // type from parts at run time, so each set has a struct type of its own.
 var limitedViews = [allCapabilities + 1]func(Full) Store{
@@ -486,133 +489,148 @@ var limitedViews = [allCapabilities + 1]func(Full) Store{
 			Store
 			DirLister
 			ConditionalPutter
-		}{o, o, o}
+			Retainer
+		}{o, o, o, o}
 	},
 	canCopy: func(o Full) Store {
 		return struct {
 			Store
 			DirLister
 			ConditionalPutter
+			Retainer
 			Copier
-		}{o, o, o, o}
+		}{o, o, o, o, o}
 	},
 	hasClasses: func(o Full) Store {
 		return struct {
 			Store
 			DirLister
 			ConditionalPutter
+			Retainer
 			StorageClasser
-		}{o, o, o, o}
+		}{o, o, o, o, o}
 	},
 	canCopy | hasClasses: func(o Full) Store {
 		return struct {
 			Store
 			DirLister
 			ConditionalPutter
+			Retainer
 			Copier
 			StorageClasser
-		}{o, o, o, o, o}
+		}{o, o, o, o, o, o}
 	},
 	hasMeta: func(o Full) Store {
 		return struct {
 			Store
 			DirLister
 			ConditionalPutter
+			Retainer
 			MetadataPutter
-		}{o, o, o, o}
+		}{o, o, o, o, o}
 	},
 	canCopy | hasMeta: func(o Full) Store {
 		return struct {
 			Store
 			DirLister
 			ConditionalPutter
+			Retainer
 			Copier
 			MetadataPutter
-		}{o, o, o, o, o}
+		}{o, o, o, o, o, o}
 	},
 	hasClasses | hasMeta: func(o Full) Store {
 		return struct {
 			Store
 			DirLister
 			ConditionalPutter
+			Retainer
 			StorageClasser
 			MetadataPutter
-		}{o, o, o, o, o}
+		}{o, o, o, o, o, o}
 	},
 	canCopy | hasClasses | hasMeta: func(o Full) Store {
 		return struct {
 			Store
 			DirLister
 			ConditionalPutter
+			Retainer
 			Copier
 			StorageClasser
 			MetadataPutter
-		}{o, o, o, o, o, o}
+		}{o, o, o, o, o, o, o}
 	},
 	canCompose: func(o Full) Store {
 		return struct {
 			Store
 			DirLister
 			ConditionalPutter
+			Retainer
 			Composer
-		}{o, o, o, o}
+		}{o, o, o, o, o}
 	},
 	canCopy | canCompose: func(o Full) Store {
 		return struct {
 			Store
 			DirLister
 			ConditionalPutter
+			Retainer
 			Copier
 			Composer
-		}{o, o, o, o, o}
+		}{o, o, o, o, o, o}
 	},
 	hasClasses | canCompose: func(o Full) Store {
 		return struct {
 			Store
 			DirLister
 			ConditionalPutter
+			Retainer
 			StorageClasser
 			Composer
-		}{o, o, o, o, o}
+		}{o, o, o, o, o, o}
 	},
 	canCopy | hasClasses | canCompose: func(o Full) Store {
 		return struct {
 			Store
 			DirLister
 			ConditionalPutter
+			Retainer
 			Copier
 			StorageClasser
 			Composer
-		}{o, o, o, o, o, o}
+		}{o, o, o, o, o, o, o}
 	},
 	hasMeta | canCompose: func(o Full) Store {
 		return struct {
 			Store
 			DirLister
 			ConditionalPutter
+			Retainer
 			MetadataPutter
 			Composer
-		}{o, o, o, o, o}
+		}{o, o, o, o, o, o}
 	},
 	canCopy | hasMeta | canCompose: func(o Full) Store {
 		return struct {
 			Store
 			DirLister
 			ConditionalPutter
+			Retainer
 			Copier
 			MetadataPutter
 			Composer
-		}{o, o, o, o, o, o}
+		}{o, o, o, o, o, o, o}
 	},
 	hasClasses | hasMeta | canCompose: func(o Full) Store {
 		return struct {
 			Store
 			DirLister
 			ConditionalPutter
+			Retainer
 			StorageClasser
 			MetadataPutter
 			Composer
-		}{o, o, o, o, o, o}
+		}{o, o, o, o, o, o, o}
 	},
 	canCopy | hasClasses | hasMeta | canCompose: func(o Full) Store { return o },
 }

@@ -346,6 +346,17 @@ func (s *Server) CreateBucket(t testing.TB, name string) {
 	}
 }
 
+// CreateLockedBucket creates a bucket with Object Lock enabled (and so
+// versioning), failing t if it cannot.
+func (s *Server) CreateLockedBucket(t testing.TB, name string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := s.Client().CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(name), ObjectLockEnabledForBucket: aws.Bool(true)}); err != nil {
+		t.Fatalf("miniotest: create bucket %s with object lock: %v", name, err)
+	}
+}
+
 // syncBuffer collects the server's output for error messages.
 type syncBuffer struct {
 	mu  sync.Mutex

@@ -30,6 +30,7 @@ const (
 	OpCopy            Op = "copy"
 	OpSetStorageClass Op = "set-storage-class"
 	OpCompose         Op = "compose"
+	OpRetain          Op = "retain" // Retainer.Retain (PutObjectRetention); PutRetained is OpPut, Purge OpDelete
 	// OpTruncate is checked for each Get that succeeds; a fault breaks its
 	// body (see Options.TruncateAfter).
 	OpTruncate Op = "truncate"
@@ -321,4 +322,42 @@ func (s *store) Compose(ctx context.Context, key string, parts []objstore.Part, 
 		return objstore.Compose(ctx, s.f.inner, key, parts, meta)
 	}
 	return s.mutate(OpCompose, key, func() error { return objstore.Compose(ctx, s.f.inner, key, parts, meta) })
+}
+
+// ObjectLock implements objstore.Retainer; its faults are OpStat's.
+func (s *store) ObjectLock(ctx context.Context) (objstore.LockConfig, error) {
+	if err := s.f.fault(OpStat, ""); err != nil {
+		return objstore.LockConfig{}, err
+	}
+	return objstore.ObjectLock(ctx, s.f.inner)
+}
+
+// Retention implements objstore.Retainer; its faults are OpStat's.
+func (s *store) Retention(ctx context.Context, key string) (objstore.Retention, error) {
+	if err := s.f.fault(OpStat, key); err != nil {
+		return objstore.Retention{}, err
+	}
+	return objstore.GetRetention(ctx, s.f.inner, key)
+}
+
+// PutRetained implements objstore.Retainer; its faults are OpPut's.
+func (s *store) PutRetained(ctx context.Context, key string, r io.ReadSeeker, size int64, ret objstore.Retention) error {
+	if !s.f.opts.AfterCall {
+		if err := s.f.fault(OpPut, key); err != nil {
+			io.CopyN(io.Discard, r, size/2+1)
+			return err
+		}
+		return objstore.PutRetained(ctx, s.f.inner, key, r, size, ret)
+	}
+	return s.mutate(OpPut, key, func() error { return objstore.PutRetained(ctx, s.f.inner, key, r, size, ret) })
+}
+
+// Retain implements objstore.Retainer; its faults are OpRetain's.
+func (s *store) Retain(ctx context.Context, key string, ret objstore.Retention) error {
+	return s.mutate(OpRetain, key, func() error { return objstore.Retain(ctx, s.f.inner, key, ret) })
+}
+
+// Purge implements objstore.Retainer; its faults are OpDelete's.
+func (s *store) Purge(ctx context.Context, key string) error {
+	return s.mutate(OpDelete, key, func() error { return objstore.Purge(ctx, s.f.inner, key) })
 }

@@ -196,3 +196,27 @@ func (s *store) Compose(ctx context.Context, key string, parts []objstore.Part, 
 		return objstore.Compose(ctx, s.f.inner, key, parts, meta)
 	})
 }
+
+// ObjectLock implements objstore.Retainer: a read, never fenced.
+func (s *store) ObjectLock(ctx context.Context) (objstore.LockConfig, error) {
+	return objstore.ObjectLock(ctx, s.f.inner)
+}
+
+// Retention implements objstore.Retainer: a read, never fenced.
+func (s *store) Retention(ctx context.Context, key string) (objstore.Retention, error) {
+	return objstore.GetRetention(ctx, s.f.inner, key)
+}
+
+func (s *store) PutRetained(ctx context.Context, key string, r io.ReadSeeker, size int64, ret objstore.Retention) error {
+	return s.f.write(ctx, "put", key, func(ctx context.Context) error {
+		return objstore.PutRetained(ctx, s.f.inner, key, r, size, ret)
+	})
+}
+
+func (s *store) Retain(ctx context.Context, key string, ret objstore.Retention) error {
+	return s.f.write(ctx, "retain", key, func(ctx context.Context) error { return objstore.Retain(ctx, s.f.inner, key, ret) })
+}
+
+func (s *store) Purge(ctx context.Context, key string) error {
+	return s.f.write(ctx, "purge", key, func(ctx context.Context) error { return objstore.Purge(ctx, s.f.inner, key) })
+}

@@ -398,3 +398,47 @@ func (s *store) Compose(ctx context.Context, key string, parts []objstore.Part, 
 	}
 	return objstore.Compose(ctx, s.l.inner, key, limited, meta)
 }
+
+// slot runs call in one slot.
+func (s *store) slot(ctx context.Context, call func() error) error {
+	if err := s.l.acquire(ctx); err != nil {
+		return err
+	}
+	defer s.l.release()
+	return call()
+}
+
+// ObjectLock implements objstore.Retainer in one slot.
+func (s *store) ObjectLock(ctx context.Context) (lc objstore.LockConfig, err error) {
+	err = s.slot(ctx, func() (err error) {
+		lc, err = objstore.ObjectLock(ctx, s.l.inner)
+		return err
+	})
+	return lc, err
+}
+
+// PutRetained implements objstore.Retainer, limited as Put is.
+func (s *store) PutRetained(ctx context.Context, key string, r io.ReadSeeker, size int64, ret objstore.Retention) error {
+	return s.slot(ctx, func() error {
+		return objstore.PutRetained(ctx, s.l.inner, key, limitedUpload(ctx, r, s.l.up), size, ret)
+	})
+}
+
+// Retain implements objstore.Retainer in one slot.
+func (s *store) Retain(ctx context.Context, key string, ret objstore.Retention) error {
+	return s.slot(ctx, func() error { return objstore.Retain(ctx, s.l.inner, key, ret) })
+}
+
+// Retention implements objstore.Retainer in one slot.
+func (s *store) Retention(ctx context.Context, key string) (ret objstore.Retention, err error) {
+	err = s.slot(ctx, func() (err error) {
+		ret, err = objstore.GetRetention(ctx, s.l.inner, key)
+		return err
+	})
+	return ret, err
+}
+
+// Purge implements objstore.Retainer in one slot.
+func (s *store) Purge(ctx context.Context, key string) error {
+	return s.slot(ctx, func() error { return objstore.Purge(ctx, s.l.inner, key) })
+}

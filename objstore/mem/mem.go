@@ -1,6 +1,7 @@
 // Package mem is an in-memory object store for tests. It is safe for
 // concurrent use and implements objstore.Copier, objstore.StorageClasser,
-// objstore.ConditionalPutter and objstore.Composer.
+// objstore.ConditionalPutter, objstore.Composer and, as a bucket created
+// with Object Lock does (NewLocked), objstore.Retainer.
 package mem
 
 import (
@@ -27,6 +28,12 @@ type Store struct {
 
 	mu      sync.RWMutex
 	objects map[string]*object
+
+	// Object Lock: a bucket created with it keeps the retained versions
+	// that a Put, Delete or copy replaced, as S3 keeps them under a newer
+	// version or a delete marker, until Purge removes them.
+	locked bool
+	kept   map[string][]*object
 }
 
 type object struct {
@@ -35,6 +42,7 @@ type object struct {
 	etag    string
 	class   string
 	meta    map[string]string // never modified once stored
+	ret     objstore.Retention
 }
 
 // New returns an empty store named name in logs and errors ("mem" if empty).
@@ -43,6 +51,36 @@ func New(name string) *Store {
 		name = "mem"
 	}
 	return &Store{name: name, now: time.Now, objects: make(map[string]*object)}
+}
+
+// NewLocked returns an empty store that models a bucket created with
+// Object Lock: objects can be retained (objstore.Retainer).
+func NewLocked(name string) *Store {
+	s := New(name)
+	s.locked = true
+	s.kept = map[string][]*object{}
+	return s
+}
+
+// SetClock makes the store read the time from now: modification times,
+// and when retentions end.
+func (s *Store) SetClock(now func() time.Time) {
+	s.mu.Lock()
+	s.now = now
+	s.mu.Unlock()
+}
+
+// replace puts o under key (nil: removes key), keeping a retained
+// version it replaces. Called with s.mu held.
+func (s *Store) replace(key string, o *object) {
+	if old := s.objects[key]; old != nil && s.locked && old.ret.Holds(s.now()) {
+		s.kept[key] = append(s.kept[key], old)
+	}
+	if o == nil {
+		delete(s.objects, key)
+		return
+	}
+	s.objects[key] = o
 }
 
 func (s *Store) String() string { return "mem://" + s.name }
@@ -54,13 +92,13 @@ func (s *Store) Put(ctx context.Context, key string, r io.ReadSeeker, size int64
 
 // PutMeta implements objstore.MetadataPutter.
 func (s *Store) PutMeta(ctx context.Context, key string, r io.ReadSeeker, size int64, meta map[string]string) error {
-	_, err := s.put(ctx, "put", key, r, size, meta, nil)
+	_, err := s.put(ctx, "put", key, r, size, meta, objstore.Retention{}, nil)
 	return err
 }
 
 // PutIfAbsent implements objstore.ConditionalPutter.
 func (s *Store) PutIfAbsent(ctx context.Context, key string, r io.ReadSeeker, size int64) (string, error) {
-	return s.put(ctx, "put if absent", key, r, size, nil, func(o *object) string {
+	return s.put(ctx, "put if absent", key, r, size, nil, objstore.Retention{}, func(o *object) string {
 		if o != nil {
 			return "an object exists"
 		}
@@ -70,7 +108,7 @@ func (s *Store) PutIfAbsent(ctx context.Context, key string, r io.ReadSeeker, si
 
 // PutIfMatch implements objstore.ConditionalPutter.
 func (s *Store) PutIfMatch(ctx context.Context, key string, r io.ReadSeeker, size int64, etag string) (string, error) {
-	return s.put(ctx, "put if match", key, r, size, nil, func(o *object) string {
+	return s.put(ctx, "put if match", key, r, size, nil, objstore.Retention{}, func(o *object) string {
 		switch {
 		case o == nil:
 			return "no object"
@@ -83,7 +121,7 @@ func (s *Store) PutIfMatch(ctx context.Context, key string, r io.ReadSeeker, siz
 
 // put stores an object if refuse, called under the lock with the object
 // there (nil if none), returns "", and returns the new object's ETag.
-func (s *Store) put(ctx context.Context, op, key string, r io.ReadSeeker, size int64, meta map[string]string, refuse func(*object) string) (string, error) {
+func (s *Store) put(ctx context.Context, op, key string, r io.ReadSeeker, size int64, meta map[string]string, ret objstore.Retention, refuse func(*object) string) (string, error) {
 	if err := objstore.ValidKey(key); err != nil {
 		return "", err
 	}
@@ -110,7 +148,7 @@ func (s *Store) put(ctx context.Context, op, key string, r io.ReadSeeker, size i
 			return "", objstore.PreconditionFailed(s, op, key, why)
 		}
 	}
-	s.objects[key] = &object{data: data, modTime: s.now(), etag: etag, meta: maps.Clone(meta)}
+	s.replace(key, &object{data: data, modTime: s.now(), etag: etag, meta: maps.Clone(meta), ret: ret})
 	return etag, nil
 }
 
@@ -190,7 +228,7 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 		return fmt.Errorf("%s: delete %s: %w", s, key, err)
 	}
 	s.mu.Lock()
-	delete(s.objects, key)
+	s.replace(key, nil)
 	s.mu.Unlock()
 	return nil
 }
@@ -218,7 +256,8 @@ func (s *Store) modify(key string, change func(*object)) error {
 	c := *o
 	change(&c)
 	c.modTime = s.now()
-	s.objects[key] = &c
+	c.ret = objstore.Retention{} // a copy onto itself: a new version
+	s.replace(key, &c)
 	return nil
 }
 
@@ -237,7 +276,7 @@ func (s *Store) Copy(ctx context.Context, srcKey, dstKey string) error {
 		return objstore.NotFound(s, srcKey)
 	}
 	// The data slice is never modified in place, so sharing it is safe.
-	s.objects[dstKey] = &object{data: src.data, modTime: s.now(), etag: src.etag, class: src.class, meta: src.meta}
+	s.replace(dstKey, &object{data: src.data, modTime: s.now(), etag: src.etag, class: src.class, meta: src.meta})
 	return nil
 }
 
@@ -297,6 +336,6 @@ func (s *Store) Compose(ctx context.Context, key string, parts []objstore.Part, 
 		}
 	}
 	sum := md5.Sum(b)
-	s.objects[key] = &object{data: b, modTime: s.now(), etag: hex.EncodeToString(sum[:]), meta: maps.Clone(meta)}
+	s.replace(key, &object{data: b, modTime: s.now(), etag: hex.EncodeToString(sum[:]), meta: maps.Clone(meta)})
 	return nil
 }

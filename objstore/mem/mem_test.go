@@ -11,3 +11,7 @@ import (
 func TestConformance(t *testing.T) {
 	objstoretest.Run(t, func(t *testing.T) objstore.Store { return mem.New(t.Name()) })
 }
+
+func TestObjectLockConformance(t *testing.T) {
+	objstoretest.RunObjectLock(t, func(t *testing.T) objstore.Store { return mem.NewLocked(t.Name()) })
+}

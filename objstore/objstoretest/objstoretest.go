@@ -32,7 +32,8 @@ const LargeObjectSize = 12<<20 + 12345
 // to exceed; stores with paged listings should be configured at or below it.
 const ListPageSize = 10
 
-// Run runs the conformance suite. newStore returns an empty store; it is
+// Run runs the conformance suite, on a store without Object Lock
+// (RunObjectLock checks one with it). newStore returns an empty store; it is
 // called once per subtest.
 func Run(t *testing.T, newStore func(t *testing.T) objstore.Store) {
 	tests := []struct {
@@ -61,6 +62,7 @@ func Run(t *testing.T, newStore func(t *testing.T) objstore.Store) {
 		{"ConditionalPut", testConditionalPut},
 		{"ConditionalPutRace", testConditionalPutRace},
 		{"Compose", testCompose},
+		{"NoObjectLock", testNoObjectLock},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -326,3 +326,37 @@ func (s *store) Compose(ctx context.Context, key string, parts []objstore.Part, 
 	return s.do(ctx, "compose", key, func() error { return objstore.RewindParts(s, key, parts, starts) },
 		func() error { return objstore.Compose(ctx, s.inner, key, parts, meta) })
 }
+
+// ObjectLock implements objstore.Retainer, retried as a read.
+func (s *store) ObjectLock(ctx context.Context) (lc objstore.LockConfig, err error) {
+	err = s.do(ctx, "object lock", "", nil, func() (err error) {
+		lc, err = objstore.ObjectLock(ctx, s.inner)
+		return err
+	})
+	return lc, err
+}
+
+// PutRetained implements objstore.Retainer, retried as Put is.
+func (s *store) PutRetained(ctx context.Context, key string, r io.ReadSeeker, size int64, ret objstore.Retention) error {
+	return s.putRewinding(ctx, "put", key, r, func() error { return objstore.PutRetained(ctx, s.inner, key, r, size, ret) })
+}
+
+// Retain implements objstore.Retainer. Setting a retention is idempotent;
+// a refusal (ErrObjectLocked) is permanent and comes back at once.
+func (s *store) Retain(ctx context.Context, key string, ret objstore.Retention) error {
+	return s.do(ctx, "retain", key, nil, func() error { return objstore.Retain(ctx, s.inner, key, ret) })
+}
+
+// Retention implements objstore.Retainer.
+func (s *store) Retention(ctx context.Context, key string) (ret objstore.Retention, err error) {
+	err = s.do(ctx, "retention of", key, nil, func() (err error) {
+		ret, err = objstore.GetRetention(ctx, s.inner, key)
+		return err
+	})
+	return ret, err
+}
+
+// Purge implements objstore.Retainer; a retry deletes what is left.
+func (s *store) Purge(ctx context.Context, key string) error {
+	return s.do(ctx, "purge", key, nil, func() error { return objstore.Purge(ctx, s.inner, key) })
+}

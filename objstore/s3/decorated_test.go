@@ -5,12 +5,14 @@ import (
 	"crypto/rand"
 	"fmt"
 	"io"
+	"os"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
 
+	"github.com/gatewayd/gatewayd/internal/miniotest"
 	"github.com/gatewayd/gatewayd/objstore"
 	"github.com/gatewayd/gatewayd/objstore/faulty"
 	"github.com/gatewayd/gatewayd/objstore/limiter"
@@ -111,4 +113,44 @@ func BenchmarkPutGet(b *testing.B) {
 			}
 		})
 	}
+}
+
+// newLockedStore opens a store on a fresh bucket created with Object Lock.
+func newLockedStore(t testing.TB) *Store {
+	srv := miniotest.Shared(t)
+	name := fmt.Sprintf("lock-%d-%d", os.Getpid(), bucketSeq.Add(1))
+	srv.CreateLockedBucket(t, name)
+	s, err := Open(t.Context(), testConfig(srv, name), testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestObjectLockConformance(t *testing.T) {
+	objstoretest.RunObjectLock(t, func(t *testing.T) objstore.Store { return newLockedStore(t) })
+}
+
+// The gateway's stack of decorators over a locked bucket, with one call in
+// five failing: Object Lock calls are retried like the others.
+func TestObjectLockDecoratedWithFaults(t *testing.T) {
+	var injectors []*faulty.Injector
+	objstoretest.RunObjectLock(t, func(t *testing.T) objstore.Store {
+		rates := map[faulty.Op]float64{}
+		for _, op := range []faulty.Op{faulty.OpPut, faulty.OpGet, faulty.OpStat, faulty.OpDelete, faulty.OpRetain} {
+			rates[op] = 0.2
+		}
+		f := faulty.New(newLockedStore(t), faulty.Options{Seed: uint64(len(injectors)), Rates: rates})
+		injectors = append(injectors, f)
+		lim := limiter.New(f.Store(), limiter.Options{MaxInFlight: 4})
+		return retry.New(lim.Store(), retry.Options{MaxAttempts: 30, BaseDelay: time.Millisecond, MaxDelay: 5 * time.Millisecond})
+	})
+	total := 0
+	for _, f := range injectors {
+		total += f.Injected(faulty.OpRetain) + f.Injected(faulty.OpDelete) + f.Injected(faulty.OpPut) + f.Injected(faulty.OpStat) + f.Injected(faulty.OpGet)
+	}
+	if total < 5 {
+		t.Fatalf("only %d faults injected; the test does not test much", total)
+	}
+	t.Logf("%d faults injected and hidden by retries", total)
 }

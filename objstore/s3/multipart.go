@@ -12,6 +12,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 
 	"github.com/gatewayd/gatewayd/errkind"
+	"github.com/gatewayd/gatewayd/objstore"
 )
 
 // partLayout returns the part size for an object of size bytes: at least
@@ -83,7 +84,7 @@ func (p *partRunner) wait(parent context.Context) error {
 // time. Readers with ReadAt are read in place, concurrently; others are
 // read in turn into part buffers. On any failure the upload is aborted, so
 // no part lingers and the old object (if any) stays.
-func (s *Store) putMultipart(ctx context.Context, key string, r io.ReadSeeker, start, size int64, meta map[string]string) error {
+func (s *Store) putMultipart(ctx context.Context, key string, r io.ReadSeeker, start, size int64, meta map[string]string, ret objstore.Retention) error {
 	partSize, nParts := partLayout(size, s.cfg.PartSize)
 	create := &awss3.CreateMultipartUploadInput{
 		Bucket:            aws.String(s.cfg.Bucket),
@@ -93,6 +94,9 @@ func (s *Store) putMultipart(ctx context.Context, key string, r io.ReadSeeker, s
 	}
 	if s.cfg.StorageClass != "" {
 		create.StorageClass = types.StorageClass(s.cfg.StorageClass)
+	}
+	if !ret.IsZero() {
+		create.ObjectLockMode, create.ObjectLockRetainUntilDate = types.ObjectLockMode(ret.Mode), aws.Time(ret.Until)
 	}
 	up, err := s.client.CreateMultipartUpload(ctx, create)
 	if err != nil {

@@ -357,6 +357,11 @@ func (s *Store) Put(ctx context.Context, key string, r io.ReadSeeker, size int64
 // PutMeta implements objstore.MetadataPutter: metadata goes as
 // x-amz-meta-* headers.
 func (s *Store) PutMeta(ctx context.Context, key string, r io.ReadSeeker, size int64, meta map[string]string) error {
+	return s.putObject(ctx, key, r, size, meta, objstore.Retention{})
+}
+
+// putObject is PutMeta of an object retained as ret (none when zero).
+func (s *Store) putObject(ctx context.Context, key string, r io.ReadSeeker, size int64, meta map[string]string, ret objstore.Retention) error {
 	if err := objstore.ValidKey(key); err != nil {
 		return err
 	}
@@ -371,7 +376,7 @@ func (s *Store) PutMeta(ctx context.Context, key string, r io.ReadSeeker, size i
 		return errkind.Mark(errkind.Permanent, fmt.Errorf("%s: put %s: reader cannot seek: %w", s, key, err))
 	}
 	if size > s.cfg.MultipartThreshold {
-		return s.putMultipart(ctx, key, r, start, size, meta)
+		return s.putMultipart(ctx, key, r, start, size, meta, ret)
 	}
 	in := &awss3.PutObjectInput{
 		Bucket:        aws.String(s.cfg.Bucket),
@@ -382,6 +387,9 @@ func (s *Store) PutMeta(ctx context.Context, key string, r io.ReadSeeker, size i
 	}
 	if s.cfg.StorageClass != "" {
 		in.StorageClass = types.StorageClass(s.cfg.StorageClass)
+	}
+	if !ret.IsZero() {
+		in.ObjectLockMode, in.ObjectLockRetainUntilDate = types.ObjectLockMode(ret.Mode), aws.Time(ret.Until)
 	}
 	if _, err := s.client.PutObject(ctx, in); err != nil {
 		return s.classify(ctx, "put", key, err)
