@@ -20,10 +20,14 @@ import (
 )
 
 // attrTimeout is how long the kernel trusts attributes and names it got
-// from the view. Changes made over SMB go through the view and are seen at
-// once; changes made over NFS or in S3 show in smbd within this time (plus
-// the share's own attribute TTL for S3). Failed lookups are not cached, so
-// a file created elsewhere is found as soon as it exists.
+// from the view, and the absence of a name it looked up: smbd looks each
+// new name up twice before it makes it (its own lookup, then the
+// kernel's at the create), and the second is answered by the kernel.
+// Changes made over SMB go through the view and the kernel and are seen
+// at once (a create, rename or mkdir through the mount replaces the
+// kernel's negative entry); changes made over NFS or in S3, a file
+// made as well as one changed or removed, show in smbd within this time
+// (plus the share's own attribute TTL for S3).
 const attrTimeout = time.Second
 
 // View is a share mounted as a FUSE filesystem.
@@ -40,10 +44,24 @@ func Mount(share *fileshare.Share, dir string, logger *slog.Logger) (*View, erro
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	t := attrTimeout
-	var zero time.Duration
 	root := &node{share: share, log: logger}
-	opts := &fs.Options{
+	opts := viewOptions(share, logger)
+	srv, err := fuse.NewServer(newRawFS(root, opts), dir, &opts.MountOptions)
+	if err == nil {
+		go srv.Serve()
+		err = srv.WaitMount()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("share %s: FUSE mount on %s: %w", share.Config().Name, dir, err)
+	}
+	closeFuseOnExec()
+	return &View{share: share, dir: dir, server: srv}, nil
+}
+
+// viewOptions are the view's mount and node options.
+func viewOptions(share *fileshare.Share, logger *slog.Logger) *fs.Options {
+	t := attrTimeout
+	return &fs.Options{
 		MountOptions: fuse.MountOptions{
 			AllowOther:   true,
 			FsName:       "gatewayd:" + share.Config().Name,
@@ -61,25 +79,25 @@ func Mount(share *fileshare.Share, dir string, logger *slog.Logger) (*View, erro
 			// searches that lost files on a loaded machine were far
 			// slower than usual (docs/smb.md).
 			DisableReadDirPlus: true,
-			Logger:             log.New(io.Discard, "", 0),
+			// Extended attributes: off, the one switch for them. A share
+			// keeps none and smb.conf tells Samba to use none (ea
+			// support, store dos attributes); the kernel still asked
+			// for security.capability at the first write of every new
+			// file, one request each. Answered ENOSYS, the kernel asks
+			// no more for the life of the mount, and getxattr, setxattr
+			// and listxattr fail with EOPNOTSUPP. The view that keeps
+			// them (Windows ACLs and streams) turns this off and then
+			// answers security.capability from memory.
+			DisableXAttrs: true,
+			Logger:        log.New(io.Discard, "", 0),
 		},
 		EntryTimeout:    &t,
 		AttrTimeout:     &t,
-		NegativeTimeout: &zero,
+		NegativeTimeout: &t,
 		UID:             share.Config().UID,
 		GID:             share.Config().GID,
 		Logger:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
-	srv, err := fuse.NewServer(newRawFS(root, opts), dir, &opts.MountOptions)
-	if err == nil {
-		go srv.Serve()
-		err = srv.WaitMount()
-	}
-	if err != nil {
-		return nil, fmt.Errorf("share %s: FUSE mount on %s: %w", share.Config().Name, dir, err)
-	}
-	closeFuseOnExec()
-	return &View{share: share, dir: dir, server: srv}, nil
 }
 
 // newRawFS is the view's root as the FUSE server serves it.
@@ -366,8 +384,21 @@ func subSecondRoot(out *fuse.Attr) {
 }
 
 // Setattr: mode, owner, size and mtime go to the share; an access time
-// alone is accepted and not kept (a share keeps no atime).
+// alone is accepted and not kept (a share keeps no atime). The file's
+// attributes are read at most once, and a setattr that changes nothing
+// (smbd sets each new file's mode to the one it has) answers with them.
 func (n *node) Setattr(ctx context.Context, _ fs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
+	var cur *fileshare.Attr
+	stat := func() (fileshare.Attr, error) {
+		if cur == nil {
+			a, err := n.share.Stat(ctx, n.path())
+			if err != nil {
+				return a, err
+			}
+			cur = &a
+		}
+		return *cur, nil
+	}
 	var ch fileshare.SetAttr
 	if m, ok := in.GetMode(); ok {
 		// smbd sets the mode of each file it creates to the mode the file
@@ -378,7 +409,7 @@ func (n *node) Setattr(ctx context.Context, _ fs.FileHandle, in *fuse.SetAttrIn,
 		// creation time in listings before the one its create returned
 		// (smbtorture's smb2.dir.find).
 		m &= 0o7777
-		a, err := n.share.Stat(ctx, n.path())
+		a, err := stat()
 		if err != nil {
 			return errno(err)
 		}
@@ -390,7 +421,7 @@ func (n *node) Setattr(ctx context.Context, _ fs.FileHandle, in *fuse.SetAttrIn,
 	gid, gok := in.GetGID()
 	if uok || gok {
 		c := n.share.Config()
-		a, err := n.share.Stat(ctx, n.path())
+		a, err := stat()
 		if err != nil {
 			return errno(err)
 		}
@@ -413,7 +444,7 @@ func (n *node) Setattr(ctx context.Context, _ fs.FileHandle, in *fuse.SetAttrIn,
 	var a fileshare.Attr
 	var err error
 	if ch == (fileshare.SetAttr{}) {
-		a, err = n.share.Stat(ctx, n.path())
+		a, err = stat()
 	} else {
 		a, err = n.share.SetAttr(ctx, n.path(), ch)
 	}
@@ -459,16 +490,23 @@ var (
 	_ fs.FileReleasedirer = (*dirHandle)(nil)
 )
 
+// list reads the directory's names (fileshare's ReadDirNames: no
+// attributes, which smbd looks up name by name anyway, and no store call
+// while the share's listing may be used). smbd lists a directory at every
+// create of a new name, to look for it in another case.
 func (d *dirHandle) list(ctx context.Context) syscall.Errno {
-	entries, err := d.n.share.ReadDir(ctx, d.n.path())
+	names, err := d.n.share.ReadDirNames(ctx, d.n.path())
 	if err != nil {
 		d.n.log.Debug("view: listing failed", "path", d.n.path(), "err", err)
 		return errno(err)
 	}
-	d.n.log.Debug("view: listed", "path", d.n.path(), "entries", len(entries))
-	d.entries = make([]fuse.DirEntry, len(entries))
-	for i, e := range entries {
-		d.entries[i] = fuse.DirEntry{Name: e.Name, Ino: e.Attr.Ino, Mode: typeBits(e.Attr.Type)}
+	d.n.log.Debug("view: listed", "path", d.n.path(), "entries", len(names))
+	d.entries = make([]fuse.DirEntry, len(names))
+	for i, e := range names {
+		d.entries[i] = fuse.DirEntry{Name: e.Name, Ino: e.Ino}
+		if e.Type != 0 { // else DT_UNKNOWN: a reader stats the name
+			d.entries[i].Mode = typeBits(e.Type)
+		}
 	}
 	d.idx, d.listed = 0, true
 	d.listings++
@@ -566,14 +604,19 @@ func (n *node) Create(ctx context.Context, name string, flags, mode uint32, out 
 	return n.newChild(ctx, a, out), nil, 0, 0
 }
 
-func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
-	if flags&syscall.O_TRUNC != 0 {
-		zero := int64(0)
-		if _, err := n.share.SetAttr(ctx, n.path(), fileshare.SetAttr{Size: &zero}); err != nil {
-			return nil, 0, errno(err)
-		}
-	}
-	return nil, 0, 0
+// Open answers ENOSYS, which the kernel takes for "opens need no
+// request" for the life of the mount: no OPEN and no RELEASE for a file
+// opened (a created one still has both), and the kernel keeps a file's
+// cached pages from one open to the next (FOPEN_KEEP_CACHE is its
+// default then), so a file read again is read from them. Those pages go
+// when the kernel sees the file's size or mtime change (go-fuse asks for
+// auto_inval_data), which for a change made over NFS or in S3 is at its
+// first look at the file after the attribute timeout, as for the
+// attributes themselves; changes through the view go through the kernel.
+// A truncating open reaches the view as a setattr (the view does not ask
+// for atomic O_TRUNC).
+func (n *node) Open(context.Context, uint32) (fs.FileHandle, uint32, syscall.Errno) {
+	return nil, 0, syscall.ENOSYS
 }
 
 func (n *node) Read(ctx context.Context, _ fs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
@@ -593,10 +636,13 @@ func (n *node) Write(ctx context.Context, _ fs.FileHandle, data []byte, off int6
 	return uint32(len(data)), 0
 }
 
-// Fsync, Flush and Release have nothing to do: every write was durable
-// before it returned.
-func (n *node) Fsync(context.Context, fs.FileHandle, uint32) syscall.Errno { return 0 }
-func (n *node) Flush(context.Context, fs.FileHandle) syscall.Errno         { return 0 }
+// Fsync and Flush have nothing to do: every write was durable before it
+// returned. They answer ENOSYS, which the kernel takes for success and
+// for "do not ask again" for the life of the mount: no FLUSH at every
+// close, no FSYNC at every SMB flush. Release has nothing to do either
+// (the kernel sends it without waiting for it).
+func (n *node) Fsync(context.Context, fs.FileHandle, uint32) syscall.Errno { return syscall.ENOSYS }
+func (n *node) Flush(context.Context, fs.FileHandle) syscall.Errno         { return syscall.ENOSYS }
 func (n *node) Release(context.Context, fs.FileHandle) syscall.Errno       { return 0 }
 
 // rename flags (renameat2).
@@ -686,7 +732,9 @@ func (n *node) Statfs(_ context.Context, out *fuse.StatfsOut) syscall.Errno {
 }
 
 // Extended attributes: a share keeps none (its objects carry only the
-// POSIX attributes), and smb.conf tells Samba not to store any.
+// POSIX attributes), and smb.conf tells Samba not to store any. The
+// mount asks the kernel for none (DisableXAttrs in viewOptions); these
+// answer when that switch is off.
 
 func (n *node) Getxattr(context.Context, string, []byte) (uint32, syscall.Errno) {
 	return 0, syscall.ENODATA

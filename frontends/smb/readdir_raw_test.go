@@ -7,15 +7,15 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
 
 	"github.com/gatewayd/gatewayd/fileshare"
 	"github.com/gatewayd/gatewayd/objstore/mem"
 )
 
-// rawView is the view of a share as the kernel sees it, without a mount:
-// FUSE requests are made by the test.
+// rawView is the view of a share as the kernel sees it, with the options
+// of a mounted view but without a mount: FUSE requests are made by the
+// test.
 func rawView(t *testing.T, files int) (fuse.RawFileSystem, map[string]bool) {
 	t.Helper()
 	m := newManager(t, t.TempDir(), fileshare.Options{Store: mem.New("smb"), SettleTime: time.Hour})
@@ -31,7 +31,7 @@ func rawView(t *testing.T, files int) (fuse.RawFileSystem, map[string]bool) {
 		}
 		want[name] = true
 	}
-	return newRawFS(&node{share: sh, log: discardLogger()}, &fs.Options{}), want
+	return newRawFS(&node{share: sh, log: discardLogger()}, viewOptions(sh, discardLogger())), want
 }
 
 // readAt asks for the directory's entries from offset off in a reply of

@@ -32,22 +32,8 @@ func TestReaddirDuringUploadsS3(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := t.TempDir()
-	m := newManager(t, dir, fileshare.Options{Store: retry.New(st, retry.Options{}),
+	m, _, mnt := mountView(t, fileshare.Options{Store: retry.New(st, retry.Options{}),
 		SettleTime: time.Nanosecond, UploadInterval: time.Millisecond, AttrTTL: 50 * time.Millisecond})
-	if _, err := m.Create(context.Background(), fileshare.Config{Name: "v", Protocols: []string{"smb"}}); err != nil {
-		t.Fatal(err)
-	}
-	sh, _ := m.Get("v")
-	mnt := filepath.Join(dir, "mnt")
-	if err := os.Mkdir(mnt, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	v, err := Mount(sh, mnt, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer v.Unmount()
 	many := filepath.Join(mnt, "many")
 	if err := os.Mkdir(many, 0o755); err != nil {
 		t.Fatal(err)
