@@ -40,6 +40,12 @@ type GCOptions struct {
 	// ExtraRoots is called after the manifests are read.
 	ExtraRoots func(context.Context) (Roots, error)
 	DryRun     bool
+	// ObjectLock: the bucket has Object Lock. Candidates are then
+	// removed with every version (objstore.Purge), and those retained
+	// (the record says so, or the store refuses) are skipped and counted
+	// in KeptLocked: a retained object never fails a collection.
+	ObjectLock bool
+	Record     *RetentionRecord
 }
 
 // GCStats report a collection.
@@ -47,7 +53,8 @@ type GCStats struct {
 	Manifests    int   `json:"manifests"`
 	Candidates   int   `json:"candidates"`
 	Live         int   `json:"live"`
-	KeptYoung    int   `json:"kept_young"` // unreferenced but inside the grace period
+	KeptYoung    int   `json:"kept_young"`            // unreferenced but inside the grace period
+	KeptLocked   int   `json:"kept_locked,omitempty"` // unreferenced but retained (Object Lock)
 	Deleted      int   `json:"deleted"`
 	BytesDeleted int64 `json:"bytes_deleted"`
 	DryRun       bool  `json:"dry_run,omitempty"`
@@ -151,6 +158,7 @@ func CollectGarbage(ctx context.Context, store objstore.Store, codec *Codec, opt
 		}
 	}
 
+	var dead []candidate
 	for id, c := range cands {
 		if live[id] {
 			st.Live++
@@ -160,11 +168,32 @@ func CollectGarbage(ctx context.Context, store objstore.Store, codec *Codec, opt
 			st.KeptYoung++
 			continue
 		}
+		dead = append(dead, c)
+	}
+	var known []objstore.Retention
+	if opts.ObjectLock {
+		keys := make([]string, len(dead))
+		for i, c := range dead {
+			keys[i] = c.key
+		}
+		var err error
+		if known, err = opts.Record.Known(ctx, keys); err != nil {
+			return st, fmt.Errorf("gc: %w", err)
+		}
+	}
+	for i, c := range dead {
 		if ctx.Err() != nil {
 			return st, ctx.Err()
 		}
+		if opts.ObjectLock && known[i].Holds(now()) {
+			st.KeptLocked++
+			continue
+		}
 		if !opts.DryRun {
-			if err := store.Delete(ctx, c.key); err != nil {
+			if err := removeObject(ctx, store, opts, c.key); objstore.IsObjectLocked(err) {
+				st.KeptLocked++
+				continue
+			} else if err != nil {
 				return st, fmt.Errorf("gc: delete %s: %w", c.key, err)
 			}
 		}
@@ -172,6 +201,18 @@ func CollectGarbage(ctx context.Context, store objstore.Store, codec *Codec, opt
 		st.BytesDeleted += c.size
 	}
 	return st, nil
+}
+
+// removeObject deletes key, with every version of it when the bucket has
+// Object Lock (where a plain delete removes nothing).
+func removeObject(ctx context.Context, store objstore.Store, opts GCOptions, key string) error {
+	if !opts.ObjectLock {
+		return store.Delete(ctx, key)
+	}
+	if err := objstore.Purge(ctx, store, key); err != nil {
+		return err
+	}
+	return opts.Record.Forget(ctx, key)
 }
 
 func objectKeyFor(prefix string, id ChunkID) string {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/gatewayd/gatewayd/errkind"
+	"github.com/gatewayd/gatewayd/objstore"
 )
 
 // A volume's chunk map in the object store is a two-level tree: map pages,
@@ -136,6 +137,10 @@ type Manifest struct {
 	Description string `json:"description,omitempty"`
 	Schedule    string `json:"schedule,omitempty"` // set when a schedule took it ("every 1h0m0s")
 	VolumeKind  string `json:"volume_kind,omitempty"`
+	// Lock, on a locked snapshot, is its Object Lock retention: the
+	// manifest and every page and chunk it names are retained at least
+	// until Lock.Until, in Lock.Mode.
+	Lock *objstore.Retention `json:"lock,omitempty"`
 }
 
 // PageRef names one page of a manifest.

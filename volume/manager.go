@@ -62,6 +62,10 @@ type Options struct {
 	GCInterval time.Duration
 	GCGrace    time.Duration
 
+	// ObjectLock is the retention mode of locked snapshots ("": the
+	// bucket has no Object Lock, and snapshots cannot be locked).
+	ObjectLock objstore.RetentionMode
+
 	Clock  clock.Clock
 	Logger *slog.Logger
 	Health *health.Reporter // "volumes": upload errors, failed local disk writes (disk.go)
@@ -88,6 +92,10 @@ type Manager struct {
 	gcMu      sync.Mutex
 
 	bg sync.WaitGroup // hydrators
+
+	// retained records until when objects are retained (Object Lock), so
+	// a locked snapshot extends only those that need it.
+	retained *snapshots.RetentionRecord
 
 	schedMu       sync.Mutex // one RunSchedules at a time
 	lastSchedules time.Time  // uploader loop only
@@ -136,11 +144,12 @@ func New(ctx context.Context, opts Options) (*Manager, error) {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	m := &Manager{
-		opts:    opts,
-		log:     opts.Logger,
-		volumes: map[string]*Volume{},
-		pins:    map[*pinSet]bool{},
-		stop:    make(chan struct{}),
+		opts:     opts,
+		log:      opts.Logger,
+		volumes:  map[string]*Volume{},
+		pins:     map[*pinSet]bool{},
+		stop:     make(chan struct{}),
+		retained: snapshots.NewRetentionRecord(opts.Meta),
 	}
 	m.j = uploadbuffer.NewJournal(opts.Log, journalClient{m}, uploadbuffer.JournalOptions{
 		Name: "volumes", Interval: opts.UploadInterval, SettleTime: opts.SettleTime, Parallel: opts.Uploaders,

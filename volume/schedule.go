@@ -19,6 +19,7 @@ type Schedule struct {
 	VolumeName string    `json:"volume_name"`
 	Every      Duration  `json:"every"`
 	Keep       int       `json:"keep"`
+	Lock       Duration  `json:"lock,omitempty"`    // each snapshot's lock period (Object Lock)
 	Since      time.Time `json:"since"`             // when the schedule was set
 	LastRun    time.Time `json:"last_run,omitzero"` // when it last took a snapshot
 	LastError  string    `json:"last_error,omitempty"`
@@ -47,6 +48,16 @@ func (s Schedule) tag() string { return "every " + time.Duration(s.Every).String
 
 // SetSchedule sets (or replaces) a volume's snapshot schedule.
 func (m *Manager) SetSchedule(ctx context.Context, nameOrID string, every time.Duration, keep int) (Schedule, error) {
+	return m.SetLockedSchedule(ctx, nameOrID, every, keep, 0)
+}
+
+// SetLockedSchedule sets a schedule whose snapshots are each locked for
+// lock (0: not locked). Pruning leaves a locked snapshot until its lock
+// ends.
+func (m *Manager) SetLockedSchedule(ctx context.Context, nameOrID string, every time.Duration, keep int, lock time.Duration) (Schedule, error) {
+	if err := m.checkLock(lock); err != nil {
+		return Schedule{}, err
+	}
 	v, err := m.Get(nameOrID)
 	if err != nil {
 		return Schedule{}, err
@@ -58,7 +69,7 @@ func (m *Manager) SetSchedule(ctx context.Context, nameOrID string, every time.D
 		return Schedule{}, errkind.Mark(errkind.Permanent, fmt.Errorf("keep %d: from 1 to 10000 snapshots", keep))
 	}
 	info := v.Info()
-	s := Schedule{VolumeID: info.ID, VolumeName: info.Name, Every: Duration(every), Keep: keep, Since: m.opts.Clock.Now().UTC()}
+	s := Schedule{VolumeID: info.ID, VolumeName: info.Name, Every: Duration(every), Keep: keep, Lock: Duration(lock), Since: m.opts.Clock.Now().UTC()}
 	return s, m.putSchedule(ctx, s)
 }
 
@@ -127,7 +138,7 @@ func (m *Manager) RunSchedules(ctx context.Context) error {
 			_ = m.opts.Meta.Update(ctx, func(tx meta.Txn) error { return tx.Delete(schedKey(s.VolumeID)) })
 			continue
 		}
-		_, err := m.CreateSnapshot(ctx, s.VolumeID, SnapshotOptions{Schedule: s.tag()})
+		_, err := m.CreateSnapshot(ctx, s.VolumeID, SnapshotOptions{Schedule: s.tag(), Lock: time.Duration(s.Lock)})
 		s.LastRun, s.LastError = now, ""
 		if err == nil {
 			err = m.prune(ctx, s)
@@ -143,7 +154,8 @@ func (m *Manager) RunSchedules(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// prune deletes the oldest snapshots a schedule took beyond its Keep.
+// prune deletes the oldest snapshots a schedule took beyond its Keep; a
+// locked one stays until its lock ends (a later run deletes it).
 func (m *Manager) prune(ctx context.Context, s Schedule) error {
 	snaps, err := m.Snapshots(ctx, s.VolumeID)
 	if err != nil {
@@ -155,11 +167,14 @@ func (m *Manager) prune(ctx context.Context, s Schedule) error {
 			taken = append(taken, si)
 		}
 	}
-	for len(taken) > s.Keep {
-		if err := m.DeleteSnapshot(ctx, taken[0].ID); err != nil {
+	now := m.opts.Clock.Now()
+	for _, si := range taken[:max(len(taken)-s.Keep, 0)] {
+		if si.Lock != nil && si.Lock.Holds(now) {
+			continue
+		}
+		if err := m.DeleteSnapshot(ctx, si.ID); err != nil {
 			return err
 		}
-		taken = taken[1:]
 	}
 	return nil
 }

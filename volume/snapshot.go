@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -46,6 +47,9 @@ type cowState struct {
 type SnapshotOptions struct {
 	Description string
 	Schedule    string // set by the scheduler: which schedule took it
+	// Lock, when not zero, locks the snapshot for that long (rounded up,
+	// snapshots.LockEnd) with Object Lock: see snapshots/lock.go.
+	Lock time.Duration
 }
 
 // SnapshotInfo is the gateway's record of a snapshot (meta snap/<id>).
@@ -67,6 +71,12 @@ type SnapshotInfo struct {
 	UploadedChunks int                 `json:"uploaded_chunks"`
 	UploadedBytes  int64               `json:"uploaded_bytes"`
 	Pages          []snapshots.PageRef `json:"pages"`
+	// Lock is a locked snapshot's retention: it cannot be deleted before
+	// Lock.Until. Retained counts what locking it took: the objects it
+	// needs, and the retention requests (PutObjectRetention) made for
+	// those not already retained long enough.
+	Lock     *objstore.Retention    `json:"lock,omitempty"`
+	Retained *snapshots.RetainStats `json:"retained,omitempty"`
 }
 
 // ErrSnapshotNotFound is returned for an unknown snapshot id.
@@ -82,6 +92,9 @@ func (m *Manager) CreateSnapshot(ctx context.Context, nameOrID string, o Snapsho
 		if err := names.Check("snapshot description", o.Description); err != nil {
 			return SnapshotInfo{}, err
 		}
+	}
+	if err := m.checkLock(o.Lock); err != nil {
+		return SnapshotInfo{}, err
 	}
 	v, err := m.Get(nameOrID)
 	if err != nil {
@@ -145,11 +158,29 @@ func (m *Manager) CreateSnapshot(ctx context.Context, nameOrID string, o Snapsho
 		Parent: si.Parent, Description: si.Description, Schedule: si.Schedule, VolumeKind: string(info.Kind),
 	}
 	key := snapshots.SnapshotKey(si.ID)
+	if o.Lock > 0 {
+		// Everything the manifest names is retained before it exists.
+		ret := objstore.Retention{Mode: m.opts.ObjectLock, Until: snapshots.LockEnd(si.Created, o.Lock)}
+		keys, err := snapshots.SnapshotObjects(ctx, m.opts.Store, m.opts.Codec, refs, ids, base)
+		if err != nil {
+			return SnapshotInfo{}, fmt.Errorf("volume %s: snapshot lock: %w", info.Name, err)
+		}
+		rs, err := snapshots.RetainObjects(ctx, m.opts.Store, m.retained, keys, ret, m.opts.Uploaders)
+		if err != nil {
+			return SnapshotInfo{}, fmt.Errorf("volume %s: snapshot lock: %w", info.Name, err)
+		}
+		si.Lock, si.Retained, man.Lock = &ret, &rs, &ret
+	}
 	blob, err := m.opts.Codec.SealManifest(key, man)
 	if err != nil {
 		return SnapshotInfo{}, err
 	}
-	if err := objstore.PutBytes(ctx, m.opts.Store, key, blob); err != nil {
+	if si.Lock != nil {
+		err = objstore.PutRetained(ctx, m.opts.Store, key, bytes.NewReader(blob), int64(len(blob)), *si.Lock)
+	} else {
+		err = objstore.PutBytes(ctx, m.opts.Store, key, blob)
+	}
+	if err != nil {
 		return SnapshotInfo{}, fmt.Errorf("volume %s: snapshot manifest: %w", info.Name, err)
 	}
 	si.UploadedBytes += int64(len(blob))
@@ -158,6 +189,10 @@ func (m *Manager) CreateSnapshot(ctx context.Context, nameOrID string, o Snapsho
 	}
 	m.log.Info("snapshot taken", "volume", info.Name, "snapshot", si.ID, "chunks", si.Chunks,
 		"uploaded_chunks", si.UploadedChunks, "uploaded_bytes", si.UploadedBytes)
+	if si.Lock != nil {
+		m.log.Info("snapshot locked", "snapshot", si.ID, "until", si.Lock.Until, "mode", si.Lock.Mode,
+			"objects", si.Retained.Objects, "retention_requests", si.Retained.Retained)
+	}
 	return si, nil
 }
 
@@ -508,14 +543,47 @@ func (m *Manager) latestSnapshot(ctx context.Context, volumeID string) (Snapshot
 // DeleteSnapshot removes a snapshot's manifest and catalog entry. Its
 // chunks and pages stay until garbage collection finds nothing else uses
 // them.
+//
+// A locked snapshot is refused until its lock ends, with the date. On a
+// bucket with Object Lock the manifest is removed with every version of it
+// (a plain delete there removes nothing).
 func (m *Manager) DeleteSnapshot(ctx context.Context, id string) error {
-	if _, err := m.Snapshot(ctx, id); err != nil {
+	si, err := m.Snapshot(ctx, id)
+	if err != nil {
 		return err
 	}
-	if err := m.opts.Store.Delete(ctx, snapshots.SnapshotKey(id)); err != nil {
+	if si.Lock != nil && si.Lock.Holds(m.opts.Clock.Now()) {
+		return snapshots.LockedError(id, *si.Lock)
+	}
+	key := snapshots.SnapshotKey(id)
+	if m.opts.ObjectLock != "" {
+		err = objstore.Purge(ctx, m.opts.Store, key)
+		if objstore.IsObjectLocked(err) {
+			// Retained longer than the catalog says (by another
+			// gateway of the bucket, or the store's clock is behind
+			// ours): the store's word stands.
+			if ret, rerr := objstore.GetRetention(ctx, m.opts.Store, key); rerr == nil && !ret.IsZero() {
+				return snapshots.LockedError(id, ret)
+			}
+		}
+	} else {
+		err = m.opts.Store.Delete(ctx, key)
+	}
+	if err != nil {
 		return fmt.Errorf("snapshot %s: delete manifest: %w", id, err)
 	}
 	return m.opts.Meta.Update(ctx, func(tx meta.Txn) error { return tx.Delete(snapKey(id)) })
+}
+
+// checkLock checks a lock period asked of a snapshot.
+func (m *Manager) checkLock(lock time.Duration) error {
+	if err := snapshots.CheckLockPeriod(lock); err != nil {
+		return err
+	}
+	if lock > 0 && m.opts.ObjectLock == "" {
+		return errkind.Mark(errkind.Permanent, errors.New("snapshot lock: this gateway's bucket has no Object Lock (initialise it on a bucket created with Object Lock: gatewayd init --object-lock)"))
+	}
+	return nil
 }
 
 // pinSet holds ids an operation in progress depends on before any
@@ -572,9 +640,11 @@ func (m *Manager) CollectGarbage(ctx context.Context, grace time.Duration, dryRu
 	}()
 	st, err := snapshots.CollectGarbage(ctx, m.opts.Store, m.opts.Codec, snapshots.GCOptions{
 		Grace: grace, Now: m.opts.Clock.Now, ExtraRoots: m.GCRoots, DryRun: dryRun,
+		ObjectLock: m.opts.ObjectLock != "", Record: m.retained,
 	})
 	if err == nil {
-		m.log.Info("garbage collected", "deleted", st.Deleted, "bytes", st.BytesDeleted, "live", st.Live, "kept_young", st.KeptYoung, "dry_run", dryRun)
+		m.log.Info("garbage collected", "deleted", st.Deleted, "bytes", st.BytesDeleted, "live", st.Live, "kept_young", st.KeptYoung,
+			"kept_locked", st.KeptLocked, "dry_run", dryRun)
 	}
 	return st, err
 }
