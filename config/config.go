@@ -213,6 +213,10 @@ type Snapshots struct {
 	GCInterval time.Duration `yaml:"gc_interval"`
 	// GCGrace keeps unreferenced objects younger than this.
 	GCGrace time.Duration `yaml:"gc_grace"`
+	// ObjectLock is the retention mode of locked snapshots, "governance"
+	// or "compliance", on a bucket created with Object Lock (set by
+	// gatewayd init --object-lock); empty: snapshots cannot be locked.
+	ObjectLock string `yaml:"object_lock"`
 }
 
 // Admin configures the admin API.
@@ -391,6 +395,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Snapshots.GCInterval < 0 || c.Snapshots.GCGrace < 0 {
 		return errors.New("snapshots: gc_interval and gc_grace must not be negative")
+	}
+	if m := c.Snapshots.ObjectLock; m != "" && m != "governance" && m != "compliance" {
+		return fmt.Errorf("snapshots.object_lock: governance, compliance or empty, got %q", m)
 	}
 	if c.Admin.Socket == "" {
 		return errors.New("admin.socket: must not be empty")

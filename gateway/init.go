@@ -8,12 +8,14 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/gatewayd/gatewayd/config"
 	"github.com/gatewayd/gatewayd/internal/fsutil"
 	"github.com/gatewayd/gatewayd/keys"
 	"github.com/gatewayd/gatewayd/lease"
+	"github.com/gatewayd/gatewayd/objstore"
 )
 
 // InitOptions are the choices of `gatewayd init` that are not config options.
@@ -21,6 +23,10 @@ type InitOptions struct {
 	// ExistingKeyFile attaches the gateway to a bucket initialised before,
 	// with that bucket's master key (copied into the data directory).
 	ExistingKeyFile string
+	// ObjectLock, "governance" or "compliance", makes snapshots lockable
+	// in that mode (snapshots.object_lock); the bucket must have been
+	// created with Object Lock.
+	ObjectLock string
 }
 
 // InitResult says what Init did.
@@ -47,6 +53,16 @@ func Init(ctx context.Context, cfg *config.Config, opts InitOptions) (*InitResul
 	store, err := OpenStore(ctx, cfg, logger)
 	if err != nil {
 		return nil, err
+	}
+	if opts.ObjectLock != "" {
+		mode, err := objstore.ParseRetentionMode(opts.ObjectLock)
+		if err != nil {
+			return nil, fmt.Errorf("--object-lock: %w", err)
+		}
+		if err := CheckObjectLock(ctx, store); err != nil {
+			return nil, fmt.Errorf("--object-lock: %w", err)
+		}
+		cfg.Snapshots.ObjectLock = strings.ToLower(string(mode))
 	}
 
 	existing, err := keys.ReadConfig(ctx, store)
@@ -106,6 +122,20 @@ func Init(ctx context.Context, cfg *config.Config, opts InitOptions) (*InitResul
 	}
 	res.GatewayID = keyring.Config().GatewayID
 	return res, nil
+}
+
+// CheckObjectLock makes sure store's bucket has Object Lock, with a clear
+// error when it has not.
+func CheckObjectLock(ctx context.Context, store objstore.Store) error {
+	lc, err := objstore.ObjectLock(ctx, store)
+	if err != nil {
+		return fmt.Errorf("%s: reading the bucket's Object Lock configuration: %w", store, err)
+	}
+	if !lc.Enabled {
+		return fmt.Errorf("%s has no Object Lock: locked snapshots need a bucket with Object Lock enabled "+
+			"(create it with aws s3api create-bucket --object-lock-enabled-for-bucket, or mc mb --with-lock on MinIO)", store)
+	}
+	return nil
 }
 
 // installMasterKey puts the master key at keyPath: a copy of existingFile

@@ -249,6 +249,11 @@ type dataPath struct {
 // them in order.
 func openDataPath(ctx context.Context, cfg *config.Config, store objstore.Store, md meta.Store, keyring *keys.Keyring,
 	reg *health.Registry, c clock.Clock, logger *slog.Logger) (dataPath, func(), error) {
+	if cfg.Snapshots.ObjectLock != "" {
+		if err := CheckObjectLock(ctx, store); err != nil {
+			return dataPath{}, nil, fmt.Errorf("snapshots.object_lock is %s: %w", cfg.Snapshots.ObjectLock, err)
+		}
+	}
 	ublog, err := uploadbuffer.Open(vfs.Default, cfg.Path(cfg.Buffer.Dir), uploadbuffer.Options{
 		Capacity: int64(cfg.Buffer.Size), Logger: logger.With("subsystem", "uploadbuffer"), Health: reg.Register("uploadbuffer"),
 	})
@@ -280,6 +285,7 @@ func openDataPath(ctx context.Context, cfg *config.Config, store objstore.Store,
 		HydrateBytesPerSec:    int64(cfg.Volumes.HydrateRate),
 		GCInterval:            cfg.Snapshots.GCInterval,
 		GCGrace:               cfg.Snapshots.GCGrace,
+		ObjectLock:            objstore.RetentionMode(strings.ToUpper(cfg.Snapshots.ObjectLock)),
 		Clock:                 c,
 		Logger:                logger.With("subsystem", "volume"),
 		Health:                reg.Register("volumes"),

@@ -15,12 +15,15 @@ import (
 // CreateSnapshotRequest is the body of POST /v1/volumes/{name}/snapshots.
 type CreateSnapshotRequest struct {
 	Description string `json:"description,omitempty"`
+	// Lock locks the snapshot for this long (Object Lock).
+	Lock volume.Duration `json:"lock,omitempty"`
 }
 
 // ScheduleRequest is the body of PUT /v1/volumes/{name}/schedule.
 type ScheduleRequest struct {
 	Every volume.Duration `json:"every"`
 	Keep  int             `json:"keep"`
+	Lock  volume.Duration `json:"lock,omitempty"` // each snapshot's lock period
 }
 
 // GCRequest is the body of POST /v1/gc.
@@ -42,7 +45,7 @@ func registerSnapshotAPI(srv *admin.Server, vm *volume.Manager, store objstore.S
 		// `gatewayd snapshot create`); it stops only with the gateway.
 		ctx, cancel := srv.Detach(r)
 		defer cancel()
-		si, err := vm.CreateSnapshot(ctx, r.PathValue("name"), volume.SnapshotOptions{Description: req.Description})
+		si, err := vm.CreateSnapshot(ctx, r.PathValue("name"), volume.SnapshotOptions{Description: req.Description, Lock: time.Duration(req.Lock)})
 		if err != nil {
 			admin.WriteError(w, httpCode(err), err)
 			return
@@ -109,7 +112,7 @@ func registerSnapshotAPI(srv *admin.Server, vm *volume.Manager, store objstore.S
 			admin.WriteError(w, http.StatusBadRequest, err)
 			return
 		}
-		s, err := vm.SetSchedule(r.Context(), r.PathValue("name"), time.Duration(req.Every), req.Keep)
+		s, err := vm.SetLockedSchedule(r.Context(), r.PathValue("name"), time.Duration(req.Every), req.Keep, time.Duration(req.Lock))
 		if err != nil {
 			admin.WriteError(w, httpCode(err), err)
 			return

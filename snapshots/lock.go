@@ -33,7 +33,7 @@ import (
 // LockGranule is the span a lock of period ends on a multiple of: a tenth
 // of the period in whole seconds, from a second to a day.
 func LockGranule(period time.Duration) time.Duration {
-	return min(max((period / 10).Truncate(time.Second), time.Second), 24*time.Hour)
+	return min(max((period/10).Truncate(time.Second), time.Second), 24*time.Hour)
 }
 
 // LockEnd is when a lock of period taken at created ends: created+period

@@ -11,7 +11,7 @@ import (
 
 func newInitCmd(g *globals) *cobra.Command {
 	o := &overrides{}
-	var existingKey, passphraseEnv string
+	var existingKey, passphraseEnv, objectLock string
 	cmd := &cobra.Command{
 		Use:   "init",
 		Short: "Create a data directory: config, master key and the bucket's repository config",
@@ -34,7 +34,7 @@ it, data in the bucket cannot be read.`,
 				cfg.Keys.PassphraseEnv = passphraseEnv
 				cfg.Keys.MasterKeyFile = ""
 			}
-			res, err := gateway.Init(cmd.Context(), cfg, gateway.InitOptions{ExistingKeyFile: existingKey})
+			res, err := gateway.Init(cmd.Context(), cfg, gateway.InitOptions{ExistingKeyFile: existingKey, ObjectLock: objectLock})
 			if err != nil {
 				return err
 			}
@@ -45,6 +45,9 @@ it, data in the bucket cannot be read.`,
 			if res.MasterKeyFile != "" {
 				fmt.Fprintf(out, "  master key: %s  <- back this file up; data cannot be read without it\n", res.MasterKeyFile)
 			}
+			if cfg.Snapshots.ObjectLock != "" {
+				fmt.Fprintf(out, "  object lock: snapshots can be locked (%s mode): snapshot create --lock 30d\n", cfg.Snapshots.ObjectLock)
+			}
 			fmt.Fprintf(out, "start it with: gatewayd serve --data-dir %s\n", dir)
 			return nil
 		},
@@ -52,5 +55,7 @@ it, data in the bucket cannot be read.`,
 	o.register(cmd.Flags())
 	cmd.Flags().StringVar(&existingKey, "master-key-file", "", "use this existing master key instead of creating one")
 	cmd.Flags().StringVar(&passphraseEnv, "passphrase-env", "", "derive the master key from the passphrase in this environment variable instead of a key file")
+	cmd.Flags().StringVar(&objectLock, "object-lock", "", "let snapshots be locked with the bucket's Object Lock, in governance (the default) or compliance mode; the bucket must have Object Lock")
+	cmd.Flags().Lookup("object-lock").NoOptDefVal = "governance"
 	return cmd
 }

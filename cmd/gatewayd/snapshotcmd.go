@@ -8,6 +8,7 @@ import (
 	"net/http/httptrace"
 	"net/url"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"text/tabwriter"
@@ -29,6 +30,7 @@ func newSnapshotCmd(g *globals) *cobra.Command {
 
 	var desc string
 	var showProgress bool
+	var lock lockPeriod
 	createCmd := &cobra.Command{
 		Use:   "create VOLUME",
 		Short: "Take a point-in-time snapshot of a volume and upload it (writes continue meanwhile)",
@@ -55,7 +57,7 @@ func newSnapshotCmd(g *globals) *cobra.Command {
 			}})
 			var si volume.SnapshotInfo
 			err = c.Do(ctx, http.MethodPost, "/v1/volumes/"+url.PathEscape(args[0])+"/snapshots",
-				gateway.CreateSnapshotRequest{Description: desc}, &si)
+				gateway.CreateSnapshotRequest{Description: desc, Lock: volume.Duration(lock)}, &si)
 			stop()
 			if err != nil && cmd.Context().Err() != nil {
 				if sent.Load() {
@@ -73,10 +75,14 @@ func newSnapshotCmd(g *globals) *cobra.Command {
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "snapshot %s of volume %s: %d chunks, uploaded %s in %d new chunks\n",
 				si.ID, si.VolumeName, si.Chunks, config.ByteSize(si.UploadedBytes).Human(), si.UploadedChunks)
+			if si.Lock != nil {
+				fmt.Fprintf(cmd.OutOrStdout(), "locked until %s (%s)%s\n", si.Lock.Until.Format(time.RFC3339), strings.ToLower(string(si.Lock.Mode)), retainedNote(si.Retained))
+			}
 			return nil
 		},
 	}
 	createCmd.Flags().StringVar(&desc, "description", "", "what the snapshot is for")
+	createCmd.Flags().Var(&lock, "lock", "lock the snapshot for this long with Object Lock, e.g. 30d or 12h (bucket initialised with --object-lock)")
 	createCmd.Flags().BoolVar(&showProgress, "progress", false, "draw the upload's progress on stderr (the default on a terminal)")
 	createCmd.Flags().StringVarP(&output, "output", "o", "text", "text or json")
 
@@ -146,6 +152,9 @@ func newSnapshotCmd(g *globals) *cobra.Command {
 			if si.Description != "" {
 				fmt.Fprintf(w, "description   %s\n", si.Description)
 			}
+			if si.Lock != nil {
+				fmt.Fprintf(w, "locked until  %s (%s)%s\n", si.Lock.Until.Format(time.RFC3339), strings.ToLower(string(si.Lock.Mode)), retainedNote(si.Retained))
+			}
 			return nil
 		},
 	}
@@ -211,8 +220,9 @@ func newScheduleCmd(g *globals) *cobra.Command {
 	var every time.Duration
 	var keep int
 	var off bool
+	var lock lockPeriod
 	cmd := &cobra.Command{
-		Use:   "schedule VOLUME --every 1h --keep 24",
+		Use:   "schedule VOLUME --every 1h --keep 24 [--lock 7d]",
 		Short: "Snapshot a volume on a schedule, keeping the newest --keep of the scheduled snapshots (--off stops it)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -228,17 +238,62 @@ func newScheduleCmd(g *globals) *cobra.Command {
 				return errors.New("give --every and --keep, or --off")
 			}
 			var s volume.Schedule
-			if err := call(cmd, g, http.MethodPut, path, gateway.ScheduleRequest{Every: volume.Duration(every), Keep: keep}, &s); err != nil {
+			req := gateway.ScheduleRequest{Every: volume.Duration(every), Keep: keep, Lock: volume.Duration(lock)}
+			if err := call(cmd, g, http.MethodPut, path, req, &s); err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "volume %s: a snapshot every %s, keeping %d\n", s.VolumeName, time.Duration(s.Every), s.Keep)
+			locked := ""
+			if s.Lock > 0 {
+				lp := lockPeriod(s.Lock)
+				locked = fmt.Sprintf(", each locked for %s", lp.String())
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "volume %s: a snapshot every %s, keeping %d%s\n", s.VolumeName, time.Duration(s.Every), s.Keep, locked)
 			return nil
 		},
 	}
 	cmd.Flags().DurationVar(&every, "every", 0, "interval, e.g. 1h (at least 1m)")
 	cmd.Flags().IntVar(&keep, "keep", 0, "how many scheduled snapshots to keep")
 	cmd.Flags().BoolVar(&off, "off", false, "remove the volume's schedule")
+	cmd.Flags().Var(&lock, "lock", "lock each snapshot for this long with Object Lock, e.g. 7d (pruning leaves it until then)")
 	return cmd
+}
+
+// lockPeriod is a lock period flag: a Go duration (12h) or whole days (30d).
+type lockPeriod time.Duration
+
+func (l *lockPeriod) String() string {
+	d := time.Duration(*l)
+	if d > 0 && d%(24*time.Hour) == 0 {
+		return fmt.Sprintf("%dd", d/(24*time.Hour))
+	}
+	return d.String()
+}
+
+func (l *lockPeriod) Set(s string) error {
+	if days, ok := strings.CutSuffix(s, "d"); ok {
+		n, err := strconv.ParseUint(days, 10, 32)
+		if err != nil || n == 0 {
+			return fmt.Errorf("%q: a number of days (30d) or a duration (12h)", s)
+		}
+		*l = lockPeriod(time.Duration(n) * 24 * time.Hour)
+	} else {
+		d, err := time.ParseDuration(s)
+		if err != nil || d <= 0 {
+			return fmt.Errorf("%q: a number of days (30d) or a duration (12h)", s)
+		}
+		*l = lockPeriod(d)
+	}
+	return snapshots.CheckLockPeriod(time.Duration(*l))
+}
+
+func (l *lockPeriod) Type() string { return "period" }
+
+// retainedNote says what locking a snapshot took.
+func retainedNote(rs *snapshots.RetainStats) string {
+	if rs == nil {
+		return ""
+	}
+	return fmt.Sprintf(": %d objects, %d retention requests (%d already retained long enough)", rs.Objects, rs.Retained, rs.Skipped)
 }
 
 func newSchedulesCmd(g *globals) *cobra.Command {
@@ -292,8 +347,12 @@ func newGCCmd(g *globals) *cobra.Command {
 			if st.DryRun {
 				verb = "would delete"
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "%d manifests, %d objects: %d live, %d unreferenced but young; %s %d (%s)\n",
-				st.Manifests, st.Candidates, st.Live, st.KeptYoung, verb, st.Deleted, config.ByteSize(st.BytesDeleted).Human())
+			locked := ""
+			if st.KeptLocked > 0 {
+				locked = fmt.Sprintf(", %d unreferenced but retained (Object Lock)", st.KeptLocked)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%d manifests, %d objects: %d live, %d unreferenced but young%s; %s %d (%s)\n",
+				st.Manifests, st.Candidates, st.Live, st.KeptYoung, locked, verb, st.Deleted, config.ByteSize(st.BytesDeleted).Human())
 			return nil
 		},
 	}
