@@ -30,6 +30,10 @@ type fh struct {
 	raw   []byte
 	share *fileshare.Share
 	path  string // in the share
+	// gone: the file was removed (or renamed over) while open; its handle
+	// serves only to end the opens (CLOSE, OPEN_DOWNGRADE, LOCKU), every
+	// other use is NFS4ERR_STALE.
+	gone bool
 }
 
 // object is a file as GETATTR and READDIR describe it.
@@ -153,6 +157,12 @@ func (x *exec) putFH(raw []byte) uint32 {
 		if st == errNoEnt {
 			st = errStale
 		}
+		if st == errStale {
+			if f := x.s.goneOpen(raw); f != nil && x.allowed(f.share) {
+				x.cur = f
+				return ok
+			}
+		}
 		return st
 	}
 	if !x.allowed(sh) {
@@ -162,8 +172,29 @@ func (x *exec) putFH(raw []byte) uint32 {
 	return ok
 }
 
+// goneOpen is the handle of a file that is gone but still open: the
+// file a RENAME or REMOVE took while a client had it open, which the
+// client may still CLOSE.
+func (s *Server) goneOpen(raw []byte) *fh {
+	if s.shares == nil || s.handles == nil {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for key := range s.open.byFile {
+		sh, err := s.shares.ByID(key.share)
+		if err == nil && bytes.Equal(s.handles.Handle(sh, key.ino), raw) {
+			return &fh{raw: bytes.Clone(raw), share: sh, gone: true}
+		}
+	}
+	return nil
+}
+
 // stat reads the current file's attributes.
 func (x *exec) stat(f *fh) (object, uint32) {
+	if f.gone {
+		return object{}, errStale
+	}
 	if f.share == nil {
 		return object{fh: f, attr: fileshare.Attr{Ino: rootFileID, Type: fileshare.TypeDir, Mode: 0o555,
 			Mtime: x.s.started, Ctime: x.s.started}}, ok
