@@ -54,8 +54,9 @@ func (s shelf) Open(ctx context.Context, barcode string) (vtl.Medium, error) {
 // it) and its devices. The returned func closes them.
 func openTapes(ctx context.Context, cfg *config.Config, store objstore.Store, md meta.Store, keyring *keys.Keyring,
 	reg *health.Registry, clk clock.Clock, logger *slog.Logger) (*tapeLibrary, func(), error) {
+	var base objstore.Store
 	if o, ok := store.(*OpenedStore); ok {
-		store = o.Store // the decorated store, with its optional capabilities (storage classes)
+		store, base = o.Store, o.Base // the decorated store, with its optional capabilities (storage classes)
 	}
 	log, err := uploadbuffer.Open(vfs.Default, cfg.Path(cfg.VTL.BufferDir), uploadbuffer.Options{
 		Capacity: int64(cfg.VTL.BufferSize), Logger: logger.With("subsystem", "tapebuffer"), Health: reg.Register("tapebuffer"),
@@ -63,10 +64,14 @@ func openTapes(ctx context.Context, cfg *config.Config, store objstore.Store, md
 	if err != nil {
 		return nil, nil, fmt.Errorf("tape upload buffer: %w", err)
 	}
+	// Restores are requests the library polls for: the store underneath
+	// the decorators serves them.
+	restorer, _ := base.(objstore.Restorer)
 	lib, err := tapes.New(ctx, tapes.Options{
 		Store: store, Meta: md, Log: log, Key: keyring.Current(), Clock: clk, Logger: logger.With("subsystem", "tapes"),
-		Health: reg.Register("tapes"),
-		Slots:  cfg.VTL.Slots, Drives: cfg.VTL.Drives, ArchiveClass: cfg.VTL.ArchiveStorageClass,
+		Restorer: restorer,
+		Health:   reg.Register("tapes"),
+		Slots:    cfg.VTL.Slots, Drives: cfg.VTL.Drives, ArchiveClass: cfg.VTL.ArchiveStorageClass,
 	})
 	if err != nil {
 		log.Close()
@@ -229,11 +234,33 @@ type TapeStatus struct {
 	Created        time.Time `json:"created"`
 	Archived       time.Time `json:"archived,omitzero"`
 	ArchivePending bool      `json:"archive_pending,omitempty"`
+	WORM           bool      `json:"worm,omitempty"`
+	Pool           string    `json:"pool,omitempty"`
+	// LockUntil and LockMode: the pool's retention lock on the tape.
+	LockUntil time.Time      `json:"lock_until,omitzero"`
+	LockMode  tapes.LockMode `json:"lock_mode,omitempty"`
+	// Retrieval: the progress of a retrieval from cold storage.
+	Retrieval *TapeRetrieval `json:"retrieval,omitempty"`
+}
+
+// TapeRetrieval is how far a retrieving tape has come: of its objects, how
+// many are readable and how many restores are under way.
+type TapeRetrieval struct {
+	Tier      string    `json:"tier"`
+	Started   time.Time `json:"started"`
+	Objects   int       `json:"objects"`
+	Readable  int       `json:"readable"`
+	Restoring int       `json:"restoring"`
+	Checked   time.Time `json:"checked,omitzero"`
 }
 
 func tapeStatus(in tapes.Info) TapeStatus {
 	st := TapeStatus{Barcode: in.Barcode, Capacity: in.Capacity, Used: in.Used, Objects: in.EOD, State: in.State,
-		ReadOnly: in.ReadOnly, Created: in.Created, Archived: in.Archived, ArchivePending: in.ArchivePending}
+		ReadOnly: in.ReadOnly, Created: in.Created, Archived: in.Archived, ArchivePending: in.ArchivePending,
+		WORM: in.WORM, Pool: in.Pool, LockUntil: in.LockUntil, LockMode: in.LockMode}
+	if r := in.Retrieval; r != nil {
+		st.Retrieval = &TapeRetrieval{Tier: r.Tier, Started: r.Started, Objects: r.Objects, Readable: r.Readable, Restoring: r.Restoring, Checked: r.Checked}
+	}
 	switch in.Place.Type {
 	case tapes.ElementSlot:
 		st.Location = fmt.Sprintf("slot %d", in.Place.Index+1)
@@ -248,15 +275,34 @@ type TapeCreateRequest struct {
 	Count         int    `json:"count"`
 	BarcodePrefix string `json:"barcode_prefix"`
 	Size          int64  `json:"size"`
+	WORM          bool   `json:"worm,omitempty"`
+	Pool          string `json:"pool,omitempty"`
+}
+
+// TapePoolRequest is the body of POST /v1/tapes/{barcode}/pool.
+type TapePoolRequest struct {
+	Pool             string `json:"pool"`
+	BypassGovernance bool   `json:"bypass_governance,omitempty"`
+}
+
+// PoolStatus is what the admin API says about a tape pool.
+type PoolStatus struct {
+	Name         string         `json:"name"`
+	StorageClass string         `json:"storage_class"`
+	Lock         tapes.LockMode `json:"lock,omitempty"`
+	LockDays     int            `json:"lock_days,omitempty"`
+	Created      time.Time      `json:"created,omitzero"`
+	Tapes        int            `json:"tapes"`
 }
 
 func tapeCode(err error) int {
 	switch {
-	case errors.Is(err, tapes.ErrNoTape):
+	case errors.Is(err, tapes.ErrNoTape), errors.Is(err, tapes.ErrNoPool):
 		return http.StatusNotFound
 	case errors.Is(err, tapes.ErrBadInput):
 		return http.StatusBadRequest
-	case errors.Is(err, tapes.ErrNoSlot), errors.Is(err, tapes.ErrInDrive):
+	case errors.Is(err, tapes.ErrNoSlot), errors.Is(err, tapes.ErrInDrive), errors.Is(err, tapes.ErrLocked),
+		errors.Is(err, tapes.ErrPoolUsed), errors.Is(err, tapes.ErrExists):
 		return http.StatusConflict
 	}
 	return httpCode(err)
@@ -302,7 +348,7 @@ func registerTapeAPI(srv *admin.Server, t *tapeLibrary) {
 		if err := decodeBody(r, &req); err != nil {
 			return http.StatusBadRequest, nil, err
 		}
-		created, err := t.lib.Create(r.Context(), req.Count, req.BarcodePrefix, req.Size)
+		created, err := t.lib.CreateTapes(r.Context(), tapes.CreateOptions{Count: req.Count, Prefix: req.BarcodePrefix, Size: req.Size, WORM: req.WORM, Pool: req.Pool})
 		if err != nil {
 			return tapeCode(err), nil, err
 		}
@@ -321,7 +367,7 @@ func registerTapeAPI(srv *admin.Server, t *tapeLibrary) {
 		return tapeCode(err), tapeStatus(in), err
 	})
 	handle("DELETE /v1/tapes/{barcode}", func(w http.ResponseWriter, r *http.Request) (int, any, error) {
-		err := t.lib.Delete(r.Context(), r.PathValue("barcode"))
+		err := t.lib.DeleteTape(r.Context(), r.PathValue("barcode"), r.URL.Query().Get("bypass_governance") == "true")
 		return tapeCode(err), map[string]string{"deleted": r.PathValue("barcode")}, err
 	})
 	handle("POST /v1/tapes/{barcode}/archive", func(w http.ResponseWriter, r *http.Request) (int, any, error) {
@@ -332,8 +378,35 @@ func registerTapeAPI(srv *admin.Server, t *tapeLibrary) {
 		return tapeCode(err), tapeStatus(in), err
 	})
 	handle("POST /v1/tapes/{barcode}/retrieve", func(w http.ResponseWriter, r *http.Request) (int, any, error) {
-		in, err := t.lib.Retrieve(r.Context(), r.PathValue("barcode"))
+		in, err := t.lib.RetrieveTape(r.Context(), r.PathValue("barcode"), r.URL.Query().Get("tier"))
 		return tapeCode(err), tapeStatus(in), err
+	})
+	handle("POST /v1/tapes/{barcode}/pool", func(w http.ResponseWriter, r *http.Request) (int, any, error) {
+		var req TapePoolRequest
+		if err := decodeBody(r, &req); err != nil {
+			return http.StatusBadRequest, nil, err
+		}
+		in, err := t.lib.AssignPool(r.Context(), r.PathValue("barcode"), req.Pool, req.BypassGovernance)
+		return tapeCode(err), tapeStatus(in), err
+	})
+	handle("GET /v1/pools", func(w http.ResponseWriter, r *http.Request) (int, any, error) {
+		out, err := t.pools(r.Context())
+		return tapeCode(err), out, err
+	})
+	handle("POST /v1/pools", func(w http.ResponseWriter, r *http.Request) (int, any, error) {
+		var req PoolStatus
+		if err := decodeBody(r, &req); err != nil {
+			return http.StatusBadRequest, nil, err
+		}
+		p, err := t.lib.CreatePool(r.Context(), tapes.Pool{Name: req.Name, StorageClass: req.StorageClass, Lock: req.Lock, LockDays: req.LockDays})
+		if err != nil {
+			return tapeCode(err), nil, err
+		}
+		return http.StatusCreated, poolStatus(p, 0), nil
+	})
+	handle("DELETE /v1/pools/{name}", func(w http.ResponseWriter, r *http.Request) (int, any, error) {
+		err := t.lib.DeletePool(r.Context(), r.PathValue("name"))
+		return tapeCode(err), map[string]string{"deleted": r.PathValue("name")}, err
 	})
 	handle("GET /v1/vtl/spares", func(w http.ResponseWriter, r *http.Request) (int, any, error) {
 		rule, err := t.lib.SpareRule(r.Context())
@@ -351,6 +424,31 @@ func registerTapeAPI(srv *admin.Server, t *tapeLibrary) {
 	})
 }
 
+func poolStatus(p tapes.Pool, n int) PoolStatus {
+	return PoolStatus{Name: p.Name, StorageClass: p.StorageClass, Lock: p.Lock, LockDays: p.LockDays, Created: p.Created, Tapes: n}
+}
+
+// pools lists the pools with how many tapes each holds.
+func (t *tapeLibrary) pools(ctx context.Context) ([]PoolStatus, error) {
+	ps, err := t.lib.Pools(ctx)
+	if err != nil {
+		return nil, err
+	}
+	list, err := t.lib.List(ctx)
+	if err != nil {
+		return nil, err
+	}
+	n := map[string]int{}
+	for _, in := range list {
+		n[in.Pool]++
+	}
+	out := []PoolStatus{}
+	for _, p := range ps {
+		out = append(out, poolStatus(p, n[p.Name]))
+	}
+	return out, nil
+}
+
 // tapeCollector exports the library's figures.
 type tapeCollector struct{ t *tapeLibrary }
 
@@ -360,10 +458,11 @@ var (
 	descTapeSegmentsUp  = prometheus.NewDesc("gatewayd_tape_segments_uploaded_total", "Tape segments put to the object store.", nil, nil)
 	descTapeBytesUp     = prometheus.NewDesc("gatewayd_tape_bytes_uploaded_total", "CloudBytesUploaded for tapes: tape segment bytes put to the object store.", nil, nil)
 	descTapeDrivesInUse = prometheus.NewDesc("gatewayd_tape_drives_loaded", "Tape drives holding a tape.", nil, nil)
+	descTapeRetrieval   = prometheus.NewDesc("gatewayd_tape_retrieval_objects", "Objects of the tapes being retrieved from cold storage, by state (readable, restoring, total).", []string{"state"}, nil)
 )
 
 func (c tapeCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descTapes, descTapeBytesUsed, descTapeSegmentsUp, descTapeBytesUp, descTapeDrivesInUse} {
+	for _, d := range []*prometheus.Desc{descTapes, descTapeBytesUsed, descTapeSegmentsUp, descTapeBytesUp, descTapeDrivesInUse, descTapeRetrieval} {
 		ch <- d
 	}
 }
@@ -373,12 +472,19 @@ func (c tapeCollector) Collect(ch chan<- prometheus.Metric) {
 	if err != nil {
 		return
 	}
-	count := map[tapes.State]int{tapes.StateLibrary: 0, tapes.StateDrive: 0, tapes.StateArchived: 0, tapes.StateRetrieved: 0}
+	count := map[tapes.State]int{tapes.StateLibrary: 0, tapes.StateDrive: 0, tapes.StateArchived: 0, tapes.StateRetrieved: 0, tapes.StateRetrieving: 0}
 	var used int64
+	var readable, restoring, total int
 	for _, in := range list {
 		count[in.State]++
 		used += in.Used
+		if r := in.Retrieval; r != nil {
+			readable, restoring, total = readable+r.Readable, restoring+r.Restoring, total+r.Objects
+		}
 	}
+	ch <- prometheus.MustNewConstMetric(descTapeRetrieval, prometheus.GaugeValue, float64(readable), "readable")
+	ch <- prometheus.MustNewConstMetric(descTapeRetrieval, prometheus.GaugeValue, float64(restoring), "restoring")
+	ch <- prometheus.MustNewConstMetric(descTapeRetrieval, prometheus.GaugeValue, float64(total), "total")
 	for s, n := range count {
 		ch <- prometheus.MustNewConstMetric(descTapes, prometheus.GaugeValue, float64(n), string(s))
 	}

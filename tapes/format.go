@@ -243,12 +243,26 @@ type root struct {
 	used     int64
 	pages    []pageInfo
 	runs     []segRun
+	flags    byte // rootWORM
 }
 
-const rootVersion = 1
+// Root versions: 1 has no flags; 2 ends with a flags byte. A root with no
+// flag set is written as version 1, which every gatewayd reads.
+const (
+	rootVersion      = 1
+	rootVersionFlags = 2
+)
+
+// rootWORM marks a WORM tape: nothing written to it is ever overwritten
+// or erased (tape.wormCheck).
+const rootWORM = 0x01
 
 func encodeRoot(r *root) []byte {
-	b := []byte{rootVersion, byte(len(r.keyID))}
+	v := byte(rootVersion)
+	if r.flags != 0 {
+		v = rootVersionFlags
+	}
+	b := []byte{v, byte(len(r.keyID))}
 	b = append(b, r.keyID...)
 	b = binary.BigEndian.AppendUint64(b, r.id)
 	b = binary.BigEndian.AppendUint64(b, uint64(r.capacity))
@@ -269,6 +283,9 @@ func encodeRoot(r *root) []byte {
 	for _, s := range r.runs {
 		b = binary.BigEndian.AppendUint64(b, s.first)
 		b = binary.BigEndian.AppendUint64(b, s.last)
+	}
+	if v == rootVersionFlags {
+		b = append(b, r.flags)
 	}
 	return b
 }
@@ -294,7 +311,8 @@ func (r *reader) u64() uint64 { return binary.BigEndian.Uint64(r.take(8)) }
 
 func decodeRoot(b []byte) (*root, error) {
 	rd := &reader{b: b}
-	if v := rd.u8(); v != rootVersion {
+	v := rd.u8()
+	if v != rootVersion && v != rootVersionFlags {
 		return nil, corruptf("index root version %d", v)
 	}
 	r := &root{keyID: string(rd.take(int(rd.u8())))}
@@ -321,11 +339,20 @@ func decodeRoot(b []byte) (*root, error) {
 		r.pages = append(r.pages, p)
 	}
 	nr := rd.u32()
-	if uint64(nr)*16 != uint64(len(rd.b)) {
+	tail := uint64(0)
+	if v == rootVersionFlags {
+		tail = 1
+	}
+	if uint64(nr)*16+tail != uint64(len(rd.b)) {
 		return nil, corruptf("index root: %d segment runs in %d bytes", nr, len(rd.b))
 	}
 	for i := uint32(0); i < nr; i++ {
 		r.runs = append(r.runs, segRun{rd.u64(), rd.u64()})
+	}
+	if v == rootVersionFlags {
+		if r.flags = rd.u8(); r.flags == 0 || r.flags&^rootWORM != 0 {
+			return nil, corruptf("index root: flags %02x", r.flags)
+		}
 	}
 	if rd.bad || total != r.eod || used != r.used || r.capacity <= 0 {
 		return nil, corruptf("index root: inconsistent totals")

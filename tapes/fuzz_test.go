@@ -15,6 +15,8 @@ func FuzzDecode(f *testing.F) {
 	r := &root{keyID: "k1", id: 77, capacity: 1 << 30, seq: 9, gen: 3, nextSeg: 5, eod: 3, used: 300,
 		pages: []pageInfo{{gen: 3, count: 3, filemarks: 1, used: 300}}, runs: []segRun{{1, 2}, {4, 4}}}
 	f.Add(byte(0), encodeRoot(r))
+	r.flags = rootWORM
+	f.Add(byte(0), encodeRoot(r))
 	f.Add(byte(1), encodePage([]entry{{size: 100, stored: 100, seg: 1}, {flags: entFilemark, seg: 1, off: 140}, {flags: entZstd, size: 900, stored: 200, seg: 4}}))
 	f.Add(byte(2), encodeLogOp(logOp{op: opRecord, flags: entZstd, barcode: "GW0001L5", tapeID: 77, seq: 4, at: 7, size: 3, payload: []byte("abc")}))
 	f.Add(byte(2), encodeLogOp(logOp{op: opFilemarks, barcode: "GW0001L5", seq: 5, at: 8, size: 2}))

@@ -72,6 +72,10 @@ func (h *Tape) ReadOnly() bool {
 	return h.t.readOnly
 }
 
+// WORM is true for a write-once tape: writes append; nothing written is
+// overwritten or erased (ErrWORMOverwrite).
+func (h *Tape) WORM() bool { return h.t.worm }
+
 // Capacity is the tape's size in bytes.
 func (h *Tape) Capacity() int64 { return h.t.capacity }
 

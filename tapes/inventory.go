@@ -24,6 +24,9 @@ const (
 	StateDrive     State = "drive"     // in a drive (ReadOnly tells a retrieved tape)
 	StateArchived  State = "archived"  // out of the library, in the archive storage class
 	StateRetrieved State = "retrieved" // back from the archive in a slot, read-only
+	// StateRetrieving: archived, its objects being restored from cold
+	// storage; it goes to a slot, read-only, once every one is readable.
+	StateRetrieving State = "retrieving"
 )
 
 // Info describes one tape.
@@ -42,6 +45,27 @@ type Info struct {
 	// ArchivePending: the tape left the library but not all of its
 	// objects are in the archive class yet (retried on every tick).
 	ArchivePending bool `json:",omitempty"`
+	// WORM: a write-once tape; its index root says so too.
+	WORM bool `json:",omitempty"`
+	// Pool is the tape's pool ("": the library's ArchiveClass, no lock).
+	Pool string `json:",omitempty"`
+	// LockUntil and LockMode: the retention lock the tape's pool put on
+	// it when it was archived; until then it is neither deleted nor
+	// moved to another pool.
+	LockUntil time.Time `json:",omitzero"`
+	LockMode  LockMode  `json:",omitempty"`
+	// Retrieval is the progress of the tape's retrieval while its state
+	// is StateRetrieving.
+	Retrieval *Retrieval `json:",omitempty"`
+}
+
+// CreateOptions describe the tapes Create makes.
+type CreateOptions struct {
+	Count  int
+	Prefix string
+	Size   int64
+	WORM   bool   // write-once tapes
+	Pool   string // an existing pool, or "" for none
 }
 
 // SpareRule keeps Count blank writable tapes in the slots, creating tapes
@@ -50,6 +74,7 @@ type SpareRule struct {
 	Count  int
 	Prefix string
 	Size   int64
+	Pool   string `json:",omitempty"` // the pool of the tapes created (and counted)
 }
 
 // Errors of the inventory.
@@ -147,7 +172,7 @@ func (l *Library) adopt(ctx context.Context) ([]string, error) {
 		for free < len(inv.Slots) && inv.Slots[free] != "" {
 			free++
 		}
-		in := Info{Barcode: bc, Capacity: r.capacity, EOD: r.eod, Used: r.used, Created: l.opts.Clock.Now().UTC()}
+		in := Info{Barcode: bc, Capacity: r.capacity, EOD: r.eod, Used: r.used, Created: l.opts.Clock.Now().UTC(), WORM: r.flags&rootWORM != 0}
 		if _, classes := l.opts.Store.(objstore.StorageClasser); classes && oi.StorageClass == l.opts.ArchiveClass || free == len(inv.Slots) {
 			in.State, in.Archived = StateArchived, in.Created
 		} else {
@@ -256,12 +281,19 @@ func (l *Library) recordUsage(ctx context.Context, barcode string, eod uint64, u
 // number of prefix in use, in the lowest free slots, and returns their
 // barcodes.
 func (l *Library) Create(ctx context.Context, count int, prefix string, size int64) ([]string, error) {
-	l.invMu.Lock()
-	defer l.invMu.Unlock()
-	return l.create(ctx, count, prefix, size)
+	return l.CreateTapes(ctx, CreateOptions{Count: count, Prefix: prefix, Size: size})
 }
 
-func (l *Library) create(ctx context.Context, count int, prefix string, size int64) ([]string, error) {
+// CreateTapes makes blank tapes as Create does, WORM or in a pool as o
+// says.
+func (l *Library) CreateTapes(ctx context.Context, o CreateOptions) ([]string, error) {
+	l.invMu.Lock()
+	defer l.invMu.Unlock()
+	return l.create(ctx, o)
+}
+
+func (l *Library) create(ctx context.Context, o CreateOptions) ([]string, error) {
+	count, prefix, size := o.Count, o.Prefix, o.Size
 	if err := names.Check("barcode prefix", prefix); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrBadInput, err)
 	}
@@ -275,7 +307,15 @@ func (l *Library) create(ctx context.Context, count int, prefix string, size int
 		return nil, fmt.Errorf("%w: count %d", ErrBadInput, count)
 	}
 	var infos []Info
-	if err := l.opts.Meta.View(ctx, func(tx meta.Txn) (err error) { infos, err = listInfos(tx); return err }); err != nil {
+	if err := l.opts.Meta.View(ctx, func(tx meta.Txn) (err error) {
+		if o.Pool != "" {
+			if _, err := getPool(tx, o.Pool); err != nil {
+				return err
+			}
+		}
+		infos, err = listInfos(tx)
+		return err
+	}); err != nil {
 		return nil, err
 	}
 	used := make([]bool, l.geo.Slots)
@@ -305,21 +345,28 @@ func (l *Library) create(ctx context.Context, count int, prefix string, size int
 	for i, slot := range slots {
 		bc := Barcode(prefix, next+i)
 		// The index first: a tape in meta always has one in the store.
-		if err := l.writeEmptyRoot(ctx, bc, size); err != nil {
+		if err := l.writeEmptyRoot(ctx, bc, size, o.WORM); err != nil {
 			return out, fmt.Errorf("tape %s: %w", bc, err)
 		}
-		in := Info{Barcode: bc, Capacity: size, State: StateLibrary, Place: Element{ElementSlot, slot}, Created: l.opts.Clock.Now().UTC()}
+		in := Info{Barcode: bc, Capacity: size, State: StateLibrary, Place: Element{ElementSlot, slot}, Created: l.opts.Clock.Now().UTC(),
+			WORM: o.WORM, Pool: o.Pool}
 		if err := l.opts.Meta.Update(ctx, func(tx meta.Txn) error { return putInfo(tx, in) }); err != nil {
 			return out, err
 		}
 		out = append(out, bc)
 	}
-	l.log.Info("tapes created", "count", len(out), "first", out[0], "size", size)
+	l.log.Info("tapes created", "count", len(out), "first", out[0], "size", size, "worm", o.WORM, "pool", o.Pool)
 	return out, nil
 }
 
 // Delete removes a tape that is not in a drive, with all of its objects.
+// A tape whose retention lock holds is refused (ErrLocked).
 func (l *Library) Delete(ctx context.Context, barcode string) error {
+	return l.DeleteTape(ctx, barcode, false)
+}
+
+// DeleteTape is Delete; bypass lifts a governance retention lock.
+func (l *Library) DeleteTape(ctx context.Context, barcode string, bypass bool) error {
 	l.invMu.Lock()
 	defer l.invMu.Unlock()
 	in, err := l.Info(ctx, barcode)
@@ -328,6 +375,9 @@ func (l *Library) Delete(ctx context.Context, barcode string) error {
 	}
 	if in.Place.Type == ElementDrive {
 		return fmt.Errorf("tape %s: %w", barcode, ErrInDrive)
+	}
+	if err := l.checkLock(in, bypass); err != nil {
+		return err
 	}
 	l.mu.Lock()
 	if t := l.tapes[barcode]; t != nil {
@@ -383,7 +433,7 @@ func (l *Library) Archive(ctx context.Context, barcode string) error {
 }
 
 func (l *Library) archive(ctx context.Context, in Info) error {
-	if in.State == StateArchived {
+	if in.State == StateArchived || in.State == StateRetrieving {
 		return fmt.Errorf("tape %s: %w", in.Barcode, errArchived)
 	}
 	l.mu.Lock()
@@ -410,9 +460,14 @@ func (l *Library) archive(ctx context.Context, in Info) error {
 		l.mu.Unlock()
 		in.EOD, in.Used = t.eod, t.used
 	}
-	in.State, in.Place, in.ReadOnly = StateArchived, Element{}, false
+	_, pool, err := l.archiveClass(ctx, in.Pool)
+	if err != nil {
+		return err
+	}
+	in.State, in.Place, in.ReadOnly, in.Retrieval = StateArchived, Element{}, false, nil
 	in.Archived = l.opts.Clock.Now().UTC()
-	_, classes := l.opts.Store.(objstore.StorageClasser)
+	lockFor(&in, pool, in.Archived)
+	classes := l.hasClasses()
 	in.ArchivePending = classes
 	if err := l.opts.Meta.Update(ctx, func(tx meta.Txn) error { return putInfo(tx, in) }); err != nil {
 		return err
@@ -423,6 +478,12 @@ func (l *Library) archive(ctx context.Context, in Info) error {
 		return l.finishArchive(ctx, in.Barcode)
 	}
 	return nil
+}
+
+// hasClasses says whether the store has storage classes.
+func (l *Library) hasClasses() bool {
+	_, ok := l.opts.Store.(objstore.StorageClasser)
+	return ok
 }
 
 // setClass moves every object of a tape to class.
@@ -450,7 +511,15 @@ func (l *Library) setClass(ctx context.Context, barcode, class string) error {
 }
 
 func (l *Library) finishArchive(ctx context.Context, barcode string) error {
-	if err := l.setClass(ctx, barcode, l.opts.ArchiveClass); err != nil {
+	in, err := l.Info(ctx, barcode)
+	if err != nil {
+		return err
+	}
+	class, _, err := l.archiveClass(ctx, in.Pool)
+	if err != nil {
+		return err
+	}
+	if err := l.setClass(ctx, barcode, class); err != nil {
 		return err
 	}
 	return l.opts.Meta.Update(ctx, func(tx meta.Txn) error {
@@ -480,43 +549,6 @@ func (l *Library) finishArchives(ctx context.Context) {
 	}
 }
 
-// Retrieve brings an archived tape back into the lowest free slot,
-// read-only: its objects move back to the retrieve class first.
-func (l *Library) Retrieve(ctx context.Context, barcode string) (Info, error) {
-	l.invMu.Lock()
-	defer l.invMu.Unlock()
-	in, err := l.Info(ctx, barcode)
-	if err != nil {
-		return in, err
-	}
-	if in.State != StateArchived {
-		return in, fmt.Errorf("%w: tape %s is not archived", ErrBadInput, barcode)
-	}
-	inv, err := l.Inventory(ctx)
-	if err != nil {
-		return in, err
-	}
-	slot := -1
-	for i, bc := range inv.Slots {
-		if bc == "" {
-			slot = i
-			break
-		}
-	}
-	if slot < 0 {
-		return in, fmt.Errorf("tape %s: %w", barcode, ErrNoSlot)
-	}
-	if err := l.setClass(ctx, barcode, l.opts.RetrieveClass); err != nil {
-		return in, err
-	}
-	in.State, in.Place, in.ReadOnly, in.ArchivePending = StateRetrieved, Element{ElementSlot, slot}, true, false
-	if err := l.opts.Meta.Update(ctx, func(tx meta.Txn) error { return putInfo(tx, in) }); err != nil {
-		return in, err
-	}
-	l.log.Info("tape retrieved", "tape", barcode, "slot", slot)
-	return in, nil
-}
-
 // SetSpareRule sets the automatic creation rule (Count 0 turns it off) and
 // applies it at once.
 func (l *Library) SetSpareRule(ctx context.Context, r SpareRule) error {
@@ -525,6 +557,11 @@ func (l *Library) SetSpareRule(ctx context.Context, r SpareRule) error {
 	}
 	if r.Count > 0 && (!prefixRE.MatchString(r.Prefix) || r.Size < MinTapeSize || r.Size > MaxTapeSize) {
 		return fmt.Errorf("%w: spare rule prefix %q size %d", ErrBadInput, r.Prefix, r.Size)
+	}
+	if r.Pool != "" {
+		if _, err := l.Pool(ctx, r.Pool); err != nil {
+			return err
+		}
 	}
 	b, _ := json.Marshal(r)
 	if err := l.opts.Meta.Update(ctx, func(tx meta.Txn) error { return tx.Set([]byte(keySpare), b) }); err != nil {
@@ -566,7 +603,7 @@ func (l *Library) ensureSpares(ctx context.Context) error {
 	for _, in := range infos {
 		if in.Place.Type == ElementSlot {
 			occupied++
-			if !in.ReadOnly && in.EOD == 0 {
+			if !in.ReadOnly && in.EOD == 0 && in.Pool == r.Pool {
 				blank++
 			}
 		}
@@ -575,7 +612,7 @@ func (l *Library) ensureSpares(ctx context.Context) error {
 	if n <= 0 {
 		return nil
 	}
-	_, err = l.create(ctx, n, r.Prefix, r.Size)
+	_, err = l.create(ctx, CreateOptions{Count: n, Prefix: r.Prefix, Size: r.Size, Pool: r.Pool})
 	if err != nil {
 		l.log.Warn("create spare tapes", "err", err)
 	}

@@ -57,8 +57,19 @@ type Options struct {
 	// store (default 5s); the log holds them until then.
 	FlushInterval time.Duration
 	// ArchiveClass is the storage class archived tapes move to (default
-	// GLACIER); RetrieveClass the one they come back to (default STANDARD).
+	// GLACIER; a pool names its own); RetrieveClass the one they come
+	// back to (default STANDARD).
 	ArchiveClass, RetrieveClass string
+	// Restorer restores archived objects before a retrieval reads them;
+	// nil: the Store's own, if it is an objstore.Restorer.
+	Restorer objstore.Restorer
+	// RetrieveTier is the default restore tier (default Standard);
+	// RestoreDays how long a restored copy is kept (default 7), enough
+	// for the copy back to RetrieveClass; RetrievePoll how often
+	// retrieving tapes are looked at (default 1 minute).
+	RetrieveTier string
+	RestoreDays  int
+	RetrievePoll time.Duration
 }
 
 // Geometry is the library's fixed shape.
@@ -104,6 +115,12 @@ type Library struct {
 	bgWG     sync.WaitGroup
 	bgDone   bool
 
+	// retrievePolled is when retrieving tapes were last looked at (by
+	// the uploader's rounds only); retrieving is set while a goroutine
+	// looks.
+	retrievePolled time.Time
+	retrieving     atomic.Bool
+
 	sparesDue atomic.Bool // spare tapes to check after the next round
 	closeOnce sync.Once
 	closed    atomic.Bool
@@ -148,6 +165,18 @@ func New(ctx context.Context, opts Options) (*Library, error) {
 	}
 	if opts.RetrieveClass == "" {
 		opts.RetrieveClass = "STANDARD"
+	}
+	if opts.RetrieveTier == "" {
+		opts.RetrieveTier = objstore.TierStandard
+	}
+	if err := objstore.ValidTier(opts.RetrieveTier); err != nil {
+		return nil, fmt.Errorf("tapes: %w", err)
+	}
+	if opts.RestoreDays <= 0 {
+		opts.RestoreDays = 7
+	}
+	if opts.RetrievePoll <= 0 {
+		opts.RetrievePoll = time.Minute
 	}
 	if opts.Log.Capacity()/4 < MaxRecord+64<<10 {
 		return nil, fmt.Errorf("tapes: the upload buffer of %d bytes cannot hold the largest record (it needs 4 × %d)", opts.Log.Capacity(), MaxRecord+64<<10)
@@ -356,7 +385,7 @@ func (l *Library) load(ctx context.Context, barcode string) (*tape, error) {
 	if err != nil {
 		return nil, err
 	}
-	if info.State == StateArchived {
+	if info.State == StateArchived || info.State == StateRetrieving {
 		return nil, fmt.Errorf("tape %s: %w", barcode, errArchived)
 	}
 	r, err := l.readRoot(ctx, barcode)
@@ -500,6 +529,7 @@ func (l *Library) afterRound(ctx context.Context, r uploadbuffer.RoundResult) {
 		l.logBufs.release()
 		l.segBufs.release()
 		l.finishArchives(ctx)
+		l.advanceRetrievals()
 	}
 	if l.sparesDue.Swap(false) || r.Tick {
 		if err := l.ensureSpares(ctx); err != nil && ctx.Err() == nil {

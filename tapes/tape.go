@@ -75,6 +75,7 @@ type tape struct {
 	mu       sync.Mutex
 	capacity int64
 	readOnly bool
+	worm     bool  // a WORM tape (rootWORM): wormCheck guards its writes
 	gone     error // set once the tape left the library: handles fail with it
 	users    int
 
@@ -110,7 +111,7 @@ type tape struct {
 }
 
 func newTape(lib *Library, barcode string, r *root, readOnly bool) *tape {
-	t := &tape{lib: lib, barcode: barcode, id: r.id, capacity: r.capacity, readOnly: readOnly,
+	t := &tape{lib: lib, barcode: barcode, id: r.id, capacity: r.capacity, readOnly: readOnly, worm: r.flags&rootWORM != 0,
 		seq: r.seq, gen: r.gen, eod: r.eod, used: r.used, runs: append([]segRun(nil), r.runs...),
 		open: &segBuf{id: r.nextSeg}, dirtyFrom: math.MaxUint64, metaEOD: r.eod, metaUsed: r.used, storedSeq: r.seq,
 		uploaded: make(chan struct{})}
@@ -207,6 +208,56 @@ func (t *tape) prepare(ctx context.Context, at uint64) error {
 		}
 	}
 	return nil
+}
+
+// rootFlags are the flags of the tape's index root.
+func (t *tape) rootFlags() byte {
+	if t.worm {
+		return rootWORM
+	}
+	return 0
+}
+
+// wormCheck refuses a write at at that would overwrite or erase what a
+// WORM tape holds. Only filemarks immediately before end-of-data may be
+// written over, and not the first filemark of the tape (SSC's WORM mode
+// filemark restriction 02h): a backup application may rewrite its
+// closing filemarks to append, never a record. t.mu held, prepare(at)
+// done.
+func (t *tape) wormCheck(ctx context.Context, at uint64) error {
+	if !t.worm || at >= t.eod {
+		return nil
+	}
+	refuse := func(why string) error {
+		return fmt.Errorf("tape %s: write at object %d of %d %s: %w", t.barcode, at, t.eod, why, ErrWORMOverwrite)
+	}
+	for p := at / PageObjects; p*PageObjects < t.eod; p++ {
+		pg, err := t.loadPage(ctx, p)
+		if err != nil {
+			return err
+		}
+		from := uint64(0)
+		if p == at/PageObjects {
+			from = at % PageObjects
+		}
+		for _, e := range pg.entries[from:] {
+			if !e.filemark() {
+				return refuse("would overwrite a record")
+			}
+		}
+	}
+	p := at / PageObjects
+	for _, pg := range t.pages[:p] {
+		if pg.info.filemarks > 0 {
+			return nil
+		}
+	}
+	for _, e := range t.pages[p].entries[:at%PageObjects] {
+		if e.filemark() {
+			return nil
+		}
+	}
+	return refuse("would overwrite the first filemark")
 }
 
 // truncate makes at end-of-data. t.mu held, prepare(at) done.
@@ -442,6 +493,9 @@ func (t *tape) write(ctx context.Context, o logOp, buffered bool) error {
 	defer t.wmu.Unlock()
 	t.mu.Lock()
 	err := t.prepare(ctx, o.at)
+	if err == nil {
+		err = t.wormCheck(ctx, o.at)
+	}
 	if err == nil && o.op == opRecord && t.usedBefore(o.at)+int64(len(o.payload)) > t.capacity {
 		err = fmt.Errorf("tape %s: %d bytes at object %d: %w", t.barcode, len(o.payload), o.at, ErrEndOfMedium)
 	}

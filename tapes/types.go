@@ -16,6 +16,10 @@ type Object struct {
 // ErrEndOfMedium is returned by writes that do not fit on the tape.
 var ErrEndOfMedium = errors.New("tapes: end of medium")
 
+// ErrWORMOverwrite is returned by a write to a WORM tape that would
+// overwrite or erase what it holds (anything but appending at end-of-data).
+var ErrWORMOverwrite = errors.New("tapes: WORM tape: overwrite attempted")
+
 // ErrWriteProtected is returned by writes to a read-only tape.
 var ErrWriteProtected = errors.New("tapes: tape is write protected")
 

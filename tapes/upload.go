@@ -83,7 +83,7 @@ func (t *tape) upload(ctx context.Context, full bool) ([]string, error) {
 		gen := t.gen + 1
 		t.gen = gen
 		r = &root{keyID: t.lib.seal.keyID, id: t.id, capacity: t.capacity, seq: v.seq, gen: gen, nextSeg: v.nextSeg,
-			eod: v.eod, used: v.used, runs: append([]segRun(nil), v.runs...)}
+			eod: v.eod, used: v.used, runs: append([]segRun(nil), v.runs...), flags: t.rootFlags()}
 		for i := uint64(0); i*PageObjects < v.eod; i++ {
 			pg := t.pages[i]
 			info := pg.info
@@ -318,8 +318,8 @@ func (l *Library) readRoot(ctx context.Context, barcode string) (*root, error) {
 	return r, nil
 }
 
-// writeEmptyRoot writes the index of a blank tape.
-func (l *Library) writeEmptyRoot(ctx context.Context, barcode string, capacity int64) error {
+// writeEmptyRoot writes the index of a blank tape (WORM when worm).
+func (l *Library) writeEmptyRoot(ctx context.Context, barcode string, capacity int64, worm bool) error {
 	var id [8]byte
 	for binary.BigEndian.Uint64(id[:]) == 0 {
 		if _, err := rand.Read(id[:]); err != nil {
@@ -327,6 +327,9 @@ func (l *Library) writeEmptyRoot(ctx context.Context, barcode string, capacity i
 		}
 	}
 	r := &root{keyID: l.seal.keyID, id: binary.BigEndian.Uint64(id[:]), capacity: capacity, gen: 1, nextSeg: 1}
+	if worm {
+		r.flags = rootWORM
+	}
 	blob := l.seal.seal(kindRoot, 0, rootBinding(barcode), encodeRoot(r))
 	return objstore.PutBytes(ctx, l.opts.Store, rootKey(barcode), blob)
 }

@@ -72,7 +72,7 @@ func newRootCmd() *cobra.Command {
 	root.PersistentFlags().StringVar(&g.dataDir, "data-dir", defaultDataDir(),
 		"data directory (config, keys, metadata, admin socket); env GATEWAYD_DATA_DIR")
 	root.AddCommand(newInitCmd(g), newServeCmd(g), newStatusCmd(g), newConfigCmd(g), newVolumeCmd(g), newBandwidthCmd(g),
-		newSnapshotCmd(g), newGCCmd(g), newRestoreCmd(g), newShareCmd(g), newTapeCmd(g), newVTLCmd(g), newSMBCmd(g), newVersionCmd())
+		newSnapshotCmd(g), newGCCmd(g), newRestoreCmd(g), newShareCmd(g), newTapeCmd(g), newPoolCmd(g), newVTLCmd(g), newSMBCmd(g), newVersionCmd())
 	addCompletions(root, g)
 	root.InitDefaultCompletionCmd() // cobra adds it at Execute; here so the next line covers it
 	refuseUnknownSubcommands(root)

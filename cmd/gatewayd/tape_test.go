@@ -1,12 +1,10 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -131,29 +129,13 @@ func TestTapeLibraryEndToEnd(t *testing.T) {
 	must(t, drive.Ready(ctx))
 	must(t, drive.VariableMode(ctx))
 	var written [][]byte // nil for a filemark
-	write := func(n int) {
-		for range n {
-			i := len(written)
-			if i%5 == 4 {
-				must(t, drive.WriteFilemarks(ctx, 1))
-				written = append(written, nil)
-				continue
-			}
-			rec := tapeRecord(i)
-			must(t, drive.Write(ctx, rec))
-			written = append(written, rec)
-		}
-	}
+	write := func(n int) { writeObjects(t, ctx, drive, &written, n, 5) }
 	write(40)
 	if pos, err := drive.Position(ctx); err != nil || pos != 40 {
 		t.Fatalf("position after 40 objects: %d %v", pos, err)
 	}
 	// kill -9 right after the last acknowledged write.
-	logout()
-	must(t, d.cmd.Process.Signal(syscall.SIGKILL))
-	<-d.done
-	d = serve(t, dir)
-	changer, drive, logout = library(t, dir)
+	d, changer, drive, logout = killAndRestart(t, d, dir, logout)
 	defer func() { logout() }()
 	must(t, drive.Ready(ctx)) // the tape is still in the drive, at the beginning
 	if in := tapeList(t, dir)["E2E0001L5"]; in.State != tapes.StateDrive {
@@ -161,25 +143,8 @@ func TestTapeLibraryEndToEnd(t *testing.T) {
 	}
 	readAll := func(label string, want [][]byte) {
 		t.Helper()
-		must(t, drive.Rewind(ctx))
-		for i, w := range want {
-			got, err := drive.Read(ctx, 1<<20)
-			if w == nil {
-				if se, ok := err.(*tapeclient.SenseError); !ok || !se.Filemark() {
-					t.Fatalf("%s: object %d: want a filemark, got %d bytes, %v", label, i, len(got), err)
-				}
-				continue
-			}
-			if se, ok := err.(*tapeclient.SenseError); ok && se.ILI() && int(se.Information()) == (1<<20)-len(w) {
-				err = nil // a shorter record than asked for: ILI and the residual
-			}
-			if err != nil || !bytes.Equal(got, w) {
-				t.Fatalf("%s: record %d: %d bytes (want %d), %v", label, i, len(got), len(w), err)
-			}
-		}
-		if _, err := drive.Read(ctx, 1<<20); tapeclient.KeyOf(err) != tapeclient.KeyBlankCheck {
-			t.Fatalf("%s: read past end of data: %v, want BLANK CHECK", label, err)
-		}
+		t.Log("reading back " + label)
+		readBack(t, ctx, drive, want)
 	}
 	readAll("after kill -9", written)
 

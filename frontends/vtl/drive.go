@@ -172,7 +172,20 @@ func (d *Drive) loadLocked(ctx context.Context) error {
 	}
 	m.SetBuffered(d.bufMode == 1)
 	d.m, d.pos, d.unsynced = m, 0, false
+	d.setWORMMode(m.WORM())
 	return nil
+}
+
+// setWORMMode sets the Medium Configuration page's WORMM bit: the drive
+// is in WORM mode while a WORM tape is loaded. The medium change's unit
+// attention announces it. Callers hold d.mu.
+func (d *Drive) setWORMMode(on bool) {
+	d.lu.SetModePageQuiet(pageMediumConfig, 0, func(p []byte) {
+		p[2] &^= wormm
+		if on {
+			p[2] |= wormm
+		}
+	})
 }
 
 func (d *Drive) unloadLocked(ctx context.Context) error {
@@ -181,6 +194,7 @@ func (d *Drive) unloadLocked(ctx context.Context) error {
 	}
 	m := d.m
 	d.m, d.pos, d.unsynced = nil, 0, false // Close makes every write durable
+	d.setWORMMode(false)
 	if err := m.Close(ctx); err != nil {
 		return fmt.Errorf("vtl: close tape %s: %w", d.barcode, err)
 	}
@@ -244,7 +258,16 @@ func (d *Drive) VPD() map[byte]func() []byte { return nil }
 const (
 	pageDataCompression = 0x0f
 	pageDeviceConfig    = 0x10
+	pageMediumConfig    = 0x1d
 	dce                 = 0x80 // data compression page byte 2: compression enabled
+	wormm               = 0x01 // medium configuration page byte 2: WORM mode
+)
+
+// Medium types of the mode parameter header, as IBM LTO-5 drives report
+// them: an LTO-5 data cartridge, and its WORM variant.
+const (
+	mediumTypeLTO5     = 0x58
+	mediumTypeLTO5WORM = 0x5c
 )
 
 // ModePages implements scsi.DeviceType: page 0 (header and block
@@ -261,11 +284,32 @@ func (d *Drive) ModePages() []*scsi.ModePage {
 	conf := make([]byte, 16)
 	conf[10] = 0x18 // EEG: end-of-data is generated; SEW: synchronize at early warning
 	conf[14] = 1    // SELECT DATA COMPRESSION ALGORITHM: the default one
+	// Medium Configuration (SSC-4): WORMM follows the loaded tape
+	// (setWORMMode); in WORM mode no logical block may be overwritten
+	// (label restrictions 00h) and filemarks just before end-of-data may,
+	// except the tape's first (filemark restrictions 02h).
+	medium := make([]byte, 32)
+	medium[5] = 0x02
 	return []*scsi.ModePage{
 		{Code: 0, Current: []byte{}, Default: []byte{}, Changeable: []byte{}},
 		scsi.NewModePage(pageDataCompression, 0, comp, compMask),
 		scsi.NewModePage(pageDeviceConfig, 0, conf, nil),
+		scsi.NewModePage(pageMediumConfig, 0, medium, nil),
 	}
+}
+
+// ModeMediumType implements scsi.MediumTyper: the loaded tape's medium
+// type (LTO-5 data or WORM), 0 with none.
+func (d *Drive) ModeMediumType() byte {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	switch {
+	case d.m == nil:
+		return 0
+	case d.m.WORM():
+		return mediumTypeLTO5WORM
+	}
+	return mediumTypeLTO5
 }
 
 // ModeDeviceSpecific implements scsi.DeviceType: WP for a write-protected
@@ -353,6 +397,7 @@ func (d *Drive) CheckModeSelect(devSpecific byte, bd []byte, bdOff int) (func() 
 // SSC opcodes.
 const (
 	opRewind             = 0x01
+	opFormatMedium       = 0x04
 	opReadBlockLimits    = 0x05
 	opRead6              = 0x08
 	opWrite6             = 0x0a
@@ -366,6 +411,7 @@ const (
 	opReportDensity      = 0x44
 	opLogSense           = 0x4d
 	opLocate16           = 0x92
+	opReadAttribute      = 0x8c
 	saReadPosShort       = 0x00
 	saReadPosShortVendor = 0x01
 	saReadPosLong        = 0x06
@@ -378,6 +424,8 @@ func (d *Drive) Commands() []scsi.CommandSpec {
 	return []scsi.CommandSpec{
 		{Opcode: scsi.OpTestUnitReady, Name: "TEST UNIT READY", CDBLen: 6, Access: pr, Run: d.testUnitReady},
 		{Opcode: opRewind, Name: "REWIND", CDBLen: 6, Access: r, Run: d.rewind},
+		{Opcode: opFormatMedium, Name: "FORMAT MEDIUM", CDBLen: 6, Access: w, Run: d.formatMedium},
+		{Opcode: opReadAttribute, Name: "READ ATTRIBUTE", CDBLen: 16, Access: pr, Run: d.readAttribute},
 		{Opcode: opReadBlockLimits, Name: "READ BLOCK LIMITS", CDBLen: 6, Access: pr, Run: d.readBlockLimits},
 		{Opcode: opRead6, Name: "READ(6)", CDBLen: 6, Access: r, Run: d.read},
 		{Opcode: opWrite6, Name: "WRITE(6)", CDBLen: 6, Access: w, Run: d.write},

@@ -25,7 +25,7 @@ import (
 //
 //	library slots=N drives=N ie=N [vendor=V product=P]
 //	                                     a fresh library of empty elements
-//	tape slot=N barcode=B [capacity=S] [ew=S] [readonly]
+//	tape slot=N barcode=B [capacity=S] [ew=S] [readonly] [worm]
 //	                                     a tape in slot N (0-based)
 //	cmd dev=changer|driveN [nexus=A] [out=<hex>|fill=<byte>x<count>,...] [limit=N]
 //	<CDB in hex; spaces and '.' ignored>  limit: the transport's data-in limit;
@@ -68,7 +68,7 @@ func TestGolden(t *testing.T) {
 				var barcode string
 				d.ScanArgs(t, "slot", &slot)
 				d.ScanArgs(t, "barcode", &barcode)
-				o := vtltest.TapeOptions{ReadOnly: d.HasArg("readonly")}
+				o := vtltest.TapeOptions{ReadOnly: d.HasArg("readonly"), WORM: d.HasArg("worm")}
 				if d.HasArg("capacity") {
 					o.Capacity = scanSize(t, d, "capacity")
 				}

@@ -23,6 +23,11 @@ type Medium interface {
 	// ReadOnly is true for a write-protected tape (one retrieved from the
 	// archive).
 	ReadOnly() bool
+	// WORM is true for a write-once tape: writes append at end-of-data;
+	// overwriting what it holds fails with tapes.ErrWORMOverwrite (only
+	// filemarks just before end-of-data, after the first filemark of the
+	// tape, may be written over).
+	WORM() bool
 	// Capacity is the tape's native capacity in bytes; EarlyWarning how
 	// many bytes before it writes start reporting EOM (PEWZ / early
 	// warning), still succeeding until Capacity.

@@ -12,7 +12,16 @@ import (
 const (
 	ascLogicalUnitNotReady = scsi.ASCNotReadyCauseNotReportable
 	ascInvalidElement      = scsi.ASCInvalidElementAddress
+	// ascWORMOverwrite is WORM MEDIUM - OVERWRITE ATTEMPTED (SPC-4's
+	// table of additional sense codes, 30h/0Ch, for sequential devices).
+	ascWORMOverwrite scsi.ASC = 0x300c
+	// ascPositionPastBOM is POSITION PAST BEGINNING OF MEDIUM (3Bh/0Ch).
+	ascPositionPastBOM scsi.ASC = 0x3b0c
 )
+
+// errWORMOverwrite is a write, erase or format that would overwrite what
+// a WORM tape holds: DATA PROTECT, WORM MEDIUM - OVERWRITE ATTEMPTED.
+func errWORMOverwrite() *scsi.Error { return scsi.Sense(scsi.KeyDataProtect, ascWORMOverwrite) }
 
 // withInfo sets the INFORMATION field of e to v: a residual, negative for
 // an overlength record (two's complement, sign-extended to the 8 bytes of
@@ -93,6 +102,10 @@ func mediumError(err error, asc scsi.ASC) error {
 		return err
 	case errors.Is(err, tapes.ErrWriteProtected):
 		e := scsi.ErrWriteProtected()
+		e.Msg = err.Error()
+		return e
+	case errors.Is(err, tapes.ErrWORMOverwrite):
+		e := errWORMOverwrite()
 		e.Msg = err.Error()
 		return e
 	}

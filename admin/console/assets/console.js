@@ -176,7 +176,8 @@
         ['Barcode', (t) => t.barcode],
         ['Size', (t) => bytes(t.capacity)],
         ['Used', (t) => bytes(t.used)],
-        ['State', (t) => t.state],
+        ['State', (t) => t.state + (t.retrieval ? ' (' + t.retrieval.readable + '/' + t.retrieval.objects + ' objects readable)' : '') +
+          (t.worm ? ', WORM' : '') + (t.pool ? ', pool ' + t.pool : '')],
         ['Where', (t) => t.location || ''],
       ],
       form: {

@@ -54,6 +54,17 @@ func (lu *LU) Page(code, subpage byte) []byte {
 // set by its administrator). When the page changed, every nexus gets MODE
 // PARAMETERS CHANGED. It reports whether the LU has the page.
 func (lu *LU) SetModePage(code, subpage byte, set func(page []byte)) bool {
+	return lu.setModePage(code, subpage, set, true)
+}
+
+// SetModePageQuiet changes a page as SetModePage does, without the unit
+// attention: for a value that follows the medium (a tape drive's WORM
+// mode), whose change the medium change's own unit attention announces.
+func (lu *LU) SetModePageQuiet(code, subpage byte, set func(page []byte)) bool {
+	return lu.setModePage(code, subpage, set, false)
+}
+
+func (lu *LU) setModePage(code, subpage byte, set func(page []byte), ua bool) bool {
 	lu.mu.Lock()
 	defer lu.mu.Unlock()
 	for _, p := range lu.modePages {
@@ -63,13 +74,18 @@ func (lu *LU) SetModePage(code, subpage byte, set func(page []byte)) bool {
 		before := append([]byte(nil), p.Current...)
 		set(p.Current)
 		set(p.Default)
-		if string(before) != string(p.Current) {
+		if ua && string(before) != string(p.Current) {
 			lu.queueUALocked(ASCModeParametersChanged, "")
 		}
 		return true
 	}
 	return false
 }
+
+// MediumTyper is implemented by device types whose mode parameter header
+// carries a medium type (a tape drive: the loaded cartridge's); others
+// report 0.
+type MediumTyper interface{ ModeMediumType() byte }
 
 // Control mode page fields the LU acts on.
 const (
@@ -153,15 +169,21 @@ func (lu *LU) modeSense(_ context.Context, t *Task) ([]byte, error) {
 	if lu.WriteProtected() {
 		devSpecific |= 0x80
 	}
+	var mediumType byte
+	if m, ok := lu.dev.(MediumTyper); ok {
+		mediumType = m.ModeMediumType()
+	}
 	var b []byte
 	if ten {
 		b = make([]byte, 8)
+		b[2] = mediumType
 		b[3] = devSpecific
 		binary.BigEndian.PutUint16(b[6:], uint16(len(bd)))
 		b = append(append(b, bd...), pages...)
 		binary.BigEndian.PutUint16(b, uint16(len(b)-2))
 	} else {
 		b = make([]byte, 4)
+		b[1] = mediumType
 		b[2] = devSpecific
 		b[3] = byte(len(bd))
 		b = append(append(b, bd...), pages...)

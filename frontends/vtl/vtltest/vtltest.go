@@ -30,6 +30,7 @@ type Tape struct {
 	mu       sync.Mutex
 	barcode  string
 	readOnly bool
+	worm     bool
 	capacity int64
 	ew       int64
 	objs     []object
@@ -47,6 +48,9 @@ type Tape struct {
 // TapeOptions describe a new tape.
 type TapeOptions struct {
 	ReadOnly bool
+	// WORM: writes append; overwriting a record, or the first
+	// filemark, fails with tapes.ErrWORMOverwrite (as package tapes).
+	WORM bool
 	// Capacity defaults to 1 GiB, EarlyWarning to 1/64 of it.
 	Capacity, EarlyWarning int64
 }
@@ -59,7 +63,7 @@ func NewTape(barcode string, o TapeOptions) *Tape {
 	if o.EarlyWarning <= 0 {
 		o.EarlyWarning = o.Capacity / 64
 	}
-	return &Tape{barcode: barcode, readOnly: o.ReadOnly, capacity: o.Capacity, ew: o.EarlyWarning}
+	return &Tape{barcode: barcode, readOnly: o.ReadOnly, worm: o.WORM, capacity: o.Capacity, ew: o.EarlyWarning}
 }
 
 var _ vtl.Medium = (*Tape)(nil)
@@ -125,6 +129,7 @@ func (t *Tape) Objects() []string {
 
 func (t *Tape) Barcode() string     { return t.barcode }
 func (t *Tape) ReadOnly() bool      { return t.readOnly }
+func (t *Tape) WORM() bool          { return t.worm }
 func (t *Tape) Capacity() int64     { return t.capacity }
 func (t *Tape) EarlyWarning() int64 { return t.ew }
 
@@ -225,6 +230,9 @@ func (t *Tape) write(at uint64, objs ...object) error {
 	if at > uint64(len(t.objs)) {
 		return fmt.Errorf("vtltest: write at %d past end-of-data %d", at, len(t.objs))
 	}
+	if t.worm && !t.wormAllows(int(at)) {
+		return tapes.ErrWORMOverwrite
+	}
 	// The twin holds at most one object per byte of capacity, so that a
 	// huge filemark count fails as a full tape instead of filling memory.
 	if int64(at)+int64(len(objs)) > t.capacity {
@@ -242,6 +250,25 @@ func (t *Tape) write(at uint64, objs ...object) error {
 		t.durable = t.objs
 	}
 	return nil
+}
+
+// wormAllows says whether a WORM tape lets a write at at through: only
+// filemarks after the first one and up to end-of-data are written over.
+func (t *Tape) wormAllows(at int) bool {
+	if at == len(t.objs) {
+		return true
+	}
+	for _, o := range t.objs[at:] {
+		if !o.filemark {
+			return false
+		}
+	}
+	for _, o := range t.objs[:at] {
+		if o.filemark {
+			return true
+		}
+	}
+	return false
 }
 
 // SetBuffered implements vtl.Medium.

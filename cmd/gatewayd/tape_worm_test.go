@@ -1,0 +1,122 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gatewayd/gatewayd/gateway"
+	"github.com/gatewayd/gatewayd/internal/miniotest"
+	"github.com/gatewayd/gatewayd/internal/tapeclient"
+	"github.com/gatewayd/gatewayd/tapes"
+)
+
+// TestTapeWORMAndPools drives a WORM tape of a retention-locked pool
+// through the daemon on MinIO with the project's initiator: the drive
+// reports WORM media (medium type 5Ch, the Medium Configuration page's
+// WORMM bit, READ ATTRIBUTE's MEDIUM TYPE 80h); records and filemarks
+// append; after kill -9 and a restart, WRITE, WRITE FILEMARKS, ERASE and
+// FORMAT MEDIUM at the beginning fail with DATA PROTECT, WORM MEDIUM -
+// OVERWRITE ATTEMPTED, while appending at end-of-data works and every
+// record reads back. Archived through the import/export element, the
+// tape goes to its pool's class and is locked: tape delete and
+// assign-pool are refused with the date the lock ends, until delete
+// --bypass-governance.
+func TestTapeWORMAndPools(t *testing.T) {
+	t.Parallel() // waits on servers: beside the others (see TestMain)
+	srv := miniotest.Start(t)
+	srv.CreateBucket(t, "worm")
+	dir := t.TempDir()
+	mustRun(t, "init", "--data-dir", dir, "--store", "s3://worm/gw", "--s3-endpoint", srv.Endpoint, "--s3-path-style",
+		"--s3-access-key", srv.AccessKey, "--s3-secret-key", srv.SecretKey)
+	setConfig(t, dir, map[string]map[string]any{"vtl": {"slots": 10, "drives": 1}})
+	d := serve(t, dir)
+
+	mustFailClearly(t, run(t, nil, "pool", "create", "--data-dir", dir, "bad", "--lock", "forever", "--lock-days", "3"), "governance or compliance")
+	// MinIO knows no GLACIER class; REDUCED_REDUNDANCY shows the move.
+	mustRun(t, "pool", "create", "--data-dir", dir, "vault", "--storage-class", "REDUCED_REDUNDANCY", "--lock", "governance", "--lock-days", "7")
+	if out := mustRun(t, "pool", "list", "--data-dir", dir); !strings.Contains(out, "vault") || !strings.Contains(out, "governance, 7 days") {
+		t.Fatalf("pool list:\n%s", out)
+	}
+	mustFailClearly(t, run(t, nil, "tape", "create", "--data-dir", dir, "--barcode-prefix", "NP", "--size", "1G", "--pool", "nope"), "no such pool")
+	mustRun(t, "tape", "create", "--data-dir", dir, "--count", "1", "--barcode-prefix", "WM", "--size", "1G", "--worm", "--pool", "vault")
+	const bc = "WM0001L5"
+	if in := tapeList(t, dir)[bc]; !in.WORM || in.Pool != "vault" {
+		t.Fatalf("tape list: %+v", in)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	changer, drive, driveEl, logout := loadTape(t, ctx, dir, bc)
+
+	// MODE SENSE(6), no block descriptor, the Medium Configuration page.
+	ms, err := drive.Command(ctx, []byte{0x1a, 0x08, 0x1d, 0, 0xff, 0}, nil, 0xff)
+	must(t, err)
+	if len(ms) < 4+32 || ms[1] != 0x5c || ms[4]&0x3f != 0x1d || ms[6]&0x01 == 0 {
+		t.Fatalf("MODE SENSE of the WORM tape: % x", ms)
+	}
+	// READ ATTRIBUTE from MEDIUM TYPE (0408h).
+	ra, err := drive.Command(ctx, []byte{0x8c, 0, 0, 0, 0, 0, 0, 0, 0x04, 0x08, 0, 0, 0, 0xff, 0, 0}, nil, 0xff)
+	must(t, err)
+	if len(ra) < 10 || ra[4] != 0x04 || ra[5] != 0x08 || ra[9] != 0x80 {
+		t.Fatalf("READ ATTRIBUTE of the WORM tape: % x", ra)
+	}
+
+	var written [][]byte // nil for a filemark
+	writeObjects(t, ctx, drive, &written, 8, 4)
+	d, changer, drive, logout = killAndRestart(t, d, dir, logout)
+	defer func() { logout() }()
+	must(t, drive.Ready(ctx))
+	must(t, drive.Rewind(ctx))
+	refused := func(label string, err error) {
+		t.Helper()
+		var se *tapeclient.SenseError
+		if !errors.As(err, &se) || se.Key() != tapeclient.KeyDataProtect || se.ASC() != 0x300c {
+			t.Fatalf("%s at the beginning of a WORM tape: %v, want DATA PROTECT, WORM MEDIUM - OVERWRITE ATTEMPTED", label, err)
+		}
+	}
+	refused("WRITE", drive.Write(ctx, []byte("overwrite")))
+	refused("WRITE FILEMARKS", drive.WriteFilemarks(ctx, 1))
+	_, err = drive.Command(ctx, []byte{0x19, 0x01, 0, 0, 0, 0}, nil, 0)
+	refused("ERASE", err)
+	_, err = drive.Command(ctx, []byte{0x04, 0, 0, 0, 0, 0}, nil, 0)
+	refused("FORMAT MEDIUM", err)
+	must(t, drive.Space(ctx, tapeclient.SpaceEOD, 0))
+	writeObjects(t, ctx, drive, &written, 6, 4)
+	readBack(t, ctx, drive, written)
+
+	// Archived by the changer: the pool's class, and its lock.
+	must(t, drive.Unload(ctx))
+	ies, err := changer.Elements(ctx, 3)
+	must(t, err)
+	must(t, changer.Move(ctx, driveEl.Address, ies[0].Address))
+	in := tapeList(t, dir)[bc]
+	if in.State != tapes.StateArchived || in.LockMode != tapes.LockGovernance || in.LockUntil.Before(time.Now().Add(6*24*time.Hour)) {
+		t.Fatalf("archived WORM tape: %+v", in)
+	}
+	deadline := time.Now().Add(3 * time.Minute)
+	for {
+		classes := storageClasses(t, srv, "worm", "gw/tapes/"+bc+"/")
+		if len(classes) > 0 && classes["REDUCED_REDUNDANCY"] == sum(classes) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("archived tape's objects by storage class: %v", classes)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	mustFailClearly(t, run(t, nil, "tape", "delete", "--data-dir", dir, bc), "until")
+	mustFailClearly(t, run(t, nil, "tape", "assign-pool", "--data-dir", dir, bc, "--pool", ""), "retention-locked")
+	mustFailClearly(t, run(t, nil, "pool", "delete", "--data-dir", dir, "vault"), "has tapes")
+	var info gateway.TapeStatus
+	must(t, json.Unmarshal([]byte(mustRun(t, "tape", "info", "--data-dir", dir, bc, "-o", "json")), &info))
+	if info.LockUntil.IsZero() {
+		t.Fatalf("tape info: %+v", info)
+	}
+	mustRun(t, "tape", "delete", "--data-dir", dir, bc, "--bypass-governance")
+	mustRun(t, "pool", "delete", "--data-dir", dir, "vault")
+	d.stop(t)
+}

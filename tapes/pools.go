@@ -1,0 +1,260 @@
+package tapes
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/gatewayd/gatewayd/errkind"
+	"github.com/gatewayd/gatewayd/meta"
+	"github.com/gatewayd/gatewayd/names"
+)
+
+// LockMode is how firmly a pool's retention lock holds its archived tapes.
+type LockMode string
+
+const (
+	// LockGovernance: a locked tape is deleted or moved to another pool
+	// before its lock ends only when the caller says it bypasses
+	// governance (tape delete --bypass-governance).
+	LockGovernance LockMode = "governance"
+	// LockCompliance: nobody deletes or moves a locked tape before its
+	// lock ends.
+	LockCompliance LockMode = "compliance"
+)
+
+// MaxLockDays is the longest retention lock a pool takes: 100 years.
+const MaxLockDays = 36500
+
+// Pool is a named group of tapes: the storage class its tapes are
+// archived to and an optional retention lock that starts when a tape is
+// archived (or moved into the pool while archived).
+type Pool struct {
+	Name         string
+	StorageClass string
+	Lock         LockMode `json:",omitempty"`
+	LockDays     int      `json:",omitempty"`
+	Created      time.Time
+}
+
+// Errors of pools and retention locks.
+var (
+	ErrNoPool   = errkind.Mark(errkind.NotFound, errors.New("tapes: no such pool"))
+	ErrPoolUsed = errkind.Mark(errkind.Permanent, errors.New("tapes: pool has tapes"))
+	ErrExists   = errkind.Mark(errkind.Permanent, errors.New("tapes: already exists"))
+	// ErrLocked is returned by a delete or pool move of a tape whose
+	// retention lock has not ended; the error says when it does.
+	ErrLocked = errkind.Mark(errkind.Permanent, errors.New("tapes: tape is retention-locked"))
+)
+
+const keyPool = "tapes/pool/"
+
+var (
+	poolRE  = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$`)
+	classRE = regexp.MustCompile(`^[A-Z][A-Z0-9_]{0,31}$`)
+)
+
+func getPool(tx meta.Txn, name string) (Pool, error) {
+	var p Pool
+	b, err := tx.Get([]byte(keyPool + name))
+	if errors.Is(err, meta.ErrNotFound) {
+		return p, fmt.Errorf("pool %s: %w", name, ErrNoPool)
+	}
+	if err != nil {
+		return p, err
+	}
+	if err := json.Unmarshal(b, &p); err != nil {
+		return p, errkind.Mark(errkind.Corrupt, fmt.Errorf("pool %s: meta record: %w", name, err))
+	}
+	return p, nil
+}
+
+// CreatePool records a new pool.
+func (l *Library) CreatePool(ctx context.Context, p Pool) (Pool, error) {
+	if err := names.Check("pool name", p.Name); err != nil {
+		return p, fmt.Errorf("%w: %w", ErrBadInput, err)
+	}
+	if !poolRE.MatchString(p.Name) {
+		return p, fmt.Errorf("%w: pool name %q: 1 to 64 letters, digits, '-' or '_'", ErrBadInput, p.Name)
+	}
+	p.Lock = LockMode(strings.ToLower(string(p.Lock)))
+	if !classRE.MatchString(p.StorageClass) {
+		return p, fmt.Errorf("%w: storage class %q: upper-case, such as GLACIER or DEEP_ARCHIVE", ErrBadInput, p.StorageClass)
+	}
+	switch {
+	case p.Lock == "" && p.LockDays != 0:
+		return p, fmt.Errorf("%w: a lock of %d days needs a lock mode (governance or compliance)", ErrBadInput, p.LockDays)
+	case p.Lock != "" && p.Lock != LockGovernance && p.Lock != LockCompliance:
+		return p, fmt.Errorf("%w: lock mode %q: governance or compliance", ErrBadInput, p.Lock)
+	case p.Lock != "" && (p.LockDays < 1 || p.LockDays > MaxLockDays):
+		return p, fmt.Errorf("%w: lock of %d days: 1 to %d", ErrBadInput, p.LockDays, MaxLockDays)
+	}
+	p.Created = l.opts.Clock.Now().UTC()
+	b, err := json.Marshal(p)
+	if err != nil {
+		return p, err
+	}
+	err = l.opts.Meta.Update(ctx, func(tx meta.Txn) error {
+		if _, err := getPool(tx, p.Name); err == nil {
+			return fmt.Errorf("pool %s: %w", p.Name, ErrExists)
+		} else if !errors.Is(err, ErrNoPool) {
+			return err
+		}
+		return tx.Set([]byte(keyPool+p.Name), b)
+	})
+	if err == nil {
+		l.log.Info("tape pool created", "pool", p.Name, "class", p.StorageClass, "lock", p.Lock, "days", p.LockDays)
+	}
+	return p, err
+}
+
+// Pools lists the pools by name.
+func (l *Library) Pools(ctx context.Context) ([]Pool, error) {
+	var out []Pool
+	err := l.opts.Meta.View(ctx, func(tx meta.Txn) error {
+		return tx.Iterate([]byte(keyPool), func(k, v []byte) error {
+			var p Pool
+			if err := json.Unmarshal(v, &p); err != nil {
+				return errkind.Mark(errkind.Corrupt, fmt.Errorf("meta record %s: %w", k, err))
+			}
+			out = append(out, p)
+			return nil
+		})
+	})
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, err
+}
+
+// Pool returns one pool.
+func (l *Library) Pool(ctx context.Context, name string) (Pool, error) {
+	var p Pool
+	err := l.opts.Meta.View(ctx, func(tx meta.Txn) (err error) {
+		p, err = getPool(tx, name)
+		return err
+	})
+	return p, err
+}
+
+// DeletePool removes a pool no tape belongs to.
+func (l *Library) DeletePool(ctx context.Context, name string) error {
+	l.invMu.Lock()
+	defer l.invMu.Unlock()
+	return l.opts.Meta.Update(ctx, func(tx meta.Txn) error {
+		if _, err := getPool(tx, name); err != nil {
+			return err
+		}
+		infos, err := listInfos(tx)
+		if err != nil {
+			return err
+		}
+		n := 0
+		for _, in := range infos {
+			if in.Pool == name {
+				n++
+			}
+		}
+		if n > 0 {
+			return fmt.Errorf("pool %s: %w (%d); delete them or move them to another pool first", name, ErrPoolUsed, n)
+		}
+		return tx.Delete([]byte(keyPool + name))
+	})
+}
+
+// checkLock refuses to let a tape go (deleted, or moved to another pool)
+// while its retention lock holds; bypass lifts a governance lock.
+func (l *Library) checkLock(in Info, bypass bool) error {
+	if !in.LockUntil.After(l.opts.Clock.Now()) {
+		return nil
+	}
+	if in.LockMode == LockGovernance && bypass {
+		l.log.Warn("tape retention lock bypassed", "tape", in.Barcode, "until", in.LockUntil)
+		return nil
+	}
+	how := ""
+	if in.LockMode == LockGovernance {
+		how = "; a governance lock may be bypassed explicitly"
+	}
+	return fmt.Errorf("tape %s: %w (%s) until %s%s", in.Barcode, ErrLocked, in.LockMode, in.LockUntil.UTC().Format(time.RFC3339), how)
+}
+
+// lockFor starts the retention lock of pool on a tape archived (or moved
+// into the pool) at now. A lock that still holds is kept where it ends
+// later, and a compliance one stays compliance.
+func lockFor(in *Info, p Pool, now time.Time) {
+	if p.Lock == "" {
+		return
+	}
+	until := now.Add(time.Duration(p.LockDays) * 24 * time.Hour).UTC()
+	if !in.LockUntil.After(now) {
+		in.LockUntil, in.LockMode = until, p.Lock
+		return
+	}
+	if until.After(in.LockUntil) {
+		in.LockUntil = until
+	}
+	if in.LockMode != LockCompliance {
+		in.LockMode = p.Lock
+	}
+}
+
+// archiveClass is the storage class a tape of pool is archived to.
+func (l *Library) archiveClass(ctx context.Context, pool string) (string, Pool, error) {
+	if pool == "" {
+		return l.opts.ArchiveClass, Pool{}, nil
+	}
+	p, err := l.Pool(ctx, pool)
+	if err != nil {
+		return "", p, err
+	}
+	return p.StorageClass, p, nil
+}
+
+// AssignPool moves a tape to another pool ("" the library's default).
+// An archived tape's objects move to the new pool's storage class and the
+// new pool's lock starts; a tape whose lock holds is refused (bypass lifts
+// a governance lock).
+func (l *Library) AssignPool(ctx context.Context, barcode, pool string, bypass bool) (Info, error) {
+	l.invMu.Lock()
+	defer l.invMu.Unlock()
+	in, err := l.Info(ctx, barcode)
+	if err != nil {
+		return in, err
+	}
+	if in.Pool == pool {
+		return in, nil
+	}
+	class, p, err := l.archiveClass(ctx, pool)
+	if err != nil {
+		return in, err
+	}
+	if in.State == StateRetrieving {
+		return in, fmt.Errorf("%w: tape %s is being retrieved", ErrBadInput, barcode)
+	}
+	if err := l.checkLock(in, bypass); err != nil {
+		return in, err
+	}
+	in.Pool = pool
+	if in.State == StateArchived {
+		if bypass {
+			in.LockUntil, in.LockMode = time.Time{}, ""
+		}
+		lockFor(&in, p, l.opts.Clock.Now())
+		in.ArchivePending = l.hasClasses()
+	}
+	if err := l.opts.Meta.Update(ctx, func(tx meta.Txn) error { return putInfo(tx, in) }); err != nil {
+		return in, err
+	}
+	l.log.Info("tape moved to pool", "tape", barcode, "pool", pool)
+	if in.State == StateArchived && in.ArchivePending {
+		if err := l.finishArchive(ctx, barcode); err != nil {
+			return in, fmt.Errorf("tape %s: moved to pool %s; its objects move to %s later: %w", barcode, pool, class, err)
+		}
+		in.ArchivePending = false
+	}
+	return in, nil
+}

@@ -1,0 +1,291 @@
+package tapes_test
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gatewayd/gatewayd/objstore"
+	"github.com/gatewayd/gatewayd/objstore/mem"
+	"github.com/gatewayd/gatewayd/tapes"
+)
+
+// classes counts a tape's objects by storage class.
+func classes(t *testing.T, s objstore.Store, bc string) map[string]int {
+	t.Helper()
+	out := map[string]int{}
+	if err := s.List(ctx, "tapes/"+bc+"/", func(oi objstore.ObjectInfo) error {
+		out[oi.StorageClass]++
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// TestPoolsAndRetentionLock (fake clock): pools are checked and kept in
+// meta; a tape archived from a pool goes to the pool's class and is locked
+// for the pool's days from then: delete and a move to another pool are
+// refused with the date it unlocks (a governance lock yields to an
+// explicit bypass, a compliance lock to nothing); once the lock ends both
+// proceed, and an archived tape moved to another pool changes class and
+// takes that pool's lock.
+func TestPoolsAndRetentionLock(t *testing.T) {
+	e := newEnv(t)
+	e.start()
+	for _, p := range []tapes.Pool{
+		{Name: "bad name", StorageClass: "GLACIER"},
+		{Name: "x", StorageClass: "glacier"},
+		{Name: "x", StorageClass: "GLACIER", LockDays: 3},
+		{Name: "x", StorageClass: "GLACIER", Lock: "forever", LockDays: 3},
+		{Name: "x", StorageClass: "GLACIER", Lock: tapes.LockCompliance},
+		{Name: "x", StorageClass: "GLACIER", Lock: tapes.LockCompliance, LockDays: tapes.MaxLockDays + 1},
+	} {
+		if _, err := e.lib.CreatePool(ctx, p); !errors.Is(err, tapes.ErrBadInput) {
+			t.Fatalf("pool %+v: %v, want ErrBadInput", p, err)
+		}
+	}
+	mustPool := func(p tapes.Pool) {
+		t.Helper()
+		if _, err := e.lib.CreatePool(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mustPool(tapes.Pool{Name: "deep", StorageClass: "DEEP_ARCHIVE", Lock: "COMPLIANCE", LockDays: 30})
+	mustPool(tapes.Pool{Name: "gov", StorageClass: "GLACIER", Lock: tapes.LockGovernance, LockDays: 10})
+	mustPool(tapes.Pool{Name: "plain", StorageClass: "GLACIER_IR"})
+	if _, err := e.lib.CreatePool(ctx, tapes.Pool{Name: "gov", StorageClass: "GLACIER"}); !errors.Is(err, tapes.ErrExists) {
+		t.Fatalf("second pool gov: %v", err)
+	}
+	if _, err := e.lib.CreateTapes(ctx, tapes.CreateOptions{Count: 1, Prefix: "NP", Size: 8 << 20, Pool: "nope"}); !errors.Is(err, tapes.ErrNoPool) {
+		t.Fatalf("tape in a pool that does not exist: %v", err)
+	}
+	create := func(prefix, pool string) string {
+		t.Helper()
+		bcs, err := e.lib.CreateTapes(ctx, tapes.CreateOptions{Count: 1, Prefix: prefix, Size: 8 << 20, Pool: pool})
+		if err != nil {
+			t.Fatal(err)
+		}
+		tp := e.open(bcs[0])
+		if err := tp.WriteRecord(ctx, 0, record(7, 100000), false); err != nil {
+			t.Fatal(err)
+		}
+		if err := tp.Close(ctx); err != nil {
+			t.Fatal(err)
+		}
+		return bcs[0]
+	}
+	deep, gov, free := create("DP", "deep"), create("GV", "gov"), create("FR", "")
+	if err := e.lib.DeletePool(ctx, "deep"); !errors.Is(err, tapes.ErrPoolUsed) {
+		t.Fatalf("delete a pool with a tape: %v", err)
+	}
+	// In the library nothing is locked: a tape moves between pools.
+	if _, err := e.lib.AssignPool(ctx, free, "plain", false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.lib.AssignPool(ctx, free, "", false); err != nil {
+		t.Fatal(err)
+	}
+	archivedAt := e.clk.Now()
+	for _, bc := range []string{deep, gov} {
+		if err := e.lib.Archive(ctx, bc); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if c := classes(t, e.store, deep); c["DEEP_ARCHIVE"] == 0 || len(c) != 1 {
+		t.Fatalf("deep tape's objects by class: %v", c)
+	}
+	if c := classes(t, e.store, gov); c["GLACIER"] == 0 || len(c) != 1 {
+		t.Fatalf("gov tape's objects by class: %v", c)
+	}
+	in, _ := e.lib.Info(ctx, deep)
+	if want := archivedAt.Add(30 * 24 * time.Hour); !in.LockUntil.Equal(want) || in.LockMode != tapes.LockCompliance {
+		t.Fatalf("deep tape's lock: %+v, want until %v", in, want)
+	}
+	locked := func(label string, err error) {
+		t.Helper()
+		if !errors.Is(err, tapes.ErrLocked) || !strings.Contains(err.Error(), "until") {
+			t.Fatalf("%s: %v, want ErrLocked with its date", label, err)
+		}
+	}
+	locked("delete deep", e.lib.Delete(ctx, deep))
+	locked("delete deep bypassing governance", e.lib.DeleteTape(ctx, deep, true))
+	_, err := e.lib.AssignPool(ctx, deep, "gov", true)
+	locked("move deep", err)
+	_, err = e.lib.AssignPool(ctx, gov, "plain", false)
+	locked("move gov", err)
+	locked("delete gov", e.lib.Delete(ctx, gov))
+	// Still locked after a restart: the lock is in meta.
+	e.restart()
+	locked("delete deep after a restart", e.lib.Delete(ctx, deep))
+	if err := e.lib.DeleteTape(ctx, gov, true); err != nil {
+		t.Fatalf("delete gov bypassing governance: %v", err)
+	}
+
+	// A day before the end: still locked; after it: moves.
+	e.clk.Advance(29 * 24 * time.Hour)
+	locked("delete deep a day early", e.lib.Delete(ctx, deep))
+	e.clk.Advance(24*time.Hour + time.Second)
+	movedAt := e.clk.Now()
+	if in, err = e.lib.AssignPool(ctx, deep, "gov", false); err != nil {
+		t.Fatal(err)
+	}
+	if want := movedAt.Add(10 * 24 * time.Hour); !in.LockUntil.Equal(want) || in.LockMode != tapes.LockGovernance || in.Pool != "gov" {
+		t.Fatalf("after the move to gov: %+v", in)
+	}
+	if c := classes(t, e.store, deep); c["GLACIER"] == 0 || len(c) != 1 {
+		t.Fatalf("moved tape's objects by class: %v", c)
+	}
+	locked("delete the moved tape", e.lib.Delete(ctx, deep))
+	e.clk.Advance(10*24*time.Hour + time.Second)
+	if err := e.lib.Delete(ctx, deep); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.lib.DeletePool(ctx, "deep"); err != nil {
+		t.Fatal(err)
+	}
+	// Spares of a pool are made in the pool.
+	if err := e.lib.SetSpareRule(ctx, tapes.SpareRule{Count: 2, Prefix: "SP", Size: 8 << 20, Pool: "plain"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.lib.SetSpareRule(ctx, tapes.SpareRule{Count: 2, Prefix: "SP", Size: 8 << 20, Pool: "deep"}); !errors.Is(err, tapes.ErrNoPool) {
+		t.Fatalf("spares in a deleted pool: %v", err)
+	}
+	list, _ := e.lib.List(ctx)
+	n := 0
+	for _, in := range list {
+		if strings.HasPrefix(in.Barcode, "SP") && in.Pool == "plain" {
+			n++
+		}
+	}
+	ps, err := e.lib.Pools(ctx)
+	if n != 2 || err != nil || len(ps) != 2 || ps[0].Name != "gov" || ps[1].Name != "plain" {
+		t.Fatalf("spares in pool plain: %d; pools %+v %v", n, ps, err)
+	}
+}
+
+// coldEnv is an env whose store models cold storage: objects archived to
+// GLACIER or DEEP_ARCHIVE read only once restored, which takes delay.
+func coldEnv(t *testing.T, delay time.Duration) (*env, *mem.Cold) {
+	e := newEnv(t)
+	cold := mem.NewCold(mem.New("cold"), mem.ColdOptions{Delay: delay, Now: e.clk.Now})
+	e.store = cold
+	e.opts = func(o *tapes.Options) {
+		o.Restorer = cold
+		o.RetrievePoll = time.Minute
+	}
+	return e, cold
+}
+
+// TestRetrieveFromColdStorage (with the store's cold model): retrieving
+// an archived tape asks a restore of each of its objects at the tier
+// given and shows the tape retrieving with counts; a crash in the middle
+// neither loses the retrieval nor asks again for restores under way; once
+// the restores are done the tape is in a slot, read-only, and reads back
+// what was written.
+func TestRetrieveFromColdStorage(t *testing.T) {
+	e, cold := coldEnv(t, 5*time.Hour)
+	e.start()
+	bc := e.create(1, 64<<20)[0]
+	tp := e.open(bc)
+	var m model
+	writeMixed(t, tp, &m, 77, 30)
+	if err := tp.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.lib.Archive(ctx, bc); err != nil {
+		t.Fatal(err)
+	}
+	objects := classes(t, e.store, bc)["GLACIER"]
+	if objects < 3 {
+		t.Fatalf("archived tape's objects by class: %v", classes(t, e.store, bc))
+	}
+	if _, err := cold.Get(ctx, "tapes/"+bc+"/index", 0, -1); !errors.Is(err, objstore.ErrArchived) {
+		t.Fatalf("read of an archived object: %v", err)
+	}
+	if _, err := e.lib.RetrieveTape(ctx, bc, "Slow"); !errors.Is(err, tapes.ErrBadInput) {
+		t.Fatalf("retrieve at tier Slow: %v", err)
+	}
+	in, err := e.lib.RetrieveTape(ctx, bc, objstore.TierBulk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := in.Retrieval; in.State != tapes.StateRetrieving || r == nil || r.Objects != objects || r.Restoring != objects || r.Readable != 0 || r.Tier != "Bulk" {
+		t.Fatalf("retrieving: %+v %+v", in, in.Retrieval)
+	}
+	if n := cold.Requests(); n != objects {
+		t.Fatalf("%d restores asked for %d objects", n, objects)
+	}
+	if _, err := e.lib.Open(ctx, bc); err == nil {
+		t.Fatal("a retrieving tape opened")
+	}
+	if err := e.lib.Archive(ctx, bc); err == nil {
+		t.Fatal("a retrieving tape archived again")
+	}
+
+	// A crash mid-retrieval; polls before the restores are done.
+	e.crash()
+	for range 3 {
+		waitIdle(e)
+		e.clk.Advance(time.Hour)
+		waitPolled(t, e, bc, e.clk.Now())
+	}
+	in, _ = e.lib.Info(ctx, bc)
+	if in.State != tapes.StateRetrieving || in.Retrieval.Restoring != objects {
+		t.Fatalf("after a crash and 3 hours: %+v %+v", in, in.Retrieval)
+	}
+	if n := cold.Requests(); n != objects {
+		t.Fatalf("%d restores asked after the crash, %d before", n, objects)
+	}
+	// Done: in the lowest free slot, read-only, the same bytes.
+	e.clk.Advance(2*time.Hour + time.Second)
+	deadline := time.Now().Add(5 * time.Minute)
+	for {
+		if in, _ = e.lib.Info(ctx, bc); in.State == tapes.StateRetrieved {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not retrieved: %+v %+v", in, in.Retrieval)
+		}
+		waitIdle(e)
+		e.clk.Advance(time.Minute)
+	}
+	if !in.ReadOnly || in.Place != (tapes.Element{Type: tapes.ElementSlot, Index: 0}) || in.Retrieval != nil {
+		t.Fatalf("retrieved: %+v", in)
+	}
+	if c := classes(t, e.store, bc); c[""] != objects || len(c) != 1 {
+		t.Fatalf("retrieved tape's objects by class: %v", c)
+	}
+	tp = e.open(bc)
+	m.check(t, tp)
+	if err := tp.WriteRecord(ctx, tp.EOD(), []byte("x"), false); !errors.Is(err, tapes.ErrWriteProtected) {
+		t.Fatalf("write to a retrieved tape: %v", err)
+	}
+	tp.Close(ctx)
+}
+
+// waitPolled waits until the library looked at the retrieving tape at
+// or after at (a tick of the uploader), moving the clock on by a minute
+// while it has not.
+func waitPolled(t *testing.T, e *env, bc string, at time.Time) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Minute)
+	for i := 0; ; i++ {
+		if i%100 == 99 {
+			waitIdle(e)
+			e.clk.Advance(time.Minute)
+		}
+		in, err := e.lib.Info(ctx, bc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if in.Retrieval != nil && !in.Retrieval.Checked.Before(at.UTC()) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("retrieval of %s not looked at since %v: %+v", bc, at, in.Retrieval)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
