@@ -376,7 +376,7 @@ func (l *Library) DeleteTape(ctx context.Context, barcode string, bypass bool) e
 	if in.Place.Type == ElementDrive {
 		return fmt.Errorf("tape %s: %w", barcode, ErrInDrive)
 	}
-	if err := l.checkLock(in, bypass); err != nil {
+	if err := l.checkLock(ctx, in, bypass); err != nil {
 		return err
 	}
 	l.mu.Lock()
@@ -406,7 +406,9 @@ func (l *Library) DeleteTape(ctx context.Context, barcode string, bypass bool) e
 	})
 	for _, k := range keys {
 		if err == nil {
-			err = l.opts.Store.Delete(ctx, k)
+			// Every version: on a bucket with Object Lock a delete
+			// only hides the object (its lock has ended by now).
+			err = objstore.Purge(ctx, l.opts.Store, k)
 		}
 	}
 	if err != nil {
@@ -520,6 +522,9 @@ func (l *Library) finishArchive(ctx context.Context, barcode string) error {
 		return err
 	}
 	if err := l.setClass(ctx, barcode, class); err != nil {
+		return err
+	}
+	if err := l.retainTape(ctx, in); err != nil {
 		return err
 	}
 	return l.opts.Meta.Update(ctx, func(tx meta.Txn) error {

@@ -13,6 +13,7 @@ import (
 	"github.com/gatewayd/gatewayd/errkind"
 	"github.com/gatewayd/gatewayd/meta"
 	"github.com/gatewayd/gatewayd/names"
+	"github.com/gatewayd/gatewayd/objstore"
 )
 
 // LockMode is how firmly a pool's retention lock holds its archived tapes.
@@ -167,11 +168,16 @@ func (l *Library) DeletePool(ctx context.Context, name string) error {
 
 // checkLock refuses to let a tape go (deleted, or moved to another pool)
 // while its retention lock holds; bypass lifts a governance lock.
-func (l *Library) checkLock(in Info, bypass bool) error {
+func (l *Library) checkLock(ctx context.Context, in Info, bypass bool) error {
 	if !in.LockUntil.After(l.opts.Clock.Now()) {
 		return nil
 	}
 	if in.LockMode == LockGovernance && bypass {
+		// The bucket's Object Lock, if any, retains the tape's objects
+		// as long: gatewayd never bypasses it.
+		if lc, err := objstore.ObjectLock(ctx, l.opts.Store); err != nil || lc.Enabled {
+			return fmt.Errorf("tape %s: %w until %s: the bucket's Object Lock retains its objects (%v)", in.Barcode, ErrLocked, in.LockUntil.UTC().Format(time.RFC3339), err)
+		}
 		l.log.Warn("tape retention lock bypassed", "tape", in.Barcode, "until", in.LockUntil)
 		return nil
 	}
@@ -180,6 +186,38 @@ func (l *Library) checkLock(in Info, bypass bool) error {
 		how = "; a governance lock may be bypassed explicitly"
 	}
 	return fmt.Errorf("tape %s: %w (%s) until %s%s", in.Barcode, ErrLocked, in.LockMode, in.LockUntil.UTC().Format(time.RFC3339), how)
+}
+
+// retainTape puts the tape's lock on its objects where the bucket has
+// Object Lock: each is retained (S3 Object Lock, in the lock's mode) at
+// least until the lock ends, so that nobody holding the bucket's keys
+// deletes or overwrites it before. Called once the objects are in their
+// archive class (a class move writes a new version, retained anew).
+func (l *Library) retainTape(ctx context.Context, in Info) error {
+	if !in.LockUntil.After(l.opts.Clock.Now()) {
+		return nil
+	}
+	lc, err := objstore.ObjectLock(ctx, l.opts.Store)
+	if err != nil || !lc.Enabled {
+		return err
+	}
+	ret := objstore.Retention{Mode: objstore.Governance, Until: in.LockUntil}
+	if in.LockMode == LockCompliance {
+		ret.Mode = objstore.Compliance
+	}
+	var keys []string
+	if err := l.opts.Store.List(ctx, tapePrefix(in.Barcode), func(oi objstore.ObjectInfo) error {
+		keys = append(keys, oi.Key)
+		return nil
+	}); err != nil {
+		return err
+	}
+	for _, k := range keys {
+		if _, err := objstore.ExtendRetention(ctx, l.opts.Store, k, ret); err != nil {
+			return fmt.Errorf("tape %s: retain %s: %w", in.Barcode, k, err)
+		}
+	}
+	return nil
 }
 
 // lockFor starts the retention lock of pool on a tape archived (or moved
@@ -235,7 +273,7 @@ func (l *Library) AssignPool(ctx context.Context, barcode, pool string, bypass b
 	if in.State == StateRetrieving {
 		return in, fmt.Errorf("%w: tape %s is being retrieved", ErrBadInput, barcode)
 	}
-	if err := l.checkLock(in, bypass); err != nil {
+	if err := l.checkLock(ctx, in, bypass); err != nil {
 		return in, err
 	}
 	in.Pool = pool

@@ -165,6 +165,74 @@ func TestPoolsAndRetentionLock(t *testing.T) {
 	}
 }
 
+// TestPoolLockRetainsObjects: on a bucket with Object Lock (the memory
+// store's model), a tape archived from a locked pool has every object
+// retained in the pool's mode until its lock ends: the bucket's keys
+// alone cannot remove them, and a governance bypass is refused since the
+// bucket would keep them anyway. Once the lock ends the tape is deleted
+// with every version of its objects.
+func TestPoolLockRetainsObjects(t *testing.T) {
+	e := newEnv(t)
+	locked := mem.NewLocked("locked")
+	locked.SetClock(e.clk.Now)
+	e.store = locked
+	e.start()
+	for _, p := range []tapes.Pool{
+		{Name: "comp", StorageClass: "GLACIER", Lock: tapes.LockCompliance, LockDays: 5},
+		{Name: "gov", StorageClass: "GLACIER", Lock: tapes.LockGovernance, LockDays: 5},
+	} {
+		if _, err := e.lib.CreatePool(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var bcs []string
+	for _, pool := range []string{"comp", "gov"} {
+		got, err := e.lib.CreateTapes(ctx, tapes.CreateOptions{Count: 1, Prefix: strings.ToUpper(pool), Size: 8 << 20, Pool: pool})
+		if err != nil {
+			t.Fatal(err)
+		}
+		tp := e.open(got[0])
+		var m model
+		writeMixed(t, tp, &m, 5, 12)
+		if err := tp.Close(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.lib.Archive(ctx, got[0]); err != nil {
+			t.Fatal(err)
+		}
+		bcs = append(bcs, got[0])
+	}
+	for i, mode := range []objstore.RetentionMode{objstore.Compliance, objstore.Governance} {
+		in, _ := e.lib.Info(ctx, bcs[i])
+		n := 0
+		if err := e.store.List(ctx, "tapes/"+bcs[i]+"/", func(oi objstore.ObjectInfo) error {
+			n++
+			ret, err := objstore.GetRetention(ctx, e.store, oi.Key)
+			if err != nil || ret.Mode != mode || !ret.Until.Equal(in.LockUntil) {
+				t.Errorf("%s: retention %v %v, want %s until %v", oi.Key, ret, err, mode, in.LockUntil)
+			}
+			if err := objstore.Purge(ctx, e.store, oi.Key); !objstore.IsObjectLocked(err) {
+				t.Errorf("%s: purge of a retained object: %v", oi.Key, err)
+			}
+			return nil
+		}); err != nil || n == 0 {
+			t.Fatalf("tape %s: %d objects, %v", bcs[i], n, err)
+		}
+	}
+	if err := e.lib.DeleteTape(ctx, bcs[1], true); !errors.Is(err, tapes.ErrLocked) || !strings.Contains(err.Error(), "Object Lock") {
+		t.Fatalf("governance bypass on a bucket with Object Lock: %v", err)
+	}
+	e.clk.Advance(5*24*time.Hour + time.Second)
+	for _, bc := range bcs {
+		if err := e.lib.Delete(ctx, bc); err != nil {
+			t.Fatal(err)
+		}
+		if c := classes(t, e.store, bc); len(c) != 0 {
+			t.Fatalf("tape %s deleted, objects left: %v", bc, c)
+		}
+	}
+}
+
 // coldEnv is an env whose store models cold storage: objects archived to
 // GLACIER or DEEP_ARCHIVE read only once restored, which takes delay.
 func coldEnv(t *testing.T, delay time.Duration) (*env, *mem.Cold) {
