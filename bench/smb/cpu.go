@@ -27,7 +27,30 @@ func sampleCPU(root int) cpuTimes {
 	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) == nil {
 		c.client = float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e9
 	}
-	parent, comm, cpu := map[int]int{}, map[int]string{}, map[int]float64{}
+	t := readProcs()
+	for pid, p := range t {
+		switch {
+		case pid == root && p.comm != "smbd":
+			c.server += p.cpu
+		case p.comm == "smbd" && (pid == root || t.below(pid, root)):
+			c.smbd += p.cpu
+		}
+	}
+	return c
+}
+
+// proc is a process as /proc/PID/stat shows it.
+type proc struct {
+	comm string
+	ppid int
+	cpu  float64 // user and system, seconds
+}
+
+type procTable map[int]proc
+
+// readProcs reads every process's /proc/PID/stat.
+func readProcs() procTable {
+	t := procTable{}
 	dirs, _ := filepath.Glob("/proc/[0-9]*")
 	for _, d := range dirs {
 		pid, err := strconv.Atoi(filepath.Base(d))
@@ -51,25 +74,31 @@ func sampleCPU(root int) cpuTimes {
 		ppid, _ := strconv.Atoi(f[1])
 		ut, _ := strconv.ParseFloat(f[11], 64)
 		st, _ := strconv.ParseFloat(f[12], 64)
-		parent[pid], comm[pid], cpu[pid] = ppid, s[open+1:end], (ut+st)/clockTicks
+		t[pid] = proc{comm: s[open+1 : end], ppid: ppid, cpu: (ut + st) / clockTicks}
 	}
-	below := func(pid int) bool {
-		for i := 0; i < 64 && pid > 1; i++ {
-			if pid = parent[pid]; pid == root {
-				return true
-			}
-		}
-		return false
-	}
-	for pid := range cpu {
-		switch {
-		case pid == root && comm[pid] != "smbd":
-			c.server += cpu[pid]
-		case comm[pid] == "smbd" && (pid == root || below(pid)):
-			c.smbd += cpu[pid]
+	return t
+}
+
+// below says whether pid descends from root.
+func (t procTable) below(pid, root int) bool {
+	for i := 0; i < 64 && pid > 1; i++ {
+		if pid = t[pid].ppid; pid == root {
+			return true
 		}
 	}
-	return c
+	return false
+}
+
+// serverPIDs are root and its smbd processes.
+func serverPIDs(root int) []int {
+	t := readProcs()
+	pids := []int{root}
+	for pid, p := range t {
+		if pid != root && p.comm == "smbd" && t.below(pid, root) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
 }
 
 func (c cpuTimes) sub(o cpuTimes) cpuTimes {

@@ -62,9 +62,10 @@ type server struct {
 	counts  map[string]map[string]int // phase -> FUSE request -> count
 	// pid is the server's process (gatewayd, or plain smbd's parent);
 	// cpu and wall are what each small-file row took.
-	pid  int
-	cpu  map[string]cpuTimes
-	wall map[string]time.Duration
+	pid   int
+	cpu   map[string]cpuTimes
+	wall  map[string]time.Duration
+	syncs map[string]map[string]int // phase -> sync call -> count
 }
 
 func main() {
@@ -109,7 +110,7 @@ func main() {
 		log.Printf("== %s on %s (load average %s)", s.name, s.addr, loadAverage())
 		s.put = timed(func() { smbclient(s, work, "put big.bin big.bin") })
 		s.get = timed(func() { smbclient(s, work, "get big.bin /dev/null") })
-		smallFiles(s, *filesFlag, int(small))
+		smallFiles(s, work, *filesFlag, int(small))
 	}
 	mb := func(d time.Duration) float64 { return float64(size) / 1e6 / d.Seconds() }
 	fps := func(d time.Duration) float64 { return float64(*filesFlag) / d.Seconds() }
@@ -128,6 +129,7 @@ func main() {
 		printCounts(gw.counts, *filesFlag)
 	}
 	printCPU([]*server{gw, plain}, phases, *filesFlag)
+	printSyncs([]*server{gw, plain}, *filesFlag)
 	fmt.Printf("\nload average at the end (uptime): %s\n", loadAverage())
 }
 
@@ -171,7 +173,7 @@ func smbclient(s *server, dir, cmds string) {
 
 // smallFiles writes, reads back and removes n files of size bytes, each
 // its own create, write and close, through one go-smb2 connection.
-func smallFiles(s *server, n, size int) {
+func smallFiles(s *server, work string, n, size int) {
 	fs, done, err := smbtest.Dial(s.addr, s.sealed, "root", password)
 	if err != nil {
 		log.Fatal(err)
@@ -184,28 +186,39 @@ func smallFiles(s *server, n, size int) {
 	}
 	name := func(i int) string { return fmt.Sprintf(`small\f%05d`, i) }
 	// The FUSE requests of each phase are counted while it runs (the
-	// count costs the kernel a trace event per request).
+	// count costs the kernel a trace event per request), and so are the
+	// sync calls of the server's processes and the CPU time; only the
+	// row itself is timed.
 	count := func(phase string, f func()) time.Duration {
 		if s.cpu == nil {
-			s.cpu, s.wall = map[string]cpuTimes{}, map[string]time.Duration{}
-		}
-		before := sampleCPU(s.pid)
-		defer func() { s.cpu[phase] = sampleCPU(s.pid).sub(before) }()
-		if s.view == nil {
-			d := timed(f)
-			s.wall[phase] = d
-			return d
+			s.cpu, s.wall, s.syncs = map[string]cpuTimes{}, map[string]time.Duration{}, map[string]map[string]int{}
 		}
 		var d time.Duration
-		c, err := s.view.count(func() { d = timed(f) })
-		s.wall[phase] = d
+		row := func() {
+			before := sampleCPU(s.pid)
+			d = timed(f)
+			s.cpu[phase] = sampleCPU(s.pid).sub(before)
+		}
+		traced := row
+		if s.view != nil {
+			traced = func() {
+				c, err := s.view.count(row)
+				if err != nil {
+					log.Printf("counting the view's requests during %s: %v", phase, err)
+				}
+				if s.counts == nil {
+					s.counts = map[string]map[string]int{}
+				}
+				s.counts[phase] = c
+			}
+		}
+		c, err := countSyncs(serverPIDs(s.pid), work, traced)
 		if err != nil {
-			log.Printf("counting the view's requests during %s: %v", phase, err)
+			log.Printf("the sync calls of %s during %s are not counted: %v", s.name, phase, err)
+		} else {
+			s.syncs[phase] = c
 		}
-		if s.counts == nil {
-			s.counts = map[string]map[string]int{}
-		}
-		s.counts[phase] = c
+		s.wall[phase] = d
 		return d
 	}
 	// With -profile, gatewayd's CPU profile of each row's first
