@@ -3,7 +3,8 @@ package fileshare
 import (
 	"context"
 	"fmt"
-	"sort"
+	"slices"
+	"strings"
 )
 
 // Name is one name in a directory with what the share knows of it
@@ -35,7 +36,7 @@ func (s *Share) ReadDirNames(ctx context.Context, p string) ([]Name, error) {
 		}
 		out = append(out, Name{Name: name, Type: t})
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	slices.SortFunc(out, func(a, b Name) int { return strings.Compare(a.Name, b.Name) })
 	paths := make([]string, len(out))
 	for i := range out {
 		paths[i] = joinPath(p, out[i].Name)
