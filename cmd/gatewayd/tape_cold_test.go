@@ -26,11 +26,7 @@ func TestTapeRetrieveColdStorage(t *testing.T) {
 	srv := miniotest.Start(t)
 	srv.CreateBucket(t, "cold")
 	proxy := startColdProxy(t, srv, "cold")
-	dir := t.TempDir()
-	mustRun(t, "init", "--data-dir", dir, "--store", "s3://cold/gw", "--s3-endpoint", proxy.URL, "--s3-path-style",
-		"--s3-access-key", srv.AccessKey, "--s3-secret-key", srv.SecretKey)
-	setConfig(t, dir, map[string]map[string]any{"vtl": {"slots": 10, "drives": 1, "archive_storage_class": "GLACIER"}})
-	d := serve(t, dir)
+	dir, d := serveTapes(t, srv, "cold", proxy.URL, map[string]any{"archive_storage_class": "GLACIER"})
 	const bc = "CS0001L5"
 	mustRun(t, "tape", "create", "--data-dir", dir, "--count", "1", "--barcode-prefix", "CS", "--size", "1G")
 

@@ -6,6 +6,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/gatewayd/gatewayd/internal/miniotest"
 	"github.com/gatewayd/gatewayd/internal/tapeclient"
 )
 
@@ -79,4 +80,20 @@ func killAndRestart(t *testing.T, d *daemon, dir string, logout func()) (*daemon
 	d = serve(t, dir)
 	changer, drive, logout := library(t, dir)
 	return d, changer, drive, logout
+}
+
+// serveTapes initialises a data directory on bucket (through endpoint:
+// MinIO's, or a proxy's in front of it) with a library of 10 slots and a
+// drive, and the vtl settings in vtl besides, and serves it.
+func serveTapes(t *testing.T, srv *miniotest.Server, bucket, endpoint string, vtl map[string]any) (string, *daemon) {
+	t.Helper()
+	dir := t.TempDir()
+	mustRun(t, "init", "--data-dir", dir, "--store", "s3://"+bucket+"/gw", "--s3-endpoint", endpoint, "--s3-path-style",
+		"--s3-access-key", srv.AccessKey, "--s3-secret-key", srv.SecretKey)
+	cfg := map[string]any{"slots": 10, "drives": 1}
+	for k, v := range vtl {
+		cfg[k] = v
+	}
+	setConfig(t, dir, map[string]map[string]any{"vtl": cfg})
+	return dir, serve(t, dir)
 }

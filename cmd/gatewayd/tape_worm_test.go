@@ -8,6 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
+
 	"github.com/gatewayd/gatewayd/gateway"
 	"github.com/gatewayd/gatewayd/internal/miniotest"
 	"github.com/gatewayd/gatewayd/internal/tapeclient"
@@ -29,11 +32,7 @@ func TestTapeWORMAndPools(t *testing.T) {
 	t.Parallel() // waits on servers: beside the others (see TestMain)
 	srv := miniotest.Start(t)
 	srv.CreateBucket(t, "worm")
-	dir := t.TempDir()
-	mustRun(t, "init", "--data-dir", dir, "--store", "s3://worm/gw", "--s3-endpoint", srv.Endpoint, "--s3-path-style",
-		"--s3-access-key", srv.AccessKey, "--s3-secret-key", srv.SecretKey)
-	setConfig(t, dir, map[string]map[string]any{"vtl": {"slots": 10, "drives": 1}})
-	d := serve(t, dir)
+	dir, d := serveTapes(t, srv, "worm", srv.Endpoint, nil)
 
 	mustFailClearly(t, run(t, nil, "pool", "create", "--data-dir", dir, "bad", "--lock", "forever", "--lock-days", "3"), "governance or compliance")
 	// MinIO knows no GLACIER class; REDUCED_REDUNDANCY shows the move.
@@ -118,5 +117,62 @@ func TestTapeWORMAndPools(t *testing.T) {
 	}
 	mustRun(t, "tape", "delete", "--data-dir", dir, bc, "--bypass-governance")
 	mustRun(t, "pool", "delete", "--data-dir", dir, "vault")
+	d.stop(t)
+}
+
+// TestTapePoolObjectLock: on a MinIO bucket with Object Lock, a WORM tape
+// archived from a compliance-locked pool has every object retained until
+// its lock ends: a raw S3 client holding the gateway's own keys cannot
+// delete any version of it, and tape delete is refused, with or without
+// --bypass-governance.
+func TestTapePoolObjectLock(t *testing.T) {
+	t.Parallel() // waits on servers: beside the others (see TestMain)
+	srv := miniotest.Start(t)
+	srv.CreateLockedBucket(t, "locked")
+	dir, d := serveTapes(t, srv, "locked", srv.Endpoint, nil)
+	mustRun(t, "pool", "create", "--data-dir", dir, "keep", "--storage-class", "REDUCED_REDUNDANCY", "--lock", "compliance", "--lock-days", "1")
+	mustRun(t, "tape", "create", "--data-dir", dir, "--count", "1", "--barcode-prefix", "LK", "--size", "1G", "--worm", "--pool", "keep")
+	const bc = "LK0001L5"
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	changer, drive, driveEl, logout := loadTape(t, ctx, dir, bc)
+	defer logout()
+	var written [][]byte
+	writeObjects(t, ctx, drive, &written, 10, 5)
+	must(t, drive.Unload(ctx))
+	ies, err := changer.Elements(ctx, 3)
+	must(t, err)
+	must(t, changer.Move(ctx, driveEl.Address, ies[0].Address))
+	in := tapeList(t, dir)[bc]
+	if in.State != tapes.StateArchived || in.ArchivePending || in.LockMode != tapes.LockCompliance {
+		t.Fatalf("archived: %+v", in)
+	}
+
+	c := srv.Client()
+	vs, err := c.ListObjectVersions(ctx, &awss3.ListObjectVersionsInput{Bucket: aws.String("locked"), Prefix: aws.String("gw/tapes/" + bc + "/")})
+	must(t, err)
+	current := 0
+	for _, v := range vs.Versions {
+		if !aws.ToBool(v.IsLatest) {
+			continue
+		}
+		current++
+		ret, err := c.GetObjectRetention(ctx, &awss3.GetObjectRetentionInput{Bucket: aws.String("locked"), Key: v.Key, VersionId: v.VersionId})
+		if err != nil || ret.Retention == nil || ret.Retention.Mode != "COMPLIANCE" || ret.Retention.RetainUntilDate.Before(in.LockUntil.Add(-time.Second)) {
+			t.Fatalf("%s: retention %+v %v, want COMPLIANCE until %v", aws.ToString(v.Key), ret, err, in.LockUntil)
+		}
+		if _, err := c.DeleteObject(ctx, &awss3.DeleteObjectInput{Bucket: aws.String("locked"), Key: v.Key, VersionId: v.VersionId}); err == nil {
+			t.Fatalf("%s: a raw client deleted a retained version", aws.ToString(v.Key))
+		}
+		if _, err := c.DeleteObject(ctx, &awss3.DeleteObjectInput{Bucket: aws.String("locked"), Key: v.Key, VersionId: v.VersionId,
+			BypassGovernanceRetention: aws.Bool(true)}); err == nil {
+			t.Fatalf("%s: a raw client bypassing governance deleted a compliance version", aws.ToString(v.Key))
+		}
+	}
+	if current < 2 {
+		t.Fatalf("%d current objects of the archived tape", current)
+	}
+	mustFailClearly(t, run(t, nil, "tape", "delete", "--data-dir", dir, bc), "until")
+	mustFailClearly(t, run(t, nil, "tape", "delete", "--data-dir", dir, bc, "--bypass-governance"), "compliance")
 	d.stop(t)
 }
