@@ -63,6 +63,11 @@ func TestTapeRetrieveColdStorage(t *testing.T) {
 		if _, accepted := proxy.counts(""); accepted != objects {
 			t.Fatalf("%s: %d restores accepted for %d objects", label, accepted, objects)
 		}
+		m := scrape(t, dir)
+		if m[`gatewayd_tape_retrieval_objects{state="total"}`] != float64(objects) || m[`gatewayd_tape_retrieval_objects{state="restoring"}`] != float64(objects) ||
+			m[`gatewayd_tape_retrieval_objects{state="readable"}`] != 0 || m[`gatewayd_tapes{state="retrieving"}`] != 1 {
+			t.Fatalf("%s: metrics %v", label, m)
+		}
 	}
 	check("after tape retrieve")
 	must(t, d.cmd.Process.Signal(syscall.SIGKILL))
@@ -78,6 +83,9 @@ func TestTapeRetrieveColdStorage(t *testing.T) {
 	must(t, json.Unmarshal([]byte(mustRun(t, "tape", "info", "--data-dir", dir, bc, "-o", "json")), &in))
 	if in.State != tapes.StateRetrieved || !in.ReadOnly || in.Location == "" {
 		t.Fatalf("after the restores: %s\n%+v", out, in)
+	}
+	if m := scrape(t, dir); m[`gatewayd_tape_retrieval_objects{state="total"}`] != 0 || m[`gatewayd_tapes{state="retrieved"}`] != 1 {
+		t.Fatalf("metrics after the retrieval: %v", m)
 	}
 	if left, _ := proxy.counts("gw/tapes/" + bc + "/"); left != 0 {
 		t.Fatalf("%d objects still in GLACIER after the retrieval", left)
