@@ -195,6 +195,9 @@ type VTLInfo struct {
 	CHAP      bool           `json:"chap"`
 	Commands  []string       `json:"commands,omitempty"` // iscsiadm, mtx and mt for a Linux backup server
 	Tapes     map[string]int `json:"tapes"`              // count by state
+	// Retrieval sums the objects of the tapes being retrieved from cold
+	// storage (nil when none is).
+	Retrieval *TapeRetrieval `json:"retrieval,omitempty"`
 }
 
 func (t *tapeLibrary) info(ctx context.Context) (VTLInfo, error) {
@@ -206,6 +209,14 @@ func (t *tapeLibrary) info(ctx context.Context) (VTLInfo, error) {
 	}
 	for _, ti := range list {
 		in.Tapes[string(ti.State)]++
+		if r := ti.Retrieval; r != nil {
+			if in.Retrieval == nil {
+				in.Retrieval = &TapeRetrieval{Tier: r.Tier, Started: r.Started}
+			}
+			in.Retrieval.Objects += r.Objects
+			in.Retrieval.Readable += r.Readable
+			in.Retrieval.Restoring += r.Restoring
+		}
 	}
 	if t.portal != "" && len(t.targets) > 0 {
 		in.Commands = append(in.Commands, "iscsiadm -m discovery -t sendtargets -p "+t.portal)

@@ -197,9 +197,12 @@ func printStatus(w io.Writer, s *summary) {
 	}
 	fmt.Fprintf(w, "snapshots  %s\n", snaps)
 	if t := s.Tapes; t != nil {
-		fmt.Fprintf(w, "tapes      %d in slots, %d in drives, %d archived, %d retrieved; %d drives, %d slots\n",
+		fmt.Fprintf(w, "tapes      %d in slots, %d in drives, %d archived, %d retrieving, %d retrieved; %d drives, %d slots\n",
 			t.Tapes[string(tapes.StateLibrary)], t.Tapes[string(tapes.StateDrive)], t.Tapes[string(tapes.StateArchived)],
-			t.Tapes[string(tapes.StateRetrieved)], t.Geometry.Drives, t.Geometry.Slots)
+			t.Tapes[string(tapes.StateRetrieving)], t.Tapes[string(tapes.StateRetrieved)], t.Geometry.Drives, t.Geometry.Slots)
+		if r := t.Retrieval; r != nil {
+			fmt.Fprintf(w, "retrieving %d of %d objects readable, %d being restored from cold storage\n", r.Readable, r.Objects, r.Restoring)
+		}
 	}
 	fmt.Fprintln(w, "health")
 	for _, h := range s.Health {

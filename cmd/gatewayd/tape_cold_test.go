@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"syscall"
 	"testing"
@@ -62,6 +63,9 @@ func TestTapeRetrieveColdStorage(t *testing.T) {
 		}
 		if _, accepted := proxy.counts(""); accepted != objects {
 			t.Fatalf("%s: %d restores accepted for %d objects", label, accepted, objects)
+		}
+		if st := mustRun(t, "status", "--data-dir", dir); !strings.Contains(st, "1 retrieving") || !strings.Contains(st, fmt.Sprintf("0 of %d objects readable", objects)) {
+			t.Fatalf("%s: status:\n%s", label, st)
 		}
 		m := scrape(t, dir)
 		if m[`gatewayd_tape_retrieval_objects{state="total"}`] != float64(objects) || m[`gatewayd_tape_retrieval_objects{state="restoring"}`] != float64(objects) ||
