@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -70,6 +71,12 @@ func TestObjectLockSnapshots(t *testing.T) {
 	mustFailClearly(t, r, "locked until "+si.Lock.Until.Format(time.RFC3339))
 	if out := mustRun(t, "snapshot", "info", "--data-dir", dir, si.ID); !strings.Contains(out, "locked until  "+si.Lock.Until.Format(time.RFC3339)+" (governance)") {
 		t.Fatalf("snapshot info of a locked snapshot:\n%s", out)
+	}
+	for _, args := range [][]string{{"snapshot", "list", "--data-dir", dir}, append([]string{"snapshot", "list", "--data-dir", t.TempDir(), "--bucket-only",
+		"--store", "s3://locked/gw", "--key-file", filepath.Join(dir, "master.key")}, s3args...)} {
+		if out := mustRun(t, args...); !strings.Contains(out, si.Lock.Until.Format(time.RFC3339)+" G") {
+			t.Fatalf("%v: no lock date:\n%s", args[:3], out)
+		}
 	}
 
 	// Every object the snapshot needs, seen by a raw client with the

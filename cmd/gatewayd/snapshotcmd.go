@@ -109,14 +109,14 @@ func newSnapshotCmd(g *globals) *cobra.Command {
 				return writeJSON(cmd.OutOrStdout(), list)
 			}
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "ID\tVOLUME\tCREATED\tSIZE\tUPLOADED\tBY\tDESCRIPTION")
+			fmt.Fprintln(tw, "ID\tVOLUME\tCREATED\tSIZE\tUPLOADED\tBY\tLOCKED UNTIL\tDESCRIPTION")
 			for _, si := range list {
 				by := "hand"
 				if si.Schedule != "" {
 					by = si.Schedule
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", si.ID, si.VolumeName, si.Created.Format(time.RFC3339),
-					config.ByteSize(si.Size).Human(), config.ByteSize(si.UploadedBytes).Human(), by, si.Description)
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", si.ID, si.VolumeName, si.Created.Format(time.RFC3339),
+					config.ByteSize(si.Size).Human(), config.ByteSize(si.UploadedBytes).Human(), by, lockedUntil(si.Lock), si.Description)
 			}
 			return tw.Flush()
 		},
@@ -288,6 +288,15 @@ func (l *lockPeriod) Set(s string) error {
 
 func (l *lockPeriod) Type() string { return "period" }
 
+// lockedUntil is a listing's LOCKED UNTIL column: the date and the mode's
+// initial (G, C), or "-".
+func lockedUntil(r *objstore.Retention) string {
+	if r == nil {
+		return "-"
+	}
+	return r.Until.Format(time.RFC3339) + " " + string(r.Mode)[:1]
+}
+
 // retainedNote says what locking a snapshot took.
 func retainedNote(rs *snapshots.RetainStats) string {
 	if rs == nil {
@@ -450,10 +459,11 @@ func listFromBucket(cmd *cobra.Command, g *globals, repo *repoFlags, vol, output
 		}
 	} else {
 		tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "ID\tVOLUME\tCREATED\tSIZE\tDESCRIPTION")
+		fmt.Fprintln(tw, "ID\tVOLUME\tCREATED\tSIZE\tLOCKED UNTIL\tDESCRIPTION")
 		for _, l := range rows {
 			m := l.Manifest
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", l.ID, m.VolumeName, m.Created.Format(time.RFC3339), config.ByteSize(m.Size).Human(), m.Description)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", l.ID, m.VolumeName, m.Created.Format(time.RFC3339), config.ByteSize(m.Size).Human(),
+				lockedUntil(m.Lock), m.Description)
 		}
 		if err := tw.Flush(); err != nil {
 			return err
