@@ -116,6 +116,18 @@ func TestTapeWORMAndPools(t *testing.T) {
 		t.Fatalf("tape info: %+v", info)
 	}
 	mustRun(t, "tape", "delete", "--data-dir", dir, bc, "--bypass-governance")
+
+	// Spare tapes of a pool, and a tape in the library moved out of it.
+	mustRun(t, "tape", "spares", "--data-dir", dir, "--count", "1", "--barcode-prefix", "SP", "--size", "1G", "--pool", "vault")
+	if out := mustRun(t, "tape", "spares", "--data-dir", dir); !strings.Contains(out, "in pool vault") {
+		t.Fatalf("tape spares: %s", out)
+	}
+	if in := tapeList(t, dir)["SP0001L5"]; in.Pool != "vault" || in.State != tapes.StateLibrary {
+		t.Fatalf("spare tape: %+v", in)
+	}
+	mustRun(t, "tape", "spares", "--data-dir", dir, "--count", "0")
+	mustFailClearly(t, run(t, nil, "pool", "delete", "--data-dir", dir, "vault"), "has tapes")
+	mustRun(t, "tape", "assign-pool", "--data-dir", dir, "SP0001L5", "--pool", "")
 	mustRun(t, "pool", "delete", "--data-dir", dir, "vault")
 	d.stop(t)
 }
