@@ -1,8 +1,7 @@
 // Package localdir is the embedded default object store: a local directory
 // that behaves like a bucket. Writes are atomic and durable (temp file,
-// fsync, rename, fsync of the directory; concurrent writes share their
-// syncs, see syncGroup), concurrent use is safe, and listings come in the
-// byte order of full keys, as S3 gives them.
+// fsync, rename, fsync of the directory), concurrent use is safe, and
+// listings come in the byte order of full keys, as S3 gives them.
 //
 // # Layout
 //
@@ -49,6 +48,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/gatewayd/gatewayd/errkind"
+	"github.com/gatewayd/gatewayd/internal/fsutil"
 	"github.com/gatewayd/gatewayd/objstore"
 )
 
@@ -67,9 +67,13 @@ const (
 // Store is a directory used as an object store. It is safe for concurrent
 // use, also by several Stores (or processes) on the same directory.
 type Store struct {
-	root  string
-	tmp   string
-	group *syncGroup // the syncs of concurrent writes, shared (groupsync.go)
+	root string
+	tmp  string
+	// syncFile and syncDir make a file's data and a directory's entries
+	// durable; tests wrap them to watch the order of the steps or to fail
+	// them.
+	syncFile func(*os.File) error
+	syncDir  func(dir string) error
 }
 
 var (
@@ -86,7 +90,7 @@ func Open(dir string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("localdir: %w", err)
 	}
-	s := &Store{root: root, tmp: filepath.Join(root, tmpDirName), group: newSyncGroup()}
+	s := &Store{root: root, tmp: filepath.Join(root, tmpDirName), syncFile: (*os.File).Sync, syncDir: fsutil.SyncDir}
 	if err := os.MkdirAll(s.tmp, 0o750); err != nil {
 		return nil, classify(fmt.Errorf("localdir: create %s: %w", s.tmp, err))
 	}
@@ -300,7 +304,7 @@ func (s *Store) SetMeta(ctx context.Context, key string, meta map[string]string)
 		err = setMeta(f, meta)
 	}
 	if err == nil {
-		err = s.group.file(f)
+		err = s.syncFile(f)
 	}
 	if err != nil {
 		return classify(fmt.Errorf("%s: set metadata of %s: %w", s, key, err))
@@ -432,9 +436,8 @@ func (s *Store) writeAndCommit(ctx context.Context, op, key, dir, name string, w
 	return s.writeThen(ctx, op, key, write, func(tmpPath string) error { return s.commit(tmpPath, dir, name) })
 }
 
-// writeThen fills a temp file with write, makes it durable (in a group
-// with the other writes under way) and hands it to commit. The temp file
-// never outlives a failure.
+// writeThen fills a temp file with write, makes it durable and hands it to
+// commit. The temp file never outlives a failure.
 func (s *Store) writeThen(ctx context.Context, op, key string, write func(*os.File) error, commit func(tmpPath string) error) (err error) {
 	f, err := os.CreateTemp(s.tmp, strings.ReplaceAll(op, " ", "-")+"-*")
 	if err != nil {
@@ -451,7 +454,7 @@ func (s *Store) writeThen(ctx context.Context, op, key string, write func(*os.Fi
 	if err := write(f); err != nil {
 		return err
 	}
-	if err := s.group.file(f); err != nil {
+	if err := s.syncFile(f); err != nil {
 		return err
 	}
 	if err := f.Close(); err != nil {
@@ -464,7 +467,7 @@ func (s *Store) writeThen(ctx context.Context, op, key string, write func(*os.Fi
 }
 
 // commit renames a durable temp file into place and makes the rename
-// durable (in a group with the other writes under way). A concurrent Delete may remove dir, empty, between ensureDir and
+// durable. A concurrent Delete may remove dir, empty, between ensureDir and
 // the rename; the loop then recreates it.
 func (s *Store) commit(tmpPath, dir, name string) error {
 	target := filepath.Join(dir, name)
@@ -480,7 +483,7 @@ func (s *Store) commit(tmpPath, dir, name string) error {
 			return err
 		}
 	}
-	if err := s.group.dir(dir); err != nil && !isMissing(err) {
+	if err := s.syncDir(dir); err != nil && !isMissing(err) {
 		return err
 	}
 	return nil
@@ -511,7 +514,7 @@ func (s *Store) mkdirs(parts []string) error {
 		err := os.Mkdir(path, 0o750)
 		switch {
 		case err == nil:
-			if err := s.group.dir(parent); err != nil {
+			if err := s.syncDir(parent); err != nil {
 				return err
 			}
 		case errors.Is(err, fs.ErrExist):
@@ -714,7 +717,7 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 		}
 		return classify(fmt.Errorf("%s: delete %s: %w", s, key, err))
 	}
-	if err := s.group.dir(dir); err != nil && !isMissing(err) {
+	if err := s.syncDir(dir); err != nil && !isMissing(err) {
 		return classify(fmt.Errorf("%s: delete %s: %w", s, key, err))
 	}
 	for dir != s.root {
@@ -724,7 +727,7 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 			break
 		}
 		dir = filepath.Dir(dir)
-		if err := s.group.dir(dir); err != nil && !isMissing(err) {
+		if err := s.syncDir(dir); err != nil && !isMissing(err) {
 			return classify(fmt.Errorf("%s: delete %s: %w", s, key, err))
 		}
 	}
