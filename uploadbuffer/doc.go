@@ -2,20 +2,24 @@
 // append-only log every write lands in before it is acknowledged. Append
 // returns once its record is synced (group commit: the records queued
 // while one sync runs share the next one); when the log is full, Append
-// waits until Trim releases records the layers above no longer need.
-// The writer holds no lock that appends need while it writes and syncs,
-// so they queue meanwhile and join the next group commit; Used and
-// NextLSN take no lock at all. AppendBuffered queues a record without
-// waiting for its sync and Sync (or Flush) waits until records are
-// durable: the flush of a write-back cache. A group made only of buffered
-// records is written without a sync of its own (Written says when a
-// record is written and its buffer free); the next sync covers it: a
-// Sync or Flush (the writer syncs what is written when one waits), a
-// durable Append's group commit, a new segment, Close. Yield lets
-// background work (uploads) step aside until the appends waiting now are
-// written. After a crash, Open finds the end of the log (a torn tail is
-// cut off: it was never acknowledged durable) and Replay hands back every
-// record not yet trimmed.
+// waits until Trim releases records the layers above no longer need. The
+// writer holds no lock that appends need while it writes and syncs, so
+// they queue meanwhile and join the next group commit; Used and NextLSN
+// take no lock at all. AppendBuffered queues a record without waiting for
+// its sync and Sync (or Flush) waits until records are durable: the flush
+// of a write-back cache. A group made only of buffered records is written
+// without a sync of its own (Written says when a record is written and its
+// buffer free); the next sync covers it: a Sync or Flush (the writer syncs
+// what is written when one waits), a durable Append's group commit, Close.
+// A full segment is not synced by the writer: it starts the next one (its
+// header written, neither it nor the directory synced) and hands the full
+// one to the syncer goroutine, which syncs it while the writer goes on; at
+// most maxRetired wait for it, and a sync point (a group commit, Sync)
+// waits for all of them, then syncs the directory if segments were made
+// since its last sync. Yield lets background work (uploads) step aside
+// until the appends waiting now are written. After a crash, Open finds the
+// end of the log (a torn tail is cut off: it was never acknowledged
+// durable) and Replay hands back every record not yet trimmed.
 //
 // ReadRecord reads part of a record back, synced or still queued, also
 // after a restart: a service can serve reads of written bytes from the
@@ -105,16 +109,20 @@
 // older writes before the newer ones, which ends in the same state, so a
 // lost trim update costs time, not data.
 //
-// Every segment but the last is synced whole before the next one is
-// made, so a bad record there is corruption. In the last segment, records
-// written without a sync may reach the disk in part and in any order
-// after a power loss: a bad record (short, of another LSN, failing its
-// CRC) is the end of the log, and it and everything after it are
-// truncated away, unless a valid record after it carries a durable mark
-// past its LSN: then it had been synced, and Open fails with an error
-// marked errkind.Corrupt. (In a version 1 segment, any valid record after
-// it makes it corruption.) A record synced by the last sync, with no
-// record written after it to say so, cannot be told from a torn one: its
-// corruption is cut like a torn tail. Open syncs what it keeps of the last
-// segment before anything is appended, so the marks of new records hold.
+// Records written without a sync may reach the disk in part and in any
+// order after a power loss, in the last segment and in the full ones
+// whose background sync had not ended, as may the directory entries of
+// segments made since the last sync: a bad record (short, of another LSN,
+// failing its CRC), a segment header that is missing (short or zero) or a
+// segment missing between two others is the end of the log, and it and
+// everything after it are cut away (later segments removed), unless a
+// valid record after it, in its segment or a later one, carries a
+// durable mark past its LSN: then it had been synced, and Open fails with
+// an error marked errkind.Corrupt. (Version 1 segments were synced whole
+// before the next was made: a bad record in one is corruption, unless it
+// is in the last segment with no valid record after it.) A record synced
+// by the last sync, with no record written after it to say so, cannot be
+// told from a torn one: its corruption is cut like a torn tail. Open syncs
+// every segment it keeps and the directory before anything is appended,
+// so the marks of new records hold.
 package uploadbuffer

@@ -19,9 +19,11 @@ import (
 // are the sequence numbers of the writes to them, uploaded to a map that
 // stands for the object store (it survives crashes). Random appends,
 // applies that let a round and a trim run between the record's sync and
-// its apply, rounds, flushes of some keys, failing uploads and trims run
-// against a crashable filesystem; a crash is taken at every sync point of
-// the run. After each crash the journal is reopened and replayed (with
+// its apply, runs of buffered appends (acknowledged by the Sync or the
+// durable append after them) that fill segments, whose background syncs
+// are then sync points too, rounds, flushes of some keys, failing uploads
+// and trims run against a crashable filesystem; a crash is taken at every
+// sync point of the run. After each crash the journal is reopened and replayed (with
 // uploads and trims during the replay) and every key must hold its last
 // acknowledged write or a later one: a record trimmed before its value
 // reached the store would show as an older value.
@@ -197,11 +199,12 @@ func openModel(t *testing.T, fs vfs.FS, store *modelStore, rnd *rand.Rand, needs
 
 // modelRun is one run of the random workload.
 type modelRun struct {
-	t     *testing.T
-	rnd   *rand.Rand
-	seq   uint64
-	mu    sync.Mutex
-	acked map[byte]uint64 // last acknowledged write of each key
+	t       *testing.T
+	rnd     *rand.Rand
+	seq     uint64
+	mu      sync.Mutex
+	acked   map[byte]uint64 // last acknowledged write of each key
+	pending map[byte]uint64 // last buffered write of each key, not yet acknowledged
 }
 
 func (r *modelRun) ackedCopy() map[byte]uint64 {
@@ -219,7 +222,7 @@ func (r *modelRun) ops(l *Log, j *Journal, c *modelClient, n int) {
 	ctx := context.Background()
 	for range n {
 		c.clk.Advance(time.Second)
-		switch op := r.rnd.IntN(21); {
+		switch op := r.rnd.IntN(25); {
 		case op < 10: // append, applied by the client
 			r.appendOne(ctx, l, j, c, nil)
 		case op < 13: // append whose apply waits while a round and a trim run
@@ -241,17 +244,27 @@ func (r *modelRun) ops(l *Log, j *Journal, c *modelClient, n int) {
 			if err := c.fs.SyncDir("/log"); err != nil {
 				r.t.Fatal(err)
 			}
-		default:
+		case op < 21:
 			c.store.mu.Lock()
 			c.store.down = !c.store.down
 			c.store.mu.Unlock()
+		case op < 24: // a run of buffered appends, often past a segment's end
+			for range 1 + r.rnd.IntN(40) {
+				r.appendBuffered(ctx, l, j, c)
+			}
+		default:
+			if err := j.Sync(ctx); err != nil {
+				r.t.Fatal(err)
+			}
+			r.ackPending()
 		}
 	}
 }
 
-func (r *modelRun) appendOne(ctx context.Context, l *Log, j *Journal, c *modelClient, apply func(LSN, []byte) error) {
+// makeRoom uploads everything when the log is over half full, as the
+// uploader would, with the store back.
+func (r *modelRun) makeRoom(ctx context.Context, l *Log, j *Journal, c *modelClient) {
 	if l.Used() > modelCapacity/2 {
-		// Make room as the uploader would: with the store back.
 		c.store.mu.Lock()
 		c.store.down = false
 		c.store.mu.Unlock()
@@ -259,6 +272,38 @@ func (r *modelRun) appendOne(ctx context.Context, l *Log, j *Journal, c *modelCl
 			r.t.Fatal(err)
 		}
 	}
+}
+
+// appendBuffered appends a buffered write, acknowledged only by a later
+// Sync or durable append.
+func (r *modelRun) appendBuffered(ctx context.Context, l *Log, j *Journal, c *modelClient) {
+	r.makeRoom(ctx, l, j, c)
+	r.seq++
+	k := byte(r.rnd.IntN(modelKeys))
+	if _, err := j.AppendBuffered(ctx, encodeModel(k, r.seq, r.rnd.IntN(600)), nil); err != nil {
+		r.t.Fatal(err)
+	}
+	r.mu.Lock()
+	if r.pending == nil {
+		r.pending = map[byte]uint64{}
+	}
+	r.pending[k] = r.seq
+	r.mu.Unlock()
+}
+
+// ackPending acknowledges the buffered writes: a Sync or a durable append
+// after them returned.
+func (r *modelRun) ackPending() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for k, seq := range r.pending {
+		r.acked[k] = max(r.acked[k], seq)
+	}
+	r.pending = nil
+}
+
+func (r *modelRun) appendOne(ctx context.Context, l *Log, j *Journal, c *modelClient, apply func(LSN, []byte) error) {
+	r.makeRoom(ctx, l, j, c)
 	r.seq++
 	k := byte(r.rnd.IntN(modelKeys))
 	rec := encodeModel(k, r.seq, r.rnd.IntN(600))
@@ -269,6 +314,7 @@ func (r *modelRun) appendOne(ctx context.Context, l *Log, j *Journal, c *modelCl
 	if _, err := j.Append(ctx, rec, fn); err != nil {
 		r.t.Fatal(err)
 	}
+	r.ackPending() // queued before it: its group commit made them durable
 	r.mu.Lock()
 	r.acked[k] = r.seq
 	r.mu.Unlock()
@@ -296,6 +342,7 @@ type crashPoint struct {
 func runModel(t *testing.T, seed uint64, crashAt int, needs bool) (*crashPoint, int) {
 	mem := vfs.NewMem()
 	var (
+		mu    sync.Mutex // the writer, the syncer and the run sync at once
 		syncs int
 		cp    *crashPoint
 		run   = &modelRun{t: t, rnd: rand.New(rand.NewPCG(seed, 7)), acked: map[byte]uint64{}}
@@ -303,6 +350,8 @@ func runModel(t *testing.T, seed uint64, crashAt int, needs bool) (*crashPoint, 
 	)
 	fs := vfs.NewErrorFS(mem, func(op vfs.Op, _ string) error {
 		if op == vfs.OpSync || op == vfs.OpSyncDir {
+			mu.Lock()
+			defer mu.Unlock()
 			syncs++
 			if syncs == crashAt {
 				// Power lost just before this sync: the disk first, then the

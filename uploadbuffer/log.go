@@ -58,9 +58,11 @@ type Options struct {
 type Stats struct {
 	Appends, Bytes, Syncs, Waits uint64
 	Yields                       uint64 // calls of Yield that waited for appends
-	// Syncs counts the syncs of segments that made records durable;
-	// Unsynced the groups of buffered records written without a sync of
-	// their own (a later sync covers them). SyncedBytes is the bytes the
+	// Syncs counts the syncs of segments that made records durable (the
+	// writer's, and the background syncs of full segments); Unsynced the
+	// groups of records written without a sync of their own (buffered
+	// records, and the records that filled a segment: a later sync
+	// covers them). SyncedBytes is the bytes the
 	// syncs made durable (records with their headers). SyncBytes and
 	// SyncRecords count the syncs by what they made durable: bucket i
 	// holds those of at most SyncBytesBound(i) bytes and
@@ -150,13 +152,20 @@ type Log struct {
 	synced   chan struct{} // closed and replaced when next or written moves, the log fails or the writer stops
 	syncWant LSN           // the highest LSN Sync waits for: the writer syncs until next is past it
 	stats    Stats
+	// retired are the full segments handed to the syncer, oldest first,
+	// until it has synced them.
+	retired []retired
 
 	wmu  sync.Mutex
 	cur  vfs.File // the last segment, open for appending (wmu)
 	torn bool     // the last segment may hold bytes past its size: cut them before writing (wmu)
 	wbuf []byte   // the writer's buffer, kept between batches (wmu)
-	// unsyncedBytes is the bytes written since the last sync (wmu).
-	unsyncedBytes int64
+	// unsyncedBytes and unsyncedRecs are the bytes and records written
+	// to the last segment since its last sync (wmu).
+	unsyncedBytes, unsyncedRecs int64
+	// newEntries: a segment was made since the directory's last sync
+	// (wmu); the next sync point syncs it.
+	newEntries bool
 
 	trimMu sync.Mutex
 
@@ -164,7 +173,24 @@ type Log struct {
 	retry chan struct{} // space may have returned: the writer tries again
 	stop  chan struct{} // closed by Close
 	done  chan struct{}
+
+	retire     chan struct{} // wakes the syncer; closed when the writer stops
+	syncerDone chan struct{}
 }
+
+// retired is a full segment the writer has handed to the syncer: it
+// syncs the file and closes it.
+type retired struct {
+	f     vfs.File
+	bytes int64 // bytes written to it since its last sync
+	recs  int64 // records written to it since its last sync
+}
+
+// maxRetired bounds the full segments waiting for their background sync:
+// the writer waits for the oldest before it starts another segment, so a
+// disk slower than the writes holds the writes back instead of letting
+// a sync point's wait grow with the log.
+const maxRetired = 2
 
 // maxKeptBuffer bounds the writer's buffer kept from one batch to the
 // next; records of directWrite bytes or more are written from their own
@@ -205,7 +231,8 @@ func Open(fs vfs.FS, dir string, opts Options) (*Log, error) {
 		return nil, fmt.Errorf("uploadbuffer: %w", err)
 	}
 	l := &Log{fs: fs, dir: dir, opts: opts, log: opts.Logger, synced: make(chan struct{}),
-		wake: make(chan struct{}, 1), retry: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+		wake: make(chan struct{}, 1), retry: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{}),
+		retire: make(chan struct{}, 1), syncerDone: make(chan struct{})}
 	l.next.Store(1)
 	l.space = backpressure.New(&l.mu, opts.Health, "upload buffer full: writes wait for uploads")
 	if err := l.recover(); err != nil {
@@ -213,6 +240,7 @@ func Open(fs vfs.FS, dir string, opts Options) (*Log, error) {
 	}
 	l.assigned = LSN(l.next.Load())
 	go l.writer()
+	go l.syncer()
 	return l, nil
 }
 
@@ -238,22 +266,12 @@ func (l *Log) recover() error {
 		l.segs = append(l.segs, segment{first: LSN(first), path: filepath.Join(l.dir, n), idx: &segIndex{}})
 	}
 	sort.Slice(l.segs, func(i, j int) bool { return l.segs[i].first < l.segs[j].first })
-	next := LSN(1)
-	for i := range l.segs {
-		last := i == len(l.segs)-1
-		if i > 0 && l.segs[i].first != next {
-			return errkind.Mark(errkind.Corrupt, fmt.Errorf("uploadbuffer: segment %s starts at LSN %d, expected %d", l.segs[i].path, l.segs[i].first, next))
-		}
-		if i == 0 {
-			next = l.segs[0].first
-		}
-		end, n, err := l.scan(&l.segs[i], last, 0, l.segs[i].idx, nil)
-		if err != nil {
-			return err
-		}
-		l.segs[i].size = end
-		next = n
-		l.used.Add(end)
+	next, err := l.findEnd()
+	if err != nil {
+		return err
+	}
+	for _, seg := range l.segs {
+		l.used.Add(seg.size)
 	}
 	l.next.Store(uint64(next))
 	if len(l.segs) > 0 && next < l.trimmed {
@@ -311,31 +329,145 @@ func (l *Log) recover() error {
 	return nil
 }
 
+// findEnd scans the segments (l.segs, sorted) and finds the end of the
+// log: the first bad record, a segment header that never reached the disk,
+// or a segment missing between two others. A segment full of records is
+// synced in the background while the writer goes on in the next one, and
+// records written without a sync of their own may persist in any order
+// and in part after a power loss, so a bad record may be followed by valid
+// ones, in its segment and in later ones. What follows the end was never
+// durable unless a valid record after it (at any offset, in any later
+// segment) has a durable mark past it: then it had been synced, and the
+// log is corrupt. In a version 1 segment (every group commit synced, every
+// segment synced whole before the next was made) a bad record is
+// corruption unless it is in the last segment and no valid record follows
+// it there. The end found, it cuts the log there: the segments after it
+// are removed, the one it is in is cut when Open opens it for appending
+// (a segment whose header never reached the disk gets it again), and what
+// is kept is made durable before anything is appended (every segment
+// synced, and the directory), so the durable marks of new records hold.
+// It sets each segment's size and returns the next LSN.
+func (l *Log) findEnd() (LSN, error) {
+	if len(l.segs) == 0 {
+		return 1, nil
+	}
+	next := l.segs[0].first
+	for i := range l.segs {
+		seg := &l.segs[i]
+		if seg.first < next {
+			return 0, errkind.Mark(errkind.Corrupt, fmt.Errorf("uploadbuffer: segment %s starts at LSN %d, before %d", seg.path, seg.first, next))
+		}
+		if seg.first > next {
+			// Made after a segment whose records stop short of it: the
+			// segments from here on came after the end.
+			if err := l.cutAt(i, "", 0, next); err != nil {
+				return 0, err
+			}
+			break
+		}
+		end, n, torn, err := l.scan(seg, i == len(l.segs)-1, 0, seg.idx, nil)
+		if err != nil {
+			return 0, err
+		}
+		seg.size, next = end, n
+		if torn {
+			path := seg.path
+			if seg.recHdr == recHeaderSizeV1 {
+				path = "" // scan has looked: nothing valid follows
+			}
+			if err := l.cutAt(i+1, path, end, next); err != nil {
+				return 0, err
+			}
+			if end == 0 { // its header never reached the disk
+				if err := l.rewriteHeader(seg); err != nil {
+					return 0, err
+				}
+			}
+			break
+		}
+	}
+	// Segments before the last may hold records never synced (the
+	// process was killed before their background sync), as may the
+	// directory's entries: the last segment is synced as Open opens it.
+	for _, seg := range l.segs[:len(l.segs)-1] {
+		f, err := l.fs.Open(seg.path)
+		if err == nil {
+			err = f.Sync()
+			f.Close()
+		}
+		if err != nil {
+			return 0, fmt.Errorf("uploadbuffer: %w", err)
+		}
+	}
+	if err := l.fs.SyncDir(l.dir); err != nil {
+		return 0, fmt.Errorf("uploadbuffer: %w", err)
+	}
+	return next, nil
+}
+
+// cutAt ends the log at LSN end: at offset off of the segment at path
+// (0: in its header), or, with path empty, at the end of the segment
+// before segments[from]. Unless a valid record after that point, in that
+// segment or in segments[from:], has a durable mark past end (then it is
+// corruption), it removes segments[from:].
+func (l *Log) cutAt(from int, path string, off int64, end LSN) error {
+	var durable LSN
+	after := func(path string, off int64, want LSN) error {
+		f, err := l.fs.Open(path)
+		if err != nil {
+			return fmt.Errorf("uploadbuffer: %w", err)
+		}
+		defer f.Close()
+		fi, err := f.Stat()
+		if err != nil {
+			return fmt.Errorf("uploadbuffer: %w", err)
+		}
+		_, d := validRecordsAfter(f, off, fi.Size(), want, recHeaderSize)
+		durable = max(durable, d)
+		return nil
+	}
+	if path != "" {
+		if err := after(path, off+1, end); err != nil {
+			return err
+		}
+	}
+	for _, seg := range l.segs[from:] {
+		if err := after(seg.path, 0, seg.first); err != nil {
+			return err
+		}
+	}
+	if durable > end {
+		return errkind.Mark(errkind.Corrupt, fmt.Errorf("uploadbuffer: %s: the log ends at LSN %d (a bad record, or a segment missing), followed by valid records written after it was durable", l.dir, end))
+	}
+	for _, seg := range l.segs[from:] {
+		l.log.Warn("removing an upload buffer segment written after the end of the log (a torn write)", "segment", seg.path)
+		if err := l.fs.Remove(seg.path); err != nil {
+			return fmt.Errorf("uploadbuffer: %w", err)
+		}
+	}
+	l.segs = l.segs[:from]
+	return nil
+}
+
 // scan reads a segment's records, calling fn for each (if not nil) and
 // noting where each starts in idx (if not nil), and sets seg.recHdr from
-// its header. It returns the offset after the last good record and the
-// next LSN.
+// its header. It returns the offset after the last good record, the next
+// LSN, and whether a bad record ended the records before the end of the
+// file (torn; an offset of 0: the header is missing, short or zero).
 //
-// A bad record (short, of another LSN, or failing its CRC) ends the
-// records of the last segment when it may be a torn write, and is
-// corruption otherwise: in any other segment (each was synced whole
-// before the next one was made); in a version 1 segment, when a valid
-// record follows it (every group commit was synced before another was
-// written); in a version 2 segment, when a valid record follows it whose
-// durable mark is past it, for the bad record was durable when that one
-// was written. Records written without a sync of their own may persist
-// in any order and in part after a power loss: a bad record followed only
-// by records that do not say it was durable is the end of what reached
-// the disk, and what follows it was never durable.
-func (l *Log) scan(seg *segment, last bool, from LSN, idx *segIndex, fn func(LSN, []byte) error) (int64, LSN, error) {
+// A bad record (short, of another LSN, or failing its CRC) is corruption
+// in a version 1 segment but the last, and one followed by a valid record
+// in a version 1 segment: those were synced whole before another was
+// written. Otherwise it may be a torn write, and findEnd decides.
+func (l *Log) scan(seg *segment, last bool, from LSN, idx *segIndex, fn func(LSN, []byte) error) (int64, LSN, bool, error) {
 	f, err := l.fs.Open(seg.path)
 	if err != nil {
-		return 0, 0, fmt.Errorf("uploadbuffer: %w", err)
+		return 0, 0, false, fmt.Errorf("uploadbuffer: %w", err)
 	}
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
-		return 0, 0, fmt.Errorf("uploadbuffer: %w", err)
+		return 0, 0, false, fmt.Errorf("uploadbuffer: %w", err)
 	}
 	size := fi.Size()
 	corrupt := func(format string, args ...any) error {
@@ -343,10 +475,10 @@ func (l *Log) scan(seg *segment, last bool, from LSN, idx *segIndex, fn func(LSN
 	}
 	var hdr [segHeaderSize]byte
 	if _, err := f.ReadAt(hdr[:], 0); err != nil {
-		if last && size < segHeaderSize {
-			return l.rewriteHeader(seg)
+		if size < segHeaderSize {
+			return 0, seg.first, true, nil
 		}
-		return 0, 0, corrupt("short segment header")
+		return 0, 0, false, corrupt("short segment header")
 	}
 	seg.recHdr = 0
 	switch {
@@ -357,28 +489,26 @@ func (l *Log) scan(seg *segment, last bool, from LSN, idx *segIndex, fn func(LSN
 		seg.recHdr = recHeaderSizeV1
 	}
 	if seg.recHdr == 0 {
-		if last && isZero(hdr[:]) {
-			return l.rewriteHeader(seg)
+		if isZero(hdr[:]) {
+			return 0, seg.first, true, nil
 		}
-		return 0, 0, corrupt("bad segment header")
+		return 0, 0, false, corrupt("bad segment header")
 	}
 	off, next := int64(segHeaderSize), seg.first
 	buf := make([]byte, 0, 1<<20)
 	for off < size {
 		payload, _, ok := readRecord(f, off, size, next, seg.recHdr, &buf)
 		if !ok {
-			if !last {
-				return 0, 0, corrupt("bad record at offset %d (LSN %d)", off, next)
+			if seg.recHdr == recHeaderSizeV1 {
+				if found, _ := validRecordsAfter(f, off+1, size, next, seg.recHdr); !last || found {
+					return 0, 0, false, corrupt("bad record at offset %d (LSN %d) in a version 1 segment", off, next)
+				}
 			}
-			found, durable := validRecordsAfter(f, off+1, size, next, seg.recHdr)
-			if found && (seg.recHdr == recHeaderSizeV1 || durable > next) {
-				return 0, 0, corrupt("bad record at offset %d (LSN %d) followed by valid records written after it was durable", off, next)
-			}
-			break // a torn tail
+			return off, next, true, nil
 		}
 		if fn != nil && next >= from {
 			if err := fn(next, payload); err != nil {
-				return 0, 0, err
+				return 0, 0, false, err
 			}
 		}
 		if idx != nil {
@@ -387,21 +517,25 @@ func (l *Log) scan(seg *segment, last bool, from LSN, idx *segIndex, fn func(LSN
 		off += seg.recHdr + int64(len(payload))
 		next++
 	}
-	return off, next, nil
+	return off, next, false, nil
 }
 
-// rewriteHeader handles a last segment whose header never made it to disk.
-func (l *Log) rewriteHeader(seg *segment) (int64, LSN, error) {
+// rewriteHeader writes the header of a last segment whose header never
+// reached the disk, and syncs it.
+func (l *Log) rewriteHeader(seg *segment) error {
 	f, err := l.fs.Create(seg.path)
 	if err != nil {
-		return 0, 0, fmt.Errorf("uploadbuffer: %w", err)
+		return fmt.Errorf("uploadbuffer: %w", err)
 	}
 	defer f.Close()
 	if _, err := f.Write(segmentHeader(seg.first)); err != nil {
-		return 0, 0, fmt.Errorf("uploadbuffer: %w", err)
+		return fmt.Errorf("uploadbuffer: %w", err)
 	}
-	seg.recHdr = recHeaderSize
-	return segHeaderSize, seg.first, f.Sync()
+	seg.recHdr, seg.size = recHeaderSize, segHeaderSize
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("uploadbuffer: %w", err)
+	}
+	return nil
 }
 
 // readRecord reads the record at off, with headers of hdrSize bytes, if it
@@ -493,17 +627,14 @@ func segmentHeader(first LSN) []byte {
 	return h
 }
 
-// newSegment starts a segment at first. Called by the writer (with wmu
-// held, without mu) or before it runs.
+// newSegment starts a segment at first, synced with its directory entry.
+// Called by Open, before the writer runs.
 func (l *Log) newSegment(first LSN) error {
-	seg := segment{first: first, size: segHeaderSize, path: filepath.Join(l.dir, segName(first)), recHdr: recHeaderSize, idx: &segIndex{}}
-	f, err := l.fs.Create(seg.path)
+	seg, f, err := l.createSegment(first)
 	if err != nil {
-		return fmt.Errorf("uploadbuffer: new segment: %w", err)
+		return err
 	}
-	if _, err = f.Write(segmentHeader(seg.first)); err == nil {
-		err = f.Sync()
-	}
+	err = f.Sync()
 	if err == nil {
 		err = l.fs.SyncDir(l.dir)
 	}
@@ -518,11 +649,25 @@ func (l *Log) newSegment(first LSN) error {
 		l.cur.Close()
 	}
 	l.cur = f
-	l.mu.Lock()
 	l.segs = append(l.segs, seg)
 	l.used.Add(segHeaderSize)
-	l.mu.Unlock()
 	return nil
+}
+
+// createSegment creates the segment file of first with its header, not
+// synced.
+func (l *Log) createSegment(first LSN) (segment, vfs.File, error) {
+	seg := segment{first: first, size: segHeaderSize, path: filepath.Join(l.dir, segName(first)), recHdr: recHeaderSize, idx: &segIndex{}}
+	f, err := l.fs.Create(seg.path)
+	if err != nil {
+		return seg, nil, fmt.Errorf("uploadbuffer: new segment: %w", err)
+	}
+	if _, err := f.Write(segmentHeader(first)); err != nil {
+		f.Close()
+		l.fs.Remove(seg.path) // give back what it took; a segment without its header is cut at Open too
+		return seg, nil, fmt.Errorf("uploadbuffer: new segment: %w", err)
+	}
+	return seg, f, nil
 }
 
 func (l *Log) readTrim() LSN {
@@ -555,8 +700,13 @@ func (l *Log) Replay(fn func(lsn LSN, rec []byte) error) error {
 		return fn(lsn, rec)
 	}
 	for i, seg := range segs {
-		if _, _, err := l.scan(&seg, i == len(segs)-1, from, nil, count); err != nil {
+		_, _, torn, err := l.scan(&seg, i == len(segs)-1, from, nil, count)
+		if err != nil {
 			return err
+		}
+		if torn && i < len(segs)-1 {
+			// Open cut the log at its end: a bad record now is new damage.
+			return errkind.Mark(errkind.Corrupt, fmt.Errorf("uploadbuffer: %s: a bad record, read whole when the log was opened", seg.path))
 		}
 	}
 	return nil
@@ -594,9 +744,9 @@ func (l *Log) Append(ctx context.Context, rec []byte) (LSN, error) {
 //
 // A buffered record costs no sync of its own: the writer writes a group
 // made only of buffered records without one, and the next sync makes them
-// durable (Sync, Flush, an Append, a new segment, Close). A power loss
-// before that may lose the record, and with it every record written after
-// it without a sync; Open then finds the log's end before them.
+// durable (Sync, Flush, an Append, Close). A power loss before that may
+// lose the record, and with it every record written after it without a
+// sync; Open then finds the log's end before them.
 func (l *Log) AppendBuffered(ctx context.Context, rec []byte) (LSN, error) {
 	req, err := l.enqueue(ctx, rec, true)
 	if err != nil {
@@ -771,6 +921,8 @@ func (l *Log) reply(r *request, err error) {
 func (l *Log) writer() {
 	defer func() {
 		l.syncWritten(func() bool { return true })
+		close(l.retire)
+		<-l.syncerDone
 		l.mu.Lock()
 		l.stopped = true
 		l.progress()
@@ -828,7 +980,7 @@ func (l *Log) syncWritten(want func() bool) {
 	if failed != nil {
 		return
 	}
-	err := l.cur.Sync()
+	err := l.syncAll()
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if err != nil {
@@ -839,18 +991,129 @@ func (l *Log) syncWritten(want func() bool) {
 	l.space.Broadcast()
 }
 
+// syncAll syncs the last segment, waits for the syncer to have synced
+// every full segment before it, and syncs the directory if segments were
+// made since its last sync: then every record written is durable. Called
+// by the writer with wmu held, without mu.
+func (l *Log) syncAll() error {
+	if err := l.cur.Sync(); err != nil {
+		return syncError{err}
+	}
+	if err := l.awaitRetired(0); err != nil {
+		return err
+	}
+	if l.newEntries {
+		if err := l.fs.SyncDir(l.dir); err != nil {
+			return syncError{err}
+		}
+		l.newEntries = false
+	}
+	return nil
+}
+
+// awaitRetired waits until at most n full segments wait for their
+// background sync. It fails when the log has failed (a background sync
+// failed). Called without mu.
+func (l *Log) awaitRetired(n int) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for len(l.retired) > n && l.failed == nil {
+		ch := l.synced
+		l.mu.Unlock()
+		<-ch
+		l.mu.Lock()
+	}
+	if l.failed != nil {
+		return syncError{l.failed}
+	}
+	return nil
+}
+
+// syncer syncs the full segments the writer hands over (retireSegment),
+// in order, unless nothing was written to one since its last sync. It
+// does not move next: the writer's next sync (syncAll) waits for it,
+// syncs the directory and publishes the records durable, so that next,
+// the durable marks and the trim point move only with the writer's
+// syncs. A failed sync makes the
+// log fail-stop: the records' buffers went back to their callers when
+// they were written. It stops once the writer has stopped and every
+// segment handed over is done.
+func (l *Log) syncer() {
+	defer close(l.syncerDone)
+	for range l.retire {
+		for {
+			l.mu.Lock()
+			if len(l.retired) == 0 {
+				l.mu.Unlock()
+				break
+			}
+			r, failed := l.retired[0], l.failed
+			l.mu.Unlock()
+			var err error
+			if failed == nil && r.bytes > 0 {
+				err = r.f.Sync()
+			}
+			r.f.Close()
+			l.mu.Lock()
+			l.retired[0] = retired{}
+			l.retired = l.retired[1:]
+			if err != nil {
+				l.fail(fmt.Errorf("background sync of a full segment: %w", err))
+			} else if failed == nil && r.bytes > 0 {
+				l.countSync(r.bytes, r.recs)
+			}
+			l.progress()
+			l.mu.Unlock()
+		}
+	}
+}
+
+// retireSegment starts the segment at first, without a sync, and hands
+// the full one before it to the syncer. The new segment's header is
+// written, not synced, and its directory entry is not synced either:
+// both are durable with the first sync of its records (syncAll). It first
+// waits while maxRetired segments wait for their sync. Called by the
+// writer with wmu held, without mu.
+func (l *Log) retireSegment(first LSN) error {
+	if err := l.awaitRetired(maxRetired - 1); err != nil {
+		return err
+	}
+	seg, f, err := l.createSegment(first)
+	if err != nil {
+		return err
+	}
+	old := l.cur
+	l.cur = f
+	l.mu.Lock()
+	l.segs = append(l.segs, seg)
+	l.used.Add(segHeaderSize)
+	l.retired = append(l.retired, retired{f: old, bytes: l.unsyncedBytes, recs: l.unsyncedRecs})
+	l.mu.Unlock()
+	l.unsyncedBytes, l.unsyncedRecs = 0, 0
+	l.newEntries = true
+	select {
+	case l.retire <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
 // publishSync records that every record written is durable. Called with
 // wmu and mu held, after a sync of the last segment.
 func (l *Log) publishSync() {
-	written := l.written.Load()
-	recs := int64(written - l.next.Load())
-	l.next.Store(written)
-	l.stats.Syncs++
-	l.stats.SyncedBytes += uint64(l.unsyncedBytes)
-	l.stats.SyncBytes[syncBucket(l.unsyncedBytes, SyncBytesBound)]++
-	l.stats.SyncRecords[syncBucket(recs, SyncRecordsBound)]++
-	l.unsyncedBytes = 0
+	l.next.Store(l.written.Load())
+	l.countSync(l.unsyncedBytes, l.unsyncedRecs)
+	l.unsyncedBytes, l.unsyncedRecs = 0, 0
 	l.progress()
+}
+
+// countSync counts a sync that made recs records of n bytes durable.
+// Called with mu held.
+func (l *Log) countSync(n, recs int64) {
+	l.stats.Syncs++
+	l.stats.SyncedBytes += uint64(n)
+	l.stats.SyncBytes[syncBucket(n, SyncBytesBound)]++
+	l.stats.SyncRecords[syncBucket(recs, SyncRecordsBound)]++
 }
 
 // syncError is a failed sync, as opposed to a failed write.
@@ -860,9 +1123,12 @@ func (e syncError) Unwrap() error { return e.error }
 
 // writeBatch writes batch and answers each request. It syncs once per
 // segment if a record of the batch is a durable Append's or Sync waits
-// for one not yet durable, and before it starts a new segment (so every
-// segment but the last is durable whole); a batch of buffered records
-// only is written without a sync. If the filesystem is full it cuts off
+// for one not yet durable; a batch of buffered records only is written
+// without a sync. When a segment is full it goes on in a new one and
+// hands the full one to the syncer (retireSegment), having synced it
+// first only if it holds a durable Append's record of the batch; a sync
+// at the end of the batch also waits for the syncer. If
+// the filesystem is full it cuts off
 // what it wrote of the failed part and returns the requests not written,
 // to be tried again. It holds wmu, and mu only to read and publish state:
 // appends queue while it writes and syncs.
@@ -939,14 +1205,15 @@ func (l *Log) writeBatch(batch []*request) []*request {
 			return err
 		}
 		if sync {
-			if err := l.cur.Sync(); err != nil {
-				return syncError{err}
+			if err := l.syncAll(); err != nil {
+				return err
 			}
 		}
 		l.torn = false
 		seg.size += pend
 		written += LSN(len(inBuf))
 		l.unsyncedBytes += pend
+		l.unsyncedRecs += int64(len(inBuf))
 		l.mu.Lock()
 		l.segs[len(l.segs)-1].size = seg.size
 		for _, off := range offs {
@@ -971,16 +1238,22 @@ func (l *Log) writeBatch(batch []*request) []*request {
 		inBuf, offs, pend = inBuf[:0], offs[:0], 0
 		return nil
 	}
+	durables := 0 // durable Appends in inBuf
 	for i, r := range batch {
 		size := int64(recHeaderSize + len(r.rec))
 		if at := seg.size + pend + int64(len(buf)); at+size > l.opts.SegmentSize && at > segHeaderSize {
-			// The segment is synced whole before the next one starts.
-			if len(inBuf) > 0 || written > LSN(l.next.Load()) {
-				if err := commit(true); err != nil {
+			// The full segment is synced in the background while the
+			// records go on in the next one. A durable Append's
+			// record in it is synced now, before it is published as
+			// written: a sync failing on a full filesystem is then
+			// waited out, not fail-stop (writeFailed).
+			if len(inBuf) > 0 {
+				if err := commit(durables > 0); err != nil {
 					return l.writeFailed(err, batch[i-len(inBuf):])
 				}
+				durables = 0
 			}
-			if err := l.newSegment(written); err != nil {
+			if err := l.retireSegment(written); err != nil {
 				return l.writeFailed(err, batch[i:])
 			}
 			seg = segment{first: written, size: segHeaderSize}
@@ -1005,6 +1278,9 @@ func (l *Log) writeBatch(batch []*request) []*request {
 			}
 		}
 		inBuf = append(inBuf, r)
+		if !r.buffered {
+			durables++
+		}
 	}
 	if err := commit(syncIt); err != nil {
 		return l.writeFailed(err, batch[len(batch)-len(inBuf):])
@@ -1073,7 +1349,10 @@ func (l *Log) lostWritten(err error) bool {
 // part is cut off and left is returned to be tried again. Called by the
 // writer with wmu held and mu not held.
 func (l *Log) awaitRoom(err error, left []*request) []*request {
-	if l.torn {
+	if l.torn || l.written.Load() != l.next.Load() {
+		// Also with nothing to cut: the records written without a
+		// sync (before a new segment that could not be made) are
+		// synced now, not once space returns.
 		l.mu.Lock()
 		size := l.segs[len(l.segs)-1].size
 		l.mu.Unlock()
@@ -1105,8 +1384,8 @@ func (l *Log) cutTail(size int64) error {
 	if err := l.cur.Truncate(size); err != nil {
 		return err
 	}
-	if err := l.cur.Sync(); err != nil {
-		return syncError{err}
+	if err := l.syncAll(); err != nil {
+		return err
 	}
 	l.torn = false
 	if l.written.Load() != l.next.Load() {
@@ -1204,7 +1483,9 @@ func (l *Log) kickRetry() {
 // the file is unknown, so nothing more is appended until it is reopened.
 // Called with l.mu held.
 func (l *Log) fail(err error) error {
-	l.failed = fmt.Errorf("uploadbuffer: write failed, the buffer refuses writes until gatewayd restarts: %w", err)
+	if l.failed == nil {
+		l.failed = fmt.Errorf("uploadbuffer: write failed, the buffer refuses writes until gatewayd restarts: %w", err)
+	}
 	l.space.Fail(l.failed.Error())
 	l.progress()
 	return l.failed

@@ -31,8 +31,11 @@ type gatedFS struct {
 	entered chan struct{} // a sync is waiting behind the gate
 }
 
-func newGatedFS() *gatedFS {
-	g := &gatedFS{mem: vfs.NewMem(), entered: make(chan struct{}, 100)}
+func newGatedFS() *gatedFS { return gatedOn(vfs.NewMem()) }
+
+// gatedOn is a gatedFS on mem.
+func gatedOn(mem *vfs.MemFS) *gatedFS {
+	g := &gatedFS{mem: mem, entered: make(chan struct{}, 100)}
 	g.FS = vfs.NewErrorFS(g.mem, func(op vfs.Op, path string) error {
 		if op != vfs.OpSync || !strings.HasSuffix(path, ".seg") {
 			return nil
