@@ -3,6 +3,7 @@ package nfs
 import (
 	"context"
 	"strings"
+	"sync/atomic"
 
 	gonfs "github.com/willscott/go-nfs"
 
@@ -25,12 +26,16 @@ import (
 //     committed may be lost) sends that data again.
 
 // maxUnsynced bounds the UNSTABLE bytes whose log records are not yet
-// written (a group of them is written without a sync): past it, a WRITE waits for the upload buffer's sync
-// before it is answered (still UNSTABLE). The call's buffer is the
-// record, kept until the log has written it, so without a bound a disk
-// slower than the clients would let memory grow to the buffer's size. (A
-// variable for tests.)
-var maxUnsynced int64 = 64 << 20
+// written (a group of them is written without a sync): past it, a WRITE
+// waits until the log has written its own record (awaitLogged), not for
+// a sync, before it is answered (still UNSTABLE). The call's buffer is
+// the record, kept until the log has written it, so without a bound a
+// disk slower than the clients would let memory grow to the buffer's
+// size. (A variable for tests, atomic: a test sets it back while calls of
+// its server may still read it.)
+var maxUnsynced atomic.Int64
+
+func init() { maxUnsynced.Store(64 << 20) }
 
 const (
 	stableUnstable = 0 // stable_how
@@ -110,6 +115,7 @@ func (c *rpcConn) writeData(w *replyWriter, fh []byte, offset uint64, buf []byte
 		return
 	}
 	d, committed := fileshare.Durable, uint32(stableFileSync)
+	var logged chan struct{} // closed once the log has written an UNSTABLE write's record
 	if how == stableUnstable {
 		d, committed = fileshare.Buffered, stableUnstable
 		// The data counts against maxUnsynced until the log has written
@@ -117,8 +123,10 @@ func (c *rpcConn) writeData(w *replyWriter, fh []byte, offset uint64, buf []byte
 		n := int64(len(data))
 		c.h.s.unsynced.Add(n)
 		done := release
+		logged = make(chan struct{})
 		release = func() {
 			c.h.s.unsynced.Add(-n)
+			close(logged)
 			done()
 		}
 	}
@@ -126,8 +134,8 @@ func (c *rpcConn) writeData(w *replyWriter, fh []byte, offset uint64, buf []byte
 	// leave the cache behind the log until a restart (as go-nfs's own
 	// WRITE, which uses the share's background context).
 	pre, post, err := share.WriteFrom(context.Background(), p, buf, head, int64(offset), d, release)
-	if err == nil && d == fileshare.Buffered && c.h.s.unsynced.Load() > maxUnsynced {
-		err = share.Sync(c.ctx)
+	if err == nil && d == fileshare.Buffered && c.h.s.unsynced.Load() > maxUnsynced.Load() {
+		err = awaitLogged(c.ctx, logged)
 	}
 	switch {
 	case err == nil:
@@ -150,6 +158,17 @@ func (c *rpcConn) writeData(w *replyWriter, fh []byte, offset uint64, buf []byte
 	w.u32(uint32(len(data)))
 	w.u32(committed)
 	w.b = append(w.b, c.h.s.verifier[:]...)
+}
+
+// awaitLogged waits until the log has written an UNSTABLE write's record
+// (logged is closed), or ctx ends.
+func awaitLogged(ctx context.Context, logged <-chan struct{}) error {
+	select {
+	case <-logged:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 func (c *rpcConn) commitFile(w *replyWriter, fh []byte) {

@@ -279,21 +279,26 @@ wait:
 	}
 }
 
-// UNSTABLE writes pile up unsynced only up to maxUnsynced: the WRITE past
-// it waits for the upload buffer's sync (its records stay in memory until
-// then), and is answered, UNSTABLE, once the sync is done.
+// UNSTABLE writes pile up unwritten only up to maxUnsynced: the WRITE past
+// it waits until the log has written its record (the records stay in
+// memory until then), and is answered, UNSTABLE, once it is written; it
+// never waits for a sync, which stays held throughout.
 func TestUnstableBytesBounded(t *testing.T) {
-	defer func(old int64) { maxUnsynced = old }(maxUnsynced)
-	maxUnsynced = 8 << 20
+	defer maxUnsynced.Store(maxUnsynced.Load())
+	maxUnsynced.Store(8 << 20)
+	bound := maxUnsynced.Load()
 	// The disk stalls (writes and syncs held): the log cannot write the
 	// records, so the calls' buffers pile up until the bound makes a
 	// WRITE wait. Holding syncs alone would not: a group of UNSTABLE
-	// records is written without a sync of its own.
-	gate := &syncGate{op: vfs.OpWrite}
-	f := startOn(t, vfs.NewErrorFS(vfs.NewMem(), gate.inject), "/buffer", fileshare.Config{Name: "s"})
-	defer gate.release()
+	// records is written without a sync of its own. The writes are let
+	// go first, the syncs only at the end.
+	writes, syncs := &syncGate{op: vfs.OpWrite}, &syncGate{}
+	f := startOn(t, vfs.NewErrorFS(vfs.NewErrorFS(vfs.NewMem(), syncs.inject), writes.inject), "/buffer", fileshare.Config{Name: "s"})
+	defer syncs.release()
+	defer writes.release()
 	v, fh := f.newFile("s", "f.bin")
-	gate.close()
+	writes.close()
+	syncs.close()
 	const size = 1 << 20
 	answered := make(chan error, 1)
 	var n int
@@ -303,33 +308,37 @@ func TestUnstableBytesBounded(t *testing.T) {
 			if err == nil && r.Committed != nfstest.Unstable {
 				err = fmt.Errorf("answered %s", r.Committed)
 			}
-			if err != nil || !gate.isShut() {
+			if err != nil || !writes.isShut() {
 				answered <- err
 				return
 			}
 		}
 	}()
+	waitsForLog := func() bool { return stacks.Has("(*rpcConn).write(", "nfs.awaitLogged(") }
 	deadline := time.Now().Add(5 * time.Minute)
-	for !waitsForSync("write") {
+	for !waitsForLog() {
+		if waitsForSync("write") {
+			t.Fatal("an UNSTABLE WRITE waits for the upload buffer's sync")
+		}
 		select {
 		case err := <-answered:
-			t.Fatalf("writes answered while every sync was held ended: %v", err)
+			t.Fatalf("writes answered while every write of the log was held ended: %v", err)
 		case <-time.After(10 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			t.Fatal("no WRITE waits for a sync")
+			t.Fatal("no WRITE waits for the log")
 		}
 	}
-	gate.release()
+	writes.release()
 	select {
 	case err := <-answered:
 		if err != nil {
 			t.Fatal(err)
 		}
 	case <-time.After(5 * time.Minute):
-		t.Fatal("the writes were not answered once the syncs were let go")
+		t.Fatalf("the writes were not answered once the log's writes were let go, its syncs still held (a WRITE waits for a sync: %v)", waitsForSync("write"))
 	}
-	if mib := int64(n + 1); mib*size <= maxUnsynced || mib*size > maxUnsynced+maxServed*size {
-		t.Fatalf("the WRITE that waited for a sync was number %d of 1 MiB; the bound is %d MiB", mib, maxUnsynced>>20)
+	if mib := int64(n + 1); mib*size <= bound || mib*size > bound+maxServed*size {
+		t.Fatalf("the WRITE that waited for the log was number %d of 1 MiB; the bound is %d MiB", mib, bound>>20)
 	}
 }
