@@ -24,11 +24,12 @@ func journalDesc(name, help string) *prometheus.Desc {
 }
 
 var (
-	descJournalRecords     = journalDesc("appended_records_total", "Records appended to the journal's log and made durable.")
+	descJournalRecords     = journalDesc("appended_records_total", "Records appended to the journal's log (written; durable when a sync covers them).")
 	descJournalBytes       = journalDesc("appended_bytes_total", "Bytes of the records appended to the journal's log.")
-	descJournalSyncs       = journalDesc("syncs_total", "Group commits of the journal's log: one write and one sync each.")
-	descJournalSyncBytes   = journalDesc("sync_bytes", "Bytes written to the log by each group commit (records with their headers).")
-	descJournalGroupSize   = journalDesc("group_commit_records", "Records made durable by each group commit.")
+	descJournalSyncs       = journalDesc("syncs_total", "Syncs of the journal's log (fdatasync) that made records durable: group commits, syncs of records written without one, background syncs of full segments.")
+	descJournalUnsynced    = journalDesc("unsynced_groups_total", "Groups of records written to the journal's log without a sync of their own (buffered writes, the records that filled a segment); a later sync makes them durable.")
+	descJournalSyncBytes   = journalDesc("sync_bytes", "Bytes each sync of the log made durable (records with their headers).")
+	descJournalGroupSize   = journalDesc("group_commit_records", "Records each sync of the log made durable.")
 	descJournalPending     = journalDesc("pending_bytes", "Bytes of log on disk: the segments holding records not all trimmed.")
 	descJournalCapacity    = journalDesc("capacity_bytes", "The log's configured size.")
 	descJournalWaits       = journalDesc("append_waits_total", "Appends that waited for space in a full log (backpressure).")
@@ -44,7 +45,7 @@ var (
 )
 
 func (c journalCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descJournalRecords, descJournalBytes, descJournalSyncs, descJournalSyncBytes,
+	for _, d := range []*prometheus.Desc{descJournalRecords, descJournalBytes, descJournalSyncs, descJournalUnsynced, descJournalSyncBytes,
 		descJournalGroupSize, descJournalPending, descJournalCapacity, descJournalWaits, descJournalQueued, descJournalInFlight,
 		descJournalUploads, descJournalUploadErrs, descJournalUploadBytes, descJournalYields, descJournalTrims,
 		descJournalTrimmed, descJournalReplayed} {
@@ -62,6 +63,7 @@ func (c journalCollector) Collect(ch chan<- prometheus.Metric) {
 		num(descJournalRecords, prometheus.CounterValue, float64(st.Log.Appends))
 		num(descJournalBytes, prometheus.CounterValue, float64(st.Log.Bytes))
 		num(descJournalSyncs, prometheus.CounterValue, float64(st.Log.Syncs))
+		num(descJournalUnsynced, prometheus.CounterValue, float64(st.Log.Unsynced))
 		ch <- syncHistogram(descJournalSyncBytes, st.Log.SyncBytes, uploadbuffer.SyncBytesBound, float64(st.Log.SyncedBytes), lv)
 		ch <- syncHistogram(descJournalGroupSize, st.Log.SyncRecords, uploadbuffer.SyncRecordsBound, float64(st.Log.Appends), lv)
 		num(descJournalPending, prometheus.GaugeValue, float64(st.LogUsed))
