@@ -11,6 +11,8 @@
 #   OUT=/some/dir bench/iscsi/run.sh   # keep fio's JSON (and profiles) there
 #   LOAD=0 bench/iscsi/run.sh          # no loaded-latency job
 #   PROFILE=1 bench/iscsi/run.sh       # gatewayd CPU profiles of the write jobs
+#   TRACE=1 bench/iscsi/run.sh         # gatewayd execution traces of the loaded job
+#                                      # (TRACE=write: of every write job); see README.md
 #   SRC_base=/other/tree TARGETS="gatewayd gatewayd-base tgtd-sync" bench/iscsi/run.sh
 #                                      # gatewayd-NAME: built from the tree in $SRC_NAME
 #   TARGETS="gatewayd-wc tgtd" JOBS="randwrite-4k-qd16 randwrite-4k-qd32" bench/iscsi/run.sh
@@ -25,6 +27,7 @@ runtime="${RUNTIME:-10}"
 targets="${TARGETS:-gatewayd tgtd tgtd-sync gotgt}"
 load="${LOAD:-8}" # CPU-bound processes beside the loaded job; 0: no such job
 profile="${PROFILE:-}"
+trace="${TRACE:-}" # 1: execution traces of the loaded job; write: of every write job
 size_mib=1024
 work="$(mktemp -d)"
 out="${OUT:-$work/out}"
@@ -236,6 +239,13 @@ run_job() {
 				"http://gatewayd/debug/pprof/profile?seconds=$((runtime - 1))" &
 			bg+=($!)
 		fi
+		# A trace of the middle of the job (a few seconds: a trace of the
+		# whole job is large and its own cost weighs on the job).
+		if { [ "$trace" = 1 ] && [[ "$name" == *loaded ]]; } || { [ "$trace" = write ] && [[ "$name" == *write* ]]; }; then
+			(sleep 2 && curl -s --unix-socket "$work/$t-data/admin.sock" -o "$out/$t-$name.trace" \
+				"http://gatewayd/debug/pprof/trace?seconds=$(((runtime - 2) / 2 > 0 ? (runtime - 2) / 2 : 1))") &
+			bg+=($!)
+		fi
 	fi
 	if [[ "$name" == *loaded ]]; then start_load; fi
 	local t0
@@ -264,13 +274,23 @@ done
 uptime >"$out/uptime"
 
 python3 "$here/report.py" "$out" $targets
-if [ -n "$profile" ]; then
+if [ -n "$profile" ] || [ -n "$trace" ]; then
 	for g in "${!gw[@]}"; do
 		cp "$work/$g" "$out/$g.bin"
 		for p in "$out/$g"-*.pprof; do
 			[ -s "$p" ] || continue
 			echo "== $(basename "$p")"
 			go tool pprof -top -nodecount=25 "$out/$g.bin" "$p" 2>/dev/null | head -32
+		done
+		for tr in "$out/$g"-*.trace; do
+			[ -s "$tr" ] || continue
+			# Where goroutines waited: runnable without a CPU (sched),
+			# blocked on channels and locks (sync), in system calls.
+			for kind in sched sync syscall; do
+				go tool trace -pprof="$kind" "$tr" >"${tr%.trace}.$kind.tprof" 2>/dev/null || continue
+				echo "== $(basename "$tr") $kind"
+				go tool pprof -top -nodecount=15 "${tr%.trace}.$kind.tprof" 2>/dev/null | head -22
+			done
 		done
 	done
 fi
