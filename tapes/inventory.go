@@ -191,18 +191,24 @@ func (l *Library) adopt(ctx context.Context) ([]string, error) {
 }
 
 func getInfo(tx meta.Txn, barcode string) (Info, error) {
-	var in Info
-	b, err := tx.Get([]byte(keyTape + barcode))
+	return getRecord[Info](tx, keyTape+barcode, "tape "+barcode, ErrNoTape)
+}
+
+// getRecord reads the JSON record at key; a missing one is an error
+// wrapping notFound, and what names the record in errors.
+func getRecord[T any](tx meta.Txn, key, what string, notFound error) (T, error) {
+	var v T
+	b, err := tx.Get([]byte(key))
 	if errors.Is(err, meta.ErrNotFound) {
-		return in, fmt.Errorf("tape %s: %w", barcode, ErrNoTape)
+		return v, fmt.Errorf("%s: %w", what, notFound)
 	}
 	if err != nil {
-		return in, err
+		return v, err
 	}
-	if err := json.Unmarshal(b, &in); err != nil {
-		return in, errkind.Mark(errkind.Corrupt, fmt.Errorf("tape %s: meta record: %w", barcode, err))
+	if err := json.Unmarshal(b, &v); err != nil {
+		return v, errkind.Mark(errkind.Corrupt, fmt.Errorf("%s: meta record: %w", what, err))
 	}
-	return in, nil
+	return v, nil
 }
 
 func putInfo(tx meta.Txn, in Info) error {
@@ -213,14 +219,17 @@ func putInfo(tx meta.Txn, in Info) error {
 	return tx.Set([]byte(keyTape+in.Barcode), b)
 }
 
-func listInfos(tx meta.Txn) ([]Info, error) {
-	var out []Info
-	err := tx.Iterate([]byte(keyTape), func(k, v []byte) error {
-		var in Info
-		if err := json.Unmarshal(v, &in); err != nil {
+func listInfos(tx meta.Txn) ([]Info, error) { return listRecords[Info](tx, keyTape) }
+
+// listRecords reads every JSON record under prefix, in key order.
+func listRecords[T any](tx meta.Txn, prefix string) ([]T, error) {
+	var out []T
+	err := tx.Iterate([]byte(prefix), func(k, b []byte) error {
+		var v T
+		if err := json.Unmarshal(b, &v); err != nil {
 			return errkind.Mark(errkind.Corrupt, fmt.Errorf("meta record %s: %w", k, err))
 		}
-		out = append(out, in)
+		out = append(out, v)
 		return nil
 	})
 	return out, err

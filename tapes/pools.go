@@ -61,18 +61,7 @@ var (
 )
 
 func getPool(tx meta.Txn, name string) (Pool, error) {
-	var p Pool
-	b, err := tx.Get([]byte(keyPool + name))
-	if errors.Is(err, meta.ErrNotFound) {
-		return p, fmt.Errorf("pool %s: %w", name, ErrNoPool)
-	}
-	if err != nil {
-		return p, err
-	}
-	if err := json.Unmarshal(b, &p); err != nil {
-		return p, errkind.Mark(errkind.Corrupt, fmt.Errorf("pool %s: meta record: %w", name, err))
-	}
-	return p, nil
+	return getRecord[Pool](tx, keyPool+name, "pool "+name, ErrNoPool)
 }
 
 // CreatePool records a new pool.
@@ -117,15 +106,9 @@ func (l *Library) CreatePool(ctx context.Context, p Pool) (Pool, error) {
 // Pools lists the pools by name.
 func (l *Library) Pools(ctx context.Context) ([]Pool, error) {
 	var out []Pool
-	err := l.opts.Meta.View(ctx, func(tx meta.Txn) error {
-		return tx.Iterate([]byte(keyPool), func(k, v []byte) error {
-			var p Pool
-			if err := json.Unmarshal(v, &p); err != nil {
-				return errkind.Mark(errkind.Corrupt, fmt.Errorf("meta record %s: %w", k, err))
-			}
-			out = append(out, p)
-			return nil
-		})
+	err := l.opts.Meta.View(ctx, func(tx meta.Txn) (err error) {
+		out, err = listRecords[Pool](tx, keyPool)
+		return err
 	})
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out, err
