@@ -55,7 +55,10 @@ const (
 	attrMountedOnFileID = 55
 )
 
-// supported is the attributes GETATTR and READDIR return.
+// supported is the attributes GETATTR and READDIR return, and the
+// write-only ones SETATTR sets (time_access_set, time_modify_set), which
+// supported_attrs must name: a client sets only what it lists (Linux's
+// drops a utimes() of an attribute not in it, without an error).
 var supported = func() bitmap {
 	var m bitmap
 	for _, a := range []int{attrSupportedAttrs, attrType, attrFHExpireType, attrChange, attrSize,
@@ -64,8 +67,8 @@ var supported = func() bitmap {
 		attrChownRestricted, attrFilehandle, attrFileID, attrFilesAvail, attrFilesFree, attrFilesTotal,
 		attrHomogeneous, attrMaxFileSize, attrMaxLink, attrMaxName, attrMaxRead, attrMaxWrite, attrMode,
 		attrNoTrunc, attrNumLinks, attrOwner, attrOwnerGroup, attrRawDev, attrSpaceAvail, attrSpaceFree,
-		attrSpaceTotal, attrSpaceUsed, attrTimeAccess, attrTimeDelta, attrTimeMetadata, attrTimeModify,
-		attrMountedOnFileID} {
+		attrSpaceTotal, attrSpaceUsed, attrTimeAccess, attrTimeAccessSet, attrTimeDelta, attrTimeMetadata,
+		attrTimeModify, attrTimeModifySet, attrMountedOnFileID} {
 		m.set(a)
 	}
 	return m
@@ -84,7 +87,7 @@ func (s *Server) encodeAttrs(e *enc, req bitmap, o object) {
 	var v enc
 	a := o.attr
 	for _, n := range req.bits() {
-		if !supported.has(n) {
+		if !supported.has(n) || writeOnly(n) {
 			continue
 		}
 		got.set(n)
@@ -179,6 +182,9 @@ func (s *Server) encodeAttrs(e *enc, req bitmap, o object) {
 	e.bitmap(got)
 	e.opaque(v.b)
 }
+
+// writeOnly says whether an attribute can be set and not read.
+func writeOnly(n int) bool { return n == attrTimeAccessSet || n == attrTimeModifySet }
 
 // time appends an nfstime4.
 func (e *enc) time(t time.Time) {
