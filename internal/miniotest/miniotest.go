@@ -53,6 +53,7 @@ type Server struct {
 	drive   string // where the server keeps its objects
 	bin     string
 	args    []string // for `minio`, to start it again the same way
+	env     []string // extra environment
 	output  *syncBuffer
 	stop    sync.Once
 	cluster bool // a node of a Cluster
@@ -64,8 +65,14 @@ type Server struct {
 
 // Start starts a server of its own for t and stops it when t ends.
 func Start(t testing.TB) *Server {
+	return StartWithEnv(t)
+}
+
+// StartWithEnv is Start with extra environment for the server, such as
+// MinIO's notification targets (see Webhook).
+func StartWithEnv(t testing.TB, env ...string) *Server {
 	t.Helper()
-	s, err := start()
+	s, err := start(env...)
 	if err != nil {
 		t.Fatalf("miniotest: %v", err)
 	}
@@ -143,7 +150,19 @@ func goEnv(name string) string {
 	return strings.TrimSpace(string(out))
 }
 
-func start() (*Server, error) {
+// Webhook is the environment giving MinIO a webhook notification target
+// id sending to endpoint with token; its ARN is arn:minio:sqs::ID:webhook.
+// Events wait in a queue directory while the endpoint is down.
+func Webhook(id, endpoint, token, queueDir string) []string {
+	return []string{
+		"MINIO_NOTIFY_WEBHOOK_ENABLE_" + id + "=on",
+		"MINIO_NOTIFY_WEBHOOK_ENDPOINT_" + id + "=" + endpoint,
+		"MINIO_NOTIFY_WEBHOOK_AUTH_TOKEN_" + id + "=" + token,
+		"MINIO_NOTIFY_WEBHOOK_QUEUE_DIR_" + id + "=" + queueDir,
+	}
+}
+
+func start(env ...string) (*Server, error) {
 	bin, err := Binary()
 	if err != nil {
 		return nil, err
@@ -151,7 +170,7 @@ func start() (*Server, error) {
 	// A port picked free can be taken before MinIO binds it; try again then.
 	var lastErr error
 	for range 3 {
-		s, err := startOnce(bin)
+		s, err := startOnce(bin, env)
 		if err == nil {
 			return s, nil
 		}
@@ -175,7 +194,7 @@ func freePorts(n int) ([]int, error) {
 	return ports, nil
 }
 
-func startOnce(bin string) (*Server, error) {
+func startOnce(bin string, env []string) (*Server, error) {
 	ports, err := freePorts(2)
 	if err != nil {
 		return nil, err
@@ -186,6 +205,7 @@ func startOnce(bin string) (*Server, error) {
 	}
 	drive := filepath.Join(dataDir, "data")
 	s := newServer(bin, dataDir, drive, ports[0], ports[1], drive)
+	s.env = env
 	if err := s.launch(); err != nil {
 		os.RemoveAll(dataDir)
 		return nil, err
@@ -231,6 +251,7 @@ func (s *Server) launch() error {
 		// until told which is: a cluster's nodes differ only by port.
 		"_MINIO_SERVER_LOCAL="+strings.TrimPrefix(s.Endpoint, "http://"),
 	)
+	cmd.Env = append(cmd.Env, s.env...)
 	cmd.Stdout = s.output
 	cmd.Stderr = s.output
 	// The server must not outlive the test binary, however it ends.
