@@ -125,6 +125,18 @@ type Shares struct {
 	// AttrTTL is how long listings and attributes read from S3 are trusted:
 	// how soon objects changed directly in the bucket appear.
 	AttrTTL time.Duration `yaml:"attr_ttl"`
+	// Events receives the bucket's event notifications (docs/events.md).
+	Events BucketEvents `yaml:"bucket_events"`
+}
+
+// BucketEvents configures the receiver of the bucket's event notifications
+// (a webhook): objects changed in the bucket appear in the shares at once.
+// Off unless Listen is set.
+type BucketEvents struct {
+	Listen string `yaml:"listen"` // host:port of the receiver's own listener
+	// Token is what the sender presents (Authorization: Bearer TOKEN).
+	Token     string `yaml:"token"`
+	QueueSize int    `yaml:"queue_size"` // distinct keys waiting at most (default 4096)
 }
 
 // Store says where the gateway keeps its data.

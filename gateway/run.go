@@ -204,6 +204,13 @@ func Run(ctx context.Context, cfg *config.Config, opts RunOptions) error {
 	smbFE = startSMB(ctx, cfg, dp.shares, opts.Clock, logger.With("subsystem", "smb"))
 	defer smbFE.close() // before the shares close
 	registerShareAPI(srv, dp.shares, nfsFE, smbFE)
+	events, err := startBucketEvents(ctx, cfg, store.URL, dp.shares, metrics, logger.With("subsystem", "bucketevents"))
+	if err != nil {
+		return err
+	}
+	if events != nil {
+		defer events.Close()
+	}
 	registerSMBAPI(srv, smbFE)
 	registerTapeAPI(srv, tl)
 	registerStatsAPI(srv, opts.Clock, vm, dp.shares)

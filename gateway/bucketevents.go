@@ -1,0 +1,59 @@
+package gateway
+
+import (
+	"context"
+	"log/slog"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/gatewayd/gatewayd/bucketevents"
+	"github.com/gatewayd/gatewayd/config"
+	"github.com/gatewayd/gatewayd/fileshare"
+)
+
+// startBucketEvents starts the receiver of the bucket's event
+// notifications when shares.bucket_events.listen is set (nil otherwise).
+func startBucketEvents(ctx context.Context, cfg *config.Config, u config.StoreURL, shares *fileshare.Manager, metrics *prometheus.Registry, logger *slog.Logger) (*bucketevents.Receiver, error) {
+	ec := cfg.Shares.Events
+	if ec.Listen == "" {
+		return nil, nil
+	}
+	r, err := bucketevents.New(bucketevents.Options{Listen: ec.Listen, Token: ec.Token, Bucket: u.Bucket, Prefix: u.Prefix,
+		QueueSize: ec.QueueSize, Log: logger}, shares)
+	if err != nil {
+		return nil, err
+	}
+	if err := r.Start(ctx); err != nil {
+		return nil, err
+	}
+	metrics.MustRegister(bucketEventsCollector{r})
+	return r, nil
+}
+
+// bucketEventsCollector exports the receiver's figures.
+type bucketEventsCollector struct{ r *bucketevents.Receiver }
+
+var (
+	descEventsReceived     = prometheus.NewDesc("gatewayd_bucket_events_received_total", "Object change records received from the bucket's notifications.", nil, nil)
+	descEventsApplied      = prometheus.NewDesc("gatewayd_bucket_events_applied_total", "Object changes applied to the shares, by outcome (applied, own, local_wins, no_share, bad_key).", []string{"outcome"}, nil)
+	descEventsUnauthorized = prometheus.NewDesc("gatewayd_bucket_events_unauthorized_total", "Requests to the bucket event receiver refused for their token.", nil, nil)
+	descEventsOverflows    = prometheus.NewDesc("gatewayd_bucket_events_overflows_total", "Times the bucket event queue overflowed and every share read the store again.", nil, nil)
+	descEventsQueued       = prometheus.NewDesc("gatewayd_bucket_events_queued", "Object changes waiting to be applied.", nil, nil)
+)
+
+func (c bucketEventsCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descEventsReceived, descEventsApplied, descEventsUnauthorized, descEventsOverflows, descEventsQueued} {
+		ch <- d
+	}
+}
+
+func (c bucketEventsCollector) Collect(ch chan<- prometheus.Metric) {
+	st := c.r.Stats()
+	ch <- prometheus.MustNewConstMetric(descEventsReceived, prometheus.CounterValue, float64(st.Received))
+	for o, n := range st.Outcomes {
+		ch <- prometheus.MustNewConstMetric(descEventsApplied, prometheus.CounterValue, float64(n), o)
+	}
+	ch <- prometheus.MustNewConstMetric(descEventsUnauthorized, prometheus.CounterValue, float64(st.Unauthorized))
+	ch <- prometheus.MustNewConstMetric(descEventsOverflows, prometheus.CounterValue, float64(st.Overflows))
+	ch <- prometheus.MustNewConstMetric(descEventsQueued, prometheus.GaugeValue, float64(st.Queued))
+}
