@@ -388,6 +388,9 @@ func (l *Library) DeleteTape(ctx context.Context, barcode string, bypass bool) e
 	if err := l.checkLock(ctx, in, bypass); err != nil {
 		return err
 	}
+	if err := l.objectsRetained(ctx, in); err != nil {
+		return err
+	}
 	l.mu.Lock()
 	if t := l.tapes[barcode]; t != nil {
 		t.mu.Lock()

@@ -396,6 +396,9 @@ func (l *Library) load(ctx context.Context, barcode string) (*tape, error) {
 		return nil, corruptf("tape %s: index says capacity %d, the library %d", barcode, r.capacity, info.Capacity)
 	}
 	t = newTape(l, barcode, r, info.ReadOnly)
+	if t.retain.Mode, t.retainFor, err = l.wormRetention(ctx, info); err != nil {
+		return nil, fmt.Errorf("tape %s: %w", barcode, err)
+	}
 	// Segments a writer uploaded after its last stored index and before
 	// it died (buffered writes no index or log record held) are named by
 	// no root: the segment the index says comes next is there then.

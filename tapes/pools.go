@@ -184,10 +184,7 @@ func (l *Library) retainTape(ctx context.Context, in Info) error {
 	if err != nil || !lc.Enabled {
 		return err
 	}
-	ret := objstore.Retention{Mode: objstore.Governance, Until: in.LockUntil}
-	if in.LockMode == LockCompliance {
-		ret.Mode = objstore.Compliance
-	}
+	ret := objstore.Retention{Mode: retentionMode(in.LockMode), Until: in.LockUntil}
 	var keys []string
 	if err := l.opts.Store.List(ctx, tapePrefix(in.Barcode), func(oi objstore.ObjectInfo) error {
 		keys = append(keys, oi.Key)
@@ -201,6 +198,45 @@ func (l *Library) retainTape(ctx context.Context, in Info) error {
 		}
 	}
 	return nil
+}
+
+// wormRetention is how a WORM tape's writes are retained: in its pool's
+// lock mode for the pool's days from each write, where the pool has a lock
+// and the bucket Object Lock (0 otherwise).
+func (l *Library) wormRetention(ctx context.Context, in Info) (objstore.RetentionMode, time.Duration, error) {
+	if !in.WORM || in.ReadOnly || in.Pool == "" {
+		return "", 0, nil
+	}
+	p, err := l.Pool(ctx, in.Pool)
+	if err != nil || p.Lock == "" {
+		return "", 0, err
+	}
+	lc, err := objstore.ObjectLock(ctx, l.opts.Store)
+	if err != nil || !lc.Enabled {
+		return "", 0, err
+	}
+	return retentionMode(p.Lock), time.Duration(p.LockDays) * 24 * time.Hour, nil
+}
+
+func retentionMode(m LockMode) objstore.RetentionMode {
+	if m == LockCompliance {
+		return objstore.Compliance
+	}
+	return objstore.Governance
+}
+
+// objectsRetained refuses to delete a tape while the bucket's Object Lock
+// retains its index root (a WORM tape's writes are retained from when
+// they are made): the delete would fail halfway.
+func (l *Library) objectsRetained(ctx context.Context, in Info) error {
+	if !in.WORM {
+		return nil
+	}
+	ret, err := objstore.GetRetention(ctx, l.opts.Store, rootKey(in.Barcode))
+	if err != nil || !ret.Holds(l.opts.Clock.Now()) {
+		return err
+	}
+	return fmt.Errorf("tape %s: %w: the bucket's Object Lock retains its objects (%s)", in.Barcode, ErrLocked, ret)
 }
 
 // lockFor starts the retention lock of pool on a tape archived (or moved

@@ -1,6 +1,7 @@
 package tapes
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -75,9 +76,14 @@ type tape struct {
 	mu       sync.Mutex
 	capacity int64
 	readOnly bool
-	worm     bool  // a WORM tape (rootWORM): wormCheck guards its writes
-	gone     error // set once the tape left the library: handles fail with it
-	users    int
+	worm     bool // a WORM tape (rootWORM): wormCheck guards its writes
+	// retain: a WORM tape of a locked pool on a bucket with Object Lock
+	// puts every object retained in retain.Mode for retainFor from its
+	// write (tape.put).
+	retain    objstore.Retention
+	retainFor time.Duration
+	gone      error // set once the tape left the library: handles fail with it
+	users     int
 
 	seq, gen  uint64
 	eod       uint64
@@ -208,6 +214,16 @@ func (t *tape) prepare(ctx context.Context, at uint64) error {
 		}
 	}
 	return nil
+}
+
+// put stores one object of the tape: retained, for a WORM tape whose
+// writes the bucket's Object Lock keeps (retainFor).
+func (t *tape) put(ctx context.Context, key string, data []byte) error {
+	if t.retainFor == 0 {
+		return objstore.PutBytes(ctx, t.lib.opts.Store, key, data)
+	}
+	ret := objstore.Retention{Mode: t.retain.Mode, Until: t.lib.opts.Clock.Now().Add(t.retainFor).UTC()}
+	return objstore.PutRetained(ctx, t.lib.opts.Store, key, bytes.NewReader(data), int64(len(data)), ret)
 }
 
 // rootFlags are the flags of the tape's index root.

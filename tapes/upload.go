@@ -122,9 +122,8 @@ func (t *tape) upload(ctx context.Context, full bool) ([]string, error) {
 	}
 	t.mu.Unlock()
 
-	st := t.lib.opts.Store
 	for _, s := range segs {
-		if err := objstore.PutBytes(ctx, st, segKey(t.barcode, s.id), s.data); err != nil {
+		if err := t.put(ctx, segKey(t.barcode, s.id), s.data); err != nil {
 			t.restore(r, writes, savedFrom, savedSegs, savedPages)
 			return taken, fmt.Errorf("tape %s: upload segment %016x: %w", t.barcode, s.id, err)
 		}
@@ -217,15 +216,14 @@ func (t *tape) recycle(segs []*segBuf) {
 
 // writeIndex writes the changed pages, then the root that names them.
 func (t *tape) writeIndex(ctx context.Context, r *root, writes []pageWrite) error {
-	st := t.lib.opts.Store
 	for _, w := range writes {
 		blob := t.lib.seal.seal(kindPage, 0, pageBinding(t.barcode, w.p, r.gen), w.data)
-		if err := objstore.PutBytes(ctx, st, pageKey(t.barcode, w.p, r.gen), blob); err != nil {
+		if err := t.put(ctx, pageKey(t.barcode, w.p, r.gen), blob); err != nil {
 			return fmt.Errorf("tape %s: write index page %d: %w", t.barcode, w.p, err)
 		}
 	}
 	blob := t.lib.seal.seal(kindRoot, 0, rootBinding(t.barcode), encodeRoot(r))
-	if err := objstore.PutBytes(ctx, st, rootKey(t.barcode), blob); err != nil {
+	if err := t.put(ctx, rootKey(t.barcode), blob); err != nil {
 		return fmt.Errorf("tape %s: write index root: %w", t.barcode, err)
 	}
 	return nil

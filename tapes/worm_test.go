@@ -2,9 +2,13 @@ package tapes_test
 
 import (
 	"errors"
+	"strings"
 	"testing"
+	"time"
 
 	metamem "github.com/gatewayd/gatewayd/meta/mem"
+	"github.com/gatewayd/gatewayd/objstore"
+	"github.com/gatewayd/gatewayd/objstore/mem"
 	"github.com/gatewayd/gatewayd/tapes"
 )
 
@@ -115,5 +119,67 @@ func TestWORMTape(t *testing.T) {
 		refused("after "+how, tp.WriteRecord(ctx, 0, []byte("x"), false))
 		m.check(t, tp)
 		must(tp.Close(ctx))
+	}
+}
+
+// TestWORMTapeRetainedFromWrite: on a bucket with Object Lock, a WORM tape
+// of a locked pool has every object it writes retained in the pool's
+// mode for the pool's days from the write, before any archive; a
+// rewritable tape of the same pool is not. The WORM tape is not deleted
+// while its objects are retained; once they are no longer, it is.
+func TestWORMTapeRetainedFromWrite(t *testing.T) {
+	e := newEnv(t)
+	locked := mem.NewLocked("locked")
+	locked.SetClock(e.clk.Now)
+	e.store = locked
+	e.start()
+	if _, err := e.lib.CreatePool(ctx, tapes.Pool{Name: "keep", StorageClass: "GLACIER", Lock: tapes.LockGovernance, LockDays: 3}); err != nil {
+		t.Fatal(err)
+	}
+	var bcs []string
+	for _, worm := range []bool{true, false} {
+		got, err := e.lib.CreateTapes(ctx, tapes.CreateOptions{Count: 1, Prefix: "K", Size: 8 << 20, Pool: "keep", WORM: worm})
+		if err != nil {
+			t.Fatal(err)
+		}
+		tp := e.open(got[0])
+		var m model
+		writeMixed(t, tp, &m, 9, 20)
+		if err := tp.Close(ctx); err != nil {
+			t.Fatal(err)
+		}
+		bcs = append(bcs, got[0])
+	}
+	written := e.clk.Now()
+	for i, bc := range bcs {
+		n := 0
+		if err := e.store.List(ctx, "tapes/"+bc+"/", func(oi objstore.ObjectInfo) error {
+			ret, err := objstore.GetRetention(ctx, e.store, oi.Key)
+			if err != nil {
+				return err
+			}
+			// The blank root was written at create, before the pool's
+			// retention applied to the tape's writes; every later
+			// object is retained.
+			if oi.Key == "tapes/"+bc+"/index" || strings.Contains(oi.Key, "/seg/") {
+				n++
+				if want := i == 0; ret.Holds(written) != want || want && (ret.Mode != objstore.Governance || ret.Until.Before(written.Add(3*24*time.Hour))) {
+					t.Errorf("%s: retention %v (WORM %v)", oi.Key, ret, want)
+				}
+			}
+			return nil
+		}); err != nil || n < 2 {
+			t.Fatalf("tape %s: %d objects, %v", bc, n, err)
+		}
+	}
+	if err := e.lib.Delete(ctx, bcs[0]); !errors.Is(err, tapes.ErrLocked) || !strings.Contains(err.Error(), "Object Lock") {
+		t.Fatalf("delete of a WORM tape whose objects are retained: %v", err)
+	}
+	if err := e.lib.Delete(ctx, bcs[1]); err != nil {
+		t.Fatal(err)
+	}
+	e.clk.Advance(3*24*time.Hour + time.Second)
+	if err := e.lib.Delete(ctx, bcs[0]); err != nil {
+		t.Fatal(err)
 	}
 }
