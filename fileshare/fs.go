@@ -857,6 +857,7 @@ func (s *Share) Rename(ctx context.Context, from, to string) error {
 		return fmt.Errorf("%s: %w", parentOf(to), ErrNotDir)
 	}
 	var replaced uint64 // the inode of a file rename replaces
+	replacesDir := false
 	if dst, err := s.Stat(ctx, to); err == nil {
 		if dst.Type != TypeDir {
 			replaced = dst.Ino
@@ -866,13 +867,14 @@ func (s *Share) Rename(ctx context.Context, from, to string) error {
 			return fmt.Errorf("%s: %w", to, ErrNotDir)
 		case src.Type != TypeDir && dst.Type == TypeDir:
 			return fmt.Errorf("%s: %w", to, ErrIsDir)
-		case dst.Type == TypeDir:
-			if err := s.Remove(ctx, to); err != nil { // must be empty
-				return err
-			}
 		}
+		replacesDir = dst.Type == TypeDir
 	} else if !isNotExist(err) {
 		return err
+	}
+	copier, ok := s.m.opts.Store.(objstore.Copier)
+	if !ok {
+		return fmt.Errorf("rename needs an object store that copies: %w", ErrNotSupp)
 	}
 	// While the store is away, a file or an empty directory the store
 	// holds is renamed through the log (moves.go); storeErr is why.
@@ -886,11 +888,18 @@ func (s *Share) Rename(ctx context.Context, from, to string) error {
 			storeErr = err
 		}
 	}
-	defer s.m.ns(s.cfg.Name).change(from, to)() // no upload at or below either runs meanwhile
-	copier, ok := s.m.opts.Store.(objstore.Copier)
-	if !ok {
-		return fmt.Errorf("rename needs an object store that copies: %w", ErrNotSupp)
+	// From here the rename runs to its end, as a remove does: a caller
+	// that gives up (an interrupted FUSE call, a cancelled request) must
+	// not leave it half done, the replaced file's acknowledged writes
+	// dropped while the old object stays, or the object at both names.
+	ctx = context.WithoutCancel(ctx)
+	if replacesDir {
+		if err := s.Remove(ctx, to); err != nil { // must be empty
+			return err
+		}
 	}
+	defer s.m.ns(s.cfg.Name).change(from, to)() // no upload at or below either runs meanwhile
+
 	var treeKeys []keyMove // a directory's objects, when moved through the log
 	if src.Type == TypeDir && storeErr != nil {
 		if treeKeys, err = s.knownTree(from, to, storeErr); err != nil {

@@ -16,15 +16,7 @@ import (
 // removed: either the remove ends (no file, no object) or the file keeps
 // its acknowledged content, not the object uploaded before it.
 func TestRemoveCancelledMidway(t *testing.T) {
-	var cancelOnDelete atomic.Pointer[context.CancelFunc]
-	e, _, under := hookedEnv(t, func(op faulty.Op, key string) error {
-		if op == faulty.OpDelete && key == "docs/f" {
-			if c := cancelOnDelete.Load(); c != nil {
-				(*c)() // the caller gives up as the delete starts
-			}
-		}
-		return nil
-	})
+	e, under, arm := cancelAtCall(t, faulty.OpDelete, "docs/f")
 	ctx := context.Background()
 	must[Config](t)(e.m.Create(ctx, Config{Name: "docs"}))
 	s := e.share("docs")
@@ -38,9 +30,9 @@ func TestRemoveCancelledMidway(t *testing.T) {
 
 	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	cancelOnDelete.Store(&cancel)
+	arm(cancel)
 	err := s.Remove(rctx, "f")
-	cancelOnDelete.Store(nil)
+	arm(nil)
 	if err == nil {
 		if _, err := s.Stat(ctx, "f"); !errors.Is(err, ErrNotExist) {
 			t.Fatalf("removed, yet Stat says %v", err)
@@ -54,5 +46,27 @@ func TestRemoveCancelledMidway(t *testing.T) {
 	n, rerr := s.ReadAt(ctx, "f", buf, 0)
 	if rerr != nil || !bytes.Equal(buf[:n], newer) {
 		t.Fatalf("the remove failed (%v), and f now reads %q (%v), not its acknowledged %q", err, buf[:n], rerr, newer)
+	}
+}
+
+// cancelAtCall starts a manager whose store, once arm has given it a
+// cancel function, calls it as a call op of key starts (faulty names a
+// copy by its target): the caller gives up right then. arm(nil) disarms.
+func cancelAtCall(t *testing.T, op faulty.Op, key string) (e *env, under objstore.Store, arm func(context.CancelFunc)) {
+	var armed atomic.Pointer[context.CancelFunc]
+	e, _, under = hookedEnv(t, func(o faulty.Op, k string) error {
+		if o == op && k == key {
+			if c := armed.Load(); c != nil {
+				(*c)()
+			}
+		}
+		return nil
+	})
+	return e, under, func(c context.CancelFunc) {
+		if c == nil {
+			armed.Store(nil)
+			return
+		}
+		armed.Store(&c)
 	}
 }
