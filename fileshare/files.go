@@ -769,11 +769,11 @@ func (c journalClient) Apply(ctx context.Context, lsn uploadbuffer.LSN, b []byte
 	case TypeSymlink:
 		r.attr.Size = int64(len(r.attr.Target))
 	}
-	if _, err := m.opts.Store.Stat(ctx, key); err == nil && !m.deleting(r.share, key) {
+	if exists, err := m.inStore(ctx, key); err == nil && exists && !m.deleting(r.share, key) {
 		// Uploaded before the crash: the records after this one
 		// apply to the object.
 		return nil
-	} else if err != nil && !objstore.IsNotFound(err) {
+	} else if err != nil {
 		// The store is away. Every record of the file since its
 		// creation is still in the log (trimming keeps a suffix),
 		// so it is rebuilt whole from them and uploaded again.
@@ -781,6 +781,15 @@ func (c journalClient) Apply(ctx context.Context, lsn uploadbuffer.LSN, b []byte
 	}
 	m.born(s, path, r.ino, r.attr, lsn)
 	return nil
+}
+
+// inStore says whether the store holds key, for a replayed creation: from
+// the replay's listing of its directory (replaylist.go).
+func (m *Manager) inStore(ctx context.Context, key string) (bool, error) {
+	if m.replayObjects == nil { // not replaying: the store itself
+		return statExists(ctx, m.opts.Store, key)
+	}
+	return m.replayObjects.exists(ctx, key)
 }
 
 // replayFileRecord applies a write, truncate or setattr record to its

@@ -35,6 +35,9 @@ type env struct {
 	opts    func(*Options)
 	logFS   vfs.FS // the log's filesystem (nil: the operating system's)
 	cacheFS vfs.FS // the cache's filesystem (nil: the operating system's)
+	// cacheCap is the cache's capacity (0: 256 MiB); a file not uploaded
+	// holds a block of BlockSize.
+	cacheCap int64
 }
 
 func newEnv(t testing.TB) *env {
@@ -58,7 +61,11 @@ func (e *env) start() {
 	if cacheFS == nil {
 		cacheFS = vfs.Default
 	}
-	e.cache, err = cache.Open(cacheFS, filepath.Join(e.dir, "cache"), cache.Options{Capacity: 256 << 20})
+	cacheCap := e.cacheCap
+	if cacheCap == 0 {
+		cacheCap = 256 << 20
+	}
+	e.cache, err = cache.Open(cacheFS, filepath.Join(e.dir, "cache"), cache.Options{Capacity: cacheCap})
 	if err != nil {
 		e.t.Fatal(err)
 	}

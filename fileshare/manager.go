@@ -64,7 +64,10 @@ type Manager struct {
 	// replayWaits are the files whose replayed records wait for the
 	// store (during replay only).
 	replayWaits map[fileKey]bool
-	closeOnce   sync.Once
+	// replayObjects are the listings the replay read of the store
+	// (replaylist.go; during replay only).
+	replayObjects *replayObjects
+	closeOnce     sync.Once
 
 	bytesUploaded, filesUploaded, uploadErrors atomic.Uint64
 	localWriteErrors                           atomic.Uint64
@@ -182,6 +185,7 @@ func New(ctx context.Context, opts Options) (*Manager, error) {
 		opts: opts, log: opts.Logger, shares: map[string]*Share{},
 		files: map[fileKey]*fileState{}, deletes: map[string]uploadbuffer.LSN{},
 		moves: map[uploadbuffer.LSN]move{}, replayWaits: map[fileKey]bool{},
+		replayObjects: newReplayObjects(opts.Store),
 	}
 	m.j = uploadbuffer.NewJournal(opts.Log, journalClient{m}, uploadbuffer.JournalOptions{
 		Name: "shares", Interval: opts.UploadInterval, SettleTime: opts.SettleTime, Parallel: opts.Uploaders,
@@ -224,7 +228,7 @@ func New(ctx context.Context, opts Options) (*Manager, error) {
 		m.j.Close()
 		return nil, fmt.Errorf("file shares: %w", err)
 	}
-	m.replayWaits = nil
+	m.replayWaits, m.replayObjects = nil, nil
 	if err := m.finishMoves(ctx); err != nil { // renames a crash cut (moves.go)
 		m.j.Close()
 		return nil, fmt.Errorf("file shares: %w", err)
