@@ -43,14 +43,11 @@ func countSyncs(pids []int, dir string, fn func()) (map[string]int, error) {
 	time.Sleep(500 * time.Millisecond)
 	fn()
 	_ = cmd.Process.Signal(syscall.SIGINT)
-	if err := cmd.Wait(); err != nil {
-		if ee, ok := err.(*exec.ExitError); !ok || !ee.Exited() {
-			return nil, fmt.Errorf("perf stat: %w", err)
-		}
-	}
+	// perf stat writes its counts and then ends by the signal it got.
+	waitErr := cmd.Wait()
 	b, err := os.ReadFile(out)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("perf stat (%v): %w", waitErr, err)
 	}
 	counts := map[string]int{}
 	for _, line := range strings.Split(string(b), "\n") {
@@ -59,10 +56,13 @@ func countSyncs(pids []int, dir string, fn func()) (map[string]int, error) {
 			continue
 		}
 		n, err := strconv.Atoi(f[0])
-		if err != nil {
-			continue
+		if err != nil && !strings.HasPrefix(f[0], "<not counted>") {
+			continue // a comment; "not counted": the threads never ran
 		}
 		counts[strings.TrimPrefix(f[2], "syscalls:sys_enter_")] += n
+	}
+	if len(counts) == 0 {
+		return nil, fmt.Errorf("perf stat (%v) counted nothing: %s", waitErr, b)
 	}
 	return counts, nil
 }
