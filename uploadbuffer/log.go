@@ -144,14 +144,22 @@ type Log struct {
 	assigned LSN       // the LSN the next queued record gets
 	trimmed  LSN       // trim point: records below it are not needed
 	queue    []*request
-	inflight []*request // the writer's batch: records of it not yet synced are read from here
-	failed   error      // set after a write or sync error: the log is fail-stop
-	noSpace  error      // set while the writer waits for its filesystem to have room
+	inflight []*request // the batch being written: records of it not yet synced are read from here
+	// writing: a batch has been taken from the queue and is not yet
+	// written (or waits for space), by the writer or by an Append that
+	// leads its own group commit (lead). One at a time, so batches are
+	// written in LSN order.
+	writing  bool
+	failed   error // set after a write or sync error: the log is fail-stop
+	noSpace  error // set while the writer waits for its filesystem to have room
 	closed   bool
 	stopped  bool          // the writer is gone: nothing queued will be written
 	synced   chan struct{} // closed and replaced when next or written moves, the log fails or the writer stops
 	syncWant LSN           // the highest LSN Sync waits for: the writer syncs until next is past it
 	stats    Stats
+	// writtenWaiters are the callers of Written waiting, by LSN (woken
+	// by progress once their records are written).
+	writtenWaiters []writtenWaiter
 	// retired are the full segments handed to the syncer, oldest first,
 	// until it has synced them.
 	retired []retired
@@ -719,9 +727,12 @@ func (l *Log) Replay(fn func(lsn LSN, rec []byte) error) error {
 // written (Append returns): until then ReadRecord reads the record from
 // rec.
 func (l *Log) Append(ctx context.Context, rec []byte) (LSN, error) {
-	req, err := l.enqueue(ctx, rec, false)
+	req, batch, err := l.enqueue(ctx, rec, false)
 	if err != nil {
 		return 0, err
+	}
+	if batch != nil {
+		l.lead(batch)
 	}
 	// Once queued, the record is written unless the filesystem is full
 	// and ctx ends first: wait for the writer's answer, which is an error
@@ -748,7 +759,7 @@ func (l *Log) Append(ctx context.Context, rec []byte) (LSN, error) {
 // lose the record, and with it every record written after it without a
 // sync; Open then finds the log's end before them.
 func (l *Log) AppendBuffered(ctx context.Context, rec []byte) (LSN, error) {
-	req, err := l.enqueue(ctx, rec, true)
+	req, _, err := l.enqueue(ctx, rec, true)
 	if err != nil {
 		return 0, err
 	}
@@ -756,11 +767,15 @@ func (l *Log) AppendBuffered(ctx context.Context, rec []byte) (LSN, error) {
 }
 
 // enqueue reserves space for rec (waiting for it as Append documents),
-// gives it the next LSN and queues it for the writer.
-func (l *Log) enqueue(ctx context.Context, rec []byte, buffered bool) (*request, error) {
+// gives it the next LSN and queues it for the writer. A durable Append
+// that finds no batch being written takes the queue, its record last, as
+// the batch it writes itself (lead) rather than waking the writer: under
+// a CPU load each wakeup of another goroutine is a wait for a CPU on the
+// append's path, twice (the writer woken, then the appender).
+func (l *Log) enqueue(ctx context.Context, rec []byte, buffered bool) (*request, []*request, error) {
 	need := int64(recHeaderSize + len(rec))
 	if need+segHeaderSize > l.opts.Capacity/4 {
-		return nil, fmt.Errorf("%w: %d bytes", ErrTooLarge, len(rec))
+		return nil, nil, fmt.Errorf("%w: %d bytes", ErrTooLarge, len(rec))
 	}
 	// A record may start a new segment: reserve for its header too.
 	need += segHeaderSize
@@ -770,13 +785,13 @@ func (l *Log) enqueue(ctx context.Context, rec []byte, buffered bool) (*request,
 		return l.failed != nil || l.closed || !l.space.Blocked() && l.used.Load()+l.reserved+need <= l.opts.Capacity
 	})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if err := l.failed; err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if l.closed {
-		return nil, ErrClosed
+		return nil, nil, ErrClosed
 	}
 	l.reserved += need
 	req := &request{ctx: ctx, rec: rec, need: need, lsn: l.assigned, buffered: buffered, answered: buffered, done: make(chan error, 1)}
@@ -785,11 +800,46 @@ func (l *Log) enqueue(ctx context.Context, rec []byte, buffered bool) (*request,
 	}
 	l.assigned++
 	l.queue = append(l.queue, req)
+	if l.writing {
+		// Whoever writes takes the queue next (the writer) or wakes
+		// the writer for it (lead): waking it now would only cost a
+		// CPU.
+		return req, nil, nil
+	}
+	if !buffered {
+		batch := l.queue
+		l.queue = nil
+		l.inflight = batch
+		l.writing = true
+		return req, batch, nil
+	}
 	select { // under l.mu: Close cannot have closed wake yet
 	case l.wake <- struct{}{}:
 	default:
 	}
-	return req, nil
+	return req, nil, nil
+}
+
+// lead writes batch, which enqueue took from the queue for a durable
+// Append, as the writer would. What is queued meanwhile goes to the
+// writer (woken here), and so do records the batch could not write for
+// want of space on the filesystem: they go back to the head of the
+// queue, ahead of the later LSNs, and the writer waits for space.
+func (l *Log) lead(batch []*request) {
+	left := l.writeBatch(batch)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(left) > 0 {
+		l.queue = append(left, l.queue...)
+	}
+	l.writing = false
+	l.progress() // a closing writer waits for this batch (writer)
+	if (len(l.queue) > 0 || l.syncWant >= LSN(l.next.Load())) && !l.closed {
+		select {
+		case l.wake <- struct{}{}:
+		default:
+		}
+	}
 }
 
 // Sync returns once every record up to and including lsn is durable, or
@@ -841,6 +891,9 @@ func (l *Log) await(ctx context.Context, lsn LSN, mark *atomic.Uint64, sync bool
 			}
 		}
 		ch := l.synced
+		if mark == &l.written {
+			ch = l.awaitWritten(lsn)
+		}
 		l.mu.Unlock()
 		select {
 		case <-ch:
@@ -848,6 +901,26 @@ func (l *Log) await(ctx context.Context, lsn LSN, mark *atomic.Uint64, sync bool
 			return ctx.Err()
 		}
 	}
+}
+
+// writtenWaiter is a caller of Written waiting for record lsn.
+type writtenWaiter struct {
+	lsn LSN
+	ch  chan struct{}
+}
+
+// awaitWritten returns a channel closed once written passes lsn, or the
+// log fails or its writer stops (progress): only the callers whose
+// records are written wake, not every caller of Written (one per
+// buffered write in flight, under a stream of writes). Called with l.mu
+// held.
+func (l *Log) awaitWritten(lsn LSN) chan struct{} {
+	w := writtenWaiter{lsn: lsn, ch: make(chan struct{})}
+	i := sort.Search(len(l.writtenWaiters), func(i int) bool { return l.writtenWaiters[i].lsn > lsn })
+	l.writtenWaiters = append(l.writtenWaiters, writtenWaiter{})
+	copy(l.writtenWaiters[i+1:], l.writtenWaiters[i:])
+	l.writtenWaiters[i] = w
+	return w.ch
 }
 
 // Yield is for background work that competes with appends for CPU and
@@ -891,10 +964,25 @@ func (l *Log) Flush(ctx context.Context) error {
 	return l.Sync(ctx, last)
 }
 
-// progress wakes the callers of Sync to look again. Called with l.mu held.
+// progress wakes the callers of Sync to look again, and the callers of
+// Written whose records are written. Called with l.mu held.
 func (l *Log) progress() {
 	close(l.synced)
 	l.synced = make(chan struct{})
+	written, all := LSN(l.written.Load()), l.failed != nil || l.stopped
+	i := 0
+	for ; i < len(l.writtenWaiters) && (all || l.writtenWaiters[i].lsn < written); i++ {
+		close(l.writtenWaiters[i].ch)
+		l.writtenWaiters[i] = writtenWaiter{}
+	}
+	l.writtenWaiters = l.writtenWaiters[i:]
+	// And those whose LSN was dropped (awaitSpace): never appended now.
+	j := len(l.writtenWaiters)
+	for ; j > 0 && l.writtenWaiters[j-1].lsn >= l.assigned; j-- {
+		close(l.writtenWaiters[j-1].ch)
+		l.writtenWaiters[j-1] = writtenWaiter{}
+	}
+	l.writtenWaiters = l.writtenWaiters[:j]
 }
 
 // answer tells r's caller how its append ended (unless it has been told)
@@ -912,12 +1000,15 @@ func (l *Log) reply(r *request, err error) {
 	}
 }
 
-// writer is the one goroutine that writes: it takes everything queued,
+// writer is the goroutine that writes: it takes everything queued,
 // writes it, syncs once if it must (below) and releases the whole batch;
 // what is queued meanwhile forms the next batch. When the filesystem is
 // full it keeps the batch and tries again once space may have returned.
 // When nothing is queued and Sync waits for records written without a
-// sync, it syncs them. As it stops (Close) it syncs what it wrote.
+// sync, it syncs them. A durable Append finding it idle writes its own
+// batch instead (lead), and wakes it if more was queued meanwhile. As it
+// stops (Close) it waits for such a batch, writes what is queued and
+// syncs what was written.
 func (l *Log) writer() {
 	defer func() {
 		l.syncWritten(func() bool { return true })
@@ -931,12 +1022,28 @@ func (l *Log) writer() {
 	}()
 	var pending []*request
 	delay := minSpaceRetry
-	for range l.wake {
+	own := false // this goroutine set writing
+	for closing := false; !closing; {
+		if _, ok := <-l.wake; !ok {
+			closing = true // Close: the queue is written once more
+		}
 		for {
 			l.mu.Lock()
+			if l.writing && !own {
+				if !closing {
+					l.mu.Unlock() // the Append writing its batch wakes us if more is queued
+					break
+				}
+				ch := l.synced // lead calls progress when done
+				l.mu.Unlock()
+				<-ch
+				continue
+			}
 			batch := append(pending, l.queue...)
 			l.queue = nil
-			if len(batch) > 0 {
+			own = len(batch) > 0
+			l.writing = own
+			if own {
 				l.inflight = batch
 			}
 			l.mu.Unlock()
@@ -1461,6 +1568,9 @@ func (l *Log) awaitSpace(pending []*request, delay time.Duration) []*request {
 		}
 	}
 	l.assigned -= shift
+	if shift > 0 {
+		l.progress()
+	}
 	l.inflight = left // the dropped are not read back: their LSNs went to others
 	if len(left) == 0 && len(l.queue) == 0 && l.noSpace != nil {
 		// No one is left to find out when space returns: the next
