@@ -357,3 +357,70 @@ func waitPolled(t *testing.T, e *env, bc string, at time.Time) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// TestRetrievedTapeStaysRetained: the retrieval of a tape archived from
+// a locked pool copies its objects back to the retrieve class, which S3
+// does by a copy onto itself (a new version, unretained); every object
+// of the retrieved tape is retained again until the tape's lock ends, so
+// that nobody with the bucket's keys removes the copies gatewayd reads.
+func TestRetrievedTapeStaysRetained(t *testing.T) {
+	e := newEnv(t)
+	locked := mem.NewLocked("locked")
+	locked.SetClock(e.clk.Now)
+	cold := mem.NewCold(locked, mem.ColdOptions{Delay: time.Hour, Now: e.clk.Now})
+	e.store = cold
+	e.opts = func(o *tapes.Options) { o.Restorer = cold }
+	e.start()
+	if _, err := e.lib.CreatePool(ctx, tapes.Pool{Name: "vault", StorageClass: "GLACIER", Lock: tapes.LockCompliance, LockDays: 30}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := e.lib.CreateTapes(ctx, tapes.CreateOptions{Count: 1, Prefix: "VLT", Size: 8 << 20, Pool: "vault"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bc := got[0]
+	tp := e.open(bc)
+	var m model
+	writeMixed(t, tp, &m, 9, 12)
+	if err := tp.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.lib.Archive(ctx, bc); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.lib.RetrieveTape(ctx, bc, objstore.TierStandard); err != nil {
+		t.Fatal(err)
+	}
+	e.clk.Advance(time.Hour + time.Second)
+	deadline := time.Now().Add(5 * time.Minute)
+	for {
+		in, err := e.lib.RetrieveTape(ctx, bc, objstore.TierStandard) // looks at once, or the uploader's tick did
+		if in.State == tapes.StateRetrieved {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not retrieved after the restores: %+v %+v %v", in, in.Retrieval, err)
+		}
+		waitIdle(e)
+		e.clk.Advance(time.Minute)
+	}
+	in, err := e.lib.Info(ctx, bc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := classes(t, e.store, bc); len(c) != 1 || c[""] == 0 {
+		t.Fatalf("retrieved tape's objects by class: %v", c)
+	}
+	want := objstore.Retention{Mode: objstore.Compliance, Until: in.LockUntil}
+	if err := e.store.List(ctx, "tapes/"+bc+"/", func(oi objstore.ObjectInfo) error {
+		if ret, err := objstore.GetRetention(ctx, e.store, oi.Key); err != nil || !ret.Covers(want) {
+			t.Errorf("%s of the retrieved tape: retention %v %v, want %v", oi.Key, ret, err, want)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	tp = e.open(bc)
+	m.check(t, tp)
+	tp.Close(ctx)
+}

@@ -93,7 +93,8 @@ func (l *Library) RetrieveTape(ctx context.Context, barcode, tier string) (Info,
 	return l.Info(ctx, barcode)
 }
 
-// retrieved moves a tape's objects back to the retrieve class and puts it
+// retrieved moves a tape's objects back to the retrieve class (retained
+// while the tape's lock holds) and puts it
 // in the lowest free slot, read-only. l.invMu held.
 func (l *Library) retrieved(ctx context.Context, in Info) (Info, error) {
 	inv, err := l.Inventory(ctx)
@@ -111,6 +112,11 @@ func (l *Library) retrieved(ctx context.Context, in Info) (Info, error) {
 		return in, fmt.Errorf("tape %s: %w", in.Barcode, ErrNoSlot)
 	}
 	if err := l.setClass(ctx, in.Barcode, l.opts.RetrieveClass); err != nil {
+		return in, err
+	}
+	// The class move is a copy onto itself: a new version, which the
+	// lock retains as it did the archived one.
+	if err := l.retainTape(ctx, in); err != nil {
 		return in, err
 	}
 	in.State, in.Place, in.ReadOnly, in.ArchivePending, in.Retrieval = StateRetrieved, Element{ElementSlot, slot}, true, false, nil
