@@ -154,6 +154,20 @@ type RefreshRequest struct {
 	Recursive bool   `json:"recursive,omitempty"`
 }
 
+// WaitRequest is the body of POST /v1/shares/{name}/wait.
+type WaitRequest struct {
+	Path  string `json:"path,omitempty"`
+	Flush bool   `json:"flush,omitempty"` // upload now, ignoring the settle time
+}
+
+// WaitResult answers POST /v1/shares/{name}/wait once everything written
+// before the call is in the store.
+type WaitResult struct {
+	Share     string `json:"share"`
+	Path      string `json:"path"`
+	WaitedFor int    `json:"waited_for"` // changes that were not in the store at the call
+}
+
 func registerShareAPI(srv *admin.Server, shares *fileshare.Manager, nfsFE *nfsFrontend, smbFE *smbFrontend) {
 	status := func(c fileshare.Config) ShareStatus {
 		return ShareStatus{Config: c, Mount: mountInfo(nfsFE, c), SMB: smbInfo(smbFE, c)}
@@ -223,6 +237,23 @@ func registerShareAPI(srv *admin.Server, shares *fileshare.Manager, nfsFE *nfsFr
 			return
 		}
 		admin.WriteJSON(w, http.StatusOK, map[string]string{"refreshed": r.PathValue("name"), "path": "/" + strings.Trim(req.Path, "/")})
+	}))
+	srv.Handle("POST /v1/shares/{name}/wait", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var req WaitRequest
+		if err := decodeBody(r, &req); err != nil {
+			admin.WriteError(w, http.StatusBadRequest, err)
+			return
+		}
+		s, err := shares.Get(r.PathValue("name"))
+		n := 0
+		if err == nil {
+			n, err = s.Wait(r.Context(), req.Path, req.Flush)
+		}
+		if err != nil {
+			admin.WriteError(w, shareCode(err), err)
+			return
+		}
+		admin.WriteJSON(w, http.StatusOK, WaitResult{Share: r.PathValue("name"), Path: "/" + strings.Trim(req.Path, "/"), WaitedFor: n})
 	}))
 }
 

@@ -68,7 +68,7 @@ func addCompletions(root *cobra.Command, g *globals) {
 		"volume attach-info": volumeNames(g), "volume access": volumeNames(g), "volume wait": volumeNames(g),
 		"snapshot create": volumeNames(g), "snapshot schedule": volumeNames(g), "volume set": volumeNames(g),
 		"snapshot info": snapshotIDs(g), "snapshot delete": snapshotIDs(g), "snapshot verify": snapshotIDs(g),
-		"share info": shareNames(g), "share delete": shareNames(g), "share refresh": shareNames(g),
+		"share info": shareNames(g), "share delete": shareNames(g), "share refresh": shareNames(g), "share wait": shareNames(g),
 	}
 	var walk func(c *cobra.Command)
 	walk = func(c *cobra.Command) {

@@ -168,6 +168,23 @@ func newShareCmd(g *globals) *cobra.Command {
 	refreshCmd.Flags().StringVar(&refresh.Path, "path", "", "directory to refresh (default the root)")
 	refreshCmd.Flags().BoolVar(&refresh.Recursive, "recursive", false, "refresh everything below the path too")
 
-	cmd.AddCommand(createCmd, listCmd, infoCmd, deleteCmd, refreshCmd)
+	var wait gateway.WaitRequest
+	waitCmd := &cobra.Command{
+		Use:   "wait NAME [--path P] [--flush]",
+		Short: "Return once everything written to the share (or under P) before the call is in S3",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var res gateway.WaitResult
+			if err := call(cmd, g, http.MethodPost, "/v1/shares/"+url.PathEscape(args[0])+"/wait", wait, &res); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "share %s at %s: in S3 (%d changes waited for)\n", res.Share, res.Path, res.WaitedFor)
+			return nil
+		},
+	}
+	waitCmd.Flags().StringVar(&wait.Path, "path", "", "file or directory to wait for (default the whole share)")
+	waitCmd.Flags().BoolVar(&wait.Flush, "flush", false, "upload now, not after the settle time")
+
+	cmd.AddCommand(createCmd, listCmd, infoCmd, deleteCmd, refreshCmd, waitCmd)
 	return cmd
 }
