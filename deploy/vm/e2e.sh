@@ -12,9 +12,9 @@
 # recipe changed); gatewayd is built here (static) and handed to the guest
 # over virtio-9p with the test script, so a change to gatewayd never
 # rebuilds the image. Environment:
-#   SCENARIOS="iscsi durability nfs vtl smb"   which scenarios to run
-#   E2E_TIMEOUT=1500                           seconds before the guest is stopped
-#   E2E_DIR=dir                                run folder (default: a new temp dir)
+#   SCENARIOS="iscsi durability nfs nfs4 vtl smb"   which scenarios to run
+#   E2E_TIMEOUT=2400                                seconds before the guest is stopped
+#   E2E_DIR=dir                                     run folder (default: a new temp dir)
 set -euo pipefail
 . "$(dirname "$0")/common.sh"
 
@@ -31,7 +31,7 @@ echo "== run folder $RUN"
 echo "== gatewayd (static)"
 (cd "$REPO_DIR" && CGO_ENABLED=0 go build -trimpath -o "$SHARE/gatewayd" ./cmd/gatewayd)
 cp "$VM_DIR/e2e-guest.sh" "$SHARE/e2e-guest.sh"
-echo "${SCENARIOS:-iscsi durability nfs vtl smb}" >"$SHARE/scenarios"
+echo "${SCENARIOS:-iscsi durability nfs nfs4 vtl smb}" >"$SHARE/scenarios"
 
 # Disks: the image (copy-on-write overlay: the cached image is never
 # written), gatewayd's state, the target of `gatewayd restore`.
@@ -43,7 +43,7 @@ truncate -s 256M "$RUN/restore.img"
 t0=$(date +%s)
 echo "== booting the appliance (TCG; serial console in $RUN/serial.log)"
 rc=0
-timeout "${E2E_TIMEOUT:-1500}" qemu-system-x86_64 \
+timeout "${E2E_TIMEOUT:-2400}" qemu-system-x86_64 \
 	-accel tcg,thread=multi -cpu max -smp 2 -m 3072 \
 	-nographic -no-reboot -monitor none -serial "file:$RUN/serial.log" \
 	-kernel "$BASE/vmlinuz" -initrd "$BASE/initrd.img" \
@@ -70,5 +70,23 @@ n_pass=$(grep -c '^RESULT .* PASS$' "$SHARE/guest.log" || true)
 n_fail=$(grep -c '^RESULT .* FAIL' "$SHARE/guest.log" || true)
 [ "$n_pass" -gt 0 ] || { echo "RESULT guest FAIL no check passed"; fails=1; }
 fails=$((fails + n_fail))
-echo "e2e: $n_pass passed, $fails failed"
+# Counted exactly: every check the guest names for the scenarios run has
+# one RESULT line, a PASS; a check missing, repeated or unknown fails.
+checks=$(sed -n 's/^CHECKS //p' "$SHARE/guest.log" | head -1)
+[ -n "$checks" ] || { echo "RESULT guest FAIL the guest named no checks"; fails=$((fails + 1)); }
+n_checks=0
+for c in $checks; do
+	n_checks=$((n_checks + 1))
+	n=$(grep -c "^RESULT $c " "$SHARE/guest.log" || true)
+	p=$(grep -c "^RESULT $c PASS\$" "$SHARE/guest.log" || true)
+	if [ "$n" != 1 ] || [ "$p" != 1 ]; then
+		echo "RESULT $c FAIL $n result lines, $p of them PASS (want one PASS)"
+		fails=$((fails + 1))
+	fi
+done
+if [ "$n_pass" != "$n_checks" ]; then
+	echo "RESULT guest FAIL $n_pass checks passed, $n_checks named"
+	fails=$((fails + 1))
+fi
+echo "e2e: $n_pass passed of $n_checks checks, $fails failed"
 [ "$fails" -eq 0 ]
