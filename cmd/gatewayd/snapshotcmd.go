@@ -275,6 +275,10 @@ func (l *lockPeriod) Set(s string) error {
 		if err != nil || n == 0 {
 			return fmt.Errorf("%q: a number of days (30d) or a duration (12h)", s)
 		}
+		if n > uint64(snapshots.MaxLockPeriod/(24*time.Hour)) {
+			// Checked before the multiplication, which would overflow.
+			return fmt.Errorf("%q: a lock of at most %d days (100 years)", s, snapshots.MaxLockPeriod/(24*time.Hour))
+		}
 		*l = lockPeriod(time.Duration(n) * 24 * time.Hour)
 	} else {
 		d, err := time.ParseDuration(s)
