@@ -55,6 +55,7 @@ func Mount(share *fileshare.Share, dir string, logger *slog.Logger) (*View, erro
 		return nil, fmt.Errorf("share %s: FUSE mount on %s: %w", share.Config().Name, dir, err)
 	}
 	closeFuseOnExec()
+	share.OnChange(func(p string) { invalidate(&root.Inode, p) }) // changes made in the bucket (changes.go)
 	return &View{share: share, dir: dir, server: srv}, nil
 }
 
@@ -208,6 +209,7 @@ func (v *View) Dir() string { return v.dir }
 // mount is detached lazily and goes when they are closed; Unmount does not
 // wait for that.
 func (v *View) Unmount() error {
+	v.share.OnChange(nil)
 	if err := v.server.Unmount(); err != nil {
 		if err2 := unmount(v.dir); err2 != nil {
 			return fmt.Errorf("unmount %s: %w (lazy unmount: %v)", v.dir, err, err2)
