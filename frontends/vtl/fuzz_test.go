@@ -51,6 +51,14 @@ var driveSeeds = [][]byte{
 	{0x0a, 0x01, 0xff, 0xff, 0xff, 0},                      // WRITE(6) of 16M blocks
 	{0x34, 0x1f, 0, 0, 0, 0, 0, 0, 0, 0},                   // bad service action
 	{0x11},                                                 // SPACE cut short
+	{0x04, 0, 0, 0, 0, 0},                                  // FORMAT MEDIUM (past beginning-of-partition)
+	{0x04, 0x01, 0x0f, 0, 0, 0},                            // FORMAT MEDIUM, a format and parameter data
+	{0x8c, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0},    // READ ATTRIBUTE values
+	{0x8c, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0}, // READ ATTRIBUTE past the last, 4 GiB allocation
+	{0x8c, 0x01, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 3, 0, 0},                // READ ATTRIBUTE list, 3 bytes
+	{0x8c, 0x05, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},                // READ ATTRIBUTE supported, no allocation
+	{0x8c, 0x1f, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0},                // READ ATTRIBUTE bad service action
+	{0x8c, 0, 0}, // READ ATTRIBUTE cut short
 }
 
 // changerSeeds likewise for the changer (addresses: transport 1,
