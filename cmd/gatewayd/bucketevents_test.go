@@ -2,10 +2,12 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -41,8 +43,8 @@ func TestBucketEventsReachNFS(t *testing.T) {
 	mustRun(t, "init", "--data-dir", dir, "--store", "s3://events/gw", "--s3-endpoint", srv.Endpoint, "--s3-path-style",
 		"--s3-access-key", srv.AccessKey, "--s3-secret-key", srv.SecretKey)
 	setConfig(t, dir, map[string]map[string]any{"shares": {"attr_ttl": "1h",
-		"bucket_events": map[string]any{"listen": addr, "token": token}}})
-	serve(t, dir)
+		"bucket_events": map[string]any{"listen": addr, "token": token, "queue_size": stormQueue}}})
+	d := serve(t, dir)
 	mustRun(t, "share", "create", "--data-dir", dir, "--name", "docs")
 
 	ctx := context.Background()
@@ -117,6 +119,106 @@ func TestBucketEventsReachNFS(t *testing.T) {
 	if n, ok := metric(t, dir, "gatewayd_bucket_events_unauthorized_total"); !ok || n < 1 {
 		t.Fatalf("gatewayd_bucket_events_unauthorized_total: %v %v", n, ok)
 	}
-	n, _ := metric(t, dir, `gatewayd_bucket_events_applied_total{outcome="applied"}`)
-	t.Logf("changes applied: %v", n)
+
+	// The gateway's own uploads come back as events: harmless.
+	v, done := nfsMount(t, nfsAddr(t, dir), "docs")
+	defer done()
+	f, err := v.OpenFile("incoming/mine.txt", 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Write([]byte("written over NFS\n")); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	before := outcomes(t, dir)
+	mustRun(t, "share", "wait", "--data-dir", dir, "docs", "--flush")
+	until("the event of the gateway's own upload applied", func() bool { return total(outcomes(t, dir)) > total(before) })
+	if got := nfsTool(t, "nfs-cat", url("incoming/mine.txt")); got != "written over NFS\n" {
+		t.Fatalf("after the event of its own upload: %q", got)
+	}
+	t.Logf("outcomes before the gateway's own upload %v, after %v", before, outcomes(t, dir))
+
+	// A storm: 10,000 events of distinct keys (a bulk delete of objects
+	// the share never saw) posted at once: the queue stays within its
+	// size (past it, one refresh of everything), and the share still
+	// shows what the bucket holds.
+	rssBefore := vmRSS(t, d.cmd.Process.Pid)
+	overflowsBefore, _ := metric(t, dir, "gatewayd_bucket_events_overflows_total")
+	maxQueued := 0.0
+	for i := 0; i < 10000; i += 500 {
+		var recs []string
+		for j := i; j < i+500; j++ {
+			recs = append(recs, fmt.Sprintf(`{"eventName":"s3:ObjectRemoved:Delete","s3":{"bucket":{"name":"events"},"object":{"key":"gw/docs/incoming/gone-%05d"}}}`, j))
+		}
+		req, err := http.NewRequest(http.MethodPost, "http://"+addr+"/", strings.NewReader(`{"Records":[`+strings.Join(recs, ",")+`]}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("storm post: %s", resp.Status)
+		}
+		q, _ := metric(t, dir, "gatewayd_bucket_events_queued")
+		maxQueued = max(maxQueued, q)
+	}
+	until("the storm's queue drained", func() bool { q, ok := metric(t, dir, "gatewayd_bucket_events_queued"); return ok && q == 0 })
+	rssAfter := vmRSS(t, d.cmd.Process.Pid)
+	overflows, _ := metric(t, dir, "gatewayd_bucket_events_overflows_total")
+	if maxQueued > stormQueue {
+		t.Fatalf("%v changes queued, bound %d", maxQueued, stormQueue)
+	}
+	t.Logf("storm of 10,000 events: at most %v queued at a sample (bound %d), %v overflows; daemon RSS %d KiB before, %d KiB after",
+		maxQueued, stormQueue, overflows-overflowsBefore, rssBefore, rssAfter)
+	if out := nfsTool(t, "nfs-ls", url("incoming")); !strings.Contains(out, "mine.txt") || strings.Contains(out, "gone-") {
+		t.Fatalf("the share's listing after the storm:\n%s", out)
+	}
+	if got := nfsTool(t, "nfs-cat", url("incoming/mine.txt")); got != "written over NFS\n" {
+		t.Fatalf("after the storm: %q", got)
+	}
+}
+
+// stormQueue is the receiver's queue size in TestBucketEventsReachNFS.
+const stormQueue = 1000
+
+// outcomes are the receiver's applied changes by outcome.
+func outcomes(t *testing.T, dir string) map[string]float64 {
+	t.Helper()
+	out := map[string]float64{}
+	for _, o := range []string{"applied", "own", "local_wins", "no_share", "bad_key"} {
+		out[o], _ = metric(t, dir, `gatewayd_bucket_events_applied_total{outcome="`+o+`"}`)
+	}
+	return out
+}
+
+func total(m map[string]float64) (n float64) {
+	for _, v := range m {
+		n += v
+	}
+	return n
+}
+
+// vmRSS is a process's resident set, KiB.
+func vmRSS(t *testing.T, pid int) int {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			n, err := strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return n
+		}
+	}
+	t.Fatalf("no VmRSS in /proc/%d/status", pid)
+	return 0
 }
