@@ -169,7 +169,7 @@ func newTapeCmd(g *globals) *cobra.Command {
 	var rule tapes.SpareRule
 	var spareSize string
 	sparesCmd := &cobra.Command{
-		Use:   "spares --count N [--barcode-prefix P] [--size SIZE]",
+		Use:   "spares --count N [--barcode-prefix P] [--size SIZE] [--pool POOL]",
 		Short: "Keep N blank tapes in the slots, creating tapes when there are fewer (0: off)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
