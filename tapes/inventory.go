@@ -534,6 +534,15 @@ func (l *Library) finishArchive(ctx context.Context, barcode string) error {
 		return err
 	}
 	if err := l.setClass(ctx, barcode, class); err != nil {
+		// The objects stay where they are until a retry moves them (S3
+		// copies no archived object that is not restored): the tape's
+		// lock holds on them meanwhile, once per lock.
+		if !l.retainedUntil(barcode, in.LockUntil) {
+			if rerr := l.retainTape(ctx, in); rerr != nil {
+				return errors.Join(err, rerr)
+			}
+			l.setRetainedUntil(barcode, in.LockUntil)
+		}
 		return err
 	}
 	if err := l.retainTape(ctx, in); err != nil {

@@ -120,6 +120,10 @@ type Library struct {
 	// looks.
 	retrievePolled time.Time
 	retrieving     atomic.Bool
+	// retainedBefore: the lock ends put on the objects of tapes whose
+	// move to their archive class failed (finishArchive), by barcode;
+	// l.mu.
+	retainedBefore map[string]time.Time
 
 	sparesDue atomic.Bool // spare tapes to check after the next round
 	closeOnce sync.Once

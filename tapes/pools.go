@@ -200,6 +200,24 @@ func (l *Library) retainTape(ctx context.Context, in Info) error {
 	return nil
 }
 
+// retainedUntil says whether retainTape put a lock ending at until on
+// the tape's objects as they were before a class move that failed.
+func (l *Library) retainedUntil(barcode string, until time.Time) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	u, ok := l.retainedBefore[barcode]
+	return ok && u.Equal(until)
+}
+
+func (l *Library) setRetainedUntil(barcode string, until time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.retainedBefore == nil {
+		l.retainedBefore = map[string]time.Time{}
+	}
+	l.retainedBefore[barcode] = until
+}
+
 // wormRetention is how a WORM tape's writes are retained: in its pool's
 // lock mode for the pool's days from each write, where the pool has a lock
 // and the bucket Object Lock (0 otherwise).

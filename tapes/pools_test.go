@@ -358,12 +358,9 @@ func waitPolled(t *testing.T, e *env, bc string, at time.Time) {
 	}
 }
 
-// TestRetrievedTapeStaysRetained: the retrieval of a tape archived from
-// a locked pool copies its objects back to the retrieve class, which S3
-// does by a copy onto itself (a new version, unretained); every object
-// of the retrieved tape is retained again until the tape's lock ends, so
-// that nobody with the bucket's keys removes the copies gatewayd reads.
-func TestRetrievedTapeStaysRetained(t *testing.T) {
+// lockedColdEnv is an env on a bucket with Object Lock whose store models
+// cold storage (restores take an hour of the env's clock).
+func lockedColdEnv(t *testing.T) *env {
 	e := newEnv(t)
 	locked := mem.NewLocked("locked")
 	locked.SetClock(e.clk.Now)
@@ -371,23 +368,40 @@ func TestRetrievedTapeStaysRetained(t *testing.T) {
 	e.store = cold
 	e.opts = func(o *tapes.Options) { o.Restorer = cold }
 	e.start()
-	if _, err := e.lib.CreatePool(ctx, tapes.Pool{Name: "vault", StorageClass: "GLACIER", Lock: tapes.LockCompliance, LockDays: 30}); err != nil {
-		t.Fatal(err)
-	}
-	got, err := e.lib.CreateTapes(ctx, tapes.CreateOptions{Count: 1, Prefix: "VLT", Size: 8 << 20, Pool: "vault"})
+	return e
+}
+
+// archivedTape creates a tape in pool, writes n objects to it and
+// archives it.
+func archivedTape(t *testing.T, e *env, pool, prefix string, seed uint64, n int) (string, model) {
+	t.Helper()
+	got, err := e.lib.CreateTapes(ctx, tapes.CreateOptions{Count: 1, Prefix: prefix, Size: 8 << 20, Pool: pool})
 	if err != nil {
 		t.Fatal(err)
 	}
-	bc := got[0]
-	tp := e.open(bc)
+	tp := e.open(got[0])
 	var m model
-	writeMixed(t, tp, &m, 9, 12)
+	writeMixed(t, tp, &m, seed, n)
 	if err := tp.Close(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.lib.Archive(ctx, bc); err != nil {
+	if err := e.lib.Archive(ctx, got[0]); err != nil {
 		t.Fatal(err)
 	}
+	return got[0], m
+}
+
+// TestRetrievedTapeStaysRetained: the retrieval of a tape archived from
+// a locked pool copies its objects back to the retrieve class, which S3
+// does by a copy onto itself (a new version, unretained); every object
+// of the retrieved tape is retained again until the tape's lock ends, so
+// that nobody with the bucket's keys removes the copies gatewayd reads.
+func TestRetrievedTapeStaysRetained(t *testing.T) {
+	e := lockedColdEnv(t)
+	if _, err := e.lib.CreatePool(ctx, tapes.Pool{Name: "vault", StorageClass: "GLACIER", Lock: tapes.LockCompliance, LockDays: 30}); err != nil {
+		t.Fatal(err)
+	}
+	bc, m := archivedTape(t, e, "vault", "VLT", 9, 12)
 	if _, err := e.lib.RetrieveTape(ctx, bc, objstore.TierStandard); err != nil {
 		t.Fatal(err)
 	}
@@ -420,7 +434,44 @@ func TestRetrievedTapeStaysRetained(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	tp = e.open(bc)
+	tp := e.open(bc)
 	m.check(t, tp)
 	tp.Close(ctx)
+}
+
+// TestPoolMoveRetainsUnmovedObjects: an archived tape moved to a pool
+// with a longer lock takes that lock at once, on its objects too where
+// the bucket has Object Lock, even while their move to the new pool's
+// class fails (S3 copies no archived object that is not restored): the
+// bucket, not only gatewayd's meta, keeps them until the new lock ends.
+func TestPoolMoveRetainsUnmovedObjects(t *testing.T) {
+	e := lockedColdEnv(t)
+	for _, p := range []tapes.Pool{
+		{Name: "short", StorageClass: "GLACIER", Lock: tapes.LockGovernance, LockDays: 1},
+		{Name: "long", StorageClass: "DEEP_ARCHIVE", Lock: tapes.LockCompliance, LockDays: 3650},
+	} {
+		if _, err := e.lib.CreatePool(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bc, _ := archivedTape(t, e, "short", "MV", 11, 8)
+	e.clk.Advance(24*time.Hour + time.Second)
+	in, err := e.lib.AssignPool(ctx, bc, "long", false)
+	if err == nil {
+		t.Fatalf("an archived tape's objects copied to another class without a restore: %v", classes(t, e.store, bc))
+	}
+	if in, _ = e.lib.Info(ctx, bc); in.Pool != "long" || in.LockMode != tapes.LockCompliance || !in.ArchivePending {
+		t.Fatalf("moved to pool long: %+v", in)
+	}
+	want := objstore.Retention{Mode: objstore.Compliance, Until: in.LockUntil}
+	n := 0
+	if err := e.store.List(ctx, "tapes/"+bc+"/", func(oi objstore.ObjectInfo) error {
+		n++
+		if ret, err := objstore.GetRetention(ctx, e.store, oi.Key); err != nil || !ret.Covers(want) {
+			t.Errorf("%s (%s) after the move: retention %v %v, want %v", oi.Key, oi.StorageClass, ret, err, want)
+		}
+		return nil
+	}); err != nil || n == 0 {
+		t.Fatalf("%d objects: %v", n, err)
+	}
 }
