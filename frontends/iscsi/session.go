@@ -62,19 +62,13 @@ type session struct {
 
 	// Responses go through one writer goroutine, which sets the sequence
 	// numbers in the order PDUs go out and writes whatever is queued with
-	// one flush: responses finishing together share a system call. A
-	// command finding the writer idle and nothing queued writes its
-	// response itself (sendResponse): under a CPU load, waking the writer
-	// was one more wait for a CPU on every command's path.
+	// one flush: responses finishing together share a system call.
 	out        chan outgoing
 	outMu      sync.RWMutex
 	outClosed  bool
 	writerDone chan struct{}
-	queued     atomic.Int64 // PDUs sent to out and not yet written
-	wmu        sync.Mutex   // held while PDUs are written to w
 	w          *bufio.Writer
-	werr       error  // the first write error (wmu)
-	statSN     uint32 // wmu
+	statSN     uint32 // the writer's alone
 
 	// dataMu guards the data-out state of tasks (buffers, R2Ts) and the
 	// session's buffer budget; the reader holds it while handling command
@@ -316,40 +310,12 @@ func (ss *session) sendAndFlush(p *PDU, advance bool) {
 	}
 }
 
-// sendResponse is send for a command's goroutine: if the writer is idle
-// and nothing is queued, it writes p and flushes it itself rather than
-// waking the writer. Not for the connection's reader: a reader blocked in
-// a write to an initiator that is itself blocked writing would never
-// read again.
-func (ss *session) sendResponse(p *PDU, advance bool) error {
-	ss.outMu.RLock()
-	defer ss.outMu.RUnlock()
-	if ss.outClosed {
-		return net.ErrClosed
-	}
-	// queued is read again under wmu: the writer counts PDUs written
-	// before it lets wmu go, so none sent before this one by this
-	// goroutine (a Data-In before the status) is still waiting.
-	if ss.queued.Load() == 0 && ss.wmu.TryLock() {
-		if ss.queued.Load() == 0 {
-			ss.writeBatch([]outgoing{{p: p, advance: advance}})
-			ss.wmu.Unlock()
-			return nil
-		}
-		ss.wmu.Unlock()
-	}
-	ss.queued.Add(1)
-	ss.out <- outgoing{p: p, advance: advance}
-	return nil
-}
-
 func (ss *session) enqueue(o outgoing) error {
 	ss.outMu.RLock()
 	defer ss.outMu.RUnlock()
 	if ss.outClosed {
 		return net.ErrClosed
 	}
-	ss.queued.Add(1)
 	ss.out <- o // the writer drains the queue until it is closed
 	return nil
 }
@@ -365,6 +331,7 @@ func (ss *session) closeOut() {
 
 func (ss *session) writer() {
 	defer close(ss.writerDone)
+	var err error
 	var waiting []chan struct{}
 	for o := range ss.out {
 		batch := []outgoing{o}
@@ -390,38 +357,23 @@ func (ss *session) writer() {
 			}
 		}
 		for _, o := range batch {
+			if err == nil {
+				err = ss.write1(o)
+			}
 			if o.flushed != nil {
 				waiting = append(waiting, o.flushed)
 			}
 		}
-		ss.wmu.Lock()
-		ss.writeBatch(batch)
-		ss.queued.Add(-int64(len(batch)))
-		ss.wmu.Unlock()
+		if err == nil {
+			err = ss.w.Flush()
+		}
+		if err != nil {
+			ss.nc.Close() // the reader sees it and ends the session
+		}
 		for _, ch := range waiting {
 			close(ch)
 		}
 		waiting = waiting[:0]
-	}
-}
-
-// writeBatch writes the PDUs of batch and flushes them, unless a write
-// failed before. A failed write closes the connection: the reader sees it
-// and ends the session. Called with wmu held.
-func (ss *session) writeBatch(batch []outgoing) {
-	if ss.werr != nil {
-		return
-	}
-	for _, o := range batch {
-		if ss.werr = ss.write1(o); ss.werr != nil {
-			break
-		}
-	}
-	if ss.werr == nil {
-		ss.werr = ss.w.Flush()
-	}
-	if ss.werr != nil {
-		ss.nc.Close()
 	}
 }
 

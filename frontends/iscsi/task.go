@@ -461,7 +461,7 @@ func (ss *session) complete(t *task, res scsi.Result) {
 			p.SetUint32(40, off)
 			p.Data = res.Data[off : off+n]
 			dataSN++
-			if err := ss.sendResponse(p, collapse); err != nil {
+			if err := ss.send(p, collapse); err != nil {
 				return
 			}
 			off += n
@@ -488,7 +488,7 @@ func (ss *session) complete(t *task, res scsi.Result) {
 		binary.BigEndian.PutUint16(r.Data, uint16(len(res.Sense)))
 		copy(r.Data[2:], res.Sense)
 	}
-	ss.sendResponse(r, true)
+	ss.send(r, true)
 }
 
 // Task management functions (RFC 7143 section 11.5.1) and responses.
