@@ -142,6 +142,10 @@ type Share struct {
 	// marker ends with the one the share took last.
 	dirMetaMu sync.Mutex
 
+	// onChange is the frontend's callback for changes applied from the
+	// bucket (objectevents.go); nil: none.
+	onChange atomic.Pointer[func(string)]
+
 	attrMu sync.Mutex
 	attrs  map[string]cachedAttr // path -> attributes read from the store
 	dirs   *dirCache             // path -> listing (listings.go)

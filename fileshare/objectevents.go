@@ -2,7 +2,6 @@ package fileshare
 
 import (
 	"strings"
-	"sync"
 )
 
 // Changes made in the bucket by others (bucket event notifications,
@@ -39,19 +38,23 @@ func (o ChangeOutcome) String() string {
 	return [...]string{"applied", "own", "local_wins", "no_share", "bad_key"}[o]
 }
 
-// changeHooks are the shares' change callbacks: *Share -> func(path string).
-var changeHooks sync.Map
-
 // OnChange sets fn to be called with the path of every change applied to
 // the share from the bucket (nil: none), after the share's caches reflect
 // it: protocol frontends with caches of their own (the kernel's, for a
 // FUSE view) drop what they hold of that path.
 func (s *Share) OnChange(fn func(p string)) {
 	if fn == nil {
-		changeHooks.Delete(s)
+		s.onChange.Store(nil)
 		return
 	}
-	changeHooks.Store(s, fn)
+	s.onChange.Store(&fn)
+}
+
+// changed calls the share's change callback, if any, with p.
+func (s *Share) changed(p string) {
+	if fn := s.onChange.Load(); fn != nil {
+		(*fn)(p)
+	}
 }
 
 // ShareOf returns the share whose prefix holds key (the longest prefix,
@@ -94,9 +97,7 @@ func (m *Manager) ApplyObjectChange(ch ObjectChange) ChangeOutcome {
 	}
 	out := s.applyChange(p, t, ch)
 	if out == ChangeApplied {
-		if fn, ok := changeHooks.Load(s); ok {
-			fn.(func(string))(p)
-		}
+		s.changed(p)
 	}
 	return out
 }
@@ -184,8 +185,6 @@ func (m *Manager) RefreshAll() {
 	m.mu.Unlock()
 	for _, s := range shares {
 		_ = s.Refresh("", true)
-		if fn, ok := changeHooks.Load(s); ok {
-			fn.(func(string))("")
-		}
+		s.changed("")
 	}
 }
