@@ -92,10 +92,11 @@ func SmbclientOutput(addr, share, user, password, commands string, dir ...string
 }
 
 // Eventually retries fn until it succeeds; a generous deadline only bounds
-// how long a broken server takes to fail the test.
+// how long a broken server takes to fail the test (a race-built daemon on
+// a busy machine took over 2 minutes to upload 1 GiB to MinIO).
 func Eventually(t testing.TB, what string, fn func() error) {
 	t.Helper()
-	deadline := time.Now().Add(2 * time.Minute)
+	deadline := time.Now().Add(10 * time.Minute)
 	for {
 		err := fn()
 		if err == nil {
