@@ -355,7 +355,7 @@ func (c *Cache) writeFile(e *entry, data []byte) error {
 // Admitting a new chunk when the cache is full of dirty data waits until
 // room is freed or ctx ends.
 func (c *Cache) WriteAt(ctx context.Context, key Key, chunkSize int, p []byte, off int64, base func() ([]byte, error)) error {
-	return c.write(ctx, key, chunkSize, p, off, base, nil)
+	return c.write(ctx, key, chunkSize, p, off, base, nil, false)
 }
 
 // WriteLogged is WriteAt for bytes that are durable in a log record
@@ -365,10 +365,22 @@ func (c *Cache) WriteAt(ctx context.Context, key Key, chunkSize int, p []byte, o
 // does not keep it. A base a partial write needs is written into the file
 // as WriteAt does (it is in no record).
 func (c *Cache) WriteLogged(ctx context.Context, key Key, chunkSize int, p []byte, off int64, base func() ([]byte, error), src Source) error {
-	return c.write(ctx, key, chunkSize, p, off, base, &src)
+	return c.write(ctx, key, chunkSize, p, off, base, &src, false)
 }
 
-func (c *Cache) write(ctx context.Context, key Key, chunkSize int, p []byte, off int64, base func() ([]byte, error), src *Source) error {
+// WriteReplayed is WriteLogged (WriteAt with a nil src) for a record
+// replayed from the log at start, and it never waits for room: it admits
+// a new chunk over capacity if clean ones cannot make room. Such a record
+// is durable already and the log's capacity bounds how many there are,
+// while room comes only from uploads, which may start after the replay:
+// waiting would never end. The cache may then hold more than its capacity
+// until uploads make its chunks clean (MarkClean evicts down to it); new
+// writes wait for room as usual.
+func (c *Cache) WriteReplayed(ctx context.Context, key Key, chunkSize int, p []byte, off int64, base func() ([]byte, error), src *Source) error {
+	return c.write(ctx, key, chunkSize, p, off, base, src, true)
+}
+
+func (c *Cache) write(ctx context.Context, key Key, chunkSize int, p []byte, off int64, base func() ([]byte, error), src *Source, over bool) error {
 	end := off + int64(len(p))
 	if off < 0 || end > int64(chunkSize) {
 		return fmt.Errorf("cache: write [%d,%d) outside chunk of %d bytes", off, end, chunkSize)
@@ -377,7 +389,7 @@ func (c *Cache) write(ctx context.Context, key Key, chunkSize int, p []byte, off
 		c.mu.Lock()
 		e := c.entries[key]
 		if e == nil {
-			e, err := c.admitLocked(ctx, key, int64(chunkSize))
+			e, err := c.admitLocked(ctx, key, int64(chunkSize), over)
 			if errors.Is(err, errRetry) {
 				c.mu.Unlock()
 				continue
@@ -483,15 +495,17 @@ func (c *Cache) writeInto(e *entry, p []byte, off int64) error {
 }
 
 // admitLocked reserves room for a new dirty chunk, waiting for it if
-// needed, and returns its entry locked. Called and returns with c.mu held.
-func (c *Cache) admitLocked(ctx context.Context, key Key, size int64) (*entry, error) {
+// needed (with over set, not waiting: over capacity if clean chunks cannot
+// make room), and returns its entry locked. Called and returns with c.mu
+// held.
+func (c *Cache) admitLocked(ctx context.Context, key Key, size int64, over bool) (*entry, error) {
 	if size > c.opts.Capacity {
 		return nil, fmt.Errorf("cache: a chunk of %d bytes exceeds the cache capacity %d", size, c.opts.Capacity)
 	}
 	taken := false
 	err := c.room.Wait(ctx, func() bool {
 		taken = c.entries[key] != nil
-		return taken || c.closed || c.evictLocked(size)
+		return taken || c.closed || c.evictLocked(size) || over
 	})
 	if err != nil {
 		return nil, err
@@ -757,6 +771,8 @@ func (c *Cache) MarkClean(key Key, gen uint64) (bool, error) {
 		c.dirty -= e.size
 		e.lru = c.clean.PushFront(e)
 		c.room.Broadcast()
+		// Over capacity after a replay (WriteReplayed): back within it.
+		c.evictLocked(0)
 	}
 	return true, nil
 }

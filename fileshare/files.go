@@ -465,7 +465,7 @@ func (s *Share) write(ctx context.Context, path string, room, p []byte, off int6
 	lsn, err = appendRec(ctx, b, func(lsn uploadbuffer.LSN) error {
 		st := s.m.state(s, a.Ino, a)
 		defer st.release()
-		if err := s.m.applyWrite(ctx, s, path, a.Ino, st, off, p, lsn); err != nil {
+		if err := s.m.applyWrite(ctx, s, path, a.Ino, st, off, p, lsn, false); err != nil {
 			return err
 		}
 		now := s.now()
@@ -506,8 +506,9 @@ func writeDataOffset(share string) int64 { return int64(2 + len(share) + 8 + 8) 
 // applyWrite puts p, the data of write record lsn, into the file's cached
 // blocks. The bytes stay in the record until the file is uploaded: the
 // cache reads them from there and writes them into its block files once,
-// after the upload (MarkClean).
-func (m *Manager) applyWrite(ctx context.Context, s *Share, path string, ino uint64, st *fileState, off int64, p []byte, lsn uploadbuffer.LSN) error {
+// after the upload (MarkClean). replayed says the record is replayed from
+// the log (cacheWrite).
+func (m *Manager) applyWrite(ctx context.Context, s *Share, path string, ino uint64, st *fileState, off int64, p []byte, lsn uploadbuffer.LSN, replayed bool) error {
 	st.mu.Lock()
 	base := st.base
 	st.mu.Unlock()
@@ -517,9 +518,9 @@ func (m *Manager) applyWrite(ctx context.Context, s *Share, path string, ino uin
 		index, in := pos/BlockSize, pos%BlockSize
 		n := min(int64(len(p)-done), BlockSize-in)
 		key := cache.Key{Volume: cacheVolume(s.cfg.Name, ino), Index: uint64(index)}
-		err := m.opts.Cache.WriteLogged(ctx, key, BlockSize, p[done:done+int(n)], in, func() ([]byte, error) {
+		err := m.cacheWrite(ctx, key, p[done:done+int(n)], in, func() ([]byte, error) {
 			return m.blockBase(ctx, s, path, base, index)
-		}, src)
+		}, &src, replayed)
 		src.Off += n
 		if err != nil {
 			return fmt.Errorf("%s: cache write: %w", path, err)
@@ -535,9 +536,25 @@ func (m *Manager) applyWrite(ctx context.Context, s *Share, path string, ino uin
 	return nil
 }
 
+// cacheWrite writes p at off into a file's cached block: from write
+// record src, or (src nil) written into the block's file. A replayed
+// record's write never waits for room in the cache (cache.WriteReplayed):
+// the uploads that make room start after the replay, and the records are
+// durable already and bounded by the log's capacity.
+func (m *Manager) cacheWrite(ctx context.Context, key cache.Key, p []byte, off int64, base func() ([]byte, error), src *cache.Source, replayed bool) error {
+	switch {
+	case replayed:
+		return m.opts.Cache.WriteReplayed(ctx, key, BlockSize, p, off, base, src)
+	case src != nil:
+		return m.opts.Cache.WriteLogged(ctx, key, BlockSize, p, off, base, *src)
+	default:
+		return m.opts.Cache.WriteAt(ctx, key, BlockSize, p, off, base)
+	}
+}
+
 // truncate sets a file's size: blocks past it are dropped, the tail of
-// the last one zeroed.
-func (m *Manager) applyTruncate(ctx context.Context, s *Share, path string, ino uint64, st *fileState, size int64) error {
+// the last one zeroed. replayed is as for applyWrite.
+func (m *Manager) applyTruncate(ctx context.Context, s *Share, path string, ino uint64, st *fileState, size int64, replayed bool) error {
 	st.mu.Lock()
 	old, base := st.attr.Size, st.base
 	st.attr.Size = size
@@ -554,9 +571,9 @@ func (m *Manager) applyTruncate(ctx context.Context, s *Share, path string, ino 
 		if in := size % BlockSize; in != 0 {
 			index := size / BlockSize
 			zero := make([]byte, BlockSize-in)
-			err := m.opts.Cache.WriteAt(ctx, cache.Key{Volume: vol, Index: uint64(index)}, BlockSize, zero, in, func() ([]byte, error) {
+			err := m.cacheWrite(ctx, cache.Key{Volume: vol, Index: uint64(index)}, zero, in, func() ([]byte, error) {
 				return m.blockBase(ctx, s, path, base, index)
-			})
+			}, nil, replayed)
 			if err != nil {
 				return err
 			}
@@ -582,7 +599,7 @@ func (m *Manager) setattrLogged(ctx context.Context, s *Share, path string, a At
 			err := m.logAndApply(ctx, rec, func(lsn uploadbuffer.LSN) error {
 				st := m.state(s, a.Ino, a)
 				defer st.release()
-				if err := m.applyTruncate(ctx, s, path, a.Ino, st, *ch.Size); err != nil {
+				if err := m.applyTruncate(ctx, s, path, a.Ino, st, *ch.Size, false); err != nil {
 					return err
 				}
 				st.mu.Lock()
@@ -827,9 +844,9 @@ func (m *Manager) replayFileRecord(ctx context.Context, lsn uploadbuffer.LSN, r 
 	defer st.release()
 	switch r.typ {
 	case recWrite:
-		err = m.applyWrite(ctx, s, path, r.ino, st, r.offset, r.data, lsn)
+		err = m.applyWrite(ctx, s, path, r.ino, st, r.offset, r.data, lsn, true)
 	case recTruncate:
-		err = m.applyTruncate(ctx, s, path, r.ino, st, r.offset)
+		err = m.applyTruncate(ctx, s, path, r.ino, st, r.offset, true)
 	case recSetattr:
 		st.mu.Lock()
 		st.attr.Mode, st.attr.UID, st.attr.GID, st.attr.Mtime = r.attr.Mode, r.attr.UID, r.attr.GID, r.attr.Mtime

@@ -38,6 +38,8 @@ type env struct {
 	// cacheCap is the cache's capacity (0: 256 MiB); a file not uploaded
 	// holds a block of BlockSize.
 	cacheCap int64
+	// ctx is the start's (nil: context.Background()).
+	ctx context.Context
 }
 
 func newEnv(t testing.TB) *env {
@@ -73,7 +75,11 @@ func (e *env) start() {
 	if e.opts != nil {
 		e.opts(&o)
 	}
-	e.m, err = New(context.Background(), o)
+	ctx := e.ctx
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	e.m, err = New(ctx, o)
 	if err != nil {
 		e.t.Fatal(err)
 	}
