@@ -119,6 +119,9 @@ func TestBucketEventsReachNFS(t *testing.T) {
 	if n, ok := metric(t, dir, "gatewayd_bucket_events_unauthorized_total"); !ok || n < 1 {
 		t.Fatalf("gatewayd_bucket_events_unauthorized_total: %v %v", n, ok)
 	}
+	if n, ok := metric(t, dir, "gatewayd_bucket_events_received_total"); !ok || n < 1 {
+		t.Fatalf("gatewayd_bucket_events_received_total after the object events: %v %v", n, ok)
+	}
 
 	// The gateway's own uploads come back as events: harmless.
 	v, done := nfsMount(t, nfsAddr(t, dir), "docs")

@@ -310,6 +310,12 @@ func TestMetricsTable(t *testing.T) {
 		}
 	}
 	for _, name := range documented {
+		// The bucket event receiver's metrics exist only when it is
+		// configured (shares.bucket_events.listen): TestBucketEventsReachNFS
+		// checks each of them.
+		if strings.HasPrefix(name, "gatewayd_bucket_events_") {
+			continue
+		}
 		if !exported[name] {
 			t.Errorf("docs/metrics.md lists %s, which the daemon does not export", name)
 		}
