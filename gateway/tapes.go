@@ -483,7 +483,7 @@ func (c tapeCollector) Collect(ch chan<- prometheus.Metric) {
 	if err != nil {
 		return
 	}
-	count := map[tapes.State]int{tapes.StateLibrary: 0, tapes.StateDrive: 0, tapes.StateArchived: 0, tapes.StateRetrieved: 0, tapes.StateRetrieving: 0}
+	count := map[tapes.State]int{tapes.StateLibrary: 0, tapes.StateDrive: 0, tapes.StateArchived: 0, tapes.StateRetrieved: 0, tapes.StateRetrieving: 0, tapes.StateDeleting: 0}
 	var used int64
 	var readable, restoring, total int
 	for _, in := range list {

@@ -27,6 +27,10 @@ const (
 	// StateRetrieving: archived, its objects being restored from cold
 	// storage; it goes to a slot, read-only, once every one is readable.
 	StateRetrieving State = "retrieving"
+	// StateDeleting: out of the library, its objects being deleted. A
+	// tape whose delete failed midway stays so, listed, until a delete
+	// asked again removes what is left and then its record.
+	StateDeleting State = "deleting"
 )
 
 // Info describes one tape.
@@ -374,7 +378,11 @@ func (l *Library) Delete(ctx context.Context, barcode string) error {
 	return l.DeleteTape(ctx, barcode, false)
 }
 
-// DeleteTape is Delete; bypass lifts a governance retention lock.
+// DeleteTape is Delete; bypass lifts a governance retention lock. The
+// tape is recorded as deleting first, then its objects go (the index root
+// first, so that no partial tape is ever opened or adopted), then its
+// record: a delete that fails midway leaves the tape listed as deleting,
+// and a delete asked again finishes it.
 func (l *Library) DeleteTape(ctx context.Context, barcode string, bypass bool) error {
 	l.invMu.Lock()
 	defer l.invMu.Unlock()
@@ -382,6 +390,26 @@ func (l *Library) DeleteTape(ctx context.Context, barcode string, bypass bool) e
 	if err != nil {
 		return err
 	}
+	if in.State != StateDeleting {
+		if err := l.startDelete(ctx, in, bypass); err != nil {
+			return err
+		}
+	}
+	if err := l.deleteObjects(ctx, barcode); err != nil {
+		return fmt.Errorf("tape %s: delete objects: %w; the tape stays listed as %s until a delete asked again removes the rest", barcode, err, StateDeleting)
+	}
+	if err := l.opts.Meta.Update(ctx, func(tx meta.Txn) error { return tx.Delete([]byte(keyTape + barcode)) }); err != nil {
+		return err
+	}
+	l.trim()
+	l.spareCheck()
+	return nil
+}
+
+// startDelete checks that a tape may be deleted, drops its state in
+// memory and records it as deleting, out of every element. l.invMu held.
+func (l *Library) startDelete(ctx context.Context, in Info, bypass bool) error {
+	barcode := in.Barcode
 	if in.Place.Type == ElementDrive {
 		return fmt.Errorf("tape %s: %w", barcode, ErrInDrive)
 	}
@@ -407,27 +435,35 @@ func (l *Library) DeleteTape(ctx context.Context, barcode string, bypass bool) e
 		delete(l.tapes, barcode)
 	}
 	l.mu.Unlock()
-	// Meta first: once the record is gone, replay skips the tape's writes.
-	if err := l.opts.Meta.Update(ctx, func(tx meta.Txn) error { return tx.Delete([]byte(keyTape + barcode)) }); err != nil {
+	// Meta first: a deleting tape is not loaded, so replay skips its
+	// writes, and its slot is free.
+	in.State, in.Place, in.ArchivePending, in.Retrieval = StateDeleting, Element{}, false, nil
+	if err := l.opts.Meta.Update(ctx, func(tx meta.Txn) error { return putInfo(tx, in) }); err != nil {
 		return err
 	}
-	var keys []string
-	err = l.opts.Store.List(ctx, tapePrefix(barcode), func(oi objstore.ObjectInfo) error {
-		keys = append(keys, oi.Key)
+	l.log.Info("tape deleting", "tape", barcode)
+	return nil
+}
+
+// deleteObjects removes every object of a tape, every version of each (on
+// a bucket with Object Lock a delete only hides an object; its lock has
+// ended by now), the index root first.
+func (l *Library) deleteObjects(ctx context.Context, barcode string) error {
+	root := rootKey(barcode)
+	keys := []string{root}
+	if err := l.opts.Store.List(ctx, tapePrefix(barcode), func(oi objstore.ObjectInfo) error {
+		if oi.Key != root {
+			keys = append(keys, oi.Key)
+		}
 		return nil
-	})
+	}); err != nil {
+		return err
+	}
 	for _, k := range keys {
-		if err == nil {
-			// Every version: on a bucket with Object Lock a delete
-			// only hides the object (its lock has ended by now).
-			err = objstore.Purge(ctx, l.opts.Store, k)
+		if err := objstore.Purge(ctx, l.opts.Store, k); err != nil && !errors.Is(err, objstore.ErrNotFound) {
+			return err
 		}
 	}
-	if err != nil {
-		return fmt.Errorf("tape %s: delete objects: %w", barcode, err)
-	}
-	l.trim()
-	l.spareCheck()
 	return nil
 }
 
@@ -449,6 +485,9 @@ func (l *Library) Archive(ctx context.Context, barcode string) error {
 func (l *Library) archive(ctx context.Context, in Info) error {
 	if in.State == StateArchived || in.State == StateRetrieving {
 		return fmt.Errorf("tape %s: %w", in.Barcode, errArchived)
+	}
+	if in.State == StateDeleting {
+		return fmt.Errorf("tape %s: %w (being deleted)", in.Barcode, ErrNoTape)
 	}
 	l.mu.Lock()
 	t := l.tapes[in.Barcode]

@@ -392,6 +392,9 @@ func (l *Library) load(ctx context.Context, barcode string) (*tape, error) {
 	if info.State == StateArchived || info.State == StateRetrieving {
 		return nil, fmt.Errorf("tape %s: %w", barcode, errArchived)
 	}
+	if info.State == StateDeleting {
+		return nil, fmt.Errorf("tape %s: %w (being deleted)", barcode, ErrNoTape)
+	}
 	r, err := l.readRoot(ctx, barcode)
 	if err != nil {
 		return nil, err

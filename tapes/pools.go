@@ -307,8 +307,8 @@ func (l *Library) AssignPool(ctx context.Context, barcode, pool string, bypass b
 	if err != nil {
 		return in, err
 	}
-	if in.State == StateRetrieving {
-		return in, fmt.Errorf("%w: tape %s is being retrieved", ErrBadInput, barcode)
+	if in.State == StateRetrieving || in.State == StateDeleting {
+		return in, fmt.Errorf("%w: tape %s is %s", ErrBadInput, barcode, in.State)
 	}
 	if err := l.checkLock(ctx, in, bypass); err != nil {
 		return in, err
