@@ -45,6 +45,8 @@ type Config struct {
 	SMB       SMB       `yaml:"smb"`
 	Shares    Shares    `yaml:"shares"`
 	VTL       VTL       `yaml:"vtl"`
+	// Notifications sends events out to webhooks (docs/events.md).
+	Notifications Notifications `yaml:"notifications"`
 }
 
 // VTL configures the virtual tape library: one medium changer and its
@@ -290,6 +292,7 @@ func Default(dataDir string) *Config {
 		Shares:    Shares{BufferDir: "sharebuffer", BufferSize: 2 << 30, SettleTime: 2 * time.Second, AttrTTL: 10 * time.Second},
 		VTL: VTL{Enabled: true, Slots: 1600, Drives: 10, BufferDir: "tapebuffer", BufferSize: 4 << 30,
 			ChangerVendor: "STK", ChangerProduct: "L700", Targets: "library", ArchiveStorageClass: "GLACIER"},
+		Notifications: defaultNotifications(),
 	}
 }
 
@@ -344,6 +347,7 @@ func (c *Config) Redacted() *Config {
 	if cp.Store.S3.SecretAccessKey != "" {
 		cp.Store.S3.SecretAccessKey = "REDACTED"
 	}
+	cp.Notifications = cp.Notifications.redact()
 	return &cp
 }
 
@@ -444,7 +448,7 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("%s: %q is not host:port", name, addr)
 		}
 	}
-	return nil
+	return c.Notifications.validate()
 }
 
 // Path resolves p against the data directory.
