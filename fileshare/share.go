@@ -42,6 +42,9 @@ type Config struct {
 	// SMBEncrypt requires SMB3 encryption on the share.
 	SMBGuest   bool `json:"smb_guest,omitempty"`
 	SMBEncrypt bool `json:"smb_encrypt,omitempty"`
+	// Audit records every NFS and SMB operation that opens or changes a
+	// file of the share in the audit log (docs/events.md).
+	Audit bool `json:"audit,omitempty"`
 }
 
 // Serves says whether a frontend ("nfs", "smb") serves the share. Shares

@@ -52,6 +52,13 @@ func startOn(t *testing.T, logFS vfs.FS, logDir string, configs ...fileshare.Con
 // startStore is startOn with the shares' object store.
 func startStore(t *testing.T, store objstore.Store, logFS vfs.FS, logDir string, configs ...fileshare.Config) *fixture {
 	t.Helper()
+	return startServer(t, store, logFS, logDir, nil, configs...)
+}
+
+// startServer is startStore with setup called on the server before it
+// serves.
+func startServer(t *testing.T, store objstore.Store, logFS vfs.FS, logDir string, setup func(*Server), configs ...fileshare.Config) *fixture {
+	t.Helper()
 	dir := t.TempDir()
 	log, err := uploadbuffer.Open(logFS, logDir, uploadbuffer.Options{Capacity: 256 << 20})
 	if err != nil {
@@ -78,6 +85,9 @@ func startStore(t *testing.T, store objstore.Store, logFS vfs.FS, logDir string,
 	srv := New(m, nil)
 	calls := &calls{n: map[string]int{}}
 	srv.Latency = calls.observe
+	if setup != nil {
+		setup(srv)
+	}
 	done := make(chan struct{})
 	go func() { defer close(done); srv.Serve(l) }()
 	t.Cleanup(func() {

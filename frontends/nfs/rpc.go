@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 
 	gonfs "github.com/willscott/go-nfs"
 
@@ -129,6 +130,11 @@ type rpcConn struct {
 
 	v4 *nfs4.Conn // the connection as NFSv4.1 knows it
 
+	// Calls noted for the audit log until their replies (audit.go).
+	amu      sync.Mutex
+	audits   map[uint32]*auditCall // by XID
+	auditing atomic.Int32          // len(audits)
+
 	// The writer's queue.
 	wmu     sync.Mutex
 	wcond   *sync.Cond
@@ -227,6 +233,11 @@ func (c *rpcConn) Write(p []byte) (int, error) {
 // send queues a reply for the writer; after Close it is not written, only
 // released, and send says so.
 func (c *rpcConn) send(m outMsg) bool {
+	var a *auditCall
+	var result string
+	if c.auditing.Load() > 0 {
+		a, result = c.auditReply(m.b) // before the writer may reuse m.b
+	}
 	c.wmu.Lock()
 	if c.wclosed {
 		c.wmu.Unlock()
@@ -236,6 +247,9 @@ func (c *rpcConn) send(m outMsg) bool {
 	c.queue = append(c.queue, m)
 	c.wmu.Unlock()
 	c.wcond.Signal()
+	if a != nil {
+		c.writeAudit(a, result)
+	}
 	return true
 }
 
@@ -373,6 +387,9 @@ func (c *rpcConn) serve(rec *[]byte) bool {
 	cred := x.opaque(400) // credential
 	x.u32()
 	x.opaque(400) // verifier
+	if c.h.s.Audit != nil && vers == nfsVersion && prog == nfsProgram && mtype == 0 && !x.bad {
+		c.noteAudit(xid, proc, flavor, cred, x)
+	}
 	fn := served[proc]
 	if vers == nfs4.Version {
 		fn = serve4(proc, flavor, cred)

@@ -39,6 +39,7 @@ import (
 	billy "github.com/go-git/go-billy/v5"
 	gonfs "github.com/willscott/go-nfs"
 
+	"github.com/gatewayd/gatewayd/audit"
 	"github.com/gatewayd/gatewayd/fileshare"
 	"github.com/gatewayd/gatewayd/frontends/nfs/nfs4"
 	"github.com/gatewayd/gatewayd/meta"
@@ -53,6 +54,9 @@ type Server struct {
 	// from its arrival to its reply, by procedure name (procs.Name);
 	// calls over 10 s are logged too.
 	Latency func(proc string, d time.Duration)
+	// Audit, when set before Serve, gets the calls that open or change a
+	// file of a share with auditing on (audit.go; nfs4 for NFSv4.1).
+	Audit *audit.Log
 
 	// verifier is the write verifier of WRITE and COMMIT replies: drawn
 	// when the server is made, so it changes when the daemon restarts.
@@ -94,6 +98,7 @@ func (s *Server) Serve(l net.Listener) error {
 	s.l = l
 	s.mu.Unlock()
 	quietGoNFS()
+	s.v4.SetAudit(s.Audit)
 	if s.Latency != nil {
 		l = timedListener{Listener: l, observe: s.Latency, log: s.log, slow: slowCall}
 	}

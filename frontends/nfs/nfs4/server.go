@@ -31,6 +31,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/gatewayd/gatewayd/audit"
 	"github.com/gatewayd/gatewayd/fileshare"
 	"github.com/gatewayd/gatewayd/meta"
 )
@@ -65,6 +66,9 @@ type Options struct {
 	// WriteVerifier is the verifier of WRITE and COMMIT results: NFSv3's,
 	// which changes when the daemon restarts.
 	WriteVerifier [8]byte
+	// Audit gets the operations that open or change a file of a share
+	// with auditing on (audit.go); nil records none.
+	Audit *audit.Log
 }
 
 // Server serves NFSv4.1 COMPOUNDs.
@@ -126,11 +130,12 @@ func New(shares *fileshare.Manager, handles Handles, logger *slog.Logger, opts O
 // Conn is one client connection, as the RPC layer knows it.
 type Conn struct {
 	addr netip.Addr
+	peer string // host:port, for the audit log
 }
 
 // NewConn describes a connection from addr.
 func NewConn(addr net.Addr) *Conn {
-	c := &Conn{}
+	c := &Conn{peer: addr.String()}
 	if ap, err := netip.ParseAddrPort(addr.String()); err == nil {
 		c.addr = ap.Addr().Unmap()
 	}
@@ -240,6 +245,7 @@ func (x *exec) run() (uint32, []byte) {
 		x.out.u32(0)
 		x.n++
 		st := o.err
+		dir, saved := x.cur, x.saved
 		if st == ok {
 			switch {
 			case i == 0 && o.code == opSequence:
@@ -256,6 +262,9 @@ func (x *exec) run() (uint32, []byte) {
 				st = errOpNotInSession
 			default:
 				st = x.op(o)
+				if x.s.opts.Audit != nil {
+					x.audit(o, st, dir, saved)
+				}
 			}
 		}
 		if st != ok && !x.keepBody {
