@@ -4,8 +4,10 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 
+	"github.com/gatewayd/gatewayd/notify"
 	"github.com/gatewayd/gatewayd/uploadbuffer"
 )
 
@@ -89,6 +91,9 @@ func (m *Manager) settleDeletes(ctx context.Context, share string) error {
 			return fmt.Errorf("share %s: delete %s: %w", share, k, err)
 		}
 		m.storeBack()
+		// Before the removed record: a replay that deletes again names
+		// the event alike.
+		m.notifyDeleted(ctx, share, k, notify.StableID(string(notify.FileDeleted), share, k, strconv.FormatUint(uint64(o.lsn), 10)))
 		rec := record{typ: recRemoved, share: share, data: []byte(k)}
 		err := m.logAndApply(ctx, rec, func(uploadbuffer.LSN) error {
 			m.filesMu.Lock()

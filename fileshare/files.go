@@ -38,6 +38,8 @@ type fileState struct {
 	attr      Attr // size, mode, owner and times as written
 	base      Attr // the object the writes apply to (size, etag)
 	minLSN    uploadbuffer.LSN
+	lastLSN   uploadbuffer.LSN // the newest record (names an upload's event)
+	failures  int              // uploads failed in a row
 	lastWrite time.Time
 	gen       uint64 // bumped by every change
 	truncs    uint64 // bumped by every truncation
@@ -340,6 +342,7 @@ func (st *fileState) touched(lsn uploadbuffer.LSN, now time.Time) {
 	if lsn < st.minLSN {
 		st.minLSN = lsn
 	}
+	st.lastLSN = max(st.lastLSN, lsn)
 	st.lastWrite = now
 	st.gen++
 }
@@ -984,7 +987,7 @@ func (m *Manager) upload(ctx context.Context, s *Share, k fileKey) (int64, error
 		return 0, nil
 	}
 	st.mu.Lock()
-	gen, truncs, attr, base, data := st.gen, st.truncs, st.attr, st.base, st.data
+	gen, truncs, attr, base, data, lastLSN := st.gen, st.truncs, st.attr, st.base, st.data, st.lastLSN
 	st.mu.Unlock()
 	r := &fileReader{ctx: ctx, m: m, s: s, path: path, vol: cacheVolume(k.share, k.ino), size: attr.Size, base: base, gens: map[int64]uint64{}}
 	key := s.key(path)
@@ -1002,6 +1005,9 @@ func (m *Manager) upload(ctx context.Context, s *Share, k fileKey) (int64, error
 	if m.pendingKey(k.share, key) {
 		return 0, fmt.Errorf("share %s: upload %s: a remove or rename there is not done in the store yet", k.share, path)
 	}
+	if err := m.eventsFull(); err != nil {
+		return 0, fmt.Errorf("share %s: upload %s: %w", k.share, path, err)
+	}
 	var err error
 	sent := attr.Size
 	if attr.Type == TypeFile && !data && base.etag != "" && attr.Size == base.Size {
@@ -1013,6 +1019,11 @@ func (m *Manager) upload(ctx context.Context, s *Share, k fileKey) (int64, error
 	}
 	if err != nil {
 		m.uploadErrors.Add(1)
+		st.mu.Lock()
+		st.failures++
+		attempt := st.failures
+		st.mu.Unlock()
+		m.notifyUploadFailed(ctx, s, key, attr.Type, attempt, err)
 		return 0, fmt.Errorf("share %s: upload %s: %w", k.share, path, err)
 	}
 	m.storeBack()
@@ -1036,6 +1047,7 @@ func (m *Manager) upload(ctx context.Context, s *Share, k fileKey) (int64, error
 	}
 	st.base = attr
 	st.base.Size, st.base.etag = size, oi.ETag
+	st.failures = 0
 	st.mu.Unlock()
 	m.filesMu.Unlock()
 	// The blocks read for the upload are clean, unless written since.
@@ -1052,6 +1064,11 @@ func (m *Manager) upload(ctx context.Context, s *Share, k fileKey) (int64, error
 			// failing disk only shows in health.
 			m.localWriteFailed(k.share, fmt.Sprintf("%s block %d", path, index), err)
 		}
+	}
+	// The upload's event is durable before the state is retired, which
+	// lets the file's records go (notify.go).
+	if err := m.notifyUploaded(ctx, s, k.ino, key, attr, oi.ETag, lastLSN); err != nil {
+		return attr.Size, fmt.Errorf("share %s: upload %s: %w", k.share, path, err)
 	}
 	// The state is retired under filesMu, the lock state() takes to hold
 	// it, so a change either holds the state first (and it stays) or finds

@@ -747,7 +747,9 @@ func (s *Share) Remove(ctx context.Context, p string) error {
 	if !unborn && !s.m.deleting(s.cfg.Name, key) {
 		err := errPending // a move there waits for the store: the delete comes after it
 		if !s.m.pendingKey(s.cfg.Name, key) {
-			err = s.m.opts.Store.Delete(ctx, key)
+			if err = s.m.opts.Store.Delete(ctx, key); err == nil {
+				s.m.notifyDeleted(ctx, s.cfg.Name, key, "")
+			}
 		}
 		if err != nil {
 			if err != errPending && !s.m.storeFailed(ctx, err) {

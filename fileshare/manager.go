@@ -15,6 +15,7 @@ import (
 	"github.com/gatewayd/gatewayd/clock"
 	"github.com/gatewayd/gatewayd/health"
 	"github.com/gatewayd/gatewayd/meta"
+	"github.com/gatewayd/gatewayd/notify"
 	"github.com/gatewayd/gatewayd/objstore"
 	"github.com/gatewayd/gatewayd/uploadbuffer"
 )
@@ -39,6 +40,9 @@ type Options struct {
 	Logger  *slog.Logger
 	// Health, when set, warns once a write of the cache's files failed.
 	Health *health.Reporter
+	// Events, when set, gets an event of every upload, failed upload and
+	// delete in the store (notify.go).
+	Events notify.Sink
 }
 
 // Manager owns the shares of one gateway and their uploader.

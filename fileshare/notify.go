@@ -1,0 +1,94 @@
+package fileshare
+
+import (
+	"context"
+	"strconv"
+	"strings"
+
+	"github.com/gatewayd/gatewayd/notify"
+	"github.com/gatewayd/gatewayd/uploadbuffer"
+)
+
+// Events out (notify/, Options.Events): a file uploaded, an upload that
+// failed and is retried, an object deleted in the store.
+//
+// An upload's event is published after its object is in the store and
+// before the file's state is retired, which is what lets its log records
+// be trimmed: once the upload counts as done, its event is durable. A
+// crash in between uploads the file again from the log, and the event of
+// that upload has the same id (share, key, inode and the last log record
+// the upload covers), which the queue recognises and does not queue again.
+
+// eventsFull refuses an upload while the event queue is full: the file
+// stays pending and is tried again, so an unreachable webhook bounds the
+// queue instead of growing it.
+func (m *Manager) eventsFull() error {
+	if m.opts.Events != nil && m.opts.Events.Full() {
+		return notify.ErrFull
+	}
+	return nil
+}
+
+// typeName names a file type in events.
+func typeName(t FileType) string {
+	switch t {
+	case TypeDir:
+		return "directory"
+	case TypeSymlink:
+		return "symlink"
+	}
+	return "file"
+}
+
+// eventPath is the share path of key ("/a/b"), a directory's marker too.
+func (s *Share) eventPath(key string) string {
+	return "/" + strings.TrimSuffix(strings.TrimPrefix(key, s.cfg.Prefix), "/")
+}
+
+// notifyUploaded publishes the upload of key (as a) covering the file's
+// log records up to lsn.
+func (m *Manager) notifyUploaded(ctx context.Context, s *Share, ino uint64, key string, a Attr, etag string, lsn uploadbuffer.LSN) error {
+	if m.opts.Events == nil {
+		return nil
+	}
+	return m.opts.Events.Publish(ctx, notify.Event{
+		ID:   notify.StableID(string(notify.FileUploaded), s.cfg.Name, key, strconv.FormatUint(ino, 10), strconv.FormatUint(uint64(lsn), 10)),
+		Kind: notify.FileUploaded, Share: s.cfg.Name, Path: s.eventPath(key), Key: key, Type: typeName(a.Type),
+		Size: notify.Size(a.Size), ETag: etag,
+	})
+}
+
+// notifyUploadFailed publishes a failed upload of key, the attempt-th in
+// a row: the first and then every power of two, so a store away for long
+// does not fill the queue with them.
+func (m *Manager) notifyUploadFailed(ctx context.Context, s *Share, key string, t FileType, attempt int, err error) {
+	if m.opts.Events == nil || attempt&(attempt-1) != 0 {
+		return
+	}
+	e := notify.Event{Kind: notify.FileUploadFailed, Share: s.cfg.Name, Path: s.eventPath(key), Key: key, Type: typeName(t),
+		Attempt: attempt, Error: err.Error()}
+	if perr := m.opts.Events.Publish(ctx, e); perr != nil {
+		m.log.Warn("file share: event of a failed upload not queued", "share", s.cfg.Name, "key", key, "err", perr)
+	}
+}
+
+// notifyDeleted publishes the delete of key in the store; id is stable
+// when the delete is a logged one (a replay may repeat it), else empty.
+func (m *Manager) notifyDeleted(ctx context.Context, share, key, id string) {
+	if m.opts.Events == nil {
+		return
+	}
+	s, err := m.Get(share)
+	if err != nil {
+		return
+	}
+	t := TypeFile
+	if strings.HasSuffix(key, "/") {
+		t = TypeDir
+	}
+	e := notify.Event{ID: id, Kind: notify.FileDeleted, Share: share, Path: s.eventPath(key), Key: key, Type: typeName(t)}
+	if err := m.opts.Events.Publish(context.WithoutCancel(ctx), e); err != nil {
+		// The object is gone: the remove stands; the event is what is lost.
+		m.log.Error("file share: event of a delete not queued", "share", share, "key", key, "err", err)
+	}
+}

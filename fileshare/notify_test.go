@@ -1,0 +1,189 @@
+package fileshare
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	metamem "github.com/gatewayd/gatewayd/meta/mem"
+	"github.com/gatewayd/gatewayd/notify"
+	"github.com/gatewayd/gatewayd/objstore/faulty"
+	"github.com/gatewayd/gatewayd/objstore/mem"
+)
+
+// sink records the events a share publishes (the queue is notify's,
+// tested there).
+type sink struct {
+	mu     sync.Mutex
+	events []notify.Event
+	full   bool
+}
+
+func (s *sink) Publish(_ context.Context, e notify.Event) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.events = append(s.events, e)
+	return nil
+}
+
+func (s *sink) Full() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.full
+}
+
+func (s *sink) take() []notify.Event {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := s.events
+	s.events = nil
+	return out
+}
+
+// copyDir copies the files of dir (the log's segments) to a new one.
+func copyDir(t *testing.T, dir string) string {
+	t.Helper()
+	out := t.TempDir()
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, de := range ents {
+		b, err := os.ReadFile(filepath.Join(dir, de.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(out, de.Name()), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return out
+}
+
+// An upload publishes one event with the object's key, size and ETag; an
+// upload done again from the log after a crash (before the log was
+// trimmed) publishes the same id; a remove publishes a delete; failed
+// uploads publish their attempt; a full queue holds uploads back.
+func TestUploadEvents(t *testing.T) {
+	ev := &sink{}
+	var failPuts atomic.Bool
+	f := faulty.New(mem.New("fs"), faulty.Options{Hook: func(op faulty.Op, key string) error {
+		if op == faulty.OpPut && failPuts.Load() {
+			return errors.New("put refused")
+		}
+		return nil
+	}})
+	e := &env{t: t, dir: t.TempDir(), store: f.Store(), md: metamem.New(), opts: func(o *Options) { o.Events = ev }}
+	t.Cleanup(e.close)
+	e.start()
+	ctx := context.Background()
+	must[Config](t)(e.m.Create(ctx, Config{Name: "s", Prefix: "share/"}))
+	s := e.share("s")
+	must[Attr](t)(s.Create(ctx, "a", 0o644, 0, 0, true))
+	must[Attr](t)(s.WriteAt(ctx, "a", []byte("hello"), 0))
+	must[Attr](t)(s.Create(ctx, "b", 0o644, 0, 0, true))
+	must[Attr](t)(s.WriteAt(ctx, "b", []byte("world!"), 0))
+	logCopy := copyDir(t, filepath.Join(e.dir, "log")) // the log before the uploads
+	if err := e.m.Flush(ctx, ""); err != nil {
+		t.Fatal(err)
+	}
+	got := ev.take()
+	if len(got) != 2 {
+		t.Fatalf("events %+v", got)
+	}
+	ids := map[string]string{}
+	for _, x := range got {
+		oi, err := e.store.Stat(ctx, "share"+x.Path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if x.Kind != notify.FileUploaded || x.Share != "s" || x.Key != "share"+x.Path || x.Type != "file" ||
+			x.Size == nil || *x.Size != oi.Size || x.ETag != oi.ETag || x.ID == "" {
+			t.Fatalf("event %+v (object %+v)", x, oi)
+		}
+		ids[x.Path] = x.ID
+	}
+	if ids["/a"] == ids["/b"] {
+		t.Fatal("two uploads, one id")
+	}
+	// Nothing pending: no event.
+	if err := e.m.Flush(ctx, ""); err != nil {
+		t.Fatal(err)
+	}
+	if got := ev.take(); len(got) != 0 {
+		t.Fatalf("events of nothing: %+v", got)
+	}
+
+	// A crash after the uploads, before the log let their records go:
+	// the replay uploads again, with the same ids.
+	e.close()
+	if err := os.RemoveAll(filepath.Join(e.dir, "log")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(logCopy, filepath.Join(e.dir, "log")); err != nil {
+		t.Fatal(err)
+	}
+	e.start()
+	s = e.share("s")
+	if err := e.m.Flush(ctx, ""); err != nil {
+		t.Fatal(err)
+	}
+	again := ev.take()
+	if len(again) != 2 {
+		t.Fatalf("after the replay: events %+v", again)
+	}
+	for _, x := range again {
+		if x.Kind != notify.FileUploaded || ids[x.Path] != x.ID {
+			t.Fatalf("after the replay: %+v, ids before %v", x, ids)
+		}
+	}
+
+	if err := s.Remove(ctx, "a"); err != nil {
+		t.Fatal(err)
+	}
+	if got := ev.take(); len(got) != 1 || got[0].Kind != notify.FileDeleted || got[0].Path != "/a" || got[0].Key != "share/a" {
+		t.Fatalf("remove: %+v", got)
+	}
+
+	// A full queue: the upload waits, the file stays pending.
+	ev.mu.Lock()
+	ev.full = true
+	ev.mu.Unlock()
+	must[Attr](t)(s.WriteAt(ctx, "b", []byte("again"), 0))
+	if err := e.m.Flush(ctx, ""); !errors.Is(err, notify.ErrFull) {
+		t.Fatalf("flush with the queue full: %v", err)
+	}
+	if got := ev.take(); len(got) != 0 {
+		t.Fatalf("events with the queue full: %+v", got)
+	}
+	ev.mu.Lock()
+	ev.full = false
+	ev.mu.Unlock()
+
+	// The store refuses: attempts 1, 2 and 4 are published.
+	failPuts.Store(true)
+	for range 4 {
+		_ = e.m.Flush(ctx, "")
+	}
+	failPuts.Store(false)
+	var attempts []int
+	for _, x := range ev.take() {
+		if x.Kind != notify.FileUploadFailed || x.Path != "/b" || x.Error == "" {
+			t.Fatalf("failed upload: %+v", x)
+		}
+		attempts = append(attempts, x.Attempt)
+	}
+	if len(attempts) != 3 || attempts[0] != 1 || attempts[1] != 2 || attempts[2] != 4 {
+		t.Fatalf("failed attempts published: %v", attempts)
+	}
+	if err := e.m.Flush(ctx, ""); err != nil {
+		t.Fatal(err)
+	}
+	if got := ev.take(); len(got) != 1 || got[0].Kind != notify.FileUploaded || got[0].ID == ids["/b"] {
+		t.Fatalf("upload after the failures: %+v", got)
+	}
+}
