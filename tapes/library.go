@@ -17,7 +17,6 @@ import (
 	"github.com/gatewayd/gatewayd/health"
 	"github.com/gatewayd/gatewayd/keys"
 	"github.com/gatewayd/gatewayd/meta"
-	"github.com/gatewayd/gatewayd/notify"
 	"github.com/gatewayd/gatewayd/objstore"
 	"github.com/gatewayd/gatewayd/uploadbuffer"
 )
@@ -71,9 +70,6 @@ type Options struct {
 	RetrieveTier string
 	RestoreDays  int
 	RetrievePoll time.Duration
-	// Events, when set, gets an event of every tape archived and
-	// retrieved (notify.go).
-	Events notify.Sink
 }
 
 // Geometry is the library's fixed shape.
