@@ -243,6 +243,9 @@ func (s *Share) uploadTime(ctx context.Context, ino, gen uint64) error {
 		drop()
 		return nil
 	}
+	if err := s.m.sealXattrs(ctx, &a); err != nil {
+		return err
+	}
 	mp := s.m.opts.Store.(objstore.MetadataPutter)
 	err = mp.SetMeta(ctx, key, a.metadata())
 	if objstore.IsNotFound(err) && p == "" {

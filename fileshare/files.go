@@ -59,6 +59,7 @@ func (st *fileState) overlay(a *Attr) {
 		a.Target = st.attr.Target
 	}
 	a.Size, a.Mode, a.UID, a.GID, a.Mtime, a.Ctime = st.attr.Size, st.attr.Mode, st.attr.UID, st.attr.GID, st.attr.Mtime, st.attr.Ctime
+	a.xa = st.attr.xa
 }
 
 // cacheVolume names a file in the cache; "~" cannot occur in share names.
@@ -149,7 +150,7 @@ func (r record) encode() []byte {
 		b = append(b, r.data...)
 	case recTruncate:
 		b = binary.BigEndian.AppendUint64(b, uint64(r.offset))
-	case recRemove, recRemoved, recRename, recRenamed:
+	case recRemove, recRemoved, recRename, recRenamed, recXattrs:
 		b = append(b, r.data...)
 	case recSetattr, recCreate, recMkdir, recSymlink, recNew:
 		b = binary.BigEndian.AppendUint32(b, r.attr.Mode)
@@ -203,6 +204,11 @@ func decodeRecord(b []byte) (record, error) {
 	case recRename, recRenamed:
 		if _, ok := decodeMoves(rest); !ok {
 			return bad("bad rename")
+		}
+		r.data = rest
+	case recXattrs:
+		if _, err := decodeXattrs(rest); err != nil {
+			return bad("bad extended attributes")
 		}
 		r.data = rest
 	case recNew:
@@ -854,6 +860,15 @@ func (m *Manager) replayFileRecord(ctx context.Context, lsn uploadbuffer.LSN, r 
 		st.mu.Lock()
 		st.attr.Mode, st.attr.UID, st.attr.GID, st.attr.Mtime = r.attr.Mode, r.attr.UID, r.attr.GID, r.attr.Mtime
 		st.mu.Unlock()
+	case recXattrs:
+		set, _ := decodeXattrs(r.data) // checked by decodeRecord
+		var x *xattrSet
+		if set != nil {
+			x = &xattrSet{m: set}
+		}
+		st.mu.Lock()
+		st.attr.xa = x
+		st.mu.Unlock()
 	}
 	if err != nil {
 		return false, err
@@ -994,8 +1009,12 @@ func (m *Manager) upload(ctx context.Context, s *Share, k fileKey) (int64, error
 	var body io.ReadSeeker = r
 	switch attr.Type {
 	case TypeDir:
-		// A new directory: its marker, carrying its attributes.
+		// A new directory: its marker, carrying its attributes (the
+		// root's is the object at the share's prefix).
 		key, body, attr.Size = key+"/", bytes.NewReader(nil), 0
+		if path == "" {
+			key = s.cfg.Prefix
+		}
 	case TypeSymlink:
 		// A new symbolic link: an object holding the target.
 		body, attr.Size = strings.NewReader(attr.Target), int64(len(attr.Target))
@@ -1006,6 +1025,10 @@ func (m *Manager) upload(ctx context.Context, s *Share, k fileKey) (int64, error
 		return 0, fmt.Errorf("share %s: upload %s: a remove or rename there is not done in the store yet", k.share, path)
 	}
 	if err := m.eventsFull(); err != nil {
+		return 0, fmt.Errorf("share %s: upload %s: %w", k.share, path, err)
+	}
+	if err := m.sealXattrs(ctx, &attr); err != nil {
+		m.uploadErrors.Add(1)
 		return 0, fmt.Errorf("share %s: upload %s: %w", k.share, path, err)
 	}
 	var err error

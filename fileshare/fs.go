@@ -1137,6 +1137,12 @@ func (s *Share) setAttr(ctx context.Context, p string, ch *SetAttr) (Attr, error
 			key = s.cfg.Prefix
 		}
 	}
+	if err := s.m.sealXattrs(ctx, &a); err != nil {
+		if canLog && s.m.storeFailed(ctx, err) {
+			return s.m.setattrLogged(ctx, s, p, orig, *ch)
+		}
+		return Attr{}, err
+	}
 	mp := s.m.opts.Store.(objstore.MetadataPutter)
 	err = mp.SetMeta(ctx, key, a.metadata())
 	if objstore.IsNotFound(err) && a.Type == TypeDir {

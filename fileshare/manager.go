@@ -77,6 +77,8 @@ type Manager struct {
 	localWriteErrors                           atomic.Uint64
 
 	awayUntil atomic.Int64 // unix ns until which the store counts as away (away.go)
+
+	sidecars sidecars // extended attribute sets read from sidecar objects (xattrs.go)
 }
 
 // Stats are the file shares' figures for metrics.

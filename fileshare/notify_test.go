@@ -5,44 +5,15 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
-	"sync"
 	"sync/atomic"
 	"testing"
 
 	metamem "github.com/gatewayd/gatewayd/meta/mem"
 	"github.com/gatewayd/gatewayd/notify"
+	"github.com/gatewayd/gatewayd/notify/notifytest"
 	"github.com/gatewayd/gatewayd/objstore/faulty"
 	"github.com/gatewayd/gatewayd/objstore/mem"
 )
-
-// sink records the events a share publishes (the queue is notify's,
-// tested there).
-type sink struct {
-	mu     sync.Mutex
-	events []notify.Event
-	full   bool
-}
-
-func (s *sink) Publish(_ context.Context, e notify.Event) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.events = append(s.events, e)
-	return nil
-}
-
-func (s *sink) Full() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.full
-}
-
-func (s *sink) take() []notify.Event {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := s.events
-	s.events = nil
-	return out
-}
 
 // copyDir copies the files of dir (the log's segments) to a new one.
 func copyDir(t *testing.T, dir string) string {
@@ -69,7 +40,7 @@ func copyDir(t *testing.T, dir string) string {
 // trimmed) publishes the same id; a remove publishes a delete; failed
 // uploads publish their attempt; a full queue holds uploads back.
 func TestUploadEvents(t *testing.T) {
-	ev := &sink{}
+	ev := &notifytest.Recorder{}
 	var failPuts atomic.Bool
 	f := faulty.New(mem.New("fs"), faulty.Options{Hook: func(op faulty.Op, key string) error {
 		if op == faulty.OpPut && failPuts.Load() {
@@ -91,7 +62,7 @@ func TestUploadEvents(t *testing.T) {
 	if err := e.m.Flush(ctx, ""); err != nil {
 		t.Fatal(err)
 	}
-	got := ev.take()
+	got := ev.Take()
 	if len(got) != 2 {
 		t.Fatalf("events %+v", got)
 	}
@@ -114,7 +85,7 @@ func TestUploadEvents(t *testing.T) {
 	if err := e.m.Flush(ctx, ""); err != nil {
 		t.Fatal(err)
 	}
-	if got := ev.take(); len(got) != 0 {
+	if got := ev.Take(); len(got) != 0 {
 		t.Fatalf("events of nothing: %+v", got)
 	}
 
@@ -132,7 +103,7 @@ func TestUploadEvents(t *testing.T) {
 	if err := e.m.Flush(ctx, ""); err != nil {
 		t.Fatal(err)
 	}
-	again := ev.take()
+	again := ev.Take()
 	if len(again) != 2 {
 		t.Fatalf("after the replay: events %+v", again)
 	}
@@ -145,24 +116,20 @@ func TestUploadEvents(t *testing.T) {
 	if err := s.Remove(ctx, "a"); err != nil {
 		t.Fatal(err)
 	}
-	if got := ev.take(); len(got) != 1 || got[0].Kind != notify.FileDeleted || got[0].Path != "/a" || got[0].Key != "share/a" {
+	if got := ev.Take(); len(got) != 1 || got[0].Kind != notify.FileDeleted || got[0].Path != "/a" || got[0].Key != "share/a" {
 		t.Fatalf("remove: %+v", got)
 	}
 
 	// A full queue: the upload waits, the file stays pending.
-	ev.mu.Lock()
-	ev.full = true
-	ev.mu.Unlock()
+	ev.SetFull(true)
 	must[Attr](t)(s.WriteAt(ctx, "b", []byte("again"), 0))
 	if err := e.m.Flush(ctx, ""); !errors.Is(err, notify.ErrFull) {
 		t.Fatalf("flush with the queue full: %v", err)
 	}
-	if got := ev.take(); len(got) != 0 {
+	if got := ev.Take(); len(got) != 0 {
 		t.Fatalf("events with the queue full: %+v", got)
 	}
-	ev.mu.Lock()
-	ev.full = false
-	ev.mu.Unlock()
+	ev.SetFull(false)
 
 	// The store refuses: attempts 1, 2 and 4 are published.
 	failPuts.Store(true)
@@ -171,7 +138,7 @@ func TestUploadEvents(t *testing.T) {
 	}
 	failPuts.Store(false)
 	var attempts []int
-	for _, x := range ev.take() {
+	for _, x := range ev.Take() {
 		if x.Kind != notify.FileUploadFailed || x.Path != "/b" || x.Error == "" {
 			t.Fatalf("failed upload: %+v", x)
 		}
@@ -183,7 +150,7 @@ func TestUploadEvents(t *testing.T) {
 	if err := e.m.Flush(ctx, ""); err != nil {
 		t.Fatal(err)
 	}
-	if got := ev.take(); len(got) != 1 || got[0].Kind != notify.FileUploaded || got[0].ID == ids["/b"] {
+	if got := ev.Take(); len(got) != 1 || got[0].Kind != notify.FileUploaded || got[0].ID == ids["/b"] {
 		t.Fatalf("upload after the failures: %+v", got)
 	}
 }

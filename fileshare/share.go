@@ -77,7 +77,7 @@ var (
 )
 
 // reservedPrefixes hold the gateway's own objects (docs/format.md).
-var reservedPrefixes = []string{"chunks/", "maps/", "snapshots/", "volumes/", "keys/", "tapes/", "config"}
+var reservedPrefixes = []string{"chunks/", "maps/", "snapshots/", "volumes/", "keys/", "tapes/", "config", xattrPrefix}
 
 // Normalize fills defaults and checks c.
 func (c *Config) Normalize() error {
@@ -209,6 +209,7 @@ type Attr struct {
 	Ctime  time.Time
 	Target string // symlinks
 	etag   string
+	xa     *xattrSet // extended attributes (xattrs.go); nil: none
 }
 
 // Metadata names on objects.
@@ -232,6 +233,7 @@ func (a Attr) metadata() map[string]string {
 	if a.Type == TypeSymlink {
 		m[metaType] = "symlink"
 	}
+	a.xa.addMetadata(m)
 	return m
 }
 
@@ -256,6 +258,7 @@ func (a *Attr) applyMetadata(m map[string]string) {
 	if m[metaType] == "symlink" && a.Type == TypeFile {
 		a.Type = TypeSymlink
 	}
+	a.xa = xattrsFromMetadata(m)
 }
 
 func (c Config) marshal() ([]byte, error) { return json.Marshal(c) }

@@ -13,6 +13,7 @@ import (
 	"github.com/gatewayd/gatewayd/errkind"
 	"github.com/gatewayd/gatewayd/meta"
 	"github.com/gatewayd/gatewayd/names"
+	"github.com/gatewayd/gatewayd/notify"
 	"github.com/gatewayd/gatewayd/objstore"
 )
 
@@ -526,6 +527,7 @@ func (l *Library) archive(ctx context.Context, in Info) error {
 		return err
 	}
 	l.log.Info("tape archived", "tape", in.Barcode)
+	l.notify(ctx, notify.TapeArchived, in, in.Archived)
 	l.spareCheck()
 	if classes {
 		return l.finishArchive(ctx, in.Barcode)

@@ -17,6 +17,7 @@ import (
 	"github.com/gatewayd/gatewayd/health"
 	"github.com/gatewayd/gatewayd/keys"
 	"github.com/gatewayd/gatewayd/meta"
+	"github.com/gatewayd/gatewayd/notify"
 	"github.com/gatewayd/gatewayd/objstore"
 	"github.com/gatewayd/gatewayd/uploadbuffer"
 )
@@ -70,6 +71,9 @@ type Options struct {
 	RetrieveTier string
 	RestoreDays  int
 	RetrievePoll time.Duration
+	// Events, when set, gets an event of every tape archived and
+	// retrieved (notify.go).
+	Events notify.Sink
 }
 
 // Geometry is the library's fixed shape.

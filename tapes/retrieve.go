@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/gatewayd/gatewayd/meta"
+	"github.com/gatewayd/gatewayd/notify"
 	"github.com/gatewayd/gatewayd/objstore"
 )
 
@@ -134,6 +135,7 @@ func (l *Library) retrieved(ctx context.Context, in Info) (Info, error) {
 		return in, err
 	}
 	l.log.Info("tape retrieved", "tape", in.Barcode, "slot", slot)
+	l.notify(ctx, notify.TapeRetrieved, in, l.opts.Clock.Now())
 	return in, nil
 }
 

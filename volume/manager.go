@@ -19,6 +19,7 @@ import (
 	"github.com/gatewayd/gatewayd/health"
 	"github.com/gatewayd/gatewayd/meta"
 	"github.com/gatewayd/gatewayd/names"
+	"github.com/gatewayd/gatewayd/notify"
 	"github.com/gatewayd/gatewayd/objstore"
 	"github.com/gatewayd/gatewayd/snapshots"
 	"github.com/gatewayd/gatewayd/uploadbuffer"
@@ -69,6 +70,9 @@ type Options struct {
 	Clock  clock.Clock
 	Logger *slog.Logger
 	Health *health.Reporter // "volumes": upload errors, failed local disk writes (disk.go)
+	// Events, when set, gets an event of every recovery point written and
+	// snapshot completed (notify.go).
+	Events notify.Sink
 }
 
 // Manager owns the volumes of one gateway and their uploader.

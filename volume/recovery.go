@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/gatewayd/gatewayd/meta"
+	"github.com/gatewayd/gatewayd/notify"
 	"github.com/gatewayd/gatewayd/objstore"
 	"github.com/gatewayd/gatewayd/snapshots"
 )
@@ -118,6 +119,7 @@ func (v *Volume) writeRecoveryPoint(ctx context.Context) error {
 	}
 	v.rpPages = pages
 	v.lastRecoveryPoint.Store(created.UnixNano())
+	m.notify(ctx, notify.Event{Kind: notify.VolumeRecoveryPoint, Time: created, Volume: info.Name, VolumeID: info.ID, Size: notify.Size(info.Size)})
 	// The map keeps the compacted chunks, so the next recovery point does
 	// not compact them again; the patches become garbage.
 	for _, c := range compacted {

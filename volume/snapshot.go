@@ -14,6 +14,7 @@ import (
 	"github.com/gatewayd/gatewayd/errkind"
 	"github.com/gatewayd/gatewayd/meta"
 	"github.com/gatewayd/gatewayd/names"
+	"github.com/gatewayd/gatewayd/notify"
 	"github.com/gatewayd/gatewayd/objstore"
 	"github.com/gatewayd/gatewayd/snapshots"
 )
@@ -187,6 +188,8 @@ func (m *Manager) CreateSnapshot(ctx context.Context, nameOrID string, o Snapsho
 	if err := m.putSnapshotInfo(ctx, si); err != nil {
 		return SnapshotInfo{}, err
 	}
+	m.notify(ctx, notify.Event{Kind: notify.VolumeSnapshot, Time: si.Created, Volume: info.Name, VolumeID: info.ID,
+		Snapshot: si.ID, Size: notify.Size(info.Size)})
 	m.log.Info("snapshot taken", "volume", info.Name, "snapshot", si.ID, "chunks", si.Chunks,
 		"uploaded_chunks", si.UploadedChunks, "uploaded_bytes", si.UploadedBytes)
 	if si.Lock != nil {
