@@ -36,6 +36,8 @@ type ShareConf struct {
 	// UID and GID are the share's owner: smbd works in the share as that
 	// user, so files belong to the share's owner whoever connects.
 	UID, GID uint32
+	// Audit loads vfs_full_audit for the audit log (audit.go).
+	Audit bool
 }
 
 // Normalize fills defaults and checks s.
@@ -157,6 +159,9 @@ func Conf(s Settings, shares []ShareConf) string {
 		w("directory mask", "0755")
 		if sh.Encrypt {
 			w("smb encrypt", "required")
+		}
+		if sh.Audit {
+			auditConf(w, b.String())
 		}
 	}
 	return b.String()

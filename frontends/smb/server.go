@@ -17,9 +17,11 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
+	"github.com/gatewayd/gatewayd/audit"
 	"github.com/gatewayd/gatewayd/clock"
 	"github.com/gatewayd/gatewayd/fileshare"
 )
@@ -37,6 +39,9 @@ type Options struct {
 	Shares   *fileshare.Manager
 	Clock    clock.Clock
 	Logger   *slog.Logger
+	// Audit gets the calls that open or change a file of a share with
+	// auditing on (audit.go); nil records none.
+	Audit *audit.Log
 }
 
 // Server supervises smbd and the views it serves.
@@ -57,6 +62,9 @@ type Server struct {
 	restarts  int
 	ready     chan struct{} // closed when smbd first accepts connections
 	readyOnce sync.Once
+
+	// audited are auditRoot's shares.
+	audited atomic.Pointer[map[string][2]string]
 }
 
 // ErrNotInstalled is returned by New when smbd cannot be found.
@@ -229,6 +237,7 @@ func (s *Server) sync(except []string) (bool, error) {
 	}
 	var confs []ShareConf
 	var gone []*View
+	audited := map[string][2]string{} // lower-case name: name, view directory
 	for name, v := range s.views {
 		if want[name] == nil {
 			gone = append(gone, v)
@@ -237,7 +246,12 @@ func (s *Server) sync(except []string) (bool, error) {
 		}
 		c := want[name].Config()
 		confs = append(confs, ShareConf{Name: name, Path: v.Dir(), ReadOnly: c.ReadOnly, Guest: c.SMBGuest, Encrypt: c.SMBEncrypt, UID: c.UID, GID: c.GID})
+		confs[len(confs)-1].Audit = c.Audit && s.opts.Audit != nil
+		if c.Audit {
+			audited[strings.ToLower(name)] = [2]string{name, v.Dir()}
+		}
 	}
+	s.audited.Store(&audited)
 	if err := writeConf(s.opts.Settings, confs); err != nil {
 		return false, fmt.Errorf("smb.conf: %w", err)
 	}
@@ -292,7 +306,7 @@ func (s *Server) supervise() {
 
 // runOnce starts smbd and waits for it to exit.
 func (s *Server) runOnce() error {
-	cmd := exec.Command(s.smbd, "--foreground", "--no-process-group", "--debug-stdout", "--debuglevel=0", "-s", s.ConfPath())
+	cmd := exec.Command(s.smbd, "--foreground", "--no-process-group", "--debug-stdout", "--debuglevel="+auditDebugLevel, "-s", s.ConfPath())
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	cmd.Env = append(os.Environ(), "LC_ALL=C")
 	out, err := cmd.StdoutPipe()
@@ -315,7 +329,7 @@ func (s *Server) runOnce() error {
 	s.log.Info("smb: smbd started", "pid", cmd.Process.Pid, "listen", s.Addr(), "conf", s.ConfPath())
 	ready := make(chan struct{})
 	go s.waitReady(cmd.Process.Pid, ready)
-	logLines(out, s.log)
+	logLines(out, s.log, s.auditLines)
 	err = cmd.Wait()
 	close(ready)
 	s.mu.Lock()
@@ -349,14 +363,44 @@ func (s *Server) waitReady(pid int, stop <-chan struct{}) {
 	}
 }
 
-func logLines(r io.Reader, log *slog.Logger) {
+// logLines logs a Samba daemon's output, but for the lines a divert
+// takes (the audit module's: auditLines).
+func logLines(r io.Reader, log *slog.Logger, divert ...func(line string) bool) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
+lines:
 	for sc.Scan() {
-		if line := strings.TrimSpace(sc.Text()); line != "" {
+		line := strings.TrimSpace(sc.Text())
+		for _, d := range divert {
+			if d(line) {
+				continue lines
+			}
+		}
+		if line != "" {
 			log.Info("smbd: " + line)
 		}
 	}
+}
+
+// auditLines takes the audit module's lines to the audit log.
+func (s *Server) auditLines(line string) bool {
+	rec, isAudit := auditLine(line, s.auditRoot)
+	if isAudit && rec.Share != "" {
+		s.opts.Audit.Write(rec)
+	}
+	return isAudit
+}
+
+// auditRoot is the name and view directory of an SMB share with auditing
+// on, by its name as smbd gives it (case ignored). It takes no lock smbd
+// may wait on: sync holds s.mu while smbd runs.
+func (s *Server) auditRoot(share string) (string, string) {
+	if m := s.audited.Load(); m != nil {
+		if v, found := (*m)[strings.ToLower(share)]; found {
+			return v[0], v[1]
+		}
+	}
+	return "", ""
 }
 
 // Close stops smbd (SIGTERM, then SIGKILL) and unmounts the views.

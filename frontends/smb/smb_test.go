@@ -69,6 +69,12 @@ func newManager(t *testing.T, dir string, o fileshare.Options) *fileshare.Manage
 // startWith is start with smbd's signing setting.
 func startWith(t *testing.T, signing string, configs ...fileshare.Config) *fixture {
 	t.Helper()
+	return startOpts(t, signing, nil, configs...)
+}
+
+// startOpts is startWith with set called on the server's options.
+func startOpts(t *testing.T, signing string, set func(*Options), configs ...fileshare.Config) *fixture {
+	t.Helper()
 	smbtest.Require(t)
 	dir := t.TempDir()
 	m := newManager(t, dir, fileshare.Options{Store: mem.New("smb"), SettleTime: 50 * time.Millisecond, UploadInterval: 20 * time.Millisecond})
@@ -78,7 +84,11 @@ func startWith(t *testing.T, signing string, configs ...fileshare.Config) *fixtu
 		}
 	}
 	addr := smbtest.FreeAddr(t)
-	srv, err := New(Options{Settings: Settings{Listen: addr, StateDir: filepath.Join(dir, "smb"), Signing: signing}, MountDir: filepath.Join(dir, "mnt"), Shares: m})
+	opts := Options{Settings: Settings{Listen: addr, StateDir: filepath.Join(dir, "smb"), Signing: signing}, MountDir: filepath.Join(dir, "mnt"), Shares: m}
+	if set != nil {
+		set(&opts)
+	}
+	srv, err := New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
