@@ -23,6 +23,7 @@ import (
 	"github.com/gatewayd/gatewayd/keys"
 	"github.com/gatewayd/gatewayd/meta"
 	metabadger "github.com/gatewayd/gatewayd/meta/badger"
+	"github.com/gatewayd/gatewayd/notify"
 	"github.com/gatewayd/gatewayd/objstore"
 	"github.com/gatewayd/gatewayd/snapshots"
 	"github.com/gatewayd/gatewayd/uploadbuffer"
@@ -90,7 +91,16 @@ func Run(ctx context.Context, cfg *config.Config, opts RunOptions) error {
 	}
 	defer releaseLease()
 
-	dp, closeData, err := openDataPath(ctx, cfg, store, md, keyring, reg, opts.Clock, logger)
+	// Events out: the queue opens before the services, which publish from
+	// their first upload (a replay's too), and closes after them.
+	events, sink, err := openNotifications(ctx, cfg, store.URL, keyring.Config().GatewayID, md, metrics, logger.With("subsystem", "notify"))
+	if err != nil {
+		return err
+	}
+	if events != nil {
+		defer events.Close()
+	}
+	dp, closeData, err := openDataPath(ctx, cfg, store, md, keyring, reg, opts.Clock, sink, logger)
 	if err != nil {
 		return err
 	}
@@ -100,7 +110,7 @@ func Run(ctx context.Context, cfg *config.Config, opts RunOptions) error {
 	var tl *tapeLibrary
 	if cfg.VTL.Enabled {
 		var closeTapes func()
-		tl, closeTapes, err = openTapes(ctx, cfg, store, md, keyring, reg, opts.Clock, logger)
+		tl, closeTapes, err = openTapes(ctx, cfg, store, md, keyring, reg, opts.Clock, sink, logger)
 		if err != nil {
 			return err
 		}
@@ -204,12 +214,12 @@ func Run(ctx context.Context, cfg *config.Config, opts RunOptions) error {
 	smbFE = startSMB(ctx, cfg, dp.shares, opts.Clock, logger.With("subsystem", "smb"))
 	defer smbFE.close() // before the shares close
 	registerShareAPI(srv, dp.shares, nfsFE, smbFE)
-	events, err := startBucketEvents(ctx, cfg, store.URL, dp.shares, metrics, logger.With("subsystem", "bucketevents"))
+	bucketEvents, err := startBucketEvents(ctx, cfg, store.URL, dp.shares, metrics, logger.With("subsystem", "bucketevents"))
 	if err != nil {
 		return err
 	}
-	if events != nil {
-		defer events.Close()
+	if bucketEvents != nil {
+		defer bucketEvents.Close()
 	}
 	registerSMBAPI(srv, smbFE)
 	registerTapeAPI(srv, tl)
@@ -255,7 +265,7 @@ type dataPath struct {
 // the file shares (which replay their buffers). The returned func closes
 // them in order.
 func openDataPath(ctx context.Context, cfg *config.Config, store objstore.Store, md meta.Store, keyring *keys.Keyring,
-	reg *health.Registry, c clock.Clock, logger *slog.Logger) (dataPath, func(), error) {
+	reg *health.Registry, c clock.Clock, events notify.Sink, logger *slog.Logger) (dataPath, func(), error) {
 	if cfg.Snapshots.ObjectLock != "" {
 		if err := CheckObjectLock(ctx, store); err != nil {
 			return dataPath{}, nil, fmt.Errorf("snapshots.object_lock is %s: %w", cfg.Snapshots.ObjectLock, err)
@@ -296,13 +306,14 @@ func openDataPath(ctx context.Context, cfg *config.Config, store objstore.Store,
 		Clock:                 c,
 		Logger:                logger.With("subsystem", "volume"),
 		Health:                reg.Register("volumes"),
+		Events:                events,
 	})
 	if err != nil {
 		chunkCache.Close()
 		ublog.Close()
 		return dataPath{}, nil, err
 	}
-	shares, closeShares, err := openShares(ctx, cfg, store, md, chunkCache, reg, c, logger)
+	shares, closeShares, err := openShares(ctx, cfg, store, md, chunkCache, reg, c, events, logger)
 	if err != nil {
 		vm.Close()
 		chunkCache.Close()

@@ -22,6 +22,7 @@ import (
 	"github.com/gatewayd/gatewayd/frontends/nfs"
 	"github.com/gatewayd/gatewayd/health"
 	"github.com/gatewayd/gatewayd/meta"
+	"github.com/gatewayd/gatewayd/notify"
 	"github.com/gatewayd/gatewayd/objstore"
 	"github.com/gatewayd/gatewayd/uploadbuffer"
 	"github.com/gatewayd/gatewayd/vfs"
@@ -30,7 +31,7 @@ import (
 // openShares opens the file shares' upload buffer and manager (which
 // replays the buffer). The returned func closes them.
 func openShares(ctx context.Context, cfg *config.Config, store objstore.Store, md meta.Store, c *cache.Cache,
-	reg *health.Registry, clk clock.Clock, logger *slog.Logger) (*fileshare.Manager, func(), error) {
+	reg *health.Registry, clk clock.Clock, events notify.Sink, logger *slog.Logger) (*fileshare.Manager, func(), error) {
 	if o, ok := store.(*OpenedStore); ok {
 		store = o.Store // the decorated store, with its optional capabilities
 	}
@@ -44,6 +45,7 @@ func openShares(ctx context.Context, cfg *config.Config, store objstore.Store, m
 		Meta: md, Store: store, Cache: c, Log: log,
 		SettleTime: cfg.Shares.SettleTime, UploadInterval: cfg.Volumes.UploadInterval, Uploaders: cfg.Volumes.Uploaders,
 		AttrTTL: cfg.Shares.AttrTTL, Clock: clk, Logger: logger.With("subsystem", "fileshare"), Health: reg.Register("shares"),
+		Events: events,
 	})
 	if err != nil {
 		log.Close()

@@ -21,6 +21,7 @@ import (
 	"github.com/gatewayd/gatewayd/health"
 	"github.com/gatewayd/gatewayd/keys"
 	"github.com/gatewayd/gatewayd/meta"
+	"github.com/gatewayd/gatewayd/notify"
 	"github.com/gatewayd/gatewayd/objstore"
 	"github.com/gatewayd/gatewayd/tapes"
 	"github.com/gatewayd/gatewayd/uploadbuffer"
@@ -53,7 +54,7 @@ func (s shelf) Open(ctx context.Context, barcode string) (vtl.Medium, error) {
 // openTapes opens the tapes' upload buffer, the library (which replays
 // it) and its devices. The returned func closes them.
 func openTapes(ctx context.Context, cfg *config.Config, store objstore.Store, md meta.Store, keyring *keys.Keyring,
-	reg *health.Registry, clk clock.Clock, logger *slog.Logger) (*tapeLibrary, func(), error) {
+	reg *health.Registry, clk clock.Clock, events notify.Sink, logger *slog.Logger) (*tapeLibrary, func(), error) {
 	var base objstore.Store
 	if o, ok := store.(*OpenedStore); ok {
 		store, base = o.Store, o.Base // the decorated store, with its optional capabilities (storage classes)
@@ -71,6 +72,7 @@ func openTapes(ctx context.Context, cfg *config.Config, store objstore.Store, md
 		Store: store, Meta: md, Log: log, Key: keyring.Current(), Clock: clk, Logger: logger.With("subsystem", "tapes"),
 		Restorer: restorer,
 		Health:   reg.Register("tapes"),
+		Events:   events,
 		Slots:    cfg.VTL.Slots, Drives: cfg.VTL.Drives, ArchiveClass: cfg.VTL.ArchiveStorageClass,
 	})
 	if err != nil {
