@@ -52,10 +52,10 @@ type Event struct {
 	Bucket  string    `json:"bucket,omitempty"`  // the store's bucket, for objects of a share
 	Key     string    `json:"key,omitempty"`     // the object's key in the bucket
 	Share   string    `json:"share,omitempty"`
-	Path    string    `json:"path,omitempty"` // in the share, from its root ("/a/b.txt")
-	Type    string    `json:"type,omitempty"` // file, directory or symlink
-	Size    *int64    `json:"size,omitempty"` // bytes of the object or volume; of the data on a tape
-	ETag    string    `json:"etag,omitempty"`
+	Path    string    `json:"path,omitempty"`    // in the share, from its root ("/a/b.txt")
+	Type    string    `json:"type,omitempty"`    // file, directory or symlink
+	Size    *int64    `json:"size,omitempty"`    // bytes of the object or volume; of the data on a tape
+	ETag    string    `json:"etag,omitempty"`    // without quotes, as in S3 event notifications
 	Attempt int       `json:"attempt,omitempty"` // of a failed upload: how many have failed
 	Error   string    `json:"error,omitempty"`   // of a failed upload
 	// Volume and VolumeID name a volume; Snapshot a snapshot of it.

@@ -155,12 +155,12 @@ func TestEventJSON(t *testing.T) {
 	e := Event{ID: "5d1c5e1b3c0f4f2a9e0b7d6c8a4f2e10", Seq: 42, Kind: FileUploaded,
 		Time: time.Date(2026, 12, 5, 1, 30, 0, 123000000, time.UTC), Gateway: "8f14e45fceea167a", Bucket: "media",
 		Key: "gw/docs/reports/q4.pdf", Share: "docs", Path: "/reports/q4.pdf", Type: "file", Size: Size(1048576),
-		ETag: `"9b2cf535f27731c974343645a3985328"`}
+		ETag: "9b2cf535f27731c974343645a3985328"}
 	b, err := json.Marshal(e)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := `{"id":"5d1c5e1b3c0f4f2a9e0b7d6c8a4f2e10","seq":42,"kind":"file.uploaded","time":"2026-12-05T01:30:00.123Z","gateway":"8f14e45fceea167a","bucket":"media","key":"gw/docs/reports/q4.pdf","share":"docs","path":"/reports/q4.pdf","type":"file","size":1048576,"etag":"\"9b2cf535f27731c974343645a3985328\""}`
+	want := `{"id":"5d1c5e1b3c0f4f2a9e0b7d6c8a4f2e10","seq":42,"kind":"file.uploaded","time":"2026-12-05T01:30:00.123Z","gateway":"8f14e45fceea167a","bucket":"media","key":"gw/docs/reports/q4.pdf","share":"docs","path":"/reports/q4.pdf","type":"file","size":1048576,"etag":"9b2cf535f27731c974343645a3985328"}`
 	if string(b) != want {
 		t.Fatalf("got  %s\nwant %s", b, want)
 	}

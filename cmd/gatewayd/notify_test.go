@@ -1,0 +1,305 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/gatewayd/gatewayd/notify"
+)
+
+// eventReceiver is a webhook in the test: it takes events with the right
+// token (while up) and records every post.
+type eventReceiver struct {
+	t   *testing.T
+	srv *httptest.Server
+
+	mu      sync.Mutex
+	down    bool
+	refused int
+	posts   []notify.Event // every post taken, in arrival order
+}
+
+func newEventReceiver(t *testing.T) *eventReceiver {
+	r := &eventReceiver{t: t}
+	r.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if req.Header.Get("Authorization") != "Bearer hook-token" {
+			t.Errorf("event posted with Authorization %q", req.Header.Get("Authorization"))
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		b, err := io.ReadAll(req.Body)
+		if err != nil {
+			w.WriteHeader(http.StatusBadRequest)
+			return
+		}
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		if r.down {
+			r.refused++
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		var e notify.Event
+		if err := json.Unmarshal(b, &e); err != nil {
+			t.Errorf("event %s: %v", b, err)
+			w.WriteHeader(http.StatusBadRequest)
+			return
+		}
+		r.posts = append(r.posts, e)
+	}))
+	t.Cleanup(r.srv.Close)
+	return r
+}
+
+func (r *eventReceiver) setDown(v bool) {
+	r.mu.Lock()
+	r.down = v
+	r.mu.Unlock()
+}
+
+func (r *eventReceiver) snapshot() []notify.Event {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]notify.Event(nil), r.posts...)
+}
+
+// distinct returns the first post of each event id, in arrival order.
+func distinct(posts []notify.Event) []notify.Event {
+	seen := map[string]bool{}
+	var out []notify.Event
+	for _, e := range posts {
+		if !seen[e.ID] {
+			seen[e.ID] = true
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// waitEvents waits until cond holds of the posts taken (minutes: the
+// machine may be busy) and returns them.
+func (r *eventReceiver) waitEvents(what string, cond func([]notify.Event) bool) []notify.Event {
+	r.t.Helper()
+	deadline := time.Now().Add(10 * time.Minute)
+	for {
+		posts := r.snapshot()
+		if cond(posts) {
+			return posts
+		}
+		if time.Now().After(deadline) {
+			r.t.Fatalf("waiting for %s: %d posts taken: %+v", what, len(posts), posts)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// uploadedPaths counts the distinct file.uploaded events by path.
+func uploadedPaths(posts []notify.Event) map[string]int {
+	n := map[string]int{}
+	for _, e := range distinct(posts) {
+		if e.Kind == notify.FileUploaded && e.Type == "file" {
+			n[e.Path]++
+		}
+	}
+	return n
+}
+
+// waitMetric waits until the metric satisfies cond and returns it.
+func waitMetric(t *testing.T, dir, name string, cond func(float64) bool) float64 {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Minute)
+	for {
+		v, ok := metric(t, dir, name)
+		if ok && cond(v) {
+			return v
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s is %v (exported %v)", name, v, ok)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestUploadEventsAcrossKill: files written over NFS (libnfs nfs-cp)
+// each produce exactly one file.uploaded event at a webhook in the test,
+// with the object's key, size and ETag as MinIO has them; an overwrite
+// and a remove follow their file's upload in order. With the webhook
+// down the events wait in the queue; the daemon is killed (kill -9) with
+// events queued and files not yet uploaded; after the restart, with the
+// queue at its bound (uploads wait meanwhile), the webhook comes back and
+// every file's event arrives: distinct ids equal the files, none missing.
+func TestUploadEventsAcrossKill(t *testing.T) {
+	t.Parallel() // waits on servers: beside the others (see TestMain)
+	hook := newEventReceiver(t)
+	srv, dir, d := shareOnMinIO(t, "events", "docs")
+	d.stop(t)
+	const maxQueued = 40
+	setConfig(t, dir, map[string]map[string]any{"notifications": {
+		"webhooks":   []any{map[string]any{"url": hook.srv.URL + "/hook", "token": "hook-token", "kinds": []any{"file.*"}}},
+		"retry":      map[string]any{"base_delay": "50ms", "max_delay": "500ms"},
+		"max_queued": maxQueued,
+	}})
+	d = serve(t, dir)
+	info := shareInfo(t, dir, "docs")
+	url := func(p string) string { return strings.Replace(info.Mount.URL, "/docs/", "/docs/"+p, 1) }
+	local := t.TempDir()
+	body := func(name string) []byte { return []byte(strings.Repeat(name+" says hello\n", len(name)*37)) }
+	put := func(names ...string) {
+		t.Helper()
+		for _, n := range names {
+			p := filepath.Join(local, n)
+			if err := os.WriteFile(p, body(n), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			nfsTool(t, "nfs-cp", p, url(n))
+		}
+	}
+	names := func(prefix string, n int) []string {
+		var out []string
+		for i := range n {
+			out = append(out, fmt.Sprintf("%s%02d.txt", prefix, i))
+		}
+		return out
+	}
+
+	// The webhook up: one event a file, as MinIO has the object.
+	first := names("f", 10)
+	put(first...)
+	mustRun(t, "share", "wait", "--data-dir", dir, "docs", "--flush")
+	posts := hook.waitEvents("the first files' events", func(p []notify.Event) bool { return len(uploadedPaths(p)) == len(first) })
+	for _, e := range distinct(posts) {
+		head, err := srv.Client().HeadObject(context.Background(), &awss3.HeadObjectInput{Bucket: aws.String("events"), Key: aws.String(e.Key)})
+		if err != nil {
+			t.Fatalf("event %+v: %v", e, err)
+		}
+		name := strings.TrimPrefix(e.Path, "/")
+		if e.Bucket != "events" || e.Key != "gw/docs/"+name || e.Share != "docs" || e.Size == nil ||
+			*e.Size != int64(len(body(name))) || *e.Size != aws.ToInt64(head.ContentLength) || e.ETag != strings.Trim(aws.ToString(head.ETag), `"`) || e.Gateway == "" {
+			t.Fatalf("event %+v, object %d bytes etag %s", e, aws.ToInt64(head.ContentLength), aws.ToString(head.ETag))
+		}
+	}
+	// An overwrite and a remove: after the file's upload, in order.
+	v, done := nfsMount(t, nfsAddr(t, dir), "docs")
+	f, err := v.OpenFile(first[0], 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Write(append(body(first[0]), "and again\n"...)); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	mustRun(t, "share", "wait", "--data-dir", dir, "docs", "--flush")
+	if err := v.Remove(first[1]); err != nil {
+		t.Fatal(err)
+	}
+	done()
+	hook.waitEvents("the overwrite and the remove", func(p []notify.Event) bool {
+		deleted := false
+		for _, e := range p {
+			deleted = deleted || e.Kind == notify.FileDeleted
+		}
+		return uploadedPaths(p)["/"+first[0]] == 2 && deleted
+	})
+	beforeKill := len(distinct(hook.snapshot()))
+
+	// The webhook down: uploads go on, their events wait in the queue.
+	hook.setDown(true)
+	second := names("g", 30)
+	put(second...)
+	mustRun(t, "share", "wait", "--data-dir", dir, "docs", "--flush")
+	waitMetric(t, dir, "gatewayd_notify_queue_depth", func(v float64) bool { return v >= float64(len(second)) })
+	waitMetric(t, dir, "gatewayd_notify_send_failures_total", func(v float64) bool { return v > 0 })
+	// More files, and kill -9 with some not uploaded yet (the settle
+	// time: 2 s) and every event since the webhook went down unsent.
+	third := names("h", 20)
+	put(third...)
+	pending, _ := metric(t, dir, `gatewayd_share_files_pending{share="docs"}`)
+	queued, _ := metric(t, dir, "gatewayd_notify_queue_depth")
+	d.kill(t)
+	t.Logf("killed with %v events queued, %v files not uploaded", queued, pending)
+
+	// Restarted with the webhook still down: the queue fills to its bound
+	// and the remaining uploads wait.
+	d = serve(t, dir)
+	depth := waitMetric(t, dir, "gatewayd_notify_queue_depth", func(v float64) bool { return v >= maxQueued })
+	// Uploads check the bound before they start: up to one each
+	// (volumes.uploaders, 4) may finish past it.
+	if depth > maxQueued+4 {
+		t.Fatalf("queue depth %v, bound %d", depth, maxQueued)
+	}
+	if p, _ := metric(t, dir, `gatewayd_share_files_pending{share="docs"}`); p == 0 {
+		t.Fatalf("no upload waits with the queue full (depth %v)", depth)
+	}
+	if got := len(distinct(hook.snapshot())); got != beforeKill {
+		t.Fatalf("%d events arrived with the webhook down", got-beforeKill)
+	}
+
+	// The webhook back: every file's event arrives.
+	hook.setDown(false)
+	all := append(append(append([]string(nil), first...), second...), third...)
+	posts = hook.waitEvents("every file's event", func(p []notify.Event) bool { return len(uploadedPaths(p)) == len(all) })
+	waitMetric(t, dir, `gatewayd_share_files_pending{share="docs"}`, func(v float64) bool { return v == 0 })
+	waitMetric(t, dir, "gatewayd_notify_queue_depth", func(v float64) bool { return v == 0 })
+	posts = hook.snapshot()
+	ids := distinct(posts)
+	up := uploadedPaths(posts)
+	for _, n := range all {
+		want := 1
+		if n == first[0] {
+			want = 2 // written, then written again
+		}
+		if up["/"+n] != want {
+			t.Errorf("%s: %d distinct uploaded events, want %d", n, up["/"+n], want)
+		}
+	}
+	if len(up) != len(all) {
+		t.Errorf("uploaded events for %d paths, %d files written", len(up), len(all))
+	}
+	// In order per file: by seq and by arrival.
+	last := map[string]uint64{}
+	kinds := map[string][]notify.Kind{}
+	for _, e := range ids {
+		if e.Type != "file" {
+			continue
+		}
+		if s, ok := last[e.Path]; ok && e.Seq <= s {
+			t.Errorf("%s: event seq %d arrived after %d", e.Path, e.Seq, s)
+		}
+		last[e.Path] = e.Seq
+		kinds[e.Path] = append(kinds[e.Path], e.Kind)
+	}
+	if k := kinds["/"+first[1]]; len(k) != 2 || k[0] != notify.FileUploaded || k[1] != notify.FileDeleted {
+		t.Errorf("%s: events %v, want uploaded then deleted", first[1], k)
+	}
+	// At least once: a repeat carries the id of an event already taken,
+	// and only one taken before the kill can repeat (its delivery not
+	// recorded when the process died).
+	repeats := len(posts) - len(ids)
+	if repeats > beforeKill {
+		t.Errorf("%d repeated posts, more than the %d events taken before the kill", repeats, beforeKill)
+	}
+	t.Logf("%d files, %d distinct events (%d repeated posts), %d posts refused while down, queue depth peaked at %v",
+		len(all), len(ids), repeats, hook.refused, depth)
+	for _, m := range []string{`gatewayd_notify_events_queued_total{kind="file.uploaded"}`, "gatewayd_notify_events_sent_total",
+		"gatewayd_notify_send_failures_total"} {
+		waitMetric(t, dir, m, func(v float64) bool { return v > 0 })
+	}
+	if _, ok := metric(t, dir, "gatewayd_notify_events_dropped_total"); !ok {
+		t.Error("gatewayd_notify_events_dropped_total not exported")
+	}
+}
