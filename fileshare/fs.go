@@ -591,7 +591,7 @@ func (s *Share) entryAttr(ctx context.Context, p string, t FileType) (Attr, erro
 }
 
 func (s *Share) writable() error {
-	if s.cfg.ReadOnly {
+	if s.live.Load().ReadOnly {
 		return ErrReadOnly
 	}
 	return nil

@@ -137,6 +137,10 @@ func (m *Manager) localWriteFailed(share, what string, err error) {
 type Share struct {
 	m   *Manager
 	cfg Config
+	// live is the configuration with Update's changes (read-only and
+	// frontend access options); cfg's fields Update changes are read
+	// through Config.
+	live atomic.Pointer[Config]
 
 	inoMu  sync.Mutex
 	byPath map[string]uint64
@@ -252,6 +256,7 @@ func (m *Manager) newShare(c Config) *Share {
 		attrs: map[string]cachedAttr{}, etags: map[uint64]string{}, unborn: map[string]uint64{},
 		landed: map[string]FileType{}, times: map[uint64]*dirTime{}}
 	s.dirs = newDirCache(s)
+	s.live.Store(&c)
 	return s
 }
 
@@ -319,7 +324,7 @@ func (m *Manager) List() []Config {
 	defer m.mu.Unlock()
 	out := make([]Config, 0, len(m.shares))
 	for _, s := range m.shares {
-		out = append(out, s.cfg)
+		out = append(out, s.Config())
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out
@@ -356,7 +361,46 @@ func (m *Manager) Delete(ctx context.Context, name string) error {
 }
 
 // Config returns the share's configuration.
-func (s *Share) Config() Config { return s.cfg }
+func (s *Share) Config() Config { return *s.live.Load() }
+
+// Update changes what a share may change while it is served: read-only
+// and the SMB options (fn is given a copy of the configuration; a change
+// to another field is refused). The change is stored before it is taken.
+func (m *Manager) Update(ctx context.Context, name string, fn func(*Config) error) (Config, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	s := m.shares[name]
+	if s == nil {
+		return Config{}, fmt.Errorf("share %q: %w", name, ErrNoShare)
+	}
+	old := s.Config()
+	c := old
+	c.Clients = append([]string(nil), old.Clients...)
+	c.Protocols = append([]string(nil), old.Protocols...)
+	if err := fn(&c); err != nil {
+		return Config{}, err
+	}
+	if err := c.Normalize(); err != nil {
+		return Config{}, err
+	}
+	fixed := c
+	fixed.ReadOnly, fixed.SMBGuest, fixed.SMBEncrypt, fixed.SMBAccessBasedEnum = old.ReadOnly, old.SMBGuest, old.SMBEncrypt, old.SMBAccessBasedEnum
+	fixed.SMBValidUsers, fixed.SMBInvalidUsers, fixed.SMBAdminUsers = old.SMBValidUsers, old.SMBInvalidUsers, old.SMBAdminUsers
+	a, _ := fixed.marshal()
+	b, _ := old.marshal()
+	if string(a) != string(b) {
+		return Config{}, fmt.Errorf("share %s: %w: only read-only and the SMB options change on a served share", name, ErrInvalid)
+	}
+	raw, err := c.marshal()
+	if err != nil {
+		return Config{}, err
+	}
+	if err := m.opts.Meta.Update(ctx, func(tx meta.Txn) error { return tx.Set(shareKey(c.Name), raw) }); err != nil {
+		return Config{}, err
+	}
+	s.live.Store(&c)
+	return c, nil
+}
 
 // Close stops the uploader. Writes not yet uploaded stay in the log and go
 // up after the next start.

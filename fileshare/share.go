@@ -42,6 +42,12 @@ type Config struct {
 	// SMBEncrypt requires SMB3 encryption on the share.
 	SMBGuest   bool `json:"smb_guest,omitempty"`
 	SMBEncrypt bool `json:"smb_encrypt,omitempty"`
+	// Who may use the share over SMB: users and groups ('@' first), local
+	// or DOMAIN\name; the SMB frontend checks the names (docs/smb.md).
+	SMBValidUsers      []string `json:"smb_valid_users,omitempty"`
+	SMBInvalidUsers    []string `json:"smb_invalid_users,omitempty"`
+	SMBAdminUsers      []string `json:"smb_admin_users,omitempty"`
+	SMBAccessBasedEnum bool     `json:"smb_access_based_enum,omitempty"`
 	// Audit records every NFS and SMB operation that opens or changes a
 	// file of the share in the audit log (docs/events.md).
 	Audit bool `json:"audit,omitempty"`
@@ -138,6 +144,9 @@ func (c *Config) Normalize() error {
 	}
 	if (c.SMBGuest || c.SMBEncrypt) && !seen["smb"] {
 		return errors.New("smb_guest and smb_encrypt need smb among the share's protocols")
+	}
+	if (len(c.SMBValidUsers)+len(c.SMBInvalidUsers)+len(c.SMBAdminUsers) > 0 || c.SMBAccessBasedEnum) && !seen["smb"] {
+		return errors.New("smb_valid_users, smb_invalid_users, smb_admin_users and smb_access_based_enum need smb among the share's protocols")
 	}
 	if c.FileMode == 0 {
 		c.FileMode = 0o644

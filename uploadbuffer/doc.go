@@ -19,7 +19,10 @@
 // since its last sync. Yield lets background work (uploads) step aside
 // until the appends waiting now are written. After a crash, Open finds the
 // end of the log (a torn tail is cut off: it was never acknowledged
-// durable) and Replay hands back every record not yet trimmed.
+// durable) and Replay hands back every record not yet trimmed. Trim
+// keeps the files of trimmed segments, within the log's capacity, and new
+// segments are written over them (recycle.go): a write over a file's
+// blocks costs the filesystem less than one that fills a new file.
 //
 // ReadRecord reads part of a record back, synced or still queued, also
 // after a restart: a service can serve reads of written bytes from the
@@ -81,7 +84,8 @@
 // # On-disk format
 //
 // A log is a directory of segment files named by the hex LSN of their first
-// record, "%016x.seg", and a "trim" file. All integers are big-endian.
+// record, "%016x.seg", a "trim" file, and trimmed segment files kept for
+// reuse, "%016x.free". All integers are big-endian.
 // docs/format.md has the same, byte by byte.
 //
 // Segment header (16 bytes):

@@ -103,6 +103,10 @@ type segment struct {
 	path   string
 	recHdr int64     // its records' header size: recHeaderSize, or recHeaderSizeV1 in a version 1 segment
 	idx    *segIndex // where its records are, and a handle to read them (read.go)
+	// reused: the file is a trimmed segment's, written over, so it may
+	// hold the old segment's bytes past size until it is cut to size
+	// (retireSegment, Close).
+	reused bool
 }
 
 type request struct {
@@ -176,6 +180,11 @@ type Log struct {
 	newEntries bool
 
 	trimMu sync.Mutex
+	// free are trimmed segment files kept to be written over by the next
+	// segments (recycle.go), with their bytes on disk (under mu).
+	free      []freeFile
+	freeBytes int64
+	freeSeq   uint64 // names free files (trimMu)
 
 	wake  chan struct{}
 	retry chan struct{} // space may have returned: the writer tries again
@@ -192,6 +201,7 @@ type retired struct {
 	f     vfs.File
 	bytes int64 // bytes written to it since its last sync
 	recs  int64 // records written to it since its last sync
+	cut   bool  // its file was cut to size (a reused file): synced even without bytes
 }
 
 // maxRetired bounds the full segments waiting for their background sync:
@@ -264,6 +274,14 @@ func (l *Log) recover() error {
 	}
 	l.trimmed = l.readTrim()
 	for _, n := range names {
+		if strings.HasSuffix(n, freeSuffix) {
+			// A trimmed segment kept for reuse: its header may not be
+			// zeroed yet, so it is not reused after a restart.
+			if err := l.fs.Remove(filepath.Join(l.dir, n)); err != nil {
+				return fmt.Errorf("uploadbuffer: %w", err)
+			}
+			continue
+		}
 		if !strings.HasSuffix(n, ".seg") {
 			continue
 		}
@@ -666,6 +684,10 @@ func (l *Log) newSegment(first LSN) error {
 // synced.
 func (l *Log) createSegment(first LSN) (segment, vfs.File, error) {
 	seg := segment{first: first, size: segHeaderSize, path: filepath.Join(l.dir, segName(first)), recHdr: recHeaderSize, idx: &segIndex{}}
+	if f := l.reuseSegment(seg.path, first); f != nil {
+		seg.reused = true
+		return seg, f, nil
+	}
 	f, err := l.fs.Create(seg.path)
 	if err != nil {
 		return seg, nil, fmt.Errorf("uploadbuffer: new segment: %w", err)
@@ -1157,7 +1179,7 @@ func (l *Log) syncer() {
 			r, failed := l.retired[0], l.failed
 			l.mu.Unlock()
 			var err error
-			if failed == nil && r.bytes > 0 {
+			if failed == nil && (r.bytes > 0 || r.cut) {
 				err = r.f.Sync()
 			}
 			r.f.Close()
@@ -1185,6 +1207,18 @@ func (l *Log) retireSegment(first LSN) error {
 	if err := l.awaitRetired(maxRetired - 1); err != nil {
 		return err
 	}
+	l.mu.Lock()
+	full := l.segs[len(l.segs)-1]
+	l.mu.Unlock()
+	if full.reused {
+		// Its file was a trimmed segment's: the old bytes past its
+		// records go, so that Open does not read them as a torn write
+		// in a segment before the last. The syncer's sync makes the
+		// new size durable with the records.
+		if err := l.cur.Truncate(full.size); err != nil {
+			return err
+		}
+	}
 	seg, f, err := l.createSegment(first)
 	if err != nil {
 		return err
@@ -1194,7 +1228,7 @@ func (l *Log) retireSegment(first LSN) error {
 	l.mu.Lock()
 	l.segs = append(l.segs, seg)
 	l.used.Add(segHeaderSize)
-	l.retired = append(l.retired, retired{f: old, bytes: l.unsyncedBytes, recs: l.unsyncedRecs})
+	l.retired = append(l.retired, retired{f: old, bytes: l.unsyncedBytes, recs: l.unsyncedRecs, cut: full.reused})
 	l.mu.Unlock()
 	l.unsyncedBytes, l.unsyncedRecs = 0, 0
 	l.newEntries = true
@@ -1456,6 +1490,7 @@ func (l *Log) lostWritten(err error) bool {
 // part is cut off and left is returned to be tried again. Called by the
 // writer with wmu held and mu not held.
 func (l *Log) awaitRoom(err error, left []*request) []*request {
+	l.dropFree()
 	if l.torn || l.written.Load() != l.next.Load() {
 		// Also with nothing to cut: the records written without a
 		// sync (before a new segment that could not be made) are
@@ -1625,6 +1660,7 @@ func (l *Log) Trim(upTo LSN) error {
 		l.log.Warn("persist trim point", "err", trimErr) // costs replay time only
 	}
 	freed := false
+	var kept []string // trimmed segment files renamed to be reused
 	// A segment is done when the next one starts at or below the trim
 	// point. Only Trim removes segments, and never the last one, which
 	// the writer appends to.
@@ -1635,17 +1671,36 @@ func (l *Log) Trim(upTo LSN) error {
 			break
 		}
 		first := l.segs[0]
+		keep := l.noSpace == nil && l.used.Load()+l.freeBytes+int64(len(kept)+1)*l.opts.SegmentSize <= l.opts.Capacity
 		l.mu.Unlock()
-		if err := l.fs.Remove(first.path); err != nil {
+		var free string
+		if keep {
+			free = l.freeName()
+			if err := l.fs.Rename(first.path, free); err != nil {
+				l.keepFree(kept)
+				return fmt.Errorf("uploadbuffer: keep trimmed segment: %w", err)
+			}
+		} else if err := l.fs.Remove(first.path); err != nil {
 			return fmt.Errorf("uploadbuffer: remove segment: %w", err)
 		}
 		l.mu.Lock()
 		l.segs = l.segs[1:]
 		l.used.Add(-first.size)
 		first.idx.retire()
+		if keep && first.idx.refs.Load() > 0 {
+			// A read of it is still under way (it found the record
+			// before the trim): the file is not written over.
+			keep = false
+		}
 		l.mu.Unlock()
+		if free != "" && !keep {
+			l.fs.Remove(free)
+		} else if keep {
+			kept = append(kept, free)
+		}
 		freed = true
 	}
+	l.keepFree(kept)
 	l.mu.Lock()
 	full := l.noSpace != nil
 	l.mu.Unlock()
@@ -1692,6 +1747,7 @@ func (l *Log) restartSegment() error {
 	}
 	l.used.Add(-seg.size)
 	seg.size = 0
+	seg.reused = false
 	l.torn = false
 	next := LSN(l.next.Load())
 	path := filepath.Join(l.dir, segName(next))
@@ -1797,6 +1853,15 @@ func (l *Log) Close() error {
 	for _, seg := range l.segs {
 		seg.idx.retire()
 	}
+	last, failed := l.segs[len(l.segs)-1], l.failed
 	l.mu.Unlock()
+	if last.reused && failed == nil {
+		// The old bytes past its records go (recycle.go); Open would
+		// cut them too, as a torn write.
+		if err := l.cur.Truncate(last.size); err != nil {
+			l.cur.Close()
+			return fmt.Errorf("uploadbuffer: %w", err)
+		}
+	}
 	return l.cur.Close()
 }
