@@ -541,29 +541,61 @@ func (l *Library) hasClasses() bool {
 	return ok
 }
 
-// setClass moves every object of a tape to class.
+// setClass moves every object of a tape to class. S3 copies no object of
+// an archive class that is not restored (a class change is a copy onto
+// itself): where the store restores (objstore.Restorer), such an object
+// is restored first, at MoveTier, and moved once its restored copy is
+// readable; until every object is moved the error wraps errRestoring.
 func (l *Library) setClass(ctx context.Context, barcode, class string) error {
 	sc, ok := l.opts.Store.(objstore.StorageClasser)
 	if !ok {
 		return nil
 	}
-	var keys []string
+	var objs []objstore.ObjectInfo
 	err := l.opts.Store.List(ctx, tapePrefix(barcode), func(oi objstore.ObjectInfo) error {
 		if oi.StorageClass != class && !(class == "STANDARD" && oi.StorageClass == "") {
-			keys = append(keys, oi.Key)
+			objs = append(objs, oi)
 		}
 		return nil
 	})
 	if err != nil {
 		return err
 	}
-	for _, k := range keys {
-		if err := sc.SetStorageClass(ctx, k, class); err != nil {
+	rs := l.restorer()
+	restoring, asked := 0, 0
+	for _, oi := range objs {
+		if rs != nil && objstore.ArchiveClasses[oi.StorageClass] {
+			st, err := rs.RestoreStatus(ctx, oi.Key)
+			if err != nil {
+				return fmt.Errorf("tape %s: storage class %s: %w", barcode, class, err)
+			}
+			if !st.Readable() {
+				if !st.Ongoing {
+					if err := rs.Restore(ctx, oi.Key, l.opts.RestoreDays, l.opts.MoveTier); err != nil {
+						return fmt.Errorf("tape %s: storage class %s: restore %s first: %w", barcode, class, oi.Key, err)
+					}
+					asked++
+				}
+				restoring++
+				continue
+			}
+		}
+		if err := sc.SetStorageClass(ctx, oi.Key, class); err != nil {
 			return fmt.Errorf("tape %s: storage class %s: %w", barcode, class, err)
 		}
 	}
+	if restoring > 0 {
+		if asked > 0 {
+			l.log.Info("tape objects restored to change their storage class", "tape", barcode, "class", class, "asked", asked, "tier", l.opts.MoveTier)
+		}
+		return fmt.Errorf("tape %s: storage class %s: %d of %d objects to move are being restored (%s tier) first: %w",
+			barcode, class, restoring, len(objs), l.opts.MoveTier, errRestoring)
+	}
 	return nil
 }
+
+// errRestoring: a class move waits for restores (setClass).
+var errRestoring = errors.New("the move waits for them")
 
 func (l *Library) finishArchive(ctx context.Context, barcode string) error {
 	in, err := l.Info(ctx, barcode)
@@ -575,9 +607,9 @@ func (l *Library) finishArchive(ctx context.Context, barcode string) error {
 		return err
 	}
 	if err := l.setClass(ctx, barcode, class); err != nil {
-		// The objects stay where they are until a retry moves them (S3
-		// copies no archived object that is not restored): the tape's
-		// lock holds on them meanwhile, once per lock.
+		// The objects stay where they are until a retry moves them (once
+		// restored): the tape's lock holds on them meanwhile, once per
+		// lock.
 		if !l.retainedUntil(barcode, in.LockUntil) {
 			if rerr := l.retainTape(ctx, in); rerr != nil {
 				return errors.Join(err, rerr)
@@ -599,7 +631,8 @@ func (l *Library) finishArchive(ctx context.Context, barcode string) error {
 	})
 }
 
-// finishArchives retries unfinished moves to the archive class.
+// finishArchives retries unfinished moves to the archive class: at once
+// those that failed, every RetrievePoll those that wait for restores.
 func (l *Library) finishArchives(ctx context.Context) {
 	l.invMu.Lock()
 	defer l.invMu.Unlock()
@@ -607,11 +640,35 @@ func (l *Library) finishArchives(ctx context.Context) {
 	if err != nil {
 		return
 	}
+	now := l.opts.Clock.Now()
 	for _, in := range infos {
-		if in.ArchivePending {
-			if err := l.finishArchive(ctx, in.Barcode); err != nil && ctx.Err() == nil {
-				l.log.Warn("archive tape", "tape", in.Barcode, "err", err)
+		if !in.ArchivePending {
+			continue
+		}
+		l.mu.Lock()
+		at, waits := l.movePolled[in.Barcode]
+		l.mu.Unlock()
+		if waits && now.Sub(at) < l.opts.RetrievePoll {
+			continue
+		}
+		err := l.finishArchive(ctx, in.Barcode)
+		l.mu.Lock()
+		if errors.Is(err, errRestoring) {
+			if l.movePolled == nil {
+				l.movePolled = map[string]time.Time{}
 			}
+			l.movePolled[in.Barcode] = now
+		} else {
+			delete(l.movePolled, in.Barcode)
+		}
+		l.mu.Unlock()
+		switch {
+		case err == nil:
+			l.log.Info("tape objects moved to their archive class", "tape", in.Barcode)
+		case errors.Is(err, errRestoring):
+			l.log.Debug("archive class move", "tape", in.Barcode, "err", err)
+		case ctx.Err() == nil:
+			l.log.Warn("archive tape", "tape", in.Barcode, "err", err)
 		}
 	}
 }

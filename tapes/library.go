@@ -64,6 +64,10 @@ type Options struct {
 	// Restorer restores archived objects before a retrieval reads them;
 	// nil: the Store's own, if it is an objstore.Restorer.
 	Restorer objstore.Restorer
+	// MoveTier is the restore tier of an archived tape's move to another
+	// archive class (a pool's): S3 copies no archived object that is not
+	// restored (default Bulk, the cheapest: nobody waits to read).
+	MoveTier string
 	// RetrieveTier is the default restore tier (default Standard);
 	// RestoreDays how long a restored copy is kept (default 7), enough
 	// for the copy back to RetrieveClass; RetrievePoll how often
@@ -128,6 +132,9 @@ type Library struct {
 	// move to their archive class failed (finishArchive), by barcode;
 	// l.mu.
 	retainedBefore map[string]time.Time
+	// movePolled: when the class moves waiting for restores were last
+	// tried, by barcode; l.mu.
+	movePolled map[string]time.Time
 
 	sparesDue atomic.Bool // spare tapes to check after the next round
 	closeOnce sync.Once
@@ -177,7 +184,13 @@ func New(ctx context.Context, opts Options) (*Library, error) {
 	if opts.RetrieveTier == "" {
 		opts.RetrieveTier = objstore.TierStandard
 	}
+	if opts.MoveTier == "" {
+		opts.MoveTier = objstore.TierBulk
+	}
 	if err := objstore.ValidTier(opts.RetrieveTier); err != nil {
+		return nil, fmt.Errorf("tapes: %w", err)
+	}
+	if err := objstore.ValidTier(opts.MoveTier); err != nil {
 		return nil, fmt.Errorf("tapes: %w", err)
 	}
 	if opts.RestoreDays <= 0 {

@@ -292,7 +292,11 @@ func (l *Library) archiveClass(ctx context.Context, pool string) (string, Pool, 
 // AssignPool moves a tape to another pool ("" the library's default).
 // An archived tape's objects move to the new pool's storage class and the
 // new pool's lock starts; a tape whose lock holds is refused (bypass lifts
-// a governance lock).
+// a governance lock). Where archived objects must be restored before they
+// change class (S3), the move asks the restores and returns the tape with
+// ArchivePending: its objects move once restored (see setClass), looked
+// at every RetrievePoll, or at once when the tape is assigned again to
+// the pool it is moving to.
 func (l *Library) AssignPool(ctx context.Context, barcode, pool string, bypass bool) (Info, error) {
 	l.invMu.Lock()
 	defer l.invMu.Unlock()
@@ -301,6 +305,9 @@ func (l *Library) AssignPool(ctx context.Context, barcode, pool string, bypass b
 		return in, err
 	}
 	if in.Pool == pool {
+		if in.State == StateArchived && in.ArchivePending {
+			return l.finishMove(ctx, in)
+		}
 		return in, nil
 	}
 	class, p, err := l.archiveClass(ctx, pool)
@@ -324,12 +331,23 @@ func (l *Library) AssignPool(ctx context.Context, barcode, pool string, bypass b
 	if err := l.opts.Meta.Update(ctx, func(tx meta.Txn) error { return putInfo(tx, in) }); err != nil {
 		return in, err
 	}
-	l.log.Info("tape moved to pool", "tape", barcode, "pool", pool)
+	l.log.Info("tape moved to pool", "tape", barcode, "pool", pool, "class", class)
 	if in.State == StateArchived && in.ArchivePending {
-		if err := l.finishArchive(ctx, barcode); err != nil {
-			return in, fmt.Errorf("tape %s: moved to pool %s; its objects move to %s later: %w", barcode, pool, class, err)
-		}
-		in.ArchivePending = false
+		return l.finishMove(ctx, in)
 	}
 	return in, nil
+}
+
+// finishMove moves an archived tape's objects to its pool's class now, as
+// far as they can be: a move that waits for restores is no error.
+// l.invMu held.
+func (l *Library) finishMove(ctx context.Context, in Info) (Info, error) {
+	err := l.finishArchive(ctx, in.Barcode)
+	if err != nil && !errors.Is(err, errRestoring) {
+		return in, fmt.Errorf("tape %s: in pool %s; its objects move to the pool's class later: %w", in.Barcode, in.Pool, err)
+	}
+	if err != nil {
+		l.log.Info("tape's class move waits for restores", "tape", in.Barcode, "err", err)
+	}
+	return l.Info(ctx, in.Barcode)
 }

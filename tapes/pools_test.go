@@ -440,12 +440,16 @@ func TestRetrievedTapeStaysRetained(t *testing.T) {
 }
 
 // TestPoolMoveRetainsUnmovedObjects: an archived tape moved to a pool
-// with a longer lock takes that lock at once, on its objects too where
-// the bucket has Object Lock, even while their move to the new pool's
-// class fails (S3 copies no archived object that is not restored): the
-// bucket, not only gatewayd's meta, keeps them until the new lock ends.
+// with a longer lock (GLACIER to DEEP_ARCHIVE) takes that lock at once, on
+// its objects too where the bucket has Object Lock, while they wait for
+// the restores S3 needs before it copies an archived object to another
+// class: the bucket, not only gatewayd's meta, keeps them until the new
+// lock ends. The move asks one restore per object (at the Bulk tier),
+// never again while it runs (a restart included), and once the restores
+// are done moves every object to DEEP_ARCHIVE, retained as long.
 func TestPoolMoveRetainsUnmovedObjects(t *testing.T) {
 	e := lockedColdEnv(t)
+	cold := e.store.(*mem.Cold)
 	for _, p := range []tapes.Pool{
 		{Name: "short", StorageClass: "GLACIER", Lock: tapes.LockGovernance, LockDays: 1},
 		{Name: "long", StorageClass: "DEEP_ARCHIVE", Lock: tapes.LockCompliance, LockDays: 3650},
@@ -454,24 +458,92 @@ func TestPoolMoveRetainsUnmovedObjects(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	bc, _ := archivedTape(t, e, "short", "MV", 11, 8)
-	e.clk.Advance(24*time.Hour + time.Second)
-	in, err := e.lib.AssignPool(ctx, bc, "long", false)
-	if err == nil {
-		t.Fatalf("an archived tape's objects copied to another class without a restore: %v", classes(t, e.store, bc))
+	bc, m := archivedTape(t, e, "short", "MV", 11, 8)
+	objects := classes(t, e.store, bc)["GLACIER"]
+	if objects < 3 {
+		t.Fatalf("archived tape's objects by class: %v", classes(t, e.store, bc))
 	}
-	if in, _ = e.lib.Info(ctx, bc); in.Pool != "long" || in.LockMode != tapes.LockCompliance || !in.ArchivePending {
+	e.clk.Advance(24*time.Hour + time.Second)
+	asked := cold.Requests()
+	in, err := e.lib.AssignPool(ctx, bc, "long", false)
+	if err != nil {
+		t.Fatalf("move to pool long: %v", err)
+	}
+	if in.Pool != "long" || in.LockMode != tapes.LockCompliance || !in.ArchivePending {
 		t.Fatalf("moved to pool long: %+v", in)
 	}
-	want := objstore.Retention{Mode: objstore.Compliance, Until: in.LockUntil}
-	n := 0
-	if err := e.store.List(ctx, "tapes/"+bc+"/", func(oi objstore.ObjectInfo) error {
-		n++
-		if ret, err := objstore.GetRetention(ctx, e.store, oi.Key); err != nil || !ret.Covers(want) {
-			t.Errorf("%s (%s) after the move: retention %v %v, want %v", oi.Key, oi.StorageClass, ret, err, want)
-		}
-		return nil
-	}); err != nil || n == 0 {
-		t.Fatalf("%d objects: %v", n, err)
+	if c := classes(t, e.store, bc); c["GLACIER"] != objects {
+		t.Fatalf("an archived tape's objects copied to another class without a restore: %v", c)
 	}
+	if n := cold.Requests() - asked; n != objects {
+		t.Fatalf("%d restores asked for %d objects", n, objects)
+	}
+	retained := func(when string) {
+		t.Helper()
+		want := objstore.Retention{Mode: objstore.Compliance, Until: in.LockUntil}
+		n := 0
+		if err := e.store.List(ctx, "tapes/"+bc+"/", func(oi objstore.ObjectInfo) error {
+			n++
+			if ret, err := objstore.GetRetention(ctx, e.store, oi.Key); err != nil || !ret.Covers(want) {
+				t.Errorf("%s: %s (%s): retention %v %v, want %v", when, oi.Key, oi.StorageClass, ret, err, want)
+			}
+			return nil
+		}); err != nil || n == 0 {
+			t.Fatalf("%s: %d objects: %v", when, n, err)
+		}
+	}
+	retained("while the restores run")
+	// Looked at again, after a restart too: no restore asked twice.
+	if in, err = e.lib.AssignPool(ctx, bc, "long", false); err != nil || !in.ArchivePending {
+		t.Fatalf("assigned again while restoring: %+v %v", in, err)
+	}
+	e.restart()
+	for range 3 {
+		waitIdle(e)
+		e.clk.Advance(10 * time.Minute)
+	}
+	waitIdle(e)
+	if n := cold.Requests() - asked; n != objects {
+		t.Fatalf("%d restores asked for %d objects after a restart", n, objects)
+	}
+	if in, _ = e.lib.Info(ctx, bc); !in.ArchivePending {
+		t.Fatalf("move done before the restores: %+v %v", in, classes(t, e.store, bc))
+	}
+	// The restores done (an hour), the next look moves every object.
+	e.clk.Advance(time.Hour)
+	deadline := time.Now().Add(5 * time.Minute)
+	for {
+		if in, _ = e.lib.Info(ctx, bc); !in.ArchivePending {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("move not done after the restores: %+v %v", in, classes(t, e.store, bc))
+		}
+		waitIdle(e)
+		e.clk.Advance(time.Minute)
+	}
+	if c := classes(t, e.store, bc); c["DEEP_ARCHIVE"] != objects || len(c) != 1 {
+		t.Fatalf("moved tape's objects by class: %v", c)
+	}
+	retained("after the move")
+	// Its data is the tape's: retrieved (restored again from DEEP_ARCHIVE),
+	// it reads back.
+	if _, err := e.lib.RetrieveTape(ctx, bc, objstore.TierStandard); err != nil {
+		t.Fatal(err)
+	}
+	e.clk.Advance(time.Hour + time.Second)
+	for {
+		in, err := e.lib.RetrieveTape(ctx, bc, objstore.TierStandard)
+		if in.State == tapes.StateRetrieved {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not retrieved after the restores: %+v %+v %v", in, in.Retrieval, err)
+		}
+		waitIdle(e)
+		e.clk.Advance(time.Minute)
+	}
+	tp := e.open(bc)
+	m.check(t, tp)
+	tp.Close(ctx)
 }

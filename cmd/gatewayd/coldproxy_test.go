@@ -110,6 +110,23 @@ func (p *coldProxy) counts(prefix string) (archived, accepted int) {
 	return archived, p.accepted
 }
 
+// classes counts the archived objects under prefix by class, and the
+// restores accepted for them by tier.
+func (p *coldProxy) classes(prefix string) (classes, tiers map[string]int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	classes, tiers = map[string]int{}, map[string]int{}
+	for k, o := range p.cold {
+		if strings.HasPrefix(k, prefix) {
+			classes[o.class]++
+			if o.tier != "" {
+				tiers[o.tier]++
+			}
+		}
+	}
+	return classes, tiers
+}
+
 // readable says whether an archived object's restored copy is there.
 // p.mu held.
 func (o *coldObject) readable() bool { return o.days > 0 && !o.restoring }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/gatewayd/gatewayd/gateway"
 	"github.com/gatewayd/gatewayd/internal/miniotest"
+	"github.com/gatewayd/gatewayd/internal/tapeclient"
 	"github.com/gatewayd/gatewayd/tapes"
 )
 
@@ -94,12 +95,107 @@ func TestTapeRetrieveColdStorage(t *testing.T) {
 	if left, _ := proxy.counts("gw/tapes/" + bc + "/"); left != 0 {
 		t.Fatalf("%d objects still in GLACIER after the retrieval", left)
 	}
-	changer, drive, logout = library(t, dir)
+	readRetrieved(t, ctx, dir, bc, driveEl, written)
+	d.stop(t)
+}
+
+// TestTapePoolMoveColdStorage moves an archived tape from a GLACIER pool
+// to a DEEP_ARCHIVE one through the cold-storage proxy, as AWS documents
+// a class change of an archived object: restore it, then copy it onto
+// itself with the new class. tape assign-pool asks one Bulk restore per
+// object and leaves the tape archived with its move pending; kill -9 in
+// the middle asks no restore twice; once the restores are done the next
+// look (assign-pool again) copies every object into DEEP_ARCHIVE, and the
+// tape, retrieved from there, reads back what was written.
+func TestTapePoolMoveColdStorage(t *testing.T) {
+	t.Parallel() // waits on servers: beside the others (see TestMain)
+	srv := miniotest.Start(t)
+	srv.CreateBucket(t, "coldmove")
+	proxy := startColdProxy(t, srv, "coldmove")
+	dir, d := serveTapes(t, srv, "coldmove", proxy.URL, nil)
+	const bc = "PM0001L5"
+	prefix := "gw/tapes/" + bc + "/"
+	mustRun(t, "pool", "create", "--data-dir", dir, "flexible", "--storage-class", "GLACIER")
+	mustRun(t, "pool", "create", "--data-dir", dir, "deep", "--storage-class", "DEEP_ARCHIVE")
+	mustRun(t, "tape", "create", "--data-dir", dir, "--count", "1", "--barcode-prefix", "PM", "--size", "1G", "--pool", "flexible")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	changer, drive, driveEl, logout := loadTape(t, ctx, dir, bc)
+	var written [][]byte
+	writeObjects(t, ctx, drive, &written, 24, 7)
+	must(t, drive.Unload(ctx))
+	ies, err := changer.Elements(ctx, 3)
+	must(t, err)
+	must(t, changer.Move(ctx, driveEl.Address, ies[0].Address))
+	logout()
+	if in := tapeList(t, dir)[bc]; in.State != tapes.StateArchived || in.ArchivePending {
+		t.Fatalf("archived: %+v", in)
+	}
+	classes, _ := proxy.classes(prefix)
+	objects := classes["GLACIER"]
+	if objects < 2 || len(classes) != 1 {
+		t.Fatalf("archived tape's objects by class: %v", classes)
+	}
+
+	out := mustRun(t, "tape", "assign-pool", "--data-dir", dir, bc, "--pool", "deep")
+	check := func(label string) {
+		t.Helper()
+		in := tapeList(t, dir)[bc]
+		if in.State != tapes.StateArchived || !in.ArchivePending || in.Pool != "deep" {
+			t.Fatalf("%s: %+v", label, in)
+		}
+		classes, tiers := proxy.classes(prefix)
+		if classes["GLACIER"] != objects || len(classes) != 1 || tiers["Bulk"] != objects {
+			t.Fatalf("%s: objects by class %v, restores by tier %v", label, classes, tiers)
+		}
+		if _, accepted := proxy.counts(""); accepted != objects {
+			t.Fatalf("%s: %d restores accepted for %d objects", label, accepted, objects)
+		}
+		if info := mustRun(t, "tape", "info", "--data-dir", dir, bc); !strings.Contains(info, "still moving") {
+			t.Fatalf("%s: tape info:\n%s", label, info)
+		}
+	}
+	check("after assign-pool: " + out)
+	must(t, d.cmd.Process.Signal(syscall.SIGKILL))
+	<-d.done
+	d = serve(t, dir)
+	check("after kill -9")
+	mustRun(t, "tape", "assign-pool", "--data-dir", dir, bc, "--pool", "deep") // looks again: nothing restored yet
+	check("looked at again")
+
+	proxy.release()
+	mustRun(t, "tape", "assign-pool", "--data-dir", dir, bc, "--pool", "deep")
+	if in := tapeList(t, dir)[bc]; in.State != tapes.StateArchived || in.ArchivePending {
+		t.Fatalf("after the restores: %+v", in)
+	}
+	if classes, _ := proxy.classes(prefix); classes["DEEP_ARCHIVE"] != objects || len(classes) != 1 {
+		t.Fatalf("moved tape's objects by class: %v", classes)
+	}
+
+	// Retrieved from DEEP_ARCHIVE (restores are done at once now), it
+	// reads back.
+	mustRun(t, "tape", "retrieve", "--data-dir", dir, bc)
+	deadline := time.Now().Add(5 * time.Minute)
+	for tapeList(t, dir)[bc].State != tapes.StateRetrieved {
+		if time.Now().After(deadline) {
+			t.Fatalf("not retrieved: %+v", tapeList(t, dir)[bc])
+		}
+		mustRun(t, "tape", "retrieve", "--data-dir", dir, bc)
+	}
+	readRetrieved(t, ctx, dir, bc, driveEl, written)
+	d.stop(t)
+}
+
+// readRetrieved logs in to the library, moves the retrieved tape bc from
+// its slot into the drive driveEl and reads it back.
+func readRetrieved(t *testing.T, ctx context.Context, dir, bc string, driveEl tapeclient.Element, written [][]byte) {
+	t.Helper()
+	changer, drive, logout := library(t, dir)
 	defer logout()
 	e, err := changer.Find(ctx, bc)
 	must(t, err)
 	must(t, changer.Move(ctx, e.Address, driveEl.Address))
 	must(t, drive.Ready(ctx))
 	readBack(t, ctx, drive, written)
-	d.stop(t)
 }

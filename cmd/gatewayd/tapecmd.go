@@ -159,6 +159,9 @@ func newTapeCmd(g *globals) *cobra.Command {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "tape %s in pool %s\n", args[0], poolName(in.Pool))
+			if in.State == tapes.StateArchived && in.ArchivePending {
+				fmt.Fprintln(cmd.OutOrStdout(), "its objects move to the pool's storage class once restored (archived objects are restored first); assign-pool again looks at once")
+			}
 			return nil
 		},
 	}
