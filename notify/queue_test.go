@@ -1,11 +1,10 @@
-package notify
+package notify_test
 
 import (
 	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -18,84 +17,18 @@ import (
 	"github.com/gatewayd/gatewayd/meta"
 	metabadger "github.com/gatewayd/gatewayd/meta/badger"
 	"github.com/gatewayd/gatewayd/meta/mem"
+	"github.com/gatewayd/gatewayd/notify"
+	"github.com/gatewayd/gatewayd/notify/notifytest"
 )
 
-// receiver is a webhook in the test: it records every event it takes and
-// answers fail while failing is set.
-type receiver struct {
-	srv *httptest.Server
-
-	mu      sync.Mutex
-	events  []Event
-	bodies  [][]byte
-	headers []http.Header
-	refused int
-	failing bool
-	got     chan struct{}
+// waitFor waits until r took n events and returns them.
+func waitFor(r *notifytest.Receiver, n int) []notify.Event {
+	return r.Wait(fmt.Sprintf("%d events", n), func(p []notify.Event) bool { return len(p) >= n })
 }
 
-func newReceiver(t *testing.T) *receiver {
-	r := &receiver{got: make(chan struct{}, 1)}
-	r.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		b, err := io.ReadAll(req.Body)
-		if err != nil {
-			w.WriteHeader(400)
-			return
-		}
-		r.mu.Lock()
-		defer r.mu.Unlock()
-		if r.failing {
-			r.refused++
-			w.WriteHeader(http.StatusServiceUnavailable)
-			return
-		}
-		var e Event
-		if err := json.Unmarshal(b, &e); err != nil {
-			t.Errorf("receiver: %s: %v", b, err)
-		}
-		r.events = append(r.events, e)
-		r.bodies = append(r.bodies, b)
-		r.headers = append(r.headers, req.Header.Clone())
-		select {
-		case r.got <- struct{}{}:
-		default:
-		}
-	}))
-	t.Cleanup(r.srv.Close)
-	return r
-}
-
-func (r *receiver) setFailing(v bool) {
-	r.mu.Lock()
-	r.failing = v
-	r.mu.Unlock()
-}
-
-// waitFor waits until the receiver took n events (a deadline of minutes:
-// the machine may be busy) and returns them.
-func (r *receiver) waitFor(t *testing.T, n int) []Event {
+func openQueue(t *testing.T, md meta.Store, o notify.Options) *notify.Queue {
 	t.Helper()
-	deadline := time.After(5 * time.Minute)
-	for {
-		r.mu.Lock()
-		if len(r.events) >= n {
-			out := append([]Event(nil), r.events...)
-			r.mu.Unlock()
-			return out
-		}
-		r.mu.Unlock()
-		select {
-		case <-r.got:
-		case <-time.After(100 * time.Millisecond):
-		case <-deadline:
-			t.Fatalf("receiver took %d events, want %d", len(r.events), n)
-		}
-	}
-}
-
-func openQueue(t *testing.T, md meta.Store, o Options) *Queue {
-	t.Helper()
-	q, err := Open(context.Background(), md, o)
+	q, err := notify.Open(context.Background(), md, o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,23 +40,23 @@ func openQueue(t *testing.T, md meta.Store, o Options) *Queue {
 // Events go out in publish order, as JSON with the token and headers, the
 // store's prefix on keys; a webhook gets only the kinds it asked for.
 func TestDeliveredInOrder(t *testing.T) {
-	all, files := newReceiver(t), newReceiver(t)
+	all, files := notifytest.NewReceiver(t, ""), notifytest.NewReceiver(t, "")
 	md := mem.New()
-	q := openQueue(t, md, Options{Gateway: "gw1", Bucket: "b", Prefix: "/pfx/", Webhooks: []Webhook{
-		{URL: all.srv.URL, Token: "tok", Headers: map[string]string{"X-Team": "storage"}},
-		{URL: files.srv.URL, Kinds: []string{"file.*"}},
+	q := openQueue(t, md, notify.Options{Gateway: "gw1", Bucket: "b", Prefix: "/pfx/", Webhooks: []notify.Webhook{
+		{URL: all.URL, Token: "tok", Headers: map[string]string{"X-Team": "storage"}},
+		{URL: files.URL, Kinds: []string{"file.*"}},
 	}})
 	ctx := context.Background()
 	for i := range 50 {
-		e := Event{Kind: FileUploaded, Share: "docs", Path: fmt.Sprintf("/f%d", i), Key: fmt.Sprintf("docs/f%d", i), Size: Size(int64(i))}
+		e := notify.Event{Kind: notify.FileUploaded, Share: "docs", Path: fmt.Sprintf("/f%d", i), Key: fmt.Sprintf("docs/f%d", i), Size: notify.Size(int64(i))}
 		if i%10 == 9 {
-			e = Event{Kind: VolumeSnapshot, Volume: "v", Snapshot: strconv.Itoa(i)}
+			e = notify.Event{Kind: notify.VolumeSnapshot, Volume: "v", Snapshot: strconv.Itoa(i)}
 		}
 		if err := q.Publish(ctx, e); err != nil {
 			t.Fatal(err)
 		}
 	}
-	got := all.waitFor(t, 50)
+	got := waitFor(all, 50)
 	for i, e := range got {
 		if i > 0 && e.Seq <= got[i-1].Seq {
 			t.Fatalf("event %d seq %d after %d", i, e.Seq, got[i-1].Seq)
@@ -131,30 +64,30 @@ func TestDeliveredInOrder(t *testing.T) {
 		if e.Gateway != "gw1" || e.ID == "" || e.Time.IsZero() {
 			t.Fatalf("event %d: %+v", i, e)
 		}
-		if e.Kind == FileUploaded && (e.Path != fmt.Sprintf("/f%d", i) || e.Key != fmt.Sprintf("pfx/docs/f%d", i) || e.Bucket != "b" || *e.Size != int64(i)) {
+		if e.Kind == notify.FileUploaded && (e.Path != fmt.Sprintf("/f%d", i) || e.Key != fmt.Sprintf("pfx/docs/f%d", i) || e.Bucket != "b" || *e.Size != int64(i)) {
 			t.Fatalf("event %d: %+v", i, e)
 		}
 	}
-	h := all.headers[0]
+	h := all.Headers()[0]
 	if h.Get("Authorization") != "Bearer tok" || h.Get("X-Team") != "storage" || h.Get("Content-Type") != "application/json" {
 		t.Fatalf("headers %v", h)
 	}
-	fe := files.waitFor(t, 45)
+	fe := waitFor(files, 45)
 	for _, e := range fe {
-		if e.Kind != FileUploaded {
+		if e.Kind != notify.FileUploaded {
 			t.Fatalf("file.* webhook got %s", e.Kind)
 		}
 	}
-	if st := q.Stats(); st.Sent != 95 || st.Queued[FileUploaded] != 45 || st.Queued[VolumeSnapshot] != 5 {
+	if st := q.Stats(); st.Sent != 95 || st.Queued[notify.FileUploaded] != 45 || st.Queued[notify.VolumeSnapshot] != 5 {
 		t.Fatalf("stats %+v", st)
 	}
 }
 
 // The JSON a webhook gets, byte for byte (docs/events.md shows this one).
 func TestEventJSON(t *testing.T) {
-	e := Event{ID: "5d1c5e1b3c0f4f2a9e0b7d6c8a4f2e10", Seq: 42, Kind: FileUploaded,
+	e := notify.Event{ID: "5d1c5e1b3c0f4f2a9e0b7d6c8a4f2e10", Seq: 42, Kind: notify.FileUploaded,
 		Time: time.Date(2026, 12, 5, 1, 30, 0, 123000000, time.UTC), Gateway: "8f14e45fceea167a", Bucket: "media",
-		Key: "gw/docs/reports/q4.pdf", Share: "docs", Path: "/reports/q4.pdf", Type: "file", Size: Size(1048576),
+		Key: "gw/docs/reports/q4.pdf", Share: "docs", Path: "/reports/q4.pdf", Type: "file", Size: notify.Size(1048576),
 		ETag: "9b2cf535f27731c974343645a3985328"}
 	b, err := json.Marshal(e)
 	if err != nil {
@@ -169,27 +102,27 @@ func TestEventJSON(t *testing.T) {
 // An event published again with the same id is not queued twice, also
 // after every webhook took it (within KeepDelivered).
 func TestRepeatNotQueuedTwice(t *testing.T) {
-	r := newReceiver(t)
-	q := openQueue(t, mem.New(), Options{Webhooks: []Webhook{{URL: r.srv.URL}}})
+	r := notifytest.NewReceiver(t, "")
+	q := openQueue(t, mem.New(), notify.Options{Webhooks: []notify.Webhook{{URL: r.URL}}})
 	ctx := context.Background()
-	id := StableID("docs", "a.txt", "17")
+	id := notify.StableID("docs", "a.txt", "17")
 	for range 3 {
-		if err := q.Publish(ctx, Event{ID: id, Kind: FileUploaded}); err != nil {
+		if err := q.Publish(ctx, notify.Event{ID: id, Kind: notify.FileUploaded}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := q.Publish(ctx, Event{Kind: FileDeleted}); err != nil {
+	if err := q.Publish(ctx, notify.Event{Kind: notify.FileDeleted}); err != nil {
 		t.Fatal(err)
 	}
-	r.waitFor(t, 2)
-	if err := q.Publish(ctx, Event{ID: id, Kind: FileUploaded}); err != nil {
+	waitFor(r, 2)
+	if err := q.Publish(ctx, notify.Event{ID: id, Kind: notify.FileUploaded}); err != nil {
 		t.Fatal(err)
 	}
-	if err := q.Publish(ctx, Event{Kind: FileDeleted}); err != nil {
+	if err := q.Publish(ctx, notify.Event{Kind: notify.FileDeleted}); err != nil {
 		t.Fatal(err)
 	}
-	got := r.waitFor(t, 3)
-	if len(got) != 3 || got[0].ID != id || got[1].Kind != FileDeleted || got[2].Kind != FileDeleted {
+	got := waitFor(r, 3)
+	if len(got) != 3 || got[0].ID != id || got[1].Kind != notify.FileDeleted || got[2].Kind != notify.FileDeleted {
 		t.Fatalf("got %+v", got)
 	}
 	if d := q.Stats().Duplicates; d != 3 {
@@ -201,11 +134,11 @@ func TestRepeatNotQueuedTwice(t *testing.T) {
 // reopen), at most MaxQueued of them (then Full, and failed uploads'
 // events are dropped), and all arrive in order once it takes them again.
 func TestReceiverDown(t *testing.T) {
-	r := newReceiver(t)
-	r.setFailing(true)
+	r := notifytest.NewReceiver(t, "")
+	r.SetDown(true)
 	md := mem.New()
-	o := Options{Webhooks: []Webhook{{URL: r.srv.URL}}, MaxQueued: 20, BaseDelay: 10 * time.Millisecond, MaxDelay: 50 * time.Millisecond}
-	q, err := Open(context.Background(), md, o)
+	o := notify.Options{Webhooks: []notify.Webhook{{URL: r.URL}}, MaxQueued: 20, BaseDelay: 10 * time.Millisecond, MaxDelay: 50 * time.Millisecond}
+	q, err := notify.Open(context.Background(), md, o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -215,14 +148,14 @@ func TestReceiverDown(t *testing.T) {
 		if q.Full() {
 			t.Fatalf("full at %d events", i)
 		}
-		if err := q.Publish(ctx, Event{Kind: FileUploaded, Path: fmt.Sprintf("/f%d", i)}); err != nil {
+		if err := q.Publish(ctx, notify.Event{Kind: notify.FileUploaded, Path: fmt.Sprintf("/f%d", i)}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	if !q.Full() {
 		t.Fatal("not full at MaxQueued")
 	}
-	if err := q.Publish(ctx, Event{Kind: FileUploadFailed, Path: "/x"}); err != nil {
+	if err := q.Publish(ctx, notify.Event{Kind: notify.FileUploadFailed, Path: "/x"}); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(5 * time.Minute)
@@ -241,8 +174,8 @@ func TestReceiverDown(t *testing.T) {
 	if st := q.Stats(); st.Depth != 20 || !q.Full() {
 		t.Fatalf("reopened: %+v", st)
 	}
-	r.setFailing(false)
-	got := r.waitFor(t, 20)
+	r.SetDown(false)
+	got := waitFor(r, 20)
 	for i, e := range got {
 		if e.Path != fmt.Sprintf("/f%d", i) {
 			t.Fatalf("event %d is %s", i, e.Path)
@@ -262,7 +195,7 @@ func TestGiveUp(t *testing.T) {
 	var mu sync.Mutex
 	var paths []string
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		var e Event
+		var e notify.Event
 		_ = json.NewDecoder(req.Body).Decode(&e)
 		if e.Path == "/bad" {
 			w.WriteHeader(400)
@@ -273,9 +206,9 @@ func TestGiveUp(t *testing.T) {
 		mu.Unlock()
 	}))
 	defer srv.Close()
-	q := openQueue(t, mem.New(), Options{Webhooks: []Webhook{{URL: srv.URL}}, MaxAttempts: 3, BaseDelay: time.Millisecond})
+	q := openQueue(t, mem.New(), notify.Options{Webhooks: []notify.Webhook{{URL: srv.URL}}, MaxAttempts: 3, BaseDelay: time.Millisecond})
 	for _, p := range []string{"/a", "/bad", "/c"} {
-		if err := q.Publish(context.Background(), Event{Kind: FileDeleted, Path: p}); err != nil {
+		if err := q.Publish(context.Background(), notify.Event{Kind: notify.FileDeleted, Path: p}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -300,22 +233,22 @@ func TestGiveUp(t *testing.T) {
 // Delivered events beyond KeepDelivered are pruned with their ids; the
 // newer ones are still recognised.
 func TestPrune(t *testing.T) {
-	r := newReceiver(t)
+	r := notifytest.NewReceiver(t, "")
 	md := mem.New()
-	q := openQueue(t, md, Options{Webhooks: []Webhook{{URL: r.srv.URL}}, KeepDelivered: 10})
+	q := openQueue(t, md, notify.Options{Webhooks: []notify.Webhook{{URL: r.URL}}, KeepDelivered: 10})
 	ctx := context.Background()
 	for i := range 40 {
-		if err := q.Publish(ctx, Event{ID: strconv.Itoa(i), Kind: FileUploaded}); err != nil {
+		if err := q.Publish(ctx, notify.Event{ID: strconv.Itoa(i), Kind: notify.FileUploaded}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	r.waitFor(t, 40)
+	waitFor(r, 40)
 	deadline := time.Now().Add(5 * time.Minute)
 	for {
 		n := 0
 		_ = md.View(ctx, func(tx meta.Txn) error {
 			n = 0
-			return tx.Iterate(entryPrefix, func(_, _ []byte) error { n++; return nil })
+			return tx.Iterate(notify.EntryPrefix, func(_, _ []byte) error { n++; return nil })
 		})
 		if n == 10 {
 			break
@@ -325,9 +258,9 @@ func TestPrune(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	_ = q.Publish(ctx, Event{ID: "35", Kind: FileUploaded}) // kept: a repeat
-	_ = q.Publish(ctx, Event{ID: "5", Kind: FileUploaded})  // pruned: new again
-	got := r.waitFor(t, 41)
+	_ = q.Publish(ctx, notify.Event{ID: "35", Kind: notify.FileUploaded}) // kept: a repeat
+	_ = q.Publish(ctx, notify.Event{ID: "5", Kind: notify.FileUploaded})  // pruned: new again
+	got := waitFor(r, 41)
 	if len(got) != 41 || got[40].ID != "5" {
 		t.Fatalf("last events %+v", got[38:])
 	}
@@ -346,7 +279,7 @@ func init() {
 		os.Exit(2)
 	}
 	// A webhook that is never reached: every event stays queued.
-	q, err := Open(context.Background(), md, Options{Webhooks: []Webhook{{URL: "http://127.0.0.1:1/"}}, MaxQueued: 1 << 30})
+	q, err := notify.Open(context.Background(), md, notify.Options{Webhooks: []notify.Webhook{{URL: "http://127.0.0.1:1/"}}, MaxQueued: 1 << 30})
 	if err != nil {
 		fmt.Println("open queue:", err)
 		os.Exit(2)
@@ -363,7 +296,7 @@ func init() {
 				i := next
 				next++
 				mu.Unlock()
-				if err := q.Publish(context.Background(), Event{ID: strconv.Itoa(i), Kind: FileUploaded, Path: "/" + strconv.Itoa(i)}); err != nil {
+				if err := q.Publish(context.Background(), notify.Event{ID: strconv.Itoa(i), Kind: notify.FileUploaded, Path: "/" + strconv.Itoa(i)}); err != nil {
 					fmt.Println("publish:", err)
 					os.Exit(2)
 				}
@@ -413,14 +346,14 @@ func TestPublishedSurviveKill(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer md.Close()
-	r := newReceiver(t)
+	r := notifytest.NewReceiver(t, "")
 	// The same webhook moved: a new one starts where the old one was.
-	q := openQueue(t, md, Options{Webhooks: []Webhook{{URL: r.srv.URL}}})
+	q := openQueue(t, md, notify.Options{Webhooks: []notify.Webhook{{URL: r.URL}}})
 	depth := q.Stats().Depth
 	if depth < int64(len(acked)) {
 		t.Fatalf("queue holds %d events, %d acknowledged", depth, len(acked))
 	}
-	got := r.waitFor(t, int(depth))
+	got := waitFor(r, int(depth))
 	seen := map[string]bool{}
 	for i, e := range got {
 		if seen[e.ID] {
@@ -440,7 +373,7 @@ func TestPublishedSurviveKill(t *testing.T) {
 	// Publishing an acknowledged one again (a service repeating work
 	// the crash cut short) queues nothing.
 	for id := range acked {
-		if err := q.Publish(context.Background(), Event{ID: id, Kind: FileUploaded}); err != nil {
+		if err := q.Publish(context.Background(), notify.Event{ID: id, Kind: notify.FileUploaded}); err != nil {
 			t.Fatal(err)
 		}
 		break

@@ -2,15 +2,10 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,98 +13,13 @@ import (
 	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/gatewayd/gatewayd/notify"
+	"github.com/gatewayd/gatewayd/notify/notifytest"
 )
-
-// eventReceiver is a webhook in the test: it takes events with the right
-// token (while up) and records every post.
-type eventReceiver struct {
-	t   *testing.T
-	srv *httptest.Server
-
-	mu      sync.Mutex
-	down    bool
-	refused int
-	posts   []notify.Event // every post taken, in arrival order
-}
-
-func newEventReceiver(t *testing.T) *eventReceiver {
-	r := &eventReceiver{t: t}
-	r.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		if req.Header.Get("Authorization") != "Bearer hook-token" {
-			t.Errorf("event posted with Authorization %q", req.Header.Get("Authorization"))
-			w.WriteHeader(http.StatusUnauthorized)
-			return
-		}
-		b, err := io.ReadAll(req.Body)
-		if err != nil {
-			w.WriteHeader(http.StatusBadRequest)
-			return
-		}
-		r.mu.Lock()
-		defer r.mu.Unlock()
-		if r.down {
-			r.refused++
-			w.WriteHeader(http.StatusServiceUnavailable)
-			return
-		}
-		var e notify.Event
-		if err := json.Unmarshal(b, &e); err != nil {
-			t.Errorf("event %s: %v", b, err)
-			w.WriteHeader(http.StatusBadRequest)
-			return
-		}
-		r.posts = append(r.posts, e)
-	}))
-	t.Cleanup(r.srv.Close)
-	return r
-}
-
-func (r *eventReceiver) setDown(v bool) {
-	r.mu.Lock()
-	r.down = v
-	r.mu.Unlock()
-}
-
-func (r *eventReceiver) snapshot() []notify.Event {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]notify.Event(nil), r.posts...)
-}
-
-// distinct returns the first post of each event id, in arrival order.
-func distinct(posts []notify.Event) []notify.Event {
-	seen := map[string]bool{}
-	var out []notify.Event
-	for _, e := range posts {
-		if !seen[e.ID] {
-			seen[e.ID] = true
-			out = append(out, e)
-		}
-	}
-	return out
-}
-
-// waitEvents waits until cond holds of the posts taken (minutes: the
-// machine may be busy) and returns them.
-func (r *eventReceiver) waitEvents(what string, cond func([]notify.Event) bool) []notify.Event {
-	r.t.Helper()
-	deadline := time.Now().Add(10 * time.Minute)
-	for {
-		posts := r.snapshot()
-		if cond(posts) {
-			return posts
-		}
-		if time.Now().After(deadline) {
-			r.t.Fatalf("waiting for %s: %d posts taken: %+v", what, len(posts), posts)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
 
 // uploadedPaths counts the distinct file.uploaded events by path.
 func uploadedPaths(posts []notify.Event) map[string]int {
 	n := map[string]int{}
-	for _, e := range distinct(posts) {
+	for _, e := range notifytest.Distinct(posts) {
 		if e.Kind == notify.FileUploaded && e.Type == "file" {
 			n[e.Path]++
 		}
@@ -143,12 +53,12 @@ func waitMetric(t *testing.T, dir, name string, cond func(float64) bool) float64
 // every file's event arrives: distinct ids equal the files, none missing.
 func TestUploadEventsAcrossKill(t *testing.T) {
 	t.Parallel() // waits on servers: beside the others (see TestMain)
-	hook := newEventReceiver(t)
+	hook := notifytest.NewReceiver(t, "hook-token")
 	srv, dir, d := shareOnMinIO(t, "events", "docs")
 	d.stop(t)
 	const maxQueued = 40
 	setConfig(t, dir, map[string]map[string]any{"notifications": {
-		"webhooks":   []any{map[string]any{"url": hook.srv.URL + "/hook", "token": "hook-token", "kinds": []any{"file.*"}}},
+		"webhooks":   []any{map[string]any{"url": hook.URL + "/hook", "token": "hook-token", "kinds": []any{"file.*"}}},
 		"retry":      map[string]any{"base_delay": "50ms", "max_delay": "500ms"},
 		"max_queued": maxQueued,
 	}})
@@ -179,8 +89,8 @@ func TestUploadEventsAcrossKill(t *testing.T) {
 	first := names("f", 10)
 	put(first...)
 	mustRun(t, "share", "wait", "--data-dir", dir, "docs", "--flush")
-	posts := hook.waitEvents("the first files' events", func(p []notify.Event) bool { return len(uploadedPaths(p)) == len(first) })
-	for _, e := range distinct(posts) {
+	posts := hook.Wait("the first files' events", func(p []notify.Event) bool { return len(uploadedPaths(p)) == len(first) })
+	for _, e := range notifytest.Distinct(posts) {
 		head, err := srv.Client().HeadObject(context.Background(), &awss3.HeadObjectInput{Bucket: aws.String("events"), Key: aws.String(e.Key)})
 		if err != nil {
 			t.Fatalf("event %+v: %v", e, err)
@@ -208,17 +118,17 @@ func TestUploadEventsAcrossKill(t *testing.T) {
 		t.Fatal(err)
 	}
 	done()
-	hook.waitEvents("the overwrite and the remove", func(p []notify.Event) bool {
+	hook.Wait("the overwrite and the remove", func(p []notify.Event) bool {
 		deleted := false
 		for _, e := range p {
 			deleted = deleted || e.Kind == notify.FileDeleted
 		}
 		return uploadedPaths(p)["/"+first[0]] == 2 && deleted
 	})
-	beforeKill := len(distinct(hook.snapshot()))
+	beforeKill := len(notifytest.Distinct(hook.Posts()))
 
 	// The webhook down: uploads go on, their events wait in the queue.
-	hook.setDown(true)
+	hook.SetDown(true)
 	second := names("g", 30)
 	put(second...)
 	mustRun(t, "share", "wait", "--data-dir", dir, "docs", "--flush")
@@ -245,18 +155,18 @@ func TestUploadEventsAcrossKill(t *testing.T) {
 	if p, _ := metric(t, dir, `gatewayd_share_files_pending{share="docs"}`); p == 0 {
 		t.Fatalf("no upload waits with the queue full (depth %v)", depth)
 	}
-	if got := len(distinct(hook.snapshot())); got != beforeKill {
+	if got := len(notifytest.Distinct(hook.Posts())); got != beforeKill {
 		t.Fatalf("%d events arrived with the webhook down", got-beforeKill)
 	}
 
 	// The webhook back: every file's event arrives.
-	hook.setDown(false)
+	hook.SetDown(false)
 	all := append(append(append([]string(nil), first...), second...), third...)
-	posts = hook.waitEvents("every file's event", func(p []notify.Event) bool { return len(uploadedPaths(p)) == len(all) })
+	posts = hook.Wait("every file's event", func(p []notify.Event) bool { return len(uploadedPaths(p)) == len(all) })
 	waitMetric(t, dir, `gatewayd_share_files_pending{share="docs"}`, func(v float64) bool { return v == 0 })
 	waitMetric(t, dir, "gatewayd_notify_queue_depth", func(v float64) bool { return v == 0 })
-	posts = hook.snapshot()
-	ids := distinct(posts)
+	posts = hook.Posts()
+	ids := notifytest.Distinct(posts)
 	up := uploadedPaths(posts)
 	for _, n := range all {
 		want := 1
@@ -294,7 +204,7 @@ func TestUploadEventsAcrossKill(t *testing.T) {
 		t.Errorf("%d repeated posts, more than the %d events taken before the kill", repeats, beforeKill)
 	}
 	t.Logf("%d files, %d distinct events (%d repeated posts), %d posts refused while down, queue depth peaked at %v",
-		len(all), len(ids), repeats, hook.refused, depth)
+		len(all), len(ids), repeats, hook.Refused(), depth)
 	for _, m := range []string{`gatewayd_notify_events_queued_total{kind="file.uploaded"}`, "gatewayd_notify_events_sent_total",
 		"gatewayd_notify_send_failures_total"} {
 		waitMetric(t, dir, m, func(v float64) bool { return v > 0 })
