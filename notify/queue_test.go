@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -96,6 +97,13 @@ func TestEventJSON(t *testing.T) {
 	want := `{"id":"5d1c5e1b3c0f4f2a9e0b7d6c8a4f2e10","seq":42,"kind":"file.uploaded","time":"2026-12-05T01:30:00.123Z","gateway":"8f14e45fceea167a","bucket":"media","key":"gw/docs/reports/q4.pdf","share":"docs","path":"/reports/q4.pdf","type":"file","size":1048576,"etag":"9b2cf535f27731c974343645a3985328"}`
 	if string(b) != want {
 		t.Fatalf("got  %s\nwant %s", b, want)
+	}
+	doc, err := os.ReadFile("../docs/events.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(doc), "```json\n"+want+"\n```") {
+		t.Fatal("docs/events.md does not show this event's JSON")
 	}
 }
 
