@@ -58,6 +58,9 @@ func (st *fileState) overlay(a *Attr) {
 	if st.attr.Target != "" {
 		a.Target = st.attr.Target
 	}
+	if st.attr.Type.Special() {
+		a.Rdev = st.attr.Rdev
+	}
 	a.Size, a.Mode, a.UID, a.GID, a.Mtime, a.Ctime = st.attr.Size, st.attr.Mode, st.attr.UID, st.attr.GID, st.attr.Mtime, st.attr.Ctime
 	a.xa = st.attr.xa
 }
@@ -99,10 +102,13 @@ func (m *Manager) cancel(share string, ino uint64) {
 //	truncate: size (8)
 //	setattr:  mode, uid, gid (4 each), mtime unix nanoseconds (8)
 //	new:      as setattr, then the kind (1: file, 2: directory, 3:
-//	          symbolic link), the path's length (2) and the path, and for
-//	          a symbolic link the target (1 to 4096 bytes): a new empty
-//	          file, directory or link (its object or marker comes with the
-//	          upload), and its inode's mapping to the path (inodes.go)
+//	          symbolic link, 4: FIFO, 5: socket, 6: block device, 7:
+//	          character device), the path's length (2) and the path, and
+//	          for a symbolic link the target (1 to 4096 bytes), for a
+//	          device its major and minor numbers (4 each): a new empty
+//	          file, directory, link or special file (its object or marker
+//	          comes with the upload), and its inode's mapping to the path
+//	          (inodes.go)
 //	create:   as setattr, for a new empty file
 //	mkdir:    as setattr, for a new directory
 //	symlink:  as setattr, then the target, for a new symbolic link
@@ -119,7 +125,7 @@ const (
 )
 
 // The kinds of a new record.
-var newKinds = map[FileType]byte{TypeFile: 1, TypeDir: 2, TypeSymlink: 3}
+var newKinds = map[FileType]byte{TypeFile: 1, TypeDir: 2, TypeSymlink: 3, TypeFIFO: 4, TypeSocket: 5, TypeBlock: 6, TypeChar: 7}
 
 // maxTarget bounds a symbolic link's target.
 const maxTarget = 4096
@@ -164,6 +170,10 @@ func (r record) encode() []byte {
 		}
 		if r.typ == recSymlink || r.typ == recNew && r.attr.Type == TypeSymlink {
 			b = append(b, r.attr.Target...)
+		}
+		if r.typ == recNew && (r.attr.Type == TypeBlock || r.attr.Type == TypeChar) {
+			b = binary.BigEndian.AppendUint32(b, r.attr.Rdev.Major)
+			b = binary.BigEndian.AppendUint32(b, r.attr.Rdev.Minor)
 		}
 	}
 	return b
@@ -231,6 +241,12 @@ func decodeRecord(b []byte) (record, error) {
 			return bad(fmt.Sprintf("new of kind %d", kind))
 		case r.attr.Type == TypeSymlink && (len(target) == 0 || len(target) > maxTarget):
 			return bad("bad new symlink")
+		case r.attr.Type == TypeBlock || r.attr.Type == TypeChar:
+			if len(target) != 8 {
+				return bad("bad new device")
+			}
+			r.attr.Rdev = Device{binary.BigEndian.Uint32(target), binary.BigEndian.Uint32(target[4:])}
+			target = nil
 		case r.attr.Type != TypeSymlink && len(target) != 0:
 			return bad("bad new")
 		}
@@ -270,12 +286,12 @@ func (m *Manager) logAndApply(ctx context.Context, rec record, apply func(upload
 	return err
 }
 
-// create makes a new empty file, a directory or a symbolic link (holding
-// target) without touching the store: the creation is durable in the log,
-// and the object (a directory's marker) appears with the upload. Until
-// then the share lists and stats it from its state, so creating works
-// while the store is away.
-func (m *Manager) create(ctx context.Context, s *Share, p string, t FileType, mode, uid, gid uint32, target string) (Attr, error) {
+// create makes a new empty file, a directory, a symbolic link (holding
+// target) or a special file (a device numbered rdev) without touching the
+// store: the creation is durable in the log, and the object (a
+// directory's marker) appears with the upload. Until then the share lists
+// and stats it from its state, so creating works while the store is away.
+func (m *Manager) create(ctx context.Context, s *Share, p string, t FileType, mode, uid, gid uint32, target string, rdev Device) (Attr, error) {
 	// The inode reaches the table later, with those of other new paths:
 	// the record carries it with the path (inodes.go).
 	ino, err := s.newInode(ctx, p)
@@ -286,6 +302,9 @@ func (m *Manager) create(ctx context.Context, s *Share, p string, t FileType, mo
 	a := Attr{Ino: ino, Type: t, Mode: mode & 0o7777, UID: uid, GID: gid, Mtime: now, Ctime: now}
 	if t == TypeSymlink {
 		a.Target, a.Size = target, int64(len(target))
+	}
+	if t == TypeBlock || t == TypeChar {
+		a.Rdev = rdev
 	}
 	rec := record{typ: recNew, share: s.cfg.Name, ino: ino, attr: a, path: p}
 	err = m.logAndApply(ctx, rec, func(lsn uploadbuffer.LSN) error {
@@ -1018,6 +1037,9 @@ func (m *Manager) upload(ctx context.Context, s *Share, k fileKey) (int64, error
 	case TypeSymlink:
 		// A new symbolic link: an object holding the target.
 		body, attr.Size = strings.NewReader(attr.Target), int64(len(attr.Target))
+	case TypeFIFO, TypeSocket, TypeBlock, TypeChar:
+		// A special file: an empty object, its type in the metadata.
+		body, attr.Size = bytes.NewReader(nil), 0
 	default:
 		attr.Type = TypeFile
 	}

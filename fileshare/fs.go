@@ -638,7 +638,7 @@ func (s *Share) Create(ctx context.Context, p string, mode, uid, gid uint32, exc
 		}
 		return Attr{}, err
 	}
-	return s.made(ctx, p)(s.m.create(ctx, s, p, TypeFile, mode, uid, gid, ""))
+	return s.made(ctx, p)(s.m.create(ctx, s, p, TypeFile, mode, uid, gid, "", Device{}))
 }
 
 // Mkdir makes a directory: a marker object carrying its attributes, put
@@ -655,7 +655,7 @@ func (s *Share) Mkdir(ctx context.Context, p string, mode, uid, gid uint32) (Att
 	if err := s.checkNew(ctx, p); err != nil {
 		return Attr{}, err
 	}
-	return s.made(ctx, p)(s.m.create(ctx, s, p, TypeDir, mode, uid, gid, ""))
+	return s.made(ctx, p)(s.m.create(ctx, s, p, TypeDir, mode, uid, gid, "", Device{}))
 }
 
 // Symlink makes a symbolic link holding target: an object holding the
@@ -675,7 +675,28 @@ func (s *Share) Symlink(ctx context.Context, p, target string, uid, gid uint32) 
 	if err := s.checkNew(ctx, p); err != nil {
 		return Attr{}, err
 	}
-	return s.made(ctx, p)(s.m.create(ctx, s, p, TypeSymlink, 0o777, uid, gid, target))
+	return s.made(ctx, p)(s.m.create(ctx, s, p, TypeSymlink, 0o777, uid, gid, target, Device{}))
+}
+
+// Mknod makes a special file: a FIFO, a socket, or a block or character
+// device numbered rdev. Its object, put by the uploader like a new file's,
+// is empty, with the type (and a device's numbers) in its metadata; the
+// gateway stores no data of it.
+func (s *Share) Mknod(ctx context.Context, p string, t FileType, mode, uid, gid uint32, rdev Device) (Attr, error) {
+	p, err := cleanPath(p)
+	if err != nil {
+		return Attr{}, err
+	}
+	if !t.Special() {
+		return Attr{}, fmt.Errorf("mknod of file type %d: %w", t, ErrInvalid)
+	}
+	if err := s.writable(); err != nil {
+		return Attr{}, err
+	}
+	if err := s.checkNew(ctx, p); err != nil {
+		return Attr{}, err
+	}
+	return s.made(ctx, p)(s.m.create(ctx, s, p, t, mode, uid, gid, "", rdev))
 }
 
 // Readlink returns a symbolic link's target.

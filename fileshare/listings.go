@@ -102,18 +102,11 @@ func (c *dirCache) entriesKey(dir string) []byte {
 	return append(append(listEntryPrefix(c.s.cfg.Name), dir...), 0)
 }
 
-var typeBytes = map[FileType]byte{TypeFile: 1, TypeDir: 2, TypeSymlink: 3}
+var typeBytes = map[FileType]byte{TypeFile: 1, TypeDir: 2, TypeSymlink: 3, TypeFIFO: 4, TypeSocket: 5, TypeBlock: 6, TypeChar: 7}
 
 func typeOfByte(b []byte) FileType {
-	if len(b) == 1 {
-		switch b[0] {
-		case 1:
-			return TypeFile
-		case 2:
-			return TypeDir
-		case 3:
-			return TypeSymlink
-		}
+	if len(b) == 1 && b[0] >= 1 && b[0] <= 7 {
+		return FileType(b[0]) // typeBytes: the type's own number
 	}
 	return TypeFile
 }

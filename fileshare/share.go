@@ -204,7 +204,22 @@ const (
 	TypeFile FileType = iota + 1
 	TypeDir
 	TypeSymlink
+	// Special files: an empty object whose metadata names the type (and a
+	// device's numbers); the gateway serves no data of theirs.
+	TypeFIFO
+	TypeSocket
+	TypeBlock // block device
+	TypeChar  // character device
 )
+
+// Special says whether t is a FIFO, a socket or a device.
+func (t FileType) Special() bool { return t >= TypeFIFO && t <= TypeChar }
+
+// Device is a device file's numbers.
+type Device struct{ Major, Minor uint32 }
+
+// specialNames are the gwd-type values of the special files.
+var specialNames = map[FileType]string{TypeFIFO: "fifo", TypeSocket: "socket", TypeBlock: "block", TypeChar: "char"}
 
 // Attr are a file's attributes.
 type Attr struct {
@@ -217,6 +232,7 @@ type Attr struct {
 	Mtime  time.Time
 	Ctime  time.Time
 	Target string // symlinks
+	Rdev   Device // block and character devices
 	etag   string
 	xa     *xattrSet // extended attributes (xattrs.go); nil: none
 }
@@ -229,6 +245,7 @@ const (
 	metaMtime = "gwd-mtime"
 	metaCtime = "gwd-ctime"
 	metaType  = "gwd-type"
+	metaRdev  = "gwd-rdev"
 )
 
 func (a Attr) metadata() map[string]string {
@@ -241,6 +258,12 @@ func (a Attr) metadata() map[string]string {
 	}
 	if a.Type == TypeSymlink {
 		m[metaType] = "symlink"
+	}
+	if n := specialNames[a.Type]; n != "" {
+		m[metaType] = n
+	}
+	if a.Type == TypeBlock || a.Type == TypeChar {
+		m[metaRdev] = fmt.Sprintf("%d,%d", a.Rdev.Major, a.Rdev.Minor)
 	}
 	a.xa.addMetadata(m)
 	return m
@@ -267,7 +290,26 @@ func (a *Attr) applyMetadata(m map[string]string) {
 	if m[metaType] == "symlink" && a.Type == TypeFile {
 		a.Type = TypeSymlink
 	}
+	for t, n := range specialNames {
+		if m[metaType] == n && a.Type == TypeFile {
+			a.Type = t
+		}
+	}
+	if a.Type == TypeBlock || a.Type == TypeChar {
+		a.Rdev = parseRdev(m[metaRdev])
+	}
 	a.xa = xattrsFromMetadata(m)
+}
+
+// parseRdev reads gwd-rdev, "major,minor" in decimal; malformed is 0,0.
+func parseRdev(v string) Device {
+	maj, min, ok := strings.Cut(v, ",")
+	a, err1 := strconv.ParseUint(maj, 10, 32)
+	b, err2 := strconv.ParseUint(min, 10, 32)
+	if !ok || err1 != nil || err2 != nil {
+		return Device{}
+	}
+	return Device{uint32(a), uint32(b)}
 }
 
 func (c Config) marshal() ([]byte, error) { return json.Marshal(c) }

@@ -355,11 +355,16 @@ func (l *Library) create(ctx context.Context, o CreateOptions) ([]string, error)
 	if next+count-1 > 9999 {
 		return nil, fmt.Errorf("%w: barcode numbers of prefix %s run out at 9999", ErrBadInput, prefix)
 	}
+	// A WORM tape's writes are retained from the first, its blank root.
+	mode, retainFor, err := l.wormRetention(ctx, Info{WORM: o.WORM, Pool: o.Pool})
+	if err != nil {
+		return nil, err
+	}
 	var out []string
 	for i, slot := range slots {
 		bc := Barcode(prefix, next+i)
 		// The index first: a tape in meta always has one in the store.
-		if err := l.writeEmptyRoot(ctx, bc, size, o.WORM); err != nil {
+		if err := l.writeEmptyRoot(ctx, bc, size, o.WORM, mode, retainFor); err != nil {
 			return out, fmt.Errorf("tape %s: %w", bc, err)
 		}
 		in := Info{Barcode: bc, Capacity: size, State: StateLibrary, Place: Element{ElementSlot, slot}, Created: l.opts.Clock.Now().UTC(),

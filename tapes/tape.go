@@ -219,11 +219,17 @@ func (t *tape) prepare(ctx context.Context, at uint64) error {
 // put stores one object of the tape: retained, for a WORM tape whose
 // writes the bucket's Object Lock keeps (retainFor).
 func (t *tape) put(ctx context.Context, key string, data []byte) error {
-	if t.retainFor == 0 {
-		return objstore.PutBytes(ctx, t.lib.opts.Store, key, data)
+	return t.lib.put(ctx, key, data, t.retain.Mode, t.retainFor)
+}
+
+// put stores an object, retained in mode for retainFor from now unless
+// retainFor is 0.
+func (l *Library) put(ctx context.Context, key string, data []byte, mode objstore.RetentionMode, retainFor time.Duration) error {
+	if retainFor == 0 {
+		return objstore.PutBytes(ctx, l.opts.Store, key, data)
 	}
-	ret := objstore.Retention{Mode: t.retain.Mode, Until: t.lib.opts.Clock.Now().Add(t.retainFor).UTC()}
-	return objstore.PutRetained(ctx, t.lib.opts.Store, key, bytes.NewReader(data), int64(len(data)), ret)
+	ret := objstore.Retention{Mode: mode, Until: l.opts.Clock.Now().Add(retainFor).UTC()}
+	return objstore.PutRetained(ctx, l.opts.Store, key, bytes.NewReader(data), int64(len(data)), ret)
 }
 
 // rootFlags are the flags of the tape's index root.

@@ -1,6 +1,8 @@
 package tapes
 
 import (
+	"time"
+
 	"context"
 	"crypto/rand"
 	"encoding/binary"
@@ -316,8 +318,9 @@ func (l *Library) readRoot(ctx context.Context, barcode string) (*root, error) {
 	return r, nil
 }
 
-// writeEmptyRoot writes the index of a blank tape (WORM when worm).
-func (l *Library) writeEmptyRoot(ctx context.Context, barcode string, capacity int64, worm bool) error {
+// writeEmptyRoot writes the index of a blank tape (WORM when worm),
+// retained as the tape's writes are (wormRetention).
+func (l *Library) writeEmptyRoot(ctx context.Context, barcode string, capacity int64, worm bool, mode objstore.RetentionMode, retainFor time.Duration) error {
 	var id [8]byte
 	for binary.BigEndian.Uint64(id[:]) == 0 {
 		if _, err := rand.Read(id[:]); err != nil {
@@ -329,5 +332,5 @@ func (l *Library) writeEmptyRoot(ctx context.Context, barcode string, capacity i
 		r.flags = rootWORM
 	}
 	blob := l.seal.seal(kindRoot, 0, rootBinding(barcode), encodeRoot(r))
-	return objstore.PutBytes(ctx, l.opts.Store, rootKey(barcode), blob)
+	return l.put(ctx, rootKey(barcode), blob, mode, retainFor)
 }
