@@ -649,7 +649,15 @@ func (c *Cache) Dirty() []Key {
 // Snapshot returns a copy of a cached chunk and its generation. A partial
 // entry is refused (ErrPartial).
 func (c *Cache) Snapshot(key Key) ([]byte, uint64, error) {
-	data, _, gen, err := c.snapshot(key, false)
+	data, _, gen, err := c.snapshot(key, false, -1)
+	return data, gen, err
+}
+
+// SnapshotHead is Snapshot of the chunk's first n bytes (all of it if n
+// is negative or past its end): a small file's upload reads the bytes it
+// has, not a zeroed chunk of BlockSize.
+func (c *Cache) SnapshotHead(key Key, n int64) ([]byte, uint64, error) {
+	data, _, gen, err := c.snapshot(key, false, n)
 	return data, gen, err
 }
 
@@ -657,7 +665,7 @@ func (c *Cache) Snapshot(key Key) ([]byte, uint64, error) {
 // entry, the extents it holds (nil for a whole entry): the rest of the copy
 // is zeroes, for the caller to fill from the chunk's base.
 func (c *Cache) SnapshotPartial(key Key) ([]byte, []Extent, error) {
-	data, written, _, err := c.snapshot(key, true)
+	data, written, _, err := c.snapshot(key, true, -1)
 	return data, written, err
 }
 
@@ -681,9 +689,9 @@ func (c *Cache) rlockEntry(key Key) (*entry, uint64) {
 	return e, gen
 }
 
-// snapshot copies a chunk, and a partial entry's extents if partialOK
-// (else it refuses the entry).
-func (c *Cache) snapshot(key Key, partialOK bool) ([]byte, []Extent, uint64, error) {
+// snapshot copies a chunk (its first n bytes, when 0 <= n < its size),
+// and a partial entry's extents if partialOK (else it refuses the entry).
+func (c *Cache) snapshot(key Key, partialOK bool, n int64) ([]byte, []Extent, uint64, error) {
 	e, gen := c.rlockEntry(key)
 	if e == nil {
 		return nil, nil, 0, fmt.Errorf("cache: %v: %w", key, ErrNotCached)
@@ -696,7 +704,10 @@ func (c *Cache) snapshot(key Key, partialOK bool) ([]byte, []Extent, uint64, err
 		}
 		written = e.written.clone()
 	}
-	data := make([]byte, e.size)
+	if n < 0 || n > e.size {
+		n = e.size
+	}
+	data := make([]byte, n)
 	if err := c.readEntry(e, data, 0); err != nil {
 		return nil, nil, 0, err
 	}

@@ -1169,7 +1169,9 @@ func (r *fileReader) Read(p []byte) (int, error) {
 	}
 	index, in := r.pos/BlockSize, r.pos%BlockSize
 	if r.cur == nil || r.curI != index {
-		data, gen, err := r.m.opts.Cache.Snapshot(cache.Key{Volume: r.vol, Index: uint64(index)})
+		// Only the bytes the file has in the block: a small file's upload
+		// then copies and zeroes kilobytes, not a whole block.
+		data, gen, err := r.m.opts.Cache.SnapshotHead(cache.Key{Volume: r.vol, Index: uint64(index)}, min(BlockSize, r.size-index*BlockSize))
 		if errors.Is(err, cache.ErrNotCached) {
 			data, err = r.m.blockBase(r.ctx, r.s, r.path, r.base, index)
 			if data == nil && err == nil {

@@ -61,17 +61,24 @@ func (c *getCounter) reset() (segs map[string]int, idx int) {
 	return segs, idx
 }
 
+// minioStore is the S3 store of bucket on srv, under the prefix gw.
+func minioStore(t *testing.T, srv *miniotest.Server, bucket string) *s3.Store {
+	t.Helper()
+	st, err := s3.Open(ctx, s3.Config{Bucket: bucket, Prefix: "gw", Endpoint: srv.Endpoint, Region: srv.Region, PathStyle: true,
+		AccessKeyID: srv.AccessKey, SecretAccessKey: srv.SecretKey}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
 // TestMinIO runs the library as the daemon would: S3 on a real MinIO,
 // badger for meta, the log on disk.
 func TestMinIO(t *testing.T) {
 	srv := miniotest.Shared(t)
 	srv.CreateBucket(t, "tapes")
 	dir := t.TempDir()
-	st, err := s3.Open(ctx, s3.Config{Bucket: "tapes", Prefix: "gw", Endpoint: srv.Endpoint, Region: srv.Region, PathStyle: true,
-		AccessKeyID: srv.AccessKey, SecretAccessKey: srv.SecretKey}, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := minioStore(t, srv, "tapes")
 	counter := &getCounter{segs: map[string]int{}}
 	store := faulty.New(st, faulty.Options{Hook: counter.hook}).Store()
 	if _, ok := store.(objstore.StorageClasser); !ok {

@@ -2,7 +2,6 @@ package tapes_test
 
 import (
 	"errors"
-	"log/slog"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -16,7 +15,6 @@ import (
 	"github.com/gatewayd/gatewayd/internal/miniotest"
 	metabadger "github.com/gatewayd/gatewayd/meta/badger"
 	"github.com/gatewayd/gatewayd/objstore/faulty"
-	"github.com/gatewayd/gatewayd/objstore/s3"
 	"github.com/gatewayd/gatewayd/tapes"
 	"github.com/gatewayd/gatewayd/uploadbuffer"
 	"github.com/gatewayd/gatewayd/vfs"
@@ -27,8 +25,8 @@ import (
 // delete markers, and how many of the kept versions are retained now.
 type versionStats struct {
 	current, noncurrent, markers, retained int
-	currentBytes, noncurrentBytes      int64
-	unretained                         []string // keys of versions not retained, oldest last
+	currentBytes, noncurrentBytes          int64
+	unretained                             []string // keys of versions not retained, oldest last
 }
 
 func tapeVersions(t *testing.T, srv *miniotest.Server, bucket, prefix string) versionStats {
@@ -96,11 +94,7 @@ func TestWORMVersionCost(t *testing.T) {
 	srv := miniotest.Shared(t)
 	srv.CreateLockedBucket(t, "wormcost")
 	dir := t.TempDir()
-	st, err := s3.Open(ctx, s3.Config{Bucket: "wormcost", Prefix: "gw", Endpoint: srv.Endpoint, Region: srv.Region, PathStyle: true,
-		AccessKeyID: srv.AccessKey, SecretAccessKey: srv.SecretKey}, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := minioStore(t, srv, "wormcost")
 	counter := &requestCounter{puts: map[string]int{}, retains: map[string]int{}}
 	store := faulty.New(st, faulty.Options{Hook: counter.hook}).Store()
 	md, err := metabadger.Open(filepath.Join(dir, "meta"), nil)
