@@ -5,6 +5,7 @@ import (
 	"context"
 	"path"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/gatewayd/gatewayd/vfs"
@@ -125,5 +126,56 @@ func TestTrimmedSegmentsAreReused(t *testing.T) {
 		if fi.Size() != seg.size {
 			t.Fatalf("segment %s: file of %d bytes, records end at %d", path.Base(seg.path), fi.Size(), seg.size)
 		}
+	}
+}
+
+// BenchmarkAppendBuffered1MiB writes 1 GiB of 1 MiB buffered records (an
+// NFS write-1m's UNSTABLE WRITEs) into a new log ("new": every segment a
+// new file) and into a log whose trimmed segments are kept ("reused":
+// written over), each after a sync(2). Run with -benchtime=1x.
+func BenchmarkAppendBuffered1MiB(b *testing.B) {
+	const total = 1 << 30
+	rec := bytes.Repeat([]byte{0xa5}, 1<<20)
+	fill := func(b *testing.B, l *Log) {
+		ctx := context.Background()
+		var last LSN
+		for n := 0; n < total; n += len(rec) {
+			lsn, err := l.AppendBuffered(ctx, rec)
+			if err != nil {
+				b.Fatal(err)
+			}
+			last = lsn
+		}
+		if err := l.Written(ctx, last); err != nil {
+			b.Fatal(err)
+		}
+	}
+	opts := Options{Capacity: 4 << 30, SegmentSize: 64 << 20}
+	for _, reuse := range []bool{false, true} {
+		name := map[bool]string{false: "new", true: "reused"}[reuse]
+		b.Run(name, func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				b.StopTimer()
+				l, err := Open(vfs.Default, b.TempDir(), opts)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if reuse {
+					fill(b, l)
+					if err := l.Flush(context.Background()); err != nil {
+						b.Fatal(err)
+					}
+					if err := l.Trim(l.NextLSN()); err != nil {
+						b.Fatal(err)
+					}
+				}
+				syscall.Sync() // no dirty pages of the fill or of other runs
+				b.SetBytes(total)
+				b.StartTimer()
+				fill(b, l)
+				b.StopTimer()
+				l.Close()
+			}
+		})
 	}
 }
