@@ -251,11 +251,20 @@ func (i info) Mode() fs.FileMode {
 		m |= fs.ModeDir
 	case fileshare.TypeSymlink:
 		m |= fs.ModeSymlink
+	case fileshare.TypeFIFO:
+		m |= fs.ModeNamedPipe
+	case fileshare.TypeSocket:
+		m |= fs.ModeSocket
+	case fileshare.TypeBlock:
+		m |= fs.ModeDevice
+	case fileshare.TypeChar:
+		m |= fs.ModeDevice | fs.ModeCharDevice
 	}
 	return m
 }
 func (i info) Sys() any {
-	return &nfsfile.FileInfo{Nlink: 1, UID: i.a.UID, GID: i.a.GID, Fileid: i.a.Ino}
+	return &nfsfile.FileInfo{Nlink: 1, UID: i.a.UID, GID: i.a.GID, Fileid: i.a.Ino,
+		Major: i.a.Rdev.Major, Minor: i.a.Rdev.Minor}
 }
 
 // file is an open file: a position over the share's ReadAt and WriteAt.

@@ -90,6 +90,7 @@ var served = map[uint32]func(c *rpcConn, x *xdrReader, w *replyWriter){
 	procWrite:   (*rpcConn).write,
 	procCommit:  (*rpcConn).commit,
 	procFsinfo:  (*rpcConn).fsinfo,
+	procMknod:   (*rpcConn).mknod, // mknod.go
 
 	procReaddir:     (*rpcConn).readdir, // readdir.go
 	procReaddirplus: (*rpcConn).readdirplus,

@@ -100,8 +100,10 @@ func (s *Server) encodeAttrs(e *enc, req bitmap, o object) {
 				v.u32(typeDir)
 			case fileshare.TypeSymlink:
 				v.u32(typeLnk)
-			default:
+			case fileshare.TypeFile:
 				v.u32(typeReg)
+			default:
+				v.u32(fileTypes[a.Type])
 			}
 		case attrFHExpireType:
 			v.u32(0) // FH4_PERSISTENT
@@ -164,8 +166,8 @@ func (s *Server) encodeAttrs(e *enc, req bitmap, o object) {
 		case attrOwnerGroup:
 			v.str(idString(a.GID))
 		case attrRawDev:
-			v.u32(0)
-			v.u32(0)
+			v.u32(a.Rdev.Major)
+			v.u32(a.Rdev.Minor)
 		case attrSpaceAvail, attrSpaceFree, attrSpaceTotal:
 			v.u64(nominalSpace)
 		case attrSpaceUsed:

@@ -3,6 +3,8 @@ package nfs4
 // Numbers of RFC 8881 (NFSv4.1) and its XDR description (RFC 8882
 // section 2 in RFC 5662's numbering).
 
+import "github.com/gatewayd/gatewayd/fileshare"
+
 // Status codes (nfsstat4).
 const (
 	ok                   = 0
@@ -102,10 +104,27 @@ const (
 
 // File types (nfs_ftype4).
 const (
-	typeReg = 1
-	typeDir = 2
-	typeLnk = 5
+	typeReg  = 1
+	typeDir  = 2
+	typeBlk  = 3
+	typeChr  = 4
+	typeLnk  = 5
+	typeSock = 6
+	typeFIFO = 7
 )
+
+// specialTypes are the special files' nfs_ftype4 and their share types;
+// fileTypes the other way.
+var specialTypes = map[uint32]fileshare.FileType{typeBlk: fileshare.TypeBlock, typeChr: fileshare.TypeChar,
+	typeSock: fileshare.TypeSocket, typeFIFO: fileshare.TypeFIFO}
+
+var fileTypes = func() map[fileshare.FileType]uint32 {
+	m := map[fileshare.FileType]uint32{}
+	for n, t := range specialTypes {
+		m[t] = n
+	}
+	return m
+}()
 
 // EXCHANGE_ID flags.
 const (

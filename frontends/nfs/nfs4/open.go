@@ -3,6 +3,8 @@ package nfs4
 import (
 	"encoding/binary"
 	"time"
+
+	"github.com/gatewayd/gatewayd/fileshare"
 )
 
 // Opens (RFC 8881 sections 9 and 18.16): open owners, their stateids and
@@ -97,6 +99,7 @@ type commitArgs struct {
 type createArgs struct {
 	ftype  uint32
 	target []byte
+	rdev   fileshare.Device // block and character devices: specdata4
 	name   []byte
 	attrs  fattr
 }
@@ -138,9 +141,8 @@ func init() {
 		switch a.ftype {
 		case typeLnk:
 			a.target = d.opaque(4096)
-		case 3, 4: // block, character device: specdata4
-			d.u32()
-			d.u32()
+		case typeBlk, typeChr:
+			a.rdev = fileshare.Device{Major: d.u32(), Minor: d.u32()}
 		}
 		a.name = d.opaque(maxName)
 		a.attrs = d.fattr()

@@ -161,6 +161,8 @@ func (x *exec) openFile(a openArgs) uint32 {
 		return errIsDir
 	case o.attr.Type == fileshare.TypeSymlink:
 		return errSymlink
+	case o.attr.Type.Special():
+		return errWrongType
 	case access&shareAccessWrite != 0 && f.share.Config().ReadOnly:
 		return errROFS
 	}
@@ -501,10 +503,14 @@ func (x *exec) create(a createArgs) uint32 {
 			return errInval
 		}
 		attr, err = sh.Symlink(x.ctx, p, string(a.target), uid, gid)
-	case typeReg:
+	case typeBlk, typeChr, typeSock, typeFIFO:
+		mode := sh.Config().FileMode
+		if a.attrs.mode != nil {
+			mode = *a.attrs.mode & 0o7777
+		}
+		attr, err = sh.Mknod(x.ctx, p, specialTypes[a.ftype], mode, uid, gid, a.rdev)
+	default: // NF4REG (OPEN makes those), NF4ATTRDIR, NF4NAMEDATTR
 		return errBadType
-	default:
-		return errNotSupp
 	}
 	if err != nil {
 		return status(err)
