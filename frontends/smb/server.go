@@ -48,7 +48,9 @@ type Options struct {
 type Server struct {
 	opts                     Options
 	smbd, smbpasswd, pdbedit string
+	net, winbindd, wbinfo    string // domain membership (domain.go)
 	log                      *slog.Logger
+	joinMu                   sync.Mutex // one join or leave at a time
 
 	mu        sync.Mutex
 	views     map[string]*View // share name -> mounted view
@@ -62,6 +64,10 @@ type Server struct {
 	restarts  int
 	ready     chan struct{} // closed when smbd first accepts connections
 	readyOnce sync.Once
+	confs     []ShareConf // the shares in smb.conf
+	domain    *Domain     // the domain joined, nil when none
+	planned   string      // why smbd is being restarted on purpose
+	wb        *winbind    // winbindd under supervision while joined
 
 	// audited are auditRoot's shares.
 	audited atomic.Pointer[map[string][2]string]
@@ -128,6 +134,7 @@ func New(opts Options) (*Server, error) {
 	}
 	s := &Server{
 		opts: opts, smbd: smbd, smbpasswd: findTool(smbd, "smbpasswd"), pdbedit: findTool(smbd, "pdbedit"),
+		net: findTool(smbd, "net"), winbindd: findTool(smbd, "winbindd"), wbinfo: findTool(smbd, "wbinfo"),
 		log: opts.Logger, views: map[string]*View{}, state: "no share is served over SMB yet",
 		stop: make(chan struct{}), done: make(chan struct{}), ready: make(chan struct{}),
 	}
@@ -144,10 +151,38 @@ func New(opts Options) (*Server, error) {
 	for _, d := range cleaned {
 		s.log.Warn("smb: removed a stale FUSE mount", "dir", d)
 	}
-	if err := writeConf(opts.Settings, nil); err != nil {
+	if s.domain, err = loadDomain(s.domainPath()); err != nil {
+		return nil, err
+	}
+	if err := writeConf(opts.Settings, s.domain, nil); err != nil {
 		return nil, fmt.Errorf("smb.conf: %w", err)
 	}
+	if s.domain != nil {
+		s.startWinbindd()
+	}
 	return s, nil
+}
+
+// writeConfWith rewrites smb.conf with the shares served now, as a member
+// of d (nil: standalone).
+func (s *Server) writeConfWith(d *Domain) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := writeConf(s.opts.Settings, d, s.confs); err != nil {
+		return fmt.Errorf("smb.conf: %w", err)
+	}
+	return nil
+}
+
+// restartSmbd restarts a running smbd: a change of server role needs a
+// new process, not a reload. Clients reconnect.
+func (s *Server) restartSmbd(why string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.proc != nil {
+		s.planned = why
+		_ = syscall.Kill(-s.proc.Pid, syscall.SIGTERM)
+	}
 }
 
 // Addr is where smbd listens.
@@ -245,14 +280,22 @@ func (s *Server) sync(except []string) (bool, error) {
 			continue
 		}
 		c := want[name].Config()
-		confs = append(confs, ShareConf{Name: name, Path: v.Dir(), ReadOnly: c.ReadOnly, Guest: c.SMBGuest, Encrypt: c.SMBEncrypt, UID: c.UID, GID: c.GID})
+		sc := ShareConf{Name: name, Path: v.Dir(), ReadOnly: c.ReadOnly, Guest: c.SMBGuest, Encrypt: c.SMBEncrypt, UID: c.UID, GID: c.GID,
+			Access: Access{ValidUsers: c.SMBValidUsers, InvalidUsers: c.SMBInvalidUsers, AdminUsers: c.SMBAdminUsers, AccessBasedEnum: c.SMBAccessBasedEnum}}
+		if err := sc.check(); err != nil {
+			// Never reached through the admin API, which checks first.
+			errs = append(errs, fmt.Errorf("share %s: not served over SMB: %w", name, err))
+			continue
+		}
+		confs = append(confs, sc)
 		confs[len(confs)-1].Audit = c.Audit && s.opts.Audit != nil
 		if c.Audit {
 			audited[strings.ToLower(name)] = [2]string{name, v.Dir()}
 		}
 	}
+	s.confs = confs
 	s.audited.Store(&audited)
-	if err := writeConf(s.opts.Settings, confs); err != nil {
+	if err := writeConf(s.opts.Settings, s.domain, confs); err != nil {
 		return false, fmt.Errorf("smb.conf: %w", err)
 	}
 	start := len(confs) > 0 && !s.started
@@ -275,28 +318,46 @@ func (s *Server) sync(except []string) (bool, error) {
 // supervise runs smbd until Close, restarting it when it exits.
 func (s *Server) supervise() {
 	defer close(s.done)
-	// smbd gets SIGKILL when the thread that started it ends, i.e. when
-	// gatewayd dies: the thread stays locked to this goroutine.
+	s.keepRunning("smbd", s.stop, s.runOnce, func(err error) bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if why := s.planned; why != "" {
+			s.planned = ""
+			s.state = "restarting smbd: " + why
+			s.log.Info("smb: smbd restarted", "why", why)
+			return true
+		}
+		s.restarts++
+		s.state = fmt.Sprintf("smbd exited (%v); restarting it", err)
+		return false
+	})
+}
+
+// keepRunning calls run until stop closes, again each time it returns:
+// at once after a planned exit (exited says true), else after a backoff
+// of 1 s doubling to 30 s while the daemon keeps dying. The daemons get
+// SIGKILL when the thread that started them ends, i.e. when gatewayd
+// dies: the thread stays locked to this goroutine.
+func (s *Server) keepRunning(name string, stop <-chan struct{}, run func() error, exited func(error) bool) {
 	runtime.LockOSThread()
 	backoff := time.Second
 	for {
 		startedAt := s.opts.Clock.Now()
-		err := s.runOnce()
+		err := run()
 		select {
-		case <-s.stop:
+		case <-stop:
 			return
 		default:
 		}
-		s.mu.Lock()
-		s.restarts++
-		s.state = fmt.Sprintf("smbd exited (%v); restarting it", err)
-		s.mu.Unlock()
-		s.log.Error("smb: smbd exited; restarting it", "err", err, "after", backoff)
+		if exited(err) {
+			continue
+		}
+		s.log.Error("smb: "+name+" exited; restarting it", "err", err, "after", backoff)
 		if s.opts.Clock.Now().Sub(startedAt) > time.Minute {
 			backoff = time.Second
 		}
 		select {
-		case <-s.stop:
+		case <-stop:
 			return
 		case <-s.opts.Clock.After(backoff):
 		}
@@ -306,14 +367,10 @@ func (s *Server) supervise() {
 
 // runOnce starts smbd and waits for it to exit.
 func (s *Server) runOnce() error {
-	cmd := exec.Command(s.smbd, "--foreground", "--no-process-group", "--debug-stdout", "--debuglevel="+auditDebugLevel, "-s", s.ConfPath())
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	cmd.Env = append(os.Environ(), "LC_ALL=C")
-	out, err := cmd.StdoutPipe()
+	cmd, out, err := s.daemonCmd(s.smbd, auditDebugLevel)
 	if err != nil {
 		return err
 	}
-	cmd.Stderr = cmd.Stdout
 	s.mu.Lock()
 	if s.stopping {
 		s.mu.Unlock()
@@ -341,6 +398,20 @@ func (s *Server) runOnce() error {
 		err = errors.New("exit status 0")
 	}
 	return err
+}
+
+// daemonCmd prepares a Samba daemon (smbd, winbindd) on the generated
+// smb.conf, in its own process group, its output to be logged.
+func (s *Server) daemonCmd(bin, debugLevel string) (*exec.Cmd, io.Reader, error) {
+	cmd := exec.Command(bin, "--foreground", "--no-process-group", "--debug-stdout", "--debuglevel="+debugLevel, "-s", s.ConfPath())
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.Env = append(os.Environ(), "LC_ALL=C")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, nil, err
+	}
+	cmd.Stderr = cmd.Stdout
+	return cmd, out, nil
 }
 
 // waitReady marks the server serving once smbd accepts connections.
@@ -428,6 +499,7 @@ func (s *Server) Close() error {
 			<-s.done
 		}
 	}
+	s.stopWinbindd()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var errs []error
@@ -441,7 +513,7 @@ func (s *Server) Close() error {
 	return errors.Join(errs...)
 }
 
-// KillStale kills smbd processes still running on conf: those a killed
+// KillStale kills smbd and winbindd processes still running on conf: those a killed
 // gatewayd left (smbd itself dies with gatewayd, but the processes it
 // forked for client connections may not). It returns how many it found.
 func KillStale(conf string) int {
@@ -452,7 +524,7 @@ func KillStale(conf string) int {
 	return len(pids)
 }
 
-// Processes lists the smbd processes running on conf.
+// Processes lists the smbd and winbindd processes running on conf.
 func Processes(conf string) []int {
 	entries, err := os.ReadDir("/proc")
 	if err != nil {
@@ -469,7 +541,7 @@ func Processes(conf string) []int {
 			continue
 		}
 		args := strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
-		if len(args) < 2 || filepath.Base(args[0]) != "smbd" {
+		if len(args) < 2 || filepath.Base(args[0]) != "smbd" && filepath.Base(args[0]) != "winbindd" {
 			continue
 		}
 		for i := 1; i+1 < len(args); i++ {

@@ -378,7 +378,7 @@ func TestSettingsRejectBadInput(t *testing.T) {
 	if err := s.Normalize(); err != nil {
 		t.Fatal(err)
 	}
-	conf := Conf(s, []ShareConf{{Name: "g", Path: "/m/g", Guest: true, Encrypt: true}})
+	conf := Conf(s, nil, []ShareConf{{Name: "g", Path: "/m/g", Guest: true, Encrypt: true}})
 	for _, want := range []string{"bind interfaces only = no", "map to guest = bad user", "guest ok = yes", "smb encrypt = required"} {
 		if !strings.Contains(conf, want) {
 			t.Fatalf("conf lacks %q:\n%s", want, conf)

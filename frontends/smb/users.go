@@ -86,7 +86,14 @@ func (s *Server) tool(ctx context.Context, bin, stdin string, args ...string) (s
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	if err := cmd.Run(); err != nil {
-		msg := strings.TrimSpace(errb.String() + " " + out.String())
+		// One line: the message ends up in an error a command prints.
+		var lines []string
+		for _, l := range strings.Split(errb.String()+"\n"+out.String(), "\n") {
+			if l = strings.TrimSpace(l); l != "" {
+				lines = append(lines, l)
+			}
+		}
+		msg := strings.Join(lines, "; ")
 		return "", fmt.Errorf("%s %s: %w: %s", bin, args[len(args)-1], err, msg)
 	}
 	return out.String(), nil
