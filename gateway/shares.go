@@ -150,6 +150,37 @@ func mountInfo(f *nfsFrontend, c fileshare.Config) *MountInfo {
 	}
 }
 
+// ShareUpdate is the body of PATCH /v1/shares/{name}: the fields given
+// change, the others stay.
+type ShareUpdate struct {
+	ReadOnly           *bool     `json:"read_only,omitempty"`
+	SMBGuest           *bool     `json:"smb_guest,omitempty"`
+	SMBEncrypt         *bool     `json:"smb_encrypt,omitempty"`
+	SMBValidUsers      *[]string `json:"smb_valid_users,omitempty"`
+	SMBInvalidUsers    *[]string `json:"smb_invalid_users,omitempty"`
+	SMBAdminUsers      *[]string `json:"smb_admin_users,omitempty"`
+	SMBAccessBasedEnum *bool     `json:"smb_access_based_enum,omitempty"`
+}
+
+func (u ShareUpdate) apply(c *fileshare.Config) {
+	for _, b := range []struct {
+		from *bool
+		to   *bool
+	}{{u.ReadOnly, &c.ReadOnly}, {u.SMBGuest, &c.SMBGuest}, {u.SMBEncrypt, &c.SMBEncrypt}, {u.SMBAccessBasedEnum, &c.SMBAccessBasedEnum}} {
+		if b.from != nil {
+			*b.to = *b.from
+		}
+	}
+	for _, l := range []struct {
+		from *[]string
+		to   *[]string
+	}{{u.SMBValidUsers, &c.SMBValidUsers}, {u.SMBInvalidUsers, &c.SMBInvalidUsers}, {u.SMBAdminUsers, &c.SMBAdminUsers}} {
+		if l.from != nil {
+			*l.to = *l.from
+		}
+	}
+}
+
 // RefreshRequest is the body of POST /v1/shares/{name}/refresh.
 type RefreshRequest struct {
 	Path      string `json:"path,omitempty"`
@@ -196,6 +227,10 @@ func registerShareAPI(srv *admin.Server, shares *fileshare.Manager, nfsFE *nfsFr
 			admin.WriteError(w, http.StatusBadRequest, err)
 			return
 		}
+		if err := checkSMBShare(c); err != nil {
+			admin.WriteError(w, http.StatusBadRequest, err)
+			return
+		}
 		c, err := shares.Create(r.Context(), c)
 		if err != nil {
 			admin.WriteError(w, shareCode(err), err)
@@ -211,6 +246,23 @@ func registerShareAPI(srv *admin.Server, shares *fileshare.Manager, nfsFE *nfsFr
 			return
 		}
 		admin.WriteJSON(w, http.StatusOK, status(s.Config()))
+	}))
+	srv.Handle("PATCH /v1/shares/{name}", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var u ShareUpdate
+		if err := decodeBody(r, &u); err != nil {
+			admin.WriteError(w, http.StatusBadRequest, err)
+			return
+		}
+		c, err := shares.Update(r.Context(), r.PathValue("name"), func(c *fileshare.Config) error {
+			u.apply(c)
+			return checkSMBShare(*c)
+		})
+		if err != nil {
+			admin.WriteError(w, shareCode(err), err)
+			return
+		}
+		smbFE.sync(r.Context())
+		admin.WriteJSON(w, http.StatusOK, status(c))
 	}))
 	srv.Handle("DELETE /v1/shares/{name}", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if _, err := shares.Get(r.PathValue("name")); err == nil {

@@ -113,6 +113,33 @@ func smbInfo(f *smbFrontend, c fileshare.Config) *SMBInfo {
 	}
 }
 
+// checkSMBShare refuses what smb.conf cannot carry: a share name or
+// access list entry that would change its structure.
+func checkSMBShare(c fileshare.Config) error {
+	for _, p := range c.Protocols {
+		if strings.EqualFold(strings.TrimSpace(p), "smb") {
+			if err := smb.CheckShareName(c.Name); err != nil {
+				return err
+			}
+		}
+	}
+	return smb.Access{ValidUsers: c.SMBValidUsers, InvalidUsers: c.SMBInvalidUsers, AdminUsers: c.SMBAdminUsers}.Check()
+}
+
+// The bodies of the SMB domain calls (frontends/smb defines them).
+type (
+	SMBJoinRequest  = smb.JoinRequest
+	SMBLeaveRequest = smb.LeaveRequest
+	SMBDomainStatus = smb.DomainStatus
+)
+
+// SMBStatus answers GET /v1/smb/status.
+type SMBStatus struct {
+	State  string           `json:"state"`
+	Listen string           `json:"listen,omitempty"`
+	Domain smb.DomainStatus `json:"domain"`
+}
+
 // SMBUser is the body of POST /v1/smb/users.
 type SMBUser struct {
 	Name     string `json:"name"`
@@ -132,14 +159,58 @@ func registerSMBAPI(srv *admin.Server, f *smbFrontend) {
 		return f.srv
 	}
 	code := func(err error) int {
-		if errors.Is(err, smb.ErrNoUser) {
+		switch {
+		case errors.Is(err, smb.ErrNoUser), errors.Is(err, smb.ErrNotJoined):
 			return http.StatusNotFound
-		}
-		if errors.Is(err, smb.ErrBadUser) {
+		case errors.Is(err, smb.ErrBadUser), errors.Is(err, smb.ErrBadDomain):
 			return http.StatusBadRequest
+		case errors.Is(err, smb.ErrJoined):
+			return http.StatusConflict
 		}
 		return http.StatusInternalServerError
 	}
+	srv.Handle("GET /v1/smb/status", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s := server(w)
+		if s == nil {
+			return
+		}
+		admin.WriteJSON(w, http.StatusOK, SMBStatus{State: s.State(), Listen: s.Addr(), Domain: s.DomainStatus(r.Context())})
+	}))
+	srv.Handle("POST /v1/smb/join", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s := server(w)
+		if s == nil {
+			return
+		}
+		var req smb.JoinRequest
+		if err := decodeBody(r, &req); err != nil {
+			admin.WriteError(w, http.StatusBadRequest, err)
+			return
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), 10*time.Minute)
+		defer cancel()
+		st, err := s.Join(ctx, req)
+		if err != nil {
+			admin.WriteError(w, code(err), err)
+			return
+		}
+		admin.WriteJSON(w, http.StatusOK, st)
+	}))
+	srv.Handle("POST /v1/smb/leave", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s := server(w)
+		if s == nil {
+			return
+		}
+		var req smb.LeaveRequest
+		if err := decodeBody(r, &req); err != nil {
+			admin.WriteError(w, http.StatusBadRequest, err)
+			return
+		}
+		if err := s.Leave(r.Context(), req); err != nil {
+			admin.WriteError(w, code(err), err)
+			return
+		}
+		admin.WriteJSON(w, http.StatusOK, s.DomainStatus(r.Context()))
+	}))
 	srv.Handle("GET /v1/smb/users", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s := server(w)
 		if s == nil {

@@ -9,6 +9,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/gatewayd/gatewayd/gateway"
 )
@@ -19,6 +20,7 @@ func newShareCmd(g *globals) *cobra.Command {
 
 	var c gateway.ShareStatus
 	var clients, fileMode, dirMode, protocols string
+	var validUsers, invalidUsers, adminUsers string
 	createCmd := &cobra.Command{
 		Use:   "create --name NAME",
 		Short: "Create a file share",
@@ -34,6 +36,7 @@ func newShareCmd(g *globals) *cobra.Command {
 					c.Protocols = append(c.Protocols, p)
 				}
 			}
+			c.SMBValidUsers, c.SMBInvalidUsers, c.SMBAdminUsers = splitUsers(validUsers), splitUsers(invalidUsers), splitUsers(adminUsers)
 			for _, m := range []struct {
 				flag string
 				dst  *uint32
@@ -78,6 +81,7 @@ func newShareCmd(g *globals) *cobra.Command {
 	f.StringVar(&protocols, "protocols", "nfs", "comma-separated frontends serving the share: nfs, smb")
 	f.BoolVar(&c.SMBGuest, "smb-guest", false, "let SMB clients in without a user (guest)")
 	f.BoolVar(&c.SMBEncrypt, "smb-encrypt", false, "require SMB3 encryption")
+	smbAccessFlags(f, &validUsers, &invalidUsers, &adminUsers, &c.SMBAccessBasedEnum)
 	f.StringVarP(&output, "output", "o", "text", "text or json")
 	_ = createCmd.MarkFlagRequired("name")
 
@@ -133,6 +137,14 @@ func newShareCmd(g *globals) *cobra.Command {
 			if s.SMB != nil {
 				fmt.Fprintf(w, "smb         %s on port %d (guest %v, encryption required %v)\nsmbclient   %s\ncifs        %s\n",
 					s.SMB.UNC, s.SMB.Port, s.SMBGuest, s.SMBEncrypt, s.SMB.Smbclient, s.SMB.Command)
+				list := func(l []string) string {
+					if len(l) == 0 {
+						return "-"
+					}
+					return strings.Join(l, ", ")
+				}
+				fmt.Fprintf(w, "smb users   valid %s; invalid %s; admin %s; access-based enumeration %v\n",
+					list(s.SMBValidUsers), list(s.SMBInvalidUsers), list(s.SMBAdminUsers), s.SMBAccessBasedEnum)
 			}
 			return nil
 		},
@@ -185,6 +197,77 @@ func newShareCmd(g *globals) *cobra.Command {
 	waitCmd.Flags().StringVar(&wait.Path, "path", "", "file or directory to wait for (default the whole share)")
 	waitCmd.Flags().BoolVar(&wait.Flush, "flush", false, "upload now, not after the settle time")
 
-	cmd.AddCommand(createCmd, listCmd, infoCmd, deleteCmd, refreshCmd, waitCmd)
+	cmd.AddCommand(createCmd, listCmd, infoCmd, deleteCmd, refreshCmd, waitCmd, newShareUpdateCmd(g))
+	return cmd
+}
+
+// smbAccessFlags declares the SMB access options of share create and update.
+func smbAccessFlags(f *pflag.FlagSet, valid, invalid, admin *string, abe *bool) {
+	f.StringVar(valid, "smb-valid-users", "", `comma-separated users and groups ('@' first) allowed over SMB, local or DOMAIN\name (default: every user)`)
+	f.StringVar(invalid, "smb-invalid-users", "", "comma-separated users and groups never allowed over SMB")
+	f.StringVar(admin, "smb-admin-users", "", "comma-separated users and groups who work as root on the share over SMB")
+	f.BoolVar(abe, "smb-access-based-enum", false, "hide the share from users it refuses when they list the server's shares")
+}
+
+// splitUsers splits a comma-separated list; names may hold spaces.
+func splitUsers(list string) []string {
+	var out []string
+	for _, u := range strings.Split(list, ",") {
+		if u = strings.TrimSpace(u); u != "" {
+			out = append(out, u)
+		}
+	}
+	return out
+}
+
+func newShareUpdateCmd(g *globals) *cobra.Command {
+	var readOnly, guest, encrypt, abe bool
+	var valid, invalid, admin, output string
+	cmd := &cobra.Command{
+		Use:   "update NAME [--read-only=BOOL] [--smb-...]",
+		Short: "Change a served share's read-only flag or SMB access (the options given change, the others stay)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var u gateway.ShareUpdate
+			f := cmd.Flags()
+			for _, b := range []struct {
+				flag string
+				v    *bool
+				dst  **bool
+			}{{"read-only", &readOnly, &u.ReadOnly}, {"smb-guest", &guest, &u.SMBGuest}, {"smb-encrypt", &encrypt, &u.SMBEncrypt}, {"smb-access-based-enum", &abe, &u.SMBAccessBasedEnum}} {
+				if f.Changed(b.flag) {
+					*b.dst = b.v
+				}
+			}
+			for _, l := range []struct {
+				flag string
+				v    *string
+				dst  **[]string
+			}{{"smb-valid-users", &valid, &u.SMBValidUsers}, {"smb-invalid-users", &invalid, &u.SMBInvalidUsers}, {"smb-admin-users", &admin, &u.SMBAdminUsers}} {
+				if f.Changed(l.flag) {
+					list := splitUsers(*l.v)
+					if list == nil {
+						list = []string{}
+					}
+					*l.dst = &list
+				}
+			}
+			var st gateway.ShareStatus
+			if err := call(cmd, g, http.MethodPatch, "/v1/shares/"+url.PathEscape(args[0]), u, &st); err != nil {
+				return err
+			}
+			if output == "json" {
+				return writeJSON(cmd.OutOrStdout(), st)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "updated share %s\n", st.Name)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.BoolVar(&readOnly, "read-only", false, "refuse every change, over NFS and SMB")
+	f.BoolVar(&guest, "smb-guest", false, "let SMB clients in without a user (guest)")
+	f.BoolVar(&encrypt, "smb-encrypt", false, "require SMB3 encryption")
+	smbAccessFlags(f, &valid, &invalid, &admin, &abe)
+	f.StringVarP(&output, "output", "o", "text", "text or json")
 	return cmd
 }
