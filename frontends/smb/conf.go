@@ -89,6 +89,10 @@ func (s *Settings) ConfPath() string { return s.Path("smb.conf") }
 // this gateway.
 var stateDirs = []string{"private", "lock", "state", "cache", "run", "ncalrpc", "log", "bind-dns"}
 
+// WindowsVFS are the vfs modules that keep NT ACLs and alternate data
+// streams in extended attributes.
+const WindowsVFS = "acl_xattr streams_xattr"
+
 // Conf renders smb.conf for shares, as a member of domain d when d is
 // not nil. Shares whose name or access lists smb.conf cannot carry are
 // left out (Sync refuses them with the reason first).
@@ -131,13 +135,11 @@ func Conf(s Settings, d *Domain, shares []ShareConf) string {
 	w("printcap name", "/dev/null")
 	w("disable spoolss", "yes")
 	w("usershare max shares", "0")
-	// The view keeps no extended attributes (docs/smb.md).
-	w("store dos attributes", "no")
-	w("ea support", "no")
-	w("map archive", "no")
-	w("map hidden", "no")
-	w("map system", "no")
-	w("map readonly", "no")
+	// DOS attributes, NT ACLs, streams and EAs are extended attributes,
+	// which the view keeps with the file (docs/smb.md).
+	w("store dos attributes", "yes")
+	w("ea support", "yes")
+	w("vfs objects", WindowsVFS)
 	// Locks and share modes stay inside smbd: the view has no kernel locks.
 	w("kernel oplocks", "no")
 	w("kernel share modes", "no")

@@ -321,9 +321,10 @@ func GoClientOps(t testing.TB, addr, share, user, password string, bigSize int) 
 }
 
 // PlainConf is smb.conf for a plain smbd exporting dir as share: Samba's
-// defaults for everything but where it listens and keeps its state, the
-// reference the gateway's shares are compared with.
-func PlainConf(state, addr, share, dir string) string {
+// defaults for everything but where it listens and keeps its state, and
+// the global options given ("vfs objects = ..."), the reference the
+// gateway's shares are compared with.
+func PlainConf(state, addr, share, dir string, global ...string) string {
 	host, port, _ := net.SplitHostPort(addr)
 	var b strings.Builder
 	fmt.Fprintf(&b, "[global]\n\tsmb ports = %s\n\tinterfaces = %s\n\tbind interfaces only = yes\n\tdisable netbios = yes\n", port, host)
@@ -334,13 +335,17 @@ func PlainConf(state, addr, share, dir string) string {
 		fmt.Fprintf(&b, "\t%s = %s\n", d[0], filepath.Join(state, d[1]))
 	}
 	fmt.Fprintf(&b, "\tlog file = %s\n", filepath.Join(state, "smbd.log"))
+	for _, g := range global {
+		fmt.Fprintf(&b, "\t%s\n", g)
+	}
 	fmt.Fprintf(&b, "\n[%s]\n\tpath = %s\n\tread only = no\n", share, dir)
 	return b.String()
 }
 
-// StartPlain runs a plain smbd (PlainConf) on a new directory for t, with
-// user root and password, and returns its address and the directory.
-func StartPlain(t testing.TB, share, password string) (addr, dir string) {
+// StartPlain runs a plain smbd (PlainConf, with the global options
+// given) on a new directory for t, with user root and password, and
+// returns its address and the directory.
+func StartPlain(t testing.TB, share, password string, global ...string) (addr, dir string) {
 	t.Helper()
 	Require(t)
 	state, dir := t.TempDir(), t.TempDir()
@@ -351,7 +356,7 @@ func StartPlain(t testing.TB, share, password string) (addr, dir string) {
 		}
 	}
 	conf := filepath.Join(state, "smb.conf")
-	if err := os.WriteFile(conf, []byte(PlainConf(state, addr, share, dir)), 0o644); err != nil {
+	if err := os.WriteFile(conf, []byte(PlainConf(state, addr, share, dir, global...)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	pw := exec.Command(samba("smbpasswd"), "-c", conf, "-s", "-a", "root")
@@ -399,8 +404,9 @@ func samba(tool string) string {
 // Torture runs one smbtorture suite against //addr/share and returns each
 // test's result by full name ("smb2.read.eof": "success", "failure",
 // "error" or "skip"), and smbtorture's lines for each test, from its
-// "test:" line to its result and reason. It may run on any goroutine.
-func Torture(addr, share, user, password, suite string) (results, lines map[string]string, err error) {
+// "test:" line to its result and reason. opts are smbtorture's own
+// (--option=torture:...). It may run on any goroutine.
+func Torture(addr, share, user, password, suite string, opts ...string) (results, lines map[string]string, err error) {
 	bin, err := exec.LookPath("smbtorture")
 	if err != nil {
 		return nil, nil, fmt.Errorf("smbtorture not found: install it with `%s`", InstallCommand)
@@ -408,7 +414,8 @@ func Torture(addr, share, user, password, suite string) (results, lines map[stri
 	host, port, _ := net.SplitHostPort(addr)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
-	out, _ := exec.CommandContext(ctx, bin, "//"+host+"/"+share, "-p", port, "-U", user+"%"+password, suite).CombinedOutput()
+	args := append([]string{"//" + host + "/" + share, "-p", port, "-U", user + "%" + password}, opts...)
+	out, _ := exec.CommandContext(ctx, bin, append(args, suite)...).CombinedOutput()
 	results, lines = map[string]string{}, map[string]string{}
 	cur := ""
 	for _, line := range strings.Split(string(out), "\n") {
