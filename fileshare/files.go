@@ -278,12 +278,26 @@ func decodeRecord(b []byte) (record, error) {
 	return r, nil
 }
 
-// logAndApply makes rec durable in the journal, then applies it; the
-// journal keeps the log from being trimmed past the record until apply
-// has registered it with its file.
+// logAndApply makes rec durable in the journal (or only written, when
+// ctx asks for Written: WithDurability), then applies it; the journal
+// keeps the log from being trimmed past the record until apply has
+// registered it with its file.
 func (m *Manager) logAndApply(ctx context.Context, rec record, apply func(uploadbuffer.LSN) error) error {
+	if durabilityOf(ctx) == Written {
+		return m.appendWritten(ctx, rec.encode(), apply)
+	}
 	_, err := m.j.Append(ctx, rec.encode(), apply)
 	return err
+}
+
+// appendWritten appends b without waiting for a sync, applies it, and
+// returns once the log has written it to its file.
+func (m *Manager) appendWritten(ctx context.Context, b []byte, apply func(uploadbuffer.LSN) error) error {
+	lsn, err := m.j.AppendBuffered(ctx, b, apply)
+	if err != nil {
+		return err
+	}
+	return m.j.Log().Written(ctx, lsn)
 }
 
 // create makes a new empty file, a directory, a symbolic link (holding
@@ -413,7 +427,29 @@ const (
 	// write of any file of the manager's shares. A crash before that may
 	// lose it.
 	Buffered
+	// Written: as Buffered, and in the upload buffer's file when it
+	// returns, so it survives the end of the process (kill -9), not a
+	// power loss before the next Sync: a filesystem's write without
+	// fsync. Creates, attribute changes and removes logged with a context
+	// of WithDurability(ctx, Written) are written the same way.
+	Written
 )
+
+type durabilityKey struct{}
+
+// WithDurability returns ctx asking the share's changes made with it
+// that the log records (creates, attribute changes, removes and renames
+// logged, extended attributes) for d: Durable (the default) or Written.
+func WithDurability(ctx context.Context, d Durability) context.Context {
+	return context.WithValue(ctx, durabilityKey{}, d)
+}
+
+func durabilityOf(ctx context.Context) Durability {
+	if d, ok := ctx.Value(durabilityKey{}).(Durability); ok {
+		return d
+	}
+	return Durable
+}
 
 // WriteAt writes p at off into a file and returns once it is durable.
 func (s *Share) WriteAt(ctx context.Context, path string, p []byte, off int64) (Attr, error) {
@@ -487,7 +523,7 @@ func (s *Share) write(ctx context.Context, path string, room, p []byte, off int6
 		b = rec.encode()
 	}
 	appendRec := s.m.j.Append
-	if d == Buffered {
+	if d != Durable {
 		appendRec = s.m.j.AppendBuffered
 	}
 	lsn, err = appendRec(ctx, b, func(lsn uploadbuffer.LSN) error {
@@ -505,6 +541,9 @@ func (s *Share) write(ctx context.Context, path string, room, p []byte, off int6
 		return nil
 	})
 	post.Ino, post.Type = a.Ino, TypeFile
+	if err == nil && d == Written {
+		err = s.m.j.Log().Written(ctx, lsn)
+	}
 	return a, post, err
 }
 

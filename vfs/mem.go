@@ -16,7 +16,8 @@ import (
 // of its last Sync, and a directory's entries as of its last SyncDir. Crash
 // returns the filesystem a machine would find after losing power: unsynced
 // data gone, unsynced creates, renames and removes undone. Directories are
-// durable as soon as they are made. It is safe for concurrent use.
+// durable as soon as they are made. Kill returns what the end of the
+// process leaves: everything written. It is safe for concurrent use.
 type MemFS struct {
 	mu   sync.Mutex
 	dirs map[string]*memDir
@@ -72,6 +73,37 @@ func (m *MemFS) Crash() *MemFS {
 				copies[f] = c
 			}
 			nd.entries[name], nd.synced[name] = c, c
+		}
+		out.dirs[p] = nd
+	}
+	return out
+}
+
+// Kill returns what survives the end of the process now (kill -9): every
+// write and directory change made, synced or not, as the kernel keeps
+// them. What was synced stays synced.
+func (m *MemFS) Kill() *MemFS {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := &MemFS{dirs: map[string]*memDir{}}
+	copies := map[*memFile]*memFile{}
+	cp := func(f *memFile) *memFile {
+		c := copies[f]
+		if c == nil {
+			f.mu.Lock()
+			c = &memFile{data: append([]byte(nil), f.data...), synced: append([]byte(nil), f.synced...), mtime: f.mtime}
+			f.mu.Unlock()
+			copies[f] = c
+		}
+		return c
+	}
+	for p, d := range m.dirs {
+		nd := newMemDir()
+		for name, f := range d.entries {
+			nd.entries[name] = cp(f)
+		}
+		for name, f := range d.synced {
+			nd.synced[name] = cp(f)
 		}
 		out.dirs[p] = nd
 	}

@@ -150,3 +150,48 @@ func TestErrorFS(t *testing.T) {
 		t.Fatalf("second write: %v", err)
 	}
 }
+
+func TestMemFSKillKeepsUnsynced(t *testing.T) {
+	m := NewMem()
+	if err := m.MkdirAll("/d", 0o700); err != nil {
+		t.Fatal(err)
+	}
+	f, err := m.Create("/d/f")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt([]byte("synced;"), 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt([]byte("written"), 7); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	k := m.Kill()
+	g, err := k.Open("/d/f")
+	if err != nil {
+		t.Fatalf("written file lost at a kill: %v", err)
+	}
+	b, _ := io.ReadAll(g)
+	if string(b) != "synced;written" {
+		t.Fatalf("after kill: %q", b)
+	}
+	// What was synced before the kill is still all a power loss keeps.
+	c := k.Crash()
+	if _, err := c.Stat("/d/f"); err == nil {
+		t.Fatal("a file whose directory was never synced survived a power loss after the kill")
+	}
+	if err := k.SyncDir("/d"); err != nil {
+		t.Fatal(err)
+	}
+	h, err := k.Crash().Open("/d/f")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := io.ReadAll(h); string(b) != "synced;" {
+		t.Fatalf("power loss after the kill kept %q, want the synced part", b)
+	}
+}

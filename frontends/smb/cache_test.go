@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 
@@ -161,6 +162,37 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
+// TestExtendedAttributesOff: the view asks the kernel for no extended
+// attribute calls (the one switch, DisableXAttrs): each fails with
+// EOPNOTSUPP without a request to the view, and writes to new files,
+// at whose first write the kernel used to ask for security.capability,
+// work.
+func TestExtendedAttributesOff(t *testing.T) {
+	_, _, mnt := mountView(t, memOptions())
+	p := filepath.Join(mnt, "f.txt")
+	for i := range 3 {
+		if err := os.WriteFile(filepath.Join(mnt, "w"+string(rune('0'+i))), []byte("x"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(p, []byte("data"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 256)
+	if _, err := syscall.Getxattr(p, "user.test", buf); err != syscall.EOPNOTSUPP {
+		t.Fatalf("getxattr: %v, want EOPNOTSUPP", err)
+	}
+	if _, err := syscall.Getxattr(p, "security.capability", buf); err != syscall.EOPNOTSUPP {
+		t.Fatalf("getxattr security.capability: %v, want EOPNOTSUPP", err)
+	}
+	if _, err := syscall.Listxattr(p, buf); err != syscall.EOPNOTSUPP {
+		t.Fatalf("listxattr: %v, want EOPNOTSUPP", err)
+	}
+	if err := syscall.Setxattr(p, "user.test", []byte("v"), 0); err != syscall.EOPNOTSUPP {
+		t.Fatalf("setxattr: %v, want EOPNOTSUPP", err)
+	}
+}
+
 // TestFileChangedElsewhereShows: the kernel keeps a file's pages from one
 // open to the next (the view's opens need no request); a change of the
 // file made without the view (as NFS makes it), even of the same size,
@@ -200,4 +232,46 @@ func TestFileChangedElsewhereShows(t *testing.T) {
 		got, err := os.ReadFile(p)
 		return err == nil && bytes.Equal(got, again)
 	})
+}
+
+// TestViewChangesWrittenSyncedAtFsync: a file created, written and given
+// its times through the view costs no sync of the upload buffer (its
+// records are written to the log's file before each answer, which kill -9
+// keeps); an fsync of it (smbd's, at an SMB flush or a write-through
+// write) syncs it.
+func TestViewChangesWrittenSyncedAtFsync(t *testing.T) {
+	o := memOptions()
+	o.SettleTime, o.UploadInterval = time.Hour, time.Hour // no upload round beside the count
+	m, _, mnt := mountView(t, o)
+	syncs := func() uint64 { return m.JournalStats().Log.Syncs }
+	before := syncs()
+	const files = 20
+	for i := range files {
+		p := filepath.Join(mnt, "small."+string(rune('a'+i)))
+		if err := os.WriteFile(p, bytes.Repeat([]byte{byte(i)}, 4096), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		mt := time.Unix(1700000000+int64(i), 0)
+		if err := os.Chtimes(p, mt, mt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st := m.JournalStats().Log
+	if got := st.Syncs - before; got != 0 {
+		t.Fatalf("%d syncs of the upload buffer for %d files made through the view, want 0", got, files)
+	}
+	if st.Appends < 3*files {
+		t.Fatalf("%d records for %d files: the changes did not go to the log", st.Appends, files)
+	}
+	f, err := os.OpenFile(filepath.Join(mnt, "small.a"), os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := f.Sync(); err != nil {
+		t.Fatalf("fsync through the view: %v", err)
+	}
+	if syncs() == before {
+		t.Fatal("fsync through the view synced nothing")
+	}
 }
