@@ -6,7 +6,6 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
-	"syscall"
 	"testing"
 	"time"
 
@@ -159,37 +158,6 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 			t.Fatalf("waited 2 minutes for %s", what)
 		}
 		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-// TestExtendedAttributesOff: the view asks the kernel for no extended
-// attribute calls (the one switch, DisableXAttrs): each fails with
-// EOPNOTSUPP without a request to the view, and writes to new files,
-// at whose first write the kernel used to ask for security.capability,
-// work.
-func TestExtendedAttributesOff(t *testing.T) {
-	_, _, mnt := mountView(t, memOptions())
-	p := filepath.Join(mnt, "f.txt")
-	for i := range 3 {
-		if err := os.WriteFile(filepath.Join(mnt, "w"+string(rune('0'+i))), []byte("x"), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := os.WriteFile(p, []byte("data"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	buf := make([]byte, 256)
-	if _, err := syscall.Getxattr(p, "user.test", buf); err != syscall.EOPNOTSUPP {
-		t.Fatalf("getxattr: %v, want EOPNOTSUPP", err)
-	}
-	if _, err := syscall.Getxattr(p, "security.capability", buf); err != syscall.EOPNOTSUPP {
-		t.Fatalf("getxattr security.capability: %v, want EOPNOTSUPP", err)
-	}
-	if _, err := syscall.Listxattr(p, buf); err != syscall.EOPNOTSUPP {
-		t.Fatalf("listxattr: %v, want EOPNOTSUPP", err)
-	}
-	if err := syscall.Setxattr(p, "user.test", []byte("v"), 0); err != syscall.EOPNOTSUPP {
-		t.Fatalf("setxattr: %v, want EOPNOTSUPP", err)
 	}
 }
 

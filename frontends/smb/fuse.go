@@ -7,7 +7,9 @@ import (
 	"io"
 	"log"
 	"log/slog"
+	"maps"
 	"os"
+	"slices"
 	"strconv"
 	"sync"
 	"syscall"
@@ -80,17 +82,14 @@ func viewOptions(share *fileshare.Share, logger *slog.Logger) *fs.Options {
 			// searches that lost files on a loaded machine were far
 			// slower than usual (docs/smb.md).
 			DisableReadDirPlus: true,
-			// Extended attributes: off, the one switch for them. A share
-			// keeps none and smb.conf tells Samba to use none (ea
-			// support, store dos attributes); the kernel still asked
-			// for security.capability at the first write of every new
-			// file, one request each. Answered ENOSYS, the kernel asks
-			// no more for the life of the mount, and getxattr, setxattr
-			// and listxattr fail with EOPNOTSUPP. The view that keeps
-			// them (Windows ACLs and streams) turns this off and then
-			// answers security.capability from memory.
-			DisableXAttrs: true,
-			Logger:        log.New(io.Discard, "", 0),
+			// Extended attributes are the share's (Windows ACLs, DOS
+			// attributes, streams and EAs kept in object metadata). The
+			// kernel asks for security.capability at the first write of
+			// every new file: go-fuse answers it, and reads of the POSIX
+			// ACLs, which a share does not keep, without a request to
+			// the view.
+			IgnoreSecurityLabels: true,
+			Logger:               log.New(io.Discard, "", 0),
 		},
 		EntryTimeout:    &t,
 		AttrTimeout:     &t,
@@ -252,6 +251,7 @@ var (
 	_ fs.NodeSetxattrer     = (*node)(nil)
 	_ fs.NodeListxattrer    = (*node)(nil)
 	_ fs.NodeRemovexattrer  = (*node)(nil)
+	_ fs.NodeAllocater      = (*node)(nil)
 )
 
 func (n *node) path() string { return n.Path(n.Root()) }
@@ -275,6 +275,10 @@ func errno(err error) syscall.Errno {
 	switch {
 	case err == nil:
 		return 0
+	case errors.Is(err, fileshare.ErrNoXattr):
+		return syscall.ENODATA
+	case errors.Is(err, fileshare.ErrXattrTooBig):
+		return syscall.ENOSPC
 	case errors.Is(err, fileshare.ErrNotExist), errors.Is(err, fileshare.ErrStale):
 		return syscall.ENOENT
 	case errors.Is(err, fileshare.ErrExist):
@@ -299,6 +303,9 @@ func errno(err error) syscall.Errno {
 	return syscall.EIO
 }
 
+// allocUnit is the allocation unit the view reports: a filesystem block.
+const allocUnit = 4096
+
 func typeBits(t fileshare.FileType) uint32 {
 	switch t {
 	case fileshare.TypeDir:
@@ -316,7 +323,10 @@ func fillAttr(a fileshare.Attr, out *fuse.Attr) {
 	if a.Type == fileshare.TypeSymlink {
 		out.Size = uint64(len(a.Target))
 	}
-	out.Blocks = (out.Size + 511) / 512
+	// Allocation in 4 KiB filesystem blocks, counted in 512-byte units
+	// (smbd reports st_blocks*512 as a file's allocation size, which
+	// Windows clients expect in whole clusters).
+	out.Blocks = (out.Size + allocUnit - 1) / allocUnit * (allocUnit / 512)
 	out.Blksize = fileshare.BlockSize
 	out.Nlink = 1
 	if a.Type == fileshare.TypeDir {
@@ -753,22 +763,122 @@ func (n *node) Statfs(_ context.Context, out *fuse.StatfsOut) syscall.Errno {
 	return 0
 }
 
-// Extended attributes: a share keeps none (its objects carry only the
-// POSIX attributes), and smb.conf tells Samba not to store any. The
-// mount asks the kernel for none (DisableXAttrs in viewOptions); these
-// answer when that switch is off.
+// Extended attributes go to the share, which keeps them with the file
+// (fileshare/xattrs.go): a file that has none is answered from its
+// attributes (cached, or the file's pending state), with no store call.
+// The POSIX ACLs are not kept: their reads never reach the view
+// (IgnoreSecurityLabels) and their writes fail, so smbd maps an NT ACL to
+// the mode as it does on a filesystem without POSIX ACLs.
 
-func (n *node) Getxattr(context.Context, string, []byte) (uint32, syscall.Errno) {
-	return 0, syscall.ENODATA
+func isPosixACL(name string) bool {
+	return name == "system.posix_acl_access" || name == "system.posix_acl_default"
 }
 
-func (n *node) Listxattr(context.Context, []byte) (uint32, syscall.Errno) { return 0, 0 }
-
-func (n *node) Setxattr(context.Context, string, []byte, uint32) syscall.Errno {
-	return syscall.ENOTSUP
+func (n *node) Getxattr(ctx context.Context, name string, dest []byte) (uint32, syscall.Errno) {
+	if isPosixACL(name) {
+		return 0, syscall.ENODATA
+	}
+	v, err := n.share.Xattr(ctx, n.path(), name)
+	if err != nil {
+		return 0, errno(err)
+	}
+	if len(dest) < len(v) {
+		return uint32(len(v)), syscall.ERANGE
+	}
+	return uint32(copy(dest, v)), 0
 }
 
-func (n *node) Removexattr(context.Context, string) syscall.Errno { return syscall.ENODATA }
+func (n *node) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errno) {
+	set, err := n.share.Xattrs(ctx, n.path())
+	if err != nil {
+		return 0, errno(err)
+	}
+	var b []byte
+	for _, k := range slices.Sorted(maps.Keys(set)) {
+		b = append(append(b, k...), 0)
+	}
+	if len(dest) < len(b) {
+		return uint32(len(b)), syscall.ERANGE
+	}
+	return uint32(copy(dest, b)), 0
+}
+
+func (n *node) Setxattr(ctx context.Context, name string, value []byte, flags uint32) syscall.Errno {
+	if isPosixACL(name) {
+		return syscall.EOPNOTSUPP
+	}
+	return errno(n.share.SetXattr(ctx, n.path(), name, value, fileshare.XattrFlags(flags)))
+}
+
+func (n *node) Removexattr(ctx context.Context, name string) syscall.Errno {
+	if isPosixACL(name) {
+		return syscall.ENODATA
+	}
+	return errno(n.share.RemoveXattr(ctx, n.path(), name))
+}
+
+// fallocate modes the view serves.
+const (
+	fallocKeepSize  = 0x01
+	fallocPunchHole = 0x02
+	fallocZeroRange = 0x10
+)
+
+// Allocate serves fallocate: a share allocates nothing ahead (the store
+// has the room), so a plain allocation only extends the size when asked
+// to; punching a hole or zeroing a range (smbd's FSCTL_SET_ZERO_DATA)
+// writes zeroes there, durable when it returns, as a write is. A range
+// that reaches the end of the file is zeroed by truncating to its start
+// and back.
+func (n *node) Allocate(ctx context.Context, _ fs.FileHandle, off, size uint64, mode uint32) syscall.Errno {
+	if mode&^(fallocKeepSize|fallocPunchHole|fallocZeroRange) != 0 || mode&fallocPunchHole != 0 && mode&fallocKeepSize == 0 ||
+		mode&fallocPunchHole != 0 && mode&fallocZeroRange != 0 {
+		return syscall.EOPNOTSUPP
+	}
+	if size == 0 || off > fileshare.MaxFileSize || size > fileshare.MaxFileSize-off {
+		return syscall.EINVAL
+	}
+	p := n.path()
+	a, err := n.share.Stat(ctx, p)
+	if err != nil {
+		return errno(err)
+	}
+	if a.Type != fileshare.TypeFile {
+		return syscall.ENODEV
+	}
+	start, end := int64(off), int64(off+size)
+	if mode&(fallocPunchHole|fallocZeroRange) != 0 && start < a.Size {
+		if e := n.zero(ctx, p, start, min(end, a.Size), a.Size); e != 0 {
+			return e
+		}
+	}
+	if mode&fallocKeepSize == 0 && end > a.Size {
+		_, err := n.share.SetAttr(ctx, p, fileshare.SetAttr{Size: &end})
+		return errno(err)
+	}
+	return 0
+}
+
+// zero writes zeroes over [start, end) of a file of the given size.
+func (n *node) zero(ctx context.Context, p string, start, end, size int64) syscall.Errno {
+	if end == size {
+		for _, sz := range []int64{start, size} {
+			if _, err := n.share.SetAttr(ctx, p, fileshare.SetAttr{Size: &sz}); err != nil {
+				return errno(err)
+			}
+		}
+		return 0
+	}
+	buf := make([]byte, min(end-start, fileshare.BlockSize))
+	for pos := start; pos < end; {
+		k := min(end-pos, int64(len(buf)))
+		if _, err := n.share.WriteAt(ctx, p, buf[:k], pos); err != nil {
+			return errno(err)
+		}
+		pos += k
+	}
+	return 0
+}
 
 // isMountpoint reports whether dir is mounted on, per mountinfo.
 func isMountpoint(dir string) bool {
