@@ -279,7 +279,7 @@ func (m *Manager) Create(ctx context.Context, c Config) (Config, error) {
 			return Config{}, fmt.Errorf("share prefix %q overlaps share %s (%q)", c.Prefix, s.cfg.Name, s.cfg.Prefix)
 		}
 	}
-	c.Created = m.opts.Clock.Now().UTC().Truncate(time.Second)
+	c.Created = m.opts.Clock.Now().UTC()
 	c.ID = 1
 	for _, s := range m.shares {
 		c.ID = max(c.ID, s.cfg.ID+1)
