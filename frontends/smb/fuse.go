@@ -386,9 +386,9 @@ func (n *node) Getattr(ctx context.Context, _ fs.FileHandle, out *fuse.AttrOut) 
 // subSecondRoot gives the root's atime a nanosecond when none of its times
 // has one. smbd takes a share whose root times are all whole seconds for
 // a filesystem that keeps only seconds, and then rounds every time it
-// reports to whole seconds. A share's root has the whole-second times of
-// the share's creation, and a share keeps no atime, so this changes
-// nothing a client relies on.
+// reports to whole seconds. The root of a share made before shares kept
+// their creation time whole has the whole-second times of its creation,
+// and a share keeps no atime, so this changes nothing a client relies on.
 func subSecondRoot(out *fuse.Attr) {
 	if out.Atimensec == 0 && out.Mtimensec == 0 && out.Ctimensec == 0 {
 		out.Atimensec = 1
