@@ -129,6 +129,16 @@ type Shares struct {
 	AttrTTL time.Duration `yaml:"attr_ttl"`
 	// Events receives the bucket's event notifications (docs/events.md).
 	Events BucketEvents `yaml:"bucket_events"`
+	// Audit is the audit log of the shares with auditing on
+	// (docs/events.md).
+	Audit AuditLog `yaml:"audit"`
+}
+
+// AuditLog configures the audit log file: JSON Lines, rotated by size.
+type AuditLog struct {
+	Path    string   `yaml:"path"`     // relative to the data dir; default audit/audit.log
+	MaxSize ByteSize `yaml:"max_size"` // rotated past this size; default 64MiB
+	Keep    int      `yaml:"keep"`     // rotated files kept; default 10
 }
 
 // BucketEvents configures the receiver of the bucket's event notifications
@@ -402,6 +412,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Shares.BufferDir == "" || c.Shares.BufferSize < 64<<20 || c.Shares.SettleTime < 0 || c.Shares.AttrTTL <= 0 {
 		return errors.New("shares: buffer_dir must not be empty, buffer_size at least 64MiB, attr_ttl positive")
+	}
+	if c.Shares.Audit.Keep < 0 || c.Shares.Audit.MaxSize > 0 && c.Shares.Audit.MaxSize < 64<<10 {
+		return errors.New("shares.audit: keep must not be negative, max_size at least 64KiB")
 	}
 	if err := c.VTL.validate(); err != nil {
 		return err

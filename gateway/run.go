@@ -142,9 +142,15 @@ func Run(ctx context.Context, cfg *config.Config, opts RunOptions) error {
 			}
 		}
 	}
+	auditLog, err := openAudit(cfg, logger.With("subsystem", "audit"))
+	if err != nil {
+		return err
+	}
+	defer auditLog.Close() // after the frontends stop
+	metrics.MustRegister(auditCollector{auditLog})
 	var nfsFE *nfsFrontend
 	if cfg.NFS.Listen != "" {
-		nfsFE, err = startNFS(ctx, cfg, dp.shares, md, lat, logger.With("subsystem", "nfs"))
+		nfsFE, err = startNFS(ctx, cfg, dp.shares, md, lat, auditLog, logger.With("subsystem", "nfs"))
 		if err != nil {
 			return err
 		}
@@ -211,7 +217,7 @@ func Run(ctx context.Context, cfg *config.Config, opts RunOptions) error {
 	registerSnapshotAPI(srv, vm, store, codec, cfg.Snapshots.GCGrace)
 	// smbd and the FUSE views start only now: a second daemon on the same
 	// data directory has failed above, before touching the first one's.
-	smbFE = startSMB(ctx, cfg, dp.shares, opts.Clock, logger.With("subsystem", "smb"))
+	smbFE = startSMB(ctx, cfg, dp.shares, opts.Clock, auditLog, logger.With("subsystem", "smb"))
 	defer smbFE.close() // before the shares close
 	registerShareAPI(srv, dp.shares, nfsFE, smbFE)
 	bucketEvents, err := startBucketEvents(ctx, cfg, store.URL, dp.shares, metrics, logger.With("subsystem", "bucketevents"))

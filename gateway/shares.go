@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/gatewayd/gatewayd/admin"
+	"github.com/gatewayd/gatewayd/audit"
 	"github.com/gatewayd/gatewayd/cache"
 	"github.com/gatewayd/gatewayd/clock"
 	"github.com/gatewayd/gatewayd/config"
@@ -63,7 +64,7 @@ type nfsFrontend struct {
 	rpcbind    string // what registration with rpcbind came to
 }
 
-func startNFS(ctx context.Context, cfg *config.Config, shares *fileshare.Manager, md meta.Store, lat latency, logger *slog.Logger) (*nfsFrontend, error) {
+func startNFS(ctx context.Context, cfg *config.Config, shares *fileshare.Manager, md meta.Store, lat latency, auditLog *audit.Log, logger *slog.Logger) (*nfsFrontend, error) {
 	ln, err := net.Listen("tcp", cfg.NFS.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("nfs: listen on %s: %w", cfg.NFS.Listen, err)
@@ -74,6 +75,7 @@ func startNFS(ctx context.Context, cfg *config.Config, shares *fileshare.Manager
 		return nil, err
 	}
 	f.srv.Latency = lat.observeNFS
+	f.srv.Audit = auditLog
 	go func() {
 		if err := f.srv.Serve(ln); err != nil {
 			logger.Error("nfs: server stopped", "err", err)

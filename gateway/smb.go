@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/gatewayd/gatewayd/admin"
+	"github.com/gatewayd/gatewayd/audit"
 	"github.com/gatewayd/gatewayd/clock"
 	"github.com/gatewayd/gatewayd/config"
 	"github.com/gatewayd/gatewayd/fileshare"
@@ -29,7 +30,7 @@ type smbFrontend struct {
 // everything else and says in status how to get SMB; smbd itself starts
 // with the first share served over SMB. SMB failing to start leaves the
 // rest of the gateway serving; status says why.
-func startSMB(ctx context.Context, cfg *config.Config, shares *fileshare.Manager, clk clock.Clock, logger *slog.Logger) *smbFrontend {
+func startSMB(ctx context.Context, cfg *config.Config, shares *fileshare.Manager, clk clock.Clock, auditLog *audit.Log, logger *slog.Logger) *smbFrontend {
 	f := &smbFrontend{log: logger}
 	if cfg.SMB.Listen == "" {
 		f.off = "off (smb.listen is empty)"
@@ -38,6 +39,7 @@ func startSMB(ctx context.Context, cfg *config.Config, shares *fileshare.Manager
 	srv, err := smb.New(smb.Options{
 		Settings: smb.Settings{Listen: cfg.SMB.Listen, StateDir: cfg.Path(cfg.SMB.StateDir), Signing: cfg.SMB.Signing},
 		Smbd:     cfg.SMB.Smbd, MountDir: cfg.Path(cfg.SMB.MountDir), Shares: shares, Clock: clk, Logger: logger,
+		Audit: auditLog,
 	})
 	if err != nil {
 		f.off = "off: " + err.Error()
