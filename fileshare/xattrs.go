@@ -24,9 +24,9 @@ import (
 // gwd-xattr, the encoded set in base64; or, when that would take the
 // metadata past S3's 2 KiB, in a sidecar object named by the hash of the
 // encoded set, which the metadata names in gwd-xattr-ref. A change is one
-// log record holding the file's whole new set (recXattrs), durable before
-// it is answered, and goes up with the file's next upload, as a setattr
-// does. docs/format.md specifies the keys and the encoding byte by byte.
+// log record holding the file's whole new set (recXattrs), in the log
+// before it is answered (synced, unless the caller asks for Written), and
+// goes up with the file's next upload, as a setattr does. docs/format.md specifies the keys and the encoding byte by byte.
 
 // Metadata names and the record kind.
 const (
@@ -307,7 +307,8 @@ func (s *Share) Xattr(ctx context.Context, p, name string) ([]byte, error) {
 }
 
 // SetXattr sets an extended attribute of p; it returns once the change is
-// durable.
+// durable, or written to the log's file when ctx asks for Written
+// (WithDurability).
 func (s *Share) SetXattr(ctx context.Context, p, name string, value []byte, flags XattrFlags) error {
 	if name == "" || len(name) > MaxXattrName {
 		return fmt.Errorf("extended attribute name of %d bytes: %w", len(name), ErrInvalid)
@@ -331,7 +332,7 @@ func (s *Share) SetXattr(ctx context.Context, p, name string, value []byte, flag
 	})
 }
 
-// RemoveXattr removes an extended attribute of p.
+// RemoveXattr removes an extended attribute of p, as SetXattr sets one.
 func (s *Share) RemoveXattr(ctx context.Context, p, name string) error {
 	return s.changeXattrs(ctx, p, func(set map[string][]byte) error {
 		if _, ok := set[name]; !ok {
