@@ -75,31 +75,41 @@ func (w *worker) read(ctx context.Context) ([]queued, error) {
 	from := w.cursor.Load()
 	var out []queued
 	stop := errors.New("batch full")
+	if from+1 >= limit {
+		return nil, nil
+	}
 	err := w.q.md.View(ctx, func(tx meta.Txn) error {
 		out = out[:0]
-		// Keys sort by seq; those at or below the cursor are passed over
-		// (at most KeepDelivered of them, plus the ones not yet pruned).
-		err := tx.Iterate(entryPrefix, func(k, v []byte) error {
-			seq := binary.BigEndian.Uint64(k[len(entryPrefix):])
-			if seq <= from {
+		// Keys sort by seq. The store iterates by prefix only: blocks of
+		// 256 seqs (all but the last byte) from the cursor's on, so the
+		// delivered events kept before it are not read again.
+		for blk := (from + 1) >> 8; blk <= (limit-1)>>8 && len(out) < batchSize; blk++ {
+			prefix := append(append([]byte{}, entryPrefix...), be64(blk<<8)[:7]...)
+			err := tx.Iterate(prefix, func(k, v []byte) error {
+				seq := binary.BigEndian.Uint64(k[len(entryPrefix):])
+				if seq <= from {
+					return nil
+				}
+				if seq >= limit || len(out) == batchSize {
+					return stop
+				}
+				var e struct {
+					Kind Kind `json:"kind"`
+				}
+				if err := json.Unmarshal(v, &e); err != nil {
+					return fmt.Errorf("event %d: %w", seq, err)
+				}
+				out = append(out, queued{seq, e.Kind, v})
+				return nil
+			})
+			if errors.Is(err, stop) {
 				return nil
 			}
-			if seq >= limit || len(out) == batchSize {
-				return stop
+			if err != nil {
+				return err
 			}
-			var e struct {
-				Kind Kind `json:"kind"`
-			}
-			if err := json.Unmarshal(v, &e); err != nil {
-				return fmt.Errorf("event %d: %w", seq, err)
-			}
-			out = append(out, queued{seq, e.Kind, v})
-			return nil
-		})
-		if errors.Is(err, stop) {
-			return nil
 		}
-		return err
+		return nil
 	})
 	return out, err
 }
