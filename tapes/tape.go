@@ -111,16 +111,21 @@ type tape struct {
 	unloggedBytes int64
 	mark          *sealMark
 	storedSeq     uint64
-	rcache        []cachedRange
-	metaEOD       uint64 // EOD and used as last written to meta
-	metaUsed      int64
+	// stored is the newest root in the store (upMu). Open looks for
+	// unindexed segments only at its nextSeg, so none above it is
+	// uploaded before that one (nextUp) or a root naming it as next.
+	stored   *root
+	nextUp   bool
+	rcache   []cachedRange
+	metaEOD  uint64 // EOD and used as last written to meta
+	metaUsed int64
 }
 
 func newTape(lib *Library, barcode string, r *root, readOnly bool) *tape {
 	t := &tape{lib: lib, barcode: barcode, id: r.id, capacity: r.capacity, readOnly: readOnly, worm: r.flags&rootWORM != 0,
 		seq: r.seq, gen: r.gen, eod: r.eod, used: r.used, runs: append([]segRun(nil), r.runs...),
 		open: &segBuf{id: r.nextSeg}, dirtyFrom: math.MaxUint64, metaEOD: r.eod, metaUsed: r.used, storedSeq: r.seq,
-		uploaded: make(chan struct{})}
+		stored: r, uploaded: make(chan struct{})}
 	for _, pi := range r.pages {
 		t.pages = append(t.pages, &page{info: pi})
 	}

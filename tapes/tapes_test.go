@@ -864,3 +864,41 @@ func TestArchiveRetried(t *testing.T) {
 	m.check(t, tp)
 	tp.Close(ctx)
 }
+
+// TestCrashAfterSkippedSegment: a rewrite that drops every object of the
+// open segment moves on to the next segment id, past the nextSeg of the
+// stored root, where Open looks for segments no index names. A crash
+// after that segment is uploaded and before an index names it must not
+// leave it in the store for good.
+func TestCrashAfterSkippedSegment(t *testing.T) {
+	e := newEnv(t)
+	e.opts = func(o *tapes.Options) { o.SegmentSize = 64 << 10 }
+	e.start()
+	bc := e.create(1, 1<<30)[0]
+	tp := e.open(bc)
+	tp.SetBuffered(true)
+	write := func(at uint64, n int) {
+		t.Helper()
+		if err := tp.WriteRecord(ctx, at, record(at+1, n), false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for at := range uint64(3) {
+		write(at, 10<<10)
+	}
+	if err := e.lib.Flush(ctx); err != nil { // the stored root's nextSeg: the open segment
+		t.Fatal(err)
+	}
+	write(3, 10<<10)
+	write(4, 10<<10)
+	// Back to 3: the open segment's objects all go, its id with them.
+	for at := uint64(3); at < 12; at++ {
+		write(at, 10<<10)
+	}
+	// The full segment goes up; the index after it fails.
+	e.flushFailingAfter(1)
+	e.crash()
+	tp = e.open(bc)
+	checkNoOrphans(t, e, bc)
+	tp.Close(ctx)
+}

@@ -122,13 +122,30 @@ func (t *tape) upload(ctx context.Context, full bool) ([]string, error) {
 			t.dirty, t.dirtyFrom = true, v.eod
 		}
 	}
+	// Segment ids skip where a truncation dropped the open segment: a
+	// segment above the stored root's nextSeg must wait until a root
+	// names it as next, or a crash would leave it where Open never looks.
+	var bump *root
+	if len(segs) > 0 && segs[0].id > t.stored.nextSeg && !t.nextUp {
+		c := *t.stored
+		c.nextSeg = segs[0].id
+		bump = &c
+	}
 	t.mu.Unlock()
 
+	if bump != nil {
+		if err := t.writeIndex(ctx, bump, nil); err != nil {
+			t.restore(r, writes, savedFrom, savedSegs, savedPages)
+			return taken, err
+		}
+		t.stored, t.nextUp = bump, false
+	}
 	for _, s := range segs {
 		if err := t.put(ctx, segKey(t.barcode, s.id), s.data); err != nil {
 			t.restore(r, writes, savedFrom, savedSegs, savedPages)
 			return taken, fmt.Errorf("tape %s: upload segment %016x: %w", t.barcode, s.id, err)
 		}
+		t.nextUp = t.nextUp || s.id == t.stored.nextSeg
 		t.lib.stats.segmentsUp.Add(1)
 		t.lib.stats.bytesUp.Add(uint64(len(s.data)))
 	}
@@ -175,6 +192,10 @@ func (t *tape) upload(ctx context.Context, full bool) ([]string, error) {
 	t.ops = t.ops[n:]
 	t.dropUnlogged(r.seq)
 	t.storedSeq = max(t.storedSeq, r.seq)
+	t.stored, t.nextUp = r, false
+	for _, s := range segs {
+		t.nextUp = t.nextUp || s.id == r.nextSeg
+	}
 	eodChanged := t.metaEOD != r.eod || t.metaUsed != r.used
 	wasBlank := t.metaEOD == 0
 	t.metaEOD, t.metaUsed = r.eod, r.used
