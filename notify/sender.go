@@ -84,7 +84,7 @@ func (w *worker) read(ctx context.Context) ([]queued, error) {
 		// 256 seqs (all but the last byte) from the cursor's on, so the
 		// delivered events kept before it are not read again.
 		for blk := (from + 1) >> 8; blk <= (limit-1)>>8 && len(out) < batchSize; blk++ {
-			prefix := append(append([]byte{}, entryPrefix...), be64(blk<<8)[:7]...)
+			prefix := append(append([]byte{}, entryPrefix...), be64(blk << 8)[:7]...)
 			err := tx.Iterate(prefix, func(k, v []byte) error {
 				seq := binary.BigEndian.Uint64(k[len(entryPrefix):])
 				if seq <= from {
