@@ -1151,7 +1151,7 @@ func (m *Manager) upload(ctx context.Context, s *Share, k fileKey) (int64, error
 	}
 	// The upload's event is durable before the state is retired, which
 	// lets the file's records go (notify.go).
-	if err := m.notifyUploaded(ctx, s, k.ino, key, attr, oi.ETag, lastLSN); err != nil {
+	if err := m.notifyUploaded(ctx, s, k.ino, st, gen, key, attr, oi.ETag, lastLSN); err != nil {
 		return attr.Size, fmt.Errorf("share %s: upload %s: %w", k.share, path, err)
 	}
 	// The state is retired under filesMu, the lock state() takes to hold

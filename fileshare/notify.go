@@ -46,9 +46,16 @@ func (s *Share) eventPath(key string) string {
 }
 
 // notifyUploaded publishes the upload of key (as a) covering the file's
-// log records up to lsn.
-func (m *Manager) notifyUploaded(ctx context.Context, s *Share, ino uint64, key string, a Attr, etag string, lsn uploadbuffer.LSN) error {
+// log records up to lsn, unless the file changed since the upload read
+// its state at gen: it goes up again and that upload's event reports it.
+func (m *Manager) notifyUploaded(ctx context.Context, s *Share, ino uint64, st *fileState, gen uint64, key string, a Attr, etag string, lsn uploadbuffer.LSN) error {
 	if m.opts.Events == nil {
+		return nil
+	}
+	st.mu.Lock()
+	again := st.gen != gen || st.changing > 0
+	st.mu.Unlock()
+	if again {
 		return nil
 	}
 	return m.opts.Events.Publish(ctx, notify.Event{
