@@ -148,14 +148,9 @@ type Log struct {
 	assigned LSN       // the LSN the next queued record gets
 	trimmed  LSN       // trim point: records below it are not needed
 	queue    []*request
-	inflight []*request // the batch being written: records of it not yet synced are read from here
-	// writing: a batch has been taken from the queue and is not yet
-	// written (or waits for space), by the writer or by an Append that
-	// leads its own group commit (lead). One at a time, so batches are
-	// written in LSN order.
-	writing  bool
-	failed   error // set after a write or sync error: the log is fail-stop
-	noSpace  error // set while the writer waits for its filesystem to have room
+	inflight []*request // the writer's batch: records of it not yet synced are read from here
+	failed   error      // set after a write or sync error: the log is fail-stop
+	noSpace  error      // set while the writer waits for its filesystem to have room
 	closed   bool
 	stopped  bool          // the writer is gone: nothing queued will be written
 	synced   chan struct{} // closed and replaced when next or written moves, the log fails or the writer stops
@@ -749,12 +744,9 @@ func (l *Log) Replay(fn func(lsn LSN, rec []byte) error) error {
 // written (Append returns): until then ReadRecord reads the record from
 // rec.
 func (l *Log) Append(ctx context.Context, rec []byte) (LSN, error) {
-	req, batch, err := l.enqueue(ctx, rec, false)
+	req, err := l.enqueue(ctx, rec, false)
 	if err != nil {
 		return 0, err
-	}
-	if batch != nil {
-		l.lead(batch)
 	}
 	// Once queued, the record is written unless the filesystem is full
 	// and ctx ends first: wait for the writer's answer, which is an error
@@ -781,7 +773,7 @@ func (l *Log) Append(ctx context.Context, rec []byte) (LSN, error) {
 // lose the record, and with it every record written after it without a
 // sync; Open then finds the log's end before them.
 func (l *Log) AppendBuffered(ctx context.Context, rec []byte) (LSN, error) {
-	req, _, err := l.enqueue(ctx, rec, true)
+	req, err := l.enqueue(ctx, rec, true)
 	if err != nil {
 		return 0, err
 	}
@@ -789,15 +781,11 @@ func (l *Log) AppendBuffered(ctx context.Context, rec []byte) (LSN, error) {
 }
 
 // enqueue reserves space for rec (waiting for it as Append documents),
-// gives it the next LSN and queues it for the writer. A durable Append
-// that finds no batch being written takes the queue, its record last, as
-// the batch it writes itself (lead) rather than waking the writer: under
-// a CPU load each wakeup of another goroutine is a wait for a CPU on the
-// append's path, twice (the writer woken, then the appender).
-func (l *Log) enqueue(ctx context.Context, rec []byte, buffered bool) (*request, []*request, error) {
+// gives it the next LSN and queues it for the writer.
+func (l *Log) enqueue(ctx context.Context, rec []byte, buffered bool) (*request, error) {
 	need := int64(recHeaderSize + len(rec))
 	if need+segHeaderSize > l.opts.Capacity/4 {
-		return nil, nil, fmt.Errorf("%w: %d bytes", ErrTooLarge, len(rec))
+		return nil, fmt.Errorf("%w: %d bytes", ErrTooLarge, len(rec))
 	}
 	// A record may start a new segment: reserve for its header too.
 	need += segHeaderSize
@@ -807,13 +795,13 @@ func (l *Log) enqueue(ctx context.Context, rec []byte, buffered bool) (*request,
 		return l.failed != nil || l.closed || !l.space.Blocked() && l.used.Load()+l.reserved+need <= l.opts.Capacity
 	})
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	if err := l.failed; err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	if l.closed {
-		return nil, nil, ErrClosed
+		return nil, ErrClosed
 	}
 	l.reserved += need
 	req := &request{ctx: ctx, rec: rec, need: need, lsn: l.assigned, buffered: buffered, answered: buffered, done: make(chan error, 1)}
@@ -822,46 +810,11 @@ func (l *Log) enqueue(ctx context.Context, rec []byte, buffered bool) (*request,
 	}
 	l.assigned++
 	l.queue = append(l.queue, req)
-	if l.writing {
-		// Whoever writes takes the queue next (the writer) or wakes
-		// the writer for it (lead): waking it now would only cost a
-		// CPU.
-		return req, nil, nil
-	}
-	if !buffered {
-		batch := l.queue
-		l.queue = nil
-		l.inflight = batch
-		l.writing = true
-		return req, batch, nil
-	}
 	select { // under l.mu: Close cannot have closed wake yet
 	case l.wake <- struct{}{}:
 	default:
 	}
-	return req, nil, nil
-}
-
-// lead writes batch, which enqueue took from the queue for a durable
-// Append, as the writer would. What is queued meanwhile goes to the
-// writer (woken here), and so do records the batch could not write for
-// want of space on the filesystem: they go back to the head of the
-// queue, ahead of the later LSNs, and the writer waits for space.
-func (l *Log) lead(batch []*request) {
-	left := l.writeBatch(batch)
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if len(left) > 0 {
-		l.queue = append(left, l.queue...)
-	}
-	l.writing = false
-	l.progress() // a closing writer waits for this batch (writer)
-	if (len(l.queue) > 0 || l.syncWant >= LSN(l.next.Load())) && !l.closed {
-		select {
-		case l.wake <- struct{}{}:
-		default:
-		}
-	}
+	return req, nil
 }
 
 // Sync returns once every record up to and including lsn is durable, or
@@ -1022,15 +975,12 @@ func (l *Log) reply(r *request, err error) {
 	}
 }
 
-// writer is the goroutine that writes: it takes everything queued,
+// writer is the one goroutine that writes: it takes everything queued,
 // writes it, syncs once if it must (below) and releases the whole batch;
 // what is queued meanwhile forms the next batch. When the filesystem is
 // full it keeps the batch and tries again once space may have returned.
 // When nothing is queued and Sync waits for records written without a
-// sync, it syncs them. A durable Append finding it idle writes its own
-// batch instead (lead), and wakes it if more was queued meanwhile. As it
-// stops (Close) it waits for such a batch, writes what is queued and
-// syncs what was written.
+// sync, it syncs them. As it stops (Close) it syncs what it wrote.
 func (l *Log) writer() {
 	defer func() {
 		l.syncWritten(func() bool { return true })
@@ -1044,28 +994,12 @@ func (l *Log) writer() {
 	}()
 	var pending []*request
 	delay := minSpaceRetry
-	own := false // this goroutine set writing
-	for closing := false; !closing; {
-		if _, ok := <-l.wake; !ok {
-			closing = true // Close: the queue is written once more
-		}
+	for range l.wake {
 		for {
 			l.mu.Lock()
-			if l.writing && !own {
-				if !closing {
-					l.mu.Unlock() // the Append writing its batch wakes us if more is queued
-					break
-				}
-				ch := l.synced // lead calls progress when done
-				l.mu.Unlock()
-				<-ch
-				continue
-			}
 			batch := append(pending, l.queue...)
 			l.queue = nil
-			own = len(batch) > 0
-			l.writing = own
-			if own {
+			if len(batch) > 0 {
 				l.inflight = batch
 			}
 			l.mu.Unlock()
