@@ -10,7 +10,7 @@ of each run, so each ratio still comes from one run's interleaved jobs.
 import json, os, statistics, sys
 
 outs, targets = sys.argv[1].split(","), sys.argv[2:]
-JOBS = ["randread-4k-qd16", "randread-4k-qd32", "randwrite-4k-qd16", "randwrite-4k-qd32",
+JOBS = ["randread-4k-qd16", "randread-4k-qd32", "randwrite-4k-qd16", "randwrite-4k-qd32", "randwrite-4k-qd1",
         "write-1m-qd16", "randwrite-4k-qd16-loaded"]
 DISK = ["randwrite-4k-sync1", "randwrite-4k-sync16", "write-1m-sync1", "write-1m-sync16"]
 

@@ -69,6 +69,7 @@ jobs=(
 	"randread-4k-qd32 randread 4k 32"
 	"randwrite-4k-qd16 randwrite 4k 16"
 	"randwrite-4k-qd32 randwrite 4k 32"
+	"randwrite-4k-qd1 randwrite 4k 1"
 	"write-1m-qd16 write 1m 16"
 )
 [ "$load" -gt 0 ] && jobs+=("randwrite-4k-qd16-loaded randwrite 4k 16")
