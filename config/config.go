@@ -94,6 +94,10 @@ type SMB struct {
 	MountDir string `yaml:"mount_dir"`
 	// Signing is mandatory (default), desired or auto.
 	Signing string `yaml:"signing"`
+	// NetbiosName is the server's name on the network and, in a domain,
+	// its machine account (default GATEWAYD): gateways joining one domain
+	// need different names.
+	NetbiosName string `yaml:"netbios_name,omitempty"`
 }
 
 // defaultSMBListen is port 445, where every SMB client looks, when the

@@ -37,7 +37,7 @@ func startSMB(ctx context.Context, cfg *config.Config, shares *fileshare.Manager
 		return f
 	}
 	srv, err := smb.New(smb.Options{
-		Settings: smb.Settings{Listen: cfg.SMB.Listen, StateDir: cfg.Path(cfg.SMB.StateDir), Signing: cfg.SMB.Signing},
+		Settings: smb.Settings{Listen: cfg.SMB.Listen, StateDir: cfg.Path(cfg.SMB.StateDir), Signing: cfg.SMB.Signing, NetbiosName: cfg.SMB.NetbiosName},
 		Smbd:     cfg.SMB.Smbd, MountDir: cfg.Path(cfg.SMB.MountDir), Shares: shares, Clock: clk, Logger: logger,
 		Audit: auditLog,
 	})

@@ -123,3 +123,21 @@ func TestJoinRequestChecks(t *testing.T) {
 		}
 	}
 }
+
+// TestNetbiosName: smb.netbios_name names the machine account; one that
+// is not a NetBIOS name is refused.
+func TestNetbiosName(t *testing.T) {
+	s := Settings{Listen: "127.0.0.1:4450", StateDir: "/x", NetbiosName: "gw-2"}
+	if err := s.Normalize(); err != nil || s.NetbiosName != "GW-2" {
+		t.Fatalf("%q: %v", s.NetbiosName, err)
+	}
+	if conf := Conf(s, nil, nil); !strings.Contains(conf, "\tnetbios name = GW-2\n") {
+		t.Fatalf("conf:\n%s", conf)
+	}
+	for _, bad := range []string{"a b", "x\ny", "-x", "SIXTEENCHARSLONG", "a.b", "a=b"} {
+		s := Settings{Listen: "127.0.0.1:4450", StateDir: "/x", NetbiosName: bad}
+		if err := s.Normalize(); err == nil {
+			t.Errorf("netbios name %q accepted", bad)
+		}
+	}
+}

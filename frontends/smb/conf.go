@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/user"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -62,8 +63,14 @@ func (s *Settings) Normalize() error {
 	if s.NetbiosName == "" {
 		s.NetbiosName = "GATEWAYD"
 	}
+	if !netbiosRE.MatchString(s.NetbiosName) {
+		return fmt.Errorf("smb.netbios_name %q: 1 to 15 letters, digits and '-', not starting with '-'", s.NetbiosName)
+	}
+	s.NetbiosName = strings.ToUpper(s.NetbiosName)
 	return nil
 }
+
+var netbiosRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9-]{0,14}$`)
 
 func splitListen(listen string) (string, int, error) {
 	host, port, err := net.SplitHostPort(listen)
