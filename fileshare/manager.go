@@ -363,8 +363,8 @@ func (m *Manager) Delete(ctx context.Context, name string) error {
 // Config returns the share's configuration.
 func (s *Share) Config() Config { return *s.live.Load() }
 
-// Update changes what a share may change while it is served: read-only
-// and the SMB options (fn is given a copy of the configuration; a change
+// Update changes what a share may change while it is served: read-only,
+// auditing and the SMB options (fn is given a copy of the configuration; a change
 // to another field is refused). The change is stored before it is taken.
 func (m *Manager) Update(ctx context.Context, name string, fn func(*Config) error) (Config, error) {
 	m.mu.Lock()
@@ -386,10 +386,11 @@ func (m *Manager) Update(ctx context.Context, name string, fn func(*Config) erro
 	fixed := c
 	fixed.ReadOnly, fixed.SMBGuest, fixed.SMBEncrypt, fixed.SMBAccessBasedEnum = old.ReadOnly, old.SMBGuest, old.SMBEncrypt, old.SMBAccessBasedEnum
 	fixed.SMBValidUsers, fixed.SMBInvalidUsers, fixed.SMBAdminUsers = old.SMBValidUsers, old.SMBInvalidUsers, old.SMBAdminUsers
+	fixed.Audit = old.Audit
 	a, _ := fixed.marshal()
 	b, _ := old.marshal()
 	if string(a) != string(b) {
-		return Config{}, fmt.Errorf("share %s: %w: only read-only and the SMB options change on a served share", name, ErrInvalid)
+		return Config{}, fmt.Errorf("share %s: %w: only read-only, auditing and the SMB options change on a served share", name, ErrInvalid)
 	}
 	raw, err := c.marshal()
 	if err != nil {

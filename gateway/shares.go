@@ -162,13 +162,14 @@ type ShareUpdate struct {
 	SMBInvalidUsers    *[]string `json:"smb_invalid_users,omitempty"`
 	SMBAdminUsers      *[]string `json:"smb_admin_users,omitempty"`
 	SMBAccessBasedEnum *bool     `json:"smb_access_based_enum,omitempty"`
+	Audit              *bool     `json:"audit,omitempty"`
 }
 
 func (u ShareUpdate) apply(c *fileshare.Config) {
 	for _, b := range []struct {
 		from *bool
 		to   *bool
-	}{{u.ReadOnly, &c.ReadOnly}, {u.SMBGuest, &c.SMBGuest}, {u.SMBEncrypt, &c.SMBEncrypt}, {u.SMBAccessBasedEnum, &c.SMBAccessBasedEnum}} {
+	}{{u.ReadOnly, &c.ReadOnly}, {u.SMBGuest, &c.SMBGuest}, {u.SMBEncrypt, &c.SMBEncrypt}, {u.SMBAccessBasedEnum, &c.SMBAccessBasedEnum}, {u.Audit, &c.Audit}} {
 		if b.from != nil {
 			*b.to = *b.from
 		}

@@ -82,6 +82,7 @@ func newShareCmd(g *globals) *cobra.Command {
 	f.BoolVar(&c.SMBGuest, "smb-guest", false, "let SMB clients in without a user (guest)")
 	f.BoolVar(&c.SMBEncrypt, "smb-encrypt", false, "require SMB3 encryption")
 	smbAccessFlags(f, &validUsers, &invalidUsers, &adminUsers, &c.SMBAccessBasedEnum)
+	f.BoolVar(&c.Audit, "audit", false, auditUsage)
 	f.StringVarP(&output, "output", "o", "text", "text or json")
 	_ = createCmd.MarkFlagRequired("name")
 
@@ -98,13 +99,13 @@ func newShareCmd(g *globals) *cobra.Command {
 				return writeJSON(cmd.OutOrStdout(), list)
 			}
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "NAME\tPREFIX\tCLIENTS\tSQUASH\tREAD-ONLY\tPROTOCOLS")
+			fmt.Fprintln(tw, "NAME\tPREFIX\tCLIENTS\tSQUASH\tREAD-ONLY\tPROTOCOLS\tAUDIT")
 			for _, s := range list {
 				cl := strings.Join(s.Clients, ",")
 				if cl == "" {
 					cl = "any"
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%v\t%s\n", s.Name, s.Prefix, cl, s.Squash, s.ReadOnly, strings.Join(s.Protocols, ","))
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%v\t%s\t%v\n", s.Name, s.Prefix, cl, s.Squash, s.ReadOnly, strings.Join(s.Protocols, ","), s.Audit)
 			}
 			return tw.Flush()
 		},
@@ -128,8 +129,8 @@ func newShareCmd(g *globals) *cobra.Command {
 			if cl == "" {
 				cl = "any"
 			}
-			fmt.Fprintf(w, "name        %s\nprefix      %s\nclients     %s\nsquash      %s (anonymous %d:%d)\nread-only   %v\ndefaults    files %04o, directories %04o, owner %d:%d\n",
-				s.Name, s.Prefix, cl, s.Squash, s.AnonUID, s.AnonGID, s.ReadOnly, s.FileMode, s.DirMode, s.UID, s.GID)
+			fmt.Fprintf(w, "name        %s\nprefix      %s\nclients     %s\nsquash      %s (anonymous %d:%d)\nread-only   %v\ndefaults    files %04o, directories %04o, owner %d:%d\naudit       %v\n",
+				s.Name, s.Prefix, cl, s.Squash, s.AnonUID, s.AnonGID, s.ReadOnly, s.FileMode, s.DirMode, s.UID, s.GID, s.Audit)
 			if s.Mount != nil {
 				fmt.Fprintf(w, "export      %s:%s (NFSv3 and MOUNT on port %d)\nmount       %s\nlibnfs      %s\n",
 					s.Mount.Server, s.Mount.Export, s.Mount.Port, s.Mount.Command, s.Mount.URL)
@@ -201,6 +202,8 @@ func newShareCmd(g *globals) *cobra.Command {
 	return cmd
 }
 
+const auditUsage = "record every NFS and SMB operation that opens or changes a file in the audit log"
+
 // smbAccessFlags declares the SMB access options of share create and update.
 func smbAccessFlags(f *pflag.FlagSet, valid, invalid, admin *string, abe *bool) {
 	f.StringVar(valid, "smb-valid-users", "", `comma-separated users and groups ('@' first) allowed over SMB, local or DOMAIN\name (default: every user)`)
@@ -221,11 +224,11 @@ func splitUsers(list string) []string {
 }
 
 func newShareUpdateCmd(g *globals) *cobra.Command {
-	var readOnly, guest, encrypt, abe bool
+	var readOnly, guest, encrypt, abe, audit bool
 	var valid, invalid, admin, output string
 	cmd := &cobra.Command{
 		Use:   "update NAME [--read-only=BOOL] [--smb-...]",
-		Short: "Change a served share's read-only flag or SMB access (the options given change, the others stay)",
+		Short: "Change a served share's read-only flag, SMB access or auditing (the options given change, the others stay)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var u gateway.ShareUpdate
@@ -234,7 +237,7 @@ func newShareUpdateCmd(g *globals) *cobra.Command {
 				flag string
 				v    *bool
 				dst  **bool
-			}{{"read-only", &readOnly, &u.ReadOnly}, {"smb-guest", &guest, &u.SMBGuest}, {"smb-encrypt", &encrypt, &u.SMBEncrypt}, {"smb-access-based-enum", &abe, &u.SMBAccessBasedEnum}} {
+			}{{"read-only", &readOnly, &u.ReadOnly}, {"smb-guest", &guest, &u.SMBGuest}, {"smb-encrypt", &encrypt, &u.SMBEncrypt}, {"smb-access-based-enum", &abe, &u.SMBAccessBasedEnum}, {"audit", &audit, &u.Audit}} {
 				if f.Changed(b.flag) {
 					*b.dst = b.v
 				}
@@ -268,6 +271,7 @@ func newShareUpdateCmd(g *globals) *cobra.Command {
 	f.BoolVar(&guest, "smb-guest", false, "let SMB clients in without a user (guest)")
 	f.BoolVar(&encrypt, "smb-encrypt", false, "require SMB3 encryption")
 	smbAccessFlags(f, &valid, &invalid, &admin, &abe)
+	f.BoolVar(&audit, "audit", false, auditUsage)
 	f.StringVarP(&output, "output", "o", "text", "text or json")
 	return cmd
 }
