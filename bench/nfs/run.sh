@@ -6,7 +6,7 @@
 #
 #   bench/nfs/run.sh                   # both servers, 10 s per job
 #   RUNTIME=5 SERVERS=gatewayd bench/nfs/run.sh
-#   PROFILE=1 bench/nfs/run.sh         # gatewayd's CPU profiles of write-1m and read-1m
+#   PROFILE=1 bench/nfs/run.sh         # gatewayd's CPU profiles of write-1m, read-1m and create
 #   TRACE=1 bench/nfs/run.sh           # gatewayd's execution trace of the first write-1m
 #                                      # (go tool trace OUT/gatewayd-write-1m.trace)
 #   ROUNDS=5 bench/nfs/run.sh          # write-1m rounds (default 3)
@@ -185,9 +185,10 @@ run_suite() { # SERVER: the jobs after write-1m
 
 # create_job SERVER: $files files of 4 KiB, each created, written, closed;
 # for a gatewayd its fdatasync, fsync and msync calls meanwhile (perf, to
-# $out/SERVER-create.syncs).
+# $out/SERVER-create.syncs) and, with PROFILE, its CPU profile of the
+# first PROFILE_SECONDS (to $out/SERVER-create.pprof).
 create_job() {
-	local s=$1 perf_pid=""
+	local s=$1 perf_pid="" prof_pid=""
 	settle
 	echo "== $s create" >&2
 	echo "$s create: $(uptime)" >>"$out/uptime.create"
@@ -195,11 +196,17 @@ create_job() {
 		perf stat -x, -e syscalls:sys_enter_fdatasync,syscalls:sys_enter_fsync,syscalls:sys_enter_msync -p "${gw_pid[$s]}" \
 			-o "$out/$s-create.syncs" >/dev/null 2>&1 &
 		perf_pid=$!
+		if [ -n "$profile" ]; then
+			curl -s --unix-socket "$work/$s-data/admin.sock" -o "$out/$s-create.pprof" \
+				"http://gatewayd/debug/pprof/profile?seconds=$profile_seconds" &
+			prof_pid=$!
+		fi
 	fi
 	"$fio" --name="$s-create" --ioengine=nfs --nfs_url="${urls[$s]}" --filename_format='small.$filenum' \
 		--nrfiles="$files" --filesize=4k --bs=4k --rw=write --openfiles=1 --file_service_type=sequential \
 		--create_on_open=1 --output-format=json --output="$out/$s-create.json" >/dev/null
 	if [ -n "$perf_pid" ]; then kill -INT "$perf_pid"; wait "$perf_pid" || true; fi
+	if [ -n "$prof_pid" ]; then wait "$prof_pid" || true; fi
 }
 
 start_gatewayd() { # NAME SRC
