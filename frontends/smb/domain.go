@@ -307,8 +307,10 @@ func (s *Server) Join(ctx context.Context, r JoinRequest) (DomainStatus, error) 
 	s.mu.Unlock()
 	s.log.Info("smb: joined the domain", "realm", d.Realm, "workgroup", d.Workgroup, "idmap", d.IDMap)
 	s.startWinbindd()
-	s.restartSmbd("joined domain " + d.Realm)
 	if err := s.waitWinbindd(ctx); err != nil {
+		return s.DomainStatus(ctx), err
+	}
+	if err := s.restartSmbd(ctx, "joined domain "+d.Realm); err != nil {
 		return s.DomainStatus(ctx), err
 	}
 	return s.DomainStatus(ctx), nil
@@ -355,9 +357,8 @@ func (s *Server) Leave(ctx context.Context, r LeaveRequest) error {
 	if err := s.writeConfWith(nil); err != nil {
 		return err
 	}
-	s.restartSmbd("left domain " + d.Realm)
 	s.log.Info("smb: left the domain", "realm", d.Realm)
-	return nil
+	return s.restartSmbd(ctx, "left domain "+d.Realm)
 }
 
 // DomainStatus reports the membership: the domain, whether the machine

@@ -174,14 +174,31 @@ func (s *Server) writeConfWith(d *Domain) error {
 	return nil
 }
 
-// restartSmbd restarts a running smbd: a change of server role needs a
-// new process, not a reload. Clients reconnect.
-func (s *Server) restartSmbd(why string) {
+// restartSmbd restarts a running smbd (a change of server role needs a
+// new process, not a reload) and returns once the new one accepts
+// connections, or ctx ends. Clients reconnect.
+func (s *Server) restartSmbd(ctx context.Context, why string) error {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.proc != nil {
-		s.planned = why
-		_ = syscall.Kill(-s.proc.Pid, syscall.SIGTERM)
+	if s.proc == nil {
+		s.mu.Unlock()
+		return nil
+	}
+	old := s.proc.Pid
+	s.planned = why
+	_ = syscall.Kill(-old, syscall.SIGTERM)
+	s.mu.Unlock()
+	for {
+		s.mu.Lock()
+		up := s.proc != nil && s.proc.Pid != old && s.serving == s.proc.Pid
+		s.mu.Unlock()
+		if up {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("smb: smbd not accepting connections again after a restart (%s): %w", s.State(), ctx.Err())
+		case <-s.opts.Clock.After(100 * time.Millisecond):
+		}
 	}
 }
 
