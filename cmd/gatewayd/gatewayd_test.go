@@ -70,10 +70,17 @@ type result struct {
 // side on what may be a busy 2-core machine).
 func run(t *testing.T, env []string, args ...string) result {
 	t.Helper()
+	return runInput(t, env, "", args...)
+}
+
+// runInput is run with stdin (a password).
+func runInput(t *testing.T, env []string, stdin string, args ...string) result {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, binary, args...)
 	cmd.Env = append(os.Environ(), env...)
+	cmd.Stdin = strings.NewReader(stdin)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
@@ -132,6 +139,14 @@ func serve(t *testing.T, dataDir string, args ...string) *daemon {
 // files not uploaded yet).
 func serveWithin(t *testing.T, wait time.Duration, dataDir string, args ...string) *daemon {
 	t.Helper()
+	return serveWrapped(t, wait, nil, dataDir, args...)
+}
+
+// serveWrapped is serveWithin with the daemon started through wrap, a
+// command that execs its arguments (adtest.MemberWrap): the process and
+// its pid are the daemon's.
+func serveWrapped(t *testing.T, wait time.Duration, wrap []string, dataDir string, args ...string) *daemon {
+	t.Helper()
 	// Tests run side by side: the iSCSI portal takes a free port unless
 	// the test chooses one.
 	if !strings.Contains(strings.Join(args, " "), "--iscsi-listen") {
@@ -145,7 +160,8 @@ func serveWithin(t *testing.T, wait time.Duration, dataDir string, args ...strin
 	if !strings.Contains(strings.Join(args, " "), "--nfs-rpcbind") {
 		args = append(args, "--nfs-rpcbind=false")
 	}
-	cmd := exec.Command(binary, append([]string{"serve", "--data-dir", dataDir}, args...)...)
+	argv := append(append(append([]string(nil), wrap...), binary, "serve", "--data-dir", dataDir), args...)
+	cmd := exec.Command(argv[0], argv[1:]...)
 	d := &daemon{cmd: cmd, stderr: new(syncBuffer), done: make(chan error, 1)}
 	cmd.Stderr = d.stderr
 	if err := cmd.Start(); err != nil {
