@@ -12,7 +12,11 @@
 //     directories, restarted when it dies, reloaded when shares change,
 //     stopped on shutdown; FUSE mounts left by a killed gatewayd are
 //     removed at the next start (CleanStale);
-//   - Samba's user database (Users), through smbpasswd and pdbedit.
+//   - Samba's user database (Users), through smbpasswd and pdbedit;
+//   - Active Directory membership (Join, Leave, DomainStatus): net ads,
+//     winbindd supervised beside smbd, the member's smb.conf;
+//   - who may use each share (Access): valid, invalid and admin users,
+//     checked so that no entry can change smb.conf's structure.
 //
 // Samba keeps DOS attributes, creation times and alternate data streams
 // in extended attributes by default. The view does not store extended
