@@ -26,8 +26,9 @@ import (
 )
 
 // windowsSuites are the smbtorture suites of what Windows clients keep with
-// a file: ACLs, streams, EAs, DOS attributes, times and zeroed ranges.
-var windowsSuites = []string{"smb2.acls", "smb2.streams", "smb2.ea", "smb2.getinfo", "smb2.setinfo", "smb2.timestamps", "smb2.zero-data-ioctl"}
+// a file: ACLs, streams, EAs, DOS attributes, times, zeroed ranges and the
+// allocation size (one test of smb2.durable-open).
+var windowsSuites = []string{"smb2.acls", "smb2.streams", "smb2.ea", "smb2.getinfo", "smb2.setinfo", "smb2.timestamps", "smb2.zero-data-ioctl", "smb2.durable-open.alloc-size"}
 
 // windowsOptions are smbtorture's options a suite needs: smb2.ea reads the
 // name the NT ACL is kept under; smb2.zero-data-ioctl zeroes a range of a
@@ -165,14 +166,14 @@ func TestSMBTortureWindows(t *testing.T) {
 		}
 	}
 
-	plain, gw, gwLines := map[string]string{}, map[string]string{}, map[string]string{}
+	plain, gw, gwLines, plainLines := map[string]string{}, map[string]string{}, map[string]string{}, map[string]string{}
 	for _, suite := range windowsSuites {
-		var p map[string]string
+		var p, pl map[string]string
 		var plainErr error
 		plainDone := make(chan struct{})
 		go func() {
 			defer close(plainDone)
-			p, _, plainErr = smbtest.Torture(plainAddr, "plain", "root", smbPassword, suite, windowsOptions[suite]...)
+			p, pl, plainErr = smbtest.Torture(plainAddr, "plain", "root", smbPassword, suite, windowsOptions[suite]...)
 		}()
 		g, lines, err := smbtest.Torture(addr, "torture", "root", smbPassword, suite, windowsOptions[suite]...)
 		<-plainDone
@@ -185,6 +186,7 @@ func TestSMBTortureWindows(t *testing.T) {
 		maps.Copy(plain, p)
 		maps.Copy(gw, g)
 		maps.Copy(gwLines, lines)
+		maps.Copy(plainLines, pl)
 	}
 	t.Logf("smbtorture, per suite:\n%s", suiteTable(windowsSuites, gw, plain))
 	// The zeroed range reads as zeroes, the rest as it was, on both.
@@ -204,6 +206,9 @@ func TestSMBTortureWindows(t *testing.T) {
 		for _, name := range slices.Sorted(maps.Keys(gw)) {
 			if w, ok := expected[name]; (!ok || gw[name] != w.gateway) && gw[name] != "success" {
 				why = append(why, fmt.Sprintf("smbtorture on the gateway, %s:\n%s", name, gwLines[name]))
+			}
+			if w, ok := expected[name]; (!ok || plain[name] != w.plain) && plain[name] != "success" {
+				why = append(why, fmt.Sprintf("smbtorture on plain smbd, %s:\n%s", name, plainLines[name]))
 			}
 		}
 		var all []string
