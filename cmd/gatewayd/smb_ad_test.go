@@ -219,4 +219,20 @@ func TestSMBActiveDirectory(t *testing.T) {
 	c.refused(t, "ad", "alice", false, "ls", "NT_STATUS_LOGON_FAILURE")
 	c.ok(t, "ad", "root", false, "get rw.txt back3.txt")
 	mustFailClearly(t, runInput(t, nil, adtest.AdminPassword+"\n", "smb", "leave", "--data-dir", dir, "--user", "Administrator"), "not joined")
+
+	// Join again, with autorid and the DC named: the machine account is
+	// made anew and domain users get ids from autorid's ranges.
+	r = runInput(t, nil, adtest.AdminPassword+"\n", "smb", "join", "--data-dir", dir, "--realm", adtest.Realm, "--user", "Administrator",
+		"--idmap", "autorid", "--idmap-low", "2000000", "--idmap-high", "2999999", "--dc", dc.IP)
+	if r.code != 0 {
+		t.Fatalf("smb join --idmap autorid: %s%s", r.stdout, r.stderr)
+	}
+	if st := smbStatus(t, dir); !st.Domain.Joined || st.Domain.IDMap != "autorid" || st.Domain.IDRange != "2000000-2999999" || st.Domain.Trust != "ok" {
+		t.Fatalf("smb status after the autorid join: %+v", st)
+	}
+	c.ok(t, "ad", "bob", true, "get rw.txt back4.txt")
+	c.refused(t, "ad", "carol", false, "ls", "NT_STATUS_ACCESS_DENIED")
+	if r := runInput(t, nil, adtest.AdminPassword+"\n", "smb", "leave", "--data-dir", dir, "--user", "Administrator"); r.code != 0 {
+		t.Fatalf("smb leave: %s%s", r.stdout, r.stderr)
+	}
 }
