@@ -74,20 +74,29 @@ type Receiver struct {
 	mu       sync.Mutex
 	queue    []string // keys in arrival order
 	pending  map[string]fileshare.ObjectChange
+	applying string // the key being applied, out of the queue
 	overflow bool
 	wake     chan struct{}
 
 	received, unauthorized, ignored, coalesced, overflows atomic.Uint64
 	outcomes                                              [fileshare.ChangeBadKey + 1]atomic.Uint64
 
-	srv *http.Server
-	ln  net.Listener
-	wg  sync.WaitGroup
+	srv  *http.Server
+	ln   net.Listener
+	wg   sync.WaitGroup
+	stop context.CancelFunc
+	ctx  context.Context // Start's, ended by Close
+	// pollers are the SQS queues polled (sqs.go).
+	pollers []*sqsPoller
+
+	// stepped is closed and replaced after each change applied (and each
+	// refresh of everything): waitApplied's wakeup.
+	stepped chan struct{}
 }
 
 // New makes a receiver applying changes with apply; Start serves it.
 func New(opts Options, apply Applier) (*Receiver, error) {
-	if opts.Token == "" {
+	if opts.Token == "" && opts.Listen != "" {
 		return nil, errors.New("bucket events: a token is required")
 	}
 	if opts.QueueSize <= 0 {
@@ -97,11 +106,23 @@ func New(opts Options, apply Applier) (*Receiver, error) {
 		opts.Log = slog.Default()
 	}
 	opts.Prefix = strings.Trim(opts.Prefix, "/")
-	return &Receiver{opts: opts, apply: apply, log: opts.Log, pending: map[string]fileshare.ObjectChange{}, wake: make(chan struct{}, 1)}, nil
+	return &Receiver{opts: opts, apply: apply, log: opts.Log, pending: map[string]fileshare.ObjectChange{}, wake: make(chan struct{}, 1),
+		stepped: make(chan struct{})}, nil
 }
 
-// Start listens on opts.Listen and applies changes until ctx ends or Close.
+// Start listens on opts.Listen (when set: without it, changes come from
+// PollSQS alone) and applies changes until ctx ends or Close.
 func (r *Receiver) Start(ctx context.Context) error {
+	ctx, r.stop = context.WithCancel(ctx)
+	r.ctx = ctx
+	if r.opts.Listen == "" {
+		r.wg.Add(1)
+		go func() {
+			defer r.wg.Done()
+			r.run(ctx)
+		}()
+		return nil
+	}
 	ln, err := net.Listen("tcp", r.opts.Listen)
 	if err != nil {
 		return fmt.Errorf("bucket events: %w", err)
@@ -128,18 +149,36 @@ func (r *Receiver) Start(ctx context.Context) error {
 // Addr is the address the receiver listens on.
 func (r *Receiver) Addr() string { return r.ln.Addr().String() }
 
-// Close stops the listener and the queue's worker.
+// Close stops the listener, the queue's worker and the SQS pollers.
 func (r *Receiver) Close() error {
-	if r.srv == nil {
+	if r.stop == nil {
 		return nil
 	}
-	err := r.srv.Close()
+	var err error
+	if r.srv != nil {
+		err = r.srv.Close()
+	}
+	r.stop()
 	r.wg.Wait()
 	return err
 }
 
-// event is the part of an S3 event notification the receiver reads.
+// event is the part of an S3 event notification the receiver reads (and
+// of an EventBridge event, and of an SNS notification around either).
 type event struct {
+	Type       string `json:"Type"`    // SNS: "Notification"
+	Message    string `json:"Message"` // SNS: the notification
+	Source     string `json:"source"`  // EventBridge: "aws.s3"
+	DetailType string `json:"detail-type"`
+	Detail     struct {
+		Bucket struct {
+			Name string `json:"name"`
+		} `json:"bucket"`
+		Object struct {
+			Key  string `json:"key"`
+			ETag string `json:"etag"`
+		} `json:"object"`
+	} `json:"detail"`
 	Records []struct {
 		EventName string `json:"eventName"`
 		S3        struct {
@@ -167,21 +206,50 @@ func (r *Receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		w.WriteHeader(http.StatusOK)
 		return
 	}
-	var ev event
-	if err := json.NewDecoder(io.LimitReader(req.Body, maxBody)).Decode(&ev); err != nil {
+	body, err := io.ReadAll(io.LimitReader(req.Body, maxBody))
+	if err == nil {
+		_, err = r.take(body)
+	}
+	if err != nil {
 		http.Error(w, "bad event: "+err.Error(), http.StatusBadRequest)
 		return
 	}
-	for _, rec := range ev.Records {
-		ch, ok := r.change(rec.EventName, rec.S3.Bucket.Name, rec.S3.Object.Key, rec.S3.Object.ETag)
+	w.WriteHeader(http.StatusOK)
+}
+
+// take reads a message of object changes and queues them, returning the
+// keys queued: S3 event records ({"Records": [...]}, what MinIO's webhook
+// and S3's notifications to SQS and SNS send), an EventBridge event of S3
+// ("detail-type": "Object Created" or "Object Deleted", EventBridge to
+// SQS), or either inside an SNS notification ({"Type": "Notification",
+// "Message": "..."}, SNS to SQS).
+func (r *Receiver) take(body []byte) ([]string, error) {
+	var ev event
+	if err := json.Unmarshal(body, &ev); err != nil {
+		return nil, err
+	}
+	if ev.Type == "Notification" && ev.Message != "" && len(ev.Records) == 0 {
+		return r.take([]byte(ev.Message))
+	}
+	var keys []string
+	queue := func(name, bucket, key, etag string) {
+		ch, ok := r.change(name, bucket, key, etag)
 		if !ok {
 			r.ignored.Add(1)
-			continue
+			return
 		}
 		r.received.Add(1)
 		r.enqueue(ch)
+		keys = append(keys, ch.Key)
 	}
-	w.WriteHeader(http.StatusOK)
+	for _, rec := range ev.Records {
+		queue(rec.EventName, rec.S3.Bucket.Name, rec.S3.Object.Key, rec.S3.Object.ETag)
+	}
+	if ev.Source == "aws.s3" {
+		name := map[string]string{"Object Created": "s3:ObjectCreated:", "Object Deleted": "s3:ObjectRemoved:"}[ev.DetailType]
+		queue(name, ev.Detail.Bucket.Name, ev.Detail.Object.Key, ev.Detail.Object.ETag)
+	}
+	return keys, nil
 }
 
 func (r *Receiver) authorized(req *http.Request) bool {
@@ -262,6 +330,7 @@ func (r *Receiver) step() bool {
 		r.mu.Unlock()
 		r.log.Warn("bucket events: queue overflowed; every share reads the store again")
 		r.apply.RefreshAll()
+		r.signalStep()
 		return true
 	}
 	if len(r.queue) == 0 {
@@ -273,11 +342,50 @@ func (r *Receiver) step() bool {
 	r.queue = r.queue[1:]
 	ch := r.pending[key]
 	delete(r.pending, key)
+	r.applying = key
 	r.mu.Unlock()
 	out := r.apply.ApplyObjectChange(ch)
 	r.outcomes[out].Add(1)
+	r.mu.Lock()
+	r.applying = ""
+	r.mu.Unlock()
+	r.signalStep()
 	r.log.Debug("bucket events: change", "key", ch.Key, "removed", ch.Removed, "outcome", out.String())
 	return true
+}
+
+// signalStep wakes waitApplied's callers.
+func (r *Receiver) signalStep() {
+	r.mu.Lock()
+	close(r.stepped)
+	r.stepped = make(chan struct{})
+	r.mu.Unlock()
+}
+
+// waitApplied returns once none of keys waits in the queue (each applied,
+// or replaced by a later change of its key that was applied) and no
+// refresh of everything is due, or when ctx ends.
+func (r *Receiver) waitApplied(ctx context.Context, keys []string) error {
+	for {
+		r.mu.Lock()
+		waiting := r.overflow
+		for _, k := range keys {
+			if _, queued := r.pending[k]; queued || k == r.applying {
+				waiting = true
+				break
+			}
+		}
+		stepped := r.stepped
+		r.mu.Unlock()
+		if !waiting {
+			return nil
+		}
+		select {
+		case <-stepped:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 }
 
 // Stats returns the current figures.
