@@ -46,8 +46,13 @@ func TestXattrsKeptWithTheFile(t *testing.T) {
 	must[Attr](t)(s.Create(ctx, "big", 0o644, 0, 0, true))
 	small := map[string][]byte{"user.a": []byte("xy")}
 	large := map[string][]byte{"security.NTACL": bytes.Repeat([]byte{7}, 3000), "user.DOSATTRIB": {0, 1, 2}}
+	before := must[Attr](t)(s.Stat(ctx, "f"))
 	if err := s.SetXattr(ctx, "f", "user.a", []byte("xy"), XattrCreate); err != nil {
 		t.Fatal(err)
+	}
+	// What NFS sees stays: the mode, the owner, the size and the mtime.
+	if a := must[Attr](t)(s.Stat(ctx, "f")); a.Mode != before.Mode || a.UID != before.UID || a.GID != before.GID || a.Size != before.Size || !a.Mtime.Equal(before.Mtime) {
+		t.Fatalf("after setxattr: %+v, before %+v", a, before)
 	}
 	if err := s.SetXattr(ctx, "f", "user.a", []byte("zz"), XattrCreate); !errors.Is(err, ErrExist) {
 		t.Fatalf("create of an existing name: %v, want ErrExist", err)
