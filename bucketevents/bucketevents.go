@@ -146,8 +146,13 @@ func (r *Receiver) Start(ctx context.Context) error {
 	return nil
 }
 
-// Addr is the address the receiver listens on.
-func (r *Receiver) Addr() string { return r.ln.Addr().String() }
+// Addr is the address the receiver listens on ("" without a listener).
+func (r *Receiver) Addr() string {
+	if r.ln == nil {
+		return ""
+	}
+	return r.ln.Addr().String()
+}
 
 // Close stops the listener, the queue's worker and the SQS pollers.
 func (r *Receiver) Close() error {

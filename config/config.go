@@ -153,6 +153,21 @@ type BucketEvents struct {
 	// Token is what the sender presents (Authorization: Bearer TOKEN).
 	Token     string `yaml:"token"`
 	QueueSize int    `yaml:"queue_size"` // distinct keys waiting at most (default 4096)
+	// SQS is a queue the notifications arrive in (AWS: S3 or EventBridge
+	// to SQS), polled when QueueURL is set.
+	SQS BucketEventsSQS `yaml:"sqs"`
+}
+
+// BucketEventsSQS is an SQS (or SQS-compatible) queue of the bucket's
+// notifications.
+type BucketEventsSQS struct {
+	QueueURL string `yaml:"queue_url"`
+	Region   string `yaml:"region"`   // default: the store's s3.region, else us-east-1
+	Endpoint string `yaml:"endpoint"` // an SQS-compatible server; empty: AWS's
+	// AccessKey and SecretKey sign the requests; empty: the SDK's default
+	// chain (environment, shared files, instance role).
+	AccessKey string `yaml:"access_key"`
+	SecretKey string `yaml:"secret_key"`
 }
 
 // Store says where the gateway keeps its data.
@@ -362,6 +377,9 @@ func (c *Config) Redacted() *Config {
 		cp.Store.S3.SecretAccessKey = "REDACTED"
 	}
 	cp.Notifications = cp.Notifications.redact()
+	if cp.Shares.Events.SQS.SecretKey != "" {
+		cp.Shares.Events.SQS.SecretKey = "REDACTED"
+	}
 	return &cp
 }
 
@@ -419,6 +437,11 @@ func (c *Config) Validate() error {
 	}
 	if c.Shares.Audit.Keep < 0 || c.Shares.Audit.MaxSize > 0 && c.Shares.Audit.MaxSize < 64<<10 {
 		return errors.New("shares.audit: keep must not be negative, max_size at least 64KiB")
+	}
+	if q := c.Shares.Events.SQS.QueueURL; q != "" {
+		if u, err := url.Parse(q); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			return fmt.Errorf("shares.bucket_events.sqs.queue_url %q: want the queue's https:// URL", q)
+		}
 	}
 	if err := c.VTL.validate(); err != nil {
 		return err

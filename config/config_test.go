@@ -136,3 +136,23 @@ func TestByteSizeRoundUpHuman(t *testing.T) {
 		}
 	}
 }
+
+// The bucket events' SQS queue: its URL is checked, its secret key
+// redacted.
+func TestBucketEventsSQS(t *testing.T) {
+	c := Default(t.TempDir())
+	for _, bad := range []string{"ftp://q", "sqs.example/q", "https://"} {
+		c.Shares.Events.SQS.QueueURL = bad
+		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "shares.bucket_events.sqs.queue_url") {
+			t.Errorf("queue_url %q: %v", bad, err)
+		}
+	}
+	c.Shares.Events.SQS.QueueURL = "https://sqs.eu-west-1.amazonaws.com/123456789012/q"
+	c.Shares.Events.SQS.SecretKey = "s3cret"
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if r := c.Redacted(); r.Shares.Events.SQS.SecretKey != "REDACTED" || c.Shares.Events.SQS.SecretKey != "s3cret" {
+		t.Errorf("redacted %q, original %q", r.Shares.Events.SQS.SecretKey, c.Shares.Events.SQS.SecretKey)
+	}
+}

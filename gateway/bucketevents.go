@@ -12,10 +12,11 @@ import (
 )
 
 // startBucketEvents starts the receiver of the bucket's event
-// notifications when shares.bucket_events.listen is set (nil otherwise).
+// notifications when shares.bucket_events.listen or its sqs.queue_url is
+// set (nil otherwise), polling the queue when one is.
 func startBucketEvents(ctx context.Context, cfg *config.Config, u config.StoreURL, shares *fileshare.Manager, metrics *prometheus.Registry, logger *slog.Logger) (*bucketevents.Receiver, error) {
 	ec := cfg.Shares.Events
-	if ec.Listen == "" {
+	if ec.Listen == "" && ec.SQS.QueueURL == "" {
 		return nil, nil
 	}
 	r, err := bucketevents.New(bucketevents.Options{Listen: ec.Listen, Token: ec.Token, Bucket: u.Bucket, Prefix: u.Prefix,
@@ -25,6 +26,17 @@ func startBucketEvents(ctx context.Context, cfg *config.Config, u config.StoreUR
 	}
 	if err := r.Start(ctx); err != nil {
 		return nil, err
+	}
+	if q := ec.SQS; q.QueueURL != "" {
+		region := q.Region
+		if region == "" {
+			region = cfg.Store.S3.Region
+		}
+		if err := r.PollSQS(ctx, bucketevents.SQSOptions{QueueURL: q.QueueURL, Region: region, Endpoint: q.Endpoint,
+			AccessKey: q.AccessKey, SecretKey: q.SecretKey}); err != nil {
+			r.Close()
+			return nil, err
+		}
 	}
 	metrics.MustRegister(bucketEventsCollector{r})
 	return r, nil
