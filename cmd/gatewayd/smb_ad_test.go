@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -167,6 +168,20 @@ func TestSMBActiveDirectory(t *testing.T) {
 	}
 	if out := c.ok(t, "ad", "alice", false, "ls"); !strings.Contains(out, "alice-true.txt") || !strings.Contains(out, "alice-false.txt") {
 		t.Fatalf("ls:\n%s", out)
+	}
+	// go-smb2 (NTLM) as a domain user: in, and carol refused.
+	fs, done, err := smbtest.Dial(addr, "ad", adtest.Workgroup+`\alice`, adtest.UserPassword)
+	if err != nil {
+		t.Fatalf("go-smb2 as alice: %v", err)
+	}
+	if b, err := fs.ReadFile("alice-true.txt"); err != nil || string(b) != "from a domain user\n" {
+		t.Fatalf("go-smb2 read as alice: %q, %v", b, err)
+	}
+	done()
+	// go-smb2 turns STATUS_ACCESS_DENIED at the tree connect into
+	// os.ErrPermission.
+	if _, _, err := smbtest.Dial(addr, "ad", adtest.Workgroup+`\carol`, adtest.UserPassword); !errors.Is(err, os.ErrPermission) {
+		t.Fatalf("go-smb2 as carol: %v, want access denied", err)
 	}
 
 	// Invalid users win over valid ones; admin users; read-only over SMB.

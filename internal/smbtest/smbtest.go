@@ -146,14 +146,19 @@ func SmbclientOps(t testing.TB, addr, share, user, password string) {
 	}
 }
 
-// Dial logs in to addr and mounts share with go-smb2.
+// Dial logs in to addr and mounts share with go-smb2 (NTLM); a user
+// DOMAIN\name logs in to that domain.
 func Dial(addr, share, user, password string) (*smb2.Share, func(), error) {
 	conn, err := net.Dial("tcp", addr)
 	if err != nil {
 		return nil, nil, err
 	}
+	ntlm := &smb2.NTLMInitiator{User: user, Password: password}
+	if dom, name, ok := strings.Cut(user, `\`); ok {
+		ntlm.Domain, ntlm.User = dom, name
+	}
 	// The gateway requires signing.
-	d := &smb2.Dialer{Negotiator: smb2.Negotiator{RequireMessageSigning: true}, Initiator: &smb2.NTLMInitiator{User: user, Password: password}}
+	d := &smb2.Dialer{Negotiator: smb2.Negotiator{RequireMessageSigning: true}, Initiator: ntlm}
 	s, err := d.Dial(conn)
 	if err != nil {
 		conn.Close()
