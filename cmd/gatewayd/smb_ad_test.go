@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gatewayd/gatewayd/frontends/smb"
 	"github.com/gatewayd/gatewayd/gateway"
 	"github.com/gatewayd/gatewayd/internal/adtest"
 	"github.com/gatewayd/gatewayd/internal/smbtest"
@@ -249,5 +250,16 @@ func TestSMBActiveDirectory(t *testing.T) {
 	c.refused(t, "ad", "carol", false, "ls", "NT_STATUS_ACCESS_DENIED")
 	if r := runInput(t, nil, adtest.AdminPassword+"\n", "smb", "leave", "--data-dir", dir, "--user", "Administrator"); r.code != 0 {
 		t.Fatalf("smb leave: %s%s", r.stdout, r.stderr)
+	}
+
+	// Nothing of Samba's outlives the daemon: smbd, winbindd and the RPC
+	// servers smbd started on demand (in sessions of their own).
+	conf := filepath.Join(dir, "smb", "smb.conf")
+	if len(smb.Processes(conf)) == 0 {
+		t.Fatal("no Samba process found on the daemon's smb.conf while it serves")
+	}
+	d.stop(t)
+	if left := smb.Processes(conf); len(left) != 0 {
+		t.Fatalf("Samba processes left after the daemon stopped: %v", left)
 	}
 }

@@ -409,8 +409,10 @@ func (s *Server) runOnce() error {
 	s.mu.Lock()
 	s.proc = nil
 	s.mu.Unlock()
-	// Children left in smbd's process group go with it.
+	// Children left in smbd's process group go with it, and the RPC
+	// servers it started.
 	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	killRPCHelpers(s.ConfPath())
 	if err == nil {
 		err = errors.New("exit status 0")
 	}
@@ -530,7 +532,7 @@ func (s *Server) Close() error {
 	return errors.Join(errs...)
 }
 
-// KillStale kills smbd and winbindd processes still running on conf: those a killed
+// KillStale kills Samba's processes still running on conf: those a killed
 // gatewayd left (smbd itself dies with gatewayd, but the processes it
 // forked for client connections may not). It returns how many it found.
 func KillStale(conf string) int {
@@ -541,7 +543,7 @@ func KillStale(conf string) int {
 	return len(pids)
 }
 
-// Processes lists the smbd and winbindd processes running on conf.
+// Processes lists Samba's processes running on conf (sambaDaemon).
 func Processes(conf string) []int {
 	entries, err := os.ReadDir("/proc")
 	if err != nil {
@@ -558,15 +560,34 @@ func Processes(conf string) []int {
 			continue
 		}
 		args := strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
-		if len(args) < 2 || filepath.Base(args[0]) != "smbd" && filepath.Base(args[0]) != "winbindd" {
+		if len(args) < 2 || !sambaDaemon(filepath.Base(args[0])) {
 			continue
 		}
-		for i := 1; i+1 < len(args); i++ {
-			if args[i] == "-s" && args[i+1] == conf {
+		for i := 1; i < len(args); i++ {
+			if args[i] == "--configfile="+conf || args[i] == "-s" && i+1 < len(args) && args[i+1] == conf {
 				pids = append(pids, pid)
 				break
 			}
 		}
 	}
 	return pids
+}
+
+// sambaDaemon says whether a program is one of Samba's daemons: smbd,
+// winbindd, and the RPC servers smbd starts on demand (samba-dcerpcd and
+// its rpcd_* workers, in a session of their own: they outlive smbd).
+func sambaDaemon(name string) bool {
+	return name == "smbd" || name == "winbindd" || name == "samba-dcerpcd" || strings.HasPrefix(name, "rpcd_")
+}
+
+// killRPCHelpers kills the RPC servers smbd started on conf: they left
+// its process group and would keep running after it.
+func killRPCHelpers(conf string) {
+	for _, pid := range Processes(conf) {
+		b, _ := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "cmdline"))
+		name, _, _ := strings.Cut(string(b), "\x00")
+		if base := filepath.Base(name); base == "samba-dcerpcd" || strings.HasPrefix(base, "rpcd_") {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
 }

@@ -20,6 +20,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/gatewayd/gatewayd/frontends/smb"
 )
 
 // InstallCommand installs what a domain test needs (.ci/run does).
@@ -170,6 +172,8 @@ func StartDC(t testing.TB) *DC {
 		}
 		_ = syscall.Kill(-dc.proc.Process.Pid, syscall.SIGKILL)
 		<-done
+		// The RPC servers its smbd started run in sessions of their own.
+		smb.KillStale(conf)
 	})
 	// Ready once it checks a logon (its KDC, LDAP and RPC servers start
 	// before its file server).
