@@ -263,8 +263,12 @@ func (r *Receiver) authorized(req *http.Request) bool {
 }
 
 // change reads one record: a key of the gateway's store created or removed.
+// MinIO names the event s3:ObjectCreated:Put, AWS's S3 ObjectCreated:Put.
 func (r *Receiver) change(name, bucket, rawKey, etag string) (fileshare.ObjectChange, bool) {
 	var removed bool
+	if !strings.HasPrefix(name, "s3:") {
+		name = "s3:" + name
+	}
 	switch {
 	case strings.HasPrefix(name, "s3:ObjectCreated:"):
 	case strings.HasPrefix(name, "s3:ObjectRemoved:"):
