@@ -18,7 +18,7 @@ export GATEWAYD_DATA_DIR=/var/lib/gatewayd
 DATA=$GATEWAYD_DATA_DIR
 OBJ=$DATA/objects
 LOG=/share/gatewayd.log
-SCENARIOS=${SCENARIOS:-$(cat /share/scenarios 2>/dev/null || echo "iscsi durability nfs nfs4 vtl smb")}
+SCENARIOS=${SCENARIOS:-$(cat /share/scenarios 2>/dev/null || echo "iscsi durability nfs nfs4 vtl worm smb")}
 GW_PID=
 
 up() { cut -d' ' -f1 /proc/uptime; }
@@ -540,20 +540,33 @@ tape_read() { timeout 300 dd if=/dev/nst0 bs=64k status=none | md5sum | cut -d' 
 tell() { mt -f /dev/nst0 tell 2>&1 | awk '/At block/{gsub("\\.","",$3); print $3}'; }
 slot_of() { mtx -f "$CHG" status | awk -v b="$1" '/^ *Storage Element/ && $0 ~ "VolumeTag *= *"b {sub(":.*","",$3); print $3; exit}'; }
 
+# vtl_attach: discovery of the library's target and login; sets T (the
+# target) and CHG (the changer's sg device), or VTL_WHY on failure.
+vtl_attach() {
+	gw vtl info | tee /tmp/vtl.info || { VTL_WHY="vtl info failed"; return 1; }
+	T=$(awk '$1=="target"{print $2; exit}' /tmp/vtl.info)
+	iscsiadm -m discovery -t sendtargets -p 127.0.0.1:3260 >/dev/null &&
+		iscsiadm -m node -T "$T" -p 127.0.0.1:3260 --login || { VTL_WHY="iscsiadm login $T"; return 1; }
+	udevadm settle -t 30; sleep 2
+	lsscsi -g
+	CHG=$(lsscsi -g | awk '$2=="mediumx"{print $NF; exit}')
+	[ -n "$CHG" ] && [ -c /dev/nst0 ] || { VTL_WHY="changer '$CHG', $(ls /dev/nst* 2>&1)"; return 1; }
+}
+# drive_ready: waits (up to 30 s) for the tape loaded in drive 0.
+drive_ready() {
+	local i
+	for i in $(seq 1 30); do mt -f /dev/nst0 status >/dev/null 2>&1 && return 0; sleep 1; done
+	return 1
+}
+
 scenario_vtl() {
 	step "4. VTL: mtx, tar archives with filemarks on /dev/nst0, positioning, archive and retrieve"
 	local checks=(${CHECKS[vtl]})
-	gw tape create --count 3 --barcode-prefix GW --size 1G && gw vtl info | tee /tmp/vtl.info ||
-		{ notrun "tape create / vtl info failed" "${checks[@]}"; return; }
-	local T
-	T=$(awk '$1=="target"{print $2; exit}' /tmp/vtl.info)
-	if iscsiadm -m discovery -t sendtargets -p 127.0.0.1:3260 >/dev/null && iscsiadm -m node -T "$T" -p 127.0.0.1:3260 --login; then
-		udevadm settle -t 30; sleep 2
-		lsscsi -g
-		CHG=$(lsscsi -g | awk '$2=="mediumx"{print $NF; exit}')
-		if [ -n "$CHG" ] && [ -c /dev/nst0 ]; then pass vtl-login
-		else fail vtl-login "changer '$CHG', $(ls /dev/nst* 2>&1)"; notrun "no devices" "${checks[@]:1}"; return; fi
-	else fail vtl-login "iscsiadm login $T"; notrun "no login" "${checks[@]:1}"; return; fi
+	gw tape create --count 3 --barcode-prefix GW --size 1G ||
+		{ notrun "tape create failed" "${checks[@]}"; return; }
+	local T CHG
+	if vtl_attach; then pass vtl-login
+	else fail vtl-login "$VTL_WHY"; notrun "no devices" "${checks[@]:1}"; return; fi
 	mtx -f "$CHG" inquiry
 	if mtx -f "$CHG" status | tee /tmp/mtx.status | head -8 && grep -q 'VolumeTag *= *GW0001L5' /tmp/mtx.status; then pass vtl-mtx-status
 	else fail vtl-mtx-status "$(head -5 /tmp/mtx.status)"; fi
@@ -563,7 +576,7 @@ scenario_vtl() {
 	if [ -n "$S" ] && mtx -f "$CHG" load "$S" 0 && mtx -f "$CHG" status | grep -q 'Data Transfer Element 0:Full.*GW0001L5'; then pass vtl-mtx-load
 	else fail vtl-mtx-load "load slot '$S'"; notrun "no tape loaded" "${checks[@]:3}"; return; fi
 	local i
-	for i in $(seq 1 30); do mt -f /dev/nst0 status >/dev/null 2>&1 && break; sleep 1; done
+	drive_ready
 	mt -f /dev/nst0 status
 	mt -f /dev/nst0 rewind
 	# Three archives, each closed with a filemark (st writes one at close).
@@ -636,7 +649,7 @@ scenario_vtl() {
 		if [ -n "$S" ]; then pass vtl-retrieve; else fail vtl-retrieve "not back in a slot"; fi
 	else fail vtl-retrieve "gatewayd tape retrieve"; S=; fi
 	if [ -n "$S" ] && mtx -f "$CHG" load "$S" 0; then
-		for i in $(seq 1 30); do mt -f /dev/nst0 status >/dev/null 2>&1 && break; sleep 1; done
+		drive_ready
 		mt -f /dev/nst0 rewind
 		okr=1
 		for i in 1 2 3; do [ "$(tape_read)" = "${SUM[$i]}" ] || okr=0; done
@@ -644,6 +657,81 @@ scenario_vtl() {
 		mt -f /dev/nst0 rewind
 		mtx -f "$CHG" unload "$S" 0
 	else fail vtl-read-retrieved "cannot load the retrieved tape"; fi
+	iscsiadm -m node -T "$T" -p 127.0.0.1:3260 --logout
+}
+
+# A WORM tape: st and tar write to it, nothing written is overwritten (the
+# drive answers DATA PROTECT, WORM MEDIUM - OVERWRITE ATTEMPTED, and the
+# kernel says so), appending at end-of-data works, everything reads back.
+scenario_worm() {
+	step "4b. WORM tape: dd and tar through st, overwrites refused, append, read back"
+	local checks=(${CHECKS[worm]})
+	local B=WM0001L5 T CHG S
+	if gw tape create --count 1 --barcode-prefix WM --size 1G --worm && gw tape info $B | tee /tmp/worm.info &&
+		grep -q '^worm *true' /tmp/worm.info && vtl_attach && S=$(slot_of $B) && [ -n "$S" ] &&
+		mtx -f "$CHG" load "$S" 0 && drive_ready; then pass worm-load
+	else fail worm-load "tape create --worm, login (${VTL_WHY:-}) or mtx load of $B from slot '$S'"; notrun "no WORM tape loaded" "${checks[@]:1}"; return; fi
+	mt -f /dev/nst0 status
+	# MODE SENSE of the drive (its sg device is beside /dev/st0): the WORM
+	# medium type of an LTO-5 drive.
+	local SG
+	SG=$(lsscsi -g | awk '$2=="tape" && $(NF-1)=="/dev/st0"{print $NF; exit}')
+	if [ -n "$SG" ] && sg_modes "$SG" | tee /tmp/worm.modes | grep -q 'medium type=0x5c'; then pass worm-medium-type
+	else fail worm-medium-type "sg_modes $SG: $(grep -i 'medium type' /tmp/worm.modes)"; fi
+	# Archive 1 with dd (st writes a filemark at close), archive 2 by tar
+	# itself; BLK2 is the size of the same tar written to a file.
+	rm -rf /tmp/tw && mkdir -p /tmp/tw
+	local i SUM1 SUM3 BLK1 BLK2 BLK3
+	for i in 1 2 3; do mkdata /tmp/tw/w$i $((20 + i)); done
+	tar -C /tmp/tw -b 128 -cf /tmp/tw/a1.tar w1 && tar -C /tmp/tw -b 128 -cf /tmp/tw/a2.tar w2 && tar -C /tmp/tw -b 128 -cf /tmp/tw/a3.tar w3
+	SUM1=$(md5sum </tmp/tw/a1.tar | cut -d' ' -f1)
+	SUM3=$(md5sum </tmp/tw/a3.tar | cut -d' ' -f1)
+	BLK1=$(($(stat -c %s /tmp/tw/a1.tar) / 65536))
+	BLK2=$(($(stat -c %s /tmp/tw/a2.tar) / 65536))
+	BLK3=$(($(stat -c %s /tmp/tw/a3.tar) / 65536))
+	mt -f /dev/nst0 rewind
+	local okw=1 eod
+	dd if=/tmp/tw/a1.tar of=/dev/nst0 bs=64k status=none || okw=0
+	tar -C /tmp/tw -b 128 -cf /dev/nst0 w2 || okw=0
+	eod=$(tell)
+	if [ $okw -eq 1 ] && [ "$eod" = $((BLK1 + BLK2 + 2)) ]; then pass worm-write
+	else fail worm-write "dd and tar ok=$okw, position '$eod' (want $((BLK1 + BLK2 + 2)))"; fi
+	# Overwrites: dd at the beginning, tar over archive 2, a filemark at
+	# the beginning. Each fails, and the kernel logs the drive's sense.
+	local n0 okr=1
+	n0=$(dmesg | wc -l)
+	mt -f /dev/nst0 rewind
+	if dd if=/tmp/tw/a3.tar of=/dev/nst0 bs=64k status=none; then okr=0; echo "dd over archive 1 succeeded"; fi
+	mt -f /dev/nst0 rewind && mt -f /dev/nst0 fsf 1
+	if tar -C /tmp/tw -b 128 -cf /dev/nst0 w3; then okr=0; echo "tar over archive 2 succeeded"; fi
+	mt -f /dev/nst0 rewind
+	if mt -f /dev/nst0 weof 1; then okr=0; echo "a filemark at the beginning written"; fi
+	dmesg | tail -n +$((n0 + 1)) | tee /tmp/worm.dmesg
+	if [ $okr -eq 1 ] && grep -qi 'Sense Key *: *Data Protect' /tmp/worm.dmesg &&
+		grep -qi 'WORM medium - overwrite attempted' /tmp/worm.dmesg; then pass worm-overwrite-refused
+	else fail worm-overwrite-refused "overwrites refused=$okr; kernel: $(grep -i -m2 -E 'sense' /tmp/worm.dmesg | tr '\n' ' ')"; fi
+	# Append: end-of-data is where it was; archive 3 goes after it.
+	mt -f /dev/nst0 rewind
+	local p3=
+	if mt -f /dev/nst0 eod && p3=$(tell) && [ "$p3" = $((BLK1 + BLK2 + 2)) ] &&
+		dd if=/tmp/tw/a3.tar of=/dev/nst0 bs=64k status=none && [ "$(tell)" = $((BLK1 + BLK2 + BLK3 + 3)) ]; then pass worm-append
+	else fail worm-append "end-of-data at '$p3' (want $((BLK1 + BLK2 + 2))), then at '$(tell)' (want $((BLK1 + BLK2 + BLK3 + 3)))"; fi
+	# Everything reads back: archive 1 and 3 by checksum, archive 2 by tar.
+	mt -f /dev/nst0 rewind
+	local g1 g3 okx=0
+	g1=$(tape_read)
+	rm -rf /tmp/twx && mkdir -p /tmp/twx
+	tar -C /tmp/twx -b 128 -xf /dev/nst0 && diff -r /tmp/tw/w2 /tmp/twx/w2 >/dev/null && okx=1
+	# (tar stops before the filemark ending its archive)
+	mt -f /dev/nst0 rewind && mt -f /dev/nst0 fsf 2
+	g3=$(tape_read)
+	if [ "$g1" = "$SUM1" ] && [ $okx -eq 1 ] && [ "$g3" = "$SUM3" ]; then pass worm-read-back
+	else fail worm-read-back "archive 1 $( [ "$g1" = "$SUM1" ] && echo same || echo differs), archive 2 by tar ok=$okx, archive 3 $( [ "$g3" = "$SUM3" ] && echo same || echo differs)"; fi
+	mt -f /dev/nst0 rewind
+	# Unloaded, the library records the end-of-data the appends made.
+	local n=$((BLK1 + BLK2 + BLK3 + 3))
+	if mtx -f "$CHG" unload "$S" 0 && gw tape info $B | tee /tmp/worm.info2 | grep -q "^used .*($n logical objects)"; then pass worm-unload
+	else fail worm-unload "mtx unload to slot $S; want $n logical objects: $(grep '^used' /tmp/worm.info2)"; fi
 	iscsiadm -m node -T "$T" -p 127.0.0.1:3260 --logout
 }
 
@@ -684,6 +772,7 @@ CHECKS[durability]="durability-writes-before-kill durability-session-recovered d
 CHECKS[nfs]="nfs-mount nfs-write-read nfs-rename-delete nfs-cp-tree nfs-objects-in-bucket nfs-restart-mounted"
 CHECKS[nfs4]="nfs4-mount-defaults nfs4-pseudo-root nfs4-v3-same-files nfs4-write-read nfs4-rename-delete nfs4-cp-tree nfs4-flock nfs4-fcntl-ranges nfs4-restart-mounted nfs4-kill-mounted nfs4-kill-lock-kept"
 CHECKS[vtl]="vtl-login vtl-mtx-status vtl-mtx-load vtl-write-archives vtl-read-archives vtl-tell-seek vtl-fsf-bsf vtl-tar-extract vtl-mtx-unload vtl-archive vtl-retrieve vtl-read-retrieved"
+CHECKS[worm]="worm-load worm-medium-type worm-write worm-overwrite-refused worm-append worm-read-back worm-unload"
 CHECKS[smb]="smb-user smb-put-get smb-list smb-cross-protocol"
 
 # run_scenario NAME SECONDS: one scenario in a subshell, given up after

@@ -12,7 +12,7 @@
 # recipe changed); gatewayd is built here (static) and handed to the guest
 # over virtio-9p with the test script, so a change to gatewayd never
 # rebuilds the image. Environment:
-#   SCENARIOS="iscsi durability nfs nfs4 vtl smb"   which scenarios to run
+#   SCENARIOS="iscsi durability nfs nfs4 vtl worm smb"   which scenarios to run
 #   E2E_TIMEOUT=2400                                seconds before the guest is stopped
 #   E2E_DIR=dir                                     run folder (default: a new temp dir)
 set -euo pipefail
@@ -31,7 +31,7 @@ echo "== run folder $RUN"
 echo "== gatewayd (static)"
 (cd "$REPO_DIR" && CGO_ENABLED=0 go build -trimpath -o "$SHARE/gatewayd" ./cmd/gatewayd)
 cp "$VM_DIR/e2e-guest.sh" "$SHARE/e2e-guest.sh"
-echo "${SCENARIOS:-iscsi durability nfs nfs4 vtl smb}" >"$SHARE/scenarios"
+echo "${SCENARIOS:-iscsi durability nfs nfs4 vtl worm smb}" >"$SHARE/scenarios"
 
 # Disks: the image (copy-on-write overlay: the cached image is never
 # written), gatewayd's state, the target of `gatewayd restore`.
