@@ -206,3 +206,60 @@ func removeNewest(t *testing.T, c *awss3.Client, key string) {
 	}
 	t.Fatalf("no latest version of %s", key)
 }
+
+// TestObjectLockSnapshotsCompliance: in compliance mode nobody removes a
+// locked snapshot's objects before the lock ends, not even a raw client
+// with the gateway's own keys that asks to bypass governance, and
+// snapshot delete is refused as in governance mode.
+func TestObjectLockSnapshotsCompliance(t *testing.T) {
+	t.Parallel() // waits on servers: beside the others (see TestMain)
+	srv := miniotest.Start(t)
+	srv.CreateLockedBucket(t, "locked")
+	s3args := []string{"--s3-endpoint", srv.Endpoint, "--s3-path-style", "--s3-access-key", srv.AccessKey, "--s3-secret-key", srv.SecretKey}
+	dir := t.TempDir()
+	out := mustRun(t, append([]string{"init", "--data-dir", dir, "--store", "s3://locked/gw", "--object-lock=compliance"}, s3args...)...)
+	if !strings.Contains(out, "compliance mode") {
+		t.Fatalf("init --object-lock=compliance: %s", out)
+	}
+	serve(t, dir)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	mustRun(t, "volume", "create", "--data-dir", dir, "--name", "db", "--size", "4M")
+	attach(t, ctx, dir, "db").write(0, testrand.Bytes(5, 4<<20))
+	var si volume.SnapshotInfo
+	if err := json.Unmarshal([]byte(mustRun(t, "snapshot", "create", "--data-dir", dir, "db", "--lock", "1d", "-o", "json")), &si); err != nil {
+		t.Fatal(err)
+	}
+	if si.Lock == nil || si.Lock.Mode != "COMPLIANCE" {
+		t.Fatalf("snapshot create --lock 1d in compliance mode: lock %v", si.Lock)
+	}
+	r := run(t, nil, "snapshot", "delete", "--data-dir", dir, si.ID)
+	mustFailClearly(t, r, "locked until "+si.Lock.Until.Format(time.RFC3339))
+
+	raw := srv.Client()
+	tried := 0
+	pager := awss3.NewListObjectVersionsPaginator(raw, &awss3.ListObjectVersionsInput{Bucket: aws.String("locked"), Prefix: aws.String("gw/")})
+	for pager.HasMorePages() {
+		page, err := pager.NextPage(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, v := range page.Versions {
+			got, err := raw.GetObjectRetention(ctx, &awss3.GetObjectRetentionInput{Bucket: aws.String("locked"), Key: v.Key, VersionId: v.VersionId})
+			if err != nil || got.Retention == nil {
+				continue // not the snapshot's
+			}
+			if got.Retention.Mode != types.ObjectLockRetentionModeCompliance || aws.ToTime(got.Retention.RetainUntilDate).Before(si.Lock.Until) {
+				t.Fatalf("%s retained %s until %s; the snapshot is locked in compliance mode until %s", aws.ToString(v.Key), got.Retention.Mode, aws.ToTime(got.Retention.RetainUntilDate), si.Lock.Until)
+			}
+			if _, err := raw.DeleteObject(ctx, &awss3.DeleteObjectInput{Bucket: aws.String("locked"), Key: v.Key, VersionId: v.VersionId,
+				BypassGovernanceRetention: aws.Bool(true)}); err == nil {
+				t.Fatalf("a raw client bypassing governance deleted %s of a snapshot locked in compliance mode", aws.ToString(v.Key))
+			}
+			tried++
+		}
+	}
+	if tried != si.Retained.Objects+1 {
+		t.Fatalf("%d objects retained; the snapshot needs %d and its manifest", tried, si.Retained.Objects)
+	}
+}
