@@ -83,31 +83,8 @@ func TestObjectLockSnapshots(t *testing.T) {
 	// gateway's keys: retained until the lock ends; deleting a version
 	// and shortening the retention are refused.
 	raw := srv.Client()
-	var retained []types.ObjectVersion
 	manifest := "gw/" + snapshots.SnapshotKey(si.ID)
-	pager := awss3.NewListObjectVersionsPaginator(raw, &awss3.ListObjectVersionsInput{Bucket: aws.String("locked"), Prefix: aws.String("gw/")})
-	for pager.HasMorePages() {
-		page, err := pager.NextPage(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, v := range page.Versions {
-			got, err := raw.GetObjectRetention(ctx, &awss3.GetObjectRetentionInput{Bucket: aws.String("locked"), Key: v.Key, VersionId: v.VersionId})
-			if err != nil || got.Retention == nil {
-				if aws.ToString(v.Key) == manifest {
-					t.Fatalf("the manifest has no retention: %v", err)
-				}
-				continue // not the snapshot's: the volume's recovery points, the repository's config
-			}
-			if until := aws.ToTime(got.Retention.RetainUntilDate); until.Before(si.Lock.Until) || got.Retention.Mode != types.ObjectLockRetentionModeGovernance {
-				t.Fatalf("%s retained %s until %s; the snapshot is locked until %s", aws.ToString(v.Key), got.Retention.Mode, until, si.Lock.Until)
-			}
-			retained = append(retained, v)
-		}
-	}
-	if len(retained) != si.Retained.Objects+1 {
-		t.Fatalf("%d objects retained; the snapshot needs %d and its manifest", len(retained), si.Retained.Objects)
-	}
+	retained := lockedVersions(t, ctx, raw, si, types.ObjectLockRetentionModeGovernance)
 	for _, v := range retained {
 		if _, err := raw.DeleteObject(ctx, &awss3.DeleteObjectInput{Bucket: aws.String("locked"), Key: v.Key, VersionId: v.VersionId}); err == nil {
 			t.Fatalf("a raw client deleted %s of a locked snapshot", aws.ToString(v.Key))
@@ -237,7 +214,22 @@ func TestObjectLockSnapshotsCompliance(t *testing.T) {
 	mustFailClearly(t, r, "locked until "+si.Lock.Until.Format(time.RFC3339))
 
 	raw := srv.Client()
-	tried := 0
+	for _, v := range lockedVersions(t, ctx, raw, si, types.ObjectLockRetentionModeCompliance) {
+		if _, err := raw.DeleteObject(ctx, &awss3.DeleteObjectInput{Bucket: aws.String("locked"), Key: v.Key, VersionId: v.VersionId,
+			BypassGovernanceRetention: aws.Bool(true)}); err == nil {
+			t.Fatalf("a raw client bypassing governance deleted %s of a snapshot locked in compliance mode", aws.ToString(v.Key))
+		}
+	}
+}
+
+// lockedVersions returns the object versions under gw/ that a raw client
+// sees retained, failing unless each is retained in mode at least until
+// si's lock ends and they are exactly the objects si needs and its
+// manifest.
+func lockedVersions(t *testing.T, ctx context.Context, raw *awss3.Client, si volume.SnapshotInfo, mode types.ObjectLockRetentionMode) []types.ObjectVersion {
+	t.Helper()
+	var retained []types.ObjectVersion
+	manifest := "gw/" + snapshots.SnapshotKey(si.ID)
 	pager := awss3.NewListObjectVersionsPaginator(raw, &awss3.ListObjectVersionsInput{Bucket: aws.String("locked"), Prefix: aws.String("gw/")})
 	for pager.HasMorePages() {
 		page, err := pager.NextPage(ctx)
@@ -247,19 +239,19 @@ func TestObjectLockSnapshotsCompliance(t *testing.T) {
 		for _, v := range page.Versions {
 			got, err := raw.GetObjectRetention(ctx, &awss3.GetObjectRetentionInput{Bucket: aws.String("locked"), Key: v.Key, VersionId: v.VersionId})
 			if err != nil || got.Retention == nil {
-				continue // not the snapshot's
+				if aws.ToString(v.Key) == manifest {
+					t.Fatalf("the manifest has no retention: %v", err)
+				}
+				continue // not the snapshot's: the volume's recovery points, the repository's config
 			}
-			if got.Retention.Mode != types.ObjectLockRetentionModeCompliance || aws.ToTime(got.Retention.RetainUntilDate).Before(si.Lock.Until) {
-				t.Fatalf("%s retained %s until %s; the snapshot is locked in compliance mode until %s", aws.ToString(v.Key), got.Retention.Mode, aws.ToTime(got.Retention.RetainUntilDate), si.Lock.Until)
+			if until := aws.ToTime(got.Retention.RetainUntilDate); until.Before(si.Lock.Until) || got.Retention.Mode != mode {
+				t.Fatalf("%s retained %s until %s; the snapshot is locked in %s mode until %s", aws.ToString(v.Key), got.Retention.Mode, until, mode, si.Lock.Until)
 			}
-			if _, err := raw.DeleteObject(ctx, &awss3.DeleteObjectInput{Bucket: aws.String("locked"), Key: v.Key, VersionId: v.VersionId,
-				BypassGovernanceRetention: aws.Bool(true)}); err == nil {
-				t.Fatalf("a raw client bypassing governance deleted %s of a snapshot locked in compliance mode", aws.ToString(v.Key))
-			}
-			tried++
+			retained = append(retained, v)
 		}
 	}
-	if tried != si.Retained.Objects+1 {
-		t.Fatalf("%d objects retained; the snapshot needs %d and its manifest", tried, si.Retained.Objects)
+	if len(retained) != si.Retained.Objects+1 {
+		t.Fatalf("%d objects retained; the snapshot needs %d and its manifest", len(retained), si.Retained.Objects)
 	}
+	return retained
 }
