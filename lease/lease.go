@@ -482,7 +482,14 @@ func (l *Lease) Release(ctx context.Context) error {
 	now := l.opts.Clock.Now().UTC()
 	rec.Released = &now
 	rec.Expires = now
-	if _, err := objstore.PutIfMatch(ctx, l.opts.Store, Key, rec.Marshal(), etag); err != nil {
+	_, err := objstore.PutIfMatch(ctx, l.opts.Store, Key, rec.Marshal(), etag)
+	if err != nil {
+		// The last renewal may have landed without its answer (the stop
+		// cut it short): if the object still names this gateway, the
+		// release is written over it.
+		err = l.ownWriteOrErr(ctx, &rec, err)
+	}
+	if err != nil {
 		return fmt.Errorf("release the lease %s: %w", Key, err)
 	}
 	return nil

@@ -309,6 +309,36 @@ func TestRenewalWithLostAnswerKeepsTheLease(t *testing.T) {
 	}
 }
 
+// A stop that comes while a renewal's answer is lost (a renewal cut short
+// by the stop, or one slow to answer on a busy machine) still releases:
+// the lease object names this gateway, so its ETag is adopted.
+func TestReleaseAfterRenewalWithLostAnswer(t *testing.T) {
+	var loseAnswer atomic.Bool
+	inj := faulty.New(mem.New("bucket"), faulty.Options{AfterCall: true, Hook: func(op faulty.Op, key string) error {
+		if op == faulty.OpPut && loseAnswer.CompareAndSwap(true, false) {
+			return errors.New("answer lost")
+		}
+		return nil
+	}})
+	s := inj.Store()
+	c, a, la := holdAndRenew(t, s)
+
+	loseAnswer.Store(true)
+	advance(t, c, ttl/3)
+	if st := wait(t, a.states, "state"); !strings.HasPrefix(st, "warn: ") {
+		t.Fatalf("state after a renewal without answer: %q", st)
+	}
+	if err := la.Release(t.Context()); err != nil {
+		t.Fatalf("release after a renewal without answer: %v", err)
+	}
+	if r := readRecord(t, s); r.Released == nil || r.HolderID != "aaaa" {
+		t.Fatalf("lease after the release: %+v", r)
+	}
+	if err := Check(t.Context(), s, c.Now()); err != nil {
+		t.Fatalf("check of the released lease: %v", err)
+	}
+}
+
 func TestRecordBytes(t *testing.T) {
 	r := Record{Format: 1, HolderID: "3f2a", Host: "gw1", DataDir: "/var/lib/gatewayd", PID: 4242,
 		Taken: start, Renewed: start.Add(20 * time.Second), TTLMS: 60000, Expires: start.Add(80 * time.Second)}
