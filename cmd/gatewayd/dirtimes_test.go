@@ -9,7 +9,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
-	"github.com/hirochachacha/go-smb2"
+	"github.com/cloudsoda/go-smb2"
 	nfsc "github.com/willscott/go-nfs-client/nfs"
 
 	"github.com/gatewayd/gatewayd/internal/miniotest"

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hirochachacha/go-smb2"
+	"github.com/cloudsoda/go-smb2"
 	nfsc "github.com/willscott/go-nfs-client/nfs"
 	"github.com/willscott/go-nfs-client/nfs/rpc"
 
@@ -520,7 +520,7 @@ func TestLargeTreeKill(t *testing.T) {
 	addr := smbtest.FreeAddr(t)
 	d = serve(t, dir, "--smb-listen", addr)
 	mustRun(t, "smb", "user", "add", "--data-dir", dir, "root", "--password", smbPassword)
-	// go-smb2 needs an encrypted share (see smbtest.GoClientOps).
+	// go-smb2 on an encrypted share: the copy also goes through SMB3 encryption.
 	mustRun(t, "share", "create", "--data-dir", dir, "--name", "ts", "--protocols", "smb", "--smb-encrypt")
 
 	dirs := &handleMap{m: map[string][]byte{}}

@@ -24,7 +24,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hirochachacha/go-smb2"
+	"github.com/cloudsoda/go-smb2"
 
 	"github.com/gatewayd/gatewayd/internal/testrand"
 )
@@ -149,28 +149,22 @@ func SmbclientOps(t testing.TB, addr, share, user, password string) {
 // Dial logs in to addr and mounts share with go-smb2 (NTLM); a user
 // DOMAIN\name logs in to that domain.
 func Dial(addr, share, user, password string) (*smb2.Share, func(), error) {
-	conn, err := net.Dial("tcp", addr)
-	if err != nil {
-		return nil, nil, err
-	}
 	ntlm := &smb2.NTLMInitiator{User: user, Password: password}
 	if dom, name, ok := strings.Cut(user, `\`); ok {
 		ntlm.Domain, ntlm.User = dom, name
 	}
 	// The gateway requires signing.
 	d := &smb2.Dialer{Negotiator: smb2.Negotiator{RequireMessageSigning: true}, Initiator: ntlm}
-	s, err := d.Dial(conn)
+	s, err := d.Dial(context.Background(), addr)
 	if err != nil {
-		conn.Close()
 		return nil, nil, err
 	}
 	fs, err := s.Mount(share)
 	if err != nil {
 		s.Logoff()
-		conn.Close()
 		return nil, nil, err
 	}
-	return fs, func() { fs.Umount(); s.Logoff(); conn.Close() }, nil
+	return fs, func() { fs.Umount(); s.Logoff() }, nil
 }
 
 // MustDial is Dial failing t.
