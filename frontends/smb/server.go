@@ -94,6 +94,43 @@ func FindSmbd(path string) (string, error) {
 	return "", fmt.Errorf("%w (install it: %s)", ErrNotInstalled, InstallHint)
 }
 
+// neededModules are the vfs modules smb.conf names: without one, smbd
+// refuses every tree connect ("vfs_init failed"), so the gateway says so
+// at start instead.
+var neededModules = []string{"acl_xattr", "streams_xattr", "full_audit"}
+
+// ModulesInstallHint installs neededModules on Debian and Ubuntu.
+const ModulesInstallHint = "apt-get install samba-vfs-modules"
+
+// checkModules finds neededModules in smbd's module directory (smbd -b).
+// An smbd that does not say where its modules are is taken as it is.
+func checkModules(smbd string) error {
+	out, err := exec.Command(smbd, "-b").Output()
+	if err != nil {
+		return nil
+	}
+	var dir string
+	for _, line := range strings.Split(string(out), "\n") {
+		if k, v, ok := strings.Cut(strings.TrimSpace(line), ":"); ok && k == "MODULESDIR" {
+			dir = strings.TrimSpace(v)
+		}
+	}
+	if dir == "" {
+		return nil
+	}
+	var missing []string
+	for _, m := range neededModules {
+		if _, err := os.Stat(filepath.Join(dir, "vfs", m+".so")); err != nil {
+			missing = append(missing, m)
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("Samba's vfs modules %s are not in %s, and smbd refuses every share without them (install them: %s)",
+			strings.Join(missing, ", "), filepath.Join(dir, "vfs"), ModulesInstallHint)
+	}
+	return nil
+}
+
 func findTool(smbd, name string) string {
 	if p := filepath.Join(filepath.Dir(smbd), name); isExec(p) {
 		return p
@@ -130,6 +167,9 @@ func New(opts Options) (*Server, error) {
 	}
 	smbd, err := FindSmbd(opts.Smbd)
 	if err != nil {
+		return nil, err
+	}
+	if err := checkModules(smbd); err != nil {
 		return nil, err
 	}
 	s := &Server{
