@@ -279,9 +279,10 @@ func TestUnrenewableLeaseFencesUntilRenewed(t *testing.T) {
 	}
 }
 
-// A renewal that landed but whose answer was lost leaves the gateway with
-// an old ETag; the next renewal finds its own write there and goes on.
-func TestRenewalWithLostAnswerKeepsTheLease(t *testing.T) {
+// renewalWithLostAnswer holds the lease and renews it once on a store
+// that applies the write but loses its answer.
+func renewalWithLostAnswer(t *testing.T) (objstore.Store, *clock.Fake, *gateway, *Lease) {
+	t.Helper()
 	var loseAnswer atomic.Bool
 	inj := faulty.New(mem.New("bucket"), faulty.Options{AfterCall: true, Hook: func(op faulty.Op, key string) error {
 		if op == faulty.OpPut && loseAnswer.CompareAndSwap(true, false) {
@@ -291,12 +292,18 @@ func TestRenewalWithLostAnswerKeepsTheLease(t *testing.T) {
 	}})
 	s := inj.Store()
 	c, a, la := holdAndRenew(t, s)
-
 	loseAnswer.Store(true)
 	advance(t, c, ttl/3)
 	if st := wait(t, a.states, "state"); !strings.HasPrefix(st, "warn: ") {
 		t.Fatalf("state after a renewal without answer: %q", st)
 	}
+	return s, c, a, la
+}
+
+// A renewal that landed but whose answer was lost leaves the gateway with
+// an old ETag; the next renewal finds its own write there and goes on.
+func TestRenewalWithLostAnswerKeepsTheLease(t *testing.T) {
+	s, c, a, la := renewalWithLostAnswer(t)
 	if r := readRecord(t, s); !r.Renewed.Equal(c.Now()) {
 		t.Fatalf("the renewal did not land: %+v", r)
 	}
@@ -313,21 +320,7 @@ func TestRenewalWithLostAnswerKeepsTheLease(t *testing.T) {
 // by the stop, or one slow to answer on a busy machine) still releases:
 // the lease object names this gateway, so its ETag is adopted.
 func TestReleaseAfterRenewalWithLostAnswer(t *testing.T) {
-	var loseAnswer atomic.Bool
-	inj := faulty.New(mem.New("bucket"), faulty.Options{AfterCall: true, Hook: func(op faulty.Op, key string) error {
-		if op == faulty.OpPut && loseAnswer.CompareAndSwap(true, false) {
-			return errors.New("answer lost")
-		}
-		return nil
-	}})
-	s := inj.Store()
-	c, a, la := holdAndRenew(t, s)
-
-	loseAnswer.Store(true)
-	advance(t, c, ttl/3)
-	if st := wait(t, a.states, "state"); !strings.HasPrefix(st, "warn: ") {
-		t.Fatalf("state after a renewal without answer: %q", st)
-	}
+	s, c, _, la := renewalWithLostAnswer(t)
 	if err := la.Release(t.Context()); err != nil {
 		t.Fatalf("release after a renewal without answer: %v", err)
 	}
