@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/gatewayd/gatewayd/admin"
+	"github.com/gatewayd/gatewayd/api/bandwidthapi"
 	"github.com/gatewayd/gatewayd/cache"
 	"github.com/gatewayd/gatewayd/clock"
 	"github.com/gatewayd/gatewayd/config"
@@ -233,16 +234,16 @@ func Run(ctx context.Context, cfg *config.Config, opts RunOptions) error {
 	if iscsiFE != nil {
 		registerISCSIAPI(srv, iscsiFE)
 	}
-	bw := &bandwidthControl{lim: store.Limiter, md: md, now: opts.Clock.Now, window: -1, cur: Bandwidth{
+	bw, err := bandwidthapi.New(ctx, store.Limiter, md, opts.Clock.Now, bandwidthapi.Bandwidth{
 		UploadBytesPerSec: int64(cfg.Store.UploadLimit), DownloadBytesPerSec: int64(cfg.Store.DownloadLimit),
-	}}
-	if bw.schedule, err = loadBandwidthSchedule(ctx, md); err != nil {
-		return fmt.Errorf("bandwidth schedule: %w", err)
+	})
+	if err != nil {
+		return err
 	}
-	registerBandwidthAPI(srv, bw)
+	bandwidthapi.Register(srv, bw)
 	schedCtx, stopSched := context.WithCancel(ctx)
 	defer stopSched()
-	go bw.runSchedule(schedCtx, opts.Clock, time.Local, logger.With("subsystem", "bandwidth"))
+	go bw.Run(schedCtx, opts.Clock, time.Local, logger.With("subsystem", "bandwidth"))
 
 	probeCtx, stopProbe := context.WithCancel(ctx)
 	probeDone := make(chan struct{})

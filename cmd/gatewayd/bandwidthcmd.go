@@ -10,8 +10,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/gatewayd/gatewayd/api/bandwidthapi"
 	"github.com/gatewayd/gatewayd/config"
-	"github.com/gatewayd/gatewayd/gateway"
 )
 
 func newBandwidthCmd(g *globals) *cobra.Command {
@@ -22,7 +22,7 @@ func newBandwidthCmd(g *globals) *cobra.Command {
 		Short: "Show the current limits",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var st gateway.BandwidthStatus
+			var st bandwidthapi.BandwidthStatus
 			if err := call(cmd, g, http.MethodGet, "/v1/bandwidth", nil, &st); err != nil {
 				return err
 			}
@@ -84,7 +84,7 @@ func newBandwidthScheduleCmd(g *globals) *cobra.Command {
 		Short: "Show or set limits by day of week and time of day (first matching window wins; outside them the base limits apply)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var s gateway.BandwidthSchedule
+			var s bandwidthapi.BandwidthSchedule
 			if len(windows) == 0 && !clear {
 				if err := call(cmd, g, http.MethodGet, "/v1/bandwidth/schedule", nil, &s); err != nil {
 					return err
@@ -98,7 +98,7 @@ func newBandwidthScheduleCmd(g *globals) *cobra.Command {
 					s.Windows = append(s.Windows, w)
 				}
 				if s.Windows == nil {
-					s.Windows = []gateway.Window{}
+					s.Windows = []bandwidthapi.Window{}
 				}
 				if err := call(cmd, g, http.MethodPut, "/v1/bandwidth/schedule", s, nil); err != nil {
 					return err
@@ -128,8 +128,8 @@ func newBandwidthScheduleCmd(g *globals) *cobra.Command {
 }
 
 // parseWindow reads "mon-fri 08:00-18:00 up=10M down=50M".
-func parseWindow(spec string) (gateway.Window, error) {
-	var w gateway.Window
+func parseWindow(spec string) (bandwidthapi.Window, error) {
+	var w bandwidthapi.Window
 	order := []string{"mon", "tue", "wed", "thu", "fri", "sat", "sun"}
 	index := func(d string) int {
 		for i, o := range order {
@@ -187,8 +187,8 @@ func parseWindow(spec string) (gateway.Window, error) {
 }
 
 // currentBandwidth asks the running gateway for its limits.
-func currentBandwidth(cmd *cobra.Command, g *globals) (*admin.Client, gateway.Bandwidth, error) {
-	var bw gateway.Bandwidth
+func currentBandwidth(cmd *cobra.Command, g *globals) (*admin.Client, bandwidthapi.Bandwidth, error) {
+	var bw bandwidthapi.Bandwidth
 	c, err := adminClient(cmd, g)
 	if err != nil {
 		return nil, bw, err
@@ -197,7 +197,7 @@ func currentBandwidth(cmd *cobra.Command, g *globals) (*admin.Client, gateway.Ba
 	return c, bw, err
 }
 
-func printBandwidth(w io.Writer, bw gateway.Bandwidth) {
+func printBandwidth(w io.Writer, bw bandwidthapi.Bandwidth) {
 	fmt.Fprintf(w, "upload    %s\ndownload  %s\n", rateString(bw.UploadBytesPerSec), rateString(bw.DownloadBytesPerSec))
 }
 

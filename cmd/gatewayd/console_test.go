@@ -25,6 +25,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/gatewayd/gatewayd/admin"
+	"github.com/gatewayd/gatewayd/api/bandwidthapi"
 	"github.com/gatewayd/gatewayd/gateway"
 	"github.com/gatewayd/gatewayd/internal/testrand"
 	"github.com/gatewayd/gatewayd/volume"
@@ -222,7 +223,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	step("set the upload limit", chromedp.SendKeys(`form[data-form="bandwidth"] input[name="upload"]`, "5M"),
 		chromedp.Click(`form[data-form="bandwidth"] button[type="submit"]`))
 	waitJS("the limit shown", `document.querySelector('#bandwidth-facts').textContent.includes('upload 5MiB/s')`)
-	var bw gateway.BandwidthStatus
+	var bw bandwidthapi.BandwidthStatus
 	if err := json.Unmarshal([]byte(mustRun(t, "bandwidth", "show", "--data-dir", dir, "-o", "json")), &bw); err != nil || bw.UploadBytesPerSec != 5<<20 || bw.DownloadBytesPerSec != 0 {
 		t.Fatalf("bandwidth after the console set it: %+v %v", bw, err)
 	}
@@ -240,7 +241,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	}
 	clickRow("remove the window", `#bandwidth-schedule tr[data-key="1"] button[data-action="remove"]`)
 	waitJS("the schedule empty", `document.querySelector('#bandwidth-schedule').textContent.includes('No schedule')`)
-	bw = gateway.BandwidthStatus{} // window is left out of the JSON when 0
+	bw = bandwidthapi.BandwidthStatus{} // window is left out of the JSON when 0
 	if err := json.Unmarshal([]byte(mustRun(t, "bandwidth", "show", "--data-dir", dir, "-o", "json")), &bw); err != nil || bw.Window != 0 || bw.Effective.UploadBytesPerSec != 5<<20 {
 		t.Fatalf("bandwidth after the console removed the window: %+v %v", bw, err)
 	}

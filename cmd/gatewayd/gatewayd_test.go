@@ -23,7 +23,7 @@ import (
 	"time"
 
 	"github.com/gatewayd/gatewayd/admin"
-	"github.com/gatewayd/gatewayd/gateway"
+	"github.com/gatewayd/gatewayd/api/bandwidthapi"
 	"github.com/gatewayd/gatewayd/internal/miniotest"
 )
 
@@ -475,7 +475,7 @@ func TestVolumeCommands(t *testing.T) {
 	}
 	mustFailClearly(t, run(t, nil, "bandwidth", "schedule", "--data-dir", dir, "--window", "someday 10:00-12:00"), "days are")
 	mustFailClearly(t, run(t, nil, "volume", "list", "--data-dir", dir, "-o", "yaml"), "want text or json")
-	var bw gateway.BandwidthStatus
+	var bw bandwidthapi.BandwidthStatus
 	if err := json.Unmarshal([]byte(mustRun(t, "bandwidth", "show", "--data-dir", dir, "-o", "json")), &bw); err != nil || bw.Window != 1 || bw.Effective.UploadBytesPerSec != 3<<20 {
 		t.Fatalf("bandwidth show -o json: %+v %v", bw, err)
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/gatewayd/gatewayd/admin"
+	"github.com/gatewayd/gatewayd/api/bandwidthapi"
 	"github.com/gatewayd/gatewayd/config"
 	"github.com/gatewayd/gatewayd/gateway"
 	"github.com/gatewayd/gatewayd/health"
@@ -23,11 +24,11 @@ import (
 // the other endpoints, the data path at a glance.
 type summary struct {
 	admin.Status
-	Stats     *gateway.GatewayStats    `json:"stats,omitempty"`
-	Bandwidth *gateway.BandwidthStatus `json:"bandwidth,omitempty"`
-	Volumes   []gateway.VolumeStatus   `json:"volumes"`
-	Shares    []gateway.ShareStatus    `json:"shares"`
-	Snapshots []volume.SnapshotInfo    `json:"snapshots"`
+	Stats     *gateway.GatewayStats         `json:"stats,omitempty"`
+	Bandwidth *bandwidthapi.BandwidthStatus `json:"bandwidth,omitempty"`
+	Volumes   []gateway.VolumeStatus        `json:"volumes"`
+	Shares    []gateway.ShareStatus         `json:"shares"`
+	Snapshots []volume.SnapshotInfo         `json:"snapshots"`
 	// Tapes is nil when the gateway has no tape library.
 	Tapes *gateway.VTLInfo `json:"tapes,omitempty"`
 }
@@ -98,7 +99,7 @@ func fetchSummary(ctx context.Context, c *admin.Client) (*summary, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &summary{Status: *st, Stats: &gateway.GatewayStats{}, Bandwidth: &gateway.BandwidthStatus{}}
+	s := &summary{Status: *st, Stats: &gateway.GatewayStats{}, Bandwidth: &bandwidthapi.BandwidthStatus{}}
 	for _, r := range []struct {
 		path string
 		out  any

@@ -1,4 +1,4 @@
-package gateway
+package bandwidthapi
 
 import (
 	"context"
@@ -141,9 +141,9 @@ func saveBandwidthSchedule(ctx context.Context, md meta.Store, s BandwidthSchedu
 	return md.Update(ctx, func(tx meta.Txn) error { return tx.Set(bwScheduleKey, b) })
 }
 
-// runBandwidthSchedule applies the schedule's limits whenever they change,
+// Run applies the schedule's limits whenever they change,
 // looking every 15 seconds of clk, until ctx ends.
-func (b *bandwidthControl) runSchedule(ctx context.Context, clk clock.Clock, loc *time.Location, log *slog.Logger) {
+func (b *Control) Run(ctx context.Context, clk clock.Clock, loc *time.Location, log *slog.Logger) {
 	for {
 		b.apply(clk.Now().In(loc), log)
 		if clock.Sleep(ctx, clk, 15*time.Second) != nil {
@@ -153,7 +153,7 @@ func (b *bandwidthControl) runSchedule(ctx context.Context, clk clock.Clock, loc
 }
 
 // apply sets the limits the schedule calls for at t.
-func (b *bandwidthControl) apply(t time.Time, log *slog.Logger) {
+func (b *Control) apply(t time.Time, log *slog.Logger) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	eff, window := b.schedule.Effective(t, b.cur)

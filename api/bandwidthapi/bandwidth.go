@@ -1,16 +1,19 @@
-package gateway
+// Package bandwidthapi holds the object store's bandwidth limits as the
+// admin API sets them: the base limits, the weekly schedule that overrides
+// them in its windows (kept in meta), the loop that applies them to the
+// store's limiter, and the /v1/bandwidth endpoints.
+package bandwidthapi
 
 import (
 	"context"
-	"time"
-
 	"errors"
+	"fmt"
 	"net/http"
 	"sync"
-
-	"github.com/gatewayd/gatewayd/meta"
+	"time"
 
 	"github.com/gatewayd/gatewayd/admin"
+	"github.com/gatewayd/gatewayd/meta"
 	"github.com/gatewayd/gatewayd/objstore/limiter"
 )
 
@@ -29,9 +32,9 @@ type BandwidthStatus struct {
 	Window    int       `json:"window,omitempty"` // 1-based schedule window in force; 0: none
 }
 
-// bandwidthControl changes the limiter's limits at runtime: the base
+// Control changes the limiter's limits at runtime: the base
 // limits, and the schedule that overrides them in its windows.
-type bandwidthControl struct {
+type Control struct {
 	mu       sync.Mutex
 	cur      Bandwidth // base
 	schedule BandwidthSchedule
@@ -42,7 +45,18 @@ type bandwidthControl struct {
 	now      func() time.Time
 }
 
-func (b *bandwidthControl) set(bw Bandwidth) {
+// New returns the control of lim, with base as the limits outside every
+// schedule window and the schedule kept in md. Nothing is applied before
+// Run or a change through the API.
+func New(ctx context.Context, lim *limiter.Limiter, md meta.Store, now func() time.Time, base Bandwidth) (*Control, error) {
+	s, err := loadBandwidthSchedule(ctx, md)
+	if err != nil {
+		return nil, fmt.Errorf("bandwidth schedule: %w", err)
+	}
+	return &Control{lim: lim, md: md, now: now, window: -1, cur: base, schedule: s}, nil
+}
+
+func (b *Control) set(bw Bandwidth) {
 	b.mu.Lock()
 	b.cur = bw
 	b.window = -1 // force apply
@@ -50,13 +64,13 @@ func (b *bandwidthControl) set(bw Bandwidth) {
 	b.apply(b.now(), nil)
 }
 
-func (b *bandwidthControl) get() BandwidthStatus {
+func (b *Control) get() BandwidthStatus {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return BandwidthStatus{Bandwidth: b.cur, Effective: b.applied, Window: max(b.window, 0)}
 }
 
-func (b *bandwidthControl) setSchedule(ctx context.Context, s BandwidthSchedule) error {
+func (b *Control) setSchedule(ctx context.Context, s BandwidthSchedule) error {
 	if err := s.Validate(); err != nil {
 		return err
 	}
@@ -71,17 +85,17 @@ func (b *bandwidthControl) setSchedule(ctx context.Context, s BandwidthSchedule)
 	return nil
 }
 
-// registerBandwidthAPI adds GET and PUT /v1/bandwidth (the base limits)
+// Register adds GET and PUT /v1/bandwidth (the base limits)
 // and /v1/bandwidth/schedule. Changes apply at once to transfers in
 // flight. Base limits set here last until the daemon restarts (the config
 // file holds the limits it starts with); the schedule is kept in meta.
-func registerBandwidthAPI(srv *admin.Server, b *bandwidthControl) {
+func Register(srv *admin.Server, b *Control) {
 	srv.Handle("GET /v1/bandwidth", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		admin.WriteJSON(w, http.StatusOK, b.get())
 	}))
 	srv.Handle("PUT /v1/bandwidth", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var bw Bandwidth
-		if err := decodeBody(r, &bw); err != nil {
+		if err := admin.DecodeBody(r, &bw); err != nil {
 			admin.WriteError(w, http.StatusBadRequest, err)
 			return
 		}
@@ -103,7 +117,7 @@ func registerBandwidthAPI(srv *admin.Server, b *bandwidthControl) {
 	}))
 	srv.Handle("PUT /v1/bandwidth/schedule", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var s BandwidthSchedule
-		if err := decodeBody(r, &s); err != nil {
+		if err := admin.DecodeBody(r, &s); err != nil {
 			admin.WriteError(w, http.StatusBadRequest, err)
 			return
 		}

@@ -1,4 +1,4 @@
-package gateway
+package bandwidthapi
 
 import (
 	"context"
@@ -63,11 +63,11 @@ func TestBandwidthScheduleFollowsClock(t *testing.T) {
 	clk := clock.NewFake(start)
 	lim := limiter.New(mem.New("bw"), limiter.Options{Clock: clk})
 	md := metamem.New()
-	b := &bandwidthControl{lim: lim, md: md, now: clk.Now, window: -1, cur: Bandwidth{UploadBytesPerSec: 5 << 20}}
+	b := &Control{lim: lim, md: md, now: clk.Now, window: -1, cur: Bandwidth{UploadBytesPerSec: 5 << 20}}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan struct{})
-	go func() { defer close(done); b.runSchedule(ctx, clk, time.UTC, nil) }()
+	go func() { defer close(done); b.Run(ctx, clk, time.UTC, nil) }()
 	waitFor := func(what string, cond func() bool) {
 		t.Helper()
 		deadline := time.Now().Add(30 * time.Second)
@@ -133,13 +133,13 @@ func TestUploadRateFollowsSchedule(t *testing.T) {
 	inner := &countingStore{Store: mem.New("bw")}
 	const baseRate, windowRate = 256 << 10, 64 << 10
 	lim := limiter.New(inner, limiter.Options{Clock: clk})
-	b := &bandwidthControl{lim: lim, md: metamem.New(), now: clk.Now, window: -1, cur: Bandwidth{UploadBytesPerSec: baseRate},
+	b := &Control{lim: lim, md: metamem.New(), now: clk.Now, window: -1, cur: Bandwidth{UploadBytesPerSec: baseRate},
 		schedule: BandwidthSchedule{Windows: []Window{{Days: []string{"mon"}, Start: "08:00", End: "08:01", Bandwidth: Bandwidth{UploadBytesPerSec: windowRate}}}}}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var wg sync.WaitGroup
 	wg.Add(2)
-	go func() { defer wg.Done(); b.runSchedule(ctx, clk, time.UTC, nil) }()
+	go func() { defer wg.Done(); b.Run(ctx, clk, time.UTC, nil) }()
 	go func() { // the uploader: one 16 KiB object after another
 		defer wg.Done()
 		store := lim.Store()
