@@ -90,6 +90,15 @@ type Stats struct {
 	Materialized uint64
 }
 
+// HitPercent is the share of reads served from the cache, in percent
+// (0 before the first read).
+func (s Stats) HitPercent() float64 {
+	if s.Hits+s.Misses == 0 {
+		return 0
+	}
+	return 100 * float64(s.Hits) / float64(s.Hits+s.Misses)
+}
+
 type entry struct {
 	key   Key
 	path  string // its file's

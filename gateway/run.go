@@ -16,6 +16,7 @@ import (
 
 	"github.com/gatewayd/gatewayd/admin"
 	"github.com/gatewayd/gatewayd/api/bandwidthapi"
+	"github.com/gatewayd/gatewayd/api/statsapi"
 	"github.com/gatewayd/gatewayd/cache"
 	"github.com/gatewayd/gatewayd/clock"
 	"github.com/gatewayd/gatewayd/config"
@@ -230,7 +231,7 @@ func Run(ctx context.Context, cfg *config.Config, opts RunOptions) error {
 	}
 	registerSMBAPI(srv, smbFE)
 	registerTapeAPI(srv, tl)
-	registerStatsAPI(srv, opts.Clock, vm, dp.shares)
+	statsapi.Register(srv, opts.Clock, vm, dp.shares)
 	if iscsiFE != nil {
 		registerISCSIAPI(srv, iscsiFE)
 	}

@@ -55,7 +55,7 @@ func statusOf(ctx context.Context, vm *volume.Manager, v *volume.Volume) VolumeS
 	st := vm.Stats()
 	return VolumeStatus{
 		Info: v.Info(), Stats: v.Stats(ctx),
-		CacheHitPercent:  percent(float64(st.Cache.Hits), float64(st.Cache.Hits+st.Cache.Misses)),
+		CacheHitPercent:  st.Cache.HitPercent(),
 		UploadBufferUsed: st.LogUsed,
 	}
 }
@@ -277,7 +277,7 @@ func (c volumeCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	gauge(descCachePercentUsed, percent(float64(st.Cache.Used), float64(st.Cache.Capacity)))
 	gauge(descCachePercentDirty, percent(float64(st.Cache.Dirty), float64(st.Cache.Capacity)))
-	gauge(descCacheHitPercent, percent(float64(st.Cache.Hits), float64(st.Cache.Hits+st.Cache.Misses)))
+	gauge(descCacheHitPercent, st.Cache.HitPercent())
 	gauge(descUploadBufferUsed, percent(float64(st.LogUsed), float64(st.LogCapacity)))
 	gauge(descCacheUsedBytes, float64(st.Cache.Used))
 	gauge(descCacheFreeBytes, float64(max(st.Cache.Capacity-st.Cache.Used, 0)))

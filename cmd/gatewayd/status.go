@@ -13,6 +13,7 @@ import (
 
 	"github.com/gatewayd/gatewayd/admin"
 	"github.com/gatewayd/gatewayd/api/bandwidthapi"
+	"github.com/gatewayd/gatewayd/api/statsapi"
 	"github.com/gatewayd/gatewayd/config"
 	"github.com/gatewayd/gatewayd/gateway"
 	"github.com/gatewayd/gatewayd/health"
@@ -24,7 +25,7 @@ import (
 // the other endpoints, the data path at a glance.
 type summary struct {
 	admin.Status
-	Stats     *gateway.GatewayStats         `json:"stats,omitempty"`
+	Stats     *statsapi.GatewayStats        `json:"stats,omitempty"`
 	Bandwidth *bandwidthapi.BandwidthStatus `json:"bandwidth,omitempty"`
 	Volumes   []gateway.VolumeStatus        `json:"volumes"`
 	Shares    []gateway.ShareStatus         `json:"shares"`
@@ -99,7 +100,7 @@ func fetchSummary(ctx context.Context, c *admin.Client) (*summary, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &summary{Status: *st, Stats: &gateway.GatewayStats{}, Bandwidth: &bandwidthapi.BandwidthStatus{}}
+	s := &summary{Status: *st, Stats: &statsapi.GatewayStats{}, Bandwidth: &bandwidthapi.BandwidthStatus{}}
 	for _, r := range []struct {
 		path string
 		out  any

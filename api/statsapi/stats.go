@@ -1,4 +1,7 @@
-package gateway
+// Package statsapi serves the gateway-wide data-path figures at GET
+// /v1/stats: the cache, the upload buffers and the transfers of volumes and
+// file shares together.
+package statsapi
 
 import (
 	"net/http"
@@ -46,12 +49,12 @@ type BufferStats struct {
 	Capacity int64 `json:"capacity"`
 }
 
-func gatewayStats(c clock.Clock, vm *volume.Manager, shares *fileshare.Manager) GatewayStats {
+func collect(c clock.Clock, vm *volume.Manager, shares *fileshare.Manager) GatewayStats {
 	vs, ss := vm.Stats(), shares.Stats()
 	return GatewayStats{
 		Time: c.Now().UTC(),
 		Cache: CacheStats{Capacity: vs.Cache.Capacity, Used: vs.Cache.Used, Dirty: vs.Cache.Dirty, Hits: vs.Cache.Hits, Misses: vs.Cache.Misses,
-			HitPercent: percent(float64(vs.Cache.Hits), float64(vs.Cache.Hits+vs.Cache.Misses))},
+			HitPercent: vs.Cache.HitPercent()},
 		UploadBuffer:    BufferStats{Used: vs.LogUsed, Capacity: vs.LogCapacity},
 		ShareBuffer:     BufferStats{Used: ss.LogUsed, Capacity: ss.LogCapacity},
 		BytesUploaded:   vs.BytesUploaded + ss.BytesUploaded,
@@ -61,9 +64,9 @@ func gatewayStats(c clock.Clock, vm *volume.Manager, shares *fileshare.Manager) 
 	}
 }
 
-// registerStatsAPI adds GET /v1/stats.
-func registerStatsAPI(srv *admin.Server, c clock.Clock, vm *volume.Manager, shares *fileshare.Manager) {
+// Register adds GET /v1/stats.
+func Register(srv *admin.Server, c clock.Clock, vm *volume.Manager, shares *fileshare.Manager) {
 	srv.Handle("GET /v1/stats", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		admin.WriteJSON(w, http.StatusOK, gatewayStats(c, vm, shares))
+		admin.WriteJSON(w, http.StatusOK, collect(c, vm, shares))
 	}))
 }
