@@ -112,10 +112,12 @@ type segment struct {
 type request struct {
 	ctx      context.Context
 	rec      []byte
-	need     int64 // bytes reserved for it
-	lsn      LSN   // given when queued
-	buffered bool  // AppendBuffered: its caller does not wait for the sync
-	answered bool  // its caller has had its answer
+	need     int64  // bytes reserved for it
+	lsn      LSN    // given when queued
+	buffered bool   // AppendBuffered: its caller does not wait for the sync
+	crc      uint32 // the CRC-32C of rec, when hasCRC (dataCRC)
+	hasCRC   bool
+	answered bool // its caller has had its answer
 	done     chan error
 }
 
@@ -156,8 +158,9 @@ type Log struct {
 	synced   chan struct{} // closed and replaced when next or written moves, the log fails or the writer stops
 	syncWant LSN           // the highest LSN Sync waits for: the writer syncs until next is past it
 	stats    Stats
-	// writtenWaiters are the callers of Written waiting, by LSN (woken
-	// by progress once their records are written).
+	// writtenWaiters are the callers of Written waiting and the
+	// callbacks of OnWritten, by LSN (woken or called by progress once
+	// their records are written).
 	writtenWaiters []writtenWaiter
 	// retired are the full segments handed to the syncer, oldest first,
 	// until it has synced them.
@@ -789,6 +792,7 @@ func (l *Log) enqueue(ctx context.Context, rec []byte, buffered bool) (*request,
 	}
 	// A record may start a new segment: reserve for its header too.
 	need += segHeaderSize
+	crc, hasCRC := dataCRC(rec) // before the lock: callers compute theirs at once
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	err := l.space.Wait(ctx, func() bool {
@@ -804,7 +808,7 @@ func (l *Log) enqueue(ctx context.Context, rec []byte, buffered bool) (*request,
 		return nil, ErrClosed
 	}
 	l.reserved += need
-	req := &request{ctx: ctx, rec: rec, need: need, lsn: l.assigned, buffered: buffered, answered: buffered, done: make(chan error, 1)}
+	req := &request{ctx: ctx, rec: rec, need: need, lsn: l.assigned, buffered: buffered, answered: buffered, crc: crc, hasCRC: hasCRC, done: make(chan error, 1)}
 	if buffered {
 		req.ctx = context.Background() // its caller has gone: only Close or a failure stops it now
 	}
@@ -878,10 +882,40 @@ func (l *Log) await(ctx context.Context, lsn LSN, mark *atomic.Uint64, sync bool
 	}
 }
 
-// writtenWaiter is a caller of Written waiting for record lsn.
+// writtenWaiter is a caller of Written waiting for record lsn (ch), or
+// a callback of OnWritten (fn).
 type writtenWaiter struct {
 	lsn LSN
 	ch  chan struct{}
+	fn  func()
+}
+
+// wake tells w's waiter. Called with l.mu held.
+func (w writtenWaiter) wake() {
+	if w.fn != nil {
+		w.fn()
+		return
+	}
+	close(w.ch)
+}
+
+// OnWritten calls fn once record lsn and every one before it is written
+// to its segment, or will never be (the log failed or was closed): when
+// Written would return. If that is so already, it calls fn at once.
+// Otherwise fn runs on the goroutine that moves the log on (its writer,
+// mostly) with the log's lock held, so it must be quick, must not block
+// and must not call the log. It is for a caller of AppendBuffered taking
+// its buffer back: no goroutine waits per record in flight, and the
+// writer wakes none.
+func (l *Log) OnWritten(lsn LSN, fn func()) {
+	l.mu.Lock()
+	if LSN(l.written.Load()) > lsn || l.failed != nil || l.stopped || lsn >= l.assigned {
+		l.mu.Unlock()
+		fn()
+		return
+	}
+	l.addWrittenWaiter(writtenWaiter{lsn: lsn, fn: fn})
+	l.mu.Unlock()
 }
 
 // awaitWritten returns a channel closed once written passes lsn, or the
@@ -891,11 +925,17 @@ type writtenWaiter struct {
 // held.
 func (l *Log) awaitWritten(lsn LSN) chan struct{} {
 	w := writtenWaiter{lsn: lsn, ch: make(chan struct{})}
-	i := sort.Search(len(l.writtenWaiters), func(i int) bool { return l.writtenWaiters[i].lsn > lsn })
+	l.addWrittenWaiter(w)
+	return w.ch
+}
+
+// addWrittenWaiter puts w in writtenWaiters, in LSN order. Called with
+// l.mu held.
+func (l *Log) addWrittenWaiter(w writtenWaiter) {
+	i := sort.Search(len(l.writtenWaiters), func(i int) bool { return l.writtenWaiters[i].lsn > w.lsn })
 	l.writtenWaiters = append(l.writtenWaiters, writtenWaiter{})
 	copy(l.writtenWaiters[i+1:], l.writtenWaiters[i:])
 	l.writtenWaiters[i] = w
-	return w.ch
 }
 
 // Yield is for background work that competes with appends for CPU and
@@ -940,21 +980,22 @@ func (l *Log) Flush(ctx context.Context) error {
 }
 
 // progress wakes the callers of Sync to look again, and the callers of
-// Written whose records are written. Called with l.mu held.
+// Written (and calls the callbacks of OnWritten) whose records are
+// written. Called with l.mu held.
 func (l *Log) progress() {
 	close(l.synced)
 	l.synced = make(chan struct{})
 	written, all := LSN(l.written.Load()), l.failed != nil || l.stopped
 	i := 0
 	for ; i < len(l.writtenWaiters) && (all || l.writtenWaiters[i].lsn < written); i++ {
-		close(l.writtenWaiters[i].ch)
+		l.writtenWaiters[i].wake()
 		l.writtenWaiters[i] = writtenWaiter{}
 	}
 	l.writtenWaiters = l.writtenWaiters[i:]
 	// And those whose LSN was dropped (awaitSpace): never appended now.
 	j := len(l.writtenWaiters)
 	for ; j > 0 && l.writtenWaiters[j-1].lsn >= l.assigned; j-- {
-		close(l.writtenWaiters[j-1].ch)
+		l.writtenWaiters[j-1].wake()
 		l.writtenWaiters[j-1] = writtenWaiter{}
 	}
 	l.writtenWaiters = l.writtenWaiters[:j]
@@ -1344,7 +1385,11 @@ func (l *Log) writeBatch(batch []*request) []*request {
 		} else {
 			// A large record goes to the file from the caller's buffer,
 			// not copied into buf first.
-			buf = appendHeader(buf, r.lsn, durable, r.rec)
+			if r.hasCRC {
+				buf = appendHeaderCRC(buf, r.lsn, durable, len(r.rec), r.crc)
+			} else {
+				buf = appendHeader(buf, r.lsn, durable, r.rec)
+			}
 			if err := flush(); err != nil {
 				return l.writeFailed(err, batch[i-len(inBuf):])
 			}
@@ -1384,6 +1429,17 @@ func appendHeader(buf []byte, lsn, durable LSN, rec []byte) []byte {
 	binary.BigEndian.PutUint64(h[8:], uint64(lsn))
 	binary.BigEndian.PutUint64(h[16:], uint64(durable))
 	binary.BigEndian.PutUint32(h[4:], crc32.Update(crc32.Checksum(h[8:], castagnoli), castagnoli, rec))
+	return append(buf, h[:]...)
+}
+
+// appendHeaderCRC is appendHeader for a record of size bytes whose data's
+// CRC-32C is dataCRC: the same bytes, without reading the data.
+func appendHeaderCRC(buf []byte, lsn, durable LSN, size int, dataCRC uint32) []byte {
+	var h [recHeaderSize]byte
+	binary.BigEndian.PutUint32(h[0:], uint32(size))
+	binary.BigEndian.PutUint64(h[8:], uint64(lsn))
+	binary.BigEndian.PutUint64(h[16:], uint64(durable))
+	binary.BigEndian.PutUint32(h[4:], crcCombine(crc32.Checksum(h[8:], castagnoli), dataCRC, size))
 	return append(buf, h[:]...)
 }
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -696,4 +697,62 @@ func TestLargeRecordCutByFullDisk(t *testing.T) {
 	}
 	acked[l.NextLSN()-1] = held
 	checkReplay(t, mem.Crash(), acked)
+}
+
+// OnWritten calls its callback once the record and every one before it
+// are written, not before (here the writer is held in the sync of a
+// durable append ahead of the record), exactly once; at once for a record
+// already written or never appended.
+func TestOnWritten(t *testing.T) {
+	g := newGatedFS()
+	l := open(t, g, "/log", 8<<20, 1<<20)
+	defer l.Close()
+	ctx := context.Background()
+	release := g.hold()
+	defer release()
+	durable := appendInSync(t, g, l, rec(0))
+	buffered, err := l.AppendBuffered(ctx, rec(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var calls sync.Map // LSN -> *atomic.Int32
+	called := make(chan LSN, 8)
+	on := func(lsn LSN) {
+		n, _ := calls.LoadOrStore(lsn, new(atomic.Int32))
+		l.OnWritten(lsn, func() {
+			n.(*atomic.Int32).Add(1)
+			if w := LSN(l.written.Load()); w <= lsn && lsn <= buffered {
+				t.Errorf("callback of LSN %d called with the log written up to %d", lsn, w)
+			}
+			called <- lsn
+		})
+	}
+	on(durable)
+	on(buffered)
+	if len(called) != 0 {
+		t.Fatalf("callback of LSN %d called while the record before it is held in its sync", <-called)
+	}
+	release()
+	got := map[LSN]bool{waitFor(t, "a callback", called): true, waitFor(t, "the other callback", called): true}
+	if !got[durable] || !got[buffered] {
+		t.Fatalf("callbacks of %v, want %d and %d", got, durable, buffered)
+	}
+	on(buffered) // written already
+	on(buffered + 100)
+	if len(called) != 2 {
+		t.Fatalf("%d callbacks called at once for a written record and one never appended, want 2", len(called))
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	calls.Range(func(k, v any) bool {
+		want := int32(1)
+		if k.(LSN) == buffered {
+			want = 2 // registered twice
+		}
+		if n := v.(*atomic.Int32).Load(); n != want {
+			t.Errorf("callback of LSN %d called %d times, want %d", k, n, want)
+		}
+		return true
+	})
 }
