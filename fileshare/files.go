@@ -473,6 +473,8 @@ func (s *Share) Write(ctx context.Context, path string, p []byte, off int64, d D
 // goes there when it fits). release is called once the share no longer
 // reads buf, which for a Buffered write is when its log record has been
 // written, perhaps after WriteFrom returns; buf must not change before.
+// Then the log's writer calls it with the log's lock held: release must
+// be quick, must not block and must not call the share.
 // If that cannot be known (a Durable write whose ctx ended while the log
 // waited for space on its filesystem: the record may still be written),
 // release is not called and buf is left to the garbage collector.
@@ -544,6 +546,9 @@ func (s *Share) write(ctx context.Context, path string, room, p []byte, off int6
 	if err == nil && d == Written {
 		err = s.m.j.Log().Written(ctx, lsn)
 	}
+	if err == nil {
+		s.wrote(ctx, path)
+	}
 	return a, post, err
 }
 
@@ -557,13 +562,11 @@ func (m *Manager) released(ctx context.Context, lsn uploadbuffer.LSN, d Durabili
 	case lsn == 0, d == Durable:
 		release()
 	default:
-		go func() {
-			// Returns once the record is written (not synced: that is
-			// COMMIT's), or will never be (the log failed or was closed):
-			// either way the log is done with it.
-			_ = m.j.Log().Written(context.Background(), lsn)
-			release()
-		}()
+		// Once the record is written (not synced: that is COMMIT's), or
+		// will never be (the log failed or was closed): either way the
+		// log is done with it. Called by the log's writer, with no
+		// goroutine waiting per write.
+		m.j.Log().OnWritten(lsn, release)
 	}
 }
 
@@ -1088,11 +1091,12 @@ func (m *Manager) upload(ctx context.Context, s *Share, k fileKey) (int64, error
 	if err := m.eventsFull(); err != nil {
 		return 0, fmt.Errorf("share %s: upload %s: %w", k.share, path, err)
 	}
-	if err := m.sealXattrs(ctx, &attr); err != nil {
+	release, err := m.sealXattrs(ctx, &attr)
+	if err != nil {
 		m.uploadErrors.Add(1)
 		return 0, fmt.Errorf("share %s: upload %s: %w", k.share, path, err)
 	}
-	var err error
+	defer release()
 	sent := attr.Size
 	if attr.Type == TypeFile && !data && base.etag != "" && attr.Size == base.Size {
 		// Only attributes changed (a chmod while the store was away): the
