@@ -2,6 +2,7 @@ package fileshare
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strconv"
@@ -78,8 +79,34 @@ func (m *Manager) settleDeletes(ctx context.Context, share string) error {
 	}
 	m.filesMu.Unlock()
 	sort.Slice(ops, func(i, j int) bool { return ops[i].lsn < ops[j].lsn })
+	// The removed records are written without a sync each and synced
+	// once, before their removes leave m.deletes (which lets the trim pass
+	// them) and before a move or an upload can write at their keys: a
+	// round of many removes costs one sync, not one each.
+	var done []op
+	finish := func() error {
+		if len(done) == 0 {
+			return nil
+		}
+		if err := m.j.Sync(ctx); err != nil {
+			return err
+		}
+		m.filesMu.Lock()
+		for _, o := range done {
+			if m.deletes[deleteKey(share, o.key)] == o.lsn {
+				delete(m.deletes, deleteKey(share, o.key))
+			}
+		}
+		m.filesMu.Unlock()
+		done = done[:0]
+		return nil
+	}
+	written := WithDurability(ctx, Written)
 	for _, o := range ops {
 		if o.key == "" {
+			if err := finish(); err != nil {
+				return err
+			}
 			if err := m.settleMove(ctx, o.mv); err != nil {
 				return err
 			}
@@ -88,24 +115,17 @@ func (m *Manager) settleDeletes(ctx context.Context, share string) error {
 		k := o.key
 		if err := m.opts.Store.Delete(ctx, k); err != nil {
 			m.storeFailed(ctx, err)
-			return fmt.Errorf("share %s: delete %s: %w", share, k, err)
+			return errors.Join(fmt.Errorf("share %s: delete %s: %w", share, k, err), finish())
 		}
 		m.storeBack()
 		// Before the removed record: a replay that deletes again names
 		// the event alike.
 		m.notifyDeleted(ctx, share, k, notify.StableID(string(notify.FileDeleted), share, k, strconv.FormatUint(uint64(o.lsn), 10)))
 		rec := record{typ: recRemoved, share: share, data: []byte(k)}
-		err := m.logAndApply(ctx, rec, func(uploadbuffer.LSN) error {
-			m.filesMu.Lock()
-			if m.deletes[deleteKey(share, k)] == o.lsn {
-				delete(m.deletes, deleteKey(share, k))
-			}
-			m.filesMu.Unlock()
-			return nil
-		})
-		if err != nil {
-			return err
+		if err := m.logAndApply(written, rec, func(uploadbuffer.LSN) error { return nil }); err != nil {
+			return errors.Join(err, finish())
 		}
+		done = append(done, o)
 	}
-	return nil
+	return finish()
 }

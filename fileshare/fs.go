@@ -298,8 +298,9 @@ func (s *Share) remember(p string, a Attr, exists bool) {
 // listing loses p's name.
 func (s *Share) invalidateTree(p string) {
 	s.attrMu.Lock()
+	below := p + "/"
 	for k := range s.attrs {
-		if k == p || strings.HasPrefix(k, p+"/") {
+		if k == p || strings.HasPrefix(k, below) {
 			delete(s.attrs, k)
 		}
 	}
@@ -308,9 +309,21 @@ func (s *Share) invalidateTree(p string) {
 	s.attrMu.Unlock()
 }
 
+// invalidateFile is invalidateTree for a path that is not a directory:
+// nothing below it is cached and it has no listing, so no walk of the
+// whole cache (a remove of each of many small files walked it every
+// time).
+func (s *Share) invalidateFile(p string) {
+	s.attrMu.Lock()
+	delete(s.attrs, p)
+	s.noteEntry(p, 0, false)
+	s.attrMu.Unlock()
+}
+
 // Refresh forgets the cached attributes and listing of p (with
 // recursive, of everything below it too), so the next look asks the store:
-// objects put, changed or deleted directly in S3 appear at once.
+// objects put, changed or deleted directly in S3 appear at once. The
+// frontends hear of it (OnChange) and drop what they cached of p too.
 func (s *Share) Refresh(p string, recursive bool) error {
 	p, err := cleanPath(p)
 	if err != nil {
@@ -329,6 +342,7 @@ func (s *Share) Refresh(p string, recursive bool) error {
 			}
 		}
 		s.attrMu.Unlock()
+		s.changed(p)
 		return nil
 	}
 	if p == "" {
@@ -336,9 +350,10 @@ func (s *Share) Refresh(p string, recursive bool) error {
 		s.attrs = map[string]cachedAttr{}
 		s.dirs.clear()
 		s.attrMu.Unlock()
-		return nil
+	} else {
+		s.invalidateTree(p)
 	}
-	s.invalidateTree(p)
+	s.changed(p)
 	return nil
 }
 
@@ -766,8 +781,13 @@ func (s *Share) Remove(ctx context.Context, p string) error {
 	delete(s.unborn, p)
 	s.attrMu.Unlock()
 	if !unborn && !s.m.deleting(s.cfg.Name, key) {
-		err := errPending // a move there waits for the store: the delete comes after it
-		if !s.m.pendingKey(s.cfg.Name, key) {
+		// A move there waits for the store: the delete comes after it. A
+		// caller that asks for Written gets the remove answered as its
+		// creates are, once the record is written: the delete waits in the
+		// log for the next upload round, which does it before anything is
+		// uploaded at the key (settleDeletes).
+		err := errPending
+		if durabilityOf(ctx) != Written && !s.m.pendingKey(s.cfg.Name, key) {
 			if err = s.m.opts.Store.Delete(ctx, key); err == nil {
 				s.m.notifyDeleted(ctx, s.cfg.Name, key, "")
 			}
@@ -776,7 +796,8 @@ func (s *Share) Remove(ctx context.Context, p string) error {
 			if err != errPending && !s.m.storeFailed(ctx, err) {
 				return err
 			}
-			// The store is away: the delete waits in the log.
+			// The store is away, or the delete waits for a move or
+			// for the next round: it waits in the log.
 			if err := s.m.deferDelete(ctx, s.cfg.Name, key); err != nil {
 				return err
 			}
@@ -785,7 +806,11 @@ func (s *Share) Remove(ctx context.Context, p string) error {
 	if a.Type != TypeDir {
 		_ = s.m.opts.Cache.DropVolume(cacheVolume(s.cfg.Name, a.Ino))
 	}
-	s.invalidateTree(p)
+	if a.Type == TypeDir {
+		s.invalidateTree(p)
+	} else {
+		s.invalidateFile(p)
+	}
 	s.remember(p, Attr{}, false)
 	if a.Type == TypeDir {
 		s.dropTimes(a.Ino)
@@ -994,6 +1019,7 @@ func (s *Share) Rename(ctx context.Context, from, to string) error {
 		}
 		moved, intent = true, true
 	case src.Type != TypeDir:
+		defer s.m.sidecarUses.copying()() // (xattrgc.go)
 		if err := copier.Copy(ctx, fromKey, toKey); err != nil {
 			if !s.m.storeFailed(ctx, err) {
 				return err
@@ -1020,6 +1046,7 @@ func (s *Share) Rename(ctx context.Context, from, to string) error {
 		// Copy everything, then delete the sources: an interruption
 		// leaves both trees, never neither.
 		err := func() error {
+			defer s.m.sidecarUses.copying()() // (xattrgc.go)
 			for _, k := range keys {
 				if err := copier.Copy(ctx, k, s.key(to)+strings.TrimPrefix(k, s.key(from))); err != nil {
 					return err
@@ -1082,6 +1109,11 @@ func (s *Share) SetAttr(ctx context.Context, p string, ch SetAttr) (Attr, error)
 		defer s.dirMetaMu.Unlock()
 	}
 	a, err := s.setAttr(ctx, p, &ch)
+	if err == nil && a.Type == TypeFile && ch.Size != nil {
+		if cp, cerr := cleanPath(p); cerr == nil {
+			s.wrote(ctx, cp)
+		}
+	}
 	if err != nil || a.Type != TypeDir {
 		return a, err
 	}
@@ -1158,12 +1190,14 @@ func (s *Share) setAttr(ctx context.Context, p string, ch *SetAttr) (Attr, error
 			key = s.cfg.Prefix
 		}
 	}
-	if err := s.m.sealXattrs(ctx, &a); err != nil {
+	release, err := s.m.sealXattrs(ctx, &a)
+	if err != nil {
 		if canLog && s.m.storeFailed(ctx, err) {
 			return s.m.setattrLogged(ctx, s, p, orig, *ch)
 		}
 		return Attr{}, err
 	}
+	defer release()
 	mp := s.m.opts.Store.(objstore.MetadataPutter)
 	err = mp.SetMeta(ctx, key, a.metadata())
 	if objstore.IsNotFound(err) && a.Type == TypeDir {

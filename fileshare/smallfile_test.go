@@ -123,9 +123,10 @@ func TestSmallFileSyncs(t *testing.T) {
 	}
 }
 
-// Creates, writes and SETATTRs answered Written (the SMB view's) survive
-// a kill -9 of the process at any moment without a sync of the log, and
-// a power loss once a Sync (the view's fsync) has returned.
+// Creates, writes, SETATTRs and removes answered Written (the SMB view's)
+// survive a kill -9 of the process at any moment without a sync of the
+// log, and a power loss once a Sync (the view's fsync) has returned; a
+// removed file's object is deleted by the next upload round.
 func TestSmallFilesWrittenSurviveKill(t *testing.T) {
 	ctx := context.Background()
 	memFS := vfs.NewMem()
@@ -160,11 +161,26 @@ func TestSmallFilesWrittenSurviveKill(t *testing.T) {
 		f.mtime = time.Unix(1700000000+int64(i), int64(i))
 		must[Attr](t)(s.SetAttr(wctx, p, SetAttr{Mtime: &f.mtime}))
 		acked[p] = f
-		if i == 5 { // an upload round among them: inodes to the table, objects up, a trim
+		switch i {
+		case 5: // an upload round among them: inodes to the table, objects up, a trim
 			if err := e.m.Flush(ctx, ""); err != nil {
 				t.Fatal(err)
 			}
 			syncs = e.log.Stats().Syncs
+		case 7, 10: // a remove of a file uploaded at that round: its object's delete waits for the next
+			q := fmt.Sprintf("d/f%d", i-6)
+			if err := s.Remove(wctx, q); err != nil {
+				t.Fatal(err)
+			}
+			acked[q] = smallFile{removed: true}
+			if _, err := e.store.Stat(ctx, "docs/"+q); err != nil {
+				t.Errorf("%s's object after a remove answered Written: %v, want it kept until the round", q, err)
+			}
+		case 8: // a remove of a file not uploaded, its inode not in the table
+			if err := s.Remove(wctx, p); err != nil {
+				t.Fatal(err)
+			}
+			acked[p] = smallFile{removed: true}
 		}
 		if i%3 == 2 {
 			kills = append(kills, copies{fmt.Sprintf("kill after file %d", i), memFS.Kill(), copyMeta(t, e.md), copyStore(t, e.store), maps.Clone(acked)})
@@ -176,6 +192,7 @@ func TestSmallFilesWrittenSurviveKill(t *testing.T) {
 	if err := s.Sync(ctx); err != nil {
 		t.Fatal(err)
 	}
+	checkSmallFiles(t, "without a crash", s, acked)
 	kills = append(kills, copies{"power loss after a sync", memFS.Crash(), copyMeta(t, e.md), copyStore(t, e.store), maps.Clone(acked)})
 	for _, k := range kills {
 		e := &env{t: t, dir: "/d", store: k.store, md: k.md, logFS: k.fs, cacheFS: k.fs}
@@ -188,7 +205,65 @@ func TestSmallFilesWrittenSurviveKill(t *testing.T) {
 		checkSmallFiles(t, k.what+", after the uploads", s, k.acked)
 		e.restart()
 		checkSmallFiles(t, k.what+", after the uploads and a restart", e.share("docs"), k.acked)
+		for p, f := range k.acked {
+			if _, err := e.store.Stat(ctx, "docs/"+p); f.removed && !objstore.IsNotFound(err) {
+				t.Errorf("%s: %s was removed, its object after the uploads: %v", k.what, p, err)
+			}
+		}
 		e.close()
+	}
+}
+
+// Removes answered Written cost no sync of the log each, and the upload
+// round that deletes their objects records them all done with one sync.
+func TestWrittenRemovesDeletedInOneSync(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	must[Config](t)(e.m.Create(ctx, Config{Name: "docs"}))
+	s := e.share("docs")
+	const n = 40
+	for i := range n {
+		p := fmt.Sprintf("f%d", i)
+		must[Attr](t)(s.Create(ctx, p, 0o644, 0, 0, true))
+		must[Attr](t)(s.WriteAt(ctx, p, []byte(p), 0))
+	}
+	if err := e.m.Flush(ctx, ""); err != nil {
+		t.Fatal(err)
+	}
+	wctx := WithDurability(ctx, Written)
+	syncs := e.log.Stats().Syncs
+	for i := range n {
+		if err := s.Remove(wctx, fmt.Sprintf("f%d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := e.log.Stats().Syncs - syncs; got != 0 {
+		t.Errorf("%d syncs of the log for %d removes answered Written, want 0", got, n)
+	}
+	if names := must[[]DirEntry](t)(s.ReadDir(ctx, "")); len(names) != 0 {
+		t.Errorf("the share lists %d entries after the removes, want none", len(names))
+	}
+	syncs = e.log.Stats().Syncs
+	if err := e.m.Flush(ctx, ""); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.log.Stats().Syncs - syncs; got > 2 {
+		t.Errorf("%d syncs of the log in the round deleting %d objects, want at most 2", got, n)
+	}
+	for i := range n {
+		if _, err := e.store.Stat(ctx, fmt.Sprintf("docs/f%d", i)); !objstore.IsNotFound(err) {
+			t.Errorf("f%d's object after the round: %v", i, err)
+		}
+	}
+	if st := e.m.Stats(); st.Pending["docs"] != 0 {
+		t.Errorf("%d changes pending after the round", st.Pending["docs"])
+	}
+	e.restart()
+	s = e.share("docs")
+	for i := range n {
+		if _, err := s.Stat(ctx, fmt.Sprintf("f%d", i)); !isNotExist(err) {
+			t.Errorf("f%d after a restart: %v", i, err)
+		}
 	}
 }
 

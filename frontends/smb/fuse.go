@@ -700,7 +700,11 @@ func (n *node) Rename(ctx context.Context, name string, newParent fs.InodeEmbedd
 	return errno(n.share.Rename(ctx, from, to))
 }
 
+// Unlink and Rmdir return once the remove's record is written, as the
+// view's other changes do (see written): the store's delete follows in
+// the background.
 func (n *node) Unlink(ctx context.Context, name string) syscall.Errno {
+	ctx = written(ctx)
 	p := n.child(name)
 	a, err := n.share.Stat(ctx, p)
 	if err != nil {
@@ -713,6 +717,7 @@ func (n *node) Unlink(ctx context.Context, name string) syscall.Errno {
 }
 
 func (n *node) Rmdir(ctx context.Context, name string) syscall.Errno {
+	ctx = written(ctx)
 	p := n.child(name)
 	a, err := n.share.Stat(ctx, p)
 	if err != nil {
