@@ -322,8 +322,7 @@ func (s *Share) invalidateFile(p string) {
 
 // Refresh forgets the cached attributes and listing of p (with
 // recursive, of everything below it too), so the next look asks the store:
-// objects put, changed or deleted directly in S3 appear at once. The
-// frontends hear of it (OnChange) and drop what they cached of p too.
+// objects put, changed or deleted directly in S3 appear at once.
 func (s *Share) Refresh(p string, recursive bool) error {
 	p, err := cleanPath(p)
 	if err != nil {
@@ -342,7 +341,6 @@ func (s *Share) Refresh(p string, recursive bool) error {
 			}
 		}
 		s.attrMu.Unlock()
-		s.changed(p)
 		return nil
 	}
 	if p == "" {
@@ -350,10 +348,9 @@ func (s *Share) Refresh(p string, recursive bool) error {
 		s.attrs = map[string]cachedAttr{}
 		s.dirs.clear()
 		s.attrMu.Unlock()
-	} else {
-		s.invalidateTree(p)
+		return nil
 	}
-	s.changed(p)
+	s.invalidateTree(p)
 	return nil
 }
 
@@ -1019,7 +1016,6 @@ func (s *Share) Rename(ctx context.Context, from, to string) error {
 		}
 		moved, intent = true, true
 	case src.Type != TypeDir:
-		defer s.m.sidecarUses.copying()() // (xattrgc.go)
 		if err := copier.Copy(ctx, fromKey, toKey); err != nil {
 			if !s.m.storeFailed(ctx, err) {
 				return err
@@ -1046,7 +1042,6 @@ func (s *Share) Rename(ctx context.Context, from, to string) error {
 		// Copy everything, then delete the sources: an interruption
 		// leaves both trees, never neither.
 		err := func() error {
-			defer s.m.sidecarUses.copying()() // (xattrgc.go)
 			for _, k := range keys {
 				if err := copier.Copy(ctx, k, s.key(to)+strings.TrimPrefix(k, s.key(from))); err != nil {
 					return err
@@ -1109,11 +1104,6 @@ func (s *Share) SetAttr(ctx context.Context, p string, ch SetAttr) (Attr, error)
 		defer s.dirMetaMu.Unlock()
 	}
 	a, err := s.setAttr(ctx, p, &ch)
-	if err == nil && a.Type == TypeFile && ch.Size != nil {
-		if cp, cerr := cleanPath(p); cerr == nil {
-			s.wrote(ctx, cp)
-		}
-	}
 	if err != nil || a.Type != TypeDir {
 		return a, err
 	}
@@ -1190,14 +1180,12 @@ func (s *Share) setAttr(ctx context.Context, p string, ch *SetAttr) (Attr, error
 			key = s.cfg.Prefix
 		}
 	}
-	release, err := s.m.sealXattrs(ctx, &a)
-	if err != nil {
+	if err := s.m.sealXattrs(ctx, &a); err != nil {
 		if canLog && s.m.storeFailed(ctx, err) {
 			return s.m.setattrLogged(ctx, s, p, orig, *ch)
 		}
 		return Attr{}, err
 	}
-	defer release()
 	mp := s.m.opts.Store.(objstore.MetadataPutter)
 	err = mp.SetMeta(ctx, key, a.metadata())
 	if objstore.IsNotFound(err) && a.Type == TypeDir {
