@@ -7,11 +7,10 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"strings"
 	"sync"
 
-	"github.com/gatewayd/gatewayd/admin"
+	"github.com/gatewayd/gatewayd/api/volumeapi"
 	"github.com/gatewayd/gatewayd/config"
 	"github.com/gatewayd/gatewayd/errkind"
 	"github.com/gatewayd/gatewayd/frontends/iscsi"
@@ -21,44 +20,8 @@ import (
 	"github.com/gatewayd/gatewayd/volume"
 )
 
-// ISCSIAccess is a volume's iSCSI access control, kept in meta under
-// iscsi/<volume id>. Secrets stay on the gateway (its data directory is
-// private to it); the admin API never returns them unless asked.
-type ISCSIAccess struct {
-	CHAPUser     string   `json:"chap_user,omitempty"`
-	CHAPSecret   string   `json:"chap_secret,omitempty"`
-	MutualUser   string   `json:"mutual_user,omitempty"`
-	MutualSecret string   `json:"mutual_secret,omitempty"`
-	Initiators   []string `json:"initiators,omitempty"`
-}
-
-// Validate checks the settings before they are stored.
-func (a ISCSIAccess) Validate() error {
-	if a.CHAPUser != "" || a.CHAPSecret != "" {
-		if err := iscsi.ValidateCHAP(a.CHAPUser, a.CHAPSecret); err != nil {
-			return err
-		}
-	}
-	if a.MutualUser != "" || a.MutualSecret != "" {
-		if a.CHAPUser == "" {
-			return errors.New("iscsi: mutual CHAP needs one-way CHAP (--chap-user, --chap-secret) too")
-		}
-		if err := iscsi.ValidateCHAP(a.MutualUser, a.MutualSecret); err != nil {
-			return fmt.Errorf("mutual: %w", err)
-		}
-		if a.MutualSecret == a.CHAPSecret {
-			return errors.New("iscsi: the mutual CHAP secret must differ from the initiator's (RFC 7143 section 12.1.3)")
-		}
-	}
-	for _, i := range a.Initiators {
-		if err := iscsi.ValidName(strings.ToLower(i)); err != nil {
-			return fmt.Errorf("allowed initiator: %w", err)
-		}
-	}
-	return nil
-}
-
-func (a ISCSIAccess) auth() iscsi.Auth {
+// authOf is a volume's access settings as the target checks them.
+func authOf(a volumeapi.ISCSIAccess) iscsi.Auth {
 	return iscsi.Auth{CHAPUser: a.CHAPUser, CHAPSecret: a.CHAPSecret, MutualUser: a.MutualUser,
 		MutualSecret: a.MutualSecret, Initiators: a.Initiators}
 }
@@ -91,7 +54,7 @@ func startISCSI(ctx context.Context, cfg *config.Config, vm *volume.Manager, md 
 	f := &iscsiFrontend{vm: vm, md: md, prefix: cfg.ISCSI.IQNPrefix, log: log, luns: map[string]*scsi.LU{}}
 	f.srv = iscsi.NewServer(iscsi.Config{Logger: log, NOPInterval: cfg.ISCSI.NOPInterval, NOPTimeout: cfg.ISCSI.NOPTimeout, Latency: lat.observeISCSI})
 	for _, v := range vm.List() {
-		if err := f.serve(ctx, v); err != nil {
+		if err := f.Serve(ctx, v); err != nil {
 			return nil, err
 		}
 	}
@@ -111,8 +74,8 @@ func startISCSI(ctx context.Context, cfg *config.Config, vm *volume.Manager, md 
 
 func (f *iscsiFrontend) close() { f.srv.Close() }
 
-func (f *iscsiFrontend) access(ctx context.Context, volumeID string) (ISCSIAccess, error) {
-	var a ISCSIAccess
+func (f *iscsiFrontend) access(ctx context.Context, volumeID string) (volumeapi.ISCSIAccess, error) {
+	var a volumeapi.ISCSIAccess
 	err := f.md.View(ctx, func(tx meta.Txn) error {
 		b, err := tx.Get(accessKey(volumeID))
 		if errors.Is(err, meta.ErrNotFound) {
@@ -126,7 +89,7 @@ func (f *iscsiFrontend) access(ctx context.Context, volumeID string) (ISCSIAcces
 	return a, err
 }
 
-func (f *iscsiFrontend) setAccess(ctx context.Context, volumeID string, a ISCSIAccess) error {
+func (f *iscsiFrontend) SetAccess(ctx context.Context, volumeID string, a volumeapi.ISCSIAccess) error {
 	b, err := json.Marshal(a)
 	if err != nil {
 		return err
@@ -134,8 +97,8 @@ func (f *iscsiFrontend) setAccess(ctx context.Context, volumeID string, a ISCSIA
 	return f.md.Update(ctx, func(tx meta.Txn) error { return tx.Set(accessKey(volumeID), b) })
 }
 
-// serve (re)publishes v's target with its current access settings.
-func (f *iscsiFrontend) serve(ctx context.Context, v *volume.Volume) error {
+// Serve (re)publishes v's target with its current access settings.
+func (f *iscsiFrontend) Serve(ctx context.Context, v *volume.Volume) error {
 	info := v.Info()
 	a, err := f.access(ctx, info.ID)
 	if err != nil {
@@ -153,11 +116,11 @@ func (f *iscsiFrontend) serve(ctx context.Context, v *volume.Volume) error {
 	// returning (volume.WriteAt keeps no reference to it, as io.WriterAt
 	// requires), so the target may reuse its data-out buffers.
 	return f.srv.SetTarget(&iscsi.Target{Name: TargetName(f.prefix, info.Name), Alias: info.Name,
-		LUNs: map[uint64]*scsi.LU{0: lu}, Auth: a.auth(), ReuseDataOut: true})
+		LUNs: map[uint64]*scsi.LU{0: lu}, Auth: authOf(a), ReuseDataOut: true})
 }
 
-// checkName refuses a volume name whose target name another volume has.
-func (f *iscsiFrontend) checkName(name string) error {
+// CheckName refuses a volume name whose target name another volume has.
+func (f *iscsiFrontend) CheckName(name string) error {
 	want := TargetName(f.prefix, name)
 	f.mu.Lock()
 	taken := f.reserved[want]
@@ -193,7 +156,16 @@ func (f *iscsiFrontend) volumeServedAs(target string) string {
 	return ""
 }
 
-func (f *iscsiFrontend) removed(ctx context.Context, info volume.Info) {
+// Unserve stops serving info's target; Serve serves it again.
+func (f *iscsiFrontend) Unserve(info volume.Info) {
+	f.srv.RemoveTarget(TargetName(f.prefix, info.Name))
+}
+
+// Sessions lists the portal's sessions.
+func (f *iscsiFrontend) Sessions() []iscsi.SessionInfo { return f.srv.Sessions() }
+
+// Removed forgets a deleted volume's target and access settings.
+func (f *iscsiFrontend) Removed(ctx context.Context, info volume.Info) {
 	f.srv.RemoveTarget(TargetName(f.prefix, info.Name))
 	f.mu.Lock()
 	delete(f.luns, info.ID)
@@ -203,8 +175,8 @@ func (f *iscsiFrontend) removed(ctx context.Context, info volume.Info) {
 	}
 }
 
-// grown tells initiators the capacity changed (unit attention 2A/09).
-func (f *iscsiFrontend) grown(info volume.Info) {
+// Grown tells initiators the capacity changed (unit attention 2A/09).
+func (f *iscsiFrontend) Grown(info volume.Info) {
 	f.mu.Lock()
 	lu := f.luns[info.ID]
 	f.mu.Unlock()
@@ -213,9 +185,9 @@ func (f *iscsiFrontend) grown(info volume.Info) {
 	}
 }
 
-// writeCacheChanged tells initiators the volume's write cache is now on
+// WriteCacheChanged tells initiators the volume's write cache is now on
 // or off (WCE in the Caching page, unit attention 2A/01).
-func (f *iscsiFrontend) writeCacheChanged(info volume.Info) {
+func (f *iscsiFrontend) WriteCacheChanged(info volume.Info) {
 	f.mu.Lock()
 	lu := f.luns[info.ID]
 	f.mu.Unlock()
@@ -227,8 +199,8 @@ func (f *iscsiFrontend) writeCacheChanged(info volume.Info) {
 	}
 }
 
-// sessionsOf lists the initiators logged in to info's target.
-func (f *iscsiFrontend) sessionsOf(info volume.Info) []string {
+// SessionsOf lists the initiators logged in to info's target.
+func (f *iscsiFrontend) SessionsOf(info volume.Info) []string {
 	name := TargetName(f.prefix, info.Name)
 	var out []string
 	for _, s := range f.srv.Sessions() {
@@ -243,27 +215,13 @@ func (f *iscsiFrontend) state() string {
 	return fmt.Sprintf("serving %d targets, %d sessions", len(f.srv.Targets()), len(f.srv.Sessions()))
 }
 
-// AttachInfo is what an initiator needs to reach a volume.
-type AttachInfo struct {
-	Volume       string   `json:"volume"`
-	Target       string   `json:"target"`
-	Portal       string   `json:"portal"`
-	LUN          int      `json:"lun"`
-	CHAPUser     string   `json:"chap_user,omitempty"`
-	CHAPSecret   string   `json:"chap_secret,omitempty"` // only with ?secrets=1
-	MutualUser   string   `json:"mutual_user,omitempty"`
-	MutualSecret string   `json:"mutual_secret,omitempty"` // only with ?secrets=1
-	Initiators   []string `json:"initiators,omitempty"`
-	URL          string   `json:"url"` // libiscsi / qemu form
-}
-
-func (f *iscsiFrontend) attachInfo(ctx context.Context, v *volume.Volume, secrets bool) (AttachInfo, error) {
+func (f *iscsiFrontend) AttachInfo(ctx context.Context, v *volume.Volume, secrets bool) (volumeapi.AttachInfo, error) {
 	info := v.Info()
 	a, err := f.access(ctx, info.ID)
 	if err != nil {
-		return AttachInfo{}, err
+		return volumeapi.AttachInfo{}, err
 	}
-	ai := AttachInfo{Volume: info.Name, Target: TargetName(f.prefix, info.Name), Portal: f.addr,
+	ai := volumeapi.AttachInfo{Volume: info.Name, Target: TargetName(f.prefix, info.Name), Portal: f.addr,
 		CHAPUser: a.CHAPUser, MutualUser: a.MutualUser, Initiators: a.Initiators}
 	user := ""
 	if a.CHAPUser != "" {
@@ -276,60 +234,4 @@ func (f *iscsiFrontend) attachInfo(ctx context.Context, v *volume.Volume, secret
 	}
 	ai.URL = fmt.Sprintf("iscsi://%s%s/%s/0", user, f.addr, ai.Target)
 	return ai, nil
-}
-
-// registerISCSIAPI adds the iSCSI endpoints of /v1/volumes.
-func registerISCSIAPI(srv *admin.Server, f *iscsiFrontend) {
-	srv.Handle("GET /v1/volumes/{name}/attach-info", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		v, err := f.vm.Get(r.PathValue("name"))
-		if err != nil {
-			admin.WriteError(w, httpCode(err), err)
-			return
-		}
-		ai, err := f.attachInfo(r.Context(), v, r.URL.Query().Get("secrets") == "1")
-		if err != nil {
-			admin.WriteError(w, httpCode(err), err)
-			return
-		}
-		admin.WriteJSON(w, http.StatusOK, ai)
-	}))
-	srv.Handle("PUT /v1/volumes/{name}/iscsi", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var a ISCSIAccess
-		if err := decodeBody(r, &a); err != nil {
-			admin.WriteError(w, http.StatusBadRequest, err)
-			return
-		}
-		if err := a.Validate(); err != nil {
-			admin.WriteError(w, http.StatusBadRequest, err)
-			return
-		}
-		v, err := f.vm.Get(r.PathValue("name"))
-		if err != nil {
-			admin.WriteError(w, httpCode(err), err)
-			return
-		}
-		if err := f.setAccess(r.Context(), v.Info().ID, a); err != nil {
-			admin.WriteError(w, httpCode(err), err)
-			return
-		}
-		// Republishing the target ends its sessions: initiators log in
-		// again under the new rules.
-		if err := f.serve(r.Context(), v); err != nil {
-			admin.WriteError(w, httpCode(err), err)
-			return
-		}
-		ai, err := f.attachInfo(r.Context(), v, false)
-		if err != nil {
-			admin.WriteError(w, httpCode(err), err)
-			return
-		}
-		admin.WriteJSON(w, http.StatusOK, ai)
-	}))
-	srv.Handle("GET /v1/iscsi/sessions", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		out := f.srv.Sessions()
-		if out == nil {
-			out = []iscsi.SessionInfo{}
-		}
-		admin.WriteJSON(w, http.StatusOK, out)
-	}))
 }

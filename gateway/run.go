@@ -17,6 +17,7 @@ import (
 	"github.com/gatewayd/gatewayd/admin"
 	"github.com/gatewayd/gatewayd/api/bandwidthapi"
 	"github.com/gatewayd/gatewayd/api/statsapi"
+	"github.com/gatewayd/gatewayd/api/volumeapi"
 	"github.com/gatewayd/gatewayd/cache"
 	"github.com/gatewayd/gatewayd/clock"
 	"github.com/gatewayd/gatewayd/config"
@@ -215,7 +216,11 @@ func Run(ctx context.Context, cfg *config.Config, opts RunOptions) error {
 		}
 		return err
 	}
-	registerVolumeAPI(srv, vm, iscsiFE)
+	var targets volumeapi.Targets // nil, not a nil *iscsiFrontend, when iSCSI is off
+	if iscsiFE != nil {
+		targets = iscsiFE
+	}
+	volumeapi.Register(srv, vm, targets)
 	registerSnapshotAPI(srv, vm, store, codec, cfg.Snapshots.GCGrace)
 	// smbd and the FUSE views start only now: a second daemon on the same
 	// data directory has failed above, before touching the first one's.
@@ -232,9 +237,6 @@ func Run(ctx context.Context, cfg *config.Config, opts RunOptions) error {
 	registerSMBAPI(srv, smbFE)
 	registerTapeAPI(srv, tl)
 	statsapi.Register(srv, opts.Clock, vm, dp.shares)
-	if iscsiFE != nil {
-		registerISCSIAPI(srv, iscsiFE)
-	}
 	bw, err := bandwidthapi.New(ctx, store.Limiter, md, opts.Clock.Now, bandwidthapi.Bandwidth{
 		UploadBytesPerSec: int64(cfg.Store.UploadLimit), DownloadBytesPerSec: int64(cfg.Store.DownloadLimit),
 	})

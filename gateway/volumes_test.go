@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/gatewayd/gatewayd/admin"
+	"github.com/gatewayd/gatewayd/api/volumeapi"
 	"github.com/gatewayd/gatewayd/cache"
 	"github.com/gatewayd/gatewayd/frontends/iscsi"
 	"github.com/gatewayd/gatewayd/frontends/iscsi/scsi"
@@ -73,7 +74,7 @@ func TestWriteCacheOffWithFailedFlushStillTellsInitiators(t *testing.T) {
 	log := slog.New(slog.DiscardHandler)
 	fe := &iscsiFrontend{srv: iscsi.NewServer(iscsi.Config{Logger: log}), vm: vm, md: md, prefix: "iqn.2026-01.test", log: log,
 		luns: map[string]*scsi.LU{}, reserved: map[string]bool{}}
-	if err := fe.serve(ctx, v); err != nil {
+	if err := fe.Serve(ctx, v); err != nil {
 		t.Fatal(err)
 	}
 	wce := func() bool { return fe.luns[info.ID].Page(0x08, 0)[2]&0x04 != 0 }
@@ -85,7 +86,7 @@ func TestWriteCacheOffWithFailedFlushStillTellsInitiators(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	registerVolumeAPI(srv, vm, fe)
+	volumeapi.Register(srv, vm, fe)
 	sctx, stop := context.WithCancel(ctx)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(sctx) }()
@@ -104,7 +105,7 @@ func TestWriteCacheOffWithFailedFlushStillTellsInitiators(t *testing.T) {
 		t.Fatal(err)
 	}
 	off := false
-	err = admin.NewUnixClient(filepath.Join(dir, "admin.sock")).Do(ctx, http.MethodPatch, "/v1/volumes/v", UpdateVolumeRequest{WriteCache: &off}, nil)
+	err = admin.NewUnixClient(filepath.Join(dir, "admin.sock")).Do(ctx, http.MethodPatch, "/v1/volumes/v", volumeapi.UpdateVolumeRequest{WriteCache: &off}, nil)
 	if err == nil {
 		t.Fatal("turning the write cache off succeeded though the flush of the writes before could not be written")
 	}

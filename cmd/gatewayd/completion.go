@@ -6,6 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/gatewayd/gatewayd/api/volumeapi"
 	"github.com/gatewayd/gatewayd/gateway"
 	"github.com/gatewayd/gatewayd/volume"
 )
@@ -49,7 +50,7 @@ func listNames[T any](g *globals, path string, name func(T) string) func(*cobra.
 }
 
 func volumeNames(g *globals) func(*cobra.Command) ([]string, error) {
-	return listNames(g, "/v1/volumes", func(v gateway.VolumeStatus) string { return v.Name })
+	return listNames(g, "/v1/volumes", func(v volumeapi.VolumeStatus) string { return v.Name })
 }
 
 func shareNames(g *globals) func(*cobra.Command) ([]string, error) {

@@ -26,7 +26,7 @@ import (
 
 	"github.com/gatewayd/gatewayd/admin"
 	"github.com/gatewayd/gatewayd/api/bandwidthapi"
-	"github.com/gatewayd/gatewayd/gateway"
+	"github.com/gatewayd/gatewayd/api/volumeapi"
 	"github.com/gatewayd/gatewayd/internal/testrand"
 	"github.com/gatewayd/gatewayd/volume"
 )
@@ -200,7 +200,7 @@ func TestConsoleInBrowser(t *testing.T) {
 		setValue(`form[data-form="volumes"] select[name="kind"]`, "stored"),
 		chromedp.Click(`form[data-form="volumes"] button[type="submit"]`),
 		chromedp.WaitVisible(`#panel-volumes tr[data-key="web1"]`))
-	var vols []gateway.VolumeStatus
+	var vols []volumeapi.VolumeStatus
 	if err := json.Unmarshal([]byte(mustRun(t, "volume", "list", "--data-dir", dir, "-o", "json")), &vols); err != nil || len(vols) != 3 {
 		t.Fatalf("volumes: %+v %v", vols, err)
 	}

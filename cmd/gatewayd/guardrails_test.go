@@ -25,7 +25,7 @@ import (
 	"time"
 
 	"github.com/gatewayd/gatewayd/admin"
-	"github.com/gatewayd/gatewayd/gateway"
+	"github.com/gatewayd/gatewayd/api/volumeapi"
 	"github.com/gatewayd/gatewayd/internal/smbtest"
 	"github.com/gatewayd/gatewayd/internal/testrand"
 	"github.com/gatewayd/gatewayd/names"
@@ -65,7 +65,7 @@ func TestCLIGuardRails(t *testing.T) {
 			}
 		}
 		// Nothing was made.
-		var vols []gateway.VolumeStatus
+		var vols []volumeapi.VolumeStatus
 		if err := json.Unmarshal([]byte(mustRun(t, "volume", "list", "--data-dir", dir, "-o", "json")), &vols); err != nil || len(vols) != 1 {
 			t.Fatalf("volumes after refusals: %v %+v", err, vols)
 		}
@@ -96,7 +96,7 @@ func TestCLIGuardRails(t *testing.T) {
 			"--initiator", "iqn.1993-08.org.debian:01:host1")
 		mustFailClearly(t, run(t, nil, "volume", "access", "--data-dir", dir, "c1"), "--clear")
 		mustFailClearly(t, run(t, nil, "volume", "access", "--data-dir", dir, "c1", "--clear", "--chap-user", "bob"), "--clear")
-		var ai gateway.AttachInfo
+		var ai volumeapi.AttachInfo
 		if err := json.Unmarshal([]byte(mustRun(t, "volume", "attach-info", "--data-dir", dir, "c1", "-o", "json")), &ai); err != nil {
 			t.Fatal(err)
 		}
@@ -121,7 +121,7 @@ func TestCLIGuardRails(t *testing.T) {
 			if want%(1<<20) != 0 && !strings.Contains(r.stderr, "rounded up to 5000003584 bytes") {
 				t.Errorf("--size %s: the rounding is not said: %q", in, r.stderr)
 			}
-			var v gateway.VolumeStatus
+			var v volumeapi.VolumeStatus
 			if err := json.Unmarshal([]byte(mustRun(t, "volume", "info", "--data-dir", dir, name, "-o", "json")), &v); err != nil || v.Size != want {
 				t.Errorf("--size %s: %v size %d, want %d", in, err, v.Size, want)
 			}
@@ -161,7 +161,7 @@ func TestCLIGuardRails(t *testing.T) {
 			t.Errorf("volume info not in human units:\n%s", info)
 		}
 		// JSON keeps exact bytes.
-		var v gateway.VolumeStatus
+		var v volumeapi.VolumeStatus
 		if err := json.Unmarshal([]byte(mustRun(t, "volume", "info", "--data-dir", dir, "c1", "-o", "json")), &v); err != nil || v.Size != 16<<20 {
 			t.Fatalf("json size: %v %d", err, v.Size)
 		}

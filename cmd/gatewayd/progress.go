@@ -13,8 +13,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/gatewayd/gatewayd/admin"
+	"github.com/gatewayd/gatewayd/api/volumeapi"
 	"github.com/gatewayd/gatewayd/config"
-	"github.com/gatewayd/gatewayd/gateway"
 	"github.com/gatewayd/gatewayd/snapshots"
 )
 
@@ -118,7 +118,7 @@ func watchUploads(ctx context.Context, c *admin.Client, name string, bar *progre
 		start := time.Now()
 		var most int64
 		for {
-			var v gateway.VolumeStatus
+			var v volumeapi.VolumeStatus
 			if err := c.Do(ctx, http.MethodGet, "/v1/volumes/"+url.PathEscape(name), nil, &v); err == nil {
 				pending := int64(v.Stats.PendingChunks) * int64(v.ChunkSize)
 				most = max(most, pending)

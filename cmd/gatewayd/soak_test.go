@@ -36,8 +36,8 @@ import (
 
 	nfsc "github.com/willscott/go-nfs-client/nfs"
 
+	"github.com/gatewayd/gatewayd/api/volumeapi"
 	"github.com/gatewayd/gatewayd/frontends/iscsi/initiator"
-	"github.com/gatewayd/gatewayd/gateway"
 	"github.com/gatewayd/gatewayd/internal/faultproxy"
 	"github.com/gatewayd/gatewayd/internal/miniotest"
 	"github.com/gatewayd/gatewayd/internal/testrand"
@@ -311,7 +311,7 @@ func (g *soakGateway) waitUploaded(vol, share string) {
 	g.t.Helper()
 	deadline := time.Now().Add(5 * time.Minute)
 	for {
-		var vs gateway.VolumeStatus
+		var vs volumeapi.VolumeStatus
 		err := json.Unmarshal([]byte(mustRun(g.t, "volume", "info", "--data-dir", g.dir, vol, "-o", "json")), &vs)
 		pending, ok := 0.0, true
 		if share != "" {

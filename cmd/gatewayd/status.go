@@ -14,6 +14,7 @@ import (
 	"github.com/gatewayd/gatewayd/admin"
 	"github.com/gatewayd/gatewayd/api/bandwidthapi"
 	"github.com/gatewayd/gatewayd/api/statsapi"
+	"github.com/gatewayd/gatewayd/api/volumeapi"
 	"github.com/gatewayd/gatewayd/config"
 	"github.com/gatewayd/gatewayd/gateway"
 	"github.com/gatewayd/gatewayd/health"
@@ -27,7 +28,7 @@ type summary struct {
 	admin.Status
 	Stats     *statsapi.GatewayStats        `json:"stats,omitempty"`
 	Bandwidth *bandwidthapi.BandwidthStatus `json:"bandwidth,omitempty"`
-	Volumes   []gateway.VolumeStatus        `json:"volumes"`
+	Volumes   []volumeapi.VolumeStatus      `json:"volumes"`
 	Shares    []gateway.ShareStatus         `json:"shares"`
 	Snapshots []volume.SnapshotInfo         `json:"snapshots"`
 	// Tapes is nil when the gateway has no tape library.

@@ -14,18 +14,18 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/gatewayd/gatewayd/api/volumeapi"
 	"github.com/gatewayd/gatewayd/config"
-	"github.com/gatewayd/gatewayd/gateway"
 	"github.com/gatewayd/gatewayd/volume"
 )
 
 func newVolumeCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "volume", Short: "Manage block volumes (cached or stored)"}
 
-	var create gateway.CreateVolumeRequest
+	var create volumeapi.CreateVolumeRequest
 	var size, chunk string
 	var wait bool
-	var access gateway.ISCSIAccess
+	var access volumeapi.ISCSIAccess
 	createCmd := &cobra.Command{
 		Use:   "create",
 		Short: "Create a volume",
@@ -63,7 +63,7 @@ func newVolumeCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var st gateway.VolumeStatus
+			var st volumeapi.VolumeStatus
 			if err := c.Do(cmd.Context(), http.MethodPost, "/v1/volumes", create, &st); err != nil {
 				return err
 			}
@@ -98,7 +98,7 @@ func newVolumeCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var vols []gateway.VolumeStatus
+			var vols []volumeapi.VolumeStatus
 			if err := c.Do(cmd.Context(), http.MethodGet, "/v1/volumes", nil, &vols); err != nil {
 				return err
 			}
@@ -125,7 +125,7 @@ func newVolumeCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var v gateway.VolumeStatus
+			var v volumeapi.VolumeStatus
 			if err := c.Do(cmd.Context(), http.MethodGet, "/v1/volumes/"+url.PathEscape(args[0]), nil, &v); err != nil {
 				return err
 			}
@@ -197,8 +197,8 @@ func newVolumeCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var v gateway.VolumeStatus
-			if err := c.Do(cmd.Context(), http.MethodPost, "/v1/volumes/"+url.PathEscape(args[0])+"/grow", gateway.GrowVolumeRequest{Size: s}, &v); err != nil {
+			var v volumeapi.VolumeStatus
+			if err := c.Do(cmd.Context(), http.MethodPost, "/v1/volumes/"+url.PathEscape(args[0])+"/grow", volumeapi.GrowVolumeRequest{Size: s}, &v); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "volume %s is now %s\n", v.Name, config.ByteSize(v.Size).Human())
@@ -226,8 +226,8 @@ func newVolumeCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var v gateway.VolumeStatus
-			if err := c.Do(cmd.Context(), http.MethodPatch, "/v1/volumes/"+url.PathEscape(args[0]), gateway.UpdateVolumeRequest{WriteCache: &writeCache}, &v); err != nil {
+			var v volumeapi.VolumeStatus
+			if err := c.Do(cmd.Context(), http.MethodPatch, "/v1/volumes/"+url.PathEscape(args[0]), volumeapi.UpdateVolumeRequest{WriteCache: &writeCache}, &v); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "volume %s: write cache %s\n", v.Name, writeCacheState(v.WriteCache))
@@ -270,7 +270,7 @@ func volumeSize(cmd *cobra.Command, in string) (int64, error) {
 	return int64(s), nil
 }
 
-func accessFlags(cmd *cobra.Command, a *gateway.ISCSIAccess) {
+func accessFlags(cmd *cobra.Command, a *volumeapi.ISCSIAccess) {
 	cmd.Flags().StringVar(&a.CHAPUser, "chap-user", "", "iSCSI: CHAP user name initiators must log in with")
 	cmd.Flags().StringVar(&a.CHAPSecret, "chap-secret", "", "iSCSI: CHAP secret, 12 to 255 bytes")
 	cmd.Flags().StringVar(&a.MutualUser, "mutual-user", "", "iSCSI: name the target answers mutual CHAP with")
@@ -279,7 +279,7 @@ func accessFlags(cmd *cobra.Command, a *gateway.ISCSIAccess) {
 }
 
 func newAccessCmd(g *globals) *cobra.Command {
-	var a gateway.ISCSIAccess
+	var a volumeapi.ISCSIAccess
 	var clear bool
 	cmd := &cobra.Command{
 		Use:   "access NAME {--chap-user U --chap-secret S | --initiator IQN ... | --clear}",
@@ -300,7 +300,7 @@ func newAccessCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var ai gateway.AttachInfo
+			var ai volumeapi.AttachInfo
 			if err := c.Do(cmd.Context(), http.MethodPut, "/v1/volumes/"+url.PathEscape(args[0])+"/iscsi", a, &ai); err != nil {
 				return err
 			}
@@ -329,7 +329,7 @@ func newAttachInfoCmd(g *globals) *cobra.Command {
 			if showSecret {
 				path += "?secrets=1"
 			}
-			var ai gateway.AttachInfo
+			var ai volumeapi.AttachInfo
 			if err := c.Do(cmd.Context(), http.MethodGet, path, nil, &ai); err != nil {
 				return err
 			}
@@ -345,7 +345,7 @@ func newAttachInfoCmd(g *globals) *cobra.Command {
 	return cmd
 }
 
-func printAttachInfo(w io.Writer, ai gateway.AttachInfo) {
+func printAttachInfo(w io.Writer, ai volumeapi.AttachInfo) {
 	fmt.Fprintf(w, "volume   %s\ntarget   %s\nportal   %s\nlun      %d\n", ai.Volume, ai.Target, ai.Portal, ai.LUN)
 	secret := ai.CHAPSecret
 	if ai.CHAPUser != "" {

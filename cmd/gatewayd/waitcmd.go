@@ -10,8 +10,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/gatewayd/gatewayd/admin"
+	"github.com/gatewayd/gatewayd/api/volumeapi"
 	"github.com/gatewayd/gatewayd/config"
-	"github.com/gatewayd/gatewayd/gateway"
 )
 
 func newVolumeWaitCmd(g *globals) *cobra.Command {
@@ -44,7 +44,7 @@ func waitHydrated(cmd *cobra.Command, c *admin.Client, name string, quiet bool) 
 	start := time.Now()
 	base := int64(-1)
 	for {
-		var v gateway.VolumeStatus
+		var v volumeapi.VolumeStatus
 		if err := c.Do(ctx, http.MethodGet, "/v1/volumes/"+url.PathEscape(name), nil, &v); err != nil {
 			return err
 		}

@@ -13,9 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gatewayd/gatewayd/api/volumeapi"
 	"github.com/gatewayd/gatewayd/frontends/iscsi/initiator"
 	"github.com/gatewayd/gatewayd/frontends/iscsi/scsi"
-	"github.com/gatewayd/gatewayd/gateway"
 	"github.com/gatewayd/gatewayd/internal/testrand"
 )
 
@@ -329,7 +329,7 @@ func TestISCSIWriteCacheKill(t *testing.T) {
 // setting, in JSON and in text, and `status` too.
 func checkWriteCacheShown(t *testing.T, dir, name string, on bool) {
 	t.Helper()
-	var vs gateway.VolumeStatus
+	var vs volumeapi.VolumeStatus
 	if err := json.Unmarshal([]byte(mustRun(t, "volume", "info", "--data-dir", dir, name, "-o", "json")), &vs); err != nil {
 		t.Fatal(err)
 	}
