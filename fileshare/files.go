@@ -546,9 +546,6 @@ func (s *Share) write(ctx context.Context, path string, room, p []byte, off int6
 	if err == nil && d == Written {
 		err = s.m.j.Log().Written(ctx, lsn)
 	}
-	if err == nil {
-		s.wrote(ctx, path)
-	}
 	return a, post, err
 }
 
@@ -1091,12 +1088,11 @@ func (m *Manager) upload(ctx context.Context, s *Share, k fileKey) (int64, error
 	if err := m.eventsFull(); err != nil {
 		return 0, fmt.Errorf("share %s: upload %s: %w", k.share, path, err)
 	}
-	release, err := m.sealXattrs(ctx, &attr)
-	if err != nil {
+	if err := m.sealXattrs(ctx, &attr); err != nil {
 		m.uploadErrors.Add(1)
 		return 0, fmt.Errorf("share %s: upload %s: %w", k.share, path, err)
 	}
-	defer release()
+	var err error
 	sent := attr.Size
 	if attr.Type == TypeFile && !data && base.etag != "" && attr.Size == base.Size {
 		// Only attributes changed (a chmod while the store was away): the
