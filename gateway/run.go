@@ -16,6 +16,7 @@ import (
 
 	"github.com/gatewayd/gatewayd/admin"
 	"github.com/gatewayd/gatewayd/api/bandwidthapi"
+	"github.com/gatewayd/gatewayd/api/snapshotapi"
 	"github.com/gatewayd/gatewayd/api/statsapi"
 	"github.com/gatewayd/gatewayd/api/volumeapi"
 	"github.com/gatewayd/gatewayd/cache"
@@ -221,7 +222,7 @@ func Run(ctx context.Context, cfg *config.Config, opts RunOptions) error {
 		targets = iscsiFE
 	}
 	volumeapi.Register(srv, vm, targets)
-	registerSnapshotAPI(srv, vm, store, codec, cfg.Snapshots.GCGrace)
+	snapshotapi.Register(srv, vm, store, codec, cfg.Snapshots.GCGrace)
 	// smbd and the FUSE views start only now: a second daemon on the same
 	// data directory has failed above, before touching the first one's.
 	smbFE = startSMB(ctx, cfg, dp.shares, opts.Clock, auditLog, logger.With("subsystem", "smb"))

@@ -16,6 +16,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/gatewayd/gatewayd/api/snapshotapi"
 	"github.com/gatewayd/gatewayd/config"
 	"github.com/gatewayd/gatewayd/gateway"
 	"github.com/gatewayd/gatewayd/keys"
@@ -57,7 +58,7 @@ func newSnapshotCmd(g *globals) *cobra.Command {
 			}})
 			var si volume.SnapshotInfo
 			err = c.Do(ctx, http.MethodPost, "/v1/volumes/"+url.PathEscape(args[0])+"/snapshots",
-				gateway.CreateSnapshotRequest{Description: desc, Lock: volume.Duration(lock)}, &si)
+				snapshotapi.CreateSnapshotRequest{Description: desc, Lock: volume.Duration(lock)}, &si)
 			stop()
 			if err != nil && cmd.Context().Err() != nil {
 				if sent.Load() {
@@ -238,7 +239,7 @@ func newScheduleCmd(g *globals) *cobra.Command {
 				return errors.New("give --every and --keep, or --off")
 			}
 			var s volume.Schedule
-			req := gateway.ScheduleRequest{Every: volume.Duration(every), Keep: keep, Lock: volume.Duration(lock)}
+			req := snapshotapi.ScheduleRequest{Every: volume.Duration(every), Keep: keep, Lock: volume.Duration(lock)}
 			if err := call(cmd, g, http.MethodPut, path, req, &s); err != nil {
 				return err
 			}
@@ -337,7 +338,7 @@ func newSchedulesCmd(g *globals) *cobra.Command {
 }
 
 func newGCCmd(g *globals) *cobra.Command {
-	var req gateway.GCRequest
+	var req snapshotapi.GCRequest
 	var grace time.Duration
 	var output string
 	cmd := &cobra.Command{

@@ -1,4 +1,7 @@
-package gateway
+// Package snapshotapi holds the admin API of volume snapshots: create,
+// list, show, delete and verify them, the volumes' snapshot schedules, and
+// garbage collection of the chunks no snapshot needs.
+package snapshotapi
 
 import (
 	"errors"
@@ -7,6 +10,7 @@ import (
 	"time"
 
 	"github.com/gatewayd/gatewayd/admin"
+	"github.com/gatewayd/gatewayd/api/volumeapi"
 	"github.com/gatewayd/gatewayd/objstore"
 	"github.com/gatewayd/gatewayd/snapshots"
 	"github.com/gatewayd/gatewayd/volume"
@@ -33,11 +37,13 @@ type GCRequest struct {
 	Grace *volume.Duration `json:"grace,omitempty"`
 }
 
-// registerSnapshotAPI adds the snapshot, schedule and GC endpoints.
-func registerSnapshotAPI(srv *admin.Server, vm *volume.Manager, store objstore.Store, codec *snapshots.Codec, defaultGrace time.Duration) {
+// Register adds the snapshot, schedule and GC endpoints. defaultGrace is
+// how old an unreferenced object must be before GC removes it, unless a
+// request says otherwise.
+func Register(srv *admin.Server, vm *volume.Manager, store objstore.Store, codec *snapshots.Codec, defaultGrace time.Duration) {
 	srv.Handle("POST /v1/volumes/{name}/snapshots", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var req CreateSnapshotRequest
-		if err := decodeBody(r, &req); err != nil {
+		if err := admin.DecodeBody(r, &req); err != nil {
 			admin.WriteError(w, http.StatusBadRequest, err)
 			return
 		}
@@ -47,7 +53,7 @@ func registerSnapshotAPI(srv *admin.Server, vm *volume.Manager, store objstore.S
 		defer cancel()
 		si, err := vm.CreateSnapshot(ctx, r.PathValue("name"), volume.SnapshotOptions{Description: req.Description, Lock: time.Duration(req.Lock)})
 		if err != nil {
-			admin.WriteError(w, httpCode(err), err)
+			admin.WriteError(w, volumeapi.Code(err), err)
 			return
 		}
 		admin.WriteJSON(w, http.StatusCreated, si)
@@ -62,7 +68,7 @@ func registerSnapshotAPI(srv *admin.Server, vm *volume.Manager, store objstore.S
 		}
 		list, err := vm.Snapshots(r.Context(), vol)
 		if err != nil {
-			admin.WriteError(w, httpCode(err), err)
+			admin.WriteError(w, volumeapi.Code(err), err)
 			return
 		}
 		if list == nil {
@@ -73,14 +79,14 @@ func registerSnapshotAPI(srv *admin.Server, vm *volume.Manager, store objstore.S
 	srv.Handle("GET /v1/snapshots/{id}", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		si, err := vm.Snapshot(r.Context(), r.PathValue("id"))
 		if err != nil {
-			admin.WriteError(w, httpCode(err), err)
+			admin.WriteError(w, volumeapi.Code(err), err)
 			return
 		}
 		admin.WriteJSON(w, http.StatusOK, si)
 	}))
 	srv.Handle("DELETE /v1/snapshots/{id}", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if err := vm.DeleteSnapshot(r.Context(), r.PathValue("id")); err != nil {
-			admin.WriteError(w, httpCode(err), err)
+			admin.WriteError(w, volumeapi.Code(err), err)
 			return
 		}
 		admin.WriteJSON(w, http.StatusOK, map[string]string{"deleted": r.PathValue("id")})
@@ -101,27 +107,27 @@ func registerSnapshotAPI(srv *admin.Server, vm *volume.Manager, store objstore.S
 		}
 		rep, err := snapshots.Verify(r.Context(), store, codec, snapshots.SnapshotKey(id), parallel)
 		if err != nil {
-			admin.WriteError(w, httpCode(err), err)
+			admin.WriteError(w, volumeapi.Code(err), err)
 			return
 		}
 		admin.WriteJSON(w, http.StatusOK, rep)
 	}))
 	srv.Handle("PUT /v1/volumes/{name}/schedule", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var req ScheduleRequest
-		if err := decodeBody(r, &req); err != nil {
+		if err := admin.DecodeBody(r, &req); err != nil {
 			admin.WriteError(w, http.StatusBadRequest, err)
 			return
 		}
 		s, err := vm.SetLockedSchedule(r.Context(), r.PathValue("name"), time.Duration(req.Every), req.Keep, time.Duration(req.Lock))
 		if err != nil {
-			admin.WriteError(w, httpCode(err), err)
+			admin.WriteError(w, volumeapi.Code(err), err)
 			return
 		}
 		admin.WriteJSON(w, http.StatusOK, s)
 	}))
 	srv.Handle("DELETE /v1/volumes/{name}/schedule", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if err := vm.RemoveSchedule(r.Context(), r.PathValue("name")); err != nil {
-			admin.WriteError(w, httpCode(err), err)
+			admin.WriteError(w, volumeapi.Code(err), err)
 			return
 		}
 		admin.WriteJSON(w, http.StatusOK, map[string]string{"unscheduled": r.PathValue("name")})
@@ -129,7 +135,7 @@ func registerSnapshotAPI(srv *admin.Server, vm *volume.Manager, store objstore.S
 	srv.Handle("GET /v1/schedules", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		list, err := vm.Schedules(r.Context())
 		if err != nil {
-			admin.WriteError(w, httpCode(err), err)
+			admin.WriteError(w, volumeapi.Code(err), err)
 			return
 		}
 		if list == nil {
@@ -139,7 +145,7 @@ func registerSnapshotAPI(srv *admin.Server, vm *volume.Manager, store objstore.S
 	}))
 	srv.Handle("POST /v1/gc", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var req GCRequest
-		if err := decodeBody(r, &req); err != nil {
+		if err := admin.DecodeBody(r, &req); err != nil {
 			admin.WriteError(w, http.StatusBadRequest, err)
 			return
 		}
