@@ -546,6 +546,9 @@ func (s *Share) write(ctx context.Context, path string, room, p []byte, off int6
 	if err == nil && d == Written {
 		err = s.m.j.Log().Written(ctx, lsn)
 	}
+	if err == nil {
+		s.wrote(ctx, path)
+	}
 	return a, post, err
 }
 

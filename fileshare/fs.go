@@ -322,7 +322,8 @@ func (s *Share) invalidateFile(p string) {
 
 // Refresh forgets the cached attributes and listing of p (with
 // recursive, of everything below it too), so the next look asks the store:
-// objects put, changed or deleted directly in S3 appear at once.
+// objects put, changed or deleted directly in S3 appear at once. The
+// frontends hear of it (OnChange) and drop what they cached of p too.
 func (s *Share) Refresh(p string, recursive bool) error {
 	p, err := cleanPath(p)
 	if err != nil {
@@ -341,6 +342,7 @@ func (s *Share) Refresh(p string, recursive bool) error {
 			}
 		}
 		s.attrMu.Unlock()
+		s.changed(p)
 		return nil
 	}
 	if p == "" {
@@ -348,9 +350,10 @@ func (s *Share) Refresh(p string, recursive bool) error {
 		s.attrs = map[string]cachedAttr{}
 		s.dirs.clear()
 		s.attrMu.Unlock()
-		return nil
+	} else {
+		s.invalidateTree(p)
 	}
-	s.invalidateTree(p)
+	s.changed(p)
 	return nil
 }
 
@@ -1104,6 +1107,11 @@ func (s *Share) SetAttr(ctx context.Context, p string, ch SetAttr) (Attr, error)
 		defer s.dirMetaMu.Unlock()
 	}
 	a, err := s.setAttr(ctx, p, &ch)
+	if err == nil && a.Type == TypeFile && ch.Size != nil {
+		if cp, cerr := cleanPath(p); cerr == nil {
+			s.wrote(ctx, cp)
+		}
+	}
 	if err != nil || a.Type != TypeDir {
 		return a, err
 	}

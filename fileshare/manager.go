@@ -155,6 +155,9 @@ type Share struct {
 	// onChange is the frontend's callback for changes applied from the
 	// bucket (objectevents.go); nil: none.
 	onChange atomic.Pointer[func(string)]
+	// onWrite is the frontend's callback for content changes made
+	// through other frontends (writehook.go); nil: none.
+	onWrite atomic.Pointer[func(string)]
 
 	attrMu sync.Mutex
 	attrs  map[string]cachedAttr // path -> attributes read from the store

@@ -184,7 +184,6 @@ func (m *Manager) RefreshAll() {
 	}
 	m.mu.Unlock()
 	for _, s := range shares {
-		_ = s.Refresh("", true)
-		s.changed("")
+		_ = s.Refresh("", true) // which tells the frontends (changed)
 	}
 }

@@ -40,6 +40,11 @@ type ShareConf struct {
 	Access   Access // who may use the share
 	// Audit loads vfs_full_audit for the audit log (audit.go).
 	Audit bool
+	// KernelOplocks makes each oplock smbd grants a kernel lease on the
+	// view, which the view breaks when the file changes by another path
+	// (leases.go). smbd then grants no SMB2 lease on the share (a client
+	// asking for one caches nothing) and no level II oplock.
+	KernelOplocks bool
 }
 
 // Normalize fills defaults and checks s.
@@ -147,7 +152,8 @@ func Conf(s Settings, d *Domain, shares []ShareConf) string {
 	w("store dos attributes", "yes")
 	w("ea support", "yes")
 	w("vfs objects", WindowsVFS)
-	// Locks and share modes stay inside smbd: the view has no kernel locks.
+	// Locks and share modes stay inside smbd; so do oplocks and leases,
+	// except on shares that say otherwise (KernelOplocks).
 	w("kernel oplocks", "no")
 	w("kernel share modes", "no")
 	w("posix locking", "no")
@@ -178,6 +184,9 @@ func Conf(s Settings, d *Domain, shares []ShareConf) string {
 		w("directory mask", "0755")
 		if sh.Encrypt {
 			w("smb encrypt", "required")
+		}
+		if sh.KernelOplocks {
+			w("kernel oplocks", "yes")
 		}
 		if sh.Audit {
 			auditConf(w, b.String())

@@ -37,6 +37,7 @@ type View struct {
 	share  *fileshare.Share
 	dir    string
 	server *fuse.Server
+	breaks *breaker // oplocks on files changed by another path (leases.go)
 }
 
 // Mount mounts share at dir (which must exist and be empty) and serves it
@@ -57,8 +58,13 @@ func Mount(share *fileshare.Share, dir string, logger *slog.Logger) (*View, erro
 		return nil, fmt.Errorf("share %s: FUSE mount on %s: %w", share.Config().Name, dir, err)
 	}
 	closeFuseOnExec()
-	share.OnChange(func(p string) { invalidate(&root.Inode, p) }) // changes made in the bucket (changes.go)
-	return &View{share: share, dir: dir, server: srv}, nil
+	b := newBreaker(dir, &root.Inode, logger)
+	share.OnChange(func(p string) { // changes made in the bucket (changes.go)
+		invalidate(&root.Inode, p)
+		b.add(p, false)
+	})
+	share.OnWrite(func(p string) { b.add(p, true) }) // over NFS
+	return &View{share: share, dir: dir, server: srv, breaks: b}, nil
 }
 
 // viewOptions are the view's mount and node options.
@@ -209,6 +215,8 @@ func (v *View) Dir() string { return v.dir }
 // wait for that.
 func (v *View) Unmount() error {
 	v.share.OnChange(nil)
+	v.share.OnWrite(nil)
+	v.breaks.stop()
 	if err := v.server.Unmount(); err != nil {
 		if err2 := unmount(v.dir); err2 != nil {
 			return fmt.Errorf("unmount %s: %w (lazy unmount: %v)", v.dir, err, err2)
@@ -649,13 +657,17 @@ func (n *node) Read(ctx context.Context, _ fs.FileHandle, dest []byte, off int64
 // sync of the upload buffer. One sync a file would be three (the create,
 // the write, the times set at close), none of them asked for.
 func written(ctx context.Context) context.Context {
-	return fileshare.WithDurability(ctx, fileshare.Written)
+	return fileshare.WithDurability(own(ctx), fileshare.Written)
 }
+
+// own marks ctx as the view's: the share does not report the changes made
+// with it back to the view (OnWrite), which would break smbd's own oplock.
+func own(ctx context.Context) context.Context { return fileshare.QuietChanges(ctx) }
 
 // Write returns once the data is written in the share upload buffer (see
 // written): durable at the next Fsync.
 func (n *node) Write(ctx context.Context, _ fs.FileHandle, data []byte, off int64) (uint32, syscall.Errno) {
-	if _, err := n.share.Write(ctx, n.path(), data, off, fileshare.Written); err != nil {
+	if _, err := n.share.Write(own(ctx), n.path(), data, off, fileshare.Written); err != nil {
 		return 0, errno(err)
 	}
 	return uint32(len(data)), 0
@@ -836,6 +848,7 @@ const (
 // that reaches the end of the file is zeroed by truncating to its start
 // and back.
 func (n *node) Allocate(ctx context.Context, _ fs.FileHandle, off, size uint64, mode uint32) syscall.Errno {
+	ctx = own(ctx)
 	if mode&^(fallocKeepSize|fallocPunchHole|fallocZeroRange) != 0 || mode&fallocPunchHole != 0 && mode&fallocKeepSize == 0 ||
 		mode&fallocPunchHole != 0 && mode&fallocZeroRange != 0 {
 		return syscall.EOPNOTSUPP

@@ -346,6 +346,9 @@ func (s *Server) sync(except []string) (bool, error) {
 		}
 		confs = append(confs, sc)
 		confs[len(confs)-1].Audit = c.Audit && s.opts.Audit != nil
+		// Served over NFS too: a file may change under an SMB client's
+		// cache at any time, so its oplocks are ones the view can break.
+		confs[len(confs)-1].KernelOplocks = c.Serves("nfs")
 		if c.Audit {
 			audited[strings.ToLower(name)] = [2]string{name, v.Dir()}
 		}
