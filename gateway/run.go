@@ -18,6 +18,7 @@ import (
 	"github.com/gatewayd/gatewayd/api/bandwidthapi"
 	"github.com/gatewayd/gatewayd/api/snapshotapi"
 	"github.com/gatewayd/gatewayd/api/statsapi"
+	"github.com/gatewayd/gatewayd/api/tapeapi"
 	"github.com/gatewayd/gatewayd/api/volumeapi"
 	"github.com/gatewayd/gatewayd/cache"
 	"github.com/gatewayd/gatewayd/clock"
@@ -236,7 +237,11 @@ func Run(ctx context.Context, cfg *config.Config, opts RunOptions) error {
 		defer bucketEvents.Close()
 	}
 	registerSMBAPI(srv, smbFE)
-	registerTapeAPI(srv, tl)
+	if tl != nil {
+		tapeapi.Register(srv, tl.lib, tl.served)
+	} else {
+		tapeapi.Register(srv, nil, nil)
+	}
 	statsapi.Register(srv, opts.Clock, vm, dp.shares)
 	bw, err := bandwidthapi.New(ctx, store.Limiter, md, opts.Clock.Now, bandwidthapi.Bandwidth{
 		UploadBytesPerSec: int64(cfg.Store.UploadLimit), DownloadBytesPerSec: int64(cfg.Store.DownloadLimit),

@@ -8,14 +8,14 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/gatewayd/gatewayd/gateway"
+	"github.com/gatewayd/gatewayd/api/tapeapi"
 	"github.com/gatewayd/gatewayd/tapes"
 )
 
 func newPoolCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "pool", Short: "Manage tape pools: the storage class archived tapes go to, and their retention lock"}
 
-	var req gateway.PoolStatus
+	var req tapeapi.PoolStatus
 	var lock string
 	createCmd := &cobra.Command{
 		Use:   "create NAME --storage-class CLASS [--lock governance|compliance --lock-days N]",
@@ -23,7 +23,7 @@ func newPoolCmd(g *globals) *cobra.Command {
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			req.Name, req.Lock = args[0], tapes.LockMode(lock)
-			var p gateway.PoolStatus
+			var p tapeapi.PoolStatus
 			if err := call(cmd, g, http.MethodPost, "/v1/pools", req, &p); err != nil {
 				return err
 			}
@@ -42,7 +42,7 @@ func newPoolCmd(g *globals) *cobra.Command {
 		Short: "List the pools",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var list []gateway.PoolStatus
+			var list []tapeapi.PoolStatus
 			if err := call(cmd, g, http.MethodGet, "/v1/pools", nil, &list); err != nil {
 				return err
 			}
@@ -75,7 +75,7 @@ func newPoolCmd(g *globals) *cobra.Command {
 	return cmd
 }
 
-func poolLock(p gateway.PoolStatus) string {
+func poolLock(p tapeapi.PoolStatus) string {
 	if p.Lock == "" {
 		return "no lock"
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/gatewayd/gatewayd/admin"
 	"github.com/gatewayd/gatewayd/api/bandwidthapi"
 	"github.com/gatewayd/gatewayd/api/statsapi"
+	"github.com/gatewayd/gatewayd/api/tapeapi"
 	"github.com/gatewayd/gatewayd/api/volumeapi"
 	"github.com/gatewayd/gatewayd/config"
 	"github.com/gatewayd/gatewayd/gateway"
@@ -32,7 +33,7 @@ type summary struct {
 	Shares    []gateway.ShareStatus         `json:"shares"`
 	Snapshots []volume.SnapshotInfo         `json:"snapshots"`
 	// Tapes is nil when the gateway has no tape library.
-	Tapes *gateway.VTLInfo `json:"tapes,omitempty"`
+	Tapes *tapeapi.VTLInfo `json:"tapes,omitempty"`
 }
 
 func newStatusCmd(g *globals) *cobra.Command {
@@ -110,7 +111,7 @@ func fetchSummary(ctx context.Context, c *admin.Client) (*summary, error) {
 			return nil, err
 		}
 	}
-	var vtl gateway.VTLInfo
+	var vtl tapeapi.VTLInfo
 	if err := c.Do(ctx, http.MethodGet, "/v1/vtl", nil, &vtl); err == nil {
 		s.Tapes = &vtl
 	}

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gatewayd/gatewayd/gateway"
+	"github.com/gatewayd/gatewayd/api/tapeapi"
 	"github.com/gatewayd/gatewayd/internal/miniotest"
 	"github.com/gatewayd/gatewayd/internal/tapeclient"
 	"github.com/gatewayd/gatewayd/tapes"
@@ -84,7 +84,7 @@ func TestTapeRetrieveColdStorage(t *testing.T) {
 
 	proxy.release()
 	out = mustRun(t, "tape", "retrieve", "--data-dir", dir, bc)
-	var in gateway.TapeStatus
+	var in tapeapi.TapeStatus
 	must(t, json.Unmarshal([]byte(mustRun(t, "tape", "info", "--data-dir", dir, bc, "-o", "json")), &in))
 	if in.State != tapes.StateRetrieved || !in.ReadOnly || in.Location == "" {
 		t.Fatalf("after the restores: %s\n%+v", out, in)

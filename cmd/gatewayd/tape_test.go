@@ -11,21 +11,21 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
 
+	"github.com/gatewayd/gatewayd/api/tapeapi"
 	"github.com/gatewayd/gatewayd/frontends/iscsi/initiator"
-	"github.com/gatewayd/gatewayd/gateway"
 	"github.com/gatewayd/gatewayd/internal/miniotest"
 	"github.com/gatewayd/gatewayd/internal/tapeclient"
 	"github.com/gatewayd/gatewayd/internal/testrand"
 	"github.com/gatewayd/gatewayd/tapes"
 )
 
-func tapeList(t *testing.T, dataDir string) map[string]gateway.TapeStatus {
+func tapeList(t *testing.T, dataDir string) map[string]tapeapi.TapeStatus {
 	t.Helper()
-	var list []gateway.TapeStatus
+	var list []tapeapi.TapeStatus
 	if err := json.Unmarshal([]byte(mustRun(t, "tape", "list", "--data-dir", dataDir, "-o", "json")), &list); err != nil {
 		t.Fatal(err)
 	}
-	out := map[string]gateway.TapeStatus{}
+	out := map[string]tapeapi.TapeStatus{}
 	for _, in := range list {
 		out[in.Barcode] = in
 	}
@@ -35,7 +35,7 @@ func tapeList(t *testing.T, dataDir string) map[string]gateway.TapeStatus {
 // library logs in to the daemon's tape library target.
 func library(t *testing.T, dataDir string) (tapeclient.Changer, tapeclient.Drive, func()) {
 	t.Helper()
-	var in gateway.VTLInfo
+	var in tapeapi.VTLInfo
 	if err := json.Unmarshal([]byte(mustRun(t, "vtl", "info", "--data-dir", dataDir, "-o", "json")), &in); err != nil {
 		t.Fatal(err)
 	}

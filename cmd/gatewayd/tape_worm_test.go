@@ -11,7 +11,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
 
-	"github.com/gatewayd/gatewayd/gateway"
+	"github.com/gatewayd/gatewayd/api/tapeapi"
 	"github.com/gatewayd/gatewayd/internal/miniotest"
 	"github.com/gatewayd/gatewayd/internal/tapeclient"
 	"github.com/gatewayd/gatewayd/tapes"
@@ -110,7 +110,7 @@ func TestTapeWORMAndPools(t *testing.T) {
 	mustFailClearly(t, run(t, nil, "tape", "delete", "--data-dir", dir, bc), "until")
 	mustFailClearly(t, run(t, nil, "tape", "assign-pool", "--data-dir", dir, bc, "--pool", ""), "retention-locked")
 	mustFailClearly(t, run(t, nil, "pool", "delete", "--data-dir", dir, "vault"), "has tapes")
-	var info gateway.TapeStatus
+	var info tapeapi.TapeStatus
 	must(t, json.Unmarshal([]byte(mustRun(t, "tape", "info", "--data-dir", dir, bc, "-o", "json")), &info))
 	if info.LockUntil.IsZero() {
 		t.Fatalf("tape info: %+v", info)

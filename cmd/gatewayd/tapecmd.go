@@ -10,15 +10,15 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/gatewayd/gatewayd/api/tapeapi"
 	"github.com/gatewayd/gatewayd/config"
-	"github.com/gatewayd/gatewayd/gateway"
 	"github.com/gatewayd/gatewayd/tapes"
 )
 
 func newTapeCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "tape", Short: "Manage the virtual tapes of the tape library"}
 
-	var req gateway.TapeCreateRequest
+	var req tapeapi.TapeCreateRequest
 	var size string
 	var output string
 	createCmd := &cobra.Command{
@@ -31,7 +31,7 @@ func newTapeCmd(g *globals) *cobra.Command {
 				return fmt.Errorf("--size: %w", err)
 			}
 			req.Size = int64(n)
-			var created []gateway.TapeStatus
+			var created []tapeapi.TapeStatus
 			if err := call(cmd, g, http.MethodPost, "/v1/tapes", req, &created); err != nil {
 				return err
 			}
@@ -54,7 +54,7 @@ func newTapeCmd(g *globals) *cobra.Command {
 		Short: "List the tapes and where each is",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var list []gateway.TapeStatus
+			var list []tapeapi.TapeStatus
 			if err := call(cmd, g, http.MethodGet, "/v1/tapes", nil, &list); err != nil {
 				return err
 			}
@@ -71,7 +71,7 @@ func newTapeCmd(g *globals) *cobra.Command {
 		Short: "Show one tape",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var in gateway.TapeStatus
+			var in tapeapi.TapeStatus
 			if err := call(cmd, g, http.MethodGet, "/v1/tapes/"+url.PathEscape(args[0]), nil, &in); err != nil {
 				return err
 			}
@@ -139,7 +139,7 @@ func newTapeCmd(g *globals) *cobra.Command {
 			if tier != "" {
 				path += "?tier=" + url.QueryEscape(tier)
 			}
-			var in gateway.TapeStatus
+			var in tapeapi.TapeStatus
 			if err := call(cmd, g, http.MethodPost, path, nil, &in); err != nil {
 				return err
 			}
@@ -149,12 +149,12 @@ func newTapeCmd(g *globals) *cobra.Command {
 	}
 	retrieveCmd.Flags().StringVar(&tier, "tier", "", "restore tier from cold storage: Standard (the default), Bulk or Expedited")
 
-	var poolReq gateway.TapePoolRequest
+	var poolReq tapeapi.TapePoolRequest
 	assignCmd := &cobra.Command{
 		Use: "assign-pool BARCODE --pool POOL", Args: cobra.ExactArgs(1),
 		Short: "Move a tape to another pool (\"\" for none); an archived tape's objects move to the pool's storage class and its lock starts; refused while the tape's retention lock holds",
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var in gateway.TapeStatus
+			var in tapeapi.TapeStatus
 			if err := call(cmd, g, http.MethodPost, "/v1/tapes/"+url.PathEscape(args[0])+"/pool", poolReq, &in); err != nil {
 				return err
 			}
@@ -209,14 +209,14 @@ func newTapeCmd(g *globals) *cobra.Command {
 	return cmd
 }
 
-func place(in gateway.TapeStatus) string {
+func place(in tapeapi.TapeStatus) string {
 	if in.Location == "" {
 		return "-"
 	}
 	return in.Location
 }
 
-func printTapes(w io.Writer, list []gateway.TapeStatus) error {
+func printTapes(w io.Writer, list []tapeapi.TapeStatus) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "BARCODE\tSTATE\tPLACE\tCAPACITY\tUSED\tREAD-ONLY\tWORM\tPOOL")
 	for _, in := range list {
@@ -227,7 +227,7 @@ func printTapes(w io.Writer, list []gateway.TapeStatus) error {
 }
 
 // tapeState is the tape's state, with a retrieval's progress.
-func tapeState(in gateway.TapeStatus) string {
+func tapeState(in tapeapi.TapeStatus) string {
 	if r := in.Retrieval; r != nil && in.State == tapes.StateRetrieving {
 		return fmt.Sprintf("%s (%d/%d objects readable)", in.State, r.Readable, r.Objects)
 	}
@@ -249,7 +249,7 @@ func newVTLCmd(g *globals) *cobra.Command {
 		Short: "What a backup server needs: targets, LUNs, devices, element addresses",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var in gateway.VTLInfo
+			var in tapeapi.VTLInfo
 			if err := call(cmd, g, http.MethodGet, "/v1/vtl", nil, &in); err != nil {
 				return err
 			}
