@@ -457,8 +457,14 @@ func (s *Share) WriteAt(ctx context.Context, path string, p []byte, off int64) (
 }
 
 // Sync returns once every write that returned before it was called, of
-// any file of the manager's shares, is durable (Buffered writes).
-func (s *Share) Sync(ctx context.Context) error { return s.m.j.Sync(ctx) }
+// any file of the manager's shares, is durable (Buffered writes), and
+// every change of this share answered Written.
+func (s *Share) Sync(ctx context.Context) error {
+	if err := s.m.j.Sync(ctx); err != nil {
+		return err
+	}
+	return s.syncTable(ctx) // removes answered Written (inodes.go)
+}
 
 // Write writes p at off into a file; d says whether it is durable when
 // Write returns or at the next Sync. p may be reused once Write returns.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"sync/atomic"
 
 	"github.com/gatewayd/gatewayd/errkind"
 	"github.com/gatewayd/gatewayd/meta"
@@ -63,6 +64,9 @@ func isNotFound(err error) bool { return errors.Is(err, meta.ErrNotFound) }
 type newInodes struct {
 	next    uint64                  // the next inode to give; 0: not read from the table yet
 	pending map[string]pendingInode // path -> inode not in the table yet
+	// unsynced: a change of the table answered Written is not synced yet
+	// (updateTable).
+	unsynced atomic.Bool
 }
 
 type pendingInode struct {
@@ -400,7 +404,7 @@ func (s *Share) movePaths(ctx context.Context, from, to string, drop bool) error
 	for len(found) > 0 {
 		batch := found[:min(len(found), meta.MaxTxnWrites/4)]
 		found = found[len(batch):]
-		err := s.m.opts.Meta.Update(ctx, func(tx meta.Txn) error {
+		err := s.updateTable(ctx, func(tx meta.Txn) error {
 			for _, f := range batch {
 				if err := tx.Delete(pathKey(s.cfg.Name, f.path)); err != nil {
 					return err
@@ -432,6 +436,35 @@ func (s *Share) movePaths(ctx context.Context, from, to string, drop bool) error
 				s.byPath[np], s.byIno[f.ino] = f.ino, np
 			}
 		}
+	}
+	return nil
+}
+
+// updateTable commits a change of the inode table. For a caller that asks
+// for Written (a remove through the SMB view) it does not wait for the
+// metadata store's sync when the store can commit without one
+// (meta.Unsynced): the change survives a kill of the process, as the
+// log's written records do, and the share's next Sync makes it durable.
+func (s *Share) updateTable(ctx context.Context, fn func(meta.Txn) error) error {
+	u, ok := s.m.opts.Meta.(meta.Unsynced)
+	if !ok || durabilityOf(ctx) != Written {
+		return s.m.opts.Meta.Update(ctx, fn)
+	}
+	if err := u.UpdateUnsynced(ctx, fn); err != nil {
+		return err
+	}
+	s.newIno.unsynced.Store(true)
+	return nil
+}
+
+// syncTable makes the table's changes updateTable left unsynced durable.
+func (s *Share) syncTable(ctx context.Context) error {
+	if !s.newIno.unsynced.Swap(false) {
+		return nil
+	}
+	if err := s.m.opts.Meta.(meta.Unsynced).Sync(ctx); err != nil {
+		s.newIno.unsynced.Store(true)
+		return err
 	}
 	return nil
 }

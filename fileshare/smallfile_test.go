@@ -267,6 +267,68 @@ func TestWrittenRemovesDeletedInOneSync(t *testing.T) {
 	}
 }
 
+// unsyncedMeta counts the metadata store's synced and unsynced commits and
+// its syncs.
+type unsyncedMeta struct {
+	*metamem.Store
+	updates, unsynced, syncs atomic.Int64
+}
+
+func (c *unsyncedMeta) Update(ctx context.Context, fn func(meta.Txn) error) error {
+	c.updates.Add(1)
+	return c.Store.Update(ctx, fn)
+}
+
+func (c *unsyncedMeta) UpdateUnsynced(ctx context.Context, fn func(meta.Txn) error) error {
+	c.unsynced.Add(1)
+	return c.Store.UpdateUnsynced(ctx, fn)
+}
+
+func (c *unsyncedMeta) Sync(ctx context.Context) error {
+	c.syncs.Add(1)
+	return c.Store.Sync(ctx)
+}
+
+// A remove answered Written changes the inode table without waiting for
+// the metadata store's sync; the share's Sync (the view's fsync) syncs it,
+// once.
+func TestWrittenRemoveTableSyncedAtSync(t *testing.T) {
+	md := &unsyncedMeta{Store: metamem.New()}
+	e := &env{t: t, dir: t.TempDir(), store: mem.New("fs"), md: md}
+	t.Cleanup(e.close)
+	e.start()
+	ctx := context.Background()
+	must[Config](t)(e.m.Create(ctx, Config{Name: "docs"}))
+	s := e.share("docs")
+	for _, p := range []string{"a", "b"} {
+		must[Attr](t)(s.Create(ctx, p, 0o644, 0, 0, true))
+	}
+	if err := e.m.Flush(ctx, ""); err != nil {
+		t.Fatal(err)
+	}
+	updates := md.updates.Load()
+	if err := s.Remove(WithDurability(ctx, Written), "a"); err != nil {
+		t.Fatal(err)
+	}
+	if u, n := md.updates.Load()-updates, md.unsynced.Load(); u != 0 || n != 1 {
+		t.Errorf("a remove answered Written: %d synced and %d unsynced commits, want 0 and 1", u, n)
+	}
+	if err := s.Remove(ctx, "b"); err != nil {
+		t.Fatal(err)
+	}
+	if u, n := md.updates.Load()-updates, md.unsynced.Load(); u != 1 || n != 1 {
+		t.Errorf("a durable remove: %d synced and %d unsynced commits in all, want 1 and 1", u, n)
+	}
+	for range 2 {
+		if err := s.Sync(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := md.syncs.Load(); n != 1 {
+		t.Errorf("%d syncs of the metadata store in two Syncs after a remove answered Written, want 1", n)
+	}
+}
+
 // crashMeta is a metadata store whose every transaction that writes is a
 // sync point: before it commits, hook may take a crash there.
 type crashMeta struct {

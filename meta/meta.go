@@ -46,6 +46,19 @@ type Store interface {
 	Close() error
 }
 
+// Unsynced is a Store whose commits can also be answered before they are
+// synced: a caller that may lose a change at a power loss but not at a
+// kill of the process (the SMB view's changes) commits with
+// UpdateUnsynced and makes them durable with Sync when asked.
+type Unsynced interface {
+	// UpdateUnsynced is Update returning once the commit is in the
+	// store's files, without waiting for a sync: it survives a kill of
+	// the process, and a power loss once a later Sync or Update returned.
+	UpdateUnsynced(ctx context.Context, fn func(Txn) error) error
+	// Sync returns once every commit made before it is durable.
+	Sync(ctx context.Context) error
+}
+
 // Txn is one transaction. It is not safe for concurrent use, and must not
 // be used after the function it was passed to returns.
 type Txn interface {

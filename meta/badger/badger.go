@@ -198,6 +198,34 @@ func (s *Store) Update(ctx context.Context, fn func(meta.Txn) error) error {
 	return fmt.Errorf("%w (%d attempts)", meta.ErrConflict, meta.MaxConflictRetries)
 }
 
+// UpdateUnsynced implements meta.Unsynced: Update without the wait for
+// a sync (the commit is in badger's memory-mapped write-ahead file).
+func (s *Store) UpdateUnsynced(ctx context.Context, fn func(meta.Txn) error) error {
+	if err := s.gate.Enter(); err != nil {
+		return err
+	}
+	defer s.gate.Exit()
+	for attempt := 0; attempt < meta.MaxConflictRetries; attempt++ {
+		if attempt > 0 {
+			time.Sleep(time.Duration(rand.IntN(100*attempt)) * time.Microsecond)
+		}
+		err := s.attempt(ctx, fn)
+		if !errors.Is(err, bdg.ErrConflict) {
+			return err
+		}
+	}
+	return fmt.Errorf("%w (%d attempts)", meta.ErrConflict, meta.MaxConflictRetries)
+}
+
+// Sync implements meta.Unsynced.
+func (s *Store) Sync(ctx context.Context) error {
+	if err := s.gate.Enter(); err != nil {
+		return err
+	}
+	defer s.gate.Exit()
+	return s.sync()
+}
+
 // sync returns once a sync that began after it was called has ended: the
 // commits made before it are durable.
 func (s *Store) sync() error {

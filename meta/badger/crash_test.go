@@ -13,7 +13,8 @@ import (
 )
 
 // The child half of TestCommittedUpdatesSurviveKill: commit keys one by one,
-// printing each number once Update has returned, until killed.
+// printing each number once Update (UpdateUnsynced with
+// GATEWAYD_META_CRASH_UNSYNCED set) has returned, until killed.
 func init() {
 	dir := os.Getenv("GATEWAYD_META_CRASH_CHILD")
 	if dir == "" {
@@ -24,8 +25,12 @@ func init() {
 		fmt.Println("open:", err)
 		os.Exit(2)
 	}
+	update := s.Update
+	if os.Getenv("GATEWAYD_META_CRASH_UNSYNCED") != "" {
+		update = s.UpdateUnsynced
+	}
 	for i := 0; ; i++ {
-		err := s.Update(context.Background(), func(tx meta.Txn) error {
+		err := update(context.Background(), func(tx meta.Txn) error {
 			return tx.Set([]byte(fmt.Sprintf("k/%08d", i)), []byte(strconv.Itoa(i)))
 		})
 		if err != nil {
@@ -38,10 +43,19 @@ func init() {
 
 // An Update that returned is durable: kill -9 the writer at an arbitrary
 // point and every acknowledged key is there on reopen.
-func TestCommittedUpdatesSurviveKill(t *testing.T) {
+func TestCommittedUpdatesSurviveKill(t *testing.T) { killWriter(t, false) }
+
+// So is an UpdateUnsynced that returned: its commit is in badger's
+// memory-mapped files, which a killed process does not lose.
+func TestUnsyncedUpdatesSurviveKill(t *testing.T) { killWriter(t, true) }
+
+func killWriter(t *testing.T, unsynced bool) {
 	dir := t.TempDir()
 	cmd := exec.Command(os.Args[0], "-test.run", "^$")
 	cmd.Env = append(os.Environ(), "GATEWAYD_META_CRASH_CHILD="+dir)
+	if unsynced {
+		cmd.Env = append(cmd.Env, "GATEWAYD_META_CRASH_UNSYNCED=1")
+	}
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -69,6 +69,20 @@ func (s *Store) View(ctx context.Context, fn func(meta.Txn) error) error {
 	return fn(t)
 }
 
+// UpdateUnsynced implements meta.Unsynced: Update (nothing to sync).
+func (s *Store) UpdateUnsynced(ctx context.Context, fn func(meta.Txn) error) error {
+	return s.Update(ctx, fn)
+}
+
+// Sync implements meta.Unsynced.
+func (s *Store) Sync(ctx context.Context) error {
+	if err := s.gate.Enter(); err != nil {
+		return err
+	}
+	defer s.gate.Exit()
+	return nil
+}
+
 // Update implements meta.Store.
 func (s *Store) Update(ctx context.Context, fn func(meta.Txn) error) error {
 	if err := s.gate.Enter(); err != nil {
