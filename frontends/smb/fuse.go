@@ -796,6 +796,9 @@ func (n *node) Getxattr(ctx context.Context, name string, dest []byte) (uint32, 
 		return 0, syscall.ENODATA
 	}
 	v, err := n.share.Xattr(ctx, n.path(), name)
+	if name == ntaclName && errors.Is(err, fileshare.ErrNoXattr) {
+		v, err = n.inheritedNTACL(ctx)
+	}
 	if err != nil {
 		return 0, errno(err)
 	}
@@ -803,6 +806,16 @@ func (n *node) Getxattr(ctx context.Context, name string, dest []byte) (uint32, 
 		return uint32(len(v)), syscall.ERANGE
 	}
 	return uint32(copy(dest, v)), 0
+}
+
+// inheritedNTACL is the NT ACL of a file or directory that has none of
+// its own (ntacl.go).
+func (n *node) inheritedNTACL(ctx context.Context) ([]byte, error) {
+	a, err := n.share.Stat(ctx, n.path())
+	if err != nil {
+		return nil, err
+	}
+	return inheritedNTACL(ctx, n.share, n.path(), a.Type == fileshare.TypeDir)
 }
 
 func (n *node) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errno) {
