@@ -632,9 +632,9 @@ func (n *node) Create(ctx context.Context, name string, flags, mode uint32, out 
 // cached pages from one open to the next (FOPEN_KEEP_CACHE is its
 // default then), so a file read again is read from them. Those pages go
 // when the kernel sees the file's size or mtime change (go-fuse asks for
-// auto_inval_data), which for a change made over NFS or in S3 is at its
-// first look at the file after the attribute timeout, as for the
-// attributes themselves; changes through the view go through the kernel.
+// auto_inval_data), or when the view drops them: at once for a write
+// over NFS and a change applied from the bucket (leases.go, changes.go);
+// changes through the view go through the kernel.
 // A truncating open reaches the view as a setattr (the view does not ask
 // for atomic O_TRUNC).
 func (n *node) Open(context.Context, uint32) (fs.FileHandle, uint32, syscall.Errno) {
