@@ -1069,6 +1069,11 @@ func (s *Share) Rename(ctx context.Context, from, to string) error {
 			moved, intent = true, true
 		}
 	}
+	if !moved && (src.Type == TypeDir || !unborn) {
+		// Moved in the store now (a new file's upload reports itself; a
+		// move through the log is reported when the uploader does it).
+		s.m.notifyMoved(ctx, s, src.Type, fromKey, toKey, dirKeys)
+	}
 	if moved {
 		// The store cannot be asked for either name until the move is
 		// done: the share answers from what it knows.

@@ -10,7 +10,8 @@ import (
 )
 
 // Events out (notify/, Options.Events): a file uploaded, an upload that
-// failed and is retried, an object deleted in the store.
+// failed and is retried, an object deleted or moved to another key (a
+// rename) in the store.
 //
 // An upload's event is published after its object is in the store and
 // before the file's state is retired, which is what lets its log records
@@ -89,13 +90,56 @@ func (m *Manager) notifyDeleted(ctx context.Context, share, key, id string) {
 	if err != nil {
 		return
 	}
-	t := TypeFile
-	if strings.HasSuffix(key, "/") {
-		t = TypeDir
-	}
-	e := notify.Event{ID: id, Kind: notify.FileDeleted, Share: share, Path: s.eventPath(key), Key: key, Type: typeName(t)}
+	e := notify.Event{ID: id, Kind: notify.FileDeleted, Share: share, Path: s.eventPath(key), Key: key, Type: typeName(keyType(key))}
 	if err := m.opts.Events.Publish(context.WithoutCancel(ctx), e); err != nil {
 		// The object is gone: the remove stands; the event is what is lost.
 		m.log.Error("file share: event of a delete not queued", "share", share, "key", key, "err", err)
 	}
+}
+
+// keyType is the type of the object at key as far as the key tells: a
+// directory's marker ends in "/".
+func keyType(key string) FileType {
+	if strings.HasSuffix(key, "/") {
+		return TypeDir
+	}
+	return TypeFile
+}
+
+// notifyMoved publishes the moves of a rename done at once: the object
+// at fromKey (of type t), or a directory's objects, keys, each under
+// fromKey.
+func (m *Manager) notifyMoved(ctx context.Context, s *Share, t FileType, fromKey, toKey string, keys []string) {
+	if t != TypeDir {
+		m.notifyRenamed(ctx, s.cfg.Name, keyMove{fromKey, toKey}, t, "")
+		return
+	}
+	for _, k := range keys {
+		m.notifyRenamed(ctx, s.cfg.Name, keyMove{k, toKey + strings.TrimPrefix(k, fromKey)}, keyType(k), "")
+	}
+}
+
+// notifyRenamed publishes the move of an object from k.from to k.to in
+// the store; id is stable when the move is a logged one (a replay may
+// repeat it), else empty. Like a delete's, it is queued even when the
+// queue is full: the move is done.
+func (m *Manager) notifyRenamed(ctx context.Context, share string, k keyMove, t FileType, id string) {
+	if m.opts.Events == nil {
+		return
+	}
+	s, err := m.Get(share)
+	if err != nil {
+		return
+	}
+	e := notify.Event{ID: id, Kind: notify.FileRenamed, Share: share, Path: s.eventPath(k.to), Key: k.to,
+		OldPath: s.eventPath(k.from), OldKey: k.from, Type: typeName(t)}
+	if err := m.opts.Events.Publish(context.WithoutCancel(ctx), e); err != nil {
+		m.log.Error("file share: event of a rename not queued", "share", share, "from", k.from, "to", k.to, "err", err)
+	}
+}
+
+// loggedMoveID is the event id of the move of k by the logged rename mv:
+// the same when a replay repeats it.
+func loggedMoveID(mv move, k keyMove) string {
+	return notify.StableID(string(notify.FileRenamed), mv.share, k.from, k.to, strconv.FormatUint(uint64(mv.lsn), 10))
 }

@@ -5,8 +5,11 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	metamem "github.com/gatewayd/gatewayd/meta/mem"
 	"github.com/gatewayd/gatewayd/notify"
@@ -152,5 +155,89 @@ func TestUploadEvents(t *testing.T) {
 	}
 	if got := ev.Take(); len(got) != 1 || got[0].Kind != notify.FileUploaded || got[0].ID == ids["/b"] {
 		t.Fatalf("upload after the failures: %+v", got)
+	}
+}
+
+// A rename publishes file.renamed for each object moved in the store,
+// with the key and path before and after: a file, a directory's objects
+// (its marker and the files below it), and a file renamed while the store
+// is away, reported when the uploader moves it, with a stable id. A new
+// file not uploaded yet reports only its upload, at the new path.
+func TestRenameEvents(t *testing.T) {
+	ev := &notifytest.Recorder{}
+	e, away, fake, under := awayEnv(t, nil)
+	e.close()
+	e.opts = func(o *Options) { o.Clock, o.AttrTTL, o.Events = fake, time.Minute, ev }
+	e.start()
+	ctx := context.Background()
+	must[Config](t)(e.m.Create(ctx, Config{Name: "s", Prefix: "share/"}))
+	s := e.share("s")
+	must[Attr](t)(s.Create(ctx, "a", 0o644, 0, 0, true))
+	must[Attr](t)(s.WriteAt(ctx, "a", []byte("hello"), 0))
+	must[Attr](t)(s.Mkdir(ctx, "d", 0o755, 0, 0))
+	must[Attr](t)(s.Create(ctx, "d/x", 0o644, 0, 0, true))
+	must[Attr](t)(s.WriteAt(ctx, "d/x", []byte("below"), 0))
+	if err := e.m.Flush(ctx, ""); err != nil {
+		t.Fatal(err)
+	}
+	ev.Take()
+	renamed := func(want ...string) []notify.Event {
+		t.Helper()
+		var got []string
+		evs := ev.Take()
+		for _, x := range evs {
+			if x.Kind != notify.FileRenamed || x.Share != "s" || strings.TrimSuffix(x.Key, "/") != "share"+x.Path || strings.TrimSuffix(x.OldKey, "/") != "share"+x.OldPath {
+				t.Fatalf("event %+v", x)
+			}
+			got = append(got, x.OldPath+">"+x.Path+":"+x.Type)
+		}
+		slices.Sort(got)
+		slices.Sort(want)
+		if !slices.Equal(got, want) {
+			t.Fatalf("renames %v, want %v", got, want)
+		}
+		return evs
+	}
+	if err := s.Rename(ctx, "a", "b"); err != nil {
+		t.Fatal(err)
+	}
+	renamed("/a>/b:file")
+	if err := s.Rename(ctx, "d", "e"); err != nil {
+		t.Fatal(err)
+	}
+	renamed("/d>/e:directory", "/d/x>/e/x:file")
+
+	// A new file: its upload at the new path is its only event.
+	must[Attr](t)(s.Create(ctx, "n", 0o644, 0, 0, true))
+	if err := s.Rename(ctx, "n", "m"); err != nil {
+		t.Fatal(err)
+	}
+	renamed()
+	if err := e.m.Flush(ctx, ""); err != nil {
+		t.Fatal(err)
+	}
+	if got := ev.Take(); len(got) != 1 || got[0].Kind != notify.FileUploaded || got[0].Path != "/m" {
+		t.Fatalf("a new file renamed, then uploaded: %+v", got)
+	}
+
+	// The store away: the rename waits in the log, and so does its event.
+	goAway(t, e, s, fake, away, "")
+	if err := s.Rename(ctx, "b", "c"); err != nil {
+		t.Fatal(err)
+	}
+	renamed()
+	away.Store(false)
+	if err := e.m.Flush(ctx, ""); err != nil {
+		t.Fatal(err)
+	}
+	got := renamed("/b>/c:file")
+	if got[0].ID == "" {
+		t.Fatalf("a logged rename's event has no stable id: %+v", got[0])
+	}
+	if _, err := under.Stat(ctx, "share/c"); err != nil {
+		t.Fatalf("the renamed object: %v", err)
+	}
+	if _, err := under.Stat(ctx, "share/b"); err == nil {
+		t.Fatal("the old key is still there")
 	}
 }

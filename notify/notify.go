@@ -1,7 +1,7 @@
 // Package notify sends the gateway's events out to webhooks: a file
 // uploaded to the object store, an upload that failed and is retried, a
-// file deleted, a volume's recovery point written or snapshot taken, a
-// tape archived or retrieved (docs/events.md).
+// file deleted or renamed, a volume's recovery point written or snapshot
+// taken, a tape archived or retrieved (docs/events.md).
 //
 // Services publish Events through a Sink and know nothing of where they
 // go. The Queue keeps every event durably in the metadata store until each
@@ -30,6 +30,7 @@ const (
 	FileUploaded        Kind = "file.uploaded"         // an object of a share is in the store
 	FileUploadFailed    Kind = "file.upload_failed"    // an upload failed; it is retried
 	FileDeleted         Kind = "file.deleted"          // an object of a share was deleted in the store
+	FileRenamed         Kind = "file.renamed"          // an object of a share was moved to another key in the store
 	VolumeRecoveryPoint Kind = "volume.recovery_point" // a cached volume's recovery point was written
 	VolumeSnapshot      Kind = "volume.snapshot"       // a snapshot of a volume was completed
 	TapeArchived        Kind = "tape.archived"         // a tape was archived
@@ -37,7 +38,7 @@ const (
 )
 
 // Kinds are every kind, in the order docs/events.md lists them.
-var Kinds = []Kind{FileUploaded, FileUploadFailed, FileDeleted, VolumeRecoveryPoint, VolumeSnapshot, TapeArchived, TapeRetrieved}
+var Kinds = []Kind{FileUploaded, FileUploadFailed, FileDeleted, FileRenamed, VolumeRecoveryPoint, VolumeSnapshot, TapeArchived, TapeRetrieved}
 
 // Event is one notification. Its JSON (the field order below, empty
 // fields left out) is what a webhook receives, byte for byte as
@@ -52,12 +53,14 @@ type Event struct {
 	Bucket  string    `json:"bucket,omitempty"`  // the store's bucket, for objects of a share
 	Key     string    `json:"key,omitempty"`     // the object's key in the bucket
 	Share   string    `json:"share,omitempty"`
-	Path    string    `json:"path,omitempty"`    // in the share, from its root ("/a/b.txt")
-	Type    string    `json:"type,omitempty"`    // file, directory or symlink
-	Size    *int64    `json:"size,omitempty"`    // bytes of the object or volume; of the data on a tape
-	ETag    string    `json:"etag,omitempty"`    // without quotes, as in S3 event notifications
-	Attempt int       `json:"attempt,omitempty"` // of a failed upload: how many have failed
-	Error   string    `json:"error,omitempty"`   // of a failed upload
+	Path    string    `json:"path,omitempty"`     // in the share, from its root ("/a/b.txt")
+	OldKey  string    `json:"old_key,omitempty"`  // of a renamed object: its key before
+	OldPath string    `json:"old_path,omitempty"` // of a renamed object: its path before
+	Type    string    `json:"type,omitempty"`     // file, directory or symlink
+	Size    *int64    `json:"size,omitempty"`     // bytes of the object or volume; of the data on a tape
+	ETag    string    `json:"etag,omitempty"`     // without quotes, as in S3 event notifications
+	Attempt int       `json:"attempt,omitempty"`  // of a failed upload: how many have failed
+	Error   string    `json:"error,omitempty"`    // of a failed upload
 	// Volume and VolumeID name a volume; Snapshot a snapshot of it.
 	Volume   string `json:"volume,omitempty"`
 	VolumeID string `json:"volume_id,omitempty"`

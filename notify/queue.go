@@ -319,6 +319,9 @@ func (q *Queue) Publish(ctx context.Context, e Event) error {
 		e.Bucket = q.opts.Bucket
 		if q.opts.Prefix != "" {
 			e.Key = q.opts.Prefix + "/" + e.Key
+			if e.OldKey != "" {
+				e.OldKey = q.opts.Prefix + "/" + e.OldKey
+			}
 		}
 	}
 	if e.Kind == FileUploadFailed && q.Full() {

@@ -213,3 +213,57 @@ func TestUploadEventsAcrossKill(t *testing.T) {
 		t.Error("gatewayd_notify_events_dropped_total not exported")
 	}
 }
+
+// TestRenameEvents: a file renamed over NFS (go-nfs-client's RENAME)
+// after its upload produces one file.renamed event at a webhook in the
+// test, with the object's key and path before and after, after the
+// file's file.uploaded; MinIO holds the object at the new key only.
+func TestRenameEvents(t *testing.T) {
+	t.Parallel() // waits on servers: beside the others (see TestMain)
+	hook := notifytest.NewReceiver(t, "hook-token")
+	srv, dir, d := shareOnMinIO(t, "renames", "docs")
+	d.stop(t)
+	setConfig(t, dir, map[string]map[string]any{"notifications": {
+		"webhooks": []any{map[string]any{"url": hook.URL + "/hook", "token": "hook-token", "kinds": []any{"file.*"}}},
+	}})
+	serve(t, dir)
+	info := shareInfo(t, dir, "docs")
+	p := filepath.Join(t.TempDir(), "before.txt")
+	if err := os.WriteFile(p, []byte("renamed after its upload\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	nfsTool(t, "nfs-cp", p, strings.Replace(info.Mount.URL, "/docs/", "/docs/before.txt", 1))
+	mustRun(t, "share", "wait", "--data-dir", dir, "docs", "--flush")
+	hook.Wait("the upload's event", func(p []notify.Event) bool { return uploadedPaths(p)["/before.txt"] == 1 })
+	v, done := nfsMount(t, nfsAddr(t, dir), "docs")
+	if err := v.Rename("before.txt", "after.txt"); err != nil {
+		t.Fatal(err)
+	}
+	done()
+	posts := hook.Wait("the rename's event", func(p []notify.Event) bool {
+		for _, e := range p {
+			if e.Kind == notify.FileRenamed {
+				return true
+			}
+		}
+		return false
+	})
+	var kinds []notify.Kind
+	for _, e := range notifytest.Distinct(posts) {
+		kinds = append(kinds, e.Kind)
+		if e.Kind == notify.FileRenamed && (e.Bucket != "renames" || e.Share != "docs" || e.Type != "file" || e.Gateway == "" ||
+			e.Key != "gw/docs/after.txt" || e.Path != "/after.txt" || e.OldKey != "gw/docs/before.txt" || e.OldPath != "/before.txt") {
+			t.Errorf("rename event %+v", e)
+		}
+	}
+	if len(kinds) != 2 || kinds[0] != notify.FileUploaded || kinds[1] != notify.FileRenamed {
+		t.Errorf("events %v, want the upload, then the rename", kinds)
+	}
+	ctx := context.Background()
+	if _, err := srv.Client().HeadObject(ctx, &awss3.HeadObjectInput{Bucket: aws.String("renames"), Key: aws.String("gw/docs/after.txt")}); err != nil {
+		t.Errorf("the object at its new key: %v", err)
+	}
+	if _, err := srv.Client().HeadObject(ctx, &awss3.HeadObjectInput{Bucket: aws.String("renames"), Key: aws.String("gw/docs/before.txt")}); err == nil {
+		t.Error("the object is still at its old key")
+	}
+}
