@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -358,38 +357,9 @@ func checkTorture(plain, gw map[string]string, differences map[string]string, mi
 // results to tortureDifferences and tortureMinPassed.
 func TestSMBTorture(t *testing.T) {
 	t.Parallel()
-	smbtest.Require(t)
-	dir := t.TempDir()
-	t.Cleanup(func() { cleanSMB(dir) })
-	mustRun(t, "init", "--data-dir", dir)
-	addr := smbtest.FreeAddr(t)
-	d := serve(t, dir, "--smb-listen", addr)
-	mustRun(t, "smb", "user", "add", "--data-dir", dir, "root", "--password", smbPassword)
-	mustRun(t, "share", "create", "--data-dir", dir, "--name", "torture", "--protocols", "smb")
-	plainAddr, _ := smbtest.StartPlain(t, "plain", smbPassword)
-
-	plain, gw, gwLines := map[string]string{}, map[string]string{}, map[string]string{}
-	for _, suite := range tortureSuites {
-		// Both servers at once: the comparison is of results, not speed.
-		var p map[string]string
-		var plainErr error
-		plainDone := make(chan struct{})
-		go func() {
-			defer close(plainDone)
-			p, _, plainErr = smbtest.Torture(plainAddr, "plain", "root", smbPassword, suite)
-		}()
-		g, lines, err := smbtest.Torture(addr, "torture", "root", smbPassword, suite)
-		<-plainDone
-		if err != nil {
-			t.Fatal(err)
-		}
-		if plainErr != nil {
-			t.Fatal(plainErr)
-		}
-		maps.Copy(plain, p)
-		maps.Copy(gw, g)
-		maps.Copy(gwLines, lines)
-	}
+	d, gwT, plainT := tortureServers(t)
+	r := runTorture(t, gwT, plainT, "root", tortureSuites, nil)
+	plain, gw := r.plain, r.gw
 	total, passedPlain, passedGW, problems := checkTorture(plain, gw, tortureDifferences, tortureMinPassed)
 	t.Logf("smbtorture %s: %d tests; plain smbd passes %d, the gateway %d (%d listed differences)",
 		strings.Join(tortureSuites, " "), total, passedPlain, passedGW, len(tortureDifferences))
@@ -405,13 +375,11 @@ func TestSMBTorture(t *testing.T) {
 	}
 	if len(problems) > 0 {
 		// smbtorture's own lines for each new failure say which check failed.
-		var why []string
-		for _, name := range slices.Sorted(maps.Keys(gw)) {
-			if _, listed := tortureDifferences[name]; gw[name] != "success" && plain[name] == "success" && !listed {
-				why = append(why, fmt.Sprintf("smbtorture on the gateway, %s:\n%s", name, gwLines[name]))
-			}
-		}
-		t.Fatalf("smbtorture against tortureDifferences:\n  %s\n%s%s", strings.Join(problems, "\n  "), strings.Join(why, ""), warnings(d.stderr.String()))
+		why := r.lines(func(name string, gateway bool) bool {
+			_, listed := tortureDifferences[name]
+			return gateway && plain[name] == "success" && !listed
+		})
+		t.Fatalf("smbtorture against tortureDifferences:\n  %s\n%s%s", strings.Join(problems, "\n  "), why, warnings(d.stderr.String()))
 	}
 }
 

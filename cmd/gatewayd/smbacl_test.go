@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -20,26 +21,9 @@ var ownerSID = regexp.MustCompile(`(?m)^OWNER:(S-1-[0-9-]+)$`)
 // for two SMB users, before and after a restart of the gateway.
 func TestSMBACLDenies(t *testing.T) {
 	t.Parallel()
-	smbtest.Require(t)
-	dir := t.TempDir()
-	t.Cleanup(func() { cleanSMB(dir) })
-	// smbd works in the share as its owner, who must reach the view's
-	// mount point below the data directory (t.TempDir makes it and its
-	// parent 0700).
-	for _, p := range []string{filepath.Dir(dir), dir} {
-		if err := os.Chmod(p, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	mustRun(t, "init", "--data-dir", dir)
-	addr := smbtest.FreeAddr(t)
-	d := serve(t, dir, "--smb-listen", addr)
 	// Two users who are not root, Unix accounts every Debian system has.
 	users := []string{"daemon", "bin"}
-	for _, u := range append([]string{"root"}, users...) {
-		mustRun(t, "smb", "user", "add", "--data-dir", dir, u, "--password", smbPassword)
-	}
-	mustRun(t, "share", "create", "--data-dir", dir, "--name", "docs", "--protocols", "smb", "--uid", "1", "--gid", "1")
+	d, dir, addr := daemonOwnedShare(t, "docs", append([]string{"root"}, users...)...)
 
 	local := t.TempDir()
 	for _, f := range []string{"secret.txt", "readonly.txt", "open.txt", "new.txt"} {
@@ -108,4 +92,54 @@ func TestSMBACLDenies(t *testing.T) {
 	d.stop(t)
 	serve(t, dir, "--smb-listen", addr)
 	check("after a restart")
+}
+
+// daemonOwnedShare starts a gateway for t with SMB users (password
+// smbPassword) and a share owned by the account daemon (uid and gid 1).
+func daemonOwnedShare(t *testing.T, share string, users ...string) (d *daemon, dir, addr string) {
+	t.Helper()
+	smbtest.Require(t)
+	dir = t.TempDir()
+	t.Cleanup(func() { cleanSMB(dir) })
+	traversable(t, dir)
+	mustRun(t, "init", "--data-dir", dir)
+	addr = smbtest.FreeAddr(t)
+	d = serve(t, dir, "--smb-listen", addr)
+	for _, u := range users {
+		mustRun(t, "smb", "user", "add", "--data-dir", dir, u, "--password", smbPassword)
+	}
+	mustRun(t, "share", "create", "--data-dir", dir, "--name", share, "--protocols", "smb", "--uid", "1", "--gid", "1")
+	return d, dir, addr
+}
+
+// traversable lets every account reach below dir, a t.TempDir (which
+// makes it and its parent 0700): smbd works in a share as the share's
+// owner, who must reach the share's directory (the view's mount point
+// below a gateway's data directory).
+func traversable(t *testing.T, dir string) {
+	t.Helper()
+	for _, p := range []string{filepath.Dir(dir), dir} {
+		if err := os.Chmod(p, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestSMBTortureACLsAsUser runs smb2.acls as daemon, not root, against a
+// gateway share daemon owns and against plain smbd set up as the gateway's
+// smbd, working as daemon in a directory daemon owns, and holds the
+// results to testdata/smbtorture-acls-user.txt.
+func TestSMBTortureACLsAsUser(t *testing.T) {
+	t.Parallel()
+	d, _, addr := daemonOwnedShare(t, "torture", "daemon")
+	plainAddr, plainDir := smbtest.StartPlainUsers(t, "plain", smbPassword, []string{"daemon"},
+		slices.Concat(plainLikeGateway, []string{"force user = daemon", "force group = daemon"})...)
+	traversable(t, plainDir)
+	if err := os.Chown(plainDir, 1, 1); err != nil {
+		t.Fatal(err)
+	}
+	suites := []string{"smb2.acls"}
+	r := runTorture(t, tortureTarget{addr, "torture"}, tortureTarget{plainAddr, "plain"}, "daemon", suites, nil)
+	t.Logf("smbtorture as daemon:\n%s", suiteTable(suites, r))
+	checkTortureList(t, "testdata/smbtorture-acls-user.txt", r, d.stderr.String())
 }

@@ -346,6 +346,13 @@ func PlainConf(state, addr, share, dir string, global ...string) string {
 // returns its address and the directory.
 func StartPlain(t testing.TB, share, password string, global ...string) (addr, dir string) {
 	t.Helper()
+	return StartPlainUsers(t, share, password, []string{"root"}, global...)
+}
+
+// StartPlainUsers is StartPlain with SMB users for the Unix accounts
+// users, each with password.
+func StartPlainUsers(t testing.TB, share, password string, users []string, global ...string) (addr, dir string) {
+	t.Helper()
 	Require(t)
 	state, dir := t.TempDir(), t.TempDir()
 	addr = FreeAddr(t)
@@ -358,10 +365,12 @@ func StartPlain(t testing.TB, share, password string, global ...string) (addr, d
 	if err := os.WriteFile(conf, []byte(PlainConf(state, addr, share, dir, global...)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	pw := exec.Command(samba("smbpasswd"), "-c", conf, "-s", "-a", "root")
-	pw.Stdin = strings.NewReader(password + "\n" + password + "\n")
-	if out, err := pw.CombinedOutput(); err != nil {
-		t.Fatalf("smbpasswd: %v\n%s", err, out)
+	for _, u := range users {
+		pw := exec.Command(samba("smbpasswd"), "-c", conf, "-s", "-a", u)
+		pw.Stdin = strings.NewReader(password + "\n" + password + "\n")
+		if out, err := pw.CombinedOutput(); err != nil {
+			t.Fatalf("smbpasswd %s: %v\n%s", u, err, out)
+		}
 	}
 	cmd := exec.Command(samba("smbd"), "--foreground", "--no-process-group", "--debug-stdout", "-s", conf)
 	var log bytes.Buffer
