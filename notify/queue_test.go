@@ -105,6 +105,17 @@ func TestEventJSON(t *testing.T) {
 	if !strings.Contains(string(doc), "```json\n"+want+"\n```") {
 		t.Fatal("docs/events.md does not show this event's JSON")
 	}
+	// And the rename's example.
+	e = notify.Event{ID: "0c6a4b3e9f2d41d8a5e7b19c2f3d4e5a", Seq: 43, Kind: notify.FileRenamed,
+		Time: time.Date(2026, 12, 5, 1, 31, 0, 456000000, time.UTC), Gateway: "8f14e45fceea167a", Bucket: "media",
+		Key: "gw/docs/reports/q4-final.pdf", Share: "docs", Path: "/reports/q4-final.pdf",
+		OldKey: "gw/docs/reports/q4.pdf", OldPath: "/reports/q4.pdf", Type: "file"}
+	if b, err = json.Marshal(e); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(doc), "```json\n"+string(b)+"\n```") {
+		t.Fatalf("docs/events.md does not show the rename's JSON:\n%s", b)
+	}
 }
 
 // An event published again with the same id is not queued twice, also
