@@ -243,9 +243,11 @@ func (s *Share) uploadTime(ctx context.Context, ino, gen uint64) error {
 		drop()
 		return nil
 	}
-	if err := s.m.sealXattrs(ctx, &a); err != nil {
+	release, err := s.m.sealXattrs(ctx, &a)
+	if err != nil {
 		return err
 	}
+	defer release()
 	mp := s.m.opts.Store.(objstore.MetadataPutter)
 	err = mp.SetMeta(ctx, key, a.metadata())
 	if objstore.IsNotFound(err) && p == "" {

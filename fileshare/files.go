@@ -1097,11 +1097,12 @@ func (m *Manager) upload(ctx context.Context, s *Share, k fileKey) (int64, error
 	if err := m.eventsFull(); err != nil {
 		return 0, fmt.Errorf("share %s: upload %s: %w", k.share, path, err)
 	}
-	if err := m.sealXattrs(ctx, &attr); err != nil {
+	release, err := m.sealXattrs(ctx, &attr)
+	if err != nil {
 		m.uploadErrors.Add(1)
 		return 0, fmt.Errorf("share %s: upload %s: %w", k.share, path, err)
 	}
-	var err error
+	defer release()
 	sent := attr.Size
 	if attr.Type == TypeFile && !data && base.etag != "" && attr.Size == base.Size {
 		// Only attributes changed (a chmod while the store was away): the

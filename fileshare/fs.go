@@ -1019,6 +1019,7 @@ func (s *Share) Rename(ctx context.Context, from, to string) error {
 		}
 		moved, intent = true, true
 	case src.Type != TypeDir:
+		defer s.m.sidecarUses.copying()() // (xattrgc.go)
 		if err := copier.Copy(ctx, fromKey, toKey); err != nil {
 			if !s.m.storeFailed(ctx, err) {
 				return err
@@ -1045,6 +1046,7 @@ func (s *Share) Rename(ctx context.Context, from, to string) error {
 		// Copy everything, then delete the sources: an interruption
 		// leaves both trees, never neither.
 		err := func() error {
+			defer s.m.sidecarUses.copying()() // (xattrgc.go)
 			for _, k := range keys {
 				if err := copier.Copy(ctx, k, s.key(to)+strings.TrimPrefix(k, s.key(from))); err != nil {
 					return err
@@ -1193,12 +1195,14 @@ func (s *Share) setAttr(ctx context.Context, p string, ch *SetAttr) (Attr, error
 			key = s.cfg.Prefix
 		}
 	}
-	if err := s.m.sealXattrs(ctx, &a); err != nil {
+	release, err := s.m.sealXattrs(ctx, &a)
+	if err != nil {
 		if canLog && s.m.storeFailed(ctx, err) {
 			return s.m.setattrLogged(ctx, s, p, orig, *ch)
 		}
 		return Attr{}, err
 	}
+	defer release()
 	mp := s.m.opts.Store.(objstore.MetadataPutter)
 	err = mp.SetMeta(ctx, key, a.metadata())
 	if objstore.IsNotFound(err) && a.Type == TypeDir {

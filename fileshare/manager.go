@@ -43,6 +43,11 @@ type Options struct {
 	// Events, when set, gets an event of every upload, failed upload and
 	// delete in the store (notify.go).
 	Events notify.Sink
+	// XattrGCInterval is how often extended attribute sidecars no object
+	// names are deleted (xattrgc.go; default 6h, negative: never), and
+	// XattrGCGrace how old one must be (default 1h).
+	XattrGCInterval time.Duration
+	XattrGCGrace    time.Duration
 }
 
 // Manager owns the shares of one gateway and their uploader.
@@ -78,7 +83,10 @@ type Manager struct {
 
 	awayUntil atomic.Int64 // unix ns until which the store counts as away (away.go)
 
-	sidecars sidecars // extended attribute sets read from sidecar objects (xattrs.go)
+	sidecars    sidecars    // extended attribute sets read from sidecar objects (xattrs.go)
+	sidecarUses sidecarUses // the sidecars uploads name, for their collection (xattrgc.go)
+	stopGC      context.CancelFunc
+	gcDone      chan struct{}
 }
 
 // Stats are the file shares' figures for metrics.
@@ -195,6 +203,12 @@ func New(ctx context.Context, opts Options) (*Manager, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
+	if opts.XattrGCInterval == 0 {
+		opts.XattrGCInterval = 6 * time.Hour
+	}
+	if opts.XattrGCGrace <= 0 {
+		opts.XattrGCGrace = time.Hour
+	}
 	if _, ok := opts.Store.(objstore.MetadataPutter); !ok {
 		return nil, fmt.Errorf("file shares need an object store with object metadata; %s has none", opts.Store)
 	}
@@ -251,6 +265,14 @@ func New(ctx context.Context, opts Options) (*Manager, error) {
 		return nil, fmt.Errorf("file shares: %w", err)
 	}
 	m.j.Start()
+	if opts.XattrGCInterval > 0 {
+		gctx, stop := context.WithCancel(context.Background())
+		m.stopGC, m.gcDone = stop, make(chan struct{})
+		go func() {
+			defer close(m.gcDone)
+			m.collectXattrsEvery(gctx, opts.XattrGCInterval, opts.XattrGCGrace)
+		}()
+	}
 	return m, nil
 }
 
@@ -410,6 +432,10 @@ func (m *Manager) Update(ctx context.Context, name string, fn func(*Config) erro
 // up after the next start.
 func (m *Manager) Close() error {
 	m.closeOnce.Do(func() {
+		if m.stopGC != nil {
+			m.stopGC()
+			<-m.gcDone
+		}
 		m.j.Close()
 		// Directory times not in their markers yet are kept for the next
 		// start (dirtimes.go).

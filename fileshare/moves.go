@@ -285,6 +285,7 @@ func (m *Manager) settleMove(ctx context.Context, mv move) error {
 	if !ok {
 		return fmt.Errorf("rename needs an object store that copies: %w", ErrNotSupp)
 	}
+	defer m.sidecarUses.copying()() // (xattrgc.go)
 	for _, k := range mv.keys {
 		err := copier.Copy(ctx, k.from, k.to)
 		switch {

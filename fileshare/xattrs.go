@@ -237,35 +237,47 @@ func (m *Manager) xattrsOf(ctx context.Context, x *xattrSet) (map[string][]byte,
 // sealXattrs makes a's metadata fit S3's limit: a set that does not fit
 // beside the other attributes goes into its sidecar object (put first, so
 // that metadata never names a sidecar that is not there) and the metadata
-// names it.
-func (m *Manager) sealXattrs(ctx context.Context, a *Attr) error {
+// names it. The caller calls release once the metadata naming the sidecar
+// is in the store, or will not be: until then the sidecar is not
+// collected (xattrgc.go).
+func (m *Manager) sealXattrs(ctx context.Context, a *Attr) (release func(), err error) {
 	x := a.xa
-	if x == nil || x.ref != "" || x.bad != "" || len(x.m) == 0 {
-		return nil
+	switch {
+	case x == nil || x.bad != "":
+		return func() {}, nil
+	case x.ref != "":
+		return m.sidecarUses.use(x.ref, m.opts.Clock), nil
+	case len(x.m) == 0:
+		return func() {}, nil
 	}
 	n := 0
 	for k, v := range a.metadata() {
 		n += len(k) + len(v)
 	}
 	if n <= objstore.MaxMetadataBytes {
-		return nil
+		return func() {}, nil
 	}
 	b := encodeXattrs(x.m)
 	sum := sha256.Sum256(b)
 	ref := hex.EncodeToString(sum[:])
 	key := xattrKey(ref)
+	// Registered before it is looked for: a collection either keeps it or
+	// has deleted it by then, and it is put again.
+	release = m.sidecarUses.use(ref, m.opts.Clock)
 	exists, err := statExists(ctx, m.opts.Store, key)
 	if err != nil {
-		return err
+		release()
+		return nil, err
 	}
 	if !exists {
 		if err := m.opts.Store.Put(ctx, key, bytes.NewReader(b), int64(len(b))); err != nil {
-			return fmt.Errorf("extended attributes %s: %w", key, err)
+			release()
+			return nil, fmt.Errorf("extended attributes %s: %w", key, err)
 		}
 	}
 	m.sidecars.put(ref, x.m)
 	a.xa = &xattrSet{m: x.m, ref: ref}
-	return nil
+	return release, nil
 }
 
 // Xattrs returns p's extended attributes by name (nil: none). The map is

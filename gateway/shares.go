@@ -323,10 +323,12 @@ var (
 	descShareBytesUp      = prometheus.NewDesc("gatewayd_share_bytes_uploaded_total", "CloudBytesUploaded for file shares: file bytes put to the object store.", nil, nil)
 	descShareFilesUp      = prometheus.NewDesc("gatewayd_share_files_uploaded_total", "Files put to the object store.", nil, nil)
 	descShareUploadErrors = prometheus.NewDesc("gatewayd_share_upload_errors_total", "File uploads that failed and will be retried.", nil, nil)
+	descShareXattrGCRuns  = prometheus.NewDesc("gatewayd_share_xattr_gc_runs_total", "Collections of extended attribute sidecars no object names, and those that failed.", []string{"result"}, nil)
+	descShareXattrGCDel   = prometheus.NewDesc("gatewayd_share_xattr_sidecars_deleted_total", "Extended attribute sidecar objects deleted, no object naming them.", nil, nil)
 )
 
 func (c shareCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descShareBufferUsed, descShareFilesPending, descShareBytesUp, descShareFilesUp, descShareUploadErrors} {
+	for _, d := range []*prometheus.Desc{descShareBufferUsed, descShareFilesPending, descShareBytesUp, descShareFilesUp, descShareUploadErrors, descShareXattrGCRuns, descShareXattrGCDel} {
 		ch <- d
 	}
 }
@@ -340,4 +342,8 @@ func (c shareCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descShareBytesUp, prometheus.CounterValue, float64(st.BytesUploaded))
 	ch <- prometheus.MustNewConstMetric(descShareFilesUp, prometheus.CounterValue, float64(st.FilesUploaded))
 	ch <- prometheus.MustNewConstMetric(descShareUploadErrors, prometheus.CounterValue, float64(st.UploadErrors))
+	gc := c.m.XattrGCStats()
+	ch <- prometheus.MustNewConstMetric(descShareXattrGCRuns, prometheus.CounterValue, float64(gc.Runs-gc.Failed), "ok")
+	ch <- prometheus.MustNewConstMetric(descShareXattrGCRuns, prometheus.CounterValue, float64(gc.Failed), "failed")
+	ch <- prometheus.MustNewConstMetric(descShareXattrGCDel, prometheus.CounterValue, float64(gc.Deleted))
 }
