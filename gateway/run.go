@@ -16,6 +16,8 @@ import (
 
 	"github.com/gatewayd/gatewayd/admin"
 	"github.com/gatewayd/gatewayd/api/bandwidthapi"
+	"github.com/gatewayd/gatewayd/api/shareapi"
+	"github.com/gatewayd/gatewayd/api/smbapi"
 	"github.com/gatewayd/gatewayd/api/snapshotapi"
 	"github.com/gatewayd/gatewayd/api/statsapi"
 	"github.com/gatewayd/gatewayd/api/tapeapi"
@@ -228,7 +230,16 @@ func Run(ctx context.Context, cfg *config.Config, opts RunOptions) error {
 	// data directory has failed above, before touching the first one's.
 	smbFE = startSMB(ctx, cfg, dp.shares, opts.Clock, auditLog, logger.With("subsystem", "smb"))
 	defer smbFE.close() // before the shares close
-	registerShareAPI(srv, dp.shares, nfsFE, smbFE)
+	shareapi.Register(srv, dp.shares, shareapi.Frontends{
+		NFSAddr: func() string {
+			if nfsFE == nil {
+				return ""
+			}
+			return nfsFE.addr
+		},
+		SMBAddr: smbFE.addr,
+		SyncSMB: smbFE.sync,
+	})
 	bucketEvents, err := startBucketEvents(ctx, cfg, store.URL, dp.shares, metrics, logger.With("subsystem", "bucketevents"))
 	if err != nil {
 		return err
@@ -236,7 +247,7 @@ func Run(ctx context.Context, cfg *config.Config, opts RunOptions) error {
 	if bucketEvents != nil {
 		defer bucketEvents.Close()
 	}
-	registerSMBAPI(srv, smbFE)
+	smbapi.Register(srv, smbFE.server)
 	if tl != nil {
 		tapeapi.Register(srv, tl.lib, tl.served)
 	} else {

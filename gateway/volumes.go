@@ -2,19 +2,12 @@ package gateway
 
 import (
 	"context"
-	"net/http"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/gatewayd/gatewayd/admin"
-	"github.com/gatewayd/gatewayd/api/volumeapi"
 	"github.com/gatewayd/gatewayd/volume"
 )
-
-func decodeBody(r *http.Request, v any) error { return admin.DecodeBody(r, v) }
-
-func httpCode(err error) int { return volumeapi.Code(err) }
 
 // volumeCollector exports the data-path figures under the names of the
 // AWS Storage Gateway metrics they correspond to (docs/metrics.md).

@@ -6,8 +6,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/gatewayd/gatewayd/api/shareapi"
 	"github.com/gatewayd/gatewayd/api/volumeapi"
-	"github.com/gatewayd/gatewayd/gateway"
 	"github.com/gatewayd/gatewayd/volume"
 )
 
@@ -54,7 +54,7 @@ func volumeNames(g *globals) func(*cobra.Command) ([]string, error) {
 }
 
 func shareNames(g *globals) func(*cobra.Command) ([]string, error) {
-	return listNames(g, "/v1/shares", func(s gateway.ShareStatus) string { return s.Name })
+	return listNames(g, "/v1/shares", func(s shareapi.ShareStatus) string { return s.Name })
 }
 
 func snapshotIDs(g *globals) func(*cobra.Command) ([]string, error) {

@@ -11,14 +11,14 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
-	"github.com/gatewayd/gatewayd/gateway"
+	"github.com/gatewayd/gatewayd/api/shareapi"
 )
 
 func newShareCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "share", Short: "Manage NFS and SMB file shares (each file a plain S3 object)"}
 	var output string
 
-	var c gateway.ShareStatus
+	var c shareapi.ShareStatus
 	var clients, fileMode, dirMode, protocols string
 	var validUsers, invalidUsers, adminUsers string
 	createCmd := &cobra.Command{
@@ -49,7 +49,7 @@ func newShareCmd(g *globals) *cobra.Command {
 					*m.dst = uint32(v)
 				}
 			}
-			var st gateway.ShareStatus
+			var st shareapi.ShareStatus
 			if err := call(cmd, g, http.MethodPost, "/v1/shares", c.Config, &st); err != nil {
 				return err
 			}
@@ -91,7 +91,7 @@ func newShareCmd(g *globals) *cobra.Command {
 		Short: "List file shares",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var list []gateway.ShareStatus
+			var list []shareapi.ShareStatus
 			if err := call(cmd, g, http.MethodGet, "/v1/shares", nil, &list); err != nil {
 				return err
 			}
@@ -117,7 +117,7 @@ func newShareCmd(g *globals) *cobra.Command {
 		Short: "Show a share and how to mount it",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var s gateway.ShareStatus
+			var s shareapi.ShareStatus
 			if err := call(cmd, g, http.MethodGet, "/v1/shares/"+url.PathEscape(args[0]), nil, &s); err != nil {
 				return err
 			}
@@ -165,7 +165,7 @@ func newShareCmd(g *globals) *cobra.Command {
 		},
 	}
 
-	var refresh gateway.RefreshRequest
+	var refresh shareapi.RefreshRequest
 	refreshCmd := &cobra.Command{
 		Use:   "refresh NAME [--path P] [--recursive]",
 		Short: "Show objects added, changed or removed directly in S3 now, not after the attribute TTL",
@@ -181,13 +181,13 @@ func newShareCmd(g *globals) *cobra.Command {
 	refreshCmd.Flags().StringVar(&refresh.Path, "path", "", "directory to refresh (default the root)")
 	refreshCmd.Flags().BoolVar(&refresh.Recursive, "recursive", false, "refresh everything below the path too")
 
-	var wait gateway.WaitRequest
+	var wait shareapi.WaitRequest
 	waitCmd := &cobra.Command{
 		Use:   "wait NAME [--path P] [--flush]",
 		Short: "Return once everything written to the share (or under P) before the call is in S3",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var res gateway.WaitResult
+			var res shareapi.WaitResult
 			if err := call(cmd, g, http.MethodPost, "/v1/shares/"+url.PathEscape(args[0])+"/wait", wait, &res); err != nil {
 				return err
 			}
@@ -231,7 +231,7 @@ func newShareUpdateCmd(g *globals) *cobra.Command {
 		Short: "Change a served share's read-only flag, SMB access or auditing (the options given change, the others stay)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var u gateway.ShareUpdate
+			var u shareapi.ShareUpdate
 			f := cmd.Flags()
 			for _, b := range []struct {
 				flag string
@@ -255,7 +255,7 @@ func newShareUpdateCmd(g *globals) *cobra.Command {
 					*l.dst = &list
 				}
 			}
-			var st gateway.ShareStatus
+			var st shareapi.ShareStatus
 			if err := call(cmd, g, http.MethodPatch, "/v1/shares/"+url.PathEscape(args[0]), u, &st); err != nil {
 				return err
 			}

@@ -13,8 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gatewayd/gatewayd/api/smbapi"
 	"github.com/gatewayd/gatewayd/frontends/smb"
-	"github.com/gatewayd/gatewayd/gateway"
 	"github.com/gatewayd/gatewayd/internal/adtest"
 	"github.com/gatewayd/gatewayd/internal/smbtest"
 )
@@ -68,9 +68,9 @@ func (c adClient) refused(t *testing.T, share, user string, kerberos bool, comma
 	}
 }
 
-func smbStatus(t *testing.T, dir string) gateway.SMBStatus {
+func smbStatus(t *testing.T, dir string) smbapi.SMBStatus {
 	t.Helper()
-	var st gateway.SMBStatus
+	var st smbapi.SMBStatus
 	if err := json.Unmarshal([]byte(mustRun(t, "smb", "status", "--data-dir", dir, "-o", "json")), &st); err != nil {
 		t.Fatal(err)
 	}

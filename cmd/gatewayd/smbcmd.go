@@ -10,7 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/gatewayd/gatewayd/gateway"
+	"github.com/gatewayd/gatewayd/api/smbapi"
 )
 
 func newSMBCmd(g *globals) *cobra.Command {
@@ -31,7 +31,7 @@ func newSMBCmd(g *globals) *cobra.Command {
 				}
 				password = pw
 			}
-			if err := call(cmd, g, http.MethodPost, "/v1/smb/users", gateway.SMBUser{Name: args[0], Password: password}, nil); err != nil {
+			if err := call(cmd, g, http.MethodPost, "/v1/smb/users", smbapi.SMBUser{Name: args[0], Password: password}, nil); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "SMB user %s can log in\n", args[0])
@@ -88,7 +88,7 @@ func readPassword(cmd *cobra.Command, how string) (string, error) {
 }
 
 func newSMBJoinCmd(g *globals) *cobra.Command {
-	var r gateway.SMBJoinRequest
+	var r smbapi.SMBJoinRequest
 	cmd := &cobra.Command{
 		Use:   "join --realm REALM --user USER",
 		Short: "Join an Active Directory domain (USER's password on stdin); domain users and groups then log in over SMB",
@@ -99,7 +99,7 @@ func newSMBJoinCmd(g *globals) *cobra.Command {
 				return err
 			}
 			r.Password = pw
-			var st gateway.SMBDomainStatus
+			var st smbapi.SMBDomainStatus
 			if err := call(cmd, g, http.MethodPost, "/v1/smb/join", r, &st); err != nil {
 				return err
 			}
@@ -122,7 +122,7 @@ func newSMBJoinCmd(g *globals) *cobra.Command {
 }
 
 func newSMBLeaveCmd(g *globals) *cobra.Command {
-	var r gateway.SMBLeaveRequest
+	var r smbapi.SMBLeaveRequest
 	cmd := &cobra.Command{
 		Use:   "leave [--user USER] [--force]",
 		Short: "Leave the domain (USER's password on stdin removes the machine account); local SMB users log in again",
@@ -154,7 +154,7 @@ func newSMBStatusCmd(g *globals) *cobra.Command {
 		Short: "Show smbd's state and the domain membership: domain, trust check, domain controller in use",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var st gateway.SMBStatus
+			var st smbapi.SMBStatus
 			if err := call(cmd, g, http.MethodGet, "/v1/smb/status", nil, &st); err != nil {
 				return err
 			}
@@ -174,7 +174,7 @@ func newSMBStatusCmd(g *globals) *cobra.Command {
 	return cmd
 }
 
-func printDomain(cmd *cobra.Command, st gateway.SMBDomainStatus) {
+func printDomain(cmd *cobra.Command, st smbapi.SMBDomainStatus) {
 	fmt.Fprintf(cmd.OutOrStdout(), "domain      %s (%s)\naccount     %s\ntrust       %s\ndc          %s\nidmap       %s %s\nwinbindd    %s\n",
 		st.Realm, st.Workgroup, st.Account, st.Trust, st.DC, st.IDMap, st.IDRange, st.Winbindd)
 }

@@ -13,11 +13,11 @@ import (
 
 	"github.com/gatewayd/gatewayd/admin"
 	"github.com/gatewayd/gatewayd/api/bandwidthapi"
+	"github.com/gatewayd/gatewayd/api/shareapi"
 	"github.com/gatewayd/gatewayd/api/statsapi"
 	"github.com/gatewayd/gatewayd/api/tapeapi"
 	"github.com/gatewayd/gatewayd/api/volumeapi"
 	"github.com/gatewayd/gatewayd/config"
-	"github.com/gatewayd/gatewayd/gateway"
 	"github.com/gatewayd/gatewayd/health"
 	"github.com/gatewayd/gatewayd/tapes"
 	"github.com/gatewayd/gatewayd/volume"
@@ -30,7 +30,7 @@ type summary struct {
 	Stats     *statsapi.GatewayStats        `json:"stats,omitempty"`
 	Bandwidth *bandwidthapi.BandwidthStatus `json:"bandwidth,omitempty"`
 	Volumes   []volumeapi.VolumeStatus      `json:"volumes"`
-	Shares    []gateway.ShareStatus         `json:"shares"`
+	Shares    []shareapi.ShareStatus        `json:"shares"`
 	Snapshots []volume.SnapshotInfo         `json:"snapshots"`
 	// Tapes is nil when the gateway has no tape library.
 	Tapes *tapeapi.VTLInfo `json:"tapes,omitempty"`
