@@ -19,7 +19,7 @@ import (
 	nfsc "github.com/willscott/go-nfs-client/nfs"
 	"github.com/willscott/go-nfs-client/nfs/rpc"
 
-	"github.com/gatewayd/gatewayd/gateway"
+	"github.com/gatewayd/gatewayd/api/shareapi"
 	"github.com/gatewayd/gatewayd/internal/miniotest"
 	"github.com/gatewayd/gatewayd/internal/nfstest"
 	"github.com/gatewayd/gatewayd/internal/testrand"
@@ -37,9 +37,9 @@ func nfsAddr(t *testing.T, dataDir string) string {
 	return ""
 }
 
-func shareInfo(t *testing.T, dataDir, name string) gateway.ShareStatus {
+func shareInfo(t *testing.T, dataDir, name string) shareapi.ShareStatus {
 	t.Helper()
-	var s gateway.ShareStatus
+	var s shareapi.ShareStatus
 	if err := json.Unmarshal([]byte(mustRun(t, "share", "info", "--data-dir", dataDir, name, "-o", "json")), &s); err != nil {
 		t.Fatal(err)
 	}
