@@ -44,7 +44,7 @@ type Options struct {
 	// delete in the store (notify.go).
 	Events notify.Sink
 	// XattrGCInterval is how often extended attribute sidecars no object
-	// names are deleted (xattrgc.go; default 6h, negative: never), and
+	// names are deleted (xattrgc.go; default 24h, negative: never), and
 	// XattrGCGrace how old one must be (default 1h).
 	XattrGCInterval time.Duration
 	XattrGCGrace    time.Duration
@@ -204,7 +204,7 @@ func New(ctx context.Context, opts Options) (*Manager, error) {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	if opts.XattrGCInterval == 0 {
-		opts.XattrGCInterval = 6 * time.Hour
+		opts.XattrGCInterval = 24 * time.Hour
 	}
 	if opts.XattrGCGrace <= 0 {
 		opts.XattrGCGrace = time.Hour

@@ -130,6 +130,7 @@ func (m *Manager) collectXattrs(ctx context.Context, grace time.Duration) (Xattr
 		return res, fmt.Errorf("extended attributes: list sidecars: %w", err)
 	}
 	if len(candidates) == 0 {
+		u.forget(start)
 		return res, nil
 	}
 	keep := func(ref string) {
@@ -168,16 +169,20 @@ func (m *Manager) collectXattrs(ctx context.Context, grace time.Duration) (Xattr
 			res.Kept++
 		}
 	}
-	// Forget the uses that ended before this run: their objects were
-	// there to be marked.
+	u.forget(start)
+	return res, nil
+}
+
+// forget drops the uses that ended before a run's start: their objects
+// were in the store to be marked.
+func (u *sidecarUses) forget(start time.Time) {
 	u.mu.Lock()
+	defer u.mu.Unlock()
 	for ref, su := range u.uses {
 		if su.active == 0 && su.last.Before(start) {
 			delete(u.uses, ref)
 		}
 	}
-	u.mu.Unlock()
-	return res, nil
 }
 
 // sweepSidecar deletes ref's sidecar unless an upload names it now or

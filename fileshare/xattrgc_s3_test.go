@@ -122,6 +122,13 @@ func TestXattrSidecarsCollected(t *testing.T) {
 		t.Fatalf("within the grace period: %+v, want 6 sidecars, none deleted", res)
 	}
 
+	// A rename under way: nothing is swept.
+	done := e.m.sidecarUses.copying()
+	if res, err := e.m.CollectXattrs(ctx, 0); err != nil || !res.Skipped || res.Deleted != 0 {
+		t.Fatalf("with a rename under way: %+v, %v; want skipped", res, err)
+	}
+	done()
+
 	// An upload naming set 2 again is under way: 2 is kept, 3 goes.
 	release := e.m.sidecarUses.use(sidecarOf(bigSet(2)), e.m.opts.Clock)
 	res, err = e.m.CollectXattrs(ctx, 0)
@@ -145,8 +152,8 @@ func TestXattrSidecarsCollected(t *testing.T) {
 	if _, err := store.Stat(ctx, "xattrs/notes.txt"); err != nil {
 		t.Fatalf("an object in xattrs/ that is not a sidecar: %v", err)
 	}
-	if st := e.m.XattrGCStats(); st.Runs != 3 || st.Deleted != 2 || st.Failed != 0 {
-		t.Fatalf("counts %+v, want 3 runs, 2 deleted", st)
+	if st := e.m.XattrGCStats(); st.Runs != 4 || st.Deleted != 2 || st.Failed != 0 {
+		t.Fatalf("counts %+v, want 4 runs, 2 deleted", st)
 	}
 
 	// A file given a set whose sidecar was collected puts it again.
