@@ -18,9 +18,11 @@
 //   - who may use each share (Access): valid, invalid and admin users,
 //     checked so that no entry can change smb.conf's structure.
 //
-// Samba keeps DOS attributes, creation times and alternate data streams
-// in extended attributes by default. The view does not store extended
-// attributes; the generated smb.conf tells Samba not to need them
-// (store dos attributes, ea support and the map options off, no streams
-// module). docs/smb.md says what that costs.
+// Samba keeps DOS attributes, creation times, NT ACLs and alternate data
+// streams in extended attributes (the generated smb.conf asks for them);
+// the view keeps them with the file through the share, and answers the NT
+// ACL of a file that has none of its own, such as an object put in the
+// bucket by another application, with the one its folder gives it
+// (ntacl.go: Samba's security.NTACL format and MS-DTYP inheritance).
+// docs/smb.md has the details.
 package smb
