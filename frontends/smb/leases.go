@@ -15,10 +15,11 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Oplocks across protocols. smbd runs with kernel oplocks (conf.go): for
-// every batch or exclusive oplock it grants, it holds a kernel lease
-// (F_SETLEASE) on its file in the view, and the kernel breaks that lease,
-// and smbd the client's oplock, when another process opens the file.
+// Oplocks across protocols. On shares served over NFS too smbd runs with
+// kernel oplocks (ShareConf.KernelOplocks): for every batch or exclusive
+// oplock it grants, it holds a kernel lease (F_SETLEASE) on its file in
+// the view, and the kernel breaks that lease, and smbd the client's
+// oplock, when another process opens the file.
 // Changes made over NFS or in the bucket do not pass the view, so the
 // breaker opens the file in the view for them: an open with O_NONBLOCK
 // starts the break and returns at once (EWOULDBLOCK), before any request
