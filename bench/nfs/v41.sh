@@ -22,6 +22,7 @@ set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
 . "$here/../../deploy/vm/common.sh"
+. "$VM_DIR/chroot.sh"
 need_host_tools qemu-system-x86_64 qemu-img go python3
 [ "$(id -u)" -eq 0 ] || { echo "v41.sh: needs root (the image's loop mount)" >&2; exit 1; }
 
@@ -42,22 +43,12 @@ build_bench_image() {
 	cp --sparse=always "$BASE/rootfs.ext4" "$work/rootfs.ext4"
 	mount -o loop "$work/rootfs.ext4" "$root"
 	# shellcheck disable=SC2064
-	trap "for m in proc sys dev/pts dev ''; do umount -l '$root/\$m' 2>/dev/null; done; rm -rf '$work'" EXIT
-	printf '#!/bin/sh\nexit 101\n' >"$root/usr/sbin/policy-rc.d"
-	chmod 755 "$root/usr/sbin/policy-rc.d"
+	trap "chroot_unmount_all '$root'; umount -l '$root' 2>/dev/null; rm -rf '$work'" EXIT
 	cp /etc/resolv.conf "$root/etc/resolv.conf" 2>/dev/null || true
-	mount -t proc proc "$root/proc"
-	mount -t sysfs sys "$root/sys"
-	mount --bind /dev "$root/dev"
-	mount --bind /dev/pts "$root/dev/pts"
-	chroot "$root" env DEBIAN_FRONTEND=noninteractive apt-get update -q >"$work/apt.log" 2>&1
+	chroot_enter "$root"
 	# shellcheck disable=SC2086
-	chroot "$root" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
-		-o DPkg::Lock::Timeout=600 --no-install-recommends $bench_pkgs >>"$work/apt.log" 2>&1 ||
-		{ tail -30 "$work/apt.log"; return 1; }
-	chroot "$root" apt-get clean
-	rm -f "$root/usr/sbin/policy-rc.d"
-	for m in dev/pts dev sys proc; do umount -l "$root/$m"; done
+	chroot_install "$root" "$work/apt.log" $bench_pkgs
+	chroot_leave "$root"
 	umount "$root"
 	rmdir "$root"
 	cp "$BASE/vmlinuz" "$BASE/initrd.img" "$work/"

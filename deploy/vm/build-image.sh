@@ -20,6 +20,7 @@
 # qemu-system-x86 to boot it).
 set -euo pipefail
 . "$(dirname "$0")/common.sh"
+. "$VM_DIR/chroot.sh"
 
 BASE_ONLY=0
 if [ "${1:-}" = --base-only ]; then BASE_ONLY=1; shift; fi
@@ -42,7 +43,7 @@ build_base() {
 	work=$(mktemp -d "$VM_CACHE/build.XXXXXX")
 	root=$work/root
 	cleanup() {
-		for m in proc sys dev/pts dev; do umount -l "$root/$m" 2>/dev/null || true; done
+		chroot_unmount_all "$root"
 		rm -rf "$work"
 	}
 	trap cleanup EXIT
@@ -52,18 +53,9 @@ build_base() {
 		{ tail -20 "$work/debootstrap.log"; return 1; }
 
 	echo "== packages: $pkgs"
-	# Nothing starts inside the chroot.
-	printf '#!/bin/sh\nexit 101\n' >"$root/usr/sbin/policy-rc.d"
-	chmod 755 "$root/usr/sbin/policy-rc.d"
-	mount -t proc proc "$root/proc"
-	mount -t sysfs sys "$root/sys"
-	mount --bind /dev "$root/dev"
-	mount --bind /dev/pts "$root/dev/pts"
-	chroot "$root" env DEBIAN_FRONTEND=noninteractive apt-get update -q >"$work/apt.log" 2>&1
-	chroot "$root" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
-		-o DPkg::Lock::Timeout=600 --no-install-recommends $pkgs >>"$work/apt.log" 2>&1 ||
-		{ tail -30 "$work/apt.log"; return 1; }
-	chroot "$root" apt-get clean
+	chroot_enter "$root"
+	# shellcheck disable=SC2086
+	chroot_install "$root" "$work/apt.log" $pkgs
 
 	echo "== appliance configuration"
 	cp -a "$VM_DIR/rootfs/." "$root/"
@@ -80,8 +72,7 @@ build_base() {
 	chroot "$root" systemctl mask smbd.service nmbd.service samba-ad-dc.service >/dev/null
 	chroot "$root" systemctl enable gatewayd.service systemd-networkd.service >/dev/null
 	chroot "$root" systemd-analyze verify gatewayd.service 2>&1 | grep -v 'gatewayd: No such file' || true
-	rm -f "$root/usr/sbin/policy-rc.d"
-	for m in dev/pts dev sys proc; do umount -l "$root/$m"; done
+	chroot_leave "$root"
 
 	echo "== base image"
 	cp "$root"/boot/vmlinuz-* "$work/vmlinuz"

@@ -10,7 +10,7 @@ SUITE=bookworm
 # the cached image, a change to the image's recipe builds a new one (stage 2
 # of build-image.sh, which adds gatewayd, is not part of the recipe).
 base_key() {
-	(cd "$VM_DIR" && sed '/^# Stage 2/q' build-image.sh && cat common.sh packages.txt e2e-init.sh &&
+	(cd "$VM_DIR" && sed '/^# Stage 2/q' build-image.sh && cat common.sh chroot.sh packages.txt e2e-init.sh &&
 		find rootfs -type f | LC_ALL=C sort | xargs cat &&
 		find rootfs -type f | LC_ALL=C sort; echo "$SUITE") | sha256sum | cut -c1-16
 }
