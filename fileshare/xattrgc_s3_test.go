@@ -13,6 +13,7 @@ import (
 	"github.com/gatewayd/gatewayd/internal/miniotest"
 	metamem "github.com/gatewayd/gatewayd/meta/mem"
 	"github.com/gatewayd/gatewayd/objstore"
+	"github.com/gatewayd/gatewayd/objstore/mem"
 	"github.com/gatewayd/gatewayd/objstore/s3"
 )
 
@@ -176,4 +177,41 @@ func TestXattrSidecarsCollected(t *testing.T) {
 	for p, w := range live {
 		sameXattrs(t, e2.share("s2"), p, w, "on a second gateway after the collection")
 	}
+}
+
+// TestXattrSidecarsCollectedInTheBackground: the manager runs the
+// collection on its own every XattrGCInterval, and counts what it did.
+func TestXattrSidecarsCollectedInTheBackground(t *testing.T) {
+	e := &env{t: t, dir: t.TempDir(), store: mem.New("fs"), md: metamem.New(), opts: func(o *Options) {
+		o.XattrGCInterval, o.XattrGCGrace = 10*time.Millisecond, time.Nanosecond
+	}}
+	t.Cleanup(e.close)
+	e.start()
+	ctx := context.Background()
+	must[Config](t)(e.m.Create(ctx, Config{Name: "s", Prefix: "share/"}))
+	s := e.share("s")
+	must[Attr](t)(s.Create(ctx, "kept", 0o644, 0, 0, true))
+	for k, v := range bigSet(1) {
+		if err := s.SetXattr(ctx, "kept", k, v, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := e.m.Flush(ctx, ""); err != nil {
+		t.Fatal(err)
+	}
+	garbage := encodeXattrs(bigSet(2))
+	if err := e.store.Put(ctx, xattrKey(sidecarOf(bigSet(2))), bytes.NewReader(garbage), int64(len(garbage))); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Minute)
+	for e.m.XattrGCStats().Deleted == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no sidecar collected in the background: %+v", e.m.XattrGCStats())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := sidecarsIn(t, e.store); !slices.Equal(got, []string{sidecarOf(bigSet(1))}) {
+		t.Fatalf("sidecars %v, want only the one kept names", got)
+	}
+	sameXattrs(t, s, "kept", bigSet(1), "after a collection in the background")
 }
