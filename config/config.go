@@ -119,6 +119,9 @@ type NFS struct {
 	// reclaim their opens and locks and new ones wait; at least the lease
 	// time (90 s), which 0 means.
 	Grace time.Duration `yaml:"grace"`
+	// ReadDelegations hands NFSv4.1 clients with a back channel read
+	// delegations, recalled when someone else changes the file.
+	ReadDelegations bool `yaml:"read_delegations"`
 }
 
 // Shares tunes file shares (NFS).

@@ -162,6 +162,7 @@ func Run(ctx context.Context, cfg *config.Config, opts RunOptions) error {
 			return err
 		}
 		defer nfsFE.close()
+		metrics.MustRegister(delegationCollector{nfsFE.srv})
 	}
 	var smbFE *smbFrontend // started once the data directory is known to be this daemon's
 	var srv *admin.Server  // set below, before anything asks for the frontends

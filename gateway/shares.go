@@ -71,6 +71,7 @@ func startNFS(ctx context.Context, cfg *config.Config, shares *fileshare.Manager
 		return nil, err
 	}
 	f.srv.Latency = lat.observeNFS
+	f.srv.ReadDelegations(cfg.NFS.ReadDelegations)
 	f.srv.Audit = auditLog
 	go func() {
 		if err := f.srv.Serve(ln); err != nil {
@@ -97,6 +98,24 @@ func startNFS(ctx context.Context, cfg *config.Config, shares *fileshare.Manager
 		}
 	}
 	return f, nil
+}
+
+// delegationCollector exports the NFSv4.1 read delegation counts.
+type delegationCollector struct{ srv *nfs.Server }
+
+var descDelegations = prometheus.NewDesc("gatewayd_nfs4_delegations_total",
+	"NFSv4.1 read delegations, by event: granted, recalled, returned, revoked (not returned within the lease time of the recall).", []string{"event"}, nil)
+
+func (c delegationCollector) Describe(ch chan<- *prometheus.Desc) { ch <- descDelegations }
+
+func (c delegationCollector) Collect(ch chan<- prometheus.Metric) {
+	st := c.srv.Delegations()
+	for _, e := range []struct {
+		name string
+		n    uint64
+	}{{"granted", st.Granted}, {"recalled", st.Recalled}, {"returned", st.Returned}, {"revoked", st.Revoked}} {
+		ch <- prometheus.MustNewConstMetric(descDelegations, prometheus.CounterValue, float64(e.n), e.name)
+	}
 }
 
 func (f *nfsFrontend) close() {

@@ -13,7 +13,7 @@ import (
 // overrides are config options that flags may set over gatewayd.yaml.
 type overrides struct {
 	storeURL, s3Endpoint, s3Region, s3AccessKey, s3SecretKey    string
-	s3PathStyle, nfsRpcbind                                     bool
+	s3PathStyle, nfsRpcbind, nfsReadDelegations                 bool
 	adminSocket, adminListen, iscsiListen, nfsListen, smbListen string
 	logLevel                                                    string
 }
@@ -31,6 +31,7 @@ func (o *overrides) register(fs *pflag.FlagSet) {
 	fs.StringVar(&o.nfsListen, "nfs-listen", "", "NFS listen address")
 	fs.StringVar(&o.smbListen, "smb-listen", "", "SMB (smbd) listen address; empty turns SMB off")
 	fs.BoolVar(&o.nfsRpcbind, "nfs-rpcbind", true, "register NFS and MOUNT with the host's rpcbind when one runs")
+	fs.BoolVar(&o.nfsReadDelegations, "nfs-read-delegations", false, "hand NFSv4.1 clients read delegations (nfs.read_delegations)")
 	fs.StringVar(&o.logLevel, "log-level", "", "debug, info, warn or error")
 }
 
@@ -57,6 +58,9 @@ func (o *overrides) apply(cmd *cobra.Command, cfg *config.Config) error {
 	}
 	if cmd.Flags().Changed("nfs-rpcbind") {
 		cfg.NFS.Rpcbind = o.nfsRpcbind
+	}
+	if cmd.Flags().Changed("nfs-read-delegations") {
+		cfg.NFS.ReadDelegations = o.nfsReadDelegations
 	}
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("invalid option: %w", err)

@@ -40,7 +40,8 @@ func TestPynfs(t *testing.T) {
 	if dir == "" {
 		t.Fatal("PYNFS must name a built pynfs checkout (docs/nfs.md)")
 	}
-	_, data, _ := shareOnMinIO(t, "pynfs", "docs")
+	// With read delegations, so that the delegation tests run against them.
+	_, data, _ := shareOnMinIO(t, "pynfs", "docs", "--nfs-read-delegations")
 	addr := nfsAddr(t, data)
 	out := filepath.Join(t.TempDir(), "results.json")
 	// A bound for a wedged run, not a speed check: the suite waits out

@@ -325,15 +325,15 @@ func TestNFSRegistersWithRpcbind(t *testing.T) {
 }
 
 // shareOnMinIO starts a daemon storing in a new bucket of a MinIO server,
-// with a share.
-func shareOnMinIO(t *testing.T, bucket, share string) (*miniotest.Server, string, *daemon) {
+// with a share; serveArgs are more flags of serve.
+func shareOnMinIO(t *testing.T, bucket, share string, serveArgs ...string) (*miniotest.Server, string, *daemon) {
 	t.Helper()
 	srv := miniotest.Start(t)
 	srv.CreateBucket(t, bucket)
 	s3args := []string{"--s3-endpoint", srv.Endpoint, "--s3-path-style", "--s3-access-key", srv.AccessKey, "--s3-secret-key", srv.SecretKey}
 	dir := t.TempDir()
 	mustRun(t, append([]string{"init", "--data-dir", dir, "--store", "s3://" + bucket + "/gw"}, s3args...)...)
-	d := serve(t, dir)
+	d := serve(t, dir, serveArgs...)
 	mustRun(t, "share", "create", "--data-dir", dir, "--name", share)
 	return srv, dir, d
 }

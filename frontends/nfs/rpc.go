@@ -158,6 +158,7 @@ func newRPCConn(nc net.Conn, h *handler) *rpcConn {
 		tokens: make(chan struct{}, maxServed), closed: make(chan struct{}),
 		calls: make(chan *[]byte, toGoNFS), gdone: make(chan struct{}, 1), v4: nfs4.NewConn(nc.RemoteAddr())}
 	c.wcond = sync.NewCond(&c.wmu)
+	c.v4.SetSender(func(rec []byte) bool { return c.send(outMsg{b: rec}) })
 	go c.readCalls()
 	go c.writeReplies()
 	return c
@@ -172,6 +173,12 @@ func (c *rpcConn) readCalls() {
 		if err != nil {
 			c.Close()
 			return
+		}
+		if b := (*rec)[4:]; len(b) >= 8 && binary.BigEndian.Uint32(b[4:]) == 1 {
+			// A reply to a callback of NFSv4.1's back channel.
+			c.v4.Reply(binary.BigEndian.Uint32(b), b[8:])
+			putRecord(rec)
+			continue
 		}
 		if c.serve(rec) {
 			continue
@@ -316,6 +323,7 @@ func (c *rpcConn) Close() error {
 	c.once.Do(func() {
 		close(c.closed)
 		c.cancel()
+		c.v4.Close()
 		c.wmu.Lock()
 		c.wclosed = true
 		c.wmu.Unlock()

@@ -80,6 +80,14 @@ func New(shares *fileshare.Manager, logger *slog.Logger) *Server {
 	return s
 }
 
+// ReadDelegations turns NFSv4.1 read delegations on (nfs4: deleg.go); it
+// is called before Serve.
+func (s *Server) ReadDelegations(on bool) { s.v4.SetReadDelegations(on) }
+
+// Delegations counts the NFSv4.1 read delegations granted, recalled,
+// returned and revoked.
+func (s *Server) Delegations() nfs4.DelegationStats { return s.v4.Delegations() }
+
 // KeepV4State keeps the NFSv4.1 client records in md, so that after a
 // restart the clients that held opens and locks reclaim them in a grace
 // period of grace (at least the lease time, 90 s; 0 is that). It is called

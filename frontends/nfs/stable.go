@@ -2,6 +2,7 @@ package nfs
 
 import (
 	"context"
+	"encoding/binary"
 	"strings"
 	"sync/atomic"
 
@@ -108,6 +109,8 @@ func (c *rpcConn) writeData(w *replyWriter, fh []byte, offset uint64, buf []byte
 		st = gonfs.NFSStatusROFS
 	case offset > fileshare.MaxFileSize || offset+uint64(len(data)) > fileshare.MaxFileSize:
 		st = gonfs.NFSStatusFBig
+	case c.h.s.v4.Recall(share, binary.BigEndian.Uint64(fh[8:])):
+		st = gonfs.NFSStatusJukebox // an NFSv4.1 read delegation of the file is being recalled
 	}
 	if st != gonfs.NFSStatusOk {
 		release()

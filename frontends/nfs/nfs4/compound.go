@@ -72,6 +72,7 @@ type (
 		flags      uint32
 		fore, back channelAttrs
 		cbProgram  uint32
+		cbCred     Cred // the first of callback_sec_parms4 this server makes
 	}
 	sequenceArgs struct {
 		session   sessionID
@@ -197,16 +198,32 @@ func decodeCreateSession(d *dec) any {
 	a := createSessionArgs{clientID: d.u64(), seq: d.u32(), flags: d.u32()}
 	a.fore, a.back = d.channelAttrs(), d.channelAttrs()
 	a.cbProgram = d.u32()
-	for i, n := 0, d.count(16, 4); i < n && !d.bad; i++ { // callback_sec_parms4
+	a.cbCred = d.cbSecParms()
+	return a
+}
+
+// cbSecParms reads a callback_sec_parms4 list: the first credential of
+// it this server makes callbacks with (AUTH_NONE when none).
+func (d *dec) cbSecParms() Cred {
+	var cred Cred
+	set := false
+	for i, n := 0, d.count(16, 4); i < n && !d.bad; i++ {
 		switch d.u32() {
 		case authNone:
+			if !set {
+				cred, set = Cred{Flavor: authNone}, true
+			}
 		case authSys:
+			start := d.b
 			d.u32()       // stamp
 			d.opaque(255) // machine name
 			d.u32()       // uid
 			d.u32()       // gid
 			for j, m := 0, d.count(16, 4); j < m; j++ {
 				d.u32()
+			}
+			if !set && !d.bad {
+				cred, set = Cred{Flavor: authSys, Body: append([]byte(nil), start[:len(start)-len(d.b)]...)}, true
 			}
 		case authGSS:
 			d.u32() // service
@@ -216,7 +233,7 @@ func decodeCreateSession(d *dec) any {
 			d.bad = true
 		}
 	}
-	return a
+	return cred
 }
 
 // validUTF8 says whether b is UTF-8 holding no noncharacter U+FFFE or

@@ -2,6 +2,7 @@ package nfs4
 
 import (
 	"encoding/binary"
+	"slices"
 	"time"
 
 	"github.com/gatewayd/gatewayd/fileshare"
@@ -56,9 +57,11 @@ const (
 	createExclusive   = 2
 	createExclusive41 = 3
 
-	claimNull     = 0
-	claimPrevious = 1
-	claimFH       = 4
+	claimNull        = 0
+	claimPrevious    = 1
+	claimDelegateCur = 2
+	claimFH          = 4
+	claimDelegCurFH  = 6
 )
 
 type openArgs struct {
@@ -71,6 +74,7 @@ type openArgs struct {
 	verifier     [8]byte
 	claim        uint32
 	name         []byte
+	deleg        stateid // CLAIM_DELEGATE_CUR and CLAIM_DELEG_CUR_FH: the delegation
 }
 
 type closeArgs struct {
@@ -187,12 +191,12 @@ func decodeOpen(d *dec) any {
 		a.name = d.opaque(maxName)
 	case 1: // CLAIM_PREVIOUS: delegation type
 		d.u32()
-	case 2: // CLAIM_DELEGATE_CUR: stateid and name
-		d.stateid()
+	case claimDelegateCur: // stateid and name
+		a.deleg = d.stateid()
 		a.name = d.opaque(maxName)
 	case claimFH, 5:
-	case 6: // CLAIM_DELEG_CUR_FH
-		d.stateid()
+	case claimDelegCurFH:
+		a.deleg = d.stateid()
 	default:
 		d.bad = true
 	}
@@ -317,6 +321,11 @@ type opens struct {
 	// exclusive are the verifiers of files made by exclusive creates, so
 	// that a retry of one finds its file.
 	exclusive map[fileKey][8]byte
+	// Read delegations (deleg.go): by stateid (revoked ones until freed),
+	// by file, and those recalled and not yet returned.
+	delegs      map[[12]byte]*delegation
+	delegByFile map[fileKey][]*delegation
+	recalling   []*delegation
 }
 
 func (s *Server) newOther() [12]byte {
@@ -341,17 +350,20 @@ func (s *Server) removeOpen(o *openState) {
 	for _, l := range o.locks {
 		delete(s.open.locks, l.other)
 	}
-	list := s.open.byFile[o.file]
-	for i, p := range list {
-		if p == o {
-			list = append(list[:i], list[i+1:]...)
-			break
-		}
+	dropFromFile(s.open.byFile, o.file, o)
+}
+
+// dropFromFile takes v off the list of file in m, and the file off m once
+// its list is empty.
+func dropFromFile[T comparable](m map[fileKey][]T, file fileKey, v T) {
+	list := m[file]
+	if i := slices.Index(list, v); i >= 0 {
+		list = slices.Delete(list, i, i+1)
 	}
 	if len(list) == 0 {
-		delete(s.open.byFile, o.file)
+		delete(m, file)
 	} else {
-		s.open.byFile[o.file] = list
+		m[file] = list
 	}
 }
 
@@ -370,6 +382,9 @@ func (x *exec) findState(id stateid) (*openState, uint32) {
 		default:
 			return nil, errBadStateID
 		}
+	}
+	if _, st, found := x.findDeleg(id); found {
+		return nil, st
 	}
 	if _, isLock := x.s.open.locks[id.other]; isLock {
 		l, st := x.findLock(id)

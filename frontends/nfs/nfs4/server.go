@@ -11,7 +11,8 @@
 // system whose root lists the shares the client may see, and the
 // operations that read: PUTFH, PUTROOTFH, PUTPUBFH, GETFH, LOOKUP,
 // LOOKUPP, GETATTR, ACCESS, READDIR, READLINK, SAVEFH, RESTOREFH, SECINFO,
-// SECINFO_NO_NAME and READ with the anonymous stateids. Every other
+// SECINFO_NO_NAME and READ with the anonymous stateids, and read
+// delegations recalled over the back channel (deleg.go). Every other
 // operation of minor version 1 is NFS4ERR_NOTSUPP; minor versions 0 and 2
 // are NFS4ERR_MINOR_VERS_MISMATCH.
 package nfs4
@@ -69,6 +70,9 @@ type Options struct {
 	// Audit gets the operations that open or change a file of a share
 	// with auditing on (audit.go); nil records none.
 	Audit *audit.Log
+	// ReadDelegations hands out read delegations to clients with a back
+	// channel (deleg.go).
+	ReadDelegations bool
 }
 
 // Server serves NFSv4.1 COMPOUNDs.
@@ -98,6 +102,8 @@ type Server struct {
 	grace     *grace   // the grace period, while it runs
 	forget    []forget // records of clients dropped, to delete
 	purge     bool     // a grace period ended: delete the records of the clients that did not come back
+
+	delegStats delegCounters
 }
 
 // New returns a server for the manager's shares (nil serves the session
@@ -123,7 +129,8 @@ func New(shares *fileshare.Manager, handles Handles, logger *slog.Logger, opts O
 		owner:   []byte("gatewayd:" + host),
 		clients: map[uint64]*client{}, owners: map[string]*owner{}, sessions: map[sessionID]*session{},
 		open: opens{byOther: map[[12]byte]*openState{}, byFile: map[fileKey][]*openState{},
-			locks: map[[12]byte]*lockState{}, exclusive: map[fileKey][8]byte{}}}
+			locks: map[[12]byte]*lockState{}, exclusive: map[fileKey][8]byte{},
+			delegs: map[[12]byte]*delegation{}, delegByFile: map[fileKey][]*delegation{}}}
 	return s
 }
 
@@ -131,6 +138,7 @@ func New(shares *fileshare.Manager, handles Handles, logger *slog.Logger, opts O
 type Conn struct {
 	addr netip.Addr
 	peer string // host:port, for the audit log
+	cb   callbacks
 }
 
 // NewConn describes a connection from addr.

@@ -27,6 +27,8 @@ type client struct {
 	csReply  []byte
 	renewed  time.Time
 	sessions map[sessionID]*session
+	// revoked counts its revoked delegations not yet freed (deleg.go).
+	revoked int
 	// reclaimed: RECLAIM_COMPLETE was done.
 	reclaimed bool
 	// kept: its record is in the store, written in this epoch (state.go);
@@ -49,6 +51,7 @@ type session struct {
 	cbProg uint32
 	slots  []slot
 	conns  map[*Conn]bool
+	cb     back // the back channel, when the client asked for one (deleg.go)
 }
 
 // slot is an entry of a session's slot table: the sequence id of its last
@@ -100,6 +103,7 @@ func (s *Server) dropClient(c *client) {
 		s.pendingWrites.Store(true)
 	}
 	s.dropOpens(c)
+	s.dropDelegs(c)
 	for id := range c.sessions {
 		delete(s.sessions, id)
 	}
@@ -268,9 +272,17 @@ func (s *Server) newSession(x *exec, c *client, a createSessionArgs, now time.Ti
 	binary.BigEndian.PutUint64(id[:], c.id)
 	binary.BigEndian.PutUint32(id[8:], s.lastSessN)
 	binary.BigEndian.PutUint32(id[12:], s.boot)
-	ss := &session{id: id, client: c, flags: a.flags &^ (sessPersist | sessConnRDMA | sessConnBackChan),
+	flags := a.flags &^ (sessPersist | sessConnRDMA | sessConnBackChan)
+	if s.opts.ReadDelegations && a.flags&sessConnBackChan != 0 {
+		flags |= sessConnBackChan // this connection is the back channel too
+	}
+	ss := &session{id: id, client: c, flags: flags,
 		fore: fore, back: back, cbProg: a.cbProgram, slots: make([]slot, fore.maxReqs),
 		conns: map[*Conn]bool{x.conn: true}}
+	ss.cb.cred = a.cbCred
+	if flags&sessConnBackChan != 0 {
+		s.bindBack(ss, x.conn) // probed as the reply goes: the client is ready for CB_NULL then
+	}
 	s.sessions[id] = ss
 	c.sessions[id] = ss
 	var e enc
@@ -355,7 +367,20 @@ func (x *exec) sequence(a sequenceArgs) (uint32, []byte) {
 	e.u32(a.slot)
 	e.u32(highest)
 	e.u32(highest)
-	e.u32(0) // status flags
+	var flags uint32
+	if s.opts.ReadDelegations {
+		if ss.cb.conn != nil && ss.cb.conn.isClosed() {
+			flags |= seqCBPathDownSession
+			if len(ss.client.sessions) == 1 {
+				flags |= seqCBPathDown
+			}
+		}
+		if ss.client.revoked > 0 {
+			flags |= seqRecallableRevoked
+		}
+		s.revokeLate(now)
+	}
+	e.u32(flags)
 	return ok, nil
 }
 
@@ -394,7 +419,8 @@ func (x *exec) destroySession(a sessionArgs) uint32 {
 }
 
 // bindConn serves BIND_CONN_TO_SESSION: the connection serves the fore
-// channel (there is no back channel: the server makes no callbacks).
+// channel, and the back channel too when read delegations are on and the
+// client asks (the server makes callbacks only for those).
 func (x *exec) bindConn(a bindConnArgs) uint32 {
 	s := x.s
 	s.mu.Lock()
@@ -410,6 +436,12 @@ func (x *exec) bindConn(a bindConnArgs) uint32 {
 	}
 	ss.conns[x.conn] = true
 	x.out.fixed(a.session[:])
+	if s.opts.ReadDelegations && a.dir != cdfcFore {
+		s.bindBack(ss, x.conn)
+		x.out.u32(cdfcForeOrBoth) // CDFS4_BOTH
+		x.out.bool(false)
+		return ok
+	}
 	x.out.u32(cdfcFore)
 	x.out.bool(false)
 	return ok

@@ -15,10 +15,12 @@ func (x *exec) writeOp(o op) (st uint32, handled bool) {
 	switch o.code {
 	case opTestStateID:
 		return x.testStateIDs(o.args.(stateidsArgs)), true
+	case opBackchannelCtl:
+		return x.backchannelCtl(o.args.(backchannelCtlArgs)), true
 	case opFreeStateID:
 		return x.freeStateID(o.args.(stateidsArgs).ids[0]), true
 	case opOpen, opClose, opOpenDowngrade, opWrite, opCommit, opSetattr, opCreate, opRemove, opRename,
-		opLock, opLockT, opLockU:
+		opLock, opLockT, opLockU, opDelegReturn:
 	default:
 		return 0, false
 	}
@@ -44,6 +46,8 @@ func (x *exec) writeOp(o op) (st uint32, handled bool) {
 		return x.lockT(o.args.(locktArgs)), true
 	case opLockU:
 		return x.lockU(o.args.(lockuArgs)), true
+	case opDelegReturn:
+		return x.delegReturn(o.args.(stateidsArgs).ids[0]), true
 	}
 	// The namespace operations: the current file is a directory of a
 	// writable share.
@@ -106,7 +110,7 @@ func (x *exec) openFile(a openArgs) uint32 {
 	}
 	reclaim := a.claim == claimPrevious
 	switch a.claim {
-	case claimNull, claimFH, claimPrevious:
+	case claimNull, claimFH, claimPrevious, claimDelegateCur, claimDelegCurFH:
 		if st := x.mayOpen(reclaim); st != ok {
 			return st
 		}
@@ -118,8 +122,17 @@ func (x *exec) openFile(a openArgs) uint32 {
 	}
 	dir := x.cur
 	var f *fh
-	var created bool
+	var created, delegated bool
 	var before fileshare.Attr
+	if a.claim == claimDelegateCur || a.claim == claimDelegCurFH {
+		// An open the client made under its delegation, told the server
+		// before the delegation goes back (a recall): the file as named.
+		if a.create {
+			return errInval
+		}
+		a.claim -= claimDelegateCur // CLAIM_NULL, or CLAIM_FH
+		delegated = true
+	}
 	switch a.claim {
 	case claimFH:
 		if a.create {
@@ -166,15 +179,27 @@ func (x *exec) openFile(a openArgs) uint32 {
 	case access&shareAccessWrite != 0 && f.share.Config().ReadOnly:
 		return errROFS
 	}
+	key := fileKey{f.share.Config().ID, o.attr.Ino}
+	if access&shareAccessWrite != 0 && x.changing(key) {
+		return errDelay // a delegation of it is being recalled
+	}
 	if !created && a.create && a.attrs.size != nil && *a.attrs.size == 0 && o.attr.Size != 0 {
 		zero := int64(0)
 		if _, err := f.share.SetAttr(x.ctx, f.path, fileshare.SetAttr{Size: &zero}); err != nil {
 			return status(err)
 		}
 	}
-	key := fileKey{f.share.Config().ID, o.attr.Ino}
 	s := x.s
 	s.mu.Lock()
+	if delegated {
+		if d, st, found := x.findDeleg(a.deleg); !found || st != ok || d.file != key {
+			s.mu.Unlock()
+			if found && st != ok {
+				return st
+			}
+			return errBadStateID
+		}
+	}
 	var mine *openState
 	for _, p := range s.open.byFile[key] {
 		if p.client == x.sess.client && p.owner == string(a.owner) {
@@ -199,6 +224,11 @@ func (x *exec) openFile(a openArgs) uint32 {
 	mine.deny |= deny
 	sid := mine.stateid()
 	x.curState = mine
+	var deleg *delegation
+	var why uint32
+	if s.opts.ReadDelegations && !delegated && (a.claim == claimNull || a.claim == claimFH) {
+		deleg, why = x.maybeGrant(key, f.raw, access, a.access&wantMask)
+	}
 	s.mu.Unlock()
 
 	x.cur = f
@@ -223,16 +253,10 @@ func (x *exec) openFile(a openArgs) uint32 {
 		}
 	}
 	e.bitmap(set)
-	if a.access&0xff00 != 0 { // a delegation wanted or not: answered as 4.1 does
-		e.u32(3) // OPEN_DELEGATE_NONE_EXT
-		if a.access&0xff00 == 0x0400 {
-			e.u32(0) // WND4_NOT_WANTED
-		} else {
-			e.u32(3) // WND4_NOT_SUPP_FTYPE: no delegations are handed out
-		}
-	} else {
-		e.u32(0) // OPEN_DELEGATE_NONE
+	if !s.opts.ReadDelegations && a.access&wantMask != 0 && a.access&wantMask != wantNoDeleg {
+		why = 3 // WND4_NOT_SUPP_FTYPE: no delegations are handed out
 	}
+	e.delegation(deleg, a.access&wantMask, why)
 	return ok
 }
 
@@ -388,6 +412,8 @@ func (x *exec) checkIO(id stateid, write bool) uint32 {
 	switch {
 	case st != ok:
 		return st
+	case o == nil && write && !id.special():
+		return errOpenMode // a read delegation's stateid
 	case o == nil:
 		return ok
 	case write && o.access&shareAccessWrite == 0:
@@ -403,12 +429,15 @@ func (x *exec) write(a writeArgs) uint32 {
 	if st := x.checkIO(a.stateid, true); st != ok {
 		return st
 	}
-	if _, st := x.regularFile(); st != ok {
+	obj, st := x.regularFile()
+	if st != ok {
 		return st
 	}
 	switch {
 	case x.cur.share.Config().ReadOnly:
 		return errROFS
+	case x.changing(fileKey{x.cur.share.Config().ID, obj.attr.Ino}):
+		return errDelay // another client's delegation is being recalled
 	case a.offset > fileshare.MaxFileSize || a.offset+uint64(len(a.data)) > fileshare.MaxFileSize:
 		return errFBig
 	}
@@ -466,6 +495,8 @@ func (x *exec) setattr(a setattrArgs) uint32 {
 			return errIsDir
 		case a.attrs.size != nil && o.attr.Type != fileshare.TypeFile:
 			return errInval
+		case o.attr.Type == fileshare.TypeFile && x.changing(fileKey{x.cur.share.Config().ID, o.attr.Ino}):
+			return errDelay
 		}
 		return x.applyAttrs(x.cur, a.attrs, false)
 	}()
@@ -529,6 +560,9 @@ func (x *exec) remove(name []byte) uint32 {
 	if st := checkName(name); st != ok {
 		return st
 	}
+	if x.changingPath(x.cur.share, x.childPath(name)) {
+		return errDelay
+	}
 	before, _ := x.cur.share.Stat(x.ctx, x.cur.path)
 	if err := x.cur.share.Remove(x.ctx, x.childPath(name)); err != nil {
 		return status(err)
@@ -582,6 +616,9 @@ func (x *exec) rename(a renameArgs) uint32 {
 	case strings.HasPrefix(to+"/", from+"/"):
 		return errInval // a directory into itself
 	}
+	if x.changingPath(sh, from) || x.changingPath(sh, to) {
+		return errDelay
+	}
 	srcBefore, _ := sh.Stat(x.ctx, src.path)
 	dstBefore, _ := sh.Stat(x.ctx, dst.path)
 	if err := sh.Rename(x.ctx, from, to); err != nil {
@@ -616,6 +653,17 @@ func (x *exec) freeStateID(id stateid) uint32 {
 	s := x.s
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if d, st, found := x.findDeleg(id); found {
+		switch st {
+		case errDelegRevoked:
+			delete(s.open.delegs, d.other)
+			d.client.revoked--
+			return ok
+		case ok:
+			return errLocksHeld // a delegation is freed by DELEGRETURN
+		}
+		return st
+	}
 	o, st := x.findState(id)
 	switch {
 	case st != ok:
