@@ -62,7 +62,8 @@ mtx() { timeout 300 mtx "$@"; }
 smbclient() { timeout 120 smbclient "$@"; }
 start_gw() {
 	echo "--- [$(up)s] gatewayd serve" >>"$LOG"
-	gatewayd serve >>"$LOG" 2>&1 &
+	# Read delegations on: the nfs4 scenario checks their recall.
+	gatewayd serve --nfs-read-delegations >>"$LOG" 2>&1 &
 	GW_PID=$!
 	echo "$GW_PID" >/run/gatewayd.pid
 	local i
@@ -339,6 +340,32 @@ scenario_nfs() {
 #       STOP exists writes a byte inside its range and fsyncs (an NFS lock
 #       lost across a server restart fails that write with EIO), unlocks;
 #       exit 0 when all of it worked.
+# delegreturns MNT: the DELEGRETURN calls the client of mount MNT made.
+delegreturns() {
+	awk -v m="$1" '$1 == "device" { on = ($5 == m) } on && $1 == "DELEGRETURN:" { print $2; exit }' /proc/self/mountstats
+}
+# deleg_metrics: gatewayd's read delegation counters, "granted N recalled N
+# returned N revoked N " (the admin API's metrics, over its socket).
+deleg_metrics() {
+	python3 - "$DATA/admin.sock" <<-'PY'
+		import socket, sys
+		s = socket.socket(socket.AF_UNIX)
+		s.settimeout(120)
+		s.connect(sys.argv[1])
+		s.sendall(b"GET /metrics HTTP/1.0\r\nHost: gatewayd\r\n\r\n")
+		b = b""
+		while True:
+		    c = s.recv(65536)
+		    if not c:
+		        break
+		    b += c
+		n = {}
+		for l in b.decode().splitlines():
+		    if l.startswith("gatewayd_nfs4_delegations_total{"):
+		        n[l.split('"')[1]] = int(float(l.split()[-1]))
+		print("".join("%s %d " % (e, n.get(e, 0)) for e in ["granted", "recalled", "returned", "revoked"]))
+	PY
+}
 write_lk() {
 	cat >/tmp/lk.py <<'PY'
 import errno, fcntl, os, sys, time
@@ -499,6 +526,35 @@ scenario_nfs4() {
 	touch /tmp/lk2.stop
 	wait $PB; rc=$?; [ $rc -eq 0 ] || { okl=0; echo "holder of 90-109 exit $rc"; }
 	if [ $okl -eq 1 ] && [ $sep -eq 1 ]; then pass nfs4-fcntl-ranges; else fail nfs4-fcntl-ranges "see above"; fi
+
+	# A read delegation: a reader on /mnt/nfs4 holds a file open (the
+	# kernel takes the read delegation gatewayd offers), a v3 client writes
+	# it: gatewayd recalls the delegation (the v3 WRITE gets NFS3ERR_JUKEBOX
+	# and is sent again until it is returned), the reader's client returns
+	# it (DELEGRETURN in /proc/self/mountstats; gatewayd's counters), and
+	# the reader then reads the new content.
+	local okd=1 F=/mnt/nfs4/deleg.txt dr0 dr1 m0 m1 line
+	echo before-v3-write >$F
+	dr0=$(delegreturns /mnt/nfs4)
+	m0=$(deleg_metrics)
+	exec 7<$F
+	read -r line <&7
+	[ "$line" = before-v3-write ] || { okd=0; echo "the reader read '$line'"; }
+	m1=$(deleg_metrics)
+	echo "delegations before the open: $m0; after: $m1"
+	case "$m1" in *"granted $(( $(echo "$m0" | awk '{print $2}') + 1 )) "*) ;; *) okd=0; echo "no delegation granted for the open" ;; esac
+	if mountpoint -q /mnt/nfs; then
+		echo after-v3-write >/mnt/nfs/deleg.txt || { okd=0; echo "the v3 write failed"; }
+	else okd=0; echo "no v3 mount (NFS v3 scenario failed)"; fi
+	dr1=$(delegreturns /mnt/nfs4)
+	m1=$(deleg_metrics)
+	echo "DELEGRETURN calls of /mnt/nfs4: $dr0 before, $dr1 after the v3 write; delegations: $m1"
+	[ "$dr1" -gt "$dr0" ] || { okd=0; echo "the reader's client returned no delegation"; }
+	case "$m1" in *"recalled 0 "*) okd=0; echo "gatewayd recalled none" ;; esac
+	exec 7<&-
+	line=$(cat $F)
+	[ "$line" = after-v3-write ] || { okd=0; echo "the reader sees '$line' after the v3 write"; }
+	if [ $okd -eq 1 ]; then pass nfs4-read-delegation; else fail nfs4-read-delegation "see above"; fi
 
 	# Restart while mounted: the client recovers its session by itself.
 	cd /mnt/nfs4/tree4/docs || true
@@ -770,7 +826,7 @@ declare -A CHECKS
 CHECKS[iscsi]="iscsi-discovery iscsi-chap-refused iscsi-chap-login iscsi-mkfs-mount iscsi-snapshot iscsi-from-snapshot-login iscsi-from-snapshot-content iscsi-restore-to-disk"
 CHECKS[durability]="durability-writes-before-kill durability-session-recovered durability-relogin durability-fsck durability-acked-files"
 CHECKS[nfs]="nfs-mount nfs-write-read nfs-rename-delete nfs-cp-tree nfs-objects-in-bucket nfs-restart-mounted"
-CHECKS[nfs4]="nfs4-mount-defaults nfs4-pseudo-root nfs4-v3-same-files nfs4-write-read nfs4-rename-delete nfs4-cp-tree nfs4-flock nfs4-fcntl-ranges nfs4-restart-mounted nfs4-kill-mounted nfs4-kill-lock-kept"
+CHECKS[nfs4]="nfs4-mount-defaults nfs4-pseudo-root nfs4-v3-same-files nfs4-write-read nfs4-rename-delete nfs4-cp-tree nfs4-flock nfs4-fcntl-ranges nfs4-read-delegation nfs4-restart-mounted nfs4-kill-mounted nfs4-kill-lock-kept"
 CHECKS[vtl]="vtl-login vtl-mtx-status vtl-mtx-load vtl-write-archives vtl-read-archives vtl-tell-seek vtl-fsf-bsf vtl-tar-extract vtl-mtx-unload vtl-archive vtl-retrieve vtl-read-retrieved"
 CHECKS[worm]="worm-load worm-medium-type worm-write worm-overwrite-refused worm-append worm-read-back worm-unload"
 CHECKS[smb]="smb-user smb-put-get smb-list smb-cross-protocol"
