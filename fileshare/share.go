@@ -136,12 +136,6 @@ func (c *Config) Normalize() error {
 		}
 	}
 	c.Protocols = protocols
-	if seen["smb"] {
-		switch strings.ToLower(c.Name) {
-		case "global", "homes", "printers":
-			return fmt.Errorf("share name %q is a section Samba reserves: it cannot be served over SMB", c.Name)
-		}
-	}
 	if (c.SMBGuest || c.SMBEncrypt) && !seen["smb"] {
 		return errors.New("smb_guest and smb_encrypt need smb among the share's protocols")
 	}

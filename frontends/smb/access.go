@@ -109,8 +109,13 @@ func (a Access) Check() error {
 
 // CheckShareName checks that an SMB share name is one smb.conf and
 // Windows clients take: none of the characters Windows refuses in share
-// names (']' would end smb.conf's section header early) and no '%'.
+// names (']' would end smb.conf's section header early), no '%', and not
+// a section Samba gives its own meaning.
 func CheckShareName(name string) error {
+	switch strings.ToLower(name) {
+	case "global", "homes", "printers":
+		return fmt.Errorf("share name %q is a section Samba reserves: it cannot be served over SMB", name)
+	}
 	for _, r := range name {
 		if unicode.IsControl(r) || strings.ContainsRune(`"/\[]:|<>+=;,*?%`, r) {
 			return fmt.Errorf("%w: share name %s cannot be served over SMB: it contains %q", ErrBadAccess, strconv.Quote(name), r)

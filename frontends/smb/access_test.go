@@ -27,7 +27,7 @@ func TestAccessEntries(t *testing.T) {
 			t.Errorf("%q: the message is not one line: %q", bad, err)
 		}
 	}
-	for _, bad := range []string{"a]b", "a[b", "a%b", "a=b", "a\nb", `a"b`, "a;b", "a,b"} {
+	for _, bad := range []string{"a]b", "a[b", "a%b", "a=b", "a\nb", `a"b`, "a;b", "a,b", "global", "Homes", "PRINTERS"} {
 		if err := CheckShareName(bad); err == nil {
 			t.Errorf("share name %q accepted", bad)
 		}
