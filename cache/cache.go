@@ -139,13 +139,16 @@ type Cache struct {
 	mu      sync.Mutex
 	room    *backpressure.Waiters // woken when space is freed
 	entries map[Key]*entry
-	clean   *list.List // front = most recently used
-	used    int64      // bytes of all entries, including reservations
-	dirty   int64
-	nextGen uint64
-	stats   Stats
-	partial int // partial entries
-	closed  bool
+	// byVolume indexes entries by volume, so that dropping a volume (a
+	// share's file is one) costs its own chunks, not a walk of the cache.
+	byVolume map[string]map[uint64]*entry
+	clean    *list.List // front = most recently used
+	used     int64      // bytes of all entries, including reservations
+	dirty    int64
+	nextGen  uint64
+	stats    Stats
+	partial  int // partial entries
+	closed   bool
 
 	materialized atomic.Uint64 // bytes of overlay written into chunk files
 }
@@ -182,7 +185,7 @@ func Open(fs vfs.FS, dir string, opts Options) (*Cache, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cache: %w", err)
 	}
-	c := &Cache{fs: fs, dir: dir, opts: opts, entries: map[Key]*entry{}, clean: list.New(), files: newHandles(fs)}
+	c := &Cache{fs: fs, dir: dir, opts: opts, entries: map[Key]*entry{}, byVolume: map[string]map[uint64]*entry{}, clean: list.New(), files: newHandles(fs)}
 	c.room = backpressure.New(&c.mu, opts.Health, "cache full of data not yet uploaded: writes wait")
 	return c, nil
 }
@@ -305,12 +308,34 @@ func (c *Cache) removeLocked(e *entry) {
 	if e.partial {
 		c.partial--
 	}
-	delete(c.entries, e.key)
+	c.deleteLocked(e.key)
 	c.used -= e.size
 	// Readers that still hold e find the file gone and count a miss.
 	c.files.forget(e)
 	_ = c.fs.Remove(e.path)
 	c.room.Broadcast()
+}
+
+// insertLocked adds e under key to the entries and their volume index.
+func (c *Cache) insertLocked(key Key, e *entry) {
+	c.entries[key] = e
+	vol := c.byVolume[key.Volume]
+	if vol == nil {
+		vol = map[uint64]*entry{}
+		c.byVolume[key.Volume] = vol
+	}
+	vol[key.Index] = e
+}
+
+// deleteLocked removes key from the entries and their volume index.
+func (c *Cache) deleteLocked(key Key) {
+	delete(c.entries, key)
+	if vol := c.byVolume[key.Volume]; vol != nil {
+		delete(vol, key.Index)
+		if len(vol) == 0 {
+			delete(c.byVolume, key.Volume)
+		}
+	}
 }
 
 // PutClean inserts a whole clean chunk. If there is no room because the
@@ -329,7 +354,7 @@ func (c *Cache) PutClean(key Key, data []byte) error {
 	}
 	e := c.newEntry(key, size, false)
 	e.mu.Lock()
-	c.entries[key] = e
+	c.insertLocked(key, e)
 	c.used += size
 	c.mu.Unlock()
 
@@ -340,7 +365,7 @@ func (c *Cache) PutClean(key Key, data []byte) error {
 	defer c.mu.Unlock()
 	if err != nil {
 		if c.entries[key] == e {
-			delete(c.entries, key)
+			c.deleteLocked(key)
 			c.used -= size
 			c.room.Broadcast()
 		}
@@ -527,7 +552,7 @@ func (c *Cache) admitLocked(ctx context.Context, key Key, size int64, over bool)
 	}
 	e := c.newEntry(key, size, true)
 	e.mu.Lock()
-	c.entries[key] = e
+	c.insertLocked(key, e)
 	c.used += size
 	c.dirty += size
 	return e, nil
@@ -810,10 +835,8 @@ func (c *Cache) Drop(key Key) error {
 // DropVolume removes all of a volume's chunks.
 func (c *Cache) DropVolume(volume string) error {
 	c.mu.Lock()
-	for k, e := range c.entries {
-		if k.Volume == volume {
-			c.removeLocked(e)
-		}
+	for _, e := range c.byVolume[volume] {
+		c.removeLocked(e)
 	}
 	c.mu.Unlock()
 	return removeAll(c.fs, c.volumeDir(volume))
@@ -823,10 +846,12 @@ func (c *Cache) DropVolume(volume string) error {
 func (c *Cache) DropVolumes(match func(volume string) bool) error {
 	c.mu.Lock()
 	vols := map[string]bool{}
-	for k, e := range c.entries {
-		if match(k.Volume) {
-			c.removeLocked(e)
-			vols[k.Volume] = true
+	for v, es := range c.byVolume {
+		if match(v) {
+			for _, e := range es {
+				c.removeLocked(e)
+			}
+			vols[v] = true
 		}
 	}
 	c.mu.Unlock()

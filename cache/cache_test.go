@@ -220,6 +220,21 @@ func TestConcurrentChunksKeepTheirData(t *testing.T) {
 	if st := c.Stats(); st.Chunks != 4 {
 		t.Fatalf("after DropVolume: %+v", st)
 	}
+	// The volume index names exactly the entries left.
+	c.mu.Lock()
+	n := 0
+	for v, es := range c.byVolume {
+		for i, e := range es {
+			if v != "v1" || c.entries[Key{Volume: v, Index: i}] != e {
+				t.Errorf("index holds %s/%d, not an entry of v1", v, i)
+			}
+			n++
+		}
+	}
+	if n != len(c.entries) {
+		t.Errorf("index holds %d chunks, the cache %d", n, len(c.entries))
+	}
+	c.mu.Unlock()
 }
 
 func TestOpenWipesAndDiskErrorsSurface(t *testing.T) {
