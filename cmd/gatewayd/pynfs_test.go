@@ -62,16 +62,16 @@ func TestPynfs(t *testing.T) {
 	if err != nil {
 		t.Fatalf("pynfs gave no results (%v):\n%s", err, tail(string(log), 4000))
 	}
+	want := readExpected(t)
 	if os.Getenv("PYNFS_UPDATE") == "1" {
-		writeExpected(t, got)
+		writeExpected(t, got, want)
 		return
 	}
-	want := readExpected(t)
 	var diffs []string
 	for code, w := range want {
 		if g, ok := got[code]; !ok {
 			diffs = append(diffs, code+": expected "+w+", not run")
-		} else if g != w {
+		} else if !slices.Contains(strings.Split(w, "|"), g) {
 			diffs = append(diffs, code+": expected "+w+", got "+g)
 		}
 	}
@@ -148,15 +148,21 @@ func readExpected(t *testing.T) map[string]string {
 	return m
 }
 
-func writeExpected(t *testing.T, got map[string]string) {
+// writeExpected writes got, keeping a result of the old list that names
+// two ("FAIL|PASS": a test whose outcome hangs on the pynfs client's own
+// timing, said in docs/nfs.md) while got is one of them.
+func writeExpected(t *testing.T, got, old map[string]string) {
 	t.Helper()
 	var lines []string
 	for code, r := range got {
+		if w := old[code]; strings.Contains(w, "|") && slices.Contains(strings.Split(w, "|"), r) {
+			r = w
+		}
 		lines = append(lines, code+" "+r)
 	}
 	slices.Sort(lines)
 	head := "# pynfs NFSv4.1 (testserver.py --minorversion 1 " + strings.Join(pynfsFlags, " ") + ") against gatewayd: each test's\n" +
-		"# code and result. TestPynfs fails when a result differs; PYNFS_UPDATE=1 rewrites this.\n"
+		"# code and result (FAIL|PASS: either, see docs/nfs.md). TestPynfs fails when a result differs; PYNFS_UPDATE=1 rewrites this.\n"
 	if err := os.WriteFile(pynfsExpected, []byte(head+strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
