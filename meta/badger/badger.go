@@ -178,6 +178,18 @@ func (s *Store) View(ctx context.Context, fn func(meta.Txn) error) error {
 
 // Update implements meta.Store.
 func (s *Store) Update(ctx context.Context, fn func(meta.Txn) error) error {
+	return s.update(ctx, fn, true)
+}
+
+// UpdateUnsynced implements meta.Unsynced: Update without the wait for
+// a sync (the commit is in badger's memory-mapped write-ahead file).
+func (s *Store) UpdateUnsynced(ctx context.Context, fn func(meta.Txn) error) error {
+	return s.update(ctx, fn, false)
+}
+
+// update runs fn in a transaction until it commits without a conflict,
+// then waits for a sync when synced.
+func (s *Store) update(ctx context.Context, fn func(meta.Txn) error, synced bool) error {
 	if err := s.gate.Enter(); err != nil {
 		return err
 	}
@@ -188,28 +200,9 @@ func (s *Store) Update(ctx context.Context, fn func(meta.Txn) error) error {
 			time.Sleep(time.Duration(rand.IntN(100*attempt)) * time.Microsecond)
 		}
 		err := s.attempt(ctx, fn)
-		if err == nil {
+		if err == nil && synced {
 			return s.sync()
 		}
-		if !errors.Is(err, bdg.ErrConflict) {
-			return err
-		}
-	}
-	return fmt.Errorf("%w (%d attempts)", meta.ErrConflict, meta.MaxConflictRetries)
-}
-
-// UpdateUnsynced implements meta.Unsynced: Update without the wait for
-// a sync (the commit is in badger's memory-mapped write-ahead file).
-func (s *Store) UpdateUnsynced(ctx context.Context, fn func(meta.Txn) error) error {
-	if err := s.gate.Enter(); err != nil {
-		return err
-	}
-	defer s.gate.Exit()
-	for attempt := 0; attempt < meta.MaxConflictRetries; attempt++ {
-		if attempt > 0 {
-			time.Sleep(time.Duration(rand.IntN(100*attempt)) * time.Microsecond)
-		}
-		err := s.attempt(ctx, fn)
 		if !errors.Is(err, bdg.ErrConflict) {
 			return err
 		}
