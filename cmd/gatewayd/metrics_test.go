@@ -38,7 +38,7 @@ func documentedMetrics(t *testing.T) []string {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	row := regexp.MustCompile("^\\| `(gatewayd_[a-z_]+)(\\{[a-z_,]+\\})?` \\|")
+	row := regexp.MustCompile("^\\| `(gatewayd_[a-z0-9_]+)(\\{[a-z0-9_,]+\\})?` \\|")
 	var names []string
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
@@ -330,6 +330,14 @@ func TestMetricsTable(t *testing.T) {
 		}
 		if !exported[name] {
 			t.Errorf("docs/metrics.md lists %s, which the daemon does not export", name)
+		}
+		// The sidecar collection runs once a day: fileshare's
+		// TestXattrSidecarsCollectedInTheBackground sees its counts move.
+		// Read delegations need a client with a back channel: the
+		// appliance run's nfs4 scenario sees granted and recalled move.
+		if strings.HasPrefix(name, "gatewayd_share_xattr_") || name == "gatewayd_nfs4_delegations_total" {
+			delete(exported, name)
+			continue
 		}
 		// TestJournalMetrics checks the journal's metrics on each
 		// service, TestTapeRetrieveColdStorage the retrieval's (it needs

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
@@ -115,16 +116,24 @@ func forward445(t *testing.T, addr string) string {
 }
 
 // smbcacls runs smbcacls on a file of //addr/share with args (nothing
-// more: the file's ACL) and returns its output.
+// more: the file's ACL) and returns its output. smbcacls gives up on a
+// connection after a fixed 20 s, which a busy machine can take; one that
+// was never made changed nothing, so it is tried again, for 5 minutes.
 func smbcacls(t *testing.T, addr, share, file string, args ...string) string {
 	t.Helper()
 	host, _, _ := net.SplitHostPort(forward445(t, addr))
-	cmd := exec.Command("smbcacls", append([]string{"//" + host + "/" + share, file, "-U", "root%" + smbPassword, "--numeric"}, args...)...)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("smbcacls %s %v: %v\n%s", file, args, err, out)
+	for deadline := time.Now().Add(5 * time.Minute); ; {
+		cmd := exec.Command("smbcacls", append([]string{"//" + host + "/" + share, file, "-U", "root%" + smbPassword, "--numeric"}, args...)...)
+		out, err := cmd.CombinedOutput()
+		if err == nil {
+			return string(out)
+		}
+		if !bytes.Contains(out, []byte("cli_full_connection failed")) || time.Now().After(deadline) {
+			t.Fatalf("smbcacls %s %v: %v\n%s", file, args, err, out)
+		}
+		t.Logf("smbcacls %s: no connection (%s), again", file, bytes.TrimSpace(out))
+		time.Sleep(time.Second) // pacing between tries, not a wait for a state
 	}
-	return string(out)
 }
 
 // TestSMBACLsKeptInTheBucket sets NT ACLs with smbcacls, one small enough
