@@ -21,7 +21,7 @@ func readNames(t *testing.T, fd, max int) []string {
 	var names []string
 	buf := make([]byte, 1024)
 	for max <= 0 || len(names) < max {
-		n, err := syscall.Getdents(fd, buf)
+		n, err := eintr(func() (int, error) { return syscall.Getdents(fd, buf) })
 		if err != nil {
 			t.Fatalf("getdents: %v", err)
 		}
@@ -99,7 +99,7 @@ func TestReaddirWhileUploading(t *testing.T) {
 		}
 	}
 	create(0, 350)
-	fd, err := syscall.Open(dir, syscall.O_RDONLY|syscall.O_DIRECTORY, 0)
+	fd, err := eintr(func() (int, error) { return syscall.Open(dir, syscall.O_RDONLY|syscall.O_DIRECTORY, 0) })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,7 +136,7 @@ func TestReaddirRewindAfterEmpty(t *testing.T) {
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	fd, err := syscall.Open(dir, syscall.O_RDONLY|syscall.O_DIRECTORY, 0)
+	fd, err := eintr(func() (int, error) { return syscall.Open(dir, syscall.O_RDONLY|syscall.O_DIRECTORY, 0) })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -180,6 +180,19 @@ type dirReader struct {
 	pos  int64
 }
 
+// eintr repeats a call the Go runtime's own signals interrupted: the
+// kernel interrupts a FUSE request when its caller gets a signal, and the
+// call ends in EINTR. The os package repeats these itself; these tests
+// make the system calls directly, as smbd does.
+func eintr[T any](call func() (T, error)) (T, error) {
+	for {
+		v, err := call()
+		if err != syscall.EINTR {
+			return v, err
+		}
+	}
+}
+
 func newDirReader(t *testing.T, fd int) *dirReader {
 	t.Helper()
 	var st syscall.Stat_t
@@ -191,7 +204,7 @@ func newDirReader(t *testing.T, fd int) *dirReader {
 
 func (r *dirReader) next() (dirent, bool) {
 	for len(r.pend) == 0 {
-		n, err := syscall.Getdents(r.fd, r.buf)
+		n, err := eintr(func() (int, error) { return syscall.Getdents(r.fd, r.buf) })
 		if err != nil {
 			r.t.Fatalf("getdents: %v", err)
 		}
@@ -263,7 +276,7 @@ func TestReaddirSeekBackAfterLookup(t *testing.T) {
 // names were read, and the listing starts over (a restarted search).
 func searchAll(t *testing.T, dir string, perReply, rewindAt int) []string {
 	t.Helper()
-	fd, err := syscall.Open(dir, syscall.O_RDONLY|syscall.O_DIRECTORY, 0)
+	fd, err := eintr(func() (int, error) { return syscall.Open(dir, syscall.O_RDONLY|syscall.O_DIRECTORY, 0) })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -287,7 +300,7 @@ func searchAll(t *testing.T, dir string, perReply, rewindAt int) []string {
 				continue
 			}
 			var st syscall.Stat_t
-			if err := syscall.Lstat(filepath.Join(dir, e.name), &st); err != nil {
+			if _, err := eintr(func() (int, error) { return 0, syscall.Lstat(filepath.Join(dir, e.name), &st) }); err != nil {
 				t.Errorf("stat of listed %s: %v", e.name, err)
 			}
 			if n == perReply {
