@@ -19,16 +19,37 @@ import (
 	"github.com/gatewayd/gatewayd/vfs"
 )
 
-// countingMeta counts the metadata transactions that write: on badger each
-// is a synced commit.
+// countingMeta counts the metadata store's synced commits (on badger each
+// is a sync), its unsynced commits and its syncs.
 type countingMeta struct {
-	meta.Store
-	updates atomic.Int64
+	*metamem.Store
+	updates, unsynced, syncs atomic.Int64
 }
 
 func (c *countingMeta) Update(ctx context.Context, fn func(meta.Txn) error) error {
 	c.updates.Add(1)
 	return c.Store.Update(ctx, fn)
+}
+
+func (c *countingMeta) UpdateUnsynced(ctx context.Context, fn func(meta.Txn) error) error {
+	c.unsynced.Add(1)
+	return c.Store.UpdateUnsynced(ctx, fn)
+}
+
+func (c *countingMeta) Sync(ctx context.Context) error {
+	c.syncs.Add(1)
+	return c.Store.Sync(ctx)
+}
+
+// countedShare starts a manager over a counting metadata store and
+// returns it with its share "docs".
+func countedShare(t *testing.T) (*env, *countingMeta, *Share) {
+	md := &countingMeta{Store: metamem.New()}
+	e := &env{t: t, dir: t.TempDir(), store: mem.New("fs"), md: md}
+	t.Cleanup(e.close)
+	e.start()
+	must[Config](t)(e.m.Create(context.Background(), Config{Name: "docs"}))
+	return e, md, e.share("docs")
 }
 
 // smallFileOps are the share calls a client's create, write of 4 KiB and
@@ -78,13 +99,8 @@ type smallFileCounts struct {
 // returns the syncs of the upload buffer, its records and the metadata
 // transactions per file.
 func countSmallFiles(t *testing.T, proto string, n int) smallFileCounts {
-	md := &countingMeta{Store: metamem.New()}
-	e := &env{t: t, dir: t.TempDir(), store: mem.New("fs"), md: md}
-	t.Cleanup(e.close)
-	e.start()
+	e, md, s := countedShare(t)
 	ctx := context.Background()
-	must[Config](t)(e.m.Create(ctx, Config{Name: "docs"}))
-	s := e.share("docs")
 	must[Attr](t)(s.Mkdir(ctx, "d", 0o755, 0, 0))
 	data := make([]byte, 4096)
 	if err := s.Sync(ctx); err != nil {
@@ -267,39 +283,12 @@ func TestWrittenRemovesDeletedInOneSync(t *testing.T) {
 	}
 }
 
-// unsyncedMeta counts the metadata store's synced and unsynced commits and
-// its syncs.
-type unsyncedMeta struct {
-	*metamem.Store
-	updates, unsynced, syncs atomic.Int64
-}
-
-func (c *unsyncedMeta) Update(ctx context.Context, fn func(meta.Txn) error) error {
-	c.updates.Add(1)
-	return c.Store.Update(ctx, fn)
-}
-
-func (c *unsyncedMeta) UpdateUnsynced(ctx context.Context, fn func(meta.Txn) error) error {
-	c.unsynced.Add(1)
-	return c.Store.UpdateUnsynced(ctx, fn)
-}
-
-func (c *unsyncedMeta) Sync(ctx context.Context) error {
-	c.syncs.Add(1)
-	return c.Store.Sync(ctx)
-}
-
 // A remove answered Written changes the inode table without waiting for
 // the metadata store's sync; the share's Sync (the view's fsync) syncs it,
 // once.
 func TestWrittenRemoveTableSyncedAtSync(t *testing.T) {
-	md := &unsyncedMeta{Store: metamem.New()}
-	e := &env{t: t, dir: t.TempDir(), store: mem.New("fs"), md: md}
-	t.Cleanup(e.close)
-	e.start()
+	e, md, s := countedShare(t)
 	ctx := context.Background()
-	must[Config](t)(e.m.Create(ctx, Config{Name: "docs"}))
-	s := e.share("docs")
 	for _, p := range []string{"a", "b"} {
 		must[Attr](t)(s.Create(ctx, p, 0o644, 0, 0, true))
 	}
