@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/gatewayd/gatewayd/errkind"
+	"github.com/gatewayd/gatewayd/meta"
 )
 
 // Kind names what happened.
@@ -76,10 +77,25 @@ type Sink interface {
 	// before (and is still remembered) is not queued again. An empty ID
 	// gets a random one; an empty Time the current time.
 	Publish(ctx context.Context, e Event) error
+	// Update runs fn in a transaction of md, the metadata store the queue
+	// is in, and queues es in that same transaction: the events are
+	// queued if and only if fn's writes are committed, so a kill at any
+	// moment keeps both or neither. An error of fn's is returned as is.
+	// Like Publish, an event whose ID is remembered is not queued again.
+	Update(ctx context.Context, md meta.Store, fn func(meta.Txn) error, es ...Event) error
 	// Full says the queue holds as many undelivered events as it may:
 	// work that would publish one waits, so that an unreachable receiver
 	// does not grow the queue without bound.
 	Full() bool
+}
+
+// Update runs fn in a transaction of md that queues es with its writes
+// (Sink.Update), or in a plain one when sink is nil (notifications off).
+func Update(ctx context.Context, sink Sink, md meta.Store, fn func(meta.Txn) error, es ...Event) error {
+	if sink == nil {
+		return md.Update(ctx, fn)
+	}
+	return sink.Update(ctx, md, fn, es...)
 }
 
 // ErrFull means the queue holds as many undelivered events as it may.

@@ -307,6 +307,96 @@ func (q *Queue) depth() int64 {
 
 // Publish queues e durably (see Sink).
 func (q *Queue) Publish(ctx context.Context, e Event) error {
+	if e.Kind == FileUploadFailed && q.Full() {
+		// The upload is retried and its success reported; what failed
+		// meanwhile is not worth growing a full queue for.
+		q.dropped.Add(1)
+		return nil
+	}
+	return q.Update(ctx, q.md, nil, e)
+}
+
+// Update runs fn in a transaction of md and queues es in the same one
+// (see Sink). md must be the store the queue is in.
+func (q *Queue) Update(ctx context.Context, md meta.Store, fn func(meta.Txn) error, es ...Event) error {
+	if md != q.md {
+		return errors.New("notifications: events joined to a transaction of a store the queue is not in")
+	}
+	type staged struct {
+		e   Event
+		b   []byte
+		dup bool
+	}
+	st := make([]staged, len(es))
+	for i, e := range es {
+		st[i].e = q.fill(e)
+	}
+	q.mu.Lock()
+	if q.closed {
+		q.mu.Unlock()
+		return fmt.Errorf("notifications: %w", meta.ErrClosed)
+	}
+	for i := range st {
+		st[i].e.Seq = q.next
+		q.inflight[q.next] = struct{}{}
+		q.next++
+	}
+	q.mu.Unlock()
+	var err error
+	for i := range st {
+		if st[i].b, err = json.Marshal(st[i].e); err != nil {
+			break
+		}
+	}
+	var fnErr error
+	if err == nil {
+		err = md.Update(ctx, func(tx meta.Txn) error {
+			if fn != nil {
+				if fnErr = fn(tx); fnErr != nil {
+					return fnErr
+				}
+			}
+			for i := range st {
+				var err error
+				if st[i].dup, err = put(tx, st[i].e, st[i].b); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
+	q.mu.Lock()
+	for _, s := range st {
+		delete(q.inflight, s.e.Seq)
+	}
+	q.mu.Unlock()
+	defer q.wakeAll() // on an error the seqs are gaps now: senders may pass them
+	if fnErr != nil && errors.Is(err, fnErr) {
+		return err // the caller's: nothing was written
+	}
+	if err != nil {
+		kinds := make([]Kind, len(st))
+		for i, s := range st {
+			kinds[i] = s.e.Kind
+		}
+		return fmt.Errorf("notifications: queue %v event: %w", kinds, err)
+	}
+	for _, s := range st {
+		if s.dup {
+			q.duplicates.Add(1)
+			continue
+		}
+		for _, w := range q.workers {
+			w.behind.Add(1)
+		}
+		q.counter(s.e.Kind).Add(1)
+	}
+	return nil
+}
+
+// fill gives e what Publish adds: an id and a time if it has none, the
+// gateway's id, the bucket and the store's prefix of its keys.
+func (q *Queue) fill(e Event) Event {
 	if e.ID == "" {
 		e.ID = randomID()
 	}
@@ -324,62 +414,26 @@ func (q *Queue) Publish(ctx context.Context, e Event) error {
 			}
 		}
 	}
-	if e.Kind == FileUploadFailed && q.Full() {
-		// The upload is retried and its success reported; what failed
-		// meanwhile is not worth growing a full queue for.
-		q.dropped.Add(1)
-		return nil
+	return e
+}
+
+// put writes event e (its JSON b) in tx, unless an event with its id is
+// queued already (dup).
+func put(tx meta.Txn, e Event, b []byte) (dup bool, err error) {
+	if _, err := tx.Get(idKey(e.ID)); err == nil {
+		return true, nil
+	} else if !errors.Is(err, meta.ErrNotFound) {
+		return false, err
 	}
-	q.mu.Lock()
-	if q.closed {
-		q.mu.Unlock()
-		return fmt.Errorf("notifications: %w", meta.ErrClosed)
+	if err := tx.Set(entryKey(e.Seq), b); err != nil {
+		return false, err
 	}
-	seq := q.next
-	q.next++
-	q.inflight[seq] = struct{}{}
-	q.mu.Unlock()
-	e.Seq = seq
-	b, err := json.Marshal(e)
-	dup := false
-	if err == nil {
-		err = q.md.Update(ctx, func(tx meta.Txn) error {
-			dup = false
-			if _, err := tx.Get(idKey(e.ID)); err == nil {
-				dup = true
-				return nil
-			} else if !errors.Is(err, meta.ErrNotFound) {
-				return err
-			}
-			if err := tx.Set(entryKey(seq), b); err != nil {
-				return err
-			}
-			if err := tx.Set(idKey(e.ID), be64(seq)); err != nil {
-				return err
-			}
-			// Concurrent publishers may leave a lower next here; Open
-			// takes the highest entry's too.
-			return tx.Set(nextKey, be64(seq+1))
-		})
+	if err := tx.Set(idKey(e.ID), be64(e.Seq)); err != nil {
+		return false, err
 	}
-	q.mu.Lock()
-	delete(q.inflight, seq)
-	q.mu.Unlock()
-	if err != nil {
-		q.wakeAll() // the seq is a gap now: senders may pass it
-		return fmt.Errorf("notifications: queue %s event: %w", e.Kind, err)
-	}
-	if dup {
-		q.duplicates.Add(1)
-		q.wakeAll()
-		return nil
-	}
-	for _, w := range q.workers {
-		w.behind.Add(1)
-	}
-	q.counter(e.Kind).Add(1)
-	q.wakeAll()
-	return nil
+	// Concurrent publishers may leave a lower next here; Open takes the
+	// highest entry's too.
+	return false, tx.Set(nextKey, be64(e.Seq+1))
 }
 
 func (q *Queue) counter(k Kind) *atomic.Uint64 {
@@ -495,4 +549,22 @@ func (q *Queue) prune(ctx context.Context) error {
 		q.pruned = last
 	}
 	return nil
+}
+
+// Events returns the events the queue keeps (those still to deliver and
+// the delivered ones remembered), in seq order.
+func (q *Queue) Events(ctx context.Context) ([]Event, error) {
+	var out []Event
+	err := q.md.View(ctx, func(tx meta.Txn) error {
+		out = out[:0]
+		return tx.Iterate(entryPrefix, func(_, v []byte) error {
+			var e Event
+			if err := json.Unmarshal(v, &e); err != nil {
+				return fmt.Errorf("notify: a queued event: %w", err)
+			}
+			out = append(out, e)
+			return nil
+		})
+	})
+	return out, err
 }

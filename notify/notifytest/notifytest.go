@@ -6,6 +6,7 @@ import (
 	"context"
 	"sync"
 
+	"github.com/gatewayd/gatewayd/meta"
 	"github.com/gatewayd/gatewayd/notify"
 )
 
@@ -21,6 +22,17 @@ func (r *Recorder) Publish(_ context.Context, e notify.Event) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.events = append(r.events, e)
+	return nil
+}
+
+// Update runs fn in md and records es if it committed.
+func (r *Recorder) Update(ctx context.Context, md meta.Store, fn func(meta.Txn) error, es ...notify.Event) error {
+	if err := md.Update(ctx, fn); err != nil {
+		return err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.events = append(r.events, es...)
 	return nil
 }
 
