@@ -38,13 +38,13 @@ type onDisk struct {
 	md  *metabadger.Store
 }
 
-func openOnDisk(dir string, interval time.Duration) (*onDisk, error) {
-	return openOnDiskSized(dir, interval, 256<<10, 128<<20)
+func openOnDisk(dir string, interval time.Duration, set ...func(*tapes.Options)) (*onDisk, error) {
+	return openOnDiskSized(dir, interval, 256<<10, 128<<20, set...)
 }
 
 // openOnDiskSized is openOnDisk with segments of segSize bytes and an
-// upload buffer of logSize.
-func openOnDiskSized(dir string, interval time.Duration, segSize int, logSize int64) (*onDisk, error) {
+// upload buffer of logSize; set changes the library's options.
+func openOnDiskSized(dir string, interval time.Duration, segSize int, logSize int64, set ...func(*tapes.Options)) (*onDisk, error) {
 	st, err := localdir.Open(filepath.Join(dir, "bucket"))
 	if err != nil {
 		return nil, err
@@ -58,8 +58,12 @@ func openOnDiskSized(dir string, interval time.Duration, segSize int, logSize in
 		md.Close()
 		return nil, err
 	}
-	lib, err := tapes.New(ctx, tapes.Options{Store: st, Meta: md, Log: log, Key: testKey(), Clock: clock.Real{},
-		Slots: 10, Drives: 1, SegmentSize: segSize, FlushInterval: interval})
+	o := tapes.Options{Store: st, Meta: md, Log: log, Key: testKey(), Clock: clock.Real{},
+		Slots: 10, Drives: 1, SegmentSize: segSize, FlushInterval: interval}
+	for _, f := range set {
+		f(&o)
+	}
+	lib, err := tapes.New(ctx, o)
 	if err != nil {
 		log.Close()
 		md.Close()

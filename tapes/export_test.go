@@ -34,3 +34,7 @@ func (l *Library) Referenced(ctx context.Context, barcode string) (need, may map
 	}
 	return refs, may, nil
 }
+
+// SetCrashHook sets the hook run once a tape's state change and its
+// event are committed, with the event's kind.
+func SetCrashHook(f func(point string)) { crashHook = f }

@@ -528,11 +528,10 @@ func (l *Library) archive(ctx context.Context, in Info) error {
 	lockFor(&in, pool, in.Archived)
 	classes := l.hasClasses()
 	in.ArchivePending = classes
-	if err := l.opts.Meta.Update(ctx, func(tx meta.Txn) error { return putInfo(tx, in) }); err != nil {
+	if err := l.commitWithEvent(ctx, func(tx meta.Txn) error { return putInfo(tx, in) }, notify.TapeArchived, in, in.Archived); err != nil {
 		return err
 	}
 	l.log.Info("tape archived", "tape", in.Barcode)
-	l.notify(ctx, notify.TapeArchived, in, in.Archived)
 	l.spareCheck()
 	if classes {
 		return l.finishArchive(ctx, in.Barcode)

@@ -121,7 +121,7 @@ func (l *Library) retrieved(ctx context.Context, in Info) (Info, error) {
 		return in, err
 	}
 	in.State, in.Place, in.ReadOnly, in.ArchivePending, in.Retrieval = StateRetrieved, Element{ElementSlot, slot}, true, false, nil
-	err = l.opts.Meta.Update(ctx, func(tx meta.Txn) error {
+	err = l.commitWithEvent(ctx, func(tx meta.Txn) error {
 		cur, err := getInfo(tx, in.Barcode)
 		if err != nil {
 			return err
@@ -130,12 +130,11 @@ func (l *Library) retrieved(ctx context.Context, in Info) (Info, error) {
 			return fmt.Errorf("%w: tape %s became %s", ErrBadInput, in.Barcode, cur.State)
 		}
 		return putInfo(tx, in)
-	})
+	}, notify.TapeRetrieved, in, l.opts.Clock.Now())
 	if err != nil {
 		return in, err
 	}
 	l.log.Info("tape retrieved", "tape", in.Barcode, "slot", slot)
-	l.notify(ctx, notify.TapeRetrieved, in, l.opts.Clock.Now())
 	return in, nil
 }
 
