@@ -160,12 +160,10 @@ type Share struct {
 	// marker ends with the one the share took last.
 	dirMetaMu sync.Mutex
 
-	// onChange is the frontend's callback for changes applied from the
-	// bucket (objectevents.go); nil: none.
-	onChange atomic.Pointer[func(string)]
-	// onWrite is the frontend's callback for content changes made
-	// through other frontends (writehook.go); nil: none.
-	onWrite atomic.Pointer[func(string)]
+	// onChange: the frontends' callbacks for changes applied from the
+	// bucket (objectevents.go); onWrite: for content changes made
+	// through other frontends (writehook.go).
+	onChange, onWrite subscribers
 
 	attrMu sync.Mutex
 	attrs  map[string]cachedAttr // path -> attributes read from the store

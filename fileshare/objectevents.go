@@ -38,24 +38,19 @@ func (o ChangeOutcome) String() string {
 	return [...]string{"applied", "own", "local_wins", "no_share", "bad_key"}[o]
 }
 
-// OnChange sets fn to be called with the path of every change applied to
-// the share from the bucket (nil: none), after the share's caches reflect
-// it: protocol frontends with caches of their own (the kernel's, for a
-// FUSE view) drop what they hold of that path.
-func (s *Share) OnChange(fn func(p string)) {
-	if fn == nil {
-		s.onChange.Store(nil)
-		return
-	}
-	s.onChange.Store(&fn)
+// OnChange subscribes fn to be called with the path of every change
+// applied to the share from the bucket (an event or a refresh: then the
+// path may be a directory, and the change anything below it), after the
+// share's caches reflect it: protocol frontends with caches of their own
+// (the kernel's, for a FUSE view; NFSv4.1 clients holding delegations)
+// drop what they hold of that path. fn must not block. stop ends the
+// subscription.
+func (s *Share) OnChange(fn func(p string)) (stop func()) {
+	return s.onChange.add(nil, fn)
 }
 
-// changed calls the share's change callback, if any, with p.
-func (s *Share) changed(p string) {
-	if fn := s.onChange.Load(); fn != nil {
-		(*fn)(p)
-	}
-}
+// changed calls the share's change subscribers with p.
+func (s *Share) changed(p string) { s.onChange.call(nil, p) }
 
 // ShareOf returns the share whose prefix holds key (the longest prefix,
 // shares may nest) and the path of key in it.

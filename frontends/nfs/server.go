@@ -123,8 +123,10 @@ func (s *Server) Serve(l net.Listener) error {
 // connections of an earlier server read the level.
 var quietGoNFS = sync.OnceFunc(func() { gonfs.Log.SetLevel(gonfs.ErrorLevel) })
 
-// Close stops accepting connections.
+// Close stops accepting connections, and NFSv4.1's listening to the
+// shares' changes.
 func (s *Server) Close() error {
+	s.v4.Close()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.l != nil {

@@ -38,6 +38,7 @@ type View struct {
 	dir    string
 	server *fuse.Server
 	breaks *breaker // oplocks on files changed by another path (leases.go)
+	unhook func()   // ends the share subscriptions
 }
 
 // Mount mounts share at dir (which must exist and be empty) and serves it
@@ -59,12 +60,13 @@ func Mount(share *fileshare.Share, dir string, logger *slog.Logger) (*View, erro
 	}
 	closeFuseOnExec()
 	b := newBreaker(dir, &root.Inode, logger)
-	share.OnChange(func(p string) { // changes made in the bucket (changes.go)
+	stopChange := share.OnChange(func(p string) { // changes made in the bucket (changes.go)
 		invalidate(&root.Inode, p)
 		b.add(p, false)
 	})
-	share.OnWrite(func(p string) { b.add(p, true) }) // over NFS
-	return &View{share: share, dir: dir, server: srv, breaks: b}, nil
+	stopWrite := share.OnWrite(viewSource, func(p string) { b.add(p, true) }) // over NFS
+	unhook := func() { stopChange(); stopWrite() }
+	return &View{share: share, dir: dir, server: srv, breaks: b, unhook: unhook}, nil
 }
 
 // viewOptions are the view's mount and node options.
@@ -214,8 +216,7 @@ func (v *View) Dir() string { return v.dir }
 // mount is detached lazily and goes when they are closed; Unmount does not
 // wait for that.
 func (v *View) Unmount() error {
-	v.share.OnChange(nil)
-	v.share.OnWrite(nil)
+	v.unhook()
 	v.breaks.stop()
 	if err := v.server.Unmount(); err != nil {
 		if err2 := unmount(v.dir); err2 != nil {
@@ -662,7 +663,10 @@ func written(ctx context.Context) context.Context {
 
 // own marks ctx as the view's: the share does not report the changes made
 // with it back to the view (OnWrite), which would break smbd's own oplock.
-func own(ctx context.Context) context.Context { return fileshare.QuietChanges(ctx) }
+func own(ctx context.Context) context.Context { return fileshare.QuietChanges(ctx, viewSource) }
+
+// viewSource names the views' own changes to the shares.
+var viewSource = fileshare.NewChangeSource("smb")
 
 // Write returns once the data is written in the share upload buffer (see
 // written): durable at the next Fsync.

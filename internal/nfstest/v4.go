@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net"
+	"slices"
 	"testing"
 	"time"
 )
@@ -13,12 +14,15 @@ import (
 // a session of one slot, every COMPOUND after a SEQUENCE. The calls are
 // raw XDR, so a test sends exactly the operations it means and reads the
 // results it checks, errors included; the helpers (Open, Lock, ...) send
-// the common ones.
+// the common ones. A client made by DialV4Back has a back channel on its
+// connection: it answers the server's callbacks (CB_NULL, CB_RECALL)
+// while it waits for a reply, and keeps the delegations recalled.
 
 // NFSv4.1 operation numbers and status codes the tests use.
 const (
 	V4Access, V4Close, V4Getattr, V4GetFH, V4Lock, V4LockT, V4LockU, V4Lookup = 3, 4, 9, 10, 12, 13, 14, 15
 	V4Open, V4PutFH, V4PutRootFH, V4Read, V4ReadDir                           = 18, 22, 24, 25, 26
+	V4Commit, V4DelegReturn, V4Write                                          = 5, 8, 38
 	V4ExchangeID, V4CreateSession, V4Sequence, V4ReclaimComplete              = 42, 43, 53, 58
 
 	V4OK, V4ErrDenied, V4ErrGrace, V4ErrStaleClientID, V4ErrBadSession = 0, 10010, 10013, 10022, 10052
@@ -38,6 +42,8 @@ type V4Client struct {
 	csSeq    uint32 // CREATE_SESSION's sequence id
 	session  []byte
 	seq      uint32
+	back     bool        // CREATE_SESSION asks for a back channel on the connection
+	Recalled []V4Stateid // the delegations CB_RECALL named, in order
 }
 
 // V4Args builds a COMPOUND's operations.
@@ -153,12 +159,29 @@ func DialV4(t testing.TB, addr, owner string) *V4Client {
 // reclaims state first.
 func NewV4(t testing.TB, addr, owner string) *V4Client {
 	t.Helper()
+	return newV4(t, addr, owner, false)
+}
+
+// DialV4Back is DialV4 for a client whose connection is its session's
+// back channel too (CONN_BACK_CHAN, callbacks with AUTH_NONE), as a
+// client that takes delegations has.
+func DialV4Back(t testing.TB, addr, owner string) *V4Client {
+	t.Helper()
+	c := newV4(t, addr, owner, true)
+	if st := c.ReclaimComplete(); st != V4OK {
+		t.Fatalf("RECLAIM_COMPLETE: %d", st)
+	}
+	return c
+}
+
+func newV4(t testing.TB, addr, owner string, back bool) *V4Client {
+	t.Helper()
 	nc, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { nc.Close() })
-	c := &V4Client{t: t, c: nc, Owner: owner}
+	c := &V4Client{t: t, c: nc, Owner: owner, back: back}
 	if st := c.ExchangeID(); st != V4OK {
 		t.Fatalf("EXCHANGE_ID: %d", st)
 	}
@@ -205,11 +228,16 @@ func (c *V4Client) CreateSession() uint32 {
 	session := c.session
 	c.session = nil
 	var a V4Args
-	a.Op(V4CreateSession).U64(c.ClientID).U32(c.csSeq, 0)
-	for range 2 { // channel attributes: 1 MiB, 8 operations, 1 slot
-		a.U32(0, 1<<20, 1<<20, 4096, 8, 1, 0)
+	flags, secParms := uint32(0), []uint32{0} // no callback security
+	if c.back {
+		flags, secParms = 2, []uint32{1, 0} // CONN_BACK_CHAN; AUTH_NONE
 	}
-	a.U32(0x40000000, 0) // callback program, no callback security
+	a.Op(V4CreateSession).U64(c.ClientID).U32(c.csSeq, flags)
+	for range 2 { // channel attributes: requests of a 1 MiB WRITE, 1 MiB replies, 8 operations, 1 slot
+		a.U32(0, 1<<20+64<<10, 1<<20+64<<10, 4096, 8, 1, 0)
+	}
+	a.U32(0x40000000) // callback program
+	a.U32(secParms...)
 	st, r := c.Compound(&a)
 	r.Result()
 	if st != V4OK {
@@ -259,9 +287,17 @@ func (c *V4Client) Compound(ops *V4Args) (uint32, *V4Reply) {
 	if err := writeRecord(c.c, append(h.b, a.b...)); err != nil {
 		c.t.Fatalf("COMPOUND %d: %v", c.xid, err)
 	}
-	rec, err := readRecord(c.c)
-	if err != nil {
-		c.t.Fatalf("COMPOUND %d: no reply within %v: %v", c.xid, CallTimeout, err)
+	var rec []byte
+	for {
+		var err error
+		rec, err = readRecord(c.c)
+		if err != nil {
+			c.t.Fatalf("COMPOUND %d: no reply within %v: %v", c.xid, CallTimeout, err)
+		}
+		if len(rec) < 8 || binary.BigEndian.Uint32(rec[4:]) != 0 {
+			break // a reply
+		}
+		c.callback(rec) // a call over the back channel
 	}
 	r := &V4Reply{b: rec}
 	xid, mtype, stat, flavor := r.U32(), r.U32(), r.U32(), r.U32()
@@ -286,6 +322,69 @@ func (c *V4Client) Compound(ops *V4Args) (uint32, *V4Reply) {
 	return status, r
 }
 
+// callback answers a call of the server over the back channel: CB_NULL,
+// and CB_COMPOUND of CB_SEQUENCE and CB_RECALL, whose delegation it
+// keeps in Recalled.
+func (c *V4Client) callback(rec []byte) {
+	c.t.Helper()
+	r := &V4Reply{b: rec}
+	xid := r.U32()
+	r.U32() // CALL
+	r.U32() // RPC version
+	prog, vers := r.U32(), r.U32()
+	proc := r.U32()
+	r.U32()
+	r.Opaque(400) // credential
+	r.U32()
+	r.Opaque(400) // verifier
+	if r.bad || prog != 0x40000000 || vers != 1 || proc > 1 {
+		c.t.Fatalf("a call over the back channel that is no callback: %x", rec)
+	}
+	var res V4Args
+	if proc == 1 { // CB_COMPOUND
+		tag := r.Opaque(1024)
+		r.U32() // minor version
+		r.U32() // callback_ident
+		n := r.U32()
+		res.U32(V4OK).Opaque(tag).U32(n)
+		for range n {
+			switch op := r.U32(); op {
+			case 11: // CB_SEQUENCE
+				session, seq, slot, highest := r.Fixed(16), r.U32(), r.U32(), r.U32()
+				r.U32() // cachethis
+				if r.U32() != 0 {
+					c.t.Fatalf("CB_SEQUENCE with referring calls: %x", rec)
+				}
+				res.U32(op, V4OK).Fixed(session).U32(seq, slot, highest, highest)
+			case 4: // CB_RECALL
+				sid := V4Stateid(r.Fixed(16))
+				r.U32() // truncate
+				r.Opaque(128)
+				c.Recalled = append(c.Recalled, sid)
+				res.U32(op, V4OK)
+			default:
+				c.t.Fatalf("callback operation %d: not one the client answers", op)
+			}
+		}
+		if r.bad {
+			c.t.Fatalf("a callback that does not decode: %x", rec)
+		}
+	}
+	var h V4Args
+	h.U32(xid, 1, 0, 0, 0, 0) // REPLY, MSG_ACCEPTED, AUTH_NONE verifier, SUCCESS
+	if err := writeRecord(c.c, append(h.b, res.b...)); err != nil {
+		c.t.Fatalf("reply to callback %d: %v", xid, err)
+	}
+}
+
+// Ping sends a COMPOUND of SEQUENCE alone (renewing the lease, and
+// answering the callbacks sent meanwhile) and returns its status.
+func (c *V4Client) Ping() uint32 {
+	c.t.Helper()
+	st, _ := c.Compound(&V4Args{})
+	return st
+}
+
 // Open opens the file at path (from the pseudo root) for reading and
 // writing as open owner, without creating it, and returns the status, the
 // open's stateid and the file's handle.
@@ -300,9 +399,97 @@ func (c *V4Client) Open(owner string, path ...string) (uint32, V4Stateid, []byte
 		return st, V4Stateid{}, nil
 	}
 	r.Skip(c.t, len(path))
-	sid := c.openResult(r)
+	sid, _ := c.openResult(r)
 	r.Result()
 	return st, sid, r.Opaque(128)
+}
+
+// OpenRead opens the file at path for reading only, as open owner, and
+// returns the status, the open's stateid, the read delegation's stateid
+// (zero when the server gave none) and the file's handle.
+func (c *V4Client) OpenRead(owner string, path ...string) (uint32, V4Stateid, V4Stateid, []byte) {
+	c.t.Helper()
+	var a V4Args
+	a.Lookup(path[:len(path)-1]...)
+	a.Op(V4Open).U32(0, 1, 0).U64(c.ClientID).Opaque([]byte(owner)).U32(0, 0) // read, deny none, CLAIM_NULL
+	a.Opaque([]byte(path[len(path)-1]))
+	a.Op(V4GetFH)
+	st, r := c.Compound(&a)
+	if st != V4OK {
+		return st, V4Stateid{}, V4Stateid{}, nil
+	}
+	r.Skip(c.t, len(path))
+	sid, deleg := c.openResult(r)
+	r.Result()
+	return st, sid, deleg, r.Opaque(128)
+}
+
+// ReadDelegation opens the file at path for reading, as open owner
+// "reader", until the server hands out a read delegation (it gives none
+// before the back channel answered its CB_NULL), and returns the
+// delegation's stateid, the open's and the file's handle.
+func (c *V4Client) ReadDelegation(path ...string) (deleg, open V4Stateid, fh []byte) {
+	c.t.Helper()
+	for deadline := time.Now().Add(10 * time.Minute); ; time.Sleep(100 * time.Millisecond) {
+		st, sid, d, h := c.OpenRead("reader", path...)
+		if st != V4OK {
+			c.t.Fatalf("OPEN of %v for reading: %d", path, st)
+		}
+		if d != (V4Stateid{}) {
+			return d, sid, h
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("OPEN of %v for reading: no read delegation", path)
+		}
+	}
+}
+
+// WaitRecall waits for the server's CB_RECALL of deleg (sending SEQUENCE
+// to hear it), then returns the delegation of the file of handle fh.
+func (c *V4Client) WaitRecall(what string, deleg V4Stateid, fh []byte) {
+	c.t.Helper()
+	for deadline := time.Now().Add(10 * time.Minute); !slices.Contains(c.Recalled, deleg); time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			c.t.Fatalf("%s: no CB_RECALL of the delegation (recalled: %x)", what, c.Recalled)
+		}
+		if st := c.Ping(); st != V4OK {
+			c.t.Fatalf("%s: SEQUENCE: %d", what, st)
+		}
+	}
+	if st := c.DelegReturn(fh, deleg); st != V4OK {
+		c.t.Fatalf("%s: DELEGRETURN: %d", what, st)
+	}
+}
+
+// Read reads up to n bytes from off of the file of handle fh with
+// stateid sid and returns the status and the data.
+func (c *V4Client) Read(fh []byte, sid V4Stateid, off uint64, n uint32) (uint32, []byte) {
+	c.t.Helper()
+	var a V4Args
+	a.Op(V4PutFH).Opaque(fh)
+	a.Op(V4Read).Fixed(sid[:]).U64(off).U32(n)
+	st, r := c.Compound(&a)
+	if st != V4OK {
+		return st, nil
+	}
+	r.Skip(c.t, 1)
+	r.Result()
+	r.U32() // eof
+	data := r.Opaque(int(n))
+	if r.bad {
+		c.t.Fatal("READ's result does not decode")
+	}
+	return st, data
+}
+
+// DelegReturn returns the delegation of the file of handle fh.
+func (c *V4Client) DelegReturn(fh []byte, deleg V4Stateid) uint32 {
+	c.t.Helper()
+	var a V4Args
+	a.Op(V4PutFH).Opaque(fh)
+	a.Op(V4DelegReturn).Fixed(deleg[:])
+	st, _ := c.Compound(&a)
+	return st
 }
 
 // ReclaimOpen opens the file of handle fh again after a restart (OPEN
@@ -317,7 +504,8 @@ func (c *V4Client) ReclaimOpen(owner string, fh []byte) (uint32, V4Stateid) {
 		return st, V4Stateid{}
 	}
 	r.Skip(c.t, 1)
-	return st, c.openResult(r)
+	sid, _ := c.openResult(r)
+	return st, sid
 }
 
 // openArgs appends OPEN's arguments up to its claim's type: read and
@@ -326,25 +514,36 @@ func (c *V4Client) openArgs(a *V4Args, owner string, claim uint32) *V4Args {
 	return a.Op(V4Open).U32(0, 3, 0).U64(c.ClientID).Opaque([]byte(owner)).U32(0, claim)
 }
 
-// openResult reads an OPEN4resok: the stateid, and past the rest.
-func (c *V4Client) openResult(r *V4Reply) V4Stateid {
+// openResult reads an OPEN4resok: the stateid, the read delegation's
+// (zero if none), and past the rest.
+func (c *V4Client) openResult(r *V4Reply) (sid, deleg V4Stateid) {
 	c.t.Helper()
 	if code, st := r.Result(); code != V4Open || st != V4OK {
 		c.t.Fatalf("op %d: status %d, want OPEN's result", code, st)
 	}
-	sid := V4Stateid(r.Fixed(16))
+	sid = V4Stateid(r.Fixed(16))
 	r.Fixed(20) // change_info
 	r.U32()     // rflags
 	for n := r.U32(); n > 0 && !r.bad; n-- {
 		r.U32() // attrset
 	}
-	if r.U32() == 3 { // OPEN_DELEGATE_NONE_EXT: why
-		r.U32()
+	switch r.U32() {
+	case 1: // OPEN_DELEGATE_READ
+		deleg = V4Stateid(r.Fixed(16))
+		r.U32()        // recall
+		r.U32()        // permissions: ACE type,
+		r.U32()        // flags,
+		r.U32()        // access mask,
+		r.Opaque(1024) // who
+	case 3: // OPEN_DELEGATE_NONE_EXT
+		if why := r.U32(); why == 1 || why == 2 { // contention, resource
+			r.U32() // will the server push one
+		}
 	}
 	if r.bad {
 		c.t.Fatal("OPEN's result does not decode")
 	}
-	return sid
+	return sid, deleg
 }
 
 // V4LockArgs is a byte range to lock: a write or read lock of n bytes from

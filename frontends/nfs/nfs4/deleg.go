@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"errors"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -20,7 +21,11 @@ import (
 // REMOVE or RENAME of another client, a write over NFSv3: Server.Recall)
 // recalls it with CB_RECALL over the back channel and is answered
 // NFS4ERR_DELAY (NFSv3: JUKEBOX) until the holder returns it
-// (DELEGRETURN). A delegation not returned within the lease time of its
+// (DELEGRETURN). A change that did not come over NFS (a write or a size
+// change over SMB, a change seen in the bucket through an event or a
+// refresh) is heard from the share once made (fileshare's OnWrite and
+// OnChange, watch) and recalls the delegations of the file, or of every
+// file below a directory refreshed, without waiting for their return. A delegation not returned within the lease time of its
 // recall is revoked: the file is free, the holder's stateid is
 // NFS4ERR_DELEG_REVOKED and its SEQUENCE replies carry
 // SEQ4_STATUS_RECALLABLE_STATE_REVOKED until it frees it (FREE_STATEID).
@@ -272,6 +277,72 @@ func (x *exec) delegReturn(id stateid) uint32 {
 	delete(s.open.delegs, d.other)
 	s.delegStats.returned.Add(1)
 	return ok
+}
+
+// changeSource marks the changes NFSv4.1 makes to shares, which recall
+// delegations before they are made (changing), so that the share does
+// not report them back (watch).
+var changeSource = fileshare.NewChangeSource("nfs4")
+
+// watch subscribes to the changes of share sh made by other paths, at the
+// first delegation of one of its files (under mu).
+func (s *Server) watch(sh *fileshare.Share) {
+	if s.open.watched == nil {
+		s.open.watched = map[*fileshare.Share]func(){}
+	}
+	if _, ok := s.open.watched[sh]; ok {
+		return
+	}
+	stopWrite := sh.OnWrite(changeSource, func(p string) { s.changedElsewhere(sh, p, false) })
+	stopChange := sh.OnChange(func(p string) { s.changedElsewhere(sh, p, true) })
+	s.open.watched[sh] = func() { stopWrite(); stopChange() }
+}
+
+// Close ends the server's subscriptions to the shares' changes.
+func (s *Server) Close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for sh, stop := range s.open.watched {
+		stop()
+		delete(s.open.watched, sh)
+	}
+}
+
+// changedElsewhere recalls the delegations of file p of share sh and,
+// with below (p may be a directory refreshed), of every file below p: the
+// share heard of a change made there by another path. The change is made
+// already: it does not wait for their return.
+func (s *Server) changedElsewhere(sh *fileshare.Share, p string, below bool) {
+	id := sh.Config().ID
+	var files []fileKey
+	if ino, ok := sh.InodeOf(p); ok {
+		files = append(files, fileKey{id, ino})
+	}
+	if below {
+		s.mu.Lock()
+		var held []fileKey
+		for f := range s.open.delegByFile {
+			if f.share == id {
+				held = append(held, f)
+			}
+		}
+		s.mu.Unlock()
+		for _, f := range held {
+			q, err := sh.PathOf(context.Background(), f.ino)
+			if err == nil && (p == "" || strings.HasPrefix(q, p+"/")) {
+				files = append(files, f)
+			}
+		}
+	}
+	if len(files) == 0 {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.opts.Now()
+	for _, f := range files {
+		s.breakDelegs(f, nil, now)
+	}
 }
 
 // changing is called before the current client changes file (its data,

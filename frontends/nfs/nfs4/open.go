@@ -326,6 +326,9 @@ type opens struct {
 	delegs      map[[12]byte]*delegation
 	delegByFile map[fileKey][]*delegation
 	recalling   []*delegation
+	// watched: the shares whose changes by other paths recall
+	// delegations, with what ends the subscription (deleg.go).
+	watched map[*fileshare.Share]func()
 }
 
 func (s *Server) newOther() [12]byte {

@@ -218,6 +218,9 @@ var sessionless = map[uint32]bool{opExchangeID: true, opCreateSession: true, opD
 
 func (s *Server) compound(ctx context.Context, conn *Conn, cred Cred, args []byte) []byte {
 	c := decodeCompound(args)
+	if s.opts.ReadDelegations {
+		ctx = fileshare.QuietChanges(ctx, changeSource) // recalled before, by changing
+	}
 	x := &exec{s: s, ctx: ctx, conn: conn, cred: cred, c: c, raw: args}
 	status := c.status
 	if status == ok {

@@ -228,6 +228,9 @@ func (x *exec) openFile(a openArgs) uint32 {
 	var why uint32
 	if s.opts.ReadDelegations && !delegated && (a.claim == claimNull || a.claim == claimFH) {
 		deleg, why = x.maybeGrant(key, f.raw, access, a.access&wantMask)
+		if deleg != nil {
+			s.watch(f.share)
+		}
 	}
 	s.mu.Unlock()
 
@@ -445,9 +448,10 @@ func (x *exec) write(a writeArgs) uint32 {
 	if a.stable == 0 {
 		d, committed = fileshare.Buffered, 0 // UNSTABLE4
 	}
-	// Not x.ctx: a write cut off between its record and its apply would
-	// leave the cache behind the log (as NFSv3's WRITE).
-	if _, err := x.cur.share.Write(context.Background(), x.cur.path, a.data, int64(a.offset), d); err != nil {
+	// Not cancelled with x.ctx (its values kept: changeSource): a write
+	// cut off between its record and its apply would leave the cache
+	// behind the log (as NFSv3's WRITE).
+	if _, err := x.cur.share.Write(context.WithoutCancel(x.ctx), x.cur.path, a.data, int64(a.offset), d); err != nil {
 		x.s.log.Warn("nfs4: write", "share", x.cur.share.Config().Name, "path", x.cur.path, "err", err)
 		return status(err)
 	}
