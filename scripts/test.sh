@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
 # Runs every check gatewayd's tests have: formatting, vet, the whole test
-# suite with the race detector, and a short fuzzing pass over each fuzz target.
-# Needs the MinIO binary (see README: Testing); .ci/run installs it.
+# suite with the race detector, and a short fuzzing pass over each fuzz
+# target (scripts/fuzz.sh).
+# Needs the MinIO binary (see README: Test); .ci/run installs it.
+#
+# go vet and the fuzzing pass run beside the test suite, their output kept
+# and printed whole once the tests end, so that their minutes no longer
+# come after the tests' (README, Test: where the time goes). Each stage
+# prints its wall time and the CPU time of what it ran.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 export PATH="$PATH:$(go env GOPATH)/bin"
-fuzztime="${FUZZTIME:-10s}"
 
 echo "== gofmt"
 unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
@@ -14,16 +19,41 @@ if [ -n "$unformatted" ]; then
 	echo "gofmt needed on:"; echo "$unformatted"; exit 1
 fi
 
-echo "== go vet"
-go vet ./...
+bindir="$(mktemp -d)"
+side_pid=""
+cleanup() {
+	# Interrupted or failed before the side stage ended: stop it (it runs
+	# in its own process group).
+	[ -n "$side_pid" ] && kill -- "-$side_pid" 2>/dev/null || true
+	rm -rf "$bindir"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# cpu_seconds sets cpu to the CPU seconds (user and system) this shell's
+# waited-for children have used so far. It sets a variable rather than
+# printing: in $(...) it would run in a subshell, whose children have
+# used none.
+cpu_seconds() {
+	times >"$bindir/times"
+	cpu=$(awk 'NR == 2 { s = 0; for (i = 1; i <= 2; i++) { split($i, t, /[ms]/); s += t[1] * 60 + t[2] }; printf "%.0f", s }' "$bindir/times")
+}
+
+echo "== go vet and the fuzz pass: started, beside the tests"
+side_log="$bindir/side"
+setsid -w bash -c 'start=$(date +%s); rc=0
+	echo "== go vet"; go vet ./... || rc=$?
+	echo "== go vet: $(($(date +%s) - start))s"
+	[ "$rc" -eq 0 ] && { ./scripts/fuzz.sh || rc=$?; }
+	exit $rc' >"$side_log" 2>&1 &
+side_pid=$!
 
 echo "== go test -race"
 # go test -json, summarised as go test prints it (failed tests' output, one
 # line per package) with each package's tests run, passed, failed and
 # skipped. In CI (CI=true) a skipped test fails the run: .ci/run installs
 # every tool the tests need, and a test that lacks one fails, never skips.
-bindir="$(mktemp -d)"
-trap 'rm -rf "$bindir"' EXIT
 summary="$bindir/testsummary"
 go build -o "$summary" ./scripts/testsummary
 skipflag=""
@@ -32,32 +62,21 @@ skipflag=""
 # side by side (each with its own daemon; see its TestMain). The default,
 # the number of CPUs, would run two at a time on a 2-core machine.
 start=$SECONDS
-go test -race -count=1 -parallel 8 -timeout 45m -json ./... | "$summary" $skipflag
-echo "== go test -race: $((SECONDS - start))s"
+cpu_seconds; cpu0=$cpu
+tests_rc=0
+go test -race -count=1 -parallel 8 -timeout 45m -json ./... | "$summary" $skipflag || tests_rc=$?
+cpu_seconds
+echo "== go test -race: $((SECONDS - start))s, CPU $((cpu - cpu0))s"
 
-echo "== fuzz ($fuzztime per target)"
-start=$SECONDS
-# Every FuzzXxx function, run from its own package for a short time.
-grep -rl --include='*_test.go' '^func Fuzz' . | while read -r f; do
-	pkg="./$(dirname "${f#./}")"
-	for fn in $(grep -o '^func Fuzz[A-Za-z0-9_]*' "$f" | sed 's/^func //'); do
-		echo "-- $pkg $fn"
-		log=$(mktemp)
-		if ! go test -run '^$' -fuzz "^${fn}\$" -fuzztime "$fuzztime" -fuzzminimizetime 5s "$pkg" 2>&1 | tee "$log"; then
-			# Go's fuzzing coordinator sometimes fails to stop its workers in
-			# time on a loaded machine ("context deadline exceeded") without
-			# having found anything; only then is the target run once more.
-			# A real finding names its input and always fails.
-			if grep -q 'context deadline exceeded' "$log" && ! grep -q 'Failing input' "$log"; then
-				echo "-- $pkg $fn: the fuzzing harness timed out stopping its workers; running it again"
-				go test -run '^$' -fuzz "^${fn}\$" -fuzztime "$fuzztime" -fuzzminimizetime 5s "$pkg"
-			else
-				rm -f "$log"
-				exit 1
-			fi
-		fi
-		rm -f "$log"
-	done
-done
-echo "== fuzz: $((SECONDS - start))s"
+side_rc=0
+cpu0=$cpu
+wait "$side_pid" || side_rc=$?
+side_pid=""
+cat "$side_log"
+cpu_seconds
+echo "== go vet and fuzz (beside the tests): CPU $((cpu - cpu0))s"
+if [ "$tests_rc" -ne 0 ] || [ "$side_rc" -ne 0 ]; then
+	echo "== FAILED: go test exit $tests_rc, go vet and fuzz exit $side_rc"
+	exit 1
+fi
 echo "== all checks passed"

@@ -3,8 +3,8 @@
 // each package's ok, FAIL or "no test files" line. To each package's line it
 // adds how many tests (subtests included) ran, passed, failed and were
 // skipped, and it prints the output of every skipped test, so a skip is
-// seen. It ends with the slowest top-level tests (where the run's time
-// went) and the totals, and exits non-zero when a test or package
+// seen. It ends with the slowest top-level tests and packages (where the
+// run's time went) and the totals, and exits non-zero when a test or package
 // failed or, with -fail-on-skip, when any test was skipped.
 //
 //	go test -json ./... | go run ./scripts/testsummary -fail-on-skip
@@ -76,6 +76,7 @@ func summarise(in io.Reader, out io.Writer, failOnSkip bool) int {
 	var total counts
 	var skipped []string
 	var timed []timing // top-level tests, for the slowest
+	var pkgTimed []timing
 	npkgs, failedPkgs := 0, 0
 	sc := bufio.NewScanner(in)
 	sc.Buffer(make([]byte, 1<<20), 64<<20)
@@ -161,6 +162,9 @@ func summarise(in io.Reader, out io.Writer, failOnSkip bool) int {
 				fmt.Fprintf(out, "%s\t%s\n", final, p.counts)
 			}
 			npkgs++
+			if e.Action != "skip" {
+				pkgTimed = append(pkgTimed, timing{e.Package, e.Elapsed})
+			}
 			if e.Action == "fail" {
 				failedPkgs++
 			}
@@ -178,7 +182,8 @@ func summarise(in io.Reader, out io.Writer, failOnSkip bool) int {
 		failedPkgs++
 		total.add(p.counts)
 	}
-	printSlowest(out, timed, 10)
+	printSlowest(out, "tests", timed, 10)
+	printSlowest(out, "packages", pkgTimed, 10)
 	fmt.Fprintf(out, "== %d packages, %s\n", npkgs, total)
 	status := 0
 	if failedPkgs > 0 || total.failed > 0 {
@@ -224,14 +229,14 @@ func withoutProgress(b []byte) []byte {
 	return head.Bytes()
 }
 
-// timing is how long one top-level test took.
+// timing is how long one top-level test or one package took.
 type timing struct {
 	name    string
 	seconds float64
 }
 
-// printSlowest prints the n slowest tests.
-func printSlowest(out io.Writer, timed []timing, n int) {
+// printSlowest prints the n slowest of timed, tests or packages (what).
+func printSlowest(out io.Writer, what string, timed []timing, n int) {
 	if len(timed) == 0 {
 		return
 	}
@@ -239,7 +244,7 @@ func printSlowest(out io.Writer, timed []timing, n int) {
 	if len(timed) > n {
 		timed = timed[:n]
 	}
-	fmt.Fprintf(out, "== slowest tests\n")
+	fmt.Fprintf(out, "== slowest %s\n", what)
 	for _, t := range timed {
 		fmt.Fprintf(out, "%8.1fs  %s\n", t.seconds, t.name)
 	}

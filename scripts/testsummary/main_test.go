@@ -68,6 +68,8 @@ func TestSummarise(t *testing.T) {
 		"== 1 packages, tests: 7 run, 4 passed, 1 failed, 2 skipped\n",
 		"== slowest tests\n",
 		"s  example.com/sample TestFail\n", // top-level tests that ran are timed
+		"== slowest packages\n",
+		"s  example.com/sample\n", // and the package
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("summary lacks %q", want)
