@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
 
+	"github.com/gatewayd/gatewayd/internal/miniotest"
 	"github.com/gatewayd/gatewayd/notify"
 	"github.com/gatewayd/gatewayd/notify/notifytest"
 )
@@ -43,6 +45,23 @@ func waitMetric(t *testing.T, dir, name string, cond func(float64) bool) float64
 	}
 }
 
+// eventsOnMinIO serves share docs on MinIO's bucket with the events of
+// files posted to a webhook in the test (retried every 50 to 500 ms), and
+// the settings of notifications more.
+func eventsOnMinIO(t *testing.T, bucket string, more map[string]any) (*notifytest.Receiver, *miniotest.Server, string, *daemon) {
+	t.Helper()
+	hook := notifytest.NewReceiver(t, "hook-token")
+	srv, dir, d := shareOnMinIO(t, bucket, "docs")
+	d.stop(t)
+	nc := map[string]any{
+		"webhooks": []any{map[string]any{"url": hook.URL + "/hook", "token": "hook-token", "kinds": []any{"file.*"}}},
+		"retry":    map[string]any{"base_delay": "50ms", "max_delay": "500ms"},
+	}
+	maps.Copy(nc, more)
+	setConfig(t, dir, map[string]map[string]any{"notifications": nc})
+	return hook, srv, dir, serve(t, dir)
+}
+
 // TestUploadEventsAcrossKill: files written over NFS (libnfs nfs-cp)
 // each produce exactly one file.uploaded event at a webhook in the test,
 // with the object's key, size and ETag as MinIO has them; an overwrite
@@ -53,16 +72,8 @@ func waitMetric(t *testing.T, dir, name string, cond func(float64) bool) float64
 // every file's event arrives: distinct ids equal the files, none missing.
 func TestUploadEventsAcrossKill(t *testing.T) {
 	t.Parallel() // waits on servers: beside the others (see TestMain)
-	hook := notifytest.NewReceiver(t, "hook-token")
-	srv, dir, d := shareOnMinIO(t, "events", "docs")
-	d.stop(t)
 	const maxQueued = 40
-	setConfig(t, dir, map[string]map[string]any{"notifications": {
-		"webhooks":   []any{map[string]any{"url": hook.URL + "/hook", "token": "hook-token", "kinds": []any{"file.*"}}},
-		"retry":      map[string]any{"base_delay": "50ms", "max_delay": "500ms"},
-		"max_queued": maxQueued,
-	}})
-	d = serve(t, dir)
+	hook, srv, dir, d := eventsOnMinIO(t, "events", map[string]any{"max_queued": maxQueued})
 	info := shareInfo(t, dir, "docs")
 	url := func(p string) string { return strings.Replace(info.Mount.URL, "/docs/", "/docs/"+p, 1) }
 	local := t.TempDir()
@@ -220,13 +231,7 @@ func TestUploadEventsAcrossKill(t *testing.T) {
 // file's file.uploaded; MinIO holds the object at the new key only.
 func TestRenameEvents(t *testing.T) {
 	t.Parallel() // waits on servers: beside the others (see TestMain)
-	hook := notifytest.NewReceiver(t, "hook-token")
-	srv, dir, d := shareOnMinIO(t, "renames", "docs")
-	d.stop(t)
-	setConfig(t, dir, map[string]map[string]any{"notifications": {
-		"webhooks": []any{map[string]any{"url": hook.URL + "/hook", "token": "hook-token", "kinds": []any{"file.*"}}},
-	}})
-	serve(t, dir)
+	hook, srv, dir, _ := eventsOnMinIO(t, "renames", nil)
 	info := shareInfo(t, dir, "docs")
 	p := filepath.Join(t.TempDir(), "before.txt")
 	if err := os.WriteFile(p, []byte("renamed after its upload\n"), 0o644); err != nil {
