@@ -34,19 +34,24 @@ KEY=$(base_key)
 BASE=$VM_CACHE/base-$KEY
 now() { date +%s; }
 
+# The build's directory, global so that the EXIT trap, which runs after
+# build_base has returned, still knows what to unmount and remove.
+BUILD_WORK=""
+cleanup_build() {
+	[ -n "$BUILD_WORK" ] || return 0
+	chroot_unmount_all "$BUILD_WORK/root"
+	rm -rf "$BUILD_WORK"
+}
+
 build_base() {
 	local t0 t1 work root mirror pkgs
 	t0=$(now)
 	mirror=$(debian_mirror)
 	pkgs=$(grep -v '^#' "$VM_DIR/packages.txt" | xargs)
-	mkdir -p "$VM_CACHE"
 	work=$(mktemp -d "$VM_CACHE/build.XXXXXX")
+	BUILD_WORK=$work
 	root=$work/root
-	cleanup() {
-		chroot_unmount_all "$root"
-		rm -rf "$work"
-	}
-	trap cleanup EXIT
+	trap cleanup_build EXIT
 
 	echo "== debootstrap $SUITE from $mirror"
 	debootstrap --variant=minbase "$SUITE" "$root" "$mirror" >"$work/debootstrap.log" 2>&1 ||
@@ -82,15 +87,27 @@ build_base() {
 	printf '%s\n' "$pkgs" >"$work/packages"
 	rm -rf "$BASE"
 	mv "$work" "$BASE"
+	BUILD_WORK=""
 	trap - EXIT
 	t1=$(now)
 	echo "== base image built in $((t1 - t0))s: $BASE"
 }
 
+# One build of the base at a time: a second run on the machine waits for
+# the first one's base instead of building beside it (and removing its
+# build directory as a leftover). The lock is released when this script
+# ends; stage 2 only reads the base.
+mkdir -p "$VM_CACHE"
+exec 8>"$VM_CACHE/.lock"
+if ! flock -n 8; then
+	echo "== waiting for another build of the base image"
+	flock 8
+fi
 if [ -f "$BASE/rootfs.ext4" ]; then
 	echo "== base image $KEY cached: $BASE"
 else
-	# Old bases are of no further use.
+	# Old bases and the leftovers of builds that were killed are of no
+	# further use: no other build runs while the lock is held.
 	rm -rf "$VM_CACHE"/base-* "$VM_CACHE"/build.* 2>/dev/null || true
 	build_base
 fi
