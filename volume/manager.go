@@ -109,6 +109,9 @@ type Manager struct {
 	// tests: run after a patch is put and before the map names it, and
 	// after a compaction is recorded in the map (patch.go)
 	afterPatchPut, afterCompaction func()
+	// tests: runs in an upload between the merge of a partial chunk with
+	// its base and the read of the chunk under its lock (uploader.go)
+	afterMergeBase func(index uint64)
 
 	// healthMu orders the health reports of upload rounds and local disk
 	// failures (disk.go), so neither hides the other.

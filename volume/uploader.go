@@ -190,7 +190,12 @@ type uploadJob struct {
 }
 
 // chunkData reads a chunk's current content for upload, with its
-// generation. ok is false when there is nothing to upload.
+// generation. ok is false when there is nothing to upload. A cached chunk
+// may be partial again although mergeBase just ran: mergeBase looks
+// without the chunk lock, and a chunk it found whole and clean (uploaded
+// by another upload it waited for, a snapshot's or a round's) or not
+// cached can be evicted and written in places before chunkData locks it.
+// err is then cache.ErrPartial, and the caller merges again.
 func (v *Volume) chunkData(ctx context.Context, index uint64) (data []byte, gen uint64, cacheGen uint64, ok bool, err error) {
 	unlock := v.locks.lock(index)
 	defer unlock()
@@ -225,6 +230,9 @@ func (v *Volume) chunkData(ctx context.Context, index uint64) (data []byte, gen 
 		return nil, 0, 0, false, nil // unmapped since it was queued
 	}
 	data, cacheGen, err = v.m.opts.Cache.Snapshot(cache.Key{Volume: v.info.ID, Index: index})
+	if errors.Is(err, cache.ErrPartial) {
+		return nil, 0, 0, false, err
+	}
 	if err != nil {
 		return nil, 0, 0, false, fmt.Errorf("volume %s: dirty chunk %d not in cache: %w", v.info.Name, index, err)
 	}
@@ -264,12 +272,27 @@ func (v *Volume) uploadChunk(ctx context.Context, index uint64, whole bool) (int
 			return put, err
 		}
 	}
-	if err := v.mergeBase(ctx, index); err != nil {
-		return 0, err
-	}
-	data, gen, cacheGen, ok, err := v.chunkData(ctx, index)
-	if err != nil || !ok {
-		return 0, err
+	var data []byte
+	var gen, cacheGen uint64
+	var err error
+	for {
+		if err := v.mergeBase(ctx, index); err != nil {
+			return 0, err
+		}
+		if m.afterMergeBase != nil {
+			m.afterMergeBase(index)
+		}
+		var ok bool
+		data, gen, cacheGen, ok, err = v.chunkData(ctx, index)
+		if errors.Is(err, cache.ErrPartial) {
+			// The merge found the chunk whole or not cached, and a write
+			// meanwhile made it partial again: merge that one.
+			continue
+		}
+		if err != nil || !ok {
+			return 0, err
+		}
+		break
 	}
 	var put int64
 	var id snapshots.ChunkID
