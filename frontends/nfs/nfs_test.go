@@ -28,7 +28,7 @@ import (
 )
 
 type fixture struct {
-	t      *testing.T
+	t      testing.TB
 	store  objstore.Store
 	shares *fileshare.Manager
 	addr   string
@@ -38,26 +38,26 @@ type fixture struct {
 	log    *uploadbuffer.Log
 }
 
-func start(t *testing.T, configs ...fileshare.Config) *fixture {
+func start(t testing.TB, configs ...fileshare.Config) *fixture {
 	t.Helper()
 	return startOn(t, vfs.Default, filepath.Join(t.TempDir(), "log"), configs...)
 }
 
 // startOn is start with the share's upload buffer in logDir on logFS.
-func startOn(t *testing.T, logFS vfs.FS, logDir string, configs ...fileshare.Config) *fixture {
+func startOn(t testing.TB, logFS vfs.FS, logDir string, configs ...fileshare.Config) *fixture {
 	t.Helper()
 	return startStore(t, mem.New("nfs"), logFS, logDir, configs...)
 }
 
 // startStore is startOn with the shares' object store.
-func startStore(t *testing.T, store objstore.Store, logFS vfs.FS, logDir string, configs ...fileshare.Config) *fixture {
+func startStore(t testing.TB, store objstore.Store, logFS vfs.FS, logDir string, configs ...fileshare.Config) *fixture {
 	t.Helper()
 	return startServer(t, store, logFS, logDir, nil, configs...)
 }
 
 // startServer is startStore with setup called on the server before it
 // serves.
-func startServer(t *testing.T, store objstore.Store, logFS vfs.FS, logDir string, setup func(*Server), configs ...fileshare.Config) *fixture {
+func startServer(t testing.TB, store objstore.Store, logFS vfs.FS, logDir string, setup func(*Server), configs ...fileshare.Config) *fixture {
 	t.Helper()
 	dir := t.TempDir()
 	log, err := uploadbuffer.Open(logFS, logDir, uploadbuffer.Options{Capacity: 256 << 20})

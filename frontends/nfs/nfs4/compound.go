@@ -23,10 +23,11 @@ const (
 )
 
 type compound struct {
-	tag    []byte
-	minor  uint32
-	ops    []op
-	status uint32 // not ok: the whole compound fails with it, no operation runs
+	tag      []byte
+	afterTag int // where the arguments after the tag start
+	minor    uint32
+	ops      []op
+	status   uint32 // not ok: the whole compound fails with it, no operation runs
 }
 
 // op is one operation and its decoded arguments; err, when not ok, is its
@@ -252,8 +253,10 @@ func validUTF8(b []byte) bool {
 
 // decodeCompound reads COMPOUND4args.
 func decodeCompound(b []byte) *compound {
-	d := &dec{b: b}
-	c := &compound{tag: d.opaque(maxName), minor: d.u32()}
+	d := &dec{b: b, size: len(b)}
+	c := &compound{tag: d.opaque(maxName)}
+	c.afterTag = d.at()
+	c.minor = d.u32()
 	n := d.u32()
 	switch {
 	case d.bad:

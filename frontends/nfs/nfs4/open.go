@@ -93,6 +93,7 @@ type writeArgs struct {
 	offset  uint64
 	stable  uint32
 	data    []byte
+	at      int // where data starts in the COMPOUND's arguments
 }
 
 type commitArgs struct {
@@ -137,7 +138,10 @@ func init() {
 		return downgradeArgs{stateid: d.stateid(), seq: d.u32(), access: d.u32(), deny: d.u32()}
 	}
 	decoders[opWrite] = func(d *dec) any {
-		return writeArgs{stateid: d.stateid(), offset: d.u64(), stable: d.u32(), data: d.opaque(maxRequest)}
+		a := writeArgs{stateid: d.stateid(), offset: d.u64(), stable: d.u32()}
+		a.at = d.at() + 4 // past the data's length
+		a.data = d.opaque(maxRequest)
+		return a
 	}
 	decoders[opCommit] = func(d *dec) any { return commitArgs{offset: d.u64(), count: d.u32()} }
 	decoders[opCreate] = func(d *dec) any {

@@ -176,11 +176,28 @@ func (c Cred) principal() string {
 // its arguments (what follows the RPC header). It returns the accept_stat
 // and, when it is success, the reply's body. args is not kept.
 func (s *Server) Call(ctx context.Context, conn *Conn, proc uint32, cred Cred, args []byte) (uint32, []byte) {
+	return s.CallFrom(ctx, conn, proc, cred, Buffer{B: args})
+}
+
+// Buffer is a call's buffer, which a WRITE may take over so that its
+// data goes to the share's upload buffer from there, with no copy (as
+// NFSv3's WRITE does: fileshare's WriteFrom).
+type Buffer struct {
+	B     []byte // the call's arguments are B[Start:]
+	Start int
+	// Take hands B over for a WRITE of n bytes (unstable: answered before
+	// it is durable) and returns what to call once the share no longer
+	// reads B; nil: B cannot be taken, and is not kept.
+	Take func(n int, unstable bool) (release func())
+}
+
+// CallFrom is Call with the arguments in a buffer a WRITE may take.
+func (s *Server) CallFrom(ctx context.Context, conn *Conn, proc uint32, cred Cred, buf Buffer) (uint32, []byte) {
 	switch proc {
 	case procNull:
 		return AcceptSuccess, nil
 	case procCompound:
-		return AcceptSuccess, s.compound(ctx, conn, cred, args)
+		return AcceptSuccess, s.compound(ctx, conn, cred, buf)
 	}
 	return AcceptProcUnavail, nil
 }
@@ -192,7 +209,8 @@ type exec struct {
 	conn  *Conn
 	cred  Cred
 	c     *compound
-	raw   []byte // the arguments as sent (the reply cache's check)
+	raw   []byte  // the arguments as sent (the reply cache's check)
+	buf   *Buffer // the call's buffer while a WRITE may take it
 	cur   *fh
 	saved *fh
 	sess  *session
@@ -216,12 +234,16 @@ type exec struct {
 var sessionless = map[uint32]bool{opExchangeID: true, opCreateSession: true, opDestroySession: true,
 	opBindConnToSession: true, opDestroyClientID: true}
 
-func (s *Server) compound(ctx context.Context, conn *Conn, cred Cred, args []byte) []byte {
+func (s *Server) compound(ctx context.Context, conn *Conn, cred Cred, buf Buffer) []byte {
+	args := buf.B[buf.Start:]
 	c := decodeCompound(args)
 	if s.opts.ReadDelegations {
 		ctx = fileshare.QuietChanges(ctx, changeSource) // recalled before, by changing
 	}
 	x := &exec{s: s, ctx: ctx, conn: conn, cred: cred, c: c, raw: args}
+	if buf.Take != nil {
+		x.buf = &buf
+	}
 	status := c.status
 	if status == ok {
 		var cached []byte

@@ -425,6 +425,24 @@ func (x *exec) checkIO(id stateid, write bool) uint32 {
 	return ok
 }
 
+// takeBuffer returns the part of the call's buffer a WRITE's data can go
+// to the share from (WriteFrom: the data, and room before it), and where
+// the data starts in it; nil when the buffer is not there to take (taken
+// by a WRITE before in the COMPOUND). The room is what follows the tag:
+// the arguments of the operations run before the WRITE and its own,
+// which nothing reads again; the tag is in the reply.
+func (x *exec) takeBuffer(a writeArgs) (buf []byte, head int) {
+	b := x.buf
+	if b == nil || len(a.data) == 0 {
+		return nil, 0
+	}
+	from, start, end := b.Start+x.c.afterTag, b.Start+a.at, b.Start+a.at+len(a.data)
+	if from > start || end > len(b.B) || &b.B[start] != &a.data[0] {
+		return nil, 0 // cannot happen: a.at is where the decoder took the data from
+	}
+	return b.B[from:end], start - from
+}
+
 // write serves WRITE: UNSTABLE is answered once the data is in the upload
 // buffer, durable at COMMIT; DATA_SYNC and FILE_SYNC once it is durable,
 // as NFSv3's WRITE.
@@ -451,7 +469,16 @@ func (x *exec) write(a writeArgs) uint32 {
 	// Not cancelled with x.ctx (its values kept: changeSource): a write
 	// cut off between its record and its apply would leave the cache
 	// behind the log (as NFSv3's WRITE).
-	if _, err := x.cur.share.Write(context.WithoutCancel(x.ctx), x.cur.path, a.data, int64(a.offset), d); err != nil {
+	ctx := context.WithoutCancel(x.ctx)
+	var err error
+	if buf, head := x.takeBuffer(a); buf != nil {
+		release := x.buf.Take(len(a.data), d == fileshare.Buffered)
+		x.buf = nil
+		_, _, err = x.cur.share.WriteFrom(ctx, x.cur.path, buf, head, int64(a.offset), d, release)
+	} else {
+		_, err = x.cur.share.Write(ctx, x.cur.path, a.data, int64(a.offset), d)
+	}
+	if err != nil {
 		x.s.log.Warn("nfs4: write", "share", x.cur.share.Config().Name, "path", x.cur.path, "err", err)
 		return status(err)
 	}

@@ -5,9 +5,13 @@ import "encoding/binary"
 // dec reads XDR (RFC 4506); bad is set once the input runs out or a
 // length is over its bound, and every read after returns zeros.
 type dec struct {
-	b   []byte
-	bad bool
+	b    []byte
+	bad  bool
+	size int // of the whole input, when known (at)
 }
+
+// at is where the next read starts in the whole input.
+func (d *dec) at() int { return d.size - len(d.b) }
 
 func (d *dec) u32() uint32 {
 	if d.bad || len(d.b) < 4 {
