@@ -112,6 +112,7 @@ func TestStoredVolumeDisks(t *testing.T) {
 // A stored volume on a 64MiB block device does not grow past it, and the
 // device is the volume's alone while the daemon serves it.
 func TestStoredVolumeOnLoopDevice(t *testing.T) {
+	t.Parallel() // waits on servers: beside the others (see TestMain)
 	testdisk.NeedRoot(t)
 	dev := testdisk.Loop(t, 64<<20) // before serve: detached after the daemon is gone
 	dir := t.TempDir()
@@ -142,6 +143,7 @@ func TestStoredVolumeOnLoopDevice(t *testing.T) {
 // system that fills up) fails at the initiator, and status and /healthz
 // say the gateway is degraded and why.
 func TestFailedLocalWriteDegradesHealth(t *testing.T) {
+	t.Parallel() // waits on servers: beside the others (see TestMain)
 	testdisk.NeedRoot(t)
 	mnt := t.TempDir()
 	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", mnt).CombinedOutput(); err != nil {

@@ -34,9 +34,13 @@ var binary string
 // limits, client suites such as iscsi-test-cu and smbtorture) call
 // t.Parallel and run side by side (scripts/test.sh runs them with
 // -parallel 8): each has its own data directory, daemon, MinIO and ports
-// on 127.0.0.1:0, and sets no environment. Tests that use state of the
-// whole host (the environment, the host's rpcbind, a fixed port, loop
-// devices) or take seconds stay sequential; go test runs them first.
+// on 127.0.0.1:0, and sets no environment. A loop device (losetup -f
+// takes a free one) or a tmpfs mounted in a test's own directory is the
+// test's own too. Tests that use state of the whole host (the
+// environment, the host's rpcbind, a fixed port) stay sequential; go test
+// runs them first, before any parallel test starts, so the rest are
+// parallel even when they take seconds: on a busy machine a test that
+// starts a daemon and runs a few commands takes minutes.
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "gatewayd-bin")
 	if err != nil {
@@ -222,6 +226,7 @@ func (d *daemon) kill(t *testing.T) {
 }
 
 func TestInitServeStatusStop(t *testing.T) {
+	t.Parallel() // waits on servers: beside the others (see TestMain)
 	dir := t.TempDir()
 	r := run(t, nil, "init", "--data-dir", dir)
 	if r.code != 0 {
@@ -279,6 +284,7 @@ func TestInitServeStatusStop(t *testing.T) {
 }
 
 func TestBadInputFailsClearly(t *testing.T) {
+	t.Parallel() // waits on servers: beside the others (see TestMain)
 	t.Run("serve before init", func(t *testing.T) {
 		mustFailClearly(t, run(t, nil, "serve", "--data-dir", t.TempDir()), "gatewayd init")
 	})
@@ -349,6 +355,7 @@ func TestBadInputFailsClearly(t *testing.T) {
 }
 
 func TestS3StoreWithMinIO(t *testing.T) {
+	t.Parallel() // waits on servers: beside the others (see TestMain)
 	srv := miniotest.Start(t)
 	srv.CreateBucket(t, "gw-bucket")
 	s3args := []string{"--s3-endpoint", srv.Endpoint, "--s3-path-style", "--s3-access-key", srv.AccessKey, "--s3-secret-key", srv.SecretKey}

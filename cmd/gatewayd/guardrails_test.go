@@ -236,6 +236,7 @@ func until(cond func() bool) func() error {
 // Ctrl-C on `snapshot create` leaves the snapshot running in the gateway,
 // says so, and the snapshot is there when its upload ends.
 func TestSnapshotCreateInterrupted(t *testing.T) {
+	t.Parallel() // waits on servers: beside the others (see TestMain)
 	dir := t.TempDir()
 	mustRun(t, "init", "--data-dir", dir)
 	setConfig(t, dir, map[string]map[string]any{"volumes": {"settle_time": "100ms", "upload_interval": "100ms"}})
@@ -326,6 +327,7 @@ func TestStatusExitCodes(t *testing.T) {
 
 // SMB user names follow the same rule.
 func TestSMBUserNameRule(t *testing.T) {
+	t.Parallel() // waits on servers: beside the others (see TestMain)
 	smbtest.Require(t)
 	dir := t.TempDir()
 	t.Cleanup(func() { cleanSMB(dir) })

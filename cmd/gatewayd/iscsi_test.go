@@ -269,6 +269,7 @@ func TestISCSIConformance(t *testing.T) {
 // TestISCSIVolumeLifecycle drives attach-info, access changes, growth
 // and deletion of a volume that has an initiator logged in.
 func TestISCSIVolumeLifecycle(t *testing.T) {
+	t.Parallel() // waits on servers: beside the others (see TestMain)
 	dir := t.TempDir()
 	mustRun(t, "init", "--data-dir", dir)
 	serve(t, dir)

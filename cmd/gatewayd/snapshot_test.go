@@ -151,6 +151,7 @@ func TestSnapshotsEndToEnd(t *testing.T) {
 
 // TestSnapshotCommandsFailClearly checks the errors a user meets first.
 func TestSnapshotCommandsFailClearly(t *testing.T) {
+	t.Parallel() // waits on servers: beside the others (see TestMain)
 	dir := t.TempDir()
 	mustRun(t, "init", "--data-dir", dir)
 	serve(t, dir)
