@@ -77,7 +77,10 @@ func (m *Manager) dirtyState(share string, ino uint64) *fileState {
 // ns is a share's path locks, which order its namespace changes (remove,
 // rename) against its uploads (pathlock.go).
 func (m *Manager) ns(share string) *pathLocks {
-	l, _ := m.nsLocks.LoadOrStore(share, newPathLocks())
+	l, ok := m.nsLocks.Load(share)
+	if !ok { // the first: LoadOrStore's argument is built at every call
+		l, _ = m.nsLocks.LoadOrStore(share, newPathLocks())
+	}
 	return l.(*pathLocks)
 }
 

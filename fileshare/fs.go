@@ -804,7 +804,7 @@ func (s *Share) Remove(ctx context.Context, p string) error {
 		}
 	}
 	if a.Type != TypeDir {
-		_ = s.m.opts.Cache.DropVolume(cacheVolume(s.cfg.Name, a.Ino))
+		s.m.dropLater(cacheVolume(s.cfg.Name, a.Ino))
 	}
 	if a.Type == TypeDir {
 		s.invalidateTree(p)
@@ -816,7 +816,7 @@ func (s *Share) Remove(ctx context.Context, p string) error {
 		s.dropTimes(a.Ino)
 	}
 	s.entriesChanged(ctx, parentOf(p))
-	return s.forget(ctx, p)
+	return s.forget(ctx, p, a.Type != TypeDir)
 }
 
 // made returns what passes a create's result on, noting first, when it

@@ -357,22 +357,22 @@ func (s *Share) PathOf(ctx context.Context, ino uint64) (string, error) {
 }
 
 // forget drops p (and, for a directory, everything below it) from the
-// inode table.
-func (s *Share) forget(ctx context.Context, p string) error {
-	return s.movePaths(ctx, p, "", true)
+// inode table. file says p is no directory: nothing is below it.
+func (s *Share) forget(ctx context.Context, p string, file bool) error {
+	return s.movePaths(ctx, p, "", true, file)
 }
 
 // moveInodes gives the inodes of from (and everything below it) the paths
 // under to, so handles held on them stay valid after a rename. Inodes that
 // were at to (an overwritten file) are forgotten.
 func (s *Share) moveInodes(ctx context.Context, from, to string) error {
-	if err := s.forget(ctx, to); err != nil {
+	if err := s.forget(ctx, to, false); err != nil {
 		return err
 	}
-	return s.movePaths(ctx, from, to, false)
+	return s.movePaths(ctx, from, to, false, false)
 }
 
-func (s *Share) movePaths(ctx context.Context, from, to string, drop bool) error {
+func (s *Share) movePaths(ctx context.Context, from, to string, drop, file bool) error {
 	s.inoMu.Lock()
 	defer s.inoMu.Unlock()
 	// The entries to change are read from the table: the new ones first.
@@ -384,7 +384,12 @@ func (s *Share) movePaths(ctx context.Context, from, to string, drop bool) error
 		ino  uint64
 	}
 	var found []pair
-	err := s.m.opts.Meta.View(ctx, func(tx meta.Txn) error {
+	if ino, ok := s.byPath[from]; ok && file {
+		// The table maps from as byPath does (the new inodes are saved
+		// above), and nothing is below a file: no read of the table, whose
+		// iterator was most of this call's CPU in a remove.
+		found = append(found, pair{from, ino})
+	} else if err := s.m.opts.Meta.View(ctx, func(tx meta.Txn) error {
 		if b, err := tx.Get(pathKey(s.cfg.Name, from)); err == nil && len(b) == 8 {
 			found = append(found, pair{from, binary.BigEndian.Uint64(b)})
 		} else if err != nil && !isNotFound(err) {
@@ -397,8 +402,7 @@ func (s *Share) movePaths(ctx context.Context, from, to string, drop bool) error
 			}
 			return nil
 		})
-	})
-	if err != nil {
+	}); err != nil {
 		return err
 	}
 	for len(found) > 0 {

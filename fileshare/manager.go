@@ -84,6 +84,7 @@ type Manager struct {
 	awayUntil atomic.Int64 // unix ns until which the store counts as away (away.go)
 
 	sidecars    sidecars    // extended attribute sets read from sidecar objects (xattrs.go)
+	cacheDrops  cacheDrops  // removed files' cached blocks, dropped in the background (cachedrop.go)
 	sidecarUses sidecarUses // the sidecars uploads name, for their collection (xattrgc.go)
 	stopGC      context.CancelFunc
 	gcDone      chan struct{}
@@ -380,6 +381,7 @@ func (m *Manager) Delete(ctx context.Context, name string) error {
 	s.attrMu.Lock()
 	s.attrs = map[string]cachedAttr{}
 	s.attrMu.Unlock()
+	m.waitDrops() // none of a removed file is left to drop after the share's
 	return m.opts.Cache.DropVolumes(func(v string) bool { return strings.HasPrefix(v, "fs~"+name+"~") })
 }
 
@@ -430,6 +432,7 @@ func (m *Manager) Update(ctx context.Context, name string, fn func(*Config) erro
 // up after the next start.
 func (m *Manager) Close() error {
 	m.closeOnce.Do(func() {
+		m.waitDrops()
 		if m.stopGC != nil {
 			m.stopGC()
 			<-m.gcDone

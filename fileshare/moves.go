@@ -616,7 +616,7 @@ func (s *Share) completeMove(ctx context.Context, from, to string) error {
 		return err
 	}
 	if began {
-		return s.movePaths(ctx, from, to, false)
+		return s.movePaths(ctx, from, to, false, false)
 	}
 	if replaced != 0 {
 		s.m.cancel(s.cfg.Name, replaced)
