@@ -31,9 +31,16 @@ func startSMB(ctx context.Context, cfg *config.Config, shares *fileshare.Manager
 		f.off = "off (smb.listen is empty)"
 		return f
 	}
+	// Out of a private data directory, where shares owned by other
+	// accounts than root cannot be reached (docs/smb.md).
+	mountDir, err := smb.MountRoot(cfg.Path(cfg.SMB.MountDir))
+	if err != nil {
+		logger.Warn("smb: share views mounted below a private directory: shares owned by other accounts than root cannot be opened over SMB",
+			"dir", mountDir, "err", err)
+	}
 	srv, err := smb.New(smb.Options{
 		Settings: smb.Settings{Listen: cfg.SMB.Listen, StateDir: cfg.Path(cfg.SMB.StateDir), Signing: cfg.SMB.Signing, NetbiosName: cfg.SMB.NetbiosName},
-		Smbd:     cfg.SMB.Smbd, MountDir: cfg.Path(cfg.SMB.MountDir), Shares: shares, Clock: clk, Logger: logger,
+		Smbd:     cfg.SMB.Smbd, MountDir: mountDir, Shares: shares, Clock: clk, Logger: logger,
 		Audit: auditLog,
 	})
 	if err != nil {

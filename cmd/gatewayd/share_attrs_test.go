@@ -206,7 +206,7 @@ func TestShareAttributesEveryPath(t *testing.T) {
 	t.Cleanup(func() { cleanSMB(dir) })
 	d := serve(t, dir, "--smb-listen", smbtest.FreeAddr(t))
 	mustRun(t, "share", "create", "--data-dir", dir, "--name", "tree", "--protocols", "nfs,smb")
-	view := filepath.Join(dir, "smb", "mnt", "tree")
+	view := viewDir(t, dir, "tree")
 	tree := map[string]stored{}
 	check := func(addr, url, when string) {
 		t.Helper()

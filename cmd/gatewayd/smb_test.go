@@ -194,7 +194,7 @@ func TestSMBEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	smbDone()
-	mnt := filepath.Join(dir, "smb", "mnt")
+	mnt := viewsRoot(t, dir)
 	conf := filepath.Join(dir, "smb", "smb.conf")
 	// A client connected at the kill keeps its smbd process alive.
 	_, lingerDone := smbtest.MustDial(t, addr, "docs", "root", smbPassword)
@@ -245,6 +245,20 @@ func TestSMBEndToEnd(t *testing.T) {
 func cleanSMB(dataDir string) {
 	smb.KillStale(filepath.Join(dataDir, "smb", "smb.conf"))
 	_, _ = smb.CleanStale(dataDir)
+	if root, err := smb.MountRoot(filepath.Join(dataDir, "smb", "mnt")); err == nil {
+		_ = smb.CleanMountRoot(root)
+	}
+}
+
+// viewsRoot is the directory a gateway on dataDir mounts its shares'
+// views in (smb.MountRoot: out of a private data directory).
+func viewsRoot(t *testing.T, dataDir string) string {
+	t.Helper()
+	root, err := smb.MountRoot(filepath.Join(dataDir, "smb", "mnt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return root
 }
 
 // waitObjectSize waits until the bucket holds an object of size bytes at

@@ -101,7 +101,6 @@ func daemonOwnedShare(t *testing.T, share string, users ...string) (d *daemon, d
 	smbtest.Require(t)
 	dir = t.TempDir()
 	t.Cleanup(func() { cleanSMB(dir) })
-	traversable(t, dir)
 	mustRun(t, "init", "--data-dir", dir)
 	addr = smbtest.FreeAddr(t)
 	d = serve(t, dir, "--smb-listen", addr)
@@ -114,8 +113,7 @@ func daemonOwnedShare(t *testing.T, share string, users ...string) (d *daemon, d
 
 // traversable lets every account reach below dir, a t.TempDir (which
 // makes it and its parent 0700): smbd works in a share as the share's
-// owner, who must reach the share's directory (the view's mount point
-// below a gateway's data directory).
+// owner, who must reach the share's directory (plain smbd's).
 func traversable(t *testing.T, dir string) {
 	t.Helper()
 	for _, p := range []string{filepath.Dir(dir), dir} {

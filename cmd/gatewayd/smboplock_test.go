@@ -42,7 +42,7 @@ func TestSMBKernelOplocks(t *testing.T) {
 	d := serve(t, dir, "--smb-listen", addr)
 	mustRun(t, "smb", "user", "add", "--data-dir", dir, "root", "--password", smbPassword)
 	mustRun(t, "share", "create", "--data-dir", dir, "--name", "both", "--protocols", "nfs,smb")
-	view := filepath.Join(dir, "smb", "mnt", "both")
+	view := viewDir(t, dir, "both")
 	results, lines, err := smbtest.Torture(addr, "both", "root", smbPassword, "smb2.kernel-oplocks", "--option=torture:localdir="+view)
 	if err != nil {
 		t.Fatal(err)
@@ -216,7 +216,7 @@ func TestSMBOplockBrokenOverNFS(t *testing.T) {
 	d := serve(t, dir, "--smb-listen", net.JoinHostPort(host, "445"))
 	mustRun(t, "smb", "user", "add", "--data-dir", dir, "root", "--password", smbPassword)
 	mustRun(t, "share", "create", "--data-dir", dir, "--name", "docs", "--protocols", "nfs,smb")
-	view := filepath.Join(dir, "smb", "mnt", "docs", "f.txt")
+	view := filepath.Join(viewDir(t, dir, "docs"), "f.txt")
 
 	v, nfsDone := nfsMount(t, nfsAddr(t, dir), "docs")
 	defer nfsDone()

@@ -181,15 +181,19 @@ func New(opts Options) (*Server, error) {
 	if n := KillStale(s.opts.Settings.ConfPath()); n > 0 {
 		s.log.Warn("smb: stopped smbd processes a previous gatewayd left running", "processes", n)
 	}
-	if err := os.MkdirAll(opts.MountDir, 0o755); err != nil {
+	if err := makeMountRoot(opts.MountDir); err != nil {
 		return nil, err
 	}
-	cleaned, err := CleanStale(opts.MountDir)
-	if err != nil {
-		return nil, err
-	}
-	for _, d := range cleaned {
-		s.log.Warn("smb: removed a stale FUSE mount", "dir", d)
+	// Below the state directory too: views were mounted there (smb/mnt)
+	// before MountRoot moved them out of a private data directory.
+	for _, dir := range []string{opts.MountDir, opts.Settings.StateDir} {
+		cleaned, err := CleanStale(dir)
+		if err != nil {
+			return nil, err
+		}
+		for _, d := range cleaned {
+			s.log.Warn("smb: removed a stale FUSE mount", "dir", d)
+		}
 	}
 	if s.domain, err = loadDomain(s.domainPath()); err != nil {
 		return nil, err
@@ -571,6 +575,7 @@ func (s *Server) Close() error {
 		}
 		delete(s.views, name)
 	}
+	removeMountDirs(s.opts.MountDir)
 	s.state = "stopped"
 	return errors.Join(errs...)
 }
