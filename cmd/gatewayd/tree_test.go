@@ -25,11 +25,11 @@ import (
 // The large-tree test copies a real source tree (the Go toolchain's src
 // directory, topped up with generated files to treeFiles) onto one share
 // over NFS and onto another over SMB, at once, through the real daemon on
-// MinIO. gatewayd is killed (kill -9) in the middle of both copies; after
-// the restart every file the client was told is written is there whole:
-// over NFS, a file whose last WRITE was answered FILE_SYNC or whose
-// COMMIT was answered; over SMB, a file whose close returned. Then the
-// copies are finished, both trees listed (NFS READDIRPLUS, an SMB
+// MinIO. gatewayd is killed (kill -9) a tenth of the way through both
+// copies and again at half of them; after each restart every file the
+// clients were told is written is there whole: over NFS, a file whose
+// last WRITE was answered FILE_SYNC or whose COMMIT was answered; over
+// SMB, a file whose close returned. Then the copies are finished, both trees listed (NFS READDIRPLUS, an SMB
 // directory search) and compared with the source, every file read back
 // and its checksum compared, and every file checked in the bucket once
 // uploaded.
@@ -47,15 +47,15 @@ const treeFiles = 2000
 // (each its own connection).
 const treeWorkers = 6
 
-// treeKillAt is how far each copy is (files written / all) when the
-// daemon is killed. The restart replays the upload buffer's records of
+// treeKillAt is how far both copies are (files written / all) at each
+// kill of the daemon. Each restart replays the upload buffer's records of
 // every file not uploaded yet, asking the store about them with one
-// listing per directory, and every file it makes dirty holds a cache
-// chunk of 1 MiB: with more of them than the cache holds (8,192 in the
-// default 8 GiB) the replay waits for room that only uploads make, and
-// uploads start after it (README: at half of 20,000 files, 8,202 files
-// were not uploaded and the restart did not end). A tenth stays below.
-const treeKillAt = 0.1
+// listing per directory; every file it makes dirty holds a cache chunk of
+// 1 MiB, admitted over the cache's capacity if need be
+// (cache.WriteReplayed): at half of 20,000 files more files can wait than
+// the default 8 GiB cache holds (8,192 chunks), which once left the
+// restart waiting for room that only uploads make.
+var treeKillAt = []float64{0.1, 0.5}
 
 // treeClient is one connection of a protocol's client.
 type treeClient interface {
@@ -247,6 +247,7 @@ func (c *smbTreeClient) close() { c.done() }
 type treeCopy struct {
 	tr   testtree.Tree
 	todo [2][]int // the files to copy, indices into tr.Files
+	base [2]int   // the files of the tree each protocol wrote before
 	mu   sync.Mutex
 	cond *sync.Cond
 	// acked: the files each protocol's client was told are written.
@@ -257,12 +258,12 @@ type treeCopy struct {
 	stopped bool
 	err     error
 	failed  chan struct{}
-	killAt  float64 // 0: no kill
+	killAt  float64 // of the whole tree; 0: no kill
 	kill    chan struct{}
 }
 
-func newTreeCopy(tr testtree.Tree, todo [2][]int, killAt float64) *treeCopy {
-	c := &treeCopy{tr: tr, todo: todo, killAt: killAt, kill: make(chan struct{}), failed: make(chan struct{})}
+func newTreeCopy(tr testtree.Tree, todo [2][]int, base [2]int, killAt float64) *treeCopy {
+	c := &treeCopy{tr: tr, todo: todo, base: base, killAt: killAt, kill: make(chan struct{}), failed: make(chan struct{})}
 	c.cond = sync.NewCond(&c.mu)
 	for p := range c.acked {
 		c.acked[p] = map[int]bool{}
@@ -270,7 +271,10 @@ func newTreeCopy(tr testtree.Tree, todo [2][]int, killAt float64) *treeCopy {
 	return c
 }
 
-func (c *treeCopy) frac(p int) float64 { return float64(len(c.acked[p])) / float64(len(c.todo[p])) }
+// frac is how far protocol p's copy of the whole tree is.
+func (c *treeCopy) frac(p int) float64 {
+	return float64(c.base[p]+len(c.acked[p])) / float64(len(c.tr.Files))
+}
 
 // take hands protocol p's next file to copy, false when there is none or
 // the copy stopped.
@@ -576,69 +580,76 @@ func TestLargeTreeKill(t *testing.T) {
 	}
 	phase("directories made over NFS and SMB")
 
-	// The copies, killed in the middle.
-	all := make([]int, len(tr.Files))
-	for i := range all {
-		all[i] = i
-	}
-	cp := newTreeCopy(tr, [2][]int{all, all}, treeKillAt)
-	wg := cp.run(clients, false)
-	select {
-	case <-cp.kill:
-	case <-cp.failed:
-		t.Fatal(cp.err)
-	case <-time.After(30 * time.Minute):
-		cp.mu.Lock()
-		defer cp.mu.Unlock()
-		t.Fatalf("the copies did not reach %.0f%% in 30 minutes: NFS %d, SMB %d files written", 100*treeKillAt, len(cp.acked[0]), len(cp.acked[1]))
-	}
-	// Errors from here on are the kill's.
-	cp.stop()
-	notUploaded := 0.0 // files of both shares, as the daemon last counted them
-	for _, share := range []string{"tn", "ts"} {
-		if n, ok := metric(t, dir, fmt.Sprintf(`gatewayd_share_files_pending{share=%q}`, share)); ok {
-			notUploaded += n
+	// The copies, killed a tenth of the way through and again at half.
+	acked := [2]map[int]bool{{}, {}}
+	notWritten := func() (todo [2][]int, base [2]int) {
+		for p := range todo {
+			for i := range tr.Files {
+				if !acked[p][i] {
+					todo[p] = append(todo[p], i)
+				}
+			}
+			base[p] = len(acked[p])
 		}
+		return todo, base
 	}
-	d.kill(t)
-	waitGroup(t, wg, 10*time.Minute, "the copies after kill -9")
-	closeAll(clients)
-	var acked [2][]int
-	for p := range acked {
-		acked[p] = slices.Sorted(maps.Keys(cp.acked[p]))
-	}
-	phase(fmt.Sprintf("kill -9 with NFS %d and SMB %d of %d files written, %.0f files and directories not uploaded", len(acked[0]), len(acked[1]), len(tr.Files), notUploaded))
+	for k, at := range treeKillAt {
+		todo, base := notWritten()
+		cp := newTreeCopy(tr, todo, base, at)
+		wg := cp.run(clients, k > 0) // after a kill a file may be there in part
+		select {
+		case <-cp.kill:
+		case <-cp.failed:
+			t.Fatal(cp.err)
+		case <-time.After(30 * time.Minute):
+			cp.mu.Lock()
+			defer cp.mu.Unlock()
+			t.Fatalf("the copies did not reach %.0f%% in 30 minutes: NFS %d, SMB %d files written",
+				100*at, base[0]+len(cp.acked[0]), base[1]+len(cp.acked[1]))
+		}
+		// Errors from here on are the kill's.
+		cp.stop()
+		notUploaded := 0.0 // files of both shares, as the daemon last counted them
+		for _, share := range []string{"tn", "ts"} {
+			if n, ok := metric(t, dir, fmt.Sprintf(`gatewayd_share_files_pending{share=%q}`, share)); ok {
+				notUploaded += n
+			}
+		}
+		d.kill(t)
+		waitGroup(t, wg, 10*time.Minute, "the copies after kill -9")
+		closeAll(clients)
+		var written [2][]int
+		for p := range written {
+			maps.Copy(acked[p], cp.acked[p])
+			written[p] = slices.Sorted(maps.Keys(acked[p]))
+		}
+		phase(fmt.Sprintf("kill -9 at %.0f%%: NFS %d and SMB %d of %d files written, %.0f files and directories not uploaded",
+			100*at, len(written[0]), len(written[1]), len(tr.Files), notUploaded))
 
-	// After the restart, every file written is there whole. The start
-	// replays the upload buffer's records of the files not uploaded yet
-	// (thousands): a bound for a wedged start, not a speed check.
-	d = serveWithin(t, 30*time.Minute, dir, "--smb-listen", addr)
-	replayed, _ := metric(t, dir, `gatewayd_journal_replayed_records_total{kind="share",name="shares"}`)
-	phase(fmt.Sprintf("restarted, %.0f records of the file shares replayed", replayed))
-	clients = connect()
-	err = bothProtocols(func(p int) error {
-		listed, err := clients[p][0].list()
+		// After the restart, every file written is there whole. The start
+		// replays the upload buffer's records of the files not uploaded
+		// yet (thousands): a bound for a wedged start, not a speed check.
+		d = serveWithin(t, 30*time.Minute, dir, "--smb-listen", addr)
+		replayed, _ := metric(t, dir, `gatewayd_journal_replayed_records_total{kind="share",name="shares"}`)
+		phase(fmt.Sprintf("restarted, %.0f records of the file shares replayed", replayed))
+		clients = connect()
+		err = bothProtocols(func(p int) error {
+			listed, err := clients[p][0].list()
+			if err != nil {
+				return fmt.Errorf("%s listing after kill -9: %w", protoName[p], err)
+			}
+			return checkFiles(tr, clients[p], listed, written[p], fmt.Sprintf("%s after kill -9 at %.0f%%", protoName[p], 100*at))
+		})
 		if err != nil {
-			return fmt.Errorf("%s listing after kill -9: %w", protoName[p], err)
+			t.Fatal(err)
 		}
-		return checkFiles(tr, clients[p], listed, acked[p], protoName[p]+" after kill -9")
-	})
-	if err != nil {
-		t.Fatal(err)
+		phase("every file written before the kill read back whole over NFS and SMB")
 	}
-	phase("every file written before the kill read back whole over NFS and SMB")
 
 	// The rest of the copies, then the whole trees listed, and the files
 	// not read back yet read back.
-	var todo [2][]int
-	for p := range todo {
-		for _, i := range all {
-			if !cp.acked[p][i] {
-				todo[p] = append(todo[p], i)
-			}
-		}
-	}
-	rest := newTreeCopy(tr, todo, 0)
+	todo, base := notWritten()
+	rest := newTreeCopy(tr, todo, base, 0)
 	waitGroup(t, rest.run(clients, true), 30*time.Minute, "the rest of the copies")
 	if rest.err != nil {
 		t.Fatal(rest.err)
