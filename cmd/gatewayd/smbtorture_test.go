@@ -263,17 +263,15 @@ var lockingSuites = []string{"smb2.lock", "smb2.durable-open", "smb2.sharemode",
 
 // breakSuites are the slow ones, run in a test of their own beside the
 // others: oplock and lease breaks, whose tests wait out break timeouts
-// (about 6 minutes for both on a busy machine; docs/smb.md). smb2.notify
-// is not among them: plain smbd once never answered a change notify of
-// smb2.notify.basedir on a busy machine and smbtorture waited on it until
-// it was killed, so the suite cannot be compared (docs/smb.md).
+// (about 6 minutes for both on a busy machine; docs/smb.md).
 var breakSuites = []string{"smb2.oplock", "smb2.lease"}
 
 // plainLikeGateway are the global options that make plain smbd keep files
 // as the gateway's smbd does: the same vfs modules, DOS attributes and EAs
-// stored, and locks, share modes and oplocks kept inside smbd.
+// stored, locks, share modes and oplocks kept inside smbd, and change
+// notification from smbd alone.
 var plainLikeGateway = []string{"vfs objects = " + smb.WindowsVFS, "store dos attributes = yes", "ea support = yes",
-	"kernel oplocks = no", "kernel share modes = no", "posix locking = no"}
+	"kernel oplocks = no", "kernel share modes = no", "posix locking = no", "kernel change notify = no"}
 
 // TestSMBTortureLocking runs lockingSuites against a gateway share and
 // against plain smbd set up as the gateway's smbd on a local directory, in
@@ -289,6 +287,13 @@ func TestSMBTortureLocking(t *testing.T) {
 func TestSMBTortureBreaks(t *testing.T) {
 	t.Parallel()
 	tortureAgainstList(t, breakSuites, "testdata/smbtorture-breaks.txt")
+}
+
+// TestSMBTortureNotify is TestSMBTortureLocking for smb2.notify, change
+// notification, held to testdata/smbtorture-notify.txt.
+func TestSMBTortureNotify(t *testing.T) {
+	t.Parallel()
+	tortureAgainstList(t, []string{"smb2.notify"}, "testdata/smbtorture-notify.txt")
 }
 
 func tortureAgainstList(t *testing.T, suites []string, expected string) {

@@ -157,6 +157,12 @@ func Conf(s Settings, d *Domain, shares []ShareConf) string {
 	w("kernel oplocks", "no")
 	w("kernel share modes", "no")
 	w("posix locking", "no")
+	// Change notification from smbd alone: the kernel's (inotify) sees
+	// in a view nothing but smbd's own changes, which smbd reports
+	// itself, and its extra events (the attribute writes of a create)
+	// arrive late and reach the client's next request (smbtorture
+	// smb2.notify.mask-change, docs/smb.md).
+	w("kernel change notify", "no")
 	guests := false
 	for _, sh := range shares {
 		guests = guests || sh.Guest
