@@ -8,6 +8,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -669,25 +670,49 @@ func TestSnapshotOfExistingDisk(t *testing.T) {
 }
 
 // Snapshots taken while the cache is full of data not yet uploaded and
-// writes wait for room finish, and so do the writes.
+// writes wait for room finish, and so do the writes; each holds the
+// volume's bytes at its instant (the writer holds still from just before
+// the instant until the capture, so the test knows them), and the volume
+// holds every write. A stored volume's snapshots, taken while its writes
+// wait for room in a small log (checkpoints free it), do the same.
 func TestSnapshotUnderCachePressure(t *testing.T) {
+	t.Run("cached", func(t *testing.T) {
+		snapshotsUnderPressure(t, Cached, newEnv(t, 64<<20, 1<<20)) // the cache holds 16 of the 128 chunks
+	})
+	t.Run("stored", func(t *testing.T) {
+		snapshotsUnderPressure(t, Stored, newEnv(t, 1<<20, 64<<20)) // the log holds some 60 of the writes
+	})
+}
+
+func snapshotsUnderPressure(t *testing.T, kind Kind, e *env) {
 	const size, chunk = 8 << 20, 64 << 10
-	e := newEnv(t, 64<<20, 1<<20) // the cache holds 16 of the 128 chunks
 	e.opts = func(o *Options) { o.UploadInterval, o.SettleTime = 10*time.Millisecond, time.Millisecond }
 	e.start()
-	v := e.create("p", Cached, size, chunk)
+	v := e.create("p", kind, size, chunk)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	werr := make(chan error, 1)
 	var writes atomic.Int64
+	shadow := make([]byte, size) // the writer's, or its pauser's while it holds still
+	pause := make(chan chan struct{})
 	go func() {
 		r := rand.New(rand.NewPCG(30, 30))
 		for ctx.Err() == nil {
+			select {
+			case resume := <-pause:
+				select {
+				case <-resume:
+				case <-ctx.Done():
+				}
+			default:
+			}
 			off := int64(r.IntN(size/4096)) * 4096
-			if err := v.WriteAt(context.Background(), pattern(r.Uint64(), 16<<10)[:min(16<<10, size-int(off))], off); err != nil {
+			p := pattern(r.Uint64(), 16<<10)[:min(16<<10, size-int(off))]
+			if err := v.WriteAt(context.Background(), p, off); err != nil {
 				werr <- err
 				return
 			}
+			copy(shadow[off:], p)
 			writes.Add(1)
 		}
 		werr <- nil
@@ -695,10 +720,16 @@ func TestSnapshotUnderCachePressure(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		for i := range 3 {
-			for writes.Load() < int64(100*(i+1)) { // the cache is full and writes wait
+			for writes.Load() < int64(100*(i+1)) { // the cache or log is full and writes wait
 				time.Sleep(time.Millisecond)
 			}
+			resume := make(chan struct{})
+			pause <- resume // the writer is between two writes
+			atInstant := append([]byte(nil), shadow...)
+			release := sync.OnceFunc(func() { close(resume) })
+			e.m.afterCapture = release
 			si, err := e.m.CreateSnapshot(context.Background(), "p", SnapshotOptions{})
+			release()
 			if err != nil {
 				done <- err
 				return
@@ -706,6 +737,9 @@ func TestSnapshotUnderCachePressure(t *testing.T) {
 			rep, err := snapshots.Verify(context.Background(), e.store, e.codec, snapshots.SnapshotKey(si.ID), 2)
 			if err == nil && !rep.OK() {
 				err = fmt.Errorf("verify: %+v", rep)
+			}
+			if err == nil {
+				err = sameBytes(fmt.Sprintf("snapshot %d", i+1), restoredFile(t, e, si.ID), atInstant)
 			}
 			if err != nil {
 				done <- err
@@ -719,14 +753,46 @@ func TestSnapshotUnderCachePressure(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-	case <-time.After(2 * time.Minute): // a deadlock, not a slow machine
-		t.Fatal("snapshots under cache pressure did not finish")
+	case <-time.After(5 * time.Minute): // a deadlock, not a slow machine
+		t.Fatal("snapshots under pressure did not finish")
 	}
 	cancel()
 	if err := <-werr; err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("%d writes during 3 snapshots", writes.Load())
+	mustEqual(t, "volume after the snapshots", readAll(t, v, chunk), shadow)
+	t.Logf("%d writes during 3 snapshots; waits for room: %d in the cache, %d in the log",
+		writes.Load(), e.cache.Stats().Waits, e.log.Stats().Waits)
+}
+
+// restoredFile restores a snapshot into a new file and returns its bytes.
+func restoredFile(t *testing.T, e *env, snap string) []byte {
+	target := filepath.Join(t.TempDir(), "restored.img")
+	if _, err := snapshots.RestoreToFile(context.Background(), e.store, e.codec, snap, target, snapshots.RestoreOptions{Parallel: 3}); err != nil {
+		t.Errorf("restore %s: %v", snap, err)
+		return nil
+	}
+	b, err := os.ReadFile(target)
+	if err != nil {
+		t.Error(err)
+	}
+	return b
+}
+
+// sameBytes is mustEqual's comparison as an error, for goroutines other
+// than the test's.
+func sameBytes(what string, got, want []byte) error {
+	if bytes.Equal(got, want) {
+		return nil
+	}
+	if len(got) != len(want) {
+		return fmt.Errorf("%s: %d bytes, want %d", what, len(got), len(want))
+	}
+	i := 0
+	for got[i] == want[i] {
+		i++
+	}
+	return fmt.Errorf("%s: first difference at byte %d: got %#x want %#x", what, i, got[i], want[i])
 }
 
 // A restored volume keeps the snapshot's map pages as its base until a
