@@ -106,6 +106,9 @@ type Manager struct {
 	lastGC        time.Time  // uploader loop only
 
 	afterCapture func() // tests: runs between a snapshot's instant and its upload
+	// crashHook (tests) runs once a recovery point's manifest is in the
+	// store, and once a snapshot is completed, with the event's kind.
+	crashHook func(point string)
 	// tests: run after a patch is put and before the map names it, and
 	// after a compaction is recorded in the map (patch.go)
 	afterPatchPut, afterCompaction func()
@@ -200,6 +203,7 @@ func New(ctx context.Context, opts Options) (*Manager, error) {
 		m.closeVolumes()
 		return nil, err
 	}
+	m.settleRecoveryPoints(ctx)
 	for _, v := range m.List() {
 		if v.hydrating() {
 			m.bg.Add(1)
@@ -444,7 +448,13 @@ func (m *Manager) Delete(ctx context.Context, nameOrID string) error {
 			return err
 		}
 	}
-	if err := m.opts.Meta.Update(ctx, func(tx meta.Txn) error { return tx.Delete(infoKey(v.info.ID)) }); err != nil {
+	// A recovery point's event not settled yet goes with the volume.
+	if err := m.opts.Meta.Update(ctx, func(tx meta.Txn) error {
+		if err := tx.Delete(intentKey(v.info.ID)); err != nil {
+			return err
+		}
+		return tx.Delete(infoKey(v.info.ID))
+	}); err != nil {
 		return err
 	}
 	if v.info.Kind == Cached {

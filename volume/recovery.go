@@ -37,6 +37,11 @@ func (v *Volume) writeRecoveryPoint(ctx context.Context) error {
 	v.rpMu.Lock()
 	defer v.rpMu.Unlock()
 	info := v.Info()
+	// A recovery point of before a crash is reported before the next one
+	// replaces it.
+	if err := m.settleRecoveryPoint(ctx, info.ID); err != nil {
+		return err
+	}
 	created := m.opts.Clock.Now().UTC()
 	man := snapshots.Manifest{
 		Version: 1, Kind: "recovery-point", VolumeID: info.ID, VolumeName: info.Name,
@@ -114,12 +119,24 @@ func (v *Volume) writeRecoveryPoint(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	ev := event(notify.Event{Kind: notify.VolumeRecoveryPoint, Time: created, Volume: info.Name, VolumeID: info.ID, Size: notify.Size(info.Size)})
+	if err := m.noteRecoveryPoint(ctx, ev); err != nil {
+		return fmt.Errorf("volume %s: recovery point: %w", info.Name, err)
+	}
 	if err := objstore.PutBytes(ctx, m.opts.Store, RecoveryPointKey(info.ID), blob); err != nil {
+		// The intent stays: a PUT whose answer was lost may have written
+		// it, which the next settling finds out.
 		return fmt.Errorf("volume %s: recovery point manifest: %w", info.Name, err)
 	}
 	v.rpPages = pages
 	v.lastRecoveryPoint.Store(created.UnixNano())
-	m.notify(ctx, notify.Event{Kind: notify.VolumeRecoveryPoint, Time: created, Volume: info.Name, VolumeID: info.ID, Size: notify.Size(info.Size)})
+	if m.crashHook != nil {
+		m.crashHook(string(notify.VolumeRecoveryPoint))
+	}
+	if err := m.reportRecoveryPoint(ctx, ev); err != nil {
+		// The intent stays, settled at the next start or recovery point.
+		m.log.Error("volume event not queued; tried again before the next recovery point", "kind", ev.Kind, "volume", info.Name, "err", err)
+	}
 	// The map keeps the compacted chunks, so the next recovery point does
 	// not compact them again; the patches become garbage.
 	for _, c := range compacted {

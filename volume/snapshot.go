@@ -185,11 +185,14 @@ func (m *Manager) CreateSnapshot(ctx context.Context, nameOrID string, o Snapsho
 		return SnapshotInfo{}, fmt.Errorf("volume %s: snapshot manifest: %w", info.Name, err)
 	}
 	si.UploadedBytes += int64(len(blob))
-	if err := m.putSnapshotInfo(ctx, si); err != nil {
+	// Completed, and reported, by one transaction.
+	if err := m.putSnapshotInfo(ctx, si, event(notify.Event{Kind: notify.VolumeSnapshot, Time: si.Created, Volume: info.Name,
+		VolumeID: info.ID, Snapshot: si.ID, Size: notify.Size(info.Size)})); err != nil {
 		return SnapshotInfo{}, err
 	}
-	m.notify(ctx, notify.Event{Kind: notify.VolumeSnapshot, Time: si.Created, Volume: info.Name, VolumeID: info.ID,
-		Snapshot: si.ID, Size: notify.Size(info.Size)})
+	if m.crashHook != nil {
+		m.crashHook(string(notify.VolumeSnapshot))
+	}
 	m.log.Info("snapshot taken", "volume", info.Name, "snapshot", si.ID, "chunks", si.Chunks,
 		"uploaded_chunks", si.UploadedChunks, "uploaded_bytes", si.UploadedBytes)
 	if si.Lock != nil {
@@ -486,12 +489,12 @@ func (v *Volume) takeEntry(ctx context.Context, index uint64, raw []byte, pin *p
 	return id, hole, put + n, err
 }
 
-func (m *Manager) putSnapshotInfo(ctx context.Context, si SnapshotInfo) error {
+func (m *Manager) putSnapshotInfo(ctx context.Context, si SnapshotInfo, es ...notify.Event) error {
 	b, err := json.Marshal(si)
 	if err != nil {
 		return err
 	}
-	return m.opts.Meta.Update(ctx, func(tx meta.Txn) error { return tx.Set(snapKey(si.ID), b) })
+	return notify.Update(ctx, m.opts.Events, m.opts.Meta, func(tx meta.Txn) error { return tx.Set(snapKey(si.ID), b) }, es...)
 }
 
 // Snapshots lists the catalog's snapshots, oldest first; volume, if not
