@@ -27,6 +27,25 @@ const (
 
 func deleteKey(share, key string) string { return share + "\x00" + key }
 
+// deleteNow deletes key of share in the store now (a remove). With events
+// on, the delete goes through the log like one the store cannot take now
+// and is done at once by settleDeletes, which reports it: a kill after the
+// delete leaves the remove record in the log, whose replay deletes again
+// and queues the event with the same id. A delete that fails there waits
+// in the log for the next upload round.
+func (m *Manager) deleteNow(ctx context.Context, share, key string) error {
+	if m.opts.Events == nil {
+		return m.opts.Store.Delete(ctx, key)
+	}
+	if err := m.deferDelete(ctx, share, key); err != nil {
+		return err
+	}
+	if err := m.settleDeletes(ctx, share); err != nil {
+		m.log.Warn("file share: a remove waits for the next upload round", "share", share, "key", key, "err", err)
+	}
+	return nil
+}
+
 // deferDelete records that key is removed, to be deleted in the store
 // later.
 func (m *Manager) deferDelete(ctx context.Context, share, key string) error {
@@ -118,9 +137,14 @@ func (m *Manager) settleDeletes(ctx context.Context, share string) error {
 			return errors.Join(fmt.Errorf("share %s: delete %s: %w", share, k, err), finish())
 		}
 		m.storeBack()
+		crash("file.deleted:store")
 		// Before the removed record: a replay that deletes again names
-		// the event alike.
-		m.notifyDeleted(ctx, share, k, notify.StableID(string(notify.FileDeleted), share, k, strconv.FormatUint(uint64(o.lsn), 10)))
+		// the event alike, and one not queued (a kill, a failure) is
+		// queued by the next try.
+		if err := m.notifyDeleted(ctx, share, k, notify.StableID(string(notify.FileDeleted), share, k, strconv.FormatUint(uint64(o.lsn), 10))); err != nil {
+			return errors.Join(err, finish())
+		}
+		crash("file.deleted:queued")
 		rec := record{typ: recRemoved, share: share, data: []byte(k)}
 		if err := m.logAndApply(written, rec, func(uploadbuffer.LSN) error { return nil }); err != nil {
 			return errors.Join(err, finish())

@@ -788,9 +788,7 @@ func (s *Share) Remove(ctx context.Context, p string) error {
 		// uploaded at the key (settleDeletes).
 		err := errPending
 		if durabilityOf(ctx) != Written && !s.m.pendingKey(s.cfg.Name, key) {
-			if err = s.m.opts.Store.Delete(ctx, key); err == nil {
-				s.m.notifyDeleted(ctx, s.cfg.Name, key, "")
-			}
+			err = s.m.deleteNow(ctx, s.cfg.Name, key)
 		}
 		if err != nil {
 			if err != errPending && !s.m.storeFailed(ctx, err) {
@@ -981,6 +979,7 @@ func (s *Share) Rename(ctx context.Context, from, to string) error {
 	}
 	moved := false  // through the log
 	intent := false // noted in the inode table (moves.go)
+	settle := false // through the log, done in the store before Rename returns
 	var dirKeys []string
 	fromKey, toKey := s.key(from), s.key(to)
 	if src.Type == TypeDir {
@@ -1009,15 +1008,23 @@ func (s *Share) Rename(ctx context.Context, from, to string) error {
 	}
 	switch {
 	case unborn && src.Type != TypeDir:
-	case storeErr != nil:
+	case storeErr != nil, s.m.opts.Events != nil:
+		// The store away, or events on: a move done at once would lose
+		// its events to a kill between the store's change and their
+		// queueing. Through the log, the events are queued on the way
+		// (notify.go), and the move is done below, once the inode table
+		// has the new paths.
 		keys := []keyMove{{fromKey, toKey}}
 		if src.Type == TypeDir {
 			keys = treeKeys // none for a new empty directory
+			if storeErr == nil {
+				keys = storeMoves(dirKeys, s.key(from), s.key(to))
+			}
 		}
 		if err := s.logMove(ctx, from, to, keys); err != nil {
 			return err
 		}
-		moved, intent = true, true
+		moved, intent, settle = true, true, storeErr == nil
 	case src.Type != TypeDir:
 		defer s.m.sidecarUses.copying()() // (xattrgc.go)
 		if err := copier.Copy(ctx, fromKey, toKey); err != nil {
@@ -1071,11 +1078,6 @@ func (s *Share) Rename(ctx context.Context, from, to string) error {
 			moved, intent = true, true
 		}
 	}
-	if !moved && (src.Type == TypeDir || !unborn) {
-		// Moved in the store now (a new file's upload reports itself; a
-		// move through the log is reported when the uploader does it).
-		s.m.notifyMoved(ctx, s, src.Type, fromKey, toKey, dirKeys)
-	}
 	if moved {
 		// The store cannot be asked for either name until the move is
 		// done: the share answers from what it knows.
@@ -1093,7 +1095,13 @@ func (s *Share) Rename(ctx context.Context, from, to string) error {
 	s.noteEntry(to, src.Type, true)
 	s.attrMu.Unlock()
 	s.entriesChanged(ctx, parentOf(from), parentOf(to))
-	return s.finishRename(ctx, from, to, intent)
+	if err := s.finishRename(ctx, from, to, intent); err != nil || !settle {
+		return err
+	}
+	if err := s.m.settleDeletes(ctx, s.cfg.Name); err != nil {
+		s.m.log.Warn("file share: a rename waits for the next upload round", "share", s.cfg.Name, "from", from, "to", to, "err", err)
+	}
+	return nil
 }
 
 // SetAttr changes what is not nil.

@@ -301,13 +301,18 @@ func (m *Manager) settleMove(ctx context.Context, mv move) error {
 				m.storeFailed(ctx, err)
 				return fmt.Errorf("share %s: move %s to %s: the copy: %w", mv.share, k.from, k.to, err)
 			}
+			crash("file.renamed:copied")
 			// Reported before the old key goes: a crash after this
 			// repeats the copy and the event, with the same id.
-			m.notifyRenamed(ctx, mv.share, k, keyType(k.from), loggedMoveID(mv, k))
+			if err := m.notifyRenamed(ctx, mv, k); err != nil {
+				return err
+			}
+			crash("file.renamed:queued")
 			if err := m.opts.Store.Delete(ctx, k.from); err != nil {
 				m.storeFailed(ctx, err)
 				return fmt.Errorf("share %s: move %s to %s: delete: %w", mv.share, k.from, k.to, err)
 			}
+			crash("file.renamed:store")
 		}
 		if moveHook != nil {
 			moveHook(k)

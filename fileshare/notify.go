@@ -2,6 +2,7 @@ package fileshare
 
 import (
 	"context"
+	"fmt"
 	"strconv"
 	"strings"
 
@@ -80,21 +81,30 @@ func (m *Manager) notifyUploadFailed(ctx context.Context, s *Share, key string, 
 	}
 }
 
-// notifyDeleted publishes the delete of key in the store; id is stable
-// when the delete is a logged one (a replay may repeat it), else empty.
-func (m *Manager) notifyDeleted(ctx context.Context, share, key, id string) {
+// Removes and renames are reported through the log (deletes.go,
+// moves.go): with events on, every delete and move of an object is a
+// record first, done in the store after, and its event is queued between
+// the store's change and the record that marks it done, with an id made
+// of the share, the keys and the record's LSN. A kill anywhere leaves
+// either the event queued or the record pending, whose replay does the
+// change again (a delete, a copy whose source is gone, are no-ops) and
+// queues the event with the same id, which the queue does not queue twice.
+
+// notifyDeleted queues the delete of key in the store, the one the log
+// record at lsn asked for.
+func (m *Manager) notifyDeleted(ctx context.Context, share, key, id string) error {
 	if m.opts.Events == nil {
-		return
+		return nil
 	}
 	s, err := m.Get(share)
 	if err != nil {
-		return
+		return nil
 	}
 	e := notify.Event{ID: id, Kind: notify.FileDeleted, Share: share, Path: s.eventPath(key), Key: key, Type: typeName(keyType(key))}
 	if err := m.opts.Events.Publish(context.WithoutCancel(ctx), e); err != nil {
-		// The object is gone: the remove stands; the event is what is lost.
-		m.log.Error("file share: event of a delete not queued", "share", share, "key", key, "err", err)
+		return fmt.Errorf("share %s: the event of the delete of %s: %w", share, key, err)
 	}
+	return nil
 }
 
 // keyType is the type of the object at key as far as the key tells: a
@@ -106,35 +116,32 @@ func keyType(key string) FileType {
 	return TypeFile
 }
 
-// notifyMoved publishes the moves of a rename done at once: the object
-// at fromKey (of type t), or a directory's objects, keys, each under
-// fromKey.
-func (m *Manager) notifyMoved(ctx context.Context, s *Share, t FileType, fromKey, toKey string, keys []string) {
-	if t != TypeDir {
-		m.notifyRenamed(ctx, s.cfg.Name, keyMove{fromKey, toKey}, t, "")
-		return
+// notifyRenamed queues the move of an object from k.from to k.to in the
+// store, by the logged rename mv. Like a delete's, it is queued even when
+// the queue is full: the move is under way.
+func (m *Manager) notifyRenamed(ctx context.Context, mv move, k keyMove) error {
+	if m.opts.Events == nil {
+		return nil
 	}
-	for _, k := range keys {
-		m.notifyRenamed(ctx, s.cfg.Name, keyMove{k, toKey + strings.TrimPrefix(k, fromKey)}, keyType(k), "")
+	s, err := m.Get(mv.share)
+	if err != nil {
+		return nil
 	}
+	e := notify.Event{ID: loggedMoveID(mv, k), Kind: notify.FileRenamed, Share: mv.share, Path: s.eventPath(k.to), Key: k.to,
+		OldPath: s.eventPath(k.from), OldKey: k.from, Type: typeName(keyType(k.from))}
+	if err := m.opts.Events.Publish(context.WithoutCancel(ctx), e); err != nil {
+		return fmt.Errorf("share %s: the event of the move of %s to %s: %w", mv.share, k.from, k.to, err)
+	}
+	return nil
 }
 
-// notifyRenamed publishes the move of an object from k.from to k.to in
-// the store; id is stable when the move is a logged one (a replay may
-// repeat it), else empty. Like a delete's, it is queued even when the
-// queue is full: the move is done.
-func (m *Manager) notifyRenamed(ctx context.Context, share string, k keyMove, t FileType, id string) {
-	if m.opts.Events == nil {
-		return
-	}
-	s, err := m.Get(share)
-	if err != nil {
-		return
-	}
-	e := notify.Event{ID: id, Kind: notify.FileRenamed, Share: share, Path: s.eventPath(k.to), Key: k.to,
-		OldPath: s.eventPath(k.from), OldKey: k.from, Type: typeName(t)}
-	if err := m.opts.Events.Publish(context.WithoutCancel(ctx), e); err != nil {
-		m.log.Error("file share: event of a rename not queued", "share", share, "from", k.from, "to", k.to, "err", err)
+// crashHook, when a test sets it, runs at the points of a delete's or a
+// move's way between the store and the log named by crash's callers.
+var crashHook func(point string)
+
+func crash(point string) {
+	if crashHook != nil {
+		crashHook(point)
 	}
 }
 

@@ -170,16 +170,7 @@ func TestRenameEvents(t *testing.T) {
 	e.opts = func(o *Options) { o.Clock, o.AttrTTL, o.Events = fake, time.Minute, ev }
 	e.start()
 	ctx := context.Background()
-	must[Config](t)(e.m.Create(ctx, Config{Name: "s", Prefix: "share/"}))
-	s := e.share("s")
-	must[Attr](t)(s.Create(ctx, "a", 0o644, 0, 0, true))
-	must[Attr](t)(s.WriteAt(ctx, "a", []byte("hello"), 0))
-	must[Attr](t)(s.Mkdir(ctx, "d", 0o755, 0, 0))
-	must[Attr](t)(s.Create(ctx, "d/x", 0o644, 0, 0, true))
-	must[Attr](t)(s.WriteAt(ctx, "d/x", []byte("below"), 0))
-	if err := e.m.Flush(ctx, ""); err != nil {
-		t.Fatal(err)
-	}
+	s := e.uploadedTree()
 	ev.Take()
 	renamed := func(want ...string) []notify.Event {
 		t.Helper()
