@@ -42,8 +42,12 @@ type env struct {
 	ctx context.Context
 }
 
-func newEnv(t testing.TB) *env {
-	e := &env{t: t, dir: t.TempDir(), store: mem.New("fs"), md: metamem.New()}
+func newEnv(t testing.TB) *env { return newEnvWith(t, nil) }
+
+// newEnvWith is newEnv with opts applied to the manager's options at every
+// start.
+func newEnvWith(t testing.TB, opts func(*Options)) *env {
+	e := &env{t: t, dir: t.TempDir(), store: mem.New("fs"), md: metamem.New(), opts: opts}
 	t.Cleanup(e.close)
 	e.start()
 	return e

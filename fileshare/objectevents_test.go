@@ -6,6 +6,7 @@ import (
 	"errors"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/gatewayd/gatewayd/objstore"
 )
@@ -22,9 +23,12 @@ func listNames(t *testing.T, s *Share, p string) []string {
 // TestObjectChangesFromTheBucket: changes of objects reported by the
 // bucket's events are seen at once, with the TTL never expiring: created
 // (with its parent directories), overwritten (not the cached blocks of the
-// old object), removed; a path with local changes keeps them.
+// old object), removed; a path with local changes keeps them. The TTL is
+// an hour, as a share relying on events would have it: with the default
+// 10 s, a step that took longer on a busy machine relisted the bucket and
+// saw the changes before their events.
 func TestObjectChangesFromTheBucket(t *testing.T) {
-	e := newEnv(t)
+	e := newEnvWith(t, func(o *Options) { o.AttrTTL = time.Hour })
 	ctx := context.Background()
 	must[Config](t)(e.m.Create(ctx, Config{Name: "s"}))
 	s := e.share("s")
