@@ -289,13 +289,6 @@ func TestSMBTortureBreaks(t *testing.T) {
 	tortureAgainstList(t, breakSuites, "testdata/smbtorture-breaks.txt")
 }
 
-// TestSMBTortureNotify is TestSMBTortureLocking for smb2.notify, change
-// notification, held to testdata/smbtorture-notify.txt.
-func TestSMBTortureNotify(t *testing.T) {
-	t.Parallel()
-	tortureAgainstList(t, []string{"smb2.notify"}, "testdata/smbtorture-notify.txt")
-}
-
 func tortureAgainstList(t *testing.T, suites []string, expected string) {
 	d, gw, plain := tortureServers(t, plainLikeGateway...)
 	r := runTorture(t, gw, plain, "root", suites, nil)
