@@ -137,8 +137,10 @@ func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, 
 // Serve answers requests until ctx ends, then shuts down, letting requests in
 // flight finish for a few seconds.
 func (s *Server) Serve(ctx context.Context) error {
+	// Detached work ends when ctx does, and also when Serve returns for
+	// any other reason (a listener's error): the server is gone either way.
 	stopLife := context.AfterFunc(ctx, s.endLife)
-	defer stopLife()
+	defer func() { stopLife(); s.endLife() }()
 	// The unix socket (owner only) also serves Go's profiler, for
 	// diagnosing a slow gateway in place: curl --unix-socket ... /debug/pprof/.
 	local := http.NewServeMux()
