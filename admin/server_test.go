@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gatewayd/gatewayd/health"
 	"github.com/prometheus/client_golang/prometheus"
@@ -186,5 +187,9 @@ func TestDetach(t *testing.T) {
 	ctx, cancel = s.Detach(r)
 	defer cancel()
 	cancelServe()
-	<-ctx.Done()
+	select {
+	case <-ctx.Done():
+	case <-time.After(5 * time.Minute):
+		t.Fatal("detached context still running 5 minutes after the server stopped")
+	}
 }
