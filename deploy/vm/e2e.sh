@@ -13,7 +13,7 @@
 # over virtio-9p with the test script, so a change to gatewayd never
 # rebuilds the image. Environment:
 #   SCENARIOS="iscsi durability nfs nfs4 vtl worm smb"   which scenarios to run
-#   E2E_TIMEOUT=2400                                seconds before the guest is stopped
+#   E2E_TIMEOUT=4200                                seconds before the guest is stopped (a hang bound)
 #   E2E_DIR=dir                                     run folder (default: a new temp dir)
 set -euo pipefail
 . "$(dirname "$0")/common.sh"
@@ -43,7 +43,7 @@ truncate -s 256M "$RUN/restore.img"
 t0=$(date +%s)
 echo "== booting the appliance (TCG; serial console in $RUN/serial.log)"
 rc=0
-timeout "${E2E_TIMEOUT:-2400}" qemu-system-x86_64 \
+timeout "${E2E_TIMEOUT:-4200}" qemu-system-x86_64 \
 	-accel tcg,thread=multi -cpu max -smp 2 -m 3072 \
 	-nographic -no-reboot -monitor none -serial "file:$RUN/serial.log" \
 	-kernel "$BASE/vmlinuz" -initrd "$BASE/initrd.img" \
@@ -89,4 +89,20 @@ if [ "$n_pass" != "$n_checks" ]; then
 	fails=$((fails + 1))
 fi
 echo "e2e: $n_pass passed of $n_checks checks, $fails failed"
+if [ "$fails" -ne 0 ]; then
+	# The run folder goes with the machine that ran it: what a reader of
+	# this output needs to see why is printed here.
+	echo "== last lines of the guest log"
+	tail -60 "$SHARE/guest.log"
+	echo "== last lines of the gatewayd log"
+	tail -60 "$SHARE/gatewayd.log" 2>/dev/null || true
+	for g in "$SHARE"/goroutines-*.txt; do
+		[ -f "$g" ] || continue
+		# goroutines blocked for minutes, each with the top of its stack
+		echo "== $(basename "$g"): goroutines waiting for minutes"
+		awk '/^goroutine .*minutes\]:$/ { n = 16 } n > 0 { print; n-- }' "$g" | head -400
+	done
+	echo "== the guest kernel's errors"
+	cat "$SHARE/dmesg-errors.log" 2>/dev/null || tail -40 "$RUN/serial.log"
+fi
 [ "$fails" -eq 0 ]
