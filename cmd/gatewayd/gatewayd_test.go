@@ -80,7 +80,9 @@ func run(t *testing.T, env []string, args ...string) result {
 // runInput is run with stdin (a password).
 func runInput(t *testing.T, env []string, stdin string, args ...string) result {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	// 15 minutes: argon2id in the race-checked binary alone takes minutes
+	// when the machine is busy.
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, binary, args...)
 	cmd.Env = append(os.Environ(), env...)
@@ -393,6 +395,10 @@ func TestS3StoreWithMinIO(t *testing.T) {
 }
 
 func TestPassphraseMasterKey(t *testing.T) {
+	// Beside the others: argon2id in the race-checked binary takes minutes
+	// on a busy machine, and the passphrase goes to each process on its
+	// own command line's environment, not the test's.
+	t.Parallel()
 	dir := t.TempDir()
 	env := []string{"GW_TEST_PASSPHRASE=correct horse battery staple"}
 	r := run(t, env, "init", "--data-dir", dir, "--passphrase-env", "GW_TEST_PASSPHRASE")
@@ -405,8 +411,7 @@ func TestPassphraseMasterKey(t *testing.T) {
 	mustFailClearly(t, run(t, []string{"GW_TEST_PASSPHRASE="}, "serve", "--data-dir", dir), "GW_TEST_PASSPHRASE")
 	mustFailClearly(t, run(t, []string{"GW_TEST_PASSPHRASE=wrong"}, "serve", "--data-dir", dir), "wrong master key")
 
-	t.Setenv("GW_TEST_PASSPHRASE", "correct horse battery staple") // serve inherits the environment
-	d := serve(t, dir)
+	d := serveWrapped(t, 15*time.Minute, []string{"env", "GW_TEST_PASSPHRASE=correct horse battery staple"}, dir)
 	d.stop(t)
 }
 
