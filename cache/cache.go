@@ -877,6 +877,15 @@ func (c *Cache) Stats() Stats {
 	return s
 }
 
+// UnderPressure says whether more than half the cache holds data waiting
+// for upload: waiting for it to settle then costs more than it saves, and
+// writes are close to waiting for room.
+func (c *Cache) UnderPressure() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.opts.Capacity > 0 && c.dirty > c.opts.Capacity/2
+}
+
 // Close releases waiters; the cache's files stay until the next Open.
 func (c *Cache) Close() error {
 	c.mu.Lock()

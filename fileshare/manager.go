@@ -219,7 +219,13 @@ func New(ctx context.Context, opts Options) (*Manager, error) {
 	}
 	m.j = uploadbuffer.NewJournal(opts.Log, journalClient{m}, uploadbuffer.JournalOptions{
 		Name: "shares", Interval: opts.UploadInterval, SettleTime: opts.SettleTime, Parallel: opts.Uploaders,
-		Clock: opts.Clock, Logger: opts.Logger,
+		// A cache half full of files not uploaded yet: they go without
+		// waiting out the settle time, before writes wait for room. Not
+		// during the replay: the files' state is half rebuilt until the
+		// store has been asked what the replayed records replace, and a
+		// replayed write never waits for room (cache.WriteReplayed).
+		Pressure: func() bool { return !m.j.Replaying() && opts.Cache.UnderPressure() },
+		Clock:    opts.Clock, Logger: opts.Logger,
 		AfterRound: func(ctx context.Context, _ uploadbuffer.RoundResult) {
 			if err := m.uploadDirTimes(ctx, ""); err != nil {
 				m.log.Warn("file shares: directory times", "err", err)

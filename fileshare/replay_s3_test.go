@@ -46,7 +46,10 @@ func TestReplayOfCreatesAsksTheStorePerDirectory(t *testing.T) {
 	}
 	under := retry.New(st, retry.Options{})
 	inj := faulty.New(under, faulty.Options{}) // counts the calls
-	e := &env{t: t, dir: t.TempDir(), store: inj.Store(), md: metamem.New(), cacheCap: int64(files+4*dirs+256) * BlockSize}
+	// A cache the replayed files fill less than half of: a fuller one is
+	// under pressure, and uploads (with their own store calls) start as
+	// soon as the replay ends, while the start is being counted.
+	e := &env{t: t, dir: t.TempDir(), store: inj.Store(), md: metamem.New(), cacheCap: int64(2*(files+4*dirs)+256) * BlockSize}
 	s := e.startHeld()
 	ctx := context.Background()
 

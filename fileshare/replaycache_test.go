@@ -8,6 +8,7 @@ import (
 	"time"
 
 	metamem "github.com/gatewayd/gatewayd/meta/mem"
+	"github.com/gatewayd/gatewayd/objstore"
 	"github.com/gatewayd/gatewayd/objstore/mem"
 )
 
@@ -85,4 +86,45 @@ func (e *env) startHeld() *Share {
 	must[Attr](t)(hold.Create(ctx, "first", 0o644, 0, 0, true))
 	must[Attr](t)(hold.WriteAt(ctx, "first", []byte("first"), 0))
 	return e.share("docs")
+}
+
+// TestFullCacheUploadsWithoutWaitingToSettle: with the settle time and the
+// upload interval an hour, files written into a cache that holds a third
+// of them are uploaded as the cache fills (pressure), so no write waits an
+// hour for room. The deadline bounds a hang; it measures nothing.
+func TestFullCacheUploadsWithoutWaitingToSettle(t *testing.T) {
+	const blocks, files = 8, 24
+	e := &env{t: t, dir: t.TempDir(), store: mem.New("fs"), md: metamem.New(), cacheCap: blocks * BlockSize}
+	t.Cleanup(e.close)
+	e.start()
+	if _, err := e.m.Create(context.Background(), Config{Name: "docs"}); err != nil {
+		t.Fatal(err)
+	}
+	s := e.share("docs")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	content := func(i int) []byte { return bytes.Repeat([]byte{byte(i)}, 4096+i) }
+	for i := range files {
+		name := fmt.Sprintf("f%02d", i)
+		if _, err := s.Create(ctx, name, 0o644, 0, 0, true); err != nil {
+			t.Fatalf("create %s: %v", name, err)
+		}
+		if _, err := s.WriteAt(ctx, name, content(i), 0); err != nil {
+			t.Fatalf("write %s into a full cache: %v (cache %+v)", name, err, e.cache.Stats())
+		}
+	}
+	if st := e.cache.Stats(); st.Used > st.Capacity {
+		t.Fatalf("cache over capacity: %d of %d bytes", st.Used, st.Capacity)
+	}
+	// Room for each block past the eighth came from a file uploaded (and
+	// its block evicted) on pressure, before any settle time.
+	uploaded := 0
+	for i := range files {
+		if got, err := objstore.GetAll(ctx, e.store, s.key(fmt.Sprintf("f%02d", i))); err == nil && bytes.Equal(got, content(i)) {
+			uploaded++
+		}
+	}
+	if uploaded < files-blocks {
+		t.Fatalf("%d of %d files in the store, want at least %d", uploaded, files, files-blocks)
+	}
 }

@@ -163,7 +163,7 @@ func New(ctx context.Context, opts Options) (*Manager, error) {
 	}
 	m.j = uploadbuffer.NewJournal(opts.Log, journalClient{m}, uploadbuffer.JournalOptions{
 		Name: "volumes", Interval: opts.UploadInterval, SettleTime: opts.SettleTime, Parallel: opts.Uploaders,
-		Pressure: m.underPressure, AfterRound: m.afterRound, Clock: opts.Clock, Logger: opts.Logger,
+		Pressure: opts.Cache.UnderPressure, AfterRound: m.afterRound, Clock: opts.Clock, Logger: opts.Logger,
 	})
 	var infos []Info
 	err := opts.Meta.View(ctx, func(tx meta.Txn) error {

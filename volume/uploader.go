@@ -176,14 +176,6 @@ func (m *Manager) round(ctx context.Context, all bool) error {
 	return m.j.Round(ctx)
 }
 
-// underPressure says whether the cache is more than half full of data
-// waiting for upload, when waiting for chunks to settle costs more than
-// it saves (the journal looks at the log itself).
-func (m *Manager) underPressure() bool {
-	st := m.opts.Cache.Stats()
-	return st.Capacity > 0 && st.Dirty > st.Capacity/2
-}
-
 type uploadJob struct {
 	v     *Volume
 	index uint64
