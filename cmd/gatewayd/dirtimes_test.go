@@ -12,7 +12,6 @@ import (
 	"github.com/cloudsoda/go-smb2"
 	nfsc "github.com/willscott/go-nfs-client/nfs"
 
-	"github.com/gatewayd/gatewayd/internal/miniotest"
 	"github.com/gatewayd/gatewayd/internal/smbtest"
 )
 
@@ -38,15 +37,9 @@ func smbTime(t time.Time) time.Time { return time.Unix(0, t.UnixNano()/100*100) 
 func TestDirectoryTimesOverNFSAndSMB(t *testing.T) {
 	t.Parallel() // waits on servers: beside the others (see TestMain)
 	smbtest.Require(t)
-	srv := miniotest.Start(t)
-	srv.CreateBucket(t, "dirtimes")
-	dir := t.TempDir()
-	mustRun(t, "init", "--data-dir", dir, "--store", "s3://dirtimes/gw", "--s3-endpoint", srv.Endpoint, "--s3-path-style",
-		"--s3-access-key", srv.AccessKey, "--s3-secret-key", srv.SecretKey)
-	t.Cleanup(func() { cleanSMB(dir) })
+	srv, dir := initOnMinIO(t, "dirtimes")
 	addr := smbtest.FreeAddr(t)
-	d := serve(t, dir, "--smb-listen", addr)
-	mustRun(t, "smb", "user", "add", "--data-dir", dir, "root", "--password", smbPassword)
+	d := serveSMB(t, dir, addr)
 	// go-smb2 on an encrypted share (see frontends/smb's TestGoSMB2).
 	mustRun(t, "share", "create", "--data-dir", dir, "--name", "dt", "--protocols", "nfs,smb", "--smb-encrypt")
 

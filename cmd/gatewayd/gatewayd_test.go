@@ -360,7 +360,7 @@ func TestS3StoreWithMinIO(t *testing.T) {
 	t.Parallel() // waits on servers: beside the others (see TestMain)
 	srv := miniotest.Start(t)
 	srv.CreateBucket(t, "gw-bucket")
-	s3args := []string{"--s3-endpoint", srv.Endpoint, "--s3-path-style", "--s3-access-key", srv.AccessKey, "--s3-secret-key", srv.SecretKey}
+	s3args := minioFlags(srv)
 
 	t.Run("missing bucket", func(t *testing.T) {
 		r := run(t, nil, append([]string{"init", "--data-dir", t.TempDir(), "--store", "s3://no-such-bucket/gw"}, s3args...)...)

@@ -115,7 +115,7 @@ func TestTwoGatewaysOnOnePrefix(t *testing.T) {
 	t.Parallel() // waits on servers: beside the others (see TestMain)
 	srv := miniotest.Start(t)
 	srv.CreateBucket(t, "lease")
-	s3args := []string{"--s3-endpoint", srv.Endpoint, "--s3-path-style", "--s3-access-key", srv.AccessKey, "--s3-secret-key", srv.SecretKey}
+	s3args := minioFlags(srv)
 	const leaseKey = "gw/gateway.lease"
 	host, err := os.Hostname()
 	if err != nil {

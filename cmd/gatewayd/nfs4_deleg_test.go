@@ -10,7 +10,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
 
-	"github.com/gatewayd/gatewayd/internal/miniotest"
 	"github.com/gatewayd/gatewayd/internal/nfstest"
 	"github.com/gatewayd/gatewayd/internal/smbtest"
 )
@@ -23,15 +22,9 @@ import (
 // refreshed; after each return the client reads the new content.
 func TestNFS4DelegationRecalledBySMBAndBucket(t *testing.T) {
 	smbtest.Require(t)
-	srv := miniotest.Start(t)
-	srv.CreateBucket(t, "deleg")
-	dir := t.TempDir()
-	t.Cleanup(func() { cleanSMB(dir) })
-	mustRun(t, "init", "--data-dir", dir, "--store", "s3://deleg/gw", "--s3-endpoint", srv.Endpoint, "--s3-path-style",
-		"--s3-access-key", srv.AccessKey, "--s3-secret-key", srv.SecretKey)
+	srv, dir := initOnMinIO(t, "deleg")
 	smbAddr := smbtest.FreeAddr(t)
-	d := serve(t, dir, "--smb-listen", smbAddr, "--nfs-read-delegations")
-	mustRun(t, "smb", "user", "add", "--data-dir", dir, "root", "--password", smbPassword)
+	d := serveSMB(t, dir, smbAddr, "--nfs-read-delegations")
 	mustRun(t, "share", "create", "--data-dir", dir, "--name", "docs", "--protocols", "nfs,smb")
 
 	local := t.TempDir()

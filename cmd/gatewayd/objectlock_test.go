@@ -32,7 +32,7 @@ func TestObjectLockSnapshots(t *testing.T) {
 	srv := miniotest.Start(t)
 	srv.CreateBucket(t, "plain")
 	srv.CreateLockedBucket(t, "locked")
-	s3args := []string{"--s3-endpoint", srv.Endpoint, "--s3-path-style", "--s3-access-key", srv.AccessKey, "--s3-secret-key", srv.SecretKey}
+	s3args := minioFlags(srv)
 	r := run(t, nil, append([]string{"init", "--data-dir", t.TempDir(), "--store", "s3://plain/gw", "--object-lock"}, s3args...)...)
 	mustFailClearly(t, r, "has no Object Lock")
 	r = run(t, nil, append([]string{"init", "--data-dir", t.TempDir(), "--store", "s3://locked/gw", "--object-lock=forever"}, s3args...)...)
@@ -192,7 +192,7 @@ func TestObjectLockSnapshotsCompliance(t *testing.T) {
 	t.Parallel() // waits on servers: beside the others (see TestMain)
 	srv := miniotest.Start(t)
 	srv.CreateLockedBucket(t, "locked")
-	s3args := []string{"--s3-endpoint", srv.Endpoint, "--s3-path-style", "--s3-access-key", srv.AccessKey, "--s3-secret-key", srv.SecretKey}
+	s3args := minioFlags(srv)
 	dir := t.TempDir()
 	out := mustRun(t, append([]string{"init", "--data-dir", dir, "--store", "s3://locked/gw", "--object-lock=compliance"}, s3args...)...)
 	if !strings.Contains(out, "compliance mode") {

@@ -133,7 +133,7 @@ func TestSharesEndToEnd(t *testing.T) {
 	t.Parallel() // waits on servers: beside the others (see TestMain)
 	srv := miniotest.Start(t)
 	srv.CreateBucket(t, "files")
-	s3args := []string{"--s3-endpoint", srv.Endpoint, "--s3-path-style", "--s3-access-key", srv.AccessKey, "--s3-secret-key", srv.SecretKey}
+	s3args := minioFlags(srv)
 	dir := t.TempDir()
 	mustRun(t, append([]string{"init", "--data-dir", dir, "--store", "s3://files/gw"}, s3args...)...)
 	d := serve(t, dir)
@@ -330,7 +330,7 @@ func shareOnMinIO(t *testing.T, bucket, share string, serveArgs ...string) (*min
 	t.Helper()
 	srv := miniotest.Start(t)
 	srv.CreateBucket(t, bucket)
-	s3args := []string{"--s3-endpoint", srv.Endpoint, "--s3-path-style", "--s3-access-key", srv.AccessKey, "--s3-secret-key", srv.SecretKey}
+	s3args := minioFlags(srv)
 	dir := t.TempDir()
 	mustRun(t, append([]string{"init", "--data-dir", dir, "--store", "s3://" + bucket + "/gw"}, s3args...)...)
 	d := serve(t, dir, serveArgs...)

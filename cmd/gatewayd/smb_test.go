@@ -65,7 +65,7 @@ func TestSMBEndToEnd(t *testing.T) {
 	smbtest.Require(t)
 	srv := miniotest.Start(t)
 	srv.CreateBucket(t, "smb")
-	s3args := []string{"--s3-endpoint", srv.Endpoint, "--s3-path-style", "--s3-access-key", srv.AccessKey, "--s3-secret-key", srv.SecretKey}
+	s3args := minioFlags(srv)
 	dir := t.TempDir()
 	// After the daemon is killed at the end, before dir is removed.
 	t.Cleanup(func() { cleanSMB(dir) })

@@ -10,7 +10,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
 
-	"github.com/gatewayd/gatewayd/internal/miniotest"
 	"github.com/gatewayd/gatewayd/internal/smbtest"
 )
 
@@ -23,15 +22,9 @@ import (
 func TestSMBACLInheritedByObjectsFromTheBucket(t *testing.T) {
 	t.Parallel()
 	smbtest.Require(t)
-	srv := miniotest.Start(t)
-	srv.CreateBucket(t, "inherit")
-	s3args := []string{"--s3-endpoint", srv.Endpoint, "--s3-path-style", "--s3-access-key", srv.AccessKey, "--s3-secret-key", srv.SecretKey}
-	dir := t.TempDir()
-	t.Cleanup(func() { cleanSMB(dir) })
-	mustRun(t, append([]string{"init", "--data-dir", dir, "--store", "s3://inherit/gw"}, s3args...)...)
+	srv, dir := initOnMinIO(t, "inherit")
 	addr := smbtest.FreeAddr(t)
-	serve(t, dir, "--smb-listen", addr)
-	mustRun(t, "smb", "user", "add", "--data-dir", dir, "root", "--password", smbPassword)
+	serveSMB(t, dir, addr)
 	mustRun(t, "share", "create", "--data-dir", dir, "--name", "docs", "--protocols", "smb")
 
 	local := t.TempDir()

@@ -21,7 +21,6 @@ import (
 	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
 	"golang.org/x/sys/unix"
 
-	"github.com/gatewayd/gatewayd/internal/miniotest"
 	"github.com/gatewayd/gatewayd/internal/smbtest"
 )
 
@@ -206,15 +205,9 @@ func kernelLease(t *testing.T, file string) string {
 // overwritten in the bucket and the share refreshed.
 func TestSMBOplockBrokenOverNFS(t *testing.T) {
 	smbtest.Require(t)
-	srv := miniotest.Start(t)
-	srv.CreateBucket(t, "oplock")
-	dir := t.TempDir()
-	t.Cleanup(func() { cleanSMB(dir) })
-	mustRun(t, "init", "--data-dir", dir, "--store", "s3://oplock/gw", "--s3-endpoint", srv.Endpoint, "--s3-path-style",
-		"--s3-access-key", srv.AccessKey, "--s3-secret-key", srv.SecretKey)
+	srv, dir := initOnMinIO(t, "oplock")
 	host := loopback445(t)
-	d := serve(t, dir, "--smb-listen", net.JoinHostPort(host, "445"))
-	mustRun(t, "smb", "user", "add", "--data-dir", dir, "root", "--password", smbPassword)
+	d := serveSMB(t, dir, net.JoinHostPort(host, "445"))
 	mustRun(t, "share", "create", "--data-dir", dir, "--name", "docs", "--protocols", "nfs,smb")
 	view := filepath.Join(viewDir(t, dir, "docs"), "f.txt")
 

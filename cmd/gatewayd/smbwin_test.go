@@ -18,7 +18,6 @@ import (
 	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/gatewayd/gatewayd/frontends/smb"
-	"github.com/gatewayd/gatewayd/internal/miniotest"
 	"github.com/gatewayd/gatewayd/internal/smbtest"
 	"github.com/gatewayd/gatewayd/internal/testrand"
 )
@@ -143,15 +142,10 @@ func smbcacls(t *testing.T, addr, share, file string, args ...string) string {
 func TestSMBACLsKeptInTheBucket(t *testing.T) {
 	t.Parallel()
 	smbtest.Require(t)
-	srv := miniotest.Start(t)
-	srv.CreateBucket(t, "acl")
-	s3args := []string{"--s3-endpoint", srv.Endpoint, "--s3-path-style", "--s3-access-key", srv.AccessKey, "--s3-secret-key", srv.SecretKey}
-	dir := t.TempDir()
-	t.Cleanup(func() { cleanSMB(dir) })
-	mustRun(t, append([]string{"init", "--data-dir", dir, "--store", "s3://acl/gw"}, s3args...)...)
+	srv, dir := initOnMinIO(t, "acl")
+	s3args := minioFlags(srv)
 	addr := smbtest.FreeAddr(t)
-	d := serve(t, dir, "--smb-listen", addr)
-	mustRun(t, "smb", "user", "add", "--data-dir", dir, "root", "--password", smbPassword)
+	d := serveSMB(t, dir, addr)
 	mustRun(t, "share", "create", "--data-dir", dir, "--name", "docs", "--protocols", "smb")
 
 	local := t.TempDir()

@@ -70,7 +70,7 @@ func TestSnapshotsEndToEnd(t *testing.T) {
 	t.Parallel() // waits on servers: beside the others (see TestMain)
 	srv := miniotest.Start(t)
 	srv.CreateBucket(t, "snaps")
-	s3args := []string{"--s3-endpoint", srv.Endpoint, "--s3-path-style", "--s3-access-key", srv.AccessKey, "--s3-secret-key", srv.SecretKey}
+	s3args := minioFlags(srv)
 	dirA := t.TempDir()
 	mustRun(t, append([]string{"init", "--data-dir", dirA, "--store", "s3://snaps/site1"}, s3args...)...)
 	a := serve(t, dirA)

@@ -79,7 +79,7 @@ func TestTapeLibraryEndToEnd(t *testing.T) {
 	t.Parallel() // waits on servers: beside the others (see TestMain)
 	srv := miniotest.Start(t)
 	srv.CreateBucket(t, "tapes")
-	s3args := []string{"--s3-endpoint", srv.Endpoint, "--s3-path-style", "--s3-access-key", srv.AccessKey, "--s3-secret-key", srv.SecretKey}
+	s3args := minioFlags(srv)
 	dir := t.TempDir()
 	mustRun(t, append([]string{"init", "--data-dir", dir, "--store", "s3://tapes/gw"}, s3args...)...)
 	// MinIO knows no GLACIER class; REDUCED_REDUNDANCY shows the move.
