@@ -761,6 +761,9 @@ func (s *Share) Remove(ctx context.Context, p string) error {
 	if err != nil {
 		return err
 	}
+	if a.Type == TypeFile {
+		s.wrote(ctx, p) // before: the file's inode is still known by p
+	}
 	defer s.m.ns(s.cfg.Name).change(p)() // no upload at or below p runs meanwhile
 	s.attrMu.Lock()
 	_, unborn := s.unborn[p] // no object yet: nothing to delete in the store
@@ -894,6 +897,14 @@ func (s *Share) Rename(ctx context.Context, from, to string) error {
 	src, err := s.Stat(ctx, from)
 	if err != nil {
 		return err
+	}
+	// Before: each file's inode is still known by its old name. Only a
+	// file held in memory (open somewhere) can have a subscriber's state.
+	if src.Type == TypeFile {
+		s.wrote(ctx, from)
+	}
+	if _, ok := s.InodeOf(to); ok {
+		s.wrote(ctx, to)
 	}
 	pa, err := s.stat(ctx, parentOf(to))
 	if err != nil {
@@ -1122,7 +1133,7 @@ func (s *Share) SetAttr(ctx context.Context, p string, ch SetAttr) (Attr, error)
 		defer s.dirMetaMu.Unlock()
 	}
 	a, err := s.setAttr(ctx, p, &ch)
-	if err == nil && a.Type == TypeFile && ch.Size != nil {
+	if err == nil && a.Type == TypeFile && (ch.Size != nil || ch.Mode != nil || ch.UID != nil || ch.GID != nil || ch.Mtime != nil) {
 		if cp, cerr := cleanPath(p); cerr == nil {
 			s.wrote(ctx, cp)
 		}

@@ -10,8 +10,9 @@ import (
 // that let their clients cache what changed: the SMB view (the kernel's
 // page cache and the oplocks smbd grants) and NFSv4.1's read delegations.
 // Each subscribes to a share's changes, any number of them beside one
-// another: OnWrite for content changed through the share by another
-// frontend, OnChange (objectevents.go) for changes seen in the bucket.
+// another: OnWrite for a file's content, attributes or name changed
+// through the share by another frontend, OnChange (objectevents.go) for
+// changes seen in the bucket.
 
 // A ChangeSource names a frontend that changes files through a share, so
 // that the changes it makes itself (QuietChanges) are not reported back
@@ -81,11 +82,13 @@ func (l *subscribers) call(src *ChangeSource, p string) {
 	}
 }
 
-// OnWrite subscribes fn to be called with the path of a file after its
-// content changed through the share, by a write or a size change, unless
-// the change was made with a context that QuietChanges marked as src's.
-// fn is called after the change is applied, with no lock of the share
-// held; it must not block. stop ends the subscription.
+// OnWrite subscribes fn to be called with the path of a file whose
+// content, attributes or name change through the share: after a write,
+// or a change of its size, mode, owner or times; before it is removed,
+// renamed (with its old name) or replaced by a rename, while its path
+// still leads to it (InodeOf). Changes made with a context that
+// QuietChanges marked as src's are not reported. fn is called with no
+// lock of the share held; it must not block. stop ends the subscription.
 func (s *Share) OnWrite(src *ChangeSource, fn func(p string)) (stop func()) {
 	return s.onWrite.add(src, fn)
 }

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"slices"
 	"testing"
+	"time"
 
 	nfsc "github.com/willscott/go-nfs-client/nfs"
 
@@ -24,9 +25,10 @@ import (
 // (as the SMB view writes), when its object changes in the bucket and a
 // bucket event says so (Manager.ApplyObjectChange), and when the share is
 // refreshed: the file itself, and a directory above a delegated file
-// (recursively); and by an NFSv3 SETATTR of its size (go-nfs's, which
-// does not recall before it). The holder's own WRITE over v4.1 recalls
-// nothing.
+// (recursively); by an NFSv3 SETATTR of its size or mode (go-nfs's,
+// which does not recall before it), RENAME and REMOVE of it; and when
+// another frontend sets its times or renames a file over it. The
+// holder's own WRITE over v4.1 recalls nothing.
 func TestNFS4DelegationRecalledByOtherPaths(t *testing.T) {
 	store := mem.New("nfs")
 	f := startServer(t, store, vfs.Default, filepath.Join(t.TempDir(), "log"),
@@ -126,4 +128,40 @@ func TestNFS4DelegationRecalledByOtherPaths(t *testing.T) {
 	if slices.Contains(c.Recalled, deleg) {
 		t.Fatal("a refresh of d recalled the delegation of f.bin")
 	}
+
+	// Attributes and names changed over NFSv3 or through another frontend
+	// (as SMB clients change them through the view).
+	mode := uint32(0o600)
+	if _, err := v.SetAttr(fh, nfsc.Sattr3{Mode: nfsc.SetMode{SetIt: true, Mode: mode}}); err != nil {
+		t.Fatal(err)
+	}
+	c.WaitRecall("recall after an NFSv3 SETATTR of the mode", deleg, handle)
+
+	deleg, _, _ = c.ReadDelegation("s", "f.bin")
+	mtime := time.Now().Add(-time.Hour)
+	if _, err := sh.SetAttr(other, "f.bin", fileshare.SetAttr{Mtime: &mtime}); err != nil {
+		t.Fatal(err)
+	}
+	c.WaitRecall("recall after another frontend set the times", deleg, handle)
+
+	deleg, _, _ = c.ReadDelegation("s", "f.bin")
+	if err := v.Rename("f.bin", "renamed.bin"); err != nil {
+		t.Fatal(err)
+	}
+	c.WaitRecall("recall after an NFSv3 RENAME of the file", deleg, handle)
+
+	if _, err := sh.Create(other, "replacement.bin", 0o644, 0, 0, true); err != nil {
+		t.Fatal(err)
+	}
+	deleg, _, handle = c.ReadDelegation("s", "renamed.bin")
+	if err := sh.Rename(other, "replacement.bin", "renamed.bin"); err != nil {
+		t.Fatal(err)
+	}
+	c.WaitRecall("recall after another frontend renamed a file over it", deleg, handle)
+
+	deleg, _, handle = c.ReadDelegation("s", "renamed.bin")
+	if err := v.Remove("renamed.bin"); err != nil {
+		t.Fatal(err)
+	}
+	c.WaitRecall("recall after an NFSv3 REMOVE of the file", deleg, handle)
 }
