@@ -91,6 +91,26 @@ stop_gw() {
 	GW_PID=
 	rm -f /run/gatewayd.pid
 }
+# cwd_hold DIR: a process whose working directory is DIR (in an NFS
+# mount) across a restart of gatewayd; cwd_check FILE then has it list .
+# and read FILE there (no ESTALE) and says whether it could. The
+# scenario's own shell stays out of the mount: in a CI run a scenario
+# whose shell had its working directory in the hard mount went no further
+# than gatewayd's stop, and the shell is what starts gatewayd again.
+cwd_hold() {
+	rm -f /tmp/cwd.go /tmp/cwd.ok
+	(cd "$1" || exit 1
+		while [ ! -e /tmp/cwd.go ]; do sleep 0.2; done
+		ls . >/dev/null && cat "$(cat /tmp/cwd.go)" >/dev/null && touch /tmp/cwd.ok) &
+	CWD_PID=$!
+}
+cwd_check() {
+	echo "$1" >/tmp/cwd.go
+	local i
+	for i in $(seq 1 $((HANG * 5))); do alive "$CWD_PID" || break; sleep 0.2; done
+	kill -KILL "$CWD_PID" 2>/dev/null
+	[ -e /tmp/cwd.ok ] || { echo "ls . or cat $1 in the directory held across the restart failed"; return 1; }
+}
 # kill_gw WHEN: kill -9 gatewayd (WHEN says what it was doing).
 kill_gw() {
 	GW_PID=$(cat /run/gatewayd.pid)
@@ -325,13 +345,12 @@ scenario_nfs() {
 	if [ $okb -eq 1 ]; then pass nfs-objects-in-bucket
 	else fail nfs-objects-in-bucket "$(cd "$OBJ" && find e2e% -maxdepth 1 | head -20 | tr '\n' ' ')"; fi
 	# Restart while mounted: file handles survive, no ESTALE.
-	cd /mnt/nfs/tree/docs || true
+	cwd_hold /mnt/nfs/tree/docs
 	stop_gw
-	if start_gw && sleep 2 && cmp -s /tmp/n1 /mnt/nfs/file1 && ls . >/dev/null && cat note-3-2.txt >/dev/null &&
+	if start_gw && sleep 2 && cmp -s /tmp/n1 /mnt/nfs/file1 && cwd_check note-3-2.txt &&
 		echo after-restart >/mnt/nfs/after-restart.txt && [ "$(cat /mnt/nfs/after-restart.txt)" = after-restart ] &&
 		tree_sums /mnt/nfs/tree >/tmp/nfstree2.sum && cmp -s /tmp/tree.sum /tmp/nfstree2.sum; then pass nfs-restart-mounted
 	else fail nfs-restart-mounted "$(dmesg | grep -i -E 'stale|nfs' | tail -3 | tr '\n' ' ')"; fi
-	cd /
 	# The share stays mounted for the SMB scenario's cross-protocol check.
 }
 
@@ -567,13 +586,12 @@ scenario_nfs4() {
 	if [ $okd -eq 1 ]; then pass nfs4-read-delegation; else fail nfs4-read-delegation "see above"; fi
 
 	# Restart while mounted: the client recovers its session by itself.
-	cd /mnt/nfs4/tree4/docs || true
+	cwd_hold /mnt/nfs4/tree4/docs
 	stop_gw
-	if start_gw && cmp -s /tmp/m1 /mnt/nfs4/v4-file1 && ls . >/dev/null && cat note-4-2.txt >/dev/null &&
+	if start_gw && cmp -s /tmp/m1 /mnt/nfs4/v4-file1 && cwd_check note-4-2.txt &&
 		echo after-restart >/mnt/nfs4/v4-after-restart.txt && [ "$(cat /mnt/nfs4/v4-after-restart.txt)" = after-restart ] &&
 		tree_sums /mnt/nfs4/tree4 >/tmp/nfs4tree2.sum && cmp -s /tmp/tree4.sum /tmp/nfs4tree2.sum; then pass nfs4-restart-mounted
 	else fail nfs4-restart-mounted "$(dmesg | grep -i -E 'stale|nfs' | tail -3 | tr '\n' ' ')"; fi
-	cd /
 
 	# kill -9 while a process holds a lock: the mount recovers, the holder
 	# still holds its range (it reclaims it in the grace period) and
