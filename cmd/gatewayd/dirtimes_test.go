@@ -46,7 +46,7 @@ func TestDirectoryTimesOverNFSAndSMB(t *testing.T) {
 	v, nfsDone := nfsMount(t, nfsAddr(t, dir), "dt")
 	defer func() { nfsDone() }()
 	// A bound for a wedged SMB call, not a speed check.
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	ctx, cancel := testContext(t)
 	defer cancel()
 	fs, smbDone := smbtest.MustDial(t, addr, "dt", "root", smbPassword)
 	defer func() { smbDone() }()

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -67,7 +66,7 @@ func TestUploadBufferDiskFull(t *testing.T) {
 	d := serve(t, dir)
 	g := &soakGateway{t: t, dir: dir, d: d}
 	mustRun(t, "volume", "create", "--data-dir", dir, "--name", "full", "--size", "128M")
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	ctx, cancel := testContext(t)
 	defer cancel()
 	c := g.attach(ctx, "full")
 	proxy.SetOutage(true)

@@ -7,7 +7,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -16,7 +15,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/gatewayd/gatewayd/internal/testdisk"
 	"github.com/gatewayd/gatewayd/internal/testrand"
@@ -28,7 +26,7 @@ func TestStoredVolumeDisks(t *testing.T) {
 	dir := t.TempDir()
 	mustRun(t, "init", "--data-dir", dir)
 	serve(t, dir)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	ctx, cancel := testContext(t)
 	defer cancel()
 	disks := t.TempDir()
 	img := filepath.Join(disks, "user.img")
@@ -163,7 +161,7 @@ func TestFailedLocalWriteDegradesHealth(t *testing.T) {
 	if r := run(t, nil, "status", "--data-dir", dir); strings.Contains(r.stdout, "local disk write failed") {
 		t.Fatalf("status before any failure: %+v", r)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	ctx, cancel := testContext(t)
 	defer cancel()
 	l := attach(t, ctx, dir, "thin")
 	data := testrand.Bytes(9, 1<<20)

@@ -49,7 +49,7 @@ func TestMeasureObjectLockRequests(t *testing.T) {
 	dir := t.TempDir()
 	mustRun(t, append([]string{"init", "--data-dir", dir, "--store", "s3://locked/gw", "--object-lock"}, s3args...)...)
 	serve(t, dir)
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	ctx, cancel := testContext(t)
 	defer cancel()
 	const size = 128 << 20
 	mustRun(t, "volume", "create", "--data-dir", dir, "--name", "db", "--size", "128M")

@@ -44,7 +44,7 @@ func TestObjectLockSnapshots(t *testing.T) {
 		t.Fatalf("init --object-lock: %s", out)
 	}
 	serve(t, dir)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	ctx, cancel := testContext(t)
 	defer cancel()
 	const size = 8 << 20
 	mustRun(t, "volume", "create", "--data-dir", dir, "--name", "db", "--size", "8M")
@@ -199,7 +199,7 @@ func TestObjectLockSnapshotsCompliance(t *testing.T) {
 		t.Fatalf("init --object-lock=compliance: %s", out)
 	}
 	serve(t, dir)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	ctx, cancel := testContext(t)
 	defer cancel()
 	mustRun(t, "volume", "create", "--data-dir", dir, "--name", "db", "--size", "4M")
 	attach(t, ctx, dir, "db").write(0, testrand.Bytes(5, 4<<20))

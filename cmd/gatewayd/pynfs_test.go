@@ -46,7 +46,7 @@ func TestPynfs(t *testing.T) {
 	out := filepath.Join(t.TempDir(), "results.json")
 	// A bound for a wedged run, not a speed check: the suite waits out
 	// leases in some tests.
-	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Minute)
+	ctx, cancel := testContext(t)
 	defer cancel()
 	// The system's python3, which has Debian's ply and gssapi, before any
 	// other.

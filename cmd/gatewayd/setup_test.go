@@ -1,7 +1,9 @@
 package main
 
 import (
+	"context"
 	"testing"
+	"time"
 
 	"github.com/gatewayd/gatewayd/internal/miniotest"
 )
@@ -35,4 +37,16 @@ func serveSMB(t *testing.T, dir, addr string, more ...string) *daemon {
 	d := serve(t, dir, append([]string{"--smb-listen", addr}, more...)...)
 	mustRun(t, "smb", "user", "add", "--data-dir", dir, "root", "--password", smbPassword)
 	return d
+}
+
+// testContext is a whole test's context: it ends a minute before go
+// test's -timeout would stop the binary, so a wedged test fails with its
+// own message. A bound for a hang, never a speed check: on a busy machine
+// one of these tests takes tens of minutes, and a fixed bound of a few
+// failed tests that were only slow.
+func testContext(t *testing.T) (context.Context, context.CancelFunc) {
+	if d, ok := t.Deadline(); ok {
+		return context.WithDeadline(context.Background(), d.Add(-time.Minute))
+	}
+	return context.WithCancel(context.Background())
 }

@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/gatewayd/gatewayd/internal/testrand"
 
@@ -74,7 +73,7 @@ func TestSnapshotsEndToEnd(t *testing.T) {
 	dirA := t.TempDir()
 	mustRun(t, append([]string{"init", "--data-dir", dirA, "--store", "s3://snaps/site1"}, s3args...)...)
 	a := serve(t, dirA)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	ctx, cancel := testContext(t)
 	defer cancel()
 
 	const size = 24 << 20

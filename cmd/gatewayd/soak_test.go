@@ -426,7 +426,7 @@ func TestSoak(t *testing.T) {
 			}
 		}
 	})
-	ctx, cancel := context.WithTimeout(context.Background(), p.minutes+10*time.Minute)
+	ctx, cancel := testContext(t)
 	defer cancel()
 
 	const vol, share = "soakvol", "soakfiles"

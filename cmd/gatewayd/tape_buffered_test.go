@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/gatewayd/gatewayd/internal/tapeclient"
 )
@@ -110,7 +109,7 @@ func TestTapeBufferedModeKill(t *testing.T) {
 	s := &tapeSession{t: t, dir: dir, d: serve(t, dir)}
 	defer func() { s.d.stop(t) }()
 	mustRun(t, "tape", "create", "--data-dir", dir, "--count", "1", "--barcode-prefix", "BUF", "--size", "2G")
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	ctx, cancel := testContext(t)
 	defer cancel()
 	s.changer, s.drive, s.logout = library(t, dir)
 	defer func() { s.logout() }()

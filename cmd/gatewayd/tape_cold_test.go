@@ -32,7 +32,7 @@ func TestTapeRetrieveColdStorage(t *testing.T) {
 	const bc = "CS0001L5"
 	mustRun(t, "tape", "create", "--data-dir", dir, "--count", "1", "--barcode-prefix", "CS", "--size", "1G")
 
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	ctx, cancel := testContext(t)
 	defer cancel()
 	changer, drive, driveEl, logout := loadTape(t, ctx, dir, bc)
 	var written [][]byte
@@ -119,7 +119,7 @@ func TestTapePoolMoveColdStorage(t *testing.T) {
 	mustRun(t, "pool", "create", "--data-dir", dir, "deep", "--storage-class", "DEEP_ARCHIVE")
 	mustRun(t, "tape", "create", "--data-dir", dir, "--count", "1", "--barcode-prefix", "PM", "--size", "1G", "--pool", "flexible")
 
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	ctx, cancel := testContext(t)
 	defer cancel()
 	changer, drive, driveEl, logout := loadTape(t, ctx, dir, bc)
 	var written [][]byte

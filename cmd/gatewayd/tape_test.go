@@ -100,7 +100,7 @@ func TestTapeLibraryEndToEnd(t *testing.T) {
 		}
 	}
 
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	ctx, cancel := testContext(t)
 	defer cancel()
 	changer, drive, logout := library(t, dir)
 	must(t, changer.Ready(ctx))

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"strings"
@@ -47,7 +46,7 @@ func TestTapeWORMAndPools(t *testing.T) {
 		t.Fatalf("tape list: %+v", in)
 	}
 
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	ctx, cancel := testContext(t)
 	defer cancel()
 	changer, drive, driveEl, logout := loadTape(t, ctx, dir, bc)
 
@@ -145,7 +144,7 @@ func TestTapePoolObjectLock(t *testing.T) {
 	mustRun(t, "pool", "create", "--data-dir", dir, "keep", "--storage-class", "REDUCED_REDUNDANCY", "--lock", "compliance", "--lock-days", "1")
 	mustRun(t, "tape", "create", "--data-dir", dir, "--count", "1", "--barcode-prefix", "LK", "--size", "1G", "--worm", "--pool", "keep")
 	const bc = "LK0001L5"
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	ctx, cancel := testContext(t)
 	defer cancel()
 	changer, drive, driveEl, logout := loadTape(t, ctx, dir, bc)
 	defer logout()

@@ -11,7 +11,6 @@ import (
 	"sync"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/gatewayd/gatewayd/api/volumeapi"
 	"github.com/gatewayd/gatewayd/frontends/iscsi/initiator"
@@ -225,7 +224,7 @@ func TestISCSIWriteCacheKill(t *testing.T) {
 	}
 	mustFailClearly(t, run(t, nil, "volume", "set", "--data-dir", dir, "wbc"), "no setting given")
 	mustFailClearly(t, run(t, nil, "volume", "set", "--data-dir", dir, "nosuch", "--write-cache"), "no such volume")
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	ctx, cancel := testContext(t)
 	defer cancel()
 	r := rand.New(rand.NewPCG(23, 5))
 	const cycles = 4
