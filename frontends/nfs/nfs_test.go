@@ -111,7 +111,7 @@ func libnfs(t *testing.T, tool string, args ...string) (string, error) {
 	if err != nil {
 		t.Fatalf("%s not found: install Debian's libnfs-utils (.ci/run does)", tool)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
 	out, err := exec.CommandContext(ctx, bin, args...).CombinedOutput()
 	return string(out), err

@@ -74,7 +74,7 @@ func onMinIO(t *testing.T) (*miniotest.Server, *Proxy, *s3.Client, context.Conte
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { p.Close() })
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	t.Cleanup(cancel)
 	return srv, p, client(srv, p.URL()), ctx
 }

@@ -67,7 +67,7 @@ func TestRestoreEncoding(t *testing.T) {
 		}
 	}))
 	defer srv.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
 	s, err := Open(ctx, Config{Bucket: "cold", Prefix: "gw/", Endpoint: srv.URL, Region: "us-east-1", PathStyle: true,
 		AccessKeyID: "key", SecretAccessKey: "secret"}, testLogger(t))
