@@ -29,7 +29,7 @@ func outageEnv(t *testing.T, logCap, cacheCap int64) (*env, *atomic.Bool, *fault
 // waitFor polls cond; the bound only stops a broken test from hanging.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
+	deadline := time.Now().Add(10 * time.Minute)
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("gave up waiting for %s", what)

@@ -70,7 +70,7 @@ func TestBandwidthScheduleFollowsClock(t *testing.T) {
 	go func() { defer close(done); b.Run(ctx, clk, time.UTC, nil) }()
 	waitFor := func(what string, cond func() bool) {
 		t.Helper()
-		deadline := time.Now().Add(30 * time.Second)
+		deadline := time.Now().Add(5 * time.Minute)
 		for !cond() {
 			if time.Now().After(deadline) {
 				t.Fatalf("gave up waiting for %s (upload limit %d, status %+v)", what, lim.UploadLimit(), b.get())

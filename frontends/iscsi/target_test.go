@@ -101,7 +101,7 @@ func dial(t *testing.T, f *fixture, o initiator.Options) *initiator.Conn {
 	if o.TargetName == "" && !o.Discovery {
 		o.TargetName = targetName
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	c, err := initiator.Dial(ctx, f.addr, o)
 	if err != nil {
@@ -112,7 +112,7 @@ func dial(t *testing.T, f *fixture, o initiator.Options) *initiator.Conn {
 }
 
 func ctx(t *testing.T) context.Context {
-	c, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	c, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	t.Cleanup(cancel)
 	return c
 }
@@ -355,7 +355,7 @@ func TestDeadPeerIsDropped(t *testing.T) {
 		t.Fatalf("%d sessions after login", n)
 	}
 	// Never read or answer again: the target's pings go unanswered.
-	deadline := time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(5 * time.Minute)
 	for len(f.srv.Sessions()) != 0 {
 		if time.Now().After(deadline) {
 			t.Fatal("the silent session was never dropped")

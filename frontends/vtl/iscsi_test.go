@@ -21,7 +21,7 @@ import (
 // written with WRITE(6), rewind, reading back, a short record's ILI
 // with its data, a move back out.
 func TestThroughISCSI(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	shelf := vtltest.NewShelf(4, 2, 1)
 	shelf.Put(0, vtltest.NewTape("GW0001L5", vtltest.TapeOptions{}))
