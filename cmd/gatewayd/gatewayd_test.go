@@ -210,7 +210,14 @@ func (d *daemon) stop(t *testing.T) {
 			t.Fatalf("serve after SIGTERM: %v\n%s", err, d.stderr)
 		}
 	case <-time.After(5 * time.Minute):
-		t.Fatalf("serve did not stop on SIGTERM\n%s", d.stderr)
+		// SIGQUIT: the Go runtime prints every goroutine, which says
+		// what the stop waits for.
+		_ = d.cmd.Process.Signal(syscall.SIGQUIT)
+		select {
+		case <-d.done:
+		case <-time.After(time.Minute):
+		}
+		t.Fatalf("serve did not stop on SIGTERM; its goroutines after SIGQUIT:\n%s", d.stderr)
 	}
 }
 
