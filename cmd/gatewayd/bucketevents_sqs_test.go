@@ -31,8 +31,7 @@ func TestBucketEventsFromSQS(t *testing.T) {
 	const visibility = 15 * time.Second
 	queue := sqstest.Start(t, visibility)
 	dir := t.TempDir()
-	mustRun(t, "init", "--data-dir", dir, "--store", "s3://sqsevents/gw", "--s3-endpoint", srv.Endpoint, "--s3-path-style",
-		"--s3-access-key", srv.AccessKey, "--s3-secret-key", srv.SecretKey)
+	mustRun(t, append([]string{"init", "--data-dir", dir, "--store", "s3://sqsevents/gw"}, minioFlags(srv)...)...)
 	setConfig(t, dir, map[string]map[string]any{"shares": {"attr_ttl": "1h",
 		"bucket_events": map[string]any{"sqs": map[string]any{"queue_url": queue.QueueURL, "endpoint": queue.URL,
 			"access_key": sqstest.AccessKey, "secret_key": sqstest.SecretKey}}}})

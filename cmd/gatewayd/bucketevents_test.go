@@ -43,8 +43,7 @@ func TestBucketEventsReachNFS(t *testing.T) {
 	srv := miniotest.StartWithEnv(t, miniotest.Webhook("GATEWAYD", "http://"+addr+"/", token, queue)...)
 	srv.CreateBucket(t, "events")
 	dir := t.TempDir()
-	mustRun(t, "init", "--data-dir", dir, "--store", "s3://events/gw", "--s3-endpoint", srv.Endpoint, "--s3-path-style",
-		"--s3-access-key", srv.AccessKey, "--s3-secret-key", srv.SecretKey)
+	mustRun(t, append([]string{"init", "--data-dir", dir, "--store", "s3://events/gw"}, minioFlags(srv)...)...)
 	setConfig(t, dir, map[string]map[string]any{"shares": {"attr_ttl": "1h",
 		"bucket_events": map[string]any{"listen": addr, "token": token, "queue_size": stormQueue}}})
 	smbAddr := smbtest.FreeAddr(t)

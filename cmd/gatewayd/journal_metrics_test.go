@@ -23,8 +23,7 @@ func TestJournalMetrics(t *testing.T) {
 	srv := miniotest.Start(t)
 	srv.CreateBucket(t, "journalmeter")
 	dir := t.TempDir()
-	mustRun(t, "init", "--data-dir", dir, "--store", "s3://journalmeter/gw", "--s3-endpoint", srv.Endpoint, "--s3-path-style",
-		"--s3-access-key", srv.AccessKey, "--s3-secret-key", srv.SecretKey)
+	mustRun(t, append([]string{"init", "--data-dir", dir, "--store", "s3://journalmeter/gw"}, minioFlags(srv)...)...)
 	setConfig(t, dir, map[string]map[string]any{
 		"volumes": {"settle_time": "100ms", "upload_interval": "100ms"},
 		"shares":  {"settle_time": "100ms"},

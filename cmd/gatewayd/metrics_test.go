@@ -147,8 +147,7 @@ func TestMetricsTable(t *testing.T) {
 	srv := miniotest.Start(t)
 	srv.CreateBucket(t, "meterbucket")
 	dir := t.TempDir()
-	mustRun(t, "init", "--data-dir", dir, "--store", "s3://meterbucket/gw", "--s3-endpoint", srv.Endpoint, "--s3-path-style",
-		"--s3-access-key", srv.AccessKey, "--s3-secret-key", srv.SecretKey)
+	mustRun(t, append([]string{"init", "--data-dir", dir, "--store", "s3://meterbucket/gw"}, minioFlags(srv)...)...)
 	// Quick recovery points and uploads, a slow hydration, and few retries
 	// so that failures show soon.
 	setConfig(t, dir, map[string]map[string]any{

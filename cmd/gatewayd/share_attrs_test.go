@@ -198,8 +198,7 @@ func TestShareAttributesEveryPath(t *testing.T) {
 	srv := miniotest.Start(t)
 	srv.CreateBucket(t, "attrs")
 	dir := t.TempDir()
-	mustRun(t, "init", "--data-dir", dir, "--store", "s3://attrs/gw", "--s3-endpoint", srv.Endpoint, "--s3-path-style",
-		"--s3-access-key", srv.AccessKey, "--s3-secret-key", srv.SecretKey)
+	mustRun(t, append([]string{"init", "--data-dir", dir, "--store", "s3://attrs/gw"}, minioFlags(srv)...)...)
 	const ttl = 2 * time.Second
 	setConfig(t, dir, map[string]map[string]any{"shares": {"attr_ttl": ttl.String()}})
 	smbtest.Require(t)

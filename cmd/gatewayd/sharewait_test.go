@@ -21,8 +21,7 @@ func TestShareWait(t *testing.T) {
 	srv := miniotest.Start(t)
 	srv.CreateBucket(t, "wait")
 	dir := t.TempDir()
-	mustRun(t, "init", "--data-dir", dir, "--store", "s3://wait/gw", "--s3-endpoint", srv.Endpoint, "--s3-path-style",
-		"--s3-access-key", srv.AccessKey, "--s3-secret-key", srv.SecretKey)
+	mustRun(t, append([]string{"init", "--data-dir", dir, "--store", "s3://wait/gw"}, minioFlags(srv)...)...)
 	setConfig(t, dir, map[string]map[string]any{"shares": {"settle_time": "1h"}})
 	serve(t, dir)
 	mustRun(t, "share", "create", "--data-dir", dir, "--name", "docs")
