@@ -1133,7 +1133,7 @@ func (s *Share) SetAttr(ctx context.Context, p string, ch SetAttr) (Attr, error)
 		defer s.dirMetaMu.Unlock()
 	}
 	a, err := s.setAttr(ctx, p, &ch)
-	if err == nil && a.Type == TypeFile && (ch.Size != nil || ch.Mode != nil || ch.UID != nil || ch.GID != nil || ch.Mtime != nil) {
+	if err == nil && a.Type == TypeFile && ch != (SetAttr{}) {
 		if cp, cerr := cleanPath(p); cerr == nil {
 			s.wrote(ctx, cp)
 		}
