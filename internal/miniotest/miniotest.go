@@ -152,14 +152,19 @@ func goEnv(name string) string {
 
 // Webhook is the environment giving MinIO a webhook notification target
 // id sending to endpoint with token; its ARN is arn:minio:sqs::ID:webhook.
-// Events wait in a queue directory while the endpoint is down.
+// With a queueDir, events wait there while the endpoint is down, and MinIO
+// sends them from it on a fixed 3 s tick; with none ("") MinIO posts each
+// event at once and drops it when the endpoint is down.
 func Webhook(id, endpoint, token, queueDir string) []string {
-	return []string{
+	env := []string{
 		"MINIO_NOTIFY_WEBHOOK_ENABLE_" + id + "=on",
 		"MINIO_NOTIFY_WEBHOOK_ENDPOINT_" + id + "=" + endpoint,
 		"MINIO_NOTIFY_WEBHOOK_AUTH_TOKEN_" + id + "=" + token,
-		"MINIO_NOTIFY_WEBHOOK_QUEUE_DIR_" + id + "=" + queueDir,
 	}
+	if queueDir != "" {
+		env = append(env, "MINIO_NOTIFY_WEBHOOK_QUEUE_DIR_"+id+"="+queueDir)
+	}
+	return env
 }
 
 func start(env ...string) (*Server, error) {
