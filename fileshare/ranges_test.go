@@ -58,7 +58,10 @@ func TestUploadSendsOnlyChangedBlocks(t *testing.T) {
 	must[Config](t)(e.m.Create(ctx, Config{Name: "docs"}))
 	s := e.share("docs")
 	must[Attr](t)(s.Create(ctx, "big", 0o640, 1000, 100, true))
-	want := testrand.Bytes(3, 40*BlockSize+123)
+	// 16 blocks: enough that every upload below copies at least
+	// composeMinCopy; no more, as each MiB costs seconds under -race.
+	const blocks = 16
+	want := testrand.Bytes(3, blocks*BlockSize+123)
 	for off := 0; off < len(want); off += BlockSize {
 		must[Attr](t)(s.WriteAt(ctx, "big", want[off:min(off+BlockSize, len(want))], int64(off)))
 	}
@@ -95,26 +98,26 @@ func TestUploadSendsOnlyChangedBlocks(t *testing.T) {
 	}
 	upload("the first upload", int64(len(want)), 0)
 
-	write(testrand.Bytes(4, 4096), 20*BlockSize+100)
+	write(testrand.Bytes(4, 4096), 6*BlockSize+100)
 	upload("4 KiB changed in the middle", BlockSize, 1)
 
 	// Two changes, one across a block boundary.
 	write(testrand.Bytes(5, 10), 3*BlockSize-5)
-	write(testrand.Bytes(6, 1), 33*BlockSize)
+	write(testrand.Bytes(6, 1), 13*BlockSize)
 	upload("two changes", 3*BlockSize, 1)
 
 	// Appended from inside the last block.
 	write(testrand.Bytes(7, 3*BlockSize), int64(len(want))-100)
-	upload("appended", int64(len(want))-40*BlockSize, 1)
+	upload("appended", int64(len(want))-blocks*BlockSize, 1)
 
 	// Cut short and extended again: past the cut the file holds zeroes,
 	// which the old object does not.
-	size := int64(30*BlockSize + 5)
+	size := int64(10*BlockSize + 5)
 	must[Attr](t)(s.SetAttr(ctx, "big", SetAttr{Size: &size}))
 	long := int64(len(want))
 	must[Attr](t)(s.SetAttr(ctx, "big", SetAttr{Size: &long}))
 	clear(want[size:])
-	upload("cut and extended", long-30*BlockSize, 1)
+	upload("cut and extended", long-10*BlockSize, 1)
 
 	// Written, then the gateway stops before the upload: the replayed
 	// write is what goes up.
