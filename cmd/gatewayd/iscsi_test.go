@@ -63,6 +63,36 @@ func conformance(t *testing.T, url string) string {
 	return string(b)
 }
 
+// explainConformance logs what a failed run leaves unsaid: each failed
+// test run again on its own with libiscsi's verbose log (what the target
+// answered; the test fails whatever the second run does), and the
+// daemon's warnings and errors.
+func explainConformance(t *testing.T, url string, results []cuResult, d *daemon) {
+	t.Helper()
+	for _, r := range results {
+		if r.result != "failed" {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+		out, err := exec.CommandContext(ctx, "iscsi-test-cu", "-V", "-d", "-t", "*."+r.name, url, url).CombinedOutput()
+		cancel()
+		if len(out) > 16<<10 {
+			out = out[len(out)-16<<10:]
+		}
+		t.Logf("%s run again on its own (%v):\n%s", r.name, err, out)
+	}
+	var lines []string
+	for _, l := range strings.Split(d.stderr.String(), "\n") {
+		if strings.Contains(l, "level=WARN") || strings.Contains(l, "level=ERROR") {
+			lines = append(lines, l)
+		}
+	}
+	if len(lines) > 60 {
+		lines = lines[len(lines)-60:]
+	}
+	t.Logf("the daemon's last warnings and errors:\n%s", strings.Join(lines, "\n"))
+}
+
 // conformanceSkips are the iscsi-test-cu tests that find a feature missing
 // on gatewayd's volumes: libiscsi prints "[SKIPPED]" and counts them as
 // passed. The list is exact (full Suite.Test names): a skip not listed
@@ -225,7 +255,7 @@ func TestISCSIConformance(t *testing.T) {
 	t.Parallel() // waits on servers: beside the others (see TestMain)
 	dir := t.TempDir()
 	mustRun(t, "init", "--data-dir", dir)
-	serve(t, dir)
+	d := serve(t, dir)
 	portal := iscsiPortal(t, dir)
 	mustRun(t, "volume", "create", "--data-dir", dir, "--name", "cached1", "--size", "256M")
 	mustRun(t, "volume", "create", "--data-dir", dir, "--name", "stored1", "--size", "256M", "--kind", "stored",
@@ -251,6 +281,7 @@ func TestISCSIConformance(t *testing.T) {
 			}
 			if len(problems) > 0 {
 				t.Errorf("iscsi-test-cu: %d passed, %d skipped, %d failed:\n  %s", passed, skipped, failed, strings.Join(problems, "\n  "))
+				explainConformance(t, url, results, d)
 			}
 		})
 	}
