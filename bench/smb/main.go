@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/gatewayd/gatewayd/config"
+	"github.com/gatewayd/gatewayd/frontends/smb"
 	"github.com/gatewayd/gatewayd/internal/smbtest"
 )
 
@@ -100,7 +101,11 @@ func main() {
 	plain := startPlain(work)
 	defer plain.stop()
 
-	view, err := newFuseTrace(gw.dataDir, "gatewayd:"+gw.sealed)
+	// The views are mounted where the daemon's SMB frontend puts them
+	// (smb.mount_dir, by default below the data directory, moved out of
+	// it when other accounts cannot reach it there).
+	mountDir, _ := smb.MountRoot(filepath.Join(gw.dataDir, "smb", "mnt"))
+	view, err := newFuseTrace(mountDir, "gatewayd:"+gw.sealed)
 	if err != nil {
 		log.Printf("the view's FUSE requests are not counted: %v", err)
 	} else {
