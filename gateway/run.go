@@ -64,6 +64,9 @@ func Run(ctx context.Context, cfg *config.Config, opts RunOptions) error {
 		opts.StoreProbeInterval = 30 * time.Second
 	}
 	logger := NewLogger(opts.Stderr, cfg.LogLevel)
+	// Last of the deferred steps: "stopped" means every frontend, the
+	// data path and the metadata store are closed.
+	defer logger.Info("gatewayd stopped")
 	started := opts.Clock.Now()
 
 	store, err := OpenStore(ctx, cfg, logger)
@@ -278,7 +281,7 @@ func Run(ctx context.Context, cfg *config.Config, opts RunOptions) error {
 	err = srv.Serve(ctx)
 	stopProbe()
 	<-probeDone
-	logger.Info("gatewayd stopped")
+	logger.Info("gatewayd stopping: closing the frontends and the data path")
 	return err
 }
 
