@@ -65,8 +65,14 @@ func Run(ctx context.Context, cfg *config.Config, opts RunOptions) error {
 	}
 	logger := NewLogger(opts.Stderr, cfg.LogLevel)
 	// Last of the deferred steps: "stopped" means every frontend, the
-	// data path and the metadata store are closed.
-	defer logger.Info("gatewayd stopped")
+	// data path and the metadata store are closed. A start that fails
+	// says only why.
+	serving := false
+	defer func() {
+		if serving {
+			logger.Info("gatewayd stopped")
+		}
+	}()
 	started := opts.Clock.Now()
 
 	store, err := OpenStore(ctx, cfg, logger)
@@ -278,6 +284,7 @@ func Run(ctx context.Context, cfg *config.Config, opts RunOptions) error {
 
 	logger.Info("gatewayd serving", "version", opts.Version, "gateway_id", keyring.Config().GatewayID,
 		"store", store.String(), "admin_socket", cfg.Path(cfg.Admin.Socket), "admin_tcp", srv.TCPAddr())
+	serving = true
 	err = srv.Serve(ctx)
 	stopProbe()
 	<-probeDone
