@@ -81,16 +81,7 @@ func explainConformance(t *testing.T, url string, results []cuResult, d *daemon)
 		}
 		t.Logf("%s run again on its own (%v):\n%s", r.name, err, out)
 	}
-	var lines []string
-	for _, l := range strings.Split(d.stderr.String(), "\n") {
-		if strings.Contains(l, "level=WARN") || strings.Contains(l, "level=ERROR") {
-			lines = append(lines, l)
-		}
-	}
-	if len(lines) > 60 {
-		lines = lines[len(lines)-60:]
-	}
-	t.Logf("the daemon's last warnings and errors:\n%s", strings.Join(lines, "\n"))
+	t.Log(warnings(d.stderr.String()))
 }
 
 // conformanceSkips are the iscsi-test-cu tests that find a feature missing
