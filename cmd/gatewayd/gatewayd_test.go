@@ -128,10 +128,29 @@ func raceReport(t *testing.T, what, stderr string) {
 	}
 }
 
+// daemonReport is what a failed test shows of a daemon's log: its
+// warnings and errors, then a panic or fatal error with its stacks (the
+// daemon died under the test) or else its last lines.
+func daemonReport(log string) string {
+	out := warnings(log)
+	for _, mark := range []string{"\npanic: ", "\nfatal error: "} {
+		if i := strings.Index(log, mark); i >= 0 {
+			tail := log[i+1:]
+			if len(tail) > 64<<10 {
+				tail = tail[:64<<10] + "\n[cut]"
+			}
+			return out + "and it crashed:\n" + tail
+		}
+	}
+	lines := strings.Split(strings.TrimRight(log, "\n"), "\n")
+	return out + "its last lines:\n" + strings.Join(lines[max(0, len(lines)-20):], "\n") + "\n"
+}
+
 type daemon struct {
 	cmd    *exec.Cmd
 	stderr *syncBuffer
-	done   chan error
+	done   chan error    // Wait's error, for the one who waits
+	exited chan struct{} // closed once the process has been waited for
 }
 
 // serve starts `gatewayd serve` and waits until its admin API answers.
@@ -168,18 +187,29 @@ func serveWrapped(t *testing.T, wait time.Duration, wrap []string, dataDir strin
 	}
 	argv := append(append(append([]string(nil), wrap...), binary, "serve", "--data-dir", dataDir), args...)
 	cmd := exec.Command(argv[0], argv[1:]...)
-	d := &daemon{cmd: cmd, stderr: new(syncBuffer), done: make(chan error, 1)}
+	d := &daemon{cmd: cmd, stderr: new(syncBuffer), done: make(chan error, 1), exited: make(chan struct{})}
 	cmd.Stderr = d.stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	go func() { d.done <- cmd.Wait() }()
+	go func() {
+		err := cmd.Wait()
+		close(d.exited)
+		d.done <- err
+	}()
 	t.Cleanup(func() {
-		if cmd.ProcessState == nil {
+		how := "had exited"
+		select {
+		case <-d.exited:
+		default:
 			_ = cmd.Process.Kill()
-			<-d.done
+			<-d.exited
+			how = "killed at cleanup"
 		}
 		raceReport(t, "serve", d.stderr.String())
+		if t.Failed() {
+			t.Logf("gatewayd serve (pid %d, %s, %v): %s", cmd.Process.Pid, how, cmd.ProcessState, daemonReport(d.stderr.String()))
+		}
 	})
 	c := admin.NewUnixClient(filepath.Join(dataDir, "admin.sock"))
 	deadline := time.Now().Add(wait)

@@ -448,3 +448,18 @@ func TestWarnings(t *testing.T) {
 		t.Fatalf("warnings of a log without any: %q", got)
 	}
 }
+
+func TestDaemonReport(t *testing.T) {
+	crashed := "time=1 level=INFO msg=a\ntime=2 level=WARN msg=w\npanic: runtime error: index out of range\n\ngoroutine 7 [running]:\nmain.f()\n"
+	if got, want := daemonReport(crashed), "the gateway's warnings:\ntime=2 level=WARN msg=w\nand it crashed:\npanic: runtime error: index out of range\n\ngoroutine 7 [running]:\nmain.f()\n"; got != want {
+		t.Fatalf("daemonReport of a crash: %q, want %q", got, want)
+	}
+	var log strings.Builder
+	for i := range 30 {
+		fmt.Fprintf(&log, "time=%d level=INFO msg=m%d\n", i, i)
+	}
+	got := daemonReport(log.String())
+	if !strings.HasPrefix(got, "the gateway logged no warning\nits last lines:\ntime=10 level=INFO msg=m10\n") || !strings.HasSuffix(got, "msg=m29\n") || strings.Contains(got, "msg=m9\n") {
+		t.Fatalf("daemonReport without a crash: %q", got)
+	}
+}
