@@ -386,6 +386,12 @@ func StartPlainUsers(t testing.TB, share, password string, users []string, globa
 	t.Cleanup(func() {
 		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 		<-exited
+		if t.Failed() {
+			// The peer's side of a failure: smbd logs why it refused a
+			// session or a tree connect.
+			lines := strings.Split(strings.TrimRight(log.String(), "\n"), "\n")
+			t.Logf("plain smbd on %s, its last lines:\n%s", addr, strings.Join(lines[max(0, len(lines)-40):], "\n"))
+		}
 	})
 	Eventually(t, "plain smbd accepting connections", func() error {
 		select {
