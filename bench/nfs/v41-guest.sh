@@ -95,7 +95,7 @@ run_job() {
 	say "$s $name"
 	if [ -n "$PROFILE" ] && [ "$s" = gatewayd ] && { [ "$name" = write-1m.1 ] || [ "$name" = randread-4k ]; }; then
 		curl -s --unix-socket $D/gw/admin.sock -o "$out/gatewayd-$name.pprof" \
-			"http://gatewayd/debug/pprof/profile?seconds=5" &
+			"http://gatewayd/debug/pprof/profile?seconds=${PROFILE_SECONDS:-5}" &
 		prof=$!
 	fi
 	p0=$(ticks "${pid[$s]}"); g0=$(guest); t0=$(date +%s.%N)

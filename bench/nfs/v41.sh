@@ -7,6 +7,7 @@
 #   bench/nfs/v41.sh                         (root: qemu, loop mount)
 #   ROUNDS=1 SIZE_MIB=256 FILES=1000 RUNTIME=10 bench/nfs/v41.sh
 #   PROFILE=1 bench/nfs/v41.sh               # gatewayd's CPU profiles of write-1m and randread-4k
+#   PROFILE=1 PROFILE_SECONDS=60 JOBS=write bench/nfs/v41.sh   # a profile over the write's flush too
 #   bench/nfs/v41.sh --image-only            # only build the image (no benchmark lock needed)
 #   JOBS=write bench/nfs/v41.sh              # only the write-1m rounds
 #
@@ -16,7 +17,8 @@
 # cached beside it. Environment: SIZE_MIB (default 1024), ROUNDS (write-1m
 # rounds, default 3), RUNTIME (seconds of each read job, default 20), FILES
 # (the create job, default 10000), JOBS (all, or write: the write-1m
-# rounds alone), PROFILE, OUT (keep the guest's results there),
+# rounds alone), PROFILE, PROFILE_SECONDS (how long each profile runs from
+# its job's start, default 5), OUT (keep the guest's results there),
 # BENCH_TIMEOUT (seconds, default 5400).
 set -euo pipefail
 
@@ -70,6 +72,7 @@ cat >"$share/params" <<-EOF
 	RUNTIME=${RUNTIME:-20}
 	FILES=${FILES:-10000}
 	PROFILE=${PROFILE:-}
+	PROFILE_SECONDS=${PROFILE_SECONDS:-5}
 	JOBS=${JOBS:-all}
 EOF
 qemu-img create -q -f qcow2 -F raw -b "$IMG/rootfs.ext4" "$run/root.qcow2"
