@@ -324,6 +324,7 @@ func (s *Server) session(id sessionID, now time.Time) *session {
 // that request's reply, which it does not run again.
 func (x *exec) sequence(a sequenceArgs) (uint32, []byte) {
 	s := x.s
+	h := hashArgs(x.raw) // before the lock: it reads the request
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.opts.Now()
@@ -339,7 +340,6 @@ func (x *exec) sequence(a sequenceArgs) (uint32, []byte) {
 		return errReqTooBig, nil
 	}
 	sl := &ss.slots[a.slot]
-	h := hashArgs(x.raw)
 	switch a.seq {
 	case sl.seq:
 		switch {

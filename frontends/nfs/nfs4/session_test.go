@@ -285,3 +285,36 @@ func TestCreateSessionReplay(t *testing.T) {
 		t.Fatalf("CREATE_SESSION out of order: %s", statuses(r))
 	}
 }
+
+// TestHashArgs: a request's hash tells apart requests that differ in
+// length or in their operations (the front) or the end, and reads only
+// both ends of a large request, not a WRITE's data in between.
+func TestHashArgs(t *testing.T) {
+	req := func(n int) []byte {
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = byte(i * 7)
+		}
+		return b
+	}
+	for _, n := range []int{0, 1, 100, 2 * argsHashSpan, 2*argsHashSpan + 1, 1 << 20} {
+		a, b := req(n), req(n)
+		if hashArgs(a) != hashArgs(b) {
+			t.Fatalf("%d bytes: the same request hashes differently", n)
+		}
+		if hashArgs(a) == hashArgs(req(n+1)) {
+			t.Fatalf("%d bytes: a request one byte longer hashes the same", n)
+		}
+		if n == 0 {
+			continue
+		}
+		for _, at := range []int{0, n / 2, n - 1} {
+			c := req(n)
+			c[at]++
+			inData := n > 2*argsHashSpan && at >= argsHashSpan && at < n-argsHashSpan
+			if got := hashArgs(c) == hashArgs(a); got != inData {
+				t.Fatalf("%d bytes, byte %d changed: same hash %v, want %v", n, at, got, inData)
+			}
+		}
+	}
+}
