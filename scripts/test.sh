@@ -67,7 +67,7 @@ skipflag=""
 start=$SECONDS
 cpu_seconds; cpu0=$cpu
 tests_rc=0
-go test -race -count=1 -parallel 8 -timeout 75m -json ./... | "$summary" $skipflag || tests_rc=$?
+go test -race -count=1 -parallel 8 -timeout 75m -json ./... | "$summary" $skipflag -counts "$bindir/counts" || tests_rc=$?
 cpu_seconds
 echo "== go test -race: $((SECONDS - start))s, CPU $((cpu - cpu0))s"
 
@@ -78,8 +78,12 @@ side_pid=""
 cat "$side_log"
 cpu_seconds
 echo "== go vet and fuzz (beside the tests): CPU $((cpu - cpu0))s"
+# The last line is the plain count a reader of the log (or CI) looks for.
+read -r n_pass n_fail n_skip <"$bindir/counts" 2>/dev/null || { n_pass=0; n_fail=0; n_skip=0; }
 if [ "$tests_rc" -ne 0 ] || [ "$side_rc" -ne 0 ]; then
 	echo "== FAILED: go test exit $tests_rc, go vet and fuzz exit $side_rc"
+	echo "tests: $n_pass passed, $n_fail failed, $n_skip skipped"
 	exit 1
 fi
 echo "== all checks passed"
+echo "tests: $n_pass passed, $n_fail failed, $n_skip skipped"

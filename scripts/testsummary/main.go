@@ -24,8 +24,16 @@ import (
 
 func main() {
 	failOnSkip := flag.Bool("fail-on-skip", false, "exit non-zero when any test was skipped")
+	countsFile := flag.String("counts", "", "also write the run's passed, failed and skipped counts to this file, one line")
 	flag.Parse()
-	os.Exit(summarise(os.Stdin, os.Stdout, *failOnSkip))
+	status, total := summarise(os.Stdin, os.Stdout, *failOnSkip)
+	if *countsFile != "" {
+		if err := os.WriteFile(*countsFile, []byte(fmt.Sprintf("%d %d %d\n", total.passed, total.failed, total.skipped)), 0o644); err != nil {
+			fmt.Fprintf(os.Stderr, "testsummary: %v\n", err)
+			status = 1
+		}
+	}
+	os.Exit(status)
 }
 
 // event is one line of `go test -json` (cmd/test2json).
@@ -62,8 +70,8 @@ type pkg struct {
 }
 
 // summarise reads events from in, writes the summary to out and returns
-// the exit status.
-func summarise(in io.Reader, out io.Writer, failOnSkip bool) int {
+// the exit status and the run's counts.
+func summarise(in io.Reader, out io.Writer, failOnSkip bool) (int, counts) {
 	pkgs := map[string]*pkg{}
 	get := func(name string) *pkg {
 		p := pkgs[name]
@@ -174,7 +182,7 @@ func summarise(in io.Reader, out io.Writer, failOnSkip bool) int {
 	}
 	if err := sc.Err(); err != nil {
 		fmt.Fprintf(out, "testsummary: reading go test's output: %v\n", err)
-		return 1
+		return 1, total
 	}
 	// Packages whose end never came: go test was killed.
 	for name, p := range pkgs {
@@ -197,7 +205,7 @@ func summarise(in io.Reader, out io.Writer, failOnSkip bool) int {
 		}
 		status = 1
 	}
-	return status
+	return status, total
 }
 
 // isFinal reports whether line is go test's closing line for package name:

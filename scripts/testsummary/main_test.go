@@ -54,8 +54,12 @@ func goTestJSON(t *testing.T, files map[string]string) []byte {
 func TestSummarise(t *testing.T) {
 	stream := goTestJSON(t, map[string]string{"sample_test.go": sample})
 	var out bytes.Buffer
-	if status := summarise(bytes.NewReader(stream), &out, false); status != 1 {
+	status, total := summarise(bytes.NewReader(stream), &out, false)
+	if status != 1 {
 		t.Errorf("exit status %d with a failed test, want 1", status)
+	}
+	if want := (counts{run: 7, passed: 4, failed: 1, skipped: 2}); total != want {
+		t.Errorf("counts %+v, want %+v", total, want)
 	}
 	got := out.String()
 	t.Logf("summary:\n%s", got)
@@ -90,14 +94,14 @@ func TestPass(t *testing.T) {}
 func TestSkip(t *testing.T) { t.Skip("tool not installed") }
 `})
 	var out bytes.Buffer
-	if status := summarise(bytes.NewReader(stream), &out, false); status != 0 {
+	if status, _ := summarise(bytes.NewReader(stream), &out, false); status != 0 {
 		t.Errorf("exit status %d with only a skip and skips allowed, want 0\n%s", status, out.String())
 	}
 	if !strings.Contains(out.String(), "ok  \texample.com/sample\t") || !strings.Contains(out.String(), "tests: 2 run, 1 passed, 0 failed, 1 skipped") {
 		t.Errorf("summary:\n%s", out.String())
 	}
 	out.Reset()
-	if status := summarise(bytes.NewReader(stream), &out, true); status != 1 {
+	if status, _ := summarise(bytes.NewReader(stream), &out, true); status != 1 {
 		t.Errorf("exit status %d with a skip and -fail-on-skip, want 1", status)
 	}
 	if !strings.Contains(out.String(), "1 tests skipped") || !strings.Contains(out.String(), "example.com/sample TestSkip") {
@@ -108,7 +112,7 @@ func TestSkip(t *testing.T) { t.Skip("tool not installed") }
 func TestSummariseNoTests(t *testing.T) {
 	stream := goTestJSON(t, map[string]string{"sample.go": "package sample\n"})
 	var out bytes.Buffer
-	if status := summarise(bytes.NewReader(stream), &out, true); status != 0 {
+	if status, _ := summarise(bytes.NewReader(stream), &out, true); status != 0 {
 		t.Errorf("exit status %d for a package without tests\n%s", status, out.String())
 	}
 	if !strings.Contains(out.String(), "?   \texample.com/sample\t[no test files]\n") {
@@ -119,7 +123,7 @@ func TestSummariseNoTests(t *testing.T) {
 func TestSummariseBuildFailure(t *testing.T) {
 	stream := goTestJSON(t, map[string]string{"sample_test.go": "package sample\n\nfunc TestX(t *testing.T) { undefined() }\n"})
 	var out bytes.Buffer
-	if status := summarise(bytes.NewReader(stream), &out, false); status != 1 {
+	if status, _ := summarise(bytes.NewReader(stream), &out, false); status != 1 {
 		t.Errorf("exit status %d after a build failure, want 1\n%s", status, out.String())
 	}
 	if !strings.Contains(out.String(), "undefined") {
@@ -133,7 +137,7 @@ func TestSummariseCutOff(t *testing.T) {
 	cut := stream[:bytes.Index(stream, []byte(`"Test":"TestSkip"`))]
 	cut = cut[:bytes.LastIndexByte(cut, '\n')+1]
 	var out bytes.Buffer
-	if status := summarise(bytes.NewReader(cut), &out, false); status != 1 {
+	if status, _ := summarise(bytes.NewReader(cut), &out, false); status != 1 {
 		t.Errorf("exit status %d for a cut-off stream, want 1\n%s", status, out.String())
 	}
 }
