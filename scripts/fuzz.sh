@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # A short fuzzing pass over every fuzz target: each FuzzXxx function run
-# from its own package for FUZZTIME (10s unless set). scripts/test.sh runs
+# from its own package for FUZZTIME (10s unless set), with FUZZPARALLEL
+# workers (1 unless set). scripts/test.sh runs
 # it beside the test suite; by hand: FUZZTIME=1m ./scripts/fuzz.sh.
 #
 # Each package's fuzzing-instrumented test binary is built once and runs
@@ -11,6 +12,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 fuzztime="${FUZZTIME:-10s}"
+# One fuzzing worker unless FUZZPARALLEL says more: the pass runs beside
+# the test suite on a 2-core machine, and a second worker took CPU from the
+# tests for no finding in any run so far.
+fuzzpar="${FUZZPARALLEL:-1}"
 bindir="$(mktemp -d)"
 trap 'rm -rf "$bindir"' EXIT
 cachedir="$(go env GOCACHE)/fuzz"
@@ -29,7 +34,7 @@ for dir in $(grep -rl --include='*_test.go' '^func Fuzz' . | xargs -n1 dirname |
 		# testdata/fuzz corpus), with go's corpus cache and go test's
 		# default -timeout.
 		fuzz() {
-			(cd "$root/$pkg" && "$bin" -test.run '^$' -test.fuzz "^${fn}\$" -test.fuzztime "$fuzztime" \
+			(cd "$root/$pkg" && "$bin" -test.run '^$' -test.fuzz "^${fn}\$" -test.fuzztime "$fuzztime" -test.parallel "$fuzzpar" \
 				-test.fuzzminimizetime 5s -test.fuzzcachedir "$cachedir/$importpath" -test.timeout 10m)
 		}
 		if ! fuzz 2>&1 | tee "$log"; then

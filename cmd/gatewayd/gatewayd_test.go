@@ -27,7 +27,32 @@ import (
 	"github.com/gatewayd/gatewayd/internal/miniotest"
 )
 
-var binary string
+// binary is the daemon as the tests run it; raceBinary is it built with
+// the race detector, when the test binary is, for the tests in raceTests.
+var binary, raceBinary string
+
+// raceTests are the end-to-end tests whose daemons are race-checked (when
+// this test binary is): together they drive every frontend, the uploads,
+// snapshots, restores, the admin API and kill -9 recovery concurrently.
+// The others run the plain build: the race-built daemons were a quarter
+// of a CI run's CPU (README, Test), and every package's own tests are
+// race-checked in process.
+var raceTests = map[string]bool{
+	"TestSoak":                 true, // iSCSI, NFSv3, snapshots, restore, gc, kill -9
+	"TestSMBTorture":           true, // smbd's load through the file-share view
+	"TestTapeLibraryEndToEnd":  true, // changer, drives, tapes, archive
+	"TestNFS4ReclaimAfterKill": true, // NFSv4.1 sessions, opens and locks, kill -9
+}
+
+// binaryFor is the daemon binary a test runs: the race-built one for the
+// top-level tests in raceTests.
+func binaryFor(t *testing.T) string {
+	top, _, _ := strings.Cut(t.Name(), "/")
+	if raceBinary != "" && raceTests[top] {
+		return raceBinary
+	}
+	return binary
+}
 
 // TestMain builds the daemon once for every test. The end-to-end tests
 // that spend their time waiting (on health probes, settle times, upload
@@ -47,17 +72,20 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	binary = filepath.Join(dir, "gatewayd")
-	build := []string{"build", "-o", binary}
+	builds := [][]string{{"build", "-o", binary, "."}}
 	if raceEnabled {
-		// The daemon is race-checked with the tests, and stops at its
-		// first race: raceReport makes that fail the test.
-		build = append(build, "-race")
+		// The race-checked daemons stop at their first race: raceReport
+		// makes that fail the test.
+		raceBinary = filepath.Join(dir, "gatewayd-race")
+		builds = append(builds, []string{"build", "-race", "-o", raceBinary, "."})
 		os.Setenv("GORACE", strings.TrimSpace(os.Getenv("GORACE")+" halt_on_error=1"))
 	}
-	out, err := exec.Command("go", append(build, ".")...).CombinedOutput()
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "build gatewayd: %v\n%s", err, out)
-		os.Exit(1)
+	for _, build := range builds {
+		out, err := exec.Command("go", build...).CombinedOutput()
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "go %s: %v\n%s", strings.Join(build, " "), err, out)
+			os.Exit(1)
+		}
 	}
 	code := m.Run()
 	os.RemoveAll(dir)
@@ -80,11 +108,11 @@ func run(t *testing.T, env []string, args ...string) result {
 // runInput is run with stdin (a password).
 func runInput(t *testing.T, env []string, stdin string, args ...string) result {
 	t.Helper()
-	// 15 minutes: argon2id in the race-checked binary alone takes minutes
+	// 15 minutes: argon2id in a race-checked binary alone takes minutes
 	// when the machine is busy.
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, binary, args...)
+	cmd := exec.CommandContext(ctx, binaryFor(t), args...)
 	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdin = strings.NewReader(stdin)
 	var out, errb bytes.Buffer
@@ -185,7 +213,7 @@ func serveWrapped(t *testing.T, wait time.Duration, wrap []string, dataDir strin
 	if !strings.Contains(strings.Join(args, " "), "--nfs-rpcbind") {
 		args = append(args, "--nfs-rpcbind=false")
 	}
-	argv := append(append(append([]string(nil), wrap...), binary, "serve", "--data-dir", dataDir), args...)
+	argv := append(append(append([]string(nil), wrap...), binaryFor(t), "serve", "--data-dir", dataDir), args...)
 	cmd := exec.Command(argv[0], argv[1:]...)
 	d := &daemon{cmd: cmd, stderr: new(syncBuffer), done: make(chan error, 1), exited: make(chan struct{})}
 	cmd.Stderr = d.stderr

@@ -246,7 +246,7 @@ func TestSnapshotCreateInterrupted(t *testing.T) {
 	mustRun(t, "bandwidth", "set", "--data-dir", dir, "--upload", "32K")
 	attach(t, context.Background(), dir, "c1").write(0, testrand.Bytes(22, 2<<20))
 
-	cmd := exec.Command(binary, "snapshot", "create", "--data-dir", dir, "c1", "--progress")
+	cmd := exec.Command(binaryFor(t), "snapshot", "create", "--data-dir", dir, "c1", "--progress")
 	var stdout, stderr syncBuffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Start(); err != nil {
