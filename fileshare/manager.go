@@ -2,9 +2,9 @@ package fileshare
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
+	"maps"
 	"sort"
 	"strings"
 	"sync"
@@ -241,8 +241,8 @@ func New(ctx context.Context, opts Options) (*Manager, error) {
 	})
 	err := opts.Meta.View(ctx, func(tx meta.Txn) error {
 		return tx.Iterate([]byte("fshare/"), func(_, v []byte) error {
-			var c Config
-			if err := json.Unmarshal(v, &c); err != nil {
+			c, err := unmarshalConfig(v)
+			if err != nil {
 				return fmt.Errorf("share metadata: %w", err)
 			}
 			m.shares[c.Name] = m.newShare(c)
@@ -408,6 +408,7 @@ func (m *Manager) Update(ctx context.Context, name string, fn func(*Config) erro
 	c := old
 	c.Clients = append([]string(nil), old.Clients...)
 	c.Protocols = append([]string(nil), old.Protocols...)
+	c.Frontends = maps.Clone(old.Frontends)
 	if err := fn(&c); err != nil {
 		return Config{}, err
 	}
@@ -415,13 +416,11 @@ func (m *Manager) Update(ctx context.Context, name string, fn func(*Config) erro
 		return Config{}, err
 	}
 	fixed := c
-	fixed.ReadOnly, fixed.SMBGuest, fixed.SMBEncrypt, fixed.SMBAccessBasedEnum = old.ReadOnly, old.SMBGuest, old.SMBEncrypt, old.SMBAccessBasedEnum
-	fixed.SMBValidUsers, fixed.SMBInvalidUsers, fixed.SMBAdminUsers = old.SMBValidUsers, old.SMBInvalidUsers, old.SMBAdminUsers
-	fixed.Audit = old.Audit
+	fixed.ReadOnly, fixed.Frontends, fixed.Audit = old.ReadOnly, old.Frontends, old.Audit
 	a, _ := fixed.marshal()
 	b, _ := old.marshal()
 	if string(a) != string(b) {
-		return Config{}, fmt.Errorf("share %s: %w: only read-only, auditing and the SMB options change on a served share", name, ErrInvalid)
+		return Config{}, fmt.Errorf("share %s: %w: only read-only, auditing and the frontends' options change on a served share", name, ErrInvalid)
 	}
 	raw, err := c.marshal()
 	if err != nil {

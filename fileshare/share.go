@@ -1,6 +1,7 @@
 package fileshare
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -38,16 +39,10 @@ type Config struct {
 	// Protocols are the frontends that serve the share: "nfs", "smb"
 	// (default nfs alone).
 	Protocols []string `json:"protocols,omitempty"`
-	// SMBGuest lets SMB clients in without a user (off by default);
-	// SMBEncrypt requires SMB3 encryption on the share.
-	SMBGuest   bool `json:"smb_guest,omitempty"`
-	SMBEncrypt bool `json:"smb_encrypt,omitempty"`
-	// Who may use the share over SMB: users and groups ('@' first), local
-	// or DOMAIN\name; the SMB frontend checks the names (docs/smb.md).
-	SMBValidUsers      []string `json:"smb_valid_users,omitempty"`
-	SMBInvalidUsers    []string `json:"smb_invalid_users,omitempty"`
-	SMBAdminUsers      []string `json:"smb_admin_users,omitempty"`
-	SMBAccessBasedEnum bool     `json:"smb_access_based_enum,omitempty"`
+	// Frontends holds each frontend's own options for the share, by
+	// protocol: the frontend defines and checks them (docs/smb.md); the
+	// service keeps them, and lets them change on a served share.
+	Frontends map[string]json.RawMessage `json:"frontends,omitempty"`
 	// Audit records every NFS and SMB operation that opens or changes a
 	// file of the share in the audit log (docs/events.md).
 	Audit bool `json:"audit,omitempty"`
@@ -136,11 +131,13 @@ func (c *Config) Normalize() error {
 		}
 	}
 	c.Protocols = protocols
-	if (c.SMBGuest || c.SMBEncrypt) && !seen["smb"] {
-		return errors.New("smb_guest and smb_encrypt need smb among the share's protocols")
-	}
-	if (len(c.SMBValidUsers)+len(c.SMBInvalidUsers)+len(c.SMBAdminUsers) > 0 || c.SMBAccessBasedEnum) && !seen["smb"] {
-		return errors.New("smb_valid_users, smb_invalid_users, smb_admin_users and smb_access_based_enum need smb among the share's protocols")
+	for p, raw := range c.Frontends {
+		if !seen[p] {
+			return fmt.Errorf("options for %s need %s among the share's protocols", p, p)
+		}
+		if t := bytes.TrimSpace(raw); !json.Valid(t) || t[0] != '{' {
+			return fmt.Errorf("options for %s: want a JSON object", p)
+		}
 	}
 	if c.FileMode == 0 {
 		c.FileMode = 0o644
@@ -307,6 +304,47 @@ func parseRdev(v string) Device {
 }
 
 func (c Config) marshal() ([]byte, error) { return json.Marshal(c) }
+
+// unmarshalConfig reads a share's stored configuration. A frontend's
+// options were once top-level keys named for the protocol ("smb_guest"):
+// such a key of a protocol the share is served by moves into that
+// frontend's options under the rest of its name ("guest"), so a share
+// keeps its access lists across the change.
+func unmarshalConfig(raw []byte) (Config, error) {
+	var c Config
+	if err := json.Unmarshal(raw, &c); err != nil {
+		return Config{}, err
+	}
+	var keys map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &keys); err != nil {
+		return Config{}, err
+	}
+	for _, p := range c.Protocols {
+		old := map[string]json.RawMessage{}
+		for k, v := range keys {
+			if opt, ok := strings.CutPrefix(k, p+"_"); ok && opt != "" {
+				old[opt] = v
+			}
+		}
+		if len(old) == 0 {
+			continue
+		}
+		if cur, ok := c.Frontends[p]; ok {
+			if err := json.Unmarshal(cur, &old); err != nil { // the newer keys win
+				return Config{}, fmt.Errorf("options for %s: %w", p, err)
+			}
+		}
+		merged, err := json.Marshal(old)
+		if err != nil {
+			return Config{}, err
+		}
+		if c.Frontends == nil {
+			c.Frontends = map[string]json.RawMessage{}
+		}
+		c.Frontends[p] = merged
+	}
+	return c, nil
+}
 
 // cleanPath checks a share path: slash-separated names, no "", "." or
 // "..", at most 1024 bytes, each name at most 255. "" is the root.

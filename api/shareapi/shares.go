@@ -70,11 +70,15 @@ type ShareUpdate struct {
 	Audit              *bool     `json:"audit,omitempty"`
 }
 
-func (u ShareUpdate) apply(c *fileshare.Config) {
+func (u ShareUpdate) apply(c *fileshare.Config) error {
+	o, err := smb.ReadShareOptions(*c)
+	if err != nil {
+		return err
+	}
 	for _, b := range []struct {
 		from *bool
 		to   *bool
-	}{{u.ReadOnly, &c.ReadOnly}, {u.SMBGuest, &c.SMBGuest}, {u.SMBEncrypt, &c.SMBEncrypt}, {u.SMBAccessBasedEnum, &c.SMBAccessBasedEnum}, {u.Audit, &c.Audit}} {
+	}{{u.ReadOnly, &c.ReadOnly}, {u.SMBGuest, &o.Guest}, {u.SMBEncrypt, &o.Encrypt}, {u.SMBAccessBasedEnum, &o.AccessBasedEnum}, {u.Audit, &c.Audit}} {
 		if b.from != nil {
 			*b.to = *b.from
 		}
@@ -82,11 +86,12 @@ func (u ShareUpdate) apply(c *fileshare.Config) {
 	for _, l := range []struct {
 		from *[]string
 		to   *[]string
-	}{{u.SMBValidUsers, &c.SMBValidUsers}, {u.SMBInvalidUsers, &c.SMBInvalidUsers}, {u.SMBAdminUsers, &c.SMBAdminUsers}} {
+	}{{u.SMBValidUsers, &o.ValidUsers}, {u.SMBInvalidUsers, &o.InvalidUsers}, {u.SMBAdminUsers, &o.AdminUsers}} {
 		if l.from != nil {
 			*l.to = *l.from
 		}
 	}
+	return smb.SetShareOptions(c, o)
 }
 
 // RefreshRequest is the body of POST /v1/shares/{name}/refresh.
@@ -146,7 +151,7 @@ func Register(srv *admin.Server, shares *fileshare.Manager, fe Frontends) {
 			admin.WriteError(w, http.StatusBadRequest, err)
 			return
 		}
-		if err := checkSMBShare(c); err != nil {
+		if err := smb.CheckShare(c); err != nil {
 			admin.WriteError(w, http.StatusBadRequest, err)
 			return
 		}
@@ -173,8 +178,10 @@ func Register(srv *admin.Server, shares *fileshare.Manager, fe Frontends) {
 			return
 		}
 		c, err := shares.Update(r.Context(), r.PathValue("name"), func(c *fileshare.Config) error {
-			u.apply(c)
-			return checkSMBShare(*c)
+			if err := u.apply(c); err != nil {
+				return err
+			}
+			return smb.CheckShare(*c)
 		})
 		if err != nil {
 			admin.WriteError(w, shareCode(err), err)
@@ -253,7 +260,7 @@ func smbInfo(addr string, c fileshare.Config) *SMBInfo {
 		unc = "[" + host + "]"
 	}
 	seal := ""
-	if c.SMBEncrypt {
+	if o, _ := smb.ReadShareOptions(c); o.Encrypt {
 		seal = ",seal"
 	}
 	return &SMBInfo{
@@ -261,17 +268,4 @@ func smbInfo(addr string, c fileshare.Config) *SMBInfo {
 		Smbclient: fmt.Sprintf("smbclient //%s/%s -p %d -U USER", unc, c.Name, p),
 		Command:   fmt.Sprintf("mount -t cifs //%s/%s /mnt/%s -o port=%d,username=USER,vers=3.1.1%s", unc, c.Name, c.Name, p, seal),
 	}
-}
-
-// checkSMBShare refuses what smb.conf cannot carry: a share name or
-// access list entry that would change its structure.
-func checkSMBShare(c fileshare.Config) error {
-	for _, p := range c.Protocols {
-		if strings.EqualFold(strings.TrimSpace(p), "smb") {
-			if err := smb.CheckShareName(c.Name); err != nil {
-				return err
-			}
-		}
-	}
-	return smb.Access{ValidUsers: c.SMBValidUsers, InvalidUsers: c.SMBInvalidUsers, AdminUsers: c.SMBAdminUsers}.Check()
 }

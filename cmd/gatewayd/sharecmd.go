@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/gatewayd/gatewayd/api/shareapi"
+	"github.com/gatewayd/gatewayd/frontends/smb"
 )
 
 func newShareCmd(g *globals) *cobra.Command {
@@ -21,6 +22,7 @@ func newShareCmd(g *globals) *cobra.Command {
 	var c shareapi.ShareStatus
 	var clients, fileMode, dirMode, protocols string
 	var validUsers, invalidUsers, adminUsers string
+	var smbOpts smb.ShareOptions
 	createCmd := &cobra.Command{
 		Use:   "create --name NAME",
 		Short: "Create a file share",
@@ -36,7 +38,10 @@ func newShareCmd(g *globals) *cobra.Command {
 					c.Protocols = append(c.Protocols, p)
 				}
 			}
-			c.SMBValidUsers, c.SMBInvalidUsers, c.SMBAdminUsers = splitUsers(validUsers), splitUsers(invalidUsers), splitUsers(adminUsers)
+			smbOpts.ValidUsers, smbOpts.InvalidUsers, smbOpts.AdminUsers = splitUsers(validUsers), splitUsers(invalidUsers), splitUsers(adminUsers)
+			if err := smb.SetShareOptions(&c.Config, smbOpts); err != nil {
+				return err
+			}
 			for _, m := range []struct {
 				flag string
 				dst  *uint32
@@ -79,9 +84,9 @@ func newShareCmd(g *globals) *cobra.Command {
 	f.Uint32Var(&c.UID, "uid", 0, "owner of objects without metadata, and of new files")
 	f.Uint32Var(&c.GID, "gid", 0, "group of objects without metadata, and of new files")
 	f.StringVar(&protocols, "protocols", "nfs", "comma-separated frontends serving the share: nfs, smb")
-	f.BoolVar(&c.SMBGuest, "smb-guest", false, "let SMB clients in without a user (guest)")
-	f.BoolVar(&c.SMBEncrypt, "smb-encrypt", false, "require SMB3 encryption")
-	smbAccessFlags(f, &validUsers, &invalidUsers, &adminUsers, &c.SMBAccessBasedEnum)
+	f.BoolVar(&smbOpts.Guest, "smb-guest", false, "let SMB clients in without a user (guest)")
+	f.BoolVar(&smbOpts.Encrypt, "smb-encrypt", false, "require SMB3 encryption")
+	smbAccessFlags(f, &validUsers, &invalidUsers, &adminUsers, &smbOpts.AccessBasedEnum)
 	f.BoolVar(&c.Audit, "audit", false, auditUsage)
 	f.StringVarP(&output, "output", "o", "text", "text or json")
 	_ = createCmd.MarkFlagRequired("name")
@@ -136,8 +141,12 @@ func newShareCmd(g *globals) *cobra.Command {
 					s.Mount.Server, s.Mount.Export, s.Mount.Port, s.Mount.Command, s.Mount.URL)
 			}
 			if s.SMB != nil {
+				o, err := smb.ReadShareOptions(s.Config)
+				if err != nil {
+					return err
+				}
 				fmt.Fprintf(w, "smb         %s on port %d (guest %v, encryption required %v)\nsmbclient   %s\ncifs        %s\n",
-					s.SMB.UNC, s.SMB.Port, s.SMBGuest, s.SMBEncrypt, s.SMB.Smbclient, s.SMB.Command)
+					s.SMB.UNC, s.SMB.Port, o.Guest, o.Encrypt, s.SMB.Smbclient, s.SMB.Command)
 				list := func(l []string) string {
 					if len(l) == 0 {
 						return "-"
@@ -145,7 +154,7 @@ func newShareCmd(g *globals) *cobra.Command {
 					return strings.Join(l, ", ")
 				}
 				fmt.Fprintf(w, "smb users   valid %s; invalid %s; admin %s; access-based enumeration %v\n",
-					list(s.SMBValidUsers), list(s.SMBInvalidUsers), list(s.SMBAdminUsers), s.SMBAccessBasedEnum)
+					list(o.ValidUsers), list(o.InvalidUsers), list(o.AdminUsers), o.AccessBasedEnum)
 			}
 			return nil
 		},

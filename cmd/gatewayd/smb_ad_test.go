@@ -194,8 +194,9 @@ func TestSMBActiveDirectory(t *testing.T) {
 	c.refused(t, "ad", "alice", true, "put f.txt ro.txt", "NT_STATUS_")
 	mustRun(t, "share", "update", "--data-dir", dir, "ad", "--read-only=false")
 	c.ok(t, "ad", "alice", true, "put f.txt rw.txt")
-	if info := shareInfo(t, dir, "ad"); info.ReadOnly || len(info.SMBInvalidUsers) != 0 || len(info.SMBAdminUsers) != 1 || len(info.SMBValidUsers) != 3 {
-		t.Fatalf("share after updates: %+v", info.Config)
+	info := shareInfo(t, dir, "ad")
+	if o, err := smb.ReadShareOptions(info.Config); err != nil || info.ReadOnly || len(o.InvalidUsers) != 0 || len(o.AdminUsers) != 1 || len(o.ValidUsers) != 3 {
+		t.Fatalf("share after updates: %+v (%v)", info.Config, err)
 	}
 
 	// Access-based enumeration: a share carol alone may use is listed to

@@ -341,9 +341,12 @@ func (s *Server) sync(except []string) (bool, error) {
 			continue
 		}
 		c := want[name].Config()
-		sc := ShareConf{Name: name, Path: v.Dir(), ReadOnly: c.ReadOnly, Guest: c.SMBGuest, Encrypt: c.SMBEncrypt, UID: c.UID, GID: c.GID,
-			Access: Access{ValidUsers: c.SMBValidUsers, InvalidUsers: c.SMBInvalidUsers, AdminUsers: c.SMBAdminUsers, AccessBasedEnum: c.SMBAccessBasedEnum}}
-		if err := sc.check(); err != nil {
+		o, err := ReadShareOptions(c)
+		sc := ShareConf{Name: name, Path: v.Dir(), ReadOnly: c.ReadOnly, Guest: o.Guest, Encrypt: o.Encrypt, UID: c.UID, GID: c.GID, Access: o.Access()}
+		if err == nil {
+			err = sc.check()
+		}
+		if err != nil {
 			// Never reached through the admin API, which checks first.
 			errs = append(errs, fmt.Errorf("share %s: not served over SMB: %w", name, err))
 			continue

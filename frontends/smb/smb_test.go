@@ -3,6 +3,7 @@ package smb
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
@@ -219,7 +220,7 @@ func TestSmbclient(t *testing.T) {
 // 3.2.5.1.3), as github.com/cloudsoda/go-smb2 does (docs/smb.md).
 func TestGoSMB2(t *testing.T) {
 	f := start(t, fileshare.Config{Name: "docs", Protocols: []string{"nfs", "smb"}},
-		fileshare.Config{Name: "sealed", Protocols: []string{"nfs", "smb"}, SMBEncrypt: true})
+		fileshare.Config{Name: "sealed", Protocols: []string{"nfs", "smb"}, Frontends: smbOptions(ShareOptions{Encrypt: true})})
 	for _, name := range []string{"docs", "sealed"} {
 		t.Run(name, func(t *testing.T) {
 			smbtest.GoClientOps(t, f.addr, name, "root", password, 16<<20)
@@ -401,7 +402,7 @@ func TestSettingsRejectBadInput(t *testing.T) {
 // access does not, and a read-only share refuses writes.
 func TestGuestAndReadOnly(t *testing.T) {
 	f := startWith(t, "mandatory",
-		fileshare.Config{Name: "open", Protocols: []string{"smb"}, SMBGuest: true},
+		fileshare.Config{Name: "open", Protocols: []string{"smb"}, Frontends: smbOptions(ShareOptions{Guest: true})},
 		fileshare.Config{Name: "closed", Protocols: []string{"smb"}},
 		fileshare.Config{Name: "ro", Protocols: []string{"smb"}, ReadOnly: true})
 	local := t.TempDir()
@@ -448,7 +449,7 @@ func TestNamesDifferingInCase(t *testing.T) {
 // times to seconds, in a create's reply and a listing differently.
 func TestSubsecondTimes(t *testing.T) {
 	// Encrypted: go-smb2 (see TestGoSMB2).
-	f := start(t, fileshare.Config{Name: "times", Protocols: []string{"smb"}, SMBEncrypt: true})
+	f := start(t, fileshare.Config{Name: "times", Protocols: []string{"smb"}, Frontends: smbOptions(ShareOptions{Encrypt: true})})
 	root := filepath.Join(f.dir, "mnt", "times")
 	mt := time.Date(2021, 3, 4, 5, 6, 7, 700_000_000, time.UTC)
 	if err := os.WriteFile(filepath.Join(root, "t.txt"), []byte("x"), 0o644); err != nil {
@@ -479,7 +480,7 @@ func TestSubsecondTimes(t *testing.T) {
 // a creation time before the file's creation (smbtorture's
 // smb2.dir.find); it keeps the creation time in them now.
 func TestCreationTimeStable(t *testing.T) {
-	f := start(t, fileshare.Config{Name: "ctime", Protocols: []string{"smb"}, SMBEncrypt: true})
+	f := start(t, fileshare.Config{Name: "ctime", Protocols: []string{"smb"}, Frontends: smbOptions(ShareOptions{Encrypt: true})})
 	fs, done := smbtest.MustDial(t, f.addr, "ctime", "root", password)
 	defer done()
 	w, err := fs.Create("new.txt")
@@ -523,4 +524,13 @@ func listed(t *testing.T, fs *smb2.Share, dir, name string) *smb2.FileStat {
 	}
 	t.Fatalf("%s not listed in %q", name, dir)
 	return nil
+}
+
+// smbOptions are a share configuration's frontend options holding o.
+func smbOptions(o ShareOptions) map[string]json.RawMessage {
+	var c fileshare.Config
+	if err := SetShareOptions(&c, o); err != nil {
+		panic(err)
+	}
+	return c.Frontends
 }
