@@ -2,6 +2,7 @@ package volume
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"testing"
 	"time"
@@ -50,13 +51,26 @@ func TestVolumeEventsAcrossKill(t *testing.T) {
 				}
 				return
 			}
-			// Settled: the intent is gone.
+			// Settled: the child's intent is gone. An intent there now is
+			// the restarted manager's own recovery point's, under way.
+			var intent []byte
 			err = st.m.opts.Meta.View(context.Background(), func(tx meta.Txn) error {
-				_, err := tx.Get(intentKey(evs[0].VolumeID))
+				var err error
+				intent, err = tx.Get(intentKey(evs[0].VolumeID))
 				return err
 			})
-			if !errors.Is(err, meta.ErrNotFound) {
-				t.Fatalf("after the start: the intent: %v", err)
+			switch {
+			case errors.Is(err, meta.ErrNotFound):
+			case err != nil:
+				t.Fatalf("after the start: reading the intent: %v", err)
+			default:
+				var e notify.Event
+				if err := json.Unmarshal(intent, &e); err != nil {
+					t.Fatalf("after the start: an intent that is no event: %q: %v", intent, err)
+				}
+				if e.ID == ids[0] || e.Time.Before(restart) {
+					t.Fatalf("after the start: the child's intent is still there: %+v", e)
+				}
 			}
 		})
 	}
