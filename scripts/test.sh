@@ -63,17 +63,14 @@ skipflag=""
 # the number of CPUs, would run two at a time on a 2-core machine.
 # -p 4: four packages' tests at once, not two (the default, the number of
 # CPUs): cmd/gatewayd and fileshare take most of the run and mostly wait,
-# and with two at a time every other package waited for them to end. The
-# four longest are named first so that they start first (go test starts
-# packages in the order given; ./... adds the rest once each); volume,
-# last by name, was otherwise the run's last ten minutes.
+# and with two at a time every other package waited for them to end.
 # -timeout 75m: go test's bound for a hung package, not a speed check; on
 # a busy machine the race-checked fileshare package alone has taken 40
 # minutes beside the others.
 start=$SECONDS
 cpu_seconds; cpu0=$cpu
 tests_rc=0
-go test -race -count=1 -p 4 -parallel 8 -timeout 75m -json ./cmd/gatewayd ./fileshare ./volume ./uploadbuffer ./... | "$summary" $skipflag -counts "$bindir/counts" || tests_rc=$?
+go test -race -count=1 -p 4 -parallel 8 -timeout 75m -json ./... | "$summary" $skipflag -counts "$bindir/counts" || tests_rc=$?
 cpu_seconds
 echo "== go test -race: $((SECONDS - start))s, CPU $((cpu - cpu0))s"
 
