@@ -19,12 +19,12 @@ var ErrBadAccess = errkind.Mark(errkind.Permanent, errors.New("invalid SMB share
 // leading '@' or '+', a group; a domain user or group is DOMAIN\name,
 // a local one a bare name.
 type Access struct {
-	ValidUsers   []string // when set, only these (and the admin users) get in
-	InvalidUsers []string // never get in, even when valid
-	AdminUsers   []string // work as root on the share
+	ValidUsers   []string `json:"valid_users,omitempty"`   // when set, only these (and the admin users) get in
+	InvalidUsers []string `json:"invalid_users,omitempty"` // never get in, even when valid
+	AdminUsers   []string `json:"admin_users,omitempty"`   // work as root on the share
 	// AccessBasedEnum hides the share from the users it refuses when they
 	// list the server's shares, and files they cannot read from listings.
-	AccessBasedEnum bool
+	AccessBasedEnum bool `json:"access_based_enum,omitempty"`
 }
 
 // Windows refuses these in user, group and share names; smb.conf gives

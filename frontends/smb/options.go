@@ -18,17 +18,7 @@ const Protocol = "smb"
 type ShareOptions struct {
 	Guest   bool `json:"guest,omitempty"`   // guest access (off by default)
 	Encrypt bool `json:"encrypt,omitempty"` // require SMB3 encryption
-	// Who may use the share: users and groups ('@' first), local or
-	// DOMAIN\name (Access).
-	ValidUsers      []string `json:"valid_users,omitempty"`
-	InvalidUsers    []string `json:"invalid_users,omitempty"`
-	AdminUsers      []string `json:"admin_users,omitempty"`
-	AccessBasedEnum bool     `json:"access_based_enum,omitempty"`
-}
-
-// Access is who the options let use the share.
-func (o ShareOptions) Access() Access {
-	return Access{ValidUsers: o.ValidUsers, InvalidUsers: o.InvalidUsers, AdminUsers: o.AdminUsers, AccessBasedEnum: o.AccessBasedEnum}
+	Access       // who may use the share, its lists stored beside these
 }
 
 // ReadShareOptions reads a share's SMB options: none for a share without them; an
@@ -79,5 +69,5 @@ func CheckShare(c fileshare.Config) error {
 			return err
 		}
 	}
-	return o.Access().Check()
+	return o.Access.Check()
 }

@@ -15,7 +15,7 @@ import (
 // smb.conf cannot carry, is refused.
 func TestShareOptions(t *testing.T) {
 	c := fileshare.Config{Name: "docs", Protocols: []string{"nfs", "smb"}}
-	want := ShareOptions{Encrypt: true, ValidUsers: []string{`DOM\alice`, "@staff"}, AccessBasedEnum: true}
+	want := ShareOptions{Encrypt: true, Access: Access{ValidUsers: []string{`DOM\alice`, "@staff"}, AccessBasedEnum: true}}
 	if err := SetShareOptions(&c, want); err != nil {
 		t.Fatal(err)
 	}
@@ -42,7 +42,7 @@ func TestShareOptions(t *testing.T) {
 	if err := CheckShare(c); !errors.Is(err, ErrBadAccess) {
 		t.Fatalf("a misspelt option passed the check: %v", err)
 	}
-	if err := SetShareOptions(&c, ShareOptions{AdminUsers: []string{"a,b"}}); err != nil {
+	if err := SetShareOptions(&c, ShareOptions{Access: Access{AdminUsers: []string{"a,b"}}}); err != nil {
 		t.Fatal(err)
 	}
 	if err := CheckShare(c); !errors.Is(err, ErrBadAccess) {

@@ -342,7 +342,7 @@ func (s *Server) sync(except []string) (bool, error) {
 		}
 		c := want[name].Config()
 		o, err := ReadShareOptions(c)
-		sc := ShareConf{Name: name, Path: v.Dir(), ReadOnly: c.ReadOnly, Guest: o.Guest, Encrypt: o.Encrypt, UID: c.UID, GID: c.GID, Access: o.Access()}
+		sc := ShareConf{Name: name, Path: v.Dir(), ReadOnly: c.ReadOnly, Guest: o.Guest, Encrypt: o.Encrypt, UID: c.UID, GID: c.GID, Access: o.Access}
 		if err == nil {
 			err = sc.check()
 		}
