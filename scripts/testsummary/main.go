@@ -167,7 +167,9 @@ func summarise(in io.Reader, out io.Writer, failOnSkip bool) (int, counts) {
 			if e.Action == "skip" && p.run == 0 {
 				fmt.Fprintln(out, final) // no test files
 			} else {
-				fmt.Fprintf(out, "%s\t%s\n", final, p.counts)
+				// go test's own line, unchanged, so that tools reading
+				// go test's output still find it; the counts follow.
+				fmt.Fprintf(out, "%s\n    %s\n", final, p.counts)
 			}
 			npkgs++
 			if e.Action != "skip" {
@@ -186,7 +188,7 @@ func summarise(in io.Reader, out io.Writer, failOnSkip bool) (int, counts) {
 	}
 	// Packages whose end never came: go test was killed.
 	for name, p := range pkgs {
-		fmt.Fprintf(out, "FAIL\t%s\tno end reported (go test stopped?)\t%s\n", name, p.counts)
+		fmt.Fprintf(out, "FAIL\t%s\t(no end reported: go test stopped?)\n    %s\n", name, p.counts)
 		failedPkgs++
 		total.add(p.counts)
 	}

@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -64,10 +65,10 @@ func TestSummarise(t *testing.T) {
 	got := out.String()
 	t.Logf("summary:\n%s", got)
 	for _, want := range []string{
-		"FAIL\texample.com/sample\t", // go test's own line, kept
-		"\ttests: 7 run, 4 passed, 1 failed, 2 skipped\n",
-		"this one fails",          // a failed test's output
-		"needs something missing", // a skip's reason
+		"FAIL\texample.com/sample\t",                           // go test's own line, kept
+		"s\n    tests: 7 run, 4 passed, 1 failed, 2 skipped\n", // the counts under it
+		"this one fails",                                       // a failed test's output
+		"needs something missing",                              // a skip's reason
 		"skipped subtest",
 		"== 1 packages, tests: 7 run, 4 passed, 1 failed, 2 skipped\n",
 		"== slowest tests\n",
@@ -97,8 +98,13 @@ func TestSkip(t *testing.T) { t.Skip("tool not installed") }
 	if status, _ := summarise(bytes.NewReader(stream), &out, false); status != 0 {
 		t.Errorf("exit status %d with only a skip and skips allowed, want 0\n%s", status, out.String())
 	}
-	if !strings.Contains(out.String(), "ok  \texample.com/sample\t") || !strings.Contains(out.String(), "tests: 2 run, 1 passed, 0 failed, 1 skipped") {
+	if !strings.Contains(out.String(), "tests: 2 run, 1 passed, 0 failed, 1 skipped") {
 		t.Errorf("summary:\n%s", out.String())
+	}
+	// The package's line is go test's own, so tools that read go
+	// test's output find it.
+	if !regexp.MustCompile(`(?m)^ok  \texample\.com/sample\t[0-9.]+s$`).MatchString(out.String()) {
+		t.Errorf("no go test package line in the summary:\n%s", out.String())
 	}
 	out.Reset()
 	if status, _ := summarise(bytes.NewReader(stream), &out, true); status != 1 {
