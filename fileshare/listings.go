@@ -56,6 +56,36 @@ type memListing struct {
 	entries map[string]FileType
 	gen     uint64 // bumped by every change
 	elem    *list.Element
+	// sorted is entries' names in name order, built at the first
+	// ReadDirNames and then kept by note name by name: smbd lists a
+	// directory at every create, and sorting it each time was most of
+	// the listing's cost. nil: not built.
+	sorted []string
+}
+
+// sortedNames returns l's names in name order, building the order if
+// it has none. The slice is l's own: the caller copies what it keeps
+// before it lets attrMu go.
+func (l *memListing) sortedNames() []string {
+	if l.sorted == nil {
+		l.sorted = slices.Sorted(maps.Keys(l.entries))
+	}
+	return l.sorted
+}
+
+// noteSorted keeps l.sorted, if built, in step with a name added or
+// removed.
+func (l *memListing) noteSorted(name string, present bool) {
+	if l.sorted == nil {
+		return
+	}
+	i, found := slices.BinarySearch(l.sorted, name)
+	switch {
+	case present && !found:
+		l.sorted = slices.Insert(l.sorted, i, name)
+	case !present && found:
+		l.sorted = slices.Delete(l.sorted, i, i+1)
+	}
 }
 
 // keptListing is a listing in the metadata store, with the changes the
@@ -156,6 +186,19 @@ func (c *dirCache) lookup(p, name string) (FileType, bool) {
 	return t, found
 }
 
+// sorted returns directory p's listing as names in name order and their
+// types, if the share holds it in memory (not for one in the metadata
+// store). Both are the listing's own: the caller copies what it keeps
+// before it lets attrMu go.
+func (c *dirCache) sorted(p string) ([]string, map[string]FileType, bool) {
+	l := c.mem[p]
+	if l == nil {
+		return nil, nil, false
+	}
+	c.lru.MoveToFront(l.elem)
+	return l.sortedNames(), l.entries, true
+}
+
 // names returns a copy of directory p's listing (nil if the share has
 // none, or cannot read it).
 func (c *dirCache) names(p string) map[string]FileType {
@@ -227,10 +270,12 @@ func (c *dirCache) note(p, name string, t FileType, present bool) {
 			l.entries[name] = t
 			if !had {
 				c.n++
+				l.noteSorted(name, true)
 			}
 		} else if had {
 			delete(l.entries, name)
 			c.n--
+			l.noteSorted(name, false)
 		}
 		l.gen++
 		c.over()

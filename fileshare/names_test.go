@@ -3,6 +3,9 @@ package fileshare
 import (
 	"context"
 	"fmt"
+	"maps"
+	"math/rand/v2"
+	"slices"
 	"testing"
 	"time"
 )
@@ -71,5 +74,93 @@ func TestReadDirNamesAsksNoStorePerEntry(t *testing.T) {
 	}
 	if _, err := s.ReadDirNames(ctx, "nowhere"); !isNotExist(err) {
 		t.Fatalf("names of a missing directory: %v, want ErrNotExist", err)
+	}
+}
+
+// TestReadDirNamesKeptInOrder: the name order a listing keeps from one
+// ReadDirNames to the next follows every create, mkdir, remove and
+// rename (in the directory, into it and out of it), uploads that end
+// and listings read again: after each step the names are those of a
+// model, in name order, each with the inode number Stat gives.
+func TestReadDirNamesKeptInOrder(t *testing.T) {
+	e, _, fake := countedEnv(t)
+	ctx := context.Background()
+	must[Config](t)(e.m.Create(ctx, Config{Name: "docs"}))
+	s := e.share("docs")
+	must[Attr](t)(s.Mkdir(ctx, "d", 0o755, 0, 0))
+	must[Attr](t)(s.Mkdir(ctx, "other", 0o755, 0, 0))
+	rng := rand.New(rand.NewPCG(7, 11))
+	model := map[string]FileType{}
+	pick := func() string {
+		names := slices.Sorted(maps.Keys(model))
+		return names[rng.IntN(len(names))]
+	}
+	for step := range 400 {
+		var what string
+		switch op := rng.IntN(10); {
+		case op < 4 || len(model) < 3:
+			name := fmt.Sprintf("n%04d", rng.IntN(1000))
+			if _, ok := model[name]; ok {
+				continue
+			}
+			what = "create " + name
+			if rng.IntN(5) == 0 {
+				must[Attr](t)(s.Mkdir(ctx, "d/"+name, 0o755, 0, 0))
+				model[name] = TypeDir
+			} else {
+				must[Attr](t)(s.Create(ctx, "d/"+name, 0o644, 0, 0, true))
+				model[name] = TypeFile
+			}
+		case op < 6:
+			name := pick()
+			what = "remove " + name
+			if err := s.Remove(ctx, "d/"+name); err != nil {
+				t.Fatalf("step %d: %s: %v", step, what, err)
+			}
+			delete(model, name)
+		case op == 6:
+			from, to := pick(), fmt.Sprintf("r%04d", rng.IntN(1000))
+			if _, ok := model[to]; ok {
+				continue
+			}
+			what = "rename " + from + " to " + to
+			if err := s.Rename(ctx, "d/"+from, "d/"+to); err != nil {
+				t.Fatalf("step %d: %s: %v", step, what, err)
+			}
+			model[to] = model[from]
+			delete(model, from)
+		case op == 7:
+			name := pick()
+			if model[name] == TypeDir {
+				continue
+			}
+			what = "rename " + name + " out"
+			if err := s.Rename(ctx, "d/"+name, fmt.Sprintf("other/%s-%d", name, step)); err != nil {
+				t.Fatalf("step %d: %s: %v", step, what, err)
+			}
+			delete(model, name)
+		case op == 8:
+			what = "upload"
+			if err := e.m.Flush(ctx, ""); err != nil {
+				t.Fatal(err)
+			}
+		default:
+			what = "listing too old"
+			fake.Advance(2 * time.Minute)
+		}
+		names := must[[]Name](t)(s.ReadDirNames(ctx, "d"))
+		got := make([]string, len(names))
+		for i, n := range names {
+			got[i] = n.Name
+		}
+		if want := slices.Sorted(maps.Keys(model)); !slices.Equal(got, want) {
+			t.Fatalf("step %d, after %s: names\n%v\nwant\n%v", step, what, got, want)
+		}
+		for _, n := range names {
+			a := must[Attr](t)(s.Stat(ctx, "d/"+n.Name))
+			if n.Ino != a.Ino || n.Type != 0 && n.Type != a.Type || a.Type != model[n.Name] {
+				t.Fatalf("step %d, after %s: %s listed as inode %d type %d; Stat says %d type %d, model type %d", step, what, n.Name, n.Ino, n.Type, a.Ino, a.Type, model[n.Name])
+			}
+		}
 	}
 }
