@@ -21,10 +21,14 @@ fi
 
 bindir="$(mktemp -d)"
 side_pid=""
+race_pid=""
+e2e_pid=""
 cleanup() {
 	# Interrupted or failed before the side stage ended: stop it (it runs
-	# in its own process group).
+	# in its own process group), and the test runs.
 	[ -n "$side_pid" ] && kill -- "-$side_pid" 2>/dev/null || true
+	[ -n "$race_pid" ] && kill "$race_pid" 2>/dev/null || true
+	[ -n "$e2e_pid" ] && kill "$e2e_pid" 2>/dev/null || true
 	rm -rf "$bindir"
 }
 trap cleanup EXIT
@@ -67,10 +71,28 @@ skipflag=""
 # -timeout 75m: go test's bound for a hung package, not a speed check; on
 # a busy machine the race-checked fileshare package alone has taken 40
 # minutes beside the others.
+#
+# cmd/gatewayd's end-to-end tests run beside the others in a test binary
+# without the race detector, with -race-daemons: their own process only
+# drives clients, and race-checking those cost about as much CPU as all
+# the daemons together; the daemons of the tests it names race-checked
+# end to end stay race-built. Both runs are summarised as one (each from
+# its own named pipe); -p 3 and the one package keep four packages
+# running at once.
 start=$SECONDS
 cpu_seconds; cpu0=$cpu
 tests_rc=0
-go test -race -count=1 -p 4 -parallel 8 -timeout 75m -json ./... | "$summary" $skipflag -counts "$bindir/counts" || tests_rc=$?
+e2e_pkg=github.com/gatewayd/gatewayd/cmd/gatewayd
+pkgs=$(go list ./... | grep -vx "$e2e_pkg")
+mkfifo "$bindir/race.json" "$bindir/e2e.json"
+go test -race -count=1 -p 3 -parallel 8 -timeout 75m -json $pkgs >"$bindir/race.json" 2>&1 &
+race_pid=$!
+go test -count=1 -parallel 8 -timeout 75m -json "$e2e_pkg" -args -race-daemons >"$bindir/e2e.json" 2>&1 &
+e2e_pid=$!
+"$summary" $skipflag -counts "$bindir/counts" "$bindir/race.json" "$bindir/e2e.json" || tests_rc=$?
+wait "$race_pid" || tests_rc=1
+wait "$e2e_pid" || tests_rc=1
+race_pid="" e2e_pid=""
 cpu_seconds
 echo "== go test -race: $((SECONDS - start))s, CPU $((cpu - cpu0))s"
 

@@ -9,7 +9,11 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
+	"flag"
 	"fmt"
+	"go/ast"
+	"go/parser"
+	"go/token"
 	"io"
 	"net"
 	"net/http"
@@ -28,11 +32,19 @@ import (
 )
 
 // binary is the daemon as the tests run it; raceBinary is it built with
-// the race detector, when the test binary is, for the tests in raceTests.
+// the race detector, when the test binary is or -race-daemons asks, for
+// the tests in raceTests.
 var binary, raceBinary string
 
+// raceDaemons builds the race-checked daemons for raceTests in a test
+// binary without the race detector: scripts/test.sh runs this package's
+// tests so, since their own process only drives clients (go-smb2, NFS,
+// iSCSI and tape clients, HTTP), and race-checking those cost about as
+// much CPU as all the daemons together (README, Test).
+var raceDaemons = flag.Bool("race-daemons", false, "build the daemons of the tests in raceTests with the race detector, as a race-built test binary does")
+
 // raceTests are the end-to-end tests whose daemons are race-checked (when
-// this test binary is): together they drive every frontend, the uploads,
+// this test binary is, or with -race-daemons): together they drive every frontend, the uploads,
 // snapshots, restores, the admin API and kill -9 recovery concurrently.
 // The others run the plain build: the race-built daemons were a quarter
 // of a CI run's CPU (README, Test), and every package's own tests are
@@ -42,6 +54,34 @@ var raceTests = map[string]bool{
 	"TestSMBTorture":           true, // smbd's load through the file-share view
 	"TestTapeLibraryEndToEnd":  true, // changer, drives, tapes, archive
 	"TestNFS4ReclaimAfterKill": true, // NFSv4.1 sessions, opens and locks, kill -9
+}
+
+// TestRaceTestsExist checks that every name in raceTests is a test of
+// this package, so a renamed test does not quietly lose its race-checked
+// daemon.
+func TestRaceTestsExist(t *testing.T) {
+	files, err := filepath.Glob("*_test.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := map[string]bool{}
+	fset := token.NewFileSet()
+	for _, f := range files {
+		af, err := parser.ParseFile(fset, f, nil, parser.SkipObjectResolution)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range af.Decls {
+			if fn, ok := d.(*ast.FuncDecl); ok && fn.Recv == nil && strings.HasPrefix(fn.Name.Name, "Test") {
+				tests[fn.Name.Name] = true
+			}
+		}
+	}
+	for name := range raceTests {
+		if !tests[name] {
+			t.Errorf("raceTests names %s, which is no test of this package", name)
+		}
+	}
 }
 
 // binaryFor is the daemon binary a test runs: the race-built one for the
@@ -71,9 +111,10 @@ func TestMain(m *testing.M) {
 	if err != nil {
 		panic(err)
 	}
+	flag.Parse()
 	binary = filepath.Join(dir, "gatewayd")
 	builds := [][]string{{"build", "-o", binary, "."}}
-	if raceEnabled {
+	if raceEnabled || *raceDaemons {
 		// The race-checked daemons stop at their first race: raceReport
 		// makes that fail the test.
 		raceBinary = filepath.Join(dir, "gatewayd-race")

@@ -8,25 +8,42 @@
 // failed or, with -fail-on-skip, when any test was skipped.
 //
 //	go test -json ./... | go run ./scripts/testsummary -fail-on-skip
+//
+// Given files (named pipes) instead, it reads them all at once, line by
+// line, as one run: go test runs started side by side with different
+// flags, summarised together.
 package main
 
 import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 	"sort"
 	"strings"
+	"sync"
 )
 
 func main() {
 	failOnSkip := flag.Bool("fail-on-skip", false, "exit non-zero when any test was skipped")
 	countsFile := flag.String("counts", "", "also write the run's passed, failed and skipped counts to this file, one line")
 	flag.Parse()
-	status, total := summarise(os.Stdin, os.Stdout, *failOnSkip)
+	var in io.Reader = os.Stdin
+	var readErr func() error
+	if flag.NArg() > 0 {
+		in, readErr = mergeLines(flag.Args())
+	}
+	status, total := summarise(in, os.Stdout, *failOnSkip)
+	if readErr != nil {
+		if err := readErr(); err != nil {
+			fmt.Printf("testsummary: %v\n", err)
+			status = 1
+		}
+	}
 	if *countsFile != "" {
 		if err := os.WriteFile(*countsFile, []byte(fmt.Sprintf("%d %d %d\n", total.passed, total.failed, total.skipped)), 0o644); err != nil {
 			fmt.Fprintf(os.Stderr, "testsummary: %v\n", err)
@@ -34,6 +51,53 @@ func main() {
 		}
 	}
 	os.Exit(status)
+}
+
+// mergeLines reads the files at paths at once and returns their lines,
+// whole and each once, as one stream, ending when all have ended, and a
+// function that says (once the stream has ended) whether any could not
+// be read.
+func mergeLines(paths []string) (io.Reader, func() error) {
+	pr, pw := io.Pipe()
+	var mu sync.Mutex // one line at a time into pw
+	var wg sync.WaitGroup
+	errs := make([]error, len(paths))
+	for i, path := range paths {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			f, err := os.Open(path)
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			defer f.Close()
+			r := bufio.NewReader(f)
+			for {
+				line, err := r.ReadBytes('\n')
+				if len(line) > 0 {
+					if line[len(line)-1] != '\n' {
+						line = append(line, '\n')
+					}
+					mu.Lock()
+					pw.Write(line)
+					mu.Unlock()
+				}
+				if err == io.EOF {
+					return
+				}
+				if err != nil {
+					errs[i] = fmt.Errorf("%s: %w", path, err)
+					return
+				}
+			}
+		}()
+	}
+	go func() {
+		wg.Wait()
+		pw.Close()
+	}()
+	return pr, func() error { return errors.Join(errs...) }
 }
 
 // event is one line of `go test -json` (cmd/test2json).

@@ -2,11 +2,14 @@ package main
 
 import (
 	"bytes"
+	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -145,5 +148,59 @@ func TestSummariseCutOff(t *testing.T) {
 	var out bytes.Buffer
 	if status, _ := summarise(bytes.NewReader(cut), &out, false); status != 1 {
 		t.Errorf("exit status %d for a cut-off stream, want 1\n%s", status, out.String())
+	}
+}
+
+// TestMergeLines: two go test runs read at once, from named pipes as
+// scripts/test.sh gives them, are summarised as one run; a file that
+// cannot be read is an error.
+func TestMergeLines(t *testing.T) {
+	stream := goTestJSON(t, map[string]string{"sample_test.go": sample})
+	other := bytes.ReplaceAll(stream, []byte("example.com/sample"), []byte("example.com/other"))
+	dir := t.TempDir()
+	var paths []string
+	for i, s := range [][]byte{stream, other} {
+		path := filepath.Join(dir, fmt.Sprintf("run%d.json", i))
+		if err := syscall.Mkfifo(path, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		paths = append(paths, path)
+		go func() {
+			// Written in pieces that split lines, as a pipe may.
+			f, err := os.OpenFile(path, os.O_WRONLY, 0)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer f.Close()
+			for len(s) > 0 {
+				n := min(len(s), 100)
+				f.Write(s[:n])
+				s = s[n:]
+			}
+		}()
+	}
+	in, readErr := mergeLines(paths)
+	var out bytes.Buffer
+	status, total := summarise(in, &out, false)
+	if err := readErr(); err != nil {
+		t.Fatal(err)
+	}
+	if status != 1 {
+		t.Errorf("exit status %d with a failed test, want 1", status)
+	}
+	if want := (counts{run: 14, passed: 8, failed: 2, skipped: 4}); total != want {
+		t.Errorf("counts %+v, want %+v\n%s", total, want, out.String())
+	}
+	for _, name := range []string{"example.com/sample", "example.com/other"} {
+		if !regexp.MustCompile(`(?m)^FAIL\t` + regexp.QuoteMeta(name) + `\t[0-9.]+s$`).MatchString(out.String()) {
+			t.Errorf("no line for %s in the summary:\n%s", name, out.String())
+		}
+	}
+
+	in, readErr = mergeLines([]string{filepath.Join(dir, "missing.json")})
+	io.Copy(io.Discard, in)
+	if readErr() == nil {
+		t.Error("a missing file read without an error")
 	}
 }
