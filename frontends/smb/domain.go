@@ -294,7 +294,11 @@ func (s *Server) Join(ctx context.Context, r JoinRequest) (DomainStatus, error) 
 		return DomainStatus{}, err
 	}
 	args := append([]string{"ads", "join", "-s", s.ConfPath(), "-U", r.User, "--no-dns-updates"}, dcArgs...)
-	if _, err := s.tool(ctx, s.net, r.Password+"\n", args...); err != nil {
+	err := s.retryDropped(ctx, "join "+r.Realm, func() error {
+		_, err := s.tool(ctx, s.net, r.Password+"\n", args...)
+		return err
+	})
+	if err != nil {
 		_ = s.writeConfWith(nil)
 		return DomainStatus{}, fmt.Errorf("smb join %s: %w", r.Realm, err)
 	}
@@ -314,6 +318,47 @@ func (s *Server) Join(ctx context.Context, r JoinRequest) (DomainStatus, error) 
 		return s.DomainStatus(ctx), err
 	}
 	return s.DomainStatus(ctx), nil
+}
+
+// joinAttempts bounds the tries of a domain operation whose DC dropped
+// the connection; joinRetryWait is the first wait between two, doubled
+// after each.
+const joinAttempts = 3
+
+var joinRetryWait = 2 * time.Second
+
+// retryDropped runs do until it succeeds, fails in a way another try
+// will not change, or has run joinAttempts times. A busy or restarting
+// DC drops a join's RPC connection ("Error connecting to SAM pipe"), and
+// the join then succeeds when tried again; a refused password or account
+// is not tried again.
+func (s *Server) retryDropped(ctx context.Context, what string, do func() error) error {
+	wait := joinRetryWait
+	for attempt := 1; ; attempt++ {
+		err := do()
+		if err == nil || attempt == joinAttempts || !dcDropped(err) {
+			return err
+		}
+		s.log.Warn("smb: the domain controller dropped the connection; trying again", "op", what, "attempt", attempt, "wait", wait, "err", err)
+		select {
+		case <-ctx.Done():
+			return err
+		case <-s.opts.Clock.After(wait):
+		}
+		wait *= 2
+	}
+}
+
+// dcDropped reports whether a domain tool failed because the DC closed or
+// reset the connection or did not answer in time: the NT status codes
+// Samba's tools print for it.
+func dcDropped(err error) bool {
+	for _, status := range []string{"NT_STATUS_CONNECTION_DISCONNECTED", "NT_STATUS_CONNECTION_RESET", "NT_STATUS_IO_TIMEOUT"} {
+		if strings.Contains(err.Error(), status) {
+			return true
+		}
+	}
+	return false
 }
 
 // Leave removes the machine account from the domain (net ads leave with
