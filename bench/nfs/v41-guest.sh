@@ -21,7 +21,7 @@ install -m 0755 /share/gatewayd /usr/local/bin/gatewayd || die install
 
 say "gatewayd"
 $GW init >/dev/null || die "gatewayd init"
-$GW serve --nfs-listen 127.0.0.1:2049 --nfs-rpcbind=false --iscsi-listen "" --smb-listen "" >"$out/gatewayd.log" 2>&1 &
+GODEBUG="${GATEWAYD_GODEBUG:-}" $GW serve --nfs-listen 127.0.0.1:2049 --nfs-rpcbind=false --iscsi-listen "" --smb-listen "" >"$out/gatewayd.log" 2>&1 &
 gw_pid=$!
 for _ in $(seq 300); do $GW status >/dev/null 2>&1 && break; sleep 1; done
 $GW share create --name bench >/dev/null || die "share create"
