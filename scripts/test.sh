@@ -53,7 +53,7 @@ setsid -w bash -c 'start=$(date +%s); rc=0
 	exit $rc' >"$side_log" 2>&1 &
 side_pid=$!
 
-echo "== go test -race"
+echo "== go test (race-checked; cmd/gatewayd beside it, its daemons for raceTests race-built)"
 # go test -json, summarised as go test prints it (failed tests' output, one
 # line per package) with each package's tests run, passed, failed and
 # skipped. In CI (CI=true) a skipped test fails the run: .ci/run installs
@@ -94,7 +94,7 @@ wait "$race_pid" || tests_rc=1
 wait "$e2e_pid" || tests_rc=1
 race_pid="" e2e_pid=""
 cpu_seconds
-echo "== go test -race: $((SECONDS - start))s, CPU $((cpu - cpu0))s"
+echo "== go test: $((SECONDS - start))s, CPU $((cpu - cpu0))s"
 
 side_rc=0
 cpu0=$cpu
