@@ -27,7 +27,13 @@ type cachedAttr struct {
 
 // fresh says whether what was read from the store at at may be used.
 func (s *Share) fresh(at time.Time) bool {
-	return s.now().Sub(at) < s.m.opts.AttrTTL || s.m.storeAway()
+	return s.freshAt(at, s.now(), s.m.storeAway())
+}
+
+// freshAt is fresh with the time and whether the store is away read
+// once, for a loop over many entries.
+func (s *Share) freshAt(at, now time.Time, away bool) bool {
+	return now.Sub(at) < s.m.opts.AttrTTL || away
 }
 
 // DirEntry is one name in a directory.
@@ -558,9 +564,15 @@ func (s *Share) names(p string) map[string]FileType {
 // addUnborn adds to out the files made in p not yet uploaded (type 0:
 // their state says). The caller holds attrMu.
 func (s *Share) addUnborn(p string, out map[string]FileType) {
+	s.eachUnborn(p, func(name string) { out[name] = 0 }) // its type comes from its state
+}
+
+// eachUnborn calls f with the name of each file made in directory p not
+// yet uploaded. The caller holds attrMu.
+func (s *Share) eachUnborn(p string, f func(name string)) {
 	for up := range s.unborn {
 		if up != "" && parentOf(up) == p {
-			out[baseName(up)] = 0 // its type comes from its state
+			f(baseName(up))
 		}
 	}
 }

@@ -40,7 +40,7 @@ func (s *Share) ReadDirNames(ctx context.Context, p string) ([]Name, error) {
 		for name, t := range names {
 			out = append(out, Name{Name: name, Type: dirOrUnknown(t)})
 		}
-		slices.SortFunc(out, func(a, b Name) int { return strings.Compare(a.Name, b.Name) })
+		slices.SortFunc(out, byName)
 	}
 	if err := s.nameInodes(ctx, p, out); err != nil {
 		return nil, err
@@ -82,19 +82,14 @@ func (s *Share) sortedNames(p string) ([]Name, bool) {
 	// state, in nameTypes): a listing the share read itself holds them
 	// already (a create notes its name), one read from the store before
 	// their upload may not.
-	var extra []Name
-	for up := range s.unborn {
-		if up == "" || parentOf(up) != p {
-			continue
-		}
-		name := baseName(up)
+	n := len(out)
+	s.eachUnborn(p, func(name string) {
 		if _, listed := entries[name]; !listed {
-			extra = append(extra, Name{Name: name})
+			out = append(out, Name{Name: name})
 		}
-	}
-	if len(extra) > 0 {
-		out = append(out, extra...)
-		slices.SortFunc(out, func(a, b Name) int { return strings.Compare(a.Name, b.Name) })
+	})
+	if len(out) > n {
+		slices.SortFunc(out, byName)
 	}
 	return out, true
 }
@@ -144,32 +139,24 @@ func (s *Share) nameTypes(p string, out []Name) {
 			continue
 		}
 		buf = appendPath(buf[:0], p, out[i].Name)
-		if c, ok := s.attrs[string(buf)]; ok && c.exists && (now.Sub(c.at) < s.m.opts.AttrTTL || away) {
+		if c, ok := s.attrs[string(buf)]; ok && c.exists && s.freshAt(c.at, now, away) {
 			out[i].Type = c.attr.Type
 		}
 	}
 	s.attrMu.Unlock()
-	type pending struct {
-		i  int
-		st *fileState
-	}
-	var held []pending
-	s.m.filesMu.Lock()
 	for i := range out {
 		if out[i].Type != 0 {
 			continue
 		}
-		if st := s.m.files[fileKey{s.cfg.Name, out[i].Ino}]; st != nil {
-			held = append(held, pending{i, st})
+		if st := s.m.dirtyState(s.cfg.Name, out[i].Ino); st != nil {
+			st.mu.Lock()
+			out[i].Type = st.attr.Type
+			st.mu.Unlock()
 		}
 	}
-	s.m.filesMu.Unlock()
-	for _, h := range held {
-		h.st.mu.Lock()
-		out[h.i].Type = h.st.attr.Type
-		h.st.mu.Unlock()
-	}
 }
+
+func byName(a, b Name) int { return strings.Compare(a.Name, b.Name) }
 
 // appendPath appends the path of name in directory dir to buf.
 func appendPath(buf []byte, dir, name string) []byte {

@@ -44,8 +44,9 @@ var binary, raceBinary string
 var raceDaemons = flag.Bool("race-daemons", false, "build the daemons of the tests in raceTests with the race detector, as a race-built test binary does")
 
 // raceTests are the end-to-end tests whose daemons are race-checked (when
-// this test binary is, or with -race-daemons): together they drive every frontend, the uploads,
-// snapshots, restores, the admin API and kill -9 recovery concurrently.
+// this test binary is, or with -race-daemons): together they drive every
+// frontend, the uploads, snapshots, restores, the admin API and kill -9
+// recovery concurrently.
 // The others run the plain build: the race-built daemons were a quarter
 // of a CI run's CPU (README, Test), and every package's own tests are
 // race-checked in process.

@@ -353,8 +353,9 @@ func (s *Server) retryDropped(ctx context.Context, what string, do func() error)
 // reset the connection or did not answer in time: the NT status codes
 // Samba's tools print for it.
 func dcDropped(err error) bool {
+	msg := err.Error()
 	for _, status := range []string{"NT_STATUS_CONNECTION_DISCONNECTED", "NT_STATUS_CONNECTION_RESET", "NT_STATUS_IO_TIMEOUT"} {
-		if strings.Contains(err.Error(), status) {
+		if strings.Contains(msg, status) {
 			return true
 		}
 	}

@@ -1,8 +1,8 @@
 // Command testsummary reads `go test -json` on its standard input and
 // prints what `go test` prints without -v: the output of failed tests and
-// each package's ok, FAIL or "no test files" line. To each package's line it
-// adds how many tests (subtests included) ran, passed, failed and were
-// skipped, and it prints the output of every skipped test, so a skip is
+// each package's ok, FAIL or "no test files" line, as go test writes it.
+// Below each package's line it says how many tests (subtests included)
+// ran, passed, failed and were skipped, and it prints the output of every skipped test, so a skip is
 // seen. It ends with the slowest top-level tests and packages (where the
 // run's time went) and the totals, and exits non-zero when a test or package
 // failed or, with -fail-on-skip, when any test was skipped.
