@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/gatewayd/gatewayd/frontends/smb"
+	"github.com/gatewayd/gatewayd/internal/childproc"
 )
 
 // InstallCommand installs what a domain test needs (.ci/run does).
@@ -158,12 +159,11 @@ func StartDC(t testing.TB) *DC {
 		`mkdir -p /run/samba/winbindd && mount --bind "$1" /run/samba/winbindd && exec samba --foreground --no-process-group --debug-stdout -s "$2"`,
 		"sh", filepath.Join(dir, "wbsock"), conf)
 	dc.proc.Stdout, dc.proc.Stderr = dc.out, dc.out
-	dc.proc.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := dc.proc.Start(); err != nil {
+	// Killed with the test binary, too (a test timeout runs no cleanups).
+	done, err := childproc.Start(dc.proc)
+	if err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan struct{})
-	go func() { _ = dc.proc.Wait(); close(done) }()
 	t.Cleanup(func() {
 		_ = syscall.Kill(-dc.proc.Process.Pid, syscall.SIGTERM)
 		select {

@@ -19,7 +19,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -29,6 +28,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/gatewayd/gatewayd/internal/childproc"
 )
 
 // InstallCommand installs the MinIO version the tests are known to pass with.
@@ -60,7 +61,7 @@ type Server struct {
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd
-	exited chan struct{} // closed when cmd has exited
+	exited <-chan struct{} // closed when cmd has exited
 }
 
 // Start starts a server of its own for t and stops it when t ends.
@@ -260,24 +261,8 @@ func (s *Server) launch() error {
 	cmd.Stdout = s.output
 	cmd.Stderr = s.output
 	// The server must not outlive the test binary, however it ends.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
-
-	// Pdeathsig fires when the thread that started the child exits, so
-	// start it from a locked thread that lives as long as the server.
-	exited := make(chan struct{})
-	started := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		if err := cmd.Start(); err != nil {
-			started <- err
-			close(exited)
-			return
-		}
-		started <- nil
-		cmd.Wait()
-		close(exited)
-	}()
-	if err := <-started; err != nil {
+	exited, err := childproc.Start(cmd)
+	if err != nil {
 		return fmt.Errorf("start %s: %w", s.bin, err)
 	}
 	s.mu.Lock()

@@ -26,6 +26,7 @@ import (
 
 	"github.com/cloudsoda/go-smb2"
 
+	"github.com/gatewayd/gatewayd/internal/childproc"
 	"github.com/gatewayd/gatewayd/internal/testrand"
 )
 
@@ -377,12 +378,10 @@ func StartPlainUsers(t testing.TB, share, password string, users []string, globa
 	cmd.Stdout, cmd.Stderr = &log, &log
 	// Its own process group, killed at cleanup; smbd also dies with the
 	// test binary (a test timeout runs no cleanups).
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
+	exited, err := childproc.Start(cmd)
+	if err != nil {
 		t.Fatal(err)
 	}
-	exited := make(chan struct{})
-	go func() { cmd.Wait(); close(exited) }()
 	t.Cleanup(func() {
 		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 		<-exited
