@@ -214,10 +214,15 @@ func TestManyReadsOnOneConnection(t *testing.T) {
 		calls[xid] = k
 		order = append(order, xid)
 	}
+	// The sender reads its own copy: the reader below deletes from calls.
+	toSend := make([]call, len(order))
+	for i, xid := range order {
+		toSend[i] = calls[xid]
+	}
 	sent := make(chan error, 1)
 	go func() {
-		for _, xid := range order {
-			k := calls[xid]
+		for i, xid := range order {
+			k := toSend[i]
 			var args []byte
 			switch k.proc {
 			case procRead:
