@@ -50,6 +50,11 @@ type Info struct {
 	// ArchivePending: the tape left the library but not all of its
 	// objects are in the archive class yet (retried on every tick).
 	ArchivePending bool `json:",omitempty"`
+	// SweepPending: a gateway has uploaded to the tape and not closed
+	// cleanly since, so an upload it left unfinished, or the deletes of
+	// what the tape's index stopped naming, may have left objects in the
+	// store that no index names; the next load for writing deletes them.
+	SweepPending bool `json:",omitempty"`
 	// WORM: a write-once tape; its index root says so too.
 	WORM bool `json:",omitempty"`
 	// Pool is the tape's pool ("": the library's ArchiveClass, no lock).

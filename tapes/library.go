@@ -104,6 +104,13 @@ type Library struct {
 	// store whole (or it was loaded): it goes again FlushInterval later.
 	fullAt map[string]time.Time
 
+	// sweepMu guards marked, the tapes whose SweepPending this library
+	// set (or acted on at load), which a clean Close clears, and
+	// leftovers, those with a delete that failed, which keep it.
+	sweepMu   sync.Mutex
+	marked    map[string]bool
+	leftovers map[string]bool
+
 	// j is the write path: the log, replay, trimming and the uploader.
 	j *uploadbuffer.Journal
 	// During replay: tapes replayed onto, tapes whose writes are skipped.
@@ -220,7 +227,8 @@ func New(ctx context.Context, opts Options) (*Library, error) {
 	if err != nil {
 		return nil, err
 	}
-	l := &Library{opts: opts, log: opts.Logger, seal: s, enc: enc, dec: dec, tapes: map[string]*tape{}, fullAt: map[string]time.Time{}}
+	l := &Library{opts: opts, log: opts.Logger, seal: s, enc: enc, dec: dec, tapes: map[string]*tape{}, fullAt: map[string]time.Time{},
+		marked: map[string]bool{}, leftovers: map[string]bool{}}
 	l.logBufs.log = opts.Log
 	l.bgCtx, l.bgCancel = context.WithCancel(context.Background())
 	l.j = uploadbuffer.NewJournal(opts.Log, journalClient{l}, uploadbuffer.JournalOptions{
@@ -423,16 +431,31 @@ func (l *Library) load(ctx context.Context, barcode string) (*tape, error) {
 	if t.retain.Mode, t.retainFor, err = l.wormRetention(ctx, info); err != nil {
 		return nil, fmt.Errorf("tape %s: %w", barcode, err)
 	}
-	// Segments a writer uploaded after its last stored index and before
-	// it died (buffered writes no index or log record held) are named by
-	// no root: the segment the index says comes next is there then.
+	// Objects no root names: those of an upload or of deletes a gateway
+	// did not finish before it died (SweepPending), and segments a
+	// writer uploaded after its last stored index (buffered writes no
+	// index or log record held), when the segment the index says comes
+	// next is there.
 	if !info.ReadOnly {
-		if _, err := l.opts.Store.Stat(ctx, segKey(barcode, r.nextSeg)); err == nil {
+		sweep := info.SweepPending
+		if !sweep {
+			_, err := l.opts.Store.Stat(ctx, segKey(barcode, r.nextSeg))
+			if err != nil && !errors.Is(err, objstore.ErrNotFound) {
+				return nil, fmt.Errorf("tape %s: %w", barcode, err)
+			}
+			sweep = err == nil
+		}
+		if sweep {
 			if err := t.sweep(ctx, false); err != nil {
 				return nil, err
 			}
-		} else if !errors.Is(err, objstore.ErrNotFound) {
-			return nil, fmt.Errorf("tape %s: %w", barcode, err)
+			if info.SweepPending {
+				// Cleared by a clean Close, unless this library leaves
+				// leftovers of its own.
+				l.sweepMu.Lock()
+				l.marked[barcode] = true
+				l.sweepMu.Unlock()
+			}
 		}
 	}
 	l.mu.Lock()
@@ -595,6 +618,8 @@ func (l *Library) Close(ctx context.Context) error {
 			if lerr := l.logBuffered(ctx); lerr != nil {
 				err = fmt.Errorf("%w (and the upload buffer: %v)", err, lerr)
 			}
+		} else {
+			err = l.clearSweeps(ctx)
 		}
 		l.j.Close()
 	})
@@ -602,3 +627,90 @@ func (l *Library) Close(ctx context.Context) error {
 }
 
 var errArchived = errkind.Mark(errkind.Permanent, errors.New("tape is archived"))
+
+// markSweep records, before a tape's first upload by this library, that
+// from now on a crash may leave objects of the tape that no index names
+// (the sweep at its next load deletes them).
+func (l *Library) markSweep(ctx context.Context, barcode string) error {
+	l.sweepMu.Lock()
+	done := l.marked[barcode]
+	l.sweepMu.Unlock()
+	if done {
+		return nil
+	}
+	err := l.opts.Meta.Update(ctx, func(tx meta.Txn) error {
+		in, err := getInfo(tx, barcode)
+		if err != nil || in.SweepPending {
+			return err
+		}
+		in.SweepPending = true
+		return putInfo(tx, in)
+	})
+	if err != nil {
+		return err
+	}
+	l.sweepMu.Lock()
+	l.marked[barcode] = true
+	l.sweepMu.Unlock()
+	return nil
+}
+
+// noteLeftover records that an object of the tape no index names may be
+// left in the store: its SweepPending stays set.
+func (l *Library) noteLeftover(barcode string) {
+	l.sweepMu.Lock()
+	l.leftovers[barcode] = true
+	l.sweepMu.Unlock()
+}
+
+// clearSweeps clears SweepPending, once everything is uploaded at Close,
+// of the tapes this library set it on and left nothing behind on.
+func (l *Library) clearSweeps(ctx context.Context) error {
+	l.sweepMu.Lock()
+	var clear []string
+	for bc := range l.marked {
+		if !l.leftovers[bc] {
+			clear = append(clear, bc)
+		}
+	}
+	l.sweepMu.Unlock()
+	l.mu.Lock()
+	kept := clear[:0]
+	for _, bc := range clear {
+		if t := l.tapes[bc]; t != nil {
+			t.mu.Lock()
+			left := len(t.unreferenced) > 0
+			t.mu.Unlock()
+			if left {
+				continue
+			}
+		}
+		kept = append(kept, bc)
+	}
+	l.mu.Unlock()
+	if len(kept) == 0 {
+		return nil
+	}
+	err := l.opts.Meta.Update(ctx, func(tx meta.Txn) error {
+		for _, bc := range kept {
+			in, err := getInfo(tx, bc)
+			if errors.Is(err, ErrNoTape) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			if in.SweepPending {
+				in.SweepPending = false
+				if err := putInfo(tx, in); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("tapes: %w", err)
+	}
+	return nil
+}

@@ -35,6 +35,7 @@ func (t *tape) flush(ctx context.Context, full bool) error {
 	for _, k := range garbage {
 		if err := t.lib.opts.Store.Delete(ctx, k); err != nil {
 			t.lib.log.Warn("delete unreferenced tape object", "key", k, "err", err)
+			t.lib.noteLeftover(t.barcode)
 		}
 	}
 	return err
@@ -44,6 +45,12 @@ func (t *tape) flush(ctx context.Context, full bool) error {
 func (t *tape) upload(ctx context.Context, full bool) ([]string, error) {
 	t.upMu.Lock()
 	defer t.upMu.Unlock()
+	if !t.readOnly {
+		// A deleted tape uploads nothing (below).
+		if err := t.lib.markSweep(ctx, t.barcode); err != nil && !errors.Is(err, ErrNoTape) {
+			return nil, fmt.Errorf("tape %s: %w", t.barcode, err)
+		}
+	}
 	t.mu.Lock()
 	if errors.Is(t.gone, ErrNoTape) {
 		t.mu.Unlock()
