@@ -437,7 +437,12 @@ func (l *Library) load(ctx context.Context, barcode string) (*tape, error) {
 	// index or log record held), when the segment the index says comes
 	// next is there.
 	if !info.ReadOnly {
-		sweep := info.SweepPending
+		// Not a tape this library marked and left nothing behind on:
+		// then it was released with every delete done.
+		l.sweepMu.Lock()
+		ours := l.marked[barcode] && !l.leftovers[barcode]
+		l.sweepMu.Unlock()
+		sweep := info.SweepPending && !ours
 		if !sweep {
 			_, err := l.opts.Store.Stat(ctx, segKey(barcode, r.nextSeg))
 			if err != nil && !errors.Is(err, objstore.ErrNotFound) {
@@ -454,6 +459,7 @@ func (l *Library) load(ctx context.Context, barcode string) (*tape, error) {
 				// leftovers of its own.
 				l.sweepMu.Lock()
 				l.marked[barcode] = true
+				delete(l.leftovers, barcode)
 				l.sweepMu.Unlock()
 			}
 		}
@@ -667,16 +673,16 @@ func (l *Library) noteLeftover(barcode string) {
 // of the tapes this library set it on and left nothing behind on.
 func (l *Library) clearSweeps(ctx context.Context) error {
 	l.sweepMu.Lock()
-	var clear []string
+	var clean []string
 	for bc := range l.marked {
 		if !l.leftovers[bc] {
-			clear = append(clear, bc)
+			clean = append(clean, bc)
 		}
 	}
 	l.sweepMu.Unlock()
 	l.mu.Lock()
-	kept := clear[:0]
-	for _, bc := range clear {
+	kept := clean[:0]
+	for _, bc := range clean {
 		if t := l.tapes[bc]; t != nil {
 			t.mu.Lock()
 			left := len(t.unreferenced) > 0
