@@ -1130,8 +1130,22 @@ func (m *Manager) upload(ctx context.Context, s *Share, k fileKey) (int64, error
 	if err != nil {
 		return attr.Size, err
 	}
+	// The ETag comes from a stat after the put: another application may
+	// have replaced the object in between. An object of another size is
+	// not the one put: the cached blocks are not its, and its attributes
+	// are not the file's as uploaded. (One of the same size is taken for
+	// the file's: the store's put gives no ETag.)
+	replaced := attr.Type == TypeFile && oi.Size != attr.Size
+	etag := oi.ETag
+	if replaced {
+		etag = ""
+	}
 	s.attrMu.Lock()
-	s.etags[k.ino] = oi.ETag // the cached blocks are this object's
+	if replaced {
+		s.etags[k.ino] = replacedETag // the next stat drops the blocks
+	} else {
+		s.etags[k.ino] = oi.ETag // the cached blocks are this object's
+	}
 	s.attrMu.Unlock()
 	// Blocks not in the cache now come from the uploaded object, up to its
 	// size, unless a truncation meanwhile cut the file shorter: past that
@@ -1143,7 +1157,7 @@ func (m *Manager) upload(ctx context.Context, s *Share, k fileKey) (int64, error
 		size = min(size, st.base.Size, st.attr.Size)
 	}
 	st.base = attr
-	st.base.Size, st.base.etag = size, oi.ETag
+	st.base.Size, st.base.etag = size, etag // no ETag: the next upload goes whole
 	st.failures = 0
 	st.mu.Unlock()
 	m.filesMu.Unlock()
@@ -1187,6 +1201,11 @@ func (m *Manager) upload(ctx context.Context, s *Share, k fileKey) (int64, error
 		return attr.Size, nil // changed meanwhile: it goes up again
 	}
 	delete(m.files, k)
+	if replaced {
+		// The next stat reads the replacing object's attributes.
+		s.invalidateFile(path)
+		return attr.Size, nil
+	}
 	a := attr
 	a.Size, a.etag = oi.Size, oi.ETag
 	if a.Type == TypeDir {

@@ -84,6 +84,11 @@ func (s *Share) statNow(ctx context.Context, p string) (Attr, error) {
 	return a, nil
 }
 
+// replacedETag is the ETag recorded for a file whose object another
+// application replaced as it was uploaded: no object has it, so the next
+// stat drops the cached blocks.
+const replacedETag = "\x00replaced"
+
 // checkETag drops the cached blocks of a file whose object changed in the
 // store since they were read (another application overwrote it).
 func (s *Share) checkETag(a Attr) {
