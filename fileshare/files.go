@@ -1026,6 +1026,22 @@ func (c journalClient) Upload(ctx context.Context, u uploadbuffer.Unit) (int64, 
 	return c.m.upload(ctx, s, k)
 }
 
+// putByUs reports whether oi, read right after an upload of attr, can be
+// the object put: the same size and, on a store that keeps metadata, the
+// modification and change times put with it to the nanosecond, which
+// another application's object does not carry. (The store's put gives no
+// ETag to compare.)
+func putByUs(oi objstore.ObjectInfo, attr Attr, keepsMeta bool) bool {
+	if oi.Size != attr.Size {
+		return false
+	}
+	if !keepsMeta {
+		return true // the size is all there is to compare
+	}
+	want := attr.metadata()
+	return oi.Metadata[metaMtime] == want[metaMtime] && oi.Metadata[metaCtime] == want[metaCtime]
+}
+
 // upload puts a file's current content as its object and returns its
 // size. If nothing changed it meanwhile, the file is clean: its log
 // records are released.
@@ -1131,17 +1147,18 @@ func (m *Manager) upload(ctx context.Context, s *Share, k fileKey) (int64, error
 		return attr.Size, err
 	}
 	// The ETag comes from a stat after the put: another application may
-	// have replaced the object in between. An object of another size is
-	// not the one put: the cached blocks are not its, and its attributes
-	// are not the file's as uploaded. (One of the same size is taken for
-	// the file's: the store's put gives no ETag.)
-	replaced := attr.Type == TypeFile && oi.Size != attr.Size
+	// have replaced the object in between. Then the cached blocks are not
+	// its, and its attributes are not the file's as uploaded.
+	_, keepsMeta := m.opts.Store.(objstore.MetadataPutter)
+	replaced := attr.Type == TypeFile && !putByUs(oi, attr, keepsMeta)
 	etag := oi.ETag
 	if replaced {
 		etag = ""
 	}
 	s.attrMu.Lock()
 	if replaced {
+		m.uploadsReplaced.Add(1)
+		m.log.Info("file share: the object uploaded was replaced by another application before it was read back; the file reads as that object", "share", k.share, "path", "/"+path)
 		s.etags[k.ino] = replacedETag // the next stat drops the blocks
 	} else {
 		s.etags[k.ino] = oi.ETag // the cached blocks are this object's

@@ -44,6 +44,14 @@ type env struct {
 
 func newEnv(t testing.TB) *env { return newEnvWith(t, nil) }
 
+// newEnvOn is newEnv on the test's own store, started.
+func newEnvOn(t testing.TB, store objstore.Store) *env {
+	e := &env{t: t, dir: t.TempDir(), store: store, md: metamem.New()}
+	t.Cleanup(e.close)
+	e.start()
+	return e
+}
+
 // newEnvWith is newEnv with opts applied to the manager's options at every
 // start.
 func newEnvWith(t testing.TB, opts func(*Options)) *env {

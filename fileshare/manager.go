@@ -79,6 +79,7 @@ type Manager struct {
 	closeOnce     sync.Once
 
 	bytesUploaded, filesUploaded, uploadErrors atomic.Uint64
+	uploadsReplaced                            atomic.Uint64 // objects another application replaced as they were uploaded
 	localWriteErrors                           atomic.Uint64
 
 	awayUntil atomic.Int64 // unix ns until which the store counts as away (away.go)
@@ -98,13 +99,16 @@ type Stats struct {
 	FilesUploaded        uint64
 	UploadErrors         uint64
 	LocalWriteErrors     uint64 // writes of the cache's files that failed
+	// UploadsReplaced counts uploads whose object another application
+	// replaced before the share read it back (files.go, putByUs).
+	UploadsReplaced uint64
 }
 
 // Stats returns the current figures.
 func (m *Manager) Stats() Stats {
 	st := Stats{LogUsed: m.opts.Log.Used(), LogCapacity: m.opts.Log.Capacity(), Pending: map[string]int{},
 		BytesUploaded: m.bytesUploaded.Load(), FilesUploaded: m.filesUploaded.Load(), UploadErrors: m.uploadErrors.Load(),
-		LocalWriteErrors: m.localWriteErrors.Load()}
+		LocalWriteErrors: m.localWriteErrors.Load(), UploadsReplaced: m.uploadsReplaced.Load()}
 	for _, c := range m.List() {
 		st.Pending[c.Name] = 0
 	}

@@ -10,8 +10,6 @@ import (
 	"testing"
 	"time"
 
-	metamem "github.com/gatewayd/gatewayd/meta/mem"
-
 	"github.com/gatewayd/gatewayd/internal/faultproxy"
 	"github.com/gatewayd/gatewayd/internal/miniotest"
 	"github.com/gatewayd/gatewayd/objstore"
@@ -115,9 +113,7 @@ func TestComposeBytesOnTheWire(t *testing.T) {
 		if !compose {
 			st = withoutComposer{st, st.(objstore.MetadataPutter), st.(objstore.DirLister), st.(objstore.Copier)}
 		}
-		e := &env{t: t, dir: t.TempDir(), store: st, md: metamem.New()}
-		t.Cleanup(e.close)
-		e.start()
+		e := newEnvOn(t, st)
 		ctx := context.Background()
 		must[Config](t)(e.m.Create(ctx, Config{Name: "docs"}))
 		s := e.share("docs")
@@ -139,6 +135,9 @@ func TestComposeBytesOnTheWire(t *testing.T) {
 		}
 		if fmt.Sprintf("%x", got.Sum(nil)) != want {
 			t.Fatalf("compose %v: the object differs from the file", compose)
+		}
+		if n := e.m.Stats().UploadsReplaced; n != 0 {
+			t.Errorf("compose %v: the share's own upload taken for replaced by another application", compose)
 		}
 		e.close()
 		return r

@@ -7,8 +7,6 @@ import (
 	"sync/atomic"
 	"testing"
 
-	metamem "github.com/gatewayd/gatewayd/meta/mem"
-
 	"github.com/gatewayd/gatewayd/internal/testrand"
 	"github.com/gatewayd/gatewayd/objstore"
 	"github.com/gatewayd/gatewayd/objstore/mem"
@@ -44,10 +42,7 @@ func (c *counted) Compose(ctx context.Context, key string, parts []objstore.Part
 
 func newCountedEnv(t *testing.T) (*env, *counted) {
 	c := &counted{Store: mem.New("fs")}
-	e := &env{t: t, dir: t.TempDir(), store: c, md: metamem.New()}
-	t.Cleanup(e.close)
-	e.start()
-	return e, c
+	return newEnvOn(t, c), c
 }
 
 // An upload of a file changed in a few blocks sends those blocks and has

@@ -138,12 +138,13 @@ var (
 	descShareBytesUp      = prometheus.NewDesc("gatewayd_share_bytes_uploaded_total", "CloudBytesUploaded for file shares: file bytes put to the object store.", nil, nil)
 	descShareFilesUp      = prometheus.NewDesc("gatewayd_share_files_uploaded_total", "Files put to the object store.", nil, nil)
 	descShareUploadErrors = prometheus.NewDesc("gatewayd_share_upload_errors_total", "File uploads that failed and will be retried.", nil, nil)
+	descShareReplaced     = prometheus.NewDesc("gatewayd_share_uploads_replaced_total", "File uploads whose object another application replaced before the share read it back: the file then reads as that object.", nil, nil)
 	descShareXattrGCRuns  = prometheus.NewDesc("gatewayd_share_xattr_gc_runs_total", "Collections of extended attribute sidecars no object names, and those that failed.", []string{"result"}, nil)
 	descShareXattrGCDel   = prometheus.NewDesc("gatewayd_share_xattr_sidecars_deleted_total", "Extended attribute sidecar objects deleted, no object naming them.", nil, nil)
 )
 
 func (c shareCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descShareBufferUsed, descShareFilesPending, descShareBytesUp, descShareFilesUp, descShareUploadErrors, descShareXattrGCRuns, descShareXattrGCDel} {
+	for _, d := range []*prometheus.Desc{descShareBufferUsed, descShareFilesPending, descShareBytesUp, descShareFilesUp, descShareUploadErrors, descShareReplaced, descShareXattrGCRuns, descShareXattrGCDel} {
 		ch <- d
 	}
 }
@@ -157,6 +158,7 @@ func (c shareCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descShareBytesUp, prometheus.CounterValue, float64(st.BytesUploaded))
 	ch <- prometheus.MustNewConstMetric(descShareFilesUp, prometheus.CounterValue, float64(st.FilesUploaded))
 	ch <- prometheus.MustNewConstMetric(descShareUploadErrors, prometheus.CounterValue, float64(st.UploadErrors))
+	ch <- prometheus.MustNewConstMetric(descShareReplaced, prometheus.CounterValue, float64(st.UploadsReplaced))
 	gc := c.m.XattrGCStats()
 	ch <- prometheus.MustNewConstMetric(descShareXattrGCRuns, prometheus.CounterValue, float64(gc.Runs-gc.Failed), "ok")
 	ch <- prometheus.MustNewConstMetric(descShareXattrGCRuns, prometheus.CounterValue, float64(gc.Failed), "failed")

@@ -340,8 +340,11 @@ func TestMetricsTable(t *testing.T) {
 		}
 		// TestJournalMetrics checks the journal's metrics on each
 		// service, TestTapeRetrieveColdStorage the retrieval's (it needs
-		// cold storage).
-		if !w.changed[name] && !strings.HasPrefix(name, "gatewayd_journal_") && name != "gatewayd_tape_retrieval_objects" {
+		// cold storage). An upload replaced needs another application's
+		// put between the share's put and its stat: fileshare's
+		// TestObjectReplacedAsItIsUploaded counts one.
+		if !w.changed[name] && !strings.HasPrefix(name, "gatewayd_journal_") && name != "gatewayd_tape_retrieval_objects" &&
+			name != "gatewayd_share_uploads_replaced_total" {
 			t.Errorf("docs/metrics.md lists %s, and no check here saw it change", name)
 		}
 		delete(exported, name)
