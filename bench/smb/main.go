@@ -49,11 +49,14 @@ var phases = []string{"create+write+close", "open+read+close", "remove"}
 // an encrypted one for go-smb2 (the go-smb2 rows have measured encrypted
 // sessions since the first run; kept so that runs compare).
 type server struct {
-	name                 string
-	addr                 string
-	share, sealed        string
-	stop                 func()
-	put, get             time.Duration
+	name          string
+	addr          string
+	share, sealed string
+	stop          func()
+	put, get      time.Duration
+	// getSettled is the get again once settle is done: gatewayd has
+	// uploaded the file and both servers' dirty pages are written back.
+	getSettled           time.Duration
 	create, read, remove time.Duration
 	// view: the FUSE mount of the go-smb2 share (gatewayd, whose data
 	// directory is dataDir), whose requests are counted during each
@@ -117,6 +120,7 @@ func main() {
 		s.put = timed(func() { smbclient(s, work, "put big.bin big.bin") })
 		s.get = timed(func() { smbclient(s, work, "get big.bin /dev/null") })
 		settle(s)
+		s.getSettled = timed(func() { smbclient(s, work, "get big.bin /dev/null") })
 		smallFiles(s, work, *filesFlag, int(small))
 	}
 	mb := func(d time.Duration) float64 { return float64(size) / 1e6 / d.Seconds() }
@@ -129,6 +133,7 @@ func main() {
 	}
 	row(fmt.Sprintf("smbclient put (%s)", config.ByteSize(size)), "MB/s", mb, gw.put, plain.put)
 	row(fmt.Sprintf("smbclient get (%s)", config.ByteSize(size)), "MB/s", mb, gw.get, plain.get)
+	row(fmt.Sprintf("smbclient get (%s), uploaded and written back", config.ByteSize(size)), "MB/s", mb, gw.getSettled, plain.getSettled)
 	row(fmt.Sprintf("go-smb2 create+write+close (%d x %s)", *filesFlag, config.ByteSize(small)), "files/s", fps, gw.create, plain.create)
 	row(fmt.Sprintf("go-smb2 open+read+close (%d x %s)", *filesFlag, config.ByteSize(small)), "files/s", fps, gw.read, plain.read)
 	row(fmt.Sprintf("go-smb2 remove (%d files)", *filesFlag), "files/s", fps, gw.remove, plain.remove)
