@@ -1194,8 +1194,9 @@ func (m *Manager) upload(ctx context.Context, s *Share, k fileKey) (int64, error
 		}
 	}
 	// The upload's event is durable before the state is retired, which
-	// lets the file's records go (notify.go).
-	if err := m.notifyUploaded(ctx, s, k.ino, st, gen, key, attr, oi.ETag, lastLSN); err != nil {
+	// lets the file's records go (notify.go). A replaced object's ETag is
+	// not the upload's: the event carries none.
+	if err := m.notifyUploaded(ctx, s, k.ino, st, gen, key, attr, etag, lastLSN); err != nil {
 		return attr.Size, fmt.Errorf("share %s: upload %s: %w", k.share, path, err)
 	}
 	// The state is retired under filesMu, the lock state() takes to hold

@@ -9,6 +9,9 @@ import (
 	"testing"
 
 	"github.com/gatewayd/gatewayd/internal/miniotest"
+	metamem "github.com/gatewayd/gatewayd/meta/mem"
+	"github.com/gatewayd/gatewayd/notify"
+	"github.com/gatewayd/gatewayd/notify/notifytest"
 	"github.com/gatewayd/gatewayd/objstore"
 	"github.com/gatewayd/gatewayd/objstore/localdir"
 	"github.com/gatewayd/gatewayd/objstore/mem"
@@ -64,7 +67,10 @@ func TestObjectReplacedAsItIsUploaded(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			third := tc.third
 			r := &replacing{Store: mem.New("fs"), key: "docs/f.txt", with: third}
-			e := newEnvOn(t, r)
+			ev := &notifytest.Recorder{}
+			e := &env{t: t, dir: t.TempDir(), store: r, md: metamem.New(), opts: func(o *Options) { o.Events = ev }}
+			t.Cleanup(e.close)
+			e.start()
 			ctx := context.Background()
 			must[Config](t)(e.m.Create(ctx, Config{Name: "docs"}))
 			s := e.share("docs")
@@ -89,6 +95,17 @@ func TestObjectReplacedAsItIsUploaded(t *testing.T) {
 			}
 			if n := e.m.Stats().UploadsReplaced; n != 1 {
 				t.Errorf("uploads counted as replaced: %d, want 1", n)
+			}
+			// The event says the share's version went up, with no ETag:
+			// the one read back is the other application's.
+			var up []notify.Event
+			for _, x := range ev.Take() {
+				if x.Kind == notify.FileUploaded && x.Key == "docs/f.txt" {
+					up = append(up, x)
+				}
+			}
+			if len(up) != 1 || up[0].ETag != "" || up[0].Size == nil || *up[0].Size != int64(len(second)) {
+				t.Errorf("upload events of the file: %+v; want one, of %d bytes, without an ETag", up, len(second))
 			}
 		})
 	}
