@@ -429,9 +429,19 @@ func Torture(addr, share, user, password, suite string, opts ...string) (results
 	defer cancel()
 	args := append([]string{"//" + host + "/" + share, "-p", port, "-U", user + "%" + password}, opts...)
 	out, _ := exec.CommandContext(ctx, bin, append(args, suite)...).CombinedOutput()
+	results, lines = ParseTorture(suite, string(out))
+	if len(results) == 0 {
+		return nil, nil, fmt.Errorf("smbtorture %s on //%s/%s ran no test:\n%s", suite, addr, share, out)
+	}
+	return results, lines, nil
+}
+
+// ParseTorture reads smbtorture's output for tests of suite: each test's
+// result and its lines by full name, as Torture gives them.
+func ParseTorture(suite, out string) (results, lines map[string]string) {
 	results, lines = map[string]string{}, map[string]string{}
 	cur := ""
-	for _, line := range strings.Split(string(out), "\n") {
+	for _, line := range strings.Split(out, "\n") {
 		if name, ok := strings.CutPrefix(line, "test: "); ok {
 			cur = suite + "." + strings.TrimSpace(name)
 		}
@@ -445,8 +455,5 @@ func Torture(addr, share, user, password, suite string, opts ...string) (results
 			}
 		}
 	}
-	if len(results) == 0 {
-		return nil, nil, fmt.Errorf("smbtorture %s on //%s/%s ran no test:\n%s", suite, addr, share, out)
-	}
-	return results, lines, nil
+	return results, lines
 }
