@@ -67,6 +67,7 @@ type ShareUpdate struct {
 	SMBInvalidUsers    *[]string `json:"smb_invalid_users,omitempty"`
 	SMBAdminUsers      *[]string `json:"smb_admin_users,omitempty"`
 	SMBAccessBasedEnum *bool     `json:"smb_access_based_enum,omitempty"`
+	SMBKernelOplocks   *bool     `json:"smb_kernel_oplocks,omitempty"`
 	Audit              *bool     `json:"audit,omitempty"`
 }
 
@@ -78,7 +79,8 @@ func (u ShareUpdate) apply(c *fileshare.Config) error {
 	for _, b := range []struct {
 		from *bool
 		to   *bool
-	}{{u.ReadOnly, &c.ReadOnly}, {u.SMBGuest, &o.Guest}, {u.SMBEncrypt, &o.Encrypt}, {u.SMBAccessBasedEnum, &o.AccessBasedEnum}, {u.Audit, &c.Audit}} {
+	}{{u.ReadOnly, &c.ReadOnly}, {u.SMBGuest, &o.Guest}, {u.SMBEncrypt, &o.Encrypt}, {u.SMBAccessBasedEnum, &o.AccessBasedEnum},
+		{u.SMBKernelOplocks, &o.KernelOplocks}, {u.Audit, &c.Audit}} {
 		if b.from != nil {
 			*b.to = *b.from
 		}

@@ -86,6 +86,7 @@ func newShareCmd(g *globals) *cobra.Command {
 	f.StringVar(&protocols, "protocols", "nfs", "comma-separated frontends serving the share: nfs, smb")
 	f.BoolVar(&smbOpts.Guest, "smb-guest", false, "let SMB clients in without a user (guest)")
 	f.BoolVar(&smbOpts.Encrypt, "smb-encrypt", false, "require SMB3 encryption")
+	f.BoolVar(&smbOpts.KernelOplocks, "smb-kernel-oplocks", false, kernelOplocksUsage)
 	smbAccessFlags(f, &validUsers, &invalidUsers, &adminUsers, &smbOpts.AccessBasedEnum)
 	f.BoolVar(&c.Audit, "audit", false, auditUsage)
 	f.StringVarP(&output, "output", "o", "text", "text or json")
@@ -232,8 +233,12 @@ func splitUsers(list string) []string {
 	return out
 }
 
+// kernelOplocksUsage describes --smb-kernel-oplocks.
+const kernelOplocksUsage = "SMB oplocks as kernel leases on the share's view, so that a change in the bucket breaks them " +
+	"(always so on a share served over NFS too); no SMB2 leases or durable handles then"
+
 func newShareUpdateCmd(g *globals) *cobra.Command {
-	var readOnly, guest, encrypt, abe, audit bool
+	var readOnly, guest, encrypt, kernelOplocks, abe, audit bool
 	var valid, invalid, admin, output string
 	cmd := &cobra.Command{
 		Use:   "update NAME [--read-only=BOOL] [--smb-...]",
@@ -246,7 +251,8 @@ func newShareUpdateCmd(g *globals) *cobra.Command {
 				flag string
 				v    *bool
 				dst  **bool
-			}{{"read-only", &readOnly, &u.ReadOnly}, {"smb-guest", &guest, &u.SMBGuest}, {"smb-encrypt", &encrypt, &u.SMBEncrypt}, {"smb-access-based-enum", &abe, &u.SMBAccessBasedEnum}, {"audit", &audit, &u.Audit}} {
+			}{{"read-only", &readOnly, &u.ReadOnly}, {"smb-guest", &guest, &u.SMBGuest}, {"smb-encrypt", &encrypt, &u.SMBEncrypt}, {"smb-access-based-enum", &abe, &u.SMBAccessBasedEnum},
+				{"smb-kernel-oplocks", &kernelOplocks, &u.SMBKernelOplocks}, {"audit", &audit, &u.Audit}} {
 				if f.Changed(b.flag) {
 					*b.dst = b.v
 				}
@@ -279,6 +285,7 @@ func newShareUpdateCmd(g *globals) *cobra.Command {
 	f.BoolVar(&readOnly, "read-only", false, "refuse every change, over NFS and SMB")
 	f.BoolVar(&guest, "smb-guest", false, "let SMB clients in without a user (guest)")
 	f.BoolVar(&encrypt, "smb-encrypt", false, "require SMB3 encryption")
+	f.BoolVar(&kernelOplocks, "smb-kernel-oplocks", false, kernelOplocksUsage)
 	smbAccessFlags(f, &valid, &invalid, &admin, &abe)
 	f.BoolVar(&audit, "audit", false, auditUsage)
 	f.StringVarP(&output, "output", "o", "text", "text or json")

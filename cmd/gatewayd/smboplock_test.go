@@ -21,6 +21,7 @@ import (
 	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
 	"golang.org/x/sys/unix"
 
+	"github.com/gatewayd/gatewayd/internal/miniotest"
 	"github.com/gatewayd/gatewayd/internal/smbtest"
 )
 
@@ -204,12 +205,7 @@ func kernelLease(t *testing.T, file string) string {
 // content, when the file is written over NFS and when its object is
 // overwritten in the bucket and the share refreshed.
 func TestSMBOplockBrokenOverNFS(t *testing.T) {
-	smbtest.Require(t)
-	srv, dir := initOnMinIO(t, "oplock")
-	host := loopback445(t)
-	d := serveSMB(t, dir, net.JoinHostPort(host, "445"))
-	mustRun(t, "share", "create", "--data-dir", dir, "--name", "docs", "--protocols", "nfs,smb")
-	view := filepath.Join(viewDir(t, dir, "docs"), "f.txt")
+	srv, dir, host, d, view := oplockShare(t, "oplock", "nfs,smb")
 
 	v, nfsDone := nfsMount(t, nfsAddr(t, dir), "docs")
 	defer nfsDone()
@@ -226,15 +222,7 @@ func TestSMBOplockBrokenOverNFS(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	broken := func(what string) {
-		t.Helper()
-		smbtest.Eventually(t, what, func() error {
-			if st := kernelLease(t, view); st == "ACTIVE" {
-				return errors.New("smbd's kernel lease still ACTIVE")
-			}
-			return nil
-		})
-	}
+	broken := func(what string) { t.Helper(); leaseBroken(t, view, what) }
 	first := []byte("first version, written over NFS\n")
 	writeNFS(first)
 
@@ -273,4 +261,76 @@ func TestSMBOplockBrokenOverNFS(t *testing.T) {
 	c.gotBreak(t)
 	smbRead(t, host, "f.txt", third)
 	d.stop(t)
+}
+
+// TestSMBOplockBrokenOnSMBOnlyShare: on a share served over SMB alone,
+// oplocks stay inside smbd (no kernel lease on the view) until the share
+// asks for kernel oplocks (share update --smb-kernel-oplocks); then a
+// change in the bucket followed by a refresh breaks a real client's batch
+// oplock, and the file reads with the new content over SMB.
+func TestSMBOplockBrokenOnSMBOnlyShare(t *testing.T) {
+	srv, dir, host, d, view := oplockShare(t, "smbonly", "smb")
+	first := []byte("first version, written over SMB\n")
+	fs, done := smbtest.MustDial(t, net.JoinHostPort(host, "445"), "docs", "root", smbPassword)
+	err := fs.WriteFile("f.txt", first, 0o644)
+	done()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	c := openWithOplock(t, host, "docs", "f.txt")
+	if got := c.read(t); !bytes.Equal(got, first) {
+		t.Fatalf("SMB read: %q, want %q", got, first)
+	}
+	if st := kernelLease(t, view); st != "" {
+		t.Fatalf("a kernel lease on a file of an SMB-only share without kernel oplocks: %q", st)
+	}
+	c.close()
+
+	mustRun(t, "share", "update", "--data-dir", dir, "docs", "--smb-kernel-oplocks")
+	// smbd rereads smb.conf when told to: opens after that take leases.
+	smbtest.Eventually(t, "a kernel lease for a batch oplock once the share asks for kernel oplocks", func() error {
+		c = openWithOplock(t, host, "docs", "f.txt")
+		if st := kernelLease(t, view); st != "ACTIVE" {
+			c.close()
+			return fmt.Errorf("smbd's kernel lease: %q, want ACTIVE", st)
+		}
+		return nil
+	})
+	waitObject(t, srv, "smbonly", "gw/docs/f.txt", first)
+	second := []byte("second version, put in the bucket, longer\n")
+	if _, err := srv.Client().PutObject(context.Background(), &awss3.PutObjectInput{Bucket: aws.String("smbonly"),
+		Key: aws.String("gw/docs/f.txt"), Body: bytes.NewReader(second)}); err != nil {
+		t.Fatal(err)
+	}
+	mustRun(t, "share", "refresh", "--data-dir", dir, "docs")
+	leaseBroken(t, view, "oplock broken by a refresh after a change in the bucket")
+	c.gotBreak(t)
+	smbRead(t, host, "f.txt", second)
+	d.stop(t)
+}
+
+// oplockShare serves, on MinIO bucket, share docs over protocols with smbd
+// on port 445 of a loopback address of its own, and gives the view's path
+// of docs/f.txt.
+func oplockShare(t *testing.T, bucket, protocols string) (srv *miniotest.Server, dir, host string, d *daemon, view string) {
+	t.Helper()
+	smbtest.Require(t)
+	srv, dir = initOnMinIO(t, bucket)
+	host = loopback445(t)
+	d = serveSMB(t, dir, net.JoinHostPort(host, "445"))
+	mustRun(t, "share", "create", "--data-dir", dir, "--name", "docs", "--protocols", protocols)
+	return srv, dir, host, d, filepath.Join(viewDir(t, dir, "docs"), "f.txt")
+}
+
+// leaseBroken waits until smbd's kernel lease on file (a path in a view)
+// is no longer ACTIVE.
+func leaseBroken(t *testing.T, file, what string) {
+	t.Helper()
+	smbtest.Eventually(t, what, func() error {
+		if st := kernelLease(t, file); st == "ACTIVE" {
+			return errors.New("smbd's kernel lease still ACTIVE")
+		}
+		return nil
+	})
 }

@@ -18,7 +18,12 @@ const Protocol = "smb"
 type ShareOptions struct {
 	Guest   bool `json:"guest,omitempty"`   // guest access (off by default)
 	Encrypt bool `json:"encrypt,omitempty"` // require SMB3 encryption
-	Access       // who may use the share, its lists stored beside these
+	// KernelOplocks serves the share with kernel oplocks, as a share
+	// served over NFS too always is: a change in the bucket then breaks
+	// an SMB client's oplock, at the price of no SMB2 leases and durable
+	// handles on the share (leases.go, docs/smb.md).
+	KernelOplocks bool `json:"kernel_oplocks,omitempty"`
+	Access             // who may use the share, its lists stored beside these
 }
 
 // ReadShareOptions reads a share's SMB options: none for a share without them; an

@@ -353,9 +353,10 @@ func (s *Server) sync(except []string) (bool, error) {
 		}
 		confs = append(confs, sc)
 		confs[len(confs)-1].Audit = c.Audit && s.opts.Audit != nil
-		// Served over NFS too: a file may change under an SMB client's
-		// cache at any time, so its oplocks are ones the view can break.
-		confs[len(confs)-1].KernelOplocks = c.Serves("nfs")
+		// Served over NFS too, or asked for (other applications write
+		// the bucket): a file may change under an SMB client's cache at
+		// any time, so its oplocks are ones the view can break.
+		confs[len(confs)-1].KernelOplocks = c.Serves("nfs") || o.KernelOplocks
 		if c.Audit {
 			audited[strings.ToLower(name)] = [2]string{name, v.Dir()}
 		}
