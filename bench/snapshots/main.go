@@ -20,7 +20,6 @@ import (
 	"io/fs"
 	"log"
 	"math/rand/v2"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -29,6 +28,7 @@ import (
 
 	"github.com/gatewayd/gatewayd/config"
 	"github.com/gatewayd/gatewayd/frontends/iscsi/initiator"
+	"github.com/gatewayd/gatewayd/internal/freeport"
 	"github.com/gatewayd/gatewayd/internal/miniotest"
 	"github.com/gatewayd/gatewayd/volume"
 )
@@ -154,10 +154,8 @@ func (b *bench) setup() {
 	b.restic("init") // creates the bucket
 	b.dataDir = filepath.Join(b.work, "gw-data")
 	run(nil, b.bin, append([]string{"init", "--data-dir", b.dataDir, "--store", "s3://bench/gw"}, b.s3args...)...)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	b.portal, err = freeport.AddrErr()
 	check(err)
-	b.portal = l.Addr().String()
-	l.Close()
 	// Every listener on a free port or off: another server on the machine
 	// must not break the run.
 	b.daemon = exec.Command(b.bin, "serve", "--data-dir", b.dataDir, "--iscsi-listen", b.portal, "--nfs-listen", "", "--smb-listen", "")

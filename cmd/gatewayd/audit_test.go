@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/gatewayd/gatewayd/audit"
+	"github.com/gatewayd/gatewayd/internal/freeport"
 	"github.com/gatewayd/gatewayd/internal/smbtest"
 )
 
@@ -27,7 +28,7 @@ func TestAuditEndToEnd(t *testing.T) {
 	dir := t.TempDir()
 	t.Cleanup(func() { cleanSMB(dir) })
 	mustRun(t, "init", "--data-dir", dir)
-	addr := smbtest.FreeAddr(t)
+	addr := freeport.Addr(t)
 	serve(t, dir, "--smb-listen", addr)
 	mustRun(t, "smb", "user", "add", "--data-dir", dir, "daemon", "--password", smbPassword)
 	mustRun(t, "share", "create", "--data-dir", dir, "--name", "docs", "--protocols", "nfs,smb", "--audit")

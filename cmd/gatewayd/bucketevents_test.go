@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -16,6 +15,7 @@ import (
 	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 
+	"github.com/gatewayd/gatewayd/internal/freeport"
 	"github.com/gatewayd/gatewayd/internal/miniotest"
 	"github.com/gatewayd/gatewayd/internal/smbtest"
 )
@@ -30,12 +30,7 @@ func TestBucketEventsReachNFS(t *testing.T) {
 	t.Parallel() // waits on servers: beside the others (see TestMain)
 	smbtest.Require(t)
 	const token = "bucket-events-test-token"
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
+	addr := freeport.Addr(t)
 	// No queue directory: MinIO posts each event as it happens. With one
 	// it sends from the directory on a fixed 3 s tick, which alone would
 	// miss the 2 s (docs/events.md); a missed event is caught up by the
@@ -46,7 +41,7 @@ func TestBucketEventsReachNFS(t *testing.T) {
 	mustRun(t, append([]string{"init", "--data-dir", dir, "--store", "s3://events/gw"}, minioFlags(srv)...)...)
 	setConfig(t, dir, map[string]map[string]any{"shares": {"attr_ttl": "1h",
 		"bucket_events": map[string]any{"listen": addr, "token": token, "queue_size": stormQueue}}})
-	smbAddr := smbtest.FreeAddr(t)
+	smbAddr := freeport.Addr(t)
 	d := serveSMB(t, dir, smbAddr)
 	mustRun(t, "share", "create", "--data-dir", dir, "--name", "docs", "--protocols", "nfs,smb")
 

@@ -12,6 +12,7 @@ import (
 	"github.com/cloudsoda/go-smb2"
 	nfsc "github.com/willscott/go-nfs-client/nfs"
 
+	"github.com/gatewayd/gatewayd/internal/freeport"
 	"github.com/gatewayd/gatewayd/internal/smbtest"
 )
 
@@ -38,7 +39,7 @@ func TestDirectoryTimesOverNFSAndSMB(t *testing.T) {
 	t.Parallel() // waits on servers: beside the others (see TestMain)
 	smbtest.Require(t)
 	srv, dir := initOnMinIO(t, "dirtimes")
-	addr := smbtest.FreeAddr(t)
+	addr := freeport.Addr(t)
 	d := serveSMB(t, dir, addr)
 	// go-smb2 on an encrypted share (see frontends/smb's TestGoSMB2).
 	mustRun(t, "share", "create", "--data-dir", dir, "--name", "dt", "--protocols", "nfs,smb", "--smb-encrypt")

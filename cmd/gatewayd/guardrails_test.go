@@ -26,6 +26,7 @@ import (
 
 	"github.com/gatewayd/gatewayd/admin"
 	"github.com/gatewayd/gatewayd/api/volumeapi"
+	"github.com/gatewayd/gatewayd/internal/freeport"
 	"github.com/gatewayd/gatewayd/internal/smbtest"
 	"github.com/gatewayd/gatewayd/internal/testrand"
 	"github.com/gatewayd/gatewayd/names"
@@ -45,7 +46,7 @@ func TestCLIGuardRails(t *testing.T) {
 	dir := t.TempDir()
 	mustRun(t, "init", "--data-dir", dir)
 	setConfig(t, dir, map[string]map[string]any{"vtl": {"slots": 8, "drives": 1}})
-	adminAddr := freeAddr(t)
+	adminAddr := freeport.Addr(t)
 	serve(t, dir, "--admin-listen", adminAddr)
 	mustRun(t, "volume", "create", "--data-dir", dir, "--name", "c1", "--size", "16M", "--chunk-size", "64K")
 
@@ -332,7 +333,7 @@ func TestSMBUserNameRule(t *testing.T) {
 	dir := t.TempDir()
 	t.Cleanup(func() { cleanSMB(dir) })
 	mustRun(t, "init", "--data-dir", dir)
-	serve(t, dir, "--smb-listen", smbtest.FreeAddr(t))
+	serve(t, dir, "--smb-listen", freeport.Addr(t))
 	for name, why := range refusedNames {
 		r := run(t, nil, "smb", "user", "add", "--data-dir", dir, name, "--password", "a-password")
 		mustFailClearly(t, r, "SMB user name")

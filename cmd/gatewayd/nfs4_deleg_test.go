@@ -10,6 +10,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
 
+	"github.com/gatewayd/gatewayd/internal/freeport"
 	"github.com/gatewayd/gatewayd/internal/nfstest"
 	"github.com/gatewayd/gatewayd/internal/smbtest"
 )
@@ -23,7 +24,7 @@ import (
 func TestNFS4DelegationRecalledBySMBAndBucket(t *testing.T) {
 	smbtest.Require(t)
 	srv, dir := initOnMinIO(t, "deleg")
-	smbAddr := smbtest.FreeAddr(t)
+	smbAddr := freeport.Addr(t)
 	d := serveSMB(t, dir, smbAddr, "--nfs-read-delegations")
 	mustRun(t, "share", "create", "--data-dir", dir, "--name", "docs", "--protocols", "nfs,smb")
 

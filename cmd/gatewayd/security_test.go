@@ -10,7 +10,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -22,24 +21,15 @@ import (
 	"github.com/willscott/go-nfs-client/nfs/rpc"
 
 	"github.com/gatewayd/gatewayd/frontends/iscsi/initiator"
+	"github.com/gatewayd/gatewayd/internal/freeport"
 	"github.com/gatewayd/gatewayd/internal/nfstest"
 )
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
 
 func TestSecurityAccessControl(t *testing.T) {
 	t.Parallel() // waits on servers: beside the others (see TestMain)
 	dir := t.TempDir()
 	mustRun(t, "init", "--data-dir", dir)
-	adminAddr := freeAddr(t)
+	adminAddr := freeport.Addr(t)
 	serve(t, dir, "--admin-listen", adminAddr)
 
 	t.Run("admin API", func(t *testing.T) {

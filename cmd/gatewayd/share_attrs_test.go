@@ -19,6 +19,7 @@ import (
 	nfsc "github.com/willscott/go-nfs-client/nfs"
 
 	"github.com/gatewayd/gatewayd/internal/faultproxy"
+	"github.com/gatewayd/gatewayd/internal/freeport"
 	"github.com/gatewayd/gatewayd/internal/miniotest"
 	"github.com/gatewayd/gatewayd/internal/smbtest"
 )
@@ -203,7 +204,7 @@ func TestShareAttributesEveryPath(t *testing.T) {
 	setConfig(t, dir, map[string]map[string]any{"shares": {"attr_ttl": ttl.String()}})
 	smbtest.Require(t)
 	t.Cleanup(func() { cleanSMB(dir) })
-	d := serve(t, dir, "--smb-listen", smbtest.FreeAddr(t))
+	d := serve(t, dir, "--smb-listen", freeport.Addr(t))
 	mustRun(t, "share", "create", "--data-dir", dir, "--name", "tree", "--protocols", "nfs,smb")
 	view := viewDir(t, dir, "tree")
 	tree := map[string]stored{}

@@ -16,6 +16,7 @@ import (
 	"github.com/gatewayd/gatewayd/api/smbapi"
 	"github.com/gatewayd/gatewayd/frontends/smb"
 	"github.com/gatewayd/gatewayd/internal/adtest"
+	"github.com/gatewayd/gatewayd/internal/freeport"
 	"github.com/gatewayd/gatewayd/internal/smbtest"
 )
 
@@ -95,7 +96,7 @@ func TestSMBActiveDirectory(t *testing.T) {
 	})
 	dir := t.TempDir()
 	mustRun(t, "init", "--data-dir", dir)
-	addr := smbtest.FreeAddr(t)
+	addr := freeport.Addr(t)
 	wrap := dc.MemberWrap(t)
 	d := serveWrapped(t, 5*time.Minute, wrap, dir, "--smb-listen", addr)
 	t.Cleanup(func() {

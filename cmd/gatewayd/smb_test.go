@@ -19,6 +19,7 @@ import (
 
 	"github.com/gatewayd/gatewayd/admin"
 	"github.com/gatewayd/gatewayd/frontends/smb"
+	"github.com/gatewayd/gatewayd/internal/freeport"
 	"github.com/gatewayd/gatewayd/internal/miniotest"
 	"github.com/gatewayd/gatewayd/internal/smbtest"
 	"github.com/gatewayd/gatewayd/internal/testrand"
@@ -70,7 +71,7 @@ func TestSMBEndToEnd(t *testing.T) {
 	// After the daemon is killed at the end, before dir is removed.
 	t.Cleanup(func() { cleanSMB(dir) })
 	mustRun(t, append([]string{"init", "--data-dir", dir, "--store", "s3://smb/gw"}, s3args...)...)
-	addr := smbtest.FreeAddr(t)
+	addr := freeport.Addr(t)
 	d := serve(t, dir, "--smb-listen", addr)
 	if f := smbFrontend(t, dir); f.Listen != addr || !strings.Contains(f.State, "no share") {
 		t.Fatalf("smb before any SMB share: %+v", f)

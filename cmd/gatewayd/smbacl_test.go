@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/gatewayd/gatewayd/internal/freeport"
 	"github.com/gatewayd/gatewayd/internal/smbtest"
 )
 
@@ -102,7 +103,7 @@ func daemonOwnedShare(t *testing.T, share string, users ...string) (d *daemon, d
 	dir = t.TempDir()
 	t.Cleanup(func() { cleanSMB(dir) })
 	mustRun(t, "init", "--data-dir", dir)
-	addr = smbtest.FreeAddr(t)
+	addr = freeport.Addr(t)
 	d = serve(t, dir, "--smb-listen", addr)
 	for _, u := range users {
 		mustRun(t, "smb", "user", "add", "--data-dir", dir, u, "--password", smbPassword)

@@ -10,6 +10,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
 
+	"github.com/gatewayd/gatewayd/internal/freeport"
 	"github.com/gatewayd/gatewayd/internal/smbtest"
 )
 
@@ -23,7 +24,7 @@ func TestSMBACLInheritedByObjectsFromTheBucket(t *testing.T) {
 	t.Parallel()
 	smbtest.Require(t)
 	srv, dir := initOnMinIO(t, "inherit")
-	addr := smbtest.FreeAddr(t)
+	addr := freeport.Addr(t)
 	serveSMB(t, dir, addr)
 	mustRun(t, "share", "create", "--data-dir", dir, "--name", "docs", "--protocols", "smb")
 

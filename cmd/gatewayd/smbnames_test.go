@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/gatewayd/gatewayd/internal/freeport"
 	"github.com/gatewayd/gatewayd/internal/smbtest"
 )
 
@@ -27,7 +28,7 @@ func TestSMBNamesWithoutRegardToCase(t *testing.T) {
 	smbtest.Require(t)
 	dir := t.TempDir()
 	mustRun(t, "init", "--data-dir", dir)
-	addr := smbtest.FreeAddr(t)
+	addr := freeport.Addr(t)
 	serveSMB(t, dir, addr)
 	mustRun(t, "share", "create", "--data-dir", dir, "--name", "docs", "--protocols", "smb")
 	fs, done := smbtest.MustDial(t, addr, "docs", "root", smbPassword)

@@ -21,6 +21,7 @@ import (
 	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
 	"golang.org/x/sys/unix"
 
+	"github.com/gatewayd/gatewayd/internal/freeport"
 	"github.com/gatewayd/gatewayd/internal/miniotest"
 	"github.com/gatewayd/gatewayd/internal/smbtest"
 )
@@ -38,7 +39,7 @@ func TestSMBKernelOplocks(t *testing.T) {
 	dir := t.TempDir()
 	t.Cleanup(func() { cleanSMB(dir) })
 	mustRun(t, "init", "--data-dir", dir)
-	addr := smbtest.FreeAddr(t)
+	addr := freeport.Addr(t)
 	d := serve(t, dir, "--smb-listen", addr)
 	mustRun(t, "smb", "user", "add", "--data-dir", dir, "root", "--password", smbPassword)
 	mustRun(t, "share", "create", "--data-dir", dir, "--name", "both", "--protocols", "nfs,smb")

@@ -9,6 +9,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/gatewayd/gatewayd/internal/freeport"
 	"github.com/gatewayd/gatewayd/internal/smbtest"
 )
 
@@ -25,7 +26,7 @@ func TestSMBShareOwnedByAnotherAccount(t *testing.T) {
 	if fi, err := os.Stat(dir); err != nil || fi.Mode().Perm() != 0o700 {
 		t.Fatalf("data directory %s: %v, %v; want it private (0700), as init makes it", dir, fi.Mode(), err)
 	}
-	addr := smbtest.FreeAddr(t)
+	addr := freeport.Addr(t)
 	d := serve(t, dir, "--smb-listen", addr)
 	mustRun(t, "smb", "user", "add", "--data-dir", dir, "daemon", "--password", smbPassword)
 	mustRun(t, "share", "create", "--data-dir", dir, "--name", "owned", "--protocols", "smb", "--uid", "1", "--gid", "1")

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/gatewayd/gatewayd/frontends/smb"
+	"github.com/gatewayd/gatewayd/internal/freeport"
 	"github.com/gatewayd/gatewayd/internal/smbtest"
 )
 
@@ -35,7 +36,7 @@ func tortureServers(t *testing.T, plainGlobal ...string) (d *daemon, gw, plain t
 	dir := t.TempDir()
 	t.Cleanup(func() { cleanSMB(dir) })
 	mustRun(t, "init", "--data-dir", dir)
-	addr := smbtest.FreeAddr(t)
+	addr := freeport.Addr(t)
 	d = serve(t, dir, "--smb-listen", addr)
 	mustRun(t, "smb", "user", "add", "--data-dir", dir, "root", "--password", smbPassword)
 	mustRun(t, "share", "create", "--data-dir", dir, "--name", "torture", "--protocols", "smb")

@@ -18,6 +18,7 @@ import (
 	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/gatewayd/gatewayd/frontends/smb"
+	"github.com/gatewayd/gatewayd/internal/freeport"
 	"github.com/gatewayd/gatewayd/internal/smbtest"
 	"github.com/gatewayd/gatewayd/internal/testrand"
 )
@@ -144,7 +145,7 @@ func TestSMBACLsKeptInTheBucket(t *testing.T) {
 	smbtest.Require(t)
 	srv, dir := initOnMinIO(t, "acl")
 	s3args := minioFlags(srv)
-	addr := smbtest.FreeAddr(t)
+	addr := freeport.Addr(t)
 	d := serveSMB(t, dir, addr)
 	mustRun(t, "share", "create", "--data-dir", dir, "--name", "docs", "--protocols", "smb")
 
@@ -203,7 +204,7 @@ func TestSMBACLsKeptInTheBucket(t *testing.T) {
 	dr := t.TempDir()
 	t.Cleanup(func() { cleanSMB(dr) })
 	mustRun(t, append([]string{"init", "--data-dir", dr, "--store", "s3://acl/gw", "--master-key-file", filepath.Join(dir, "master.key")}, s3args...)...)
-	addr2 := smbtest.FreeAddr(t)
+	addr2 := freeport.Addr(t)
 	serve(t, dr, "--smb-listen", addr2)
 	mustRun(t, "smb", "user", "add", "--data-dir", dr, "root", "--password", smbPassword)
 	mustRun(t, "share", "create", "--data-dir", dr, "--name", "docs", "--protocols", "smb")

@@ -16,6 +16,7 @@ import (
 	nfsc "github.com/willscott/go-nfs-client/nfs"
 	"github.com/willscott/go-nfs-client/nfs/rpc"
 
+	"github.com/gatewayd/gatewayd/internal/freeport"
 	"github.com/gatewayd/gatewayd/internal/miniotest"
 	"github.com/gatewayd/gatewayd/internal/nfstest"
 	"github.com/gatewayd/gatewayd/internal/smbtest"
@@ -521,7 +522,7 @@ func TestLargeTreeKill(t *testing.T) {
 	srv, dir, d := shareOnMinIO(t, "tree", "tn")
 	t.Cleanup(func() { cleanSMB(dir) })
 	d.stop(t) // again with SMB
-	addr := smbtest.FreeAddr(t)
+	addr := freeport.Addr(t)
 	d = serve(t, dir, "--smb-listen", addr)
 	mustRun(t, "smb", "user", "add", "--data-dir", dir, "root", "--password", smbPassword)
 	// go-smb2 on an encrypted share: the copy also goes through SMB3 encryption.

@@ -14,6 +14,8 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/gatewayd/gatewayd/internal/freeport"
 )
 
 // Cluster is a distributed MinIO: n server processes on loopback, each
@@ -65,7 +67,7 @@ func startCluster(n int) (*Cluster, error) {
 }
 
 func startClusterOnce(bin string, n int) (*Cluster, error) {
-	ports, err := freePorts(2 * n)
+	ports, err := freeport.Ports(2 * n)
 	if err != nil {
 		return nil, err
 	}

@@ -14,7 +14,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -30,6 +29,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/gatewayd/gatewayd/internal/childproc"
+	"github.com/gatewayd/gatewayd/internal/freeport"
 )
 
 // InstallCommand installs the MinIO version the tests are known to pass with.
@@ -185,23 +185,8 @@ func start(env ...string) (*Server, error) {
 	return nil, lastErr
 }
 
-// freePorts returns n distinct ports free now; they are all held open
-// until the last is found, so none is handed out twice.
-func freePorts(n int) ([]int, error) {
-	var ports []int
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		defer l.Close()
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
-}
-
 func startOnce(bin string, env []string) (*Server, error) {
-	ports, err := freePorts(2)
+	ports, err := freeport.Ports(2)
 	if err != nil {
 		return nil, err
 	}

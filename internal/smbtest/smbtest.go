@@ -27,6 +27,7 @@ import (
 	"github.com/cloudsoda/go-smb2"
 
 	"github.com/gatewayd/gatewayd/internal/childproc"
+	"github.com/gatewayd/gatewayd/internal/freeport"
 	"github.com/gatewayd/gatewayd/internal/testrand"
 )
 
@@ -46,18 +47,6 @@ func Require(t testing.TB) {
 	if _, err := os.Stat("/dev/fuse"); err != nil {
 		t.Fatalf("/dev/fuse missing: the SMB frontend needs FUSE (%v)", err)
 	}
-}
-
-// FreeAddr returns a loopback address with a port nothing listens on now
-// (smbd cannot be told to pick one).
-func FreeAddr(t testing.TB) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 // Smbclient runs smbclient's commands (";"-separated) on //host/share.
@@ -356,7 +345,7 @@ func StartPlainUsers(t testing.TB, share, password string, users []string, globa
 	t.Helper()
 	Require(t)
 	state, dir := t.TempDir(), t.TempDir()
-	addr = FreeAddr(t)
+	addr = freeport.Addr(t)
 	for _, d := range []string{"private", "lock", "state", "cache", "run", "ncalrpc", "bind-dns"} {
 		if err := os.MkdirAll(filepath.Join(state, d), 0o700); err != nil {
 			t.Fatal(err)
