@@ -57,6 +57,7 @@ type Server struct {
 	proc      *os.Process      // running smbd, nil when none
 	state     string           // what it is doing when not serving
 	serving   int              // pid of the smbd accepting connections
+	reload    bool             // smb.conf changed before smbd could take SIGHUP
 	started   bool             // the supervisor loop runs
 	stopping  bool
 	stop      chan struct{}
@@ -371,8 +372,7 @@ func (s *Server) sync(except []string) (bool, error) {
 		s.started = true
 		go s.supervise()
 	} else if s.proc != nil {
-		// smbd rereads smb.conf on SIGHUP and tells its children.
-		_ = s.proc.Signal(syscall.SIGHUP)
+		s.reloadLocked()
 	}
 	// Views of removed shares go after smbd has let go of them.
 	for _, v := range gone {
@@ -449,6 +449,7 @@ func (s *Server) runOnce() error {
 		return fmt.Errorf("start %s: %w", s.smbd, err)
 	}
 	s.proc = cmd.Process
+	s.reload = false // it reads smb.conf as it is now
 	s.state = "starting smbd"
 	s.mu.Unlock()
 	s.log.Info("smb: smbd started", "pid", cmd.Process.Pid, "listen", s.Addr(), "conf", s.ConfPath())
@@ -484,14 +485,50 @@ func (s *Server) daemonCmd(bin, debugLevel string) (*exec.Cmd, io.Reader, error)
 	return cmd, out, nil
 }
 
-// waitReady marks the server serving once smbd accepts connections.
+// reloadLocked tells smbd to reread smb.conf: SIGHUP, which it passes on
+// to its children. Until smbd has set up its handler, SIGHUP kills it (a
+// share created just after the first one did, in a CI run), so the
+// reload waits for waitReady. A new smbd reads the current smb.conf.
+func (s *Server) reloadLocked() {
+	if s.proc == nil || s.proc.Pid != s.serving {
+		s.reload = true
+		return
+	}
+	s.reload = false
+	_ = s.proc.Signal(syscall.SIGHUP)
+}
+
+// catchesHangup says whether process pid has a handler for SIGHUP (bit 0
+// of SigCgt in its status); an unreadable status says yes, as smbd that
+// accepts connections has always set one up.
+func catchesHangup(pid int) bool {
+	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "status"))
+	if err != nil {
+		return true
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if mask, found := strings.CutPrefix(line, "SigCgt:"); found {
+			m, err := strconv.ParseUint(strings.TrimSpace(mask), 16, 64)
+			return err != nil || m&1 != 0
+		}
+	}
+	return true
+}
+
+// waitReady marks the server serving once smbd accepts connections and
+// takes SIGHUP, and sends the reload asked for meanwhile.
 func (s *Server) waitReady(pid int, stop <-chan struct{}) {
 	for {
 		c, err := net.DialTimeout("tcp", s.Addr(), time.Second)
 		if err == nil {
 			c.Close()
+		}
+		if err == nil && catchesHangup(pid) {
 			s.mu.Lock()
 			s.serving = pid
+			if s.reload {
+				s.reloadLocked()
+			}
 			s.mu.Unlock()
 			s.readyOnce.Do(func() { close(s.ready) })
 			return

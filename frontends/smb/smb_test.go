@@ -18,6 +18,7 @@ import (
 
 	"github.com/gatewayd/gatewayd/cache"
 	"github.com/gatewayd/gatewayd/fileshare"
+	"github.com/gatewayd/gatewayd/internal/freeport"
 	"github.com/gatewayd/gatewayd/internal/smbtest"
 	"github.com/gatewayd/gatewayd/internal/testrand"
 	metamem "github.com/gatewayd/gatewayd/meta/mem"
@@ -85,7 +86,7 @@ func startOpts(t *testing.T, signing string, set func(*Options), configs ...file
 			t.Fatal(err)
 		}
 	}
-	addr := smbtest.FreeAddr(t)
+	addr := freeport.Addr(t)
 	opts := Options{Settings: Settings{Listen: addr, StateDir: filepath.Join(dir, "smb"), Signing: signing}, MountDir: filepath.Join(dir, "mnt"), Shares: m}
 	if set != nil {
 		set(&opts)
@@ -288,17 +289,7 @@ func TestSyncAndRestart(t *testing.T) {
 			}
 		}
 	}
-	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	smbtest.Eventually(t, "smbd restarted", func() error {
-		f.srv.mu.Lock()
-		defer f.srv.mu.Unlock()
-		if f.srv.proc == nil || f.srv.proc.Pid == pid {
-			return errors.New("not yet")
-		}
-		return nil
-	})
+	f.killSmbd(t, pid)
 	smbtest.Eventually(t, "share served by the new smbd", func() error {
 		return smbtest.Smbclient(f.addr, "one", "root", password, "ls")
 	})
@@ -533,4 +524,92 @@ func smbOptions(o ShareOptions) map[string]json.RawMessage {
 		panic(err)
 	}
 	return c.Frontends
+}
+
+// killSmbd kills smbd process pid and waits for the supervisor to start
+// another.
+func (f *fixture) killSmbd(t *testing.T, pid int) {
+	t.Helper()
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	smbtest.Eventually(t, "a new smbd started", func() error {
+		f.srv.mu.Lock()
+		defer f.srv.mu.Unlock()
+		if f.srv.proc == nil || f.srv.proc.Pid == pid {
+			return errors.New("not yet")
+		}
+		return nil
+	})
+}
+
+// TestReloadWhileSmbdStarts: a share added while a restarted smbd is still
+// starting, before it handles SIGHUP (a shell in front of smbd holds it
+// there), is served without killing it; the reload waits until smbd
+// accepts connections.
+func TestReloadWhileSmbdStarts(t *testing.T) {
+	real, err := FindSmbd("")
+	if err != nil {
+		t.Skip(err)
+	}
+	bin := t.TempDir()
+	hold, fifo := filepath.Join(bin, "hold"), filepath.Join(bin, "go")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// While hold exists, the shell waits on the fifo before it becomes
+	// smbd; it takes SIGHUP's default action, as smbd does that early.
+	script := "#!/bin/sh\nif [ -e " + hold + " ]; then read x < " + fifo + "; fi\nexec " + real + " \"$@\"\n"
+	if err := os.WriteFile(filepath.Join(bin, "smbd"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	f := startOpts(t, "", func(o *Options) { o.Smbd = filepath.Join(bin, "smbd") }, fileshare.Config{Name: "one", Protocols: []string{"smb"}})
+	if err := os.WriteFile(hold, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f.srv.mu.Lock()
+	pid := f.srv.proc.Pid
+	f.srv.mu.Unlock()
+	f.killSmbd(t, pid)
+	if _, err := f.shares.Create(context.Background(), fileshare.Config{Name: "two", Protocols: []string{"smb"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.srv.Sync(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	f.srv.mu.Lock()
+	pending := f.srv.reload
+	f.srv.mu.Unlock()
+	if !pending {
+		t.Fatal("no reload pending for an smbd that is still starting")
+	}
+	// Opening the fifo without blocking succeeds once the shell waits on
+	// it.
+	var release *os.File
+	smbtest.Eventually(t, "the starting smbd waiting", func() error {
+		release, err = os.OpenFile(fifo, os.O_WRONLY|syscall.O_NONBLOCK, 0)
+		return err
+	})
+	if _, err := release.WriteString("go\n"); err != nil {
+		t.Fatal(err)
+	}
+	release.Close()
+	if err := os.Remove(hold); err != nil {
+		t.Fatal(err)
+	}
+	smbtest.Eventually(t, "share two served by the new smbd", func() error {
+		return smbtest.Smbclient(f.addr, "two", "root", password, "ls")
+	})
+	smbtest.Eventually(t, "the reload sent once smbd accepts connections", func() error {
+		f.srv.mu.Lock()
+		defer f.srv.mu.Unlock()
+		if f.srv.reload || f.srv.serving != f.srv.proc.Pid {
+			return errors.New("not yet")
+		}
+		return nil
+	})
+	// Only the kill restarted smbd: SIGHUP never reached it too early.
+	if st := f.srv.State(); !strings.Contains(st, "serving 2 shares") || !strings.Contains(st, "restarted 1 times") {
+		t.Fatalf("state %q", st)
+	}
 }
