@@ -28,6 +28,7 @@ import (
 
 	"github.com/gatewayd/gatewayd/admin"
 	"github.com/gatewayd/gatewayd/api/bandwidthapi"
+	"github.com/gatewayd/gatewayd/internal/freeport"
 	"github.com/gatewayd/gatewayd/internal/miniotest"
 )
 
@@ -442,12 +443,7 @@ func TestBadInputFailsClearly(t *testing.T) {
 		mustFailClearly(t, run(t, nil, "serve", "--data-dir", dir), "master.key")
 	})
 	t.Run("unreachable endpoint", func(t *testing.T) {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		addr := ln.Addr().String()
-		ln.Close() // nothing listens there now
+		addr := freeport.Addr(t) // nothing listens there
 		r := run(t, nil, "init", "--data-dir", t.TempDir(), "--store", "s3://bucket", "--s3-endpoint", "http://"+addr,
 			"--s3-path-style", "--s3-access-key", "k", "--s3-secret-key", "secretsecret")
 		mustFailClearly(t, r, "cannot reach")

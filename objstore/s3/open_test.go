@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/gatewayd/gatewayd/errkind"
+	"github.com/gatewayd/gatewayd/internal/freeport"
 	"github.com/gatewayd/gatewayd/objstore"
 )
 
@@ -73,13 +74,8 @@ func TestOpenAsksAnUnwellServerAgain(t *testing.T) {
 		}
 	})
 	t.Run("refused fails at once", func(t *testing.T) {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		addr := ln.Addr().String()
-		ln.Close()
-		err = openAt(t.Context(), "http://"+addr)
+		addr := freeport.Addr(t)
+		err := openAt(t.Context(), "http://"+addr)
 		if err == nil || !strings.Contains(err.Error(), "cannot reach") {
 			t.Fatalf("Open of a closed port: %v", err)
 		}

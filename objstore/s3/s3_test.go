@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"strings"
 	"sync/atomic"
@@ -17,6 +16,7 @@ import (
 	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/gatewayd/gatewayd/errkind"
+	"github.com/gatewayd/gatewayd/internal/freeport"
 	"github.com/gatewayd/gatewayd/internal/miniotest"
 	"github.com/gatewayd/gatewayd/objstore"
 	"github.com/gatewayd/gatewayd/objstore/objstoretest"
@@ -102,14 +102,9 @@ func TestOpenBadCredentials(t *testing.T) {
 }
 
 func TestOpenUnreachable(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	endpoint := "http://" + l.Addr().String()
-	l.Close() // now nothing listens there
+	endpoint := "http://" + freeport.Addr(t) // nothing listens there
 	cfg := Config{Bucket: "b", Endpoint: endpoint, PathStyle: true, AccessKeyID: "k", SecretAccessKey: "s"}
-	_, err = Open(t.Context(), cfg, nil)
+	_, err := Open(t.Context(), cfg, nil)
 	want := "s3: cannot reach S3 endpoint " + endpoint + ": "
 	if err == nil || !strings.HasPrefix(err.Error(), want) || !strings.Contains(err.Error(), "connection refused") {
 		t.Fatalf("got %v, want %q...connection refused", err, want)
