@@ -409,20 +409,68 @@ func samba(tool string) string {
 // "test:" line to its result and reason. opts are smbtorture's own
 // (--option=torture:...). It may run on any goroutine.
 func Torture(addr, share, user, password, suite string, opts ...string) (results, lines map[string]string, err error) {
+	r, err := TortureTests(addr, share, user, password, suite, []string{suite}, opts...)
+	return r.Results, r.Lines, err
+}
+
+// TortureRun is what one smbtorture run gave: Torture's results and
+// lines, how smbtorture exited (nil for status 0) and its last lines.
+type TortureRun struct {
+	Results, Lines map[string]string
+	Exit           error
+	Tail           string
+}
+
+// TortureTests is Torture for tests, full names of suite's tests (or
+// suite itself), in one smbtorture run; the results are named as
+// Torture names them.
+func TortureTests(addr, share, user, password, suite string, tests []string, opts ...string) (TortureRun, error) {
 	bin, err := exec.LookPath("smbtorture")
 	if err != nil {
-		return nil, nil, fmt.Errorf("smbtorture not found: install it with `%s`", InstallCommand)
+		return TortureRun{}, fmt.Errorf("smbtorture not found: install it with `%s`", InstallCommand)
 	}
 	host, port, _ := net.SplitHostPort(addr)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
 	args := append([]string{"//" + host + "/" + share, "-p", port, "-U", user + "%" + password}, opts...)
-	out, _ := exec.CommandContext(ctx, bin, append(args, suite)...).CombinedOutput()
-	results, lines = ParseTorture(suite, string(out))
-	if len(results) == 0 {
-		return nil, nil, fmt.Errorf("smbtorture %s on //%s/%s ran no test:\n%s", suite, addr, share, out)
+	out, exit := exec.CommandContext(ctx, bin, append(args, tests...)...).CombinedOutput()
+	r := TortureRun{Exit: exit, Tail: tail(string(out), 20)}
+	r.Results, r.Lines = ParseTorture(suite, string(out))
+	if len(r.Results) == 0 {
+		return r, fmt.Errorf("smbtorture %s on //%s/%s ran no test (%v):\n%s", strings.Join(tests, " "), addr, share, exit, out)
 	}
-	return results, lines, nil
+	return r, nil
+}
+
+// TortureList returns the tests smbtorture has in suite, named as Torture
+// names their results. smbtorture lists a test as SUITE.CASE.TEST, and a
+// suite that is one test as SUITE.TEST; a case of one test of its name
+// (nearly all) is reported as SUITE.CASE. Tests of other cases are left
+// out.
+func TortureList(suite string) ([]string, error) {
+	out, err := exec.Command("smbtorture", "--list", suite).Output()
+	if err != nil {
+		return nil, fmt.Errorf("smbtorture --list %s: %w", suite, err)
+	}
+	var tests []string
+	for _, line := range strings.Split(string(out), "\n") {
+		rest, ok := strings.CutPrefix(strings.TrimSpace(line), suite+".")
+		if !ok {
+			continue
+		}
+		if c, test, ok := strings.Cut(rest, "."); !ok {
+			tests = append(tests, suite+"."+rest)
+		} else if c == test {
+			tests = append(tests, suite+"."+c)
+		}
+	}
+	return tests, nil
+}
+
+// tail is the last n lines of s.
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }
 
 // ParseTorture reads smbtorture's output for tests of suite: each test's
