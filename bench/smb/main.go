@@ -37,7 +37,7 @@ var (
 	filesFlag = flag.Int("files", 2000, "number of small files")
 	smallFlag = flag.String("small", "4K", "size of each small file")
 	workFlag  = flag.String("work", "", "scratch directory (default: a new one under $TMPDIR)")
-	profFlag  = flag.String("profile", "", "directory for gatewayd's CPU profiles of the small-file rows (PHASE.pprof); none without it")
+	profFlag  = flag.String("profile", "", "directory for gatewayd's CPU profiles of the get and small-file rows (PHASE.pprof); none without it")
 	profSecs  = flag.Int("profile-seconds", 10, "length of each CPU profile, from the start of its row (the next row waits for it)")
 )
 
@@ -119,9 +119,10 @@ func main() {
 	for _, s := range []*server{gw, plain} {
 		log.Printf("== %s on %s (load average %s)", s.name, s.addr, loadAverage())
 		s.put = timed(func() { smbclient(s, work, "put big.bin big.bin") })
-		s.get = timed(func() { smbclient(s, work, "get big.bin /dev/null") })
+		get := func() time.Duration { return timed(func() { smbclient(s, work, "get big.bin /dev/null") }) }
+		s.get = profiled(s, "get", get)
 		settle(s)
-		s.getSettled = timed(func() { smbclient(s, work, "get big.bin /dev/null") })
+		s.getSettled = profiled(s, "get-settled", get)
 		smallFiles(s, work, *filesFlag, int(small))
 	}
 	mb := func(d time.Duration) float64 { return float64(size) / 1e6 / d.Seconds() }
@@ -246,18 +247,8 @@ func smallFiles(s *server, work string, n, size int) {
 		s.wall[phase] = d
 		return d
 	}
-	// With -profile, gatewayd's CPU profile of each row's first
-	// seconds; the next row starts once it is written (not timed).
 	counted := func(phase string, f func()) time.Duration {
-		if *profFlag == "" || s.dataDir == "" {
-			return count(phase, f)
-		}
-		done := startProfile(filepath.Join(s.dataDir, "admin.sock"), filepath.Join(*profFlag, strings.ReplaceAll(phase, "+", "-")+".pprof"), *profSecs)
-		d := count(phase, f)
-		if err := done(); err != nil {
-			log.Printf("CPU profile of %s: %v", phase, err)
-		}
-		return d
+		return profiled(s, phase, func() time.Duration { return count(phase, f) })
 	}
 	s.create = counted("create+write+close", func() {
 		for i := range n {
@@ -281,6 +272,21 @@ func smallFiles(s *server, work string, n, size int) {
 			}
 		}
 	})
+}
+
+// profiled runs row, with -profile under gatewayd's CPU profile of its
+// first seconds (PHASE.pprof); it returns once the profile is written
+// (not timed), with the row's time.
+func profiled(s *server, phase string, row func() time.Duration) time.Duration {
+	if *profFlag == "" || s.dataDir == "" {
+		return row()
+	}
+	done := startProfile(filepath.Join(s.dataDir, "admin.sock"), filepath.Join(*profFlag, strings.ReplaceAll(phase, "+", "-")+".pprof"), *profSecs)
+	d := row()
+	if err := done(); err != nil {
+		log.Printf("CPU profile of %s: %v", phase, err)
+	}
+	return d
 }
 
 // startProfile asks gatewayd (its admin socket) for a CPU profile of
