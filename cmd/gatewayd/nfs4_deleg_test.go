@@ -2,13 +2,9 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"os"
 	"path/filepath"
 	"testing"
-
-	"github.com/aws/aws-sdk-go-v2/aws"
-	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/gatewayd/gatewayd/internal/freeport"
 	"github.com/gatewayd/gatewayd/internal/nfstest"
@@ -58,11 +54,7 @@ func TestNFS4DelegationRecalledBySMBAndBucket(t *testing.T) {
 	deleg, open, _ = c.ReadDelegation("docs", "f.txt") // the open's stateid moves with each OPEN
 	waitObject(t, srv, "deleg", "gw/docs/f.txt", second)
 	third := []byte("third version, put in the bucket\n")
-	if _, err := srv.Client().PutObject(context.Background(), &awss3.PutObjectInput{Bucket: aws.String("deleg"),
-		Key: aws.String("gw/docs/f.txt"), Body: bytes.NewReader(third)}); err != nil {
-		t.Fatal(err)
-	}
-	mustRun(t, "share", "refresh", "--data-dir", dir, "docs")
+	putAndRefresh(t, srv, dir, "deleg", "gw/docs/f.txt", third)
 	c.WaitRecall("recall after a change in the bucket and a refresh", deleg, fh)
 	read(fh, open, third)
 	if n, ok := metric(t, dir, `gatewayd_nfs4_delegations_total{event="recalled"}`); !ok || n != 2 {

@@ -87,6 +87,14 @@ func readNFS(t *testing.T, v *nfsc.Target, name string) []byte {
 	return got
 }
 
+// putAndRefresh puts body at key in bucket, as another S3 application
+// would, and refreshes share docs of the gateway in dir to see it.
+func putAndRefresh(t *testing.T, srv *miniotest.Server, dir, bucket, key string, body []byte) {
+	t.Helper()
+	srv.PutObject(t, bucket, key, body)
+	mustRun(t, "share", "refresh", "--data-dir", dir, "docs")
+}
+
 func waitObject(t *testing.T, srv *miniotest.Server, bucket, key string, want []byte) map[string]string {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Minute)
@@ -190,11 +198,7 @@ func TestSharesEndToEnd(t *testing.T) {
 	}
 
 	// Objects from other S3 applications.
-	if _, err := srv.Client().PutObject(context.Background(), &awss3.PutObjectInput{Bucket: aws.String("files"),
-		Key: aws.String("gw/docs/from-s3/hello.txt"), Body: strings.NewReader("put directly\n")}); err != nil {
-		t.Fatal(err)
-	}
-	mustRun(t, "share", "refresh", "--data-dir", dir, "docs")
+	putAndRefresh(t, srv, dir, "files", "gw/docs/from-s3/hello.txt", []byte("put directly\n"))
 	if out := nfsTool(t, "nfs-ls", url("from-s3")); !strings.Contains(out, "hello.txt") {
 		t.Fatalf("object put in S3 not listed after refresh:\n%s", out)
 	}

@@ -143,11 +143,7 @@ func TestSMBEndToEnd(t *testing.T) {
 
 	// S3 -> SMB, after a refresh.
 	fromS3 := []byte("put directly in S3\n")
-	if _, err := srv.Client().PutObject(context.Background(), &awss3.PutObjectInput{Bucket: aws.String("smb"),
-		Key: aws.String("gw/docs/s3dir/from-s3.txt"), Body: bytes.NewReader(fromS3)}); err != nil {
-		t.Fatal(err)
-	}
-	mustRun(t, "share", "refresh", "--data-dir", dir, "docs")
+	putAndRefresh(t, srv, dir, "smb", "gw/docs/s3dir/from-s3.txt", fromS3)
 	smbtest.Eventually(t, "object put in S3 read over SMB", func() error {
 		return smbtest.Smbclient(addr, "docs", "root", smbPassword, `get s3dir\from-s3.txt from-s3.txt`, local)
 	})

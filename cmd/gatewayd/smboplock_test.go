@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -17,8 +16,6 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
 	"golang.org/x/sys/unix"
 
 	"github.com/gatewayd/gatewayd/internal/freeport"
@@ -253,11 +250,7 @@ func TestSMBOplockBrokenOverNFS(t *testing.T) {
 	}
 	waitObject(t, srv, "oplock", "gw/docs/f.txt", second)
 	third := []byte("third version, put in the bucket\n")
-	if _, err := srv.Client().PutObject(context.Background(), &awss3.PutObjectInput{Bucket: aws.String("oplock"),
-		Key: aws.String("gw/docs/f.txt"), Body: bytes.NewReader(third)}); err != nil {
-		t.Fatal(err)
-	}
-	mustRun(t, "share", "refresh", "--data-dir", dir, "docs")
+	putAndRefresh(t, srv, dir, "oplock", "gw/docs/f.txt", third)
 	broken("oplock broken by a refresh after a change in the bucket")
 	c.gotBreak(t)
 	smbRead(t, host, "f.txt", third)
@@ -300,11 +293,7 @@ func TestSMBOplockBrokenOnSMBOnlyShare(t *testing.T) {
 	})
 	waitObject(t, srv, "smbonly", "gw/docs/f.txt", first)
 	second := []byte("second version, put in the bucket, longer\n")
-	if _, err := srv.Client().PutObject(context.Background(), &awss3.PutObjectInput{Bucket: aws.String("smbonly"),
-		Key: aws.String("gw/docs/f.txt"), Body: bytes.NewReader(second)}); err != nil {
-		t.Fatal(err)
-	}
-	mustRun(t, "share", "refresh", "--data-dir", dir, "docs")
+	putAndRefresh(t, srv, dir, "smbonly", "gw/docs/f.txt", second)
 	leaseBroken(t, view, "oplock broken by a refresh after a change in the bucket")
 	c.gotBreak(t)
 	smbRead(t, host, "f.txt", second)

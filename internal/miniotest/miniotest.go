@@ -342,6 +342,17 @@ func (s *Server) CreateBucket(t testing.TB, name string) {
 	}
 }
 
+// PutObject puts body at key in bucket, as another S3 application would,
+// failing t if it cannot.
+func (s *Server) PutObject(t testing.TB, bucket, key string, body []byte) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := s.Client().PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(bucket), Key: aws.String(key), Body: bytes.NewReader(body)}); err != nil {
+		t.Fatalf("miniotest: put %s/%s: %v", bucket, key, err)
+	}
+}
+
 // CreateLockedBucket creates a bucket with Object Lock enabled (and so
 // versioning), failing t if it cannot.
 func (s *Server) CreateLockedBucket(t testing.TB, name string) {
