@@ -16,7 +16,6 @@ import (
 	"maps"
 	"net"
 	"os/exec"
-	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -95,29 +94,12 @@ func TestSMBTortureNotify(t *testing.T) {
 // (smb2.notify.basedir), in smbtorture's order.
 func notifyTests(t *testing.T) []string {
 	t.Helper()
-	bin, err := exec.LookPath("smbtorture")
+	tests, err := smbtest.TortureList("smb2.notify")
 	if err != nil {
-		t.Fatalf("smbtorture not found: install it with `%s`", smbtest.InstallCommand)
-	}
-	out, err := exec.Command(bin, "--list", "smb2.notify").Output()
-	if err != nil {
-		t.Fatalf("smbtorture --list smb2.notify: %v\n%s", err, out)
-	}
-	var tests []string
-	for _, line := range strings.Split(string(out), "\n") {
-		// smb2.notify.basedir.basedir: the test basedir of the test
-		// case basedir; the test case is what smbtorture runs.
-		rest, ok := strings.CutPrefix(strings.TrimSpace(line), "smb2.notify.")
-		if !ok {
-			continue
-		}
-		name := "smb2.notify." + strings.Split(rest, ".")[0]
-		if !slices.Contains(tests, name) {
-			tests = append(tests, name)
-		}
+		t.Fatal(err)
 	}
 	if len(tests) == 0 {
-		t.Fatalf("smbtorture --list smb2.notify listed no test:\n%s", out)
+		t.Fatal("smbtorture --list smb2.notify listed no test")
 	}
 	return tests
 }

@@ -55,15 +55,19 @@ func runTorture(t *testing.T, gw, plain tortureTarget, user string, suites []str
 	t.Helper()
 	r := tortureRun{gw: map[string]string{}, plain: map[string]string{}, gwLines: map[string]string{}, plainLines: map[string]string{}, took: map[string]time.Duration{}}
 	for _, suite := range suites {
+		all, err := smbtest.TortureList(suite)
+		if err != nil {
+			t.Fatal(err)
+		}
 		start := time.Now()
 		var p smbtest.TortureRun
 		var plainErr error
 		plainDone := make(chan struct{})
 		go func() {
 			defer close(plainDone)
-			p, plainErr = tortureAll(t, plain, user, suite, opts[suite])
+			p, plainErr = tortureAll(t, plain, user, suite, all, opts[suite])
 		}()
-		g, err := tortureAll(t, gw, user, suite, opts[suite])
+		g, err := tortureAll(t, gw, user, suite, all, opts[suite])
 		<-plainDone
 		if err != nil {
 			t.Fatal(err)
@@ -80,14 +84,10 @@ func runTorture(t *testing.T, gw, plain tortureTarget, user string, suites []str
 	return r
 }
 
-// tortureAll runs suite against target, and runs again the tests of the
-// suite that the run ended without (see runTorture).
-func tortureAll(t *testing.T, target tortureTarget, user, suite string, opts []string) (smbtest.TortureRun, error) {
+// tortureAll runs suite against target, and runs again the tests of all,
+// the suite's, that the run ended without (see runTorture).
+func tortureAll(t *testing.T, target tortureTarget, user, suite string, all, opts []string) (smbtest.TortureRun, error) {
 	r, err := smbtest.TortureTests(target.addr, target.share, user, smbPassword, suite, []string{suite}, opts...)
-	if err != nil {
-		return r, err
-	}
-	all, err := smbtest.TortureList(suite)
 	if err != nil {
 		return r, err
 	}

@@ -448,7 +448,11 @@ func TortureTests(addr, share, user, password, suite string, tests []string, opt
 // (nearly all) is reported as SUITE.CASE. Tests of other cases are left
 // out.
 func TortureList(suite string) ([]string, error) {
-	out, err := exec.Command("smbtorture", "--list", suite).Output()
+	bin, err := exec.LookPath("smbtorture")
+	if err != nil {
+		return nil, fmt.Errorf("smbtorture not found: install it with `%s`", InstallCommand)
+	}
+	out, err := exec.Command(bin, "--list", suite).Output()
 	if err != nil {
 		return nil, fmt.Errorf("smbtorture --list %s: %w", suite, err)
 	}
