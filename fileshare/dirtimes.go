@@ -270,7 +270,7 @@ func (s *Share) uploadTime(ctx context.Context, ino, gen uint64) error {
 	}
 	s.m.storeBack()
 	s.attrMu.Lock()
-	s.attrs[p] = cachedAttr{attr: a, exists: true, at: s.now()}
+	s.setAttrLocked(p, a, true)
 	if t := s.times[ino]; t != nil && t.gen == gen {
 		t.uploaded, t.at = true, s.now()
 	}

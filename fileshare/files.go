@@ -47,6 +47,9 @@ type fileState struct {
 	changing  int    // changes under way (state), which keep the state dirty
 	cancelled bool
 	upMu      sync.Mutex // held by the upload of the file
+	// putGen is odd while an upload of the file puts its object and base
+	// does not name that object yet, and counts those puts (stateBase).
+	putGen uint64
 }
 
 func (st *fileState) overlay(a *Attr) {
@@ -333,7 +336,7 @@ func (m *Manager) create(ctx context.Context, s *Share, p string, t FileType, mo
 		return Attr{}, err
 	}
 	s.attrMu.Lock()
-	delete(s.attrs, p)
+	s.dropAttrLocked(p)
 	s.noteEntry(p, t, true)
 	if t == TypeDir {
 		s.known(p)
@@ -417,6 +420,49 @@ func (m *Manager) blockBase(ctx context.Context, s *Share, p string, base Attr, 
 	buf := make([]byte, BlockSize)
 	copy(buf, b)
 	return buf, nil
+}
+
+// stateBase is blockBase for a change or a read of a file with pending
+// writes, st: from its base as it is now. The file's own upload may
+// replace its object during the read, and the base (its size) names the
+// new object only once that upload ends; then the block is read again from
+// the object there, whichever it is, up to its end: the old object and the
+// new one both hold the block's base content up to their ends (the block
+// is not cached, so the upload sent the base's bytes of it), and past the
+// new one's end the file holds zeroes (a truncation sent with it).
+func (m *Manager) stateBase(ctx context.Context, s *Share, p string, st *fileState, index int64) ([]byte, error) {
+	st.mu.Lock()
+	base, gen := st.base, st.putGen
+	st.mu.Unlock()
+	b, err := m.blockBase(ctx, s, p, base, index)
+	st.mu.Lock()
+	overlapped := gen%2 == 1 || st.putGen != gen
+	st.mu.Unlock()
+	if !overlapped {
+		return b, err
+	}
+	start := index * BlockSize
+	if start >= base.Size {
+		return nil, nil
+	}
+	for try := 0; ; try++ {
+		oi, err := m.statObject(ctx, s.cfg.Name, s.key(p))
+		if objstore.IsNotFound(err) {
+			return nil, nil // not uploaded yet: nothing is based on an object
+		}
+		if err != nil {
+			return nil, err
+		}
+		n := min(BlockSize, base.Size-start, oi.Size-start)
+		if n <= 0 {
+			return nil, nil
+		}
+		b, err := m.blockBase(ctx, s, p, Attr{Size: start + n, etag: oi.ETag}, index)
+		if errors.Is(err, objstore.ErrInvalidRange) && try < 8 {
+			continue // replaced again between the stat and the read
+		}
+		return b, err
+	}
 }
 
 // Durability says when a write is durable.
@@ -588,9 +634,6 @@ func writeDataOffset(share string) int64 { return int64(2 + len(share) + 8 + 8) 
 // after the upload (MarkClean). replayed says the record is replayed from
 // the log (cacheWrite).
 func (m *Manager) applyWrite(ctx context.Context, s *Share, path string, ino uint64, st *fileState, off int64, p []byte, lsn uploadbuffer.LSN, replayed bool) error {
-	st.mu.Lock()
-	base := st.base
-	st.mu.Unlock()
 	src := cache.Source{R: m.j.Log(), LSN: lsn, Off: writeDataOffset(s.cfg.Name)}
 	for done := 0; done < len(p); {
 		pos := off + int64(done)
@@ -598,7 +641,7 @@ func (m *Manager) applyWrite(ctx context.Context, s *Share, path string, ino uin
 		n := min(int64(len(p)-done), BlockSize-in)
 		key := cache.Key{Volume: cacheVolume(s.cfg.Name, ino), Index: uint64(index)}
 		err := m.cacheWrite(ctx, key, p[done:done+int(n)], in, func() ([]byte, error) {
-			return m.blockBase(ctx, s, path, base, index)
+			return m.stateBase(ctx, s, path, st, index)
 		}, &src, replayed)
 		src.Off += n
 		if err != nil {
@@ -635,12 +678,15 @@ func (m *Manager) cacheWrite(ctx context.Context, key cache.Key, p []byte, off i
 // the last one zeroed. replayed is as for applyWrite.
 func (m *Manager) applyTruncate(ctx context.Context, s *Share, path string, ino uint64, st *fileState, size int64, replayed bool) error {
 	st.mu.Lock()
-	old, base := st.attr.Size, st.base
+	old := st.attr.Size
 	st.attr.Size = size
 	st.truncs++
 	st.data = true
 	st.mu.Unlock()
 	if size < old {
+		if truncateHook != nil {
+			truncateHook()
+		}
 		vol := cacheVolume(s.cfg.Name, ino)
 		for index := (size + BlockSize - 1) / BlockSize; index*BlockSize < old; index++ {
 			if err := m.opts.Cache.Drop(cache.Key{Volume: vol, Index: uint64(index)}); err != nil {
@@ -651,7 +697,7 @@ func (m *Manager) applyTruncate(ctx context.Context, s *Share, path string, ino 
 			index := size / BlockSize
 			zero := make([]byte, BlockSize-in)
 			err := m.cacheWrite(ctx, cache.Key{Volume: vol, Index: uint64(index)}, zero, in, func() ([]byte, error) {
-				return m.blockBase(ctx, s, path, base, index)
+				return m.stateBase(ctx, s, path, st, index)
 			}, nil, replayed)
 			if err != nil {
 				return err
@@ -667,6 +713,10 @@ func (m *Manager) applyTruncate(ctx context.Context, s *Share, path string, ino 
 	}
 	return nil
 }
+
+// truncateHook, when a test sets it, runs in a truncation that shortens
+// a file once its size is set, before its last block's tail is zeroed.
+var truncateHook func()
 
 // setattrLogged changes a file with pending writes (or its size) through
 // the log, so the change and the data go up together.
@@ -738,6 +788,18 @@ func (m *Manager) setattrLogged(ctx context.Context, s *Share, path string, a At
 
 // ReadAt reads from a file at off; it returns fewer bytes at the end.
 func (s *Share) ReadAt(ctx context.Context, path string, p []byte, off int64) (int, error) {
+	for try := 0; ; try++ {
+		n, err := s.readAt(ctx, path, p, off)
+		if errors.Is(err, objstore.ErrInvalidRange) && try < 3 {
+			// The object changed between the file's stat and the read
+			// (written and uploaded meanwhile): the file as it is now.
+			continue
+		}
+		return n, err
+	}
+}
+
+func (s *Share) readAt(ctx context.Context, path string, p []byte, off int64) (int, error) {
 	a, err := s.Stat(ctx, path)
 	if err != nil {
 		return 0, err
@@ -750,12 +812,7 @@ func (s *Share) ReadAt(ctx context.Context, path string, p []byte, off int64) (i
 		return 0, io.EOF
 	}
 	want := min(int64(len(p)), a.Size-off)
-	base := a
-	if st := s.m.dirtyState(s.cfg.Name, a.Ino); st != nil {
-		st.mu.Lock()
-		base = st.base
-		st.mu.Unlock()
-	}
+	st := s.m.dirtyState(s.cfg.Name, a.Ino)
 	vol := cacheVolume(s.cfg.Name, a.Ino)
 	for done := int64(0); done < want; {
 		pos := off + done
@@ -768,7 +825,12 @@ func (s *Share) ReadAt(ctx context.Context, path string, p []byte, off int64) (i
 			return int(done), err
 		}
 		if !ok {
-			data, err := s.m.blockBase(ctx, s, path, base, index)
+			var data []byte
+			if st != nil {
+				data, err = s.m.stateBase(ctx, s, path, st, index)
+			} else {
+				data, err = s.m.blockBase(ctx, s, path, a, index)
+			}
 			if err != nil {
 				return int(done), err
 			}
@@ -1122,6 +1184,19 @@ func (m *Manager) upload(ctx context.Context, s *Share, k fileKey) (int64, error
 		return 0, fmt.Errorf("share %s: upload %s: %w", k.share, path, err)
 	}
 	defer release()
+	// From here until the base names the object put, a read of the base
+	// may meet either object (stateBase).
+	st.mu.Lock()
+	st.putGen++
+	st.mu.Unlock()
+	putting := true
+	defer func() {
+		if putting {
+			st.mu.Lock()
+			st.putGen++
+			st.mu.Unlock()
+		}
+	}()
 	sent := attr.Size
 	if attr.Type == TypeFile && !data && base.etag != "" && attr.Size == base.Size {
 		// Only attributes changed (a chmod while the store was away): the
@@ -1175,6 +1250,8 @@ func (m *Manager) upload(ctx context.Context, s *Share, k fileKey) (int64, error
 	}
 	st.base = attr
 	st.base.Size, st.base.etag = size, etag // no ETag: the next upload goes whole
+	st.putGen++
+	putting = false
 	st.failures = 0
 	st.mu.Unlock()
 	m.filesMu.Unlock()

@@ -68,20 +68,42 @@ func (s *Share) statNow(ctx context.Context, p string) (Attr, error) {
 	if err != nil {
 		return Attr{}, err
 	}
-	a, err := s.stat(ctx, p)
-	if err != nil {
-		return Attr{}, err
+	for try := 0; ; try++ {
+		s.attrMu.Lock()
+		gen := s.attrGen(p)
+		s.attrMu.Unlock()
+		a, err := s.stat(ctx, p)
+		if err != nil {
+			return Attr{}, err
+		}
+		if a.Ino, err = s.inode(ctx, p); err != nil {
+			return Attr{}, err
+		}
+		if st := s.m.dirtyState(s.cfg.Name, a.Ino); st != nil {
+			st.overlay(&a)
+		} else {
+			// An upload that retired the file's state after the look
+			// read its attributes (from the store or the cache) remembered
+			// the object it put: what was read may be the one before, so
+			// it is read again. A change's state is created from this
+			// Stat, and a size past the object's would read beyond it.
+			// (A few tries: other paths share p's count of changes.)
+			s.attrMu.Lock()
+			overtaken := s.attrGen(p) != gen
+			s.attrMu.Unlock()
+			if overtaken && try < 16 {
+				if err := ctx.Err(); err != nil {
+					return Attr{}, err
+				}
+				continue
+			}
+			if a.Type == TypeFile {
+				s.checkETag(a)
+			}
+		}
+		s.overlayTimes(&a)
+		return a, nil
 	}
-	if a.Ino, err = s.inode(ctx, p); err != nil {
-		return Attr{}, err
-	}
-	if st := s.m.dirtyState(s.cfg.Name, a.Ino); st != nil {
-		st.overlay(&a)
-	} else if a.Type == TypeFile {
-		s.checkETag(a)
-	}
-	s.overlayTimes(&a)
-	return a, nil
 }
 
 // replacedETag is the ETag recorded for a file whose object another
@@ -106,6 +128,7 @@ func (s *Share) checkETag(a Attr) {
 
 func (s *Share) stat(ctx context.Context, p string) (Attr, error) {
 	s.attrMu.Lock()
+	gen := s.attrGen(p)
 	c, ok := s.attrs[p]
 	ino, unborn := s.unborn[p]
 	lt, found, known := s.listedAs(p)
@@ -170,7 +193,7 @@ func (s *Share) stat(ctx context.Context, p string) (Attr, error) {
 		return Attr{}, err
 	}
 	s.m.storeBack()
-	s.remember(p, a, exists)
+	s.rememberRead(p, a, exists, gen)
 	if !exists {
 		return Attr{}, fmt.Errorf("%s: %w", p, ErrNotExist)
 	}
@@ -301,14 +324,61 @@ func (s *Share) known(p string) {
 
 func (s *Share) remember(p string, a Attr, exists bool) {
 	s.attrMu.Lock()
-	s.attrs[p] = cachedAttr{attr: a, exists: exists, at: s.now()}
+	s.setAttrLocked(p, a, exists)
 	s.attrMu.Unlock()
 }
+
+// rememberRead is remember for what a look at the store read: kept only
+// if no change of p's cached attributes came since gen (attrGen) was read
+// before the look. An upload that ends meanwhile remembers the object it
+// put; the look may have read the one it replaced, which must not
+// overwrite it.
+func (s *Share) rememberRead(p string, a Attr, exists bool, gen uint64) {
+	s.attrMu.Lock()
+	if s.attrGen(p) == gen {
+		s.attrs[p] = cachedAttr{attr: a, exists: exists, at: s.now()}
+	}
+	s.attrMu.Unlock()
+}
+
+// attrGen changes whenever p's cached attributes change other than by a
+// look at the store (which may then be older than the change). attrMu is
+// held.
+func (s *Share) attrGen(p string) uint64 {
+	return s.attrEpoch + s.attrGens[attrBucket(p)]
+}
+
+// attrBucket is p's bucket of attrGens: FNV-1a, without an allocation.
+func attrBucket(p string) int {
+	h := uint32(2166136261)
+	for i := 0; i < len(p); i++ {
+		h ^= uint32(p[i])
+		h *= 16777619
+	}
+	return int(h % attrBuckets)
+}
+
+const attrBuckets = 64
+
+// setAttrLocked caches a change's attributes of p; attrMu is held.
+func (s *Share) setAttrLocked(p string, a Attr, exists bool) {
+	s.bumpAttrGen(p)
+	s.attrs[p] = cachedAttr{attr: a, exists: exists, at: s.now()}
+}
+
+// dropAttrLocked forgets p's cached attributes; attrMu is held.
+func (s *Share) dropAttrLocked(p string) {
+	s.bumpAttrGen(p)
+	delete(s.attrs, p)
+}
+
+func (s *Share) bumpAttrGen(p string) { s.attrGens[attrBucket(p)]++ }
 
 // invalidateTree forgets everything cached at or below p; the parent's
 // listing loses p's name.
 func (s *Share) invalidateTree(p string) {
 	s.attrMu.Lock()
+	s.attrEpoch++
 	below := p + "/"
 	for k := range s.attrs {
 		if k == p || strings.HasPrefix(k, below) {
@@ -326,7 +396,7 @@ func (s *Share) invalidateTree(p string) {
 // time).
 func (s *Share) invalidateFile(p string) {
 	s.attrMu.Lock()
-	delete(s.attrs, p)
+	s.dropAttrLocked(p)
 	s.noteEntry(p, 0, false)
 	s.attrMu.Unlock()
 }
@@ -342,6 +412,7 @@ func (s *Share) Refresh(p string, recursive bool) error {
 	}
 	if !recursive {
 		s.attrMu.Lock()
+		s.attrEpoch++
 		delete(s.attrs, p)
 		s.dirs.drop(p)
 		if p != "" {
@@ -359,6 +430,7 @@ func (s *Share) Refresh(p string, recursive bool) error {
 	if p == "" {
 		s.attrMu.Lock()
 		s.attrs = map[string]cachedAttr{}
+		s.attrEpoch++
 		s.dirs.clear()
 		s.attrMu.Unlock()
 	} else {
@@ -396,6 +468,7 @@ func (s *Share) ReadDir(ctx context.Context, p string) ([]DirEntry, error) {
 		mu       sync.Mutex
 		firstErr error
 		gone     = make([]bool, len(entries))
+		gens     = make([]uint64, len(entries))
 		sem      = make(chan struct{}, 8)
 	)
 	for i := range entries {
@@ -403,6 +476,9 @@ func (s *Share) ReadDir(ctx context.Context, p string) ([]DirEntry, error) {
 		sem <- struct{}{}
 		go func() {
 			defer func() { <-sem; wg.Done() }()
+			s.attrMu.Lock()
+			gens[i] = s.attrGen(paths[i])
+			s.attrMu.Unlock()
 			a, err := s.entryAttr(ctx, paths[i], names[entries[i].Name])
 			switch {
 			case isNotExist(err):
@@ -430,6 +506,23 @@ func (s *Share) ReadDir(ctx context.Context, p string) ([]DirEntry, error) {
 		e.Attr.Ino = inos[i]
 		if st := s.m.dirtyState(s.cfg.Name, inos[i]); st != nil {
 			st.overlay(&e.Attr)
+		} else {
+			s.attrMu.Lock()
+			overtaken := s.attrGen(paths[i]) != gens[i]
+			s.attrMu.Unlock()
+			if overtaken {
+				// Changed since it was read (an upload ended): as Stat.
+				a, err := s.statNow(ctx, paths[i])
+				if isNotExist(err) {
+					continue
+				}
+				if err != nil {
+					return nil, err
+				}
+				e.Attr = a
+				out = append(out, e)
+				continue
+			}
 		}
 		s.overlayTimes(&e.Attr)
 		out = append(out, e)
@@ -586,6 +679,7 @@ func (s *Share) eachUnborn(p string, f func(name string)) {
 // the store only for what a listing says it is (one HEAD).
 func (s *Share) entryAttr(ctx context.Context, p string, t FileType) (Attr, error) {
 	s.attrMu.Lock()
+	gen := s.attrGen(p)
 	c, ok := s.attrs[p]
 	_, unborn := s.unborn[p]
 	s.attrMu.Unlock()
@@ -609,7 +703,7 @@ func (s *Share) entryAttr(ctx context.Context, p string, t FileType) (Attr, erro
 	}
 	switch {
 	case objstore.IsNotFound(err) || err == errRemoved:
-		s.remember(p, Attr{}, false)
+		s.rememberRead(p, Attr{}, false, gen)
 		return Attr{}, fmt.Errorf("%s: %w", p, ErrNotExist)
 	case err != nil:
 		if s.m.storeFailed(ctx, err) && ok && c.exists {
@@ -618,7 +712,7 @@ func (s *Share) entryAttr(ctx context.Context, p string, t FileType) (Attr, erro
 		return Attr{}, err
 	}
 	s.m.storeBack()
-	s.remember(p, a, true)
+	s.rememberRead(p, a, true, gen)
 	return a, nil
 }
 

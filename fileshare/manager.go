@@ -175,6 +175,11 @@ type Share struct {
 	dirs   *dirCache             // path -> listing (listings.go)
 	etags  map[uint64]string     // inode -> ETag of the object its cached blocks came from
 	unborn map[string]uint64     // files created but not yet uploaded: no object yet
+	// attrGens counts the changes of attrs per bucket of paths, and
+	// attrEpoch those of many paths at once (attrGen): a look at the
+	// store that a change overtook is not cached (fs.go).
+	attrGens  [attrBuckets]uint64
+	attrEpoch uint64
 	// listings counts listings of the store under way; landed holds the
 	// files whose first upload ended meanwhile, which such a listing may
 	// have read the store too early to see (see listing).
@@ -390,6 +395,7 @@ func (m *Manager) Delete(ctx context.Context, name string) error {
 	}
 	s.attrMu.Lock()
 	s.attrs = map[string]cachedAttr{}
+	s.attrEpoch++
 	s.attrMu.Unlock()
 	m.waitDrops() // none of a removed file is left to drop after the share's
 	return m.opts.Cache.DropVolumes(func(v string) bool { return strings.HasPrefix(v, "fs~"+name+"~") })

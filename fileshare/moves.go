@@ -472,7 +472,7 @@ func rekey[V any](m map[string]V, under func(string) (string, bool)) {
 // are known.
 func (s *Share) forgetAttr(p string) {
 	s.attrMu.Lock()
-	delete(s.attrs, p)
+	s.dropAttrLocked(p)
 	s.attrMu.Unlock()
 }
 

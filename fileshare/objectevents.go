@@ -138,7 +138,7 @@ func (s *Share) applyChange(p string, t FileType, ch ObjectChange) ChangeOutcome
 	if p == "" {
 		return ChangeOwn // the root's marker: the root always exists
 	}
-	delete(s.attrs, p)
+	s.dropAttrLocked(p)
 	if ch.Removed {
 		if t == TypeDir {
 			// A directory marker removed: the directory may live on,
@@ -157,7 +157,7 @@ func (s *Share) applyChange(p string, t FileType, ch ObjectChange) ChangeOutcome
 	// Its parents exist now, whether the share had seen them or not.
 	for d := parentOf(p); d != ""; d = parentOf(d) {
 		if a, ok := s.attrs[d]; ok && !a.exists {
-			delete(s.attrs, d)
+			s.dropAttrLocked(d)
 		}
 		s.noteEntry(d, TypeDir, true)
 	}
