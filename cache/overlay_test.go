@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -286,12 +287,80 @@ func TestOverlayIsBounded(t *testing.T) {
 	}
 }
 
-// Logged writes, plain writes, merges, marks, drops and reads in random
-// order against a model of each chunk's bytes.
-func TestOverlayAgainstAModel(t *testing.T) {
+// recordLog is where the model test's logged writes go.
+type recordLog interface {
+	log(hdr int, p []byte) Source
+	trimAll()
+}
+
+// realLog is an upload buffer on the operating system's files, which
+// MarkClean copies from inside the kernel into a cache on them too.
+type realLog struct {
+	t      *testing.T
+	l      *uploadbuffer.Log
+	copies atomic.Int64
+}
+
+func (r *realLog) log(hdr int, p []byte) Source {
 	ctx := context.Background()
-	c := openCache(t, vfs.NewMem(), 64*chunk)
-	lg := newFakeLog()
+	lsn, err := r.l.AppendBuffered(ctx, append(bytes.Repeat([]byte{'#'}, hdr), p...))
+	if err == nil {
+		err = r.l.Written(ctx, lsn)
+	}
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return Source{R: r, LSN: lsn, Off: int64(hdr)}
+}
+
+func (r *realLog) trimAll() {
+	if err := r.l.Trim(r.l.WrittenLSN()); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
+func (r *realLog) ReadRecord(lsn uploadbuffer.LSN, p []byte, off int64) error {
+	return r.l.ReadRecord(lsn, p, off)
+}
+
+func (r *realLog) CopyRecord(lsn uploadbuffer.LSN, dst vfs.File, dstOff, off, n int64) (bool, error) {
+	ok, err := r.l.CopyRecord(lsn, dst, dstOff, off, n)
+	if ok {
+		r.copies.Add(1)
+	}
+	return ok, err
+}
+
+// Logged writes, plain writes, merges, marks, drops and reads in random
+// order against a model of each chunk's bytes: with the records in memory
+// and a cache in memory, and with an upload buffer and a cache on the
+// operating system's files, whose overlays MarkClean copies inside the
+// kernel.
+func TestOverlayAgainstAModel(t *testing.T) {
+	t.Run("memory", func(t *testing.T) {
+		overlayAgainstAModel(t, openCache(t, vfs.NewMem(), 64*chunk), newFakeLog(), 20000)
+	})
+	t.Run("files", func(t *testing.T) {
+		dir := t.TempDir()
+		c, err := Open(vfs.Default, filepath.Join(dir, "cache"), Options{Capacity: 64 * chunk})
+		if err != nil {
+			t.Fatal(err)
+		}
+		l, err := uploadbuffer.Open(vfs.Default, filepath.Join(dir, "log"), uploadbuffer.Options{Capacity: 256 << 20})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		lg := &realLog{t: t, l: l}
+		overlayAgainstAModel(t, c, lg, 4000)
+		if lg.copies.Load() == 0 {
+			t.Fatal("no overlay copied inside the kernel")
+		}
+	})
+}
+
+func overlayAgainstAModel(t *testing.T, c *Cache, lg recordLog, steps int) {
+	ctx := context.Background()
 	rng := rand.New(rand.NewPCG(7, 8))
 	type model struct {
 		data    []byte
@@ -310,7 +379,7 @@ func TestOverlayAgainstAModel(t *testing.T) {
 		}
 		return true
 	}
-	for step := 0; step < 20000; step++ {
+	for step := 0; step < steps; step++ {
 		k := uint64(rng.IntN(4))
 		m := chunks[k]
 		off := rng.Int64N(chunk)

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"runtime"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -121,14 +122,61 @@ func (x *segIndex) retire() {
 // A caller that reads a record back keeps it from being trimmed (a pin, or
 // what its Needer reports) for as long as it may read it.
 func (l *Log) ReadRecord(lsn LSN, p []byte, off int64) error {
+	f, pos, x, err := l.locate(lsn, off, int64(len(p)), func(rec []byte) { copy(p, rec[off:]) })
+	if err != nil || f == nil {
+		return err
+	}
+	defer x.release()
+	if _, err := f.ReadAt(p, pos); err != nil {
+		return fmt.Errorf("uploadbuffer: read record %d: %w", lsn, err)
+	}
+	return nil
+}
+
+// CopyRecord is ReadRecord into a file: it copies bytes [off, off+n) of
+// the payload of record lsn to dst at dstOff inside the kernel
+// (copy_file_range), with no pass through the process's memory. ok false
+// with no error says it could not (the record is not written yet, a file
+// is not the operating system's, or the kernel cannot copy between them):
+// the caller reads the bytes with ReadRecord and writes them itself.
+func (l *Log) CopyRecord(lsn LSN, dst vfs.File, dstOff, off, n int64) (ok bool, err error) {
+	df, isOS := dst.(interface{ Fd() uintptr })
+	if !isOS || n == 0 {
+		return n == 0, nil
+	}
+	f, pos, x, err := l.locate(lsn, off, n, nil)
+	if err != nil || f == nil {
+		return false, err
+	}
+	defer x.release()
+	sf, isOS := f.(interface{ Fd() uintptr })
+	if !isOS {
+		return false, nil
+	}
+	ok, err = copyFileRange(sf.Fd(), pos, df.Fd(), dstOff, n)
+	runtime.KeepAlive(f)
+	runtime.KeepAlive(dst)
+	if err != nil {
+		return false, fmt.Errorf("uploadbuffer: copy record %d: %w", lsn, err)
+	}
+	return ok, nil
+}
+
+// locate finds bytes [off, off+n) of the payload of record lsn: in the
+// segment file f at pos, which x keeps open until x.release(); or, for a
+// record not written yet, in memory, where inMemory copies them from
+// (with the log's lock held, since the record's owner may reuse it once
+// written), and then f is nil; with inMemory nil such a record is left
+// where it is (f nil, no error).
+func (l *Log) locate(lsn LSN, off, n int64, inMemory func(rec []byte)) (f vfs.File, pos int64, x *segIndex, err error) {
 	if off < 0 {
-		return fmt.Errorf("uploadbuffer: read of record %d at negative offset %d", lsn, off)
+		return nil, 0, nil, fmt.Errorf("uploadbuffer: read of record %d at negative offset %d", lsn, off)
 	}
 	l.mu.Lock()
 	if lsn == 0 || lsn < l.trimmed {
 		trimmed := l.trimmed
 		l.mu.Unlock()
-		return fmt.Errorf("%w: LSN %d is trimmed (trim point %d)", ErrNoRecord, lsn, trimmed)
+		return nil, 0, nil, fmt.Errorf("%w: LSN %d is trimmed (trim point %d)", ErrNoRecord, lsn, trimmed)
 	}
 	if lsn >= LSN(l.written.Load()) {
 		// Copied under the lock: once the record is written (written
@@ -137,29 +185,31 @@ func (l *Log) ReadRecord(lsn LSN, p []byte, off int64) error {
 		if l.failed != nil || l.stopped {
 			// It will never be written, and its caller may have been
 			// told so and reused rec.
-			return fmt.Errorf("%w: LSN %d will not be written: the log failed or was closed", ErrNoRecord, lsn)
+			return nil, 0, nil, fmt.Errorf("%w: LSN %d will not be written: the log failed or was closed", ErrNoRecord, lsn)
 		}
 		rec, ok := l.unwritten(lsn)
 		if !ok {
-			return fmt.Errorf("%w: LSN %d was never appended, or was dropped", ErrNoRecord, lsn)
+			return nil, 0, nil, fmt.Errorf("%w: LSN %d was never appended, or was dropped", ErrNoRecord, lsn)
 		}
-		if off+int64(len(p)) > int64(len(rec)) {
-			return recordRange(lsn, off, len(p), int64(len(rec)))
+		if off+n > int64(len(rec)) {
+			return nil, 0, nil, recordRange(lsn, off, n, int64(len(rec)))
 		}
-		copy(p, rec[off:])
-		return nil
+		if inMemory != nil {
+			inMemory(rec)
+		}
+		return nil, 0, nil, nil
 	}
 	i := sort.Search(len(l.segs), func(i int) bool { return l.segs[i].first > lsn }) - 1
 	if i < 0 {
 		l.mu.Unlock()
-		return fmt.Errorf("%w: LSN %d is before the log's first segment", ErrNoRecord, lsn)
+		return nil, 0, nil, fmt.Errorf("%w: LSN %d is before the log's first segment", ErrNoRecord, lsn)
 	}
 	seg := l.segs[i]
-	x := seg.idx
+	x = seg.idx
 	k := int(lsn - seg.first)
 	if k >= x.len() || x.doomed.Load() {
 		l.mu.Unlock()
-		return fmt.Errorf("%w: LSN %d is not indexed in segment %s", ErrNoRecord, lsn, seg.path)
+		return nil, 0, nil, fmt.Errorf("%w: LSN %d is not indexed in segment %s", ErrNoRecord, lsn, seg.path)
 	}
 	start := x.at(k)
 	end := seg.size // the end of the segment's last record written
@@ -168,23 +218,21 @@ func (l *Log) ReadRecord(lsn LSN, p []byte, off int64) error {
 	}
 	x.refs.Add(1)
 	l.mu.Unlock()
-	defer x.release()
 	size := end - start - seg.recHdr
-	if off+int64(len(p)) > size {
-		return recordRange(lsn, off, len(p), size)
+	if off+n > size {
+		x.release()
+		return nil, 0, nil, recordRange(lsn, off, n, size)
 	}
-	f, err := x.file(l.fs, seg.path)
+	f, err = x.file(l.fs, seg.path)
 	if err != nil {
-		return fmt.Errorf("uploadbuffer: read record %d: %w", lsn, err)
+		x.release()
+		return nil, 0, nil, fmt.Errorf("uploadbuffer: read record %d: %w", lsn, err)
 	}
-	if _, err := f.ReadAt(p, start+seg.recHdr+off); err != nil {
-		return fmt.Errorf("uploadbuffer: read record %d: %w", lsn, err)
-	}
-	return nil
+	return f, start + seg.recHdr + off, x, nil
 }
 
-func recordRange(lsn LSN, off int64, n int, size int64) error {
-	return fmt.Errorf("uploadbuffer: read [%d, %d) of record %d, which has %d bytes", off, off+int64(n), lsn, size)
+func recordRange(lsn LSN, off, n, size int64) error {
+	return fmt.Errorf("uploadbuffer: read [%d, %d) of record %d, which has %d bytes", off, off+n, lsn, size)
 }
 
 // unwritten returns the record of lsn while it is queued or in the

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"math/rand"
+	"path/filepath"
 	"sync"
 	"syscall"
 	"testing"
@@ -36,6 +37,43 @@ func checkRead(t *testing.T, l *Log, want map[LSN][]byte) {
 	}
 }
 
+// checkCopy copies every record of want, whole and in three pieces, into
+// a file of the operating system's with CopyRecord and reads it back.
+// copies says whether the log's files can be copied from (else each copy
+// says it did not).
+func checkCopy(t *testing.T, l *Log, want map[LSN][]byte, copies bool) {
+	t.Helper()
+	f, err := vfs.Default.Create(filepath.Join(t.TempDir(), "copy"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	const at = 4099 // anywhere in the file
+	for lsn, r := range want {
+		a, b := len(r)/3, 2*len(r)/3
+		for _, piece := range [][2]int{{0, len(r)}, {0, a}, {a, b}, {b, len(r)}} {
+			n := piece[1] - piece[0]
+			ok, err := l.CopyRecord(lsn, f, at, int64(piece[0]), int64(n))
+			if err != nil || ok != copies {
+				t.Fatalf("copy record %d [%d, %d): %v, %v; want %v", lsn, piece[0], piece[1], ok, err, copies)
+			}
+			if !copies {
+				continue
+			}
+			got := make([]byte, n)
+			if _, err := f.ReadAt(got, at); err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, r[piece[0]:piece[1]]) {
+				t.Fatalf("record %d [%d, %d) copied wrong", lsn, piece[0], piece[1])
+			}
+		}
+	}
+	if _, err := l.CopyRecord(1, f, 0, 0, int64(len(want[1])+1)); err == nil || errors.Is(err, ErrNoRecord) {
+		t.Fatalf("copy past the end of a record: %v, want a range error", err)
+	}
+}
+
 // Records read back as written, across segments (small ones here, so
 // group commits roll over in the middle), after a power loss and restart
 // (before and after Replay), and a trimmed record or one never appended
@@ -53,6 +91,10 @@ func TestReadRecordAcrossSegmentsAndRestart(t *testing.T) {
 				t.Fatalf("%d segments: the test wants records across many", n)
 			}
 			checkRead(t, l, acked)
+			checkCopy(t, l, acked, name == "os")
+			if _, err := l.CopyRecord(LSN(len(acked)+1), mustCreate(t), 0, 0, 1); !errors.Is(err, ErrNoRecord) {
+				t.Fatalf("copy of a record never appended: %v, want ErrNoRecord", err)
+			}
 			if err := l.ReadRecord(LSN(len(acked)+1), make([]byte, 1), 0); !errors.Is(err, ErrNoRecord) {
 				t.Fatalf("read of a record never appended: %v, want ErrNoRecord", err)
 			}
@@ -70,6 +112,7 @@ func TestReadRecordAcrossSegmentsAndRestart(t *testing.T) {
 			checkRead(t, l2, acked)
 			replayAll(t, l2)
 			checkRead(t, l2, acked)
+			checkCopy(t, l2, acked, name == "os")
 
 			// Trim half: the segments before go, what is left still reads.
 			half := LSN(len(acked) / 2)
@@ -131,6 +174,12 @@ func TestReadRecordNotYetSynced(t *testing.T) {
 		t.Fatalf("record %d synced while the sync is held", inBatch)
 	}
 	checkRead(t, l, want)
+	// Not written yet: no file to copy from, whatever the log's files.
+	for _, lsn := range append(queued, inBatch) {
+		if ok, err := l.CopyRecord(lsn, mustCreate(t), 0, 0, 1); ok || err != nil {
+			t.Fatalf("copy of record %d, not written yet: %v, %v; want false, no error", lsn, ok, err)
+		}
+	}
 	crashed := g.mem.Crash() // before the held sync: only LSN 1 is durable
 	release()
 	want[<-waited] = rec(6)
@@ -270,4 +319,16 @@ func TestReadRecordOfAFailedWrite(t *testing.T) {
 		t.Fatalf("read of a record the log will not write: %v, want ErrNoRecord", err)
 	}
 	checkRead(t, l, map[LSN][]byte{1: []byte("fine")})
+}
+
+// mustCreate is a new file of the operating system's, closed at the end of
+// the test.
+func mustCreate(t *testing.T) vfs.File {
+	t.Helper()
+	f, err := vfs.Default.Create(filepath.Join(t.TempDir(), "f"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return f
 }
