@@ -66,6 +66,9 @@ func TestSQSPoller(t *testing.T) {
 		visible, inFlight := queue.Counts(t)
 		return visible == 0 && inFlight == 0
 	})
+	// The poller counts a deletion once the server's answer is back,
+	// which may come after the server shows the message gone.
+	waitFor(t, "every deletion counted", func() bool { return r.SQSStats().Deleted >= uint64(len(bodies)) })
 	want := map[string]fileshare.ObjectChange{
 		"docs/a b.txt":     {Key: "docs/a b.txt", ETag: "e1"},
 		"docs/old.txt":     {Key: "docs/old.txt", Removed: true},
