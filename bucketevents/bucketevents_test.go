@@ -113,6 +113,9 @@ func TestRecordsBecomeChanges(t *testing.T) {
 	}
 	want := []fileshare.ObjectChange{{Key: "s/a b/cé.txt", ETag: "e1"}, {Key: "s/d/", Removed: true}, {Key: "s/m", ETag: "e3"}}
 	waitFor(t, "three changes applied", func() bool { ch, _ := rec.seen(); return len(ch) == len(want) })
+	// Each outcome is counted once the share's apply returns, after the
+	// recorder has the change.
+	waitFor(t, "three outcomes counted", func() bool { return r.Stats().Outcomes["applied"] >= 3 })
 	got, _ := rec.seen()
 	for i := range want {
 		if got[i] != want[i] {
