@@ -69,9 +69,7 @@ func (s *Share) statNow(ctx context.Context, p string) (Attr, error) {
 		return Attr{}, err
 	}
 	for try := 0; ; try++ {
-		s.attrMu.Lock()
-		gen := s.attrGen(p)
-		s.attrMu.Unlock()
+		gen := s.attrGenNow(p)
 		a, err := s.stat(ctx, p)
 		if err != nil {
 			return Attr{}, err
@@ -88,10 +86,7 @@ func (s *Share) statNow(ctx context.Context, p string) (Attr, error) {
 			// it is read again. A change's state is created from this
 			// Stat, and a size past the object's would read beyond it.
 			// (A few tries: other paths share p's count of changes.)
-			s.attrMu.Lock()
-			overtaken := s.attrGen(p) != gen
-			s.attrMu.Unlock()
-			if overtaken && try < 16 {
+			if s.attrGenNow(p) != gen && try < 16 {
 				if err := ctx.Err(); err != nil {
 					return Attr{}, err
 				}
@@ -348,6 +343,13 @@ func (s *Share) attrGen(p string) uint64 {
 	return s.attrEpoch + s.attrGens[attrBucket(p)]
 }
 
+// attrGenNow is attrGen, taking attrMu.
+func (s *Share) attrGenNow(p string) uint64 {
+	s.attrMu.Lock()
+	defer s.attrMu.Unlock()
+	return s.attrGen(p)
+}
+
 // attrBucket is p's bucket of attrGens: FNV-1a, without an allocation.
 func attrBucket(p string) int {
 	h := uint32(2166136261)
@@ -476,9 +478,7 @@ func (s *Share) ReadDir(ctx context.Context, p string) ([]DirEntry, error) {
 		sem <- struct{}{}
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			s.attrMu.Lock()
-			gens[i] = s.attrGen(paths[i])
-			s.attrMu.Unlock()
+			gens[i] = s.attrGenNow(paths[i])
 			a, err := s.entryAttr(ctx, paths[i], names[entries[i].Name])
 			switch {
 			case isNotExist(err):
@@ -507,10 +507,7 @@ func (s *Share) ReadDir(ctx context.Context, p string) ([]DirEntry, error) {
 		if st := s.m.dirtyState(s.cfg.Name, inos[i]); st != nil {
 			st.overlay(&e.Attr)
 		} else {
-			s.attrMu.Lock()
-			overtaken := s.attrGen(paths[i]) != gens[i]
-			s.attrMu.Unlock()
-			if overtaken {
+			if s.attrGenNow(paths[i]) != gens[i] {
 				// Changed since it was read (an upload ended): as Stat.
 				a, err := s.statNow(ctx, paths[i])
 				if isNotExist(err) {

@@ -140,9 +140,12 @@ func (l *Log) ReadRecord(lsn LSN, p []byte, off int64) error {
 // is not the operating system's, or the kernel cannot copy between them):
 // the caller reads the bytes with ReadRecord and writes them itself.
 func (l *Log) CopyRecord(lsn LSN, dst vfs.File, dstOff, off, n int64) (ok bool, err error) {
+	if n == 0 {
+		return true, nil
+	}
 	df, isOS := dst.(interface{ Fd() uintptr })
-	if !isOS || n == 0 {
-		return n == 0, nil
+	if !isOS {
+		return false, nil
 	}
 	f, pos, x, err := l.locate(lsn, off, n, nil)
 	if err != nil || f == nil {
